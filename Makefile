@@ -1,0 +1,118 @@
+# cpeft — build, test, install.
+#   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so
+#   make test            unit + parity tests, then the same suite under ASan + UBSan
+#   make install PREFIX=/opt/cpeft
+#   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
+#   make fuzz            build libFuzzer targets (clang) and run each for FUZZ_SECONDS
+#   make bench           side-by-side benchmarks against PyTorch (needs `make reference-venv`)
+
+PREFIX  ?= /usr/local
+CC      ?= cc
+OPT     ?= -O3 -march=native
+VERSION := 0.1.0
+
+DEPS_STAMP := build/.deps-ok
+PKGS    := openblas libcjson libpcre2-8 libutf8proc
+# Recursive (=) so pkg-config runs after the dependency check has installed what was missing.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lpcre2-8 -lutf8proc)
+
+WARN    := -Wall -Wextra -Wno-unused-parameter
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+LIBS_ALL   = $(PKG_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
+
+LIB_SRC := $(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
+                      src/peft/*.c src/tokenizer/*.c src/train/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+BUILD ?= build
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps test test-fast test-asan install clean reference reference-venv fuzz bench
+all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@mkdir -p $(dir $@) && touch $@
+
+$(BUILD)/obj/%.o: %.c $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcpeft.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcpeft.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcpeft.a $(LIBS_ALL)
+
+$(BUILD)/cpeft.pc: cpeft.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libcpeft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
+
+# The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
+test: test-fast test-asan
+
+test-fast: all $(TEST_BIN) $(BENCH_BIN)
+	@tests/run.sh $(BUILD)
+
+test-asan: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDLIBS="-fsanitize=address,undefined" test-fast
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/cpeft $(DESTDIR)$(PREFIX)/bin/cpeft
+	install -m 644 $(BUILD)/libcpeft.a $(DESTDIR)$(PREFIX)/lib/libcpeft.a
+	install -m 755 $(BUILD)/libcpeft.so $(DESTDIR)$(PREFIX)/lib/libcpeft.so
+	install -m 644 include/cpeft.h $(DESTDIR)$(PREFIX)/include/cpeft.h
+	install -m 644 $(BUILD)/cpeft.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
+
+# ---- the reference oracle (Python; never needed to build or test) --------------------------------
+VENV := tests/reference/.venv
+reference-venv: $(VENV)/.ok
+$(VENV)/.ok: tests/reference/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/reference/requirements.txt
+	touch $@
+
+reference: reference-venv all
+	$(VENV)/bin/python tests/reference/generate.py --out tests/fixtures --cpeft $(BUILD)/cpeft
+
+# ---- fuzzing (clang + libFuzzer) --------------------------------------------------------------------
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@scripts/install-deps.sh --with-fuzz
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
+	    -o build-fuzz/$$n $$f $(LIB_SRC) $(PKG_LIBS) -fopenmp=libgomp -lm || exit 1; \
+	  mkdir -p tests/fuzz/corpus/$$n; \
+	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 tests/fuzz/corpus/$$n tests/fuzz/seeds/$$n 2>&1 | tail -3 || exit 1; \
+	done
+
+bench: all $(BENCH_BIN) reference-venv
+	bench/run.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

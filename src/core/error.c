@@ -1,0 +1,50 @@
+/*
+ * error.c — the thread-local error message behind cp_error() / cp_last_error().
+ */
+#include "core/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CP_ERROR_MAX 4096
+
+static _Thread_local char error_message[CP_ERROR_MAX];
+static int quiet_warnings;
+
+cp_status cp_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    return CP_ERR;
+}
+
+cp_status cp_error_context(const char *fmt, ...) {
+    char old[CP_ERROR_MAX];
+    memcpy(old, error_message, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(error_message, sizeof error_message, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n < sizeof error_message)
+        snprintf(error_message + n, sizeof error_message - (size_t)n, ": %s", old);
+    return CP_ERR;
+}
+
+const char *cp_last_error(void) { return error_message; }
+
+void cp_clear_error(void) { error_message[0] = '\0'; }
+
+void cp_set_quiet(int quiet) { quiet_warnings = quiet; }
+
+void cp_warn(const char *fmt, ...) {
+    if (quiet_warnings) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

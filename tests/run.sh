@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test program under BUILD/tests and prints one closing line "tests: N passed, N failed".
+set -u
+build=${1:-build}
+passed=0; failed=0; failed_programs=()
+for t in $(find "$build/tests" -type f -executable | sort); do
+    out=$("$t" 2>&1); rc=$?
+    echo "$out" | grep -v '^ok   '
+    line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+    if [[ -z "$line" ]]; then
+        echo "FAIL $t (exit $rc, no summary)"; failed=$((failed + 1)); failed_programs+=("$t"); continue
+    fi
+    p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+    passed=$((passed + p)); failed=$((failed + f))
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then failed=$((failed + 1)); fi
+    [[ $rc -ne 0 ]] && failed_programs+=("$t")
+done
+[[ ${#failed_programs[@]} -gt 0 ]] && echo "failing programs: ${failed_programs[*]}"
+echo "tests ($build): $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
