@@ -28,8 +28,15 @@ cp_status cp_error_context(const char *fmt, ...) {
     int n = vsnprintf(error_message, sizeof error_message, fmt, ap);
     va_end(ap);
     if (n < 0) n = 0;
-    if ((size_t)n < sizeof error_message)
-        snprintf(error_message + n, sizeof error_message - (size_t)n, ": %s", old);
+    size_t used = (size_t)n < sizeof error_message ? (size_t)n : sizeof error_message - 1;
+    size_t room = sizeof error_message - 1 - used;
+    size_t old_len = strlen(old);
+    if (room >= 2) {
+        memcpy(error_message + used, ": ", 2);
+        size_t take = old_len < room - 2 ? old_len : room - 2;
+        memcpy(error_message + used + 2, old, take);
+        error_message[used + 2 + take] = '\0';
+    }
     return CP_ERR;
 }
 

@@ -11,9 +11,11 @@
 
 #include <stddef.h>
 
+#ifndef CP_OK
 #define CP_OK 0
 #define CP_ERR (-1)
 typedef int cp_status;
+#endif
 
 /* Sets the error message (printf-style) and returns CP_ERR, so `return cp_error(...)` reads well. */
 cp_status cp_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,218 @@
+/*
+ * cmd_eval.c — `cpeft eval`: mean causal-LM cross-entropy and perplexity of a model on a text.
+ *
+ * The text is tokenized as one stream with the model directory's tokenizer (or read as token ids
+ * with --data-ids), cut into consecutive blocks of --seq-len tokens (the last, partial block
+ * kept) and run in batches of --batch-size blocks of equal length. Each block predicts its tokens
+ * 2..n from the ones before; the loss is the mean over every predicted token, and the perplexity
+ * its exponential. Logits are never materialised for the whole batch (see lm_loss.c).
+ */
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/alloc.h"
+#include "models/model.h"
+#include "tokenizer/tokenizer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: cpeft eval --model DIR (--data FILE | --data-ids FILE) [--seq-len N] [--batch-size N] [--json]\n\n"
+            "Mean token cross-entropy and perplexity of a causal LM over a text file, tokenized as one\n"
+            "stream and cut into consecutive blocks of --seq-len tokens (the last partial block kept).\n\n"
+            "  --model DIR       Hugging Face model directory (config.json + safetensors)\n"
+            "  --data FILE       UTF-8 text, tokenized with DIR's tokenizer (tokenizer.json, ...)\n"
+            "  --data-ids FILE   whitespace-separated token ids instead of text\n"
+            "  --seq-len N       block length (default: the model's positions, at most 1024)\n"
+            "  --batch-size N    blocks per forward pass (default 4)\n"
+            "  --json            print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}; tokens is the\n"
+            "                    number of predicted tokens the loss averages over\n");
+}
+
+/* Reads whitespace-separated ids; errors name the file and line. */
+static cp_status read_ids(const char *path, int64_t vocab, int64_t **ids_out, int64_t *n_out) {
+    FILE *f = fopen(path, "r");
+    if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
+    int64_t cap = 4096, n = 0, line = 1;
+    int64_t *ids = cp_malloc((size_t)cap * sizeof *ids, "token ids");
+    cp_status st = ids ? CP_OK : CP_ERR;
+    char tok[64];
+    int c = 0;
+    while (st == CP_OK) {
+        while ((c = fgetc(f)) != EOF && (c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+            if (c == '\n') line++;
+        if (c == EOF) break;
+        size_t k = 0;
+        while (c != EOF && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            if (k + 1 < sizeof tok) tok[k++] = (char)c;
+            c = fgetc(f);
+        }
+        tok[k] = '\0';
+        char *end;
+        errno = 0;
+        long long v = strtoll(tok, &end, 10);
+        if (errno || *end || end == tok) { st = cp_error("%s:%lld: \"%s\" is not a token id", path, (long long)line, tok); break; }
+        if (v < 0 || v >= vocab) {
+            st = cp_error("%s:%lld: token id %lld is outside the vocabulary [0, %lld)", path, (long long)line, v, (long long)vocab);
+            break;
+        }
+        if (n == cap) {
+            cap *= 2;
+            int64_t *g = cp_realloc(ids, (size_t)cap * sizeof *ids, "token ids");
+            if (!g) { st = CP_ERR; break; }
+            ids = g;
+        }
+        ids[n++] = v;
+        if (c == '\n') line++;
+    }
+    fclose(f);
+    if (st != CP_OK) { cp_free(ids); return CP_ERR; }
+    *ids_out = ids;
+    *n_out = n;
+    return CP_OK;
+}
+
+static cp_status read_text_ids(const char *path, const char *model_dir, int64_t vocab, int64_t **ids_out, int64_t *n_out) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *text = size >= 0 ? cp_malloc((size_t)size + 1, path) : NULL;
+    if (!text || fread(text, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        cp_free(text);
+        return size < 0 ? cp_error("%s: cannot read", path) : CP_ERR;
+    }
+    fclose(f);
+    cp_tokenizer *tok;
+    if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) { cp_free(text); return CP_ERR; }
+    cp_encoding enc;
+    memset(&enc, 0, sizeof enc);
+    cp_status st = cp_tokenizer_encode(tok, text, (size_t)size, 1, &enc);
+    cp_free(text);
+    cp_tokenizer_free(tok);
+    if (st != CP_OK) { cp_encoding_free(&enc); return cp_error_context("%s", path); }
+    int64_t *ids = cp_malloc((enc.n ? enc.n : 1) * sizeof *ids, "token ids");
+    if (!ids) { cp_encoding_free(&enc); return CP_ERR; }
+    for (size_t i = 0; i < enc.n; i++) {
+        if (enc.ids[i] < 0 || enc.ids[i] >= vocab) {
+            st = cp_error("%s: the tokenizer produced id %d, outside the model's vocabulary of %lld", model_dir,
+                          enc.ids[i], (long long)vocab);
+            break;
+        }
+        ids[i] = enc.ids[i];
+    }
+    *n_out = (int64_t)enc.n;
+    cp_encoding_free(&enc);
+    if (st != CP_OK) { cp_free(ids); return CP_ERR; }
+    *ids_out = ids;
+    return CP_OK;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Runs the blocks [first, first + count) of length T, B at a time; adds to the loss sum. */
+static cp_status eval_blocks(cp_model *m, const int64_t *ids, int64_t first, int64_t count, int64_t T, int64_t B,
+                             double *loss_sum, int64_t *n_targets, int64_t total_blocks, int progress) {
+    for (int64_t blk = 0; blk < count; blk += B) {
+        int64_t nb = count - blk < B ? count - blk : B;
+        const int64_t *x = ids + (first + blk) * T;
+        cp_batch batch = {.B = nb, .T = T, .input_ids = x, .labels = x};
+        cp_outputs out = {0};
+        if (cp_model_forward(m, &batch, &out) != CP_OK) return CP_ERR;
+        if (out.loss_tokens) *loss_sum += out.loss * (double)out.loss_tokens;
+        *n_targets += out.loss_tokens;
+        if (progress)
+            fprintf(stderr, "\rcpeft eval: block %lld/%lld", (long long)(first + blk + nb), (long long)total_blocks);
+    }
+    return CP_OK;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *model_dir = NULL, *data = NULL, *data_ids = NULL, *v;
+    int64_t seq_len = 0, batch_size = 4;
+    int json = 0, r;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
+        if (!strcmp(argv[i], "--json")) { json = 1; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--model", &model_dir, "eval"))) { if (r < 0) return 2; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--data", &data, "eval"))) { if (r < 0) return 2; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--data-ids", &data_ids, "eval"))) { if (r < 0) return 2; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--seq-len", &v, "eval"))) {
+            if (r < 0 || cp_arg_int(v, "--seq-len", 1, 1 << 20, &seq_len, "eval")) return 2;
+            continue;
+        }
+        if ((r = cp_arg_value(argc, argv, &i, "--batch-size", &v, "eval"))) {
+            if (r < 0 || cp_arg_int(v, "--batch-size", 1, 1 << 16, &batch_size, "eval")) return 2;
+            continue;
+        }
+        fprintf(stderr, "cpeft eval: unknown argument %s\n", argv[i]);
+        help(stderr);
+        return 2;
+    }
+    if (!model_dir || (!data == !data_ids)) {
+        fprintf(stderr, "cpeft eval: needs --model and exactly one of --data / --data-ids\n");
+        help(stderr);
+        return 2;
+    }
+
+    cp_model *m;
+    if (cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS) != CP_OK) {
+        fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
+        return 1;
+    }
+    int64_t max_pos = cp_model_max_positions(m);
+    if (seq_len == 0) seq_len = max_pos < 1024 ? max_pos : 1024;
+    if (seq_len > max_pos) {
+        fprintf(stderr, "cpeft eval: --seq-len %lld exceeds the model's %lld positions\n", (long long)seq_len,
+                (long long)max_pos);
+        cp_model_free(m);
+        return 2;
+    }
+    int64_t *ids = NULL, n = 0;
+    cp_status st = data_ids ? read_ids(data_ids, cp_model_vocab_size(m), &ids, &n)
+                            : read_text_ids(data, model_dir, cp_model_vocab_size(m), &ids, &n);
+    if (st == CP_OK && n < 2) st = cp_error("%s: needs at least 2 tokens, found %lld", data_ids ? data_ids : data, (long long)n);
+
+    double loss_sum = 0, t0 = now_seconds();
+    int64_t n_targets = 0;
+    if (st == CP_OK) {
+        int64_t full = n / seq_len, rest = n % seq_len, total = full + (rest > 0);
+        int progress = !json && isatty(2);
+        st = eval_blocks(m, ids, 0, full, seq_len, batch_size, &loss_sum, &n_targets, total, progress);
+        if (st == CP_OK && rest > 1) {
+            cp_batch batch = {.B = 1, .T = rest, .input_ids = ids + full * seq_len, .labels = ids + full * seq_len};
+            cp_outputs out = {0};
+            st = cp_model_forward(m, &batch, &out);
+            if (st == CP_OK) { loss_sum += out.loss * (double)out.loss_tokens; n_targets += out.loss_tokens; }
+        }
+        if (progress) fprintf(stderr, "\n");
+    }
+    double seconds = now_seconds() - t0;
+    int rc = 0;
+    if (st != CP_OK) {
+        fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
+        rc = 1;
+    } else {
+        double loss = loss_sum / (double)n_targets;
+        if (json)
+            printf("{\"loss\": %.6f, \"perplexity\": %.6f, \"tokens\": %lld}\n", loss, exp(loss), (long long)n_targets);
+        else
+            printf("loss: %.6f    perplexity: %.4f    predicted tokens: %lld of %lld    %.2f s (%.0f tokens/s)\n", loss,
+                   exp(loss), (long long)n_targets, (long long)n, seconds, (double)n / (seconds > 0 ? seconds : 1));
+    }
+    cp_free(ids);
+    cp_model_free(m);
+    return rc;
+}

@@ -1,0 +1,172 @@
+/*
+ * cmd_info.c — `cpeft info MODEL_DIR [--json] [--tree]`: what a model directory holds.
+ *
+ * Works from config.json alone (counting from shapes, as PyTorch's meta device does); when
+ * weights are present their dtypes and sizes are read from the safetensors headers without
+ * loading any data.
+ */
+#include "cli/commands.h"
+#include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "core/strbuf.h"
+#include "io/checkpoint.h"
+#include "models/model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: cpeft info MODEL_DIR [--json] [--tree]\n\n"
+            "Prints a Hugging Face model directory's architecture, config summary, parameter count,\n"
+            "weight dtypes and memory. Needs only config.json; weights are described when present.\n\n"
+            "  --tree   print the module tree as PyTorch's print(model) shows it\n"
+            "  --json   one JSON object instead of text\n");
+}
+
+typedef struct {
+    int64_t count[CP_DTYPE_COUNT]; /* elements per dtype in the files */
+    int64_t file_bytes;
+    int n_files, n_tensors;
+} weight_summary;
+
+static cp_status summarize_weights(const char *dir, weight_summary *w) {
+    memset(w, 0, sizeof *w);
+    cp_checkpoint ck;
+    if (cp_checkpoint_open(&ck, dir) != CP_OK) return CP_ERR;
+    w->n_files = ck.n_files;
+    w->n_tensors = ck.n_entries;
+    for (int i = 0; i < ck.n_entries; i++) {
+        const cp_st_tensor *t = ck.entries[i].tensor;
+        w->count[t->dtype] += t->numel;
+        w->file_bytes += (int64_t)(t->end - t->begin);
+    }
+    cp_checkpoint_close(&ck);
+    return CP_OK;
+}
+
+static void attention_summary(const cp_model_config *c, cp_strbuf *sb) {
+    if (!c->layer_is_local) { cp_sb_append(sb, "global (causal)"); return; }
+    int64_t local = 0;
+    for (int64_t i = 0; i < c->num_layers; i++) local += c->layer_is_local[i];
+    cp_sb_printf(sb, "%lld global, %lld local (window %lld)", (long long)(c->num_layers - local), (long long)local,
+                 (long long)c->window_size);
+}
+
+static int print_text(const cp_model *m, const weight_summary *w, int64_t n_params) {
+    const cp_model_config *c = &m->config;
+    char b1[32], b2[32], eps[32];
+    printf("model:        %s\n", m->dir);
+    printf("architecture: %s (model_type %s)\n", m->arch->causal_lm_class, c->model_type);
+    printf("layers:       %lld    hidden: %lld    heads: %lld (head dim %lld)    MLP: %lld\n",
+           (long long)c->num_layers, (long long)c->hidden_size, (long long)c->num_heads, (long long)c->head_dim,
+           (long long)c->intermediate_size);
+    printf("vocabulary:   %lld    positions: %lld\n", (long long)c->vocab_size, (long long)c->max_positions);
+    cp_strbuf att;
+    cp_sb_init(&att);
+    attention_summary(c, &att);
+    printf("attention:    %s\n", att.data ? att.data : "");
+    cp_sb_free(&att);
+    printf("activation:   %s    layer_norm_epsilon: %s    tie_word_embeddings: %s\n", cp_activation_name(c->activation),
+           cp_py_float_repr(c->layer_norm_eps, eps, sizeof eps), c->tie_word_embeddings ? "true" : "false");
+    printf("parameters:   %lld (%.2fM)\n", (long long)n_params, (double)n_params / 1e6);
+    if (w->n_files) {
+        printf("weights:      %d file%s, %d tensors,", w->n_files, w->n_files > 1 ? "s" : "", w->n_tensors);
+        for (int d = 0; d < CP_DTYPE_COUNT; d++)
+            if (w->count[d]) printf(" %s: %lld", cp_dtype_name((cp_dtype)d), (long long)w->count[d]);
+        printf(", %s on disk\n", cp_format_bytes((double)w->file_bytes, b1, sizeof b1));
+    } else {
+        printf("weights:      none (config.json only)\n");
+    }
+    printf("memory:       %s as f32 for compute", cp_format_bytes((double)n_params * 4, b2, sizeof b2));
+    if (w->n_files && w->count[CP_F32] == 0) printf(" (widened from the file's dtype)");
+    else if (w->n_files) printf(" (F32 weights are memory-mapped, not copied)");
+    printf("\n");
+    return 0;
+}
+
+static int print_json(const cp_model *m, const weight_summary *w, int64_t n_params, const char *tree) {
+    const cp_model_config *c = &m->config;
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    char eps[32];
+    cp_sb_append(&sb, "{\"model_dir\":");
+    cp_sb_append_json_string(&sb, m->dir);
+    cp_sb_printf(&sb, ",\"model_type\":\"%s\",\"architecture\":\"%s\",\"num_parameters\":%lld", c->model_type,
+                 m->arch->causal_lm_class, (long long)n_params);
+    cp_sb_printf(&sb,
+                 ",\"config\":{\"vocab_size\":%lld,\"hidden_size\":%lld,\"num_layers\":%lld,\"num_heads\":%lld,"
+                 "\"head_dim\":%lld,\"intermediate_size\":%lld,\"max_position_embeddings\":%lld,"
+                 "\"layer_norm_epsilon\":%s,\"activation_function\":\"%s\",\"tie_word_embeddings\":%s",
+                 (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->num_layers,
+                 (long long)c->num_heads, (long long)c->head_dim, (long long)c->intermediate_size,
+                 (long long)c->max_positions, cp_py_float_repr(c->layer_norm_eps, eps, sizeof eps),
+                 cp_activation_name(c->activation), c->tie_word_embeddings ? "true" : "false");
+    if (c->layer_is_local) {
+        cp_sb_printf(&sb, ",\"window_size\":%lld,\"attention_layers\":[", (long long)c->window_size);
+        for (int64_t i = 0; i < c->num_layers; i++)
+            cp_sb_printf(&sb, "%s\"%s\"", i ? "," : "", c->layer_is_local[i] ? "local" : "global");
+        cp_sb_append(&sb, "]");
+    }
+    cp_sb_append(&sb, "},\"weights\":");
+    if (w->n_files) {
+        cp_sb_printf(&sb, "{\"files\":%d,\"tensors\":%d,\"bytes\":%lld,\"dtypes\":{", w->n_files, w->n_tensors,
+                     (long long)w->file_bytes);
+        int first = 1;
+        for (int d = 0; d < CP_DTYPE_COUNT; d++)
+            if (w->count[d]) {
+                cp_sb_printf(&sb, "%s\"%s\":%lld", first ? "" : ",", cp_dtype_name((cp_dtype)d), (long long)w->count[d]);
+                first = 0;
+            }
+        cp_sb_append(&sb, "}}");
+    } else {
+        cp_sb_append(&sb, "null");
+    }
+    cp_sb_printf(&sb, ",\"compute_bytes\":%lld", (long long)n_params * 4);
+    if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_sb_append_json_string(&sb, tree); }
+    cp_sb_append(&sb, "}");
+    char *s = cp_sb_finish(&sb);
+    if (!s) return 1;
+    puts(s);
+    cp_free(s);
+    return 0;
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *dir = NULL;
+    int json = 0, tree = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
+        else if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--tree")) tree = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "cpeft info: unknown option %s\n", argv[i]);
+            help(stderr);
+            return 2;
+        } else if (!dir) dir = argv[i];
+        else { fprintf(stderr, "cpeft info: unexpected argument %s\n", argv[i]); return 2; }
+    }
+    if (!dir) { help(stderr); return 2; }
+
+    cp_model *m;
+    if (cp_model_load(&m, dir, CP_LOAD_CONFIG_ONLY) != CP_OK) {
+        fprintf(stderr, "cpeft info: %s\n", cp_last_error());
+        return 1;
+    }
+    weight_summary w;
+    if (summarize_weights(dir, &w) != CP_OK) {
+        fprintf(stderr, "cpeft info: %s\n", cp_last_error());
+        cp_model_free(m);
+        return 1;
+    }
+    int64_t n_params = cp_model_num_parameters(m);
+    char *repr = tree ? cp_model_repr(m) : NULL;
+    int rc;
+    if (json) rc = print_json(m, &w, n_params, repr);
+    else {
+        rc = tree ? (puts(repr ? repr : ""), 0) : print_text(m, &w, n_params);
+    }
+    cp_free(repr);
+    cp_model_free(m);
+    return rc;
+}

@@ -1,0 +1,38 @@
+/*
+ * main.c — the `cpeft` program: dispatches `cpeft COMMAND ...` to the subcommands in src/cli/.
+ */
+#include "cli/commands.h"
+#include "cpeft.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"info", cmd_info, "architecture, config, parameter count, dtypes, memory, module tree"},
+    {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
+    {"tokenize", cmd_tokenize, "encode text to token ids (or decode ids) with a model's tokenizer"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "cpeft %s — parameter-efficient fine-tuning of Hugging Face models, in C\n\n", CPEFT_VERSION);
+    fprintf(f, "usage: cpeft COMMAND [options]    (cpeft COMMAND --help for a command's options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) { printf("cpeft %s\n", CPEFT_VERSION); return 0; }
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "cpeft: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,16 @@
+/*
+ * arch.c — the table of supported architectures.
+ */
+#include "models/arch.h"
+
+#include <string.h>
+
+static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo};
+
+const cp_arch *cp_arch_find(const char *model_type) {
+    for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
+        if (strcmp(architectures[i]->model_type, model_type) == 0) return architectures[i];
+    return NULL;
+}
+
+const char *cp_arch_supported_list(void) { return "gpt2, gpt_neo"; }

@@ -1,0 +1,42 @@
+/*
+ * arch.h — the architecture registry. Each supported model_type is one cp_arch in one file under
+ * src/models/: how to read its config.json, how to build its module tree (with Hugging Face
+ * names), and its forward pass up to the final hidden states. Everything else (loading, the LM
+ * head and loss, PEFT, printing) is shared.
+ */
+#ifndef CP_MODELS_ARCH_H
+#define CP_MODELS_ARCH_H
+
+#include <cjson/cJSON.h>
+
+#include "core/error.h"
+#include "models/config.h"
+
+struct cp_model;
+struct cp_batch;
+
+typedef struct cp_arch {
+    const char *model_type;       /* "gpt_neo" */
+    const char *causal_lm_class;  /* "GPTNeoForCausalLM" */
+    const char *base_prefix;      /* state-dict prefix of the base model: "transformer" */
+    /* Fills the architecture's fields of cfg from config.json (common fields included). */
+    cp_status (*parse_config)(cp_model_config *cfg, const cJSON *root, const char *file);
+    /* Builds m->root (the ForCausalLM tree) and m->arch_state from m->config. */
+    cp_status (*build)(struct cp_model *m);
+    void (*free_state)(struct cp_model *m);
+    /* Runs the base model: writes the final hidden states (after the last norm) to `out` (B,T,C).
+     * When `hidden_states` is non-NULL also writes every layer's input and the final output,
+     * (L+1,B,T,C), as transformers' output_hidden_states does. */
+    cp_status (*forward)(struct cp_model *m, const struct cp_batch *batch, float *out, float *hidden_states);
+    /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
+    const char *const *ignored_suffixes;
+} cp_arch;
+
+const cp_arch *cp_arch_find(const char *model_type);
+/* "gpt2, gpt_neo" for error messages. */
+const char *cp_arch_supported_list(void);
+
+extern const cp_arch cp_arch_gpt2;
+extern const cp_arch cp_arch_gpt_neo;
+
+#endif

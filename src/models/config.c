@@ -1,0 +1,98 @@
+/*
+ * config.c — config.json: the fields every architecture shares, and the dispatch to the
+ * architecture's own parser by model_type (see arch.h for the registry).
+ */
+#include "models/config.h"
+#include "core/alloc.h"
+#include "io/json.h"
+#include "models/arch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
+                             const char *file) {
+    if (cp_json_get_int(root, key, dflt, dflt <= 0, out, file) != CP_OK) return CP_ERR;
+    if (*out <= 0 || *out > (int64_t)1 << 31)
+        return cp_error("%s: field \"%s\" must be a positive integer below 2^31, found %lld", file, key,
+                        (long long)*out);
+    return CP_OK;
+}
+
+static cp_status read_token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
+                               const char *file) {
+    const cJSON *v = cp_json_field(root, key);
+    if (v && cJSON_IsArray(v)) { /* some configs list several eos ids: keep the first */
+        v = cJSON_GetArrayItem(v, 0);
+        if (!v || !cJSON_IsNumber(v)) return cp_error("%s: field \"%s\": expected integer ids", file, key);
+        *out = (int64_t)v->valuedouble;
+        return CP_OK;
+    }
+    return cp_json_get_int(root, key, dflt, 0, out, file);
+}
+
+cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
+                                const char *default_activation) {
+    const cJSON *archs = cp_json_field(root, "architectures");
+    if (archs) {
+        const cJSON *first = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
+        if (!first || !cJSON_IsString(first))
+            return cp_error("%s: field \"architectures\": expected a list of class names", file);
+        snprintf(cfg->architecture, sizeof cfg->architecture, "%s", first->valuestring);
+    }
+    const char *dtype;
+    if (cp_json_get_string(root, "dtype", NULL, 0, &dtype, file) != CP_OK) return CP_ERR;
+    if (!dtype && cp_json_get_string(root, "torch_dtype", NULL, 0, &dtype, file) != CP_OK) return CP_ERR;
+    snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dtype ? dtype : "");
+
+    if (read_token_id(root, "bos_token_id", CP_TOKEN_UNSET, &cfg->bos_token_id, file) != CP_OK ||
+        read_token_id(root, "eos_token_id", CP_TOKEN_UNSET, &cfg->eos_token_id, file) != CP_OK ||
+        read_token_id(root, "pad_token_id", CP_TOKEN_UNSET, &cfg->pad_token_id, file) != CP_OK)
+        return CP_ERR;
+    if (cp_json_get_bool(root, "tie_word_embeddings", 1, 0, &cfg->tie_word_embeddings, file) != CP_OK)
+        return CP_ERR;
+
+    const char *act;
+    if (cp_json_get_string(root, "activation_function", default_activation, 0, &act, file) != CP_OK)
+        return CP_ERR;
+    int a = cp_activation_from_name(act);
+    if (a < 0)
+        return cp_error("%s: field \"activation_function\": unknown activation \"%s\" (supported: %s)",
+                        file, act, cp_activation_supported());
+    cfg->activation = (cp_activation)a;
+    return CP_OK;
+}
+
+cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const char *file) {
+    memset(cfg, 0, sizeof *cfg);
+    if (!cJSON_IsObject(root)) return cp_error("%s: expected a JSON object", file);
+    const char *model_type;
+    if (cp_json_get_string(root, "model_type", NULL, 1, &model_type, file) != CP_OK) return CP_ERR;
+    const cp_arch *arch = cp_arch_find(model_type);
+    if (!arch)
+        return cp_error("%s: model_type \"%s\" is not supported (supported: %s)", file, model_type,
+                        cp_arch_supported_list());
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", model_type);
+    if (arch->parse_config(cfg, root, file) != CP_OK) { cp_config_free(cfg); return CP_ERR; }
+    if (cfg->hidden_size % cfg->num_heads != 0) {
+        cp_config_free(cfg);
+        return cp_error("%s: hidden size %lld is not divisible by the number of heads %lld", file,
+                        (long long)cfg->hidden_size, (long long)cfg->num_heads);
+    }
+    cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+    return CP_OK;
+}
+
+cp_status cp_config_load(cp_model_config *cfg, const char *config_path) {
+    cJSON *root;
+    memset(cfg, 0, sizeof *cfg);
+    if (cp_json_read_file(config_path, &root) != CP_OK) return CP_ERR;
+    cp_status st = cp_config_from_json(cfg, root, config_path);
+    cJSON_Delete(root);
+    return st;
+}
+
+void cp_config_free(cp_model_config *cfg) {
+    cp_free(cfg->layer_is_local);
+    cfg->layer_is_local = NULL;
+}

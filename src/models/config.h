@@ -1,0 +1,65 @@
+/*
+ * config.h — a model's config.json, read into one struct shared by all architectures.
+ *
+ * Field names follow transformers' canonical names (hidden_size, num_hidden_layers, ...); each
+ * architecture's parser (in its own file under src/models/) maps its aliases (GPT-2's n_embd,
+ * n_layer, n_head, n_positions, n_inner; GPT-Neo's num_layers, num_heads) and fills its defaults
+ * exactly as its transformers Config class does. Only what cpeft uses is kept.
+ */
+#ifndef CP_MODELS_CONFIG_H
+#define CP_MODELS_CONFIG_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/error.h"
+#include "nn/activation.h"
+
+#define CP_TOKEN_UNSET (-1)
+
+typedef struct {
+    char model_type[32];       /* "gpt_neo", "gpt2", ... */
+    char architecture[64];     /* architectures[0], e.g. "GPTNeoForCausalLM" ("" when absent) */
+    char torch_dtype[16];      /* "float32", "bfloat16", ... ("" when absent) */
+
+    int64_t vocab_size;
+    int64_t hidden_size;       /* C */
+    int64_t num_layers;        /* L */
+    int64_t num_heads;         /* NH */
+    int64_t head_dim;          /* hs = C / NH */
+    int64_t intermediate_size; /* MLP width */
+    int64_t max_positions;     /* learned position table size */
+    double layer_norm_eps;
+    cp_activation activation;
+    int tie_word_embeddings;
+
+    int64_t bos_token_id, eos_token_id, pad_token_id; /* CP_TOKEN_UNSET when null */
+
+    double embd_dropout, attn_dropout, resid_dropout;
+
+    /* gpt_neo: per-layer attention kind (1 = local sliding window of window_size keys) */
+    unsigned char *layer_is_local; /* [num_layers], NULL for architectures without it */
+    int64_t window_size;
+
+    /* gpt2 */
+    int scale_attn_weights;
+    int scale_attn_by_inverse_layer_idx;
+    int reorder_and_upcast_attn;
+} cp_model_config;
+
+/* Reads `dir`/config.json into *cfg (picking the architecture's parser by model_type). */
+cp_status cp_config_load(cp_model_config *cfg, const char *config_path);
+/* Same from an already parsed object; `file` names it in errors. */
+cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const char *file);
+void cp_config_free(cp_model_config *cfg);
+
+/* Shared helpers for the per-architecture parsers: read the common token ids, dtype, tie flag,
+ * architectures[0] and activation (with a default). */
+cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
+                                const char *default_activation);
+/* Reads an integer that must be > 0. */
+cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
+                             const char *file);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * gpt_common.h — the decoder skeleton GPT-2 and GPT-Neo share: learned absolute positions added to
+ * token embeddings, pre-LayerNorm blocks (x += attn(ln_1 x); x += mlp(ln_2 x)), a final LayerNorm
+ * and a tied LM head. The architectures differ only in how q, k, v are projected (three Linears
+ * or one fused Conv1D), the attention scale and the local window; each fills a cp_gpt_layer per
+ * block and calls cp_gpt_forward.
+ */
+#ifndef CP_MODELS_GPT_COMMON_H
+#define CP_MODELS_GPT_COMMON_H
+
+#include "models/model.h"
+#include "nn/attention.h"
+
+typedef struct {
+    cp_module *ln_1, *ln_2;
+    cp_module *q_proj, *k_proj, *v_proj; /* separate projections (GPT-Neo), or NULL */
+    cp_module *qkv_proj;                 /* fused [Q|K|V] projection (GPT-2 c_attn), or NULL */
+    cp_module *out_proj;
+    cp_module *fc, *proj;                /* MLP: proj(act(fc(x))) */
+    cp_activation activation;
+    float attn_scale;                    /* multiplies q·k */
+    int64_t window;                      /* 0 = global */
+    cp_attn_empty_row empty_row;         /* what a fully masked (padding) query sees, as eager PyTorch */
+} cp_gpt_layer;
+
+typedef struct {
+    cp_module *wte, *wpe, *ln_f;
+    cp_gpt_layer *layers;                /* [num_layers] */
+} cp_gpt_state;
+
+/* Creates the embedding part of the tree under `base` (wte, wpe, drop) and returns the ModuleList
+ * "h" to which the caller adds blocks. */
+cp_module *cp_gpt_build_embeddings(cp_model *m, cp_module *base, cp_gpt_state *s);
+/* Adds ln_f to `base`, the tied lm_head to m->root, and finishes m. */
+cp_status cp_gpt_build_head(cp_model *m, cp_module *base, cp_gpt_state *s);
+/* Adds the MLP container (c_fc, c_proj, act, dropout) under `block`. */
+cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name, int conv1d, cp_gpt_layer *layer);
+
+cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *hidden_states);
+void cp_gpt_free_state(cp_model *m);
+
+#endif

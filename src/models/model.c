@@ -1,0 +1,230 @@
+/*
+ * model.c — loading a model directory and running the causal LM.
+ *
+ * Loading: config.json → cp_model_config → the architecture builds the module tree from shapes →
+ * the checkpoint is mapped and every parameter is bound to its tensor by state-dict name. Names
+ * are tried as they are and without the base-model prefix ("transformer."), as transformers does
+ * for checkpoints saved from the bare base model. F32 tensors are used in place from the mapping
+ * (no copy); F16/BF16 are widened into owned f32 buffers. Everything that does not fit (missing,
+ * mis-shaped, unexpected tensors) is reported in one error listing each with its shapes.
+ *
+ * Forward: the architecture computes the final hidden states; the LM head and loss are shared.
+ */
+#include "models/model.h"
+#include "core/alloc.h"
+#include "core/strbuf.h"
+#include "nn/lm_loss.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LISTED 20
+
+void cp_param_tie(cp_param *param, cp_param *target) {
+    param->tied_to = target;
+    param->data = target->data;
+    param->source_dtype = target->source_dtype;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int has_suffix(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+typedef struct { cp_strbuf missing, shape, unexpected, dtype; int n_missing, n_shape, n_unexpected, n_dtype; } bind_report;
+
+static void report(cp_strbuf *sb, int *count, const char *fmt_item) {
+    if (*count < MAX_LISTED) cp_sb_printf(sb, "\n    %s", fmt_item);
+    (*count)++;
+}
+
+static cp_ckpt_entry *lookup(cp_model *m, const char *name) {
+    cp_ckpt_entry *e = cp_checkpoint_find(&m->ckpt, name);
+    size_t pl = strlen(m->arch->base_prefix);
+    if (!e && strncmp(name, m->arch->base_prefix, pl) == 0 && name[pl] == '.')
+        e = cp_checkpoint_find(&m->ckpt, name + pl + 1);
+    return e;
+}
+
+static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
+    char item[512], want[64], got[64];
+    cp_ckpt_entry *e = lookup(m, p->name);
+    if (p->tied_to) {
+        if (e) e->used = 1; /* a tied copy in the file is ignored, as transformers does */
+        return CP_OK;
+    }
+    shape_str(want, sizeof want, p->ndim, p->shape);
+    if (!e) {
+        snprintf(item, sizeof item, "%s: expected %s, not in the checkpoint", p->name, want);
+        report(&r->missing, &r->n_missing, item);
+        return CP_OK;
+    }
+    e->used = 1;
+    const cp_st_tensor *t = e->tensor;
+    int same = t->ndim == p->ndim;
+    for (int i = 0; same && i < p->ndim; i++) same = t->shape[i] == p->shape[i];
+    if (!same) {
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        snprintf(item, sizeof item, "%s: expected %s, found %s in %s", p->name, want, got,
+                 cp_checkpoint_file_of(&m->ckpt, e));
+        report(&r->shape, &r->n_shape, item);
+        return CP_OK;
+    }
+    if (!cp_dtype_is_loadable_float(t->dtype)) {
+        snprintf(item, sizeof item, "%s: dtype %s in %s (expected F32, F16 or BF16)", p->name,
+                 cp_dtype_name(t->dtype), cp_checkpoint_file_of(&m->ckpt, e));
+        report(&r->dtype, &r->n_dtype, item);
+        return CP_OK;
+    }
+    p->source_dtype = t->dtype;
+    if (t->dtype == CP_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
+        p->data = (float *)t->data; /* mapped read-only; never written */
+        p->owns_data = 0;
+        return CP_OK;
+    }
+    float *buf = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
+    if (!buf) return CP_ERR;
+    cp_convert_to_f32(buf, t->data, t->dtype, (size_t)p->numel);
+    p->data = buf;
+    p->owns_data = 1;
+    return CP_OK;
+}
+
+cp_status cp_model_bind_weights(cp_model *m) {
+    cp_param **params;
+    int n;
+    if (cp_module_params(m->root, &params, &n) != CP_OK) return CP_ERR;
+    bind_report r;
+    memset(&r, 0, sizeof r);
+    cp_status st = CP_OK;
+    for (int i = 0; i < n && st == CP_OK; i++) st = bind_param(m, params[i], &r);
+    /* Tied parameters take their target's data once the target is bound. */
+    for (int i = 0; i < n && st == CP_OK; i++)
+        if (params[i]->tied_to) cp_param_tie(params[i], params[i]->tied_to);
+    cp_free(params);
+    if (st != CP_OK) goto out;
+
+    char item[512], got[64];
+    for (int i = 0; i < m->ckpt.n_entries; i++) {
+        cp_ckpt_entry *e = &m->ckpt.entries[i];
+        if (e->used) continue;
+        int ignored = 0;
+        for (const char *const *s = m->arch->ignored_suffixes; s && *s && !ignored; s++) ignored = has_suffix(e->name, *s);
+        if (ignored) continue;
+        shape_str(got, sizeof got, e->tensor->ndim, e->tensor->shape);
+        snprintf(item, sizeof item, "%s: %s in %s", e->name, got, cp_checkpoint_file_of(&m->ckpt, e));
+        report(&r.unexpected, &r.n_unexpected, item);
+    }
+    if (r.n_missing || r.n_shape || r.n_unexpected || r.n_dtype) {
+        cp_strbuf sb;
+        cp_sb_init(&sb);
+        cp_sb_printf(&sb, "%s: the checkpoint does not match %s as config.json describes it", m->dir,
+                     m->arch->causal_lm_class);
+        struct { const char *title; cp_strbuf *list; int n; } parts[] = {
+            {"missing tensors", &r.missing, r.n_missing}, {"mis-shaped tensors", &r.shape, r.n_shape},
+            {"tensors of an unsupported dtype", &r.dtype, r.n_dtype},
+            {"unexpected tensors", &r.unexpected, r.n_unexpected}};
+        for (size_t k = 0; k < 4; k++) {
+            if (!parts[k].n) continue;
+            cp_sb_printf(&sb, "\n  %s (%d):%s", parts[k].title, parts[k].n, parts[k].list->data);
+            if (parts[k].n > MAX_LISTED) cp_sb_printf(&sb, "\n    ... and %d more", parts[k].n - MAX_LISTED);
+        }
+        char *msg = cp_sb_finish(&sb);
+        st = cp_error("%s", msg ? msg : "the checkpoint does not match the config");
+        cp_free(msg);
+    }
+out:
+    cp_sb_free(&r.missing);
+    cp_sb_free(&r.shape);
+    cp_sb_free(&r.unexpected);
+    cp_sb_free(&r.dtype);
+    return st;
+}
+
+cp_status cp_model_load(cp_model **out, const char *dir, int flags) {
+    *out = NULL;
+    cp_model *m = cp_calloc(1, sizeof *m, "the model");
+    if (!m) return CP_ERR;
+    cp_arena_init(&m->arena);
+    m->dir = cp_strdup(dir);
+    size_t n = strlen(dir) + 16;
+    char *config_path = cp_malloc(n, "a path");
+    if (!m->dir || !config_path) { cp_free(config_path); cp_model_free(m); return CP_ERR; }
+    snprintf(config_path, n, "%s/config.json", dir);
+    cp_status st = cp_config_load(&m->config, config_path);
+    cp_free(config_path);
+    if (st == CP_OK) {
+        m->arch = cp_arch_find(m->config.model_type);
+        st = m->arch->build(m);
+    }
+    if (st == CP_OK && !(flags & CP_LOAD_CONFIG_ONLY)) {
+        st = cp_checkpoint_open(&m->ckpt, dir);
+        if (st == CP_OK && m->ckpt.n_files == 0)
+            st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", dir);
+        if (st == CP_OK) st = cp_model_bind_weights(m);
+        if (st == CP_OK) m->has_weights = 1;
+    }
+    if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
+    *out = m;
+    return CP_OK;
+}
+
+void cp_model_free(cp_model *m) {
+    if (!m) return;
+    if (m->arch && m->arch->free_state) m->arch->free_state(m);
+    cp_module_free(m->root); /* frees owned parameter data; mapped data goes with the checkpoint */
+    cp_checkpoint_close(&m->ckpt);
+    cp_config_free(&m->config);
+    cp_arena_free(&m->arena);
+    cp_free(m->dir);
+    cp_free(m);
+}
+
+static cp_status check_batch(const cp_model *m, const cp_batch *b) {
+    if (!m->has_weights) return cp_error("%s: the model was loaded without weights", m->dir);
+    if (!b || !b->input_ids) return cp_error("batch: input_ids is required");
+    if (b->B <= 0 || b->T <= 0) return cp_error("batch: empty batch (B=%lld, T=%lld)", (long long)b->B, (long long)b->T);
+    if (!b->position_ids && b->T > m->config.max_positions)
+        return cp_error("batch: sequence length %lld exceeds the model's %lld positions", (long long)b->T,
+                        (long long)m->config.max_positions);
+    if (b->attention_mask)
+        for (int64_t i = 0; i < b->B * b->T; i++)
+            if (b->attention_mask[i] != 0 && b->attention_mask[i] != 1)
+                return cp_error("batch: attention_mask holds %lld at position %lld (expected 0 or 1)",
+                                (long long)b->attention_mask[i], (long long)i);
+    return CP_OK;
+}
+
+cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) {
+    if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    cp_arena_reset(&m->arena);
+    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
+    if (!final) return CP_ERR;
+    if (m->arch->forward(m, batch, final, out->hidden_states) != CP_OK) return CP_ERR;
+    double loss_sum = 0;
+    int64_t n_targets = 0;
+    if (cp_lm_head_loss(m->lm_head, final, batch->B, batch->T, batch->labels, out->logits, &loss_sum, &n_targets,
+                        &m->arena) != CP_OK)
+        return CP_ERR;
+    out->loss_tokens = n_targets;
+    out->loss = n_targets ? loss_sum / (double)n_targets : (batch->labels ? NAN : 0.0);
+    return CP_OK;
+}
+
+int64_t cp_model_vocab_size(const cp_model *m) { return m->config.vocab_size; }
+int64_t cp_model_hidden_size(const cp_model *m) { return m->config.hidden_size; }
+int64_t cp_model_num_layers(const cp_model *m) { return m->config.num_layers; }
+int64_t cp_model_max_positions(const cp_model *m) { return m->config.max_positions; }
+const char *cp_model_type(const cp_model *m) { return m->config.model_type; }
+int64_t cp_model_num_parameters(const cp_model *m) { return cp_module_num_parameters(m->root); }
+char *cp_model_repr(const cp_model *m) { return cp_module_repr(m->root); }

@@ -1,0 +1,32 @@
+/*
+ * model.h — a loaded model: config, module tree, mapped checkpoint and the activation arena.
+ * This is the internal definition of the public opaque cp_model (include/cpeft.h).
+ */
+#ifndef CP_MODELS_MODEL_H
+#define CP_MODELS_MODEL_H
+
+#include "cpeft.h"
+#include "core/arena.h"
+#include "io/checkpoint.h"
+#include "models/arch.h"
+#include "models/config.h"
+#include "nn/module.h"
+
+struct cp_model {
+    char *dir;
+    cp_model_config config;
+    const cp_arch *arch;
+    cp_module *root;       /* the *ForCausalLM module */
+    cp_module *lm_head;    /* Linear (V,C), possibly tied to the input embedding */
+    cp_checkpoint ckpt;
+    int has_weights;
+    void *arch_state;      /* the architecture's pointers into the tree */
+    cp_arena arena;        /* activations, reset every forward */
+};
+
+/* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
+cp_status cp_model_bind_weights(cp_model *m);
+/* Ties `param` to `target` (same data, counted once), as tie_word_embeddings does. */
+void cp_param_tie(cp_param *param, cp_param *target);
+
+#endif

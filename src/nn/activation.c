@@ -1,0 +1,130 @@
+/*
+ * activation.c — activation functions, forward and backward side by side.
+ * Formulas follow transformers' activations.py (see reference/architectures.md §0.3, §13).
+ */
+#include "nn/activation.h"
+
+#include <math.h>
+#include <string.h>
+
+static const struct { const char *name, *class_name; } activations[CP_ACT_COUNT] = {
+    [CP_ACT_GELU_NEW] = {"gelu_new", "NewGELUActivation"},
+    [CP_ACT_GELU] = {"gelu", "GELUActivation"},
+    [CP_ACT_GELU_FAST] = {"gelu_fast", "FastGELUActivation"},
+    [CP_ACT_GELU_PYTORCH_TANH] = {"gelu_pytorch_tanh", "GELUTanh"},
+    [CP_ACT_QUICK_GELU] = {"quick_gelu", "QuickGELUActivation"},
+    [CP_ACT_RELU] = {"relu", "ReLU"},
+    [CP_ACT_SILU] = {"silu", "SiLU"},
+    [CP_ACT_TANH] = {"tanh", "Tanh"},
+    [CP_ACT_SIGMOID] = {"sigmoid", "Sigmoid"},
+    [CP_ACT_LINEAR] = {"linear", "LinearActivation"},
+};
+
+int cp_activation_from_name(const char *name) {
+    if (strcmp(name, "swish") == 0) return CP_ACT_SILU;
+    for (int i = 0; i < CP_ACT_COUNT; i++)
+        if (strcmp(name, activations[i].name) == 0) return i;
+    return -1;
+}
+
+const char *cp_activation_name(cp_activation act) { return activations[act].name; }
+const char *cp_activation_class_name(cp_activation act) { return activations[act].class_name; }
+const char *cp_activation_supported(void) {
+    return "gelu_new, gelu, gelu_fast, gelu_pytorch_tanh, quick_gelu, relu, silu (swish), tanh, sigmoid, linear";
+}
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define GELU_COEF 0.044715f
+
+void cp_activation_forward(cp_activation act, float *y, const float *x, int64_t n) {
+    switch (act) {
+    case CP_ACT_GELU_NEW:
+    case CP_ACT_GELU_PYTORCH_TANH:
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(SQRT_2_OVER_PI * (v + GELU_COEF * v * v * v)));
+        }
+        break;
+    case CP_ACT_GELU_FAST:
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608f * v * (1.0f + GELU_COEF * v * v)));
+        }
+        break;
+    case CP_ACT_GELU:
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        break;
+    case CP_ACT_QUICK_GELU:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+        break;
+    case CP_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+        break;
+    case CP_ACT_SILU:
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    case CP_ACT_TANH:
+        for (int64_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    case CP_ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case CP_ACT_LINEAR:
+    case CP_ACT_COUNT:
+        if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+        break;
+    }
+}
+
+void cp_activation_backward(cp_activation act, float *dx, const float *dy, const float *x, int64_t n) {
+    switch (act) {
+    case CP_ACT_GELU_NEW:
+    case CP_ACT_GELU_PYTORCH_TANH:
+    case CP_ACT_GELU_FAST:
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            float t = tanhf(SQRT_2_OVER_PI * (v + GELU_COEF * v * v * v));
+            float d = 0.5f * (1.0f + t) +
+                      0.5f * v * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_COEF * v * v);
+            dx[i] = dy[i] * d;
+        }
+        break;
+    case CP_ACT_GELU:
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+            float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
+            dx[i] = dy[i] * (cdf + v * pdf);
+        }
+        break;
+    case CP_ACT_QUICK_GELU:
+        for (int64_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + expf(-1.702f * x[i]));
+            dx[i] = dy[i] * (s + 1.702f * x[i] * s * (1.0f - s));
+        }
+        break;
+    case CP_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0.0f;
+        break;
+    case CP_ACT_SILU:
+        for (int64_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + expf(-x[i]));
+            dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case CP_ACT_TANH:
+        for (int64_t i = 0; i < n; i++) { float t = tanhf(x[i]); dx[i] = dy[i] * (1.0f - t * t); }
+        break;
+    case CP_ACT_SIGMOID:
+        for (int64_t i = 0; i < n; i++) { float s = 1.0f / (1.0f + expf(-x[i])); dx[i] = dy[i] * s * (1.0f - s); }
+        break;
+    case CP_ACT_LINEAR:
+    case CP_ACT_COUNT:
+        if (dx != dy) memmove(dx, dy, (size_t)n * sizeof *dx);
+        break;
+    }
+}

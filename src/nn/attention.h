@@ -1,0 +1,43 @@
+/*
+ * attention.h — the causal self-attention core shared by every decoder: scores, masks, softmax,
+ * weighted sum of values. Projections (q/k/v, output) stay with the architecture; this file only
+ * sees per-head vectors.
+ *
+ * Masking follows transformers' eager attention exactly where it matters: query i sees key j when
+ * j <= i (causal), i - j < window (sliding window, when window > 0) and the key is not padding.
+ * A query that sees no key at all (a padding query under left padding) gets what PyTorch's eager
+ * attention gives it, because its output still feeds the loss: the first real token of a
+ * left-padded row is predicted from the last padding position. Where the causal mask is applied
+ * with torch.where and the padding mask added on top (GPT-Neo), all keys end at finfo.min except
+ * the causal window's, which end at -inf: uniform over the causal window. Where one additive mask
+ * holds both (GPT-2), every score rounds to finfo.min: uniform over all T keys.
+ */
+#ifndef CP_NN_ATTENTION_H
+#define CP_NN_ATTENTION_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+
+typedef enum {
+    CP_ATTN_EMPTY_CAUSAL, /* a query with no visible key attends uniformly to its causal window */
+    CP_ATTN_EMPTY_ALL,    /* ... uniformly to all T keys */
+} cp_attn_empty_row;
+
+typedef struct {
+    int64_t B, T, NH, hs;
+    /* q, k, v: token (b,t) of head h starts at x + (b*T + t)*x_stride + h*hs */
+    const float *q, *k, *v;
+    int64_t q_stride, k_stride, v_stride;
+    float scale;              /* scores = (q·k) * scale; GPT-Neo uses 1 */
+    int64_t window;           /* 0 = global attention */
+    const int64_t *key_mask;  /* (B,T) 1 = attend, 0 = padding; NULL = all ones */
+    cp_attn_empty_row empty_row;
+    float *out;               /* (B,T,NH*hs) */
+    float *probs;             /* (B,NH,T,T) attention probabilities, saved for backward; may be NULL */
+} cp_attention_args;
+
+cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch);
+
+#endif

@@ -1,0 +1,16 @@
+/*
+ * embedding.h — nn.Embedding lookup.
+ */
+#ifndef CP_NN_EMBEDDING_H
+#define CP_NN_EMBEDDING_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "nn/module.h"
+
+/* out (N,C) = W[ids] (accumulate: out += W[ids]). An id outside [0, num_embeddings) is an error
+ * naming the module and the position. */
+cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * layernorm.c — LayerNorm forward: biased variance, eps inside the square root, multiply by the
+ * reciprocal square root (as PyTorch does).
+ */
+#include "nn/layernorm.h"
+
+#include <math.h>
+
+void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rstd, const float *in, int64_t N) {
+    const int64_t C = m->in_features;
+    const float *w = m->weight->data, *b = m->bias ? m->bias->data : NULL;
+    const double eps = m->eps;
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        const float *x = in + n * C;
+        float *y = out + n * C;
+        double sum = 0;
+        for (int64_t c = 0; c < C; c++) sum += x[c];
+        double mu = sum / (double)C;
+        double var = 0;
+        for (int64_t c = 0; c < C; c++) { double d = x[c] - mu; var += d * d; }
+        var /= (double)C;
+        float r = (float)(1.0 / sqrt(var + eps));
+        float muf = (float)mu;
+        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - muf) * r * w[c] + (b ? b[c] : 0.0f);
+        if (mean) mean[n] = muf;
+        if (rstd) rstd[n] = r;
+    }
+}

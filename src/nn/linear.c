@@ -1,0 +1,33 @@
+/*
+ * linear.c — Linear / Conv1D forward through BLAS (cblas_sgemm).
+ *
+ * The bias is written into the output rows first and the GEMM accumulates onto it (beta = 1),
+ * which is what torch.addmm does for Conv1D and saves a pass for Linear.
+ */
+#include "nn/linear.h"
+
+#include <cblas.h>
+#include <string.h>
+
+void cp_matmul_nt(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
+    // out (N,OC) = in (N,C) @ W(OC,C)^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)C,
+                accumulate ? 1.0f : 0.0f, out, (int)OC);
+}
+
+void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
+    // out (N,OC) = in (N,C) @ W(C,OC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)OC,
+                accumulate ? 1.0f : 0.0f, out, (int)OC);
+}
+
+void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
+    const int64_t C = m->in_features, OC = m->out_features;
+    const float *bias = m->bias ? m->bias->data : NULL;
+    if (bias) {
+#pragma omp parallel for schedule(static) if (N * OC > 65536)
+        for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof *out);
+    }
+    if (m->kind == CP_MOD_CONV1D) cp_matmul_nn(out, in, m->weight->data, N, C, OC, bias != NULL);
+    else cp_matmul_nt(out, in, m->weight->data, N, C, OC, bias != NULL);
+}

@@ -1,0 +1,77 @@
+/*
+ * lm_loss.c — LM head GEMM and shifted cross-entropy; see lm_loss.h.
+ */
+#include "nn/lm_loss.h"
+#include "nn/linear.h"
+
+#include <math.h>
+#include <string.h>
+
+#define LM_CHUNK_ROWS 128
+
+double cp_cross_entropy_row(const float *x, int64_t V, int64_t y) {
+    float m = -INFINITY;
+    for (int64_t v = 0; v < V; v++) m = x[v] > m ? x[v] : m;
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += exp((double)x[v] - m);
+    return (double)m + log(sum) - (double)x[y];
+}
+
+static cp_status check_labels(const int64_t *labels, int64_t n, int64_t V) {
+    for (int64_t i = 0; i < n; i++)
+        if (labels[i] != CP_IGNORE_INDEX && (labels[i] < 0 || labels[i] >= V))
+            return cp_error("labels: value %lld at position %lld is outside [0, %lld) and is not -100",
+                            (long long)labels[i], (long long)i, (long long)V);
+    return CP_OK;
+}
+
+/* The target of row (b,t) after the shift, or CP_IGNORE_INDEX. */
+static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int64_t T) {
+    return t + 1 < T ? labels[b * T + t + 1] : CP_IGNORE_INDEX;
+}
+
+cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+    const int64_t C = head->in_features, V = head->out_features, N = B * T;
+    const float *W = head->weight->data;
+    if (labels && check_labels(labels, N, V) != CP_OK) return CP_ERR;
+    double total = 0;
+    int64_t count = 0;
+
+    if (logits) {
+        cp_matmul_nt(logits, h, W, N, C, V, 0);
+        if (labels) {
+#pragma omp parallel for reduction(+ : total, count) schedule(static)
+            for (int64_t r = 0; r < N; r++) {
+                int64_t y = target_of(labels, r / T, r % T, T);
+                if (y == CP_IGNORE_INDEX) continue;
+                total += cp_cross_entropy_row(logits + r * V, V, y);
+                count++;
+            }
+        }
+    } else if (labels) {
+        /* Gather the rows that have a target, then run the head over them chunk by chunk. */
+        float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
+        float *chunk = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
+        int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
+        if (!rows || !chunk || !targets) return CP_ERR;
+        int64_t r = 0;
+        while (r < N) {
+            int64_t n = 0;
+            for (; r < N && n < LM_CHUNK_ROWS; r++) {
+                int64_t y = target_of(labels, r / T, r % T, T);
+                if (y == CP_IGNORE_INDEX) continue;
+                memcpy(rows + n * C, h + r * C, (size_t)C * sizeof *rows);
+                targets[n++] = y;
+            }
+            if (n == 0) break;
+            cp_matmul_nt(chunk, rows, W, n, C, V, 0);
+#pragma omp parallel for reduction(+ : total) schedule(static)
+            for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
+            count += n;
+        }
+    }
+    if (loss_sum) *loss_sum = total;
+    if (n_targets) *n_targets = count;
+    return CP_OK;
+}

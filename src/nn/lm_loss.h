@@ -1,0 +1,27 @@
+/*
+ * lm_loss.h — the language-model head and the causal-LM loss: logits = h·Wᵀ over the vocabulary,
+ * cross-entropy against labels shifted left by one, -100 ignored, mean over the targets that count
+ * (transformers' ForCausalLMLoss).
+ */
+#ifndef CP_NN_LM_LOSS_H
+#define CP_NN_LM_LOSS_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "nn/module.h"
+
+#define CP_IGNORE_INDEX (-100)
+
+/* h is (B,T,C); head is a bias-free Linear (V,C). When logits (B,T,V) is non-NULL all logits are
+ * written. When labels (B,T) is non-NULL the summed loss and the number of counted targets are
+ * returned in *loss_sum and *n_targets; without logits only the rows that have a target are
+ * computed, in chunks, so memory stays O(chunk·V). */
+cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch);
+
+/* Cross-entropy of one row of V logits against target y: logsumexp(x) - x[y]. */
+double cp_cross_entropy_row(const float *x, int64_t V, int64_t y);
+
+#endif

@@ -1,0 +1,288 @@
+/*
+ * module.c — the module tree: construction, lookup, traversal, counting, and PyTorch's repr.
+ *
+ * The repr follows torch.nn.Module.__repr__ exactly: "Class(" + extra_repr / children each as
+ * "(name): <child repr>" indented by two spaces + ")"; a leaf with only an extra_repr prints it
+ * inline. ModuleList folds runs of children whose reprs are identical into "(0-23): 24 x Block(".
+ */
+#include "nn/module.h"
+#include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "core/strbuf.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static cp_param *param_new(cp_module *m, const char *suffix, int ndim, int64_t d0, int64_t d1) {
+    cp_param *p = cp_calloc(1, sizeof *p, "a parameter");
+    if (!p) return NULL;
+    size_t n = strlen(m->path) + strlen(suffix) + 2;
+    p->name = cp_malloc(n, "a parameter name");
+    if (!p->name) { cp_free(p); return NULL; }
+    snprintf(p->name, n, "%s%s%s", m->path, m->path[0] ? "." : "", suffix);
+    p->ndim = ndim;
+    p->shape[0] = d0;
+    p->shape[1] = ndim > 1 ? d1 : 1;
+    p->numel = ndim > 1 ? d0 * d1 : d0;
+    p->source_dtype = CP_F32;
+    p->requires_grad = 1;
+    return p;
+}
+
+static void param_free(cp_param *p) {
+    if (!p) return;
+    if (p->owns_data) cp_free(p->data);
+    cp_free(p->name);
+    cp_free(p);
+}
+
+cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind) {
+    cp_module *m = cp_calloc(1, sizeof *m, "a module");
+    if (!m) return NULL;
+    m->kind = kind;
+    m->name = cp_strdup(name);
+    m->class_name = cp_strdup(class_name);
+    if (parent && parent->path[0]) {
+        size_t n = strlen(parent->path) + strlen(name) + 2;
+        m->path = cp_malloc(n, "a module path");
+        if (m->path) snprintf(m->path, n, "%s.%s", parent->path, name);
+    } else {
+        m->path = cp_strdup(parent ? name : "");
+    }
+    if (!m->name || !m->class_name || !m->path) { cp_module_free(m); return NULL; }
+    if (parent) {
+        if (parent->n_children == parent->cap_children) {
+            int cap = parent->cap_children ? parent->cap_children * 2 : 4;
+            cp_module **c = cp_realloc(parent->children, (size_t)cap * sizeof *c, "module children");
+            if (!c) { cp_module_free(m); return NULL; }
+            parent->children = c;
+            parent->cap_children = cap;
+        }
+        parent->children[parent->n_children++] = m;
+        m->parent = parent;
+    }
+    return m;
+}
+
+cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias) {
+    cp_module *m = cp_module_new(parent, name, "Linear", CP_MOD_LINEAR);
+    if (!m) return NULL;
+    m->in_features = in;
+    m->out_features = out;
+    m->weight = param_new(m, "weight", 2, out, in);
+    if (!m->weight) return NULL;
+    if (bias && !(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
+    return m;
+}
+
+cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out) {
+    cp_module *m = cp_module_new(parent, name, "Conv1D", CP_MOD_CONV1D);
+    if (!m) return NULL;
+    m->in_features = in;
+    m->out_features = out;
+    if (!(m->weight = param_new(m, "weight", 2, in, out))) return NULL;
+    if (!(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
+    return m;
+}
+
+cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim) {
+    cp_module *m = cp_module_new(parent, name, "Embedding", CP_MOD_EMBEDDING);
+    if (!m) return NULL;
+    m->in_features = num;
+    m->out_features = dim;
+    if (!(m->weight = param_new(m, "weight", 2, num, dim))) return NULL;
+    return m;
+}
+
+cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
+    cp_module *m = cp_module_new(parent, name, "LayerNorm", CP_MOD_LAYERNORM);
+    if (!m) return NULL;
+    m->in_features = m->out_features = dim;
+    m->eps = eps;
+    if (!(m->weight = param_new(m, "weight", 1, dim, 0))) return NULL;
+    if (!(m->bias = param_new(m, "bias", 1, dim, 0))) return NULL;
+    return m;
+}
+
+cp_module *cp_module_dropout(cp_module *parent, const char *name, double p) {
+    cp_module *m = cp_module_new(parent, name, "Dropout", CP_MOD_DROPOUT);
+    if (m) m->p = p;
+    return m;
+}
+
+cp_module *cp_module_activation(cp_module *parent, const char *name, cp_activation act) {
+    cp_module *m = cp_module_new(parent, name, cp_activation_class_name(act), CP_MOD_ACTIVATION);
+    if (m) m->activation = act;
+    return m;
+}
+
+void cp_module_free(cp_module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_children; i++) cp_module_free(m->children[i]);
+    cp_free(m->children);
+    param_free(m->weight);
+    param_free(m->bias);
+    cp_free(m->name);
+    cp_free(m->path);
+    cp_free(m->class_name);
+    cp_free(m);
+}
+
+cp_module *cp_module_child(const cp_module *m, const char *name) {
+    for (int i = 0; i < m->n_children; i++)
+        if (strcmp(m->children[i]->name, name) == 0) return m->children[i];
+    return NULL;
+}
+
+cp_module *cp_module_find(const cp_module *root, const char *path) {
+    const cp_module *m = root;
+    const char *s = path;
+    char part[256];
+    while (m && *s) {
+        const char *dot = strchr(s, '.');
+        size_t n = dot ? (size_t)(dot - s) : strlen(s);
+        if (n >= sizeof part) return NULL;
+        memcpy(part, s, n);
+        part[n] = '\0';
+        m = cp_module_child(m, part);
+        s = dot ? dot + 1 : s + n;
+    }
+    return (cp_module *)m;
+}
+
+int cp_module_visit(cp_module *root, cp_module_visit_fn fn, void *ctx) {
+    int r = fn(root, ctx);
+    if (r) return r;
+    for (int i = 0; i < root->n_children; i++)
+        if ((r = cp_module_visit(root->children[i], fn, ctx))) return r;
+    return 0;
+}
+
+typedef struct { cp_param **list; int n, cap, failed; } param_list;
+
+static int collect_params(cp_module *m, void *ctx) {
+    param_list *pl = ctx;
+    cp_param *ps[2] = {m->weight, m->bias};
+    for (int i = 0; i < 2; i++) {
+        if (!ps[i]) continue;
+        if (pl->n == pl->cap) {
+            int cap = pl->cap ? pl->cap * 2 : 64;
+            cp_param **l = cp_realloc(pl->list, (size_t)cap * sizeof *l, "the parameter list");
+            if (!l) { pl->failed = 1; return 1; }
+            pl->list = l;
+            pl->cap = cap;
+        }
+        pl->list[pl->n++] = ps[i];
+    }
+    return 0;
+}
+
+cp_status cp_module_params(cp_module *root, cp_param ***out, int *n) {
+    param_list pl = {0};
+    cp_module_visit(root, collect_params, &pl);
+    if (pl.failed) { cp_free(pl.list); return CP_ERR; }
+    *out = pl.list;
+    *n = pl.n;
+    return CP_OK;
+}
+
+int64_t cp_module_num_parameters(cp_module *root) {
+    cp_param **ps;
+    int n;
+    if (cp_module_params(root, &ps, &n) != CP_OK) return -1;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (!ps[i]->tied_to) total += ps[i]->numel;
+    cp_free(ps);
+    return total;
+}
+
+/* ---- repr ------------------------------------------------------------------------------------ */
+
+static void extra_repr(const cp_module *m, cp_strbuf *sb) {
+    char f[40];
+    switch (m->kind) {
+    case CP_MOD_LINEAR:
+        cp_sb_printf(sb, "in_features=%lld, out_features=%lld, bias=%s", (long long)m->in_features,
+                     (long long)m->out_features, m->bias ? "True" : "False");
+        break;
+    case CP_MOD_CONV1D:
+        cp_sb_printf(sb, "nf=%lld, nx=%lld", (long long)m->out_features, (long long)m->in_features);
+        break;
+    case CP_MOD_EMBEDDING:
+        cp_sb_printf(sb, "%lld, %lld", (long long)m->in_features, (long long)m->out_features);
+        break;
+    case CP_MOD_LAYERNORM:
+        cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
+                     cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
+        break;
+    case CP_MOD_DROPOUT:
+        cp_sb_printf(sb, "p=%s, inplace=False", cp_py_float_repr(m->p, f, sizeof f));
+        break;
+    default:
+        break;
+    }
+}
+
+/* torch.nn.modules.module._addindent: indent every line but the first by `n` spaces. */
+static void append_indented(cp_strbuf *sb, const char *s, int n) {
+    for (const char *p = s; *p; p++) {
+        cp_sb_append_n(sb, p, 1);
+        if (*p == '\n') for (int i = 0; i < n; i++) cp_sb_append_n(sb, " ", 1);
+    }
+}
+
+static char *list_repr(const cp_module *m) {
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, m->class_name);
+    if (m->n_children == 0) { cp_sb_append(&sb, "()"); return cp_sb_finish(&sb); }
+    char **reprs = cp_calloc((size_t)m->n_children, sizeof *reprs, "module reprs");
+    if (!reprs) return NULL;
+    for (int i = 0; i < m->n_children; i++) reprs[i] = cp_module_repr(m->children[i]);
+    cp_sb_append(&sb, "(");
+    for (int start = 0; start < m->n_children;) {
+        int end = start;
+        while (end + 1 < m->n_children && reprs[end + 1] && reprs[start] &&
+               strcmp(reprs[end + 1], reprs[start]) == 0)
+            end++;
+        cp_strbuf line;
+        cp_sb_init(&line);
+        if (start == end) cp_sb_printf(&line, "(%d): %s", start, reprs[start] ? reprs[start] : "?");
+        else cp_sb_printf(&line, "(%d-%d): %d x %s", start, end, end - start + 1, reprs[start] ? reprs[start] : "?");
+        char *l = cp_sb_finish(&line);
+        cp_sb_append(&sb, "\n  ");
+        if (l) append_indented(&sb, l, 2);
+        cp_free(l);
+        start = end + 1;
+    }
+    cp_sb_append(&sb, "\n)");
+    for (int i = 0; i < m->n_children; i++) cp_free(reprs[i]);
+    cp_free(reprs);
+    return cp_sb_finish(&sb);
+}
+
+char *cp_module_repr(const cp_module *m) {
+    if (m->kind == CP_MOD_LIST) return list_repr(m);
+    cp_strbuf extra, sb;
+    cp_sb_init(&extra);
+    cp_sb_init(&sb);
+    extra_repr(m, &extra);
+    cp_sb_append(&sb, m->class_name);
+    cp_sb_append(&sb, "(");
+    if (m->n_children == 0) {
+        if (extra.len) cp_sb_append(&sb, extra.data);
+    } else {
+        if (extra.len) { cp_sb_append(&sb, "\n  "); cp_sb_append(&sb, extra.data); }
+        for (int i = 0; i < m->n_children; i++) {
+            char *child = cp_module_repr(m->children[i]);
+            cp_sb_printf(&sb, "\n  (%s): ", m->children[i]->name);
+            if (child) append_indented(&sb, child, 2);
+            cp_free(child);
+        }
+        cp_sb_append(&sb, "\n");
+    }
+    cp_sb_append(&sb, ")");
+    cp_sb_free(&extra);
+    return cp_sb_finish(&sb);
+}

@@ -1,0 +1,88 @@
+/*
+ * module.h — the module tree: a loaded model as the tree of named modules PyTorch would build,
+ * named exactly as the Hugging Face state dict names them.
+ *
+ * Every module has a local name ("q_proj", "0"), a full path ("transformer.h.0.attn.attention.q_proj")
+ * and the class name its PyTorch counterpart has ("Linear", "GPTNeoBlock"). Leaves are the primitive
+ * kinds cpeft computes with (Linear, Conv1D, Embedding, LayerNorm, Dropout, activations); containers
+ * only group. Parameters carry their state-dict names ("<path>.weight"). The tree is built from the
+ * config alone (shapes, no data) so that counting and printing work without weights; binding the
+ * checkpoint then points each parameter at its data.
+ *
+ * PEFT's target matching, adapter key names, merging and the printed repr all work on these names.
+ */
+#ifndef CP_NN_MODULE_H
+#define CP_NN_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "nn/activation.h"
+
+typedef enum {
+    CP_MOD_CONTAINER,  /* a plain nn.Module grouping children */
+    CP_MOD_LIST,       /* nn.ModuleList: children named "0", "1", ... */
+    CP_MOD_LINEAR,     /* nn.Linear: weight [out, in], optional bias [out] */
+    CP_MOD_CONV1D,     /* transformers Conv1D: weight [in, out], bias [out] */
+    CP_MOD_EMBEDDING,  /* nn.Embedding: weight [num_embeddings, embedding_dim] */
+    CP_MOD_LAYERNORM,  /* nn.LayerNorm: weight, bias [C] */
+    CP_MOD_DROPOUT,    /* nn.Dropout(p) */
+    CP_MOD_ACTIVATION, /* an activation module (NewGELUActivation, ...) */
+} cp_module_kind;
+
+typedef struct cp_param {
+    char *name;              /* state-dict name, e.g. "transformer.wte.weight" */
+    int ndim;
+    int64_t shape[2];
+    int64_t numel;
+    float *data;             /* f32 values; NULL until bound (or when built from config only) */
+    int owns_data;           /* data was allocated (converted from F16/BF16 or copied) */
+    cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
+    struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
+    int requires_grad;
+} cp_param;
+
+typedef struct cp_module {
+    char *name, *path, *class_name;
+    cp_module_kind kind;
+    struct cp_module *parent;
+    struct cp_module **children;
+    int n_children, cap_children;
+    cp_param *weight, *bias;   /* leaves only */
+    int64_t in_features, out_features; /* Linear/Conv1D; Embedding: num_embeddings, embedding_dim */
+    double eps;                /* LayerNorm */
+    double p;                  /* Dropout */
+    cp_activation activation;  /* ACTIVATION */
+} cp_module;
+
+/* Construction. Each returns the new child (owned by `parent`) or NULL with an error set.
+ * A NULL parent makes a root whose path is "". */
+cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind);
+cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias);
+cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out);
+cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim);
+cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps);
+cp_module *cp_module_dropout(cp_module *parent, const char *name, double p);
+cp_module *cp_module_activation(cp_module *parent, const char *name, cp_activation act);
+void cp_module_free(cp_module *m);
+
+/* Child by local name, or module by dotted path relative to `root` (NULL when absent). */
+cp_module *cp_module_child(const cp_module *m, const char *name);
+cp_module *cp_module_find(const cp_module *root, const char *path);
+
+/* Depth-first pre-order visit of every module; stops early when fn returns non-zero. */
+typedef int (*cp_module_visit_fn)(cp_module *m, void *ctx);
+int cp_module_visit(cp_module *root, cp_module_visit_fn fn, void *ctx);
+
+/* Every parameter in registration order (PyTorch's named_parameters order, tied ones included).
+ * *out is allocated (free with cp_free). */
+cp_status cp_module_params(cp_module *root, cp_param ***out, int *n);
+/* Parameter count as sum(p.numel() for p in model.parameters()): tied parameters once. */
+int64_t cp_module_num_parameters(cp_module *root);
+
+/* The repr PyTorch prints for this module (print(model)), as a malloc'd string. */
+char *cp_module_repr(const cp_module *m);
+
+#endif
