@@ -1,0 +1,112 @@
+/*
+ * test_info.c — parameter counts, parameter names/shapes/order, dtypes and print(model) against
+ * PyTorch, for every tests/fixtures/info/<name>.json: tiny models with weights
+ * (tests/fixtures/models/<name>) and real models' configs alone (tests/fixtures/configs/<name>,
+ * counted from shapes as on PyTorch's meta device — EleutherAI/gpt-neo-1.3B has 1,315,575,808).
+ */
+#include "test.h"
+#include "cpeft.h"
+#include "core/alloc.h"
+#include "io/json.h"
+#include "models/model.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static int is_dir(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISDIR(s.st_mode); }
+
+static const char *torch_dtype_to_st(const char *t) {
+    if (!strcmp(t, "float32")) return "F32";
+    if (!strcmp(t, "bfloat16")) return "BF16";
+    if (!strcmp(t, "float16")) return "F16";
+    return "?";
+}
+
+static int n_checked;
+
+static void check_info(const char *file) {
+    char path[512], name[256], dir[512];
+    snprintf(path, sizeof path, "tests/fixtures/info/%s", file);
+    snprintf(name, sizeof name, "%.*s", (int)(strlen(file) - 5), file);
+    snprintf(dir, sizeof dir, "tests/fixtures/models/%s", name);
+    int with_weights = is_dir(dir);
+    if (!with_weights) snprintf(dir, sizeof dir, "tests/fixtures/configs/%s", name);
+
+    cJSON *want;
+    CHECK_OK(cp_json_read_file(path, &want));
+    if (!want) return;
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, dir, with_weights ? CP_LOAD_WEIGHTS : CP_LOAD_CONFIG_ONLY));
+    if (!m) { cJSON_Delete(want); return; }
+
+    int64_t want_n = (int64_t)cJSON_GetObjectItem(want, "num_parameters")->valuedouble;
+    int64_t got_n = cp_model_num_parameters(m);
+    CHECK(got_n == want_n, "%s: %lld parameters, PyTorch counts %lld", name, (long long)got_n, (long long)want_n);
+
+    char *repr = cp_model_repr(m);
+    const char *want_repr = cJSON_GetObjectItem(want, "repr")->valuestring;
+    CHECK(repr && strcmp(repr, want_repr) == 0, "%s: repr differs:\n--- cpeft\n%s\n--- PyTorch\n%s", name, repr, want_repr);
+    cp_free(repr);
+
+    /* named_parameters(): same names, shapes and order (tied parameters appear once). */
+    cp_param **params;
+    int n;
+    CHECK_OK(cp_module_params(m->root, &params, &n));
+    const cJSON *want_params = cJSON_GetObjectItem(want, "parameters");
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (params[i]->tied_to) continue;
+        const cJSON *w = cJSON_GetArrayItem(want_params, k++);
+        if (!w) { CHECK(0, "%s: extra parameter %s", name, params[i]->name); break; }
+        const char *wname = cJSON_GetArrayItem(w, 0)->valuestring;
+        const cJSON *wshape = cJSON_GetArrayItem(w, 1);
+        int same = !strcmp(wname, params[i]->name) && cJSON_GetArraySize(wshape) == params[i]->ndim;
+        for (int d = 0; same && d < params[i]->ndim; d++)
+            same = (int64_t)cJSON_GetArrayItem(wshape, d)->valuedouble == params[i]->shape[d];
+        CHECK(same, "%s: parameter %d is %s, PyTorch has %s", name, k - 1, params[i]->name, wname);
+        if (with_weights) {
+            const char *wdt = torch_dtype_to_st(cJSON_GetArrayItem(w, 2)->valuestring);
+            CHECK(!strcmp(wdt, cp_dtype_name(params[i]->source_dtype)), "%s: %s has dtype %s, PyTorch loads %s", name,
+                  params[i]->name, cp_dtype_name(params[i]->source_dtype), wdt);
+        }
+    }
+    CHECK(k == cJSON_GetArraySize(want_params), "%s: %d parameters listed, PyTorch lists %d", name, k,
+          cJSON_GetArraySize(want_params));
+    cp_free(params);
+    n_checked++;
+    cp_model_free(m);
+    cJSON_Delete(want);
+}
+
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+TEST(info_matches_pytorch) {
+    DIR *d = opendir("tests/fixtures/info");
+    CHECK(d != NULL, "no tests/fixtures/info");
+    if (!d) return;
+    char *names[64];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+        if (strstr(e->d_name, ".json")) names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, name_cmp);
+    for (int i = 0; i < n; i++) { check_info(names[i]); free(names[i]); }
+    CHECK(n_checked >= 10, "only %d info fixtures checked", n_checked);
+    printf("  %d models: counts, parameter lists and print(model) identical to PyTorch\n", n_checked);
+}
+
+TEST(gpt_neo_1_3b_count_from_config_alone) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/configs/gpt-neo-1.3B", CP_LOAD_CONFIG_ONLY));
+    if (!m) return;
+    CHECK(cp_model_num_parameters(m) == 1315575808LL, "got %lld", (long long)cp_model_num_parameters(m));
+    cp_model_free(m);
+}
+
+int main(void) {
+    RUN(info_matches_pytorch);
+    RUN(gpt_neo_1_3b_count_from_config_alone);
+    return test_summary();
+}

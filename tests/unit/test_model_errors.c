@@ -1,0 +1,218 @@
+/*
+ * test_model_errors.c — bad model directories and bad batches give clear errors, never crashes:
+ * each case builds a broken copy of a fixture model in a temporary directory.
+ */
+#include "test.h"
+#include "cpeft.h"
+#include "io/safetensors.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GOOD "tests/fixtures/models/gpt2_tiny"
+
+static char tmp[256];
+
+static void write_file(const char *name, const char *text, size_t len) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "wb");
+    fwrite(text, 1, len, f);
+    fclose(f);
+}
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    *len = fread(buf, 1, (size_t)n, f);
+    buf[*len] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* A fresh temp dir holding GOOD's config.json with `from` replaced by `to` (when given). */
+static void setup(const char *from, const char *to, int copy_weights) {
+    snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+    size_t len;
+    char *cfg = read_all(GOOD "/config.json", &len);
+    if (from) {
+        char *at = strstr(cfg, from);
+        if (!at) { fprintf(stderr, "setup: %s not in config\n", from); abort(); }
+        size_t head = (size_t)(at - cfg), tail = len - head - strlen(from);
+        char *out = malloc(len + strlen(to) + 1);
+        memcpy(out, cfg, head);
+        memcpy(out + head, to, strlen(to));
+        memcpy(out + head + strlen(to), at + strlen(from), tail);
+        len = head + strlen(to) + tail;
+        free(cfg);
+        cfg = out;
+    }
+    write_file("config.json", cfg, len);
+    free(cfg);
+    if (copy_weights) {
+        char *w = read_all(GOOD "/model.safetensors", &len);
+        write_file("model.safetensors", w, len);
+        free(w);
+    }
+}
+
+static void cleanup(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+}
+
+static cp_status load(int flags) {
+    cp_model *m = NULL;
+    cp_status st = cp_model_load(&m, tmp, flags);
+    cp_model_free(m);
+    return st;
+}
+
+TEST(missing_directory) {
+    cp_model *m = NULL;
+    CHECK_ERR(cp_model_load(&m, "/nonexistent/cpeft-model", 0), "/nonexistent/cpeft-model");
+    CHECK(m == NULL, "model returned on error");
+}
+
+TEST(missing_config) {
+    setup(NULL, NULL, 0);
+    char p[300];
+    snprintf(p, sizeof p, "%s/config.json", tmp);
+    unlink(p);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "config.json: cannot open");
+    cleanup();
+}
+
+TEST(invalid_json_names_line) {
+    setup("\"n_embd\"", "\"n_embd\" ::", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "invalid JSON at line");
+    cleanup();
+}
+
+TEST(unknown_model_type) {
+    setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo)");
+    cleanup();
+}
+
+TEST(missing_model_type) {
+    setup("\"model_type\": \"gpt2\"", "\"model_typo\": \"gpt2\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "required field \"model_type\" is missing");
+    cleanup();
+}
+
+TEST(wrong_field_type) {
+    setup("\"n_embd\": 32", "\"n_embd\": \"thirty-two\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"n_embd\": expected an integer, found a string");
+    cleanup();
+    setup("\"n_embd\": 32", "\"n_embd\": -32", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"n_embd\" must be a positive integer");
+    cleanup();
+    setup("\"n_embd\": 32", "\"n_embd\": 30", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "not divisible by the number of heads");
+    cleanup();
+    setup("\"activation_function\": \"gelu_new\"", "\"activation_function\": \"gelu_newest\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "unknown activation \"gelu_newest\"");
+    cleanup();
+}
+
+TEST(config_only_directory_has_no_weights) {
+    setup(NULL, NULL, 0);
+    CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "no weights");
+    cleanup();
+}
+
+TEST(mis_shaped_tensors_listed_with_both_shapes) {
+    setup("\"n_embd\": 32", "\"n_embd\": 16", 1);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "transformer.wte.weight: expected [97, 16], found [97, 32]");
+    cleanup();
+}
+
+TEST(missing_and_unexpected_tensors) {
+    setup("\"n_layer\": 2", "\"n_layer\": 3", 1);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "missing tensors (12):");
+    cleanup();
+    setup("\"n_layer\": 2", "\"n_layer\": 1", 1);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "unexpected tensors (12):\n    transformer.h.1.attn.c_attn.bias: [96] in model.safetensors");
+    cleanup();
+}
+
+TEST(truncated_weights) {
+    setup(NULL, NULL, 0);
+    size_t len;
+    char *w = read_all(GOOD "/model.safetensors", &len);
+    write_file("model.safetensors", w, len / 2);
+    free(w);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "model.safetensors");
+    cleanup();
+}
+
+TEST(sharded_index_naming_a_missing_shard) {
+    setup(NULL, NULL, 0);
+    const char *idx = "{\"metadata\": {}, \"weight_map\": {\"transformer.wte.weight\": \"model-00001-of-00002.safetensors\"}}";
+    write_file("model.safetensors.index.json", idx, strlen(idx));
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "shard \"model-00001-of-00002.safetensors\" (listed for tensor \"transformer.wte.weight\") does not exist");
+    const char *bad = "{\"weight_map\": {\"x\": \"../etc/passwd\"}}";
+    write_file("model.safetensors.index.json", bad, strlen(bad));
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "must be a file in the model directory");
+    cleanup();
+}
+
+TEST(gpt_neo_attention_types_must_cover_layers) {
+    cp_model *m = NULL;
+    snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+    const char *cfg = "{\"model_type\": \"gpt_neo\", \"num_layers\": 3, \"hidden_size\": 8, \"num_heads\": 2,"
+                      " \"attention_types\": [[[\"global\", \"local\"], 1]]}";
+    write_file("config.json", cfg, strlen(cfg));
+    CHECK_ERR(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY), "attention_types describe 2 layers but num_layers is 3");
+    cleanup();
+}
+
+TEST(bad_batches) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, GOOD, CP_LOAD_WEIGHTS));
+    if (!m) return;
+    int64_t ids[4] = {1, 2, 97, 3}, labels[4] = {1, 2, 3, 500}, mask[4] = {1, 1, 2, 1};
+    cp_batch b = {.B = 1, .T = 4, .input_ids = ids};
+    cp_outputs out = {0};
+    CHECK_ERR(cp_model_forward(m, &b, &out), "transformer.wte: index 97 at position 2 is out of range [0, 97)");
+    ids[2] = 5;
+    b.labels = labels;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "labels: value 500 at position 3");
+    b.labels = NULL;
+    b.attention_mask = mask;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "attention_mask holds 2");
+    b.attention_mask = NULL;
+    b.T = 65;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "exceeds the model's 64 positions");
+    b.T = 0;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "empty batch");
+    cp_model_free(m);
+}
+
+int main(void) {
+    cp_set_quiet(1);
+    RUN(missing_directory);
+    RUN(missing_config);
+    RUN(invalid_json_names_line);
+    RUN(unknown_model_type);
+    RUN(missing_model_type);
+    RUN(wrong_field_type);
+    RUN(config_only_directory_has_no_weights);
+    RUN(mis_shaped_tensors_listed_with_both_shapes);
+    RUN(missing_and_unexpected_tensors);
+    RUN(truncated_weights);
+    RUN(sharded_index_naming_a_missing_shard);
+    RUN(gpt_neo_attention_types_must_cover_layers);
+    RUN(bad_batches);
+    return test_summary();
+}
