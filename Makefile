@@ -1,5 +1,6 @@
 # cpeft — build, test, install.
 #   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so
+#   make demo            the main job on the built-in default (see README)
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
 #   make install PREFIX=/opt/cpeft
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
@@ -33,7 +34,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps test test-fast test-asan install clean reference reference-venv fuzz bench
+.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
 
 deps: $(DEPS_STAMP)
@@ -66,6 +67,10 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
+
+# The main job the README gives.
+demo: all
+	@scripts/demo.sh
 
 # The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
 test: test-fast test-asan

@@ -50,9 +50,17 @@ int main(int argc, char **argv) {
     cp_outputs out = {.logits = logits};
     for (long i = 0; i < warmup; i++)
         if (cp_model_forward(m, &batch, &out) != CP_OK) { fprintf(stderr, "forward_bench: %s\n", cp_last_error()); return 1; }
-    double t0 = now();
-    for (long i = 0; i < iters; i++) cp_model_forward(m, &batch, &out);
-    double per_iter = (now() - t0) / (double)iters;
+    double *times = malloc((size_t)iters * sizeof *times);
+    for (long i = 0; i < iters; i++) {
+        double t0 = now();
+        cp_model_forward(m, &batch, &out);
+        times[i] = now() - t0;
+    }
+    /* median, as the PyTorch side reports */
+    for (long i = 1; i < iters; i++)
+        for (long j = i; j > 0 && times[j] < times[j - 1]; j--) { double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t; }
+    double per_iter = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+    free(times);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double checksum = 0;

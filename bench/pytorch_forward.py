@@ -4,7 +4,7 @@
     tests/reference/.venv/bin/python bench/pytorch_forward.py --model DIR --batch 4 --seq 256 \
         --warmup 1 --iters 5 [--threads N]
 
-Runs no_grad, eval(), attn_implementation="eager", float32 (weights upcast if stored lower), and
+Runs no_grad, eval(), transformers' default attention (sdpa for GPT-2, eager for GPT-Neo), float32 (weights upcast if stored lower), and
 prints one JSON line:
     {"tokens_per_s", "seconds_per_iter", "peak_rss_mib", "torch", "transformers", "threads",
      "batch", "seq", "iters", "model"}
@@ -42,7 +42,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)  # default attention (sdpa where the model has it)
     model.eval()
     gen = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)

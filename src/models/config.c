@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <string.h>
 
-cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
+cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t max, int64_t *out,
                              const char *file) {
     if (cp_json_get_int(root, key, dflt, dflt <= 0, out, file) != CP_OK) return CP_ERR;
-    if (*out <= 0 || *out > (int64_t)1 << 31)
-        return cp_error("%s: field \"%s\" must be a positive integer below 2^31, found %lld", file, key,
-                        (long long)*out);
+    if (*out <= 0 || *out > max)
+        return cp_error("%s: field \"%s\" must be a positive integer of at most %lld, found %lld", file, key,
+                        (long long)max, (long long)*out);
     return CP_OK;
 }
 

@@ -58,8 +58,17 @@ void cp_config_free(cp_model_config *cfg);
  * architectures[0] and activation (with a default). */
 cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
                                 const char *default_activation);
-/* Reads an integer that must be > 0. */
-cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
+/* Reads an integer that must be in [1, max] (dflt <= 0 makes the field required). */
+cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t max, int64_t *out,
                              const char *file);
+
+/* Sanity bounds for sizes read from config.json: far above any real model, low enough that a
+ * corrupted file cannot ask for absurd allocations. */
+#define CP_MAX_VOCAB ((int64_t)1 << 24)
+#define CP_MAX_HIDDEN ((int64_t)1 << 16)
+#define CP_MAX_LAYERS ((int64_t)1024)
+#define CP_MAX_HEADS ((int64_t)1024)
+#define CP_MAX_POSITIONS ((int64_t)1 << 22)
+#define CP_MAX_INTERMEDIATE ((int64_t)1 << 18)
 
 #endif

@@ -12,15 +12,17 @@
 #include <stdio.h>
 
 static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
-    if (cp_config_positive(root, "vocab_size", 50257, &cfg->vocab_size, file) != CP_OK ||
-        cp_config_positive(root, "n_embd", 768, &cfg->hidden_size, file) != CP_OK ||
-        cp_config_positive(root, "n_layer", 12, &cfg->num_layers, file) != CP_OK ||
-        cp_config_positive(root, "n_head", 12, &cfg->num_heads, file) != CP_OK ||
-        cp_config_positive(root, "n_positions", 1024, &cfg->max_positions, file) != CP_OK)
+    if (cp_config_positive(root, "vocab_size", 50257, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
+        cp_config_positive(root, "n_embd", 768, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
+        cp_config_positive(root, "n_layer", 12, CP_MAX_LAYERS, &cfg->num_layers, file) != CP_OK ||
+        cp_config_positive(root, "n_head", 12, CP_MAX_HEADS, &cfg->num_heads, file) != CP_OK ||
+        cp_config_positive(root, "n_positions", 1024, CP_MAX_POSITIONS, &cfg->max_positions, file) != CP_OK)
         return CP_ERR;
     if (cp_json_get_int(root, "n_inner", 4 * cfg->hidden_size, 0, &cfg->intermediate_size, file) != CP_OK)
         return CP_ERR;
-    if (cfg->intermediate_size <= 0) return cp_error("%s: field \"n_inner\" must be positive", file);
+    if (cfg->intermediate_size <= 0 || cfg->intermediate_size > CP_MAX_INTERMEDIATE)
+        return cp_error("%s: field \"n_inner\" must be a positive integer of at most %lld, found %lld", file,
+                        (long long)CP_MAX_INTERMEDIATE, (long long)cfg->intermediate_size);
     if (cp_json_get_double(root, "layer_norm_epsilon", 1e-5, 0, &cfg->layer_norm_eps, file) != CP_OK ||
         cp_json_get_double(root, "embd_pdrop", 0.1, 0, &cfg->embd_dropout, file) != CP_OK ||
         cp_json_get_double(root, "attn_pdrop", 0.1, 0, &cfg->attn_dropout, file) != CP_OK ||

@@ -57,16 +57,18 @@ static cp_status parse_attention_types(cp_model_config *cfg, const cJSON *root, 
 }
 
 static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
-    if (cp_config_positive(root, "vocab_size", 50257, &cfg->vocab_size, file) != CP_OK ||
-        cp_config_positive(root, "hidden_size", 2048, &cfg->hidden_size, file) != CP_OK ||
-        cp_config_positive(root, "num_layers", 24, &cfg->num_layers, file) != CP_OK ||
-        cp_config_positive(root, "num_heads", 16, &cfg->num_heads, file) != CP_OK ||
-        cp_config_positive(root, "max_position_embeddings", 2048, &cfg->max_positions, file) != CP_OK ||
-        cp_config_positive(root, "window_size", 256, &cfg->window_size, file) != CP_OK)
+    if (cp_config_positive(root, "vocab_size", 50257, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
+        cp_config_positive(root, "hidden_size", 2048, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
+        cp_config_positive(root, "num_layers", 24, CP_MAX_LAYERS, &cfg->num_layers, file) != CP_OK ||
+        cp_config_positive(root, "num_heads", 16, CP_MAX_HEADS, &cfg->num_heads, file) != CP_OK ||
+        cp_config_positive(root, "max_position_embeddings", 2048, CP_MAX_POSITIONS, &cfg->max_positions, file) != CP_OK ||
+        cp_config_positive(root, "window_size", 256, CP_MAX_POSITIONS, &cfg->window_size, file) != CP_OK)
         return CP_ERR;
     if (cp_json_get_int(root, "intermediate_size", 4 * cfg->hidden_size, 0, &cfg->intermediate_size, file) != CP_OK)
         return CP_ERR;
-    if (cfg->intermediate_size <= 0) return cp_error("%s: field \"intermediate_size\" must be positive", file);
+    if (cfg->intermediate_size <= 0 || cfg->intermediate_size > CP_MAX_INTERMEDIATE)
+        return cp_error("%s: field \"intermediate_size\" must be a positive integer of at most %lld, found %lld", file,
+                        (long long)CP_MAX_INTERMEDIATE, (long long)cfg->intermediate_size);
     if (cp_json_get_double(root, "layer_norm_epsilon", 1e-5, 0, &cfg->layer_norm_eps, file) != CP_OK ||
         cp_json_get_double(root, "embed_dropout", 0.0, 0, &cfg->embd_dropout, file) != CP_OK ||
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK ||

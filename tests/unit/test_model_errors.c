@@ -113,7 +113,7 @@ TEST(wrong_field_type) {
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"n_embd\": expected an integer, found a string");
     cleanup();
     setup("\"n_embd\": 32", "\"n_embd\": -32", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"n_embd\" must be a positive integer");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"n_embd\" must be a positive integer of at most 65536, found -32");
     cleanup();
     setup("\"n_embd\": 32", "\"n_embd\": 30", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "not divisible by the number of heads");

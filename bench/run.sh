@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
+# Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
+#
+#   bench/run.sh [forward]          (needs `make` and `make reference-venv`; models are created once
+#                                    in bench/work/ from random weights with save_pretrained)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=tests/reference/.venv/bin/python
+WORK=bench/work
+ITERS=${ITERS:-5}
+mkdir -p "$WORK"
+[[ -x $PY ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
+[[ -x build/bench/forward_bench ]] || make -s all build/bench/forward_bench
+
+model_dir() { # arch -> directory (created on first use)
+    local dir=$WORK/$1-random
+    [[ -f $dir/model.safetensors ]] || $PY bench/make_bench_model.py --arch "$1" --out "$dir" >&2
+    echo "$dir"
+}
+
+run_forward() {
+    local out=$WORK/forward.jsonl
+    : > "$out"
+    for arch in gpt_neo gpt2; do
+        local dir; dir=$(model_dir $arch)
+        echo "bench forward: $arch (batch 4 x 256 tokens, $ITERS iterations each)" >&2
+        local c p
+        c=$(build/bench/forward_bench --model "$dir" --batch 4 --seq 256 --warmup 1 --iters "$ITERS")
+        p=$($PY bench/pytorch_forward.py --model "$dir" --batch 4 --seq 256 --warmup 1 --iters "$ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"forward\", \"arch\": \"$arch\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    done
+    $PY bench/update_benchmarks.py forward "$out"
+}
+
+case "${1:-forward}" in
+    forward) run_forward ;;
+    *) echo "bench: unknown benchmark $1 (forward)" >&2; exit 2 ;;
+esac
