@@ -13,10 +13,18 @@ OPT     ?= -O3 -march=native
 VERSION := 0.1.0
 
 DEPS_STAMP := build/.deps-ok
-PKGS    := openblas libcjson libpcre2-8 libutf8proc
+PKGS    := libcjson libpcre2-8 libutf8proc
+# OpenBLAS built for OpenMP, so that BLAS and cpeft's own parallel loops share one thread pool
+# (the default pthread build spins its own threads against OpenMP's and loses ~20%). The rpath
+# pins that build at run time whichever variant Debian's alternatives point at.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
+BLAS_CFLAGS = -I$(BLAS_INC)
+BLAS_LIBS   = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 # Recursive (=) so pkg-config runs after the dependency check has installed what was missing.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenblas -lcjson -lpcre2-8 -lutf8proc)
+PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)

@@ -28,5 +28,6 @@ echo "== cpeft eval --model $TINY --data-ids <2,000 ids> --seq-len 64"
 $CPEFT eval --model "$TINY" --data-ids "$ids" --seq-len 64
 rm -f "$ids"
 echo
-echo "Random weights predict about uniformly over the 97-token vocabulary: a perplexity near 97 is the"
-echo "expected answer. \`make test\` checks these logits against transformers to 1e-5."
+echo "Random weights know nothing of the data, so the perplexity is of the order of the 97-token vocabulary"
+echo "(higher, since random logits are confidently wrong). \`make test\` checks these logits against"
+echo "transformers to 1e-5."

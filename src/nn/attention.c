@@ -1,12 +1,18 @@
 /*
  * attention.c — causal (optionally sliding-window) softmax attention over per-head vectors.
  *
- * One (batch, head) pair per OpenMP task; each query row computes its scores against the keys it
- * may see, a max-subtracted softmax in f32 and the weighted sum of values. Cost O(B·NH·T²·hs);
- * memory O(T) per thread unless probabilities are kept for backward.
+ * Two versions of the same function, held together by test_attention.c:
+ *   cp_attention_forward_ref  one query at a time, dot products in plain loops — the reference;
+ *   cp_attention_forward      blocks of ATT_QBLOCK queries per (batch, head) task: the scores of a
+ *                             block against the keys it may see come from one small GEMM, the
+ *                             softmax runs over rows, and the output is a second GEMM P·V.
+ * Both compute in f32 with a max-subtracted softmax; cost O(B·NH·T²·hs) (the GEMMs also compute
+ * the masked upper triangle inside a block, ≤ ATT_QBLOCK/T extra), memory O(ATT_QBLOCK·T) per thread.
  */
 #include "nn/attention.h"
+#include "kernels/vmath.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -18,7 +24,7 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
+cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     int nthreads = omp_get_max_threads();
     float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)T, "attention scores");
@@ -66,5 +72,93 @@ cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
                 }
             }
         }
+    return CP_OK;
+}
+
+#define ATT_QBLOCK 64
+
+/* Turns the raw scores of query i against keys klo..klo+nk-1 (row s) into probabilities: keys
+ * outside the query's causal window get 0. Returns 1 when the query sees no key at all and the
+ * caller must attend to all T keys (CP_ATTN_EMPTY_ALL). */
+static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_t nk, int64_t i, const int64_t *mask) {
+    int64_t lo = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0, hi = i;
+    for (int64_t j = klo; j < lo; j++) s[j - klo] = 0.0f;
+    for (int64_t j = hi + 1; j < klo + nk; j++) s[j - klo] = 0.0f;
+    float *r = s + (lo - klo);
+    const int64_t n = hi - lo + 1;
+    const int64_t *mk = mask ? mask + lo : NULL;
+    const float scale = a->scale;
+    float maxv = -INFINITY;
+    int64_t visible = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float v = r[j] * scale;
+        r[j] = v;
+        int keep = !mk || mk[j];
+        maxv = keep && v > maxv ? v : maxv;
+        visible += keep;
+    }
+    if (!visible) {
+        if (a->empty_row == CP_ATTN_EMPTY_ALL) return 1;
+        for (int64_t j = 0; j < n; j++) r[j] = 1.0f / (float)n;
+        return 0;
+    }
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        float e = cp_expf(r[j] - maxv) * (float)(!mk || mk[j] != 0);
+        r[j] = e;
+        sum += e;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) r[j] /= sum;
+    return 0;
+}
+
+cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
+    const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
+    const int64_t n_blocks = (T + ATT_QBLOCK - 1) / ATT_QBLOCK;
+    int nthreads = omp_get_max_threads();
+    float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * ATT_QBLOCK * (size_t)T, "attention scores");
+    if (!scores_all) return CP_ERR;
+
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++)
+            for (int64_t blk = 0; blk < n_blocks; blk++) {
+                float *S = scores_all + (size_t)omp_get_thread_num() * ATT_QBLOCK * (size_t)T;
+                const int64_t *mask = a->key_mask ? a->key_mask + b * T : NULL;
+                const int64_t i0 = blk * ATT_QBLOCK, i1 = i0 + ATT_QBLOCK < T ? i0 + ATT_QBLOCK : T, nq = i1 - i0;
+                const int64_t klo = a->window > 0 && i0 - a->window + 1 > 0 ? i0 - a->window + 1 : 0, nk = i1 - klo;
+                const float *Q = a->q + (b * T + i0) * a->q_stride + h * hs;   // (nq, hs), row stride q_stride
+                const float *K = a->k + (b * T + klo) * a->k_stride + h * hs;  // (nk, hs)
+                const float *V = a->v + (b * T + klo) * a->v_stride + h * hs;  // (nk, hs)
+                float *O = a->out + (b * T + i0) * C + h * hs;                  // (nq, hs), row stride C
+                // S (nq, nk) = Q · Kᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)hs, 1.0f, Q, (int)a->q_stride,
+                            K, (int)a->k_stride, 0.0f, S, (int)nk);
+                unsigned char empty[ATT_QBLOCK];
+                int any_empty = 0;
+                for (int64_t r = 0; r < nq; r++) any_empty |= empty[r] = (unsigned char)softmax_row(a, S + r * nk, klo, nk, i0 + r, mask);
+                // O (nq, hs) = P · V
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
+                            (int)a->v_stride, 0.0f, O, (int)C);
+                for (int64_t r = 0; r < nq && any_empty; r++) {
+                    if (!empty[r]) continue;
+                    /* a query that sees nothing under one additive mask: uniform over all T keys */
+                    float *o = O + r * C;
+                    memset(o, 0, (size_t)hs * sizeof *o);
+                    for (int64_t j = 0; j < T; j++) {
+                        const float *vj = a->v + (b * T + j) * a->v_stride + h * hs;
+                        for (int64_t d = 0; d < hs; d++) o[d] += vj[d] / (float)T;
+                    }
+                }
+                if (a->probs)
+                    for (int64_t r = 0; r < nq; r++) {
+                        float *row = a->probs + ((b * NH + h) * T + i0 + r) * T;
+                        if (empty[r]) { for (int64_t j = 0; j < T; j++) row[j] = 1.0f / (float)T; continue; }
+                        memset(row, 0, (size_t)T * sizeof *row);
+                        memcpy(row + klo, S + r * nk, (size_t)nk * sizeof *row);
+                    }
+            }
     return CP_OK;
 }

@@ -38,6 +38,8 @@ typedef struct {
     float *probs;             /* (B,NH,T,T) attention probabilities, saved for backward; may be NULL */
 } cp_attention_args;
 
+/* The fast version (blocked GEMMs) and the plain reference it is tested against. */
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch);
+cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch);
 
 #endif
