@@ -27,7 +27,7 @@ PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 LIBS_ALL   = $(PKG_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
 
 LIB_SRC := $(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \

@@ -5,6 +5,8 @@
  * cp_expf: Cody–Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, and Cephes' degree-6 polynomial
  * for e^r; relative error below 2e-7 over [-87, 88] (checked against exp() in test_vmath.c).
  * Inputs are clamped to that range, so overflow saturates at ~3.4e38 instead of inf.
+ * The build passes -fno-trapping-math -fno-math-errno, without which GCC will not if-convert the
+ * clamps or vectorise rintf; we never rely on floating-point exceptions or errno from libm.
  */
 #ifndef CP_KERNELS_VMATH_H
 #define CP_KERNELS_VMATH_H
@@ -25,10 +27,8 @@ static inline float cp_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &e, sizeof scale);
-    return p * scale;
+    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
 }
 
 /* 1 / (1 + e^-x) */
