@@ -66,7 +66,7 @@ $(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
 
 $(BUILD)/cpeft.pc: cpeft.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' $< > $@
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
@@ -96,7 +96,7 @@ install: all
 	install -m 644 $(BUILD)/libcpeft.a $(DESTDIR)$(PREFIX)/lib/libcpeft.a
 	install -m 755 $(BUILD)/libcpeft.so $(DESTDIR)$(PREFIX)/lib/libcpeft.so
 	install -m 644 include/cpeft.h $(DESTDIR)$(PREFIX)/include/cpeft.h
-	install -m 644 $(BUILD)/cpeft.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' cpeft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
 
 # ---- the reference oracle (Python; never needed to build or test) --------------------------------
 VENV := tests/reference/.venv
