@@ -2,6 +2,7 @@
 # Runs every test program under BUILD/tests and prints one closing line "tests: N passed, N failed".
 set -u
 build=${1:-build}
+export CPEFT_BIN="$build/cpeft"   # the CLI under test, for tests that run the program
 passed=0; failed=0; failed_programs=()
 for t in $(find "$build/tests" -type f -executable | sort); do
     out=$("$t" 2>&1); rc=$?

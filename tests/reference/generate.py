@@ -10,6 +10,7 @@ Fixture families (run in this order; see tests/reference/README.md for the file 
     forward   tests/fixtures/forward/<model>.<case>.safetensors   logits, hidden states, loss
     info      tests/fixtures/info/<name>.json          parameter counts, dtypes, str(model)
     configs   tests/fixtures/configs/<short>/config.json   real-model configs (published values)
+    eval      tests/fixtures/eval/                     `cpeft eval` loss over id and text streams
 
 --only takes family names, item names or "family:item", shell globs allowed, e.g.
     --only forward            --only 'gpt2_*'          --only 'forward:gpt_neo_tiny.*'
@@ -392,6 +393,71 @@ def check_configs(ctx: Context) -> list[str]:
         c = AutoConfig.from_pretrained(os.path.dirname(p))
         assert c.hidden_size == om.config_for(arch, cfg).hidden_size
     return []
+
+
+# =================================================================================================
+# family: eval — `cpeft eval` end to end: loss over consecutive blocks of a token stream
+
+EVAL_SEQ_LEN = 32
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(HERE))), "shared", "data")
+# A GPT-2 with the real 50,257-token vocabulary (tiny otherwise, stored in bf16 to stay small) so
+# that text can go through the real GPT-2 tokenizer.
+EVAL_VOCAB_SPEC = om.TinySpec("gpt2_vocab", "gpt2", dict(om.GPT2_TINY, n_embd=8, n_head=2, n_layer=1,
+                              vocab_size=50257, bos_token_id=50256, eos_token_id=50256),
+                              seed=3001, save_dtype=torch.bfloat16, attn_gain=4.0,
+                              description="GPT-2 H=8 L=1 with the real GPT-2 vocabulary, bf16")
+
+
+@torch.no_grad()
+def eval_stream(model, ids: list[int], seq_len: int) -> dict:
+    """What `cpeft eval` reports: blocks of seq_len (last partial kept), each predicting tokens 2..n."""
+    total, count = 0.0, 0
+    for start in range(0, len(ids), seq_len):
+        block = torch.tensor([ids[start:start + seq_len]])
+        if block.shape[1] < 2:
+            continue
+        out = model(input_ids=block, labels=block, use_cache=False)
+        n = block.shape[1] - 1
+        total += float(out.loss.double()) * n
+        count += n
+    loss = total / count
+    import math
+    return {"seq_len": seq_len, "loss": loss, "perplexity": math.exp(loss), "tokens": count, "stream_tokens": len(ids)}
+
+
+def write_eval_ids(ctx: Context) -> None:
+    spec = om.TINY_BY_NAME["gpt_neo_tiny"]
+    gen = torch.Generator().manual_seed(name_seed("eval", spec.name))
+    ids = torch.randint(1, spec.config["vocab_size"], (300,), generator=gen).tolist()
+    with open(ctx.path("eval", "gpt_neo_tiny.ids.txt"), "w") as f:
+        for i in range(0, len(ids), 20):
+            f.write(" ".join(str(x) for x in ids[i:i + 20]) + "\n")
+    res = eval_stream(load_for_forward(ctx, spec.name), ids, EVAL_SEQ_LEN)
+    write_json(ctx.path("eval", "gpt_neo_tiny.ids.json"), dict(res, model="models/gpt_neo_tiny"))
+
+
+def write_eval_text(ctx: Context) -> None:
+    from tokenizers import Tokenizer
+    out_dir = ctx.path("eval", EVAL_VOCAB_SPEC.name)
+    om.save_tiny(EVAL_VOCAB_SPEC, out_dir)
+    src = open(os.path.join(SHARED_DATA, "tinyshakespeare", "input.txt"), encoding="utf-8").read()
+    text = src[:3000]
+    with open(ctx.path("eval", "shakespeare.txt"), "w", encoding="utf-8") as f:
+        f.write(text)
+    tok = Tokenizer.from_file(os.path.join(SHARED_DATA, "gpt2-tokenizer", "tokenizer.json"))
+    ids = tok.encode(text).ids
+    model = om.load_tiny(out_dir, dtype=torch.float32)
+    res = eval_stream(model, ids, EVAL_SEQ_LEN)
+    write_json(ctx.path("eval", "shakespeare.json"),
+               dict(res, model=f"eval/{EVAL_VOCAB_SPEC.name}", tokenizer="../shared/data/gpt2-tokenizer/tokenizer.json",
+                    text="eval/shakespeare.txt (first 3,000 characters of tiny Shakespeare; see its SOURCE.md)"))
+
+
+@family("eval", dirs=["eval"])
+def fam_eval(ctx: Context) -> list[Item]:
+    """`cpeft eval`: mean loss over blocks of a token-id file and of a text tokenized with GPT-2's tokenizer."""
+    return [Item("gpt_neo_tiny.ids", lambda: write_eval_ids(ctx), ["eval/gpt_neo_tiny.ids.txt", "eval/gpt_neo_tiny.ids.json"]),
+            Item("shakespeare", lambda: write_eval_text(ctx), ["eval/shakespeare.txt", "eval/shakespeare.json", "eval/gpt2_vocab"])]
 
 
 # =================================================================================================

@@ -1,0 +1,122 @@
+/*
+ * test_cli.c — the `cpeft` program end to end (run as $CPEFT_BIN, set by tests/run.sh):
+ * eval against transformers' loss over the same blocks (token ids, and text through the real GPT-2
+ * tokenizer), info's JSON and tree, and the exit status and message for bad input.
+ */
+#include "test.h"
+#include "io/json.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *bin(void) {
+    const char *b = getenv("CPEFT_BIN");
+    return b ? b : "build/cpeft";
+}
+
+/* Runs a shell command line; returns its exit status and captures stdout+stderr into out. */
+static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char *out, size_t cap, const char *fmt, ...) {
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double json_number(const char *text, const char *key) {
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *v = j ? cJSON_GetObjectItem(j, key) : NULL;
+    double d = v && cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return d;
+}
+
+static void check_eval(const char *want_json, const char *cmdline) {
+    cJSON *want;
+    CHECK_OK(cp_json_read_file(want_json, &want));
+    if (!want) return;
+    double want_loss = cJSON_GetObjectItem(want, "loss")->valuedouble;
+    double want_tokens = cJSON_GetObjectItem(want, "tokens")->valuedouble;
+    const int batches[] = {1, 3};
+    for (int k = 0; k < 2; k++) {
+        char out[4096];
+        int rc = run(out, sizeof out, "%s --batch-size %d --json", cmdline, batches[k]);
+        CHECK(rc == 0, "%s exited %d: %s", cmdline, rc, out);
+        double loss = json_number(out, "loss"), tokens = json_number(out, "tokens");
+        printf("  %s (batch %d): loss %.6f, transformers %.6f, |diff| %.1e, %g tokens\n", want_json, batches[k], loss,
+               want_loss, fabs(loss - want_loss), tokens);
+        CHECK(fabs(loss - want_loss) < 1e-5, "loss %.8f vs %.8f", loss, want_loss);
+        CHECK(tokens == want_tokens, "tokens %g vs %g", tokens, want_tokens);
+        CHECK(fabs(json_number(out, "perplexity") - exp(want_loss)) < 1e-4 * exp(want_loss), "perplexity");
+    }
+    cJSON_Delete(want);
+}
+
+TEST(eval_token_ids_matches_transformers) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s eval --model tests/fixtures/models/gpt_neo_tiny --data-ids tests/fixtures/eval/gpt_neo_tiny.ids.txt --seq-len 32", bin());
+    check_eval("tests/fixtures/eval/gpt_neo_tiny.ids.json", cmd);
+}
+
+TEST(eval_text_through_gpt2_tokenizer_matches_transformers) {
+    /* A model directory = the bf16 GPT-2-vocabulary model + the real GPT-2 tokenizer.json. */
+    char dir[] = "/tmp/cpeft-eval-XXXXXX", out[4096], cmd[1024];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    const char *tok = "../shared/data/gpt2-tokenizer/tokenizer.json";
+    CHECK(access(tok, R_OK) == 0, "%s is missing (the shared data folder beside the repository)", tok);
+    CHECK(run(out, sizeof out, "cp tests/fixtures/eval/gpt2_vocab/config.json tests/fixtures/eval/gpt2_vocab/model.safetensors %s %s/", tok, dir) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s eval --model %s --data tests/fixtures/eval/shakespeare.txt --seq-len 32", bin(), dir);
+    check_eval("tests/fixtures/eval/shakespeare.json", cmd);
+    run(out, sizeof out, "rm -rf %s", dir);
+}
+
+TEST(info_json_and_tree) {
+    static char out[65536];
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/configs/gpt-neo-1.3B --json", bin()) == 0, "%s", out);
+    CHECK(json_number(out, "num_parameters") == 1315575808.0, "%s", out);
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/models/gpt2_tiny_bf16 --json", bin()) == 0, "%s", out);
+    CHECK(strstr(out, "\"dtypes\":{\"BF16\":") != NULL, "bf16 weights not reported: %s", out);
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/configs/gpt2 --tree", bin()) == 0, "%s", out);
+    cJSON *want;
+    CHECK_OK(cp_json_read_file("tests/fixtures/info/gpt2.json", &want));
+    if (want) {
+        char expect[16384];
+        snprintf(expect, sizeof expect, "%s\n", cJSON_GetObjectItem(want, "repr")->valuestring);
+        CHECK(strcmp(out, expect) == 0, "--tree differs from print(model):\n%s", out);
+        cJSON_Delete(want);
+    }
+}
+
+TEST(bad_input_exit_status_and_message) {
+    char out[8192];
+    CHECK(run(out, sizeof out, "%s info /nonexistent/model", bin()) == 1 && strstr(out, "cpeft info: /nonexistent/model"), "%s", out);
+    CHECK(run(out, sizeof out, "%s eval --model tests/fixtures/models/gpt2_tiny --data-ids x --seq-len abc", bin()) == 2 &&
+          strstr(out, "--seq-len: expected an integer"), "%s", out);
+    CHECK(run(out, sizeof out, "%s eval --model tests/fixtures/models/gpt2_tiny --data-ids x --seq-len 65", bin()) == 1 ||
+          strstr(out, "exceeds"), "%s", out);
+    CHECK(run(out, sizeof out, "printf '1 2 3\\n4 oops 5\\n' > /tmp/cpeft-bad-ids && %s eval --model tests/fixtures/models/gpt2_tiny --data-ids /tmp/cpeft-bad-ids", bin()) == 1 &&
+          strstr(out, "/tmp/cpeft-bad-ids:2: \"oops\" is not a token id"), "%s", out);
+    CHECK(run(out, sizeof out, "printf '1 2 3 97\\n' > /tmp/cpeft-bad-ids && %s eval --model tests/fixtures/models/gpt2_tiny --data-ids /tmp/cpeft-bad-ids", bin()) == 1 &&
+          strstr(out, "token id 97 is outside the vocabulary [0, 97)"), "%s", out);
+    CHECK(run(out, sizeof out, "%s frobnicate", bin()) == 2 && strstr(out, "unknown command"), "%s", out);
+    CHECK(run(out, sizeof out, "%s eval --model tests/fixtures/models/gpt2_tiny", bin()) == 2, "%s", out);
+    unlink("/tmp/cpeft-bad-ids");
+}
+
+int main(void) {
+    RUN(eval_token_ids_matches_transformers);
+    RUN(eval_text_through_gpt2_tokenizer_matches_transformers);
+    RUN(info_json_and_tree);
+    RUN(bad_input_exit_status_and_message);
+    return test_summary();
+}
