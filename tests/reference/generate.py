@@ -11,6 +11,7 @@ Fixture families (run in this order; see tests/reference/README.md for the file 
     info      tests/fixtures/info/<name>.json          parameter counts, dtypes, str(model)
     configs   tests/fixtures/configs/<short>/config.json   real-model configs (published values)
     eval      tests/fixtures/eval/                     `cpeft eval` loss over id and text streams
+    lora      tests/fixtures/lora/<case>/              PEFT LoRA adapters + logits, counts, repr, errors (oracle_lora.py)
 
 --only takes family names, item names or "family:item", shell globs allowed, e.g.
     --only forward            --only 'gpt2_*'          --only 'forward:gpt_neo_tiny.*'
@@ -458,6 +459,10 @@ def fam_eval(ctx: Context) -> list[Item]:
     """`cpeft eval`: mean loss over blocks of a token-id file and of a text tokenized with GPT-2's tokenizer."""
     return [Item("gpt_neo_tiny.ids", lambda: write_eval_ids(ctx), ["eval/gpt_neo_tiny.ids.txt", "eval/gpt_neo_tiny.ids.json"]),
             Item("shakespeare", lambda: write_eval_text(ctx), ["eval/shakespeare.txt", "eval/shakespeare.json", "eval/gpt2_vocab"])]
+
+
+import oracle_lora  # noqa: E402  (registers the "lora" family)
+CHECKERS.update(oracle_lora.CHECKERS)
 
 
 # =================================================================================================

@@ -1,0 +1,707 @@
+"""The "lora" fixture family: what PEFT 0.21.2 does with LoRA adapters on the tiny models.
+
+Imported by generate.py (its @family decorator registers the family; generate.py adds CHECKERS).
+Formats: tests/reference/README.md, section "LoRA fixtures". Per case, tests/fixtures/lora/<case>/:
+
+    adapter_config.json, adapter_model.safetensors     peft_model.save_pretrained(dir) (README.md removed;
+                                                        target_modules/exclude_modules lists sorted, see below)
+    adapters/<name>/...                                 multi-adapter case: one directory per adapter
+    expected.safetensors                                inputs + logits (adapter on / disabled / merged / ...)
+    expected.json                                       counts, printed lines, repr, LoRA modules, scalings,
+                                                        ranks, warnings, the saved config
+
+plus meta_<short>.json (real-size models on the meta device), errors.json (exception type + message of
+invalid configurations) and cpeft_roundtrip/README (placeholder for the reverse direction).
+
+Determinism: PEFT saves `target_modules` (a Python set) in set-iteration order, which depends on
+PYTHONHASHSEED. We rewrite adapter_config.json with those lists sorted, using PEFT's exact serialisation
+(json.dumps(indent=2, sort_keys=True), no trailing newline) and check that re-serialising PEFT's own file
+reproduces it byte for byte first, so the only change is the list order (any order is a valid PEFT output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import math
+import re
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+import oracle_models as om
+from oracle_common import Context, Item, family, fresh_dir, load_tensors, save_tensors, write_json, write_text
+
+LORA_B, LORA_T, LORA_PAD = 2, 11, 3      # batch, length, right padding of row 2 (id 0)
+LOGIT_KEYS = ["logits", "logits_disabled", "logits_merged", "logits_unmerged", "logits_merged_unloaded"]
+SET_KEYS = ("target_modules", "exclude_modules")   # config fields PEFT stores as sets
+
+
+def name_seed(*parts: str) -> int:
+    return zlib.crc32("/".join(parts).encode()) & 0x7FFFFFFF
+
+
+def tiny_dir(ctx: Context, name: str) -> str:
+    """tests/fixtures/models/<name>, written first if a partial run lacks it (as generate.model_dir)."""
+    d = ctx.path("models", name)
+    if not os.path.isfile(os.path.join(d, "config.json")):
+        ctx.log(f"  (models/{name} missing: writing it first)")
+        om.save_tiny(om.TINY_BY_NAME[name], d)
+    return d
+
+
+@contextlib.contextmanager
+def in_dir(path: str):
+    """Run with cwd = the fixtures root, so that models load as "models/<name>": that relative path is what
+    PEFT writes as base_model_name_or_path, and save_embedding_layers="auto" finds its config.json there."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def load_base(ctx: Context, name: str):
+    tiny_dir(ctx, name)
+    m = om.load_tiny(f"models/{name}", dtype=torch.float32)   # cwd = ctx.out (in_dir)
+    assert m.name_or_path == f"models/{name}", m.name_or_path
+    return m
+
+
+def lora_inputs(model_name: str, vocab: int) -> dict:
+    gen = torch.Generator().manual_seed(name_seed("lora", "inputs", model_name))
+    ids = torch.randint(1, vocab, (LORA_B, LORA_T), generator=gen, dtype=torch.int64)
+    mask = torch.ones(LORA_B, LORA_T, dtype=torch.int64)
+    ids[1, LORA_T - LORA_PAD:] = 0
+    mask[1, LORA_T - LORA_PAD:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@torch.no_grad()
+def logits_of(model, inputs: dict) -> torch.Tensor:
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+    return out.logits.detach().float().clone()
+
+
+class Recorder:
+    """Collects the warnings emitted per stage (dedup within a stage). PEFT's own ones (warnings.warn called
+    from a file of the peft package) go to by_stage; others (e.g. transformers' FutureWarning about
+    `is_gradient_checkpointing`, triggered by get_peft_model) to `other` as "Category: message"."""
+
+    def __init__(self):
+        self.by_stage: dict[str, list[str]] = {}
+        self.other: list[str] = []
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        msgs = self.by_stage.setdefault(name, [])
+        for w in caught:
+            m = str(w.message)
+            if f"{os.sep}peft{os.sep}" in w.filename:
+                if m not in msgs:
+                    msgs.append(m)
+            elif f"{w.category.__name__}: {m}" not in self.other:
+                self.other.append(f"{w.category.__name__}: {m}")
+        if not msgs:
+            del self.by_stage[name]
+
+    def all(self) -> list[str]:
+        out = []
+        for msgs in self.by_stage.values():
+            for m in msgs:
+                if m not in out:
+                    out.append(m)
+        return out
+
+
+def counts(pm) -> dict:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        pm.print_trainable_parameters()
+    trainable, total = pm.get_nb_trainable_parameters()
+    return {"trainable": int(trainable), "all": int(total), "print_trainable_parameters": buf.getvalue().rstrip("\n"),
+            "notebook_line": "trainable params: %d || all params: %d || trainable%%: %r"
+                             % (trainable, total, 100 * trainable / total)}
+
+
+def lora_layers(pm):
+    from peft.tuners.lora import LoraLayer
+    return [(n, m) for n, m in pm.base_model.model.named_modules() if isinstance(m, LoraLayer)]
+
+
+def layer_info(pm, adapter: str) -> dict:
+    mods, scal, ranks = [], {}, {}
+    for n, m in lora_layers(pm):
+        if adapter in m.r:
+            mods.append(n)
+            scal[n] = float(m.scaling[adapter])
+            ranks[n] = int(m.r[adapter])
+    return {"lora_modules": sorted(mods), "scalings": scal, "ranks": ranks}
+
+
+@torch.no_grad()
+def perturb_trainables(pm, seed_: int) -> list[str]:
+    """Make the adapter non-trivial and the saved extras matter: zero-initialised LoRA tensors (B of Linear
+    with init True, A of Embedding) get random values; every other trainable parameter (bias="all" /
+    "lora_only" biases, modules_to_save copies) gets small random offsets, as training would."""
+    gen = torch.Generator().manual_seed(seed_)
+    touched = []
+    for n, p in pm.named_parameters():
+        if not p.requires_grad:
+            continue
+        if "lora_" in n:
+            if torch.count_nonzero(p) == 0:
+                fan_in = p.shape[1] if p.dim() == 2 else 1
+                if "lora_embedding_A" in n:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+                else:                       # the nn.Linear default init bound of the layer (1/sqrt(fan_in))
+                    p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) / fan_in ** 0.5)
+                touched.append(n)
+        else:
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+            touched.append(n)
+    return touched
+
+
+def normalise_saved_config(path: str) -> dict:
+    """Sort set-valued lists in adapter_config.json (PEFT writes them in set order, which depends on the
+    hash seed); keep PEFT's exact serialisation. Returns the parsed config."""
+    raw = open(path, encoding="utf-8").read()
+    cfg = json.loads(raw)
+    assert json.dumps(cfg, indent=2, sort_keys=True) == raw, "PEFT's adapter_config.json format changed"
+    for k in SET_KEYS:
+        if isinstance(cfg.get(k), list):
+            cfg[k] = sorted(cfg[k])
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps(cfg, indent=2, sort_keys=True))
+    return cfg
+
+
+def saved_tensors(path: str) -> dict:
+    t, meta = load_tensors(path)
+    assert meta == {"format": "pt"}, meta
+    return {k: [str(v.dtype).replace("torch.", ""), list(v.shape)] for k, v in sorted(t.items())}
+
+
+def save_adapter(pm, d: str, **kw) -> None:
+    pm.save_pretrained(d, **kw)
+    readme = os.path.join(d, "README.md")
+    if os.path.exists(readme):
+        os.remove(readme)
+
+
+# =================================================================================================
+# single-adapter cases
+
+
+@dataclass
+class Case:
+    name: str
+    model: str
+    config: dict                       # LoraConfig kwargs (task_type CAUSAL_LM added unless given)
+    description: str
+
+
+CASES = [
+    Case("neo_notebook", "gpt_neo_tiny",
+         dict(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj"],
+              init_lora_weights=False),
+         "the notebook's LoraConfig (r=8, alpha 16, dropout 0.1, q/k/v, CAUSAL_LM), init_lora_weights=False"),
+    Case("neo_default_targets", "gpt_neo_tiny", dict(target_modules=None, r=4, lora_alpha=8, init_lora_weights=False),
+         "target_modules=None -> PEFT's default table for gpt_neo (q_proj, v_proj)"),
+    Case("gpt2_default_conv1d", "gpt2_tiny", dict(target_modules=None, r=4, lora_alpha=8),
+         "default targets for gpt2 (c_attn, a Conv1D): fan_in_fan_out forced True with a warning; lora_B perturbed"),
+    Case("gpt2_all_linear_rslora", "gpt2_odd",
+         dict(target_modules="all-linear", r=2, lora_alpha=3, use_rslora=True, init_lora_weights=False),
+         "all-linear (every Conv1D, not lm_head) with rsLoRA: scaling = alpha/sqrt(r)"),
+    Case("neo_regex", "gpt_neo_odd", dict(target_modules=r".*\.h\.1\..*(q_proj|out_proj)", r=3, lora_alpha=5),
+         "regex target_modules (full match): q_proj and out_proj of layer 1 only; lora_B perturbed"),
+    Case("neo_layers_patterns", "gpt_neo_tiny",
+         dict(target_modules=["q_proj", "v_proj", "c_fc"], layers_to_transform=[0, 2], layers_pattern="h",
+              rank_pattern={"c_fc": 2}, alpha_pattern={"v_proj": 3}, r=4, lora_alpha=8, init_lora_weights=False),
+         "layers_to_transform [0,2] with layers_pattern 'h'; rank_pattern c_fc:2, alpha_pattern v_proj:3"),
+    Case("neo_exclude_bias_all", "gpt_neo_tiny",
+         dict(target_modules=["c_fc", "c_proj"], exclude_modules=["h.0.mlp.c_proj"], bias="all", r=2, lora_alpha=4),
+         "exclude_modules suffix; bias='all' (every bias in the model trained+saved; perturbed); lora_B perturbed"),
+    Case("gpt2_lora_only_mts", "gpt2_tiny",
+         dict(target_modules=["c_attn", "mlp.c_proj"], bias="lora_only", modules_to_save=["ln_f"], r=2, lora_alpha=2),
+         "bias='lora_only' (biases of wrapped layers) + modules_to_save ln_f (copy perturbed); lora_B perturbed"),
+    Case("neo_embedding", "gpt_neo_tiny", dict(target_modules=["wte", "q_proj"], r=4, lora_alpha=4),
+         "Embedding LoRA on the tied input embedding wte + q_proj; lora_embedding_A and lora_B perturbed"),
+    Case("gpt2_untied_lm_head", "gpt2_untied", dict(target_modules=["c_attn", "lm_head"], r=2, lora_alpha=4),
+         "c_attn (Conv1D) + lm_head (nn.Linear) on an untied GPT-2: save_embedding_layers='auto' saves lm_head"),
+]
+CASES_BY_NAME = {c.name: c for c in CASES}
+
+
+def make_config(kw: dict):
+    from peft import LoraConfig, TaskType
+    kw = dict(kw)
+    kw.setdefault("task_type", TaskType.CAUSAL_LM)
+    return LoraConfig(**kw)
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+EMBED_WARNING = "Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`."
+
+
+def write_case(ctx: Context, case: Case) -> None:
+    from peft import get_peft_model
+    d = ctx.path("lora", case.name)
+    fresh_dir(d)
+    rec = Recorder()
+    with in_dir(ctx.out):
+        base = load_base(ctx, case.model)
+        inputs = lora_inputs(case.model, base.config.vocab_size)
+        base_logits = logits_of(base, inputs)
+        torch.manual_seed(name_seed("lora", case.name, "init"))
+        with rec.stage("LoraConfig"):
+            cfg = make_config(case.config)
+        with rec.stage("get_peft_model"):
+            pm = get_peft_model(base, cfg)
+        perturbed = perturb_trainables(pm, name_seed("lora", case.name, "perturb"))
+        pm.eval()
+        c = counts(pm)
+        info = layer_info(pm, "default")
+        res = dict(inputs)
+        with rec.stage("forward"):
+            res["logits"] = logits_of(pm, inputs)
+        with rec.stage("disable_adapter"):
+            with pm.disable_adapter():
+                res["logits_disabled"] = logits_of(pm, inputs)
+        with rec.stage("merge_adapter"):
+            pm.merge_adapter()
+            res["logits_merged"] = logits_of(pm, inputs)
+        with rec.stage("unmerge_adapter"):
+            pm.unmerge_adapter()
+            res["logits_unmerged"] = logits_of(pm, inputs)
+        with rec.stage("save_pretrained"):
+            save_adapter(pm, d)
+        with rec.stage("merge_and_unload"):
+            merged = copy.deepcopy(pm).merge_and_unload()
+            res["logits_merged_unloaded"] = logits_of(merged, inputs)
+        rep = str(pm)
+    config_saved = normalise_saved_config(os.path.join(d, "adapter_config.json"))
+    save_tensors(os.path.join(d, "expected.safetensors"), res, {"model": case.model, "case": case.name})
+    out = dict(c)
+    out.update(info)
+    out.update({
+        "model": case.model, "base_dir": f"models/{case.model}", "case": case.name,
+        "description": case.description, "repr": rep, "warnings": rec.all(), "warnings_by_stage": rec.by_stage,
+        "warnings_other": rec.other,
+        "config_saved": config_saved, "perturbed": perturbed,
+        "saved_tensors": saved_tensors(os.path.join(d, "adapter_model.safetensors")),
+        "save_embedding_layers_auto": EMBED_WARNING in rec.by_stage.get("save_pretrained", []),
+        "max_abs_diff": {"logits_vs_base": close(res["logits"], base_logits),
+                         "disabled_vs_base": close(res["logits_disabled"], base_logits),
+                         "merged_vs_logits": close(res["logits_merged"], res["logits"]),
+                         "unmerged_vs_logits": close(res["logits_unmerged"], res["logits"]),
+                         "merged_unloaded_vs_merged": close(res["logits_merged_unloaded"], res["logits_merged"])},
+    })
+    write_json(os.path.join(d, "expected.json"), out)
+
+
+# =================================================================================================
+# multi-adapter case
+
+MULTI = "neo_multi"
+MULTI_MODEL = "gpt_neo_tiny"
+MULTI_A = dict(target_modules=["q_proj", "v_proj"], r=4, lora_alpha=8, init_lora_weights=False)
+MULTI_B = dict(target_modules=["k_proj", "v_proj", "out_proj"], r=4, lora_alpha=4, init_lora_weights=False)
+MULTI_WEIGHTS = [0.7, 0.3]
+
+
+def write_multi(ctx: Context) -> None:
+    from peft import get_peft_model
+    d = ctx.path("lora", MULTI)
+    fresh_dir(d)
+    rec = Recorder()
+    with in_dir(ctx.out):
+        base = load_base(ctx, MULTI_MODEL)
+        inputs = lora_inputs(MULTI_MODEL, base.config.vocab_size)
+        base_logits = logits_of(base, inputs)
+        torch.manual_seed(name_seed("lora", MULTI, "init"))
+        with rec.stage("get_peft_model"):
+            pm = get_peft_model(base, make_config(MULTI_A), adapter_name="a")
+        with rec.stage("add_adapter"):
+            pm.add_adapter("b", make_config(MULTI_B))
+        pm.eval()
+        top = counts(pm)                       # as PEFT reports right after add_adapter ("a" active)
+        rep_ab = str(pm)
+        per_adapter = {}
+        res = dict(inputs)
+        with rec.stage("set_adapter"):
+            for n in ("a", "b"):
+                pm.set_adapter(n)
+                per_adapter[n] = counts(pm)
+                res[f"logits_{n}"] = logits_of(pm, inputs)
+            pm.base_model.set_adapter(["a", "b"])
+        both = counts(pm)
+        with rec.stage("forward"):
+            res["logits_ab"] = logits_of(pm, inputs)
+            res["logits"] = res["logits_ab"]
+        with rec.stage("disable_adapter"):
+            with pm.disable_adapter():
+                res["logits_disabled"] = logits_of(pm, inputs)
+        with rec.stage("merge_adapter"):
+            pm.merge_adapter()
+            res["logits_merged"] = logits_of(pm, inputs)
+        with rec.stage("unmerge_adapter"):
+            pm.unmerge_adapter()
+            res["logits_unmerged"] = logits_of(pm, inputs)
+        with rec.stage("merge_and_unload"):
+            res["logits_merged_unloaded"] = logits_of(copy.deepcopy(pm).merge_and_unload(), inputs)
+        with rec.stage("add_weighted_adapter"):
+            pm.add_weighted_adapter(["a", "b"], MULTI_WEIGHTS, "lin", combination_type="linear")
+            pm.add_weighted_adapter(["a", "b"], MULTI_WEIGHTS, "cat", combination_type="cat")
+        with rec.stage("set_adapter"):
+            for n in ("lin", "cat"):
+                pm.set_adapter(n)
+                res[f"logits_{n}"] = logits_of(pm, inputs)
+            for n in ("a", "b", "lin", "cat"):
+                pm.set_adapter(n)
+                per_adapter[n + "@all4"] = counts(pm)
+        with rec.stage("save_pretrained"):
+            save_adapter(pm, os.path.join(d, "adapters"), selected_adapters=["a", "b", "lin", "cat"])
+        rep_all = str(pm)
+        infos = {n: layer_info(pm, n) for n in ("a", "b", "lin", "cat")}
+    adapters = {}
+    for n in ("a", "b", "lin", "cat"):
+        ad = os.path.join(d, "adapters", n)
+        adapters[n] = {"config_saved": normalise_saved_config(os.path.join(ad, "adapter_config.json")),
+                       "saved_tensors": saved_tensors(os.path.join(ad, "adapter_model.safetensors"))}
+        adapters[n].update(infos[n])
+    assert sorted(os.listdir(os.path.join(d, "adapters"))) == ["a", "b", "cat", "lin"], os.listdir(os.path.join(d, "adapters"))
+    save_tensors(os.path.join(d, "expected.safetensors"), res, {"model": MULTI_MODEL, "case": MULTI})
+    out = dict(top)
+    out.update({
+        "model": MULTI_MODEL, "base_dir": f"models/{MULTI_MODEL}", "case": MULTI,
+        "description": "adapters a (q,v r4 a8) + b (k,v,out_proj r4 a4); logits = logits_ab (both active via "
+                       "base_model.set_adapter(['a','b'])), and so are disabled/merged/unmerged/merged_unloaded; "
+                       "lin/cat = add_weighted_adapter([a,b],[0.7,0.3]) linear/cat",
+        "repr": rep_ab, "repr_all": rep_all, "warnings": rec.all(), "warnings_by_stage": rec.by_stage,
+        "warnings_other": rec.other,
+        "counts_active": per_adapter, "counts_ab_active": both, "adapters": adapters,
+        "lora_modules": sorted(set().union(*[set(infos[n]["lora_modules"]) for n in ("a", "b")])),
+        "scalings": {n: infos[n]["scalings"] for n in infos}, "ranks": {n: infos[n]["ranks"] for n in infos},
+        "config_saved": {n: adapters[n]["config_saved"] for n in adapters},
+        "weights": MULTI_WEIGHTS,
+        "max_abs_diff": {"disabled_vs_base": close(res["logits_disabled"], base_logits),
+                         "merged_vs_logits": close(res["logits_merged"], res["logits"]),
+                         "unmerged_vs_logits": close(res["logits_unmerged"], res["logits"])},
+    })
+    write_json(os.path.join(d, "expected.json"), out)
+
+
+# =================================================================================================
+# real-size models on the meta device
+
+META_CASES = {
+    "gpt-neo-1.3B": dict(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj"]),
+    "gpt2": dict(),
+    "gpt-neo-125M": dict(),
+}
+META_EXPECTED = {"gpt-neo-1.3B": (2_359_296, 1_317_935_104)}
+
+
+def write_meta(ctx: Context, short: str) -> None:
+    from peft import get_peft_model
+    _, model = om.build_meta(short)
+    cfg_kw = dict(META_CASES[short])
+    rec = Recorder()
+    # init_lora_weights=False: nothing to initialise on the meta device (PEFT creates the LoRA Linear
+    # modules and moves them to the base weight's device, meta).
+    cfg_kw["init_lora_weights"] = False
+    with rec.stage("get_peft_model"):
+        pm = get_peft_model(model, make_config(cfg_kw))
+    c = counts(pm)
+    if short in META_EXPECTED:
+        assert (c["trainable"], c["all"]) == META_EXPECTED[short], (short, c)
+    info = layer_info(pm, "default")
+    out = dict(c)
+    out.update({"model": short, "config": {k: v for k, v in cfg_kw.items()}, "repr": str(pm),
+                "warnings": rec.all(), "warnings_other": rec.other, "n_lora_modules": len(info["lora_modules"]),
+                "how": "om.build_meta(short) (meta device, published config) + get_peft_model with "
+                       "init_lora_weights=False (the count does not depend on the init)"})
+    out["config"]["task_type"] = "CAUSAL_LM"
+    write_json(ctx.path("lora", f"meta_{short}.json"), out)
+
+
+# =================================================================================================
+# errors
+
+
+ERROR_CASES = {
+    "target_not_found": dict(target_modules=["nonexistent"]),
+    "all_excluded": dict(target_modules=["q_proj"], exclude_modules=["q_proj"]),
+    "r_zero": dict(target_modules=["q_proj"], r=0),
+    "layers_pattern_without_layers_to_transform": dict(target_modules=["q_proj"], layers_pattern="h"),
+    "regex_matches_nothing": dict(target_modules=r".*\.nothing_(here|there)"),
+}
+
+
+def write_errors(ctx: Context) -> None:
+    from peft import get_peft_model
+    out = {}
+    for name, kw in ERROR_CASES.items():
+        rec = Recorder()
+        stage = "LoraConfig"
+        with in_dir(ctx.out):
+            base = load_base(ctx, "gpt_neo_tiny")
+            try:
+                with rec.stage("LoraConfig"):
+                    cfg = make_config(kw)
+                stage = "get_peft_model"
+                with rec.stage("get_peft_model"):
+                    get_peft_model(base, cfg)
+                raise AssertionError(f"{name}: PEFT accepted {kw}")
+            except AssertionError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                out[name] = {"model": "gpt_neo_tiny", "config": {k: v for k, v in kw.items()}, "raised_in": stage,
+                             "type": type(e).__name__, "type_module": type(e).__module__,
+                             "mro": [k.__name__ for k in type(e).__mro__ if k not in (object, BaseException)],
+                             "message": str(e), "warnings": rec.all()}
+    write_json(ctx.path("lora", "errors.json"), out)
+
+
+ROUNDTRIP_README = """\
+cpeft_roundtrip: the reverse direction (placeholder)
+
+The other fixtures under tests/fixtures/lora/ go PEFT -> cpeft: PEFT 0.21.2 writes adapters and
+logits, cpeft must load them and reproduce the logits. This directory will hold the opposite check:
+adapters written by cpeft (`cpeft` LoRA save) loaded by PEFT with PeftModel.from_pretrained on the
+same tiny base model, and PEFT's logits compared with the ones cpeft reports.
+
+How it will run: `generate.py --cpeft build/cpeft --only lora:cpeft_roundtrip` (ctx.cpeft is the
+path of the CLI). The oracle will run the CLI to write an adapter for a few of the cases above,
+load it with PEFT (checking adapter_config.json parses with LoraConfig, no missing/unexpected keys,
+F32 tensors, safetensors header {"format":"pt"}), and record PEFT's logits here.
+Not implemented yet: a later step adds it.
+"""
+
+
+def write_roundtrip(ctx: Context) -> None:
+    write_text(ctx.path("lora", "cpeft_roundtrip", "README"), ROUNDTRIP_README)
+    if ctx.cpeft:
+        ctx.log(f"  (lora: --cpeft {ctx.cpeft} given; the cpeft -> PEFT round trip is not implemented yet)")
+
+
+# =================================================================================================
+# registration
+
+
+@family("lora", dirs=["lora"])
+def fam_lora(ctx: Context) -> list[Item]:
+    """LoRA adapters as PEFT 0.21.2 saves them + logits (active/disabled/merged/unloaded), counts, repr, errors."""
+    items = [Item(c.name, (lambda c=c: write_case(ctx, c)), [f"lora/{c.name}"]) for c in CASES]
+    items.append(Item(MULTI, lambda: write_multi(ctx), [f"lora/{MULTI}"]))
+    items += [Item(f"meta_{s}", (lambda s=s: write_meta(ctx, s)), [f"lora/meta_{s}.json"]) for s in META_CASES]
+    items.append(Item("errors", lambda: write_errors(ctx), ["lora/errors.json"]))
+    items.append(Item("cpeft_roundtrip", lambda: write_roundtrip(ctx), ["lora/cpeft_roundtrip/README"]))
+    return items
+
+
+# =================================================================================================
+# read-back checks
+
+
+def pattern_value(patterns: dict, module: str, default):
+    """PEFT's get_pattern_key: first pattern (dict order) with re.match(r"(.*\.)?(<pat>)$", module)."""
+    for k, v in patterns.items():
+        if re.match(rf"(.*\.)?({k})$", module):
+            return v
+    return default
+
+
+def config_scaling(cfg: dict, module: str) -> tuple[int, float]:
+    r = pattern_value(cfg.get("rank_pattern") or {}, module, cfg["r"])
+    alpha = pattern_value(cfg.get("alpha_pattern") or {}, module, cfg["lora_alpha"])
+    return r, (alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r)
+
+
+def adapter_deltas(model, adapter_dir: str) -> tuple[dict, dict, dict]:
+    """Read a saved adapter the way cpeft must: returns ({module: delta in the module's weight layout},
+    {param name in the base model: tensor to assign}, {module: (r, scaling)})."""
+    from transformers.pytorch_utils import Conv1D
+    cfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
+    t, _ = load_tensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    pre = "base_model.model."
+    deltas, assign, scal = {}, {}, {}
+    for k in sorted(t):
+        assert k.startswith(pre), k
+        key = k[len(pre):]
+        for a_suf, b_suf in ((".lora_A.weight", ".lora_B.weight"), (".lora_embedding_A", ".lora_embedding_B")):
+            if key.endswith(a_suf):
+                mod = key[: -len(a_suf)]
+                A, B = t[k].double(), t[pre + mod + b_suf].double()
+                r, s = config_scaling(cfg, mod)
+                assert A.shape[0] == r and B.shape[1] == r, (mod, A.shape, B.shape, r)
+                base = model.get_submodule(mod)
+                ba = B @ A
+                if isinstance(base, (Conv1D, torch.nn.Embedding)):   # weight stored (in, out) / (V, d)
+                    ba = ba.T
+                else:
+                    assert isinstance(base, torch.nn.Linear), type(base)
+                deltas[mod] = ba * s
+                scal[mod] = (r, s)
+                break
+        else:
+            if key.endswith((".lora_B.weight", ".lora_embedding_B")):
+                continue
+            assign[key.replace(".base_layer.", ".")] = t[k]     # biases, modules_to_save, lm_head.base_layer
+    return deltas, assign, scal
+
+
+@torch.no_grad()
+def apply_manual(model, deltas: dict, assign: dict) -> None:
+    for name, v in assign.items():
+        p = model.get_parameter(name)
+        assert p.shape == v.shape, (name, p.shape, v.shape)
+        p.copy_(v)
+    for mod, d in deltas.items():
+        w = model.get_submodule(mod).weight
+        w.copy_((w.double() + d).float())          # in place: a tied lm_head sees the change too
+
+
+def check_case_dir(ctx: Context, case: str, model_name: str, exp: dict) -> list[str]:
+    from peft import PeftModel
+    notes = []
+    d = ctx.path("lora", case)
+    t, meta = load_tensors(os.path.join(d, "expected.safetensors"))
+    assert meta == {"model": model_name, "case": case}, meta
+    V = om.TINY_BY_NAME[model_name].config["vocab_size"]
+    assert t["input_ids"].shape == (LORA_B, LORA_T) and t["input_ids"].dtype == torch.int64
+    assert t["attention_mask"].dtype == torch.int64 and int(t["attention_mask"].sum()) == LORA_B * LORA_T - LORA_PAD
+    for k, v in t.items():
+        if k.startswith("logits"):
+            assert v.shape == (LORA_B, LORA_T, V) and v.dtype == torch.float32, (k, v.shape, v.dtype)
+    inputs = {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
+    assert (t["logits_unmerged"] - t["logits"]).abs().max() < 1e-5
+    merged_gap = (t["logits_merged"] - t["logits"]).abs().max().item()
+    tied_emb = any(k.endswith("wte.lora_embedding_A") for k in exp.get("saved_tensors", {}))
+    if tied_emb:
+        # PEFT merges the wte delta in place into the weight lm_head shares: merged logits are another model.
+        assert merged_gap > 1e-2, merged_gap
+        notes.append(f"{case}: merged != unmerged (max|diff| {merged_gap:.3f}): merging wte changes the tied lm_head")
+    else:
+        assert merged_gap < 1e-5, (case, merged_gap)
+    assert (t["logits_merged_unloaded"] - t["logits_merged"]).abs().max() < 1e-5
+    with in_dir(ctx.out):
+        base_logits = logits_of(load_base(ctx, model_name), inputs)
+        cfg0 = exp["config_saved"] if "adapters" not in exp else exp["config_saved"]["a"]
+        if cfg0["bias"] == "none" and not cfg0.get("modules_to_save"):
+            assert (t["logits_disabled"] - base_logits).abs().max() < 1e-6, case
+        else:
+            assert (t["logits_disabled"] - base_logits).abs().max() > 1e-3, case
+        if "adapters" in exp:
+            return notes + check_multi(ctx, t, exp, inputs)
+        # 1. PEFT loads the saved adapter and reproduces the logits
+        pm = PeftModel.from_pretrained(load_base(ctx, model_name), f"lora/{case}").eval()
+        got = logits_of(pm, inputs)
+        assert (got - t["logits"]).abs().max() < 1e-6, (case, (got - t["logits"]).abs().max())
+        # 2. the files read as documented (keys, scaling from the config, Conv1D/Embedding layout) give the merged logits
+        model = load_base(ctx, model_name)
+        deltas, assign, scal = adapter_deltas(model, d)
+    assert sorted(deltas) == exp["lora_modules"], (sorted(deltas), exp["lora_modules"])
+    for m, (r, s) in scal.items():
+        assert exp["ranks"][m] == r and abs(exp["scalings"][m] - s) < 1e-15, (m, r, s)
+    effect = (t["logits"] - base_logits).abs().max().item()
+    assert effect > 0.1, (case, effect)               # the adapter is not a no-op
+    apply_manual(model, deltas, assign)
+    man = logits_of(model, inputs)
+    gap = (man - t["logits_merged"]).abs().max().item()
+    assert gap < 1e-5, (case, gap)
+    notes.append(f"{case}: PEFT reload == logits; manual merge from the files vs logits_merged {gap:.1e}; "
+                 f"adapter effect {effect:.2f}")
+    return notes
+
+
+def check_multi(ctx: Context, t: dict, exp: dict, inputs: dict) -> list[str]:
+    from peft import PeftModel
+    ad = lambda n: ctx.path("lora", MULTI, "adapters", n)  # noqa: E731
+    pm = PeftModel.from_pretrained(load_base(ctx, MULTI_MODEL), f"lora/{MULTI}/adapters/a", adapter_name="a")
+    pm.load_adapter(f"lora/{MULTI}/adapters/b", adapter_name="b")
+    pm.eval()
+    for n in ("a", "b"):
+        pm.set_adapter(n)
+        assert (logits_of(pm, inputs) - t[f"logits_{n}"]).abs().max() < 1e-6, n
+    pm.base_model.set_adapter(["a", "b"])
+    assert (logits_of(pm, inputs) - t["logits_ab"]).abs().max() < 1e-6
+    gaps = {}
+    # manual: a + b merged; lin and cat from their files; cat also as sum_i w_i s_i B_i A_i of a and b
+    dl = {}
+    for n in ("a", "b", "lin", "cat"):
+        m = load_base(ctx, MULTI_MODEL)
+        dl[n], assign, scal = adapter_deltas(m, ad(n))
+        assert not assign
+        for mod, (r, s) in scal.items():
+            assert exp["ranks"][n][mod] == r and abs(exp["scalings"][n][mod] - s) < 1e-15
+    combos = {"ab": ({**dl["a"]}, "logits_merged"), "lin": (dl["lin"], "logits_lin"), "cat": (dl["cat"], "logits_cat")}
+    for mod, v in dl["b"].items():
+        combos["ab"][0][mod] = combos["ab"][0].get(mod, 0) + v
+    w = dict(zip(("a", "b"), MULTI_WEIGHTS))
+    wsum = {}
+    for n in ("a", "b"):
+        for mod, v in dl[n].items():
+            wsum[mod] = wsum.get(mod, 0) + w[n] * v
+    combos["cat=sum w_i s_i B_i A_i"] = (wsum, "logits_cat")
+    for label, (deltas, ref) in combos.items():
+        m = load_base(ctx, MULTI_MODEL)
+        apply_manual(m, deltas, {})
+        gaps[label] = (logits_of(m, inputs) - t[ref]).abs().max().item()
+        assert gaps[label] < 1e-5, (label, gaps[label])
+    lin_vs = (t["logits_lin"] - t["logits_cat"]).abs().max().item()
+    assert lin_vs > 1e-3
+    return [f"{MULTI}: PEFT reload of a, b == logits_a/b/ab; manual merges vs PEFT: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in gaps.items())
+            + f"; linear != cat (max|diff| {lin_vs:.3f}: linear has cross terms B_i A_j)"]
+
+
+def check_lora(ctx: Context) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # the warnings of reloading were recorded when writing
+        return _check_lora(ctx)
+
+
+def _check_lora(ctx: Context) -> list[str]:
+    notes = []
+    root = ctx.path("lora")
+    for c in CASES + [Case(MULTI, MULTI_MODEL, {}, "")]:
+        p = os.path.join(root, c.name, "expected.json")
+        if not os.path.exists(p):
+            continue
+        exp = json.load(open(p))
+        assert exp["model"] == c.model and exp["base_dir"] == f"models/{c.model}"
+        assert not os.path.exists(os.path.join(root, c.name, "README.md"))
+        notes += check_case_dir(ctx, c.name, c.model, exp)
+    for short in META_CASES:
+        p = os.path.join(root, f"meta_{short}.json")
+        if os.path.exists(p):
+            j = json.load(open(p))
+            if short in META_EXPECTED:
+                assert (j["trainable"], j["all"]) == META_EXPECTED[short]
+            notes.append(f"meta {short}: {j['print_trainable_parameters']}")
+    p = os.path.join(root, "errors.json")
+    if os.path.exists(p):
+        assert sorted(json.load(open(p))) == sorted(ERROR_CASES)
+    if os.path.isdir(root):
+        size = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
+        assert size < 1.5e6, size
+        notes.append(f"lora/ total {size:,} bytes")
+    return notes
+
+
+CHECKERS = {"lora": check_lora}
