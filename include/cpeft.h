@@ -75,6 +75,48 @@ int64_t cp_model_num_parameters(const cp_model *m);
 /* print(model) as PyTorch shows it; caller frees with free(). */
 char *cp_model_repr(const cp_model *m);
 
+/* ---- PEFT: LoRA adapters, by name --------------------------------------------------------------- */
+/* Adapters live on the model as in PEFT: each has a name ("default" unless named), any subset can be
+ * active, and the model can run with all of them disabled (the base model). */
+
+/* get_peft_model / add_adapter: injects a LoRA adapter described by a PEFT adapter_config.json,
+ * initialised as PEFT does from `seed`. The first adapter becomes active; later ones are added
+ * inactive (use cp_model_set_adapters). */
+cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapter_config_path, uint64_t seed);
+/* PeftModel.from_pretrained / load_adapter: a PEFT adapter directory (adapter_config.json +
+ * adapter_model.safetensors). The first adapter becomes active. is_trainable as in PEFT. */
+cp_status cp_model_load_adapter(cp_model *m, const char *dir, const char *name, int is_trainable);
+/* save_pretrained of one adapter: DIR/adapter_config.json + DIR/adapter_model.safetensors, as PEFT
+ * writes them. Files are written under temporary names and renamed into place. */
+cp_status cp_model_save_adapter(cp_model *m, const char *name, const char *dir);
+/* The active set, in order (several active adapters add their deltas). */
+cp_status cp_model_set_adapters(cp_model *m, const char *const *names, int n);
+/* disable_adapter(): 1 runs the base model (merged adapters are unmerged first), 0 restores. */
+void cp_model_disable_adapters(cp_model *m, int disabled);
+cp_status cp_model_delete_adapter(cp_model *m, const char *name);
+/* merge_adapter / unmerge_adapter of the active adapters, in place. */
+cp_status cp_model_merge_adapters(cp_model *m);
+cp_status cp_model_unmerge_adapters(cp_model *m);
+/* add_weighted_adapter with combination_type "linear" or "cat" (PEFT's semantics, cross terms
+ * included for "linear"). The new adapter is not activated. */
+cp_status cp_model_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
+                                        const char *new_name, const char *combination_type);
+/* merge_and_unload saved as a complete Hugging Face checkpoint in OUT (which must not exist):
+ * config.json, model.safetensors in the base dtype, tokenizer files copied. */
+cp_status cp_model_save_merged(cp_model *m, const char *out_dir);
+
+/* (trainable, all) parameters as PEFT's get_nb_trainable_parameters counts them. */
+void cp_model_trainable_parameters(const cp_model *m, int64_t *trainable, int64_t *all);
+typedef enum {
+    CP_PEFT_LINE_NOTEBOOK = 0, /* "trainable params: 2359296 || all params: 1317935104 || trainable%: 0.17901458067543818" */
+    CP_PEFT_LINE_CURRENT = 1,  /* PEFT ≥ 0.11: "trainable params: 2,359,296 || all params: 1,317,935,104 || trainable%: 0.1790" */
+} cp_peft_line_style;
+/* print_trainable_parameters()'s line (no newline); caller frees with free(). */
+char *cp_model_trainable_parameters_line(const cp_model *m, cp_peft_line_style style);
+/* print(peft_model): the PeftModel repr with lora.Linear / ModulesToSaveWrapper wrappers (the
+ * plain model repr when no adapter is loaded); caller frees with free(). */
+char *cp_model_peft_repr(const cp_model *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@
  * 2..n from the ones before; the loss is the mean over every predicted token, and the perplexity
  * its exponential. Logits are never materialised for the whole batch (see lm_loss.c).
  */
+#include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
@@ -23,12 +24,15 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: cpeft eval --model DIR (--data FILE | --data-ids FILE) [--seq-len N] [--batch-size N] [--json]\n\n"
+            "usage: cpeft eval --model DIR (--data FILE | --data-ids FILE) [--adapter DIR[:NAME[:WEIGHT]]]...\n"
+            "                  [--seq-len N] [--batch-size N] [--json]\n\n"
             "Mean token cross-entropy and perplexity of a causal LM over a text file, tokenized as one\n"
             "stream and cut into consecutive blocks of --seq-len tokens (the last partial block kept).\n\n"
             "  --model DIR       Hugging Face model directory (config.json + safetensors)\n"
             "  --data FILE       UTF-8 text, tokenized with DIR's tokenizer (tokenizer.json, ...)\n"
             "  --data-ids FILE   whitespace-separated token ids instead of text\n"
+            "  --adapter SPEC    a PEFT adapter directory, repeatable: DIR[:NAME[:WEIGHT]]; all given adapters\n"
+            "                    are active together, WEIGHT scaling each one's delta\n"
             "  --seq-len N       block length (default: the model's positions, at most 1024)\n"
             "  --batch-size N    blocks per forward pass (default 4)\n"
             "  --json            print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}; tokens is the\n"
@@ -142,13 +146,20 @@ static cp_status eval_blocks(cp_model *m, const int64_t *ids, int64_t first, int
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *data_ids = NULL, *v;
     int64_t seq_len = 0, batch_size = 4;
-    int json = 0, r;
+    int json = 0, r, n_adapters = 0;
+    char *adapters[64];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
         if (!strcmp(argv[i], "--json")) { json = 1; continue; }
         if ((r = cp_arg_value(argc, argv, &i, "--model", &model_dir, "eval"))) { if (r < 0) return 2; continue; }
         if ((r = cp_arg_value(argc, argv, &i, "--data", &data, "eval"))) { if (r < 0) return 2; continue; }
         if ((r = cp_arg_value(argc, argv, &i, "--data-ids", &data_ids, "eval"))) { if (r < 0) return 2; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--adapter", &v, "eval"))) {
+            if (r < 0) return 2;
+            if (n_adapters == 64) { fprintf(stderr, "cpeft eval: at most 64 --adapter options\n"); return 2; }
+            adapters[n_adapters++] = (char *)v;
+            continue;
+        }
         if ((r = cp_arg_value(argc, argv, &i, "--seq-len", &v, "eval"))) {
             if (r < 0 || cp_arg_int(v, "--seq-len", 1, 1 << 20, &seq_len, "eval")) return 2;
             continue;
@@ -170,6 +181,11 @@ int cmd_eval(int argc, char **argv) {
     cp_model *m;
     if (cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS) != CP_OK) {
         fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
+        return 1;
+    }
+    if (cli_load_adapters(m, adapters, n_adapters) != CP_OK) {
+        fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
+        cp_model_free(m);
         return 1;
     }
     int64_t max_pos = cp_model_max_positions(m);

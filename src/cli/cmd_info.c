@@ -5,23 +5,32 @@
  * weights are present their dtypes and sizes are read from the safetensors headers without
  * loading any data.
  */
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
 #include "io/checkpoint.h"
 #include "models/model.h"
+#include "peft/peft_model.h"
+#include "io/fsutil.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: cpeft info MODEL_DIR [--json] [--tree]\n\n"
+            "usage: cpeft info MODEL_DIR [--json] [--tree] [--peft-config FILE | --adapter DIR] [--peft-format F]\n\n"
             "Prints a Hugging Face model directory's architecture, config summary, parameter count,\n"
             "weight dtypes and memory. Needs only config.json; weights are described when present.\n\n"
-            "  --tree   print the module tree as PyTorch's print(model) shows it\n"
-            "  --json   one JSON object instead of text\n");
+            "  --tree              print the module tree as PyTorch's print(model) shows it\n"
+            "  --json              one JSON object instead of text\n"
+            "  --peft-config FILE  wrap the model with this PEFT adapter_config.json (as get_peft_model does)\n"
+            "                      and print print_trainable_parameters()'s line; --tree then prints the\n"
+            "                      PeftModel with its lora.Linear wrappers\n"
+            "  --adapter DIR       the same from an adapter directory's adapter_config.json\n"
+            "  --peft-format F     notebook (default: \"trainable params: 2359296 || ... || trainable%%: 0.179...\")\n"
+            "                      or current (PEFT >= 0.11: thousands separators, 4 decimals)\n");
 }
 
 typedef struct {
@@ -123,6 +132,11 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
         cp_sb_append(&sb, "null");
     }
     cp_sb_printf(&sb, ",\"compute_bytes\":%lld", (long long)n_params * 4);
+    if (m->peft) {
+        int64_t trainable, all;
+        cp_model_trainable_parameters(m, &trainable, &all);
+        cp_sb_printf(&sb, ",\"trainable_params\":%lld,\"all_params\":%lld", (long long)trainable, (long long)all);
+    }
     if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_sb_append_json_string(&sb, tree); }
     cp_sb_append(&sb, "}");
     char *s = cp_sb_finish(&sb);
@@ -133,12 +147,21 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
 }
 
 int cmd_info(int argc, char **argv) {
-    const char *dir = NULL;
-    int json = 0, tree = 0;
+    const char *dir = NULL, *peft_config = NULL, *adapter = NULL, *format = "notebook";
+    int json = 0, tree = 0, r;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
         else if (!strcmp(argv[i], "--json")) json = 1;
         else if (!strcmp(argv[i], "--tree")) tree = 1;
+        else if ((r = cp_arg_value(argc, argv, &i, "--peft-config", &peft_config, "info"))) { if (r < 0) return 2; }
+        else if ((r = cp_arg_value(argc, argv, &i, "--adapter", &adapter, "info"))) { if (r < 0) return 2; }
+        else if ((r = cp_arg_value(argc, argv, &i, "--peft-format", &format, "info"))) {
+            if (r < 0) return 2;
+            if (strcmp(format, "notebook") && strcmp(format, "current")) {
+                fprintf(stderr, "cpeft info: --peft-format: expected notebook or current, got \"%s\"\n", format);
+                return 2;
+            }
+        }
         else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "cpeft info: unknown option %s\n", argv[i]);
             help(stderr);
@@ -147,6 +170,7 @@ int cmd_info(int argc, char **argv) {
         else { fprintf(stderr, "cpeft info: unexpected argument %s\n", argv[i]); return 2; }
     }
     if (!dir) { help(stderr); return 2; }
+    if (peft_config && adapter) { fprintf(stderr, "cpeft info: give --peft-config or --adapter, not both\n"); return 2; }
 
     cp_model *m;
     if (cp_model_load(&m, dir, CP_LOAD_CONFIG_ONLY) != CP_OK) {
@@ -160,12 +184,26 @@ int cmd_info(int argc, char **argv) {
         return 1;
     }
     int64_t n_params = cp_model_num_parameters(m);
-    char *repr = tree ? cp_model_repr(m) : NULL;
+    char *line = NULL;
+    if (peft_config || adapter) {
+        char *cfg_path = adapter ? cp_path_join(adapter, "adapter_config.json") : cp_strdup(peft_config);
+        cp_status st = cfg_path ? cp_model_add_adapter(m, "default", cfg_path, 0) : CP_ERR;
+        cp_free(cfg_path);
+        if (st != CP_OK) {
+            fprintf(stderr, "cpeft info: %s\n", cp_last_error());
+            cp_model_free(m);
+            return 1;
+        }
+        line = cp_model_trainable_parameters_line(m, strcmp(format, "current") ? CP_PEFT_LINE_NOTEBOOK : CP_PEFT_LINE_CURRENT);
+    }
+    char *repr = tree ? cp_model_peft_repr(m) : NULL;
     int rc;
     if (json) rc = print_json(m, &w, n_params, repr);
     else {
         rc = tree ? (puts(repr ? repr : ""), 0) : print_text(m, &w, n_params);
+        if (line) puts(line);
     }
+    cp_free(line);
     cp_free(repr);
     cp_model_free(m);
     return rc;

@@ -60,6 +60,13 @@ void cp_sb_append_json_string(cp_strbuf *sb, const char *s) {
     cp_sb_append_n(sb, "\"", 1);
 }
 
+void cp_sb_append_indented(cp_strbuf *sb, const char *s, int n) {
+    for (const char *p = s; *p; p++) {
+        cp_sb_append_n(sb, p, 1);
+        if (*p == '\n') for (int i = 0; i < n; i++) cp_sb_append_n(sb, " ", 1);
+    }
+}
+
 char *cp_sb_finish(cp_strbuf *sb) {
     if (sb->failed) { cp_free(sb->data); cp_sb_init(sb); return NULL; }
     if (!sb->data) { cp_sb_append_n(sb, "", 0); if (sb->failed) return NULL; }

@@ -3,10 +3,13 @@
  */
 #include "io/json.h"
 #include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "core/strbuf.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 cp_status cp_json_parse(const char *text, size_t len, const char *name, cJSON **out) {
@@ -110,4 +113,91 @@ cp_status cp_json_get_string(const cJSON *obj, const char *key, const char *dflt
         return cp_error("%s: field \"%s\": expected a string, found %s", file, key, cp_json_type_name(v));
     *out = v->valuestring;
     return CP_OK;
+}
+
+/* ---- Python-style serialisation ------------------------------------------------------------- */
+
+static void dump_string(cp_strbuf *sb, const char *s) {
+    cp_sb_append_n(sb, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        if (c == '"') { cp_sb_append_n(sb, "\\\"", 2); p++; continue; }
+        if (c == '\\') { cp_sb_append_n(sb, "\\\\", 2); p++; continue; }
+        if (c == '\n') { cp_sb_append_n(sb, "\\n", 2); p++; continue; }
+        if (c == '\r') { cp_sb_append_n(sb, "\\r", 2); p++; continue; }
+        if (c == '\t') { cp_sb_append_n(sb, "\\t", 2); p++; continue; }
+        if (c == '\b') { cp_sb_append_n(sb, "\\b", 2); p++; continue; }
+        if (c == '\f') { cp_sb_append_n(sb, "\\f", 2); p++; continue; }
+        if (c < 0x80) {
+            if (c < 0x20) cp_sb_printf(sb, "\\u%04x", c);
+            else cp_sb_append_n(sb, (const char *)p, 1);
+            p++;
+            continue;
+        }
+        /* decode one UTF-8 sequence (invalid bytes are escaped as themselves, as Python would
+         * never produce them from a str) */
+        uint32_t cp = 0;
+        int len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        cp = len == 4 ? c & 0x07 : len == 3 ? c & 0x0f : len == 2 ? c & 0x1f : c;
+        int k = 1;
+        for (; k < len && (p[k] & 0xc0) == 0x80; k++) cp = (cp << 6) | (p[k] & 0x3f);
+        if (k < len) { len = 1; cp = c; }
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            cp_sb_printf(sb, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+        } else {
+            cp_sb_printf(sb, "\\u%04x", cp);
+        }
+        p += len;
+    }
+    cp_sb_append_n(sb, "\"", 1);
+}
+
+static int key_cmp(const void *a, const void *b) {
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static void indent(cp_strbuf *sb, int level) {
+    cp_sb_append_n(sb, "\n", 1);
+    for (int i = 0; i < level; i++) cp_sb_append_n(sb, "  ", 2);
+}
+
+static void dump(cp_strbuf *sb, const cJSON *it, int level) {
+    if (cJSON_IsRaw(it)) { cp_sb_append(sb, it->valuestring); return; }
+    if (cJSON_IsNull(it)) { cp_sb_append(sb, "null"); return; }
+    if (cJSON_IsTrue(it)) { cp_sb_append(sb, "true"); return; }
+    if (cJSON_IsFalse(it)) { cp_sb_append(sb, "false"); return; }
+    if (cJSON_IsString(it)) { dump_string(sb, it->valuestring); return; }
+    if (cJSON_IsNumber(it)) {
+        double d = it->valuedouble;
+        if (d == floor(d) && fabs(d) < 9007199254740992.0) cp_sb_printf(sb, "%lld", (long long)d);
+        else { char buf[40]; cp_sb_append(sb, cp_py_float_repr(d, buf, sizeof buf)); }
+        return;
+    }
+    int n = cJSON_GetArraySize(it);
+    int is_obj = cJSON_IsObject(it);
+    if (n == 0) { cp_sb_append(sb, is_obj ? "{}" : "[]"); return; }
+    const cJSON **items = cp_malloc((size_t)n * sizeof *items, "JSON items");
+    if (!items) { sb->failed = 1; return; }
+    int i = 0;
+    for (const cJSON *c = it->child; c; c = c->next) items[i++] = c;
+    if (is_obj) qsort(items, (size_t)n, sizeof *items, key_cmp);
+    cp_sb_append(sb, is_obj ? "{" : "[");
+    for (i = 0; i < n; i++) {
+        indent(sb, level + 1);
+        if (is_obj) { dump_string(sb, items[i]->string); cp_sb_append(sb, ": "); }
+        dump(sb, items[i], level + 1);
+        if (i + 1 < n) cp_sb_append(sb, ",");
+    }
+    indent(sb, level);
+    cp_sb_append(sb, is_obj ? "}" : "]");
+    cp_free(items);
+}
+
+char *cp_json_dump_python(const cJSON *item) {
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    dump(&sb, item, 0);
+    return cp_sb_finish(&sb);
 }

@@ -31,6 +31,13 @@ cp_status cp_json_get_string(const cJSON *obj, const char *key, const char *dflt
                              const char **out, const char *file);
 /* The field when present and not null, else NULL. */
 const cJSON *cp_json_field(const cJSON *obj, const char *key);
+/* Serialises like Python's json.dumps(obj, indent=2, sort_keys=True) (PEFT's adapter_config.json):
+ * keys sorted, two-space indent, ", " between items on new lines, ": " after keys, empty
+ * containers as {} / [], non-ASCII escaped as \uXXXX. Numbers print as integers when integral and
+ * as Python's float repr otherwise; a cJSON Raw item prints verbatim (use it for floats that must
+ * keep a ".0", such as 0.0). No trailing newline. Returns a malloc'd string or NULL. */
+char *cp_json_dump_python(const cJSON *item);
+
 /* "an integer", "a string", ... for messages. */
 const char *cp_json_type_name(const cJSON *item);
 

@@ -81,8 +81,8 @@ cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *
     /* Embeddings: positions default to 0..T-1 for every row, ignoring padding (transformers' forward). */
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) pos[b * T + t] = batch->position_ids ? batch->position_ids[b * T + t] : t;
-    if (cp_embedding_forward(s->wte, x, batch->input_ids, N, 0) != CP_OK) return cp_error_context("input_ids");
-    if (cp_embedding_forward(s->wpe, x, pos, N, 1) != CP_OK) return cp_error_context("position_ids");
+    if (cp_embedding_forward(s->wte, x, batch->input_ids, N, 0, ar) != CP_OK) return cp_error_context("input_ids");
+    if (cp_embedding_forward(s->wpe, x, pos, N, 1, ar) != CP_OK) return cp_error_context("position_ids");
 
     for (int64_t l = 0; l < L; l++) {
         const cp_gpt_layer *ly = &s->layers[l];
@@ -93,25 +93,26 @@ cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *
         cp_attention_args a = {.B = B, .T = T, .NH = c->num_heads, .hs = c->head_dim, .scale = ly->attn_scale,
                                .window = ly->window, .empty_row = ly->empty_row, .key_mask = batch->attention_mask, .out = att};
         if (ly->qkv_proj) {
-            cp_linear_forward(ly->qkv_proj, qkv, h, N);
+            if (cp_linear_forward(ly->qkv_proj, qkv, h, N, ar) != CP_OK) return CP_ERR;
             a.q = qkv; a.k = qkv + C; a.v = qkv + 2 * C;
             a.q_stride = a.k_stride = a.v_stride = 3 * C;
         } else {
-            cp_linear_forward(ly->q_proj, qkv, h, N);
-            cp_linear_forward(ly->k_proj, qkv + N * C, h, N);
-            cp_linear_forward(ly->v_proj, qkv + 2 * N * C, h, N);
+            if (cp_linear_forward(ly->q_proj, qkv, h, N, ar) != CP_OK ||
+                cp_linear_forward(ly->k_proj, qkv + N * C, h, N, ar) != CP_OK ||
+                cp_linear_forward(ly->v_proj, qkv + 2 * N * C, h, N, ar) != CP_OK)
+                return CP_ERR;
             a.q = qkv; a.k = qkv + N * C; a.v = qkv + 2 * N * C;
             a.q_stride = a.k_stride = a.v_stride = C;
         }
         if (cp_attention_forward(&a, ar) != CP_OK) return CP_ERR;
-        cp_linear_forward(ly->out_proj, tmp, att, N);
+        if (cp_linear_forward(ly->out_proj, tmp, att, N, ar) != CP_OK) return CP_ERR;
         add_inplace(x, tmp, N * C);
 
         /* MLP: x += proj(act(fc(ln_2(x)))) */
         cp_layernorm_forward(ly->ln_2, h, NULL, NULL, x, N);
-        cp_linear_forward(ly->fc, fch, h, N);
+        if (cp_linear_forward(ly->fc, fch, h, N, ar) != CP_OK) return CP_ERR;
         cp_activation_forward(ly->activation, fch, fch, N * I);
-        cp_linear_forward(ly->proj, tmp, fch, N);
+        if (cp_linear_forward(ly->proj, tmp, fch, N, ar) != CP_OK) return CP_ERR;
         add_inplace(x, tmp, N * C);
     }
     cp_layernorm_forward(s->ln_f, out, NULL, NULL, x, N);

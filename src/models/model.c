@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "nn/lm_loss.h"
+#include "peft/peft_model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -180,6 +181,7 @@ cp_status cp_model_load(cp_model **out, const char *dir, int flags) {
 
 void cp_model_free(cp_model *m) {
     if (!m) return;
+    cp_peft_free(m);       /* restores modules_to_save originals before the tree goes */
     if (m->arch && m->arch->free_state) m->arch->free_state(m);
     cp_module_free(m->root); /* frees owned parameter data; mapped data goes with the checkpoint */
     cp_checkpoint_close(&m->ckpt);

@@ -22,6 +22,7 @@ struct cp_model {
     int has_weights;
     void *arch_state;      /* the architecture's pointers into the tree */
     cp_arena arena;        /* activations, reset every forward */
+    struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
 };
 
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */

@@ -2,10 +2,12 @@
  * embedding.c — nn.Embedding forward (a row gather).
  */
 #include "nn/embedding.h"
+#include "peft/lora.h"
 
 #include <string.h>
 
-cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate) {
+cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate,
+                               cp_arena *scratch) {
     const int64_t num = m->in_features, C = m->out_features;
     for (int64_t n = 0; n < N; n++)
         if (ids[n] < 0 || ids[n] >= num)
@@ -19,5 +21,5 @@ cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *id
         if (accumulate) for (int64_t c = 0; c < C; c++) o[c] += row[c];
         else memcpy(o, row, (size_t)C * sizeof *o);
     }
-    return CP_OK;
+    return m->lora ? cp_lora_embedding_add(m, out, ids, N, scratch) : CP_OK;
 }

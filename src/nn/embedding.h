@@ -6,11 +6,13 @@
 
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/error.h"
 #include "nn/module.h"
 
-/* out (N,C) = W[ids] (accumulate: out += W[ids]). An id outside [0, num_embeddings) is an error
- * naming the module and the position. */
-cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate);
+/* out (N,C) = W[ids] (accumulate: out += W[ids]), plus the side path of active LoRA adapters. An
+ * id outside [0, num_embeddings) is an error naming the module and the position. */
+cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate,
+                               cp_arena *scratch);
 
 #endif

@@ -5,6 +5,7 @@
  * which is what torch.addmm does for Conv1D and saves a pass for Linear.
  */
 #include "nn/linear.h"
+#include "peft/lora.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -21,7 +22,7 @@ void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_
                 accumulate ? 1.0f : 0.0f, out, (int)OC);
 }
 
-void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
+cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
     const int64_t C = m->in_features, OC = m->out_features;
     const float *bias = m->bias ? m->bias->data : NULL;
     if (bias) {
@@ -30,4 +31,5 @@ void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t 
     }
     if (m->kind == CP_MOD_CONV1D) cp_matmul_nn(out, in, m->weight->data, N, C, OC, bias != NULL);
     else cp_matmul_nt(out, in, m->weight->data, N, C, OC, bias != NULL);
+    return m->lora ? cp_lora_linear_add(m, out, in, N, scratch) : CP_OK;
 }

@@ -7,10 +7,13 @@
 
 #include <stdint.h>
 
+#include "core/arena.h"
+#include "core/error.h"
 #include "nn/module.h"
 
-/* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights. */
-void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N);
+/* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights.
+ * Active LoRA adapters on m add their side path (src/peft/lora.c), using `scratch`. */
+cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch);
 
 /* out (N,OC) = in (N,C) · Wᵀ for a row-major W (OC,C): the plain GEMM behind Linear. When
  * `accumulate` the product is added to out. */

@@ -3,6 +3,7 @@
  */
 #include "nn/lm_loss.h"
 #include "nn/linear.h"
+#include "peft/lora.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,6 +41,7 @@ cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int6
 
     if (logits) {
         cp_matmul_nt(logits, h, W, N, C, V, 0);
+        if (cp_lora_linear_add(head, logits, h, N, scratch) != CP_OK) return CP_ERR;
         if (labels) {
 #pragma omp parallel for reduction(+ : total, count) schedule(static)
             for (int64_t r = 0; r < N; r++) {
@@ -66,6 +68,7 @@ cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int6
             }
             if (n == 0) break;
             cp_matmul_nt(chunk, rows, W, n, C, V, 0);
+            if (cp_lora_linear_add(head, chunk, rows, n, scratch) != CP_OK) return CP_ERR;
 #pragma omp parallel for reduction(+ : total) schedule(static)
             for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
             count += n;

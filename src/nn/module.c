@@ -29,12 +29,32 @@ static cp_param *param_new(cp_module *m, const char *suffix, int ndim, int64_t d
     return p;
 }
 
-static void param_free(cp_param *p) {
+cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1) {
+    cp_param *p = cp_calloc(1, sizeof *p, "a parameter");
+    if (!p) return NULL;
+    p->name = cp_strdup(name);
+    p->ndim = ndim;
+    p->shape[0] = d0;
+    p->shape[1] = ndim > 1 ? d1 : 1;
+    p->numel = ndim > 1 ? d0 * d1 : d0;
+    p->source_dtype = CP_F32;
+    p->requires_grad = 1;
+    p->data = p->name ? cp_alloc_aligned((size_t)p->numel * sizeof(float), name) : NULL;
+    p->owns_data = 1;
+    if (!p->data) { cp_free(p->name); cp_free(p); return NULL; }
+    return p;
+}
+
+void cp_param_free(cp_param *p) {
     if (!p) return;
     if (p->owns_data) cp_free(p->data);
     cp_free(p->name);
     cp_free(p);
 }
+
+#define param_free cp_param_free
+
+char *(*cp_module_peft_repr_hook)(const cp_module *m);
 
 cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind) {
     cp_module *m = cp_calloc(1, sizeof *m, "a module");
@@ -224,13 +244,6 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
     }
 }
 
-/* torch.nn.modules.module._addindent: indent every line but the first by `n` spaces. */
-static void append_indented(cp_strbuf *sb, const char *s, int n) {
-    for (const char *p = s; *p; p++) {
-        cp_sb_append_n(sb, p, 1);
-        if (*p == '\n') for (int i = 0; i < n; i++) cp_sb_append_n(sb, " ", 1);
-    }
-}
 
 static char *list_repr(const cp_module *m) {
     cp_strbuf sb;
@@ -252,7 +265,7 @@ static char *list_repr(const cp_module *m) {
         else cp_sb_printf(&line, "(%d-%d): %d x %s", start, end, end - start + 1, reprs[start] ? reprs[start] : "?");
         char *l = cp_sb_finish(&line);
         cp_sb_append(&sb, "\n  ");
-        if (l) append_indented(&sb, l, 2);
+        if (l) cp_sb_append_indented(&sb, l, 2);
         cp_free(l);
         start = end + 1;
     }
@@ -263,6 +276,11 @@ static char *list_repr(const cp_module *m) {
 }
 
 char *cp_module_repr(const cp_module *m) {
+    if ((m->lora || m->saved) && cp_module_peft_repr_hook) return cp_module_peft_repr_hook(m);
+    return cp_module_repr_plain(m);
+}
+
+char *cp_module_repr_plain(const cp_module *m) {
     if (m->kind == CP_MOD_LIST) return list_repr(m);
     cp_strbuf extra, sb;
     cp_sb_init(&extra);
@@ -277,7 +295,7 @@ char *cp_module_repr(const cp_module *m) {
         for (int i = 0; i < m->n_children; i++) {
             char *child = cp_module_repr(m->children[i]);
             cp_sb_printf(&sb, "\n  (%s): ", m->children[i]->name);
-            if (child) append_indented(&sb, child, 2);
+            if (child) cp_sb_append_indented(&sb, child, 2);
             cp_free(child);
         }
         cp_sb_append(&sb, "\n");

@@ -44,6 +44,9 @@ typedef struct cp_param {
     int requires_grad;
 } cp_param;
 
+struct cp_lora_layer;      /* src/peft/lora.h: LoRA adapters on this module */
+struct cp_saved_module;    /* src/peft/peft_model.h: modules_to_save copies of this module */
+
 typedef struct cp_module {
     char *name, *path, *class_name;
     cp_module_kind kind;
@@ -55,7 +58,13 @@ typedef struct cp_module {
     double eps;                /* LayerNorm */
     double p;                  /* Dropout */
     cp_activation activation;  /* ACTIVATION */
+    struct cp_lora_layer *lora;    /* non-NULL once a LoRA adapter is injected (PEFT's lora.Linear) */
+    struct cp_saved_module *saved; /* non-NULL when wrapped for modules_to_save (ModulesToSaveWrapper) */
 } cp_module;
+
+/* A free-standing parameter named `name` of shape (d0) or (d0, d1) with zeroed, owned f32 data. */
+cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1);
+void cp_param_free(cp_param *p);
 
 /* Construction. Each returns the new child (owned by `parent`) or NULL with an error set.
  * A NULL parent makes a root whose path is "". */
@@ -82,7 +91,12 @@ cp_status cp_module_params(cp_module *root, cp_param ***out, int *n);
 /* Parameter count as sum(p.numel() for p in model.parameters()): tied parameters once. */
 int64_t cp_module_num_parameters(cp_module *root);
 
-/* The repr PyTorch prints for this module (print(model)), as a malloc'd string. */
+/* The repr PyTorch prints for this module (print(model)), as a malloc'd string. Modules carrying
+ * LoRA adapters or modules_to_save copies print as PEFT's wrappers do. */
 char *cp_module_repr(const cp_module *m);
+/* The module's own repr, ignoring any PEFT wrapper on m itself (children still print wrapped). */
+char *cp_module_repr_plain(const cp_module *m);
+/* Hook set by the PEFT layer: prints a module that carries LoRA / modules_to_save wrappers. */
+extern char *(*cp_module_peft_repr_hook)(const cp_module *m);
 
 #endif

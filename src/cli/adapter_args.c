@@ -1,0 +1,47 @@
+/*
+ * adapter_args.c — loading the --adapter options; see adapter_args.h.
+ */
+#include "cli/adapter_args.h"
+#include "core/alloc.h"
+#include "peft/adapter_io.h"
+#include "peft/peft_model.h"
+
+#include <string.h>
+
+cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
+    if (n == 0) return CP_OK;
+    char **names = cp_calloc((size_t)n, sizeof *names, "adapter names");
+    if (!names) return CP_ERR;
+    cp_status st = CP_OK;
+    for (int i = 0; i < n && st == CP_OK; i++) {
+        char *dir, *name;
+        double weight;
+        if ((st = cp_adapter_spec_parse(specs[i], &dir, &name, &weight)) != CP_OK) break;
+        if (!name[0]) {
+            cp_free(name);
+            const char *base = strrchr(dir, '/');
+            while (base && !base[1] && base > dir) { /* trailing slash */
+                const char *prev = base - 1;
+                while (prev > dir && *prev != '/') prev--;
+                base = prev;
+            }
+            name = cp_strdup(i == 0 ? "default" : (base && *base == '/' ? base + 1 : dir));
+            if (name) { char *slash = strchr(name, '/'); if (slash) *slash = '\0'; }
+        }
+        names[i] = name;
+        st = cp_adapter_load(m, dir, name, 0, 0);
+        if (st == CP_OK && weight != 1.0) {
+            cp_module **mods;
+            int k;
+            if ((st = cp_peft_adapter_modules(m, name, &mods, &k)) == CP_OK) {
+                for (int j = 0; j < k; j++) cp_lora_find(mods[j], name)->scaling *= weight;
+                cp_free(mods);
+            }
+        }
+        cp_free(dir);
+    }
+    if (st == CP_OK) st = cp_peft_set_active(m, (const char *const *)names, n);
+    for (int i = 0; i < n; i++) cp_free(names[i]);
+    cp_free(names);
+    return st;
+}

@@ -1,0 +1,163 @@
+/*
+ * fsutil.c — careful file-system helpers; see fsutil.h.
+ */
+#include "io/fsutil.h"
+#include "core/alloc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *cp_path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = cp_malloc(n, "a path");
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int cp_path_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+int cp_is_dir(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISDIR(st.st_mode); }
+
+cp_status cp_mkdirs(const char *path) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return cp_error("%s: path too long", path);
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cp_error("%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return cp_error("%s: cannot create directory: %s", buf, strerror(errno));
+    if (!cp_is_dir(buf)) return cp_error("%s: exists and is not a directory", buf);
+    return CP_OK;
+}
+
+cp_status cp_dir_begin(const char *final, char **staging) {
+    size_t n = strlen(final) + 32;
+    *staging = cp_malloc(n, "a path");
+    if (!*staging) return CP_ERR;
+    snprintf(*staging, n, "%s.partial-%d", final, (int)getpid());
+    /* make sure the parent exists */
+    char *parent = cp_strdup(final);
+    if (!parent) { cp_free(*staging); *staging = NULL; return CP_ERR; }
+    char *slash = strrchr(parent, '/');
+    cp_status st = CP_OK;
+    if (slash && slash != parent) { *slash = '\0'; st = cp_mkdirs(parent); }
+    cp_free(parent);
+    if (st == CP_OK && mkdir(*staging, 0755) != 0 && errno != EEXIST)
+        st = cp_error("%s: cannot create directory: %s", *staging, strerror(errno));
+    if (st != CP_OK) { cp_free(*staging); *staging = NULL; }
+    return st;
+}
+
+void cp_dir_abort(char **staging) {
+    if (!*staging) return;
+    DIR *d = opendir(*staging);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = cp_path_join(*staging, e->d_name);
+            if (p) unlink(p);
+            cp_free(p);
+        }
+        closedir(d);
+    }
+    rmdir(*staging);
+    cp_free(*staging);
+    *staging = NULL;
+}
+
+cp_status cp_dir_commit(char **staging, const char *final) {
+    if (!cp_path_exists(final)) {
+        if (rename(*staging, final) != 0) {
+            cp_status st = cp_error("%s: cannot move into place: %s", final, strerror(errno));
+            cp_dir_abort(staging);
+            return st;
+        }
+        cp_free(*staging);
+        *staging = NULL;
+        return CP_OK;
+    }
+    if (!cp_is_dir(final)) { cp_dir_abort(staging); return cp_error("%s: exists and is not a directory", final); }
+    DIR *d = opendir(*staging);
+    if (!d) { cp_dir_abort(staging); return cp_error("%s: cannot read: %s", final, strerror(errno)); }
+    struct dirent *e;
+    cp_status st = CP_OK;
+    while (st == CP_OK && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *from = cp_path_join(*staging, e->d_name), *to = cp_path_join(final, e->d_name);
+        if (!from || !to || rename(from, to) != 0) st = cp_error("%s: cannot move into place: %s", to ? to : final, strerror(errno));
+        cp_free(from);
+        cp_free(to);
+    }
+    closedir(d);
+    cp_dir_abort(staging);
+    return st;
+}
+
+cp_status cp_write_file_atomic(const char *path, const void *data, size_t len) {
+    size_t n = strlen(path) + 32;
+    char *tmp = cp_malloc(n, "a path");
+    if (!tmp) return CP_ERR;
+    snprintf(tmp, n, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) { cp_status st = cp_error("%s: cannot write: %s", path, strerror(errno)); cp_free(tmp); return st; }
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            cp_status st = cp_error("%s: write failed: %s", path, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            cp_free(tmp);
+            return st;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        cp_status st = cp_error("%s: cannot finish writing: %s", path, strerror(errno));
+        unlink(tmp);
+        cp_free(tmp);
+        return st;
+    }
+    cp_free(tmp);
+    return CP_OK;
+}
+
+cp_status cp_read_file(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *buf = size >= 0 ? cp_malloc((size_t)size + 1, path) : NULL;
+    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        fclose(f);
+        cp_free(buf);
+        return size < 0 ? cp_error("%s: cannot read", path) : CP_ERR;
+    }
+    fclose(f);
+    buf[size] = '\0';
+    *data = buf;
+    if (len) *len = (size_t)size;
+    return CP_OK;
+}
+
+cp_status cp_copy_file(const char *src, const char *dst) {
+    char *data;
+    size_t len;
+    if (cp_read_file(src, &data, &len) != CP_OK) return CP_ERR;
+    cp_status st = cp_write_file_atomic(dst, data, len);
+    cp_free(data);
+    return st;
+}

@@ -1,0 +1,215 @@
+/*
+ * lora.c — LoRA adapters on one module: creation and PEFT's initialisations, the forward side
+ * path (Linear/Conv1D and Embedding), the delta weight, merge and unmerge. See lora.h.
+ *
+ * Initialisation follows PEFT (reference/peft.md §3.4) from cpeft's seeded stream: with
+ * init_lora_weights=true, A ~ U(±1/√in) (kaiming_uniform with a=√5) and B = 0, so a fresh adapter
+ * is an exact no-op; "gaussian" draws A ~ N(0, 1/r²); false keeps nn.Linear's default init for
+ * both. Embedding adapters start with A = 0 and B ~ N(0, 1).
+ */
+#include "peft/lora.h"
+#include "core/alloc.h"
+#include "nn/linear.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static char *param_name(const cp_module *m, const char *what, const char *adapter, int embedding) {
+    size_t n = strlen(m->path) + strlen(what) + strlen(adapter) + 16;
+    char *s = cp_malloc(n, "a parameter name");
+    if (!s) return NULL;
+    if (embedding) snprintf(s, n, "%s.%s.%s", m->path, what, adapter);          /* ParameterDict entry */
+    else snprintf(s, n, "%s.%s.%s.weight", m->path, what, adapter);             /* ModuleDict of Linear */
+    return s;
+}
+
+static void fill_uniform(float *x, int64_t n, float bound, cp_rng *rng) {
+    for (int64_t i = 0; i < n; i++) x[i] = (2.0f * cp_rng_uniform(rng) - 1.0f) * bound;
+}
+
+static void fill_normal(float *x, int64_t n, float std, cp_rng *rng) {
+    for (int64_t i = 0; i < n; i++) x[i] = cp_rng_normal(rng) * std;
+}
+
+static void init_adapter(const cp_module *m, cp_lora_adapter *a, cp_lora_init init, cp_rng *rng) {
+    if (m->kind == CP_MOD_EMBEDDING) {
+        if (init == CP_LORA_INIT_NONE) fill_normal(a->A->data, a->A->numel, 1.0f, rng);
+        else memset(a->A->data, 0, (size_t)a->A->numel * sizeof(float));
+        fill_normal(a->B->data, a->B->numel, 1.0f, rng);
+        return;
+    }
+    const int64_t in = m->in_features;
+    /* kaiming_uniform(a=√5): bound = √3 · √(2/(1+5)) / √fan_in = 1/√fan_in */
+    if (init == CP_LORA_INIT_GAUSSIAN) fill_normal(a->A->data, a->A->numel, 1.0f / (float)a->r, rng);
+    else fill_uniform(a->A->data, a->A->numel, (float)(0.9999999999999999 / sqrt((double)in)), rng);
+    if (init == CP_LORA_INIT_NONE) fill_uniform(a->B->data, a->B->numel, (float)(1.0 / sqrt((double)a->r)), rng);
+    else memset(a->B->data, 0, (size_t)a->B->numel * sizeof(float));
+}
+
+cp_status cp_lora_add(cp_module *m, const char *name, int64_t r, double alpha, int use_rslora, double dropout,
+                      cp_lora_init init, cp_rng *rng, cp_lora_adapter **out) {
+    if (m->kind != CP_MOD_LINEAR && m->kind != CP_MOD_CONV1D && m->kind != CP_MOD_EMBEDDING)
+        return cp_error("%s: LoRA supports Linear, Conv1D and Embedding modules, not %s", m->path, m->class_name);
+    if (r <= 0) return cp_error("%s: `r` should be a positive integer value but the value passed is %lld", m->path, (long long)r);
+    if (cp_lora_find(m, name)) return cp_error("%s: adapter \"%s\" already exists", m->path, name);
+    if (!m->lora) {
+        m->lora = cp_calloc(1, sizeof *m->lora, "a LoRA layer");
+        if (!m->lora) return CP_ERR;
+        m->lora->fan_in_fan_out = m->kind == CP_MOD_CONV1D;
+    }
+    cp_lora_layer *layer = m->lora;
+    if (layer->n == layer->cap) {
+        int cap = layer->cap ? 2 * layer->cap : 2;
+        cp_lora_adapter **ad = cp_realloc(layer->adapters, (size_t)cap * sizeof *ad, "LoRA adapters");
+        if (!ad) return CP_ERR;
+        layer->adapters = ad;
+        layer->cap = cap;
+    }
+    cp_lora_adapter *a = cp_calloc(1, sizeof *a, "a LoRA adapter");
+    if (!a) return CP_ERR;
+    a->name = cp_strdup(name);
+    a->r = r;
+    a->alpha = alpha;
+    a->scaling = use_rslora ? alpha / sqrt((double)r) : alpha / (double)r;
+    a->dropout = dropout;
+    const int emb = m->kind == CP_MOD_EMBEDDING;
+    /* Linear: A (r, in), B (out, r). Conv1D reads in/out from its [in, out] weight, same shapes.
+     * Embedding: A (r, V), B (d, r). */
+    char *an = param_name(m, emb ? "lora_embedding_A" : "lora_A", name, emb);
+    char *bn = param_name(m, emb ? "lora_embedding_B" : "lora_B", name, emb);
+    if (an && bn) {
+        a->A = cp_param_new(an, 2, r, m->in_features);
+        a->B = cp_param_new(bn, 2, m->out_features, r);
+    }
+    cp_free(an);
+    cp_free(bn);
+    if (!a->name || !a->A || !a->B) {
+        cp_param_free(a->A);
+        cp_param_free(a->B);
+        cp_free(a->name);
+        cp_free(a);
+        return CP_ERR;
+    }
+    init_adapter(m, a, init, rng);
+    layer->adapters[layer->n++] = a;
+    if (out) *out = a;
+    return CP_OK;
+}
+
+cp_lora_adapter *cp_lora_find(const cp_module *m, const char *name) {
+    if (!m->lora) return NULL;
+    for (int i = 0; i < m->lora->n; i++)
+        if (!strcmp(m->lora->adapters[i]->name, name)) return m->lora->adapters[i];
+    return NULL;
+}
+
+static void adapter_free(cp_lora_adapter *a) {
+    cp_param_free(a->A);
+    cp_param_free(a->B);
+    cp_free(a->name);
+    cp_free(a);
+}
+
+void cp_lora_remove(cp_module *m, const char *name) {
+    cp_lora_layer *layer = m->lora;
+    if (!layer) return;
+    for (int i = 0; i < layer->n; i++) {
+        if (strcmp(layer->adapters[i]->name, name)) continue;
+        adapter_free(layer->adapters[i]);
+        memmove(layer->adapters + i, layer->adapters + i + 1, (size_t)(layer->n - i - 1) * sizeof *layer->adapters);
+        layer->n--;
+        break;
+    }
+    if (layer->n == 0) {
+        cp_lora_layer_free(layer);
+        m->lora = NULL;
+    }
+}
+
+void cp_lora_layer_free(cp_lora_layer *layer) {
+    if (!layer) return;
+    for (int i = 0; i < layer->n; i++) adapter_free(layer->adapters[i]);
+    cp_free(layer->adapters);
+    cp_free(layer);
+}
+
+static int runs(const cp_lora_layer *layer, const cp_lora_adapter *a) {
+    return !layer->disabled && a->active && !a->merged;
+}
+
+cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    if (!layer) return CP_OK;
+    const int64_t C = m->in_features, OC = m->out_features;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        if (!runs(layer, a)) continue;
+        const int64_t r = a->r;
+        float *t = cp_arena_floats(scratch, (size_t)(N * r), "LoRA activations"); // (N, r)
+        if (!t) return CP_ERR;
+        // t (N,r) = x (N,C) · Aᵀ ; out (N,OC) += s · t · Bᵀ
+        cp_matmul_nt(t, in, a->A->data, N, C, r, 0);
+        const float s = (float)a->scaling;
+#pragma omp parallel for schedule(static) if (N * r > 65536)
+        for (int64_t k = 0; k < N * r; k++) t[k] *= s;
+        cp_matmul_nt(out, t, a->B->data, N, r, OC, 1);
+    }
+    return CP_OK;
+}
+
+cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    if (!layer) return CP_OK;
+    const int64_t V = m->in_features, d = m->out_features;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        if (!runs(layer, a)) continue;
+        const int64_t r = a->r;
+        const float s = (float)a->scaling;
+        float *t = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding rows"); // (N, r)
+        if (!t) return CP_ERR;
+        // t[n, k] = A[k, ids[n]] · s   (rows of Aᵀ), then out (N,d) += t · Bᵀ with B (d, r)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < r; k++) t[n * r + k] = a->A->data[k * V + ids[n]] * s;
+        cp_matmul_nt(out, t, a->B->data, N, r, d, 1);
+    }
+    return CP_OK;
+}
+
+void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst, float weight) {
+    const int64_t r = a->r;
+    const float s = (float)a->scaling * weight;
+    const float *A = a->A->data, *B = a->B->data;
+    if (m->kind == CP_MOD_LINEAR) {
+        // W (out, in) += s · B (out, r) · A (r, in)
+        const int64_t out = m->out_features, in = m->in_features;
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t k = 0; k < r; k++) {
+                float b = B[o * r + k] * s;
+                if (b == 0.0f) continue;
+                for (int64_t j = 0; j < in; j++) dst[o * in + j] += b * A[k * in + j];
+            }
+    } else {
+        // Conv1D W (in, out) and Embedding E (V, d): += s · (B·A)ᵀ, i.e. dst[j, o] += s · Σ_k B[o,k] A[k,j]
+        const int64_t rows = m->in_features, cols = m->out_features;
+        for (int64_t j = 0; j < rows; j++)
+            for (int64_t k = 0; k < r; k++) {
+                float av = A[k * rows + j] * s;
+                if (av == 0.0f) continue;
+                for (int64_t o = 0; o < cols; o++) dst[j * cols + o] += av * B[o * r + k];
+            }
+    }
+}
+
+void cp_lora_merge(cp_module *m, cp_lora_adapter *a) {
+    if (a->merged) return;
+    cp_lora_delta_add(m, a, m->weight->data, 1.0f);
+    a->merged = 1;
+}
+
+void cp_lora_unmerge(cp_module *m, cp_lora_adapter *a) {
+    if (!a->merged) return;
+    cp_lora_delta_add(m, a, m->weight->data, -1.0f);
+    a->merged = 0;
+}

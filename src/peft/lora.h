@@ -1,0 +1,64 @@
+/*
+ * lora.h — LoRA on one module: the adapters attached to a Linear, Conv1D or Embedding leaf, their
+ * side path in the forward pass, their initialisation, and merging them into the base weight.
+ *
+ *   Linear / Conv1D:  y = base(x) + Σ_active s · B(A(dropout(x)))     A (r, in), B (out, r)
+ *   Embedding:        y = E[ids] + Σ_active s · (Aᵀ[ids]) · Bᵀ          A (r, V),  B (d, r)
+ *
+ * s = lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA. The adapters stay unmerged while
+ * training (W + s·BA is never materialised per step); merging writes s·BA (transposed for Conv1D
+ * and Embedding) into the base weight, unmerging subtracts it again. See reference/peft.md §3.
+ */
+#ifndef CP_PEFT_LORA_H
+#define CP_PEFT_LORA_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "nn/module.h"
+#include "peft/lora_config.h"
+
+typedef struct cp_lora_adapter {
+    char *name;          /* the adapter's name ("default" unless named) */
+    int64_t r;
+    double alpha, scaling;
+    double dropout;
+    cp_param *A, *B;     /* "lora_A" / "lora_B" (Embedding: "lora_embedding_A" / "lora_embedding_B") */
+    int active;          /* part of the active set */
+    int merged;          /* s·BA is currently added into the base weight */
+} cp_lora_adapter;
+
+typedef struct cp_lora_layer {
+    cp_lora_adapter **adapters; /* in the order they were added */
+    int n, cap;
+    int fan_in_fan_out;  /* Conv1D: the base weight is stored [in, out] */
+    int disabled;        /* disable_adapter(): base output only */
+} cp_lora_layer;
+
+/* Adds adapter `name` to module m (Linear, Conv1D or Embedding) with rank r and scaling, its
+ * parameters named as PEFT names them in memory ("<path>.lora_A.<name>.weight") and initialised
+ * per `init` from `rng`. */
+cp_status cp_lora_add(cp_module *m, const char *name, int64_t r, double alpha, int use_rslora, double dropout,
+                      cp_lora_init init, cp_rng *rng, cp_lora_adapter **out);
+cp_lora_adapter *cp_lora_find(const cp_module *m, const char *name);
+/* Removes adapter `name` from m (it must not be merged); frees the layer when it was the last. */
+void cp_lora_remove(cp_module *m, const char *name);
+void cp_lora_layer_free(cp_lora_layer *layer);
+
+/* The side path, added onto a base output: out (N,OC) += Σ_active s · (x·Aᵀ)·Bᵀ for Linear/Conv1D
+ * with in (N,C); for an Embedding, ids (N) select rows of Aᵀ. No-op when m has no active,
+ * unmerged adapter. Scratch comes from the arena. */
+cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch);
+cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch);
+
+/* ΔW for one adapter in the layout of the base weight (Linear [out,in]; Conv1D [in,out];
+ * Embedding [V,d]), scaled by s·weight: dst += weight · ΔW. */
+void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst, float weight);
+/* W += s·BA (merge) or W -= s·BA (unmerge). The base weight must be writable (see
+ * cp_param_make_writable). */
+void cp_lora_merge(cp_module *m, cp_lora_adapter *a);
+void cp_lora_unmerge(cp_module *m, cp_lora_adapter *a);
+
+#endif

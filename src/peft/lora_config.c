@@ -1,0 +1,440 @@
+/*
+ * lora_config.c — adapter_config.json for LoRA: parsing with PEFT's rules and errors that name the
+ * file and field, and writing byte-for-byte the way PEFT's save_pretrained does (see
+ * reference/peft.md §1 and §5.2).
+ */
+#include "peft/lora_config.h"
+#include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "io/json.h"
+#include "peft/targets.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keys PEFT 0.21 writes for a LoRA adapter whose "off" value cpeft accepts and writes back. Any
+ * other value means a feature cpeft does not implement yet. */
+static const struct { const char *key; const char *off_json; } unsupported_keys[] = {
+    {"alora_invocation_tokens", "null"}, {"arrow_config", "null"}, {"corda_config", "null"},
+    {"ensure_weight_tying", "false"}, {"eva_config", "null"}, {"kasa_config", "null"},
+    {"layer_replication", "null"}, {"loftq_config", "{}"}, {"lora_bias", "false"}, {"lora_ga_config", "null"},
+    {"megatron_config", "null"}, {"megatron_core", "\"megatron.core\""}, {"monteclora_config", "null"},
+    {"qalora_group_size", "16"}, {"target_parameters", "null"}, {"trainable_token_indices", "null"},
+    {"use_bdlora", "null"}, {"use_dora", "false"}, {"use_qalora", "false"}, {"velora_config", "null"},
+    {"auto_mapping", "null"},
+};
+
+/* Keys the parser understands (the rest of LoraConfig / PeftConfig). */
+static const char *const known_keys[] = {
+    "peft_type", "task_type", "base_model_name_or_path", "revision", "peft_version", "inference_mode", "r",
+    "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "fan_in_fan_out", "bias", "use_rslora",
+    "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
+    "alpha_pattern", "runtime_config",
+};
+
+static char *dup_or_null(const char *s) { return s ? cp_strdup(s) : NULL; }
+
+cp_status cp_lora_config_init(cp_lora_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->r = 8;
+    cfg->lora_alpha = 8;
+    cfg->lora_alpha_is_int = 1;
+    cfg->target_kind = CP_TARGETS_DEFAULT;
+    cfg->bias = CP_LORA_BIAS_NONE;
+    cfg->init_lora_weights = CP_LORA_INIT_DEFAULT;
+    return CP_OK;
+}
+
+static void free_list(char **list, int n) {
+    for (int i = 0; i < n; i++) cp_free(list[i]);
+    cp_free(list);
+}
+
+void cp_lora_config_free(cp_lora_config *cfg) {
+    cp_free(cfg->task_type);
+    cp_free(cfg->base_model_name_or_path);
+    cp_free(cfg->revision);
+    cp_free(cfg->peft_version);
+    free_list(cfg->target_modules, cfg->n_target_modules);
+    cp_free(cfg->target_regex);
+    free_list(cfg->exclude_modules, cfg->n_exclude_modules);
+    cp_free(cfg->exclude_regex);
+    free_list(cfg->modules_to_save, cfg->n_modules_to_save);
+    cp_free(cfg->layers_to_transform);
+    free_list(cfg->layers_pattern, cfg->n_layers_pattern);
+    for (int i = 0; i < cfg->n_rank_pattern; i++) cp_free(cfg->rank_pattern[i].pattern);
+    cp_free(cfg->rank_pattern);
+    for (int i = 0; i < cfg->n_alpha_pattern; i++) cp_free(cfg->alpha_pattern[i].pattern);
+    cp_free(cfg->alpha_pattern);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static char **copy_list(char *const *src, int n) {
+    if (!src) return NULL;
+    char **dst = cp_calloc((size_t)(n ? n : 1), sizeof *dst, "a string list");
+    for (int i = 0; dst && i < n; i++) dst[i] = cp_strdup(src[i]);
+    return dst;
+}
+
+static cp_lora_pattern *copy_patterns(const cp_lora_pattern *src, int n) {
+    if (!n) return NULL;
+    cp_lora_pattern *dst = cp_calloc((size_t)n, sizeof *dst, "a pattern map");
+    for (int i = 0; dst && i < n; i++) {
+        dst[i] = src[i];
+        dst[i].pattern = cp_strdup(src[i].pattern);
+    }
+    return dst;
+}
+
+cp_status cp_lora_config_copy(cp_lora_config *dst, const cp_lora_config *src) {
+    *dst = *src;
+    dst->task_type = dup_or_null(src->task_type);
+    dst->base_model_name_or_path = dup_or_null(src->base_model_name_or_path);
+    dst->revision = dup_or_null(src->revision);
+    dst->peft_version = dup_or_null(src->peft_version);
+    dst->target_modules = copy_list(src->target_modules, src->n_target_modules);
+    dst->target_regex = dup_or_null(src->target_regex);
+    dst->exclude_modules = copy_list(src->exclude_modules, src->n_exclude_modules);
+    dst->exclude_regex = dup_or_null(src->exclude_regex);
+    dst->modules_to_save = copy_list(src->modules_to_save, src->n_modules_to_save);
+    if (src->layers_to_transform) {
+        dst->layers_to_transform = cp_malloc((size_t)(src->n_layers_to_transform + 1) * sizeof(int64_t), "layers");
+        if (dst->layers_to_transform)
+            memcpy(dst->layers_to_transform, src->layers_to_transform, (size_t)src->n_layers_to_transform * sizeof(int64_t));
+    }
+    dst->layers_pattern = copy_list(src->layers_pattern, src->n_layers_pattern);
+    dst->rank_pattern = copy_patterns(src->rank_pattern, src->n_rank_pattern);
+    dst->alpha_pattern = copy_patterns(src->alpha_pattern, src->n_alpha_pattern);
+    return CP_OK;
+}
+
+/* A list of strings, or one string taken as a one-entry list when `string_ok`. */
+static cp_status read_string_list(const cJSON *v, const char *key, const char *path, char ***out, int *n) {
+    *out = NULL;
+    *n = 0;
+    if (!cJSON_IsArray(v)) return cp_error("%s: field \"%s\": expected a list of strings, found %s", path, key, cp_json_type_name(v));
+    int count = cJSON_GetArraySize(v);
+    char **list = cp_calloc((size_t)(count ? count : 1), sizeof *list, key);
+    if (!list) return CP_ERR;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (!cJSON_IsString(it)) {
+            free_list(list, i);
+            return cp_error("%s: field \"%s\": entry %d is %s, expected a string", path, key, i, cp_json_type_name(it));
+        }
+        list[i++] = cp_strdup(it->valuestring);
+    }
+    *out = list;
+    *n = count;
+    return CP_OK;
+}
+
+static cp_status read_patterns(const cJSON *root, const char *key, const char *path, cp_lora_pattern **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    const cJSON *v = cp_json_field(root, key);
+    if (!v) return CP_OK;
+    if (!cJSON_IsObject(v)) return cp_error("%s: field \"%s\": expected an object mapping patterns to numbers", path, key);
+    int count = cJSON_GetArraySize(v);
+    if (!count) return CP_OK;
+    cp_lora_pattern *p = cp_calloc((size_t)count, sizeof *p, key);
+    if (!p) return CP_ERR;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (!cJSON_IsNumber(it)) {
+            for (int k = 0; k < i; k++) cp_free(p[k].pattern);
+            cp_free(p);
+            return cp_error("%s: field \"%s\": value for \"%s\" must be a number", path, key, it->string);
+        }
+        p[i].pattern = cp_strdup(it->string);
+        p[i].value = it->valuedouble;
+        char *txt = cJSON_PrintUnformatted(it);
+        p[i].is_int = txt && !strpbrk(txt, ".eE");
+        cJSON_free(txt);
+        i++;
+    }
+    *out = p;
+    *n = count;
+    return CP_OK;
+}
+
+static int is_known(const char *key) {
+    for (size_t i = 0; i < sizeof known_keys / sizeof *known_keys; i++)
+        if (!strcmp(key, known_keys[i])) return 1;
+    for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
+        if (!strcmp(key, unsupported_keys[i].key)) return 1;
+    return 0;
+}
+
+static cp_status check_unsupported(const cJSON *root, const char *path) {
+    for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, unsupported_keys[i].key);
+        if (!v) continue;
+        char *got = cJSON_PrintUnformatted(v);
+        cJSON *off = cJSON_Parse(unsupported_keys[i].off_json);
+        int same = got && off && cJSON_Compare(v, off, 1);
+        /* an empty object counts as "off" for the *_config dicts that PEFT may write as {} */
+        if (!same && cJSON_IsObject(v) && cJSON_GetArraySize(v) == 0) same = 1;
+        if (!same && !strcmp(unsupported_keys[i].key, "qalora_group_size")) same = 1; /* only used with use_qalora */
+        if (!same && !strcmp(unsupported_keys[i].key, "megatron_core")) same = 1;     /* a module path, harmless */
+        cJSON_Delete(off);
+        if (!same) {
+            cp_status st = cp_error("%s: \"%s\": %s is not supported yet by cpeft (supported: %s)", path,
+                                    unsupported_keys[i].key, got ? got : "?", unsupported_keys[i].off_json);
+            cJSON_free(got);
+            return st;
+        }
+        cJSON_free(got);
+    }
+    return CP_OK;
+}
+
+static cp_status read_optional_string(const cJSON *root, const char *key, const char *path, char **out) {
+    const char *s;
+    if (cp_json_get_string(root, key, NULL, 0, &s, path) != CP_OK) return CP_ERR;
+    *out = dup_or_null(s);
+    return CP_OK;
+}
+
+cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const char *path) {
+    cp_lora_config_init(cfg);
+    if (!cJSON_IsObject(root)) return cp_error("%s: expected a JSON object", path);
+    const char *peft_type;
+    if (cp_json_get_string(root, "peft_type", NULL, 1, &peft_type, path) != CP_OK) return CP_ERR;
+    if (strcmp(peft_type, "LORA") != 0)
+        return cp_error("%s: peft_type is \"%s\", expected \"LORA\" (cpeft loads LoRA adapters here)", path, peft_type);
+    for (const cJSON *it = root->child; it; it = it->next)
+        if (!is_known(it->string)) cp_warn("%s: unknown key \"%s\" ignored (as PEFT does)", path, it->string);
+    if (check_unsupported(root, path) != CP_OK) return CP_ERR;
+
+    cp_status st = CP_OK;
+    const cJSON *v;
+    int64_t r;
+    if ((st = cp_json_get_int(root, "r", 8, 0, &r, path)) != CP_OK) goto fail;
+    cfg->r = r;
+    v = cp_json_field(root, "lora_alpha");
+    if (!v) { st = cp_error("%s: required field \"lora_alpha\" is missing", path); goto fail; }
+    if (!cJSON_IsNumber(v)) { st = cp_error("%s: field \"lora_alpha\": expected a number, found %s", path, cp_json_type_name(v)); goto fail; }
+    cfg->lora_alpha = v->valuedouble;
+    {
+        /* PEFT writes the alpha it was given: 16 stays 16, 16.0 stays 16.0. */
+        char *txt = cJSON_PrintUnformatted(v);
+        cfg->lora_alpha_is_int = txt && !strpbrk(txt, ".eE");
+        cJSON_free(txt);
+    }
+    if ((st = cp_json_get_double(root, "lora_dropout", 0.0, 0, &cfg->lora_dropout, path)) != CP_OK) goto fail;
+    if (cfg->lora_dropout < 0 || cfg->lora_dropout >= 1) {
+        st = cp_error("%s: field \"lora_dropout\" must be in [0, 1), found %g", path, cfg->lora_dropout);
+        goto fail;
+    }
+    if ((st = cp_json_get_bool(root, "fan_in_fan_out", 0, 0, &cfg->fan_in_fan_out, path)) != CP_OK ||
+        (st = cp_json_get_bool(root, "use_rslora", 0, 0, &cfg->use_rslora, path)) != CP_OK ||
+        (st = cp_json_get_bool(root, "inference_mode", 0, 0, &cfg->inference_mode, path)) != CP_OK)
+        goto fail;
+    if ((st = read_optional_string(root, "task_type", path, &cfg->task_type)) != CP_OK ||
+        (st = read_optional_string(root, "base_model_name_or_path", path, &cfg->base_model_name_or_path)) != CP_OK ||
+        (st = read_optional_string(root, "revision", path, &cfg->revision)) != CP_OK ||
+        (st = read_optional_string(root, "peft_version", path, &cfg->peft_version)) != CP_OK)
+        goto fail;
+
+    const char *bias;
+    if ((st = cp_json_get_string(root, "bias", "none", 0, &bias, path)) != CP_OK) goto fail;
+    if (!strcmp(bias, "none")) cfg->bias = CP_LORA_BIAS_NONE;
+    else if (!strcmp(bias, "all")) cfg->bias = CP_LORA_BIAS_ALL;
+    else if (!strcmp(bias, "lora_only")) cfg->bias = CP_LORA_BIAS_LORA_ONLY;
+    else { st = cp_error("%s: field \"bias\": \"%s\" is not one of \"none\", \"all\", \"lora_only\"", path, bias); goto fail; }
+
+    v = cp_json_field(root, "init_lora_weights");
+    if (!v || cJSON_IsTrue(v)) cfg->init_lora_weights = CP_LORA_INIT_DEFAULT;
+    else if (cJSON_IsFalse(v)) cfg->init_lora_weights = CP_LORA_INIT_NONE;
+    else if (cJSON_IsString(v) && !strcmp(v->valuestring, "gaussian")) cfg->init_lora_weights = CP_LORA_INIT_GAUSSIAN;
+    else if (cJSON_IsString(v)) {
+        st = cp_error("%s: field \"init_lora_weights\": \"%s\" is not supported yet by cpeft (supported: true, false, \"gaussian\")",
+                      path, v->valuestring);
+        goto fail;
+    } else { st = cp_error("%s: field \"init_lora_weights\": expected true, false or a string", path); goto fail; }
+
+    v = cp_json_field(root, "target_modules");
+    if (!v) cfg->target_kind = CP_TARGETS_DEFAULT;
+    else if (cJSON_IsString(v)) {
+        if (!strcasecmp(v->valuestring, "all-linear")) cfg->target_kind = CP_TARGETS_ALL_LINEAR;
+        else { cfg->target_kind = CP_TARGETS_REGEX; cfg->target_regex = cp_strdup(v->valuestring); }
+    } else {
+        cfg->target_kind = CP_TARGETS_LIST;
+        if ((st = read_string_list(v, "target_modules", path, &cfg->target_modules, &cfg->n_target_modules)) != CP_OK) goto fail;
+    }
+    v = cp_json_field(root, "exclude_modules");
+    if (v && cJSON_IsString(v)) cfg->exclude_regex = cp_strdup(v->valuestring);
+    else if (v && (st = read_string_list(v, "exclude_modules", path, &cfg->exclude_modules, &cfg->n_exclude_modules)) != CP_OK) goto fail;
+    v = cp_json_field(root, "modules_to_save");
+    if (v && (st = read_string_list(v, "modules_to_save", path, &cfg->modules_to_save, &cfg->n_modules_to_save)) != CP_OK) goto fail;
+
+    v = cp_json_field(root, "layers_to_transform");
+    if (v) {
+        int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+        cfg->layers_to_transform = cp_calloc((size_t)(n ? n : 1), sizeof(int64_t), "layers_to_transform");
+        if (!cfg->layers_to_transform) { st = CP_ERR; goto fail; }
+        cfg->layers_to_transform_is_int = !cJSON_IsArray(v);
+        const cJSON *it = cJSON_IsArray(v) ? v->child : v;
+        for (int i = 0; i < n; i++, it = it->next) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble)) {
+                st = cp_error("%s: field \"layers_to_transform\": expected an integer or a list of integers", path);
+                goto fail;
+            }
+            cfg->layers_to_transform[i] = (int64_t)it->valuedouble;
+            if (!cJSON_IsArray(v)) break;
+        }
+        cfg->n_layers_to_transform = n;
+    }
+    v = cp_json_field(root, "layers_pattern");
+    if (v && cJSON_IsString(v)) {
+        cfg->layers_pattern = cp_calloc(1, sizeof *cfg->layers_pattern, "layers_pattern");
+        if (!cfg->layers_pattern) { st = CP_ERR; goto fail; }
+        cfg->layers_pattern[0] = cp_strdup(v->valuestring);
+        cfg->n_layers_pattern = 1;
+        cfg->layers_pattern_is_str = 1;
+    } else if (v && (st = read_string_list(v, "layers_pattern", path, &cfg->layers_pattern, &cfg->n_layers_pattern)) != CP_OK)
+        goto fail;
+    if ((st = read_patterns(root, "rank_pattern", path, &cfg->rank_pattern, &cfg->n_rank_pattern)) != CP_OK ||
+        (st = read_patterns(root, "alpha_pattern", path, &cfg->alpha_pattern, &cfg->n_alpha_pattern)) != CP_OK)
+        goto fail;
+    for (int i = 0; i < cfg->n_rank_pattern; i++) cfg->rank_pattern[i].is_int = 1;
+    if ((st = cp_lora_config_validate(cfg, path)) != CP_OK) goto fail;
+    return CP_OK;
+fail:
+    cp_lora_config_free(cfg);
+    return st;
+}
+
+cp_status cp_lora_config_load(cp_lora_config *cfg, const char *path) {
+    cJSON *root;
+    cp_lora_config_init(cfg);
+    if (cp_json_read_file(path, &root) != CP_OK) return CP_ERR;
+    cp_status st = cp_lora_config_from_json(cfg, root, path);
+    cJSON_Delete(root);
+    return st;
+}
+
+cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) {
+    if (cfg->r <= 0) return cp_error("%s: `r` should be a positive integer value but the value passed is %lld", where, (long long)cfg->r);
+    for (int i = 0; i < cfg->n_rank_pattern; i++)
+        if (cfg->rank_pattern[i].value <= 0 || cfg->rank_pattern[i].value != floor(cfg->rank_pattern[i].value))
+            return cp_error("%s: rank_pattern[\"%s\"] must be a positive integer", where, cfg->rank_pattern[i].pattern);
+    if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_to_transform)
+        return cp_error("%s: `layers_to_transform` cannot be used when `target_modules` is a str.", where);
+    if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_pattern)
+        return cp_error("%s: `layers_pattern` cannot be used when `target_modules` is a str.", where);
+    if (cfg->layers_pattern && !cfg->layers_to_transform)
+        return cp_error("%s: When `layers_pattern` is specified, `layers_to_transform` must also be specified. ", where);
+    if (cfg->target_regex && cp_regex_check(cfg->target_regex, "target_modules") != CP_OK) return cp_error_context("%s", where);
+    if (cfg->exclude_regex && cp_regex_check(cfg->exclude_regex, "exclude_modules") != CP_OK) return cp_error_context("%s", where);
+    for (int i = 0; i < cfg->n_rank_pattern; i++)
+        if (cp_regex_check(cfg->rank_pattern[i].pattern, "rank_pattern") != CP_OK) return cp_error_context("%s", where);
+    for (int i = 0; i < cfg->n_alpha_pattern; i++)
+        if (cp_regex_check(cfg->alpha_pattern[i].pattern, "alpha_pattern") != CP_OK) return cp_error_context("%s", where);
+    return CP_OK;
+}
+
+cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *module_path, int64_t *r, double *alpha) {
+    *r = cfg->r;
+    *alpha = cfg->lora_alpha;
+    for (int i = 0; i < cfg->n_rank_pattern; i++) {
+        int hit;
+        if (cp_regex_pattern_key_match(cfg->rank_pattern[i].pattern, module_path, &hit) != CP_OK) return CP_ERR;
+        if (hit) { *r = (int64_t)cfg->rank_pattern[i].value; break; }
+    }
+    for (int i = 0; i < cfg->n_alpha_pattern; i++) {
+        int hit;
+        if (cp_regex_pattern_key_match(cfg->alpha_pattern[i].pattern, module_path, &hit) != CP_OK) return CP_ERR;
+        if (hit) { *alpha = cfg->alpha_pattern[i].value; break; }
+    }
+    return CP_OK;
+}
+
+const char *cp_lora_bias_name(cp_lora_bias b) {
+    return b == CP_LORA_BIAS_ALL ? "all" : b == CP_LORA_BIAS_LORA_ONLY ? "lora_only" : "none";
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+static cJSON *py_float(double d) {
+    char buf[40];
+    return cJSON_CreateRaw(cp_py_float_repr(d, buf, sizeof buf));
+}
+
+static cJSON *number(double d, int is_int) {
+    if (is_int) { char buf[40]; snprintf(buf, sizeof buf, "%lld", (long long)d); return cJSON_CreateRaw(buf); }
+    return py_float(d);
+}
+
+static cJSON *string_or_null(const char *s) { return s ? cJSON_CreateString(s) : cJSON_CreateNull(); }
+
+static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static cJSON *string_list(char *const *list, int n, int sorted) {
+    char **copy = cp_malloc((size_t)(n ? n : 1) * sizeof *copy, "a list");
+    if (!copy) return NULL;
+    memcpy(copy, list, (size_t)n * sizeof *copy);
+    if (sorted) qsort(copy, (size_t)n, sizeof *copy, str_cmp);
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(copy[i]));
+    cp_free(copy);
+    return arr;
+}
+
+static cJSON *pattern_map(const cp_lora_pattern *p, int n) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; o && i < n; i++) cJSON_AddItemToObject(o, p[i].pattern, number(p[i].value, p[i].is_int));
+    return o;
+}
+
+char *cp_lora_config_to_json(const cp_lora_config *cfg) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
+        cJSON_AddItemToObject(o, unsupported_keys[i].key, cJSON_CreateRaw(unsupported_keys[i].off_json));
+    cJSON_AddItemToObject(o, "alpha_pattern", pattern_map(cfg->alpha_pattern, cfg->n_alpha_pattern));
+    cJSON_AddItemToObject(o, "base_model_name_or_path", string_or_null(cfg->base_model_name_or_path));
+    cJSON_AddItemToObject(o, "bias", cJSON_CreateString(cp_lora_bias_name(cfg->bias)));
+    if (cfg->exclude_regex) cJSON_AddItemToObject(o, "exclude_modules", cJSON_CreateString(cfg->exclude_regex));
+    else if (cfg->exclude_modules) cJSON_AddItemToObject(o, "exclude_modules", string_list(cfg->exclude_modules, cfg->n_exclude_modules, 1));
+    else cJSON_AddItemToObject(o, "exclude_modules", cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "fan_in_fan_out", cJSON_CreateBool(cfg->fan_in_fan_out));
+    cJSON_AddItemToObject(o, "inference_mode", cJSON_CreateTrue()); /* PEFT always saves true */
+    cJSON_AddItemToObject(o, "init_lora_weights",
+                          cfg->init_lora_weights == CP_LORA_INIT_GAUSSIAN ? cJSON_CreateString("gaussian")
+                                                                          : cJSON_CreateBool(cfg->init_lora_weights == CP_LORA_INIT_DEFAULT));
+    if (!cfg->layers_pattern) cJSON_AddItemToObject(o, "layers_pattern", cJSON_CreateNull());
+    else if (cfg->layers_pattern_is_str) cJSON_AddItemToObject(o, "layers_pattern", cJSON_CreateString(cfg->layers_pattern[0]));
+    else cJSON_AddItemToObject(o, "layers_pattern", string_list(cfg->layers_pattern, cfg->n_layers_pattern, 0));
+    if (!cfg->layers_to_transform) cJSON_AddItemToObject(o, "layers_to_transform", cJSON_CreateNull());
+    else if (cfg->layers_to_transform_is_int) cJSON_AddItemToObject(o, "layers_to_transform", number((double)cfg->layers_to_transform[0], 1));
+    else {
+        cJSON *arr = cJSON_CreateArray();
+        for (int i = 0; i < cfg->n_layers_to_transform; i++) cJSON_AddItemToArray(arr, number((double)cfg->layers_to_transform[i], 1));
+        cJSON_AddItemToObject(o, "layers_to_transform", arr);
+    }
+    cJSON_AddItemToObject(o, "lora_alpha", number(cfg->lora_alpha, cfg->lora_alpha_is_int));
+    cJSON_AddItemToObject(o, "lora_dropout", py_float(cfg->lora_dropout));
+    cJSON_AddItemToObject(o, "modules_to_save", cfg->modules_to_save ? string_list(cfg->modules_to_save, cfg->n_modules_to_save, 0) : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "peft_type", cJSON_CreateString("LORA"));
+    cJSON_AddItemToObject(o, "peft_version", string_or_null(cfg->peft_version));
+    cJSON_AddItemToObject(o, "r", number((double)cfg->r, 1));
+    cJSON_AddItemToObject(o, "rank_pattern", pattern_map(cfg->rank_pattern, cfg->n_rank_pattern));
+    cJSON_AddItemToObject(o, "revision", string_or_null(cfg->revision));
+    switch (cfg->target_kind) {
+    case CP_TARGETS_DEFAULT: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateNull()); break;
+    case CP_TARGETS_ALL_LINEAR: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateString("all-linear")); break;
+    case CP_TARGETS_REGEX: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateString(cfg->target_regex)); break;
+    case CP_TARGETS_LIST: cJSON_AddItemToObject(o, "target_modules", string_list(cfg->target_modules, cfg->n_target_modules, 1)); break;
+    }
+    cJSON_AddItemToObject(o, "task_type", string_or_null(cfg->task_type));
+    cJSON_AddItemToObject(o, "use_rslora", cJSON_CreateBool(cfg->use_rslora));
+    char *text = cp_json_dump_python(o);
+    cJSON_Delete(o);
+    return text;
+}

@@ -1,0 +1,600 @@
+/*
+ * peft_model.c — PEFT's model-level behaviour on a cp_model: adding adapters by name (target
+ * matching, per-module rank/alpha, fan_in_fan_out forced for Conv1D with PEFT's warning,
+ * modules_to_save copies, bias modes), the active set, disabling, deleting, merging, counting as
+ * PEFT counts, and printing the wrapped model as PEFT's repr shows it. See reference/peft.md §3, §6.
+ */
+#include "peft/peft_model.h"
+#include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "core/strbuf.h"
+#include "peft/targets.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *peft_module_repr(const cp_module *m);
+
+static cp_peft_state *state(cp_model *m) {
+    if (!m->peft) {
+        m->peft = cp_calloc(1, sizeof *m->peft, "the PEFT state");
+        cp_module_peft_repr_hook = peft_module_repr;
+    }
+    return m->peft;
+}
+
+cp_peft_adapter *cp_peft_find_adapter(const cp_model *m, const char *name) {
+    if (!m->peft) return NULL;
+    for (int i = 0; i < m->peft->n; i++)
+        if (!strcmp(m->peft->adapters[i].name, name)) return &m->peft->adapters[i];
+    return NULL;
+}
+
+/* ---- tree walks ------------------------------------------------------------------------------ */
+
+typedef struct { cp_module **list; int n, cap; int failed; } module_list;
+
+static int collect_lora(cp_module *mod, void *ctx) {
+    module_list *l = ctx;
+    if (!mod->lora) return 0;
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 32;
+        cp_module **p = cp_realloc(l->list, (size_t)cap * sizeof *p, "the LoRA module list");
+        if (!p) { l->failed = 1; return 1; }
+        l->list = p;
+        l->cap = cap;
+    }
+    l->list[l->n++] = mod;
+    return 0;
+}
+
+/* Every module carrying LoRA adapters, in tree order. */
+static cp_status lora_modules(const cp_model *m, module_list *l) {
+    memset(l, 0, sizeof *l);
+    cp_module_visit(m->root, collect_lora, l);
+    if (l->failed) { cp_free(l->list); return CP_ERR; }
+    return CP_OK;
+}
+
+cp_status cp_peft_adapter_modules(const cp_model *m, const char *name, cp_module ***out, int *n) {
+    module_list l;
+    if (lora_modules(m, &l) != CP_OK) return CP_ERR;
+    int k = 0;
+    for (int i = 0; i < l.n; i++)
+        if (cp_lora_find(l.list[i], name)) l.list[k++] = l.list[i];
+    *out = l.list;
+    *n = k;
+    return CP_OK;
+}
+
+/* ---- writable weights ------------------------------------------------------------------------ */
+
+typedef struct { cp_param *target; float *old, *fresh; } retie_ctx;
+
+static int retie(cp_module *mod, void *vctx) {
+    retie_ctx *c = vctx;
+    cp_param *ps[2] = {mod->weight, mod->bias};
+    for (int i = 0; i < 2; i++)
+        if (ps[i] && ps[i] != c->target && ps[i]->tied_to == c->target) ps[i]->data = c->fresh;
+    return 0;
+}
+
+cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
+    if (p->tied_to) p = p->tied_to;
+    if (p->owns_data) return CP_OK;
+    float *fresh = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
+    if (!fresh) return CP_ERR;
+    if (p->data) memcpy(fresh, p->data, (size_t)p->numel * sizeof(float));
+    retie_ctx c = {p, p->data, fresh};
+    p->data = fresh;
+    p->owns_data = 1;
+    cp_module_visit(m->root, retie, &c);
+    return CP_OK;
+}
+
+/* ---- modules_to_save ------------------------------------------------------------------------- */
+
+typedef struct { cp_saved_module *s; const char *prefix; int failed; } saved_collect;
+
+static int collect_saved_params(cp_module *mod, void *vctx) {
+    saved_collect *c = vctx;
+    cp_param *ps[2] = {mod->weight, mod->bias};
+    for (int i = 0; i < 2; i++) {
+        if (!ps[i]) continue;
+        cp_saved_param *arr = cp_realloc(c->s->params, (size_t)(c->s->n_params + 1) * sizeof *arr, "saved parameters");
+        if (!arr) { c->failed = 1; return 1; }
+        c->s->params = arr;
+        cp_saved_param *sp = &arr[c->s->n_params++];
+        memset(sp, 0, sizeof *sp);
+        sp->module = mod;
+        sp->is_bias = i == 1;
+        sp->original = ps[i];
+        size_t plen = strlen(c->prefix);
+        const char *local = ps[i]->name + (plen ? plen + 1 : 0);
+        sp->local_name = cp_strdup(local);
+    }
+    return 0;
+}
+
+static void point_saved(cp_saved_module *s, int index) {
+    for (int i = 0; i < s->n_params; i++) {
+        cp_saved_param *sp = &s->params[i];
+        cp_param *p = index < 0 ? sp->original : sp->copies[index];
+        if (sp->is_bias) sp->module->bias = p;
+        else sp->module->weight = p;
+    }
+    s->active = index;
+}
+
+static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
+    cp_peft_state *st = state(m);
+    cp_saved_module *s = mod->saved;
+    if (!s) {
+        s = cp_calloc(1, sizeof *s, "a modules_to_save wrapper");
+        if (!s) return CP_ERR;
+        s->wrapper = mod;
+        s->active = -1;
+        saved_collect c = {s, mod->path, 0};
+        cp_module_visit(mod, collect_saved_params, &c);
+        cp_saved_module **list = cp_realloc(st->saved, (size_t)(st->n_saved + 1) * sizeof *list, "wrappers");
+        if (c.failed || !list) { cp_free(s->params); cp_free(s); return CP_ERR; }
+        st->saved = list;
+        st->saved[st->n_saved++] = s;
+        mod->saved = s;
+    }
+    char **names = cp_realloc(s->adapters, (size_t)(s->n_adapters + 1) * sizeof *names, "wrapper adapters");
+    if (!names) return CP_ERR;
+    s->adapters = names;
+    s->adapters[s->n_adapters] = cp_strdup(adapter);
+    for (int i = 0; i < s->n_params; i++) {
+        cp_saved_param *sp = &s->params[i];
+        cp_param **copies = cp_realloc(sp->copies, (size_t)(s->n_adapters + 1) * sizeof *copies, "copies");
+        if (!copies) return CP_ERR;
+        sp->copies = copies;
+        char name[1024];
+        snprintf(name, sizeof name, "%s.modules_to_save.%s.%s", mod->path, adapter, sp->local_name);
+        cp_param *o = sp->original;
+        cp_param *c = cp_param_new(name, o->ndim, o->shape[0], o->shape[1]);
+        if (!c) return CP_ERR;
+        memcpy(c->data, o->data ? o->data : c->data, o->data ? (size_t)o->numel * sizeof(float) : 0);
+        c->source_dtype = o->source_dtype;
+        sp->copies[s->n_adapters] = c;
+    }
+    s->n_adapters++;
+    return CP_OK;
+}
+
+typedef struct { cp_model *m; const cp_lora_config *cfg; const char *adapter; cp_status status; int wrapped; } mts_ctx;
+
+static int visit_mts(cp_module *mod, void *vctx) {
+    mts_ctx *c = vctx;
+    if (!mod->path[0] || !cp_modules_to_save_matches(c->cfg, mod->path)) return 0;
+    c->status = wrap_saved(c->m, mod, c->adapter);
+    c->wrapped++;
+    return c->status != CP_OK;
+}
+
+static void saved_free(cp_saved_module *s) {
+    point_saved(s, -1);
+    for (int i = 0; i < s->n_params; i++) {
+        for (int a = 0; a < s->n_adapters; a++) cp_param_free(s->params[i].copies[a]);
+        cp_free(s->params[i].copies);
+        cp_free(s->params[i].local_name);
+    }
+    for (int a = 0; a < s->n_adapters; a++) cp_free(s->adapters[a]);
+    cp_free(s->adapters);
+    cp_free(s->params);
+    s->wrapper->saved = NULL;
+    cp_free(s);
+}
+
+/* ---- adding adapters ------------------------------------------------------------------------- */
+
+static void drop_adapter_layers(cp_model *m, const char *name) {
+    module_list l;
+    if (lora_modules(m, &l) != CP_OK) return;
+    for (int i = 0; i < l.n; i++) cp_lora_remove(l.list[i], name);
+    cp_free(l.list);
+}
+
+static void refresh_active(cp_model *m);
+
+cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_config *cfg_in, cp_rng *rng, int activate,
+                              int trainable) {
+    cp_peft_state *st = state(m);
+    if (!st) return CP_ERR;
+    if (cp_peft_find_adapter(m, name)) return cp_error("adapter \"%s\" already exists", name);
+    if (cp_lora_config_validate(cfg_in, name) != CP_OK) return CP_ERR;
+    if (cfg_in->bias != CP_LORA_BIAS_NONE)
+        for (int i = 0; i < st->n; i++)
+            if (st->adapters[i].config.bias != CP_LORA_BIAS_NONE)
+                return cp_error("LoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to "
+                                "'none' for all adapters.");
+    if (st->n == st->cap) {
+        int cap = st->cap ? 2 * st->cap : 4;
+        cp_peft_adapter *a = cp_realloc(st->adapters, (size_t)cap * sizeof *a, "the adapter list");
+        if (!a) return CP_ERR;
+        st->adapters = a;
+        st->cap = cap;
+    }
+    cp_peft_adapter *entry = &st->adapters[st->n];
+    memset(entry, 0, sizeof *entry);
+    if (cp_lora_config_copy(&entry->config, cfg_in) != CP_OK) return CP_ERR;
+    cp_lora_config *cfg = &entry->config;
+    entry->name = cp_strdup(name);
+    entry->trainable = trainable;
+
+    cp_module **targets = NULL;
+    int n_targets = 0;
+    cp_status status = cp_lora_find_targets(cfg, m->root, m->config.model_type, m->lm_head, &targets, &n_targets);
+    for (int i = 0; status == CP_OK && i < n_targets; i++) {
+        cp_module *t = targets[i];
+        if (t->kind == CP_MOD_CONV1D && !cfg->fan_in_fan_out) {
+            cp_warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
+            cfg->fan_in_fan_out = 1;
+        } else if (t->kind == CP_MOD_LINEAR && cfg->fan_in_fan_out) {
+            cp_warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
+            cfg->fan_in_fan_out = 0;
+        }
+        int64_t r;
+        double alpha;
+        if ((status = cp_lora_config_rank_alpha(cfg, t->path, &r, &alpha)) != CP_OK) break;
+        cp_lora_adapter *a;
+        status = cp_lora_add(t, name, r, alpha, cfg->use_rslora, cfg->lora_dropout, cfg->init_lora_weights, rng, &a);
+        if (status == CP_OK && t->lora) t->lora->disabled = st->disabled;
+    }
+    cp_free(targets);
+    if (status == CP_OK && cfg->modules_to_save) {
+        mts_ctx c = {m, cfg, name, CP_OK, 0};
+        cp_module_visit(m->root, visit_mts, &c);
+        status = c.status;
+    }
+    if (status != CP_OK) {
+        drop_adapter_layers(m, name);
+        for (int i = 0; i < st->n_saved; i++) {
+            cp_saved_module *s = st->saved[i];
+            if (s->n_adapters && !strcmp(s->adapters[s->n_adapters - 1], name)) {
+                for (int k = 0; k < s->n_params; k++) cp_param_free(s->params[k].copies[s->n_adapters - 1]);
+                cp_free(s->adapters[--s->n_adapters]);
+            }
+        }
+        cp_lora_config_free(cfg);
+        cp_free(entry->name);
+        return CP_ERR;
+    }
+    st->n++;
+    if (cfg->bias != CP_LORA_BIAS_NONE) st->bias_mode = cfg->bias;
+    if (activate || st->n == 1) {
+        const char *names[1] = {name};
+        return cp_peft_set_active(m, names, 1);
+    }
+    refresh_active(m);
+    return CP_OK;
+}
+
+/* ---- active set, disabling, deleting --------------------------------------------------------- */
+
+static int is_active(const cp_peft_state *st, const char *name) {
+    for (int i = 0; i < st->n_active; i++)
+        if (!strcmp(st->active[i], name)) return 1;
+    return 0;
+}
+
+static void refresh_active(cp_model *m) {
+    cp_peft_state *st = m->peft;
+    module_list l;
+    if (lora_modules(m, &l) == CP_OK) {
+        for (int i = 0; i < l.n; i++) {
+            cp_lora_layer *layer = l.list[i]->lora;
+            layer->disabled = st->disabled;
+            for (int k = 0; k < layer->n; k++) layer->adapters[k]->active = is_active(st, layer->adapters[k]->name);
+        }
+        cp_free(l.list);
+    }
+    for (int i = 0; i < st->n_saved; i++) {
+        cp_saved_module *s = st->saved[i];
+        int index = -1;
+        for (int a = 0; !st->disabled && a < st->n_active && index < 0; a++)
+            for (int k = 0; k < s->n_adapters; k++)
+                if (!strcmp(s->adapters[k], st->active[a])) { index = k; break; }
+        point_saved(s, index);
+    }
+}
+
+cp_status cp_peft_set_active(cp_model *m, const char *const *names, int n) {
+    cp_peft_state *st = state(m);
+    for (int i = 0; i < n; i++)
+        if (!cp_peft_find_adapter(m, names[i])) {
+            cp_strbuf sb;
+            cp_sb_init(&sb);
+            for (int k = 0; k < st->n; k++) cp_sb_printf(&sb, "%s%s", k ? ", " : "", st->adapters[k].name);
+            char *have = cp_sb_finish(&sb);
+            cp_status s = cp_error("Adapter %s not found (adapters: %s)", names[i], have ? have : "");
+            cp_free(have);
+            return s;
+        }
+    char **active = cp_calloc((size_t)(n ? n : 1), sizeof *active, "the active adapters");
+    if (!active) return CP_ERR;
+    for (int i = 0; i < n; i++) active[i] = cp_strdup(names[i]);
+    for (int i = 0; i < st->n_active; i++) cp_free(st->active[i]);
+    cp_free(st->active);
+    st->active = active;
+    st->n_active = n;
+    /* PEFT unmerges merged layers before switching adapters */
+    module_list l;
+    if (lora_modules(m, &l) == CP_OK) {
+        for (int i = 0; i < l.n; i++)
+            for (int k = 0; k < l.list[i]->lora->n; k++)
+                if (l.list[i]->lora->adapters[k]->merged) cp_lora_unmerge(l.list[i], l.list[i]->lora->adapters[k]);
+        cp_free(l.list);
+    }
+    refresh_active(m);
+    return CP_OK;
+}
+
+void cp_peft_set_disabled(cp_model *m, int disabled) {
+    if (!m->peft) return;
+    if (disabled) cp_peft_unmerge(m);
+    m->peft->disabled = disabled;
+    refresh_active(m);
+}
+
+cp_status cp_peft_delete_adapter(cp_model *m, const char *name) {
+    cp_peft_state *st = m->peft;
+    cp_peft_adapter *a = cp_peft_find_adapter(m, name);
+    if (!a) return cp_error("Adapter %s does not exist", name);
+    module_list l;
+    if (lora_modules(m, &l) != CP_OK) return CP_ERR;
+    for (int i = 0; i < l.n; i++) {
+        cp_lora_adapter *la = cp_lora_find(l.list[i], name);
+        if (la && la->merged) { cp_free(l.list); return cp_error("adapter \"%s\" is merged; unmerge it before deleting it", name); }
+    }
+    for (int i = 0; i < l.n; i++) cp_lora_remove(l.list[i], name);
+    cp_free(l.list);
+    for (int i = 0; i < st->n_saved; i++) {
+        cp_saved_module *s = st->saved[i];
+        for (int k = 0; k < s->n_adapters; k++) {
+            if (strcmp(s->adapters[k], name)) continue;
+            point_saved(s, -1);
+            for (int p = 0; p < s->n_params; p++) {
+                cp_param_free(s->params[p].copies[k]);
+                memmove(s->params[p].copies + k, s->params[p].copies + k + 1, (size_t)(s->n_adapters - k - 1) * sizeof(cp_param *));
+            }
+            cp_free(s->adapters[k]);
+            memmove(s->adapters + k, s->adapters + k + 1, (size_t)(s->n_adapters - k - 1) * sizeof(char *));
+            s->n_adapters--;
+            break;
+        }
+    }
+    int idx = (int)(a - st->adapters);
+    if (st->adapters[idx].config.bias != CP_LORA_BIAS_NONE) st->bias_mode = CP_LORA_BIAS_NONE;
+    cp_lora_config_free(&st->adapters[idx].config);
+    cp_free(st->adapters[idx].name);
+    memmove(st->adapters + idx, st->adapters + idx + 1, (size_t)(st->n - idx - 1) * sizeof *st->adapters);
+    st->n--;
+    /* remaining active adapters stay; if none is left, PEFT activates the first remaining name */
+    int k = 0;
+    for (int i = 0; i < st->n_active; i++) {
+        if (!strcmp(st->active[i], name)) { cp_free(st->active[i]); continue; }
+        st->active[k++] = st->active[i];
+    }
+    st->n_active = k;
+    if (st->n_active == 0 && st->n > 0) {
+        const char *first = st->adapters[0].name;
+        for (int i = 1; i < st->n; i++)
+            if (strcmp(st->adapters[i].name, first) < 0) first = st->adapters[i].name;
+        cp_warn("Adapter %s was active which is now deleted. Setting active adapter to %s.", name, first);
+        st->active[0] = cp_strdup(first);
+        st->n_active = 1;
+    }
+    refresh_active(m);
+    return CP_OK;
+}
+
+/* ---- merging --------------------------------------------------------------------------------- */
+
+cp_status cp_peft_merge(cp_model *m) {
+    if (!m->peft) return CP_OK;
+    module_list l;
+    if (lora_modules(m, &l) != CP_OK) return CP_ERR;
+    cp_status st = CP_OK;
+    for (int i = 0; i < l.n && st == CP_OK; i++) {
+        cp_module *mod = l.list[i];
+        for (int k = 0; k < mod->lora->n; k++) {
+            cp_lora_adapter *a = mod->lora->adapters[k];
+            if (!a->active || a->merged) continue;
+            if ((st = cp_param_make_writable(m, mod->weight)) != CP_OK) break;
+            cp_lora_merge(mod, a);
+        }
+    }
+    cp_free(l.list);
+    return st;
+}
+
+cp_status cp_peft_unmerge(cp_model *m) {
+    if (!m->peft) return CP_OK;
+    module_list l;
+    if (lora_modules(m, &l) != CP_OK) return CP_ERR;
+    for (int i = 0; i < l.n; i++)
+        for (int k = l.list[i]->lora->n - 1; k >= 0; k--) cp_lora_unmerge(l.list[i], l.list[i]->lora->adapters[k]);
+    cp_free(l.list);
+    return CP_OK;
+}
+
+/* ---- counting -------------------------------------------------------------------------------- */
+
+typedef struct { const cp_model *m; int64_t trainable, all; } count_ctx;
+
+static int bias_trainable(const cp_model *m, const cp_module *mod) {
+    if (!m->peft) return 0;
+    if (m->peft->bias_mode == CP_LORA_BIAS_ALL) return 1;
+    if (m->peft->bias_mode == CP_LORA_BIAS_LORA_ONLY) return mod->lora != NULL;
+    return 0;
+}
+
+static int adapter_trainable(const cp_model *m, const char *name) {
+    const cp_peft_adapter *a = cp_peft_find_adapter(m, name);
+    return a && a->trainable && is_active(m->peft, name);
+}
+
+static int count_visit(cp_module *mod, void *vctx) {
+    count_ctx *c = vctx;
+    if (mod->weight && !mod->weight->tied_to) c->all += mod->weight->numel;
+    if (mod->bias && !mod->bias->tied_to) {
+        c->all += mod->bias->numel;
+        if (bias_trainable(c->m, mod)) c->trainable += mod->bias->numel;
+    }
+    if (mod->lora)
+        for (int k = 0; k < mod->lora->n; k++) {
+            const cp_lora_adapter *a = mod->lora->adapters[k];
+            int64_t n = a->A->numel + a->B->numel;
+            c->all += n;
+            if (adapter_trainable(c->m, a->name)) c->trainable += n;
+        }
+    if (mod->saved)
+        for (int k = 0; k < mod->saved->n_adapters; k++) {
+            int64_t n = 0;
+            for (int p = 0; p < mod->saved->n_params; p++) n += mod->saved->params[p].copies[k]->numel;
+            c->all += n;
+            if (adapter_trainable(c->m, mod->saved->adapters[k]) && k == mod->saved->active) c->trainable += n;
+        }
+    return 0;
+}
+
+void cp_peft_count(const cp_model *m, int64_t *trainable, int64_t *all) {
+    count_ctx c = {m, 0, 0};
+    cp_module_visit(m->root, count_visit, &c);
+    *trainable = c.trainable;
+    *all = c.all;
+}
+
+/* ---- repr ------------------------------------------------------------------------------------ */
+
+static void module_dict(cp_strbuf *sb, const char *title, char **names, char **reprs, int n) {
+    cp_sb_printf(sb, "\n  (%s): ModuleDict(", title);
+    if (n == 0) { cp_sb_append(sb, ")"); return; }
+    for (int i = 0; i < n; i++) {
+        cp_sb_printf(sb, "\n    (%s): ", names[i]);
+        cp_sb_append_indented(sb, reprs[i], 4);
+    }
+    cp_sb_append(sb, "\n  )");
+}
+
+static void parameter_dict(cp_strbuf *sb, const char *title, const cp_lora_layer *layer, int which) {
+    cp_sb_printf(sb, "\n  (%s): ParameterDict(", title);
+    int n = layer && layer->n ? layer->n : 0;
+    if (n == 1) {
+        const cp_param *p = which ? layer->adapters[0]->B : layer->adapters[0]->A;
+        cp_sb_printf(sb, "  (%s): Parameter containing: [torch.FloatTensor of size %lldx%lld])", layer->adapters[0]->name,
+                     (long long)p->shape[0], (long long)p->shape[1]);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const cp_param *p = which ? layer->adapters[i]->B : layer->adapters[i]->A;
+        cp_sb_printf(sb, "\n      (%s): Parameter containing: [torch.FloatTensor of size %lldx%lld]", layer->adapters[i]->name,
+                     (long long)p->shape[0], (long long)p->shape[1]);
+    }
+    cp_sb_append(sb, n ? "\n  )" : ")");
+}
+
+static char *lora_repr(const cp_module *m) {
+    const cp_lora_layer *layer = m->lora;
+    const int emb = m->kind == CP_MOD_EMBEDDING, n = layer->n;
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, emb ? "lora.Embedding(" : "lora.Linear(");
+    char *base = cp_module_repr_plain(m);
+    cp_sb_append(&sb, "\n  (base_layer): ");
+    if (base) cp_sb_append_indented(&sb, base, 2);
+    cp_free(base);
+    char **names = cp_calloc((size_t)(n ? n : 1), sizeof *names, "names");
+    char **reprs = cp_calloc((size_t)(n ? n : 1), sizeof *reprs, "reprs");
+    if (!names || !reprs) { cp_free(names); cp_free(reprs); cp_sb_free(&sb); return NULL; }
+    char buf[256], f[40];
+    for (int i = 0; i < n; i++) {
+        names[i] = layer->adapters[i]->name;
+        if (layer->adapters[i]->dropout > 0)
+            snprintf(buf, sizeof buf, "Dropout(p=%s, inplace=False)", cp_py_float_repr(layer->adapters[i]->dropout, f, sizeof f));
+        else snprintf(buf, sizeof buf, "Identity()");
+        reprs[i] = cp_strdup(buf);
+    }
+    module_dict(&sb, "lora_dropout", names, reprs, n);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            cp_free(reprs[i]);
+            const cp_lora_adapter *a = layer->adapters[i];
+            if (pass == 0) snprintf(buf, sizeof buf, "Linear(in_features=%lld, out_features=%lld, bias=False)", (long long)m->in_features, (long long)a->r);
+            else snprintf(buf, sizeof buf, "Linear(in_features=%lld, out_features=%lld, bias=False)", (long long)a->r, (long long)m->out_features);
+            reprs[i] = cp_strdup(buf);
+        }
+        module_dict(&sb, pass == 0 ? "lora_A" : "lora_B", names, reprs, emb ? 0 : n);
+    }
+    parameter_dict(&sb, "lora_embedding_A", emb ? layer : NULL, 0);
+    parameter_dict(&sb, "lora_embedding_B", emb ? layer : NULL, 1);
+    cp_sb_append(&sb, "\n  (lora_magnitude_vector): ModuleDict()\n)");
+    for (int i = 0; i < n; i++) cp_free(reprs[i]);
+    cp_free(names);
+    cp_free(reprs);
+    return cp_sb_finish(&sb);
+}
+
+static char *saved_repr(const cp_module *m) {
+    cp_saved_module *s = m->saved;
+    /* print with the original parameters in place (shapes are identical, only data differs) */
+    char *inner = m->lora ? lora_repr(m) : cp_module_repr_plain(m);
+    if (!inner) return NULL;
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, "ModulesToSaveWrapper(\n  (original_module): ");
+    cp_sb_append_indented(&sb, inner, 2);
+    cp_sb_append(&sb, "\n  (modules_to_save): ModuleDict(");
+    for (int i = 0; i < s->n_adapters; i++) {
+        cp_sb_printf(&sb, "\n    (%s): ", s->adapters[i]);
+        cp_sb_append_indented(&sb, inner, 4);
+    }
+    cp_sb_append(&sb, "\n  )\n)");
+    cp_free(inner);
+    return cp_sb_finish(&sb);
+}
+
+static char *peft_module_repr(const cp_module *m) {
+    if (m->saved) return saved_repr(m);
+    return lora_repr(m);
+}
+
+char *cp_model_peft_repr(const cp_model *m) {
+    char *inner = cp_module_repr(m->root);
+    if (!inner) return NULL;
+    if (!m->peft || m->peft->n == 0) return inner;
+    const char *task = m->peft->adapters[0].config.task_type;
+    const char *outer = !task ? "PeftModel" : !strcmp(task, "CAUSAL_LM") ? "PeftModelForCausalLM"
+                        : !strcmp(task, "SEQ_CLS") ? "PeftModelForSequenceClassification"
+                        : !strcmp(task, "TOKEN_CLS") ? "PeftModelForTokenClassification"
+                        : !strcmp(task, "SEQ_2_SEQ_LM") ? "PeftModelForSeq2SeqLM" : "PeftModel";
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_printf(&sb, "%s(\n  (base_model): LoraModel(\n    (model): ", outer);
+    cp_sb_append_indented(&sb, inner, 4);
+    cp_sb_append(&sb, "\n  )\n)");
+    cp_free(inner);
+    return cp_sb_finish(&sb);
+}
+
+void cp_peft_free(cp_model *m) {
+    cp_peft_state *st = m->peft;
+    if (!st) return;
+    for (int i = 0; i < st->n_saved; i++) saved_free(st->saved[i]);
+    cp_free(st->saved);
+    module_list l;
+    if (lora_modules(m, &l) == CP_OK) {
+        for (int i = 0; i < l.n; i++) { cp_lora_layer_free(l.list[i]->lora); l.list[i]->lora = NULL; }
+        cp_free(l.list);
+    }
+    for (int i = 0; i < st->n; i++) { cp_lora_config_free(&st->adapters[i].config); cp_free(st->adapters[i].name); }
+    cp_free(st->adapters);
+    for (int i = 0; i < st->n_active; i++) cp_free(st->active[i]);
+    cp_free(st->active);
+    cp_free(st);
+    m->peft = NULL;
+}

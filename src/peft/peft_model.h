@@ -1,0 +1,73 @@
+/*
+ * peft_model.h — PEFT on a loaded model: named adapters (PEFT's multi-adapter support), the
+ * active set, disabling, deleting, modules_to_save copies, bias modes, trainable-parameter
+ * counting and the PeftModel repr. A cp_model with no adapter is the plain base model.
+ */
+#ifndef CP_PEFT_PEFT_MODEL_H
+#define CP_PEFT_PEFT_MODEL_H
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "models/model.h"
+#include "peft/lora.h"
+#include "peft/lora_config.h"
+
+/* One adapter of the model, by name, with the config it was created from. */
+typedef struct {
+    char *name;
+    cp_lora_config config;
+    int trainable;   /* its parameters require grad (get_peft_model / is_trainable), else inference mode */
+} cp_peft_adapter;
+
+/* modules_to_save: the parameters of a wrapped subtree, the original and one copy per adapter. */
+typedef struct {
+    cp_module *module;   /* the leaf owning the parameter */
+    int is_bias;         /* slot: weight or bias */
+    char *local_name;    /* parameter name relative to the wrapper ("weight", "0.bias", ...) */
+    cp_param *original;
+    cp_param **copies;   /* [n_adapters] aligned with cp_saved_module.adapters */
+} cp_saved_param;
+
+typedef struct cp_saved_module {
+    cp_module *wrapper;  /* the module whose name matched modules_to_save */
+    char **adapters;
+    int n_adapters;
+    cp_saved_param *params;
+    int n_params;
+    int active;          /* index of the copy in use, or -1: the original */
+} cp_saved_module;
+
+typedef struct cp_peft_state {
+    cp_peft_adapter *adapters;
+    int n, cap;
+    char **active;       /* the active adapters, in order */
+    int n_active;
+    int disabled;
+    cp_saved_module **saved;
+    int n_saved;
+    cp_lora_bias bias_mode;  /* the one adapter allowed a bias mode other than none sets it */
+} cp_peft_state;
+
+/* get_peft_model / add_adapter: injects adapter `name` per cfg (targets, ranks, init from the
+ * rng). The first adapter becomes active (as get_peft_model does); later ones are added inactive
+ * (add_adapter) unless `activate`. */
+cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_config *cfg, cp_rng *rng, int activate,
+                              int trainable);
+cp_peft_adapter *cp_peft_find_adapter(const cp_model *m, const char *name);
+/* The LoRA layers of one adapter, in tree order (caller frees the array). */
+cp_status cp_peft_adapter_modules(const cp_model *m, const char *name, cp_module ***out, int *n);
+/* Activates exactly these adapters (in order); modules_to_save copies follow the first. */
+cp_status cp_peft_set_active(cp_model *m, const char *const *names, int n);
+void cp_peft_set_disabled(cp_model *m, int disabled);
+cp_status cp_peft_delete_adapter(cp_model *m, const char *name);
+/* Copies a parameter's data into an owned, writable buffer (mapped weights are read-only),
+ * repointing every parameter tied to it. */
+cp_status cp_param_make_writable(cp_model *m, cp_param *p);
+/* Merges the active adapters into the base weights (kept for unmerging). */
+cp_status cp_peft_merge(cp_model *m);
+cp_status cp_peft_unmerge(cp_model *m);
+/* (trainable, all) as PEFT's get_nb_trainable_parameters counts them. */
+void cp_peft_count(const cp_model *m, int64_t *trainable, int64_t *all);
+void cp_peft_free(cp_model *m);
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * targets.c — PEFT's target-module matching (check_target_module_exists and friends), on the
+ * module tree's Hugging Face names:
+ *
+ *   1. exclude_modules: a regex must fully match, or a name must equal an entry or end with
+ *      "." + entry;
+ *   2. modules listed in modules_to_save (or inside them) are never wrapped;
+ *   3. a regex target_modules must fully match the name; a list entry must equal the name or be a
+ *      suffix after a '.' boundary ("q_proj" matches "h.0.attn.q_proj", not "h.0.attn.xq_proj");
+ *   4. with layers_to_transform, a suffix match also needs the layer index (the first numeric path
+ *      component, or the one after a layers_pattern) to be listed.
+ *
+ * PCRE2 stands in for Python's re: the patterns PEFT configs carry are plain enough that the two
+ * agree (full match = anchored at both ends).
+ */
+#include "peft/targets.h"
+#include "core/alloc.h"
+#include "core/strbuf.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- regex ----------------------------------------------------------------------------------- */
+
+static pcre2_code *compile(const char *pattern, const char *field) {
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        cp_error("%s: the regular expression \"%s\" does not compile: %s at offset %zu", field, pattern, (char *)msg,
+                 (size_t)off);
+    }
+    return re;
+}
+
+cp_status cp_regex_check(const char *pattern, const char *field) {
+    pcre2_code *re = compile(pattern, field);
+    if (!re) return CP_ERR;
+    pcre2_code_free(re);
+    return CP_OK;
+}
+
+/* Matches `re` against the whole subject (anchored at both ends when `full`, else at the start);
+ * when group > 0 stores that group's text into buf. */
+static cp_status run_match(const char *pattern, const char *subject, uint32_t options, int *match, int group,
+                           char *buf, size_t bufsize) {
+    *match = 0;
+    pcre2_code *re = compile(pattern, "regex");
+    if (!re) return CP_ERR;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!md) { pcre2_code_free(re); return cp_error("out of memory matching a regex"); }
+    int rc = pcre2_match(re, (PCRE2_SPTR)subject, strlen(subject), 0, options, md, NULL);
+    if (rc > 0) {
+        *match = 1;
+        if (group > 0 && buf) {
+            PCRE2_SIZE len = bufsize;
+            if (pcre2_substring_copy_bynumber(md, (uint32_t)group, (PCRE2_UCHAR *)buf, &len) != 0) buf[0] = '\0';
+        }
+    }
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    return CP_OK;
+}
+
+cp_status cp_regex_fullmatch(const char *pattern, const char *subject, int *match) {
+    return run_match(pattern, subject, PCRE2_ANCHORED | PCRE2_ENDANCHORED, match, 0, NULL, 0);
+}
+
+cp_status cp_regex_pattern_key_match(const char *key, const char *subject, int *match) {
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_printf(&sb, "(.*\\.)?(%s)$", key);
+    char *pattern = cp_sb_finish(&sb);
+    if (!pattern) return CP_ERR;
+    cp_status st = run_match(pattern, subject, PCRE2_ANCHORED, match, 0, NULL, 0);
+    cp_free(pattern);
+    return st;
+}
+
+/* ---- default table --------------------------------------------------------------------------- */
+
+#define T(...) (const char *const[]){__VA_ARGS__, NULL}
+static const struct { const char *model_type; const char *const *targets; } default_targets[] = {
+    {"t5", T("q", "v")}, {"mt5", T("q", "v")}, {"bart", T("q_proj", "v_proj")}, {"gpt2", T("c_attn")},
+    {"bloom", T("query_key_value")}, {"blip-2", T("q", "v", "q_proj", "v_proj")}, {"opt", T("q_proj", "v_proj")},
+    {"gptj", T("q_proj", "v_proj")}, {"gpt_neox", T("query_key_value")}, {"gpt_neo", T("q_proj", "v_proj")},
+    {"bert", T("query", "value")}, {"roberta", T("query", "value")}, {"xlm-roberta", T("query", "value")},
+    {"electra", T("query", "value")}, {"deberta-v2", T("query_proj", "value_proj")}, {"deberta", T("in_proj")},
+    {"layoutlm", T("query", "value")}, {"llama", T("q_proj", "v_proj")}, {"llama4", T("q_proj", "v_proj")},
+    {"chatglm", T("query_key_value")}, {"gpt_bigcode", T("c_attn")}, {"mpt", T("Wqkv")},
+    {"RefinedWebModel", T("query_key_value")}, {"RefinedWeb", T("query_key_value")},
+    {"falcon", T("query_key_value")}, {"btlm", T("c_proj", "c_attn")}, {"codegen", T("qkv_proj")},
+    {"mistral", T("q_proj", "v_proj")}, {"mixtral", T("q_proj", "v_proj")}, {"stablelm", T("q_proj", "v_proj")},
+    {"phi", T("q_proj", "v_proj", "fc1", "fc2")}, {"gemma", T("q_proj", "v_proj")}, {"gemma2", T("q_proj", "v_proj")},
+    {"gemma3_text", T("q_proj", "v_proj")}, {"qwen2", T("q_proj", "v_proj")}, {"qwen3", T("q_proj", "v_proj")},
+    {"nemotron_h", T("q_proj", "k_proj", "v_proj", "o_proj")},
+    {"rwkv", T("key", "value", "receptance", "output")},
+    {"rwkv7", T("r_proj", "k_proj", "v_proj", "o_proj", "key", "value")},
+};
+#undef T
+
+const char *const *cp_lora_default_targets(const char *model_type) {
+    for (size_t i = 0; i < sizeof default_targets / sizeof *default_targets; i++)
+        if (!strcmp(default_targets[i].model_type, model_type)) return default_targets[i].targets;
+    return NULL;
+}
+
+/* ---- matching -------------------------------------------------------------------------------- */
+
+static int ends_with_dot(const char *name, const char *entry) {
+    size_t a = strlen(name), b = strlen(entry);
+    return a > b && name[a - b - 1] == '.' && strcmp(name + a - b, entry) == 0;
+}
+
+int cp_modules_to_save_matches(const cp_lora_config *cfg, const char *path) {
+    size_t a = strlen(path);
+    for (int i = 0; i < cfg->n_modules_to_save; i++) {
+        size_t b = strlen(cfg->modules_to_save[i]);
+        if (a >= b && strcmp(path + a - b, cfg->modules_to_save[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+/* The layer index PEFT reads from a module name, or -1 when there is none. */
+static cp_status layer_index(const cp_lora_config *cfg, const char *key, int64_t *index) {
+    char buf[32];
+    int hit = 0;
+    *index = -1;
+    if (!cfg->layers_pattern) {
+        if (run_match(".*?\\.[^.]*\\.(\\d+)\\.", key, PCRE2_ANCHORED, &hit, 1, buf, sizeof buf) != CP_OK) return CP_ERR;
+    } else {
+        for (int i = 0; i < cfg->n_layers_pattern && !hit; i++) {
+            cp_strbuf sb;
+            cp_sb_init(&sb);
+            cp_sb_printf(&sb, ".*?\\.%s\\.(\\d+)\\.", cfg->layers_pattern[i]);
+            char *pattern = cp_sb_finish(&sb);
+            if (!pattern) return CP_ERR;
+            cp_status st = run_match(pattern, key, PCRE2_ANCHORED, &hit, 1, buf, sizeof buf);
+            cp_free(pattern);
+            if (st != CP_OK) return CP_ERR;
+        }
+    }
+    if (hit) *index = strtoll(buf, NULL, 10);
+    return CP_OK;
+}
+
+/* PEFT's check_target_module_exists for one module name. */
+static cp_status target_matches(const cp_lora_config *cfg, const char *const *targets, int n_targets, const char *key,
+                                int *match, int *excluded) {
+    *match = 0;
+    *excluded = 0;
+    if (cfg->exclude_regex) {
+        int hit;
+        if (cp_regex_fullmatch(cfg->exclude_regex, key, &hit) != CP_OK) return CP_ERR;
+        if (hit) { *excluded = 1; return CP_OK; }
+    }
+    for (int i = 0; i < cfg->n_exclude_modules; i++)
+        if (!strcmp(key, cfg->exclude_modules[i]) || ends_with_dot(key, cfg->exclude_modules[i])) { *excluded = 1; return CP_OK; }
+    for (int i = 0; i < cfg->n_modules_to_save; i++) {
+        cp_strbuf sb;
+        cp_sb_init(&sb);
+        cp_sb_printf(&sb, "(^|.*\\.)%s($|\\..*)", cfg->modules_to_save[i]);
+        char *pattern = cp_sb_finish(&sb);
+        int hit = 0;
+        cp_status st = pattern ? run_match(pattern, key, PCRE2_ANCHORED, &hit, 0, NULL, 0) : CP_ERR;
+        cp_free(pattern);
+        if (st != CP_OK) return CP_ERR;
+        if (hit) { *excluded = 1; return CP_OK; }
+    }
+    if (cfg->target_kind == CP_TARGETS_REGEX) return cp_regex_fullmatch(cfg->target_regex, key, match);
+    for (int i = 0; i < n_targets; i++)
+        if (!strcmp(key, targets[i])) { *match = 1; return CP_OK; } /* exact name: no layer filter (PEFT's quirk) */
+    int suffix = 0;
+    for (int i = 0; i < n_targets && !suffix; i++) suffix = ends_with_dot(key, targets[i]);
+    if (!suffix) return CP_OK;
+    if (cfg->layers_to_transform && cfg->n_layers_to_transform > 0) {
+        int64_t idx;
+        if (layer_index(cfg, key, &idx) != CP_OK) return CP_ERR;
+        if (idx < 0) return CP_OK;
+        int listed = 0;
+        for (int i = 0; i < cfg->n_layers_to_transform && !listed; i++) listed = cfg->layers_to_transform[i] == idx;
+        if (!listed) return CP_OK;
+    }
+    *match = 1;
+    return CP_OK;
+}
+
+typedef struct {
+    const cp_lora_config *cfg;
+    const char *const *targets;
+    int n_targets;
+    const cp_module *lm_head;
+    cp_module **found;
+    int n_found, cap_found, n_excluded;
+    cp_status status;
+} find_ctx;
+
+static int is_adaptable(const cp_module *m) {
+    return m->kind == CP_MOD_LINEAR || m->kind == CP_MOD_CONV1D || m->kind == CP_MOD_EMBEDDING;
+}
+
+static int visit(cp_module *m, void *vctx) {
+    find_ctx *c = vctx;
+    if (!m->path[0]) return 0; /* the root is never a target */
+    int match = 0, excluded = 0;
+    if (c->cfg->target_kind == CP_TARGETS_ALL_LINEAR) {
+        match = (m->kind == CP_MOD_LINEAR || m->kind == CP_MOD_CONV1D) && m != c->lm_head;
+        if (match) {
+            cp_status st = target_matches(c->cfg, NULL, 0, m->path, &(int){0}, &excluded);
+            if (st != CP_OK) { c->status = st; return 1; }
+            if (excluded) { match = 0; c->n_excluded++; }
+        }
+    } else {
+        c->status = target_matches(c->cfg, c->targets, c->n_targets, m->path, &match, &excluded);
+        if (c->status != CP_OK) return 1;
+        if (excluded) c->n_excluded++;
+    }
+    if (!match) return 0;
+    if (!is_adaptable(m)) {
+        c->status = cp_error("Target module %s(...) at \"%s\" is not supported. Currently, only the following modules are "
+                             "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `transformers.pytorch_utils.Conv1D`.",
+                             m->class_name, m->path);
+        return 1;
+    }
+    if (c->n_found == c->cap_found) {
+        int cap = c->cap_found ? 2 * c->cap_found : 16;
+        cp_module **f = cp_realloc(c->found, (size_t)cap * sizeof *f, "the target list");
+        if (!f) { c->status = CP_ERR; return 1; }
+        c->found = f;
+        c->cap_found = cap;
+    }
+    c->found[c->n_found++] = m;
+    return 0;
+}
+
+static void python_set(cp_strbuf *sb, char *const *items, int n) {
+    cp_sb_append(sb, "{");
+    for (int i = 0; i < n; i++) cp_sb_printf(sb, "%s'%s'", i ? ", " : "", items[i]);
+    cp_sb_append(sb, "}");
+}
+
+cp_status cp_lora_find_targets(const cp_lora_config *cfg, cp_module *root, const char *model_type,
+                               const cp_module *lm_head, cp_module ***out, int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    find_ctx c = {.cfg = cfg, .lm_head = lm_head, .status = CP_OK};
+    if (cfg->target_kind == CP_TARGETS_DEFAULT) {
+        const char *const *def = cp_lora_default_targets(model_type);
+        if (!def) return cp_error("Please specify `target_modules` in `peft_config` (PEFT has no default for model_type \"%s\")", model_type);
+        c.targets = def;
+        while (def[c.n_targets]) c.n_targets++;
+    } else if (cfg->target_kind == CP_TARGETS_LIST) {
+        c.targets = (const char *const *)cfg->target_modules;
+        c.n_targets = cfg->n_target_modules;
+    }
+    cp_module_visit(root, visit, &c);
+    if (c.status != CP_OK) { cp_free(c.found); return CP_ERR; }
+    if (c.n_found == 0) {
+        cp_free(c.found);
+        cp_strbuf sb;
+        cp_sb_init(&sb);
+        if (c.n_excluded && cfg->target_kind != CP_TARGETS_REGEX && (cfg->exclude_modules || cfg->exclude_regex))
+            cp_sb_append(&sb, "No modules were targeted for adaptation. This might be caused by a combination of mismatched "
+                              "target modules and excluded modules. Please check your `target_modules` and `exclude_modules` "
+                              "configuration. You may also have only targeted modules that are marked to be saved "
+                              "(`modules_to_save`).");
+        else if (cfg->target_kind == CP_TARGETS_REGEX)
+            cp_sb_printf(&sb, "Target modules %s not found in the base model. Please check the target modules and try again.",
+                         cfg->target_regex);
+        else {
+            char **list = (char **)c.targets;
+            cp_sb_append(&sb, "Target modules ");
+            python_set(&sb, list, c.n_targets);
+            cp_sb_append(&sb, " not found in the base model. Please check the target modules and try again.");
+        }
+        if (cfg->layers_to_transform)
+            cp_sb_append(&sb, " Note: You specified 'layers_to_transform'. Please check if your layer indices are correct.");
+        char *msg = cp_sb_finish(&sb);
+        cp_status st = cp_error("%s", msg ? msg : "no target modules found");
+        cp_free(msg);
+        return st;
+    }
+    *out = c.found;
+    *n_out = c.n_found;
+    return CP_OK;
+}

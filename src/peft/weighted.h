@@ -1,0 +1,16 @@
+/*
+ * weighted.h — combining adapters into a new one: PEFT's add_weighted_adapter ("linear", "cat").
+ */
+#ifndef CP_PEFT_WEIGHTED_H
+#define CP_PEFT_WEIGHTED_H
+
+#include "core/error.h"
+#include "models/model.h"
+
+typedef enum { CP_COMBINE_LINEAR, CP_COMBINE_CAT } cp_combination;
+
+/* Adds adapter `new_name` combining `names` with `weights` (not activated, as in PEFT). */
+cp_status cp_peft_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
+                                       const char *new_name, cp_combination combination);
+
+#endif
