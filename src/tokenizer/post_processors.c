@@ -1,0 +1,360 @@
+/*
+ * post_processors.c — the `post_processor` slot: TemplateProcessing, ByteLevel (offset trimming),
+ * BertProcessing, RobertaProcessing, Sequence.
+ *
+ * Processors work on a list of encodings (first the sequence, or the pair), exactly as HF's
+ * process_encodings does, and the list is concatenated at the end. Tokens a processor adds get
+ * offsets (0, 0) and special mask 1.
+ */
+#include "tokenizer/internal.h"
+#include "core/alloc.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { PP_TEMPLATE, PP_BYTELEVEL, PP_BERT, PP_ROBERTA, PP_SEQUENCE } pptype;
+
+typedef struct { int special; int seq_b; int special_index; uint8_t type_id; } piece;
+typedef struct { char *name; int32_t *ids; uint32_t *trim; size_t n; } special_tok;
+
+struct tk_postproc {
+    pptype type;
+    piece *single, *pair;
+    size_t nsingle, npair;
+    special_tok *specials;
+    size_t nspecials;
+    int trim_offsets, add_prefix_space;
+    int32_t cls_id, sep_id;
+    uint32_t cls_trim, sep_trim;
+    tk_postproc **children;
+    size_t nchildren;
+};
+
+static const char *SUPPORTED = "BertProcessing, ByteLevel, RobertaProcessing, Sequence, TemplateProcessing";
+
+void tk_postproc_free(tk_postproc *p) {
+    if (!p) return;
+    free(p->single);
+    free(p->pair);
+    for (size_t i = 0; i < p->nspecials; i++) {
+        free(p->specials[i].name);
+        free(p->specials[i].ids);
+        free(p->specials[i].trim);
+    }
+    free(p->specials);
+    for (size_t i = 0; i < p->nchildren; i++) tk_postproc_free(p->children[i]);
+    free(p->children);
+    free(p);
+}
+
+static int parse_specials(tk_postproc *p, const cJSON *j, const char *path) {
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "special_tokens");
+    if (!st || cJSON_IsNull(st)) return CP_OK;
+    if (!cJSON_IsObject(st)) return cp_error("%s.special_tokens: expected an object", path);
+    size_t n = (size_t)cJSON_GetArraySize(st);
+    p->specials = cp_calloc(n + 1, sizeof *p->specials, "special tokens");
+    if (!p->specials) return CP_ERR;
+    for (const cJSON *e = st->child; e; e = e->next) {
+        special_tok *s = &p->specials[p->nspecials++];
+        if (!(s->name = cp_strdup(e->string))) return CP_ERR;
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(e, "ids");
+        const cJSON *toks = cJSON_GetObjectItemCaseSensitive(e, "tokens");
+        if (!cJSON_IsArray(ids))
+            return cp_error("%s.special_tokens[\"%s\"].ids: expected an array of ids", path, e->string);
+        s->n = (size_t)cJSON_GetArraySize(ids);
+        s->ids = cp_calloc(s->n + 1, sizeof *s->ids, "special token ids");
+        s->trim = cp_calloc(s->n + 1, sizeof *s->trim, "special token ids");
+        if (!s->ids || !s->trim) return CP_ERR;
+        size_t k = 0;
+        for (const cJSON *x = ids->child; x; x = x->next, k++) {
+            if (!cJSON_IsNumber(x) || x->valuedouble < 0)
+                return cp_error("%s.special_tokens[\"%s\"].ids[%zu]: expected a non-negative integer", path, e->string, k);
+            s->ids[k] = (int32_t)x->valuedouble;
+            const cJSON *t = cJSON_IsArray(toks) ? cJSON_GetArrayItem(toks, (int)k) : NULL;
+            if (cJSON_IsString(t)) s->trim[k] = tk_trim_counts(t->valuestring, strlen(t->valuestring));
+        }
+    }
+    return CP_OK;
+}
+
+static int parse_template(tk_postproc *p, const cJSON *arr, const char *path, const char *key, piece **out, size_t *n) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(arr, key);
+    if (!cJSON_IsArray(t)) return cp_error("%s.%s: expected an array of template pieces", path, key);
+    size_t cnt = (size_t)cJSON_GetArraySize(t);
+    *out = cp_calloc(cnt + 1, sizeof **out, "a template");
+    if (!*out) return CP_ERR;
+    size_t i = 0;
+    for (const cJSON *e = t->child; e; e = e->next, i++) {
+        const cJSON *sq = cJSON_GetObjectItemCaseSensitive(e, "Sequence");
+        const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
+        const cJSON *body = sq ? sq : sp;
+        if (!cJSON_IsObject(body))
+            return cp_error("%s.%s[%zu]: expected {\"Sequence\": {...}} or {\"SpecialToken\": {...}}", path, key, i);
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(body, "type_id");
+        if (!cJSON_IsString(id)) return cp_error("%s.%s[%zu].id: expected a string", path, key, i);
+        if (ty && !cJSON_IsNumber(ty)) return cp_error("%s.%s[%zu].type_id: expected an integer", path, key, i);
+        piece *pc = &(*out)[i];
+        pc->type_id = ty ? (uint8_t)ty->valuedouble : 0;
+        if (sq) {
+            if (strcmp(id->valuestring, "A") && strcmp(id->valuestring, "B"))
+                return cp_error("%s.%s[%zu].id: expected \"A\" or \"B\", got \"%s\"", path, key, i, id->valuestring);
+            pc->seq_b = id->valuestring[0] == 'B';
+        } else {
+            pc->special = 1;
+            pc->special_index = -1;
+            for (size_t k = 0; k < p->nspecials; k++)
+                if (strcmp(p->specials[k].name, id->valuestring) == 0) pc->special_index = (int)k;
+            if (pc->special_index < 0)
+                return cp_error("%s.%s[%zu]: special token \"%s\" is missing from special_tokens", path, key, i, id->valuestring);
+        }
+    }
+    *n = cnt;
+    return CP_OK;
+}
+
+static int parse_pair_token(const cJSON *j, const char *key, const char *path, int32_t *id, uint32_t *trim) {
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 2 || !cJSON_IsString(cJSON_GetArrayItem(t, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(t, 1)))
+        return cp_error("%s.%s: expected [token, id]", path, key);
+    *id = (int32_t)cJSON_GetArrayItem(t, 1)->valuedouble;
+    const char *s = cJSON_GetArrayItem(t, 0)->valuestring;
+    *trim = tk_trim_counts(s, strlen(s));
+    return CP_OK;
+}
+
+int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path) {
+    *out = NULL;
+    if (!j || cJSON_IsNull(j)) return CP_OK;
+    const char *type;
+    if (tk_json_type(j, path, &type)) return CP_ERR;
+    if (!type) return cp_error("%s: missing \"type\" (supported: %s)", path, SUPPORTED);
+    tk_postproc *p = cp_calloc(1, sizeof *p, "a post-processor");
+    if (!p) return CP_ERR;
+    int rc = CP_OK;
+    if (strcmp(type, "TemplateProcessing") == 0) {
+        p->type = PP_TEMPLATE;
+        rc = parse_specials(p, j, path);
+        if (!rc) rc = parse_template(p, j, path, "single", &p->single, &p->nsingle);
+        if (!rc) rc = parse_template(p, j, path, "pair", &p->pair, &p->npair);
+    } else if (strcmp(type, "ByteLevel") == 0) {
+        p->type = PP_BYTELEVEL;
+        rc = tk_json_bool(j, "trim_offsets", 1, &p->trim_offsets, path);
+        if (!rc) rc = tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
+    } else if (strcmp(type, "BertProcessing") == 0) {
+        p->type = PP_BERT;
+        rc = parse_pair_token(j, "cls", path, &p->cls_id, &p->cls_trim);
+        if (!rc) rc = parse_pair_token(j, "sep", path, &p->sep_id, &p->sep_trim);
+    } else if (strcmp(type, "RobertaProcessing") == 0) {
+        p->type = PP_ROBERTA;
+        rc = parse_pair_token(j, "cls", path, &p->cls_id, &p->cls_trim);
+        if (!rc) rc = parse_pair_token(j, "sep", path, &p->sep_id, &p->sep_trim);
+        if (!rc) rc = tk_json_bool(j, "trim_offsets", 1, &p->trim_offsets, path);
+        if (!rc) rc = tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
+    } else if (strcmp(type, "Sequence") == 0) {
+        p->type = PP_SEQUENCE;
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "processors");
+        if (!cJSON_IsArray(arr)) rc = cp_error("%s.processors: expected an array", path);
+        else {
+            int cnt = cJSON_GetArraySize(arr);
+            p->children = cp_calloc((size_t)cnt + 1, sizeof *p->children, "post-processors");
+            if (!p->children) rc = CP_ERR;
+            char sub[256];
+            tk_path(sub, sizeof sub, path, "processors", 0);
+            for (int i = 0; i < cnt && !rc; i++) {
+                char q[300];
+                tk_path(q, sizeof q, sub, NULL, i);
+                rc = tk_postproc_from_json(&p->children[p->nchildren], cJSON_GetArrayItem(arr, i), q);
+                if (!rc && p->children[p->nchildren]) p->nchildren++;
+            }
+        }
+    } else {
+        rc = cp_error("%s: unknown post_processor type \"%s\" (supported: %s)", path, type, SUPPORTED);
+    }
+    if (rc) { tk_postproc_free(p); return CP_ERR; }
+    *out = p;
+    return CP_OK;
+}
+
+/* ---- processing ------------------------------------------------------------------------------------ */
+
+typedef struct { tk_enc *v; size_t n, cap; } enc_list;
+
+static void list_free(enc_list *l) {
+    for (size_t i = 0; i < l->n; i++) tk_enc_free(&l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+static tk_enc *list_add(enc_list *l) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        tk_enc *v = cp_realloc(l->v, cap * sizeof *v, "encodings");
+        if (!v) return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    memset(&l->v[l->n], 0, sizeof l->v[l->n]);
+    return &l->v[l->n++];
+}
+
+static int enc_copy(tk_enc *dst, const tk_enc *src, int set_type, int type_id) {
+    for (size_t i = 0; i < src->n; i++) {
+        if (tk_enc_push(dst, src->ids[i], src->offsets[2 * i], src->offsets[2 * i + 1], src->special[i],
+                        set_type ? type_id : src->type_ids[i], src->trim[i]))
+            return CP_ERR;
+        dst->seq[dst->n - 1] = src->seq[i];
+    }
+    return CP_OK;
+}
+
+/* processors/byte_level.rs process_offsets */
+static void trim_offsets(tk_enc *e, int add_prefix_space) {
+    for (size_t i = 0; i < e->n; i++) {
+        size_t leading = e->trim[i] >> 16, trailing = e->trim[i] & 0xFFFF;
+        size_t *o = &e->offsets[2 * i];
+        if (leading == 0 && trailing == 0) continue;
+        if (leading > 0) {
+            int is_first = i == 0 || o[0] == 0;
+            if (is_first && add_prefix_space && leading == 1) leading = 0;
+            o[0] = o[0] + leading < o[1] ? o[0] + leading : o[1];
+        }
+        if (trailing > 0 && o[1] >= trailing) o[1] = o[1] - trailing > o[0] ? o[1] - trailing : o[0];
+    }
+}
+
+static int add_special(enc_list *out, const int32_t *ids, const uint32_t *trim, size_t n, int type_id) {
+    tk_enc *e = list_add(out);
+    if (!e) return CP_ERR;
+    for (size_t i = 0; i < n; i++)
+        if (tk_enc_push(e, ids[i], 0, 0, 1, type_id, trim ? trim[i] : 0)) return CP_ERR;
+    return CP_OK;
+}
+
+static int move_in(enc_list *out, tk_enc *src, int set_type, int type_id) {
+    tk_enc *e = list_add(out);
+    if (!e) return CP_ERR;
+    return enc_copy(e, src, set_type, type_id);
+}
+
+static int process(const tk_postproc *p, enc_list *l, int nseq, int add) {
+    enc_list out = {0};
+    int rc = CP_OK;
+    switch (p->type) {
+    case PP_BYTELEVEL:
+        if (p->trim_offsets)
+            for (size_t i = 0; i < l->n; i++) trim_offsets(&l->v[i], p->add_prefix_space);
+        return CP_OK;
+    case PP_TEMPLATE: {
+        const piece *t = nseq == 2 ? p->pair : p->single;
+        size_t nt = nseq == 2 ? p->npair : p->nsingle;
+        for (size_t i = 0; i < nt && !rc; i++) {
+            if (t[i].special) {
+                if (!add) continue;
+                const special_tok *s = &p->specials[t[i].special_index];
+                rc = add_special(&out, s->ids, s->trim, s->n, t[i].type_id);
+            } else {
+                size_t k = t[i].seq_b ? 1 : 0;
+                if (k >= l->n) { rc = cp_error("post_processor: the template uses $B but the input has one sequence"); break; }
+                rc = move_in(&out, &l->v[k], 1, t[i].type_id);
+            }
+        }
+        break;
+    }
+    case PP_BERT:
+    case PP_ROBERTA: {
+        int roberta = p->type == PP_ROBERTA;
+        if (roberta) {
+            if (p->trim_offsets)
+                for (size_t i = 0; i < l->n; i++) trim_offsets(&l->v[i], p->add_prefix_space);
+            for (size_t i = 0; i < l->n; i++) if (l->v[i].n) memset(l->v[i].type_ids, 0, l->v[i].n);
+        }
+        if (!add) return CP_OK;
+        for (size_t i = 0; i < l->n && !rc; i++) {
+            int ty = roberta ? 0 : (int)(i > 0);
+            if (i == 0 || roberta) rc = add_special(&out, i == 0 ? &p->cls_id : &p->sep_id,
+                                                    i == 0 ? &p->cls_trim : &p->sep_trim, 1, ty);
+            if (!rc) rc = move_in(&out, &l->v[i], 0, 0);
+            if (!rc) rc = add_special(&out, &p->sep_id, &p->sep_trim, 1, ty);
+        }
+        break;
+    }
+    case PP_SEQUENCE:
+        for (size_t i = 0; i < p->nchildren && !rc; i++) rc = process(p->children[i], l, nseq, add);
+        return rc;
+    }
+    if (rc) { list_free(&out); return rc; }
+    list_free(l);
+    *l = out;
+    return CP_OK;
+}
+
+int tk_postproc_apply(const tk_postproc *p, const struct cp_tokenizer *tok, tk_enc *a, tk_enc *b,
+                      int add_special_tokens, tk_enc *out) {
+    (void)tok;
+    enc_list l = {0};
+    int rc = CP_OK;
+    tk_enc *x = list_add(&l);
+    if (!x) return CP_ERR;
+    *x = *a;
+    memset(a, 0, sizeof *a);
+    if (x->n) memset(x->type_ids, 0, x->n);
+    int nseq = 1;
+    if (b) {
+        tk_enc *y = list_add(&l);
+        if (!y) { list_free(&l); return CP_ERR; }
+        *y = *b;
+        memset(b, 0, sizeof *b);
+        if (y->n) memset(y->type_ids, 1, y->n);
+        nseq = 2;
+    }
+    if (p) rc = process(p, &l, nseq, add_special_tokens);
+    out->n = 0;
+    for (size_t i = 0; i < l.n && !rc; i++) rc = enc_copy(out, &l.v[i], 0, 0);
+    list_free(&l);
+    return rc;
+}
+
+void tk_postproc_added(const tk_postproc *p, const struct cp_tokenizer *tok, int *adds_bos,
+                       int *adds_eos, int32_t *first_id, int32_t *last_id) {
+    (void)tok;
+    *adds_bos = *adds_eos = 0;
+    *first_id = *last_id = CP_TOKEN_NONE;
+    if (!p) return;
+    if (p->type == PP_SEQUENCE) {
+        for (size_t i = 0; i < p->nchildren; i++) {
+            int b, e;
+            int32_t f, l;
+            tk_postproc_added(p->children[i], tok, &b, &e, &f, &l);
+            if (b) { *adds_bos = 1; *first_id = f; }
+            if (e) { *adds_eos = 1; *last_id = l; }
+        }
+        return;
+    }
+    if (p->type == PP_BERT || p->type == PP_ROBERTA) {
+        *adds_bos = *adds_eos = 1;
+        *first_id = p->cls_id;
+        *last_id = p->sep_id;
+        return;
+    }
+    if (p->type == PP_TEMPLATE && p->nsingle) {
+        if (p->single[0].special) {
+            const special_tok *s = &p->specials[p->single[0].special_index];
+            if (s->n) { *adds_bos = 1; *first_id = s->ids[0]; }
+        }
+        if (p->single[p->nsingle - 1].special) {
+            const special_tok *s = &p->specials[p->single[p->nsingle - 1].special_index];
+            if (s->n) { *adds_eos = 1; *last_id = s->ids[s->n - 1]; }
+        }
+    }
+}
+
+int tk_postproc_trims(const tk_postproc *p) {
+    if (!p) return 0;
+    if ((p->type == PP_BYTELEVEL || p->type == PP_ROBERTA) && p->trim_offsets) return 1;
+    for (size_t i = 0; i < p->nchildren; i++)
+        if (tk_postproc_trims(p->children[i])) return 1;
+    return 0;
+}

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""Tokenizer parity fixtures for cpeft, made with the real Hugging Face `tokenizers` library.
+
+    tests/reference/.venv/bin/python tests/reference/tokenizer_fixtures.py [--out tests/fixtures/tokenizers]
+
+For every tokenizer below and every string of the parity corpus it records what `tokenizers`
+gives: ids with and without the post-processor's special tokens, offsets (converted to byte offsets
+into the exact bytes the C test passes), and the decoded text with and without special tokens.
+Invalid UTF-8 is passed to Python as bytes.decode("utf-8", "replace"), the only way such input can
+reach `tokenizers`; offsets are mapped back to the original bytes.
+
+Tokenizers:
+  gpt2            ../shared/data/gpt2-tokenizer/tokenizer.json (real file, read from shared/)
+  bert-uncased    BertTokenizerFast built from ../shared/data/bert-vocab (what transformers builds)
+  bert-cased      idem, cased vocabulary, do_lower_case=False
+  llama-legacy    SentencePiece BPE with byte fallback, converted as LlamaTokenizerFast (legacy=True)
+  llama           idem, legacy=False (Metaspace prepend_scheme "first")
+  t5              SentencePiece Unigram + Precompiled (nmt_nfkc) normalizer, as T5TokenizerFast
+  misc-bpe        BPE with ##/</w> affixes and many normalizers / pre-tokenizers / added-token flags
+  misc-wordlevel  WordLevel with Split (all behaviors), Metaspace, CharDelimiterSplit ...
+  roberta         small byte-level BPE with RobertaProcessing and an lstrip <mask>
+The SentencePiece models (llama*, t5) are trained here when the `sentencepiece` package is
+importable (it is not part of the pinned stack: `pip install sentencepiece protobuf` into a side
+environment and pass --spm-python); otherwise the committed tokenizer.json files are reused.
+"""
+import argparse
+import base64
+import codecs
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Regex
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
+if not os.path.isdir(SHARED):
+    SHARED = "/work/shared/data"
+
+
+def read(path, n=None):
+    with open(path, encoding="utf-8") as f:
+        return f.read() if n is None else f.read(n)
+
+
+# ---- the parity corpus ---------------------------------------------------------------------------
+
+def corpus():
+    items = [
+        "Hello world",
+        "Hello   world, it's a test.",
+        "  leading and trailing spaces  ",
+        "tabs\tand\t\ttabs\nnewlines\n\n\nand\r\nCRLF\r\n",
+        "   \n\t  \n",
+        " ",
+        "",
+        "I'm sure you'll say they've done it, didn't they? We'd know.",
+        "It's John's; THEY'RE here. 'quoted' \"double\"",
+        "Numbers: 1234567890 3.14159 -42 1,000,000 ½ ² ³ ¼ 一二三 ٣",
+        "def foo(x):\n    return x**2 + 1  # comment\n\nclass Bar:\n\tpass\n",
+        "for (int i = 0; i < n; i++) { a[i] = b[i] * c; } // C++ && || != ==",
+        "<html><body><div class=\"x\">Text &amp; more</div></body></html>",
+        "https://example.com/path?query=1&other=2#frag user@mail.org",
+        "emoji 😀😃😄 👍🏽 👨‍👩‍👧‍👦 🇫🇷🇯🇵 ❤️ ✨",
+        "中文测试：你好，世界！这是一个分词器。",
+        "- lora仅支持`nn.Linear`，所以需要确定要使用lora的层的属性；",
+        "日本語のテキスト、カタカナとひらがな。한국어 텍스트입니다.",
+        "Ελληνικά, русский текст, עברית, العربية, हिन्दी, ไทย",
+        "café naïve résumé coöperate Ångström",
+        "cafe\u0301 nai\u0308ve re\u0301sume\u0301 A\u030angstro\u0308m",  # decomposed accents
+        "e\u0301\u0302\u0323 a\u0328\u0301 \u1e9b\u0323 q\u0307\u0323",  # stacked combining marks
+        "ﬁne ﬂow ＦＵＬＬＷＩＤＴＨ ｈａｌｆ ㌀ ℌ ① ™ …",
+        "İstanbul ǅ ß ẞ Σίσυφος ΣΑΣ",
+        "nbsp\u00a0here ideographic\u3000space line\u2028sep para\u2029sep nel\u0085x",
+        "zero\u200bwidth bom\ufeffhere mongolian\u180evowel zwj\u200djoin",
+        "control \x01\x02\x1f chars \x7f del",
+        "replacement \ufffd char and null \x00 byte",
+        "a" * 300,
+        "supercalifragilisticexpialidocious antidisestablishmentarianism",
+        "Pneumonoultramicroscopicsilicovolcanoconiosis" * 3,
+        "x" + "\u0301" * 40,
+        "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+        "<|endoftext|>",
+        "Hello<|endoftext|>world <|endoftext|> end<|endoftext|>",
+        "[CLS] sentence one [SEP] sentence two [SEP] [MASK] token [UNK] [PAD]",
+        "<s>Hi</s> <unk> <pad> text</s>",
+        "<s> <s>  spaced </s>",
+        "mask test <mask> and<mask>here  <mask>",
+        "My name is [NAME] and my day is Monday monday MONDAY",
+        "special ##prefix ##ing tokens",
+        "▁already▁has▁metaspace ▁ ▁▁",
+        "the-final--countdown, hyphen-ated; semi;colon",
+        "$100 + 50% = ^caret^ |pipe| ~tilde~ `backtick` \\backslash\\",
+        "...!!!???,,, ;;; ::: ---",
+        "   multiple    internal     spaces    ",
+        "\n\nparagraph one.\n\nparagraph two.\n\n",
+        "😀",
+        "ａｂｃ１２３",
+    ]
+    out = [s.encode("utf-8") for s in items]
+    out += [
+        b"invalid \xff byte",
+        b"truncated \xe2\x82 euro",
+        b"\xf0\x9f\x98 broken emoji at start",
+        b"overlong \xc0\xaf slash",
+        b"surrogate \xed\xa0\x80 half",
+        b"lone continuation \x80\x80\x80 bytes",
+        b"end with partial \xe4\xb8",
+        b"\xff\xfe\xfd",
+        b"mixed \xe4\xb8\xad\xff\xe6\x96\x87 cjk",
+    ]
+    # Real text: paragraphs of the shared data sets.
+    shakespeare = read(os.path.join(SHARED, "tinyshakespeare", "input.txt"), 200000)
+    for start in (0, 5000, 50000, 150000):
+        out.append(shakespeare[start:start + 1500].encode("utf-8"))
+    alpaca = json.loads(read(os.path.join(SHARED, "alpaca-subset", "alpaca_tiny.json")))
+    for rec in alpaca[:6]:
+        out.append(rec["text"].encode("utf-8"))
+    wnut = read(os.path.join(SHARED, "wnut17", "wnut17train.conll"), 20000).split("\n\n")
+    for sent in wnut[3:9]:
+        out.append(" ".join(line.split("\t")[0] for line in sent.split("\n") if line).encode("utf-8"))
+    notebook = read(os.path.join(os.path.dirname(SHARED), "spec", "notebook.txt"))
+    out.append(notebook[:3000].encode("utf-8"))
+    return out
+
+
+# ---- byte offsets ------------------------------------------------------------------------------------
+
+def decode_with_map(b):
+    """bytes.decode("utf-8", "replace") and, per char index i, the original byte offset of char i
+    (list has one extra entry: len(b))."""
+    spans = []
+
+    def handler(exc):
+        spans.append((exc.start, exc.end))
+        return ("\ufffd", exc.end)
+
+    codecs.register_error("cpeft_record", handler)
+    s = b.decode("utf-8", "cpeft_record")
+    starts = []
+    pos = 0
+    bad = dict(spans)
+    for ch in s:
+        starts.append(pos)
+        if ch == "\ufffd" and pos in bad:
+            pos = bad[pos]
+        else:
+            pos += len(ch.encode("utf-8"))
+    starts.append(pos)
+    assert pos == len(b)
+    return s, starts
+
+
+def record(tok, data):
+    s, char_to_byte = decode_with_map(data)
+    e = tok.encode(s, add_special_tokens=True)
+    e0 = tok.encode(s, add_special_tokens=False)
+    offsets = [[char_to_byte[a], char_to_byte[b]] for a, b in e.offsets]
+    return {
+        "text_b64": base64.b64encode(data).decode(),
+        "ids": e.ids,
+        "offsets": offsets,
+        "type_ids": e.type_ids,
+        "special_tokens_mask": e.special_tokens_mask,
+        "ids_no_special": e0.ids,
+        "decoded": tok.decode(e.ids, skip_special_tokens=False),
+        "decoded_skip_special": tok.decode(e.ids, skip_special_tokens=True),
+    }
+
+
+def pair_record(tok, a, b):
+    e = tok.encode(a, b, add_special_tokens=True)
+    return {"a": a, "b": b, "ids": e.ids, "type_ids": e.type_ids,
+            "special_tokens_mask": e.special_tokens_mask}
+
+
+# ---- tokenizers -----------------------------------------------------------------------------------------
+
+def train_text():
+    text = read(os.path.join(SHARED, "tinyshakespeare", "input.txt"), 300000)
+    alpaca = json.loads(read(os.path.join(SHARED, "alpaca-subset", "alpaca_tiny.json")))
+    text += "\n".join(r["text"] for r in alpaca)
+    text += "\n" + read(os.path.join(os.path.dirname(SHARED), "spec", "notebook.txt"))
+    return text
+
+
+def bert(vocab_file, lower):
+    """What transformers builds from a vocab.txt (BertTokenizer in transformers 5: load_vocab, then
+    the same pipeline BertConverter gives)."""
+    from transformers import BertTokenizer
+    vocab = {}
+    with open(vocab_file, encoding="utf-8") as f:
+        for i, line in enumerate(f.readlines()):
+            vocab[line.rstrip("\n")] = i
+    t = BertTokenizer(vocab=vocab, do_lower_case=lower)
+    return Tokenizer.from_str(t.backend_tokenizer.to_str())
+
+
+def misc_bpe(text):
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([
+        normalizers.NFKC(), normalizers.Replace(Regex(r"\d+"), "<num>"), normalizers.NFD(),
+        normalizers.StripAccents(), normalizers.Lowercase(), normalizers.Replace("``", '"'),
+        normalizers.Strip(left=True, right=True), normalizers.NFC(),
+    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Punctuation(behavior="isolated"),
+    ])
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
+                                  continuing_subword_prefix="##", end_of_word_suffix="</w>",
+                                  show_progress=False)
+    tok.train_from_iterator(text.split("\n"), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    tok.add_tokens([AddedToken("monday", normalized=True, single_word=True),
+                    AddedToken("[NAME]", normalized=False, lstrip=True, rstrip=True),
+                    AddedToken("##ing", normalized=False, single_word=False)])
+    tok.add_special_tokens([AddedToken("[MASK]", lstrip=True)])
+    return tok
+
+
+def misc_wordlevel(text):
+    words = {}
+    for w in text.replace("\n", " ").split(" "):
+        if w:
+            words[w] = words.get(w, 0) + 1
+    vocab = {"<unk>": 0, "<pad>": 1}
+    for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:3000]:
+        for form in (w, "\u2581" + w, w.lower()):
+            vocab.setdefault(form, len(vocab))
+    for c in "abcdefghijklmnopqrstuvwxyz-,.;:!?'\u2581":
+        vocab.setdefault(c, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Prepend("\u2581"),
+                                           normalizers.Strip(left=False, right=True), normalizers.NFKC()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[-;]"), behavior="merged_with_previous"),
+        pre_tokenizers.Split("--", behavior="contiguous"),
+        pre_tokenizers.Split(Regex(r"\s+"), behavior="removed", invert=False),
+        pre_tokenizers.Split(Regex(r"\d"), behavior="merged_with_next"),
+        pre_tokenizers.CharDelimiterSplit(","),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True),
+        pre_tokenizers.Split(Regex(r"\w+"), behavior="isolated", invert=True),
+    ])
+    tok.decoder = decoders.Sequence([decoders.Metaspace(replacement="\u2581", prepend_scheme="always"),
+                                     decoders.Strip(content=" ", left=1, right=0)])
+    tok.add_special_tokens(["<pad>"])
+    return tok
+
+
+def roberta(text):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(text.split("\n"), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                      ("<s>", tok.token_to_id("<s>")),
+                                                      trim_offsets=True, add_prefix_space=True)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False)])
+    return tok
+
+
+SPM_SCRIPT = r"""
+import json, os, shutil, sys
+import sentencepiece as spm
+from transformers import LlamaTokenizer, T5Tokenizer
+out, text = sys.argv[1], sys.argv[2]
+spm.SentencePieceTrainer.train(input=text, model_prefix=out + "/llama-spm", model_type="bpe", vocab_size=3000,
+    byte_fallback=True, character_coverage=0.9995, split_digits=True, allow_whitespace_only_pieces=True,
+    normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+    unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+spm.SentencePieceTrainer.train(input=text, model_prefix=out + "/t5-spm", model_type="unigram", vocab_size=2500,
+    character_coverage=0.9995, normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+    minloglevel=2)
+# The user path: a model directory with tokenizer.model / spiece.model, converted by transformers.
+d = out + "/llama"
+os.makedirs(d, exist_ok=True)
+shutil.copy(out + "/llama-spm.model", d + "/tokenizer.model")
+json.dump({"tokenizer_class": "LlamaTokenizer", "legacy": False, "add_bos_token": True,
+           "add_eos_token": False}, open(d + "/tokenizer_config.json", "w"))
+LlamaTokenizer.from_pretrained(d).backend_tokenizer.save(out + "/llama.json")
+d = out + "/t5"
+os.makedirs(d, exist_ok=True)
+shutil.copy(out + "/t5-spm.model", d + "/spiece.model")
+json.dump({"tokenizer_class": "T5Tokenizer", "extra_ids": 20}, open(d + "/tokenizer_config.json", "w"))
+T5Tokenizer.from_pretrained(d).backend_tokenizer.save(out + "/t5.json")
+"""
+
+
+def legacy_llama(doc):
+    """The Llama-2 hub serialization: Prepend + Replace normalizer and no pre-tokenizer."""
+    doc = json.loads(json.dumps(doc))
+    doc["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+    doc["pre_tokenizer"] = None
+    doc["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+    return doc
+
+
+def build_spm(out_dir, spm_python):
+    """Trains the SentencePiece models in a side environment; returns True when done."""
+    work = "/tmp/cpeft-spm"
+    os.makedirs(work, exist_ok=True)
+    with open(work + "/train.txt", "w", encoding="utf-8") as f:
+        f.write(train_text())
+    with open(work + "/spm.py", "w") as f:
+        f.write(SPM_SCRIPT)
+    r = subprocess.run([spm_python, work + "/spm.py", work, work + "/train.txt"])
+    if r.returncode:
+        return False
+    for name in ("llama", "t5"):
+        os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+        shutil.copy(f"{work}/{name}.json", os.path.join(out_dir, name, "tokenizer.json"))
+    os.makedirs(os.path.join(out_dir, "llama-legacy"), exist_ok=True)
+    with open(f"{work}/llama.json", encoding="utf-8") as f:
+        doc = legacy_llama(json.load(f))
+    with open(os.path.join(out_dir, "llama-legacy", "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=1)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "tokenizers"))
+    ap.add_argument("--spm-python", default=None, help="python with sentencepiece, protobuf, transformers")
+    args = ap.parse_args()
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    text = train_text()
+
+    toks = {}
+    toks["gpt2"] = (Tokenizer.from_file(os.path.join(SHARED, "gpt2-tokenizer", "tokenizer.json")), None)
+    toks["bert-uncased"] = (bert(os.path.join(SHARED, "bert-vocab", "bert-base-uncased-vocab.txt"), True), None)
+    toks["bert-cased"] = (bert(os.path.join(SHARED, "bert-vocab", "bert-base-cased-vocab.txt"), False), None)
+    toks["misc-bpe"] = (misc_bpe(text), "tokenizer.json")
+    toks["misc-wordlevel"] = (misc_wordlevel(text), "tokenizer.json")
+    toks["roberta"] = (roberta(text), "tokenizer.json")
+    if args.spm_python:
+        if not build_spm(out, args.spm_python):
+            sys.exit("SentencePiece training failed")
+    for name in ("llama-legacy", "llama", "t5"):
+        path = os.path.join(out, name, "tokenizer.json")
+        if os.path.exists(path):
+            toks[name] = (Tokenizer.from_file(path), None)
+        else:
+            print(f"note: {path} missing (run with --spm-python); skipping {name}")
+
+    # bert-uncased's tokenizer.json is kept (the real serialization of a WordPiece tokenizer);
+    # bert-cased is tested through ../shared/data/bert-vocab/bert-base-cased-vocab.txt.
+    os.makedirs(os.path.join(out, "bert-uncased"), exist_ok=True)
+    toks["bert-uncased"][0].save(os.path.join(out, "bert-uncased", "tokenizer.json"))
+
+    items = corpus()
+    pairs = [("How are you?", "I am fine, thanks."), ("Hello<|endoftext|>", " second <mask> part")]
+    for name, (tok, save) in toks.items():
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        if save:
+            tok.save(os.path.join(d, save))
+        cases = [record(tok, b) for b in items]
+        ntok = sum(len(c["ids"]) for c in cases)
+        doc = {"tokenizer": name, "tokenizers_version": __import__("tokenizers").__version__,
+               "cases": cases, "pairs": [pair_record(tok, a, b) for a, b in pairs]}
+        with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
+        print(f"{name}: {len(cases)} strings, {ntok} tokens")
+
+    # The notebook's transformers checks (GPT-2 special tokens and the pad-token message).
+    from transformers import GPT2Tokenizer
+    import logging, io
+    with open(os.path.join(SHARED, "gpt2-tokenizer", "encoder.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    with open(os.path.join(SHARED, "gpt2-tokenizer", "vocab.bpe"), encoding="utf-8") as f:
+        merges = [tuple(l.split(" ")) for l in f.read().split("\n")[1:] if l]
+    g = GPT2Tokenizer(vocab=vocab, merges=merges)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("transformers").addHandler(handler)
+    pad = g.pad_token
+    logging.getLogger("transformers").removeHandler(handler)
+    notebook = {"bos_token": g.bos_token, "eos_token": g.eos_token, "bos_token_id": g.bos_token_id,
+                "eos_token_id": g.eos_token_id, "id_21106": g.convert_ids_to_tokens(21106),
+                "pad_token": pad,
+                # transformers 5 no longer logs it; the notebook (transformers 4) printed this line:
+                "pad_message": stream.getvalue().strip() or "Using pad_token, but it is not set yet."}
+    with open(os.path.join(out, "gpt2", "notebook.json"), "w") as f:
+        json.dump(notebook, f, indent=1)
+    print("notebook:", notebook)
+
+
+if __name__ == "__main__":
+    main()

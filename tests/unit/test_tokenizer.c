@@ -1,0 +1,360 @@
+/*
+ * test_tokenizer.c — tokenizer parity with Hugging Face `tokenizers`, the notebook's checks, and
+ * bad input.
+ *
+ * Fixtures come from tests/reference/tokenizer_fixtures.py: for each tokenizer, every string of a
+ * mixed corpus (prose, code, whitespace runs, emoji, CJK, combining accents, invalid UTF-8, special
+ * tokens in text) with the ids, byte offsets, type ids, special-token mask and decoded text the
+ * real library gives. Everything is compared exactly; each parity test prints what it compared.
+ * The GPT-2 files and BERT vocabularies are read from ../shared/data (beside the repository).
+ */
+#include "test.h"
+#include "tokenizer/internal.h"
+#include "tokenizer/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FIX "tests/fixtures/tokenizers/"
+#define SHARED "../shared/data/"
+
+static cJSON *load_json(const char *path) {
+    char *buf;
+    size_t len;
+    if (tk_read_file(path, &buf, &len)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    return j;
+}
+
+static size_t b64_decode(const char *in, char **out) {
+    size_t n = strlen(in);
+    char *o = malloc(n / 4 * 3 + 4);
+    size_t k = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n && in[i] != '='; i++) {
+        int c = in[i], v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                         : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : 63;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) { bits -= 8; o[k++] = (char)(acc >> bits); }
+    }
+    o[k] = '\0';
+    *out = o;
+    return k;
+}
+
+static int ints_equal(const cJSON *arr, const int32_t *v, size_t n, size_t *first_diff) {
+    size_t i = 0;
+    const cJSON *e = arr ? arr->child : NULL;
+    for (; e && i < n; e = e->next, i++)
+        if ((int32_t)e->valuedouble != v[i]) { *first_diff = i; return 0; }
+    *first_diff = i;
+    return !e && i == n;
+}
+
+/* Compares one tokenizer with its expected.json; returns the number of mismatching strings. */
+static int check_parity(const cp_tokenizer *tok, const char *name, const char *expected_path, int check_offsets) {
+    cJSON *doc = load_json(expected_path);
+    CHECK(doc != NULL, "%s: cannot read %s", name, expected_path);
+    if (!doc) return 1;
+    const cJSON *cases = cJSON_GetObjectItem(doc, "cases");
+    size_t strings = 0, tokens = 0, bad = 0;
+    cp_encoding enc = {0}, enc0 = {0};
+    int32_t *tmp = NULL;
+    for (const cJSON *c = cases->child; c; c = c->next) {
+        char *text;
+        size_t len = b64_decode(cJSON_GetObjectItem(c, "text_b64")->valuestring, &text);
+        const cJSON *ids = cJSON_GetObjectItem(c, "ids"), *offs = cJSON_GetObjectItem(c, "offsets");
+        int ok = 1;
+        size_t d = 0;
+        if (cp_tokenizer_encode(tok, text, len, 1, &enc) != CP_OK) {
+            fprintf(stderr, "  %s: encode failed: %s\n", name, cp_last_error());
+            ok = 0;
+        } else if (!ints_equal(ids, enc.ids, enc.n, &d)) {
+            fprintf(stderr, "  %s: ids differ at token %zu (got %zu tokens, want %d) for \"%.60s\"\n", name, d, enc.n,
+                    cJSON_GetArraySize(ids), text);
+            const cJSON *w = cJSON_GetArrayItem(ids, (int)d);
+            fprintf(stderr, "    got id %d, want %d\n", d < enc.n ? enc.ids[d] : -1, w ? (int)w->valuedouble : -1);
+            ok = 0;
+        } else {
+            size_t i = 0;
+            for (const cJSON *o = offs->child; o && check_offsets; o = o->next, i++) {
+                size_t s = (size_t)cJSON_GetArrayItem(o, 0)->valuedouble, e = (size_t)cJSON_GetArrayItem(o, 1)->valuedouble;
+                if (enc.offsets[2 * i] != s || enc.offsets[2 * i + 1] != e) {
+                    fprintf(stderr, "  %s: offsets of token %zu (id %d) are (%zu, %zu), want (%zu, %zu) in \"%.60s\"\n",
+                            name, i, enc.ids[i], enc.offsets[2 * i], enc.offsets[2 * i + 1], s, e, text);
+                    ok = 0;
+                    break;
+                }
+            }
+            i = 0;
+            for (const cJSON *t = cJSON_GetObjectItem(c, "type_ids")->child; t && ok; t = t->next, i++)
+                if (enc.type_ids[i] != (int)t->valuedouble) { fprintf(stderr, "  %s: type id %zu differs\n", name, i); ok = 0; }
+            i = 0;
+            for (const cJSON *t = cJSON_GetObjectItem(c, "special_tokens_mask")->child; t && ok; t = t->next, i++)
+                if (enc.special_mask[i] != (int)t->valuedouble) { fprintf(stderr, "  %s: special mask %zu differs\n", name, i); ok = 0; }
+        }
+        if (ok && cp_tokenizer_encode(tok, text, len, 0, &enc0) == CP_OK &&
+            !ints_equal(cJSON_GetObjectItem(c, "ids_no_special"), enc0.ids, enc0.n, &d)) {
+            fprintf(stderr, "  %s: ids without special tokens differ at %zu for \"%.60s\"\n", name, d, text);
+            ok = 0;
+        }
+        /* decode the expected ids (not ours) so a decode bug shows even when encoding differs */
+        int n = cJSON_GetArraySize(ids);
+        tmp = realloc(tmp, (size_t)(n + 1) * sizeof *tmp);
+        int k = 0;
+        for (const cJSON *e = ids->child; e; e = e->next) tmp[k++] = (int32_t)e->valuedouble;
+        for (int skip = 0; skip < 2; skip++) {
+            char *out = NULL;
+            const char *want = cJSON_GetObjectItem(c, skip ? "decoded_skip_special" : "decoded")->valuestring;
+            if (cp_tokenizer_decode(tok, tmp, (size_t)n, skip, &out) != CP_OK) {
+                fprintf(stderr, "  %s: decode failed: %s\n", name, cp_last_error());
+                ok = 0;
+            } else if (strcmp(out, want) != 0) {
+                fprintf(stderr, "  %s: decode(skip_special=%d) gives \"%.80s\", want \"%.80s\"\n", name, skip, out, want);
+                ok = 0;
+            }
+            free(out);
+        }
+        strings++;
+        tokens += (size_t)n;
+        if (!ok) bad++;
+        free(text);
+    }
+    /* pairs */
+    size_t pairs = 0;
+    for (const cJSON *p = cJSON_GetObjectItem(doc, "pairs")->child; p; p = p->next) {
+        const char *a = cJSON_GetObjectItem(p, "a")->valuestring, *b = cJSON_GetObjectItem(p, "b")->valuestring;
+        size_t d;
+        int ok = cp_tokenizer_encode_pair(tok, a, strlen(a), b, strlen(b), 1, &enc) == CP_OK &&
+                 ints_equal(cJSON_GetObjectItem(p, "ids"), enc.ids, enc.n, &d);
+        size_t i = 0;
+        for (const cJSON *t = cJSON_GetObjectItem(p, "type_ids")->child; t && ok; t = t->next, i++)
+            if (enc.type_ids[i] != (int)t->valuedouble) ok = 0;
+        if (!ok) { fprintf(stderr, "  %s: pair (\"%s\", \"%s\") differs\n", name, a, b); bad++; }
+        pairs++;
+    }
+    printf("     %s: %zu strings, %zu tokens, %zu pairs compared (ids%s, type ids, special mask, decoded text): %zu differ\n",
+           name, strings, tokens, pairs, check_offsets ? ", byte offsets" : "", bad);
+    free(tmp);
+    cp_encoding_free(&enc);
+    cp_encoding_free(&enc0);
+    cJSON_Delete(doc);
+    return (int)bad;
+}
+
+static void parity_file(const char *name, const char *tokenizer_json) {
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&tok, tokenizer_json));
+    if (!tok) return;
+    char exp[512];
+    snprintf(exp, sizeof exp, FIX "%s/expected.json", name);
+    CHECK(check_parity(tok, name, exp, 1) == 0, "%s: parity", name);
+    cp_tokenizer_free(tok);
+}
+
+TEST(gpt2_tokenizer_json) { parity_file("gpt2", SHARED "gpt2-tokenizer/tokenizer.json"); }
+TEST(bert_uncased_tokenizer_json) { parity_file("bert-uncased", FIX "bert-uncased/tokenizer.json"); }
+TEST(llama_bpe_byte_fallback) { parity_file("llama", FIX "llama/tokenizer.json"); }
+TEST(llama_legacy_prepend_normalizer) { parity_file("llama-legacy", FIX "llama-legacy/tokenizer.json"); }
+TEST(t5_unigram_precompiled) { parity_file("t5", FIX "t5/tokenizer.json"); }
+TEST(roberta_processing) { parity_file("roberta", FIX "roberta/tokenizer.json"); }
+TEST(misc_bpe_normalizers) { parity_file("misc-bpe", FIX "misc-bpe/tokenizer.json"); }
+TEST(misc_wordlevel_splits) { parity_file("misc-wordlevel", FIX "misc-wordlevel/tokenizer.json"); }
+
+/* The older file forms give the same ids as the tokenizer.json transformers builds from them. */
+TEST(gpt2_vocab_json_merges_txt) {
+    cp_tokenizer *tok = calloc(1, sizeof *tok);
+    tk_strmap_init(&tok->added.by_content);
+    tok->add_bos = tok->add_eos = -1;
+    CHECK_OK(tk_load_vocab_merges(tok, SHARED "gpt2-tokenizer/encoder.json", SHARED "gpt2-tokenizer/vocab.bpe"));
+    CHECK_OK(tk_tokenizer_finish(tok));
+    CHECK(check_parity(tok, "gpt2 (encoder.json + vocab.bpe)", FIX "gpt2/expected.json", 1) == 0, "legacy gpt2");
+    cp_tokenizer_free(tok);
+}
+
+static void vocab_txt(const char *name, const char *file) {
+    cp_tokenizer *tok = calloc(1, sizeof *tok);
+    tk_strmap_init(&tok->added.by_content);
+    tok->add_bos = tok->add_eos = -1;
+    CHECK_OK(tk_load_vocab_txt(tok, file, "tests/fixtures/tokenizers/no-such-dir"));
+    CHECK_OK(tk_tokenizer_finish(tok));
+    char exp[512], label[256];
+    snprintf(exp, sizeof exp, FIX "%s/expected.json", name);
+    snprintf(label, sizeof label, "%s (vocab.txt)", name);
+    CHECK(check_parity(tok, label, exp, 1) == 0, "%s", label);
+    cp_tokenizer_free(tok);
+}
+
+TEST(bert_uncased_vocab_txt) { vocab_txt("bert-uncased", SHARED "bert-vocab/bert-base-uncased-vocab.txt"); }
+TEST(bert_cased_vocab_txt) { vocab_txt("bert-cased", SHARED "bert-vocab/bert-base-cased-vocab.txt"); }
+
+/* The notebook: bos and eos are <|endoftext|> (50256), 21106 is "Below", pad is not set. */
+TEST(notebook_gpt2_checks) {
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_dir(&tok, SHARED "gpt2-tokenizer"));
+    if (!tok) return;
+    cJSON *nb = load_json(FIX "gpt2/notebook.json");
+    CHECK(nb != NULL, "notebook.json");
+    int32_t bos = cp_tokenizer_special_id(tok, CP_SPECIAL_BOS), eos = cp_tokenizer_special_id(tok, CP_SPECIAL_EOS);
+    CHECK(bos == 50256 && eos == 50256, "bos %d eos %d", bos, eos);
+    CHECK(bos == (int)cJSON_GetObjectItem(nb, "bos_token_id")->valuedouble, "bos id as transformers");
+    CHECK(strcmp(cp_tokenizer_id_to_token(tok, bos), cJSON_GetObjectItem(nb, "bos_token")->valuestring) == 0, "bos token");
+    CHECK(strcmp(cp_tokenizer_id_to_token(tok, 21106), cJSON_GetObjectItem(nb, "id_21106")->valuestring) == 0,
+          "id 21106 is %s", cp_tokenizer_id_to_token(tok, 21106));
+    CHECK(cp_tokenizer_special_id(tok, CP_SPECIAL_PAD) == CP_TOKEN_NONE, "pad must be unset");
+    int32_t pad;
+    CHECK_ERR(cp_tokenizer_require_special(tok, CP_SPECIAL_PAD, &pad),
+              cJSON_GetObjectItem(nb, "pad_message")->valuestring);
+    /* training's documented default: pad = eos */
+    CHECK_OK(cp_tokenizer_set_special(tok, CP_SPECIAL_PAD, "<|endoftext|>"));
+    CHECK_OK(cp_tokenizer_require_special(tok, CP_SPECIAL_PAD, &pad));
+    CHECK(pad == 50256, "pad %d", pad);
+    CHECK(cp_tokenizer_vocab_size(tok) == 50257, "vocab size %zu", cp_tokenizer_vocab_size(tok));
+    CHECK(cp_tokenizer_token_to_id(tok, "Below") == 21106, "token_to_id");
+    CHECK(!cp_tokenizer_adds_bos(tok) && !cp_tokenizer_adds_eos(tok), "GPT-2 adds nothing");
+    cJSON_Delete(nb);
+    cp_tokenizer_free(tok);
+}
+
+/* 1 MB of one character, and 1 MB without spaces: linear time (the BPE uses a heap). */
+TEST(long_words_are_not_quadratic) {
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&tok, SHARED "gpt2-tokenizer/tokenizer.json"));
+    if (!tok) return;
+    size_t n = 1 << 20;
+    char *s = malloc(n + 1);
+    const char *pat[2] = {"a", "abcdefghijklmnopqrstuvwxyz0123"};
+    for (int k = 0; k < 2; k++) {
+        size_t pl = strlen(pat[k]);
+        for (size_t i = 0; i < n; i++) s[i] = pat[k][i % pl];
+        s[n] = '\0';
+        cp_encoding enc = {0};
+        clock_t t0 = clock();
+        CHECK_OK(cp_tokenizer_encode(tok, s, n, 0, &enc));
+        double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        char *back = NULL;
+        CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &back));
+        CHECK(back && strcmp(back, s) == 0, "round trip of 1 MB word");
+        CHECK(secs < 10, "1 MB word took %.2f s", secs);
+        printf("     1 MiB word \"%s...\": %zu tokens in %.3f s\n", k ? "abcd" : "aaaa", enc.n, secs);
+        free(back);
+        cp_encoding_free(&enc);
+    }
+    /* a 1 MB run of spaces goes through the \s+(?!\S) regex */
+    memset(s, ' ', n);
+    cp_encoding enc = {0};
+    CHECK_OK(cp_tokenizer_encode(tok, s, n, 0, &enc));
+    CHECK(enc.n > 0, "spaces");
+    cp_encoding_free(&enc);
+    free(s);
+    cp_tokenizer_free(tok);
+}
+
+/* Bad input: clear errors naming the field, never a crash. */
+TEST(bad_tokenizer_json) {
+    cp_tokenizer *tok = NULL;
+    CHECK_ERR(cp_tokenizer_load_json(&tok, "{", 1), "invalid JSON");
+    CHECK_ERR(cp_tokenizer_load_json(&tok, "[]", 2), "expected a JSON object");
+    CHECK_ERR(cp_tokenizer_load_json(&tok, "{}", 2), "model");
+    const char *unknown_model = "{\"model\": {\"type\": \"Magic\", \"vocab\": {}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, unknown_model, strlen(unknown_model)), "unknown model type \"Magic\" (supported: BPE");
+    const char *unknown_norm = "{\"normalizer\": {\"type\": \"Shout\"}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}, \"unk_token\": \"a\"}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, unknown_norm, strlen(unknown_norm)), "normalizer: unknown normalizer type \"Shout\" (supported: BertNormalizer");
+    const char *unknown_pre = "{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Whitespace\"}, {\"type\": \"Nope\"}]}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, unknown_pre, strlen(unknown_pre)), "pre_tokenizer.pretokenizers[1]: unknown pre_tokenizer type \"Nope\"");
+    const char *bad_vocab = "{\"model\": {\"type\": \"BPE\", \"vocab\": [], \"merges\": []}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_vocab, strlen(bad_vocab)), "model.vocab: expected an object");
+    const char *bad_id = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}, \"merges\": []}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_id, strlen(bad_id)), "model.vocab[\"a\"]: expected a non-negative integer id");
+    const char *huge_id = "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 2000000000}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, huge_id, strlen(huge_id)), "id 2000000000 is far beyond the 1 vocabulary entries");
+    const char *bad_merge = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b c\"]}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_merge, strlen(bad_merge)), "model.merges[0]: expected");
+    const char *merge_oov = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, merge_oov, strlen(merge_oov)), "merged token \"ab\" is not in the vocabulary");
+    const char *bad_bool = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [], \"byte_fallback\": \"yes\"}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_bool, strlen(bad_bool)), "model.byte_fallback: expected true or false, got a string");
+    const char *bad_regex = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_regex, strlen(bad_regex)), "pre_tokenizer.pattern: cannot compile regex");
+    const char *bad_behavior = "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"-\"}, \"behavior\": \"Sideways\"}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_behavior, strlen(bad_behavior)), "unknown split behavior \"Sideways\"");
+    const char *bad_added = "{\"added_tokens\": [{\"id\": 0}], \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_added, strlen(bad_added)), "added_tokens[0].content: missing");
+    const char *bad_template = "{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[X]\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {}}, \"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_template, strlen(bad_template)), "special token \"[X]\" is missing from special_tokens");
+    const char *bad_utf8 = "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"\xe4\": 0}}}";
+    CHECK_ERR(cp_tokenizer_load_json(&tok, bad_utf8, strlen(bad_utf8)), "not valid UTF-8 at byte 43 (line 1)");
+    CHECK(tok == NULL, "no tokenizer on error");
+    CHECK_ERR(cp_tokenizer_load_file(&tok, "tests/fixtures/tokenizers/nope.json"), "nope.json: cannot open");
+    CHECK_ERR(cp_tokenizer_load_dir(&tok, "tests/fixtures"), "no tokenizer.json, vocab.json + merges.txt or vocab.txt");
+}
+
+TEST(bad_ids_and_text) {
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&tok, SHARED "gpt2-tokenizer/tokenizer.json"));
+    if (!tok) return;
+    char *out = NULL;
+    int32_t ids[3] = {15496, 50257, 995};
+    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out), "id 50257 is not in the vocabulary (size 50257)");
+    ids[1] = -5;
+    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out), "id -5 is not in the vocabulary");
+    CHECK(out == NULL, "no output on error");
+    CHECK(cp_tokenizer_id_to_token(tok, 99999999) == NULL, "id_to_token out of range");
+    CHECK(cp_tokenizer_token_to_id(tok, "no such token \x01") == CP_TOKEN_NONE, "token_to_id missing");
+    /* invalid UTF-8 becomes U+FFFD, offsets still point into the input */
+    cp_encoding enc = {0};
+    CHECK_OK(cp_tokenizer_encode(tok, "a\xff\xfe", 3, 0, &enc));
+    CHECK(enc.n >= 1 && enc.offsets[2 * enc.n - 1] == 3, "offsets end at input length");
+    char *dec = NULL;
+    CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &dec));
+    CHECK(dec && strcmp(dec, "a\xEF\xBF\xBD\xEF\xBF\xBD") == 0, "decoded %s", dec ? dec : "(null)");
+    free(dec);
+    CHECK_OK(cp_tokenizer_encode(tok, "", 0, 1, &enc));
+    CHECK(enc.n == 0, "empty text gives no tokens");
+    cp_encoding_free(&enc);
+    cp_tokenizer_free(tok);
+}
+
+/* One encoding reused across tokenizers and many calls (its word cache must follow). */
+TEST(encoding_reuse_across_tokenizers) {
+    cp_tokenizer *a = NULL, *b = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&a, SHARED "gpt2-tokenizer/tokenizer.json"));
+    CHECK_OK(cp_tokenizer_load_file(&b, FIX "roberta/tokenizer.json"));
+    if (!a || !b) { cp_tokenizer_free(a); cp_tokenizer_free(b); return; }
+    cp_encoding enc = {0}, fresh = {0};
+    for (int round = 0; round < 3; round++) {
+        const cp_tokenizer *t = round % 2 ? b : a;
+        CHECK_OK(cp_tokenizer_encode(t, "hello there hello", 17, 1, &enc));
+        CHECK_OK(cp_tokenizer_encode(t, "hello there hello", 17, 1, &fresh));
+        CHECK(enc.n == fresh.n && memcmp(enc.ids, fresh.ids, enc.n * sizeof *enc.ids) == 0, "round %d", round);
+        cp_encoding_free(&fresh);
+    }
+    cp_encoding_free(&enc);
+    cp_tokenizer_free(a);
+    cp_tokenizer_free(b);
+}
+
+int main(void) {
+    RUN(gpt2_tokenizer_json);
+    RUN(gpt2_vocab_json_merges_txt);
+    RUN(bert_uncased_tokenizer_json);
+    RUN(bert_uncased_vocab_txt);
+    RUN(bert_cased_vocab_txt);
+    RUN(llama_bpe_byte_fallback);
+    RUN(llama_legacy_prepend_normalizer);
+    RUN(t5_unigram_precompiled);
+    RUN(roberta_processing);
+    RUN(misc_bpe_normalizers);
+    RUN(misc_wordlevel_splits);
+    RUN(notebook_gpt2_checks);
+    RUN(long_words_are_not_quadratic);
+    RUN(bad_tokenizer_json);
+    RUN(bad_ids_and_text);
+    RUN(encoding_reuse_across_tokenizers);
+    return test_summary();
+}
