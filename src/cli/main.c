@@ -15,6 +15,8 @@ static const struct {
     {"info", cmd_info, "architecture, config, parameter count, dtypes, memory, module tree"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
     {"tokenize", cmd_tokenize, "encode text to token ids (or decode ids) with a model's tokenizer"},
+    {"merge", cmd_merge, "merge adapters into the base weights and write a full checkpoint"},
+    {"adapter", cmd_adapter, "create (init) or combine PEFT adapters without training"},
 };
 
 static void usage(FILE *f) {

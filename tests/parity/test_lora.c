@@ -335,12 +335,65 @@ TEST(peft_errors) {
     cJSON_Delete(errors);
 }
 
+/* cpeft -> PEFT: adapters written by `cpeft adapter init` loaded by PeftModel.from_pretrained, and
+ * merged checkpoints written by `cpeft merge` loaded by transformers (tests/fixtures/lora/cpeft_roundtrip). */
+TEST(cpeft_adapters_load_in_peft) {
+    const char *cases[] = {"rt_neo_qkv", "rt_gpt2_default", "rt_gpt2_all_linear", "rt_neo_embedding_mts"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char case_dir[512], path[600], adapter[600];
+        snprintf(case_dir, sizeof case_dir, LORA "/cpeft_roundtrip/%s", cases[i]);
+        snprintf(path, sizeof path, "%s/expected.json", case_dir);
+        snprintf(adapter, sizeof adapter, "%s/adapter", case_dir);
+        cJSON *exp;
+        CHECK_OK(cp_json_read_file(path, &exp));
+        if (!exp) continue;
+        expected_file e;
+        cp_model *m = load_base(exp);
+        if (!m || !open_expected(&e, case_dir)) { cp_model_free(m); cJSON_Delete(exp); continue; }
+        printf("  %s\n", cases[i]);
+        /* the committed adapter is exactly what cpeft writes from this config and seed (run from the
+         * fixtures root, where the generator ran it, so base_model_name_or_path is "models/<name>") */
+        {
+            char cwd[1024], rel_cfg[600], rel_adapter[600];
+            CHECK(getcwd(cwd, sizeof cwd) != NULL && chdir("tests/fixtures") == 0, "chdir");
+            snprintf(rel_cfg, sizeof rel_cfg, "lora/cpeft_roundtrip/%s/peft_config.json", cases[i]);
+            snprintf(rel_adapter, sizeof rel_adapter, "lora/cpeft_roundtrip/%s/adapter", cases[i]);
+            cp_model *fresh = NULL;
+            CHECK_OK(cp_model_load(&fresh, cJSON_GetObjectItem(exp, "base_dir")->valuestring, CP_LOAD_WEIGHTS));
+            if (fresh) {
+                CHECK_OK(cp_model_add_adapter(fresh, "default", rel_cfg, (uint64_t)cJSON_GetObjectItem(exp, "seed")->valuedouble));
+                check_resave(fresh, "default", rel_adapter, cases[i]);
+            }
+            cp_model_free(fresh);
+            CHECK(chdir(cwd) == 0, "chdir back");
+        }
+        /* PEFT's logits from cpeft's adapter */
+        CHECK_OK(cp_adapter_load(m, adapter, "default", 1, 0));
+        check_logits(m, &e, "logits_peft", cases[i]);
+        /* transformers' logits from cpeft's merged checkpoint */
+        char dir[] = "/tmp/cpeft-merged-XXXXXX", out[600], cmd[700];
+        CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        snprintf(out, sizeof out, "%s/merged", dir);
+        CHECK_OK(cp_model_save_merged(m, out));
+        cp_model *merged = NULL;
+        CHECK_OK(cp_model_load(&merged, out, CP_LOAD_WEIGHTS));
+        if (merged) check_logits(merged, &e, "logits_merged_transformers", cases[i]);
+        cp_model_free(merged);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        CHECK(system(cmd) == 0, "cleanup");
+        cp_st_close(&e.st);
+        cp_model_free(m);
+        cJSON_Delete(exp);
+    }
+}
+
 int main(void) {
     cp_set_quiet(1);
     RUN(peft_adapters_load_and_match);
     RUN(several_adapters_by_name);
     RUN(notebook_counts_from_config_alone);
     RUN(peft_errors);
+    RUN(cpeft_adapters_load_in_peft);
     printf("  %d logits comparisons, max |diff| %.2e\n", n_compared, worst_logits);
     return test_summary();
 }

@@ -477,26 +477,74 @@ def write_errors(ctx: Context) -> None:
     write_json(ctx.path("lora", "errors.json"), out)
 
 
-ROUNDTRIP_README = """\
-cpeft_roundtrip: the reverse direction (placeholder)
+ROUNDTRIP_CASES = {
+    # name: (tiny model, adapter_config.json written for `cpeft adapter init`)
+    "rt_neo_qkv": ("gpt_neo_tiny", {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8,
+                                     "lora_dropout": 0.1, "target_modules": ["q_proj", "k_proj", "v_proj"],
+                                     "init_lora_weights": False}),
+    "rt_gpt2_default": ("gpt2_tiny", {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 6,
+                                       "init_lora_weights": False}),
+    "rt_gpt2_all_linear": ("gpt2_odd", {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 3, "lora_alpha": 5,
+                                         "target_modules": "all-linear", "use_rslora": True,
+                                         "init_lora_weights": False}),
+    "rt_neo_embedding_mts": ("gpt_neo_tiny", {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2,
+                                               "lora_alpha": 2, "target_modules": ["wte", "out_proj"],
+                                               "modules_to_save": ["ln_f"], "bias": "lora_only",
+                                               "init_lora_weights": False}),
+}
+ROUNDTRIP_SEED = 7
 
-The other fixtures under tests/fixtures/lora/ go PEFT -> cpeft: PEFT 0.21.2 writes adapters and
-logits, cpeft must load them and reproduce the logits. This directory will hold the opposite check:
-adapters written by cpeft (`cpeft` LoRA save) loaded by PEFT with PeftModel.from_pretrained on the
-same tiny base model, and PEFT's logits compared with the ones cpeft reports.
 
-How it will run: `generate.py --cpeft build/cpeft --only lora:cpeft_roundtrip` (ctx.cpeft is the
-path of the CLI). The oracle will run the CLI to write an adapter for a few of the cases above,
-load it with PEFT (checking adapter_config.json parses with LoraConfig, no missing/unexpected keys,
-F32 tensors, safetensors header {"format":"pt"}), and record PEFT's logits here.
-Not implemented yet: a later step adds it.
-"""
+def write_roundtrip_case(ctx: Context, case: str) -> None:
+    """cpeft -> PEFT: `cpeft adapter init` writes an adapter, PEFT loads it (PeftModel.from_pretrained) and its
+    logits are recorded; `cpeft merge` writes a full checkpoint, transformers loads it and its logits are
+    recorded. The C test checks that cpeft reproduces the adapter byte for byte from the same seed and that its
+    own logits equal what PEFT and transformers computed from cpeft's files."""
+    import subprocess
+    import tempfile
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    if not ctx.cpeft:
+        raise SystemExit("lora:cpeft_roundtrip needs --cpeft build/cpeft")
+    cpeft = os.path.abspath(ctx.cpeft)
+    model_name, cfg = ROUNDTRIP_CASES[case]
+    d = ctx.path("lora", "cpeft_roundtrip", case)
+    fresh_dir(d)
+    with open(os.path.join(d, "peft_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    with in_dir(ctx.out):
+        tiny_dir(ctx, model_name)
+        base_rel = f"models/{model_name}"
+        adapter_rel = os.path.relpath(os.path.join(d, "adapter"), ctx.out)
+        subprocess.run([cpeft, "adapter", "init", "--model", base_rel, "--peft-config",
+                        os.path.relpath(os.path.join(d, "peft_config.json"), ctx.out), "--seed", str(ROUNDTRIP_SEED),
+                        "--out", adapter_rel], check=True, capture_output=True)
+        base = load_base(ctx, model_name)
+        inputs = lora_inputs(model_name, base.config.vocab_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = PeftModel.from_pretrained(base, adapter_rel).eval()
+        logits_peft = logits_of(pm, inputs)
+        with tempfile.TemporaryDirectory() as tmp:
+            merged = os.path.join(tmp, "merged")
+            subprocess.run([cpeft, "merge", "--model", base_rel, "--adapter", adapter_rel, "--out", merged],
+                           check=True, capture_output=True)
+            mm = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32, attn_implementation="eager").eval()
+            logits_merged = logits_of(mm, inputs)
+            merged_files = sorted(os.listdir(merged))
+    base_logits = logits_of(load_base(ctx, model_name).eval(), inputs) if False else None
+    save_tensors(os.path.join(d, "expected.safetensors"),
+                 {**inputs, "logits_peft": logits_peft, "logits_merged_transformers": logits_merged},
+                 {"model": model_name, "case": case})
+    write_json(os.path.join(d, "expected.json"), {
+        "model": model_name, "base_dir": f"models/{model_name}", "seed": ROUNDTRIP_SEED,
+        "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained; cpeft merge -> AutoModelForCausalLM",
+        "merged_files": merged_files, "merged_vs_peft_max_abs_diff": close(logits_merged, logits_peft)})
 
 
 def write_roundtrip(ctx: Context) -> None:
-    write_text(ctx.path("lora", "cpeft_roundtrip", "README"), ROUNDTRIP_README)
-    if ctx.cpeft:
-        ctx.log(f"  (lora: --cpeft {ctx.cpeft} given; the cpeft -> PEFT round trip is not implemented yet)")
+    for case in ROUNDTRIP_CASES:
+        write_roundtrip_case(ctx, case)
 
 
 # =================================================================================================
@@ -510,7 +558,8 @@ def fam_lora(ctx: Context) -> list[Item]:
     items.append(Item(MULTI, lambda: write_multi(ctx), [f"lora/{MULTI}"]))
     items += [Item(f"meta_{s}", (lambda s=s: write_meta(ctx, s)), [f"lora/meta_{s}.json"]) for s in META_CASES]
     items.append(Item("errors", lambda: write_errors(ctx), ["lora/errors.json"]))
-    items.append(Item("cpeft_roundtrip", lambda: write_roundtrip(ctx), ["lora/cpeft_roundtrip/README"]))
+    items += [Item(f"cpeft_roundtrip.{c}", (lambda c=c: write_roundtrip_case(ctx, c)), [f"lora/cpeft_roundtrip/{c}"])
+              for c in ROUNDTRIP_CASES]
     return items
 
 
