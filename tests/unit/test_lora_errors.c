@@ -1,0 +1,149 @@
+/*
+ * test_lora_errors.c — bad adapters and configs give clear errors and leave nothing half-written:
+ * an adapter for another base model, missing files, a non-LoRA peft_type, r <= 0, a missing
+ * lora_alpha, a target regex that does not compile, unsupported options, and failed saves.
+ */
+#include "test.h"
+#include "cpeft.h"
+#include "io/fsutil.h"
+#include "peft/peft_model.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NEO "tests/fixtures/models/gpt_neo_tiny"
+#define ODD "tests/fixtures/models/gpt_neo_odd"
+#define ADAPTER "tests/fixtures/lora/neo_notebook"
+
+static char tmp[64];
+
+static void fresh_tmp(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/cpeft-lora-err-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+}
+
+static void cleanup(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+}
+
+static const char *write_cfg(const char *json) {
+    static char path[128];
+    snprintf(path, sizeof path, "%s/adapter_config.json", tmp);
+    FILE *f = fopen(path, "w");
+    fputs(json, f);
+    fclose(f);
+    return path;
+}
+
+static cp_model *base(const char *dir) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, dir, CP_LOAD_WEIGHTS));
+    return m;
+}
+
+TEST(adapter_for_another_base_names_tensor_and_shapes) {
+    cp_model *m = base(ODD);
+    if (!m) return;
+    CHECK_ERR(cp_model_load_adapter(m, ADAPTER, "default", 0),
+              "tensor \"base_model.model.transformer.h.0.attn.attention.k_proj.lora_A.weight\" has shape [8, 32] but the model needs [8, 36]");
+    CHECK(cp_peft_find_adapter(m, "default") == NULL, "a failed load leaves no adapter behind");
+    cp_model_free(m);
+}
+
+TEST(missing_files) {
+    cp_model *m = base(NEO);
+    if (!m) return;
+    fresh_tmp();
+    CHECK_ERR(cp_model_load_adapter(m, tmp, "default", 0), "adapter_config.json is missing");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cp " ADAPTER "/adapter_config.json %s/", tmp);
+    CHECK(system(cmd) == 0, "copy");
+    CHECK_ERR(cp_model_load_adapter(m, tmp, "default", 0), "adapter_model.safetensors is missing");
+    CHECK_ERR(cp_model_load_adapter(m, "/nonexistent/adapter", "default", 0), "adapter directory does not exist");
+    cleanup();
+    cp_model_free(m);
+}
+
+TEST(bad_configs) {
+    cp_model *m = base(NEO);
+    if (!m) return;
+    fresh_tmp();
+    struct { const char *json, *error; } cases[] = {
+        {"{\"peft_type\": \"PREFIX_TUNING\", \"r\": 8, \"lora_alpha\": 8}", "peft_type is \"PREFIX_TUNING\", expected \"LORA\""},
+        {"{\"r\": 8, \"lora_alpha\": 8}", "required field \"peft_type\" is missing"},
+        {"{\"peft_type\": \"LORA\", \"r\": 0, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is 0"},
+        {"{\"peft_type\": \"LORA\", \"r\": -3, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is -3"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8}", "required field \"lora_alpha\" is missing"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": \"big\"}", "field \"lora_alpha\": expected a number, found a string"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"target_modules\": \"(q_proj\"}",
+         "the regular expression \"(q_proj\" does not compile"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"use_dora\": true}", "\"use_dora\": true is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"init_lora_weights\": \"pissa\"}",
+         "\"init_lora_weights\": \"pissa\" is not supported yet by cpeft (supported: true, false, \"gaussian\")"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"bias\": \"some\"}", "\"some\" is not one of \"none\", \"all\", \"lora_only\""},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"lora_dropout\": 1.5}", "\"lora_dropout\" must be in [0, 1)"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"target_modules\": [\"ln_1\"]}",
+         "Target module LayerNorm(...) at \"transformer.h.0.ln_1\" is not supported"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"target_modules\": \"q_proj\", \"layers_to_transform\": [0]}",
+         "`layers_to_transform` cannot be used when `target_modules` is a str."},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, ", "invalid JSON at line 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        CHECK_ERR(cp_model_add_adapter(m, "default", write_cfg(cases[i].json), 0), cases[i].error);
+        CHECK(cp_peft_find_adapter(m, "default") == NULL, "case %zu left an adapter behind", i);
+    }
+    /* an unknown key is ignored with a warning, as PEFT does */
+    CHECK_OK(cp_model_add_adapter(m, "default", write_cfg("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"some_future_key\": 1}"), 0));
+    CHECK_ERR(cp_model_add_adapter(m, "default", write_cfg("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}"), 0),
+              "adapter \"default\" already exists");
+    cleanup();
+    cp_model_free(m);
+}
+
+static int count_partials(const char *dir, const char *prefix) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix)) && strstr(e->d_name, ".partial-")) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+TEST(failed_saves_leave_nothing_behind) {
+    cp_model *m = base(NEO);
+    if (!m) return;
+    CHECK_OK(cp_model_load_adapter(m, ADAPTER, "default", 0));
+    fresh_tmp();
+    char out[128], blocker[160];
+    /* the output's parent is a file: the directory cannot be made */
+    snprintf(blocker, sizeof blocker, "%s/file", tmp);
+    FILE *f = fopen(blocker, "w");
+    fclose(f);
+    snprintf(out, sizeof out, "%s/file/adapter", tmp);
+    CHECK_ERR(cp_model_save_adapter(m, "default", out), "/file: exists and is not a directory");
+    /* merge refuses an existing output, and a good merge leaves no staging directory */
+    CHECK_ERR(cp_model_save_merged(m, tmp), "already exists");
+    snprintf(out, sizeof out, "%s/merged", tmp);
+    CHECK_OK(cp_model_save_merged(m, out));
+    CHECK(count_partials(tmp, "merged") == 0, "staging directory left behind");
+    /* saving over an existing adapter replaces its files */
+    snprintf(out, sizeof out, "%s/again", tmp);
+    CHECK_OK(cp_model_save_adapter(m, "default", out));
+    CHECK_OK(cp_model_save_adapter(m, "default", out));
+    CHECK(count_partials(tmp, "again") == 0, "staging directory left behind");
+    cleanup();
+    cp_model_free(m);
+}
+
+int main(void) {
+    cp_set_quiet(1);
+    RUN(adapter_for_another_base_names_tensor_and_shapes);
+    RUN(missing_files);
+    RUN(bad_configs);
+    RUN(failed_saves_leave_nothing_behind);
+    return test_summary();
+}
