@@ -113,10 +113,68 @@ TEST(bad_input_exit_status_and_message) {
     unlink("/tmp/cpeft-bad-ids");
 }
 
+static double eval_loss(const char *args) {
+    char out[4096];
+    int rc = run(out, sizeof out, "%s eval --model tests/fixtures/models/gpt_neo_tiny --data-ids tests/fixtures/eval/gpt_neo_tiny.ids.txt "
+                 "--seq-len 32 --json %s", bin(), args);
+    CHECK(rc == 0, "eval %s: %s", args, out);
+    return json_number(out, "loss");
+}
+
+TEST(lora_commands) {
+    static char out[65536];
+    /* the notebook: print_trainable_parameters() from GPT-Neo-1.3B's config.json alone */
+    FILE *f = fopen("/tmp/cpeft-nb.json", "w");
+    fputs("{\"peft_type\": \"LORA\", \"task_type\": \"CAUSAL_LM\", \"r\": 8, \"lora_alpha\": 16, \"lora_dropout\": 0.1, "
+          "\"target_modules\": [\"q_proj\", \"k_proj\", \"v_proj\"]}", f);
+    fclose(f);
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/configs/gpt-neo-1.3B --peft-config /tmp/cpeft-nb.json", bin()) == 0 &&
+          strstr(out, "\ntrainable params: 2359296 || all params: 1317935104 || trainable%: 0.17901458067543818\n"), "%s", out);
+    unlink("/tmp/cpeft-nb.json");
+    /* --tree with an adapter: PEFT's repr */
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/models/gpt_neo_tiny --adapter tests/fixtures/lora/neo_notebook --tree", bin()) == 0, "%s", out);
+    cJSON *exp;
+    CHECK_OK(cp_json_read_file("tests/fixtures/lora/neo_notebook/expected.json", &exp));
+    if (exp) {
+        const char *repr = cJSON_GetObjectItem(exp, "repr")->valuestring;
+        CHECK(!strncmp(out, repr, strlen(repr)), "info --tree --adapter differs from PEFT's repr:\n%s", out);
+        cJSON_Delete(exp);
+    }
+    /* eval with an adapter equals eval of the merged checkpoint */
+    double base = eval_loss(""), adapted = eval_loss("--adapter tests/fixtures/lora/neo_notebook");
+    CHECK(fabs(base - adapted) > 1e-3, "the adapter changes nothing (%f vs %f)", base, adapted);
+    CHECK(run(out, sizeof out, "rm -rf /tmp/cpeft-cli-merged && %s merge --model tests/fixtures/models/gpt_neo_tiny --adapter "
+              "tests/fixtures/lora/neo_notebook --out /tmp/cpeft-cli-merged", bin()) == 0, "%s", out);
+    CHECK(run(out, sizeof out, "%s eval --model /tmp/cpeft-cli-merged --data-ids tests/fixtures/eval/gpt_neo_tiny.ids.txt --seq-len 32 --json", bin()) == 0, "%s", out);
+    double merged = json_number(out, "loss");
+    printf("  eval: base %.6f, with adapter %.6f, merged checkpoint %.6f\n", base, adapted, merged);
+    CHECK(fabs(merged - adapted) < 1e-5, "merged %f vs unmerged %f", merged, adapted);
+    CHECK(run(out, sizeof out, "%s merge --model tests/fixtures/models/gpt_neo_tiny --adapter tests/fixtures/lora/neo_notebook --out /tmp/cpeft-cli-merged", bin()) == 1 &&
+          strstr(out, "already exists"), "%s", out);
+    /* combine cat (0.7, 0.3) equals both adapters active with those weights */
+    CHECK(run(out, sizeof out, "rm -rf /tmp/cpeft-cli-cat && %s adapter combine --model tests/fixtures/models/gpt_neo_tiny "
+              "--adapter tests/fixtures/lora/neo_multi/adapters/a:a --adapter tests/fixtures/lora/neo_multi/adapters/b:b "
+              "--weights 0.7,0.3 --combination cat --out /tmp/cpeft-cli-cat", bin()) == 0, "%s", out);
+    double cat = eval_loss("--adapter /tmp/cpeft-cli-cat");
+    double weighted = eval_loss("--adapter tests/fixtures/lora/neo_multi/adapters/a:a:0.7 --adapter tests/fixtures/lora/neo_multi/adapters/b:b:0.3");
+    CHECK(fabs(cat - weighted) < 1e-5, "combine cat %f vs weighted adapters %f", cat, weighted);
+    /* adapter init: a default-initialised adapter is an exact no-op */
+    f = fopen("/tmp/cpeft-init.json", "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8}", f);
+    fclose(f);
+    CHECK(run(out, sizeof out, "rm -rf /tmp/cpeft-cli-init && %s adapter init --model tests/fixtures/models/gpt_neo_tiny "
+              "--peft-config /tmp/cpeft-init.json --out /tmp/cpeft-cli-init", bin()) == 0 && strstr(out, "trainable params: 1536 ||"), "%s", out);
+    CHECK(fabs(eval_loss("--adapter /tmp/cpeft-cli-init") - base) < 1e-6, "fresh adapter is not a no-op");
+    CHECK(run(out, sizeof out, "%s eval --model tests/fixtures/models/gpt_neo_odd --data-ids tests/fixtures/eval/gpt_neo_tiny.ids.txt "
+              "--adapter tests/fixtures/lora/neo_notebook", bin()) == 1 && strstr(out, "has shape [8, 32] but the model needs [8, 36]"), "%s", out);
+    run(out, sizeof out, "rm -rf /tmp/cpeft-cli-init /tmp/cpeft-cli-cat /tmp/cpeft-cli-merged /tmp/cpeft-init.json");
+}
+
 int main(void) {
     RUN(eval_token_ids_matches_transformers);
     RUN(eval_text_through_gpt2_tokenizer_matches_transformers);
     RUN(info_json_and_tree);
     RUN(bad_input_exit_status_and_message);
+    RUN(lora_commands);
     return test_summary();
 }
