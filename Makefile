@@ -106,8 +106,12 @@ $(VENV)/.ok: tests/reference/requirements.txt
 	$(VENV)/bin/pip install -q -r tests/reference/requirements.txt
 	touch $@
 
+# Every fixture: models, forward, info, configs, eval, LoRA (both directions: the cpeft -> PEFT step
+# runs $(BUILD)/cpeft), tokenizers and safetensors files. Deterministic: a rerun changes no byte.
 reference: reference-venv all
 	$(VENV)/bin/python tests/reference/generate.py --out tests/fixtures --cpeft $(BUILD)/cpeft
+	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
+	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
 
 # ---- fuzzing (clang + libFuzzer) --------------------------------------------------------------------
 FUZZ_SECONDS ?= 60
