@@ -45,6 +45,24 @@ float *cp_arena_floats(cp_arena *a, size_t n, const char *what) {
     return cp_arena_alloc(a, n * sizeof(float), what);
 }
 
+cp_arena_mark cp_arena_get_mark(const cp_arena *a) {
+    cp_arena_mark m = {a->blocks, a->blocks ? a->blocks->used : 0, a->in_use};
+    return m;
+}
+
+void cp_arena_release(cp_arena *a, cp_arena_mark mark) {
+    /* blocks added after the mark go back to the system (the next reset merges by high water) */
+    while (a->blocks && a->blocks != mark.block) {
+        cp_arena_block *b = a->blocks;
+        a->blocks = b->next;
+        a->reserved -= b->size;
+        cp_free(b->data);
+        cp_free(b);
+    }
+    if (a->blocks) a->blocks->used = mark.used;
+    a->in_use = mark.in_use;
+}
+
 void cp_arena_reset(cp_arena *a) {
     if (a->blocks && a->blocks->next) {
         /* Several blocks were needed: replace them by one block of the peak size. */

@@ -23,6 +23,11 @@ void cp_arena_init(cp_arena *a);
 /* 64-byte aligned, uninitialised; NULL with an error set when memory runs out. */
 void *cp_arena_alloc(cp_arena *a, size_t bytes, const char *what);
 float *cp_arena_floats(cp_arena *a, size_t n, const char *what);
+/* A position in the arena: everything allocated after it is released by cp_arena_release (the
+ * per-layer scratch of a backward pass, for example). */
+typedef struct { cp_arena_block *block; size_t used, in_use; } cp_arena_mark;
+cp_arena_mark cp_arena_get_mark(const cp_arena *a);
+void cp_arena_release(cp_arena *a, cp_arena_mark mark);
 /* Rewinds to empty, keeping the memory. Blocks are merged into one of the peak size so that the
  * next step of the same shape fits in a single block. */
 void cp_arena_reset(cp_arena *a);

@@ -28,6 +28,10 @@ typedef struct cp_arch {
      * When `hidden_states` is non-NULL also writes every layer's input and the final output,
      * (L+1,B,T,C), as transformers' output_hidden_states does. */
     cp_status (*forward)(struct cp_model *m, const struct cp_batch *batch, float *out, float *hidden_states);
+    /* Training: forward keeping the activations the backward needs (only block inputs when
+     * `recompute`), then the backward from the gradient of the final hidden states. */
+    cp_status (*forward_train)(struct cp_model *m, const struct cp_batch *batch, float *out, int recompute, void **saved);
+    cp_status (*backward)(struct cp_model *m, const struct cp_batch *batch, float *d_out, void *saved);
     /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
     const char *const *ignored_suffixes;
 } cp_arch;

@@ -37,6 +37,10 @@ cp_status cp_gpt_build_head(cp_model *m, cp_module *base, cp_gpt_state *s);
 cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name, int conv1d, cp_gpt_layer *layer);
 
 cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *hidden_states);
+/* Training: the forward pass keeping what the backward needs (only block inputs with recompute). */
+cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, int recompute, void **saved);
+/* Gradients of every trained parameter from d_out (B,T,C), the gradient of the final hidden states. */
+cp_status cp_gpt_backward(cp_model *m, const cp_batch *batch, float *d_out, void *saved);
 void cp_gpt_free_state(cp_model *m);
 
 #endif

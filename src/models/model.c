@@ -223,6 +223,23 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) 
     return CP_OK;
 }
 
+cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
+                                    int64_t *n_targets) {
+    if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    if (!batch->labels) return cp_error("batch: training needs labels");
+    cp_arena_reset(&m->arena);
+    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
+    float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
+    void *saved = NULL;
+    if (!final || !d_final) return CP_ERR;
+    if (m->arch->forward_train(m, batch, final, recompute, &saved) != CP_OK) return CP_ERR;
+    if (cp_lm_head_loss_backward(m->lm_head, final, batch->B, batch->T, batch->labels, norm, d_final, loss_sum, n_targets,
+                                 &m->arena) != CP_OK)
+        return CP_ERR;
+    return m->arch->backward(m, batch, d_final, saved);
+}
+
 int64_t cp_model_vocab_size(const cp_model *m) { return m->config.vocab_size; }
 int64_t cp_model_hidden_size(const cp_model *m) { return m->config.hidden_size; }
 int64_t cp_model_num_layers(const cp_model *m) { return m->config.num_layers; }

@@ -25,6 +25,13 @@ struct cp_model {
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
 };
 
+/* One forward + backward in training mode: the loss of the batch's targets summed and divided by
+ * `norm` (the number of targets the optimizer step averages over), its gradient accumulated into
+ * every parameter that has a grad buffer. Returns the summed loss and the target count.
+ * `recompute` keeps only block inputs and recomputes the rest in the backward pass. */
+cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
+                                    int64_t *n_targets);
+
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
 cp_status cp_model_bind_weights(cp_model *m);
 /* Ties `param` to `target` (same data, counted once), as tie_word_embeddings does. */

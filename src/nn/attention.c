@@ -162,3 +162,44 @@ cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
             }
     return CP_OK;
 }
+
+cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
+                                cp_arena *scratch) {
+    const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
+    if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
+    int nthreads = omp_get_max_threads();
+    float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)(T * T), "attention gradient scratch");
+    if (!dp_all) return CP_ERR;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < NH; h++) {
+            float *dP = dp_all + (size_t)omp_get_thread_num() * (size_t)(T * T);    // (T,T)
+            const float *P = a->probs + (b * NH + h) * T * T;                        // (T,T)
+            const float *dO = dout + b * T * C + h * hs;                              // (T,hs) stride C
+            const float *Q = a->q + b * T * a->q_stride + h * hs;                     // (T,hs) stride q_stride
+            const float *K = a->k + b * T * a->k_stride + h * hs;
+            const float *V = a->v + b * T * a->v_stride + h * hs;
+            float *dQ = dq + b * T * a->q_stride + h * hs;
+            float *dK = dk + b * T * a->k_stride + h * hs;
+            float *dV = dv + b * T * a->v_stride + h * hs;
+            // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, P, (int)T, dO, (int)C,
+                        0.0f, dV, (int)a->v_stride);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, 1.0f, dO, (int)C, V,
+                        (int)a->v_stride, 0.0f, dP, (int)T);
+            // softmax backward: dS = P ⊙ (dP − Σ_j dP_j P_j), then the score scaling
+            for (int64_t i = 0; i < T; i++) {
+                const float *p = P + i * T;
+                float *d = dP + i * T;
+                float dot = 0.0f;
+                for (int64_t j = 0; j < T; j++) dot += d[j] * p[j];
+                for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dot) * a->scale;
+            }
+            // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, K,
+                        (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, Q,
+                        (int)a->q_stride, 0.0f, dK, (int)a->k_stride);
+        }
+    return CP_OK;
+}

@@ -42,4 +42,12 @@ typedef struct {
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch);
 cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch);
 
+/* Backward from the probabilities the forward saved (a->probs must be set): given dout (B,T,C),
+ * writes dq, dk, dv in the layout and strides of q, k, v.
+ *   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale,  dQ = dS·K,  dK = dSᵀ·Q
+ * Masked keys have P = 0 and so get no gradient; a fully masked query's uniform row passes its
+ * gradient to every key it was spread over, as PyTorch's `scores + finfo.min` does. */
+cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
+                                cp_arena *scratch);
+
 #endif

@@ -23,3 +23,12 @@ cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *id
     }
     return m->lora ? cp_lora_embedding_add(m, out, ids, N, scratch) : CP_OK;
 }
+
+cp_status cp_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    const int64_t C = m->out_features;
+    float *dW = m->weight->grad;
+    if (dW) // in the forward pass this was out[n] = W[ids[n]], so dW[ids[n]] += dY[n] (serial: ids repeat)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) dW[ids[n] * C + c] += dY[n * C + c];
+    return m->lora ? cp_lora_embedding_backward(m, dY, ids, N, scratch) : CP_OK;
+}

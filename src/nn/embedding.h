@@ -15,4 +15,8 @@
 cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate,
                                cp_arena *scratch);
 
+/* Backward: weight gradient (a scatter-add of dY rows at ids) when the weight is trained, and the
+ * gradients of active LoRA adapters on the embedding. */
+cp_status cp_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch);
+
 #endif

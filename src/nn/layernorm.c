@@ -27,3 +27,42 @@ void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rs
         if (rstd) rstd[n] = r;
     }
 }
+
+void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const float *in, const float *mean,
+                           const float *rstd, int64_t N) {
+    const int64_t C = m->in_features;
+    const float *w = m->weight->data;
+    float *dw = m->weight->grad, *db = m->bias ? m->bias->grad : NULL;
+    if (dx) {
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+        for (int64_t n = 0; n < N; n++) {
+            const float *x = in + n * C, *g_out = dy + n * C;
+            const float mu = mean[n], r = rstd[n];
+            double sum_g = 0, sum_gx = 0;
+            for (int64_t c = 0; c < C; c++) {
+                float g = g_out[c] * w[c];
+                sum_g += g;
+                sum_gx += (double)g * ((x[c] - mu) * r);
+            }
+            const float mg = (float)(sum_g / (double)C), mgx = (float)(sum_gx / (double)C);
+            float *o = dx + n * C;
+            for (int64_t c = 0; c < C; c++) {
+                float xhat = (x[c] - mu) * r;
+                o[c] += r * (g_out[c] * w[c] - mg - xhat * mgx);
+            }
+        }
+    }
+    if (dw || db) {
+#pragma omp parallel for schedule(static) if (N * C > 32768)
+        for (int64_t c = 0; c < C; c++) {
+            float sw = 0.0f, sb = 0.0f;
+            for (int64_t n = 0; n < N; n++) {
+                float g = dy[n * C + c];
+                sw += g * ((in[n * C + c] - mean[n]) * rstd[n]);
+                sb += g;
+            }
+            if (dw) dw[c] += sw;
+            if (db) db[c] += sb;
+        }
+    }
+}

@@ -33,3 +33,37 @@ cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int
     else cp_matmul_nt(out, in, m->weight->data, N, C, OC, bias != NULL);
     return m->lora ? cp_lora_linear_add(m, out, in, N, scratch) : CP_OK;
 }
+
+void cp_matmul_tn(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate) {
+    // out (C,OC) = a (N,C)ᵀ @ b (N,OC)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, a, (int)C, b, (int)OC,
+                accumulate ? 1.0f : 0.0f, out, (int)OC);
+}
+
+void cp_sum_rows(float *db, const float *dY, int64_t N, int64_t OC) {
+#pragma omp parallel for schedule(static) if (N * OC > 65536)
+    for (int64_t o = 0; o < OC; o++) {
+        float s = 0.0f;
+        for (int64_t n = 0; n < N; n++) s += dY[n * OC + o];
+        db[o] += s;
+    }
+}
+
+cp_status cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
+    const int64_t C = m->in_features, OC = m->out_features;
+    const float *W = m->weight->data;
+    // in the forward pass this was Y = X·Wᵀ + b (Linear) or Y = X·W + b (Conv1D), so:
+    if (dX) {
+        if (m->kind == CP_MOD_CONV1D)  // dX (N,C) += dY (N,OC) · Wᵀ with W (C,OC)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dY, (int)OC, W, (int)OC,
+                        1.0f, dX, (int)C);
+        else                           // dX (N,C) += dY (N,OC) · W with W (OC,C)
+            cp_matmul_nn(dX, dY, W, N, OC, C, 1);
+    }
+    if (m->weight->grad) {
+        if (m->kind == CP_MOD_CONV1D) cp_matmul_tn(m->weight->grad, X, dY, N, C, OC, 1);   // dW (C,OC) += Xᵀ·dY
+        else cp_matmul_tn(m->weight->grad, dY, X, N, OC, C, 1);                            // dW (OC,C) += dYᵀ·X
+    }
+    if (m->bias && m->bias->grad) cp_sum_rows(m->bias->grad, dY, N, OC);
+    return m->lora ? cp_lora_linear_backward(m, dX, dY, X, N, scratch) : CP_OK;
+}

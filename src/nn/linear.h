@@ -15,10 +15,20 @@
  * Active LoRA adapters on m add their side path (src/peft/lora.c), using `scratch`. */
 cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch);
 
+/* Backward of cp_linear_forward, given the forward's input X (N,C) and the output gradient dY (N,OC):
+ *   dX (N,C) += dY·W (Linear) or dY·Wᵀ (Conv1D), when dX is non-NULL;
+ *   weight / bias gradients accumulated where the parameter has a grad buffer (trained);
+ *   active LoRA adapters: their A/B gradients and their share of dX (src/peft/lora.c). */
+cp_status cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch);
+
 /* out (N,OC) = in (N,C) · Wᵀ for a row-major W (OC,C): the plain GEMM behind Linear. When
  * `accumulate` the product is added to out. */
 void cp_matmul_nt(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate);
 /* out (N,OC) = in (N,C) · W for a row-major W (C,OC): the GEMM behind Conv1D. */
 void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate);
+/* out (C,OC) (+)= aᵀ·b for a (N,C), b (N,OC): the weight-gradient GEMM. */
+void cp_matmul_tn(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate);
+/* bias gradient: db (OC) += Σ_n dY[n, :] */
+void cp_sum_rows(float *db, const float *dY, int64_t N, int64_t OC);
 
 #endif

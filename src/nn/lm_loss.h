@@ -21,6 +21,13 @@
 cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                           float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch);
 
+/* Forward and backward of the summed loss divided by `norm` (the number of target tokens the
+ * optimizer step averages over: transformers' num_items_in_batch). Writes dh (B,T,C) = d(loss/norm)/dh
+ * (zero on rows without a target), accumulates the head's trained gradients (weight, LoRA), and
+ * returns the summed loss and the target count of this batch. Runs in chunks of rows. */
+cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+                                   double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch);
+
 /* Cross-entropy of one row of V logits against target y: logsumexp(x) - x[y]. */
 double cp_cross_entropy_row(const float *x, int64_t V, int64_t y);
 

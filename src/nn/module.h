@@ -42,6 +42,7 @@ typedef struct cp_param {
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
     int requires_grad;
+    float *grad;             /* gradient, same shape; non-NULL exactly while the parameter is trained */
 } cp_param;
 
 struct cp_lora_layer;      /* src/peft/lora.h: LoRA adapters on this module */

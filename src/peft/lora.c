@@ -138,6 +138,20 @@ static int runs(const cp_lora_layer *layer, const cp_lora_adapter *a) {
     return !layer->disabled && a->active && !a->merged;
 }
 
+/* The LoRA input in training: dropout(x) = x·mask/(1−p), the mask drawn from the adapter's seed for
+ * this step, so that the backward pass regenerates the same mask. Returns `in` when no dropout runs. */
+static const float *dropped_input(const cp_lora_layer *layer, const cp_lora_adapter *a, const float *in, int64_t n,
+                                  cp_arena *scratch) {
+    if (!layer->training || a->dropout <= 0) return in;
+    float *xd = cp_arena_floats(scratch, (size_t)n, "LoRA dropout");
+    if (!xd) return NULL;
+    cp_rng rng;
+    cp_rng_seed(&rng, a->dropout_seed);
+    const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
+    for (int64_t i = 0; i < n; i++) xd[i] = cp_rng_uniform(&rng) < p ? 0.0f : in[i] * keep;
+    return xd;
+}
+
 cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     if (!layer) return CP_OK;
@@ -147,9 +161,10 @@ cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, in
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         float *t = cp_arena_floats(scratch, (size_t)(N * r), "LoRA activations"); // (N, r)
-        if (!t) return CP_ERR;
-        // t (N,r) = x (N,C) · Aᵀ ; out (N,OC) += s · t · Bᵀ
-        cp_matmul_nt(t, in, a->A->data, N, C, r, 0);
+        const float *x = dropped_input(layer, a, in, N * C, scratch);
+        if (!t || !x) return CP_ERR;
+        // t (N,r) = dropout(x) (N,C) · Aᵀ ; out (N,OC) += s · t · Bᵀ
+        cp_matmul_nt(t, x, a->A->data, N, C, r, 0);
         const float s = (float)a->scaling;
 #pragma omp parallel for schedule(static) if (N * r > 65536)
         for (int64_t k = 0; k < N * r; k++) t[k] *= s;
@@ -173,6 +188,66 @@ cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *i
         for (int64_t n = 0; n < N; n++)
             for (int64_t k = 0; k < r; k++) t[n * r + k] = a->A->data[k * V + ids[n]] * s;
         cp_matmul_nt(out, t, a->B->data, N, r, d, 1);
+    }
+    return CP_OK;
+}
+
+cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    const int64_t C = m->in_features, OC = m->out_features;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        if (!runs(layer, a)) continue;
+        const int64_t r = a->r;
+        const float s = (float)a->scaling;
+        const float *x = dropped_input(layer, a, X, N * C, scratch);   // the forward's dropout(x), regenerated
+        float *u = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward");  // (N, r)
+        float *dt = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward"); // (N, r)
+        if (!x || !u || !dt) return CP_ERR;
+        // in the forward pass this was u = s·(x·Aᵀ), out += u·Bᵀ, so:
+        cp_matmul_nt(u, x, a->A->data, N, C, r, 0);
+        for (int64_t k = 0; k < N * r; k++) u[k] *= s;
+        if (a->B->grad) cp_matmul_tn(a->B->grad, dY, u, N, OC, r, 1);        // dB (OC,r) += dYᵀ·u
+        cp_matmul_nn(dt, dY, a->B->data, N, OC, r, 0);                        // du (N,r) = dY·B
+        for (int64_t k = 0; k < N * r; k++) dt[k] *= s;                       // dt = s·du
+        if (a->A->grad) cp_matmul_tn(a->A->grad, dt, x, N, r, C, 1);          // dA (r,C) += dtᵀ·dropout(x)
+        if (dX) {
+            if (x == X) cp_matmul_nn(dX, dt, a->A->data, N, r, C, 1);         // dX += dt·A
+            else {
+                float *dxd = cp_arena_floats(scratch, (size_t)(N * C), "LoRA dropout gradient");
+                if (!dxd) return CP_ERR;
+                cp_matmul_nn(dxd, dt, a->A->data, N, r, C, 0);
+                /* the same mask as the forward: same seed, same draws */
+                cp_rng rng;
+                cp_rng_seed(&rng, a->dropout_seed);
+                const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
+                for (int64_t k = 0; k < N * C; k++) dX[k] += cp_rng_uniform(&rng) < p ? 0.0f : dxd[k] * keep;
+            }
+        }
+    }
+    return CP_OK;
+}
+
+cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    const int64_t V = m->in_features, d = m->out_features;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        if (!runs(layer, a)) continue;
+        const int64_t r = a->r;
+        const float s = (float)a->scaling;
+        float *u = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding backward"); // (N, r)
+        float *dt = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding backward");
+        if (!u || !dt) return CP_ERR;
+        // in the forward pass this was u[n,k] = s·A[k, ids[n]], out += u·Bᵀ, so:
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t k = 0; k < r; k++) u[n * r + k] = a->A->data[k * V + ids[n]] * s;
+        if (a->B->grad) cp_matmul_tn(a->B->grad, dY, u, N, d, r, 1);         // dB (d,r) += dYᵀ·u
+        if (a->A->grad) {
+            cp_matmul_nn(dt, dY, a->B->data, N, d, r, 0);                     // du = dY·B
+            for (int64_t n = 0; n < N; n++)                                   // dA[k, ids[n]] += s·du[n,k]
+                for (int64_t k = 0; k < r; k++) a->A->grad[k * V + ids[n]] += s * dt[n * r + k];
+        }
     }
     return CP_OK;
 }

@@ -692,6 +692,74 @@ char *cp_model_peft_repr(const cp_model *m) {
     return cp_sb_finish(&sb);
 }
 
+/* ---- training ------------------------------------------------------------------------------------ */
+
+typedef struct { cp_model *m; cp_param **list; int n, cap; cp_status status; } trainable_ctx;
+
+static void add_trainable(trainable_ctx *c, cp_param *p) {
+    if (c->status != CP_OK) return;
+    if (!p->grad) {
+        p->grad = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
+        if (!p->grad) { c->status = CP_ERR; return; }
+    }
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        cp_param **l = cp_realloc(c->list, (size_t)cap * sizeof *l, "the trainable parameters");
+        if (!l) { c->status = CP_ERR; return; }
+        c->list = l;
+        c->cap = cap;
+    }
+    c->list[c->n++] = p;
+}
+
+static int visit_trainable(cp_module *mod, void *vctx) {
+    trainable_ctx *c = vctx;
+    if (mod->bias && !mod->bias->tied_to && bias_trainable(c->m, mod)) {
+        if ((c->status = cp_param_make_writable(c->m, mod->bias)) != CP_OK) return 1;
+        add_trainable(c, mod->bias);
+    }
+    if (mod->lora)
+        for (int k = 0; k < mod->lora->n; k++) {
+            cp_lora_adapter *a = mod->lora->adapters[k];
+            if (!adapter_trainable(c->m, a->name)) continue;
+            add_trainable(c, a->A);
+            add_trainable(c, a->B);
+        }
+    if (mod->saved && mod->saved->active >= 0 && adapter_trainable(c->m, mod->saved->adapters[mod->saved->active]))
+        for (int p = 0; p < mod->saved->n_params; p++) add_trainable(c, mod->saved->params[p].copies[mod->saved->active]);
+    return c->status != CP_OK;
+}
+
+cp_status cp_peft_trainable_params(cp_model *m, cp_param ***out, int *n) {
+    *out = NULL;
+    *n = 0;
+    if (!m->peft || m->peft->n == 0) return cp_error("nothing to train: the model has no adapter");
+    trainable_ctx c = {m, NULL, 0, 0, CP_OK};
+    cp_module_visit(m->root, visit_trainable, &c);
+    if (c.status != CP_OK) { cp_free(c.list); return CP_ERR; }
+    if (c.n == 0) { cp_free(c.list); return cp_error("nothing to train: no active adapter is trainable"); }
+    *out = c.list;
+    *n = c.n;
+    return CP_OK;
+}
+
+void cp_peft_set_training(cp_model *m, int training) {
+    module_list l;
+    if (!m->peft || lora_modules(m, &l) != CP_OK) return;
+    for (int i = 0; i < l.n; i++) l.list[i]->lora->training = training;
+    cp_free(l.list);
+}
+
+void cp_peft_seed_dropout(cp_model *m, uint64_t seed) {
+    module_list l;
+    if (!m->peft || lora_modules(m, &l) != CP_OK) return;
+    cp_rng rng;
+    cp_rng_seed(&rng, seed);
+    for (int i = 0; i < l.n; i++)
+        for (int k = 0; k < l.list[i]->lora->n; k++) l.list[i]->lora->adapters[k]->dropout_seed = cp_rng_next(&rng);
+    cp_free(l.list);
+}
+
 void cp_peft_free(cp_model *m) {
     cp_peft_state *st = m->peft;
     if (!st) return;

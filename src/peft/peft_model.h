@@ -68,6 +68,14 @@ cp_status cp_peft_merge(cp_model *m);
 cp_status cp_peft_unmerge(cp_model *m);
 /* (trainable, all) as PEFT's get_nb_trainable_parameters counts them. */
 void cp_peft_count(const cp_model *m, int64_t *trainable, int64_t *all);
+/* Gives every parameter that trains a zeroed gradient buffer and lists them (tree order): the
+ * active trainable adapters' A and B, the biases the bias mode trains (made writable), and the
+ * active modules_to_save copies. *out is allocated (free with cp_free). */
+cp_status cp_peft_trainable_params(cp_model *m, cp_param ***out, int *n);
+/* Training mode on LoRA layers (lora_dropout applies) or off. */
+void cp_peft_set_training(cp_model *m, int training);
+/* Seeds each active adapter's dropout mask for the next forward/backward (distinct per module). */
+void cp_peft_seed_dropout(cp_model *m, uint64_t seed);
 void cp_peft_free(cp_model *m);
 
 #endif

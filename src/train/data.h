@@ -1,0 +1,83 @@
+/*
+ * data.h — training data: files read into tokenized examples, and batches cut from them.
+ *
+ * Formats (chosen by content, see cp_dataset_load):
+ *   plain text     any file that is not JSON: tokenized as one stream and cut into consecutive
+ *                  blocks of max_seq_length tokens (the last partial block kept); labels = ids.
+ *   JSON text      JSONL (one object per line) or a JSON array of objects with a text field
+ *                  (default "text"): one example per record, tokenized with the tokenizer's special
+ *                  tokens, EOS appended, truncated to max_seq_length; labels = ids.
+ *   instruction    records with "instruction", "output" and optional "input" (Alpaca): rendered
+ *                  with the Alpaca prompt template; ids = tok(prompt) ++ tok(output) ++ [eos],
+ *                  labels = -100 on the prompt tokens (loss only on the response), truncated to
+ *                  max_seq_length. Detected when the first record has "instruction" and "output".
+ * A malformed record (not an object, missing or wrong-typed field, empty after tokenization) is
+ * reported as "file:line: ..." and skipped with a count, or is fatal with `strict`. A record with no
+ * response tokens left after truncation counts as malformed.
+ */
+#ifndef CP_TRAIN_DATA_H
+#define CP_TRAIN_DATA_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "cpeft.h"
+
+#define CP_ALPACA_PROMPT_INPUT                                                                              \
+    "Below is an instruction that describes a task, paired with an input that provides further context. " \
+    "Write a response that appropriately completes the request.\n\n### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:\n"
+#define CP_ALPACA_PROMPT_NO_INPUT                                                                           \
+    "Below is an instruction that describes a task. Write a response that appropriately completes the "   \
+    "request.\n\n### Instruction:\n%s\n\n### Response:\n"
+
+typedef enum { CP_DATA_AUTO, CP_DATA_TEXT, CP_DATA_JSON_TEXT, CP_DATA_INSTRUCTION } cp_data_format;
+
+typedef struct {
+    int64_t *ids;     /* [len] */
+    int64_t *labels;  /* [len], -100 where no loss is taken */
+    int64_t len;
+    int64_t line;     /* 1-based line of the record in the file (0 for stream blocks) */
+} cp_example;
+
+typedef struct {
+    cp_example *examples;
+    int64_t n;
+    int64_t n_skipped;      /* malformed records skipped */
+    int64_t n_truncated;    /* records cut to max_seq_length */
+    int64_t n_tokens;       /* sum of lengths */
+    int64_t n_target_tokens;/* labels != -100 (before the shift) */
+    cp_data_format format;  /* what was detected */
+} cp_dataset;
+
+typedef struct {
+    const char *path;
+    cp_data_format format;       /* CP_DATA_AUTO: detect */
+    const char *text_field;      /* JSON text records; default "text" */
+    int64_t max_seq_length;      /* > 1 */
+    int strict;                  /* a malformed record is an error instead of a skipped count */
+} cp_data_options;
+
+/* Reads and tokenizes a data file. The tokenizer's eos must be set for JSON and instruction data. */
+cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt);
+/* Moves every k-th example (k from `fraction`, at least one) into `val`, deterministically from the
+ * seed: a validation split for data without a separate validation file. */
+cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val);
+void cp_dataset_free(cp_dataset *ds);
+
+/* A permutation of 0..n-1 for one epoch (Fisher–Yates with cpeft's RNG). */
+void cp_dataset_shuffle(int64_t *order, int64_t n, cp_rng *rng);
+
+/* A padded batch: B examples order[start..start+B) (fewer at the end of the epoch), right-padded
+ * to the longest with pad_id (labels -100, attention_mask 0). Buffers are owned by the batch and
+ * reused across calls (cp_batch_data_free frees them). */
+typedef struct {
+    int64_t B, T;
+    int64_t *input_ids, *attention_mask, *labels;
+    int64_t cap;
+} cp_batch_data;
+cp_status cp_batch_make(const cp_dataset *ds, const int64_t *order, int64_t start, int64_t B, int64_t pad_id,
+                        cp_batch_data *out);
+void cp_batch_data_free(cp_batch_data *b);
+
+#endif
