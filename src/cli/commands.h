@@ -12,5 +12,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_adapter(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"info", cmd_info, "architecture, config, parameter count, dtypes, memory, module tree"},
+    {"train", cmd_train, "LoRA fine-tuning: a PEFT adapter from a model and a text or instruction file"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
     {"tokenize", cmd_tokenize, "encode text to token ids (or decode ids) with a model's tokenizer"},
     {"merge", cmd_merge, "merge adapters into the base weights and write a full checkpoint"},

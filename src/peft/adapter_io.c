@@ -98,6 +98,16 @@ static void free_entries(entry_list *l) {
     cp_free(l->list);
 }
 
+cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) {
+    entry_list l;
+    cp_param *found = NULL;
+    if (adapter_entries(m, name, &l) == CP_OK)
+        for (int i = 0; i < l.n && !found; i++)
+            if (!strcmp(l.list[i].key, key)) found = l.list[i].param;
+    free_entries(&l);
+    return found;
+}
+
 /* ---- saving ----------------------------------------------------------------------------------- */
 
 cp_status cp_adapter_save(cp_model *m, const char *name, const char *dir) {

@@ -24,6 +24,9 @@ cp_status cp_adapter_save(cp_model *m, const char *name, const char *dir);
  * base directory copied. OUT must not exist yet. The in-memory model keeps its adapters merged. */
 cp_status cp_model_save_merged(cp_model *m, const char *out_dir);
 
+/* The parameter stored under a PEFT adapter-file key for adapter `name` (NULL when none). */
+cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key);
+
 /* Parses "DIR[:NAME[:WEIGHT]]" as the CLI's --adapter takes it. */
 cp_status cp_adapter_spec_parse(const char *spec, char **dir, char **name, double *weight);
 

@@ -1,0 +1,33 @@
+/*
+ * step.h — one optimizer step: forward and backward over the step's micro-batches (gradient
+ * accumulation), gradient clipping, and AdamW at the scheduled learning rate.
+ *
+ * The loss is normalised over all target tokens of the step, as the Hugging Face Trainer does with
+ * num_items_in_batch: each micro-batch contributes Σ CE / N_step, so the step loss is the mean
+ * token loss whatever the split into micro-batches.
+ */
+#ifndef CP_TRAIN_STEP_H
+#define CP_TRAIN_STEP_H
+
+#include <stdint.h>
+
+#include "cpeft.h"
+#include "models/model.h"
+#include "train/optim.h"
+
+typedef struct {
+    double loss;         /* mean cross-entropy over the step's target tokens */
+    double grad_norm;    /* before clipping */
+    int64_t n_targets;   /* target tokens of the step */
+    int64_t n_tokens;    /* input positions with attention_mask 1 */
+} cp_step_result;
+
+/* Number of targets a batch contributes to the causal-LM loss (labels shifted left by one). */
+int64_t cp_batch_targets(const cp_batch *b);
+
+/* Runs micro-batches micro[0..n_micro) and one AdamW step at `lr`. dropout_seed seeds LoRA dropout
+ * (each micro-batch gets seed + its index). Gradients are zeroed afterwards. */
+cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n_micro, double lr, double max_grad_norm,
+                        int recompute, uint64_t dropout_seed, cp_step_result *res);
+
+#endif

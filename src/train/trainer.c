@@ -1,0 +1,621 @@
+/*
+ * trainer.c — `cpeft train`: the training loop and everything around it.
+ *
+ *   setup    model, tokenizer (pad defaults to eos), adapter (config, flags or a checkpoint),
+ *            data (train + eval file or held-out split)
+ *   plan     the memory plan, measured: a dry forward/backward of the largest batch gives the
+ *            activation peak; weights, trainable parameters, gradients and AdamW state are counted
+ *   loop     micro-batches run in a fixed order (epoch e shuffled from seed and e; LoRA dropout
+ *            seeded from seed and the micro-batch index), grad_accum of them per optimizer step,
+ *            so a run is a pure function of its arguments and resuming is exact
+ *   output   a progress line per logging step (a live bar on a terminal), metrics.jsonl, eval loss,
+ *            checkpoint-N/ every save_steps (adapter + optimizer + state), the loss curve PNG, the
+ *            final adapter in the output directory; SIGINT saves and stops; a NaN/Inf loss stops
+ *            before the bad step is applied, keeping the last good checkpoint.
+ */
+#include "train/trainer.h"
+#include "core/alloc.h"
+#include "core/pyfmt.h"
+#include "core/strbuf.h"
+#include "io/fsutil.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "peft/adapter_io.h"
+#include "peft/peft_model.h"
+#include "train/data.h"
+#include "train/plot.h"
+#include "train/step.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void cp_train_args_defaults(cp_train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->lora_r = 8;
+    a->lora_alpha = 16;
+    a->lora_dropout = 0.05;
+    a->bias = "none";
+    a->learning_rate = 5e-5;
+    a->weight_decay = 0.0;
+    a->max_grad_norm = 1.0;
+    a->num_train_epochs = 3.0;
+    a->adam_beta1 = 0.9;
+    a->adam_beta2 = 0.999;
+    a->adam_epsilon = 1e-8;
+    a->max_steps = -1;
+    a->per_device_train_batch_size = 8;
+    a->gradient_accumulation_steps = 1;
+    a->logging_steps = 500;
+    a->eval_steps = 0;
+    a->save_steps = 500;
+    a->seed = 42;
+    a->max_seq_length = 512;
+    a->lr_scheduler_type = CP_SCHED_LINEAR;
+    a->text_field = "text";
+    a->progress = -1;
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t mix(uint64_t a, uint64_t b) {
+    uint64_t z = a * 0x9e3779b97f4a7c15ull ^ (b + 0x632be59bd9b4e019ull + (a << 6) + (a >> 2));
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    return z ^ (z >> 31);
+}
+
+typedef struct { double *step, *value; int n, cap; } series;
+
+static void series_add(series *s, double step, double value) {
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 256;
+        double *a = cp_realloc(s->step, (size_t)cap * sizeof *a, "history"), *b = a ? cp_realloc(s->value, (size_t)cap * sizeof *b, "history") : NULL;
+        if (!a || !b) return;
+        s->step = a;
+        s->value = b;
+        s->cap = cap;
+    }
+    s->step[s->n] = step;
+    s->value[s->n++] = value;
+}
+
+typedef struct {
+    const cp_train_args *a;
+    cp_model *m;
+    cp_tokenizer *tok;
+    cp_dataset train, eval;
+    int has_eval;
+    cp_param **params;
+    int n_params;
+    cp_adamw opt;
+    int64_t pad_id, batches_per_epoch, total_steps, warmup_steps, start_step;
+    int64_t *order;
+    int64_t order_epoch;
+    series train_loss, eval_loss;
+    FILE *metrics;
+} run_state;
+
+/* ---- the adapter ------------------------------------------------------------------------------- */
+
+static char **split_list(const char *s, int *n) {
+    *n = 0;
+    if (!s || !*s) return NULL;
+    int count = 1;
+    for (const char *p = s; *p; p++) count += *p == ',';
+    char **list = cp_calloc((size_t)count, sizeof *list, "a list");
+    if (!list) return NULL;
+    const char *start = s;
+    for (const char *p = s;; p++) {
+        if (*p == ',' || !*p) {
+            size_t len = (size_t)(p - start);
+            if (len) {
+                list[*n] = cp_malloc(len + 1, "a list entry");
+                if (list[*n]) { memcpy(list[*n], start, len); list[*n][len] = '\0'; (*n)++; }
+            }
+            if (!*p) break;
+            start = p + 1;
+        }
+    }
+    return list;
+}
+
+static cp_status config_from_flags(const cp_train_args *a, cp_lora_config *cfg) {
+    cp_lora_config_init(cfg);
+    cfg->task_type = cp_strdup("CAUSAL_LM");
+    cfg->r = a->lora_r;
+    cfg->lora_alpha = a->lora_alpha;
+    cfg->lora_alpha_is_int = a->lora_alpha == floor(a->lora_alpha);
+    cfg->lora_dropout = a->lora_dropout;
+    if (a->target_modules && !strcasecmp(a->target_modules, "all-linear")) cfg->target_kind = CP_TARGETS_ALL_LINEAR;
+    else if (a->target_modules) {
+        cfg->target_kind = CP_TARGETS_LIST;
+        cfg->target_modules = split_list(a->target_modules, &cfg->n_target_modules);
+    }
+    if (a->modules_to_save) cfg->modules_to_save = split_list(a->modules_to_save, &cfg->n_modules_to_save);
+    if (!strcmp(a->bias, "none")) cfg->bias = CP_LORA_BIAS_NONE;
+    else if (!strcmp(a->bias, "all")) cfg->bias = CP_LORA_BIAS_ALL;
+    else if (!strcmp(a->bias, "lora_only")) cfg->bias = CP_LORA_BIAS_LORA_ONLY;
+    else return cp_error("--bias: \"%s\" is not one of none, all, lora_only", a->bias);
+    if (cfg->lora_dropout < 0 || cfg->lora_dropout >= 1) return cp_error("--lora-dropout must be in [0, 1)");
+    return cp_lora_config_validate(cfg, "LoRA flags");
+}
+
+static cp_status setup_adapter(run_state *r) {
+    const cp_train_args *a = r->a;
+    if (a->resume_from) return cp_adapter_load(r->m, a->resume_from, "default", 1, 1);
+    cp_lora_config cfg;
+    cp_status st = a->peft_config_path ? cp_lora_config_load(&cfg, a->peft_config_path) : config_from_flags(a, &cfg);
+    if (st == CP_OK) {
+        cp_rng rng;
+        cp_rng_seed(&rng, mix((uint64_t)a->seed, 0x1a2b));
+        st = cp_peft_add_adapter(r->m, "default", &cfg, &rng, 1, 1);
+    }
+    cp_lora_config_free(&cfg);
+    return st;
+}
+
+/* ---- batches ----------------------------------------------------------------------------------- */
+
+static cp_status micro_batch(run_state *r, int64_t g, cp_batch_data *bd) {
+    const int64_t B = r->a->per_device_train_batch_size;
+    int64_t epoch = g / r->batches_per_epoch, j = g % r->batches_per_epoch;
+    if (epoch != r->order_epoch) {
+        for (int64_t i = 0; i < r->train.n; i++) r->order[i] = i;
+        cp_rng rng;
+        cp_rng_seed(&rng, mix((uint64_t)r->a->seed, (uint64_t)epoch + 1));
+        cp_dataset_shuffle(r->order, r->train.n, &rng);
+        r->order_epoch = epoch;
+    }
+    int64_t start = j * B, count = r->train.n - start < B ? r->train.n - start : B;
+    return cp_batch_make(&r->train, r->order, start, count, r->pad_id, bd);
+}
+
+static cp_batch as_batch(const cp_batch_data *bd) {
+    cp_batch b = {.B = bd->B, .T = bd->T, .input_ids = bd->input_ids, .attention_mask = bd->attention_mask, .labels = bd->labels};
+    return b;
+}
+
+static cp_status eval_loss(run_state *r, double *loss) {
+    const int64_t B = r->a->per_device_train_batch_size;
+    int64_t *order = cp_malloc((size_t)r->eval.n * sizeof *order, "eval order");
+    if (!order) return CP_ERR;
+    for (int64_t i = 0; i < r->eval.n; i++) order[i] = i;
+    cp_batch_data bd = {0};
+    double sum = 0;
+    int64_t count = 0;
+    cp_status st = CP_OK;
+    for (int64_t s = 0; s < r->eval.n && st == CP_OK; s += B) {
+        if ((st = cp_batch_make(&r->eval, order, s, r->eval.n - s < B ? r->eval.n - s : B, r->pad_id, &bd)) != CP_OK) break;
+        cp_batch b = as_batch(&bd);
+        cp_outputs out = {0};
+        if ((st = cp_model_forward(r->m, &b, &out)) != CP_OK) break;
+        if (out.loss_tokens) { sum += out.loss * (double)out.loss_tokens; count += out.loss_tokens; }
+    }
+    cp_batch_data_free(&bd);
+    cp_free(order);
+    *loss = count ? sum / (double)count : NAN;
+    return st;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------- */
+
+static cp_status write_state(run_state *r, const char *dir, int64_t step) {
+    /* optimizer moments, keyed by parameter name */
+    cp_st_write_tensor *t = cp_calloc((size_t)(2 * r->n_params), sizeof *t, "optimizer tensors");
+    char **names = cp_calloc((size_t)(2 * r->n_params), sizeof *names, "optimizer names");
+    cp_status st = t && names ? CP_OK : CP_ERR;
+    for (int i = 0; st == CP_OK && i < r->n_params; i++)
+        for (int k = 0; k < 2; k++) {
+            cp_strbuf sb;
+            cp_sb_init(&sb);
+            cp_sb_printf(&sb, "%s.%s", r->params[i]->name, k ? "exp_avg_sq" : "exp_avg");
+            names[2 * i + k] = cp_sb_finish(&sb);
+            cp_st_write_tensor *w = &t[2 * i + k];
+            w->name = names[2 * i + k];
+            w->dtype = CP_F32;
+            w->ndim = r->params[i]->ndim;
+            w->shape[0] = r->params[i]->shape[0];
+            w->shape[1] = r->params[i]->shape[1];
+            w->data = k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
+        }
+    char *path = st == CP_OK ? cp_path_join(dir, "optimizer.safetensors") : NULL;
+    if (st == CP_OK) st = path ? cp_st_write(path, t, 2 * r->n_params, NULL, NULL, 0) : CP_ERR;
+    cp_free(path);
+    for (int i = 0; names && i < 2 * r->n_params; i++) cp_free(names[i]);
+    cp_free(names);
+    cp_free(t);
+    if (st != CP_OK) return st;
+    /* trainer_state.json: where the run is and what it was run with */
+    const cp_train_args *a = r->a;
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    char f1[40], f2[40];
+    cp_sb_printf(&sb, "{\n  \"global_step\": %lld,\n  \"max_steps\": %lld,\n  \"seed\": %lld,\n  \"train_examples\": %lld,\n"
+                      "  \"per_device_train_batch_size\": %lld,\n  \"gradient_accumulation_steps\": %lld,\n"
+                      "  \"learning_rate\": %s,\n  \"lr_scheduler_type\": \"%s\",\n  \"warmup_steps\": %lld,\n"
+                      "  \"max_seq_length\": %lld,\n  \"weight_decay\": %s,\n  \"log_history\": [",
+                 (long long)step, (long long)r->total_steps, (long long)a->seed, (long long)r->train.n,
+                 (long long)a->per_device_train_batch_size, (long long)a->gradient_accumulation_steps,
+                 cp_py_float_repr(a->learning_rate, f1, sizeof f1), cp_schedule_name(a->lr_scheduler_type),
+                 (long long)r->warmup_steps, (long long)a->max_seq_length, cp_py_float_repr(a->weight_decay, f2, sizeof f2));
+    for (int i = 0; i < r->train_loss.n; i++)
+        cp_sb_printf(&sb, "%s\n    {\"step\": %.0f, \"loss\": %.6f}", i ? "," : "", r->train_loss.step[i], r->train_loss.value[i]);
+    for (int i = 0; i < r->eval_loss.n; i++)
+        cp_sb_printf(&sb, "%s\n    {\"step\": %.0f, \"eval_loss\": %.6f}", (i || r->train_loss.n) ? "," : "", r->eval_loss.step[i],
+                     r->eval_loss.value[i]);
+    cp_sb_append(&sb, "\n  ]\n}\n");
+    char *text = cp_sb_finish(&sb);
+    path = cp_path_join(dir, "trainer_state.json");
+    st = text && path ? cp_write_file_atomic(path, text, strlen(text)) : CP_ERR;
+    cp_free(text);
+    cp_free(path);
+    return st;
+}
+
+static cp_status write_plot(run_state *r) {
+    char *png = cp_path_join(r->a->output_dir, "loss.png");
+    if (!png) return CP_ERR;
+    cp_status st = cp_plot_loss_png(png, r->train_loss.step, r->train_loss.value, r->train_loss.n, r->eval_loss.step,
+                                    r->eval_loss.value, r->eval_loss.n, "cpeft train: loss");
+    cp_free(png);
+    return st;
+}
+
+static cp_status save_checkpoint(run_state *r, int64_t step) {
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%lld", (long long)step);
+    char *final = cp_path_join(r->a->output_dir, name), *staging = NULL;
+    if (!final) return CP_ERR;
+    cp_status st = cp_dir_begin(final, &staging);
+    if (st == CP_OK) st = cp_adapter_save(r->m, "default", staging);
+    if (st == CP_OK) st = write_state(r, staging, step);
+    if (st == CP_OK) st = cp_dir_commit(&staging, final);
+    else cp_dir_abort(&staging);
+    if (st == CP_OK) st = write_plot(r);
+    if (st != CP_OK) cp_error_context("saving %s (the previous checkpoint is intact)", final);
+    cp_free(final);
+    return st;
+}
+
+static cp_status load_checkpoint_state(run_state *r, const char *dir) {
+    char *path = cp_path_join(dir, "trainer_state.json");
+    cJSON *root = NULL;
+    cp_status st = path ? cp_json_read_file(path, &root) : CP_ERR;
+    int64_t step = 0, seed = 0, bs = 0, ga = 0, n = 0;
+    if (st == CP_OK &&
+        (cp_json_get_int(root, "global_step", 0, 1, &step, path) != CP_OK || cp_json_get_int(root, "seed", 0, 1, &seed, path) != CP_OK ||
+         cp_json_get_int(root, "per_device_train_batch_size", 0, 1, &bs, path) != CP_OK ||
+         cp_json_get_int(root, "gradient_accumulation_steps", 0, 1, &ga, path) != CP_OK ||
+         cp_json_get_int(root, "train_examples", 0, 1, &n, path) != CP_OK))
+        st = CP_ERR;
+    if (st == CP_OK && (seed != r->a->seed || bs != r->a->per_device_train_batch_size || ga != r->a->gradient_accumulation_steps ||
+                        n != r->train.n))
+        st = cp_error("%s: the checkpoint was made with --seed %lld, batch size %lld, accumulation %lld on %lld examples; "
+                      "resume with the same settings and data (now: %lld, %lld, %lld, %lld)",
+                      dir, (long long)seed, (long long)bs, (long long)ga, (long long)n, (long long)r->a->seed,
+                      (long long)r->a->per_device_train_batch_size, (long long)r->a->gradient_accumulation_steps, (long long)r->train.n);
+    const cJSON *hist = st == CP_OK ? cJSON_GetObjectItem(root, "log_history") : NULL, *e;
+    cJSON_ArrayForEach(e, hist) {
+        const cJSON *s = cJSON_GetObjectItem(e, "step"), *l = cJSON_GetObjectItem(e, "loss"), *el = cJSON_GetObjectItem(e, "eval_loss");
+        if (s && l) series_add(&r->train_loss, s->valuedouble, l->valuedouble);
+        if (s && el) series_add(&r->eval_loss, s->valuedouble, el->valuedouble);
+    }
+    cJSON_Delete(root);
+    cp_free(path);
+    if (st != CP_OK) return st;
+    /* optimizer moments */
+    path = cp_path_join(dir, "optimizer.safetensors");
+    cp_safetensors f;
+    st = path ? cp_st_open(&f, path) : CP_ERR;
+    for (int i = 0; st == CP_OK && i < r->n_params; i++)
+        for (int k = 0; k < 2 && st == CP_OK; k++) {
+            char key[1024];
+            snprintf(key, sizeof key, "%s.%s", r->params[i]->name, k ? "exp_avg_sq" : "exp_avg");
+            const cp_st_tensor *t = cp_st_find(&f, key);
+            if (!t || t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: no matching tensor \"%s\"", path, key);
+            else memcpy(k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i], t->data, (size_t)t->numel * sizeof(float));
+        }
+    if (path) cp_st_close(&f);
+    cp_free(path);
+    r->opt.step = step;
+    r->start_step = step;
+    return st;
+}
+
+/* ---- the memory plan ---------------------------------------------------------------------------- */
+
+static cp_status measure_activations(run_state *r, int64_t T, int recompute, size_t *bytes) {
+    const int64_t B = r->a->per_device_train_batch_size;
+    int64_t *ids = cp_calloc((size_t)(B * T), sizeof *ids, "plan batch");
+    if (!ids) return CP_ERR;
+    for (int64_t i = 0; i < B * T; i++) ids[i] = i % 7 + 1;
+    cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
+    cp_arena_free(&r->m->arena);
+    cp_arena_init(&r->m->arena);
+    double s;
+    int64_t n;
+    cp_status st = cp_model_forward_backward(r->m, &b, 1.0, recompute, &s, &n);
+    *bytes = cp_arena_high_water(&r->m->arena);
+    cp_zero_grads(r->params, r->n_params);
+    cp_free(ids);
+    return st;
+}
+
+static cp_status print_plan(run_state *r) {
+    int64_t frozen = 0, mapped = 0, trainable = 0, all = 0;
+    cp_param **ps;
+    int n;
+    if (cp_module_params(r->m->root, &ps, &n) != CP_OK) return CP_ERR;
+    for (int i = 0; i < n; i++) {
+        if (ps[i]->tied_to || ps[i]->grad) continue;
+        frozen += ps[i]->numel;
+        if (!ps[i]->owns_data) mapped += ps[i]->numel;
+    }
+    cp_free(ps);
+    for (int i = 0; i < r->n_params; i++) trainable += r->params[i]->numel;
+    cp_model_trainable_parameters(r->m, &(int64_t){0}, &all);
+    int64_t T = 2;
+    for (int64_t i = 0; i < r->train.n; i++) T = r->train.examples[i].len > T ? r->train.examples[i].len : T;
+    size_t act = 0, act_other = 0;
+    if (measure_activations(r, T, r->a->gradient_checkpointing, &act) != CP_OK) return CP_ERR;
+    if (r->a->gradient_checkpointing && measure_activations(r, T, 0, &act_other) != CP_OK) return CP_ERR;
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
+    printf("memory plan (batch %lld x %lld tokens):\n", (long long)r->a->per_device_train_batch_size, (long long)T);
+    printf("  frozen weights        %12s  (%s memory-mapped from the checkpoint, shared with the page cache)\n",
+           cp_format_bytes((double)frozen * 4, b1, sizeof b1), cp_format_bytes((double)mapped * 4, b2, sizeof b2));
+    printf("  trainable parameters  %12s  (%lld values)\n", cp_format_bytes((double)trainable * 4, b3, sizeof b3), (long long)trainable);
+    printf("  gradients             %12s\n", b3);
+    printf("  optimizer state       %12s  (AdamW exp_avg + exp_avg_sq)\n", cp_format_bytes((double)trainable * 8, b4, sizeof b4));
+    printf("  activations           %12s  (measured peak of one forward + backward)\n", cp_format_bytes((double)act, b5, sizeof b5));
+    if (r->a->gradient_checkpointing)
+        printf("                                      --gradient-checkpointing saves %s (without it: %s)\n",
+               cp_format_bytes((double)act_other - (double)act, b6, sizeof b6), cp_format_bytes((double)act_other, b1, sizeof b1));
+    printf("  total                 %12s\n", cp_format_bytes((double)frozen * 4 + (double)trainable * 16 + (double)act, b2, sizeof b2));
+    return CP_OK;
+}
+
+/* ---- progress ---------------------------------------------------------------------------------- */
+
+static void format_duration(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) { snprintf(buf, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%lds", t);
+}
+
+/* ---- the run ----------------------------------------------------------------------------------- */
+
+static cp_status check_args(const cp_train_args *a) {
+    if (!a->model_dir || !a->data_path || !a->output_dir) return cp_error("train needs --model, --data and --output-dir");
+    if (a->per_device_train_batch_size <= 0) return cp_error("--per-device-train-batch-size must be positive");
+    if (a->gradient_accumulation_steps <= 0) return cp_error("--gradient-accumulation-steps must be positive");
+    if (!(a->learning_rate > 0) || !isfinite(a->learning_rate)) return cp_error("--learning-rate must be a positive number");
+    if (a->max_steps <= 0 && !(a->num_train_epochs > 0)) return cp_error("give --max-steps or a positive --num-train-epochs");
+    if (a->max_seq_length < 2) return cp_error("--max-seq-length must be at least 2");
+    if (a->logging_steps <= 0 || a->save_steps < 0 || a->eval_steps < 0) return cp_error("--logging-steps must be positive, --save-steps and --eval-steps >= 0");
+    if (a->validation_split < 0 || a->validation_split >= 1) return cp_error("--validation-split must be in [0, 1)");
+    if (a->warmup_ratio < 0 || a->warmup_ratio > 1) return cp_error("--warmup-ratio must be in [0, 1]");
+    return CP_OK;
+}
+
+static cp_status check_output_dir(const char *dir) {
+    if (cp_mkdirs(dir) != CP_OK) return CP_ERR;
+    char *probe = cp_path_join(dir, ".cpeft-write-test");
+    cp_status st = probe ? cp_write_file_atomic(probe, "ok", 2) : CP_ERR;
+    if (st != CP_OK) st = cp_error("%s: output directory is not writable", dir);
+    if (probe) unlink(probe);
+    cp_free(probe);
+    return st;
+}
+
+static void run_free(run_state *r) {
+    if (r->metrics) fclose(r->metrics);
+    cp_adamw_free(&r->opt);
+    cp_free(r->params);
+    cp_free(r->order);
+    cp_dataset_free(&r->train);
+    if (r->has_eval) cp_dataset_free(&r->eval);
+    cp_free(r->train_loss.step);
+    cp_free(r->train_loss.value);
+    cp_free(r->eval_loss.step);
+    cp_free(r->eval_loss.value);
+    cp_tokenizer_free(r->tok);
+    cp_model_free(r->m);
+}
+
+cp_status cp_train(const cp_train_args *a, int *interrupted) {
+    *interrupted = 0;
+    if (check_args(a) != CP_OK) return CP_ERR;
+    run_state r;
+    memset(&r, 0, sizeof r);
+    r.a = a;
+    r.order_epoch = -1;
+    cp_status st = check_output_dir(a->output_dir);
+    if (st == CP_OK) st = cp_model_load(&r.m, a->model_dir, CP_LOAD_WEIGHTS);
+    if (st == CP_OK) st = cp_tokenizer_load_dir(&r.tok, a->model_dir);
+    if (st != CP_OK) { run_free(&r); return CP_ERR; }
+    const cp_model_config *mc = &r.m->config;
+    if (mc->embd_dropout > 0 || mc->attn_dropout > 0 || mc->resid_dropout > 0)
+        cp_warn("the model's own dropout (embedding %g, attention %g, residual %g) is not applied during training; "
+                "only lora_dropout is", mc->embd_dropout, mc->attn_dropout, mc->resid_dropout);
+    if (a->max_seq_length > mc->max_positions) {
+        cp_error("--max-seq-length %lld exceeds the model's %lld positions", (long long)a->max_seq_length, (long long)mc->max_positions);
+        run_free(&r);
+        return CP_ERR;
+    }
+    /* pad: the tokenizer's, else eos (documented default), as most fine-tuning scripts set it */
+    int32_t pad = cp_tokenizer_special_id(r.tok, CP_SPECIAL_PAD);
+    if (pad == CP_TOKEN_NONE) {
+        pad = cp_tokenizer_special_id(r.tok, CP_SPECIAL_EOS);
+        if (pad == CP_TOKEN_NONE) { cp_error("the tokenizer has neither a pad nor an eos token"); run_free(&r); return CP_ERR; }
+        printf("pad token: not set in the tokenizer; padding with the eos token (id %d), which never enters the loss\n", pad);
+    }
+    r.pad_id = pad;
+
+    cp_data_options dopt = {.path = a->data_path, .format = CP_DATA_AUTO, .text_field = a->text_field,
+                            .max_seq_length = a->max_seq_length, .strict = a->strict};
+    if ((st = cp_dataset_load(&r.train, r.tok, &dopt)) != CP_OK) { run_free(&r); return CP_ERR; }
+    if (a->eval_data_path) {
+        dopt.path = a->eval_data_path;
+        if ((st = cp_dataset_load(&r.eval, r.tok, &dopt)) != CP_OK) { run_free(&r); return CP_ERR; }
+        r.has_eval = 1;
+    } else if (a->validation_split > 0) {
+        if ((st = cp_dataset_split(&r.train, a->validation_split, (uint64_t)a->seed, &r.eval)) != CP_OK) { run_free(&r); return CP_ERR; }
+        r.has_eval = 1;
+    }
+    if (r.train.n_target_tokens == 0) {
+        cp_error("%s: the data has no response tokens to learn from (every label is masked)", a->data_path);
+        run_free(&r);
+        return CP_ERR;
+    }
+    printf("data: %lld training examples (%lld tokens, %lld with loss)%s", (long long)r.train.n, (long long)r.train.n_tokens,
+           (long long)r.train.n_target_tokens, r.train.n_skipped ? "" : "\n");
+    if (r.train.n_skipped) printf(", %lld malformed records skipped\n", (long long)r.train.n_skipped);
+    if (r.has_eval) printf("      %lld evaluation examples\n", (long long)r.eval.n);
+
+    if ((st = setup_adapter(&r)) != CP_OK || (st = cp_peft_trainable_params(r.m, &r.params, &r.n_params)) != CP_OK) {
+        run_free(&r);
+        return CP_ERR;
+    }
+    cp_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
+    r.order = cp_malloc((size_t)r.train.n * sizeof *r.order, "the epoch order");
+    if (!r.order || cp_adamw_init(&r.opt, r.params, r.n_params, oc) != CP_OK) { run_free(&r); return CP_ERR; }
+
+    const int64_t B = a->per_device_train_batch_size, GA = a->gradient_accumulation_steps;
+    r.batches_per_epoch = (r.train.n + B - 1) / B;
+    int64_t steps_per_epoch = r.batches_per_epoch / GA > 0 ? r.batches_per_epoch / GA : 1;
+    r.total_steps = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * (double)steps_per_epoch);
+    r.warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)ceil(a->warmup_ratio * (double)r.total_steps);
+    if (a->resume_from && (st = load_checkpoint_state(&r, a->resume_from)) != CP_OK) { run_free(&r); return CP_ERR; }
+
+    char *line = cp_model_trainable_parameters_line(r.m, CP_PEFT_LINE_NOTEBOOK);
+    if ((st = print_plan(&r)) != CP_OK) { cp_free(line); run_free(&r); return CP_ERR; }
+    printf("%s\n", line ? line : "");
+    cp_free(line);
+    printf("training: %lld steps (%lld per epoch, batch %lld x %lld accumulation), lr %g %s, warmup %lld steps%s\n",
+           (long long)r.total_steps, (long long)steps_per_epoch, (long long)B, (long long)GA, a->learning_rate,
+           cp_schedule_name(a->lr_scheduler_type), (long long)r.warmup_steps,
+           a->resume_from ? " — resuming" : "");
+    if (a->resume_from) printf("resumed from %s at step %lld\n", a->resume_from, (long long)r.start_step);
+
+    char *metrics_path = cp_path_join(a->output_dir, "metrics.jsonl");
+    r.metrics = metrics_path ? fopen(metrics_path, a->resume_from ? "a" : "w") : NULL;
+    cp_free(metrics_path);
+    if (!r.metrics) { cp_error("%s: cannot write metrics.jsonl", a->output_dir); run_free(&r); return CP_ERR; }
+
+    stop_requested = 0;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    const int live = a->progress == 1 || (a->progress < 0 && isatty(1));
+
+    cp_batch_data *bd = cp_calloc((size_t)GA, sizeof *bd, "micro-batches");
+    cp_batch *micro = cp_calloc((size_t)GA, sizeof *micro, "micro-batches");
+    if (!bd || !micro) st = CP_ERR;
+    double t_start = now(), log_loss = 0, log_tokens = 0, log_t0 = now();
+    int64_t log_count = 0, step;
+    double last_norm = 0;
+    for (step = r.start_step; st == CP_OK && step < r.total_steps; step++) {
+        for (int64_t i = 0; i < GA && st == CP_OK; i++) {
+            st = micro_batch(&r, step * GA + i, &bd[i]);
+            micro[i] = as_batch(&bd[i]);
+        }
+        if (st != CP_OK) break;
+        double lr = a->learning_rate * cp_schedule_factor(a->lr_scheduler_type, step, r.warmup_steps, r.total_steps);
+        cp_step_result res;
+        if ((st = cp_train_step(r.m, &r.opt, micro, (int)GA, lr, a->max_grad_norm, a->gradient_checkpointing,
+                                mix((uint64_t)a->seed, (uint64_t)(step * GA) + 0x5eed), &res)) != CP_OK)
+            break;
+        if (!isfinite(res.loss) || !isfinite(res.grad_norm)) {
+            if (live) printf("\n");
+            st = cp_error("step %lld: the loss is %s (grad norm %g); stopping without applying it. The last good checkpoint "
+                          "is kept in %s; try a lower --learning-rate", (long long)step + 1, isnan(res.loss) ? "NaN" : "infinite",
+                          res.grad_norm, a->output_dir);
+            break;
+        }
+        last_norm = res.grad_norm;
+        log_loss += res.loss;
+        log_tokens += (double)res.n_tokens;
+        log_count++;
+        int64_t done = step + 1;
+        double elapsed = now() - t_start, per_step = elapsed / (double)(done - r.start_step);
+        char eta[32];
+        format_duration(per_step * (double)(r.total_steps - done), eta, sizeof eta);
+        if (live) {
+            int width = 24, fill = (int)((double)width * (double)done / (double)r.total_steps);
+            printf("\r[%.*s%.*s] step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  ETA %s   ", fill,
+                   "########################", width - fill, "........................", (long long)done,
+                   (long long)r.total_steps, res.loss, lr, res.grad_norm, eta);
+            fflush(stdout);
+        }
+        if (done % a->logging_steps == 0 || done == r.total_steps) {
+            double mean = log_loss / (double)log_count, tps = log_tokens / (now() - log_t0);
+            series_add(&r.train_loss, (double)done, mean);
+            if (live) printf("\r");
+            printf("step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f | %.0f tokens/s | ETA %s%s\n", (long long)done,
+                   (long long)r.total_steps, mean, lr, last_norm, tps, eta, live ? "          " : "");
+            fprintf(r.metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"learning_rate\": %.6e, \"grad_norm\": %.6f, "
+                               "\"tokens_per_second\": %.1f}\n",
+                    (long long)done, (double)(done * GA) / (double)r.batches_per_epoch, mean, lr, last_norm, tps);
+            fflush(r.metrics);
+            fflush(stdout);
+            log_loss = log_tokens = 0;
+            log_count = 0;
+            log_t0 = now();
+        }
+        if (r.has_eval && a->eval_steps > 0 && (done % a->eval_steps == 0 || done == r.total_steps)) {
+            double el;
+            if ((st = eval_loss(&r, &el)) != CP_OK) break;
+            series_add(&r.eval_loss, (double)done, el);
+            printf("step %lld/%lld | eval loss %.4f | eval perplexity %.2f\n", (long long)done, (long long)r.total_steps, el, exp(el));
+            fprintf(r.metrics, "{\"step\": %lld, \"eval_loss\": %.6f}\n", (long long)done, el);
+            fflush(r.metrics);
+        }
+        if ((a->save_steps > 0 && done % a->save_steps == 0 && done < r.total_steps) || stop_requested) {
+            if ((st = save_checkpoint(&r, done)) != CP_OK) break;
+            printf("saved checkpoint-%lld\n", (long long)done);
+        }
+        if (stop_requested) {
+            printf("interrupted: saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
+                   a->output_dir, (long long)done, a->output_dir, (long long)done);
+            *interrupted = 1;
+            step++;
+            break;
+        }
+    }
+    sigaction(SIGINT, &old_sa, NULL);
+    for (int64_t i = 0; bd && i < GA; i++) cp_batch_data_free(&bd[i]);
+    cp_free(bd);
+    cp_free(micro);
+    if (st == CP_OK && !*interrupted) {
+        if (r.has_eval && a->eval_steps == 0) {
+            double el;
+            if ((st = eval_loss(&r, &el)) == CP_OK) {
+                series_add(&r.eval_loss, (double)step, el);
+                printf("eval loss %.4f | eval perplexity %.2f\n", el, exp(el));
+                fprintf(r.metrics, "{\"step\": %lld, \"eval_loss\": %.6f}\n", (long long)step, el);
+            }
+        }
+        if (st == CP_OK) st = cp_adapter_save(r.m, "default", a->output_dir);
+        if (st == CP_OK) st = write_plot(&r);
+        if (st == CP_OK)
+            printf("saved the adapter to %s (adapter_config.json, adapter_model.safetensors, loss.png, metrics.jsonl) in %.1f s\n",
+                   a->output_dir, now() - t_start);
+    }
+    run_free(&r);
+    return st;
+}
