@@ -12,6 +12,7 @@ Fixture families (run in this order; see tests/reference/README.md for the file 
     configs   tests/fixtures/configs/<short>/config.json   real-model configs (published values)
     eval      tests/fixtures/eval/                     `cpeft eval` loss over id and text streams
     lora      tests/fixtures/lora/<case>/              PEFT LoRA adapters + logits, counts, repr, errors (oracle_lora.py)
+    train     tests/fixtures/train/                    gradients, AdamW steps, lr schedules, training data (oracle_train.py)
 
 --only takes family names, item names or "family:item", shell globs allowed, e.g.
     --only forward            --only 'gpt2_*'          --only 'forward:gpt_neo_tiny.*'
@@ -463,6 +464,8 @@ def fam_eval(ctx: Context) -> list[Item]:
 
 import oracle_lora  # noqa: E402  (registers the "lora" family)
 CHECKERS.update(oracle_lora.CHECKERS)
+import oracle_train  # noqa: E402  (registers the "train" family)
+CHECKERS.update(oracle_train.CHECKERS)
 
 
 # =================================================================================================

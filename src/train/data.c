@@ -1,0 +1,498 @@
+/*
+ * data.c — training data: a file read into tokenized examples, validation splits, epoch shuffles and
+ * padded batches; see data.h for the formats.
+ *
+ * Loading is one pass over the file. The format is chosen by the first non-space byte: '[' is a JSON
+ * array, '{' is JSONL, anything else is plain text. JSON records are parsed one at a time with
+ * cJSON_ParseWithLengthOpts, whose end pointer gives the start of the next record, so every record
+ * knows its line in the file (for "file:line:" messages) and memory stays at one record's tree. A line
+ * cursor only moves forward, so counting lines costs O(file) in all.
+ *
+ * A malformed record goes through bad_record(): with `strict` it is the error; otherwise it is counted,
+ * the first message is kept, and one warning at the end names the count and the first. A JSON array
+ * whose syntax breaks cannot be resynchronised, so that is an error in either mode; a bad JSONL line
+ * only loses that line.
+ *
+ * Not here: chat templates, packing of several records into one sequence, streaming of files larger
+ * than memory.
+ */
+#include "train/data.h"
+#include "core/alloc.h"
+
+#include <assert.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/fsutil.h"
+#include "io/json.h"
+
+#define IGNORE_INDEX (-100) /* label value where no loss is taken (PyTorch's CrossEntropyLoss default) */
+
+/* ---- the loader -------------------------------------------------------------------------------- */
+
+typedef struct {
+    cp_dataset *ds;
+    const cp_tokenizer *tok;
+    const char *path;
+    const char *text_field;
+    int64_t max_len;
+    int strict;
+    cp_data_format kind;   /* record kind: CP_DATA_AUTO until the first object decides it */
+    int32_t eos;
+    int64_t cap;           /* capacity of ds->examples */
+    char first_bad[1024];  /* the first malformed-record message */
+    cp_encoding enc, enc2; /* reused across records */
+    int32_t *scratch;      /* ids of the record being built */
+    int64_t scratch_cap;
+    char *prompt;          /* the rendered Alpaca prompt */
+    size_t prompt_cap;
+    /* line cursor: `line` is the 1-based line of text[pos] */
+    const char *text;
+    size_t pos;
+    int64_t line;
+} loader;
+
+/* The 1-based line of text[p]; p must not be before the last position asked about. */
+static int64_t line_at(loader *L, size_t p) {
+    assert(p >= L->pos);
+    const char *s = L->text + L->pos, *end = L->text + p;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        if (!nl) break;
+        L->line++;
+        s = nl + 1;
+    }
+    L->pos = p;
+    return L->line;
+}
+
+/* Reports a malformed record "PATH:LINE: what". Returns CP_ERR (the error) with `strict`, else
+ * counts it and returns CP_OK so the caller moves on. */
+__attribute__((format(printf, 3, 4)))
+static cp_status bad_record(loader *L, int64_t line, const char *fmt, ...) {
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s:%lld: %s", L->path, (long long)line, what);
+    if (L->strict) return cp_error("%s", msg);
+    if (L->ds->n_skipped++ == 0) snprintf(L->first_bad, sizeof L->first_bad, "%s", msg);
+    return CP_OK;
+}
+
+static cp_status grow_scratch(loader *L, int64_t need) {
+    if (need <= L->scratch_cap) return CP_OK;
+    int64_t cap = L->scratch_cap ? L->scratch_cap : 256;
+    while (cap < need) cap *= 2;
+    int32_t *p = cp_realloc(L->scratch, (size_t)cap * sizeof *p, "token ids");
+    if (!p) return CP_ERR;
+    L->scratch = p;
+    L->scratch_cap = cap;
+    return CP_OK;
+}
+
+/* Appends one example: ids[0..n) truncated to max_len, labels IGNORE_INDEX on the first n_prompt
+ * tokens and the ids elsewhere. A record left without any label is malformed. */
+static cp_status push_example(loader *L, const int32_t *ids, int64_t n, int64_t n_prompt, int64_t line) {
+    cp_dataset *ds = L->ds;
+    int64_t len = n < L->max_len ? n : L->max_len;
+    int64_t kept_prompt = n_prompt < len ? n_prompt : len;
+    if (len - kept_prompt <= 0)
+        return bad_record(L, line, "no response tokens left after truncating to %lld tokens (the prompt has %lld)",
+                          (long long)L->max_len, (long long)n_prompt);
+    if (ds->n == L->cap) {
+        int64_t cap = L->cap ? 2 * L->cap : 64;
+        cp_example *p = cp_realloc(ds->examples, (size_t)cap * sizeof *p, "the examples");
+        if (!p) return CP_ERR;
+        ds->examples = p;
+        L->cap = cap;
+    }
+    cp_example ex = {.len = len, .line = line};
+    ex.ids = cp_malloc((size_t)len * sizeof *ex.ids, "token ids");
+    ex.labels = ex.ids ? cp_malloc((size_t)len * sizeof *ex.labels, "labels") : NULL;
+    if (!ex.labels) { cp_free(ex.ids); return CP_ERR; }
+    for (int64_t t = 0; t < len; t++) {
+        ex.ids[t] = ids[t];
+        ex.labels[t] = t < kept_prompt ? IGNORE_INDEX : ids[t];
+    }
+    ds->examples[ds->n++] = ex;
+    ds->n_tokens += len;
+    ds->n_target_tokens += len - kept_prompt;
+    if (n > len) ds->n_truncated++;
+    return CP_OK;
+}
+
+/* ---- plain text -------------------------------------------------------------------------------- */
+
+/* The whole file as one token stream, cut into blocks of max_len (the last partial block kept when it
+ * has at least two tokens, the least that gives a loss after the shift). */
+static cp_status load_stream(loader *L, const char *text, size_t len) {
+    if (cp_tokenizer_encode(L->tok, text, len, 1, &L->enc) != CP_OK)
+        return cp_error_context("%s: tokenizing the text", L->path);
+    const int32_t *ids = L->enc.ids;
+    int64_t n = (int64_t)L->enc.n;
+    for (int64_t off = 0; n - off >= 2; off += L->max_len) {
+        int64_t blk = n - off < L->max_len ? n - off : L->max_len;
+        if (push_example(L, ids + off, blk, 0, 0) != CP_OK) return CP_ERR;
+    }
+    if (L->ds->n == 0)
+        return cp_error("%s: no examples (the text gives %zu token%s; a block needs at least 2)", L->path,
+                        L->enc.n, L->enc.n == 1 ? "" : "s");
+    return CP_OK;
+}
+
+/* ---- JSON records ------------------------------------------------------------------------------- */
+
+/* A string field: *out = its value; "" when absent or null and !required. Returns 0 when the record
+ * is malformed (message already reported through bad_record, whose status is in *st). */
+static int get_string_field(loader *L, const cJSON *rec, const char *key, int required, int64_t line,
+                            const char **out, cp_status *st) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, key);
+    *out = "";
+    if (!v || cJSON_IsNull(v)) {
+        if (!required) return 1;
+        *st = bad_record(L, line, "missing field \"%s\"", key);
+        return 0;
+    }
+    if (!cJSON_IsString(v) || !v->valuestring) {
+        *st = bad_record(L, line, "field \"%s\" is %s, expected a string", key, cp_json_type_name(v));
+        return 0;
+    }
+    *out = v->valuestring;
+    return 1;
+}
+
+/* Fills L->prompt with `tmpl` where each "%s" is replaced, in order, by args[i] (the user text is
+ * copied, never read as a format). */
+static cp_status render_prompt(loader *L, const char *tmpl, const char *const *args, int nargs) {
+    size_t need = strlen(tmpl) + 1;
+    for (int i = 0; i < nargs; i++) need += strlen(args[i]);
+    if (need > L->prompt_cap) {
+        char *p = cp_realloc(L->prompt, need, "the prompt");
+        if (!p) return CP_ERR;
+        L->prompt = p;
+        L->prompt_cap = need;
+    }
+    char *w = L->prompt;
+    int a = 0;
+    for (const char *s = tmpl; *s; s++) {
+        if (s[0] == '%' && s[1] == 's' && a < nargs) {
+            size_t n = strlen(args[a]);
+            memcpy(w, args[a++], n);
+            w += n;
+            s++;
+        } else {
+            *w++ = *s;
+        }
+    }
+    *w = '\0';
+    return CP_OK;
+}
+
+/* JSON text record: tok(text) with special tokens, eos appended unless it is already last. */
+static cp_status text_record(loader *L, const cJSON *rec, int64_t line) {
+    const char *text;
+    cp_status st = CP_OK;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rec, L->text_field);
+    if (!v || cJSON_IsNull(v))
+        return bad_record(L, line, "missing field \"%s\" (records need \"%s\", or \"instruction\" and \"output\")",
+                          L->text_field, L->text_field);
+    if (!get_string_field(L, rec, L->text_field, 1, line, &text, &st)) return st;
+    size_t n = strlen(text);
+    if (n == 0) return bad_record(L, line, "field \"%s\" is empty", L->text_field);
+    if (cp_tokenizer_encode(L->tok, text, n, 1, &L->enc) != CP_OK)
+        return bad_record(L, line, "cannot tokenize field \"%s\": %s", L->text_field, cp_last_error());
+    int64_t m = (int64_t)L->enc.n;
+    if (m == 0) return bad_record(L, line, "field \"%s\" gives no tokens", L->text_field);
+    if (grow_scratch(L, m + 1) != CP_OK) return CP_ERR;
+    memcpy(L->scratch, L->enc.ids, (size_t)m * sizeof *L->scratch);
+    if (L->scratch[m - 1] != L->eos) L->scratch[m++] = L->eos;
+    return push_example(L, L->scratch, m, 0, line);
+}
+
+/* Instruction record: tok(prompt) ++ tok(output) ++ [eos], loss on the output and eos only. */
+static cp_status instruction_record(loader *L, const cJSON *rec, int64_t line) {
+    const char *instruction, *input, *output;
+    cp_status st = CP_OK;
+    if (!get_string_field(L, rec, "instruction", 1, line, &instruction, &st) ||
+        !get_string_field(L, rec, "input", 0, line, &input, &st) ||
+        !get_string_field(L, rec, "output", 1, line, &output, &st))
+        return st;
+    const char *args[2] = {instruction, input};
+    cp_status r = input[0] ? render_prompt(L, CP_ALPACA_PROMPT_INPUT, args, 2)
+                           : render_prompt(L, CP_ALPACA_PROMPT_NO_INPUT, args, 1);
+    if (r != CP_OK) return CP_ERR;
+    if (cp_tokenizer_encode(L->tok, L->prompt, strlen(L->prompt), 1, &L->enc) != CP_OK)
+        return bad_record(L, line, "cannot tokenize the prompt: %s", cp_last_error());
+    if (cp_tokenizer_encode(L->tok, output, strlen(output), 0, &L->enc2) != CP_OK)
+        return bad_record(L, line, "cannot tokenize field \"output\": %s", cp_last_error());
+    int64_t np = (int64_t)L->enc.n, no = (int64_t)L->enc2.n;
+    /* a tokenizer that appends eos itself (add_eos_token) would put one between prompt and response */
+    if (np > 0 && L->enc.ids[np - 1] == L->eos && L->enc.special_mask && L->enc.special_mask[np - 1]) np--;
+    if (grow_scratch(L, np + no + 1) != CP_OK) return CP_ERR;
+    memcpy(L->scratch, L->enc.ids, (size_t)np * sizeof *L->scratch);
+    memcpy(L->scratch + np, L->enc2.ids, (size_t)no * sizeof *L->scratch);
+    L->scratch[np + no] = L->eos;
+    return push_example(L, L->scratch, np + no + 1, np, line);
+}
+
+static cp_status json_record(loader *L, const cJSON *rec, int64_t line) {
+    if (!cJSON_IsObject(rec))
+        return bad_record(L, line, "record is %s, expected a JSON object", cp_json_type_name(rec));
+    if (L->kind == CP_DATA_AUTO) {
+        const cJSON *ins = cJSON_GetObjectItemCaseSensitive(rec, "instruction");
+        const cJSON *out = cJSON_GetObjectItemCaseSensitive(rec, "output");
+        L->kind = cJSON_IsString(ins) && cJSON_IsString(out) ? CP_DATA_INSTRUCTION : CP_DATA_JSON_TEXT;
+    }
+    return L->kind == CP_DATA_INSTRUCTION ? instruction_record(L, rec, line) : text_record(L, rec, line);
+}
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+static size_t skip_space(const char *text, size_t len, size_t p) {
+    while (p < len && is_space(text[p])) p++;
+    return p;
+}
+
+/* A JSON array of records, each parsed on its own so that its line is known. */
+static cp_status load_json_array(loader *L, const char *text, size_t len, size_t open) {
+    size_t p = skip_space(text, len, open + 1);
+    if (p < len && text[p] == ']') {
+        p = skip_space(text, len, p + 1);
+        if (p < len) return cp_error("%s:%lld: extra data after the JSON array", L->path, (long long)line_at(L, p));
+        return cp_error("%s: no examples (the JSON array is empty)", L->path);
+    }
+    for (;;) {
+        int64_t line = line_at(L, p);
+        const char *end = NULL;
+        cJSON *rec = p < len ? cJSON_ParseWithLengthOpts(text + p, len - p, &end, 0) : NULL;
+        if (!rec) {
+            size_t at = end && end >= text + p && end <= text + len ? (size_t)(end - text) : p;
+            int64_t eline = line_at(L, at);
+            size_t bol = at;
+            while (bol > 0 && text[bol - 1] != '\n') bol--;
+            if (at >= len) return cp_error("%s:%lld: the JSON array ends early (missing ']')", L->path, (long long)eline);
+            return cp_error("%s:%lld: invalid JSON at column %zu (a JSON array cannot be read past a syntax error)",
+                            L->path, (long long)eline, at - bol + 1);
+        }
+        cp_status st = json_record(L, rec, line);
+        cJSON_Delete(rec);
+        if (st != CP_OK) return CP_ERR;
+        p = skip_space(text, len, (size_t)(end - text));
+        if (p < len && text[p] == ',') { p = skip_space(text, len, p + 1); continue; }
+        if (p < len && text[p] == ']') break;
+        if (p >= len) return cp_error("%s:%lld: the JSON array ends early (missing ']')", L->path, (long long)line_at(L, p));
+        return cp_error("%s:%lld: expected ',' or ']' between records of the JSON array", L->path,
+                        (long long)line_at(L, p));
+    }
+    p = skip_space(text, len, p + 1);
+    if (p < len) return cp_error("%s:%lld: extra data after the JSON array", L->path, (long long)line_at(L, p));
+    return CP_OK;
+}
+
+/* JSONL: one record per non-blank line; a line that does not parse is one malformed record. */
+static cp_status load_jsonl(loader *L, const char *text, size_t len) {
+    int64_t line = 1;
+    for (size_t p = 0; p < len; line++) {
+        const char *nl = memchr(text + p, '\n', len - p);
+        size_t eol = nl ? (size_t)(nl - text) : len;
+        size_t q = skip_space(text, eol, p);
+        if (q < eol) {
+            const char *end = NULL;
+            cJSON *rec = cJSON_ParseWithLengthOpts(text + p, eol - p, &end, 0);
+            size_t at = end && end >= text + p && end <= text + eol ? (size_t)(end - text) : p;
+            cp_status st;
+            if (!rec) {
+                st = bad_record(L, line, "invalid JSON at column %zu", at - p + 1);
+            } else if (skip_space(text, eol, at) < eol) {
+                st = bad_record(L, line, "extra data after the JSON value at column %zu",
+                                skip_space(text, eol, at) - p + 1);
+            } else {
+                st = json_record(L, rec, line);
+            }
+            cJSON_Delete(rec);
+            if (st != CP_OK) return CP_ERR;
+        }
+        p = eol + 1;
+    }
+    return CP_OK;
+}
+
+/* ---- the public entry points -------------------------------------------------------------------- */
+
+static cp_status load_text(loader *L, const cp_data_options *opt, const char *text, size_t len) {
+    size_t p = 0;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p = 3; /* UTF-8 byte-order mark */
+    p = skip_space(text, len, p);
+    int json = opt->format == CP_DATA_JSON_TEXT || opt->format == CP_DATA_INSTRUCTION ||
+               (opt->format == CP_DATA_AUTO && p < len && (text[p] == '[' || text[p] == '{'));
+    if (!json) {
+        L->ds->format = CP_DATA_TEXT;
+        return load_stream(L, text, len);
+    }
+    if (opt->format != CP_DATA_AUTO) L->kind = opt->format;
+    L->eos = cp_tokenizer_special_id(L->tok, CP_SPECIAL_EOS);
+    if (L->eos == CP_TOKEN_NONE)
+        return cp_error("%s: JSON records end with the eos token, but the tokenizer has none "
+                        "(set \"eos_token\" in tokenizer_config.json)", L->path);
+    cp_status st = p < len && text[p] == '[' ? load_json_array(L, text, len, p) : load_jsonl(L, text, len);
+    if (st != CP_OK) return CP_ERR;
+    L->ds->format = L->kind == CP_DATA_AUTO ? CP_DATA_JSON_TEXT : L->kind;
+    if (L->ds->n == 0) {
+        if (L->ds->n_skipped)
+            return cp_error("%s: no examples (%lld malformed record%s skipped; first: %s)", L->path,
+                            (long long)L->ds->n_skipped, L->ds->n_skipped == 1 ? "" : "s", L->first_bad);
+        return cp_error("%s: no examples (the file has no records)", L->path);
+    }
+    if (L->ds->n_skipped)
+        cp_warn("skipped %lld malformed record%s; first: %s", (long long)L->ds->n_skipped,
+                L->ds->n_skipped == 1 ? "" : "s", L->first_bad);
+    return CP_OK;
+}
+
+cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt) {
+    memset(ds, 0, sizeof *ds);
+    if (!opt || !opt->path) return cp_error("no data file given");
+    if (!tok) return cp_error("%s: no tokenizer given to read the data with", opt->path);
+    if (opt->max_seq_length < 2)
+        return cp_error("%s: max_seq_length must be at least 2, got %lld", opt->path, (long long)opt->max_seq_length);
+    if (opt->format < CP_DATA_AUTO || opt->format > CP_DATA_INSTRUCTION)
+        return cp_error("%s: unknown data format %d", opt->path, (int)opt->format);
+    char *text = NULL;
+    size_t len = 0;
+    if (cp_read_file(opt->path, &text, &len) != CP_OK) return cp_error_context("data file");
+    loader L = {
+        .ds = ds, .tok = tok, .path = opt->path,
+        .text_field = opt->text_field && opt->text_field[0] ? opt->text_field : "text",
+        .max_len = opt->max_seq_length, .strict = opt->strict, .kind = CP_DATA_AUTO,
+        .eos = CP_TOKEN_NONE, .text = text, .pos = 0, .line = 1,
+    };
+    cp_status st = load_text(&L, opt, text, len);
+    cp_encoding_free(&L.enc);
+    cp_encoding_free(&L.enc2);
+    cp_free(L.scratch);
+    cp_free(L.prompt);
+    cp_free(text);
+    if (st != CP_OK) cp_dataset_free(ds);
+    return st;
+}
+
+void cp_dataset_free(cp_dataset *ds) {
+    if (!ds) return;
+    for (int64_t i = 0; i < ds->n; i++) {
+        cp_free(ds->examples[i].ids);
+        cp_free(ds->examples[i].labels);
+    }
+    cp_free(ds->examples);
+    memset(ds, 0, sizeof *ds);
+}
+
+void cp_dataset_shuffle(int64_t *order, int64_t n, cp_rng *rng) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)cp_rng_below(rng, (uint64_t)i + 1);
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+static void recount(cp_dataset *ds) {
+    ds->n_tokens = ds->n_target_tokens = 0;
+    for (int64_t i = 0; i < ds->n; i++) {
+        const cp_example *ex = &ds->examples[i];
+        ds->n_tokens += ex->len;
+        for (int64_t t = 0; t < ex->len; t++) ds->n_target_tokens += ex->labels[t] != IGNORE_INDEX;
+    }
+}
+
+cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val) {
+    memset(val, 0, sizeof *val);
+    if (!(fraction > 0.0 && fraction < 1.0))
+        return cp_error("validation split must be a fraction between 0 and 1 (exclusive), got %g", fraction);
+    int64_t n = ds->n;
+    int64_t k = (int64_t)llround(fraction * (double)n);
+    if (k < 1) k = 1;
+    if (k >= n)
+        return cp_error("a validation split of %g of %lld example%s leaves no training examples", fraction,
+                        (long long)n, n == 1 ? "" : "s");
+    int64_t *order = cp_malloc((size_t)n * sizeof *order, "the validation split");
+    unsigned char *in_val = order ? cp_calloc((size_t)n, 1, "the validation split") : NULL;
+    cp_example *vex = in_val ? cp_malloc((size_t)k * sizeof *vex, "the validation examples") : NULL;
+    if (!vex) { cp_free(order); cp_free(in_val); return CP_ERR; }
+    cp_rng rng;
+    cp_rng_seed(&rng, seed);
+    cp_dataset_shuffle(order, n, &rng);
+    for (int64_t i = 0; i < k; i++) in_val[order[i]] = 1;
+    int64_t w = 0, v = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (in_val[i]) vex[v++] = ds->examples[i];
+        else ds->examples[w++] = ds->examples[i];
+    }
+    assert(v == k && w == n - k);
+    cp_free(order);
+    cp_free(in_val);
+    ds->n = w;
+    val->examples = vex;
+    val->n = v;
+    val->format = ds->format;
+    recount(ds);
+    recount(val);
+    return CP_OK;
+}
+
+cp_status cp_batch_make(const cp_dataset *ds, const int64_t *order, int64_t start, int64_t B, int64_t pad_id,
+                        cp_batch_data *out) {
+    if (B < 1) return cp_error("batch size must be at least 1, got %lld", (long long)B);
+    if (start < 0 || start >= ds->n)
+        return cp_error("batch start %lld is outside the dataset (%lld examples)", (long long)start, (long long)ds->n);
+    if (pad_id < 0) return cp_error("pad token id %lld is not a token id (is a pad or eos token set?)", (long long)pad_id);
+    if (B > ds->n - start) B = ds->n - start;
+    int64_t T = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t i = order ? order[start + b] : start + b;
+        if (i < 0 || i >= ds->n)
+            return cp_error("batch order entry %lld is %lld, outside the dataset (%lld examples)",
+                            (long long)(start + b), (long long)i, (long long)ds->n);
+        if (ds->examples[i].len > T) T = ds->examples[i].len;
+    }
+    if (B * T > out->cap) {
+        int64_t cap = B * T;
+        int64_t *ids = cp_realloc(out->input_ids, (size_t)cap * sizeof *ids, "the batch input_ids");
+        if (ids) out->input_ids = ids;
+        int64_t *mask = ids ? cp_realloc(out->attention_mask, (size_t)cap * sizeof *mask, "the batch attention_mask") : NULL;
+        if (mask) out->attention_mask = mask;
+        int64_t *labels = mask ? cp_realloc(out->labels, (size_t)cap * sizeof *labels, "the batch labels") : NULL;
+        if (!labels) return CP_ERR;
+        out->labels = labels;
+        out->cap = cap;
+    }
+    /* input_ids, attention_mask, labels are (B,T) */
+    for (int64_t b = 0; b < B; b++) {
+        const cp_example *ex = &ds->examples[order ? order[start + b] : start + b];
+        int64_t *ids = out->input_ids + b * T, *mask = out->attention_mask + b * T, *lab = out->labels + b * T;
+        for (int64_t t = 0; t < T; t++) {
+            int real = t < ex->len;
+            ids[t] = real ? ex->ids[t] : pad_id;
+            mask[t] = real;
+            lab[t] = real ? ex->labels[t] : IGNORE_INDEX;
+        }
+    }
+    out->B = B;
+    out->T = T;
+    return CP_OK;
+}
+
+void cp_batch_data_free(cp_batch_data *b) {
+    if (!b) return;
+    cp_free(b->input_ids);
+    cp_free(b->attention_mask);
+    cp_free(b->labels);
+    memset(b, 0, sizeof *b);
+}
