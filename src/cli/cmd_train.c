@@ -30,7 +30,7 @@ static void help(FILE *f) {
             "  --warmup-steps N  --warmup-ratio R  --lr-scheduler-type linear|cosine|constant|constant_with_warmup\n"
             "  --weight-decay W (0)  --max-grad-norm G (1.0)  --adam-beta1 --adam-beta2 --adam-epsilon\n"
             "  --logging-steps N (500)  --eval-steps N  --save-steps N (500)  --seed S (42)\n"
-            "  --max-seq-length N (512)  --gradient-checkpointing\n"
+            "  --max-seq-length N (the model's positions, at most 1024)  --gradient-checkpointing\n"
             "data:\n"
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"

@@ -356,17 +356,9 @@ static cp_status load_text(loader *L, const cp_data_options *opt, const char *te
     return CP_OK;
 }
 
-cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt) {
-    memset(ds, 0, sizeof *ds);
-    if (!opt || !opt->path) return cp_error("no data file given");
-    if (!tok) return cp_error("%s: no tokenizer given to read the data with", opt->path);
-    if (opt->max_seq_length < 2)
-        return cp_error("%s: max_seq_length must be at least 2, got %lld", opt->path, (long long)opt->max_seq_length);
-    if (opt->format < CP_DATA_AUTO || opt->format > CP_DATA_INSTRUCTION)
-        return cp_error("%s: unknown data format %d", opt->path, (int)opt->format);
-    char *text = NULL;
-    size_t len = 0;
-    if (cp_read_file(opt->path, &text, &len) != CP_OK) return cp_error_context("data file");
+/* Checks the options and runs the loader over text[0..len) (which need not be NUL-terminated). */
+static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *text,
+                             size_t len) {
     loader L = {
         .ds = ds, .tok = tok, .path = opt->path,
         .text_field = opt->text_field && opt->text_field[0] ? opt->text_field : "text",
@@ -378,9 +370,36 @@ cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data
     cp_encoding_free(&L.enc2);
     cp_free(L.scratch);
     cp_free(L.prompt);
-    cp_free(text);
     if (st != CP_OK) cp_dataset_free(ds);
     return st;
+}
+
+static cp_status check_options(const cp_tokenizer *tok, const cp_data_options *opt) {
+    if (!opt || !opt->path) return cp_error("no data file given");
+    if (!tok) return cp_error("%s: no tokenizer given to read the data with", opt->path);
+    if (opt->max_seq_length < 2)
+        return cp_error("%s: max_seq_length must be at least 2, got %lld", opt->path, (long long)opt->max_seq_length);
+    if (opt->format < CP_DATA_AUTO || opt->format > CP_DATA_INSTRUCTION)
+        return cp_error("%s: unknown data format %d", opt->path, (int)opt->format);
+    return CP_OK;
+}
+
+cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt) {
+    memset(ds, 0, sizeof *ds);
+    if (check_options(tok, opt) != CP_OK) return CP_ERR;
+    char *text = NULL;
+    size_t len = 0;
+    if (cp_read_file(opt->path, &text, &len) != CP_OK) return cp_error_context("data file");
+    cp_status st = load_buffer(ds, tok, opt, text, len);
+    cp_free(text);
+    return st;
+}
+
+cp_status cp_dataset_load_mem(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *data,
+                              size_t len) {
+    memset(ds, 0, sizeof *ds);
+    if (check_options(tok, opt) != CP_OK) return CP_ERR;
+    return load_buffer(ds, tok, opt, data ? data : "", data ? len : 0);
 }
 
 void cp_dataset_free(cp_dataset *ds) {

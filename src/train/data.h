@@ -14,6 +14,10 @@
  * A malformed record (not an object, missing or wrong-typed field, empty after tokenization) is
  * reported as "file:line: ..." and skipped with a count, or is fatal with `strict`. A record with no
  * response tokens left after truncation counts as malformed.
+ *
+ * The prompt is rendered by substitution, never as a printf format, so '%' in the data is safe. When a
+ * tokenizer's post-processor appends eos itself (add_eos_token), the prompt's trailing eos is dropped
+ * so that eos appears once, at the end.
  */
 #ifndef CP_TRAIN_DATA_H
 #define CP_TRAIN_DATA_H
@@ -58,19 +62,35 @@ typedef struct {
     int strict;                  /* a malformed record is an error instead of a skipped count */
 } cp_data_options;
 
-/* Reads and tokenizes a data file. The tokenizer's eos must be set for JSON and instruction data. */
+/* Reads and tokenizes a data file. The tokenizer's eos must be set for JSON and instruction data.
+ * Format: the first non-space byte (after a UTF-8 BOM) '[' is a JSON array, '{' is JSONL (one object
+ * per non-blank line), anything else plain text; opt->format other than CP_DATA_AUTO forces the
+ * record kind (CP_DATA_TEXT: read as plain text even when it looks like JSON). With CP_DATA_AUTO the
+ * first JSON object decides: instruction when it has string "instruction" and "output", else text.
+ * Skipped records give one warning at the end ("skipped N malformed records; first: FILE:LINE: ...").
+ * A syntax error inside a JSON array cannot be skipped (the next record cannot be found) and is an
+ * error in either mode; no examples at all is an error. On error *ds is left empty. */
 cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt);
-/* Moves every k-th example (k from `fraction`, at least one) into `val`, deterministically from the
- * seed: a validation split for data without a separate validation file. */
+/* The same for a file's content held in memory (len bytes, need not be NUL-terminated); opt->path
+ * only names it in messages. */
+cp_status cp_dataset_load_mem(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *data,
+                              size_t len);
+/* Moves max(1, round(fraction * n)) examples, picked by a shuffle seeded with `seed`, into `val`; both
+ * keep the file order. A validation split for data without a separate validation file. Errors (and
+ * leaves ds untouched) when fraction is not in (0, 1) or ds would be left empty. n_tokens and
+ * n_target_tokens are recounted for both; n_skipped and n_truncated stay with ds (load statistics). */
 cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val);
+/* Frees the examples (ids and labels are separate allocations) and zeroes *ds; safe to call twice. */
 void cp_dataset_free(cp_dataset *ds);
 
-/* A permutation of 0..n-1 for one epoch (Fisher–Yates with cpeft's RNG). */
+/* Fills order with a permutation of 0..n-1 for one epoch: the identity, Fisher–Yates shuffled with
+ * cpeft's RNG (the result depends only on the RNG state, not on order's previous content). */
 void cp_dataset_shuffle(int64_t *order, int64_t n, cp_rng *rng);
 
-/* A padded batch: B examples order[start..start+B) (fewer at the end of the epoch), right-padded
- * to the longest with pad_id (labels -100, attention_mask 0). Buffers are owned by the batch and
- * reused across calls (cp_batch_data_free frees them). */
+/* A padded batch: B examples order[start..start+B) (fewer at the end of the epoch; order NULL means
+ * the dataset order), right-padded to the longest with pad_id (labels -100, attention_mask 0).
+ * Buffers are owned by the batch, reused across calls and grown when needed (cap is in elements);
+ * cp_batch_data_free frees them. Zero-initialise a cp_batch_data before its first use. */
 typedef struct {
     int64_t B, T;
     int64_t *input_ids, *attention_mask, *labels;

@@ -55,7 +55,7 @@ void cp_train_args_defaults(cp_train_args *a) {
     a->eval_steps = 0;
     a->save_steps = 500;
     a->seed = 42;
-    a->max_seq_length = 512;
+    a->max_seq_length = 0; /* the model's positions, at most 1024 */
     a->lr_scheduler_type = CP_SCHED_LINEAR;
     a->text_field = "text";
     a->progress = -1;
@@ -105,6 +105,7 @@ typedef struct {
     int64_t order_epoch;
     series train_loss, eval_loss;
     FILE *metrics;
+    int64_t last_checkpoint;   /* step of the newest checkpoint written (or resumed from), 0: none */
 } run_state;
 
 /* ---- the adapter ------------------------------------------------------------------------------- */
@@ -331,6 +332,7 @@ static cp_status load_checkpoint_state(run_state *r, const char *dir) {
     cp_free(path);
     r->opt.step = step;
     r->start_step = step;
+    r->last_checkpoint = step;
     return st;
 }
 
@@ -404,7 +406,7 @@ static cp_status check_args(const cp_train_args *a) {
     if (a->gradient_accumulation_steps <= 0) return cp_error("--gradient-accumulation-steps must be positive");
     if (!(a->learning_rate > 0) || !isfinite(a->learning_rate)) return cp_error("--learning-rate must be a positive number");
     if (a->max_steps <= 0 && !(a->num_train_epochs > 0)) return cp_error("give --max-steps or a positive --num-train-epochs");
-    if (a->max_seq_length < 2) return cp_error("--max-seq-length must be at least 2");
+    if (a->max_seq_length != 0 && a->max_seq_length < 2) return cp_error("--max-seq-length must be at least 2");
     if (a->logging_steps <= 0 || a->save_steps < 0 || a->eval_steps < 0) return cp_error("--logging-steps must be positive, --save-steps and --eval-steps >= 0");
     if (a->validation_split < 0 || a->validation_split >= 1) return cp_error("--validation-split must be in [0, 1)");
     if (a->warmup_ratio < 0 || a->warmup_ratio > 1) return cp_error("--warmup-ratio must be in [0, 1]");
@@ -436,13 +438,20 @@ static void run_free(run_state *r) {
     cp_model_free(r->m);
 }
 
-cp_status cp_train(const cp_train_args *a, int *interrupted) {
+static cp_status train_run(const cp_train_args *a, int *interrupted, struct sigaction *old_sa_out) {
     *interrupted = 0;
     if (check_args(a) != CP_OK) return CP_ERR;
     run_state r;
     memset(&r, 0, sizeof r);
     r.a = a;
     r.order_epoch = -1;
+    /* Ctrl-C from here on stops cleanly: between steps it saves a checkpoint first */
+    stop_requested = 0;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    *old_sa_out = old_sa;
     cp_status st = check_output_dir(a->output_dir);
     if (st == CP_OK) st = cp_model_load(&r.m, a->model_dir, CP_LOAD_WEIGHTS);
     if (st == CP_OK) st = cp_tokenizer_load_dir(&r.tok, a->model_dir);
@@ -451,6 +460,10 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
     if (mc->embd_dropout > 0 || mc->attn_dropout > 0 || mc->resid_dropout > 0)
         cp_warn("the model's own dropout (embedding %g, attention %g, residual %g) is not applied during training; "
                 "only lora_dropout is", mc->embd_dropout, mc->attn_dropout, mc->resid_dropout);
+    cp_train_args resolved = *a; /* --max-seq-length 0: the model's positions, at most 1024 */
+    if (resolved.max_seq_length == 0) resolved.max_seq_length = mc->max_positions < 1024 ? mc->max_positions : 1024;
+    a = &resolved;
+    r.a = a;
     if (a->max_seq_length > mc->max_positions) {
         cp_error("--max-seq-length %lld exceeds the model's %lld positions", (long long)a->max_seq_length, (long long)mc->max_positions);
         run_free(&r);
@@ -516,11 +529,6 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
     cp_free(metrics_path);
     if (!r.metrics) { cp_error("%s: cannot write metrics.jsonl", a->output_dir); run_free(&r); return CP_ERR; }
 
-    stop_requested = 0;
-    struct sigaction sa, old_sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
     const int live = a->progress == 1 || (a->progress < 0 && isatty(1));
 
     cp_batch_data *bd = cp_calloc((size_t)GA, sizeof *bd, "micro-batches");
@@ -542,9 +550,11 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
             break;
         if (!isfinite(res.loss) || !isfinite(res.grad_norm)) {
             if (live) printf("\n");
-            st = cp_error("step %lld: the loss is %s (grad norm %g); stopping without applying it. The last good checkpoint "
-                          "is kept in %s; try a lower --learning-rate", (long long)step + 1, isnan(res.loss) ? "NaN" : "infinite",
-                          res.grad_norm, a->output_dir);
+            char kept[600];
+            if (r.last_checkpoint) snprintf(kept, sizeof kept, "the last good checkpoint is %s/checkpoint-%lld", a->output_dir, (long long)r.last_checkpoint);
+            else snprintf(kept, sizeof kept, "no checkpoint had been saved yet");
+            st = cp_error("step %lld: the loss is %s; stopping without applying this step (%s). Try a lower --learning-rate",
+                          (long long)step + 1, isnan(res.loss) || isnan(res.grad_norm) ? "NaN" : "infinite", kept);
             break;
         }
         last_norm = res.grad_norm;
@@ -587,6 +597,7 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
         }
         if ((a->save_steps > 0 && done % a->save_steps == 0 && done < r.total_steps) || stop_requested) {
             if ((st = save_checkpoint(&r, done)) != CP_OK) break;
+            r.last_checkpoint = done;
             printf("saved checkpoint-%lld\n", (long long)done);
         }
         if (stop_requested) {
@@ -597,7 +608,6 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
             break;
         }
     }
-    sigaction(SIGINT, &old_sa, NULL);
     for (int64_t i = 0; bd && i < GA; i++) cp_batch_data_free(&bd[i]);
     cp_free(bd);
     cp_free(micro);
@@ -617,5 +627,15 @@ cp_status cp_train(const cp_train_args *a, int *interrupted) {
                    a->output_dir, now() - t_start);
     }
     run_free(&r);
+    return st;
+}
+
+cp_status cp_train(const cp_train_args *a, int *interrupted) {
+    struct sigaction old_sa;
+    memset(&old_sa, 0, sizeof old_sa);
+    old_sa.sa_handler = SIG_DFL;
+    cp_status st = train_run(a, interrupted, &old_sa);
+    sigaction(SIGINT, &old_sa, NULL);
+    if (st == CP_OK && !*interrupted && stop_requested) *interrupted = 1; /* Ctrl-C before the first step */
     return st;
 }

@@ -36,6 +36,7 @@ typedef struct {
 
 /* Defaults as TrainingArguments has them where it has them (lr 5e-5, AdamW betas (0.9, 0.999),
  * eps 1e-8, weight decay 0, max_grad_norm 1, 3 epochs, linear schedule, logging every 500 steps...),
+ * max_seq_length 0 meaning the model's positions (at most 1024),
  * with cpeft's LoRA defaults (r 8, alpha 16, dropout 0.05). */
 void cp_train_args_defaults(cp_train_args *a);
 /* The whole run. Interrupted with SIGINT, it saves a checkpoint and returns CP_OK with *interrupted. */

@@ -170,11 +170,73 @@ TEST(lora_commands) {
     run(out, sizeof out, "rm -rf /tmp/cpeft-cli-init /tmp/cpeft-cli-cat /tmp/cpeft-cli-merged /tmp/cpeft-init.json");
 }
 
+/* A model directory with a real vocabulary: the bf16 GPT-2-vocabulary model + GPT-2's tokenizer. */
+static int make_train_model(const char *dir) {
+    char out[2048];
+    return run(out, sizeof out, "rm -rf %s && mkdir -p %s && cp tests/fixtures/eval/gpt2_vocab/config.json "
+               "tests/fixtures/eval/gpt2_vocab/model.safetensors ../shared/data/gpt2-tokenizer/tokenizer.json %s/", dir, dir, dir) == 0;
+}
+
+#define TRAIN_ARGS "--data ../shared/data/alpaca-subset/alpaca_tiny.json --max-steps 8 --per-device-train-batch-size 2 " \
+                   "--gradient-accumulation-steps 2 --learning-rate 1e-2 --logging-steps 4 --save-steps 4 --max-seq-length 64 " \
+                   "--lora-dropout 0.1 --seed 3 --target-modules c_attn --progress lines"
+
+TEST(train_is_deterministic_and_resumes_exactly) {
+    static char out[65536];
+    CHECK(make_train_model("/tmp/cpeft-tm"), "model dir");
+    CHECK(run(out, sizeof out, "rm -rf /tmp/cpeft-t1 /tmp/cpeft-t2 /tmp/cpeft-t3 && %s train --model /tmp/cpeft-tm " TRAIN_ARGS
+              " --output-dir /tmp/cpeft-t1 --validation-split 0.1 --eval-steps 4", bin()) == 0, "%s", out);
+    CHECK(strstr(out, "memory plan") && strstr(out, "trainable params: ") && strstr(out, "step 8/8 | loss ") &&
+          strstr(out, "eval loss") && strstr(out, "saved checkpoint-4"), "train output:\n%s", out);
+    CHECK(run(out, sizeof out, "ls /tmp/cpeft-t1/adapter_config.json /tmp/cpeft-t1/adapter_model.safetensors /tmp/cpeft-t1/loss.png "
+              "/tmp/cpeft-t1/metrics.jsonl /tmp/cpeft-t1/checkpoint-4/optimizer.safetensors /tmp/cpeft-t1/checkpoint-4/trainer_state.json") == 0,
+          "missing outputs: %s", out);
+    CHECK(run(out, sizeof out, "grep -c '\"loss\"' /tmp/cpeft-t1/metrics.jsonl") == 0 && atoi(out) == 2, "metrics.jsonl: %s", out);
+    /* the same run again is bitwise the same (dropout included) */
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /tmp/cpeft-t2 --validation-split 0.1 --eval-steps 4 "
+              "&& cmp /tmp/cpeft-t1/adapter_model.safetensors /tmp/cpeft-t2/adapter_model.safetensors", bin()) == 0,
+          "two runs with the same seed differ: %s", out);
+    /* resuming from checkpoint-4 ends on the same bytes */
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /tmp/cpeft-t3 --validation-split 0.1 --eval-steps 4 "
+              "--resume-from-checkpoint /tmp/cpeft-t1/checkpoint-4 && cmp /tmp/cpeft-t1/adapter_model.safetensors "
+              "/tmp/cpeft-t3/adapter_model.safetensors", bin()) == 0, "resume differs: %s", out);
+    /* the trained adapter loads and lowers the eval loss of the data it saw */
+    run(out, sizeof out, "rm -rf /tmp/cpeft-t2 /tmp/cpeft-t3");
+}
+
+TEST(train_stops_cleanly) {
+    static char out[65536];
+    CHECK(make_train_model("/tmp/cpeft-tm"), "model dir");
+    /* a NaN loss stops before the step is applied and names the last good checkpoint */
+    int rc = run(out, sizeof out, "rm -rf /tmp/cpeft-t4 && %s train --model /tmp/cpeft-tm " TRAIN_ARGS " --save-steps 1 "
+                 "--output-dir /tmp/cpeft-t4 --learning-rate 1e30", bin());
+    CHECK(rc == 1 && strstr(out, "the loss is NaN; stopping without applying this step (the last good checkpoint is /tmp/cpeft-t4/checkpoint-1)"),
+          "rc %d: %s", rc, out);
+    /* SIGINT saves a checkpoint and exits 130 */
+    rc = run(out, sizeof out, "rm -rf /tmp/cpeft-t5 && timeout --preserve-status -s INT 4 %s train --model /tmp/cpeft-tm " TRAIN_ARGS
+             " --max-steps 100000 --save-steps 0 --output-dir /tmp/cpeft-t5", bin());
+    CHECK(rc == 130 && strstr(out, "interrupted: saved /tmp/cpeft-t5/checkpoint-"), "rc %d: %s", rc, out);
+    /* bad input: each a clear message, nothing written */
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /tmp/cpeft-t6 --learning-rate fast", bin()) == 2 &&
+          strstr(out, "--learning-rate: expected a number, got \"fast\""), "%s", out);
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /proc/cpeft-out", bin()) == 1 &&
+          strstr(out, "/proc/cpeft-out"), "%s", out);
+    CHECK(run(out, sizeof out, ": > /tmp/cpeft-empty.txt && %s train --model /tmp/cpeft-tm --data /tmp/cpeft-empty.txt --output-dir /tmp/cpeft-t7",
+              bin()) == 1 && strstr(out, "/tmp/cpeft-empty.txt"), "%s", out);
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /tmp/cpeft-t8 --max-seq-length 16", bin()) == 1 &&
+          strstr(out, "no response tokens left after truncating to 16 tokens"), "%s", out);
+    CHECK(run(out, sizeof out, "%s train --model /tmp/cpeft-tm " TRAIN_ARGS " --output-dir /tmp/cpeft-t8 --max-seq-length 4096", bin()) == 1 &&
+          strstr(out, "exceeds the model's 64 positions"), "%s", out);
+    run(out, sizeof out, "rm -rf /tmp/cpeft-t1 /tmp/cpeft-t4 /tmp/cpeft-t5 /tmp/cpeft-t6 /tmp/cpeft-t7 /tmp/cpeft-t8 /tmp/cpeft-tm /tmp/cpeft-empty.txt");
+}
+
 int main(void) {
     RUN(eval_token_ids_matches_transformers);
     RUN(eval_text_through_gpt2_tokenizer_matches_transformers);
     RUN(info_json_and_tree);
     RUN(bad_input_exit_status_and_message);
     RUN(lora_commands);
+    RUN(train_is_deterministic_and_resumes_exactly);
+    RUN(train_stops_cleanly);
     return test_summary();
 }
