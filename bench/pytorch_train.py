@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""PyTorch side of the training benchmark: LoRA training throughput of transformers + PEFT.
+
+    tests/reference/.venv/bin/python bench/pytorch_train.py --model DIR --targets q_proj,k_proj,v_proj \
+        --r 8 --alpha 16 --batch 4 --seq 256 --steps 5 --warmup 1 [--threads N] [--gradient-checkpointing]
+
+Loads the model with AutoModelForCausalLM (float32, transformers' default attention: sdpa for GPT-2, eager
+for GPT-Neo), wraps it with get_peft_model(LoraConfig(r, lora_alpha, lora_dropout=0, target_modules,
+task_type CAUSAL_LM)), and runs `warmup + steps` optimizer steps in train mode on fixed random token ids
+(labels = input_ids, attention_mask all ones). One step = forward with labels, loss.backward(),
+torch.optim.AdamW(trainable params, lr 1e-4).step(), zero_grad(set_to_none=True). With
+--gradient-checkpointing the base model gets gradient_checkpointing_enable(use_reentrant=False) before
+get_peft_model. Prints one JSON line:
+    {"tokens_per_s", "seconds_per_step", "peak_rss_mib", "torch", "transformers", "peft", "threads",
+     "batch", "seq", "steps", "r", "alpha", "targets", "gradient_checkpointing", "trainable_params",
+     "final_loss", "model"}
+seconds_per_step is the median of the timed steps (after the warmup steps); tokens_per_s = batch*seq /
+seconds_per_step. peak_rss_mib is resource.getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux) / 1024 — it
+includes the Python interpreter and torch itself.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--targets", default="q_proj,k_proj,v_proj", help="comma-separated target_modules")
+    ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--alpha", type=float, default=16)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5, help="timed optimizer steps")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    import peft
+    import transformers
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForCausalLM
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.simplefilter("ignore")          # fan_in_fan_out for GPT-2's Conv1D etc.
+
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model.config.use_cache = False
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    cfg = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0, task_type=TaskType.CAUSAL_LM,
+                     target_modules=[t for t in args.targets.split(",") if t])
+    model = get_peft_model(model, cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr)
+
+    gen = torch.Generator().manual_seed(args.seed)
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)
+    mask = torch.ones_like(ids)
+
+    times, loss = [], float("nan")
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, attention_mask=mask, labels=ids, use_cache=False)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t0
+        loss = float(out.loss.detach())
+        if i >= args.warmup:
+            times.append(dt)
+    sps = statistics.median(times)
+    print(json.dumps({
+        "tokens_per_s": args.batch * args.seq / sps,
+        "seconds_per_step": sps,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch, "seq": args.seq, "steps": args.steps, "r": args.r, "alpha": args.alpha,
+        "targets": args.targets, "gradient_checkpointing": args.gradient_checkpointing,
+        "trainable_params": sum(p.numel() for p in params), "final_loss": loss,
+        "model": os.path.abspath(args.model),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
