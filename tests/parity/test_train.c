@@ -14,10 +14,12 @@
 #include "models/model.h"
 #include "peft/adapter_io.h"
 #include "peft/peft_model.h"
+#include "train/data.h"
 #include "train/optim.h"
 #include "train/step.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #define TRAIN "tests/fixtures/train"
 
@@ -243,11 +245,69 @@ TEST(schedules_match_transformers) {
     cJSON_Delete(s);
 }
 
+/* The data pipeline against the Python rendering: Alpaca records through the template and the GPT-2
+ * tokenizer (ids and labels), and a plain text cut into blocks. */
+TEST(data_matches_python) {
+    cJSON *d;
+    CHECK_OK(cp_json_read_file(TRAIN "/data_alpaca_gpt2.json", &d));
+    if (!d) return;
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&tok, "../shared/data/gpt2-tokenizer/tokenizer.json"));
+    if (!tok) { cJSON_Delete(d); return; }
+    cp_data_options o = {.path = "../shared/data/alpaca-subset/alpaca_tiny.json", .format = CP_DATA_AUTO,
+                         .max_seq_length = (int64_t)cJSON_GetObjectItem(d, "max_seq_length")->valuedouble};
+    cp_dataset ds = {0};
+    CHECK_OK(cp_dataset_load(&ds, tok, &o));
+    int compared = 0;
+    const char *lists[] = {"records", "extra_records"};
+    for (int l = 0; l < 2; l++) {
+        const cJSON *rec;
+        cJSON_ArrayForEach(rec, cJSON_GetObjectItem(d, lists[l])) {
+            int64_t idx = (int64_t)cJSON_GetObjectItem(rec, "index")->valuedouble;
+            CHECK(idx < ds.n, "record %lld missing", (long long)idx);
+            if (idx >= ds.n) continue;
+            const cp_example *e = &ds.examples[idx];
+            const cJSON *ids = cJSON_GetObjectItem(rec, "input_ids"), *labels = cJSON_GetObjectItem(rec, "labels");
+            int same = e->len == cJSON_GetArraySize(ids);
+            for (int k = 0; same && k < e->len; k++)
+                same = e->ids[k] == (int64_t)cJSON_GetArrayItem(ids, k)->valuedouble &&
+                       e->labels[k] == (int64_t)cJSON_GetArrayItem(labels, k)->valuedouble;
+            CHECK(same, "record %lld: ids or labels differ from Python's", (long long)idx);
+            compared++;
+        }
+    }
+    cp_dataset_free(&ds);
+    /* plain text: written to a file, cut into blocks */
+    const cJSON *plain = cJSON_GetObjectItem(d, "plain");
+    FILE *f = fopen("/tmp/cpeft-plain.txt", "w");
+    fputs(cJSON_GetObjectItem(plain, "text")->valuestring, f);
+    fclose(f);
+    cp_data_options p = {.path = "/tmp/cpeft-plain.txt", .format = CP_DATA_AUTO,
+                         .max_seq_length = (int64_t)cJSON_GetObjectItem(plain, "block_size")->valuedouble};
+    CHECK_OK(cp_dataset_load(&ds, tok, &p));
+    const cJSON *blocks = cJSON_GetObjectItem(plain, "blocks"), *blk;
+    CHECK(ds.n == cJSON_GetArraySize(blocks), "%lld blocks, Python %d", (long long)ds.n, cJSON_GetArraySize(blocks));
+    int64_t i = 0;
+    cJSON_ArrayForEach(blk, blocks) {
+        if (i >= ds.n) break;
+        int same = ds.examples[i].len == cJSON_GetArraySize(blk);
+        for (int k = 0; same && k < ds.examples[i].len; k++) same = ds.examples[i].ids[k] == (int64_t)cJSON_GetArrayItem(blk, k)->valuedouble;
+        CHECK(same, "block %lld differs", (long long)i);
+        i++;
+    }
+    printf("  %d Alpaca records and %lld text blocks identical to the Python rendering\n", compared, (long long)ds.n);
+    cp_dataset_free(&ds);
+    unlink("/tmp/cpeft-plain.txt");
+    cp_tokenizer_free(tok);
+    cJSON_Delete(d);
+}
+
 int main(void) {
     cp_set_quiet(1);
     RUN(gradients_match_peft);
     RUN(ten_adamw_steps_match_peft);
     RUN(adamw_matches_torch);
     RUN(schedules_match_transformers);
+    RUN(data_matches_python);
     return test_summary();
 }
