@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo};
+static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2};
 
 const cp_arch *cp_arch_find(const char *model_type) {
     for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
@@ -13,4 +13,4 @@ const cp_arch *cp_arch_find(const char *model_type) {
     return NULL;
 }
 
-const char *cp_arch_supported_list(void) { return "gpt2, gpt_neo"; }
+const char *cp_arch_supported_list(void) { return "gpt2, gpt_neo, llama, mistral, qwen2"; }

@@ -42,5 +42,8 @@ const char *cp_arch_supported_list(void);
 
 extern const cp_arch cp_arch_gpt2;
 extern const cp_arch cp_arch_gpt_neo;
+extern const cp_arch cp_arch_llama;
+extern const cp_arch cp_arch_mistral;
+extern const cp_arch cp_arch_qwen2;
 
 #endif

@@ -74,12 +74,20 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
                         cp_arch_supported_list());
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", model_type);
     if (arch->parse_config(cfg, root, file) != CP_OK) { cp_config_free(cfg); return CP_ERR; }
-    if (cfg->hidden_size % cfg->num_heads != 0) {
-        cp_config_free(cfg);
-        return cp_error("%s: hidden size %lld is not divisible by the number of heads %lld", file,
-                        (long long)cfg->hidden_size, (long long)cfg->num_heads);
+    if (cfg->head_dim == 0) {
+        if (cfg->hidden_size % cfg->num_heads != 0) {
+            cp_config_free(cfg);
+            return cp_error("%s: hidden size %lld is not divisible by the number of heads %lld", file,
+                            (long long)cfg->hidden_size, (long long)cfg->num_heads);
+        }
+        cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     }
-    cfg->head_dim = cfg->hidden_size / cfg->num_heads;
+    if (cfg->num_kv_heads == 0) cfg->num_kv_heads = cfg->num_heads;
+    if (cfg->num_heads % cfg->num_kv_heads != 0) {
+        cp_config_free(cfg);
+        return cp_error("%s: num_key_value_heads %lld does not divide num_attention_heads %lld", file,
+                        (long long)cfg->num_kv_heads, (long long)cfg->num_heads);
+    }
     return CP_OK;
 }
 

@@ -27,7 +27,7 @@ typedef struct {
     int64_t hidden_size;       /* C */
     int64_t num_layers;        /* L */
     int64_t num_heads;         /* NH */
-    int64_t head_dim;          /* hs = C / NH */
+    int64_t head_dim;          /* hs: C / NH unless the config gives head_dim */
     int64_t intermediate_size; /* MLP width */
     int64_t max_positions;     /* learned position table size */
     double layer_norm_eps;
@@ -41,6 +41,15 @@ typedef struct {
     /* gpt_neo: per-layer attention kind (1 = local sliding window of window_size keys) */
     unsigned char *layer_is_local; /* [num_layers], NULL for architectures without it */
     int64_t window_size;
+
+    /* llama family (llama, mistral, qwen2) */
+    int64_t num_kv_heads;      /* grouped-query attention (= num_heads when absent) */
+    double rope_theta;
+    int rope_type;             /* cp_rope_type (nn/rope.h) */
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int64_t rope_original_max_positions;
+    int64_t sliding_window;    /* 0 = none (Mistral) */
+    int attention_bias, mlp_bias;
 
     /* gpt2 */
     int scale_attn_weights;

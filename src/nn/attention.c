@@ -17,6 +17,11 @@
 #include <omp.h>
 #include <string.h>
 
+/* The kv head a query head reads. */
+static inline int64_t kv_head(const cp_attention_args *a, int64_t h) {
+    return a->NKV > 0 ? h / (a->NH / a->NKV) : h;
+}
+
 static inline float dot(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -43,7 +48,7 @@ cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch
                 int any = 0;
                 for (int64_t j = lo; j <= i; j++) {
                     if (mask && !mask[j]) { scores[j] = -INFINITY; continue; }
-                    float s = dot(qi, a->k + (b * T + j) * a->k_stride + h * hs, hs) * a->scale;
+                    float s = dot(qi, a->k + (b * T + j) * a->k_stride + kv_head(a, h) * hs, hs) * a->scale;
                     scores[j] = s;
                     if (s > maxv) maxv = s;
                     any = 1;
@@ -61,7 +66,7 @@ cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch
                     float p = scores[j] / sum;
                     scores[j] = p;
                     if (p == 0.0f) continue;
-                    const float *vj = a->v + (b * T + j) * a->v_stride + h * hs;
+                    const float *vj = a->v + (b * T + j) * a->v_stride + kv_head(a, h) * hs;
 #pragma omp simd
                     for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
                 }
@@ -130,8 +135,8 @@ cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
                 const int64_t i0 = blk * ATT_QBLOCK, i1 = i0 + ATT_QBLOCK < T ? i0 + ATT_QBLOCK : T, nq = i1 - i0;
                 const int64_t klo = a->window > 0 && i0 - a->window + 1 > 0 ? i0 - a->window + 1 : 0, nk = i1 - klo;
                 const float *Q = a->q + (b * T + i0) * a->q_stride + h * hs;   // (nq, hs), row stride q_stride
-                const float *K = a->k + (b * T + klo) * a->k_stride + h * hs;  // (nk, hs)
-                const float *V = a->v + (b * T + klo) * a->v_stride + h * hs;  // (nk, hs)
+                const float *K = a->k + (b * T + klo) * a->k_stride + kv_head(a, h) * hs;  // (nk, hs)
+                const float *V = a->v + (b * T + klo) * a->v_stride + kv_head(a, h) * hs;  // (nk, hs)
                 float *O = a->out + (b * T + i0) * C + h * hs;                  // (nq, hs), row stride C
                 // S (nq, nk) = Q · Kᵀ
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)hs, 1.0f, Q, (int)a->q_stride,
@@ -148,7 +153,7 @@ cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
                     float *o = O + r * C;
                     memset(o, 0, (size_t)hs * sizeof *o);
                     for (int64_t j = 0; j < T; j++) {
-                        const float *vj = a->v + (b * T + j) * a->v_stride + h * hs;
+                        const float *vj = a->v + (b * T + j) * a->v_stride + kv_head(a, h) * hs;
                         for (int64_t d = 0; d < hs; d++) o[d] += vj[d] / (float)T;
                     }
                 }
@@ -170,36 +175,41 @@ cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, f
     int nthreads = omp_get_max_threads();
     float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)(T * T), "attention gradient scratch");
     if (!dp_all) return CP_ERR;
+    const int64_t NKV = a->NKV > 0 ? a->NKV : NH, group = NH / NKV;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < NH; h++) {
-            float *dP = dp_all + (size_t)omp_get_thread_num() * (size_t)(T * T);    // (T,T)
-            const float *P = a->probs + (b * NH + h) * T * T;                        // (T,T)
-            const float *dO = dout + b * T * C + h * hs;                              // (T,hs) stride C
-            const float *Q = a->q + b * T * a->q_stride + h * hs;                     // (T,hs) stride q_stride
-            const float *K = a->k + b * T * a->k_stride + h * hs;
-            const float *V = a->v + b * T * a->v_stride + h * hs;
-            float *dQ = dq + b * T * a->q_stride + h * hs;
-            float *dK = dk + b * T * a->k_stride + h * hs;
-            float *dV = dv + b * T * a->v_stride + h * hs;
-            // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, P, (int)T, dO, (int)C,
-                        0.0f, dV, (int)a->v_stride);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, 1.0f, dO, (int)C, V,
-                        (int)a->v_stride, 0.0f, dP, (int)T);
-            // softmax backward: dS = P ⊙ (dP − Σ_j dP_j P_j), then the score scaling
-            for (int64_t i = 0; i < T; i++) {
-                const float *p = P + i * T;
-                float *d = dP + i * T;
-                float dot = 0.0f;
-                for (int64_t j = 0; j < T; j++) dot += d[j] * p[j];
-                for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dot) * a->scale;
+        for (int64_t kvh = 0; kvh < NKV; kvh++)
+            for (int64_t g = 0; g < group; g++) {
+                /* the query heads sharing a kv head run in one task: their dK, dV add up */
+                const int64_t h = kvh * group + g;
+                const float beta = g == 0 ? 0.0f : 1.0f;
+                float *dP = dp_all + (size_t)omp_get_thread_num() * (size_t)(T * T);    // (T,T)
+                const float *P = a->probs + (b * NH + h) * T * T;                        // (T,T)
+                const float *dO = dout + b * T * C + h * hs;                              // (T,hs) stride C
+                const float *Q = a->q + b * T * a->q_stride + h * hs;                     // (T,hs) stride q_stride
+                const float *K = a->k + b * T * a->k_stride + kvh * hs;
+                const float *V = a->v + b * T * a->v_stride + kvh * hs;
+                float *dQ = dq + b * T * a->q_stride + h * hs;
+                float *dK = dk + b * T * a->k_stride + kvh * hs;
+                float *dV = dv + b * T * a->v_stride + kvh * hs;
+                // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, P, (int)T, dO, (int)C,
+                            beta, dV, (int)a->v_stride);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, 1.0f, dO, (int)C, V,
+                            (int)a->v_stride, 0.0f, dP, (int)T);
+                // softmax backward: dS = P ⊙ (dP − Σ_j dP_j P_j), then the score scaling
+                for (int64_t i = 0; i < T; i++) {
+                    const float *p = P + i * T;
+                    float *d = dP + i * T;
+                    float dot_ = 0.0f;
+                    for (int64_t j = 0; j < T; j++) dot_ += d[j] * p[j];
+                    for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dot_) * a->scale;
+                }
+                // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, K,
+                            (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, Q,
+                            (int)a->q_stride, beta, dK, (int)a->k_stride);
             }
-            // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, K,
-                        (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, Q,
-                        (int)a->q_stride, 0.0f, dK, (int)a->k_stride);
-        }
     return CP_OK;
 }

@@ -27,7 +27,9 @@ typedef enum {
 
 typedef struct {
     int64_t B, T, NH, hs;
-    /* q, k, v: token (b,t) of head h starts at x + (b*T + t)*x_stride + h*hs */
+    int64_t NKV;              /* key/value heads (grouped-query attention): query head h reads kv head
+                                 h / (NH/NKV); 0 means NKV = NH */
+    /* q: token (b,t) of head h starts at q + (b*T + t)*q_stride + h*hs; k, v likewise with kv heads */
     const float *q, *k, *v;
     int64_t q_stride, k_stride, v_stride;
     float scale;              /* scores = (q·k) * scale; GPT-Neo uses 1 */

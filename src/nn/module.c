@@ -125,6 +125,15 @@ cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim,
     return m;
 }
 
+cp_module *cp_module_rmsnorm(cp_module *parent, const char *name, const char *class_name, int64_t dim, double eps) {
+    cp_module *m = cp_module_new(parent, name, class_name, CP_MOD_RMSNORM);
+    if (!m) return NULL;
+    m->in_features = m->out_features = dim;
+    m->eps = eps;
+    if (!(m->weight = param_new(m, "weight", 1, dim, 0))) return NULL;
+    return m;
+}
+
 cp_module *cp_module_dropout(cp_module *parent, const char *name, double p) {
     cp_module *m = cp_module_new(parent, name, "Dropout", CP_MOD_DROPOUT);
     if (m) m->p = p;
@@ -236,6 +245,9 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
     case CP_MOD_LAYERNORM:
         cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
                      cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
+        break;
+    case CP_MOD_RMSNORM:
+        cp_sb_printf(sb, "(%lld,), eps=%s", (long long)m->in_features, cp_py_float_repr(m->eps, f, sizeof f));
         break;
     case CP_MOD_DROPOUT:
         cp_sb_printf(sb, "p=%s, inplace=False", cp_py_float_repr(m->p, f, sizeof f));

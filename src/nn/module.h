@@ -28,6 +28,7 @@ typedef enum {
     CP_MOD_CONV1D,     /* transformers Conv1D: weight [in, out], bias [out] */
     CP_MOD_EMBEDDING,  /* nn.Embedding: weight [num_embeddings, embedding_dim] */
     CP_MOD_LAYERNORM,  /* nn.LayerNorm: weight, bias [C] */
+    CP_MOD_RMSNORM,    /* LlamaRMSNorm and kin: weight [C] */
     CP_MOD_DROPOUT,    /* nn.Dropout(p) */
     CP_MOD_ACTIVATION, /* an activation module (NewGELUActivation, ...) */
 } cp_module_kind;
@@ -74,6 +75,7 @@ cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int
 cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out);
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim);
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps);
+cp_module *cp_module_rmsnorm(cp_module *parent, const char *name, const char *class_name, int64_t dim, double eps);
 cp_module *cp_module_dropout(cp_module *parent, const char *name, double p);
 cp_module *cp_module_activation(cp_module *parent, const char *name, cp_activation act);
 void cp_module_free(cp_module *m);

@@ -98,7 +98,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2)");
     cleanup();
 }
 

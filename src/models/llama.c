@@ -1,0 +1,444 @@
+/*
+ * llama.c — the Llama family: `llama` (LlamaForCausalLM), `mistral` (sliding-window attention) and
+ * `qwen2` (q/k/v biases). Config, module tree, forward and backward.
+ *
+ *   x = embed_tokens[ids]                                              (B,T,C)
+ *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  rotate q,k (RoPE);
+ *               x += o_proj(softmax(q·kᵀ/√hd + mask)·v)
+ *               h = rms(x);  x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))
+ *   out = rms(x);  logits = lm_head(out) (tied to embed_tokens when the config says so)
+ *
+ * RMSNorm in f32, rotate-half RoPE with rope_theta and rope_scaling (linear, dynamic, llama3;
+ * transformers 5's `rope_parameters` or the older rope_theta + rope_scaling keys), masks as one
+ * additive mask (a query that sees nothing attends uniformly to all keys, as eager PyTorch).
+ */
+#include "models/model.h"
+#include "core/alloc.h"
+#include "io/json.h"
+#include "nn/activation.h"
+#include "nn/attention.h"
+#include "nn/embedding.h"
+#include "nn/linear.h"
+#include "nn/rmsnorm.h"
+#include "nn/rope.h"
+#include "peft/lora.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    cp_module *input_layernorm, *post_attention_layernorm;
+    cp_module *q_proj, *k_proj, *v_proj, *o_proj;
+    cp_module *gate_proj, *up_proj, *down_proj;
+} llama_layer;
+
+typedef struct {
+    cp_module *embed_tokens, *norm;
+    llama_layer *layers;
+    cp_rope rope;
+} llama_state;
+
+/* ---- config ------------------------------------------------------------------------------------ */
+
+static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char *file) {
+    /* transformers 5: "rope_parameters": {"rope_type", "rope_theta", "factor", ...}; older files:
+     * "rope_theta" and "rope_scaling": {"type" | "rope_type", "factor", ...} */
+    const cJSON *params = cp_json_field(root, "rope_parameters");
+    const cJSON *scaling = params ? params : cp_json_field(root, "rope_scaling");
+    if (cp_json_get_double(params ? params : root, "rope_theta", 10000.0, 0, &cfg->rope_theta, file) != CP_OK) return CP_ERR;
+    cfg->rope_type = CP_ROPE_DEFAULT;
+    if (!scaling) return CP_OK;
+    if (!cJSON_IsObject(scaling)) return cp_error("%s: field \"%s\": expected an object", file, params ? "rope_parameters" : "rope_scaling");
+    const char *type;
+    if (cp_json_get_string(scaling, "rope_type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
+    if (!type && cp_json_get_string(scaling, "type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
+    int t = cp_rope_type_from_name(type);
+    if (t < 0)
+        return cp_error("%s: rope scaling type \"%s\" is not supported (supported: default, linear, dynamic, llama3)", file, type);
+    cfg->rope_type = t;
+    if (t == CP_ROPE_DEFAULT) return CP_OK;
+    if (cp_json_get_double(scaling, "factor", 1.0, 1, &cfg->rope_factor, file) != CP_OK) return CP_ERR;
+    if (!(cfg->rope_factor > 0)) return cp_error("%s: rope scaling factor must be positive", file);
+    if (t == CP_ROPE_LLAMA3 &&
+        (cp_json_get_double(scaling, "low_freq_factor", 1.0, 1, &cfg->rope_low_freq_factor, file) != CP_OK ||
+         cp_json_get_double(scaling, "high_freq_factor", 4.0, 1, &cfg->rope_high_freq_factor, file) != CP_OK ||
+         cp_json_get_int(scaling, "original_max_position_embeddings", 8192, 1, &cfg->rope_original_max_positions, file) != CP_OK))
+        return CP_ERR;
+    return CP_OK;
+}
+
+static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
+    const int qwen2 = !strcmp(cfg->model_type, "qwen2"), mistral = !strcmp(cfg->model_type, "mistral");
+    if (cp_config_positive(root, "vocab_size", 32000, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
+        cp_config_positive(root, "hidden_size", 4096, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
+        cp_config_positive(root, "intermediate_size", 11008, CP_MAX_INTERMEDIATE, &cfg->intermediate_size, file) != CP_OK ||
+        cp_config_positive(root, "num_hidden_layers", 32, CP_MAX_LAYERS, &cfg->num_layers, file) != CP_OK ||
+        cp_config_positive(root, "num_attention_heads", 32, CP_MAX_HEADS, &cfg->num_heads, file) != CP_OK ||
+        cp_config_positive(root, "num_key_value_heads", cfg->num_heads, CP_MAX_HEADS, &cfg->num_kv_heads, file) != CP_OK ||
+        cp_config_positive(root, "max_position_embeddings", 2048, CP_MAX_POSITIONS, &cfg->max_positions, file) != CP_OK)
+        return CP_ERR;
+    if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_bool(root, "attention_bias", qwen2, 0, &cfg->attention_bias, file) != CP_OK ||
+        cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)
+        return CP_ERR;
+    if (qwen2) cfg->attention_bias = 1; /* Qwen2's q/k/v always carry biases */
+    if (mistral && cp_json_get_int(root, "sliding_window", 0, 0, &cfg->sliding_window, file) != CP_OK) return CP_ERR;
+    if (qwen2) {
+        int use_sw;
+        if (cp_json_get_bool(root, "use_sliding_window", 0, 0, &use_sw, file) != CP_OK) return CP_ERR;
+        if (use_sw) return cp_error("%s: Qwen2 with use_sliding_window is not supported yet", file);
+    }
+    if (cfg->sliding_window < 0) return cp_error("%s: field \"sliding_window\" must not be negative", file);
+    if (parse_rope(cfg, root, file) != CP_OK) return CP_ERR;
+    const char *act;
+    if (cp_json_get_string(root, "hidden_act", "silu", 0, &act, file) != CP_OK) return CP_ERR;
+    if (strcmp(act, "silu") && strcmp(act, "swish"))
+        return cp_error("%s: field \"hidden_act\": \"%s\" is not supported for %s (supported: silu)", file, act, cfg->model_type);
+    cfg->activation = CP_ACT_SILU;
+    /* the Llama family defaults to untied embeddings */
+    cp_status st = cp_config_read_common(cfg, root, file, "silu");
+    if (st == CP_OK && !cp_json_field(root, "tie_word_embeddings")) cfg->tie_word_embeddings = 0;
+    cfg->activation = CP_ACT_SILU;
+    return st;
+}
+
+/* ---- module tree ------------------------------------------------------------------------------- */
+
+static const char *class_prefix(const cp_model *m) {
+    return !strcmp(m->config.model_type, "mistral") ? "Mistral" : !strcmp(m->config.model_type, "qwen2") ? "Qwen2" : "Llama";
+}
+
+static cp_status build(cp_model *m) {
+    const cp_model_config *c = &m->config;
+    const char *p = class_prefix(m);
+    char name[64];
+    llama_state *s = cp_calloc(1, sizeof *s, "Llama state");
+    if (!s) return CP_ERR;
+    m->arch_state = s;
+    s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "Llama layers");
+    if (!s->layers) return CP_ERR;
+    if (c->head_dim % 2) return cp_error("head_dim %lld must be even for rotary embeddings", (long long)c->head_dim);
+    s->rope = (cp_rope){.dim = c->head_dim, .theta = c->rope_theta, .type = (cp_rope_type)c->rope_type, .factor = c->rope_factor,
+                        .low_freq_factor = c->rope_low_freq_factor, .high_freq_factor = c->rope_high_freq_factor,
+                        .original_max_positions = c->rope_original_max_positions, .max_positions = c->max_positions};
+    snprintf(name, sizeof name, "%sForCausalLM", p);
+    if (!(m->root = cp_module_new(NULL, "", name, CP_MOD_CONTAINER))) return CP_ERR;
+    snprintf(name, sizeof name, "%sModel", p);
+    cp_module *base = cp_module_new(m->root, "model", name, CP_MOD_CONTAINER);
+    if (!base || !(s->embed_tokens = cp_module_embedding(base, "embed_tokens", c->vocab_size, c->hidden_size))) return CP_ERR;
+    cp_module *list = cp_module_new(base, "layers", "ModuleList", CP_MOD_LIST);
+    if (!list) return CP_ERR;
+    const int64_t C = c->hidden_size, I = c->intermediate_size, qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        llama_layer *ly = &s->layers[l];
+        char idx[24], cls[64];
+        snprintf(idx, sizeof idx, "%lld", (long long)l);
+        snprintf(cls, sizeof cls, "%sDecoderLayer", p);
+        cp_module *layer = cp_module_new(list, idx, cls, CP_MOD_CONTAINER);
+        snprintf(cls, sizeof cls, "%sAttention", p);
+        cp_module *attn = layer ? cp_module_new(layer, "self_attn", cls, CP_MOD_CONTAINER) : NULL;
+        if (!attn || !(ly->q_proj = cp_module_linear(attn, "q_proj", C, qd, c->attention_bias)) ||
+            !(ly->k_proj = cp_module_linear(attn, "k_proj", C, kvd, c->attention_bias)) ||
+            !(ly->v_proj = cp_module_linear(attn, "v_proj", C, kvd, c->attention_bias)) ||
+            !(ly->o_proj = cp_module_linear(attn, "o_proj", qd, C, 0)))
+            return CP_ERR;
+        snprintf(cls, sizeof cls, "%sMLP", p);
+        cp_module *mlp = cp_module_new(layer, "mlp", cls, CP_MOD_CONTAINER);
+        if (!mlp || !(ly->gate_proj = cp_module_linear(mlp, "gate_proj", C, I, c->mlp_bias)) ||
+            !(ly->up_proj = cp_module_linear(mlp, "up_proj", C, I, c->mlp_bias)) ||
+            !(ly->down_proj = cp_module_linear(mlp, "down_proj", I, C, c->mlp_bias)) || !cp_module_activation(mlp, "act_fn", CP_ACT_SILU))
+            return CP_ERR;
+        snprintf(cls, sizeof cls, "%sRMSNorm", p);
+        if (!(ly->input_layernorm = cp_module_rmsnorm(layer, "input_layernorm", cls, C, c->layer_norm_eps)) ||
+            !(ly->post_attention_layernorm = cp_module_rmsnorm(layer, "post_attention_layernorm", cls, C, c->layer_norm_eps)))
+            return CP_ERR;
+    }
+    snprintf(name, sizeof name, "%sRMSNorm", p);
+    if (!(s->norm = cp_module_rmsnorm(base, "norm", name, C, c->layer_norm_eps))) return CP_ERR;
+    snprintf(name, sizeof name, "%sRotaryEmbedding", p);
+    if (!cp_module_new(base, "rotary_emb", name, CP_MOD_CONTAINER)) return CP_ERR;
+    if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, 0))) return CP_ERR;
+    if (c->tie_word_embeddings) cp_param_tie(m->lm_head->weight, s->embed_tokens->weight);
+    return CP_OK;
+}
+
+static void free_state(cp_model *m) {
+    llama_state *s = m->arch_state;
+    if (!s) return;
+    cp_free(s->layers);
+    cp_free(s);
+    m->arch_state = NULL;
+}
+
+/* ---- forward / backward ------------------------------------------------------------------------ */
+
+typedef struct {
+    float *x_in;          // (N,C) block input
+    float *rstd1, *rstd2; // (N)
+    float *h1;            // (N,C) input_layernorm output
+    float *q, *k, *v;     // (N,NH·hd), (N,NKV·hd), (N,NKV·hd) — q and k after RoPE
+    float *probs;         // (B,NH,T,T) or NULL
+    float *att;           // (N,NH·hd)
+    float *x_mid;         // (N,C)
+    float *h2;            // (N,C) post_attention_layernorm output
+    float *gate, *up;     // (N,I) projections (gate before silu)
+    float *act;           // (N,I) silu(gate) ⊙ up: the input of down_proj
+    float *tmp;           // (N,C)
+} llama_acts;
+
+static cp_status alloc_acts(llama_acts *a, cp_arena *ar, const cp_model_config *c, int64_t B, int64_t T, int training) {
+    const size_t N = (size_t)(B * T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+    const size_t qd = (size_t)(c->num_heads * c->head_dim), kvd = (size_t)(c->num_kv_heads * c->head_dim);
+    memset(a, 0, sizeof *a);
+    a->x_in = training ? cp_arena_floats(ar, N * C, "block input") : NULL;
+    a->rstd1 = cp_arena_floats(ar, N, "norm statistics");
+    a->rstd2 = cp_arena_floats(ar, N, "norm statistics");
+    a->h1 = cp_arena_floats(ar, N * C, "input_layernorm output");
+    a->q = cp_arena_floats(ar, N * qd, "queries");
+    a->k = cp_arena_floats(ar, N * kvd, "keys");
+    a->v = cp_arena_floats(ar, N * kvd, "values");
+    a->probs = training ? cp_arena_floats(ar, (size_t)(B * c->num_heads * T * T), "attention probabilities") : NULL;
+    a->att = cp_arena_floats(ar, N * qd, "attention output");
+    a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
+    a->h2 = cp_arena_floats(ar, N * C, "post_attention_layernorm output");
+    a->gate = cp_arena_floats(ar, N * I, "gate projection");
+    a->up = cp_arena_floats(ar, N * I, "up projection");
+    a->act = cp_arena_floats(ar, N * I, "MLP hidden");
+    a->tmp = cp_arena_floats(ar, N * C, "projection output");
+    if (!a->rstd1 || !a->rstd2 || !a->h1 || !a->q || !a->k || !a->v || !a->att || !a->h2 || !a->gate || !a->up || !a->act ||
+        !a->tmp || (training && (!a->x_in || !a->probs || !a->x_mid)))
+        return CP_ERR;
+    return CP_OK;
+}
+
+typedef struct { const float *cos_t, *sin_t; } rope_tabs;
+
+static cp_attention_args attn_args(const cp_model *m, const cp_batch *b, llama_acts *a) {
+    const cp_model_config *c = &m->config;
+    cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .NKV = c->num_kv_heads, .hs = c->head_dim,
+                            .q = a->q, .k = a->k, .v = a->v, .q_stride = c->num_heads * c->head_dim,
+                            .k_stride = c->num_kv_heads * c->head_dim, .v_stride = c->num_kv_heads * c->head_dim,
+                            .scale = (float)pow((double)c->head_dim, -0.5), .window = c->sliding_window,
+                            .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs};
+    return at;
+}
+
+static void add_inplace(float *x, const float *y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batch *b, float *x, llama_acts *a, rope_tabs rt,
+                               cp_arena *ar) {
+    const cp_model_config *c = &m->config;
+    const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
+    if (a->x_in) memcpy(a->x_in, x, (size_t)(N * C) * sizeof *x);
+    cp_rmsnorm_forward(ly->input_layernorm, a->h1, a->rstd1, x, N);
+    if (cp_linear_forward(ly->q_proj, a->q, a->h1, N, ar) != CP_OK || cp_linear_forward(ly->k_proj, a->k, a->h1, N, ar) != CP_OK ||
+        cp_linear_forward(ly->v_proj, a->v, a->h1, N, ar) != CP_OK)
+        return CP_ERR;
+    cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, rt.cos_t, rt.sin_t);
+    cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, rt.cos_t, rt.sin_t);
+    cp_attention_args at = attn_args(m, b, a);
+    if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
+    if (cp_linear_forward(ly->o_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
+    add_inplace(x, a->tmp, N * C);
+    if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
+    cp_rmsnorm_forward(ly->post_attention_layernorm, a->h2, a->rstd2, x, N);
+    if (cp_linear_forward(ly->gate_proj, a->gate, a->h2, N, ar) != CP_OK || cp_linear_forward(ly->up_proj, a->up, a->h2, N, ar) != CP_OK)
+        return CP_ERR;
+    cp_activation_forward(CP_ACT_SILU, a->act, a->gate, N * I);
+#pragma omp parallel for simd schedule(static) if (N * I > 65536)
+    for (int64_t i = 0; i < N * I; i++) a->act[i] *= a->up[i];
+    if (cp_linear_forward(ly->down_proj, a->tmp, a->act, N, ar) != CP_OK) return CP_ERR;
+    add_inplace(x, a->tmp, N * C);
+    return CP_OK;
+}
+
+static int trained(const cp_module *mod) {
+    if ((mod->weight && mod->weight->grad) || (mod->bias && mod->bias->grad)) return 1;
+    if (mod->lora)
+        for (int i = 0; i < mod->lora->n; i++)
+            if (mod->lora->adapters[i]->A->grad) return 1;
+    return 0;
+}
+
+static int layer_trained(const llama_layer *ly) {
+    const cp_module *mods[] = {ly->input_layernorm, ly->post_attention_layernorm, ly->q_proj, ly->k_proj, ly->v_proj,
+                               ly->o_proj, ly->gate_proj, ly->up_proj, ly->down_proj};
+    for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
+        if (trained(mods[i])) return 1;
+    return 0;
+}
+
+static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_batch *b, llama_acts *a, rope_tabs rt, float *dx,
+                                int need_dx, cp_arena *ar) {
+    const cp_model_config *c = &m->config;
+    const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
+    const int64_t qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
+    float *dI1 = cp_arena_floats(ar, (size_t)(N * I), "MLP gradients"), *dI2 = cp_arena_floats(ar, (size_t)(N * I), "MLP gradients");
+    float *dC = cp_arena_floats(ar, (size_t)(N * (C > qd ? C : qd)), "block gradients");
+    float *dq = cp_arena_floats(ar, (size_t)(N * qd), "query gradients");
+    float *dk = cp_arena_floats(ar, (size_t)(N * kvd), "key gradients"), *dv = cp_arena_floats(ar, (size_t)(N * kvd), "value gradients");
+    if (!dI1 || !dI2 || !dC || !dq || !dk || !dv) return CP_ERR;
+
+    // MLP: x_out = x_mid + down(silu(gate(h2)) ⊙ up(h2)), h2 = rms(x_mid)
+    memset(dI1, 0, (size_t)(N * I) * sizeof *dI1);
+    if (cp_linear_backward(ly->down_proj, dI1, dx, a->act, N, ar) != CP_OK) return CP_ERR;  // d act
+    cp_activation_forward(CP_ACT_SILU, dI2, a->gate, N * I);                               // silu(gate)
+#pragma omp parallel for simd schedule(static) if (N * I > 65536)
+    for (int64_t i = 0; i < N * I; i++) {
+        float d_act = dI1[i];
+        dI1[i] = d_act * a->up[i];   // d silu(gate)
+        dI2[i] = d_act * dI2[i];     // d up = d act ⊙ silu(gate)
+    }
+    cp_activation_backward(CP_ACT_SILU, dI1, dI1, a->gate, N * I);                         // d gate
+    memset(dC, 0, (size_t)(N * C) * sizeof *dC);
+    if (cp_linear_backward(ly->gate_proj, dC, dI1, a->h2, N, ar) != CP_OK || cp_linear_backward(ly->up_proj, dC, dI2, a->h2, N, ar) != CP_OK)
+        return CP_ERR;                                                                      // d h2
+    cp_rmsnorm_backward(ly->post_attention_layernorm, dx, dC, a->x_mid, a->rstd2, N);       // dx = d x_mid
+
+    // attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)), q,k,v = proj(rms(x_in))
+    memset(dC, 0, (size_t)(N * qd) * sizeof *dC);
+    if (cp_linear_backward(ly->o_proj, dC, dx, a->att, N, ar) != CP_OK) return CP_ERR;     // d att
+    cp_attention_args at = attn_args(m, b, a);
+    if (cp_attention_backward(&at, dC, dq, dk, dv, ar) != CP_OK) return CP_ERR;
+    cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, rt.cos_t, rt.sin_t);
+    cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, rt.cos_t, rt.sin_t);
+    int need_dh1 = need_dx || trained(ly->input_layernorm);
+    float *dh1 = need_dh1 ? dC : NULL;
+    if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);
+    if (cp_linear_backward(ly->q_proj, dh1, dq, a->h1, N, ar) != CP_OK || cp_linear_backward(ly->k_proj, dh1, dk, a->h1, N, ar) != CP_OK ||
+        cp_linear_backward(ly->v_proj, dh1, dv, a->h1, N, ar) != CP_OK)
+        return CP_ERR;
+    if (dh1) cp_rmsnorm_backward(ly->input_layernorm, need_dx ? dx : NULL, dh1, a->x_in, a->rstd1, N);
+    return CP_OK;
+}
+
+/* Embeddings and the RoPE tables for the batch's positions (default 0..T-1, ignoring padding). */
+static cp_status embed(cp_model *m, const cp_batch *b, float *x, int64_t *pos, rope_tabs *rt, float *cos_t, float *sin_t) {
+    const llama_state *s = m->arch_state;
+    const int64_t N = b->B * b->T;
+    int64_t max_pos = 0;
+    for (int64_t r = 0; r < b->B; r++)
+        for (int64_t t = 0; t < b->T; t++) {
+            int64_t p = b->position_ids ? b->position_ids[r * b->T + t] : t;
+            if (p < 0) return cp_error("position_ids: negative position %lld", (long long)p);
+            pos[r * b->T + t] = p;
+            if (p > max_pos) max_pos = p;
+        }
+    if (cp_embedding_forward(s->embed_tokens, x, b->input_ids, N, 0, &m->arena) != CP_OK) return cp_error_context("input_ids");
+    cp_rope_tables(&s->rope, pos, N, max_pos + 1, cos_t, sin_t);
+    rt->cos_t = cos_t;
+    rt->sin_t = sin_t;
+    return CP_OK;
+}
+
+static cp_status forward(cp_model *m, const cp_batch *b, float *out, float *hidden_states) {
+    const llama_state *s = m->arch_state;
+    const cp_model_config *c = &m->config;
+    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers, half = c->head_dim / 2;
+    cp_arena *ar = &m->arena;
+    float *x = cp_arena_floats(ar, (size_t)(N * C), "residual stream");
+    float *cos_t = cp_arena_floats(ar, (size_t)(N * half), "rope"), *sin_t = cp_arena_floats(ar, (size_t)(N * half), "rope");
+    int64_t *pos = cp_arena_alloc(ar, (size_t)N * sizeof *pos, "positions");
+    llama_acts a;
+    rope_tabs rt;
+    if (!x || !cos_t || !sin_t || !pos || alloc_acts(&a, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
+    if (embed(m, b, x, pos, &rt, cos_t, sin_t) != CP_OK) return CP_ERR;
+    for (int64_t l = 0; l < L; l++) {
+        if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
+        if (block_forward(m, &s->layers[l], b, x, &a, rt, ar) != CP_OK) return CP_ERR;
+    }
+    cp_rmsnorm_forward(s->norm, out, NULL, x, N);
+    if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
+    return CP_OK;
+}
+
+typedef struct {
+    llama_acts *blocks;
+    float *x_final, *rstd_f;
+    int64_t *pos;
+    rope_tabs rt;
+    int recompute;
+} llama_saved;
+
+static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int recompute, void **saved) {
+    const llama_state *s = m->arch_state;
+    const cp_model_config *c = &m->config;
+    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers, half = c->head_dim / 2;
+    cp_arena *ar = &m->arena;
+    llama_saved *sv = cp_arena_alloc(ar, sizeof *sv, "saved activations");
+    if (!sv) return CP_ERR;
+    memset(sv, 0, sizeof *sv);
+    sv->recompute = recompute;
+    sv->blocks = cp_arena_alloc(ar, (size_t)L * sizeof *sv->blocks, "saved activations");
+    sv->x_final = cp_arena_floats(ar, (size_t)(N * C), "final norm input");
+    sv->rstd_f = cp_arena_floats(ar, (size_t)N, "final norm statistics");
+    sv->pos = cp_arena_alloc(ar, (size_t)N * sizeof *sv->pos, "positions");
+    float *cos_t = cp_arena_floats(ar, (size_t)(N * half), "rope"), *sin_t = cp_arena_floats(ar, (size_t)(N * half), "rope");
+    if (!sv->blocks || !sv->x_final || !sv->rstd_f || !sv->pos || !cos_t || !sin_t) return CP_ERR;
+    llama_acts scratch;
+    if (recompute && alloc_acts(&scratch, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
+    float *x = sv->x_final;
+    if (embed(m, b, x, sv->pos, &sv->rt, cos_t, sin_t) != CP_OK) return CP_ERR;
+    for (int64_t l = 0; l < L; l++) {
+        llama_acts *a = &sv->blocks[l];
+        if (recompute) {
+            *a = scratch;
+            if (!(a->x_in = cp_arena_floats(ar, (size_t)(N * C), "block input"))) return CP_ERR;
+        } else if (alloc_acts(a, ar, c, b->B, b->T, 1) != CP_OK) {
+            return CP_ERR;
+        }
+        if (block_forward(m, &s->layers[l], b, x, a, sv->rt, ar) != CP_OK) return CP_ERR;
+    }
+    cp_rmsnorm_forward(s->norm, out, sv->rstd_f, x, N);
+    *saved = sv;
+    return CP_OK;
+}
+
+static cp_status backward(cp_model *m, const cp_batch *b, float *d_out, void *saved) {
+    const llama_state *s = m->arch_state;
+    const cp_model_config *c = &m->config;
+    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers;
+    cp_arena *ar = &m->arena;
+    llama_saved *sv = saved;
+    int embeddings = trained(s->embed_tokens);
+    int64_t lowest = embeddings ? 0 : L;
+    for (int64_t l = 0; l < L && lowest == L; l++)
+        if (layer_trained(&s->layers[l])) lowest = l;
+    float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
+    if (!dx) return CP_ERR;
+    memset(dx, 0, (size_t)(N * C) * sizeof *dx);
+    cp_rmsnorm_backward(s->norm, dx, d_out, sv->x_final, sv->rstd_f, N);
+    llama_acts fresh;
+    if (sv->recompute && alloc_acts(&fresh, ar, c, b->B, b->T, 1) != CP_OK) return CP_ERR;
+    for (int64_t l = L - 1; l >= lowest; l--) {
+        cp_arena_mark mark = cp_arena_get_mark(ar);
+        llama_acts *a = &sv->blocks[l];
+        if (sv->recompute) {
+            float *x = cp_arena_floats(ar, (size_t)(N * C), "recomputed block");
+            if (!x) return CP_ERR;
+            memcpy(x, a->x_in, (size_t)(N * C) * sizeof *x);
+            if (block_forward(m, &s->layers[l], b, x, &fresh, sv->rt, ar) != CP_OK) return CP_ERR;
+            a = &fresh;
+        }
+        if (block_backward(m, &s->layers[l], b, a, sv->rt, dx, l > lowest || embeddings, ar) != CP_OK) return CP_ERR;
+        cp_arena_release(ar, mark);
+    }
+    if (embeddings && cp_embedding_backward(s->embed_tokens, dx, b->input_ids, N, ar) != CP_OK) return CP_ERR;
+    return CP_OK;
+}
+
+static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
+
+#define LLAMA_ARCH(type, cls)                                                                                          \
+    {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
+     .free_state = free_state, .forward = forward, .forward_train = forward_train, .backward = backward,              \
+     .ignored_suffixes = ignored_suffixes}
+
+const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM");
+const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM");
+const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM");
