@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward]          (needs `make` and `make reference-venv`; models are created once
+#   bench/run.sh [forward|train]          (needs `make` and `make reference-venv`; models are created once
 #                                    in bench/work/ from random weights with save_pretrained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,27 @@ run_forward() {
     $PY bench/update_benchmarks.py forward "$out"
 }
 
+run_train() {
+    local out=$WORK/train.jsonl
+    : > "$out"
+    [[ -x build/bench/train_bench ]] || make -s build/bench/train_bench
+    local targets
+    for arch in gpt_neo gpt2; do
+        local dir; dir=$(model_dir $arch)
+        if [[ $arch == gpt_neo ]]; then targets=q_proj,k_proj,v_proj; else targets=c_attn; fi
+        for gc in "" --gradient-checkpointing; do
+            echo "bench train: $arch LoRA r=8 on $targets ${gc:-(no recompute)} (batch 4 x 256 tokens, $ITERS steps each)" >&2
+            local c p
+            c=$(build/bench/train_bench --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup 1 --steps "$ITERS" $gc)
+            p=$($PY bench/pytorch_train.py --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup 1 --steps "$ITERS" $gc 2>/dev/null | tail -1)
+            echo "{\"bench\": \"train\", \"arch\": \"$arch\", \"targets\": \"$targets\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+        done
+    done
+    $PY bench/update_benchmarks.py train "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
-    *) echo "bench: unknown benchmark $1 (forward)" >&2; exit 2 ;;
+    train) run_train ;;
+    *) echo "bench: unknown benchmark $1 (forward, train)" >&2; exit 2 ;;
 esac

@@ -47,10 +47,31 @@ def forward_section(rows) -> str:
     return "\n".join(out)
 
 
+def train_section(rows) -> str:
+    out = ["## LoRA training step (forward + backward + AdamW), batch 4 × 256 tokens, f32, r = 8", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine()}; both sides in one run of `bench/run.sh train`, "
+           "random weights of the real model sizes, LoRA r=8 alpha=16 on q, k, v (GPT-Neo, as in the notebook) or c_attn "
+           "(GPT-2), AdamW, median of the timed steps, all cores. Peak RSS includes the interpreter and torch on the "
+           "PyTorch side.", "",
+           "| model | recompute | cpeft tokens/s | PyTorch + PEFT tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"gpt_neo": "GPT-Neo-125M shape", "gpt2": "GPT-2-124M shape"}
+    for r in rows:
+        c, p = r["cpeft"], r["pytorch"]
+        gc = "yes" if c.get("gradient_checkpointing") else "no"
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {gc} | {c['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
+                   f"{c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB | "
+                   f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
+    p = rows[0]["pytorch"]
+    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
+            f"{p.get('threads', '?')} threads.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
-    section = {"forward": forward_section}[name](rows)
+    section = {"forward": forward_section, "train": train_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
