@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "io/fsutil.h"
 #include "models/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -83,18 +84,9 @@ static cp_status read_ids(const char *path, int64_t vocab, int64_t **ids_out, in
 }
 
 static cp_status read_text_ids(const char *path, const char *model_dir, int64_t vocab, int64_t **ids_out, int64_t *n_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    char *text = size >= 0 ? cp_malloc((size_t)size + 1, path) : NULL;
-    if (!text || fread(text, 1, (size_t)size, f) != (size_t)size) {
-        fclose(f);
-        cp_free(text);
-        return size < 0 ? cp_error("%s: cannot read", path) : CP_ERR;
-    }
-    fclose(f);
+    char *text;
+    size_t size;
+    if (cp_read_file(path, &text, &size) != CP_OK) return CP_ERR;
     cp_tokenizer *tok;
     if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) { cp_free(text); return CP_ERR; }
     cp_encoding enc;

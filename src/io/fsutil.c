@@ -135,21 +135,28 @@ cp_status cp_write_file_atomic(const char *path, const void *data, size_t len) {
 
 cp_status cp_read_file(const char *path, char **data, size_t *len) {
     *data = NULL;
+    if (cp_is_dir(path)) return cp_error("%s: is a directory, expected a file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    rewind(f);
-    char *buf = size >= 0 ? cp_malloc((size_t)size + 1, path) : NULL;
-    if (!buf || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        fclose(f);
-        cp_free(buf);
-        return size < 0 ? cp_error("%s: cannot read", path) : CP_ERR;
+    /* read in chunks: works for pipes and /dev/stdin as well as regular files */
+    size_t cap = 1 << 16, n = 0;
+    char *buf = cp_malloc(cap + 1, path);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *bigger = cp_realloc(buf, 2 * cap + 1, path);
+        if (!bigger) { cp_free(buf); buf = NULL; break; }
+        buf = bigger;
+        cap *= 2;
     }
+    int failed = ferror(f);
     fclose(f);
-    buf[size] = '\0';
+    if (!buf) return CP_ERR;
+    if (failed) { cp_free(buf); return cp_error("%s: read error", path); }
+    buf[n] = '\0';
     *data = buf;
-    if (len) *len = (size_t)size;
+    if (len) *len = n;
     return CP_OK;
 }
 

@@ -5,6 +5,7 @@
 #include "core/alloc.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
+#include "io/fsutil.h"
 
 #include <errno.h>
 #include <math.h>
@@ -31,19 +32,10 @@ cp_status cp_json_parse(const char *text, size_t len, const char *name, cJSON **
 
 cp_status cp_json_read_file(const char *path, cJSON **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cp_error("%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return cp_error("%s: cannot seek", path); }
-    long size = ftell(f);
-    if (size < 0) { fclose(f); return cp_error("%s: cannot read size", path); }
-    rewind(f);
-    char *text = cp_malloc((size_t)size + 1, path);
-    if (!text) { fclose(f); return CP_ERR; }
-    size_t got = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) { cp_free(text); return cp_error("%s: short read", path); }
-    text[size] = '\0';
-    cp_status st = cp_json_parse(text, (size_t)size, path, out);
+    char *text;
+    size_t size;
+    if (cp_read_file(path, &text, &size) != CP_OK) return CP_ERR;
+    cp_status st = cp_json_parse(text, size, path, out);
     cp_free(text);
     return st;
 }
