@@ -13,6 +13,7 @@ Fixture families (run in this order; see tests/reference/README.md for the file 
     eval      tests/fixtures/eval/                     `cpeft eval` loss over id and text streams
     lora      tests/fixtures/lora/<case>/              PEFT LoRA adapters + logits, counts, repr, errors (oracle_lora.py)
     train     tests/fixtures/train/                    gradients, AdamW steps, lr schedules, training data (oracle_train.py)
+    llama_*   tests/fixtures/llama/                    Llama/Mistral/Qwen2: models, forward, info, grads, generate (oracle_llama.py)
 
 --only takes family names, item names or "family:item", shell globs allowed, e.g.
     --only forward            --only 'gpt2_*'          --only 'forward:gpt_neo_tiny.*'
@@ -466,6 +467,8 @@ import oracle_lora  # noqa: E402  (registers the "lora" family)
 CHECKERS.update(oracle_lora.CHECKERS)
 import oracle_train  # noqa: E402  (registers the "train" family)
 CHECKERS.update(oracle_train.CHECKERS)
+import oracle_llama  # noqa: E402  (registers the "llama_*" families)
+CHECKERS.update(oracle_llama.CHECKERS)
 
 
 # =================================================================================================
