@@ -15,10 +15,11 @@
 #include <string.h>
 
 static inline float cp_expf(float x) {
-    x = x < -87.33654f ? -87.33654f : x;
-    x = x > 88.72283f ? 88.72283f : x;
-    float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693359375f;
+    float xc = x != x ? 0.0f : x; /* NaN: computed on 0 (no undefined int conversion), returned as NaN */
+    xc = xc < -87.33654f ? -87.33654f : xc;
+    xc = xc > 88.72283f ? 88.72283f : xc;
+    float n = __builtin_rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -27,8 +28,8 @@ static inline float cp_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23};
-    return p * scale.f;
+    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
+    return x != x ? x : p * scale.f;
 }
 
 /* 1 / (1 + e^-x) */

@@ -23,6 +23,7 @@ TEST(vectorised_exp_matches_libm) {
     printf("  cp_expf max relative error %.2e over [-87, 88]\n", worst);
     CHECK(worst < 3e-7, "relative error %.3e", worst);
     CHECK(cp_expf(-1000.0f) < 1e-37f && cp_expf(1000.0f) > 1e38f, "saturation");
+    CHECK(isnan(cp_expf(NAN)), "exp(NaN) must stay NaN so that a diverging run is noticed");
 }
 
 static double gelu_new_ref(double x) { return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
