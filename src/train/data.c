@@ -246,9 +246,13 @@ static cp_status json_record(loader *L, const cJSON *rec, int64_t line) {
     if (!cJSON_IsObject(rec))
         return bad_record(L, line, "record is %s, expected a JSON object", cp_json_type_name(rec));
     if (L->kind == CP_DATA_AUTO) {
+        /* the first valid record decides; an invalid one is reported by the reader it resembles */
         const cJSON *ins = cJSON_GetObjectItemCaseSensitive(rec, "instruction");
         const cJSON *out = cJSON_GetObjectItemCaseSensitive(rec, "output");
-        L->kind = cJSON_IsString(ins) && cJSON_IsString(out) ? CP_DATA_INSTRUCTION : CP_DATA_JSON_TEXT;
+        const cJSON *txt = cJSON_GetObjectItemCaseSensitive(rec, L->text_field);
+        if (cJSON_IsString(ins) && cJSON_IsString(out)) L->kind = CP_DATA_INSTRUCTION;
+        else if (cJSON_IsString(txt)) L->kind = CP_DATA_JSON_TEXT;
+        else return ins && !txt ? instruction_record(L, rec, line) : text_record(L, rec, line);
     }
     return L->kind == CP_DATA_INSTRUCTION ? instruction_record(L, rec, line) : text_record(L, rec, line);
 }

@@ -10,7 +10,8 @@
  *   instruction    records with "instruction", "output" and optional "input" (Alpaca): rendered
  *                  with the Alpaca prompt template; ids = tok(prompt) ++ tok(output) ++ [eos],
  *                  labels = -100 on the prompt tokens (loss only on the response), truncated to
- *                  max_seq_length. Detected when the first record has "instruction" and "output".
+ *                  max_seq_length. Detected when the first valid record has string "instruction" and
+ *                  "output".
  * A malformed record (not an object, missing or wrong-typed field, empty after tokenization) is
  * reported as "file:line: ..." and skipped with a count, or is fatal with `strict`. A record with no
  * response tokens left after truncation counts as malformed.
@@ -66,7 +67,7 @@ typedef struct {
  * Format: the first non-space byte (after a UTF-8 BOM) '[' is a JSON array, '{' is JSONL (one object
  * per non-blank line), anything else plain text; opt->format other than CP_DATA_AUTO forces the
  * record kind (CP_DATA_TEXT: read as plain text even when it looks like JSON). With CP_DATA_AUTO the
- * first JSON object decides: instruction when it has string "instruction" and "output", else text.
+ * first valid record decides: instruction when it has string "instruction" and "output", else text.
  * Skipped records give one warning at the end ("skipped N malformed records; first: FILE:LINE: ...").
  * A syntax error inside a JSON array cannot be skipped (the next record cannot be found) and is an
  * error in either mode; no examples at all is an error. On error *ds is left empty. */

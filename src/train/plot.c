@@ -462,6 +462,7 @@ cp_status cp_plot_loss_png(const char *path, const double *train_steps, const do
                            const double *eval_steps, const double *eval_loss, int n_eval, const char *title) {
     static const rgb8 white = {255, 255, 255}, ink = {40, 40, 40}, grid = {228, 228, 228}, frame_col = {90, 90, 90},
                       blue = {31, 119, 180}, red = {214, 39, 40};
+    if (!path) return cp_error("loss curve: no output path given");
     if (n_train < 0 || n_eval < 0 || (n_train && (!train_steps || !train_loss)) || (n_eval && (!eval_steps || !eval_loss)))
         return cp_error("%s: loss curve: bad series (n_train %d, n_eval %d)", path, n_train, n_eval);
     canvas c = {.w = PLOT_W, .h = PLOT_H, .cx1 = PLOT_W, .cy1 = PLOT_H};

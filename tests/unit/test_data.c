@@ -477,6 +477,16 @@ TEST(no_examples_and_missing_file) {
     cp_data_options o = opts(write_tmp("allbad.jsonl", "{\"text\": 1}\n{\"text\": 2}\n{\"text\": 3}\n"), 64);
     CHECK_ERR(cp_dataset_load(&ds, gpt2, &o), "allbad.jsonl: no examples (3 malformed records skipped; first: ");
     CHECK_ERR(cp_dataset_load(&ds, gpt2, &o), "allbad.jsonl:1: field \"text\" is a number");
+    /* the first *valid* record decides the kind */
+    o = opts(write_tmp("late.jsonl", "{\"instruction\": 5, \"output\": \"x\"}\n{\"text\": 3}\n"
+                                     "{\"instruction\": \"i\", \"output\": \"o\"}\n"), 64);
+    cp_set_quiet(1);
+    CHECK_OK(cp_dataset_load(&ds, gpt2, &o));
+    cp_set_quiet(0);
+    CHECK(ds.format == CP_DATA_INSTRUCTION && ds.n == 1 && ds.n_skipped == 2 && ds.examples[0].line == 3, "late decision");
+    cp_dataset_free(&ds);
+    o.strict = 1;
+    CHECK_ERR(cp_dataset_load(&ds, gpt2, &o), "late.jsonl:1: field \"instruction\" is a number");
     o = opts(write_tmp("blank.jsonl", "{}\n"), 64);
     CHECK_ERR(cp_dataset_load(&ds, gpt2, &o), "records need \"text\", or \"instruction\" and \"output\"");
     o = opts("/nonexistent/dir/train.jsonl", 64);
@@ -499,6 +509,26 @@ TEST(eos_required_for_json) {
     CHECK_OK(cp_dataset_load(&ds, tok, &o));
     cp_dataset_free(&ds);
     cp_tokenizer_free(tok);
+}
+
+TEST(load_from_memory) {
+    /* a buffer with no NUL after it: the loader reads exactly len bytes */
+    const char src[] = "{\"text\": \"from memory\"}\n{\"text\": \"second\"}\n{\"text\": \"cut off here";
+    size_t len = sizeof src - 1 - strlen(" off here");
+    char *buf = malloc(len);
+    memcpy(buf, src, len);
+    cp_dataset ds;
+    cp_data_options o = opts("mem.jsonl", 64);
+    cp_set_quiet(1);
+    CHECK_OK(cp_dataset_load_mem(&ds, gpt2, &o, buf, len));
+    cp_set_quiet(0);
+    CHECK(ds.n == 2 && ds.n_skipped == 1, "n %lld skipped %lld", (long long)ds.n, (long long)ds.n_skipped);
+    cp_dataset_free(&ds);
+    o.strict = 1;
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, buf, len), "mem.jsonl:3: invalid JSON");
+    free(buf);
+    o = opts("empty", 64);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, NULL, 0), "empty: no examples");
 }
 
 /* ---- splits, shuffles, batches -------------------------------------------------------------------- */
@@ -649,6 +679,7 @@ int main(void) {
     RUN(malformed_json_array);
     RUN(no_examples_and_missing_file);
     RUN(eos_required_for_json);
+    RUN(load_from_memory);
     RUN(split_deterministic);
     RUN(shuffle_permutation);
     RUN(batch_padding);

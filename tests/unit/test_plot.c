@@ -306,6 +306,7 @@ TEST(loss_curve_edge_cases) {
 TEST(loss_curve_errors) {
     double s[1] = {1}, l[1] = {1};
     CHECK_ERR(cp_plot_loss_png("/nonexistent-dir/loss.png", s, l, 1, NULL, NULL, 0, "t"), "/nonexistent-dir/loss.png");
+    CHECK_ERR(cp_plot_loss_png(NULL, s, l, 1, NULL, NULL, 0, "t"), "no output path");
     CHECK_ERR(cp_plot_loss_png(tmp_path("bad.png"), NULL, l, 1, NULL, NULL, 0, "t"), "bad series");
     CHECK_ERR(cp_plot_loss_png(tmp_path("bad.png"), s, l, -1, NULL, NULL, 0, "t"), "bad series");
 }
