@@ -1,0 +1,105 @@
+/*
+ * gguf_convert.h — a GGUF file (llama.cpp's format) turned into a Hugging Face checkpoint
+ * directory: config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json and generation_config.json, loadable by transformers'
+ * AutoModelForCausalLM / AutoTokenizer and by cpeft.
+ *
+ * Architectures: general.architecture "llama" (Llama 1/2/3 without rope_freqs, Mistral, SmolLM,
+ * TinyLlama: llama.cpp writes all of them as "llama"). Tensors: token_embd -> model.embed_tokens,
+ * blk.N.attn_norm -> model.layers.N.input_layernorm, attn_q/k/v/output -> self_attn.q/k/v/o_proj,
+ * ffn_norm -> post_attention_layernorm, ffn_gate/up/down -> mlp.gate/up/down_proj, output_norm ->
+ * model.norm, output -> lm_head (absent: tie_word_embeddings). llama.cpp's converter permutes the
+ * rows of Q and K (per head, rotate-half order -> interleaved pairs, for its RoPE kernel); the
+ * rows are put back so the checkpoint is in Hugging Face's rotate-half layout.
+ *
+ * Precision: quantized tensors are dequantized to f32 exactly as ggml does, so the checkpoint
+ * holds exactly the values the GGUF encodes — the quantization error against the original
+ * model stays. F32/F16/BF16 tensors are copied without change (dtype "auto") or converted.
+ *
+ * Tokenizer: rebuilt from tokenizer.ggml.* — "gpt2" (byte-level BPE, pre-tokenizer chosen by
+ * tokenizer.ggml.pre) and "llama" (SentencePiece BPE with byte fallback; merges from the file or
+ * derived from the scores as transformers does). See docs/convert.md.
+ */
+#ifndef CP_IO_GGUF_CONVERT_H
+#define CP_IO_GGUF_CONVERT_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "io/gguf.h"
+
+/* Hyper-parameters of a llama-architecture GGUF, as Hugging Face names them. */
+typedef struct {
+    int64_t hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+        num_key_value_heads, head_dim, max_position_embeddings, vocab_size;
+    double rms_norm_eps, rope_theta;
+    int rms_norm_eps_f32, rope_theta_f32; /* stored as FLOAT32: print the shortest f32 repr */
+    double rope_scaling_factor;           /* > 0: rope_scaling {"rope_type": "linear", factor} */
+    int tie_word_embeddings;              /* no output.weight in the file */
+    int64_t bos_token_id, eos_token_id, pad_token_id, unk_token_id; /* -1 when absent */
+} cp_gguf_llama;
+
+/* Reads and checks the hyper-parameters and the tensor inventory: every tensor known and of the
+ * expected shape, every expected tensor present. Errors name the file and the key or tensor. */
+cp_status cp_gguf_llama_read(const cp_gguf *g, cp_gguf_llama *hp);
+
+/* config.json text for `hp` (sorted keys, two-space indent, trailing newline); NULL on OOM.
+ * `torch_dtype` is "float32", "float16" or "bfloat16". */
+char *cp_gguf_llama_config_json(const cp_gguf_llama *hp, const char *torch_dtype);
+/* generation_config.json text. */
+char *cp_gguf_llama_generation_config_json(const cp_gguf_llama *hp);
+
+/* The Hugging Face name of llama GGUF tensor `gguf_name` ("blk.3.attn_q.weight" ->
+ * "model.layers.3.self_attn.q_proj.weight") written into out (cap bytes); error for a name the
+ * architecture does not have or a layer index >= n_layers. */
+cp_status cp_gguf_llama_hf_name(const char *gguf_name, int64_t n_layers, char *out, size_t cap);
+
+/* Undoes llama.cpp's Q/K permutation. src and dst are (rows, cols) row-major (a weight [out, in]
+ * or, with cols == 1, a bias), rows = n_head * hd. Within each head, GGUF row 2*j + i holds Hugging
+ * Face row i*hd/2 + j (i in {0,1}, j < hd/2): the inverse of convert_hf_to_gguf.py's
+ * LlamaModel.permute (reshape (n_head, 2, hd/2, ...) then swapaxes(1, 2)). dst != src. */
+cp_status cp_gguf_unpermute_rows(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head);
+
+/* The tokenizer files, rebuilt from the metadata. */
+typedef struct {
+    char *tokenizer_json, *tokenizer_config_json, *special_tokens_map_json;
+    char model[16];       /* tokenizer.ggml.model: "gpt2" or "llama" */
+    char pre[64];         /* tokenizer.ggml.pre ("" when absent) */
+    int64_t n_tokens, n_merges, n_added;
+    int merges_derived;   /* SentencePiece merges derived from the scores */
+} cp_gguf_tokenizer;
+
+/* Builds the three JSON files. model_max_length goes to tokenizer_config.json. Errors name the
+ * key, token or merge at fault (invalid UTF-8, a merge whose parts are not in the vocabulary, an
+ * unsupported tokenizer.ggml.model or tokenizer.ggml.pre). */
+cp_status cp_gguf_tokenizer_build(const cp_gguf *g, int64_t model_max_length, cp_gguf_tokenizer *tk);
+void cp_gguf_tokenizer_free(cp_gguf_tokenizer *tk);
+
+/* Options of cp_gguf_convert. dtype: -1 = "auto" (F32/F16/BF16 tensors keep their type,
+ * quantized ones become F32), else CP_F32, CP_F16 or CP_BF16 for every tensor. */
+typedef struct {
+    int dtype;
+} cp_gguf_convert_opts;
+
+/* What a conversion did, for the CLI to report. */
+typedef struct {
+    cp_gguf_llama hp;
+    cp_gguf_tokenizer tk;
+    int64_t n_tensors, n_params;
+    int64_t tensors_by_type[CP_GGML_TYPE_COUNT];
+    int64_t n_quantized;        /* tensors that were block-quantized */
+    int64_t n_rounded;          /* tensors narrowed to a dtype with fewer bits than their values */
+    cp_dtype weight_dtype;      /* dtype of the embedding (config.json's torch_dtype) */
+    uint64_t safetensors_bytes;
+    char *name, *license;       /* general.name / general.license, or NULL */
+} cp_gguf_convert_report;
+
+/* Converts gguf `g` into directory `dir`, which must exist (cp_dir_begin's staging directory):
+ * writes model.safetensors, config.json, generation_config.json and the tokenizer files.
+ * `report` may be NULL. */
+cp_status cp_gguf_convert(const cp_gguf *g, const char *dir, const cp_gguf_convert_opts *opts,
+                          cp_gguf_convert_report *report);
+void cp_gguf_convert_report_free(cp_gguf_convert_report *report);
+
+#endif
