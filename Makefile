@@ -31,7 +31,7 @@ CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math -fno-math-
 LIBS_ALL   = $(PKG_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
 
 LIB_SRC := $(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c)
+                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -112,6 +112,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/generate.py --out tests/fixtures --cpeft $(BUILD)/cpeft
 	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
 	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
+	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
 
 # ---- fuzzing (clang + libFuzzer) --------------------------------------------------------------------
 FUZZ_SECONDS ?= 60

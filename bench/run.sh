@@ -2,13 +2,14 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train]          (needs `make` and `make reference-venv`; models are created once
+#   bench/run.sh [forward|train|generate] (needs `make` and `make reference-venv`; models are created once
 #                                    in bench/work/ from random weights with save_pretrained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=tests/reference/.venv/bin/python
 WORK=bench/work
 ITERS=${ITERS:-5}
+GEN_ITERS=${GEN_ITERS:-3}
 mkdir -p "$WORK"
 [[ -x $PY ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
 [[ -x build/bench/forward_bench ]] || make -s all build/bench/forward_bench
@@ -52,8 +53,24 @@ run_train() {
     $PY bench/update_benchmarks.py train "$out"
 }
 
+run_generate() {
+    local out=$WORK/generate.jsonl
+    : > "$out"
+    [[ -x build/bench/generate_bench ]] || make -s build/bench/generate_bench
+    local dir; dir=$(model_dir gpt_neo)
+    for batch in 1 8; do
+        echo "bench generate: gpt_neo batch $batch, prompt 32, 128 new tokens, greedy ($GEN_ITERS runs each)" >&2
+        local c p
+        c=$(build/bench/generate_bench --model "$dir" --batch $batch --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS")
+        p=$($PY bench/pytorch_generate.py --model "$dir" --batch $batch --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"generate\", \"arch\": \"gpt_neo\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    done
+    $PY bench/update_benchmarks.py generate "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
-    *) echo "bench: unknown benchmark $1 (forward, train)" >&2; exit 2 ;;
+    generate) run_generate ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate)" >&2; exit 2 ;;
 esac

@@ -185,6 +185,69 @@ int cp_tokenizer_set_special(cp_tokenizer *tok, cp_special_role role, const char
 int cp_tokenizer_adds_bos(const cp_tokenizer *tok);
 int cp_tokenizer_adds_eos(const cp_tokenizer *tok);
 
+/* ---- generation -------------------------------------------------------------------------------- */
+/* transformers' generate() with a KV cache: greedy by default, sampling with its processors and
+ * warpers (repetition penalty, temperature, top-k, top-p, in that order), several prompts in one
+ * left-padded batch, per-prompt adapters (PEFT's adapter_names), eos ids and stop strings. See
+ * docs/generate.md. */
+
+#define CP_MAX_EOS 8
+
+typedef enum {
+    CP_FINISH_LENGTH = 0, /* max_new_tokens reached (or the model's positions filled) */
+    CP_FINISH_EOS = 1,    /* an eos id was generated (it is the row's last token) */
+    CP_FINISH_STOP = 2,   /* a stop string appeared in the decoded new text, or on_token asked to stop */
+} cp_finish_reason;
+
+typedef struct cp_generate_options {
+    int64_t max_new_tokens;     /* new tokens per prompt at most (default 64) */
+    int do_sample;              /* 0: greedy (argmax); 1: draw from the processed distribution */
+    double temperature;         /* > 0 (sampling only); 1 = off */
+    int64_t top_k;              /* ≥ 0 (sampling only); 0 = off; transformers' default is 50 */
+    double top_p;               /* (0, 1] (sampling only); 1 = off */
+    double repetition_penalty;  /* > 0; 1 = off; applies to greedy decoding too, as in transformers */
+    uint64_t seed;              /* prompt i samples from its own stream seeded with seed + i */
+    int32_t eos_token_ids[CP_MAX_EOS]; /* any of them ends a prompt's generation */
+    int n_eos;                  /* 0: no eos stop */
+    int32_t pad_token_id;       /* fills left padding and finished rows (affects the repetition
+                                   penalty only, as in transformers) */
+    const char *const *adapter_names; /* NULL, or one per prompt: the adapter that prompt runs alone,
+                                         "__base__" for none (PEFT's adapter_names) */
+    const cp_tokenizer *tokenizer;    /* needed for stop strings */
+    const char *const *stop_strings;  /* a prompt ends once its decoded new text contains one */
+    int n_stop_strings;
+    /* Called with each new token of each unfinished prompt as soon as it is chosen (streaming).
+     * A nonzero return ends that prompt there (CP_FINISH_STOP). May be NULL. */
+    int (*on_token)(void *user, int64_t prompt, int32_t token);
+    void *user;
+    int no_cache;               /* 1: recompute the whole sequence every step (slow; a check) */
+} cp_generate_options;
+
+/* Defaults for m: 64 new tokens, greedy; temperature, top_k, top_p and repetition_penalty from the
+ * model directory's generation_config.json when it sets them, else transformers' defaults (1, 50,
+ * 1, 1); eos ids from generation_config.json, else config.json (one id or a list); pad_token_id
+ * likewise, else the first eos id. generation_config.json's do_sample is not followed: greedy
+ * unless the caller sets do_sample. */
+cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt);
+
+/* The result: for each prompt, its new tokens (the eos or stop token that ended it included). */
+typedef struct cp_generation {
+    int64_t n;
+    int32_t **tokens;         /* [n][n_tokens[i]] */
+    int64_t *n_tokens;        /* [n] */
+    cp_finish_reason *finish; /* [n] */
+} cp_generation;
+
+/* Generates for n prompts (token ids, unpadded, prompt_lens[i] > 0) in one left-padded batch:
+ * prefill, then one forward per new token for all unfinished prompts, with the active adapters
+ * (or per-prompt adapters, opt->adapter_names). A prompt longer than the model's positions − 1 is
+ * truncated from the left with a warning; generation stops when the sequence fills the positions.
+ * Bad options (temperature ≤ 0 or top_p outside (0, 1] when sampling, an unknown adapter name, ...)
+ * are errors before anything runs. out is filled on success; free with cp_generation_free. */
+cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *prompt_lens, int64_t n,
+                            const cp_generate_options *opt, cp_generation *out);
+void cp_generation_free(cp_generation *g);
+
 #ifdef __cplusplus
 }
 #endif

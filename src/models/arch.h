@@ -14,6 +14,7 @@
 
 struct cp_model;
 struct cp_batch;
+struct cp_kv_cache;
 
 typedef struct cp_arch {
     const char *model_type;       /* "gpt_neo" */
@@ -28,10 +29,21 @@ typedef struct cp_arch {
      * When `hidden_states` is non-NULL also writes every layer's input and the final output,
      * (L+1,B,T,C), as transformers' output_hidden_states does. */
     cp_status (*forward)(struct cp_model *m, const struct cp_batch *batch, float *out, float *hidden_states);
+    /* Generation: runs T new tokens per row after the cache's `len` columns (batch->position_ids
+     * required; the cache's mask already holds the new columns, see cp_kv_cache_begin), appends
+     * their keys and values to every layer and writes the final hidden states (B,T,C) to `out`.
+     * The caller advances the cache. */
+    cp_status (*forward_cached)(struct cp_model *m, const struct cp_batch *batch, struct cp_kv_cache *cache, float *out);
     /* Training: forward keeping the activations the backward needs (only block inputs when
      * `recompute`), then the backward from the gradient of the final hidden states. */
     cp_status (*forward_train)(struct cp_model *m, const struct cp_batch *batch, float *out, int recompute, void **saved);
     cp_status (*backward)(struct cp_model *m, const struct cp_batch *batch, float *d_out, void *saved);
+    /* Positions come from a learned table of max_position_embeddings rows (GPT-2, GPT-Neo), so
+     * longer sequences are impossible; rotary models can run past it (dynamic RoPE is made for that). */
+    int learned_positions;
+    /* Positions are rotary (computed), not rows of a learned table: a sequence may run past
+     * max_positions, as transformers allows (with a warning). */
+    int rotary_positions;
     /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
     const char *const *ignored_suffixes;
 } cp_arch;

@@ -5,10 +5,12 @@
  *   per block: x += out_proj(attn(ln_1 x)); x += proj(act(fc(ln_2 x)))
  *   out = ln_f(x)
  *
- * Dropouts are identities in eval mode. Activations live in the model's arena.
+ * Dropouts are identities in eval mode. Activations live in the model's arena. With a KV cache
+ * (generation) the same blocks run on the new tokens only and attend to the cached keys and values.
  */
 #include "models/gpt_common.h"
 #include "core/alloc.h"
+#include "generate/kv_cache.h"
 #include "nn/attention.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
@@ -120,9 +122,10 @@ static cp_attention_args attention_args(const cp_model *m, const cp_gpt_layer *l
 }
 
 /* One block, x (N,C) updated in place: x += out_proj(attn(ln_1 x)); x += proj(act(fc(ln_2 x))).
- * Everything the backward pass needs stays in `a` when it was allocated for training. */
+ * Everything the backward pass needs stays in `a` when it was allocated for training. With a cache
+ * `kv`, the block's keys and values go into layer l of it and the queries attend to all its columns. */
 static cp_status block_forward(cp_model *m, const cp_gpt_layer *ly, const cp_batch *batch, float *x, block_acts *a,
-                               cp_arena *ar) {
+                               cp_kv_cache *kv, int64_t l, cp_arena *ar) {
     const cp_model_config *c = &m->config;
     const int64_t N = batch->B * batch->T, C = c->hidden_size, I = c->intermediate_size;
     if (a->x_in) memcpy(a->x_in, x, (size_t)(N * C) * sizeof *x);
@@ -136,6 +139,7 @@ static cp_status block_forward(cp_model *m, const cp_gpt_layer *ly, const cp_bat
                cp_linear_forward(ly->k_proj, a->qkv + N * C, a->h1, N, ar) != CP_OK ||
                cp_linear_forward(ly->v_proj, a->qkv + 2 * N * C, a->h1, N, ar) != CP_OK)
         return CP_ERR;
+    if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
     if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
     if (cp_linear_forward(ly->out_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
     add_inplace(x, a->tmp, N * C);
@@ -191,18 +195,19 @@ static cp_status block_backward(cp_model *m, const cp_gpt_layer *ly, const cp_ba
     return CP_OK;
 }
 
-static cp_status embed(cp_model *m, const cp_batch *batch, float *x, int64_t *pos) {
+/* Token plus position embeddings of the batch, whose first token sits at column `past`. */
+static cp_status embed(cp_model *m, const cp_batch *batch, int64_t past, float *x, int64_t *pos) {
     const cp_gpt_state *s = m->arch_state;
     const int64_t B = batch->B, T = batch->T, N = B * T;
-    /* positions default to 0..T-1 for every row, ignoring padding (transformers' forward) */
+    /* positions default to past..past+T-1 for every row, ignoring padding (transformers' forward) */
     for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < T; t++) pos[b * T + t] = batch->position_ids ? batch->position_ids[b * T + t] : t;
+        for (int64_t t = 0; t < T; t++) pos[b * T + t] = batch->position_ids ? batch->position_ids[b * T + t] : past + t;
     if (cp_embedding_forward(s->wte, x, batch->input_ids, N, 0, &m->arena) != CP_OK) return cp_error_context("input_ids");
     if (cp_embedding_forward(s->wpe, x, pos, N, 1, &m->arena) != CP_OK) return cp_error_context("position_ids");
     return CP_OK;
 }
 
-cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *hidden_states) {
+static cp_status forward(cp_model *m, const cp_batch *batch, cp_kv_cache *kv, float *out, float *hidden_states) {
     const cp_gpt_state *s = m->arch_state;
     const cp_model_config *c = &m->config;
     const int64_t N = batch->B * batch->T, C = c->hidden_size, L = c->num_layers;
@@ -212,14 +217,22 @@ cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *
     block_acts a;
     if (!x || !pos || alloc_block(&a, ar, batch->B, batch->T, C, c->intermediate_size, c->num_heads, 0) != CP_OK)
         return CP_ERR;
-    if (embed(m, batch, x, pos) != CP_OK) return CP_ERR;
+    if (embed(m, batch, kv ? kv->len : 0, x, pos) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
-        if (block_forward(m, &s->layers[l], batch, x, &a, ar) != CP_OK) return CP_ERR;
+        if (block_forward(m, &s->layers[l], batch, x, &a, kv, l, ar) != CP_OK) return CP_ERR;
     }
     cp_layernorm_forward(s->ln_f, out, NULL, NULL, x, N);
     if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
     return CP_OK;
+}
+
+cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *hidden_states) {
+    return forward(m, batch, NULL, out, hidden_states);
+}
+
+cp_status cp_gpt_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cache *cache, float *out) {
+    return forward(m, batch, cache, out, NULL);
 }
 
 /* ---- training ---------------------------------------------------------------------------------- */
@@ -267,7 +280,7 @@ cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, i
     block_acts scratch;
     if (recompute && alloc_block(&scratch, ar, B, T, C, c->intermediate_size, c->num_heads, 0) != CP_OK) return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as ln_f's input */
-    if (embed(m, batch, x, sv->pos) != CP_OK) return CP_ERR;
+    if (embed(m, batch, 0, x, sv->pos) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         block_acts *a = &sv->blocks[l];
         if (recompute) {
@@ -278,7 +291,7 @@ cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, i
         } else if (alloc_block(a, ar, B, T, C, c->intermediate_size, c->num_heads, 1) != CP_OK) {
             return CP_ERR;
         }
-        if (block_forward(m, &s->layers[l], batch, x, a, ar) != CP_OK) return CP_ERR;
+        if (block_forward(m, &s->layers[l], batch, x, a, NULL, l, ar) != CP_OK) return CP_ERR;
     }
     cp_layernorm_forward(s->ln_f, out, sv->lnf_mean, sv->lnf_rstd, x, N);
     *saved_out = sv;
@@ -311,7 +324,7 @@ cp_status cp_gpt_backward(cp_model *m, const cp_batch *batch, float *d_out, void
             float *x = cp_arena_floats(ar, (size_t)(N * C), "recomputed block");
             if (!x) return CP_ERR;
             memcpy(x, a->x_in, (size_t)(N * C) * sizeof *x);
-            if (block_forward(m, &s->layers[l], batch, x, &fresh, ar) != CP_OK) return CP_ERR;
+            if (block_forward(m, &s->layers[l], batch, x, &fresh, NULL, l, ar) != CP_OK) return CP_ERR;
             a = &fresh;
         }
         if (block_backward(m, &s->layers[l], batch, a, dx, l > lowest || embeddings, ar) != CP_OK) return CP_ERR;

@@ -124,7 +124,9 @@ const cp_arch cp_arch_gpt_neo = {
     .build = build,
     .free_state = cp_gpt_free_state,
     .forward = cp_gpt_forward,
+    .forward_cached = cp_gpt_forward_cached,
     .forward_train = cp_gpt_forward_train,
     .backward = cp_gpt_backward,
     .ignored_suffixes = ignored_suffixes,
+    .learned_positions = 1,
 };

@@ -14,6 +14,7 @@
  */
 #include "models/model.h"
 #include "core/alloc.h"
+#include "generate/kv_cache.h"
 #include "io/json.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
@@ -230,8 +231,10 @@ static void add_inplace(float *x, const float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+/* One decoder layer, x (N,C) in place. With a cache `kv` the (rotated) keys and values go into its
+ * layer l and the queries attend to all its columns. */
 static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batch *b, float *x, llama_acts *a, rope_tabs rt,
-                               cp_arena *ar) {
+                               cp_kv_cache *kv, int64_t l, cp_arena *ar) {
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
     if (a->x_in) memcpy(a->x_in, x, (size_t)(N * C) * sizeof *x);
@@ -242,6 +245,7 @@ static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batc
     cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, rt.cos_t, rt.sin_t);
     cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, rt.cos_t, rt.sin_t);
     cp_attention_args at = attn_args(m, b, a);
+    if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
     if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
     if (cp_linear_forward(ly->o_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
     add_inplace(x, a->tmp, N * C);
@@ -317,14 +321,17 @@ static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_bat
     return CP_OK;
 }
 
-/* Embeddings and the RoPE tables for the batch's positions (default 0..T-1, ignoring padding). */
-static cp_status embed(cp_model *m, const cp_batch *b, float *x, int64_t *pos, rope_tabs *rt, float *cos_t, float *sin_t) {
+/* Embeddings and the RoPE tables for the batch's positions (default past..past+T-1, ignoring
+ * padding). Dynamic scaling looks at the largest position of this batch, as transformers'
+ * dynamic_rope_update does at every forward, cached or not. */
+static cp_status embed(cp_model *m, const cp_batch *b, int64_t past, float *x, int64_t *pos, rope_tabs *rt, float *cos_t,
+                       float *sin_t) {
     const llama_state *s = m->arch_state;
     const int64_t N = b->B * b->T;
     int64_t max_pos = 0;
     for (int64_t r = 0; r < b->B; r++)
         for (int64_t t = 0; t < b->T; t++) {
-            int64_t p = b->position_ids ? b->position_ids[r * b->T + t] : t;
+            int64_t p = b->position_ids ? b->position_ids[r * b->T + t] : past + t;
             if (p < 0) return cp_error("position_ids: negative position %lld", (long long)p);
             pos[r * b->T + t] = p;
             if (p > max_pos) max_pos = p;
@@ -336,7 +343,7 @@ static cp_status embed(cp_model *m, const cp_batch *b, float *x, int64_t *pos, r
     return CP_OK;
 }
 
-static cp_status forward(cp_model *m, const cp_batch *b, float *out, float *hidden_states) {
+static cp_status forward_impl(cp_model *m, const cp_batch *b, cp_kv_cache *kv, float *out, float *hidden_states) {
     const llama_state *s = m->arch_state;
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers, half = c->head_dim / 2;
@@ -347,14 +354,22 @@ static cp_status forward(cp_model *m, const cp_batch *b, float *out, float *hidd
     llama_acts a;
     rope_tabs rt;
     if (!x || !cos_t || !sin_t || !pos || alloc_acts(&a, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
-    if (embed(m, b, x, pos, &rt, cos_t, sin_t) != CP_OK) return CP_ERR;
+    if (embed(m, b, kv ? kv->len : 0, x, pos, &rt, cos_t, sin_t) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
-        if (block_forward(m, &s->layers[l], b, x, &a, rt, ar) != CP_OK) return CP_ERR;
+        if (block_forward(m, &s->layers[l], b, x, &a, rt, kv, l, ar) != CP_OK) return CP_ERR;
     }
     cp_rmsnorm_forward(s->norm, out, NULL, x, N);
     if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
     return CP_OK;
+}
+
+static cp_status forward(cp_model *m, const cp_batch *b, float *out, float *hidden_states) {
+    return forward_impl(m, b, NULL, out, hidden_states);
+}
+
+static cp_status forward_cached(cp_model *m, const cp_batch *b, cp_kv_cache *kv, float *out) {
+    return forward_impl(m, b, kv, out, NULL);
 }
 
 typedef struct {
@@ -383,7 +398,7 @@ static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int r
     llama_acts scratch;
     if (recompute && alloc_acts(&scratch, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
     float *x = sv->x_final;
-    if (embed(m, b, x, sv->pos, &sv->rt, cos_t, sin_t) != CP_OK) return CP_ERR;
+    if (embed(m, b, 0, x, sv->pos, &sv->rt, cos_t, sin_t) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         llama_acts *a = &sv->blocks[l];
         if (recompute) {
@@ -392,7 +407,7 @@ static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int r
         } else if (alloc_acts(a, ar, c, b->B, b->T, 1) != CP_OK) {
             return CP_ERR;
         }
-        if (block_forward(m, &s->layers[l], b, x, a, sv->rt, ar) != CP_OK) return CP_ERR;
+        if (block_forward(m, &s->layers[l], b, x, a, sv->rt, NULL, l, ar) != CP_OK) return CP_ERR;
     }
     cp_rmsnorm_forward(s->norm, out, sv->rstd_f, x, N);
     *saved = sv;
@@ -422,7 +437,7 @@ static cp_status backward(cp_model *m, const cp_batch *b, float *d_out, void *sa
             float *x = cp_arena_floats(ar, (size_t)(N * C), "recomputed block");
             if (!x) return CP_ERR;
             memcpy(x, a->x_in, (size_t)(N * C) * sizeof *x);
-            if (block_forward(m, &s->layers[l], b, x, &fresh, sv->rt, ar) != CP_OK) return CP_ERR;
+            if (block_forward(m, &s->layers[l], b, x, &fresh, sv->rt, NULL, l, ar) != CP_OK) return CP_ERR;
             a = &fresh;
         }
         if (block_backward(m, &s->layers[l], b, a, sv->rt, dx, l > lowest || embeddings, ar) != CP_OK) return CP_ERR;
@@ -436,8 +451,8 @@ static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 
 #define LLAMA_ARCH(type, cls)                                                                                          \
     {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
-     .free_state = free_state, .forward = forward, .forward_train = forward_train, .backward = backward,              \
-     .ignored_suffixes = ignored_suffixes}
+     .free_state = free_state, .forward = forward, .forward_cached = forward_cached, .forward_train = forward_train,     \
+     .backward = backward, .rotary_positions = 1, .ignored_suffixes = ignored_suffixes}
 
 const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM");
 const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM");

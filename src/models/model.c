@@ -13,6 +13,8 @@
 #include "models/model.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
+#include "generate/kv_cache.h"
+#include "nn/linear.h"
 #include "nn/lm_loss.h"
 #include "peft/peft_model.h"
 
@@ -195,7 +197,7 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
     if (!m->has_weights) return cp_error("%s: the model was loaded without weights", m->dir);
     if (!b || !b->input_ids) return cp_error("batch: input_ids is required");
     if (b->B <= 0 || b->T <= 0) return cp_error("batch: empty batch (B=%lld, T=%lld)", (long long)b->B, (long long)b->T);
-    if (!b->position_ids && b->T > m->config.max_positions)
+    if (m->arch->learned_positions && !b->position_ids && b->T > m->config.max_positions)
         return cp_error("batch: sequence length %lld exceeds the model's %lld positions", (long long)b->T,
                         (long long)m->config.max_positions);
     if (b->attention_mask)
@@ -221,6 +223,41 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) 
     out->loss_tokens = n_targets;
     out->loss = n_targets ? loss_sum / (double)n_targets : (batch->labels ? NAN : 0.0);
     return CP_OK;
+}
+
+/* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,C). */
+static cp_status last_logits(cp_model *m, const float *final, int64_t B, int64_t T, float *logits) {
+    const int64_t C = m->config.hidden_size;
+    float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states"); // (B,C)
+    if (!last) return CP_ERR;
+    for (int64_t b = 0; b < B; b++) memcpy(last + b * C, final + (b * T + T - 1) * C, (size_t)C * sizeof *last);
+    return cp_linear_forward(m->lm_head, logits, last, B, &m->arena);
+}
+
+cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cache *cache, float *logits, float *hidden) {
+    if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    if (!m->arch->forward_cached) return cp_error("%s: generation is not supported for %s", m->dir, m->config.model_type);
+    if (batch->B != cache->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)batch->B, (long long)cache->B);
+    if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
+    cp_arena_reset(&m->arena);
+    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
+    if (!final) return CP_ERR;
+    if (m->arch->forward_cached(m, batch, cache, final) != CP_OK) return CP_ERR;
+    if (hidden) memcpy(hidden, final, (size_t)(N * C) * sizeof *hidden);
+    if (logits && last_logits(m, final, batch->B, batch->T, logits) != CP_OK) return CP_ERR;
+    cp_kv_cache_advance(cache, batch->T);
+    return CP_OK;
+}
+
+cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logits) {
+    if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    cp_arena_reset(&m->arena);
+    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
+    if (!final) return CP_ERR;
+    if (m->arch->forward(m, batch, final, NULL) != CP_OK) return CP_ERR;
+    return last_logits(m, final, batch->B, batch->T, logits);
 }
 
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,

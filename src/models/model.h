@@ -32,6 +32,17 @@ struct cp_model {
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets);
 
+/* Generation (src/generate/): one step of incremental decoding. The batch's T new tokens per row
+ * (position_ids as generate() computes them; attention_mask (B,T) marks padding among the new
+ * tokens) follow the cache's columns, and their keys and values are appended to it. `logits`
+ * (B,V) receive the LM head of each row's last new token only; `hidden` (B,T,C), when non-NULL, the
+ * final hidden states. */
+struct cp_kv_cache;
+cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, struct cp_kv_cache *cache, float *logits,
+                                  float *hidden);
+/* The same without a cache: the whole sequence runs again and logits (B,V) are the last column's. */
+cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logits);
+
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
 cp_status cp_model_bind_weights(cp_model *m);
 /* Ties `param` to `target` (same data, counted once), as tie_word_embeddings does. */

@@ -19,7 +19,7 @@ static const struct { const char *name, *class_name; } activations[CP_ACT_COUNT]
     [CP_ACT_GELU_PYTORCH_TANH] = {"gelu_pytorch_tanh", "GELUTanh"},
     [CP_ACT_QUICK_GELU] = {"quick_gelu", "QuickGELUActivation"},
     [CP_ACT_RELU] = {"relu", "ReLU"},
-    [CP_ACT_SILU] = {"silu", "SiLU"},
+    [CP_ACT_SILU] = {"silu", "SiLUActivation"},
     [CP_ACT_TANH] = {"tanh", "Tanh"},
     [CP_ACT_SIGMOID] = {"sigmoid", "Sigmoid"},
     [CP_ACT_LINEAR] = {"linear", "LinearActivation"},

@@ -11,6 +11,12 @@
  * with torch.where and the padding mask added on top (GPT-Neo), all keys end at finfo.min except
  * the causal window's, which end at -inf: uniform over the causal window. Where one additive mask
  * holds both (GPT-2), every score rounds to finfo.min: uniform over all T keys.
+ *
+ * Incremental decoding (src/generate/kv_cache.h): the T queries may follow `past` cached keys. The
+ * keys and values then hold past + T rows per batch row (inside buffers of kv_rows rows), query i
+ * sits at column past + i, and the causal rule, the window and the key mask all count in columns,
+ * as transformers' cache does (GPT-Neo's local window and Mistral's sliding window are windows
+ * over cache columns). past = 0 and kv_rows = 0 is the plain full-sequence case.
  */
 #ifndef CP_NN_ATTENTION_H
 #define CP_NN_ATTENTION_H
@@ -26,15 +32,18 @@ typedef enum {
 } cp_attn_empty_row;
 
 typedef struct {
-    int64_t B, T, NH, hs;
+    int64_t B, T, NH, hs;     /* T: queries per batch row */
     int64_t NKV;              /* key/value heads (grouped-query attention): query head h reads kv head
                                  h / (NH/NKV); 0 means NKV = NH */
-    /* q: token (b,t) of head h starts at q + (b*T + t)*q_stride + h*hs; k, v likewise with kv heads */
+    /* q: token (b,t) of head h starts at q + (b*T + t)*q_stride + h*hs; key column j of batch row b
+     * at k + (b*kv_rows + j)*k_stride + kv_head*hs, v likewise */
     const float *q, *k, *v;
     int64_t q_stride, k_stride, v_stride;
+    int64_t past;             /* cached keys before the first query (0 without a cache) */
+    int64_t kv_rows;          /* rows per batch row in k, v and key_mask; 0 means T (past must be 0) */
     float scale;              /* scores = (q·k) * scale; GPT-Neo uses 1 */
     int64_t window;           /* 0 = global attention */
-    const int64_t *key_mask;  /* (B,T) 1 = attend, 0 = padding; NULL = all ones */
+    const int64_t *key_mask;  /* (B,kv_rows) 1 = attend, 0 = padding; NULL = all ones */
     cp_attn_empty_row empty_row;
     float *out;               /* (B,T,NH*hs) */
     float *probs;             /* (B,NH,T,T) attention probabilities, saved for backward; may be NULL */
@@ -44,7 +53,7 @@ typedef struct {
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch);
 cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch);
 
-/* Backward from the probabilities the forward saved (a->probs must be set): given dout (B,T,C),
+/* Backward (no cache: past = 0) from the probabilities the forward saved (a->probs must be set): given dout (B,T,C),
  * writes dq, dk, dv in the layout and strides of q, k, v.
  *   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale,  dQ = dS·K,  dK = dSᵀ·Q
  * Masked keys have P = 0 and so get no gradient; a fully masked query's uniform row passes its

@@ -2,22 +2,31 @@
  * linear.c — Linear / Conv1D forward through BLAS (cblas_sgemm).
  *
  * The bias is written into the output rows first and the GEMM accumulates onto it (beta = 1),
- * which is what torch.addmm does for Conv1D and saves a pass for Linear.
+ * which is what torch.addmm does for Conv1D and saves a pass for Linear. Products with only a few
+ * rows (a decoding step: one token per sequence) go to the skinny kernels instead, which read each
+ * weight once where sgemm would first pack all of it (kernels/skinny.h).
  */
 #include "nn/linear.h"
+#include "kernels/skinny.h"
 #include "peft/lora.h"
 
 #include <cblas.h>
 #include <string.h>
 
+/* Row counts up to which the skinny kernels beat sgemm (measured on GPT-Neo-125M / GPT-2 shapes). */
+#define SKINNY_NT_ROWS CP_SKINNY_MAX_ROWS
+#define SKINNY_NN_ROWS 2
+
 void cp_matmul_nt(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out (N,OC) = in (N,C) @ W(OC,C)^T
+    if (N <= SKINNY_NT_ROWS) { cp_skinny_nt(out, in, W, N, C, OC, accumulate); return; }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)C,
                 accumulate ? 1.0f : 0.0f, out, (int)OC);
 }
 
 void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out (N,OC) = in (N,C) @ W(C,OC)
+    if (N <= SKINNY_NN_ROWS) { cp_skinny_nn(out, in, W, N, C, OC, accumulate); return; }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)OC,
                 accumulate ? 1.0f : 0.0f, out, (int)OC);
 }

@@ -152,9 +152,92 @@ static const float *dropped_input(const cp_lora_layer *layer, const cp_lora_adap
     return xd;
 }
 
+static int set_mix_visit(cp_module *mod, void *ctx) {
+    if (mod->lora) mod->lora->mix = ctx;
+    return 0;
+}
+
+void cp_lora_set_mix(cp_module *root, const cp_lora_mix *mix) { cp_module_visit(root, set_mix_visit, (void *)mix); }
+
+/* The batch rows of a mix that run adapter a: rows[0..n). */
+static int64_t mix_rows(const cp_lora_mix *mix, const cp_lora_adapter *a, int64_t *rows) {
+    int64_t n = 0;
+    for (int64_t b = 0; b < mix->B; b++)
+        if (!strcmp(mix->names[b], a->name)) rows[n++] = b;
+    return n;
+}
+
+/* PEFT's _mixed_batch_forward: for each adapter, the sub-batch of rows that name it goes through
+ * its side path alone, out[rows] += s · B(A(x[rows])). Batch row b covers rows b·T .. b·T+T-1. */
+static cp_status mixed_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    const cp_lora_mix *mix = layer->mix;
+    const int64_t B = mix->B, T = N / B, C = m->in_features, OC = m->out_features;
+    int64_t *rows = cp_arena_alloc(scratch, (size_t)B * sizeof *rows, "mixed-batch rows");
+    if (!rows) return CP_ERR;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        const int64_t nb = mix_rows(mix, a, rows), n = nb * T, r = a->r;
+        if (!nb) continue;
+        const int all = nb == B;
+        float *xs = all ? NULL : cp_arena_floats(scratch, (size_t)(n * C), "mixed-batch inputs");     // (n,C)
+        float *t = cp_arena_floats(scratch, (size_t)(n * r), "LoRA activations");                     // (n,r)
+        float *ys = all ? NULL : cp_arena_floats(scratch, (size_t)(n * OC), "mixed-batch outputs");   // (n,OC)
+        if (!t || (!all && (!xs || !ys))) return CP_ERR;
+        for (int64_t k = 0; k < nb && !all; k++)
+            memcpy(xs + k * T * C, in + rows[k] * T * C, (size_t)(T * C) * sizeof *xs);
+        // t (n,r) = x[rows] · Aᵀ · s ;  y (n,OC) = t · Bᵀ ;  out[rows] += y
+        cp_matmul_nt(t, all ? in : xs, a->A->data, n, C, r, 0);
+        const float s = (float)a->scaling;
+        for (int64_t k = 0; k < n * r; k++) t[k] *= s;
+        if (all) {
+            cp_matmul_nt(out, t, a->B->data, n, r, OC, 1);
+            continue;
+        }
+        cp_matmul_nt(ys, t, a->B->data, n, r, OC, 0);
+        for (int64_t k = 0; k < nb; k++) {
+            float *o = out + rows[k] * T * OC;
+            const float *y = ys + k * T * OC;
+            for (int64_t j = 0; j < T * OC; j++) o[j] += y[j];
+        }
+    }
+    return CP_OK;
+}
+
+/* The Embedding form of mixed_linear_add: out[rows] += s · (Aᵀ[ids[rows]]) · Bᵀ. */
+static cp_status mixed_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    const cp_lora_layer *layer = m->lora;
+    const cp_lora_mix *mix = layer->mix;
+    const int64_t B = mix->B, T = N / B, V = m->in_features, d = m->out_features;
+    int64_t *rows = cp_arena_alloc(scratch, (size_t)B * sizeof *rows, "mixed-batch rows");
+    if (!rows) return CP_ERR;
+    for (int i = 0; i < layer->n; i++) {
+        const cp_lora_adapter *a = layer->adapters[i];
+        const int64_t nb = mix_rows(mix, a, rows), n = nb * T, r = a->r;
+        if (!nb) continue;
+        const float s = (float)a->scaling;
+        float *t = cp_arena_floats(scratch, (size_t)(n * r), "LoRA embedding rows");  // (n,r)
+        float *ys = cp_arena_floats(scratch, (size_t)(n * d), "mixed-batch outputs"); // (n,d)
+        if (!t || !ys) return CP_ERR;
+        for (int64_t k = 0; k < nb; k++)
+            for (int64_t j = 0; j < T; j++) {
+                const int64_t id = ids[rows[k] * T + j];
+                for (int64_t q = 0; q < r; q++) t[(k * T + j) * r + q] = a->A->data[q * V + id] * s;
+            }
+        cp_matmul_nt(ys, t, a->B->data, n, r, d, 0);
+        for (int64_t k = 0; k < nb; k++) {
+            float *o = out + rows[k] * T * d;
+            const float *y = ys + k * T * d;
+            for (int64_t j = 0; j < T * d; j++) o[j] += y[j];
+        }
+    }
+    return CP_OK;
+}
+
 cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     if (!layer) return CP_OK;
+    if (layer->mix) return layer->disabled ? CP_OK : mixed_linear_add(m, out, in, N, scratch);
     const int64_t C = m->in_features, OC = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];
@@ -176,6 +259,7 @@ cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, in
 cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     if (!layer) return CP_OK;
+    if (layer->mix) return layer->disabled ? CP_OK : mixed_embedding_add(m, out, ids, N, scratch);
     const int64_t V = m->in_features, d = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];

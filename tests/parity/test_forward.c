@@ -12,7 +12,8 @@
 #include <dirent.h>
 #include <stdlib.h>
 
-#define FIXTURES "tests/fixtures/forward"
+/* each fixture root holds forward/<model>.<case>.safetensors and models/<model>/ */
+static const char *const ROOTS[] = {"tests/fixtures", "tests/fixtures/llama"};
 #define FAIL_TOL 1e-4
 #define GOAL_TOL 1e-5
 
@@ -25,16 +26,16 @@ static const void *tensor(const cp_safetensors *st, const char *name, cp_dtype d
     return t->data;
 }
 
-static void run_case(const char *file) {
+static void run_case(const char *root, const char *file) {
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", FIXTURES, file);
+    snprintf(path, sizeof path, "%s/forward/%s", root, file);
     cp_safetensors st;
     CHECK_OK(cp_st_open(&st, path));
     const char *model_name = cp_st_meta(&st, "model");
     CHECK(model_name != NULL, "%s: no model in metadata", file);
     if (!model_name) { cp_st_close(&st); return; }
     char model_dir[512];
-    snprintf(model_dir, sizeof model_dir, "tests/fixtures/models/%s", model_name);
+    snprintf(model_dir, sizeof model_dir, "%s/models/%s", root, model_name);
 
     const cp_st_tensor *ids_t = cp_st_find(&st, "input_ids");
     const int64_t B = ids_t->shape[0], T = ids_t->shape[1];
@@ -96,18 +97,22 @@ static void run_case(const char *file) {
 static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 TEST(forward_matches_transformers) {
-    DIR *d = opendir(FIXTURES);
-    CHECK(d != NULL, "cannot open %s", FIXTURES);
-    if (!d) return;
-    char *names[256];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 256)
-        if (strstr(e->d_name, ".safetensors")) names[n++] = strdup(e->d_name);
-    closedir(d);
-    qsort(names, (size_t)n, sizeof *names, name_cmp);
-    for (int i = 0; i < n; i++) { run_case(names[i]); free(names[i]); }
-    CHECK(n_cases >= 20, "only %d forward fixtures ran", n_cases);
+    for (size_t r = 0; r < sizeof ROOTS / sizeof *ROOTS; r++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s/forward", ROOTS[r]);
+        DIR *d = opendir(dir);
+        CHECK(d != NULL, "cannot open %s", dir);
+        if (!d) continue;
+        char *names[256];
+        int n = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) && n < 256)
+            if (strstr(e->d_name, ".safetensors")) names[n++] = strdup(e->d_name);
+        closedir(d);
+        qsort(names, (size_t)n, sizeof *names, name_cmp);
+        for (int i = 0; i < n; i++) { run_case(ROOTS[r], names[i]); free(names[i]); }
+    }
+    CHECK(n_cases >= 60, "only %d forward fixtures ran", n_cases);
     printf("  %d cases: max |logits diff| %.2e (goal %.0e), max |hidden diff| %.2e, max |loss diff| %.2e\n", n_cases,
            worst_logits, GOAL_TOL, worst_hidden, worst_loss);
 }

@@ -1,0 +1,369 @@
+/*
+ * generate.c — transformers' generate() for decoder-only models: greedy or sampled decoding with a
+ * KV cache over a left-padded batch, stopping at eos ids, stop strings or max_new_tokens; PEFT's
+ * mixed-adapter batches. The public entry points are cp_generate_options_init, cp_model_generate
+ * and cp_generation_free (include/cpeft.h).
+ *
+ * The loop follows GenerationMixin._sample:
+ *   prefill   the prompts left-padded to Tp columns; attention_mask marks the padding and
+ *             position_ids = cumsum(mask) − 1 with padding at 0 (_prepare_position_ids_for_generation
+ *             in transformers 5); the LM head runs on the last column only.
+ *   each step the processors turn the last logits into scores (sampling.h), a token is chosen per
+ *             row; rows that have finished get pad_token_id instead; every row gets one more
+ *             column (mask 1, position + 1) and one forward over the new column extends the cache.
+ *   stop      when every row has finished (eos id, stop string) or max_new_tokens columns were added.
+ * Models with learned positions (GPT-2, GPT-Neo) cannot see past max_positions: longer prompts are
+ * cut from the left and generation stops there. Rotary models (the Llama family) go on, as
+ * transformers does, with a warning.
+ * Finished rows keep running (as in transformers) so the batch keeps its shape; their tokens are
+ * not reported. The repetition penalty sees each row's whole sequence, left padding included, as
+ * transformers' input_ids do.
+ *
+ * Mixed-adapter batches set a cp_lora_mix on every LoRA layer for the duration of the call.
+ */
+#include "core/alloc.h"
+#include "generate/kv_cache.h"
+#include "generate/sampling.h"
+#include "io/json.h"
+#include "models/model.h"
+#include "peft/lora.h"
+#include "peft/peft_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- options ----------------------------------------------------------------------------------- */
+
+/* An id or a list of ids ("eos_token_id": 2 or [128001, 128009]). Absent: *n stays 0. */
+static cp_status read_ids(const cJSON *root, const char *key, int32_t *ids, int *n, const char *file) {
+    const cJSON *v = cp_json_field(root, key);
+    *n = 0;
+    if (!v) return CP_OK;
+    if (cJSON_IsNumber(v)) {
+        ids[(*n)++] = (int32_t)v->valuedouble;
+        return CP_OK;
+    }
+    if (!cJSON_IsArray(v)) return cp_error("%s: field \"%s\": expected a token id or a list of ids, found %s", file, key, cp_json_type_name(v));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0) return cp_error("%s: field \"%s\": expected token ids", file, key);
+        if (*n == CP_MAX_EOS) return cp_error("%s: field \"%s\": more than %d ids", file, key, CP_MAX_EOS);
+        ids[(*n)++] = (int32_t)it->valuedouble;
+    }
+    return CP_OK;
+}
+
+static cp_status read_json_if_present(const char *dir, const char *name, cJSON **out, char *path, size_t n) {
+    struct stat st;
+    snprintf(path, n, "%s/%s", dir, name);
+    *out = NULL;
+    if (stat(path, &st) != 0) return CP_OK;
+    return cp_json_read_file(path, out);
+}
+
+cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->max_new_tokens = 64;
+    opt->temperature = 1.0;
+    opt->top_k = 50;
+    opt->top_p = 1.0;
+    opt->repetition_penalty = 1.0;
+    opt->pad_token_id = CP_TOKEN_NONE;
+    char path[4096];
+    cJSON *gen = NULL, *cfg = NULL;
+    cp_status st = read_json_if_present(m->dir, "generation_config.json", &gen, path, sizeof path);
+    int32_t pad[CP_MAX_EOS];
+    int n_pad = 0;
+    if (st == CP_OK && gen) {
+        int64_t top_k = opt->top_k;
+        if (cp_json_get_double(gen, "temperature", opt->temperature, 0, &opt->temperature, path) != CP_OK ||
+            cp_json_get_int(gen, "top_k", top_k, 0, &top_k, path) != CP_OK ||
+            cp_json_get_double(gen, "top_p", opt->top_p, 0, &opt->top_p, path) != CP_OK ||
+            cp_json_get_double(gen, "repetition_penalty", opt->repetition_penalty, 0, &opt->repetition_penalty, path) != CP_OK ||
+            read_ids(gen, "eos_token_id", opt->eos_token_ids, &opt->n_eos, path) != CP_OK ||
+            read_ids(gen, "pad_token_id", pad, &n_pad, path) != CP_OK)
+            st = CP_ERR;
+        opt->top_k = top_k;
+    }
+    if (st == CP_OK && (!opt->n_eos || !n_pad)) {
+        st = read_json_if_present(m->dir, "config.json", &cfg, path, sizeof path);
+        if (st == CP_OK && cfg && !opt->n_eos) st = read_ids(cfg, "eos_token_id", opt->eos_token_ids, &opt->n_eos, path);
+        if (st == CP_OK && cfg && !n_pad) st = read_ids(cfg, "pad_token_id", pad, &n_pad, path);
+    }
+    cJSON_Delete(gen);
+    cJSON_Delete(cfg);
+    opt->pad_token_id = n_pad ? pad[0] : opt->n_eos ? opt->eos_token_ids[0] : CP_TOKEN_NONE;
+    return st;
+}
+
+static cp_status check_options(const cp_model *m, const cp_generate_options *o) {
+    const int64_t V = m->config.vocab_size;
+    if (o->max_new_tokens < 0) return cp_error("max_new_tokens must not be negative, found %lld", (long long)o->max_new_tokens);
+    if (!(o->repetition_penalty > 0))
+        return cp_error("`repetition_penalty` has to be a strictly positive float, but is %g", o->repetition_penalty);
+    if (o->do_sample) {
+        if (!(o->temperature > 0))
+            return cp_error("`temperature` (=%g) has to be a strictly positive float, otherwise your next token scores "
+                            "will be invalid. For greedy decoding, leave sampling off.", o->temperature);
+        if (!(o->top_p > 0 && o->top_p <= 1)) return cp_error("`top_p` has to be a float in (0, 1], but is %g", o->top_p);
+        if (o->top_k < 0) return cp_error("`top_k` has to be a non-negative integer, but is %lld", (long long)o->top_k);
+    }
+    if (o->n_eos < 0 || o->n_eos > CP_MAX_EOS) return cp_error("n_eos must be in [0, %d]", CP_MAX_EOS);
+    for (int i = 0; i < o->n_eos; i++)
+        if (o->eos_token_ids[i] < 0 || o->eos_token_ids[i] >= V)
+            return cp_error("eos token id %d is outside the vocabulary [0, %lld)", o->eos_token_ids[i], (long long)V);
+    if (o->n_stop_strings > 0 && !o->tokenizer) return cp_error("stop strings need a tokenizer to decode the new tokens");
+    for (int i = 0; i < o->n_stop_strings; i++)
+        if (!o->stop_strings[i] || !o->stop_strings[i][0]) return cp_error("stop string %d is empty", i + 1);
+    return CP_OK;
+}
+
+/* ---- mixed-adapter batches --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    int found, merged;
+} name_probe;
+
+static int probe_visit(cp_module *mod, void *ctx) {
+    name_probe *p = ctx;
+    if (!mod->lora) return 0;
+    for (int i = 0; i < mod->lora->n; i++) {
+        if (mod->lora->adapters[i]->merged) p->merged = 1;
+        if (p->name && !strcmp(mod->lora->adapters[i]->name, p->name)) p->found = 1;
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* PEFT's checks before a mixed batch: every name but "__base__" must be carried by some LoRA layer;
+ * no adapter may be merged. */
+static cp_status check_adapter_names(cp_model *m, const char *const *names, int64_t n) {
+    if (!m->peft) return cp_error("adapter_names given, but the model has no adapters loaded");
+    if (m->peft->n_saved > 0) return cp_error("mixed-adapter batches with modules_to_save are not supported yet");
+    name_probe any = {0};
+    cp_module_visit(m->root, probe_visit, &any);
+    if (any.merged)
+        return cp_error("Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first.");
+    const char **missing = cp_calloc((size_t)n, sizeof *missing, "adapter names");
+    if (!missing) return CP_ERR;
+    int64_t n_missing = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!names[i]) { cp_free(missing); return cp_error("adapter_names[%lld] is NULL", (long long)i); }
+        if (!strcmp(names[i], "__base__")) continue;
+        name_probe p = {.name = names[i]};
+        cp_module_visit(m->root, probe_visit, &p);
+        int dup = 0;
+        for (int64_t k = 0; k < n_missing && !dup; k++) dup = !strcmp(missing[k], names[i]);
+        if (!p.found && !dup) missing[n_missing++] = names[i];
+    }
+    cp_status st = CP_OK;
+    if (n_missing) {
+        qsort(missing, (size_t)n_missing, sizeof *missing, cmp_str);
+        char list[1024] = "";
+        size_t k = 0;
+        for (int64_t i = 0; i < n_missing && k < sizeof list; i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", missing[i]);
+        st = cp_error("Trying to infer with non-existing adapter(s): %s", list);
+    }
+    cp_free(missing);
+    return st;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------- */
+
+/* Everything one call holds; freed by state_free. */
+typedef struct {
+    int64_t n, V, cap, Tp;   /* rows, vocabulary, columns, prompt columns */
+    int64_t *ids, *mask, *pos; /* (n, cap) the whole sequences: padding, prompt, new tokens */
+    int64_t *col_ids, *col_mask, *col_pos; /* (n, cap) scratch: a contiguous copy of the columns a forward reads */
+    uint8_t *seen;           /* (n, V) token ids in each row's sequence (repetition penalty) */
+    float *logits;           /* (n, V) */
+    int32_t *cap_tokens;     /* capacity of out->tokens[i] */
+    int *finished;
+    cp_rng *rngs;
+    cp_sampling_scratch scratch;
+    cp_kv_cache cache;
+    cp_lora_mix mix;
+} gen_state;
+
+static void state_free(gen_state *s) {
+    cp_free(s->ids); cp_free(s->mask); cp_free(s->pos);
+    cp_free(s->col_ids); cp_free(s->col_mask); cp_free(s->col_pos);
+    cp_free(s->seen); cp_free(s->logits); cp_free(s->cap_tokens); cp_free(s->finished); cp_free(s->rngs);
+    cp_free(s->scratch.f); cp_free(s->scratch.items);
+    cp_kv_cache_free(&s->cache);
+}
+
+void cp_generation_free(cp_generation *g) {
+    if (!g) return;
+    for (int64_t i = 0; g->tokens && i < g->n; i++) cp_free(g->tokens[i]);
+    cp_free(g->tokens);
+    cp_free(g->n_tokens);
+    cp_free(g->finish);
+    memset(g, 0, sizeof *g);
+}
+
+/* Runs columns [c0, c1) of every row through the model, logits (n,V) of column c1-1: with the cache
+ * only the new columns run; without it, the whole sequence 0..c1-1 again. */
+static cp_status run_columns(cp_model *m, gen_state *s, int64_t c0, int64_t c1, int no_cache) {
+    if (no_cache) c0 = 0;
+    const int64_t T = c1 - c0;
+    for (int64_t r = 0; r < s->n; r++) {
+        memcpy(s->col_ids + r * T, s->ids + r * s->cap + c0, (size_t)T * sizeof *s->ids);
+        memcpy(s->col_mask + r * T, s->mask + r * s->cap + c0, (size_t)T * sizeof *s->mask);
+        memcpy(s->col_pos + r * T, s->pos + r * s->cap + c0, (size_t)T * sizeof *s->pos);
+    }
+    cp_batch b = {.B = s->n, .T = T, .input_ids = s->col_ids, .attention_mask = s->col_mask, .position_ids = s->col_pos};
+    return no_cache ? cp_model_forward_last(m, &b, s->logits) : cp_model_forward_cached(m, &b, &s->cache, s->logits, NULL);
+}
+
+static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t tok) {
+    if (out->n_tokens[r] == s->cap_tokens[r]) {
+        int32_t cap = s->cap_tokens[r] ? 2 * s->cap_tokens[r] : 16;
+        int32_t *t = cp_realloc(out->tokens[r], (size_t)cap * sizeof *t, "generated tokens");
+        if (!t) return CP_ERR;
+        out->tokens[r] = t;
+        s->cap_tokens[r] = cap;
+    }
+    out->tokens[r][out->n_tokens[r]++] = tok;
+    return CP_OK;
+}
+
+/* Whether row r's decoded new text contains a stop string. */
+static cp_status hits_stop_string(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
+    char *text;
+    *hit = 0;
+    if (cp_tokenizer_decode(o->tokenizer, out->tokens[r], (size_t)out->n_tokens[r], 0, &text) != CP_OK) return CP_ERR;
+    for (int i = 0; i < o->n_stop_strings && !*hit; i++) *hit = strstr(text, o->stop_strings[i]) != NULL;
+    free(text);
+    return CP_OK;
+}
+
+static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                            const cp_generate_options *o) {
+    /* learned position tables end at max_positions; rotary positions go on (transformers warns) */
+    const int64_t V = m->config.vocab_size, P = m->arch->rotary_positions ? INT64_MAX / 4 : m->config.max_positions;
+    const int64_t kv_dim = (m->config.num_kv_heads > 0 ? m->config.num_kv_heads : m->config.num_heads) * m->config.head_dim;
+    s->n = n;
+    s->V = V;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t len = lens[r] < P - 1 ? lens[r] : P - 1;
+        if (len < lens[r])
+            cp_warn("prompt %lld: %lld tokens do not fit the model's %lld positions with room to generate; keeping the "
+                    "last %lld", (long long)(r + 1), (long long)lens[r], (long long)P, (long long)len);
+        if (len > s->Tp) s->Tp = len;
+    }
+    s->cap = s->Tp + o->max_new_tokens < P ? s->Tp + o->max_new_tokens : P;
+    if (m->arch->rotary_positions && s->cap > m->config.max_positions)
+        cp_warn("generating up to %lld tokens, past the model's %lld positions: quality may degrade",
+                (long long)s->cap, (long long)m->config.max_positions);
+    const size_t cells = (size_t)(n * s->cap);
+    s->ids = cp_malloc(cells * sizeof *s->ids, "token ids");
+    s->mask = cp_malloc(cells * sizeof *s->mask, "attention mask");
+    s->pos = cp_malloc(cells * sizeof *s->pos, "position ids");
+    s->col_ids = cp_malloc(cells * sizeof *s->ids, "token ids");
+    s->col_mask = cp_malloc(cells * sizeof *s->mask, "attention mask");
+    s->col_pos = cp_malloc(cells * sizeof *s->pos, "position ids");
+    s->seen = cp_calloc((size_t)(n * V), 1, "seen tokens");
+    s->logits = cp_malloc((size_t)(n * V) * sizeof *s->logits, "logits");
+    s->cap_tokens = cp_calloc((size_t)n, sizeof *s->cap_tokens, "token counts");
+    s->finished = cp_calloc((size_t)n, sizeof *s->finished, "row states");
+    s->rngs = cp_calloc((size_t)n, sizeof *s->rngs, "random streams");
+    s->scratch.f = cp_malloc((size_t)V * sizeof *s->scratch.f, "sampling scratch");
+    s->scratch.items = cp_malloc((size_t)V * sizeof *s->scratch.items, "sampling scratch");
+    if (!s->ids || !s->mask || !s->pos || !s->col_ids || !s->col_mask || !s->col_pos || !s->seen || !s->logits ||
+        !s->cap_tokens || !s->finished || !s->rngs || !s->scratch.f || !s->scratch.items)
+        return CP_ERR;
+    if (!o->no_cache && cp_kv_cache_init(&s->cache, m->config.num_layers, n, s->cap, kv_dim) != CP_OK) return CP_ERR;
+    const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t len = lens[r] < s->Tp ? lens[r] : s->Tp, skip = lens[r] - len, lead = s->Tp - len;
+        int64_t *ids = s->ids + r * s->cap, *mask = s->mask + r * s->cap, *pos = s->pos + r * s->cap;
+        for (int64_t t = 0; t < lead; t++) { ids[t] = pad; mask[t] = 0; pos[t] = 0; }
+        for (int64_t t = 0; t < len; t++) { ids[lead + t] = prompts[r][skip + t]; mask[lead + t] = 1; pos[lead + t] = t; }
+        for (int64_t t = 0; t < s->Tp; t++) s->seen[r * V + ids[t]] = 1;
+        cp_rng_seed(&s->rngs[r], o->seed + (uint64_t)r);
+    }
+    return CP_OK;
+}
+
+cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                            const cp_generate_options *o, cp_generation *out) {
+    memset(out, 0, sizeof *out);
+    if (!m->has_weights) return cp_error("%s: the model was loaded without weights", m->dir);
+    if (n <= 0) return cp_error("generate: no prompts");
+    if (check_options(m, o) != CP_OK) return CP_ERR;
+    const int64_t V = m->config.vocab_size;
+    for (int64_t r = 0; r < n; r++) {
+        if (!prompts[r] || lens[r] <= 0) return cp_error("prompt %lld is empty", (long long)(r + 1));
+        for (int64_t t = 0; t < lens[r]; t++)
+            if (prompts[r][t] < 0 || prompts[r][t] >= V)
+                return cp_error("prompt %lld: token id %d at position %lld is outside the vocabulary [0, %lld)",
+                                (long long)(r + 1), prompts[r][t], (long long)t, (long long)V);
+    }
+    if (o->adapter_names && check_adapter_names(m, o->adapter_names, n) != CP_OK) return CP_ERR;
+    out->n = n;
+    out->tokens = cp_calloc((size_t)n, sizeof *out->tokens, "generated tokens");
+    out->n_tokens = cp_calloc((size_t)n, sizeof *out->n_tokens, "generated tokens");
+    out->finish = cp_calloc((size_t)n, sizeof *out->finish, "finish reasons");
+    if (!out->tokens || !out->n_tokens || !out->finish) { cp_generation_free(out); return CP_ERR; }
+    if (o->max_new_tokens == 0) return CP_OK;
+
+    gen_state s;
+    memset(&s, 0, sizeof s);
+    cp_status st = state_init(m, &s, prompts, lens, n, o);
+    if (st == CP_OK && o->adapter_names) {
+        s.mix = (cp_lora_mix){.B = n, .names = o->adapter_names};
+        cp_lora_set_mix(m->root, &s.mix);
+    }
+    const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
+                                   .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
+    const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
+    int64_t col = s.Tp; /* columns filled */
+    if (st == CP_OK) st = run_columns(m, &s, 0, col, o->no_cache);
+    for (int64_t step = 0; st == CP_OK; step++) {
+        int64_t open = 0;
+        for (int64_t r = 0; r < n && st == CP_OK; r++) {
+            int64_t tok = pad;
+            if (!s.finished[r]) {
+                float *scores = s.logits + r * V;
+                cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
+                tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
+                if ((st = push_token(out, &s, r, (int32_t)tok)) != CP_OK) break;
+                for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
+                    if (tok == o->eos_token_ids[i]) { s.finished[r] = 1; out->finish[r] = CP_FINISH_EOS; }
+                if (o->on_token && o->on_token(o->user, r, (int32_t)tok) && !s.finished[r]) {
+                    s.finished[r] = 1;
+                    out->finish[r] = CP_FINISH_STOP;
+                }
+                int hit = 0;
+                if (!s.finished[r] && o->n_stop_strings && (st = hits_stop_string(o, out, r, &hit)) != CP_OK) break;
+                if (hit) { s.finished[r] = 1; out->finish[r] = CP_FINISH_STOP; }
+            }
+            s.seen[r * V + tok] = 1;
+            open += !s.finished[r];
+            if (col < s.cap) { /* the token becomes the row's next column */
+                const int64_t at = r * s.cap + col;
+                s.ids[at] = tok;
+                s.mask[at] = 1;
+                s.pos[at] = s.pos[at - 1] + 1;
+            }
+        }
+        if (st != CP_OK || !open || step + 1 == o->max_new_tokens) break;
+        if (col == s.cap) {
+            cp_warn("generation stopped at the model's %lld positions", (long long)s.cap);
+            break;
+        }
+        st = run_columns(m, &s, col, col + 1, o->no_cache);
+        col++;
+    }
+    if (o->adapter_names) cp_lora_set_mix(m->root, NULL);
+    state_free(&s);
+    if (st != CP_OK) cp_generation_free(out);
+    return st;
+}
