@@ -36,15 +36,10 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
 
 static cp_status build(cp_model *m) {
     const cp_model_config *c = &m->config;
-    cp_gpt_state *s = cp_calloc(1, sizeof *s, "GPT-2 state");
-    if (!s) return CP_ERR;
-    s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "GPT-2 layers");
-    m->arch_state = s;
-    if (!s->layers) return CP_ERR;
-    if (!(m->root = cp_module_new(NULL, "", "GPT2LMHeadModel", CP_MOD_CONTAINER))) return CP_ERR;
-    cp_module *base = cp_module_new(m->root, "transformer", "GPT2Model", CP_MOD_CONTAINER);
-    cp_module *h = base ? cp_gpt_build_embeddings(m, base, s) : NULL;
+    cp_module *base = NULL;
+    cp_module *h = cp_gpt_build_base(m, "GPT2LMHeadModel", "GPT2Model", &base);
     if (!h) return CP_ERR;
+    cp_gpt_state *s = m->arch_state;
     for (int64_t l = 0; l < c->num_layers; l++) {
         cp_gpt_layer *ly = &s->layers[l];
         char idx[24];

@@ -19,8 +19,17 @@
 
 #include <string.h>
 
-cp_module *cp_gpt_build_embeddings(cp_model *m, cp_module *base, cp_gpt_state *s) {
+cp_module *cp_gpt_build_base(cp_model *m, const char *lm_class, const char *model_class, cp_module **base_out) {
     const cp_model_config *c = &m->config;
+    cp_gpt_state *s = cp_calloc(1, sizeof *s, "GPT state");
+    if (!s) return NULL;
+    m->arch_state = s;
+    s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "GPT layers");
+    if (!s->layers) return NULL;
+    if (!(m->root = cp_module_new(NULL, "", lm_class, CP_MOD_CONTAINER))) return NULL;
+    cp_module *base = cp_module_new(m->root, "transformer", model_class, CP_MOD_CONTAINER);
+    if (!base) return NULL;
+    *base_out = base;
     if (!(s->wte = cp_module_embedding(base, "wte", c->vocab_size, c->hidden_size))) return NULL;
     if (!(s->wpe = cp_module_embedding(base, "wpe", c->max_positions, c->hidden_size))) return NULL;
     if (!cp_module_dropout(base, "drop", c->embd_dropout)) return NULL;
@@ -245,20 +254,11 @@ typedef struct {
     int recompute;
 } gpt_saved;
 
-static int module_trained(const cp_module *mod) {
-    if (!mod) return 0;
-    if ((mod->weight && mod->weight->grad) || (mod->bias && mod->bias->grad)) return 1;
-    if (mod->lora)
-        for (int i = 0; i < mod->lora->n; i++)
-            if (mod->lora->adapters[i]->A->grad) return 1;
-    return 0;
-}
-
 static int layer_trained(const cp_gpt_layer *ly) {
     const cp_module *mods[] = {ly->ln_1, ly->ln_2, ly->q_proj, ly->k_proj, ly->v_proj, ly->qkv_proj, ly->out_proj,
                                ly->fc, ly->proj};
     for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
-        if (module_trained(mods[i])) return 1;
+        if (cp_module_trains(mods[i])) return 1;
     return 0;
 }
 
@@ -305,7 +305,7 @@ cp_status cp_gpt_backward(cp_model *m, const cp_batch *batch, float *d_out, void
     cp_arena *ar = &m->arena;
     gpt_saved *sv = saved;
     /* the lowest layer whose parameters train (or the embeddings): nothing below it needs gradients */
-    int embeddings = module_trained(s->wte) || module_trained(s->wpe);
+    int embeddings = cp_module_trains(s->wte) || cp_module_trains(s->wpe);
     int64_t lowest = embeddings ? 0 : L;
     for (int64_t l = 0; l < L && lowest == L; l++)
         if (layer_trained(&s->layers[l])) lowest = l;

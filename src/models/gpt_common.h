@@ -28,9 +28,10 @@ typedef struct {
     cp_gpt_layer *layers;                /* [num_layers] */
 } cp_gpt_state;
 
-/* Creates the embedding part of the tree under `base` (wte, wpe, drop) and returns the ModuleList
- * "h" to which the caller adds blocks. */
-cp_module *cp_gpt_build_embeddings(cp_model *m, cp_module *base, cp_gpt_state *s);
+/* Starts the tree: the state (m->arch_state), the root `lm_class`, its base model `model_class`
+ * under "transformer" (returned in *base) with wte, wpe and drop; returns the ModuleList "h" to
+ * which the caller adds blocks (NULL with an error set on failure). */
+cp_module *cp_gpt_build_base(cp_model *m, const char *lm_class, const char *model_class, cp_module **base);
 /* Adds ln_f to `base`, the tied lm_head to m->root, and finishes m. */
 cp_status cp_gpt_build_head(cp_model *m, cp_module *base, cp_gpt_state *s);
 /* Adds the MLP container (c_fc, c_proj, act, dropout) under `block`. */

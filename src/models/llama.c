@@ -261,19 +261,11 @@ static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batc
     return CP_OK;
 }
 
-static int trained(const cp_module *mod) {
-    if ((mod->weight && mod->weight->grad) || (mod->bias && mod->bias->grad)) return 1;
-    if (mod->lora)
-        for (int i = 0; i < mod->lora->n; i++)
-            if (mod->lora->adapters[i]->A->grad) return 1;
-    return 0;
-}
-
 static int layer_trained(const llama_layer *ly) {
     const cp_module *mods[] = {ly->input_layernorm, ly->post_attention_layernorm, ly->q_proj, ly->k_proj, ly->v_proj,
                                ly->o_proj, ly->gate_proj, ly->up_proj, ly->down_proj};
     for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
-        if (trained(mods[i])) return 1;
+        if (cp_module_trains(mods[i])) return 1;
     return 0;
 }
 
@@ -311,7 +303,7 @@ static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_bat
     if (cp_attention_backward(&at, dC, dq, dk, dv, ar) != CP_OK) return CP_ERR;
     cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, rt.cos_t, rt.sin_t);
     cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, rt.cos_t, rt.sin_t);
-    int need_dh1 = need_dx || trained(ly->input_layernorm);
+    int need_dh1 = need_dx || cp_module_trains(ly->input_layernorm);
     float *dh1 = need_dh1 ? dC : NULL;
     if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);
     if (cp_linear_backward(ly->q_proj, dh1, dq, a->h1, N, ar) != CP_OK || cp_linear_backward(ly->k_proj, dh1, dk, a->h1, N, ar) != CP_OK ||
@@ -420,7 +412,7 @@ static cp_status backward(cp_model *m, const cp_batch *b, float *d_out, void *sa
     const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers;
     cp_arena *ar = &m->arena;
     llama_saved *sv = saved;
-    int embeddings = trained(s->embed_tokens);
+    int embeddings = cp_module_trains(s->embed_tokens);
     int64_t lowest = embeddings ? 0 : L;
     for (int64_t l = 0; l < L && lowest == L; l++)
         if (layer_trained(&s->layers[l])) lowest = l;

@@ -336,6 +336,15 @@ cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const 
     return CP_OK;
 }
 
+int cp_module_trains(const cp_module *m) {
+    if (!m) return 0;
+    if ((m->weight && m->weight->grad) || (m->bias && m->bias->grad)) return 1;
+    if (m->lora)
+        for (int i = 0; i < m->lora->n; i++)
+            if (m->lora->adapters[i]->A->grad) return 1;
+    return 0;
+}
+
 void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst, float weight) {
     const int64_t r = a->r;
     const float s = (float)a->scaling * weight;

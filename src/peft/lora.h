@@ -76,6 +76,10 @@ cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *i
 cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch);
 cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch);
 
+/* Whether anything of module m trains in this run: its weight or bias has a gradient buffer, or
+ * one of its LoRA adapters does. The backward passes use it to stop at the lowest trained layer. */
+int cp_module_trains(const cp_module *m);
+
 /* ΔW for one adapter in the layout of the base weight (Linear [out,in]; Conv1D [in,out];
  * Embedding [V,d]), scaled by s·weight: dst += weight · ΔW. */
 void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst, float weight);
