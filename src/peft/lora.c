@@ -167,6 +167,15 @@ static int64_t mix_rows(const cp_lora_mix *mix, const cp_lora_adapter *a, int64_
     return n;
 }
 
+/* out[rows[k]] += ys[k] for each of the nb batch rows; a batch row is rowlen floats. */
+static void scatter_add_rows(float *out, const float *ys, const int64_t *rows, int64_t nb, int64_t rowlen) {
+    for (int64_t k = 0; k < nb; k++) {
+        float *o = out + rows[k] * rowlen;
+        const float *y = ys + k * rowlen;
+        for (int64_t j = 0; j < rowlen; j++) o[j] += y[j];
+    }
+}
+
 /* PEFT's _mixed_batch_forward: for each adapter, the sub-batch of rows that name it goes through
  * its side path alone, out[rows] += s · B(A(x[rows])). Batch row b covers rows b·T .. b·T+T-1. */
 static cp_status mixed_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
@@ -195,11 +204,7 @@ static cp_status mixed_linear_add(const cp_module *m, float *out, const float *i
             continue;
         }
         cp_matmul_nt(ys, t, a->B->data, n, r, OC, 0);
-        for (int64_t k = 0; k < nb; k++) {
-            float *o = out + rows[k] * T * OC;
-            const float *y = ys + k * T * OC;
-            for (int64_t j = 0; j < T * OC; j++) o[j] += y[j];
-        }
+        scatter_add_rows(out, ys, rows, nb, T * OC);
     }
     return CP_OK;
 }
@@ -225,11 +230,7 @@ static cp_status mixed_embedding_add(const cp_module *m, float *out, const int64
                 for (int64_t q = 0; q < r; q++) t[(k * T + j) * r + q] = a->A->data[q * V + id] * s;
             }
         cp_matmul_nt(ys, t, a->B->data, n, r, d, 0);
-        for (int64_t k = 0; k < nb; k++) {
-            float *o = out + rows[k] * T * d;
-            const float *y = ys + k * T * d;
-            for (int64_t j = 0; j < T * d; j++) o[j] += y[j];
-        }
+        scatter_add_rows(out, ys, rows, nb, T * d);
     }
     return CP_OK;
 }

@@ -644,6 +644,34 @@ static void remove_char_model_dir(const char *dir) {
     rmdir(dir);
 }
 
+/* PEFT's mixed batch with an Embedding adapter (lora_embedding_A/B on wte, plus q_proj): each row must
+ * generate what the row's adapter alone generates, and the adapter must change the output at all. */
+TEST(mixed_batch_with_embedding_adapter) {
+    static char mixed[4096], alone[4096], base[4096], plain[4096];
+    const char *model = FIX "/models/gpt_neo_tiny", *E = FIX "/lora/neo_embedding";
+    const char *p0 = "--prompt-ids '5 17 42 8'", *p1 = "--prompt-ids '61 3 29 77 12 50 9 33 70'",
+               *p2 = "--prompt-ids '11 88 2 40 23 64'";
+    int rc = run(mixed, sizeof mixed, 0,
+                 "%s generate --model %s --adapter %s:e --adapter-names e,__base__,e %s %s %s --max-new-tokens 16 --json",
+                 bin(), model, E, p0, p1, p2);
+    CHECK(rc == 0, "exit %d: %s", rc, mixed);
+    rc = run(alone, sizeof alone, 0, "%s generate --model %s --adapter %s:e %s %s --max-new-tokens 16 --json", bin(),
+             model, E, p0, p2);
+    CHECK(rc == 0, "exit %d: %s", rc, alone);
+    rc = run(base, sizeof base, 0, "%s generate --model %s %s --max-new-tokens 16 --json", bin(), model, p1);
+    CHECK(rc == 0, "exit %d: %s", rc, base);
+    rc = run(plain, sizeof plain, 0, "%s generate --model %s %s %s --max-new-tokens 16 --json", bin(), model, p0, p2);
+    CHECK(rc == 0, "exit %d: %s", rc, plain);
+    /* mixed = alone row 0, base row 0, alone row 1, line by line */
+    static char want[3 * sizeof mixed];
+    const char *a1 = strchr(alone, '\n');
+    CHECK(a1 != NULL, "two lines expected: %s", alone);
+    snprintf(want, sizeof want, "%.*s%s%s", (int)(a1 + 1 - alone), alone, base, a1 + 1);
+    CHECK(!strcmp(mixed, want), "mixed batch:\n%s\nrows alone:\n%s", mixed, want);
+    CHECK(strcmp(alone, plain) != 0, "the embedding adapter changed nothing:\n%s", alone);
+    printf("  mixed batch e,__base__,e with an Embedding LoRA: every row equals its adapter alone\n");
+}
+
 TEST(cli_text_prompts) {
     cJSON *j = read_json(GEN "/generate.json");
     char dir[256];
@@ -695,5 +723,6 @@ int main(void) {
     RUN(bad_input_is_reported);
     RUN(cli_token_prompts);
     RUN(cli_text_prompts);
+    RUN(mixed_batch_with_embedding_adapter);
     return test_summary();
 }
