@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,4 +168,35 @@ cp_status cp_copy_file(const char *src, const char *dst) {
     cp_status st = cp_write_file_atomic(dst, data, len);
     cp_free(data);
     return st;
+}
+
+cp_status cp_map_file(const char *path, size_t small, void *small_buf, void **map, size_t *size) {
+    *map = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cp_error("%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return cp_error("%s: cannot stat: %s", path, strerror(err));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return cp_error("%s: not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    if (n < small) {
+        ssize_t got = read(fd, small_buf, n);
+        close(fd);
+        *size = got < 0 ? 0 : (size_t)got;
+        return CP_OK;
+    }
+    void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    close(fd);
+    if (m == MAP_FAILED) return cp_error("%s: cannot map %zu bytes: %s", path, n, strerror(err));
+    *map = m;
+    *size = n;
+    return CP_OK;
 }

@@ -30,4 +30,9 @@ cp_status cp_copy_file(const char *src, const char *dst);
 /* Reads a whole file (NUL-terminated; *len without the NUL). */
 cp_status cp_read_file(const char *path, char **data, size_t *len);
 
+/* Maps the regular file `path` read-only: *map (munmap it with *size) and *size. A file shorter than
+ * `small` bytes is not mapped (mmap cannot map an empty file): its bytes go to small_buf, *size says
+ * how many, and *map is NULL, so the caller's parser can say what the short file lacks. */
+cp_status cp_map_file(const char *path, size_t small, void *small_buf, void **map, size_t *size);
+
 #endif

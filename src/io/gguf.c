@@ -17,17 +17,14 @@
  */
 #include "io/gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
+#include "io/fsutil.h"
 #include "core/dtype.h"
 
 #ifdef __clang__
@@ -501,31 +498,14 @@ cp_status cp_gguf_parse(cp_gguf *g, const void *buf, size_t len, const char *nam
 
 cp_status cp_gguf_open(cp_gguf *g, const char *path) {
     memset(g, 0, sizeof *g);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cp_error("%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return cp_error("%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cp_error("%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size < 24) { /* shorter than the header (mmap cannot map an empty file): let the parser say what is missing */
-        uint8_t head[24];
-        ssize_t got = read(fd, head, size);
-        close(fd);
-        cp_status st = cp_gguf_parse(g, head, got < 0 ? 0 : (size_t)got, path);
-        if (st == CP_OK) cp_gguf_close(g); /* unreachable: 24 bytes is the smallest valid file */
+    uint8_t head[24]; /* the smallest valid file: a shorter one is read here and the parser says what it lacks */
+    void *map;
+    size_t size;
+    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
+    if (!map) {
+        if (cp_gguf_parse(g, head, size, path) == CP_OK) cp_gguf_close(g); /* unreachable */
         return CP_ERR;
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (map == MAP_FAILED) return cp_error("%s: cannot map %zu bytes: %s", path, size, strerror(err));
     if (cp_gguf_parse(g, map, size, path) != CP_OK) {
         munmap(map, size);
         return CP_ERR;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "io/fsutil.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: larger doubles no longer hold every integer */
 
@@ -418,28 +419,11 @@ cp_status cp_st_parse(cp_safetensors *st, const void *buf, size_t len, const cha
 
 cp_status cp_st_open(cp_safetensors *st, const char *path) {
     memset(st, 0, sizeof *st);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return cp_error("%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int err = errno;
-        close(fd);
-        return cp_error("%s: cannot stat: %s", path, strerror(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return cp_error("%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size < 8) { /* mmap cannot map an empty file; let the parser report it */
-        close(fd);
-        return cp_st_parse(st, "", size, path);
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return cp_error("%s: cannot map %zu bytes: %s", path, size, strerror(err));
+    uint8_t head[8]; /* the length prefix: a shorter file is read here and the parser says what it lacks */
+    void *map;
+    size_t size;
+    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
+    if (!map) return cp_st_parse(st, head, size, path);
     if (cp_st_parse(st, map, size, path) != CP_OK) {
         munmap(map, size);
         return CP_ERR;

@@ -303,6 +303,16 @@ TEST(rejects_malformed_files) {
     CHECK_ERR(cp_gguf_parse(&g, orig, len - 1, "t.gguf"), "run past the end of the file");
     CHECK_ERR(cp_gguf_parse(&g, orig, 30, "t.gguf"), "the header claims 25 metadata entries; the file's 6 remaining bytes cannot hold them");
     CHECK_ERR(cp_gguf_open(&g, FIX "no-such.gguf"), "cannot open");
+    CHECK_ERR(cp_gguf_open(&g, tmpdir), "not a regular file");
+    /* files shorter than the 24-byte header are read, not mapped, and the parser says what is missing */
+    char *empty = cp_path_join(tmpdir, "empty.gguf"), *stub = cp_path_join(tmpdir, "stub.gguf");
+    CHECK(empty && stub && cp_write_file_atomic(empty, "", 0) == CP_OK && cp_write_file_atomic(stub, orig, 10) == CP_OK,
+          "writing the short files: %s", cp_last_error());
+    CHECK_ERR(cp_gguf_open(&g, empty), "empty.gguf");
+    CHECK_ERR(cp_gguf_open(&g, stub), "stub.gguf");
+    printf("  short files: \"%s\"\n", cp_last_error());
+    cp_free(empty);
+    cp_free(stub);
     free(buf);
     cp_free(orig);
 }

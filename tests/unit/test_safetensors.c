@@ -506,6 +506,9 @@ TEST(test_open_errors) {
     const char *empty = tmp_path("zero.safetensors");
     write_file(empty, "");
     CHECK_ERR(cp_st_open(&st, empty), "zero.safetensors: file is 0 bytes");
+    const char *stub = tmp_path("five.safetensors");
+    write_bytes(stub, "\x02\0\0\0\0", 5);
+    CHECK_ERR(cp_st_open(&st, stub), "five.safetensors: file is 5 bytes");
     const char *junk = tmp_path("junk.safetensors");
     write_bytes(junk, "\x02\0\0\0\0\0\0\0[]", 10);
     CHECK_ERR(cp_st_open(&st, junk), "junk.safetensors: header must be a JSON object");
