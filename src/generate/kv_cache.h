@@ -9,8 +9,10 @@
  * transformers' 2-D attention mask grows by a column of ones per generated token. `len` columns
  * are filled. A forward step appends T columns to every layer; cp_kv_cache_advance then moves len.
  *
- * What it is not: a paged or sliding cache. Mistral's sliding window and GPT-Neo's local layers
- * keep every column and mask the ones outside the window, which gives the same attention.
+ * What it is not: a paged or sliding cache. Sliding-window layers (GPT-Neo's local layers,
+ * Mistral's every layer, Qwen2's "sliding_attention" layers) keep every column and mask the ones
+ * outside the window, which gives the same attention as transformers' DynamicSlidingWindowLayer
+ * (which keeps only the last window − 1). The window is the layer's, in its cp_attention_args.
  */
 #ifndef CP_GENERATE_KV_CACHE_H
 #define CP_GENERATE_KV_CACHE_H

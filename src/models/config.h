@@ -38,8 +38,10 @@ typedef struct {
 
     double embd_dropout, attn_dropout, resid_dropout;
 
-    /* gpt_neo: per-layer attention kind (1 = local sliding window of window_size keys) */
-    unsigned char *layer_is_local; /* [num_layers], NULL for architectures without it */
+    /* per-layer attention kind: 1 = local, a sliding window of the window_size most recent keys
+     * (the query included); NULL when every layer is global. gpt_neo: attention_types; mistral:
+     * every layer when sliding_window is set; qwen2: layer_types ("sliding_attention"). */
+    unsigned char *layer_is_local; /* [num_layers] or NULL */
     int64_t window_size;
 
     /* llama family (llama, mistral, qwen2) */
@@ -48,8 +50,9 @@ typedef struct {
     int rope_type;             /* cp_rope_type (nn/rope.h) */
     double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int64_t rope_original_max_positions;
-    int64_t sliding_window;    /* 0 = none (Mistral) */
-    int attention_bias, mlp_bias;
+    /* which Linears carry a bias: llama's attention_bias gives q/k/v and o_proj one, mlp_bias the
+     * MLP; qwen2 always has q/k/v biases and nothing else; mistral none (it ignores both keys) */
+    int qkv_bias, o_proj_bias, mlp_bias;
 
     /* gpt2 */
     int scale_attn_weights;

@@ -1,6 +1,8 @@
 /*
- * llama.c — the Llama family: `llama` (LlamaForCausalLM), `mistral` (sliding-window attention) and
- * `qwen2` (q/k/v biases). Config, module tree, forward and backward.
+ * llama.c — the Llama family: `llama` (LlamaForCausalLM; attention_bias on q/k/v/o_proj, mlp_bias
+ * on the MLP), `mistral` (sliding-window attention on every layer, no biases) and `qwen2` (q/k/v
+ * biases; sliding-window attention on the layers layer_types names, when use_sliding_window).
+ * Config, module tree, forward and backward.
  *
  *   x = embed_tokens[ids]                                              (B,T,C)
  *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  rotate q,k (RoPE);
@@ -10,7 +12,8 @@
  *
  * RMSNorm in f32, rotate-half RoPE with rope_theta and rope_scaling (linear, dynamic, llama3;
  * transformers 5's `rope_parameters` or the older rope_theta + rope_scaling keys), masks as one
- * additive mask (a query that sees nothing attends uniformly to all keys, as eager PyTorch).
+ * additive mask (a query that sees nothing attends uniformly to all keys, as eager PyTorch). A
+ * sliding layer's query i sees key j when i - j < window (cache columns when generating).
  */
 #include "models/model.h"
 #include "core/alloc.h"
@@ -32,6 +35,7 @@ typedef struct {
     cp_module *input_layernorm, *post_attention_layernorm;
     cp_module *q_proj, *k_proj, *v_proj, *o_proj;
     cp_module *gate_proj, *up_proj, *down_proj;
+    int64_t window; /* sliding window of this layer's attention (0 = full causal) */
 } llama_layer;
 
 typedef struct {
@@ -47,10 +51,16 @@ static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char 
      * "rope_theta" and "rope_scaling": {"type" | "rope_type", "factor", ...} */
     const cJSON *params = cp_json_field(root, "rope_parameters");
     const cJSON *scaling = params ? params : cp_json_field(root, "rope_scaling");
+    const char *field = params ? "rope_parameters" : "rope_scaling";
+    if (scaling && !cJSON_IsObject(scaling)) return cp_error("%s: field \"%s\": expected an object", file, field);
+    /* parameters per layer type ({"full_attention": {...}, "sliding_attention": {...}}): the Llama
+     * family's rotary module reads one rope_type and fails on them */
+    if (scaling &&
+        (cJSON_IsObject(cp_json_field(scaling, "full_attention")) || cJSON_IsObject(cp_json_field(scaling, "sliding_attention"))))
+        return cp_error("%s: field \"%s\": parameters per layer type are not supported for %s", file, field, cfg->model_type);
     if (cp_json_get_double(params ? params : root, "rope_theta", 10000.0, 0, &cfg->rope_theta, file) != CP_OK) return CP_ERR;
     cfg->rope_type = CP_ROPE_DEFAULT;
     if (!scaling) return CP_OK;
-    if (!cJSON_IsObject(scaling)) return cp_error("%s: field \"%s\": expected an object", file, params ? "rope_parameters" : "rope_scaling");
     const char *type;
     if (cp_json_get_string(scaling, "rope_type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
     if (!type && cp_json_get_string(scaling, "type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
@@ -58,7 +68,16 @@ static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char 
     if (t < 0)
         return cp_error("%s: rope scaling type \"%s\" is not supported (supported: default, linear, dynamic, llama3)", file, type);
     cfg->rope_type = t;
-    if (t == CP_ROPE_DEFAULT) return CP_OK;
+    if (t == CP_ROPE_DEFAULT) return CP_OK; /* the default frequencies ignore partial_rotary_factor */
+    /* the other types rotate only the first partial_rotary_factor·head_dim dims, which the Llama
+     * family's apply_rotary_pos_emb cannot take (a shape error in transformers) */
+    double partial;
+    if (cp_json_get_double(scaling, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK ||
+        (partial == 1.0 && cp_json_get_double(root, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK))
+        return CP_ERR;
+    if (partial != 1.0)
+        return cp_error("%s: partial_rotary_factor %g with rope type \"%s\" is not supported for %s", file, partial, type,
+                        cfg->model_type);
     if (cp_json_get_double(scaling, "factor", 1.0, 1, &cfg->rope_factor, file) != CP_OK) return CP_ERR;
     if (!(cfg->rope_factor > 0)) return cp_error("%s: rope scaling factor must be positive", file);
     if (t == CP_ROPE_LLAMA3 &&
@@ -69,8 +88,76 @@ static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char 
     return CP_OK;
 }
 
+/* A window size: absent → dflt, null → 0 (transformers' None: no window), else a positive integer. */
+static cp_status read_window(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (v && cJSON_IsNull(v)) { *out = 0; return CP_OK; }
+    return cp_config_positive(root, key, dflt, CP_MAX_POSITIONS, out, file);
+}
+
+/* Allocates the per-layer attention kinds: every layer local (all = 1) or global (all = 0). */
+static cp_status alloc_layer_kinds(cp_model_config *cfg, int all) {
+    cfg->layer_is_local = cp_calloc((size_t)cfg->num_layers, 1, "attention layer kinds");
+    if (!cfg->layer_is_local) return CP_ERR;
+    memset(cfg->layer_is_local, all, (size_t)cfg->num_layers);
+    return CP_OK;
+}
+
+/* Mistral: sliding_window (default 4096, null = none) on every layer. MistralConfig only warns
+ * about layer_types and MistralModel never reads it. */
+static cp_status mistral_window(cp_model_config *cfg, const cJSON *root, const char *file) {
+    if (read_window(root, "sliding_window", 4096, &cfg->window_size, file) != CP_OK) return CP_ERR;
+    if (cp_json_field(root, "layer_types"))
+        cp_warn("%s: \"layer_types\" is ignored for mistral (as transformers does): every layer uses sliding_window", file);
+    return cfg->window_size ? alloc_layer_kinds(cfg, 1) : CP_OK;
+}
+
+/* Qwen2Config: the window is sliding_window when use_sliding_window, else none; layer_types, when
+ * absent, makes layer i "sliding_attention" iff there is a window and i >= max_window_layers
+ * (default 28). Each layer's mask is then the sliding one or the plain causal one. */
+static cp_status qwen2_layer_types(cp_model_config *cfg, const cJSON *root, const char *file) {
+    const int64_t L = cfg->num_layers;
+    int use_sliding_window;
+    int64_t window = 0, max_window_layers = 28;
+    if (cp_json_get_bool(root, "use_sliding_window", 0, 0, &use_sliding_window, file) != CP_OK) return CP_ERR;
+    if (use_sliding_window && (read_window(root, "sliding_window", 4096, &window, file) != CP_OK ||
+                               cp_json_get_int(root, "max_window_layers", 28, 0, &max_window_layers, file) != CP_OK))
+        return CP_ERR;
+    if (alloc_layer_kinds(cfg, 0) != CP_OK) return CP_ERR;
+    const cJSON *types = cp_json_field(root, "layer_types");
+    if (types) {
+        if (!cJSON_IsArray(types))
+            return cp_error("%s: field \"layer_types\": expected a list, found %s", file, cp_json_type_name(types));
+        if (cJSON_GetArraySize(types) != L)
+            return cp_error("%s: field \"layer_types\" lists %d layers but num_hidden_layers is %lld", file,
+                            cJSON_GetArraySize(types), (long long)L);
+        int64_t i = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, types) {
+            if (!cJSON_IsString(t) || (strcmp(t->valuestring, "full_attention") && strcmp(t->valuestring, "sliding_attention")))
+                return cp_error("%s: field \"layer_types\": layer %lld is %s%s%s, not supported for qwen2 (supported: "
+                                "full_attention, sliding_attention)", file, (long long)i, cJSON_IsString(t) ? "\"" : "",
+                                cJSON_IsString(t) ? t->valuestring : cp_json_type_name(t), cJSON_IsString(t) ? "\"" : "");
+            cfg->layer_is_local[i++] = !strcmp(t->valuestring, "sliding_attention");
+        }
+    } else {
+        for (int64_t i = 0; i < L; i++) cfg->layer_is_local[i] = window > 0 && i >= max_window_layers;
+    }
+    int64_t n_local = 0;
+    for (int64_t i = 0; i < L; i++) n_local += cfg->layer_is_local[i];
+    if (n_local && !window) /* transformers fails building the sliding mask ("sliding_window ... is not set") */
+        return cp_error("%s: field \"layer_types\" has sliding_attention layers but there is no window (%s)", file,
+                        use_sliding_window ? "sliding_window is null" : "use_sliding_window is false");
+    if (!n_local) {
+        cp_free(cfg->layer_is_local);
+        cfg->layer_is_local = NULL;
+    }
+    cfg->window_size = window;
+    return CP_OK;
+}
+
 static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
-    const int qwen2 = !strcmp(cfg->model_type, "qwen2"), mistral = !strcmp(cfg->model_type, "mistral");
+    const int qwen2 = !strcmp(cfg->model_type, "qwen2"), mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !mistral;
     if (cp_config_positive(root, "vocab_size", 32000, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
         cp_config_positive(root, "hidden_size", 4096, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
         cp_config_positive(root, "intermediate_size", 11008, CP_MAX_INTERMEDIATE, &cfg->intermediate_size, file) != CP_OK ||
@@ -81,17 +168,16 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         return CP_ERR;
     if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
     if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK) return CP_ERR;
-    if (cp_json_get_bool(root, "attention_bias", qwen2, 0, &cfg->attention_bias, file) != CP_OK ||
-        cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)
-        return CP_ERR;
-    if (qwen2) cfg->attention_bias = 1; /* Qwen2's q/k/v always carry biases */
-    if (mistral && cp_json_get_int(root, "sliding_window", 0, 0, &cfg->sliding_window, file) != CP_OK) return CP_ERR;
-    if (qwen2) {
-        int use_sw;
-        if (cp_json_get_bool(root, "use_sliding_window", 0, 0, &use_sw, file) != CP_OK) return CP_ERR;
-        if (use_sw) return cp_error("%s: Qwen2 with use_sliding_window is not supported yet", file);
+    if (llama) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
+        int attention_bias;
+        if (cp_json_get_bool(root, "attention_bias", 0, 0, &attention_bias, file) != CP_OK ||
+            cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)
+            return CP_ERR;
+        cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* LlamaAttention: all four projections */
     }
-    if (cfg->sliding_window < 0) return cp_error("%s: field \"sliding_window\" must not be negative", file);
+    if (qwen2) cfg->qkv_bias = 1; /* Qwen2Attention: q/k/v always, o_proj never */
+    if (mistral && mistral_window(cfg, root, file) != CP_OK) return CP_ERR;
+    if (qwen2 && qwen2_layer_types(cfg, root, file) != CP_OK) return CP_ERR;
     if (parse_rope(cfg, root, file) != CP_OK) return CP_ERR;
     const char *act;
     if (cp_json_get_string(root, "hidden_act", "silu", 0, &act, file) != CP_OK) return CP_ERR;
@@ -140,11 +226,12 @@ static cp_status build(cp_model *m) {
         cp_module *layer = cp_module_new(list, idx, cls, CP_MOD_CONTAINER);
         snprintf(cls, sizeof cls, "%sAttention", p);
         cp_module *attn = layer ? cp_module_new(layer, "self_attn", cls, CP_MOD_CONTAINER) : NULL;
-        if (!attn || !(ly->q_proj = cp_module_linear(attn, "q_proj", C, qd, c->attention_bias)) ||
-            !(ly->k_proj = cp_module_linear(attn, "k_proj", C, kvd, c->attention_bias)) ||
-            !(ly->v_proj = cp_module_linear(attn, "v_proj", C, kvd, c->attention_bias)) ||
-            !(ly->o_proj = cp_module_linear(attn, "o_proj", qd, C, 0)))
+        if (!attn || !(ly->q_proj = cp_module_linear(attn, "q_proj", C, qd, c->qkv_bias)) ||
+            !(ly->k_proj = cp_module_linear(attn, "k_proj", C, kvd, c->qkv_bias)) ||
+            !(ly->v_proj = cp_module_linear(attn, "v_proj", C, kvd, c->qkv_bias)) ||
+            !(ly->o_proj = cp_module_linear(attn, "o_proj", qd, C, c->o_proj_bias)))
             return CP_ERR;
+        ly->window = c->layer_is_local && c->layer_is_local[l] ? c->window_size : 0;
         snprintf(cls, sizeof cls, "%sMLP", p);
         cp_module *mlp = cp_module_new(layer, "mlp", cls, CP_MOD_CONTAINER);
         if (!mlp || !(ly->gate_proj = cp_module_linear(mlp, "gate_proj", C, I, c->mlp_bias)) ||
@@ -216,12 +303,12 @@ static cp_status alloc_acts(llama_acts *a, cp_arena *ar, const cp_model_config *
 
 typedef struct { const float *cos_t, *sin_t; } rope_tabs;
 
-static cp_attention_args attn_args(const cp_model *m, const cp_batch *b, llama_acts *a) {
+static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, const cp_batch *b, llama_acts *a) {
     const cp_model_config *c = &m->config;
     cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .NKV = c->num_kv_heads, .hs = c->head_dim,
                             .q = a->q, .k = a->k, .v = a->v, .q_stride = c->num_heads * c->head_dim,
                             .k_stride = c->num_kv_heads * c->head_dim, .v_stride = c->num_kv_heads * c->head_dim,
-                            .scale = (float)pow((double)c->head_dim, -0.5), .window = c->sliding_window,
+                            .scale = (float)pow((double)c->head_dim, -0.5), .window = ly->window,
                             .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs};
     return at;
 }
@@ -244,7 +331,7 @@ static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batc
         return CP_ERR;
     cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, rt.cos_t, rt.sin_t);
     cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, rt.cos_t, rt.sin_t);
-    cp_attention_args at = attn_args(m, b, a);
+    cp_attention_args at = attn_args(m, ly, b, a);
     if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
     if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
     if (cp_linear_forward(ly->o_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
@@ -299,7 +386,7 @@ static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_bat
     // attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)), q,k,v = proj(rms(x_in))
     memset(dC, 0, (size_t)(N * qd) * sizeof *dC);
     if (cp_linear_backward(ly->o_proj, dC, dx, a->att, N, ar) != CP_OK) return CP_ERR;     // d att
-    cp_attention_args at = attn_args(m, b, a);
+    cp_attention_args at = attn_args(m, ly, b, a);
     if (cp_attention_backward(&at, dC, dq, dk, dv, ar) != CP_OK) return CP_ERR;
     cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, rt.cos_t, rt.sin_t);
     cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, rt.cos_t, rt.sin_t);
