@@ -112,7 +112,7 @@ TEST(forward_matches_transformers) {
         qsort(names, (size_t)n, sizeof *names, name_cmp);
         for (int i = 0; i < n; i++) { run_case(ROOTS[r], names[i]); free(names[i]); }
     }
-    CHECK(n_cases >= 60, "only %d forward fixtures ran", n_cases);
+    CHECK(n_cases >= 75, "only %d forward fixtures ran", n_cases);
     printf("  %d cases: max |logits diff| %.2e (goal %.0e), max |hidden diff| %.2e, max |loss diff| %.2e\n", n_cases,
            worst_logits, GOAL_TOL, worst_hidden, worst_loss);
 }

@@ -304,6 +304,8 @@ TEST(whole_model_gradients) {
     whole_model_case("tests/fixtures/models/gpt2_untied", "tests/fixtures/lora/gpt2_untied_lm_head", 1, "GPT-2 lm_head LoRA, recompute");
     whole_model_case("tests/fixtures/llama/models/llama_tiny", "tests/fixtures/llama/grads/llama_qv", 0, "Llama q/v LoRA through RoPE and GQA");
     whole_model_case("tests/fixtures/llama/models/mistral_tiny", "tests/fixtures/llama/grads/mistral_qkvo", 1, "Mistral q/k/v/o, window, recompute");
+    whole_model_case("tests/fixtures/llama/models/llama_bias", "tests/fixtures/llama/grads/llama_bias_all", 0, "Llama biases, all-linear, bias=all");
+    whole_model_case("tests/fixtures/llama/models/qwen2_sliding", "tests/fixtures/llama/grads/qwen2_sliding_qkvo", 1, "Qwen2 sliding layers, recompute");
 }
 
 int main(void) {

@@ -97,6 +97,25 @@ TEST(info_json_and_tree) {
     }
 }
 
+/* Llama with attention_bias and mlp_bias: the count and the tree are PyTorch's (o_proj has a bias too);
+ * Qwen2's sliding layers show per layer. */
+TEST(info_llama_biases_and_sliding_layers) {
+    static char out[65536];
+    cJSON *want;
+    CHECK_OK(cp_json_read_file("tests/fixtures/llama/info/llama_bias.json", &want));
+    if (!want) return;
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/llama/models/llama_bias --json", bin()) == 0, "%s", out);
+    CHECK(json_number(out, "num_parameters") == cJSON_GetObjectItem(want, "num_parameters")->valuedouble, "%s", out);
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/llama/models/llama_bias --tree", bin()) == 0, "%s", out);
+    char expect[16384];
+    snprintf(expect, sizeof expect, "%s\n", cJSON_GetObjectItem(want, "repr")->valuestring);
+    CHECK(strcmp(out, expect) == 0, "--tree differs from print(model):\n%s", out);
+    CHECK(strstr(out, "(o_proj): Linear(in_features=16, out_features=16, bias=True)") != NULL, "%s", out);
+    cJSON_Delete(want);
+    CHECK(run(out, sizeof out, "%s info tests/fixtures/llama/models/qwen2_layer_types --json", bin()) == 0, "%s", out);
+    CHECK(strstr(out, "\"window_size\":3,\"attention_layers\":[\"local\",\"global\",\"local\"]") != NULL, "%s", out);
+}
+
 TEST(bad_input_exit_status_and_message) {
     char out[8192];
     CHECK(run(out, sizeof out, "%s info /nonexistent/model", bin()) == 1 && strstr(out, "cpeft info: /nonexistent/model"), "%s", out);
@@ -234,6 +253,7 @@ int main(void) {
     RUN(eval_token_ids_matches_transformers);
     RUN(eval_text_through_gpt2_tokenizer_matches_transformers);
     RUN(info_json_and_tree);
+    RUN(info_llama_biases_and_sliding_layers);
     RUN(bad_input_exit_status_and_message);
     RUN(lora_commands);
     RUN(train_is_deterministic_and_resumes_exactly);

@@ -5,6 +5,7 @@
 #include "test.h"
 #include "cpeft.h"
 #include "io/safetensors.h"
+#include "models/model.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -35,32 +36,44 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* A fresh temp dir holding GOOD's config.json with `from` replaced by `to` (when given). */
-static void setup(const char *from, const char *to, int copy_weights) {
+/* Replaces the first `from` in the temp dir's config.json by `to`. */
+static void edit_config(const char *from, const char *to) {
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    char *cfg = read_all(path, &len);
+    char *at = strstr(cfg, from);
+    if (!at) { fprintf(stderr, "setup: %s not in config\n", from); abort(); }
+    size_t head = (size_t)(at - cfg), tail = len - head - strlen(from);
+    char *out = malloc(len + strlen(to) + 1);
+    memcpy(out, cfg, head);
+    memcpy(out + head, to, strlen(to));
+    memcpy(out + head + strlen(to), at + strlen(from), tail);
+    write_file("config.json", out, head + strlen(to) + tail);
+    free(cfg);
+    free(out);
+}
+
+/* A fresh temp dir holding the config.json of model `src` with `from` replaced by `to` (when given). */
+static void setup_from(const char *src, const char *from, const char *to, int copy_weights) {
+    char path[512];
     snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
     if (!mkdtemp(tmp)) abort();
     size_t len;
-    char *cfg = read_all(GOOD "/config.json", &len);
-    if (from) {
-        char *at = strstr(cfg, from);
-        if (!at) { fprintf(stderr, "setup: %s not in config\n", from); abort(); }
-        size_t head = (size_t)(at - cfg), tail = len - head - strlen(from);
-        char *out = malloc(len + strlen(to) + 1);
-        memcpy(out, cfg, head);
-        memcpy(out + head, to, strlen(to));
-        memcpy(out + head + strlen(to), at + strlen(from), tail);
-        len = head + strlen(to) + tail;
-        free(cfg);
-        cfg = out;
-    }
+    snprintf(path, sizeof path, "%s/config.json", src);
+    char *cfg = read_all(path, &len);
     write_file("config.json", cfg, len);
     free(cfg);
+    if (from) edit_config(from, to);
     if (copy_weights) {
-        char *w = read_all(GOOD "/model.safetensors", &len);
+        snprintf(path, sizeof path, "%s/model.safetensors", src);
+        char *w = read_all(path, &len);
         write_file("model.safetensors", w, len);
         free(w);
     }
 }
+
+static void setup(const char *from, const char *to, int copy_weights) { setup_from(GOOD, from, to, copy_weights); }
 
 static void cleanup(void) {
     char cmd[300];
@@ -177,6 +190,91 @@ TEST(gpt_neo_attention_types_must_cover_layers) {
     cleanup();
 }
 
+#define LLAMA_FIX "tests/fixtures/llama/models/"
+
+/* The bias switches each model type reads, as transformers 5.23: LlamaConfig's attention_bias and
+ * mlp_bias; MistralConfig and Qwen2Config have neither (Mistral: no biases, Qwen2: q/k/v always), so
+ * the keys in their config.json change nothing and the checkpoints load as they are. */
+TEST(bias_keys_read_only_where_transformers_reads_them) {
+    setup_from(LLAMA_FIX "mistral_tiny", "\"sliding_window\": 5", "\"sliding_window\": 5, \"attention_bias\": true, \"mlp_bias\": true", 1);
+    CHECK_OK(load(CP_LOAD_WEIGHTS));
+    cleanup();
+    setup_from(LLAMA_FIX "qwen2_tiny", "\"use_sliding_window\": false",
+               "\"use_sliding_window\": false, \"attention_bias\": false, \"mlp_bias\": true", 1);
+    CHECK_OK(load(CP_LOAD_WEIGHTS));
+    cleanup();
+    /* Llama: attention_bias covers o_proj too; without it the o_proj biases are unexpected */
+    setup_from(LLAMA_FIX "llama_bias", "\"attention_bias\": true", "\"attention_bias\": false", 1);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "model.layers.0.self_attn.o_proj.bias: [16] in model.safetensors");
+    cleanup();
+    setup_from(LLAMA_FIX "llama_bias", "\"mlp_bias\": true", "\"mlp_bias\": false", 1);
+    CHECK_ERR(load(CP_LOAD_WEIGHTS), "model.layers.0.mlp.down_proj.bias: [16] in model.safetensors");
+    cleanup();
+}
+
+/* Sliding-window switches: Mistral's default window, Qwen2's layer_types, and what transformers
+ * cannot run (refused by name). */
+TEST(sliding_window_switches) {
+    cp_model *m = NULL;
+    /* MistralConfig's sliding_window defaults to 4096 when the key is absent; null means none */
+    setup_from(LLAMA_FIX "mistral_tiny", "\"sliding_window\": 5", "\"sliding_window_\": 5", 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.window_size == 4096 && m->config.layer_is_local && m->config.layer_is_local[1], "mistral default window");
+    cp_model_free(m);
+    cleanup();
+    setup_from(LLAMA_FIX "mistral_tiny", "\"sliding_window\": 5", "\"sliding_window\": null", 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.layer_is_local == NULL, "mistral with sliding_window null has no window");
+    cp_model_free(m);
+    cleanup();
+    setup_from(LLAMA_FIX "mistral_tiny", "\"sliding_window\": 5", "\"sliding_window\": 0", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"sliding_window\" must be a positive integer");
+    cleanup();
+
+    const char *types = "\"layer_types\": [\n    \"full_attention\",\n    \"full_attention\"\n  ]";
+    setup_from(LLAMA_FIX "qwen2_tiny", types, "\"layer_types\": [\"full_attention\", \"chunked_attention\"]", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"layer_types\": layer 1 is \"chunked_attention\", not supported for qwen2");
+    cleanup();
+    setup_from(LLAMA_FIX "qwen2_tiny", types, "\"layer_types\": [\"full_attention\"]", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"layer_types\" lists 1 layers but num_hidden_layers is 2");
+    cleanup();
+    /* a sliding layer needs a window: transformers fails building its mask */
+    setup_from(LLAMA_FIX "qwen2_tiny", types, "\"layer_types\": [\"sliding_attention\", \"full_attention\"]", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "has sliding_attention layers but there is no window (use_sliding_window is false)");
+    cleanup();
+    /* use_sliding_window with no layer_types: layers >= max_window_layers (default 28) slide */
+    setup_from(LLAMA_FIX "qwen2_tiny", types, "\"max_window_layers_\": 0", 0);
+    edit_config("\"use_sliding_window\": false", "\"use_sliding_window\": true");
+    edit_config("\"max_window_layers\": 28", "\"max_window_layers\": 1");
+    edit_config("\"sliding_window\": null", "\"sliding_window\": 7");
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.window_size == 7 && m->config.layer_is_local && !m->config.layer_is_local[0] && m->config.layer_is_local[1],
+          "qwen2: layer 1 slides with window 7");
+    cp_model_free(m);
+    cleanup();
+    /* sliding_window null under use_sliding_window: no window, every layer full */
+    setup_from(LLAMA_FIX "qwen2_tiny", "\"use_sliding_window\": false", "\"use_sliding_window\": true", 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.layer_is_local == NULL, "qwen2 without a window has no sliding layer");
+    cp_model_free(m);
+    cleanup();
+}
+
+/* rope_parameters the Llama family's rotary module cannot take. */
+TEST(rope_switches_refused_by_name) {
+    setup_from(LLAMA_FIX "llama_tied_linear_rope", "\"factor\": 2.0,", "\"factor\": 2.0, \"partial_rotary_factor\": 0.5,", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "partial_rotary_factor 0.5 with rope type \"linear\" is not supported for llama");
+    cleanup();
+    setup_from(LLAMA_FIX "llama_tied_linear_rope", "\"rope_parameters\": {",
+               "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 100.0},", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rope_parameters\": parameters per layer type are not supported for llama");
+    cleanup();
+    /* the default frequencies ignore partial_rotary_factor, in transformers too */
+    setup_from(LLAMA_FIX "llama_tiny", "\"rope_type\": \"default\"", "\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5", 0);
+    CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
+    cleanup();
+}
+
 TEST(bad_batches) {
     cp_model *m = NULL;
     CHECK_OK(cp_model_load(&m, GOOD, CP_LOAD_WEIGHTS));
@@ -213,6 +311,9 @@ int main(void) {
     RUN(truncated_weights);
     RUN(sharded_index_naming_a_missing_shard);
     RUN(gpt_neo_attention_types_must_cover_layers);
+    RUN(bias_keys_read_only_where_transformers_reads_them);
+    RUN(sliding_window_switches);
+    RUN(rope_switches_refused_by_name);
     RUN(bad_batches);
     return test_summary();
 }
