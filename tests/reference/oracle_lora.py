@@ -11,7 +11,9 @@ Formats: tests/reference/README.md, section "LoRA fixtures". Per case, tests/fix
                                                         ranks, warnings, the saved config
 
 plus meta_<short>.json (real-size models on the meta device), errors.json (exception type + message of
-invalid configurations) and cpeft_roundtrip/README (placeholder for the reverse direction).
+invalid configurations), loaded_counts.json (print_trainable_parameters after PeftModel.from_pretrained, frozen
+and is_trainable=True) and cpeft_roundtrip/<case>/ (the reverse direction: files cpeft writes, read by PEFT and
+transformers; needs --cpeft).
 
 Determinism: PEFT saves `target_modules` (a Python set) in set-iteration order, which depends on
 PYTHONHASHSEED. We rewrite adapter_config.json with those lists sorted, using PEFT's exact serialisation
@@ -30,7 +32,7 @@ import math
 import re
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -67,10 +69,20 @@ def in_dir(path: str):
         os.chdir(old)
 
 
-def load_base(ctx: Context, name: str):
-    tiny_dir(ctx, name)
-    m = om.load_tiny(f"models/{name}", dtype=torch.float32)   # cwd = ctx.out (in_dir)
-    assert m.name_or_path == f"models/{name}", m.name_or_path
+def base_rel(name: str, root: str = "") -> str:
+    """The model directory relative to the fixtures root: models/<name>, or llama/models/<name> (root "llama")."""
+    return f"{root}/models/{name}" if root else f"models/{name}"
+
+
+def load_base(ctx: Context, name: str, root: str = ""):
+    if root == "llama":
+        import oracle_llama as ol                 # imported by generate.py after this module
+        ol.model_dir(ctx, name)
+    else:
+        assert not root, root
+        tiny_dir(ctx, name)
+    m = om.load_tiny(base_rel(name, root), dtype=torch.float32)   # cwd = ctx.out (in_dir)
+    assert m.name_or_path == base_rel(name, root), m.name_or_path
     return m
 
 
@@ -207,8 +219,15 @@ def save_adapter(pm, d: str, **kw) -> None:
 class Case:
     name: str
     model: str
-    config: dict                       # LoraConfig kwargs (task_type CAUSAL_LM added unless given)
+    config: dict                       # LoraConfig kwargs (task_type CAUSAL_LM added unless given; None: no task_type)
     description: str
+    root: str = ""                     # "llama": the model is tests/fixtures/llama/models/<model>
+    save_kw: dict = field(default_factory=dict)   # save_pretrained kwargs (save_embedding_layers)
+    record_merged: bool = False        # also record what merge_and_unload().save_pretrained writes (merged_save)
+
+    @property
+    def base_dir(self) -> str:
+        return base_rel(self.model, self.root)
 
 
 CASES = [
@@ -239,7 +258,52 @@ CASES = [
          "Embedding LoRA on the tied input embedding wte + q_proj; lora_embedding_A and lora_B perturbed"),
     Case("gpt2_untied_lm_head", "gpt2_untied", dict(target_modules=["c_attn", "lm_head"], r=2, lora_alpha=4),
          "c_attn (Conv1D) + lm_head (nn.Linear) on an untied GPT-2: save_embedding_layers='auto' saves lm_head"),
-]
+] + [Case(*c[:4], **c[4], record_merged=True) for c in [
+    # embedding targets and save_embedding_layers (issue 10, item 3), no task_type (auto_mapping, item 7)
+    ("llama_embed_auto", "llama_tiny", dict(target_modules=["embed_tokens", "q_proj"], r=4, lora_alpha=8, task_type=None),
+     "embed_tokens + q_proj on an untied Llama, no task_type: 'auto' saves embed_tokens.base_layer.weight only; "
+     "auto_mapping written", dict(root="llama")),
+    ("qwen2_embed_tied_auto", "qwen2_tiny", dict(target_modules=["embed_tokens", "v_proj"], r=2, lora_alpha=4, task_type=None),
+     "embed_tokens + v_proj on a tied Qwen2, no task_type: 'auto' saves embed_tokens.base_layer.weight only", dict(root="llama")),
+    ("mistral_embed_false", "mistral_tiny", dict(target_modules=["embed_tokens", "q_proj"], r=2, lora_alpha=2),
+     "embed_tokens + q_proj on Mistral saved with save_embedding_layers=False: no embedding weight",
+     dict(root="llama", save_kw=dict(save_embedding_layers=False))),
+    ("llama_embed_true", "llama_tiny", dict(target_modules=["embed_tokens", "k_proj"], r=2, lora_alpha=4),
+     "embed_tokens + k_proj, save_embedding_layers=True: as 'auto' (the embedding is targeted)",
+     dict(root="llama", save_kw=dict(save_embedding_layers=True))),
+    ("qwen2_true_untargeted", "qwen2_tiny", dict(target_modules=["q_proj"], r=2, lora_alpha=4),
+     "q_proj only on a tied Qwen2 with save_embedding_layers=True: embed_tokens.weight and lm_head.weight whole",
+     dict(root="llama", save_kw=dict(save_embedding_layers=True))),
+    ("gpt2_wte_true", "gpt2_tiny", dict(target_modules=["wte", "c_attn"], r=2, lora_alpha=4, task_type=None),
+     "wte (not an EMBEDDING_LAYER_NAME) + c_attn, save_embedding_layers=True, no task_type: wte.base_layer.weight and "
+     "the tied lm_head.weight", dict(save_kw=dict(save_embedding_layers=True))),
+    ("llama_mts_head_true", "llama_tiny", dict(target_modules=["q_proj"], modules_to_save=["lm_head"], r=2, lora_alpha=2),
+     "modules_to_save lm_head with save_embedding_layers=True: lm_head.original_module.weight and "
+     "lm_head.modules_to_save.weight besides the copy", dict(root="llama", save_kw=dict(save_embedding_layers=True))),
+    # embedding target + modules_to_save lm_head (item 4)
+    ("llama_embed_mts_lm_head", "llama_tiny",
+     dict(target_modules=["embed_tokens", "q_proj"], modules_to_save=["lm_head"], r=2, lora_alpha=4),
+     "embed_tokens LoRA + modules_to_save lm_head: the copy as lm_head.weight and embed_tokens.base_layer.weight",
+     dict(root="llama")),
+    ("qwen2_embed_mts_lm_head", "qwen2_tiny",
+     dict(target_modules=["embed_tokens", "q_proj"], modules_to_save=["lm_head"], r=2, lora_alpha=4),
+     "the same on a tied Qwen2", dict(root="llama")),
+    # modules_to_save on a tied embedding or head: merging unties (items 8, 9)
+    ("gpt2_mts_lm_head_tied", "gpt2_tiny", dict(target_modules=["c_attn"], modules_to_save=["lm_head"], r=2, lora_alpha=4),
+     "modules_to_save lm_head on the tied GPT-2: the copy is counted once; merged: tie_word_embeddings false", dict()),
+    ("gpt2_mts_wte_tied", "gpt2_tiny", dict(target_modules=["c_attn"], modules_to_save=["wte"], r=2, lora_alpha=4),
+     "modules_to_save wte on the tied GPT-2: merged keeps the original head, tie_word_embeddings false", dict()),
+    ("qwen2_mts_embed_tied", "qwen2_tiny", dict(target_modules=["q_proj"], modules_to_save=["embed_tokens"], r=2, lora_alpha=4),
+     "modules_to_save embed_tokens on a tied Qwen2: merged keeps the original head, tie_word_embeddings false",
+     dict(root="llama")),
+    # layers_pattern given as a full path (item 10)
+    ("llama_layers_pattern_path", "llama_tiny",
+     dict(target_modules=["q_proj", "v_proj"], layers_to_transform=[1], layers_pattern="model.layers", r=2, lora_alpha=4),
+     "layers_pattern 'model.layers' (matched at the start of the name): layer 1 only", dict(root="llama")),
+    ("gpt2_layers_pattern_path", "gpt2_tiny",
+     dict(target_modules=["c_attn"], layers_to_transform=[0], layers_pattern="transformer.h", r=2, lora_alpha=4),
+     "layers_pattern 'transformer.h': layer 0 only", dict()),
+]]
 CASES_BY_NAME = {c.name: c for c in CASES}
 
 
@@ -263,7 +327,7 @@ def write_case(ctx: Context, case: Case) -> None:
     fresh_dir(d)
     rec = Recorder()
     with in_dir(ctx.out):
-        base = load_base(ctx, case.model)
+        base = load_base(ctx, case.model, case.root)
         inputs = lora_inputs(case.model, base.config.vocab_size)
         base_logits = logits_of(base, inputs)
         torch.manual_seed(name_seed("lora", case.name, "init"))
@@ -288,17 +352,18 @@ def write_case(ctx: Context, case: Case) -> None:
             pm.unmerge_adapter()
             res["logits_unmerged"] = logits_of(pm, inputs)
         with rec.stage("save_pretrained"):
-            save_adapter(pm, d)
+            save_adapter(pm, d, **case.save_kw)
         with rec.stage("merge_and_unload"):
             merged = copy.deepcopy(pm).merge_and_unload()
             res["logits_merged_unloaded"] = logits_of(merged, inputs)
+        merged_save = merged_files(merged) if case.record_merged else None
         rep = str(pm)
     config_saved = normalise_saved_config(os.path.join(d, "adapter_config.json"))
     save_tensors(os.path.join(d, "expected.safetensors"), res, {"model": case.model, "case": case.name})
     out = dict(c)
     out.update(info)
     out.update({
-        "model": case.model, "base_dir": f"models/{case.model}", "case": case.name,
+        "model": case.model, "base_dir": case.base_dir, "case": case.name,
         "description": case.description, "repr": rep, "warnings": rec.all(), "warnings_by_stage": rec.by_stage,
         "warnings_other": rec.other,
         "config_saved": config_saved, "perturbed": perturbed,
@@ -310,7 +375,45 @@ def write_case(ctx: Context, case: Case) -> None:
                          "unmerged_vs_logits": close(res["logits_unmerged"], res["logits"]),
                          "merged_unloaded_vs_merged": close(res["logits_merged_unloaded"], res["logits_merged"])},
     })
+    if case.save_kw:
+        out["save_kw"] = case.save_kw
+    if merged_save is not None:
+        out["merged_save"] = merged_save
     write_json(os.path.join(d, "expected.json"), out)
+
+
+def merged_files(merged) -> dict:
+    """What merge_and_unload().save_pretrained(dir) writes: config.json's tie_word_embeddings (PEFT unties it when
+    the head no longer shares the input embedding's weight) and the tensors of model.safetensors."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        merged.save_pretrained(tmp)
+        cfg = json.load(open(os.path.join(tmp, "config.json")))
+        return {"tie_word_embeddings": cfg.get("tie_word_embeddings"),
+                "tensors": saved_tensors(os.path.join(tmp, "model.safetensors"))}
+
+
+# =================================================================================================
+# what PeftModel.from_pretrained reports (issue 10, item 11)
+
+
+def write_loaded_counts(ctx: Context) -> None:
+    """For every single-adapter case: print_trainable_parameters() after PeftModel.from_pretrained(base, dir) (the
+    default is_trainable=False: adapter weights frozen, biases of bias="all"/"lora_only" still trainable) and with
+    is_trainable=True (the adapter's own parameters trainable)."""
+    from peft import PeftModel
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with in_dir(ctx.out):
+            for c in CASES:
+                if not os.path.exists(os.path.join(ctx.path("lora", c.name), "adapter_config.json")):
+                    continue
+                loaded = PeftModel.from_pretrained(load_base(ctx, c.model, c.root), f"lora/{c.name}")
+                trainable = PeftModel.from_pretrained(load_base(ctx, c.model, c.root), f"lora/{c.name}", is_trainable=True)
+                out[c.name] = {"base_dir": c.base_dir, "from_pretrained": counts(loaded),
+                               "from_pretrained_trainable": counts(trainable)}
+    write_json(ctx.path("lora", "loaded_counts.json"), out)
 
 
 # =================================================================================================
@@ -493,6 +596,23 @@ ROUNDTRIP_CASES = {
                                                "init_lora_weights": False}),
 }
 ROUNDTRIP_SEED = 7
+# Later cases (issue 10) as dicts: {"model", "root" ("llama": tests/fixtures/llama/models), and either "config" (for
+# `cpeft adapter init`, as above) or "adapter_from" (a PEFT-saved adapter of this family that `cpeft merge` merges)}.
+ROUNDTRIP_CASES.update({
+    "rt_llama_embed_mts": dict(model="llama_tiny", root="llama", config={
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 4, "init_lora_weights": False,
+        "target_modules": ["embed_tokens", "q_proj"], "modules_to_save": ["lm_head"]}),
+    "rt_qwen2_embed_tied": dict(model="qwen2_tiny", root="llama", config={     # alpha 0.25: logits of order 10
+        "peft_type": "LORA", "r": 2, "lora_alpha": 0.25, "init_lora_weights": False,
+        "target_modules": ["embed_tokens", "v_proj"]}),
+    "rt_gpt2_layers_path": dict(model="gpt2_tiny", config={
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 4, "init_lora_weights": False,
+        "target_modules": ["c_attn"], "layers_to_transform": [1], "layers_pattern": "transformer.h"}),
+    "rt_merge_gpt2_mts_wte": dict(model="gpt2_tiny", adapter_from="gpt2_mts_wte_tied"),
+    "rt_merge_gpt2_mts_lm_head": dict(model="gpt2_tiny", adapter_from="gpt2_mts_lm_head_tied"),
+    "rt_merge_qwen2_mts_embed": dict(model="qwen2_tiny", root="llama", adapter_from="qwen2_mts_embed_tied"),
+    "rt_merge_qwen2_embed_mts_head": dict(model="qwen2_tiny", root="llama", adapter_from="qwen2_embed_mts_lm_head"),
+})
 
 
 def write_roundtrip_case(ctx: Context, case: str) -> None:
@@ -500,6 +620,8 @@ def write_roundtrip_case(ctx: Context, case: str) -> None:
     logits are recorded; `cpeft merge` writes a full checkpoint, transformers loads it and its logits are
     recorded. The C test checks that cpeft reproduces the adapter byte for byte from the same seed and that its
     own logits equal what PEFT and transformers computed from cpeft's files."""
+    if isinstance(ROUNDTRIP_CASES[case], dict):
+        return write_roundtrip_case_v2(ctx, case)
     import subprocess
     import tempfile
     from peft import PeftModel
@@ -542,6 +664,68 @@ def write_roundtrip_case(ctx: Context, case: str) -> None:
         "merged_files": merged_files, "merged_vs_peft_max_abs_diff": close(logits_merged, logits_peft)})
 
 
+def write_roundtrip_case_v2(ctx: Context, case: str) -> None:
+    """As write_roundtrip_case, for the dict cases: the adapter is either written by `cpeft adapter init` from
+    "config" (then PEFT loads cpeft's file) or is the PEFT-saved lora/<adapter_from> (then only the merge direction
+    is cpeft's). Records also the merged checkpoint's tensors and the tie_word_embeddings transformers reads."""
+    import subprocess
+    import tempfile
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    if not ctx.cpeft:
+        raise SystemExit("lora:cpeft_roundtrip needs --cpeft build/cpeft")
+    cpeft = os.path.abspath(ctx.cpeft)
+    spec = ROUNDTRIP_CASES[case]
+    model_name, root = spec["model"], spec.get("root", "")
+    d = ctx.path("lora", "cpeft_roundtrip", case)
+    fresh_dir(d)
+    base_dir = base_rel(model_name, root)
+    with in_dir(ctx.out):
+        base = load_base(ctx, model_name, root)
+        if "config" in spec:
+            with open(os.path.join(d, "peft_config.json"), "w") as f:
+                json.dump(spec["config"], f, indent=2, sort_keys=True)
+            adapter_rel = os.path.relpath(os.path.join(d, "adapter"), ctx.out)
+            subprocess.run([cpeft, "adapter", "init", "--model", base_dir, "--peft-config",
+                            os.path.relpath(os.path.join(d, "peft_config.json"), ctx.out), "--seed", str(ROUNDTRIP_SEED),
+                            "--out", adapter_rel], check=True, capture_output=True)
+            how = "cpeft adapter init (seed) -> PeftModel.from_pretrained; cpeft merge -> AutoModelForCausalLM"
+        else:
+            adapter_rel = f"lora/{spec['adapter_from']}"
+            assert os.path.isfile(os.path.join(adapter_rel, "adapter_config.json")), adapter_rel
+            how = f"PEFT's {adapter_rel} -> cpeft merge -> AutoModelForCausalLM"
+        inputs = lora_inputs(model_name, base.config.vocab_size)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = PeftModel.from_pretrained(base, adapter_rel).eval()
+        logits_peft = logits_of(pm, inputs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logits_peft_merged = logits_of(pm.merge_and_unload(), inputs)
+        with tempfile.TemporaryDirectory() as tmp:
+            merged = os.path.join(tmp, "merged")
+            subprocess.run([cpeft, "merge", "--model", base_dir, "--adapter", adapter_rel, "--out", merged],
+                           check=True, capture_output=True)
+            mm = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32, attn_implementation="eager").eval()
+            logits_merged = logits_of(mm, inputs)
+            merged_files = sorted(os.listdir(merged))
+            merged_tensors = saved_tensors(os.path.join(merged, "model.safetensors"))
+            tie = mm.config.tie_word_embeddings
+    assert close(logits_merged, logits_peft_merged) < 1e-4, (case, close(logits_merged, logits_peft_merged))
+    save_tensors(os.path.join(d, "expected.safetensors"),
+                 {**inputs, "logits_peft": logits_peft, "logits_merged_transformers": logits_merged},
+                 {"model": model_name, "case": case})
+    out = {"model": model_name, "base_dir": base_dir, "how": how, "merged_files": merged_files,
+           "merged_tensors": merged_tensors, "merged_tie_word_embeddings": tie,
+           "merged_vs_peft_max_abs_diff": close(logits_merged, logits_peft),
+           "merged_vs_peft_merge_and_unload_max_abs_diff": close(logits_merged, logits_peft_merged)}
+    if "config" in spec:
+        out["seed"] = ROUNDTRIP_SEED
+    else:
+        out["adapter_from"] = adapter_rel
+    write_json(os.path.join(d, "expected.json"), out)
+
+
 def write_roundtrip(ctx: Context) -> None:
     for case in ROUNDTRIP_CASES:
         write_roundtrip_case(ctx, case)
@@ -558,6 +742,7 @@ def fam_lora(ctx: Context) -> list[Item]:
     items.append(Item(MULTI, lambda: write_multi(ctx), [f"lora/{MULTI}"]))
     items += [Item(f"meta_{s}", (lambda s=s: write_meta(ctx, s)), [f"lora/meta_{s}.json"]) for s in META_CASES]
     items.append(Item("errors", lambda: write_errors(ctx), ["lora/errors.json"]))
+    items.append(Item("loaded_counts", lambda: write_loaded_counts(ctx), ["lora/loaded_counts.json"]))
     items += [Item(f"cpeft_roundtrip.{c}", (lambda c=c: write_roundtrip_case(ctx, c)), [f"lora/cpeft_roundtrip/{c}"])
               for c in ROUNDTRIP_CASES]
     return items
@@ -610,14 +795,23 @@ def adapter_deltas(model, adapter_dir: str) -> tuple[dict, dict, dict]:
         else:
             if key.endswith((".lora_B.weight", ".lora_embedding_B")):
                 continue
-            assign[key.replace(".base_layer.", ".")] = t[k]     # biases, modules_to_save, lm_head.base_layer
+            if ".original_module." in key or ".modules_to_save." in key:
+                continue        # save_embedding_layers=True on a wrapped embedding: the original (unused) / unloaded
+            assign[key.replace(".base_layer.", ".")] = t[k]     # biases, modules_to_save, embeddings' base_layer
     return deltas, assign, scal
 
 
 @torch.no_grad()
 def apply_manual(model, deltas: dict, assign: dict) -> None:
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     for name, v in assign.items():
         p = model.get_parameter(name)
+        if tied and p is model.get_input_embeddings().weight and not torch.allclose(p, v, rtol=0, atol=1e-5):
+            # a (trained) modules_to_save copy of a tied embedding or head replaces that module's weight only; an
+            # embedding's saved base_layer weight is the shared weight itself (after merge + unmerge: rounded)
+            mod = model.get_submodule(name.rpartition(".")[0])
+            mod.weight = torch.nn.Parameter(p.detach().clone())
+            p = mod.weight
         assert p.shape == v.shape, (name, p.shape, v.shape)
         p.copy_(v)
     for mod, d in deltas.items():
@@ -631,7 +825,9 @@ def check_case_dir(ctx: Context, case: str, model_name: str, exp: dict) -> list[
     d = ctx.path("lora", case)
     t, meta = load_tensors(os.path.join(d, "expected.safetensors"))
     assert meta == {"model": model_name, "case": case}, meta
-    V = om.TINY_BY_NAME[model_name].config["vocab_size"]
+    base_cfg = json.load(open(ctx.path(exp["base_dir"], "config.json")))
+    V = base_cfg["vocab_size"]
+    root = exp["base_dir"].split("/models/")[0] if "/models/" in exp["base_dir"] else ""
     assert t["input_ids"].shape == (LORA_B, LORA_T) and t["input_ids"].dtype == torch.int64
     assert t["attention_mask"].dtype == torch.int64 and int(t["attention_mask"].sum()) == LORA_B * LORA_T - LORA_PAD
     for k, v in t.items():
@@ -640,29 +836,33 @@ def check_case_dir(ctx: Context, case: str, model_name: str, exp: dict) -> list[
     inputs = {"input_ids": t["input_ids"], "attention_mask": t["attention_mask"]}
     assert (t["logits_unmerged"] - t["logits"]).abs().max() < 1e-5
     merged_gap = (t["logits_merged"] - t["logits"]).abs().max().item()
-    tied_emb = any(k.endswith("wte.lora_embedding_A") for k in exp.get("saved_tensors", {}))
+    mts = exp["config_saved"].get("modules_to_save") if "adapters" not in exp else None
+    tied_emb = base_cfg.get("tie_word_embeddings", True) and not (mts and "lm_head" in mts) and any(
+        k.endswith(("wte.lora_embedding_A", "embed_tokens.lora_embedding_A", "lm_head.lora_A.weight"))
+        for k in exp.get("saved_tensors", {}))
     if tied_emb:
-        # PEFT merges the wte delta in place into the weight lm_head shares: merged logits are another model.
+        # PEFT merges the embedding delta in place into the weight lm_head shares: merged logits are another model.
         assert merged_gap > 1e-2, merged_gap
-        notes.append(f"{case}: merged != unmerged (max|diff| {merged_gap:.3f}): merging wte changes the tied lm_head")
+        notes.append(f"{case}: merged != unmerged (max|diff| {merged_gap:.3f}): merging the embedding (or head) changes the tied other one")
     else:
         assert merged_gap < 1e-5, (case, merged_gap)
     assert (t["logits_merged_unloaded"] - t["logits_merged"]).abs().max() < 1e-5
     with in_dir(ctx.out):
-        base_logits = logits_of(load_base(ctx, model_name), inputs)
+        base_logits = logits_of(load_base(ctx, model_name, root), inputs)
         cfg0 = exp["config_saved"] if "adapters" not in exp else exp["config_saved"]["a"]
-        if cfg0["bias"] == "none" and not cfg0.get("modules_to_save"):
-            assert (t["logits_disabled"] - base_logits).abs().max() < 1e-6, case
+        if cfg0["bias"] == "none":     # disabled: LoRA off, modules_to_save originals back; trained biases stay
+            # 1e-5: the committed logits may come from another machine (its BLAS kernels differ by ~2e-6)
+            assert (t["logits_disabled"] - base_logits).abs().max() < 1e-5, case
         else:
             assert (t["logits_disabled"] - base_logits).abs().max() > 1e-3, case
         if "adapters" in exp:
             return notes + check_multi(ctx, t, exp, inputs)
         # 1. PEFT loads the saved adapter and reproduces the logits
-        pm = PeftModel.from_pretrained(load_base(ctx, model_name), f"lora/{case}").eval()
+        pm = PeftModel.from_pretrained(load_base(ctx, model_name, root), f"lora/{case}").eval()
         got = logits_of(pm, inputs)
-        assert (got - t["logits"]).abs().max() < 1e-6, (case, (got - t["logits"]).abs().max())
+        assert (got - t["logits"]).abs().max() < 1e-5, (case, (got - t["logits"]).abs().max())
         # 2. the files read as documented (keys, scaling from the config, Conv1D/Embedding layout) give the merged logits
-        model = load_base(ctx, model_name)
+        model = load_base(ctx, model_name, root)
         deltas, assign, scal = adapter_deltas(model, d)
     assert sorted(deltas) == exp["lora_modules"], (sorted(deltas), exp["lora_modules"])
     for m, (r, s) in scal.items():
@@ -686,9 +886,9 @@ def check_multi(ctx: Context, t: dict, exp: dict, inputs: dict) -> list[str]:
     pm.eval()
     for n in ("a", "b"):
         pm.set_adapter(n)
-        assert (logits_of(pm, inputs) - t[f"logits_{n}"]).abs().max() < 1e-6, n
+        assert (logits_of(pm, inputs) - t[f"logits_{n}"]).abs().max() < 1e-5, n
     pm.base_model.set_adapter(["a", "b"])
-    assert (logits_of(pm, inputs) - t["logits_ab"]).abs().max() < 1e-6
+    assert (logits_of(pm, inputs) - t["logits_ab"]).abs().max() < 1e-5
     gaps = {}
     # manual: a + b merged; lin and cat from their files; cat also as sum_i w_i s_i B_i A_i of a and b
     dl = {}
@@ -733,7 +933,7 @@ def _check_lora(ctx: Context) -> list[str]:
         if not os.path.exists(p):
             continue
         exp = json.load(open(p))
-        assert exp["model"] == c.model and exp["base_dir"] == f"models/{c.model}"
+        assert exp["model"] == c.model and exp["base_dir"] == c.base_dir
         assert not os.path.exists(os.path.join(root, c.name, "README.md"))
         notes += check_case_dir(ctx, c.name, c.model, exp)
     for short in META_CASES:
@@ -746,9 +946,18 @@ def _check_lora(ctx: Context) -> list[str]:
     p = os.path.join(root, "errors.json")
     if os.path.exists(p):
         assert sorted(json.load(open(p))) == sorted(ERROR_CASES)
+    p = os.path.join(root, "loaded_counts.json")
+    if os.path.exists(p):
+        for name, j in json.load(open(p)).items():
+            exp = json.load(open(os.path.join(root, name, "expected.json")))
+            # is_trainable=True counts as get_peft_model did; the default freezes the adapter (biases stay trainable)
+            assert j["from_pretrained_trainable"]["print_trainable_parameters"] == exp["print_trainable_parameters"], name
+            assert j["from_pretrained"]["all"] == exp["all"], name
+            assert (j["from_pretrained"]["trainable"] == 0) == (exp["config_saved"]["bias"] == "none"), name
+        notes.append(f"loaded_counts: {len(json.load(open(p)))} cases; from_pretrained freezes the adapter")
     if os.path.isdir(root):
         size = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
-        assert size < 1.5e6, size
+        assert size < 3e6, size
         notes.append(f"lora/ total {size:,} bytes")
     return notes
 
