@@ -1,7 +1,7 @@
 /*
  * peft_model.h — PEFT on a loaded model: named adapters (PEFT's multi-adapter support), the
  * active set, disabling, deleting, modules_to_save copies, bias modes, trainable-parameter
- * counting and the PeftModel repr. A cp_model with no adapter is the plain base model.
+ * counting and the PeftModel repr (peft_repr.c). A cp_model with no adapter is the plain base model.
  */
 #ifndef CP_PEFT_PEFT_MODEL_H
 #define CP_PEFT_PEFT_MODEL_H
@@ -77,5 +77,8 @@ void cp_peft_set_training(cp_model *m, int training);
 /* Seeds each active adapter's dropout mask for the next forward/backward (distinct per module). */
 void cp_peft_seed_dropout(cp_model *m, uint64_t seed);
 void cp_peft_free(cp_model *m);
+/* print() of one module carrying LoRA adapters or modules_to_save copies, as PEFT's wrappers print
+ * (peft_repr.c; installed as cp_module_peft_repr_hook). */
+char *cp_peft_module_repr(const cp_module *m);
 
 #endif
