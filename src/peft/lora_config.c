@@ -14,16 +14,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Keys PEFT 0.21 writes for a LoRA adapter whose "off" value cpeft accepts and writes back. Any
- * other value means a feature cpeft does not implement yet. */
-static const struct { const char *key; const char *off_json; } unsupported_keys[] = {
-    {"alora_invocation_tokens", "null"}, {"arrow_config", "null"}, {"corda_config", "null"},
-    {"ensure_weight_tying", "false"}, {"eva_config", "null"}, {"kasa_config", "null"},
-    {"layer_replication", "null"}, {"loftq_config", "{}"}, {"lora_bias", "false"}, {"lora_ga_config", "null"},
-    {"megatron_config", "null"}, {"megatron_core", "\"megatron.core\""}, {"monteclora_config", "null"},
-    {"qalora_group_size", "16"}, {"target_parameters", "null"}, {"trainable_token_indices", "null"},
-    {"use_bdlora", "null"}, {"use_dora", "false"}, {"use_qalora", "false"}, {"velora_config", "null"},
-    {"auto_mapping", "null"},
+/* Keys PEFT 0.21 writes for a LoRA adapter, for features cpeft does not implement, with the "off"
+ * value cpeft writes. What another value means:
+ *   REFUSE  it changes what the adapter computes (a LoRA variant, extra parameters, other
+ *           targets): "not supported yet". An empty object is not "off" here: PEFT builds the
+ *           variant's default config from {} and switches the variant on.
+ *   KEEP    it cannot change the numbers of a plain LoRA adapter on these models (the config of an
+ *           init that is not in use, Megatron settings on a model without Megatron layers): accepted
+ *           with `warning` (PEFT's own where it has one) and written back as read.
+ *   DROP    PEFT resets it itself (loftq_config without init "loftq"): warned, written as "off". */
+typedef enum { REFUSE, KEEP, DROP } key_rule;
+static const struct { const char *key; const char *off_json; key_rule rule; const char *warning; } unsupported_keys[] = {
+    {"alora_invocation_tokens", "null", REFUSE, NULL},
+    {"arrow_config", "null", REFUSE, NULL},
+    {"corda_config", "null", KEEP, "`corda_config` specified but will be ignored when `init_lora_weights` is not 'corda'."},
+    {"eva_config", "null", KEEP, "`eva_config` specified but will be ignored when `init_lora_weights` is not 'eva'."},
+    {"kasa_config", "null", REFUSE, NULL},
+    {"layer_replication", "null", REFUSE, NULL},
+    {"loftq_config", "{}", DROP, "`loftq_config` specified but will be ignored when `init_lora_weights` is not 'loftq'."},
+    {"lora_bias", "false", REFUSE, NULL},
+    {"lora_ga_config", "null", KEEP, "`lora_ga_config` is only used by init_lora_weights='lora_ga'; ignored."},
+    {"megatron_config", "null", KEEP, "`megatron_config` only applies to Megatron-LM parallel layers, which this model does not "
+                                      "have; ignored."},
+    {"megatron_core", "\"megatron.core\"", KEEP, NULL},
+    {"monteclora_config", "null", REFUSE, NULL},
+    {"qalora_group_size", "16", KEEP, NULL}, /* only read with use_qalora */
+    {"target_parameters", "null", REFUSE, NULL},
+    {"trainable_token_indices", "null", REFUSE, NULL},
+    {"use_bdlora", "null", REFUSE, NULL},
+    {"use_dora", "false", REFUSE, NULL},
+    {"use_qalora", "false", REFUSE, NULL},
+    {"velora_config", "null", REFUSE, NULL},
 };
 
 /* Keys the parser understands (the rest of LoraConfig / PeftConfig). */
@@ -31,7 +52,7 @@ static const char *const known_keys[] = {
     "peft_type", "task_type", "base_model_name_or_path", "revision", "peft_version", "inference_mode", "r",
     "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "fan_in_fan_out", "bias", "use_rslora",
     "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
-    "alpha_pattern", "runtime_config",
+    "alpha_pattern", "runtime_config", "auto_mapping", "ensure_weight_tying",
 };
 
 static char *dup_or_null(const char *s) { return s ? cp_strdup(s) : NULL; }
@@ -68,6 +89,9 @@ void cp_lora_config_free(cp_lora_config *cfg) {
     cp_free(cfg->rank_pattern);
     for (int i = 0; i < cfg->n_alpha_pattern; i++) cp_free(cfg->alpha_pattern[i].pattern);
     cp_free(cfg->alpha_pattern);
+    cp_free(cfg->auto_mapping_class);
+    cp_free(cfg->auto_mapping_library);
+    cJSON_Delete(cfg->kept);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -107,6 +131,9 @@ cp_status cp_lora_config_copy(cp_lora_config *dst, const cp_lora_config *src) {
     dst->layers_pattern = copy_list(src->layers_pattern, src->n_layers_pattern);
     dst->rank_pattern = copy_patterns(src->rank_pattern, src->n_rank_pattern);
     dst->alpha_pattern = copy_patterns(src->alpha_pattern, src->n_alpha_pattern);
+    dst->auto_mapping_class = dup_or_null(src->auto_mapping_class);
+    dst->auto_mapping_library = dup_or_null(src->auto_mapping_library);
+    dst->kept = src->kept ? cJSON_Duplicate(src->kept, 1) : NULL;
     return CP_OK;
 }
 
@@ -170,26 +197,47 @@ static int is_known(const char *key) {
     return 0;
 }
 
-static cp_status check_unsupported(const cJSON *root, const char *path) {
+/* Applies the rules of unsupported_keys: refuses what would change the numbers, keeps the rest. */
+static cp_status check_unsupported(cp_lora_config *cfg, const cJSON *root, const char *path) {
     for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, unsupported_keys[i].key);
         if (!v) continue;
-        char *got = cJSON_PrintUnformatted(v);
         cJSON *off = cJSON_Parse(unsupported_keys[i].off_json);
-        int same = got && off && cJSON_Compare(v, off, 1);
-        /* an empty object counts as "off" for the *_config dicts that PEFT may write as {} */
-        if (!same && cJSON_IsObject(v) && cJSON_GetArraySize(v) == 0) same = 1;
-        if (!same && !strcmp(unsupported_keys[i].key, "qalora_group_size")) same = 1; /* only used with use_qalora */
-        if (!same && !strcmp(unsupported_keys[i].key, "megatron_core")) same = 1;     /* a module path, harmless */
+        int same = off && cJSON_Compare(v, off, 1);
         cJSON_Delete(off);
-        if (!same) {
+        /* falsy values PEFT treats as "not given": [] targets no parameter, {} is no LoftQ/Megatron config */
+        if (!same && !strcmp(unsupported_keys[i].key, "target_parameters")) same = cJSON_IsArray(v) && !cJSON_GetArraySize(v);
+        if (!same && (!strcmp(unsupported_keys[i].key, "loftq_config") || !strcmp(unsupported_keys[i].key, "megatron_config")))
+            same = cJSON_IsObject(v) && !cJSON_GetArraySize(v);
+        if (same) continue;
+        if (unsupported_keys[i].rule == REFUSE) {
+            char *got = cJSON_PrintUnformatted(v);
             cp_status st = cp_error("%s: \"%s\": %s is not supported yet by cpeft (supported: %s)", path,
                                     unsupported_keys[i].key, got ? got : "?", unsupported_keys[i].off_json);
             cJSON_free(got);
             return st;
         }
-        cJSON_free(got);
+        if (unsupported_keys[i].warning) cp_warn("%s: %s", path, unsupported_keys[i].warning);
+        if (unsupported_keys[i].rule == KEEP) {
+            if (!cfg->kept && !(cfg->kept = cJSON_CreateObject())) return cp_error("out of memory reading %s", path);
+            cJSON_AddItemToObject(cfg->kept, unsupported_keys[i].key, cJSON_Duplicate(v, 1));
+        }
     }
+    return CP_OK;
+}
+
+/* auto_mapping: null, or {"base_model_class": ..., "parent_library": ...}; informational. */
+static cp_status read_auto_mapping(cp_lora_config *cfg, const cJSON *root, const char *path) {
+    const cJSON *v = cp_json_field(root, "auto_mapping");
+    if (!v) return CP_OK;
+    if (!cJSON_IsObject(v))
+        return cp_error("%s: field \"auto_mapping\": expected null or an object, found %s", path, cp_json_type_name(v));
+    const char *cls, *lib;
+    if (cp_json_get_string(v, "base_model_class", NULL, 0, &cls, path) != CP_OK ||
+        cp_json_get_string(v, "parent_library", NULL, 0, &lib, path) != CP_OK)
+        return CP_ERR;
+    cfg->auto_mapping_class = dup_or_null(cls);
+    cfg->auto_mapping_library = dup_or_null(lib);
     return CP_OK;
 }
 
@@ -209,9 +257,8 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
         return cp_error("%s: peft_type is \"%s\", expected \"LORA\" (cpeft loads LoRA adapters here)", path, peft_type);
     for (const cJSON *it = root->child; it; it = it->next)
         if (!is_known(it->string)) cp_warn("%s: unknown key \"%s\" ignored (as PEFT does)", path, it->string);
-    if (check_unsupported(root, path) != CP_OK) return CP_ERR;
-
     cp_status st = CP_OK;
+    if ((st = check_unsupported(cfg, root, path)) != CP_OK || (st = read_auto_mapping(cfg, root, path)) != CP_OK) goto fail;
     const cJSON *v;
     int64_t r;
     if ((st = cp_json_get_int(root, "r", 8, 0, &r, path)) != CP_OK) goto fail;
@@ -233,7 +280,8 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
     }
     if ((st = cp_json_get_bool(root, "fan_in_fan_out", 0, 0, &cfg->fan_in_fan_out, path)) != CP_OK ||
         (st = cp_json_get_bool(root, "use_rslora", 0, 0, &cfg->use_rslora, path)) != CP_OK ||
-        (st = cp_json_get_bool(root, "inference_mode", 0, 0, &cfg->inference_mode, path)) != CP_OK)
+        (st = cp_json_get_bool(root, "inference_mode", 0, 0, &cfg->inference_mode, path)) != CP_OK ||
+        (st = cp_json_get_bool(root, "ensure_weight_tying", 0, 0, &cfg->ensure_weight_tying, path)) != CP_OK)
         goto fail;
     if ((st = read_optional_string(root, "task_type", path, &cfg->task_type)) != CP_OK ||
         (st = read_optional_string(root, "base_model_name_or_path", path, &cfg->base_model_name_or_path)) != CP_OK ||
@@ -328,7 +376,7 @@ cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) 
         return cp_error("%s: `layers_to_transform` cannot be used when `target_modules` is a str.", where);
     if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_pattern)
         return cp_error("%s: `layers_pattern` cannot be used when `target_modules` is a str.", where);
-    if (cfg->layers_pattern && !cfg->layers_to_transform)
+    if (cp_lora_config_has_layers_pattern(cfg) && !cfg->layers_to_transform)
         return cp_error("%s: When `layers_pattern` is specified, `layers_to_transform` must also be specified. ", where);
     if (cfg->target_regex && cp_regex_check(cfg->target_regex, "target_modules") != CP_OK) return cp_error_context("%s", where);
     if (cfg->exclude_regex && cp_regex_check(cfg->exclude_regex, "exclude_modules") != CP_OK) return cp_error_context("%s", where);
@@ -337,6 +385,11 @@ cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) 
     for (int i = 0; i < cfg->n_alpha_pattern; i++)
         if (cp_regex_check(cfg->alpha_pattern[i].pattern, "alpha_pattern") != CP_OK) return cp_error_context("%s", where);
     return CP_OK;
+}
+
+int cp_lora_config_has_layers_pattern(const cp_lora_config *cfg) {
+    /* PEFT: None, "" and [] all mean "no pattern" */
+    return cfg->layers_pattern && cfg->n_layers_pattern > 0 && !(cfg->layers_pattern_is_str && !cfg->layers_pattern[0][0]);
 }
 
 cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *module_path, int64_t *r, double *alpha) {
@@ -395,8 +448,20 @@ static cJSON *pattern_map(const cp_lora_pattern *p, int n) {
 char *cp_lora_config_to_json(const cp_lora_config *cfg) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
-        cJSON_AddItemToObject(o, unsupported_keys[i].key, cJSON_CreateRaw(unsupported_keys[i].off_json));
+    for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++) {
+        const cJSON *kept = cfg->kept ? cJSON_GetObjectItemCaseSensitive(cfg->kept, unsupported_keys[i].key) : NULL;
+        cJSON_AddItemToObject(o, unsupported_keys[i].key,
+                              kept ? cJSON_Duplicate(kept, 1) : cJSON_CreateRaw(unsupported_keys[i].off_json));
+    }
+    if (cfg->auto_mapping_class || cfg->auto_mapping_library) {
+        cJSON *am = cJSON_CreateObject();
+        cJSON_AddItemToObject(am, "base_model_class", string_or_null(cfg->auto_mapping_class));
+        cJSON_AddItemToObject(am, "parent_library", string_or_null(cfg->auto_mapping_library));
+        cJSON_AddItemToObject(o, "auto_mapping", am);
+    } else {
+        cJSON_AddItemToObject(o, "auto_mapping", cJSON_CreateNull());
+    }
+    cJSON_AddItemToObject(o, "ensure_weight_tying", cJSON_CreateBool(cfg->ensure_weight_tying));
     cJSON_AddItemToObject(o, "alpha_pattern", pattern_map(cfg->alpha_pattern, cfg->n_alpha_pattern));
     cJSON_AddItemToObject(o, "base_model_name_or_path", string_or_null(cfg->base_model_name_or_path));
     cJSON_AddItemToObject(o, "bias", cJSON_CreateString(cp_lora_bias_name(cfg->bias)));

@@ -2,10 +2,14 @@
  * lora_config.h — PEFT's LoraConfig, read from and written as PEFT's own adapter_config.json.
  *
  * Every field PEFT's adapter_config.json carries for LoRA is accepted. The ones cpeft implements
- * are parsed into this struct; fields for features cpeft does not have yet (DoRA, PiSSA and the
- * other data-driven inits, Megatron, target_parameters, ...) are accepted at their "off" values and
- * refused with a "not supported yet" error otherwise. Unknown keys (from newer PEFT versions) are
- * ignored with a warning, as PEFT does; peft_type is required.
+ * are parsed into this struct. Fields for features cpeft does not have yet are sorted by what they
+ * do to the numbers: those that would change what the adapter computes (DoRA, lora_bias,
+ * target_parameters, layer_replication, the LoRA variants, ...) are refused with a "not supported
+ * yet" error unless at their "off" value; those that cannot (auto_mapping, which PEFT writes for
+ * every adapter without a task_type; the configs of inits that are not in use; megatron_config,
+ * which only touches Megatron layers) are accepted, with a warning where PEFT warns, and written
+ * back. Unknown keys (from newer PEFT versions) are ignored with a warning, as PEFT drops them;
+ * peft_type is required.
  */
 #ifndef CP_PEFT_LORA_CONFIG_H
 #define CP_PEFT_LORA_CONFIG_H
@@ -62,6 +66,13 @@ typedef struct cp_lora_config {
     int n_rank_pattern;
     cp_lora_pattern *alpha_pattern;
     int n_alpha_pattern;
+    int ensure_weight_tying;          /* accepted where it changes nothing (see cp_peft_add_adapter) */
+
+    /* auto_mapping, informational: what PEFT records when task_type is None (NULL: null). The
+     * saver fills it from the model, as PEFT's save_pretrained does. */
+    char *auto_mapping_class;         /* "base_model_class", e.g. "GPT2LMHeadModel" */
+    char *auto_mapping_library;       /* "parent_library", e.g. "transformers.models.gpt2.modeling_gpt2" */
+    cJSON *kept;                      /* ignored fields with a non-"off" value, written back as read */
 } cp_lora_config;
 
 /* A config with PEFT's defaults (r=8, lora_alpha=8, dropout 0, default targets, bias "none"). */
@@ -78,6 +89,9 @@ cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where);
 char *cp_lora_config_to_json(const cp_lora_config *cfg);
 cp_status cp_lora_config_copy(cp_lora_config *dst, const cp_lora_config *src);
 void cp_lora_config_free(cp_lora_config *cfg);
+
+/* Whether layers_pattern names a pattern (PEFT treats null, "" and [] alike: none). */
+int cp_lora_config_has_layers_pattern(const cp_lora_config *cfg);
 
 /* rank and alpha for one module, from rank_pattern / alpha_pattern (first matching key, PEFT's
  * `(.*\.)?(<key>)$` rule), else r and lora_alpha. */

@@ -307,12 +307,41 @@ static cp_status resolve_targets(cp_model *m, cp_lora_config *cfg, cp_module *co
     return CP_OK;
 }
 
+/* The last component of a dotted name is "embed_tokens" or "lm_head" (PEFT's EMBEDDING_LAYER_NAMES). */
+static int is_embedding_name(const char *name) {
+    const char *leaf = strrchr(name, '.');
+    leaf = leaf ? leaf + 1 : name;
+    return !strcmp(leaf, "embed_tokens") || !strcmp(leaf, "lm_head");
+}
+
+/* ensure_weight_tying: PEFT ties the adapters of a tied embedding and head only when the model ties
+ * them and "embed_tokens" / "lm_head" is in modules_to_save or target_modules; then the numbers
+ * change and cpeft refuses. Otherwise PEFT warns and changes nothing; so does cpeft. */
+static cp_status check_weight_tying(const cp_model *m, const cp_lora_config *cfg, const char *name) {
+    if (!cfg->ensure_weight_tying) return CP_OK;
+    int tied = m->config.tie_word_embeddings && m->lm_head && m->lm_head->weight && m->lm_head->weight->tied_to;
+    int embedding = 0;
+    for (int i = 0; i < cfg->n_modules_to_save && !embedding; i++) embedding = is_embedding_name(cfg->modules_to_save[i]);
+    for (int i = 0; cfg->target_kind == CP_TARGETS_LIST && i < cfg->n_target_modules && !embedding; i++)
+        embedding = is_embedding_name(cfg->target_modules[i]);
+    for (int i = 0; cfg->target_kind == CP_TARGETS_REGEX && i < 2 && !embedding; i++)
+        if (cp_regex_fullmatch(cfg->target_regex, i ? "lm_head" : "embed_tokens", &embedding) != CP_OK) return CP_ERR;
+    if (!tied) cp_warn("You have requested `ensure_weight_tying`, but no tied modules were found in the model");
+    else if (!embedding)
+        cp_warn("You have requested `ensure_weight_tying`, but no tied modules are added in either `modules_to_save` or "
+                "`target_modules`");
+    else
+        return cp_error("adapter \"%s\": ensure_weight_tying=true on a model with tied embeddings is not supported yet by "
+                        "cpeft (PEFT then ties the adapters of the input embedding and lm_head)", name);
+    return CP_OK;
+}
+
 cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_config *cfg_in, cp_rng *rng, int activate,
                               int trainable) {
     cp_peft_state *st = state(m);
     if (!st) return CP_ERR;
     if (cp_peft_find_adapter(m, name)) return cp_error("adapter \"%s\" already exists", name);
-    if (cp_lora_config_validate(cfg_in, name) != CP_OK) return CP_ERR;
+    if (cp_lora_config_validate(cfg_in, name) != CP_OK || check_weight_tying(m, cfg_in, name) != CP_OK) return CP_ERR;
     if (cfg_in->bias != CP_LORA_BIAS_NONE)
         for (int i = 0; i < st->n; i++)
             if (st->adapters[i].config.bias != CP_LORA_BIAS_NONE)

@@ -8,7 +8,9 @@
  *   3. a regex target_modules must fully match the name; a list entry must equal the name or be a
  *      suffix after a '.' boundary ("q_proj" matches "h.0.attn.q_proj", not "h.0.attn.xq_proj");
  *   4. with layers_to_transform, a suffix match also needs the layer index (the first numeric path
- *      component, or the one after a layers_pattern) to be listed.
+ *      component, or the one after a layers_pattern, which PEFT 0.21 matches after a '.' or at the
+ *      start of the name, so "model.layers" works as well as "layers") to be listed. An empty
+ *      layers_pattern ("" or []) counts as none.
  *
  * PCRE2 stands in for Python's re: the patterns PEFT configs carry are plain enough that the two
  * agree (full match = anchored at both ends).
@@ -131,13 +133,13 @@ static cp_status layer_index(const cp_lora_config *cfg, const char *key, int64_t
     char buf[32];
     int hit = 0;
     *index = -1;
-    if (!cfg->layers_pattern) {
+    if (!cp_lora_config_has_layers_pattern(cfg)) {
         if (run_match(".*?\\.[^.]*\\.(\\d+)\\.", key, PCRE2_ANCHORED, &hit, 1, buf, sizeof buf) != CP_OK) return CP_ERR;
     } else {
         for (int i = 0; i < cfg->n_layers_pattern && !hit; i++) {
             cp_strbuf sb;
             cp_sb_init(&sb);
-            cp_sb_printf(&sb, ".*?\\.%s\\.(\\d+)\\.", cfg->layers_pattern[i]);
+            cp_sb_printf(&sb, "(?:^|.*?\\.)%s\\.(\\d+)\\.", cfg->layers_pattern[i]);
             char *pattern = cp_sb_finish(&sb);
             if (!pattern) return CP_ERR;
             cp_status st = run_match(pattern, key, PCRE2_ANCHORED, &hit, 1, buf, sizeof buf);

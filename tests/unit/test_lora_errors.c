@@ -1,11 +1,13 @@
 /*
  * test_lora_errors.c — bad adapters and configs give clear errors and leave nothing half-written:
  * an adapter for another base model, missing files, a non-LoRA peft_type, r <= 0, a missing
- * lora_alpha, a target regex that does not compile, unsupported options, and failed saves.
+ * lora_alpha, a target regex that does not compile, unsupported options, and failed saves; options
+ * that cannot change the numbers are accepted and written back.
  */
 #include "test.h"
 #include "cpeft.h"
 #include "io/fsutil.h"
+#include "io/json.h"
 #include "peft/peft_model.h"
 
 #include <dirent.h>
@@ -103,6 +105,63 @@ TEST(bad_configs) {
     cp_model_free(m);
 }
 
+/* Keys that cannot change the numbers are accepted (auto_mapping, which PEFT writes for every
+ * adapter without task_type; configs of inits not in use; Megatron settings; ensure_weight_tying
+ * where PEFT has nothing to tie) and written back; those that would change them are refused, an
+ * empty variant config ({} switches the variant on in PEFT) included. */
+TEST(informational_keys_are_accepted_and_kept) {
+    cp_model *m = base(NEO);
+    if (!m) return;
+    fresh_tmp();
+    const char *ok =
+        "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"], "
+        "\"auto_mapping\": {\"base_model_class\": \"GPTNeoForCausalLM\", \"parent_library\": \"transformers.models.gpt_neo.modeling_gpt_neo\"}, "
+        "\"eva_config\": {\"rho\": 3}, \"corda_config\": {\"corda_method\": \"kpm\"}, \"lora_ga_config\": {\"stable_gamma\": 8}, "
+        "\"megatron_config\": {\"tensor_model_parallel_size\": 1}, \"loftq_config\": {\"loftq_bits\": 4}, "
+        "\"qalora_group_size\": 32, \"target_parameters\": [], \"ensure_weight_tying\": true}";
+    CHECK_OK(cp_model_add_adapter(m, "default", write_cfg(ok), 0));
+    char out[128];
+    snprintf(out, sizeof out, "%s/saved", tmp);
+    CHECK_OK(cp_model_save_adapter(m, "default", out));
+    char path[160];
+    snprintf(path, sizeof path, "%s/adapter_config.json", out);
+    cJSON *saved;
+    CHECK_OK(cp_json_read_file(path, &saved));
+    if (saved) {
+        const char *want[][2] = {
+            {"auto_mapping", "{\"base_model_class\":\"GPTNeoForCausalLM\",\"parent_library\":\"transformers.models.gpt_neo.modeling_gpt_neo\"}"},
+            {"eva_config", "{\"rho\":3}"}, {"corda_config", "{\"corda_method\":\"kpm\"}"},
+            {"lora_ga_config", "{\"stable_gamma\":8}"}, {"megatron_config", "{\"tensor_model_parallel_size\":1}"},
+            {"loftq_config", "{}"}, /* PEFT resets it without init "loftq" */
+            {"qalora_group_size", "32"}, {"target_parameters", "null"}, {"ensure_weight_tying", "true"}};
+        for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+            char *got = cJSON_PrintUnformatted(cJSON_GetObjectItem(saved, want[i][0]));
+            CHECK(got && !strcmp(got, want[i][1]), "saved %s: %s, expected %s", want[i][0], got ? got : "(absent)", want[i][1]);
+            cJSON_free(got);
+        }
+        cJSON_Delete(saved);
+    }
+    CHECK_OK(cp_model_delete_adapter(m, "default"));
+    struct { const char *json, *error; } refused[] = {
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"kasa_config\": {}}", "\"kasa_config\": {} is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"velora_config\": {}}", "\"velora_config\": {} is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"lora_bias\": true}", "\"lora_bias\": true is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_parameters\": [\"x\"]}",
+         "\"target_parameters\": [\"x\"] is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"], \"modules_to_save\": [\"lm_head\"], "
+         "\"ensure_weight_tying\": true}",
+         "ensure_weight_tying=true on a model with tied embeddings is not supported yet"},
+        {"{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"auto_mapping\": \"GPT2\"}",
+         "field \"auto_mapping\": expected null or an object"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        CHECK_ERR(cp_model_add_adapter(m, "default", write_cfg(refused[i].json), 0), refused[i].error);
+        CHECK(cp_peft_find_adapter(m, "default") == NULL, "refused case %zu left an adapter behind", i);
+    }
+    cleanup();
+    cp_model_free(m);
+}
+
 static int count_partials(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
     int n = 0;
@@ -144,6 +203,7 @@ int main(void) {
     RUN(adapter_for_another_base_names_tensor_and_shapes);
     RUN(missing_files);
     RUN(bad_configs);
+    RUN(informational_keys_are_accepted_and_kept);
     RUN(failed_saves_leave_nothing_behind);
     return test_summary();
 }
