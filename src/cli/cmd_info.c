@@ -4,6 +4,12 @@
  * Works from config.json alone (counting from shapes, as PyTorch's meta device does); when
  * weights are present their dtypes and sizes are read from the safetensors headers without
  * loading any data.
+ *
+ * With a PEFT config it prints print_trainable_parameters() as PEFT prints it for that situation:
+ * --peft-config is get_peft_model (the config's inference_mode freezes the adapter), --adapter is
+ * PeftModel.from_pretrained (is_trainable=False: the adapter frozen, biases of bias="all" /
+ * "lora_only" still trainable) — then 0 trainable for most adapters. The adapter's own parameter
+ * count (what is_trainable=True reports as trainable) follows on its own line.
  */
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -12,6 +18,7 @@
 #include "core/strbuf.h"
 #include "io/checkpoint.h"
 #include "models/model.h"
+#include "peft/adapter_io.h"
 #include "peft/peft_model.h"
 #include "io/fsutil.h"
 
@@ -26,9 +33,11 @@ static void help(FILE *f) {
             "  --tree              print the module tree as PyTorch's print(model) shows it\n"
             "  --json              one JSON object instead of text\n"
             "  --peft-config FILE  wrap the model with this PEFT adapter_config.json (as get_peft_model does)\n"
-            "                      and print print_trainable_parameters()'s line; --tree then prints the\n"
-            "                      PeftModel with its lora.Linear wrappers\n"
-            "  --adapter DIR       the same from an adapter directory's adapter_config.json\n"
+            "                      and print print_trainable_parameters()'s line and the adapter's own\n"
+            "                      parameter count; --tree then prints the PeftModel with its lora.Linear\n"
+            "                      wrappers\n"
+            "  --adapter DIR       the same for an adapter directory as PeftModel.from_pretrained loads it\n"
+            "                      (frozen: \"trainable params: 0\" unless bias=\"all\"/\"lora_only\")\n"
             "  --peft-format F     notebook (default: \"trainable params: 2359296 || ... || trainable%%: 0.179...\")\n"
             "                      or current (PEFT >= 0.11: thousands separators, 4 decimals)\n");
 }
@@ -135,7 +144,8 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
     if (m->peft) {
         int64_t trainable, all;
         cp_model_trainable_parameters(m, &trainable, &all);
-        cp_sb_printf(&sb, ",\"trainable_params\":%lld,\"all_params\":%lld", (long long)trainable, (long long)all);
+        cp_sb_printf(&sb, ",\"trainable_params\":%lld,\"all_params\":%lld,\"adapter_params\":%lld", (long long)trainable,
+                     (long long)all, (long long)cp_peft_adapter_num_params(m, "default"));
     }
     if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_sb_append_json_string(&sb, tree); }
     cp_sb_append(&sb, "}");
@@ -144,6 +154,26 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
     puts(s);
     cp_free(s);
     return 0;
+}
+
+/* --peft-config FILE as get_peft_model (trainable unless the config says inference_mode), or
+ * --adapter DIR as PeftModel.from_pretrained with is_trainable=False (frozen; the LoRA shapes are
+ * checked against the adapter file's header when it is there, before anything is allocated). */
+static cp_status add_peft(cp_model *m, const char *peft_config, const char *adapter) {
+    char *cfg_path = adapter ? cp_path_join(adapter, "adapter_config.json") : cp_strdup(peft_config);
+    char *w_path = adapter ? cp_path_join(adapter, "adapter_model.safetensors") : NULL;
+    cp_lora_config cfg;
+    cp_status st = cfg_path ? cp_lora_config_load(&cfg, cfg_path) : CP_ERR;
+    if (st == CP_OK && w_path && cp_path_exists(w_path)) st = cp_adapter_check_header(m, &cfg, adapter);
+    if (st == CP_OK) {
+        cp_rng rng;
+        cp_rng_seed(&rng, 0);
+        st = cp_peft_add_adapter(m, "default", &cfg, &rng, 1, adapter ? 0 : !cfg.inference_mode);
+    }
+    if (cfg_path) cp_lora_config_free(&cfg);
+    cp_free(cfg_path);
+    cp_free(w_path);
+    return st;
 }
 
 int cmd_info(int argc, char **argv) {
@@ -184,17 +214,16 @@ int cmd_info(int argc, char **argv) {
         return 1;
     }
     int64_t n_params = cp_model_num_parameters(m);
-    char *line = NULL;
+    char *line = NULL, *own = NULL;
     if (peft_config || adapter) {
-        char *cfg_path = adapter ? cp_path_join(adapter, "adapter_config.json") : cp_strdup(peft_config);
-        cp_status st = cfg_path ? cp_model_add_adapter(m, "default", cfg_path, 0) : CP_ERR;
-        cp_free(cfg_path);
-        if (st != CP_OK) {
+        if (add_peft(m, peft_config, adapter) != CP_OK) {
             fprintf(stderr, "cpeft info: %s\n", cp_last_error());
             cp_model_free(m);
             return 1;
         }
-        line = cp_model_trainable_parameters_line(m, strcmp(format, "current") ? CP_PEFT_LINE_NOTEBOOK : CP_PEFT_LINE_CURRENT);
+        cp_peft_line_style style = strcmp(format, "current") ? CP_PEFT_LINE_NOTEBOOK : CP_PEFT_LINE_CURRENT;
+        line = cp_model_trainable_parameters_line(m, style);
+        own = cp_peft_adapter_params_line(m, "default", style);
     }
     char *repr = tree ? cp_model_peft_repr(m) : NULL;
     int rc;
@@ -202,8 +231,10 @@ int cmd_info(int argc, char **argv) {
     else {
         rc = tree ? (puts(repr ? repr : ""), 0) : print_text(m, &w, n_params);
         if (line) puts(line);
+        if (own) puts(own);
     }
     cp_free(line);
+    cp_free(own);
     cp_free(repr);
     cp_model_free(m);
     return rc;

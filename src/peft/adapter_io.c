@@ -9,6 +9,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "peft/peft_model.h"
+#include "peft/targets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,15 @@
 typedef struct {
     char *key;          /* key in adapter_model.safetensors */
     cp_param *param;    /* where the values live in the model */
-    cp_module *module;  /* bias entries: the module whose bias it is */
+    cp_module *module;  /* a base-model weight (bias, embedding layer): its module (the data is
+                           made writable before a load writes into it) */
+    int base_dtype;     /* an embedding layer's weight: saved in the checkpoint's dtype, as PEFT
+                           saves the model's own tensors (the adapter's tensors are F32) */
 } adapter_entry;
 
 typedef struct { adapter_entry *list; int n, cap; int failed; } entry_list;
 
-static void add_entry(entry_list *l, char *key, cp_param *p, cp_module *mod) {
+static void add_entry(entry_list *l, char *key, cp_param *p, cp_module *mod, int base_dtype) {
     if (!key) { l->failed = 1; return; }
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 64;
@@ -35,7 +39,19 @@ static void add_entry(entry_list *l, char *key, cp_param *p, cp_module *mod) {
         l->list = e;
         l->cap = cap;
     }
-    l->list[l->n++] = (adapter_entry){key, p, mod};
+    l->list[l->n++] = (adapter_entry){key, p, mod, base_dtype};
+}
+
+static const adapter_entry *find_entry(const entry_list *l, const char *key) {
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->list[i].key, key)) return &l->list[i];
+    return NULL;
+}
+
+/* Adds an entry unless the key is there already (PEFT builds a dict: a key is saved once). */
+static void add_unique(entry_list *l, char *key, cp_param *p, cp_module *mod, int base_dtype) {
+    if (key && find_entry(l, key)) { cp_free(key); return; }
+    add_entry(l, key, p, mod, base_dtype);
 }
 
 static char *keyf(const char *fmt, const char *a, const char *b) {
@@ -45,36 +61,29 @@ static char *keyf(const char *fmt, const char *a, const char *b) {
     return cp_sb_finish(&sb);
 }
 
-typedef struct { cp_model *m; const char *name; const cp_peft_adapter *ad; entry_list *l; int save_embeddings; } entries_ctx;
+typedef struct { cp_model *m; const char *name; const cp_peft_adapter *ad; entry_list *l; } entries_ctx;
 
+/* The tensors PEFT's get_peft_model_state_dict selects for the adapter itself: LoRA A/B, the
+ * biases of its bias mode, its modules_to_save copies. */
 static int visit_entries(cp_module *mod, void *vctx) {
     entries_ctx *c = vctx;
     cp_lora_adapter *a = cp_lora_find(mod, c->name);
     if (a) {
         int emb = mod->kind == CP_MOD_EMBEDDING;
-        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_A%s" : PEFT_PREFIX "%s.lora_A.weight%s", mod->path, ""), a->A, NULL);
-        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_B.weight%s", mod->path, ""), a->B, NULL);
+        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_A%s" : PEFT_PREFIX "%s.lora_A.weight%s", mod->path, ""), a->A, NULL, 0);
+        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_B.weight%s", mod->path, ""), a->B, NULL, 0);
     }
     cp_lora_bias mode = c->ad->config.bias;
     if (mod->bias && !mod->saved && (mode == CP_LORA_BIAS_ALL || (mode == CP_LORA_BIAS_LORA_ONLY && mod->lora)))
         add_entry(c->l, keyf(mod->lora ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
-                  mod->bias, mod);
-    if (c->save_embeddings) {
-        /* save_embedding_layers="auto" with "lm_head" / "embed_tokens" targeted: the full weight */
-        const char *leaf = strrchr(mod->path, '.');
-        leaf = leaf ? leaf + 1 : mod->path;
-        if ((mod->kind == CP_MOD_LINEAR || mod->kind == CP_MOD_EMBEDDING) && (!strcmp(leaf, "lm_head") || !strcmp(leaf, "embed_tokens")))
-            add_entry(c->l, keyf(mod->lora ? PEFT_PREFIX "%s.base_layer.weight%s" : PEFT_PREFIX "%s.weight%s", mod->path, ""),
-                      mod->weight, mod);
-    }
+                  mod->bias, mod, 0);
     if (mod->saved) {
         cp_saved_module *s = mod->saved;
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], c->name)) continue;
             for (int p = 0; p < s->n_params; p++)
-                add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL);
+                add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 0);
         }
-        return 0;
     }
     return 0;
 }
@@ -83,11 +92,7 @@ static cp_status adapter_entries(cp_model *m, const char *name, entry_list *l) {
     memset(l, 0, sizeof *l);
     const cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
     if (!ad) return cp_error("adapter \"%s\" does not exist", name);
-    entries_ctx c = {m, name, ad, l, 0};
-    /* PEFT's save_embedding_layers="auto": on when a literal "lm_head" / "embed_tokens" is targeted */
-    for (int i = 0; ad->config.target_kind == CP_TARGETS_LIST && i < ad->config.n_target_modules; i++)
-        if (!strcmp(ad->config.target_modules[i], "lm_head") || !strcmp(ad->config.target_modules[i], "embed_tokens"))
-            c.save_embeddings = 1;
+    entries_ctx c = {m, name, ad, l};
     cp_module_visit(m->root, visit_entries, &c);
     if (l->failed) return CP_ERR;
     return CP_OK;
@@ -108,31 +113,168 @@ cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) 
     return found;
 }
 
+/* ---- the model's own weights under PEFT's names ------------------------------------------------- */
+
+/* The state-dict entries of one module as PEFT's wrapped model names them, adapter name removed
+ * as PEFT removes it: "<path>.weight" for a plain module, "<path>.base_layer.weight" under a LoRA
+ * layer, "<path>.original_module.<p>" and "<path>.modules_to_save.<p>" (adapter `name`'s copy;
+ * a dotted <p> keeps the name, "<path>.modules_to_save.<name>.<p>", since PEFT strips it only
+ * before the last component) under a modules_to_save wrapper. `base_layer_only` keeps only what
+ * lies under "<path>.base_layer.". Entries already listed are not repeated. */
+static void module_state(cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
+    if (mod->saved) {
+        if (base_layer_only) return; /* a ModulesToSaveWrapper has no base_layer */
+        cp_saved_module *s = mod->saved;
+        for (int p = 0; p < s->n_params; p++) {
+            cp_saved_param *sp = &s->params[p];
+            add_unique(l, keyf(PEFT_PREFIX "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
+            for (int k = 0; k < s->n_adapters; k++) {
+                if (strcmp(s->adapters[k], name)) continue;
+                cp_strbuf sb;
+                cp_sb_init(&sb);
+                cp_sb_printf(&sb, PEFT_PREFIX "%s.modules_to_save.", mod->path);
+                if (strchr(sp->local_name, '.')) cp_sb_printf(&sb, "%s.", name);
+                cp_sb_append(&sb, sp->local_name);
+                add_unique(l, cp_sb_finish(&sb), sp->copies[k], NULL, 0);
+            }
+        }
+        return;
+    }
+    if (!mod->lora && base_layer_only) return;
+    const char *infix = mod->lora ? ".base_layer" : "";
+    if (mod->weight) add_unique(l, keyf(PEFT_PREFIX "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
+    if (mod->bias) add_unique(l, keyf(PEFT_PREFIX "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
+}
+
+/* get_input_embeddings(): the first Embedding with one row per vocabulary entry (wte, embed_tokens). */
+typedef struct { const cp_model *m; cp_module *found; } find_emb_ctx;
+
+static int visit_input_embedding(cp_module *mod, void *vctx) {
+    find_emb_ctx *c = vctx;
+    if (mod->kind == CP_MOD_EMBEDDING && mod->in_features == c->m->config.vocab_size) { c->found = mod; return 1; }
+    return 0;
+}
+
+static cp_module *input_embedding(const cp_model *m) {
+    find_emb_ctx c = {m, NULL};
+    cp_module_visit(m->root, visit_input_embedding, &c);
+    return c.found;
+}
+
+/* PEFT's embedding_is_targeted: "embed_tokens" or "lm_head" literally in a target_modules list, or a
+ * target regex that fully matches a module named so (after a '.' or whole). all-linear: never. */
+typedef struct { const char *regex; int hit; cp_status st; } emb_regex_ctx;
+
+static int visit_emb_regex(cp_module *mod, void *vctx) {
+    emb_regex_ctx *c = vctx;
+    const char *leaf = strrchr(mod->path, '.');
+    leaf = leaf ? leaf + 1 : mod->path;
+    if (strcmp(leaf, "embed_tokens") && strcmp(leaf, "lm_head")) return 0;
+    c->st = cp_regex_fullmatch(c->regex, mod->path, &c->hit);
+    return c->st != CP_OK || c->hit;
+}
+
+static cp_status embedding_is_targeted(const cp_model *m, const cp_lora_config *cfg, int *targeted) {
+    *targeted = 0;
+    if (cfg->target_kind == CP_TARGETS_LIST)
+        for (int i = 0; i < cfg->n_target_modules; i++)
+            if (!strcmp(cfg->target_modules[i], "embed_tokens") || !strcmp(cfg->target_modules[i], "lm_head")) *targeted = 1;
+    if (cfg->target_kind == CP_TARGETS_REGEX) {
+        emb_regex_ctx c = {cfg->target_regex, 0, CP_OK};
+        cp_module_visit(m->root, visit_emb_regex, &c);
+        if (c.st != CP_OK) return CP_ERR;
+        *targeted = c.hit;
+    }
+    return CP_OK;
+}
+
+/* save_embedding_layers="auto" when nothing is targeted: on when the vocabulary differs from the
+ * base model's config.json (at base_model_name_or_path, read as PEFT reads it, from the working
+ * directory) — a resized embedding. cpeft never resizes, so this only fires for a base directory
+ * that is not the model's own. */
+static int vocab_resized(const cp_model *m, const cp_lora_config *cfg) {
+    const char *id = cfg->base_model_name_or_path ? cfg->base_model_name_or_path : m->dir;
+    char *path = id && id[0] ? cp_path_join(id, "config.json") : NULL;
+    int resized = 0;
+    cJSON *root = NULL;
+    int64_t vocab = 0;
+    if (path && cp_path_exists(path) && cp_json_read_file(path, &root) == CP_OK &&
+        cp_json_get_int(root, "vocab_size", 0, 0, &vocab, path) == CP_OK)
+        resized = vocab && vocab != m->config.vocab_size;
+    cJSON_Delete(root);
+    cp_free(path);
+    return resized;
+}
+
+/* The embedding layers PEFT's get_peft_model_state_dict adds (save_embedding_layers): with the
+ * embedding targeted, the base_layer weights of the input / output embeddings that carry LoRA;
+ * otherwise, when saving them was asked for (or "auto" found a resized vocabulary), everything
+ * under both embedding modules. */
+static cp_status add_embedding_layers(cp_model *m, const char *name, cp_save_embeddings mode, entry_list *l) {
+    const cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
+    int targeted, save = mode == CP_SAVE_EMBEDDINGS_TRUE;
+    if (embedding_is_targeted(m, &ad->config, &targeted) != CP_OK) return CP_ERR;
+    if (mode == CP_SAVE_EMBEDDINGS_AUTO && targeted) {
+        cp_warn("Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`.");
+        save = 1;
+    } else if (mode == CP_SAVE_EMBEDDINGS_AUTO && vocab_resized(m, &ad->config)) {
+        cp_warn("Setting `save_embedding_layers` to `True` as the embedding layer has been resized during finetuning.");
+        save = 1;
+    }
+    if (!save) return CP_OK;
+    cp_module *layers[2] = {input_embedding(m), m->lm_head};
+    for (int i = 0; i < 2; i++)
+        if (layers[i] && (!targeted || layers[i]->lora)) module_state(layers[i], name, targeted, l);
+    return l->failed ? CP_ERR : CP_OK;
+}
+
 /* ---- saving ----------------------------------------------------------------------------------- */
 
 cp_status cp_adapter_save(cp_model *m, const char *name, const char *dir) {
+    return cp_adapter_save_ex(m, name, dir, CP_SAVE_EMBEDDINGS_AUTO);
+}
+
+cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_save_embeddings mode) {
     cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
     if (!ad) return cp_error("adapter \"%s\" does not exist", name);
     entry_list l;
-    if (adapter_entries(m, name, &l) != CP_OK) { free_entries(&l); return CP_ERR; }
+    if (adapter_entries(m, name, &l) != CP_OK || add_embedding_layers(m, name, mode, &l) != CP_OK) {
+        free_entries(&l);
+        return CP_ERR;
+    }
     cp_st_write_tensor *t = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *t, "the adapter tensors");
-    if (!t) { free_entries(&l); return CP_ERR; }
-    for (int i = 0; i < l.n; i++) {
+    void **owned = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *owned, "the adapter tensors");
+    cp_status st = t && owned ? CP_OK : CP_ERR;
+    for (int i = 0; st == CP_OK && i < l.n; i++) {
+        const cp_param *p = l.list[i].param;
         t[i].name = l.list[i].key;
-        t[i].dtype = CP_F32;
-        t[i].ndim = l.list[i].param->ndim;
-        t[i].shape[0] = l.list[i].param->shape[0];
-        t[i].shape[1] = l.list[i].param->shape[1];
-        t[i].data = l.list[i].param->data;
+        t[i].dtype = l.list[i].base_dtype ? p->source_dtype : CP_F32;
+        t[i].ndim = p->ndim;
+        t[i].shape[0] = p->shape[0];
+        t[i].shape[1] = p->shape[1];
+        t[i].data = p->data;
+        if (t[i].dtype != CP_F32) {
+            if (!(owned[i] = cp_malloc((size_t)cp_dtype_nbytes(t[i].dtype, p->numel), l.list[i].key))) st = CP_ERR;
+            else cp_convert_from_f32(owned[i], t[i].dtype, p->data, (size_t)p->numel);
+            t[i].data = owned[i];
+        }
     }
     cp_lora_config cfg;
     cp_lora_config_copy(&cfg, &ad->config);
     if (!cfg.base_model_name_or_path) cfg.base_model_name_or_path = cp_strdup(m->dir);
-    char *json = cp_lora_config_to_json(&cfg);
+    /* PEFT's save_pretrained records the base class as auto_mapping exactly when task_type is None */
+    cp_free(cfg.auto_mapping_class);
+    cp_free(cfg.auto_mapping_library);
+    cfg.auto_mapping_class = cfg.auto_mapping_library = NULL;
+    if (!cfg.task_type) {
+        cfg.auto_mapping_class = cp_strdup(m->arch->causal_lm_class);
+        cfg.auto_mapping_library = keyf("transformers.models.%s.modeling_%s", m->config.model_type, m->config.model_type);
+    }
+    char *json = st == CP_OK ? cp_lora_config_to_json(&cfg) : NULL;
     cp_lora_config_free(&cfg);
 
     char *staging = NULL;
-    cp_status st = json ? cp_dir_begin(dir, &staging) : CP_ERR;
+    if (st == CP_OK) st = json ? cp_dir_begin(dir, &staging) : CP_ERR;
     char *cfg_path = NULL, *w_path = NULL;
     if (st == CP_OK) {
         cfg_path = cp_path_join(staging, "adapter_config.json");
@@ -147,12 +289,132 @@ cp_status cp_adapter_save(cp_model *m, const char *name, const char *dir) {
     cp_free(cfg_path);
     cp_free(w_path);
     cp_free(json);
+    for (int i = 0; owned && i < l.n; i++) cp_free(owned[i]);
+    cp_free(owned);
     cp_free(t);
     free_entries(&l);
     return st;
 }
 
 /* ---- loading ---------------------------------------------------------------------------------- */
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static cp_status shape_error(const char *w_path, const char *key, const cp_st_tensor *t, int ndim, const int64_t *want,
+                             int64_t r) {
+    char got[96], need[96];
+    shape_text(got, sizeof got, t->ndim, t->shape);
+    shape_text(need, sizeof need, ndim, want);
+    if (r > 0)
+        return cp_error("%s: tensor \"%s\" has shape %s but r = %lld in adapter_config.json makes it %s — the config "
+                        "does not belong to these weights",
+                        w_path, key, got, (long long)r, need);
+    return cp_error("%s: tensor \"%s\" has shape %s but the model needs %s — was this adapter made for another base model?",
+                    w_path, key, got, need);
+}
+
+static int same_shape(const cp_st_tensor *t, int ndim, const int64_t *shape) {
+    if (t->ndim != ndim) return 0;
+    for (int d = 0; d < ndim; d++)
+        if (t->shape[d] != shape[d]) return 0;
+    return 1;
+}
+
+static cp_status missing_error(const char *w_path, cp_strbuf *list, int n) {
+    char *msg = cp_sb_finish(list);
+    cp_status st = cp_error("%s: %d tensor%s the adapter config implies %s missing from the file (was it made for another "
+                            "base model?):%s%s",
+                            w_path, n, n > 1 ? "s" : "", n > 1 ? "are" : "is", msg ? msg : "", n > 10 ? "\n    ..." : "");
+    cp_free(msg);
+    return st;
+}
+
+/* The LoRA tensors the config implies, checked against the file's header before anything is
+ * allocated: presence, and shapes (r, in) / (out, r) with the config's rank for each module. An
+ * adapter_config.json with an absurd r is refused here instead of allocating gigabytes first. */
+static cp_status check_header(cp_model *m, const cp_lora_config *cfg, const cp_safetensors *file, const char *w_path) {
+    cp_module **targets;
+    int n;
+    if (cp_lora_find_targets(cfg, m->root, m->config.model_type, m->lm_head, &targets, &n) != CP_OK) return CP_ERR;
+    cp_status st = CP_OK;
+    cp_strbuf missing;
+    cp_sb_init(&missing);
+    int n_missing = 0;
+    for (int i = 0; i < n && st == CP_OK; i++) {
+        const cp_module *t = targets[i];
+        int64_t r;
+        double alpha;
+        if ((st = cp_lora_config_rank_alpha(cfg, t->path, &r, &alpha)) != CP_OK) break;
+        int emb = t->kind == CP_MOD_EMBEDDING;
+        for (int which = 0; which < 2 && st == CP_OK; which++) {
+            char *key = keyf(emb ? (which ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_embedding_A%s")
+                                 : (which ? PEFT_PREFIX "%s.lora_B.weight%s" : PEFT_PREFIX "%s.lora_A.weight%s"),
+                             t->path, "");
+            if (!key) { st = CP_ERR; break; }
+            /* A (r, in), B (out, r); Embedding: A (r, V), B (d, r) */
+            int64_t want[2] = {which ? t->out_features : r, which ? r : t->in_features};
+            const cp_st_tensor *ft = cp_st_find(file, key);
+            if (!ft) {
+                if (n_missing++ < 10) cp_sb_printf(&missing, "\n    %s", key);
+            } else if (!same_shape(ft, 2, want)) {
+                int rank_differs = ft->ndim == 2 && ft->shape[which ? 1 : 0] != r &&
+                                   ft->shape[which ? 0 : 1] == (which ? t->out_features : t->in_features);
+                st = shape_error(w_path, key, ft, 2, want, rank_differs ? r : 0);
+            }
+            cp_free(key);
+        }
+    }
+    cp_free(targets);
+    if (st == CP_OK && n_missing) return missing_error(w_path, &missing, n_missing);
+    cp_sb_free(&missing);
+    return st;
+}
+
+/* A leaf whose parameters a modules_to_save wrapper above it has taken over: PEFT's model names
+ * them under the wrapper ("<wrapper>.original_module.<p>"), not under the leaf's own path. */
+static int inside_wrapper(const cp_model *m, const cp_module *mod) {
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
+        const cp_saved_module *s = m->peft->saved[w];
+        if (s->wrapper == mod) continue;
+        for (int i = 0; i < s->n_params; i++)
+            if (s->params[i].module == mod) return 1;
+    }
+    return 0;
+}
+
+typedef struct { cp_model *m; const char *name; entry_list *l; } state_ctx;
+
+static int visit_state(cp_module *mod, void *vctx) {
+    state_ctx *c = vctx;
+    if (mod->path[0] && !inside_wrapper(c->m, mod)) module_state(mod, c->name, 0, c->l);
+    return c->l->failed;
+}
+
+cp_status cp_adapter_check_header(cp_model *m, const cp_lora_config *cfg, const char *dir) {
+    char *w_path = cp_path_join(dir, "adapter_model.safetensors");
+    if (!w_path) return CP_ERR;
+    cp_safetensors file;
+    cp_status st = cp_st_open(&file, w_path);
+    if (st == CP_OK) st = check_header(m, cfg, &file, w_path);
+    cp_st_close(&file);
+    cp_free(w_path);
+    return st;
+}
+
+/* Loads one file tensor into a parameter after checking its shape and dtype. */
+static cp_status load_tensor(cp_model *m, const adapter_entry *e, const cp_st_tensor *t, const char *w_path) {
+    const cp_param *p = e->param;
+    if (!same_shape(t, p->ndim, p->shape)) return shape_error(w_path, e->key, t, p->ndim, p->shape, 0);
+    if (!cp_dtype_is_loadable_float(t->dtype))
+        return cp_error("%s: tensor \"%s\" has dtype %s (expected F32, F16 or BF16)", w_path, e->key, cp_dtype_name(t->dtype));
+    if (e->module && cp_param_make_writable(m, e->param) != CP_OK) return CP_ERR;
+    cp_convert_to_f32(e->param->data, t->data, t->dtype, (size_t)p->numel);
+    return CP_OK;
+}
 
 cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int activate, int trainable) {
     if (!cp_is_dir(dir)) return cp_error("%s: adapter directory does not exist", dir);
@@ -177,6 +439,8 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
     }
     if (st == CP_OK) st = cp_lora_config_load(&cfg, cfg_path);
     if (st == CP_OK) st = cp_st_open(&file, w_path);
+    if (st == CP_OK && (st = check_header(m, &cfg, &file, w_path)) != CP_OK && !strstr(cp_last_error(), w_path))
+        cp_error_context("%s", dir);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, 0);
@@ -184,55 +448,36 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
         if (st != CP_OK) cp_error_context("%s", dir);
         added = st == CP_OK;
     }
-    if (st == CP_OK) st = adapter_entries(m, name, &l);
+    /* the adapter's own tensors (all required), then the model's weights under PEFT's names (any
+     * the file holds is loaded, as PEFT's load_state_dict(strict=False) does: the embedding layers
+     * of save_embedding_layers, whichever way the adapter was saved) */
+    int n_required = 0;
+    if (st == CP_OK && (st = adapter_entries(m, name, &l)) == CP_OK) {
+        n_required = l.n;
+        state_ctx c = {m, name, &l};
+        cp_module_visit(m->root, visit_state, &c);
+        if (l.failed) st = CP_ERR;
+    }
     if (st == CP_OK) {
         cp_strbuf missing;
         cp_sb_init(&missing);
         int n_missing = 0;
-        for (int i = 0; i < l.n && st == CP_OK; i++) {
+        for (int i = 0; i < n_required && st == CP_OK; i++) {
             const cp_st_tensor *t = cp_st_find(&file, l.list[i].key);
-            cp_param *p = l.list[i].param;
             if (!t) {
                 if (n_missing++ < 10) cp_sb_printf(&missing, "\n    %s", l.list[i].key);
                 continue;
             }
-            int same = t->ndim == p->ndim && t->shape[0] == p->shape[0] && (p->ndim < 2 || t->shape[1] == p->shape[1]);
-            if (!same) {
-                char got[64] = "[";
-                for (int d = 0; d < t->ndim; d++)
-                    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-                strncat(got, "]", sizeof got - strlen(got) - 1);
-                st = cp_error("%s: tensor \"%s\" has shape %s but the model needs [%lld%s%lld] — was this adapter made for "
-                              "another base model?",
-                              w_path, l.list[i].key, got, (long long)p->shape[0], p->ndim > 1 ? ", " : "",
-                              p->ndim > 1 ? (long long)p->shape[1] : 0LL);
-                break;
-            }
-            if (!cp_dtype_is_loadable_float(t->dtype)) {
-                st = cp_error("%s: tensor \"%s\" has dtype %s (expected F32, F16 or BF16)", w_path, l.list[i].key,
-                              cp_dtype_name(t->dtype));
-                break;
-            }
-            if (l.list[i].module && (st = cp_param_make_writable(m, p)) != CP_OK) break;
-            cp_convert_to_f32(p->data, t->data, t->dtype, (size_t)p->numel);
+            st = load_tensor(m, &l.list[i], t, w_path);
         }
-        if (st == CP_OK && n_missing) {
-            char *msg = cp_sb_finish(&missing);
-            st = cp_error("%s: %d tensor%s the adapter config implies %s missing from the file (was it made for another "
-                          "base model?):%s%s",
-                          w_path, n_missing, n_missing > 1 ? "s" : "", n_missing > 1 ? "are" : "is", msg ? msg : "",
-                          n_missing > 10 ? "\n    ..." : "");
-            cp_free(msg);
-        } else {
-            cp_sb_free(&missing);
-        }
-        if (st == CP_OK) {
-            int unexpected = 0;
-            for (int i = 0; i < file.n_tensors; i++) {
-                int found = 0;
-                for (int k = 0; k < l.n && !found; k++) found = !strcmp(l.list[k].key, file.tensors[i].name);
-                if (!found && unexpected++ < 5) cp_warn("%s: tensor \"%s\" is not used by this model", w_path, file.tensors[i].name);
-            }
+        if (st == CP_OK && n_missing) st = missing_error(w_path, &missing, n_missing);
+        else cp_sb_free(&missing);
+        int unexpected = 0;
+        for (int i = 0; i < file.n_tensors && st == CP_OK; i++) {
+            const adapter_entry *e = find_entry(&l, file.tensors[i].name);
+            if (e && e - l.list < n_required) continue;
+            if (e && e->module) st = load_tensor(m, e, &file.tensors[i], w_path);
+            else if (unexpected++ < 5) cp_warn("%s: tensor \"%s\" is not used by this model", w_path, file.tensors[i].name);
         }
     }
     if (st != CP_OK && added) cp_peft_delete_adapter(m, name);
@@ -246,29 +491,39 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
 
 /* ---- merged checkpoints ----------------------------------------------------------------------- */
 
-typedef struct { cp_st_write_tensor *list; float **owned; int n, cap, failed; const cp_model *m; int untied_head; } merged_ctx;
+typedef struct {
+    cp_st_write_tensor *list;
+    float **owned;
+    int n, cap, failed;
+    const cp_model *m;
+    const cp_module *input_emb; /* the module whose weight a tied lm_head shares, or NULL */
+    int untied_head;            /* the merged head no longer reads the input embedding's weight */
+} merged_ctx;
 
+/* Writes every weight of the merged model under its original name (a modules_to_save copy in
+ * place of its original). A head tied to the input embedding is left out (transformers ties it
+ * again) while it still reads the embedding's weight; when a modules_to_save copy took the place
+ * of either, the two differ: the head is written and the model untied, as PEFT's merge_and_unload
+ * sets tie_word_embeddings=False when the embeddings' data pointers differ. */
 static int collect_merged(cp_module *mod, void *vctx) {
     merged_ctx *c = vctx;
     for (int slot = 0; slot < 2; slot++) {
         cp_param *p = slot ? mod->bias : mod->weight;
         if (!p) continue;
-        const char *name = p->name;
-        /* modules_to_save: the active copy is written under the original's name */
-        for (int w = 0; c->m->peft && w < c->m->peft->n_saved; w++) {
-            const cp_saved_module *s = c->m->peft->saved[w];
-            for (int i = 0; i < s->n_params; i++)
-                if (s->params[i].module == mod && s->params[i].is_bias == slot) name = s->params[i].original->name;
+        const cp_param *orig = cp_peft_original_param(c->m, mod, slot);
+        const char *name = orig->name;
+        if (orig->tied_to) {
+            const cp_param *emb = c->input_emb ? c->input_emb->weight : NULL;
+            if (emb && p->data == emb->data) continue; /* still tied: saved once, as transformers does */
+            c->untied_head = 1;
         }
-        if (p->tied_to && p->data == p->tied_to->data) continue; /* tied: saved once, as transformers does */
-        if (p->tied_to) c->untied_head = 1;
         if (c->n == c->cap) {
             int cap = c->cap ? 2 * c->cap : 64;
             cp_st_write_tensor *l = cp_realloc(c->list, (size_t)cap * sizeof *l, "checkpoint tensors");
             float **o = cp_realloc(c->owned, (size_t)cap * sizeof *o, "checkpoint buffers");
+            if (l) c->list = l;
+            if (o) c->owned = o;
             if (!l || !o) { c->failed = 1; return 1; }
-            c->list = l;
-            c->owned = o;
             c->cap = cap;
         }
         cp_st_write_tensor *t = &c->list[c->n];
@@ -292,10 +547,24 @@ static int collect_merged(cp_module *mod, void *vctx) {
     return 0;
 }
 
+typedef struct { const cp_model *m; const cp_param *target; const cp_module *found; } owner_ctx;
+
+static int visit_owner(cp_module *mod, void *vctx) {
+    owner_ctx *c = vctx;
+    if (mod->weight && cp_peft_original_param(c->m, mod, 0) == c->target) { c->found = mod; return 1; }
+    return 0;
+}
+
 cp_status cp_model_save_merged(cp_model *m, const char *out_dir) {
     if (cp_path_exists(out_dir)) return cp_error("%s: already exists; choose a new output directory", out_dir);
     if (cp_peft_merge(m) != CP_OK) return CP_ERR;
     merged_ctx c = {.m = m};
+    const cp_param *head = m->lm_head && m->lm_head->weight ? cp_peft_original_param(m, m->lm_head, 0) : NULL;
+    if (head && head->tied_to) {
+        owner_ctx o = {m, head->tied_to, NULL};
+        cp_module_visit(m->root, visit_owner, &o);
+        c.input_emb = o.found;
+    }
     cp_module_visit(m->root, collect_merged, &c);
     cp_status st = c.failed ? CP_ERR : CP_OK;
 

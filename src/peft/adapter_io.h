@@ -15,10 +15,24 @@
 #include "core/error.h"
 #include "models/model.h"
 
-/* Loads DIR as adapter `name` (inactive unless `activate`). `trainable` as PEFT's is_trainable. */
+/* Loads DIR as adapter `name` (inactive unless `activate`). `trainable` as PEFT's is_trainable.
+ * The LoRA tensors' shapes are checked against the file's header before any is allocated. Besides
+ * the adapter's own tensors (all required), any model weight the file holds under PEFT's names is
+ * loaded, as PEFT loads it: the embedding layers save_embedding_layers wrote, if any. */
 cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int activate, int trainable);
-/* Saves adapter `name` to DIR (created; replaced file by file when it exists). */
+/* The header check alone, for DIR/adapter_model.safetensors against `cfg` on model m. */
+struct cp_lora_config;
+cp_status cp_adapter_check_header(cp_model *m, const struct cp_lora_config *cfg, const char *dir);
+/* PEFT's save_embedding_layers: "auto" saves the base weights of an embedding that carries LoRA when
+ * "embed_tokens" / "lm_head" is targeted (e.g. embed_tokens.base_layer.weight only), and both
+ * embedding layers when the vocabulary was resized; True saves both embedding layers whole
+ * (everything under wte and lm_head) unless targeted as above; False saves none. */
+typedef enum { CP_SAVE_EMBEDDINGS_AUTO, CP_SAVE_EMBEDDINGS_TRUE, CP_SAVE_EMBEDDINGS_FALSE } cp_save_embeddings;
+
+/* Saves adapter `name` to DIR (created; replaced file by file when it exists) as PEFT's
+ * save_pretrained does with save_embedding_layers="auto". */
 cp_status cp_adapter_save(cp_model *m, const char *name, const char *dir);
+cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_save_embeddings mode);
 /* merge_and_unload of the active adapters, written as a full checkpoint: config.json,
  * model.safetensors in each weight's original dtype, and the tokenizer/generation files of the
  * base directory copied. OUT must not exist yet. The in-memory model keeps its adapters merged. */

@@ -76,3 +76,13 @@ char *cp_model_trainable_parameters_line(const cp_model *m, cp_peft_line_style s
     }
     return cp_strdup(buf);
 }
+
+char *cp_peft_adapter_params_line(const cp_model *m, const char *name, cp_peft_line_style style) {
+    int64_t n = cp_peft_adapter_num_params(m, name);
+    char num[40], buf[200];
+    if (style == CP_PEFT_LINE_CURRENT) thousands(num, sizeof num, n);
+    else snprintf(num, sizeof num, "%lld", (long long)n);
+    snprintf(buf, sizeof buf, "adapter params: %s (the adapter's own parameters: trainable when loaded with is_trainable=True)",
+             num);
+    return cp_strdup(buf);
+}

@@ -87,6 +87,12 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
     p->data = fresh;
     p->owns_data = 1;
     cp_module_visit(m->root, retie, &c);
+    /* parameters a modules_to_save copy has displaced from their slot (a wrapped tied lm_head) */
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++)
+        for (int i = 0; i < m->peft->saved[w]->n_params; i++) {
+            cp_param *o = m->peft->saved[w]->params[i].original;
+            if (o != p && o->tied_to == p) o->data = fresh;
+        }
     return CP_OK;
 }
 
@@ -575,12 +581,26 @@ static int adapter_trainable(const cp_model *m, const char *name) {
     return a && a->trainable && is_active(m->peft, name);
 }
 
+cp_param *cp_peft_original_param(const cp_model *m, const cp_module *mod, int is_bias) {
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
+        const cp_saved_module *s = m->peft->saved[w];
+        for (int i = 0; i < s->n_params; i++)
+            if (s->params[i].module == mod && s->params[i].is_bias == is_bias) return s->params[i].original;
+    }
+    return is_bias ? mod->bias : mod->weight;
+}
+
+/* Counts the original parameters (a modules_to_save copy in a leaf's slot is counted with the
+ * wrapper's copies, so a copy of a tied lm_head is not counted twice and the tied original once,
+ * as PyTorch de-duplicates it), then the LoRA tensors and the copies. */
 static int count_visit(cp_module *mod, void *vctx) {
     count_ctx *c = vctx;
-    if (mod->weight && !mod->weight->tied_to) c->all += mod->weight->numel;
-    if (mod->bias && !mod->bias->tied_to) {
-        c->all += mod->bias->numel;
-        if (bias_trainable(c->m, mod)) c->trainable += mod->bias->numel;
+    const cp_param *w = mod->weight ? cp_peft_original_param(c->m, mod, 0) : NULL;
+    const cp_param *b = mod->bias ? cp_peft_original_param(c->m, mod, 1) : NULL;
+    if (w && !w->tied_to) c->all += w->numel;
+    if (b && !b->tied_to) {
+        c->all += b->numel;
+        if (bias_trainable(c->m, mod)) c->trainable += b->numel;
     }
     if (mod->lora)
         for (int k = 0; k < mod->lora->n; k++) {
@@ -604,6 +624,28 @@ void cp_peft_count(const cp_model *m, int64_t *trainable, int64_t *all) {
     cp_module_visit(m->root, count_visit, &c);
     *trainable = c.trainable;
     *all = c.all;
+}
+
+typedef struct { const cp_model *m; const char *name; cp_lora_bias bias; int64_t n; } own_ctx;
+
+static int own_visit(cp_module *mod, void *vctx) {
+    own_ctx *c = vctx;
+    const cp_param *b = mod->bias ? cp_peft_original_param(c->m, mod, 1) : NULL;
+    if (b && !b->tied_to && (c->bias == CP_LORA_BIAS_ALL || (c->bias == CP_LORA_BIAS_LORA_ONLY && mod->lora))) c->n += b->numel;
+    const cp_lora_adapter *a = cp_lora_find(mod, c->name);
+    if (a) c->n += a->A->numel + a->B->numel;
+    for (int k = 0; mod->saved && k < mod->saved->n_adapters; k++)
+        if (!strcmp(mod->saved->adapters[k], c->name))
+            for (int p = 0; p < mod->saved->n_params; p++) c->n += mod->saved->params[p].copies[k]->numel;
+    return 0;
+}
+
+int64_t cp_peft_adapter_num_params(const cp_model *m, const char *name) {
+    const cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
+    if (!ad) return 0;
+    own_ctx c = {m, name, ad->config.bias, 0};
+    cp_module_visit(m->root, own_visit, &c);
+    return c.n;
 }
 
 /* ---- training ------------------------------------------------------------------------------------ */

@@ -68,6 +68,16 @@ cp_status cp_peft_merge(cp_model *m);
 cp_status cp_peft_unmerge(cp_model *m);
 /* (trainable, all) as PEFT's get_nb_trainable_parameters counts them. */
 void cp_peft_count(const cp_model *m, int64_t *trainable, int64_t *all);
+/* The parameters adapter `name` holds: its LoRA A and B, its modules_to_save copies and the biases
+ * its bias mode trains — PEFT's trainable count when that adapter is trainable and active
+ * (is_trainable=True), whatever this model's trainable flags say. 0 for an unknown name. */
+int64_t cp_peft_adapter_num_params(const cp_model *m, const char *name);
+/* That count as a line beside print_trainable_parameters()'s, in the same number style:
+ * "adapter params: 4608 (the adapter's own parameters: trainable when loaded with is_trainable=True)". */
+char *cp_peft_adapter_params_line(const cp_model *m, const char *name, cp_peft_line_style style);
+/* The parameter in a leaf's weight (is_bias 0) or bias slot before a modules_to_save copy took its
+ * place (the slot's own parameter when the leaf is not wrapped). */
+cp_param *cp_peft_original_param(const cp_model *m, const cp_module *mod, int is_bias);
 /* Gives every parameter that trains a zeroed gradient buffer and lists them (tree order): the
  * active trainable adapters' A and B, the biases the bias mode trains (made writable), and the
  * active modules_to_save copies. *out is allocated (free with cp_free). */

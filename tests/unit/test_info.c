@@ -2,17 +2,23 @@
  * test_info.c — parameter counts, parameter names/shapes/order, dtypes and print(model) against
  * PyTorch, for every tests/fixtures/info/<name>.json: tiny models with weights
  * (tests/fixtures/models/<name>) and real models' configs alone (tests/fixtures/configs/<name>,
- * counted from shapes as on PyTorch's meta device — EleutherAI/gpt-neo-1.3B has 1,315,575,808).
+ * counted from shapes as on PyTorch's meta device — EleutherAI/gpt-neo-1.3B has 1,315,575,808);
+ * and, for every PEFT adapter in tests/fixtures/lora/loaded_counts.json, the counts PEFT prints
+ * after PeftModel.from_pretrained (frozen, and with is_trainable=True), through the library and
+ * through `cpeft info --adapter` / `--peft-config`.
  */
 #include "test.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/json.h"
 #include "models/model.h"
+#include "peft/adapter_io.h"
+#include "peft/peft_model.h"
 
 #include <dirent.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 static int is_dir(const char *p) { struct stat s; return stat(p, &s) == 0 && S_ISDIR(s.st_mode); }
 
@@ -111,8 +117,90 @@ TEST(gpt_neo_1_3b_count_from_config_alone) {
     cp_model_free(m);
 }
 
+static const char *bin(void) {
+    const char *b = getenv("CPEFT_BIN");
+    return b ? b : "build/cpeft";
+}
+
+/* stdout of a command line (stderr dropped); NULL when it does not exit 0. */
+static char *run_out(const char *cmd) {
+    static char out[1 << 16];
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? out : NULL;
+}
+
+/* The last two lines of `out` are `line` and `own`. */
+static int ends_with_lines(const char *out, const char *line, const char *own) {
+    char want[1024];
+    snprintf(want, sizeof want, "%s\n%s\n", line, own);
+    size_t a = strlen(out), b = strlen(want);
+    return a >= b && !strcmp(out + a - b, want) && (a == b || out[a - b - 1] == '\n');
+}
+
+/* PEFT's print_trainable_parameters() after PeftModel.from_pretrained: 0 trainable (biases of
+ * bias="all" / "lora_only" excepted) with the default is_trainable=False, the training count with
+ * is_trainable=True; cpeft info prints the first and names the second on its own line. */
+TEST(loaded_adapter_counts_as_peft) {
+    cJSON *all;
+    CHECK_OK(cp_json_read_file("tests/fixtures/lora/loaded_counts.json", &all));
+    if (!all) return;
+    int n = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, all) {
+        char base[512], dir[512], cmd[2048];
+        snprintf(base, sizeof base, "tests/fixtures/%s", cJSON_GetObjectItem(c, "base_dir")->valuestring);
+        snprintf(dir, sizeof dir, "tests/fixtures/lora/%s", c->string);
+        const cJSON *frozen = cJSON_GetObjectItem(c, "from_pretrained"), *trainable = cJSON_GetObjectItem(c, "from_pretrained_trainable");
+        const int64_t own = (int64_t)cJSON_GetObjectItem(trainable, "trainable")->valuedouble;
+        for (int is_trainable = 0; is_trainable < 2; is_trainable++) {
+            const cJSON *want = is_trainable ? trainable : frozen;
+            cp_model *m = NULL;
+            CHECK_OK(cp_model_load(&m, base, CP_LOAD_WEIGHTS));
+            if (!m) continue;
+            CHECK_OK(cp_adapter_load(m, dir, "default", 1, is_trainable));
+            char *line = cp_model_trainable_parameters_line(m, CP_PEFT_LINE_CURRENT);
+            CHECK(line && !strcmp(line, cJSON_GetObjectItem(want, "print_trainable_parameters")->valuestring),
+                  "%s, is_trainable=%d: %s\n  PEFT: %s", c->string, is_trainable, line,
+                  cJSON_GetObjectItem(want, "print_trainable_parameters")->valuestring);
+            CHECK(cp_peft_adapter_num_params(m, "default") == own, "%s: adapter params %lld, PEFT's trainable count %lld",
+                  c->string, (long long)cp_peft_adapter_num_params(m, "default"), (long long)own);
+            cp_free(line);
+            cp_model_free(m);
+        }
+        /* the CLI: --adapter is from_pretrained; --peft-config with the saved config (inference_mode
+         * true) is get_peft_model, which freezes the adapter just the same */
+        for (int style = 0; style < 2; style++)
+            for (int via_config = 0; via_config < 2; via_config++) {
+                snprintf(cmd, sizeof cmd, "%s info %s %s %s%s --peft-format %s 2>/dev/null", bin(), base,
+                         via_config ? "--peft-config" : "--adapter", dir, via_config ? "/adapter_config.json" : "",
+                         style ? "current" : "notebook");
+                cp_model *tmp = NULL;
+                CHECK_OK(cp_model_load(&tmp, base, CP_LOAD_CONFIG_ONLY));
+                char *want_own = NULL;
+                if (tmp && cp_adapter_load(tmp, dir, "default", 0, 0) == CP_OK)
+                    want_own = cp_peft_adapter_params_line(tmp, "default", style ? CP_PEFT_LINE_CURRENT : CP_PEFT_LINE_NOTEBOOK);
+                cp_model_free(tmp);
+                const char *out = run_out(cmd);
+                const char *want = cJSON_GetObjectItem(frozen, style ? "print_trainable_parameters" : "notebook_line")->valuestring;
+                CHECK(out && want_own && ends_with_lines(out, want, want_own), "%s:\n%s\n  PEFT: %s\n  and: %s", cmd,
+                      out ? out : "(failed)", want, want_own ? want_own : "?");
+                free(want_own);
+            }
+        n++;
+    }
+    CHECK(n >= 20, "only %d adapters", n);
+    printf("  %d PEFT adapters: from_pretrained counts (frozen and is_trainable=True) and cpeft info lines as PEFT's\n", n);
+    cJSON_Delete(all);
+}
+
 int main(void) {
+    cp_set_quiet(1);
     RUN(info_matches_pytorch);
     RUN(gpt_neo_1_3b_count_from_config_alone);
+    RUN(loaded_adapter_counts_as_peft);
     return test_summary();
 }

@@ -1,13 +1,15 @@
 /*
  * test_lora_errors.c — bad adapters and configs give clear errors and leave nothing half-written:
  * an adapter for another base model, missing files, a non-LoRA peft_type, r <= 0, a missing
- * lora_alpha, a target regex that does not compile, unsupported options, and failed saves; options
- * that cannot change the numbers are accepted and written back.
+ * lora_alpha, a target regex that does not compile, unsupported options, and failed saves; an
+ * adapter_config.json whose r does not fit its weights is refused from the file's header before
+ * anything is allocated; options that cannot change the numbers are accepted and written back.
  */
 #include "test.h"
 #include "cpeft.h"
 #include "io/fsutil.h"
 #include "io/json.h"
+#include "peft/adapter_io.h"
 #include "peft/peft_model.h"
 
 #include <dirent.h>
@@ -102,6 +104,44 @@ TEST(bad_configs) {
     CHECK_ERR(cp_model_add_adapter(m, "default", write_cfg("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4}"), 0),
               "adapter \"default\" already exists");
     cleanup();
+    cp_model_free(m);
+}
+
+/* A copy of neo_notebook (r 8 on q/k/v) whose adapter_config.json says r = `r`. */
+static void adapter_with_rank(const char *r) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "cp " ADAPTER "/adapter_model.safetensors %s/ && sed 's/\"r\": 8,/\"r\": %s,/' " ADAPTER
+             "/adapter_config.json > %s/adapter_config.json",
+             tmp, r, tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+}
+
+/* r = 3e6 would allocate gigabytes of LoRA tensors before the load compares them with the file;
+ * r = 2^40 (16 TiB per tensor) cannot be allocated at all, so a shape error here (not "out of
+ * memory") shows the header was checked first. */
+TEST(absurd_rank_is_refused_from_the_header) {
+    cp_model *m = base(NEO);
+    if (!m) return;
+    const char *ranks[] = {"3000000", "1099511627776"};
+    for (int i = 0; i < 2; i++) {
+        fresh_tmp();
+        adapter_with_rank(ranks[i]);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "tensor \"base_model.model.transformer.h.0.attn.attention.k_proj.lora_A.weight\" has shape [8, 32] but "
+                 "r = %s in adapter_config.json makes it [%s, 32]",
+                 ranks[i], ranks[i]);
+        CHECK_ERR(cp_model_load_adapter(m, tmp, "default", 0), want);
+        CHECK(cp_peft_find_adapter(m, "default") == NULL, "a failed load leaves no adapter behind");
+        cp_lora_config cfg;
+        char path[128];
+        snprintf(path, sizeof path, "%s/adapter_config.json", tmp);
+        CHECK_OK(cp_lora_config_load(&cfg, path));
+        CHECK_ERR(cp_adapter_check_header(m, &cfg, tmp), want); /* what `cpeft info --adapter` checks */
+        cp_lora_config_free(&cfg);
+        cleanup();
+    }
     cp_model_free(m);
 }
 
@@ -203,6 +243,7 @@ int main(void) {
     RUN(adapter_for_another_base_names_tensor_and_shapes);
     RUN(missing_files);
     RUN(bad_configs);
+    RUN(absurd_rank_is_refused_from_the_header);
     RUN(informational_keys_are_accepted_and_kept);
     RUN(failed_saves_leave_nothing_behind);
     return test_summary();
