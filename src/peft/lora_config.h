@@ -72,7 +72,8 @@ typedef struct cp_lora_config {
      * saver fills it from the model, as PEFT's save_pretrained does. */
     char *auto_mapping_class;         /* "base_model_class", e.g. "GPT2LMHeadModel" */
     char *auto_mapping_library;       /* "parent_library", e.g. "transformers.models.gpt2.modeling_gpt2" */
-    cJSON *kept;                      /* ignored fields with a non-"off" value, written back as read */
+    cJSON *kept;                      /* ignored fields with a non-"off" value, written back as read
+                                         (numbers as parsed: a 2.0 inside comes back as 2) */
 } cp_lora_config;
 
 /* A config with PEFT's defaults (r=8, lora_alpha=8, dropout 0, default targets, bias "none"). */
