@@ -13,7 +13,7 @@ OPT     ?= -O3 -march=native
 VERSION := 0.1.0
 
 DEPS_STAMP := build/.deps-ok
-PKGS    := libcjson libpcre2-8 libutf8proc
+PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd
 # OpenBLAS built for OpenMP, so that BLAS and cpeft's own parallel loops share one thread pool
 # (the default pthread build spins its own threads against OpenMP's and loses ~20%). The rpath
 # pins that build at run time whichever variant Debian's alternatives point at.
@@ -24,7 +24,7 @@ BLAS_CFLAGS = -I$(BLAS_INC)
 BLAS_LIBS   = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 # Recursive (=) so pkg-config runs after the dependency check has installed what was missing.
 PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc)
+PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc -lz -lzstd)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)

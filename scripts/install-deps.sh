@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh [--with-fuzz]
 set -euo pipefail
 
-packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev)
+packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev)
 if [[ "${1:-}" == "--with-fuzz" ]]; then packages+=(clang libclang-rt-dev); fi
 
 missing=()

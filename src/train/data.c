@@ -13,6 +13,11 @@
  * whose syntax breaks cannot be resynchronised, so that is an error in either mode; a bad JSONL line
  * only loses that line.
  *
+ * Before any of that, the bytes are made text (decode_input): gzip and zstd data are decompressed
+ * (io/compress.c, by magic number), other compressed, archive and binary formats are refused by name,
+ * and what remains must be UTF-8 without NUL bytes, or the error gives the offset and line of the
+ * first bad byte — so that a binary file never trains as thousands of garbage "text" examples.
+ *
  * Not here: chat templates, packing of several records into one sequence, streaming of files larger
  * than memory.
  */
@@ -27,8 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/compress.h"
 #include "io/fsutil.h"
 #include "io/json.h"
+#include "tokenizer/internal.h" /* tk_utf8_valid_prefix: the tokenizer's UTF-8 rules (Rust's str::from_utf8) */
 
 #define IGNORE_INDEX (-100) /* label value where no loss is taken (PyTorch's CrossEntropyLoss default) */
 
@@ -360,9 +367,72 @@ static cp_status load_text(loader *L, const cp_data_options *opt, const char *te
     return CP_OK;
 }
 
-/* Checks the options and runs the loader over text[0..len) (which need not be NUL-terminated). */
-static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *text,
+/* ---- bytes to text ---------------------------------------------------------------------------- */
+
+static int64_t line_of(const char *text, size_t off) {
+    int64_t line = 1;
+    for (const char *s = text, *end = text + off; (s = memchr(s, '\n', (size_t)(end - s))); s++) line++;
+    return line;
+}
+
+/* Refuses bytes that are not UTF-8 text: a UTF-16/32 byte-order mark, a NUL byte, an invalid UTF-8
+ * sequence; `where` says whose offsets they are ("" or " of the decompressed data"). */
+static cp_status check_text(const char *path, const char *text, size_t len, const char *where) {
+    const unsigned char *u = (const unsigned char *)text;
+    if (len >= 2 && ((u[0] == 0xff && u[1] == 0xfe) || (u[0] == 0xfe && u[1] == 0xff)))
+        return cp_error("%s: UTF-%s text (it starts with the byte-order mark %02X %02X); cpeft reads UTF-8: convert it "
+                        "(iconv -f UTF-16 -t UTF-8)", path, len >= 4 && !u[2] && !u[3] ? "32" : "16", u[0], u[1]);
+    const char *nul = memchr(text, '\0', len);
+    size_t upto = nul ? (size_t)(nul - text) : len, valid = tk_utf8_valid_prefix(text, upto);
+    if (valid < upto)
+        return cp_error("%s: not UTF-8 text: byte 0x%02X at offset %zu%s (line %lld) is not valid UTF-8; "
+                        "is this a binary file, or text in another encoding (convert it with iconv)?", path, u[valid], valid,
+                        where, (long long)line_of(text, valid));
+    if (nul)
+        return cp_error("%s: binary data, not text: a NUL byte at offset %zu%s (line %lld)", path, upto, where,
+                        (long long)line_of(text, upto));
+    return CP_OK;
+}
+
+/* The file's bytes as text: decompressed into *owned when gzip or zstd, refused when another format
+ * the first bytes (or the name) give away, or when not UTF-8. *text points into data or *owned. */
+static cp_status decode_input(const cp_data_options *opt, const char *data, size_t len, char **owned, const char **text,
+                              size_t *text_len) {
+    *owned = NULL;
+    *text = data;
+    *text_len = len;
+    const cp_file_kind *kind = cp_sniff_format(data, len), *named = cp_format_of_name(opt->path);
+    if (named && kind != named) {
+        char start[64] = "";
+        for (size_t i = 0, w = 0; i < len && i < 4; i++)
+            w += (size_t)snprintf(start + w, sizeof start - w, i ? " %02X" : "%02X", (unsigned char)data[i]);
+        return cp_error("%s: the name says %s, but the data is %s%s (%s%s)", opt->path, named->name, kind ? "" : "not ",
+                        kind ? kind->name : named->name, len ? "it starts with " : "the file is empty", start);
+    }
+    if (!kind) return check_text(opt->path, data, len, "");
+    if (!kind->readable)
+        return cp_error("%s: %s, not text; cpeft reads text, JSON and JSONL files, plain or compressed with gzip or zstd%s%s",
+                        opt->path, kind->name, kind->hint[0] ? ": " : "", kind->hint);
+    if (cp_decompress(opt->path, kind, data, len, opt->max_decompressed, owned, text_len) != CP_OK) return CP_ERR;
+    *text = *owned;
+    const cp_file_kind *inner = cp_sniff_format(*text, *text_len);
+    if (inner)
+        return cp_error("%s: %s inside %s, not text; cpeft reads one layer of gzip or zstd around text, JSON or JSONL%s%s",
+                        opt->path, inner->name, kind->name, inner->hint[0] ? ": " : "", inner->hint);
+    char where[48];
+    snprintf(where, sizeof where, " of the decompressed %s data", kind->name);
+    return check_text(opt->path, *text, *text_len, where);
+}
+
+/* Checks the options and runs the loader over data[0..len) (which need not be NUL-terminated). */
+static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *data,
                              size_t len) {
+    char *owned;
+    const char *text;
+    if (decode_input(opt, data, len, &owned, &text, &len) != CP_OK) {
+        cp_free(owned);
+        return CP_ERR;
+    }
     loader L = {
         .ds = ds, .tok = tok, .path = opt->path,
         .text_field = opt->text_field && opt->text_field[0] ? opt->text_field : "text",
@@ -374,6 +444,7 @@ static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_d
     cp_encoding_free(&L.enc2);
     cp_free(L.scratch);
     cp_free(L.prompt);
+    cp_free(owned);
     if (st != CP_OK) cp_dataset_free(ds);
     return st;
 }

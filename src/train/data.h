@@ -16,6 +16,8 @@
  * reported as "file:line: ..." and skipped with a count, or is fatal with `strict`. A record with no
  * response tokens left after truncation counts as malformed.
  *
+ * Files may be gzip- or zstd-compressed; binary data is refused (see cp_dataset_load).
+ *
  * The prompt is rendered by substitution, never as a printf format, so '%' in the data is safe. When a
  * tokenizer's post-processor appends eos itself (add_eos_token), the prompt's trailing eos is dropped
  * so that eos appears once, at the end.
@@ -61,9 +63,15 @@ typedef struct {
     const char *text_field;      /* JSON text records; default "text" */
     int64_t max_seq_length;      /* > 1 */
     int strict;                  /* a malformed record is an error instead of a skipped count */
+    size_t max_decompressed;     /* the most bytes compressed data may expand to (0: no limit) */
 } cp_data_options;
 
 /* Reads and tokenizes a data file. The tokenizer's eos must be set for JSON and instruction data.
+ * The bytes first: gzip or zstd data (told by its magic number, whatever the name) is decompressed;
+ * other compressed, archive or binary formats (xz, bzip2, zip, tar, Parquet, ...) are refused by name,
+ * as is a name whose extension promises a format the data is not (data.json.gz holding plain text);
+ * the text must be UTF-8 without NUL bytes, else the error gives the offset and line of the first bad
+ * byte (in the decompressed data when compressed).
  * Format: the first non-space byte (after a UTF-8 BOM) '[' is a JSON array, '{' is JSONL (one object
  * per non-blank line), anything else plain text; opt->format other than CP_DATA_AUTO forces the
  * record kind (CP_DATA_TEXT: read as plain text even when it looks like JSON). With CP_DATA_AUTO the

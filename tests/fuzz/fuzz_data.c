@@ -3,6 +3,9 @@
  * a data file (plain text, JSONL, JSON array, instruction records, broken JSON) through
  * cp_dataset_load_mem with the GPT-2 tokenizer, then a validation split and padded batches over
  * whatever loaded. The first byte picks the options (format, strict, text field, max_seq_length).
+ * Input that starts like gzip or zstd runs through the decoders (src/io/compress.c), capped at 16 MiB
+ * of output so that a small bomb stays within libFuzzer's memory limit; binary and non-UTF-8 input is
+ * refused (an error, never examples).
  * Checks the invariants every example must hold: 1 <= len <= max_seq_length, labels -100 or equal to
  * the id, at least one label, ids inside the vocabulary, lines in order, counters consistent.
  * Run from the repository root (the tokenizer is read from ../shared/data/gpt2-tokenizer).
@@ -50,6 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         .strict = (o >> 2) & 1,
         .text_field = (o >> 3) & 1 ? "output" : NULL,
         .max_seq_length = lens[(o >> 4) & 3],
+        .max_decompressed = 1 << 24,
     };
     cp_dataset ds, val;
     if (cp_dataset_load_mem(&ds, tok, &opt, (const char *)data + 1, size - 1) != CP_OK) {

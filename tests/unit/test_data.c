@@ -1,13 +1,18 @@
 /*
  * test_data.c — training data (src/train/data.c): every format from small temporary files and from the
  * real data in ../shared/data with the GPT-2 tokenizer; malformed records with file:line messages,
- * strict mode, truncation, splits, shuffles and padded batches.
+ * strict mode, truncation, splits, shuffles and padded batches; gzip and zstd data (compressed here
+ * with zlib and libzstd) equal to the plain file, and binary, non-UTF-8 and other compressed data
+ * refused with the format's name or the offset of the first bad byte.
  */
 #include "test.h"
 #include "train/data.h"
+#include "core/alloc.h"
 #include "io/fsutil.h"
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -531,6 +536,141 @@ TEST(load_from_memory) {
     CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, NULL, 0), "empty: no examples");
 }
 
+/* ---- compressed and binary data -------------------------------------------------------------------- */
+
+/* gzip of data[0..n) as `members` gzip members (cat a.gz b.gz), appended to *buf. */
+static size_t gzip_into(unsigned char *buf, size_t cap, const char *data, size_t n, int members) {
+    size_t len = 0;
+    for (int m = 0; m < members; m++) {
+        size_t from = n * (size_t)m / (size_t)members, to = n * (size_t)(m + 1) / (size_t)members;
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+        z.next_in = (unsigned char *)data + from;
+        z.avail_in = (uInt)(to - from);
+        z.next_out = buf + len;
+        z.avail_out = (uInt)(cap - len);
+        deflate(&z, Z_FINISH);
+        len = cap - z.avail_out;
+        deflateEnd(&z);
+    }
+    return len;
+}
+
+/* Whether two datasets hold the same examples, token for token. */
+static int same_examples(const cp_dataset *a, const cp_dataset *b) {
+    if (a->n != b->n || a->n_truncated != b->n_truncated || a->n_skipped != b->n_skipped) return 0;
+    for (int64_t i = 0; i < a->n; i++) {
+        const cp_example *x = &a->examples[i], *y = &b->examples[i];
+        if (x->len != y->len || x->line != y->line || memcmp(x->ids, y->ids, (size_t)x->len * sizeof *x->ids) ||
+            memcmp(x->labels, y->labels, (size_t)x->len * sizeof *x->labels))
+            return 0;
+    }
+    return 1;
+}
+
+TEST(compressed_data_equals_plain) {
+    char *plain;
+    size_t n;
+    CHECK_OK(cp_read_file(ALPACA_TINY, &plain, &n));
+    if (!plain) return;
+    size_t cap = n + 65536;
+    unsigned char *gz = malloc(cap), *gz2 = malloc(cap), *zs = malloc(cap);
+    size_t gz_len = gzip_into(gz, cap, plain, n, 1), gz2_len = gzip_into(gz2, cap, plain, n, 3);
+    size_t zs_len = ZSTD_compress(zs, cap, plain, n, 19);
+    CHECK(!ZSTD_isError(zs_len), "ZSTD_compress");
+    cp_dataset ref, ds;
+    cp_data_options o = opts(ALPACA_TINY, 128);
+    cp_set_quiet(1);
+    CHECK_OK(cp_dataset_load(&ref, gpt2, &o));
+    struct { const char *name; const unsigned char *p; size_t n; } cases[] = {
+        {"alpaca.json.gz", gz, gz_len}, {"alpaca.json", gz, gz_len}, /* found by its magic number, not by its name */
+        {"alpaca-3-members.json.gz", gz2, gz2_len}, {"alpaca.json.zst", zs, zs_len}, {"alpaca.jsonl", zs, zs_len}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        /* from a file and from memory */
+        FILE *f = fopen(write_tmp(cases[k].name, ""), "wb");
+        fwrite(cases[k].p, 1, cases[k].n, f);
+        fclose(f);
+        char path[160];
+        snprintf(path, sizeof path, "%s/%s", tmpdir, cases[k].name);
+        o = opts(path, 128);
+        CHECK_OK(cp_dataset_load(&ds, gpt2, &o));
+        CHECK(same_examples(&ref, &ds), "%s (%zu bytes for %zu) loads differently from the plain file", cases[k].name, cases[k].n, n);
+        cp_dataset_free(&ds);
+        o = opts(cases[k].name, 128);
+        CHECK_OK(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)cases[k].p, cases[k].n));
+        CHECK(same_examples(&ref, &ds), "%s from memory loads differently", cases[k].name);
+        cp_dataset_free(&ds);
+    }
+    printf("  %zu bytes of JSON: gzip %zu, gzip in 3 members %zu, zstd %zu; each loads %lld examples equal to the plain file's\n",
+           n, gz_len, gz2_len, zs_len, (long long)ref.n);
+    cp_set_quiet(0);
+    /* broken compressed data: each error names the file, the format and where */
+    o = opts("cut.json.gz", 128);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, gz_len - 9), "cut.json.gz: the gzip data is truncated");
+    gz[gz_len - 8] ^= 0x55; /* the CRC-32 of the trailer */
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, gz_len), "the gzip data is corrupt at compressed offset");
+    gz[gz_len - 8] ^= 0x55;
+    memcpy(gz + gz_len, "junk", 4);
+    char want[96];
+    snprintf(want, sizeof want, "4 bytes after the end of the gzip data at offset %zu are not gzip data", gz_len);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, gz_len + 4), want);
+    o = opts("cut.json.zst", 128);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)zs, zs_len - 5), "cut.json.zst: the zstd data is truncated");
+    o.max_decompressed = 1000;
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)zs, zs_len), "decompresses to more than 1000 bytes");
+    o = opts("bomb.gz", 128);
+    o.max_decompressed = 1000;
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, gz_len), "decompresses to more than 1000 bytes");
+    /* a tar archive inside gzip */
+    char tar[1024] = "train.jsonl";
+    memcpy(tar + 257, "ustar", 5);
+    size_t tgz_len = gzip_into(gz, cap, tar, sizeof tar, 1);
+    o = opts("data.tar.gz", 128);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, tgz_len), "data.tar.gz: a tar archive inside gzip, not text");
+    free(gz);
+    free(gz2);
+    free(zs);
+    cp_dataset_free(&ref);
+    cp_free(plain);
+}
+
+TEST(binary_and_foreign_formats_refused) {
+    cp_dataset ds;
+    struct { const char *name, *data; size_t n; const char *want; } cases[] = {
+        {"nul.txt", "hello\nwor\0ld\n", 13, "nul.txt: binary data, not text: a NUL byte at offset 9 (line 2)"},
+        {"nul.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\0\"}\n", 29, "a NUL byte at offset 25 (line 2)"},
+        {"latin1.txt", "caf\xe9 au lait\n", 14, "latin1.txt: not UTF-8 text: byte 0xE9 at offset 3 (line 1) is not valid UTF-8"},
+        {"overlong.txt", "ok\nok\n\xc0\xaf", 8, "byte 0xC0 at offset 6 (line 3)"},
+        {"surrogate.txt", "x\xed\xa0\x80", 4, "byte 0xED at offset 1 (line 1)"},
+        {"cut.txt", "ok \xe2\x82", 5, "byte 0xE2 at offset 3 (line 1)"},
+        {"utf16.txt", "\xff\xfeh\0i\0", 6, "utf16.txt: UTF-16 text (it starts with the byte-order mark FF FE); cpeft reads UTF-8"},
+        {"data.xz", "\xfd" "7zXZ\0\0\4", 8, "data.xz: xz-compressed data, not text"},
+        {"data.bz2", "BZh91AY&SY\0\0", 12, "data.bz2: bzip2-compressed data, not text"},
+        {"data.zip", "PK\3\4\24\0\0\0", 8, "data.zip: a zip archive, not text"},
+        {"data.parquet", "PAR1\0\0\0\0PAR1", 12, "data.parquet: a Parquet file, not text"},
+        {"data", "\x80\x04\x95\0", 4, "data: a Python pickle, not text"},
+        {"data.json.gz", "{\"text\": \"plain\"}\n", 18, "data.json.gz: the name says gzip, but the data is not gzip (it starts with 7B 22 74 65)"},
+        {"empty.zst", "", 0, "empty.zst: the name says zstd, but the data is not zstd (the file is empty)"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        cp_data_options o = opts(cases[k].name, 64);
+        CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, cases[k].data, cases[k].n), cases[k].want);
+        CHECK(ds.n == 0 && !ds.examples, "%s: examples left after the error", cases[k].name);
+    }
+    /* the same checks on the decompressed bytes, with offsets in them */
+    unsigned char gz[256];
+    size_t len = gzip_into(gz, sizeof gz, "line one\nline \xff", 15, 1);
+    cp_data_options o = opts("bad.txt.gz", 64);
+    CHECK_ERR(cp_dataset_load_mem(&ds, gpt2, &o, (const char *)gz, len),
+              "byte 0xFF at offset 14 of the decompressed gzip data (line 2) is not valid UTF-8");
+    /* valid UTF-8 of every length, and a UTF-8 byte-order mark, still load */
+    o = opts("ok.txt", 64);
+    const char ok[] = "\xef\xbb\xbf" "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf done";
+    CHECK_OK(cp_dataset_load_mem(&ds, gpt2, &o, ok, sizeof ok - 1));
+    cp_dataset_free(&ds);
+}
+
 /* ---- splits, shuffles, batches -------------------------------------------------------------------- */
 
 static cp_status load_lines(cp_dataset *ds, int n) {
@@ -680,6 +820,8 @@ int main(void) {
     RUN(no_examples_and_missing_file);
     RUN(eos_required_for_json);
     RUN(load_from_memory);
+    RUN(compressed_data_equals_plain);
+    RUN(binary_and_foreign_formats_refused);
     RUN(split_deterministic);
     RUN(shuffle_permutation);
     RUN(batch_padding);
