@@ -1,7 +1,8 @@
 /*
  * cmd_train.c — `cpeft train`: option parsing for the training run (src/train/trainer.c). Options
  * are named after Hugging Face TrainingArguments with dashes; LoRA comes from a PEFT
- * adapter_config.json (--peft-config) or from --lora-* flags.
+ * adapter_config.json (--peft-config) or from --lora-* flags. Numbers are checked here
+ * (cp_train_args_check: a bad value is a usage error, exit 2) before the run starts.
  */
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -16,9 +17,10 @@ static void help(FILE *f) {
             "usage: cpeft train --model DIR --data FILE --output-dir DIR [options]\n\n"
             "LoRA fine-tuning of a causal LM. Writes a PEFT adapter (adapter_config.json +\n"
             "adapter_model.safetensors) to --output-dir, checkpoint-N/ every --save-steps, metrics.jsonl and\n"
-            "loss.png. Data: plain text (one stream cut into blocks), JSONL / JSON array with a text field,\n"
-            "or instruction records (instruction, input, output) rendered with the Alpaca template, loss on\n"
-            "the response only.\n\n"
+            "loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit 130, 143 and 129.\n"
+            "Data: plain text (one stream cut into blocks), JSONL / JSON array with a text field, or\n"
+            "instruction records (instruction, input, output) rendered with the Alpaca template, loss on the\n"
+            "response only; any of them may be gzip- or zstd-compressed. Binary data is refused.\n\n"
             "adapter:\n"
             "  --peft-config FILE              a PEFT adapter_config.json, or:\n"
             "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)\n"
@@ -35,6 +37,9 @@ static void help(FILE *f) {
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
             "  --resume-from-checkpoint DIR    continue a run exactly where checkpoint-N left it\n"
+            "output:\n"
+            "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
+            "                                  otherwise, unless resuming); one run at a time per directory\n"
             "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n");
 }
 
@@ -53,6 +58,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
         if (!strcmp(argv[i], "--gradient-checkpointing")) { a.gradient_checkpointing = 1; continue; }
         if (!strcmp(argv[i], "--strict")) { a.strict = 1; continue; }
+        if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
         STR("--model", model_dir) STR("--data", data_path) STR("--eval-data", eval_data_path) STR("--output-dir", output_dir)
         STR("--peft-config", peft_config_path) STR("--resume-from-checkpoint", resume_from)
         STR("--target-modules", target_modules) STR("--bias", bias) STR("--modules-to-save", modules_to_save)
@@ -95,10 +101,14 @@ int cmd_train(int argc, char **argv) {
         help(stderr);
         return 2;
     }
+    if (cp_train_args_check(&a) != CP_OK) {
+        fprintf(stderr, "cpeft train: %s\n", cp_last_error());
+        return 2;
+    }
     int interrupted = 0;
     if (cp_train(&a, &interrupted) != CP_OK) {
         fprintf(stderr, "cpeft train: %s\n", cp_last_error());
         return 1;
     }
-    return interrupted ? 130 : 0;
+    return interrupted ? 128 + interrupted : 0; /* as a shell reports a process the signal ended */
 }

@@ -10,8 +10,13 @@
  *            so a run is a pure function of its arguments and resuming is exact
  *   output   a progress line per logging step (a live bar on a terminal), metrics.jsonl, eval loss,
  *            checkpoint-N/ every save_steps (adapter + optimizer + state), the loss curve PNG, the
- *            final adapter in the output directory; SIGINT saves and stops; a NaN/Inf loss stops
- *            before the bad step is applied, keeping the last good checkpoint.
+ *            final adapter in the output directory; SIGINT, SIGTERM and SIGHUP save and stop; a
+ *            NaN/Inf loss stops before the bad step is applied, keeping the last good checkpoint.
+ *
+ * The output directory (train/output_dir.c) is locked for the run and refused when it already holds
+ * something, unless the run overwrites or resumes; every checkpoint-N/ replaces an existing one in
+ * one step (cp_dir_replace) and the final adapter is committed in one step, so a kill at any instant
+ * leaves complete checkpoints and a complete final adapter, old or new.
  */
 #include "train/trainer.h"
 #include "core/alloc.h"
@@ -24,6 +29,7 @@
 #include "peft/adapter_io.h"
 #include "peft/peft_model.h"
 #include "train/data.h"
+#include "train/output_dir.h"
 #include "train/plot.h"
 #include "train/step.h"
 
@@ -61,8 +67,13 @@ void cp_train_args_defaults(cp_train_args *a) {
     a->progress = -1;
 }
 
+/* The signals that stop a run after a checkpoint: Ctrl-C, and what docker stop, Kubernetes, Slurm and
+ * timeout send (SIGTERM), and a closed terminal (SIGHUP). stop_requested holds the signal number. */
+static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
 static volatile sig_atomic_t stop_requested;
-static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
+static void on_stop_signal(int sig) { stop_requested = sig; }
+
+static const char *signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT"; }
 
 static double now(void) {
     struct timespec ts;
@@ -105,6 +116,7 @@ typedef struct {
     int64_t order_epoch;
     series train_loss, eval_loss;
     FILE *metrics;
+    cp_output_dir out;
     int64_t last_checkpoint;   /* step of the newest checkpoint written (or resumed from), 0: none */
 } run_state;
 
@@ -282,7 +294,7 @@ static cp_status save_checkpoint(run_state *r, int64_t step) {
     cp_status st = cp_dir_begin(final, &staging);
     if (st == CP_OK) st = cp_adapter_save(r->m, "default", staging);
     if (st == CP_OK) st = write_state(r, staging, step);
-    if (st == CP_OK) st = cp_dir_commit(&staging, final);
+    if (st == CP_OK) st = cp_dir_replace(&staging, final);
     else cp_dir_abort(&staging);
     if (st == CP_OK) st = write_plot(r);
     if (st != CP_OK) cp_error_context("saving %s (the previous checkpoint is intact)", final);
@@ -400,31 +412,45 @@ static void format_duration(double s, char *buf, size_t n) {
 
 /* ---- the run ----------------------------------------------------------------------------------- */
 
-static cp_status check_args(const cp_train_args *a) {
+/* The checks torch.optim.AdamW makes (lr, eps, betas, weight_decay) and those TrainingArguments and
+ * the Trainer imply for the other numbers, each error naming the flag and the value. */
+cp_status cp_train_args_check(const cp_train_args *a) {
+    char v[40];
+#define BAD(cond, flag, value, what) \
+    if (cond) return cp_error(flag " must be " what ", got %s", cp_py_float_repr((double)(value), v, sizeof v))
+#define BADI(cond, flag, value, what) \
+    if (cond) return cp_error(flag " must be " what ", got %lld", (long long)(value))
     if (!a->model_dir || !a->data_path || !a->output_dir) return cp_error("train needs --model, --data and --output-dir");
-    if (a->per_device_train_batch_size <= 0) return cp_error("--per-device-train-batch-size must be positive");
-    if (a->gradient_accumulation_steps <= 0) return cp_error("--gradient-accumulation-steps must be positive");
-    if (!(a->learning_rate > 0) || !isfinite(a->learning_rate)) return cp_error("--learning-rate must be a positive number");
+    BAD(!(a->learning_rate > 0) || !isfinite(a->learning_rate), "--learning-rate", a->learning_rate, "a positive number");
+    BAD(!(a->adam_epsilon >= 0) || !isfinite(a->adam_epsilon), "--adam-epsilon", a->adam_epsilon, ">= 0 (torch.optim.AdamW)");
+    BAD(!(a->adam_beta1 >= 0 && a->adam_beta1 < 1), "--adam-beta1", a->adam_beta1, "in [0, 1) (torch.optim.AdamW)");
+    BAD(!(a->adam_beta2 >= 0 && a->adam_beta2 < 1), "--adam-beta2", a->adam_beta2, "in [0, 1) (torch.optim.AdamW)");
+    BAD(!(a->weight_decay >= 0) || !isfinite(a->weight_decay), "--weight-decay", a->weight_decay, ">= 0 (torch.optim.AdamW)");
+    BAD(!isfinite(a->max_grad_norm), "--max-grad-norm", a->max_grad_norm, "a number (0 or less: no clipping)");
+    BAD(!(a->num_train_epochs >= 0) || !isfinite(a->num_train_epochs), "--num-train-epochs", a->num_train_epochs, ">= 0");
+    BADI(a->max_steps < -1, "--max-steps", a->max_steps, "positive (or -1: use --num-train-epochs)");
     if (a->max_steps <= 0 && !(a->num_train_epochs > 0)) return cp_error("give --max-steps or a positive --num-train-epochs");
-    if (a->max_seq_length != 0 && a->max_seq_length < 2) return cp_error("--max-seq-length must be at least 2");
-    if (a->logging_steps <= 0 || a->save_steps < 0 || a->eval_steps < 0) return cp_error("--logging-steps must be positive, --save-steps and --eval-steps >= 0");
-    if (a->validation_split < 0 || a->validation_split >= 1) return cp_error("--validation-split must be in [0, 1)");
-    if (a->warmup_ratio < 0 || a->warmup_ratio > 1) return cp_error("--warmup-ratio must be in [0, 1]");
+    BADI(a->per_device_train_batch_size <= 0, "--per-device-train-batch-size", a->per_device_train_batch_size, "positive");
+    BADI(a->gradient_accumulation_steps <= 0, "--gradient-accumulation-steps", a->gradient_accumulation_steps, "positive");
+    BADI(a->warmup_steps < 0, "--warmup-steps", a->warmup_steps, ">= 0");
+    BAD(!(a->warmup_ratio >= 0 && a->warmup_ratio <= 1), "--warmup-ratio", a->warmup_ratio, "in [0, 1]");
+    BADI(a->logging_steps <= 0, "--logging-steps", a->logging_steps, "positive");
+    BADI(a->save_steps < 0, "--save-steps", a->save_steps, ">= 0 (0: no checkpoints)");
+    BADI(a->eval_steps < 0, "--eval-steps", a->eval_steps, ">= 0 (0: evaluate at the end)");
+    BADI(a->seed < 0, "--seed", a->seed, ">= 0");
+    BADI(a->max_seq_length != 0 && a->max_seq_length < 2, "--max-seq-length", a->max_seq_length, "at least 2");
+    BAD(!(a->validation_split >= 0 && a->validation_split < 1), "--validation-split", a->validation_split, "in [0, 1)");
+    BADI(a->lora_r <= 0, "--lora-r", a->lora_r, "positive");
+    BAD(!isfinite(a->lora_alpha), "--lora-alpha", a->lora_alpha, "a number");
+    BAD(!(a->lora_dropout >= 0 && a->lora_dropout < 1), "--lora-dropout", a->lora_dropout, "in [0, 1)");
+#undef BAD
+#undef BADI
     return CP_OK;
-}
-
-static cp_status check_output_dir(const char *dir) {
-    if (cp_mkdirs(dir) != CP_OK) return CP_ERR;
-    char *probe = cp_path_join(dir, ".cpeft-write-test");
-    cp_status st = probe ? cp_write_file_atomic(probe, "ok", 2) : CP_ERR;
-    if (st != CP_OK) st = cp_error("%s: output directory is not writable", dir);
-    if (probe) unlink(probe);
-    cp_free(probe);
-    return st;
 }
 
 static void run_free(run_state *r) {
     if (r->metrics) fclose(r->metrics);
+    cp_output_dir_close(&r->out);
     cp_adamw_free(&r->opt);
     cp_free(r->params);
     cp_free(r->order);
@@ -438,21 +464,17 @@ static void run_free(run_state *r) {
     cp_model_free(r->m);
 }
 
-static cp_status train_run(const cp_train_args *a, int *interrupted, struct sigaction *old_sa_out) {
-    *interrupted = 0;
-    if (check_args(a) != CP_OK) return CP_ERR;
+static cp_status train_run(const cp_train_args *a, int *interrupted) {
     run_state r;
     memset(&r, 0, sizeof r);
     r.a = a;
     r.order_epoch = -1;
-    /* Ctrl-C from here on stops cleanly: between steps it saves a checkpoint first */
-    stop_requested = 0;
-    struct sigaction sa, old_sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
-    *old_sa_out = old_sa;
-    cp_status st = check_output_dir(a->output_dir);
+    char holder[64];
+    snprintf(holder, sizeof holder, "cpeft train (pid %d)", (int)getpid());
+    int cleaned = 0;
+    cp_status st = cp_output_dir_open(&r.out, a->output_dir, a->overwrite_output_dir || a->resume_from,
+                                      "--overwrite-output-dir or --resume-from-checkpoint", holder, &cleaned);
+    if (st == CP_OK && cleaned) printf("output: removed %d unfinished file%s left by an earlier run that was killed\n", cleaned, cleaned == 1 ? "" : "s");
     if (st == CP_OK) st = cp_model_load(&r.m, a->model_dir, CP_LOAD_WEIGHTS);
     if (st == CP_OK) st = cp_tokenizer_load_dir(&r.tok, a->model_dir);
     if (st != CP_OK) { run_free(&r); return CP_ERR; }
@@ -494,10 +516,17 @@ static cp_status train_run(const cp_train_args *a, int *interrupted, struct siga
         run_free(&r);
         return CP_ERR;
     }
-    printf("data: %lld training examples (%lld tokens, %lld with loss)%s", (long long)r.train.n, (long long)r.train.n_tokens,
-           (long long)r.train.n_target_tokens, r.train.n_skipped ? "" : "\n");
-    if (r.train.n_skipped) printf(", %lld malformed records skipped\n", (long long)r.train.n_skipped);
-    if (r.has_eval) printf("      %lld evaluation examples\n", (long long)r.eval.n);
+    printf("data: %lld training examples (%lld tokens, %lld with loss)", (long long)r.train.n, (long long)r.train.n_tokens,
+           (long long)r.train.n_target_tokens);
+    if (r.train.n_truncated) printf(", %lld truncated to --max-seq-length %lld", (long long)r.train.n_truncated, (long long)a->max_seq_length);
+    if (r.train.n_skipped) printf(", %lld malformed records skipped", (long long)r.train.n_skipped);
+    printf("\n");
+    if (r.has_eval) {
+        printf("      %lld evaluation examples", (long long)r.eval.n);
+        if (a->eval_data_path && r.eval.n_truncated)
+            printf(", %lld truncated to --max-seq-length %lld", (long long)r.eval.n_truncated, (long long)a->max_seq_length);
+        printf("\n");
+    }
 
     if ((st = setup_adapter(&r)) != CP_OK || (st = cp_peft_trainable_params(r.m, &r.params, &r.n_params)) != CP_OK) {
         run_free(&r);
@@ -548,6 +577,12 @@ static cp_status train_run(const cp_train_args *a, int *interrupted, struct siga
     int64_t log_count = 0, step;
     double last_norm = 0;
     for (step = r.start_step; st == CP_OK && step < r.total_steps; step++) {
+        if (stop_requested && step == r.start_step) {
+            /* stopped during setup: no step taken, so nothing new to save */
+            printf("interrupted (%s) before the first step; nothing was trained or saved\n", signal_name(stop_requested));
+            *interrupted = stop_requested;
+            break;
+        }
         for (int64_t i = 0; i < GA && st == CP_OK; i++) {
             st = micro_batch(&r, step * GA + i, &bd[i]);
             micro[i] = as_batch(&bd[i]);
@@ -611,9 +646,9 @@ static cp_status train_run(const cp_train_args *a, int *interrupted, struct siga
             printf("saved checkpoint-%lld\n", (long long)done);
         }
         if (stop_requested) {
-            printf("interrupted: saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
-                   a->output_dir, (long long)done, a->output_dir, (long long)done);
-            *interrupted = 1;
+            printf("interrupted (%s): saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
+                   signal_name(stop_requested), a->output_dir, (long long)done, a->output_dir, (long long)done);
+            *interrupted = stop_requested;
             step++;
             break;
         }
@@ -630,22 +665,34 @@ static cp_status train_run(const cp_train_args *a, int *interrupted, struct siga
                 fprintf(r.metrics, "{\"step\": %lld, \"eval_loss\": %.6f}\n", (long long)step, el);
             }
         }
-        if (st == CP_OK) st = cp_adapter_save(r.m, "default", a->output_dir);
+        /* the final adapter: written complete into a fresh adapter-step-N/, then committed in one step */
+        char *name = st == CP_OK ? cp_output_dir_fresh_adapter_name(a->output_dir, step) : NULL;
+        char *dir = name ? cp_path_join(a->output_dir, name) : NULL;
+        if (st == CP_OK) st = dir ? cp_adapter_save(r.m, "default", dir) : CP_ERR;
+        if (st == CP_OK) st = cp_output_dir_commit_adapter(a->output_dir, name);
         if (st == CP_OK) st = write_plot(&r);
         if (st == CP_OK)
-            printf("saved the adapter to %s (adapter_config.json, adapter_model.safetensors, loss.png, metrics.jsonl) in %.1f s\n",
-                   a->output_dir, now() - t_start);
+            printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; loss.png, "
+                   "metrics.jsonl) in %.1f s\n", a->output_dir, name, now() - t_start);
+        cp_free(name);
+        cp_free(dir);
     }
     run_free(&r);
     return st;
 }
 
 cp_status cp_train(const cp_train_args *a, int *interrupted) {
-    struct sigaction old_sa;
-    memset(&old_sa, 0, sizeof old_sa);
-    old_sa.sa_handler = SIG_DFL;
-    cp_status st = train_run(a, interrupted, &old_sa);
-    sigaction(SIGINT, &old_sa, NULL);
-    if (st == CP_OK && !*interrupted && stop_requested) *interrupted = 1; /* Ctrl-C before the first step */
+    *interrupted = 0;
+    if (cp_train_args_check(a) != CP_OK) return CP_ERR;
+    /* Ctrl-C, SIGTERM and SIGHUP stop the run cleanly: between steps, after a checkpoint */
+    stop_requested = 0;
+    struct sigaction sa, old_sa[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the loop checks between steps */
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
+    cp_status st = train_run(a, interrupted);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
+    if (st == CP_OK && !*interrupted && stop_requested) *interrupted = stop_requested; /* a signal during the final save */
     return st;
 }

@@ -1,7 +1,8 @@
 /*
  * trainer.h — the training run behind `cpeft train`: model + adapter + data in, a PEFT adapter
  * out, with the Hugging Face Trainer's step accounting, logging, evaluation, checkpoints
- * (checkpoint-N/ as the HF Trainer names them) and exact resumption.
+ * (checkpoint-N/ as the HF Trainer names them) and exact resumption. The output directory's rules
+ * (lock, refusal, atomic commit of the final adapter) are in train/output_dir.h.
  */
 #ifndef CP_TRAIN_TRAINER_H
 #define CP_TRAIN_TRAINER_H
@@ -15,6 +16,7 @@ typedef struct {
     const char *model_dir, *data_path, *eval_data_path, *output_dir;
     const char *peft_config_path;      /* PEFT adapter_config.json; else the lora_* fields below */
     const char *resume_from;           /* checkpoint-N directory */
+    int overwrite_output_dir;          /* write into an output directory that is not empty */
     /* LoRA flags (used without --peft-config) */
     int64_t lora_r;
     double lora_alpha, lora_dropout;
@@ -39,7 +41,13 @@ typedef struct {
  * max_seq_length 0 meaning the model's positions (at most 1024),
  * with cpeft's LoRA defaults (r 8, alpha 16, dropout 0.05). */
 void cp_train_args_defaults(cp_train_args *a);
-/* The whole run. Interrupted with SIGINT, it saves a checkpoint and returns CP_OK with *interrupted. */
+/* Checks every number against what torch.optim.AdamW and TrainingArguments accept (an error names the
+ * flag and the value). cp_train runs it first; the CLI runs it to report a usage error. */
+cp_status cp_train_args_check(const cp_train_args *a);
+/* The whole run. The output directory is locked for the run; one that is not empty is refused unless
+ * overwrite_output_dir or resume_from is set. Stopped by SIGINT, SIGTERM or SIGHUP, it saves a
+ * checkpoint after the step under way and returns CP_OK with *interrupted = the signal number
+ * (0 when the run completed). */
 cp_status cp_train(const cp_train_args *a, int *interrupted);
 
 #endif
