@@ -237,9 +237,12 @@ static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t
 /* Whether row r's decoded new text contains a stop string. */
 static cp_status hits_stop_string(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
     char *text;
+    size_t len;
     *hit = 0;
-    if (cp_tokenizer_decode(o->tokenizer, out->tokens[r], (size_t)out->n_tokens[r], 0, &text) != CP_OK) return CP_ERR;
-    for (int i = 0; i < o->n_stop_strings && !*hit; i++) *hit = strstr(text, o->stop_strings[i]) != NULL;
+    if (cp_tokenizer_decode(o->tokenizer, out->tokens[r], (size_t)out->n_tokens[r], 0, &text, &len) != CP_OK) return CP_ERR;
+    /* the text is bytes with a length (it may hold a NUL), so memmem, not strstr */
+    for (int i = 0; i < o->n_stop_strings && !*hit; i++)
+        *hit = memmem(text, len, o->stop_strings[i], strlen(o->stop_strings[i])) != NULL;
     free(text);
     return CP_OK;
 }

@@ -499,8 +499,10 @@ const char *tk_id_to_token(const cp_tokenizer *tok, int32_t id, size_t *len) {
     return tk_model_id_to_token(tok->model, id, len);
 }
 
-int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, int skip_special_tokens, char **out) {
+int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, int skip_special_tokens, char **out,
+                        size_t *out_len) {
     *out = NULL;
+    if (out_len) *out_len = 0;
     tk_strlist l = {0};
     int rc = CP_OK;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -540,6 +542,7 @@ int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, i
     if (!rc && !b.s) { b.s = cp_strdup(""); if (!b.s) rc = CP_ERR; }
     if (rc) { tk_buf_free(&b); return CP_ERR; }
     *out = b.s;
+    if (out_len) *out_len = b.len;
     return CP_OK;
 }
 

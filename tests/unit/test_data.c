@@ -57,7 +57,7 @@ static char *decode64(const int64_t *ids, int64_t n) {
     int32_t *tmp = malloc((size_t)(n + 1) * sizeof *tmp);
     for (int64_t i = 0; i < n; i++) tmp[i] = (int32_t)ids[i];
     char *out = NULL;
-    if (cp_tokenizer_decode(gpt2, tmp, (size_t)n, 0, &out) != CP_OK) out = NULL;
+    if (cp_tokenizer_decode(gpt2, tmp, (size_t)n, 0, &out, NULL) != CP_OK) out = NULL;
     free(tmp);
     return out;
 }

@@ -15,7 +15,9 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FIX "tests/fixtures/tokenizers/"
 #define SHARED "../shared/data/"
@@ -109,16 +111,29 @@ static int check_parity(const cp_tokenizer *tok, const char *name, const char *e
         int k = 0;
         for (const cJSON *e = ids->child; e; e = e->next) tmp[k++] = (int32_t)e->valuedouble;
         for (int skip = 0; skip < 2; skip++) {
-            char *out = NULL;
-            const char *want = cJSON_GetObjectItem(c, skip ? "decoded_skip_special" : "decoded")->valuestring;
-            if (cp_tokenizer_decode(tok, tmp, (size_t)n, skip, &out) != CP_OK) {
+            char *out = NULL, *want = NULL;
+            size_t out_len = 0, want_len;
+            /* hard.json gives the decoded bytes as base64 (they may hold NUL); expected.json gives
+             * text, which cJSON cuts at a "\u0000", so there only the part before a NUL is compared
+             * (hard.json has NULs in the middle and at the end for every tokenizer) */
+            const cJSON *b64 = cJSON_GetObjectItem(c, skip ? "decoded_skip_special_b64" : "decoded_b64");
+            if (b64) want_len = b64_decode(b64->valuestring, &want);
+            else {
+                want = strdup(cJSON_GetObjectItem(c, skip ? "decoded_skip_special" : "decoded")->valuestring);
+                want_len = strlen(want);
+            }
+            int rc = cp_tokenizer_decode(tok, tmp, (size_t)n, skip, &out, &out_len);
+            if (rc == CP_OK && !b64) out_len = strlen(out);
+            if (rc != CP_OK) {
                 fprintf(stderr, "  %s: decode failed: %s\n", name, cp_last_error());
                 ok = 0;
-            } else if (strcmp(out, want) != 0) {
-                fprintf(stderr, "  %s: decode(skip_special=%d) gives \"%.80s\", want \"%.80s\"\n", name, skip, out, want);
+            } else if (out_len != want_len || memcmp(out, want, want_len) != 0) {
+                fprintf(stderr, "  %s: decode(skip_special=%d) gives %zu bytes \"%.80s\", want %zu bytes \"%.80s\"\n", name,
+                        skip, out_len, out, want_len, want);
                 ok = 0;
             }
             free(out);
+            free(want);
         }
         strings++;
         tokens += (size_t)n;
@@ -238,8 +253,9 @@ TEST(long_words_are_not_quadratic) {
         CHECK_OK(cp_tokenizer_encode(tok, s, n, 0, &enc));
         double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
         char *back = NULL;
-        CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &back));
-        CHECK(back && strcmp(back, s) == 0, "round trip of 1 MB word");
+        size_t back_len = 0;
+        CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &back, &back_len));
+        CHECK(back && back_len == n && strcmp(back, s) == 0, "round trip of 1 MB word");
         CHECK(secs < 10, "1 MB word took %.2f s", secs);
         printf("     1 MiB word \"%s...\": %zu tokens in %.3f s\n", k ? "abcd" : "aaaa", enc.n, secs);
         free(back);
@@ -300,9 +316,9 @@ TEST(bad_ids_and_text) {
     if (!tok) return;
     char *out = NULL;
     int32_t ids[3] = {15496, 50257, 995};
-    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out), "id 50257 is not in the vocabulary (size 50257)");
+    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out, NULL), "id 50257 is not in the vocabulary (size 50257)");
     ids[1] = -5;
-    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out), "id -5 is not in the vocabulary");
+    CHECK_ERR(cp_tokenizer_decode(tok, ids, 3, 0, &out, NULL), "id -5 is not in the vocabulary");
     CHECK(out == NULL, "no output on error");
     CHECK(cp_tokenizer_id_to_token(tok, 99999999) == NULL, "id_to_token out of range");
     CHECK(cp_tokenizer_token_to_id(tok, "no such token \x01") == CP_TOKEN_NONE, "token_to_id missing");
@@ -311,13 +327,161 @@ TEST(bad_ids_and_text) {
     CHECK_OK(cp_tokenizer_encode(tok, "a\xff\xfe", 3, 0, &enc));
     CHECK(enc.n >= 1 && enc.offsets[2 * enc.n - 1] == 3, "offsets end at input length");
     char *dec = NULL;
-    CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &dec));
+    CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &dec, NULL));
     CHECK(dec && strcmp(dec, "a\xEF\xBF\xBD\xEF\xBF\xBD") == 0, "decoded %s", dec ? dec : "(null)");
     free(dec);
     CHECK_OK(cp_tokenizer_encode(tok, "", 0, 1, &enc));
     CHECK(enc.n == 0, "empty text gives no tokens");
     cp_encoding_free(&enc);
     cp_tokenizer_free(tok);
+}
+
+/* ---- decoded text is bytes with a length --------------------------------------------------------- */
+
+static const char *cpeft_bin(void) {
+    const char *b = getenv("CPEFT_BIN");
+    return b ? b : "build/cpeft";
+}
+
+/* Runs a command line; stdout's bytes (NULs included) into out, their count into *n; exit status. */
+static int run_bytes(char *out, size_t cap, size_t *n, const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    *n = fread(out, 1, cap - 1, p);
+    out[*n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The bytes of the JSON string literal that follows `"key":` (or `"key": `) in s; -1 if none. */
+static long json_field_bytes(const char *s, size_t n, const char *key, char *out) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = memmem(s, n, pat, strlen(pat));
+    if (!p) return -1;
+    p += strlen(pat);
+    while (*p == ' ') p++;
+    if (*p++ != '"') return -1;
+    long k = 0;
+    for (; *p && *p != '"'; p++) {
+        if (*p != '\\') { out[k++] = *p; continue; }
+        p++;
+        if (*p == 'u') { /* only what the printers emit: \u00XX */
+            unsigned v = 0;
+            sscanf(p + 1, "%4x", &v);
+            out[k++] = (char)v;
+            p += 4;
+        } else {
+            out[k++] = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p == 'b' ? '\b' : *p == 'f' ? '\f' : *p;
+        }
+    }
+    return k;
+}
+
+/* `cpeft tokenize --decode` printed the text up to its first NUL; the bytes now go out whole, and
+ * --json escapes the NUL as \u0000. */
+TEST(cli_decode_keeps_nul_bytes) {
+    cp_tokenizer *tok = NULL;
+    CHECK_OK(cp_tokenizer_load_file(&tok, SHARED "gpt2-tokenizer/tokenizer.json"));
+    if (!tok) return;
+    static const char text[] = "a\0b \0\0 end\0"; /* byte-level BPE decodes back to the same bytes */
+    const size_t n = sizeof text - 1;
+    cp_encoding enc = {0};
+    CHECK_OK(cp_tokenizer_encode(tok, text, n, 0, &enc));
+    char ids[512] = "", cmd[1024], out[4096], got[4096];
+    for (size_t i = 0, k = 0; i < enc.n; i++) k += (size_t)snprintf(ids + k, sizeof ids - k, "%s%d", i ? " " : "", enc.ids[i]);
+    char *dec = NULL;
+    size_t dec_len = 0;
+    CHECK_OK(cp_tokenizer_decode(tok, enc.ids, enc.n, 0, &dec, &dec_len));
+    CHECK(dec && dec_len == n && memcmp(dec, text, n) == 0 && dec[n] == '\0', "API: %zu bytes, want %zu", dec_len, n);
+    free(dec);
+    size_t len;
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer " SHARED "gpt2-tokenizer --decode '%s'", cpeft_bin(), ids);
+    int rc = run_bytes(out, sizeof out, &len, cmd);
+    CHECK(rc == 0 && len == n + 1 && memcmp(out, text, n) == 0 && out[n] == '\n', "plain: exit %d, %zu bytes, want %zu", rc,
+          len, n + 1);
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer " SHARED "gpt2-tokenizer --decode '%s' --json", cpeft_bin(), ids);
+    rc = run_bytes(out, sizeof out, &len, cmd);
+    long k = json_field_bytes(out, len, "text", got);
+    CHECK(rc == 0 && k == (long)n && memcmp(got, text, n) == 0 && strstr(out, "\\u0000"), "--json: exit %d: %s", rc, out);
+    printf("     tokenize --decode: %zu bytes with 4 NULs, plain and --json\n", n);
+    cp_encoding_free(&enc);
+    cp_tokenizer_free(tok);
+}
+
+/* generate decoded its new text as a C string: --json, streaming and stop strings stopped at a NUL.
+ * The tiny GPT-Neo model with a byte-level vocabulary in which token 33 is the byte 0: greedy
+ * decoding of the prompt below gives 44 33 44 68 29 ... (tests/parity/test_generate.c), so the text
+ * has a NUL in its second byte. */
+TEST(generate_output_keeps_nul_bytes) {
+    char dir[] = "/tmp/cpeft-nul-XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    char path[512], cmd[2048], out[8192], got[4096];
+    /* byte-level names of the bytes (GPT-2's bytes_to_unicode): printable Latin-1 stands for
+     * itself, the rest are U+0100 + their rank */
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    char want[128];
+    for (int id = 0; id < 96; id++) {
+        int byte = id == 33 ? 0 : 0x20 + id; /* 0x20..0x7F; 0x7F is not printable */
+        want[id] = (char)byte;
+        unsigned cp = byte >= 0x21 && byte <= 0x7E ? (unsigned)byte : byte == 0 ? 0x100u : byte == 0x20 ? 0x120u : 0x121u;
+        char name[8];
+        size_t l = tk_utf8_encode(cp, name);
+        name[l] = '\0';
+        cJSON_AddNumberToObject(vocab, name, id);
+    }
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddItemToObject(model, "merges", cJSON_CreateArray());
+    cJSON_AddItemToObject(root, "model", model);
+    cJSON *dec = cJSON_CreateObject();
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddItemToObject(root, "decoder", dec);
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens"), *eot = cJSON_CreateObject();
+    cJSON_AddNumberToObject(eot, "id", 96);
+    cJSON_AddStringToObject(eot, "content", "<|endoftext|>");
+    cJSON_AddTrueToObject(eot, "special");
+    cJSON_AddItemToArray(added, eot);
+    char *json = cJSON_Print(root);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(json, f);
+    fclose(f);
+    free(json);
+    cJSON_Delete(root);
+    static const char *files[] = {"config.json", "generation_config.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        char src[512], dst[512];
+        snprintf(src, sizeof src, "%s/tests/fixtures/models/gpt_neo_tiny/%s", getenv("PWD") ? getenv("PWD") : ".", files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        CHECK(symlink(src, dst) == 0, "symlink %s", dst);
+    }
+    static const int32_t gen[] = {44, 33, 44, 68, 29}; /* the first new tokens */
+    char text[8];
+    for (int i = 0; i < 5; i++) text[i] = want[gen[i]];
+    size_t len;
+    const char *prompt = "--prompt-ids '61 3 29 77 12 50 9 33 70'";
+    /* --json: the whole text, NUL escaped */
+    snprintf(cmd, sizeof cmd, "%s generate --model %s %s --max-new-tokens 5 --json 2>&1", cpeft_bin(), dir, prompt);
+    int rc = run_bytes(out, sizeof out, &len, cmd);
+    long k = json_field_bytes(out, len, "text", got);
+    CHECK(rc == 0 && k == 5 && memcmp(got, text, 5) == 0, "--json: exit %d, text of %ld bytes: %s", rc, k, out);
+    /* streaming: the raw bytes */
+    snprintf(cmd, sizeof cmd, "%s generate --model %s %s --max-new-tokens 5", cpeft_bin(), dir, prompt);
+    rc = run_bytes(out, sizeof out, &len, cmd);
+    CHECK(rc == 0 && len == 6 && memcmp(out, text, 5) == 0 && out[5] == '\n', "streamed: exit %d, %zu bytes", rc, len);
+    /* a stop string after the NUL ends generation where it appears (token 4 completes "Ld") */
+    char stop[3] = {text[2], text[3], 0};
+    snprintf(cmd, sizeof cmd, "%s generate --model %s %s --max-new-tokens 5 --stop '%s' --json 2>&1", cpeft_bin(), dir,
+             prompt, stop);
+    rc = run_bytes(out, sizeof out, &len, cmd);
+    k = json_field_bytes(out, len, "text", got);
+    CHECK(rc == 0 && k == 4 && memcmp(got, text, 4) == 0 && strstr(out, "\"finish\":\"stop\""),
+          "--stop \"%s\": exit %d, text of %ld bytes: %s", stop, rc, k, out);
+    printf("     generate: text \"%c\\0%c%c%c\" through --json, streaming and --stop \"%s\"\n", text[0], text[2], text[3],
+           text[4], stop);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
 }
 
 /* One encoding reused across tokenizers and many calls (its word cache must follow). */
@@ -356,5 +520,7 @@ int main(void) {
     RUN(bad_tokenizer_json);
     RUN(bad_ids_and_text);
     RUN(encoding_reuse_across_tokenizers);
+    RUN(cli_decode_keeps_nul_bytes);
+    RUN(generate_output_keeps_nul_bytes);
     return test_summary();
 }
