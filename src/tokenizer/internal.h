@@ -48,7 +48,7 @@ int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) 
 int tk_is_punctuation(uint32_t c);    /* ASCII punctuation or Unicode P* (BERT, Punctuation) */
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */
 int tk_is_word_char(uint32_t c);      /* Rust regex \w: Alphabetic, M*, Nd, Pc, Join_Control */
-int tk_is_other(uint32_t c);          /* C*: Cc Cf Cs Co Cn */
+int tk_is_bert_control(uint32_t c);   /* BertNormalizer's is_control: Cc Cf Co as in Unicode 8.0 */
 int tk_is_mark_nonspacing(uint32_t c); /* Mn */
 int tk_is_mark(uint32_t c);           /* M* */
 int tk_is_cjk(uint32_t c);            /* BERT's "Chinese character" ranges */

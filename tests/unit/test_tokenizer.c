@@ -6,6 +6,8 @@
  * mixed corpus (prose, code, whitespace runs, emoji, CJK, combining accents, invalid UTF-8, special
  * tokens in text) with the ids, byte offsets, type ids, special-token mask and decoded text the
  * real library gives. Everything is compared exactly; each parity test prints what it compared.
+ * Each tokenizer also has hard.json: code points BertNormalizer's clean_text keeps or removes and
+ * NUL bytes, with the decoded text as base64 (it may hold NULs, compared with their length).
  * The GPT-2 files and BERT vocabularies are read from ../shared/data (beside the repository).
  */
 #include "test.h"
@@ -162,13 +164,22 @@ static int check_parity(const cp_tokenizer *tok, const char *name, const char *e
     return (int)bad;
 }
 
+/* The corpus (expected.json) and the hard cases (hard.json) of one fixture directory. */
+static void parity_dir(const cp_tokenizer *tok, const char *dir, const char *label) {
+    static const char *files[2] = {"expected.json", "hard.json"};
+    for (int f = 0; f < 2; f++) {
+        char exp[512], what[300];
+        snprintf(exp, sizeof exp, FIX "%s/%s", dir, files[f]);
+        snprintf(what, sizeof what, "%s %s", label, files[f]);
+        CHECK(check_parity(tok, what, exp, 1) == 0, "%s: parity", what);
+    }
+}
+
 static void parity_file(const char *name, const char *tokenizer_json) {
     cp_tokenizer *tok = NULL;
     CHECK_OK(cp_tokenizer_load_file(&tok, tokenizer_json));
     if (!tok) return;
-    char exp[512];
-    snprintf(exp, sizeof exp, FIX "%s/expected.json", name);
-    CHECK(check_parity(tok, name, exp, 1) == 0, "%s: parity", name);
+    parity_dir(tok, name, name);
     cp_tokenizer_free(tok);
 }
 
@@ -188,7 +199,7 @@ TEST(gpt2_vocab_json_merges_txt) {
     tok->add_bos = tok->add_eos = -1;
     CHECK_OK(tk_load_vocab_merges(tok, SHARED "gpt2-tokenizer/encoder.json", SHARED "gpt2-tokenizer/vocab.bpe"));
     CHECK_OK(tk_tokenizer_finish(tok));
-    CHECK(check_parity(tok, "gpt2 (encoder.json + vocab.bpe)", FIX "gpt2/expected.json", 1) == 0, "legacy gpt2");
+    parity_dir(tok, "gpt2", "gpt2 (encoder.json + vocab.bpe)");
     cp_tokenizer_free(tok);
 }
 
@@ -198,10 +209,9 @@ static void vocab_txt(const char *name, const char *file) {
     tok->add_bos = tok->add_eos = -1;
     CHECK_OK(tk_load_vocab_txt(tok, file, "tests/fixtures/tokenizers/no-such-dir"));
     CHECK_OK(tk_tokenizer_finish(tok));
-    char exp[512], label[256];
-    snprintf(exp, sizeof exp, FIX "%s/expected.json", name);
+    char label[256];
     snprintf(label, sizeof label, "%s (vocab.txt)", name);
-    CHECK(check_parity(tok, label, exp, 1) == 0, "%s", label);
+    parity_dir(tok, name, label);
     cp_tokenizer_free(tok);
 }
 
