@@ -42,16 +42,21 @@ static cp_status read_ids(const cJSON *root, const char *key, int32_t *ids, int 
     const cJSON *v = cp_json_field(root, key);
     *n = 0;
     if (!v) return CP_OK;
+    int64_t id;
+    char what[48];
     if (cJSON_IsNumber(v)) {
-        ids[(*n)++] = (int32_t)v->valuedouble;
+        if (!cp_json_int_in(v, INT32_MIN, INT32_MAX, &id))
+            return cp_error("%s: field \"%s\": expected a token id, found %s", file, key, cp_json_describe(v, what, sizeof what));
+        ids[(*n)++] = (int32_t)id;
         return CP_OK;
     }
     if (!cJSON_IsArray(v)) return cp_error("%s: field \"%s\": expected a token id or a list of ids, found %s", file, key, cp_json_type_name(v));
     const cJSON *it;
     cJSON_ArrayForEach(it, v) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0) return cp_error("%s: field \"%s\": expected token ids", file, key);
+        if (!cp_json_int_in(it, 0, INT32_MAX, &id))
+            return cp_error("%s: field \"%s\": expected token ids, found %s", file, key, cp_json_describe(it, what, sizeof what));
         if (*n == CP_MAX_EOS) return cp_error("%s: field \"%s\": more than %d ids", file, key, CP_MAX_EOS);
-        ids[(*n)++] = (int32_t)it->valuedouble;
+        ids[(*n)++] = (int32_t)id;
     }
     return CP_OK;
 }

@@ -61,16 +61,37 @@ static cp_status absent(const char *key, int required, const char *file) {
     return CP_OK;
 }
 
+const char *cp_json_describe(const cJSON *item, char *buf, size_t size) {
+    if (!cJSON_IsNumber(item)) {
+        snprintf(buf, size, "%s", cp_json_type_name(item));
+        return buf;
+    }
+    double d = item->valuedouble;
+    char num[40];
+    if (d == floor(d) && fabs(d) <= (double)CP_JSON_MAX_EXACT_INT) snprintf(buf, size, "%.0f", d); /* 3000000000, -7 */
+    else snprintf(buf, size, "%s", cp_py_float_repr(d, num, sizeof num));                    /* 1e+30, 0.5, inf */
+    return buf;
+}
+
+int cp_json_int_in(const cJSON *item, int64_t min, int64_t max, int64_t *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double d = item->valuedouble;
+    /* the comparisons are false for NaN; the bounds are exact doubles up to 2^53 */
+    if (!(d >= (double)min && d <= (double)max && d == floor(d))) return 0;
+    if (fabs(d) > 9007199254740992.0) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
 cp_status cp_json_get_int(const cJSON *obj, const char *key, int64_t dflt, int required,
                           int64_t *out, const char *file) {
     const cJSON *v = cp_json_field(obj, key);
     *out = dflt;
     if (!v) return absent(key, required, file);
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || fabs(d) > 9007199254740992.0)
+    char what[48];
+    if (!cp_json_int_in(v, -CP_JSON_MAX_EXACT_INT, CP_JSON_MAX_EXACT_INT, out))
         return cp_error("%s: field \"%s\": expected an integer, found %s", file, key,
-                        cJSON_IsNumber(v) ? "a non-integer number" : cp_json_type_name(v));
-    *out = (int64_t)d;
+                        cJSON_IsNumber(v) ? cp_json_describe(v, what, sizeof what) : cp_json_type_name(v));
     return CP_OK;
 }
 

@@ -237,6 +237,9 @@ void tk_enc_free(tk_enc *e);
 struct cp_tokenizer;
 int tk_postproc_apply(const tk_postproc *p, const struct cp_tokenizer *tok, tk_enc *a, tk_enc *b,
                       int add_special, tk_enc *out);
+/* Checks that every id the processor adds names a token of tok (model or added); errors name the
+ * JSON location under path ("post_processor.special_tokens[\"[CLS]\"].ids[0]: id 9 is not in ..."). */
+int tk_postproc_check_ids(const tk_postproc *p, const struct cp_tokenizer *tok, const char *path);
 /* Whether the processor trims offsets by token whitespace (needs tk_enc.trim). */
 int tk_postproc_trims(const tk_postproc *p);
 /* Number of tokens the processor adds (for the bos/eos report). */
@@ -330,7 +333,15 @@ int tk_read_file(const char *path, char **out, size_t *len);
 /* Each returns CP_ERR with "<path>.<key>: expected <what>" when the field has the wrong type.
  * Missing optional fields give the default. */
 int tk_json_bool(const cJSON *obj, const char *key, int dflt, int *out, const char *path);
-int tk_json_int(const cJSON *obj, const char *key, long dflt, long *out, const char *path);
+/* Integer fields are range-checked before any conversion (a double outside the target type's
+ * range converts with undefined behaviour): "<path>.<key>: expected an integer from MIN to MAX,
+ * got 1e+30". |min|, |max| <= 2^53. */
+#define TK_JSON_MAX_INT 9007199254740992L /* 2^53 */
+int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max, long *out, const char *path);
+/* Whether v is a number holding an integer in [min, max]; sets *out. */
+int tk_json_int_in(const cJSON *v, long min, long max, long *out);
+/* A value for messages: a number as Python's repr prints it ("1e+30", "-7"), else its kind. */
+const char *tk_json_describe(const cJSON *v, char *buf, size_t n);
 /* String field; *out points into the JSON (valid while it lives) or is dflt. Missing → dflt; null →
  * NULL if allow_null. */
 int tk_json_str(const cJSON *obj, const char *key, const char *dflt, int allow_null,

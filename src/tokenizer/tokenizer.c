@@ -104,7 +104,7 @@ static int parse_added_tokens(cp_tokenizer *tok, const cJSON *arr) {
         if (!cJSON_IsObject(e)) return cp_error("%s: expected an object", p);
         if (tk_json_str(e, "content", NULL, 0, &content, p)) return CP_ERR;
         if (!content) return cp_error("%s.content: missing (expected a string)", p);
-        if (tk_json_int(e, "id", -1, &id, p) || tk_json_bool(e, "special", 0, &t.special, p) ||
+        if (tk_json_int(e, "id", -1, 0, UINT32_MAX, &id, p) || tk_json_bool(e, "special", 0, &t.special, p) ||
             tk_json_bool(e, "single_word", 0, &t.single_word, p) || tk_json_bool(e, "lstrip", 0, &t.lstrip, p) ||
             tk_json_bool(e, "rstrip", 0, &t.rstrip, p) || tk_json_bool(e, "normalized", !t.special, &t.normalized, p))
             return CP_ERR;
@@ -160,6 +160,7 @@ int tk_tokenizer_finish(cp_tokenizer *tok) {
         for (size_t i = 0; i < tok->added.n; i++) /* later entries win */
             tok->added_by_id_index[tok->added.v[i].id - tok->added_min] = (int32_t)i;
     }
+    if (tk_postproc_check_ids(tok->postproc, tok, "post_processor")) return CP_ERR;
     /* Per-id trim counts for ByteLevel / Roberta offset trimming. */
     tok->need_trim = tk_postproc_trims(tok->postproc);
     if (tok->need_trim) {
@@ -282,7 +283,7 @@ int cp_tokenizer_load_dir(cp_tokenizer **out, const char *dir) {
         if (rc) { cp_tokenizer_free(tok); return CP_ERR; }
     }
     rc = tk_load_config(tok, dir);
-    if (!rc) rc = tk_tokenizer_finish(tok);
+    if (!rc && (rc = tk_tokenizer_finish(tok))) cp_error_context("%s", p1);
     if (!rc) rc = tk_apply_config_specials(tok, dir);
     if (rc) { cp_tokenizer_free(tok); return CP_ERR; }
     *out = tok;

@@ -24,6 +24,7 @@ static void write_file(const char *name, const char *text, size_t len) {
 }
 
 static char *read_all(const char *path, size_t *len) {
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -133,6 +134,52 @@ TEST(wrong_field_type) {
     cleanup();
     setup("\"activation_function\": \"gelu_new\"", "\"activation_function\": \"gelu_newest\"", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "unknown activation \"gelu_newest\"");
+    cleanup();
+}
+
+/* Numbers out of their type's range are errors before any conversion (a double outside the range
+ * of the integer it is converted to is undefined behaviour: UBSan flagged config.c with
+ * "eos_token_id": [1e30]); token ids must also lie in the vocabulary (vocab_size 97 here). */
+TEST(numbers_out_of_range) {
+    static const char *cases[][3] = { /* replaced text, replacement, error */
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [1e30]",
+         "config.json: field \"eos_token_id\"[0]: expected a token id (an integer from 0 to 2147483647), found 1e+30"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [96, 3e9]", "field \"eos_token_id\"[1]: expected a token id (an integer from 0 to 2147483647), found 3000000000"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": 3000000000", "found 3000000000"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": -7", "field \"bos_token_id\": expected a token id (an integer from 0 to 2147483647), found -7"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": 1e400", "found inf"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": -1e400", "found -inf"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": 95.5", "found 95.5"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": \"96\"", "field \"bos_token_id\": expected a token id or a list of ids, found a string"},
+        {"\"pad_token_id\": null", "\"pad_token_id\": 97", "field \"pad_token_id\": token id 97 is outside the vocabulary [0, 97) (vocab_size)"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [2147483647]", "field \"eos_token_id\": token id 2147483647 is outside the vocabulary [0, 97)"},
+        {"\"n_embd\": 32", "\"n_embd\": 1e30", "field \"n_embd\": expected an integer, found 1e+30"},
+        {"\"n_layer\": 2", "\"n_layer\": 1e400", "field \"n_layer\": expected an integer, found inf"},
+        {"\"n_layer\": 2", "\"n_layer\": -1e400", "field \"n_layer\": expected an integer, found -inf"},
+        {"\"n_positions\": 64", "\"n_positions\": 3e9", "field \"n_positions\" must be a positive integer of at most"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setup(cases[i][0], cases[i][1], 0);
+        CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), cases[i][2]);
+        cleanup();
+    }
+    /* -1, which some converted configs write for "no pad token", reads as unset */
+    setup("\"pad_token_id\": null", "\"pad_token_id\": -1", 0);
+    CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
+    cleanup();
+    /* generation_config.json's ids go through the same checks (cp_generate_options_init) */
+    setup(NULL, NULL, 0);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    const char *gen[][2] = {{"{\"eos_token_id\": 3e9}", "generation_config.json: field \"eos_token_id\": expected a token id, found 3000000000"},
+                            {"{\"eos_token_id\": [1, 1e30]}", "field \"eos_token_id\": expected token ids, found 1e+30"},
+                            {"{\"pad_token_id\": [-7]}", "field \"pad_token_id\": expected token ids, found -7"}};
+    for (int i = 0; m && i < 3; i++) {
+        write_file("generation_config.json", gen[i][0], strlen(gen[i][0]));
+        cp_generate_options o;
+        CHECK_ERR(cp_generate_options_init(m, &o), gen[i][1]);
+    }
+    cp_model_free(m);
     cleanup();
 }
 
@@ -305,6 +352,7 @@ int main(void) {
     RUN(unknown_model_type);
     RUN(missing_model_type);
     RUN(wrong_field_type);
+    RUN(numbers_out_of_range);
     RUN(config_only_directory_has_no_weights);
     RUN(mis_shaped_tensors_listed_with_both_shapes);
     RUN(missing_and_unexpected_tensors);

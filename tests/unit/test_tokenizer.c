@@ -320,6 +320,83 @@ TEST(bad_tokenizer_json) {
     CHECK_ERR(cp_tokenizer_load_dir(&tok, "tests/fixtures"), "no tokenizer.json, vocab.json + merges.txt or vocab.txt");
 }
 
+/* A tokenizer.json around a post-processor (WordLevel, vocabulary [UNK] = 0, a = 1). */
+static int load_with_post(const char *post_processor) {
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"[UNK]\": 0, \"a\": 1}, \"unk_token\": \"[UNK]\"}, "
+             "\"post_processor\": %s}", post_processor);
+    cp_tokenizer *tok = NULL;
+    int rc = cp_tokenizer_load_json(&tok, json, strlen(json));
+    cp_tokenizer_free(tok);
+    return rc;
+}
+
+static int load_doc(const char *json) {
+    cp_tokenizer *tok = NULL;
+    int rc = cp_tokenizer_load_json(&tok, json, strlen(json));
+    cp_tokenizer_free(tok);
+    return rc;
+}
+
+/* Numbers read from tokenizer.json are range-checked before any conversion (a double outside the
+ * target type is undefined behaviour in C: UBSan flagged post_processors.c and json.c), and the
+ * ids a post-processor adds must name a token. */
+TEST(out_of_range_numbers_are_errors) {
+    static const char *bad_ids[][2] = { /* value, what the message shows */
+        {"-7", "got -7"}, {"3e9", "got 3000000000"}, {"3000000000", "got 3000000000"}, {"1e30", "got 1e+30"},
+        {"1e400", "got inf"}, {"-1e400", "got -inf"}, {"0.5", "got 0.5"}, {"\"1\"", "got a string"},
+    };
+    char pp[512];
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        snprintf(pp, sizeof pp,
+                 "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\", \"type_id\": 0}}, "
+                 "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {\"[CLS]\": "
+                 "{\"id\": \"[CLS]\", \"ids\": [%s], \"tokens\": [\"[CLS]\"]}}}", bad_ids[i][0]);
+        CHECK_ERR(load_with_post(pp), "post_processor.special_tokens[\"[CLS]\"].ids[0]: expected a token id (an integer from 0 to 2147483647)");
+        CHECK_ERR(load_with_post(pp), bad_ids[i][1]);
+        snprintf(pp, sizeof pp, "{\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", %s], \"sep\": [\"[SEP]\", 0]}", bad_ids[i][0]);
+        if (bad_ids[i][0][0] != '"') CHECK_ERR(load_with_post(pp), "post_processor.cls[1]: expected a token id");
+        CHECK_ERR(load_with_post(pp), bad_ids[i][0][0] != '"' ? bad_ids[i][1] : "post_processor.cls: expected [token, id]");
+    }
+    /* in range, but no token has the id (the vocabulary is [UNK] = 0, a = 1) */
+    CHECK_ERR(load_with_post("{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\"}}], "
+                             "\"pair\": [], \"special_tokens\": {\"[CLS]\": {\"id\": \"[CLS]\", \"ids\": [1, 5]}}}"),
+              "post_processor.special_tokens[\"[CLS]\"].ids[1]: id 5 is not in the vocabulary (size 2)");
+    CHECK_ERR(load_with_post("{\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 0], \"sep\": [\"[SEP]\", 2]}"),
+              "post_processor.sep[1]: id 2 is not in the vocabulary (size 2)");
+    CHECK_ERR(load_with_post("{\"type\": \"Sequence\", \"processors\": [{\"type\": \"ByteLevel\"}, "
+                             "{\"type\": \"RobertaProcessing\", \"cls\": [\"<s>\", 0], \"sep\": [\"</s>\", 2147483647]}]}"),
+              "post_processor.processors[1].sep[1]: id 2147483647 is not in the vocabulary (size 2)");
+    CHECK_OK(load_with_post("{\"type\": \"BertProcessing\", \"cls\": [\"[CLS]\", 0], \"sep\": [\"[SEP]\", 1]}"));
+    /* type ids live in a byte */
+    CHECK_ERR(load_with_post("{\"type\": \"TemplateProcessing\", \"single\": [{\"Sequence\": {\"id\": \"A\", \"type_id\": 300}}], "
+                             "\"pair\": [], \"special_tokens\": {}}"),
+              "post_processor.single[0].type_id: expected an integer from 0 to 255, got 300");
+    CHECK_ERR(load_with_post("{\"type\": \"TemplateProcessing\", \"single\": [], \"pair\": [{\"Sequence\": {\"id\": \"B\", "
+                             "\"type_id\": 1e30}}], \"special_tokens\": {}}"),
+              "post_processor.pair[0].type_id: expected an integer from 0 to 255, got 1e+30");
+    /* the other integer fields */
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}, \"added_tokens\": "
+                       "[{\"id\": 1e30, \"content\": \"<x>\"}]}"),
+              "added_tokens[0].id: expected an integer from 0 to 4294967295, got 1e+30");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}, \"added_tokens\": "
+                       "[{\"id\": -7, \"content\": \"<x>\"}]}"),
+              "added_tokens[0].id: expected an integer from 0 to 4294967295, got -7");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}, \"decoder\": {\"type\": \"Strip\", "
+                       "\"content\": \" \", \"start\": 1e30, \"stop\": 0}}"),
+              "decoder.start: expected an integer from 0 to 9007199254740992, got 1e+30");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}, \"decoder\": {\"type\": \"Strip\", "
+                       "\"content\": \" \", \"start\": 0, \"stop\": -1}}"),
+              "decoder.stop: expected an integer from 0 to 9007199254740992, got -1");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0}, \"max_input_chars_per_word\": 3e9}}"),
+              "model.max_input_chars_per_word: expected an integer from 0 to 2147483647, got 3000000000");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1.0]], \"unk_id\": 3e9}}"),
+              "model.unk_id: expected an integer from 0 to 2147483647, got 3000000000");
+    CHECK_ERR(load_doc("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", -1e400]], \"unk_id\": null}}"),
+              "model.vocab[0]: expected [piece (string), score (finite number)]");
+}
+
 TEST(bad_ids_and_text) {
     cp_tokenizer *tok = NULL;
     CHECK_OK(cp_tokenizer_load_file(&tok, SHARED "gpt2-tokenizer/tokenizer.json"));
@@ -528,6 +605,7 @@ int main(void) {
     RUN(notebook_gpt2_checks);
     RUN(long_words_are_not_quadratic);
     RUN(bad_tokenizer_json);
+    RUN(out_of_range_numbers_are_errors);
     RUN(bad_ids_and_text);
     RUN(encoding_reuse_across_tokenizers);
     RUN(cli_decode_keeps_nul_bytes);
