@@ -3,7 +3,11 @@
  * name the file, the line and the field. Parsing is cJSON's; this layer adds typed getters that
  * say what was expected and what was found. A JSON null counts as absent, as in Hugging Face
  * configs ("intermediate_size": null means "use the default").
-
+ *
+ * Duplicate keys: cJSON keeps every member and its lookups find the first; Python's json.loads,
+ * which transformers and PEFT read these files with, keeps the last value (at the key's first
+ * position, as a dict). cp_json_parse and cp_json_read_file return trees already collapsed that
+ * way (cp_json_keep_last), so every lookup and every walk over members agrees with Python.
  *
  * Numbers: a JSON number is a double; converting one that is out of the target type's range (1e30,
  * 3e9 to int32, inf from 1e400) is undefined behaviour in C. Read integers with cp_json_get_int or
@@ -25,6 +29,9 @@
 cp_status cp_json_read_file(const char *path, cJSON **out);
 /* Parses text; `name` is used in error messages. */
 cp_status cp_json_parse(const char *text, size_t len, const char *name, cJSON **out);
+/* Collapses duplicate keys in every object of the tree as Python's dict does (last value, first
+ * position). cp_json_parse already does it; for trees parsed by cJSON directly. */
+cp_status cp_json_keep_last(cJSON *root);
 
 /* Whether item is a number holding an integer in [min, max] (no fraction, finite; |bounds| at
  * most 2^53); if so, *out is set. */

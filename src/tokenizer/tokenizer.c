@@ -13,6 +13,7 @@
 #include "tokenizer/internal.h"
 #include "tokenizer/models.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
@@ -218,6 +219,8 @@ static int parse_doc(const char *json, size_t len, cJSON **root) {
         for (size_t i = 0; i < at && i < len; i++) line += json[i] == '\n';
         return cp_error("invalid JSON near byte %zu (line %zu)", at, line);
     }
+    /* a key given twice keeps its last value, as in Python's json (io/json.h) */
+    if (cp_json_keep_last(*root)) { cJSON_Delete(*root); *root = NULL; return CP_ERR; }
     return CP_OK;
 }
 

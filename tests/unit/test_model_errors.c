@@ -4,6 +4,9 @@
  */
 #include "test.h"
 #include "cpeft.h"
+#include "core/alloc.h"
+#include "core/strbuf.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model.h"
 
@@ -183,6 +186,51 @@ TEST(numbers_out_of_range) {
     cleanup();
 }
 
+/* A key given twice keeps its last value, as Python's json.loads (what transformers reads
+ * config.json with) does; cJSON's lookups used to find the first. */
+TEST(duplicate_keys_keep_the_last_value) {
+    setup("\"n_embd\": 32", "\"n_embd\": 16, \"n_embd\": 48", 0);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && cp_model_hidden_size(m) == 48, "hidden size %lld, want 48 (the last n_embd)", m ? (long long)cp_model_hidden_size(m) : -1LL);
+    cp_model_free(m);
+    cleanup();
+    setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\", \"model_type\": \"gpt2\"", 1);
+    m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    CHECK(m && strcmp(cp_model_type(m), "gpt2") == 0, "model type %s", m ? cp_model_type(m) : "(none)");
+    cp_model_free(m);
+    cleanup();
+    /* the rule itself, on nested objects and arrays and an object too large for a linear scan:
+     * one member per key, the last value, at the key's first position (a Python dict) */
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, "{\"a\": 1, \"b\": {\"x\": 1, \"y\": 0, \"x\": 2}, \"c\": [{\"k\": 1, \"k\": [2]}], \"a\": 3, \"big\": {");
+    for (int i = 0; i < 3000; i++) cp_sb_printf(&sb, "%s\"k%d\": %d", i ? ", " : "", i % 1000, i);
+    cp_sb_append(&sb, "}}");
+    char *text = cp_sb_finish(&sb);
+    cJSON *root = NULL;
+    CHECK_OK(cp_json_parse(text, strlen(text), "dup.json", &root));
+    if (root) {
+        const char *order[4] = {"a", "b", "c", "big"};
+        int i = 0, ok = cJSON_GetArraySize(root) == 4;
+        for (const cJSON *c = root->child; c && ok; c = c->next, i++) ok = strcmp(c->string, order[i]) == 0;
+        CHECK(ok, "top level: a, b, c, big once each, in first-seen order");
+        CHECK(cJSON_GetObjectItem(root, "a")->valuedouble == 3, "a = 3");
+        const cJSON *b = cJSON_GetObjectItem(root, "b");
+        CHECK(cJSON_GetArraySize(b) == 2 && !strcmp(b->child->string, "x") && b->child->valuedouble == 2, "b = {x: 2, y: 0}");
+        const cJSON *k = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "c"), 0), "k");
+        CHECK(cJSON_IsArray(k) && cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "c"), 0), "k")) == 1,
+              "c[0].k = [2]");
+        const cJSON *big = cJSON_GetObjectItem(root, "big");
+        int n = cJSON_GetArraySize(big), last_ok = 1;
+        for (const cJSON *c = big->child; c; c = c->next) last_ok &= (int)c->valuedouble == atoi(c->string + 1) + 2000;
+        CHECK(n == 1000 && last_ok, "big: %d members (want 1000), each its last value: %s", n, last_ok ? "yes" : "no");
+        cJSON_Delete(root);
+    }
+    cp_free(text);
+}
+
 TEST(config_only_directory_has_no_weights) {
     setup(NULL, NULL, 0);
     CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
@@ -353,6 +401,7 @@ int main(void) {
     RUN(missing_model_type);
     RUN(wrong_field_type);
     RUN(numbers_out_of_range);
+    RUN(duplicate_keys_keep_the_last_value);
     RUN(config_only_directory_has_no_weights);
     RUN(mis_shaped_tensors_listed_with_both_shapes);
     RUN(missing_and_unexpected_tensors);

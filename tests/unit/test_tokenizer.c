@@ -397,6 +397,57 @@ TEST(out_of_range_numbers_are_errors) {
               "model.vocab[0]: expected [piece (string), score (finite number)]");
 }
 
+/* A repeated key keeps its last value, as Python's json and serde_json (tokenizers' top level and
+ * model, and every map such as the vocabulary) read it: the first value used to win. */
+TEST(duplicate_keys_keep_the_last_value) {
+    cp_tokenizer *tok = NULL;
+    const char *doc = "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, "
+                      "\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"[UNK]\": 0, \"zz\": 1}, \"unk_token\": \"[UNK]\"}, "
+                      "\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"[UNK]\": 0, \"a\": 1, \"b\": 2, \"zz\": 4, \"a\": 3}, "
+                      "\"unk_token\": \"zz\", \"unk_token\": \"[UNK]\"}}";
+    CHECK_OK(cp_tokenizer_load_json(&tok, doc, strlen(doc)));
+    if (tok) {
+        cp_encoding enc = {0};
+        CHECK_OK(cp_tokenizer_encode(tok, "a b c", 5, 0, &enc));
+        /* the second model; "a" is 3 (its last value), "c" is unknown: [UNK] (the last unk_token) */
+        CHECK(enc.n == 3 && enc.ids[0] == 3 && enc.ids[1] == 2 && enc.ids[2] == 0, "ids %d %d %d",
+              enc.n > 0 ? enc.ids[0] : -1, enc.n > 1 ? enc.ids[1] : -1, enc.n > 2 ? enc.ids[2] : -1);
+        cp_encoding_free(&enc);
+        cp_tokenizer_free(tok);
+    }
+    /* tokenizer_config.json and special_tokens_map.json, through a model directory */
+    char dir[] = "/tmp/cpeft-dup-XXXXXX", path[300];
+    if (!mkdtemp(dir)) { CHECK(0, "mkdtemp"); return; }
+    static const char *files[][2] = {
+        {"tokenizer.json", "{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"<s>\": 0, \"</s>\": 1, \"x\": 2}, \"unk_token\": \"x\"}}"},
+        {"tokenizer_config.json", "{\"add_bos_token\": false, \"add_eos_token\": true, \"add_bos_token\": true, "
+                                  "\"add_eos_token\": false, \"eos_token\": \"<s>\", \"eos_token\": \"</s>\"}"},
+    };
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        FILE *f = fopen(path, "w");
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    CHECK_OK(cp_tokenizer_load_dir(&tok, dir));
+    if (tok) {
+        CHECK(cp_tokenizer_adds_bos(tok) == 1 && cp_tokenizer_adds_eos(tok) == 0, "add_bos_token / add_eos_token: last values");
+        CHECK(cp_tokenizer_special_id(tok, CP_SPECIAL_EOS) == 1, "eos_token: the last value (</s> = 1), got %d",
+              cp_tokenizer_special_id(tok, CP_SPECIAL_EOS));
+        cp_tokenizer_free(tok);
+    }
+    /* an out-of-vocabulary post-processor id met through a directory names the file */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0}}, \"post_processor\": {\"type\": \"BertProcessing\", "
+          "\"cls\": [\"[CLS]\", 0], \"sep\": [\"[SEP]\", 7]}}", f);
+    fclose(f);
+    CHECK_ERR(cp_tokenizer_load_dir(&tok, dir), "tokenizer.json: post_processor.sep[1]: id 7 is not in the vocabulary (size 1)");
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
+}
+
 TEST(bad_ids_and_text) {
     cp_tokenizer *tok = NULL;
     CHECK_OK(cp_tokenizer_load_file(&tok, SHARED "gpt2-tokenizer/tokenizer.json"));
@@ -606,6 +657,7 @@ int main(void) {
     RUN(long_words_are_not_quadratic);
     RUN(bad_tokenizer_json);
     RUN(out_of_range_numbers_are_errors);
+    RUN(duplicate_keys_keep_the_last_value);
     RUN(bad_ids_and_text);
     RUN(encoding_reuse_across_tokenizers);
     RUN(cli_decode_keeps_nul_bytes);
