@@ -203,6 +203,21 @@ TEST(jsonl_text_records) {
     cp_dataset_free(&ds);
 }
 
+/* A key given twice keeps its last value, as Python's json reads the record. */
+TEST(duplicate_keys_keep_the_last_value) {
+    static const char *files[][2] = {{"dup.jsonl", "{\"text\": \"first\", \"text\": \"Hello world\"}\n"},
+                                     {"dup.json", "[{\"text\": \"first\", \"text\": \"Hello world\"}]"}};
+    for (int i = 0; i < 2; i++) {
+        cp_dataset ds;
+        cp_data_options o = opts(write_tmp(files[i][0], files[i][1]), 64);
+        CHECK_OK(cp_dataset_load(&ds, gpt2, &o));
+        char *text = ds.n == 1 ? decode64(ds.examples[0].ids, ds.examples[0].len) : NULL;
+        CHECK(text && !strcmp(text, "Hello world<|endoftext|>"), "%s: \"%s\"", files[i][0], text ? text : "(none)");
+        free(text);
+        cp_dataset_free(&ds);
+    }
+}
+
 TEST(json_array_text_field_and_lines) {
     const char *path = write_tmp("array.json",
                                  "\xEF\xBB\xBF[\n"
@@ -669,6 +684,7 @@ int main(void) {
     RUN(plain_text_shakespeare_fast);
     RUN(forced_text_format_on_json);
     RUN(jsonl_text_records);
+    RUN(duplicate_keys_keep_the_last_value);
     RUN(json_array_text_field_and_lines);
     RUN(text_truncation);
     RUN(instruction_templates);
