@@ -3,7 +3,8 @@
  *
  * Each class is defined the way Rust's standard library (which `tokenizers` uses) defines it, on
  * top of utf8proc's general categories; where Rust consults a property utf8proc does not carry
- * (White_Space, Alphabetic) the few code points involved are listed here.
+ * (White_Space, Alphabetic) the few code points involved are listed here. The classes tokenizers
+ * takes from older crate tables instead (punctuation, marks, BERT's controls) are in unicode8.c.
  */
 #include "tokenizer/internal.h"
 
@@ -99,14 +100,6 @@ int tk_is_whitespace(uint32_t c) {
     }
 }
 
-int tk_is_punctuation(uint32_t c) {
-    if (c < 0x80)
-        return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
-               (c >= 123 && c <= 126);
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
-}
-
 int tk_is_numeric(uint32_t c) {
     if (c < 0x80) return c >= '0' && c <= '9';
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
@@ -120,36 +113,6 @@ int tk_is_word_char(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_ND) || k == UTF8PROC_CATEGORY_NL ||
            k == UTF8PROC_CATEGORY_PC;
-}
-
-/* BertNormalizer's is_control is the `unicode_categories` crate's is_other(), which is Cc, Cf and
- * Co only (no Cn: unassigned code points stay and become [UNK]) and comes from that crate's
- * Unicode 8.0 tables, so format characters assigned later (U+0890, U+08E2, U+110CD, U+13430 ...)
- * stay too. Checked against tokenizers 0.23.3 on every code point: these ranges are exactly what
- * its clean_text removes besides U+0000 and U+FFFD. */
-int tk_is_bert_control(uint32_t c) {
-    static const uint32_t cf[][2] = { /* Cf in Unicode 8.0 */
-        {0x00AD, 0x00AD}, {0x0600, 0x0605}, {0x061C, 0x061C}, {0x06DD, 0x06DD}, {0x070F, 0x070F},
-        {0x180E, 0x180E}, {0x200B, 0x200F}, {0x202A, 0x202E}, {0x2060, 0x2064}, {0x2066, 0x206F},
-        {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0x110BD, 0x110BD}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A},
-        {0xE0001, 0xE0001}, {0xE0020, 0xE007F},
-    };
-    if (c <= 0x1F || (c >= 0x7F && c <= 0x9F)) return 1;                      /* Cc */
-    if ((c >= 0xE000 && c <= 0xF8FF) || (c >= 0xF0000 && c <= 0xFFFFD) ||
-        (c >= 0x100000 && c <= 0x10FFFD)) return 1;                            /* Co */
-    for (size_t i = 0; i < sizeof cf / sizeof cf[0] && c >= cf[i][0]; i++)
-        if (c <= cf[i][1]) return 1;
-    return 0;
-}
-
-int tk_is_mark_nonspacing(uint32_t c) {
-    return c >= 0x300 && utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN;
-}
-
-int tk_is_mark(uint32_t c) {
-    if (c < 0x300) return 0;
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k >= UTF8PROC_CATEGORY_MN && k <= UTF8PROC_CATEGORY_ME;
 }
 
 int tk_is_cjk(uint32_t c) {

@@ -474,6 +474,92 @@ TEST(bad_ids_and_text) {
     cp_tokenizer_free(tok);
 }
 
+/* ---- character classes on every code point ------------------------------------------------------- */
+
+static int count_split(void *ctx, tk_nstr *split) { (void)split; ++*(int *)ctx; return CP_OK; }
+
+/* Whether c is listed in the ranges of unicode_classes.json's class `name` (ranges sorted). */
+static int listed(const cJSON *ranges, uint32_t c, const cJSON **cursor) {
+    const cJSON *r = *cursor ? *cursor : ranges->child;
+    while (r && (uint32_t)cJSON_GetArrayItem(r, 1)->valuedouble < c) r = r->next;
+    *cursor = r;
+    return r && (uint32_t)cJSON_GetArrayItem(r, 0)->valuedouble <= c;
+}
+
+/* tokenizers takes punctuation, marks and BERT's control characters from crates with Unicode 8.0
+ * tables (src/tokenizer/unicode8.c). Every code point goes through the real components (normalizer
+ * or pre-tokenizer, built from JSON) and must come out as tokenizers' did on it. */
+TEST(character_classes_on_every_code_point) {
+    cJSON *doc = load_json(FIX "unicode_classes.json");
+    CHECK(doc != NULL, "unicode_classes.json");
+    if (!doc) return;
+    const cJSON *classes = cJSON_GetObjectItem(doc, "classes");
+    static const char *specs[3][2] = {
+        {"bert_clean_text_removes", "{\"type\": \"BertNormalizer\", \"clean_text\": true, \"handle_chinese_chars\": false, \"strip_accents\": false, \"lowercase\": false}"},
+        {"bert_strip_accents_removes", "{\"type\": \"BertNormalizer\", \"clean_text\": false, \"handle_chinese_chars\": false, \"strip_accents\": true, \"lowercase\": false}"},
+        {"strip_accents_removes", "{\"type\": \"StripAccents\"}"},
+    };
+    tk_normalizer *norm[3] = {0}, *nfd = NULL;
+    tk_pretok *pre = NULL;
+    for (int k = 0; k < 3; k++) {
+        cJSON *j = cJSON_Parse(specs[k][1]);
+        CHECK_OK(tk_normalizer_from_json(&norm[k], j, specs[k][0]));
+        cJSON_Delete(j);
+    }
+    cJSON *j = cJSON_Parse("{\"type\": \"NFD\"}");
+    CHECK_OK(tk_normalizer_from_json(&nfd, j, "nfd"));
+    cJSON_Delete(j);
+    j = cJSON_Parse("{\"type\": \"BertPreTokenizer\"}");
+    CHECK_OK(tk_pretok_from_json(&pre, j, "pre"));
+    cJSON_Delete(j);
+    const cJSON *cursor[4] = {0};
+    size_t differ[4] = {0}, in_class[4] = {0}, points = 0;
+    uint32_t first_diff[4] = {0};
+    for (uint32_t c = 0; c < 0x110000 && norm[0] && norm[1] && norm[2] && nfd && pre; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF) continue;
+        points++;
+        char s[8];
+        size_t l = tk_utf8_encode(c, s + 1);
+        int got[4], want[4];
+        int stable = 1; /* strip_accents runs after NFD: the fixture covers only what NFD leaves alone */
+        for (int k = 0; k < 3; k++) {
+            tk_nstr ns = tk_nstr_view(s + 1, 0, l);
+            CHECK_OK(tk_normalizer_apply(norm[k], &ns));
+            got[k] = ns.len == 0;
+            tk_nstr_free(&ns);
+        }
+        tk_nstr ns = tk_nstr_view(s + 1, 0, l);
+        CHECK_OK(tk_normalizer_apply(nfd, &ns));
+        stable = ns.len == l && memcmp(ns.s, s + 1, l) == 0;
+        tk_nstr_free(&ns);
+        s[0] = 'a';
+        s[l + 1] = 'a';
+        ns = tk_nstr_view(s, 0, l + 2);
+        int splits = 0;
+        CHECK_OK(tk_pretok_apply(pre, &ns, count_split, &splits));
+        tk_nstr_free(&ns);
+        got[3] = splits == 3;
+        static const char *names[4] = {"bert_clean_text_removes", "bert_strip_accents_removes", "strip_accents_removes",
+                                       "bert_punctuation"};
+        for (int k = 0; k < 4; k++) {
+            want[k] = listed(cJSON_GetObjectItem(classes, names[k]), c, &cursor[k]);
+            if (k == 1 && !stable) continue;
+            in_class[k] += (size_t)want[k];
+            if (got[k] != want[k] && !differ[k]++) first_diff[k] = c;
+        }
+    }
+    static const char *what[4] = {"clean_text removes", "strip_accents removes", "StripAccents removes", "punctuation"};
+    for (int k = 0; k < 4; k++)
+        CHECK(differ[k] == 0, "%s: %zu code points differ from tokenizers, the first U+%04X", what[k], differ[k], first_diff[k]);
+    printf("     %zu code points: clean_text removes %zu, strip_accents %zu (NFD-stable), StripAccents %zu, punctuation %zu; "
+           "differences %zu %zu %zu %zu\n", points, in_class[0], in_class[1], in_class[2], in_class[3], differ[0], differ[1],
+           differ[2], differ[3]);
+    for (int k = 0; k < 3; k++) tk_normalizer_free(norm[k]);
+    tk_normalizer_free(nfd);
+    tk_pretok_free(pre);
+    cJSON_Delete(doc);
+}
+
 /* ---- decoded text is bytes with a length --------------------------------------------------------- */
 
 static const char *cpeft_bin(void) {
@@ -660,6 +746,7 @@ int main(void) {
     RUN(duplicate_keys_keep_the_last_value);
     RUN(bad_ids_and_text);
     RUN(encoding_reuse_across_tokenizers);
+    RUN(character_classes_on_every_code_point);
     RUN(cli_decode_keeps_nul_bytes);
     RUN(generate_output_keeps_nul_bytes);
     return test_summary();
