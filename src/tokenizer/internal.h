@@ -339,10 +339,7 @@ int tk_json_bool(const cJSON *obj, const char *key, int dflt, int *out, const ch
  * got 1e+30". |min|, |max| <= 2^53. */
 #define TK_JSON_MAX_INT 9007199254740992L /* 2^53 */
 int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max, long *out, const char *path);
-/* Whether v is a number holding an integer in [min, max]; sets *out. */
-int tk_json_int_in(const cJSON *v, long min, long max, long *out);
-/* A value for messages: a number as Python's repr prints it ("1e+30", "-7"), else its kind. */
-const char *tk_json_describe(const cJSON *v, char *buf, size_t n);
+/* (Array items: cp_json_int_in and cp_json_describe of io/json.h.) */
 /* String field; *out points into the JSON (valid while it lives) or is dflt. Missing → dflt; null →
  * NULL if allow_null. */
 int tk_json_str(const cJSON *obj, const char *key, const char *dflt, int allow_null,

@@ -4,11 +4,10 @@
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
-#include "core/pyfmt.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,36 +39,16 @@ int tk_json_bool(const cJSON *obj, const char *key, int dflt, int *out, const ch
     return CP_OK;
 }
 
-int tk_json_int_in(const cJSON *v, long min, long max, long *out) {
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    /* false for NaN and for 1e400 (inf); the bounds are exact doubles (|bound| <= 2^53) */
-    if (!(d >= (double)min && d <= (double)max && d == floor(d))) return 0;
-    *out = (long)d;
-    return 1;
-}
-
-const char *tk_json_describe(const cJSON *v, char *buf, size_t n) {
-    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
-    if (cJSON_IsNumber(v) && d == floor(d) && fabs(d) <= 9007199254740992.0) {
-        snprintf(buf, n, "%.0f", d); /* as written: 3000000000, -7 */
-    } else if (cJSON_IsNumber(v)) {
-        char num[40];
-        snprintf(buf, n, "%s", cp_py_float_repr(d, num, sizeof num)); /* 1e+30, 0.5, inf */
-    } else {
-        snprintf(buf, n, "%s", kind(v));
-    }
-    return buf;
-}
-
 int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max, long *out, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v || cJSON_IsNull(v)) { *out = dflt; return CP_OK; }
-    if (!tk_json_int_in(v, min, max, out)) {
+    int64_t x;
+    if (!cp_json_int_in(v, min, max, &x)) { /* checked before any conversion (io/json.h) */
         char what[48];
         return cp_error("%s%s%s: expected an integer from %ld to %ld, got %s", path, sep(path), key, min, max,
-                        tk_json_describe(v, what, sizeof what));
+                        cp_json_describe(v, what, sizeof what));
     }
+    *out = (long)x;
     return CP_OK;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -70,11 +71,11 @@ static int parse_specials(tk_postproc *p, const cJSON *j, const char *path) {
         if (!s->ids || !s->trim) return CP_ERR;
         size_t k = 0;
         for (const cJSON *x = ids->child; x; x = x->next, k++) {
-            long id;
-            if (!tk_json_int_in(x, 0, INT32_MAX, &id)) {
+            int64_t id;
+            if (!cp_json_int_in(x, 0, INT32_MAX, &id)) {
                 char what[48];
                 return cp_error("%s.special_tokens[\"%s\"].ids[%zu]: expected a token id (an integer from 0 to %d), got %s",
-                                path, e->string, k, INT32_MAX, tk_json_describe(x, what, sizeof what));
+                                path, e->string, k, INT32_MAX, cp_json_describe(x, what, sizeof what));
             }
             s->ids[k] = (int32_t)id;
             const cJSON *t = cJSON_IsArray(toks) ? cJSON_GetArrayItem(toks, (int)k) : NULL;
@@ -127,11 +128,11 @@ static int parse_pair_token(const cJSON *j, const char *key, const char *path, i
     if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 2 || !cJSON_IsString(cJSON_GetArrayItem(t, 0)) ||
         !cJSON_IsNumber(cJSON_GetArrayItem(t, 1)))
         return cp_error("%s.%s: expected [token, id]", path, key);
-    long v;
-    if (!tk_json_int_in(cJSON_GetArrayItem(t, 1), 0, INT32_MAX, &v)) {
+    int64_t v;
+    if (!cp_json_int_in(cJSON_GetArrayItem(t, 1), 0, INT32_MAX, &v)) {
         char what[48];
         return cp_error("%s.%s[1]: expected a token id (an integer from 0 to %d), got %s", path, key, INT32_MAX,
-                        tk_json_describe(cJSON_GetArrayItem(t, 1), what, sizeof what));
+                        cp_json_describe(cJSON_GetArrayItem(t, 1), what, sizeof what));
     }
     *id = (int32_t)v;
     const char *s = cJSON_GetArrayItem(t, 0)->valuestring;
