@@ -370,13 +370,13 @@ cp_status cp_lora_config_load(cp_lora_config *cfg, const char *path) {
 
 cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) {
     if (cfg->r <= 0) return cp_error("%s: `r` should be a positive integer value but the value passed is %lld", where, (long long)cfg->r);
-    /* ranks become sizes: past 2^31 no allocation could succeed, and the products could overflow */
-    if (cfg->r > INT32_MAX) return cp_error("%s: `r` = %lld is too large (at most %d)", where, (long long)cfg->r, INT32_MAX);
+    /* a rank becomes an int64 (cp_lora_config_rank_alpha): past 2^53 the conversion could be undefined; a
+     * large but exact rank is left to the check against the adapter's tensors */
     for (int i = 0; i < cfg->n_rank_pattern; i++)
-        if (!(cfg->rank_pattern[i].value >= 1 && cfg->rank_pattern[i].value <= INT32_MAX) ||
+        if (!(cfg->rank_pattern[i].value >= 1 && cfg->rank_pattern[i].value <= (double)CP_JSON_MAX_EXACT_INT) ||
             cfg->rank_pattern[i].value != floor(cfg->rank_pattern[i].value))
-            return cp_error("%s: rank_pattern[\"%s\"] must be a positive integer of at most %d, found %g", where,
-                            cfg->rank_pattern[i].pattern, INT32_MAX, cfg->rank_pattern[i].value);
+            return cp_error("%s: rank_pattern[\"%s\"] must be a positive integer, found %g", where,
+                            cfg->rank_pattern[i].pattern, cfg->rank_pattern[i].value);
     if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_to_transform)
         return cp_error("%s: `layers_to_transform` cannot be used when `target_modules` is a str.", where);
     if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_pattern)
