@@ -87,8 +87,8 @@ test-fast: all $(TEST_BIN) $(BENCH_BIN)
 	@tests/run.sh $(BUILD)
 
 test-asan: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    LDLIBS="-fsanitize=address,undefined" test-fast
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" \
+	    LDLIBS="-fsanitize=address,undefined,float-cast-overflow" test-fast
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -156,10 +156,13 @@ int cp_tokenizer_encode_pair(const cp_tokenizer *tok, const char *text_a, size_t
                              cp_encoding *out);
 void cp_encoding_free(cp_encoding *enc);
 
-/* Decodes ids to a NUL-terminated UTF-8 string (*out, free with free()). An id outside the
- * vocabulary is an error naming it. skip_special_tokens drops special added tokens. */
+/* Decodes ids to UTF-8 text: *out (free with free()) holds *len bytes and a NUL after them. The
+ * text may itself contain NUL bytes (a byte-fallback <0x00> token, a "\u0000" in the vocabulary),
+ * so it is bytes with a length, as tokenizers' Python str is: use *len, not strlen. len may be
+ * NULL when the caller only needs the text up to its first NUL. An id outside the vocabulary is
+ * an error naming it. skip_special_tokens drops special added tokens. */
 int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n,
-                        int skip_special_tokens, char **out);
+                        int skip_special_tokens, char **out, size_t *len);
 
 /* Vocabulary: model vocabulary plus added tokens (largest id + 1). */
 size_t cp_tokenizer_vocab_size(const cp_tokenizer *tok);

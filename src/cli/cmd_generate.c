@@ -258,8 +258,8 @@ static int stream_token(void *user, int64_t row, int32_t token) {
     }
     s->ids[s->n++] = token;
     char *text;
-    if (!s->tok || cp_tokenizer_decode(s->tok, s->ids, (size_t)s->n, 1, &text) != CP_OK) return 0;
-    size_t len = strlen(text);
+    size_t len;
+    if (!s->tok || cp_tokenizer_decode(s->tok, s->ids, (size_t)s->n, 1, &text, &len) != CP_OK) return 0;
     if (len >= 3 && !memcmp(text + len - 3, "\xEF\xBF\xBD", 3)) len -= 3;
     if (len > s->printed) {
         fwrite(text + s->printed, 1, len - s->printed, stdout);
@@ -274,11 +274,20 @@ static const char *finish_name(cp_finish_reason f) {
     return f == CP_FINISH_EOS ? "eos" : f == CP_FINISH_STOP ? "stop" : "length";
 }
 
-static void print_json(const prompt *p, const char *text, const int32_t *tokens, int64_t n, cp_finish_reason finish) {
+static void print_json(const prompt *p, const char *text, size_t len, const int32_t *tokens, int64_t n,
+                       cp_finish_reason finish) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", p->text ? p->text : p->ids_text);
-    if (text) cJSON_AddStringToObject(o, "text", text);
-    else cJSON_AddNullToObject(o, "text");
+    if (text) { /* bytes with a length: cJSON strings end at a NUL, so the literal is built here */
+        cp_strbuf sb;
+        cp_sb_init(&sb);
+        cp_sb_append_json_string_n(&sb, text, len);
+        char *lit = cp_sb_finish(&sb);
+        cJSON_AddRawToObject(o, "text", lit ? lit : "null");
+        cp_free(lit);
+    } else {
+        cJSON_AddNullToObject(o, "text");
+    }
     cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
     for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(tokens[i]));
     cJSON_AddStringToObject(o, "finish", finish_name(finish));
@@ -547,18 +556,19 @@ int cmd_generate(int argc, char **argv) {
         for (int64_t i = 0; st == CP_OK && i < n; i++) {
             const prompt *p = &prompts.p[first + i];
             char *text = NULL;
-            if (tok && cp_tokenizer_decode(tok, gen.tokens[i], (size_t)gen.n_tokens[i], 1, &text) != CP_OK) st = CP_ERR;
+            size_t len = 0;
+            if (tok && cp_tokenizer_decode(tok, gen.tokens[i], (size_t)gen.n_tokens[i], 1, &text, &len) != CP_OK) st = CP_ERR;
             total_new += gen.n_tokens[i];
             if (st != CP_OK) {
             } else if (a.json) {
-                print_json(p, text, gen.tokens[i], gen.n_tokens[i], gen.finish[i]);
+                print_json(p, text, len, gen.tokens[i], gen.n_tokens[i], gen.finish[i]);
             } else if (streaming) {
-                if (text && strlen(text) > stream.printed) fputs(text + stream.printed, stdout);
+                if (text && len > stream.printed) fwrite(text + stream.printed, 1, len - stream.printed, stdout);
                 if (!tok) for (int64_t k = 0; k < gen.n_tokens[i]; k++) printf("%s%d", k ? " " : "", gen.tokens[i][k]);
                 printf("\n");
             } else {
                 printf("%s### prompt %lld: %s\n", first + i ? "\n" : "", (long long)(first + i + 1), p->text ? p->text : p->ids_text);
-                if (text) printf("%s\n", text);
+                if (text) { fwrite(text, 1, len, stdout); fputc('\n', stdout); }
                 else for (int64_t k = 0; k < gen.n_tokens[i]; k++) printf("%d%c", gen.tokens[i][k], k + 1 < gen.n_tokens[i] ? ' ' : '\n');
             }
             free(text);

@@ -105,11 +105,13 @@ static int do_decode(const cp_tokenizer *tok, const char *list, int skip, int js
         p = end;
     }
     char *text;
-    int rc = cp_tokenizer_decode(tok, ids, n, skip, &text);
+    size_t len;
+    int rc = cp_tokenizer_decode(tok, ids, n, skip, &text, &len);
     free(ids);
     if (rc) return fail(cp_last_error());
-    if (json) { fputs("{\"text\": ", stdout); json_string(stdout, text, strlen(text)); fputs("}\n", stdout); }
-    else printf("%s\n", text);
+    /* decoded text is bytes with a length: a NUL in it is printed (or escaped as \u0000), not an end */
+    if (json) { fputs("{\"text\": ", stdout); json_string(stdout, text, len); fputs("}\n", stdout); }
+    else { fwrite(text, 1, len, stdout); fputc('\n', stdout); }
     free(text);
     return 0;
 }

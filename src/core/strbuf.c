@@ -43,9 +43,11 @@ void cp_sb_printf(cp_strbuf *sb, const char *fmt, ...) {
     sb->len += (size_t)n;
 }
 
-void cp_sb_append_json_string(cp_strbuf *sb, const char *s) {
+void cp_sb_append_json_string(cp_strbuf *sb, const char *s) { cp_sb_append_json_string_n(sb, s, strlen(s)); }
+
+void cp_sb_append_json_string_n(cp_strbuf *sb, const char *s, size_t n) {
     cp_sb_append_n(sb, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
         switch (*p) {
         case '"': cp_sb_append_n(sb, "\\\"", 2); break;
         case '\\': cp_sb_append_n(sb, "\\\\", 2); break;

@@ -42,16 +42,21 @@ static cp_status read_ids(const cJSON *root, const char *key, int32_t *ids, int 
     const cJSON *v = cp_json_field(root, key);
     *n = 0;
     if (!v) return CP_OK;
+    int64_t id;
+    char what[48];
     if (cJSON_IsNumber(v)) {
-        ids[(*n)++] = (int32_t)v->valuedouble;
+        if (!cp_json_int_in(v, INT32_MIN, INT32_MAX, &id))
+            return cp_error("%s: field \"%s\": expected a token id, found %s", file, key, cp_json_describe(v, what, sizeof what));
+        ids[(*n)++] = (int32_t)id;
         return CP_OK;
     }
     if (!cJSON_IsArray(v)) return cp_error("%s: field \"%s\": expected a token id or a list of ids, found %s", file, key, cp_json_type_name(v));
     const cJSON *it;
     cJSON_ArrayForEach(it, v) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0) return cp_error("%s: field \"%s\": expected token ids", file, key);
+        if (!cp_json_int_in(it, 0, INT32_MAX, &id))
+            return cp_error("%s: field \"%s\": expected token ids, found %s", file, key, cp_json_describe(it, what, sizeof what));
         if (*n == CP_MAX_EOS) return cp_error("%s: field \"%s\": more than %d ids", file, key, CP_MAX_EOS);
-        ids[(*n)++] = (int32_t)it->valuedouble;
+        ids[(*n)++] = (int32_t)id;
     }
     return CP_OK;
 }
@@ -237,9 +242,12 @@ static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t
 /* Whether row r's decoded new text contains a stop string. */
 static cp_status hits_stop_string(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
     char *text;
+    size_t len;
     *hit = 0;
-    if (cp_tokenizer_decode(o->tokenizer, out->tokens[r], (size_t)out->n_tokens[r], 0, &text) != CP_OK) return CP_ERR;
-    for (int i = 0; i < o->n_stop_strings && !*hit; i++) *hit = strstr(text, o->stop_strings[i]) != NULL;
+    if (cp_tokenizer_decode(o->tokenizer, out->tokens[r], (size_t)out->n_tokens[r], 0, &text, &len) != CP_OK) return CP_ERR;
+    /* the text is bytes with a length (it may hold a NUL), so memmem, not strstr */
+    for (int i = 0; i < o->n_stop_strings && !*hit; i++)
+        *hit = memmem(text, len, o->stop_strings[i], strlen(o->stop_strings[i])) != NULL;
     free(text);
     return CP_OK;
 }

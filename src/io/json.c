@@ -1,5 +1,9 @@
 /*
  * json.c — JSON files read with typed, located errors; see json.h.
+ *
+ * Every document goes through cp_json_keep_last after parsing, so that an object holds one member
+ * per key, as a Python dict does (see json.h): the lookups here and every walk over an object's
+ * members then see what transformers and PEFT see.
  */
 #include "io/json.h"
 #include "core/alloc.h"
@@ -26,8 +30,66 @@ cp_status cp_json_parse(const char *text, size_t len, const char *name, cJSON **
         }
         return cp_error("%s: invalid JSON at line %d, column %d", name, line, col);
     }
+    if (cp_json_keep_last(root) != CP_OK) { cJSON_Delete(root); return CP_ERR; }
     *out = root;
     return CP_OK;
+}
+
+/* ---- duplicate keys ------------------------------------------------------------------------- */
+
+/* An open-addressing set of an object's members by key (cap a power of two, at least twice the
+ * member count), reused from object to object. */
+typedef struct { cJSON **slot; size_t cap; } key_set;
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Collapses equal keys of one object: the last member's value takes the first one's place. */
+static cp_status keep_last_in_object(cJSON *obj, key_set *ks) {
+    size_t n = 0;
+    for (const cJSON *c = obj->child; c; c = c->next) n++;
+    if (n < 2) return CP_OK;
+    if (ks->cap < 2 * n) {
+        size_t cap = 16;
+        while (cap < 2 * n) cap *= 2;
+        cJSON **slot = cp_realloc(ks->slot, cap * sizeof *slot, "a JSON key table");
+        if (!slot) return CP_ERR;
+        ks->slot = slot;
+        ks->cap = cap;
+    }
+    memset(ks->slot, 0, ks->cap * sizeof *ks->slot);
+    const size_t mask = ks->cap - 1;
+    cJSON *next;
+    for (cJSON *c = obj->child; c; c = next) {
+        next = c->next;
+        if (!c->string) continue;
+        size_t i = (size_t)key_hash(c->string) & mask;
+        while (ks->slot[i] && strcmp(ks->slot[i]->string, c->string) != 0) i = (i + 1) & mask;
+        if (ks->slot[i]) { /* a later duplicate: it replaces the earlier member in place */
+            cJSON_DetachItemViaPointer(obj, c);
+            cJSON_ReplaceItemViaPointer(obj, ks->slot[i], c);
+        }
+        ks->slot[i] = c;
+    }
+    return CP_OK;
+}
+
+static cp_status keep_last(cJSON *item, key_set *ks) {
+    if (cJSON_IsObject(item) && keep_last_in_object(item, ks) != CP_OK) return CP_ERR;
+    if (cJSON_IsObject(item) || cJSON_IsArray(item))
+        for (cJSON *c = item->child; c; c = c->next)
+            if (keep_last(c, ks) != CP_OK) return CP_ERR;
+    return CP_OK;
+}
+
+cp_status cp_json_keep_last(cJSON *root) {
+    key_set ks = {NULL, 0};
+    cp_status st = root ? keep_last(root, &ks) : CP_OK;
+    cp_free(ks.slot);
+    return st;
 }
 
 cp_status cp_json_read_file(const char *path, cJSON **out) {
@@ -61,16 +123,37 @@ static cp_status absent(const char *key, int required, const char *file) {
     return CP_OK;
 }
 
+const char *cp_json_describe(const cJSON *item, char *buf, size_t size) {
+    if (!cJSON_IsNumber(item)) {
+        snprintf(buf, size, "%s", cp_json_type_name(item));
+        return buf;
+    }
+    double d = item->valuedouble;
+    char num[40];
+    if (d == floor(d) && fabs(d) <= (double)CP_JSON_MAX_EXACT_INT) snprintf(buf, size, "%.0f", d); /* 3000000000, -7 */
+    else snprintf(buf, size, "%s", cp_py_float_repr(d, num, sizeof num));                    /* 1e+30, 0.5, inf */
+    return buf;
+}
+
+int cp_json_int_in(const cJSON *item, int64_t min, int64_t max, int64_t *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double d = item->valuedouble;
+    /* the comparisons are false for NaN; the bounds are exact doubles up to 2^53 */
+    if (!(d >= (double)min && d <= (double)max && d == floor(d))) return 0;
+    if (fabs(d) > 9007199254740992.0) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
+
 cp_status cp_json_get_int(const cJSON *obj, const char *key, int64_t dflt, int required,
                           int64_t *out, const char *file) {
     const cJSON *v = cp_json_field(obj, key);
     *out = dflt;
     if (!v) return absent(key, required, file);
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || fabs(d) > 9007199254740992.0)
+    char what[48];
+    if (!cp_json_int_in(v, -CP_JSON_MAX_EXACT_INT, CP_JSON_MAX_EXACT_INT, out))
         return cp_error("%s: field \"%s\": expected an integer, found %s", file, key,
-                        cJSON_IsNumber(v) ? "a non-integer number" : cp_json_type_name(v));
-    *out = (int64_t)d;
+                        cJSON_IsNumber(v) ? cp_json_describe(v, what, sizeof what) : cp_json_type_name(v));
     return CP_OK;
 }
 

@@ -7,6 +7,7 @@
 #include "io/json.h"
 #include "models/arch.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,16 +20,29 @@ cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, i
     return CP_OK;
 }
 
-static cp_status read_token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out,
-                               const char *file) {
+/* A token id field: an integer, a list of them (some configs list several eos ids: the first is
+ * kept), or null. Each must be a 32-bit token id; -1, which some converted configs write for "no
+ * pad token", reads as unset. The vocabulary check follows in cp_config_from_json. */
+static cp_status read_token_id(const cJSON *root, const char *key, int64_t *out, const char *file) {
     const cJSON *v = cp_json_field(root, key);
-    if (v && cJSON_IsArray(v)) { /* some configs list several eos ids: keep the first */
-        v = cJSON_GetArrayItem(v, 0);
-        if (!v || !cJSON_IsNumber(v)) return cp_error("%s: field \"%s\": expected integer ids", file, key);
-        *out = (int64_t)v->valuedouble;
-        return CP_OK;
+    *out = CP_TOKEN_UNSET;
+    if (!v) return CP_OK;
+    if (!cJSON_IsNumber(v) && !cJSON_IsArray(v))
+        return cp_error("%s: field \"%s\": expected a token id or a list of ids, found %s", file, key,
+                        cp_json_type_name(v));
+    const cJSON *first = cJSON_IsArray(v) ? v->child : v;
+    int i = 0;
+    for (const cJSON *it = first; it; it = cJSON_IsArray(v) ? it->next : NULL, i++) {
+        int64_t id;
+        if (!cp_json_int_in(it, -1, INT32_MAX, &id)) {
+            char what[48], where[32] = "";
+            if (cJSON_IsArray(v)) snprintf(where, sizeof where, "[%d]", i);
+            return cp_error("%s: field \"%s\"%s: expected a token id (an integer from 0 to %d), found %s", file,
+                            key, where, INT32_MAX, cp_json_describe(it, what, sizeof what));
+        }
+        if (it == first) *out = id;
     }
-    return cp_json_get_int(root, key, dflt, 0, out, file);
+    return CP_OK;
 }
 
 cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
@@ -45,9 +59,9 @@ cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const c
     if (!dtype && cp_json_get_string(root, "torch_dtype", NULL, 0, &dtype, file) != CP_OK) return CP_ERR;
     snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dtype ? dtype : "");
 
-    if (read_token_id(root, "bos_token_id", CP_TOKEN_UNSET, &cfg->bos_token_id, file) != CP_OK ||
-        read_token_id(root, "eos_token_id", CP_TOKEN_UNSET, &cfg->eos_token_id, file) != CP_OK ||
-        read_token_id(root, "pad_token_id", CP_TOKEN_UNSET, &cfg->pad_token_id, file) != CP_OK)
+    if (read_token_id(root, "bos_token_id", &cfg->bos_token_id, file) != CP_OK ||
+        read_token_id(root, "eos_token_id", &cfg->eos_token_id, file) != CP_OK ||
+        read_token_id(root, "pad_token_id", &cfg->pad_token_id, file) != CP_OK)
         return CP_ERR;
     if (cp_json_get_bool(root, "tie_word_embeddings", 1, 0, &cfg->tie_word_embeddings, file) != CP_OK)
         return CP_ERR;
@@ -82,6 +96,14 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
         }
         cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     }
+    const struct { const char *key; int64_t id; } ids[3] = {
+        {"bos_token_id", cfg->bos_token_id}, {"eos_token_id", cfg->eos_token_id}, {"pad_token_id", cfg->pad_token_id}};
+    for (int i = 0; i < 3; i++)
+        if (ids[i].id != CP_TOKEN_UNSET && ids[i].id >= cfg->vocab_size) {
+            cp_config_free(cfg);
+            return cp_error("%s: field \"%s\": token id %lld is outside the vocabulary [0, %lld) (vocab_size)", file,
+                            ids[i].key, (long long)ids[i].id, (long long)cfg->vocab_size);
+        }
     if (cfg->num_kv_heads == 0) cfg->num_kv_heads = cfg->num_heads;
     if (cfg->num_heads % cfg->num_kv_heads != 0) {
         cp_config_free(cfg);

@@ -329,11 +329,12 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
         cfg->layers_to_transform_is_int = !cJSON_IsArray(v);
         const cJSON *it = cJSON_IsArray(v) ? v->child : v;
         for (int i = 0; i < n; i++, it = it->next) {
-            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble)) {
-                st = cp_error("%s: field \"layers_to_transform\": expected an integer or a list of integers", path);
+            if (!cp_json_int_in(it, -CP_JSON_MAX_EXACT_INT, CP_JSON_MAX_EXACT_INT, &cfg->layers_to_transform[i])) {
+                char what[48];
+                st = cp_error("%s: field \"layers_to_transform\": expected an integer or a list of integers, found %s",
+                              path, cp_json_describe(it, what, sizeof what));
                 goto fail;
             }
-            cfg->layers_to_transform[i] = (int64_t)it->valuedouble;
             if (!cJSON_IsArray(v)) break;
         }
         cfg->n_layers_to_transform = n;
@@ -369,9 +370,13 @@ cp_status cp_lora_config_load(cp_lora_config *cfg, const char *path) {
 
 cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) {
     if (cfg->r <= 0) return cp_error("%s: `r` should be a positive integer value but the value passed is %lld", where, (long long)cfg->r);
+    /* a rank becomes an int64 (cp_lora_config_rank_alpha): past 2^53 the conversion could be undefined; a
+     * large but exact rank is left to the check against the adapter's tensors */
     for (int i = 0; i < cfg->n_rank_pattern; i++)
-        if (cfg->rank_pattern[i].value <= 0 || cfg->rank_pattern[i].value != floor(cfg->rank_pattern[i].value))
-            return cp_error("%s: rank_pattern[\"%s\"] must be a positive integer", where, cfg->rank_pattern[i].pattern);
+        if (!(cfg->rank_pattern[i].value >= 1 && cfg->rank_pattern[i].value <= (double)CP_JSON_MAX_EXACT_INT) ||
+            cfg->rank_pattern[i].value != floor(cfg->rank_pattern[i].value))
+            return cp_error("%s: rank_pattern[\"%s\"] must be a positive integer, found %g", where,
+                            cfg->rank_pattern[i].pattern, cfg->rank_pattern[i].value);
     if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_to_transform)
         return cp_error("%s: `layers_to_transform` cannot be used when `target_modules` is a str.", where);
     if (cfg->target_kind == CP_TARGETS_REGEX && cfg->layers_pattern)

@@ -91,8 +91,8 @@ int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
         break;
     case D_STRIP:
         rc = parse_char(j, "content", path, ' ', &d->content);
-        if (!rc) rc = tk_json_int(j, "start", 0, &d->start, path);
-        if (!rc) rc = tk_json_int(j, "stop", 0, &d->stop, path);
+        if (!rc) rc = tk_json_int(j, "start", 0, 0, TK_JSON_MAX_INT, &d->start, path);
+        if (!rc) rc = tk_json_int(j, "stop", 0, 0, TK_JSON_MAX_INT, &d->stop, path);
         break;
     case D_REPLACE:
         rc = tk_parse_pattern(j, path, &d->pattern);

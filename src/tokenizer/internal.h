@@ -45,13 +45,14 @@ size_t tk_utf8_valid_prefix(const char *s, size_t n);
 size_t tk_utf8_invalid_len(const char *s, size_t n);
 
 int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) */
-int tk_is_punctuation(uint32_t c);    /* ASCII punctuation or Unicode P* (BERT, Punctuation) */
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */
 int tk_is_word_char(uint32_t c);      /* Rust regex \w: Alphabetic, M*, Nd, Pc, Join_Control */
-int tk_is_other(uint32_t c);          /* C*: Cc Cf Cs Co Cn */
-int tk_is_mark_nonspacing(uint32_t c); /* Mn */
-int tk_is_mark(uint32_t c);           /* M* */
 int tk_is_cjk(uint32_t c);            /* BERT's "Chinese character" ranges */
+/* unicode8.c: the classes tokenizers takes from crates with Unicode 8.0-era tables */
+int tk_is_punctuation(uint32_t c);    /* ASCII punctuation or P* (BertPreTokenizer, Punctuation) */
+int tk_is_bert_control(uint32_t c);   /* BertNormalizer clean_text's is_control: Cc Cf Co */
+int tk_is_mark_nonspacing(uint32_t c); /* Mn (BertNormalizer strip_accents) */
+int tk_is_mark(uint32_t c);           /* combining marks (the StripAccents normalizer) */
 /* Full lowercase mapping (Rust char::to_lowercase); writes up to 3 chars, returns the count. */
 int tk_to_lower(uint32_t c, uint32_t out[3]);
 
@@ -237,6 +238,9 @@ void tk_enc_free(tk_enc *e);
 struct cp_tokenizer;
 int tk_postproc_apply(const tk_postproc *p, const struct cp_tokenizer *tok, tk_enc *a, tk_enc *b,
                       int add_special, tk_enc *out);
+/* Checks that every id the processor adds names a token of tok (model or added); errors name the
+ * JSON location under path ("post_processor.special_tokens[\"[CLS]\"].ids[0]: id 9 is not in ..."). */
+int tk_postproc_check_ids(const tk_postproc *p, const struct cp_tokenizer *tok, const char *path);
 /* Whether the processor trims offsets by token whitespace (needs tk_enc.trim). */
 int tk_postproc_trims(const tk_postproc *p);
 /* Number of tokens the processor adds (for the bos/eos report). */
@@ -330,7 +334,12 @@ int tk_read_file(const char *path, char **out, size_t *len);
 /* Each returns CP_ERR with "<path>.<key>: expected <what>" when the field has the wrong type.
  * Missing optional fields give the default. */
 int tk_json_bool(const cJSON *obj, const char *key, int dflt, int *out, const char *path);
-int tk_json_int(const cJSON *obj, const char *key, long dflt, long *out, const char *path);
+/* Integer fields are range-checked before any conversion (a double outside the target type's
+ * range converts with undefined behaviour): "<path>.<key>: expected an integer from MIN to MAX,
+ * got 1e+30". |min|, |max| <= 2^53. */
+#define TK_JSON_MAX_INT 9007199254740992L /* 2^53 */
+int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max, long *out, const char *path);
+/* (Array items: cp_json_int_in and cp_json_describe of io/json.h.) */
 /* String field; *out points into the JSON (valid while it lives) or is dflt. Missing → dflt; null →
  * NULL if allow_null. */
 int tk_json_str(const cJSON *obj, const char *key, const char *dflt, int allow_null,

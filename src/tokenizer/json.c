@@ -4,6 +4,7 @@
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -38,12 +39,16 @@ int tk_json_bool(const cJSON *obj, const char *key, int dflt, int *out, const ch
     return CP_OK;
 }
 
-int tk_json_int(const cJSON *obj, const char *key, long dflt, long *out, const char *path) {
+int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max, long *out, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v || cJSON_IsNull(v)) { *out = dflt; return CP_OK; }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(long)v->valuedouble)
-        return cp_error("%s%s%s: expected an integer, got %s", path, sep(path), key, kind(v));
-    *out = (long)v->valuedouble;
+    int64_t x;
+    if (!cp_json_int_in(v, min, max, &x)) { /* checked before any conversion (io/json.h) */
+        char what[48];
+        return cp_error("%s%s%s: expected an integer from %ld to %ld, got %s", path, sep(path), key, min, max,
+                        cp_json_describe(v, what, sizeof what));
+    }
+    *out = (long)x;
     return CP_OK;
 }
 

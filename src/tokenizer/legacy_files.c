@@ -9,6 +9,7 @@
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -19,17 +20,17 @@
 static int read_json(const char *dir, const char *name, cJSON **out) {
     char path[4096];
     *out = NULL;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return cp_error("%s/%s: path too long", dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) return CP_OK;
     fclose(f);
     char *buf;
     size_t len;
     if (tk_read_file(path, &buf, &len)) return CP_ERR;
-    *out = cJSON_ParseWithLength(buf, len);
+    int rc = cp_json_parse(buf, len, path, out); /* names line and column; a repeated key keeps its last value */
     free(buf);
-    if (!*out) return cp_error("%s: invalid JSON", path);
-    return CP_OK;
+    return rc;
 }
 
 /* A role value: "text", {"content": "text", ...} or null. Returns 1 if present (*s may be NULL). */
@@ -93,9 +94,10 @@ int tk_load_vocab_merges(cp_tokenizer *tok, const char *vocab_json, const char *
         free(vbuf);
         return cp_error("%s: not valid UTF-8 at byte %zu", vocab_json, at);
     }
-    cJSON *vocab = cJSON_ParseWithLength(vbuf, vlen);
+    cJSON *vocab;
+    int rc = cp_json_parse(vbuf, vlen, vocab_json, &vocab);
     free(vbuf);
-    if (!vocab) return cp_error("%s: invalid JSON", vocab_json);
+    if (rc) return CP_ERR;
     if (!cJSON_IsObject(vocab)) { cJSON_Delete(vocab); return cp_error("%s: expected an object mapping tokens to ids", vocab_json); }
     if (tk_read_file(merges_txt, &mbuf, &mlen)) { cJSON_Delete(vocab); return CP_ERR; }
     if (tk_utf8_valid_prefix(mbuf, mlen) != mlen) {

@@ -197,7 +197,7 @@ static int keep_not_mn(uint32_t c) { return !tk_is_mark_nonspacing(c); }
 static int keep_bert_clean(uint32_t c) {
     if (c == 0 || c == 0xFFFD) return 0;
     if (c == '\t' || c == '\n' || c == '\r') return 1;
-    return !tk_is_other(c);
+    return !tk_is_bert_control(c);
 }
 static int keep_nmt(uint32_t c) {
     return !((c >= 1 && c <= 8) || c == 0xB || (c >= 0xE && c <= 0x1F) || c == 0x7F || c == 0x8F ||

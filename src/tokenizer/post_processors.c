@@ -8,8 +8,10 @@
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@ struct tk_postproc {
     uint32_t cls_trim, sep_trim;
     tk_postproc **children;
     size_t nchildren;
+    int index; /* position in the parent Sequence's "processors" (for messages) */
 };
 
 static const char *SUPPORTED = "BertProcessing, ByteLevel, RobertaProcessing, Sequence, TemplateProcessing";
@@ -68,9 +71,13 @@ static int parse_specials(tk_postproc *p, const cJSON *j, const char *path) {
         if (!s->ids || !s->trim) return CP_ERR;
         size_t k = 0;
         for (const cJSON *x = ids->child; x; x = x->next, k++) {
-            if (!cJSON_IsNumber(x) || x->valuedouble < 0)
-                return cp_error("%s.special_tokens[\"%s\"].ids[%zu]: expected a non-negative integer", path, e->string, k);
-            s->ids[k] = (int32_t)x->valuedouble;
+            int64_t id;
+            if (!cp_json_int_in(x, 0, INT32_MAX, &id)) {
+                char what[48];
+                return cp_error("%s.special_tokens[\"%s\"].ids[%zu]: expected a token id (an integer from 0 to %d), got %s",
+                                path, e->string, k, INT32_MAX, cp_json_describe(x, what, sizeof what));
+            }
+            s->ids[k] = (int32_t)id;
             const cJSON *t = cJSON_IsArray(toks) ? cJSON_GetArrayItem(toks, (int)k) : NULL;
             if (cJSON_IsString(t)) s->trim[k] = tk_trim_counts(t->valuestring, strlen(t->valuestring));
         }
@@ -92,11 +99,13 @@ static int parse_template(tk_postproc *p, const cJSON *arr, const char *path, co
         if (!cJSON_IsObject(body))
             return cp_error("%s.%s[%zu]: expected {\"Sequence\": {...}} or {\"SpecialToken\": {...}}", path, key, i);
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "id");
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(body, "type_id");
         if (!cJSON_IsString(id)) return cp_error("%s.%s[%zu].id: expected a string", path, key, i);
-        if (ty && !cJSON_IsNumber(ty)) return cp_error("%s.%s[%zu].type_id: expected an integer", path, key, i);
+        char sub[300];
+        snprintf(sub, sizeof sub, "%s.%s[%zu]", path, key, i);
+        long type_id; /* cp_encoding keeps type ids in a byte */
+        if (tk_json_int(body, "type_id", 0, 0, 255, &type_id, sub)) return CP_ERR;
         piece *pc = &(*out)[i];
-        pc->type_id = ty ? (uint8_t)ty->valuedouble : 0;
+        pc->type_id = (uint8_t)type_id;
         if (sq) {
             if (strcmp(id->valuestring, "A") && strcmp(id->valuestring, "B"))
                 return cp_error("%s.%s[%zu].id: expected \"A\" or \"B\", got \"%s\"", path, key, i, id->valuestring);
@@ -119,7 +128,13 @@ static int parse_pair_token(const cJSON *j, const char *key, const char *path, i
     if (!cJSON_IsArray(t) || cJSON_GetArraySize(t) != 2 || !cJSON_IsString(cJSON_GetArrayItem(t, 0)) ||
         !cJSON_IsNumber(cJSON_GetArrayItem(t, 1)))
         return cp_error("%s.%s: expected [token, id]", path, key);
-    *id = (int32_t)cJSON_GetArrayItem(t, 1)->valuedouble;
+    int64_t v;
+    if (!cp_json_int_in(cJSON_GetArrayItem(t, 1), 0, INT32_MAX, &v)) {
+        char what[48];
+        return cp_error("%s.%s[1]: expected a token id (an integer from 0 to %d), got %s", path, key, INT32_MAX,
+                        cp_json_describe(cJSON_GetArrayItem(t, 1), what, sizeof what));
+    }
+    *id = (int32_t)v;
     const char *s = cJSON_GetArrayItem(t, 0)->valuestring;
     *trim = tk_trim_counts(s, strlen(s));
     return CP_OK;
@@ -167,7 +182,7 @@ int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path) {
                 char q[300];
                 tk_path(q, sizeof q, sub, NULL, i);
                 rc = tk_postproc_from_json(&p->children[p->nchildren], cJSON_GetArrayItem(arr, i), q);
-                if (!rc && p->children[p->nchildren]) p->nchildren++;
+                if (!rc && p->children[p->nchildren]) p->children[p->nchildren++]->index = i;
             }
         }
     } else {
@@ -357,4 +372,42 @@ int tk_postproc_trims(const tk_postproc *p) {
     for (size_t i = 0; i < p->nchildren; i++)
         if (tk_postproc_trims(p->children[i])) return 1;
     return 0;
+}
+
+/* Rust `tokenizers` loads any u32 here and emits it; an id with no token behind it can only fail
+ * later (decode, the embedding lookup), so it is refused at load. */
+static int check_id(const struct cp_tokenizer *tok, int32_t id, const char *where) {
+    size_t len;
+    if (!tk_id_to_token(tok, id, &len))
+        return cp_error("%s: id %d is not in the vocabulary (size %zu)", where, id, cp_tokenizer_vocab_size(tok));
+    return CP_OK;
+}
+
+int tk_postproc_check_ids(const tk_postproc *p, const struct cp_tokenizer *tok, const char *path) {
+    if (!p) return CP_OK;
+    char where[400];
+    switch (p->type) {
+    case PP_TEMPLATE:
+        for (size_t i = 0; i < p->nspecials; i++)
+            for (size_t k = 0; k < p->specials[i].n; k++) {
+                snprintf(where, sizeof where, "%s.special_tokens[\"%s\"].ids[%zu]", path, p->specials[i].name, k);
+                if (check_id(tok, p->specials[i].ids[k], where)) return CP_ERR;
+            }
+        return CP_OK;
+    case PP_BERT:
+    case PP_ROBERTA:
+        snprintf(where, sizeof where, "%s.cls[1]", path);
+        if (check_id(tok, p->cls_id, where)) return CP_ERR;
+        snprintf(where, sizeof where, "%s.sep[1]", path);
+        return check_id(tok, p->sep_id, where);
+    case PP_SEQUENCE:
+        for (size_t i = 0; i < p->nchildren; i++) {
+            snprintf(where, sizeof where, "%s.processors[%d]", path, p->children[i]->index);
+            if (tk_postproc_check_ids(p->children[i], tok, where)) return CP_ERR;
+        }
+        return CP_OK;
+    case PP_BYTELEVEL:
+        return CP_OK;
+    }
+    return CP_OK;
 }

@@ -13,6 +13,7 @@
 #include "tokenizer/internal.h"
 #include "tokenizer/models.h"
 #include "core/alloc.h"
+#include "io/json.h"
 
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
@@ -104,7 +105,7 @@ static int parse_added_tokens(cp_tokenizer *tok, const cJSON *arr) {
         if (!cJSON_IsObject(e)) return cp_error("%s: expected an object", p);
         if (tk_json_str(e, "content", NULL, 0, &content, p)) return CP_ERR;
         if (!content) return cp_error("%s.content: missing (expected a string)", p);
-        if (tk_json_int(e, "id", -1, &id, p) || tk_json_bool(e, "special", 0, &t.special, p) ||
+        if (tk_json_int(e, "id", -1, 0, UINT32_MAX, &id, p) || tk_json_bool(e, "special", 0, &t.special, p) ||
             tk_json_bool(e, "single_word", 0, &t.single_word, p) || tk_json_bool(e, "lstrip", 0, &t.lstrip, p) ||
             tk_json_bool(e, "rstrip", 0, &t.rstrip, p) || tk_json_bool(e, "normalized", !t.special, &t.normalized, p))
             return CP_ERR;
@@ -160,6 +161,7 @@ int tk_tokenizer_finish(cp_tokenizer *tok) {
         for (size_t i = 0; i < tok->added.n; i++) /* later entries win */
             tok->added_by_id_index[tok->added.v[i].id - tok->added_min] = (int32_t)i;
     }
+    if (tk_postproc_check_ids(tok->postproc, tok, "post_processor")) return CP_ERR;
     /* Per-id trim counts for ByteLevel / Roberta offset trimming. */
     tok->need_trim = tk_postproc_trims(tok->postproc);
     if (tok->need_trim) {
@@ -217,6 +219,8 @@ static int parse_doc(const char *json, size_t len, cJSON **root) {
         for (size_t i = 0; i < at && i < len; i++) line += json[i] == '\n';
         return cp_error("invalid JSON near byte %zu (line %zu)", at, line);
     }
+    /* a key given twice keeps its last value, as in Python's json (io/json.h) */
+    if (cp_json_keep_last(*root)) { cJSON_Delete(*root); *root = NULL; return CP_ERR; }
     return CP_OK;
 }
 
@@ -282,7 +286,7 @@ int cp_tokenizer_load_dir(cp_tokenizer **out, const char *dir) {
         if (rc) { cp_tokenizer_free(tok); return CP_ERR; }
     }
     rc = tk_load_config(tok, dir);
-    if (!rc) rc = tk_tokenizer_finish(tok);
+    if (!rc && (rc = tk_tokenizer_finish(tok))) cp_error_context("%s", p1);
     if (!rc) rc = tk_apply_config_specials(tok, dir);
     if (rc) { cp_tokenizer_free(tok); return CP_ERR; }
     *out = tok;
@@ -499,8 +503,10 @@ const char *tk_id_to_token(const cp_tokenizer *tok, int32_t id, size_t *len) {
     return tk_model_id_to_token(tok->model, id, len);
 }
 
-int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, int skip_special_tokens, char **out) {
+int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, int skip_special_tokens, char **out,
+                        size_t *out_len) {
     *out = NULL;
+    if (out_len) *out_len = 0;
     tk_strlist l = {0};
     int rc = CP_OK;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -540,6 +546,7 @@ int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, i
     if (!rc && !b.s) { b.s = cp_strdup(""); if (!b.s) rc = CP_ERR; }
     if (rc) { tk_buf_free(&b); return CP_ERR; }
     *out = b.s;
+    if (out_len) *out_len = b.len;
     return CP_OK;
 }
 

@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,7 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     if (!cJSON_IsArray(v)) return cp_error("%s.vocab: expected an array of [piece, score] pairs", path);
     long unk;
     int byte_fallback;
-    if (tk_json_int(j, "unk_id", -1, &unk, path) || tk_json_bool(j, "byte_fallback", 0, &byte_fallback, path))
+    if (tk_json_int(j, "unk_id", -1, 0, INT32_MAX, &unk, path) || tk_json_bool(j, "byte_fallback", 0, &byte_fallback, path))
         return CP_ERR;
     tk_model *m = cp_calloc(1, sizeof *m, "a Unigram model");
     unigram *u = m ? cp_calloc(1, sizeof *u, "a Unigram model") : NULL;
@@ -60,8 +61,10 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     size_t i = 0;
     for (const cJSON *e = v->child; e && !rc; e = e->next, i++) {
         const cJSON *p = cJSON_GetArrayItem(e, 0), *s = cJSON_GetArrayItem(e, 1);
-        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(p) || !cJSON_IsNumber(s)) {
-            rc = cp_error("%s.vocab[%zu]: expected [piece (string), score (number)]", path, i);
+        /* a score of 1e400 reads as inf here; serde_json refuses it, and so does cpeft */
+        if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(p) || !cJSON_IsNumber(s) ||
+            !isfinite(s->valuedouble)) {
+            rc = cp_error("%s.vocab[%zu]: expected [piece (string), score (finite number)]", path, i);
             break;
         }
         size_t len = strlen(p->valuestring);

@@ -3,7 +3,8 @@
  *
  * Each class is defined the way Rust's standard library (which `tokenizers` uses) defines it, on
  * top of utf8proc's general categories; where Rust consults a property utf8proc does not carry
- * (White_Space, Alphabetic) the few code points involved are listed here.
+ * (White_Space, Alphabetic) the few code points involved are listed here. The classes tokenizers
+ * takes from older crate tables instead (punctuation, marks, BERT's controls) are in unicode8.c.
  */
 #include "tokenizer/internal.h"
 
@@ -99,14 +100,6 @@ int tk_is_whitespace(uint32_t c) {
     }
 }
 
-int tk_is_punctuation(uint32_t c) {
-    if (c < 0x80)
-        return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
-               (c >= 123 && c <= 126);
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
-}
-
 int tk_is_numeric(uint32_t c) {
     if (c < 0x80) return c >= '0' && c <= '9';
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
@@ -120,21 +113,6 @@ int tk_is_word_char(uint32_t c) {
     utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
     return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_ND) || k == UTF8PROC_CATEGORY_NL ||
            k == UTF8PROC_CATEGORY_PC;
-}
-
-int tk_is_other(uint32_t c) {
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k == UTF8PROC_CATEGORY_CN || k >= UTF8PROC_CATEGORY_CC;
-}
-
-int tk_is_mark_nonspacing(uint32_t c) {
-    return c >= 0x300 && utf8proc_category((utf8proc_int32_t)c) == UTF8PROC_CATEGORY_MN;
-}
-
-int tk_is_mark(uint32_t c) {
-    if (c < 0x300) return 0;
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k >= UTF8PROC_CATEGORY_MN && k <= UTF8PROC_CATEGORY_ME;
 }
 
 int tk_is_cjk(uint32_t c) {

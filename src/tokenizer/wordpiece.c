@@ -58,7 +58,7 @@ int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
     char p[256];
     if (tk_json_str(j, "unk_token", "[UNK]", 0, &unk, path) ||
         tk_json_str(j, "continuing_subword_prefix", "##", 0, &prefix, path) ||
-        tk_json_int(j, "max_input_chars_per_word", 100, &max_chars, path))
+        tk_json_int(j, "max_input_chars_per_word", 100, 0, INT32_MAX, &max_chars, path))
         return CP_ERR;
     tk_strmap vocab;
     tk_strmap_init(&vocab);

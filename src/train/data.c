@@ -249,7 +249,8 @@ static cp_status instruction_record(loader *L, const cJSON *rec, int64_t line) {
     return push_example(L, L->scratch, np + no + 1, np, line);
 }
 
-static cp_status json_record(loader *L, const cJSON *rec, int64_t line) {
+static cp_status json_record(loader *L, cJSON *rec, int64_t line) {
+    if (cp_json_keep_last(rec) != CP_OK) return CP_ERR; /* a repeated key keeps its last value, as in Python */
     if (!cJSON_IsObject(rec))
         return bad_record(L, line, "record is %s, expected a JSON object", cp_json_type_name(rec));
     if (L->kind == CP_DATA_AUTO) {

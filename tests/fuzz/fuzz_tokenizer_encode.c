@@ -48,7 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < enc.n; i++)
             if (enc.offsets[2 * i] > enc.offsets[2 * i + 1] || enc.offsets[2 * i + 1] > len) __builtin_trap();
         char *back = NULL;
-        if (cp_tokenizer_decode(tok, enc.ids, enc.n, skip, &back) == CP_OK) free(back);
+        size_t blen;
+        if (cp_tokenizer_decode(tok, enc.ids, enc.n, skip, &back, &blen) == CP_OK) {
+            if (back[blen] != '\0') __builtin_trap(); /* bytes with a length, NUL after them */
+            free(back);
+        }
     }
     cp_encoding_free(&enc);
     return 0;

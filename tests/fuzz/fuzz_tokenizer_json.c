@@ -21,7 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (cp_tokenizer_encode(tok, SAMPLE, sizeof SAMPLE - 1, special, &enc) == CP_OK) {
             for (int skip = 0; skip < 2; skip++) {
                 char *text = NULL;
-                if (cp_tokenizer_decode(tok, enc.ids, enc.n, skip, &text) == CP_OK) free(text);
+                size_t len;
+                if (cp_tokenizer_decode(tok, enc.ids, enc.n, skip, &text, &len) == CP_OK) {
+                    if (text[len] != '\0') __builtin_trap(); /* bytes with a length, NUL after them */
+                    free(text);
+                }
             }
         }
     }
@@ -29,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t v = cp_tokenizer_vocab_size(tok);
     int32_t probe[4] = {0, (int32_t)(v ? v - 1 : 0), (int32_t)v, -1};
     char *text = NULL;
-    if (cp_tokenizer_decode(tok, probe, 4, 0, &text) == CP_OK) free(text);
+    if (cp_tokenizer_decode(tok, probe, 4, 0, &text, NULL) == CP_OK) free(text);
     for (int r = 0; r < 4; r++) (void)cp_tokenizer_special_id(tok, (cp_special_role)r);
     cp_encoding_free(&enc);
     cp_tokenizer_free(tok);

@@ -2,6 +2,7 @@
 """Tokenizer parity fixtures for cpeft, made with the real Hugging Face `tokenizers` library.
 
     tests/reference/.venv/bin/python tests/reference/tokenizer_fixtures.py [--out tests/fixtures/tokenizers]
+    tests/reference/.venv/bin/python tests/reference/tokenizer_fixtures.py --hard-only
 
 For every tokenizer below and every string of the parity corpus it records what `tokenizers`
 gives: ids with and without the post-processor's special tokens, offsets (converted to byte offsets
@@ -19,6 +20,18 @@ Tokenizers:
   misc-bpe        BPE with ##/</w> affixes and many normalizers / pre-tokenizers / added-token flags
   misc-wordlevel  WordLevel with Split (all behaviors), Metaspace, CharDelimiterSplit ...
   roberta         small byte-level BPE with RobertaProcessing and an lstrip <mask>
+Each directory also gets `hard.json`, the same record for the hard cases (hard_corpus(): code points
+BertNormalizer's clean_text must keep or remove, NUL bytes that decoding must keep), made from the
+committed tokenizer.json files, so it is reproducible byte for byte; `--hard-only` writes just those
+(BPE training here is not deterministic: a full run may reorder misc-bpe's merges). Decoded text is
+also given as base64 (`decoded_b64`, `decoded_skip_special_b64`) because it may hold NUL bytes,
+which JSON readers built on C strings cut.
+
+`unicode_classes.json` lists, over every code point, the character classes `tokenizers` decides
+with its own (older) Unicode tables rather than the current standard: what BertNormalizer's
+clean_text removes, what its strip_accents removes after NFD, what the StripAccents normalizer
+removes, and what BertPreTokenizer / Punctuation split off as punctuation (ranges, probed one code
+point at a time; `--hard-only` writes it too).
 The SentencePiece models (llama*, t5) are trained here when the `sentencepiece` package is
 importable (it is not part of the pinned stack: `pip install sentencepiece protobuf` into a side
 environment and pass --spm-python); otherwise the committed tokenizer.json files are reused.
@@ -127,6 +140,30 @@ def corpus():
     return out
 
 
+def hard_corpus():
+    """Inputs where cpeft once differed. BertNormalizer's clean_text removes U+0000, U+FFFD and what
+    the unicode_categories crate (Unicode 8.0 tables) calls Cc, Cf or Co; it keeps unassigned code
+    points (U+0378, noncharacters U+FDD0, U+FFFE, U+10FFFF), format characters assigned after 8.0
+    (U+0890, U+08E2, U+110CD, U+13430) and \t \n \r (which become spaces). NUL bytes must survive
+    decoding (byte-fallback <0x00>, byte-level Ā). Punctuation and marks assigned after Unicode 8.0
+    are neither for BertPreTokenizer, Punctuation, strip_accents and StripAccents."""
+    items = [
+        "unassigned \u0378 x\u0378y \u2065 noncharacters \ufdd0 \ufdef \ufffe \uffff \U0001fffe \U0010ffff end",
+        "private use \ue000 \uf8ff a\ue123b \U000f0000 \U000ffffd \U00100000 \U0010fffd kept?",
+        "format \u00ad soft\u00adhyphen \u0600 \u061c \u06dd \u070f \u180e \u200b \u200e \u202a \u2060 \u2066 \ufeff \ufff9",
+        "later format \u0890 \u0891 \u08e2 \U000110bd \U000110cd \U00013430 \U0001343f \U0001bca0 \U0001d173 \U000e0001 \U000e007f",
+        "controls \x01\x1f \x7f \x80 \x85 \x9f and \t tab \n nl \r cr \x0b vt \x0c ff \ufffd end",
+        "\u0378\ufdd0\U0010ffff",
+        "\x00",
+        "a\x00b \x00\x00 end\x00",
+        "null \x00 in the middle and \x00",
+        # punctuation and marks as the Unicode 8.0 tables of tokenizers' crates have them
+        "punctuation after 8.0: a\u2e43b \u2e52 x\u061dy c\U00011944d; changed since: \u166d \U000111c9 e",
+        "marks after 8.0: e\u0898 a\u1ac1 o\u1dfa n\u07fd; older: e\u0301 a\u0300 \u0903",
+    ]
+    return [s.encode("utf-8") for s in items]
+
+
 # ---- byte offsets ------------------------------------------------------------------------------------
 
 def decode_with_map(b):
@@ -169,6 +206,75 @@ def record(tok, data):
         "decoded": tok.decode(e.ids, skip_special_tokens=False),
         "decoded_skip_special": tok.decode(e.ids, skip_special_tokens=True),
     }
+
+
+def hard_record(tok, data):
+    r = record(tok, data)
+    r["decoded_b64"] = base64.b64encode(r["decoded"].encode("utf-8")).decode()
+    r["decoded_skip_special_b64"] = base64.b64encode(r["decoded_skip_special"].encode("utf-8")).decode()
+    return r
+
+
+def write_hard(out, toks):
+    """hard.json in every tokenizer directory (see the module docstring)."""
+    for name, tok in toks.items():
+        cases = [hard_record(tok, b) for b in hard_corpus()]
+        doc = {"tokenizer": name, "tokenizers_version": __import__("tokenizers").__version__,
+               "cases": cases, "pairs": []}
+        with open(os.path.join(out, name, "hard.json"), "w", encoding="utf-8") as f:
+            json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
+        print(f"{name}: hard.json, {len(cases)} strings")
+
+
+def unicode_classes(out):
+    """Probes tokenizers on every code point (see the module docstring); writes ranges."""
+    import unicodedata
+    from tokenizers.normalizers import BertNormalizer, StripAccents
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    clean = BertNormalizer(clean_text=True, handle_chinese_chars=False, strip_accents=False, lowercase=False)
+    bert_sa = BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=True, lowercase=False)
+    strip = StripAccents()
+    pre = BertPreTokenizer()
+    classes = {"bert_clean_text_removes": [], "bert_strip_accents_removes": [], "strip_accents_removes": [],
+               "bert_punctuation": []}
+
+    def add(name, c):
+        r = classes[name]
+        if r and r[-1][1] == c - 1:
+            r[-1][1] = c
+        else:
+            r.append([c, c])
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        s = chr(c)
+        if clean.normalize_str(s) == "":
+            add("bert_clean_text_removes", c)
+        # strip_accents runs after NFD: a code point NFD changes never reaches its filter
+        if unicodedata.normalize("NFD", s) == s and bert_sa.normalize_str(s) == "":
+            add("bert_strip_accents_removes", c)
+        if strip.normalize_str(s) == "":
+            add("strip_accents_removes", c)
+        if len(pre.pre_tokenize_str("a" + s + "a")) == 3:
+            add("bert_punctuation", c)
+    doc = {"tokenizers_version": __import__("tokenizers").__version__,
+           "python_unicodedata_version": unicodedata.unidata_version,
+           "note": "bert_strip_accents_removes covers only code points that NFD leaves unchanged",
+           "classes": classes}
+    with open(os.path.join(out, "unicode_classes.json"), "w") as f:
+        json.dump(doc, f, indent=0, sort_keys=True)
+    print("unicode_classes.json:", {k: sum(b - a + 1 for a, b in v) for k, v in classes.items()})
+
+
+def committed_tokenizers(out):
+    """The tokenizers as committed (nothing trained): hard.json depends only on these files."""
+    toks = {"gpt2": Tokenizer.from_file(os.path.join(SHARED, "gpt2-tokenizer", "tokenizer.json")),
+            "bert-cased": bert(os.path.join(SHARED, "bert-vocab", "bert-base-cased-vocab.txt"), False)}
+    for name in ("bert-uncased", "misc-bpe", "misc-wordlevel", "roberta", "llama-legacy", "llama", "t5"):
+        path = os.path.join(out, name, "tokenizer.json")
+        if os.path.exists(path):
+            toks[name] = Tokenizer.from_file(path)
+    return toks
 
 
 def pair_record(tok, a, b):
@@ -335,9 +441,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "tokenizers"))
     ap.add_argument("--spm-python", default=None, help="python with sentencepiece, protobuf, transformers")
+    ap.add_argument("--hard-only", action="store_true", help="write only hard.json, from the committed tokenizers")
     args = ap.parse_args()
     out = args.out
     os.makedirs(out, exist_ok=True)
+    if args.hard_only:
+        write_hard(out, committed_tokenizers(out))
+        unicode_classes(out)
+        return
     text = train_text()
 
     toks = {}
@@ -376,6 +487,8 @@ def main():
         with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
             json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
         print(f"{name}: {len(cases)} strings, {ntok} tokens")
+    write_hard(out, committed_tokenizers(out))
+    unicode_classes(out)
 
     # The notebook's transformers checks (GPT-2 special tokens and the pad-token message).
     from transformers import GPT2Tokenizer

@@ -62,7 +62,7 @@ static char *decode64(const int64_t *ids, int64_t n) {
     int32_t *tmp = malloc((size_t)(n + 1) * sizeof *tmp);
     for (int64_t i = 0; i < n; i++) tmp[i] = (int32_t)ids[i];
     char *out = NULL;
-    if (cp_tokenizer_decode(gpt2, tmp, (size_t)n, 0, &out) != CP_OK) out = NULL;
+    if (cp_tokenizer_decode(gpt2, tmp, (size_t)n, 0, &out, NULL) != CP_OK) out = NULL;
     free(tmp);
     return out;
 }
@@ -206,6 +206,21 @@ TEST(jsonl_text_records) {
     }
     CHECK(ds.n_tokens == total && ds.n_target_tokens == total, "counters");
     cp_dataset_free(&ds);
+}
+
+/* A key given twice keeps its last value, as Python's json reads the record. */
+TEST(duplicate_keys_keep_the_last_value) {
+    static const char *files[][2] = {{"dup.jsonl", "{\"text\": \"first\", \"text\": \"Hello world\"}\n"},
+                                     {"dup.json", "[{\"text\": \"first\", \"text\": \"Hello world\"}]"}};
+    for (int i = 0; i < 2; i++) {
+        cp_dataset ds;
+        cp_data_options o = opts(write_tmp(files[i][0], files[i][1]), 64);
+        CHECK_OK(cp_dataset_load(&ds, gpt2, &o));
+        char *text = ds.n == 1 ? decode64(ds.examples[0].ids, ds.examples[0].len) : NULL;
+        CHECK(text && !strcmp(text, "Hello world<|endoftext|>"), "%s: \"%s\"", files[i][0], text ? text : "(none)");
+        free(text);
+        cp_dataset_free(&ds);
+    }
 }
 
 TEST(json_array_text_field_and_lines) {
@@ -809,6 +824,7 @@ int main(void) {
     RUN(plain_text_shakespeare_fast);
     RUN(forced_text_format_on_json);
     RUN(jsonl_text_records);
+    RUN(duplicate_keys_keep_the_last_value);
     RUN(json_array_text_field_and_lines);
     RUN(text_truncation);
     RUN(instruction_templates);

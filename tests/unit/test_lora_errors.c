@@ -94,6 +94,16 @@ TEST(bad_configs) {
         {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"target_modules\": \"q_proj\", \"layers_to_transform\": [0]}",
          "`layers_to_transform` cannot be used when `target_modules` is a str."},
         {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, ", "invalid JSON at line 1"},
+        /* numbers out of range are errors, not undefined conversions; a repeated key keeps its last value */
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"layers_to_transform\": [0, 1e30]}",
+         "field \"layers_to_transform\": expected an integer or a list of integers, found 1e+30"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"layers_to_transform\": 1e400}",
+         "field \"layers_to_transform\": expected an integer or a list of integers, found inf"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"rank_pattern\": {\"q_proj\": 1e30}}",
+         "rank_pattern[\"q_proj\"] must be a positive integer, found 1e+30"},
+        {"{\"peft_type\": \"LORA\", \"r\": 1e30, \"lora_alpha\": 8}", "field \"r\": expected an integer, found 1e+30"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"r\": 0}",
+         "`r` should be a positive integer value but the value passed is 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         CHECK_ERR(cp_model_add_adapter(m, "default", write_cfg(cases[i].json), 0), cases[i].error);

@@ -4,6 +4,9 @@
  */
 #include "test.h"
 #include "cpeft.h"
+#include "core/alloc.h"
+#include "core/strbuf.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model.h"
 
@@ -24,6 +27,7 @@ static void write_file(const char *name, const char *text, size_t len) {
 }
 
 static char *read_all(const char *path, size_t *len) {
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -134,6 +138,97 @@ TEST(wrong_field_type) {
     setup("\"activation_function\": \"gelu_new\"", "\"activation_function\": \"gelu_newest\"", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "unknown activation \"gelu_newest\"");
     cleanup();
+}
+
+/* Numbers out of their type's range are errors before any conversion (a double outside the range
+ * of the integer it is converted to is undefined behaviour: UBSan flagged config.c with
+ * "eos_token_id": [1e30]); token ids must also lie in the vocabulary (vocab_size 97 here). */
+TEST(numbers_out_of_range) {
+    static const char *cases[][3] = { /* replaced text, replacement, error */
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [1e30]",
+         "config.json: field \"eos_token_id\"[0]: expected a token id (an integer from 0 to 2147483647), found 1e+30"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [96, 3e9]", "field \"eos_token_id\"[1]: expected a token id (an integer from 0 to 2147483647), found 3000000000"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": 3000000000", "found 3000000000"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": -7", "field \"bos_token_id\": expected a token id (an integer from 0 to 2147483647), found -7"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": 1e400", "found inf"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": -1e400", "found -inf"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": 95.5", "found 95.5"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": \"96\"", "field \"bos_token_id\": expected a token id or a list of ids, found a string"},
+        {"\"pad_token_id\": null", "\"pad_token_id\": 97", "field \"pad_token_id\": token id 97 is outside the vocabulary [0, 97) (vocab_size)"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [2147483647]", "field \"eos_token_id\": token id 2147483647 is outside the vocabulary [0, 97)"},
+        {"\"n_embd\": 32", "\"n_embd\": 1e30", "field \"n_embd\": expected an integer, found 1e+30"},
+        {"\"n_layer\": 2", "\"n_layer\": 1e400", "field \"n_layer\": expected an integer, found inf"},
+        {"\"n_layer\": 2", "\"n_layer\": -1e400", "field \"n_layer\": expected an integer, found -inf"},
+        {"\"n_positions\": 64", "\"n_positions\": 3e9", "field \"n_positions\" must be a positive integer of at most"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setup(cases[i][0], cases[i][1], 0);
+        CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), cases[i][2]);
+        cleanup();
+    }
+    /* -1, which some converted configs write for "no pad token", reads as unset */
+    setup("\"pad_token_id\": null", "\"pad_token_id\": -1", 0);
+    CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
+    cleanup();
+    /* generation_config.json's ids go through the same checks (cp_generate_options_init) */
+    setup(NULL, NULL, 0);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    const char *gen[][2] = {{"{\"eos_token_id\": 3e9}", "generation_config.json: field \"eos_token_id\": expected a token id, found 3000000000"},
+                            {"{\"eos_token_id\": [1, 1e30]}", "field \"eos_token_id\": expected token ids, found 1e+30"},
+                            {"{\"pad_token_id\": [-7]}", "field \"pad_token_id\": expected token ids, found -7"}};
+    for (int i = 0; m && i < 3; i++) {
+        write_file("generation_config.json", gen[i][0], strlen(gen[i][0]));
+        cp_generate_options o;
+        CHECK_ERR(cp_generate_options_init(m, &o), gen[i][1]);
+    }
+    cp_model_free(m);
+    cleanup();
+}
+
+/* A key given twice keeps its last value, as Python's json.loads (what transformers reads
+ * config.json with) does; cJSON's lookups used to find the first. */
+TEST(duplicate_keys_keep_the_last_value) {
+    setup("\"n_embd\": 32", "\"n_embd\": 16, \"n_embd\": 48", 0);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && cp_model_hidden_size(m) == 48, "hidden size %lld, want 48 (the last n_embd)", m ? (long long)cp_model_hidden_size(m) : -1LL);
+    cp_model_free(m);
+    cleanup();
+    setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\", \"model_type\": \"gpt2\"", 1);
+    m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    CHECK(m && strcmp(cp_model_type(m), "gpt2") == 0, "model type %s", m ? cp_model_type(m) : "(none)");
+    cp_model_free(m);
+    cleanup();
+    /* the rule itself, on nested objects and arrays and an object too large for a linear scan:
+     * one member per key, the last value, at the key's first position (a Python dict) */
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, "{\"a\": 1, \"b\": {\"x\": 1, \"y\": 0, \"x\": 2}, \"c\": [{\"k\": 1, \"k\": [2]}], \"a\": 3, \"big\": {");
+    for (int i = 0; i < 3000; i++) cp_sb_printf(&sb, "%s\"k%d\": %d", i ? ", " : "", i % 1000, i);
+    cp_sb_append(&sb, "}}");
+    char *text = cp_sb_finish(&sb);
+    cJSON *root = NULL;
+    CHECK_OK(cp_json_parse(text, strlen(text), "dup.json", &root));
+    if (root) {
+        const char *order[4] = {"a", "b", "c", "big"};
+        int i = 0, ok = cJSON_GetArraySize(root) == 4;
+        for (const cJSON *c = root->child; c && ok; c = c->next, i++) ok = strcmp(c->string, order[i]) == 0;
+        CHECK(ok, "top level: a, b, c, big once each, in first-seen order");
+        CHECK(cJSON_GetObjectItem(root, "a")->valuedouble == 3, "a = 3");
+        const cJSON *b = cJSON_GetObjectItem(root, "b");
+        CHECK(cJSON_GetArraySize(b) == 2 && !strcmp(b->child->string, "x") && b->child->valuedouble == 2, "b = {x: 2, y: 0}");
+        const cJSON *k = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "c"), 0), "k");
+        CHECK(cJSON_IsArray(k) && cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "c"), 0), "k")) == 1,
+              "c[0].k = [2]");
+        const cJSON *big = cJSON_GetObjectItem(root, "big");
+        int n = cJSON_GetArraySize(big), last_ok = 1;
+        for (const cJSON *c = big->child; c; c = c->next) last_ok &= (int)c->valuedouble == atoi(c->string + 1) + 2000;
+        CHECK(n == 1000 && last_ok, "big: %d members (want 1000), each its last value: %s", n, last_ok ? "yes" : "no");
+        cJSON_Delete(root);
+    }
+    cp_free(text);
 }
 
 TEST(config_only_directory_has_no_weights) {
@@ -305,6 +400,8 @@ int main(void) {
     RUN(unknown_model_type);
     RUN(missing_model_type);
     RUN(wrong_field_type);
+    RUN(numbers_out_of_range);
+    RUN(duplicate_keys_keep_the_last_value);
     RUN(config_only_directory_has_no_weights);
     RUN(mis_shaped_tensors_listed_with_both_shapes);
     RUN(missing_and_unexpected_tensors);
