@@ -87,7 +87,7 @@ typedef struct {
     float *h2;                    // (N,C) ln_2 output: the input of fc
     float *fc_pre;                // (N,I) fc output before the activation
     float *fc_act;                // (N,I) after the activation: the input of proj
-    float *tmp;                   // (N,C) projection output
+    float *tmp;                   // (N,C) projection output, scratch: in training one buffer serves every layer
 } block_acts;
 
 static cp_status alloc_block(block_acts *a, cp_arena *ar, int64_t B, int64_t T, int64_t C, int64_t I, int64_t NH,
@@ -107,9 +107,9 @@ static cp_status alloc_block(block_acts *a, cp_arena *ar, int64_t B, int64_t T, 
     a->h2 = cp_arena_floats(ar, N * C, "ln_2 output");
     a->fc_pre = training ? cp_arena_floats(ar, N * I, "MLP pre-activation") : NULL;
     a->fc_act = cp_arena_floats(ar, N * I, "MLP hidden");
-    a->tmp = cp_arena_floats(ar, N * C, "projection output");
+    a->tmp = training ? NULL : cp_arena_floats(ar, N * C, "projection output"); /* training: the caller's shared one */
     if (!a->ln1_mean || !a->ln1_rstd || !a->h1 || !a->qkv || !a->att || !a->ln2_mean || !a->ln2_rstd || !a->h2 ||
-        !a->fc_act || !a->tmp || (training && (!a->x_in || !a->probs || !a->x_mid || !a->fc_pre)))
+        !a->fc_act || (!training && !a->tmp) || (training && (!a->x_in || !a->probs || !a->x_mid || !a->fc_pre)))
         return CP_ERR;
     return CP_OK;
 }
@@ -279,6 +279,8 @@ cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, i
     if (!sv->blocks || !sv->x_final || !sv->lnf_mean || !sv->lnf_rstd || !sv->pos) return CP_ERR;
     block_acts scratch;
     if (recompute && alloc_block(&scratch, ar, B, T, C, c->intermediate_size, c->num_heads, 0) != CP_OK) return CP_ERR;
+    float *tmp = recompute ? scratch.tmp : cp_arena_floats(ar, (size_t)(N * C), "projection output");
+    if (!tmp) return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as ln_f's input */
     if (embed(m, batch, 0, x, sv->pos) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
@@ -291,6 +293,7 @@ cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, i
         } else if (alloc_block(a, ar, B, T, C, c->intermediate_size, c->num_heads, 1) != CP_OK) {
             return CP_ERR;
         }
+        a->tmp = tmp;
         if (block_forward(m, &s->layers[l], batch, x, a, NULL, l, ar) != CP_OK) return CP_ERR;
     }
     cp_layernorm_forward(s->ln_f, out, sv->lnf_mean, sv->lnf_rstd, x, N);
@@ -315,7 +318,9 @@ cp_status cp_gpt_backward(cp_model *m, const cp_batch *batch, float *d_out, void
     /* in the forward pass this was out = ln_f(x_final) */
     cp_layernorm_backward(s->ln_f, dx, d_out, sv->x_final, sv->lnf_mean, sv->lnf_rstd, N);
     block_acts fresh;
-    if (sv->recompute && alloc_block(&fresh, ar, B, T, C, c->intermediate_size, c->num_heads, 1) != CP_OK) return CP_ERR;
+    if (sv->recompute && (alloc_block(&fresh, ar, B, T, C, c->intermediate_size, c->num_heads, 1) != CP_OK ||
+                          !(fresh.tmp = cp_arena_floats(ar, (size_t)(N * C), "projection output"))))
+        return CP_ERR;
     for (int64_t l = L - 1; l >= lowest; l--) {
         cp_arena_mark mark = cp_arena_get_mark(ar); /* this layer's scratch goes back after its backward */
         block_acts *a = &sv->blocks[l];

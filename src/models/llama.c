@@ -273,7 +273,7 @@ typedef struct {
     float *h2;            // (N,C) post_attention_layernorm output
     float *gate, *up;     // (N,I) projections (gate before silu)
     float *act;           // (N,I) silu(gate) ⊙ up: the input of down_proj
-    float *tmp;           // (N,C)
+    float *tmp;           // (N,C) projection output, scratch: in training one buffer serves every layer
 } llama_acts;
 
 static cp_status alloc_acts(llama_acts *a, cp_arena *ar, const cp_model_config *c, int64_t B, int64_t T, int training) {
@@ -294,9 +294,9 @@ static cp_status alloc_acts(llama_acts *a, cp_arena *ar, const cp_model_config *
     a->gate = cp_arena_floats(ar, N * I, "gate projection");
     a->up = cp_arena_floats(ar, N * I, "up projection");
     a->act = cp_arena_floats(ar, N * I, "MLP hidden");
-    a->tmp = cp_arena_floats(ar, N * C, "projection output");
+    a->tmp = training ? NULL : cp_arena_floats(ar, N * C, "projection output"); /* training: the caller's shared one */
     if (!a->rstd1 || !a->rstd2 || !a->h1 || !a->q || !a->k || !a->v || !a->att || !a->h2 || !a->gate || !a->up || !a->act ||
-        !a->tmp || (training && (!a->x_in || !a->probs || !a->x_mid)))
+        (!training && !a->tmp) || (training && (!a->x_in || !a->probs || !a->x_mid)))
         return CP_ERR;
     return CP_OK;
 }
@@ -476,6 +476,8 @@ static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int r
     if (!sv->blocks || !sv->x_final || !sv->rstd_f || !sv->pos || !cos_t || !sin_t) return CP_ERR;
     llama_acts scratch;
     if (recompute && alloc_acts(&scratch, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
+    float *tmp = recompute ? scratch.tmp : cp_arena_floats(ar, (size_t)(N * C), "projection output");
+    if (!tmp) return CP_ERR;
     float *x = sv->x_final;
     if (embed(m, b, 0, x, sv->pos, &sv->rt, cos_t, sin_t) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
@@ -486,6 +488,7 @@ static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int r
         } else if (alloc_acts(a, ar, c, b->B, b->T, 1) != CP_OK) {
             return CP_ERR;
         }
+        a->tmp = tmp;
         if (block_forward(m, &s->layers[l], b, x, a, sv->rt, NULL, l, ar) != CP_OK) return CP_ERR;
     }
     cp_rmsnorm_forward(s->norm, out, sv->rstd_f, x, N);
@@ -508,7 +511,9 @@ static cp_status backward(cp_model *m, const cp_batch *b, float *d_out, void *sa
     memset(dx, 0, (size_t)(N * C) * sizeof *dx);
     cp_rmsnorm_backward(s->norm, dx, d_out, sv->x_final, sv->rstd_f, N);
     llama_acts fresh;
-    if (sv->recompute && alloc_acts(&fresh, ar, c, b->B, b->T, 1) != CP_OK) return CP_ERR;
+    if (sv->recompute && (alloc_acts(&fresh, ar, c, b->B, b->T, 1) != CP_OK ||
+                          !(fresh.tmp = cp_arena_floats(ar, (size_t)(N * C), "projection output"))))
+        return CP_ERR;
     for (int64_t l = L - 1; l >= lowest; l--) {
         cp_arena_mark mark = cp_arena_get_mark(ar);
         llama_acts *a = &sv->blocks[l];

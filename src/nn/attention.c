@@ -35,7 +35,7 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 /* Rows per batch row in k, v and the key mask. */
 static inline int64_t kv_rows(const cp_attention_args *a) { return a->kv_rows ? a->kv_rows : a->T; }
 
-cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
+static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     const int64_t P = a->past, R = kv_rows(a), TK = P + T; /* TK keys in all: the cache and the new ones */
     assert(TK <= R && (!a->probs || P == 0));
@@ -128,7 +128,7 @@ static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_
     return 0;
 }
 
-cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
+static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     const int64_t P = a->past, R = kv_rows(a), TK = P + T; /* TK keys in all: the cache and the new ones */
     assert(TK <= R && (!a->probs || P == 0));
@@ -180,8 +180,8 @@ cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
     return CP_OK;
 }
 
-cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
-                                cp_arena *scratch) {
+static cp_status attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
+                                   cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     assert(a->past == 0 && (a->kv_rows == 0 || a->kv_rows == T));
     if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
@@ -225,4 +225,27 @@ cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, f
                             (int)a->q_stride, beta, dK, (int)a->k_stride);
             }
     return CP_OK;
+}
+
+/* The public entry points: the per-thread score buffers go back to the arena on return, so a
+ * training forward does not keep one set per layer (nthreads · 64 · T floats each). */
+cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = attention_forward_ref(a, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = attention_forward(a, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = attention_backward(a, dout, dq, dk, dv, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
 }

@@ -31,7 +31,7 @@ static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int
     return t + 1 < T ? labels[b * T + t + 1] : CP_IGNORE_INDEX;
 }
 
-cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                           float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     const float *W = head->weight->data;
@@ -79,7 +79,7 @@ cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int6
     return CP_OK;
 }
 
-cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+static cp_status head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                                    double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     if (check_labels(labels, N, V) != CP_OK) return CP_ERR;
@@ -128,4 +128,22 @@ cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_
     if (loss_sum) *loss_sum = total;
     if (n_targets) *n_targets = count;
     return CP_OK;
+}
+
+/* The public entry points: the chunk buffers (LM_CHUNK_ROWS rows of logits, V wide) go back to the
+ * arena on return, so they are not held through the backward pass of the blocks that follows. */
+cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = head_loss(head, h, B, T, labels, logits, loss_sum, n_targets, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+                                   double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = head_loss_backward(head, h, B, T, labels, norm, dh, loss_sum, n_targets, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
 }

@@ -235,7 +235,7 @@ static cp_status mixed_embedding_add(const cp_module *m, float *out, const int64
     return CP_OK;
 }
 
-cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
+static cp_status lora_linear_add_impl(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     if (!layer) return CP_OK;
     if (layer->mix) return layer->disabled ? CP_OK : mixed_linear_add(m, out, in, N, scratch);
@@ -257,7 +257,7 @@ cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, in
     return CP_OK;
 }
 
-cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
+static cp_status lora_embedding_add_impl(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     if (!layer) return CP_OK;
     if (layer->mix) return layer->disabled ? CP_OK : mixed_embedding_add(m, out, ids, N, scratch);
@@ -277,7 +277,7 @@ cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *i
     return CP_OK;
 }
 
-cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
+static cp_status lora_linear_backward_impl(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     const int64_t C = m->in_features, OC = m->out_features;
     for (int i = 0; i < layer->n; i++) {
@@ -313,7 +313,7 @@ cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY
     return CP_OK;
 }
 
-cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
+static cp_status lora_embedding_backward_impl(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
     const cp_lora_layer *layer = m->lora;
     const int64_t V = m->in_features, d = m->out_features;
     for (int i = 0; i < layer->n; i++) {
@@ -335,6 +335,37 @@ cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const 
         }
     }
     return CP_OK;
+}
+
+/* The public entry points: each side path's scratch (dropout masks, the rank-r activations, the
+ * mixed-batch gathers) goes back to the arena when it returns. The backward pass regenerates the
+ * dropout mask from its seed, so nothing of it needs to live from the forward to the backward. */
+cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = lora_linear_add_impl(m, out, in, N, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = lora_embedding_add_impl(m, out, ids, N, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = lora_linear_backward_impl(m, dX, dY, X, N, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = lora_embedding_backward_impl(m, dY, ids, N, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
 }
 
 int cp_module_trains(const cp_module *m) {

@@ -66,7 +66,7 @@ void cp_lora_set_mix(cp_module *root, const cp_lora_mix *mix);
 /* The side path, added onto a base output: out (N,OC) += Σ_active s · (x·Aᵀ)·Bᵀ for Linear/Conv1D
  * with in (N,C); for an Embedding, ids (N) select rows of Aᵀ. No-op when m has no active,
  * unmerged adapter. Under a mix, each batch row gets its own adapter's path instead. Scratch comes
- * from the arena. */
+ * from the arena and goes back to it before these return (the backward ones too). */
 cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch);
 cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch);
 
