@@ -2,6 +2,7 @@
  * step.c — one optimizer step over accumulated micro-batches; see step.h.
  */
 #include "train/step.h"
+#include "core/alloc.h"
 #include "peft/peft_model.h"
 
 #include <math.h>
@@ -44,5 +45,50 @@ cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n
     }
     cp_adamw_step(opt, lr);
     cp_zero_grads(opt->params, opt->n);
+    return CP_OK;
+}
+
+/* One micro-batch of B×T token ids 1..7 through the model's first `layers` blocks (all if 0), as
+ * cp_train_step runs it; its gradients are discarded. The arena starts empty, so its high water is
+ * this pass alone. */
+static cp_status dry_run(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, int64_t layers, size_t *bytes) {
+    int64_t *ids = cp_malloc((size_t)(B * T) * sizeof *ids, "the memory plan's batch");
+    if (!ids) return CP_ERR;
+    for (int64_t i = 0; i < B * T; i++) ids[i] = i % 7 + 1;
+    cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
+    const int64_t all_layers = m->config.num_layers;
+    if (layers > 0 && layers < all_layers) m->config.num_layers = layers; /* the blocks run in order 0..L-1 */
+    cp_arena_free(&m->arena);
+    cp_peft_set_training(m, 1);
+    cp_peft_seed_dropout(m, 0);
+    double s;
+    int64_t n;
+    cp_status st = cp_model_forward_backward(m, &b, 1.0, recompute, &s, &n);
+    cp_peft_set_training(m, 0);
+    m->config.num_layers = all_layers;
+    *bytes = cp_arena_high_water(&m->arena);
+    cp_arena_free(&m->arena);
+    cp_zero_grads(opt->params, opt->n);
+    cp_free(ids);
+    return st;
+}
+
+cp_status cp_step_measure_activations(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, size_t *bytes) {
+    *bytes = 0;
+    if (dry_run(m, opt, B, T, recompute, 0, bytes) != CP_OK) return CP_ERR;
+    return cp_arena_reserve(&m->arena, *bytes);
+}
+
+cp_status cp_step_estimate_activations(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, size_t *bytes) {
+    *bytes = 0;
+    const int64_t L = m->config.num_layers;
+    if (L <= 3) return dry_run(m, opt, B, T, recompute, 0, bytes);
+    /* The peak is P + L·S: every block keeps the same activations S for the backward pass, and the
+     * rest (embeddings, LM head, one block's backward scratch) does not depend on depth. Blocks 2
+     * and 3 rather than 1 and 2: the lowest trained block skips its input gradient. */
+    size_t two, three;
+    if (dry_run(m, opt, B, T, recompute, 2, &two) != CP_OK || dry_run(m, opt, B, T, recompute, 3, &three) != CP_OK) return CP_ERR;
+    double per_block = (double)three - (double)two;
+    *bytes = (size_t)((double)three + (double)(L - 3) * (per_block > 0 ? per_block : 0));
     return CP_OK;
 }

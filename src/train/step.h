@@ -30,4 +30,14 @@ int64_t cp_batch_targets(const cp_batch *b);
 cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n_micro, double lr, double max_grad_norm,
                         int recompute, uint64_t dropout_seed, cp_step_result *res);
 
+/* The memory plan's activation figure: the arena's peak over one training micro-batch of B rows ×
+ * T tokens (training mode, LoRA dropout on, gradient checkpointing as `recompute` says), measured
+ * by running it; the gradients it leaves are zeroed. The arena is left holding one block of that
+ * size, not yet resident, so the steps that follow allocate nothing. */
+cp_status cp_step_measure_activations(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, size_t *bytes);
+/* The same peak without holding it: measured on the model's first 2 and 3 blocks and extrapolated
+ * to all of them (models of at most 3 blocks are run whole). For a comparison that the run will not
+ * pay for, such as the activations without gradient checkpointing. The arena is left empty. */
+cp_status cp_step_estimate_activations(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, size_t *bytes);
+
 #endif

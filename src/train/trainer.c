@@ -3,8 +3,10 @@
  *
  *   setup    model, tokenizer (pad defaults to eos), adapter (config, flags or a checkpoint),
  *            data (train + eval file or held-out split)
- *   plan     the memory plan, measured: a dry forward/backward of the largest batch gives the
- *            activation peak; weights, trainable parameters, gradients and AdamW state are counted
+ *   plan     the memory plan, the peak resident memory to expect: a dry forward/backward of the
+ *            largest batch gives the activation peak, the memory resident after it the rest of the
+ *            process; weights, trainable parameters, gradients and AdamW state are counted. The
+ *            run ends by printing its real peak beside the plan
  *   loop     micro-batches run in a fixed order (epoch e shuffled from seed and e; LoRA dropout
  *            seeded from seed and the micro-batch index), grad_accum of them per optimizer step,
  *            so a run is a pure function of its arguments and resuming is exact
@@ -20,6 +22,7 @@
  */
 #include "train/trainer.h"
 #include "core/alloc.h"
+#include "core/memstat.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
 #include "io/fsutil.h"
@@ -118,6 +121,7 @@ typedef struct {
     FILE *metrics;
     cp_output_dir out;
     int64_t last_checkpoint;   /* step of the newest checkpoint written (or resumed from), 0: none */
+    double plan_bytes;         /* the memory plan's total (0: no plan made) */
 } run_state;
 
 /* ---- the adapter ------------------------------------------------------------------------------- */
@@ -350,54 +354,80 @@ static cp_status load_checkpoint_state(run_state *r, const char *dir) {
 
 /* ---- the memory plan ---------------------------------------------------------------------------- */
 
-static cp_status measure_activations(run_state *r, int64_t T, int recompute, size_t *bytes) {
-    const int64_t B = r->a->per_device_train_batch_size;
-    int64_t *ids = cp_calloc((size_t)(B * T), sizeof *ids, "plan batch");
-    if (!ids) return CP_ERR;
-    for (int64_t i = 0; i < B * T; i++) ids[i] = i % 7 + 1;
-    cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
-    cp_arena_free(&r->m->arena);
-    cp_arena_init(&r->m->arena);
-    double s;
-    int64_t n;
-    cp_status st = cp_model_forward_backward(r->m, &b, 1.0, recompute, &s, &n);
-    *bytes = cp_arena_high_water(&r->m->arena);
-    cp_zero_grads(r->params, r->n_params);
-    cp_free(ids);
-    return st;
-}
+/* Parameters by where their memory lives: frozen (mapped: used in place from the checkpoint's
+ * mapping; owned: widened or copied to f32), trainable (each with a gradient and two AdamW moments). */
+typedef struct { int64_t frozen, mapped, trainable; } param_counts;
 
-static cp_status print_plan(run_state *r) {
-    int64_t frozen = 0, mapped = 0, trainable = 0, all = 0;
+static cp_status count_params(run_state *r, param_counts *c) {
+    memset(c, 0, sizeof *c);
     cp_param **ps;
     int n;
     if (cp_module_params(r->m->root, &ps, &n) != CP_OK) return CP_ERR;
     for (int i = 0; i < n; i++) {
         if (ps[i]->tied_to || ps[i]->grad) continue;
-        frozen += ps[i]->numel;
-        if (!ps[i]->owns_data) mapped += ps[i]->numel;
+        c->frozen += ps[i]->numel;
+        if (!ps[i]->owns_data) c->mapped += ps[i]->numel;
     }
     cp_free(ps);
-    for (int i = 0; i < r->n_params; i++) trainable += r->params[i]->numel;
-    cp_model_trainable_parameters(r->m, &(int64_t){0}, &all);
+    for (int i = 0; i < r->n_params; i++) c->trainable += r->params[i]->numel;
+    return CP_OK;
+}
+
+/* The plan is the process's peak resident memory to expect, part by part: weights and trainable
+ * state counted from their sizes; activations measured by a dry run of the longest batch as a
+ * training step runs it (the arena keeps that block for the steps that follow); and the rest of the
+ * process (code, libraries, tokenizer, dataset, the BLAS library's and the threads' buffers, malloc's
+ * overhead) measured as what is resident after the dry run beyond the counted parts. */
+static cp_status print_plan(run_state *r) {
+    param_counts c;
+    if (count_params(r, &c) != CP_OK) return CP_ERR;
+    const int64_t B = r->a->per_device_train_batch_size;
     int64_t T = 2;
     for (int64_t i = 0; i < r->train.n; i++) T = r->train.examples[i].len > T ? r->train.examples[i].len : T;
     size_t act = 0, act_other = 0;
-    if (measure_activations(r, T, r->a->gradient_checkpointing, &act) != CP_OK) return CP_ERR;
-    if (r->a->gradient_checkpointing && measure_activations(r, T, 0, &act_other) != CP_OK) return CP_ERR;
-    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
-    printf("memory plan (batch %lld x %lld tokens):\n", (long long)r->a->per_device_train_batch_size, (long long)T);
+    /* the comparison first: it is estimated on a few blocks, so the run never holds it */
+    if (r->a->gradient_checkpointing && cp_step_estimate_activations(r->m, &r->opt, B, T, 0, &act_other) != CP_OK) return CP_ERR;
+    if (cp_step_measure_activations(r->m, &r->opt, B, T, r->a->gradient_checkpointing, &act) != CP_OK) return CP_ERR;
+    const double frozen = (double)c.frozen * 4, mapped = (double)c.mapped * 4, trainable = (double)c.trainable * 4;
+    cp_mem_usage u;
+    double rest = -1;
+    if (cp_mem_now(&u)) {
+        /* anonymous memory beyond the owned weights and trainable state, and mapped pages beyond the
+         * mapped weights (for a model whose input embedding is not tied, the rows no batch has used
+         * yet are not resident, so this part can be short by up to the program's code) */
+        double anon = (double)u.anon - (frozen - mapped) - 4 * trainable, file = (double)u.file - mapped;
+        rest = (anon > 0 ? anon : 0) + (file > 0 ? file : 0);
+    }
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("memory plan (batch %lld x %lld tokens):\n", (long long)B, (long long)T);
     printf("  frozen weights        %12s  (%s memory-mapped from the checkpoint, shared with the page cache)\n",
-           cp_format_bytes((double)frozen * 4, b1, sizeof b1), cp_format_bytes((double)mapped * 4, b2, sizeof b2));
-    printf("  trainable parameters  %12s  (%lld values)\n", cp_format_bytes((double)trainable * 4, b3, sizeof b3), (long long)trainable);
-    printf("  gradients             %12s\n", b3);
-    printf("  optimizer state       %12s  (AdamW exp_avg + exp_avg_sq)\n", cp_format_bytes((double)trainable * 8, b4, sizeof b4));
-    printf("  activations           %12s  (measured peak of one forward + backward)\n", cp_format_bytes((double)act, b5, sizeof b5));
+           cp_format_bytes(frozen, b1, sizeof b1), cp_format_bytes(mapped, b2, sizeof b2));
+    printf("  trainable parameters  %12s  (%lld values)\n", cp_format_bytes(trainable, b1, sizeof b1), (long long)c.trainable);
+    printf("  gradients             %12s\n", b1);
+    printf("  optimizer state       %12s  (AdamW exp_avg + exp_avg_sq)\n", cp_format_bytes(2 * trainable, b2, sizeof b2));
+    printf("  activations           %12s  (measured: a training forward + backward of the longest batch)\n",
+           cp_format_bytes((double)act, b3, sizeof b3));
     if (r->a->gradient_checkpointing)
-        printf("                                      --gradient-checkpointing saves %s (without it: %s)\n",
-               cp_format_bytes((double)act_other - (double)act, b6, sizeof b6), cp_format_bytes((double)act_other, b1, sizeof b1));
-    printf("  total                 %12s\n", cp_format_bytes((double)frozen * 4 + (double)trainable * 16 + (double)act, b2, sizeof b2));
+        printf("                                      --gradient-checkpointing saves %s (without it: about %s, measured on 2 and 3 "
+               "layers)\n",
+               cp_format_bytes((double)act_other - (double)act, b1, sizeof b1), cp_format_bytes((double)act_other, b2, sizeof b2));
+    if (rest >= 0)
+        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS and thread buffers)\n",
+               cp_format_bytes(rest, b4, sizeof b4));
+    else
+        printf("  program and data      %12s  (not measured on this system; not in the total)\n", "?");
+    r->plan_bytes = frozen + 4 * trainable + (double)act + (rest > 0 ? rest : 0);
+    printf("  total                 %12s  (the peak resident memory to expect)\n", cp_format_bytes(r->plan_bytes, b1, sizeof b1));
     return CP_OK;
+}
+
+/* The run's peak resident memory beside the plan, so that the plan can be checked. */
+static void print_peak(const run_state *r) {
+    size_t peak = cp_mem_peak();
+    if (!peak || !(r->plan_bytes > 0)) return;
+    char b1[32], b2[32];
+    printf("peak memory: %s resident (plan %s, %+.1f%%)\n", cp_format_bytes((double)peak, b1, sizeof b1),
+           cp_format_bytes(r->plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - r->plan_bytes) / r->plan_bytes);
 }
 
 /* ---- progress ---------------------------------------------------------------------------------- */
@@ -677,6 +707,7 @@ static cp_status train_run(const cp_train_args *a, int *interrupted) {
         cp_free(name);
         cp_free(dir);
     }
+    if (st == CP_OK) print_peak(&r);
     run_free(&r);
     return st;
 }
