@@ -458,6 +458,11 @@ static double draw_series(canvas *c, const frame *f, const double *xs, const dou
     return last;
 }
 
+size_t cp_plot_peak_bytes(void) {
+    const size_t canvas = (size_t)PLOT_W * PLOT_H * 3, rows = ((size_t)PLOT_W * 3 + 1) * PLOT_H;
+    return canvas + rows + (sizeof(int32_t) << HBITS) + sizeof(int32_t) * WSIZE;
+}
+
 cp_status cp_plot_loss_png(const char *path, const double *train_steps, const double *train_loss, int n_train,
                            const double *eval_steps, const double *eval_loss, int n_eval, const char *title) {
     static const rgb8 white = {255, 255, 255}, ink = {40, 40, 40}, grid = {228, 228, 228}, frame_col = {90, 90, 90},

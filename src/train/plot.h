@@ -19,6 +19,10 @@
 cp_status cp_plot_loss_png(const char *path, const double *train_steps, const double *train_loss, int n_train,
                            const double *eval_steps, const double *eval_loss, int n_eval, const char *title);
 
+/* The memory cp_plot_loss_png holds at its peak: the canvas, the PNG rows and the compressor's
+ * tables (the compressed image, small for a plot, comes on top). The memory plan of a run counts it. */
+size_t cp_plot_peak_bytes(void);
+
 /* Encodes an 8-bit RGB image (rgb is (h, w, 3), row-major) as a PNG file in memory: *out (free with
  * cp_free) holds *out_len bytes. */
 cp_status cp_png_encode_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *out_len);

@@ -377,7 +377,8 @@ static cp_status count_params(run_state *r, param_counts *c) {
  * state counted from their sizes; activations measured by a dry run of the longest batch as a
  * training step runs it (the arena keeps that block for the steps that follow); and the rest of the
  * process (code, libraries, tokenizer, dataset, the BLAS library's and the threads' buffers, malloc's
- * overhead) measured as what is resident after the dry run beyond the counted parts. */
+ * overhead) measured as what is resident after the dry run beyond the counted parts, plus the
+ * working memory of the loss plot drawn at every save. */
 static cp_status print_plan(run_state *r) {
     param_counts c;
     if (count_params(r, &c) != CP_OK) return CP_ERR;
@@ -396,7 +397,7 @@ static cp_status print_plan(run_state *r) {
          * mapped weights (for a model whose input embedding is not tied, the rows no batch has used
          * yet are not resident, so this part can be short by up to the program's code) */
         double anon = (double)u.anon - (frozen - mapped) - 4 * trainable, file = (double)u.file - mapped;
-        rest = (anon > 0 ? anon : 0) + (file > 0 ? file : 0);
+        rest = (anon > 0 ? anon : 0) + (file > 0 ? file : 0) + (double)cp_plot_peak_bytes(); /* drawn at each save */
     }
     char b1[32], b2[32], b3[32], b4[32];
     printf("memory plan (batch %lld x %lld tokens):\n", (long long)B, (long long)T);
@@ -412,7 +413,7 @@ static cp_status print_plan(run_state *r) {
                "layers)\n",
                cp_format_bytes((double)act_other - (double)act, b1, sizeof b1), cp_format_bytes((double)act_other, b2, sizeof b2));
     if (rest >= 0)
-        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS and thread buffers)\n",
+        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers; the loss plot)\n",
                cp_format_bytes(rest, b4, sizeof b4));
     else
         printf("  program and data      %12s  (not measured on this system; not in the total)\n", "?");
