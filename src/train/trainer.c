@@ -170,6 +170,12 @@ static cp_status setup_adapter(run_state *r) {
     if (a->resume_from) return cp_adapter_load(r->m, a->resume_from, "default", 1, 1);
     cp_lora_config cfg;
     cp_status st = a->peft_config_path ? cp_lora_config_load(&cfg, a->peft_config_path) : config_from_flags(a, &cfg);
+    /* PEFT's get_peft_model would freeze such an adapter and Trainer then fails ("element 0 of tensors
+     * does not require grad"); training makes it trainable, and the saved config says inference_mode
+     * true whatever this one said, as save_pretrained writes it */
+    if (st == CP_OK && cfg.inference_mode)
+        cp_warn("%s says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway "
+                "(get_peft_model would freeze it)", a->peft_config_path);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, mix((uint64_t)a->seed, 0x1a2b));

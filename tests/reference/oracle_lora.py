@@ -12,7 +12,8 @@ Formats: tests/reference/README.md, section "LoRA fixtures". Per case, tests/fix
 
 plus meta_<short>.json (real-size models on the meta device), errors.json (exception type + message of
 invalid configurations), loaded_counts.json (print_trainable_parameters after PeftModel.from_pretrained, frozen
-and is_trainable=True) and cpeft_roundtrip/<case>/ (the reverse direction: files cpeft writes, read by PEFT and
+and is_trainable=True), config_counts.json (the same after get_peft_model with the saved config, inference_mode true
+and false) and cpeft_roundtrip/<case>/ (the reverse direction: files cpeft writes, read by PEFT and
 transformers; needs --cpeft).
 
 Determinism: PEFT saves `target_modules` (a Python set) in set-iteration order, which depends on
@@ -416,6 +417,29 @@ def write_loaded_counts(ctx: Context) -> None:
     write_json(ctx.path("lora", "loaded_counts.json"), out)
 
 
+def write_config_counts(ctx: Context) -> None:
+    """For every single-adapter case: print_trainable_parameters() after get_peft_model(base, config) with the saved
+    adapter_config.json (inference_mode true, as save_pretrained writes it: set_adapter(..., inference_mode=True)
+    freezes the adapter's layers and modules_to_save copies, biases of bias="all"/"lora_only" stay trainable) and with
+    the same config but inference_mode false."""
+    from peft import LoraConfig, get_peft_model
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with in_dir(ctx.out):
+            for c in CASES:
+                if not os.path.exists(os.path.join(ctx.path("lora", c.name), "adapter_config.json")):
+                    continue
+                e = {"base_dir": c.base_dir}
+                for mode in (True, False):
+                    cfg = LoraConfig.from_pretrained(f"lora/{c.name}")
+                    assert cfg.inference_mode is True, c.name
+                    cfg.inference_mode = mode
+                    e[f"inference_mode_{str(mode).lower()}"] = counts(get_peft_model(load_base(ctx, c.model, c.root), cfg))
+                out[c.name] = e
+    write_json(ctx.path("lora", "config_counts.json"), out)
+
+
 # =================================================================================================
 # multi-adapter case
 
@@ -743,6 +767,7 @@ def fam_lora(ctx: Context) -> list[Item]:
     items += [Item(f"meta_{s}", (lambda s=s: write_meta(ctx, s)), [f"lora/meta_{s}.json"]) for s in META_CASES]
     items.append(Item("errors", lambda: write_errors(ctx), ["lora/errors.json"]))
     items.append(Item("loaded_counts", lambda: write_loaded_counts(ctx), ["lora/loaded_counts.json"]))
+    items.append(Item("config_counts", lambda: write_config_counts(ctx), ["lora/config_counts.json"]))
     items += [Item(f"cpeft_roundtrip.{c}", (lambda c=c: write_roundtrip_case(ctx, c)), [f"lora/cpeft_roundtrip/{c}"])
               for c in ROUNDTRIP_CASES]
     return items
@@ -955,6 +980,16 @@ def _check_lora(ctx: Context) -> list[str]:
             assert j["from_pretrained"]["all"] == exp["all"], name
             assert (j["from_pretrained"]["trainable"] == 0) == (exp["config_saved"]["bias"] == "none"), name
         notes.append(f"loaded_counts: {len(json.load(open(p)))} cases; from_pretrained freezes the adapter")
+    p = os.path.join(root, "config_counts.json")
+    if os.path.exists(p):
+        loaded = json.load(open(os.path.join(root, "loaded_counts.json")))
+        for name, j in json.load(open(p)).items():
+            exp = json.load(open(os.path.join(root, name, "expected.json")))
+            # inference_mode false: as the case's own get_peft_model; true: as from_pretrained (frozen)
+            assert j["inference_mode_false"]["print_trainable_parameters"] == exp["print_trainable_parameters"], name
+            assert j["inference_mode_true"] == loaded[name]["from_pretrained"], name
+        notes.append(f"config_counts: {len(json.load(open(p)))} cases; get_peft_model with inference_mode true counts as "
+                     f"from_pretrained, with false as the case's get_peft_model")
     if os.path.isdir(root):
         size = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
         assert size < 3e6, size

@@ -7,6 +7,7 @@
  * the optimizer and schedule numbers.
  */
 #include "test.h"
+#include "cpeft.h"
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/json.h"
@@ -281,6 +282,39 @@ TEST(train_stops_cleanly) {
     run(out, sizeof out, "rm -rf $CPT/t1 $CPT/t4 $CPT/t5 $CPT/t6 $CPT/t7 $CPT/t8 $CPT/tm $CPT/empty.txt");
 }
 
+/* A config saying "inference_mode": true (every saved adapter_config.json does) freezes the adapter
+ * under get_peft_model, and PEFT's Trainer then fails ("element 0 of tensors does not require
+ * grad"); cpeft train says so and trains it, and saves inference_mode true as save_pretrained does. */
+TEST(train_peft_config_in_inference_mode_trains) {
+    static char out[65536];
+    CHECK(make_train_model("$CPT/tm"), "model dir");
+    FILE *f = fopen(tp("$CPT/inf.json"), "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"c_attn\"], \"inference_mode\": true}", f);
+    fclose(f);
+    CHECK(run(out, sizeof out, "rm -rf $CPT/ti && %s train --model $CPT/tm --data ../shared/data/alpaca-subset/alpaca_tiny.json "
+              "--max-steps 2 --per-device-train-batch-size 2 --learning-rate 1e-2 --logging-steps 1 --save-steps 0 "
+              "--max-seq-length 64 --seed 3 --progress lines --peft-config $CPT/inf.json --output-dir $CPT/ti", bin()) == 0 &&
+          strstr(out, "says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway") &&
+          strstr(out, "trainable params: 64 ||") && strstr(out, "step 2/2 | loss "), "%s", out);
+    CHECK(run(out, sizeof out, "grep -c '\"inference_mode\": true' $CPT/ti/adapter_config.json") == 0 && atoi(out) == 1,
+          "saved config: %s", out);
+    /* the trained adapter is not the no-op it started as: lora_B moved off zero */
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tp("$CPT/tm"), CP_LOAD_WEIGHTS));
+    if (m) {
+        int64_t ids[6] = {10, 20, 30, 40, 50, 60};
+        cp_batch b = {.B = 1, .T = 6, .input_ids = ids, .labels = ids};
+        cp_outputs base = {0}, adapted = {0};
+        CHECK_OK(cp_model_forward(m, &b, &base));
+        CHECK_OK(cp_model_load_adapter(m, tp("$CPT/ti"), "default", 0));
+        CHECK_OK(cp_model_forward(m, &b, &adapted));
+        printf("  trained in inference_mode: loss on a fixed batch %.6f without the adapter, %.6f with it\n", base.loss, adapted.loss);
+        CHECK(fabs(base.loss - adapted.loss) > 1e-5, "the trained adapter changes nothing (%f vs %f)", base.loss, adapted.loss);
+        cp_model_free(m);
+    }
+    run(out, sizeof out, "rm -rf $CPT/ti $CPT/tm $CPT/inf.json");
+}
+
 /* ---- runs in the background, signals, the output directory ---------------------------------------- */
 
 /* Starts `cpeft train ARGS` with stdout and stderr in `log`; returns its pid (exec'd by the shell). */
@@ -523,6 +557,7 @@ int main(void) {
     RUN(lora_commands);
     RUN(train_is_deterministic_and_resumes_exactly);
     RUN(train_stops_cleanly);
+    RUN(train_peft_config_in_inference_mode_trains);
     RUN(train_stops_on_sigterm_and_sighup);
     RUN(train_output_dir_one_run_no_silent_reuse);
     RUN(train_reads_compressed_data_and_refuses_binary);
