@@ -230,29 +230,35 @@ static cp_status eval_loss(run_state *r, double *loss) {
 
 /* ---- checkpoints ------------------------------------------------------------------------------- */
 
+/* optimizer.safetensors: AdamW's moments of every trainable parameter ("<name>.exp_avg",
+ * "<name>.exp_avg_sq"), and the f32 value ("<name>.value") of each one the adapter file keeps in a
+ * narrower dtype (the biases and modules_to_save copies of a bf16 / f16 model, saved in its dtype
+ * as PEFT saves them), so that resuming continues from the exact values. */
 static cp_status write_state(run_state *r, const char *dir, int64_t step) {
-    /* optimizer moments, keyed by parameter name */
-    cp_st_write_tensor *t = cp_calloc((size_t)(2 * r->n_params), sizeof *t, "optimizer tensors");
-    char **names = cp_calloc((size_t)(2 * r->n_params), sizeof *names, "optimizer names");
+    cp_st_write_tensor *t = cp_calloc((size_t)(3 * r->n_params), sizeof *t, "optimizer tensors");
+    char **names = cp_calloc((size_t)(3 * r->n_params), sizeof *names, "optimizer names");
     cp_status st = t && names ? CP_OK : CP_ERR;
+    int n = 0;
     for (int i = 0; st == CP_OK && i < r->n_params; i++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
+            const cp_param *p = r->params[i];
+            if (k == 2 && p->source_dtype == CP_F32) continue;
             cp_strbuf sb;
             cp_sb_init(&sb);
-            cp_sb_printf(&sb, "%s.%s", r->params[i]->name, k ? "exp_avg_sq" : "exp_avg");
-            names[2 * i + k] = cp_sb_finish(&sb);
-            cp_st_write_tensor *w = &t[2 * i + k];
-            w->name = names[2 * i + k];
+            cp_sb_printf(&sb, "%s.%s", p->name, k == 2 ? "value" : k ? "exp_avg_sq" : "exp_avg");
+            names[n] = cp_sb_finish(&sb);
+            cp_st_write_tensor *w = &t[n];
+            w->name = names[n++];
             w->dtype = CP_F32;
-            w->ndim = r->params[i]->ndim;
-            w->shape[0] = r->params[i]->shape[0];
-            w->shape[1] = r->params[i]->shape[1];
-            w->data = k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
+            w->ndim = p->ndim;
+            w->shape[0] = p->shape[0];
+            w->shape[1] = p->shape[1];
+            w->data = k == 2 ? p->data : k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
         }
     char *path = st == CP_OK ? cp_path_join(dir, "optimizer.safetensors") : NULL;
-    if (st == CP_OK) st = path ? cp_st_write(path, t, 2 * r->n_params, NULL, NULL, 0) : CP_ERR;
+    if (st == CP_OK) st = path ? cp_st_write(path, t, n, NULL, NULL, 0) : CP_ERR;
     cp_free(path);
-    for (int i = 0; names && i < 2 * r->n_params; i++) cp_free(names[i]);
+    for (int i = 0; names && i < n; i++) cp_free(names[i]);
     cp_free(names);
     cp_free(t);
     if (st != CP_OK) return st;
@@ -346,6 +352,16 @@ static cp_status load_checkpoint_state(run_state *r, const char *dir) {
             if (!t || t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: no matching tensor \"%s\"", path, key);
             else memcpy(k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i], t->data, (size_t)t->numel * sizeof(float));
         }
+    /* the f32 values of what the adapter file rounded (absent in older checkpoints: the rounded
+     * values then stand) */
+    for (int i = 0; st == CP_OK && i < r->n_params; i++) {
+        char key[1024];
+        snprintf(key, sizeof key, "%s.value", r->params[i]->name);
+        const cp_st_tensor *t = cp_st_find(&f, key);
+        if (!t) continue;
+        if (t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: tensor \"%s\" does not match the parameter", path, key);
+        else memcpy(r->params[i]->data, t->data, (size_t)t->numel * sizeof(float));
+    }
     if (path) cp_st_close(&f);
     cp_free(path);
     r->opt.step = step;

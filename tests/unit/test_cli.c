@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "train/data.h"
 
 #include <signal.h>
@@ -254,6 +255,30 @@ TEST(train_is_deterministic_and_resumes_exactly) {
               "$CPT/t3/adapter_model.safetensors", bin()) == 0, "resume differs: %s", out);
     /* the trained adapter loads and lowers the eval loss of the data it saw */
     run(out, sizeof out, "rm -rf $CPT/t2 $CPT/t3");
+}
+
+/* On a bf16 model the adapter files keep the bias="all" biases and the modules_to_save copies in
+ * BF16, as PEFT saves them; the checkpoint's optimizer.safetensors keeps their f32 values, so that
+ * resuming still ends on the same bytes as the run that was not interrupted. */
+TEST(train_resumes_exactly_with_bf16_biases_and_copies) {
+    static char out[65536];
+    CHECK(make_train_model("$CPT/tm"), "model dir");
+    CHECK(run(out, sizeof out, "rm -rf $CPT/b1 $CPT/b2 && %s train --model $CPT/tm " TRAIN_ARGS " --bias all --modules-to-save ln_f "
+              "--output-dir $CPT/b1 && %s train --model $CPT/tm " TRAIN_ARGS " --bias all --modules-to-save ln_f --output-dir $CPT/b2 "
+              "--resume-from-checkpoint $CPT/b1/checkpoint-4 && cmp $CPT/b1/adapter_model.safetensors $CPT/b2/adapter_model.safetensors",
+              bin(), bin()) == 0, "resume differs: %s", out);
+    cp_safetensors st;
+    CHECK_OK(cp_st_open(&st, tp("$CPT/b1/adapter_model.safetensors")));
+    if (st.tensors) {
+        const cp_st_tensor *copy = cp_st_find(&st, "base_model.model.transformer.ln_f.weight"),
+                           *bias = cp_st_find(&st, "base_model.model.transformer.h.0.mlp.c_fc.bias"),
+                           *lora = cp_st_find(&st, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight");
+        CHECK(copy && bias && lora && copy->dtype == CP_BF16 && bias->dtype == CP_BF16 && lora->dtype == CP_F32,
+              "adapter dtypes: copy %s, bias %s, lora_A %s", copy ? cp_dtype_name(copy->dtype) : "-",
+              bias ? cp_dtype_name(bias->dtype) : "-", lora ? cp_dtype_name(lora->dtype) : "-");
+        cp_st_close(&st);
+    }
+    run(out, sizeof out, "rm -rf $CPT/b1 $CPT/b2");
 }
 
 TEST(train_stops_cleanly) {
@@ -556,6 +581,7 @@ int main(void) {
     RUN(bad_input_exit_status_and_message);
     RUN(lora_commands);
     RUN(train_is_deterministic_and_resumes_exactly);
+    RUN(train_resumes_exactly_with_bf16_biases_and_copies);
     RUN(train_stops_cleanly);
     RUN(train_peft_config_in_inference_mode_trains);
     RUN(train_stops_on_sigterm_and_sighup);
