@@ -520,6 +520,12 @@ static cp_status train_run(const cp_train_args *a, int *interrupted) {
         if (pad == CP_TOKEN_NONE) { cp_error("the tokenizer has neither a pad nor an eos token"); run_free(&r); return CP_ERR; }
         printf("pad token: not set in the tokenizer; padding with the eos token (id %d), which never enters the loss\n", pad);
     }
+    if (pad >= mc->vocab_size) { /* every batch with padding would embed it */
+        cp_error("the pad token id %d (the tokenizer's %s token) is outside the model's vocabulary [0, %lld) (vocab_size)",
+                 pad, cp_tokenizer_special_id(r.tok, CP_SPECIAL_PAD) == pad ? "pad" : "eos", (long long)mc->vocab_size);
+        run_free(&r);
+        return CP_ERR;
+    }
     r.pad_id = pad;
 
     cp_data_options dopt = {.path = a->data_path, .format = CP_DATA_AUTO, .text_field = a->text_field,

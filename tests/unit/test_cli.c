@@ -304,7 +304,14 @@ TEST(train_stops_cleanly) {
           strstr(out, "no response tokens left after truncating to 16 tokens"), "%s", out);
     CHECK(run(out, sizeof out, "%s train --model $CPT/tm " TRAIN_ARGS " --output-dir $CPT/t8 --max-seq-length 4096", bin()) == 1 &&
           strstr(out, "exceeds the model's 64 positions"), "%s", out);
-    run(out, sizeof out, "rm -rf $CPT/t1 $CPT/t4 $CPT/t5 $CPT/t6 $CPT/t7 $CPT/t8 $CPT/tm $CPT/empty.txt");
+    /* a tokenizer whose pad token is no token of the model: refused by name before training */
+    CHECK(run(out, sizeof out, "cp -r $CPT/tm $CPT/tp && perl -0pi -e 's/\"added_tokens\": \\[/\"added_tokens\": [{\"id\": 50257, "
+              "\"content\": \"<pad>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+              "\"special\": true},/' $CPT/tp/tokenizer.json && echo '{\"pad_token\": \"<pad>\"}' > $CPT/tp/tokenizer_config.json && "
+              "%s train --model $CPT/tp " TRAIN_ARGS " --output-dir $CPT/t8", bin()) == 1 &&
+          strstr(out, "the pad token id 50257 (the tokenizer's pad token) is outside the model's vocabulary [0, 50257) (vocab_size)"),
+          "%s", out);
+    run(out, sizeof out, "rm -rf $CPT/t1 $CPT/t4 $CPT/t5 $CPT/t6 $CPT/t7 $CPT/t8 $CPT/tm $CPT/tp $CPT/empty.txt");
 }
 
 /* A config saying "inference_mode": true (every saved adapter_config.json does) freezes the adapter
