@@ -81,7 +81,9 @@ char *cp_model_repr(const cp_model *m);
 
 /* get_peft_model / add_adapter: injects a LoRA adapter described by a PEFT adapter_config.json,
  * initialised as PEFT does from `seed`. The first adapter becomes active; later ones are added
- * inactive (use cp_model_set_adapters). */
+ * inactive (use cp_model_set_adapters). As in PEFT, a config saying "inference_mode": true (every
+ * config save_pretrained writes does) gives a frozen adapter: 0 trainable parameters, biases of
+ * bias "all" / "lora_only" excepted. */
 cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapter_config_path, uint64_t seed);
 /* PeftModel.from_pretrained / load_adapter: a PEFT adapter directory (adapter_config.json +
  * adapter_model.safetensors). The first adapter becomes active. is_trainable as in PEFT. */

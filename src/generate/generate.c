@@ -117,9 +117,12 @@ static cp_status check_options(const cp_model *m, const cp_generate_options *o) 
         if (o->top_k < 0) return cp_error("`top_k` has to be a non-negative integer, but is %lld", (long long)o->top_k);
     }
     if (o->n_eos < 0 || o->n_eos > CP_MAX_EOS) return cp_error("n_eos must be in [0, %d]", CP_MAX_EOS);
+    /* an eos id no token can be (some checkpoints list ids beyond the embedding) never ends a row:
+     * transformers generates on the same way */
     for (int i = 0; i < o->n_eos; i++)
         if (o->eos_token_ids[i] < 0 || o->eos_token_ids[i] >= V)
-            return cp_error("eos token id %d is outside the vocabulary [0, %lld)", o->eos_token_ids[i], (long long)V);
+            cp_warn("eos_token_id %d is outside the vocabulary [0, %lld) (vocab_size): no generated token can match it",
+                    o->eos_token_ids[i], (long long)V);
     if (o->n_stop_strings > 0 && !o->tokenizer) return cp_error("stop strings need a tokenizer to decode the new tokens");
     for (int i = 0; i < o->n_stop_strings; i++)
         if (!o->stop_strings[i] || !o->stop_strings[i][0]) return cp_error("stop string %d is empty", i + 1);
@@ -252,6 +255,20 @@ static cp_status hits_stop_string(const cp_generate_options *o, const cp_generat
     return CP_OK;
 }
 
+/* The id that fills left padding and finished rows: pad_token_id; 0 when neither a pad nor an eos
+ * id is set (nothing then depends on it); -1 when pad_token_id is set but no token of this model
+ * (a config.json or generation_config.json id at or beyond vocab_size, which transformers loads):
+ * an error where a pad is needed, as transformers fails there (an IndexError in the embedding). */
+static int64_t pad_id(const cp_generate_options *o, int64_t V) {
+    if (o->pad_token_id == CP_TOKEN_NONE) return 0;
+    return o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : -1;
+}
+
+static cp_status pad_error(const cp_generate_options *o, int64_t V, const char *why) {
+    return cp_error("pad_token_id %d (from generation_config.json or config.json, else the first eos id) is outside the "
+                    "vocabulary [0, %lld) (vocab_size): %s", o->pad_token_id, (long long)V, why);
+}
+
 static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *prompts, const int64_t *lens, int64_t n,
                             const cp_generate_options *o) {
     /* learned position tables end at max_positions; rotary positions go on (transformers warns) */
@@ -288,7 +305,10 @@ static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *pro
         !s->cap_tokens || !s->finished || !s->rngs || !s->scratch.f || !s->scratch.items)
         return CP_ERR;
     if (!o->no_cache && cp_kv_cache_init(&s->cache, m->config.num_layers, n, s->cap, kv_dim) != CP_OK) return CP_ERR;
-    const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
+    const int64_t pad = pad_id(o, V);
+    for (int64_t r = 0; r < n; r++)
+        if (pad < 0 && (lens[r] < s->Tp ? lens[r] : s->Tp) < s->Tp)
+            return pad_error(o, V, "prompts of different lengths need it for left padding");
     for (int64_t r = 0; r < n; r++) {
         const int64_t len = lens[r] < s->Tp ? lens[r] : s->Tp, skip = lens[r] - len, lead = s->Tp - len;
         int64_t *ids = s->ids + r * s->cap, *mask = s->mask + r * s->cap, *pos = s->pos + r * s->cap;
@@ -331,7 +351,7 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
     }
     const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
                                    .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
-    const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
+    const int64_t pad = pad_id(o, V);
     int64_t col = s.Tp; /* columns filled */
     if (st == CP_OK) st = run_columns(m, &s, 0, col, o->no_cache);
     for (int64_t step = 0; st == CP_OK; step++) {
@@ -363,6 +383,15 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
             }
         }
         if (st != CP_OK || !open || step + 1 == o->max_new_tokens) break;
+        if (pad < 0 && open < n && col < s.cap) { /* a finished row's next input is the pad token */
+            int64_t r = 0;
+            while (!s.finished[r]) r++;
+            char why[128];
+            snprintf(why, sizeof why, "prompt %lld finished while others go on, and its next input is the pad token",
+                     (long long)(r + 1));
+            st = pad_error(o, V, why);
+            break;
+        }
         if (col == s.cap) {
             cp_warn("generation stopped at the model's %lld positions", (long long)s.cap);
             break;

@@ -22,7 +22,7 @@ cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, i
 
 /* A token id field: an integer, a list of them (some configs list several eos ids: the first is
  * kept), or null. Each must be a 32-bit token id; -1, which some converted configs write for "no
- * pad token", reads as unset. The vocabulary check follows in cp_config_from_json. */
+ * pad token", reads as unset. An id at or beyond vocab_size is only warned about (cp_config_from_json). */
 static cp_status read_token_id(const cJSON *root, const char *key, int64_t *out, const char *file) {
     const cJSON *v = cp_json_field(root, key);
     *out = CP_TOKEN_UNSET;
@@ -96,14 +96,14 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
         }
         cfg->head_dim = cfg->hidden_size / cfg->num_heads;
     }
+    /* an id at or beyond vocab_size loads, as in transformers (some real checkpoints have them); it is
+     * an error only where the id is used as a token (generation's pad, training's pad) */
     const struct { const char *key; int64_t id; } ids[3] = {
         {"bos_token_id", cfg->bos_token_id}, {"eos_token_id", cfg->eos_token_id}, {"pad_token_id", cfg->pad_token_id}};
     for (int i = 0; i < 3; i++)
-        if (ids[i].id != CP_TOKEN_UNSET && ids[i].id >= cfg->vocab_size) {
-            cp_config_free(cfg);
-            return cp_error("%s: field \"%s\": token id %lld is outside the vocabulary [0, %lld) (vocab_size)", file,
-                            ids[i].key, (long long)ids[i].id, (long long)cfg->vocab_size);
-        }
+        if (ids[i].id != CP_TOKEN_UNSET && ids[i].id >= cfg->vocab_size)
+            cp_warn("%s: field \"%s\": token id %lld is outside the vocabulary [0, %lld) (vocab_size)", file, ids[i].key,
+                    (long long)ids[i].id, (long long)cfg->vocab_size);
     if (cfg->num_kv_heads == 0) cfg->num_kv_heads = cfg->num_heads;
     if (cfg->num_heads % cfg->num_kv_heads != 0) {
         cp_config_free(cfg);

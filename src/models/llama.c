@@ -46,24 +46,54 @@ typedef struct {
 
 /* ---- config ------------------------------------------------------------------------------------ */
 
+/* A number that config.json gives (`dict`.`key`, or top-level `key` when dict is NULL); null, which
+ * transformers keeps and then fails on, is an error. */
+static cp_status rope_number(const cJSON *v, const char *dict, const char *key, double *out, const char *file) {
+    if (!cJSON_IsNumber(v))
+        return cp_error("%s: field \"%s%s%s\": expected a number, found %s", file, dict ? dict : "", dict ? "." : "", key,
+                        cJSON_IsNull(v) ? "null" : cp_json_type_name(v));
+    *out = v->valuedouble;
+    return CP_OK;
+}
+
+/* RoPE keys as transformers 5.23 standardises them for the Llama family (RotaryEmbeddingConfigMixin's
+ * convert_rope_params_to_dict and standardize_rope_params, modeling_rope_utils.py):
+ *   - the parameter dict is rope_scaling when that is a non-empty object (Python's `rope_scaling or
+ *     rope_parameters`), else rope_parameters (transformers 5's key), else none;
+ *   - rope_theta is the dict's when it has the key, else the top-level rope_theta, else 10000;
+ *   - the type is the dict's rope_type, else its (older) type, else default;
+ *   - partial_rotary_factor is the dict's, else the top-level one;
+ *   - llama3's original_max_position_embeddings is the top-level key when config.json has it (it
+ *     overrides the dict's), else the dict's, else max_position_embeddings;
+ *   - factor (linear, dynamic, llama3) and low/high_freq_factor (llama3) are required.
+ * tests/fixtures/llama/info/rope_configs.json records what transformers makes of each form. */
 static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char *file) {
-    /* transformers 5: "rope_parameters": {"rope_type", "rope_theta", "factor", ...}; older files:
-     * "rope_theta" and "rope_scaling": {"type" | "rope_type", "factor", ...} */
-    const cJSON *params = cp_json_field(root, "rope_parameters");
-    const cJSON *scaling = params ? params : cp_json_field(root, "rope_scaling");
-    const char *field = params ? "rope_parameters" : "rope_scaling";
-    if (scaling && !cJSON_IsObject(scaling)) return cp_error("%s: field \"%s\": expected an object", file, field);
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const int scaling_set = scaling && !cJSON_IsNull(scaling) && !(cJSON_IsObject(scaling) && !scaling->child);
+    const cJSON *dict = scaling_set ? scaling : params && !cJSON_IsNull(params) ? params : NULL;
+    const char *field = scaling_set ? "rope_scaling" : "rope_parameters";
+    if (dict && !cJSON_IsObject(dict))
+        return cp_error("%s: field \"%s\": expected an object, found %s", file, field, cp_json_type_name(dict));
+    if (dict && !dict->child) dict = NULL;
     /* parameters per layer type ({"full_attention": {...}, "sliding_attention": {...}}): the Llama
      * family's rotary module reads one rope_type and fails on them */
-    if (scaling &&
-        (cJSON_IsObject(cp_json_field(scaling, "full_attention")) || cJSON_IsObject(cp_json_field(scaling, "sliding_attention"))))
+    if (dict && (cJSON_IsObject(cp_json_field(dict, "full_attention")) || cJSON_IsObject(cp_json_field(dict, "sliding_attention"))))
         return cp_error("%s: field \"%s\": parameters per layer type are not supported for %s", file, field, cfg->model_type);
-    if (cp_json_get_double(params ? params : root, "rope_theta", 10000.0, 0, &cfg->rope_theta, file) != CP_OK) return CP_ERR;
+
+    const cJSON *theta = dict ? cJSON_GetObjectItemCaseSensitive(dict, "rope_theta") : NULL;
+    const char *theta_in = theta ? field : NULL; /* where rope_theta came from (NULL: the top level) */
+    if (!theta) theta = cJSON_GetObjectItemCaseSensitive(root, "rope_theta");
+    cfg->rope_theta = 10000.0;
+    if (theta && rope_number(theta, theta_in, "rope_theta", &cfg->rope_theta, file) != CP_OK) return CP_ERR;
+    if (!(cfg->rope_theta > 0) || isinf(cfg->rope_theta)) /* 0 gives infinite frequencies, < 0 NaN */
+        return cp_error("%s: field \"%s%srope_theta\": expected a positive finite number, found %g", file,
+                        theta_in ? theta_in : "", theta_in ? "." : "", cfg->rope_theta);
     cfg->rope_type = CP_ROPE_DEFAULT;
-    if (!scaling) return CP_OK;
+    if (!dict) return CP_OK;
     const char *type;
-    if (cp_json_get_string(scaling, "rope_type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
-    if (!type && cp_json_get_string(scaling, "type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_string(dict, "rope_type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
+    if (!type && cp_json_get_string(dict, "type", NULL, 0, &type, file) != CP_OK) return CP_ERR;
     int t = cp_rope_type_from_name(type);
     if (t < 0)
         return cp_error("%s: rope scaling type \"%s\" is not supported (supported: default, linear, dynamic, llama3)", file, type);
@@ -71,19 +101,23 @@ static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char 
     if (t == CP_ROPE_DEFAULT) return CP_OK; /* the default frequencies ignore partial_rotary_factor */
     /* the other types rotate only the first partial_rotary_factor·head_dim dims, which the Llama
      * family's apply_rotary_pos_emb cannot take (a shape error in transformers) */
-    double partial;
-    if (cp_json_get_double(scaling, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK ||
-        (partial == 1.0 && cp_json_get_double(root, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK))
-        return CP_ERR;
+    double partial = 1.0;
+    const cJSON *pv = cJSON_GetObjectItemCaseSensitive(dict, "partial_rotary_factor");
+    if (pv && rope_number(pv, field, "partial_rotary_factor", &partial, file) != CP_OK) return CP_ERR;
+    if (!pv && cp_json_get_double(root, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK) return CP_ERR;
     if (partial != 1.0)
         return cp_error("%s: partial_rotary_factor %g with rope type \"%s\" is not supported for %s", file, partial, type,
                         cfg->model_type);
-    if (cp_json_get_double(scaling, "factor", 1.0, 1, &cfg->rope_factor, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_double(dict, "factor", 1.0, 1, &cfg->rope_factor, file) != CP_OK) return CP_ERR;
     if (!(cfg->rope_factor > 0)) return cp_error("%s: rope scaling factor must be positive", file);
-    if (t == CP_ROPE_LLAMA3 &&
-        (cp_json_get_double(scaling, "low_freq_factor", 1.0, 1, &cfg->rope_low_freq_factor, file) != CP_OK ||
-         cp_json_get_double(scaling, "high_freq_factor", 4.0, 1, &cfg->rope_high_freq_factor, file) != CP_OK ||
-         cp_json_get_int(scaling, "original_max_position_embeddings", 8192, 1, &cfg->rope_original_max_positions, file) != CP_OK))
+    if (t != CP_ROPE_LLAMA3) return CP_OK;
+    if (cp_json_get_double(dict, "low_freq_factor", 1.0, 1, &cfg->rope_low_freq_factor, file) != CP_OK ||
+        cp_json_get_double(dict, "high_freq_factor", 4.0, 1, &cfg->rope_high_freq_factor, file) != CP_OK)
+        return CP_ERR;
+    const char *orig = "original_max_position_embeddings";
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(root, orig);
+    if (top && cp_json_get_int(root, orig, 0, 1, &cfg->rope_original_max_positions, file) != CP_OK) return CP_ERR;
+    if (!top && cp_json_get_int(dict, orig, cfg->max_positions, 0, &cfg->rope_original_max_positions, file) != CP_OK)
         return CP_ERR;
     return CP_OK;
 }

@@ -24,8 +24,10 @@ typedef struct {
     cp_param *param;    /* where the values live in the model */
     cp_module *module;  /* a base-model weight (bias, embedding layer): its module (the data is
                            made writable before a load writes into it) */
-    int base_dtype;     /* an embedding layer's weight: saved in the checkpoint's dtype, as PEFT
-                           saves the model's own tensors (the adapter's tensors are F32) */
+    int base_dtype;     /* a tensor of the model's own (a trained bias, a modules_to_save copy, an
+                           embedding layer's weight): saved in the checkpoint's dtype, as PEFT saves
+                           them in the dtype the model was loaded in (BF16 copies on a bf16 model);
+                           LoRA A and B are F32 (PEFT's autocast_adapter_dtype) */
 } adapter_entry;
 
 typedef struct { adapter_entry *list; int n, cap; int failed; } entry_list;
@@ -76,13 +78,13 @@ static int visit_entries(cp_module *mod, void *vctx) {
     cp_lora_bias mode = c->ad->config.bias;
     if (mod->bias && !mod->saved && (mode == CP_LORA_BIAS_ALL || (mode == CP_LORA_BIAS_LORA_ONLY && mod->lora)))
         add_entry(c->l, keyf(mod->lora ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
-                  mod->bias, mod, 0);
+                  mod->bias, mod, 1);
     if (mod->saved) {
         cp_saved_module *s = mod->saved;
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], c->name)) continue;
             for (int p = 0; p < s->n_params; p++)
-                add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 0);
+                add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 1);
         }
     }
     return 0;
@@ -121,23 +123,27 @@ cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) 
  * a dotted <p> keeps the name, "<path>.modules_to_save.<name>.<p>", since PEFT strips it only
  * before the last component) under a modules_to_save wrapper. `base_layer_only` keeps only what
  * lies under "<path>.base_layer.". Entries already listed are not repeated. */
+static void wrapper_state(cp_module *mod, const char *name, int biases_only, entry_list *l) {
+    cp_saved_module *s = mod->saved;
+    for (int p = 0; p < s->n_params; p++) {
+        cp_saved_param *sp = &s->params[p];
+        if (biases_only && !sp->is_bias) continue;
+        add_unique(l, keyf(PEFT_PREFIX "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
+        for (int k = 0; k < s->n_adapters; k++) {
+            if (strcmp(s->adapters[k], name)) continue;
+            cp_strbuf sb;
+            cp_sb_init(&sb);
+            cp_sb_printf(&sb, PEFT_PREFIX "%s.modules_to_save.", mod->path);
+            if (strchr(sp->local_name, '.')) cp_sb_printf(&sb, "%s.", name);
+            cp_sb_append(&sb, sp->local_name);
+            add_unique(l, cp_sb_finish(&sb), sp->copies[k], NULL, 1);
+        }
+    }
+}
+
 static void module_state(cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
     if (mod->saved) {
-        if (base_layer_only) return; /* a ModulesToSaveWrapper has no base_layer */
-        cp_saved_module *s = mod->saved;
-        for (int p = 0; p < s->n_params; p++) {
-            cp_saved_param *sp = &s->params[p];
-            add_unique(l, keyf(PEFT_PREFIX "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
-            for (int k = 0; k < s->n_adapters; k++) {
-                if (strcmp(s->adapters[k], name)) continue;
-                cp_strbuf sb;
-                cp_sb_init(&sb);
-                cp_sb_printf(&sb, PEFT_PREFIX "%s.modules_to_save.", mod->path);
-                if (strchr(sp->local_name, '.')) cp_sb_printf(&sb, "%s.", name);
-                cp_sb_append(&sb, sp->local_name);
-                add_unique(l, cp_sb_finish(&sb), sp->copies[k], NULL, 0);
-            }
-        }
+        if (!base_layer_only) wrapper_state(mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
         return;
     }
     if (!mod->lora && base_layer_only) return;
@@ -206,6 +212,18 @@ static int vocab_resized(const cp_model *m, const cp_lora_config *cfg) {
     return resized;
 }
 
+/* bias="all": PEFT saves every state-dict key ending in ".bias", which under a modules_to_save
+ * wrapper includes "<path>.original_module.<p>" and "<path>.modules_to_save.<p>" besides the copy
+ * itself ("<path>.<p>"). Loading, PEFT puts the first into the original and ignores the second
+ * (the copy comes from "<path>.<p>"); cp_adapter_load does the same. */
+static void add_wrapped_biases(cp_model *m, const char *name, entry_list *l) {
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
+        cp_saved_module *s = m->peft->saved[w];
+        for (int k = 0; k < s->n_adapters; k++)
+            if (!strcmp(s->adapters[k], name)) { wrapper_state(s->wrapper, name, 1, l); break; }
+    }
+}
+
 /* The embedding layers PEFT's get_peft_model_state_dict adds (save_embedding_layers): with the
  * embedding targeted, the base_layer weights of the input / output embeddings that carry LoRA;
  * otherwise, when saving them was asked for (or "auto" found a resized vocabulary), everything
@@ -242,6 +260,8 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
         free_entries(&l);
         return CP_ERR;
     }
+    if (ad->config.bias == CP_LORA_BIAS_ALL) add_wrapped_biases(m, name, &l);
+    if (l.failed) { free_entries(&l); return CP_ERR; }
     cp_st_write_tensor *t = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *t, "the adapter tensors");
     void **owned = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *owned, "the adapter tensors");
     cp_status st = t && owned ? CP_OK : CP_ERR;
@@ -477,6 +497,7 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
             const adapter_entry *e = find_entry(&l, file.tensors[i].name);
             if (e && e - l.list < n_required) continue;
             if (e && e->module) st = load_tensor(m, e, &file.tensors[i], w_path);
+            else if (e) continue; /* "<wrapper>.modules_to_save.<p>": PEFT writes it and ignores it on load */
             else if (unexpected++ < 5) cp_warn("%s: tensor \"%s\" is not used by this model", w_path, file.tensors[i].name);
         }
     }

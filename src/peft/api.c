@@ -17,7 +17,9 @@ cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapte
     if (cp_lora_config_load(&cfg, adapter_config_path) != CP_OK) return CP_ERR;
     cp_rng rng;
     cp_rng_seed(&rng, seed);
-    cp_status st = cp_peft_add_adapter(m, name ? name : "default", &cfg, &rng, 0, 1);
+    /* as get_peft_model / add_adapter: inference_mode freezes the adapter (set_adapter(...,
+     * inference_mode=True) in BaseTuner.inject_adapter) */
+    cp_status st = cp_peft_add_adapter(m, name ? name : "default", &cfg, &rng, 0, !cfg.inference_mode);
     cp_lora_config_free(&cfg);
     return st;
 }

@@ -569,8 +569,20 @@ cp_status cp_peft_unmerge(cp_model *m) {
 
 typedef struct { const cp_model *m; int64_t trainable, all; } count_ctx;
 
+/* Whether a modules_to_save wrapper holds this slot of the leaf (its original and copies). */
+static int wrapped_slot(const cp_model *m, const cp_module *mod, int is_bias) {
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
+        const cp_saved_module *s = m->peft->saved[w];
+        for (int i = 0; i < s->n_params; i++)
+            if (s->params[i].module == mod && s->params[i].is_bias == is_bias) return 1;
+    }
+    return 0;
+}
+
+/* The bias mode's biases: a bias under a modules_to_save wrapper is not one of them (PEFT freezes
+ * the wrapper's original_module; its copy counts and trains with the adapter's copies). */
 static int bias_trainable(const cp_model *m, const cp_module *mod) {
-    if (!m->peft) return 0;
+    if (!m->peft || wrapped_slot(m, mod, 1)) return 0;
     if (m->peft->bias_mode == CP_LORA_BIAS_ALL) return 1;
     if (m->peft->bias_mode == CP_LORA_BIAS_LORA_ONLY) return mod->lora != NULL;
     return 0;
@@ -631,7 +643,9 @@ typedef struct { const cp_model *m; const char *name; cp_lora_bias bias; int64_t
 static int own_visit(cp_module *mod, void *vctx) {
     own_ctx *c = vctx;
     const cp_param *b = mod->bias ? cp_peft_original_param(c->m, mod, 1) : NULL;
-    if (b && !b->tied_to && (c->bias == CP_LORA_BIAS_ALL || (c->bias == CP_LORA_BIAS_LORA_ONLY && mod->lora))) c->n += b->numel;
+    if (b && !b->tied_to && !wrapped_slot(c->m, mod, 1) &&
+        (c->bias == CP_LORA_BIAS_ALL || (c->bias == CP_LORA_BIAS_LORA_ONLY && mod->lora)))
+        c->n += b->numel;
     const cp_lora_adapter *a = cp_lora_find(mod, c->name);
     if (a) c->n += a->A->numel + a->B->numel;
     for (int k = 0; mod->saved && k < mod->saved->n_adapters; k++)

@@ -48,12 +48,13 @@ int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) 
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */
 int tk_is_word_char(uint32_t c);      /* Rust regex \w: Alphabetic, M*, Nd, Pc, Join_Control */
 int tk_is_cjk(uint32_t c);            /* BERT's "Chinese character" ranges */
-/* unicode8.c: the classes tokenizers takes from crates with Unicode 8.0-era tables */
+/* unicode8.c: the classes tokenizers takes from crates with Unicode 8.0-era tables, and its lowercase */
 int tk_is_punctuation(uint32_t c);    /* ASCII punctuation or P* (BertPreTokenizer, Punctuation) */
 int tk_is_bert_control(uint32_t c);   /* BertNormalizer clean_text's is_control: Cc Cf Co */
 int tk_is_mark_nonspacing(uint32_t c); /* Mn (BertNormalizer strip_accents) */
 int tk_is_mark(uint32_t c);           /* combining marks (the StripAccents normalizer) */
-/* Full lowercase mapping (Rust char::to_lowercase); writes up to 3 chars, returns the count. */
+/* Full lowercase mapping, tokenizers' (Rust char::to_lowercase, newer Unicode than utf8proc's);
+ * writes up to 3 chars, returns the count. */
 int tk_to_lower(uint32_t c, uint32_t out[3]);
 
 /* ---- hash maps (strmap.c) --------------------------------------------------------------------- */

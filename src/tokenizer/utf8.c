@@ -4,7 +4,8 @@
  * Each class is defined the way Rust's standard library (which `tokenizers` uses) defines it, on
  * top of utf8proc's general categories; where Rust consults a property utf8proc does not carry
  * (White_Space, Alphabetic) the few code points involved are listed here. The classes tokenizers
- * takes from older crate tables instead (punctuation, marks, BERT's controls) are in unicode8.c.
+ * takes from older crate tables instead (punctuation, marks, BERT's controls), and lowercasing
+ * (Rust's tables are newer than utf8proc's), are in unicode8.c.
  */
 #include "tokenizer/internal.h"
 
@@ -122,9 +123,3 @@ int tk_is_cjk(uint32_t c) {
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
-int tk_to_lower(uint32_t c, uint32_t out[3]) {
-    if (c < 0x80) { out[0] = c >= 'A' && c <= 'Z' ? c + 32 : c; return 1; }
-    if (c == 0x130) { out[0] = 'i'; out[1] = 0x307; return 2; } /* the one multi-char lowercase */
-    out[0] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)c);
-    return 1;
-}

@@ -174,6 +174,12 @@ static cp_status setup_adapter(run_state *r) {
     if (a->resume_from) return cp_adapter_load(r->m, a->resume_from, "default", 1, 1);
     cp_lora_config cfg;
     cp_status st = a->peft_config_path ? cp_lora_config_load(&cfg, a->peft_config_path) : config_from_flags(a, &cfg);
+    /* PEFT's get_peft_model would freeze such an adapter and Trainer then fails ("element 0 of tensors
+     * does not require grad"); training makes it trainable, and the saved config says inference_mode
+     * true whatever this one said, as save_pretrained writes it */
+    if (st == CP_OK && cfg.inference_mode)
+        cp_warn("%s says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway "
+                "(get_peft_model would freeze it)", a->peft_config_path);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, mix((uint64_t)a->seed, 0x1a2b));
@@ -228,29 +234,35 @@ static cp_status eval_loss(run_state *r, double *loss) {
 
 /* ---- checkpoints ------------------------------------------------------------------------------- */
 
+/* optimizer.safetensors: AdamW's moments of every trainable parameter ("<name>.exp_avg",
+ * "<name>.exp_avg_sq"), and the f32 value ("<name>.value") of each one the adapter file keeps in a
+ * narrower dtype (the biases and modules_to_save copies of a bf16 / f16 model, saved in its dtype
+ * as PEFT saves them), so that resuming continues from the exact values. */
 static cp_status write_state(run_state *r, const char *dir, int64_t step) {
-    /* optimizer moments, keyed by parameter name */
-    cp_st_write_tensor *t = cp_calloc((size_t)(2 * r->n_params), sizeof *t, "optimizer tensors");
-    char **names = cp_calloc((size_t)(2 * r->n_params), sizeof *names, "optimizer names");
+    cp_st_write_tensor *t = cp_calloc((size_t)(3 * r->n_params), sizeof *t, "optimizer tensors");
+    char **names = cp_calloc((size_t)(3 * r->n_params), sizeof *names, "optimizer names");
     cp_status st = t && names ? CP_OK : CP_ERR;
+    int n = 0;
     for (int i = 0; st == CP_OK && i < r->n_params; i++)
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
+            const cp_param *p = r->params[i];
+            if (k == 2 && p->source_dtype == CP_F32) continue;
             cp_strbuf sb;
             cp_sb_init(&sb);
-            cp_sb_printf(&sb, "%s.%s", r->params[i]->name, k ? "exp_avg_sq" : "exp_avg");
-            names[2 * i + k] = cp_sb_finish(&sb);
-            cp_st_write_tensor *w = &t[2 * i + k];
-            w->name = names[2 * i + k];
+            cp_sb_printf(&sb, "%s.%s", p->name, k == 2 ? "value" : k ? "exp_avg_sq" : "exp_avg");
+            names[n] = cp_sb_finish(&sb);
+            cp_st_write_tensor *w = &t[n];
+            w->name = names[n++];
             w->dtype = CP_F32;
-            w->ndim = r->params[i]->ndim;
-            w->shape[0] = r->params[i]->shape[0];
-            w->shape[1] = r->params[i]->shape[1];
-            w->data = k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
+            w->ndim = p->ndim;
+            w->shape[0] = p->shape[0];
+            w->shape[1] = p->shape[1];
+            w->data = k == 2 ? p->data : k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
         }
     char *path = st == CP_OK ? cp_path_join(dir, "optimizer.safetensors") : NULL;
-    if (st == CP_OK) st = path ? cp_st_write(path, t, 2 * r->n_params, NULL, NULL, 0) : CP_ERR;
+    if (st == CP_OK) st = path ? cp_st_write(path, t, n, NULL, NULL, 0) : CP_ERR;
     cp_free(path);
-    for (int i = 0; names && i < 2 * r->n_params; i++) cp_free(names[i]);
+    for (int i = 0; names && i < n; i++) cp_free(names[i]);
     cp_free(names);
     cp_free(t);
     if (st != CP_OK) return st;
@@ -344,6 +356,16 @@ static cp_status load_checkpoint_state(run_state *r, const char *dir) {
             if (!t || t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: no matching tensor \"%s\"", path, key);
             else memcpy(k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i], t->data, (size_t)t->numel * sizeof(float));
         }
+    /* the f32 values of what the adapter file rounded (absent in older checkpoints: the rounded
+     * values then stand) */
+    for (int i = 0; st == CP_OK && i < r->n_params; i++) {
+        char key[1024];
+        snprintf(key, sizeof key, "%s.value", r->params[i]->name);
+        const cp_st_tensor *t = cp_st_find(&f, key);
+        if (!t) continue;
+        if (t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: tensor \"%s\" does not match the parameter", path, key);
+        else memcpy(r->params[i]->data, t->data, (size_t)t->numel * sizeof(float));
+    }
     if (path) cp_st_close(&f);
     cp_free(path);
     r->opt.step = step;
@@ -528,6 +550,12 @@ static cp_status train_run(const cp_train_args *a, int *interrupted) {
         pad = cp_tokenizer_special_id(r.tok, CP_SPECIAL_EOS);
         if (pad == CP_TOKEN_NONE) { cp_error("the tokenizer has neither a pad nor an eos token"); run_free(&r); return CP_ERR; }
         printf("pad token: not set in the tokenizer; padding with the eos token (id %d), which never enters the loss\n", pad);
+    }
+    if (pad >= mc->vocab_size) { /* every batch with padding would embed it */
+        cp_error("the pad token id %d (the tokenizer's %s token) is outside the model's vocabulary [0, %lld) (vocab_size)",
+                 pad, cp_tokenizer_special_id(r.tok, CP_SPECIAL_PAD) == pad ? "pad" : "eos", (long long)mc->vocab_size);
+        run_free(&r);
+        return CP_ERR;
     }
     r.pad_id = pad;
 

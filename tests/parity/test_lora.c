@@ -258,7 +258,12 @@ static void run_single(const char *name) {
     check_logits(m, &e, "logits_merged", name);
     CHECK_OK(cp_model_unmerge_adapters(m));
     check_logits(m, &e, "logits_unmerged", name);
+    /* a bf16 base: cpeft's merged checkpoint is bf16 like the base (rounded), PEFT's reference merge
+     * is f32; the roundtrip case checks cpeft's bf16 merge against transformers reading it */
+    double saved_tol = tol;
+    if (cJSON_GetObjectItem(exp, "dtype")) tol = 0.1;
     check_merged_checkpoint(m, &e, exp, name);
+    tol = saved_tol;
     cp_st_close(&e.st);
     cp_model_free(m);
     cJSON_Delete(exp);
@@ -589,6 +594,111 @@ TEST(train_embedding_target_with_mts_lm_head) {
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* The tensor dtypes of an adapter file equal a {key: [dtype, shape]} record ("bfloat16", "float32"). */
+static void check_dtypes(const char *path, const cJSON *want, const char *label) {
+    cp_safetensors st;
+    CHECK_OK(cp_st_open(&st, path));
+    if (!st.tensors) return;
+    CHECK(st.n_tensors == cJSON_GetArraySize(want), "%s: %d tensors, PEFT %d", label, st.n_tensors, cJSON_GetArraySize(want));
+    const cJSON *w;
+    int n_bf16 = 0;
+    cJSON_ArrayForEach(w, want) {
+        const cp_st_tensor *t = cp_st_find(&st, w->string);
+        const char *dt = cJSON_GetArrayItem(w, 0)->valuestring;
+        cp_dtype d = !strcmp(dt, "bfloat16") ? CP_BF16 : !strcmp(dt, "float16") ? CP_F16 : CP_F32;
+        CHECK(t && t->dtype == d, "%s: %s is %s, PEFT saves %s", label, w->string, t ? cp_dtype_name(t->dtype) : "missing", dt);
+        n_bf16 += d == CP_BF16;
+    }
+    printf("    %-28s %d tensors, %d of them BF16, dtypes as PEFT's\n", label, st.n_tensors, n_bf16);
+    cp_st_close(&st);
+}
+
+/* A bf16 base model: PEFT saves the modules_to_save copies and the biases of bias="all" in the
+ * model's dtype (BF16), LoRA A and B in F32, and with bias="all" also the wrapped module's
+ * original_module / modules_to_save biases. Both directions: PEFT's file loads and saves back byte
+ * for byte; cpeft's `adapter init` file has the dtypes PEFT writes for it. An adapter holding those
+ * tensors in F32 (as cpeft wrote them before) loads to the same model and saves as PEFT does. */
+TEST(bf16_base_adapter_dtypes) {
+    tol = TOL_NEW;
+    run_single("gpt2_bf16_mts_bias");
+    run_roundtrip("rt_gpt2_bf16_mts_bias");
+    tol = TOL;
+    cJSON *exp;
+    CHECK_OK(cp_json_read_file(LORA "/cpeft_roundtrip/rt_gpt2_bf16_mts_bias/expected.json", &exp));
+    if (exp) {
+        check_dtypes(LORA "/cpeft_roundtrip/rt_gpt2_bf16_mts_bias/adapter/adapter_model.safetensors",
+                     cJSON_GetObjectItem(exp, "peft_resaved_tensors"), "cpeft adapter init");
+        cJSON_Delete(exp);
+    }
+    CHECK_OK(cp_json_read_file(LORA "/gpt2_bf16_mts_bias/expected.json", &exp));
+    if (exp) {
+        check_dtypes(LORA "/gpt2_bf16_mts_bias/adapter_model.safetensors", cJSON_GetObjectItem(exp, "saved_tensors"), "PEFT's file");
+        cJSON_Delete(exp);
+    }
+    /* what training updates: each trainable tensor once (the wrapped ln_f's bias is the copy's, not
+     * also one of bias="all"'s), PEFT's trainable count in all */
+    cp_model *tm = NULL;
+    CHECK_OK(cp_model_load(&tm, "tests/fixtures/models/gpt2_tiny_bf16", CP_LOAD_WEIGHTS));
+    if (tm) {
+        CHECK_OK(cp_adapter_load(tm, LORA "/gpt2_bf16_mts_bias", "default", 1, 1));
+        cp_param **params = NULL;
+        int n = 0, dup = 0;
+        int64_t total = 0, trainable, all;
+        CHECK_OK(cp_peft_trainable_params(tm, &params, &n));
+        for (int i = 0; i < n; i++) {
+            total += params[i]->numel;
+            for (int k = 0; k < i; k++) dup += params[k] == params[i];
+        }
+        cp_model_trainable_parameters(tm, &trainable, &all);
+        printf("    %-28s %d tensors, %lld values to train (PEFT's count %lld), %d listed twice\n", "training", n,
+               (long long)total, (long long)trainable, dup);
+        /* trainable itself equals PEFT's (expected.json "trainable"), checked by run_single above */
+        CHECK(dup == 0 && total == trainable, "training list: %d duplicates, %lld values, count %lld", dup, (long long)total,
+              (long long)trainable);
+        cp_free(params);
+    }
+    cp_model_free(tm);
+    /* the same adapter with every tensor widened to F32 */
+    char dir[] = "/tmp/cpeft-bf16-XXXXXX", path[600], cmd[700];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    cp_safetensors src;
+    CHECK_OK(cp_st_open(&src, LORA "/gpt2_bf16_mts_bias/adapter_model.safetensors"));
+    if (src.tensors) {
+        cp_st_write_tensor *w = calloc((size_t)src.n_tensors, sizeof *w);
+        float **bufs = calloc((size_t)src.n_tensors, sizeof *bufs);
+        for (int i = 0; i < src.n_tensors; i++) {
+            const cp_st_tensor *t = &src.tensors[i];
+            bufs[i] = malloc((size_t)t->numel * sizeof(float));
+            cp_convert_to_f32(bufs[i], t->data, t->dtype, (size_t)t->numel);
+            w[i] = (cp_st_write_tensor){.name = t->name, .dtype = CP_F32, .ndim = t->ndim, .data = bufs[i]};
+            for (int d = 0; d < t->ndim; d++) w[i].shape[d] = t->shape[d];
+        }
+        const char *meta_k[1] = {"format"}, *meta_v[1] = {"pt"};
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        CHECK_OK(cp_st_write(path, w, src.n_tensors, meta_k, meta_v, 1));
+        for (int i = 0; i < src.n_tensors; i++) free(bufs[i]);
+        free(bufs);
+        free(w);
+        cp_st_close(&src);
+    }
+    snprintf(cmd, sizeof cmd, "cp " LORA "/gpt2_bf16_mts_bias/adapter_config.json %s/", dir);
+    CHECK(system(cmd) == 0, "copy config");
+    expected_file e;
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/models/gpt2_tiny_bf16", CP_LOAD_WEIGHTS));
+    if (m && open_expected(&e, LORA "/gpt2_bf16_mts_bias")) {
+        CHECK_OK(cp_adapter_load(m, dir, "default", 1, 1));
+        tol = TOL_NEW;
+        check_logits(m, &e, "logits", "F32 copies on bf16");
+        tol = TOL;
+        check_resave(m, "default", LORA "/gpt2_bf16_mts_bias", "F32 copies on bf16, saved again");
+        cp_st_close(&e.st);
+    }
+    cp_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void) {
     cp_set_quiet(1);
     RUN(peft_adapters_load_and_match);
@@ -599,6 +709,7 @@ int main(void) {
     RUN(train_embedding_target_with_mts_lm_head);
     RUN(cpeft_adapters_load_in_peft);
     RUN(cpeft_embedding_adapters_load_in_peft);
+    RUN(bf16_base_adapter_dtypes);
     printf("  %d logits comparisons, max |diff| %.2e\n", n_compared, worst_logits);
     return test_summary();
 }

@@ -7,6 +7,7 @@ goes under tests/fixtures/llama/ (formats: tests/reference/README.md, section "L
     forward/<model>.<case>.safetensors   logits, hidden states, loss (the layout of tests/fixtures/forward)
     info/<name>.json               parameter counts, shapes, str(model) (tiny models and real configs on meta)
     info/rope.json                 inv_freq of every tiny model, the dynamic-RoPE rule and its statefulness
+    info/rope_configs.json         config.json forms of the RoPE keys and what transformers makes of each
     configs/<short>/config.json    real configs (SmolLM2-135M, TinyLlama-1.1B, Mistral-7B-v0.1, Qwen2-0.5B)
     grads/<case>/                  PEFT LoRA adapter + loss, logits (adapter on/off) and the gradient of every
                                    trainable tensor (the layout of tests/fixtures/train/grads)
@@ -685,6 +686,99 @@ def write_rope(ctx: Context) -> None:
     write_json(lpath(ctx, "info", "rope.json"), out)
 
 
+# config.json forms of the RoPE keys: transformers 5.23 reads them through RotaryEmbeddingConfigMixin
+# (modeling_rope_utils.py): rope_parameters = rope_scaling (when a non-empty dict) or rope_parameters; rope_theta,
+# when that dict lacks it, comes from the top level (else default_theta 1e4); a llama3 dict's
+# original_max_position_embeddings is the top-level one when config.json has it, else the dict's, else
+# max_position_embeddings; linear/dynamic need factor, llama3 also low/high_freq_factor (a KeyError otherwise).
+ROPE_BASE = dict(hidden_size=16, num_attention_heads=2, num_key_value_heads=1, num_hidden_layers=1, intermediate_size=8,
+                 vocab_size=16, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=False)
+L3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+ROPE_CONFIGS = [
+    ("params_without_theta_top_theta", "llama", dict(rope_parameters={"rope_type": "default"}, rope_theta=500000.0)),
+    ("params_without_theta_top_theta_mistral", "mistral", dict(rope_parameters={"rope_type": "default"}, rope_theta=500000.0)),
+    ("params_without_theta_top_theta_qwen2", "qwen2", dict(rope_parameters={"rope_type": "linear", "factor": 2.0},
+                                                           rope_theta=1000000.0)),
+    ("params_theta_wins_over_top", "llama", dict(rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+                                                 rope_theta=500000.0)),
+    ("params_empty_top_theta", "llama", dict(rope_parameters={}, rope_theta=500000.0)),
+    ("params_null_top_theta", "llama", dict(rope_parameters=None, rope_theta=500000.0)),
+    ("top_theta_only", "llama", dict(rope_theta=500000)),
+    ("nothing", "llama", {}),
+    ("scaling_wins_over_params", "llama", dict(rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+                                               rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=300.0)),
+    ("scaling_null_params_used", "llama", dict(rope_parameters={"rope_type": "linear", "factor": 3.0}, rope_scaling=None,
+                                               rope_theta=300.0)),
+    ("scaling_empty_params_used", "llama", dict(rope_parameters={"rope_type": "linear", "factor": 3.0}, rope_scaling={},
+                                                rope_theta=300.0)),
+    ("scaling_theta_wins_over_top", "llama", dict(rope_scaling={"rope_type": "linear", "factor": 2.0, "rope_theta": 300.0},
+                                                  rope_theta=500000.0)),
+    ("scaling_type_key", "llama", dict(rope_scaling={"type": "dynamic", "factor": 2.0})),
+    ("rope_type_wins_over_type", "llama", dict(rope_scaling={"rope_type": "linear", "type": "dynamic", "factor": 2.0})),
+    ("default_ignores_factor", "llama", dict(rope_scaling={"rope_type": "default", "factor": 2.0})),
+    ("llama3_orig_defaults_to_max_positions", "llama", dict(rope_parameters=dict(L3))),
+    ("llama3_scaling_orig_defaults_to_max_positions", "qwen2", dict(rope_scaling=dict(L3), rope_theta=20000.0)),
+    ("llama3_top_orig", "llama", dict(rope_scaling=dict(L3), original_max_position_embeddings=16)),
+    ("llama3_top_orig_wins_over_dict", "mistral", dict(rope_parameters=dict(L3, original_max_position_embeddings=32),
+                                                       original_max_position_embeddings=16)),
+    ("llama3_dict_orig", "llama", dict(rope_parameters=dict(L3, original_max_position_embeddings=32))),
+    ("linear_ignores_top_orig", "llama", dict(rope_scaling={"rope_type": "linear", "factor": 2.0},
+                                              original_max_position_embeddings=16)),
+    ("default_ignores_top_partial", "llama", dict(rope_parameters={"rope_type": "default"}, partial_rotary_factor=0.5)),
+    ("dict_partial_wins_over_top", "llama", dict(rope_parameters={"rope_type": "linear", "factor": 2.0,
+                                                                  "partial_rotary_factor": 1.0}, partial_rotary_factor=0.5)),
+    ("linear_top_partial", "llama", dict(rope_parameters={"rope_type": "linear", "factor": 2.0}, partial_rotary_factor=0.5)),
+    ("linear_without_factor", "llama", dict(rope_scaling={"rope_type": "linear"})),
+    ("dynamic_without_factor", "llama", dict(rope_parameters={"rope_type": "dynamic"})),
+    ("llama3_without_low_freq_factor", "llama", dict(rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                                                   "high_freq_factor": 4.0})),
+    ("top_theta_null", "llama", dict(rope_theta=None)),
+    ("params_theta_null", "llama", dict(rope_parameters={"rope_type": "default", "rope_theta": None}, rope_theta=300.0)),
+]
+
+
+def rope_config_case(arch: str, extra: dict) -> dict:
+    """What transformers makes of one config.json: the standardised rope_parameters and the rotary module's
+    inv_freq, or the first error on the way to a forward (config, model, or the forward itself)."""
+    import tempfile
+    from transformers import AutoConfig
+    cfg = dict(ROPE_BASE, model_type=arch, architectures=[ARCH[arch][1]], **extra)
+    out = {"arch": arch, "config": cfg}
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        stage = "config"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                c = AutoConfig.from_pretrained(d)
+                stage = "model"
+                torch.manual_seed(0)
+                c._attn_implementation = "eager"
+                m = model_class(arch)(c).eval()
+                stage = "forward"
+                with torch.no_grad():
+                    m(input_ids=torch.tensor([[1, 2, 3]]))
+        except Exception as e:  # noqa: BLE001  (any failure is the answer)
+            out["error"] = {"stage": stage, "message": f"{type(e).__name__}: {str(e).splitlines()[0]}".replace(d, "<dir>")}
+            return out
+    out["rope_parameters"] = dict(c.rope_parameters)
+    out["inv_freq"] = m.model.rotary_emb.inv_freq.tolist()
+    return out
+
+
+def write_rope_configs(ctx: Context) -> None:
+    import transformers
+    transformers.logging.set_verbosity_error()
+    cases = {name: rope_config_case(arch, extra) for name, arch, extra in ROPE_CONFIGS}
+    write_json(lpath(ctx, "info", "rope_configs.json"), {
+        "description": "config.json forms of the RoPE keys for llama/mistral/qwen2 and what transformers 5.23 makes of "
+                       "each: the standardised rope_parameters and LlamaRotaryEmbedding.inv_freq (float32), or the first "
+                       "error on the way to a forward (stage config: AutoConfig.from_pretrained; model: building the "
+                       "model; forward: a 3-token forward)",
+        "cases": cases})
+
+
 @family("llama_info", dirs=[f"{ROOT}/info", f"{ROOT}/configs"])
 def fam_info(ctx: Context) -> list[Item]:
     """Llama-family parameter counts / shapes / str(model), real configs (meta device), RoPE frequencies."""
@@ -692,6 +786,7 @@ def fam_info(ctx: Context) -> list[Item]:
     items += [Item(k, (lambda k=k: write_real(ctx, k)), [f"{ROOT}/info/{k}.json", f"{ROOT}/configs/{k}/config.json"])
               for k in REAL]
     items.append(Item("rope", lambda: write_rope(ctx), [f"{ROOT}/info/rope.json"]))
+    items.append(Item("rope_configs", lambda: write_rope_configs(ctx), [f"{ROOT}/info/rope_configs.json"]))
     return items
 
 
@@ -727,6 +822,18 @@ def check_info(ctx: Context) -> list[str]:
         stale = [s["T"] for s in seq if not s["same_as_fresh_model"]]
         notes.append(f"rope: inv_freq of every model == float64 rule (rtol 1e-6); llama3 branches {br}; dynamic on one "
                      f"model object differs from a fresh model at T in {stale} (stateful cache)")
+    p = lpath(ctx, "info", "rope_configs.json")
+    if os.path.exists(p):
+        cases = json.load(open(p))["cases"]
+        for name, e in cases.items():
+            if "error" not in e:   # the recorded frequencies follow from the recorded standardised parameters
+                rp = dict(e["rope_parameters"])
+                if rp["rope_type"] == "default":   # LlamaRotaryEmbedding's default init ignores partial_rotary_factor
+                    rp.pop("partial_rotary_factor", None)
+                ref = ref_inv_freq(dict(e["config"], rope_parameters=rp), 1)
+                assert torch.allclose(torch.tensor(e["inv_freq"], dtype=torch.float64), ref, rtol=1e-6, atol=0), name
+        notes.append(f"rope_configs: {sum('error' not in e for e in cases.values())} forms' inv_freq == float64 rule on "
+                     f"their standardised rope_parameters; {sum('error' in e for e in cases.values())} fail in transformers")
     return notes
 
 

@@ -12,7 +12,8 @@ Formats: tests/reference/README.md, section "LoRA fixtures". Per case, tests/fix
 
 plus meta_<short>.json (real-size models on the meta device), errors.json (exception type + message of
 invalid configurations), loaded_counts.json (print_trainable_parameters after PeftModel.from_pretrained, frozen
-and is_trainable=True) and cpeft_roundtrip/<case>/ (the reverse direction: files cpeft writes, read by PEFT and
+and is_trainable=True), config_counts.json (the same after get_peft_model with the saved config, inference_mode true
+and false) and cpeft_roundtrip/<case>/ (the reverse direction: files cpeft writes, read by PEFT and
 transformers; needs --cpeft).
 
 Determinism: PEFT saves `target_modules` (a Python set) in set-iteration order, which depends on
@@ -74,14 +75,14 @@ def base_rel(name: str, root: str = "") -> str:
     return f"{root}/models/{name}" if root else f"models/{name}"
 
 
-def load_base(ctx: Context, name: str, root: str = ""):
+def load_base(ctx: Context, name: str, root: str = "", dtype: str = ""):
     if root == "llama":
         import oracle_llama as ol                 # imported by generate.py after this module
         ol.model_dir(ctx, name)
     else:
         assert not root, root
         tiny_dir(ctx, name)
-    m = om.load_tiny(base_rel(name, root), dtype=torch.float32)   # cwd = ctx.out (in_dir)
+    m = om.load_tiny(base_rel(name, root), dtype=getattr(torch, dtype) if dtype else torch.float32)   # cwd = ctx.out
     assert m.name_or_path == base_rel(name, root), m.name_or_path
     return m
 
@@ -224,6 +225,9 @@ class Case:
     root: str = ""                     # "llama": the model is tests/fixtures/llama/models/<model>
     save_kw: dict = field(default_factory=dict)   # save_pretrained kwargs (save_embedding_layers)
     record_merged: bool = False        # also record what merge_and_unload().save_pretrained writes (merged_save)
+    dtype: str = ""                    # "bfloat16": the adapter is made on the model loaded in its own dtype (PEFT
+                                       # saves modules_to_save copies and biases in it); every logit is then computed
+                                       # from the saved files on the f32 base (as cpeft computes)
 
     @property
     def base_dir(self) -> str:
@@ -296,6 +300,11 @@ CASES = [
     ("qwen2_mts_embed_tied", "qwen2_tiny", dict(target_modules=["q_proj"], modules_to_save=["embed_tokens"], r=2, lora_alpha=4),
      "modules_to_save embed_tokens on a tied Qwen2: merged keeps the original head, tie_word_embeddings false",
      dict(root="llama")),
+    # a bf16 model (issue 10 follow-up): PEFT saves the modules_to_save copies and the bias="all" biases in BF16
+    ("gpt2_bf16_mts_bias", "gpt2_tiny_bf16",
+     dict(target_modules=["c_attn"], modules_to_save=["ln_f", "lm_head"], bias="all", r=2, lora_alpha=4),
+     "bf16 GPT-2 (tied): modules_to_save ln_f and lm_head, bias='all': copies and biases saved BF16, LoRA F32",
+     dict(dtype="bfloat16")),
     # layers_pattern given as a full path (item 10)
     ("llama_layers_pattern_path", "llama_tiny",
      dict(target_modules=["q_proj", "v_proj"], layers_to_transform=[1], layers_pattern="model.layers", r=2, lora_alpha=4),
@@ -327,9 +336,9 @@ def write_case(ctx: Context, case: Case) -> None:
     fresh_dir(d)
     rec = Recorder()
     with in_dir(ctx.out):
-        base = load_base(ctx, case.model, case.root)
+        base = load_base(ctx, case.model, case.root, case.dtype)
         inputs = lora_inputs(case.model, base.config.vocab_size)
-        base_logits = logits_of(base, inputs)
+        base_logits = logits_of(load_base(ctx, case.model, case.root) if case.dtype else base, inputs)
         torch.manual_seed(name_seed("lora", case.name, "init"))
         with rec.stage("LoraConfig"):
             cfg = make_config(case.config)
@@ -339,6 +348,13 @@ def write_case(ctx: Context, case: Case) -> None:
         pm.eval()
         c = counts(pm)
         info = layer_info(pm, "default")
+        if case.dtype:      # saved from the model in its own dtype; the logits from those files on the f32 base
+            from peft import PeftModel
+            with rec.stage("save_pretrained"):
+                save_adapter(pm, d, **case.save_kw)
+            rep = str(pm)
+            with rec.stage("from_pretrained_f32"):
+                pm = PeftModel.from_pretrained(load_base(ctx, case.model, case.root), f"lora/{case.name}").eval()
         res = dict(inputs)
         with rec.stage("forward"):
             res["logits"] = logits_of(pm, inputs)
@@ -351,13 +367,15 @@ def write_case(ctx: Context, case: Case) -> None:
         with rec.stage("unmerge_adapter"):
             pm.unmerge_adapter()
             res["logits_unmerged"] = logits_of(pm, inputs)
-        with rec.stage("save_pretrained"):
-            save_adapter(pm, d, **case.save_kw)
+        if not case.dtype:
+            with rec.stage("save_pretrained"):
+                save_adapter(pm, d, **case.save_kw)
         with rec.stage("merge_and_unload"):
             merged = copy.deepcopy(pm).merge_and_unload()
             res["logits_merged_unloaded"] = logits_of(merged, inputs)
         merged_save = merged_files(merged) if case.record_merged else None
-        rep = str(pm)
+        if not case.dtype:
+            rep = str(pm)
     config_saved = normalise_saved_config(os.path.join(d, "adapter_config.json"))
     save_tensors(os.path.join(d, "expected.safetensors"), res, {"model": case.model, "case": case.name})
     out = dict(c)
@@ -377,6 +395,8 @@ def write_case(ctx: Context, case: Case) -> None:
     })
     if case.save_kw:
         out["save_kw"] = case.save_kw
+    if case.dtype:
+        out["dtype"] = case.dtype
     if merged_save is not None:
         out["merged_save"] = merged_save
     write_json(os.path.join(d, "expected.json"), out)
@@ -414,6 +434,29 @@ def write_loaded_counts(ctx: Context) -> None:
                 out[c.name] = {"base_dir": c.base_dir, "from_pretrained": counts(loaded),
                                "from_pretrained_trainable": counts(trainable)}
     write_json(ctx.path("lora", "loaded_counts.json"), out)
+
+
+def write_config_counts(ctx: Context) -> None:
+    """For every single-adapter case: print_trainable_parameters() after get_peft_model(base, config) with the saved
+    adapter_config.json (inference_mode true, as save_pretrained writes it: set_adapter(..., inference_mode=True)
+    freezes the adapter's layers and modules_to_save copies, biases of bias="all"/"lora_only" stay trainable) and with
+    the same config but inference_mode false."""
+    from peft import LoraConfig, get_peft_model
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with in_dir(ctx.out):
+            for c in CASES:
+                if not os.path.exists(os.path.join(ctx.path("lora", c.name), "adapter_config.json")):
+                    continue
+                e = {"base_dir": c.base_dir}
+                for mode in (True, False):
+                    cfg = LoraConfig.from_pretrained(f"lora/{c.name}")
+                    assert cfg.inference_mode is True, c.name
+                    cfg.inference_mode = mode
+                    e[f"inference_mode_{str(mode).lower()}"] = counts(get_peft_model(load_base(ctx, c.model, c.root), cfg))
+                out[c.name] = e
+    write_json(ctx.path("lora", "config_counts.json"), out)
 
 
 # =================================================================================================
@@ -612,6 +655,11 @@ ROUNDTRIP_CASES.update({
     "rt_merge_gpt2_mts_lm_head": dict(model="gpt2_tiny", adapter_from="gpt2_mts_lm_head_tied"),
     "rt_merge_qwen2_mts_embed": dict(model="qwen2_tiny", root="llama", adapter_from="qwen2_mts_embed_tied"),
     "rt_merge_qwen2_embed_mts_head": dict(model="qwen2_tiny", root="llama", adapter_from="qwen2_embed_mts_lm_head"),
+    # a bf16 model: cpeft writes the modules_to_save copies and bias="all" biases BF16, as PEFT does ("dtype" records
+    # the tensor dtypes of cpeft's file and of PEFT's own save of it on the bf16 model)
+    "rt_gpt2_bf16_mts_bias": dict(model="gpt2_tiny_bf16", dtype="bfloat16", config={
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 2, "lora_alpha": 4, "init_lora_weights": False,
+        "target_modules": ["c_attn"], "modules_to_save": ["ln_f"], "bias": "all"}),
 })
 
 
@@ -711,7 +759,8 @@ def write_roundtrip_case_v2(ctx: Context, case: str) -> None:
             merged_files = sorted(os.listdir(merged))
             merged_tensors = saved_tensors(os.path.join(merged, "model.safetensors"))
             tie = mm.config.tie_word_embeddings
-    assert close(logits_merged, logits_peft_merged) < 1e-4, (case, close(logits_merged, logits_peft_merged))
+    # a bf16 base: cpeft's merged checkpoint is bf16 (the base dtype), PEFT's f32 merge is not rounded
+    assert close(logits_merged, logits_peft_merged) < (0.1 if spec.get("dtype") else 1e-4), (case, close(logits_merged, logits_peft_merged))
     save_tensors(os.path.join(d, "expected.safetensors"),
                  {**inputs, "logits_peft": logits_peft, "logits_merged_transformers": logits_merged},
                  {"model": model_name, "case": case})
@@ -723,6 +772,15 @@ def write_roundtrip_case_v2(ctx: Context, case: str) -> None:
         out["seed"] = ROUNDTRIP_SEED
     else:
         out["adapter_from"] = adapter_rel
+    if spec.get("dtype"):   # what PEFT itself writes for this adapter on the model in its own dtype
+        from peft import PeftModel
+        with in_dir(ctx.out), tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            PeftModel.from_pretrained(load_base(ctx, model_name, root, spec["dtype"]), adapter_rel).save_pretrained(tmp)
+            out["peft_resaved_tensors"] = saved_tensors(os.path.join(tmp, "adapter_model.safetensors"))
+            out["adapter_tensors"] = saved_tensors(os.path.join(adapter_rel, "adapter_model.safetensors"))
+        a, b = out["adapter_tensors"], out["peft_resaved_tensors"]
+        assert a == b, (case, {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)})
     write_json(os.path.join(d, "expected.json"), out)
 
 
@@ -743,6 +801,7 @@ def fam_lora(ctx: Context) -> list[Item]:
     items += [Item(f"meta_{s}", (lambda s=s: write_meta(ctx, s)), [f"lora/meta_{s}.json"]) for s in META_CASES]
     items.append(Item("errors", lambda: write_errors(ctx), ["lora/errors.json"]))
     items.append(Item("loaded_counts", lambda: write_loaded_counts(ctx), ["lora/loaded_counts.json"]))
+    items.append(Item("config_counts", lambda: write_config_counts(ctx), ["lora/config_counts.json"]))
     items += [Item(f"cpeft_roundtrip.{c}", (lambda c=c: write_roundtrip_case(ctx, c)), [f"lora/cpeft_roundtrip/{c}"])
               for c in ROUNDTRIP_CASES]
     return items
@@ -806,6 +865,7 @@ def apply_manual(model, deltas: dict, assign: dict) -> None:
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     for name, v in assign.items():
         p = model.get_parameter(name)
+        v = v.to(p.dtype)                          # a bf16 model's copies and biases are saved BF16 (exact in f32)
         if tied and p is model.get_input_embeddings().weight and not torch.allclose(p, v, rtol=0, atol=1e-5):
             # a (trained) modules_to_save copy of a tied embedding or head replaces that module's weight only; an
             # embedding's saved base_layer weight is the shared weight itself (after merge + unmerge: rounded)
@@ -869,6 +929,10 @@ def check_case_dir(ctx: Context, case: str, model_name: str, exp: dict) -> list[
         assert exp["ranks"][m] == r and abs(exp["scalings"][m] - s) < 1e-15, (m, r, s)
     effect = (t["logits"] - base_logits).abs().max().item()
     assert effect > 0.1, (case, effect)               # the adapter is not a no-op
+    if exp.get("dtype"):    # LoRA tensors F32 (autocast_adapter_dtype), the model's own tensors in its dtype
+        for k, (dt, _) in exp["saved_tensors"].items():
+            assert dt == ("float32" if ".lora_" in k else exp["dtype"]), (case, k, dt)
+        notes.append(f"{case}: LoRA tensors float32, modules_to_save copies and biases {exp['dtype']}")
     apply_manual(model, deltas, assign)
     man = logits_of(model, inputs)
     gap = (man - t["logits_merged"]).abs().max().item()
@@ -955,6 +1019,16 @@ def _check_lora(ctx: Context) -> list[str]:
             assert j["from_pretrained"]["all"] == exp["all"], name
             assert (j["from_pretrained"]["trainable"] == 0) == (exp["config_saved"]["bias"] == "none"), name
         notes.append(f"loaded_counts: {len(json.load(open(p)))} cases; from_pretrained freezes the adapter")
+    p = os.path.join(root, "config_counts.json")
+    if os.path.exists(p):
+        loaded = json.load(open(os.path.join(root, "loaded_counts.json")))
+        for name, j in json.load(open(p)).items():
+            exp = json.load(open(os.path.join(root, name, "expected.json")))
+            # inference_mode false: as the case's own get_peft_model; true: as from_pretrained (frozen)
+            assert j["inference_mode_false"]["print_trainable_parameters"] == exp["print_trainable_parameters"], name
+            assert j["inference_mode_true"] == loaded[name]["from_pretrained"], name
+        notes.append(f"config_counts: {len(json.load(open(p)))} cases; get_peft_model with inference_mode true counts as "
+                     f"from_pretrained, with false as the case's get_peft_model")
     if os.path.isdir(root):
         size = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(root) for f in fs)
         assert size < 3e6, size

@@ -31,7 +31,9 @@ which JSON readers built on C strings cut.
 with its own (older) Unicode tables rather than the current standard: what BertNormalizer's
 clean_text removes, what its strip_accents removes after NFD, what the StripAccents normalizer
 removes, and what BertPreTokenizer / Punctuation split off as punctuation (ranges, probed one code
-point at a time; `--hard-only` writes it too).
+point at a time; `--hard-only` writes it too); and, under "lowercase", what the Lowercase normalizer
+(and BertNormalizer's lowercase, the same) makes of every code point: Rust's char::to_lowercase of
+the Rust tokenizers was built with, newer than utf8proc's Unicode 15 on 55 code points.
 The SentencePiece models (llama*, t5) are trained here when the `sentencepiece` package is
 importable (it is not part of the pinned stack: `pip install sentencepiece protobuf` into a side
 environment and pass --spm-python); otherwise the committed tokenizer.json files are reused.
@@ -226,6 +228,40 @@ def write_hard(out, toks):
         print(f"{name}: hard.json, {len(cases)} strings")
 
 
+def lowercase_map():
+    """tokenizers' lowercase of every code point (the Lowercase normalizer; BertNormalizer's lowercase is
+    asserted to agree): Rust's char::to_lowercase of the Rust tokenizers was built with, one code point at a
+    time (no final-sigma context). "runs" [lo, hi, step, delta]: c in lo, lo+step, ..., hi lowers to
+    c + delta; "multi": the code points whose lowercase is several; every other code point is unchanged."""
+    from tokenizers.normalizers import BertNormalizer, Lowercase
+    low = Lowercase()
+    bert = BertNormalizer(clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=True)
+    single, multi = {}, {}
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF:
+            continue
+        s = chr(c)
+        t = low.normalize_str(s)
+        assert bert.normalize_str(s) == t, hex(c)
+        if t == s:
+            continue
+        if len(t) == 1:
+            single[c] = ord(t) - c
+        else:
+            multi[str(c)] = [ord(x) for x in t]
+    runs = []
+    for c in sorted(single):
+        if runs:
+            lo, hi, step, delta = runs[-1]
+            if delta == single[c] and ((lo == hi and c - hi in (1, 2)) or (lo != hi and c - hi == step)):
+                runs[-1] = [lo, c, c - hi, delta]
+                continue
+        runs.append([c, c, 1, single[c]])
+    back = {c: r[3] for r in runs for c in range(r[0], r[1] + 1, r[2])}
+    assert back == single, "runs do not reproduce the map"
+    return {"runs": runs, "multi": multi}
+
+
 def unicode_classes(out):
     """Probes tokenizers on every code point (see the module docstring); writes ranges."""
     import unicodedata
@@ -260,10 +296,12 @@ def unicode_classes(out):
     doc = {"tokenizers_version": __import__("tokenizers").__version__,
            "python_unicodedata_version": unicodedata.unidata_version,
            "note": "bert_strip_accents_removes covers only code points that NFD leaves unchanged",
-           "classes": classes}
+           "classes": classes, "lowercase": lowercase_map()}
     with open(os.path.join(out, "unicode_classes.json"), "w") as f:
         json.dump(doc, f, indent=0, sort_keys=True)
-    print("unicode_classes.json:", {k: sum(b - a + 1 for a, b in v) for k, v in classes.items()})
+    print("unicode_classes.json:", {k: sum(b - a + 1 for a, b in v) for k, v in classes.items()},
+          "lowercase changes", sum(len(range(r[0], r[1] + 1, r[2])) for r in doc["lowercase"]["runs"])
+          + len(doc["lowercase"]["multi"]), "code points in", len(doc["lowercase"]["runs"]), "runs")
 
 
 def committed_tokenizers(out):

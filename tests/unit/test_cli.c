@@ -7,9 +7,11 @@
  * the optimizer and schedule numbers.
  */
 #include "test.h"
+#include "cpeft.h"
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "train/data.h"
 
 #include <signal.h>
@@ -255,6 +257,30 @@ TEST(train_is_deterministic_and_resumes_exactly) {
     run(out, sizeof out, "rm -rf $CPT/t2 $CPT/t3");
 }
 
+/* On a bf16 model the adapter files keep the bias="all" biases and the modules_to_save copies in
+ * BF16, as PEFT saves them; the checkpoint's optimizer.safetensors keeps their f32 values, so that
+ * resuming still ends on the same bytes as the run that was not interrupted. */
+TEST(train_resumes_exactly_with_bf16_biases_and_copies) {
+    static char out[65536];
+    CHECK(make_train_model("$CPT/tm"), "model dir");
+    CHECK(run(out, sizeof out, "rm -rf $CPT/b1 $CPT/b2 && %s train --model $CPT/tm " TRAIN_ARGS " --bias all --modules-to-save ln_f "
+              "--output-dir $CPT/b1 && %s train --model $CPT/tm " TRAIN_ARGS " --bias all --modules-to-save ln_f --output-dir $CPT/b2 "
+              "--resume-from-checkpoint $CPT/b1/checkpoint-4 && cmp $CPT/b1/adapter_model.safetensors $CPT/b2/adapter_model.safetensors",
+              bin(), bin()) == 0, "resume differs: %s", out);
+    cp_safetensors st;
+    CHECK_OK(cp_st_open(&st, tp("$CPT/b1/adapter_model.safetensors")));
+    if (st.tensors) {
+        const cp_st_tensor *copy = cp_st_find(&st, "base_model.model.transformer.ln_f.weight"),
+                           *bias = cp_st_find(&st, "base_model.model.transformer.h.0.mlp.c_fc.bias"),
+                           *lora = cp_st_find(&st, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight");
+        CHECK(copy && bias && lora && copy->dtype == CP_BF16 && bias->dtype == CP_BF16 && lora->dtype == CP_F32,
+              "adapter dtypes: copy %s, bias %s, lora_A %s", copy ? cp_dtype_name(copy->dtype) : "-",
+              bias ? cp_dtype_name(bias->dtype) : "-", lora ? cp_dtype_name(lora->dtype) : "-");
+        cp_st_close(&st);
+    }
+    run(out, sizeof out, "rm -rf $CPT/b1 $CPT/b2");
+}
+
 TEST(train_stops_cleanly) {
     static char out[65536];
     CHECK(make_train_model("$CPT/tm"), "model dir");
@@ -278,7 +304,47 @@ TEST(train_stops_cleanly) {
           strstr(out, "no response tokens left after truncating to 16 tokens"), "%s", out);
     CHECK(run(out, sizeof out, "%s train --model $CPT/tm " TRAIN_ARGS " --output-dir $CPT/t8 --max-seq-length 4096", bin()) == 1 &&
           strstr(out, "exceeds the model's 64 positions"), "%s", out);
-    run(out, sizeof out, "rm -rf $CPT/t1 $CPT/t4 $CPT/t5 $CPT/t6 $CPT/t7 $CPT/t8 $CPT/tm $CPT/empty.txt");
+    /* a tokenizer whose pad token is no token of the model: refused by name before training */
+    CHECK(run(out, sizeof out, "cp -r $CPT/tm $CPT/tp && perl -0pi -e 's/\"added_tokens\": \\[/\"added_tokens\": [{\"id\": 50257, "
+              "\"content\": \"<pad>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+              "\"special\": true},/' $CPT/tp/tokenizer.json && echo '{\"pad_token\": \"<pad>\"}' > $CPT/tp/tokenizer_config.json && "
+              "%s train --model $CPT/tp " TRAIN_ARGS " --output-dir $CPT/t8", bin()) == 1 &&
+          strstr(out, "the pad token id 50257 (the tokenizer's pad token) is outside the model's vocabulary [0, 50257) (vocab_size)"),
+          "%s", out);
+    run(out, sizeof out, "rm -rf $CPT/t1 $CPT/t4 $CPT/t5 $CPT/t6 $CPT/t7 $CPT/t8 $CPT/tm $CPT/tp $CPT/empty.txt");
+}
+
+/* A config saying "inference_mode": true (every saved adapter_config.json does) freezes the adapter
+ * under get_peft_model, and PEFT's Trainer then fails ("element 0 of tensors does not require
+ * grad"); cpeft train says so and trains it, and saves inference_mode true as save_pretrained does. */
+TEST(train_peft_config_in_inference_mode_trains) {
+    static char out[65536];
+    CHECK(make_train_model("$CPT/tm"), "model dir");
+    FILE *f = fopen(tp("$CPT/inf.json"), "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"c_attn\"], \"inference_mode\": true}", f);
+    fclose(f);
+    CHECK(run(out, sizeof out, "rm -rf $CPT/ti && %s train --model $CPT/tm --data ../shared/data/alpaca-subset/alpaca_tiny.json "
+              "--max-steps 2 --per-device-train-batch-size 2 --learning-rate 1e-2 --logging-steps 1 --save-steps 0 "
+              "--max-seq-length 64 --seed 3 --progress lines --peft-config $CPT/inf.json --output-dir $CPT/ti", bin()) == 0 &&
+          strstr(out, "says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway") &&
+          strstr(out, "trainable params: 64 ||") && strstr(out, "step 2/2 | loss "), "%s", out);
+    CHECK(run(out, sizeof out, "grep -c '\"inference_mode\": true' $CPT/ti/adapter_config.json") == 0 && atoi(out) == 1,
+          "saved config: %s", out);
+    /* the trained adapter is not the no-op it started as: lora_B moved off zero */
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tp("$CPT/tm"), CP_LOAD_WEIGHTS));
+    if (m) {
+        int64_t ids[6] = {10, 20, 30, 40, 50, 60};
+        cp_batch b = {.B = 1, .T = 6, .input_ids = ids, .labels = ids};
+        cp_outputs base = {0}, adapted = {0};
+        CHECK_OK(cp_model_forward(m, &b, &base));
+        CHECK_OK(cp_model_load_adapter(m, tp("$CPT/ti"), "default", 0));
+        CHECK_OK(cp_model_forward(m, &b, &adapted));
+        printf("  trained in inference_mode: loss on a fixed batch %.6f without the adapter, %.6f with it\n", base.loss, adapted.loss);
+        CHECK(fabs(base.loss - adapted.loss) > 1e-5, "the trained adapter changes nothing (%f vs %f)", base.loss, adapted.loss);
+        cp_model_free(m);
+    }
+    run(out, sizeof out, "rm -rf $CPT/ti $CPT/tm $CPT/inf.json");
 }
 
 /* ---- runs in the background, signals, the output directory ---------------------------------------- */
@@ -522,7 +588,9 @@ int main(void) {
     RUN(bad_input_exit_status_and_message);
     RUN(lora_commands);
     RUN(train_is_deterministic_and_resumes_exactly);
+    RUN(train_resumes_exactly_with_bf16_biases_and_copies);
     RUN(train_stops_cleanly);
+    RUN(train_peft_config_in_inference_mode_trains);
     RUN(train_stops_on_sigterm_and_sighup);
     RUN(train_output_dir_one_run_no_silent_reuse);
     RUN(train_reads_compressed_data_and_refuses_binary);

@@ -5,7 +5,8 @@
  * counted from shapes as on PyTorch's meta device — EleutherAI/gpt-neo-1.3B has 1,315,575,808);
  * and, for every PEFT adapter in tests/fixtures/lora/loaded_counts.json, the counts PEFT prints
  * after PeftModel.from_pretrained (frozen, and with is_trainable=True), through the library and
- * through `cpeft info --adapter` / `--peft-config`.
+ * through `cpeft info --adapter` / `--peft-config`; and, for each of those adapters' configs, the
+ * counts after get_peft_model with inference_mode true and false (tests/fixtures/lora/config_counts.json).
  */
 #include "test.h"
 #include "cpeft.h"
@@ -197,10 +198,68 @@ TEST(loaded_adapter_counts_as_peft) {
     cJSON_Delete(all);
 }
 
+/* PEFT's print_trainable_parameters() after get_peft_model(base, config): with the case's saved
+ * adapter_config.json (inference_mode true) the adapter is frozen, as after from_pretrained; with
+ * the same config saying inference_mode false it trains. Through the library (cp_model_add_adapter)
+ * and `cpeft adapter init` (get_peft_model + save_pretrained), which prints the notebook line. */
+TEST(get_peft_model_follows_inference_mode) {
+    cJSON *all;
+    CHECK_OK(cp_json_read_file("tests/fixtures/lora/config_counts.json", &all));
+    if (!all) return;
+    char tmp[] = "/tmp/cpeft-infmode-XXXXXX";
+    if (!mkdtemp(tmp)) return;
+    int n = 0, n_frozen = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, all) {
+        char base[512], cfg_path[512], off_path[600], cmd[2048];
+        snprintf(base, sizeof base, "tests/fixtures/%s", cJSON_GetObjectItem(c, "base_dir")->valuestring);
+        snprintf(cfg_path, sizeof cfg_path, "tests/fixtures/lora/%s/adapter_config.json", c->string);
+        snprintf(off_path, sizeof off_path, "%s/adapter_config.json", tmp);
+        cJSON *cfg;
+        CHECK_OK(cp_json_read_file(cfg_path, &cfg));
+        if (!cfg) continue;
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cfg, "inference_mode")), "%s: saved config without inference_mode true", c->string);
+        cJSON_ReplaceItemInObject(cfg, "inference_mode", cJSON_CreateFalse());
+        char *text = cJSON_Print(cfg);
+        FILE *f = fopen(off_path, "w");
+        if (f) { fputs(text, f); fclose(f); }
+        free(text);
+        cJSON_Delete(cfg);
+        for (int mode = 0; mode < 2; mode++) { /* mode 1: inference_mode true (the saved file) */
+            const cJSON *want = cJSON_GetObjectItem(c, mode ? "inference_mode_true" : "inference_mode_false");
+            cp_model *m = NULL;
+            CHECK_OK(cp_model_load(&m, base, CP_LOAD_WEIGHTS));
+            if (!m) continue;
+            CHECK_OK(cp_model_add_adapter(m, "default", mode ? cfg_path : off_path, 0));
+            char *line = cp_model_trainable_parameters_line(m, CP_PEFT_LINE_CURRENT);
+            CHECK(line && !strcmp(line, cJSON_GetObjectItem(want, "print_trainable_parameters")->valuestring),
+                  "%s, inference_mode %s: %s\n  PEFT: %s", c->string, mode ? "true" : "false", line ? line : "(none)",
+                  cJSON_GetObjectItem(want, "print_trainable_parameters")->valuestring);
+            n_frozen += mode && cJSON_GetObjectItem(want, "trainable")->valuedouble == 0;
+            free(line);
+            cp_model_free(m);
+            snprintf(cmd, sizeof cmd, "rm -rf %s/out && %s adapter init --model %s --peft-config %s --out %s/out 2>/dev/null", tmp,
+                     bin(), base, mode ? cfg_path : off_path, tmp);
+            const char *out = run_out(cmd);
+            const char *nb = cJSON_GetObjectItem(want, "notebook_line")->valuestring;
+            CHECK(out && !strncmp(out, nb, strlen(nb)) && out[strlen(nb)] == '\n', "%s:\n%s\n  PEFT: %s", cmd, out ? out : "(failed)", nb);
+        }
+        n++;
+    }
+    CHECK(n >= 20, "only %d configs", n);
+    printf("  %d PEFT configs: get_peft_model counts with inference_mode true (%d of them 0 trainable) and false, through "
+           "the library and cpeft adapter init\n", n, n_frozen);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    cJSON_Delete(all);
+}
+
 int main(void) {
     cp_set_quiet(1);
     RUN(info_matches_pytorch);
     RUN(gpt_neo_1_3b_count_from_config_alone);
     RUN(loaded_adapter_counts_as_peft);
+    RUN(get_peft_model_follows_inference_mode);
     return test_summary();
 }

@@ -142,7 +142,7 @@ TEST(wrong_field_type) {
 
 /* Numbers out of their type's range are errors before any conversion (a double outside the range
  * of the integer it is converted to is undefined behaviour: UBSan flagged config.c with
- * "eos_token_id": [1e30]); token ids must also lie in the vocabulary (vocab_size 97 here). */
+ * "eos_token_id": [1e30]). Token ids beyond the vocabulary load (see token_ids_beyond_the_vocabulary). */
 TEST(numbers_out_of_range) {
     static const char *cases[][3] = { /* replaced text, replacement, error */
         {"\"eos_token_id\": 96", "\"eos_token_id\": [1e30]",
@@ -154,8 +154,8 @@ TEST(numbers_out_of_range) {
         {"\"bos_token_id\": 96", "\"bos_token_id\": -1e400", "found -inf"},
         {"\"bos_token_id\": 96", "\"bos_token_id\": 95.5", "found 95.5"},
         {"\"bos_token_id\": 96", "\"bos_token_id\": \"96\"", "field \"bos_token_id\": expected a token id or a list of ids, found a string"},
-        {"\"pad_token_id\": null", "\"pad_token_id\": 97", "field \"pad_token_id\": token id 97 is outside the vocabulary [0, 97) (vocab_size)"},
-        {"\"eos_token_id\": 96", "\"eos_token_id\": [2147483647]", "field \"eos_token_id\": token id 2147483647 is outside the vocabulary [0, 97)"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [2147483648]", "field \"eos_token_id\"[0]: expected a token id (an integer from 0 to 2147483647), found 2147483648"},
+        {"\"pad_token_id\": null", "\"pad_token_id\": -2", "field \"pad_token_id\": expected a token id (an integer from 0 to 2147483647), found -2"},
         {"\"n_embd\": 32", "\"n_embd\": 1e30", "field \"n_embd\": expected an integer, found 1e+30"},
         {"\"n_layer\": 2", "\"n_layer\": 1e400", "field \"n_layer\": expected an integer, found inf"},
         {"\"n_layer\": 2", "\"n_layer\": -1e400", "field \"n_layer\": expected an integer, found -inf"},
@@ -181,6 +181,86 @@ TEST(numbers_out_of_range) {
         write_file("generation_config.json", gen[i][0], strlen(gen[i][0]));
         cp_generate_options o;
         CHECK_ERR(cp_generate_options_init(m, &o), gen[i][1]);
+    }
+    cp_model_free(m);
+    cleanup();
+}
+
+/* Runs load(flags) with warnings printed to a temporary file; returns what was printed (static). */
+static const char *load_warnings(int flags, cp_status *st) {
+    static char text[4096];
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = tmpfile();
+    dup2(fileno(f), 2);
+    cp_set_quiet(0);
+    *st = load(flags);
+    cp_set_quiet(1);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+/* config.json token ids at or beyond vocab_size load as in transformers (some real checkpoints have
+ * ids beyond the embedding), with a warning naming the field, the id and vocab_size; using one as
+ * a token is the error: generation's pad (left padding, a finished row in a batch) and training's
+ * pad; an eos id no token can be never ends a row (transformers generates the same way). */
+TEST(token_ids_beyond_the_vocabulary) {
+    static const char *cases[][3] = {
+        {"\"pad_token_id\": null", "\"pad_token_id\": 97", "config.json: field \"pad_token_id\": token id 97 is outside the vocabulary [0, 97) (vocab_size)"},
+        {"\"eos_token_id\": 96", "\"eos_token_id\": [2147483647, 5]", "field \"eos_token_id\": token id 2147483647 is outside the vocabulary [0, 97) (vocab_size)"},
+        {"\"bos_token_id\": 96", "\"bos_token_id\": 100", "field \"bos_token_id\": token id 100 is outside the vocabulary [0, 97) (vocab_size)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setup(cases[i][0], cases[i][1], 0);
+        cp_status st;
+        const char *w = load_warnings(CP_LOAD_CONFIG_ONLY, &st);
+        CHECK(st == CP_OK, "%s: %s", cases[i][1], cp_last_error());
+        CHECK(strstr(w, cases[i][2]) != NULL, "%s: warnings \"%s\" do not say \"%s\"", cases[i][1], w, cases[i][2]);
+        cleanup();
+    }
+
+    /* generation: pad_token_id 97 (config.json) is needed only for a batch */
+    setup("\"pad_token_id\": null", "\"pad_token_id\": 97", 1);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    if (m) {
+        cp_generate_options o;
+        CHECK_OK(cp_generate_options_init(m, &o));
+        CHECK(o.pad_token_id == 97 && o.n_eos == 1 && o.eos_token_ids[0] == 96, "options: pad %d, eos %d", o.pad_token_id, o.eos_token_ids[0]);
+        o.max_new_tokens = 4;
+        const int32_t a[3] = {1, 2, 3}, b[3] = {4, 5, 6}, c[2] = {7, 8};
+        const int32_t *ab[2] = {a, b}, *ac[2] = {a, c};
+        const int64_t len3[2] = {3, 3}, len32[2] = {3, 2};
+        cp_generation ga = {0}, gb = {0}, g = {0};
+        CHECK_OK(cp_model_generate(m, ab, len3, 1, &o, &ga)); /* one prompt: no pad needed */
+        CHECK_OK(cp_model_generate(m, ab + 1, len3, 1, &o, &gb));
+        CHECK_ERR(cp_model_generate(m, ac, len32, 2, &o, &g),
+                  "pad_token_id 97 (from generation_config.json or config.json, else the first eos id) is outside the "
+                  "vocabulary [0, 97) (vocab_size): prompts of different lengths need it for left padding");
+        /* equal lengths: fine until a row ends while the other goes on (its first token as eos) */
+        CHECK_OK(cp_model_generate(m, ab, len3, 2, &o, &g));
+        cp_generation_free(&g);
+        if (ga.tokens && gb.tokens) {
+            CHECK(ga.tokens[0][0] != gb.tokens[0][0], "setup: both prompts start with token %d", ga.tokens[0][0]);
+            o.eos_token_ids[0] = ga.tokens[0][0];
+            CHECK_ERR(cp_model_generate(m, ab, len3, 2, &o, &g),
+                      "(vocab_size): prompt 1 finished while others go on, and its next input is the pad token");
+            /* an eos id beyond the vocabulary never matches: the batch runs its max_new_tokens */
+            o.pad_token_id = 0;
+            o.eos_token_ids[0] = 1000;
+            CHECK_OK(cp_model_generate(m, ab, len3, 2, &o, &g));
+            CHECK(g.n_tokens && g.n_tokens[0] == 4 && g.n_tokens[1] == 4, "eos 1000: %lld and %lld new tokens",
+                  g.n_tokens ? (long long)g.n_tokens[0] : -1LL, g.n_tokens ? (long long)g.n_tokens[1] : -1LL);
+            cp_generation_free(&g);
+        }
+        cp_generation_free(&ga);
+        cp_generation_free(&gb);
     }
     cp_model_free(m);
     cleanup();
@@ -364,6 +444,13 @@ TEST(rope_switches_refused_by_name) {
                "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 100.0},", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rope_parameters\": parameters per layer type are not supported for llama");
     cleanup();
+    /* rope_theta 0 gives infinite frequencies in transformers (NaN logits), a negative one NaN */
+    setup_from(LLAMA_FIX "llama_tiny", "\"rope_theta\": 10000.0", "\"rope_theta\": 0", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rope_parameters.rope_theta\": expected a positive finite number, found 0");
+    cleanup();
+    setup_from(LLAMA_FIX "llama_tiny", "\"rope_theta\": 10000.0", "\"rope_theta\": -5", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "expected a positive finite number, found -5");
+    cleanup();
     /* the default frequencies ignore partial_rotary_factor, in transformers too */
     setup_from(LLAMA_FIX "llama_tiny", "\"rope_type\": \"default\"", "\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5", 0);
     CHECK_OK(load(CP_LOAD_CONFIG_ONLY));
@@ -401,6 +488,7 @@ int main(void) {
     RUN(missing_model_type);
     RUN(wrong_field_type);
     RUN(numbers_out_of_range);
+    RUN(token_ids_beyond_the_vocabulary);
     RUN(duplicate_keys_keep_the_last_value);
     RUN(config_only_directory_has_no_weights);
     RUN(mis_shaped_tensors_listed_with_both_shapes);

@@ -560,6 +560,77 @@ TEST(character_classes_on_every_code_point) {
     cJSON_Delete(doc);
 }
 
+/* The lowercase tokenizers writes for c per unicode_classes.json's "lowercase": "multi" when it lists
+ * c, else `run` ([lo, hi, step, delta], the run whose [lo, hi] holds c, or NULL) when c is on its
+ * steps, else c itself. Returns the count of code points. */
+static int want_lower(const cJSON *run, const cJSON *multi, uint32_t c, uint32_t out[3]) {
+    char key[16];
+    snprintf(key, sizeof key, "%u", c);
+    const cJSON *m = cJSON_GetObjectItem(multi, key);
+    if (m) {
+        int n = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, m) if (n < 3) out[n++] = (uint32_t)x->valuedouble;
+        return n;
+    }
+    out[0] = c;
+    if (run && (c - (uint32_t)cJSON_GetArrayItem(run, 0)->valuedouble) % (uint32_t)cJSON_GetArrayItem(run, 2)->valuedouble == 0)
+        out[0] = (uint32_t)((int64_t)c + (int64_t)cJSON_GetArrayItem(run, 3)->valuedouble);
+    return 1;
+}
+
+/* Lowercasing as tokenizers does it (Rust's char::to_lowercase, newer Unicode than utf8proc's 15:
+ * U+1C89, U+A7CB, U+10D50, U+16EA0 ... lower there): every code point through the Lowercase
+ * normalizer and BertNormalizer's lowercase (the same map in tokenizers), as a one-character
+ * string and between two letters (the map has no context: Σ lowers to σ everywhere). */
+TEST(lowercase_on_every_code_point) {
+    cJSON *doc = load_json(FIX "unicode_classes.json");
+    CHECK(doc != NULL, "unicode_classes.json");
+    if (!doc) return;
+    const cJSON *lc = cJSON_GetObjectItem(doc, "lowercase");
+    const cJSON *runs = cJSON_GetObjectItem(lc, "runs"), *multi = cJSON_GetObjectItem(lc, "multi");
+    CHECK(runs && multi, "unicode_classes.json has no lowercase map");
+    static const char *specs[2] = {"{\"type\": \"Lowercase\"}",
+                                   "{\"type\": \"BertNormalizer\", \"clean_text\": false, \"handle_chinese_chars\": false, "
+                                   "\"strip_accents\": false, \"lowercase\": true}"};
+    tk_normalizer *norm[2] = {0};
+    for (int k = 0; k < 2; k++) {
+        cJSON *j = cJSON_Parse(specs[k]);
+        CHECK_OK(tk_normalizer_from_json(&norm[k], j, "lowercase"));
+        cJSON_Delete(j);
+    }
+    size_t points = 0, changed = 0, differ[2] = {0};
+    uint32_t first[2] = {0};
+    /* a cursor over the runs (code points come in order) keeps this linear */
+    const cJSON *cur = runs ? runs->child : NULL;
+    for (uint32_t c = 0; c < 0x110000 && norm[0] && norm[1] && runs && multi; c++) {
+        if (c >= 0xD800 && c <= 0xDFFF) continue;
+        points++;
+        while (cur && (uint32_t)cJSON_GetArrayItem(cur, 1)->valuedouble < c) cur = cur->next;
+        uint32_t want[3];
+        int nw = want_lower(cur && c >= (uint32_t)cJSON_GetArrayItem(cur, 0)->valuedouble ? cur : NULL, multi, c, want);
+        changed += nw != 1 || want[0] != c;
+        char w[16] = "A", s[8] = "A";
+        size_t wl = 1, sl = 1 + tk_utf8_encode(c, s + 1);
+        for (int i = 0; i < nw; i++) wl += tk_utf8_encode(want[i], w + wl);
+        s[sl++] = 'B';
+        w[0] = 'a';
+        w[wl++] = 'b';
+        for (int k = 0; k < 2; k++) {
+            tk_nstr ns = tk_nstr_view(s, 0, sl);
+            CHECK_OK(tk_normalizer_apply(norm[k], &ns));
+            if ((ns.len != wl || memcmp(ns.s, w, wl)) && !differ[k]++) first[k] = c;
+            tk_nstr_free(&ns);
+        }
+    }
+    CHECK(differ[0] == 0, "Lowercase: %zu code points differ from tokenizers, the first U+%04X", differ[0], first[0]);
+    CHECK(differ[1] == 0, "BertNormalizer lowercase: %zu code points differ from tokenizers, the first U+%04X", differ[1], first[1]);
+    printf("     %zu code points: tokenizers lowers %zu; differences Lowercase %zu, BertNormalizer %zu\n", points, changed,
+           differ[0], differ[1]);
+    for (int k = 0; k < 2; k++) tk_normalizer_free(norm[k]);
+    cJSON_Delete(doc);
+}
+
 /* ---- decoded text is bytes with a length --------------------------------------------------------- */
 
 static const char *cpeft_bin(void) {
@@ -747,6 +818,7 @@ int main(void) {
     RUN(bad_ids_and_text);
     RUN(encoding_reuse_across_tokenizers);
     RUN(character_classes_on_every_code_point);
+    RUN(lowercase_on_every_code_point);
     RUN(cli_decode_keeps_nul_bytes);
     RUN(generate_output_keeps_nul_bytes);
     return test_summary();
