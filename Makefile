@@ -4,7 +4,7 @@
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
 #   make install PREFIX=/opt/cpeft
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
-#   make fuzz            build libFuzzer targets (clang) and run each for FUZZ_SECONDS
+#   make fuzz            build the libFuzzer targets (clang) and fuzz each for FUZZ_SECONDS; fails on any report
 #   make bench           side-by-side benchmarks against PyTorch (needs `make reference-venv`)
 
 PREFIX  ?= /usr/local
@@ -27,20 +27,23 @@ PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc -lz -lzstd)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
-LIBS_ALL   = $(PKG_LIBS) -fopenmp -lm -lpthread $(LDLIBS)
+OMPFLAGS ?= -fopenmp
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
 
 LIB_SRC := $(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
                       src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 BUILD ?= build
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 
 .PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
@@ -72,6 +75,11 @@ $(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 
+# Each fuzz target as a test program that replays its committed corpus and seeds (tests/fuzz/replay.c).
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libcpeft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DCP_FUZZ_TARGET='"$*"' -o $@ $< tests/fuzz/replay.c $(BUILD)/libcpeft.a $(LIBS_ALL)
+
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
@@ -83,7 +91,7 @@ demo: all
 # The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
 test: test-fast test-asan
 
-test-fast: all $(TEST_BIN) $(BENCH_BIN)
+test-fast: all $(TEST_BIN) $(FUZZ_BIN) $(BENCH_BIN)
 	@tests/run.sh $(BUILD)
 
 test-asan: $(DEPS_STAMP)
@@ -115,17 +123,22 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
 
 # ---- fuzzing (clang + libFuzzer) --------------------------------------------------------------------
+# The library is built once with clang, coverage instrumentation and ASan + UBSan that stop at the first
+# report; scripts/fuzz.sh runs each target for FUZZ_SECONDS (new inputs go to build-fuzz/corpus/NAME,
+# the committed corpora are only read), prints its coverage and fails on any crash, report or leak.
+# OpenMP pragmas are off there (clang with libgomp): the fuzzed code runs on one thread.
 FUZZ_SECONDS ?= 60
-FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst tests/fuzz/%.c,%,$(FUZZ_SRC))
+FUZZ_OPT := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 fuzz:
 	@scripts/install-deps.sh --with-fuzz
-	@mkdir -p build-fuzz
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(PKG_CFLAGS) \
-	    -o build-fuzz/$$n $$f $(LIB_SRC) $(PKG_LIBS) -fopenmp=libgomp -lm || exit 1; \
-	  mkdir -p tests/fuzz/corpus/$$n; \
-	  build-fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=65536 tests/fuzz/corpus/$$n tests/fuzz/seeds/$$n 2>&1 | tail -3 || exit 1; \
-	done
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OMPFLAGS=-fopenmp=libgomp \
+	    OPT="$(FUZZ_OPT) -fsanitize=fuzzer-no-link" $(FUZZ_NAMES:%=build-fuzz/libfuzzer/%)
+	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+$(BUILD)/libfuzzer/%: tests/fuzz/%.c $(BUILD)/libcpeft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 
 bench: all $(BENCH_BIN) reference-venv
 	bench/run.sh

@@ -1,14 +1,16 @@
 /*
  * fuzz_data.c — libFuzzer target for the training-data loader (src/train/data.c): arbitrary bytes as
  * a data file (plain text, JSONL, JSON array, instruction records, broken JSON) through
- * cp_dataset_load_mem with the GPT-2 tokenizer, then a validation split and padded batches over
+ * cp_dataset_load_mem with a byte-level BPE tokenizer, then a validation split and padded batches over
  * whatever loaded. The first byte picks the options (format, strict, text field, max_seq_length).
  * Input that starts like gzip or zstd runs through the decoders (src/io/compress.c), capped at 16 MiB
  * of output so that a small bomb stays within libFuzzer's memory limit; binary and non-UTF-8 input is
  * refused (an error, never examples).
  * Checks the invariants every example must hold: 1 <= len <= max_seq_length, labels -100 or equal to
  * the id, at least one label, ids inside the vocabulary, lines in order, counters consistent.
- * Run from the repository root (the tokenizer is read from ../shared/data/gpt2-tokenizer).
+ * The tokenizer is the committed RoBERTa fixture (byte-level BPE like GPT-2's; it also adds <s> and
+ * </s> itself, which the loader must not double), so the target needs nothing outside the repository.
+ * Run from the repository root.
  */
 #include "train/data.h"
 #include "core/error.h"
@@ -17,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define TOKENIZER "tests/fixtures/tokenizers/roberta/tokenizer.json"
+
 static cp_tokenizer *tok;
+static int32_t pad;
 
 static void check_dataset(const cp_dataset *ds, int64_t max_len, int64_t vocab) {
     int64_t tokens = 0, targets = 0;
@@ -40,9 +45,12 @@ static void check_dataset(const cp_dataset *ds, int64_t max_len, int64_t vocab) 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cp_set_quiet(1);
-    if (!tok && cp_tokenizer_load_file(&tok, "../shared/data/gpt2-tokenizer/tokenizer.json") != CP_OK) {
-        fprintf(stderr, "fuzz_data: %s\n", cp_last_error());
-        abort();
+    if (!tok) {
+        if (cp_tokenizer_load_file(&tok, TOKENIZER) != CP_OK) {
+            fprintf(stderr, "fuzz_data: %s (run from the repository root)\n", cp_last_error());
+            abort();
+        }
+        pad = cp_tokenizer_special_id(tok, CP_SPECIAL_PAD);
     }
     if (size == 0) return 0;
     uint8_t o = data[0];
@@ -69,9 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     cp_batch_data b = {0};
     for (int64_t s = 0; s < ds.n; s += 3) {
-        if (cp_batch_make(&ds, NULL, s, 3, 50256, &b) != CP_OK) __builtin_trap();
+        if (cp_batch_make(&ds, NULL, s, 3, pad, &b) != CP_OK) __builtin_trap();
         for (int64_t i = 0; i < b.B * b.T; i++)
-            if (b.attention_mask[i] == 0 && (b.labels[i] != -100 || b.input_ids[i] != 50256)) __builtin_trap();
+            if (b.attention_mask[i] == 0 && (b.labels[i] != -100 || b.input_ids[i] != pad)) __builtin_trap();
     }
     cp_batch_data_free(&b);
     cp_dataset_free(&ds);
