@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev)
-if [[ "${1:-}" == "--with-fuzz" ]]; then packages+=(clang libclang-rt-dev); fi
+if [[ "${1:-}" == "--with-fuzz" ]]; then packages+=(clang libclang-rt-dev libomp-dev); fi  # libomp-dev: omp.h for clang
 
 missing=()
 for p in "${packages[@]}"; do
