@@ -1,5 +1,5 @@
 # cpeft — build, test, install.
-#   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so
+#   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so (portable x86-64; NATIVE=1: this CPU only)
 #   make demo            the main job on the built-in default (see README)
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
 #   make install PREFIX=/opt/cpeft
@@ -9,7 +9,14 @@
 
 PREFIX  ?= /usr/local
 CC      ?= cc
+# Portable by default: the binary runs on any CPU of the target architecture, and the kernels that
+# need wide vectors (ISA_SRC below) are built per instruction set and chosen at run time.
+# NATIVE=1 compiles everything for the build machine's CPU (-march=native) instead.
+ifeq ($(NATIVE),1)
 OPT     ?= -O3 -march=native
+else
+OPT     ?= -O3
+endif
 VERSION := 0.1.0
 
 DEPS_STAMP := build/.deps-ok
@@ -31,21 +38,27 @@ OMPFLAGS ?= -fopenmp
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
 
-LIB_SRC := $(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c)
+# Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
+# picks one per process). Only x86-64 has variants besides the compiler's default target.
+ISA_SRC := src/kernels/skinny.c src/kernels/vector.c
+ISAS    := base $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),avx2 avx512)
+ISA_FLAGS_avx2   := -mavx2 -mfma
+ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
+LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
+                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 BUILD ?= build
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(foreach i,$(ISAS),$(ISA_SRC:%.c=$(BUILD)/obj/%.$(i).o))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 
-.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench
+.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench FORCE
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
 
 deps: $(DEPS_STAMP)
@@ -53,9 +66,29 @@ $(DEPS_STAMP): scripts/install-deps.sh
 	@scripts/install-deps.sh
 	@mkdir -p $(dir $@) && touch $@
 
-$(BUILD)/obj/%.o: %.c $(DEPS_STAMP)
+# The compiler and flags of the last build: when they change (NATIVE=1, another OPT or CC), every
+# object is rebuilt rather than mixed with objects built for another target.
+FLAGS_STAMP := $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL)' > $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.base.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DCP_ISA=base -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.avx2.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx2) -DCP_ISA=avx2 -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.avx512.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx512) -DCP_ISA=avx512 -MMD -MP -c $< -o $@
 
 $(BUILD)/libcpeft.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,19 +1,24 @@
 /*
- * skinny.c — few-row matrix products for decoding steps; see skinny.h.
+ * skinny.c — few-row matrix products for decoding steps; see skinny.h. Compiled once per
+ * instruction set (CP_KERNEL names each copy: cp_skinny_nt_avx512, ...; see dispatch.h).
  *
- * Both kernels are plain C that GCC vectorises; what makes them fast is the blocking. NT keeps eight
- * independent dot products in flight (four weight rows against two input rows), so the FMA latency
- * chain of a single reduction does not bound it and each load feeds two FMAs; NN accumulates four weight rows into a block of
- * output columns per load and store of the accumulator.
+ * Both kernels are plain C that GCC vectorises at the variant's width; what makes them fast is the
+ * blocking. NT keeps eight independent dot products in flight (four weight rows against two input
+ * rows), so the FMA latency chain of a single reduction does not bound it and each load feeds two
+ * FMAs; NN accumulates four weight rows into a block of output columns per load and store of the
+ * accumulator.
  */
+#include "kernels/isa.h"
 #include "kernels/skinny.h"
 
 #include <string.h>
 
+CP_DECLARE_KERNELS_OF(CP_ISA)
+
 /* Below this many multiply-adds the work stays on one thread (a LoRA rank-8 side path). */
 #define SKINNY_PARALLEL_MIN 65536
 
-void cp_skinny_nt(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
+void CP_KERNEL(cp_skinny_nt)(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out[n, o] = Σ_c in[n, c] · W[o, c]: each W row is read once (four at a time), against the N rows of `in`
     const int64_t n4 = OC / 4;
 #pragma omp parallel for schedule(static) if (N * C * OC > SKINNY_PARALLEL_MIN)
@@ -70,10 +75,10 @@ void cp_skinny_nt(float *out, const float *in, const float *W, int64_t N, int64_
 
 #define NN_COLS 256 /* output columns per task: N×256 floats of accumulators stay in L1 while W streams */
 
-void cp_skinny_nn(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
+void CP_KERNEL(cp_skinny_nn)(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     for (int64_t n0 = CP_SKINNY_MAX_ROWS; n0 < N; n0 += CP_SKINNY_MAX_ROWS) /* more rows: in groups */
-        cp_skinny_nn(out + n0 * OC, in + n0 * C, W, N - n0 < CP_SKINNY_MAX_ROWS ? N - n0 : CP_SKINNY_MAX_ROWS, C, OC,
-                     accumulate);
+        CP_KERNEL(cp_skinny_nn)(out + n0 * OC, in + n0 * C, W, N - n0 < CP_SKINNY_MAX_ROWS ? N - n0 : CP_SKINNY_MAX_ROWS,
+                                C, OC, accumulate);
     if (N > CP_SKINNY_MAX_ROWS) N = CP_SKINNY_MAX_ROWS;
     // out[n, :] += Σ_c in[n, c] · W[c, :]: W is read once, four rows at a time, in column blocks
     const int64_t n_blocks = (OC + NN_COLS - 1) / NN_COLS;

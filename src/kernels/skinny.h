@@ -7,7 +7,8 @@
  * it). These kernels stream each weight row once, keep the N input rows in cache, and split the
  * output columns over threads: bound by memory bandwidth, as a decode step must be. The plain
  * BLAS call (cp_matmul_nt / cp_matmul_nn in nn/linear.c) stays the reference they are tested against
- * (tests/parity/test_generate.c) and the path for everything larger.
+ * (tests/parity/test_generate.c) and the path for everything larger. Each call runs the variant
+ * for this CPU's instruction set (kernels/dispatch.h).
  */
 #ifndef CP_KERNELS_SKINNY_H
 #define CP_KERNELS_SKINNY_H

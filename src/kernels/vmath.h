@@ -1,12 +1,16 @@
 /*
- * vmath.h — branch-free float math that the compiler vectorises (AVX-512 here), for the
- * elementwise hot loops: glibc's expf/tanhf are scalar calls and cost as much as a GEMM layer.
+ * vmath.h — branch-free float math that the compiler vectorises, for the elementwise hot loops
+ * (kernels/vector.c, built per instruction set): glibc's expf/tanhf are scalar calls and cost as
+ * much as a GEMM layer.
  *
  * cp_expf: Cody–Waite range reduction x = n·ln2 + r, |r| ≤ ln2/2, and Cephes' degree-6 polynomial
- * for e^r; relative error below 2e-7 over [-87, 88] (checked against exp() in test_vmath.c).
+ * for e^r; relative error below 2e-7 over [-87, 88] (checked against exp() in test_kernels.c).
  * Inputs are clamped to that range, so overflow saturates at ~3.4e38 instead of inf.
+ * n is rounded to the nearest integer by adding and subtracting 1.5·2^23 (exact for |n| < 2^22, ties
+ * to even as rintf does): plain float adds, which vectorise even on SSE2, where rintf has no vector
+ * instruction (roundps is SSE4.1). GCC does not fold the pair away without -ffast-math.
  * The build passes -fno-trapping-math -fno-math-errno, without which GCC will not if-convert the
- * clamps or vectorise rintf; we never rely on floating-point exceptions or errno from libm.
+ * clamps; we never rely on floating-point exceptions or errno from libm.
  */
 #ifndef CP_KERNELS_VMATH_H
 #define CP_KERNELS_VMATH_H
@@ -18,7 +22,8 @@ static inline float cp_expf(float x) {
     float xc = x != x ? 0.0f : x; /* NaN: computed on 0 (no undefined int conversion), returned as NaN */
     xc = xc < -87.33654f ? -87.33654f : xc;
     xc = xc > 88.72283f ? 88.72283f : xc;
-    float n = __builtin_rintf(xc * 1.44269504088896341f);
+    const float round = 12582912.0f; /* 1.5·2^23 */
+    float n = (xc * 1.44269504088896341f + round) - round;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;

@@ -12,7 +12,7 @@
  * decoding) each block is one row of scores against the cached keys.
  */
 #include "nn/attention.h"
-#include "kernels/vmath.h"
+#include "kernels/vector.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -116,15 +116,7 @@ static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_
         for (int64_t j = 0; j < n; j++) r[j] = 1.0f / (float)n;
         return 0;
     }
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; j++) {
-        float e = cp_expf(r[j] - maxv) * (float)(!mk || mk[j] != 0);
-        r[j] = e;
-        sum += e;
-    }
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) r[j] /= sum;
+    cp_softmax_tail(r, mk, n, maxv);
     return 0;
 }
 

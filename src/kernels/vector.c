@@ -1,0 +1,80 @@
+/*
+ * vector.c — the elementwise and row kernels of vector.h, compiled once per instruction set
+ * (CP_KERNEL names each copy: cp_gelu_tanh_avx512, ...; see kernels/isa.h and dispatch.h).
+ *
+ * Plain loops over cp_expf that GCC vectorises at the variant's width; `omp simd` marks the
+ * reductions it may reorder. Forward and backward of each activation sit side by side; the formulas
+ * follow transformers' activations.py (reference/architectures.md §0.3, §13).
+ */
+#include "kernels/isa.h"
+#include "kernels/vmath.h"
+
+#include <math.h>
+
+CP_DECLARE_KERNELS_OF(CP_ISA)
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define GELU_COEF 0.044715f
+
+void CP_KERNEL(cp_gelu_tanh)(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = v * cp_sigmoidf(2.0f * SQRT_2_OVER_PI * (v + GELU_COEF * v * v * v));
+    }
+}
+
+void CP_KERNEL(cp_gelu_tanh_backward)(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        /* with s = sigmoid(2u) = 0.5(1 + tanh u): d/dx = s + 2x·s(1-s)·√(2/π)(1 + 3·0.044715x²) */
+        float v = x[i];
+        float s = cp_sigmoidf(2.0f * SQRT_2_OVER_PI * (v + GELU_COEF * v * v * v));
+        float d = s + 2.0f * v * s * (1.0f - s) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_COEF * v * v);
+        dx[i] = dy[i] * d;
+    }
+}
+
+void CP_KERNEL(cp_silu)(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * cp_sigmoidf(x[i]);
+}
+
+void CP_KERNEL(cp_silu_backward)(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float s = cp_sigmoidf(x[i]);
+        dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+void CP_KERNEL(cp_softmax_tail)(float *r, const int64_t *keep, int64_t n, float max) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        float e = cp_expf(r[j] - max) * (float)(!keep || keep[j] != 0);
+        r[j] = e;
+        sum += e;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) r[j] /= sum;
+}
+
+float CP_KERNEL(cp_row_max)(const float *x, int64_t n) {
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+double CP_KERNEL(cp_exp_sum)(const float *x, int64_t n, float shift) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < n; j++) s += (double)cp_expf(x[j] - shift);
+    return s;
+}
+
+void CP_KERNEL(cp_exp_scale)(float *x, int64_t n, float shift, float scale) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) x[j] = cp_expf(x[j] - shift) * scale;
+}

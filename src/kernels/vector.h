@@ -1,0 +1,39 @@
+/*
+ * vector.h — vectorised elementwise and row kernels: the exp-based activations forward and backward,
+ * the tail of a masked softmax row, and the three passes of a log-sum-exp over a row of logits.
+ *
+ * All are built on cp_expf (vmath.h), so that GCC vectorises them at the width of the variant that
+ * runs (kernels/dispatch.h); each entry point here calls the chosen variant. glibc's expf/exp are
+ * scalar calls: over a 50k vocabulary row they cost more than the LM-head GEMM that made the row.
+ * Results agree between variants to float rounding (the order of a vector sum depends on its width).
+ * The plain references these are tested against are in tests/unit/test_kernel_variants.c.
+ */
+#ifndef CP_KERNELS_VECTOR_H
+#define CP_KERNELS_VECTOR_H
+
+#include <stdint.h>
+
+/* y = x·sigmoid(2u), u = √(2/π)·(x + 0.044715·x³): transformers' gelu_new, gelu_pytorch_tanh and
+ * gelu_fast (0.5·(1 + tanh u) = sigmoid(2u)). y may equal x. Threads when n > 65536. */
+void cp_gelu_tanh(float *y, const float *x, int64_t n);
+/* dx = dy · d/dx gelu_tanh(x). */
+void cp_gelu_tanh_backward(float *dx, const float *dy, const float *x, int64_t n);
+/* y = x·sigmoid(x) (SiLU / swish). y may equal x. */
+void cp_silu(float *y, const float *x, int64_t n);
+/* dx = dy · d/dx silu(x). */
+void cp_silu_backward(float *dx, const float *dy, const float *x, int64_t n);
+
+/* The end of a softmax over r[0..n) whose maximum over the kept entries is `max`:
+ * r[j] = exp(r[j] - max)·keep[j] / Σ_k exp(r[k] - max)·keep[k], where keep (n) is a 0/1 mask or NULL
+ * (all kept); masked entries become 0. At least one entry must be kept. */
+void cp_softmax_tail(float *r, const int64_t *keep, int64_t n, float max);
+
+/* max_j x[j] over n ≥ 1 floats (-inf when all are -inf). */
+float cp_row_max(const float *x, int64_t n);
+/* Σ_j exp(x[j] - shift), each term in float, summed in double: with shift = cp_row_max(x),
+ * log of this plus shift is the log-sum-exp of the row. */
+double cp_exp_sum(const float *x, int64_t n, float shift);
+/* x[j] = exp(x[j] - shift) · scale, in place (softmax with shift = log-sum-exp and scale 1). */
+void cp_exp_scale(float *x, int64_t n, float shift, float scale);
+
+#endif
