@@ -1,21 +1,31 @@
 /*
  * lm_loss.c — LM head GEMM and shifted cross-entropy; see lm_loss.h.
+ *
+ * The log-sum-exp over each vocabulary row runs in the vectorised kernels (kernels/vector.h): with a
+ * small hidden size the V exps per row cost more than the GEMM that made the row.
+ *
+ * The loss alone (no logits asked for, no LoRA on the head: evaluation) never writes a whole row of
+ * logits: the vocabulary is cut into tiles of LM_TILE_COLS columns, the tiles are shared out between
+ * the threads, and each thread makes a tile's logits (rows, cols) with one GEMM into a buffer that
+ * stays in L2, folds it into a running log-sum-exp per row (max m and Σ exp(x - m)) and moves on.
+ * The threads' partial sums are merged at the end, in thread order. Otherwise (logits wanted, a LoRA
+ * head, the backward pass) a chunk of full rows is made first and reduced after.
  */
 #include "nn/lm_loss.h"
+#include "kernels/vector.h"
 #include "nn/linear.h"
 #include "peft/lora.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #define LM_CHUNK_ROWS 128
+#define LM_TILE_COLS 512 /* a (LM_CHUNK_ROWS, 512) block of logits: 256 KiB, in L2 while it is reduced */
 
 double cp_cross_entropy_row(const float *x, int64_t V, int64_t y) {
-    float m = -INFINITY;
-    for (int64_t v = 0; v < V; v++) m = x[v] > m ? x[v] : m;
-    double sum = 0;
-    for (int64_t v = 0; v < V; v++) sum += exp((double)x[v] - m);
-    return (double)m + log(sum) - (double)x[y];
+    const float m = cp_row_max(x, V);
+    return (double)m + log(cp_exp_sum(x, V, m)) - (double)x[y];
 }
 
 static cp_status check_labels(const int64_t *labels, int64_t n, int64_t V) {
@@ -29,6 +39,55 @@ static cp_status check_labels(const int64_t *labels, int64_t n, int64_t V) {
 /* The target of row (b,t) after the shift, or CP_IGNORE_INDEX. */
 static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int64_t T) {
     return t + 1 < T ? labels[b * T + t + 1] : CP_IGNORE_INDEX;
+}
+
+/* Running log-sum-exp of one row: max m and s = Σ exp(x - m) over the tiles seen so far. */
+typedef struct { double m, s; } lse_acc;
+
+/* Folds a part with max mt and sum st (relative to mt) into *a. */
+static inline void lse_merge(lse_acc *a, double mt, double st) {
+    if (st == 0.0) return; /* nothing seen: keeps an empty accumulator empty */
+    if (a->s == 0.0) { a->m = mt; a->s = st; }
+    else if (mt > a->m) { a->s = a->s * exp(a->m - mt) + st; a->m = mt; }
+    else a->s += st * exp(mt - a->m);
+}
+
+/* Adds to *total the cross-entropy of the n rows (n,C) against targets (n) under the head W (V,C),
+ * tile by tile as the header says. Needs no LoRA on the head. */
+static cp_status tiled_loss(const float *W, const float *rows, const int64_t *targets, int64_t n, int64_t C, int64_t V,
+                            double *total, cp_arena *scratch) {
+    const int nth = omp_get_max_threads();
+    const int64_t n_tiles = (V + LM_TILE_COLS - 1) / LM_TILE_COLS;
+    cp_arena_mark mark = cp_arena_get_mark(scratch); /* released at the end: called once per chunk */
+    float *tiles = cp_arena_floats(scratch, (size_t)nth * LM_CHUNK_ROWS * LM_TILE_COLS, "LM head logit tiles");
+    lse_acc *acc = cp_arena_alloc(scratch, (size_t)nth * LM_CHUNK_ROWS * sizeof *acc, "LM head log-sum-exp");
+    float *picked = cp_arena_floats(scratch, LM_CHUNK_ROWS, "LM head target logits");
+    if (!tiles || !acc || !picked) { cp_arena_release(scratch, mark); return CP_ERR; }
+    memset(acc, 0, (size_t)nth * LM_CHUNK_ROWS * sizeof *acc);
+#pragma omp parallel num_threads(nth)
+    {
+        const int th = omp_get_thread_num();
+        float *L = tiles + (size_t)th * LM_CHUNK_ROWS * LM_TILE_COLS; // (n, cols)
+        lse_acc *a = acc + (size_t)th * LM_CHUNK_ROWS;
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n_tiles; t++) {
+            const int64_t v0 = t * LM_TILE_COLS, nv = V - v0 < LM_TILE_COLS ? V - v0 : LM_TILE_COLS;
+            // L (n, nv) = rows (n,C) · W[v0 : v0+nv]ᵀ; inside the parallel region BLAS runs on this thread
+            cp_matmul_nt(L, rows, W + v0 * C, n, C, nv, 0);
+            for (int64_t i = 0; i < n; i++) {
+                const float *x = L + i * nv, mt = cp_row_max(x, nv);
+                lse_merge(&a[i], mt, cp_exp_sum(x, nv, mt));
+                if (targets[i] >= v0 && targets[i] < v0 + nv) picked[i] = x[targets[i] - v0];
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        lse_acc all = {0, 0};
+        for (int th = 0; th < nth; th++) lse_merge(&all, acc[(size_t)th * LM_CHUNK_ROWS + i].m, acc[(size_t)th * LM_CHUNK_ROWS + i].s);
+        *total += all.m + log(all.s) - (double)picked[i];
+    }
+    cp_arena_release(scratch, mark);
+    return CP_OK;
 }
 
 static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
@@ -53,10 +112,11 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
+        const int tiled = head->lora == NULL;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
-        float *chunk = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
+        float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
-        if (!rows || !chunk || !targets) return CP_ERR;
+        if (!rows || (!tiled && !chunk) || !targets) return CP_ERR;
         int64_t r = 0;
         while (r < N) {
             int64_t n = 0;
@@ -67,11 +127,15 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
                 targets[n++] = y;
             }
             if (n == 0) break;
+            count += n;
+            if (tiled) {
+                if (tiled_loss(W, rows, targets, n, C, V, &total, scratch) != CP_OK) return CP_ERR;
+                continue;
+            }
             cp_matmul_nt(chunk, rows, W, n, C, V, 0);
             if (cp_lora_linear_add(head, chunk, rows, n, scratch) != CP_OK) return CP_ERR;
 #pragma omp parallel for reduction(+ : total) schedule(static)
             for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
-            count += n;
         }
     }
     if (loss_sum) *loss_sum = total;
@@ -110,13 +174,10 @@ static cp_status head_loss_backward(const cp_module *head, const float *h, int64
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float *x = chunk + i * V;
-            float m = -INFINITY;
-            for (int64_t v = 0; v < V; v++) m = x[v] > m ? x[v] : m;
-            double sum = 0;
-            for (int64_t v = 0; v < V; v++) sum += exp((double)x[v] - m);
+            const float m = cp_row_max(x, V);
+            const double sum = cp_exp_sum(x, V, m);
             total += (double)m + log(sum) - (double)x[targets[i]];
-            const float inv = (float)(1.0 / sum);
-            for (int64_t v = 0; v < V; v++) x[v] = expf(x[v] - m) * inv * inv_norm;
+            cp_exp_scale(x, V, m, (float)(1.0 / sum) * inv_norm);
             x[targets[i]] -= inv_norm;
         }
         count += n;
