@@ -5,12 +5,15 @@
  * with --data-ids), cut into consecutive blocks of --seq-len tokens (the last, partial block
  * kept) and run in batches of --batch-size blocks of equal length. Each block predicts its tokens
  * 2..n from the ones before; the loss is the mean over every predicted token, and the perplexity
- * its exponential. Logits are never materialised for the whole batch (see lm_loss.c).
+ * its exponential. Logits are never materialised for the whole batch (see lm_loss.c). On a terminal
+ * stderr shows the trainer's progress bar (core/progress.h): blocks done, the loss so far, tokens/s
+ * and the time left.
  */
 #include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/progress.h"
 #include "io/fsutil.h"
 #include "models/model.h"
 #include "tokenizer/tokenizer.h"
@@ -118,19 +121,38 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Runs the blocks [first, first + count) of length T, B at a time; adds to the loss sum. */
-static cp_status eval_blocks(cp_model *m, const int64_t *ids, int64_t first, int64_t count, int64_t T, int64_t B,
-                             double *loss_sum, int64_t *n_targets, int64_t total_blocks, int progress) {
+/* The sums of a run and its progress line. */
+typedef struct {
+    double loss_sum;
+    int64_t n_targets;
+    int64_t blocks_done, blocks_total, tokens_done;
+    int progress;         /* draw the bar (stderr is a terminal, no --json) */
+    double t0, last_draw; /* seconds */
+} eval_run;
+
+static void draw_progress(eval_run *r, int last) {
+    double t = now_seconds(), elapsed = t - r->t0;
+    if (!r->progress || (!last && t - r->last_draw < 0.1)) return;
+    r->last_draw = t;
+    char detail[96];
+    snprintf(detail, sizeof detail, "loss %.4f  %.0f tokens/s", r->n_targets ? r->loss_sum / (double)r->n_targets : NAN,
+             (double)r->tokens_done / (elapsed > 0 ? elapsed : 1));
+    double per_block = r->blocks_done ? elapsed / (double)r->blocks_done : NAN;
+    cp_progress_bar(stderr, "block", r->blocks_done, r->blocks_total, detail, per_block * (double)(r->blocks_total - r->blocks_done));
+}
+
+/* Runs `count` consecutive blocks of T tokens starting at x, B blocks per forward pass. */
+static cp_status eval_blocks(cp_model *m, const int64_t *x, int64_t count, int64_t T, int64_t B, eval_run *r) {
     for (int64_t blk = 0; blk < count; blk += B) {
         int64_t nb = count - blk < B ? count - blk : B;
-        const int64_t *x = ids + (first + blk) * T;
-        cp_batch batch = {.B = nb, .T = T, .input_ids = x, .labels = x};
+        cp_batch batch = {.B = nb, .T = T, .input_ids = x + blk * T, .labels = x + blk * T};
         cp_outputs out = {0};
         if (cp_model_forward(m, &batch, &out) != CP_OK) return CP_ERR;
-        if (out.loss_tokens) *loss_sum += out.loss * (double)out.loss_tokens;
-        *n_targets += out.loss_tokens;
-        if (progress)
-            fprintf(stderr, "\rcpeft eval: block %lld/%lld", (long long)(first + blk + nb), (long long)total_blocks);
+        if (out.loss_tokens) r->loss_sum += out.loss * (double)out.loss_tokens;
+        r->n_targets += out.loss_tokens;
+        r->blocks_done += nb;
+        r->tokens_done += nb * T;
+        draw_progress(r, r->blocks_done == r->blocks_total);
     }
     return CP_OK;
 }
@@ -193,21 +215,15 @@ int cmd_eval(int argc, char **argv) {
                             : read_text_ids(data, model_dir, cp_model_vocab_size(m), &ids, &n);
     if (st == CP_OK && n < 2) st = cp_error("%s: needs at least 2 tokens, found %lld", data_ids ? data_ids : data, (long long)n);
 
-    double loss_sum = 0, t0 = now_seconds();
-    int64_t n_targets = 0;
+    const int64_t full = n / seq_len, rest = n % seq_len; /* a last block of one token predicts nothing */
+    eval_run run = {.blocks_total = full + (rest > 1), .progress = !json && isatty(2), .t0 = now_seconds()};
     if (st == CP_OK) {
-        int64_t full = n / seq_len, rest = n % seq_len, total = full + (rest > 0);
-        int progress = !json && isatty(2);
-        st = eval_blocks(m, ids, 0, full, seq_len, batch_size, &loss_sum, &n_targets, total, progress);
-        if (st == CP_OK && rest > 1) {
-            cp_batch batch = {.B = 1, .T = rest, .input_ids = ids + full * seq_len, .labels = ids + full * seq_len};
-            cp_outputs out = {0};
-            st = cp_model_forward(m, &batch, &out);
-            if (st == CP_OK) { loss_sum += out.loss * (double)out.loss_tokens; n_targets += out.loss_tokens; }
-        }
-        if (progress) fprintf(stderr, "\n");
+        st = eval_blocks(m, ids, full, seq_len, batch_size, &run);
+        if (st == CP_OK && rest > 1) st = eval_blocks(m, ids + full * seq_len, 1, rest, 1, &run);
+        if (run.progress && run.blocks_done) fprintf(stderr, "\n");
     }
-    double seconds = now_seconds() - t0;
+    const double loss_sum = run.loss_sum, seconds = now_seconds() - run.t0;
+    const int64_t n_targets = run.n_targets;
     int rc = 0;
     if (st != CP_OK) {
         fprintf(stderr, "cpeft eval: %s\n", cp_last_error());

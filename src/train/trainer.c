@@ -24,6 +24,7 @@
 #include "core/alloc.h"
 #include "core/memstat.h"
 #include "core/pyfmt.h"
+#include "core/progress.h"
 #include "core/strbuf.h"
 #include "io/fsutil.h"
 #include "io/json.h"
@@ -453,16 +454,6 @@ static void print_peak(const run_state *r) {
            cp_format_bytes(r->plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - r->plan_bytes) / r->plan_bytes);
 }
 
-/* ---- progress ---------------------------------------------------------------------------------- */
-
-static void format_duration(double s, char *buf, size_t n) {
-    if (!isfinite(s) || s < 0) { snprintf(buf, n, "?"); return; }
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, n, "%lds", t);
-}
-
 /* ---- the run ----------------------------------------------------------------------------------- */
 
 /* The checks torch.optim.AdamW makes (lr, eps, betas, weight_decay) and those TrainingArguments and
@@ -668,13 +659,11 @@ static cp_status train_run(const cp_train_args *a, int *interrupted) {
         int64_t done = step + 1;
         double elapsed = now() - t_start, per_step = elapsed / (double)(done - r.start_step);
         char eta[32];
-        format_duration(per_step * (double)(r.total_steps - done), eta, sizeof eta);
+        cp_format_duration(per_step * (double)(r.total_steps - done), eta, sizeof eta);
         if (live) {
-            int width = 24, fill = (int)((double)width * (double)done / (double)r.total_steps);
-            printf("\r[%.*s%.*s] step %lld/%lld  loss %.4f  lr %.3e  grad norm %.3f  ETA %s   ", fill,
-                   "########################", width - fill, "........................", (long long)done,
-                   (long long)r.total_steps, res.loss, lr, res.grad_norm, eta);
-            fflush(stdout);
+            char detail[96];
+            snprintf(detail, sizeof detail, "loss %.4f  lr %.3e  grad norm %.3f", res.loss, lr, res.grad_norm);
+            cp_progress_bar(stdout, "step", done, r.total_steps, detail, per_step * (double)(r.total_steps - done));
         }
         if (done % a->logging_steps == 0 || done == r.total_steps) {
             double mean = log_loss / (double)log_count, tps = log_tokens / (now() - log_t0);
