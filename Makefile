@@ -113,7 +113,7 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DCP_FUZZ_TARGET='"$*"' -o $@ $< tests/fuzz/replay.c $(BUILD)/libcpeft.a $(LIBS_ALL)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libcpeft.a
+$(BUILD)/bench/%: bench/%.c bench/machine.h $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 

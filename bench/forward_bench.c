@@ -6,6 +6,7 @@
  *   build/bench/forward_bench --model DIR [--batch 4] [--seq 256] [--warmup 1] [--iters 5]
  */
 #include "cpeft.h"
+#include "machine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +65,12 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double checksum = 0;
-    for (long i = 0; i < 1000; i++) checksum += logits[i];
+    for (long i = 0; i < 1000 && i < B * T * V; i++) checksum += logits[i];
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_iter\": %.4f, \"peak_rss_mib\": %.1f, "
-           "\"load_s\": %.3f, \"batch\": %ld, \"seq\": %ld, \"checksum\": %.4f}\n",
+           "\"load_s\": %.3f, \"batch\": %ld, \"seq\": %ld, \"checksum\": %.4f, ",
            (double)(B * T) / per_iter, per_iter, (double)ru.ru_maxrss / 1024.0, t_load, B, T, checksum);
+    bench_machine_json(stdout);
+    printf("}\n");
     free(ids);
     free(logits);
     cp_model_free(m);

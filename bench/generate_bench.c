@@ -9,6 +9,7 @@
  * tokens_per_s counts new tokens (batch × new) over the whole call, prefill included.
  */
 #include "cpeft.h"
+#include "machine.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +77,10 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_run\": %.4f, \"new_tokens\": %ld, "
-           "\"peak_rss_mib\": %.1f, \"batch\": %ld, \"prompt\": %ld, \"new\": %ld}\n",
+           "\"peak_rss_mib\": %.1f, \"batch\": %ld, \"prompt\": %ld, \"new\": %ld, ",
            (double)produced / per_run, per_run, produced, (double)ru.ru_maxrss / 1024.0, B, T, N);
+    bench_machine_json(stdout);
+    printf("}\n");
     free(times);
     free(ids);
     free(prompts);

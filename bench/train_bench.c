@@ -7,6 +7,7 @@
  *                           [--batch 4] [--seq 256] [--steps 5] [--warmup 1] [--gradient-checkpointing]
  */
 #include "cpeft.h"
+#include "machine.h"
 #include "models/model.h"
 #include "peft/lora_config.h"
 #include "peft/peft_model.h"
@@ -91,8 +92,10 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"peak_rss_mib\": %.1f, \"batch\": %ld, "
-           "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f}\n",
+           "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f, ",
            (double)(B * T) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss);
+    bench_machine_json(stdout);
+    printf("}\n");
     cp_adamw_free(&opt);
     free(params);
     free(ids);

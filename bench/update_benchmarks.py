@@ -12,7 +12,14 @@ import subprocess
 import sys
 
 
-def machine() -> str:
+# The vector extensions worth naming, as /proc/cpuinfo spells them (fallback when a row has no cpu_features).
+CPUINFO_FLAGS = ["avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                 "amx_tile", "avx2", "fma", "avx", "sse4_2"]
+
+
+def machine(rows) -> str:
+    """The header's machine: CPU model, cores, memory, OS, then the instruction sets the CPU reports,
+    the kernel variant cpeft ran and the sgemm core OpenBLAS chose (from the cpeft JSON rows)."""
     cpu = "unknown CPU"
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
@@ -20,15 +27,28 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    flags = open("/proc/cpuinfo").read()
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "x86-64"
+    c = rows[0].get("cpeft", {}) if rows else {}
+    features = c.get("cpu_features")
+    if not features:
+        flags = set()
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+        features = " ".join(f for f in CPUINFO_FLAGS if f in flags) or "no AVX"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores ({isa}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
+    text = (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}; "
+            f"instruction sets: {features}")
+    if "kernels" in c:
+        text += f"; cpeft kernels: {c['kernels']} ({c.get('build', 'portable')} build, chosen at run time)"
+    if "blas_core" in c:
+        text += f"; OpenBLAS sgemm core: {c['blas_core']}"
+    return text
 
 
 def forward_section(rows) -> str:
     out = ["## Forward pass (inference), batch 4 × 256 tokens, f32", "",
-           f"Measured {datetime.date.today().isoformat()} on {machine()}; both sides in one run of "
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of "
            "`bench/run.sh forward`, random weights of the real model sizes, logits for every position "
            "(what `model(input_ids)` returns), median of the timed iterations, all cores.", "",
            "| model | cpeft tokens/s | PyTorch tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
@@ -49,7 +69,7 @@ def forward_section(rows) -> str:
 
 def train_section(rows) -> str:
     out = ["## LoRA training step (forward + backward + AdamW), batch 4 × 256 tokens, f32, r = 8", "",
-           f"Measured {datetime.date.today().isoformat()} on {machine()}; both sides in one run of `bench/run.sh train`, "
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh train`, "
            "random weights of the real model sizes, LoRA r=8 alpha=16 on q, k, v (GPT-Neo, as in the notebook) or c_attn "
            "(GPT-2), AdamW, median of the timed steps, all cores. Peak RSS includes the interpreter and torch on the "
            "PyTorch side.", "",
@@ -71,7 +91,7 @@ def train_section(rows) -> str:
 def generate_section(rows) -> str:
     r0 = rows[0]
     out = [f"## Generation (greedy, KV cache), prompt {r0['cpeft']['prompt']} tokens, {r0['cpeft']['new']} new tokens, f32", "",
-           f"Measured {datetime.date.today().isoformat()} on {machine()}; both sides one after the other in one run of "
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides one after the other in one run of "
            "`bench/run.sh generate`: cpeft's `cp_model_generate` (what `cpeft generate` runs) against transformers' "
            "`generate(do_sample=False)` with its DynamicCache, random weights of the real model size, random prompts "
            "without padding, eos off so every row makes all its tokens; new tokens per second over the whole call "
