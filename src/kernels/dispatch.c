@@ -22,10 +22,11 @@
 #define HAVE_X86_VARIANTS 0
 #endif
 
-#define TABLE(id, isa)                                                                                      \
-    {id, #isa, cp_skinny_nt_##isa, cp_skinny_nn_##isa, cp_gelu_tanh_##isa, cp_gelu_tanh_backward_##isa,        \
-     cp_silu_##isa, cp_silu_backward_##isa, cp_softmax_tail_##isa, cp_row_max_##isa, cp_exp_sum_##isa,          \
-     cp_exp_scale_##isa}
+#define TABLE(level, v)                                                                                     \
+    {.isa = level, .name = #v, .skinny_nt = cp_skinny_nt_##v, .skinny_nn = cp_skinny_nn_##v,                \
+     .gelu_tanh = cp_gelu_tanh_##v, .gelu_tanh_backward = cp_gelu_tanh_backward_##v, .silu = cp_silu_##v,   \
+     .silu_backward = cp_silu_backward_##v, .softmax_tail = cp_softmax_tail_##v, .row_max = cp_row_max_##v, \
+     .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v}
 
 CP_DECLARE_KERNELS(base)
 #if HAVE_X86_VARIANTS
