@@ -12,6 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 build=$1 seconds=$2
 shift 2
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1} # a UBSan report with its stack
 failed=()
 mkdir -p "$build/crashes"
 for name in "$@"; do
@@ -28,7 +29,9 @@ for name in "$@"; do
     fi
     failed+=("$name")
     echo "FAIL $name (exit $rc); the report, from $log:"
-    grep -m1 -A40 -E '^==[0-9]+==ERROR|runtime error:|deadly signal|ERROR: libFuzzer' "$log" | head -60 | sed 's/^/    /'
+    awk '/^==[0-9]+==ERROR|runtime error:|deadly signal|ERROR: libFuzzer/ { on = 1 }
+         /^stat::|artifact_prefix=/ { on = 0 }
+         on && n++ < 40 { print "    " $0 }' "$log"
     last=$(grep -E '^#[0-9]+' "$log" | tail -1)
     [[ -n $last ]] && echo "    coverage when it stopped: $(sed -E 's/^#[0-9]+[[:space:]]+[A-Z]+[[:space:]]+//' <<<"$last")"
     grep -E 'Test unit written to' "$log" | sed 's/^/    /'
