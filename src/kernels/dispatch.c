@@ -25,8 +25,8 @@
 #define TABLE(level, v)                                                                                     \
     {.isa = level, .name = #v, .skinny_nt = cp_skinny_nt_##v, .skinny_nn = cp_skinny_nn_##v,                \
      .gelu_tanh = cp_gelu_tanh_##v, .gelu_tanh_backward = cp_gelu_tanh_backward_##v, .silu = cp_silu_##v,   \
-     .silu_backward = cp_silu_backward_##v, .softmax_tail = cp_softmax_tail_##v, .row_max = cp_row_max_##v, \
-     .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v}
+     .silu_backward = cp_silu_backward_##v, .softmax_row = cp_softmax_row_##v, .row_max = cp_row_max_##v, \
+     .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v, .add_inplace = cp_add_inplace_##v}
 
 CP_DECLARE_KERNELS(base)
 #if HAVE_X86_VARIANTS
@@ -129,7 +129,8 @@ void cp_gelu_tanh_backward(float *dx, const float *dy, const float *x, int64_t n
 }
 void cp_silu(float *y, const float *x, int64_t n) { cp_kernels()->silu(y, x, n); }
 void cp_silu_backward(float *dx, const float *dy, const float *x, int64_t n) { cp_kernels()->silu_backward(dx, dy, x, n); }
-void cp_softmax_tail(float *r, const int64_t *keep, int64_t n, float max) { cp_kernels()->softmax_tail(r, keep, n, max); }
+int64_t cp_softmax_row(float *r, const int64_t *keep, int64_t n, float scale) { return cp_kernels()->softmax_row(r, keep, n, scale); }
 float cp_row_max(const float *x, int64_t n) { return cp_kernels()->row_max(x, n); }
 double cp_exp_sum(const float *x, int64_t n, float shift) { return cp_kernels()->exp_sum(x, n, shift); }
 void cp_exp_scale(float *x, int64_t n, float shift, float scale) { cp_kernels()->exp_scale(x, n, shift, scale); }
+void cp_add_inplace(float *x, const float *y, int64_t n) { cp_kernels()->add_inplace(x, y, n); }

@@ -35,10 +35,11 @@ typedef struct {
     void (*gelu_tanh_backward)(float *dx, const float *dy, const float *x, int64_t n);
     void (*silu)(float *y, const float *x, int64_t n);
     void (*silu_backward)(float *dx, const float *dy, const float *x, int64_t n);
-    void (*softmax_tail)(float *r, const int64_t *keep, int64_t n, float max);
+    int64_t (*softmax_row)(float *r, const int64_t *keep, int64_t n, float scale);
     float (*row_max)(const float *x, int64_t n);
     double (*exp_sum)(const float *x, int64_t n, float shift);
     void (*exp_scale)(float *x, int64_t n, float shift, float scale);
+    void (*add_inplace)(float *x, const float *y, int64_t n);
 } cp_kernel_table;
 
 /* The variant in use: chosen at the first call (see above), the same for the whole process. */

@@ -27,10 +27,11 @@
     void cp_gelu_tanh_backward_##isa(float *dx, const float *dy, const float *x, int64_t n);                         \
     void cp_silu_##isa(float *y, const float *x, int64_t n);                                                         \
     void cp_silu_backward_##isa(float *dx, const float *dy, const float *x, int64_t n);                              \
-    void cp_softmax_tail_##isa(float *r, const int64_t *keep, int64_t n, float max);                                 \
+    int64_t cp_softmax_row_##isa(float *r, const int64_t *keep, int64_t n, float scale);                             \
     float cp_row_max_##isa(const float *x, int64_t n);                                                               \
     double cp_exp_sum_##isa(const float *x, int64_t n, float shift);                                                 \
-    void cp_exp_scale_##isa(float *x, int64_t n, float shift, float scale);
+    void cp_exp_scale_##isa(float *x, int64_t n, float shift, float scale);                                          \
+    void cp_add_inplace_##isa(float *x, const float *y, int64_t n);
 /* The same for the variant being compiled (CP_ISA expanded first), so that its definitions are checked. */
 #define CP_DECLARE_KERNELS_OF(isa) CP_DECLARE_KERNELS(isa)
 

@@ -48,7 +48,17 @@ void CP_KERNEL(cp_silu_backward)(float *dx, const float *dy, const float *x, int
     }
 }
 
-void CP_KERNEL(cp_softmax_tail)(float *r, const int64_t *keep, int64_t n, float max) {
+int64_t CP_KERNEL(cp_softmax_row)(float *r, const int64_t *keep, int64_t n, float scale) {
+    float max = -INFINITY;
+    int64_t visible = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float v = r[j] * scale;
+        r[j] = v;
+        int k = !keep || keep[j];
+        max = k && v > max ? v : max;
+        visible += k;
+    }
+    if (!visible) return 0;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
@@ -58,6 +68,12 @@ void CP_KERNEL(cp_softmax_tail)(float *r, const int64_t *keep, int64_t n, float 
     }
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) r[j] /= sum;
+    return visible;
+}
+
+void CP_KERNEL(cp_add_inplace)(float *x, const float *y, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 float CP_KERNEL(cp_row_max)(const float *x, int64_t n) {

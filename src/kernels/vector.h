@@ -1,6 +1,7 @@
 /*
  * vector.h — vectorised elementwise and row kernels: the exp-based activations forward and backward,
- * the tail of a masked softmax row, and the three passes of a log-sum-exp over a row of logits.
+ * the softmax of a row of attention scores, the three passes of a log-sum-exp over a row of logits,
+ * and the residual add.
  *
  * All are built on cp_expf (vmath.h), so that GCC vectorises them at the width of the variant that
  * runs (kernels/dispatch.h); each entry point here calls the chosen variant. glibc's expf/exp are
@@ -23,10 +24,10 @@ void cp_silu(float *y, const float *x, int64_t n);
 /* dx = dy · d/dx silu(x). */
 void cp_silu_backward(float *dx, const float *dy, const float *x, int64_t n);
 
-/* The end of a softmax over r[0..n) whose maximum over the kept entries is `max`:
- * r[j] = exp(r[j] - max)·keep[j] / Σ_k exp(r[k] - max)·keep[k], where keep (n) is a 0/1 mask or NULL
- * (all kept); masked entries become 0. At least one entry must be kept. */
-void cp_softmax_tail(float *r, const int64_t *keep, int64_t n, float max);
+/* A row of attention scores to probabilities, in place: r[j] = softmax_j(scale·r[j]) over the entries
+ * that keep (n, 0/1, NULL: all) keeps, 0 for the others, max-subtracted. Returns the number of kept
+ * entries; when it is 0, r holds the scaled scores and the caller decides (attention.c). */
+int64_t cp_softmax_row(float *r, const int64_t *keep, int64_t n, float scale);
 
 /* max_j x[j] over n ≥ 1 floats (-inf when all are -inf). */
 float cp_row_max(const float *x, int64_t n);
@@ -35,5 +36,8 @@ float cp_row_max(const float *x, int64_t n);
 double cp_exp_sum(const float *x, int64_t n, float shift);
 /* x[j] = exp(x[j] - shift) · scale, in place (softmax with shift = log-sum-exp and scale 1). */
 void cp_exp_scale(float *x, int64_t n, float shift, float scale);
+
+/* x += y over n floats (the residual stream). Threads when n > 65536. */
+void cp_add_inplace(float *x, const float *y, int64_t n);
 
 #endif

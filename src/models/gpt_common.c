@@ -11,6 +11,7 @@
 #include "models/gpt_common.h"
 #include "core/alloc.h"
 #include "generate/kv_cache.h"
+#include "kernels/vector.h"
 #include "nn/attention.h"
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
@@ -67,11 +68,6 @@ void cp_gpt_free_state(cp_model *m) {
     cp_free(s->layers);
     cp_free(s);
     m->arch_state = NULL;
-}
-
-static void add_inplace(float *x, const float *y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 /* The activations one block keeps for its backward pass (training), or scratch (inference). */
@@ -151,7 +147,7 @@ static cp_status block_forward(cp_model *m, const cp_gpt_layer *ly, const cp_bat
     if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
     if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
     if (cp_linear_forward(ly->out_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
-    add_inplace(x, a->tmp, N * C);
+    cp_add_inplace(x, a->tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
 
     /* MLP: x += proj(act(fc(ln_2(x)))) */
@@ -160,7 +156,7 @@ static cp_status block_forward(cp_model *m, const cp_gpt_layer *ly, const cp_bat
     if (cp_linear_forward(ly->fc, pre, a->h2, N, ar) != CP_OK) return CP_ERR;
     cp_activation_forward(ly->activation, a->fc_act, pre, N * I);
     if (cp_linear_forward(ly->proj, a->tmp, a->fc_act, N, ar) != CP_OK) return CP_ERR;
-    add_inplace(x, a->tmp, N * C);
+    cp_add_inplace(x, a->tmp, N * C);
     return CP_OK;
 }
 

@@ -18,6 +18,7 @@
 #include "models/model.h"
 #include "core/alloc.h"
 #include "generate/kv_cache.h"
+#include "kernels/vector.h"
 #include "io/json.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
@@ -347,11 +348,6 @@ static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, con
     return at;
 }
 
-static void add_inplace(float *x, const float *y, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
-
 /* One decoder layer, x (N,C) in place. With a cache `kv` the (rotated) keys and values go into its
  * layer l and the queries attend to all its columns. */
 static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batch *b, float *x, llama_acts *a, rope_tabs rt,
@@ -369,7 +365,7 @@ static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batc
     if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
     if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
     if (cp_linear_forward(ly->o_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
-    add_inplace(x, a->tmp, N * C);
+    cp_add_inplace(x, a->tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
     cp_rmsnorm_forward(ly->post_attention_layernorm, a->h2, a->rstd2, x, N);
     if (cp_linear_forward(ly->gate_proj, a->gate, a->h2, N, ar) != CP_OK || cp_linear_forward(ly->up_proj, a->up, a->h2, N, ar) != CP_OK)
@@ -378,7 +374,7 @@ static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batc
 #pragma omp parallel for simd schedule(static) if (N * I > 65536)
     for (int64_t i = 0; i < N * I; i++) a->act[i] *= a->up[i];
     if (cp_linear_forward(ly->down_proj, a->tmp, a->act, N, ar) != CP_OK) return CP_ERR;
-    add_inplace(x, a->tmp, N * C);
+    cp_add_inplace(x, a->tmp, N * C);
     return CP_OK;
 }
 

@@ -100,23 +100,10 @@ static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_
     for (int64_t j = hi + 1; j < klo + nk; j++) s[j - klo] = 0.0f;
     float *r = s + (lo - klo);
     const int64_t n = hi - lo + 1;
-    const int64_t *mk = mask ? mask + lo : NULL;
-    const float scale = a->scale;
-    float maxv = -INFINITY;
-    int64_t visible = 0;
-    for (int64_t j = 0; j < n; j++) {
-        float v = r[j] * scale;
-        r[j] = v;
-        int keep = !mk || mk[j];
-        maxv = keep && v > maxv ? v : maxv;
-        visible += keep;
-    }
-    if (!visible) {
+    if (cp_softmax_row(r, mask ? mask + lo : NULL, n, a->scale) == 0) { /* no key visible */
         if (a->empty_row == CP_ATTN_EMPTY_ALL) return 1;
         for (int64_t j = 0; j < n; j++) r[j] = 1.0f / (float)n;
-        return 0;
     }
-    cp_softmax_tail(r, mk, n, maxv);
     return 0;
 }
 

@@ -1,8 +1,8 @@
 /*
  * test_kernel_variants.c — every instruction-set variant of the kernels (kernels/dispatch.h) that this
  * machine can run, held against plain double-precision references written out here: the skinny
- * matrix products, the tanh-GELU and SiLU forward and backward, the masked softmax tail and the
- * max / exp-sum / exp-scale passes of a log-sum-exp. Also: the process runs the best variant the CPU
+ * matrix products, the tanh-GELU and SiLU forward and backward, the residual add, the masked
+ * softmax of an attention row and the max / exp-sum / exp-scale passes of a log-sum-exp. Also: the process runs the best variant the CPU
  * has, and CPEFT_ISA lowers it (checked in child processes, since the choice is made once).
  * Prints the largest difference per variant and kernel.
  */
@@ -103,6 +103,11 @@ TEST(activation_variants_match_double_reference) {
         printf("  %-6s gelu_tanh %.1e, backward %.1e, silu %.1e, backward %.1e (max |diff| over [-12, 12])\n",
                k[v]->name, w[0], w[1], w[2], w[3]);
         for (int j = 0; j < 4; j++) CHECK(w[j] < 4e-6, "%s: activation %d differs by %.3e", k[v]->name, j, w[j]);
+        memcpy(y, x, N * sizeof *y);
+        k[v]->add_inplace(y, dy, N);
+        int add_exact = 1;
+        for (int i = 0; i < N; i++) add_exact &= y[i] == x[i] + dy[i];
+        CHECK(add_exact, "%s: residual add is not exact", k[v]->name);
         k[v]->gelu_tanh(y, y, N); /* in place is allowed */
         CHECK(isfinite(y[0]) && isfinite(y[N - 1]), "%s: gelu in place", k[v]->name);
     }
@@ -112,7 +117,7 @@ TEST(activation_variants_match_double_reference) {
 TEST(softmax_and_logsumexp_variants_match_double_reference) {
     const cp_kernel_table *k[CP_ISA_COUNT];
     int nk = runnable(k);
-    /* attention rows (up to the positions) for the softmax tail, whose sum is in float as before;
+    /* attention rows (up to the positions) for the softmax, whose sum is in float as before;
      * vocabulary rows too for the log-sum-exp passes */
     static const int64_t lens[] = {1, 3, 17, 64, 257, 2049, 50257};
     unsigned seed = 3;
@@ -125,19 +130,30 @@ TEST(softmax_and_logsumexp_variants_match_double_reference) {
             int64_t *keep = malloc((size_t)n * sizeof *keep);
             for (int64_t j = 0; j < n; j++) { x[j] = 8.0f * frand(&seed); keep[j] = j == 0 || frand(&seed) > -0.5f; }
             for (int masked = 0; masked < 2 && n <= 2049; masked++) {
-                // the softmax tail: r = exp(x - max)·keep / Σ
+                // the attention row: r = exp(scale·x - max)·keep / Σ, 0 where not kept
+                const float scale = 0.125f;
                 float mx = -INFINITY;
-                for (int64_t j = 0; j < n; j++) if ((!masked || keep[j]) && x[j] > mx) mx = x[j];
+                int64_t kept = 0;
+                for (int64_t j = 0; j < n; j++)
+                    if (!masked || keep[j]) { kept++; if (x[j] * scale > mx) mx = x[j] * scale; }
                 double sum = 0;
-                for (int64_t j = 0; j < n; j++) sum += (!masked || keep[j]) ? exp((double)x[j] - mx) : 0.0;
+                for (int64_t j = 0; j < n; j++) sum += (!masked || keep[j]) ? exp((double)(x[j] * scale) - mx) : 0.0;
                 memcpy(r, x, (size_t)n * sizeof *r);
-                k[v]->softmax_tail(r, masked ? keep : NULL, n, mx);
+                int64_t got = k[v]->softmax_row(r, masked ? keep : NULL, n, scale);
+                CHECK(got == kept, "%s: %lld entries kept, expected %lld", k[v]->name, (long long)got, (long long)kept);
                 for (int64_t j = 0; j < n; j++) {
-                    double want = (!masked || keep[j]) ? exp((double)x[j] - mx) / sum : 0.0;
+                    double want = (!masked || keep[j]) ? exp((double)(x[j] * scale) - mx) / sum : 0.0;
                     w_soft = fmax(w_soft, fabs(r[j] - want) / fmax(want, 1e-30) * (want > 1e-30));
                     if (!masked || keep[j]) continue;
                     CHECK(r[j] == 0.0f, "%s: masked entry %lld is %g", k[v]->name, (long long)j, r[j]);
                 }
+            }
+            if (n <= 2049) { /* nothing kept: 0 returned, the scores left scaled for the caller */
+                int64_t *none = calloc((size_t)n, sizeof *none);
+                memcpy(r, x, (size_t)n * sizeof *r);
+                CHECK(k[v]->softmax_row(r, none, n, 0.5f) == 0 && r[n - 1] == 0.5f * x[n - 1], "%s: a row with no key kept",
+                      k[v]->name);
+                free(none);
             }
             // log-sum-exp in three passes: max, Σ exp(x - max), and exp(x - lse)
             float m_ref = -INFINITY;
@@ -157,9 +173,9 @@ TEST(softmax_and_logsumexp_variants_match_double_reference) {
             }
             free(x); free(r); free(keep);
         }
-        printf("  %-6s softmax tail rel %.1e (rows of 1..2049), log-sum-exp abs %.1e, exp-scale rel %.1e, max %s (1..50257)\n",
+        printf("  %-6s attention softmax rel %.1e (rows of 1..2049), log-sum-exp abs %.1e, exp-scale rel %.1e, max %s (1..50257)\n",
                k[v]->name, w_soft, w_lse, w_scale, max_exact ? "exact" : "WRONG");
-        CHECK(w_soft < 1e-5, "%s: softmax tail relative difference %.3e", k[v]->name, w_soft);
+        CHECK(w_soft < 1e-5, "%s: attention softmax relative difference %.3e", k[v]->name, w_soft);
         CHECK(w_lse < 2e-6, "%s: log-sum-exp difference %.3e", k[v]->name, w_lse);
         CHECK(w_scale < 2e-6, "%s: exp-scale relative difference %.3e", k[v]->name, w_scale);
         CHECK(max_exact, "%s: row max is not the largest element", k[v]->name);
