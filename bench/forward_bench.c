@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "kernels/blas_core.h"
 
 static double now(void) {
     struct timespec ts;
@@ -21,6 +22,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    cp_blas_use_best_core(argv);
     const char *dir = NULL;
     long B = 4, T = 256, warmup = 1, iters = 5;
     for (int i = 1; i + 1 < argc; i += 2) {

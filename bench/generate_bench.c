@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "kernels/blas_core.h"
 
 static double now(void) {
     struct timespec ts;
@@ -24,6 +25,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    cp_blas_use_best_core(argv);
     const char *dir = NULL;
     long B = 1, T = 32, N = 128, warmup = 1, iters = 3;
     for (int i = 1; i + 1 < argc; i += 2) {

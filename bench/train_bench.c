@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "kernels/blas_core.h"
 
 static double now(void) {
     struct timespec ts;
@@ -27,6 +28,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    cp_blas_use_best_core(argv);
     const char *dir = NULL, *targets = "q_proj,k_proj,v_proj";
     long B = 4, T = 256, steps = 5, warmup = 1, r = 8;
     double alpha = 16;

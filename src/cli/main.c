@@ -3,6 +3,8 @@
  */
 #include "cli/commands.h"
 #include "cpeft.h"
+#include "kernels/blas_core.h"
+#include "kernels/dispatch.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,11 +32,15 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cp_blas_use_best_core(argv); /* OpenBLAS's sgemm kernels for this CPU (kernels/blas_core.h) */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "--version") == 0) { printf("cpeft %s\n", CPEFT_VERSION); return 0; }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("cpeft %s (kernels %s, OpenBLAS core %s)\n", CPEFT_VERSION, cp_kernels()->name, cp_blas_core_name());
+        return 0;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "cpeft: unknown command \"%s\"\n\n", argv[1]);

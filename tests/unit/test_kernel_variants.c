@@ -7,6 +7,7 @@
  * Prints the largest difference per variant and kernel.
  */
 #include "test.h"
+#include "kernels/blas_core.h"
 #include "kernels/dispatch.h"
 
 #include <stdlib.h>
@@ -216,10 +217,47 @@ TEST(dispatch_runs_the_best_variant_unless_told_otherwise) {
 #endif
 }
 
+/* The OpenBLAS core `cpeft --version` reports, with CPEFT_BLAS_CORE set to `keep` or not. */
+static int cli_blas_core(const char *keep, char *core, size_t cap) {
+    const char *bin = getenv("CPEFT_BIN");
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s%s --version", keep ? "CPEFT_BLAS_CORE=keep " : "", bin ? bin : "build/cpeft");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[256] = "";
+    char *got = fgets(line, sizeof line, p);
+    int rc = pclose(p);
+    const char *at = got ? strstr(line, "OpenBLAS core ") : NULL;
+    if (rc != 0 || !at) return -1;
+    snprintf(core, cap, "%s", at + strlen("OpenBLAS core "));
+    core[strcspn(core, ")\n")] = 0;
+    return 0;
+}
+
+TEST(cli_runs_openblas_with_this_cpus_kernels) {
+    /* this test program does not re-execute itself: it runs the core OpenBLAS chose on its own */
+    const char *own = cp_blas_core_name(), *better = cp_blas_better_core();
+    char core[64], kept[64];
+    CHECK(cli_blas_core(NULL, core, sizeof core) == 0, "cpeft --version did not name OpenBLAS's core");
+    CHECK(cli_blas_core("keep", kept, sizeof kept) == 0, "cpeft --version did not name OpenBLAS's core");
+    printf("  OpenBLAS on its own: %s; cpeft runs: %s (with CPEFT_BLAS_CORE=keep: %s)\n", own, core, kept);
+    CHECK(strcmp(core, better ? better : own) == 0, "cpeft runs %s, expected %s", core, better ? better : own);
+    CHECK(strcmp(kept, own) == 0, "CPEFT_BLAS_CORE=keep must leave OpenBLAS's choice (%s), got %s", own, kept);
+    if (!getenv("OPENBLAS_CORETYPE")) {
+        /* a user's OPENBLAS_CORETYPE is never replaced */
+        setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+        CHECK(cp_blas_better_core() == NULL, "OPENBLAS_CORETYPE set: nothing to choose");
+        CHECK(cli_blas_core(NULL, core, sizeof core) == 0 && strcmp(core, "Haswell") == 0,
+              "OPENBLAS_CORETYPE=Haswell must stand, cpeft runs %s", core);
+        unsetenv("OPENBLAS_CORETYPE");
+    }
+}
+
 int main(void) {
     RUN(skinny_variants_match_double_reference);
     RUN(activation_variants_match_double_reference);
     RUN(softmax_and_logsumexp_variants_match_double_reference);
     RUN(dispatch_runs_the_best_variant_unless_told_otherwise);
+    RUN(cli_runs_openblas_with_this_cpus_kernels);
     return test_summary();
 }
