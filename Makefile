@@ -6,6 +6,7 @@
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
 #   make fuzz            build the libFuzzer targets (clang) and fuzz each for FUZZ_SECONDS; fails on any report
 #   make bench           side-by-side benchmarks against PyTorch (needs `make reference-venv`)
+#   make sweep           PEFT's LoRA test matrix, both directions, against PEFT (needs `make reference-venv`)
 
 PREFIX  ?= /usr/local
 CC      ?= cc
@@ -58,7 +59,7 @@ TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 
-.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench FORCE
+.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
 
 deps: $(DEPS_STAMP)
@@ -154,6 +155,18 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
 	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
 	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
+
+# PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
+# cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a
+# summary; exits 1 on a failure. Not part of `make test` (needs the venv). SWEEP_ARGS="--only 'llama_*'".
+SWEEP_ARGS ?=
+sweep: all $(BUILD)/sweep/sweep_logits
+	@test -x $(VENV)/bin/python || { echo "make sweep needs the reference venv (make reference-venv)"; exit 1; }
+	$(VENV)/bin/python tests/reference/sweep_peft_matrix.py --cpeft $(BUILD)/cpeft --driver $(BUILD)/sweep/sweep_logits $(SWEEP_ARGS)
+
+$(BUILD)/sweep/sweep_logits: tests/reference/sweep_logits.c $(BUILD)/libcpeft.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 
 # ---- fuzzing (clang + libFuzzer) --------------------------------------------------------------------
 # The library is built once with clang, coverage instrumentation and ASan + UBSan that stop at the first

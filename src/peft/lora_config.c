@@ -55,6 +55,28 @@ static const char *const known_keys[] = {
     "alpha_pattern", "runtime_config", "auto_mapping", "ensure_weight_tying",
 };
 
+/* PEFT's TaskType values, the PeftModel class each selects (MODEL_TYPE_TO_PEFT_MODEL_MAPPING) and the
+ * head modules that class's __init__ appends to modules_to_save. */
+static const struct { const char *task, *model_class, *const heads[3]; } task_types[] = {
+    {"SEQ_CLS", "PeftModelForSequenceClassification", {"classifier", "score", NULL}},
+    {"SEQ_2_SEQ_LM", "PeftModelForSeq2SeqLM", {NULL}},
+    {"CAUSAL_LM", "PeftModelForCausalLM", {NULL}},
+    {"TOKEN_CLS", "PeftModelForTokenClassification", {"classifier", "score", NULL}},
+    {"QUESTION_ANS", "PeftModelForQuestionAnswering", {"qa_outputs", NULL}},
+    {"FEATURE_EXTRACTION", "PeftModelForFeatureExtraction", {NULL}},
+};
+
+static int task_index(const char *task_type) {
+    for (int i = 0; task_type && i < (int)(sizeof task_types / sizeof *task_types); i++)
+        if (!strcmp(task_type, task_types[i].task)) return i;
+    return -1;
+}
+
+const char *cp_lora_task_model_class(const char *task_type) {
+    int i = task_index(task_type);
+    return i < 0 ? "PeftModel" : task_types[i].model_class;
+}
+
 static char *dup_or_null(const char *s) { return s ? cp_strdup(s) : NULL; }
 
 cp_status cp_lora_config_init(cp_lora_config *cfg) {
@@ -248,6 +270,22 @@ static cp_status read_optional_string(const cJSON *root, const char *key, const 
     return CP_OK;
 }
 
+/* The PeftModelFor<task> that PEFT builds around every config it reads (get_peft_model,
+ * from_pretrained, load_adapter) appends its head names to modules_to_save, even when they are there
+ * already: a SEQ_CLS adapter saved by PEFT and loaded again holds "classifier", "score" twice, and
+ * PEFT saves it so. They match no module of a causal LM. */
+static cp_status add_task_heads(cp_lora_config *cfg) {
+    int t = task_index(cfg->task_type), n = 0;
+    while (t >= 0 && task_types[t].heads[n]) n++;
+    if (!n) return CP_OK;
+    char **list = cp_realloc(cfg->modules_to_save, (size_t)(cfg->n_modules_to_save + n) * sizeof *list, "modules_to_save");
+    if (!list) return CP_ERR;
+    cfg->modules_to_save = list;
+    for (int i = 0; i < n; i++)
+        if (!(list[cfg->n_modules_to_save++] = cp_strdup(task_types[t].heads[i]))) return CP_ERR;
+    return CP_OK;
+}
+
 cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const char *path) {
     cp_lora_config_init(cfg);
     if (!cJSON_IsObject(root)) return cp_error("%s: expected a JSON object", path);
@@ -261,13 +299,19 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
     if ((st = check_unsupported(cfg, root, path)) != CP_OK || (st = read_auto_mapping(cfg, root, path)) != CP_OK) goto fail;
     const cJSON *v;
     int64_t r;
+    /* absent: LoraConfig's defaults (r 8, lora_alpha 8), as PEFT's from_pretrained takes them; an explicit null
+     * is None in PEFT, which fails when the layers are built */
+    for (int i = 0; i < 2; i++) {
+        const char *key = i ? "lora_alpha" : "r";
+        v = cJSON_GetObjectItemCaseSensitive(root, key);
+        if (v && cJSON_IsNull(v)) { st = cp_error("%s: field \"%s\": expected a number, found null", path, key); goto fail; }
+    }
     if ((st = cp_json_get_int(root, "r", 8, 0, &r, path)) != CP_OK) goto fail;
     cfg->r = r;
     v = cp_json_field(root, "lora_alpha");
-    if (!v) { st = cp_error("%s: required field \"lora_alpha\" is missing", path); goto fail; }
-    if (!cJSON_IsNumber(v)) { st = cp_error("%s: field \"lora_alpha\": expected a number, found %s", path, cp_json_type_name(v)); goto fail; }
-    cfg->lora_alpha = v->valuedouble;
-    {
+    if (v && !cJSON_IsNumber(v)) { st = cp_error("%s: field \"lora_alpha\": expected a number, found %s", path, cp_json_type_name(v)); goto fail; }
+    if (v) {
+        cfg->lora_alpha = v->valuedouble;
         /* PEFT writes the alpha it was given: 16 stays 16, 16.0 stays 16.0. */
         char *txt = cJSON_PrintUnformatted(v);
         cfg->lora_alpha_is_int = txt && !strpbrk(txt, ".eE");
@@ -288,6 +332,12 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
         (st = read_optional_string(root, "revision", path, &cfg->revision)) != CP_OK ||
         (st = read_optional_string(root, "peft_version", path, &cfg->peft_version)) != CP_OK)
         goto fail;
+
+    if (cfg->task_type && task_index(cfg->task_type) < 0) {
+        st = cp_error("%s: Invalid task type: '%s'. Must be one of the following task types: SEQ_CLS, SEQ_2_SEQ_LM, CAUSAL_LM, "
+                      "TOKEN_CLS, QUESTION_ANS, FEATURE_EXTRACTION.", path, cfg->task_type);
+        goto fail;
+    }
 
     const char *bias;
     if ((st = cp_json_get_string(root, "bias", "none", 0, &bias, path)) != CP_OK) goto fail;
@@ -320,6 +370,7 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
     else if (v && (st = read_string_list(v, "exclude_modules", path, &cfg->exclude_modules, &cfg->n_exclude_modules)) != CP_OK) goto fail;
     v = cp_json_field(root, "modules_to_save");
     if (v && (st = read_string_list(v, "modules_to_save", path, &cfg->modules_to_save, &cfg->n_modules_to_save)) != CP_OK) goto fail;
+    if ((st = add_task_heads(cfg)) != CP_OK) goto fail;
 
     v = cp_json_field(root, "layers_to_transform");
     if (v) {
@@ -492,7 +543,7 @@ char *cp_lora_config_to_json(const cp_lora_config *cfg) {
     cJSON_AddItemToObject(o, "lora_dropout", py_float(cfg->lora_dropout));
     cJSON_AddItemToObject(o, "modules_to_save", cfg->modules_to_save ? string_list(cfg->modules_to_save, cfg->n_modules_to_save, 0) : cJSON_CreateNull());
     cJSON_AddItemToObject(o, "peft_type", cJSON_CreateString("LORA"));
-    cJSON_AddItemToObject(o, "peft_version", string_or_null(cfg->peft_version));
+    cJSON_AddItemToObject(o, "peft_version", cJSON_CreateString(cfg->peft_version ? cfg->peft_version : CP_LORA_PEFT_VERSION));
     cJSON_AddItemToObject(o, "r", number((double)cfg->r, 1));
     cJSON_AddItemToObject(o, "rank_pattern", pattern_map(cfg->rank_pattern, cfg->n_rank_pattern));
     cJSON_AddItemToObject(o, "revision", string_or_null(cfg->revision));

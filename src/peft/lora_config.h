@@ -20,6 +20,10 @@
 
 #include "core/error.h"
 
+/* The PEFT release whose files cpeft writes. PEFT fills a missing (or null) peft_version with its own
+ * version when it builds a config, so an adapter made from a config without one says "0.21.2". */
+#define CP_LORA_PEFT_VERSION "0.21.2"
+
 typedef enum { CP_LORA_BIAS_NONE, CP_LORA_BIAS_ALL, CP_LORA_BIAS_LORA_ONLY } cp_lora_bias;
 typedef enum { CP_LORA_INIT_DEFAULT, CP_LORA_INIT_NONE, CP_LORA_INIT_GAUSSIAN } cp_lora_init; /* true / false / "gaussian" */
 typedef enum { CP_TARGETS_DEFAULT, CP_TARGETS_LIST, CP_TARGETS_REGEX, CP_TARGETS_ALL_LINEAR } cp_targets_kind;
@@ -35,7 +39,7 @@ typedef struct cp_lora_config {
     char *task_type;                  /* "CAUSAL_LM", ... or NULL */
     char *base_model_name_or_path;    /* or NULL */
     char *revision;                   /* or NULL */
-    char *peft_version;               /* or NULL */
+    char *peft_version;               /* as read, or NULL: written as CP_LORA_PEFT_VERSION */
     int inference_mode;
 
     /* LoraConfig */
@@ -100,5 +104,8 @@ cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *modul
 
 /* Python-repr-style parse helper: a string list field (list, or single string → one entry). */
 const char *cp_lora_bias_name(cp_lora_bias b);
+
+/* The PeftModel class PEFT builds for a task_type ("PeftModelForCausalLM", ...; "PeftModel" for none). */
+const char *cp_lora_task_model_class(const char *task_type);
 
 #endif

@@ -205,108 +205,14 @@ static void refresh_active(cp_model *m);
 
 /* ---- what the saved config says it targets ------------------------------------------------------ */
 
-typedef struct { char **names; int n, cap, failed; cp_module *const *targets; int n_targets; } names_ctx;
-
-static int collect_other_names(cp_module *mod, void *vctx) {
-    names_ctx *c = vctx;
-    if (!mod->path[0]) return 0;
-    for (int i = 0; i < c->n_targets; i++)
-        if (c->targets[i] == mod) return 0;
-    if (c->n == c->cap) {
-        int cap = c->cap ? 2 * c->cap : 64;
-        char **l = cp_realloc(c->names, (size_t)cap * sizeof *l, "module names");
-        if (!l) { c->failed = 1; return 1; }
-        c->names = l;
-        c->cap = cap;
-    }
-    c->names[c->n++] = mod->path;
-    return 0;
-}
-
-/* "a.b.c" -> its dotted suffixes, shortest first: "c", "b.c", "a.b.c" (count returned). */
-static int suffixes(const char *name, const char **out, int max) {
-    int n = 0;
-    for (const char *p = name + strlen(name); p > name && n < max; p--)
-        if (p[-1] == '.') out[n++] = p;
-    if (n < max) out[n++] = name;
-    return n;
-}
-
-static int ends_with_dot_suffix(const char *item, const char *suffix) {
-    size_t a = strlen(item), b = strlen(suffix);
-    return a > b && item[a - b - 1] == '.' && !strcmp(item + a - b, suffix);
-}
-
-static int cmp_suffix_lists(const void *x, const void *y) {
-    /* PEFT sorts targets by their suffix lists (shortest suffix first), lexicographically */
-    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
-    const char *sa[64], *sb[64];
-    int na = suffixes(a, sa, 64), nb = suffixes(b, sb, 64);
-    for (int i = 0; i < na && i < nb; i++) {
-        int c = strcmp(sa[i], sb[i]);
-        if (c) return c;
-    }
-    return na - nb;
-}
-
-/* PEFT fills target_modules when it was left to a default: the model_type's default names; for
- * "all-linear" the full names of the modules it wrapped, shortened to the fewest distinguishing
- * suffixes when there are 20 or more (_find_minimal_target_modules). That is what it saves. */
-static cp_status resolve_targets(cp_model *m, cp_lora_config *cfg, cp_module *const *targets, int n_targets) {
-    if (cfg->target_kind == CP_TARGETS_DEFAULT) {
-        const char *const *def = cp_lora_default_targets(m->config.model_type);
-        int n = 0;
-        while (def && def[n]) n++;
-        cfg->target_modules = cp_calloc((size_t)(n ? n : 1), sizeof *cfg->target_modules, "target_modules");
-        if (!cfg->target_modules) return CP_ERR;
-        for (int i = 0; i < n; i++) cfg->target_modules[i] = cp_strdup(def[i]);
-        cfg->n_target_modules = n;
-        cfg->target_kind = CP_TARGETS_LIST;
-        return CP_OK;
-    }
-    if (cfg->target_kind != CP_TARGETS_ALL_LINEAR) return CP_OK;
-    char **names = cp_calloc((size_t)(n_targets ? n_targets : 1), sizeof *names, "target_modules");
-    if (!names) return CP_ERR;
-    int n = 0;
-    for (int i = 0; i < n_targets; i++) names[n++] = cp_strdup(targets[i]->path);
-    if (n >= 20) {
-        names_ctx others = {.targets = targets, .n_targets = n_targets};
-        cp_module_visit(m->root, collect_other_names, &others);
-        const char **sorted = cp_malloc((size_t)n * sizeof *sorted, "targets");
-        char **required = cp_calloc((size_t)n, sizeof *required, "suffixes");
-        int n_req = 0;
-        if (others.failed || !sorted || !required) { cp_free(others.names); cp_free(sorted); cp_free(required); return CP_ERR; }
-        for (int i = 0; i < n; i++) sorted[i] = names[i];
-        qsort(sorted, (size_t)n, sizeof *sorted, cmp_suffix_lists);
-        for (int i = 0; i < n; i++) {
-            const char *sfx[64];
-            int ns = suffixes(sorted[i], sfx, 64);
-            for (int k = 0; k < ns; k++) {
-                int taken = 0, other = 0, covered = 0;
-                for (int r = 0; r < n_req && !taken; r++) taken = !strcmp(required[r], sfx[k]);
-                if (taken) continue;
-                for (int o = 0; o < others.n && !other; o++) {
-                    const char *os = others.names[o];
-                    other = !strcmp(os, sfx[k]) || ends_with_dot_suffix(os, sfx[k]);
-                }
-                if (other) continue;
-                for (int r = 0; r < n_req && !covered; r++) covered = ends_with_dot_suffix(sorted[i], required[r]);
-                if (!covered) required[n_req++] = cp_strdup(sfx[k]);
-                break;
-            }
-        }
-        if (n_req > 0 && n_req < n) {
-            for (int i = 0; i < n; i++) cp_free(names[i]);
-            cp_free(names);
-            names = required;
-            n = n_req;
-        } else {
-            for (int r = 0; r < n_req; r++) cp_free(required[r]);
-            cp_free(required);
-        }
-        cp_free(sorted);
-        cp_free(others.names);
-    }
+/* PEFT saves target_modules as it matched them (cp_lora_target_names): the default names for None,
+ * the full names for "all-linear", and a list of 20 or more names shortened to minimal suffixes. */
+static cp_status resolve_targets(cp_model *m, cp_lora_config *cfg) {
+    if (cfg->target_kind == CP_TARGETS_REGEX) return CP_OK;
+    char **names;
+    int n;
+    if (cp_lora_target_names(cfg, m->root, m->config.model_type, m->lm_head, &names, &n) != CP_OK) return CP_ERR;
+    cp_lora_free_names(cfg->target_modules, cfg->n_target_modules);
     cfg->target_modules = names;
     cfg->n_target_modules = n;
     cfg->target_kind = CP_TARGETS_LIST;
@@ -370,7 +276,7 @@ cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_confi
     cp_module **targets = NULL;
     int n_targets = 0;
     cp_status status = cp_lora_find_targets(cfg, m->root, m->config.model_type, m->lm_head, &targets, &n_targets);
-    if (status == CP_OK) status = resolve_targets(m, cfg, targets, n_targets);
+    if (status == CP_OK) status = resolve_targets(m, cfg);
     for (int i = 0; status == CP_OK && i < n_targets; i++) {
         cp_module *t = targets[i];
         if (t->kind == CP_MOD_CONV1D && !cfg->fan_in_fan_out) {

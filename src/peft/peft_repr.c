@@ -109,11 +109,7 @@ char *cp_model_peft_repr(const cp_model *m) {
     char *inner = cp_module_repr(m->root);
     if (!inner) return NULL;
     if (!m->peft || m->peft->n == 0) return inner;
-    const char *task = m->peft->adapters[0].config.task_type;
-    const char *outer = !task ? "PeftModel" : !strcmp(task, "CAUSAL_LM") ? "PeftModelForCausalLM"
-                        : !strcmp(task, "SEQ_CLS") ? "PeftModelForSequenceClassification"
-                        : !strcmp(task, "TOKEN_CLS") ? "PeftModelForTokenClassification"
-                        : !strcmp(task, "SEQ_2_SEQ_LM") ? "PeftModelForSeq2SeqLM" : "PeftModel";
+    const char *outer = cp_lora_task_model_class(m->peft->adapters[0].config.task_type);
     cp_strbuf sb;
     cp_sb_init(&sb);
     cp_sb_printf(&sb, "%s(\n  (base_model): LoraModel(\n    (model): ", outer);

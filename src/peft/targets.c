@@ -12,6 +12,12 @@
  *      start of the name, so "model.layers" works as well as "layers") to be listed. An empty
  *      layers_pattern ("" or []) counts as none.
  *
+ * Before matching, target_modules is resolved as PEFT's inject_adapter does (cp_lora_target_names):
+ * None becomes the model_type's default names, "all-linear" the full names of the Linear / Conv1D
+ * leaves but the output embedding, and a list of 20 or more names the fewest dotted suffixes that
+ * tell them from every other module name (_find_minimal_target_modules). The resolved list is both
+ * what is matched (suffixes then go through the layer filter that exact names skip) and what PEFT saves.
+ *
  * PCRE2 stands in for Python's re: the patterns PEFT configs carry are plain enough that the two
  * agree (full match = anchored at both ends).
  */
@@ -192,6 +198,144 @@ static cp_status target_matches(const cp_lora_config *cfg, const char *const *ta
     return CP_OK;
 }
 
+/* ---- resolving target_modules (BaseTuner.inject_adapter, before matching) ------------------------- */
+
+void cp_lora_free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) cp_free(names[i]);
+    cp_free(names);
+}
+
+typedef struct {
+    char **names;
+    int n, cap, failed;
+    const cp_module *lm_head;
+    int linear_only;      /* collect the Linear / Conv1D leaves but lm_head ("all-linear"), else every name */
+} names_ctx;
+
+static int push_name(names_ctx *c, const char *name) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        char **l = cp_realloc(c->names, (size_t)cap * sizeof *l, "module names");
+        if (!l) { c->failed = 1; return 1; }
+        c->names = l;
+        c->cap = cap;
+    }
+    if (!(c->names[c->n] = cp_strdup(name))) { c->failed = 1; return 1; }
+    c->n++;
+    return 0;
+}
+
+static int collect_names(cp_module *mod, void *vctx) {
+    names_ctx *c = vctx;
+    if (!mod->path[0]) return 0;
+    if (c->linear_only && !((mod->kind == CP_MOD_LINEAR || mod->kind == CP_MOD_CONV1D) && mod != c->lm_head)) return 0;
+    return push_name(c, mod->path);
+}
+
+/* "a.b.c" -> its dotted suffixes, shortest first: "c", "b.c", "a.b.c" (count returned). */
+static int suffixes(const char *name, const char **out, int max) {
+    int n = 0;
+    for (const char *p = name + strlen(name); p > name && n < max; p--)
+        if (p[-1] == '.') out[n++] = p;
+    if (n < max) out[n++] = name;
+    return n;
+}
+
+static int cmp_suffix_lists(const void *x, const void *y) {
+    /* PEFT sorts targets by their suffix lists (shortest suffix first), lexicographically */
+    const char *a = *(const char *const *)x, *b = *(const char *const *)y;
+    const char *sa[64], *sb[64];
+    int na = suffixes(a, sa, 64), nb = suffixes(b, sb, 64);
+    for (int i = 0; i < na && i < nb; i++) {
+        int c = strcmp(sa[i], sb[i]);
+        if (c) return c;
+    }
+    return na - nb;
+}
+
+/* _find_minimal_target_modules: for each target (in suffix-list order) its shortest dotted suffix
+ * that is neither taken nor a suffix of any other module name, unless a taken one already covers it.
+ * Replaces names[0..*n) when that gives fewer entries. */
+static cp_status minimal_suffixes(cp_module *root, char ***names, int *n) {
+    names_ctx all = {0};
+    cp_module_visit(root, collect_names, &all);
+    /* the other names: neither a target nor ending with "." + a target */
+    int n_other = 0;
+    for (int o = 0; !all.failed && o < all.n; o++) {
+        int is_target = 0;
+        for (int t = 0; t < *n && !is_target; t++) is_target = !strcmp(all.names[o], (*names)[t]) || ends_with_dot(all.names[o], (*names)[t]);
+        if (is_target) cp_free(all.names[o]);
+        else all.names[n_other++] = all.names[o];
+    }
+    const char **sorted = cp_malloc((size_t)*n * sizeof *sorted, "targets");
+    char **required = cp_calloc((size_t)*n, sizeof *required, "suffixes");
+    if (all.failed || !sorted || !required) {
+        cp_lora_free_names(all.names, all.failed ? all.n : n_other);
+        cp_free(sorted);
+        cp_free(required);
+        return CP_ERR;
+    }
+    int n_req = 0;
+    for (int i = 0; i < *n; i++) sorted[i] = (*names)[i];
+    qsort(sorted, (size_t)*n, sizeof *sorted, cmp_suffix_lists);
+    for (int i = 0; i < *n; i++) {
+        const char *sfx[64];
+        int ns = suffixes(sorted[i], sfx, 64);
+        for (int k = 0; k < ns; k++) {
+            int taken = 0, other = 0, covered = 0;
+            for (int r = 0; r < n_req && !taken; r++) taken = !strcmp(required[r], sfx[k]);
+            if (taken) continue;
+            for (int o = 0; o < n_other && !other; o++)
+                other = !strcmp(all.names[o], sfx[k]) || ends_with_dot(all.names[o], sfx[k]);
+            if (other) continue;
+            for (int r = 0; r < n_req && !covered; r++) covered = ends_with_dot(sorted[i], required[r]);
+            if (!covered) required[n_req++] = cp_strdup(sfx[k]);
+            break;
+        }
+    }
+    if (n_req > 0 && n_req < *n) {
+        cp_lora_free_names(*names, *n);
+        *names = required;
+        *n = n_req;
+    } else {
+        cp_lora_free_names(required, n_req);
+    }
+    cp_free(sorted);
+    cp_lora_free_names(all.names, n_other);
+    return CP_OK;
+}
+
+cp_status cp_lora_target_names(const cp_lora_config *cfg, cp_module *root, const char *model_type, const cp_module *lm_head,
+                               char ***out, int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    names_ctx c = {.lm_head = lm_head};
+    if (cfg->target_kind == CP_TARGETS_REGEX) return CP_OK;
+    if (cfg->target_kind == CP_TARGETS_DEFAULT) {
+        const char *const *def = cp_lora_default_targets(model_type);
+        if (!def) return cp_error("Please specify `target_modules` in `peft_config` (PEFT has no default for model_type \"%s\")", model_type);
+        for (int i = 0; def[i] && !c.failed; i++) push_name(&c, def[i]);
+    } else if (cfg->target_kind == CP_TARGETS_ALL_LINEAR) {
+        c.linear_only = 1;
+        cp_module_visit(root, collect_names, &c);
+    } else {
+        /* a list is a Python set in PEFT: a name given twice counts once */
+        for (int i = 0; i < cfg->n_target_modules && !c.failed; i++) {
+            int seen = 0;
+            for (int k = 0; k < c.n && !seen; k++) seen = !strcmp(c.names[k], cfg->target_modules[i]);
+            if (!seen) push_name(&c, cfg->target_modules[i]);
+        }
+    }
+    if (c.failed) { cp_lora_free_names(c.names, c.n); return CP_ERR; }
+    if (c.n >= CP_LORA_MIN_TARGETS_TO_SHORTEN && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
+        cp_lora_free_names(c.names, c.n);
+        return CP_ERR;
+    }
+    *out = c.names;
+    *n_out = c.n;
+    return CP_OK;
+}
+
 typedef struct {
     const cp_lora_config *cfg;
     const char *const *targets;
@@ -210,18 +354,9 @@ static int visit(cp_module *m, void *vctx) {
     find_ctx *c = vctx;
     if (!m->path[0]) return 0; /* the root is never a target */
     int match = 0, excluded = 0;
-    if (c->cfg->target_kind == CP_TARGETS_ALL_LINEAR) {
-        match = (m->kind == CP_MOD_LINEAR || m->kind == CP_MOD_CONV1D) && m != c->lm_head;
-        if (match) {
-            cp_status st = target_matches(c->cfg, NULL, 0, m->path, &(int){0}, &excluded);
-            if (st != CP_OK) { c->status = st; return 1; }
-            if (excluded) { match = 0; c->n_excluded++; }
-        }
-    } else {
-        c->status = target_matches(c->cfg, c->targets, c->n_targets, m->path, &match, &excluded);
-        if (c->status != CP_OK) return 1;
-        if (excluded) c->n_excluded++;
-    }
+    c->status = target_matches(c->cfg, c->targets, c->n_targets, m->path, &match, &excluded);
+    if (c->status != CP_OK) return 1;
+    if (excluded) c->n_excluded++;
     if (!match) return 0;
     if (!is_adaptable(m)) {
         c->status = cp_error("Target module %s(...) at \"%s\" is not supported. Currently, only the following modules are "
@@ -251,17 +386,13 @@ cp_status cp_lora_find_targets(const cp_lora_config *cfg, cp_module *root, const
     *out = NULL;
     *n_out = 0;
     find_ctx c = {.cfg = cfg, .lm_head = lm_head, .status = CP_OK};
-    if (cfg->target_kind == CP_TARGETS_DEFAULT) {
-        const char *const *def = cp_lora_default_targets(model_type);
-        if (!def) return cp_error("Please specify `target_modules` in `peft_config` (PEFT has no default for model_type \"%s\")", model_type);
-        c.targets = def;
-        while (def[c.n_targets]) c.n_targets++;
-    } else if (cfg->target_kind == CP_TARGETS_LIST) {
-        c.targets = (const char *const *)cfg->target_modules;
-        c.n_targets = cfg->n_target_modules;
-    }
+    char **names = NULL;
+    int n_names = 0;
+    if (cp_lora_target_names(cfg, root, model_type, lm_head, &names, &n_names) != CP_OK) return CP_ERR;
+    c.targets = (const char *const *)names;
+    c.n_targets = n_names;
     cp_module_visit(root, visit, &c);
-    if (c.status != CP_OK) { cp_free(c.found); return CP_ERR; }
+    if (c.status != CP_OK) { cp_free(c.found); cp_lora_free_names(names, n_names); return CP_ERR; }
     if (c.n_found == 0) {
         cp_free(c.found);
         cp_strbuf sb;
@@ -285,8 +416,10 @@ cp_status cp_lora_find_targets(const cp_lora_config *cfg, cp_module *root, const
         char *msg = cp_sb_finish(&sb);
         cp_status st = cp_error("%s", msg ? msg : "no target modules found");
         cp_free(msg);
+        cp_lora_free_names(names, n_names);
         return st;
     }
+    cp_lora_free_names(names, n_names);
     *out = c.found;
     *n_out = c.n_found;
     return CP_OK;

@@ -469,6 +469,8 @@ import oracle_train  # noqa: E402  (registers the "train" family)
 CHECKERS.update(oracle_train.CHECKERS)
 import oracle_llama  # noqa: E402  (registers the "llama_*" families)
 CHECKERS.update(oracle_llama.CHECKERS)
+import oracle_lora_sweep  # noqa: E402  (registers "lora_sweep"; uses the llama models)
+CHECKERS.update(oracle_lora_sweep.CHECKERS)
 
 
 # =================================================================================================

@@ -1,9 +1,10 @@
 /*
  * test_lora_errors.c — bad adapters and configs give clear errors and leave nothing half-written:
- * an adapter for another base model, missing files, a non-LoRA peft_type, r <= 0, a missing
- * lora_alpha, a target regex that does not compile, unsupported options, and failed saves; an
- * adapter_config.json whose r does not fit its weights is refused from the file's header before
- * anything is allocated; options that cannot change the numbers are accepted and written back.
+ * an adapter for another base model, missing files, a non-LoRA peft_type, r <= 0, a null r or
+ * lora_alpha (a missing one is LoraConfig's default: test_lora_sweep.c), a target regex that does
+ * not compile, unsupported options, and failed saves; an adapter_config.json whose r does not fit
+ * its weights is refused from the file's header before anything is allocated; options that cannot
+ * change the numbers are accepted and written back.
  */
 #include "test.h"
 #include "cpeft.h"
@@ -80,7 +81,8 @@ TEST(bad_configs) {
         {"{\"r\": 8, \"lora_alpha\": 8}", "required field \"peft_type\" is missing"},
         {"{\"peft_type\": \"LORA\", \"r\": 0, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is 0"},
         {"{\"peft_type\": \"LORA\", \"r\": -3, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is -3"},
-        {"{\"peft_type\": \"LORA\", \"r\": 8}", "required field \"lora_alpha\" is missing"},
+        {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": null}", "field \"lora_alpha\": expected a number, found null"},
+        {"{\"peft_type\": \"LORA\", \"r\": null, \"lora_alpha\": 8}", "field \"r\": expected a number, found null"},
         {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": \"big\"}", "field \"lora_alpha\": expected a number, found a string"},
         {"{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 8, \"target_modules\": \"(q_proj\"}",
          "the regular expression \"(q_proj\" does not compile"},
