@@ -16,6 +16,7 @@
 #include "core/progress.h"
 #include "io/fsutil.h"
 #include "models/model.h"
+#include "train/data.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -90,11 +91,22 @@ static cp_status read_text_ids(const char *path, const char *model_dir, int64_t 
     char *text;
     size_t size;
     if (cp_read_file(path, &text, &size) != CP_OK) return CP_ERR;
+    /* gzip / zstd read, binary and other formats refused, as training data is (train/data.h) */
+    cp_data_options opt = {.path = path};
+    char *owned = NULL;
+    const char *plain;
+    size_t plain_len;
+    if (cp_data_decode_text(&opt, text, size, &owned, &plain, &plain_len) != CP_OK) {
+        cp_free(owned);
+        cp_free(text);
+        return CP_ERR;
+    }
     cp_tokenizer *tok;
-    if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) { cp_free(text); return CP_ERR; }
+    if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) { cp_free(owned); cp_free(text); return CP_ERR; }
     cp_encoding enc;
     memset(&enc, 0, sizeof enc);
-    cp_status st = cp_tokenizer_encode(tok, text, (size_t)size, 1, &enc);
+    cp_status st = cp_tokenizer_encode(tok, plain, plain_len, 1, &enc);
+    cp_free(owned);
     cp_free(text);
     cp_tokenizer_free(tok);
     if (st != CP_OK) { cp_encoding_free(&enc); return cp_error_context("%s", path); }

@@ -13,7 +13,7 @@
  * whose syntax breaks cannot be resynchronised, so that is an error in either mode; a bad JSONL line
  * only loses that line.
  *
- * Before any of that, the bytes are made text (decode_input): gzip and zstd data are decompressed
+ * Before any of that, the bytes are made text (cp_data_decode_text): gzip and zstd data are decompressed
  * (io/compress.c, by magic number), other compressed, archive and binary formats are refused by name,
  * and what remains must be UTF-8 without NUL bytes, or the error gives the offset and line of the
  * first bad byte — so that a binary file never trains as thousands of garbage "text" examples.
@@ -397,7 +397,7 @@ static cp_status check_text(const char *path, const char *text, size_t len, cons
 
 /* The file's bytes as text: decompressed into *owned when gzip or zstd, refused when another format
  * the first bytes (or the name) give away, or when not UTF-8. *text points into data or *owned. */
-static cp_status decode_input(const cp_data_options *opt, const char *data, size_t len, char **owned, const char **text,
+cp_status cp_data_decode_text(const cp_data_options *opt, const char *data, size_t len, char **owned, const char **text,
                               size_t *text_len) {
     *owned = NULL;
     *text = data;
@@ -430,7 +430,7 @@ static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_d
                              size_t len) {
     char *owned;
     const char *text;
-    if (decode_input(opt, data, len, &owned, &text, &len) != CP_OK) {
+    if (cp_data_decode_text(opt, data, len, &owned, &text, &len) != CP_OK) {
         cp_free(owned);
         return CP_ERR;
     }

@@ -84,6 +84,12 @@ cp_status cp_dataset_load(cp_dataset *ds, const cp_tokenizer *tok, const cp_data
  * only names it in messages. */
 cp_status cp_dataset_load_mem(cp_dataset *ds, const cp_tokenizer *tok, const cp_data_options *opt, const char *data,
                               size_t len);
+/* The bytes-to-text step of cp_dataset_load on its own (for readers of plain text such as cpeft eval):
+ * data[0..len) decompressed into *owned (cp_free it, also on error) when gzip or zstd, refused by name
+ * when another format, refused with offset and line when not UTF-8 or holding a NUL; *text points into
+ * data or *owned. opt->path names the file; opt->max_decompressed bounds the expansion. */
+cp_status cp_data_decode_text(const cp_data_options *opt, const char *data, size_t len, char **owned, const char **text,
+                              size_t *text_len);
 /* Moves max(1, round(fraction * n)) examples, picked by a shuffle seeded with `seed`, into `val`; both
  * keep the file order. A validation split for data without a separate validation file. Errors (and
  * leaves ds untouched) when fraction is not in (0, 1) or ds would be left empty. n_tokens and

@@ -102,6 +102,8 @@ TEST(eval_token_ids_matches_transformers) {
     check_eval("tests/fixtures/eval/gpt_neo_tiny.ids.json", cmd);
 }
 
+static int write_compressed(const char *src, const char *gz, const char *zst);
+
 TEST(eval_text_through_gpt2_tokenizer_matches_transformers) {
     /* A model directory = the bf16 GPT-2-vocabulary model + the real GPT-2 tokenizer.json. */
     char dir[] = "/tmp/cpeft-eval-XXXXXX", out[4096], cmd[1024];
@@ -111,6 +113,19 @@ TEST(eval_text_through_gpt2_tokenizer_matches_transformers) {
     CHECK(run(out, sizeof out, "cp tests/fixtures/eval/gpt2_vocab/config.json tests/fixtures/eval/gpt2_vocab/model.safetensors %s %s/", tok, dir) == 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s eval --model %s --data tests/fixtures/eval/shakespeare.txt --seq-len 32", bin(), dir);
     check_eval("tests/fixtures/eval/shakespeare.json", cmd);
+    /* the same text gzip- and zstd-compressed gives transformers' loss too; a binary file is refused */
+    char gz[128], zst[128];
+    snprintf(gz, sizeof gz, "%s/shakespeare.gz", dir);
+    snprintf(zst, sizeof zst, "%s/shakespeare.txt.zst", dir);
+    CHECK(write_compressed("tests/fixtures/eval/shakespeare.txt", gz, zst), "compressing shakespeare.txt");
+    const char *packed[2] = {gz, zst};
+    for (int k = 0; k < 2; k++) {
+        snprintf(cmd, sizeof cmd, "%s eval --model %s --data %s --seq-len 32", bin(), dir, packed[k]);
+        check_eval("tests/fixtures/eval/shakespeare.json", cmd);
+    }
+    CHECK(run(out, sizeof out, "%s eval --model %s --data %s --seq-len 32", bin(), dir, bin()) == 1 &&
+              strstr(out, "NUL byte at offset") != NULL,
+          "a binary file must be refused with the offset of its NUL byte: %s", out);
     run(out, sizeof out, "rm -rf %s", dir);
 }
 
