@@ -22,6 +22,9 @@ static int is_fallback_core(const char *core) {
 const char *cp_blas_better_core(void) {
 #if defined(__x86_64__) || defined(__i386__)
     if (getenv("OPENBLAS_CORETYPE")) return NULL; /* the user's choice stands */
+    /* under valgrind (its preload library is in LD_PRELOAD) a re-executed program would leave the tool */
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return NULL;
     const char *core = openblas_get_corename();
     if (!core || !is_fallback_core(core)) return NULL;
     __builtin_cpu_init();

@@ -15,7 +15,8 @@
 
 /* The OpenBLAS core this CPU's features call for ("SkylakeX" with AVX-512 F/BW/VL/DQ, "Haswell"
  * with AVX2 + FMA), or NULL when the loaded one is already that or better, OpenBLAS recognised the
- * CPU, or the user chose one (OPENBLAS_CORETYPE set). */
+ * CPU, the user chose one (OPENBLAS_CORETYPE set), or the program runs under valgrind (which a
+ * re-executed program would leave). */
 const char *cp_blas_better_core(void);
 
 /* Called first thing in main(): when cp_blas_better_core() names a core, sets OPENBLAS_CORETYPE to

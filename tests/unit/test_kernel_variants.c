@@ -251,6 +251,13 @@ TEST(cli_runs_openblas_with_this_cpus_kernels) {
               "OPENBLAS_CORETYPE=Haswell must stand, cpeft runs %s", core);
         unsetenv("OPENBLAS_CORETYPE");
     }
+    if (better && !getenv("LD_PRELOAD")) {
+        /* under valgrind the program must not execute itself again (it would run on outside the tool) */
+        setenv("LD_PRELOAD", "/usr/libexec/valgrind/vgpreload_core-amd64-linux.so", 1);
+        CHECK(cp_blas_better_core() == NULL, "under valgrind nothing may be re-executed");
+        unsetenv("LD_PRELOAD");
+        CHECK(cp_blas_better_core() != NULL, "LD_PRELOAD gone: the better core again");
+    }
 }
 
 int main(void) {
