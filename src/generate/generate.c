@@ -19,10 +19,10 @@
  * not reported. The repetition penalty sees each row's whole sequence, left padding included, as
  * transformers' input_ids do.
  *
- * Mixed-adapter batches set a cp_lora_mix on every LoRA layer for the duration of the call.
+ * Mixed-adapter batches pass a cp_adapter_mix in the run context of every forward of the call.
  */
 #include "core/alloc.h"
-#include "generate/kv_cache.h"
+#include "models/kv_cache.h"
 #include "generate/sampling.h"
 #include "io/json.h"
 #include "models/model.h"
@@ -138,10 +138,10 @@ typedef struct {
 
 static int probe_visit(cp_module *mod, void *ctx) {
     name_probe *p = ctx;
-    if (!mod->lora) return 0;
-    for (int i = 0; i < mod->lora->n; i++) {
-        if (mod->lora->adapters[i]->merged) p->merged = 1;
-        if (p->name && !strcmp(mod->lora->adapters[i]->name, p->name)) p->found = 1;
+    const cp_lora_layer *layer = cp_lora_layer_of(mod);
+    for (int i = 0; layer && i < layer->n; i++) {
+        if (layer->adapters[i]->merged) p->merged = 1;
+        if (p->name && !strcmp(layer->adapters[i]->name, p->name)) p->found = 1;
     }
     return 0;
 }
@@ -196,7 +196,8 @@ typedef struct {
     cp_rng *rngs;
     cp_sampling_scratch scratch;
     cp_kv_cache cache;
-    cp_lora_mix mix;
+    cp_adapter_mix mix;
+    const cp_adapter_mix *mixp; /* &mix for a mixed-adapter batch, else NULL */
 } gen_state;
 
 static void state_free(gen_state *s) {
@@ -227,7 +228,8 @@ static cp_status run_columns(cp_model *m, gen_state *s, int64_t c0, int64_t c1, 
         memcpy(s->col_pos + r * T, s->pos + r * s->cap + c0, (size_t)T * sizeof *s->pos);
     }
     cp_batch b = {.B = s->n, .T = T, .input_ids = s->col_ids, .attention_mask = s->col_mask, .position_ids = s->col_pos};
-    return no_cache ? cp_model_forward_last(m, &b, s->logits) : cp_model_forward_cached(m, &b, &s->cache, s->logits, NULL);
+    return no_cache ? cp_model_forward_last_mix(m, &b, s->mixp, s->logits)
+                    : cp_model_forward_cached_mix(m, &b, s->mixp, &s->cache, s->logits, NULL);
 }
 
 static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t tok) {
@@ -346,8 +348,8 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
     memset(&s, 0, sizeof s);
     cp_status st = state_init(m, &s, prompts, lens, n, o);
     if (st == CP_OK && o->adapter_names) {
-        s.mix = (cp_lora_mix){.B = n, .names = o->adapter_names};
-        cp_lora_set_mix(m->root, &s.mix);
+        s.mix = (cp_adapter_mix){.B = n, .names = o->adapter_names};
+        s.mixp = &s.mix;
     }
     const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
                                    .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
@@ -399,7 +401,7 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
         st = run_columns(m, &s, col, col + 1, o->no_cache);
         col++;
     }
-    if (o->adapter_names) cp_lora_set_mix(m->root, NULL);
+
     state_free(&s);
     if (st != CP_OK) cp_generation_free(out);
     return st;

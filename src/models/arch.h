@@ -1,8 +1,8 @@
 /*
  * arch.h — the architecture registry. Each supported model_type is one cp_arch in one file under
  * src/models/: how to read its config.json, how to build its module tree (with Hugging Face
- * names), and its forward pass up to the final hidden states. Everything else (loading, the LM
- * head and loss, PEFT, printing) is shared.
+ * names, filling m->stack), and its embeddings and blocks (cp_block_ops). Everything else (the
+ * scaffold that runs the blocks, loading, heads and losses, PEFT, printing) is shared.
  */
 #ifndef CP_MODELS_ARCH_H
 #define CP_MODELS_ARCH_H
@@ -14,7 +14,7 @@
 
 struct cp_model;
 struct cp_batch;
-struct cp_kv_cache;
+struct cp_block_ops;
 
 typedef struct cp_arch {
     const char *model_type;       /* "gpt_neo" */
@@ -25,19 +25,8 @@ typedef struct cp_arch {
     /* Builds m->root (the ForCausalLM tree) and m->arch_state from m->config. */
     cp_status (*build)(struct cp_model *m);
     void (*free_state)(struct cp_model *m);
-    /* Runs the base model: writes the final hidden states (after the last norm) to `out` (B,T,C).
-     * When `hidden_states` is non-NULL also writes every layer's input and the final output,
-     * (L+1,B,T,C), as transformers' output_hidden_states does. */
-    cp_status (*forward)(struct cp_model *m, const struct cp_batch *batch, float *out, float *hidden_states);
-    /* Generation: runs T new tokens per row after the cache's `len` columns (batch->position_ids
-     * required; the cache's mask already holds the new columns, see cp_kv_cache_begin), appends
-     * their keys and values to every layer and writes the final hidden states (B,T,C) to `out`.
-     * The caller advances the cache. */
-    cp_status (*forward_cached)(struct cp_model *m, const struct cp_batch *batch, struct cp_kv_cache *cache, float *out);
-    /* Training: forward keeping the activations the backward needs (only block inputs when
-     * `recompute`), then the backward from the gradient of the final hidden states. */
-    cp_status (*forward_train)(struct cp_model *m, const struct cp_batch *batch, float *out, int recompute, void **saved);
-    cp_status (*backward)(struct cp_model *m, const struct cp_batch *batch, float *d_out, void *saved);
+    /* The blocks, embeddings and their backward, run by the scaffold (models/stack.h). */
+    const struct cp_block_ops *block_ops;
     /* Positions come from a learned table of max_position_embeddings rows (GPT-2, GPT-Neo), so
      * longer sequences are impossible; rotary models can run past it (dynamic RoPE is made for that). */
     int learned_positions;

@@ -9,6 +9,7 @@
 #define CP_MODELS_GPT_COMMON_H
 
 #include "models/model.h"
+#include "models/stack.h"
 #include "nn/attention.h"
 
 typedef struct {
@@ -37,14 +38,8 @@ cp_status cp_gpt_build_head(cp_model *m, cp_module *base, cp_gpt_state *s);
 /* Adds the MLP container (c_fc, c_proj, act, dropout) under `block`. */
 cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name, int conv1d, cp_gpt_layer *layer);
 
-cp_status cp_gpt_forward(cp_model *m, const cp_batch *batch, float *out, float *hidden_states);
-/* Generation: the new tokens after the cache's columns (see cp_arch.forward_cached). */
-struct cp_kv_cache;
-cp_status cp_gpt_forward_cached(cp_model *m, const cp_batch *batch, struct cp_kv_cache *cache, float *out);
-/* Training: the forward pass keeping what the backward needs (only block inputs with recompute). */
-cp_status cp_gpt_forward_train(cp_model *m, const cp_batch *batch, float *out, int recompute, void **saved);
-/* Gradients of every trained parameter from d_out (B,T,C), the gradient of the final hidden states. */
-cp_status cp_gpt_backward(cp_model *m, const cp_batch *batch, float *d_out, void *saved);
+/* The block operations of the scaffold (models/stack.h). */
+extern const cp_block_ops cp_gpt_block_ops;
 void cp_gpt_free_state(cp_model *m);
 
 #endif

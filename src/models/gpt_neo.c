@@ -118,10 +118,7 @@ const cp_arch cp_arch_gpt_neo = {
     .parse_config = parse_config,
     .build = build,
     .free_state = cp_gpt_free_state,
-    .forward = cp_gpt_forward,
-    .forward_cached = cp_gpt_forward_cached,
-    .forward_train = cp_gpt_forward_train,
-    .backward = cp_gpt_backward,
+    .block_ops = &cp_gpt_block_ops,
     .ignored_suffixes = ignored_suffixes,
     .learned_positions = 1,
 };

@@ -17,16 +17,15 @@
  */
 #include "models/model.h"
 #include "core/alloc.h"
-#include "generate/kv_cache.h"
-#include "kernels/vector.h"
 #include "io/json.h"
+#include "kernels/vector.h"
+#include "models/kv_cache.h"
+#include "models/proj.h"
+#include "models/stack.h"
 #include "nn/activation.h"
 #include "nn/attention.h"
-#include "nn/embedding.h"
-#include "nn/linear.h"
 #include "nn/rmsnorm.h"
 #include "nn/rope.h"
-#include "peft/lora.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -284,7 +283,9 @@ static cp_status build(cp_model *m) {
     if (!cp_module_new(base, "rotary_emb", name, CP_MOD_CONTAINER)) return CP_ERR;
     if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, 0))) return CP_ERR;
     if (c->tie_word_embeddings) cp_param_tie(m->lm_head->weight, s->embed_tokens->weight);
-    return CP_OK;
+    m->stack.embeddings[0] = s->embed_tokens;
+    m->stack.final_norm = s->norm;
+    return cp_stack_blocks(m, base, "layers");
 }
 
 static void free_state(cp_model *m) {
@@ -295,10 +296,9 @@ static void free_state(cp_model *m) {
     m->arch_state = NULL;
 }
 
-/* ---- forward / backward ------------------------------------------------------------------------ */
+/* ---- blocks ------------------------------------------------------------------------------------ */
 
 typedef struct {
-    float *x_in;          // (N,C) block input
     float *rstd1, *rstd2; // (N)
     float *h1;            // (N,C) input_layernorm output
     float *q, *k, *v;     // (N,NH·hd), (N,NKV·hd), (N,NKV·hd) — q and k after RoPE
@@ -308,37 +308,37 @@ typedef struct {
     float *h2;            // (N,C) post_attention_layernorm output
     float *gate, *up;     // (N,I) projections (gate before silu)
     float *act;           // (N,I) silu(gate) ⊙ up: the input of down_proj
-    float *tmp;           // (N,C) projection output, scratch: in training one buffer serves every layer
 } llama_acts;
 
-static cp_status alloc_acts(llama_acts *a, cp_arena *ar, const cp_model_config *c, int64_t B, int64_t T, int training) {
-    const size_t N = (size_t)(B * T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+/* The embedding step's state: positions and their RoPE tables. */
+typedef struct { int64_t *pos; const float *cos_t, *sin_t; } llama_emb;
+
+static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar) {
+    const cp_model_config *c = &m->config;
+    const size_t N = (size_t)(b->B * b->T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     const size_t qd = (size_t)(c->num_heads * c->head_dim), kvd = (size_t)(c->num_kv_heads * c->head_dim);
+    llama_acts *a = acts;
     memset(a, 0, sizeof *a);
-    a->x_in = training ? cp_arena_floats(ar, N * C, "block input") : NULL;
     a->rstd1 = cp_arena_floats(ar, N, "norm statistics");
     a->rstd2 = cp_arena_floats(ar, N, "norm statistics");
     a->h1 = cp_arena_floats(ar, N * C, "input_layernorm output");
     a->q = cp_arena_floats(ar, N * qd, "queries");
     a->k = cp_arena_floats(ar, N * kvd, "keys");
     a->v = cp_arena_floats(ar, N * kvd, "values");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(B * c->num_heads * T * T), "attention probabilities") : NULL;
+    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * b->T), "attention probabilities") : NULL;
     a->att = cp_arena_floats(ar, N * qd, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->h2 = cp_arena_floats(ar, N * C, "post_attention_layernorm output");
     a->gate = cp_arena_floats(ar, N * I, "gate projection");
     a->up = cp_arena_floats(ar, N * I, "up projection");
     a->act = cp_arena_floats(ar, N * I, "MLP hidden");
-    a->tmp = training ? NULL : cp_arena_floats(ar, N * C, "projection output"); /* training: the caller's shared one */
     if (!a->rstd1 || !a->rstd2 || !a->h1 || !a->q || !a->k || !a->v || !a->att || !a->h2 || !a->gate || !a->up || !a->act ||
-        (!training && !a->tmp) || (training && (!a->x_in || !a->probs || !a->x_mid)))
+        (training && (!a->probs || !a->x_mid)))
         return CP_ERR;
     return CP_OK;
 }
 
-typedef struct { const float *cos_t, *sin_t; } rope_tabs;
-
-static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, const cp_batch *b, llama_acts *a) {
+static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, const cp_batch *b, const llama_acts *a) {
     const cp_model_config *c = &m->config;
     cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .NKV = c->num_kv_heads, .hs = c->head_dim,
                             .q = a->q, .k = a->k, .v = a->v, .q_stride = c->num_heads * c->head_dim,
@@ -350,47 +350,53 @@ static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, con
 
 /* One decoder layer, x (N,C) in place. With a cache `kv` the (rotated) keys and values go into its
  * layer l and the queries attend to all its columns. */
-static cp_status block_forward(cp_model *m, const llama_layer *ly, const cp_batch *b, float *x, llama_acts *a, rope_tabs rt,
-                               cp_kv_cache *kv, int64_t l, cp_arena *ar) {
+static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const llama_emb *e,
+                                    float *x, llama_acts *a, cp_kv_cache *kv) {
+    const llama_layer *ly = &((const llama_state *)m->arch_state)->layers[l];
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
-    if (a->x_in) memcpy(a->x_in, x, (size_t)(N * C) * sizeof *x);
+    float *tmp = cp_arena_floats(run->arena, (size_t)(N * C), "projection output"); // (N,C)
+    if (!tmp) return CP_ERR;
     cp_rmsnorm_forward(ly->input_layernorm, a->h1, a->rstd1, x, N);
-    if (cp_linear_forward(ly->q_proj, a->q, a->h1, N, ar) != CP_OK || cp_linear_forward(ly->k_proj, a->k, a->h1, N, ar) != CP_OK ||
-        cp_linear_forward(ly->v_proj, a->v, a->h1, N, ar) != CP_OK)
+    if (cp_proj_forward(run, ly->q_proj, a->q, a->h1, N) != CP_OK || cp_proj_forward(run, ly->k_proj, a->k, a->h1, N) != CP_OK ||
+        cp_proj_forward(run, ly->v_proj, a->v, a->h1, N) != CP_OK)
         return CP_ERR;
-    cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, rt.cos_t, rt.sin_t);
-    cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, rt.cos_t, rt.sin_t);
+    cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, e->cos_t, e->sin_t);
+    cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_attention_args at = attn_args(m, ly, b, a);
     if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
-    if (cp_attention_forward(&at, ar) != CP_OK) return CP_ERR;
-    if (cp_linear_forward(ly->o_proj, a->tmp, a->att, N, ar) != CP_OK) return CP_ERR;
-    cp_add_inplace(x, a->tmp, N * C);
+    if (cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
+    if (cp_proj_forward(run, ly->o_proj, tmp, a->att, N) != CP_OK) return CP_ERR;
+    cp_add_inplace(x, tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
     cp_rmsnorm_forward(ly->post_attention_layernorm, a->h2, a->rstd2, x, N);
-    if (cp_linear_forward(ly->gate_proj, a->gate, a->h2, N, ar) != CP_OK || cp_linear_forward(ly->up_proj, a->up, a->h2, N, ar) != CP_OK)
+    if (cp_proj_forward(run, ly->gate_proj, a->gate, a->h2, N) != CP_OK || cp_proj_forward(run, ly->up_proj, a->up, a->h2, N) != CP_OK)
         return CP_ERR;
     cp_activation_forward(CP_ACT_SILU, a->act, a->gate, N * I);
 #pragma omp parallel for simd schedule(static) if (N * I > 65536)
     for (int64_t i = 0; i < N * I; i++) a->act[i] *= a->up[i];
-    if (cp_linear_forward(ly->down_proj, a->tmp, a->act, N, ar) != CP_OK) return CP_ERR;
-    cp_add_inplace(x, a->tmp, N * C);
+    if (cp_proj_forward(run, ly->down_proj, tmp, a->act, N) != CP_OK) return CP_ERR;
+    cp_add_inplace(x, tmp, N * C);
     return CP_OK;
 }
 
-static int layer_trained(const llama_layer *ly) {
-    const cp_module *mods[] = {ly->input_layernorm, ly->post_attention_layernorm, ly->q_proj, ly->k_proj, ly->v_proj,
-                               ly->o_proj, ly->gate_proj, ly->up_proj, ly->down_proj};
-    for (size_t i = 0; i < sizeof mods / sizeof *mods; i++)
-        if (cp_module_trains(mods[i])) return 1;
-    return 0;
+static cp_status block_forward(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb, float *x,
+                               void *acts, cp_kv_cache *kv) {
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = block_forward_impl(m, run, l, b, emb, x, acts, kv);
+    cp_arena_release(run->arena, mark);
+    return st;
 }
 
-static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_batch *b, llama_acts *a, rope_tabs rt, float *dx,
-                                int need_dx, cp_arena *ar) {
+static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb,
+                                const float *x_in, const void *acts, float *dx, int need_dx) {
+    const llama_layer *ly = &((const llama_state *)m->arch_state)->layers[l];
+    const llama_emb *e = emb;
+    const llama_acts *a = acts;
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
     const int64_t qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
+    cp_arena *ar = run->arena;
     float *dI1 = cp_arena_floats(ar, (size_t)(N * I), "MLP gradients"), *dI2 = cp_arena_floats(ar, (size_t)(N * I), "MLP gradients");
     float *dC = cp_arena_floats(ar, (size_t)(N * (C > qd ? C : qd)), "block gradients");
     float *dq = cp_arena_floats(ar, (size_t)(N * qd), "query gradients");
@@ -399,44 +405,47 @@ static cp_status block_backward(cp_model *m, const llama_layer *ly, const cp_bat
 
     // MLP: x_out = x_mid + down(silu(gate(h2)) ⊙ up(h2)), h2 = rms(x_mid)
     memset(dI1, 0, (size_t)(N * I) * sizeof *dI1);
-    if (cp_linear_backward(ly->down_proj, dI1, dx, a->act, N, ar) != CP_OK) return CP_ERR;  // d act
-    cp_activation_forward(CP_ACT_SILU, dI2, a->gate, N * I);                               // silu(gate)
+    if (cp_proj_backward(run, ly->down_proj, dI1, dx, a->act, N) != CP_OK) return CP_ERR;  // d act
+    cp_activation_forward(CP_ACT_SILU, dI2, a->gate, N * I);                              // silu(gate)
 #pragma omp parallel for simd schedule(static) if (N * I > 65536)
     for (int64_t i = 0; i < N * I; i++) {
         float d_act = dI1[i];
         dI1[i] = d_act * a->up[i];   // d silu(gate)
         dI2[i] = d_act * dI2[i];     // d up = d act ⊙ silu(gate)
     }
-    cp_activation_backward(CP_ACT_SILU, dI1, dI1, a->gate, N * I);                         // d gate
+    cp_activation_backward(CP_ACT_SILU, dI1, dI1, a->gate, N * I);                        // d gate
     memset(dC, 0, (size_t)(N * C) * sizeof *dC);
-    if (cp_linear_backward(ly->gate_proj, dC, dI1, a->h2, N, ar) != CP_OK || cp_linear_backward(ly->up_proj, dC, dI2, a->h2, N, ar) != CP_OK)
-        return CP_ERR;                                                                      // d h2
-    cp_rmsnorm_backward(ly->post_attention_layernorm, dx, dC, a->x_mid, a->rstd2, N);       // dx = d x_mid
+    if (cp_proj_backward(run, ly->gate_proj, dC, dI1, a->h2, N) != CP_OK || cp_proj_backward(run, ly->up_proj, dC, dI2, a->h2, N) != CP_OK)
+        return CP_ERR;                                                                     // d h2
+    cp_rmsnorm_backward(ly->post_attention_layernorm, dx, dC, a->x_mid, a->rstd2, N);      // dx = d x_mid
 
     // attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)), q,k,v = proj(rms(x_in))
     memset(dC, 0, (size_t)(N * qd) * sizeof *dC);
-    if (cp_linear_backward(ly->o_proj, dC, dx, a->att, N, ar) != CP_OK) return CP_ERR;     // d att
+    if (cp_proj_backward(run, ly->o_proj, dC, dx, a->att, N) != CP_OK) return CP_ERR;     // d att
     cp_attention_args at = attn_args(m, ly, b, a);
     if (cp_attention_backward(&at, dC, dq, dk, dv, ar) != CP_OK) return CP_ERR;
-    cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, rt.cos_t, rt.sin_t);
-    cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, rt.cos_t, rt.sin_t);
+    cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, e->cos_t, e->sin_t);
+    cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, e->cos_t, e->sin_t);
     int need_dh1 = need_dx || cp_module_trains(ly->input_layernorm);
     float *dh1 = need_dh1 ? dC : NULL;
     if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);
-    if (cp_linear_backward(ly->q_proj, dh1, dq, a->h1, N, ar) != CP_OK || cp_linear_backward(ly->k_proj, dh1, dk, a->h1, N, ar) != CP_OK ||
-        cp_linear_backward(ly->v_proj, dh1, dv, a->h1, N, ar) != CP_OK)
+    if (cp_proj_backward(run, ly->q_proj, dh1, dq, a->h1, N) != CP_OK || cp_proj_backward(run, ly->k_proj, dh1, dk, a->h1, N) != CP_OK ||
+        cp_proj_backward(run, ly->v_proj, dh1, dv, a->h1, N) != CP_OK)
         return CP_ERR;
-    if (dh1) cp_rmsnorm_backward(ly->input_layernorm, need_dx ? dx : NULL, dh1, a->x_in, a->rstd1, N);
+    if (dh1) cp_rmsnorm_backward(ly->input_layernorm, need_dx ? dx : NULL, dh1, x_in, a->rstd1, N);
     return CP_OK;
 }
 
 /* Embeddings and the RoPE tables for the batch's positions (default past..past+T-1, ignoring
  * padding). Dynamic scaling looks at the largest position of this batch, as transformers'
  * dynamic_rope_update does at every forward, cached or not. */
-static cp_status embed(cp_model *m, const cp_batch *b, int64_t past, float *x, int64_t *pos, rope_tabs *rt, float *cos_t,
-                       float *sin_t) {
+static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, int64_t past, float *x, void *emb) {
     const llama_state *s = m->arch_state;
-    const int64_t N = b->B * b->T;
+    llama_emb *e = emb;
+    const int64_t N = b->B * b->T, half = m->config.head_dim / 2;
+    int64_t *pos = cp_arena_alloc(run->arena, (size_t)N * sizeof *pos, "positions");
+    float *cos_t = cp_arena_floats(run->arena, (size_t)(N * half), "rope"), *sin_t = cp_arena_floats(run->arena, (size_t)(N * half), "rope");
+    if (!pos || !cos_t || !sin_t) return CP_ERR;
     int64_t max_pos = 0;
     for (int64_t r = 0; r < b->B; r++)
         for (int64_t t = 0; t < b->T; t++) {
@@ -445,128 +454,27 @@ static cp_status embed(cp_model *m, const cp_batch *b, int64_t past, float *x, i
             pos[r * b->T + t] = p;
             if (p > max_pos) max_pos = p;
         }
-    if (cp_embedding_forward(s->embed_tokens, x, b->input_ids, N, 0, &m->arena) != CP_OK) return cp_error_context("input_ids");
+    if (cp_embed_forward(run, s->embed_tokens, x, b->input_ids, N, 0) != CP_OK) return cp_error_context("input_ids");
     cp_rope_tables(&s->rope, pos, N, max_pos + 1, cos_t, sin_t);
-    rt->cos_t = cos_t;
-    rt->sin_t = sin_t;
+    *e = (llama_emb){.pos = pos, .cos_t = cos_t, .sin_t = sin_t};
     return CP_OK;
 }
 
-static cp_status forward_impl(cp_model *m, const cp_batch *b, cp_kv_cache *kv, float *out, float *hidden_states) {
+static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *b, const float *dx, const void *emb) {
+    (void)emb;
     const llama_state *s = m->arch_state;
-    const cp_model_config *c = &m->config;
-    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers, half = c->head_dim / 2;
-    cp_arena *ar = &m->arena;
-    float *x = cp_arena_floats(ar, (size_t)(N * C), "residual stream");
-    float *cos_t = cp_arena_floats(ar, (size_t)(N * half), "rope"), *sin_t = cp_arena_floats(ar, (size_t)(N * half), "rope");
-    int64_t *pos = cp_arena_alloc(ar, (size_t)N * sizeof *pos, "positions");
-    llama_acts a;
-    rope_tabs rt;
-    if (!x || !cos_t || !sin_t || !pos || alloc_acts(&a, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
-    if (embed(m, b, kv ? kv->len : 0, x, pos, &rt, cos_t, sin_t) != CP_OK) return CP_ERR;
-    for (int64_t l = 0; l < L; l++) {
-        if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
-        if (block_forward(m, &s->layers[l], b, x, &a, rt, kv, l, ar) != CP_OK) return CP_ERR;
-    }
-    cp_rmsnorm_forward(s->norm, out, NULL, x, N);
-    if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
-    return CP_OK;
+    return cp_embed_backward(run, s->embed_tokens, dx, b->input_ids, b->B * b->T);
 }
 
-static cp_status forward(cp_model *m, const cp_batch *b, float *out, float *hidden_states) {
-    return forward_impl(m, b, NULL, out, hidden_states);
-}
-
-static cp_status forward_cached(cp_model *m, const cp_batch *b, cp_kv_cache *kv, float *out) {
-    return forward_impl(m, b, kv, out, NULL);
-}
-
-typedef struct {
-    llama_acts *blocks;
-    float *x_final, *rstd_f;
-    int64_t *pos;
-    rope_tabs rt;
-    int recompute;
-} llama_saved;
-
-static cp_status forward_train(cp_model *m, const cp_batch *b, float *out, int recompute, void **saved) {
-    const llama_state *s = m->arch_state;
-    const cp_model_config *c = &m->config;
-    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers, half = c->head_dim / 2;
-    cp_arena *ar = &m->arena;
-    llama_saved *sv = cp_arena_alloc(ar, sizeof *sv, "saved activations");
-    if (!sv) return CP_ERR;
-    memset(sv, 0, sizeof *sv);
-    sv->recompute = recompute;
-    sv->blocks = cp_arena_alloc(ar, (size_t)L * sizeof *sv->blocks, "saved activations");
-    sv->x_final = cp_arena_floats(ar, (size_t)(N * C), "final norm input");
-    sv->rstd_f = cp_arena_floats(ar, (size_t)N, "final norm statistics");
-    sv->pos = cp_arena_alloc(ar, (size_t)N * sizeof *sv->pos, "positions");
-    float *cos_t = cp_arena_floats(ar, (size_t)(N * half), "rope"), *sin_t = cp_arena_floats(ar, (size_t)(N * half), "rope");
-    if (!sv->blocks || !sv->x_final || !sv->rstd_f || !sv->pos || !cos_t || !sin_t) return CP_ERR;
-    llama_acts scratch;
-    if (recompute && alloc_acts(&scratch, ar, c, b->B, b->T, 0) != CP_OK) return CP_ERR;
-    float *tmp = recompute ? scratch.tmp : cp_arena_floats(ar, (size_t)(N * C), "projection output");
-    if (!tmp) return CP_ERR;
-    float *x = sv->x_final;
-    if (embed(m, b, 0, x, sv->pos, &sv->rt, cos_t, sin_t) != CP_OK) return CP_ERR;
-    for (int64_t l = 0; l < L; l++) {
-        llama_acts *a = &sv->blocks[l];
-        if (recompute) {
-            *a = scratch;
-            if (!(a->x_in = cp_arena_floats(ar, (size_t)(N * C), "block input"))) return CP_ERR;
-        } else if (alloc_acts(a, ar, c, b->B, b->T, 1) != CP_OK) {
-            return CP_ERR;
-        }
-        a->tmp = tmp;
-        if (block_forward(m, &s->layers[l], b, x, a, sv->rt, NULL, l, ar) != CP_OK) return CP_ERR;
-    }
-    cp_rmsnorm_forward(s->norm, out, sv->rstd_f, x, N);
-    *saved = sv;
-    return CP_OK;
-}
-
-static cp_status backward(cp_model *m, const cp_batch *b, float *d_out, void *saved) {
-    const llama_state *s = m->arch_state;
-    const cp_model_config *c = &m->config;
-    const int64_t N = b->B * b->T, C = c->hidden_size, L = c->num_layers;
-    cp_arena *ar = &m->arena;
-    llama_saved *sv = saved;
-    int embeddings = cp_module_trains(s->embed_tokens);
-    int64_t lowest = embeddings ? 0 : L;
-    for (int64_t l = 0; l < L && lowest == L; l++)
-        if (layer_trained(&s->layers[l])) lowest = l;
-    float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
-    if (!dx) return CP_ERR;
-    memset(dx, 0, (size_t)(N * C) * sizeof *dx);
-    cp_rmsnorm_backward(s->norm, dx, d_out, sv->x_final, sv->rstd_f, N);
-    llama_acts fresh;
-    if (sv->recompute && (alloc_acts(&fresh, ar, c, b->B, b->T, 1) != CP_OK ||
-                          !(fresh.tmp = cp_arena_floats(ar, (size_t)(N * C), "projection output"))))
-        return CP_ERR;
-    for (int64_t l = L - 1; l >= lowest; l--) {
-        cp_arena_mark mark = cp_arena_get_mark(ar);
-        llama_acts *a = &sv->blocks[l];
-        if (sv->recompute) {
-            float *x = cp_arena_floats(ar, (size_t)(N * C), "recomputed block");
-            if (!x) return CP_ERR;
-            memcpy(x, a->x_in, (size_t)(N * C) * sizeof *x);
-            if (block_forward(m, &s->layers[l], b, x, &fresh, sv->rt, NULL, l, ar) != CP_OK) return CP_ERR;
-            a = &fresh;
-        }
-        if (block_backward(m, &s->layers[l], b, a, sv->rt, dx, l > lowest || embeddings, ar) != CP_OK) return CP_ERR;
-        cp_arena_release(ar, mark);
-    }
-    if (embeddings && cp_embedding_backward(s->embed_tokens, dx, b->input_ids, N, ar) != CP_OK) return CP_ERR;
-    return CP_OK;
-}
+static const cp_block_ops block_ops = {.acts_size = sizeof(llama_acts), .embed_size = sizeof(llama_emb),
+                                       .alloc_acts = alloc_acts, .embed = embed, .embed_backward = embed_backward,
+                                       .block_forward = block_forward, .block_backward = block_backward};
 
 static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 
 #define LLAMA_ARCH(type, cls)                                                                                          \
     {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
-     .free_state = free_state, .forward = forward, .forward_cached = forward_cached, .forward_train = forward_train,     \
-     .backward = backward, .rotary_positions = 1, .ignored_suffixes = ignored_suffixes}
+     .free_state = free_state, .block_ops = &block_ops, .rotary_positions = 1, .ignored_suffixes = ignored_suffixes}
 
 const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM");
 const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM");

@@ -13,10 +13,10 @@
 #include "models/model.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
-#include "generate/kv_cache.h"
-#include "nn/linear.h"
-#include "nn/lm_loss.h"
-#include "peft/peft_model.h"
+#include "models/hook.h"
+#include "models/kv_cache.h"
+#include "models/lm_head.h"
+#include "models/proj.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -183,8 +183,10 @@ cp_status cp_model_load(cp_model **out, const char *dir, int flags) {
 
 void cp_model_free(cp_model *m) {
     if (!m) return;
-    cp_peft_free(m);       /* restores modules_to_save originals before the tree goes */
+    if (m->peft_free) m->peft_free(m); /* restores modules_to_save originals before the tree goes */
+    cp_hook_free_all(m->root);
     if (m->arch && m->arch->free_state) m->arch->free_state(m);
+    cp_free(m->stack.blocks);
     cp_module_free(m->root); /* frees owned parameter data; mapped data goes with the checkpoint */
     cp_checkpoint_close(&m->ckpt);
     cp_config_free(&m->config);
@@ -208,17 +210,22 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
     return CP_OK;
 }
 
+cp_run cp_model_run(cp_model *m) {
+    cp_run run = {.arena = &m->arena, .training = m->training, .seed = m->dropout_seed};
+    return run;
+}
+
 cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) {
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
+    const cp_run run = cp_model_run(m);
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     if (!final) return CP_ERR;
-    if (m->arch->forward(m, batch, final, out->hidden_states) != CP_OK) return CP_ERR;
+    if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
     double loss_sum = 0;
     int64_t n_targets = 0;
-    if (cp_lm_head_loss(m->lm_head, final, batch->B, batch->T, batch->labels, out->logits, &loss_sum, &n_targets,
-                        &m->arena) != CP_OK)
+    if (cp_lm_head_loss(&run, m->lm_head, final, batch->B, batch->T, batch->labels, out->logits, &loss_sum, &n_targets) != CP_OK)
         return CP_ERR;
     out->loss_tokens = n_targets;
     out->loss = n_targets ? loss_sum / (double)n_targets : (batch->labels ? NAN : 0.0);
@@ -226,38 +233,50 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) 
 }
 
 /* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,C). */
-static cp_status last_logits(cp_model *m, const float *final, int64_t B, int64_t T, float *logits) {
+static cp_status last_logits(cp_model *m, const cp_run *run, const float *final, int64_t B, int64_t T, float *logits) {
     const int64_t C = m->config.hidden_size;
     float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states"); // (B,C)
     if (!last) return CP_ERR;
     for (int64_t b = 0; b < B; b++) memcpy(last + b * C, final + (b * T + T - 1) * C, (size_t)C * sizeof *last);
-    return cp_linear_forward(m->lm_head, logits, last, B, &m->arena);
+    return cp_proj_forward(run, m->lm_head, logits, last, B);
 }
 
-cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cache *cache, float *logits, float *hidden) {
+cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
+                                      float *logits, float *hidden) {
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
-    if (!m->arch->forward_cached) return cp_error("%s: generation is not supported for %s", m->dir, m->config.model_type);
     if (batch->B != cache->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)batch->B, (long long)cache->B);
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
+    cp_run run = cp_model_run(m);
+    run.mix = mix;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
     if (!final) return CP_ERR;
-    if (m->arch->forward_cached(m, batch, cache, final) != CP_OK) return CP_ERR;
+    if (cp_stack_forward(m, &run, batch, cache, final, NULL) != CP_OK) return CP_ERR;
     if (hidden) memcpy(hidden, final, (size_t)(N * C) * sizeof *hidden);
-    if (logits && last_logits(m, final, batch->B, batch->T, logits) != CP_OK) return CP_ERR;
+    if (logits && last_logits(m, &run, final, batch->B, batch->T, logits) != CP_OK) return CP_ERR;
     cp_kv_cache_advance(cache, batch->T);
     return CP_OK;
 }
 
-cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logits) {
+cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cache *cache, float *logits, float *hidden) {
+    return cp_model_forward_cached_mix(m, batch, NULL, cache, logits, hidden);
+}
+
+cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits) {
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
+    cp_run run = cp_model_run(m);
+    run.mix = mix;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
     if (!final) return CP_ERR;
-    if (m->arch->forward(m, batch, final, NULL) != CP_OK) return CP_ERR;
-    return last_logits(m, final, batch->B, batch->T, logits);
+    if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
+    return last_logits(m, &run, final, batch->B, batch->T, logits);
+}
+
+cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logits) {
+    return cp_model_forward_last_mix(m, batch, NULL, logits);
 }
 
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
@@ -265,16 +284,17 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double n
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
     if (!batch->labels) return cp_error("batch: training needs labels");
     cp_arena_reset(&m->arena);
+    const cp_run run = cp_model_run(m);
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
     void *saved = NULL;
     if (!final || !d_final) return CP_ERR;
-    if (m->arch->forward_train(m, batch, final, recompute, &saved) != CP_OK) return CP_ERR;
-    if (cp_lm_head_loss_backward(m->lm_head, final, batch->B, batch->T, batch->labels, norm, d_final, loss_sum, n_targets,
-                                 &m->arena) != CP_OK)
+    if (cp_stack_forward_train(m, &run, batch, recompute, final, &saved) != CP_OK) return CP_ERR;
+    if (cp_lm_head_loss_backward(&run, m->lm_head, final, batch->B, batch->T, batch->labels, norm, d_final, loss_sum,
+                                 n_targets) != CP_OK)
         return CP_ERR;
-    return m->arch->backward(m, batch, d_final, saved);
+    return cp_stack_backward(m, &run, batch, d_final, saved);
 }
 
 int64_t cp_model_vocab_size(const cp_model *m) { return m->config.vocab_size; }
@@ -283,4 +303,4 @@ int64_t cp_model_num_layers(const cp_model *m) { return m->config.num_layers; }
 int64_t cp_model_max_positions(const cp_model *m) { return m->config.max_positions; }
 const char *cp_model_type(const cp_model *m) { return m->config.model_type; }
 int64_t cp_model_num_parameters(const cp_model *m) { return cp_module_num_parameters(m->root); }
-char *cp_model_repr(const cp_model *m) { return cp_module_repr(m->root); }
+char *cp_model_repr(const cp_model *m) { return cp_module_repr_with(m->root, cp_hook_repr_wrap, NULL); }

@@ -10,6 +10,8 @@
 #include "io/checkpoint.h"
 #include "models/arch.h"
 #include "models/config.h"
+#include "models/run.h"
+#include "models/stack.h"
 #include "nn/module.h"
 
 struct cp_model {
@@ -21,8 +23,12 @@ struct cp_model {
     cp_checkpoint ckpt;
     int has_weights;
     void *arch_state;      /* the architecture's pointers into the tree */
+    cp_stack stack;        /* the blocks, embeddings and final norm the scaffold runs */
     cp_arena arena;        /* activations, reset every forward */
+    int training;          /* the mode the next calls run in (dropout on), as torch's module.train() */
+    uint64_t dropout_seed; /* the seed of the next training forward's dropout masks */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
+    void (*peft_free)(struct cp_model *m); /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */
 };
 
 /* One forward + backward in training mode: the loss of the batch's targets summed and divided by
@@ -32,16 +38,22 @@ struct cp_model {
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets);
 
+/* The run context of a call on m (models/run.h): the model's arena, its training mode and dropout
+ * seed; no mixed-adapter batch. */
+cp_run cp_model_run(cp_model *m);
+
 /* Generation (src/generate/): one step of incremental decoding. The batch's T new tokens per row
  * (position_ids as generate() computes them; attention_mask (B,T) marks padding among the new
  * tokens) follow the cache's columns, and their keys and values are appended to it. `logits`
  * (B,V) receive the LM head of each row's last new token only; `hidden` (B,T,C), when non-NULL, the
  * final hidden states. */
-struct cp_kv_cache;
-cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, struct cp_kv_cache *cache, float *logits,
-                                  float *hidden);
+cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cache *cache, float *logits, float *hidden);
 /* The same without a cache: the whole sequence runs again and logits (B,V) are the last column's. */
 cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logits);
+/* Both under a mixed-adapter batch (PEFT's adapter_names; mix->B == batch->B), or plain when mix is NULL. */
+cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
+                                      float *logits, float *hidden);
+cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits);
 
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
 cp_status cp_model_bind_weights(cp_model *m);

@@ -2,12 +2,10 @@
  * embedding.c — nn.Embedding forward (a row gather).
  */
 #include "nn/embedding.h"
-#include "peft/lora.h"
 
 #include <string.h>
 
-cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate,
-                               cp_arena *scratch) {
+cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate) {
     const int64_t num = m->in_features, C = m->out_features;
     for (int64_t n = 0; n < N; n++)
         if (ids[n] < 0 || ids[n] >= num)
@@ -21,14 +19,13 @@ cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *id
         if (accumulate) for (int64_t c = 0; c < C; c++) o[c] += row[c];
         else memcpy(o, row, (size_t)C * sizeof *o);
     }
-    return m->lora ? cp_lora_embedding_add(m, out, ids, N, scratch) : CP_OK;
+    return CP_OK;
 }
 
-cp_status cp_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
+void cp_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N) {
     const int64_t C = m->out_features;
     float *dW = m->weight->grad;
     if (dW) // in the forward pass this was out[n] = W[ids[n]], so dW[ids[n]] += dY[n] (serial: ids repeat)
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < C; c++) dW[ids[n] * C + c] += dY[n * C + c];
-    return m->lora ? cp_lora_embedding_backward(m, dY, ids, N, scratch) : CP_OK;
 }

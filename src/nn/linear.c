@@ -8,7 +8,6 @@
  */
 #include "nn/linear.h"
 #include "kernels/skinny.h"
-#include "peft/lora.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -31,7 +30,7 @@ void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_
                 accumulate ? 1.0f : 0.0f, out, (int)OC);
 }
 
-cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
+void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
     const int64_t C = m->in_features, OC = m->out_features;
     const float *bias = m->bias ? m->bias->data : NULL;
     if (bias) {
@@ -40,7 +39,6 @@ cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int
     }
     if (m->kind == CP_MOD_CONV1D) cp_matmul_nn(out, in, m->weight->data, N, C, OC, bias != NULL);
     else cp_matmul_nt(out, in, m->weight->data, N, C, OC, bias != NULL);
-    return m->lora ? cp_lora_linear_add(m, out, in, N, scratch) : CP_OK;
 }
 
 void cp_matmul_tn(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate) {
@@ -58,7 +56,7 @@ void cp_sum_rows(float *db, const float *dY, int64_t N, int64_t OC) {
     }
 }
 
-cp_status cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
+void cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N) {
     const int64_t C = m->in_features, OC = m->out_features;
     const float *W = m->weight->data;
     // in the forward pass this was Y = X·Wᵀ + b (Linear) or Y = X·W + b (Conv1D), so:
@@ -74,5 +72,4 @@ cp_status cp_linear_backward(const cp_module *m, float *dX, const float *dY, con
         else cp_matmul_tn(m->weight->grad, dY, X, N, OC, C, 1);                            // dW (OC,C) += dYᵀ·X
     }
     if (m->bias && m->bias->grad) cp_sum_rows(m->bias->grad, dY, N, OC);
-    return m->lora ? cp_lora_linear_backward(m, dX, dY, X, N, scratch) : CP_OK;
 }

@@ -7,19 +7,17 @@
 
 #include <stdint.h>
 
-#include "core/arena.h"
 #include "core/error.h"
 #include "nn/module.h"
 
-/* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights.
- * Active LoRA adapters on m add their side path (src/peft/lora.c), using `scratch`. */
-cp_status cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch);
+/* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights. The
+ * base layer only: models apply projections through models/proj.h, which adds PEFT hooks. */
+void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N);
 
 /* Backward of cp_linear_forward, given the forward's input X (N,C) and the output gradient dY (N,OC):
  *   dX (N,C) += dY·W (Linear) or dY·Wᵀ (Conv1D), when dX is non-NULL;
- *   weight / bias gradients accumulated where the parameter has a grad buffer (trained);
- *   active LoRA adapters: their A/B gradients and their share of dX (src/peft/lora.c). */
-cp_status cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch);
+ *   weight / bias gradients accumulated where the parameter has a grad buffer (trained). */
+void cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N);
 
 /* out (N,OC) = in (N,C) · Wᵀ for a row-major W (OC,C): the plain GEMM behind Linear. When
  * `accumulate` the product is added to out. */

@@ -55,7 +55,6 @@ void cp_param_free(cp_param *p) {
 
 #define param_free cp_param_free
 
-char *(*cp_module_peft_repr_hook)(const cp_module *m);
 
 cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind) {
     cp_module *m = cp_calloc(1, sizeof *m, "a module");
@@ -258,14 +257,14 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
 }
 
 
-static char *list_repr(const cp_module *m) {
+static char *list_repr(const cp_module *m, cp_repr_wrap_fn wrap, void *ctx) {
     cp_strbuf sb;
     cp_sb_init(&sb);
     cp_sb_append(&sb, m->class_name);
     if (m->n_children == 0) { cp_sb_append(&sb, "()"); return cp_sb_finish(&sb); }
     char **reprs = cp_calloc((size_t)m->n_children, sizeof *reprs, "module reprs");
     if (!reprs) return NULL;
-    for (int i = 0; i < m->n_children; i++) reprs[i] = cp_module_repr(m->children[i]);
+    for (int i = 0; i < m->n_children; i++) reprs[i] = cp_module_repr_with(m->children[i], wrap, ctx);
     cp_sb_append(&sb, "(");
     for (int start = 0; start < m->n_children;) {
         int end = start;
@@ -288,13 +287,16 @@ static char *list_repr(const cp_module *m) {
     return cp_sb_finish(&sb);
 }
 
-char *cp_module_repr(const cp_module *m) {
-    if ((m->lora || m->saved) && cp_module_peft_repr_hook) return cp_module_peft_repr_hook(m);
-    return cp_module_repr_plain(m);
+char *cp_module_repr_with(const cp_module *m, cp_repr_wrap_fn wrap, void *ctx) {
+    char *wrapped = wrap ? wrap(m, ctx) : NULL;
+    return wrapped ? wrapped : cp_module_repr_plain_with(m, wrap, ctx);
 }
 
-char *cp_module_repr_plain(const cp_module *m) {
-    if (m->kind == CP_MOD_LIST) return list_repr(m);
+char *cp_module_repr(const cp_module *m) { return cp_module_repr_with(m, NULL, NULL); }
+char *cp_module_repr_plain(const cp_module *m) { return cp_module_repr_plain_with(m, NULL, NULL); }
+
+char *cp_module_repr_plain_with(const cp_module *m, cp_repr_wrap_fn wrap, void *ctx) {
+    if (m->kind == CP_MOD_LIST) return list_repr(m, wrap, ctx);
     cp_strbuf extra, sb;
     cp_sb_init(&extra);
     cp_sb_init(&sb);
@@ -306,7 +308,7 @@ char *cp_module_repr_plain(const cp_module *m) {
     } else {
         if (extra.len) { cp_sb_append(&sb, "\n  "); cp_sb_append(&sb, extra.data); }
         for (int i = 0; i < m->n_children; i++) {
-            char *child = cp_module_repr(m->children[i]);
+            char *child = cp_module_repr_with(m->children[i], wrap, ctx);
             cp_sb_printf(&sb, "\n  (%s): ", m->children[i]->name);
             if (child) cp_sb_append_indented(&sb, child, 2);
             cp_free(child);

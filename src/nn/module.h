@@ -46,8 +46,7 @@ typedef struct cp_param {
     float *grad;             /* gradient, same shape; non-NULL exactly while the parameter is trained */
 } cp_param;
 
-struct cp_lora_layer;      /* src/peft/lora.h: LoRA adapters on this module */
-struct cp_saved_module;    /* src/peft/peft_model.h: modules_to_save copies of this module */
+struct cp_hook;            /* src/models/hook.h: what PEFT methods attach; nn/ never looks inside */
 
 typedef struct cp_module {
     char *name, *path, *class_name;
@@ -60,8 +59,7 @@ typedef struct cp_module {
     double eps;                /* LayerNorm */
     double p;                  /* Dropout */
     cp_activation activation;  /* ACTIVATION */
-    struct cp_lora_layer *lora;    /* non-NULL once a LoRA adapter is injected (PEFT's lora.Linear) */
-    struct cp_saved_module *saved; /* non-NULL when wrapped for modules_to_save (ModulesToSaveWrapper) */
+    struct cp_hook *hooks;     /* PEFT methods attached here (LoRA layers, modules_to_save copies), in attach order */
 } cp_module;
 
 /* A free-standing parameter named `name` of shape (d0) or (d0, d1) with zeroed, owned f32 data. */
@@ -94,12 +92,15 @@ cp_status cp_module_params(cp_module *root, cp_param ***out, int *n);
 /* Parameter count as sum(p.numel() for p in model.parameters()): tied parameters once. */
 int64_t cp_module_num_parameters(cp_module *root);
 
-/* The repr PyTorch prints for this module (print(model)), as a malloc'd string. Modules carrying
- * LoRA adapters or modules_to_save copies print as PEFT's wrappers do. */
+/* The repr PyTorch prints for this module (print(model)), as a malloc'd string. `wrap`, when
+ * non-NULL, is asked first for every module printed (m and its descendants): a non-NULL answer is
+ * that module's repr (how PEFT's wrapper classes print, src/models/hook.h), NULL prints it plainly. */
+typedef char *(*cp_repr_wrap_fn)(const cp_module *m, void *ctx);
+char *cp_module_repr_with(const cp_module *m, cp_repr_wrap_fn wrap, void *ctx);
+/* m's own repr, not asking `wrap` about m itself (its children still are). */
+char *cp_module_repr_plain_with(const cp_module *m, cp_repr_wrap_fn wrap, void *ctx);
+/* Both without wrappers. */
 char *cp_module_repr(const cp_module *m);
-/* The module's own repr, ignoring any PEFT wrapper on m itself (children still print wrapped). */
 char *cp_module_repr_plain(const cp_module *m);
-/* Hook set by the PEFT layer: prints a module that carries LoRA / modules_to_save wrappers. */
-extern char *(*cp_module_peft_repr_hook)(const cp_module *m);
 
 #endif

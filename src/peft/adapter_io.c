@@ -76,11 +76,12 @@ static int visit_entries(cp_module *mod, void *vctx) {
         add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_B.weight%s", mod->path, ""), a->B, NULL, 0);
     }
     cp_lora_bias mode = c->ad->config.bias;
-    if (mod->bias && !mod->saved && (mode == CP_LORA_BIAS_ALL || (mode == CP_LORA_BIAS_LORA_ONLY && mod->lora)))
-        add_entry(c->l, keyf(mod->lora ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
+    const cp_lora_layer *layer = cp_lora_layer_of(mod);
+    if (mod->bias && !cp_saved_of(mod) && (mode == CP_LORA_BIAS_ALL || (mode == CP_LORA_BIAS_LORA_ONLY && layer)))
+        add_entry(c->l, keyf(layer ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
                   mod->bias, mod, 1);
-    if (mod->saved) {
-        cp_saved_module *s = mod->saved;
+    if (cp_saved_of(mod)) {
+        cp_saved_module *s = cp_saved_of(mod);
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], c->name)) continue;
             for (int p = 0; p < s->n_params; p++)
@@ -124,7 +125,7 @@ cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) 
  * before the last component) under a modules_to_save wrapper. `base_layer_only` keeps only what
  * lies under "<path>.base_layer.". Entries already listed are not repeated. */
 static void wrapper_state(cp_module *mod, const char *name, int biases_only, entry_list *l) {
-    cp_saved_module *s = mod->saved;
+    cp_saved_module *s = cp_saved_of(mod);
     for (int p = 0; p < s->n_params; p++) {
         cp_saved_param *sp = &s->params[p];
         if (biases_only && !sp->is_bias) continue;
@@ -142,12 +143,12 @@ static void wrapper_state(cp_module *mod, const char *name, int biases_only, ent
 }
 
 static void module_state(cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
-    if (mod->saved) {
+    if (cp_saved_of(mod)) {
         if (!base_layer_only) wrapper_state(mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
         return;
     }
-    if (!mod->lora && base_layer_only) return;
-    const char *infix = mod->lora ? ".base_layer" : "";
+    if (!cp_lora_layer_of(mod) && base_layer_only) return;
+    const char *infix = cp_lora_layer_of(mod) ? ".base_layer" : "";
     if (mod->weight) add_unique(l, keyf(PEFT_PREFIX "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
     if (mod->bias) add_unique(l, keyf(PEFT_PREFIX "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
 }
@@ -242,7 +243,7 @@ static cp_status add_embedding_layers(cp_model *m, const char *name, cp_save_emb
     if (!save) return CP_OK;
     cp_module *layers[2] = {input_embedding(m), m->lm_head};
     for (int i = 0; i < 2; i++)
-        if (layers[i] && (!targeted || layers[i]->lora)) module_state(layers[i], name, targeted, l);
+        if (layers[i] && (!targeted || cp_lora_layer_of(layers[i]))) module_state(layers[i], name, targeted, l);
     return l->failed ? CP_ERR : CP_OK;
 }
 

@@ -24,6 +24,15 @@ static char *param_name(const cp_module *m, const char *what, const char *adapte
     return s;
 }
 
+/* FNV-1a over "path\0name": the adapter's dropout stream, stable across runs and resumes. */
+static uint64_t name_hash(const char *path, const char *name) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = path; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    h = (h ^ 0) * 0x100000001b3ULL;
+    for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    return h;
+}
+
 static void fill_uniform(float *x, int64_t n, float bound, cp_rng *rng) {
     for (int64_t i = 0; i < n; i++) x[i] = (2.0f * cp_rng_uniform(rng) - 1.0f) * bound;
 }
@@ -53,12 +62,13 @@ cp_status cp_lora_add(cp_module *m, const char *name, int64_t r, double alpha, i
         return cp_error("%s: LoRA supports Linear, Conv1D and Embedding modules, not %s", m->path, m->class_name);
     if (r <= 0) return cp_error("%s: `r` should be a positive integer value but the value passed is %lld", m->path, (long long)r);
     if (cp_lora_find(m, name)) return cp_error("%s: adapter \"%s\" already exists", m->path, name);
-    if (!m->lora) {
-        m->lora = cp_calloc(1, sizeof *m->lora, "a LoRA layer");
-        if (!m->lora) return CP_ERR;
-        m->lora->fan_in_fan_out = m->kind == CP_MOD_CONV1D;
+    cp_lora_layer *layer = cp_lora_layer_of(m);
+    if (!layer) {
+        if (!(layer = cp_calloc(1, sizeof *layer, "a LoRA layer"))) return CP_ERR;
+        layer->hook.ops = &cp_lora_hook_ops;
+        layer->fan_in_fan_out = m->kind == CP_MOD_CONV1D;
+        cp_hook_attach(m, &layer->hook);
     }
-    cp_lora_layer *layer = m->lora;
     if (layer->n == layer->cap) {
         int cap = layer->cap ? 2 * layer->cap : 2;
         cp_lora_adapter **ad = cp_realloc(layer->adapters, (size_t)cap * sizeof *ad, "LoRA adapters");
@@ -73,6 +83,7 @@ cp_status cp_lora_add(cp_module *m, const char *name, int64_t r, double alpha, i
     a->alpha = alpha;
     a->scaling = use_rslora ? alpha / sqrt((double)r) : alpha / (double)r;
     a->dropout = dropout;
+    a->dropout_stream = name_hash(m->path, name);
     const int emb = m->kind == CP_MOD_EMBEDDING;
     /* Linear: A (r, in), B (out, r). Conv1D reads in/out from its [in, out] weight, same shapes.
      * Embedding: A (r, V), B (d, r). */
@@ -97,10 +108,12 @@ cp_status cp_lora_add(cp_module *m, const char *name, int64_t r, double alpha, i
     return CP_OK;
 }
 
+cp_lora_layer *cp_lora_layer_of(const cp_module *m) { return (cp_lora_layer *)cp_hook_find(m, &cp_lora_hook_ops); }
+
 cp_lora_adapter *cp_lora_find(const cp_module *m, const char *name) {
-    if (!m->lora) return NULL;
-    for (int i = 0; i < m->lora->n; i++)
-        if (!strcmp(m->lora->adapters[i]->name, name)) return m->lora->adapters[i];
+    const cp_lora_layer *layer = cp_lora_layer_of(m);
+    for (int i = 0; layer && i < layer->n; i++)
+        if (!strcmp(layer->adapters[i]->name, name)) return layer->adapters[i];
     return NULL;
 }
 
@@ -111,8 +124,15 @@ static void adapter_free(cp_lora_adapter *a) {
     cp_free(a);
 }
 
+static void layer_free(cp_lora_layer *layer) {
+    if (!layer) return;
+    for (int i = 0; i < layer->n; i++) adapter_free(layer->adapters[i]);
+    cp_free(layer->adapters);
+    cp_free(layer);
+}
+
 void cp_lora_remove(cp_module *m, const char *name) {
-    cp_lora_layer *layer = m->lora;
+    cp_lora_layer *layer = cp_lora_layer_of(m);
     if (!layer) return;
     for (int i = 0; i < layer->n; i++) {
         if (strcmp(layer->adapters[i]->name, name)) continue;
@@ -122,45 +142,40 @@ void cp_lora_remove(cp_module *m, const char *name) {
         break;
     }
     if (layer->n == 0) {
-        cp_lora_layer_free(layer);
-        m->lora = NULL;
+        cp_hook_detach(m, &layer->hook);
+        layer_free(layer);
     }
-}
-
-void cp_lora_layer_free(cp_lora_layer *layer) {
-    if (!layer) return;
-    for (int i = 0; i < layer->n; i++) adapter_free(layer->adapters[i]);
-    cp_free(layer->adapters);
-    cp_free(layer);
 }
 
 static int runs(const cp_lora_layer *layer, const cp_lora_adapter *a) {
     return !layer->disabled && a->active && !a->merged;
 }
 
-/* The LoRA input in training: dropout(x) = x·mask/(1−p), the mask drawn from the adapter's seed for
- * this step, so that the backward pass regenerates the same mask. Returns `in` when no dropout runs. */
-static const float *dropped_input(const cp_lora_layer *layer, const cp_lora_adapter *a, const float *in, int64_t n,
-                                  cp_arena *scratch) {
-    if (!layer->training || a->dropout <= 0) return in;
-    float *xd = cp_arena_floats(scratch, (size_t)n, "LoRA dropout");
+/* The seed of adapter a's dropout mask in this run: the run's step seed mixed with the adapter's own
+ * stream (from its module path and name), so every adapter of every module draws its own mask and
+ * the backward pass regenerates the forward's. */
+static uint64_t dropout_seed(const cp_run *run, const cp_lora_adapter *a) {
+    uint64_t z = run->seed ^ a->dropout_stream;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The LoRA input in training: dropout(x) = x·mask/(1−p), the mask drawn from this run's seed for
+ * the adapter. Returns `in` when no dropout runs. */
+static const float *dropped_input(const cp_run *run, const cp_lora_adapter *a, const float *in, int64_t n) {
+    if (!run->training || a->dropout <= 0) return in;
+    float *xd = cp_arena_floats(run->arena, (size_t)n, "LoRA dropout");
     if (!xd) return NULL;
     cp_rng rng;
-    cp_rng_seed(&rng, a->dropout_seed);
+    cp_rng_seed(&rng, dropout_seed(run, a));
     const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
     for (int64_t i = 0; i < n; i++) xd[i] = cp_rng_uniform(&rng) < p ? 0.0f : in[i] * keep;
     return xd;
 }
 
-static int set_mix_visit(cp_module *mod, void *ctx) {
-    if (mod->lora) mod->lora->mix = ctx;
-    return 0;
-}
-
-void cp_lora_set_mix(cp_module *root, const cp_lora_mix *mix) { cp_module_visit(root, set_mix_visit, (void *)mix); }
-
 /* The batch rows of a mix that run adapter a: rows[0..n). */
-static int64_t mix_rows(const cp_lora_mix *mix, const cp_lora_adapter *a, int64_t *rows) {
+static int64_t mix_rows(const cp_adapter_mix *mix, const cp_lora_adapter *a, int64_t *rows) {
     int64_t n = 0;
     for (int64_t b = 0; b < mix->B; b++)
         if (!strcmp(mix->names[b], a->name)) rows[n++] = b;
@@ -178,9 +193,10 @@ static void scatter_add_rows(float *out, const float *ys, const int64_t *rows, i
 
 /* PEFT's _mixed_batch_forward: for each adapter, the sub-batch of rows that name it goes through
  * its side path alone, out[rows] += s · B(A(x[rows])). Batch row b covers rows b·T .. b·T+T-1. */
-static cp_status mixed_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
-    const cp_lora_mix *mix = layer->mix;
+static cp_status mixed_linear_add(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, float *out,
+                                  const float *in, int64_t N) {
+    const cp_adapter_mix *mix = run->mix;
+    cp_arena *scratch = run->arena;
     const int64_t B = mix->B, T = N / B, C = m->in_features, OC = m->out_features;
     int64_t *rows = cp_arena_alloc(scratch, (size_t)B * sizeof *rows, "mixed-batch rows");
     if (!rows) return CP_ERR;
@@ -210,9 +226,10 @@ static cp_status mixed_linear_add(const cp_module *m, float *out, const float *i
 }
 
 /* The Embedding form of mixed_linear_add: out[rows] += s · (Aᵀ[ids[rows]]) · Bᵀ. */
-static cp_status mixed_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
-    const cp_lora_mix *mix = layer->mix;
+static cp_status mixed_embedding_add(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, float *out,
+                                     const int64_t *ids, int64_t N) {
+    const cp_adapter_mix *mix = run->mix;
+    cp_arena *scratch = run->arena;
     const int64_t B = mix->B, T = N / B, V = m->in_features, d = m->out_features;
     int64_t *rows = cp_arena_alloc(scratch, (size_t)B * sizeof *rows, "mixed-batch rows");
     if (!rows) return CP_ERR;
@@ -235,17 +252,16 @@ static cp_status mixed_embedding_add(const cp_module *m, float *out, const int64
     return CP_OK;
 }
 
-static cp_status lora_linear_add_impl(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
-    if (!layer) return CP_OK;
-    if (layer->mix) return layer->disabled ? CP_OK : mixed_linear_add(m, out, in, N, scratch);
+static cp_status linear_add(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, float *out,
+                            const float *in, int64_t N) {
+    if (run->mix) return layer->disabled ? CP_OK : mixed_linear_add(layer, run, m, out, in, N);
     const int64_t C = m->in_features, OC = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
-        float *t = cp_arena_floats(scratch, (size_t)(N * r), "LoRA activations"); // (N, r)
-        const float *x = dropped_input(layer, a, in, N * C, scratch);
+        float *t = cp_arena_floats(run->arena, (size_t)(N * r), "LoRA activations"); // (N, r)
+        const float *x = dropped_input(run, a, in, N * C);
         if (!t || !x) return CP_ERR;
         // t (N,r) = dropout(x) (N,C) · Aᵀ ; out (N,OC) += s · t · Bᵀ
         cp_matmul_nt(t, x, a->A->data, N, C, r, 0);
@@ -257,17 +273,16 @@ static cp_status lora_linear_add_impl(const cp_module *m, float *out, const floa
     return CP_OK;
 }
 
-static cp_status lora_embedding_add_impl(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
-    if (!layer) return CP_OK;
-    if (layer->mix) return layer->disabled ? CP_OK : mixed_embedding_add(m, out, ids, N, scratch);
+static cp_status embedding_add(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, float *out,
+                               const int64_t *ids, int64_t N) {
+    if (run->mix) return layer->disabled ? CP_OK : mixed_embedding_add(layer, run, m, out, ids, N);
     const int64_t V = m->in_features, d = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         const float s = (float)a->scaling;
-        float *t = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding rows"); // (N, r)
+        float *t = cp_arena_floats(run->arena, (size_t)(N * r), "LoRA embedding rows"); // (N, r)
         if (!t) return CP_ERR;
         // t[n, k] = A[k, ids[n]] · s   (rows of Aᵀ), then out (N,d) += t · Bᵀ with B (d, r)
         for (int64_t n = 0; n < N; n++)
@@ -277,15 +292,16 @@ static cp_status lora_embedding_add_impl(const cp_module *m, float *out, const i
     return CP_OK;
 }
 
-static cp_status lora_linear_backward_impl(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
+static cp_status linear_backward(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, float *dX,
+                                 const float *dY, const float *X, int64_t N) {
+    cp_arena *scratch = run->arena;
     const int64_t C = m->in_features, OC = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         const float s = (float)a->scaling;
-        const float *x = dropped_input(layer, a, X, N * C, scratch);   // the forward's dropout(x), regenerated
+        const float *x = dropped_input(run, a, X, N * C);                        // the forward's dropout(x), regenerated
         float *u = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward");  // (N, r)
         float *dt = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward"); // (N, r)
         if (!x || !u || !dt) return CP_ERR;
@@ -304,7 +320,7 @@ static cp_status lora_linear_backward_impl(const cp_module *m, float *dX, const 
                 cp_matmul_nn(dxd, dt, a->A->data, N, r, C, 0);
                 /* the same mask as the forward: same seed, same draws */
                 cp_rng rng;
-                cp_rng_seed(&rng, a->dropout_seed);
+                cp_rng_seed(&rng, dropout_seed(run, a));
                 const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
                 for (int64_t k = 0; k < N * C; k++) dX[k] += cp_rng_uniform(&rng) < p ? 0.0f : dxd[k] * keep;
             }
@@ -313,16 +329,16 @@ static cp_status lora_linear_backward_impl(const cp_module *m, float *dX, const 
     return CP_OK;
 }
 
-static cp_status lora_embedding_backward_impl(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
-    const cp_lora_layer *layer = m->lora;
+static cp_status embedding_backward(const cp_lora_layer *layer, const cp_run *run, const cp_module *m, const float *dY,
+                                    const int64_t *ids, int64_t N) {
     const int64_t V = m->in_features, d = m->out_features;
     for (int i = 0; i < layer->n; i++) {
         const cp_lora_adapter *a = layer->adapters[i];
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         const float s = (float)a->scaling;
-        float *u = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding backward"); // (N, r)
-        float *dt = cp_arena_floats(scratch, (size_t)(N * r), "LoRA embedding backward");
+        float *u = cp_arena_floats(run->arena, (size_t)(N * r), "LoRA embedding backward"); // (N, r)
+        float *dt = cp_arena_floats(run->arena, (size_t)(N * r), "LoRA embedding backward");
         if (!u || !dt) return CP_ERR;
         // in the forward pass this was u[n,k] = s·A[k, ids[n]], out += u·Bᵀ, so:
         for (int64_t n = 0; n < N; n++)
@@ -337,45 +353,54 @@ static cp_status lora_embedding_backward_impl(const cp_module *m, const float *d
     return CP_OK;
 }
 
-/* The public entry points: each side path's scratch (dropout masks, the rank-r activations, the
+/* The hook operations: each side path's scratch (dropout masks, the rank-r activations, the
  * mixed-batch gathers) goes back to the arena when it returns. The backward pass regenerates the
  * dropout mask from its seed, so nothing of it needs to live from the forward to the backward. */
-cp_status cp_lora_linear_add(const cp_module *m, float *out, const float *in, int64_t N, cp_arena *scratch) {
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = lora_linear_add_impl(m, out, in, N, scratch);
-    cp_arena_release(scratch, mark);
+static cp_status hook_linear_forward(const cp_hook *h, const cp_run *run, const cp_module *m, float *out, const float *in,
+                                     int64_t N) {
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = linear_add((const cp_lora_layer *)h, run, m, out, in, N);
+    cp_arena_release(run->arena, mark);
     return st;
 }
 
-cp_status cp_lora_embedding_add(const cp_module *m, float *out, const int64_t *ids, int64_t N, cp_arena *scratch) {
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = lora_embedding_add_impl(m, out, ids, N, scratch);
-    cp_arena_release(scratch, mark);
+static cp_status hook_embedding_forward(const cp_hook *h, const cp_run *run, const cp_module *m, float *out,
+                                        const int64_t *ids, int64_t N) {
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = embedding_add((const cp_lora_layer *)h, run, m, out, ids, N);
+    cp_arena_release(run->arena, mark);
     return st;
 }
 
-cp_status cp_lora_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N, cp_arena *scratch) {
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = lora_linear_backward_impl(m, dX, dY, X, N, scratch);
-    cp_arena_release(scratch, mark);
+static cp_status hook_linear_backward(const cp_hook *h, const cp_run *run, const cp_module *m, float *dX, const float *dY,
+                                      const float *X, int64_t N) {
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = linear_backward((const cp_lora_layer *)h, run, m, dX, dY, X, N);
+    cp_arena_release(run->arena, mark);
     return st;
 }
 
-cp_status cp_lora_embedding_backward(const cp_module *m, const float *dY, const int64_t *ids, int64_t N, cp_arena *scratch) {
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = lora_embedding_backward_impl(m, dY, ids, N, scratch);
-    cp_arena_release(scratch, mark);
+static cp_status hook_embedding_backward(const cp_hook *h, const cp_run *run, const cp_module *m, const float *dY,
+                                         const int64_t *ids, int64_t N) {
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = embedding_backward((const cp_lora_layer *)h, run, m, dY, ids, N);
+    cp_arena_release(run->arena, mark);
     return st;
 }
 
-int cp_module_trains(const cp_module *m) {
-    if (!m) return 0;
-    if ((m->weight && m->weight->grad) || (m->bias && m->bias->grad)) return 1;
-    if (m->lora)
-        for (int i = 0; i < m->lora->n; i++)
-            if (m->lora->adapters[i]->A->grad) return 1;
+static int hook_trains(const cp_hook *h) {
+    const cp_lora_layer *layer = (const cp_lora_layer *)h;
+    for (int i = 0; i < layer->n; i++)
+        if (layer->adapters[i]->A->grad) return 1;
     return 0;
 }
+
+static void hook_free(cp_hook *h) { layer_free((cp_lora_layer *)h); }
+
+const cp_hook_ops cp_lora_hook_ops = {.kind = "lora", .linear_forward = hook_linear_forward,
+                                      .linear_backward = hook_linear_backward, .embedding_forward = hook_embedding_forward,
+                                      .embedding_backward = hook_embedding_backward, .trains = hook_trains,
+                                      .repr = cp_lora_repr, .free = hook_free};
 
 void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst, float weight) {
     const int64_t r = a->r;

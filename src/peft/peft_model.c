@@ -16,7 +16,7 @@
 static cp_peft_state *state(cp_model *m) {
     if (!m->peft) {
         m->peft = cp_calloc(1, sizeof *m->peft, "the PEFT state");
-        cp_module_peft_repr_hook = cp_peft_module_repr;
+        m->peft_free = cp_peft_free;
     }
     return m->peft;
 }
@@ -34,7 +34,7 @@ typedef struct { cp_module **list; int n, cap; int failed; } module_list;
 
 static int collect_lora(cp_module *mod, void *ctx) {
     module_list *l = ctx;
-    if (!mod->lora) return 0;
+    if (!cp_lora_layer_of(mod)) return 0;
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 32;
         cp_module **p = cp_realloc(l->list, (size_t)cap * sizeof *p, "the LoRA module list");
@@ -120,6 +120,13 @@ static int collect_saved_params(cp_module *mod, void *vctx) {
     return 0;
 }
 
+/* modules_to_save swaps the wrapped leaves' parameters (the slot holds the active copy), so the
+ * base forward and backward already compute with it: the hook only prints the wrapper. Its memory
+ * belongs to the PEFT state (saved_free). */
+const cp_hook_ops cp_saved_hook_ops = {.kind = "modules_to_save", .repr = cp_saved_repr, .outermost = 1};
+
+cp_saved_module *cp_saved_of(const cp_module *m) { return (cp_saved_module *)cp_hook_find(m, &cp_saved_hook_ops); }
+
 static void point_saved(cp_saved_module *s, int index) {
     for (int i = 0; i < s->n_params; i++) {
         cp_saved_param *sp = &s->params[i];
@@ -132,10 +139,11 @@ static void point_saved(cp_saved_module *s, int index) {
 
 static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
     cp_peft_state *st = state(m);
-    cp_saved_module *s = mod->saved;
+    cp_saved_module *s = cp_saved_of(mod);
     if (!s) {
         s = cp_calloc(1, sizeof *s, "a modules_to_save wrapper");
         if (!s) return CP_ERR;
+        s->hook.ops = &cp_saved_hook_ops;
         s->wrapper = mod;
         s->active = -1;
         saved_collect c = {s, mod->path, 0};
@@ -144,7 +152,7 @@ static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
         if (c.failed || !list) { cp_free(s->params); cp_free(s); return CP_ERR; }
         st->saved = list;
         st->saved[st->n_saved++] = s;
-        mod->saved = s;
+        cp_hook_attach(mod, &s->hook);
     }
     char **names = cp_realloc(s->adapters, (size_t)(s->n_adapters + 1) * sizeof *names, "wrapper adapters");
     if (!names) return CP_ERR;
@@ -188,7 +196,7 @@ static void saved_free(cp_saved_module *s) {
     for (int a = 0; a < s->n_adapters; a++) cp_free(s->adapters[a]);
     cp_free(s->adapters);
     cp_free(s->params);
-    s->wrapper->saved = NULL;
+    cp_hook_detach(s->wrapper, &s->hook);
     cp_free(s);
 }
 
@@ -291,7 +299,7 @@ cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_confi
         if ((status = cp_lora_config_rank_alpha(cfg, t->path, &r, &alpha)) != CP_OK) break;
         cp_lora_adapter *a;
         status = cp_lora_add(t, name, r, alpha, cfg->use_rslora, cfg->lora_dropout, cfg->init_lora_weights, rng, &a);
-        if (status == CP_OK && t->lora) t->lora->disabled = st->disabled;
+        if (status == CP_OK) cp_lora_layer_of(t)->disabled = st->disabled;
     }
     cp_free(targets);
     if (status == CP_OK && cfg->modules_to_save) {
@@ -335,7 +343,7 @@ static void refresh_active(cp_model *m) {
     module_list l;
     if (lora_modules(m, &l) == CP_OK) {
         for (int i = 0; i < l.n; i++) {
-            cp_lora_layer *layer = l.list[i]->lora;
+            cp_lora_layer *layer = cp_lora_layer_of(l.list[i]);
             layer->disabled = st->disabled;
             for (int k = 0; k < layer->n; k++) layer->adapters[k]->active = is_active(st, layer->adapters[k]->name);
         }
@@ -374,8 +382,9 @@ cp_status cp_peft_set_active(cp_model *m, const char *const *names, int n) {
     module_list l;
     if (lora_modules(m, &l) == CP_OK) {
         for (int i = 0; i < l.n; i++)
-            for (int k = 0; k < l.list[i]->lora->n; k++)
-                if (l.list[i]->lora->adapters[k]->merged) cp_lora_unmerge(l.list[i], l.list[i]->lora->adapters[k]);
+            for (int k = 0; k < cp_lora_layer_of(l.list[i])->n; k++)
+                if (cp_lora_layer_of(l.list[i])->adapters[k]->merged)
+                    cp_lora_unmerge(l.list[i], cp_lora_layer_of(l.list[i])->adapters[k]);
         cp_free(l.list);
     }
     refresh_active(m);
@@ -450,8 +459,8 @@ cp_status cp_peft_merge(cp_model *m) {
     cp_status st = CP_OK;
     for (int i = 0; i < l.n && st == CP_OK; i++) {
         cp_module *mod = l.list[i];
-        for (int k = 0; k < mod->lora->n; k++) {
-            cp_lora_adapter *a = mod->lora->adapters[k];
+        for (int k = 0; k < cp_lora_layer_of(mod)->n; k++) {
+            cp_lora_adapter *a = cp_lora_layer_of(mod)->adapters[k];
             if (!a->active || a->merged) continue;
             if ((st = cp_param_make_writable(m, mod->weight)) != CP_OK) break;
             cp_lora_merge(mod, a);
@@ -466,7 +475,8 @@ cp_status cp_peft_unmerge(cp_model *m) {
     module_list l;
     if (lora_modules(m, &l) != CP_OK) return CP_ERR;
     for (int i = 0; i < l.n; i++)
-        for (int k = l.list[i]->lora->n - 1; k >= 0; k--) cp_lora_unmerge(l.list[i], l.list[i]->lora->adapters[k]);
+        for (int k = cp_lora_layer_of(l.list[i])->n - 1; k >= 0; k--)
+            cp_lora_unmerge(l.list[i], cp_lora_layer_of(l.list[i])->adapters[k]);
     cp_free(l.list);
     return CP_OK;
 }
@@ -490,7 +500,7 @@ static int wrapped_slot(const cp_model *m, const cp_module *mod, int is_bias) {
 static int bias_trainable(const cp_model *m, const cp_module *mod) {
     if (!m->peft || wrapped_slot(m, mod, 1)) return 0;
     if (m->peft->bias_mode == CP_LORA_BIAS_ALL) return 1;
-    if (m->peft->bias_mode == CP_LORA_BIAS_LORA_ONLY) return mod->lora != NULL;
+    if (m->peft->bias_mode == CP_LORA_BIAS_LORA_ONLY) return cp_lora_layer_of(mod) != NULL;
     return 0;
 }
 
@@ -520,19 +530,21 @@ static int count_visit(cp_module *mod, void *vctx) {
         c->all += b->numel;
         if (bias_trainable(c->m, mod)) c->trainable += b->numel;
     }
-    if (mod->lora)
-        for (int k = 0; k < mod->lora->n; k++) {
-            const cp_lora_adapter *a = mod->lora->adapters[k];
+    const cp_lora_layer *layer = cp_lora_layer_of(mod);
+    const cp_saved_module *saved = cp_saved_of(mod);
+    if (layer)
+        for (int k = 0; k < layer->n; k++) {
+            const cp_lora_adapter *a = layer->adapters[k];
             int64_t n = a->A->numel + a->B->numel;
             c->all += n;
             if (adapter_trainable(c->m, a->name)) c->trainable += n;
         }
-    if (mod->saved)
-        for (int k = 0; k < mod->saved->n_adapters; k++) {
+    if (saved)
+        for (int k = 0; k < saved->n_adapters; k++) {
             int64_t n = 0;
-            for (int p = 0; p < mod->saved->n_params; p++) n += mod->saved->params[p].copies[k]->numel;
+            for (int p = 0; p < saved->n_params; p++) n += saved->params[p].copies[k]->numel;
             c->all += n;
-            if (adapter_trainable(c->m, mod->saved->adapters[k]) && k == mod->saved->active) c->trainable += n;
+            if (adapter_trainable(c->m, saved->adapters[k]) && k == saved->active) c->trainable += n;
         }
     return 0;
 }
@@ -550,13 +562,14 @@ static int own_visit(cp_module *mod, void *vctx) {
     own_ctx *c = vctx;
     const cp_param *b = mod->bias ? cp_peft_original_param(c->m, mod, 1) : NULL;
     if (b && !b->tied_to && !wrapped_slot(c->m, mod, 1) &&
-        (c->bias == CP_LORA_BIAS_ALL || (c->bias == CP_LORA_BIAS_LORA_ONLY && mod->lora)))
+        (c->bias == CP_LORA_BIAS_ALL || (c->bias == CP_LORA_BIAS_LORA_ONLY && cp_lora_layer_of(mod))))
         c->n += b->numel;
     const cp_lora_adapter *a = cp_lora_find(mod, c->name);
     if (a) c->n += a->A->numel + a->B->numel;
-    for (int k = 0; mod->saved && k < mod->saved->n_adapters; k++)
-        if (!strcmp(mod->saved->adapters[k], c->name))
-            for (int p = 0; p < mod->saved->n_params; p++) c->n += mod->saved->params[p].copies[k]->numel;
+    const cp_saved_module *saved = cp_saved_of(mod);
+    for (int k = 0; saved && k < saved->n_adapters; k++)
+        if (!strcmp(saved->adapters[k], c->name))
+            for (int p = 0; p < saved->n_params; p++) c->n += saved->params[p].copies[k]->numel;
     return 0;
 }
 
@@ -594,15 +607,17 @@ static int visit_trainable(cp_module *mod, void *vctx) {
         if ((c->status = cp_param_make_writable(c->m, mod->bias)) != CP_OK) return 1;
         add_trainable(c, mod->bias);
     }
-    if (mod->lora)
-        for (int k = 0; k < mod->lora->n; k++) {
-            cp_lora_adapter *a = mod->lora->adapters[k];
+    cp_lora_layer *layer = cp_lora_layer_of(mod);
+    cp_saved_module *saved = cp_saved_of(mod);
+    if (layer)
+        for (int k = 0; k < layer->n; k++) {
+            cp_lora_adapter *a = layer->adapters[k];
             if (!adapter_trainable(c->m, a->name)) continue;
             add_trainable(c, a->A);
             add_trainable(c, a->B);
         }
-    if (mod->saved && mod->saved->active >= 0 && adapter_trainable(c->m, mod->saved->adapters[mod->saved->active]))
-        for (int p = 0; p < mod->saved->n_params; p++) add_trainable(c, mod->saved->params[p].copies[mod->saved->active]);
+    if (saved && saved->active >= 0 && adapter_trainable(c->m, saved->adapters[saved->active]))
+        for (int p = 0; p < saved->n_params; p++) add_trainable(c, saved->params[p].copies[saved->active]);
     return c->status != CP_OK;
 }
 
@@ -619,33 +634,16 @@ cp_status cp_peft_trainable_params(cp_model *m, cp_param ***out, int *n) {
     return CP_OK;
 }
 
-void cp_peft_set_training(cp_model *m, int training) {
-    module_list l;
-    if (!m->peft || lora_modules(m, &l) != CP_OK) return;
-    for (int i = 0; i < l.n; i++) l.list[i]->lora->training = training;
-    cp_free(l.list);
-}
+void cp_peft_set_training(cp_model *m, int training) { m->training = training; }
 
-void cp_peft_seed_dropout(cp_model *m, uint64_t seed) {
-    module_list l;
-    if (!m->peft || lora_modules(m, &l) != CP_OK) return;
-    cp_rng rng;
-    cp_rng_seed(&rng, seed);
-    for (int i = 0; i < l.n; i++)
-        for (int k = 0; k < l.list[i]->lora->n; k++) l.list[i]->lora->adapters[k]->dropout_seed = cp_rng_next(&rng);
-    cp_free(l.list);
-}
+void cp_peft_seed_dropout(cp_model *m, uint64_t seed) { m->dropout_seed = seed; }
 
 void cp_peft_free(cp_model *m) {
     cp_peft_state *st = m->peft;
     if (!st) return;
     for (int i = 0; i < st->n_saved; i++) saved_free(st->saved[i]);
     cp_free(st->saved);
-    module_list l;
-    if (lora_modules(m, &l) == CP_OK) {
-        for (int i = 0; i < l.n; i++) { cp_lora_layer_free(l.list[i]->lora); l.list[i]->lora = NULL; }
-        cp_free(l.list);
-    }
+    cp_hook_free_all(m->root);
     for (int i = 0; i < st->n; i++) { cp_lora_config_free(&st->adapters[i].config); cp_free(st->adapters[i].name); }
     cp_free(st->adapters);
     for (int i = 0; i < st->n_active; i++) cp_free(st->active[i]);

@@ -29,6 +29,7 @@ typedef struct {
 } cp_saved_param;
 
 typedef struct cp_saved_module {
+    cp_hook hook;        /* first: on the wrapper's hook list (prints as ModulesToSaveWrapper) */
     cp_module *wrapper;  /* the module whose name matched modules_to_save */
     char **adapters;
     int n_adapters;
@@ -36,6 +37,10 @@ typedef struct cp_saved_module {
     int n_params;
     int active;          /* index of the copy in use, or -1: the original */
 } cp_saved_module;
+
+extern const cp_hook_ops cp_saved_hook_ops;
+/* The modules_to_save wrapper on m, or NULL. */
+cp_saved_module *cp_saved_of(const cp_module *m);
 
 typedef struct cp_peft_state {
     cp_peft_adapter *adapters;
@@ -87,8 +92,7 @@ void cp_peft_set_training(cp_model *m, int training);
 /* Seeds each active adapter's dropout mask for the next forward/backward (distinct per module). */
 void cp_peft_seed_dropout(cp_model *m, uint64_t seed);
 void cp_peft_free(cp_model *m);
-/* print() of one module carrying LoRA adapters or modules_to_save copies, as PEFT's wrappers print
- * (peft_repr.c; installed as cp_module_peft_repr_hook). */
-char *cp_peft_module_repr(const cp_module *m);
+/* print() of a module wrapped for modules_to_save, as ModulesToSaveWrapper prints (peft_repr.c). */
+char *cp_saved_repr(const cp_hook *h, const cp_module *m);
 
 #endif

@@ -2,8 +2,7 @@
  * peft_repr.c — the wrapped model printed as PEFT prints it: lora.Linear / lora.Embedding with their
  * base_layer, lora_dropout, lora_A / lora_B (or lora_embedding_A / _B ParameterDicts) per adapter,
  * ModulesToSaveWrapper with its original_module and copies, all inside PeftModel* / LoraModel.
- * The module tree calls cp_peft_module_repr (through cp_module_peft_repr_hook) for every module
- * that carries a wrapper.
+ * These are the hooks' repr operations (models/hook.h); the tree prints through cp_hook_repr_wrap.
  */
 #include "peft/peft_model.h"
 #include "core/alloc.h"
@@ -40,8 +39,8 @@ static void parameter_dict(cp_strbuf *sb, const char *title, const cp_lora_layer
     cp_sb_append(sb, n ? "\n  )" : ")");
 }
 
-static char *lora_repr(const cp_module *m) {
-    const cp_lora_layer *layer = m->lora;
+char *cp_lora_repr(const cp_hook *h, const cp_module *m) {
+    const cp_lora_layer *layer = (const cp_lora_layer *)h;
     const int emb = m->kind == CP_MOD_EMBEDDING, n = layer->n;
     cp_strbuf sb;
     cp_sb_init(&sb);
@@ -81,10 +80,10 @@ static char *lora_repr(const cp_module *m) {
     return cp_sb_finish(&sb);
 }
 
-static char *saved_repr(const cp_module *m) {
-    cp_saved_module *s = m->saved;
+char *cp_saved_repr(const cp_hook *h, const cp_module *m) {
+    const cp_saved_module *s = (const cp_saved_module *)h;
     /* print with the original parameters in place (shapes are identical, only data differs) */
-    char *inner = m->lora ? lora_repr(m) : cp_module_repr_plain(m);
+    char *inner = cp_hook_repr_inner(m, h);
     if (!inner) return NULL;
     cp_strbuf sb;
     cp_sb_init(&sb);
@@ -100,13 +99,8 @@ static char *saved_repr(const cp_module *m) {
     return cp_sb_finish(&sb);
 }
 
-char *cp_peft_module_repr(const cp_module *m) {
-    if (m->saved) return saved_repr(m);
-    return lora_repr(m);
-}
-
 char *cp_model_peft_repr(const cp_model *m) {
-    char *inner = cp_module_repr(m->root);
+    char *inner = cp_module_repr_with(m->root, cp_hook_repr_wrap, NULL);
     if (!inner) return NULL;
     if (!m->peft || m->peft->n == 0) return inner;
     const char *outer = cp_lora_task_model_class(m->peft->adapters[0].config.task_type);

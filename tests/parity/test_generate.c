@@ -16,7 +16,7 @@
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "core/rng.h"
-#include "generate/kv_cache.h"
+#include "models/kv_cache.h"
 #include "io/json.h"
 #include "kernels/skinny.h"
 #include "models/model.h"

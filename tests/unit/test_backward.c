@@ -15,7 +15,7 @@
 #include "nn/attention.h"
 #include "nn/layernorm.h"
 #include "nn/linear.h"
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
 #include "nn/rope.h"
 #include "nn/rmsnorm.h"
 #include "peft/adapter_io.h"

@@ -8,7 +8,7 @@
 #include "test.h"
 #include "core/alloc.h"
 #include "core/arena.h"
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
 #include "nn/module.h"
 
 #include <stdlib.h>
@@ -66,11 +66,12 @@ TEST(lm_head_loss_matches_double_reference) {
         double tiled = 0, full = 0, again = 0;
         cp_arena scratch;
         cp_arena_init(&scratch);
-        CHECK_OK(cp_lm_head_loss(head, h, B, T, labels, NULL, &tiled, &n_tiled, &scratch));
+        const cp_run run = {.arena = &scratch};
+        CHECK_OK(cp_lm_head_loss(&run, head, h, B, T, labels, NULL, &tiled, &n_tiled));
         cp_arena_reset(&scratch);
-        CHECK_OK(cp_lm_head_loss(head, h, B, T, labels, NULL, &again, &n_again, &scratch));
+        CHECK_OK(cp_lm_head_loss(&run, head, h, B, T, labels, NULL, &again, &n_again));
         cp_arena_reset(&scratch);
-        CHECK_OK(cp_lm_head_loss(head, h, B, T, labels, logits, &full, &n_full, &scratch));
+        CHECK_OK(cp_lm_head_loss(&run, head, h, B, T, labels, logits, &full, &n_full));
         cp_arena_free(&scratch);
         const double d_tiled = fabs(tiled - ref) / (double)n_ref, d_full = fabs(full - ref) / (double)n_ref;
         printf("  V=%-5lld %lld targets: mean loss %.6f; tiled |diff| %.1e, through logits %.1e\n", (long long)V,

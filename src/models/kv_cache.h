@@ -14,8 +14,8 @@
  * outside the window, which gives the same attention as transformers' DynamicSlidingWindowLayer
  * (which keeps only the last window − 1). The window is the layer's, in its cp_attention_args.
  */
-#ifndef CP_GENERATE_KV_CACHE_H
-#define CP_GENERATE_KV_CACHE_H
+#ifndef CP_MODELS_KV_CACHE_H
+#define CP_MODELS_KV_CACHE_H
 
 #include <stdint.h>
 

@@ -1,15 +1,16 @@
 /*
- * lm_loss.h — the language-model head and the causal-LM loss: logits = h·Wᵀ over the vocabulary,
+ * lm_head.h — the language-model head and the causal-LM loss: logits = h·Wᵀ over the vocabulary,
  * cross-entropy against labels shifted left by one, -100 ignored, mean over the targets that count
  * (transformers' ForCausalLMLoss).
  */
-#ifndef CP_NN_LM_LOSS_H
-#define CP_NN_LM_LOSS_H
+#ifndef CP_MODELS_LM_HEAD_H
+#define CP_MODELS_LM_HEAD_H
 
 #include <stdint.h>
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "models/run.h"
 #include "nn/module.h"
 
 #define CP_IGNORE_INDEX (-100)
@@ -18,15 +19,15 @@
  * written. When labels (B,T) is non-NULL the summed loss and the number of counted targets are
  * returned in *loss_sum and *n_targets; without logits only the rows that have a target are
  * computed, in chunks, so memory stays O(chunk·V). */
-cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch);
+cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                          const int64_t *labels, float *logits, double *loss_sum, int64_t *n_targets);
 
 /* Forward and backward of the summed loss divided by `norm` (the number of target tokens the
  * optimizer step averages over: transformers' num_items_in_batch). Writes dh (B,T,C) = d(loss/norm)/dh
  * (zero on rows without a target), accumulates the head's trained gradients (weight, LoRA), and
  * returns the summed loss and the target count of this batch. Runs in chunks of rows. */
-cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                                   double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch);
+cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                   const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets);
 
 /* Cross-entropy of one row of V logits against target y: logsumexp(x) - x[y]. */
 double cp_cross_entropy_row(const float *x, int64_t V, int64_t y);

@@ -1,5 +1,5 @@
 /*
- * lm_loss.c — LM head GEMM and shifted cross-entropy; see lm_loss.h.
+ * lm_head.c — LM head GEMM and shifted cross-entropy; see lm_head.h.
  *
  * The log-sum-exp over each vocabulary row runs in the vectorised kernels (kernels/vector.h): with a
  * small hidden size the V exps per row cost more than the GEMM that made the row.
@@ -11,10 +11,10 @@
  * The threads' partial sums are merged at the end, in thread order. Otherwise (logits wanted, a LoRA
  * head, the backward pass) a chunk of full rows is made first and reduced after.
  */
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
 #include "kernels/vector.h"
+#include "models/proj.h"
 #include "nn/linear.h"
-#include "peft/lora.h"
 
 #include <math.h>
 #include <omp.h>
@@ -90,7 +90,7 @@ static cp_status tiled_loss(const float *W, const float *rows, const int64_t *ta
     return CP_OK;
 }
 
-static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+static cp_status head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                           float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     const float *W = head->weight->data;
@@ -99,8 +99,7 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
     int64_t count = 0;
 
     if (logits) {
-        cp_matmul_nt(logits, h, W, N, C, V, 0);
-        if (cp_lora_linear_add(head, logits, h, N, scratch) != CP_OK) return CP_ERR;
+        if (cp_proj_forward(run, head, logits, h, N) != CP_OK) return CP_ERR;
         if (labels) {
 #pragma omp parallel for reduction(+ : total, count) schedule(static)
             for (int64_t r = 0; r < N; r++) {
@@ -112,7 +111,7 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
-        const int tiled = head->lora == NULL;
+        const int tiled = head->hooks == NULL && !head->bias;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
         float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
@@ -132,8 +131,7 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
                 if (tiled_loss(W, rows, targets, n, C, V, &total, scratch) != CP_OK) return CP_ERR;
                 continue;
             }
-            cp_matmul_nt(chunk, rows, W, n, C, V, 0);
-            if (cp_lora_linear_add(head, chunk, rows, n, scratch) != CP_OK) return CP_ERR;
+            if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
 #pragma omp parallel for reduction(+ : total) schedule(static)
             for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
         }
@@ -143,7 +141,7 @@ static cp_status head_loss(const cp_module *head, const float *h, int64_t B, int
     return CP_OK;
 }
 
-static cp_status head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
+static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                                    double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     if (check_labels(labels, N, V) != CP_OK) return CP_ERR;
@@ -167,9 +165,8 @@ static cp_status head_loss_backward(const cp_module *head, const float *h, int64
             where[n++] = r;
         }
         if (n == 0) break;
-        // forward: logits (n,V) = rows·Wᵀ (+ LoRA)
-        cp_matmul_nt(chunk, rows, head->weight->data, n, C, V, 0);
-        if (cp_lora_linear_add(head, chunk, rows, n, scratch) != CP_OK) return CP_ERR;
+        // forward: logits (n,V) = rows·Wᵀ (+ PEFT hooks)
+        if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
         // loss and dlogits = (softmax − onehot) / norm, row by row
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int64_t i = 0; i < n; i++) {
@@ -181,9 +178,9 @@ static cp_status head_loss_backward(const cp_module *head, const float *h, int64
             x[targets[i]] -= inv_norm;
         }
         count += n;
-        // backward through the head: drows = dlogits·W (+ LoRA), head gradients accumulated
+        // backward through the head: drows = dlogits·W (+ hooks), head gradients accumulated
         memset(drows, 0, (size_t)(n * C) * sizeof *drows);
-        if (cp_linear_backward(head, drows, chunk, rows, n, scratch) != CP_OK) return CP_ERR;
+        if (cp_proj_backward(run, head, drows, chunk, rows, n) != CP_OK) return CP_ERR;
         for (int64_t i = 0; i < n; i++) memcpy(dh + where[i] * C, drows + i * C, (size_t)C * sizeof *dh);
     }
     if (loss_sum) *loss_sum = total;
@@ -193,18 +190,20 @@ static cp_status head_loss_backward(const cp_module *head, const float *h, int64
 
 /* The public entry points: the chunk buffers (LM_CHUNK_ROWS rows of logits, V wide) go back to the
  * arena on return, so they are not held through the backward pass of the blocks that follows. */
-cp_status cp_lm_head_loss(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                          const int64_t *labels, float *logits, double *loss_sum, int64_t *n_targets) {
+    cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss(head, h, B, T, labels, logits, loss_sum, n_targets, scratch);
+    cp_status st = head_loss(run, head, h, B, T, labels, logits, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }
 
-cp_status cp_lm_head_loss_backward(const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                                   double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                   const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets) {
+    cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss_backward(head, h, B, T, labels, norm, dh, loss_sum, n_targets, scratch);
+    cp_status st = head_loss_backward(run, head, h, B, T, labels, norm, dh, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }

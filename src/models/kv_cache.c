@@ -1,7 +1,7 @@
 /*
  * kv_cache.c — the per-layer key/value cache of incremental decoding; see kv_cache.h.
  */
-#include "generate/kv_cache.h"
+#include "models/kv_cache.h"
 #include "core/alloc.h"
 
 #include <assert.h>

@@ -1,0 +1,69 @@
+/*
+ * hook.h — what a PEFT method attaches to a module: a hook with a table of operations.
+ *
+ * The model computes every projection and embedding through src/models/proj.c: the plain nn
+ * primitive first (base weight), then each hook on the module adds its contribution, the way
+ * llama.cpp's build_lora_mm sits above mul_mat. nn/ never looks at hooks and models/ never names a
+ * method: LoRA (src/peft/lora.c), modules_to_save (src/peft/saved_module.c) and the methods to come
+ * implement this table, and a module carries a list of hooks (cp_module.hooks).
+ *
+ * Contracts (every operation may be NULL when the method has nothing to do there):
+ *   linear_forward    out (N,OC) += this hook's contribution for input in (N,C) (Linear / Conv1D)
+ *   linear_backward   given the forward's input X (N,C) and dY (N,OC): the hook's own parameter
+ *                     gradients and, when dX is non-NULL, dX (N,C) += its share of the input gradient
+ *   embedding_forward out (N,d) += the contribution for token ids (N) (Embedding)
+ *   embedding_backward the hook's parameter gradients from dY (N,d)
+ *   trains            whether any of the hook's parameters has a gradient buffer this run
+ *   repr              the module as printed when wrapped by this method (PEFT's wrapper classes)
+ *   free              releases the hook (called when the module's adapters go)
+ * Scratch comes from run->arena and goes back to it before an operation returns.
+ */
+#ifndef CP_MODELS_HOOK_H
+#define CP_MODELS_HOOK_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "models/run.h"
+#include "nn/module.h"
+
+typedef struct cp_hook cp_hook;
+
+typedef struct cp_hook_ops {
+    const char *kind; /* "lora", "modules_to_save", ... */
+    cp_status (*linear_forward)(const cp_hook *h, const cp_run *run, const cp_module *m, float *out, const float *in,
+                                int64_t N);
+    cp_status (*linear_backward)(const cp_hook *h, const cp_run *run, const cp_module *m, float *dX, const float *dY,
+                                 const float *X, int64_t N);
+    cp_status (*embedding_forward)(const cp_hook *h, const cp_run *run, const cp_module *m, float *out,
+                                   const int64_t *ids, int64_t N);
+    cp_status (*embedding_backward)(const cp_hook *h, const cp_run *run, const cp_module *m, const float *dY,
+                                    const int64_t *ids, int64_t N);
+    int (*trains)(const cp_hook *h);
+    char *(*repr)(const cp_hook *h, const cp_module *m);
+    void (*free)(cp_hook *h);
+    int outermost; /* prints around the module's other hooks (a wrapper of the whole module) */
+} cp_hook_ops;
+
+/* Embedded as the first member of a method's per-module state. */
+struct cp_hook {
+    const cp_hook_ops *ops;
+    cp_hook *next;
+};
+
+/* The hook of this kind on m (NULL when none). */
+cp_hook *cp_hook_find(const cp_module *m, const cp_hook_ops *ops);
+/* Appends h to m's hooks / unlinks it (not freed). */
+void cp_hook_attach(cp_module *m, cp_hook *h);
+void cp_hook_detach(cp_module *m, cp_hook *h);
+/* Frees every hook on every module under root. */
+void cp_hook_free_all(cp_module *root);
+/* print(model) of m with its hooks: the repr of an outermost hook, else of the last attached hook
+ * that prints, else NULL (the module prints plainly). A hook's repr gets what it wraps from
+ * cp_hook_repr_inner: the module printed by its other hooks, or plainly. */
+char *cp_hook_repr(const cp_module *m);
+char *cp_hook_repr_inner(const cp_module *m, const cp_hook *h);
+/* cp_module_repr_with's wrap function for a tree that carries hooks (ctx unused). */
+char *cp_hook_repr_wrap(const cp_module *m, void *ctx);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * run.h — the run context: the per-call state of one forward (or forward + backward), passed down
+ * every call that needs it and never written onto the module tree.
+ *
+ * A model-level entry point (cp_model_forward, the training step, a generation step) makes one on
+ * its stack from the model's state, and the blocks, projections and PEFT hooks read it:
+ *   - arena:     where activations and scratch come from (the model's);
+ *   - training:  dropout applies (PEFT's lora_dropout, later methods' dropouts);
+ *   - seed:      this step's dropout seed — each hook derives its own mask stream from it, so the
+ *                backward pass regenerates the forward's masks;
+ *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b].
+ */
+#ifndef CP_MODELS_RUN_H
+#define CP_MODELS_RUN_H
+
+#include <stdint.h>
+
+#include "core/arena.h"
+
+/* A mixed-adapter batch: the N rows of a projection are B batch rows of N/B tokens each, and batch
+ * row b runs adapter names[b] alone ("__base__", or a name a module does not carry: none). Inference
+ * only: no dropout, no backward. */
+typedef struct cp_adapter_mix {
+    int64_t B;
+    const char *const *names; /* [B] */
+} cp_adapter_mix;
+
+typedef struct cp_run {
+    cp_arena *arena;
+    int training;
+    uint64_t seed;
+    const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
+} cp_run;
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * stack.h — the transformer scaffold: one place that runs a stack of blocks for every architecture.
+ *
+ *   x = embed(batch)                      the architecture's embeddings (and its per-forward state)
+ *   for each block l: x = block_l(x)      the architecture's block forward
+ *   out = final_norm(x)                   LayerNorm / RMSNorm, or none
+ *
+ * The scaffold owns what every architecture needs around that: the activation arena and its marks,
+ * the block inputs saved for the backward pass (all block activations, or with `recompute` only the
+ * inputs, the rest recomputed block by block), the cut below the lowest trained block (nothing under
+ * it gets gradients), output_hidden_states, and the KV cache of incremental decoding. An
+ * architecture supplies only its config mapping and tree (cp_arch), and these block operations.
+ *
+ * Block contract: block_forward updates x (N,C) in place; the activations its backward reads go in
+ * `acts` (allocated by alloc_acts: `training` keeps them all, else they are reused scratch); any
+ * other scratch it takes from run->arena it gives back before returning. block_backward gets the
+ * block input x_in, the acts of its forward, and dx (N,C) holding the gradient of the block output,
+ * which it turns into the gradient of the block input (the whole of it only when need_dx).
+ */
+#ifndef CP_MODELS_STACK_H
+#define CP_MODELS_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cpeft.h"
+#include "core/error.h"
+#include "models/kv_cache.h"
+#include "models/run.h"
+#include "nn/module.h"
+
+struct cp_model;
+
+/* The modules the scaffold looks at: which blocks and embeddings train, and the final norm. */
+typedef struct cp_stack {
+    cp_module **blocks;        /* [n_blocks] the block containers ("transformer.h.3", "model.layers.3") */
+    int64_t n_blocks;
+    cp_module *embeddings[4];  /* modules under the embedding step (NULL-terminated): trained ones need its backward */
+    cp_module *final_norm;     /* LayerNorm or RMSNorm after the last block; NULL: none */
+} cp_stack;
+
+typedef struct cp_block_ops {
+    size_t acts_size;  /* bytes of the architecture's per-block activation record */
+    size_t embed_size; /* bytes of its per-forward embedding state (positions, rotary tables, ...) */
+    cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar);
+    /* x (N,C) = embeddings of the batch, whose first token sits at column `past` (the cache's length) */
+    cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, int64_t past, float *x, void *emb);
+    cp_status (*embed_backward)(struct cp_model *m, const cp_run *run, const cp_batch *b, const float *dx, const void *emb);
+    /* kv: with a cache, the block's keys and values go into its layer l and the queries attend to all of it */
+    cp_status (*block_forward)(struct cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb,
+                               float *x, void *acts, cp_kv_cache *kv);
+    cp_status (*block_backward)(struct cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb,
+                                const float *x_in, const void *acts, float *dx, int need_dx);
+} cp_block_ops;
+
+/* Fills m->stack.blocks with the children of parent's ModuleList `list_name` (at build time). */
+cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const char *list_name);
+
+/* Inference: out (B,T,C) = final hidden states; hidden_states (L+1,B,T,C) when non-NULL (every
+ * block's input, then the output, as transformers' output_hidden_states); with a cache the batch's
+ * tokens follow its columns (the caller begins and advances it). */
+cp_status cp_stack_forward(struct cp_model *m, const cp_run *run, const cp_batch *b, cp_kv_cache *kv, float *out,
+                           float *hidden_states);
+/* Training: the forward keeping what the backward needs (*saved, in the arena), then the backward
+ * from d_out (B,T,C), the gradient of the final hidden states, into every trained parameter. */
+cp_status cp_stack_forward_train(struct cp_model *m, const cp_run *run, const cp_batch *b, int recompute, float *out,
+                                 void **saved);
+cp_status cp_stack_backward(struct cp_model *m, const cp_run *run, const cp_batch *b, const float *d_out, void *saved);
+
+#endif
