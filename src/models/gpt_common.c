@@ -216,8 +216,9 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     return CP_OK;
 }
 
-/* Token plus position embeddings of the batch, whose first token sits at column `past`. */
-static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *batch, int64_t past, float *x, void *emb) {
+/* Token plus position embeddings of the batch, whose first token sits at column ea->past. */
+static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *batch, const cp_embed_args *ea, float *x, void *emb) {
+    const int64_t past = ea->past;
     const cp_gpt_state *s = m->arch_state;
     gpt_emb *e = emb;
     const int64_t B = batch->B, T = batch->T, N = B * T;
@@ -225,16 +226,17 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *batch, in
     /* positions default to past..past+T-1 for every row, ignoring padding (transformers' forward) */
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) e->pos[b * T + t] = batch->position_ids ? batch->position_ids[b * T + t] : past + t;
-    if (cp_embed_forward(run, s->wte, x, batch->input_ids, N, 0) != CP_OK) return cp_error_context("input_ids");
+    if (cp_embed_tokens(run, s->wte, batch, ea, x) != CP_OK) return CP_ERR;
     if (cp_embed_forward(run, s->wpe, x, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
     return CP_OK;
 }
 
-static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *batch, const float *dx, const void *emb) {
+static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *batch, const cp_embed_args *ea, const float *dx,
+                                const void *emb) {
     const cp_gpt_state *s = m->arch_state;
     const gpt_emb *e = emb;
     const int64_t N = batch->B * batch->T;
-    if (cp_embed_backward(run, s->wte, dx, batch->input_ids, N) != CP_OK) return CP_ERR;
+    if (cp_embed_tokens_backward(run, s->wte, batch, ea, dx) != CP_OK) return CP_ERR;
     return cp_embed_backward(run, s->wpe, dx, e->pos, N);
 }
 

@@ -51,6 +51,24 @@ struct cp_hook {
     cp_hook *next;
 };
 
+/* Prompt learning (prompt tuning, p-tuning; prefix tuning next) hooks the model, not a module: it puts
+ * n virtual tokens before every row. The model level runs the batch as PEFT's PeftModelForCausalLM
+ * does: attention mask and labels get n leading ones / -100, position ids are left to the default
+ * (0..n+T-1), and the virtual positions' token embeddings are the hook's (B,n,C) `embeddings` in
+ * place of rows of the embedding table; in training their gradient goes to `embeddings_backward`. */
+typedef struct cp_prompt_hook cp_prompt_hook;
+
+typedef struct cp_prompt_ops {
+    const char *kind; /* "prompt_tuning", ... */
+    int64_t (*n_virtual)(const cp_prompt_hook *h);
+    cp_status (*embeddings)(const cp_prompt_hook *h, const cp_run *run, int64_t B, float *out);
+    cp_status (*embeddings_backward)(const cp_prompt_hook *h, const cp_run *run, int64_t B, const float *d_embeddings);
+} cp_prompt_ops;
+
+struct cp_prompt_hook {
+    const cp_prompt_ops *ops;
+};
+
 /* The hook of this kind on m (NULL when none). */
 cp_hook *cp_hook_find(const cp_module *m, const cp_hook_ops *ops);
 /* Appends h to m's hooks / unlinks it (not freed). */

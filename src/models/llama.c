@@ -439,7 +439,8 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
 /* Embeddings and the RoPE tables for the batch's positions (default past..past+T-1, ignoring
  * padding). Dynamic scaling looks at the largest position of this batch, as transformers'
  * dynamic_rope_update does at every forward, cached or not. */
-static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, int64_t past, float *x, void *emb) {
+static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb) {
+    const int64_t past = ea->past;
     const llama_state *s = m->arch_state;
     llama_emb *e = emb;
     const int64_t N = b->B * b->T, half = m->config.head_dim / 2;
@@ -454,16 +455,17 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, int64_
             pos[r * b->T + t] = p;
             if (p > max_pos) max_pos = p;
         }
-    if (cp_embed_forward(run, s->embed_tokens, x, b->input_ids, N, 0) != CP_OK) return cp_error_context("input_ids");
+    if (cp_embed_tokens(run, s->embed_tokens, b, ea, x) != CP_OK) return CP_ERR;
     cp_rope_tables(&s->rope, pos, N, max_pos + 1, cos_t, sin_t);
     *e = (llama_emb){.pos = pos, .cos_t = cos_t, .sin_t = sin_t};
     return CP_OK;
 }
 
-static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *b, const float *dx, const void *emb) {
+static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, const float *dx,
+                                const void *emb) {
     (void)emb;
     const llama_state *s = m->arch_state;
-    return cp_embed_backward(run, s->embed_tokens, dx, b->input_ids, b->B * b->T);
+    return cp_embed_tokens_backward(run, s->embed_tokens, b, ea, dx);
 }
 
 static const cp_block_ops block_ops = {.acts_size = sizeof(llama_acts), .embed_size = sizeof(llama_emb),

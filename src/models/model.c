@@ -211,14 +211,42 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
 }
 
 cp_run cp_model_run(cp_model *m) {
-    cp_run run = {.arena = &m->arena, .training = m->training, .seed = m->dropout_seed};
+    cp_run run = {.arena = &m->arena, .training = m->training, .seed = m->dropout_seed, .prompt = m->prompt};
     return run;
 }
 
-cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out) {
-    if (check_batch(m, batch) != CP_OK) return CP_ERR;
+/* With a prompt hook, the batch PEFT's PeftModelForCausalLM runs: n placeholder ids before every row
+ * (their embeddings are the hook's), the attention mask and labels with n leading ones / -100, and
+ * the position ids dropped (PEFT drops them with a warning: the model counts 0..n+T-1). Without one,
+ * the batch itself. */
+static cp_status prompt_batch(cp_model *m, const cp_run *run, const cp_batch *b, cp_batch *out) {
+    *out = *b;
+    if (!run->prompt) return CP_OK;
+    const int64_t n = run->prompt->ops->n_virtual(run->prompt), T = n + b->T, B = b->B;
+    if (m->arch->learned_positions && T > m->config.max_positions)
+        return cp_error("batch: %lld virtual tokens and %lld positions exceed the model's %lld positions", (long long)n,
+                        (long long)b->T, (long long)m->config.max_positions);
+    int64_t *ids = cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *ids, "prompt batch");
+    int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *mask, "prompt batch") : NULL;
+    int64_t *labels = b->labels ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *labels, "prompt batch") : NULL;
+    if (!ids || (b->attention_mask && !mask) || (b->labels && !labels)) return CP_ERR;
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t src = r * b->T + t - n, virt = t < n;
+            ids[r * T + t] = virt ? 0 : b->input_ids[src];
+            if (mask) mask[r * T + t] = virt ? 1 : b->attention_mask[src];
+            if (labels) labels[r * T + t] = virt ? CP_IGNORE_INDEX : b->labels[src];
+        }
+    *out = (cp_batch){.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = labels};
+    return CP_OK;
+}
+
+cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
+    if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
     const cp_run run = cp_model_run(m);
+    cp_batch pb, *batch = &pb;
+    if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     if (!final) return CP_ERR;
@@ -244,6 +272,7 @@ static cp_status last_logits(cp_model *m, const cp_run *run, const float *final,
 cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
                                       float *logits, float *hidden) {
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    if (m->prompt) return cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir);
     if (batch->B != cache->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)batch->B, (long long)cache->B);
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
@@ -265,6 +294,7 @@ cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cach
 
 cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits) {
     if (check_batch(m, batch) != CP_OK) return CP_ERR;
+    if (m->prompt) return cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir);
     cp_arena_reset(&m->arena);
     cp_run run = cp_model_run(m);
     run.mix = mix;
@@ -279,12 +309,14 @@ cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logit
     return cp_model_forward_last_mix(m, batch, NULL, logits);
 }
 
-cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
+cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets) {
-    if (check_batch(m, batch) != CP_OK) return CP_ERR;
-    if (!batch->labels) return cp_error("batch: training needs labels");
+    if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
+    if (!user_batch->labels) return cp_error("batch: training needs labels");
     cp_arena_reset(&m->arena);
     const cp_run run = cp_model_run(m);
+    cp_batch pb, *batch = &pb;
+    if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");

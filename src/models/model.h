@@ -28,7 +28,8 @@ struct cp_model {
     int training;          /* the mode the next calls run in (dropout on), as torch's module.train() */
     uint64_t dropout_seed; /* the seed of the next training forward's dropout masks */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
-    void (*peft_free)(struct cp_model *m); /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */
+    void (*peft_free)(struct cp_model *m);
+    const struct cp_prompt_hook *prompt; /* the active prompt-learning method (models/hook.h), or NULL */ /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */
 };
 
 /* One forward + backward in training mode: the loss of the batch's targets summed and divided by
@@ -38,8 +39,8 @@ struct cp_model {
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets);
 
-/* The run context of a call on m (models/run.h): the model's arena, its training mode and dropout
- * seed; no mixed-adapter batch. */
+/* The run context of a call on m (models/run.h): the model's arena, its training mode, dropout seed
+ * and prompt hook; no mixed-adapter batch. */
 cp_run cp_model_run(cp_model *m);
 
 /* Generation (src/generate/): one step of incremental decoding. The batch's T new tokens per row

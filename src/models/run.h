@@ -8,7 +8,8 @@
  *   - training:  dropout applies (PEFT's lora_dropout, later methods' dropouts);
  *   - seed:      this step's dropout seed — each hook derives its own mask stream from it, so the
  *                backward pass regenerates the forward's masks;
- *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b].
+ *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
+ *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any.
  */
 #ifndef CP_MODELS_RUN_H
 #define CP_MODELS_RUN_H
@@ -25,11 +26,14 @@ typedef struct cp_adapter_mix {
     const char *const *names; /* [B] */
 } cp_adapter_mix;
 
+struct cp_prompt_hook; /* models/hook.h */
+
 typedef struct cp_run {
     cp_arena *arena;
     int training;
     uint64_t seed;
     const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
+    const struct cp_prompt_hook *prompt; /* the active prompt-learning method, or NULL */
 } cp_run;
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "models/stack.h"
 #include "core/alloc.h"
+#include "models/hook.h"
 #include "models/model.h"
 #include "models/proj.h"
 #include "nn/layernorm.h"
@@ -37,6 +38,33 @@ static int64_t blocks_run(const cp_model *m) {
     return m->config.num_layers < m->stack.n_blocks ? m->config.num_layers : m->stack.n_blocks;
 }
 
+/* The embedding step's arguments: with a prompt hook, its virtual token embeddings (B,n,C). */
+static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, int64_t C, cp_embed_args *ea) {
+    *ea = (cp_embed_args){.past = past};
+    const cp_prompt_hook *h = run->prompt;
+    if (!h || !h->ops->embeddings) return CP_OK;
+    ea->n_virtual = h->ops->n_virtual(h);
+    if (ea->n_virtual > b->T) return cp_error("batch: %lld positions cannot hold %lld virtual tokens", (long long)b->T, (long long)ea->n_virtual);
+    float *v = cp_arena_floats(run->arena, (size_t)(b->B * ea->n_virtual * C), "virtual token embeddings"); // (B,n,C)
+    if (!v || h->ops->embeddings(h, run, b->B, v) != CP_OK) return CP_ERR;
+    ea->virtual_embeds = v;
+    return CP_OK;
+}
+
+/* Backward of the virtual tokens: their rows of dx (B,n,C) go to the prompt hook. */
+static cp_status virtual_backward(const cp_run *run, const cp_batch *b, const cp_embed_args *ea, const float *dx, int64_t C) {
+    const cp_prompt_hook *h = run->prompt;
+    if (!ea->n_virtual || !h->ops->embeddings_backward) return CP_OK;
+    const int64_t n = ea->n_virtual;
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    float *d = cp_arena_floats(run->arena, (size_t)(b->B * n * C), "virtual token gradients"); // (B,n,C)
+    if (!d) return CP_ERR;
+    for (int64_t r = 0; r < b->B; r++) memcpy(d + r * n * C, dx + r * b->T * C, (size_t)(n * C) * sizeof *d);
+    cp_status st = h->ops->embeddings_backward(h, run, b->B, d);
+    cp_arena_release(run->arena, mark);
+    return st;
+}
+
 static void *alloc_emb(cp_model *m, cp_arena *ar) {
     const size_t n = m->arch->block_ops->embed_size;
     void *emb = cp_arena_alloc(ar, n ? n : 1, "embedding state");
@@ -54,7 +82,8 @@ cp_status cp_stack_forward(cp_model *m, const cp_run *run, const cp_batch *b, cp
     void *emb = alloc_emb(m, ar);
     void *acts = cp_arena_alloc(ar, ops->acts_size, "block activations");
     if (!x || !emb || !acts || ops->alloc_acts(m, acts, b, 0, ar) != CP_OK) return CP_ERR;
-    if (ops->embed(m, run, b, kv ? kv->len : 0, x, emb) != CP_OK) return CP_ERR;
+    cp_embed_args ea;
+    if (embed_args(run, b, kv ? kv->len : 0, C, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, emb, x, acts, kv) != CP_OK) return CP_ERR;
@@ -76,6 +105,7 @@ typedef struct block_rec {
 
 typedef struct {
     void *emb;               /* the embedding step's state */
+    cp_embed_args ea;        /* its arguments (virtual tokens) */
     block_rec *top;          /* the last block's record */
     void *scratch_acts;      /* with recompute: one activation record every block's forward reuses */
     float *x_final;          /* (N,C) the final norm's input */
@@ -103,7 +133,7 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
                       ops->alloc_acts(m, sv->scratch_acts, b, 0, ar) != CP_OK))
         return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as the final norm's input */
-    if (ops->embed(m, run, b, 0, x, sv->emb) != CP_OK) return CP_ERR;
+    if (embed_args(run, b, 0, C, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
         block_rec *r = cp_arena_alloc(ar, sizeof *r + (recompute ? 0 : ops->acts_size), "saved activations");
         if (!r || !(r->x_in = cp_arena_floats(ar, (size_t)(N * C), "block input"))) return CP_ERR;
@@ -126,9 +156,11 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
     cp_arena *ar = run->arena;
     saved_stack *sv = saved;
     /* the lowest block whose parameters train (or the embeddings): nothing below it needs gradients */
+    const int prompt = sv->ea.n_virtual > 0 && run->prompt->ops->embeddings_backward;
     int embeddings = 0;
     for (int i = 0; i < 4 && s->embeddings[i]; i++) embeddings |= cp_subtree_trains(s->embeddings[i]);
-    int64_t lowest = embeddings ? 0 : L;
+    const int to_bottom = embeddings || prompt; /* the gradient must reach the embedding step */
+    int64_t lowest = to_bottom ? 0 : L;
     for (int64_t l = 0; l < L && lowest == L; l++)
         if (cp_subtree_trains(s->blocks[l])) lowest = l;
     float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
@@ -152,10 +184,11 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
             if (ops->block_forward(m, run, l, b, sv->emb, x, fresh, NULL) != CP_OK) return CP_ERR;
             acts = fresh;
         }
-        if (ops->block_backward(m, run, l, b, sv->emb, r->x_in, acts, dx, l > lowest || embeddings) != CP_OK) return CP_ERR;
+        if (ops->block_backward(m, run, l, b, sv->emb, r->x_in, acts, dx, l > lowest || to_bottom) != CP_OK) return CP_ERR;
         cp_arena_release(ar, mark);
     }
-    return embeddings ? ops->embed_backward(m, run, b, dx, sv->emb) : CP_OK;
+    if (prompt && virtual_backward(run, b, &sv->ea, dx, C) != CP_OK) return CP_ERR;
+    return embeddings ? ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) : CP_OK;
 }
 
 cp_status cp_stack_blocks(cp_model *m, const cp_module *parent, const char *list_name) {
@@ -167,4 +200,27 @@ cp_status cp_stack_blocks(cp_model *m, const cp_module *parent, const char *list
     if (!s->blocks) return CP_ERR;
     for (int i = 0; i < list->n_children; i++) s->blocks[i] = list->children[i];
     return CP_OK;
+}
+
+cp_status cp_embed_tokens(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea, float *x) {
+    const int64_t N = b->B * b->T, C = table->out_features, n = ea->n_virtual;
+    if (cp_embed_forward(run, table, x, b->input_ids, N, 0) != CP_OK) return cp_error_context("input_ids");
+    for (int64_t r = 0; r < b->B && n; r++)
+        memcpy(x + r * b->T * C, ea->virtual_embeds + r * n * C, (size_t)(n * C) * sizeof *x);
+    return CP_OK;
+}
+
+cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea,
+                                   const float *dx) {
+    const int64_t N = b->B * b->T, C = table->out_features, n = ea->n_virtual;
+    if (!n) return cp_embed_backward(run, table, dx, b->input_ids, N);
+    /* the virtual rows did not come from the table: their gradient is the prompt hook's */
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    float *d = cp_arena_floats(run->arena, (size_t)(N * C), "token embedding gradients"); // (N,C)
+    if (!d) return CP_ERR;
+    memcpy(d, dx, (size_t)(N * C) * sizeof *d);
+    for (int64_t r = 0; r < b->B; r++) memset(d + r * b->T * C, 0, (size_t)(n * C) * sizeof *d);
+    cp_status st = cp_embed_backward(run, table, d, b->input_ids, N);
+    cp_arena_release(run->arena, mark);
+    return st;
 }

@@ -39,13 +39,25 @@ typedef struct cp_stack {
     cp_module *final_norm;     /* LayerNorm or RMSNorm after the last block; NULL: none */
 } cp_stack;
 
+/* What the embedding step is asked: the batch's first token sits at column `past` (the cache's
+ * length); the first n_virtual positions of every row take their token embedding from
+ * virtual_embeds (B,n_virtual,C) instead of the table (their input ids are placeholders), the rest of
+ * the embedding (positions, ...) as for any token. */
+typedef struct cp_embed_args {
+    int64_t past;
+    int64_t n_virtual;
+    const float *virtual_embeds;
+} cp_embed_args;
+
 typedef struct cp_block_ops {
     size_t acts_size;  /* bytes of the architecture's per-block activation record */
     size_t embed_size; /* bytes of its per-forward embedding state (positions, rotary tables, ...) */
     cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar);
-    /* x (N,C) = embeddings of the batch, whose first token sits at column `past` (the cache's length) */
-    cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, int64_t past, float *x, void *emb);
-    cp_status (*embed_backward)(struct cp_model *m, const cp_run *run, const cp_batch *b, const float *dx, const void *emb);
+    /* x (N,C) = embeddings of the batch; backward: the gradients of the embedding step's trained
+     * parameters from dx (N,C) (not of virtual token rows: those go to the prompt hook) */
+    cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb);
+    cp_status (*embed_backward)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea,
+                                const float *dx, const void *emb);
     /* kv: with a cache, the block's keys and values go into its layer l and the queries attend to all of it */
     cp_status (*block_forward)(struct cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb,
                                float *x, void *acts, cp_kv_cache *kv);
@@ -55,6 +67,12 @@ typedef struct cp_block_ops {
 
 /* Fills m->stack.blocks with the children of parent's ModuleList `list_name` (at build time). */
 cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const char *list_name);
+
+/* For an architecture's embed: x (N,C) = rows of the token table `table` (its hooks included), the
+ * virtual rows replaced by ea->virtual_embeds; and its backward (virtual rows excluded). */
+cp_status cp_embed_tokens(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea, float *x);
+cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea,
+                                   const float *dx);
 
 /* Inference: out (B,T,C) = final hidden states; hidden_states (L+1,B,T,C) when non-NULL (every
  * block's input, then the output, as transformers' output_hidden_states); with a cache the batch's
