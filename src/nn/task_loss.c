@@ -36,6 +36,9 @@ cp_status cp_problem_type_resolve(cp_problem_type configured, int64_t num_labels
     if (num_labels < 1) return cp_error("num_labels: %lld (expected at least 1)", (long long)num_labels);
     if (configured < CP_PROBLEM_AUTO || configured > CP_PROBLEM_MULTI_LABEL)
         return cp_error("problem_type: unknown value %d", (int)configured);
+    if (configured == CP_PROBLEM_SINGLE_LABEL && num_labels == 1) /* transformers' config refuses it too */
+        return cp_error("problem_type: \"single_label_classification\" requires num_labels > 1 (for binary "
+                        "classification use num_labels 2, or problem_type \"regression\" for one output)");
     if (configured != CP_PROBLEM_AUTO) { *out = configured; return CP_OK; }
     if (num_labels == 1) *out = CP_PROBLEM_REGRESSION;
     else if (labels && labels->ids) *out = CP_PROBLEM_SINGLE_LABEL;

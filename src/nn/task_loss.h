@@ -51,7 +51,8 @@ cp_status cp_problem_type_parse(const char *name, cp_problem_type *out);
 
 /* transformers' rule when problem_type is null: num_labels == 1 → regression; num_labels > 1 and
  * integer labels → single_label_classification; otherwise multi_label_classification. A configured
- * type other than AUTO is returned as it is. (transformers then writes the choice into the config,
+ * type other than AUTO is returned as it is (single_label_classification with num_labels 1 is an
+ * error, as transformers' config makes it). (transformers then writes the choice into the config,
  * so a model keeps the type its first labelled batch gave it; callers that want that keep *out.) */
 cp_status cp_problem_type_resolve(cp_problem_type configured, int64_t num_labels, const cp_task_labels *labels,
                                   cp_problem_type *out);

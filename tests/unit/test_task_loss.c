@@ -50,6 +50,7 @@ TEST(problem_type_rule) {
     CHECK_OK(cp_problem_type_resolve(CP_PROBLEM_REGRESSION, 3, &li, &t));
     CHECK(t == CP_PROBLEM_REGRESSION, "a configured type is kept: %s", cp_problem_type_name(t));
     CHECK_ERR(cp_problem_type_resolve(CP_PROBLEM_AUTO, 0, &li, &t), "num_labels: 0");
+    CHECK_ERR(cp_problem_type_resolve(CP_PROBLEM_SINGLE_LABEL, 1, &li, &t), "requires num_labels > 1");
 
     static const char *const names[] = {"regression", "single_label_classification", "multi_label_classification"};
     for (int i = 0; i < 3; i++) {
