@@ -1,0 +1,267 @@
+/*
+ * head.c — task heads: pooling, the classifier stack and the loss, forward and backward; see head.h.
+ *
+ * The LM head goes to nn/lm_loss.c (chunked over rows, tiled over the vocabulary). The classification
+ * heads run their rows through [dense → activation] → classifier and hand the logits to
+ * nn/task_loss.c. Sequence classification pools first and projects after: transformers runs the score
+ * Linear over every position and then gathers one, which gives the same logits row by row at 1/T of
+ * the cost, and the backward then only has B rows to send back.
+ */
+#include "models/head.h"
+#include "nn/linear.h"
+#include "nn/lm_loss.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const TASK_NAMES[] = {"CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM"};
+
+const char *cp_task_name(cp_task task) {
+    return (unsigned)task < sizeof TASK_NAMES / sizeof *TASK_NAMES ? TASK_NAMES[task] : "unknown";
+}
+
+cp_status cp_task_parse(const char *name, cp_task *out) {
+    for (int t = CP_TASK_CAUSAL_LM; t <= CP_TASK_SEQ_2_SEQ_LM; t++)
+        if (name && strcmp(name, TASK_NAMES[t]) == 0) { *out = (cp_task)t; return CP_OK; }
+    return cp_error("task_type: \"%s\" is not one cpeft has (CAUSAL_LM, SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM)",
+                    name ? name : "(null)");
+}
+
+static const char *path_of(const cp_module *m) { return m->path && *m->path ? m->path : m->name; }
+
+static cp_status check_linear(const cp_module *m, const char *role) {
+    if (m->kind != CP_MOD_LINEAR && m->kind != CP_MOD_CONV1D)
+        return cp_error("%s: the head's %s is a %s, not a Linear", path_of(m), role, m->class_name);
+    if (!m->weight || !m->weight->data) return cp_error("%s: the head's %s has no weights bound", path_of(m), role);
+    return CP_OK;
+}
+
+cp_status cp_head_check(const cp_head *head, int64_t C) {
+    if (!head || !head->classifier) return cp_error("head: no classifier module");
+    const cp_module *cls = head->classifier, *dense = head->dense;
+    if ((unsigned)head->task > CP_TASK_SEQ_2_SEQ_LM) return cp_error("head: unknown task %d", (int)head->task);
+    if (head->task == CP_TASK_SEQ_2_SEQ_LM)
+        return cp_error("head: SEQ_2_SEQ_LM (the decoder's LM head with unshifted labels) is not built yet");
+    if (check_linear(cls, "classifier") != CP_OK || (dense && check_linear(dense, "dense layer") != CP_OK)) return CP_ERR;
+    if (head->num_labels < 1) return cp_error("num_labels: %lld (expected at least 1)", (long long)head->num_labels);
+    if (cls->out_features != head->num_labels)
+        return cp_error("%s: %lld outputs, but num_labels is %lld", path_of(cls), (long long)cls->out_features,
+                        (long long)head->num_labels);
+    if (head->task == CP_TASK_CAUSAL_LM && (dense || cls->kind != CP_MOD_LINEAR))
+        return cp_error("%s: a CAUSAL_LM head is one bias-free Linear (V,C)", path_of(cls));
+    if (dense && dense->out_features != cls->in_features)
+        return cp_error("%s: %lld outputs, but %s takes %lld inputs", path_of(dense), (long long)dense->out_features,
+                        path_of(cls), (long long)cls->in_features);
+    const cp_module *first = dense ? dense : cls;
+    if (first->in_features != C)
+        return cp_error("%s: takes %lld inputs, but the hidden size is %lld", path_of(first),
+                        (long long)first->in_features, (long long)C);
+    if (head->task == CP_TASK_SEQ_CLS && head->pooling != CP_POOL_FIRST && head->pooling != CP_POOL_LAST_NON_PAD)
+        return cp_error("head: unknown pooling %d", (int)head->pooling);
+    if (dense && (unsigned)head->dense_act >= CP_ACT_COUNT)
+        return cp_error("%s: unknown activation %d", path_of(dense), (int)head->dense_act);
+    return CP_OK;
+}
+
+int64_t cp_head_logits_numel(const cp_head *head, int64_t B, int64_t T) {
+    return head->task == CP_TASK_SEQ_CLS ? B * head->num_labels : B * T * head->num_labels;
+}
+
+cp_status cp_head_pool_positions(const cp_head *head, const int64_t *input_ids, int64_t B, int64_t T, int64_t *pos) {
+    if (head->pooling == CP_POOL_FIRST) {
+        for (int64_t b = 0; b < B; b++) pos[b] = 0;
+        return CP_OK;
+    }
+    if (head->pad_token_id < 0) {
+        if (B != 1) return cp_error("Cannot handle batch sizes > 1 if no padding token is defined.");
+        pos[0] = T - 1;
+        return CP_OK;
+    }
+    if (!input_ids) return cp_error("batch: input_ids is required to find each row's last token that is not padding");
+    for (int64_t b = 0; b < B; b++) { // argmax_t t·(id ≠ pad): the first maximum, so 0 for an all-pad row
+        pos[b] = 0;
+        for (int64_t t = T - 1; t > 0; t--)
+            if (input_ids[b * T + t] != head->pad_token_id) { pos[b] = t; break; }
+    }
+    return CP_OK;
+}
+
+/* Labels shaped (B,T) with class ids, as CAUSAL_LM and TOKEN_CLS take them. */
+static cp_status check_token_labels(const cp_head *head, const cp_task_labels *l, int64_t B, int64_t T) {
+    if (!l->ids)
+        return cp_error("labels: a %s head needs integer class ids (B,T) = (%lld, %lld), -100 ignored; got float labels",
+                        cp_task_name(head->task), (long long)B, (long long)T);
+    if (l->ndim < 0 || l->ndim > 2 || cp_task_labels_numel(l) != B * T)
+        return cp_error("labels: %lld class ids, expected (B,T) = (%lld, %lld) for a %s head",
+                        (long long)(l->ndim < 0 || l->ndim > 2 ? -1 : cp_task_labels_numel(l)), (long long)B,
+                        (long long)T, cp_task_name(head->task));
+    return CP_OK;
+}
+
+static void set_loss(cp_head_outputs *out, double sum, int64_t n, int has_labels) {
+    out->loss_sum = sum;
+    out->n_items = n;
+    out->loss = n ? sum / (double)n : (has_labels ? NAN : 0.0);
+}
+
+/* ---- the LM head (nn/lm_loss.c) --------------------------------------------------------------- */
+
+static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
+                            cp_head_outputs *out, cp_arena *scratch) {
+    double sum = 0;
+    int64_t n = 0;
+    if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
+    if ((labels || out->logits) &&
+        cp_lm_head_loss(head->classifier, h, B, T, labels ? labels->ids : NULL, out->logits, &sum, &n, scratch) != CP_OK)
+        return CP_ERR;
+    set_loss(out, sum, n, labels != NULL);
+    return CP_OK;
+}
+
+static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
+                             double norm, float *dh, cp_head_outputs *out, cp_arena *scratch) {
+    if (check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
+    if (norm == CP_NORM_BATCH_MEAN) { // this batch's targets: labels shifted left by one
+        int64_t n = 0;
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 1; t < T; t++) n += labels->ids[b * T + t] != CP_IGNORE_INDEX;
+        norm = n ? (double)n : 1.0; // nothing counts: the gradient is zero whatever the divisor
+    }
+    double sum = 0;
+    int64_t n = 0;
+    if (cp_lm_head_loss_backward(head->classifier, h, B, T, labels->ids, norm, dh, &sum, &n, scratch) != CP_OK)
+        return CP_ERR;
+    if (out->logits && cp_lm_head_loss(head->classifier, h, B, T, NULL, out->logits, NULL, NULL, scratch) != CP_OK)
+        return CP_ERR;
+    set_loss(out, sum, n, 1);
+    return CP_OK;
+}
+
+/* ---- classification heads ------------------------------------------------------------------------ */
+
+/* The activations of one pass through the classifier stack, kept for the backward. */
+typedef struct {
+    int64_t R;            /* rows through the stack: B (SEQ_CLS) or B·T (TOKEN_CLS) */
+    int64_t *pos;         /* (B) SEQ_CLS: the pooled position of each row */
+    const float *rows;    /* (R,C) the pooled rows, or h itself */
+    float *z;             /* (R,C') dense output before the activation, or NULL */
+    const float *cls_in;  /* (R,C') the activation of z, or rows */
+    float *logits;        /* (R,K) */
+    cp_problem_type type; /* the loss's problem type */
+} cls_pass;
+
+static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                             const cp_task_labels *labels, float *logits, cls_pass *p, cp_arena *scratch) {
+    const int64_t C = (head->dense ? head->dense : head->classifier)->in_features, K = head->num_labels;
+    memset(p, 0, sizeof *p);
+    if (head->task == CP_TASK_SEQ_CLS) {
+        p->R = B;
+        p->pos = cp_arena_alloc(scratch, (size_t)B * sizeof *p->pos, "pooled positions");
+        float *rows = cp_arena_floats(scratch, (size_t)(B * C), "pooled hidden states"); // (B,C)
+        if (!p->pos || !rows || cp_head_pool_positions(head, input_ids, B, T, p->pos) != CP_OK) return CP_ERR;
+        for (int64_t b = 0; b < B; b++) memcpy(rows + b * C, h + (b * T + p->pos[b]) * C, (size_t)C * sizeof *rows);
+        p->rows = rows;
+        p->type = CP_PROBLEM_SINGLE_LABEL;
+        if (labels && cp_problem_type_resolve(head->problem_type, K, labels, &p->type) != CP_OK) return CP_ERR;
+    } else {
+        p->R = B * T;
+        p->rows = h;
+        p->type = CP_PROBLEM_SINGLE_LABEL; /* transformers' token classification is always cross-entropy */
+        if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
+    }
+    p->cls_in = p->rows;
+    if (head->dense) {
+        const int64_t D = head->dense->out_features;
+        p->z = cp_arena_floats(scratch, (size_t)(p->R * D), "head dense outputs");          // (R,C')
+        float *a = cp_arena_floats(scratch, (size_t)(p->R * D), "head dense activations"); // (R,C')
+        if (!p->z || !a || cp_linear_forward(head->dense, p->z, p->rows, p->R, scratch) != CP_OK) return CP_ERR;
+        cp_activation_forward(head->dense_act, a, p->z, p->R * D);
+        p->cls_in = a;
+    }
+    p->logits = logits ? logits : cp_arena_floats(scratch, (size_t)(p->R * K), "head logits"); // (R,K)
+    if (!p->logits) return CP_ERR;
+    return cp_linear_forward(head->classifier, p->logits, p->cls_in, p->R, scratch);
+}
+
+static cp_status cls_head_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                                  const cp_task_labels *labels, cp_head_outputs *out, cp_arena *scratch) {
+    cls_pass p;
+    double sum = 0;
+    int64_t n = 0;
+    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, scratch) != CP_OK) return CP_ERR;
+    if (labels && cp_task_loss(p.type, p.logits, p.R, head->num_labels, labels, &sum, &n) != CP_OK) return CP_ERR;
+    out->problem_type = p.type;
+    set_loss(out, sum, n, labels != NULL);
+    return CP_OK;
+}
+
+static cp_status cls_head_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                                   const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out,
+                                   cp_arena *scratch) {
+    const int64_t C = (head->dense ? head->dense : head->classifier)->in_features, K = head->num_labels;
+    const int64_t Cin = head->classifier->in_features;
+    cls_pass p;
+    double sum = 0;
+    int64_t n = 0;
+    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, scratch) != CP_OK) return CP_ERR;
+    float *dlogits = cp_arena_floats(scratch, (size_t)(p.R * K), "head logit gradients"); // (R,K)
+    if (!dlogits || cp_task_loss_backward(p.type, p.logits, p.R, K, labels, norm, dlogits, &sum, &n) != CP_OK)
+        return CP_ERR;
+    memset(dh, 0, (size_t)(B * T * C) * sizeof *dh);
+    /* Token classification sends its rows' gradients straight into dh; sequence classification
+     * collects them for its B pooled rows and scatters them after. */
+    const int direct = head->task == CP_TASK_TOKEN_CLS;
+    float *drows = direct ? dh : cp_arena_floats(scratch, (size_t)(p.R * C), "pooled row gradients"); // (R,C)
+    if (!drows) return CP_ERR;
+    if (!direct) memset(drows, 0, (size_t)(p.R * C) * sizeof *drows);
+    // in the forward this was logits = classifier(cls_in), so d cls_in = dlogits·W (+ LoRA), dW += dlogitsᵀ·cls_in
+    float *dcls_in = head->dense ? cp_arena_floats(scratch, (size_t)(p.R * Cin), "head dense gradients") : drows; // (R,C')
+    if (!dcls_in) return CP_ERR;
+    if (head->dense) memset(dcls_in, 0, (size_t)(p.R * Cin) * sizeof *dcls_in);
+    if (cp_linear_backward(head->classifier, dcls_in, dlogits, p.cls_in, p.R, scratch) != CP_OK) return CP_ERR;
+    if (head->dense) { // cls_in = act(z), z = dense(rows)
+        cp_activation_backward(head->dense_act, dcls_in, dcls_in, p.z, p.R * Cin);
+        if (cp_linear_backward(head->dense, drows, dcls_in, p.rows, p.R, scratch) != CP_OK) return CP_ERR;
+    }
+    if (!direct) // rows = h[b, pos[b]]: each pooled row's gradient goes back to its position
+        for (int64_t b = 0; b < B; b++) memcpy(dh + (b * T + p.pos[b]) * C, drows + b * C, (size_t)C * sizeof *dh);
+    out->problem_type = p.type;
+    set_loss(out, sum, n, 1);
+    return CP_OK;
+}
+
+/* ---- the entry points: check, dispatch, scratch released on return --------------------------- */
+
+static cp_status check_call(const cp_head *head, const float *h, int64_t B, int64_t T, cp_head_outputs *out) {
+    if (!out) return cp_error("head: no outputs given");
+    if (B <= 0 || T <= 0) return cp_error("batch: empty batch (B=%lld, T=%lld)", (long long)B, (long long)T);
+    if (!h) return cp_error("head: no hidden states given");
+    return cp_head_check(head, (head && head->classifier ? (head->dense ? head->dense : head->classifier)->in_features : 0));
+}
+
+cp_status cp_head_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                          const cp_task_labels *labels, cp_head_outputs *out, cp_arena *scratch) {
+    if (check_call(head, h, B, T, out) != CP_OK) return CP_ERR;
+    out->problem_type = CP_PROBLEM_SINGLE_LABEL;
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = head->task == CP_TASK_CAUSAL_LM ? lm_forward(head, h, B, T, labels, out, scratch)
+                                                   : cls_head_forward(head, h, B, T, input_ids, labels, out, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_head_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                           const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out,
+                           cp_arena *scratch) {
+    if (check_call(head, h, B, T, out) != CP_OK) return CP_ERR;
+    if (!labels) return cp_error("batch: training needs labels");
+    if (!dh) return cp_error("head: no buffer for the hidden-state gradients");
+    if (!(norm >= 0) || isinf(norm)) return cp_error("norm: %g (expected a positive divisor, or CP_NORM_BATCH_MEAN)", norm);
+    out->problem_type = CP_PROBLEM_SINGLE_LABEL;
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = head->task == CP_TASK_CAUSAL_LM
+                       ? lm_backward(head, h, B, T, labels, norm, dh, out, scratch)
+                       : cls_head_backward(head, h, B, T, input_ids, labels, norm, dh, out, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
