@@ -1,7 +1,7 @@
 /*
  * head.c — task heads: pooling, the classifier stack and the loss, forward and backward; see head.h.
  *
- * The LM head goes to nn/lm_loss.c (chunked over rows, tiled over the vocabulary). The classification
+ * The LM head goes to models/lm_head.c (chunked over rows, tiled over the vocabulary). The classification
  * heads run their rows through [dense → activation] → classifier and hand the logits to
  * nn/task_loss.c. Sequence classification pools first and projects after: transformers runs the score
  * Linear over every position and then gathers one, which gives the same logits row by row at 1/T of
@@ -9,7 +9,8 @@
  */
 #include "models/head.h"
 #include "nn/linear.h"
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
+#include "models/proj.h"
 
 #include <math.h>
 #include <string.h>
@@ -104,22 +105,22 @@ static void set_loss(cp_head_outputs *out, double sum, int64_t n, int has_labels
     out->loss = n ? sum / (double)n : (has_labels ? NAN : 0.0);
 }
 
-/* ---- the LM head (nn/lm_loss.c) --------------------------------------------------------------- */
+/* ---- the LM head (models/lm_head.c) --------------------------------------------------------------- */
 
 static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
-                            cp_head_outputs *out, cp_arena *scratch) {
+                            cp_head_outputs *out, const cp_run *run) {
     double sum = 0;
     int64_t n = 0;
     if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     if ((labels || out->logits) &&
-        cp_lm_head_loss(head->classifier, h, B, T, labels ? labels->ids : NULL, out->logits, &sum, &n, scratch) != CP_OK)
+        cp_lm_head_loss(run, head->classifier, h, B, T, labels ? labels->ids : NULL, out->logits, &sum, &n) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, labels != NULL);
     return CP_OK;
 }
 
 static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
-                             double norm, float *dh, cp_head_outputs *out, cp_arena *scratch) {
+                             double norm, float *dh, cp_head_outputs *out, const cp_run *run) {
     if (check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     if (norm == CP_NORM_BATCH_MEAN) { // this batch's targets: labels shifted left by one
         int64_t n = 0;
@@ -129,9 +130,9 @@ static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int
     }
     double sum = 0;
     int64_t n = 0;
-    if (cp_lm_head_loss_backward(head->classifier, h, B, T, labels->ids, norm, dh, &sum, &n, scratch) != CP_OK)
+    if (cp_lm_head_loss_backward(run, head->classifier, h, B, T, labels->ids, norm, dh, &sum, &n) != CP_OK)
         return CP_ERR;
-    if (out->logits && cp_lm_head_loss(head->classifier, h, B, T, NULL, out->logits, NULL, NULL, scratch) != CP_OK)
+    if (out->logits && cp_lm_head_loss(run, head->classifier, h, B, T, NULL, out->logits, NULL, NULL) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, 1);
     return CP_OK;
@@ -151,13 +152,13 @@ typedef struct {
 } cls_pass;
 
 static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                             const cp_task_labels *labels, float *logits, cls_pass *p, cp_arena *scratch) {
+                             const cp_task_labels *labels, float *logits, cls_pass *p, const cp_run *run) {
     const int64_t C = (head->dense ? head->dense : head->classifier)->in_features, K = head->num_labels;
     memset(p, 0, sizeof *p);
     if (head->task == CP_TASK_SEQ_CLS) {
         p->R = B;
-        p->pos = cp_arena_alloc(scratch, (size_t)B * sizeof *p->pos, "pooled positions");
-        float *rows = cp_arena_floats(scratch, (size_t)(B * C), "pooled hidden states"); // (B,C)
+        p->pos = cp_arena_alloc(run->arena, (size_t)B * sizeof *p->pos, "pooled positions");
+        float *rows = cp_arena_floats(run->arena, (size_t)(B * C), "pooled hidden states"); // (B,C)
         if (!p->pos || !rows || cp_head_pool_positions(head, input_ids, B, T, p->pos) != CP_OK) return CP_ERR;
         for (int64_t b = 0; b < B; b++) memcpy(rows + b * C, h + (b * T + p->pos[b]) * C, (size_t)C * sizeof *rows);
         p->rows = rows;
@@ -172,23 +173,23 @@ static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int
     p->cls_in = p->rows;
     if (head->dense) {
         const int64_t D = head->dense->out_features;
-        p->z = cp_arena_floats(scratch, (size_t)(p->R * D), "head dense outputs");          // (R,C')
-        float *a = cp_arena_floats(scratch, (size_t)(p->R * D), "head dense activations"); // (R,C')
-        if (!p->z || !a || cp_linear_forward(head->dense, p->z, p->rows, p->R, scratch) != CP_OK) return CP_ERR;
+        p->z = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense outputs");          // (R,C')
+        float *a = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense activations"); // (R,C')
+        if (!p->z || !a || cp_proj_forward(run, head->dense, p->z, p->rows, p->R) != CP_OK) return CP_ERR;
         cp_activation_forward(head->dense_act, a, p->z, p->R * D);
         p->cls_in = a;
     }
-    p->logits = logits ? logits : cp_arena_floats(scratch, (size_t)(p->R * K), "head logits"); // (R,K)
+    p->logits = logits ? logits : cp_arena_floats(run->arena, (size_t)(p->R * K), "head logits"); // (R,K)
     if (!p->logits) return CP_ERR;
-    return cp_linear_forward(head->classifier, p->logits, p->cls_in, p->R, scratch);
+    return cp_proj_forward(run, head->classifier, p->logits, p->cls_in, p->R);
 }
 
 static cp_status cls_head_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                                  const cp_task_labels *labels, cp_head_outputs *out, cp_arena *scratch) {
+                                  const cp_task_labels *labels, cp_head_outputs *out, const cp_run *run) {
     cls_pass p;
     double sum = 0;
     int64_t n = 0;
-    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, scratch) != CP_OK) return CP_ERR;
+    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, run) != CP_OK) return CP_ERR;
     if (labels && cp_task_loss(p.type, p.logits, p.R, head->num_labels, labels, &sum, &n) != CP_OK) return CP_ERR;
     out->problem_type = p.type;
     set_loss(out, sum, n, labels != NULL);
@@ -196,32 +197,31 @@ static cp_status cls_head_forward(const cp_head *head, const float *h, int64_t B
 }
 
 static cp_status cls_head_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                                   const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out,
-                                   cp_arena *scratch) {
+                                   const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out, const cp_run *run) {
     const int64_t C = (head->dense ? head->dense : head->classifier)->in_features, K = head->num_labels;
     const int64_t Cin = head->classifier->in_features;
     cls_pass p;
     double sum = 0;
     int64_t n = 0;
-    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, scratch) != CP_OK) return CP_ERR;
-    float *dlogits = cp_arena_floats(scratch, (size_t)(p.R * K), "head logit gradients"); // (R,K)
+    if (cls_forward(head, h, B, T, input_ids, labels, out->logits, &p, run) != CP_OK) return CP_ERR;
+    float *dlogits = cp_arena_floats(run->arena, (size_t)(p.R * K), "head logit gradients"); // (R,K)
     if (!dlogits || cp_task_loss_backward(p.type, p.logits, p.R, K, labels, norm, dlogits, &sum, &n) != CP_OK)
         return CP_ERR;
     memset(dh, 0, (size_t)(B * T * C) * sizeof *dh);
     /* Token classification sends its rows' gradients straight into dh; sequence classification
      * collects them for its B pooled rows and scatters them after. */
     const int direct = head->task == CP_TASK_TOKEN_CLS;
-    float *drows = direct ? dh : cp_arena_floats(scratch, (size_t)(p.R * C), "pooled row gradients"); // (R,C)
+    float *drows = direct ? dh : cp_arena_floats(run->arena, (size_t)(p.R * C), "pooled row gradients"); // (R,C)
     if (!drows) return CP_ERR;
     if (!direct) memset(drows, 0, (size_t)(p.R * C) * sizeof *drows);
     // in the forward this was logits = classifier(cls_in), so d cls_in = dlogits·W (+ LoRA), dW += dlogitsᵀ·cls_in
-    float *dcls_in = head->dense ? cp_arena_floats(scratch, (size_t)(p.R * Cin), "head dense gradients") : drows; // (R,C')
+    float *dcls_in = head->dense ? cp_arena_floats(run->arena, (size_t)(p.R * Cin), "head dense gradients") : drows; // (R,C')
     if (!dcls_in) return CP_ERR;
     if (head->dense) memset(dcls_in, 0, (size_t)(p.R * Cin) * sizeof *dcls_in);
-    if (cp_linear_backward(head->classifier, dcls_in, dlogits, p.cls_in, p.R, scratch) != CP_OK) return CP_ERR;
+    if (cp_proj_backward(run, head->classifier, dcls_in, dlogits, p.cls_in, p.R) != CP_OK) return CP_ERR;
     if (head->dense) { // cls_in = act(z), z = dense(rows)
         cp_activation_backward(head->dense_act, dcls_in, dcls_in, p.z, p.R * Cin);
-        if (cp_linear_backward(head->dense, drows, dcls_in, p.rows, p.R, scratch) != CP_OK) return CP_ERR;
+        if (cp_proj_backward(run, head->dense, drows, dcls_in, p.rows, p.R) != CP_OK) return CP_ERR;
     }
     if (!direct) // rows = h[b, pos[b]]: each pooled row's gradient goes back to its position
         for (int64_t b = 0; b < B; b++) memcpy(dh + (b * T + p.pos[b]) * C, drows + b * C, (size_t)C * sizeof *dh);
@@ -230,7 +230,7 @@ static cp_status cls_head_backward(const cp_head *head, const float *h, int64_t 
     return CP_OK;
 }
 
-/* ---- the entry points: check, dispatch, scratch released on return --------------------------- */
+/* ---- the entry points: check, dispatch, run->arena released on return --------------------------- */
 
 static cp_status check_call(const cp_head *head, const float *h, int64_t B, int64_t T, cp_head_outputs *out) {
     if (!out) return cp_error("head: no outputs given");
@@ -239,29 +239,28 @@ static cp_status check_call(const cp_head *head, const float *h, int64_t B, int6
     return cp_head_check(head, (head && head->classifier ? (head->dense ? head->dense : head->classifier)->in_features : 0));
 }
 
-cp_status cp_head_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                          const cp_task_labels *labels, cp_head_outputs *out, cp_arena *scratch) {
+cp_status cp_head_forward(const cp_run *run, const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                          const cp_task_labels *labels, cp_head_outputs *out) {
     if (check_call(head, h, B, T, out) != CP_OK) return CP_ERR;
     out->problem_type = CP_PROBLEM_SINGLE_LABEL;
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head->task == CP_TASK_CAUSAL_LM ? lm_forward(head, h, B, T, labels, out, scratch)
-                                                   : cls_head_forward(head, h, B, T, input_ids, labels, out, scratch);
-    cp_arena_release(scratch, mark);
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_status st = head->task == CP_TASK_CAUSAL_LM ? lm_forward(head, h, B, T, labels, out, run)
+                                                   : cls_head_forward(head, h, B, T, input_ids, labels, out, run);
+    cp_arena_release(run->arena, mark);
     return st;
 }
 
-cp_status cp_head_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                           const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out,
-                           cp_arena *scratch) {
+cp_status cp_head_backward(const cp_run *run, const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                           const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out) {
     if (check_call(head, h, B, T, out) != CP_OK) return CP_ERR;
     if (!labels) return cp_error("batch: training needs labels");
     if (!dh) return cp_error("head: no buffer for the hidden-state gradients");
     if (!(norm >= 0) || isinf(norm)) return cp_error("norm: %g (expected a positive divisor, or CP_NORM_BATCH_MEAN)", norm);
     out->problem_type = CP_PROBLEM_SINGLE_LABEL;
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
     cp_status st = head->task == CP_TASK_CAUSAL_LM
-                       ? lm_backward(head, h, B, T, labels, norm, dh, out, scratch)
-                       : cls_head_backward(head, h, B, T, input_ids, labels, norm, dh, out, scratch);
-    cp_arena_release(scratch, mark);
+                       ? lm_backward(head, h, B, T, labels, norm, dh, out, run)
+                       : cls_head_backward(head, h, B, T, input_ids, labels, norm, dh, out, run);
+    cp_arena_release(run->arena, mark);
     return st;
 }

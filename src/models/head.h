@@ -4,7 +4,7 @@
  * and one call shape for all tasks, so that the model driver calls the same two functions whatever
  * the task and the encoder and seq2seq architectures only fill in a cp_head.
  *
- *   CAUSAL_LM  logits (B,T,V) = lm_head(h); loss: shifted cross-entropy (nn/lm_loss.h, chunked).
+ *   CAUSAL_LM  logits (B,T,V) = lm_head(h); loss: shifted cross-entropy (models/lm_head.h, chunked).
  *   SEQ_CLS    one position per row is pooled (POOL_LAST_NON_PAD: decoders' rightmost token that is
  *              not pad_token_id, so left and right padding both work; POOL_FIRST: encoders' [CLS]),
  *              then [dense → activation] → classifier: logits (B,K); loss by problem_type
@@ -30,6 +30,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "nn/activation.h"
+#include "models/run.h"
 #include "nn/module.h"
 #include "nn/task_loss.h"
 
@@ -82,19 +83,18 @@ cp_status cp_head_pool_positions(const cp_head *head, const int64_t *input_ids, 
 /* Forward in eval mode. h (B,T,C) final hidden states; input_ids (B,T) (read by LAST_NON_PAD pooling);
  * labels NULL for logits only, else: CAUSAL_LM and TOKEN_CLS class ids (B,T) (-100 ignored),
  * SEQ_CLS class ids (B) or float values (B) / (B,K) as the problem type wants. Fills out->logits when
- * given, and the loss fields when labels are given. Scratch memory comes from `scratch` and is
+ * given, and the loss fields when labels are given. Scratch memory comes from run->arena and is
  * released before returning. */
-cp_status cp_head_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                          const cp_task_labels *labels, cp_head_outputs *out, cp_arena *scratch);
+cp_status cp_head_forward(const cp_run *run, const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                          const cp_task_labels *labels, cp_head_outputs *out);
 
 /* Forward and backward of loss_sum / norm (norm > 0: the caller's divisor, num_items_in_batch;
  * CP_NORM_BATCH_MEAN: this batch's own item count, the mean transformers reports). Writes dh (B,T,C)
  * (zero where nothing flows back: unpooled positions, ignored targets), accumulates the gradients of
  * the head's trained parameters (classifier, dense; those with a grad buffer, LoRA included through
  * nn/linear.h) and fills out's loss fields (and out->logits when given). Labels are required. */
-cp_status cp_head_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
-                           const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out,
-                           cp_arena *scratch);
+cp_status cp_head_backward(const cp_run *run, const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
+                           const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out);
 
 /* PEFT's task_type strings: "CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM". Parsing any other
  * (QUESTION_ANS, FEATURE_EXTRACTION, ...) is an error naming the ones cpeft has. */

@@ -23,11 +23,6 @@
 #define LM_CHUNK_ROWS 128
 #define LM_TILE_COLS 512 /* a (LM_CHUNK_ROWS, 512) block of logits: 256 KiB, in L2 while it is reduced */
 
-double cp_cross_entropy_row(const float *x, int64_t V, int64_t y) {
-    const float m = cp_row_max(x, V);
-    return (double)m + log(cp_exp_sum(x, V, m)) - (double)x[y];
-}
-
 static cp_status check_labels(const int64_t *labels, int64_t n, int64_t V) {
     for (int64_t i = 0; i < n; i++)
         if (labels[i] != CP_IGNORE_INDEX && (labels[i] < 0 || labels[i] >= V))

@@ -11,9 +11,8 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "models/run.h"
+#include "nn/task_loss.h"
 #include "nn/module.h"
-
-#define CP_IGNORE_INDEX (-100)
 
 /* h is (B,T,C); head is a bias-free Linear (V,C). When logits (B,T,V) is non-NULL all logits are
  * written. When labels (B,T) is non-NULL the summed loss and the number of counted targets are
@@ -29,7 +28,5 @@ cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float 
 cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                                    const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets);
 
-/* Cross-entropy of one row of V logits against target y: logsumexp(x) - x[y]. */
-double cp_cross_entropy_row(const float *x, int64_t V, int64_t y);
 
 #endif

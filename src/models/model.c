@@ -15,6 +15,7 @@
 #include "core/strbuf.h"
 #include "models/hook.h"
 #include "models/kv_cache.h"
+#include "models/head.h"
 #include "models/lm_head.h"
 #include "models/proj.h"
 
@@ -210,6 +211,18 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
     return CP_OK;
 }
 
+/* The model's head (models/head.h): the causal LM head on lm_head. */
+static cp_head model_head(const cp_model *m) {
+    cp_head head = {.task = CP_TASK_CAUSAL_LM, .num_labels = m->config.vocab_size, .classifier = m->lm_head, .pad_token_id = -1};
+    return head;
+}
+
+/* The batch's labels as the head takes them: class ids (B,T). */
+static cp_task_labels token_labels(const cp_batch *b) {
+    cp_task_labels l = {.ids = b->labels, .ndim = 2, .shape = {b->B, b->T}};
+    return l;
+}
+
 cp_run cp_model_run(cp_model *m) {
     cp_run run = {.arena = &m->arena, .training = m->training, .seed = m->dropout_seed, .prompt = m->prompt};
     return run;
@@ -251,12 +264,13 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *
     float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
-    double loss_sum = 0;
-    int64_t n_targets = 0;
-    if (cp_lm_head_loss(&run, m->lm_head, final, batch->B, batch->T, batch->labels, out->logits, &loss_sum, &n_targets) != CP_OK)
+    const cp_head head = model_head(m);
+    const cp_task_labels labels = token_labels(batch);
+    cp_head_outputs ho = {.logits = out->logits};
+    if (cp_head_forward(&run, &head, final, batch->B, batch->T, batch->input_ids, batch->labels ? &labels : NULL, &ho) != CP_OK)
         return CP_ERR;
-    out->loss_tokens = n_targets;
-    out->loss = n_targets ? loss_sum / (double)n_targets : (batch->labels ? NAN : 0.0);
+    out->loss_tokens = ho.n_items;
+    out->loss = ho.loss;
     return CP_OK;
 }
 
@@ -323,9 +337,13 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
     void *saved = NULL;
     if (!final || !d_final) return CP_ERR;
     if (cp_stack_forward_train(m, &run, batch, recompute, final, &saved) != CP_OK) return CP_ERR;
-    if (cp_lm_head_loss_backward(&run, m->lm_head, final, batch->B, batch->T, batch->labels, norm, d_final, loss_sum,
-                                 n_targets) != CP_OK)
+    const cp_head head = model_head(m);
+    const cp_task_labels labels = token_labels(batch);
+    cp_head_outputs ho = {0};
+    if (cp_head_backward(&run, &head, final, batch->B, batch->T, batch->input_ids, &labels, norm, d_final, &ho) != CP_OK)
         return CP_ERR;
+    *loss_sum = ho.loss_sum;
+    *n_targets = ho.n_items;
     return cp_stack_backward(m, &run, batch, d_final, saved);
 }
 

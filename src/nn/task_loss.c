@@ -8,7 +8,6 @@
  */
 #include "nn/task_loss.h"
 #include "kernels/vector.h"
-#include "nn/lm_loss.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -50,6 +49,11 @@ int64_t cp_task_labels_numel(const cp_task_labels *l) {
     int64_t n = 1;
     for (int d = 0; d < l->ndim && d < 2; d++) n *= l->shape[d];
     return n;
+}
+
+double cp_cross_entropy_row(const float *x, int64_t V, int64_t y) {
+    const float m = cp_row_max(x, V);
+    return (double)m + log(cp_exp_sum(x, V, m)) - (double)x[y];
 }
 
 /* "labels[b][j]" / "labels[i]" / "labels" for flat index i of the labels tensor. */

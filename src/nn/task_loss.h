@@ -10,12 +10,12 @@
  * All three are means in transformers. Here every loss is returned as a sum and the number of
  * items the mean divides by (rows that count for cross-entropy, elements for MSE and BCE), so that a
  * caller can average over several micro-batches (transformers' num_items_in_batch) as the LM loss does
- * (nn/lm_loss.h). The backward scales d logits by 1/norm for a norm the caller gives.
+ * (models/lm_head.h). The backward scales d logits by 1/norm for a norm the caller gives.
  *
  * Labels come as the tensor a data collator would hand transformers: integer class ids (torch.long)
  * or float values (torch.float32), with their shape, so that shape, dtype and range errors name the
  * position (labels[b][j]) as the user wrote it. This is not the LM head's loss (the shifted one over
- * a vocabulary, nn/lm_loss.h); it works on logits the caller has already computed.
+ * a vocabulary, models/lm_head.h); it works on logits the caller has already computed.
  */
 #ifndef CP_NN_TASK_LOSS_H
 #define CP_NN_TASK_LOSS_H
@@ -25,6 +25,11 @@
 #include "core/error.h"
 
 /* config.json's "problem_type". */
+#define CP_IGNORE_INDEX (-100)
+
+/* Cross-entropy of one row of V logits against target y: logsumexp(x) - x[y]. */
+double cp_cross_entropy_row(const float *x, int64_t V, int64_t y);
+
 typedef enum {
     CP_PROBLEM_AUTO = 0,     /* null: decided per call from num_labels and the labels' dtype */
     CP_PROBLEM_REGRESSION,   /* "regression" */

@@ -19,7 +19,7 @@
 #include "core/arena.h"
 #include "io/safetensors.h"
 #include "models/head.h"
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -126,8 +126,8 @@ static void run_fixture(const char *file) {
     cp_arena scratch;
     cp_arena_init(&scratch);
     cp_head_outputs fwd = {.logits = logits}, bwd = {0};
-    CHECK_OK(cp_head_forward(&head, hid->data, B, T, ids->data, &labels, &fwd, &scratch));
-    CHECK_OK(cp_head_backward(&head, hid->data, B, T, ids->data, &labels, CP_NORM_BATCH_MEAN, dh, &bwd, &scratch));
+    CHECK_OK(cp_head_forward(&(cp_run){.arena = &scratch}, &head, hid->data, B, T, ids->data, &labels, &fwd));
+    CHECK_OK(cp_head_backward(&(cp_run){.arena = &scratch}, &head, hid->data, B, T, ids->data, &labels, CP_NORM_BATCH_MEAN, dh, &bwd));
     cp_arena_free(&scratch);
 
     const double d_logits = test_max_abs_diff(logits, want_logits, (size_t)nl);
@@ -192,7 +192,7 @@ typedef struct {
 
 static double fd_loss(const fd_case *c, cp_arena *scratch) {
     cp_head_outputs o = {0};
-    if (cp_head_forward(c->head, c->h, c->B, c->T, c->ids, c->labels, &o, scratch) != CP_OK) return NAN;
+    if (cp_head_forward(&(cp_run){.arena = scratch}, c->head, c->h, c->B, c->T, c->ids, c->labels, &o) != CP_OK) return NAN;
     return o.loss_sum / (c->norm > 0 ? c->norm : (double)o.n_items);
 }
 
@@ -229,7 +229,7 @@ static double fd_check(const fd_case *c, const char *what, int64_t C) {
     float *dh = malloc((size_t)N * sizeof *dh);
     cp_head_outputs o = {0};
     zero_grads(c->head);
-    CHECK_OK(cp_head_backward(c->head, c->h, c->B, c->T, c->ids, c->labels, c->norm, dh, &o, &scratch));
+    CHECK_OK(cp_head_backward(&(cp_run){.arena = &scratch}, c->head, c->h, c->B, c->T, c->ids, c->labels, c->norm, dh, &o));
     double worst = fd_tensor(c, c->h, dh, N, &scratch);
     cp_module *ms[2] = {c->head->classifier, c->head->dense};
     for (int i = 0; i < 2; i++) {
@@ -294,7 +294,7 @@ TEST(head_backward_matches_finite_differences) {
     for (int i = 0; i < B * T; i++) lm_labels[i] = ids[i] == 0 ? -100 : ids[i] % V;
     cp_task_labels l_lm = {.ids = lm_labels, .ndim = 2, .shape = {B, T}};
     c = (fd_case){&lm, h, B, T, ids, &l_lm, CP_NORM_BATCH_MEAN};
-    worst = fmax(worst, fd_check(&c, "CAUSAL_LM (nn/lm_loss.c through the head)", C));
+    worst = fmax(worst, fd_check(&c, "CAUSAL_LM (models/lm_head.c through the head)", C));
 
     CHECK(worst < 2e-2, "a head gradient differs from finite differences by %.3e", worst);
     cp_module_free(root);
@@ -340,15 +340,15 @@ TEST(accumulation_and_logits_only) {
     cp_arena_init(&scratch);
     cp_task_labels all = {.ids = cls, .ndim = 1, .shape = {B}};
     cp_head_outputs o = {.logits = logits_a};
-    CHECK_OK(cp_head_backward(&head, h, B, T, ids, &all, CP_NORM_BATCH_MEAN, dh_whole, &o, &scratch));
+    CHECK_OK(cp_head_backward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &all, CP_NORM_BATCH_MEAN, dh_whole, &o));
     memcpy(g_whole, head.classifier->weight->grad, sizeof g_whole);
     const int64_t items = o.n_items;
     memset(head.classifier->weight->grad, 0, sizeof g_whole);
     cp_task_labels a = {.ids = cls, .ndim = 1, .shape = {B / 2}}, b = {.ids = cls + B / 2, .ndim = 1, .shape = {B / 2}};
     cp_head_outputs oa = {0}, ob = {0};
-    CHECK_OK(cp_head_backward(&head, h, B / 2, T, ids, &a, (double)items, dh_half, &oa, &scratch));
-    CHECK_OK(cp_head_backward(&head, h + B / 2 * T * C, B / 2, T, ids + B / 2 * T, &b, (double)items,
-                              dh_half + B / 2 * T * C, &ob, &scratch));
+    CHECK_OK(cp_head_backward(&(cp_run){.arena = &scratch}, &head, h, B / 2, T, ids, &a, (double)items, dh_half, &oa));
+    CHECK_OK(cp_head_backward(&(cp_run){.arena = &scratch}, &head, h + B / 2 * T * C, B / 2, T, ids + B / 2 * T, &b, (double)items,
+                              dh_half + B / 2 * T * C, &ob));
     const double d_dh = test_max_abs_diff(dh_whole, dh_half, B * T * C);
     const double d_g = test_max_abs_diff(g_whole, head.classifier->weight->grad, K * C);
     printf("  halves vs whole batch: d hidden %.2e, d score.weight %.2e, loss %.2e\n", d_dh, d_g,
@@ -358,7 +358,7 @@ TEST(accumulation_and_logits_only) {
     CHECK(d_dh < 1e-7 && d_g < 1e-6, "accumulated halves differ: d hidden %.3e, weight %.3e", d_dh, d_g);
 
     cp_head_outputs lo = {.logits = logits_b};
-    CHECK_OK(cp_head_forward(&head, h, B, T, ids, NULL, &lo, &scratch));
+    CHECK_OK(cp_head_forward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, NULL, &lo));
     CHECK(test_max_abs_diff(logits_a, logits_b, B * K) == 0 && lo.loss == 0 && lo.n_items == 0,
           "logits without labels differ or a loss was reported (%g)", lo.loss);
     cp_arena_free(&scratch);
@@ -391,21 +391,21 @@ TEST(head_errors) {
     cp_head_outputs o = {0};
     head.task = CP_TASK_TOKEN_CLS;
     cp_task_labels floats_bt = {.values = vals, .ndim = 2, .shape = {B, T}};
-    CHECK_ERR(cp_head_forward(&head, h, B, T, ids, &floats_bt, &o, &scratch), "needs integer class ids (B,T) = (2, 5)");
+    CHECK_ERR(cp_head_forward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &floats_bt, &o), "needs integer class ids (B,T) = (2, 5)");
     cp_task_labels short_bt = {.ids = tags, .ndim = 2, .shape = {B, T - 1}};
-    CHECK_ERR(cp_head_forward(&head, h, B, T, ids, &short_bt, &o, &scratch), "8 class ids, expected (B,T) = (2, 5)");
+    CHECK_ERR(cp_head_forward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &short_bt, &o), "8 class ids, expected (B,T) = (2, 5)");
     tags[7] = 3;
     cp_task_labels bad = {.ids = tags, .ndim = 2, .shape = {B, T}};
-    CHECK_ERR(cp_head_backward(&head, h, B, T, ids, &bad, 1.0, dh, &o, &scratch), "class id 3 at labels[1][2]");
-    CHECK_ERR(cp_head_backward(&head, h, B, T, ids, NULL, 1.0, dh, &o, &scratch), "training needs labels");
+    CHECK_ERR(cp_head_backward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &bad, 1.0, dh, &o), "class id 3 at labels[1][2]");
+    CHECK_ERR(cp_head_backward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, NULL, 1.0, dh, &o), "training needs labels");
     head.task = CP_TASK_SEQ_CLS;
     head.pad_token_id = -1;
     tags[7] = 0;
     cp_task_labels seq = {.ids = tags, .ndim = 1, .shape = {B}};
-    CHECK_ERR(cp_head_forward(&head, h, B, T, ids, &seq, &o, &scratch), "Cannot handle batch sizes > 1");
+    CHECK_ERR(cp_head_forward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &seq, &o), "Cannot handle batch sizes > 1");
     head.pad_token_id = 0;
     cp_task_labels seq_wrong = {.ids = tags, .ndim = 1, .shape = {B + 1}};
-    CHECK_ERR(cp_head_forward(&head, h, B, T, ids, &seq_wrong, &o, &scratch), "shape (3) holds 3 class ids, expected 2");
+    CHECK_ERR(cp_head_forward(&(cp_run){.arena = &scratch}, &head, h, B, T, ids, &seq_wrong, &o), "shape (3) holds 3 class ids, expected 2");
     cp_arena_free(&scratch);
 
     cp_task t;

@@ -7,7 +7,7 @@
  * the field and the position.
  */
 #include "test.h"
-#include "nn/lm_loss.h"
+#include "models/lm_head.h"
 #include "nn/task_loss.h"
 
 #include <stdlib.h>
