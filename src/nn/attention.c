@@ -1,20 +1,21 @@
 /*
- * attention.c — causal (optionally sliding-window) softmax attention over per-head vectors.
+ * attention.c — softmax attention over per-head vectors: causal (optionally sliding-window) or
+ * bidirectional, self- or cross-attention, with an optional additive bias and ALiBi.
  *
- * Two versions of the same function, held together by test_attention.c:
+ * Two versions of the same function, held together by test_kernels.c and test_attention_ext.c:
  *   cp_attention_forward_ref  one query at a time, dot products in plain loops — the reference;
  *   cp_attention_forward      blocks of ATT_QBLOCK queries per (batch, head) task: the scores of a
  *                             block against the keys it may see come from one small GEMM, the
  *                             softmax runs over rows, and the output is a second GEMM P·V.
- * Both compute in f32 with a max-subtracted softmax; cost O(B·NH·T·(past+T)·hs) (the GEMMs also
- * compute the masked upper triangle inside a block, ≤ ATT_QBLOCK/T extra), memory
- * O(ATT_QBLOCK·(past+T)) per thread. With a KV cache (past > 0, one new query per step when
- * decoding) each block is one row of scores against the cached keys.
+ * Both compute in f32 with a max-subtracted softmax; cost O(B·NH·T·TK·hs) (the causal GEMMs also
+ * compute the masked upper triangle inside a block, ≤ ATT_QBLOCK/T extra), memory O(ATT_QBLOCK·TK)
+ * per thread. With a KV cache (past > 0, one new query per step when decoding) each block is one row
+ * of scores against the cached keys. The bias and ALiBi are added row by row after the scores GEMM,
+ * so the plain causal path runs exactly the code it ran before they existed.
  */
 #include "nn/attention.h"
 #include "kernels/vector.h"
 
-#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -32,13 +33,90 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* Keys per batch row: the cache and the new ones, or the other sequence's (cross-attention). */
+static inline int64_t n_keys(const cp_attention_args *a) { return a->Tk ? a->Tk : a->past + a->T; }
 /* Rows per batch row in k, v and the key mask. */
-static inline int64_t kv_rows(const cp_attention_args *a) { return a->kv_rows ? a->kv_rows : a->T; }
+static inline int64_t kv_rows(const cp_attention_args *a) { return a->kv_rows ? a->kv_rows : n_keys(a); }
+
+/* The key columns lo..hi the query at column col may see before the key mask. */
+static inline void visible_keys(const cp_attention_args *a, int64_t col, int64_t *lo, int64_t *hi) {
+    if (a->bidirectional) { *lo = 0; *hi = n_keys(a) - 1; return; }
+    *lo = a->window > 0 && col - a->window + 1 > 0 ? col - a->window + 1 : 0;
+    *hi = col;
+}
+
+/* What no caller may ask for; the plain causal arguments always pass. */
+static cp_status check_args(const cp_attention_args *a) {
+    const int64_t TK = n_keys(a);
+    if (a->bidirectional && a->window > 0)
+        return cp_error("attention: a sliding window (%lld) needs the causal mask, but bidirectional is set",
+                        (long long)a->window);
+    if (!a->bidirectional && a->Tk && a->Tk != a->past + a->T)
+        return cp_error("attention: causal attention over Tk = %lld keys, expected past + T = %lld "
+                        "(cross-attention is bidirectional)", (long long)a->Tk, (long long)(a->past + a->T));
+    if (a->T > 0 && TK < 1) return cp_error("attention: %lld queries and no keys", (long long)a->T);
+    if (a->kv_rows && a->kv_rows < TK)
+        return cp_error("attention: kv_rows = %lld rows per batch row cannot hold %lld keys", (long long)a->kv_rows,
+                        (long long)TK);
+    if (a->NKV > 0 && a->NH % a->NKV)
+        return cp_error("attention: %lld query heads do not divide into %lld kv heads", (long long)a->NH,
+                        (long long)a->NKV);
+    if (a->d_bias && a->bias_h_stride == 0 && a->NH > 1)
+        return cp_error("attention: d_bias shared by all %lld heads (bias_h_stride 0) is not supported", (long long)a->NH);
+    return CP_OK;
+}
+
+/* ALiBi's key positions (B,TK) as floats, pos(b,j) by a->alibi_pos; *out = NULL without ALiBi. */
+static cp_status alibi_positions(const cp_attention_args *a, cp_arena *scratch, float **out) {
+    *out = NULL;
+    if (!a->alibi_slopes) return CP_OK;
+    const int64_t B = a->B, TK = n_keys(a), R = kv_rows(a);
+    float *pos = cp_arena_floats(scratch, (size_t)(B * TK), "ALiBi key positions");
+    if (!pos) return CP_ERR;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *mask = a->key_mask ? a->key_mask + b * R : NULL;
+        float *p = pos + b * TK;
+        int64_t seen = 0;
+        for (int64_t j = 0; j < TK; j++) {
+            switch (a->alibi_pos) {
+            case CP_ALIBI_POS_MASK:
+                /* transformers: ((mask.cumsum(-1) - 1) * mask) */
+                if (!mask || mask[j]) p[j] = (float)(seen++);
+                else p[j] = 0.0f;
+                break;
+            case CP_ALIBI_POS_LAST: p[j] = (float)(j - (TK - 1)); break;
+            default: p[j] = (float)j; break;
+            }
+        }
+    }
+    *out = pos;
+    return CP_OK;
+}
+
+/* r[j] = r[j]·scale + bias(b,h,i,lo+j) + slope_h·pos(b,lo+j) over the n keys from column lo: the
+ * scores of query i before the masks, in eager PyTorch's order of additions. */
+static void add_bias_row(const cp_attention_args *a, const float *alibi_pos, float *r, int64_t lo, int64_t n,
+                         int64_t b, int64_t h, int64_t i) {
+    const float scale = a->scale;
+    if (a->bias) {
+        const float *br = a->bias + b * a->bias_b_stride + h * a->bias_h_stride + i * a->bias_q_stride + lo;
+        for (int64_t j = 0; j < n; j++) r[j] = r[j] * scale + br[j];
+    } else {
+        for (int64_t j = 0; j < n; j++) r[j] *= scale;
+    }
+    if (alibi_pos) {
+        const float slope = a->alibi_slopes[h], *p = alibi_pos + b * n_keys(a) + lo;
+        for (int64_t j = 0; j < n; j++) r[j] += slope * p[j];
+    }
+}
 
 static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    const int64_t P = a->past, R = kv_rows(a), TK = P + T; /* TK keys in all: the cache and the new ones */
-    assert(TK <= R && (!a->probs || P == 0));
+    const int64_t P = a->past, R = kv_rows(a), TK = n_keys(a);
+    if (check_args(a) != CP_OK) return CP_ERR;
+    float *apos;
+    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
+    const int extra = a->bias || apos;
     int nthreads = omp_get_max_threads();
     float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)TK, "attention scores");
     if (!scores_all) return CP_ERR;
@@ -50,14 +128,15 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
             const int64_t *mask = a->key_mask ? a->key_mask + b * R : NULL;
             for (int64_t i = 0; i < T; i++) {
                 const float *qi = a->q + (b * T + i) * a->q_stride + h * hs;
-                const int64_t col = P + i; /* the query's column among the keys */
-                int64_t lo = a->window > 0 && col - a->window + 1 > 0 ? col - a->window + 1 : 0;
-                int64_t hi = col; /* keys lo..hi */
+                int64_t lo, hi; /* keys lo..hi */
+                visible_keys(a, P + i, &lo, &hi);
                 float maxv = -INFINITY;
                 int any = 0;
-                for (int64_t j = lo; j <= col; j++) {
+                for (int64_t j = lo; j <= hi; j++) {
                     if (mask && !mask[j]) { scores[j] = -INFINITY; continue; }
-                    float s = dot(qi, a->k + (b * R + j) * a->k_stride + kv_head(a, h) * hs, hs) * a->scale;
+                    float s = dot(qi, a->k + (b * R + j) * a->k_stride + kv_head(a, h) * hs, hs);
+                    if (extra) add_bias_row(a, apos, &s, j, 1, b, h, i);
+                    else s *= a->scale;
                     scores[j] = s;
                     if (s > maxv) maxv = s;
                     any = 1;
@@ -80,8 +159,8 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
                     for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
                 }
                 if (a->probs) {
-                    float *row = a->probs + ((b * NH + h) * T + i) * T;
-                    memset(row, 0, (size_t)T * sizeof *row);
+                    float *row = a->probs + ((b * NH + h) * T + i) * TK;
+                    memset(row, 0, (size_t)TK * sizeof *row);
                     memcpy(row + lo, scores + lo, (size_t)(hi - lo + 1) * sizeof *row);
                 }
             }
@@ -91,16 +170,23 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
 
 #define ATT_QBLOCK 64
 
-/* Turns the raw scores of the query at column i against keys klo..klo+nk-1 (row s) into
- * probabilities: keys outside the query's causal window get 0. Returns 1 when the query sees no key
- * at all and the caller must attend to all keys (CP_ATTN_EMPTY_ALL). */
-static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_t nk, int64_t i, const int64_t *mask) {
-    int64_t lo = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0, hi = i;
+/* Turns the raw scores of the query at column col against keys klo..klo+nk-1 (row s) into
+ * probabilities: keys the query may not see get 0. Returns 1 when the query sees no key at all and
+ * the caller must attend to all keys (CP_ATTN_EMPTY_ALL). */
+static int softmax_row(const cp_attention_args *a, const float *alibi_pos, float *s, int64_t klo, int64_t nk,
+                       int64_t col, int64_t b, int64_t h, const int64_t *mask) {
+    int64_t lo, hi;
+    visible_keys(a, col, &lo, &hi);
     for (int64_t j = klo; j < lo; j++) s[j - klo] = 0.0f;
     for (int64_t j = hi + 1; j < klo + nk; j++) s[j - klo] = 0.0f;
     float *r = s + (lo - klo);
     const int64_t n = hi - lo + 1;
-    if (cp_softmax_row(r, mask ? mask + lo : NULL, n, a->scale) == 0) { /* no key visible */
+    float scale = a->scale;
+    if (a->bias || alibi_pos) { /* scaled and biased here; cp_softmax_row's ·1 is exact */
+        add_bias_row(a, alibi_pos, r, lo, n, b, h, col - a->past);
+        scale = 1.0f;
+    }
+    if (cp_softmax_row(r, mask ? mask + lo : NULL, n, scale) == 0) { /* no key visible */
         if (a->empty_row == CP_ATTN_EMPTY_ALL) return 1;
         for (int64_t j = 0; j < n; j++) r[j] = 1.0f / (float)n;
     }
@@ -109,8 +195,10 @@ static int softmax_row(const cp_attention_args *a, float *s, int64_t klo, int64_
 
 static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    const int64_t P = a->past, R = kv_rows(a), TK = P + T; /* TK keys in all: the cache and the new ones */
-    assert(TK <= R && (!a->probs || P == 0));
+    const int64_t P = a->past, R = kv_rows(a), TK = n_keys(a);
+    if (check_args(a) != CP_OK) return CP_ERR;
+    float *apos;
+    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     const int64_t n_blocks = (T + ATT_QBLOCK - 1) / ATT_QBLOCK;
     int nthreads = omp_get_max_threads();
     float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * ATT_QBLOCK * (size_t)TK, "attention scores");
@@ -124,7 +212,9 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                 const int64_t *mask = a->key_mask ? a->key_mask + b * R : NULL;
                 const int64_t i0 = blk * ATT_QBLOCK, i1 = i0 + ATT_QBLOCK < T ? i0 + ATT_QBLOCK : T, nq = i1 - i0;
                 const int64_t c0 = P + i0, c1 = P + i1; /* the block's query columns c0..c1-1 */
-                const int64_t klo = a->window > 0 && c0 - a->window + 1 > 0 ? c0 - a->window + 1 : 0, nk = c1 - klo;
+                /* the keys the block may see: klo..klo+nk-1 */
+                const int64_t klo = a->bidirectional ? 0 : a->window > 0 && c0 - a->window + 1 > 0 ? c0 - a->window + 1 : 0;
+                const int64_t nk = a->bidirectional ? TK : c1 - klo;
                 const float *Q = a->q + (b * T + i0) * a->q_stride + h * hs;   // (nq, hs), row stride q_stride
                 const float *K = a->k + (b * R + klo) * a->k_stride + kv_head(a, h) * hs;  // (nk, hs)
                 const float *V = a->v + (b * R + klo) * a->v_stride + kv_head(a, h) * hs;  // (nk, hs)
@@ -134,7 +224,8 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                             K, (int)a->k_stride, 0.0f, S, (int)nk);
                 unsigned char empty[ATT_QBLOCK];
                 int any_empty = 0;
-                for (int64_t r = 0; r < nq; r++) any_empty |= empty[r] = (unsigned char)softmax_row(a, S + r * nk, klo, nk, c0 + r, mask);
+                for (int64_t r = 0; r < nq; r++)
+                    any_empty |= empty[r] = (unsigned char)softmax_row(a, apos, S + r * nk, klo, nk, c0 + r, b, h, mask);
                 // O (nq, hs) = P · V
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
                             (int)a->v_stride, 0.0f, O, (int)C);
@@ -150,64 +241,90 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                 }
                 if (a->probs)
                     for (int64_t r = 0; r < nq; r++) {
-                        float *row = a->probs + ((b * NH + h) * T + i0 + r) * T;
-                        if (empty[r]) { for (int64_t j = 0; j < T; j++) row[j] = 1.0f / (float)T; continue; }
-                        memset(row, 0, (size_t)T * sizeof *row);
+                        float *row = a->probs + ((b * NH + h) * T + i0 + r) * TK;
+                        if (empty[r]) { for (int64_t j = 0; j < TK; j++) row[j] = 1.0f / (float)TK; continue; }
+                        memset(row, 0, (size_t)TK * sizeof *row);
                         memcpy(row + klo, S + r * nk, (size_t)nk * sizeof *row);
                     }
             }
     return CP_OK;
 }
 
+/* The backward of one batch row b and one kv head: the query heads sharing it run in one task, so
+ * their dK, dV add up without races. dP is this thread's (T,TK) scratch. */
+static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, const float *dout, float *dq, float *dk,
+                          float *dv, float *dP) {
+    const int64_t T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, TK = n_keys(a), R = kv_rows(a);
+    const int64_t NKV = a->NKV > 0 ? a->NKV : NH, group = NH / NKV;
+    for (int64_t g = 0; g < group; g++) {
+        const int64_t h = kvh * group + g;
+        const float beta = g == 0 ? 0.0f : 1.0f;
+        const float *P = a->probs + (b * NH + h) * T * TK;                      // (T,TK)
+        const float *dO = dout + b * T * C + h * hs;                              // (T,hs) stride C
+        const float *Q = a->q + b * T * a->q_stride + h * hs;                     // (T,hs) stride q_stride
+        const float *K = a->k + b * R * a->k_stride + kvh * hs;                   // (TK,hs) stride k_stride
+        const float *V = a->v + b * R * a->v_stride + kvh * hs;                   // (TK,hs) stride v_stride
+        float *dQ = dq + b * T * a->q_stride + h * hs;
+        float *dK = dk + b * R * a->k_stride + kvh * hs;
+        float *dV = dv + b * R * a->v_stride + kvh * hs;
+        float *dB = a->d_bias ? a->d_bias + b * a->bias_b_stride + h * a->bias_h_stride : NULL; // row i at i*bias_q_stride
+        // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)TK, (int)hs, (int)T, 1.0f, P, (int)TK, dO, (int)C,
+                    beta, dV, (int)a->v_stride);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)TK, (int)hs, 1.0f, dO, (int)C, V,
+                    (int)a->v_stride, 0.0f, dP, (int)TK);
+        // softmax backward: dB = P ⊙ (dP − Σ_j dP_j P_j) is the gradient of the biased scores (and of
+        // the bias), then the score scaling: dS = dB · scale
+        for (int64_t i = 0; i < T; i++) {
+            const float *p = P + i * TK;
+            float *d = dP + i * TK;
+            float dot_ = 0.0f;
+            for (int64_t j = 0; j < TK; j++) dot_ += d[j] * p[j];
+            if (dB) {
+                float *db = dB + i * a->bias_q_stride;
+                for (int64_t j = 0; j < TK; j++) {
+                    float u = p[j] * (d[j] - dot_);
+                    db[j] += u;
+                    d[j] = u * a->scale;
+                }
+            } else {
+                for (int64_t j = 0; j < TK; j++) d[j] = p[j] * (d[j] - dot_) * a->scale;
+            }
+        }
+        // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)TK, 1.0f, dP, (int)TK, K,
+                    (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)TK, (int)hs, (int)T, 1.0f, dP, (int)TK, Q,
+                    (int)a->q_stride, beta, dK, (int)a->k_stride);
+    }
+}
+
 static cp_status attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
                                    cp_arena *scratch) {
-    const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    assert(a->past == 0 && (a->kv_rows == 0 || a->kv_rows == T));
+    const int64_t B = a->B, T = a->T, NH = a->NH, TK = n_keys(a);
+    if (check_args(a) != CP_OK) return CP_ERR;
     if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
     int nthreads = omp_get_max_threads();
-    float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)(T * T), "attention gradient scratch");
+    float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)(T * TK), "attention gradient scratch");
     if (!dp_all) return CP_ERR;
-    const int64_t NKV = a->NKV > 0 ? a->NKV : NH, group = NH / NKV;
+    const int64_t NKV = a->NKV > 0 ? a->NKV : NH;
+    if (a->d_bias && a->bias_b_stride == 0 && B > 1) {
+        /* one d_bias for the whole batch (T5): the batch rows of a head add up in one task */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t kvh = 0; kvh < NKV; kvh++)
+            for (int64_t b = 0; b < B; b++)
+                backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * (size_t)(T * TK));
+        return CP_OK;
+    }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kvh = 0; kvh < NKV; kvh++)
-            for (int64_t g = 0; g < group; g++) {
-                /* the query heads sharing a kv head run in one task: their dK, dV add up */
-                const int64_t h = kvh * group + g;
-                const float beta = g == 0 ? 0.0f : 1.0f;
-                float *dP = dp_all + (size_t)omp_get_thread_num() * (size_t)(T * T);    // (T,T)
-                const float *P = a->probs + (b * NH + h) * T * T;                        // (T,T)
-                const float *dO = dout + b * T * C + h * hs;                              // (T,hs) stride C
-                const float *Q = a->q + b * T * a->q_stride + h * hs;                     // (T,hs) stride q_stride
-                const float *K = a->k + b * T * a->k_stride + kvh * hs;
-                const float *V = a->v + b * T * a->v_stride + kvh * hs;
-                float *dQ = dq + b * T * a->q_stride + h * hs;
-                float *dK = dk + b * T * a->k_stride + kvh * hs;
-                float *dV = dv + b * T * a->v_stride + kvh * hs;
-                // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, P, (int)T, dO, (int)C,
-                            beta, dV, (int)a->v_stride);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, 1.0f, dO, (int)C, V,
-                            (int)a->v_stride, 0.0f, dP, (int)T);
-                // softmax backward: dS = P ⊙ (dP − Σ_j dP_j P_j), then the score scaling
-                for (int64_t i = 0; i < T; i++) {
-                    const float *p = P + i * T;
-                    float *d = dP + i * T;
-                    float dot_ = 0.0f;
-                    for (int64_t j = 0; j < T; j++) dot_ += d[j] * p[j];
-                    for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dot_) * a->scale;
-                }
-                // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, K,
-                            (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, dP, (int)T, Q,
-                            (int)a->q_stride, beta, dK, (int)a->k_stride);
-            }
+            backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * (size_t)(T * TK));
     return CP_OK;
 }
 
 /* The public entry points: the per-thread score buffers go back to the arena on return, so a
- * training forward does not keep one set per layer (nthreads · 64 · T floats each). */
+ * training forward does not keep one set per layer (nthreads · 64 · TK floats each). */
 cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     cp_arena_mark mark = cp_arena_get_mark(scratch);
     cp_status st = attention_forward_ref(a, scratch);
