@@ -30,7 +30,7 @@
  * finfo.min: uniform over all keys. Bias and ALiBi are too small to move finfo.min, so they do not
  * change these rows. Bidirectional queries' "causal window" is all keys: both rules agree.
  *
- * Incremental decoding (src/generate/kv_cache.h): the T queries may follow `past` cached keys. The
+ * Incremental decoding (src/models/kv_cache.h): the T queries may follow `past` cached keys. The
  * keys and values then hold past + T rows per batch row (inside buffers of kv_rows rows), query i
  * sits at column past + i, and the causal rule, the window and the key mask all count in columns,
  * as transformers' cache does (GPT-Neo's local window and Mistral's sliding window are windows
