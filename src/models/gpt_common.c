@@ -88,7 +88,7 @@ typedef struct {
 /* The embedding step's state: the position ids it used. */
 typedef struct { int64_t *pos; } gpt_emb;
 
-static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar) {
+static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar) {
     const cp_model_config *c = &m->config;
     const size_t N = (size_t)(b->B * b->T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     block_acts *a = acts;
@@ -97,7 +97,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->ln1_rstd = cp_arena_floats(ar, N, "ln_1 statistics");
     a->h1 = cp_arena_floats(ar, N * C, "ln_1 output");
     a->qkv = cp_arena_floats(ar, N * 3 * C, "q, k, v");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * b->T), "attention probabilities") : NULL;
+    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
     a->att = cp_arena_floats(ar, N * C, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->ln2_mean = cp_arena_floats(ar, N, "ln_2 statistics");
@@ -147,8 +147,7 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
                cp_proj_forward(run, ly->k_proj, a->qkv + N * C, a->h1, N) != CP_OK ||
                cp_proj_forward(run, ly->v_proj, a->qkv + 2 * N * C, a->h1, N) != CP_OK)
         return CP_ERR;
-    if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
-    if (cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
+    if (cp_stack_attend(run, kv, l, &at) != CP_OK || cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     if (cp_proj_forward(run, ly->out_proj, tmp, a->att, N) != CP_OK) return CP_ERR;
     cp_add_inplace(x, tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
@@ -202,7 +201,7 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     float *dq = d_big, *dk, *dv;
     if (ly->qkv_proj) { dk = d_big + C; dv = d_big + 2 * C; }
     else { dk = d_big + N * C; dv = d_big + 2 * N * C; }
-    if (cp_attention_backward(&at, d_small, dq, dk, dv, ar) != CP_OK) return CP_ERR;
+    if (cp_stack_attention_backward(run, l, &at, d_small, dq, dk, dv) != CP_OK) return CP_ERR;
     int need_dh1 = need_dx || ly->ln_1->weight->grad || ly->ln_1->bias->grad;
     float *dh1 = need_dh1 ? d_small : NULL;
     if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);

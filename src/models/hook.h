@@ -51,11 +51,15 @@ struct cp_hook {
     cp_hook *next;
 };
 
-/* Prompt learning (prompt tuning, p-tuning; prefix tuning next) hooks the model, not a module: it puts
- * n virtual tokens before every row. The model level runs the batch as PEFT's PeftModelForCausalLM
- * does: attention mask and labels get n leading ones / -100, position ids are left to the default
- * (0..n+T-1), and the virtual positions' token embeddings are the hook's (B,n,C) `embeddings` in
- * place of rows of the embedding table; in training their gradient goes to `embeddings_backward`. */
+/* Prompt learning hooks the model, not a module: it puts n virtual tokens before every row, in one of
+ * two places, and the model level runs the batch as PEFT's PeftModelForCausalLM does.
+ *   embeddings (prompt tuning, p-tuning): the n virtual positions' token embeddings are the hook's
+ *     (B,n,C) in place of rows of the embedding table; the attention mask and labels get n leading
+ *     ones / -100, position ids are dropped (the default 0..n+T-1); their gradient goes to
+ *     embeddings_backward. Logits and hidden states cover the n+T positions.
+ *   kv_prefix (prefix tuning): every layer's attention sees n key/value columns (B,n,NKV·hd) before
+ *     the batch's, as a cache would hold them; the key mask gets n leading ones and positions start
+ *     at n (given position ids are offset by n); their gradients go to kv_prefix_backward. */
 typedef struct cp_prompt_hook cp_prompt_hook;
 
 typedef struct cp_prompt_ops {
@@ -63,6 +67,9 @@ typedef struct cp_prompt_ops {
     int64_t (*n_virtual)(const cp_prompt_hook *h);
     cp_status (*embeddings)(const cp_prompt_hook *h, const cp_run *run, int64_t B, float *out);
     cp_status (*embeddings_backward)(const cp_prompt_hook *h, const cp_run *run, int64_t B, const float *d_embeddings);
+    cp_status (*kv_prefix)(const cp_prompt_hook *h, const cp_run *run, int64_t layer, int64_t B, float *k, float *v);
+    cp_status (*kv_prefix_backward)(const cp_prompt_hook *h, const cp_run *run, int64_t layer, int64_t B, const float *dk,
+                                    const float *dv);
 } cp_prompt_ops;
 
 struct cp_prompt_hook {

@@ -313,7 +313,7 @@ typedef struct {
 /* The embedding step's state: positions and their RoPE tables. */
 typedef struct { int64_t *pos; const float *cos_t, *sin_t; } llama_emb;
 
-static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar) {
+static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar) {
     const cp_model_config *c = &m->config;
     const size_t N = (size_t)(b->B * b->T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     const size_t qd = (size_t)(c->num_heads * c->head_dim), kvd = (size_t)(c->num_kv_heads * c->head_dim);
@@ -325,7 +325,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->q = cp_arena_floats(ar, N * qd, "queries");
     a->k = cp_arena_floats(ar, N * kvd, "keys");
     a->v = cp_arena_floats(ar, N * kvd, "values");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * b->T), "attention probabilities") : NULL;
+    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
     a->att = cp_arena_floats(ar, N * qd, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->h2 = cp_arena_floats(ar, N * C, "post_attention_layernorm output");
@@ -364,8 +364,7 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_attention_args at = attn_args(m, ly, b, a);
-    if (kv) cp_kv_cache_attend(kv, l, at.k, at.k_stride, at.v, at.v_stride, &at);
-    if (cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
+    if (cp_stack_attend(run, kv, l, &at) != CP_OK || cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     if (cp_proj_forward(run, ly->o_proj, tmp, a->att, N) != CP_OK) return CP_ERR;
     cp_add_inplace(x, tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
@@ -423,7 +422,7 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     memset(dC, 0, (size_t)(N * qd) * sizeof *dC);
     if (cp_proj_backward(run, ly->o_proj, dC, dx, a->att, N) != CP_OK) return CP_ERR;     // d att
     cp_attention_args at = attn_args(m, ly, b, a);
-    if (cp_attention_backward(&at, dC, dq, dk, dv, ar) != CP_OK) return CP_ERR;
+    if (cp_stack_attention_backward(run, l, &at, dC, dq, dk, dv) != CP_OK) return CP_ERR;
     cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, e->cos_t, e->sin_t);
     cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, e->cos_t, e->sin_t);
     int need_dh1 = need_dx || cp_module_trains(ly->input_layernorm);

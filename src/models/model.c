@@ -228,26 +228,39 @@ cp_run cp_model_run(cp_model *m) {
     return run;
 }
 
-/* With a prompt hook, the batch PEFT's PeftModelForCausalLM runs: n placeholder ids before every row
- * (their embeddings are the hook's), the attention mask and labels with n leading ones / -100, and
- * the position ids dropped (PEFT drops them with a warning: the model counts 0..n+T-1). Without one,
- * the batch itself. */
-static cp_status prompt_batch(cp_model *m, const cp_run *run, const cp_batch *b, cp_batch *out) {
+/* With a prompt hook, the batch as PEFT's PeftModelForCausalLM runs it (models/hook.h). Virtual
+ * input embeddings: n placeholder ids before every row, the attention mask and labels with n leading
+ * ones / -100, the position ids dropped. A key/value prefix: the batch as it is, the key mask of the
+ * n + T columns in the run, given position ids offset by n. Without one, the batch itself. */
+static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_batch *out) {
     *out = *b;
     if (!run->prompt) return CP_OK;
-    const int64_t n = run->prompt->ops->n_virtual(run->prompt), T = n + b->T, B = b->B;
+    const int64_t n = run->prompt->ops->n_virtual(run->prompt), B = b->B, T = b->T + n;
     if (m->arch->learned_positions && T > m->config.max_positions)
         return cp_error("batch: %lld virtual tokens and %lld positions exceed the model's %lld positions", (long long)n,
                         (long long)b->T, (long long)m->config.max_positions);
-    int64_t *ids = cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *ids, "prompt batch");
     int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *mask, "prompt batch") : NULL;
+    if (b->attention_mask && !mask) return CP_ERR;
+    for (int64_t r = 0; r < B && mask; r++)
+        for (int64_t t = 0; t < T; t++) mask[r * T + t] = t < n ? 1 : b->attention_mask[r * b->T + t - n];
+    if (run->prompt->ops->kv_prefix) {
+        run->n_prefix = n;
+        run->prefix_key_mask = mask;
+        if (b->position_ids) {
+            int64_t *pos = cp_arena_alloc(&m->arena, (size_t)(B * b->T) * sizeof *pos, "prompt batch");
+            if (!pos) return CP_ERR;
+            for (int64_t i = 0; i < B * b->T; i++) pos[i] = b->position_ids[i] + n;
+            out->position_ids = pos;
+        }
+        return CP_OK;
+    }
+    int64_t *ids = cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *ids, "prompt batch");
     int64_t *labels = b->labels ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *labels, "prompt batch") : NULL;
-    if (!ids || (b->attention_mask && !mask) || (b->labels && !labels)) return CP_ERR;
+    if (!ids || (b->labels && !labels)) return CP_ERR;
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t src = r * b->T + t - n, virt = t < n;
             ids[r * T + t] = virt ? 0 : b->input_ids[src];
-            if (mask) mask[r * T + t] = virt ? 1 : b->attention_mask[src];
             if (labels) labels[r * T + t] = virt ? CP_IGNORE_INDEX : b->labels[src];
         }
     *out = (cp_batch){.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = labels};
@@ -257,7 +270,7 @@ static cp_status prompt_batch(cp_model *m, const cp_run *run, const cp_batch *b,
 cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
     if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
     cp_arena_reset(&m->arena);
-    const cp_run run = cp_model_run(m);
+    cp_run run = cp_model_run(m);
     cp_batch pb, *batch = &pb;
     if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
@@ -328,7 +341,7 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
     if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
     if (!user_batch->labels) return cp_error("batch: training needs labels");
     cp_arena_reset(&m->arena);
-    const cp_run run = cp_model_run(m);
+    cp_run run = cp_model_run(m);
     cp_batch pb, *batch = &pb;
     if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;

@@ -34,6 +34,8 @@ typedef struct cp_run {
     uint64_t seed;
     const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method, or NULL */
+    int64_t n_prefix;                  /* prefix tuning: key/value columns before the batch's in every layer */
+    const int64_t *prefix_key_mask;    /* (B, n_prefix + T) their key mask, or NULL: all ones */
 } cp_run;
 
 #endif

@@ -40,7 +40,7 @@ static int64_t blocks_run(const cp_model *m) {
 
 /* The embedding step's arguments: with a prompt hook, its virtual token embeddings (B,n,C). */
 static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, int64_t C, cp_embed_args *ea) {
-    *ea = (cp_embed_args){.past = past};
+    *ea = (cp_embed_args){.past = past + run->n_prefix};
     const cp_prompt_hook *h = run->prompt;
     if (!h || !h->ops->embeddings) return CP_OK;
     ea->n_virtual = h->ops->n_virtual(h);
@@ -81,7 +81,7 @@ cp_status cp_stack_forward(cp_model *m, const cp_run *run, const cp_batch *b, cp
     float *x = cp_arena_floats(ar, (size_t)(N * C), "residual stream"); // (B,T,C)
     void *emb = alloc_emb(m, ar);
     void *acts = cp_arena_alloc(ar, ops->acts_size, "block activations");
-    if (!x || !emb || !acts || ops->alloc_acts(m, acts, b, 0, ar) != CP_OK) return CP_ERR;
+    if (!x || !emb || !acts || ops->alloc_acts(m, acts, b, run->n_prefix + b->T, 0, ar) != CP_OK) return CP_ERR;
     cp_embed_args ea;
     if (embed_args(run, b, kv ? kv->len : 0, C, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
     for (int64_t l = 0; l < L; l++) {
@@ -130,7 +130,7 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
     if (!sv->x_final || !sv->emb || (s->final_norm && !sv->norm_rstd) || (layernorm && !sv->norm_mean)) return CP_ERR;
     /* with recompute the blocks' activations are scratch shared by every block */
     if (recompute && (!(sv->scratch_acts = cp_arena_alloc(ar, ops->acts_size, "block activations")) ||
-                      ops->alloc_acts(m, sv->scratch_acts, b, 0, ar) != CP_OK))
+                      ops->alloc_acts(m, sv->scratch_acts, b, run->n_prefix + b->T, 0, ar) != CP_OK))
         return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as the final norm's input */
     if (embed_args(run, b, 0, C, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
@@ -140,7 +140,7 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
         r->below = sv->top;
         sv->top = r;
         void *acts = recompute ? sv->scratch_acts : (void *)r->acts;
-        if (!recompute && ops->alloc_acts(m, acts, b, 1, ar) != CP_OK) return CP_ERR;
+        if (!recompute && ops->alloc_acts(m, acts, b, run->n_prefix + b->T, 1, ar) != CP_OK) return CP_ERR;
         memcpy(r->x_in, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, sv->emb, x, acts, NULL) != CP_OK) return CP_ERR;
     }
@@ -157,10 +157,11 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
     saved_stack *sv = saved;
     /* the lowest block whose parameters train (or the embeddings): nothing below it needs gradients */
     const int prompt = sv->ea.n_virtual > 0 && run->prompt->ops->embeddings_backward;
+    const int prefix = run->n_prefix > 0 && run->prompt->ops->kv_prefix_backward; /* trains in every block */
     int embeddings = 0;
     for (int i = 0; i < 4 && s->embeddings[i]; i++) embeddings |= cp_subtree_trains(s->embeddings[i]);
     const int to_bottom = embeddings || prompt; /* the gradient must reach the embedding step */
-    int64_t lowest = to_bottom ? 0 : L;
+    int64_t lowest = to_bottom || prefix ? 0 : L;
     for (int64_t l = 0; l < L && lowest == L; l++)
         if (cp_subtree_trains(s->blocks[l])) lowest = l;
     float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
@@ -169,7 +170,7 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
     final_norm_backward(s->final_norm, dx, d_out, sv->x_final, sv->norm_mean, sv->norm_rstd, N, C);
     void *fresh = NULL;
     if (sv->recompute) {
-        if (!(fresh = cp_arena_alloc(ar, ops->acts_size, "recomputed activations")) || ops->alloc_acts(m, fresh, b, 1, ar) != CP_OK)
+        if (!(fresh = cp_arena_alloc(ar, ops->acts_size, "recomputed activations")) || ops->alloc_acts(m, fresh, b, run->n_prefix + b->T, 1, ar) != CP_OK)
             return CP_ERR;
     }
     block_rec *r = sv->top;
@@ -223,4 +224,83 @@ cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, co
     cp_status st = cp_embed_backward(run, table, d, b->input_ids, N);
     cp_arena_release(run->arena, mark);
     return st;
+}
+
+/* ---- prefix tuning: n key/value columns before the batch's in every layer ---------------------- */
+
+/* K', V' (B, n+T, kvd): the hook's prefix of layer l, then the block's keys and values (at's layout). */
+static cp_status prefix_kv(const cp_run *run, int64_t layer, const cp_attention_args *at, float **kc, float **vc) {
+    const int64_t n = run->n_prefix, B = at->B, T = at->T, kvd = (at->NKV ? at->NKV : at->NH) * at->hs;
+    float *pk = cp_arena_floats(run->arena, (size_t)(B * n * kvd), "prefix keys");
+    float *pv = cp_arena_floats(run->arena, (size_t)(B * n * kvd), "prefix values");
+    *kc = cp_arena_floats(run->arena, (size_t)(B * (n + T) * kvd), "prefixed keys");     // (B,n+T,kvd)
+    *vc = cp_arena_floats(run->arena, (size_t)(B * (n + T) * kvd), "prefixed values");
+    if (!pk || !pv || !*kc || !*vc) return CP_ERR;
+    if (run->prompt->ops->kv_prefix(run->prompt, run, layer, B, pk, pv) != CP_OK) return CP_ERR;
+    for (int64_t b = 0; b < B; b++) {
+        float *kr = *kc + b * (n + T) * kvd, *vr = *vc + b * (n + T) * kvd;
+        memcpy(kr, pk + b * n * kvd, (size_t)(n * kvd) * sizeof *kr);
+        memcpy(vr, pv + b * n * kvd, (size_t)(n * kvd) * sizeof *vr);
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(kr + (n + t) * kvd, at->k + (b * T + t) * at->k_stride, (size_t)kvd * sizeof *kr);
+            memcpy(vr + (n + t) * kvd, at->v + (b * T + t) * at->v_stride, (size_t)kvd * sizeof *vr);
+        }
+    }
+    return CP_OK;
+}
+
+static void point_at_prefixed(const cp_run *run, cp_attention_args *at, float *kc, float *vc) {
+    const int64_t kvd = (at->NKV ? at->NKV : at->NH) * at->hs;
+    at->k = kc;
+    at->v = vc;
+    at->k_stride = at->v_stride = kvd;
+    at->past = run->n_prefix;
+    at->kv_rows = run->n_prefix + at->T;
+    at->key_mask = run->prefix_key_mask;
+}
+
+cp_status cp_stack_attend(const cp_run *run, cp_kv_cache *kv, int64_t layer, cp_attention_args *at) {
+    if (kv) {
+        cp_kv_cache_attend(kv, layer, at->k, at->k_stride, at->v, at->v_stride, at);
+        return CP_OK;
+    }
+    if (!run->n_prefix) return CP_OK;
+    float *kc, *vc;
+    if (prefix_kv(run, layer, at, &kc, &vc) != CP_OK) return CP_ERR;
+    point_at_prefixed(run, at, kc, vc);
+    return CP_OK;
+}
+
+cp_status cp_stack_attention_backward(const cp_run *run, int64_t layer, const cp_attention_args *block_at, const float *dout,
+                                      float *dq, float *dk, float *dv) {
+    if (!run->n_prefix) return cp_attention_backward(block_at, dout, dq, dk, dv, run->arena);
+    const int64_t n = run->n_prefix, B = block_at->B, T = block_at->T, kvd = (block_at->NKV ? block_at->NKV : block_at->NH) * block_at->hs;
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    cp_attention_args at = *block_at;
+    float *kc, *vc;
+    if (prefix_kv(run, layer, &at, &kc, &vc) != CP_OK) goto fail;
+    point_at_prefixed(run, &at, kc, vc);
+    float *dkc = cp_arena_floats(run->arena, (size_t)(B * (n + T) * kvd), "prefixed key gradients");
+    float *dvc = cp_arena_floats(run->arena, (size_t)(B * (n + T) * kvd), "prefixed value gradients");
+    float *dpk = cp_arena_floats(run->arena, (size_t)(B * n * kvd), "prefix key gradients");
+    float *dpv = cp_arena_floats(run->arena, (size_t)(B * n * kvd), "prefix value gradients");
+    if (!dkc || !dvc || !dpk || !dpv || cp_attention_backward(&at, dout, dq, dkc, dvc, run->arena) != CP_OK) goto fail;
+    // split: the prefix columns go to the hook, the batch's to the block's k and v
+    for (int64_t b = 0; b < B; b++) {
+        const float *kr = dkc + b * (n + T) * kvd, *vr = dvc + b * (n + T) * kvd;
+        memcpy(dpk + b * n * kvd, kr, (size_t)(n * kvd) * sizeof *dpk);
+        memcpy(dpv + b * n * kvd, vr, (size_t)(n * kvd) * sizeof *dpv);
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(dk + (b * T + t) * block_at->k_stride, kr + (n + t) * kvd, (size_t)kvd * sizeof *dk);
+            memcpy(dv + (b * T + t) * block_at->v_stride, vr + (n + t) * kvd, (size_t)kvd * sizeof *dv);
+        }
+    }
+    if (run->prompt->ops->kv_prefix_backward &&
+        run->prompt->ops->kv_prefix_backward(run->prompt, run, layer, B, dpk, dpv) != CP_OK)
+        goto fail;
+    cp_arena_release(run->arena, mark);
+    return CP_OK;
+fail:
+    cp_arena_release(run->arena, mark);
+    return CP_ERR;
 }

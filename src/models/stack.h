@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "models/kv_cache.h"
 #include "models/run.h"
+#include "nn/attention.h"
 #include "nn/module.h"
 
 struct cp_model;
@@ -52,7 +53,8 @@ typedef struct cp_embed_args {
 typedef struct cp_block_ops {
     size_t acts_size;  /* bytes of the architecture's per-block activation record */
     size_t embed_size; /* bytes of its per-forward embedding state (positions, rotary tables, ...) */
-    cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int training, cp_arena *ar);
+    /* Tk: keys each query sees (T, or n_prefix + T under prefix tuning): the attention probabilities are (B,NH,T,Tk) */
+    cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar);
     /* x (N,C) = embeddings of the batch; backward: the gradients of the embedding step's trained
      * parameters from dx (N,C) (not of virtual token rows: those go to the prompt hook) */
     cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb);
@@ -73,6 +75,15 @@ cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const cha
 cp_status cp_embed_tokens(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea, float *x);
 cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea,
                                    const float *dx);
+
+/* For a block's attention, after q, k, v are made: with a KV cache, attend to its columns of layer l;
+ * under prefix tuning (run->n_prefix), to layer l's prefix columns before the batch's (scratch from
+ * the arena: call it inside the block's mark); else nothing changes. */
+cp_status cp_stack_attend(const cp_run *run, cp_kv_cache *kv, int64_t layer, cp_attention_args *at);
+/* cp_attention_backward for an attention set up by cp_stack_attend without a cache: dq, dk, dv in
+ * the layout of the block's q, k, v; the prefix columns' gradients go to the prompt hook. */
+cp_status cp_stack_attention_backward(const cp_run *run, int64_t layer, const cp_attention_args *at, const float *dout,
+                                      float *dq, float *dk, float *dv);
 
 /* Inference: out (B,T,C) = final hidden states; hidden_states (L+1,B,T,C) when non-NULL (every
  * block's input, then the output, as transformers' output_hidden_states); with a cache the batch's

@@ -1,12 +1,15 @@
 /*
- * test_prompt_hook.c — the scaffold's prompt-learning hook point (models/hook.h cp_prompt_hook)
- * against PEFT: a hook holding PEFT prompt tuning's table of virtual token embeddings, on tiny
- * GPT-2, GPT-Neo and Llama models, gives PeftModelForCausalLM's logits (B, n+T, V) and loss on a
- * left-padded batch with labels, and the gradient of the loss with respect to the table
- * (tests/reference/make_prompt_fixtures.py). Prompt tuning itself (config, files, CLI) is issue 13;
- * this checks that the hook point it will fill is exact: the batch extended as PEFT extends it,
- * the virtual rows in place of token embeddings, position embeddings over all n+T positions, and
- * the gradient routed to the hook with the blocks' backward running to the bottom.
+ * test_prompt_hook.c — the scaffold's prompt-learning hook points (models/hook.h cp_prompt_hook)
+ * against PEFT, on tiny GPT-2, GPT-Neo and Llama models, on a left-padded batch with labels
+ * (tests/reference/make_prompt_fixtures.py):
+ *   - virtual input embeddings: a hook holding PEFT prompt tuning's table gives
+ *     PeftModelForCausalLM's logits (B, n+T, V), loss, and the gradient of the table;
+ *   - a key/value prefix: a hook holding PEFT prefix tuning's table (n, 2·L·kv_dim, read as
+ *     PEFT's get_prompt reads it) gives its logits (B, T, V), loss and table gradient.
+ * Prompt and prefix tuning themselves (configs, files, CLI) are issue 13; this checks that the hook
+ * points they will fill are exact: the batch and key mask extended as PEFT extends them, positions
+ * after the prefix, the gradients routed to the hook with the blocks' backward running to the
+ * bottom, with and without recompute.
  */
 #include "test.h"
 #include "core/alloc.h"
@@ -21,7 +24,7 @@
 /* The hook: one (n, C) table shared by every row, as PEFT's PromptEmbedding. */
 typedef struct {
     cp_prompt_hook hook;
-    int64_t n, C;
+    int64_t n, C, layers;
     const float *table;
     float *grad; /* (n, C) accumulated */
 } table_hook;
@@ -40,6 +43,35 @@ static cp_status embeddings_backward(const cp_prompt_hook *h, const cp_run *run,
         for (int64_t i = 0; i < t->n * t->C; i++) t->grad[i] += d[b * t->n * t->C + i];
     return CP_OK;
 }
+
+/* Prefix tuning's table (n, 2·L·kvd): row i holds, for layer l, the key at columns 2l·kvd and the
+ * value at (2l+1)·kvd (PEFT's view (n, 2L, NKV, hd) split per layer). */
+static cp_status kv_prefix(const cp_prompt_hook *h, const cp_run *run, int64_t l, int64_t B, float *k, float *v) {
+    const table_hook *t = (const table_hook *)h;
+    const int64_t kvd = t->C / (2 * t->layers);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < t->n; i++) {
+            memcpy(k + (b * t->n + i) * kvd, t->table + i * t->C + 2 * l * kvd, (size_t)kvd * sizeof *k);
+            memcpy(v + (b * t->n + i) * kvd, t->table + i * t->C + (2 * l + 1) * kvd, (size_t)kvd * sizeof *v);
+        }
+    return CP_OK;
+}
+
+static cp_status kv_prefix_backward(const cp_prompt_hook *h, const cp_run *run, int64_t l, int64_t B, const float *dk,
+                                    const float *dv) {
+    const table_hook *t = (const table_hook *)h;
+    const int64_t kvd = t->C / (2 * t->layers);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < t->n; i++)
+            for (int64_t j = 0; j < kvd; j++) {
+                t->grad[i * t->C + 2 * l * kvd + j] += dk[(b * t->n + i) * kvd + j];
+                t->grad[i * t->C + (2 * l + 1) * kvd + j] += dv[(b * t->n + i) * kvd + j];
+            }
+    return CP_OK;
+}
+
+static const cp_prompt_ops prefix_ops = {.kind = "prefix_tuning", .n_virtual = n_virtual, .kv_prefix = kv_prefix,
+                                         .kv_prefix_backward = kv_prefix_backward};
 
 static const cp_prompt_ops table_ops = {.kind = "prompt_tuning", .n_virtual = n_virtual, .embeddings = embeddings,
                                         .embeddings_backward = embeddings_backward};
@@ -68,8 +100,11 @@ static void check_case(const char *name) {
     cp_model *m = NULL;
     CHECK_OK(cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS));
     if (!m) { cp_st_close(&st); return; }
+    const int prefix = !strcmp(cp_st_meta(&st, "kind"), "prefix");
     const int64_t n = table->shape[0], C = table->shape[1], B = ids->shape[0], T = ids->shape[1], V = cp_model_vocab_size(m);
-    table_hook h = {.hook = {.ops = &table_ops}, .n = n, .C = C, .table = table->data};
+    const int64_t Tout = prefix ? T : n + T; /* logits cover the virtual positions only with prompt tuning */
+    table_hook h = {.hook = {.ops = prefix ? &prefix_ops : &table_ops}, .n = n, .C = C, .layers = cp_model_num_layers(m),
+                    .table = table->data};
     h.grad = cp_calloc((size_t)(n * C), sizeof *h.grad, "test");
     float *got = cp_malloc((size_t)(B * (n + T) * V) * sizeof *got, "test");
     m->prompt = &h.hook;
@@ -77,7 +112,7 @@ static void check_case(const char *name) {
 
     cp_outputs out = {.logits = got};
     CHECK_OK(cp_model_forward(m, &b, &out));
-    double dl = max_diff(got, logits->data, B * (n + T) * V), dloss = fabs(out.loss - ((const float *)loss->data)[0]);
+    double dl = max_diff(got, logits->data, B * Tout * V), dloss = fabs(out.loss - ((const float *)loss->data)[0]);
     CHECK(dl <= TOL && dloss <= TOL, "%s: logits differ by %.3e, loss by %.3e", name, dl, dloss);
 
     /* the same loss through the training path, and the gradient reaching the table */
@@ -95,8 +130,8 @@ static void check_case(const char *name) {
     for (int64_t i = 0; i < n * C; i++) h.grad[i] /= (float)targets;
     double dg_gc = max_diff(h.grad, grad->data, n * C);
     CHECK(dg_gc <= TOL, "%s: table gradient with recompute differs by %.3e", name, dg_gc);
-    printf("  %s: %lld virtual tokens, logits max diff %.2e, loss %.2e, table gradient %.2e (recompute %.2e)\n", name,
-           (long long)n, dl, dloss, dg, dg_gc);
+    printf("  %s: %lld %s, logits max diff %.2e, loss %.2e, table gradient %.2e (recompute %.2e)\n", name,
+           (long long)n, prefix ? "prefix columns" : "virtual tokens", dl, dloss, dg, dg_gc);
 
     /* generation does not run prompt learning yet: refused by name, not run without the prompt */
     CHECK_ERR(cp_model_forward_last(m, &b, got), "prompt-learning adapter");
@@ -110,10 +145,16 @@ static void check_case(const char *name) {
 TEST(prompt_tuning_gpt2) { check_case("gpt2_tiny"); }
 TEST(prompt_tuning_gpt_neo) { check_case("gpt_neo_tiny"); }
 TEST(prompt_tuning_llama) { check_case("llama_tiny"); }
+TEST(prefix_tuning_gpt2) { check_case("gpt2_tiny_prefix"); }
+TEST(prefix_tuning_gpt_neo) { check_case("gpt_neo_tiny_prefix"); }
+TEST(prefix_tuning_llama) { check_case("llama_tiny_prefix"); }
 
 int main(void) {
     RUN(prompt_tuning_gpt2);
     RUN(prompt_tuning_gpt_neo);
     RUN(prompt_tuning_llama);
+    RUN(prefix_tuning_gpt2);
+    RUN(prefix_tuning_gpt_neo);
+    RUN(prefix_tuning_llama);
     return test_summary();
 }

@@ -1,15 +1,16 @@
-"""Fixtures for the scaffold's prompt-learning hook (virtual input embeddings): PEFT's prompt tuning on
-tiny GPT-2 / GPT-Neo / Llama models of tests/fixtures, with the prompt table set to seeded random
-values. For each model: the table (n, C), a padded batch with labels, PeftModelForCausalLM's logits
-(B, n+T, V) and loss, and the gradient of the loss with respect to the table.
+"""Fixtures for the scaffold's prompt-learning hook points: PEFT's prompt tuning (virtual input
+embeddings) and prefix tuning (key/value prefix in every layer) on tiny GPT-2 / GPT-Neo / Llama models
+of tests/fixtures, with the table set to seeded random values. For each: the table ((n, C) for prompt
+tuning, (n, 2·L·kv_dim) for prefix tuning), a padded batch with labels, PeftModelForCausalLM's logits
+((B, n+T, V) / (B, T, V)) and loss, and the gradient of the loss with respect to the table.
 
     tests/reference/.venv/bin/python tests/reference/make_prompt_fixtures.py
-writes tests/fixtures/prompt/<model>.safetensors.
+writes tests/fixtures/prompt/<model>.safetensors and <model>_prefix.safetensors.
 """
 import os
 
 import torch
-from peft import PromptTuningConfig, get_peft_model
+from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
@@ -22,11 +23,12 @@ MODELS = {
 N_VIRTUAL = 3
 
 
-def case(name: str, rel: str, seed: int) -> None:
+def case(name: str, rel: str, seed: int, prefix: bool = False) -> None:
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(os.path.join(ROOT, rel), torch_dtype=torch.float32, attn_implementation="eager")
     model.eval()
-    pm = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=N_VIRTUAL))
+    cfg = (PrefixTuningConfig if prefix else PromptTuningConfig)(task_type="CAUSAL_LM", num_virtual_tokens=N_VIRTUAL)
+    pm = get_peft_model(model, cfg)
     table = pm.prompt_encoder["default"].embedding.weight
     with torch.no_grad():
         table.copy_(torch.randn_like(table) * 0.5)
@@ -49,10 +51,13 @@ def case(name: str, rel: str, seed: int) -> None:
         "table_grad": table.grad.detach().clone().contiguous(),
     }
     os.makedirs(os.path.join(ROOT, "prompt"), exist_ok=True)
-    save_file(tensors, os.path.join(ROOT, "prompt", f"{name}.safetensors"), metadata={"model": rel, "n_virtual": str(N_VIRTUAL)})
-    print(f"{name}: logits {tuple(out.logits.shape)}, loss {out.loss.item():.6f}")
+    out_name = f"{name}_prefix" if prefix else name
+    save_file(tensors, os.path.join(ROOT, "prompt", f"{out_name}.safetensors"),
+              metadata={"model": rel, "n_virtual": str(N_VIRTUAL), "kind": "prefix" if prefix else "prompt"})
+    print(f"{out_name}: logits {tuple(out.logits.shape)}, loss {out.loss.item():.6f}")
 
 
 if __name__ == "__main__":
     for i, (name, rel) in enumerate(MODELS.items()):
         case(name, rel, 100 + i)
+        case(name, rel, 200 + i, prefix=True)
