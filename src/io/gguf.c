@@ -26,6 +26,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "core/dtype.h"
+#include "core/utf8.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -144,38 +145,8 @@ static cp_status read_str(cursor *c, cp_gguf_str *s, const char *what) {
     return CP_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 when invalid (overlong forms,
- * surrogates and code points above U+10FFFF included). */
-static size_t utf8_seq(const uint8_t *s, size_t n) {
-    uint8_t c = s[0], lo = 0x80, hi = 0xbf;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) { len = 3; lo = 0xa0; }
-    else if (c == 0xed) { len = 3; hi = 0x9f; }
-    else if (c >= 0xe1 && c <= 0xef) len = 3;
-    else if (c == 0xf0) { len = 4; lo = 0x90; }
-    else if (c == 0xf4) { len = 4; hi = 0x8f; }
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
-int cp_gguf_utf8_valid(const char *s, uint64_t n) {
-    const uint8_t *p = (const uint8_t *)s;
-    for (uint64_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, (size_t)(n - i));
-        if (!k) return 0;
-        i += k;
-    }
-    return 1;
-}
-
 static int valid_name(const cp_gguf_str *s) {
-    return s->len > 0 && !memchr(s->ptr, 0, (size_t)s->len) && cp_gguf_utf8_valid(s->ptr, s->len);
+    return s->len > 0 && !memchr(s->ptr, 0, (size_t)s->len) && cp_utf8_valid(s->ptr, (size_t)s->len);
 }
 
 static char *dup_str(const cp_gguf_str *s, const char *what) {

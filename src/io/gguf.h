@@ -134,10 +134,6 @@ cp_status cp_gguf_get_array(const cp_gguf *g, const char *key, cp_gguf_vtype ele
 int64_t cp_gguf_arr_int(const cp_gguf_kv *kv, uint64_t i);
 double cp_gguf_arr_float(const cp_gguf_kv *kv, uint64_t i);
 
-/* Whether n bytes at s are valid UTF-8 (NUL bytes allowed; overlong forms, surrogates and code
- * points above U+10FFFF rejected). */
-int cp_gguf_utf8_valid(const char *s, uint64_t n);
-
 const char *cp_gguf_vtype_name(int t);
 /* "Q4_K"; "type 31" style text for numbers that are not ggml types (uses a static buffer). */
 const char *cp_ggml_type_name(int t);

@@ -25,6 +25,7 @@
 
 #include "core/alloc.h"
 #include "core/strbuf.h"
+#include "core/utf8.h"
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -538,27 +539,6 @@ static int in_byte_alphabet(uint32_t c) {
     return (c >= 0x21 && c <= 0x7e) || (c >= 0xa1 && c <= 0xac) || (c >= 0xae && c <= 0x143);
 }
 
-static uint32_t utf8_next(const char *s, uint64_t n, uint64_t *i) {
-    const unsigned char *p = (const unsigned char *)s + *i;
-    uint32_t c = p[0];
-    int len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-    if (len == 2) c &= 0x1f;
-    else if (len == 3) c &= 0x0f;
-    else if (len == 4) c &= 0x07;
-    for (int k = 1; k < len && *i + (uint64_t)k < n; k++) c = (c << 6) | (p[k] & 0x3f);
-    *i += (uint64_t)len;
-    return c;
-}
-
-static size_t utf8_put(uint32_t c, char *out) {
-    if (c < 0x80) { out[0] = (char)c; return 1; }
-    if (c < 0x800) { out[0] = (char)(0xc0 | c >> 6); out[1] = (char)(0x80 | (c & 0x3f)); return 2; }
-    out[0] = (char)(0xe0 | c >> 12);
-    out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
-    out[2] = (char)(0x80 | (c & 0x3f));
-    return 3;
-}
-
 /* Pre-tokenizer regexes (Oniguruma / fancy-regex syntax, as tokenizers' Split takes them). */
 static const char *const LLAMA3_SPLIT =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+"
@@ -636,7 +616,7 @@ static cp_status tokinfo_read(const cp_gguf *g, const char *model, const char *p
         cp_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", 1, 0, &ti->add_space_prefix) ||
         cp_gguf_get_string(g, "tokenizer.chat_template", 0, &ti->chat_template))
         return CP_ERR;
-    if (ti->chat_template && !cp_gguf_utf8_valid(ti->chat_template, strlen(ti->chat_template)))
+    if (ti->chat_template && !cp_utf8_valid(ti->chat_template, strlen(ti->chat_template)))
         return cp_error("%s: tokenizer.chat_template is not valid UTF-8", g->path);
     if (ti->add_bos && ti->bos < 0)
         return cp_error("%s: tokenizer.ggml.add_bos_token is set but there is no tokenizer.ggml.bos_token_id", g->path);
@@ -644,7 +624,7 @@ static cp_status tokinfo_read(const cp_gguf *g, const char *model, const char *p
         return cp_error("%s: tokenizer.ggml.add_eos_token is set but there is no tokenizer.ggml.eos_token_id", g->path);
     for (int64_t i = 0; i < ti->n; i++) {
         const cp_gguf_str *s = &ti->tokens->arr_strs[i];
-        if (!cp_gguf_utf8_valid(s->ptr, s->len))
+        if (!cp_utf8_valid(s->ptr, (size_t)s->len))
             return cp_error("%s: tokenizer.ggml.tokens: token %" PRId64 " is not valid UTF-8", g->path, i);
         if (s->len == 0) return cp_error("%s: tokenizer.ggml.tokens: token %" PRId64 " is empty", g->path, i);
     }
@@ -669,10 +649,10 @@ static cp_status tokinfo_read(const cp_gguf *g, const char *model, const char *p
         for (int64_t i = 0; i < ti->n; i++) {
             cp_gguf_str *s = &ti->vocab[i];
             int ok = 1;
-            for (uint64_t k = 0; k < s->len && ok;) ok = in_byte_alphabet(utf8_next(s->ptr, s->len, &k));
+            for (size_t k = 0, l; k < s->len && ok; k += l) ok = in_byte_alphabet(cp_utf8_decode(s->ptr + k, &l));
             if (ok) continue;
             char *start = w;
-            for (uint64_t k = 0; k < s->len; k++) w += utf8_put(table[(uint8_t)s->ptr[k]], w);
+            for (uint64_t k = 0; k < s->len; k++) w += cp_utf8_encode(table[(uint8_t)s->ptr[k]], w);
             s->ptr = start;
             s->len = (uint64_t)(w - start);
         }
@@ -822,7 +802,7 @@ static cp_status write_file_merges(cp_strbuf *sb, const tokinfo *ti, int64_t *n_
         const cp_gguf_str *s = &m->arr_strs[i];
         const char *sp = memchr(s->ptr, ' ', (size_t)s->len);
         uint64_t ll = sp ? (uint64_t)(sp - s->ptr) : 0, rl = sp ? s->len - ll - 1 : 0;
-        if (!cp_gguf_utf8_valid(s->ptr, s->len) || !sp || ll == 0 || rl == 0 || memchr(sp + 1, ' ', (size_t)rl)) {
+        if (!cp_utf8_valid(s->ptr, (size_t)s->len) || !sp || ll == 0 || rl == 0 || memchr(sp + 1, ' ', (size_t)rl)) {
             st = cp_error("%s: tokenizer.ggml.merges: merge %" PRIu64 " is not two tokens separated by one space",
                           ti->g->path, i);
             break;
@@ -898,10 +878,10 @@ static cp_status write_derived_merges(cp_strbuf *sb, const tokinfo *ti, int64_t 
         const float score = (float)cp_gguf_arr_float(ti->scores, (uint64_t)last);
         size_t start = n;
         int32_t chars_total = 0;
-        for (uint64_t k = 0; k < t->len;) { utf8_next(t->ptr, t->len, &k); chars_total++; }
+        for (uint64_t k = 0; k < t->len; k += cp_utf8_len((unsigned char)t->ptr[k])) chars_total++;
         int32_t chars = 0;
         for (uint64_t k = 0; k < t->len;) {
-            utf8_next(t->ptr, t->len, &k);
+            k += cp_utf8_len((unsigned char)t->ptr[k]);
             chars++;
             if (k >= t->len) break;
             int32_t l = map_get(&ti->map, t->ptr, k), r = map_get(&ti->map, t->ptr + k, t->len - k);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "io/fsutil.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: larger doubles no longer hold every integer */
@@ -42,39 +43,6 @@ static uint64_t read_le64(const uint8_t *p) {
 
 static void write_le64(uint8_t *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Length of the valid UTF-8 sequence starting at s[0] (at most n bytes available), or 0 when it
- * is invalid: overlong forms, surrogates and code points above U+10FFFF are rejected, as Rust's
- * str::from_utf8 does. */
-static size_t utf8_sequence_length(const uint8_t *s, size_t n) {
-    uint8_t c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) { len = 3; lo = 0xa0; }
-    else if (c == 0xed) { len = 3; hi = 0x9f; }
-    else if (c >= 0xe1 && c <= 0xef) len = 3;
-    else if (c == 0xf0) { len = 4; lo = 0x90; }
-    else if (c == 0xf4) { len = 4; hi = 0x8f; }
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
-/* Offset of the first byte that is not valid UTF-8, or n when all of s is valid. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        size_t len = utf8_sequence_length(s + i, n - i);
-        if (len == 0) return i;
-        i += len;
-    }
-    return n;
 }
 
 /* Formats a shape as "[2, 3]" into buf (truncated if it does not fit). */
@@ -93,7 +61,7 @@ static const char *format_shape(const int64_t *shape, int ndim, char *buf, size_
  * characters (JSON forbids them) or the escape \u0000 (cJSON would cut the C string there, so
  * "a\u0000b" would silently become the tensor "a"). */
 static cp_status scan_header(const char *file, const uint8_t *h, size_t n) {
-    size_t bad = utf8_invalid_at(h, n);
+    size_t bad = cp_utf8_valid_prefix((const char *)h, n);
     if (bad < n)
         return cp_error("%s: header is not valid UTF-8 (byte 0x%02x at header offset %zu)", file,
                         h[bad], bad);
@@ -527,11 +495,6 @@ static void text_json_string(text *t, const char *s) {
 
 /* ---- writer: checks and order ---------------------------------------------------------------- */
 
-static int utf8_valid_string(const char *s) {
-    size_t n = strlen(s);
-    return utf8_invalid_at((const uint8_t *)s, n) == n;
-}
-
 /* Python's order: dtype descending in alignment order, then name ascending byte-wise. */
 static int compare_for_write(const void *a, const void *b) {
     const cp_st_write_tensor *x = *(const cp_st_write_tensor *const *)a;
@@ -550,7 +513,7 @@ static cp_status check_write_tensor(const char *path, const cp_st_write_tensor *
                                     uint64_t *nbytes) {
     if (!t->name) return cp_error("%s: tensor %d has no name", path, index);
     const char *name = t->name;
-    if (!utf8_valid_string(name))
+    if (!cp_utf8_valid(name, strlen(name)))
         return cp_error("%s: tensor \"%s\": name is not valid UTF-8", path, name);
     if (strcmp(name, "__metadata__") == 0)
         return cp_error("%s: \"__metadata__\" is reserved and cannot name a tensor", path);
@@ -590,7 +553,7 @@ static cp_status build_header(const char *path, const cp_st_write_tensor *tensor
     for (int i = 0; i < n_meta; i++) {
         if (!meta_keys[i] || !meta_values[i])
             return cp_error("%s: metadata entry %d is NULL", path, i);
-        if (!utf8_valid_string(meta_keys[i]) || !utf8_valid_string(meta_values[i]))
+        if (!cp_utf8_valid(meta_keys[i], strlen(meta_keys[i])) || !cp_utf8_valid(meta_values[i], strlen(meta_values[i])))
             return cp_error("%s: metadata \"%s\" is not valid UTF-8", path, meta_keys[i]);
         for (int j = 0; j < i; j++)
             if (strcmp(meta_keys[i], meta_keys[j]) == 0)

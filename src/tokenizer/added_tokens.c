@@ -96,8 +96,8 @@ static int push_piece(tk_pieces *p, size_t start, size_t end, int32_t token) {
 /* Last char of s[0..n) (n > 0, valid UTF-8). */
 static uint32_t last_char(const char *s, size_t n) {
     size_t i = n - 1, l;
-    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
-    return tk_utf8_decode(s + i, &l);
+    while (i > 0 && cp_utf8_is_continuation((unsigned char)s[i])) i--;
+    return cp_utf8_decode(s + i, &l);
 }
 
 int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, size_t len,
@@ -128,16 +128,16 @@ int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, 
         if (t->single_word) {
             int start_space = start == 0 || !tk_is_word_char(last_char(s, start));
             size_t l;
-            int stop_space = stop == len || !tk_is_word_char(tk_utf8_decode(s + stop, &l));
+            int stop_space = stop == len || !tk_is_word_char(cp_utf8_decode(s + stop, &l));
             if (!start_space || !stop_space) continue;
         }
         if (t->lstrip) {
             size_t ns = start;
             while (ns > 0) {
                 size_t i = ns - 1;
-                while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+                while (i > 0 && cp_utf8_is_continuation((unsigned char)s[i])) i--;
                 size_t l;
-                if (!tk_is_whitespace(tk_utf8_decode(s + i, &l))) break;
+                if (!tk_is_whitespace(cp_utf8_decode(s + i, &l))) break;
                 ns = i;
             }
             start = ns > start_offset ? ns : start_offset;
@@ -145,7 +145,7 @@ int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, 
         if (t->rstrip) {
             while (stop < len) {
                 size_t l;
-                if (!tk_is_whitespace(tk_utf8_decode(s + stop, &l))) break;
+                if (!tk_is_whitespace(cp_utf8_decode(s + stop, &l))) break;
                 stop += l;
             }
         }

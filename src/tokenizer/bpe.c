@@ -198,8 +198,8 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
             for (size_t i = 0; i < m->vocab.n; i++) {
                 const struct tk_strmap_entry *e = &m->vocab.entries[i];
                 size_t l;
-                if (e->len == 0 || e->len > 3 || tk_utf8_valid_prefix(e->key, e->len) != e->len) continue;
-                uint32_t c = tk_utf8_decode(e->key, &l);
+                if (e->len == 0 || e->len > 3 || cp_utf8_valid_prefix(e->key, e->len) != e->len) continue;
+                uint32_t c = cp_utf8_decode(e->key, &l);
                 if (l == e->len && c < 0x10000) b->char_ids[c] = e->value;
             }
         }
@@ -361,7 +361,7 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
     uint32_t unk_len = 0;
     for (size_t i = 0; i < len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         int first = i == 0, last = i + l == len;
         int32_t id = lookup_char(m, b, s + i, l, c, first, last, &sc->buf);
         if (id == -2) return CP_ERR;

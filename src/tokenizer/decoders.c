@@ -48,9 +48,9 @@ static int parse_char(const cJSON *j, const char *key, const char *path, uint32_
     if (tk_json_str(j, key, NULL, 0, &s, path)) return CP_ERR;
     if (!s) { *out = dflt; return CP_OK; }
     size_t n = strlen(s), l = 0;
-    if (n == 0 || tk_utf8_valid_prefix(s, n) != n || (tk_utf8_decode(s, &l), l != n))
+    if (n == 0 || cp_utf8_valid_prefix(s, n) != n || (cp_utf8_decode(s, &l), l != n))
         return cp_error("%s.%s: expected a single character, got \"%s\"", path, key, s);
-    *out = tk_utf8_decode(s, &l);
+    *out = cp_utf8_decode(s, &l);
     return CP_OK;
 }
 
@@ -138,12 +138,12 @@ int tk_decoder_create_simple(tk_decoder **out, const char *type) {
 static int append_lossy(tk_buf *b, const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t v = tk_utf8_valid_prefix(s + i, n - i);
+        size_t v = cp_utf8_valid_prefix(s + i, n - i);
         if (tk_buf_append(b, s + i, v)) return CP_ERR;
         i += v;
         if (i < n) {
             if (tk_buf_append(b, "\xEF\xBF\xBD", 3)) return CP_ERR;
-            i += tk_utf8_invalid_len(s + i, n - i);
+            i += cp_utf8_invalid_len(s + i, n - i);
         }
     }
     return CP_OK;
@@ -174,7 +174,7 @@ static int dec_bytelevel(tk_strlist *l) {
         int ok = 1;
         for (size_t k = 0; k < l->len[i] && !rc;) {
             size_t cl;
-            uint32_t c = tk_utf8_decode(l->v[i] + k, &cl);
+            uint32_t c = cp_utf8_decode(l->v[i] + k, &cl);
             k += cl;
             int byte = -1;
             if (c >= 0x21 && c <= 0x7E) byte = (int)c;
@@ -223,7 +223,7 @@ static int parse_hex_byte(const char *s, size_t n, int *out) {
 static int flush_bytes(tk_strlist *nl, tk_buf *bytes) {
     if (!bytes->len) return CP_OK;
     int rc = CP_OK;
-    if (tk_utf8_valid_prefix(bytes->s, bytes->len) == bytes->len) rc = tk_strlist_push(nl, bytes->s, bytes->len);
+    if (cp_utf8_valid_prefix(bytes->s, bytes->len) == bytes->len) rc = tk_strlist_push(nl, bytes->s, bytes->len);
     else
         for (size_t k = 0; k < bytes->len && !rc; k++) rc = tk_strlist_push(nl, "\xEF\xBF\xBD", 3);
     bytes->len = 0;
@@ -301,7 +301,7 @@ int tk_decoder_apply(const tk_decoder *d, tk_strlist *l) {
             tk_buf b = {0};
             for (size_t k = 0; k < l->len[i] && !rc;) {
                 size_t cl;
-                uint32_t c = tk_utf8_decode(l->v[i] + k, &cl);
+                uint32_t c = cp_utf8_decode(l->v[i] + k, &cl);
                 if (c == d->replacement) {
                     if (!(i == 0 && !d->prepend_never)) rc = tk_buf_append(&b, " ", 1);
                 } else {
@@ -334,14 +334,14 @@ int tk_decoder_apply(const tk_decoder *d, tk_strlist *l) {
         for (size_t i = 0; i < l->n && !rc; i++) {
             /* char positions */
             size_t nchars = 0;
-            for (size_t k = 0; k < l->len[i]; k += tk_utf8_len((unsigned char)l->v[i][k])) nchars++;
+            for (size_t k = 0; k < l->len[i]; k += cp_utf8_len((unsigned char)l->v[i][k])) nchars++;
             size_t *pos = cp_malloc((nchars + 1) * sizeof *pos, "a token");
             uint32_t *cs = cp_malloc((nchars + 1) * sizeof *cs, "a token");
             if (!pos || !cs) { free(pos); free(cs); return CP_ERR; }
             size_t c = 0;
             for (size_t k = 0; k < l->len[i];) {
                 size_t cl;
-                cs[c] = tk_utf8_decode(l->v[i] + k, &cl);
+                cs[c] = cp_utf8_decode(l->v[i] + k, &cl);
                 pos[c++] = k;
                 k += cl;
             }

@@ -24,25 +24,15 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct cJSON cJSON;
 
-/* ---- UTF-8 and character classes (utf8.c) ------------------------------------------------------ */
+/* ---- character classes (charclass.c, unicode8.c); UTF-8 coding is core/utf8.h ---------------- */
 
-/* Decodes the valid UTF-8 char at s (caller guarantees validity and n >= 1); sets *len. */
-uint32_t tk_utf8_decode(const char *s, size_t *len);
-/* Length of the valid UTF-8 char whose first byte is b. */
-static inline size_t tk_utf8_len(unsigned char b) {
-    return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-}
-/* Writes c as UTF-8 into out (4 bytes room); returns the length. */
-size_t tk_utf8_encode(uint32_t c, char *out);
-/* Length of the longest valid UTF-8 prefix of s[0..n). */
-size_t tk_utf8_valid_prefix(const char *s, size_t n);
-/* Length of the invalid sequence at s (1..3 bytes: the "maximal subpart" that Python's and Rust's
- * lossy decoders replace with one U+FFFD). s[0] must start an invalid sequence. */
-size_t tk_utf8_invalid_len(const char *s, size_t n);
+/* The older spelling of cp_utf8_encode, kept for tests/unit/test_tokenizer.c. */
+#define tk_utf8_encode cp_utf8_encode
 
 int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) */
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */

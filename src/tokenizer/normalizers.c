@@ -173,7 +173,7 @@ static int apply_filter(tk_nstr *ns, int (*keep)(uint32_t)) {
     int any_removed = 0;
     for (size_t i = 0; i < ns->len && !rc;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         i += l;
         if (keep(c)) {
             if (have_last) rc = tk_changes_push(&ch, last_c, -removed);
@@ -209,7 +209,7 @@ static int apply_map(tk_nstr *ns, uint32_t (*f)(uint32_t)) {
     int changed = 0;
     for (size_t i = 0; i < ns->len && !changed;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         if (f(c) != c) changed = 1;
         i += l;
     }
@@ -218,7 +218,7 @@ static int apply_map(tk_nstr *ns, uint32_t (*f)(uint32_t)) {
     int rc = CP_OK;
     for (size_t i = 0; i < ns->len && !rc;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         rc = tk_changes_push(&ch, f(c), 0);
         i += l;
     }
@@ -242,7 +242,7 @@ static int apply_lowercase(tk_nstr *ns) {
     int changed = 0;
     for (size_t i = 0; i < ns->len && !changed;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l), lo[3];
+        uint32_t c = cp_utf8_decode(ns->s + i, &l), lo[3];
         int k = tk_to_lower(c, lo);
         if (k != 1 || lo[0] != c) changed = 1;
         i += l;
@@ -252,7 +252,7 @@ static int apply_lowercase(tk_nstr *ns) {
     int rc = CP_OK;
     for (size_t i = 0; i < ns->len && !rc;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l), lo[3];
+        uint32_t c = cp_utf8_decode(ns->s + i, &l), lo[3];
         int k = tk_to_lower(c, lo);
         for (int m = 0; m < k && !rc; m++) rc = tk_changes_push(&ch, lo[m], m > 0);
         i += l;
@@ -266,7 +266,7 @@ static int apply_chinese(tk_nstr *ns) {
     int any = 0;
     for (size_t i = 0; i < ns->len && !any;) {
         size_t l;
-        if (tk_is_cjk(tk_utf8_decode(ns->s + i, &l))) any = 1;
+        if (tk_is_cjk(cp_utf8_decode(ns->s + i, &l))) any = 1;
         i += l;
     }
     if (!any) return CP_OK;
@@ -274,7 +274,7 @@ static int apply_chinese(tk_nstr *ns) {
     int rc = CP_OK;
     for (size_t i = 0; i < ns->len && !rc;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         if (tk_is_cjk(c)) {
             rc = tk_changes_push(&ch, ' ', 0);
             if (!rc) rc = tk_changes_push(&ch, c, 1);
@@ -294,7 +294,7 @@ static int apply_bytelevel(tk_nstr *ns) {
     tk_changes ch = {0};
     int rc = CP_OK;
     for (size_t i = 0; i < ns->len && !rc;) {
-        size_t l = tk_utf8_len((unsigned char)ns->s[i]);
+        size_t l = cp_utf8_len((unsigned char)ns->s[i]);
         for (size_t k = 0; k < l && !rc; k++)
             rc = tk_changes_push(&ch, tk_bytes_char[(unsigned char)ns->s[i + k]], k > 0);
         i += l;

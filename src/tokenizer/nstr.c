@@ -30,8 +30,8 @@ void tk_nstr_free(tk_nstr *ns) {
 tk_span tk_nstr_align(const tk_nstr *ns, size_t i) {
     if (ns->al) return ns->al[i];
     size_t cs = i;
-    while (cs > 0 && ((unsigned char)ns->s[cs] & 0xC0) == 0x80) cs--;
-    size_t ce = cs + tk_utf8_len((unsigned char)ns->s[cs]);
+    while (cs > 0 && cp_utf8_is_continuation((unsigned char)ns->s[cs])) cs--;
+    size_t ce = cs + cp_utf8_len((unsigned char)ns->s[cs]);
     return (tk_span){(uint32_t)(ns->orig_start + cs), (uint32_t)(ns->orig_start + ce)};
 }
 
@@ -86,7 +86,7 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
     for (size_t i = 0; i < a; i++) al[i] = tk_nstr_align(ns, i);
 
     size_t p = a; /* next old char to be consumed (replaced_normalized) */
-    for (size_t k = 0; k < initial_offset && p < b; k++) p += tk_utf8_len((unsigned char)ns->s[p]);
+    for (size_t k = 0; k < initial_offset && p < b; k++) p += cp_utf8_len((unsigned char)ns->s[p]);
     size_t offset = p;
     size_t o = a;
     tk_span zero = {(uint32_t)ns->orig_start, (uint32_t)ns->orig_start};
@@ -96,15 +96,15 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
         if (ops[k].change > 0) align = idx < 1 ? zero : tk_nstr_align(ns, idx - 1);
         else align = idx < ns->len ? tk_nstr_align(ns, idx) : zero;
         size_t replaced = 0;
-        if (ops[k].change <= 0 && p < b) { replaced = tk_utf8_len((unsigned char)ns->s[p]); p += replaced; }
+        if (ops[k].change <= 0 && p < b) { replaced = cp_utf8_len((unsigned char)ns->s[p]); p += replaced; }
         size_t removed = 0;
         for (int32_t r = 0; r < -ops[k].change && p < b; r++) {
-            size_t l = tk_utf8_len((unsigned char)ns->s[p]);
+            size_t l = cp_utf8_len((unsigned char)ns->s[p]);
             p += l;
             removed += l;
         }
         offset += replaced + removed;
-        size_t l = tk_utf8_encode(ops[k].c, s + o);
+        size_t l = cp_utf8_encode(ops[k].c, s + o);
         for (size_t i = 0; i < l; i++) al[o + i] = align;
         o += l;
     }
@@ -125,12 +125,12 @@ int tk_nstr_transform(tk_nstr *ns, const tk_change *ops, size_t nops, size_t ini
 int tk_nstr_prepend(tk_nstr *ns, const char *str) {
     if (ns->len == 0) return CP_OK;
     size_t nl;
-    uint32_t next = tk_utf8_decode(ns->s, &nl);
+    uint32_t next = cp_utf8_decode(ns->s, &nl);
     tk_change ops[64];
     size_t n = 0, i = 0, slen = strlen(str);
     while (i < slen && n < 63) {
         size_t l;
-        uint32_t c = tk_utf8_decode(str + i, &l);
+        uint32_t c = cp_utf8_decode(str + i, &l);
         ops[n] = (tk_change){c, n != 0};
         n++;
         i += l;
@@ -176,7 +176,7 @@ int tk_nstr_lrstrip(tk_nstr *ns, int left, int right) {
     int lead_run = 1;
     for (size_t i = 0; i < ns->len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         int ws = tk_is_whitespace(c);
         if (lead_run && ws) leading++;
         else lead_run = 0;
@@ -191,7 +191,7 @@ int tk_nstr_lrstrip(tk_nstr *ns, int left, int right) {
     size_t ci = 0;
     for (size_t i = 0; i < ns->len; ci++) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         i += l;
         if (ci < leading || ci >= nchars - trailing) continue;
         /* HF compares the char index with len() (bytes) - trailing - 1; reproduce that. */

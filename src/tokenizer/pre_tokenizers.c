@@ -94,9 +94,9 @@ static int parse_char(const cJSON *j, const char *key, const char *path, uint32_
     if (tk_json_str(j, key, NULL, 0, &s, path)) return CP_ERR;
     if (!s) { *out = dflt; return CP_OK; }
     size_t n = strlen(s), l;
-    if (n == 0 || tk_utf8_valid_prefix(s, n) != n || (tk_utf8_decode(s, &l), l != n))
+    if (n == 0 || cp_utf8_valid_prefix(s, n) != n || (cp_utf8_decode(s, &l), l != n))
         return cp_error("%s.%s: expected a single character, got \"%s\"", path, key, s);
-    *out = tk_utf8_decode(s, &l);
+    *out = cp_utf8_decode(s, &l);
     return CP_OK;
 }
 
@@ -139,7 +139,7 @@ int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
     case P_METASPACE: {
         rc = parse_char(j, "replacement", path, 0x2581, &p->replacement);
         if (rc) break;
-        p->rep_str[tk_utf8_encode(p->replacement, p->rep_str)] = '\0';
+        p->rep_str[cp_utf8_encode(p->replacement, p->rep_str)] = '\0';
         const char *scheme;
         int aps;
         rc = tk_json_str(j, "prepend_scheme", "always", 0, &scheme, path);
@@ -218,13 +218,13 @@ static int split_whitespace(tk_nstr *ns, tk_split_fn emit, void *ctx) {
     size_t i = 0;
     while (i < ns->len && !rc) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         int cls = tk_is_word_char(c) ? 1 : tk_is_whitespace(c) ? 0 : 2;
         if (cls == 0) { i += l; continue; }
         size_t st = i;
         i += l;
         while (i < ns->len) {
-            c = tk_utf8_decode(ns->s + i, &l);
+            c = cp_utf8_decode(ns->s + i, &l);
             int k = tk_is_word_char(c) ? 1 : tk_is_whitespace(c) ? 0 : 2;
             if (k != cls) break;
             i += l;
@@ -244,11 +244,11 @@ static int bytelevel_emit(tk_nstr *sub, tk_split_fn emit, void *ctx) {
     if (!s || !al) { free(s); free(al); return CP_ERR; }
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = tk_utf8_len((unsigned char)sub->s[i]);
+        size_t l = cp_utf8_len((unsigned char)sub->s[i]);
         tk_span a = tk_nstr_align(sub, i); /* every byte of a char shares the char's alignment */
         for (size_t k = 0; k < l; k++) {
             uint16_t c = tk_bytes_char[(unsigned char)sub->s[i + k]];
-            size_t w = tk_utf8_encode(c, s + o);
+            size_t w = cp_utf8_encode(c, s + o);
             for (size_t q = 0; q < w; q++) al[o + q] = a;
             o += w;
         }

@@ -191,7 +191,7 @@ int tk_buf_append(tk_buf *b, const char *s, size_t n) {
 
 int tk_buf_putc(tk_buf *b, uint32_t c) {
     char tmp[4];
-    return tk_buf_append(b, tmp, tk_utf8_encode(c, tmp));
+    return tk_buf_append(b, tmp, cp_utf8_encode(c, tmp));
 }
 
 void tk_buf_free(tk_buf *b) { free(b->s); memset(b, 0, sizeof *b); }
@@ -311,7 +311,7 @@ uint32_t tk_trim_counts(const char *s, size_t len) {
     int leading = 1;
     while (i < len) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         int sp = c == 0x120 || tk_is_whitespace(c);
         if (leading && sp) lead++;
         else leading = 0;

@@ -205,7 +205,7 @@ static cp_tokenizer *tokenizer_new(void) {
 
 /* Parses a tokenizer.json document; it must be valid UTF-8 (serde_json requires it too). */
 static int parse_doc(const char *json, size_t len, cJSON **root) {
-    size_t valid = tk_utf8_valid_prefix(json, len);
+    size_t valid = cp_utf8_valid_prefix(json, len);
     if (valid < len) {
         size_t line = 1;
         for (size_t i = 0; i < valid; i++) line += json[i] == '\n';
@@ -377,18 +377,18 @@ static int clean_prepare(const char *text, size_t len, clean_text *c) {
     if (len > UINT32_MAX / 4) return cp_error("text of %zu bytes is too long to encode (limit 1 GiB)", len);
     c->s = text;
     c->len = len;
-    if (tk_utf8_valid_prefix(text, len) == len) return CP_OK;
+    if (cp_utf8_valid_prefix(text, len) == len) return CP_OK;
     size_t cap = len * 3 + 1;
     char *clean = cp_malloc(cap, "a UTF-8 repaired copy of the text");
     size_t *map = cp_malloc((cap + 1) * sizeof *map, "an offset map");
     if (!clean || !map) { free(clean); free(map); return CP_ERR; }
     size_t r = 0, o = 0;
     while (o < len) {
-        size_t v = tk_utf8_valid_prefix(text + o, len - o);
+        size_t v = cp_utf8_valid_prefix(text + o, len - o);
         for (size_t k = 0; k < v; k++) { clean[r] = text[o + k]; map[r++] = o + k; }
         o += v;
         if (o < len) {
-            size_t bad = tk_utf8_invalid_len(text + o, len - o);
+            size_t bad = cp_utf8_invalid_len(text + o, len - o);
             memcpy(clean + r, "\xEF\xBF\xBD", 3);
             map[r] = map[r + 1] = map[r + 2] = o; /* only map[r] is a boundary */
             r += 3;
@@ -407,7 +407,7 @@ static int clean_prepare(const char *text, size_t len, clean_text *c) {
  * reports char offsets, where such a position falls to its char. Then clean → input offsets. */
 static size_t final_offset(const clean_text *c, size_t o) {
     if (o < c->len)
-        while (o > 0 && ((unsigned char)c->s[o] & 0xC0) == 0x80) o--;
+        while (o > 0 && cp_utf8_is_continuation((unsigned char)c->s[o])) o--;
     if (c->map && o <= c->len) o = c->map[o];
     return o;
 }

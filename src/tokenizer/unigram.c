@@ -152,7 +152,7 @@ int tk_unigram_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtok
     int rc = CP_OK;
     for (size_t st = 0; st < len;) {
         double here = best[st];
-        size_t mblen = tk_utf8_len((unsigned char)s[st]);
+        size_t mblen = cp_utf8_len((unsigned char)s[st]);
         int single = 0;
         size_t k = tk_trie_prefixes(u->trie, s + st, len - st, lens, vals, maxl);
         for (size_t q = 0; q < k; q++) {

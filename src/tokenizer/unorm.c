@@ -48,7 +48,7 @@ static int decompose(const char *s, size_t len, int compat, dvec *d) {
     utf8proc_option_t opt = (utf8proc_option_t)(UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0));
     for (size_t i = 0; i < len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         i += l;
         utf8proc_int32_t buf[32];
         utf8proc_ssize_t k;

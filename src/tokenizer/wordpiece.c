@@ -93,7 +93,7 @@ static int push_unk(const tk_model *m, const wordpiece *w, size_t len, tk_wordto
 int tk_wordpiece_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *out) {
     const wordpiece *w = m->impl;
     size_t nchars = 0;
-    for (size_t i = 0; i < len; i += tk_utf8_len((unsigned char)s[i])) nchars++;
+    for (size_t i = 0; i < len; i += cp_utf8_len((unsigned char)s[i])) nchars++;
     if ((long)nchars > w->max_chars) return push_unk(m, w, len, out);
     size_t first = out->n;
     char stackbuf[512];
@@ -115,7 +115,7 @@ int tk_wordpiece_tokenize(const tk_model *m, const char *s, size_t len, tk_wordt
             if (id >= 0) break;
             /* step back one char */
             size_t e = end - 1;
-            while (e > start && ((unsigned char)s[e] & 0xC0) == 0x80) e--;
+            while (e > start && cp_utf8_is_continuation((unsigned char)s[e])) e--;
             end = e;
         }
         if (id < 0) { bad = 1; break; }

@@ -23,6 +23,7 @@
  */
 #include "train/data.h"
 #include "core/alloc.h"
+#include "core/utf8.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -35,7 +36,6 @@
 #include "io/compress.h"
 #include "io/fsutil.h"
 #include "io/json.h"
-#include "tokenizer/internal.h" /* tk_utf8_valid_prefix: the tokenizer's UTF-8 rules (Rust's str::from_utf8) */
 
 #define IGNORE_INDEX (-100) /* label value where no loss is taken (PyTorch's CrossEntropyLoss default) */
 
@@ -384,7 +384,7 @@ static cp_status check_text(const char *path, const char *text, size_t len, cons
         return cp_error("%s: UTF-%s text (it starts with the byte-order mark %02X %02X); cpeft reads UTF-8: convert it "
                         "(iconv -f UTF-16 -t UTF-8)", path, len >= 4 && !u[2] && !u[3] ? "32" : "16", u[0], u[1]);
     const char *nul = memchr(text, '\0', len);
-    size_t upto = nul ? (size_t)(nul - text) : len, valid = tk_utf8_valid_prefix(text, upto);
+    size_t upto = nul ? (size_t)(nul - text) : len, valid = cp_utf8_valid_prefix(text, upto);
     if (valid < upto)
         return cp_error("%s: not UTF-8 text: byte 0x%02X at offset %zu%s (line %lld) is not valid UTF-8; "
                         "is this a binary file, or text in another encoding (convert it with iconv)?", path, u[valid], valid,

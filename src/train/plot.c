@@ -14,6 +14,7 @@
  */
 #include "train/plot.h"
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "io/fsutil.h"
 
 #include <math.h>
@@ -325,7 +326,7 @@ static const uint8_t font5x7[95][8] = {
  * nothing (-1) for continuation bytes. */
 static int glyph_of(unsigned char ch) {
     if (ch >= 32 && ch < 127) return ch - 32;
-    if ((ch & 0xC0) == 0x80) return -1;
+    if (cp_utf8_is_continuation(ch)) return -1;
     return '?' - 32;
 }
 
