@@ -13,6 +13,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/strbuf.h"
 #include "io/json.h"
 #include "models/model.h"
@@ -281,7 +282,7 @@ static void print_json(const prompt *p, const char *text, size_t len, const int3
     if (text) { /* bytes with a length: cJSON strings end at a NUL, so the literal is built here */
         cp_strbuf sb;
         cp_sb_init(&sb);
-        cp_sb_append_json_string_n(&sb, text, len);
+        cp_json_write_string(&sb, text, len, 0);
         char *lit = cp_sb_finish(&sb);
         cJSON_AddRawToObject(o, "text", lit ? lit : "null");
         cp_free(lit);

@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
 #include "io/checkpoint.h"
@@ -109,7 +110,7 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
     cp_sb_init(&sb);
     char eps[32];
     cp_sb_append(&sb, "{\"model_dir\":");
-    cp_sb_append_json_string(&sb, m->dir);
+    cp_json_write_cstring(&sb, m->dir, 0);
     cp_sb_printf(&sb, ",\"model_type\":\"%s\",\"architecture\":\"%s\",\"num_parameters\":%lld", c->model_type,
                  m->arch->causal_lm_class, (long long)n_params);
     cp_sb_printf(&sb,
@@ -147,7 +148,7 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
         cp_sb_printf(&sb, ",\"trainable_params\":%lld,\"all_params\":%lld,\"adapter_params\":%lld", (long long)trainable,
                      (long long)all, (long long)cp_peft_adapter_num_params(m, "default"));
     }
-    if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_sb_append_json_string(&sb, tree); }
+    if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_json_write_cstring(&sb, tree, 0); }
     cp_sb_append(&sb, "}");
     char *s = cp_sb_finish(&sb);
     if (!s) return 1;

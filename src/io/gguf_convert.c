@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/strbuf.h"
 #include "core/utf8.h"
 #include "io/fsutil.h"
@@ -500,32 +501,6 @@ static int32_t map_get(const strmap *m, const char *s, uint64_t len) {
     return sl->s ? sl->id : -1;
 }
 
-/* JSON string literal of n bytes (valid UTF-8, checked by the caller), escaped as serde_json does. */
-static void json_str(cp_strbuf *sb, const char *s, uint64_t n) {
-    cp_sb_append_n(sb, "\"", 1);
-    uint64_t run = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        cp_sb_append_n(sb, s + run, (size_t)(i - run));
-        run = i + 1;
-        switch (c) {
-        case '"': cp_sb_append_n(sb, "\\\"", 2); break;
-        case '\\': cp_sb_append_n(sb, "\\\\", 2); break;
-        case '\n': cp_sb_append_n(sb, "\\n", 2); break;
-        case '\r': cp_sb_append_n(sb, "\\r", 2); break;
-        case '\t': cp_sb_append_n(sb, "\\t", 2); break;
-        case '\b': cp_sb_append_n(sb, "\\b", 2); break;
-        case '\f': cp_sb_append_n(sb, "\\f", 2); break;
-        default: cp_sb_printf(sb, "\\u%04x", c);
-        }
-    }
-    cp_sb_append_n(sb, s + run, (size_t)(n - run));
-    cp_sb_append_n(sb, "\"", 1);
-}
-
-static void json_cstr(cp_strbuf *sb, const char *s) { json_str(sb, s, strlen(s)); }
-
 /* GPT-2's byte -> code point table (bytes_to_unicode) and its alphabet. */
 static void byte_table(uint32_t table[256]) {
     int n = 0;
@@ -692,7 +667,7 @@ static void write_added_tokens(cp_strbuf *sb, const tokinfo *ti, int byte_level,
         /* The vocabulary maps this string to `id` only when no later token has the same spelling. */
         if (map_get(&ti->map, ti->vocab[id].ptr, ti->vocab[id].len) != (int32_t)id) continue;
         cp_sb_printf(sb, "%s\n    {\"id\": %" PRId64 ", \"content\": ", first ? "" : ",", id);
-        json_str(sb, ti->vocab[id].ptr, ti->vocab[id].len);
+        cp_json_write_string(sb, ti->vocab[id].ptr, ti->vocab[id].len, 0);
         cp_sb_printf(sb, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
                          "\"special\": %s}", k == 1 ? "true" : "false");
         first = 0;
@@ -707,7 +682,7 @@ static void write_vocab(cp_strbuf *sb, const tokinfo *ti) {
     for (int64_t id = 0; id < ti->n; id++) {
         if (map_get(&ti->map, ti->vocab[id].ptr, ti->vocab[id].len) != (int32_t)id) continue; /* a later duplicate wins */
         cp_sb_append(sb, first ? "\n      " : ",\n      ");
-        json_str(sb, ti->vocab[id].ptr, ti->vocab[id].len);
+        cp_json_write_string(sb, ti->vocab[id].ptr, ti->vocab[id].len, 0);
         cp_sb_printf(sb, ": %" PRId64, id);
         first = 0;
     }
@@ -724,13 +699,13 @@ static void write_post_processor(cp_strbuf *sb, const tokinfo *ti) {
             if (seq) cp_sb_append(sb, ", ");
             if (bos) {
                 cp_sb_append(sb, "{\"SpecialToken\": {\"id\": ");
-                json_str(sb, bos->ptr, bos->len);
+                cp_json_write_string(sb, bos->ptr, bos->len, 0);
                 cp_sb_printf(sb, ", \"type_id\": %d}}, ", seq);
             }
             cp_sb_printf(sb, "{\"Sequence\": {\"id\": \"%c\", \"type_id\": %d}}", seq ? 'B' : 'A', seq);
             if (eos) {
                 cp_sb_append(sb, ", {\"SpecialToken\": {\"id\": ");
-                json_str(sb, eos->ptr, eos->len);
+                cp_json_write_string(sb, eos->ptr, eos->len, 0);
                 cp_sb_printf(sb, ", \"type_id\": %d}}", seq);
             }
         }
@@ -742,11 +717,11 @@ static void write_post_processor(cp_strbuf *sb, const tokinfo *ti) {
     for (int k = 0; k < 2; k++) {
         if (!sp[k] || (k == 1 && bos && ids[0] == ids[1])) continue;
         if (!first) cp_sb_append(sb, ", ");
-        json_str(sb, sp[k]->ptr, sp[k]->len);
+        cp_json_write_string(sb, sp[k]->ptr, sp[k]->len, 0);
         cp_sb_append(sb, ": {\"id\": ");
-        json_str(sb, sp[k]->ptr, sp[k]->len);
+        cp_json_write_string(sb, sp[k]->ptr, sp[k]->len, 0);
         cp_sb_printf(sb, ", \"ids\": [%" PRId64 "], \"tokens\": [", ids[k]);
-        json_str(sb, sp[k]->ptr, sp[k]->len);
+        cp_json_write_string(sb, sp[k]->ptr, sp[k]->len, 0);
         cp_sb_append(sb, "]}");
         first = 0;
     }
@@ -782,7 +757,7 @@ static cp_status write_byte_level_parts(cp_strbuf *sb, const cp_gguf *g, const c
     default:
         cp_sb_append(sb, "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
                          "{\"type\": \"Split\", \"pattern\": {\"Regex\": ");
-        json_cstr(sb, kind == PRE_LLAMA3 ? LLAMA3_SPLIT : QWEN2_SPLIT);
+        cp_json_write_cstring(sb, kind == PRE_LLAMA3 ? LLAMA3_SPLIT : QWEN2_SPLIT, 0);
         cp_sb_append(sb, "}, \"behavior\": \"Isolated\", \"invert\": false}, "
                          "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
                          "\"use_regex\": false}]},\n");
@@ -820,9 +795,9 @@ static cp_status write_file_merges(cp_strbuf *sb, const tokinfo *ti, int64_t *n_
             break;
         }
         cp_sb_append(sb, i ? ",\n      [" : "\n      [");
-        json_str(sb, s->ptr, ll);
+        cp_json_write_string(sb, s->ptr, ll, 0);
         cp_sb_append(sb, ", ");
-        json_str(sb, sp + 1, rl);
+        cp_json_write_string(sb, sp + 1, rl, 0);
         cp_sb_append(sb, "]");
     }
     cp_free(cat);
@@ -904,9 +879,9 @@ static cp_status write_derived_merges(cp_strbuf *sb, const tokinfo *ti, int64_t 
     for (size_t i = 0; i < n; i++) {
         const cp_gguf_str *t = &ti->vocab[c[i].tok];
         cp_sb_append(sb, i ? ",\n      [" : "\n      [");
-        json_str(sb, t->ptr, c[i].lo);
+        cp_json_write_string(sb, t->ptr, c[i].lo, 0);
         cp_sb_append(sb, ", ");
-        json_str(sb, t->ptr + c[i].lo, t->len - c[i].lo);
+        cp_json_write_string(sb, t->ptr + c[i].lo, t->len - c[i].lo, 0);
         cp_sb_append(sb, "]");
     }
     cp_sb_append(sb, n ? "\n    ]\n" : "]\n");
@@ -998,7 +973,7 @@ cp_status cp_gguf_tokenizer_build(const cp_gguf *g, int64_t model_max_length, cp
                               "{\"type\": \"Fuse\"}%s]},\n",
                          ti.add_space_prefix ? ", {\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}" : "");
         cp_sb_append(&sb, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": ");
-        if (spm && ti.unk >= 0) json_str(&sb, ti.vocab[ti.unk].ptr, ti.vocab[ti.unk].len);
+        if (spm && ti.unk >= 0) cp_json_write_string(&sb, ti.vocab[ti.unk].ptr, ti.vocab[ti.unk].len, 0);
         else cp_sb_append(&sb, "null");
         cp_sb_printf(&sb, ",\n    \"continuing_subword_prefix\": %s,\n    \"end_of_word_suffix\": %s,\n"
                           "    \"fuse_unk\": %s,\n    \"byte_fallback\": %s,\n    \"ignore_merges\": %s,\n",

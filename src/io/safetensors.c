@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/utf8.h"
 #include "io/fsutil.h"
 
@@ -432,67 +433,6 @@ void cp_st_close(cp_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
-/* ---- writer: header text --------------------------------------------------------------------- */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int failed; /* an allocation failed; the error is set */
-} text;
-
-static void text_put(text *t, const char *s, size_t n) {
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *p = cp_realloc(t->buf, cap, "safetensors header");
-        if (!p) { t->failed = 1; return; }
-        t->buf = p;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
-}
-
-static void text_str(text *t, const char *s) { text_put(t, s, strlen(s)); }
-
-static void text_u64(text *t, uint64_t v) {
-    char num[24];
-    text_put(t, num, (size_t)snprintf(num, sizeof num, "%" PRIu64, v));
-}
-
-/* A JSON string as serde_json writes it: quotes, backslashes and control characters escaped
- * (short forms \b \f \n \r \t, otherwise \u00xx in lowercase hex), everything else verbatim. */
-static void text_json_string(text *t, const char *s) {
-    static const char hex[] = "0123456789abcdef";
-    text_put(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        const char *esc = NULL;
-        char u[7];
-        switch (*p) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        default:
-            if (*p < 0x20) {
-                memcpy(u, "\\u00", 4);
-                u[4] = hex[*p >> 4];
-                u[5] = hex[*p & 15];
-                u[6] = '\0';
-                esc = u;
-            }
-        }
-        if (esc) text_str(t, esc);
-        else text_put(t, (const char *)p, 1);
-    }
-    text_put(t, "\"", 1);
-}
-
 /* ---- writer: checks and order ---------------------------------------------------------------- */
 
 /* Python's order: dtype descending in alignment order, then name ascending byte-wise. */
@@ -546,7 +486,7 @@ static cp_status check_write_tensor(const char *path, const cp_st_write_tensor *
  * tensors in file order. */
 static cp_status build_header(const char *path, const cp_st_write_tensor *tensors, int n,
                               const char *const *meta_keys, const char *const *meta_values,
-                              int n_meta, const cp_st_write_tensor **order, text *out) {
+                              int n_meta, const cp_st_write_tensor **order, cp_strbuf *out) {
     if (n < 0 || n_meta < 0) return cp_error("%s: negative tensor or metadata count", path);
     if ((n > 0 && !tensors) || (n_meta > 0 && (!meta_keys || !meta_values)))
         return cp_error("%s: tensor or metadata array is NULL", path);
@@ -578,47 +518,38 @@ static cp_status build_header(const char *path, const cp_st_write_tensor *tensor
         return CP_ERR;
     }
 
-    text_put(out, "\0\0\0\0\0\0\0\0", 8); /* the length, filled in below */
-    text_str(out, "{");
+    cp_sb_append_n(out, "\0\0\0\0\0\0\0\0", 8); /* the length, filled in below */
+    cp_sb_append(out, "{");
     if (n_meta > 0) {
-        text_str(out, "\"__metadata__\":{");
+        cp_sb_append(out, "\"__metadata__\":{");
         for (int i = 0; i < n_meta; i++) {
-            if (i) text_str(out, ",");
-            text_json_string(out, meta_keys[i]);
-            text_str(out, ":");
-            text_json_string(out, meta_values[i]);
+            if (i) cp_sb_append(out, ",");
+            cp_json_write_cstring(out, meta_keys[i], 0);
+            cp_sb_append(out, ":");
+            cp_json_write_cstring(out, meta_values[i], 0);
         }
-        text_str(out, "}");
-        if (n > 0) text_str(out, ",");
+        cp_sb_append(out, "}");
+        if (n > 0) cp_sb_append(out, ",");
     }
     uint64_t offset = 0;
     for (int i = 0; i < n; i++) {
         const cp_st_write_tensor *t = order[i];
         uint64_t nbytes = sizes[t - tensors];
-        if (i) text_str(out, ",");
-        text_json_string(out, t->name);
-        text_str(out, ":{\"dtype\":\"");
-        text_str(out, cp_dtype_name(t->dtype));
-        text_str(out, "\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) {
-            if (d) text_str(out, ",");
-            text_u64(out, (uint64_t)t->shape[d]);
-        }
-        text_str(out, "],\"data_offsets\":[");
-        text_u64(out, offset);
-        text_str(out, ",");
-        text_u64(out, offset + nbytes);
-        text_str(out, "]}");
+        if (i) cp_sb_append(out, ",");
+        cp_json_write_cstring(out, t->name, 0);
+        cp_sb_printf(out, ":{\"dtype\":\"%s\",\"shape\":[", cp_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) cp_sb_printf(out, d ? ",%" PRIu64 : "%" PRIu64, (uint64_t)t->shape[d]);
+        cp_sb_printf(out, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + nbytes);
         offset += nbytes;
     }
-    text_str(out, "}");
+    cp_sb_append(out, "}");
     cp_free(sizes);
-    while (!out->failed && (out->len - 8) % 8 != 0) text_str(out, " ");
+    while (!out->failed && (out->len - 8) % 8 != 0) cp_sb_append(out, " ");
     if (out->failed) return cp_error_context("%s", path);
     if (out->len - 8 > CP_ST_MAX_HEADER)
         return cp_error("%s: header of %zu bytes exceeds the limit of %llu bytes", path,
                         out->len - 8, CP_ST_MAX_HEADER);
-    write_le64((uint8_t *)out->buf, (uint64_t)(out->len - 8));
+    write_le64((uint8_t *)out->data, (uint64_t)(out->len - 8));
     return CP_OK;
 }
 
@@ -664,10 +595,11 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
     const cp_st_write_tensor **order =
         cp_malloc((size_t)(n_tensors > 0 ? n_tensors : 0) * sizeof *order, "safetensors writer");
     if (!order) return cp_error_context("%s", path);
-    text header = {0};
+    cp_strbuf header;
+    cp_sb_init(&header);
     if (build_header(path, tensors, n_tensors, meta_keys, meta_values, n_meta, order, &header) !=
         CP_OK) {
-        cp_free(header.buf);
+        cp_sb_free(&header);
         cp_free((void *)order);
         return CP_ERR;
     }
@@ -686,7 +618,7 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
         s = cp_error("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         goto done;
     }
-    err = write_all(fd, header.buf, header.len);
+    err = write_all(fd, header.data, header.len);
     for (int i = 0; i < n_tensors && !err; i++) {
         const cp_st_write_tensor *t = order[i];
         int64_t numel = 1;
@@ -703,7 +635,7 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
     else sync_parent_dir(path);
 done:
     cp_free(tmp);
-    cp_free(header.buf);
+    cp_sb_free(&header);
     cp_free((void *)order);
     return s;
 }
