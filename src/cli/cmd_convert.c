@@ -10,7 +10,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
+#include "convert/gguf_convert.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -13,7 +13,7 @@
  * floating-point contraction for that reason (GCC's ISO C mode, which cpeft builds with, never
  * contracts; clang needs the pragma).
  *
- * Not here: what tensors and keys mean for a model (io/gguf_convert.c).
+ * Not here: what tensors and keys mean for a model (src/convert/, with models/gguf_names.h).
  */
 #include "io/gguf.h"
 

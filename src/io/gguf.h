@@ -21,9 +21,9 @@
  * size cannot be checked); known types that cpeft cannot dequantize (the IQ*, TQ* and FP4
  * families, integers) parse fine and fail only in cp_gguf_dequantize, naming the type and tensor.
  *
- * Not here: what the tensors mean (io/gguf_convert.c maps llama-architecture files to Hugging
- * Face checkpoints). Hosts are assumed little-endian, as the rest of cpeft's file code does;
- * big-endian GGUF files are recognised and refused.
+ * Not here: what the tensors mean (src/convert/ maps llama-architecture files to Hugging Face
+ * checkpoints, with the names in models/gguf_names.h). Hosts are assumed little-endian, as the
+ * rest of cpeft's file code does; big-endian GGUF files are recognised and refused.
  */
 #ifndef CP_IO_GGUF_H
 #define CP_IO_GGUF_H

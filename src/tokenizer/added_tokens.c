@@ -20,7 +20,7 @@ void tk_added_free(tk_added_vocab *av) {
         free(av->v[i].norm_content);
     }
     free(av->v);
-    tk_strmap_free(&av->by_content);
+    cp_strmap_free(&av->by_content);
     tk_trie_free(av->raw_trie);
     tk_trie_free(av->norm_trie);
     memset(av, 0, sizeof *av);
@@ -41,7 +41,7 @@ int tk_added_add(tk_added_vocab *av, const tk_added_token *t) {
     if (!(d->content = cp_malloc(t->len + 1, "an added token"))) return CP_ERR;
     memcpy(d->content, t->content, t->len);
     d->content[t->len] = '\0';
-    if (tk_strmap_put(&av->by_content, d->content, d->len, (int32_t)av->n)) { free(d->content); return CP_ERR; }
+    if (cp_strmap_put(&av->by_content, d->content, d->len, (int32_t)av->n)) { free(d->content); return CP_ERR; }
     av->n++;
     return CP_OK;
 }

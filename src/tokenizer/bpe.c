@@ -147,7 +147,7 @@ static char *dup_or_null(const char *s) { return s && *s ? cp_strdup(s) : NULL; 
 int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
     tk_model *m = cp_calloc(1, sizeof *m, "a BPE model");
     bpe *b = m ? cp_calloc(1, sizeof *b, "a BPE model") : NULL;
-    if (!b) { free(m); tk_strmap_free(&cfg->vocab); return CP_ERR; }
+    if (!b) { free(m); cp_strmap_free(&cfg->vocab); return CP_ERR; }
     m->type = TK_MODEL_BPE;
     m->impl = b;
     m->vocab = cfg->vocab;
@@ -163,20 +163,20 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
         rc = CP_ERR;
     b->prefix_len = b->prefix ? strlen(b->prefix) : 0;
     b->suffix_len = b->suffix ? strlen(b->suffix) : 0;
-    b->unk_id = b->unk_token ? tk_strmap_get(&m->vocab, b->unk_token, strlen(b->unk_token)) : -1;
+    b->unk_id = b->unk_token ? cp_strmap_get(&m->vocab, b->unk_token, strlen(b->unk_token)) : -1;
     if (!rc) rc = tk_model_build_reverse(m);
     /* Merges: rank = index; a later duplicate pair overwrites an earlier one (HashMap collect). */
     tk_buf tmp = {0};
     for (size_t i = 0; !rc && i < cfg->n_merges; i++) {
         const char *a = cfg->merges_a[i], *bb = cfg->merges_b[i];
         size_t la = strlen(a), lb = strlen(bb);
-        int32_t ia = tk_strmap_get(&m->vocab, a, la), ib = tk_strmap_get(&m->vocab, bb, lb);
+        int32_t ia = cp_strmap_get(&m->vocab, a, la), ib = cp_strmap_get(&m->vocab, bb, lb);
         if (ia < 0) { rc = cp_error("%s.merges[%zu]: token \"%s\" is not in the vocabulary", path, i, a); break; }
         if (ib < 0) { rc = cp_error("%s.merges[%zu]: token \"%s\" is not in the vocabulary", path, i, bb); break; }
         size_t skip = b->prefix_len <= lb ? b->prefix_len : lb;
         tmp.len = 0;
         if (tk_buf_append(&tmp, a, la) || tk_buf_append(&tmp, bb + skip, lb - skip)) { rc = CP_ERR; break; }
-        int32_t inew = tk_strmap_get(&m->vocab, tmp.s, tmp.len);
+        int32_t inew = cp_strmap_get(&m->vocab, tmp.s, tmp.len);
         if (inew < 0) {
             rc = cp_error("%s.merges[%zu]: merged token \"%s\" is not in the vocabulary", path, i, tmp.s);
             break;
@@ -187,7 +187,7 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
     for (int k = 0; k < 256; k++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", k);
-        b->byte_ids[k] = tk_strmap_get(&m->vocab, name, 6);
+        b->byte_ids[k] = cp_strmap_get(&m->vocab, name, 6);
     }
     b->simple_chars = !b->prefix && !b->suffix;
     if (!rc && b->simple_chars) {
@@ -196,7 +196,7 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
         else {
             for (size_t i = 0; i < 0x10000; i++) b->char_ids[i] = -1;
             for (size_t i = 0; i < m->vocab.n; i++) {
-                const struct tk_strmap_entry *e = &m->vocab.entries[i];
+                const struct cp_strmap_entry *e = &m->vocab.entries[i];
                 size_t l;
                 if (e->len == 0 || e->len > 3 || cp_utf8_valid_prefix(e->key, e->len) != e->len) continue;
                 uint32_t c = cp_utf8_decode(e->key, &l);
@@ -262,9 +262,9 @@ int tk_bpe_from_json(tk_model **out, const cJSON *j, const char *path) {
     if (!rc) rc = tk_json_bool(j, "byte_fallback", 0, &cfg.byte_fallback, path);
     if (!rc) rc = tk_json_bool(j, "ignore_merges", 0, &cfg.ignore_merges, path);
     if (rc) return CP_ERR;
-    tk_strmap_init(&cfg.vocab);
+    cp_strmap_init(&cfg.vocab);
     if (tk_model_parse_vocab_object(&cfg.vocab, v, tk_path(p, sizeof p, path, "vocab", 0))) {
-        tk_strmap_free(&cfg.vocab);
+        cp_strmap_free(&cfg.vocab);
         return CP_ERR;
     }
     size_t n = (size_t)cJSON_GetArraySize(mg);
@@ -283,7 +283,7 @@ int tk_bpe_from_json(tk_model **out, const cJSON *j, const char *path) {
         cfg.n_merges = n;
         rc = tk_bpe_create(out, &cfg, path);
     } else {
-        tk_strmap_free(&cfg.vocab);
+        cp_strmap_free(&cfg.vocab);
     }
     tk_buf_free(&hold);
     free(cfg.merges_a);
@@ -342,13 +342,13 @@ static int32_t lookup_char(const tk_model *m, const bpe *b, const char *s, size_
                            int first, int last, tk_buf *tmp) {
     if (b->simple_chars || ((first || !b->prefix) && (!last || !b->suffix))) {
         if (b->char_ids && c < 0x10000) return b->char_ids[c];
-        return tk_strmap_get(&m->vocab, s, l);
+        return cp_strmap_get(&m->vocab, s, l);
     }
     tmp->len = 0;
     if (!first && b->prefix && tk_buf_append(tmp, b->prefix, b->prefix_len)) return -2;
     if (tk_buf_append(tmp, s, l)) return -2;
     if (last && b->suffix && tk_buf_append(tmp, b->suffix, b->suffix_len)) return -2;
-    return tk_strmap_get(&m->vocab, tmp->s, tmp->len);
+    return cp_strmap_get(&m->vocab, tmp->s, tmp->len);
 }
 
 /* merge_word + merge_all; appends (id, start, end) to out. */
@@ -447,12 +447,12 @@ int tk_bpe_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *o
     const bpe *b = m->impl;
     if (len == 0) return CP_OK;
     if (b->ignore_merges) {
-        int32_t id = tk_strmap_get(&m->vocab, s, len);
+        int32_t id = cp_strmap_get(&m->vocab, s, len);
         if (id >= 0) return tk_wordtoks_push(out, id, 0, len);
     }
     uint64_t h = 0;
     if (len < CACHE_MAX_WORD) {
-        h = tk_hash_bytes(s, len);
+        h = cp_hash_bytes(s, len);
         const struct wc_entry *e = wcache_get(sc->cache, s, len, h);
         if (e) {
             const uint32_t *t = sc->cache->toks + e->tok_off;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/strmap.h"
 #include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,8 +32,9 @@ typedef struct cJSON cJSON;
 
 /* ---- character classes (charclass.c, unicode8.c); UTF-8 coding is core/utf8.h ---------------- */
 
-/* The older spelling of cp_utf8_encode, kept for tests/unit/test_tokenizer.c. */
+/* Older spellings of core functions, kept for tests/unit/test_tokenizer.c. */
 #define tk_utf8_encode cp_utf8_encode
+#define tk_strmap_init cp_strmap_init
 
 int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) */
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */
@@ -47,26 +49,7 @@ int tk_is_mark(uint32_t c);           /* combining marks (the StripAccents norma
  * writes up to 3 chars, returns the count. */
 int tk_to_lower(uint32_t c, uint32_t out[3]);
 
-/* ---- hash maps (strmap.c) --------------------------------------------------------------------- */
-
-/* String → int32 map. Keys are copied. */
-typedef struct {
-    uint32_t *slots;   /* cap entries: index+1 into entries, 0 = empty */
-    size_t cap;
-    struct tk_strmap_entry { const char *key; uint32_t len; int32_t value; uint64_t hash; } *entries;
-    size_t n, entries_cap;
-    char **blocks; size_t nblocks; size_t block_used, block_cap; /* key storage */
-} tk_strmap;
-
-uint64_t tk_hash_bytes(const char *s, size_t n);
-void tk_strmap_init(tk_strmap *m);
-void tk_strmap_free(tk_strmap *m);
-/* Inserts or overwrites. Returns CP_ERR only on allocation failure. */
-int tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t value);
-/* Returns the value or -1. */
-int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len);
-/* Pointer to the stored key for an entry index (0..n-1), its length via *len. */
-const char *tk_strmap_key(const tk_strmap *m, size_t i, size_t *len);
+/* ---- hash maps and buffers (strmap.c; the string → id map is core/strmap.h) --------------------- */
 
 /* uint64 → (uint32, uint32) map for BPE merges: (left id, right id) → (rank, new id). */
 typedef struct { uint64_t *keys; uint32_t *v1, *v2; size_t cap, n; } tk_pairmap;
@@ -197,13 +180,13 @@ tk_model_type tk_model_kind(const tk_model *m);
 
 /* Model constructors used by the legacy loaders (legacy_files.c) and the JSON parsers. */
 typedef struct {
-    tk_strmap vocab;          /* token → id */
+    cp_strmap vocab;          /* token → id */
     char **merges_a, **merges_b; size_t n_merges; /* merge list in rank order */
     const char *unk_token, *continuing_subword_prefix, *end_of_word_suffix;
     int fuse_unk, byte_fallback, ignore_merges;
 } tk_bpe_config;
 int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path); /* takes cfg->vocab */
-int tk_wordpiece_create(tk_model **out, tk_strmap *vocab, const char *unk_token,
+int tk_wordpiece_create(tk_model **out, cp_strmap *vocab, const char *unk_token,
                         const char *prefix, int max_input_chars_per_word);
 
 /* Post-processor. */
@@ -262,7 +245,7 @@ typedef struct {
 typedef struct tk_trie tk_trie;
 typedef struct {
     tk_added_token *v; size_t n, cap;
-    tk_strmap by_content;          /* content → index in v */
+    cp_strmap by_content;          /* content → index in v */
     tk_trie *raw_trie, *norm_trie; /* tokens with normalized == 0 / == 1 */
 } tk_added_vocab;
 

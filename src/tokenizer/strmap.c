@@ -1,122 +1,14 @@
 /*
- * strmap.c — the small containers of the tokenizer: a string → id hash map (vocabularies), a
- * pair → (rank, id) map (BPE merges), growable buffers and lists.
+ * strmap.c — the small containers of the tokenizer: a pair → (rank, id) map (BPE merges), growable
+ * buffers and lists. (The string → id map of vocabularies is core/strmap.c.)
  *
- * Both maps use open addressing with linear probing at load factor <= 1/2. Keys of the string map
- * live in large blocks, so a 250k-entry vocabulary costs a handful of allocations.
+ * The pair map uses open addressing with linear probing at load factor <= 1/2.
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-uint64_t tk_hash_bytes(const char *s, size_t n) {
-    /* 8 bytes at a time, multiply-xorshift mixing (in the spirit of wyhash, much simpler). */
-    const uint64_t m = 0x9E3779B97F4A7C15ull;
-    uint64_t h = 0x243F6A8885A308D3ull ^ (n * m);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * m;
-        h ^= h >> 29;
-    }
-    uint64_t w = 0;
-    for (size_t k = 0; i + k < n; k++) w |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
-    h = (h ^ w) * m;
-    h ^= h >> 32;
-    h *= 0xD6E8FEB86659FD93ull;
-    h ^= h >> 32;
-    return h;
-}
-
-void tk_strmap_init(tk_strmap *m) { memset(m, 0, sizeof *m); }
-
-void tk_strmap_free(tk_strmap *m) {
-    free(m->slots);
-    free(m->entries);
-    for (size_t i = 0; i < m->nblocks; i++) free(m->blocks[i]);
-    free(m->blocks);
-    memset(m, 0, sizeof *m);
-}
-
-static int strmap_grow(tk_strmap *m) {
-    size_t cap = m->cap ? m->cap * 2 : 64;
-    uint32_t *slots = cp_calloc(cap, sizeof *slots, "a vocabulary hash table");
-    if (!slots) return CP_ERR;
-    for (size_t i = 0; i < m->n; i++) {
-        size_t j = m->entries[i].hash & (cap - 1);
-        while (slots[j]) j = (j + 1) & (cap - 1);
-        slots[j] = (uint32_t)(i + 1);
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return CP_OK;
-}
-
-static char *strmap_store(tk_strmap *m, const char *key, size_t len) {
-    if (m->nblocks == 0 || m->block_used + len + 1 > m->block_cap) {
-        size_t cap = len + 1 > 65536 ? len + 1 : 65536;
-        char **blocks = cp_realloc(m->blocks, (m->nblocks + 1) * sizeof *blocks, "vocabulary");
-        if (!blocks) return NULL;
-        m->blocks = blocks;
-        if (!(m->blocks[m->nblocks] = cp_malloc(cap, "vocabulary strings"))) return NULL;
-        m->nblocks++;
-        m->block_used = 0;
-        m->block_cap = cap;
-    }
-    char *p = m->blocks[m->nblocks - 1] + m->block_used;
-    memcpy(p, key, len);
-    p[len] = '\0';
-    m->block_used += len + 1;
-    return p;
-}
-
-int tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t value) {
-    if (len > UINT32_MAX) return cp_error("token of %zu bytes is too long", len);
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m)) return CP_ERR;
-    uint64_t h = tk_hash_bytes(key, len);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j]) {
-        struct tk_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) {
-            e->value = value;
-            return CP_OK;
-        }
-        j = (j + 1) & (m->cap - 1);
-    }
-    if (m->n == m->entries_cap) {
-        size_t cap = m->entries_cap ? m->entries_cap * 2 : 64;
-        void *p = cp_realloc(m->entries, cap * sizeof *m->entries, "vocabulary entries");
-        if (!p) return CP_ERR;
-        m->entries = p;
-        m->entries_cap = cap;
-    }
-    const char *stored = strmap_store(m, key, len);
-    if (!stored) return CP_ERR;
-    m->entries[m->n] = (struct tk_strmap_entry){stored, (uint32_t)len, value, h};
-    m->slots[j] = (uint32_t)(++m->n);
-    return CP_OK;
-}
-
-int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len) {
-    if (!m->cap) return -1;
-    uint64_t h = tk_hash_bytes(key, len);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j]) {
-        const struct tk_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) return e->value;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
-}
-
-const char *tk_strmap_key(const tk_strmap *m, size_t i, size_t *len) {
-    *len = m->entries[i].len;
-    return m->entries[i].key;
-}
 
 /* ---- pair map ---------------------------------------------------------------------------------- */
 

@@ -112,7 +112,7 @@ static int parse_added_tokens(cp_tokenizer *tok, const cJSON *arr) {
         t.content = (char *)content;
         t.len = strlen(content);
         if (t.len == 0) continue;
-        int32_t existing = tk_strmap_get(&tok->added.by_content, content, t.len);
+        int32_t existing = cp_strmap_get(&tok->added.by_content, content, t.len);
         int32_t new_id;
         if (existing >= 0) new_id = tok->added.v[existing].id;
         else if ((new_id = tk_model_token_to_id(tok->model, content, t.len)) < 0) new_id = next_id++;
@@ -197,7 +197,7 @@ int tk_tokenizer_finish(cp_tokenizer *tok) {
 static cp_tokenizer *tokenizer_new(void) {
     cp_tokenizer *tok = cp_calloc(1, sizeof *tok, "a tokenizer");
     if (!tok) return NULL;
-    tk_strmap_init(&tok->added.by_content);
+    cp_strmap_init(&tok->added.by_content);
     for (int r = 0; r < 4; r++) tok->special[r] = CP_TOKEN_NONE;
     tok->add_bos = tok->add_eos = -1;
     return tok;
@@ -526,7 +526,7 @@ int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, i
         }
         if (skip_special_tokens) {
             /* is_special_token looks at the token string */
-            int32_t ai = tk_strmap_get(&tok->added.by_content, s, len);
+            int32_t ai = cp_strmap_get(&tok->added.by_content, s, len);
             if (ai >= 0 && tok->added.v[ai].special) continue;
         }
         rc = tk_strlist_push(&l, s, len);
@@ -559,7 +559,7 @@ const char *cp_tokenizer_id_to_token(const cp_tokenizer *tok, int32_t id) {
 
 int32_t cp_tokenizer_token_to_id(const cp_tokenizer *tok, const char *token) {
     size_t len = strlen(token);
-    int32_t ai = tk_strmap_get(&tok->added.by_content, token, len);
+    int32_t ai = cp_strmap_get(&tok->added.by_content, token, len);
     if (ai >= 0) return tok->added.v[ai].id;
     return tk_model_token_to_id(tok->model, token, len);
 }
