@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/bytes.h"
 #include "core/json_write.h"
 #include "core/utf8.h"
 #include "io/fsutil.h"
@@ -35,16 +36,6 @@
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: larger doubles no longer hold every integer */
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static uint64_t read_le64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static void write_le64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* Formats a shape as "[2, 3]" into buf (truncated if it does not fit). */
 static const char *format_shape(const int64_t *shape, int ndim, char *buf, size_t size) {
@@ -366,7 +357,7 @@ cp_status cp_st_parse(cp_safetensors *st, const void *buf, size_t len, const cha
     if (len < 8)
         return cp_error("%s: file is %zu bytes, shorter than the 8-byte header length that starts "
                         "a safetensors file", file, len);
-    uint64_t n = read_le64(bytes);
+    uint64_t n = cp_le64(bytes);
     if (n > CP_ST_MAX_HEADER)
         return cp_error("%s: header length %" PRIu64 " exceeds the limit of %llu bytes", file, n,
                         CP_ST_MAX_HEADER);
@@ -549,7 +540,7 @@ static cp_status build_header(const char *path, const cp_st_write_tensor *tensor
     if (out->len - 8 > CP_ST_MAX_HEADER)
         return cp_error("%s: header of %zu bytes exceeds the limit of %llu bytes", path,
                         out->len - 8, CP_ST_MAX_HEADER);
-    write_le64((uint8_t *)out->data, (uint64_t)(out->len - 8));
+    cp_put_le64((uint8_t *)out->data, (uint64_t)(out->len - 8));
     return CP_OK;
 }
 
