@@ -130,26 +130,23 @@ static void print_special(const cp_tokenizer *tok, int json) {
 int cmd_tokenize(int argc, char **argv) {
     const char *dir = NULL, *text = NULL, *decode = NULL, *pair = NULL, *id_arg = NULL;
     int tokens = 0, json = 0, no_special = 0, skip = 0, special = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int r;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { help(stdout); return 0; }
-        if ((r = cp_arg_value(argc, argv, &i, "--tokenizer", &v, "tokenize"))) { if (r < 0) return 2; dir = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--decode", &v, "tokenize"))) { if (r < 0) return 2; decode = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--pair", &v, "tokenize"))) { if (r < 0) return 2; pair = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--id", &v, "tokenize"))) { if (r < 0) return 2; id_arg = v; continue; }
-        if (strcmp(argv[i], "--tokens") == 0) { tokens = 1; continue; }
-        if (strcmp(argv[i], "--json") == 0) { json = 1; continue; }
-        if (strcmp(argv[i], "--no-special") == 0) { no_special = 1; continue; }
-        if (strcmp(argv[i], "--skip-special") == 0) { skip = 1; continue; }
-        if (strcmp(argv[i], "--special") == 0) { special = 1; continue; }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "cpeft tokenize: unknown option \"%s\" (see cpeft tokenize --help)\n", argv[i]);
-            return 2;
-        }
-        if (text) { fprintf(stderr, "cpeft tokenize: more than one TEXT (quote it, or use - for stdin)\n"); return 2; }
-        text = argv[i];
-    }
+    const cp_opt options[] = {
+        {CP_STRING("--tokenizer", &dir)},
+        {CP_STRING("--decode", &decode)},
+        {CP_STRING("--pair", &pair)},
+        {CP_STRING("--id", &id_arg)},
+        {CP_FLAG("--tokens", &tokens)},
+        {CP_FLAG("--json", &json)},
+        {CP_FLAG("--no-special", &no_special)},
+        {CP_FLAG("--skip-special", &skip)},
+        {CP_FLAG("--special", &special)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "tokenize", .opts = options, .help = help,
+                               .unknown = "unknown option \"%s\" (see cpeft tokenize --help)", .positional = &text,
+                               .extra = "more than one TEXT (quote it, or use - for stdin)"};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!dir) { fprintf(stderr, "cpeft tokenize: --tokenizer DIR is required\n"); help(stderr); return 2; }
     int modes = (text != NULL) + (decode != NULL) + (id_arg != NULL) + special;
     if (modes != 1) {

@@ -74,26 +74,26 @@ static char *strmap_store(cp_strmap *m, const char *key, size_t len) {
     return p;
 }
 
-cp_status cp_strmap_put(cp_strmap *m, const char *key, size_t len, int32_t value) {
-    if (len > UINT32_MAX) return cp_error("token of %zu bytes is too long", len);
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m)) return CP_ERR;
-    uint64_t h = cp_hash_bytes(key, len);
+/* The slot holding key (hash h), or the empty slot where it would go. m->cap > 0. */
+static size_t find_slot(const cp_strmap *m, const char *key, size_t len, uint64_t h) {
     size_t j = h & (m->cap - 1);
     while (m->slots[j]) {
-        struct cp_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) {
-            e->value = value;
-            return CP_OK;
-        }
+        const struct cp_strmap_entry *e = &m->entries[m->slots[j] - 1];
+        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) break;
         j = (j + 1) & (m->cap - 1);
     }
-    if (m->n == m->entries_cap) {
-        size_t cap = m->entries_cap ? m->entries_cap * 2 : 64;
-        void *p = cp_realloc(m->entries, cap * sizeof *m->entries, "vocabulary entries");
-        if (!p) return CP_ERR;
-        m->entries = p;
-        m->entries_cap = cap;
+    return j;
+}
+
+cp_status cp_strmap_put_hashed(cp_strmap *m, const char *key, size_t len, uint64_t h, int32_t value) {
+    if (len > UINT32_MAX) return cp_error("token of %zu bytes is too long", len);
+    if ((m->n + 1) * 2 > m->cap && strmap_grow(m)) return CP_ERR;
+    size_t j = find_slot(m, key, len, h);
+    if (m->slots[j]) {
+        m->entries[m->slots[j] - 1].value = value;
+        return CP_OK;
     }
+    if (cp_grow(&m->entries, &m->entries_cap, m->n + 1, sizeof *m->entries, 64, "vocabulary entries")) return CP_ERR;
     const char *stored = strmap_store(m, key, len);
     if (!stored) return CP_ERR;
     m->entries[m->n] = (struct cp_strmap_entry){stored, (uint32_t)len, value, h};
@@ -101,16 +101,24 @@ cp_status cp_strmap_put(cp_strmap *m, const char *key, size_t len, int32_t value
     return CP_OK;
 }
 
-int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t len) {
+int32_t cp_strmap_get_hashed(const cp_strmap *m, const char *key, size_t len, uint64_t h) {
     if (!m->cap) return -1;
-    uint64_t h = cp_hash_bytes(key, len);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j]) {
-        const struct cp_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) return e->value;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
+    size_t j = find_slot(m, key, len, h);
+    return m->slots[j] ? m->entries[m->slots[j] - 1].value : -1;
+}
+
+cp_status cp_strmap_put(cp_strmap *m, const char *key, size_t len, int32_t value) {
+    return cp_strmap_put_hashed(m, key, len, cp_hash_bytes(key, len), value);
+}
+
+int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t len) {
+    return cp_strmap_get_hashed(m, key, len, cp_hash_bytes(key, len));
+}
+
+void cp_strmap_clear(cp_strmap *m) {
+    if (m->slots) memset(m->slots, 0, m->cap * sizeof *m->slots);
+    for (size_t i = 0; i < m->nblocks; i++) cp_free(m->blocks[i]);
+    m->n = m->nblocks = m->block_used = m->block_cap = 0;
 }
 
 const char *cp_strmap_key(const cp_strmap *m, size_t i, size_t *len) {

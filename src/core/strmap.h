@@ -29,6 +29,12 @@ void cp_strmap_free(cp_strmap *m);
 cp_status cp_strmap_put(cp_strmap *m, const char *key, size_t len, int32_t value);
 /* The value under key, or -1. */
 int32_t cp_strmap_get(const cp_strmap *m, const char *key, size_t len);
+/* The same two with the key's cp_hash_bytes already computed (a lookup followed by an insertion
+ * hashes once). */
+cp_status cp_strmap_put_hashed(cp_strmap *m, const char *key, size_t len, uint64_t hash, int32_t value);
+int32_t cp_strmap_get_hashed(const cp_strmap *m, const char *key, size_t len, uint64_t hash);
+/* Empties the map; its hash table stays allocated. */
+void cp_strmap_clear(cp_strmap *m);
 /* The stored key of entry i (0..n-1, insertion order), its length in *len. */
 const char *cp_strmap_key(const cp_strmap *m, size_t i, size_t *len);
 

@@ -12,6 +12,7 @@
 #include "io/gguf.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,14 +280,6 @@ truncated:
 
 /* ---- the whole file ----------------------------------------------------------------------- */
 
-static int cmp_kv(const void *a, const void *b) {
-    return strcmp((*(const cp_gguf_kv *const *)a)->key, (*(const cp_gguf_kv *const *)b)->key);
-}
-
-static int cmp_tensor_name(const void *a, const void *b) {
-    return strcmp((*(const cp_gguf_tensor *const *)a)->name, (*(const cp_gguf_tensor *const *)b)->name);
-}
-
 static int cmp_tensor_offset(const void *a, const void *b) {
     const cp_gguf_tensor *x = *(const cp_gguf_tensor *const *)a, *y = *(const cp_gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
@@ -335,32 +328,27 @@ static cp_status parse(cp_gguf *g, cursor *c) {
                         n_tensors, left(c));
     g->kvs = cp_calloc(n_kv ? (size_t)n_kv : 1, sizeof *g->kvs, "GGUF metadata");
     g->tensors = cp_calloc(n_tensors ? (size_t)n_tensors : 1, sizeof *g->tensors, "GGUF tensor infos");
-    g->kv_index = cp_malloc((n_kv ? (size_t)n_kv : 1) * sizeof *g->kv_index, "GGUF metadata");
-    g->tensor_index = cp_malloc((n_tensors ? (size_t)n_tensors : 1) * sizeof *g->tensor_index, "GGUF tensor infos");
-    if (!g->kvs || !g->tensors || !g->kv_index || !g->tensor_index) return CP_ERR;
+    if (!g->kvs || !g->tensors) return CP_ERR;
 
     for (uint64_t i = 0; i < n_kv; i++) {
         g->n_kv = (int64_t)i + 1; /* so that close frees the partial entry */
         if (parse_kv(c, &g->kvs[i], (int64_t)i)) return CP_ERR;
-        g->kv_index[i] = &g->kvs[i];
     }
-    g->n_kv = (int64_t)n_kv;
-    qsort(g->kv_index, (size_t)n_kv, sizeof *g->kv_index, cmp_kv);
-    for (uint64_t i = 1; i < n_kv; i++)
-        if (!strcmp(g->kv_index[i - 1]->key, g->kv_index[i]->key))
-            return cp_error("metadata key '%s' appears twice", g->kv_index[i]->key);
+    const char *twice;
+    if (cp_name_index_build(&g->kv_index, g->kvs, (size_t)n_kv, sizeof *g->kvs, offsetof(cp_gguf_kv, key), &twice,
+                            "GGUF metadata"))
+        return CP_ERR;
+    if (twice) return cp_error("metadata key '%s' appears twice", twice);
     if (get_alignment(g)) return CP_ERR;
 
     for (uint64_t i = 0; i < n_tensors; i++) {
         g->n_tensors = (int64_t)i + 1;
         if (parse_tensor_info(c, &g->tensors[i], (int64_t)i, g->alignment)) return CP_ERR;
-        g->tensor_index[i] = &g->tensors[i];
     }
-    g->n_tensors = (int64_t)n_tensors;
-    qsort(g->tensor_index, (size_t)n_tensors, sizeof *g->tensor_index, cmp_tensor_name);
-    for (uint64_t i = 1; i < n_tensors; i++)
-        if (!strcmp(g->tensor_index[i - 1]->name, g->tensor_index[i]->name))
-            return cp_error("tensor '%s' appears twice", g->tensor_index[i]->name);
+    if (cp_name_index_build(&g->tensor_index, g->tensors, (size_t)n_tensors, sizeof *g->tensors,
+                            offsetof(cp_gguf_tensor, name), &twice, "GGUF tensor infos"))
+        return CP_ERR;
+    if (twice) return cp_error("tensor '%s' appears twice", twice);
 
     /* The data section starts at the next multiple of the alignment. A file without tensors may
      * end before it. */
@@ -382,7 +370,7 @@ static cp_status parse(cp_gguf *g, cursor *c) {
     /* No overlap: sorted by offset, each tensor ends before the next begins. */
     const cp_gguf_tensor **by_off = cp_malloc((size_t)n_tensors * sizeof *by_off, "GGUF tensor infos");
     if (!by_off) return CP_ERR;
-    memcpy(by_off, g->tensor_index, (size_t)n_tensors * sizeof *by_off);
+    for (uint64_t i = 0; i < n_tensors; i++) by_off[i] = g->tensor_index.refs[i].entry; /* name order, then: */
     qsort(by_off, (size_t)n_tensors, sizeof *by_off, cmp_tensor_offset);
     cp_status st = CP_OK;
     for (uint64_t i = 1; i < n_tensors && st == CP_OK; i++)
@@ -406,23 +394,13 @@ cp_status cp_gguf_parse(cp_gguf *g, const void *buf, size_t len, const char *nam
     return CP_OK;
 }
 
+static cp_status parse_mapped(void *g, const void *bytes, size_t size, const char *name) {
+    return cp_gguf_parse(g, bytes, size, name);
+}
+
+/* 24 bytes: the smallest valid file; the parser says what a shorter one lacks. */
 cp_status cp_gguf_open(cp_gguf *g, const char *path) {
-    memset(g, 0, sizeof *g);
-    uint8_t head[24]; /* the smallest valid file: a shorter one is read here and the parser says what it lacks */
-    void *map;
-    size_t size;
-    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
-    if (!map) {
-        if (cp_gguf_parse(g, head, size, path) == CP_OK) cp_gguf_close(g); /* unreachable */
-        return CP_ERR;
-    }
-    if (cp_gguf_parse(g, map, size, path) != CP_OK) {
-        munmap(map, size);
-        return CP_ERR;
-    }
-    g->map = map;
-    g->map_size = size;
-    return CP_OK;
+    return cp_map_parse(path, 24, parse_mapped, g, sizeof *g, &g->map, &g->map_size);
 }
 
 void cp_gguf_close(cp_gguf *g) {
@@ -435,8 +413,8 @@ void cp_gguf_close(cp_gguf *g) {
         for (int64_t i = 0; i < g->n_tensors; i++) cp_free(g->tensors[i].name);
     cp_free(g->kvs);
     cp_free(g->tensors);
-    cp_free((void *)g->kv_index);
-    cp_free((void *)g->tensor_index);
+    cp_name_index_free(&g->kv_index);
+    cp_name_index_free(&g->tensor_index);
     cp_free(g->path);
     if (g->map) munmap(g->map, g->map_size);
     memset(g, 0, sizeof *g);
@@ -445,20 +423,11 @@ void cp_gguf_close(cp_gguf *g) {
 /* ---- lookups and typed getters ------------------------------------------------------------ */
 
 const cp_gguf_kv *cp_gguf_find_kv(const cp_gguf *g, const char *key) {
-    if (!g->kv_index || g->n_kv == 0) return NULL;
-    cp_gguf_kv k = {.key = (char *)key};
-    const cp_gguf_kv *kp = &k;
-    const cp_gguf_kv **hit = bsearch(&kp, g->kv_index, (size_t)g->n_kv, sizeof *g->kv_index, cmp_kv);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&g->kv_index, key);
 }
 
 const cp_gguf_tensor *cp_gguf_find_tensor(const cp_gguf *g, const char *name) {
-    if (!g->tensor_index || g->n_tensors == 0) return NULL;
-    cp_gguf_tensor k = {.name = (char *)name};
-    const cp_gguf_tensor *kp = &k;
-    const cp_gguf_tensor **hit =
-        bsearch(&kp, g->tensor_index, (size_t)g->n_tensors, sizeof *g->tensor_index, cmp_tensor_name);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&g->tensor_index, name);
 }
 
 static const cp_gguf_kv *lookup(const cp_gguf *g, const char *key, int required, cp_status *st) {

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/name_index.h"
 #include "io/ggml_quant.h"
 
 #define CP_GGUF_MAX_DIMS 4
@@ -92,8 +93,8 @@ typedef struct {
     int64_t n_kv;
     cp_gguf_tensor *tensors;   /* in file order */
     int64_t n_tensors;
-    const cp_gguf_kv **kv_index;         /* private: sorted by key, for lookups */
-    const cp_gguf_tensor **tensor_index; /* private: sorted by name */
+    cp_name_index kv_index;    /* private: by key, for lookups */
+    cp_name_index tensor_index; /* private: by name */
 } cp_gguf;
 
 /* Maps `path` read-only and validates it. On error *g is left empty (safe to cp_gguf_close). */

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,10 +230,6 @@ static cp_status parse_metadata(cp_safetensors *st, const cJSON *meta) {
 
 /* ---- reader: layout -------------------------------------------------------------------------- */
 
-static int compare_by_name(const void *a, const void *b) {
-    return strcmp((*(const cp_st_tensor *const *)a)->name, (*(const cp_st_tensor *const *)b)->name);
-}
-
 static int compare_by_range(const void *a, const void *b) {
     const cp_st_tensor *x = *(const cp_st_tensor *const *)a, *y = *(const cp_st_tensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -242,14 +239,11 @@ static int compare_by_range(const void *a, const void *b) {
 
 /* Builds st->by_name and rejects duplicate names. */
 static cp_status index_names(cp_safetensors *st) {
-    int n = st->n_tensors;
-    st->by_name = cp_malloc((size_t)n * sizeof *st->by_name, "safetensors name index");
-    if (!st->by_name) return cp_error_context("%s", st->path);
-    for (int i = 0; i < n; i++) st->by_name[i] = &st->tensors[i];
-    qsort(st->by_name, (size_t)n, sizeof *st->by_name, compare_by_name);
-    for (int i = 1; i < n; i++)
-        if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0)
-            return cp_error("%s: duplicate tensor name \"%s\"", st->path, st->by_name[i]->name);
+    const char *twice;
+    if (cp_name_index_build(&st->by_name, st->tensors, (size_t)st->n_tensors, sizeof *st->tensors,
+                            offsetof(cp_st_tensor, name), &twice, "safetensors name index"))
+        return cp_error_context("%s", st->path);
+    if (twice) return cp_error("%s: duplicate tensor name \"%s\"", st->path, twice);
     return CP_OK;
 }
 
@@ -377,29 +371,17 @@ cp_status cp_st_parse(cp_safetensors *st, const void *buf, size_t len, const cha
     return CP_OK;
 }
 
+static cp_status parse_mapped(void *st, const void *bytes, size_t size, const char *name) {
+    return cp_st_parse(st, bytes, size, name);
+}
+
+/* 8 bytes: the length prefix; the parser says what a shorter file lacks. */
 cp_status cp_st_open(cp_safetensors *st, const char *path) {
-    memset(st, 0, sizeof *st);
-    uint8_t head[8]; /* the length prefix: a shorter file is read here and the parser says what it lacks */
-    void *map;
-    size_t size;
-    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
-    if (!map) return cp_st_parse(st, head, size, path);
-    if (cp_st_parse(st, map, size, path) != CP_OK) {
-        munmap(map, size);
-        return CP_ERR;
-    }
-    st->map = map;
-    st->map_size = size;
-    return CP_OK;
+    return cp_map_parse(path, 8, parse_mapped, st, sizeof *st, &st->map, &st->map_size);
 }
 
 const cp_st_tensor *cp_st_find(const cp_safetensors *st, const char *name) {
-    if (!st->by_name || st->n_tensors == 0) return NULL;
-    cp_st_tensor key = {.name = (char *)name};
-    const cp_st_tensor *kp = &key;
-    const cp_st_tensor **hit =
-        bsearch(&kp, st->by_name, (size_t)st->n_tensors, sizeof *st->by_name, compare_by_name);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&st->by_name, name);
 }
 
 const char *cp_st_meta(const cp_safetensors *st, const char *key) {
@@ -418,7 +400,7 @@ void cp_st_close(cp_safetensors *st) {
     cp_free(st->tensors);
     cp_free(st->meta_keys);
     cp_free(st->meta_values);
-    cp_free((void *)st->by_name);
+    cp_name_index_free(&st->by_name);
     cp_free(st->path);
     if (st->map) munmap(st->map, st->map_size);
     memset(st, 0, sizeof *st);
@@ -484,7 +466,8 @@ static cp_status build_header(const char *path, const cp_st_write_tensor *tensor
     for (int i = 0; i < n_meta; i++) {
         if (!meta_keys[i] || !meta_values[i])
             return cp_error("%s: metadata entry %d is NULL", path, i);
-        if (!cp_utf8_valid(meta_keys[i], strlen(meta_keys[i])) || !cp_utf8_valid(meta_values[i], strlen(meta_values[i])))
+        if (!cp_utf8_valid(meta_keys[i], strlen(meta_keys[i])) ||
+            !cp_utf8_valid(meta_values[i], strlen(meta_values[i])))
             return cp_error("%s: metadata \"%s\" is not valid UTF-8", path, meta_keys[i]);
         for (int j = 0; j < i; j++)
             if (strcmp(meta_keys[i], meta_keys[j]) == 0)

@@ -27,13 +27,7 @@ void tk_added_free(tk_added_vocab *av) {
 }
 
 int tk_added_add(tk_added_vocab *av, const tk_added_token *t) {
-    if (av->n == av->cap) {
-        size_t cap = av->cap ? av->cap * 2 : 16;
-        tk_added_token *v = cp_realloc(av->v, cap * sizeof *v, "added tokens");
-        if (!v) return CP_ERR;
-        av->v = v;
-        av->cap = cap;
-    }
+    if (cp_grow(&av->v, &av->cap, av->n + 1, sizeof *av->v, 16, "added tokens")) return CP_ERR;
     tk_added_token *d = &av->v[av->n];
     *d = *t;
     d->norm_content = NULL;
@@ -82,13 +76,7 @@ const tk_added_token *tk_added_by_id(const tk_added_vocab *av, int32_t id) {
 }
 
 static int push_piece(tk_pieces *p, size_t start, size_t end, int32_t token) {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        tk_piece *v = cp_realloc(p->v, cap * sizeof *v, "text pieces");
-        if (!v) return CP_ERR;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (cp_grow(&p->v, &p->cap, p->n + 1, sizeof *p->v, 16, "text pieces")) return CP_ERR;
     p->v[p->n++] = (tk_piece){start, end, token};
     return CP_OK;
 }

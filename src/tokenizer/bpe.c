@@ -36,16 +36,16 @@ typedef struct {
 /* ---- word cache ----------------------------------------------------------------------------------- */
 
 struct tk_wcache {
-    uint32_t *slots; size_t cap;
-    struct wc_entry { uint64_t hash; uint32_t key_off, key_len, tok_off, ntok; } *e;
-    size_t n, ecap;
-    char *keys; size_t keys_len, keys_cap;
-    uint32_t *toks; size_t toks_len, toks_cap; /* pairs (id, byte length) */
+    cp_strmap words;                                   /* word → its entry in e */
+    struct wc_entry { uint32_t tok_off, ntok; } *e;
+    size_t ecap, key_bytes;
+    uint32_t *toks; size_t toks_len, toks_cap;         /* pairs (id, byte length) */
 };
 
 static void wcache_free(tk_wcache *c) {
     if (!c) return;
-    free(c->slots); free(c->e); free(c->keys); free(c->toks);
+    cp_strmap_free(&c->words);
+    free(c->e); free(c->toks);
     free(c);
 }
 
@@ -57,77 +57,31 @@ void tk_scratch_clear(tk_scratch *sc) {
 }
 
 static const struct wc_entry *wcache_get(const tk_wcache *c, const char *s, size_t len, uint64_t h) {
-    if (!c || !c->cap) return NULL;
-    size_t j = h & (c->cap - 1);
-    while (c->slots[j]) {
-        const struct wc_entry *e = &c->e[c->slots[j] - 1];
-        if (e->hash == h && e->key_len == len && memcmp(c->keys + e->key_off, s, len) == 0) return e;
-        j = (j + 1) & (c->cap - 1);
-    }
-    return NULL;
+    int32_t i = c ? cp_strmap_get_hashed(&c->words, s, len, h) : -1;
+    return i < 0 ? NULL : &c->e[i];
 }
 
-static void wcache_reset(tk_wcache *c) {
-    memset(c->slots, 0, c->cap * sizeof *c->slots);
-    c->n = c->keys_len = c->toks_len = 0;
-}
-
-/* Stores a word's result; silently does nothing if memory is short (the cache is optional). */
+/* Stores a word's result (hash h, not yet cached); does nothing if memory is short (the cache is
+ * optional). */
 static void wcache_put(tk_scratch *sc, const char *s, size_t len, uint64_t h, const tk_wordtoks *w,
                        size_t first) {
     tk_wcache *c = sc->cache;
-    if (!c) {
-        c = sc->cache = calloc(1, sizeof *c);
-        if (!c) return;
-        c->cap = 1 << 12;
-        if (!(c->slots = calloc(c->cap, sizeof *c->slots))) { free(c); sc->cache = NULL; return; }
+    if (!c && !(c = sc->cache = calloc(1, sizeof *c))) return;
+    size_t ntok = w->n - first, n = c->words.n;
+    if (n >= CACHE_MAX_ENTRIES || c->key_bytes + len > CACHE_MAX_POOL) {
+        cp_strmap_clear(&c->words);
+        n = c->key_bytes = c->toks_len = 0;
     }
-    size_t ntok = w->n - first;
-    if (c->n >= CACHE_MAX_ENTRIES || c->keys_len + len > CACHE_MAX_POOL) wcache_reset(c);
-    if ((c->n + 1) * 2 > c->cap) {
-        size_t cap = c->cap * 2;
-        uint32_t *slots = calloc(cap, sizeof *slots);
-        if (!slots) return;
-        for (size_t i = 0; i < c->n; i++) {
-            size_t j = c->e[i].hash & (cap - 1);
-            while (slots[j]) j = (j + 1) & (cap - 1);
-            slots[j] = (uint32_t)(i + 1);
-        }
-        free(c->slots);
-        c->slots = slots;
-        c->cap = cap;
-    }
-    if (c->n == c->ecap) {
-        size_t ecap = c->ecap ? c->ecap * 2 : 1024;
-        void *p = realloc(c->e, ecap * sizeof *c->e);
-        if (!p) return;
-        c->e = p; c->ecap = ecap;
-    }
-    if (c->keys_len + len > c->keys_cap) {
-        size_t cap = c->keys_cap ? c->keys_cap : 1 << 16;
-        while (cap < c->keys_len + len) cap *= 2;
-        void *p = realloc(c->keys, cap);
-        if (!p) return;
-        c->keys = p; c->keys_cap = cap;
-    }
-    if (c->toks_len + 2 * ntok > c->toks_cap) {
-        size_t cap = c->toks_cap ? c->toks_cap : 1 << 15;
-        while (cap < c->toks_len + 2 * ntok) cap *= 2;
-        void *p = realloc(c->toks, cap * sizeof *c->toks);
-        if (!p) return;
-        c->toks = p; c->toks_cap = cap;
-    }
-    struct wc_entry *e = &c->e[c->n];
-    *e = (struct wc_entry){h, (uint32_t)c->keys_len, (uint32_t)len, (uint32_t)c->toks_len, (uint32_t)ntok};
-    memcpy(c->keys + c->keys_len, s, len);
-    c->keys_len += len;
+    if (cp_grow(&c->e, &c->ecap, n + 1, sizeof *c->e, 1024, "the BPE word cache") ||
+        cp_grow(&c->toks, &c->toks_cap, c->toks_len + 2 * ntok, sizeof *c->toks, 1 << 15, "the BPE word cache") ||
+        cp_strmap_put_hashed(&c->words, s, len, h, (int32_t)n))
+        return;
+    c->e[n] = (struct wc_entry){(uint32_t)c->toks_len, (uint32_t)ntok};
+    c->key_bytes += len;
     for (size_t i = first; i < w->n; i++) {
         c->toks[c->toks_len++] = (uint32_t)w->ids[i];
         c->toks[c->toks_len++] = w->ends[i] - w->starts[i];
     }
-    size_t j = h & (c->cap - 1);
-    while (c->slots[j]) j = (j + 1) & (c->cap - 1);
-    c->slots[j] = (uint32_t)(++c->n);
 }
 
 /* ---- loading -------------------------------------------------------------------------------------- */
@@ -327,17 +281,6 @@ static qitem heap_pop(qitem *h, size_t *n) {
     return top;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return CP_OK;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = cp_realloc(*p, c * elem, "a BPE work buffer");
-    if (!q) return CP_ERR;
-    *p = q;
-    *cap = c;
-    return CP_OK;
-}
-
 static int32_t lookup_char(const tk_model *m, const bpe *b, const char *s, size_t l, uint32_t c,
                            int first, int last, tk_buf *tmp) {
     if (b->simple_chars || ((first || !b->prefix) && (!last || !b->suffix))) {
@@ -354,7 +297,7 @@ static int32_t lookup_char(const tk_model *m, const bpe *b, const char *s, size_
 /* merge_word + merge_all; appends (id, start, end) to out. */
 static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks *out, tk_scratch *sc) {
     const bpe *b = m->impl;
-    if (grow(&sc->sym, &sc->sym_cap, len + 1, sizeof(sym))) return CP_ERR;
+    if (cp_grow(&sc->sym, &sc->sym_cap, len + 1, sizeof(sym), 64, "a BPE work buffer")) return CP_ERR;
     sym *w = sc->sym;
     size_t n = 0;
     int have_unk = 0;
@@ -379,7 +322,8 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
                 for (size_t k = 0; k < bl; k++)
                     if (b->byte_ids[(unsigned char)bs[k]] < 0) ok = 0;
                 if (ok) {
-                    if (grow(&sc->sym, &sc->sym_cap, n + bl + (len - i) + 1, sizeof(sym))) return CP_ERR;
+                    if (cp_grow(&sc->sym, &sc->sym_cap, n + bl + (len - i) + 1, sizeof(sym), 64, "a BPE work buffer"))
+                        return CP_ERR;
                     w = sc->sym;
                     for (size_t k = 0; k < bl; k++) w[n++] = (sym){b->byte_ids[(unsigned char)bs[k]], 0, 0, 1};
                     done = 1; /* note: a pending unk stays pending (HF does the same) */
@@ -401,7 +345,7 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
     if (have_unk) w[n++] = (sym){b->unk_id, 0, 0, unk_len};
     for (size_t k = 0; k < n; k++) { w[k].prev = (int32_t)k - 1; w[k].next = k + 1 < n ? (int32_t)k + 1 : -1; }
 
-    if (grow(&sc->heap, &sc->heap_cap, 2 * n + 2, sizeof(qitem))) return CP_ERR;
+    if (cp_grow(&sc->heap, &sc->heap_cap, 2 * n + 2, sizeof(qitem), 64, "a BPE work buffer")) return CP_ERR;
     qitem *h = sc->heap;
     size_t hn = 0;
     uint32_t rank, nid;
@@ -424,7 +368,7 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
         if (right.next >= 0) w[right.next].prev = (int32_t)top.pos;
         /* The queue can hold at most one live entry per position, plus stale ones; make room. */
         if (hn + 2 > sc->heap_cap) {
-            if (grow(&sc->heap, &sc->heap_cap, hn + 2, sizeof(qitem))) return CP_ERR;
+            if (cp_grow(&sc->heap, &sc->heap_cap, hn + 2, sizeof(qitem), 64, "a BPE work buffer")) return CP_ERR;
             h = sc->heap;
         }
         if (cur->prev >= 0 &&

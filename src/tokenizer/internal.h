@@ -132,18 +132,55 @@ int tk_matches_apply_behavior(tk_matches *m, tk_split_behavior behavior);
 
 /* ---- components --------------------------------------------------------------------------------
  * Each is a tagged struct parsed from its JSON object by <kind>_from_json (path names the JSON
- * location for messages, e.g. "normalizer.normalizers[1]"). */
+ * location for messages, e.g. "normalizer.normalizers[1]"): tk_component_from_json with the
+ * kind's class (json.c reads the "type" and a Sequence's children). */
+
+/* The components of a Sequence (void * to each child), with the index of the array element each
+ * came from; null elements are skipped. */
+typedef struct { void **v; int *index; size_t n; } tk_children;
+
+/* What every component struct begins with: its kind (its enum value, the index of its "type" in
+ * the class's names) and, for a Sequence, its children; both set by tk_component_from_json. */
+typedef struct {
+    int kind;
+    tk_children children;
+} tk_component_head;
+
+/* A kind of pipeline component read from tokenizer.json by its "type" (normalizer, pre_tokenizer,
+ * decoder, post_processor), described by one table. Its enum ends with Sequence, whose children
+ * are components of the same kind. */
+typedef struct {
+    const char *what;              /* "decoder", for messages */
+    const char *const *names;      /* the "type" names, indexed by the enum: seq_kind + 1 of them */
+    int seq_kind;                  /* the enum value of "Sequence" (the last) */
+    const char *seq_key;           /* the Sequence's array of children ("decoders") */
+    size_t size;                   /* of the component's struct (a tk_component_head first), zeroed */
+    int (*parse)(void *obj, const cJSON *j, const char *path); /* the fields of the kind in the head */
+    void (*release)(void *obj);    /* frees what the struct owns besides its head */
+} tk_component_class;
+/* Reads the component object j into *out (out: the address of a pointer to the component's
+ * struct; NULL when j is absent or null). A missing or unknown "type" is an error naming path,
+ * cls->what and the supported types (in byte order); a Sequence's children are read with the
+ * same class. */
+int tk_component_from_json(const tk_component_class *cls, void *out, const cJSON *j, const char *path);
+/* Frees a component (NULL: nothing), its Sequence children with it. */
+void tk_component_free(const tk_component_class *cls, void *obj);
+extern const tk_component_class tk_normalizer_class, tk_pretok_class, tk_postproc_class, tk_decoder_class;
 
 typedef struct tk_normalizer tk_normalizer;
-int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *path);
-void tk_normalizer_free(tk_normalizer *n);
+static inline int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_normalizer_class, out, j, path);
+}
+static inline void tk_normalizer_free(tk_normalizer *n) { tk_component_free(&tk_normalizer_class, n); }
 int tk_normalizer_apply(const tk_normalizer *n, tk_nstr *ns);
 
 /* Receives each final split of a pre-tokenizer (its storage is valid only during the call). */
 typedef int (*tk_split_fn)(void *ctx, tk_nstr *split);
 typedef struct tk_pretok tk_pretok;
-int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path);
-void tk_pretok_free(tk_pretok *p);
+static inline int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_pretok_class, out, j, path);
+}
+static inline void tk_pretok_free(tk_pretok *p) { tk_component_free(&tk_pretok_class, p); }
 /* Splits ns (which it may modify) and calls emit for each non-empty split in order. */
 int tk_pretok_apply(const tk_pretok *p, tk_nstr *ns, tk_split_fn emit, void *ctx);
 
@@ -191,8 +228,10 @@ int tk_wordpiece_create(tk_model **out, cp_strmap *vocab, const char *unk_token,
 
 /* Post-processor. */
 typedef struct tk_postproc tk_postproc;
-int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path);
-void tk_postproc_free(tk_postproc *p);
+static inline int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_postproc_class, out, j, path);
+}
+static inline void tk_postproc_free(tk_postproc *p) { tk_component_free(&tk_postproc_class, p); }
 /* Internal encoding with token strings needed by trim_offsets. */
 typedef struct {
     size_t n, cap;
@@ -226,8 +265,10 @@ typedef struct { char **v; size_t *len; size_t n, cap; } tk_strlist;
 int tk_strlist_push(tk_strlist *l, const char *s, size_t n);
 void tk_strlist_free(tk_strlist *l);
 typedef struct tk_decoder tk_decoder;
-int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path);
-void tk_decoder_free(tk_decoder *d);
+static inline int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_decoder_class, out, j, path);
+}
+static inline void tk_decoder_free(tk_decoder *d) { tk_component_free(&tk_decoder_class, d); }
 /* Transforms the list in place (decode_chain). */
 int tk_decoder_apply(const tk_decoder *d, tk_strlist *toks);
 int tk_decoder_create_simple(tk_decoder **out, const char *type); /* "ByteLevel", "WordPiece" */
@@ -318,8 +359,11 @@ int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max
  * NULL if allow_null. */
 int tk_json_str(const cJSON *obj, const char *key, const char *dflt, int allow_null,
                 const char **out, const char *path);
+/* A field holding a single character (Metaspace's "replacement", Strip's "content"). */
+int tk_json_char(const cJSON *obj, const char *key, const char *path, uint32_t dflt, uint32_t *out);
 /* The "type" tag of a component object. */
 int tk_json_type(const cJSON *obj, const char *path, const char **type);
+
 /* Builds "path.key" / "path[i]" into buf. */
 const char *tk_path(char *buf, size_t n, const char *path, const char *key, long index);
 

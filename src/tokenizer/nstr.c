@@ -65,12 +65,25 @@ tk_nstr tk_nstr_slice(const tk_nstr *ns, size_t a, size_t b) {
     return out;
 }
 
-/* Makes ns own a copy of its bytes and alignments (so they can be rebuilt). */
-static int nstr_materialize_into(const tk_nstr *ns, size_t extra, char **s, tk_span **al) {
-    *s = cp_malloc(ns->len + extra + 1, "a normalized string");
-    *al = cp_malloc((ns->len + extra + 1) * sizeof **al, "normalized string alignments");
+/* Room for a rebuilt string of up to len bytes and its alignments. */
+static int rebuild_alloc(size_t len, char **s, tk_span **al) {
+    *s = cp_malloc(len + 1, "a normalized string");
+    *al = cp_malloc((len + 1) * sizeof **al, "normalized string alignments");
     if (!*s || !*al) { free(*s); free(*al); return CP_ERR; }
     return CP_OK;
+}
+
+/* Ends a rebuild: s[0..o) is written; the old bytes from `from` on follow unchanged, with their
+ * alignments, and ns takes over s and al. */
+static void rebuild_finish(tk_nstr *ns, char *s, tk_span *al, size_t o, size_t from) {
+    size_t newlen = o + (ns->len - from);
+    memcpy(s + o, ns->s + from, ns->len - from);
+    for (size_t i = from; i < ns->len; i++) al[o++] = tk_nstr_align(ns, i);
+    s[newlen] = '\0';
+    tk_nstr_free(ns);
+    ns->s = ns->own_s = s;
+    ns->al = ns->own_al = al;
+    ns->len = newlen;
 }
 
 int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *ops, size_t nops,
@@ -78,10 +91,9 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
     /* New length: old outside the range + the new chars. */
     size_t add = 0;
     for (size_t k = 0; k < nops; k++) add += ops[k].c < 0x80 ? 1 : ops[k].c < 0x800 ? 2 : ops[k].c < 0x10000 ? 3 : 4;
-    size_t newlen = ns->len - (b - a) + add;
     char *s;
     tk_span *al;
-    if (nstr_materialize_into(ns, add, &s, &al)) return CP_ERR;
+    if (rebuild_alloc(ns->len + add, &s, &al)) return CP_ERR;
     memcpy(s, ns->s, a);
     for (size_t i = 0; i < a; i++) al[i] = tk_nstr_align(ns, i);
 
@@ -108,13 +120,7 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
         for (size_t i = 0; i < l; i++) al[o + i] = align;
         o += l;
     }
-    memcpy(s + o, ns->s + b, ns->len - b);
-    for (size_t i = b; i < ns->len; i++) al[o + i - b] = tk_nstr_align(ns, i);
-    s[newlen] = '\0';
-    tk_nstr_free(ns);
-    ns->s = ns->own_s = s;
-    ns->al = ns->own_al = al;
-    ns->len = newlen;
+    rebuild_finish(ns, s, al, o, b);
     return CP_OK;
 }
 
@@ -147,9 +153,9 @@ int tk_nstr_replace_matches(tk_nstr *ns, const size_t *starts, const size_t *end
      * every new byte takes the alignment of the match's last byte (idx - 1 = end - 1). */
     size_t newlen = ns->len;
     for (size_t k = 0; k < n; k++) newlen = newlen - (ends[k] - starts[k]) + clen;
-    char *s = cp_malloc(newlen + 1, "a normalized string");
-    tk_span *al = cp_malloc((newlen + 1) * sizeof *al, "normalized string alignments");
-    if (!s || !al) { free(s); free(al); return CP_ERR; }
+    char *s;
+    tk_span *al;
+    if (rebuild_alloc(newlen, &s, &al)) return CP_ERR;
     size_t o = 0, last = 0;
     tk_span zero = {(uint32_t)ns->orig_start, (uint32_t)ns->orig_start};
     for (size_t k = 0; k < n; k++) {
@@ -161,13 +167,7 @@ int tk_nstr_replace_matches(tk_nstr *ns, const size_t *starts, const size_t *end
         for (size_t i = 0; i < clen; i++) al[o++] = align;
         last = ends[k];
     }
-    memcpy(s + o, ns->s + last, ns->len - last);
-    for (size_t i = last; i < ns->len; i++) al[o++] = tk_nstr_align(ns, i);
-    s[newlen] = '\0';
-    tk_nstr_free(ns);
-    ns->s = ns->own_s = s;
-    ns->al = ns->own_al = al;
-    ns->len = newlen;
+    rebuild_finish(ns, s, al, o, last);
     return CP_OK;
 }
 

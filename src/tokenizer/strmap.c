@@ -64,13 +64,7 @@ int tk_pairmap_get(const tk_pairmap *m, uint64_t key, uint32_t *v1, uint32_t *v2
 /* ---- buffers and lists --------------------------------------------------------------------------- */
 
 int tk_buf_reserve(tk_buf *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) return CP_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *s = cp_realloc(b->s, cap, "a text buffer");
-    if (!s) return CP_ERR;
-    b->s = s; b->cap = cap;
-    return CP_OK;
+    return cp_grow(&b->s, &b->cap, b->len + extra + 1, 1, 64, "a text buffer");
 }
 
 int tk_buf_append(tk_buf *b, const char *s, size_t n) {
@@ -90,13 +84,10 @@ void tk_buf_free(tk_buf *b) { free(b->s); memset(b, 0, sizeof *b); }
 
 int tk_strlist_push(tk_strlist *l, const char *s, size_t n) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        char **v = cp_realloc(l->v, cap * sizeof *v, "a token list");
-        if (!v) return CP_ERR;
-        l->v = v;
-        size_t *len = cp_realloc(l->len, cap * sizeof *len, "a token list");
-        if (!len) return CP_ERR;
-        l->len = len;
+        size_t cap = cp_grow_cap(l->cap, l->n + 1, 16);
+        if (cp_resize(&l->v, cap, sizeof *l->v, "a token list") ||
+            cp_resize(&l->len, cap, sizeof *l->len, "a token list"))
+            return CP_ERR;
         l->cap = cap;
     }
     char *c = cp_malloc(n + 1, "a token");
@@ -115,28 +106,18 @@ void tk_strlist_free(tk_strlist *l) {
 }
 
 int tk_changes_push(tk_changes *c, uint32_t ch, int32_t change) {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        tk_change *v = cp_realloc(c->v, cap * sizeof *v, "a normalization buffer");
-        if (!v) return CP_ERR;
-        c->v = v; c->cap = cap;
-    }
+    if (cp_grow(&c->v, &c->cap, c->n + 1, sizeof *c->v, 64, "a normalization buffer")) return CP_ERR;
     c->v[c->n++] = (tk_change){ch, change};
     return CP_OK;
 }
 
 int tk_wordtoks_push(tk_wordtoks *w, int32_t id, size_t start, size_t end) {
     if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        int32_t *ids = cp_realloc(w->ids, cap * sizeof *ids, "word tokens");
-        if (!ids) return CP_ERR;
-        w->ids = ids;
-        uint32_t *s = cp_realloc(w->starts, cap * sizeof *s, "word tokens");
-        if (!s) return CP_ERR;
-        w->starts = s;
-        uint32_t *e = cp_realloc(w->ends, cap * sizeof *e, "word tokens");
-        if (!e) return CP_ERR;
-        w->ends = e;
+        size_t cap = cp_grow_cap(w->cap, w->n + 1, 32);
+        if (cp_resize(&w->ids, cap, sizeof *w->ids, "word tokens") ||
+            cp_resize(&w->starts, cap, sizeof *w->starts, "word tokens") ||
+            cp_resize(&w->ends, cap, sizeof *w->ends, "word tokens"))
+            return CP_ERR;
         w->cap = cap;
     }
     w->ids[w->n] = id;
@@ -146,12 +127,7 @@ int tk_wordtoks_push(tk_wordtoks *w, int32_t id, size_t start, size_t end) {
 }
 
 int tk_matches_push(tk_matches *m, size_t start, size_t end, int is_match) {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        tk_match *v = cp_realloc(m->v, cap * sizeof *v, "split positions");
-        if (!v) return CP_ERR;
-        m->v = v; m->cap = cap;
-    }
+    if (cp_grow(&m->v, &m->cap, m->n + 1, sizeof *m->v, 64, "split positions")) return CP_ERR;
     m->v[m->n++] = (tk_match){start, end, is_match};
     return CP_OK;
 }
@@ -159,25 +135,13 @@ int tk_matches_push(tk_matches *m, size_t start, size_t end, int is_match) {
 int tk_enc_push(tk_enc *e, int32_t id, size_t start, size_t end, int special, int type_id,
                 uint32_t trim) {
     if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        int32_t *ids = cp_realloc(e->ids, cap * sizeof *ids, "an encoding");
-        if (!ids) return CP_ERR;
-        e->ids = ids;
-        size_t *off = cp_realloc(e->offsets, 2 * cap * sizeof *off, "an encoding");
-        if (!off) return CP_ERR;
-        e->offsets = off;
-        uint8_t *sp = cp_realloc(e->special, cap, "an encoding");
-        if (!sp) return CP_ERR;
-        e->special = sp;
-        uint8_t *ty = cp_realloc(e->type_ids, cap, "an encoding");
-        if (!ty) return CP_ERR;
-        e->type_ids = ty;
-        uint32_t *tr = cp_realloc(e->trim, cap * sizeof *tr, "an encoding");
-        if (!tr) return CP_ERR;
-        e->trim = tr;
-        uint8_t *sq = cp_realloc(e->seq, cap, "an encoding");
-        if (!sq) return CP_ERR;
-        e->seq = sq;
+        size_t cap = cp_grow_cap(e->cap, e->n + 1, 64);
+        const char *what = "an encoding";
+        if (cp_resize(&e->ids, cap, sizeof *e->ids, what) ||
+            cp_resize(&e->offsets, 2 * cap, sizeof *e->offsets, what) ||
+            cp_resize(&e->special, cap, 1, what) || cp_resize(&e->type_ids, cap, 1, what) ||
+            cp_resize(&e->trim, cap, sizeof *e->trim, what) || cp_resize(&e->seq, cap, 1, what))
+            return CP_ERR;
         e->cap = cap;
     }
     size_t i = e->n++;

@@ -54,22 +54,15 @@ void cp_encoding_free(cp_encoding *e) {
 
 static int encoding_reserve(cp_encoding *e, size_t n) {
     if (e->ids && n <= e->cap) return CP_OK;
-    size_t cap = e->cap ? e->cap : 64;
-    while (cap < n) cap *= 2;
+    size_t cap = cp_grow_cap(e->cap, n, 64);
     ids_header *h = e->ids ? (ids_header *)e->ids - 1 : NULL;
     ids_header *nh = cp_realloc(h, sizeof *nh + cap * sizeof *e->ids, "an encoding");
     if (!nh) return CP_ERR;
     if (!h) nh->state = NULL;
     e->ids = (int32_t *)(nh + 1);
-    size_t *off = cp_realloc(e->offsets, 2 * cap * sizeof *off, "an encoding");
-    if (!off) return CP_ERR;
-    e->offsets = off;
-    uint8_t *sm = cp_realloc(e->special_mask, cap, "an encoding");
-    if (!sm) return CP_ERR;
-    e->special_mask = sm;
-    uint8_t *ty = cp_realloc(e->type_ids, cap, "an encoding");
-    if (!ty) return CP_ERR;
-    e->type_ids = ty;
+    if (cp_resize(&e->offsets, 2 * cap, sizeof *e->offsets, "an encoding") ||
+        cp_resize(&e->special_mask, cap, 1, "an encoding") || cp_resize(&e->type_ids, cap, 1, "an encoding"))
+        return CP_ERR;
     e->cap = cap;
     return CP_OK;
 }
@@ -593,18 +586,16 @@ int cp_tokenizer_set_special(cp_tokenizer *tok, cp_special_role role, const char
     return CP_OK;
 }
 
-int cp_tokenizer_adds_bos(const cp_tokenizer *tok) {
-    if (tok->add_bos >= 0) return tok->add_bos;
-    int b, e;
-    int32_t f, l;
-    tk_postproc_added(tok->postproc, tok, &b, &e, &f, &l);
-    return b;
+/* Whether encoding adds bos (which 0) or eos (which 1): what tokenizer_config.json says, else what
+ * the post-processor adds. */
+static int adds_special(const cp_tokenizer *tok, int which) {
+    const int said = which ? tok->add_eos : tok->add_bos;
+    if (said >= 0) return said;
+    int adds[2];
+    int32_t first, last;
+    tk_postproc_added(tok->postproc, tok, &adds[0], &adds[1], &first, &last);
+    return adds[which];
 }
 
-int cp_tokenizer_adds_eos(const cp_tokenizer *tok) {
-    if (tok->add_eos >= 0) return tok->add_eos;
-    int b, e;
-    int32_t f, l;
-    tk_postproc_added(tok->postproc, tok, &b, &e, &f, &l);
-    return e;
-}
+int cp_tokenizer_adds_bos(const cp_tokenizer *tok) { return adds_special(tok, 0); }
+int cp_tokenizer_adds_eos(const cp_tokenizer *tok) { return adds_special(tok, 1); }

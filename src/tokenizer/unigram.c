@@ -99,17 +99,6 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     return CP_OK;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return CP_OK;
-    size_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    void *q = cp_realloc(*p, c * elem, "a Unigram lattice");
-    if (!q) return CP_ERR;
-    *p = q;
-    *cap = c;
-    return CP_OK;
-}
-
 /* Emits one piece string s[a..b): its id, or bytes / unk. */
 static int emit_piece(const tk_model *m, const unigram *u, const char *s, size_t a, size_t b, tk_wordtoks *out) {
     int32_t id = cp_strmap_get(&m->vocab, s + a, b - a);
@@ -132,8 +121,8 @@ int tk_unigram_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtok
     const unigram *u = m->impl;
     if (len == 0) return CP_OK;
     /* best score, start (or -1), id per end position */
-    if (grow((void **)&sc->dbl, &sc->dbl_cap, len + 1, sizeof(double)) ||
-        grow((void **)&sc->ints, &sc->ints_cap, 2 * (len + 1), sizeof(int32_t)))
+    if (cp_grow(&sc->dbl, &sc->dbl_cap, len + 1, sizeof(double), 256, "a Unigram lattice") ||
+        cp_grow(&sc->ints, &sc->ints_cap, 2 * (len + 1), sizeof(int32_t), 256, "a Unigram lattice"))
         return CP_ERR;
     double *best = sc->dbl;
     int32_t *from = sc->ints, *ids = sc->ints + len + 1;

@@ -52,13 +52,16 @@ int tk_wordpiece_create(tk_model **out, cp_strmap *vocab, const char *unk_token,
     return create(out, TK_MODEL_WORDPIECE, vocab, unk_token, prefix, max_input_chars_per_word);
 }
 
-int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
-    const char *unk, *prefix;
-    long max_chars;
+/* WordPiece and WordLevel share "unk_token" and "vocab"; WordPiece adds its subword prefix and
+ * its limit on word length. */
+static int from_json(tk_model **out, tk_model_type type, const cJSON *j, const char *path) {
+    const int wp = type == TK_MODEL_WORDPIECE;
+    const char *unk, *prefix = "";
+    long max_chars = 0;
     char p[256];
-    if (tk_json_str(j, "unk_token", "[UNK]", 0, &unk, path) ||
-        tk_json_str(j, "continuing_subword_prefix", "##", 0, &prefix, path) ||
-        tk_json_int(j, "max_input_chars_per_word", 100, 0, INT32_MAX, &max_chars, path))
+    if (tk_json_str(j, "unk_token", wp ? "[UNK]" : "<unk>", 0, &unk, path) ||
+        (wp && tk_json_str(j, "continuing_subword_prefix", "##", 0, &prefix, path)) ||
+        (wp && tk_json_int(j, "max_input_chars_per_word", 100, 0, INT32_MAX, &max_chars, path)))
         return CP_ERR;
     cp_strmap vocab;
     cp_strmap_init(&vocab);
@@ -67,21 +70,15 @@ int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
         cp_strmap_free(&vocab);
         return CP_ERR;
     }
-    return create(out, TK_MODEL_WORDPIECE, &vocab, unk, prefix, max_chars);
+    return create(out, type, &vocab, unk, prefix, max_chars);
+}
+
+int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
+    return from_json(out, TK_MODEL_WORDPIECE, j, path);
 }
 
 int tk_wordlevel_from_json(tk_model **out, const cJSON *j, const char *path) {
-    const char *unk;
-    char p[256];
-    if (tk_json_str(j, "unk_token", "<unk>", 0, &unk, path)) return CP_ERR;
-    cp_strmap vocab;
-    cp_strmap_init(&vocab);
-    if (tk_model_parse_vocab_object(&vocab, cJSON_GetObjectItemCaseSensitive(j, "vocab"),
-                                    tk_path(p, sizeof p, path, "vocab", 0))) {
-        cp_strmap_free(&vocab);
-        return CP_ERR;
-    }
-    return create(out, TK_MODEL_WORDLEVEL, &vocab, unk, "", 0);
+    return from_json(out, TK_MODEL_WORDLEVEL, j, path);
 }
 
 static int push_unk(const tk_model *m, const wordpiece *w, size_t len, tk_wordtoks *out) {
