@@ -46,7 +46,7 @@ ISAS    := base $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),avx2 avx512)
 ISA_FLAGS_avx2   := -mavx2 -mfma
 ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c))
+                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c src/convert/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)

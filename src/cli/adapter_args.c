@@ -6,6 +6,7 @@
 #include "peft/adapter_io.h"
 #include "peft/peft_model.h"
 
+#include <stdio.h>
 #include <string.h>
 
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
@@ -44,4 +45,14 @@ cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
     for (int i = 0; i < n; i++) cp_free(names[i]);
     cp_free(names);
     return st;
+}
+
+cp_model *cli_load_model(const char *cmd, const char *dir, int flags, char *const *specs, int n) {
+    cp_model *m = NULL;
+    if (cp_model_load(&m, dir, flags) != CP_OK || cli_load_adapters(m, specs, n) != CP_OK) {
+        fprintf(stderr, "cpeft %s: %s\n", cmd, cp_last_error());
+        if (m) cp_model_free(m);
+        return NULL;
+    }
+    return m;
 }

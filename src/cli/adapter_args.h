@@ -7,8 +7,15 @@
 #ifndef CP_CLI_ADAPTER_ARGS_H
 #define CP_CLI_ADAPTER_ARGS_H
 
+#include "cli/args.h"
 #include "models/model.h"
 
+/* The option's row in a cp_args_parse table: up to 64 specs, n counting them. */
+#define CLI_ADAPTER_OPTION(specs, n) CP_LIST("--adapter", (specs), 64, (n), "at most 64 --adapter options")
+
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n);
+/* The model in dir (cp_model_load's flags) with the n --adapter specs loaded and active; NULL after
+ * printing "cpeft CMD: <the error>" on stderr. */
+cp_model *cli_load_model(const char *cmd, const char *dir, int flags, char *const *specs, int n);
 
 #endif

@@ -7,6 +7,7 @@
  *   cpeft adapter combine --model DIR --adapter DIR:NAME ... --weights W,W,... --combination linear|cat --out DIR
  *       add_weighted_adapter over loaded adapters, saved as a new adapter.
  */
+#include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
@@ -30,23 +31,21 @@ static void help(FILE *f) {
 }
 
 static int init(int argc, char **argv) {
-    const char *model = NULL, *cfg = NULL, *out = NULL, *v;
+    const char *model = NULL, *cfg = NULL, *out = NULL;
     int64_t seed = 0;
-    int r;
-    for (int i = 2; i < argc; i++) {
-        if ((r = cp_arg_value(argc, argv, &i, "--model", &model, "adapter init"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--peft-config", &cfg, "adapter init"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--out", &out, "adapter init"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--seed", &v, "adapter init"))) {
-            if (r < 0 || cp_arg_int(v, "--seed", 0, INT64_MAX, &seed, "adapter init")) return 2;
-            continue;
-        }
-        fprintf(stderr, "cpeft adapter init: unknown argument %s\n", argv[i]);
-        return 2;
-    }
+    const cp_opt options[] = {
+        {CP_STRING("--model", &model)},
+        {CP_STRING("--peft-config", &cfg)},
+        {CP_STRING("--out", &out)},
+        {CP_INT("--seed", &seed, 0, INT64_MAX)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "adapter init", .opts = options, .unknown = "unknown argument %s"};
+    int r = cp_args_parse(&spec, argc, argv, 2);
+    if (r >= 0) return r;
     if (!model || !cfg || !out) { help(stderr); return 2; }
-    cp_model *m;
-    if (cp_model_load(&m, model, CP_LOAD_WEIGHTS) != CP_OK) { fprintf(stderr, "cpeft adapter init: %s\n", cp_last_error()); return 1; }
+    cp_model *m = cli_load_model("adapter init", model, CP_LOAD_WEIGHTS, NULL, 0);
+    if (!m) return 1;
     int rc = 0;
     if (cp_model_add_adapter(m, "default", cfg, (uint64_t)seed) != CP_OK || cp_model_save_adapter(m, "default", out) != CP_OK) {
         fprintf(stderr, "cpeft adapter init: %s\n", cp_last_error());
@@ -61,23 +60,20 @@ static int init(int argc, char **argv) {
 }
 
 static int combine(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *weights = NULL, *combination = "linear", *v;
+    const char *model = NULL, *out = NULL, *weights = NULL, *combination = "linear";
     char *specs[64];
-    int n = 0, r;
-    for (int i = 2; i < argc; i++) {
-        if ((r = cp_arg_value(argc, argv, &i, "--model", &model, "adapter combine"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--out", &out, "adapter combine"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--weights", &weights, "adapter combine"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--combination", &combination, "adapter combine"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--adapter", &v, "adapter combine"))) {
-            if (r < 0) return 2;
-            if (n == 64) { fprintf(stderr, "cpeft adapter combine: at most 64 adapters\n"); return 2; }
-            specs[n++] = (char *)v;
-            continue;
-        }
-        fprintf(stderr, "cpeft adapter combine: unknown argument %s\n", argv[i]);
-        return 2;
-    }
+    int n = 0;
+    const cp_opt options[] = {
+        {CP_STRING("--model", &model)},
+        {CP_STRING("--out", &out)},
+        {CP_STRING("--weights", &weights)},
+        {CP_STRING("--combination", &combination)},
+        {CP_LIST("--adapter", specs, 64, &n, "at most 64 adapters")},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "adapter combine", .opts = options, .unknown = "unknown argument %s"};
+    int r = cp_args_parse(&spec, argc, argv, 2);
+    if (r >= 0) return r;
     if (!model || !out || !weights || n == 0) { help(stderr); return 2; }
     double w[64];
     int nw = 0;
@@ -90,8 +86,8 @@ static int combine(int argc, char **argv) {
         if (*end && *end != ',') { fprintf(stderr, "cpeft adapter combine: --weights: \"%s\" is not a list of numbers\n", weights); return 2; }
     }
     if (nw != n) { fprintf(stderr, "cpeft adapter combine: %d weights for %d adapters\n", nw, n); return 2; }
-    cp_model *m;
-    if (cp_model_load(&m, model, CP_LOAD_WEIGHTS) != CP_OK) { fprintf(stderr, "cpeft adapter combine: %s\n", cp_last_error()); return 1; }
+    cp_model *m = cli_load_model("adapter combine", model, CP_LOAD_WEIGHTS, NULL, 0);
+    if (!m) return 1;
     char *names[64];
     int loaded = 0, rc = 0;
     for (int i = 0; i < n && !rc; i++) {

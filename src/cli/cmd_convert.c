@@ -10,7 +10,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
+#include "convert/gguf_convert.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -90,17 +90,18 @@ static void print_report(const cp_gguf *g, const char *out, const cp_gguf_conver
 
 int cmd_convert(int argc, char **argv) {
     const char *gguf_path = NULL, *out = NULL, *dtype_s = "auto";
-    int force = 0, r;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
-        if (!strcmp(argv[i], "--force")) { force = 1; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--gguf", &gguf_path, "convert"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--out", &out, "convert"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--dtype", &dtype_s, "convert"))) { if (r < 0) return 2; continue; }
-        fprintf(stderr, "cpeft convert: unknown argument %s\n", argv[i]);
-        help(stderr);
-        return 2;
-    }
+    int force = 0;
+    const cp_opt options[] = {
+        {CP_FLAG("--force", &force)},
+        {CP_STRING("--gguf", &gguf_path)},
+        {CP_STRING("--out", &out)},
+        {CP_STRING("--dtype", &dtype_s)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "convert", .opts = options, .help = help, .unknown = "unknown argument %s",
+                               .help_after_unknown = 1};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!gguf_path || !out) {
         fprintf(stderr, "cpeft convert: needs --gguf and --out\n");
         help(stderr);

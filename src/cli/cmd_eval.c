@@ -170,50 +170,32 @@ static cp_status eval_blocks(cp_model *m, const int64_t *x, int64_t count, int64
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *data_ids = NULL, *v;
+    const char *model_dir = NULL, *data = NULL, *data_ids = NULL;
     int64_t seq_len = 0, batch_size = 4;
-    int json = 0, r, n_adapters = 0;
+    int json = 0, n_adapters = 0;
     char *adapters[64];
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
-        if (!strcmp(argv[i], "--json")) { json = 1; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--model", &model_dir, "eval"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--data", &data, "eval"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--data-ids", &data_ids, "eval"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--adapter", &v, "eval"))) {
-            if (r < 0) return 2;
-            if (n_adapters == 64) { fprintf(stderr, "cpeft eval: at most 64 --adapter options\n"); return 2; }
-            adapters[n_adapters++] = (char *)v;
-            continue;
-        }
-        if ((r = cp_arg_value(argc, argv, &i, "--seq-len", &v, "eval"))) {
-            if (r < 0 || cp_arg_int(v, "--seq-len", 1, 1 << 20, &seq_len, "eval")) return 2;
-            continue;
-        }
-        if ((r = cp_arg_value(argc, argv, &i, "--batch-size", &v, "eval"))) {
-            if (r < 0 || cp_arg_int(v, "--batch-size", 1, 1 << 16, &batch_size, "eval")) return 2;
-            continue;
-        }
-        fprintf(stderr, "cpeft eval: unknown argument %s\n", argv[i]);
-        help(stderr);
-        return 2;
-    }
+    const cp_opt options[] = {
+        {CP_FLAG("--json", &json)},
+        {CP_STRING("--model", &model_dir)},
+        {CP_STRING("--data", &data)},
+        {CP_STRING("--data-ids", &data_ids)},
+        {CLI_ADAPTER_OPTION(adapters, &n_adapters)},
+        {CP_INT("--seq-len", &seq_len, 1, 1 << 20)},
+        {CP_INT("--batch-size", &batch_size, 1, 1 << 16)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "eval", .opts = options, .help = help, .unknown = "unknown argument %s",
+                               .help_after_unknown = 1};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!model_dir || (!data == !data_ids)) {
         fprintf(stderr, "cpeft eval: needs --model and exactly one of --data / --data-ids\n");
         help(stderr);
         return 2;
     }
 
-    cp_model *m;
-    if (cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS) != CP_OK) {
-        fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
-        return 1;
-    }
-    if (cli_load_adapters(m, adapters, n_adapters) != CP_OK) {
-        fprintf(stderr, "cpeft eval: %s\n", cp_last_error());
-        cp_model_free(m);
-        return 1;
-    }
+    cp_model *m = cli_load_model("eval", model_dir, CP_LOAD_WEIGHTS, adapters, n_adapters);
+    if (!m) return 1;
     int64_t max_pos = cp_model_max_positions(m);
     if (seq_len == 0) seq_len = max_pos < 1024 ? max_pos : 1024;
     if (seq_len > max_pos) {

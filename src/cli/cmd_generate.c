@@ -13,6 +13,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/strbuf.h"
 #include "io/json.h"
 #include "models/model.h"
@@ -76,17 +77,12 @@ typedef struct {
 
 typedef struct {
     prompt *p;
-    int64_t n, cap;
+    int64_t n;
+    size_t cap;
 } prompt_list;
 
 static prompt *prompt_add(prompt_list *l) {
-    if (l->n == l->cap) {
-        int64_t cap = l->cap ? 2 * l->cap : 8;
-        prompt *p = cp_realloc(l->p, (size_t)cap * sizeof *p, "prompts");
-        if (!p) return NULL;
-        l->p = p;
-        l->cap = cap;
-    }
+    if (cp_grow(&l->p, &l->cap, (size_t)l->n + 1, sizeof *l->p, 8, "prompts")) return NULL;
     prompt *p = &l->p[l->n++];
     memset(p, 0, sizeof *p);
     return p;
@@ -241,7 +237,8 @@ static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p,
 typedef struct {
     const cp_tokenizer *tok;
     int32_t *ids;
-    int64_t n, cap;
+    int64_t n;
+    size_t cap;
     size_t printed;   /* bytes of the decoded text already on stdout */
 } stream_state;
 
@@ -249,13 +246,7 @@ typedef struct {
  * sequence the next tokens complete). */
 static int stream_token(void *user, int64_t row, int32_t token) {
     stream_state *s = user;
-    if (s->n == s->cap) {
-        int64_t cap = s->cap ? 2 * s->cap : 64;
-        int32_t *g = cp_realloc(s->ids, (size_t)cap * sizeof *g, "streamed tokens");
-        if (!g) return 0;
-        s->ids = g;
-        s->cap = cap;
-    }
+    if (cp_grow(&s->ids, &s->cap, (size_t)s->n + 1, sizeof *s->ids, 64, "streamed tokens")) return 0;
     s->ids[s->n++] = token;
     char *text;
     size_t len;
@@ -281,7 +272,7 @@ static void print_json(const prompt *p, const char *text, size_t len, const int3
     if (text) { /* bytes with a length: cJSON strings end at a NUL, so the literal is built here */
         cp_strbuf sb;
         cp_sb_init(&sb);
-        cp_sb_append_json_string_n(&sb, text, len);
+        cp_json_write_string(&sb, text, len, 0);
         char *lit = cp_sb_finish(&sb);
         cJSON_AddRawToObject(o, "text", lit ? lit : "null");
         cp_free(lit);
@@ -337,84 +328,34 @@ typedef struct {
 
 /* Returns 0 on success, 2 on a usage error (already printed). */
 static int parse_args(int argc, char **argv, gen_args *a) {
-    const char *v;
-    int r;
     a->batch_size = 8;
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) { help(stdout); exit(0); }
-        if (!strcmp(s, "--json")) { a->json = 1; continue; }
-        if (!strcmp(s, "--do-sample")) { a->do_sample = 1; continue; }
-        if (!strcmp(s, "--merge")) { a->merge = 1; continue; }
-        if (!strcmp(s, "--no-cache")) { a->no_cache = 1; continue; }
-#define VALUE(name) ((r = cp_arg_value(argc, argv, &i, name, &v, "generate")) != 0)
-        if (VALUE("--model")) { if (r < 0) return 2; a->model_dir = v; continue; }
-        if (VALUE("--prompts")) { if (r < 0) return 2; a->prompts_file = v; continue; }
-        if (VALUE("--template")) { if (r < 0) return 2; a->template_name = v; continue; }
-        if (VALUE("--adapter-names")) { if (r < 0) return 2; a->adapter_names = v; continue; }
-        if (VALUE("--adapter")) {
-            if (r < 0) return 2;
-            if (a->n_adapters == 64) { fprintf(stderr, "cpeft generate: at most 64 --adapter options\n"); return 2; }
-            a->adapters[a->n_adapters++] = (char *)v;
-            continue;
-        }
-        if (VALUE("--stop")) {
-            if (r < 0) return 2;
-            if (a->n_stops == 64) { fprintf(stderr, "cpeft generate: at most 64 --stop options\n"); return 2; }
-            a->stops[a->n_stops++] = (char *)v;
-            continue;
-        }
-        if (VALUE("--prompt")) {
-            if (r < 0) return 2;
-            if (a->n_texts == 256) { fprintf(stderr, "cpeft generate: at most 256 --prompt options (use --prompts FILE)\n"); return 2; }
-            a->texts[a->n_texts++] = v;
-            continue;
-        }
-        if (VALUE("--prompt-ids")) {
-            if (r < 0) return 2;
-            if (a->n_id_texts == 256) { fprintf(stderr, "cpeft generate: at most 256 --prompt-ids options\n"); return 2; }
-            a->id_texts[a->n_id_texts++] = v;
-            continue;
-        }
-        if (VALUE("--max-new-tokens")) {
-            if (r < 0 || cp_arg_int(v, "--max-new-tokens", 0, 1 << 24, &a->max_new, "generate")) return 2;
-            a->has_max_new = 1;
-            continue;
-        }
-        if (VALUE("--top-k")) {
-            if (r < 0 || cp_arg_int(v, "--top-k", 0, INT32_MAX, &a->top_k, "generate")) return 2;
-            a->has_top_k = 1;
-            continue;
-        }
-        if (VALUE("--seed")) {
-            if (r < 0 || cp_arg_int(v, "--seed", 0, INT64_MAX, &a->seed, "generate")) return 2;
-            a->has_seed = 1;
-            continue;
-        }
-        if (VALUE("--batch-size")) {
-            if (r < 0 || cp_arg_int(v, "--batch-size", 1, 1 << 16, &a->batch_size, "generate")) return 2;
-            continue;
-        }
-        if (VALUE("--temperature")) {
-            if (r < 0 || cp_arg_double(v, "--temperature", &a->temperature, "generate")) return 2;
-            a->has_temperature = 1;
-            continue;
-        }
-        if (VALUE("--top-p")) {
-            if (r < 0 || cp_arg_double(v, "--top-p", &a->top_p, "generate")) return 2;
-            a->has_top_p = 1;
-            continue;
-        }
-        if (VALUE("--repetition-penalty")) {
-            if (r < 0 || cp_arg_double(v, "--repetition-penalty", &a->rep, "generate")) return 2;
-            a->has_rep = 1;
-            continue;
-        }
-#undef VALUE
-        fprintf(stderr, "cpeft generate: unknown argument %s\n", s);
-        help(stderr);
-        return 2;
-    }
+    const cp_opt options[] = {
+        {CP_FLAG("--json", &a->json)},
+        {CP_FLAG("--do-sample", &a->do_sample)},
+        {CP_FLAG("--merge", &a->merge)},
+        {CP_FLAG("--no-cache", &a->no_cache)},
+        {CP_STRING("--model", &a->model_dir)},
+        {CP_STRING("--prompts", &a->prompts_file)},
+        {CP_STRING("--template", &a->template_name)},
+        {CP_STRING("--adapter-names", &a->adapter_names)},
+        {CLI_ADAPTER_OPTION(a->adapters, &a->n_adapters)},
+        {CP_LIST("--stop", a->stops, 64, &a->n_stops, "at most 64 --stop options")},
+        {CP_LIST("--prompt", a->texts, 256, &a->n_texts, "at most 256 --prompt options (use --prompts FILE)")},
+        {CP_LIST("--prompt-ids", a->id_texts, 256, &a->n_id_texts, "at most 256 --prompt-ids options")},
+        {CP_INT("--max-new-tokens", &a->max_new, 0, 1 << 24), .given = &a->has_max_new},
+        {CP_INT("--top-k", &a->top_k, 0, INT32_MAX), .given = &a->has_top_k},
+        {CP_INT("--seed", &a->seed, 0, INT64_MAX), .given = &a->has_seed},
+        {CP_INT("--batch-size", &a->batch_size, 1, 1 << 16)},
+        {CP_DOUBLE("--temperature", &a->temperature), .given = &a->has_temperature},
+        {CP_DOUBLE("--top-p", &a->top_p), .given = &a->has_top_p},
+        {CP_DOUBLE("--repetition-penalty", &a->rep), .given = &a->has_rep},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "generate", .opts = options, .help = help, .unknown = "unknown argument %s",
+                               .help_after_unknown = 1};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r == 0) exit(0); /* --help */
+    if (r > 0) return r;
     const int sources = (a->n_texts > 0) + (a->prompts_file != NULL) + (a->n_id_texts > 0);
     if (!a->model_dir || sources != 1) {
         fprintf(stderr, "cpeft generate: needs --model and exactly one of --prompt, --prompts, --prompt-ids\n");

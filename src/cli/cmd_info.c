@@ -11,9 +11,11 @@
  * "lora_only" still trainable) — then 0 trainable for most adapters. The adapter's own parameter
  * count (what is_trainable=True reports as trainable) follows on its own line.
  */
+#include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
+#include "core/json_write.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
 #include "io/checkpoint.h"
@@ -109,7 +111,7 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
     cp_sb_init(&sb);
     char eps[32];
     cp_sb_append(&sb, "{\"model_dir\":");
-    cp_sb_append_json_string(&sb, m->dir);
+    cp_json_write_cstring(&sb, m->dir, 0);
     cp_sb_printf(&sb, ",\"model_type\":\"%s\",\"architecture\":\"%s\",\"num_parameters\":%lld", c->model_type,
                  m->arch->causal_lm_class, (long long)n_params);
     cp_sb_printf(&sb,
@@ -147,7 +149,7 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
         cp_sb_printf(&sb, ",\"trainable_params\":%lld,\"all_params\":%lld,\"adapter_params\":%lld", (long long)trainable,
                      (long long)all, (long long)cp_peft_adapter_num_params(m, "default"));
     }
-    if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_sb_append_json_string(&sb, tree); }
+    if (tree) { cp_sb_append(&sb, ",\"tree\":"); cp_json_write_cstring(&sb, tree, 0); }
     cp_sb_append(&sb, "}");
     char *s = cp_sb_finish(&sb);
     if (!s) return 1;
@@ -178,35 +180,25 @@ static cp_status add_peft(cp_model *m, const char *peft_config, const char *adap
 
 int cmd_info(int argc, char **argv) {
     const char *dir = NULL, *peft_config = NULL, *adapter = NULL, *format = "notebook";
-    int json = 0, tree = 0, r;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
-        else if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--tree")) tree = 1;
-        else if ((r = cp_arg_value(argc, argv, &i, "--peft-config", &peft_config, "info"))) { if (r < 0) return 2; }
-        else if ((r = cp_arg_value(argc, argv, &i, "--adapter", &adapter, "info"))) { if (r < 0) return 2; }
-        else if ((r = cp_arg_value(argc, argv, &i, "--peft-format", &format, "info"))) {
-            if (r < 0) return 2;
-            if (strcmp(format, "notebook") && strcmp(format, "current")) {
-                fprintf(stderr, "cpeft info: --peft-format: expected notebook or current, got \"%s\"\n", format);
-                return 2;
-            }
-        }
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "cpeft info: unknown option %s\n", argv[i]);
-            help(stderr);
-            return 2;
-        } else if (!dir) dir = argv[i];
-        else { fprintf(stderr, "cpeft info: unexpected argument %s\n", argv[i]); return 2; }
-    }
+    int json = 0, tree = 0;
+    static const char *const formats[] = {"notebook", "current", NULL};
+    const cp_opt options[] = {
+        {CP_FLAG("--json", &json)},
+        {CP_FLAG("--tree", &tree)},
+        {CP_STRING("--peft-config", &peft_config)},
+        {CP_STRING("--adapter", &adapter)},
+        {CP_STRING("--peft-format", &format), .choices = formats},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "info", .opts = options, .help = help, .unknown = "unknown option %s",
+                               .help_after_unknown = 1, .positional = &dir, .extra = "unexpected argument %s"};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!dir) { help(stderr); return 2; }
     if (peft_config && adapter) { fprintf(stderr, "cpeft info: give --peft-config or --adapter, not both\n"); return 2; }
 
-    cp_model *m;
-    if (cp_model_load(&m, dir, CP_LOAD_CONFIG_ONLY) != CP_OK) {
-        fprintf(stderr, "cpeft info: %s\n", cp_last_error());
-        return 1;
-    }
+    cp_model *m = cli_load_model("info", dir, CP_LOAD_CONFIG_ONLY, NULL, 0);
+    if (!m) return 1;
     weight_summary w;
     if (summarize_weights(dir, &w) != CP_OK) {
         fprintf(stderr, "cpeft info: %s\n", cp_last_error());

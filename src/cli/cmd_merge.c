@@ -21,35 +21,28 @@ static void help(FILE *f) {
 }
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *v;
+    const char *model = NULL, *out = NULL;
     char *adapters[64];
-    int n_adapters = 0, r;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
-        if ((r = cp_arg_value(argc, argv, &i, "--model", &model, "merge"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--out", &out, "merge"))) { if (r < 0) return 2; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--adapter", &v, "merge"))) {
-            if (r < 0) return 2;
-            if (n_adapters == 64) { fprintf(stderr, "cpeft merge: at most 64 --adapter options\n"); return 2; }
-            adapters[n_adapters++] = (char *)v;
-            continue;
-        }
-        fprintf(stderr, "cpeft merge: unknown argument %s\n", argv[i]);
-        help(stderr);
-        return 2;
-    }
+    int n_adapters = 0;
+    const cp_opt options[] = {
+        {CP_STRING("--model", &model)},
+        {CP_STRING("--out", &out)},
+        {CLI_ADAPTER_OPTION(adapters, &n_adapters)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "merge", .opts = options, .help = help, .unknown = "unknown argument %s",
+                               .help_after_unknown = 1};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!model || !out || n_adapters == 0) {
         fprintf(stderr, "cpeft merge: needs --model, --adapter and --out\n");
         help(stderr);
         return 2;
     }
-    cp_model *m;
-    if (cp_model_load(&m, model, CP_LOAD_WEIGHTS) != CP_OK) {
-        fprintf(stderr, "cpeft merge: %s\n", cp_last_error());
-        return 1;
-    }
+    cp_model *m = cli_load_model("merge", model, CP_LOAD_WEIGHTS, adapters, n_adapters);
+    if (!m) return 1;
     int rc = 0;
-    if (cli_load_adapters(m, adapters, n_adapters) != CP_OK || cp_model_save_merged(m, out) != CP_OK) {
+    if (cp_model_save_merged(m, out) != CP_OK) {
         fprintf(stderr, "cpeft merge: %s\n", cp_last_error());
         rc = 1;
     } else {

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/args.h"
 #include "core/error.h"
+#include "core/json_write.h"
 #include "tokenizer/tokenizer.h"
 
 #include <errno.h>
@@ -35,20 +36,6 @@ static void help(FILE *f) {
 static int fail(const char *msg) {
     fprintf(stderr, "cpeft tokenize: %s\n", msg);
     return 1;
-}
-
-static void json_string(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
 }
 
 static char *read_stdin(size_t *len) {
@@ -110,7 +97,7 @@ static int do_decode(const cp_tokenizer *tok, const char *list, int skip, int js
     free(ids);
     if (rc) return fail(cp_last_error());
     /* decoded text is bytes with a length: a NUL in it is printed (or escaped as \u0000), not an end */
-    if (json) { fputs("{\"text\": ", stdout); json_string(stdout, text, len); fputs("}\n", stdout); }
+    if (json) { fputs("{\"text\": ", stdout); cp_json_print_string(stdout, text, len, 0); fputs("}\n", stdout); }
     else { fwrite(text, 1, len, stdout); fputc('\n', stdout); }
     free(text);
     return 0;
@@ -125,7 +112,7 @@ static void print_special(const cp_tokenizer *tok, int json) {
         const char *s = id >= 0 ? cp_tokenizer_id_to_token(tok, id) : NULL;
         if (json) {
             printf(", \"%s\": ", names[r]);
-            if (s) { fputs("{\"content\": ", stdout); json_string(stdout, s, strlen(s)); printf(", \"id\": %d}", id); }
+            if (s) { fputs("{\"content\": ", stdout); cp_json_print_string(stdout, s, strlen(s), 0); printf(", \"id\": %d}", id); }
             else fputs("null", stdout);
         } else if (s) {
             printf("%s: %s (%d)\n", names[r], s, id);
@@ -143,26 +130,23 @@ static void print_special(const cp_tokenizer *tok, int json) {
 int cmd_tokenize(int argc, char **argv) {
     const char *dir = NULL, *text = NULL, *decode = NULL, *pair = NULL, *id_arg = NULL;
     int tokens = 0, json = 0, no_special = 0, skip = 0, special = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int r;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { help(stdout); return 0; }
-        if ((r = cp_arg_value(argc, argv, &i, "--tokenizer", &v, "tokenize"))) { if (r < 0) return 2; dir = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--decode", &v, "tokenize"))) { if (r < 0) return 2; decode = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--pair", &v, "tokenize"))) { if (r < 0) return 2; pair = v; continue; }
-        if ((r = cp_arg_value(argc, argv, &i, "--id", &v, "tokenize"))) { if (r < 0) return 2; id_arg = v; continue; }
-        if (strcmp(argv[i], "--tokens") == 0) { tokens = 1; continue; }
-        if (strcmp(argv[i], "--json") == 0) { json = 1; continue; }
-        if (strcmp(argv[i], "--no-special") == 0) { no_special = 1; continue; }
-        if (strcmp(argv[i], "--skip-special") == 0) { skip = 1; continue; }
-        if (strcmp(argv[i], "--special") == 0) { special = 1; continue; }
-        if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "cpeft tokenize: unknown option \"%s\" (see cpeft tokenize --help)\n", argv[i]);
-            return 2;
-        }
-        if (text) { fprintf(stderr, "cpeft tokenize: more than one TEXT (quote it, or use - for stdin)\n"); return 2; }
-        text = argv[i];
-    }
+    const cp_opt options[] = {
+        {CP_STRING("--tokenizer", &dir)},
+        {CP_STRING("--decode", &decode)},
+        {CP_STRING("--pair", &pair)},
+        {CP_STRING("--id", &id_arg)},
+        {CP_FLAG("--tokens", &tokens)},
+        {CP_FLAG("--json", &json)},
+        {CP_FLAG("--no-special", &no_special)},
+        {CP_FLAG("--skip-special", &skip)},
+        {CP_FLAG("--special", &special)},
+        {0},
+    };
+    const cp_args_spec spec = {.cmd = "tokenize", .opts = options, .help = help,
+                               .unknown = "unknown option \"%s\" (see cpeft tokenize --help)", .positional = &text,
+                               .extra = "more than one TEXT (quote it, or use - for stdin)"};
+    int r = cp_args_parse(&spec, argc, argv, 1);
+    if (r >= 0) return r;
     if (!dir) { fprintf(stderr, "cpeft tokenize: --tokenizer DIR is required\n"); help(stderr); return 2; }
     int modes = (text != NULL) + (decode != NULL) + (id_arg != NULL) + special;
     if (modes != 1) {
@@ -185,7 +169,7 @@ int cmd_tokenize(int argc, char **argv) {
             cp_tokenizer_free(tok);
             return 1;
         }
-        if (json) { json_string(stdout, s, strlen(s)); fputc('\n', stdout); }
+        if (json) { cp_json_print_string(stdout, s, strlen(s), 0); fputc('\n', stdout); }
         else printf("%s\n", s);
         cp_tokenizer_free(tok);
         return 0;
@@ -211,7 +195,7 @@ int cmd_tokenize(int argc, char **argv) {
         for (size_t i = 0; i < enc.n; i++) {
             const char *s = cp_tokenizer_id_to_token(tok, enc.ids[i]);
             if (i) fputs(", ", stdout);
-            json_string(stdout, s ? s : "", s ? strlen(s) : 0);
+            cp_json_print_string(stdout, s ? s : "", s ? strlen(s) : 0, 0);
         }
         fputs("], \"offsets\": [", stdout);
         for (size_t i = 0; i < enc.n; i++) printf("%s[%zu, %zu]", i ? ", " : "", enc.offsets[2 * i], enc.offsets[2 * i + 1]);

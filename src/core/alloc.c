@@ -40,6 +40,29 @@ void *cp_alloc_aligned(size_t bytes, const char *what) {
     return p;
 }
 
+cp_status cp_resize(void *array, size_t count, size_t elem, const char *what) {
+    if (elem && count > (size_t)-1 / elem) { fail((size_t)-1, what); return CP_ERR; }
+    void *old, *p;
+    memcpy(&old, array, sizeof old);
+    if (!(p = cp_realloc(old, count * elem, what))) return CP_ERR;
+    memcpy(array, &p, sizeof p);
+    return CP_OK;
+}
+
+size_t cp_grow_cap(size_t cap, size_t need, size_t first) {
+    size_t c = cap ? cap : first ? first : 1;
+    while (c < need) c = c > (size_t)-1 / 2 ? need : c * 2;
+    return c;
+}
+
+cp_status cp_grow(void *array, size_t *cap, size_t need, size_t elem, size_t first, const char *what) {
+    if (need <= *cap) return CP_OK;
+    size_t c = cp_grow_cap(*cap, need, first);
+    if (cp_resize(array, c, elem, what)) return CP_ERR;
+    *cap = c;
+    return CP_OK;
+}
+
 char *cp_strdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = cp_malloc(n, "a string");

@@ -43,25 +43,6 @@ void cp_sb_printf(cp_strbuf *sb, const char *fmt, ...) {
     sb->len += (size_t)n;
 }
 
-void cp_sb_append_json_string(cp_strbuf *sb, const char *s) { cp_sb_append_json_string_n(sb, s, strlen(s)); }
-
-void cp_sb_append_json_string_n(cp_strbuf *sb, const char *s, size_t n) {
-    cp_sb_append_n(sb, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s, *end = p + n; p < end; p++) {
-        switch (*p) {
-        case '"': cp_sb_append_n(sb, "\\\"", 2); break;
-        case '\\': cp_sb_append_n(sb, "\\\\", 2); break;
-        case '\n': cp_sb_append_n(sb, "\\n", 2); break;
-        case '\r': cp_sb_append_n(sb, "\\r", 2); break;
-        case '\t': cp_sb_append_n(sb, "\\t", 2); break;
-        default:
-            if (*p < 0x20) cp_sb_printf(sb, "\\u%04x", *p);
-            else cp_sb_append_n(sb, (const char *)p, 1);
-        }
-    }
-    cp_sb_append_n(sb, "\"", 1);
-}
-
 void cp_sb_append_indented(cp_strbuf *sb, const char *s, int n) {
     for (const char *p = s; *p; p++) {
         cp_sb_append_n(sb, p, 1);

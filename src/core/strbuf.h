@@ -19,10 +19,6 @@ void cp_sb_init(cp_strbuf *sb);
 void cp_sb_append(cp_strbuf *sb, const char *s);
 void cp_sb_append_n(cp_strbuf *sb, const char *s, size_t n);
 void cp_sb_printf(cp_strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s as a JSON string literal (quotes and escapes included). */
-void cp_sb_append_json_string(cp_strbuf *sb, const char *s);
-/* The same for n bytes that may include NUL (written as \u0000). */
-void cp_sb_append_json_string_n(cp_strbuf *sb, const char *s, size_t n);
 /* Appends s with every line but the first indented by n spaces (torch's _addindent). */
 void cp_sb_append_indented(cp_strbuf *sb, const char *s, int n);
 /* Hands over the string (caller frees with cp_free), or returns NULL with an error set. */

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
@@ -350,6 +351,25 @@ cp_status cp_copy_file(const char *src, const char *dst) {
     cp_status st = cp_write_file_atomic(dst, data, len);
     cp_free(data);
     return st;
+}
+
+cp_status cp_map_parse(const char *path, size_t small, cp_status (*parse)(void *obj, const void *bytes, size_t size,
+                                                                          const char *name),
+                       void *obj, size_t obj_size, void **map, size_t *size) {
+    memset(obj, 0, obj_size);
+    uint8_t head[64];
+    void *m;
+    size_t n;
+    if (small > sizeof head) return cp_error("%s: cp_map_parse: %zu header bytes is more than it holds", path, small);
+    if (cp_map_file(path, small, head, &m, &n) != CP_OK) return CP_ERR;
+    if (!m) return parse(obj, head, n, path) == CP_OK ? cp_error("%s: too short", path) : CP_ERR;
+    if (parse(obj, m, n, path) != CP_OK) {
+        munmap(m, n);
+        return CP_ERR;
+    }
+    *map = m; /* after parse, which may clear the object that holds *map */
+    *size = n;
+    return CP_OK;
 }
 
 cp_status cp_map_file(const char *path, size_t small, void *small_buf, void **map, size_t *size) {

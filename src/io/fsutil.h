@@ -79,5 +79,13 @@ cp_status cp_read_file(const char *path, char **data, size_t *len);
  * `small` bytes is not mapped (mmap cannot map an empty file): its bytes go to small_buf, *size says
  * how many, and *map is NULL, so the caller's parser can say what the short file lacks. */
 cp_status cp_map_file(const char *path, size_t small, void *small_buf, void **map, size_t *size);
+/* A file format's reader over a mapped file: zeroes obj (obj_size bytes, so that the reader's close
+ * is safe after any error), cp_map_file, then parse(obj, bytes, size, path). On success the mapping
+ * stays and *map, *size (fields of obj) are set after parse: the reader's close unmaps it; when
+ * parse fails it is unmapped. A file shorter than `small` (at most 64) bytes is handed to parse
+ * from a buffer, and parse must refuse it (it cannot hold the format's header). */
+cp_status cp_map_parse(const char *path, size_t small, cp_status (*parse)(void *obj, const void *bytes, size_t size,
+                                                                          const char *name),
+                       void *obj, size_t obj_size, void **map, size_t *size);
 
 #endif

@@ -1,23 +1,18 @@
 /*
- * gguf.c — reading GGUF files (see gguf.h for the format) and dequantizing ggml tensor types.
+ * gguf.c — reading GGUF files (see gguf.h for the format).
  *
- * Reader: cp_gguf_open maps the file read-only and hands the image to cp_gguf_parse, which walks
- * it once with a bounds-checked cursor — header, metadata, tensor infos — then checks the layout
- * (data section inside the file, every tensor aligned, inside and not overlapping another) and
- * the uniqueness of keys and names. Nothing is copied but keys and names; string values, arrays
- * and tensor data point into the image.
+ * cp_gguf_open maps the file read-only and hands the image to cp_gguf_parse, which walks it once
+ * with a bounds-checked cursor — header, metadata, tensor infos — then checks the layout (data
+ * section inside the file, every tensor aligned, inside and not overlapping another) and the
+ * uniqueness of keys and names. Nothing is copied but keys and names; string values, arrays and
+ * tensor data point into the image. ggml's tensor types (sizes, dequantization) are ggml_quant.c.
  *
- * Dequantization: one function per block format, written after ggml's dequantize_row_* in
- * ggml-quants.c with the same operations in the same order (d*q + m, not fma(d, q, m)), so that
- * every value equals ggml's and the Python `gguf` package's bit for bit. The file opts out of
- * floating-point contraction for that reason (GCC's ISO C mode, which cpeft builds with, never
- * contracts; clang needs the pragma).
- *
- * Not here: what tensors and keys mean for a model (io/gguf_convert.c).
+ * Not here: what tensors and keys mean for a model (src/convert/, with models/gguf_names.h).
  */
 #include "io/gguf.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,61 +20,11 @@
 
 #include "core/alloc.h"
 #include "io/fsutil.h"
+#include "core/bytes.h"
 #include "core/dtype.h"
+#include "core/utf8.h"
 
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF
-#endif
-
-/* ---- type tables ------------------------------------------------------------------------ */
-
-static const struct {
-    const char *name;
-    int block, size; /* elements per block, bytes per block; 0 for numbers that are no type */
-} ggml_types[CP_GGML_TYPE_COUNT] = {
-    [CP_GGML_F32] = {"F32", 1, 4},          [CP_GGML_F16] = {"F16", 1, 2},
-    [CP_GGML_Q4_0] = {"Q4_0", 32, 18},      [CP_GGML_Q4_1] = {"Q4_1", 32, 20},
-    [CP_GGML_Q5_0] = {"Q5_0", 32, 22},      [CP_GGML_Q5_1] = {"Q5_1", 32, 24},
-    [CP_GGML_Q8_0] = {"Q8_0", 32, 34},      [CP_GGML_Q8_1] = {"Q8_1", 32, 36},
-    [CP_GGML_Q2_K] = {"Q2_K", 256, 84},     [CP_GGML_Q3_K] = {"Q3_K", 256, 110},
-    [CP_GGML_Q4_K] = {"Q4_K", 256, 144},    [CP_GGML_Q5_K] = {"Q5_K", 256, 176},
-    [CP_GGML_Q6_K] = {"Q6_K", 256, 210},    [CP_GGML_Q8_K] = {"Q8_K", 256, 292},
-    [CP_GGML_IQ2_XXS] = {"IQ2_XXS", 256, 66}, [CP_GGML_IQ2_XS] = {"IQ2_XS", 256, 74},
-    [CP_GGML_IQ3_XXS] = {"IQ3_XXS", 256, 98}, [CP_GGML_IQ1_S] = {"IQ1_S", 256, 50},
-    [CP_GGML_IQ4_NL] = {"IQ4_NL", 32, 18},  [CP_GGML_IQ3_S] = {"IQ3_S", 256, 110},
-    [CP_GGML_IQ2_S] = {"IQ2_S", 256, 82},   [CP_GGML_IQ4_XS] = {"IQ4_XS", 256, 136},
-    [CP_GGML_I8] = {"I8", 1, 1},            [CP_GGML_I16] = {"I16", 1, 2},
-    [CP_GGML_I32] = {"I32", 1, 4},          [CP_GGML_I64] = {"I64", 1, 8},
-    [CP_GGML_F64] = {"F64", 1, 8},          [CP_GGML_IQ1_M] = {"IQ1_M", 256, 56},
-    [CP_GGML_BF16] = {"BF16", 1, 2},        [CP_GGML_TQ1_0] = {"TQ1_0", 256, 54},
-    [CP_GGML_TQ2_0] = {"TQ2_0", 256, 66},   [CP_GGML_MXFP4] = {"MXFP4", 32, 17},
-    [CP_GGML_NVFP4] = {"NVFP4", 64, 36},    [CP_GGML_Q1_0] = {"Q1_0", 128, 18},
-};
-
-static int known_type(int t) { return t >= 0 && t < CP_GGML_TYPE_COUNT && ggml_types[t].block > 0; }
-
-const char *cp_ggml_type_name(int t) {
-    static _Thread_local char buf[32];
-    if (known_type(t)) return ggml_types[t].name;
-    snprintf(buf, sizeof buf, "type %d", t);
-    return buf;
-}
-
-int cp_ggml_block_size(int t) { return known_type(t) ? ggml_types[t].block : 0; }
-int cp_ggml_type_size(int t) { return known_type(t) ? ggml_types[t].size : 0; }
-
-int cp_ggml_can_dequantize(int t) {
-    switch (t) {
-    case CP_GGML_F32: case CP_GGML_F16: case CP_GGML_BF16: case CP_GGML_Q4_0: case CP_GGML_Q4_1:
-    case CP_GGML_Q5_0: case CP_GGML_Q5_1: case CP_GGML_Q8_0: case CP_GGML_Q2_K: case CP_GGML_Q3_K:
-    case CP_GGML_Q4_K: case CP_GGML_Q5_K: case CP_GGML_Q6_K: case CP_GGML_Q8_K:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-int cp_ggml_is_quantized(int t) { return known_type(t) && ggml_types[t].block > 1; }
+/* ---- metadata value types ---------------------------------------------------------------- */
 
 static const char *const vtype_names[CP_GGUF_VTYPE_COUNT] = {
     "UINT8", "INT8", "UINT16", "INT16", "UINT32", "INT32", "FLOAT32", "BOOL", "STRING", "ARRAY",
@@ -108,10 +53,6 @@ typedef struct {
     const char *name; /* file for messages */
 } cursor;
 
-static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t le64(const uint8_t *p) { return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32; }
-
 static size_t left(const cursor *c) { return c->size - c->pos; }
 
 /* Errors when fewer than n bytes are left; `what` says what was being read. */
@@ -123,14 +64,14 @@ static cp_status need(const cursor *c, uint64_t n, const char *what) {
 
 static cp_status read_u32(cursor *c, uint32_t *v, const char *what) {
     if (need(c, 4, what)) return CP_ERR;
-    *v = le32(c->p + c->pos);
+    *v = cp_le32(c->p + c->pos);
     c->pos += 4;
     return CP_OK;
 }
 
 static cp_status read_u64(cursor *c, uint64_t *v, const char *what) {
     if (need(c, 8, what)) return CP_ERR;
-    *v = le64(c->p + c->pos);
+    *v = cp_le64(c->p + c->pos);
     c->pos += 8;
     return CP_OK;
 }
@@ -144,38 +85,8 @@ static cp_status read_str(cursor *c, cp_gguf_str *s, const char *what) {
     return CP_OK;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 when invalid (overlong forms,
- * surrogates and code points above U+10FFFF included). */
-static size_t utf8_seq(const uint8_t *s, size_t n) {
-    uint8_t c = s[0], lo = 0x80, hi = 0xbf;
-    size_t len;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) { len = 3; lo = 0xa0; }
-    else if (c == 0xed) { len = 3; hi = 0x9f; }
-    else if (c >= 0xe1 && c <= 0xef) len = 3;
-    else if (c == 0xf0) { len = 4; lo = 0x90; }
-    else if (c == 0xf4) { len = 4; hi = 0x8f; }
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
-int cp_gguf_utf8_valid(const char *s, uint64_t n) {
-    const uint8_t *p = (const uint8_t *)s;
-    for (uint64_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, (size_t)(n - i));
-        if (!k) return 0;
-        i += k;
-    }
-    return 1;
-}
-
 static int valid_name(const cp_gguf_str *s) {
-    return s->len > 0 && !memchr(s->ptr, 0, (size_t)s->len) && cp_gguf_utf8_valid(s->ptr, s->len);
+    return s->len > 0 && !memchr(s->ptr, 0, (size_t)s->len) && cp_utf8_valid(s->ptr, (size_t)s->len);
 }
 
 static char *dup_str(const cp_gguf_str *s, const char *what) {
@@ -301,14 +212,14 @@ static cp_status parse_kv(cursor *c, cp_gguf_kv *kv, int64_t index) {
     switch (t) {
     case CP_GGUF_UINT8: kv->u = p[0]; kv->i = (int64_t)kv->u; break;
     case CP_GGUF_INT8: kv->i = (int8_t)p[0]; break;
-    case CP_GGUF_UINT16: kv->u = le16(p); kv->i = (int64_t)kv->u; break;
-    case CP_GGUF_INT16: kv->i = (int16_t)le16(p); break;
-    case CP_GGUF_UINT32: kv->u = le32(p); kv->i = (int64_t)kv->u; break;
-    case CP_GGUF_INT32: kv->i = (int32_t)le32(p); break;
-    case CP_GGUF_UINT64: kv->u = le64(p); kv->i = (int64_t)kv->u; break;
-    case CP_GGUF_INT64: kv->i = (int64_t)le64(p); break;
-    case CP_GGUF_FLOAT32: { uint32_t b = le32(p); float f; memcpy(&f, &b, 4); kv->f = f; break; }
-    case CP_GGUF_FLOAT64: { uint64_t b = le64(p); memcpy(&kv->f, &b, 8); break; }
+    case CP_GGUF_UINT16: kv->u = cp_le16(p); kv->i = (int64_t)kv->u; break;
+    case CP_GGUF_INT16: kv->i = (int16_t)cp_le16(p); break;
+    case CP_GGUF_UINT32: kv->u = cp_le32(p); kv->i = (int64_t)kv->u; break;
+    case CP_GGUF_INT32: kv->i = (int32_t)cp_le32(p); break;
+    case CP_GGUF_UINT64: kv->u = cp_le64(p); kv->i = (int64_t)kv->u; break;
+    case CP_GGUF_INT64: kv->i = (int64_t)cp_le64(p); break;
+    case CP_GGUF_FLOAT32: kv->f = cp_le_f32(p); break;
+    case CP_GGUF_FLOAT64: kv->f = cp_le_f64(p); break;
     case CP_GGUF_BOOL:
         if (p[0] > 1) return cp_error("metadata key '%s': bool value %u (must be 0 or 1)", kv->key, p[0]);
         kv->u = p[0];
@@ -347,13 +258,13 @@ static cp_status parse_tensor_info(cursor *c, cp_gguf_tensor *t, int64_t index, 
         t->ne[d] = (int64_t)ne;
     }
     if (read_u32(c, &type, "the tensor type")) goto truncated;
-    if (!known_type((int)type) || type > INT32_MAX)
+    if (type > INT32_MAX || !cp_ggml_block_size((int)type))
         return cp_error("tensor '%s': unknown ggml tensor type %" PRIu32, t->name, type);
     t->type = (cp_ggml_type)type;
-    uint64_t block = (uint64_t)ggml_types[type].block, bsize = (uint64_t)ggml_types[type].size;
+    uint64_t block = (uint64_t)cp_ggml_block_size((int)type), bsize = (uint64_t)cp_ggml_type_size((int)type);
     if ((uint64_t)t->ne[0] % block)
         return cp_error("tensor '%s': type %s stores blocks of %" PRIu64 " elements but the row has %" PRId64,
-                        t->name, ggml_types[type].name, block, t->ne[0]);
+                        t->name, cp_ggml_type_name((int)type), block, t->ne[0]);
     if (numel / block > UINT64_MAX / bsize)
         return cp_error("tensor '%s': the byte size overflows 64 bits", t->name);
     t->numel = (int64_t)numel;
@@ -368,14 +279,6 @@ truncated:
 }
 
 /* ---- the whole file ----------------------------------------------------------------------- */
-
-static int cmp_kv(const void *a, const void *b) {
-    return strcmp((*(const cp_gguf_kv *const *)a)->key, (*(const cp_gguf_kv *const *)b)->key);
-}
-
-static int cmp_tensor_name(const void *a, const void *b) {
-    return strcmp((*(const cp_gguf_tensor *const *)a)->name, (*(const cp_gguf_tensor *const *)b)->name);
-}
 
 static int cmp_tensor_offset(const void *a, const void *b) {
     const cp_gguf_tensor *x = *(const cp_gguf_tensor *const *)a, *y = *(const cp_gguf_tensor *const *)b;
@@ -425,32 +328,27 @@ static cp_status parse(cp_gguf *g, cursor *c) {
                         n_tensors, left(c));
     g->kvs = cp_calloc(n_kv ? (size_t)n_kv : 1, sizeof *g->kvs, "GGUF metadata");
     g->tensors = cp_calloc(n_tensors ? (size_t)n_tensors : 1, sizeof *g->tensors, "GGUF tensor infos");
-    g->kv_index = cp_malloc((n_kv ? (size_t)n_kv : 1) * sizeof *g->kv_index, "GGUF metadata");
-    g->tensor_index = cp_malloc((n_tensors ? (size_t)n_tensors : 1) * sizeof *g->tensor_index, "GGUF tensor infos");
-    if (!g->kvs || !g->tensors || !g->kv_index || !g->tensor_index) return CP_ERR;
+    if (!g->kvs || !g->tensors) return CP_ERR;
 
     for (uint64_t i = 0; i < n_kv; i++) {
         g->n_kv = (int64_t)i + 1; /* so that close frees the partial entry */
         if (parse_kv(c, &g->kvs[i], (int64_t)i)) return CP_ERR;
-        g->kv_index[i] = &g->kvs[i];
     }
-    g->n_kv = (int64_t)n_kv;
-    qsort(g->kv_index, (size_t)n_kv, sizeof *g->kv_index, cmp_kv);
-    for (uint64_t i = 1; i < n_kv; i++)
-        if (!strcmp(g->kv_index[i - 1]->key, g->kv_index[i]->key))
-            return cp_error("metadata key '%s' appears twice", g->kv_index[i]->key);
+    const char *twice;
+    if (cp_name_index_build(&g->kv_index, g->kvs, (size_t)n_kv, sizeof *g->kvs, offsetof(cp_gguf_kv, key), &twice,
+                            "GGUF metadata"))
+        return CP_ERR;
+    if (twice) return cp_error("metadata key '%s' appears twice", twice);
     if (get_alignment(g)) return CP_ERR;
 
     for (uint64_t i = 0; i < n_tensors; i++) {
         g->n_tensors = (int64_t)i + 1;
         if (parse_tensor_info(c, &g->tensors[i], (int64_t)i, g->alignment)) return CP_ERR;
-        g->tensor_index[i] = &g->tensors[i];
     }
-    g->n_tensors = (int64_t)n_tensors;
-    qsort(g->tensor_index, (size_t)n_tensors, sizeof *g->tensor_index, cmp_tensor_name);
-    for (uint64_t i = 1; i < n_tensors; i++)
-        if (!strcmp(g->tensor_index[i - 1]->name, g->tensor_index[i]->name))
-            return cp_error("tensor '%s' appears twice", g->tensor_index[i]->name);
+    if (cp_name_index_build(&g->tensor_index, g->tensors, (size_t)n_tensors, sizeof *g->tensors,
+                            offsetof(cp_gguf_tensor, name), &twice, "GGUF tensor infos"))
+        return CP_ERR;
+    if (twice) return cp_error("tensor '%s' appears twice", twice);
 
     /* The data section starts at the next multiple of the alignment. A file without tensors may
      * end before it. */
@@ -472,7 +370,7 @@ static cp_status parse(cp_gguf *g, cursor *c) {
     /* No overlap: sorted by offset, each tensor ends before the next begins. */
     const cp_gguf_tensor **by_off = cp_malloc((size_t)n_tensors * sizeof *by_off, "GGUF tensor infos");
     if (!by_off) return CP_ERR;
-    memcpy(by_off, g->tensor_index, (size_t)n_tensors * sizeof *by_off);
+    for (uint64_t i = 0; i < n_tensors; i++) by_off[i] = g->tensor_index.refs[i].entry; /* name order, then: */
     qsort(by_off, (size_t)n_tensors, sizeof *by_off, cmp_tensor_offset);
     cp_status st = CP_OK;
     for (uint64_t i = 1; i < n_tensors && st == CP_OK; i++)
@@ -496,23 +394,13 @@ cp_status cp_gguf_parse(cp_gguf *g, const void *buf, size_t len, const char *nam
     return CP_OK;
 }
 
+static cp_status parse_mapped(void *g, const void *bytes, size_t size, const char *name) {
+    return cp_gguf_parse(g, bytes, size, name);
+}
+
+/* 24 bytes: the smallest valid file; the parser says what a shorter one lacks. */
 cp_status cp_gguf_open(cp_gguf *g, const char *path) {
-    memset(g, 0, sizeof *g);
-    uint8_t head[24]; /* the smallest valid file: a shorter one is read here and the parser says what it lacks */
-    void *map;
-    size_t size;
-    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
-    if (!map) {
-        if (cp_gguf_parse(g, head, size, path) == CP_OK) cp_gguf_close(g); /* unreachable */
-        return CP_ERR;
-    }
-    if (cp_gguf_parse(g, map, size, path) != CP_OK) {
-        munmap(map, size);
-        return CP_ERR;
-    }
-    g->map = map;
-    g->map_size = size;
-    return CP_OK;
+    return cp_map_parse(path, 24, parse_mapped, g, sizeof *g, &g->map, &g->map_size);
 }
 
 void cp_gguf_close(cp_gguf *g) {
@@ -525,8 +413,8 @@ void cp_gguf_close(cp_gguf *g) {
         for (int64_t i = 0; i < g->n_tensors; i++) cp_free(g->tensors[i].name);
     cp_free(g->kvs);
     cp_free(g->tensors);
-    cp_free((void *)g->kv_index);
-    cp_free((void *)g->tensor_index);
+    cp_name_index_free(&g->kv_index);
+    cp_name_index_free(&g->tensor_index);
     cp_free(g->path);
     if (g->map) munmap(g->map, g->map_size);
     memset(g, 0, sizeof *g);
@@ -535,20 +423,11 @@ void cp_gguf_close(cp_gguf *g) {
 /* ---- lookups and typed getters ------------------------------------------------------------ */
 
 const cp_gguf_kv *cp_gguf_find_kv(const cp_gguf *g, const char *key) {
-    if (!g->kv_index || g->n_kv == 0) return NULL;
-    cp_gguf_kv k = {.key = (char *)key};
-    const cp_gguf_kv *kp = &k;
-    const cp_gguf_kv **hit = bsearch(&kp, g->kv_index, (size_t)g->n_kv, sizeof *g->kv_index, cmp_kv);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&g->kv_index, key);
 }
 
 const cp_gguf_tensor *cp_gguf_find_tensor(const cp_gguf *g, const char *name) {
-    if (!g->tensor_index || g->n_tensors == 0) return NULL;
-    cp_gguf_tensor k = {.name = (char *)name};
-    const cp_gguf_tensor *kp = &k;
-    const cp_gguf_tensor **hit =
-        bsearch(&kp, g->tensor_index, (size_t)g->n_tensors, sizeof *g->tensor_index, cmp_tensor_name);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&g->tensor_index, name);
 }
 
 static const cp_gguf_kv *lookup(const cp_gguf *g, const char *key, int required, cp_status *st) {
@@ -648,265 +527,21 @@ int64_t cp_gguf_arr_int(const cp_gguf_kv *kv, uint64_t i) {
     switch (kv->arr_type) {
     case CP_GGUF_UINT8: return p[0];
     case CP_GGUF_INT8: return (int8_t)p[0];
-    case CP_GGUF_UINT16: return le16(p);
-    case CP_GGUF_INT16: return (int16_t)le16(p);
-    case CP_GGUF_UINT32: return le32(p);
-    case CP_GGUF_INT32: return (int32_t)le32(p);
-    case CP_GGUF_UINT64: case CP_GGUF_INT64: return (int64_t)le64(p);
+    case CP_GGUF_UINT16: return cp_le16(p);
+    case CP_GGUF_INT16: return (int16_t)cp_le16(p);
+    case CP_GGUF_UINT32: return cp_le32(p);
+    case CP_GGUF_INT32: return (int32_t)cp_le32(p);
+    case CP_GGUF_UINT64: case CP_GGUF_INT64: return (int64_t)cp_le64(p);
     default: return 0;
     }
 }
 
 double cp_gguf_arr_float(const cp_gguf_kv *kv, uint64_t i) {
-    if (kv->arr_type == CP_GGUF_FLOAT64) {
-        uint64_t b = le64(kv->arr_data + 8 * i);
-        double d;
-        memcpy(&d, &b, 8);
-        return d;
-    }
-    uint32_t b = le32(kv->arr_data + 4 * i);
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
+    if (kv->arr_type == CP_GGUF_FLOAT64) return cp_le_f64(kv->arr_data + 8 * i);
+    return cp_le_f32(kv->arr_data + 4 * i);
 }
 
-/* ---- dequantization ------------------------------------------------------------------------
- * Block layouts (ggml-common.h), all little-endian, `half` = IEEE f16:
- *   Q4_0 {half d; u8 qs[16]}              x = ((qs & 15) - 8) * d; the high nibbles give 16..31
- *   Q4_1 {half d, m; u8 qs[16]}           x = (qs & 15) * d + m
- *   Q5_0 {half d; u8 qh[4]; u8 qs[16]}    5th bit from qh (bit j for element j), x = (q - 16) * d
- *   Q5_1 {half d, m; u8 qh[4]; u8 qs[16]} x = q * d + m
- *   Q8_0 {half d; i8 qs[32]}              x = qs * d
- *   K-quants, 256 elements per super-block:
- *   Q2_K {u8 scales[16]; u8 qs[64]; half d, dmin}
- *   Q3_K {u8 hmask[32]; u8 qs[64]; u8 scales[12]; half d}
- *   Q4_K {half d, dmin; u8 scales[12]; u8 qs[128]}
- *   Q5_K {half d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
- *   Q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; half d}
- *   Q8_K {float d; i8 qs[256]; i16 bsums[16]}
- */
-
-static float half(const uint8_t *p) { return cp_f16_to_f32(le16(p)); }
-
-static void deq_q4_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 18, y += 32) {
-        const float d = half(b);
-        for (int j = 0; j < 16; j++) {
-            y[j] = (float)((b[2 + j] & 0x0f) - 8) * d;
-            y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
-        }
-    }
-}
-
-static void deq_q4_1(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 20, y += 32) {
-        const float d = half(b), m = half(b + 2);
-        for (int j = 0; j < 16; j++) {
-            y[j] = (float)(b[4 + j] & 0x0f) * d + m;
-            y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
-        }
-    }
-}
-
-static void deq_q5_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 22, y += 32) {
-        const float d = half(b);
-        const uint32_t qh = le32(b + 2);
-        const uint8_t *qs = b + 6;
-        for (int j = 0; j < 16; j++) {
-            const uint8_t xh0 = (uint8_t)(((qh >> j) << 4) & 0x10);
-            const uint8_t xh1 = (uint8_t)((qh >> (j + 12)) & 0x10);
-            y[j] = (float)(((qs[j] & 0x0f) | xh0) - 16) * d;
-            y[j + 16] = (float)(((qs[j] >> 4) | xh1) - 16) * d;
-        }
-    }
-}
-
-static void deq_q5_1(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 24, y += 32) {
-        const float d = half(b), m = half(b + 2);
-        const uint32_t qh = le32(b + 4);
-        const uint8_t *qs = b + 8;
-        for (int j = 0; j < 16; j++) {
-            const uint8_t xh0 = (uint8_t)(((qh >> j) << 4) & 0x10);
-            const uint8_t xh1 = (uint8_t)((qh >> (j + 12)) & 0x10);
-            y[j] = (float)((qs[j] & 0x0f) | xh0) * d + m;
-            y[j + 16] = (float)((qs[j] >> 4) | xh1) * d + m;
-        }
-    }
-}
-
-static void deq_q8_0(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 34, y += 32) {
-        const float d = half(b);
-        for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
-    }
-}
-
-static void deq_q2_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 84) {
-        const uint8_t *scales = b, *q = b + 16;
-        const float d = half(b + 80), min = half(b + 82);
-        int is = 0;
-        for (int n = 0; n < 256; n += 128) {
-            int shift = 0;
-            for (int j = 0; j < 4; j++) {
-                uint8_t sc = scales[is++];
-                float dl = d * (float)(sc & 0xf), ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l] >> shift) & 3) - ml;
-                sc = scales[is++];
-                dl = d * (float)(sc & 0xf);
-                ml = min * (float)(sc >> 4);
-                for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l + 16] >> shift) & 3) - ml;
-                shift += 2;
-            }
-            q += 32;
-        }
-    }
-}
-
-static void deq_q3_k(const uint8_t *b, float *y, int64_t nb) {
-    const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-    for (int64_t i = 0; i < nb; i++, b += 110) {
-        const uint8_t *hm = b, *q = b + 32;
-        const float d_all = half(b + 108);
-        uint32_t aux[4];
-        int8_t scales[16];
-        aux[0] = le32(b + 96);
-        aux[1] = le32(b + 100);
-        aux[2] = le32(b + 104);
-        const uint32_t tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-        for (int k = 0; k < 16; k++) scales[k] = (int8_t)(uint8_t)(aux[k / 4] >> (8 * (k % 4)));
-        int is = 0;
-        uint8_t m = 1;
-        for (int n = 0; n < 256; n += 128) {
-            int shift = 0;
-            for (int j = 0; j < 4; j++) {
-                float dl = d_all * (float)(scales[is++] - 32);
-                for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
-                dl = d_all * (float)(scales[is++] - 32);
-                for (int l = 0; l < 16; l++)
-                    *y++ = dl * (float)((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
-                shift += 2;
-                m = (uint8_t)(m << 1);
-            }
-            q += 32;
-        }
-    }
-}
-
-/* The 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K. */
-static void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
-static void deq_q4_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 144) {
-        const float d = half(b), min = half(b + 2);
-        const uint8_t *scales = b + 4, *q = b + 16;
-        int is = 0;
-        uint8_t sc, m;
-        for (int j = 0; j < 256; j += 64) {
-            scale_min_k4(is + 0, scales, &sc, &m);
-            const float d1 = d * (float)sc, m1 = min * (float)m;
-            scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * (float)sc, m2 = min * (float)m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xf) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
-            q += 32;
-            is += 2;
-        }
-    }
-}
-
-static void deq_q5_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 176) {
-        const float d = half(b), min = half(b + 2);
-        const uint8_t *scales = b + 4, *qh = b + 16, *ql = b + 48;
-        int is = 0;
-        uint8_t sc, m, u1 = 1, u2 = 2;
-        for (int j = 0; j < 256; j += 64) {
-            scale_min_k4(is + 0, scales, &sc, &m);
-            const float d1 = d * (float)sc, m1 = min * (float)m;
-            scale_min_k4(is + 1, scales, &sc, &m);
-            const float d2 = d * (float)sc, m2 = min * (float)m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xf) + (qh[l] & u1 ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-            ql += 32;
-            is += 2;
-            u1 = (uint8_t)(u1 << 2);
-            u2 = (uint8_t)(u2 << 2);
-        }
-    }
-}
-
-static void deq_q6_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 210) {
-        const uint8_t *ql = b, *qh = b + 128;
-        const int8_t *sc = (const int8_t *)(b + 192);
-        const float d = half(b + 208);
-        for (int n = 0; n < 256; n += 128) {
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int8_t q1 = (int8_t)((ql[l + 0] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int8_t q2 = (int8_t)((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int8_t q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l + 0] = d * (float)sc[is + 0] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-            y += 128;
-            ql += 64;
-            qh += 32;
-            sc += 8;
-        }
-    }
-}
-
-static void deq_q8_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 292, y += 256) {
-        uint32_t bits = le32(b);
-        float d;
-        memcpy(&d, &bits, 4);
-        for (int j = 0; j < 256; j++) y[j] = d * (float)(int8_t)b[4 + j];
-    }
-}
-
-cp_status cp_ggml_dequantize_row(int t, const void *src, float *dst, int64_t n) {
-    const uint8_t *b = src;
-    if (!cp_ggml_can_dequantize(t)) return cp_error("unsupported tensor type %s", cp_ggml_type_name(t));
-    const int64_t nb = n / ggml_types[t].block;
-    switch (t) {
-    case CP_GGML_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case CP_GGML_F16: for (int64_t i = 0; i < n; i++) dst[i] = cp_f16_to_f32(le16(b + 2 * i)); break;
-    case CP_GGML_BF16: for (int64_t i = 0; i < n; i++) dst[i] = cp_bf16_to_f32(le16(b + 2 * i)); break;
-    case CP_GGML_Q4_0: deq_q4_0(b, dst, nb); break;
-    case CP_GGML_Q4_1: deq_q4_1(b, dst, nb); break;
-    case CP_GGML_Q5_0: deq_q5_0(b, dst, nb); break;
-    case CP_GGML_Q5_1: deq_q5_1(b, dst, nb); break;
-    case CP_GGML_Q8_0: deq_q8_0(b, dst, nb); break;
-    case CP_GGML_Q2_K: deq_q2_k(b, dst, nb); break;
-    case CP_GGML_Q3_K: deq_q3_k(b, dst, nb); break;
-    case CP_GGML_Q4_K: deq_q4_k(b, dst, nb); break;
-    case CP_GGML_Q5_K: deq_q5_k(b, dst, nb); break;
-    case CP_GGML_Q6_K: deq_q6_k(b, dst, nb); break;
-    case CP_GGML_Q8_K: deq_q8_k(b, dst, nb); break;
-    }
-    return CP_OK;
-}
+/* ---- dequantization (ggml_quant.c does the blocks) ---------------------------------------- */
 
 cp_status cp_gguf_dequantize(const cp_gguf *g, const cp_gguf_tensor *t, float *dst) {
     if (!cp_ggml_can_dequantize(t->type))

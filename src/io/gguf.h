@@ -1,6 +1,7 @@
 /*
  * gguf.h — the GGUF file format (llama.cpp's single-file checkpoints): a validating,
- * memory-mapping reader and dequantization of ggml's tensor types to f32.
+ * memory-mapping reader. Its tensors' element types, and their dequantization to f32, are
+ * ggml_quant.h.
  *
  * Format (version 2 and 3; all integers little-endian):
  *   "GGUF" u32 version, u64 n_tensors, u64 n_kv
@@ -21,9 +22,9 @@
  * size cannot be checked); known types that cpeft cannot dequantize (the IQ*, TQ* and FP4
  * families, integers) parse fine and fail only in cp_gguf_dequantize, naming the type and tensor.
  *
- * Not here: what the tensors mean (io/gguf_convert.c maps llama-architecture files to Hugging
- * Face checkpoints). Hosts are assumed little-endian, as the rest of cpeft's file code does;
- * big-endian GGUF files are recognised and refused.
+ * Not here: what the tensors mean (src/convert/ maps llama-architecture files to Hugging Face
+ * checkpoints, with the names in models/gguf_names.h). Hosts are assumed little-endian, as the
+ * rest of cpeft's file code does; big-endian GGUF files are recognised and refused.
  */
 #ifndef CP_IO_GGUF_H
 #define CP_IO_GGUF_H
@@ -32,6 +33,8 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/name_index.h"
+#include "io/ggml_quant.h"
 
 #define CP_GGUF_MAX_DIMS 4
 #define CP_GGUF_DEFAULT_ALIGNMENT 32
@@ -44,19 +47,6 @@ typedef enum {
     CP_GGUF_FLOAT64 = 12,
     CP_GGUF_VTYPE_COUNT
 } cp_gguf_vtype;
-
-/* ggml tensor types, numbered as in ggml.h (gaps are retired types). */
-typedef enum {
-    CP_GGML_F32 = 0, CP_GGML_F16 = 1, CP_GGML_Q4_0 = 2, CP_GGML_Q4_1 = 3, CP_GGML_Q5_0 = 6,
-    CP_GGML_Q5_1 = 7, CP_GGML_Q8_0 = 8, CP_GGML_Q8_1 = 9, CP_GGML_Q2_K = 10, CP_GGML_Q3_K = 11,
-    CP_GGML_Q4_K = 12, CP_GGML_Q5_K = 13, CP_GGML_Q6_K = 14, CP_GGML_Q8_K = 15,
-    CP_GGML_IQ2_XXS = 16, CP_GGML_IQ2_XS = 17, CP_GGML_IQ3_XXS = 18, CP_GGML_IQ1_S = 19,
-    CP_GGML_IQ4_NL = 20, CP_GGML_IQ3_S = 21, CP_GGML_IQ2_S = 22, CP_GGML_IQ4_XS = 23,
-    CP_GGML_I8 = 24, CP_GGML_I16 = 25, CP_GGML_I32 = 26, CP_GGML_I64 = 27, CP_GGML_F64 = 28,
-    CP_GGML_IQ1_M = 29, CP_GGML_BF16 = 30, CP_GGML_TQ1_0 = 34, CP_GGML_TQ2_0 = 35,
-    CP_GGML_MXFP4 = 39, CP_GGML_NVFP4 = 40, CP_GGML_Q1_0 = 41,
-    CP_GGML_TYPE_COUNT
-} cp_ggml_type;
 
 /* A string inside the mapping: `len` bytes at `ptr`, not NUL-terminated. */
 typedef struct {
@@ -103,8 +93,8 @@ typedef struct {
     int64_t n_kv;
     cp_gguf_tensor *tensors;   /* in file order */
     int64_t n_tensors;
-    const cp_gguf_kv **kv_index;         /* private: sorted by key, for lookups */
-    const cp_gguf_tensor **tensor_index; /* private: sorted by name */
+    cp_name_index kv_index;    /* private: by key, for lookups */
+    cp_name_index tensor_index; /* private: by name */
 } cp_gguf;
 
 /* Maps `path` read-only and validates it. On error *g is left empty (safe to cp_gguf_close). */
@@ -134,28 +124,7 @@ cp_status cp_gguf_get_array(const cp_gguf *g, const char *key, cp_gguf_vtype ele
 int64_t cp_gguf_arr_int(const cp_gguf_kv *kv, uint64_t i);
 double cp_gguf_arr_float(const cp_gguf_kv *kv, uint64_t i);
 
-/* Whether n bytes at s are valid UTF-8 (NUL bytes allowed; overlong forms, surrogates and code
- * points above U+10FFFF rejected). */
-int cp_gguf_utf8_valid(const char *s, uint64_t n);
-
 const char *cp_gguf_vtype_name(int t);
-/* "Q4_K"; "type 31" style text for numbers that are not ggml types (uses a static buffer). */
-const char *cp_ggml_type_name(int t);
-/* Block geometry of a known type (elements per block, bytes per block); 0 when unknown. */
-int cp_ggml_block_size(int t);
-int cp_ggml_type_size(int t);
-/* Whether cp_gguf_dequantize handles the type: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
- * Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K. */
-int cp_ggml_can_dequantize(int t);
-/* Whether the type is a block-quantized one (its f32 values are exact but the original
- * checkpoint's were rounded to it). F32/F16/BF16 are not. */
-int cp_ggml_is_quantized(int t);
-
-/* Dequantizes `n` elements (a multiple of the type's block size) of type `t` from `src` into
- * `dst`, following ggml's reference dequantize_row_* functions operation for operation, so the
- * values are bit-identical to ggml's and to the Python `gguf` package's. Returns CP_ERR for a type
- * that cp_ggml_can_dequantize rejects. */
-cp_status cp_ggml_dequantize_row(int t, const void *src, float *dst, int64_t n);
 /* The whole tensor as f32 (numel floats in dst), in ggml order. Errors name the tensor:
  * "unsupported tensor type IQ2_XS in tensor blk.0.attn_q.weight". */
 cp_status cp_gguf_dequantize(const cp_gguf *g, const cp_gguf_tensor *t, float *dst);

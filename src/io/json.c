@@ -8,6 +8,7 @@
 #include "io/json.h"
 #include "core/alloc.h"
 #include "core/pyfmt.h"
+#include "core/json_write.h"
 #include "core/strbuf.h"
 #include "io/fsutil.h"
 
@@ -192,43 +193,6 @@ cp_status cp_json_get_string(const cJSON *obj, const char *key, const char *dflt
 
 /* ---- Python-style serialisation ------------------------------------------------------------- */
 
-static void dump_string(cp_strbuf *sb, const char *s) {
-    cp_sb_append_n(sb, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        if (c == '"') { cp_sb_append_n(sb, "\\\"", 2); p++; continue; }
-        if (c == '\\') { cp_sb_append_n(sb, "\\\\", 2); p++; continue; }
-        if (c == '\n') { cp_sb_append_n(sb, "\\n", 2); p++; continue; }
-        if (c == '\r') { cp_sb_append_n(sb, "\\r", 2); p++; continue; }
-        if (c == '\t') { cp_sb_append_n(sb, "\\t", 2); p++; continue; }
-        if (c == '\b') { cp_sb_append_n(sb, "\\b", 2); p++; continue; }
-        if (c == '\f') { cp_sb_append_n(sb, "\\f", 2); p++; continue; }
-        if (c < 0x80) {
-            if (c < 0x20) cp_sb_printf(sb, "\\u%04x", c);
-            else cp_sb_append_n(sb, (const char *)p, 1);
-            p++;
-            continue;
-        }
-        /* decode one UTF-8 sequence (invalid bytes are escaped as themselves, as Python would
-         * never produce them from a str) */
-        uint32_t cp = 0;
-        int len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-        cp = len == 4 ? c & 0x07 : len == 3 ? c & 0x0f : len == 2 ? c & 0x1f : c;
-        int k = 1;
-        for (; k < len && (p[k] & 0xc0) == 0x80; k++) cp = (cp << 6) | (p[k] & 0x3f);
-        if (k < len) { len = 1; cp = c; }
-        if (cp >= 0x10000) {
-            cp -= 0x10000;
-            cp_sb_printf(sb, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
-        } else {
-            cp_sb_printf(sb, "\\u%04x", cp);
-        }
-        p += len;
-    }
-    cp_sb_append_n(sb, "\"", 1);
-}
-
 static int key_cmp(const void *a, const void *b) {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
 }
@@ -243,7 +207,7 @@ static void dump(cp_strbuf *sb, const cJSON *it, int level) {
     if (cJSON_IsNull(it)) { cp_sb_append(sb, "null"); return; }
     if (cJSON_IsTrue(it)) { cp_sb_append(sb, "true"); return; }
     if (cJSON_IsFalse(it)) { cp_sb_append(sb, "false"); return; }
-    if (cJSON_IsString(it)) { dump_string(sb, it->valuestring); return; }
+    if (cJSON_IsString(it)) { cp_json_write_cstring(sb, it->valuestring, CP_JSON_ASCII); return; }
     if (cJSON_IsNumber(it)) {
         double d = it->valuedouble;
         if (d == floor(d) && fabs(d) < 9007199254740992.0) cp_sb_printf(sb, "%lld", (long long)d);
@@ -261,7 +225,7 @@ static void dump(cp_strbuf *sb, const cJSON *it, int level) {
     cp_sb_append(sb, is_obj ? "{" : "[");
     for (i = 0; i < n; i++) {
         indent(sb, level + 1);
-        if (is_obj) { dump_string(sb, items[i]->string); cp_sb_append(sb, ": "); }
+        if (is_obj) { cp_json_write_cstring(sb, items[i]->string, CP_JSON_ASCII); cp_sb_append(sb, ": "); }
         dump(sb, items[i], level + 1);
         if (i + 1 < n) cp_sb_append(sb, ",");
     }

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,54 +29,14 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/bytes.h"
+#include "core/json_write.h"
+#include "core/utf8.h"
 #include "io/fsutil.h"
 
 #define MAX_EXACT_INT 9007199254740992.0 /* 2^53: larger doubles no longer hold every integer */
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static uint64_t read_le64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-static void write_le64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Length of the valid UTF-8 sequence starting at s[0] (at most n bytes available), or 0 when it
- * is invalid: overlong forms, surrogates and code points above U+10FFFF are rejected, as Rust's
- * str::from_utf8 does. */
-static size_t utf8_sequence_length(const uint8_t *s, size_t n) {
-    uint8_t c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) { len = 3; lo = 0xa0; }
-    else if (c == 0xed) { len = 3; hi = 0x9f; }
-    else if (c >= 0xe1 && c <= 0xef) len = 3;
-    else if (c == 0xf0) { len = 4; lo = 0x90; }
-    else if (c == 0xf4) { len = 4; hi = 0x8f; }
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
-/* Offset of the first byte that is not valid UTF-8, or n when all of s is valid. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        size_t len = utf8_sequence_length(s + i, n - i);
-        if (len == 0) return i;
-        i += len;
-    }
-    return n;
-}
 
 /* Formats a shape as "[2, 3]" into buf (truncated if it does not fit). */
 static const char *format_shape(const int64_t *shape, int ndim, char *buf, size_t size) {
@@ -93,7 +54,7 @@ static const char *format_shape(const int64_t *shape, int ndim, char *buf, size_
  * characters (JSON forbids them) or the escape \u0000 (cJSON would cut the C string there, so
  * "a\u0000b" would silently become the tensor "a"). */
 static cp_status scan_header(const char *file, const uint8_t *h, size_t n) {
-    size_t bad = utf8_invalid_at(h, n);
+    size_t bad = cp_utf8_valid_prefix((const char *)h, n);
     if (bad < n)
         return cp_error("%s: header is not valid UTF-8 (byte 0x%02x at header offset %zu)", file,
                         h[bad], bad);
@@ -269,10 +230,6 @@ static cp_status parse_metadata(cp_safetensors *st, const cJSON *meta) {
 
 /* ---- reader: layout -------------------------------------------------------------------------- */
 
-static int compare_by_name(const void *a, const void *b) {
-    return strcmp((*(const cp_st_tensor *const *)a)->name, (*(const cp_st_tensor *const *)b)->name);
-}
-
 static int compare_by_range(const void *a, const void *b) {
     const cp_st_tensor *x = *(const cp_st_tensor *const *)a, *y = *(const cp_st_tensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -282,14 +239,11 @@ static int compare_by_range(const void *a, const void *b) {
 
 /* Builds st->by_name and rejects duplicate names. */
 static cp_status index_names(cp_safetensors *st) {
-    int n = st->n_tensors;
-    st->by_name = cp_malloc((size_t)n * sizeof *st->by_name, "safetensors name index");
-    if (!st->by_name) return cp_error_context("%s", st->path);
-    for (int i = 0; i < n; i++) st->by_name[i] = &st->tensors[i];
-    qsort(st->by_name, (size_t)n, sizeof *st->by_name, compare_by_name);
-    for (int i = 1; i < n; i++)
-        if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0)
-            return cp_error("%s: duplicate tensor name \"%s\"", st->path, st->by_name[i]->name);
+    const char *twice;
+    if (cp_name_index_build(&st->by_name, st->tensors, (size_t)st->n_tensors, sizeof *st->tensors,
+                            offsetof(cp_st_tensor, name), &twice, "safetensors name index"))
+        return cp_error_context("%s", st->path);
+    if (twice) return cp_error("%s: duplicate tensor name \"%s\"", st->path, twice);
     return CP_OK;
 }
 
@@ -397,7 +351,7 @@ cp_status cp_st_parse(cp_safetensors *st, const void *buf, size_t len, const cha
     if (len < 8)
         return cp_error("%s: file is %zu bytes, shorter than the 8-byte header length that starts "
                         "a safetensors file", file, len);
-    uint64_t n = read_le64(bytes);
+    uint64_t n = cp_le64(bytes);
     if (n > CP_ST_MAX_HEADER)
         return cp_error("%s: header length %" PRIu64 " exceeds the limit of %llu bytes", file, n,
                         CP_ST_MAX_HEADER);
@@ -417,29 +371,17 @@ cp_status cp_st_parse(cp_safetensors *st, const void *buf, size_t len, const cha
     return CP_OK;
 }
 
+static cp_status parse_mapped(void *st, const void *bytes, size_t size, const char *name) {
+    return cp_st_parse(st, bytes, size, name);
+}
+
+/* 8 bytes: the length prefix; the parser says what a shorter file lacks. */
 cp_status cp_st_open(cp_safetensors *st, const char *path) {
-    memset(st, 0, sizeof *st);
-    uint8_t head[8]; /* the length prefix: a shorter file is read here and the parser says what it lacks */
-    void *map;
-    size_t size;
-    if (cp_map_file(path, sizeof head, head, &map, &size) != CP_OK) return CP_ERR;
-    if (!map) return cp_st_parse(st, head, size, path);
-    if (cp_st_parse(st, map, size, path) != CP_OK) {
-        munmap(map, size);
-        return CP_ERR;
-    }
-    st->map = map;
-    st->map_size = size;
-    return CP_OK;
+    return cp_map_parse(path, 8, parse_mapped, st, sizeof *st, &st->map, &st->map_size);
 }
 
 const cp_st_tensor *cp_st_find(const cp_safetensors *st, const char *name) {
-    if (!st->by_name || st->n_tensors == 0) return NULL;
-    cp_st_tensor key = {.name = (char *)name};
-    const cp_st_tensor *kp = &key;
-    const cp_st_tensor **hit =
-        bsearch(&kp, st->by_name, (size_t)st->n_tensors, sizeof *st->by_name, compare_by_name);
-    return hit ? *hit : NULL;
+    return cp_name_index_find(&st->by_name, name);
 }
 
 const char *cp_st_meta(const cp_safetensors *st, const char *key) {
@@ -458,79 +400,13 @@ void cp_st_close(cp_safetensors *st) {
     cp_free(st->tensors);
     cp_free(st->meta_keys);
     cp_free(st->meta_values);
-    cp_free((void *)st->by_name);
+    cp_name_index_free(&st->by_name);
     cp_free(st->path);
     if (st->map) munmap(st->map, st->map_size);
     memset(st, 0, sizeof *st);
 }
 
-/* ---- writer: header text --------------------------------------------------------------------- */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    int failed; /* an allocation failed; the error is set */
-} text;
-
-static void text_put(text *t, const char *s, size_t n) {
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *p = cp_realloc(t->buf, cap, "safetensors header");
-        if (!p) { t->failed = 1; return; }
-        t->buf = p;
-        t->cap = cap;
-    }
-    memcpy(t->buf + t->len, s, n);
-    t->len += n;
-    t->buf[t->len] = '\0';
-}
-
-static void text_str(text *t, const char *s) { text_put(t, s, strlen(s)); }
-
-static void text_u64(text *t, uint64_t v) {
-    char num[24];
-    text_put(t, num, (size_t)snprintf(num, sizeof num, "%" PRIu64, v));
-}
-
-/* A JSON string as serde_json writes it: quotes, backslashes and control characters escaped
- * (short forms \b \f \n \r \t, otherwise \u00xx in lowercase hex), everything else verbatim. */
-static void text_json_string(text *t, const char *s) {
-    static const char hex[] = "0123456789abcdef";
-    text_put(t, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        const char *esc = NULL;
-        char u[7];
-        switch (*p) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        default:
-            if (*p < 0x20) {
-                memcpy(u, "\\u00", 4);
-                u[4] = hex[*p >> 4];
-                u[5] = hex[*p & 15];
-                u[6] = '\0';
-                esc = u;
-            }
-        }
-        if (esc) text_str(t, esc);
-        else text_put(t, (const char *)p, 1);
-    }
-    text_put(t, "\"", 1);
-}
-
 /* ---- writer: checks and order ---------------------------------------------------------------- */
-
-static int utf8_valid_string(const char *s) {
-    size_t n = strlen(s);
-    return utf8_invalid_at((const uint8_t *)s, n) == n;
-}
 
 /* Python's order: dtype descending in alignment order, then name ascending byte-wise. */
 static int compare_for_write(const void *a, const void *b) {
@@ -550,7 +426,7 @@ static cp_status check_write_tensor(const char *path, const cp_st_write_tensor *
                                     uint64_t *nbytes) {
     if (!t->name) return cp_error("%s: tensor %d has no name", path, index);
     const char *name = t->name;
-    if (!utf8_valid_string(name))
+    if (!cp_utf8_valid(name, strlen(name)))
         return cp_error("%s: tensor \"%s\": name is not valid UTF-8", path, name);
     if (strcmp(name, "__metadata__") == 0)
         return cp_error("%s: \"__metadata__\" is reserved and cannot name a tensor", path);
@@ -583,14 +459,15 @@ static cp_status check_write_tensor(const char *path, const cp_st_write_tensor *
  * tensors in file order. */
 static cp_status build_header(const char *path, const cp_st_write_tensor *tensors, int n,
                               const char *const *meta_keys, const char *const *meta_values,
-                              int n_meta, const cp_st_write_tensor **order, text *out) {
+                              int n_meta, const cp_st_write_tensor **order, cp_strbuf *out) {
     if (n < 0 || n_meta < 0) return cp_error("%s: negative tensor or metadata count", path);
     if ((n > 0 && !tensors) || (n_meta > 0 && (!meta_keys || !meta_values)))
         return cp_error("%s: tensor or metadata array is NULL", path);
     for (int i = 0; i < n_meta; i++) {
         if (!meta_keys[i] || !meta_values[i])
             return cp_error("%s: metadata entry %d is NULL", path, i);
-        if (!utf8_valid_string(meta_keys[i]) || !utf8_valid_string(meta_values[i]))
+        if (!cp_utf8_valid(meta_keys[i], strlen(meta_keys[i])) ||
+            !cp_utf8_valid(meta_values[i], strlen(meta_values[i])))
             return cp_error("%s: metadata \"%s\" is not valid UTF-8", path, meta_keys[i]);
         for (int j = 0; j < i; j++)
             if (strcmp(meta_keys[i], meta_keys[j]) == 0)
@@ -615,47 +492,38 @@ static cp_status build_header(const char *path, const cp_st_write_tensor *tensor
         return CP_ERR;
     }
 
-    text_put(out, "\0\0\0\0\0\0\0\0", 8); /* the length, filled in below */
-    text_str(out, "{");
+    cp_sb_append_n(out, "\0\0\0\0\0\0\0\0", 8); /* the length, filled in below */
+    cp_sb_append(out, "{");
     if (n_meta > 0) {
-        text_str(out, "\"__metadata__\":{");
+        cp_sb_append(out, "\"__metadata__\":{");
         for (int i = 0; i < n_meta; i++) {
-            if (i) text_str(out, ",");
-            text_json_string(out, meta_keys[i]);
-            text_str(out, ":");
-            text_json_string(out, meta_values[i]);
+            if (i) cp_sb_append(out, ",");
+            cp_json_write_cstring(out, meta_keys[i], 0);
+            cp_sb_append(out, ":");
+            cp_json_write_cstring(out, meta_values[i], 0);
         }
-        text_str(out, "}");
-        if (n > 0) text_str(out, ",");
+        cp_sb_append(out, "}");
+        if (n > 0) cp_sb_append(out, ",");
     }
     uint64_t offset = 0;
     for (int i = 0; i < n; i++) {
         const cp_st_write_tensor *t = order[i];
         uint64_t nbytes = sizes[t - tensors];
-        if (i) text_str(out, ",");
-        text_json_string(out, t->name);
-        text_str(out, ":{\"dtype\":\"");
-        text_str(out, cp_dtype_name(t->dtype));
-        text_str(out, "\",\"shape\":[");
-        for (int d = 0; d < t->ndim; d++) {
-            if (d) text_str(out, ",");
-            text_u64(out, (uint64_t)t->shape[d]);
-        }
-        text_str(out, "],\"data_offsets\":[");
-        text_u64(out, offset);
-        text_str(out, ",");
-        text_u64(out, offset + nbytes);
-        text_str(out, "]}");
+        if (i) cp_sb_append(out, ",");
+        cp_json_write_cstring(out, t->name, 0);
+        cp_sb_printf(out, ":{\"dtype\":\"%s\",\"shape\":[", cp_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) cp_sb_printf(out, d ? ",%" PRIu64 : "%" PRIu64, (uint64_t)t->shape[d]);
+        cp_sb_printf(out, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + nbytes);
         offset += nbytes;
     }
-    text_str(out, "}");
+    cp_sb_append(out, "}");
     cp_free(sizes);
-    while (!out->failed && (out->len - 8) % 8 != 0) text_str(out, " ");
+    while (!out->failed && (out->len - 8) % 8 != 0) cp_sb_append(out, " ");
     if (out->failed) return cp_error_context("%s", path);
     if (out->len - 8 > CP_ST_MAX_HEADER)
         return cp_error("%s: header of %zu bytes exceeds the limit of %llu bytes", path,
                         out->len - 8, CP_ST_MAX_HEADER);
-    write_le64((uint8_t *)out->buf, (uint64_t)(out->len - 8));
+    cp_put_le64((uint8_t *)out->data, (uint64_t)(out->len - 8));
     return CP_OK;
 }
 
@@ -701,10 +569,11 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
     const cp_st_write_tensor **order =
         cp_malloc((size_t)(n_tensors > 0 ? n_tensors : 0) * sizeof *order, "safetensors writer");
     if (!order) return cp_error_context("%s", path);
-    text header = {0};
+    cp_strbuf header;
+    cp_sb_init(&header);
     if (build_header(path, tensors, n_tensors, meta_keys, meta_values, n_meta, order, &header) !=
         CP_OK) {
-        cp_free(header.buf);
+        cp_sb_free(&header);
         cp_free((void *)order);
         return CP_ERR;
     }
@@ -723,7 +592,7 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
         s = cp_error("%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         goto done;
     }
-    err = write_all(fd, header.buf, header.len);
+    err = write_all(fd, header.data, header.len);
     for (int i = 0; i < n_tensors && !err; i++) {
         const cp_st_write_tensor *t = order[i];
         int64_t numel = 1;
@@ -740,7 +609,7 @@ cp_status cp_st_write(const char *path, const cp_st_write_tensor *tensors, int n
     else sync_parent_dir(path);
 done:
     cp_free(tmp);
-    cp_free(header.buf);
+    cp_sb_free(&header);
     cp_free((void *)order);
     return s;
 }

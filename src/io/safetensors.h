@@ -30,6 +30,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/name_index.h"
 
 #define CP_ST_MAX_DIMS 8
 #define CP_ST_MAX_HEADER 100000000ull /* the reference implementation's limit */
@@ -54,7 +55,7 @@ typedef struct {
     int n_tensors;
     char **meta_keys, **meta_values; /* "__metadata__", in header order */
     int n_meta;
-    const cp_st_tensor **by_name; /* private: tensors sorted by name, for cp_st_find */
+    cp_name_index by_name;  /* private: the tensors by name, for cp_st_find */
 } cp_safetensors;
 
 /* Maps `path` read-only and validates it. On error *st is left empty (safe to cp_st_close). */

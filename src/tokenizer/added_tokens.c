@@ -20,20 +20,14 @@ void tk_added_free(tk_added_vocab *av) {
         free(av->v[i].norm_content);
     }
     free(av->v);
-    tk_strmap_free(&av->by_content);
+    cp_strmap_free(&av->by_content);
     tk_trie_free(av->raw_trie);
     tk_trie_free(av->norm_trie);
     memset(av, 0, sizeof *av);
 }
 
 int tk_added_add(tk_added_vocab *av, const tk_added_token *t) {
-    if (av->n == av->cap) {
-        size_t cap = av->cap ? av->cap * 2 : 16;
-        tk_added_token *v = cp_realloc(av->v, cap * sizeof *v, "added tokens");
-        if (!v) return CP_ERR;
-        av->v = v;
-        av->cap = cap;
-    }
+    if (cp_grow(&av->v, &av->cap, av->n + 1, sizeof *av->v, 16, "added tokens")) return CP_ERR;
     tk_added_token *d = &av->v[av->n];
     *d = *t;
     d->norm_content = NULL;
@@ -41,7 +35,7 @@ int tk_added_add(tk_added_vocab *av, const tk_added_token *t) {
     if (!(d->content = cp_malloc(t->len + 1, "an added token"))) return CP_ERR;
     memcpy(d->content, t->content, t->len);
     d->content[t->len] = '\0';
-    if (tk_strmap_put(&av->by_content, d->content, d->len, (int32_t)av->n)) { free(d->content); return CP_ERR; }
+    if (cp_strmap_put(&av->by_content, d->content, d->len, (int32_t)av->n)) { free(d->content); return CP_ERR; }
     av->n++;
     return CP_OK;
 }
@@ -82,13 +76,7 @@ const tk_added_token *tk_added_by_id(const tk_added_vocab *av, int32_t id) {
 }
 
 static int push_piece(tk_pieces *p, size_t start, size_t end, int32_t token) {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        tk_piece *v = cp_realloc(p->v, cap * sizeof *v, "text pieces");
-        if (!v) return CP_ERR;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (cp_grow(&p->v, &p->cap, p->n + 1, sizeof *p->v, 16, "text pieces")) return CP_ERR;
     p->v[p->n++] = (tk_piece){start, end, token};
     return CP_OK;
 }
@@ -96,8 +84,8 @@ static int push_piece(tk_pieces *p, size_t start, size_t end, int32_t token) {
 /* Last char of s[0..n) (n > 0, valid UTF-8). */
 static uint32_t last_char(const char *s, size_t n) {
     size_t i = n - 1, l;
-    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
-    return tk_utf8_decode(s + i, &l);
+    while (i > 0 && cp_utf8_is_continuation((unsigned char)s[i])) i--;
+    return cp_utf8_decode(s + i, &l);
 }
 
 int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, size_t len,
@@ -128,16 +116,16 @@ int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, 
         if (t->single_word) {
             int start_space = start == 0 || !tk_is_word_char(last_char(s, start));
             size_t l;
-            int stop_space = stop == len || !tk_is_word_char(tk_utf8_decode(s + stop, &l));
+            int stop_space = stop == len || !tk_is_word_char(cp_utf8_decode(s + stop, &l));
             if (!start_space || !stop_space) continue;
         }
         if (t->lstrip) {
             size_t ns = start;
             while (ns > 0) {
                 size_t i = ns - 1;
-                while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+                while (i > 0 && cp_utf8_is_continuation((unsigned char)s[i])) i--;
                 size_t l;
-                if (!tk_is_whitespace(tk_utf8_decode(s + i, &l))) break;
+                if (!tk_is_whitespace(cp_utf8_decode(s + i, &l))) break;
                 ns = i;
             }
             start = ns > start_offset ? ns : start_offset;
@@ -145,7 +133,7 @@ int tk_added_split(const tk_added_vocab *av, int normalized_set, const char *s, 
         if (t->rstrip) {
             while (stop < len) {
                 size_t l;
-                if (!tk_is_whitespace(tk_utf8_decode(s + stop, &l))) break;
+                if (!tk_is_whitespace(cp_utf8_decode(s + stop, &l))) break;
                 stop += l;
             }
         }

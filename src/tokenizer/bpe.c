@@ -36,16 +36,16 @@ typedef struct {
 /* ---- word cache ----------------------------------------------------------------------------------- */
 
 struct tk_wcache {
-    uint32_t *slots; size_t cap;
-    struct wc_entry { uint64_t hash; uint32_t key_off, key_len, tok_off, ntok; } *e;
-    size_t n, ecap;
-    char *keys; size_t keys_len, keys_cap;
-    uint32_t *toks; size_t toks_len, toks_cap; /* pairs (id, byte length) */
+    cp_strmap words;                                   /* word → its entry in e */
+    struct wc_entry { uint32_t tok_off, ntok; } *e;
+    size_t ecap, key_bytes;
+    uint32_t *toks; size_t toks_len, toks_cap;         /* pairs (id, byte length) */
 };
 
 static void wcache_free(tk_wcache *c) {
     if (!c) return;
-    free(c->slots); free(c->e); free(c->keys); free(c->toks);
+    cp_strmap_free(&c->words);
+    free(c->e); free(c->toks);
     free(c);
 }
 
@@ -57,77 +57,31 @@ void tk_scratch_clear(tk_scratch *sc) {
 }
 
 static const struct wc_entry *wcache_get(const tk_wcache *c, const char *s, size_t len, uint64_t h) {
-    if (!c || !c->cap) return NULL;
-    size_t j = h & (c->cap - 1);
-    while (c->slots[j]) {
-        const struct wc_entry *e = &c->e[c->slots[j] - 1];
-        if (e->hash == h && e->key_len == len && memcmp(c->keys + e->key_off, s, len) == 0) return e;
-        j = (j + 1) & (c->cap - 1);
-    }
-    return NULL;
+    int32_t i = c ? cp_strmap_get_hashed(&c->words, s, len, h) : -1;
+    return i < 0 ? NULL : &c->e[i];
 }
 
-static void wcache_reset(tk_wcache *c) {
-    memset(c->slots, 0, c->cap * sizeof *c->slots);
-    c->n = c->keys_len = c->toks_len = 0;
-}
-
-/* Stores a word's result; silently does nothing if memory is short (the cache is optional). */
+/* Stores a word's result (hash h, not yet cached); does nothing if memory is short (the cache is
+ * optional). */
 static void wcache_put(tk_scratch *sc, const char *s, size_t len, uint64_t h, const tk_wordtoks *w,
                        size_t first) {
     tk_wcache *c = sc->cache;
-    if (!c) {
-        c = sc->cache = calloc(1, sizeof *c);
-        if (!c) return;
-        c->cap = 1 << 12;
-        if (!(c->slots = calloc(c->cap, sizeof *c->slots))) { free(c); sc->cache = NULL; return; }
+    if (!c && !(c = sc->cache = calloc(1, sizeof *c))) return;
+    size_t ntok = w->n - first, n = c->words.n;
+    if (n >= CACHE_MAX_ENTRIES || c->key_bytes + len > CACHE_MAX_POOL) {
+        cp_strmap_clear(&c->words);
+        n = c->key_bytes = c->toks_len = 0;
     }
-    size_t ntok = w->n - first;
-    if (c->n >= CACHE_MAX_ENTRIES || c->keys_len + len > CACHE_MAX_POOL) wcache_reset(c);
-    if ((c->n + 1) * 2 > c->cap) {
-        size_t cap = c->cap * 2;
-        uint32_t *slots = calloc(cap, sizeof *slots);
-        if (!slots) return;
-        for (size_t i = 0; i < c->n; i++) {
-            size_t j = c->e[i].hash & (cap - 1);
-            while (slots[j]) j = (j + 1) & (cap - 1);
-            slots[j] = (uint32_t)(i + 1);
-        }
-        free(c->slots);
-        c->slots = slots;
-        c->cap = cap;
-    }
-    if (c->n == c->ecap) {
-        size_t ecap = c->ecap ? c->ecap * 2 : 1024;
-        void *p = realloc(c->e, ecap * sizeof *c->e);
-        if (!p) return;
-        c->e = p; c->ecap = ecap;
-    }
-    if (c->keys_len + len > c->keys_cap) {
-        size_t cap = c->keys_cap ? c->keys_cap : 1 << 16;
-        while (cap < c->keys_len + len) cap *= 2;
-        void *p = realloc(c->keys, cap);
-        if (!p) return;
-        c->keys = p; c->keys_cap = cap;
-    }
-    if (c->toks_len + 2 * ntok > c->toks_cap) {
-        size_t cap = c->toks_cap ? c->toks_cap : 1 << 15;
-        while (cap < c->toks_len + 2 * ntok) cap *= 2;
-        void *p = realloc(c->toks, cap * sizeof *c->toks);
-        if (!p) return;
-        c->toks = p; c->toks_cap = cap;
-    }
-    struct wc_entry *e = &c->e[c->n];
-    *e = (struct wc_entry){h, (uint32_t)c->keys_len, (uint32_t)len, (uint32_t)c->toks_len, (uint32_t)ntok};
-    memcpy(c->keys + c->keys_len, s, len);
-    c->keys_len += len;
+    if (cp_grow(&c->e, &c->ecap, n + 1, sizeof *c->e, 1024, "the BPE word cache") ||
+        cp_grow(&c->toks, &c->toks_cap, c->toks_len + 2 * ntok, sizeof *c->toks, 1 << 15, "the BPE word cache") ||
+        cp_strmap_put_hashed(&c->words, s, len, h, (int32_t)n))
+        return;
+    c->e[n] = (struct wc_entry){(uint32_t)c->toks_len, (uint32_t)ntok};
+    c->key_bytes += len;
     for (size_t i = first; i < w->n; i++) {
         c->toks[c->toks_len++] = (uint32_t)w->ids[i];
         c->toks[c->toks_len++] = w->ends[i] - w->starts[i];
     }
-    size_t j = h & (c->cap - 1);
-    while (c->slots[j]) j = (j + 1) & (c->cap - 1);
-    c->slots[j] = (uint32_t)(++c->n);
 }
 
 /* ---- loading -------------------------------------------------------------------------------------- */
@@ -147,7 +101,7 @@ static char *dup_or_null(const char *s) { return s && *s ? cp_strdup(s) : NULL; 
 int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
     tk_model *m = cp_calloc(1, sizeof *m, "a BPE model");
     bpe *b = m ? cp_calloc(1, sizeof *b, "a BPE model") : NULL;
-    if (!b) { free(m); tk_strmap_free(&cfg->vocab); return CP_ERR; }
+    if (!b) { free(m); cp_strmap_free(&cfg->vocab); return CP_ERR; }
     m->type = TK_MODEL_BPE;
     m->impl = b;
     m->vocab = cfg->vocab;
@@ -163,20 +117,20 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
         rc = CP_ERR;
     b->prefix_len = b->prefix ? strlen(b->prefix) : 0;
     b->suffix_len = b->suffix ? strlen(b->suffix) : 0;
-    b->unk_id = b->unk_token ? tk_strmap_get(&m->vocab, b->unk_token, strlen(b->unk_token)) : -1;
+    b->unk_id = b->unk_token ? cp_strmap_get(&m->vocab, b->unk_token, strlen(b->unk_token)) : -1;
     if (!rc) rc = tk_model_build_reverse(m);
     /* Merges: rank = index; a later duplicate pair overwrites an earlier one (HashMap collect). */
     tk_buf tmp = {0};
     for (size_t i = 0; !rc && i < cfg->n_merges; i++) {
         const char *a = cfg->merges_a[i], *bb = cfg->merges_b[i];
         size_t la = strlen(a), lb = strlen(bb);
-        int32_t ia = tk_strmap_get(&m->vocab, a, la), ib = tk_strmap_get(&m->vocab, bb, lb);
+        int32_t ia = cp_strmap_get(&m->vocab, a, la), ib = cp_strmap_get(&m->vocab, bb, lb);
         if (ia < 0) { rc = cp_error("%s.merges[%zu]: token \"%s\" is not in the vocabulary", path, i, a); break; }
         if (ib < 0) { rc = cp_error("%s.merges[%zu]: token \"%s\" is not in the vocabulary", path, i, bb); break; }
         size_t skip = b->prefix_len <= lb ? b->prefix_len : lb;
         tmp.len = 0;
         if (tk_buf_append(&tmp, a, la) || tk_buf_append(&tmp, bb + skip, lb - skip)) { rc = CP_ERR; break; }
-        int32_t inew = tk_strmap_get(&m->vocab, tmp.s, tmp.len);
+        int32_t inew = cp_strmap_get(&m->vocab, tmp.s, tmp.len);
         if (inew < 0) {
             rc = cp_error("%s.merges[%zu]: merged token \"%s\" is not in the vocabulary", path, i, tmp.s);
             break;
@@ -187,7 +141,7 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
     for (int k = 0; k < 256; k++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", k);
-        b->byte_ids[k] = tk_strmap_get(&m->vocab, name, 6);
+        b->byte_ids[k] = cp_strmap_get(&m->vocab, name, 6);
     }
     b->simple_chars = !b->prefix && !b->suffix;
     if (!rc && b->simple_chars) {
@@ -196,10 +150,10 @@ int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path) {
         else {
             for (size_t i = 0; i < 0x10000; i++) b->char_ids[i] = -1;
             for (size_t i = 0; i < m->vocab.n; i++) {
-                const struct tk_strmap_entry *e = &m->vocab.entries[i];
+                const struct cp_strmap_entry *e = &m->vocab.entries[i];
                 size_t l;
-                if (e->len == 0 || e->len > 3 || tk_utf8_valid_prefix(e->key, e->len) != e->len) continue;
-                uint32_t c = tk_utf8_decode(e->key, &l);
+                if (e->len == 0 || e->len > 3 || cp_utf8_valid_prefix(e->key, e->len) != e->len) continue;
+                uint32_t c = cp_utf8_decode(e->key, &l);
                 if (l == e->len && c < 0x10000) b->char_ids[c] = e->value;
             }
         }
@@ -262,9 +216,9 @@ int tk_bpe_from_json(tk_model **out, const cJSON *j, const char *path) {
     if (!rc) rc = tk_json_bool(j, "byte_fallback", 0, &cfg.byte_fallback, path);
     if (!rc) rc = tk_json_bool(j, "ignore_merges", 0, &cfg.ignore_merges, path);
     if (rc) return CP_ERR;
-    tk_strmap_init(&cfg.vocab);
+    cp_strmap_init(&cfg.vocab);
     if (tk_model_parse_vocab_object(&cfg.vocab, v, tk_path(p, sizeof p, path, "vocab", 0))) {
-        tk_strmap_free(&cfg.vocab);
+        cp_strmap_free(&cfg.vocab);
         return CP_ERR;
     }
     size_t n = (size_t)cJSON_GetArraySize(mg);
@@ -283,7 +237,7 @@ int tk_bpe_from_json(tk_model **out, const cJSON *j, const char *path) {
         cfg.n_merges = n;
         rc = tk_bpe_create(out, &cfg, path);
     } else {
-        tk_strmap_free(&cfg.vocab);
+        cp_strmap_free(&cfg.vocab);
     }
     tk_buf_free(&hold);
     free(cfg.merges_a);
@@ -327,41 +281,30 @@ static qitem heap_pop(qitem *h, size_t *n) {
     return top;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return CP_OK;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = cp_realloc(*p, c * elem, "a BPE work buffer");
-    if (!q) return CP_ERR;
-    *p = q;
-    *cap = c;
-    return CP_OK;
-}
-
 static int32_t lookup_char(const tk_model *m, const bpe *b, const char *s, size_t l, uint32_t c,
                            int first, int last, tk_buf *tmp) {
     if (b->simple_chars || ((first || !b->prefix) && (!last || !b->suffix))) {
         if (b->char_ids && c < 0x10000) return b->char_ids[c];
-        return tk_strmap_get(&m->vocab, s, l);
+        return cp_strmap_get(&m->vocab, s, l);
     }
     tmp->len = 0;
     if (!first && b->prefix && tk_buf_append(tmp, b->prefix, b->prefix_len)) return -2;
     if (tk_buf_append(tmp, s, l)) return -2;
     if (last && b->suffix && tk_buf_append(tmp, b->suffix, b->suffix_len)) return -2;
-    return tk_strmap_get(&m->vocab, tmp->s, tmp->len);
+    return cp_strmap_get(&m->vocab, tmp->s, tmp->len);
 }
 
 /* merge_word + merge_all; appends (id, start, end) to out. */
 static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks *out, tk_scratch *sc) {
     const bpe *b = m->impl;
-    if (grow(&sc->sym, &sc->sym_cap, len + 1, sizeof(sym))) return CP_ERR;
+    if (cp_grow(&sc->sym, &sc->sym_cap, len + 1, sizeof(sym), 64, "a BPE work buffer")) return CP_ERR;
     sym *w = sc->sym;
     size_t n = 0;
     int have_unk = 0;
     uint32_t unk_len = 0;
     for (size_t i = 0; i < len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         int first = i == 0, last = i + l == len;
         int32_t id = lookup_char(m, b, s + i, l, c, first, last, &sc->buf);
         if (id == -2) return CP_ERR;
@@ -379,7 +322,8 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
                 for (size_t k = 0; k < bl; k++)
                     if (b->byte_ids[(unsigned char)bs[k]] < 0) ok = 0;
                 if (ok) {
-                    if (grow(&sc->sym, &sc->sym_cap, n + bl + (len - i) + 1, sizeof(sym))) return CP_ERR;
+                    if (cp_grow(&sc->sym, &sc->sym_cap, n + bl + (len - i) + 1, sizeof(sym), 64, "a BPE work buffer"))
+                        return CP_ERR;
                     w = sc->sym;
                     for (size_t k = 0; k < bl; k++) w[n++] = (sym){b->byte_ids[(unsigned char)bs[k]], 0, 0, 1};
                     done = 1; /* note: a pending unk stays pending (HF does the same) */
@@ -401,7 +345,7 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
     if (have_unk) w[n++] = (sym){b->unk_id, 0, 0, unk_len};
     for (size_t k = 0; k < n; k++) { w[k].prev = (int32_t)k - 1; w[k].next = k + 1 < n ? (int32_t)k + 1 : -1; }
 
-    if (grow(&sc->heap, &sc->heap_cap, 2 * n + 2, sizeof(qitem))) return CP_ERR;
+    if (cp_grow(&sc->heap, &sc->heap_cap, 2 * n + 2, sizeof(qitem), 64, "a BPE work buffer")) return CP_ERR;
     qitem *h = sc->heap;
     size_t hn = 0;
     uint32_t rank, nid;
@@ -424,7 +368,7 @@ static int merge_word(const tk_model *m, const char *s, size_t len, tk_wordtoks 
         if (right.next >= 0) w[right.next].prev = (int32_t)top.pos;
         /* The queue can hold at most one live entry per position, plus stale ones; make room. */
         if (hn + 2 > sc->heap_cap) {
-            if (grow(&sc->heap, &sc->heap_cap, hn + 2, sizeof(qitem))) return CP_ERR;
+            if (cp_grow(&sc->heap, &sc->heap_cap, hn + 2, sizeof(qitem), 64, "a BPE work buffer")) return CP_ERR;
             h = sc->heap;
         }
         if (cur->prev >= 0 &&
@@ -447,12 +391,12 @@ int tk_bpe_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *o
     const bpe *b = m->impl;
     if (len == 0) return CP_OK;
     if (b->ignore_merges) {
-        int32_t id = tk_strmap_get(&m->vocab, s, len);
+        int32_t id = cp_strmap_get(&m->vocab, s, len);
         if (id >= 0) return tk_wordtoks_push(out, id, 0, len);
     }
     uint64_t h = 0;
     if (len < CACHE_MAX_WORD) {
-        h = tk_hash_bytes(s, len);
+        h = cp_hash_bytes(s, len);
         const struct wc_entry *e = wcache_get(sc->cache, s, len, h);
         if (e) {
             const uint32_t *t = sc->cache->toks + e->tok_off;

@@ -8,15 +8,21 @@
 #include "core/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 int tk_parse_pattern(const cJSON *j, const char *path, tk_regex **out);
 
 typedef enum { D_BYTELEVEL, D_METASPACE, D_WORDPIECE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_REPLACE, D_BPE, D_SEQUENCE } dtype;
+static const char *const NAMES[] = {
+    [D_BYTELEVEL] = "ByteLevel", [D_METASPACE] = "Metaspace", [D_WORDPIECE] = "WordPiece",
+    [D_BYTEFALLBACK] = "ByteFallback", [D_FUSE] = "Fuse", [D_STRIP] = "Strip", [D_REPLACE] = "Replace",
+    [D_BPE] = "BPEDecoder", [D_SEQUENCE] = "Sequence",
+};
 
 struct tk_decoder {
-    dtype type;
+    tk_component_head head; /* kind: a dtype; children: a Sequence's */
     uint32_t replacement;   /* Metaspace */
     int prepend_never;      /* Metaspace prepend_scheme == never */
     char *prefix;           /* WordPiece */
@@ -26,57 +32,27 @@ struct tk_decoder {
     tk_regex *pattern;      /* Replace */
     char *rep;              /* Replace content */
     char *suffix;           /* BPEDecoder */
-    tk_decoder **children;
-    size_t nchildren;
 };
 
-static const char *SUPPORTED = "BPEDecoder, ByteFallback, ByteLevel, Fuse, Metaspace, Replace, Sequence, Strip, WordPiece";
-
-void tk_decoder_free(tk_decoder *d) {
-    if (!d) return;
+/* Frees what a decoder owns besides its head (tk_component_free does the rest). */
+static void release(void *obj) {
+    tk_decoder *d = obj;
     free(d->prefix);
     tk_regex_free(d->pattern);
     free(d->rep);
     free(d->suffix);
-    for (size_t i = 0; i < d->nchildren; i++) tk_decoder_free(d->children[i]);
-    free(d->children);
-    free(d);
 }
 
-static int parse_char(const cJSON *j, const char *key, const char *path, uint32_t dflt, uint32_t *out) {
-    const char *s;
-    if (tk_json_str(j, key, NULL, 0, &s, path)) return CP_ERR;
-    if (!s) { *out = dflt; return CP_OK; }
-    size_t n = strlen(s), l = 0;
-    if (n == 0 || tk_utf8_valid_prefix(s, n) != n || (tk_utf8_decode(s, &l), l != n))
-        return cp_error("%s.%s: expected a single character, got \"%s\"", path, key, s);
-    *out = tk_utf8_decode(s, &l);
-    return CP_OK;
-}
-
-int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
-    *out = NULL;
-    if (!j || cJSON_IsNull(j)) return CP_OK;
-    const char *type;
-    if (tk_json_type(j, path, &type)) return CP_ERR;
-    if (!type) return cp_error("%s: missing \"type\" (supported: %s)", path, SUPPORTED);
-    static const struct { const char *name; dtype t; } names[] = {
-        {"ByteLevel", D_BYTELEVEL}, {"Metaspace", D_METASPACE}, {"WordPiece", D_WORDPIECE},
-        {"ByteFallback", D_BYTEFALLBACK}, {"Fuse", D_FUSE}, {"Strip", D_STRIP}, {"Replace", D_REPLACE},
-        {"BPEDecoder", D_BPE}, {"Sequence", D_SEQUENCE},
-    };
-    int found = -1;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(type, names[i].name) == 0) found = (int)i;
-    if (found < 0) return cp_error("%s: unknown decoder type \"%s\" (supported: %s)", path, type, SUPPORTED);
-    tk_decoder *d = cp_calloc(1, sizeof *d, "a decoder");
-    if (!d) return CP_ERR;
-    d->type = names[found].t;
+/* Reads the fields of a decoder of the kind in its head (a Sequence's children: the caller). */
+static int parse(void *obj, const cJSON *j, const char *path) {
+    tk_decoder *d = obj;
     const char *s;
     int rc = CP_OK;
-    switch (d->type) {
+    switch ((dtype)d->head.kind) {
+    case D_BYTELEVEL: case D_BYTEFALLBACK: case D_FUSE: case D_SEQUENCE: /* no fields */
+        break;
     case D_METASPACE: {
-        rc = parse_char(j, "replacement", path, 0x2581, &d->replacement);
+        rc = tk_json_char(j, "replacement", path, 0x2581, &d->replacement);
         const char *scheme;
         int aps;
         if (!rc) rc = tk_json_str(j, "prepend_scheme", "always", 0, &scheme, path);
@@ -90,7 +66,7 @@ int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
         if (!rc) rc = tk_json_bool(j, "cleanup", 1, &d->cleanup, path);
         break;
     case D_STRIP:
-        rc = parse_char(j, "content", path, ' ', &d->content);
+        rc = tk_json_char(j, "content", path, ' ', &d->content);
         if (!rc) rc = tk_json_int(j, "start", 0, 0, TK_JSON_MAX_INT, &d->start, path);
         if (!rc) rc = tk_json_int(j, "stop", 0, 0, TK_JSON_MAX_INT, &d->stop, path);
         break;
@@ -103,28 +79,13 @@ int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
         rc = tk_json_str(j, "suffix", "</w>", 0, &s, path);
         if (!rc && !(d->suffix = cp_strdup(s))) rc = CP_ERR;
         break;
-    case D_SEQUENCE: {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "decoders");
-        if (!cJSON_IsArray(arr)) { rc = cp_error("%s.decoders: expected an array", path); break; }
-        int cnt = cJSON_GetArraySize(arr);
-        d->children = cp_calloc((size_t)cnt + 1, sizeof *d->children, "decoders");
-        if (!d->children) { rc = CP_ERR; break; }
-        char sub[256];
-        tk_path(sub, sizeof sub, path, "decoders", 0);
-        for (int i = 0; i < cnt && !rc; i++) {
-            char q[300];
-            tk_path(q, sizeof q, sub, NULL, i);
-            rc = tk_decoder_from_json(&d->children[d->nchildren], cJSON_GetArrayItem(arr, i), q);
-            if (!rc && d->children[d->nchildren]) d->nchildren++;
-        }
-        break;
     }
-    default: break;
-    }
-    if (rc) { tk_decoder_free(d); return CP_ERR; }
-    *out = d;
-    return CP_OK;
+    return rc;
 }
+
+const tk_component_class tk_decoder_class = {
+    "decoder", NAMES, D_SEQUENCE, "decoders", sizeof(tk_decoder), parse, release,
+};
 
 int tk_decoder_create_simple(tk_decoder **out, const char *type) {
     cJSON *j = cJSON_CreateObject();
@@ -138,12 +99,12 @@ int tk_decoder_create_simple(tk_decoder **out, const char *type) {
 static int append_lossy(tk_buf *b, const char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t v = tk_utf8_valid_prefix(s + i, n - i);
+        size_t v = cp_utf8_valid_prefix(s + i, n - i);
         if (tk_buf_append(b, s + i, v)) return CP_ERR;
         i += v;
         if (i < n) {
             if (tk_buf_append(b, "\xEF\xBF\xBD", 3)) return CP_ERR;
-            i += tk_utf8_invalid_len(s + i, n - i);
+            i += cp_utf8_invalid_len(s + i, n - i);
         }
     }
     return CP_OK;
@@ -155,6 +116,17 @@ static int list_replace(tk_strlist *l, tk_strlist *nl) {
     *l = *nl;
     memset(nl, 0, sizeof *nl);
     return CP_OK;
+}
+
+/* Replaces the whole list by the one string in b (unless rc says a step before failed) and frees
+ * b; returns the status. */
+static int list_replace_joined(tk_strlist *l, tk_buf *b, int rc) {
+    tk_strlist nl = {0};
+    if (!rc) rc = tk_strlist_push(&nl, b->s ? b->s : "", b->len);
+    tk_buf_free(b);
+    if (!rc) rc = list_replace(l, &nl);
+    tk_strlist_free(&nl);
+    return rc;
 }
 
 static int set_item(tk_strlist *l, size_t i, tk_buf *b) {
@@ -174,7 +146,7 @@ static int dec_bytelevel(tk_strlist *l) {
         int ok = 1;
         for (size_t k = 0; k < l->len[i] && !rc;) {
             size_t cl;
-            uint32_t c = tk_utf8_decode(l->v[i] + k, &cl);
+            uint32_t c = cp_utf8_decode(l->v[i] + k, &cl);
             k += cl;
             int byte = -1;
             if (c >= 0x21 && c <= 0x7E) byte = (int)c;
@@ -195,12 +167,7 @@ static int dec_bytelevel(tk_strlist *l) {
     }
     if (!rc) rc = append_lossy(&out, raw.s ? raw.s : "", raw.len);
     tk_buf_free(&raw);
-    tk_strlist nl = {0};
-    if (!rc) rc = tk_strlist_push(&nl, out.s ? out.s : "", out.len);
-    tk_buf_free(&out);
-    if (!rc) rc = list_replace(l, &nl);
-    tk_strlist_free(&nl);
-    return rc;
+    return list_replace_joined(l, &out, rc);
 }
 
 static int parse_hex_byte(const char *s, size_t n, int *out) {
@@ -223,7 +190,7 @@ static int parse_hex_byte(const char *s, size_t n, int *out) {
 static int flush_bytes(tk_strlist *nl, tk_buf *bytes) {
     if (!bytes->len) return CP_OK;
     int rc = CP_OK;
-    if (tk_utf8_valid_prefix(bytes->s, bytes->len) == bytes->len) rc = tk_strlist_push(nl, bytes->s, bytes->len);
+    if (cp_utf8_valid_prefix(bytes->s, bytes->len) == bytes->len) rc = tk_strlist_push(nl, bytes->s, bytes->len);
     else
         for (size_t k = 0; k < bytes->len && !rc; k++) rc = tk_strlist_push(nl, "\xEF\xBF\xBD", 3);
     bytes->len = 0;
@@ -283,25 +250,20 @@ static int wordpiece_cleanup(tk_buf *b) {
 int tk_decoder_apply(const tk_decoder *d, tk_strlist *l) {
     if (!d) return CP_OK;
     int rc = CP_OK;
-    switch (d->type) {
+    switch ((dtype)d->head.kind) {
     case D_BYTELEVEL: return dec_bytelevel(l);
     case D_BYTEFALLBACK: return dec_bytefallback(l);
     case D_FUSE: {
         tk_buf b = {0};
         for (size_t i = 0; i < l->n && !rc; i++) rc = tk_buf_append(&b, l->v[i], l->len[i]);
-        tk_strlist nl = {0};
-        if (!rc) rc = tk_strlist_push(&nl, b.s ? b.s : "", b.len);
-        tk_buf_free(&b);
-        if (!rc) rc = list_replace(l, &nl);
-        tk_strlist_free(&nl);
-        return rc;
+        return list_replace_joined(l, &b, rc);
     }
     case D_METASPACE:
         for (size_t i = 0; i < l->n && !rc; i++) {
             tk_buf b = {0};
             for (size_t k = 0; k < l->len[i] && !rc;) {
                 size_t cl;
-                uint32_t c = tk_utf8_decode(l->v[i] + k, &cl);
+                uint32_t c = cp_utf8_decode(l->v[i] + k, &cl);
                 if (c == d->replacement) {
                     if (!(i == 0 && !d->prepend_never)) rc = tk_buf_append(&b, " ", 1);
                 } else {
@@ -334,14 +296,14 @@ int tk_decoder_apply(const tk_decoder *d, tk_strlist *l) {
         for (size_t i = 0; i < l->n && !rc; i++) {
             /* char positions */
             size_t nchars = 0;
-            for (size_t k = 0; k < l->len[i]; k += tk_utf8_len((unsigned char)l->v[i][k])) nchars++;
+            for (size_t k = 0; k < l->len[i]; k += cp_utf8_len((unsigned char)l->v[i][k])) nchars++;
             size_t *pos = cp_malloc((nchars + 1) * sizeof *pos, "a token");
             uint32_t *cs = cp_malloc((nchars + 1) * sizeof *cs, "a token");
             if (!pos || !cs) { free(pos); free(cs); return CP_ERR; }
             size_t c = 0;
             for (size_t k = 0; k < l->len[i];) {
                 size_t cl;
-                cs[c] = tk_utf8_decode(l->v[i] + k, &cl);
+                cs[c] = cp_utf8_decode(l->v[i] + k, &cl);
                 pos[c++] = k;
                 k += cl;
             }
@@ -386,7 +348,7 @@ int tk_decoder_apply(const tk_decoder *d, tk_strlist *l) {
         }
         return rc;
     case D_SEQUENCE:
-        for (size_t i = 0; i < d->nchildren && !rc; i++) rc = tk_decoder_apply(d->children[i], l);
+        for (size_t i = 0; i < d->head.children.n && !rc; i++) rc = tk_decoder_apply(d->head.children.v[i], l);
         return rc;
     }
     return CP_OK;

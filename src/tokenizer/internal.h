@@ -24,25 +24,17 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/strmap.h"
+#include "core/utf8.h"
 #include "tokenizer/tokenizer.h"
 
 typedef struct cJSON cJSON;
 
-/* ---- UTF-8 and character classes (utf8.c) ------------------------------------------------------ */
+/* ---- character classes (charclass.c, unicode8.c); UTF-8 coding is core/utf8.h ---------------- */
 
-/* Decodes the valid UTF-8 char at s (caller guarantees validity and n >= 1); sets *len. */
-uint32_t tk_utf8_decode(const char *s, size_t *len);
-/* Length of the valid UTF-8 char whose first byte is b. */
-static inline size_t tk_utf8_len(unsigned char b) {
-    return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-}
-/* Writes c as UTF-8 into out (4 bytes room); returns the length. */
-size_t tk_utf8_encode(uint32_t c, char *out);
-/* Length of the longest valid UTF-8 prefix of s[0..n). */
-size_t tk_utf8_valid_prefix(const char *s, size_t n);
-/* Length of the invalid sequence at s (1..3 bytes: the "maximal subpart" that Python's and Rust's
- * lossy decoders replace with one U+FFFD). s[0] must start an invalid sequence. */
-size_t tk_utf8_invalid_len(const char *s, size_t n);
+/* Older spellings of core functions, kept for tests/unit/test_tokenizer.c. */
+#define tk_utf8_encode cp_utf8_encode
+#define tk_strmap_init cp_strmap_init
 
 int tk_is_whitespace(uint32_t c);     /* Rust char::is_whitespace (White_Space) */
 int tk_is_numeric(uint32_t c);        /* Rust char::is_numeric: Nd, Nl, No */
@@ -57,26 +49,7 @@ int tk_is_mark(uint32_t c);           /* combining marks (the StripAccents norma
  * writes up to 3 chars, returns the count. */
 int tk_to_lower(uint32_t c, uint32_t out[3]);
 
-/* ---- hash maps (strmap.c) --------------------------------------------------------------------- */
-
-/* String → int32 map. Keys are copied. */
-typedef struct {
-    uint32_t *slots;   /* cap entries: index+1 into entries, 0 = empty */
-    size_t cap;
-    struct tk_strmap_entry { const char *key; uint32_t len; int32_t value; uint64_t hash; } *entries;
-    size_t n, entries_cap;
-    char **blocks; size_t nblocks; size_t block_used, block_cap; /* key storage */
-} tk_strmap;
-
-uint64_t tk_hash_bytes(const char *s, size_t n);
-void tk_strmap_init(tk_strmap *m);
-void tk_strmap_free(tk_strmap *m);
-/* Inserts or overwrites. Returns CP_ERR only on allocation failure. */
-int tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t value);
-/* Returns the value or -1. */
-int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len);
-/* Pointer to the stored key for an entry index (0..n-1), its length via *len. */
-const char *tk_strmap_key(const tk_strmap *m, size_t i, size_t *len);
+/* ---- hash maps and buffers (strmap.c; the string → id map is core/strmap.h) --------------------- */
 
 /* uint64 → (uint32, uint32) map for BPE merges: (left id, right id) → (rank, new id). */
 typedef struct { uint64_t *keys; uint32_t *v1, *v2; size_t cap, n; } tk_pairmap;
@@ -159,18 +132,55 @@ int tk_matches_apply_behavior(tk_matches *m, tk_split_behavior behavior);
 
 /* ---- components --------------------------------------------------------------------------------
  * Each is a tagged struct parsed from its JSON object by <kind>_from_json (path names the JSON
- * location for messages, e.g. "normalizer.normalizers[1]"). */
+ * location for messages, e.g. "normalizer.normalizers[1]"): tk_component_from_json with the
+ * kind's class (json.c reads the "type" and a Sequence's children). */
+
+/* The components of a Sequence (void * to each child), with the index of the array element each
+ * came from; null elements are skipped. */
+typedef struct { void **v; int *index; size_t n; } tk_children;
+
+/* What every component struct begins with: its kind (its enum value, the index of its "type" in
+ * the class's names) and, for a Sequence, its children; both set by tk_component_from_json. */
+typedef struct {
+    int kind;
+    tk_children children;
+} tk_component_head;
+
+/* A kind of pipeline component read from tokenizer.json by its "type" (normalizer, pre_tokenizer,
+ * decoder, post_processor), described by one table. Its enum ends with Sequence, whose children
+ * are components of the same kind. */
+typedef struct {
+    const char *what;              /* "decoder", for messages */
+    const char *const *names;      /* the "type" names, indexed by the enum: seq_kind + 1 of them */
+    int seq_kind;                  /* the enum value of "Sequence" (the last) */
+    const char *seq_key;           /* the Sequence's array of children ("decoders") */
+    size_t size;                   /* of the component's struct (a tk_component_head first), zeroed */
+    int (*parse)(void *obj, const cJSON *j, const char *path); /* the fields of the kind in the head */
+    void (*release)(void *obj);    /* frees what the struct owns besides its head */
+} tk_component_class;
+/* Reads the component object j into *out (out: the address of a pointer to the component's
+ * struct; NULL when j is absent or null). A missing or unknown "type" is an error naming path,
+ * cls->what and the supported types (in byte order); a Sequence's children are read with the
+ * same class. */
+int tk_component_from_json(const tk_component_class *cls, void *out, const cJSON *j, const char *path);
+/* Frees a component (NULL: nothing), its Sequence children with it. */
+void tk_component_free(const tk_component_class *cls, void *obj);
+extern const tk_component_class tk_normalizer_class, tk_pretok_class, tk_postproc_class, tk_decoder_class;
 
 typedef struct tk_normalizer tk_normalizer;
-int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *path);
-void tk_normalizer_free(tk_normalizer *n);
+static inline int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_normalizer_class, out, j, path);
+}
+static inline void tk_normalizer_free(tk_normalizer *n) { tk_component_free(&tk_normalizer_class, n); }
 int tk_normalizer_apply(const tk_normalizer *n, tk_nstr *ns);
 
 /* Receives each final split of a pre-tokenizer (its storage is valid only during the call). */
 typedef int (*tk_split_fn)(void *ctx, tk_nstr *split);
 typedef struct tk_pretok tk_pretok;
-int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path);
-void tk_pretok_free(tk_pretok *p);
+static inline int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_pretok_class, out, j, path);
+}
+static inline void tk_pretok_free(tk_pretok *p) { tk_component_free(&tk_pretok_class, p); }
 /* Splits ns (which it may modify) and calls emit for each non-empty split in order. */
 int tk_pretok_apply(const tk_pretok *p, tk_nstr *ns, tk_split_fn emit, void *ctx);
 
@@ -207,19 +217,21 @@ tk_model_type tk_model_kind(const tk_model *m);
 
 /* Model constructors used by the legacy loaders (legacy_files.c) and the JSON parsers. */
 typedef struct {
-    tk_strmap vocab;          /* token → id */
+    cp_strmap vocab;          /* token → id */
     char **merges_a, **merges_b; size_t n_merges; /* merge list in rank order */
     const char *unk_token, *continuing_subword_prefix, *end_of_word_suffix;
     int fuse_unk, byte_fallback, ignore_merges;
 } tk_bpe_config;
 int tk_bpe_create(tk_model **out, tk_bpe_config *cfg, const char *path); /* takes cfg->vocab */
-int tk_wordpiece_create(tk_model **out, tk_strmap *vocab, const char *unk_token,
+int tk_wordpiece_create(tk_model **out, cp_strmap *vocab, const char *unk_token,
                         const char *prefix, int max_input_chars_per_word);
 
 /* Post-processor. */
 typedef struct tk_postproc tk_postproc;
-int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path);
-void tk_postproc_free(tk_postproc *p);
+static inline int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_postproc_class, out, j, path);
+}
+static inline void tk_postproc_free(tk_postproc *p) { tk_component_free(&tk_postproc_class, p); }
 /* Internal encoding with token strings needed by trim_offsets. */
 typedef struct {
     size_t n, cap;
@@ -253,8 +265,10 @@ typedef struct { char **v; size_t *len; size_t n, cap; } tk_strlist;
 int tk_strlist_push(tk_strlist *l, const char *s, size_t n);
 void tk_strlist_free(tk_strlist *l);
 typedef struct tk_decoder tk_decoder;
-int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path);
-void tk_decoder_free(tk_decoder *d);
+static inline int tk_decoder_from_json(tk_decoder **out, const cJSON *j, const char *path) {
+    return tk_component_from_json(&tk_decoder_class, out, j, path);
+}
+static inline void tk_decoder_free(tk_decoder *d) { tk_component_free(&tk_decoder_class, d); }
 /* Transforms the list in place (decode_chain). */
 int tk_decoder_apply(const tk_decoder *d, tk_strlist *toks);
 int tk_decoder_create_simple(tk_decoder **out, const char *type); /* "ByteLevel", "WordPiece" */
@@ -272,7 +286,7 @@ typedef struct {
 typedef struct tk_trie tk_trie;
 typedef struct {
     tk_added_token *v; size_t n, cap;
-    tk_strmap by_content;          /* content → index in v */
+    cp_strmap by_content;          /* content → index in v */
     tk_trie *raw_trie, *norm_trie; /* tokens with normalized == 0 / == 1 */
 } tk_added_vocab;
 
@@ -345,8 +359,11 @@ int tk_json_int(const cJSON *obj, const char *key, long dflt, long min, long max
  * NULL if allow_null. */
 int tk_json_str(const cJSON *obj, const char *key, const char *dflt, int allow_null,
                 const char **out, const char *path);
+/* A field holding a single character (Metaspace's "replacement", Strip's "content"). */
+int tk_json_char(const cJSON *obj, const char *key, const char *path, uint32_t dflt, uint32_t *out);
 /* The "type" tag of a component object. */
 int tk_json_type(const cJSON *obj, const char *path, const char **type);
+
 /* Builds "path.key" / "path[i]" into buf. */
 const char *tk_path(char *buf, size_t n, const char *path, const char *key, long index);
 

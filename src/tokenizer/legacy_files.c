@@ -89,8 +89,8 @@ int tk_load_vocab_merges(cp_tokenizer *tok, const char *vocab_json, const char *
     char *vbuf, *mbuf;
     size_t vlen, mlen;
     if (tk_read_file(vocab_json, &vbuf, &vlen)) return CP_ERR;
-    if (tk_utf8_valid_prefix(vbuf, vlen) != vlen) {
-        size_t at = tk_utf8_valid_prefix(vbuf, vlen);
+    if (cp_utf8_valid_prefix(vbuf, vlen) != vlen) {
+        size_t at = cp_utf8_valid_prefix(vbuf, vlen);
         free(vbuf);
         return cp_error("%s: not valid UTF-8 at byte %zu", vocab_json, at);
     }
@@ -100,8 +100,8 @@ int tk_load_vocab_merges(cp_tokenizer *tok, const char *vocab_json, const char *
     if (rc) return CP_ERR;
     if (!cJSON_IsObject(vocab)) { cJSON_Delete(vocab); return cp_error("%s: expected an object mapping tokens to ids", vocab_json); }
     if (tk_read_file(merges_txt, &mbuf, &mlen)) { cJSON_Delete(vocab); return CP_ERR; }
-    if (tk_utf8_valid_prefix(mbuf, mlen) != mlen) {
-        size_t at = tk_utf8_valid_prefix(mbuf, mlen);
+    if (cp_utf8_valid_prefix(mbuf, mlen) != mlen) {
+        size_t at = cp_utf8_valid_prefix(mbuf, mlen);
         free(mbuf);
         cJSON_Delete(vocab);
         return cp_error("%s: not valid UTF-8 at byte %zu", merges_txt, at);
@@ -167,7 +167,7 @@ int tk_load_vocab_txt(cp_tokenizer *tok, const char *vocab_txt, const char *dir)
         if (!tokstr) { free(buf); cJSON_Delete(vocab); return CP_ERR; }
         memcpy(tokstr, line, l);
         tokstr[l] = '\0';
-        if (tk_utf8_valid_prefix(tokstr, l) != l) {
+        if (cp_utf8_valid_prefix(tokstr, l) != l) {
             free(tokstr); free(buf); cJSON_Delete(vocab);
             return cp_error("%s:%zu: not valid UTF-8", vocab_txt, id + 1);
         }

@@ -35,7 +35,7 @@ int tk_model_build_reverse(tk_model *m) {
 }
 
 /* Parses an object {token: id, ...} into map. */
-int tk_model_parse_vocab_object(tk_strmap *map, const cJSON *v, const char *path) {
+int tk_model_parse_vocab_object(cp_strmap *map, const cJSON *v, const char *path) {
     if (!cJSON_IsObject(v))
         return cp_error("%s: expected an object mapping token strings to ids", path);
     long count = 0;
@@ -43,7 +43,7 @@ int tk_model_parse_vocab_object(tk_strmap *map, const cJSON *v, const char *path
         if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 2147483647.0 ||
             e->valuedouble != (double)(int32_t)e->valuedouble)
             return cp_error("%s[\"%s\"]: expected a non-negative integer id", path, e->string ? e->string : "");
-        if (tk_strmap_put(map, e->string, strlen(e->string), (int32_t)e->valuedouble)) return CP_ERR;
+        if (cp_strmap_put(map, e->string, strlen(e->string), (int32_t)e->valuedouble)) return CP_ERR;
     }
     return CP_OK;
 }
@@ -76,7 +76,7 @@ void tk_model_free(tk_model *m) {
     case TK_MODEL_WORDPIECE: case TK_MODEL_WORDLEVEL: tk_wordpiece_free_impl(m); break;
     case TK_MODEL_UNIGRAM: tk_unigram_free_impl(m); break;
     }
-    tk_strmap_free(&m->vocab);
+    cp_strmap_free(&m->vocab);
     free(m->vocab_r);
     free(m->vocab_r_len);
     free(m);
@@ -93,7 +93,7 @@ int tk_model_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks 
 }
 
 int32_t tk_model_token_to_id(const tk_model *m, const char *s, size_t len) {
-    return tk_strmap_get(&m->vocab, s, len);
+    return cp_strmap_get(&m->vocab, s, len);
 }
 
 const char *tk_model_id_to_token(const tk_model *m, int32_t id, size_t *len) {

@@ -8,7 +8,7 @@
 
 struct tk_model {
     tk_model_type type;
-    tk_strmap vocab;          /* token → id */
+    cp_strmap vocab;          /* token → id */
     const char **vocab_r;     /* id → token (into vocab's storage or the model's), NULL for holes */
     uint32_t *vocab_r_len;
     int32_t max_id;
@@ -17,7 +17,7 @@ struct tk_model {
 
 /* Fills vocab_r from vocab. */
 int tk_model_build_reverse(tk_model *m);
-int tk_model_parse_vocab_object(tk_strmap *map, const cJSON *v, const char *path);
+int tk_model_parse_vocab_object(cp_strmap *map, const cJSON *v, const char *path);
 
 int tk_bpe_from_json(tk_model **out, const cJSON *j, const char *path);
 int tk_bpe_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *out, tk_scratch *sc);

@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +27,15 @@ typedef enum {
     N_NFC, N_NFD, N_NFKC, N_NFKD, N_LOWERCASE, N_STRIP_ACCENTS, N_NMT, N_REPLACE, N_PREPEND,
     N_STRIP, N_BERT, N_PRECOMPILED, N_BYTELEVEL, N_SEQUENCE
 } ntype;
+static const char *const NAMES[] = {
+    [N_NFC] = "NFC", [N_NFD] = "NFD", [N_NFKC] = "NFKC", [N_NFKD] = "NFKD", [N_LOWERCASE] = "Lowercase",
+    [N_STRIP_ACCENTS] = "StripAccents", [N_NMT] = "Nmt", [N_REPLACE] = "Replace", [N_PREPEND] = "Prepend",
+    [N_STRIP] = "Strip", [N_BERT] = "BertNormalizer", [N_PRECOMPILED] = "Precompiled", [N_BYTELEVEL] = "ByteLevel",
+    [N_SEQUENCE] = "Sequence",
+};
 
 struct tk_normalizer {
-    ntype type;
+    tk_component_head head; /* kind: a ntype; children: a Sequence's */
     /* Replace */
     tk_regex *pattern;
     char *content;
@@ -39,23 +46,15 @@ struct tk_normalizer {
     /* BertNormalizer */
     int clean_text, handle_chinese_chars, strip_accents, lowercase;
     tk_precompiled *precompiled;
-    tk_normalizer **children;
-    size_t nchildren;
 };
 
-static const char *SUPPORTED =
-    "BertNormalizer, ByteLevel, Lowercase, NFC, NFD, NFKC, NFKD, Nmt, Precompiled, Prepend, "
-    "Replace, Sequence, Strip, StripAccents";
-
-void tk_normalizer_free(tk_normalizer *n) {
-    if (!n) return;
+/* Frees what a normalizer owns besides its head (tk_component_free does the rest). */
+static void release(void *obj) {
+    tk_normalizer *n = obj;
     tk_regex_free(n->pattern);
     free(n->content);
     free(n->prepend);
     tk_precompiled_free(n->precompiled);
-    for (size_t i = 0; i < n->nchildren; i++) tk_normalizer_free(n->children[i]);
-    free(n->children);
-    free(n);
 }
 
 /* Parses {"String": s} or {"Regex": r} (Replace, Split). */
@@ -73,30 +72,15 @@ int tk_parse_pattern(const cJSON *j, const char *path, tk_regex **out) {
     return cp_error("%s: expected {\"String\": ...} or {\"Regex\": ...} with a string value", p);
 }
 
-int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *path) {
-    *out = NULL;
-    if (!j || cJSON_IsNull(j)) return CP_OK;
-    const char *type;
-    if (tk_json_type(j, path, &type)) return CP_ERR;
-    if (!type) return cp_error("%s: missing \"type\" (supported: %s)", path, SUPPORTED);
-    static const struct { const char *name; ntype t; } names[] = {
-        {"NFC", N_NFC}, {"NFD", N_NFD}, {"NFKC", N_NFKC}, {"NFKD", N_NFKD},
-        {"Lowercase", N_LOWERCASE}, {"StripAccents", N_STRIP_ACCENTS}, {"Nmt", N_NMT},
-        {"Replace", N_REPLACE}, {"Prepend", N_PREPEND}, {"Strip", N_STRIP},
-        {"BertNormalizer", N_BERT}, {"Precompiled", N_PRECOMPILED}, {"ByteLevel", N_BYTELEVEL},
-        {"Sequence", N_SEQUENCE},
-    };
-    int found = -1;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(type, names[i].name) == 0) found = (int)i;
-    if (found < 0)
-        return cp_error("%s: unknown normalizer type \"%s\" (supported: %s)", path, type, SUPPORTED);
-    tk_normalizer *n = cp_calloc(1, sizeof *n, "a normalizer");
-    if (!n) return CP_ERR;
-    n->type = names[found].t;
+/* Reads the fields of a normalizer of the kind in its head (a Sequence's children: the caller). */
+static int parse(void *obj, const cJSON *j, const char *path) {
+    tk_normalizer *n = obj;
     const char *s;
     int rc = CP_OK;
-    switch (n->type) {
+    switch ((ntype)n->head.kind) {
+    case N_NFC: case N_NFD: case N_NFKC: case N_NFKD: case N_LOWERCASE: case N_STRIP_ACCENTS: case N_NMT:
+    case N_BYTELEVEL: case N_SEQUENCE: /* no fields */
+        break;
     case N_REPLACE:
         rc = tk_parse_pattern(j, path, &n->pattern);
         if (!rc) rc = tk_json_str(j, "content", NULL, 0, &s, path);
@@ -124,28 +108,13 @@ int tk_normalizer_from_json(tk_normalizer **out, const cJSON *j, const char *pat
         rc = tk_json_str(j, "precompiled_charsmap", NULL, 1, &s, path);
         if (!rc && s) rc = tk_precompiled_from_base64(&n->precompiled, s, path);
         break;
-    case N_SEQUENCE: {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "normalizers");
-        if (!cJSON_IsArray(arr)) { rc = cp_error("%s.normalizers: expected an array", path); break; }
-        int cnt = cJSON_GetArraySize(arr);
-        n->children = cp_calloc((size_t)cnt + 1, sizeof *n->children, "normalizers");
-        if (!n->children) { rc = CP_ERR; break; }
-        char sub[256];
-        tk_path(sub, sizeof sub, path, "normalizers", 0);
-        for (int i = 0; i < cnt && !rc; i++) {
-            char p[300];
-            tk_path(p, sizeof p, sub, NULL, i);
-            rc = tk_normalizer_from_json(&n->children[n->nchildren], cJSON_GetArrayItem(arr, i), p);
-            if (!rc && n->children[n->nchildren]) n->nchildren++;
-        }
-        break;
     }
-    default: break;
-    }
-    if (rc) { tk_normalizer_free(n); return CP_ERR; }
-    *out = n;
-    return CP_OK;
+    return rc;
 }
+
+const tk_component_class tk_normalizer_class = {
+    "normalizer", NAMES, N_SEQUENCE, "normalizers", sizeof(tk_normalizer), parse, release,
+};
 
 static int is_ascii(const tk_nstr *ns) {
     for (size_t i = 0; i < ns->len; i++)
@@ -173,7 +142,7 @@ static int apply_filter(tk_nstr *ns, int (*keep)(uint32_t)) {
     int any_removed = 0;
     for (size_t i = 0; i < ns->len && !rc;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         i += l;
         if (keep(c)) {
             if (have_last) rc = tk_changes_push(&ch, last_c, -removed);
@@ -204,89 +173,51 @@ static int keep_nmt(uint32_t c) {
              c == 0x9F);
 }
 
-/* NormalizedString::map with f; skipped when nothing changes (identical result). */
-static int apply_map(tk_nstr *ns, uint32_t (*f)(uint32_t)) {
-    int changed = 0;
-    for (size_t i = 0; i < ns->len && !changed;) {
-        size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
-        if (f(c) != c) changed = 1;
-        i += l;
+/* A per-character rewrite: writes the 1 to 3 characters c becomes into out, returns their count. */
+typedef size_t (*char_rule)(uint32_t c, uint32_t out[3]);
+
+/* NormalizedString::map / transform with one rule per character: each character becomes the
+ * rule's output, the first taking its place (change 0), the others inserted after it (change 1).
+ * Skipped when no character changes (the result would be identical). */
+static int apply_rule(tk_nstr *ns, char_rule rule) {
+    uint32_t out[3];
+    size_t i = 0, l, k;
+    for (; i < ns->len; i += l) {
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
+        if ((k = rule(c, out)) != 1 || out[0] != c) break;
     }
-    if (!changed) return CP_OK;
+    if (i == ns->len) return CP_OK;
     tk_changes ch = {0};
     int rc = CP_OK;
-    for (size_t i = 0; i < ns->len && !rc;) {
-        size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
-        rc = tk_changes_push(&ch, f(c), 0);
-        i += l;
+    for (i = 0; i < ns->len && !rc; i += l) {
+        k = rule(cp_utf8_decode(ns->s + i, &l), out);
+        for (size_t m = 0; m < k && !rc; m++) rc = tk_changes_push(&ch, out[m], m > 0);
     }
     if (!rc) rc = tk_nstr_transform(ns, ch.v, ch.n, 0);
     free(ch.v);
     return rc;
 }
 
-static uint32_t map_bert_ws(uint32_t c) {
-    return (c == '\t' || c == '\n' || c == '\r' || tk_is_whitespace(c)) ? ' ' : c;
+static size_t rule_bert_whitespace(uint32_t c, uint32_t out[3]) {
+    out[0] = (c == '\t' || c == '\n' || c == '\r' || tk_is_whitespace(c)) ? ' ' : c;
+    return 1;
 }
-static uint32_t map_nmt(uint32_t c) {
+static size_t rule_nmt(uint32_t c, uint32_t out[3]) {
     switch (c) {
     case 0x9: case 0xA: case 0xC: case 0xD: case 0x1680: case 0x2028: case 0x2029: case 0x2581:
-    case 0xFEFF: case 0xFFFD: return ' ';
-    default: return (c >= 0x200B && c <= 0x200F) ? ' ' : c;
+    case 0xFEFF: case 0xFFFD: out[0] = ' '; break;
+    default: out[0] = (c >= 0x200B && c <= 0x200F) ? ' ' : c;
     }
+    return 1;
 }
-
-static int apply_lowercase(tk_nstr *ns) {
-    int changed = 0;
-    for (size_t i = 0; i < ns->len && !changed;) {
-        size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l), lo[3];
-        int k = tk_to_lower(c, lo);
-        if (k != 1 || lo[0] != c) changed = 1;
-        i += l;
-    }
-    if (!changed) return CP_OK;
-    tk_changes ch = {0};
-    int rc = CP_OK;
-    for (size_t i = 0; i < ns->len && !rc;) {
-        size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l), lo[3];
-        int k = tk_to_lower(c, lo);
-        for (int m = 0; m < k && !rc; m++) rc = tk_changes_push(&ch, lo[m], m > 0);
-        i += l;
-    }
-    if (!rc) rc = tk_nstr_transform(ns, ch.v, ch.n, 0);
-    free(ch.v);
-    return rc;
-}
-
-static int apply_chinese(tk_nstr *ns) {
-    int any = 0;
-    for (size_t i = 0; i < ns->len && !any;) {
-        size_t l;
-        if (tk_is_cjk(tk_utf8_decode(ns->s + i, &l))) any = 1;
-        i += l;
-    }
-    if (!any) return CP_OK;
-    tk_changes ch = {0};
-    int rc = CP_OK;
-    for (size_t i = 0; i < ns->len && !rc;) {
-        size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
-        if (tk_is_cjk(c)) {
-            rc = tk_changes_push(&ch, ' ', 0);
-            if (!rc) rc = tk_changes_push(&ch, c, 1);
-            if (!rc) rc = tk_changes_push(&ch, ' ', 1);
-        } else {
-            rc = tk_changes_push(&ch, c, 0);
-        }
-        i += l;
-    }
-    if (!rc) rc = tk_nstr_transform(ns, ch.v, ch.n, 0);
-    free(ch.v);
-    return rc;
+static size_t rule_lowercase(uint32_t c, uint32_t out[3]) { return (size_t)tk_to_lower(c, out); }
+/* BERT's handle_chinese_chars: a space on either side of each CJK character. */
+static size_t rule_chinese(uint32_t c, uint32_t out[3]) {
+    if (!tk_is_cjk(c)) { out[0] = c; return 1; }
+    out[0] = ' ';
+    out[1] = c;
+    out[2] = ' ';
+    return 3;
 }
 
 static int apply_bytelevel(tk_nstr *ns) {
@@ -294,7 +225,7 @@ static int apply_bytelevel(tk_nstr *ns) {
     tk_changes ch = {0};
     int rc = CP_OK;
     for (size_t i = 0; i < ns->len && !rc;) {
-        size_t l = tk_utf8_len((unsigned char)ns->s[i]);
+        size_t l = cp_utf8_len((unsigned char)ns->s[i]);
         for (size_t k = 0; k < l && !rc; k++)
             rc = tk_changes_push(&ch, tk_bytes_char[(unsigned char)ns->s[i + k]], k > 0);
         i += l;
@@ -322,30 +253,30 @@ static int apply_replace(const tk_normalizer *n, tk_nstr *ns) {
 
 int tk_normalizer_apply(const tk_normalizer *n, tk_nstr *ns) {
     if (!n) return CP_OK;
-    switch (n->type) {
+    switch ((ntype)n->head.kind) {
     case N_NFC: return apply_unicode(ns, 1, 0);
     case N_NFD: return apply_unicode(ns, 0, 0);
     case N_NFKC: return apply_unicode(ns, 1, 1);
     case N_NFKD: return apply_unicode(ns, 0, 1);
-    case N_LOWERCASE: return apply_lowercase(ns);
+    case N_LOWERCASE: return apply_rule(ns, rule_lowercase);
     case N_STRIP_ACCENTS: return apply_filter(ns, keep_not_mark);
     case N_NMT:
         if (apply_filter(ns, keep_nmt)) return CP_ERR;
-        return apply_map(ns, map_nmt);
+        return apply_rule(ns, rule_nmt);
     case N_REPLACE: return apply_replace(n, ns);
     case N_PREPEND: return ns->len ? tk_nstr_prepend(ns, n->prepend) : CP_OK;
     case N_STRIP: return tk_nstr_lrstrip(ns, n->left, n->right);
     case N_BERT:
-        if (n->clean_text && (apply_filter(ns, keep_bert_clean) || apply_map(ns, map_bert_ws))) return CP_ERR;
-        if (n->handle_chinese_chars && apply_chinese(ns)) return CP_ERR;
+        if (n->clean_text && (apply_filter(ns, keep_bert_clean) || apply_rule(ns, rule_bert_whitespace))) return CP_ERR;
+        if (n->handle_chinese_chars && apply_rule(ns, rule_chinese)) return CP_ERR;
         if (n->strip_accents && (apply_unicode(ns, 0, 0) || apply_filter(ns, keep_not_mn))) return CP_ERR;
-        if (n->lowercase && apply_lowercase(ns)) return CP_ERR;
+        if (n->lowercase && apply_rule(ns, rule_lowercase)) return CP_ERR;
         return CP_OK;
     case N_PRECOMPILED: return n->precompiled ? tk_precompiled_apply(n->precompiled, ns) : CP_OK;
     case N_BYTELEVEL: return apply_bytelevel(ns);
     case N_SEQUENCE:
-        for (size_t i = 0; i < n->nchildren; i++)
-            if (tk_normalizer_apply(n->children[i], ns)) return CP_ERR;
+        for (size_t i = 0; i < n->head.children.n; i++)
+            if (tk_normalizer_apply(n->head.children.v[i], ns)) return CP_ERR;
         return CP_OK;
     }
     return CP_OK;

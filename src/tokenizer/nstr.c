@@ -30,8 +30,8 @@ void tk_nstr_free(tk_nstr *ns) {
 tk_span tk_nstr_align(const tk_nstr *ns, size_t i) {
     if (ns->al) return ns->al[i];
     size_t cs = i;
-    while (cs > 0 && ((unsigned char)ns->s[cs] & 0xC0) == 0x80) cs--;
-    size_t ce = cs + tk_utf8_len((unsigned char)ns->s[cs]);
+    while (cs > 0 && cp_utf8_is_continuation((unsigned char)ns->s[cs])) cs--;
+    size_t ce = cs + cp_utf8_len((unsigned char)ns->s[cs]);
     return (tk_span){(uint32_t)(ns->orig_start + cs), (uint32_t)(ns->orig_start + ce)};
 }
 
@@ -65,12 +65,25 @@ tk_nstr tk_nstr_slice(const tk_nstr *ns, size_t a, size_t b) {
     return out;
 }
 
-/* Makes ns own a copy of its bytes and alignments (so they can be rebuilt). */
-static int nstr_materialize_into(const tk_nstr *ns, size_t extra, char **s, tk_span **al) {
-    *s = cp_malloc(ns->len + extra + 1, "a normalized string");
-    *al = cp_malloc((ns->len + extra + 1) * sizeof **al, "normalized string alignments");
+/* Room for a rebuilt string of up to len bytes and its alignments. */
+static int rebuild_alloc(size_t len, char **s, tk_span **al) {
+    *s = cp_malloc(len + 1, "a normalized string");
+    *al = cp_malloc((len + 1) * sizeof **al, "normalized string alignments");
     if (!*s || !*al) { free(*s); free(*al); return CP_ERR; }
     return CP_OK;
+}
+
+/* Ends a rebuild: s[0..o) is written; the old bytes from `from` on follow unchanged, with their
+ * alignments, and ns takes over s and al. */
+static void rebuild_finish(tk_nstr *ns, char *s, tk_span *al, size_t o, size_t from) {
+    size_t newlen = o + (ns->len - from);
+    memcpy(s + o, ns->s + from, ns->len - from);
+    for (size_t i = from; i < ns->len; i++) al[o++] = tk_nstr_align(ns, i);
+    s[newlen] = '\0';
+    tk_nstr_free(ns);
+    ns->s = ns->own_s = s;
+    ns->al = ns->own_al = al;
+    ns->len = newlen;
 }
 
 int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *ops, size_t nops,
@@ -78,15 +91,14 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
     /* New length: old outside the range + the new chars. */
     size_t add = 0;
     for (size_t k = 0; k < nops; k++) add += ops[k].c < 0x80 ? 1 : ops[k].c < 0x800 ? 2 : ops[k].c < 0x10000 ? 3 : 4;
-    size_t newlen = ns->len - (b - a) + add;
     char *s;
     tk_span *al;
-    if (nstr_materialize_into(ns, add, &s, &al)) return CP_ERR;
+    if (rebuild_alloc(ns->len + add, &s, &al)) return CP_ERR;
     memcpy(s, ns->s, a);
     for (size_t i = 0; i < a; i++) al[i] = tk_nstr_align(ns, i);
 
     size_t p = a; /* next old char to be consumed (replaced_normalized) */
-    for (size_t k = 0; k < initial_offset && p < b; k++) p += tk_utf8_len((unsigned char)ns->s[p]);
+    for (size_t k = 0; k < initial_offset && p < b; k++) p += cp_utf8_len((unsigned char)ns->s[p]);
     size_t offset = p;
     size_t o = a;
     tk_span zero = {(uint32_t)ns->orig_start, (uint32_t)ns->orig_start};
@@ -96,25 +108,19 @@ int tk_nstr_transform_range(tk_nstr *ns, size_t a, size_t b, const tk_change *op
         if (ops[k].change > 0) align = idx < 1 ? zero : tk_nstr_align(ns, idx - 1);
         else align = idx < ns->len ? tk_nstr_align(ns, idx) : zero;
         size_t replaced = 0;
-        if (ops[k].change <= 0 && p < b) { replaced = tk_utf8_len((unsigned char)ns->s[p]); p += replaced; }
+        if (ops[k].change <= 0 && p < b) { replaced = cp_utf8_len((unsigned char)ns->s[p]); p += replaced; }
         size_t removed = 0;
         for (int32_t r = 0; r < -ops[k].change && p < b; r++) {
-            size_t l = tk_utf8_len((unsigned char)ns->s[p]);
+            size_t l = cp_utf8_len((unsigned char)ns->s[p]);
             p += l;
             removed += l;
         }
         offset += replaced + removed;
-        size_t l = tk_utf8_encode(ops[k].c, s + o);
+        size_t l = cp_utf8_encode(ops[k].c, s + o);
         for (size_t i = 0; i < l; i++) al[o + i] = align;
         o += l;
     }
-    memcpy(s + o, ns->s + b, ns->len - b);
-    for (size_t i = b; i < ns->len; i++) al[o + i - b] = tk_nstr_align(ns, i);
-    s[newlen] = '\0';
-    tk_nstr_free(ns);
-    ns->s = ns->own_s = s;
-    ns->al = ns->own_al = al;
-    ns->len = newlen;
+    rebuild_finish(ns, s, al, o, b);
     return CP_OK;
 }
 
@@ -125,12 +131,12 @@ int tk_nstr_transform(tk_nstr *ns, const tk_change *ops, size_t nops, size_t ini
 int tk_nstr_prepend(tk_nstr *ns, const char *str) {
     if (ns->len == 0) return CP_OK;
     size_t nl;
-    uint32_t next = tk_utf8_decode(ns->s, &nl);
+    uint32_t next = cp_utf8_decode(ns->s, &nl);
     tk_change ops[64];
     size_t n = 0, i = 0, slen = strlen(str);
     while (i < slen && n < 63) {
         size_t l;
-        uint32_t c = tk_utf8_decode(str + i, &l);
+        uint32_t c = cp_utf8_decode(str + i, &l);
         ops[n] = (tk_change){c, n != 0};
         n++;
         i += l;
@@ -147,9 +153,9 @@ int tk_nstr_replace_matches(tk_nstr *ns, const size_t *starts, const size_t *end
      * every new byte takes the alignment of the match's last byte (idx - 1 = end - 1). */
     size_t newlen = ns->len;
     for (size_t k = 0; k < n; k++) newlen = newlen - (ends[k] - starts[k]) + clen;
-    char *s = cp_malloc(newlen + 1, "a normalized string");
-    tk_span *al = cp_malloc((newlen + 1) * sizeof *al, "normalized string alignments");
-    if (!s || !al) { free(s); free(al); return CP_ERR; }
+    char *s;
+    tk_span *al;
+    if (rebuild_alloc(newlen, &s, &al)) return CP_ERR;
     size_t o = 0, last = 0;
     tk_span zero = {(uint32_t)ns->orig_start, (uint32_t)ns->orig_start};
     for (size_t k = 0; k < n; k++) {
@@ -161,13 +167,7 @@ int tk_nstr_replace_matches(tk_nstr *ns, const size_t *starts, const size_t *end
         for (size_t i = 0; i < clen; i++) al[o++] = align;
         last = ends[k];
     }
-    memcpy(s + o, ns->s + last, ns->len - last);
-    for (size_t i = last; i < ns->len; i++) al[o++] = tk_nstr_align(ns, i);
-    s[newlen] = '\0';
-    tk_nstr_free(ns);
-    ns->s = ns->own_s = s;
-    ns->al = ns->own_al = al;
-    ns->len = newlen;
+    rebuild_finish(ns, s, al, o, last);
     return CP_OK;
 }
 
@@ -176,7 +176,7 @@ int tk_nstr_lrstrip(tk_nstr *ns, int left, int right) {
     int lead_run = 1;
     for (size_t i = 0; i < ns->len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         int ws = tk_is_whitespace(c);
         if (lead_run && ws) leading++;
         else lead_run = 0;
@@ -191,7 +191,7 @@ int tk_nstr_lrstrip(tk_nstr *ns, int left, int right) {
     size_t ci = 0;
     for (size_t i = 0; i < ns->len; ci++) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         i += l;
         if (ci < leading || ci >= nchars - trailing) continue;
         /* HF compares the char index with len() (bytes) - trailing - 1; reproduce that. */

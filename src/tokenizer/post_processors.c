@@ -11,17 +11,22 @@
 #include "io/json.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef enum { PP_TEMPLATE, PP_BYTELEVEL, PP_BERT, PP_ROBERTA, PP_SEQUENCE } pptype;
+static const char *const NAMES[] = {
+    [PP_TEMPLATE] = "TemplateProcessing", [PP_BYTELEVEL] = "ByteLevel", [PP_BERT] = "BertProcessing",
+    [PP_ROBERTA] = "RobertaProcessing", [PP_SEQUENCE] = "Sequence",
+};
 
 typedef struct { int special; int seq_b; int special_index; uint8_t type_id; } piece;
 typedef struct { char *name; int32_t *ids; uint32_t *trim; size_t n; } special_tok;
 
 struct tk_postproc {
-    pptype type;
+    tk_component_head head; /* kind: a pptype; children: a Sequence's */
     piece *single, *pair;
     size_t nsingle, npair;
     special_tok *specials;
@@ -29,15 +34,11 @@ struct tk_postproc {
     int trim_offsets, add_prefix_space;
     int32_t cls_id, sep_id;
     uint32_t cls_trim, sep_trim;
-    tk_postproc **children;
-    size_t nchildren;
-    int index; /* position in the parent Sequence's "processors" (for messages) */
 };
 
-static const char *SUPPORTED = "BertProcessing, ByteLevel, RobertaProcessing, Sequence, TemplateProcessing";
-
-void tk_postproc_free(tk_postproc *p) {
-    if (!p) return;
+/* Frees what a post_processor owns besides its head (tk_component_free does the rest). */
+static void release(void *obj) {
+    tk_postproc *p = obj;
     free(p->single);
     free(p->pair);
     for (size_t i = 0; i < p->nspecials; i++) {
@@ -46,9 +47,6 @@ void tk_postproc_free(tk_postproc *p) {
         free(p->specials[i].trim);
     }
     free(p->specials);
-    for (size_t i = 0; i < p->nchildren; i++) tk_postproc_free(p->children[i]);
-    free(p->children);
-    free(p);
 }
 
 static int parse_specials(tk_postproc *p, const cJSON *j, const char *path) {
@@ -140,58 +138,40 @@ static int parse_pair_token(const cJSON *j, const char *key, const char *path, i
     return CP_OK;
 }
 
-int tk_postproc_from_json(tk_postproc **out, const cJSON *j, const char *path) {
-    *out = NULL;
-    if (!j || cJSON_IsNull(j)) return CP_OK;
-    const char *type;
-    if (tk_json_type(j, path, &type)) return CP_ERR;
-    if (!type) return cp_error("%s: missing \"type\" (supported: %s)", path, SUPPORTED);
-    tk_postproc *p = cp_calloc(1, sizeof *p, "a post-processor");
-    if (!p) return CP_ERR;
+/* ByteLevel's and RobertaProcessing's trim_offsets and add_prefix_space. */
+static int parse_offset_trimming(tk_postproc *p, const cJSON *j, const char *path) {
+    int rc = tk_json_bool(j, "trim_offsets", 1, &p->trim_offsets, path);
+    return rc ? rc : tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
+}
+
+/* Reads the fields of a post_processor of the kind in its head (a Sequence's children: the caller). */
+static int parse(void *obj, const cJSON *j, const char *path) {
+    tk_postproc *p = obj;
     int rc = CP_OK;
-    if (strcmp(type, "TemplateProcessing") == 0) {
-        p->type = PP_TEMPLATE;
+    switch ((pptype)p->head.kind) {
+    case PP_TEMPLATE:
         rc = parse_specials(p, j, path);
         if (!rc) rc = parse_template(p, j, path, "single", &p->single, &p->nsingle);
         if (!rc) rc = parse_template(p, j, path, "pair", &p->pair, &p->npair);
-    } else if (strcmp(type, "ByteLevel") == 0) {
-        p->type = PP_BYTELEVEL;
-        rc = tk_json_bool(j, "trim_offsets", 1, &p->trim_offsets, path);
-        if (!rc) rc = tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
-    } else if (strcmp(type, "BertProcessing") == 0) {
-        p->type = PP_BERT;
+        break;
+    case PP_BYTELEVEL:
+        rc = parse_offset_trimming(p, j, path);
+        break;
+    case PP_BERT:
+    case PP_ROBERTA:
         rc = parse_pair_token(j, "cls", path, &p->cls_id, &p->cls_trim);
         if (!rc) rc = parse_pair_token(j, "sep", path, &p->sep_id, &p->sep_trim);
-    } else if (strcmp(type, "RobertaProcessing") == 0) {
-        p->type = PP_ROBERTA;
-        rc = parse_pair_token(j, "cls", path, &p->cls_id, &p->cls_trim);
-        if (!rc) rc = parse_pair_token(j, "sep", path, &p->sep_id, &p->sep_trim);
-        if (!rc) rc = tk_json_bool(j, "trim_offsets", 1, &p->trim_offsets, path);
-        if (!rc) rc = tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
-    } else if (strcmp(type, "Sequence") == 0) {
-        p->type = PP_SEQUENCE;
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "processors");
-        if (!cJSON_IsArray(arr)) rc = cp_error("%s.processors: expected an array", path);
-        else {
-            int cnt = cJSON_GetArraySize(arr);
-            p->children = cp_calloc((size_t)cnt + 1, sizeof *p->children, "post-processors");
-            if (!p->children) rc = CP_ERR;
-            char sub[256];
-            tk_path(sub, sizeof sub, path, "processors", 0);
-            for (int i = 0; i < cnt && !rc; i++) {
-                char q[300];
-                tk_path(q, sizeof q, sub, NULL, i);
-                rc = tk_postproc_from_json(&p->children[p->nchildren], cJSON_GetArrayItem(arr, i), q);
-                if (!rc && p->children[p->nchildren]) p->children[p->nchildren++]->index = i;
-            }
-        }
-    } else {
-        rc = cp_error("%s: unknown post_processor type \"%s\" (supported: %s)", path, type, SUPPORTED);
+        if (!rc && p->head.kind == PP_ROBERTA) rc = parse_offset_trimming(p, j, path);
+        break;
+    case PP_SEQUENCE: /* the children: tk_component_from_json */
+        break;
     }
-    if (rc) { tk_postproc_free(p); return CP_ERR; }
-    *out = p;
-    return CP_OK;
+    return rc;
 }
+
+const tk_component_class tk_postproc_class = {
+    "post_processor", NAMES, PP_SEQUENCE, "processors", sizeof(tk_postproc), parse, release,
+};
 
 /* ---- processing ------------------------------------------------------------------------------------ */
 
@@ -204,13 +184,7 @@ static void list_free(enc_list *l) {
 }
 
 static tk_enc *list_add(enc_list *l) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        tk_enc *v = cp_realloc(l->v, cap * sizeof *v, "encodings");
-        if (!v) return NULL;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (cp_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v, 8, "encodings")) return NULL;
     memset(&l->v[l->n], 0, sizeof l->v[l->n]);
     return &l->v[l->n++];
 }
@@ -257,7 +231,7 @@ static int move_in(enc_list *out, tk_enc *src, int set_type, int type_id) {
 static int process(const tk_postproc *p, enc_list *l, int nseq, int add) {
     enc_list out = {0};
     int rc = CP_OK;
-    switch (p->type) {
+    switch ((pptype)p->head.kind) {
     case PP_BYTELEVEL:
         if (p->trim_offsets)
             for (size_t i = 0; i < l->n; i++) trim_offsets(&l->v[i], p->add_prefix_space);
@@ -280,7 +254,7 @@ static int process(const tk_postproc *p, enc_list *l, int nseq, int add) {
     }
     case PP_BERT:
     case PP_ROBERTA: {
-        int roberta = p->type == PP_ROBERTA;
+        int roberta = p->head.kind == PP_ROBERTA;
         if (roberta) {
             if (p->trim_offsets)
                 for (size_t i = 0; i < l->n; i++) trim_offsets(&l->v[i], p->add_prefix_space);
@@ -297,7 +271,7 @@ static int process(const tk_postproc *p, enc_list *l, int nseq, int add) {
         break;
     }
     case PP_SEQUENCE:
-        for (size_t i = 0; i < p->nchildren && !rc; i++) rc = process(p->children[i], l, nseq, add);
+        for (size_t i = 0; i < p->head.children.n && !rc; i++) rc = process(p->head.children.v[i], l, nseq, add);
         return rc;
     }
     if (rc) { list_free(&out); return rc; }
@@ -338,23 +312,23 @@ void tk_postproc_added(const tk_postproc *p, const struct cp_tokenizer *tok, int
     *adds_bos = *adds_eos = 0;
     *first_id = *last_id = CP_TOKEN_NONE;
     if (!p) return;
-    if (p->type == PP_SEQUENCE) {
-        for (size_t i = 0; i < p->nchildren; i++) {
+    if (p->head.kind == PP_SEQUENCE) {
+        for (size_t i = 0; i < p->head.children.n; i++) {
             int b, e;
             int32_t f, l;
-            tk_postproc_added(p->children[i], tok, &b, &e, &f, &l);
+            tk_postproc_added(p->head.children.v[i], tok, &b, &e, &f, &l);
             if (b) { *adds_bos = 1; *first_id = f; }
             if (e) { *adds_eos = 1; *last_id = l; }
         }
         return;
     }
-    if (p->type == PP_BERT || p->type == PP_ROBERTA) {
+    if (p->head.kind == PP_BERT || p->head.kind == PP_ROBERTA) {
         *adds_bos = *adds_eos = 1;
         *first_id = p->cls_id;
         *last_id = p->sep_id;
         return;
     }
-    if (p->type == PP_TEMPLATE && p->nsingle) {
+    if (p->head.kind == PP_TEMPLATE && p->nsingle) {
         if (p->single[0].special) {
             const special_tok *s = &p->specials[p->single[0].special_index];
             if (s->n) { *adds_bos = 1; *first_id = s->ids[0]; }
@@ -368,9 +342,9 @@ void tk_postproc_added(const tk_postproc *p, const struct cp_tokenizer *tok, int
 
 int tk_postproc_trims(const tk_postproc *p) {
     if (!p) return 0;
-    if ((p->type == PP_BYTELEVEL || p->type == PP_ROBERTA) && p->trim_offsets) return 1;
-    for (size_t i = 0; i < p->nchildren; i++)
-        if (tk_postproc_trims(p->children[i])) return 1;
+    if ((p->head.kind == PP_BYTELEVEL || p->head.kind == PP_ROBERTA) && p->trim_offsets) return 1;
+    for (size_t i = 0; i < p->head.children.n; i++)
+        if (tk_postproc_trims(p->head.children.v[i])) return 1;
     return 0;
 }
 
@@ -386,7 +360,7 @@ static int check_id(const struct cp_tokenizer *tok, int32_t id, const char *wher
 int tk_postproc_check_ids(const tk_postproc *p, const struct cp_tokenizer *tok, const char *path) {
     if (!p) return CP_OK;
     char where[400];
-    switch (p->type) {
+    switch ((pptype)p->head.kind) {
     case PP_TEMPLATE:
         for (size_t i = 0; i < p->nspecials; i++)
             for (size_t k = 0; k < p->specials[i].n; k++) {
@@ -401,9 +375,9 @@ int tk_postproc_check_ids(const tk_postproc *p, const struct cp_tokenizer *tok, 
         snprintf(where, sizeof where, "%s.sep[1]", path);
         return check_id(tok, p->sep_id, where);
     case PP_SEQUENCE:
-        for (size_t i = 0; i < p->nchildren; i++) {
-            snprintf(where, sizeof where, "%s.processors[%d]", path, p->children[i]->index);
-            if (tk_postproc_check_ids(p->children[i], tok, where)) return CP_ERR;
+        for (size_t i = 0; i < p->head.children.n; i++) {
+            snprintf(where, sizeof where, "%s.processors[%d]", path, p->head.children.index[i]);
+            if (tk_postproc_check_ids(p->head.children.v[i], tok, where)) return CP_ERR;
         }
         return CP_OK;
     case PP_BYTELEVEL:

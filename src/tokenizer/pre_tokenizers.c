@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 
 #include <cjson/cJSON.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,11 +48,16 @@ typedef enum {
     P_BYTELEVEL, P_SPLIT, P_METASPACE, P_WHITESPACE, P_WHITESPACE_SPLIT, P_BERT, P_PUNCTUATION,
     P_DIGITS, P_DELIMITER, P_SEQUENCE
 } ptype;
+static const char *const NAMES[] = {
+    [P_BYTELEVEL] = "ByteLevel", [P_SPLIT] = "Split", [P_METASPACE] = "Metaspace", [P_WHITESPACE] = "Whitespace",
+    [P_WHITESPACE_SPLIT] = "WhitespaceSplit", [P_BERT] = "BertPreTokenizer", [P_PUNCTUATION] = "Punctuation",
+    [P_DIGITS] = "Digits", [P_DELIMITER] = "CharDelimiterSplit", [P_SEQUENCE] = "Sequence",
+};
 
 typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } prepend_scheme;
 
 struct tk_pretok {
-    ptype type;
+    tk_component_head head; /* kind: a ptype; children: a Sequence's */
     int add_prefix_space, use_regex;  /* ByteLevel */
     tk_regex *re;                     /* ByteLevel (GPT-2 pattern), Split */
     tk_split_behavior behavior;       /* Split, Punctuation */
@@ -62,20 +68,12 @@ struct tk_pretok {
     int split;                        /* Metaspace */
     int individual_digits;            /* Digits */
     uint32_t delimiter;               /* CharDelimiterSplit */
-    tk_pretok **children;
-    size_t nchildren;
 };
 
-static const char *SUPPORTED =
-    "BertPreTokenizer, ByteLevel, CharDelimiterSplit, Digits, Metaspace, Punctuation, Sequence, "
-    "Split, Whitespace, WhitespaceSplit";
-
-void tk_pretok_free(tk_pretok *p) {
-    if (!p) return;
+/* Frees what a pre_tokenizer owns besides its head (tk_component_free does the rest). */
+static void release(void *obj) {
+    tk_pretok *p = obj;
     tk_regex_free(p->re);
-    for (size_t i = 0; i < p->nchildren; i++) tk_pretok_free(p->children[i]);
-    free(p->children);
-    free(p);
 }
 
 static int parse_behavior(const cJSON *j, const char *path, tk_split_behavior dflt, tk_split_behavior *out) {
@@ -89,39 +87,13 @@ static int parse_behavior(const cJSON *j, const char *path, tk_split_behavior df
                     "MergedWithPrevious, MergedWithNext or Contiguous)", path, b);
 }
 
-static int parse_char(const cJSON *j, const char *key, const char *path, uint32_t dflt, uint32_t *out) {
-    const char *s;
-    if (tk_json_str(j, key, NULL, 0, &s, path)) return CP_ERR;
-    if (!s) { *out = dflt; return CP_OK; }
-    size_t n = strlen(s), l;
-    if (n == 0 || tk_utf8_valid_prefix(s, n) != n || (tk_utf8_decode(s, &l), l != n))
-        return cp_error("%s.%s: expected a single character, got \"%s\"", path, key, s);
-    *out = tk_utf8_decode(s, &l);
-    return CP_OK;
-}
-
-int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
-    *out = NULL;
-    if (!j || cJSON_IsNull(j)) return CP_OK;
-    const char *type;
-    if (tk_json_type(j, path, &type)) return CP_ERR;
-    if (!type) return cp_error("%s: missing \"type\" (supported: %s)", path, SUPPORTED);
-    static const struct { const char *name; ptype t; } names[] = {
-        {"ByteLevel", P_BYTELEVEL}, {"Split", P_SPLIT}, {"Metaspace", P_METASPACE},
-        {"Whitespace", P_WHITESPACE}, {"WhitespaceSplit", P_WHITESPACE_SPLIT},
-        {"BertPreTokenizer", P_BERT}, {"Punctuation", P_PUNCTUATION}, {"Digits", P_DIGITS},
-        {"CharDelimiterSplit", P_DELIMITER}, {"Sequence", P_SEQUENCE},
-    };
-    int found = -1;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(type, names[i].name) == 0) found = (int)i;
-    if (found < 0)
-        return cp_error("%s: unknown pre_tokenizer type \"%s\" (supported: %s)", path, type, SUPPORTED);
-    tk_pretok *p = cp_calloc(1, sizeof *p, "a pre-tokenizer");
-    if (!p) return CP_ERR;
-    p->type = names[found].t;
+/* Reads the fields of a pre_tokenizer of the kind in its head (a Sequence's children: the caller). */
+static int parse(void *obj, const cJSON *j, const char *path) {
+    tk_pretok *p = obj;
     int rc = CP_OK;
-    switch (p->type) {
+    switch ((ptype)p->head.kind) {
+    case P_WHITESPACE: case P_WHITESPACE_SPLIT: case P_BERT: case P_SEQUENCE: /* no fields */
+        break;
     case P_BYTELEVEL:
         rc = tk_json_bool(j, "add_prefix_space", 1, &p->add_prefix_space, path);
         if (!rc) rc = tk_json_bool(j, "use_regex", 1, &p->use_regex, path);
@@ -135,11 +107,11 @@ int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
         break;
     case P_PUNCTUATION: rc = parse_behavior(j, path, TK_SPLIT_ISOLATED, &p->behavior); break;
     case P_DIGITS: rc = tk_json_bool(j, "individual_digits", 0, &p->individual_digits, path); break;
-    case P_DELIMITER: rc = parse_char(j, "delimiter", path, ' ', &p->delimiter); break;
+    case P_DELIMITER: rc = tk_json_char(j, "delimiter", path, ' ', &p->delimiter); break;
     case P_METASPACE: {
-        rc = parse_char(j, "replacement", path, 0x2581, &p->replacement);
+        rc = tk_json_char(j, "replacement", path, 0x2581, &p->replacement);
         if (rc) break;
-        p->rep_str[tk_utf8_encode(p->replacement, p->rep_str)] = '\0';
+        p->rep_str[cp_utf8_encode(p->replacement, p->rep_str)] = '\0';
         const char *scheme;
         int aps;
         rc = tk_json_str(j, "prepend_scheme", "always", 0, &scheme, path);
@@ -159,28 +131,13 @@ int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const char *path) {
         }
         break;
     }
-    case P_SEQUENCE: {
-        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "pretokenizers");
-        if (!cJSON_IsArray(arr)) { rc = cp_error("%s.pretokenizers: expected an array", path); break; }
-        int cnt = cJSON_GetArraySize(arr);
-        p->children = cp_calloc((size_t)cnt + 1, sizeof *p->children, "pre-tokenizers");
-        if (!p->children) { rc = CP_ERR; break; }
-        char sub[256];
-        tk_path(sub, sizeof sub, path, "pretokenizers", 0);
-        for (int i = 0; i < cnt && !rc; i++) {
-            char q[300];
-            tk_path(q, sizeof q, sub, NULL, i);
-            rc = tk_pretok_from_json(&p->children[p->nchildren], cJSON_GetArrayItem(arr, i), q);
-            if (!rc && p->children[p->nchildren]) p->nchildren++;
-        }
-        break;
     }
-    default: break;
-    }
-    if (rc) { tk_pretok_free(p); return CP_ERR; }
-    *out = p;
-    return CP_OK;
+    return rc;
 }
+
+const tk_component_class tk_pretok_class = {
+    "pre_tokenizer", NAMES, P_SEQUENCE, "pretokenizers", sizeof(tk_pretok), parse, release,
+};
 
 /* ---- applying ------------------------------------------------------------------------------------ */
 
@@ -218,13 +175,13 @@ static int split_whitespace(tk_nstr *ns, tk_split_fn emit, void *ctx) {
     size_t i = 0;
     while (i < ns->len && !rc) {
         size_t l;
-        uint32_t c = tk_utf8_decode(ns->s + i, &l);
+        uint32_t c = cp_utf8_decode(ns->s + i, &l);
         int cls = tk_is_word_char(c) ? 1 : tk_is_whitespace(c) ? 0 : 2;
         if (cls == 0) { i += l; continue; }
         size_t st = i;
         i += l;
         while (i < ns->len) {
-            c = tk_utf8_decode(ns->s + i, &l);
+            c = cp_utf8_decode(ns->s + i, &l);
             int k = tk_is_word_char(c) ? 1 : tk_is_whitespace(c) ? 0 : 2;
             if (k != cls) break;
             i += l;
@@ -244,11 +201,11 @@ static int bytelevel_emit(tk_nstr *sub, tk_split_fn emit, void *ctx) {
     if (!s || !al) { free(s); free(al); return CP_ERR; }
     size_t o = 0;
     for (size_t i = 0; i < n;) {
-        size_t l = tk_utf8_len((unsigned char)sub->s[i]);
+        size_t l = cp_utf8_len((unsigned char)sub->s[i]);
         tk_span a = tk_nstr_align(sub, i); /* every byte of a char shares the char's alignment */
         for (size_t k = 0; k < l; k++) {
             uint16_t c = tk_bytes_char[(unsigned char)sub->s[i + k]];
-            size_t w = tk_utf8_encode(c, s + o);
+            size_t w = cp_utf8_encode(c, s + o);
             for (size_t q = 0; q < w; q++) al[o + q] = a;
             o += w;
         }
@@ -270,9 +227,9 @@ static int bytelevel_emit_cb(void *c, tk_nstr *sub) {
 typedef struct { const tk_pretok *seq; size_t idx; tk_split_fn emit; void *ctx; } seq_ctx;
 static int seq_next(void *c, tk_nstr *split) {
     seq_ctx *s = c;
-    if (s->idx + 1 >= s->seq->nchildren) return s->emit(s->ctx, split);
+    if (s->idx + 1 >= s->seq->head.children.n) return s->emit(s->ctx, split);
     seq_ctx next = {s->seq, s->idx + 1, s->emit, s->ctx};
-    return tk_pretok_apply(s->seq->children[next.idx], split, seq_next, &next);
+    return tk_pretok_apply(s->seq->head.children.v[next.idx], split, seq_next, &next);
 }
 
 typedef struct { tk_split_fn emit; void *ctx; } bert_ctx;
@@ -283,7 +240,7 @@ static int bert_second(void *c, tk_nstr *split) {
 
 int tk_pretok_apply(const tk_pretok *p, tk_nstr *ns, tk_split_fn emit, void *ctx) {
     if (!p) return ns->len ? emit(ctx, ns) : CP_OK;
-    switch (p->type) {
+    switch ((ptype)p->head.kind) {
     case P_BYTELEVEL: {
         if (p->add_prefix_space && !(ns->len && ns->s[0] == ' ') && tk_nstr_prepend(ns, " ")) return CP_ERR;
         if (!p->use_regex) return ns->len ? bytelevel_emit(ns, emit, ctx) : CP_OK;
@@ -338,9 +295,9 @@ int tk_pretok_apply(const tk_pretok *p, tk_nstr *ns, tk_split_fn emit, void *ctx
                           p->individual_digits ? TK_SPLIT_ISOLATED : TK_SPLIT_CONTIGUOUS, emit, ctx);
     case P_DELIMITER: return split_pred(ns, pred_char, &p->delimiter, TK_SPLIT_REMOVED, emit, ctx);
     case P_SEQUENCE: {
-        if (p->nchildren == 0) return ns->len ? emit(ctx, ns) : CP_OK;
+        if (p->head.children.n == 0) return ns->len ? emit(ctx, ns) : CP_OK;
         seq_ctx s = {p, 0, emit, ctx};
-        return tk_pretok_apply(p->children[0], ns, seq_next, &s);
+        return tk_pretok_apply(p->head.children.v[0], ns, seq_next, &s);
     }
     }
     return CP_OK;

@@ -73,7 +73,7 @@ int tk_precompiled_from_base64(tk_precompiled **out, const char *b64, const char
     memcpy(p->normalized, bin + 4 + trie_bytes, p->nnorm);
     p->normalized[p->nnorm] = '\0';
     free(bin);
-    if (tk_utf8_valid_prefix(p->normalized, p->nnorm) != p->nnorm) {
+    if (cp_utf8_valid_prefix(p->normalized, p->nnorm) != p->nnorm) {
         tk_precompiled_free(p);
         return cp_error("%s.precompiled_charsmap: replacement strings are not valid UTF-8", path);
     }
@@ -111,14 +111,14 @@ static const char *hit_string(const tk_precompiled *p, long idx, size_t *len) {
     size_t e = (size_t)idx;
     while (e < p->nnorm && p->normalized[e]) e++;
     /* A hit must start on a char boundary (HF would panic otherwise); treat as no rule. */
-    if ((size_t)idx < p->nnorm && ((unsigned char)p->normalized[idx] & 0xC0) == 0x80) return NULL;
+    if ((size_t)idx < p->nnorm && cp_utf8_is_continuation((unsigned char)p->normalized[idx])) return NULL;
     *len = e - (size_t)idx;
     return p->normalized + idx;
 }
 
 static size_t count_chars(const char *s, size_t n) {
     size_t c = 0;
-    for (size_t i = 0; i < n; i += tk_utf8_len((unsigned char)s[i])) c++;
+    for (size_t i = 0; i < n; i += cp_utf8_len((unsigned char)s[i])) c++;
     return c;
 }
 
@@ -128,7 +128,7 @@ static int push_replace(tk_changes *t, const char *old_part, size_t old_len, con
     size_t first = t->n;
     for (size_t i = 0; i < nl;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(np + i, &l);
+        uint32_t c = cp_utf8_decode(np + i, &l);
         if (tk_changes_push(t, c, 0)) return CP_ERR;
         i += l;
     }
@@ -149,11 +149,11 @@ int tk_precompiled_apply(const tk_precompiled *p, tk_nstr *ns) {
         /* One extended grapheme cluster [i, e). */
         utf8proc_int32_t state = 0;
         size_t l;
-        uint32_t prev = tk_utf8_decode(ns->s + i, &l);
+        uint32_t prev = cp_utf8_decode(ns->s + i, &l);
         size_t e = i + l;
         while (e < ns->len) {
             size_t l2;
-            uint32_t c = tk_utf8_decode(ns->s + e, &l2);
+            uint32_t c = cp_utf8_decode(ns->s + e, &l2);
             if (utf8proc_grapheme_break_stateful((utf8proc_int32_t)prev, (utf8proc_int32_t)c, &state)) break;
             prev = c;
             e += l2;
@@ -167,7 +167,7 @@ int tk_precompiled_apply(const tk_precompiled *p, tk_nstr *ns) {
             rc = push_replace(&t, g, glen, norm, nl);
         } else {
             for (size_t k = 0; k < glen && !rc;) {
-                uint32_t c = tk_utf8_decode(g + k, &l);
+                uint32_t c = cp_utf8_decode(g + k, &l);
                 if ((norm = hit_string(p, first_hit(p, g + k, l), &nl))) {
                     modified = 1;
                     rc = push_replace(&t, g + k, l, norm, nl);

@@ -126,7 +126,7 @@ int tk_regex_find_matches(const tk_regex *re, const char *s, size_t len, tk_matc
     if (!re->code) {
         if (re->lit_len == 0) { /* HF: an empty literal matches nothing (its range counts chars) */
             size_t nchars = 0;
-            for (size_t i = 0; i < len; i += tk_utf8_len((unsigned char)s[i])) nchars++;
+            for (size_t i = 0; i < len; i += cp_utf8_len((unsigned char)s[i])) nchars++;
             return tk_matches_push(out, 0, nchars, 0);
         }
         size_t i = 0;
@@ -165,7 +165,7 @@ int tk_regex_find_matches(const tk_regex *re, const char *s, size_t len, tk_matc
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
             size_t ms = ov[0], me = ov[1];
             if (me == ms && have_last && last_match_end == me) {
-                last_end += last_end < len ? tk_utf8_len((unsigned char)s[last_end]) : 1;
+                last_end += last_end < len ? cp_utf8_len((unsigned char)s[last_end]) : 1;
                 continue;
             }
             last_end = me;
@@ -189,7 +189,7 @@ int tk_pred_find_matches(int (*pred)(uint32_t c, const void *arg), const void *a
     size_t last_offset = 0, last_seen = 0;
     for (size_t b = 0; b < len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + b, &l);
+        uint32_t c = cp_utf8_decode(s + b, &l);
         last_seen = b + l;
         if (pred(c, arg)) {
             if (last_offset < b && tk_matches_push(out, last_offset, b, 0)) return CP_ERR;

@@ -1,122 +1,14 @@
 /*
- * strmap.c — the small containers of the tokenizer: a string → id hash map (vocabularies), a
- * pair → (rank, id) map (BPE merges), growable buffers and lists.
+ * strmap.c — the small containers of the tokenizer: a pair → (rank, id) map (BPE merges), growable
+ * buffers and lists. (The string → id map of vocabularies is core/strmap.c.)
  *
- * Both maps use open addressing with linear probing at load factor <= 1/2. Keys of the string map
- * live in large blocks, so a 250k-entry vocabulary costs a handful of allocations.
+ * The pair map uses open addressing with linear probing at load factor <= 1/2.
  */
 #include "tokenizer/internal.h"
 #include "core/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-uint64_t tk_hash_bytes(const char *s, size_t n) {
-    /* 8 bytes at a time, multiply-xorshift mixing (in the spirit of wyhash, much simpler). */
-    const uint64_t m = 0x9E3779B97F4A7C15ull;
-    uint64_t h = 0x243F6A8885A308D3ull ^ (n * m);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * m;
-        h ^= h >> 29;
-    }
-    uint64_t w = 0;
-    for (size_t k = 0; i + k < n; k++) w |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
-    h = (h ^ w) * m;
-    h ^= h >> 32;
-    h *= 0xD6E8FEB86659FD93ull;
-    h ^= h >> 32;
-    return h;
-}
-
-void tk_strmap_init(tk_strmap *m) { memset(m, 0, sizeof *m); }
-
-void tk_strmap_free(tk_strmap *m) {
-    free(m->slots);
-    free(m->entries);
-    for (size_t i = 0; i < m->nblocks; i++) free(m->blocks[i]);
-    free(m->blocks);
-    memset(m, 0, sizeof *m);
-}
-
-static int strmap_grow(tk_strmap *m) {
-    size_t cap = m->cap ? m->cap * 2 : 64;
-    uint32_t *slots = cp_calloc(cap, sizeof *slots, "a vocabulary hash table");
-    if (!slots) return CP_ERR;
-    for (size_t i = 0; i < m->n; i++) {
-        size_t j = m->entries[i].hash & (cap - 1);
-        while (slots[j]) j = (j + 1) & (cap - 1);
-        slots[j] = (uint32_t)(i + 1);
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return CP_OK;
-}
-
-static char *strmap_store(tk_strmap *m, const char *key, size_t len) {
-    if (m->nblocks == 0 || m->block_used + len + 1 > m->block_cap) {
-        size_t cap = len + 1 > 65536 ? len + 1 : 65536;
-        char **blocks = cp_realloc(m->blocks, (m->nblocks + 1) * sizeof *blocks, "vocabulary");
-        if (!blocks) return NULL;
-        m->blocks = blocks;
-        if (!(m->blocks[m->nblocks] = cp_malloc(cap, "vocabulary strings"))) return NULL;
-        m->nblocks++;
-        m->block_used = 0;
-        m->block_cap = cap;
-    }
-    char *p = m->blocks[m->nblocks - 1] + m->block_used;
-    memcpy(p, key, len);
-    p[len] = '\0';
-    m->block_used += len + 1;
-    return p;
-}
-
-int tk_strmap_put(tk_strmap *m, const char *key, size_t len, int32_t value) {
-    if (len > UINT32_MAX) return cp_error("token of %zu bytes is too long", len);
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m)) return CP_ERR;
-    uint64_t h = tk_hash_bytes(key, len);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j]) {
-        struct tk_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) {
-            e->value = value;
-            return CP_OK;
-        }
-        j = (j + 1) & (m->cap - 1);
-    }
-    if (m->n == m->entries_cap) {
-        size_t cap = m->entries_cap ? m->entries_cap * 2 : 64;
-        void *p = cp_realloc(m->entries, cap * sizeof *m->entries, "vocabulary entries");
-        if (!p) return CP_ERR;
-        m->entries = p;
-        m->entries_cap = cap;
-    }
-    const char *stored = strmap_store(m, key, len);
-    if (!stored) return CP_ERR;
-    m->entries[m->n] = (struct tk_strmap_entry){stored, (uint32_t)len, value, h};
-    m->slots[j] = (uint32_t)(++m->n);
-    return CP_OK;
-}
-
-int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len) {
-    if (!m->cap) return -1;
-    uint64_t h = tk_hash_bytes(key, len);
-    size_t j = h & (m->cap - 1);
-    while (m->slots[j]) {
-        const struct tk_strmap_entry *e = &m->entries[m->slots[j] - 1];
-        if (e->hash == h && e->len == len && memcmp(e->key, key, len) == 0) return e->value;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
-}
-
-const char *tk_strmap_key(const tk_strmap *m, size_t i, size_t *len) {
-    *len = m->entries[i].len;
-    return m->entries[i].key;
-}
 
 /* ---- pair map ---------------------------------------------------------------------------------- */
 
@@ -172,13 +64,7 @@ int tk_pairmap_get(const tk_pairmap *m, uint64_t key, uint32_t *v1, uint32_t *v2
 /* ---- buffers and lists --------------------------------------------------------------------------- */
 
 int tk_buf_reserve(tk_buf *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) return CP_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *s = cp_realloc(b->s, cap, "a text buffer");
-    if (!s) return CP_ERR;
-    b->s = s; b->cap = cap;
-    return CP_OK;
+    return cp_grow(&b->s, &b->cap, b->len + extra + 1, 1, 64, "a text buffer");
 }
 
 int tk_buf_append(tk_buf *b, const char *s, size_t n) {
@@ -191,20 +77,17 @@ int tk_buf_append(tk_buf *b, const char *s, size_t n) {
 
 int tk_buf_putc(tk_buf *b, uint32_t c) {
     char tmp[4];
-    return tk_buf_append(b, tmp, tk_utf8_encode(c, tmp));
+    return tk_buf_append(b, tmp, cp_utf8_encode(c, tmp));
 }
 
 void tk_buf_free(tk_buf *b) { free(b->s); memset(b, 0, sizeof *b); }
 
 int tk_strlist_push(tk_strlist *l, const char *s, size_t n) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        char **v = cp_realloc(l->v, cap * sizeof *v, "a token list");
-        if (!v) return CP_ERR;
-        l->v = v;
-        size_t *len = cp_realloc(l->len, cap * sizeof *len, "a token list");
-        if (!len) return CP_ERR;
-        l->len = len;
+        size_t cap = cp_grow_cap(l->cap, l->n + 1, 16);
+        if (cp_resize(&l->v, cap, sizeof *l->v, "a token list") ||
+            cp_resize(&l->len, cap, sizeof *l->len, "a token list"))
+            return CP_ERR;
         l->cap = cap;
     }
     char *c = cp_malloc(n + 1, "a token");
@@ -223,28 +106,18 @@ void tk_strlist_free(tk_strlist *l) {
 }
 
 int tk_changes_push(tk_changes *c, uint32_t ch, int32_t change) {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        tk_change *v = cp_realloc(c->v, cap * sizeof *v, "a normalization buffer");
-        if (!v) return CP_ERR;
-        c->v = v; c->cap = cap;
-    }
+    if (cp_grow(&c->v, &c->cap, c->n + 1, sizeof *c->v, 64, "a normalization buffer")) return CP_ERR;
     c->v[c->n++] = (tk_change){ch, change};
     return CP_OK;
 }
 
 int tk_wordtoks_push(tk_wordtoks *w, int32_t id, size_t start, size_t end) {
     if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 32;
-        int32_t *ids = cp_realloc(w->ids, cap * sizeof *ids, "word tokens");
-        if (!ids) return CP_ERR;
-        w->ids = ids;
-        uint32_t *s = cp_realloc(w->starts, cap * sizeof *s, "word tokens");
-        if (!s) return CP_ERR;
-        w->starts = s;
-        uint32_t *e = cp_realloc(w->ends, cap * sizeof *e, "word tokens");
-        if (!e) return CP_ERR;
-        w->ends = e;
+        size_t cap = cp_grow_cap(w->cap, w->n + 1, 32);
+        if (cp_resize(&w->ids, cap, sizeof *w->ids, "word tokens") ||
+            cp_resize(&w->starts, cap, sizeof *w->starts, "word tokens") ||
+            cp_resize(&w->ends, cap, sizeof *w->ends, "word tokens"))
+            return CP_ERR;
         w->cap = cap;
     }
     w->ids[w->n] = id;
@@ -254,12 +127,7 @@ int tk_wordtoks_push(tk_wordtoks *w, int32_t id, size_t start, size_t end) {
 }
 
 int tk_matches_push(tk_matches *m, size_t start, size_t end, int is_match) {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        tk_match *v = cp_realloc(m->v, cap * sizeof *v, "split positions");
-        if (!v) return CP_ERR;
-        m->v = v; m->cap = cap;
-    }
+    if (cp_grow(&m->v, &m->cap, m->n + 1, sizeof *m->v, 64, "split positions")) return CP_ERR;
     m->v[m->n++] = (tk_match){start, end, is_match};
     return CP_OK;
 }
@@ -267,25 +135,13 @@ int tk_matches_push(tk_matches *m, size_t start, size_t end, int is_match) {
 int tk_enc_push(tk_enc *e, int32_t id, size_t start, size_t end, int special, int type_id,
                 uint32_t trim) {
     if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 64;
-        int32_t *ids = cp_realloc(e->ids, cap * sizeof *ids, "an encoding");
-        if (!ids) return CP_ERR;
-        e->ids = ids;
-        size_t *off = cp_realloc(e->offsets, 2 * cap * sizeof *off, "an encoding");
-        if (!off) return CP_ERR;
-        e->offsets = off;
-        uint8_t *sp = cp_realloc(e->special, cap, "an encoding");
-        if (!sp) return CP_ERR;
-        e->special = sp;
-        uint8_t *ty = cp_realloc(e->type_ids, cap, "an encoding");
-        if (!ty) return CP_ERR;
-        e->type_ids = ty;
-        uint32_t *tr = cp_realloc(e->trim, cap * sizeof *tr, "an encoding");
-        if (!tr) return CP_ERR;
-        e->trim = tr;
-        uint8_t *sq = cp_realloc(e->seq, cap, "an encoding");
-        if (!sq) return CP_ERR;
-        e->seq = sq;
+        size_t cap = cp_grow_cap(e->cap, e->n + 1, 64);
+        const char *what = "an encoding";
+        if (cp_resize(&e->ids, cap, sizeof *e->ids, what) ||
+            cp_resize(&e->offsets, 2 * cap, sizeof *e->offsets, what) ||
+            cp_resize(&e->special, cap, 1, what) || cp_resize(&e->type_ids, cap, 1, what) ||
+            cp_resize(&e->trim, cap, sizeof *e->trim, what) || cp_resize(&e->seq, cap, 1, what))
+            return CP_ERR;
         e->cap = cap;
     }
     size_t i = e->n++;
@@ -311,7 +167,7 @@ uint32_t tk_trim_counts(const char *s, size_t len) {
     int leading = 1;
     while (i < len) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         int sp = c == 0x120 || tk_is_whitespace(c);
         if (leading && sp) lead++;
         else leading = 0;

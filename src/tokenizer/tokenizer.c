@@ -54,22 +54,15 @@ void cp_encoding_free(cp_encoding *e) {
 
 static int encoding_reserve(cp_encoding *e, size_t n) {
     if (e->ids && n <= e->cap) return CP_OK;
-    size_t cap = e->cap ? e->cap : 64;
-    while (cap < n) cap *= 2;
+    size_t cap = cp_grow_cap(e->cap, n, 64);
     ids_header *h = e->ids ? (ids_header *)e->ids - 1 : NULL;
     ids_header *nh = cp_realloc(h, sizeof *nh + cap * sizeof *e->ids, "an encoding");
     if (!nh) return CP_ERR;
     if (!h) nh->state = NULL;
     e->ids = (int32_t *)(nh + 1);
-    size_t *off = cp_realloc(e->offsets, 2 * cap * sizeof *off, "an encoding");
-    if (!off) return CP_ERR;
-    e->offsets = off;
-    uint8_t *sm = cp_realloc(e->special_mask, cap, "an encoding");
-    if (!sm) return CP_ERR;
-    e->special_mask = sm;
-    uint8_t *ty = cp_realloc(e->type_ids, cap, "an encoding");
-    if (!ty) return CP_ERR;
-    e->type_ids = ty;
+    if (cp_resize(&e->offsets, 2 * cap, sizeof *e->offsets, "an encoding") ||
+        cp_resize(&e->special_mask, cap, 1, "an encoding") || cp_resize(&e->type_ids, cap, 1, "an encoding"))
+        return CP_ERR;
     e->cap = cap;
     return CP_OK;
 }
@@ -112,7 +105,7 @@ static int parse_added_tokens(cp_tokenizer *tok, const cJSON *arr) {
         t.content = (char *)content;
         t.len = strlen(content);
         if (t.len == 0) continue;
-        int32_t existing = tk_strmap_get(&tok->added.by_content, content, t.len);
+        int32_t existing = cp_strmap_get(&tok->added.by_content, content, t.len);
         int32_t new_id;
         if (existing >= 0) new_id = tok->added.v[existing].id;
         else if ((new_id = tk_model_token_to_id(tok->model, content, t.len)) < 0) new_id = next_id++;
@@ -197,7 +190,7 @@ int tk_tokenizer_finish(cp_tokenizer *tok) {
 static cp_tokenizer *tokenizer_new(void) {
     cp_tokenizer *tok = cp_calloc(1, sizeof *tok, "a tokenizer");
     if (!tok) return NULL;
-    tk_strmap_init(&tok->added.by_content);
+    cp_strmap_init(&tok->added.by_content);
     for (int r = 0; r < 4; r++) tok->special[r] = CP_TOKEN_NONE;
     tok->add_bos = tok->add_eos = -1;
     return tok;
@@ -205,7 +198,7 @@ static cp_tokenizer *tokenizer_new(void) {
 
 /* Parses a tokenizer.json document; it must be valid UTF-8 (serde_json requires it too). */
 static int parse_doc(const char *json, size_t len, cJSON **root) {
-    size_t valid = tk_utf8_valid_prefix(json, len);
+    size_t valid = cp_utf8_valid_prefix(json, len);
     if (valid < len) {
         size_t line = 1;
         for (size_t i = 0; i < valid; i++) line += json[i] == '\n';
@@ -377,18 +370,18 @@ static int clean_prepare(const char *text, size_t len, clean_text *c) {
     if (len > UINT32_MAX / 4) return cp_error("text of %zu bytes is too long to encode (limit 1 GiB)", len);
     c->s = text;
     c->len = len;
-    if (tk_utf8_valid_prefix(text, len) == len) return CP_OK;
+    if (cp_utf8_valid_prefix(text, len) == len) return CP_OK;
     size_t cap = len * 3 + 1;
     char *clean = cp_malloc(cap, "a UTF-8 repaired copy of the text");
     size_t *map = cp_malloc((cap + 1) * sizeof *map, "an offset map");
     if (!clean || !map) { free(clean); free(map); return CP_ERR; }
     size_t r = 0, o = 0;
     while (o < len) {
-        size_t v = tk_utf8_valid_prefix(text + o, len - o);
+        size_t v = cp_utf8_valid_prefix(text + o, len - o);
         for (size_t k = 0; k < v; k++) { clean[r] = text[o + k]; map[r++] = o + k; }
         o += v;
         if (o < len) {
-            size_t bad = tk_utf8_invalid_len(text + o, len - o);
+            size_t bad = cp_utf8_invalid_len(text + o, len - o);
             memcpy(clean + r, "\xEF\xBF\xBD", 3);
             map[r] = map[r + 1] = map[r + 2] = o; /* only map[r] is a boundary */
             r += 3;
@@ -407,7 +400,7 @@ static int clean_prepare(const char *text, size_t len, clean_text *c) {
  * reports char offsets, where such a position falls to its char. Then clean → input offsets. */
 static size_t final_offset(const clean_text *c, size_t o) {
     if (o < c->len)
-        while (o > 0 && ((unsigned char)c->s[o] & 0xC0) == 0x80) o--;
+        while (o > 0 && cp_utf8_is_continuation((unsigned char)c->s[o])) o--;
     if (c->map && o <= c->len) o = c->map[o];
     return o;
 }
@@ -526,7 +519,7 @@ int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n, i
         }
         if (skip_special_tokens) {
             /* is_special_token looks at the token string */
-            int32_t ai = tk_strmap_get(&tok->added.by_content, s, len);
+            int32_t ai = cp_strmap_get(&tok->added.by_content, s, len);
             if (ai >= 0 && tok->added.v[ai].special) continue;
         }
         rc = tk_strlist_push(&l, s, len);
@@ -559,7 +552,7 @@ const char *cp_tokenizer_id_to_token(const cp_tokenizer *tok, int32_t id) {
 
 int32_t cp_tokenizer_token_to_id(const cp_tokenizer *tok, const char *token) {
     size_t len = strlen(token);
-    int32_t ai = tk_strmap_get(&tok->added.by_content, token, len);
+    int32_t ai = cp_strmap_get(&tok->added.by_content, token, len);
     if (ai >= 0) return tok->added.v[ai].id;
     return tk_model_token_to_id(tok->model, token, len);
 }
@@ -593,18 +586,16 @@ int cp_tokenizer_set_special(cp_tokenizer *tok, cp_special_role role, const char
     return CP_OK;
 }
 
-int cp_tokenizer_adds_bos(const cp_tokenizer *tok) {
-    if (tok->add_bos >= 0) return tok->add_bos;
-    int b, e;
-    int32_t f, l;
-    tk_postproc_added(tok->postproc, tok, &b, &e, &f, &l);
-    return b;
+/* Whether encoding adds bos (which 0) or eos (which 1): what tokenizer_config.json says, else what
+ * the post-processor adds. */
+static int adds_special(const cp_tokenizer *tok, int which) {
+    const int said = which ? tok->add_eos : tok->add_bos;
+    if (said >= 0) return said;
+    int adds[2];
+    int32_t first, last;
+    tk_postproc_added(tok->postproc, tok, &adds[0], &adds[1], &first, &last);
+    return adds[which];
 }
 
-int cp_tokenizer_adds_eos(const cp_tokenizer *tok) {
-    if (tok->add_eos >= 0) return tok->add_eos;
-    int b, e;
-    int32_t f, l;
-    tk_postproc_added(tok->postproc, tok, &b, &e, &f, &l);
-    return e;
-}
+int cp_tokenizer_adds_bos(const cp_tokenizer *tok) { return adds_special(tok, 0); }
+int cp_tokenizer_adds_eos(const cp_tokenizer *tok) { return adds_special(tok, 1); }

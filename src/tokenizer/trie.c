@@ -34,13 +34,7 @@ void tk_trie_free(tk_trie *t) {
 }
 
 static uint32_t new_node(tk_trie *t, uint8_t byte) {
-    if (t->count == t->cap) {
-        size_t cap = t->cap * 2;
-        struct tnode *n = cp_realloc(t->n, cap * sizeof *n, "a trie");
-        if (!n) return 0;
-        t->n = n;
-        t->cap = cap;
-    }
+    if (cp_grow(&t->n, &t->cap, t->count + 1, sizeof *t->n, 256, "a trie")) return 0;
     t->n[t->count] = (struct tnode){0, 0, -1, byte};
     return (uint32_t)t->count++;
 }

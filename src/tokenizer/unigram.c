@@ -52,7 +52,7 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     if (!u) { free(m); return CP_ERR; }
     m->type = TK_MODEL_UNIGRAM;
     m->impl = u;
-    tk_strmap_init(&m->vocab);
+    cp_strmap_init(&m->vocab);
     size_t n = (size_t)cJSON_GetArraySize(v);
     u->pieces = cp_calloc(n + 1, sizeof *u->pieces, "Unigram pieces");
     u->scores = cp_calloc(n + 1, sizeof *u->scores, "Unigram scores");
@@ -72,7 +72,7 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
         u->n = i + 1;
         u->scores[i] = s->valuedouble;
         if (s->valuedouble < u->min_score) u->min_score = s->valuedouble;
-        rc = tk_strmap_put(&m->vocab, p->valuestring, len, (int32_t)i);
+        rc = cp_strmap_put(&m->vocab, p->valuestring, len, (int32_t)i);
         if (!rc) rc = tk_trie_insert(u->trie, p->valuestring, len, (int32_t)i);
     }
     if (!rc && unk >= 0 && (size_t)unk >= n)
@@ -84,7 +84,7 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     for (int k = 0; k < 256; k++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", k);
-        u->byte_ids[k] = tk_strmap_get(&m->vocab, name, 6);
+        u->byte_ids[k] = cp_strmap_get(&m->vocab, name, 6);
     }
     /* Reverse vocabulary straight from the list (pieces may repeat). */
     m->max_id = (int32_t)n - 1;
@@ -99,20 +99,9 @@ int tk_unigram_from_json(tk_model **out, const cJSON *j, const char *path) {
     return CP_OK;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return CP_OK;
-    size_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    void *q = cp_realloc(*p, c * elem, "a Unigram lattice");
-    if (!q) return CP_ERR;
-    *p = q;
-    *cap = c;
-    return CP_OK;
-}
-
 /* Emits one piece string s[a..b): its id, or bytes / unk. */
 static int emit_piece(const tk_model *m, const unigram *u, const char *s, size_t a, size_t b, tk_wordtoks *out) {
-    int32_t id = tk_strmap_get(&m->vocab, s + a, b - a);
+    int32_t id = cp_strmap_get(&m->vocab, s + a, b - a);
     if (id >= 0) return tk_wordtoks_push(out, id, a, b);
     if (u->byte_fallback) {
         int ok = 1;
@@ -132,8 +121,8 @@ int tk_unigram_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtok
     const unigram *u = m->impl;
     if (len == 0) return CP_OK;
     /* best score, start (or -1), id per end position */
-    if (grow((void **)&sc->dbl, &sc->dbl_cap, len + 1, sizeof(double)) ||
-        grow((void **)&sc->ints, &sc->ints_cap, 2 * (len + 1), sizeof(int32_t)))
+    if (cp_grow(&sc->dbl, &sc->dbl_cap, len + 1, sizeof(double), 256, "a Unigram lattice") ||
+        cp_grow(&sc->ints, &sc->ints_cap, 2 * (len + 1), sizeof(int32_t), 256, "a Unigram lattice"))
         return CP_ERR;
     double *best = sc->dbl;
     int32_t *from = sc->ints, *ids = sc->ints + len + 1;
@@ -152,13 +141,13 @@ int tk_unigram_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtok
     int rc = CP_OK;
     for (size_t st = 0; st < len;) {
         double here = best[st];
-        size_t mblen = tk_utf8_len((unsigned char)s[st]);
+        size_t mblen = cp_utf8_len((unsigned char)s[st]);
         int single = 0;
         size_t k = tk_trie_prefixes(u->trie, s + st, len - st, lens, vals, maxl);
         for (size_t q = 0; q < k; q++) {
             size_t end = st + lens[q];
             /* token_to_ids (last id for a repeated piece) decides id and score */
-            int32_t id = tk_strmap_get(&m->vocab, s + st, lens[q]);
+            int32_t id = cp_strmap_get(&m->vocab, s + st, lens[q]);
             double cand = u->scores[id] + here;
             if (from[end] < 0 || cand > best[end]) { best[end] = cand; from[end] = (int32_t)st; ids[end] = id; }
             if (lens[q] == mblen) single = 1;

@@ -17,12 +17,7 @@ typedef struct { uint8_t ccc; uint32_t c; int32_t change; } dchar;
 typedef struct { dchar *v; size_t n, cap; } dvec;
 
 static int dvec_push(dvec *d, dchar x) {
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 64;
-        dchar *v = cp_realloc(d->v, cap * sizeof *v, "a normalization buffer");
-        if (!v) return CP_ERR;
-        d->v = v; d->cap = cap;
-    }
+    if (cp_grow(&d->v, &d->cap, d->n + 1, sizeof *d->v, 64, "a normalization buffer")) return CP_ERR;
     d->v[d->n++] = x;
     return CP_OK;
 }
@@ -48,7 +43,7 @@ static int decompose(const char *s, size_t len, int compat, dvec *d) {
     utf8proc_option_t opt = (utf8proc_option_t)(UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0));
     for (size_t i = 0; i < len;) {
         size_t l;
-        uint32_t c = tk_utf8_decode(s + i, &l);
+        uint32_t c = cp_utf8_decode(s + i, &l);
         i += l;
         utf8proc_int32_t buf[32];
         utf8proc_ssize_t k;

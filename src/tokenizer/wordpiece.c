@@ -29,11 +29,11 @@ void tk_wordpiece_free_impl(tk_model *m) {
     m->impl = NULL;
 }
 
-static int create(tk_model **out, tk_model_type type, tk_strmap *vocab, const char *unk,
+static int create(tk_model **out, tk_model_type type, cp_strmap *vocab, const char *unk,
                   const char *prefix, long max_chars) {
     tk_model *m = cp_calloc(1, sizeof *m, "a WordPiece model");
     wordpiece *w = m ? cp_calloc(1, sizeof *w, "a WordPiece model") : NULL;
-    if (!w) { free(m); tk_strmap_free(vocab); return CP_ERR; }
+    if (!w) { free(m); cp_strmap_free(vocab); return CP_ERR; }
     m->type = type;
     m->impl = w;
     m->vocab = *vocab;
@@ -47,45 +47,42 @@ static int create(tk_model **out, tk_model_type type, tk_strmap *vocab, const ch
     return CP_OK;
 }
 
-int tk_wordpiece_create(tk_model **out, tk_strmap *vocab, const char *unk_token, const char *prefix,
+int tk_wordpiece_create(tk_model **out, cp_strmap *vocab, const char *unk_token, const char *prefix,
                         int max_input_chars_per_word) {
     return create(out, TK_MODEL_WORDPIECE, vocab, unk_token, prefix, max_input_chars_per_word);
 }
 
-int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
-    const char *unk, *prefix;
-    long max_chars;
+/* WordPiece and WordLevel share "unk_token" and "vocab"; WordPiece adds its subword prefix and
+ * its limit on word length. */
+static int from_json(tk_model **out, tk_model_type type, const cJSON *j, const char *path) {
+    const int wp = type == TK_MODEL_WORDPIECE;
+    const char *unk, *prefix = "";
+    long max_chars = 0;
     char p[256];
-    if (tk_json_str(j, "unk_token", "[UNK]", 0, &unk, path) ||
-        tk_json_str(j, "continuing_subword_prefix", "##", 0, &prefix, path) ||
-        tk_json_int(j, "max_input_chars_per_word", 100, 0, INT32_MAX, &max_chars, path))
+    if (tk_json_str(j, "unk_token", wp ? "[UNK]" : "<unk>", 0, &unk, path) ||
+        (wp && tk_json_str(j, "continuing_subword_prefix", "##", 0, &prefix, path)) ||
+        (wp && tk_json_int(j, "max_input_chars_per_word", 100, 0, INT32_MAX, &max_chars, path)))
         return CP_ERR;
-    tk_strmap vocab;
-    tk_strmap_init(&vocab);
+    cp_strmap vocab;
+    cp_strmap_init(&vocab);
     if (tk_model_parse_vocab_object(&vocab, cJSON_GetObjectItemCaseSensitive(j, "vocab"),
                                     tk_path(p, sizeof p, path, "vocab", 0))) {
-        tk_strmap_free(&vocab);
+        cp_strmap_free(&vocab);
         return CP_ERR;
     }
-    return create(out, TK_MODEL_WORDPIECE, &vocab, unk, prefix, max_chars);
+    return create(out, type, &vocab, unk, prefix, max_chars);
+}
+
+int tk_wordpiece_from_json(tk_model **out, const cJSON *j, const char *path) {
+    return from_json(out, TK_MODEL_WORDPIECE, j, path);
 }
 
 int tk_wordlevel_from_json(tk_model **out, const cJSON *j, const char *path) {
-    const char *unk;
-    char p[256];
-    if (tk_json_str(j, "unk_token", "<unk>", 0, &unk, path)) return CP_ERR;
-    tk_strmap vocab;
-    tk_strmap_init(&vocab);
-    if (tk_model_parse_vocab_object(&vocab, cJSON_GetObjectItemCaseSensitive(j, "vocab"),
-                                    tk_path(p, sizeof p, path, "vocab", 0))) {
-        tk_strmap_free(&vocab);
-        return CP_ERR;
-    }
-    return create(out, TK_MODEL_WORDLEVEL, &vocab, unk, "", 0);
+    return from_json(out, TK_MODEL_WORDLEVEL, j, path);
 }
 
 static int push_unk(const tk_model *m, const wordpiece *w, size_t len, tk_wordtoks *out) {
-    int32_t id = tk_strmap_get(&m->vocab, w->unk_token, strlen(w->unk_token));
+    int32_t id = cp_strmap_get(&m->vocab, w->unk_token, strlen(w->unk_token));
     if (id < 0) return cp_error("unk_token \"%s\" is not in the vocabulary", w->unk_token);
     return tk_wordtoks_push(out, id, 0, len);
 }
@@ -93,7 +90,7 @@ static int push_unk(const tk_model *m, const wordpiece *w, size_t len, tk_wordto
 int tk_wordpiece_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *out) {
     const wordpiece *w = m->impl;
     size_t nchars = 0;
-    for (size_t i = 0; i < len; i += tk_utf8_len((unsigned char)s[i])) nchars++;
+    for (size_t i = 0; i < len; i += cp_utf8_len((unsigned char)s[i])) nchars++;
     if ((long)nchars > w->max_chars) return push_unk(m, w, len, out);
     size_t first = out->n;
     char stackbuf[512];
@@ -108,14 +105,14 @@ int tk_wordpiece_tokenize(const tk_model *m, const char *s, size_t len, tk_wordt
         while (start < end) {
             if (start > 0) {
                 memcpy(buf + w->prefix_len, s + start, end - start);
-                id = tk_strmap_get(&m->vocab, buf, w->prefix_len + end - start);
+                id = cp_strmap_get(&m->vocab, buf, w->prefix_len + end - start);
             } else {
-                id = tk_strmap_get(&m->vocab, s, end);
+                id = cp_strmap_get(&m->vocab, s, end);
             }
             if (id >= 0) break;
             /* step back one char */
             size_t e = end - 1;
-            while (e > start && ((unsigned char)s[e] & 0xC0) == 0x80) e--;
+            while (e > start && cp_utf8_is_continuation((unsigned char)s[e])) e--;
             end = e;
         }
         if (id < 0) { bad = 1; break; }
@@ -133,7 +130,7 @@ int tk_wordpiece_tokenize(const tk_model *m, const char *s, size_t len, tk_wordt
 
 int tk_wordlevel_tokenize(const tk_model *m, const char *s, size_t len, tk_wordtoks *out) {
     const wordpiece *w = m->impl;
-    int32_t id = tk_strmap_get(&m->vocab, s, len);
+    int32_t id = cp_strmap_get(&m->vocab, s, len);
     if (id >= 0) return tk_wordtoks_push(out, id, 0, len);
     return push_unk(m, w, len, out);
 }

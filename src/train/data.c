@@ -23,6 +23,7 @@
  */
 #include "train/data.h"
 #include "core/alloc.h"
+#include "core/utf8.h"
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -35,7 +36,6 @@
 #include "io/compress.h"
 #include "io/fsutil.h"
 #include "io/json.h"
-#include "tokenizer/internal.h" /* tk_utf8_valid_prefix: the tokenizer's UTF-8 rules (Rust's str::from_utf8) */
 
 #define IGNORE_INDEX (-100) /* label value where no loss is taken (PyTorch's CrossEntropyLoss default) */
 
@@ -50,11 +50,11 @@ typedef struct {
     int strict;
     cp_data_format kind;   /* record kind: CP_DATA_AUTO until the first object decides it */
     int32_t eos;
-    int64_t cap;           /* capacity of ds->examples */
+    size_t cap;            /* capacity of ds->examples */
     char first_bad[1024];  /* the first malformed-record message */
     cp_encoding enc, enc2; /* reused across records */
     int32_t *scratch;      /* ids of the record being built */
-    int64_t scratch_cap;
+    size_t scratch_cap;
     char *prompt;          /* the rendered Alpaca prompt */
     size_t prompt_cap;
     /* line cursor: `line` is the 1-based line of text[pos] */
@@ -94,14 +94,7 @@ static cp_status bad_record(loader *L, int64_t line, const char *fmt, ...) {
 }
 
 static cp_status grow_scratch(loader *L, int64_t need) {
-    if (need <= L->scratch_cap) return CP_OK;
-    int64_t cap = L->scratch_cap ? L->scratch_cap : 256;
-    while (cap < need) cap *= 2;
-    int32_t *p = cp_realloc(L->scratch, (size_t)cap * sizeof *p, "token ids");
-    if (!p) return CP_ERR;
-    L->scratch = p;
-    L->scratch_cap = cap;
-    return CP_OK;
+    return cp_grow(&L->scratch, &L->scratch_cap, (size_t)need, sizeof *L->scratch, 256, "token ids");
 }
 
 /* Appends one example: ids[0..n) truncated to max_len, labels IGNORE_INDEX on the first n_prompt
@@ -113,13 +106,7 @@ static cp_status push_example(loader *L, const int32_t *ids, int64_t n, int64_t 
     if (len - kept_prompt <= 0)
         return bad_record(L, line, "no response tokens left after truncating to %lld tokens (the prompt has %lld)",
                           (long long)L->max_len, (long long)n_prompt);
-    if (ds->n == L->cap) {
-        int64_t cap = L->cap ? 2 * L->cap : 64;
-        cp_example *p = cp_realloc(ds->examples, (size_t)cap * sizeof *p, "the examples");
-        if (!p) return CP_ERR;
-        ds->examples = p;
-        L->cap = cap;
-    }
+    if (cp_grow(&ds->examples, &L->cap, (size_t)ds->n + 1, sizeof *ds->examples, 64, "the examples")) return CP_ERR;
     cp_example ex = {.len = len, .line = line};
     ex.ids = cp_malloc((size_t)len * sizeof *ex.ids, "token ids");
     ex.labels = ex.ids ? cp_malloc((size_t)len * sizeof *ex.labels, "labels") : NULL;
@@ -384,7 +371,7 @@ static cp_status check_text(const char *path, const char *text, size_t len, cons
         return cp_error("%s: UTF-%s text (it starts with the byte-order mark %02X %02X); cpeft reads UTF-8: convert it "
                         "(iconv -f UTF-16 -t UTF-8)", path, len >= 4 && !u[2] && !u[3] ? "32" : "16", u[0], u[1]);
     const char *nul = memchr(text, '\0', len);
-    size_t upto = nul ? (size_t)(nul - text) : len, valid = tk_utf8_valid_prefix(text, upto);
+    size_t upto = nul ? (size_t)(nul - text) : len, valid = cp_utf8_valid_prefix(text, upto);
     if (valid < upto)
         return cp_error("%s: not UTF-8 text: byte 0x%02X at offset %zu%s (line %lld) is not valid UTF-8; "
                         "is this a binary file, or text in another encoding (convert it with iconv)?", path, u[valid], valid,
@@ -558,15 +545,12 @@ cp_status cp_batch_make(const cp_dataset *ds, const int64_t *order, int64_t star
         if (ds->examples[i].len > T) T = ds->examples[i].len;
     }
     if (B * T > out->cap) {
-        int64_t cap = B * T;
-        int64_t *ids = cp_realloc(out->input_ids, (size_t)cap * sizeof *ids, "the batch input_ids");
-        if (ids) out->input_ids = ids;
-        int64_t *mask = ids ? cp_realloc(out->attention_mask, (size_t)cap * sizeof *mask, "the batch attention_mask") : NULL;
-        if (mask) out->attention_mask = mask;
-        int64_t *labels = mask ? cp_realloc(out->labels, (size_t)cap * sizeof *labels, "the batch labels") : NULL;
-        if (!labels) return CP_ERR;
-        out->labels = labels;
-        out->cap = cap;
+        const size_t cap = (size_t)(B * T);
+        if (cp_resize(&out->input_ids, cap, sizeof *out->input_ids, "the batch input_ids") ||
+            cp_resize(&out->attention_mask, cap, sizeof *out->attention_mask, "the batch attention_mask") ||
+            cp_resize(&out->labels, cap, sizeof *out->labels, "the batch labels"))
+            return CP_ERR;
+        out->cap = B * T;
     }
     /* input_ids, attention_mask, labels are (B,T) */
     for (int64_t b = 0; b < B; b++) {

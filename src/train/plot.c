@@ -14,6 +14,7 @@
  */
 #include "train/plot.h"
 #include "core/alloc.h"
+#include "core/utf8.h"
 #include "io/fsutil.h"
 
 #include <math.h>
@@ -325,7 +326,7 @@ static const uint8_t font5x7[95][8] = {
  * nothing (-1) for continuation bytes. */
 static int glyph_of(unsigned char ch) {
     if (ch >= 32 && ch < 127) return ch - 32;
-    if ((ch & 0xC0) == 0x80) return -1;
+    if (cp_utf8_is_continuation(ch)) return -1;
     return '?' - 32;
 }
 
@@ -335,32 +336,32 @@ static int text_width(const char *s) {
     return n ? n * GLYPH_ADVANCE - FONT_SCALE : 0;
 }
 
-/* Draws s with its top-left corner at (x, y). */
-static void draw_text(canvas *c, int x, int y, const char *s, rgb8 col) {
+/* Draws s one glyph after another, each 5x7 font pixel a FONT_SCALE square: left to right from the
+ * top-left corner (x, y), or with `up` rotated a quarter turn counter-clockwise (read bottom to
+ * top) from the bottom-left corner (x, y). */
+static void draw_glyphs(canvas *c, int x, int y, const char *s, rgb8 col, int up) {
+    const int S = FONT_SCALE;
     for (; *s; s++) {
         int g = glyph_of((unsigned char)*s);
         if (g < 0) continue;
-        for (int r = 0; r < 8; r++)
-            for (int k = 0; k < 5; k++)
-                if (font5x7[g][r] & (0x10 >> k))
-                    fill_rect(c, x + k * FONT_SCALE, y + r * FONT_SCALE, x + (k + 1) * FONT_SCALE, y + (r + 1) * FONT_SCALE, col);
-        x += GLYPH_ADVANCE;
+        for (int r = 0; r < 8; r++)     /* across the text */
+            for (int k = 0; k < 5; k++) /* along it */
+                if (font5x7[g][r] & (0x10 >> k)) {
+                    if (up) fill_rect(c, x + r * S, y - (k + 1) * S, x + (r + 1) * S, y - k * S, col);
+                    else fill_rect(c, x + k * S, y + r * S, x + (k + 1) * S, y + (r + 1) * S, col);
+                }
+        if (up) y -= GLYPH_ADVANCE;
+        else x += GLYPH_ADVANCE;
     }
 }
+
+/* Draws s with its top-left corner at (x, y). */
+static void draw_text(canvas *c, int x, int y, const char *s, rgb8 col) { draw_glyphs(c, x, y, s, col, 0); }
 
 /* Draws s rotated a quarter turn counter-clockwise (read bottom to top), its left edge at x and its
  * middle at height ymid. */
 static void draw_text_up(canvas *c, int x, int ymid, const char *s, rgb8 col) {
-    int y = ymid + text_width(s) / 2;
-    for (; *s; s++) {
-        int g = glyph_of((unsigned char)*s);
-        if (g < 0) continue;
-        for (int r = 0; r < 8; r++)
-            for (int k = 0; k < 5; k++)
-                if (font5x7[g][r] & (0x10 >> k))
-                    fill_rect(c, x + r * FONT_SCALE, y - (k + 1) * FONT_SCALE, x + (r + 1) * FONT_SCALE, y - k * FONT_SCALE, col);
-        y -= GLYPH_ADVANCE;
-    }
+    draw_glyphs(c, x, ymid + text_width(s) / 2, s, col, 1);
 }
 
 /* ---- the plot ---------------------------------------------------------------------------------- */

@@ -16,7 +16,7 @@
 
 #include "core/alloc.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
+#include "convert/gguf_convert.h"
 
 static void touch(const cp_gguf *g) {
     volatile uint64_t sink = 0;

@@ -22,7 +22,7 @@
 #include "cpeft.h"
 #include "io/fsutil.h"
 #include "io/gguf.h"
-#include "io/gguf_convert.h"
+#include "convert/gguf_convert.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "test.h"

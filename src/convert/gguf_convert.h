@@ -5,12 +5,12 @@
  * AutoModelForCausalLM / AutoTokenizer and by cpeft.
  *
  * Architectures: general.architecture "llama" (Llama 1/2/3 without rope_freqs, Mistral, SmolLM,
- * TinyLlama: llama.cpp writes all of them as "llama"). Tensors: token_embd -> model.embed_tokens,
- * blk.N.attn_norm -> model.layers.N.input_layernorm, attn_q/k/v/output -> self_attn.q/k/v/o_proj,
- * ffn_norm -> post_attention_layernorm, ffn_gate/up/down -> mlp.gate/up/down_proj, output_norm ->
- * model.norm, output -> lm_head (absent: tie_word_embeddings). llama.cpp's converter permutes the
- * rows of Q and K (per head, rotate-half order -> interleaved pairs, for its RoPE kernel); the
- * rows are put back so the checkpoint is in Hugging Face's rotate-half layout.
+ * TinyLlama: llama.cpp writes all of them as "llama"). Tensor names and shapes are the
+ * architecture's table (models/llama_gguf.c: token_embd -> model.embed_tokens, blk.N.attn_q ->
+ * model.layers.N.self_attn.q_proj, ..., output -> lm_head, absent: tie_word_embeddings).
+ * llama.cpp's converter permutes the rows of Q and K (per head, rotate-half order -> interleaved
+ * pairs, for its RoPE kernel); the rows are put back so the checkpoint is in Hugging Face's
+ * rotate-half layout.
  *
  * Precision: quantized tensors are dequantized to f32 exactly as ggml does, so the checkpoint
  * holds exactly the values the GGUF encodes — the quantization error against the original
@@ -19,9 +19,12 @@
  * Tokenizer: rebuilt from tokenizer.ggml.* — "gpt2" (byte-level BPE, pre-tokenizer chosen by
  * tokenizer.ggml.pre) and "llama" (SentencePiece BPE with byte fallback; merges from the file or
  * derived from the scores as transformers does). See docs/convert.md.
+ *
+ * Layer: convert/ sits above models/ (it reads the architectures' GGUF name tables) beside train/
+ * and generate/; the GGUF reader itself is io/gguf.h.
  */
-#ifndef CP_IO_GGUF_CONVERT_H
-#define CP_IO_GGUF_CONVERT_H
+#ifndef CP_CONVERT_GGUF_CONVERT_H
+#define CP_CONVERT_GGUF_CONVERT_H
 
 #include <stdint.h>
 

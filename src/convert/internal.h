@@ -1,0 +1,33 @@
+/*
+ * internal.h — what the files of the GGUF converter share (not public API; gguf_convert.h is).
+ *
+ *   gguf_hparams.c    hyper-parameters (llama.* keys) and config.json / generation_config.json
+ *   gguf_tensors.c    tensor inventory and names (models/gguf_names.h), Q/K un-permutation,
+ *                     model.safetensors
+ *   gguf_tokenizer.c  tokenizer.json, tokenizer_config.json, special_tokens_map.json
+ *   gguf_convert.c    the whole conversion: everything checked, then everything written
+ */
+#ifndef CP_CONVERT_INTERNAL_H
+#define CP_CONVERT_INTERNAL_H
+
+#include <cjson/cJSON.h>
+
+#include "convert/gguf_convert.h"
+
+/* Reads the token id under `key` (absent: -1), checked against the vocabulary size. */
+cp_status cp_convert_token_id(const cp_gguf *g, const char *key, int64_t vocab, int64_t *out);
+/* Serialises `root` like Python's json.dump(indent=2, sort_keys=True) plus a newline and frees it;
+ * NULL on OOM (or when root is NULL). */
+char *cp_convert_json_file(cJSON *root);
+
+/* Checks the tensor inventory against the architecture's table: every tensor known and of the
+ * expected shape, every expected tensor present; sets hp->tie_word_embeddings. */
+cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_llama *hp);
+/* Whether the tensor is a buffer the conversion skips. */
+int cp_convert_ignored_tensor(const char *gguf_name);
+/* Dequantizes, un-permutes and narrows every tensor (dtype -1: keep F32/F16/BF16), then writes
+ * model.safetensors at path; counts what it did in rep (may be NULL). */
+cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_llama *hp, const char *path, int dtype,
+                                   cp_gguf_convert_report *rep);
+
+#endif
