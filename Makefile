@@ -19,6 +19,9 @@ else
 OPT     ?= -O3
 endif
 VERSION := 0.1.0
+# The ABI version (include/cpeft.h explains what bumps it) is the shared library's soname major:
+# libcpeft.so.$(ABI).
+ABI := $(shell sed -n 's/^\#define CPEFT_ABI_VERSION \([0-9][0-9]*\).*/\1/p' include/cpeft.h)
 
 DEPS_STAMP := build/.deps-ok
 PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd
@@ -36,7 +39,8 @@ PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo 
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 OMPFLAGS ?= -fopenmp
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+# -fvisibility=hidden: libcpeft.so exports only what include/cpeft.h marks CP_API (tests/unit/test_exports.c).
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
 
 # Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
@@ -95,8 +99,10 @@ $(BUILD)/libcpeft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The soname names the ABI; build/libcpeft.so.$(ABI) is the link a program loads at run time.
 $(BUILD)/libcpeft.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS_ALL)
+	$(CC) -shared -Wl,-soname,libcpeft.so.$(ABI) -o $@ $^ $(LIBS_ALL)
+	ln -sf libcpeft.so $(BUILD)/libcpeft.so.$(ABI)
 
 $(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
 	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcpeft.a $(LIBS_ALL)
