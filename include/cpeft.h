@@ -44,10 +44,12 @@
  *   - A cp_tokenizer is read-only once loaded: the const functions (encode, decode, lookups) may
  *     run on one tokenizer from any number of threads, each with its own cp_encoding. Only
  *     cp_tokenizer_set_special (and cp_tokenizer_free) need it to themselves.
- *   - A cp_trainer uses its model and tokenizer exclusively from cp_trainer_create to
- *     cp_trainer_free: while it exists, call nothing on that model except from inside the
- *     trainer's own callbacks (see cp_train_callbacks). cp_trainer_request_stop may be called at
- *     any time from any thread or from a signal handler; it is async-signal-safe.
+ *   - A cp_trainer holds its model from cp_trainer_create to cp_trainer_free: meanwhile the
+ *     model's adapters must not change (no add, load, delete, set, merge or disable) and the model
+ *     and tokenizer must not be freed. Inference on the model (cp_model_forward, cp_model_generate,
+ *     cp_model_save_adapter) is fine between trainer calls or from inside its callbacks — one call
+ *     at a time, as for any model. cp_trainer_request_stop may be called at any time from any
+ *     thread or from a signal handler; it is async-signal-safe.
  *   - The error message is per thread. cp_set_quiet is process-wide: call it before starting
  *     threads. Each call parallelises itself with OpenMP and OpenBLAS; N threads calling at once
  *     start N teams, so set OMP_NUM_THREADS to share the cores between them.
@@ -171,7 +173,7 @@ CP_API cp_status cp_model_unmerge_adapters(cp_model *m);
 /* add_weighted_adapter with combination_type "linear" or "cat" (PEFT's semantics, cross terms
  * included for "linear"). The new adapter is not activated. */
 CP_API cp_status cp_model_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
-                                        const char *new_name, const char *combination_type);
+                                               const char *new_name, const char *combination_type);
 /* merge_and_unload saved as a complete Hugging Face checkpoint in OUT (which must not exist):
  * config.json, model.safetensors in the base dtype, tokenizer files copied. */
 CP_API cp_status cp_model_save_merged(cp_model *m, const char *out_dir);
@@ -219,12 +221,12 @@ CP_API void cp_tokenizer_free(cp_tokenizer *tok);
  * [SEP], <s> ...), as transformers does by default. out must be zero-initialised or previously
  * used (its buffers are reused). */
 CP_API cp_status cp_tokenizer_encode(const cp_tokenizer *tok, const char *text, size_t len,
-                        int add_special_tokens, cp_encoding *out);
+                                     int add_special_tokens, cp_encoding *out);
 /* Same for a pair of texts (sequence A and B; type ids 0 and 1 where the template says so).
  * Offsets of B's tokens refer to text_b. */
 CP_API cp_status cp_tokenizer_encode_pair(const cp_tokenizer *tok, const char *text_a, size_t len_a,
-                             const char *text_b, size_t len_b, int add_special_tokens,
-                             cp_encoding *out);
+                                          const char *text_b, size_t len_b, int add_special_tokens,
+                                          cp_encoding *out);
 CP_API void cp_encoding_free(cp_encoding *enc);
 
 /* Decodes ids to UTF-8 text: *out (free with free()) holds *len bytes and a NUL after them. The
@@ -233,7 +235,7 @@ CP_API void cp_encoding_free(cp_encoding *enc);
  * NULL when the caller only needs the text up to its first NUL. An id outside the vocabulary is
  * an error naming it. skip_special_tokens drops special added tokens. */
 CP_API cp_status cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n,
-                        int skip_special_tokens, char **out, size_t *len);
+                                     int skip_special_tokens, char **out, size_t *len);
 
 /* Vocabulary: model vocabulary plus added tokens (largest id + 1). */
 CP_API size_t cp_tokenizer_vocab_size(const cp_tokenizer *tok);
@@ -319,7 +321,7 @@ typedef struct cp_generation {
  * Bad options (temperature ≤ 0 or top_p outside (0, 1] when sampling, an unknown adapter name, ...)
  * are errors before anything runs. out is filled on success; free with cp_generation_free. */
 CP_API cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *prompt_lens, int64_t n,
-                            const cp_generate_options *opt, cp_generation *out);
+                                   const cp_generate_options *opt, cp_generation *out);
 CP_API void cp_generation_free(cp_generation *g);
 
 /* ---- training ------------------------------------------------------------------------------------ */
@@ -475,8 +477,8 @@ typedef struct cp_trainer cp_trainer;
  * output_dir, reads and tokenizes the data, attaches or reads the adapter (see adapter_name), sets
  * up AdamW and, with resume_from, restores the checkpoint's optimizer and position. The padding
  * token is the tokenizer's, else its eos (never part of the loss). m and tok are borrowed: they
- * must outlive the trainer, and the model must be used through it only (see Threading). The
- * options are copied. */
+ * must outlive the trainer, and the model's adapters must not change while it exists (see
+ * Threading). The options are copied. */
 CP_API cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *tok, const cp_train_options *o);
 /* Releases output_dir and frees the trainer; the model keeps the trained adapter. */
 CP_API void cp_trainer_free(cp_trainer *t);

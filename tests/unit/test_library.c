@@ -7,7 +7,8 @@
  *   - cp_trainer_request_stop (from a callback, from a real signal handler, or before the run) ends
  *     the run after the step under way with a checkpoint, and running on — in the same process, or
  *     resumed from that checkpoint in a new trainer — ends on the bytes of a run never stopped;
- *   - driving the loop with cp_trainer_step gives the adapter cp_trainer_run gives;
+ *   - driving the loop with cp_trainer_step, with inference on the model between steps, gives the
+ *     adapter cp_trainer_run gives;
  *   - a callback's nonzero return ends the run with an error naming it;
  *   - two models trained and run in two threads at once (sharing one tokenizer) give exactly the
  *     numbers the same jobs give one after the other.
@@ -329,7 +330,13 @@ TEST(stepping_by_hand_gives_the_run_adapter) {
         else {
             cp_train_progress p;
             int n = 0;
-            while (cp_trainer_step(t, &p) == CP_OK) CHECK(p.step == ++n && p.total_steps == 6 && isfinite(p.loss), "step %d", n);
+            int64_t ids[8] = {464, 3290, 373, 257, 1110, 13, 383, 318};
+            cp_batch b = {.B = 1, .T = 8, .input_ids = ids, .labels = ids};
+            while (cp_trainer_step(t, &p) == CP_OK) {
+                CHECK(p.step == ++n && p.total_steps == 6 && isfinite(p.loss), "step %d", n);
+                cp_outputs out = {0}; /* inference between steps, as the header allows: training must not notice */
+                CHECK(cp_model_forward(m[k], &b, &out) == CP_OK && isfinite(out.loss), "forward between steps: %s", cp_last_error());
+            }
             CHECK(n == 6 && strstr(cp_last_error(), "the run is complete"), "%d steps, then: %s", n, cp_last_error());
         }
         cp_trainer_free(t);
