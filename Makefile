@@ -1,8 +1,9 @@
 # cpeft — build, test, install.
-#   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so (portable x86-64; NATIVE=1: this CPU only)
+#   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so, build/examples/* (portable x86-64;
+#                        NATIVE=1: this CPU only)
 #   make demo            the main job on the built-in default (see README)
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
-#   make install PREFIX=/opt/cpeft
+#   make install PREFIX=/opt/cpeft   (lib/libcpeft.so.ABI with its libcpeft.so link)
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
 #   make fuzz            build the libFuzzer targets (clang) and fuzz each for FUZZ_SECONDS; fails on any report
 #   make bench           side-by-side benchmarks against PyTorch (needs `make reference-venv`)
@@ -19,6 +20,9 @@ else
 OPT     ?= -O3
 endif
 VERSION := 0.1.0
+# The ABI version (include/cpeft.h explains what bumps it) is the shared library's soname major:
+# libcpeft.so.$(ABI).
+ABI := $(shell sed -n 's/^\#define CPEFT_ABI_VERSION \([0-9][0-9]*\).*/\1/p' include/cpeft.h)
 
 DEPS_STAMP := build/.deps-ok
 PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd
@@ -36,7 +40,8 @@ PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo 
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 OMPFLAGS ?= -fopenmp
-CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
+# -fvisibility=hidden: libcpeft.so exports only what include/cpeft.h marks CP_API (tests/unit/test_exports.c).
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
 LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
 
 # Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
@@ -51,6 +56,7 @@ CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+EXAMPLE_SRC := $(wildcard examples/*.c)
 
 BUILD ?= build
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(foreach i,$(ISAS),$(ISA_SRC:%.c=$(BUILD)/obj/%.$(i).o))
@@ -58,9 +64,10 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
+EXAMPLE_BIN := $(patsubst %.c,$(BUILD)/%,$(EXAMPLE_SRC))
 
 .PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
-all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc
+all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc $(EXAMPLE_BIN)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-deps.sh
@@ -95,8 +102,10 @@ $(BUILD)/libcpeft.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The soname names the ABI; build/libcpeft.so.$(ABI) is the link a program loads at run time.
 $(BUILD)/libcpeft.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS_ALL)
+	$(CC) -shared -Wl,-soname,libcpeft.so.$(ABI) -o $@ $^ $(LIBS_ALL)
+	ln -sf libcpeft.so $(BUILD)/libcpeft.so.$(ABI)
 
 $(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
 	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcpeft.a $(LIBS_ALL)
@@ -114,6 +123,12 @@ $(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -DCP_FUZZ_TARGET='"$*"' -o $@ $< tests/fuzz/replay.c $(BUILD)/libcpeft.a $(LIBS_ALL)
 
+# The examples are programs a user could write: include/cpeft.h alone on the include path (no src/),
+# strict C11, linked against the shared library (found at run time through $ORIGIN/..).
+$(BUILD)/examples/%: examples/%.c include/cpeft.h $(BUILD)/libcpeft.so
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -pedantic $(WARN) $(OPT) -Iinclude -o $@ $< -L$(BUILD) -lcpeft -Wl,-rpath,'$$ORIGIN/..' -lm $(LDLIBS)
+
 $(BUILD)/bench/%: bench/%.c bench/machine.h $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
@@ -125,7 +140,7 @@ demo: all
 # The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
 test: test-fast test-asan
 
-test-fast: all $(TEST_BIN) $(FUZZ_BIN) $(BENCH_BIN)
+test-fast: all $(TEST_BIN) $(FUZZ_BIN) $(BENCH_BIN) $(EXAMPLE_BIN)
 	@tests/run.sh $(BUILD)
 
 test-asan: $(DEPS_STAMP)
@@ -136,7 +151,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/cpeft $(DESTDIR)$(PREFIX)/bin/cpeft
 	install -m 644 $(BUILD)/libcpeft.a $(DESTDIR)$(PREFIX)/lib/libcpeft.a
-	install -m 755 $(BUILD)/libcpeft.so $(DESTDIR)$(PREFIX)/lib/libcpeft.so
+	install -m 755 $(BUILD)/libcpeft.so $(DESTDIR)$(PREFIX)/lib/libcpeft.so.$(ABI)
+	ln -sf libcpeft.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libcpeft.so
 	install -m 644 include/cpeft.h $(DESTDIR)$(PREFIX)/include/cpeft.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' cpeft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
 

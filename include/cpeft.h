@@ -1,11 +1,67 @@
 /*
  * cpeft.h — the public C API of cpeft: parameter-efficient fine-tuning of Hugging Face
- * transformer models, in C.
+ * transformer models, in C. This header is the whole API: libcpeft.so exports exactly the functions
+ * declared here (each marked CP_API) and nothing else.
  *
- * Conventions: every function that can fail returns cp_status (CP_OK == 0, CP_ERR == -1) and leaves
- * a message naming the file, tensor or field at fault, readable with cp_last_error() on the same
- * thread. Nothing in the library exits or aborts on bad input. Shapes are given in comments with
- * the letters B (batch), T (time), C (channels), V (vocabulary), L (layers).
+ * Conventions (every function below follows them; the exceptions are named where they occur):
+ *
+ *   Errors     every function that can fail returns cp_status: CP_OK (0) or CP_ERR (-1). On CP_ERR
+ *              a message naming the file, tensor, field or option at fault is readable with
+ *              cp_last_error() on the same thread until the next failing call there. Nothing in the
+ *              library exits, aborts or raises a signal on bad input. The only other failures are
+ *              those of the functions that return a newly allocated string (the *_repr and *_line
+ *              functions): they return NULL when out of memory, with the message set.
+ *   Queries    functions that cannot fail (sizes, names, ids, flags) return their value directly;
+ *              an absent value is NULL, CP_TOKEN_NONE or 0 as each one says.
+ *   Arguments  the object acted on comes first (cp_model *, cp_tokenizer *, cp_trainer *); then,
+ *              for a call on one named adapter, the adapter's name; then the other inputs; results
+ *              go through the last parameters. Constructors (cp_model_load, cp_tokenizer_load_*,
+ *              cp_trainer_create) are the one shape that differs: they return the new object
+ *              through their first parameter, T **out, which is set to NULL on failure. Exception,
+ *              kept for existing programs: cp_model_load_adapter takes the directory before the
+ *              name, in PEFT's load_adapter(model_id, adapter_name) order.
+ *   Ownership  what a function returns through T **out or as char * belongs to the caller, who
+ *              frees it with the matching *_free function or free(). Pointers the library keeps
+ *              (the model and tokenizer of a trainer) are borrowed: they must outlive their user.
+ *   Options    a struct of options comes with an *_init function that fills every field with its
+ *              default; set the fields you need after calling it, never on an uninitialised struct.
+ *   Output     the library never writes to stdout, never installs signal handlers and never draws
+ *              anything. Warnings go to stderr as "warning: ..." (cp_set_quiet silences them);
+ *              progress and results reach the program through return values and callbacks.
+ *   Shapes     comments give shapes with the letters B (batch), T (time), C (channels),
+ *              V (vocabulary), L (layers).
+ *
+ * Threading:
+ *
+ *   - Separate objects may be used from separate threads at the same time: two models (even loaded
+ *     from the same directory, which they then share read-only through the page cache), each with
+ *     its own adapters, generations and trainer, run concurrently. tests/unit/test_library.c
+ *     checks that such runs give the same numbers as the same runs one after the other.
+ *   - One cp_model is not safe to use from two threads at once: a forward pass (cp_model_forward,
+ *     cp_model_generate, training) works in the model's own activation arena and mutates its
+ *     adapter state. Calls taking `cp_model *` need the model to themselves; calls taking
+ *     `const cp_model *` may run together, but not beside a `cp_model *` call on the same model.
+ *   - A cp_tokenizer is read-only once loaded: the const functions (encode, decode, lookups) may
+ *     run on one tokenizer from any number of threads, each with its own cp_encoding. Only
+ *     cp_tokenizer_set_special (and cp_tokenizer_free) need it to themselves.
+ *   - A cp_trainer holds its model from cp_trainer_create to cp_trainer_free: meanwhile the
+ *     model's adapters must not change (no add, load, delete, set, merge or disable) and the model
+ *     and tokenizer must not be freed. Inference on the model (cp_model_forward, cp_model_generate,
+ *     cp_model_save_adapter) is fine between trainer calls or from inside its callbacks — one call
+ *     at a time, as for any model. cp_trainer_request_stop may be called at any time from any
+ *     thread or from a signal handler; it is async-signal-safe.
+ *   - The error message is per thread. cp_set_quiet is process-wide: call it before starting
+ *     threads. Each call parallelises itself with OpenMP and OpenBLAS; N threads calling at once
+ *     start N teams, so set OMP_NUM_THREADS to share the cores between them.
+ *
+ * ABI: CPEFT_ABI_VERSION is the version of this binary interface. It is the soname's major number
+ * (libcpeft.so.CPEFT_ABI_VERSION) and is bumped by any change that can break a program built
+ * against an earlier header: a function removed, renamed or given other parameters or another
+ * return type; a public struct's fields added, removed, reordered or retyped (callers allocate the
+ * option and result structs, so their size is part of the ABI); an enum constant's or a macro's
+ * value changed; a documented meaning changed. Adding a function or an enum constant at the end
+ * does not bump it. A program can compare cp_abi_version() with the CPEFT_ABI_VERSION it was built
+ * with and refuse to run on a mismatch.
  */
 #ifndef CPEFT_H
 #define CPEFT_H
@@ -17,7 +73,18 @@
 extern "C" {
 #endif
 
+/* Marks the functions libcpeft.so exports: the library is built with -fvisibility=hidden, so
+ * everything not marked stays internal. */
+#ifndef CP_API
+#if defined(__GNUC__) || defined(__clang__)
+#define CP_API __attribute__((visibility("default")))
+#else
+#define CP_API
+#endif
+#endif
+
 #define CPEFT_VERSION "0.1.0"
+#define CPEFT_ABI_VERSION 1
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -25,10 +92,14 @@ extern "C" {
 typedef int cp_status;
 #endif
 
+/* The library's CPEFT_ABI_VERSION and CPEFT_VERSION, as it was built (compare with the header's). */
+CP_API int cp_abi_version(void);
+CP_API const char *cp_version(void);
+
 /* The last error message on this thread ("" when none). */
-const char *cp_last_error(void);
+CP_API const char *cp_last_error(void);
 /* Silences (1) or restores (0) warnings printed to stderr. */
-void cp_set_quiet(int quiet);
+CP_API void cp_set_quiet(int quiet);
 
 /* ---- models ------------------------------------------------------------------------------------ */
 
@@ -41,8 +112,8 @@ typedef enum {
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded safetensors).
  * F32 weights are memory-mapped in place; F16/BF16 are widened to f32. */
-cp_status cp_model_load(cp_model **out, const char *dir, int flags);
-void cp_model_free(cp_model *m);
+CP_API cp_status cp_model_load(cp_model **out, const char *dir, int flags);
+CP_API void cp_model_free(cp_model *m);
 
 /* A batch of token sequences. Arrays are row-major (B,T); NULL means the default. */
 typedef struct cp_batch {
@@ -62,18 +133,18 @@ typedef struct cp_outputs {
 } cp_outputs;
 
 /* Runs the causal LM on a batch (eval mode: no dropout). */
-cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out);
+CP_API cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out);
 
 /* Sizes. */
-int64_t cp_model_vocab_size(const cp_model *m);
-int64_t cp_model_hidden_size(const cp_model *m);
-int64_t cp_model_num_layers(const cp_model *m);
-int64_t cp_model_max_positions(const cp_model *m);
-const char *cp_model_type(const cp_model *m);
+CP_API int64_t cp_model_vocab_size(const cp_model *m);
+CP_API int64_t cp_model_hidden_size(const cp_model *m);
+CP_API int64_t cp_model_num_layers(const cp_model *m);
+CP_API int64_t cp_model_max_positions(const cp_model *m);
+CP_API const char *cp_model_type(const cp_model *m);
 /* sum(p.numel() for p in model.parameters()): tied weights counted once. */
-int64_t cp_model_num_parameters(const cp_model *m);
+CP_API int64_t cp_model_num_parameters(const cp_model *m);
 /* print(model) as PyTorch shows it; caller frees with free(). */
-char *cp_model_repr(const cp_model *m);
+CP_API char *cp_model_repr(const cp_model *m);
 
 /* ---- PEFT: LoRA adapters, by name --------------------------------------------------------------- */
 /* Adapters live on the model as in PEFT: each has a name ("default" unless named), any subset can be
@@ -84,40 +155,40 @@ char *cp_model_repr(const cp_model *m);
  * inactive (use cp_model_set_adapters). As in PEFT, a config saying "inference_mode": true (every
  * config save_pretrained writes does) gives a frozen adapter: 0 trainable parameters, biases of
  * bias "all" / "lora_only" excepted. */
-cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapter_config_path, uint64_t seed);
+CP_API cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapter_config_path, uint64_t seed);
 /* PeftModel.from_pretrained / load_adapter: a PEFT adapter directory (adapter_config.json +
  * adapter_model.safetensors). The first adapter becomes active. is_trainable as in PEFT. */
-cp_status cp_model_load_adapter(cp_model *m, const char *dir, const char *name, int is_trainable);
+CP_API cp_status cp_model_load_adapter(cp_model *m, const char *dir, const char *name, int is_trainable);
 /* save_pretrained of one adapter: DIR/adapter_config.json + DIR/adapter_model.safetensors, as PEFT
  * writes them. Files are written under temporary names and renamed into place. */
-cp_status cp_model_save_adapter(cp_model *m, const char *name, const char *dir);
+CP_API cp_status cp_model_save_adapter(cp_model *m, const char *name, const char *dir);
 /* The active set, in order (several active adapters add their deltas). */
-cp_status cp_model_set_adapters(cp_model *m, const char *const *names, int n);
+CP_API cp_status cp_model_set_adapters(cp_model *m, const char *const *names, int n);
 /* disable_adapter(): 1 runs the base model (merged adapters are unmerged first), 0 restores. */
-void cp_model_disable_adapters(cp_model *m, int disabled);
-cp_status cp_model_delete_adapter(cp_model *m, const char *name);
+CP_API void cp_model_disable_adapters(cp_model *m, int disabled);
+CP_API cp_status cp_model_delete_adapter(cp_model *m, const char *name);
 /* merge_adapter / unmerge_adapter of the active adapters, in place. */
-cp_status cp_model_merge_adapters(cp_model *m);
-cp_status cp_model_unmerge_adapters(cp_model *m);
+CP_API cp_status cp_model_merge_adapters(cp_model *m);
+CP_API cp_status cp_model_unmerge_adapters(cp_model *m);
 /* add_weighted_adapter with combination_type "linear" or "cat" (PEFT's semantics, cross terms
  * included for "linear"). The new adapter is not activated. */
-cp_status cp_model_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
-                                        const char *new_name, const char *combination_type);
+CP_API cp_status cp_model_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
+                                               const char *new_name, const char *combination_type);
 /* merge_and_unload saved as a complete Hugging Face checkpoint in OUT (which must not exist):
  * config.json, model.safetensors in the base dtype, tokenizer files copied. */
-cp_status cp_model_save_merged(cp_model *m, const char *out_dir);
+CP_API cp_status cp_model_save_merged(cp_model *m, const char *out_dir);
 
 /* (trainable, all) parameters as PEFT's get_nb_trainable_parameters counts them. */
-void cp_model_trainable_parameters(const cp_model *m, int64_t *trainable, int64_t *all);
+CP_API void cp_model_trainable_parameters(const cp_model *m, int64_t *trainable, int64_t *all);
 typedef enum {
     CP_PEFT_LINE_NOTEBOOK = 0, /* "trainable params: 2359296 || all params: 1317935104 || trainable%: 0.17901458067543818" */
     CP_PEFT_LINE_CURRENT = 1,  /* PEFT ≥ 0.11: "trainable params: 2,359,296 || all params: 1,317,935,104 || trainable%: 0.1790" */
 } cp_peft_line_style;
 /* print_trainable_parameters()'s line (no newline); caller frees with free(). */
-char *cp_model_trainable_parameters_line(const cp_model *m, cp_peft_line_style style);
+CP_API char *cp_model_trainable_parameters_line(const cp_model *m, cp_peft_line_style style);
 /* print(peft_model): the PeftModel repr with lora.Linear / ModulesToSaveWrapper wrappers (the
  * plain model repr when no adapter is loaded); caller frees with free(). */
-char *cp_model_peft_repr(const cp_model *m);
+CP_API char *cp_model_peft_repr(const cp_model *m);
 
 /* ---- tokenizers (tokenizer.json, vocab.json + merges.txt, vocab.txt) --------------------------- */
 /* Ids and byte offsets identical to the Rust `tokenizers` library; see docs in README ("Tokenizers"). */
@@ -139,56 +210,56 @@ typedef struct {
 /* Loads a model directory: tokenizer.json if present, else vocab.json + merges.txt (byte-level
  * BPE, GPT-2 style), else vocab.txt (BERT WordPiece); then tokenizer_config.json and
  * special_tokens_map.json for bos/eos/pad/unk and whether bos/eos are added. */
-int cp_tokenizer_load_dir(cp_tokenizer **out, const char *model_dir);
+CP_API cp_status cp_tokenizer_load_dir(cp_tokenizer **out, const char *model_dir);
 /* Loads one tokenizer.json file (no tokenizer_config.json). */
-int cp_tokenizer_load_file(cp_tokenizer **out, const char *tokenizer_json_path);
+CP_API cp_status cp_tokenizer_load_file(cp_tokenizer **out, const char *tokenizer_json_path);
 /* Loads tokenizer.json content held in memory (len bytes, need not be NUL-terminated). */
-int cp_tokenizer_load_json(cp_tokenizer **out, const char *json, size_t len);
-void cp_tokenizer_free(cp_tokenizer *tok);
+CP_API cp_status cp_tokenizer_load_json(cp_tokenizer **out, const char *json, size_t len);
+CP_API void cp_tokenizer_free(cp_tokenizer *tok);
 
 /* Encodes len bytes of text. add_special_tokens applies the post-processor's template ([CLS] ...
  * [SEP], <s> ...), as transformers does by default. out must be zero-initialised or previously
  * used (its buffers are reused). */
-int cp_tokenizer_encode(const cp_tokenizer *tok, const char *text, size_t len,
-                        int add_special_tokens, cp_encoding *out);
+CP_API cp_status cp_tokenizer_encode(const cp_tokenizer *tok, const char *text, size_t len,
+                                     int add_special_tokens, cp_encoding *out);
 /* Same for a pair of texts (sequence A and B; type ids 0 and 1 where the template says so).
  * Offsets of B's tokens refer to text_b. */
-int cp_tokenizer_encode_pair(const cp_tokenizer *tok, const char *text_a, size_t len_a,
-                             const char *text_b, size_t len_b, int add_special_tokens,
-                             cp_encoding *out);
-void cp_encoding_free(cp_encoding *enc);
+CP_API cp_status cp_tokenizer_encode_pair(const cp_tokenizer *tok, const char *text_a, size_t len_a,
+                                          const char *text_b, size_t len_b, int add_special_tokens,
+                                          cp_encoding *out);
+CP_API void cp_encoding_free(cp_encoding *enc);
 
 /* Decodes ids to UTF-8 text: *out (free with free()) holds *len bytes and a NUL after them. The
  * text may itself contain NUL bytes (a byte-fallback <0x00> token, a "\u0000" in the vocabulary),
  * so it is bytes with a length, as tokenizers' Python str is: use *len, not strlen. len may be
  * NULL when the caller only needs the text up to its first NUL. An id outside the vocabulary is
  * an error naming it. skip_special_tokens drops special added tokens. */
-int cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n,
-                        int skip_special_tokens, char **out, size_t *len);
+CP_API cp_status cp_tokenizer_decode(const cp_tokenizer *tok, const int32_t *ids, size_t n,
+                                     int skip_special_tokens, char **out, size_t *len);
 
 /* Vocabulary: model vocabulary plus added tokens (largest id + 1). */
-size_t cp_tokenizer_vocab_size(const cp_tokenizer *tok);
+CP_API size_t cp_tokenizer_vocab_size(const cp_tokenizer *tok);
 /* Token string for an id (as stored in the vocabulary, e.g. "Ġworld"), or NULL if out of range. */
-const char *cp_tokenizer_id_to_token(const cp_tokenizer *tok, int32_t id);
+CP_API const char *cp_tokenizer_id_to_token(const cp_tokenizer *tok, int32_t id);
 /* Id of a token string, or CP_TOKEN_NONE. */
-int32_t cp_tokenizer_token_to_id(const cp_tokenizer *tok, const char *token);
+CP_API int32_t cp_tokenizer_token_to_id(const cp_tokenizer *tok, const char *token);
 /* Nonzero if id is a special added token (<|endoftext|>, [CLS], ...). */
-int cp_tokenizer_is_special(const cp_tokenizer *tok, int32_t id);
+CP_API int cp_tokenizer_is_special(const cp_tokenizer *tok, int32_t id);
 
 /* The special tokens transformers knows by role. */
 typedef enum { CP_SPECIAL_BOS, CP_SPECIAL_EOS, CP_SPECIAL_PAD, CP_SPECIAL_UNK } cp_special_role;
 /* Id of the token with that role, or CP_TOKEN_NONE when it is not set. */
-int32_t cp_tokenizer_special_id(const cp_tokenizer *tok, cp_special_role role);
+CP_API int32_t cp_tokenizer_special_id(const cp_tokenizer *tok, cp_special_role role);
 /* Like cp_tokenizer_special_id but an unset role is an error whose message is transformers'
  * ("Using pad_token, but it is not set yet."). */
-int cp_tokenizer_require_special(const cp_tokenizer *tok, cp_special_role role, int32_t *id);
+CP_API cp_status cp_tokenizer_require_special(const cp_tokenizer *tok, cp_special_role role, int32_t *id);
 /* Sets (or, with token NULL, clears) a role; the token must be in the vocabulary. Training uses
  * this to pick its documented pad default (the eos token) when a tokenizer has no pad token. */
-int cp_tokenizer_set_special(cp_tokenizer *tok, cp_special_role role, const char *token);
+CP_API cp_status cp_tokenizer_set_special(cp_tokenizer *tok, cp_special_role role, const char *token);
 /* Whether transformers would add bos / eos when encoding (from tokenizer_config.json's
  * add_bos_token / add_eos_token, else what the post-processor does). */
-int cp_tokenizer_adds_bos(const cp_tokenizer *tok);
-int cp_tokenizer_adds_eos(const cp_tokenizer *tok);
+CP_API int cp_tokenizer_adds_bos(const cp_tokenizer *tok);
+CP_API int cp_tokenizer_adds_eos(const cp_tokenizer *tok);
 
 /* ---- generation -------------------------------------------------------------------------------- */
 /* transformers' generate() with a KV cache: greedy by default, sampling with its processors and
@@ -233,7 +304,7 @@ typedef struct cp_generate_options {
  * 1, 1); eos ids from generation_config.json, else config.json (one id or a list); pad_token_id
  * likewise, else the first eos id. generation_config.json's do_sample is not followed: greedy
  * unless the caller sets do_sample. */
-cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt);
+CP_API cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt);
 
 /* The result: for each prompt, its new tokens (the eos or stop token that ended it included). */
 typedef struct cp_generation {
@@ -249,9 +320,240 @@ typedef struct cp_generation {
  * truncated from the left with a warning; generation stops when the sequence fills the positions.
  * Bad options (temperature ≤ 0 or top_p outside (0, 1] when sampling, an unknown adapter name, ...)
  * are errors before anything runs. out is filled on success; free with cp_generation_free. */
-cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *prompt_lens, int64_t n,
-                            const cp_generate_options *opt, cp_generation *out);
-void cp_generation_free(cp_generation *g);
+CP_API cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *prompt_lens, int64_t n,
+                                   const cp_generate_options *opt, cp_generation *out);
+CP_API void cp_generation_free(cp_generation *g);
+
+/* ---- training ------------------------------------------------------------------------------------ */
+/* LoRA fine-tuning with the Hugging Face Trainer's step accounting: AdamW (torch.optim.AdamW),
+ * transformers' learning-rate schedules, gradient accumulation with the loss averaged over all
+ * target tokens of a step, gradient clipping, evaluation, checkpoint-N/ directories and exact
+ * resumption. A run is a pure function of its options and data: the same options give the same
+ * adapter bytes, and a run resumed from checkpoint-N ends on the bytes of the run that was not
+ * stopped. `cpeft train` is this API plus printing, signal handling and the loss plot
+ * (src/cli/cmd_train.c); README "Using the library" and examples/finetune.c show it in use. */
+
+/* A LoRA adapter described by values rather than an adapter_config.json (PEFT's LoraConfig with
+ * task_type CAUSAL_LM and its defaults for every field not here). */
+typedef struct cp_lora_options {
+    int64_t r;                   /* rank (default 8) */
+    double alpha;                /* lora_alpha (16); the scale is alpha / r */
+    double dropout;              /* lora_dropout in [0, 1) (0.05) */
+    const char *target_modules;  /* "q_proj,v_proj" (names matched as PEFT matches a list), "all-linear",
+                                    or NULL (the default): PEFT's table for the model type */
+    const char *bias;            /* "none" (the default), "all" or "lora_only" */
+    const char *modules_to_save; /* "lm_head,ln_f" or NULL (the default) */
+} cp_lora_options;
+
+/* Fills o with the defaults above. */
+CP_API void cp_lora_options_init(cp_lora_options *o);
+/* get_peft_model / add_adapter with a LoraConfig built from o: adapter `name` (NULL: "default"),
+ * trainable, initialised as PEFT does from `seed`. The first adapter becomes active. */
+CP_API cp_status cp_model_add_lora_adapter(cp_model *m, const char *name, const cp_lora_options *o, uint64_t seed);
+
+typedef enum {
+    CP_LR_CONSTANT = 0,
+    CP_LR_CONSTANT_WITH_WARMUP = 1,
+    CP_LR_LINEAR = 2,            /* the default, as in TrainingArguments */
+    CP_LR_COSINE = 3,
+} cp_lr_scheduler;
+
+/* "linear", "cosine", "constant", "constant_with_warmup" (transformers' names). */
+CP_API cp_status cp_lr_scheduler_parse(const char *name, cp_lr_scheduler *out);
+CP_API const char *cp_lr_scheduler_name(cp_lr_scheduler s);
+
+/* What the progress callbacks receive. */
+typedef struct cp_train_progress {
+    int64_t step;                /* optimizer steps done, resumed ones included (1 after the first) */
+    int64_t total_steps;         /* the run's length (max_steps, or the epochs' steps) */
+    double epoch;                /* fractional epochs done: step × accumulation / micro-batches per epoch */
+    double loss;                 /* on_step: this step's mean token loss; on_log: the mean of the step
+                                    losses since the previous log */
+    double learning_rate;        /* the rate this step ran at */
+    double grad_norm;            /* this step's gradient norm before clipping */
+    int64_t tokens;              /* input tokens (attention_mask 1): on_step this step's, on_log the sum
+                                    since the previous log */
+    double tokens_per_second;    /* those tokens over the time they took */
+    double seconds_per_step;     /* this run's mean so far (resumed steps excluded) */
+    double eta_seconds;          /* seconds_per_step × the steps left */
+} cp_train_progress;
+
+typedef enum {
+    CP_EVAL_BEFORE_TRAINING = 0, /* step 0 of a fresh run, as a starting point */
+    CP_EVAL_DURING = 1,          /* every eval_steps steps (and at the last step) */
+    CP_EVAL_AFTER_TRAINING = 2,  /* once at the end, when eval_steps is 0 */
+} cp_eval_when;
+
+typedef struct cp_train_eval {
+    int64_t step, total_steps;
+    double loss;                 /* mean token loss over the evaluation data */
+    cp_eval_when when;
+} cp_train_eval;
+
+typedef enum {
+    CP_SAVE_CHECKPOINT = 0,      /* output_dir/checkpoint-N/: adapter + optimizer.safetensors +
+                                    trainer_state.json, every save_steps and when stopped */
+    CP_SAVE_FINAL = 1,           /* the final adapter: output_dir/adapter-step-N/, committed as
+                                    output_dir/adapter_config.json + adapter_model.safetensors */
+} cp_save_kind;
+
+typedef struct cp_train_save {
+    int64_t step;
+    const char *dir;             /* the directory written, complete and in place */
+    cp_save_kind kind;
+} cp_train_save;
+
+/* Callbacks, each optional (NULL). They run on the thread that called cp_trainer_run or
+ * cp_trainer_step, between steps, with `user` as given. A nonzero return ends the run at once
+ * with CP_ERR ("stopped by the on_... callback"); checkpoints already written stay. Inside a
+ * callback the program may use the trainer's model for inference (cp_model_forward,
+ * cp_model_generate, cp_model_save_adapter) and call cp_trainer_get_info, cp_trainer_history and
+ * cp_trainer_request_stop, but must not change the model's adapters or call cp_trainer_step,
+ * cp_trainer_run, cp_trainer_evaluate or cp_trainer_free. */
+typedef struct cp_train_callbacks {
+    int (*on_step)(void *user, const cp_train_progress *p);     /* after every optimizer step */
+    int (*on_log)(void *user, const cp_train_progress *p);      /* every logging_steps steps and at the last */
+    int (*on_evaluate)(void *user, const cp_train_eval *e);     /* after each evaluation */
+    int (*on_save)(void *user, const cp_train_save *s);         /* after each checkpoint and the final adapter */
+    void *user;
+} cp_train_callbacks;
+
+/* The options of a run, named after Hugging Face TrainingArguments (messages name them by the
+ * `cpeft train` flags: --learning-rate for learning_rate, ...). */
+typedef struct cp_train_options {
+    /* data: plain text (cut into blocks of max_seq_length tokens), JSONL / JSON records with a text
+     * field, or instruction records (instruction, input, output; loss on the response only), any of
+     * them gzip- or zstd-compressed; see README "Formats" */
+    const char *data_path;            /* required */
+    const char *eval_data_path;       /* NULL: none, or validation_split */
+    double validation_split;          /* fraction held out for evaluation when no eval file (0: none) */
+    const char *text_field;           /* JSON text records ("text") */
+    int strict;                       /* a malformed record is an error (0: skipped and counted) */
+    int64_t max_seq_length;           /* 0 (the default): the model's positions, at most 1024 */
+    /* the adapter: an adapter of the model called adapter_name is trained as it is; without one it
+     * is created from peft_config_path (a PEFT adapter_config.json) or else from lora, seeded from
+     * seed; with resume_from it is read from the checkpoint */
+    const char *adapter_name;         /* NULL: "default" */
+    const char *peft_config_path;
+    cp_lora_options lora;
+    /* TrainingArguments, with their defaults */
+    double learning_rate;             /* 5e-5 */
+    double weight_decay;              /* 0 */
+    double adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
+    double max_grad_norm;             /* 1 (0 or less: no clipping) */
+    double num_train_epochs;          /* 3 */
+    int64_t max_steps;                /* -1: from num_train_epochs */
+    int64_t per_device_train_batch_size; /* 8 */
+    int64_t gradient_accumulation_steps; /* 1 */
+    cp_lr_scheduler lr_scheduler_type;/* CP_LR_LINEAR */
+    int64_t warmup_steps;             /* 0: warmup_ratio × total steps */
+    double warmup_ratio;              /* 0 */
+    int64_t logging_steps;            /* 500: on_log and metrics.jsonl */
+    int64_t eval_steps;               /* 0: evaluate once, at the end */
+    int64_t save_steps;               /* 500 (0: no checkpoints before the end) */
+    int64_t seed;                     /* 42: adapter init, data order and LoRA dropout */
+    int gradient_checkpointing;       /* recompute activations in the backward pass */
+    /* output: with output_dir NULL nothing is written (the program saves the adapter itself);
+     * otherwise output_dir is locked for the trainer's life and gets metrics.jsonl, checkpoint-N/
+     * and the final adapter, each written complete before it replaces anything (a kill at any
+     * instant leaves the previous complete files) */
+    const char *output_dir;
+    int overwrite_output_dir;         /* write into an output_dir that is not empty (else refused) */
+    const char *resume_from;          /* a checkpoint-N directory: continue exactly where it left off */
+    const char *run_name;             /* how a second run on output_dir names this one while it holds
+                                         it: "<run_name> (pid N)" (NULL: "cpeft") */
+    cp_train_callbacks callbacks;
+} cp_train_options;
+
+/* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */
+CP_API void cp_train_options_init(cp_train_options *o);
+/* Checks every number as torch.optim.AdamW and TrainingArguments would (the message names the flag
+ * and the value). cp_trainer_create runs it first. */
+CP_API cp_status cp_train_options_check(const cp_train_options *o);
+
+typedef struct cp_trainer cp_trainer;
+
+/* Sets up a run on model m (with tokenizer tok, which reads the data): checks the options, takes
+ * output_dir, reads and tokenizes the data, attaches or reads the adapter (see adapter_name), sets
+ * up AdamW and, with resume_from, restores the checkpoint's optimizer and position. The padding
+ * token is the tokenizer's, else its eos (never part of the loss). m and tok are borrowed: they
+ * must outlive the trainer, and the model's adapters must not change while it exists (see
+ * Threading). The options are copied. */
+CP_API cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *tok, const cp_train_options *o);
+/* Releases output_dir and frees the trainer; the model keeps the trained adapter. */
+CP_API void cp_trainer_free(cp_trainer *t);
+
+/* The whole run from where the trainer stands: an evaluation before training (a fresh run with
+ * evaluation data), then steps up to total_steps with their logging, evaluations and checkpoints,
+ * then the final evaluation (eval_steps 0) and, with output_dir, the final adapter. After
+ * cp_trainer_request_stop it ends after the step under way, with a checkpoint when output_dir is
+ * set, and returns CP_OK with cp_trainer_info.stopped set (the request is then consumed: a later
+ * cp_trainer_run continues). A non-finite loss ends it with CP_ERR before that step is applied,
+ * naming the last good checkpoint. */
+CP_API cp_status cp_trainer_run(cp_trainer *t);
+/* One optimizer step (gradient_accumulation_steps micro-batches) with its logging, evaluation and
+ * checkpoint when the step's number calls for them; p (may be NULL) receives what on_step does.
+ * For a program that drives the loop itself; it ignores stop requests and writes no final adapter
+ * (save it with cp_model_save_adapter). An error once total_steps are done. */
+CP_API cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p);
+/* The mean token loss over the evaluation data (eval mode, no dropout). An error when the trainer
+ * has no evaluation data. */
+CP_API cp_status cp_trainer_evaluate(cp_trainer *t, double *loss);
+/* Asks the run to stop after the step under way. Async-signal-safe and thread-safe: call it from a
+ * SIGINT handler or another thread. A request made before cp_trainer_run starts stops it before
+ * its first step. */
+CP_API void cp_trainer_request_stop(cp_trainer *t);
+
+/* Where a trainer stands. */
+typedef struct cp_trainer_info {
+    int64_t train_examples, train_tokens;
+    int64_t train_loss_tokens;        /* target tokens (labels not -100) */
+    int64_t train_truncated;          /* records cut to max_seq_length */
+    int64_t train_skipped;            /* malformed records skipped */
+    int64_t eval_examples;            /* 0: no evaluation data */
+    int64_t eval_truncated;
+    int64_t max_seq_length;           /* as resolved */
+    int32_t pad_token_id;
+    int pad_is_eos;                   /* the tokenizer has no pad token: its eos pads */
+    int64_t total_steps, steps_per_epoch, warmup_steps;
+    int64_t start_step;               /* the checkpoint's step when resumed, else 0 */
+    int64_t step;                     /* optimizer steps done (start_step included) */
+    int64_t last_checkpoint;          /* step of the newest checkpoint written or resumed from (0: none) */
+    int stopped;                      /* the last cp_trainer_run ended on a stop request */
+    int output_files_cleaned;         /* half-written files of killed earlier runs removed from output_dir */
+} cp_trainer_info;
+CP_API void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out);
+
+/* The logged losses (a resumed run's include the checkpoint's history), for a loss curve. The
+ * arrays belong to the trainer and stay valid until its next step, run or free. */
+typedef struct cp_train_history {
+    int64_t n_train;
+    const double *train_step, *train_loss;  /* [n_train]: one per on_log */
+    int64_t n_eval;
+    const double *eval_step, *eval_loss;    /* [n_eval]: one per evaluation */
+} cp_train_history;
+CP_API void cp_trainer_history(const cp_trainer *t, cp_train_history *out);
+
+/* The peak resident memory the run should reach, part by part (bytes). */
+typedef struct cp_train_memory_plan {
+    int64_t batch_size, seq_len;      /* the largest micro-batch: B × the longest example */
+    double frozen_bytes;              /* frozen weights */
+    double mapped_bytes;              /* of which used in place from the checkpoint's mapping */
+    int64_t trainable_values;
+    double trainable_bytes;           /* trainable parameters; as much again for their gradients */
+    double optimizer_bytes;           /* AdamW's two moments */
+    double activation_bytes;          /* measured by running a training forward + backward of that batch */
+    double activation_bytes_without_checkpointing; /* with gradient_checkpointing: the comparison,
+                                         measured on 2 and 3 layers and extrapolated; else 0 */
+    double other_bytes;               /* the rest of the process (code, libraries, tokenizer, data,
+                                         BLAS buffers) measured as resident memory; -1: cannot be
+                                         measured on this system (not in the total) */
+    double total_bytes;               /* frozen + 4 × trainable (values, gradients, moments) +
+                                         activations + other */
+} cp_train_memory_plan;
+/* Makes the plan; the dry run leaves the activation memory reserved, so the steps that follow
+ * allocate nothing new. Optional; call it before the first step for a true "other" figure. */
+CP_API cp_status cp_trainer_memory_plan(cp_trainer *t, cp_train_memory_plan *out);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
 set -u
 build=${1:-build}
 export CPEFT_BIN="$build/cpeft"   # the CLI under test, for tests that run the program
+export CPEFT_BUILD="$build"        # the build folder: libcpeft.so and the examples, for the tests that check them
 passed=0; failed=0; failed_programs=()
 for t in $(find "$build/tests" -type f -executable | sort); do
     out=$("$t" 2>&1); rc=$?

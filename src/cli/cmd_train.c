@@ -1,16 +1,31 @@
 /*
- * cmd_train.c — `cpeft train`: option parsing for the training run (src/train/trainer.c). Options
- * are named after Hugging Face TrainingArguments with dashes; LoRA comes from a PEFT
- * adapter_config.json (--peft-config) or from --lora-* flags. Numbers are checked here
- * (cp_train_args_check: a bad value is a usage error, exit 2) before the run starts.
+ * cmd_train.c — `cpeft train`: the public trainer (cp_trainer, include/cpeft.h) driven from the
+ * command line. Options are named after Hugging Face TrainingArguments with dashes; LoRA comes from a
+ * PEFT adapter_config.json (--peft-config) or from --lora-* flags. Numbers are checked here
+ * (cp_train_options_check: a bad value is a usage error, exit 2) before the run starts.
+ *
+ * What the library leaves to its program is done here: every line printed (the setup summary, the
+ * memory plan, progress lines or a live bar, evaluations, checkpoints, the peak memory), the loss
+ * curve drawn (loss.png, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
+ * into cp_trainer_request_stop, which ends the run after the step under way with a checkpoint; the
+ * exit status is then 128 + the signal, as a shell reports a process the signal ended.
  */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "core/alloc.h"
+#include "core/memstat.h"
+#include "core/progress.h"
 #include "cpeft.h"
-#include "train/trainer.h"
+#include "train/plot.h"
 
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static void help(FILE *f) {
     fprintf(f,
@@ -43,13 +58,234 @@ static void help(FILE *f) {
             "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n");
 }
 
+/* ---- signals ------------------------------------------------------------------------------------- */
+
+/* The signals that stop a run after a checkpoint: Ctrl-C, and what docker stop, Kubernetes, Slurm and
+ * timeout send (SIGTERM), and a closed terminal (SIGHUP). stop_signal holds the last one received;
+ * the handler passes it on to the trainer once there is one (before that, main passes it on). */
+static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+static volatile sig_atomic_t stop_signal;
+static _Atomic(cp_trainer *) running;
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2, "the signal handler reads `running`: it must be lock-free");
+
+static void on_stop_signal(int sig) {
+    stop_signal = sig;
+    cp_trainer *t = atomic_load(&running);
+    if (t) cp_trainer_request_stop(t);
+}
+
+static const char *signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT"; }
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- what the callbacks print ---------------------------------------------------------------------- */
+
+typedef struct {
+    cp_trainer *t;
+    const char *output_dir;
+    int live;          /* a live progress bar (a terminal, or --progress bar) */
+    double t_start;    /* the first step's start: the final message's duration */
+    char error[4096];  /* a callback's own failure, reported instead of the trainer's message */
+} report;
+
+static int on_step(void *user, const cp_train_progress *p) {
+    report *r = user;
+    if (r->live) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "loss %.4f  lr %.3e  grad norm %.3f", p->loss, p->learning_rate, p->grad_norm);
+        cp_progress_bar(stdout, "step", p->step, p->total_steps, detail, p->eta_seconds);
+    }
+    return 0;
+}
+
+static int on_log(void *user, const cp_train_progress *p) {
+    report *r = user;
+    char eta[32];
+    cp_format_duration(p->eta_seconds, eta, sizeof eta);
+    if (r->live) printf("\r");
+    printf("step %lld/%lld | loss %.4f | lr %.3e | grad norm %.4f | %.0f tokens/s | ETA %s%s\n", (long long)p->step,
+           (long long)p->total_steps, p->loss, p->learning_rate, p->grad_norm, p->tokens_per_second, eta, r->live ? "          " : "");
+    fflush(stdout);
+    return 0;
+}
+
+static int on_evaluate(void *user, const cp_train_eval *e) {
+    report *r = user;
+    if (e->when == CP_EVAL_BEFORE_TRAINING)
+        printf("step 0/%lld | eval loss %.4f | eval perplexity %.2f (before training)\n", (long long)e->total_steps, e->loss, exp(e->loss));
+    else if (e->when == CP_EVAL_DURING)
+        printf("step %lld/%lld | eval loss %.4f | eval perplexity %.2f\n", (long long)e->step, (long long)e->total_steps, e->loss,
+               exp(e->loss));
+    else
+        printf("eval loss %.4f | eval perplexity %.2f\n", e->loss, exp(e->loss));
+    if (e->when == CP_EVAL_BEFORE_TRAINING) r->t_start = now();
+    return 0;
+}
+
+/* loss.png beside metrics.jsonl: the logged train losses and the evaluations, redrawn at every save. */
+static cp_status draw_plot(report *r) {
+    cp_train_history h;
+    cp_trainer_history(r->t, &h);
+    char png[4096];
+    snprintf(png, sizeof png, "%s/loss.png", r->output_dir);
+    return cp_plot_loss_png(png, h.train_step, h.train_loss, (int)h.n_train, h.eval_step, h.eval_loss, (int)h.n_eval,
+                            "cpeft train: loss");
+}
+
+static int on_save(void *user, const cp_train_save *s) {
+    report *r = user;
+    if (draw_plot(r) != CP_OK) {
+        if (s->kind == CP_SAVE_CHECKPOINT)
+            snprintf(r->error, sizeof r->error, "saving %s (the previous checkpoint is intact): %s", s->dir, cp_last_error());
+        else
+            snprintf(r->error, sizeof r->error, "%s", cp_last_error());
+        return 1;
+    }
+    if (s->kind == CP_SAVE_CHECKPOINT) {
+        printf("saved checkpoint-%lld\n", (long long)s->step);
+    } else {
+        const char *name = strrchr(s->dir, '/');
+        printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; loss.png, "
+               "metrics.jsonl) in %.1f s\n", r->output_dir, name ? name + 1 : s->dir, now() - r->t_start);
+    }
+    return 0;
+}
+
+/* ---- the setup summary and the memory plan ----------------------------------------------------------- */
+
+static void print_setup(const cp_trainer_info *in, const cp_train_options *o) {
+    if (in->output_files_cleaned)
+        printf("output: removed %d unfinished file%s left by an earlier run that was killed\n", in->output_files_cleaned,
+               in->output_files_cleaned == 1 ? "" : "s");
+    if (in->pad_is_eos)
+        printf("pad token: not set in the tokenizer; padding with the eos token (id %d), which never enters the loss\n", in->pad_token_id);
+    printf("data: %lld training examples (%lld tokens, %lld with loss)", (long long)in->train_examples, (long long)in->train_tokens,
+           (long long)in->train_loss_tokens);
+    if (in->train_truncated)
+        printf(", %lld truncated to --max-seq-length %lld", (long long)in->train_truncated, (long long)in->max_seq_length);
+    if (in->train_skipped) printf(", %lld malformed records skipped", (long long)in->train_skipped);
+    printf("\n");
+    if (in->eval_examples) {
+        printf("      %lld evaluation examples", (long long)in->eval_examples);
+        if (o->eval_data_path && in->eval_truncated)
+            printf(", %lld truncated to --max-seq-length %lld", (long long)in->eval_truncated, (long long)in->max_seq_length);
+        printf("\n");
+    }
+}
+
+/* The plan as the trainer measures it, plus the working memory of the loss plot this program draws at
+ * every save; returns the total (0 when no plan could be made). */
+static double print_plan(const cp_train_memory_plan *p, int checkpointing) {
+    char b1[32], b2[32], b3[32], b4[32];
+    double rest = p->other_bytes >= 0 ? p->other_bytes + (double)cp_plot_peak_bytes() : -1;
+    double total = p->total_bytes + (rest >= 0 ? (double)cp_plot_peak_bytes() : 0);
+    printf("memory plan (batch %lld x %lld tokens):\n", (long long)p->batch_size, (long long)p->seq_len);
+    printf("  frozen weights        %12s  (%s memory-mapped from the checkpoint, shared with the page cache)\n",
+           cp_format_bytes(p->frozen_bytes, b1, sizeof b1), cp_format_bytes(p->mapped_bytes, b2, sizeof b2));
+    printf("  trainable parameters  %12s  (%lld values)\n", cp_format_bytes(p->trainable_bytes, b1, sizeof b1),
+           (long long)p->trainable_values);
+    printf("  gradients             %12s\n", b1);
+    printf("  optimizer state       %12s  (AdamW exp_avg + exp_avg_sq)\n", cp_format_bytes(p->optimizer_bytes, b2, sizeof b2));
+    printf("  activations           %12s  (measured: a training forward + backward of the longest batch)\n",
+           cp_format_bytes(p->activation_bytes, b3, sizeof b3));
+    if (checkpointing)
+        printf("                                      --gradient-checkpointing saves %s (without it: about %s, measured on 2 and 3 "
+               "layers)\n",
+               cp_format_bytes(p->activation_bytes_without_checkpointing - p->activation_bytes, b1, sizeof b1),
+               cp_format_bytes(p->activation_bytes_without_checkpointing, b2, sizeof b2));
+    if (rest >= 0)
+        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers; the loss plot)\n",
+               cp_format_bytes(rest, b4, sizeof b4));
+    else
+        printf("  program and data      %12s  (not measured on this system; not in the total)\n", "?");
+    printf("  total                 %12s  (the peak resident memory to expect)\n", cp_format_bytes(total, b1, sizeof b1));
+    return total;
+}
+
+/* The run's peak resident memory beside the plan, so that the plan can be checked. */
+static void print_peak(double plan_bytes) {
+    size_t peak = cp_mem_peak();
+    if (!peak || !(plan_bytes > 0)) return;
+    char b1[32], b2[32];
+    printf("peak memory: %s resident (plan %s, %+.1f%%)\n", cp_format_bytes((double)peak, b1, sizeof b1),
+           cp_format_bytes(plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - plan_bytes) / plan_bytes);
+}
+
+/* ---- the run ----------------------------------------------------------------------------------------- */
+
+/* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
+static int train(const char *model_dir, cp_train_options *o, int progress) {
+    report r;
+    memset(&r, 0, sizeof r);
+    r.output_dir = o->output_dir;
+    r.live = progress == 1 || (progress < 0 && isatty(1));
+    o->callbacks = (cp_train_callbacks){.on_step = on_step, .on_log = on_log, .on_evaluate = on_evaluate, .on_save = on_save, .user = &r};
+    o->run_name = "cpeft train";
+    cp_model *m = NULL;
+    cp_tokenizer *tok = NULL;
+    cp_status st = cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS);
+    if (st == CP_OK) st = cp_tokenizer_load_dir(&tok, model_dir);
+    if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
+    if (st == CP_OK) {
+        atomic_store(&running, r.t);
+        if (stop_signal) cp_trainer_request_stop(r.t); /* it came during the setup */
+    }
+    cp_trainer_info in;
+    double plan_bytes = 0;
+    if (st == CP_OK) {
+        cp_trainer_get_info(r.t, &in);
+        print_setup(&in, o);
+        cp_train_memory_plan plan;
+        char *line = cp_model_trainable_parameters_line(m, CP_PEFT_LINE_NOTEBOOK);
+        if ((st = cp_trainer_memory_plan(r.t, &plan)) == CP_OK) {
+            plan_bytes = print_plan(&plan, o->gradient_checkpointing);
+            printf("%s\n", line ? line : "");
+            printf("training: %lld steps (%lld per epoch, batch %lld x %lld accumulation), lr %g %s, warmup %lld steps%s\n",
+                   (long long)in.total_steps, (long long)in.steps_per_epoch, (long long)o->per_device_train_batch_size,
+                   (long long)o->gradient_accumulation_steps, o->learning_rate, cp_lr_scheduler_name(o->lr_scheduler_type),
+                   (long long)in.warmup_steps, o->resume_from ? " — resuming" : "");
+            if (o->resume_from) printf("resumed from %s at step %lld\n", o->resume_from, (long long)in.start_step);
+        }
+        free(line);
+    }
+    if (st == CP_OK) {
+        r.t_start = now();
+        st = cp_trainer_run(r.t);
+        if (st != CP_OK && r.live) printf("\n");
+    }
+    int rc = 0;
+    if (st == CP_OK) {
+        cp_trainer_get_info(r.t, &in);
+        if (in.stopped && in.step == in.start_step)
+            printf("interrupted (%s) before the first step; nothing was trained or saved\n", signal_name(stop_signal));
+        else if (in.stopped)
+            printf("interrupted (%s): saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
+                   signal_name(stop_signal), o->output_dir, (long long)in.step, o->output_dir, (long long)in.step);
+        print_peak(plan_bytes);
+        rc = stop_signal ? 128 + stop_signal : 0; /* as a shell reports a process the signal ended */
+    } else {
+        fflush(stdout);
+        fprintf(stderr, "cpeft train: %s\n", r.error[0] ? r.error : cp_last_error());
+        rc = 1;
+    }
+    atomic_store(&running, NULL);
+    cp_trainer_free(r.t);
+    cp_tokenizer_free(tok);
+    cp_model_free(m);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv) {
-    cp_train_args a;
-    cp_train_args_defaults(&a);
-    const char *v;
-    int r;
+    cp_train_options a;
+    cp_train_options_init(&a);
+    const char *model_dir = NULL, *v;
+    int r, progress = -1;
 #define STR(flag, field) \
-    if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0) return 2; a.field = v; continue; }
+    if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0) return 2; field = v; continue; }
 #define INT(flag, field, lo, hi) \
     if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0 || cp_arg_int(v, flag, lo, hi, &a.field, "train")) return 2; continue; }
 #define DBL(flag, field) \
@@ -59,11 +295,11 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--gradient-checkpointing")) { a.gradient_checkpointing = 1; continue; }
         if (!strcmp(argv[i], "--strict")) { a.strict = 1; continue; }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
-        STR("--model", model_dir) STR("--data", data_path) STR("--eval-data", eval_data_path) STR("--output-dir", output_dir)
-        STR("--peft-config", peft_config_path) STR("--resume-from-checkpoint", resume_from)
-        STR("--target-modules", target_modules) STR("--bias", bias) STR("--modules-to-save", modules_to_save)
-        STR("--text-field", text_field)
-        INT("--lora-r", lora_r, 1, 1 << 20) DBL("--lora-alpha", lora_alpha) DBL("--lora-dropout", lora_dropout)
+        STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
+        STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
+        STR("--target-modules", a.lora.target_modules) STR("--bias", a.lora.bias) STR("--modules-to-save", a.lora.modules_to_save)
+        STR("--text-field", a.text_field)
+        INT("--lora-r", lora.r, 1, 1 << 20) DBL("--lora-alpha", lora.alpha) DBL("--lora-dropout", lora.dropout)
         DBL("--learning-rate", learning_rate) DBL("--num-train-epochs", num_train_epochs) INT("--max-steps", max_steps, -1, INT64_MAX)
         INT("--per-device-train-batch-size", per_device_train_batch_size, 1, 1 << 20)
         INT("--gradient-accumulation-steps", gradient_accumulation_steps, 1, 1 << 20)
@@ -75,18 +311,16 @@ int cmd_train(int argc, char **argv) {
         INT("--max-seq-length", max_seq_length, 2, 1 << 24) DBL("--validation-split", validation_split)
         if ((r = cp_arg_value(argc, argv, &i, "--lr-scheduler-type", &v, "train"))) {
             if (r < 0) return 2;
-            int s = cp_schedule_from_name(v);
-            if (s < 0) {
-                fprintf(stderr, "cpeft train: --lr-scheduler-type: \"%s\" is not one of linear, cosine, constant, constant_with_warmup\n", v);
+            if (cp_lr_scheduler_parse(v, &a.lr_scheduler_type) != CP_OK) {
+                fprintf(stderr, "cpeft train: %s\n", cp_last_error());
                 return 2;
             }
-            a.lr_scheduler_type = (cp_schedule)s;
             continue;
         }
         if ((r = cp_arg_value(argc, argv, &i, "--progress", &v, "train"))) {
             if (r < 0) return 2;
             if (strcmp(v, "bar") && strcmp(v, "lines")) { fprintf(stderr, "cpeft train: --progress: bar or lines\n"); return 2; }
-            a.progress = !strcmp(v, "bar");
+            progress = !strcmp(v, "bar");
             continue;
         }
         fprintf(stderr, "cpeft train: unknown argument %s\n", argv[i]);
@@ -96,19 +330,23 @@ int cmd_train(int argc, char **argv) {
 #undef STR
 #undef INT
 #undef DBL
-    if (!a.model_dir || !a.data_path || !a.output_dir) {
+    if (!model_dir || !a.data_path || !a.output_dir) {
         fprintf(stderr, "cpeft train: needs --model, --data and --output-dir\n");
         help(stderr);
         return 2;
     }
-    if (cp_train_args_check(&a) != CP_OK) {
+    if (cp_train_options_check(&a) != CP_OK) {
         fprintf(stderr, "cpeft train: %s\n", cp_last_error());
         return 2;
     }
-    int interrupted = 0;
-    if (cp_train(&a, &interrupted) != CP_OK) {
-        fprintf(stderr, "cpeft train: %s\n", cp_last_error());
-        return 1;
-    }
-    return interrupted ? 128 + interrupted : 0; /* as a shell reports a process the signal ended */
+    /* Ctrl-C, SIGTERM and SIGHUP stop the run cleanly: between steps, after a checkpoint */
+    stop_signal = 0;
+    struct sigaction sa, old_sa[3];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the trainer checks between steps */
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
+    int rc = train(model_dir, &a, progress);
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
+    return rc;
 }

@@ -2,6 +2,7 @@
  * error.c — the thread-local error message behind cp_error() / cp_last_error().
  */
 #include "core/error.h"
+#include "cpeft.h" /* cp_last_error and cp_set_quiet are public: their CP_API declarations export them */
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,17 +1,94 @@
 /*
- * trainer.h — the training run behind `cpeft train`: model + adapter + data in, a PEFT adapter
- * out, with the Hugging Face Trainer's step accounting, logging, evaluation, checkpoints
- * (checkpoint-N/ as the HF Trainer names them) and exact resumption. The output directory's rules
- * (lock, refusal, atomic commit of the final adapter) are in train/output_dir.h.
+ * trainer.h — the trainer behind the public cp_trainer API (include/cpeft.h, "training"): model +
+ * adapter + data in, a PEFT adapter out, with the Hugging Face Trainer's step accounting, logging,
+ * evaluation, checkpoints (checkpoint-N/ as the HF Trainer names them) and exact resumption. The
+ * output directory's rules (lock, refusal, atomic commit of the final adapter) are in
+ * train/output_dir.h.
+ *
+ * The trainer never prints, installs no signal handler and draws nothing: it reports through the
+ * callbacks of cp_train_options and its info; `cpeft train` (src/cli/cmd_train.c) prints, handles
+ * SIGINT / SIGTERM / SIGHUP and draws the loss plot.
+ *
+ *   trainer.c       create (setup), step, run, evaluate, info, free
+ *   train_state.c   checkpoint-N/: the adapter, optimizer.safetensors, trainer_state.json; resuming
+ *   memory_plan.c   the memory plan (weights counted, activations measured by a dry run)
+ *   train_options.c the options, their defaults and checks, the LoRA adapter from options, and
+ *                   cp_train (the whole run from a model directory, for tests and programs that
+ *                   need no callbacks)
  */
 #ifndef CP_TRAIN_TRAINER_H
 #define CP_TRAIN_TRAINER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/error.h"
+#include "cpeft.h"
+#include "train/data.h"
 #include "train/optim.h"
+#include "train/output_dir.h"
 
+/* A logged series: (step, value) pairs. */
+typedef struct {
+    double *step, *value;
+    int64_t n, cap;
+} cp_loss_series;
+
+struct cp_trainer {
+    cp_train_options o;        /* a copy: its strings point into `strings` */
+    char *strings[8];
+    cp_model *m;               /* borrowed */
+    const cp_tokenizer *tok;   /* borrowed */
+    cp_dataset train, eval;
+    int has_eval;
+    cp_param **params;         /* the trained parameters (tree order) */
+    int n_params;
+    cp_adamw opt;
+    int64_t pad_id;
+    int pad_is_eos;
+    int64_t batches_per_epoch, steps_per_epoch, total_steps, warmup_steps;
+    int64_t start_step;        /* resumed from (0: fresh) */
+    int64_t step;              /* optimizer steps done */
+    int64_t *order;            /* the epoch's example order */
+    int64_t order_epoch;
+    cp_batch_data *bd;         /* [accumulation] micro-batch buffers */
+    cp_batch *micro;
+    cp_loss_series train_loss, eval_loss;
+    FILE *metrics;             /* output_dir/metrics.jsonl, or NULL without output_dir */
+    cp_output_dir out;
+    int cleaned;               /* files of killed runs removed when output_dir was opened */
+    int64_t last_checkpoint;   /* step of the newest checkpoint written or resumed from (0: none) */
+    atomic_int stop;           /* cp_trainer_request_stop (lock-free: async-signal-safe) */
+    int stopped;               /* the last run ended on a stop request */
+    int finished;              /* the run's final evaluation and adapter are done */
+    /* timing: this run's first step, and the logging window */
+    double t0;
+    int64_t t0_step;           /* -1: not started */
+    double log_t0, log_loss, log_tokens;
+    int64_t log_count;
+    double last_norm;
+};
+
+double cp_trainer_now(void);
+/* splitmix-style mixing of two seeds (the adapter's init, each epoch's order, each step's dropout). */
+uint64_t cp_trainer_mix(uint64_t a, uint64_t b);
+void cp_loss_series_add(cp_loss_series *s, double step, double value);
+
+/* train_state.c: checkpoint-N/ of the current step (adapter, optimizer.safetensors,
+ * trainer_state.json), written under a temporary name and moved into place; *dir receives its path
+ * (caller frees). And the reverse: the optimizer moments, the exact parameter values and the
+ * position, read from a checkpoint after its adapter was loaded. */
+cp_status cp_trainer_save_checkpoint(cp_trainer *t, char **dir);
+cp_status cp_trainer_load_checkpoint_state(cp_trainer *t, const char *dir);
+
+/* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM). */
+struct cp_lora_config;
+cp_status cp_lora_config_from_options(const cp_lora_options *o, struct cp_lora_config *cfg);
+
+/* ---- the whole run from a model directory --------------------------------------------------------- */
+
+/* The options of cp_train: the trainer's options, flat, plus the model directory. */
 typedef struct {
     const char *model_dir, *data_path, *eval_data_path, *output_dir;
     const char *peft_config_path;      /* PEFT adapter_config.json; else the lora_* fields below */
@@ -33,21 +110,15 @@ typedef struct {
     double validation_split;           /* fraction held out when no eval file is given (0: none) */
     int strict;                        /* malformed data records are fatal */
     const char *text_field;
-    int progress;                      /* -1 auto (terminal), 0 plain lines, 1 live bar */
+    int progress;                      /* unused (the progress display belongs to cpeft train) */
 } cp_train_args;
 
-/* Defaults as TrainingArguments has them where it has them (lr 5e-5, AdamW betas (0.9, 0.999),
- * eps 1e-8, weight decay 0, max_grad_norm 1, 3 epochs, linear schedule, logging every 500 steps...),
- * max_seq_length 0 meaning the model's positions (at most 1024),
- * with cpeft's LoRA defaults (r 8, alpha 16, dropout 0.05). */
+/* cp_train_options_init's defaults, flat. */
 void cp_train_args_defaults(cp_train_args *a);
-/* Checks every number against what torch.optim.AdamW and TrainingArguments accept (an error names the
- * flag and the value). cp_train runs it first; the CLI runs it to report a usage error. */
+/* The model, data and output directories are given, then cp_train_options_check. */
 cp_status cp_train_args_check(const cp_train_args *a);
-/* The whole run. The output directory is locked for the run; one that is not empty is refused unless
- * overwrite_output_dir or resume_from is set. Stopped by SIGINT, SIGTERM or SIGHUP, it saves a
- * checkpoint after the step under way and returns CP_OK with *interrupted = the signal number
- * (0 when the run completed). */
+/* Loads the model and tokenizer from a->model_dir and runs a trainer on them to the end, silently.
+ * *interrupted is always 0: only a program's own signal handler (cpeft train's) stops a run. */
 cp_status cp_train(const cp_train_args *a, int *interrupted);
 
 #endif

@@ -1,0 +1,68 @@
+/*
+ * memory_plan.c — the memory plan of a training run: the peak resident memory to expect, part by
+ * part. Weights and trainable state are counted from their sizes; activations are measured by a dry
+ * run of the longest batch as a training step runs it (the arena keeps that block for the steps that
+ * follow); the rest of the process (code, libraries, tokenizer, dataset, the BLAS library's and the
+ * threads' buffers, malloc's overhead) is measured as what is resident after the dry run beyond the
+ * counted parts. `cpeft train` prints it and, at the end, the real peak beside it.
+ */
+#include "train/trainer.h"
+#include "core/alloc.h"
+#include "core/memstat.h"
+#include "models/model.h"
+#include "train/step.h"
+
+#include <string.h>
+
+/* Parameters by where their memory lives: frozen (mapped: used in place from the checkpoint's
+ * mapping; owned: widened or copied to f32), trainable (each with a gradient and two AdamW moments). */
+typedef struct { int64_t frozen, mapped, trainable; } param_counts;
+
+static cp_status count_params(const cp_trainer *t, param_counts *c) {
+    memset(c, 0, sizeof *c);
+    cp_param **ps;
+    int n;
+    if (cp_module_params(t->m->root, &ps, &n) != CP_OK) return CP_ERR;
+    for (int i = 0; i < n; i++) {
+        if (ps[i]->tied_to || ps[i]->grad) continue;
+        c->frozen += ps[i]->numel;
+        if (!ps[i]->owns_data) c->mapped += ps[i]->numel;
+    }
+    cp_free(ps);
+    for (int i = 0; i < t->n_params; i++) c->trainable += t->params[i]->numel;
+    return CP_OK;
+}
+
+cp_status cp_trainer_memory_plan(cp_trainer *t, cp_train_memory_plan *out) {
+    memset(out, 0, sizeof *out);
+    param_counts c;
+    if (count_params(t, &c) != CP_OK) return CP_ERR;
+    const int64_t B = t->o.per_device_train_batch_size;
+    int64_t T = 2;
+    for (int64_t i = 0; i < t->train.n; i++) T = t->train.examples[i].len > T ? t->train.examples[i].len : T;
+    size_t act = 0, act_other = 0;
+    /* the comparison first: it is estimated on a few blocks, so the run never holds it */
+    if (t->o.gradient_checkpointing && cp_step_estimate_activations(t->m, &t->opt, B, T, 0, &act_other) != CP_OK) return CP_ERR;
+    if (cp_step_measure_activations(t->m, &t->opt, B, T, t->o.gradient_checkpointing, &act) != CP_OK) return CP_ERR;
+    const double frozen = (double)c.frozen * 4, mapped = (double)c.mapped * 4, trainable = (double)c.trainable * 4;
+    out->batch_size = B;
+    out->seq_len = T;
+    out->frozen_bytes = frozen;
+    out->mapped_bytes = mapped;
+    out->trainable_values = c.trainable;
+    out->trainable_bytes = trainable;
+    out->optimizer_bytes = 2 * trainable;
+    out->activation_bytes = (double)act;
+    out->activation_bytes_without_checkpointing = t->o.gradient_checkpointing ? (double)act_other : 0;
+    out->other_bytes = -1;
+    cp_mem_usage u;
+    if (cp_mem_now(&u)) {
+        /* anonymous memory beyond the owned weights and trainable state, and mapped pages beyond the
+         * mapped weights (for a model whose input embedding is not tied, the rows no batch has used
+         * yet are not resident, so this part can be short by up to the program's code) */
+        double anon = (double)u.anon - (frozen - mapped) - 4 * trainable, file = (double)u.file - mapped;
+        out->other_bytes = (anon > 0 ? anon : 0) + (file > 0 ? file : 0);
+    }
+    out->total_bytes = frozen + 4 * trainable + (double)act + (out->other_bytes > 0 ? out->other_bytes : 0);
+    return CP_OK;
+}
