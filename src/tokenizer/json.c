@@ -67,7 +67,7 @@ int tk_json_type(const cJSON *obj, const char *path, const char **type) {
 }
 
 int tk_json_char(const cJSON *obj, const char *key, const char *path, uint32_t dflt, uint32_t *out) {
-    const char *s;
+    const char *s = NULL;
     if (tk_json_str(obj, key, NULL, 0, &s, path)) return CP_ERR;
     if (!s) { *out = dflt; return CP_OK; }
     size_t n = strlen(s), l = 0;
