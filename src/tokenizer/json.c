@@ -118,7 +118,7 @@ int tk_component_from_json(const tk_component_class *cls, void *out, const cJSON
     void *obj = NULL;
     memcpy(out, &obj, sizeof obj);
     if (!j || cJSON_IsNull(j)) return CP_OK;
-    const char *type;
+    const char *type = NULL;
     if (tk_json_type(j, path, &type)) return CP_ERR;
     int kind = type ? cls->seq_kind : -1;
     while (kind >= 0 && strcmp(type, cls->names[kind])) kind--;
