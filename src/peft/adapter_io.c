@@ -140,12 +140,12 @@ static void wrapper_state(cp_module *mod, const char *name, int biases_only, ent
     }
 }
 
-static void module_state(cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
+static void module_state(const cp_model *m, cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
     if (cp_saved_of(mod)) {
         if (!base_layer_only) wrapper_state(mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
         return;
     }
-    const int layer = cp_peft_is_tuner_layer(mod);
+    const int layer = cp_peft_is_tuner_layer(m, mod);
     if (!layer && base_layer_only) return;
     const char *infix = layer ? ".base_layer" : "";
     if (mod->weight) add_unique(l, keyf(PEFT_PREFIX "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
@@ -217,7 +217,7 @@ static cp_status add_embedding_layers(cp_model *m, const char *name, cp_save_emb
     if (!save) return CP_OK;
     cp_module *layers[2] = {input_embedding(m), m->lm_head};
     for (int i = 0; i < 2; i++)
-        if (layers[i] && (!targeted || cp_hook_find(layers[i], method->hook))) module_state(layers[i], name, targeted, l);
+        if (layers[i] && (!targeted || cp_hook_find(layers[i], method->hook))) module_state(m, layers[i], name, targeted, l);
     return l->failed ? CP_ERR : CP_OK;
 }
 
@@ -376,7 +376,7 @@ typedef struct { cp_model *m; const char *name; entry_list *l; } state_ctx;
 
 static int visit_state(cp_module *mod, void *vctx) {
     state_ctx *c = vctx;
-    if (mod->path[0] && !cp_saved_inside_wrapper(c->m, mod)) module_state(mod, c->name, 0, c->l);
+    if (mod->path[0] && !cp_saved_inside_wrapper(c->m, mod)) module_state(c->m, mod, c->name, 0, c->l);
     return c->l->failed;
 }
 

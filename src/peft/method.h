@@ -174,8 +174,6 @@ typedef struct cp_peft_method {
 const cp_peft_method *cp_peft_method_find(const char *peft_type);
 /* The i-th registered method, NULL past the last. */
 const cp_peft_method *cp_peft_method_at(int i);
-/* The method whose hook h is (NULL: not a method's, e.g. modules_to_save). */
-const cp_peft_method *cp_peft_method_of_hook(const cp_hook *h);
 /* The peft_types cpeft supports, for messages, written into buf: "LORA" (quoted), "LORA" or "IA3",
  * "LORA", "IA3" or "X", ... Returns buf. */
 const char *cp_peft_supported_types(char *buf, size_t size);

@@ -29,12 +29,6 @@ const cp_peft_method *cp_peft_method_find(const char *peft_type) {
     return NULL;
 }
 
-const cp_peft_method *cp_peft_method_of_hook(const cp_hook *h) {
-    for (int i = 0; h && methods[i]; i++)
-        if (methods[i]->hook == h->ops) return methods[i];
-    return NULL;
-}
-
 const char *cp_peft_supported_types(char *buf, size_t size) {
     size_t k = 0;
     int n = (int)(sizeof methods / sizeof *methods) - 1;

@@ -68,7 +68,7 @@ static int count_visit(cp_module *mod, void *vctx) {
         c->all += b->numel;
         if (cp_peft_bias_trainable(c->m, mod)) c->trainable += b->numel;
     }
-    cp_peft_each_layer(mod, count_layer, c);
+    cp_peft_each_layer(c->m, mod, count_layer, c);
     const cp_saved_module *saved = cp_saved_of(mod);
     for (int k = 0; saved && k < saved->n_adapters; k++) {
         int64_t n = 0;
@@ -148,7 +148,7 @@ static int visit_trainable(cp_module *mod, void *vctx) {
         if ((c->status = cp_param_make_writable(c->m, mod->bias)) != CP_OK) return 1;
         add_trainable(c, mod->bias);
     }
-    if (cp_peft_each_layer(mod, trainable_layer, c)) return 1;
+    if (cp_peft_each_layer(c->m, mod, trainable_layer, c)) return 1;
     cp_saved_module *saved = cp_saved_of(mod);
     if (saved && saved->active >= 0 && adapter_trainable(c->m, saved->adapters[saved->active]))
         for (int p = 0; p < saved->n_params; p++) add_trainable(c, saved->params[p].copies[saved->active]);

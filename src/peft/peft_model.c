@@ -31,9 +31,17 @@ cp_peft_adapter *cp_peft_find_adapter(const cp_model *m, const char *name) {
 
 /* ---- the methods' layers on the tree ---------------------------------------------------------- */
 
-int cp_peft_each_layer(cp_module *mod, cp_peft_layer_fn fn, void *ctx) {
+/* The method whose hook h is, among the methods of the model's adapters (NULL: none, e.g. a
+ * modules_to_save wrapper). */
+static const cp_peft_method *method_of(const cp_model *m, const cp_hook *h) {
+    for (int i = 0; m->peft && i < m->peft->n; i++)
+        if (m->peft->adapters[i].config->method->hook == h->ops) return m->peft->adapters[i].config->method;
+    return NULL;
+}
+
+int cp_peft_each_layer(const cp_model *m, cp_module *mod, cp_peft_layer_fn fn, void *ctx) {
     for (cp_hook *h = mod->hooks; h; h = h->next) {
-        const cp_peft_method *method = cp_peft_method_of_hook(h);
+        const cp_peft_method *method = method_of(m, h);
         int r = method ? fn(mod, method, ctx) : 0;
         if (r) return r;
     }
@@ -47,9 +55,9 @@ int cp_peft_method_carries(const cp_peft_method *method, const cp_module *mod, c
     return 0;
 }
 
-int cp_peft_is_tuner_layer(const cp_module *mod) {
+int cp_peft_is_tuner_layer(const cp_model *m, const cp_module *mod) {
     for (const cp_hook *h = mod->hooks; h; h = h->next)
-        if (cp_peft_method_of_hook(h)) return 1;
+        if (method_of(m, h)) return 1;
     return 0;
 }
 
@@ -62,7 +70,7 @@ static int adapter_count(const cp_peft_method *method, const cp_module *mod) {
 /* Every module carrying a method's layer with that method, in tree order (a module with layers of
  * two methods is listed twice, in attach order). */
 typedef struct { cp_module *mod; const cp_peft_method *method; } layer_ref;
-typedef struct { layer_ref *list; int n, cap; int failed; } layer_list;
+typedef struct { layer_ref *list; int n, cap; int failed; const cp_model *m; } layer_list;
 
 static int push_layer(cp_module *mod, const cp_peft_method *method, void *ctx) {
     layer_list *l = ctx;
@@ -77,10 +85,11 @@ static int push_layer(cp_module *mod, const cp_peft_method *method, void *ctx) {
     return 0;
 }
 
-static int collect_layers(cp_module *mod, void *ctx) { return cp_peft_each_layer(mod, push_layer, ctx); }
+static int collect_layers(cp_module *mod, void *ctx) { return cp_peft_each_layer(((layer_list *)ctx)->m, mod, push_layer, ctx); }
 
 static cp_status layers(const cp_model *m, layer_list *l) {
     memset(l, 0, sizeof *l);
+    l->m = m;
     cp_module_visit(m->root, collect_layers, l);
     if (l->failed) { cp_free(l->list); return CP_ERR; }
     return CP_OK;
@@ -168,12 +177,19 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
 
 /* ---- adding adapters ------------------------------------------------------------------------- */
 
+typedef struct { const cp_peft_method *method; const char *name; } detach_ctx;
+
+static int detach_visit(cp_module *mod, void *vctx) {
+    detach_ctx *c = vctx;
+    if (cp_hook_find(mod, c->method->hook)) c->method->detach(mod, c->name);
+    return 0;
+}
+
+/* Removes adapter `name` wherever `method` has a layer (found by its hook: the adapter may not be
+ * listed in the state yet). */
 static void detach_everywhere(cp_model *m, const cp_peft_method *method, const char *name) {
-    layer_list l;
-    if (layers(m, &l) != CP_OK) return;
-    for (int i = 0; i < l.n; i++)
-        if (l.list[i].method == method) method->detach(l.list[i].mod, name);
-    cp_free(l.list);
+    detach_ctx c = {method, name};
+    cp_module_visit(m->root, detach_visit, &c);
 }
 
 static cp_peft_bias bias_of(const cp_peft_config *cfg) { return cfg->method->bias ? cfg->method->bias(cfg) : CP_PEFT_BIAS_NONE; }
@@ -306,9 +322,8 @@ cp_status cp_peft_delete_adapter(cp_model *m, const char *name) {
             cp_free(l.list);
             return cp_error("adapter \"%s\" is merged; unmerge it before deleting it", name);
         }
-    for (int i = 0; i < l.n; i++)
-        if (l.list[i].method == method) method->detach(l.list[i].mod, name);
     cp_free(l.list);
+    detach_everywhere(m, method, name);
     cp_saved_remove(m, name, 0);
     int idx = (int)(a - st->adapters);
     if (bias_of(a->config) != CP_PEFT_BIAS_NONE) {

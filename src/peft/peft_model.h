@@ -78,13 +78,13 @@ void cp_peft_set_training(cp_model *m, int training);
 void cp_peft_seed_dropout(cp_model *m, uint64_t seed);
 void cp_peft_free(cp_model *m);
 
-/* The method whose layer is on `mod`, for each of its hooks in attach order: fn(mod, method, ctx)
- * until it returns non-zero (returned). */
+/* For each layer on `mod` of a method of m's adapters, in attach order: fn(mod, method, ctx) until
+ * it returns non-zero (returned). */
 typedef int (*cp_peft_layer_fn)(cp_module *mod, const cp_peft_method *method, void *ctx);
-int cp_peft_each_layer(cp_module *mod, cp_peft_layer_fn fn, void *ctx);
+int cp_peft_each_layer(const cp_model *m, cp_module *mod, cp_peft_layer_fn fn, void *ctx);
 /* Whether `mod` carries adapter `name` of `method`. */
 int cp_peft_method_carries(const cp_peft_method *method, const cp_module *mod, const char *name);
 /* Whether some method's layer wraps `mod` (PEFT then names its weights "<path>.base_layer.*"). */
-int cp_peft_is_tuner_layer(const cp_module *mod);
+int cp_peft_is_tuner_layer(const cp_model *m, const cp_module *mod);
 
 #endif
