@@ -2,10 +2,12 @@
  * method.h — a PEFT method (LoRA now; IA3, prompt tuning, prefix tuning, DoRA next) as one table of
  * functions, and the PeftConfig fields every method's config shares.
  *
- * The model-level code (peft_model.c, adapter_io.c, api.c, peft_repr.c, weighted.c) never names a
- * method: it reads adapter_config.json's peft_type, finds the method in the registry (methods.c) and
- * goes through its table for everything else. Adding a method = its own files (src/peft/<m>*.c:
- * config, compute hook, this table) + one registration line in methods.c.
+ * The model-level code (peft_model.c, peft_count.c, saved_module.c, adapter_io.c, api.c,
+ * peft_repr.c, weighted.c) never names a method (test_peft_method.c checks): it reads
+ * adapter_config.json's peft_type, finds the method in the registry (methods.c) and goes through its
+ * table for everything else. Adding a method = its own files (src/peft/<m>*.c: config, compute hook,
+ * this table) + one registration line in methods.c. LoRA is the worked example: lora.c (the hook),
+ * lora_config.c, lora_method.c (this table), lora_repr.c, lora_weighted.c.
  *
  * Configs. A method's config struct begins with a cp_peft_config (PeftConfig: task_type,
  * modules_to_save, ...; C's "first member" inheritance), so a `cp_peft_config *` reaches both the
@@ -13,8 +15,14 @@
  * writes the shared fields for every method (cp_peft_config_read_common / _write_common / ...).
  *
  * Adapters on modules. A method attaches one hook per module (models/hook.h; cp_peft_method.hook
- * identifies it), holding that module's adapters of this method by name, in the order they were
- * added. The hook computes (forward / backward / repr); the table below manages it.
+ * identifies it and is the method's alone), holding that module's adapters of this method by name,
+ * in the order they were added; the hook goes when its last adapter does. The hook computes
+ * (forward and backward through models/proj.c, print(model) through its repr) from the state
+ * set_state gives it and the run context; the table below manages it. The model code finds a
+ * method's layers by its hook among the methods of the model's adapters, so a method needs no
+ * registration to be used from C (cp_peft_add with its config), only to be read from a file.
+ * Prompt-learning methods (prompt / prefix tuning) will attach to the input embedding or the
+ * attention modules the same way, their hooks supplying the hook.h operations for those places.
  *
  * The table. Every function is required unless marked "NULL:" with what a NULL entry means.
  * `mod` is a module of the model's tree, `name` an adapter name, `cfg` a config of this method.
@@ -31,13 +39,15 @@
  *   config_to_json           the file text exactly as PEFT's save_pretrained writes it (shared fields
  *                            through cp_peft_config_write_common)
  *   config_copy / config_free  deep copy (a new config) / free of one from config_new, _from_json or
- *                            _copy
+ *                            _copy (shared fields: cp_peft_config_copy_common / _free_common)
  *
  *  injecting (get_peft_model / add_adapter / load_adapter)
  *   check                    what PEFT refuses before injecting, given the model and its adapters
  *                            (validation of the config, method-level rules). NULL: nothing to check
  *   targets                  the modules `cfg` adapts, in tree order (*out allocated, cp_free); the
- *                            error when none matches is PEFT's
+ *                            error when none matches is PEFT's. Methods with target_modules fill a
+ *                            cp_target_spec and call cp_find_targets (targets.h: PEFT's BaseTuner
+ *                            matching, exclude_modules, layers_to_transform, modules_to_save)
  *   resolve                  rewrites `cfg` (the adapter's own copy) as PEFT stores it after injecting
  *                            (LoRA: target_modules as matched). Called after `targets`. NULL: as given
  *   attach                   adds adapter `name` on `mod` (one of `targets`), initialised from `rng`
@@ -48,7 +58,8 @@
  *   adapter_at               the i-th adapter name on `mod` (order added), NULL past the last or
  *                            when `mod` carries none of this method
  *   set_state                the active set (names[0..n), in order) and the disabled flag, for `mod`'s
- *                            adapters: what the hook's forward runs
+ *                            adapters: what the hook's forward runs (called after every change of
+ *                            the set, for every module carrying the method)
  *
  *  tensors (training, counting, adapter files)
  *   tensors                  adapter `name`'s parameters on `mod` into out[] (at most
@@ -66,7 +77,7 @@
  *                            save_embedding_layers="auto" then saves their base weights).
  *                            NULL: never
  *
- *  merging
+ *  merging (cp_peft_merge merges the active adapters in attach order, unmerge goes in reverse)
  *   merged                   adapter `name` (NULL: any adapter) on `mod` is merged into the base
  *                            weight. NULL: the method never merges (and merge / unmerge are NULL)
  *   merge / unmerge          adds / subtracts the adapter's delta into `mod`'s base weight, which the
