@@ -8,8 +8,8 @@
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
-#include "peft/targets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +27,7 @@ typedef struct {
     int base_dtype;     /* a tensor of the model's own (a trained bias, a modules_to_save copy, an
                            embedding layer's weight): saved in the checkpoint's dtype, as PEFT saves
                            them in the dtype the model was loaded in (BF16 copies on a bf16 model);
-                           LoRA A and B are F32 (PEFT's autocast_adapter_dtype) */
+                           the method's own tensors are F32 (PEFT's autocast_adapter_dtype) */
 } adapter_entry;
 
 typedef struct { adapter_entry *list; int n, cap; int failed; } entry_list;
@@ -65,19 +65,17 @@ static char *keyf(const char *fmt, const char *a, const char *b) {
 
 typedef struct { cp_model *m; const char *name; const cp_peft_adapter *ad; entry_list *l; } entries_ctx;
 
-/* The tensors PEFT's get_peft_model_state_dict selects for the adapter itself: LoRA A/B, the
- * biases of its bias mode, its modules_to_save copies. */
+/* The tensors PEFT's get_peft_model_state_dict selects for the adapter itself: its method's tensors,
+ * the biases of its bias mode, its modules_to_save copies. */
 static int visit_entries(cp_module *mod, void *vctx) {
     entries_ctx *c = vctx;
-    cp_lora_adapter *a = cp_lora_find(mod, c->name);
-    if (a) {
-        int emb = mod->kind == CP_MOD_EMBEDDING;
-        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_A%s" : PEFT_PREFIX "%s.lora_A.weight%s", mod->path, ""), a->A, NULL, 0);
-        add_entry(c->l, keyf(emb ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_B.weight%s", mod->path, ""), a->B, NULL, 0);
-    }
-    cp_lora_bias mode = c->ad->config.bias;
-    const cp_lora_layer *layer = cp_lora_layer_of(mod);
-    if (mod->bias && !cp_saved_of(mod) && (mode == CP_LORA_BIAS_ALL || (mode == CP_LORA_BIAS_LORA_ONLY && layer)))
+    const cp_peft_method *method = c->ad->config->method;
+    cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
+    int n = method->tensors(mod, c->name, t);
+    for (int i = 0; i < n; i++) add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);
+    cp_peft_bias mode = method->bias ? method->bias(c->ad->config) : CP_PEFT_BIAS_NONE;
+    const int layer = cp_hook_find(mod, method->hook) != NULL;
+    if (mod->bias && !cp_saved_of(mod) && (mode == CP_PEFT_BIAS_ALL || (mode == CP_PEFT_BIAS_METHOD_ONLY && layer)))
         add_entry(c->l, keyf(layer ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
                   mod->bias, mod, 1);
     if (cp_saved_of(mod)) {
@@ -119,8 +117,8 @@ cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) 
 /* ---- the model's own weights under PEFT's names ------------------------------------------------- */
 
 /* The state-dict entries of one module as PEFT's wrapped model names them, adapter name removed
- * as PEFT removes it: "<path>.weight" for a plain module, "<path>.base_layer.weight" under a LoRA
- * layer, "<path>.original_module.<p>" and "<path>.modules_to_save.<p>" (adapter `name`'s copy;
+ * as PEFT removes it: "<path>.weight" for a plain module, "<path>.base_layer.weight" under a
+ * method's layer, "<path>.original_module.<p>" and "<path>.modules_to_save.<p>" (adapter `name`'s copy;
  * a dotted <p> keeps the name, "<path>.modules_to_save.<name>.<p>", since PEFT strips it only
  * before the last component) under a modules_to_save wrapper. `base_layer_only` keeps only what
  * lies under "<path>.base_layer.". Entries already listed are not repeated. */
@@ -142,13 +140,14 @@ static void wrapper_state(cp_module *mod, const char *name, int biases_only, ent
     }
 }
 
-static void module_state(cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
+static void module_state(const cp_model *m, cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
     if (cp_saved_of(mod)) {
         if (!base_layer_only) wrapper_state(mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
         return;
     }
-    if (!cp_lora_layer_of(mod) && base_layer_only) return;
-    const char *infix = cp_lora_layer_of(mod) ? ".base_layer" : "";
+    const int layer = cp_peft_is_tuner_layer(m, mod);
+    if (!layer && base_layer_only) return;
+    const char *infix = layer ? ".base_layer" : "";
     if (mod->weight) add_unique(l, keyf(PEFT_PREFIX "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
     if (mod->bias) add_unique(l, keyf(PEFT_PREFIX "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
 }
@@ -168,38 +167,11 @@ static cp_module *input_embedding(const cp_model *m) {
     return c.found;
 }
 
-/* PEFT's embedding_is_targeted: "embed_tokens" or "lm_head" literally in a target_modules list, or a
- * target regex that fully matches a module named so (after a '.' or whole). all-linear: never. */
-typedef struct { const char *regex; int hit; cp_status st; } emb_regex_ctx;
-
-static int visit_emb_regex(cp_module *mod, void *vctx) {
-    emb_regex_ctx *c = vctx;
-    const char *leaf = strrchr(mod->path, '.');
-    leaf = leaf ? leaf + 1 : mod->path;
-    if (strcmp(leaf, "embed_tokens") && strcmp(leaf, "lm_head")) return 0;
-    c->st = cp_regex_fullmatch(c->regex, mod->path, &c->hit);
-    return c->st != CP_OK || c->hit;
-}
-
-static cp_status embedding_is_targeted(const cp_model *m, const cp_lora_config *cfg, int *targeted) {
-    *targeted = 0;
-    if (cfg->target_kind == CP_TARGETS_LIST)
-        for (int i = 0; i < cfg->n_target_modules; i++)
-            if (!strcmp(cfg->target_modules[i], "embed_tokens") || !strcmp(cfg->target_modules[i], "lm_head")) *targeted = 1;
-    if (cfg->target_kind == CP_TARGETS_REGEX) {
-        emb_regex_ctx c = {cfg->target_regex, 0, CP_OK};
-        cp_module_visit(m->root, visit_emb_regex, &c);
-        if (c.st != CP_OK) return CP_ERR;
-        *targeted = c.hit;
-    }
-    return CP_OK;
-}
-
 /* save_embedding_layers="auto" when nothing is targeted: on when the vocabulary differs from the
  * base model's config.json (at base_model_name_or_path, read as PEFT reads it, from the working
  * directory) — a resized embedding. cpeft never resizes, so this only fires for a base directory
  * that is not the model's own. */
-static int vocab_resized(const cp_model *m, const cp_lora_config *cfg) {
+static int vocab_resized(const cp_model *m, const cp_peft_config *cfg) {
     const char *id = cfg->base_model_name_or_path ? cfg->base_model_name_or_path : m->dir;
     char *path = id && id[0] ? cp_path_join(id, "config.json") : NULL;
     int resized = 0;
@@ -226,24 +198,26 @@ static void add_wrapped_biases(cp_model *m, const char *name, entry_list *l) {
 }
 
 /* The embedding layers PEFT's get_peft_model_state_dict adds (save_embedding_layers): with the
- * embedding targeted, the base_layer weights of the input / output embeddings that carry LoRA;
+ * embedding targeted, the base_layer weights of the input / output embeddings that carry the adapter's
+ * method;
  * otherwise, when saving them was asked for (or "auto" found a resized vocabulary), everything
  * under both embedding modules. */
 static cp_status add_embedding_layers(cp_model *m, const char *name, cp_save_embeddings mode, entry_list *l) {
     const cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
-    int targeted, save = mode == CP_SAVE_EMBEDDINGS_TRUE;
-    if (embedding_is_targeted(m, &ad->config, &targeted) != CP_OK) return CP_ERR;
+    const cp_peft_method *method = ad->config->method;
+    int targeted = 0, save = mode == CP_SAVE_EMBEDDINGS_TRUE;
+    if (method->embedding_targeted && method->embedding_targeted(m, ad->config, &targeted) != CP_OK) return CP_ERR;
     if (mode == CP_SAVE_EMBEDDINGS_AUTO && targeted) {
         cp_warn("Setting `save_embedding_layers` to `True` as embedding layers found in `target_modules`.");
         save = 1;
-    } else if (mode == CP_SAVE_EMBEDDINGS_AUTO && vocab_resized(m, &ad->config)) {
+    } else if (mode == CP_SAVE_EMBEDDINGS_AUTO && vocab_resized(m, ad->config)) {
         cp_warn("Setting `save_embedding_layers` to `True` as the embedding layer has been resized during finetuning.");
         save = 1;
     }
     if (!save) return CP_OK;
     cp_module *layers[2] = {input_embedding(m), m->lm_head};
     for (int i = 0; i < 2; i++)
-        if (layers[i] && (!targeted || cp_lora_layer_of(layers[i]))) module_state(layers[i], name, targeted, l);
+        if (layers[i] && (!targeted || cp_hook_find(layers[i], method->hook))) module_state(m, layers[i], name, targeted, l);
     return l->failed ? CP_ERR : CP_OK;
 }
 
@@ -261,7 +235,7 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
         free_entries(&l);
         return CP_ERR;
     }
-    if (ad->config.bias == CP_LORA_BIAS_ALL) add_wrapped_biases(m, name, &l);
+    if (ad->config->method->bias && ad->config->method->bias(ad->config) == CP_PEFT_BIAS_ALL) add_wrapped_biases(m, name, &l);
     if (l.failed) { free_entries(&l); return CP_ERR; }
     cp_st_write_tensor *t = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *t, "the adapter tensors");
     void **owned = cp_calloc((size_t)(l.n ? l.n : 1), sizeof *owned, "the adapter tensors");
@@ -280,19 +254,21 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
             t[i].data = owned[i];
         }
     }
-    cp_lora_config cfg;
-    cp_lora_config_copy(&cfg, &ad->config);
-    if (!cfg.base_model_name_or_path) cfg.base_model_name_or_path = cp_strdup(m->dir);
+    cp_peft_config *cfg = cp_peft_config_copy(ad->config);
+    if (!cfg) st = CP_ERR;
+    if (cfg && !cfg->base_model_name_or_path) cfg->base_model_name_or_path = cp_strdup(m->dir);
     /* PEFT's save_pretrained records the base class as auto_mapping exactly when task_type is None */
-    cp_free(cfg.auto_mapping_class);
-    cp_free(cfg.auto_mapping_library);
-    cfg.auto_mapping_class = cfg.auto_mapping_library = NULL;
-    if (!cfg.task_type) {
-        cfg.auto_mapping_class = cp_strdup(m->arch->causal_lm_class);
-        cfg.auto_mapping_library = keyf("transformers.models.%s.modeling_%s", m->config.model_type, m->config.model_type);
+    if (cfg) {
+        cp_free(cfg->auto_mapping_class);
+        cp_free(cfg->auto_mapping_library);
+        cfg->auto_mapping_class = cfg->auto_mapping_library = NULL;
     }
-    char *json = st == CP_OK ? cp_lora_config_to_json(&cfg) : NULL;
-    cp_lora_config_free(&cfg);
+    if (cfg && !cfg->task_type) {
+        cfg->auto_mapping_class = cp_strdup(m->arch->causal_lm_class);
+        cfg->auto_mapping_library = keyf("transformers.models.%s.modeling_%s", m->config.model_type, m->config.model_type);
+    }
+    char *json = st == CP_OK ? cp_peft_config_to_json(cfg) : NULL;
+    cp_peft_config_free(cfg);
 
     char *staging = NULL;
     if (st == CP_OK) st = json ? cp_dir_begin(dir, &staging) : CP_ERR;
@@ -325,15 +301,16 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+/* `config` (non-NULL): the file differs only in the dimension a config field sets. */
 static cp_status shape_error(const char *w_path, const char *key, const cp_st_tensor *t, int ndim, const int64_t *want,
-                             int64_t r) {
+                             const cp_peft_tensor *config) {
     char got[96], need[96];
     shape_text(got, sizeof got, t->ndim, t->shape);
     shape_text(need, sizeof need, ndim, want);
-    if (r > 0)
-        return cp_error("%s: tensor \"%s\" has shape %s but r = %lld in adapter_config.json makes it %s — the config "
+    if (config)
+        return cp_error("%s: tensor \"%s\" has shape %s but %s = %lld in adapter_config.json makes it %s — the config "
                         "does not belong to these weights",
-                        w_path, key, got, (long long)r, need);
+                        w_path, key, got, config->config_field, (long long)config->config_value, need);
     return cp_error("%s: tensor \"%s\" has shape %s but the model needs %s — was this adapter made for another base model?",
                     w_path, key, got, need);
 }
@@ -354,37 +331,37 @@ static cp_status missing_error(const char *w_path, cp_strbuf *list, int n) {
     return st;
 }
 
-/* The LoRA tensors the config implies, checked against the file's header before anything is
- * allocated: presence, and shapes (r, in) / (out, r) with the config's rank for each module. An
- * adapter_config.json with an absurd r is refused here instead of allocating gigabytes first. */
-static cp_status check_header(cp_model *m, const cp_lora_config *cfg, const cp_safetensors *file, const char *w_path) {
+/* The tensors the config implies (its method's plan for each target), checked against the file's
+ * header before anything is allocated: presence, and shapes with the config's values for each module
+ * (LoRA: (r, in) / (out, r) with the module's rank). An adapter_config.json with an absurd r is
+ * refused here instead of allocating gigabytes first. */
+static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_safetensors *file, const char *w_path) {
+    const cp_peft_method *method = cfg->method;
     cp_module **targets;
     int n;
-    if (cp_lora_find_targets(cfg, m->root, m->config.model_type, m->lm_head, &targets, &n) != CP_OK) return CP_ERR;
+    if (method->targets(m, cfg, &targets, &n) != CP_OK) return CP_ERR;
     cp_status st = CP_OK;
     cp_strbuf missing;
     cp_sb_init(&missing);
     int n_missing = 0;
     for (int i = 0; i < n && st == CP_OK; i++) {
         const cp_module *t = targets[i];
-        int64_t r;
-        double alpha;
-        if ((st = cp_lora_config_rank_alpha(cfg, t->path, &r, &alpha)) != CP_OK) break;
-        int emb = t->kind == CP_MOD_EMBEDDING;
-        for (int which = 0; which < 2 && st == CP_OK; which++) {
-            char *key = keyf(emb ? (which ? PEFT_PREFIX "%s.lora_embedding_B%s" : PEFT_PREFIX "%s.lora_embedding_A%s")
-                                 : (which ? PEFT_PREFIX "%s.lora_B.weight%s" : PEFT_PREFIX "%s.lora_A.weight%s"),
-                             t->path, "");
+        cp_peft_tensor plan[CP_PEFT_MAX_TENSORS];
+        int n_plan;
+        if ((st = method->plan(t, cfg, plan, &n_plan)) != CP_OK) break;
+        for (int k = 0; k < n_plan && st == CP_OK; k++) {
+            const cp_peft_tensor *want = &plan[k];
+            char *key = keyf(PEFT_PREFIX "%s.%s", t->path, want->key);
             if (!key) { st = CP_ERR; break; }
-            /* A (r, in), B (out, r); Embedding: A (r, V), B (d, r) */
-            int64_t want[2] = {which ? t->out_features : r, which ? r : t->in_features};
             const cp_st_tensor *ft = cp_st_find(file, key);
             if (!ft) {
                 if (n_missing++ < 10) cp_sb_printf(&missing, "\n    %s", key);
-            } else if (!same_shape(ft, 2, want)) {
-                int rank_differs = ft->ndim == 2 && ft->shape[which ? 1 : 0] != r &&
-                                   ft->shape[which ? 0 : 1] == (which ? t->out_features : t->in_features);
-                st = shape_error(w_path, key, ft, 2, want, rank_differs ? r : 0);
+            } else if (!same_shape(ft, want->ndim, want->shape)) {
+                /* only the dimension the config sets differs: the config does not fit the weights */
+                int config_differs = want->config_dim >= 0 && ft->ndim == want->ndim;
+                for (int d = 0; config_differs && d < want->ndim; d++)
+                    config_differs = (ft->shape[d] != want->shape[d]) == (d == want->config_dim);
+                st = shape_error(w_path, key, ft, want->ndim, want->shape, config_differs ? want : NULL);
             }
             cp_free(key);
         }
@@ -395,27 +372,15 @@ static cp_status check_header(cp_model *m, const cp_lora_config *cfg, const cp_s
     return st;
 }
 
-/* A leaf whose parameters a modules_to_save wrapper above it has taken over: PEFT's model names
- * them under the wrapper ("<wrapper>.original_module.<p>"), not under the leaf's own path. */
-static int inside_wrapper(const cp_model *m, const cp_module *mod) {
-    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
-        const cp_saved_module *s = m->peft->saved[w];
-        if (s->wrapper == mod) continue;
-        for (int i = 0; i < s->n_params; i++)
-            if (s->params[i].module == mod) return 1;
-    }
-    return 0;
-}
-
 typedef struct { cp_model *m; const char *name; entry_list *l; } state_ctx;
 
 static int visit_state(cp_module *mod, void *vctx) {
     state_ctx *c = vctx;
-    if (mod->path[0] && !inside_wrapper(c->m, mod)) module_state(mod, c->name, 0, c->l);
+    if (mod->path[0] && !cp_saved_inside_wrapper(c->m, mod)) module_state(c->m, mod, c->name, 0, c->l);
     return c->l->failed;
 }
 
-cp_status cp_adapter_check_header(cp_model *m, const cp_lora_config *cfg, const char *dir) {
+cp_status cp_adapter_check_config(cp_model *m, const cp_peft_config *cfg, const char *dir) {
     char *w_path = cp_path_join(dir, "adapter_model.safetensors");
     if (!w_path) return CP_ERR;
     cp_safetensors file;
@@ -429,7 +394,7 @@ cp_status cp_adapter_check_header(cp_model *m, const cp_lora_config *cfg, const 
 /* Loads one file tensor into a parameter after checking its shape and dtype. */
 static cp_status load_tensor(cp_model *m, const adapter_entry *e, const cp_st_tensor *t, const char *w_path) {
     const cp_param *p = e->param;
-    if (!same_shape(t, p->ndim, p->shape)) return shape_error(w_path, e->key, t, p->ndim, p->shape, 0);
+    if (!same_shape(t, p->ndim, p->shape)) return shape_error(w_path, e->key, t, p->ndim, p->shape, NULL);
     if (!cp_dtype_is_loadable_float(t->dtype))
         return cp_error("%s: tensor \"%s\" has dtype %s (expected F32, F16 or BF16)", w_path, e->key, cp_dtype_name(t->dtype));
     if (e->module && cp_param_make_writable(m, e->param) != CP_OK) return CP_ERR;
@@ -443,8 +408,7 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
     char *w_path = cp_path_join(dir, "adapter_model.safetensors");
     if (!cfg_path || !w_path) { cp_free(cfg_path); cp_free(w_path); return CP_ERR; }
     cp_status st = CP_OK;
-    cp_lora_config cfg;
-    cp_lora_config_init(&cfg);
+    cp_peft_config *cfg = NULL;
     cp_safetensors file;
     memset(&file, 0, sizeof file);
     int added = 0;
@@ -458,14 +422,14 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
                  : cp_error("%s: adapter_model.safetensors is missing", dir);
         cp_free(bin);
     }
-    if (st == CP_OK) st = cp_lora_config_load(&cfg, cfg_path);
+    if (st == CP_OK) st = cp_peft_config_load(cfg_path, &cfg);
     if (st == CP_OK) st = cp_st_open(&file, w_path);
-    if (st == CP_OK && (st = check_header(m, &cfg, &file, w_path)) != CP_OK && !strstr(cp_last_error(), w_path))
+    if (st == CP_OK && (st = check_header(m, cfg, &file, w_path)) != CP_OK && !strstr(cp_last_error(), w_path))
         cp_error_context("%s", dir);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, 0);
-        st = cp_peft_add_adapter(m, name, &cfg, &rng, activate, trainable);
+        st = cp_peft_add(m, name, cfg, &rng, activate, trainable);
         if (st != CP_OK) cp_error_context("%s", dir);
         added = st == CP_OK;
     }
@@ -505,7 +469,7 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
     if (st != CP_OK && added) cp_peft_delete_adapter(m, name);
     free_entries(&l);
     cp_st_close(&file);
-    cp_lora_config_free(&cfg);
+    cp_peft_config_free(cfg);
     cp_free(cfg_path);
     cp_free(w_path);
     return st;

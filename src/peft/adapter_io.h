@@ -3,9 +3,11 @@
  * both directions, and merged full checkpoints (PEFT's merge_and_unload saved as a Hugging Face
  * model directory).
  *
- * Key names are PEFT's: base_model.model.<module path>.lora_A.weight (the adapter name is never in
- * the file), lora_embedding_A / _B for Embedding, <path>.base_layer.bias for trained biases of
- * wrapped layers, <wrapper path>.<param> for modules_to_save copies (reference/peft.md §5.3–5.4).
+ * Key names are PEFT's: base_model.model.<module path>.<the method's key> (the adapter name is never
+ * in the file: LoRA's lora_A.weight / lora_B.weight, lora_embedding_A / _B for Embedding),
+ * <path>.base_layer.bias for trained biases of wrapped layers, <wrapper path>.<param> for
+ * modules_to_save copies (reference/peft.md §5.3–5.4). The method comes from adapter_config.json's
+ * peft_type; its table (method.h) names and shapes its tensors.
  * Every directory is written under a temporary name and renamed into place, so a failed write
  * leaves nothing half-written.
  */
@@ -14,16 +16,17 @@
 
 #include "core/error.h"
 #include "models/model.h"
+#include "peft/method.h"
 
 /* Loads DIR as adapter `name` (inactive unless `activate`). `trainable` as PEFT's is_trainable.
- * The LoRA tensors' shapes are checked against the file's header before any is allocated. Besides
+ * The adapter's tensors' shapes are checked against the file's header before any is allocated. Besides
  * the adapter's own tensors (all required), any model weight the file holds under PEFT's names is
  * loaded, as PEFT loads it: the embedding layers save_embedding_layers wrote, if any. */
 cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int activate, int trainable);
-/* The header check alone, for DIR/adapter_model.safetensors against `cfg` on model m. */
-struct cp_lora_config;
-cp_status cp_adapter_check_header(cp_model *m, const struct cp_lora_config *cfg, const char *dir);
-/* PEFT's save_embedding_layers: "auto" saves the base weights of an embedding that carries LoRA when
+/* The header check alone, for DIR/adapter_model.safetensors against `cfg` on model m: every tensor
+ * the config implies is there with the shape it implies (cp_peft_method.plan). */
+cp_status cp_adapter_check_config(cp_model *m, const cp_peft_config *cfg, const char *dir);
+/* PEFT's save_embedding_layers: "auto" saves the base weights of an embedding that carries the adapter when
  * "embed_tokens" / "lm_head" is targeted (e.g. embed_tokens.base_layer.weight only), and both
  * embedding layers when the vocabulary was resized; True saves both embedding layers whole
  * (everything under wte and lm_head) unless targeted as above; False saves none. */

@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/pyfmt.h"
 #include "peft/adapter_io.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
 #include "peft/weighted.h"
 
@@ -13,14 +14,14 @@
 #include <string.h>
 
 cp_status cp_model_add_adapter(cp_model *m, const char *name, const char *adapter_config_path, uint64_t seed) {
-    cp_lora_config cfg;
-    if (cp_lora_config_load(&cfg, adapter_config_path) != CP_OK) return CP_ERR;
+    cp_peft_config *cfg;
+    if (cp_peft_config_load(adapter_config_path, &cfg) != CP_OK) return CP_ERR;
     cp_rng rng;
     cp_rng_seed(&rng, seed);
     /* as get_peft_model / add_adapter: inference_mode freezes the adapter (set_adapter(...,
      * inference_mode=True) in BaseTuner.inject_adapter) */
-    cp_status st = cp_peft_add_adapter(m, name ? name : "default", &cfg, &rng, 0, !cfg.inference_mode);
-    cp_lora_config_free(&cfg);
+    cp_status st = cp_peft_add(m, name ? name : "default", cfg, &rng, 0, !cfg->inference_mode);
+    cp_peft_config_free(cfg);
     return st;
 }
 

@@ -18,9 +18,14 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/hook.h"
+#include "models/model.h"
 #include "models/run.h"
 #include "nn/module.h"
 #include "peft/lora_config.h"
+#include "peft/method.h"
+
+/* The LoRA method's table (lora_method.c), registered in methods.c. */
+extern const cp_peft_method cp_lora_method;
 
 typedef struct cp_lora_adapter {
     char *name;          /* the adapter's name ("default" unless named) */
@@ -45,7 +50,7 @@ typedef struct cp_lora_layer {
 } cp_lora_layer;
 
 extern const cp_hook_ops cp_lora_hook_ops;
-/* print() of a module with LoRA adapters, as lora.Linear / lora.Embedding print (peft_repr.c). */
+/* print() of a module with LoRA adapters, as lora.Linear / lora.Embedding print (lora_repr.c). */
 char *cp_lora_repr(const cp_hook *h, const cp_module *m);
 
 /* The LoRA layer on m, or NULL. */
@@ -72,5 +77,16 @@ void cp_lora_delta_add(const cp_module *m, const cp_lora_adapter *a, float *dst,
  * cp_param_make_writable). */
 void cp_lora_merge(cp_module *m, cp_lora_adapter *a);
 void cp_lora_unmerge(cp_module *m, cp_lora_adapter *a);
+
+/* ---- LoRA shorthands over the method-generic model API (peft_model.h, adapter_io.h) ------------ */
+
+/* get_peft_model / add_adapter with a LoRA config: cp_peft_add(m, name, &cfg->base, ...). */
+cp_status cp_peft_add_adapter(cp_model *m, const char *name, const cp_lora_config *cfg, cp_rng *rng, int activate,
+                              int trainable);
+/* The header check of DIR/adapter_model.safetensors against a LoRA config: cp_adapter_check_config. */
+cp_status cp_adapter_check_header(cp_model *m, const cp_lora_config *cfg, const char *dir);
+/* add_weighted_adapter for LoRA adapters (lora_weighted.c): the method's add_weighted. */
+cp_status cp_lora_add_weighted(cp_model *m, const char *const *names, const double *weights, int n, const char *new_name,
+                               cp_combination combination);
 
 #endif

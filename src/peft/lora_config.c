@@ -5,8 +5,8 @@
  */
 #include "peft/lora_config.h"
 #include "core/alloc.h"
-#include "core/pyfmt.h"
 #include "io/json.h"
+#include "peft/peft_config.h"
 #include "peft/targets.h"
 
 #include <math.h>
@@ -47,40 +47,20 @@ static const struct { const char *key; const char *off_json; key_rule rule; cons
     {"velora_config", "null", REFUSE, NULL},
 };
 
-/* Keys the parser understands (the rest of LoraConfig / PeftConfig). */
+/* Keys the parser understands (the rest of LoraConfig; PeftConfig's are peft_config.c's). */
 static const char *const known_keys[] = {
-    "peft_type", "task_type", "base_model_name_or_path", "revision", "peft_version", "inference_mode", "r",
-    "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "fan_in_fan_out", "bias", "use_rslora",
-    "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
-    "alpha_pattern", "runtime_config", "auto_mapping", "ensure_weight_tying",
+    "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "fan_in_fan_out", "bias", "use_rslora",
+    "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "runtime_config",
+    "ensure_weight_tying",
 };
-
-/* PEFT's TaskType values, the PeftModel class each selects (MODEL_TYPE_TO_PEFT_MODEL_MAPPING) and the
- * head modules that class's __init__ appends to modules_to_save. */
-static const struct { const char *task, *model_class, *const heads[3]; } task_types[] = {
-    {"SEQ_CLS", "PeftModelForSequenceClassification", {"classifier", "score", NULL}},
-    {"SEQ_2_SEQ_LM", "PeftModelForSeq2SeqLM", {NULL}},
-    {"CAUSAL_LM", "PeftModelForCausalLM", {NULL}},
-    {"TOKEN_CLS", "PeftModelForTokenClassification", {"classifier", "score", NULL}},
-    {"QUESTION_ANS", "PeftModelForQuestionAnswering", {"qa_outputs", NULL}},
-    {"FEATURE_EXTRACTION", "PeftModelForFeatureExtraction", {NULL}},
-};
-
-static int task_index(const char *task_type) {
-    for (int i = 0; task_type && i < (int)(sizeof task_types / sizeof *task_types); i++)
-        if (!strcmp(task_type, task_types[i].task)) return i;
-    return -1;
-}
-
-const char *cp_lora_task_model_class(const char *task_type) {
-    int i = task_index(task_type);
-    return i < 0 ? "PeftModel" : task_types[i].model_class;
-}
 
 static char *dup_or_null(const char *s) { return s ? cp_strdup(s) : NULL; }
 
+extern const cp_peft_method cp_lora_method;
+
 cp_status cp_lora_config_init(cp_lora_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
+    cfg->method = &cp_lora_method;
     cfg->r = 8;
     cfg->lora_alpha = 8;
     cfg->lora_alpha_is_int = 1;
@@ -90,38 +70,20 @@ cp_status cp_lora_config_init(cp_lora_config *cfg) {
     return CP_OK;
 }
 
-static void free_list(char **list, int n) {
-    for (int i = 0; i < n; i++) cp_free(list[i]);
-    cp_free(list);
-}
-
 void cp_lora_config_free(cp_lora_config *cfg) {
-    cp_free(cfg->task_type);
-    cp_free(cfg->base_model_name_or_path);
-    cp_free(cfg->revision);
-    cp_free(cfg->peft_version);
-    free_list(cfg->target_modules, cfg->n_target_modules);
+    cp_peft_config_free_common(&cfg->base);
+    cp_peft_free_list(cfg->target_modules, cfg->n_target_modules);
     cp_free(cfg->target_regex);
-    free_list(cfg->exclude_modules, cfg->n_exclude_modules);
+    cp_peft_free_list(cfg->exclude_modules, cfg->n_exclude_modules);
     cp_free(cfg->exclude_regex);
-    free_list(cfg->modules_to_save, cfg->n_modules_to_save);
     cp_free(cfg->layers_to_transform);
-    free_list(cfg->layers_pattern, cfg->n_layers_pattern);
+    cp_peft_free_list(cfg->layers_pattern, cfg->n_layers_pattern);
     for (int i = 0; i < cfg->n_rank_pattern; i++) cp_free(cfg->rank_pattern[i].pattern);
     cp_free(cfg->rank_pattern);
     for (int i = 0; i < cfg->n_alpha_pattern; i++) cp_free(cfg->alpha_pattern[i].pattern);
     cp_free(cfg->alpha_pattern);
-    cp_free(cfg->auto_mapping_class);
-    cp_free(cfg->auto_mapping_library);
     cJSON_Delete(cfg->kept);
     memset(cfg, 0, sizeof *cfg);
-}
-
-static char **copy_list(char *const *src, int n) {
-    if (!src) return NULL;
-    char **dst = cp_calloc((size_t)(n ? n : 1), sizeof *dst, "a string list");
-    for (int i = 0; dst && i < n; i++) dst[i] = cp_strdup(src[i]);
-    return dst;
 }
 
 static cp_lora_pattern *copy_patterns(const cp_lora_pattern *src, int n) {
@@ -136,48 +98,20 @@ static cp_lora_pattern *copy_patterns(const cp_lora_pattern *src, int n) {
 
 cp_status cp_lora_config_copy(cp_lora_config *dst, const cp_lora_config *src) {
     *dst = *src;
-    dst->task_type = dup_or_null(src->task_type);
-    dst->base_model_name_or_path = dup_or_null(src->base_model_name_or_path);
-    dst->revision = dup_or_null(src->revision);
-    dst->peft_version = dup_or_null(src->peft_version);
-    dst->target_modules = copy_list(src->target_modules, src->n_target_modules);
+    cp_peft_config_copy_common(&dst->base, &src->base);
+    dst->target_modules = cp_peft_copy_list(src->target_modules, src->n_target_modules);
     dst->target_regex = dup_or_null(src->target_regex);
-    dst->exclude_modules = copy_list(src->exclude_modules, src->n_exclude_modules);
+    dst->exclude_modules = cp_peft_copy_list(src->exclude_modules, src->n_exclude_modules);
     dst->exclude_regex = dup_or_null(src->exclude_regex);
-    dst->modules_to_save = copy_list(src->modules_to_save, src->n_modules_to_save);
     if (src->layers_to_transform) {
         dst->layers_to_transform = cp_malloc((size_t)(src->n_layers_to_transform + 1) * sizeof(int64_t), "layers");
         if (dst->layers_to_transform)
             memcpy(dst->layers_to_transform, src->layers_to_transform, (size_t)src->n_layers_to_transform * sizeof(int64_t));
     }
-    dst->layers_pattern = copy_list(src->layers_pattern, src->n_layers_pattern);
+    dst->layers_pattern = cp_peft_copy_list(src->layers_pattern, src->n_layers_pattern);
     dst->rank_pattern = copy_patterns(src->rank_pattern, src->n_rank_pattern);
     dst->alpha_pattern = copy_patterns(src->alpha_pattern, src->n_alpha_pattern);
-    dst->auto_mapping_class = dup_or_null(src->auto_mapping_class);
-    dst->auto_mapping_library = dup_or_null(src->auto_mapping_library);
     dst->kept = src->kept ? cJSON_Duplicate(src->kept, 1) : NULL;
-    return CP_OK;
-}
-
-/* A list of strings, or one string taken as a one-entry list when `string_ok`. */
-static cp_status read_string_list(const cJSON *v, const char *key, const char *path, char ***out, int *n) {
-    *out = NULL;
-    *n = 0;
-    if (!cJSON_IsArray(v)) return cp_error("%s: field \"%s\": expected a list of strings, found %s", path, key, cp_json_type_name(v));
-    int count = cJSON_GetArraySize(v);
-    char **list = cp_calloc((size_t)(count ? count : 1), sizeof *list, key);
-    if (!list) return CP_ERR;
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, v) {
-        if (!cJSON_IsString(it)) {
-            free_list(list, i);
-            return cp_error("%s: field \"%s\": entry %d is %s, expected a string", path, key, i, cp_json_type_name(it));
-        }
-        list[i++] = cp_strdup(it->valuestring);
-    }
-    *out = list;
-    *n = count;
     return CP_OK;
 }
 
@@ -212,6 +146,7 @@ static cp_status read_patterns(const cJSON *root, const char *key, const char *p
 }
 
 static int is_known(const char *key) {
+    if (cp_peft_config_is_common_key(key)) return 1;
     for (size_t i = 0; i < sizeof known_keys / sizeof *known_keys; i++)
         if (!strcmp(key, known_keys[i])) return 1;
     for (size_t i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
@@ -248,55 +183,14 @@ static cp_status check_unsupported(cp_lora_config *cfg, const cJSON *root, const
     return CP_OK;
 }
 
-/* auto_mapping: null, or {"base_model_class": ..., "parent_library": ...}; informational. */
-static cp_status read_auto_mapping(cp_lora_config *cfg, const cJSON *root, const char *path) {
-    const cJSON *v = cp_json_field(root, "auto_mapping");
-    if (!v) return CP_OK;
-    if (!cJSON_IsObject(v))
-        return cp_error("%s: field \"auto_mapping\": expected null or an object, found %s", path, cp_json_type_name(v));
-    const char *cls, *lib;
-    if (cp_json_get_string(v, "base_model_class", NULL, 0, &cls, path) != CP_OK ||
-        cp_json_get_string(v, "parent_library", NULL, 0, &lib, path) != CP_OK)
-        return CP_ERR;
-    cfg->auto_mapping_class = dup_or_null(cls);
-    cfg->auto_mapping_library = dup_or_null(lib);
-    return CP_OK;
-}
-
-static cp_status read_optional_string(const cJSON *root, const char *key, const char *path, char **out) {
-    const char *s;
-    if (cp_json_get_string(root, key, NULL, 0, &s, path) != CP_OK) return CP_ERR;
-    *out = dup_or_null(s);
-    return CP_OK;
-}
-
-/* The PeftModelFor<task> that PEFT builds around every config it reads (get_peft_model,
- * from_pretrained, load_adapter) appends its head names to modules_to_save, even when they are there
- * already: a SEQ_CLS adapter saved by PEFT and loaded again holds "classifier", "score" twice, and
- * PEFT saves it so. They match no module of a causal LM. */
-static cp_status add_task_heads(cp_lora_config *cfg) {
-    int t = task_index(cfg->task_type), n = 0;
-    while (t >= 0 && task_types[t].heads[n]) n++;
-    if (!n) return CP_OK;
-    char **list = cp_realloc(cfg->modules_to_save, (size_t)(cfg->n_modules_to_save + n) * sizeof *list, "modules_to_save");
-    if (!list) return CP_ERR;
-    cfg->modules_to_save = list;
-    for (int i = 0; i < n; i++)
-        if (!(list[cfg->n_modules_to_save++] = cp_strdup(task_types[t].heads[i]))) return CP_ERR;
-    return CP_OK;
-}
-
 cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const char *path) {
     cp_lora_config_init(cfg);
-    if (!cJSON_IsObject(root)) return cp_error("%s: expected a JSON object", path);
-    const char *peft_type;
-    if (cp_json_get_string(root, "peft_type", NULL, 1, &peft_type, path) != CP_OK) return CP_ERR;
-    if (strcmp(peft_type, "LORA") != 0)
-        return cp_error("%s: peft_type is \"%s\", expected \"LORA\" (cpeft loads LoRA adapters here)", path, peft_type);
+    if (cp_peft_config_check_type(root, path, &cp_lora_method) != CP_OK) return CP_ERR;
     for (const cJSON *it = root->child; it; it = it->next)
         if (!is_known(it->string)) cp_warn("%s: unknown key \"%s\" ignored (as PEFT does)", path, it->string);
     cp_status st = CP_OK;
-    if ((st = check_unsupported(cfg, root, path)) != CP_OK || (st = read_auto_mapping(cfg, root, path)) != CP_OK) goto fail;
+    if ((st = check_unsupported(cfg, root, path)) != CP_OK || (st = cp_peft_config_read_common(&cfg->base, root, path)) != CP_OK)
+        goto fail;
     const cJSON *v;
     int64_t r;
     /* absent: LoraConfig's defaults (r 8, lora_alpha 8), as PEFT's from_pretrained takes them; an explicit null
@@ -324,20 +218,8 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
     }
     if ((st = cp_json_get_bool(root, "fan_in_fan_out", 0, 0, &cfg->fan_in_fan_out, path)) != CP_OK ||
         (st = cp_json_get_bool(root, "use_rslora", 0, 0, &cfg->use_rslora, path)) != CP_OK ||
-        (st = cp_json_get_bool(root, "inference_mode", 0, 0, &cfg->inference_mode, path)) != CP_OK ||
         (st = cp_json_get_bool(root, "ensure_weight_tying", 0, 0, &cfg->ensure_weight_tying, path)) != CP_OK)
         goto fail;
-    if ((st = read_optional_string(root, "task_type", path, &cfg->task_type)) != CP_OK ||
-        (st = read_optional_string(root, "base_model_name_or_path", path, &cfg->base_model_name_or_path)) != CP_OK ||
-        (st = read_optional_string(root, "revision", path, &cfg->revision)) != CP_OK ||
-        (st = read_optional_string(root, "peft_version", path, &cfg->peft_version)) != CP_OK)
-        goto fail;
-
-    if (cfg->task_type && task_index(cfg->task_type) < 0) {
-        st = cp_error("%s: Invalid task type: '%s'. Must be one of the following task types: SEQ_CLS, SEQ_2_SEQ_LM, CAUSAL_LM, "
-                      "TOKEN_CLS, QUESTION_ANS, FEATURE_EXTRACTION.", path, cfg->task_type);
-        goto fail;
-    }
 
     const char *bias;
     if ((st = cp_json_get_string(root, "bias", "none", 0, &bias, path)) != CP_OK) goto fail;
@@ -363,14 +245,11 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
         else { cfg->target_kind = CP_TARGETS_REGEX; cfg->target_regex = cp_strdup(v->valuestring); }
     } else {
         cfg->target_kind = CP_TARGETS_LIST;
-        if ((st = read_string_list(v, "target_modules", path, &cfg->target_modules, &cfg->n_target_modules)) != CP_OK) goto fail;
+        if ((st = cp_peft_read_string_list(v, "target_modules", path, &cfg->target_modules, &cfg->n_target_modules)) != CP_OK) goto fail;
     }
     v = cp_json_field(root, "exclude_modules");
     if (v && cJSON_IsString(v)) cfg->exclude_regex = cp_strdup(v->valuestring);
-    else if (v && (st = read_string_list(v, "exclude_modules", path, &cfg->exclude_modules, &cfg->n_exclude_modules)) != CP_OK) goto fail;
-    v = cp_json_field(root, "modules_to_save");
-    if (v && (st = read_string_list(v, "modules_to_save", path, &cfg->modules_to_save, &cfg->n_modules_to_save)) != CP_OK) goto fail;
-    if ((st = add_task_heads(cfg)) != CP_OK) goto fail;
+    else if (v && (st = cp_peft_read_string_list(v, "exclude_modules", path, &cfg->exclude_modules, &cfg->n_exclude_modules)) != CP_OK) goto fail;
 
     v = cp_json_field(root, "layers_to_transform");
     if (v) {
@@ -397,7 +276,7 @@ cp_status cp_lora_config_from_json(cp_lora_config *cfg, const cJSON *root, const
         cfg->layers_pattern[0] = cp_strdup(v->valuestring);
         cfg->n_layers_pattern = 1;
         cfg->layers_pattern_is_str = 1;
-    } else if (v && (st = read_string_list(v, "layers_pattern", path, &cfg->layers_pattern, &cfg->n_layers_pattern)) != CP_OK)
+    } else if (v && (st = cp_peft_read_string_list(v, "layers_pattern", path, &cfg->layers_pattern, &cfg->n_layers_pattern)) != CP_OK)
         goto fail;
     if ((st = read_patterns(root, "rank_pattern", path, &cfg->rank_pattern, &cfg->n_rank_pattern)) != CP_OK ||
         (st = read_patterns(root, "alpha_pattern", path, &cfg->alpha_pattern, &cfg->n_alpha_pattern)) != CP_OK)
@@ -444,8 +323,9 @@ cp_status cp_lora_config_validate(const cp_lora_config *cfg, const char *where) 
 }
 
 int cp_lora_config_has_layers_pattern(const cp_lora_config *cfg) {
-    /* PEFT: None, "" and [] all mean "no pattern" */
-    return cfg->layers_pattern && cfg->n_layers_pattern > 0 && !(cfg->layers_pattern_is_str && !cfg->layers_pattern[0][0]);
+    cp_target_spec t;
+    cp_lora_target_spec(cfg, &t);
+    return cp_target_spec_has_layers_pattern(&t);
 }
 
 cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *module_path, int64_t *r, double *alpha) {
@@ -464,40 +344,66 @@ cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *modul
     return CP_OK;
 }
 
+/* ---- targets ----------------------------------------------------------------------------------- */
+
+/* PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING. */
+#define T(...) (const char *const[]){__VA_ARGS__, NULL}
+static const struct { const char *model_type; const char *const *targets; } default_targets[] = {
+    {"t5", T("q", "v")}, {"mt5", T("q", "v")}, {"bart", T("q_proj", "v_proj")}, {"gpt2", T("c_attn")},
+    {"bloom", T("query_key_value")}, {"blip-2", T("q", "v", "q_proj", "v_proj")}, {"opt", T("q_proj", "v_proj")},
+    {"gptj", T("q_proj", "v_proj")}, {"gpt_neox", T("query_key_value")}, {"gpt_neo", T("q_proj", "v_proj")},
+    {"bert", T("query", "value")}, {"roberta", T("query", "value")}, {"xlm-roberta", T("query", "value")},
+    {"electra", T("query", "value")}, {"deberta-v2", T("query_proj", "value_proj")}, {"deberta", T("in_proj")},
+    {"layoutlm", T("query", "value")}, {"llama", T("q_proj", "v_proj")}, {"llama4", T("q_proj", "v_proj")},
+    {"chatglm", T("query_key_value")}, {"gpt_bigcode", T("c_attn")}, {"mpt", T("Wqkv")},
+    {"RefinedWebModel", T("query_key_value")}, {"RefinedWeb", T("query_key_value")},
+    {"falcon", T("query_key_value")}, {"btlm", T("c_proj", "c_attn")}, {"codegen", T("qkv_proj")},
+    {"mistral", T("q_proj", "v_proj")}, {"mixtral", T("q_proj", "v_proj")}, {"stablelm", T("q_proj", "v_proj")},
+    {"phi", T("q_proj", "v_proj", "fc1", "fc2")}, {"gemma", T("q_proj", "v_proj")}, {"gemma2", T("q_proj", "v_proj")},
+    {"gemma3_text", T("q_proj", "v_proj")}, {"qwen2", T("q_proj", "v_proj")}, {"qwen3", T("q_proj", "v_proj")},
+    {"nemotron_h", T("q_proj", "k_proj", "v_proj", "o_proj")},
+    {"rwkv", T("key", "value", "receptance", "output")},
+    {"rwkv7", T("r_proj", "k_proj", "v_proj", "o_proj", "key", "value")},
+};
+#undef T
+
+const char *const *cp_lora_default_targets(const char *model_type) {
+    for (size_t i = 0; i < sizeof default_targets / sizeof *default_targets; i++)
+        if (!strcmp(default_targets[i].model_type, model_type)) return default_targets[i].targets;
+    return NULL;
+}
+
+void cp_lora_target_spec(const cp_lora_config *cfg, cp_target_spec *t) {
+    *t = (cp_target_spec){
+        .kind = cfg->target_kind,
+        .modules = cfg->target_modules,
+        .n_modules = cfg->n_target_modules,
+        .regex = cfg->target_regex,
+        .exclude = cfg->exclude_modules,
+        .n_exclude = cfg->n_exclude_modules,
+        .exclude_regex = cfg->exclude_regex,
+        .layers = cfg->layers_to_transform,
+        .n_layers = cfg->n_layers_to_transform,
+        .layers_pattern = cfg->layers_pattern,
+        .n_layers_pattern = cfg->n_layers_pattern,
+        .layers_pattern_is_str = cfg->layers_pattern_is_str,
+        .modules_to_save = cfg->modules_to_save,
+        .n_modules_to_save = cfg->n_modules_to_save,
+        .defaults = cp_lora_default_targets,
+        .kinds = 1u << CP_MOD_LINEAR | 1u << CP_MOD_CONV1D | 1u << CP_MOD_EMBEDDING,
+        .supported = "`torch.nn.Linear`, `torch.nn.Embedding`, `transformers.pytorch_utils.Conv1D`",
+    };
+}
+
 const char *cp_lora_bias_name(cp_lora_bias b) {
     return b == CP_LORA_BIAS_ALL ? "all" : b == CP_LORA_BIAS_LORA_ONLY ? "lora_only" : "none";
 }
 
 /* ---- writing -------------------------------------------------------------------------------- */
 
-static cJSON *py_float(double d) {
-    char buf[40];
-    return cJSON_CreateRaw(cp_py_float_repr(d, buf, sizeof buf));
-}
-
-static cJSON *number(double d, int is_int) {
-    if (is_int) { char buf[40]; snprintf(buf, sizeof buf, "%lld", (long long)d); return cJSON_CreateRaw(buf); }
-    return py_float(d);
-}
-
-static cJSON *string_or_null(const char *s) { return s ? cJSON_CreateString(s) : cJSON_CreateNull(); }
-
-static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static cJSON *string_list(char *const *list, int n, int sorted) {
-    char **copy = cp_malloc((size_t)(n ? n : 1) * sizeof *copy, "a list");
-    if (!copy) return NULL;
-    memcpy(copy, list, (size_t)n * sizeof *copy);
-    if (sorted) qsort(copy, (size_t)n, sizeof *copy, str_cmp);
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; arr && i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(copy[i]));
-    cp_free(copy);
-    return arr;
-}
-
 static cJSON *pattern_map(const cp_lora_pattern *p, int n) {
     cJSON *o = cJSON_CreateObject();
-    for (int i = 0; o && i < n; i++) cJSON_AddItemToObject(o, p[i].pattern, number(p[i].value, p[i].is_int));
+    for (int i = 0; o && i < n; i++) cJSON_AddItemToObject(o, p[i].pattern, cp_peft_number(p[i].value, p[i].is_int));
     return o;
 }
 
@@ -509,51 +415,37 @@ char *cp_lora_config_to_json(const cp_lora_config *cfg) {
         cJSON_AddItemToObject(o, unsupported_keys[i].key,
                               kept ? cJSON_Duplicate(kept, 1) : cJSON_CreateRaw(unsupported_keys[i].off_json));
     }
-    if (cfg->auto_mapping_class || cfg->auto_mapping_library) {
-        cJSON *am = cJSON_CreateObject();
-        cJSON_AddItemToObject(am, "base_model_class", string_or_null(cfg->auto_mapping_class));
-        cJSON_AddItemToObject(am, "parent_library", string_or_null(cfg->auto_mapping_library));
-        cJSON_AddItemToObject(o, "auto_mapping", am);
-    } else {
-        cJSON_AddItemToObject(o, "auto_mapping", cJSON_CreateNull());
-    }
+    cp_peft_config_write_common(&cfg->base, o);
     cJSON_AddItemToObject(o, "ensure_weight_tying", cJSON_CreateBool(cfg->ensure_weight_tying));
     cJSON_AddItemToObject(o, "alpha_pattern", pattern_map(cfg->alpha_pattern, cfg->n_alpha_pattern));
-    cJSON_AddItemToObject(o, "base_model_name_or_path", string_or_null(cfg->base_model_name_or_path));
     cJSON_AddItemToObject(o, "bias", cJSON_CreateString(cp_lora_bias_name(cfg->bias)));
     if (cfg->exclude_regex) cJSON_AddItemToObject(o, "exclude_modules", cJSON_CreateString(cfg->exclude_regex));
-    else if (cfg->exclude_modules) cJSON_AddItemToObject(o, "exclude_modules", string_list(cfg->exclude_modules, cfg->n_exclude_modules, 1));
+    else if (cfg->exclude_modules) cJSON_AddItemToObject(o, "exclude_modules", cp_peft_string_list_json(cfg->exclude_modules, cfg->n_exclude_modules, 1));
     else cJSON_AddItemToObject(o, "exclude_modules", cJSON_CreateNull());
     cJSON_AddItemToObject(o, "fan_in_fan_out", cJSON_CreateBool(cfg->fan_in_fan_out));
-    cJSON_AddItemToObject(o, "inference_mode", cJSON_CreateTrue()); /* PEFT always saves true */
     cJSON_AddItemToObject(o, "init_lora_weights",
                           cfg->init_lora_weights == CP_LORA_INIT_GAUSSIAN ? cJSON_CreateString("gaussian")
                                                                           : cJSON_CreateBool(cfg->init_lora_weights == CP_LORA_INIT_DEFAULT));
     if (!cfg->layers_pattern) cJSON_AddItemToObject(o, "layers_pattern", cJSON_CreateNull());
     else if (cfg->layers_pattern_is_str) cJSON_AddItemToObject(o, "layers_pattern", cJSON_CreateString(cfg->layers_pattern[0]));
-    else cJSON_AddItemToObject(o, "layers_pattern", string_list(cfg->layers_pattern, cfg->n_layers_pattern, 0));
+    else cJSON_AddItemToObject(o, "layers_pattern", cp_peft_string_list_json(cfg->layers_pattern, cfg->n_layers_pattern, 0));
     if (!cfg->layers_to_transform) cJSON_AddItemToObject(o, "layers_to_transform", cJSON_CreateNull());
-    else if (cfg->layers_to_transform_is_int) cJSON_AddItemToObject(o, "layers_to_transform", number((double)cfg->layers_to_transform[0], 1));
+    else if (cfg->layers_to_transform_is_int) cJSON_AddItemToObject(o, "layers_to_transform", cp_peft_number((double)cfg->layers_to_transform[0], 1));
     else {
         cJSON *arr = cJSON_CreateArray();
-        for (int i = 0; i < cfg->n_layers_to_transform; i++) cJSON_AddItemToArray(arr, number((double)cfg->layers_to_transform[i], 1));
+        for (int i = 0; i < cfg->n_layers_to_transform; i++) cJSON_AddItemToArray(arr, cp_peft_number((double)cfg->layers_to_transform[i], 1));
         cJSON_AddItemToObject(o, "layers_to_transform", arr);
     }
-    cJSON_AddItemToObject(o, "lora_alpha", number(cfg->lora_alpha, cfg->lora_alpha_is_int));
-    cJSON_AddItemToObject(o, "lora_dropout", py_float(cfg->lora_dropout));
-    cJSON_AddItemToObject(o, "modules_to_save", cfg->modules_to_save ? string_list(cfg->modules_to_save, cfg->n_modules_to_save, 0) : cJSON_CreateNull());
-    cJSON_AddItemToObject(o, "peft_type", cJSON_CreateString("LORA"));
-    cJSON_AddItemToObject(o, "peft_version", cJSON_CreateString(cfg->peft_version ? cfg->peft_version : CP_LORA_PEFT_VERSION));
-    cJSON_AddItemToObject(o, "r", number((double)cfg->r, 1));
+    cJSON_AddItemToObject(o, "lora_alpha", cp_peft_number(cfg->lora_alpha, cfg->lora_alpha_is_int));
+    cJSON_AddItemToObject(o, "lora_dropout", cp_peft_py_float(cfg->lora_dropout));
+    cJSON_AddItemToObject(o, "r", cp_peft_number((double)cfg->r, 1));
     cJSON_AddItemToObject(o, "rank_pattern", pattern_map(cfg->rank_pattern, cfg->n_rank_pattern));
-    cJSON_AddItemToObject(o, "revision", string_or_null(cfg->revision));
     switch (cfg->target_kind) {
     case CP_TARGETS_DEFAULT: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateNull()); break;
     case CP_TARGETS_ALL_LINEAR: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateString("all-linear")); break;
     case CP_TARGETS_REGEX: cJSON_AddItemToObject(o, "target_modules", cJSON_CreateString(cfg->target_regex)); break;
-    case CP_TARGETS_LIST: cJSON_AddItemToObject(o, "target_modules", string_list(cfg->target_modules, cfg->n_target_modules, 1)); break;
+    case CP_TARGETS_LIST: cJSON_AddItemToObject(o, "target_modules", cp_peft_string_list_json(cfg->target_modules, cfg->n_target_modules, 1)); break;
     }
-    cJSON_AddItemToObject(o, "task_type", string_or_null(cfg->task_type));
     cJSON_AddItemToObject(o, "use_rslora", cJSON_CreateBool(cfg->use_rslora));
     char *text = cp_json_dump_python(o);
     cJSON_Delete(o);

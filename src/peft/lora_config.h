@@ -19,14 +19,13 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "peft/method.h"
+#include "peft/targets.h"
 
-/* The PEFT release whose files cpeft writes. PEFT fills a missing (or null) peft_version with its own
- * version when it builds a config, so an adapter made from a config without one says "0.21.2". */
-#define CP_LORA_PEFT_VERSION "0.21.2"
+#define CP_LORA_PEFT_VERSION CP_PEFT_VERSION
 
 typedef enum { CP_LORA_BIAS_NONE, CP_LORA_BIAS_ALL, CP_LORA_BIAS_LORA_ONLY } cp_lora_bias;
 typedef enum { CP_LORA_INIT_DEFAULT, CP_LORA_INIT_NONE, CP_LORA_INIT_GAUSSIAN } cp_lora_init; /* true / false / "gaussian" */
-typedef enum { CP_TARGETS_DEFAULT, CP_TARGETS_LIST, CP_TARGETS_REGEX, CP_TARGETS_ALL_LINEAR } cp_targets_kind;
 
 typedef struct {
     char *pattern;   /* regex over module names, as in rank_pattern / alpha_pattern */
@@ -35,12 +34,13 @@ typedef struct {
 } cp_lora_pattern;
 
 typedef struct cp_lora_config {
-    /* PeftConfig */
-    char *task_type;                  /* "CAUSAL_LM", ... or NULL */
-    char *base_model_name_or_path;    /* or NULL */
-    char *revision;                   /* or NULL */
-    char *peft_version;               /* as read, or NULL: written as CP_LORA_PEFT_VERSION */
-    int inference_mode;
+    /* PeftConfig: `base` for the method-generic code (method.h), the same fields by name here */
+    union {
+        cp_peft_config base;
+        struct {
+            CP_PEFT_CONFIG_FIELDS
+        };
+    };
 
     /* LoraConfig */
     int64_t r;
@@ -57,8 +57,6 @@ typedef struct cp_lora_config {
     int fan_in_fan_out;
     cp_lora_bias bias;
     int use_rslora;
-    char **modules_to_save;           /* NULL when null */
-    int n_modules_to_save;
     cp_lora_init init_lora_weights;
     int64_t *layers_to_transform;     /* NULL when null */
     int n_layers_to_transform;
@@ -70,17 +68,13 @@ typedef struct cp_lora_config {
     int n_rank_pattern;
     cp_lora_pattern *alpha_pattern;
     int n_alpha_pattern;
-    int ensure_weight_tying;          /* accepted where it changes nothing (see cp_peft_add_adapter) */
-
-    /* auto_mapping, informational: what PEFT records when task_type is None (NULL: null). The
-     * saver fills it from the model, as PEFT's save_pretrained does. */
-    char *auto_mapping_class;         /* "base_model_class", e.g. "GPT2LMHeadModel" */
-    char *auto_mapping_library;       /* "parent_library", e.g. "transformers.models.gpt2.modeling_gpt2" */
+    int ensure_weight_tying;          /* accepted where it changes nothing (see lora_method.c) */
     cJSON *kept;                      /* ignored fields with a non-"off" value, written back as read
                                          (numbers as parsed: a 2.0 inside comes back as 2) */
 } cp_lora_config;
 
-/* A config with PEFT's defaults (r=8, lora_alpha=8, dropout 0, default targets, bias "none"). */
+/* A config with PEFT's defaults (r=8, lora_alpha=8, dropout 0, default targets, bias "none"); its
+ * base.method is cp_lora_method. */
 cp_status cp_lora_config_init(cp_lora_config *cfg);
 /* Reads adapter_config.json; `path` names the file in errors. */
 cp_status cp_lora_config_load(cp_lora_config *cfg, const char *path);
@@ -102,10 +96,12 @@ int cp_lora_config_has_layers_pattern(const cp_lora_config *cfg);
  * `(.*\.)?(<key>)$` rule), else r and lora_alpha. */
 cp_status cp_lora_config_rank_alpha(const cp_lora_config *cfg, const char *module_path, int64_t *r, double *alpha);
 
-/* Python-repr-style parse helper: a string list field (list, or single string → one entry). */
+/* "none", "all", "lora_only". */
 const char *cp_lora_bias_name(cp_lora_bias b);
 
-/* The PeftModel class PEFT builds for a task_type ("PeftModelForCausalLM", ...; "PeftModel" for none). */
-const char *cp_lora_task_model_class(const char *task_type);
+/* The targeting fields of cfg as the shared matcher takes them (targets.h), borrowed from cfg. */
+void cp_lora_target_spec(const cp_lora_config *cfg, cp_target_spec *out);
+/* PEFT's default LoRA targets for a model_type (NULL-terminated list), or NULL when PEFT has none. */
+const char *const *cp_lora_default_targets(const char *model_type);
 
 #endif

@@ -12,7 +12,7 @@
  *      start of the name, so "model.layers" works as well as "layers") to be listed. An empty
  *      layers_pattern ("" or []) counts as none.
  *
- * Before matching, target_modules is resolved as PEFT's inject_adapter does (cp_lora_target_names):
+ * Before matching, target_modules is resolved as PEFT's inject_adapter does (cp_target_names):
  * None becomes the model_type's default names, "all-linear" the full names of the Linear / Conv1D
  * leaves but the output embedding, and a list of 20 or more names the fewest dotted suffixes that
  * tell them from every other module name (_find_minimal_target_modules). The resolved list is both
@@ -90,34 +90,6 @@ cp_status cp_regex_pattern_key_match(const char *key, const char *subject, int *
     return st;
 }
 
-/* ---- default table --------------------------------------------------------------------------- */
-
-#define T(...) (const char *const[]){__VA_ARGS__, NULL}
-static const struct { const char *model_type; const char *const *targets; } default_targets[] = {
-    {"t5", T("q", "v")}, {"mt5", T("q", "v")}, {"bart", T("q_proj", "v_proj")}, {"gpt2", T("c_attn")},
-    {"bloom", T("query_key_value")}, {"blip-2", T("q", "v", "q_proj", "v_proj")}, {"opt", T("q_proj", "v_proj")},
-    {"gptj", T("q_proj", "v_proj")}, {"gpt_neox", T("query_key_value")}, {"gpt_neo", T("q_proj", "v_proj")},
-    {"bert", T("query", "value")}, {"roberta", T("query", "value")}, {"xlm-roberta", T("query", "value")},
-    {"electra", T("query", "value")}, {"deberta-v2", T("query_proj", "value_proj")}, {"deberta", T("in_proj")},
-    {"layoutlm", T("query", "value")}, {"llama", T("q_proj", "v_proj")}, {"llama4", T("q_proj", "v_proj")},
-    {"chatglm", T("query_key_value")}, {"gpt_bigcode", T("c_attn")}, {"mpt", T("Wqkv")},
-    {"RefinedWebModel", T("query_key_value")}, {"RefinedWeb", T("query_key_value")},
-    {"falcon", T("query_key_value")}, {"btlm", T("c_proj", "c_attn")}, {"codegen", T("qkv_proj")},
-    {"mistral", T("q_proj", "v_proj")}, {"mixtral", T("q_proj", "v_proj")}, {"stablelm", T("q_proj", "v_proj")},
-    {"phi", T("q_proj", "v_proj", "fc1", "fc2")}, {"gemma", T("q_proj", "v_proj")}, {"gemma2", T("q_proj", "v_proj")},
-    {"gemma3_text", T("q_proj", "v_proj")}, {"qwen2", T("q_proj", "v_proj")}, {"qwen3", T("q_proj", "v_proj")},
-    {"nemotron_h", T("q_proj", "k_proj", "v_proj", "o_proj")},
-    {"rwkv", T("key", "value", "receptance", "output")},
-    {"rwkv7", T("r_proj", "k_proj", "v_proj", "o_proj", "key", "value")},
-};
-#undef T
-
-const char *const *cp_lora_default_targets(const char *model_type) {
-    for (size_t i = 0; i < sizeof default_targets / sizeof *default_targets; i++)
-        if (!strcmp(default_targets[i].model_type, model_type)) return default_targets[i].targets;
-    return NULL;
-}
-
 /* ---- matching -------------------------------------------------------------------------------- */
 
 static int ends_with_dot(const char *name, const char *entry) {
@@ -125,7 +97,7 @@ static int ends_with_dot(const char *name, const char *entry) {
     return a > b && name[a - b - 1] == '.' && strcmp(name + a - b, entry) == 0;
 }
 
-int cp_modules_to_save_matches(const cp_lora_config *cfg, const char *path) {
+int cp_modules_to_save_matches(const cp_peft_config *cfg, const char *path) {
     size_t a = strlen(path);
     for (int i = 0; i < cfg->n_modules_to_save; i++) {
         size_t b = strlen(cfg->modules_to_save[i]);
@@ -135,11 +107,16 @@ int cp_modules_to_save_matches(const cp_lora_config *cfg, const char *path) {
 }
 
 /* The layer index PEFT reads from a module name, or -1 when there is none. */
-static cp_status layer_index(const cp_lora_config *cfg, const char *key, int64_t *index) {
+int cp_target_spec_has_layers_pattern(const cp_target_spec *t) {
+    /* PEFT: None, "" and [] all mean "no pattern" */
+    return t->layers_pattern && t->n_layers_pattern > 0 && !(t->layers_pattern_is_str && !t->layers_pattern[0][0]);
+}
+
+static cp_status layer_index(const cp_target_spec *cfg, const char *key, int64_t *index) {
     char buf[32];
     int hit = 0;
     *index = -1;
-    if (!cp_lora_config_has_layers_pattern(cfg)) {
+    if (!cp_target_spec_has_layers_pattern(cfg)) {
         if (run_match(".*?\\.[^.]*\\.(\\d+)\\.", key, PCRE2_ANCHORED, &hit, 1, buf, sizeof buf) != CP_OK) return CP_ERR;
     } else {
         for (int i = 0; i < cfg->n_layers_pattern && !hit; i++) {
@@ -158,7 +135,7 @@ static cp_status layer_index(const cp_lora_config *cfg, const char *key, int64_t
 }
 
 /* PEFT's check_target_module_exists for one module name. */
-static cp_status target_matches(const cp_lora_config *cfg, const char *const *targets, int n_targets, const char *key,
+static cp_status target_matches(const cp_target_spec *cfg, const char *const *targets, int n_targets, const char *key,
                                 int *match, int *excluded) {
     *match = 0;
     *excluded = 0;
@@ -167,8 +144,8 @@ static cp_status target_matches(const cp_lora_config *cfg, const char *const *ta
         if (cp_regex_fullmatch(cfg->exclude_regex, key, &hit) != CP_OK) return CP_ERR;
         if (hit) { *excluded = 1; return CP_OK; }
     }
-    for (int i = 0; i < cfg->n_exclude_modules; i++)
-        if (!strcmp(key, cfg->exclude_modules[i]) || ends_with_dot(key, cfg->exclude_modules[i])) { *excluded = 1; return CP_OK; }
+    for (int i = 0; i < cfg->n_exclude; i++)
+        if (!strcmp(key, cfg->exclude[i]) || ends_with_dot(key, cfg->exclude[i])) { *excluded = 1; return CP_OK; }
     for (int i = 0; i < cfg->n_modules_to_save; i++) {
         cp_strbuf sb;
         cp_sb_init(&sb);
@@ -180,18 +157,18 @@ static cp_status target_matches(const cp_lora_config *cfg, const char *const *ta
         if (st != CP_OK) return CP_ERR;
         if (hit) { *excluded = 1; return CP_OK; }
     }
-    if (cfg->target_kind == CP_TARGETS_REGEX) return cp_regex_fullmatch(cfg->target_regex, key, match);
+    if (cfg->kind == CP_TARGETS_REGEX) return cp_regex_fullmatch(cfg->regex, key, match);
     for (int i = 0; i < n_targets; i++)
         if (!strcmp(key, targets[i])) { *match = 1; return CP_OK; } /* exact name: no layer filter (PEFT's quirk) */
     int suffix = 0;
     for (int i = 0; i < n_targets && !suffix; i++) suffix = ends_with_dot(key, targets[i]);
     if (!suffix) return CP_OK;
-    if (cfg->layers_to_transform && cfg->n_layers_to_transform > 0) {
+    if (cfg->layers && cfg->n_layers > 0) {
         int64_t idx;
         if (layer_index(cfg, key, &idx) != CP_OK) return CP_ERR;
         if (idx < 0) return CP_OK;
         int listed = 0;
-        for (int i = 0; i < cfg->n_layers_to_transform && !listed; i++) listed = cfg->layers_to_transform[i] == idx;
+        for (int i = 0; i < cfg->n_layers && !listed; i++) listed = cfg->layers[i] == idx;
         if (!listed) return CP_OK;
     }
     *match = 1;
@@ -200,7 +177,7 @@ static cp_status target_matches(const cp_lora_config *cfg, const char *const *ta
 
 /* ---- resolving target_modules (BaseTuner.inject_adapter, before matching) ------------------------- */
 
-void cp_lora_free_names(char **names, int n) {
+void cp_free_names(char **names, int n) {
     for (int i = 0; i < n; i++) cp_free(names[i]);
     cp_free(names);
 }
@@ -270,7 +247,7 @@ static cp_status minimal_suffixes(cp_module *root, char ***names, int *n) {
     const char **sorted = cp_malloc((size_t)*n * sizeof *sorted, "targets");
     char **required = cp_calloc((size_t)*n, sizeof *required, "suffixes");
     if (all.failed || !sorted || !required) {
-        cp_lora_free_names(all.names, all.failed ? all.n : n_other);
+        cp_free_names(all.names, all.failed ? all.n : n_other);
         cp_free(sorted);
         cp_free(required);
         return CP_ERR;
@@ -294,41 +271,41 @@ static cp_status minimal_suffixes(cp_module *root, char ***names, int *n) {
         }
     }
     if (n_req > 0 && n_req < *n) {
-        cp_lora_free_names(*names, *n);
+        cp_free_names(*names, *n);
         *names = required;
         *n = n_req;
     } else {
-        cp_lora_free_names(required, n_req);
+        cp_free_names(required, n_req);
     }
     cp_free(sorted);
-    cp_lora_free_names(all.names, n_other);
+    cp_free_names(all.names, n_other);
     return CP_OK;
 }
 
-cp_status cp_lora_target_names(const cp_lora_config *cfg, cp_module *root, const char *model_type, const cp_module *lm_head,
-                               char ***out, int *n_out) {
+cp_status cp_target_names(const cp_target_spec *cfg, cp_module *root, const char *model_type, const cp_module *lm_head,
+                          char ***out, int *n_out) {
     *out = NULL;
     *n_out = 0;
     names_ctx c = {.lm_head = lm_head};
-    if (cfg->target_kind == CP_TARGETS_REGEX) return CP_OK;
-    if (cfg->target_kind == CP_TARGETS_DEFAULT) {
-        const char *const *def = cp_lora_default_targets(model_type);
+    if (cfg->kind == CP_TARGETS_REGEX) return CP_OK;
+    if (cfg->kind == CP_TARGETS_DEFAULT) {
+        const char *const *def = cfg->defaults ? cfg->defaults(model_type) : NULL;
         if (!def) return cp_error("Please specify `target_modules` in `peft_config` (PEFT has no default for model_type \"%s\")", model_type);
         for (int i = 0; def[i] && !c.failed; i++) push_name(&c, def[i]);
-    } else if (cfg->target_kind == CP_TARGETS_ALL_LINEAR) {
+    } else if (cfg->kind == CP_TARGETS_ALL_LINEAR) {
         c.linear_only = 1;
         cp_module_visit(root, collect_names, &c);
     } else {
         /* a list is a Python set in PEFT: a name given twice counts once */
-        for (int i = 0; i < cfg->n_target_modules && !c.failed; i++) {
+        for (int i = 0; i < cfg->n_modules && !c.failed; i++) {
             int seen = 0;
-            for (int k = 0; k < c.n && !seen; k++) seen = !strcmp(c.names[k], cfg->target_modules[i]);
-            if (!seen) push_name(&c, cfg->target_modules[i]);
+            for (int k = 0; k < c.n && !seen; k++) seen = !strcmp(c.names[k], cfg->modules[i]);
+            if (!seen) push_name(&c, cfg->modules[i]);
         }
     }
-    if (c.failed) { cp_lora_free_names(c.names, c.n); return CP_ERR; }
-    if (c.n >= CP_LORA_MIN_TARGETS_TO_SHORTEN && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
-        cp_lora_free_names(c.names, c.n);
+    if (c.failed) { cp_free_names(c.names, c.n); return CP_ERR; }
+    if (c.n >= CP_MIN_TARGETS_TO_SHORTEN && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
+        cp_free_names(c.names, c.n);
         return CP_ERR;
     }
     *out = c.names;
@@ -337,7 +314,7 @@ cp_status cp_lora_target_names(const cp_lora_config *cfg, cp_module *root, const
 }
 
 typedef struct {
-    const cp_lora_config *cfg;
+    const cp_target_spec *cfg;
     const char *const *targets;
     int n_targets;
     const cp_module *lm_head;
@@ -345,10 +322,6 @@ typedef struct {
     int n_found, cap_found, n_excluded;
     cp_status status;
 } find_ctx;
-
-static int is_adaptable(const cp_module *m) {
-    return m->kind == CP_MOD_LINEAR || m->kind == CP_MOD_CONV1D || m->kind == CP_MOD_EMBEDDING;
-}
 
 static int visit(cp_module *m, void *vctx) {
     find_ctx *c = vctx;
@@ -358,10 +331,10 @@ static int visit(cp_module *m, void *vctx) {
     if (c->status != CP_OK) return 1;
     if (excluded) c->n_excluded++;
     if (!match) return 0;
-    if (!is_adaptable(m)) {
+    if (!(c->cfg->kinds & (1u << m->kind))) {
         c->status = cp_error("Target module %s(...) at \"%s\" is not supported. Currently, only the following modules are "
-                             "supported: `torch.nn.Linear`, `torch.nn.Embedding`, `transformers.pytorch_utils.Conv1D`.",
-                             m->class_name, m->path);
+                             "supported: %s.",
+                             m->class_name, m->path, c->cfg->supported);
         return 1;
     }
     if (c->n_found == c->cap_found) {
@@ -381,45 +354,45 @@ static void python_set(cp_strbuf *sb, char *const *items, int n) {
     cp_sb_append(sb, "}");
 }
 
-cp_status cp_lora_find_targets(const cp_lora_config *cfg, cp_module *root, const char *model_type,
-                               const cp_module *lm_head, cp_module ***out, int *n_out) {
+cp_status cp_find_targets(const cp_target_spec *cfg, cp_module *root, const char *model_type, const cp_module *lm_head,
+                          cp_module ***out, int *n_out) {
     *out = NULL;
     *n_out = 0;
     find_ctx c = {.cfg = cfg, .lm_head = lm_head, .status = CP_OK};
     char **names = NULL;
     int n_names = 0;
-    if (cp_lora_target_names(cfg, root, model_type, lm_head, &names, &n_names) != CP_OK) return CP_ERR;
+    if (cp_target_names(cfg, root, model_type, lm_head, &names, &n_names) != CP_OK) return CP_ERR;
     c.targets = (const char *const *)names;
     c.n_targets = n_names;
     cp_module_visit(root, visit, &c);
-    if (c.status != CP_OK) { cp_free(c.found); cp_lora_free_names(names, n_names); return CP_ERR; }
+    if (c.status != CP_OK) { cp_free(c.found); cp_free_names(names, n_names); return CP_ERR; }
     if (c.n_found == 0) {
         cp_free(c.found);
         cp_strbuf sb;
         cp_sb_init(&sb);
-        if (c.n_excluded && cfg->target_kind != CP_TARGETS_REGEX && (cfg->exclude_modules || cfg->exclude_regex))
+        if (c.n_excluded && cfg->kind != CP_TARGETS_REGEX && (cfg->exclude || cfg->exclude_regex))
             cp_sb_append(&sb, "No modules were targeted for adaptation. This might be caused by a combination of mismatched "
                               "target modules and excluded modules. Please check your `target_modules` and `exclude_modules` "
                               "configuration. You may also have only targeted modules that are marked to be saved "
                               "(`modules_to_save`).");
-        else if (cfg->target_kind == CP_TARGETS_REGEX)
+        else if (cfg->kind == CP_TARGETS_REGEX)
             cp_sb_printf(&sb, "Target modules %s not found in the base model. Please check the target modules and try again.",
-                         cfg->target_regex);
+                         cfg->regex);
         else {
             char **list = (char **)c.targets;
             cp_sb_append(&sb, "Target modules ");
             python_set(&sb, list, c.n_targets);
             cp_sb_append(&sb, " not found in the base model. Please check the target modules and try again.");
         }
-        if (cfg->layers_to_transform)
+        if (cfg->layers)
             cp_sb_append(&sb, " Note: You specified 'layers_to_transform'. Please check if your layer indices are correct.");
         char *msg = cp_sb_finish(&sb);
         cp_status st = cp_error("%s", msg ? msg : "no target modules found");
         cp_free(msg);
-        cp_lora_free_names(names, n_names);
+        cp_free_names(names, n_names);
         return st;
     }
-    cp_lora_free_names(names, n_names);
+    cp_free_names(names, n_names);
     *out = c.found;
     *n_out = c.n_found;
     return CP_OK;

@@ -6,10 +6,10 @@
 
 #include "core/error.h"
 #include "models/model.h"
+#include "peft/method.h" /* cp_combination */
 
-typedef enum { CP_COMBINE_LINEAR, CP_COMBINE_CAT } cp_combination;
-
-/* Adds adapter `new_name` combining `names` with `weights` (not activated, as in PEFT). */
+/* Adds adapter `new_name` combining `names` (all of one method) with `weights` (not activated, as
+ * in PEFT). */
 cp_status cp_peft_add_weighted_adapter(cp_model *m, const char *const *names, const double *weights, int n,
                                        const char *new_name, cp_combination combination);
 
