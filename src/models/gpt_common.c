@@ -65,6 +65,8 @@ cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name
 
 void cp_gpt_free_state(cp_model *m) {
     cp_gpt_state *s = m->arch_state;
+    cp_free(m->stack.blocks); /* the block list build made (cp_stack_blocks) */
+    m->stack.blocks = NULL;
     if (!s) return;
     cp_free(s->layers);
     cp_free(s);

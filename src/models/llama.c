@@ -290,6 +290,8 @@ static cp_status build(cp_model *m) {
 
 static void free_state(cp_model *m) {
     llama_state *s = m->arch_state;
+    cp_free(m->stack.blocks); /* the block list build made (cp_stack_blocks) */
+    m->stack.blocks = NULL;
     if (!s) return;
     cp_free(s->layers);
     cp_free(s);
