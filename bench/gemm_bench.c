@@ -5,10 +5,10 @@
  * product for both weight layouts (NT: nn.Linear, NN: GPT-2's Conv1D) and the input gradient.
  * Prints one table, then one JSON line per row. Run it on an otherwise idle machine.
  *
- *   build/bench/gemm_bench [--min-seconds 0.3] [--rows 1,8,512,2048]
+ *   build/bench/gemm_bench [--min-seconds 0.5] [--rows 1,8,512,2048]
  *
- * Each cell is the best of 5 batches, each batch at least min-seconds / 5 long; the weights are the
- * same random values in each dtype (rounded to 16 bits once).
+ * Each cell is the best of 15 batches of about min-seconds / 15 each, the three dtypes taking
+ * turns; the weights are the same random values in each dtype (rounded to 16 bits once).
  */
 #include "kernels/blas_core.h"
 #include "kernels/gemm.h"
@@ -28,29 +28,38 @@ static double now(void) {
 typedef enum { FWD_NT, FWD_NN, BWD_NT, BWD_NN, N_KINDS } kind;
 static const char *const kind_names[] = {"fwd NT", "fwd NN", "dX NT", "dX NN"};
 
-/* Seconds per product, the best of 5 batches. */
-static double time_product(kind k, float *out, const float *X, const cp_weight *w, int64_t N, double min_seconds) {
-    double best = 1e30;
-    long reps = 1;
-    for (int batch = 0; batch < 6; batch++) { /* the first batch warms up and sizes the others */
-        double t0 = now();
-        for (long r = 0; r < reps; r++) {
-            if (k == FWD_NT || k == FWD_NN) cp_gemm_forward(out, X, w, N, 0);
-            else cp_gemm_backward_input(out, X, w, N, 0);
-        }
-        const double per = (now() - t0) / (double)reps;
-        if (batch == 0) {
-            reps = (long)(min_seconds / 5 / (per > 1e-7 ? per : 1e-7)) + 1;
-            continue;
-        }
-        if (per < best) best = per;
+static void run_product(kind k, float *out, const float *X, const cp_weight *w, int64_t N, long reps) {
+    for (long r = 0; r < reps; r++) {
+        if (k == FWD_NT || k == FWD_NN) cp_gemm_forward(out, X, w, N, 0);
+        else cp_gemm_backward_input(out, X, w, N, 0);
     }
-    return best;
+}
+
+/* Seconds per product for each of the three weights, the best of BATCHES batches of about
+ * min_seconds / BATCHES each; the weights take turns, so a burst of other load hits all three. */
+#define BATCHES 15
+static void time_products(double best[3], kind k, float *out, const float *X, const cp_weight w[3], int64_t N,
+                          double min_seconds) {
+    long reps[3];
+    for (int d = 0; d < 3; d++) { /* warm up and size the batches */
+        double t0 = now();
+        run_product(k, out, X, &w[d], N, 1);
+        const double per = now() - t0;
+        reps[d] = (long)(min_seconds / BATCHES / (per > 1e-7 ? per : 1e-7)) + 1;
+        best[d] = 1e30;
+    }
+    for (int b = 0; b < BATCHES; b++)
+        for (int d = 0; d < 3; d++) {
+            double t0 = now();
+            run_product(k, out, X, &w[d], N, reps[d]);
+            const double per = (now() - t0) / (double)reps[d];
+            if (per < best[d]) best[d] = per;
+        }
 }
 
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
-    double min_seconds = 0.3;
+    double min_seconds = 0.5;
     int64_t rows[16] = {1, 8, 512, 2048};
     int n_rows = 4;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -91,8 +100,9 @@ int main(int argc, char **argv) {
                 if ((k == BWD_NT || k == BWD_NN) && N < 512) continue; /* input gradients: training batches only */
                 const cp_weight_layout layout = (k == FWD_NT || k == BWD_NT) ? CP_WEIGHT_NT : CP_WEIGHT_NN;
                 const cp_weight w[3] = {{W, CP_F32, layout, C, OC}, {Wb, CP_BF16, layout, C, OC}, {Wh, CP_F16, layout, C, OC}};
-                double gf[3];
-                for (int d = 0; d < 3; d++) gf[d] = 2.0 * (double)(N * C * OC) / time_product((kind)k, out, X, &w[d], N, min_seconds) / 1e9;
+                double t[3], gf[3];
+                time_products(t, (kind)k, out, X, w, N, min_seconds);
+                for (int d = 0; d < 3; d++) gf[d] = 2.0 * (double)(N * C * OC) / t[d] / 1e9;
                 printf("%-7s %5lld %5lld %5lld | %9.1f %9.1f %9.1f | %6.2f %6.2f\n", kind_names[k], (long long)N, (long long)C,
                        (long long)OC, gf[0], gf[1], gf[2], gf[1] / gf[0], gf[2] / gf[0]);
                 fflush(stdout);

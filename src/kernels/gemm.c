@@ -56,6 +56,10 @@ const cp_gemm_cpu_variant *cp_gemm_cpu(void) {
     return v ? v : cp_gemm_cpu_for(CP_ISA_BASE);
 }
 
+static int64_t panel_bytes_set;
+void cp_gemm_cpu_set_panel_bytes(int64_t bytes) { panel_bytes_set = bytes > 0 ? bytes : 0; }
+int64_t cp_gemm_cpu_panel_bytes(void) { return panel_bytes_set; }
+
 /* ---- registry ---------------------------------------------------------------------------------- */
 
 #define MAX_BACKENDS 8

@@ -28,25 +28,29 @@ CP_DECLARE_KERNELS_OF(CP_ISA)
 CP_DECLARE_GEMM_KERNELS_OF(CP_ISA)
 
 /* Row counts up to which the few-row kernels beat sgemm. F32: nn/linear.c's, measured on
- * GPT-Neo-125M / GPT-2 shapes. 16-bit: measured with bench/gemm_bench.c on GPT-2-small shapes (the
- * widening of the whole weight before sgemm moves the crossing up). */
+ * GPT-Neo-125M / GPT-2 shapes, kept so that f32 results stay bit-identical. 16-bit: measured with
+ * bench/gemm_bench.c on GPT-2-small shapes (C = 768, OC = 768..3072, 2 threads, AVX-512 variant):
+ * widening the whole weight before sgemm costs what sgemm gains below ~100 rows, and at 32 rows the
+ * few-row kernels run 1.4-2.5x faster than the panels; the limit stays at 32 because sgemm's AVX-512
+ * kernels (OpenBLAS's SkylakeX core, not the Haswell one it runs here) move the crossing down. */
 #define F32_SKINNY_NT_ROWS CP_SKINNY_MAX_ROWS
 #define F32_SKINNY_NN_ROWS 2
-#ifndef W16_SKINNY_NT_ROWS
-#define W16_SKINNY_NT_ROWS 16
-#endif
-#ifndef W16_SKINNY_NN_ROWS
-#define W16_SKINNY_NN_ROWS 8
-#endif
+#define W16_SKINNY_NT_ROWS 32
+#define W16_SKINNY_NN_ROWS 32
 
-/* Widened weight per thread and panel: half of a 2 MB L2, where sgemm packs it from. */
-#ifndef PANEL_BYTES
-#define PANEL_BYTES (1 << 20)
-#endif
-#ifndef PANEL_SCHEME
-#define PANEL_SCHEME 1
-#endif
+/* Widened weight per thread: 32 MB shared by the team, from 1 to 8 MB each. Wide panels matter
+ * more than cache-sized ones: each panel's sgemm packs all of X (N,K) again, which for K = 3072
+ * cost 10% of a product with 2 MB panels and under 3% with 8 MB ones (bench/gemm_bench.c, 2 threads). */
+#define SCRATCH_TEAM_BYTES ((int64_t)32 << 20)
+#define PANEL_MIN_BYTES ((int64_t)1 << 20)
+#define PANEL_MAX_BYTES ((int64_t)8 << 20)
 #define PANEL_ALIGN 16 /* output columns per panel: a multiple of the widest vector */
+
+static int64_t panel_bytes(int threads) {
+    const int64_t set = cp_gemm_cpu_panel_bytes(), b = SCRATCH_TEAM_BYTES / threads;
+    if (set > 0) return set;
+    return b < PANEL_MIN_BYTES ? PANEL_MIN_BYTES : b > PANEL_MAX_BYTES ? PANEL_MAX_BYTES : b;
+}
 
 /* ---- f32: nn/linear.c's calls ------------------------------------------------------------------ */
 
@@ -64,100 +68,72 @@ static void f32_nn(float *out, const float *X, const float *W, int64_t N, int64_
 
 /* ---- 16-bit weights: panels widened for sgemm ------------------------------------------------- */
 
-/* Output columns per panel: what fills PANEL_BYTES per thread at K floats each, at least PANEL_ALIGN. */
-static int64_t panel_cols(int64_t K, int64_t M, int threads) {
-    int64_t per_thread = PANEL_BYTES / ((int64_t)sizeof(float) * (K > 0 ? K : 1));
-    per_thread = per_thread < PANEL_ALIGN ? PANEL_ALIGN : per_thread - per_thread % PANEL_ALIGN;
-    const int64_t g = per_thread * threads;
-    return g < M ? g : M;
-}
-
 static int team_size(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
-#if PANEL_SCHEME == 1
-/* nt with many rows: rows [m0, m0+g) of W are contiguous, widened into buf (g,K), then sgemm. */
-static int w16_nt_panels(float *out, const float *X, const uint16_t *W, int bf16, int64_t N, int64_t K, int64_t M,
-                         int accumulate) {
-    const int threads = team_size();
-    const int64_t G = panel_cols(K, M, threads);
-    float *buf = malloc((size_t)(G * K) * sizeof *buf);
-    if (!buf) return -1;
-    for (int64_t m0 = 0; m0 < M; m0 += G) {
-        const int64_t g = M - m0 < G ? M - m0 : G, total = g * K, piece = (total + threads - 1) / threads;
-        // buf (g,K) = widen(W[m0 : m0+g, :]), one contiguous range split over the threads
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-        for (int t = 0; t < threads; t++) {
-            const int64_t i0 = t * piece, i1 = i0 + piece < total ? i0 + piece : total;
-            if (i1 > i0) CP_KERNEL(cp_gemm_widen16)(buf + i0, W + m0 * K + i0, bf16, i1 - i0);
-        }
-        // out[:, m0 : m0+g] (+)= X (N,K) · buf (g,K)ᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)g, (int)K, 1.0f, X, (int)K, buf, (int)K,
-                    accumulate ? 1.0f : 0.0f, out + m0, (int)M);
+/* How the product is cut into tasks: n_panels panels of P output columns × n_blocks blocks of R
+ * rows, as many tasks as threads or a multiple of them, so that no thread waits on another. */
+typedef struct {
+    int64_t P, n_panels, R, n_blocks;
+} tiling;
+
+static tiling tile(int64_t N, int64_t K, int64_t M, int threads) {
+    tiling t;
+    int64_t most = panel_bytes(threads) / ((int64_t)sizeof(float) * (K > 0 ? K : 1)); /* columns that fit per thread */
+    most = most < PANEL_ALIGN ? PANEL_ALIGN : most - most % PANEL_ALIGN;
+    int64_t panels = (M + most - 1) / most, blocks = 1;
+    if (panels >= threads) panels = (panels + threads - 1) / threads * threads;
+    else { /* fewer panels than threads: as many as divide the team, and the rows cut between them */
+        while (threads % panels) panels++;
+        blocks = threads / panels;
+        const int64_t most_blocks = N / 32 > 1 ? N / 32 : 1; /* not below 32 rows a task */
+        if (blocks > most_blocks) blocks = most_blocks;
     }
-    free(buf);
-    return 0;
+    t.P = (M + panels - 1) / panels;
+    t.P = (t.P + PANEL_ALIGN - 1) / PANEL_ALIGN * PANEL_ALIGN;
+    t.n_panels = (M + t.P - 1) / t.P;
+    t.R = (N + blocks - 1) / blocks;
+    t.n_blocks = (N + t.R - 1) / t.R;
+    return t;
 }
 
-/* nn with many rows: columns [m0, m0+g) of every row of W, widened into buf (K,g), then sgemm. */
-static int w16_nn_panels(float *out, const float *X, const uint16_t *W, int bf16, int64_t N, int64_t K, int64_t M,
-                         int accumulate) {
+/* Many rows: each thread widens the panels of its tasks into its own scratch and
+ * multiplies them by its rows of X with a one-thread sgemm (OpenBLAS runs one thread inside an
+ * OpenMP team). nn = 0: out (N,M) (+)= X·Wᵀ, W (M,K), a panel is g contiguous rows of W, widened
+ * to buf (g,K); nn = 1: out (+)= X·W, W (K,M), a panel is g columns of each row, widened to buf (K,g). */
+static int w16_panels(float *out, const float *X, const uint16_t *W, int bf16, int64_t N, int64_t K, int64_t M,
+                      int accumulate, int nn) {
+    if (N == 0 || M == 0) return 0;
+    if (K == 0) return -1; /* nothing to widen: the few-row kernels write the zeros */
     const int threads = team_size();
-    const int64_t G = panel_cols(K, M, threads);
-    float *buf = malloc((size_t)(G * K) * sizeof *buf);
-    if (!buf) return -1;
-    for (int64_t m0 = 0; m0 < M; m0 += G) {
-        const int64_t g = M - m0 < G ? M - m0 : G;
-        // buf (K,g) = widen(W[:, m0 : m0+g])
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-        for (int64_t k = 0; k < K; k++) CP_KERNEL(cp_gemm_widen16)(buf + k * g, W + k * M + m0, bf16, g);
-        // out[:, m0 : m0+g] (+)= X (N,K) · buf (K,g)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)g, (int)K, 1.0f, X, (int)K, buf, (int)g,
-                    accumulate ? 1.0f : 0.0f, out + m0, (int)M);
-    }
-    free(buf);
-    return 0;
-}
-#endif
-
-#if PANEL_SCHEME == 2
-/* Each thread widens its own panels and multiplies them with a one-thread sgemm. */
-static int w16_panels_par(float *out, const float *X, const uint16_t *W, int bf16, int64_t N, int64_t K, int64_t M,
-                          int accumulate, int nn) {
-    const int threads = team_size();
-    int64_t P = panel_cols(K, M, 1);
-    int64_t n_panels = (M + P - 1) / P;
-    n_panels = threads * ((n_panels + threads - 1) / threads);
-    P = (M + n_panels - 1) / n_panels;
-    P = (P + PANEL_ALIGN - 1) / PANEL_ALIGN * PANEL_ALIGN;
-    float *all = malloc((size_t)(threads * P * K) * sizeof *all);
-    if (!all) return -1;
+    const tiling t = tile(N, K, M, threads);
+    float *scratch = malloc((size_t)(threads * t.P * K) * sizeof *scratch);
+    if (!scratch) return -1;
+    const int64_t n_tasks = t.n_panels * t.n_blocks;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        float *buf = all + (int64_t)omp_get_thread_num() * P * K;
+        float *buf = scratch + (int64_t)omp_get_thread_num() * t.P * K;
+        int64_t widened = -1; /* the panel in buf: a thread's tasks run panel by panel */
 #pragma omp for schedule(static)
-        for (int64_t p = 0; p < n_panels; p++) {
-            const int64_t m0 = p * P;
-            if (m0 >= M) continue;
-            const int64_t g = M - m0 < P ? M - m0 : P;
-            if (nn) {
-                for (int64_t k = 0; k < K; k++) CP_KERNEL(cp_gemm_widen16)(buf + k * g, W + k * M + m0, bf16, g);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)g, (int)K, 1.0f, X, (int)K, buf, (int)g,
-                            accumulate ? 1.0f : 0.0f, out + m0, (int)M);
-            } else {
-                CP_KERNEL(cp_gemm_widen16)(buf, W + m0 * K, bf16, g * K);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)g, (int)K, 1.0f, X, (int)K, buf, (int)K,
-                            accumulate ? 1.0f : 0.0f, out + m0, (int)M);
+        for (int64_t task = 0; task < n_tasks; task++) {
+            const int64_t p = task / t.n_blocks, m0 = p * t.P, g = M - m0 < t.P ? M - m0 : t.P;
+            const int64_t n0 = (task % t.n_blocks) * t.R, rows = N - n0 < t.R ? N - n0 : t.R;
+            if (p != widened) {
+                if (nn) for (int64_t k = 0; k < K; k++) CP_KERNEL(cp_gemm_widen16)(buf + k * g, W + k * M + m0, bf16, g);
+                else CP_KERNEL(cp_gemm_widen16)(buf, W + m0 * K, bf16, g * K);
+                widened = p;
             }
+            // out[n0 : n0+rows, m0 : m0+g] (+)= X[n0 : n0+rows, :] · buf (as W's panel)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, nn ? CblasNoTrans : CblasTrans, (int)rows, (int)g, (int)K, 1.0f,
+                        X + n0 * K, (int)K, buf, nn ? (int)g : (int)K, accumulate ? 1.0f : 0.0f, out + n0 * M + m0, (int)M);
         }
     }
-    free(all);
+    free(scratch);
     return 0;
 }
-#define w16_nt_panels(o, x, w, b, n, k, m, a) w16_panels_par(o, x, w, b, n, k, m, a, 0)
-#define w16_nn_panels(o, x, w, b, n, k, m, a) w16_panels_par(o, x, w, b, n, k, m, a, 1)
-#endif
+#define w16_nt_panels(o, x, w, b, n, k, m, a) w16_panels(o, x, w, b, n, k, m, a, 0)
+#define w16_nn_panels(o, x, w, b, n, k, m, a) w16_panels(o, x, w, b, n, k, m, a, 1)
 
-/* The few-row kernels take any N: they are also the way on when scratch cannot be had. */
+/* The few-row kernels take any N: they are also the way on when scratch cannot be had (w16_panels < 0). */
 static void w16_nt(float *out, const float *X, const uint16_t *W, int bf16, int64_t N, int64_t K, int64_t M, int accumulate) {
     if (N > W16_SKINNY_NT_ROWS && w16_nt_panels(out, X, W, bf16, N, K, M, accumulate) == 0) return;
     CP_KERNEL(cp_gemm_skinny16_nt)(out, X, W, bf16, N, K, M, accumulate);

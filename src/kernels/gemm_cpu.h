@@ -34,6 +34,12 @@ const cp_gemm_cpu_variant *cp_gemm_cpu_for(cp_isa isa);
 /* The variant that runs: the level of cp_kernels(). */
 const cp_gemm_cpu_variant *cp_gemm_cpu(void);
 
+/* The widened scratch per thread for a 16-bit weight multiplied by many rows, in bytes; 0 (the
+ * default) lets the backend choose (gemm_cpu.c). Tests set it small to cut a product into many
+ * panels. Set it before products run, not during. */
+void cp_gemm_cpu_set_panel_bytes(int64_t bytes);
+int64_t cp_gemm_cpu_panel_bytes(void);
+
 /* Every function of one variant, declared for gemm.c (isa.h's pattern). */
 #define CP_DECLARE_GEMM_KERNELS(isa)                                                                                     \
     extern const cp_gemm_ops cp_gemm_cpu_ops_##isa;                                                                      \

@@ -16,6 +16,7 @@
 #include "kernels/skinny.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,11 +67,11 @@ static double worst_rel(const float *got, const double *ref, const double *mag, 
 typedef struct {
     double rel[3];     /* per dtype: max |diff| / Σ|terms| against the double reference */
     double vs_f32[3];  /* per dtype: the same against the f32 path on the widened weight */
-    long sgemm_outputs, sgemm_differing[3]; /* beyond the few-row kernels (N > 16): outputs, and those not bit-equal */
+    long sgemm_outputs, sgemm_differing[3]; /* beyond the few-row kernels (N > 32): outputs, and those not bit-equal */
     long products;
 } product_stats;
 
-#define W16_FEW_ROWS 16 /* the most rows any few-row kernel takes (gemm_cpu.c) */
+#define W16_FEW_ROWS 32 /* the most rows any few-row kernel takes (gemm_cpu.c) */
 
 /* Runs forward (backward = 0) or input gradient (1) of a weight (C in, OC out, layout) for every
  * dtype and accumulate flag through every variant, and compares. */
@@ -128,9 +129,10 @@ static int runnable(const cp_gemm_cpu_variant **out) {
 TEST(products_match_double_reference_every_variant_dtype_layout) {
     const cp_gemm_cpu_variant *v[CP_ISA_COUNT];
     const int nv = runnable(v);
-    /* (C, OC): odd sizes and vector tails; the last two are wide enough for several widened panels
-     * per product (at most 1 MB per thread and panel: 160 columns of K = 1500, 512 of K = 500) */
-    static const int64_t shapes[][2] = {{64, 96}, {77, 130}, {1, 5}, {768, 300}, {1500, 500}, {500, 1500}};
+    /* (C, OC): odd sizes and vector tails; the last is wide enough for several widened panels per
+     * product (at most 1 MB per thread and panel: 160 columns of K = 1500, 512 of K = 500), and
+     * through its two layouts and two directions it is each product shape both ways round */
+    static const int64_t shapes[][2] = {{64, 96}, {77, 130}, {1, 5}, {768, 300}, {1500, 500}};
     static const int64_t rows_small[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 130}, rows_large[] = {1, 3, 9, 40};
     product_stats st[CP_ISA_COUNT];
     memset(st, 0, sizeof st);
@@ -147,10 +149,10 @@ TEST(products_match_double_reference_every_variant_dtype_layout) {
     }
     for (int iv = 0; iv < nv; iv++) {
         for (int d = 0; d < 3; d++) {
-            printf("  %-6s %-4s forward + input grad, NT + NN, 1-130 rows, 6 shapes: max |diff| / Σ|terms| %.1e", v[iv]->name,
+            printf("  %-6s %-4s forward + input grad, NT + NN, 1-130 rows, 5 shapes: max |diff| / Σ|terms| %.1e", v[iv]->name,
                    cp_dtype_name(dtypes[d]), st[iv].rel[d]);
             if (dtypes[d] != CP_F32)
-                printf("; vs f32 on the widened weight %.1e, beyond 16 rows %ld of %ld outputs not bit-equal", st[iv].vs_f32[d],
+                printf("; vs f32 on the widened weight %.1e, beyond 32 rows %ld of %ld outputs not bit-equal", st[iv].vs_f32[d],
                        st[iv].sgemm_differing[d], st[iv].sgemm_outputs);
             printf("\n");
             CHECK(st[iv].rel[d] < 1e-6, "%s %s: products differ from the reference by %.3e of the terms' magnitude", v[iv]->name,
@@ -158,9 +160,52 @@ TEST(products_match_double_reference_every_variant_dtype_layout) {
             CHECK(st[iv].vs_f32[d] < 1e-6, "%s %s: differs from the f32 path on the same values by %.3e", v[iv]->name,
                   cp_dtype_name(dtypes[d]), st[iv].vs_f32[d]);
         }
-        CHECK(st[iv].products > 1000 && st[iv].sgemm_outputs > 100000, "only %ld products, %ld outputs by sgemm checked",
+        CHECK(st[iv].products > 800 && st[iv].sgemm_outputs > 100000, "only %ld products, %ld outputs by sgemm checked",
               st[iv].products, st[iv].sgemm_outputs);
     }
+}
+
+TEST(panels_cut_any_way_match_double_reference) {
+    /* many rows: the product is cut into panels of W's outputs and blocks of X's rows, by the size
+     * of the team and of the scratch per thread; every cut must give the product */
+    static const int teams[] = {1, 2, 3, 8};
+    static const int64_t scratch[] = {0, 40000}; /* the backend's choice; a few columns a panel */
+    static const int64_t rows[] = {40, 100};
+    const cp_gemm_ops *ops = cp_gemm_cpu()->ops;
+    const int threads_before = omp_get_max_threads();
+    unsigned seed = 23;
+    double worst = 0;
+    long products = 0;
+    for (size_t t = 0; t < sizeof teams / sizeof *teams; t++)
+        for (size_t s = 0; s < sizeof scratch / sizeof *scratch; s++)
+            for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+                for (int layout = 0; layout < 2; layout++)
+                    for (int backward = 0; backward < 2; backward++) {
+                        omp_set_num_threads(teams[t]);
+                        cp_gemm_cpu_set_panel_bytes(scratch[s]);
+                        const int64_t N = rows[r], C = 300, OC = 200, K = backward ? OC : C, M = backward ? C : OC;
+                        float *X = malloc((size_t)(N * K) * sizeof *X), *Wf = malloc((size_t)(C * OC) * sizeof *Wf);
+                        float *out = malloc((size_t)(N * M) * sizeof *out), *init = malloc((size_t)(N * M) * sizeof *init);
+                        double *ref = malloc((size_t)(N * M) * sizeof *ref), *mag = malloc((size_t)(N * M) * sizeof *mag);
+                        uint16_t *W = malloc((size_t)(C * OC) * sizeof *W);
+                        for (int64_t i = 0; i < N * K; i++) X[i] = frand(&seed);
+                        for (int64_t i = 0; i < C * OC; i++) Wf[i] = frand(&seed);
+                        for (int64_t i = 0; i < N * M; i++) out[i] = init[i] = frand(&seed);
+                        const cp_dtype dt = (r + (size_t)layout) % 2 ? CP_F16 : CP_BF16;
+                        cp_convert_from_f32(W, dt, Wf, (size_t)(C * OC));
+                        cp_convert_to_f32(Wf, W, dt, (size_t)(C * OC));
+                        const cp_weight w = {W, dt, (cp_weight_layout)layout, C, OC};
+                        (backward ? ops->backward_input : ops->forward)(out, X, &w, N, 1);
+                        product_ref(ref, mag, X, Wf, N, K, M, (layout == CP_WEIGHT_NT) != backward);
+                        worst = fmax(worst, worst_rel(out, ref, mag, init, 1, N * M));
+                        products++;
+                        free(X); free(Wf); free(out); free(init); free(ref); free(mag); free(W);
+                    }
+    cp_gemm_cpu_set_panel_bytes(0);
+    omp_set_num_threads(threads_before);
+    printf("  %ld products (teams of 1-8 threads, default and 40 kB panels, 40 and 100 rows): max |diff| / Σ|terms| %.1e\n",
+           products, worst);
+    CHECK(worst < 1e-6, "panelled products differ from the reference by %.3e", worst);
 }
 
 TEST(skinny16_kernels_take_any_row_count) {
@@ -172,7 +217,7 @@ TEST(skinny16_kernels_take_any_row_count) {
     for (int iv = 0; iv < nv; iv++) {
         double worst[2] = {0, 0};
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-            for (int64_t N = 1; N <= 20; N += 3)
+            for (int64_t N = 1; N <= 35; N += 3)
                 for (int nn = 0; nn < 2; nn++)
                     for (int bf16 = 0; bf16 < 2; bf16++)
                         for (int acc = 0; acc < 2; acc++) {
@@ -191,7 +236,7 @@ TEST(skinny16_kernels_take_any_row_count) {
                             worst[nn] = fmax(worst[nn], worst_rel(out, ref, mag, init, acc, N * M));
                             free(X); free(Wf); free(out); free(init); free(ref); free(mag); free(W);
                         }
-        printf("  %-6s skinny16 NT %.1e, NN %.1e (max |diff| / Σ|terms|, BF16 + F16, 1-19 rows)\n", v[iv]->name, worst[0],
+        printf("  %-6s skinny16 NT %.1e, NN %.1e (max |diff| / Σ|terms|, BF16 + F16, 1-34 rows)\n", v[iv]->name, worst[0],
                worst[1]);
         CHECK(worst[0] < 1e-6 && worst[1] < 1e-6, "%s: skinny16 kernels differ by %.3e / %.3e", v[iv]->name, worst[0], worst[1]);
     }
@@ -392,7 +437,7 @@ TEST(registry_routes_supported_dtypes_to_the_active_backend) {
     CHECK(cp_gemm_active() == cpu, "cpu again");
 
     static cp_gemm_ops many[8];
-    static char names[8][8];
+    static char names[8][16];
     int added = 0;
     for (int i = 0; i < 8; i++) {
         snprintf(names[i], sizeof names[i], "b%d", i);
@@ -407,6 +452,7 @@ TEST(registry_routes_supported_dtypes_to_the_active_backend) {
 int main(void) {
     RUN(cpeft_gemm_chooses_the_backend);
     RUN(products_match_double_reference_every_variant_dtype_layout);
+    RUN(panels_cut_any_way_match_double_reference);
     RUN(skinny16_kernels_take_any_row_count);
     RUN(widening_is_exact_for_every_16bit_value);
     RUN(f32_path_is_bit_identical_to_linear_c);
