@@ -10,10 +10,10 @@
  * input gradient), so f32 results did not move by a bit.
  * BF16 and F16 weights: up to a few rows, kernels that read the 16-bit weight and widen it in
  * registers (gemm_skinny16.c: half the bytes of f32, which is what a decoding step is bound by);
- * beyond, the weight is widened one panel of output columns at a time into scratch (a panel per
- * thread, sized to stay in its L2 cache) and sgemm multiplies the panel. Widening is exact, so
- * results equal the f32 product with the widened weight up to the order of the sums (sgemm on a
- * panel may block or thread K differently than on the whole matrix; tests/unit/test_gemm.c).
+ * beyond, each thread widens panels of output columns into its own scratch and multiplies them
+ * with a one-thread sgemm (w16_panels). Widening is exact, so results equal the f32 product with
+ * the widened weight up to the order of the sums (sgemm on a panel blocks K as it chooses for that
+ * size; tests/unit/test_gemm.c counts the outputs that differ in the last bits).
  */
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"
