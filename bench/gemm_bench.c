@@ -1,0 +1,122 @@
+/*
+ * gemm_bench.c — GFLOP/s of the matrix products of kernels/gemm.h with F32, BF16 and F16 weights,
+ * on GPT-2-small shapes: C = 768 inputs, OC = 768 / 2304 / 3072 outputs (attention out, QKV, MLP
+ * up), N = 1 and 8 rows (decoding) and 512 and 2048 rows (a batch of sequences); the forward
+ * product for both weight layouts (NT: nn.Linear, NN: GPT-2's Conv1D) and the input gradient.
+ * Prints one table, then one JSON line per row. Run it on an otherwise idle machine.
+ *
+ *   build/bench/gemm_bench [--min-seconds 0.5] [--rows 1,8,512,2048]
+ *
+ * Each cell is the best of 15 batches of about min-seconds / 15 each, the three dtypes taking
+ * turns; the weights are the same random values in each dtype (rounded to 16 bits once).
+ */
+#include "kernels/blas_core.h"
+#include "kernels/gemm.h"
+#include "machine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef enum { FWD_NT, FWD_NN, BWD_NT, BWD_NN, N_KINDS } kind;
+static const char *const kind_names[] = {"fwd NT", "fwd NN", "dX NT", "dX NN"};
+
+static void run_product(kind k, float *out, const float *X, const cp_weight *w, int64_t N, long reps) {
+    for (long r = 0; r < reps; r++) {
+        if (k == FWD_NT || k == FWD_NN) cp_gemm_forward(out, X, w, N, 0);
+        else cp_gemm_backward_input(out, X, w, N, 0);
+    }
+}
+
+/* Seconds per product for each of the three weights, the best of BATCHES batches of about
+ * min_seconds / BATCHES each; the weights take turns, so a burst of other load hits all three. */
+#define BATCHES 15
+static void time_products(double best[3], kind k, float *out, const float *X, const cp_weight w[3], int64_t N,
+                          double min_seconds) {
+    long reps[3];
+    for (int d = 0; d < 3; d++) { /* warm up and size the batches */
+        double t0 = now();
+        run_product(k, out, X, &w[d], N, 1);
+        const double per = now() - t0;
+        reps[d] = (long)(min_seconds / BATCHES / (per > 1e-7 ? per : 1e-7)) + 1;
+        best[d] = 1e30;
+    }
+    for (int b = 0; b < BATCHES; b++)
+        for (int d = 0; d < 3; d++) {
+            double t0 = now();
+            run_product(k, out, X, &w[d], N, reps[d]);
+            const double per = (now() - t0) / (double)reps[d];
+            if (per < best[d]) best[d] = per;
+        }
+}
+
+int main(int argc, char **argv) {
+    cp_blas_use_best_core(argv);
+    double min_seconds = 0.5;
+    int64_t rows[16] = {1, 8, 512, 2048};
+    int n_rows = 4;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--min-seconds")) min_seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rows")) {
+            n_rows = 0;
+            for (char *s = argv[i + 1]; *s && n_rows < 16; s += *s == ',') rows[n_rows++] = strtol(s, &s, 10);
+        } else {
+            fprintf(stderr, "gemm_bench: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    const int64_t C = 768, ocs[] = {768, 2304, 3072};
+    int64_t max_rows = 0;
+    for (int r = 0; r < n_rows; r++) max_rows = rows[r] > max_rows ? rows[r] : max_rows;
+    const int64_t most = max_rows * 3072;
+    float *X = malloc((size_t)most * sizeof *X), *out = malloc((size_t)most * sizeof *out);
+    float *W = malloc((size_t)(C * 3072) * sizeof *W);
+    uint16_t *Wb = malloc((size_t)(C * 3072) * sizeof *Wb), *Wh = malloc((size_t)(C * 3072) * sizeof *Wh);
+    srand(1234);
+    for (int64_t i = 0; i < most; i++) X[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int64_t i = 0; i < C * 3072; i++) W[i] = ((float)rand() / RAND_MAX - 0.5f) * 0.1f;
+    cp_convert_from_f32(Wb, CP_BF16, W, (size_t)(C * 3072));
+    cp_convert_from_f32(Wh, CP_F16, W, (size_t)(C * 3072));
+    cp_convert_to_f32(W, Wb, CP_BF16, (size_t)(C * 3072)); /* the same values in every dtype */
+
+    char features[256];
+    printf("gemm_bench: kernels %s, OpenBLAS core %s, CPU %s\n", cp_kernels()->name, openblas_get_corename(),
+           cp_cpu_features(features, sizeof features));
+    printf("%-7s %5s %5s %5s | %9s %9s %9s | %6s %6s  (GFLOP/s; ratio = time f32 / time 16-bit)\n", "product", "N", "C", "OC",
+           "f32", "bf16", "f16", "bf16", "f16");
+    char json[64][512];
+    int n_json = 0;
+    for (int r = 0; r < n_rows; r++)
+        for (int o = 0; o < 3; o++)
+            for (int k = 0; k < N_KINDS; k++) {
+                const int64_t N = rows[r], OC = ocs[o];
+                if ((k == BWD_NT || k == BWD_NN) && N < 512) continue; /* input gradients: training batches only */
+                const cp_weight_layout layout = (k == FWD_NT || k == BWD_NT) ? CP_WEIGHT_NT : CP_WEIGHT_NN;
+                const cp_weight w[3] = {{W, CP_F32, layout, C, OC}, {Wb, CP_BF16, layout, C, OC}, {Wh, CP_F16, layout, C, OC}};
+                double t[3], gf[3];
+                time_products(t, (kind)k, out, X, w, N, min_seconds);
+                for (int d = 0; d < 3; d++) gf[d] = 2.0 * (double)(N * C * OC) / t[d] / 1e9;
+                printf("%-7s %5lld %5lld %5lld | %9.1f %9.1f %9.1f | %6.2f %6.2f\n", kind_names[k], (long long)N, (long long)C,
+                       (long long)OC, gf[0], gf[1], gf[2], gf[1] / gf[0], gf[2] / gf[0]);
+                fflush(stdout);
+                if (n_json < 64)
+                    snprintf(json[n_json++], sizeof json[0],
+                             "{\"bench\": \"gemm\", \"product\": \"%s\", \"N\": %lld, \"C\": %lld, \"OC\": %lld, "
+                             "\"gflops_f32\": %.2f, \"gflops_bf16\": %.2f, \"gflops_f16\": %.2f, ",
+                             kind_names[k], (long long)N, (long long)C, (long long)OC, gf[0], gf[1], gf[2]);
+            }
+    for (int i = 0; i < n_json; i++) {
+        fputs(json[i], stdout);
+        bench_machine_json(stdout);
+        printf("}\n");
+    }
+    free(X); free(out); free(W); free(Wb); free(Wh);
+    return 0;
+}
