@@ -1,33 +1,25 @@
 /*
- * linear.c — Linear / Conv1D forward through BLAS (cblas_sgemm).
+ * linear.c — Linear / Conv1D through the GEMM interface (kernels/gemm.h).
  *
  * The bias is written into the output rows first and the GEMM accumulates onto it (beta = 1),
- * which is what torch.addmm does for Conv1D and saves a pass for Linear. Products with only a few
- * rows (a decoding step: one token per sequence) go to the skinny kernels instead, which read each
- * weight once where sgemm would first pack all of it (kernels/skinny.h).
+ * which is what torch.addmm does for Conv1D and saves a pass for Linear. Which kernel runs (sgemm,
+ * or for a few rows the skinny kernels that read each weight once) is the GEMM backend's choice.
  */
 #include "nn/linear.h"
-#include "kernels/skinny.h"
+#include "kernels/gemm.h"
 
-#include <cblas.h>
 #include <string.h>
-
-/* Row counts up to which the skinny kernels beat sgemm (measured on GPT-Neo-125M / GPT-2 shapes). */
-#define SKINNY_NT_ROWS CP_SKINNY_MAX_ROWS
-#define SKINNY_NN_ROWS 2
 
 void cp_matmul_nt(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out (N,OC) = in (N,C) @ W(OC,C)^T
-    if (N <= SKINNY_NT_ROWS) { cp_skinny_nt(out, in, W, N, C, OC, accumulate); return; }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)C,
-                accumulate ? 1.0f : 0.0f, out, (int)OC);
+    const cp_weight w = cp_weight_nt(W, CP_F32, C, OC);
+    cp_gemm_forward(out, in, &w, N, accumulate);
 }
 
 void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out (N,OC) = in (N,C) @ W(C,OC)
-    if (N <= SKINNY_NN_ROWS) { cp_skinny_nn(out, in, W, N, C, OC, accumulate); return; }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, in, (int)C, W, (int)OC,
-                accumulate ? 1.0f : 0.0f, out, (int)OC);
+    const cp_weight w = cp_weight_nn(W, CP_F32, C, OC);
+    cp_gemm_forward(out, in, &w, N, accumulate);
 }
 
 void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
@@ -43,8 +35,7 @@ void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t 
 
 void cp_matmul_tn(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate) {
     // out (C,OC) = a (N,C)ᵀ @ b (N,OC)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, a, (int)C, b, (int)OC,
-                accumulate ? 1.0f : 0.0f, out, (int)OC);
+    cp_gemm_weight_grad(out, a, b, N, C, OC, accumulate);
 }
 
 void cp_sum_rows(float *db, const float *dY, int64_t N, int64_t OC) {
@@ -61,11 +52,9 @@ void cp_linear_backward(const cp_module *m, float *dX, const float *dY, const fl
     const float *W = m->weight->data;
     // in the forward pass this was Y = X·Wᵀ + b (Linear) or Y = X·W + b (Conv1D), so:
     if (dX) {
-        if (m->kind == CP_MOD_CONV1D)  // dX (N,C) += dY (N,OC) · Wᵀ with W (C,OC)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dY, (int)OC, W, (int)OC,
-                        1.0f, dX, (int)C);
-        else                           // dX (N,C) += dY (N,OC) · W with W (OC,C)
-            cp_matmul_nn(dX, dY, W, N, OC, C, 1);
+        // dX (N,C) += dY (N,OC) · Wᵀ with W (C,OC) (Conv1D), or dY · W with W (OC,C) (Linear)
+        const cp_weight w = m->kind == CP_MOD_CONV1D ? cp_weight_nn(W, CP_F32, C, OC) : cp_weight_nt(W, CP_F32, C, OC);
+        cp_gemm_backward_input(dX, dY, &w, N, 1);
     }
     if (m->weight->grad) {
         if (m->kind == CP_MOD_CONV1D) cp_matmul_tn(m->weight->grad, X, dY, N, C, OC, 1);   // dW (C,OC) += Xᵀ·dY
