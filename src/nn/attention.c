@@ -14,9 +14,9 @@
  * so the plain causal path runs exactly the code it ran before they existed.
  */
 #include "nn/attention.h"
+#include "kernels/gemm.h"
 #include "kernels/vector.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -220,14 +220,14 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                 const float *V = a->v + (b * R + klo) * a->v_stride + kv_head(a, h) * hs;  // (nk, hs)
                 float *O = a->out + (b * T + i0) * C + h * hs;                  // (nq, hs), row stride C
                 // S (nq, nk) = Q · Kᵀ
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)hs, 1.0f, Q, (int)a->q_stride,
+                cp_gemm_f32(0, 1, (int)nq, (int)nk, (int)hs, 1.0f, Q, (int)a->q_stride,
                             K, (int)a->k_stride, 0.0f, S, (int)nk);
                 unsigned char empty[ATT_QBLOCK];
                 int any_empty = 0;
                 for (int64_t r = 0; r < nq; r++)
                     any_empty |= empty[r] = (unsigned char)softmax_row(a, apos, S + r * nk, klo, nk, c0 + r, b, h, mask);
                 // O (nq, hs) = P · V
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
+                cp_gemm_f32(0, 0, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
                             (int)a->v_stride, 0.0f, O, (int)C);
                 for (int64_t r = 0; r < nq && any_empty; r++) {
                     if (!empty[r]) continue;
@@ -269,9 +269,9 @@ static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, co
         float *dV = dv + b * R * a->v_stride + kvh * hs;
         float *dB = a->d_bias ? a->d_bias + b * a->bias_b_stride + h * a->bias_h_stride : NULL; // row i at i*bias_q_stride
         // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)TK, (int)hs, (int)T, 1.0f, P, (int)TK, dO, (int)C,
+        cp_gemm_f32(1, 0, (int)TK, (int)hs, (int)T, 1.0f, P, (int)TK, dO, (int)C,
                     beta, dV, (int)a->v_stride);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)TK, (int)hs, 1.0f, dO, (int)C, V,
+        cp_gemm_f32(0, 1, (int)T, (int)TK, (int)hs, 1.0f, dO, (int)C, V,
                     (int)a->v_stride, 0.0f, dP, (int)TK);
         // softmax backward: dB = P ⊙ (dP − Σ_j dP_j P_j) is the gradient of the biased scores (and of
         // the bias), then the score scaling: dS = dB · scale
@@ -292,9 +292,9 @@ static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, co
             }
         }
         // S = scale·Q·Kᵀ, so dQ = dS·K and dK = dSᵀ·Q
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)TK, 1.0f, dP, (int)TK, K,
+        cp_gemm_f32(0, 0, (int)T, (int)hs, (int)TK, 1.0f, dP, (int)TK, K,
                     (int)a->k_stride, 0.0f, dQ, (int)a->q_stride);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)TK, (int)hs, (int)T, 1.0f, dP, (int)TK, Q,
+        cp_gemm_f32(1, 0, (int)TK, (int)hs, (int)T, 1.0f, dP, (int)TK, Q,
                     (int)a->q_stride, beta, dK, (int)a->k_stride);
     }
 }
