@@ -106,7 +106,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
-        const int tiled = head->hooks == NULL && !head->bias;
+        const int tiled = !cp_proj_has_contribution(head) && !head->bias;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
         float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");

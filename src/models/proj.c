@@ -34,6 +34,12 @@ cp_status cp_embed_backward(const cp_run *run, const cp_module *m, const float *
     return CP_OK;
 }
 
+int cp_proj_has_contribution(const cp_module *m) {
+    for (const cp_hook *h = m->hooks; h; h = h->next)
+        if (h->ops->linear_forward) return 1;
+    return 0;
+}
+
 int cp_module_trains(const cp_module *m) {
     if (!m) return 0;
     if ((m->weight && m->weight->grad) || (m->bias && m->bias->grad)) return 1;

@@ -23,6 +23,10 @@ cp_status cp_proj_backward(const cp_run *run, const cp_module *m, float *dX, con
 cp_status cp_embed_forward(const cp_run *run, const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate);
 cp_status cp_embed_backward(const cp_run *run, const cp_module *m, const float *dY, const int64_t *ids, int64_t N);
 
+/* Whether a hook on m adds to its projection (a LoRA layer does; modules_to_save, which only swaps
+ * the parameters, does not): without one, the projection is the base primitive alone. */
+int cp_proj_has_contribution(const cp_module *m);
+
 /* Whether anything of module m trains in this run: its weight or bias has a gradient buffer, or one
  * of its hooks trains. cp_subtree_trains asks the same of m and every module under it. The
  * backward passes use them to stop at the lowest trained layer. */

@@ -74,7 +74,8 @@ int cp_peft_bias_trainable(const cp_model *m, const cp_module *mod);
 cp_status cp_peft_trainable_params(cp_model *m, cp_param ***out, int *n);
 /* Training mode (dropouts apply) or off. */
 void cp_peft_set_training(cp_model *m, int training);
-/* Seeds each active adapter's dropout mask for the next forward/backward (distinct per module). */
+/* The dropout seed of the next training forward/backward (each adapter mixes it with its own stream,
+ * so masks differ per module and adapter; the backward regenerates them). */
 void cp_peft_seed_dropout(cp_model *m, uint64_t seed);
 void cp_peft_free(cp_model *m);
 
