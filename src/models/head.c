@@ -33,7 +33,7 @@ static const char *path_of(const cp_module *m) { return m->path && *m->path ? m-
 static cp_status check_linear(const cp_module *m, const char *role) {
     if (m->kind != CP_MOD_LINEAR && m->kind != CP_MOD_CONV1D)
         return cp_error("%s: the head's %s is a %s, not a Linear", path_of(m), role, m->class_name);
-    if (!m->weight || !m->weight->data) return cp_error("%s: the head's %s has no weights bound", path_of(m), role);
+    if (!m->weight || !cp_param_bound(m->weight)) return cp_error("%s: the head's %s has no weights bound", path_of(m), role);
     return CP_OK;
 }
 

@@ -47,9 +47,9 @@ static inline void lse_merge(lse_acc *a, double mt, double st) {
     else a->s += st * exp(mt - a->m);
 }
 
-/* Adds to *total the cross-entropy of the n rows (n,C) against targets (n) under the head W (V,C),
- * tile by tile as the header says. Needs no LoRA on the head. */
-static cp_status tiled_loss(const float *W, const float *rows, const int64_t *targets, int64_t n, int64_t C, int64_t V,
+/* Adds to *total the cross-entropy of the n rows (n,C) against targets (n) under the head W (V,C)
+ * (an NT weight in its own dtype), tile by tile as the header says. Needs no LoRA on the head. */
+static cp_status tiled_loss(const cp_weight *W, const float *rows, const int64_t *targets, int64_t n, int64_t C, int64_t V,
                             double *total, cp_arena *scratch) {
     const int nth = omp_get_max_threads();
     const int64_t n_tiles = (V + LM_TILE_COLS - 1) / LM_TILE_COLS;
@@ -67,8 +67,9 @@ static cp_status tiled_loss(const float *W, const float *rows, const int64_t *ta
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_tiles; t++) {
             const int64_t v0 = t * LM_TILE_COLS, nv = V - v0 < LM_TILE_COLS ? V - v0 : LM_TILE_COLS;
-            // L (n, nv) = rows (n,C) · W[v0 : v0+nv]ᵀ; inside the parallel region BLAS runs on this thread
-            cp_matmul_nt(L, rows, W + v0 * C, n, C, nv, 0);
+            // L (n, nv) = rows (n,C) · W[v0 : v0+nv]ᵀ; inside the parallel region the GEMM runs on this thread
+            const cp_weight tile = cp_weight_out_rows(W, v0, nv);
+            cp_gemm_forward(L, rows, &tile, n, 0);
             for (int64_t i = 0; i < n; i++) {
                 const float *x = L + i * nv, mt = cp_row_max(x, nv);
                 lse_merge(&a[i], mt, cp_exp_sum(x, nv, mt));
@@ -88,7 +89,7 @@ static cp_status tiled_loss(const float *W, const float *rows, const int64_t *ta
 static cp_status head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
                           float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
-    const float *W = head->weight->data;
+    const cp_weight W = cp_linear_weight(head);
     if (labels && check_labels(labels, N, V) != CP_OK) return CP_ERR;
     double total = 0;
     int64_t count = 0;
@@ -106,7 +107,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
-        const int tiled = !cp_proj_has_contribution(head) && !head->bias;
+        const int tiled = !cp_proj_has_contribution(head) && !head->bias && W.layout == CP_WEIGHT_NT;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
         float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
@@ -123,7 +124,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
             if (n == 0) break;
             count += n;
             if (tiled) {
-                if (tiled_loss(W, rows, targets, n, C, V, &total, scratch) != CP_OK) return CP_ERR;
+                if (tiled_loss(&W, rows, targets, n, C, V, &total, scratch) != CP_OK) return CP_ERR;
                 continue;
             }
             if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;

@@ -4,8 +4,11 @@
  * Loading: config.json → cp_model_config → the architecture builds the module tree from shapes →
  * the checkpoint is mapped and every parameter is bound to its tensor by state-dict name. Names
  * are tried as they are and without the base-model prefix ("transformer."), as transformers does
- * for checkpoints saved from the bare base model. F32 tensors are used in place from the mapping
- * (no copy); F16/BF16 are widened into owned f32 buffers. Everything that does not fit (missing,
+ * for checkpoints saved from the bare base model. Tensors are used in place from the mapping, in
+ * their own dtype: F32 ones, and the F16/BF16 matrices (Linear, Conv1D and Embedding weights), which
+ * the GEMMs and the embedding gather widen as they read them (cp_param.stored). Vectors (norms,
+ * biases) and anything unaligned are widened into owned f32 buffers; a matrix is widened when a
+ * method writes it (cp_param_make_writable: merging, a loaded embedding). Everything that does not fit (missing,
  * mis-shaped, unexpected tensors) is reported in one error listing each with its shapes.
  *
  * Forward: the architecture computes the final hidden states; the LM head and loss are shared.
@@ -14,6 +17,7 @@
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "models/hook.h"
+#include "kernels/gemm.h"
 #include "models/kv_cache.h"
 #include "models/head.h"
 #include "models/lm_head.h"
@@ -29,6 +33,7 @@
 void cp_param_tie(cp_param *param, cp_param *target) {
     param->tied_to = target;
     param->data = target->data;
+    param->stored = target->stored;
     param->source_dtype = target->source_dtype;
 }
 
@@ -92,6 +97,12 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     p->source_dtype = t->dtype;
     if (t->dtype == CP_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
         p->data = (float *)t->data; /* mapped read-only; never written */
+        p->owns_data = 0;
+        return CP_OK;
+    }
+    if (p->ndim == 2 && t->dtype != CP_F32 && cp_gemm_supports(t->dtype) && ((uintptr_t)t->data % 2) == 0) {
+        p->stored = t->data; /* mapped read-only; widened as the products read it */
+        p->data = NULL;
         p->owns_data = 0;
         return CP_OK;
     }

@@ -1,9 +1,8 @@
 /*
- * embedding.c — nn.Embedding forward (a row gather).
+ * embedding.c — nn.Embedding forward (a row gather, widening rows of a weight kept F16/BF16).
  */
 #include "nn/embedding.h"
 
-#include <string.h>
 
 cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *ids, int64_t N, int accumulate) {
     const int64_t num = m->in_features, C = m->out_features;
@@ -11,14 +10,8 @@ cp_status cp_embedding_forward(const cp_module *m, float *out, const int64_t *id
         if (ids[n] < 0 || ids[n] >= num)
             return cp_error("%s: index %lld at position %lld is out of range [0, %lld)", m->path,
                             (long long)ids[n], (long long)n, (long long)num);
-    const float *W = m->weight->data;
 #pragma omp parallel for schedule(static) if (N * C > 65536)
-    for (int64_t n = 0; n < N; n++) {
-        const float *row = W + ids[n] * C;
-        float *o = out + n * C;
-        if (accumulate) for (int64_t c = 0; c < C; c++) o[c] += row[c];
-        else memcpy(o, row, (size_t)C * sizeof *o);
-    }
+    for (int64_t n = 0; n < N; n++) cp_param_row_f32(m->weight, ids[n], out + n * C, accumulate); // out[n] (+)= W[ids[n]]
     return CP_OK;
 }
 

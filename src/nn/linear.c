@@ -22,15 +22,24 @@ void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_
     cp_gemm_forward(out, in, &w, N, accumulate);
 }
 
+cp_weight cp_linear_weight(const cp_module *m) {
+    const cp_param *p = m->weight;
+    const void *values = p->data ? (const void *)p->data : p->stored;
+    const cp_dtype dtype = p->data ? CP_F32 : p->source_dtype;
+    if (m->kind == CP_MOD_CONV1D) return cp_weight_nn(values, dtype, m->in_features, m->out_features);
+    return cp_weight_nt(values, dtype, m->in_features, m->out_features);
+}
+
 void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
-    const int64_t C = m->in_features, OC = m->out_features;
+    const int64_t OC = m->out_features;
     const float *bias = m->bias ? m->bias->data : NULL;
     if (bias) {
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof *out);
     }
-    if (m->kind == CP_MOD_CONV1D) cp_matmul_nn(out, in, m->weight->data, N, C, OC, bias != NULL);
-    else cp_matmul_nt(out, in, m->weight->data, N, C, OC, bias != NULL);
+    // out (N,OC) (+)= in (N,C) · Wᵀ (Linear, W (OC,C)) or in · W (Conv1D, W (C,OC))
+    const cp_weight w = cp_linear_weight(m);
+    cp_gemm_forward(out, in, &w, N, bias != NULL);
 }
 
 void cp_matmul_tn(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate) {
@@ -49,11 +58,10 @@ void cp_sum_rows(float *db, const float *dY, int64_t N, int64_t OC) {
 
 void cp_linear_backward(const cp_module *m, float *dX, const float *dY, const float *X, int64_t N) {
     const int64_t C = m->in_features, OC = m->out_features;
-    const float *W = m->weight->data;
     // in the forward pass this was Y = X·Wᵀ + b (Linear) or Y = X·W + b (Conv1D), so:
     if (dX) {
         // dX (N,C) += dY (N,OC) · Wᵀ with W (C,OC) (Conv1D), or dY · W with W (OC,C) (Linear)
-        const cp_weight w = m->kind == CP_MOD_CONV1D ? cp_weight_nn(W, CP_F32, C, OC) : cp_weight_nt(W, CP_F32, C, OC);
+        const cp_weight w = cp_linear_weight(m);
         cp_gemm_backward_input(dX, dY, &w, N, 1);
     }
     if (m->weight->grad) {

@@ -1,6 +1,7 @@
 /*
  * linear.h — nn.Linear and transformers' Conv1D as one primitive: y = x·Wᵀ + b (Linear, W [OC,C])
- * or y = x·W + b (Conv1D, W [C,OC]). The matmul goes through BLAS.
+ * or y = x·W + b (Conv1D, W [C,OC]). The matmul goes through kernels/gemm.h, with the weight in
+ * the dtype it is held in (f32, or the checkpoint's F16/BF16: nn/module.h's cp_param.stored).
  */
 #ifndef CP_NN_LINEAR_H
 #define CP_NN_LINEAR_H
@@ -8,7 +9,12 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "kernels/gemm.h"
 #include "nn/module.h"
+
+/* m's weight as a GEMM operand (its f32 data or its stored 16-bit values; NT for Linear, NN for
+ * Conv1D): what the forward and the input gradient multiply by, and the LM head's vocabulary tiles. */
+cp_weight cp_linear_weight(const cp_module *m);
 
 /* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights. The
  * base layer only: models apply projections through models/proj.h, which adds PEFT hooks. */

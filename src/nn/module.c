@@ -55,6 +55,44 @@ void cp_param_free(cp_param *p) {
 
 #define param_free cp_param_free
 
+void cp_param_export(const cp_param *p, cp_dtype dtype, void *dst) {
+    const size_t n = (size_t)p->numel;
+    if (p->data) {
+        if (dtype == CP_F32) memcpy(dst, p->data, n * sizeof(float));
+        else cp_convert_from_f32(dst, dtype, p->data, n);
+    } else if (dtype == p->source_dtype) {
+        memcpy(dst, p->stored, (size_t)cp_dtype_nbytes(dtype, p->numel));
+    } else if (dtype == CP_F32) {
+        cp_convert_to_f32(dst, p->stored, p->source_dtype, n);
+    } else { /* F16 <-> BF16 through f32, a block at a time */
+        float buf[256];
+        const int64_t w = (int64_t)cp_dtype_bits(p->source_dtype) / 8, wd = (int64_t)cp_dtype_bits(dtype) / 8;
+        for (size_t i = 0; i < n; i += 256) {
+            const size_t k = n - i < 256 ? n - i : 256;
+            cp_convert_to_f32(buf, (const char *)p->stored + i * (size_t)w, p->source_dtype, k);
+            cp_convert_from_f32((char *)dst + i * (size_t)wd, dtype, buf, k);
+        }
+    }
+}
+
+void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate) {
+    const int64_t C = p->shape[1];
+    if (p->data) {
+        const float *row = p->data + r * C;
+        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += row[c];
+        else memcpy(dst, row, (size_t)C * sizeof *dst);
+        return;
+    }
+    const uint16_t *row = (const uint16_t *)p->stored + r * C;
+    if (p->source_dtype == CP_BF16) {
+        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += cp_bf16_to_f32(row[c]);
+        else for (int64_t c = 0; c < C; c++) dst[c] = cp_bf16_to_f32(row[c]);
+    } else {
+        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += cp_f16_to_f32(row[c]);
+        else for (int64_t c = 0; c < C; c++) dst[c] = cp_f16_to_f32(row[c]);
+    }
+}
+
 
 cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind) {
     cp_module *m = cp_calloc(1, sizeof *m, "a module");

@@ -38,8 +38,12 @@ typedef struct cp_param {
     int ndim;
     int64_t shape[2];
     int64_t numel;
-    float *data;             /* f32 values; NULL until bound (or when built from config only) */
-    int owns_data;           /* data was allocated (converted from F16/BF16 or copied) */
+    float *data;             /* f32 values; NULL until bound (or when built from config only), and
+                                while the values are kept as `stored` */
+    const void *stored;      /* the checkpoint's F16/BF16 values, used in place (memory-mapped, read
+                                only) by a matrix weight no one writes: the GEMMs and the embedding
+                                gather widen them as they read. NULL when `data` holds the values. */
+    int owns_data;           /* data was allocated (widened from F16/BF16, or copied) */
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
     int requires_grad;
@@ -61,6 +65,18 @@ typedef struct cp_module {
     cp_activation activation;  /* ACTIVATION */
     struct cp_hook *hooks;     /* PEFT methods attached here (LoRA layers, modules_to_save copies), in attach order */
 } cp_module;
+
+/* Whether p has values (f32 data, or stored F16/BF16 ones). */
+static inline int cp_param_bound(const cp_param *p) { return p->data != NULL || p->stored != NULL; }
+/* Whether a and b hold the very same values (one tensor, as tied parameters do). */
+static inline int cp_param_same_values(const cp_param *a, const cp_param *b) {
+    return a->data == b->data && a->stored == b->stored;
+}
+/* Writes p's numel values into dst as `dtype` (F32, F16 or BF16), from whichever form p holds
+ * them in; narrowing rounds to nearest even, as torch's .to() does. */
+void cp_param_export(const cp_param *p, cp_dtype dtype, void *dst);
+/* Row r of a 2-D parameter (shape[1] values) widened into dst as f32; accumulate adds it. */
+void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate);
 
 /* A free-standing parameter named `name` of shape (d0) or (d0, d1) with zeroed, owned f32 data. */
 cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1);

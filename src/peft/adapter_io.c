@@ -248,9 +248,9 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
         t[i].shape[0] = p->shape[0];
         t[i].shape[1] = p->shape[1];
         t[i].data = p->data;
-        if (t[i].dtype != CP_F32) {
+        if (t[i].dtype != CP_F32 || !p->data) {
             if (!(owned[i] = cp_malloc((size_t)cp_dtype_nbytes(t[i].dtype, p->numel), l.list[i].key))) st = CP_ERR;
-            else cp_convert_from_f32(owned[i], t[i].dtype, p->data, (size_t)p->numel);
+            else cp_param_export(p, t[i].dtype, owned[i]);
             t[i].data = owned[i];
         }
     }
@@ -500,7 +500,7 @@ static int collect_merged(cp_module *mod, void *vctx) {
         const char *name = orig->name;
         if (orig->tied_to) {
             const cp_param *emb = c->input_emb ? c->input_emb->weight : NULL;
-            if (emb && p->data == emb->data) continue; /* still tied: saved once, as transformers does */
+            if (emb && cp_param_same_values(p, emb)) continue; /* still tied: saved once, as transformers does */
             c->untied_head = 1;
         }
         if (c->n == c->cap) {
@@ -520,11 +520,12 @@ static int collect_merged(cp_module *mod, void *vctx) {
         t->shape[0] = p->shape[0];
         t->shape[1] = p->shape[1];
         c->owned[c->n] = NULL;
-        if (t->dtype == CP_F32) t->data = p->data;
+        if (t->dtype == CP_F32 && p->data) t->data = p->data;
+        else if (!p->data && t->dtype == p->source_dtype) t->data = p->stored; /* untouched: written as read */
         else {
-            float *buf = cp_malloc((size_t)p->numel * 2, name);
+            float *buf = cp_malloc((size_t)cp_dtype_nbytes(t->dtype, p->numel), name);
             if (!buf) { c->failed = 1; return 1; }
-            cp_convert_from_f32(buf, t->dtype, p->data, (size_t)p->numel);
+            cp_param_export(p, t->dtype, buf);
             t->data = buf;
             c->owned[c->n] = buf;
         }

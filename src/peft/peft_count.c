@@ -116,6 +116,7 @@ typedef struct { cp_model *m; cp_param **list; int n, cap; cp_status status; } t
 
 static void add_trainable(trainable_ctx *c, cp_param *p) {
     if (c->status != CP_OK) return;
+    if (!p->data && (c->status = cp_param_make_writable(c->m, p)) != CP_OK) return; /* trained in f32 */
     if (!p->grad) {
         p->grad = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
         if (!p->grad) { c->status = CP_ERR; return; }

@@ -152,7 +152,7 @@ static int retie(cp_module *mod, void *vctx) {
     retie_ctx *c = vctx;
     cp_param *ps[2] = {mod->weight, mod->bias};
     for (int i = 0; i < 2; i++)
-        if (ps[i] && ps[i] != c->target && ps[i]->tied_to == c->target) ps[i]->data = c->fresh;
+        if (ps[i] && ps[i] != c->target && ps[i]->tied_to == c->target) { ps[i]->data = c->fresh; ps[i]->stored = NULL; }
     return 0;
 }
 
@@ -161,16 +161,17 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
     if (p->owns_data) return CP_OK;
     float *fresh = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
     if (!fresh) return CP_ERR;
-    if (p->data) memcpy(fresh, p->data, (size_t)p->numel * sizeof(float));
+    if (cp_param_bound(p)) cp_param_export(p, CP_F32, fresh); /* f32 copied, F16/BF16 widened */
     retie_ctx c = {p, p->data, fresh};
     p->data = fresh;
+    p->stored = NULL;
     p->owns_data = 1;
     cp_module_visit(m->root, retie, &c);
     /* parameters a modules_to_save copy has displaced from their slot (a wrapped tied lm_head) */
     for (int w = 0; m->peft && w < m->peft->n_saved; w++)
         for (int i = 0; i < m->peft->saved[w]->n_params; i++) {
             cp_param *o = m->peft->saved[w]->params[i].original;
-            if (o != p && o->tied_to == p) o->data = fresh;
+            if (o != p && o->tied_to == p) { o->data = fresh; o->stored = NULL; }
         }
     return CP_OK;
 }

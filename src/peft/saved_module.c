@@ -81,7 +81,7 @@ static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
         cp_param *o = sp->original;
         cp_param *c = cp_param_new(name, o->ndim, o->shape[0], o->shape[1]);
         if (!c) return CP_ERR;
-        memcpy(c->data, o->data ? o->data : c->data, o->data ? (size_t)o->numel * sizeof(float) : 0);
+        if (cp_param_bound(o)) cp_param_export(o, CP_F32, c->data);
         c->source_dtype = o->source_dtype;
         sp->copies[s->n_adapters] = c;
     }

@@ -14,8 +14,9 @@
 
 #include <string.h>
 
-/* Parameters by where their memory lives: frozen (mapped: used in place from the checkpoint's
- * mapping; owned: widened or copied to f32), trainable (each with a gradient and two AdamW moments). */
+/* Parameters by where their memory lives: frozen bytes (mapped: used in place from the checkpoint's
+ * mapping, F32 or F16/BF16; owned: widened or copied to f32), trainable values (each with a
+ * gradient and two AdamW moments). */
 typedef struct { int64_t frozen, mapped, trainable; } param_counts;
 
 static cp_status count_params(const cp_trainer *t, param_counts *c) {
@@ -25,8 +26,9 @@ static cp_status count_params(const cp_trainer *t, param_counts *c) {
     if (cp_module_params(t->m->root, &ps, &n) != CP_OK) return CP_ERR;
     for (int i = 0; i < n; i++) {
         if (ps[i]->tied_to || ps[i]->grad) continue;
-        c->frozen += ps[i]->numel;
-        if (!ps[i]->owns_data) c->mapped += ps[i]->numel;
+        const int64_t bytes = ps[i]->numel * (ps[i]->data ? 4 : cp_dtype_bits(ps[i]->source_dtype) / 8);
+        c->frozen += bytes;
+        if (!ps[i]->owns_data) c->mapped += bytes;
     }
     cp_free(ps);
     for (int i = 0; i < t->n_params; i++) c->trainable += t->params[i]->numel;
@@ -44,7 +46,7 @@ cp_status cp_trainer_memory_plan(cp_trainer *t, cp_train_memory_plan *out) {
     /* the comparison first: it is estimated on a few blocks, so the run never holds it */
     if (t->o.gradient_checkpointing && cp_step_estimate_activations(t->m, &t->opt, B, T, 0, &act_other) != CP_OK) return CP_ERR;
     if (cp_step_measure_activations(t->m, &t->opt, B, T, t->o.gradient_checkpointing, &act) != CP_OK) return CP_ERR;
-    const double frozen = (double)c.frozen * 4, mapped = (double)c.mapped * 4, trainable = (double)c.trainable * 4;
+    const double frozen = (double)c.frozen, mapped = (double)c.mapped, trainable = (double)c.trainable * 4;
     out->batch_size = B;
     out->seq_len = T;
     out->frozen_bytes = frozen;
