@@ -31,14 +31,7 @@ cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
         }
         names[i] = name;
         st = cp_adapter_load(m, dir, name, 0, 0);
-        if (st == CP_OK && weight != 1.0) {
-            cp_module **mods;
-            int k;
-            if ((st = cp_peft_adapter_modules(m, name, &mods, &k)) == CP_OK) {
-                for (int j = 0; j < k; j++) cp_lora_find(mods[j], name)->scaling *= weight;
-                cp_free(mods);
-            }
-        }
+        if (st == CP_OK && weight != 1.0) st = cp_peft_scale_adapter(m, name, weight);
         cp_free(dir);
     }
     if (st == CP_OK) st = cp_peft_set_active(m, (const char *const *)names, n);

@@ -21,6 +21,7 @@
 #include "io/checkpoint.h"
 #include "models/model.h"
 #include "peft/adapter_io.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
 #include "io/fsutil.h"
 
@@ -164,15 +165,15 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
 static cp_status add_peft(cp_model *m, const char *peft_config, const char *adapter) {
     char *cfg_path = adapter ? cp_path_join(adapter, "adapter_config.json") : cp_strdup(peft_config);
     char *w_path = adapter ? cp_path_join(adapter, "adapter_model.safetensors") : NULL;
-    cp_lora_config cfg;
-    cp_status st = cfg_path ? cp_lora_config_load(&cfg, cfg_path) : CP_ERR;
-    if (st == CP_OK && w_path && cp_path_exists(w_path)) st = cp_adapter_check_header(m, &cfg, adapter);
+    cp_peft_config *cfg = NULL;
+    cp_status st = cfg_path ? cp_peft_config_load(cfg_path, &cfg) : CP_ERR;
+    if (st == CP_OK && w_path && cp_path_exists(w_path)) st = cp_adapter_check_config(m, cfg, adapter);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, 0);
-        st = cp_peft_add_adapter(m, "default", &cfg, &rng, 1, adapter ? 0 : !cfg.inference_mode);
+        st = cp_peft_add(m, "default", cfg, &rng, 1, adapter ? 0 : !cfg->inference_mode);
     }
-    if (cfg_path) cp_lora_config_free(&cfg);
+    cp_peft_config_free(cfg);
     cp_free(cfg_path);
     cp_free(w_path);
     return st;

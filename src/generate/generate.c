@@ -26,7 +26,6 @@
 #include "generate/sampling.h"
 #include "io/json.h"
 #include "models/model.h"
-#include "peft/lora.h"
 #include "peft/peft_model.h"
 
 #include <math.h>
@@ -131,21 +130,6 @@ static cp_status check_options(const cp_model *m, const cp_generate_options *o) 
 
 /* ---- mixed-adapter batches --------------------------------------------------------------------- */
 
-typedef struct {
-    const char *name;
-    int found, merged;
-} name_probe;
-
-static int probe_visit(cp_module *mod, void *ctx) {
-    name_probe *p = ctx;
-    const cp_lora_layer *layer = cp_lora_layer_of(mod);
-    for (int i = 0; layer && i < layer->n; i++) {
-        if (layer->adapters[i]->merged) p->merged = 1;
-        if (p->name && !strcmp(layer->adapters[i]->name, p->name)) p->found = 1;
-    }
-    return 0;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* PEFT's checks before a mixed batch: every name but "__base__" must be carried by some LoRA layer;
@@ -153,9 +137,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 static cp_status check_adapter_names(cp_model *m, const char *const *names, int64_t n) {
     if (!m->peft) return cp_error("adapter_names given, but the model has no adapters loaded");
     if (m->peft->n_saved > 0) return cp_error("mixed-adapter batches with modules_to_save are not supported yet");
-    name_probe any = {0};
-    cp_module_visit(m->root, probe_visit, &any);
-    if (any.merged)
+    if (cp_peft_has_merged(m))
         return cp_error("Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first.");
     const char **missing = cp_calloc((size_t)n, sizeof *missing, "adapter names");
     if (!missing) return CP_ERR;
@@ -163,11 +145,10 @@ static cp_status check_adapter_names(cp_model *m, const char *const *names, int6
     for (int64_t i = 0; i < n; i++) {
         if (!names[i]) { cp_free(missing); return cp_error("adapter_names[%lld] is NULL", (long long)i); }
         if (!strcmp(names[i], "__base__")) continue;
-        name_probe p = {.name = names[i]};
-        cp_module_visit(m->root, probe_visit, &p);
+        const int found = cp_peft_carries(m, names[i]);
         int dup = 0;
         for (int64_t k = 0; k < n_missing && !dup; k++) dup = !strcmp(missing[k], names[i]);
-        if (!p.found && !dup) missing[n_missing++] = names[i];
+        if (!found && !dup) missing[n_missing++] = names[i];
     }
     cp_status st = CP_OK;
     if (n_missing) {

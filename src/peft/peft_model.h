@@ -11,7 +11,6 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "models/model.h"
-#include "peft/lora.h" /* the LoRA shorthands (cp_peft_add_adapter, ...) callers of this header use */
 #include "peft/method.h"
 #include "peft/saved_module.h"
 

@@ -7,7 +7,9 @@
 #include "train/trainer.h"
 #include "core/alloc.h"
 #include "core/pyfmt.h"
+#include "peft/lora.h"
 #include "peft/lora_config.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
 
 #include <math.h>
@@ -50,8 +52,12 @@ static char **split_list(const char *s, int *n) {
     return list;
 }
 
-cp_status cp_lora_config_from_options(const cp_lora_options *o, cp_lora_config *cfg) {
-    cp_lora_config_init(cfg);
+cp_status cp_lora_config_from_options(const cp_lora_options *o, cp_peft_config **out) {
+    *out = NULL;
+    cp_peft_config *base = cp_lora_method.config_new();
+    if (!base) return CP_ERR;
+    cp_lora_config *cfg = (cp_lora_config *)base; /* config_new's config is a cp_lora_config */
+    cp_status st = CP_OK;
     cfg->task_type = cp_strdup("CAUSAL_LM");
     cfg->r = o->r;
     cfg->lora_alpha = o->alpha;
@@ -67,21 +73,24 @@ cp_status cp_lora_config_from_options(const cp_lora_options *o, cp_lora_config *
     if (!strcmp(bias, "none")) cfg->bias = CP_LORA_BIAS_NONE;
     else if (!strcmp(bias, "all")) cfg->bias = CP_LORA_BIAS_ALL;
     else if (!strcmp(bias, "lora_only")) cfg->bias = CP_LORA_BIAS_LORA_ONLY;
-    else return cp_error("--bias: \"%s\" is not one of none, all, lora_only", bias);
-    if (cfg->lora_dropout < 0 || cfg->lora_dropout >= 1) return cp_error("--lora-dropout must be in [0, 1)");
-    return cp_lora_config_validate(cfg, "LoRA flags");
+    else st = cp_error("--bias: \"%s\" is not one of none, all, lora_only", bias);
+    if (st == CP_OK && (cfg->lora_dropout < 0 || cfg->lora_dropout >= 1)) st = cp_error("--lora-dropout must be in [0, 1)");
+    if (st == CP_OK) st = cp_lora_config_validate(cfg, "LoRA flags");
+    if (st != CP_OK) { cp_peft_config_free(base); return CP_ERR; }
+    *out = base;
+    return CP_OK;
 }
 
 cp_status cp_model_add_lora_adapter(cp_model *m, const char *name, const cp_lora_options *o, uint64_t seed) {
     if (!m || !o) return cp_error("cp_model_add_lora_adapter: no model or no options");
-    cp_lora_config cfg;
+    cp_peft_config *cfg = NULL;
     cp_status st = cp_lora_config_from_options(o, &cfg);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, seed);
-        st = cp_peft_add_adapter(m, name ? name : "default", &cfg, &rng, 0, 1);
+        st = cp_peft_add(m, name ? name : "default", cfg, &rng, 0, 1);
     }
-    cp_lora_config_free(&cfg);
+    cp_peft_config_free(cfg);
     return st;
 }
 

@@ -26,6 +26,7 @@
 #include "io/fsutil.h"
 #include "models/model.h"
 #include "peft/adapter_io.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
 #include "train/step.h"
 
@@ -102,20 +103,20 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
             if (!strcmp(t->m->peft->active[i], a->adapter_name) && !t->m->peft->disabled) return CP_OK;
         return cp_error("adapter \"%s\" is not active (cp_model_set_adapters) or adapters are disabled", a->adapter_name);
     }
-    cp_lora_config cfg;
-    cp_status st = a->peft_config_path ? cp_lora_config_load(&cfg, a->peft_config_path) : cp_lora_config_from_options(&caller->lora, &cfg);
+    cp_peft_config *cfg = NULL; /* any method's config from the file, else LoRA's from the options */
+    cp_status st = a->peft_config_path ? cp_peft_config_load(a->peft_config_path, &cfg) : cp_lora_config_from_options(&caller->lora, &cfg);
     /* PEFT's get_peft_model would freeze such an adapter and Trainer then fails ("element 0 of tensors
      * does not require grad"); training makes it trainable, and the saved config says inference_mode
      * true whatever this one said, as save_pretrained writes it */
-    if (st == CP_OK && cfg.inference_mode)
+    if (st == CP_OK && cfg->inference_mode)
         cp_warn("%s says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway "
                 "(get_peft_model would freeze it)", a->peft_config_path);
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, cp_trainer_mix((uint64_t)a->seed, 0x1a2b));
-        st = cp_peft_add_adapter(t->m, a->adapter_name, &cfg, &rng, 1, 1);
+        st = cp_peft_add(t->m, a->adapter_name, cfg, &rng, 1, 1);
     }
-    cp_lora_config_free(&cfg);
+    cp_peft_config_free(cfg);
     return st;
 }
 

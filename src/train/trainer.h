@@ -82,9 +82,10 @@ void cp_loss_series_add(cp_loss_series *s, double step, double value);
 cp_status cp_trainer_save_checkpoint(cp_trainer *t, char **dir);
 cp_status cp_trainer_load_checkpoint_state(cp_trainer *t, const char *dir);
 
-/* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM). */
-struct cp_lora_config;
-cp_status cp_lora_config_from_options(const cp_lora_options *o, struct cp_lora_config *cfg);
+/* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM), allocated (free with
+ * cp_peft_config_free). */
+struct cp_peft_config;
+cp_status cp_lora_config_from_options(const cp_lora_options *o, struct cp_peft_config **out);
 
 /* ---- the whole run from a model directory --------------------------------------------------------- */
 

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "peft/adapter_io.h"
+#include "peft/lora.h"
 #include "peft/peft_model.h"
 #include "train/trainer.h"
 

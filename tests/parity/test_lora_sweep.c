@@ -20,6 +20,7 @@
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "peft/lora.h"
 #include "peft/peft_model.h"
 
 #include <stdlib.h>

@@ -11,6 +11,7 @@
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "peft/adapter_io.h"
+#include "peft/lora.h"
 #include "peft/peft_model.h"
 
 #include <dirent.h>

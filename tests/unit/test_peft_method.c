@@ -19,6 +19,7 @@
 #include "models/model.h"
 #include "peft/adapter_io.h"
 #include "peft/peft_config.h"
+#include "peft/lora.h"
 #include "peft/peft_model.h"
 #include "peft/targets.h"
 #include "peft/weighted.h"
