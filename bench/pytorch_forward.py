@@ -32,6 +32,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the dtype the model is loaded and computed in (bfloat16: as a BF16 checkpoint's users load it)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -42,7 +44,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)  # default attention (sdpa where the model has it)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype))  # default attention (sdpa where the model has it)
     model.eval()
     gen = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)
@@ -62,6 +64,7 @@ def main() -> int:
         "seconds_per_iter": spi,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch": torch.__version__,
+        "dtype": args.dtype,
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "batch": args.batch, "seq": args.seq, "iters": args.iters,

@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the dtype the model is loaded and computed in (bfloat16: as a BF16 checkpoint's users load it)")
     args = ap.parse_args()
 
     if args.threads > 0:
@@ -40,7 +42,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     model.generation_config.eos_token_id = None
     gen = torch.Generator().manual_seed(1234)
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.prompt), generator=gen)
@@ -63,6 +65,7 @@ def main() -> int:
         "new_tokens": produced,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch": torch.__version__,
+        "dtype": args.dtype,
         "transformers": transformers.__version__,
         "threads": torch.get_num_threads(),
         "batch": args.batch, "prompt": args.prompt, "new": args.new, "iters": args.iters,

@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate] (needs `make` and `make reference-venv`; models are created once
+#   bench/run.sh [forward|train|generate|bf16] (needs `make` and `make reference-venv`; models are created once
 #                                    in bench/work/ from random weights with save_pretrained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +14,9 @@ mkdir -p "$WORK"
 [[ -x $PY ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
 [[ -x build/bench/forward_bench ]] || make -s all build/bench/forward_bench
 
-model_dir() { # arch -> directory (created on first use)
-    local dir=$WORK/$1-random
-    [[ -f $dir/model.safetensors ]] || $PY bench/make_bench_model.py --arch "$1" --out "$dir" >&2
+model_dir() { # arch [dtype] -> directory (created on first use)
+    local dir=$WORK/$1-random${2:+-$2}
+    [[ -f $dir/model.safetensors ]] || $PY bench/make_bench_model.py --arch "$1" --out "$dir" ${2:+--dtype $2} >&2
     echo "$dir"
 }
 
@@ -68,9 +68,31 @@ run_generate() {
     $PY bench/update_benchmarks.py generate "$out"
 }
 
+# A BF16 checkpoint: cpeft keeps its matrices BF16 and computes in f32 (kernels widen as they read);
+# PyTorch loaded in bfloat16 (what the checkpoint's users do) and in float32 (the precision cpeft computes in).
+run_bf16() {
+    local out=$WORK/bf16.jsonl
+    : > "$out"
+    [[ -x build/bench/generate_bench ]] || make -s build/bench/generate_bench
+    local dir; dir=$(model_dir gpt_neo bf16)
+    local c p pf
+    echo "bench bf16: gpt_neo forward (batch 4 x 256 tokens, $ITERS iterations each)" >&2
+    c=$(build/bench/forward_bench --model "$dir" --batch 4 --seq 256 --warmup 1 --iters "$ITERS")
+    p=$($PY bench/pytorch_forward.py --model "$dir" --batch 4 --seq 256 --warmup 1 --iters "$ITERS" --dtype bfloat16 2>/dev/null | tail -1)
+    pf=$($PY bench/pytorch_forward.py --model "$dir" --batch 4 --seq 256 --warmup 1 --iters "$ITERS" 2>/dev/null | tail -1)
+    echo "{\"bench\": \"bf16\", \"run\": \"forward\", \"arch\": \"gpt_neo\", \"cpeft\": $c, \"pytorch\": $p, \"pytorch_f32\": $pf}" | tee -a "$out"
+    echo "bench bf16: gpt_neo generate batch 1, prompt 32, 128 new tokens ($GEN_ITERS runs each)" >&2
+    c=$(build/bench/generate_bench --model "$dir" --batch 1 --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS")
+    p=$($PY bench/pytorch_generate.py --model "$dir" --batch 1 --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS" --dtype bfloat16 2>/dev/null | tail -1)
+    pf=$($PY bench/pytorch_generate.py --model "$dir" --batch 1 --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS" 2>/dev/null | tail -1)
+    echo "{\"bench\": \"bf16\", \"run\": \"generate\", \"arch\": \"gpt_neo\", \"cpeft\": $c, \"pytorch\": $p, \"pytorch_f32\": $pf}" | tee -a "$out"
+    $PY bench/update_benchmarks.py bf16 "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
     generate) run_generate ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate)" >&2; exit 2 ;;
+    bf16) run_bf16 ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16)" >&2; exit 2 ;;
 esac
