@@ -13,4 +13,8 @@ const cp_arch *cp_arch_find(const char *model_type) {
     return NULL;
 }
 
+const cp_arch *cp_arch_at(int i) {
+    return i >= 0 && (size_t)i < sizeof architectures / sizeof *architectures ? architectures[i] : NULL;
+}
+
 const char *cp_arch_supported_list(void) { return "gpt2, gpt_neo, llama, mistral, qwen2"; }

@@ -15,6 +15,7 @@
 struct cp_model;
 struct cp_batch;
 struct cp_block_ops;
+struct cp_gguf_names;
 
 typedef struct cp_arch {
     const char *model_type;       /* "gpt_neo" */
@@ -35,9 +36,14 @@ typedef struct cp_arch {
     int rotary_positions;
     /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
     const char *const *ignored_suffixes;
+    /* Its tensors under llama.cpp's GGUF names (models/gguf_names.h), for the GGUF files whose
+     * general.architecture is gguf_names->gguf_arch; NULL when GGUF files of it are not read. */
+    const struct cp_gguf_names *gguf_names;
 } cp_arch;
 
 const cp_arch *cp_arch_find(const char *model_type);
+/* The i-th registered architecture, NULL past the last. */
+const cp_arch *cp_arch_at(int i);
 /* "gpt2, gpt_neo" for error messages. */
 const char *cp_arch_supported_list(void);
 

@@ -1,20 +1,16 @@
 /*
  * gguf_names.c — finding an architecture's GGUF name table and a tensor in it; see gguf_names.h.
- * Each architecture with a table registers it in `tables` below.
+ * The tables belong to the architectures (cp_arch.gguf_names).
  */
 #include "models/gguf_names.h"
+#include "models/arch.h"
 
 #include <string.h>
 
-extern const cp_gguf_names cp_llama_gguf_names;
-
-static const cp_gguf_names *const tables[] = {
-    &cp_llama_gguf_names,
-};
-
 const cp_gguf_names *cp_gguf_names_find(const char *gguf_arch) {
-    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
-        if (!strcmp(tables[i]->gguf_arch, gguf_arch)) return tables[i];
+    const cp_arch *a;
+    for (int i = 0; (a = cp_arch_at(i)); i++)
+        if (a->gguf_names && !strcmp(a->gguf_names->gguf_arch, gguf_arch)) return a->gguf_names;
     return NULL;
 }
 

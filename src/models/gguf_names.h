@@ -1,8 +1,8 @@
 /*
  * gguf_names.h — what an architecture's tensors are called in a GGUF file (llama.cpp's names) and in
  * a Hugging Face checkpoint, and the shape each must have: the architecture knowledge that the GGUF
- * converter (src/convert/) needs. One table per architecture (models/llama_gguf.c for "llama"),
- * found by the file's general.architecture.
+ * converter (src/convert/) needs. An architecture owns its table (models/llama_gguf.c for "llama")
+ * and hangs it on its cp_arch (gguf_names); the converter finds it by the file's general.architecture.
  *
  * GGUF names a top-level tensor by itself ("token_embd.weight") and a block tensor "blk.<N>.<suffix>"
  * ("blk.3.attn_q.weight"); the Hugging Face name of block N is <hf_layer_prefix><N>.<hf suffix>
@@ -39,7 +39,7 @@ typedef struct {
     const char *gguf, *why;
 } cp_gguf_refused_name;
 
-typedef struct {
+typedef struct cp_gguf_names {
     const char *gguf_arch;        /* general.architecture: "llama" */
     const char *hf_layer_prefix;  /* "model.layers." */
     const cp_gguf_tensor_name *top;

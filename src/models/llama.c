@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "kernels/vector.h"
+#include "models/gguf_names.h"
 #include "models/kv_cache.h"
 #include "models/proj.h"
 #include "models/stack.h"
@@ -475,10 +476,15 @@ static const cp_block_ops block_ops = {.acts_size = sizeof(llama_acts), .embed_s
 
 static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 
-#define LLAMA_ARCH(type, cls)                                                                                          \
-    {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
-     .free_state = free_state, .block_ops = &block_ops, .rotary_positions = 1, .ignored_suffixes = ignored_suffixes}
+extern const cp_gguf_names cp_llama_gguf_names; /* models/llama_gguf.c */
 
-const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM");
-const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM");
-const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM");
+#define LLAMA_ARCH(type, cls, gguf)                                                                                    \
+    {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
+     .free_state = free_state, .block_ops = &block_ops, .rotary_positions = 1, .ignored_suffixes = ignored_suffixes,  \
+     .gguf_names = gguf}
+
+/* llama.cpp writes Llama, Mistral, SmolLM and TinyLlama under general.architecture "llama": they
+ * convert to model_type "llama" (one owner of the table). */
+const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM", &cp_llama_gguf_names);
+const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM", NULL);
+const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", NULL);

@@ -36,6 +36,22 @@ static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int
     return t + 1 < T ? labels[b * T + t + 1] : CP_IGNORE_INDEX;
 }
 
+/* From row *r of h (N,C) on, copies up to LM_CHUNK_ROWS rows that have a target into rows (n,C),
+ * their targets into targets (n) and, when non-NULL, their row numbers into where (n); advances *r
+ * past the rows looked at and returns n. */
+static int64_t gather_targets(const int64_t *labels, const float *h, int64_t N, int64_t T, int64_t C, int64_t *r,
+                              float *rows, int64_t *targets, int64_t *where) {
+    int64_t n = 0;
+    for (; *r < N && n < LM_CHUNK_ROWS; (*r)++) {
+        const int64_t y = target_of(labels, *r / T, *r % T, T);
+        if (y == CP_IGNORE_INDEX) continue;
+        memcpy(rows + n * C, h + *r * C, (size_t)C * sizeof *rows);
+        if (where) where[n] = *r;
+        targets[n++] = y;
+    }
+    return n;
+}
+
 /* Running log-sum-exp of one row: max m and s = Σ exp(x - m) over the tiles seen so far. */
 typedef struct { double m, s; } lse_acc;
 
@@ -114,13 +130,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         if (!rows || (!tiled && !chunk) || !targets) return CP_ERR;
         int64_t r = 0;
         while (r < N) {
-            int64_t n = 0;
-            for (; r < N && n < LM_CHUNK_ROWS; r++) {
-                int64_t y = target_of(labels, r / T, r % T, T);
-                if (y == CP_IGNORE_INDEX) continue;
-                memcpy(rows + n * C, h + r * C, (size_t)C * sizeof *rows);
-                targets[n++] = y;
-            }
+            const int64_t n = gather_targets(labels, h, N, T, C, &r, rows, targets, NULL);
             if (n == 0) break;
             count += n;
             if (tiled) {
@@ -152,14 +162,7 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
     double total = 0;
     int64_t count = 0, r = 0;
     while (r < N) {
-        int64_t n = 0;
-        for (; r < N && n < LM_CHUNK_ROWS; r++) {
-            int64_t y = target_of(labels, r / T, r % T, T);
-            if (y == CP_IGNORE_INDEX) continue;
-            memcpy(rows + n * C, h + r * C, (size_t)C * sizeof *rows);
-            targets[n] = y;
-            where[n++] = r;
-        }
+        const int64_t n = gather_targets(labels, h, N, T, C, &r, rows, targets, where);
         if (n == 0) break;
         // forward: logits (n,V) = rows·Wᵀ (+ PEFT hooks)
         if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;

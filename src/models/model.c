@@ -278,14 +278,25 @@ static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_ba
     return CP_OK;
 }
 
-cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
-    if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
+/* The start every call shares: the checks, a fresh arena, the run context (with the mixed-adapter
+ * batch) and the final hidden states (B,T,C) of the batch it runs. With `pb` the prompt-learning
+ * method extends the user's batch into *pb (prompt_batch); without (generation) such a method is
+ * refused. NULL on error. */
+static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb) {
+    if (check_batch(m, user_batch) != CP_OK) return NULL;
+    if (!pb && m->prompt) { cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir); return NULL; }
     cp_arena_reset(&m->arena);
-    cp_run run = cp_model_run(m);
+    *run = cp_model_run(m);
+    run->mix = mix;
+    if (pb && prompt_batch(m, run, user_batch, pb) != CP_OK) return NULL;
+    const cp_batch *b = pb ? pb : user_batch;
+    return cp_arena_floats(&m->arena, (size_t)(b->B * b->T * m->config.hidden_size), "final hidden states");
+}
+
+cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
+    cp_run run;
     cp_batch pb, *batch = &pb;
-    if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
-    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
-    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
+    float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
     const cp_head head = model_head(m);
@@ -309,18 +320,13 @@ static cp_status last_logits(cp_model *m, const cp_run *run, const float *final,
 
 cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
                                       float *logits, float *hidden) {
-    if (check_batch(m, batch) != CP_OK) return CP_ERR;
-    if (m->prompt) return cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir);
+    cp_run run;
+    float *final = call_start(m, batch, mix, &run, NULL); // (B,T,C)
+    if (!final) return CP_ERR;
     if (batch->B != cache->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)batch->B, (long long)cache->B);
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
-    cp_arena_reset(&m->arena);
-    cp_run run = cp_model_run(m);
-    run.mix = mix;
-    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
-    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
-    if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, cache, final, NULL) != CP_OK) return CP_ERR;
-    if (hidden) memcpy(hidden, final, (size_t)(N * C) * sizeof *hidden);
+    if (hidden) memcpy(hidden, final, (size_t)(batch->B * batch->T * m->config.hidden_size) * sizeof *hidden);
     if (logits && last_logits(m, &run, final, batch->B, batch->T, logits) != CP_OK) return CP_ERR;
     cp_kv_cache_advance(cache, batch->T);
     return CP_OK;
@@ -331,13 +337,8 @@ cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cach
 }
 
 cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits) {
-    if (check_batch(m, batch) != CP_OK) return CP_ERR;
-    if (m->prompt) return cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir);
-    cp_arena_reset(&m->arena);
-    cp_run run = cp_model_run(m);
-    run.mix = mix;
-    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
-    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states"); // (B,T,C)
+    cp_run run;
+    float *final = call_start(m, batch, mix, &run, NULL); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
     return last_logits(m, &run, final, batch->B, batch->T, logits);
@@ -349,17 +350,15 @@ cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logit
 
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets) {
-    if (check_batch(m, user_batch) != CP_OK) return CP_ERR;
-    if (!user_batch->labels) return cp_error("batch: training needs labels");
-    cp_arena_reset(&m->arena);
-    cp_run run = cp_model_run(m);
+    cp_run run;
     cp_batch pb, *batch = &pb;
-    if (prompt_batch(m, &run, user_batch, &pb) != CP_OK) return CP_ERR;
+    float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
+    if (!final) return CP_ERR;
+    if (!user_batch->labels) return cp_error("batch: training needs labels");
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
-    float *final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden states");
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
     void *saved = NULL;
-    if (!final || !d_final) return CP_ERR;
+    if (!d_final) return CP_ERR;
     if (cp_stack_forward_train(m, &run, batch, recompute, final, &saved) != CP_OK) return CP_ERR;
     const cp_head head = model_head(m);
     const cp_task_labels labels = token_labels(batch);

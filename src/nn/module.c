@@ -13,13 +13,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static cp_param *param_new(cp_module *m, const char *suffix, int ndim, int64_t d0, int64_t d1) {
-    cp_param *p = cp_calloc(1, sizeof *p, "a parameter");
-    if (!p) return NULL;
-    size_t n = strlen(m->path) + strlen(suffix) + 2;
-    p->name = cp_malloc(n, "a parameter name");
-    if (!p->name) { cp_free(p); return NULL; }
-    snprintf(p->name, n, "%s%s%s", m->path, m->path[0] ? "." : "", suffix);
+/* A parameter named `name` (owned by it) of shape (d0) or (d0, d1), no data yet. */
+static cp_param *param_named(char *name, int ndim, int64_t d0, int64_t d1) {
+    cp_param *p = name ? cp_calloc(1, sizeof *p, "a parameter") : NULL;
+    if (!p) { cp_free(name); return NULL; }
+    p->name = name;
     p->ndim = ndim;
     p->shape[0] = d0;
     p->shape[1] = ndim > 1 ? d1 : 1;
@@ -29,17 +27,18 @@ static cp_param *param_new(cp_module *m, const char *suffix, int ndim, int64_t d
     return p;
 }
 
+/* Parameter "<m's path>.<suffix>", bound later. */
+static cp_param *param_new(cp_module *m, const char *suffix, int ndim, int64_t d0, int64_t d1) {
+    size_t n = strlen(m->path) + strlen(suffix) + 2;
+    char *name = cp_malloc(n, "a parameter name");
+    if (name) snprintf(name, n, "%s%s%s", m->path, m->path[0] ? "." : "", suffix);
+    return param_named(name, ndim, d0, d1);
+}
+
 cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1) {
-    cp_param *p = cp_calloc(1, sizeof *p, "a parameter");
+    cp_param *p = param_named(cp_strdup(name), ndim, d0, d1);
     if (!p) return NULL;
-    p->name = cp_strdup(name);
-    p->ndim = ndim;
-    p->shape[0] = d0;
-    p->shape[1] = ndim > 1 ? d1 : 1;
-    p->numel = ndim > 1 ? d0 * d1 : d0;
-    p->source_dtype = CP_F32;
-    p->requires_grad = 1;
-    p->data = p->name ? cp_alloc_aligned((size_t)p->numel * sizeof(float), name) : NULL;
+    p->data = cp_alloc_aligned((size_t)p->numel * sizeof(float), name);
     p->owns_data = 1;
     if (!p->data) { cp_free(p->name); cp_free(p); return NULL; }
     return p;
@@ -84,13 +83,8 @@ void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate) 
         return;
     }
     const uint16_t *row = (const uint16_t *)p->stored + r * C;
-    if (p->source_dtype == CP_BF16) {
-        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += cp_bf16_to_f32(row[c]);
-        else for (int64_t c = 0; c < C; c++) dst[c] = cp_bf16_to_f32(row[c]);
-    } else {
-        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += cp_f16_to_f32(row[c]);
-        else for (int64_t c = 0; c < C; c++) dst[c] = cp_f16_to_f32(row[c]);
-    }
+    float (*widen)(uint16_t) = p->source_dtype == CP_BF16 ? cp_bf16_to_f32 : cp_f16_to_f32;
+    for (int64_t c = 0; c < C; c++) dst[c] = accumulate ? dst[c] + widen(row[c]) : widen(row[c]);
 }
 
 
@@ -122,34 +116,30 @@ cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_
     return m;
 }
 
-cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias) {
-    cp_module *m = cp_module_new(parent, name, "Linear", CP_MOD_LINEAR);
+/* A leaf holding a (rows, cols) weight that maps `in` features to `out`. */
+static cp_module *matrix_leaf(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind,
+                              int64_t in, int64_t out, int64_t rows, int64_t cols) {
+    cp_module *m = cp_module_new(parent, name, class_name, kind);
     if (!m) return NULL;
     m->in_features = in;
     m->out_features = out;
-    m->weight = param_new(m, "weight", 2, out, in);
-    if (!m->weight) return NULL;
-    if (bias && !(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
+    return (m->weight = param_new(m, "weight", 2, rows, cols)) ? m : NULL;
+}
+
+cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias) {
+    cp_module *m = matrix_leaf(parent, name, "Linear", CP_MOD_LINEAR, in, out, out, in); /* weight (out, in) */
+    if (m && bias && !(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
     return m;
 }
 
 cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out) {
-    cp_module *m = cp_module_new(parent, name, "Conv1D", CP_MOD_CONV1D);
-    if (!m) return NULL;
-    m->in_features = in;
-    m->out_features = out;
-    if (!(m->weight = param_new(m, "weight", 2, in, out))) return NULL;
-    if (!(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
+    cp_module *m = matrix_leaf(parent, name, "Conv1D", CP_MOD_CONV1D, in, out, in, out); /* weight (in, out) */
+    if (m && !(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
     return m;
 }
 
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim) {
-    cp_module *m = cp_module_new(parent, name, "Embedding", CP_MOD_EMBEDDING);
-    if (!m) return NULL;
-    m->in_features = num;
-    m->out_features = dim;
-    if (!(m->weight = param_new(m, "weight", 2, num, dim))) return NULL;
-    return m;
+    return matrix_leaf(parent, name, "Embedding", CP_MOD_EMBEDDING, num, dim, num, dim); /* weight (num, dim) */
 }
 
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
