@@ -111,7 +111,8 @@ typedef enum {
 } cp_load_flags;
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded safetensors).
- * F32 weights are memory-mapped in place; F16/BF16 are widened to f32. */
+ * Weights are memory-mapped and used in place in their stored dtype (F32; F16/BF16 matrices are
+ * widened by the kernels as they read them, vectors at load). */
 CP_API cp_status cp_model_load(cp_model **out, const char *dir, int flags);
 CP_API void cp_model_free(cp_model *m);
 
