@@ -183,6 +183,8 @@ static inline int tk_pretok_from_json(tk_pretok **out, const cJSON *j, const cha
 static inline void tk_pretok_free(tk_pretok *p) { tk_component_free(&tk_pretok_class, p); }
 /* Splits ns (which it may modify) and calls emit for each non-empty split in order. */
 int tk_pretok_apply(const tk_pretok *p, tk_nstr *ns, tk_split_fn emit, void *ctx);
+/* Whether p is ByteLevel or a Sequence holding one (add_prefix_space is then a byte-level rule). */
+int tk_pretok_is_byte_level(const tk_pretok *p);
 
 /* Output of a model for one word: ids and byte spans within the word's normalized string. */
 typedef struct { int32_t *ids; uint32_t *starts, *ends; size_t n, cap; } tk_wordtoks;

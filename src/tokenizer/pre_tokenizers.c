@@ -139,6 +139,14 @@ const tk_component_class tk_pretok_class = {
     "pre_tokenizer", NAMES, P_SEQUENCE, "pretokenizers", sizeof(tk_pretok), parse, release,
 };
 
+int tk_pretok_is_byte_level(const tk_pretok *p) {
+    if (!p) return 0;
+    if (p->head.kind == P_BYTELEVEL) return 1;
+    for (size_t i = 0; p->head.kind == P_SEQUENCE && i < p->head.children.n; i++)
+        if (tk_pretok_is_byte_level(p->head.children.v[i])) return 1;
+    return 0;
+}
+
 /* ---- applying ------------------------------------------------------------------------------------ */
 
 /* Emits the kept entries of m as slices of ns. */

@@ -295,6 +295,13 @@ typedef struct {
     enc_state *st;
 } enc_ctx;
 
+/* When a word is encoded on its own with a prefix space (cp_tokenizer_encode_word), the space goes in
+ * front of each piece the byte-level pre-tokenizer receives, as its add_prefix_space does. */
+static int prefix_space(const cp_tokenizer *tok, tk_nstr *ns, int wanted) {
+    if (!wanted || !tk_pretok_is_byte_level(tok->pretok) || (ns->len && ns->s[0] == ' ')) return CP_OK;
+    return tk_nstr_prepend(ns, " ");
+}
+
 static int on_word(void *c, tk_nstr *w) {
     enc_ctx *x = c;
     const cp_tokenizer *tok = x->tok;
@@ -318,8 +325,8 @@ static int push_added(enc_ctx *x, int32_t index, const char *value, size_t vlen,
 }
 
 /* Encodes clean (valid UTF-8) text into enc (offsets in clean's bytes). */
-static int encode_clean(const cp_tokenizer *tok, const char *text, size_t len, int type_id, tk_enc *enc,
-                        enc_state *st) {
+static int encode_clean(const cp_tokenizer *tok, const char *text, size_t len, int type_id, int add_prefix,
+                        tk_enc *enc, enc_state *st) {
     enc_ctx x = {tok, enc, type_id, st};
     if (tk_added_split(&tok->added, 0, text, len, &st->pieces)) return CP_ERR;
     /* pieces2 is reused below while pieces is being walked, so copy the outer list's count */
@@ -345,12 +352,14 @@ static int encode_clean(const cp_tokenizer *tok, const char *text, size_t len, i
                         rc = push_added(&x, q.token, ns.s + q.start, q.end - q.start, s, e);
                     } else {
                         tk_nstr sub = tk_nstr_slice(&ns, q.start, q.end);
-                        rc = tk_pretok_apply(tok->pretok, &sub, on_word, &x);
+                        rc = prefix_space(tok, &sub, add_prefix);
+                        if (!rc) rc = tk_pretok_apply(tok->pretok, &sub, on_word, &x);
                         tk_nstr_free(&sub);
                     }
                 }
             } else {
-                rc = tk_pretok_apply(tok->pretok, &ns, on_word, &x);
+                rc = prefix_space(tok, &ns, add_prefix);
+                if (!rc) rc = tk_pretok_apply(tok->pretok, &ns, on_word, &x);
             }
         }
         tk_nstr_free(&ns);
@@ -405,9 +414,10 @@ static size_t final_offset(const clean_text *c, size_t o) {
     return o;
 }
 
-static int encode_sequence(const cp_tokenizer *tok, const clean_text *c, int seq, tk_enc *enc, enc_state *st) {
+static int encode_sequence(const cp_tokenizer *tok, const clean_text *c, int seq, int add_prefix, tk_enc *enc,
+                           enc_state *st) {
     size_t first = enc->n;
-    if (encode_clean(tok, c->s, c->len, seq, enc, st)) return CP_ERR;
+    if (encode_clean(tok, c->s, c->len, seq, add_prefix, enc, st)) return CP_ERR;
     for (size_t i = first; i < enc->n; i++) enc->seq[i] = (uint8_t)seq;
     return CP_OK;
 }
@@ -455,7 +465,7 @@ int cp_tokenizer_encode(const cp_tokenizer *tok, const char *text, size_t len, i
     clean_text t[1];
     int rc = clean_prepare(text, len, &t[0]);
     if (rc) return rc;
-    rc = encode_sequence(tok, &t[0], 0, &a, st);
+    rc = encode_sequence(tok, &t[0], 0, 0, &a, st);
     if (!rc) rc = finish_encoding(tok, &a, NULL, t, add_special_tokens, out);
     tk_enc_free(&a);
     clean_free(&t[0]);
@@ -472,13 +482,54 @@ int cp_tokenizer_encode_pair(const cp_tokenizer *tok, const char *text_a, size_t
     int rc = clean_prepare(text_a, len_a, &t[0]);
     if (rc) return rc;
     if ((rc = clean_prepare(text_b, len_b, &t[1]))) { clean_free(&t[0]); return rc; }
-    rc = encode_sequence(tok, &t[0], 0, &a, st);
-    if (!rc) rc = encode_sequence(tok, &t[1], 1, &b, st);
+    rc = encode_sequence(tok, &t[0], 0, 0, &a, st);
+    if (!rc) rc = encode_sequence(tok, &t[1], 1, 0, &b, st);
     if (!rc) rc = finish_encoding(tok, &a, &b, t, add_special_tokens, out);
     tk_enc_free(&a);
     tk_enc_free(&b);
     clean_free(&t[0]);
     clean_free(&t[1]);
+    return rc;
+}
+
+int cp_tokenizer_encode_word(const cp_tokenizer *tok, const char *word, size_t len, int add_prefix_space,
+                             cp_encoding *out) {
+    out->n = 0;
+    enc_state *st = get_state(tok, out);
+    if (!st) return CP_ERR;
+    tk_enc a = {0};
+    clean_text t[1];
+    int rc = clean_prepare(word, len, &t[0]);
+    if (rc) return rc;
+    rc = encode_sequence(tok, &t[0], 0, add_prefix_space, &a, st);
+    if (!rc) rc = finish_encoding(tok, &a, NULL, t, 0, out);
+    tk_enc_free(&a);
+    clean_free(&t[0]);
+    return rc;
+}
+
+int cp_tokenizer_is_byte_level(const cp_tokenizer *tok) { return tk_pretok_is_byte_level(tok->pretok); }
+
+/* Ids in a tk_enc of sequence seq, with zero offsets (they refer to no text). */
+static int enc_from_ids(tk_enc *e, const int32_t *ids, size_t n, int seq) {
+    for (size_t i = 0; i < n; i++) {
+        if (tk_enc_push(e, ids[i], 0, 0, 0, seq, 0)) return CP_ERR;
+        e->seq[i] = (uint8_t)seq;
+    }
+    return CP_OK;
+}
+
+int cp_tokenizer_post_process(const cp_tokenizer *tok, const int32_t *ids_a, size_t n_a, const int32_t *ids_b,
+                              size_t n_b, cp_encoding *out) {
+    out->n = 0;
+    if (!get_state(tok, out)) return CP_ERR;
+    tk_enc a = {0}, b = {0};
+    clean_text t[2] = {{.s = ""}, {.s = ""}}; /* offsets stay 0 */
+    int rc = enc_from_ids(&a, ids_a, n_a, 0);
+    if (!rc && ids_b) rc = enc_from_ids(&b, ids_b, n_b, 1);
+    if (!rc) rc = finish_encoding(tok, &a, ids_b ? &b : NULL, t, 1, out);
+    tk_enc_free(&a);
+    tk_enc_free(&b);
     return rc;
 }
 
