@@ -27,7 +27,7 @@
 
 /* ---- config ------------------------------------------------------------------------------------- */
 
-cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
+cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const char *file, const cp_bert_variant *v) {
     if (cp_config_positive(root, "vocab_size", 30522, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
         cp_config_positive(root, "hidden_size", 768, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
         cp_config_positive(root, "num_hidden_layers", 12, CP_MAX_LAYERS, &cfg->num_layers, file) != CP_OK ||
@@ -52,7 +52,7 @@ cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const ch
         return cp_error("%s: field \"%s\": true is not supported (cpeft runs the encoder only)", file,
                         is_decoder ? "is_decoder" : "add_cross_attention");
     if (cp_config_read_common(cfg, root, file, "gelu") != CP_OK) return CP_ERR;
-    if (!cp_json_field(root, "pad_token_id")) cfg->pad_token_id = 0; /* BertConfig's default */
+    if (!cp_json_field(root, "pad_token_id")) cfg->pad_token_id = v->default_pad; /* the Config class's default */
     const char *act;
     if (cp_json_get_string(root, "hidden_act", "gelu", 0, &act, file) != CP_OK) return CP_ERR;
     int a = cp_activation_from_name(act);
@@ -71,20 +71,34 @@ static const char *cls_name(char *buf, size_t n, const char *stem, const char *s
 }
 
 /* The base model (embeddings, encoder, [pooler]) under parent as `name`, or as the root. */
+/* The embeddings container, its children in the order the variant's class registers them. */
+static cp_status build_embeddings(cp_model *m, cp_bert_state *s, cp_module *base, const char *stem) {
+    const cp_model_config *c = &m->config;
+    const int roberta = s->v->roberta_positions;
+    char k[96];
+    cp_module *emb = cp_module_new(base, "embeddings", cls_name(k, sizeof k, stem, "Embeddings"), CP_MOD_CONTAINER);
+    if (!emb || !(s->word = cp_module_embedding(emb, "word_embeddings", c->vocab_size, c->hidden_size))) return CP_ERR;
+    if (!roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, c->hidden_size)))
+        return CP_ERR;
+    if (!(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, c->hidden_size)) ||
+        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", c->hidden_size, c->layer_norm_eps)) ||
+        !cp_module_dropout(emb, "dropout", c->hidden_dropout))
+        return CP_ERR;
+    if (roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, c->hidden_size)))
+        return CP_ERR;
+    s->word->padding_idx = c->pad_token_id; /* nn.Embedding(..., padding_idx=config.pad_token_id) */
+    if (roberta) s->position->padding_idx = c->pad_token_id;
+    s->embeddings = emb;
+    return CP_OK;
+}
+
+/* The base model (embeddings, encoder, [pooler]) under parent as `name`, or as the root. */
 static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, const char *name, const char *stem,
                              int pooler, cp_module **pooler_dense) {
     const cp_model_config *c = &m->config;
     char k[96];
     cp_module *base = cp_module_new(parent, name, cls_name(k, sizeof k, stem, "Model"), CP_MOD_CONTAINER);
-    if (!base) return NULL;
-    cp_module *emb = cp_module_new(base, "embeddings", cls_name(k, sizeof k, stem, "Embeddings"), CP_MOD_CONTAINER);
-    if (!emb || !(s->word = cp_module_embedding(emb, "word_embeddings", c->vocab_size, c->hidden_size)) ||
-        !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, c->hidden_size)) ||
-        !(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, c->hidden_size)) ||
-        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", c->hidden_size, c->layer_norm_eps)) ||
-        !cp_module_dropout(emb, "dropout", c->hidden_dropout))
-        return NULL;
-    s->embeddings = emb;
+    if (!base || build_embeddings(m, s, base, stem) != CP_OK) return NULL;
     cp_module *enc = cp_module_new(base, "encoder", cls_name(k, sizeof k, stem, "Encoder"), CP_MOD_CONTAINER);
     cp_module *list = enc ? cp_module_new(enc, "layer", "ModuleList", CP_MOD_LIST) : NULL;
     if (!list) return NULL;
@@ -125,33 +139,55 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
     return base;
 }
 
-cp_status cp_bert_build(cp_model *m, const char *stem) {
+/* The task class's head modules (dropout and classifier, or RoBERTa's classification head) under the
+ * root; fills m->head. pooler: the base model's pooler.dense (BERT's SEQ_CLS head), or NULL. */
+static cp_status build_head(cp_model *m, const cp_bert_variant *v, cp_module *pooler) {
+    const cp_model_config *c = &m->config;
+    const double drop = c->classifier_dropout >= 0 ? c->classifier_dropout : c->hidden_dropout;
+    const int seq = m->task == CP_TASK_SEQ_CLS;
+    cp_head *h = &m->head;
+    *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
+                   .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH, .dropout = drop};
+    if (seq && v->roberta_head) {
+        char k[96];
+        cp_module *cls = cp_module_new(m->root, "classifier", cls_name(k, sizeof k, v->stem, "ClassificationHead"), CP_MOD_CONTAINER);
+        if (!cls || !(h->dense = cp_module_linear(cls, "dense", c->hidden_size, c->hidden_size, 1)) ||
+            !cp_module_dropout(cls, "dropout", drop) ||
+            !(h->classifier = cp_module_linear(cls, "out_proj", c->hidden_size, c->num_labels, 1)))
+            return CP_ERR;
+        return CP_OK;
+    }
+    if (!cp_module_dropout(m->root, "dropout", drop) ||
+        !(h->classifier = cp_module_linear(m->root, "classifier", c->hidden_size, c->num_labels, 1)))
+        return CP_ERR;
+    h->dense = seq ? pooler : NULL;
+    return CP_OK;
+}
+
+cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v) {
     const cp_model_config *c = &m->config;
     cp_bert_state *s = cp_calloc(1, sizeof *s, "encoder state");
     if (!s) return CP_ERR;
     m->arch_state = s;
+    s->v = v;
     if (!(s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "encoder layers"))) return CP_ERR;
     s->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
     char k[96];
     cp_module *pooler = NULL;
-    const double drop = c->classifier_dropout >= 0 ? c->classifier_dropout : c->hidden_dropout;
     switch (m->task) {
     case CP_TASK_FEATURE_EXTRACTION:
-        if (!(m->root = build_base(m, s, NULL, "", stem, 1, &pooler))) return CP_ERR;
+        if (!(m->root = build_base(m, s, NULL, "", v->stem, 1, &pooler))) return CP_ERR;
         break;
     case CP_TASK_SEQ_CLS:
     case CP_TASK_TOKEN_CLS: {
         const int seq = m->task == CP_TASK_SEQ_CLS;
-        if (!(m->root = cp_module_new(NULL, "", cls_name(k, sizeof k, stem, seq ? "ForSequenceClassification" : "ForTokenClassification"),
+        if (!(m->root = cp_module_new(NULL, "", cls_name(k, sizeof k, v->stem, seq ? "ForSequenceClassification" : "ForTokenClassification"),
                                       CP_MOD_CONTAINER)))
             return CP_ERR;
-        if (!build_base(m, s, m->root, m->arch->base_prefix, stem, seq, &pooler) || !cp_module_dropout(m->root, "dropout", drop))
-            return CP_ERR;
-        cp_module *cls = cp_module_linear(m->root, "classifier", c->hidden_size, c->num_labels, 1);
-        if (!cls) return CP_ERR;
-        m->head = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type,
-                            .pooling = CP_POOL_FIRST, .pad_token_id = c->pad_token_id, .dense = seq ? pooler : NULL,
-                            .dense_act = CP_ACT_TANH, .classifier = cls, .dropout = drop};
+        const int with_pooler = seq && !v->roberta_head; /* BERT's SEQ_CLS head is the pooler + classifier */
+        if (v->head_first && build_head(m, v, NULL) != CP_OK) return CP_ERR;
+        if (!build_base(m, s, m->root, m->arch->base_prefix, v->stem, with_pooler, &pooler)) return CP_ERR;
+        if (!v->head_first && build_head(m, v, pooler) != CP_OK) return CP_ERR;
         break;
     }
     default:
@@ -189,11 +225,18 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
     e->mean = cp_arena_floats(run->arena, (size_t)N, "embedding LayerNorm statistics");
     e->rstd = cp_arena_floats(run->arena, (size_t)N, "embedding LayerNorm statistics");
     if (!e->pos || !e->tt || !e->pre || !e->mean || !e->rstd) return CP_ERR;
-    for (int64_t r = 0; r < B; r++)
+    const int64_t pad = m->config.pad_token_id;
+    for (int64_t r = 0; r < B; r++) {
+        int64_t seen = 0; /* RoBERTa: real tokens so far in the row */
         for (int64_t t = 0; t < T; t++) {
-            e->pos[r * T + t] = b->position_ids ? b->position_ids[r * T + t] : ea->past + t;
-            e->tt[r * T + t] = b->token_type_ids ? b->token_type_ids[r * T + t] : 0;
+            const int64_t i = r * T + t, real = b->input_ids[i] != pad;
+            seen += real;
+            if (b->position_ids) e->pos[i] = b->position_ids[i];
+            else if (s->v->roberta_positions) e->pos[i] = (ea->past + seen) * real + pad;
+            else e->pos[i] = ea->past + t;
+            e->tt[i] = b->token_type_ids ? b->token_type_ids[i] : 0;
         }
+    }
     if (cp_embed_tokens(run, s->word, b, ea, e->pre) != CP_OK) return CP_ERR;
     if (cp_embed_forward(run, s->token_type, e->pre, e->tt, N, 1) != CP_OK) return cp_error_context("token_type_ids");
     if (cp_embed_forward(run, s->position, e->pre, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");

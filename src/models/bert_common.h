@@ -27,7 +27,21 @@ typedef struct {
     cp_module *inter, *out, *ln_out;    /* intermediate.dense (I,C), output.dense (C,I), output.LayerNorm */
 } cp_bert_layer;
 
+/* What an encoder built like BERT changes. */
+typedef struct cp_bert_variant {
+    const char *stem;       /* class-name stem: "Bert", "Roberta", "XLMRoberta" */
+    int64_t default_pad;    /* pad_token_id when config.json has none (BertConfig 0, RobertaConfig 1) */
+    /* RoBERTa: positions from input_ids, cumsum(ids != pad)·(ids != pad) + pad (create_position_ids_from_
+     * input_ids; pad's row is padding_idx), and the embeddings' children in RobertaEmbeddings' order */
+    int roberta_positions;
+    /* RoBERTa's SEQ_CLS head: classifier = <stem>ClassificationHead(dense, dropout, out_proj), dense + tanh
+     * on token 0, no pooler (the task classes build the base model without one) */
+    int roberta_head;
+    int head_first;         /* XLM-RoBERTa's task classes register their head before the base model */
+} cp_bert_variant;
+
 typedef struct {
+    const cp_bert_variant *v;
     cp_module *embeddings;              /* the embeddings container (what the scaffold asks "trains?") */
     cp_module *word, *position, *token_type, *ln_emb;
     cp_bert_layer *layers;              /* [num_layers] */
@@ -38,10 +52,10 @@ typedef struct {
  * intermediate_size, hidden_act, max_position_embeddings, type_vocab_size, layer_norm_eps, dropouts)
  * with BertConfig's defaults; refuses what it cannot run by name (position_embedding_type other than
  * "absolute", is_decoder, add_cross_attention). */
-cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const char *file);
-/* Builds the tree for m->task with the class names of `stem` ("Bert"), fills m->stack, m->head and
+cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const char *file, const cp_bert_variant *v);
+/* Builds the tree for m->task as variant v names and orders it, fills m->stack, m->head and
  * m->arch_state. */
-cp_status cp_bert_build(cp_model *m, const char *stem);
+cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v);
 
 extern const cp_block_ops cp_bert_block_ops;
 void cp_bert_free_state(cp_model *m);

@@ -87,6 +87,13 @@ static void forward_case(const char *file) {
     CHECK(dl <= LOGIT_TOL, "%s: logits differ by %.3e", file, dl);
     CHECK(dh <= LOGIT_TOL, "%s: hidden states differ by %.3e", file, dh);
     CHECK(dloss <= LOGIT_TOL, "%s: loss %.8f vs %.8f", file, out.loss, (double)want_loss[0]);
+    const char *want_repr = cp_st_meta(&st, "repr"), *want_count = cp_st_meta(&st, "num_parameters");
+    char *repr = cp_model_repr(m);
+    CHECK(repr && want_repr && !strcmp(repr, want_repr), "%s: repr differs:\n%s\n--- transformers:\n%s", file, repr ? repr : "",
+          want_repr ? want_repr : "");
+    free(repr);
+    CHECK(want_count && cp_model_num_parameters(m) == atoll(want_count), "%s: %lld parameters, transformers counts %s", file,
+          (long long)cp_model_num_parameters(m), want_count ? want_count : "?");
     worst_logits = fmax(worst_logits, dl);
     worst_hidden = fmax(worst_hidden, dh);
     worst_loss = fmax(worst_loss, dloss);
@@ -110,7 +117,7 @@ TEST(encoder_forward_matches_transformers) {
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, name_cmp);
     for (int i = 0; i < n; i++) { forward_case(names[i]); free(names[i]); }
-    CHECK(n >= 7, "only %d forward fixtures", n);
+    CHECK(n >= 12, "only %d forward fixtures", n);
     printf("  %d cases: max |logits diff| %.2e, max |hidden diff| %.2e, max |loss diff| %.2e (goal %.0e)\n", n, worst_logits,
            worst_hidden, worst_loss, LOGIT_TOL);
 }
@@ -184,7 +191,8 @@ TEST(encoder_bad_input) {
 }
 
 TEST(encoder_lora_gradients_match_peft) {
-    const char *cases[] = {"bert_seqcls_default", "bert_seqcls_regression", "bert_seqcls_multilabel", "bert_tokcls_dense"};
+    const char *cases[] = {"bert_seqcls_default",    "bert_seqcls_regression", "bert_seqcls_multilabel", "bert_tokcls_dense",
+                           "roberta_seqcls_default", "roberta_tokcls_kv",      "xlmr_seqcls_default",    "xlmr_tokcls_default"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[512];
         snprintf(dir, sizeof dir, ROOT "/grads/%s", cases[c]);

@@ -14,7 +14,8 @@ tiny random BERT-family models made with the real transformers classes (5.23) an
 
 Weights: init with initializer_range 0.2 (so that a wrong detail shows in the logits), LayerNorm weights and
 biases perturbed. Inputs: B=3, T=9, rows right-padded to 9, 6 and 4 real tokens, pad id 0 at the padding,
-token_type_ids 0 then 1 (a sentence pair) on real tokens.
+token_type_ids 0 then 1 (a sentence pair) on real tokens (zeros with type_vocab_size 1).
+The forward fixtures' metadata also hold str(model) ("repr") and the parameter count ("num_parameters").
 
 Run from the repository root with the reference venv:
     tests/reference/.venv/bin/python tests/reference/make_encoder_fixtures.py
@@ -52,6 +53,13 @@ MODELS = {
                                     label2id={"a": 0, "b": 1, "c": 2, "d": 3}), 103),
     "bert_tokcls": ("bert", "BertForTokenClassification", dict(num_labels=5, hidden_act="silu", type_vocab_size=3), 104),
     "bert_base": ("bert", "BertModel", dict(), 105),
+    "roberta_seqcls": ("roberta", "RobertaForSequenceClassification", dict(num_labels=2, pad_token_id=1, type_vocab_size=1), 201),
+    "roberta_tokcls": ("roberta", "RobertaForTokenClassification",
+                       dict(num_labels=4, pad_token_id=1, hidden_act="gelu_new", classifier_dropout=0.2), 202),
+    "roberta_base": ("roberta", "RobertaModel", dict(pad_token_id=1, type_vocab_size=1), 203),
+    "xlmr_seqcls": ("xlm-roberta", "XLMRobertaForSequenceClassification",
+                    dict(num_labels=3, pad_token_id=1, type_vocab_size=1, problem_type="single_label_classification"), 301),
+    "xlmr_tokcls": ("xlm-roberta", "XLMRobertaForTokenClassification", dict(num_labels=3, pad_token_id=1, type_vocab_size=1), 302),
 }
 # dtype copies: name → (source model, dtype)
 DTYPE_COPIES = {"bert_seqcls_bf16": ("bert_seqcls", torch.bfloat16), "bert_tokcls_f16": ("bert_tokcls", torch.float16)}
@@ -66,6 +74,10 @@ GRADS = {
     "bert_seqcls_multilabel": ("bert_seqcls_multilabel", dict(task_type="SEQ_CLS", r=4, lora_alpha=16)),
     "bert_tokcls_dense": ("bert_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8,
                                               target_modules=["query", "value", "dense"])),
+    "roberta_seqcls_default": ("roberta_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
+    "roberta_tokcls_kv": ("roberta_tokcls", dict(task_type="TOKEN_CLS", r=2, lora_alpha=8, target_modules=["key", "value"])),
+    "xlmr_seqcls_default": ("xlmr_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
+    "xlmr_tokcls_default": ("xlmr_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8)),
 }
 
 
@@ -97,13 +109,15 @@ def make_model(name: str):
 def inputs_for(model, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     V, tv = model.config.vocab_size, model.config.type_vocab_size
-    ids = torch.randint(1, V, (B, T), generator=gen)
+    pad = model.config.pad_token_id
+    ids = torch.randint(2, V, (B, T), generator=gen)
     mask = torch.zeros(B, T, dtype=torch.long)
     tt = torch.zeros(B, T, dtype=torch.long)
     for b, n in enumerate(LENGTHS):
         mask[b, :n] = 1
-        ids[b, n:] = 0
-        tt[b, n // 2:n] = 1 if tv < 3 else torch.randint(1, tv, (1,), generator=gen).item()
+        ids[b, n:] = pad
+        if tv > 1:
+            tt[b, n // 2:n] = 1 if tv < 3 else torch.randint(1, tv, (1,), generator=gen).item()
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
 
 
@@ -152,7 +166,8 @@ def write_forward(name: str, model, src_name: str):
         t["loss"] = out.loss.reshape(1).float()
     t["hidden_states"] = torch.stack(out.hidden_states)
     save_tensors(os.path.join(ROOT, "forward", f"{name}.safetensors"), t,
-                 {"model": name, "task": task, "labels": {"labels": "ids", "label_values": "values"}.get(lab_name, "")})
+                 {"model": name, "task": task, "labels": {"labels": "ids", "label_values": "values"}.get(lab_name, ""),
+                  "repr": str(model), "num_parameters": str(sum(p.numel() for p in model.parameters()))})
 
 
 def write_grads(case: str):
