@@ -20,6 +20,7 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define ROOT "tests/fixtures/encoders"
 #define LOGIT_TOL 1e-5
@@ -190,6 +191,32 @@ TEST(encoder_bad_input) {
     cp_model_free(m);
 }
 
+/* cpeft's save_pretrained of the adapter PEFT wrote holds PEFT's tensor set: the same keys (the head
+ * under modules_to_save's key names), shapes, dtypes and values. */
+static void same_adapter_file(cp_model *m, const char *peft_dir, const char *name) {
+    char tmpl[] = "/tmp/cpeft_enc_XXXXXX", out[300], a[600], b[600];
+    if (!mkdtemp(tmpl)) { CHECK(0, "mkdtemp"); return; }
+    snprintf(out, sizeof out, "%s/adapter", tmpl);
+    CHECK_OK(cp_model_save_adapter(m, "default", out));
+    snprintf(a, sizeof a, "%s/adapter_model.safetensors", peft_dir);
+    snprintf(b, sizeof b, "%s/adapter_model.safetensors", out);
+    cp_safetensors sa, sb;
+    CHECK_OK(cp_st_open(&sa, a));
+    if (cp_st_open(&sb, b) != CP_OK) { CHECK(0, "%s: cpeft wrote no adapter file", name); cp_st_close(&sa); return; }
+    CHECK(sa.n_tensors == sb.n_tensors, "%s: PEFT's file has %d tensors, cpeft's %d", name, sa.n_tensors, sb.n_tensors);
+    for (int i = 0; i < sa.n_tensors; i++) {
+        const cp_st_tensor *ta = &sa.tensors[i], *tb = cp_st_find(&sb, ta->name);
+        int same = tb && tb->dtype == ta->dtype && tb->ndim == ta->ndim && tb->numel == ta->numel;
+        for (int d = 0; same && d < ta->ndim; d++) same = ta->shape[d] == tb->shape[d];
+        CHECK(same, "%s: %s missing or mis-shaped in cpeft's file", name, ta->name);
+        if (same) CHECK(!memcmp(ta->data, tb->data, (size_t)cp_dtype_nbytes(ta->dtype, ta->numel)), "%s: %s values differ", name, ta->name);
+    }
+    cp_st_close(&sa);
+    cp_st_close(&sb);
+    snprintf(a, sizeof a, "rm -rf '%s'", tmpl);
+    CHECK(system(a) == 0, "cleanup");
+}
+
 TEST(encoder_lora_gradients_match_peft) {
     const char *cases[] = {"bert_seqcls_default",    "bert_seqcls_regression", "bert_seqcls_multilabel", "bert_tokcls_dense",
                            "roberta_seqcls_default", "roberta_tokcls_kv",      "xlmr_seqcls_default",    "xlmr_tokcls_default"};
@@ -250,6 +277,7 @@ TEST(encoder_lora_gradients_match_peft) {
         printf("  %-24s %2d trainable tensors, logits %.2e, loss %.6f, max relative gradient difference %.2e\n", cases[c], n, dl,
                out.loss, worst);
         worst_grad = fmax(worst_grad, worst);
+        same_adapter_file(m, dir, cases[c]);
         cp_free(params);
         cp_st_close(&st);
         cp_model_free(m);
