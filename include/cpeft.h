@@ -122,6 +122,11 @@ CP_API cp_status cp_model_load(cp_model **out, const char *dir, int flags);
  * encoders. cp_model_load is cp_model_load_task with NULL. The head's size is config.json's
  * num_labels (len(id2label)). */
 CP_API cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type);
+/* A SEQ_CLS / TOKEN_CLS model loaded from a checkpoint without its head (a bare base model) gets a
+ * fresh head, as transformers initialises one: Linear weights ~ normal(0, initializer_range), zero
+ * biases, drawn from cpeft's seeded stream (seed 0 at load). This redraws it from `seed`; an error when
+ * the head came from the checkpoint. */
+CP_API cp_status cp_model_init_head(cp_model *m, uint64_t seed);
 CP_API void cp_model_free(cp_model *m);
 
 /* A batch of token sequences. Arrays are row-major (B,T); NULL means the default. */

@@ -15,6 +15,7 @@
  */
 #include "models/model.h"
 #include "core/alloc.h"
+#include "core/rng.h"
 #include "core/strbuf.h"
 #include "models/hook.h"
 #include "kernels/gemm.h"
@@ -73,6 +74,40 @@ static cp_ckpt_entry *lookup(cp_model *m, const char *name) {
     return e;
 }
 
+/* Whether p belongs to the task head's own modules (outside the base model): a checkpoint of the
+ * bare base model has none of them, and transformers initialises them fresh. */
+static int is_head_param(const cp_model *m, const cp_param *p) {
+    const cp_module *mods[2] = {m->head.classifier, m->head.dense};
+    if (m->task != CP_TASK_SEQ_CLS && m->task != CP_TASK_TOKEN_CLS) return 0;
+    const size_t pl = strlen(m->arch->base_prefix);
+    for (int i = 0; i < 2; i++)
+        if (mods[i] && (mods[i]->weight == p || mods[i]->bias == p) &&
+            !(strncmp(mods[i]->path, m->arch->base_prefix, pl) == 0 && mods[i]->path[pl] == '.'))
+            return 1;
+    return 0;
+}
+
+/* Draws the fresh head's parameters as transformers' _init_weights does for a Linear: weight ~
+ * normal(0, initializer_range), bias 0; from cpeft's seeded stream (not PyTorch's). */
+static void init_fresh_param(cp_param *p, double std, cp_rng *rng) {
+    if (p->ndim == 1) { memset(p->data, 0, (size_t)p->numel * sizeof *p->data); return; }
+    for (int64_t i = 0; i < p->numel; i++) p->data[i] = (float)(std * cp_rng_normal(rng));
+}
+
+cp_status cp_model_init_head(cp_model *m, uint64_t seed) {
+    if (!m->n_fresh_head)
+        return cp_error("%s: the %s head was loaded from the checkpoint, nothing to initialise", m->dir, cp_task_name(m->task));
+    cp_rng rng;
+    cp_rng_seed(&rng, seed);
+    const cp_module *mods[2] = {m->head.dense, m->head.classifier};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; mods[i] && k < 2; k++) {
+            cp_param *p = k ? mods[i]->bias : mods[i]->weight;
+            if (p && p->owns_data && is_head_param(m, p)) init_fresh_param(p, m->config.initializer_range, &rng);
+        }
+    return CP_OK;
+}
+
 static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     char item[512], want[64], got[64];
     cp_ckpt_entry *e = lookup(m, p->name);
@@ -81,6 +116,13 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
         return CP_OK;
     }
     shape_str(want, sizeof want, p->ndim, p->shape);
+    if (!e && is_head_param(m, p)) { /* a base-model checkpoint: the head starts fresh (cp_model_init_head) */
+        if (!(p->data = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name))) return CP_ERR;
+        p->owns_data = 1;
+        p->source_dtype = CP_F32;
+        m->n_fresh_head++;
+        return CP_OK;
+    }
     if (!e) {
         snprintf(item, sizeof item, "%s: expected %s, not in the checkpoint", p->name, want);
         report(&r->missing, &r->n_missing, item);
@@ -135,6 +177,11 @@ cp_status cp_model_bind_weights(cp_model *m) {
     for (int i = 0; i < n && st == CP_OK; i++)
         if (params[i]->tied_to) cp_param_tie(params[i], params[i]->tied_to);
     cp_free(params);
+    if (st == CP_OK && m->n_fresh_head) {
+        cp_warn("%s: the checkpoint has no %s head: %s is newly initialised (normal(0, %g), zero bias; seed 0 until "
+                "cp_model_init_head)", m->dir, cp_task_name(m->task), m->head.classifier->path, m->config.initializer_range);
+        st = cp_model_init_head(m, 0);
+    }
     if (st != CP_OK) goto out;
 
     char item[512], got[64];

@@ -23,6 +23,7 @@ struct cp_model {
     cp_module *root;       /* the *ForCausalLM module (the task's class: *Model, *ForSequenceClassification, ...) */
     cp_module *lm_head;    /* Linear (V,C), possibly tied to the input embedding; NULL without a causal LM */
     cp_head head;          /* SEQ_CLS / TOKEN_CLS: the classification head the architecture built */
+    int n_fresh_head;      /* head parameters the checkpoint lacked, initialised fresh (cp_model_init_head) */
     cp_checkpoint ckpt;
     int has_weights;
     void *arch_state;      /* the architecture's pointers into the tree */

@@ -167,6 +167,44 @@ TEST(task_selection_at_load) {
     cp_st_close(&st);
 }
 
+/* A bare base-model checkpoint loaded for SEQ_CLS: the head starts fresh (transformers' init: weight
+ * ~ normal(0, initializer_range), zero bias), the same for the same seed, and it runs. */
+TEST(fresh_head_from_base_checkpoint) {
+    const char *dirs[] = {ROOT "/models/bert_base", ROOT "/models/roberta_base"};
+    cp_set_quiet(1);
+    for (int d = 0; d < 2; d++) {
+        cp_model *m = NULL;
+        CHECK_OK(cp_model_load_task(&m, dirs[d], CP_LOAD_WEIGHTS, "SEQ_CLS"));
+        if (!m) continue;
+        const cp_module *cls = m->head.classifier;
+        CHECK(m->n_fresh_head == (d ? 4 : 2), "%s: %d fresh head tensors", dirs[d], m->n_fresh_head);
+        double sum = 0, sq = 0, bias = 0;
+        const int64_t n = cls->weight->numel;
+        for (int64_t i = 0; i < n; i++) { sum += cls->weight->data[i]; sq += (double)cls->weight->data[i] * cls->weight->data[i]; }
+        for (int64_t i = 0; i < cls->bias->numel; i++) bias = fmax(bias, fabs(cls->bias->data[i]));
+        const double sd = sqrt(sq / (double)n - (sum / (double)n) * (sum / (double)n));
+        printf("  %-40s fresh %s: std %.3f (initializer_range %.2f), max |bias| %g\n", dirs[d], cls->path, sd,
+               m->config.initializer_range, bias);
+        CHECK(fabs(sd - m->config.initializer_range) < 0.3 * m->config.initializer_range && bias == 0, "std %.3f", sd);
+        float w0 = cls->weight->data[0];
+        CHECK_OK(cp_model_init_head(m, 7));
+        float w7 = cls->weight->data[0];
+        CHECK_OK(cp_model_init_head(m, 7));
+        CHECK(w7 == cls->weight->data[0] && w7 != w0, "seeded redraw: %g %g %g", w0, w7, cls->weight->data[0]);
+        int64_t ids[4] = {5, 6, 7, 8}, labels[1] = {1};
+        float logits[2];
+        cp_outputs out = {.logits = logits};
+        CHECK_OK(cp_model_forward(m, &(cp_batch){.B = 1, .T = 4, .input_ids = ids, .labels = labels}, &out));
+        CHECK(isfinite(out.loss), "loss %g", out.loss);
+        cp_model_free(m);
+    }
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load_task(&m, ROOT "/models/bert_seqcls", CP_LOAD_WEIGHTS, NULL));
+    if (m) CHECK_ERR(cp_model_init_head(m, 1), "nothing to initialise");
+    cp_model_free(m);
+    cp_set_quiet(0);
+}
+
 TEST(encoder_bad_input) {
     cp_model *m = NULL;
     CHECK_ERR(cp_model_load_task(&m, ROOT "/models/bert_seqcls", CP_LOAD_WEIGHTS, "CAUSAL_LM"), "is an encoder");
@@ -289,6 +327,7 @@ TEST(encoder_lora_gradients_match_peft) {
 int main(void) {
     RUN(encoder_forward_matches_transformers);
     RUN(task_selection_at_load);
+    RUN(fresh_head_from_base_checkpoint);
     RUN(encoder_bad_input);
     RUN(encoder_lora_gradients_match_peft);
     return test_summary();
