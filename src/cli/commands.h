@@ -9,6 +9,7 @@
 
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_adapter(int argc, char **argv);

@@ -18,6 +18,7 @@ static const struct {
     {"train", cmd_train, "LoRA fine-tuning: a PEFT adapter from a model and a text or instruction file"},
     {"generate", cmd_generate, "text from a model and adapters: greedy or sampled, KV cache, batched prompts"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
+    {"embed", cmd_embed, "one embedding per input line (mean/cls/last pooling), as sentence-transformers"},
     {"tokenize", cmd_tokenize, "encode text to token ids (or decode ids) with a model's tokenizer"},
     {"merge", cmd_merge, "merge adapters into the base weights and write a full checkpoint"},
     {"convert", cmd_convert, "a GGUF file (llama.cpp's format) to a Hugging Face model directory"},

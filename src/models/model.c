@@ -22,6 +22,7 @@
 #include "models/head.h"
 #include "models/lm_head.h"
 #include "models/proj.h"
+#include "nn/pooling.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -377,3 +378,18 @@ int64_t cp_model_max_positions(const cp_model *m) { return m->config.max_positio
 const char *cp_model_type(const cp_model *m) { return m->config.model_type; }
 int64_t cp_model_num_parameters(const cp_model *m) { return cp_module_num_parameters(m->root); }
 char *cp_model_repr(const cp_model *m) { return cp_module_repr_with(m->root, cp_hook_repr_wrap, NULL); }
+
+cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling pooling, int normalize, float *out) {
+    if (!m || !out) return cp_error("cp_model_embed: no model or no output buffer");
+    if (pooling != CP_EMBED_MEAN && pooling != CP_EMBED_CLS && pooling != CP_EMBED_LAST)
+        return cp_error("cp_model_embed: pooling %d is not one of CP_EMBED_MEAN, _CLS, _LAST", (int)pooling);
+    cp_run run;
+    float *final = call_start(m, batch, NULL, &run, NULL); // (B,T,C)
+    if (!final) return CP_ERR;
+    if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
+    const cp_pooling_mode mode = pooling == CP_EMBED_CLS ? CP_POOLING_CLS : pooling == CP_EMBED_LAST ? CP_POOLING_LAST
+                                                                                                    : CP_POOLING_MEAN;
+    cp_pool_sequences(out, final, batch->attention_mask, batch->B, batch->T, m->config.hidden_size, mode); // (B,C)
+    if (normalize) cp_l2_normalize_rows(out, batch->B, m->config.hidden_size);
+    return CP_OK;
+}
