@@ -3,12 +3,13 @@
  * formulas, shapes and what transformers does are in disentangled_attention.h.
  *
  * One task per (batch row, head) in the forward: three GEMMs give the content scores Q·Kᵀ (T,T) and
- * the full position products Q·PKᵀ and K·PQᵀ (T,2·span), the c2p / p2c terms are gathered from
- * them by relative position, then the mask, a max-subtracted softmax per row and O = P·V. The
- * backward runs one task per head, looping over the batch rows inside it, so the gradients of the
- * positional projections (shared by the batch) add up without races; the gathered gradients are
- * scattered back into (T,2·span) matrices and multiplied out with GEMMs.
- * Cost O(B·NH·T·(T + 2·span)·hs); memory per thread O(T·(T + 2·span) + (T + 2·span)·hs).
+ * the position products Q·PKᵀ and K·PQᵀ (T,W) over the W positional rows the gathers read (all
+ * 2·span when the sequence is long enough, fewer for a short one: used_rows), the c2p / p2c terms
+ * are gathered from them by relative position, then the mask, a max-subtracted softmax per row and
+ * O = P·V. The backward runs one task per head, looping over the batch rows inside it, so the
+ * gradients of the positional projections (shared by the batch) add up without races; the gathered
+ * gradients are scattered back into (T,W) matrices and multiplied out with GEMMs.
+ * Cost O(B·NH·T·(T + W)·hs); memory per thread O(T·(T + W) + (T + W)·hs).
  */
 #include "nn/disentangled_attention.h"
 #include "kernels/gemm.h"
@@ -42,6 +43,24 @@ static inline int64_t clamp_index(int64_t x, int64_t span) {
     return x < 0 ? 0 : x > 2 * span - 1 ? 2 * span - 1 : x;
 }
 
+/* The positional rows the gathers read: c(i,j) and p(i,j) over all pairs fall in [lo, lo + n). A
+ * short sequence reads few of the 2·span rows (DeBERTa-v3: 512 rows, |i − j| < T), so the position
+ * products are computed on these rows only. */
+typedef struct { int64_t lo, n; } row_window;
+
+static row_window used_rows(const cp_disentangled_args *a) {
+    row_window r = {0, 0};
+    if (!a->pos_key && !a->pos_query) return r;
+    int64_t lo = 2 * a->span, hi = -1;
+    for (int64_t x = 0; x < a->T * a->T; x++) {
+        const int64_t c = clamp_index(a->rel_pos[x] + a->span, a->span), p = clamp_index(-a->rel_pos[x] + a->span, a->span);
+        lo = c < lo ? c : lo; lo = p < lo ? p : lo;
+        hi = c > hi ? c : hi; hi = p > hi ? p : hi;
+    }
+    r.lo = lo; r.n = hi - lo + 1;
+    return r;
+}
+
 /* dst (n,hs) = src (n,hs; row stride ld) / s: the operand transformers divides before a product. */
 static void divided_copy(float *dst, const float *src, int64_t ld, int64_t n, int64_t hs, float s) {
     for (int64_t r = 0; r < n; r++)
@@ -49,14 +68,14 @@ static void divided_copy(float *dst, const float *src, int64_t ld, int64_t n, in
 }
 
 /* The scores of batch row b, head h into S (T,T): content + (c2p + p2c), masked with finfo.min.
- * w is this thread's scratch of T·hs + 2·span·hs + 2·T·2·span floats. */
-static void scores_task(const cp_disentangled_args *a, int64_t b, int64_t h, float *S, float *w) {
-    const int64_t T = a->T, hs = a->hs, W = 2 * a->span;
+ * rows: the positional rows read; w is this thread's scratch of T·hs + W·hs + 2·T·W floats, W = rows.n. */
+static void scores_task(const cp_disentangled_args *a, row_window rows, int64_t b, int64_t h, float *S, float *w) {
+    const int64_t T = a->T, hs = a->hs, W = rows.n, lo = rows.lo;
     const float s = score_scale(a);
     const float *Q = a->q + b * T * a->q_stride + h * hs;                        // (T,hs) stride q_stride
     const float *K = a->k + b * T * a->k_stride + h * hs;                        // (T,hs) stride k_stride
-    const float *PK = a->pos_key ? a->pos_key + h * hs : NULL;                   // (W,hs) stride pos_key_stride
-    const float *PQ = a->pos_query ? a->pos_query + h * hs : NULL;               // (W,hs) stride pos_query_stride
+    const float *PK = a->pos_key ? a->pos_key + lo * a->pos_key_stride + h * hs : NULL;         // (W,hs) rows lo..
+    const float *PQ = a->pos_query ? a->pos_query + lo * a->pos_query_stride + h * hs : NULL;   // (W,hs) rows lo..
     float *scaled = w, *scaled_pq = w + T * hs, *Cf = scaled_pq + W * hs, *Pf = Cf + T * W;
     const float *Qd = Q, *Kd = K, *PQd = PQ; /* the operands as transformers multiplies them */
     int64_t ldq = a->q_stride, ldk = a->k_stride, ldpq = a->pos_query_stride;
@@ -82,11 +101,11 @@ static void scores_task(const cp_disentangled_args *a, int64_t b, int64_t h, flo
             if (PK || PQ) {
                 float rel = 0.0f;
                 if (PK) {
-                    const float c2p = Cf[i * W + clamp_index(a->rel_pos[i * T + j] + a->span, a->span)];
+                    const float c2p = Cf[i * W + clamp_index(a->rel_pos[i * T + j] + a->span, a->span) - lo];
                     rel = a->version == CP_DEBERTA_V1 ? c2p : c2p / s;
                 }
                 if (PQ) {
-                    const float p2c = Pf[j * W + clamp_index(-a->rel_pos[j * T + i] + a->span, a->span)];
+                    const float p2c = Pf[j * W + clamp_index(-a->rel_pos[j * T + i] + a->span, a->span) - lo];
                     rel += a->version == CP_DEBERTA_V1 ? p2c : p2c / s;
                 }
                 *sij += rel;
@@ -109,7 +128,8 @@ static void softmax_rows(float *S, int64_t T) {
 static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
     if (check_args(a) != CP_OK) return CP_ERR;
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    const int64_t W = a->pos_key || a->pos_query ? 2 * a->span : 0;
+    const row_window rows = used_rows(a);
+    const int64_t W = rows.n;
     const int64_t per_thread = T * hs + W * hs + 2 * T * W + (a->probs ? 0 : T * T);
     const int nthreads = omp_get_max_threads();
     float *w_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)per_thread, "disentangled attention scratch");
@@ -119,7 +139,7 @@ static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
         for (int64_t h = 0; h < NH; h++) {
             float *w = w_all + (size_t)omp_get_thread_num() * (size_t)per_thread;
             float *S = a->probs ? a->probs + (b * NH + h) * T * T : w + T * hs + W * hs + 2 * T * W; // (T,T)
-            scores_task(a, b, h, S, w);
+            scores_task(a, rows, b, h, S, w);
             softmax_rows(S, T);
             // O (T,hs) = P·V, rows of out at stride C
             cp_gemm_f32(0, 0, T, hs, T, 1.0f, S, T, a->v + b * T * a->v_stride + h * hs, a->v_stride, 0.0f,
@@ -128,13 +148,26 @@ static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
     return CP_OK;
 }
 
-/* The backward of head h over every batch row. w: this thread's T·T + 2·T·2·span floats. */
-static void backward_task(const cp_disentangled_args *a, int64_t h, const float *dout, float *dq, float *dk, float *dv,
-                          float *d_pos_key, float *d_pos_query, float *w) {
-    const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, W = 2 * a->span;
+/* Rows [lo, lo + n) of head h's columns of a (2·span, ·) positional gradient are written by the
+ * GEMMs; the others get no gradient: zero them. */
+static void zero_unused_rows(float *d, int64_t stride, int64_t span, row_window rows, int64_t h, int64_t hs) {
+    for (int64_t r = 0; r < 2 * span; r++)
+        if (r < rows.lo || r >= rows.lo + rows.n) memset(d + r * stride + h * hs, 0, (size_t)hs * sizeof *d);
+}
+
+/* The backward of head h over every batch row. w: this thread's T·T + 2·T·W floats, W = rows.n. */
+static void backward_task(const cp_disentangled_args *a, row_window rows, int64_t h, const float *dout, float *dq,
+                          float *dk, float *dv, float *d_pos_key, float *d_pos_query, float *w) {
+    const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, W = rows.n, lo = rows.lo;
     const float s = score_scale(a);
     const int c2p = a->pos_key != NULL, p2c = a->pos_query != NULL;
     float *dP = w, *Gc = w + T * T, *Gp = Gc + T * W;
+    const float *PK = c2p ? a->pos_key + lo * a->pos_key_stride + h * hs : NULL;         // (W,hs) rows lo..
+    const float *PQ = p2c ? a->pos_query + lo * a->pos_query_stride + h * hs : NULL;     // (W,hs) rows lo..
+    float *dPK = d_pos_key ? d_pos_key + lo * a->pos_key_stride + h * hs : NULL;
+    float *dPQ = d_pos_query ? d_pos_query + lo * a->pos_query_stride + h * hs : NULL;
+    if (dPK) zero_unused_rows(d_pos_key, a->pos_key_stride, a->span, rows, h, hs);
+    if (dPQ) zero_unused_rows(d_pos_query, a->pos_query_stride, a->span, rows, h, hs);
     for (int64_t b = 0; b < B; b++) {
         const float *P = a->probs + (b * NH + h) * T * T;                     // (T,T)
         const float *dO = dout + b * T * C + h * hs;                           // (T,hs) stride C
@@ -165,23 +198,18 @@ static void backward_task(const cp_disentangled_args *a, int64_t h, const float 
             memset(Gc, 0, (size_t)(T * W) * sizeof *Gc);
             for (int64_t i = 0; i < T; i++)
                 for (int64_t j = 0; j < T; j++)
-                    Gc[i * W + clamp_index(a->rel_pos[i * T + j] + a->span, a->span)] += dP[i * T + j];
-            cp_gemm_f32(0, 0, T, hs, W, 1.0f, Gc, W, a->pos_key + h * hs, a->pos_key_stride, 1.0f, dQ, a->q_stride);
-            if (d_pos_key)
-                cp_gemm_f32(1, 0, W, hs, T, 1.0f, Gc, W, Q, a->q_stride, b ? 1.0f : 0.0f, d_pos_key + h * hs,
-                            a->pos_key_stride);
+                    Gc[i * W + clamp_index(a->rel_pos[i * T + j] + a->span, a->span) - lo] += dP[i * T + j];
+            cp_gemm_f32(0, 0, T, hs, W, 1.0f, Gc, W, PK, a->pos_key_stride, 1.0f, dQ, a->q_stride);
+            if (dPK) cp_gemm_f32(1, 0, W, hs, T, 1.0f, Gc, W, Q, a->q_stride, b ? 1.0f : 0.0f, dPK, a->pos_key_stride);
         }
         if (p2c) {
             // p2c[i,j] = K_j·PQ[p(i,j)]/s: scatter G into Gp[j, p(i,j)], then dK += Gp·PQ, dPQ += Gpᵀ·K
             memset(Gp, 0, (size_t)(T * W) * sizeof *Gp);
             for (int64_t i = 0; i < T; i++)
                 for (int64_t j = 0; j < T; j++)
-                    Gp[j * W + clamp_index(-a->rel_pos[j * T + i] + a->span, a->span)] += dP[i * T + j];
-            cp_gemm_f32(0, 0, T, hs, W, 1.0f, Gp, W, a->pos_query + h * hs, a->pos_query_stride, 1.0f, dK,
-                        a->k_stride);
-            if (d_pos_query)
-                cp_gemm_f32(1, 0, W, hs, T, 1.0f, Gp, W, K, a->k_stride, b ? 1.0f : 0.0f, d_pos_query + h * hs,
-                            a->pos_query_stride);
+                    Gp[j * W + clamp_index(-a->rel_pos[j * T + i] + a->span, a->span) - lo] += dP[i * T + j];
+            cp_gemm_f32(0, 0, T, hs, W, 1.0f, Gp, W, PQ, a->pos_query_stride, 1.0f, dK, a->k_stride);
+            if (dPQ) cp_gemm_f32(1, 0, W, hs, T, 1.0f, Gp, W, K, a->k_stride, b ? 1.0f : 0.0f, dPQ, a->pos_query_stride);
         }
     }
 }
@@ -193,13 +221,14 @@ static cp_status backward(const cp_disentangled_args *a, const float *dout, floa
     if ((d_pos_key && !a->pos_key) || (d_pos_query && !a->pos_query))
         return cp_error("disentangled attention backward: a gradient asked for a positional input (%s) the forward "
                         "did not have", d_pos_key && !a->pos_key ? "pos_key" : "pos_query");
-    const int64_t T = a->T, W = a->pos_key || a->pos_query ? 2 * a->span : 0, per_thread = T * T + 2 * T * W;
+    const row_window rows = used_rows(a);
+    const int64_t T = a->T, W = rows.n, per_thread = T * T + 2 * T * W;
     const int nthreads = omp_get_max_threads();
     float *w_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)per_thread, "disentangled attention gradients");
     if (!w_all) return CP_ERR;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t h = 0; h < a->NH; h++)
-        backward_task(a, h, dout, dq, dk, dv, d_pos_key, d_pos_query,
+        backward_task(a, rows, h, dout, dq, dk, dv, d_pos_key, d_pos_query,
                       w_all + (size_t)omp_get_thread_num() * (size_t)per_thread);
     return CP_OK;
 }
