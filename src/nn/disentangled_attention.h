@@ -35,8 +35,8 @@
  * set); neither for a model without relative_attention. A padding query (m[b,i] = 0) has every
  * score at finfo.min, so its softmax is uniform over all T keys and its output the mean of v; as
  * in PyTorch no gradient flows back through masked scores (masked_fill), so that row passes
- * gradient only to v. (Older transformers used XSoftmax, which zeroed those rows; 4.4x+ and the
- * pinned 5.x do not. Real queries give masked keys probability exactly 0 either way.)
+ * gradient only to v. (Older transformers releases used XSoftmax, which zeroed those rows; the
+ * pinned 5.x does not. Real queries give masked keys probability exactly 0 either way.)
  *
  * Not here: dropout (pos_dropout on rel_embeddings and attention-probs dropout are identities in
  * eval; training with dropout > 0 must apply them around this call), talking heads (v1's
