@@ -50,6 +50,9 @@ ISA_SRC := src/kernels/skinny.c src/kernels/vector.c src/kernels/gemm_cpu.c src/
 ISAS    := base $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),avx2 avx512)
 ISA_FLAGS_avx2   := -mavx2 -mfma
 ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
+# The 16-bit weight kernels widen F16 with F16C (every AVX2 CPU has it; kernels/gemm.c checks before
+# choosing them). A flag here rather than `#pragma GCC target`, which clang (make fuzz) ignores.
+ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
 LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
                       src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c src/convert/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -92,11 +95,11 @@ $(BUILD)/obj/%.base.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 
 $(BUILD)/obj/%.avx2.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx2) -DCP_ISA=avx2 -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx2) $(ISA_EXTRA_$<) -DCP_ISA=avx2 -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.avx512.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx512) -DCP_ISA=avx512 -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx512) $(ISA_EXTRA_$<) -DCP_ISA=avx512 -MMD -MP -c $< -o $@
 
 $(BUILD)/libcpeft.a: $(LIB_OBJ)
 	@rm -f $@

