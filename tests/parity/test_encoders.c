@@ -7,6 +7,7 @@
  *   - LoRA (task_type SEQ_CLS / TOKEN_CLS, the classifier in modules_to_save): logits and loss with the
  *     adapter, and the gradient of every trainable tensor after one backward;
  *   - bad input: tasks an encoder has not, labels of the wrong kind.
+ * Architectures: bert, roberta, xlm-roberta, distilbert, electra (embeddings_project), layoutlm (bbox).
  * Goals: logits <= 1e-5, gradients <= 1e-4 relative to each tensor's largest entry.
  */
 #include "test.h"
@@ -47,7 +48,8 @@ static cp_batch fixture_batch(const cp_safetensors *st) {
     const cp_st_tensor *ids = cp_st_find(st, "input_ids");
     cp_batch b = {.B = ids->shape[0], .T = ids->shape[1], .input_ids = ids->data,
                   .attention_mask = get(st, "attention_mask", CP_I64), .token_type_ids = get(st, "token_type_ids", CP_I64),
-                  .labels = get(st, "labels", CP_I64), .label_values = get(st, "label_values", CP_F32)};
+                  .labels = get(st, "labels", CP_I64), .label_values = get(st, "label_values", CP_F32),
+                  .bbox = get(st, "bbox", CP_I64)};
     return b;
 }
 
@@ -118,7 +120,7 @@ TEST(encoder_forward_matches_transformers) {
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, name_cmp);
     for (int i = 0; i < n; i++) { forward_case(names[i]); free(names[i]); }
-    CHECK(n >= 12, "only %d forward fixtures", n);
+    CHECK(n >= 21, "only %d forward fixtures", n);
     printf("  %d cases: max |logits diff| %.2e, max |hidden diff| %.2e, max |loss diff| %.2e (goal %.0e)\n", n, worst_logits,
            worst_hidden, worst_loss, LOGIT_TOL);
 }
@@ -257,7 +259,9 @@ static void same_adapter_file(cp_model *m, const char *peft_dir, const char *nam
 
 TEST(encoder_lora_gradients_match_peft) {
     const char *cases[] = {"bert_seqcls_default",    "bert_seqcls_regression", "bert_seqcls_multilabel", "bert_tokcls_dense",
-                           "roberta_seqcls_default", "roberta_tokcls_kv",      "xlmr_seqcls_default",    "xlmr_tokcls_default"};
+                           "roberta_seqcls_default", "roberta_tokcls_kv",      "xlmr_seqcls_default",    "xlmr_tokcls_default",
+                           "distilbert_seqcls_qv",   "distilbert_tokcls_all",  "electra_seqcls_default", "electra_seqcls_proj",
+                           "electra_tokcls_default", "layoutlm_seqcls_default", "layoutlm_tokcls_emb"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[512];
         snprintf(dir, sizeof dir, ROOT "/grads/%s", cases[c]);
@@ -324,11 +328,100 @@ TEST(encoder_lora_gradients_match_peft) {
     printf("  all gradients within %.2e of PEFT's (relative; goal %.0e)\n", worst_grad, GRAD_TOL);
 }
 
+/* get_peft_model with task_type and no target_modules: PEFT's default targets for the model type plus the
+ * head in modules_to_save give exactly the trainable tensors of the *_default fixtures; DistilBERT has no
+ * default ("Please specify `target_modules`"). */
+TEST(encoder_default_targets) {
+    const char *cases[] = {"bert_seqcls_default", "roberta_seqcls_default", "xlmr_tokcls_default", "electra_seqcls_default",
+                           "electra_tokcls_default", "layoutlm_seqcls_default"};
+    char cfg[] = "/tmp/cpeft_enc_cfg_XXXXXX";
+    int fd = mkstemp(cfg);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    close(fd);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char path[512];
+        cJSON *exp = NULL;
+        snprintf(path, sizeof path, ROOT "/grads/%s/expected.json", cases[c]);
+        CHECK_OK(cp_json_read_file(path, &exp));
+        if (!exp) continue;
+        const char *task = cJSON_GetObjectItem(exp, "task")->valuestring;
+        FILE *f = fopen(cfg, "w");
+        fprintf(f, "{\"peft_type\": \"LORA\", \"task_type\": \"%s\", \"r\": 4, \"lora_alpha\": 8}", task);
+        fclose(f);
+        snprintf(path, sizeof path, ROOT "/%s", cJSON_GetObjectItem(exp, "base_dir")->valuestring);
+        cp_model *m = NULL;
+        CHECK_OK(cp_model_load_task(&m, path, CP_LOAD_WEIGHTS, task));
+        if (m) CHECK_OK(cp_model_add_adapter(m, "default", cfg, 0));
+        cp_param **params = NULL;
+        int n = 0, found = 0;
+        const cJSON *keys = cJSON_GetObjectItem(exp, "trainable"), *k;
+        if (m && m->peft && cp_peft_trainable_params(m, &params, &n) == CP_OK)
+            cJSON_ArrayForEach(k, keys) {
+                const int hit = cp_adapter_find_param(m, "default", k->valuestring) != NULL;
+                CHECK(hit, "%s: PEFT trains %s, cpeft has no such tensor", cases[c], k->valuestring);
+                found += hit;
+            }
+        CHECK(n == cJSON_GetArraySize(keys) && found == n, "%s: %d trainable tensors, PEFT %d", cases[c], n, cJSON_GetArraySize(keys));
+        printf("  %-24s default targets: %d trainable tensors as PEFT's\n", cases[c], n);
+        cp_free(params);
+        cp_model_free(m);
+        cJSON_Delete(exp);
+    }
+    cp_model *m = NULL;
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"peft_type\": \"LORA\", \"task_type\": \"SEQ_CLS\", \"r\": 4, \"lora_alpha\": 8}", f);
+    fclose(f);
+    CHECK_OK(cp_model_load_task(&m, ROOT "/models/distilbert_seqcls", CP_LOAD_WEIGHTS, NULL));
+    if (m) CHECK_ERR(cp_model_add_adapter(m, "default", cfg, 0), "target_modules");
+    cp_model_free(m);
+    unlink(cfg);
+}
+
+/* LayoutLM's boxes: a coordinate, height or width outside the 2-D tables is an error naming the box; the
+ * other encoders take no boxes; DistilBERT takes no token types. */
+TEST(encoder_box_and_type_errors) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load_task(&m, ROOT "/models/layoutlm_base", CP_LOAD_WEIGHTS, NULL));
+    if (!m) return;
+    const int64_t M2 = m->config.max_2d_positions;
+    int64_t ids[2] = {5, 6}, box[8] = {0, 0, 1, 1, 2, 3, 4, 5};
+    float h[2 * 32];
+    cp_outputs out = {.logits = h};
+    cp_batch b = {.B = 1, .T = 2, .input_ids = ids, .bbox = box};
+    CHECK_OK(cp_model_forward(m, &b, &out));
+    b.bbox = NULL; /* no boxes: zeros, as LayoutLMModel makes them */
+    CHECK_OK(cp_model_forward(m, &b, &out));
+    b.bbox = box;
+    box[6] = M2;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "bbox[0][1]");
+    box[6] = 4;
+    box[5] = 6; /* y0 6 above y1 5: a negative height */
+    CHECK_ERR(cp_model_forward(m, &b, &out), "height y1 - y0 is -1");
+    box[5] = 3;
+    box[0] = -1;
+    CHECK_ERR(cp_model_forward(m, &b, &out), "x0 is -1");
+    cp_model_free(m);
+    m = NULL;
+    CHECK_OK(cp_model_load_task(&m, ROOT "/models/bert_base", CP_LOAD_WEIGHTS, NULL));
+    box[0] = 0;
+    if (m) CHECK_ERR(cp_model_forward(m, &b, &out), "takes no boxes");
+    cp_model_free(m);
+    m = NULL;
+    CHECK_OK(cp_model_load_task(&m, ROOT "/models/distilbert_base", CP_LOAD_WEIGHTS, NULL));
+    int64_t tt[2] = {0, 1};
+    if (m) CHECK_ERR(cp_model_forward(m, &(cp_batch){.B = 1, .T = 2, .input_ids = ids, .token_type_ids = tt}, &out),
+                     "no token type embeddings");
+    cp_model_free(m);
+}
+
 int main(void) {
     RUN(encoder_forward_matches_transformers);
     RUN(task_selection_at_load);
     RUN(fresh_head_from_base_checkpoint);
     RUN(encoder_bad_input);
     RUN(encoder_lora_gradients_match_peft);
+    RUN(encoder_default_targets);
+    RUN(encoder_box_and_type_errors);
     return test_summary();
 }

@@ -41,6 +41,10 @@ LENGTHS = [9, 6, 4]
 
 COMMON = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
               max_position_embeddings=64, type_vocab_size=2, initializer_range=0.2, pad_token_id=0)
+# DistilBertConfig names the same sizes differently (dim, n_layers, n_heads, hidden_dim) and has no token types
+DISTIL = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64,
+              initializer_range=0.2, pad_token_id=0)
+COMMON_OF = {"distilbert": DISTIL}
 
 # name: (model type, transformers class, config overrides, seed)
 MODELS = {
@@ -60,6 +64,22 @@ MODELS = {
     "xlmr_seqcls": ("xlm-roberta", "XLMRobertaForSequenceClassification",
                     dict(num_labels=3, pad_token_id=1, type_vocab_size=1, problem_type="single_label_classification"), 301),
     "xlmr_tokcls": ("xlm-roberta", "XLMRobertaForTokenClassification", dict(num_labels=3, pad_token_id=1, type_vocab_size=1), 302),
+    # DistilBERT: pre_classifier + ReLU + classifier; sinusoidal_pos_embds (the table is still saved and loaded)
+    "distilbert_seqcls": ("distilbert", "DistilBertForSequenceClassification", dict(num_labels=3), 401),
+    "distilbert_tokcls": ("distilbert", "DistilBertForTokenClassification",
+                          dict(num_labels=4, activation="relu", sinusoidal_pos_embds=True), 402),
+    "distilbert_base": ("distilbert", "DistilBertModel", dict(sinusoidal_pos_embds=True), 403),
+    # ELECTRA: embedding_size != hidden_size gives embeddings_project; ElectraClassificationHead (dense, gelu, out_proj)
+    "electra_seqcls": ("electra", "ElectraForSequenceClassification", dict(num_labels=3, embedding_size=16), 501),
+    "electra_tokcls": ("electra", "ElectraForTokenClassification",
+                       dict(num_labels=4, embedding_size=32, hidden_act="gelu_new"), 502),
+    "electra_base": ("electra", "ElectraModel", dict(embedding_size=24), 503),
+    # LayoutLM: 2-D position embeddings from bbox (x0, y0, x1, y1; h = y1 - y0, w = x1 - x0)
+    "layoutlm_seqcls": ("layoutlm", "LayoutLMForSequenceClassification",
+                        dict(num_labels=2, max_2d_position_embeddings=50), 601),
+    "layoutlm_tokcls": ("layoutlm", "LayoutLMForTokenClassification",
+                        dict(num_labels=5, max_2d_position_embeddings=40, type_vocab_size=1), 602),
+    "layoutlm_base": ("layoutlm", "LayoutLMModel", dict(max_2d_position_embeddings=30), 603),
 }
 # dtype copies: name → (source model, dtype)
 DTYPE_COPIES = {"bert_seqcls_bf16": ("bert_seqcls", torch.bfloat16), "bert_tokcls_f16": ("bert_tokcls", torch.float16)}
@@ -78,6 +98,18 @@ GRADS = {
     "roberta_tokcls_kv": ("roberta_tokcls", dict(task_type="TOKEN_CLS", r=2, lora_alpha=8, target_modules=["key", "value"])),
     "xlmr_seqcls_default": ("xlmr_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
     "xlmr_tokcls_default": ("xlmr_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8)),
+    # DistilBERT has no PEFT default targets
+    "distilbert_seqcls_qv": ("distilbert_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["q_lin", "v_lin"])),
+    "distilbert_tokcls_all": ("distilbert_tokcls", dict(task_type="TOKEN_CLS", r=2, lora_alpha=4,
+                                                        target_modules=["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"])),
+    "electra_seqcls_default": ("electra_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
+    "electra_seqcls_proj": ("electra_seqcls", dict(task_type="SEQ_CLS", r=2, lora_alpha=8,
+                                                   target_modules=["query", "value", "embeddings_project"])),
+    "electra_tokcls_default": ("electra_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8)),
+    "layoutlm_seqcls_default": ("layoutlm_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
+    "layoutlm_tokcls_emb": ("layoutlm_tokcls", dict(task_type="TOKEN_CLS", r=2, lora_alpha=4,
+                                                    target_modules=["query", "value", "x_position_embeddings",
+                                                                    "h_position_embeddings"])),
 }
 
 
@@ -91,7 +123,7 @@ def task_of(cls: str) -> str:
 def make_model(name: str):
     mtype, cls, over, seed = MODELS[name]
     cfg_cls = transformers.AutoConfig.for_model(mtype).__class__
-    cfg = cfg_cls(**dict(COMMON, **over))
+    cfg = cfg_cls(**dict(COMMON_OF.get(mtype, COMMON), **over))
     cfg.architectures = [cls]
     torch.manual_seed(seed)
     model = getattr(transformers, cls)(cfg)
@@ -108,7 +140,7 @@ def make_model(name: str):
 
 def inputs_for(model, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
-    V, tv = model.config.vocab_size, model.config.type_vocab_size
+    V, tv = model.config.vocab_size, getattr(model.config, "type_vocab_size", None)
     pad = model.config.pad_token_id
     ids = torch.randint(2, V, (B, T), generator=gen)
     mask = torch.zeros(B, T, dtype=torch.long)
@@ -116,9 +148,19 @@ def inputs_for(model, seed: int) -> dict:
     for b, n in enumerate(LENGTHS):
         mask[b, :n] = 1
         ids[b, n:] = pad
-        if tv > 1:
+        if tv is not None and tv > 1:
             tt[b, n // 2:n] = 1 if tv < 3 else torch.randint(1, tv, (1,), generator=gen).item()
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}
+    out = {"input_ids": ids, "attention_mask": mask}
+    if model.config.model_type != "distilbert":  # DistilBERT takes no token_type_ids
+        out["token_type_ids"] = tt
+    if model.config.model_type == "layoutlm":    # boxes x0 <= x1, y0 <= y1 inside [0, max_2d), zeros at padding
+        M = model.config.max_2d_position_embeddings
+        lo = torch.randint(0, M // 2, (B, T, 2), generator=gen)
+        hi = lo + torch.randint(0, M // 2, (B, T, 2), generator=gen)
+        box = torch.cat([lo, hi], dim=-1)
+        box[mask == 0] = 0
+        out["bbox"] = box
+    return out
 
 
 def labels_for(model, task: str, seed: int):
