@@ -61,5 +61,7 @@ extern const cp_arch cp_arch_qwen2;
 extern const cp_arch cp_arch_bert;
 extern const cp_arch cp_arch_roberta;
 extern const cp_arch cp_arch_xlm_roberta;
+extern const cp_arch cp_arch_deberta;
+extern const cp_arch cp_arch_deberta_v2;
 
 #endif
