@@ -64,5 +64,7 @@ extern const cp_arch cp_arch_xlm_roberta;
 extern const cp_arch cp_arch_distilbert;
 extern const cp_arch cp_arch_electra;
 extern const cp_arch cp_arch_layoutlm;
+extern const cp_arch cp_arch_deberta;
+extern const cp_arch cp_arch_deberta_v2;
 
 #endif

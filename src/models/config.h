@@ -72,6 +72,22 @@ typedef struct {
     int sinusoidal_positions;  /* DistilBERT's sinusoidal_pos_embds: how transformers initialises the position
                                   table; the table is saved and read like a learned one */
 
+    /* deberta, deberta-v2 (models/deberta.c) */
+    struct {
+        int version;                /* 1: deberta, 2: deberta-v2 */
+        int relative_attention;
+        int64_t max_relative_positions; /* resolved: max_position_embeddings when the config's is < 1 */
+        int64_t position_buckets;   /* v2; <= 0: none */
+        int position_biased_input;
+        int c2p, p2c;               /* pos_att_type has "c2p" / "p2c" */
+        int64_t n_pos_att_type;     /* len(pos_att_type) (v1's scale factor is 1 + this) */
+        int share_att_key;          /* v2 */
+        int norm_rel_ebd;           /* v2: norm_rel_ebd has "layer_norm" */
+        int64_t embedding_size;     /* E: = hidden_size unless the config gives another (embed_proj) */
+        cp_activation pooler_act;   /* pooler_hidden_act */
+        double pooler_dropout, cls_dropout; /* cls_dropout < 0: hidden_dropout_prob */
+    } deberta;
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;

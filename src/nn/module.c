@@ -144,6 +144,12 @@ cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num,
     return m;
 }
 
+cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0) {
+    cp_param **slot = !m->weight ? &m->weight : !m->bias ? &m->bias : NULL;
+    if (!slot) { cp_error("%s: a module holds at most two parameters of its own", m->path); return NULL; }
+    return *slot = param_new(m, name, 1, d0, 0);
+}
+
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
     cp_module *m = cp_module_new(parent, name, "LayerNorm", CP_MOD_LAYERNORM);
     if (!m) return NULL;
@@ -273,6 +279,7 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         if (m->padding_idx >= 0) cp_sb_printf(sb, ", padding_idx=%lld", (long long)m->padding_idx);
         break;
     case CP_MOD_LAYERNORM:
+        if (strcmp(m->class_name, "LayerNorm") != 0) break; /* a model's own LayerNorm class (DebertaLayerNorm) has no extra_repr */
         cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
                      cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
         break;

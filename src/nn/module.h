@@ -89,6 +89,10 @@ cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_
 cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias);
 cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out);
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim);
+/* A bare nn.Parameter of shape (d0) registered on the container m as "<path>.<name>", in m's first
+ * free parameter slot (weight, then bias), so that named_parameters lists it before m's children as
+ * PyTorch does (DeBERTa's q_bias and v_bias on DisentangledSelfAttention). */
+cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0);
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps);
 cp_module *cp_module_rmsnorm(cp_module *parent, const char *name, const char *class_name, int64_t dim, double eps);
 cp_module *cp_module_dropout(cp_module *parent, const char *name, double p);
