@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define CPEFT_VERSION "0.1.0"
-#define CPEFT_ABI_VERSION 1
+#define CPEFT_ABI_VERSION 2
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -114,6 +114,19 @@ typedef enum {
  * Weights are memory-mapped and used in place in their stored dtype (F32; F16/BF16 matrices are
  * widened by the kernels as they read them, vectors at load). */
 CP_API cp_status cp_model_load(cp_model **out, const char *dir, int flags);
+/* The same with a task head, PEFT's task_type: "CAUSAL_LM" (*ForCausalLM), "SEQ_CLS"
+ * (*ForSequenceClassification), "TOKEN_CLS" (*ForTokenClassification) or "FEATURE_EXTRACTION" (the
+ * bare base model, *Model: cp_outputs.logits are then the final hidden states (B,T,C)). NULL takes
+ * the task from config.json's "architectures" when it names a *ForSequenceClassification,
+ * *ForTokenClassification or *Model class, else CAUSAL_LM for decoders and FEATURE_EXTRACTION for
+ * encoders. cp_model_load is cp_model_load_task with NULL. The head's size is config.json's
+ * num_labels (len(id2label)). */
+CP_API cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type);
+/* A SEQ_CLS / TOKEN_CLS model loaded from a checkpoint without its head (a bare base model) gets a
+ * fresh head, as transformers initialises one: Linear weights ~ normal(0, initializer_range), zero
+ * biases, drawn from cpeft's seeded stream (seed 0 at load). This redraws it from `seed`; an error when
+ * the head came from the checkpoint. */
+CP_API cp_status cp_model_init_head(cp_model *m, uint64_t seed);
 CP_API void cp_model_free(cp_model *m);
 
 /* A batch of token sequences. Arrays are row-major (B,T); NULL means the default. */
@@ -122,15 +135,28 @@ typedef struct cp_batch {
     const int64_t *input_ids;      /* (B,T) required */
     const int64_t *attention_mask; /* (B,T) 1 = real token, 0 = padding; NULL = all ones */
     const int64_t *position_ids;   /* (B,T) NULL = 0..T-1 for every row, as transformers' forward */
-    const int64_t *labels;         /* (B,T) next-token targets before the shift; -100 = ignored; NULL = no loss */
+    /* integer targets, by the model's task; NULL = no loss:
+     *   CAUSAL_LM (B,T) next-token targets before the shift, -100 ignored;
+     *   SEQ_CLS   (B) class indices (single-label classification; regression and multi-label
+     *             take label_values instead);
+     *   TOKEN_CLS (B,T) class indices, -100 ignored (no shift) */
+    const int64_t *labels;
+    /* ---- ABI 2 ---- */
+    const int64_t *token_type_ids; /* (B,T) segment ids (BERT family); NULL = zeros */
+    const int64_t *bbox;           /* (B,T,4) LayoutLM boxes (x0,y0,x1,y1 in 0..1000); NULL = zeros */
+    const float *label_values;     /* SEQ_CLS regression (B) or multi-label (B,K) float targets; NULL */
 } cp_batch;
 
 typedef struct cp_outputs {
     float *logits;         /* (B,T,V) caller-allocated, or NULL: the loss is then computed in chunks
-                              without materialising all logits */
+                              without materialising all logits. By task: SEQ_CLS (B,K), TOKEN_CLS
+                              (B,T,K) with K = cp_model_num_labels; FEATURE_EXTRACTION (B,T,C), the
+                              final hidden states */
     float *hidden_states;  /* (L+1,B,T,C) caller-allocated or NULL: transformers' output_hidden_states */
-    double loss;           /* mean causal-LM cross-entropy over non-ignored targets (labels given) */
-    int64_t loss_tokens;   /* number of targets the loss averages over */
+    double loss;           /* the task's loss as transformers reports it (labels given): mean causal-LM
+                              cross-entropy over non-ignored targets; SEQ_CLS by problem_type (MSE,
+                              cross-entropy, BCE-with-logits); TOKEN_CLS cross-entropy */
+    int64_t loss_tokens;   /* number of items the loss averages over (targets, rows or elements) */
 } cp_outputs;
 
 /* Runs the causal LM on a batch (eval mode: no dropout). */
@@ -142,6 +168,10 @@ CP_API int64_t cp_model_hidden_size(const cp_model *m);
 CP_API int64_t cp_model_num_layers(const cp_model *m);
 CP_API int64_t cp_model_max_positions(const cp_model *m);
 CP_API const char *cp_model_type(const cp_model *m);
+/* The task the model was loaded for, as PEFT names it ("CAUSAL_LM", "SEQ_CLS", ...). */
+CP_API const char *cp_model_task_type(const cp_model *m);
+/* K, the classifier's outputs for SEQ_CLS and TOKEN_CLS; 0 for the other tasks. */
+CP_API int64_t cp_model_num_labels(const cp_model *m);
 /* sum(p.numel() for p in model.parameters()): tied weights counted once. */
 CP_API int64_t cp_model_num_parameters(const cp_model *m);
 /* print(model) as PyTorch shows it; caller frees with free(). */

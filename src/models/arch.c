@@ -3,9 +3,11 @@
  */
 #include "models/arch.h"
 
+#include <stdio.h>
 #include <string.h>
 
-static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2};
+static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2,
+                                               &cp_arch_bert, &cp_arch_roberta, &cp_arch_xlm_roberta};
 
 const cp_arch *cp_arch_find(const char *model_type) {
     for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
@@ -17,4 +19,22 @@ const cp_arch *cp_arch_at(int i) {
     return i >= 0 && (size_t)i < sizeof architectures / sizeof *architectures ? architectures[i] : NULL;
 }
 
-const char *cp_arch_supported_list(void) { return "gpt2, gpt_neo, llama, mistral, qwen2"; }
+/* The model types of one kind, comma-separated, in table order. */
+static const char *list_of(int encoder, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof architectures / sizeof *architectures && k < n; i++)
+        if (architectures[i]->encoder == encoder)
+            k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? ", " : "", architectures[i]->model_type);
+    return buf;
+}
+
+const char *cp_arch_supported_list(void) {
+    static char buf[256];
+    return list_of(0, buf, sizeof buf);
+}
+
+const char *cp_arch_encoder_list(void) {
+    static char buf[256];
+    return list_of(1, buf, sizeof buf);
+}

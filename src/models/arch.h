@@ -21,9 +21,14 @@ typedef struct cp_arch {
     const char *model_type;       /* "gpt_neo" */
     const char *causal_lm_class;  /* "GPTNeoForCausalLM" */
     const char *base_prefix;      /* state-dict prefix of the base model: "transformer" */
+    /* Encoders (BERT family): the class-name stem ("Bert" → BertModel, BertForSequenceClassification,
+     * BertForTokenClassification); NULL for decoders. build reads m->task and fills m->head. */
+    const char *class_stem;
+    int encoder;                  /* no causal LM: loaded for FEATURE_EXTRACTION, SEQ_CLS, TOKEN_CLS */
     /* Fills the architecture's fields of cfg from config.json (common fields included). */
     cp_status (*parse_config)(cp_model_config *cfg, const cJSON *root, const char *file);
-    /* Builds m->root (the ForCausalLM tree) and m->arch_state from m->config. */
+    /* Builds m->root (the tree of m->task's class: *ForCausalLM, *Model, *For...Classification), m->head
+     * and m->arch_state from m->config. */
     cp_status (*build)(struct cp_model *m);
     void (*free_state)(struct cp_model *m);
     /* The blocks, embeddings and their backward, run by the scaffold (models/stack.h). */
@@ -44,13 +49,17 @@ typedef struct cp_arch {
 const cp_arch *cp_arch_find(const char *model_type);
 /* The i-th registered architecture, NULL past the last. */
 const cp_arch *cp_arch_at(int i);
-/* "gpt2, gpt_neo" for error messages. */
+/* "gpt2, gpt_neo, ..." (the decoders) and "bert, ..." (the encoders) for error messages. */
 const char *cp_arch_supported_list(void);
+const char *cp_arch_encoder_list(void);
 
 extern const cp_arch cp_arch_gpt2;
 extern const cp_arch cp_arch_gpt_neo;
 extern const cp_arch cp_arch_llama;
 extern const cp_arch cp_arch_mistral;
 extern const cp_arch cp_arch_qwen2;
+extern const cp_arch cp_arch_bert;
+extern const cp_arch cp_arch_roberta;
+extern const cp_arch cp_arch_xlm_roberta;
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t max, int64_t *out,
@@ -77,6 +78,69 @@ cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const c
     return CP_OK;
 }
 
+/* id2label: an object {"0": "NEG", "1": "POS"} whose keys are the ids 0..n-1. */
+static cp_status read_id2label(cp_model_config *cfg, const cJSON *v, const char *file) {
+    if (!cJSON_IsObject(v)) return cp_error("%s: field \"id2label\": expected an object {\"0\": name, ...}, found %s", file, cp_json_type_name(v));
+    const int64_t n = cJSON_GetArraySize(v);
+    if (n < 1 || n > CP_MAX_VOCAB) return cp_error("%s: field \"id2label\": %lld labels (expected at least 1)", file, (long long)n);
+    cfg->id2label = cp_calloc((size_t)n, sizeof *cfg->id2label, "id2label");
+    if (!cfg->id2label) return CP_ERR;
+    cfg->num_labels = n;
+    for (const cJSON *it = v->child; it; it = it->next) {
+        char *end = NULL;
+        long long id = strtoll(it->string, &end, 10);
+        if (!*it->string || *end || id < 0 || id >= n)
+            return cp_error("%s: field \"id2label\": key \"%s\" is not a class id in [0, %lld)", file, it->string, (long long)n);
+        if (!cJSON_IsString(it)) return cp_error("%s: field \"id2label\": entry \"%s\" is not a string", file, it->string);
+        if (cfg->id2label[id]) return cp_error("%s: field \"id2label\": class id %lld appears twice", file, id);
+        if (!(cfg->id2label[id] = cp_strdup(it->valuestring))) return CP_ERR;
+    }
+    return CP_OK;
+}
+
+cp_status cp_config_read_task(cp_model_config *cfg, const cJSON *root, const char *file) {
+    const cJSON *v = cp_json_field(root, "id2label");
+    int64_t n;
+    if (cp_json_get_int(root, "num_labels", 2, 0, &n, file) != CP_OK) return CP_ERR;
+    if (v && !cJSON_IsNull(v)) {
+        if (read_id2label(cfg, v, file) != CP_OK) return CP_ERR;
+        if (cp_json_field(root, "num_labels") && n != cfg->num_labels)
+            cp_warn("%s: num_labels is %lld but id2label has %lld labels: id2label wins, as in transformers", file,
+                    (long long)n, (long long)cfg->num_labels);
+    } else {
+        if (n < 1 || n > CP_MAX_VOCAB) return cp_error("%s: field \"num_labels\": %lld (expected at least 1)", file, (long long)n);
+        cfg->num_labels = n;
+        cfg->id2label = cp_calloc((size_t)n, sizeof *cfg->id2label, "id2label");
+        if (!cfg->id2label) return CP_ERR;
+        for (int64_t i = 0; i < n; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "LABEL_%lld", (long long)i);
+            if (!(cfg->id2label[i] = cp_strdup(name))) return CP_ERR;
+        }
+    }
+    const cJSON *l2i = cp_json_field(root, "label2id");
+    if (l2i && !cJSON_IsNull(l2i)) {
+        if (!cJSON_IsObject(l2i)) return cp_error("%s: field \"label2id\": expected an object {name: id, ...}, found %s", file, cp_json_type_name(l2i));
+        for (const cJSON *it = l2i->child; it; it = it->next) {
+            int64_t id;
+            if (!cp_json_int_in(it, 0, cfg->num_labels - 1, &id))
+                return cp_error("%s: field \"label2id\": \"%s\" maps to no class id in [0, %lld)", file, it->string, (long long)cfg->num_labels);
+        }
+    }
+    const char *pt;
+    if (cp_json_get_string(root, "problem_type", NULL, 0, &pt, file) != CP_OK) return CP_ERR;
+    if (cp_problem_type_parse(pt, &cfg->problem_type) != CP_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", cp_last_error());
+        return cp_error("%s: field \"problem_type\": %s", file, msg);
+    }
+    const cJSON *cd = cp_json_field(root, "classifier_dropout");
+    cfg->classifier_dropout = -1;
+    if (cd && !cJSON_IsNull(cd) && cp_json_get_double(root, "classifier_dropout", 0, 0, &cfg->classifier_dropout, file) != CP_OK)
+        return CP_ERR;
+    return cp_json_get_double(root, "initializer_range", 0.02, 0, &cfg->initializer_range, file);
+}
+
 cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const char *file) {
     memset(cfg, 0, sizeof *cfg);
     if (!cJSON_IsObject(root)) return cp_error("%s: expected a JSON object", file);
@@ -84,10 +148,13 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
     if (cp_json_get_string(root, "model_type", NULL, 1, &model_type, file) != CP_OK) return CP_ERR;
     const cp_arch *arch = cp_arch_find(model_type);
     if (!arch)
-        return cp_error("%s: model_type \"%s\" is not supported (supported: %s)", file, model_type,
-                        cp_arch_supported_list());
+        return cp_error("%s: model_type \"%s\" is not supported (supported: %s) and is not an encoder cpeft has (%s)",
+                        file, model_type, cp_arch_supported_list(), cp_arch_encoder_list());
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", model_type);
-    if (arch->parse_config(cfg, root, file) != CP_OK) { cp_config_free(cfg); return CP_ERR; }
+    if (arch->parse_config(cfg, root, file) != CP_OK || cp_config_read_task(cfg, root, file) != CP_OK) {
+        cp_config_free(cfg);
+        return CP_ERR;
+    }
     if (cfg->head_dim == 0) {
         if (cfg->hidden_size % cfg->num_heads != 0) {
             cp_config_free(cfg);
@@ -125,4 +192,7 @@ cp_status cp_config_load(cp_model_config *cfg, const char *config_path) {
 void cp_config_free(cp_model_config *cfg) {
     cp_free(cfg->layer_is_local);
     cfg->layer_is_local = NULL;
+    for (int64_t i = 0; cfg->id2label && i < cfg->num_labels; i++) cp_free(cfg->id2label[i]);
+    cp_free(cfg->id2label);
+    cfg->id2label = NULL;
 }

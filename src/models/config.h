@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "nn/activation.h"
+#include "nn/task_loss.h"
 
 #define CP_TOKEN_UNSET (-1)
 
@@ -54,6 +55,18 @@ typedef struct {
      * MLP; qwen2 always has q/k/v biases and nothing else; mistral none (it ignores both keys) */
     int qkv_bias, o_proj_bias, mlp_bias;
 
+    /* task heads, every architecture (cp_config_read_task): config.json's id2label / num_labels,
+     * problem_type, classifier_dropout, initializer_range (a fresh head's init) */
+    int64_t num_labels;        /* K: len(id2label), else num_labels, else 2 (PretrainedConfig's default) */
+    char **id2label;           /* [num_labels] the label names by class id ("LABEL_0", ... by default) */
+    cp_problem_type problem_type; /* AUTO when null */
+    double classifier_dropout; /* < 0 when null */
+    double initializer_range;
+
+    /* encoders (BERT family) */
+    int64_t type_vocab_size;   /* rows of token_type_embeddings (0: none, DistilBERT) */
+    double hidden_dropout;     /* hidden_dropout_prob */
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;
@@ -70,6 +83,9 @@ void cp_config_free(cp_model_config *cfg);
  * architectures[0] and activation (with a default). */
 cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
                                 const char *default_activation);
+/* The task-head fields every config carries (num_labels, id2label, label2id, problem_type,
+ * classifier_dropout, initializer_range); called by cp_config_from_json for every architecture. */
+cp_status cp_config_read_task(cp_model_config *cfg, const cJSON *root, const char *file);
 /* Reads an integer that must be in [1, max] (dflt <= 0 makes the field required). */
 cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t max, int64_t *out,
                              const char *file);

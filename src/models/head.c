@@ -15,16 +15,17 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const TASK_NAMES[] = {"CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM"};
+static const char *const TASK_NAMES[] = {"CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM", "FEATURE_EXTRACTION"};
 
 const char *cp_task_name(cp_task task) {
     return (unsigned)task < sizeof TASK_NAMES / sizeof *TASK_NAMES ? TASK_NAMES[task] : "unknown";
 }
 
 cp_status cp_task_parse(const char *name, cp_task *out) {
-    for (int t = CP_TASK_CAUSAL_LM; t <= CP_TASK_SEQ_2_SEQ_LM; t++)
+    for (int t = CP_TASK_CAUSAL_LM; t <= CP_TASK_FEATURE_EXTRACTION; t++)
         if (name && strcmp(name, TASK_NAMES[t]) == 0) { *out = (cp_task)t; return CP_OK; }
-    return cp_error("task_type: \"%s\" is not one cpeft has (CAUSAL_LM, SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM)",
+    return cp_error("task_type: \"%s\" is not one cpeft has (CAUSAL_LM, SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM, "
+                    "FEATURE_EXTRACTION)",
                     name ? name : "(null)");
 }
 
@@ -40,7 +41,8 @@ static cp_status check_linear(const cp_module *m, const char *role) {
 cp_status cp_head_check(const cp_head *head, int64_t C) {
     if (!head || !head->classifier) return cp_error("head: no classifier module");
     const cp_module *cls = head->classifier, *dense = head->dense;
-    if ((unsigned)head->task > CP_TASK_SEQ_2_SEQ_LM) return cp_error("head: unknown task %d", (int)head->task);
+    if ((unsigned)head->task > CP_TASK_FEATURE_EXTRACTION) return cp_error("head: unknown task %d", (int)head->task);
+    if (head->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("head: FEATURE_EXTRACTION has no head");
     if (head->task == CP_TASK_SEQ_2_SEQ_LM)
         return cp_error("head: SEQ_2_SEQ_LM (the decoder's LM head with unshifted labels) is not built yet");
     if (check_linear(cls, "classifier") != CP_OK || (dense && check_linear(dense, "dense layer") != CP_OK)) return CP_ERR;

@@ -39,6 +39,8 @@ typedef enum {
     CP_TASK_SEQ_CLS,      /* SEQ_CLS */
     CP_TASK_TOKEN_CLS,    /* TOKEN_CLS */
     CP_TASK_SEQ_2_SEQ_LM, /* SEQ_2_SEQ_LM: the decoder's LM head with unshifted labels; not built yet */
+    CP_TASK_FEATURE_EXTRACTION, /* FEATURE_EXTRACTION: the bare base model, no head (the model never
+                                   calls the head functions for it) */
 } cp_task;
 
 typedef enum {
@@ -96,8 +98,8 @@ cp_status cp_head_forward(const cp_run *run, const cp_head *head, const float *h
 cp_status cp_head_backward(const cp_run *run, const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
                            const cp_task_labels *labels, double norm, float *dh, cp_head_outputs *out);
 
-/* PEFT's task_type strings: "CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM". Parsing any other
- * (QUESTION_ANS, FEATURE_EXTRACTION, ...) is an error naming the ones cpeft has. */
+/* PEFT's task_type strings: "CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM",
+ * "FEATURE_EXTRACTION". Parsing any other (QUESTION_ANS, ...) is an error naming the ones cpeft has. */
 const char *cp_task_name(cp_task task);
 cp_status cp_task_parse(const char *name, cp_task *out);
 

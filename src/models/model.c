@@ -15,6 +15,7 @@
  */
 #include "models/model.h"
 #include "core/alloc.h"
+#include "core/rng.h"
 #include "core/strbuf.h"
 #include "models/hook.h"
 #include "kernels/gemm.h"
@@ -57,12 +58,55 @@ static void report(cp_strbuf *sb, int *count, const char *fmt_item) {
     (*count)++;
 }
 
+/* The root is the bare base model (an encoder loaded for FEATURE_EXTRACTION): its parameter names
+ * carry no base prefix. */
+static int root_is_base(const cp_model *m) { return m->task == CP_TASK_FEATURE_EXTRACTION; }
+
 static cp_ckpt_entry *lookup(cp_model *m, const char *name) {
     cp_ckpt_entry *e = cp_checkpoint_find(&m->ckpt, name);
     size_t pl = strlen(m->arch->base_prefix);
     if (!e && strncmp(name, m->arch->base_prefix, pl) == 0 && name[pl] == '.')
         e = cp_checkpoint_find(&m->ckpt, name + pl + 1);
+    if (!e && root_is_base(m)) { /* a checkpoint saved from a task class: "bert.embeddings..." */
+        char full[512];
+        snprintf(full, sizeof full, "%s.%s", m->arch->base_prefix, name);
+        e = cp_checkpoint_find(&m->ckpt, full);
+    }
     return e;
+}
+
+/* Whether p belongs to the task head's own modules (outside the base model): a checkpoint of the
+ * bare base model has none of them, and transformers initialises them fresh. */
+static int is_head_param(const cp_model *m, const cp_param *p) {
+    const cp_module *mods[2] = {m->head.classifier, m->head.dense};
+    if (m->task != CP_TASK_SEQ_CLS && m->task != CP_TASK_TOKEN_CLS) return 0;
+    const size_t pl = strlen(m->arch->base_prefix);
+    for (int i = 0; i < 2; i++)
+        if (mods[i] && (mods[i]->weight == p || mods[i]->bias == p) &&
+            !(strncmp(mods[i]->path, m->arch->base_prefix, pl) == 0 && mods[i]->path[pl] == '.'))
+            return 1;
+    return 0;
+}
+
+/* Draws the fresh head's parameters as transformers' _init_weights does for a Linear: weight ~
+ * normal(0, initializer_range), bias 0; from cpeft's seeded stream (not PyTorch's). */
+static void init_fresh_param(cp_param *p, double std, cp_rng *rng) {
+    if (p->ndim == 1) { memset(p->data, 0, (size_t)p->numel * sizeof *p->data); return; }
+    for (int64_t i = 0; i < p->numel; i++) p->data[i] = (float)(std * cp_rng_normal(rng));
+}
+
+cp_status cp_model_init_head(cp_model *m, uint64_t seed) {
+    if (!m->n_fresh_head)
+        return cp_error("%s: the %s head was loaded from the checkpoint, nothing to initialise", m->dir, cp_task_name(m->task));
+    cp_rng rng;
+    cp_rng_seed(&rng, seed);
+    const cp_module *mods[2] = {m->head.dense, m->head.classifier};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; mods[i] && k < 2; k++) {
+            cp_param *p = k ? mods[i]->bias : mods[i]->weight;
+            if (p && p->owns_data && is_head_param(m, p)) init_fresh_param(p, m->config.initializer_range, &rng);
+        }
+    return CP_OK;
 }
 
 static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
@@ -73,6 +117,13 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
         return CP_OK;
     }
     shape_str(want, sizeof want, p->ndim, p->shape);
+    if (!e && is_head_param(m, p)) { /* a base-model checkpoint: the head starts fresh (cp_model_init_head) */
+        if (!(p->data = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name))) return CP_ERR;
+        p->owns_data = 1;
+        p->source_dtype = CP_F32;
+        m->n_fresh_head++;
+        return CP_OK;
+    }
     if (!e) {
         snprintf(item, sizeof item, "%s: expected %s, not in the checkpoint", p->name, want);
         report(&r->missing, &r->n_missing, item);
@@ -127,9 +178,15 @@ cp_status cp_model_bind_weights(cp_model *m) {
     for (int i = 0; i < n && st == CP_OK; i++)
         if (params[i]->tied_to) cp_param_tie(params[i], params[i]->tied_to);
     cp_free(params);
+    if (st == CP_OK && m->n_fresh_head) {
+        cp_warn("%s: the checkpoint has no %s head: %s is newly initialised (normal(0, %g), zero bias; seed 0 until "
+                "cp_model_init_head)", m->dir, cp_task_name(m->task), m->head.classifier->path, m->config.initializer_range);
+        st = cp_model_init_head(m, 0);
+    }
     if (st != CP_OK) goto out;
 
     char item[512], got[64];
+    int n_other_head = 0;
     for (int i = 0; i < m->ckpt.n_entries; i++) {
         cp_ckpt_entry *e = &m->ckpt.entries[i];
         if (e->used) continue;
@@ -138,13 +195,20 @@ cp_status cp_model_bind_weights(cp_model *m) {
         if (ignored) continue;
         shape_str(got, sizeof got, e->tensor->ndim, e->tensor->shape);
         snprintf(item, sizeof item, "%s: %s in %s", e->name, got, cp_checkpoint_file_of(&m->ckpt, e));
+        /* an encoder checkpoint saved with another head (a classifier, a pooler, an MLM head) loads into
+         * this task's class, as from_pretrained does: those tensors are left out, with a warning */
+        if (m->arch->encoder) {
+            if (n_other_head++ < 4) cp_warn("%s: not used by %s: %s", m->dir, m->root->class_name, item);
+            continue;
+        }
         report(&r.unexpected, &r.n_unexpected, item);
     }
+    if (n_other_head > 4) cp_warn("%s: ... and %d more tensors not used by %s", m->dir, n_other_head - 4, m->root->class_name);
     if (r.n_missing || r.n_shape || r.n_unexpected || r.n_dtype) {
         cp_strbuf sb;
         cp_sb_init(&sb);
         cp_sb_printf(&sb, "%s: the checkpoint does not match %s as config.json describes it", m->dir,
-                     m->arch->causal_lm_class);
+                     m->root->class_name);
         struct { const char *title; cp_strbuf *list; int n; } parts[] = {
             {"missing tensors", &r.missing, r.n_missing}, {"mis-shaped tensors", &r.shape, r.n_shape},
             {"tensors of an unsupported dtype", &r.dtype, r.n_dtype},
@@ -166,7 +230,33 @@ out:
     return st;
 }
 
-cp_status cp_model_load(cp_model **out, const char *dir, int flags) {
+/* The task a model directory is loaded for: the one asked, or (NULL) the one config.json's
+ * architectures[0] names, else the architecture's default. Decoders run CAUSAL_LM only; encoders have
+ * no causal LM. */
+static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task *out) {
+    const cp_arch *a = m->arch;
+    const char *cls = m->config.architecture;
+    if (task_type) {
+        if (cp_task_parse(task_type, out) != CP_OK) return CP_ERR;
+    } else if (has_suffix(cls, "ForSequenceClassification") && a->encoder) {
+        *out = CP_TASK_SEQ_CLS;
+    } else if (has_suffix(cls, "ForTokenClassification") && a->encoder) {
+        *out = CP_TASK_TOKEN_CLS;
+    } else {
+        *out = a->encoder ? CP_TASK_FEATURE_EXTRACTION : CP_TASK_CAUSAL_LM;
+    }
+    if (a->encoder && (*out == CP_TASK_CAUSAL_LM || *out == CP_TASK_SEQ_2_SEQ_LM))
+        return cp_error("%s: %s is an encoder: it has no %s head (task_type SEQ_CLS, TOKEN_CLS or FEATURE_EXTRACTION)",
+                        m->dir, m->config.model_type, cp_task_name(*out));
+    if (!a->encoder && *out != CP_TASK_CAUSAL_LM)
+        return cp_error("%s: task_type %s is not built yet for %s (only CAUSAL_LM)", m->dir, cp_task_name(*out),
+                        m->config.model_type);
+    return CP_OK;
+}
+
+cp_status cp_model_load(cp_model **out, const char *dir, int flags) { return cp_model_load_task(out, dir, flags, NULL); }
+
+cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type) {
     *out = NULL;
     cp_model *m = cp_calloc(1, sizeof *m, "the model");
     if (!m) return CP_ERR;
@@ -180,7 +270,8 @@ cp_status cp_model_load(cp_model **out, const char *dir, int flags) {
     cp_free(config_path);
     if (st == CP_OK) {
         m->arch = cp_arch_find(m->config.model_type);
-        st = m->arch->build(m);
+        st = resolve_task(m, task_type, &m->task);
+        if (st == CP_OK) st = m->arch->build(m);
     }
     if (st == CP_OK && !(flags & CP_LOAD_CONFIG_ONLY)) {
         st = cp_checkpoint_open(&m->ckpt, dir);
@@ -215,6 +306,9 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
     if (m->arch->learned_positions && !b->position_ids && b->T > m->config.max_positions)
         return cp_error("batch: sequence length %lld exceeds the model's %lld positions", (long long)b->T,
                         (long long)m->config.max_positions);
+    if (b->bbox && !m->arch->encoder) return cp_error("batch: bbox given, but %s takes no boxes", m->config.model_type);
+    if (b->token_type_ids && !m->arch->encoder)
+        return cp_error("batch: token_type_ids given, but %s has no token type embeddings", m->config.model_type);
     if (b->attention_mask)
         for (int64_t i = 0; i < b->B * b->T; i++)
             if (b->attention_mask[i] != 0 && b->attention_mask[i] != 1)
@@ -223,16 +317,25 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
     return CP_OK;
 }
 
-/* The model's head (models/head.h): the causal LM head on lm_head. */
+/* The model's head (models/head.h): the causal LM head on lm_head, or the classification head the
+ * architecture built. */
 static cp_head model_head(const cp_model *m) {
+    if (m->task != CP_TASK_CAUSAL_LM) return m->head;
     cp_head head = {.task = CP_TASK_CAUSAL_LM, .num_labels = m->config.vocab_size, .classifier = m->lm_head, .pad_token_id = -1};
     return head;
 }
 
-/* The batch's labels as the head takes them: class ids (B,T). */
-static cp_task_labels token_labels(const cp_batch *b) {
+/* The batch's labels as the head takes them: class ids (B,T) (CAUSAL_LM, TOKEN_CLS); SEQ_CLS class ids
+ * (B), or float values (B) with one label and (B,K) with K. *has is 0 when the batch has none. */
+static cp_task_labels batch_labels(const cp_model *m, const cp_batch *b, int *has) {
     cp_task_labels l = {.ids = b->labels, .ndim = 2, .shape = {b->B, b->T}};
-    return l;
+    *has = b->labels != NULL;
+    if (m->task != CP_TASK_SEQ_CLS) return l;
+    const int64_t K = m->head.num_labels;
+    if (b->labels) return (cp_task_labels){.ids = b->labels, .ndim = 1, .shape = {b->B}};
+    *has = b->label_values != NULL;
+    if (K == 1) return (cp_task_labels){.values = b->label_values, .ndim = 1, .shape = {b->B}};
+    return (cp_task_labels){.values = b->label_values, .ndim = 2, .shape = {b->B, K}};
 }
 
 cp_run cp_model_run(cp_model *m) {
@@ -286,6 +389,22 @@ static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_ba
 static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb) {
     if (check_batch(m, user_batch) != CP_OK) return NULL;
     if (!pb && m->prompt) { cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir); return NULL; }
+    if (m->prompt && m->task != CP_TASK_CAUSAL_LM) {
+        cp_error("%s: a prompt-learning adapter with a %s model is not supported yet", m->dir, cp_task_name(m->task));
+        return NULL;
+    }
+    if (!pb && m->task != CP_TASK_CAUSAL_LM) {
+        cp_error("%s: generation needs a causal LM, but the model was loaded for %s", m->dir, cp_task_name(m->task));
+        return NULL;
+    }
+    if (pb && user_batch->label_values && m->task != CP_TASK_SEQ_CLS) {
+        cp_error("batch: label_values are SEQ_CLS targets, but the model was loaded for %s", cp_task_name(m->task));
+        return NULL;
+    }
+    if (pb && user_batch->labels && user_batch->label_values) {
+        cp_error("batch: both labels and label_values given (class ids or float targets, not both)");
+        return NULL;
+    }
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
     run->mix = mix;
@@ -300,10 +419,18 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *
     float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
+    if (m->task == CP_TASK_FEATURE_EXTRACTION) { /* no head: the final hidden states, no loss */
+        if (batch->labels || batch->label_values) return cp_error("batch: labels given, but FEATURE_EXTRACTION has no loss");
+        if (out->logits) memcpy(out->logits, final, (size_t)(batch->B * batch->T * m->config.hidden_size) * sizeof *final);
+        out->loss_tokens = 0;
+        out->loss = 0;
+        return CP_OK;
+    }
     const cp_head head = model_head(m);
-    const cp_task_labels labels = token_labels(batch);
+    int has_labels;
+    const cp_task_labels labels = batch_labels(m, batch, &has_labels);
     cp_head_outputs ho = {.logits = out->logits};
-    if (cp_head_forward(&run, &head, final, batch->B, batch->T, batch->input_ids, batch->labels ? &labels : NULL, &ho) != CP_OK)
+    if (cp_head_forward(&run, &head, final, batch->B, batch->T, batch->input_ids, has_labels ? &labels : NULL, &ho) != CP_OK)
         return CP_ERR;
     out->loss_tokens = ho.n_items;
     out->loss = ho.loss;
@@ -355,14 +482,16 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
     cp_batch pb, *batch = &pb;
     float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
     if (!final) return CP_ERR;
-    if (!user_batch->labels) return cp_error("batch: training needs labels");
+    if (!user_batch->labels && !user_batch->label_values) return cp_error("batch: training needs labels");
+    if (m->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("%s: FEATURE_EXTRACTION has no loss to train on", m->dir);
     const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
     void *saved = NULL;
     if (!d_final) return CP_ERR;
     if (cp_stack_forward_train(m, &run, batch, recompute, final, &saved) != CP_OK) return CP_ERR;
     const cp_head head = model_head(m);
-    const cp_task_labels labels = token_labels(batch);
+    int has_labels;
+    const cp_task_labels labels = batch_labels(m, batch, &has_labels);
     cp_head_outputs ho = {0};
     if (cp_head_backward(&run, &head, final, batch->B, batch->T, batch->input_ids, &labels, norm, d_final, &ho) != CP_OK)
         return CP_ERR;
@@ -376,6 +505,10 @@ int64_t cp_model_hidden_size(const cp_model *m) { return m->config.hidden_size; 
 int64_t cp_model_num_layers(const cp_model *m) { return m->config.num_layers; }
 int64_t cp_model_max_positions(const cp_model *m) { return m->config.max_positions; }
 const char *cp_model_type(const cp_model *m) { return m->config.model_type; }
+const char *cp_model_task_type(const cp_model *m) { return cp_task_name(m->task); }
+int64_t cp_model_num_labels(const cp_model *m) {
+    return m->task == CP_TASK_SEQ_CLS || m->task == CP_TASK_TOKEN_CLS ? m->head.num_labels : 0;
+}
 int64_t cp_model_num_parameters(const cp_model *m) { return cp_module_num_parameters(m->root); }
 char *cp_model_repr(const cp_model *m) { return cp_module_repr_with(m->root, cp_hook_repr_wrap, NULL); }
 

@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "models/arch.h"
 #include "models/config.h"
+#include "models/head.h"
 #include "models/run.h"
 #include "models/stack.h"
 #include "nn/module.h"
@@ -18,8 +19,11 @@ struct cp_model {
     char *dir;
     cp_model_config config;
     const cp_arch *arch;
-    cp_module *root;       /* the *ForCausalLM module */
-    cp_module *lm_head;    /* Linear (V,C), possibly tied to the input embedding */
+    cp_task task;          /* what the model was loaded for (cp_model_load_task) */
+    cp_module *root;       /* the *ForCausalLM module (the task's class: *Model, *ForSequenceClassification, ...) */
+    cp_module *lm_head;    /* Linear (V,C), possibly tied to the input embedding; NULL without a causal LM */
+    cp_head head;          /* SEQ_CLS / TOKEN_CLS: the classification head the architecture built */
+    int n_fresh_head;      /* head parameters the checkpoint lacked, initialised fresh (cp_model_init_head) */
     cp_checkpoint ckpt;
     int has_weights;
     void *arch_state;      /* the architecture's pointers into the tree */

@@ -20,5 +20,6 @@ void cp_embedding_backward(const cp_module *m, const float *dY, const int64_t *i
     float *dW = m->weight->grad;
     if (dW) // in the forward pass this was out[n] = W[ids[n]], so dW[ids[n]] += dY[n] (serial: ids repeat)
         for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < C; c++) dW[ids[n] * C + c] += dY[n * C + c];
+            if (ids[n] != m->padding_idx) /* nn.Embedding's padding_idx row gets no gradient */
+                for (int64_t c = 0; c < C; c++) dW[ids[n] * C + c] += dY[n * C + c];
 }

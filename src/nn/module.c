@@ -139,7 +139,9 @@ cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int
 }
 
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim) {
-    return matrix_leaf(parent, name, "Embedding", CP_MOD_EMBEDDING, num, dim, num, dim); /* weight (num, dim) */
+    cp_module *m = matrix_leaf(parent, name, "Embedding", CP_MOD_EMBEDDING, num, dim, num, dim); /* weight (num, dim) */
+    if (m) m->padding_idx = -1;
+    return m;
 }
 
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
@@ -268,6 +270,7 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         break;
     case CP_MOD_EMBEDDING:
         cp_sb_printf(sb, "%lld, %lld", (long long)m->in_features, (long long)m->out_features);
+        if (m->padding_idx >= 0) cp_sb_printf(sb, ", padding_idx=%lld", (long long)m->padding_idx);
         break;
     case CP_MOD_LAYERNORM:
         cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,

@@ -60,6 +60,7 @@ typedef struct cp_module {
     int n_children, cap_children;
     cp_param *weight, *bias;   /* leaves only */
     int64_t in_features, out_features; /* Linear/Conv1D; Embedding: num_embeddings, embedding_dim */
+    int64_t padding_idx;       /* Embedding: the row nn.Embedding(padding_idx=...) gets no gradient for; -1 none */
     double eps;                /* LayerNorm */
     double p;                  /* Dropout */
     cp_activation activation;  /* ACTIVATION */

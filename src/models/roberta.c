@@ -1,0 +1,51 @@
+/*
+ * roberta.c — RoBERTa and XLM-RoBERTa (*Model, *ForSequenceClassification, *ForTokenClassification):
+ * the BERT encoder of bert_common.c with positions counted from padding_idx + 1 over the real tokens
+ * (create_position_ids_from_input_ids) and RobertaClassificationHead (dense → tanh → out_proj on <s>)
+ * instead of BERT's pooler. XLM-RoBERTa is the same network under its own class names, its task
+ * classes registering their head before the base model.
+ */
+#include "models/bert_common.h"
+
+static const cp_bert_variant roberta = {.stem = "Roberta", .default_pad = 1, .roberta_positions = 1, .roberta_head = 1};
+static const cp_bert_variant xlm_roberta = {.stem = "XLMRoberta", .default_pad = 1, .roberta_positions = 1, .roberta_head = 1,
+                                            .head_first = 1};
+
+static cp_status parse_roberta(cp_model_config *cfg, const cJSON *root, const char *file) {
+    return cp_bert_parse_config(cfg, root, file, &roberta);
+}
+static cp_status parse_xlm_roberta(cp_model_config *cfg, const cJSON *root, const char *file) {
+    return cp_bert_parse_config(cfg, root, file, &xlm_roberta);
+}
+static cp_status build_roberta(cp_model *m) { return cp_bert_build(m, &roberta); }
+static cp_status build_xlm_roberta(cp_model *m) { return cp_bert_build(m, &xlm_roberta); }
+
+static const char *const ignored_suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids", NULL};
+
+const cp_arch cp_arch_roberta = {
+    .model_type = "roberta",
+    .causal_lm_class = "RobertaModel",
+    .base_prefix = "roberta",
+    .class_stem = "Roberta",
+    .encoder = 1,
+    .parse_config = parse_roberta,
+    .build = build_roberta,
+    .free_state = cp_bert_free_state,
+    .block_ops = &cp_bert_block_ops,
+    .ignored_suffixes = ignored_suffixes,
+    .learned_positions = 1,
+};
+
+const cp_arch cp_arch_xlm_roberta = {
+    .model_type = "xlm-roberta",
+    .causal_lm_class = "XLMRobertaModel",
+    .base_prefix = "roberta",
+    .class_stem = "XLMRoberta",
+    .encoder = 1,
+    .parse_config = parse_xlm_roberta,
+    .build = build_xlm_roberta,
+    .free_state = cp_bert_free_state,
+    .block_ops = &cp_bert_block_ops,
+    .ignored_suffixes = ignored_suffixes,
+    .learned_positions = 1,
+};
