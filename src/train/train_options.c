@@ -98,6 +98,7 @@ cp_status cp_lora_config_for_task(const cp_lora_options *o, const char *task_typ
         cJSON_DeleteItemFromObject(root, "task_type");
         cJSON_AddItemToObject(root, "task_type", cJSON_CreateString(task_type));
         st = cp_peft_config_from_json(root, "the LoRA options", out);
+        if (st == CP_OK) (*out)->inference_mode = 0; /* the file form says true, as save_pretrained writes it */
     }
     cJSON_Delete(root);
     return st;
