@@ -516,10 +516,12 @@ cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling po
     if (!m || !out) return cp_error("cp_model_embed: no model or no output buffer");
     if (pooling != CP_EMBED_MEAN && pooling != CP_EMBED_CLS && pooling != CP_EMBED_LAST)
         return cp_error("cp_model_embed: pooling %d is not one of CP_EMBED_MEAN, _CLS, _LAST", (int)pooling);
+    if (m->prompt) return cp_error("%s: embeddings with a prompt-learning adapter are not supported yet", m->dir);
     cp_run run;
-    float *final = call_start(m, batch, NULL, &run, NULL); // (B,T,C)
+    cp_batch pb; /* no prompt method: the user's batch as it is */
+    float *final = call_start(m, batch, NULL, &run, &pb); // (B,T,C)
     if (!final) return CP_ERR;
-    if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
+    if (cp_stack_forward(m, &run, &pb, NULL, final, NULL) != CP_OK) return CP_ERR;
     const cp_pooling_mode mode = pooling == CP_EMBED_CLS ? CP_POOLING_CLS : pooling == CP_EMBED_LAST ? CP_POOLING_LAST
                                                                                                     : CP_POOLING_MEAN;
     cp_pool_sequences(out, final, batch->attention_mask, batch->B, batch->T, m->config.hidden_size, mode); // (B,C)

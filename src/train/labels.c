@@ -43,6 +43,10 @@ void cp_label_set_free(cp_label_set *set) {
     memset(set, 0, sizeof *set);
 }
 
+/* Integer labels are class ids: a set of them has max + 1 classes, and a stray large number (a
+ * score, an id column taken for the label) must not allocate millions of them. */
+#define CP_MAX_CLASS_IDS 65536
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static cp_status alloc_names(cp_label_set *set, int64_t n) {
@@ -95,8 +99,9 @@ cp_status cp_label_set_discover(cp_label_set *set, cp_problem_type problem, cons
                          path, line[k], v[k].i);
                 goto fail;
             }
-            if (v[k].i >= INT32_MAX) {
-                cp_error("%s:%" PRId64 ": label %" PRId64 " is too large for a class id", path, line[k], v[k].i);
+            if (v[k].i >= CP_MAX_CLASS_IDS) {
+                cp_error("%s:%" PRId64 ": label %" PRId64 " would make %" PRId64 " classes (integer labels are class "
+                         "ids 0, 1, ..., at most %d of them)", path, line[k], v[k].i, v[k].i + 1, CP_MAX_CLASS_IDS);
                 goto fail;
             }
             if (v[k].i > max) max = v[k].i;
