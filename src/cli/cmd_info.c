@@ -30,9 +30,13 @@
 
 static void help(FILE *f) {
     fprintf(f,
-            "usage: cpeft info MODEL_DIR [--json] [--tree] [--peft-config FILE | --adapter DIR] [--peft-format F]\n\n"
+            "usage: cpeft info MODEL_DIR|--model DIR [--task-type T] [--json] [--tree] [--peft-config FILE | --adapter DIR]\n"
+            "                  [--peft-format F]\n\n"
             "Prints a Hugging Face model directory's architecture, config summary, parameter count,\n"
             "weight dtypes and memory. Needs only config.json; weights are described when present.\n\n"
+            "  --model DIR         the model directory (or give it as the argument)\n"
+            "  --task-type T       the task class to build: CAUSAL_LM, SEQ_CLS, TOKEN_CLS, FEATURE_EXTRACTION\n"
+            "                      (default: the PEFT config's task_type, else config.json's architectures)\n"
             "  --tree              print the module tree as PyTorch's print(model) shows it\n"
             "  --json              one JSON object instead of text\n"
             "  --peft-config FILE  wrap the model with this PEFT adapter_config.json (as get_peft_model does)\n"
@@ -78,7 +82,9 @@ static int print_text(const cp_model *m, const weight_summary *w, int64_t n_para
     const cp_model_config *c = &m->config;
     char b1[32], b2[32], eps[32];
     printf("model:        %s\n", m->dir);
-    printf("architecture: %s (model_type %s)\n", m->arch->causal_lm_class, c->model_type);
+    printf("architecture: %s (model_type %s)\n", m->root->class_name, c->model_type);
+    if (m->task == CP_TASK_SEQ_CLS || m->task == CP_TASK_TOKEN_CLS)
+        printf("task:         %s, %lld labels\n", cp_task_name(m->task), (long long)m->head.num_labels);
     printf("layers:       %lld    hidden: %lld    heads: %lld (head dim %lld)    MLP: %lld\n",
            (long long)c->num_layers, (long long)c->hidden_size, (long long)c->num_heads, (long long)c->head_dim,
            (long long)c->intermediate_size);
@@ -113,8 +119,10 @@ static int print_json(const cp_model *m, const weight_summary *w, int64_t n_para
     char eps[32];
     cp_sb_append(&sb, "{\"model_dir\":");
     cp_json_write_cstring(&sb, m->dir, 0);
-    cp_sb_printf(&sb, ",\"model_type\":\"%s\",\"architecture\":\"%s\",\"num_parameters\":%lld", c->model_type,
-                 m->arch->causal_lm_class, (long long)n_params);
+    cp_sb_printf(&sb, ",\"model_type\":\"%s\",\"architecture\":\"%s\",\"task_type\":\"%s\",\"num_parameters\":%lld",
+                 c->model_type, m->root->class_name, cp_task_name(m->task), (long long)n_params);
+    if (m->task == CP_TASK_SEQ_CLS || m->task == CP_TASK_TOKEN_CLS)
+        cp_sb_printf(&sb, ",\"num_labels\":%lld", (long long)m->head.num_labels);
     cp_sb_printf(&sb,
                  ",\"config\":{\"vocab_size\":%lld,\"hidden_size\":%lld,\"num_layers\":%lld,\"num_heads\":%lld,"
                  "\"head_dim\":%lld,\"intermediate_size\":%lld,\"max_position_embeddings\":%lld,"
@@ -179,11 +187,27 @@ static cp_status add_peft(cp_model *m, const char *peft_config, const char *adap
     return st;
 }
 
+/* The task to load for: --task-type, else the PEFT config's task_type (NULL: config.json decides). */
+static cp_status pick_task(const char *task_type, const char *peft_config, const char *adapter, char **out) {
+    *out = NULL;
+    if (task_type) return (*out = cp_strdup(task_type)) ? CP_OK : CP_ERR;
+    if (!peft_config && !adapter) return CP_OK;
+    char *path = adapter ? cp_path_join(adapter, "adapter_config.json") : cp_strdup(peft_config);
+    cp_peft_config *cfg = NULL;
+    cp_status st = path ? cp_peft_config_load(path, &cfg) : CP_ERR;
+    if (st == CP_OK && cfg->task_type && !(*out = cp_strdup(cfg->task_type))) st = CP_ERR;
+    cp_peft_config_free(cfg);
+    cp_free(path);
+    return st;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *dir = NULL, *peft_config = NULL, *adapter = NULL, *format = "notebook";
+    const char *dir = NULL, *model = NULL, *task_type = NULL, *peft_config = NULL, *adapter = NULL, *format = "notebook";
     int json = 0, tree = 0;
     static const char *const formats[] = {"notebook", "current", NULL};
     const cp_opt options[] = {
+        {CP_STRING("--model", &model)},
+        {CP_STRING("--task-type", &task_type)},
         {CP_FLAG("--json", &json)},
         {CP_FLAG("--tree", &tree)},
         {CP_STRING("--peft-config", &peft_config)},
@@ -195,11 +219,20 @@ int cmd_info(int argc, char **argv) {
                                .help_after_unknown = 1, .positional = &dir, .extra = "unexpected argument %s"};
     int r = cp_args_parse(&spec, argc, argv, 1);
     if (r >= 0) return r;
+    if (dir && model) { fprintf(stderr, "cpeft info: give the model directory once (argument or --model)\n"); return 2; }
+    if (!dir) dir = model;
     if (!dir) { help(stderr); return 2; }
     if (peft_config && adapter) { fprintf(stderr, "cpeft info: give --peft-config or --adapter, not both\n"); return 2; }
 
-    cp_model *m = cli_load_model("info", dir, CP_LOAD_CONFIG_ONLY, NULL, 0);
-    if (!m) return 1;
+    char *task = NULL;
+    cp_model *m = NULL;
+    if (pick_task(task_type, peft_config, adapter, &task) != CP_OK ||
+        cp_model_load_task(&m, dir, CP_LOAD_CONFIG_ONLY, task) != CP_OK) {
+        fprintf(stderr, "cpeft info: %s\n", cp_last_error());
+        cp_free(task);
+        return 1;
+    }
+    cp_free(task);
     weight_summary w;
     if (summarize_weights(dir, &w) != CP_OK) {
         fprintf(stderr, "cpeft info: %s\n", cp_last_error());

@@ -342,6 +342,7 @@ TEST(encoder_lora_gradients_match_peft) {
               loss_sum / (double)n_items, want_loss);
         int matched = 0;
         double worst = 0;
+        const char *worst_key = "";
         for (int i = 0; i < st.n_tensors; i++) {
             const char *key = st.tensors[i].name;
             if (strncmp(key, "grad.", 5)) continue;
@@ -349,13 +350,13 @@ TEST(encoder_lora_gradients_match_peft) {
             CHECK(p && p->grad && p->numel == st.tensors[i].numel, "%s: %s has no trained parameter", cases[c], key);
             if (!p || !p->grad) continue;
             double d = rel_diff(p->grad, st.tensors[i].data, p->numel);
-            worst = fmax(worst, d);
+            if (d > worst) { worst = d; worst_key = key + 5; }
             CHECK(d <= GRAD_TOL, "%s: %s relative difference %.3e", cases[c], key, d);
             matched++;
         }
         CHECK(matched == n && n > 0, "%s: %d gradients in the fixture, %d trainable tensors here", cases[c], matched, n);
-        printf("  %-24s %2d trainable tensors, logits %.2e, loss %.6f, max relative gradient difference %.2e\n", cases[c], n, dl,
-               out.loss, worst);
+        printf("  %-24s %2d trainable tensors, logits %.2e, loss %.6f, max relative gradient difference %.2e (%s)\n", cases[c], n,
+               dl, out.loss, worst, worst_key);
         worst_grad = fmax(worst_grad, worst);
         same_adapter_file(m, dir, cases[c]);
         cp_free(params);

@@ -12,7 +12,7 @@ tiny random BERT-family models made with the real transformers classes (5.23) an
                                       logits and loss with the adapter, and grad.<saved key> of every trainable
                                       tensor after loss.backward(); expected.json: base_dir, task, target_modules
 
-Weights: init with initializer_range 0.2 (so that a wrong detail shows in the logits), LayerNorm weights and
+Sizes: hidden 32, 2 layers, vocabulary 32, 16 positions, MLP 21. Weights: init with initializer_range 0.2 (so that a wrong detail shows in the logits), LayerNorm weights and
 biases perturbed. Inputs: B=3, T=9, rows right-padded to 9, 6 and 4 real tokens, pad id 0 at the padding,
 token_type_ids 0 then 1 (a sentence pair) on real tokens (zeros with type_vocab_size 1).
 The forward fixtures' metadata also hold str(model) ("repr") and the parameter count ("num_parameters").
@@ -39,20 +39,22 @@ ROOT = "tests/fixtures/encoders"
 B, T = 3, 9
 LENGTHS = [9, 6, 4]
 
-COMMON = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-              max_position_embeddings=64, type_vocab_size=2, initializer_range=0.2, pad_token_id=0)
+# Sizes are as small as the cases allow: a vocabulary of 32 (ids 2..31 drawn, 0/1 the pads), 16 positions (9
+# tokens, RoBERTa's start at pad + 1), an odd MLP width (21) so that no stride is a multiple of the vector width.
+COMMON = dict(vocab_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=21,
+              max_position_embeddings=16, type_vocab_size=2, initializer_range=0.2, pad_token_id=0)
 # DistilBertConfig names the same sizes differently (dim, n_layers, n_heads, hidden_dim) and has no token types
-DISTIL = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64,
+DISTIL = dict(vocab_size=32, dim=32, n_layers=2, n_heads=4, hidden_dim=21, max_position_embeddings=16,
               initializer_range=0.2, pad_token_id=0)
 # Decoders with their classification heads (tests/fixtures/decoder_heads/, same layout): pad_token_id 0
 DEC_ROOT = "tests/fixtures/decoder_heads"
-_GPT2 = dict(n_embd=32, n_head=4, n_layer=2, vocab_size=99, n_positions=64, activation_function="gelu_new",
+_GPT2 = dict(n_embd=32, n_head=4, n_layer=2, vocab_size=32, n_positions=16, n_inner=21, activation_function="gelu_new",
              layer_norm_epsilon=1e-5, initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=1, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
 _NEO = dict(hidden_size=32, num_heads=4, num_layers=2, attention_types=[[["global", "local"], 1]], window_size=4,
-            vocab_size=99, max_position_embeddings=64, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+            vocab_size=32, max_position_embeddings=16, intermediate_size=21, activation_function="gelu_new", layer_norm_epsilon=1e-5,
             initializer_range=0.2, pad_token_id=0, bos_token_id=1, eos_token_id=1, embed_dropout=0.0, attention_dropout=0.0, resid_dropout=0.0)
-_LLAMA = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-              vocab_size=99, max_position_embeddings=64, initializer_range=0.2, pad_token_id=0, rms_norm_eps=1e-5)
+_LLAMA = dict(hidden_size=32, intermediate_size=21, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              vocab_size=32, max_position_embeddings=16, initializer_range=0.2, pad_token_id=0, rms_norm_eps=1e-5)
 COMMON_OF = {"distilbert": DISTIL, "gpt2": _GPT2, "gpt_neo": _NEO, "llama": _LLAMA, "mistral": dict(_LLAMA, sliding_window=None),
              "qwen2": _LLAMA}
 DECODERS = {"gpt2", "gpt_neo", "llama", "mistral", "qwen2"}
@@ -87,10 +89,10 @@ MODELS = {
     "electra_base": ("electra", "ElectraModel", dict(embedding_size=24), 503),
     # LayoutLM: 2-D position embeddings from bbox (x0, y0, x1, y1; h = y1 - y0, w = x1 - x0)
     "layoutlm_seqcls": ("layoutlm", "LayoutLMForSequenceClassification",
-                        dict(num_labels=2, max_2d_position_embeddings=50), 601),
+                        dict(num_labels=3, max_2d_position_embeddings=24), 601),
     "layoutlm_tokcls": ("layoutlm", "LayoutLMForTokenClassification",
-                        dict(num_labels=5, max_2d_position_embeddings=40, type_vocab_size=1), 602),
-    "layoutlm_base": ("layoutlm", "LayoutLMModel", dict(max_2d_position_embeddings=30), 603),
+                        dict(num_labels=5, max_2d_position_embeddings=20, type_vocab_size=1), 602),
+    "layoutlm_base": ("layoutlm", "LayoutLMModel", dict(max_2d_position_embeddings=16), 603),
 }
 # decoder heads: "_left" models are run with left padding
 MODELS.update({
@@ -297,10 +299,18 @@ def write_grads(case: str):
         t["grad." + k] = params[n].grad
     save_tensors(os.path.join(d, "expected.safetensors"), t,
                  {"task": task, "labels": {"labels": "ids", "label_values": "values"}[lab_name]})
+    # what `cpeft info --model base --task-type T --adapter d [--tree]` prints: PeftModel.from_pretrained (frozen)
+    from peft import PeftModel
+    import contextlib
+    import io
+    loaded = PeftModel.from_pretrained(make_model(mname), d)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        loaded.print_trainable_parameters()
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump({"base_dir": f"models/{mname}", "task": task, "target_modules": sorted(cfg["target_modules"]),
-                   "modules_to_save": cfg.get("modules_to_save"), "trainable": sorted(kmap.values())}, f, indent=2,
-                  sort_keys=True)
+                   "modules_to_save": cfg.get("modules_to_save"), "trainable": sorted(kmap.values()),
+                   "info_repr": str(loaded), "info_line": buf.getvalue().strip()}, f, indent=2, sort_keys=True)
         f.write("\n")
 
 
