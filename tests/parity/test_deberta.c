@@ -3,7 +3,8 @@
  * (fixtures from tests/reference/make_deberta_model_fixtures.py, under tests/fixtures/deberta_models/):
  *   - forward: logits (B,K) / (B,T,K) / last hidden state, every hidden state, loss, repr and parameter
  *     count, for models covering each config switch (relative_attention, pos_att_type, share_att_key,
- *     position_buckets, clamped spans, norm_rel_ebd, position_biased_input, embed_proj), f32 and 16-bit copies;
+ *     position_buckets, clamped spans, norm_rel_ebd, position_biased_input, embed_proj, the v2 ConvLayer),
+ *     f32 and 16-bit copies;
  *   - LoRA (SEQ_CLS / TOKEN_CLS, head in modules_to_save): logits and loss with the adapter, the gradient of
  *     every trainable tensor after one backward (LoRA in layer 0 only; rel_embeddings and encoder.LayerNorm
  *     in modules_to_save with LoRA in the top layer only: the backward must still reach the relative
@@ -153,6 +154,7 @@ static void same_adapter_file(cp_model *m, const char *peft_dir, const char *nam
 
 TEST(deberta_lora_gradients_match_peft) {
     const char *cases[] = {"debv2_seqcls_default", "debv2_tokcls_all", "debv2_seqcls_layer0", "debv2_seqcls_relemb",
+                           "debv2_conv_embproj",   "debv2_conv_default",
                            "deb_seqcls_default",   "deb_tokcls_pos",   "deb_seqcls_relemb",   "deb_multilabel_pq"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[512];
@@ -239,7 +241,7 @@ TEST(deberta_refuses_by_name) {
         {"{\"model_type\": \"deberta\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
          "\"intermediate_size\": 8, \"vocab_size\": 10, \"talking_head\": true}", "talking_head"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
-         "\"intermediate_size\": 8, \"vocab_size\": 10, \"conv_kernel_size\": 3}", "conv_kernel_size"},
+         "\"intermediate_size\": 8, \"vocab_size\": 10, \"conv_kernel_size\": 4}", "conv_kernel_size"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
          "\"intermediate_size\": 8, \"vocab_size\": 10, \"relative_attention\": true, \"position_buckets\": 1}", "position_buckets"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "

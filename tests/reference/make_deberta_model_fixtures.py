@@ -11,7 +11,7 @@ LoRA on them, in the layout of make_encoder_fixtures.py (whose input, label and 
 The models cover each switch: relative_attention on/off, pos_att_type c2p / p2c / both (list or "a|b" string),
 share_att_key, position_buckets (log buckets reached at T = 9), max_relative_positions below T (clamped spans),
 norm_rel_ebd "layer_norm", position_biased_input on/off, type_vocab_size 0 / 2, embedding_size != hidden_size
-(embed_proj), pooler_hidden_act. Weights: init with initializer_range 0.2; every LayerNorm (DebertaLayerNorm
+(embed_proj), pooler_hidden_act, the v2 ConvLayer (conv_kernel_size 3 with 2 groups, 5). Weights: init with initializer_range 0.2; every LayerNorm (DebertaLayerNorm
 included), Linear bias and v1's q_bias / v_bias perturbed. Inputs: B=3, T=9, right-padded to 9, 6, 4 tokens.
 LoRA cases include the backward cut: LoRA in layer 0 only, and rel_embeddings (with encoder.LayerNorm) in
 modules_to_save next to LoRA in the top layer only.
@@ -55,6 +55,10 @@ MODELS = {
     "debv2_seqcls_norel": ("deberta-v2", "DebertaV2ForSequenceClassification",
                            dict(relative_attention=False, pos_att_type=["c2p", "p2c"], num_labels=1, pooler_hidden_act="tanh",
                                 type_vocab_size=2), 504),
+    "debv2_conv_tokcls": ("deberta-v2", "DebertaV2ForTokenClassification",
+                          dict(V3, conv_kernel_size=3, conv_groups=2, conv_act="gelu", embedding_size=24, num_labels=3), 505),
+    "debv2_conv_seqcls": ("deberta-v2", "DebertaV2ForSequenceClassification",
+                          dict(relative_attention=True, pos_att_type="p2c|c2p", conv_kernel_size=5, num_labels=2), 506),
     "deb_seqcls": ("deberta", "DebertaForSequenceClassification",
                    dict(relative_attention=True, pos_att_type="c2p|p2c", position_biased_input=False, num_labels=3), 601),
     "deb_tokcls": ("deberta", "DebertaForTokenClassification",
@@ -78,6 +82,9 @@ GRADS = {
     "debv2_seqcls_relemb": ("debv2_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["value_proj"],
                                                  layers_to_transform=[1],
                                                  modules_to_save=["classifier", "rel_embeddings", "encoder.LayerNorm"])),
+    "debv2_conv_embproj": ("debv2_conv_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8, target_modules=["embed_proj", "value_proj"],
+                                                      modules_to_save=["classifier", "encoder.conv"])),
+    "debv2_conv_default": ("debv2_conv_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
     "deb_seqcls_default": ("deb_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
     "deb_tokcls_pos": ("deb_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=16, target_modules=["in_proj", "pos_proj", "dense"])),
     "deb_seqcls_relemb": ("deb_seqcls", dict(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["in_proj"],
