@@ -179,6 +179,16 @@ TEST(deberta_lora_gradients_match_peft) {
             cp_st_close(&st);
             continue;
         }
+        /* print(peft_model) and print_trainable_parameters()'s counts */
+        const char *want_repr = cp_st_meta(&st, "repr"), *want_tr = cp_st_meta(&st, "trainable"), *want_all = cp_st_meta(&st, "all");
+        char *repr = cp_model_peft_repr(m);
+        CHECK(repr && want_repr && !strcmp(repr, want_repr), "%s: PeftModel repr differs:\n%s\n--- PEFT:\n%s", cases[c],
+              repr ? repr : "", want_repr ? want_repr : "");
+        cp_free(repr);
+        int64_t tr = 0, all = 0;
+        cp_model_trainable_parameters(m, &tr, &all);
+        CHECK(want_tr && want_all && tr == atoll(want_tr) && all == atoll(want_all), "%s: trainable %lld of %lld, PEFT %s of %s",
+              cases[c], (long long)tr, (long long)all, want_tr ? want_tr : "?", want_all ? want_all : "?");
         cp_batch b = fixture_batch(&st);
         /* logits and loss with the adapter (eval forward) */
         const int64_t nl = logits_numel(m, &b);

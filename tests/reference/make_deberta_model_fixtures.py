@@ -6,7 +6,8 @@ LoRA on them, in the layout of make_encoder_fixtures.py (whose input, label and 
     forward/<model>.safetensors       inputs, logits / last_hidden_state, hidden_states (L+1,B,T,C), loss;
                                       metadata: model, task, labels, repr, num_parameters
     grads/<case>/                     PEFT adapter + expected.safetensors (logits, loss, grad.<saved key> of every
-                                      trainable tensor after loss.backward()) + expected.json
+                                      trainable tensor after loss.backward(); metadata: str(PeftModel), the
+                                      trainable and total parameter counts) + expected.json
 
 The models cover each switch: relative_attention on/off, pos_att_type c2p / p2c / both (list or "a|b" string),
 share_att_key, position_buckets (log buckets reached at T = 9), max_relative_positions below T (clamped spans),
@@ -167,7 +168,9 @@ def write_grads(case: str):
         assert params[n].grad is not None and params[n].grad.abs().max() > 0, (case, n, "no gradient")
         t["grad." + k] = params[n].grad
     save_tensors(os.path.join(d, "expected.safetensors"), t,
-                 {"task": task, "labels": {"labels": "ids", "label_values": "values"}[lab_name]})
+                 {"task": task, "labels": {"labels": "ids", "label_values": "values"}[lab_name], "repr": str(pm),
+                  "trainable": str(sum(p.numel() for p in pm.parameters() if p.requires_grad)),
+                  "all": str(sum(p.numel() for p in pm.parameters()))})
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump({"base_dir": f"models/{mname}", "task": task, "target_modules": sorted(cfg["target_modules"]),
                    "modules_to_save": cfg.get("modules_to_save"), "trainable": sorted(kmap.values())}, f, indent=2,
