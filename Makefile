@@ -2,6 +2,7 @@
 #   make                 build/cpeft, build/libcpeft.a, build/libcpeft.so, build/examples/* (portable x86-64;
 #                        NATIVE=1: this CPU only)
 #   make demo            the main job on the built-in default (see README)
+#   make demo-classify   LoRA SST-2 and WNUT-17 on the default encoder, metrics before and after
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
 #   make install PREFIX=/opt/cpeft   (lib/libcpeft.so.ABI with its libcpeft.so link)
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
@@ -69,7 +70,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 EXAMPLE_BIN := $(patsubst %.c,$(BUILD)/%,$(EXAMPLE_SRC))
 
-.PHONY: all deps demo test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
+.PHONY: all deps demo demo-classify test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc $(EXAMPLE_BIN)
 
 deps: $(DEPS_STAMP)
@@ -139,6 +140,9 @@ $(BUILD)/bench/%: bench/%.c bench/machine.h $(BUILD)/libcpeft.a
 # The main job the README gives.
 demo: all
 	@scripts/demo.sh
+
+demo-classify: all
+	@scripts/demo-classify.sh
 
 # The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
 test: test-fast test-asan

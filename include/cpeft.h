@@ -127,6 +127,17 @@ CP_API cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, 
  * biases, drawn from cpeft's seeded stream (seed 0 at load). This redraws it from `seed`; an error when
  * the head came from the checkpoint. */
 CP_API cp_status cp_model_init_head(cp_model *m, uint64_t seed);
+/* from_pretrained(dir, num_labels=K, id2label=..., label2id=...) for SEQ_CLS / TOKEN_CLS: the label
+ * set given here replaces config.json's (labels: K names, id2label order, or NULL for "LABEL_0"...;
+ * problem_type: "single_label_classification", "multi_label_classification", "regression" or NULL
+ * for the automatic choice), so the classifier has K outputs. A checkpoint whose head has another size
+ * is an error naming the tensor and both shapes. The head is fresh as cp_model_init_head says when the
+ * checkpoint has none. */
+CP_API cp_status cp_model_load_labels(cp_model **out, const char *dir, int flags, const char *task_type,
+                                      const char *const *labels, int64_t num_labels, const char *problem_type);
+/* id2label[id] of a SEQ_CLS / TOKEN_CLS model ("LABEL_<id>" when config.json names none); NULL
+ * outside 0..num_labels-1 or for other tasks. */
+CP_API const char *cp_model_label_name(const cp_model *m, int64_t id);
 CP_API void cp_model_free(cp_model *m);
 
 /* A batch of token sequences. Arrays are row-major (B,T); NULL means the default. */
@@ -424,8 +435,14 @@ typedef enum {
 
 typedef struct cp_train_eval {
     int64_t step, total_steps;
-    double loss;                 /* mean token loss over the evaluation data */
+    double loss;                 /* mean token loss over the evaluation data (SEQ_CLS / TOKEN_CLS: the
+                                    mean over rows / labelled tokens, as transformers reports it) */
     cp_eval_when when;
+    /* ---- ABI 2: classification metrics, NAN where the task has none ---- */
+    double accuracy, macro_f1;   /* SEQ_CLS single-label: sklearn's accuracy_score, f1_score(average="macro") */
+    double precision, recall, f1;/* TOKEN_CLS: entity-level micro averages as seqeval computes them
+                                    (TOKEN_CLS also fills accuracy: over labelled tokens) */
+    int64_t examples;            /* evaluation records */
 } cp_train_eval;
 
 typedef enum {
@@ -501,6 +518,17 @@ typedef struct cp_train_options {
     const char *run_name;             /* how a second run on output_dir names this one while it holds
                                          it: "<run_name> (pid N)" (NULL: "cpeft") */
     cp_train_callbacks callbacks;
+    /* ---- ABI 2: classification. The task is the model's (cp_model_load_labels / _load_task);
+     * SEQ_CLS reads CSV / TSV (header row) or JSONL records, TOKEN_CLS CoNLL (token TAB tag) or
+     * JSONL word lists; see README "Classification". The label set is discovered from data_path and
+     * must have the model's num_labels entries (cp_model_load_labels gives the model that size);
+     * eval data must use labels of that set. Each saved adapter directory gets config.json: the base
+     * model's config with architectures, id2label, label2id and problem_type of the trained head. ---- */
+    const char *task_type;            /* NULL: the model's task; else it must be the model's */
+    const char *text_pair_field;      /* SEQ_CLS: the second text of a pair (NULL: single texts) */
+    const char *label_field;          /* NULL: "label" (SEQ_CLS), "ner_tags" (TOKEN_CLS JSONL) */
+    int64_t max_train_samples;        /* 0: all; else the file's first N examples (run_glue.py's flag) */
+    int64_t max_eval_samples;         /* 0: all */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */
@@ -518,6 +546,14 @@ typedef struct cp_trainer cp_trainer;
  * must outlive the trainer, and the model's adapters must not change while it exists (see
  * Threading). The options are copied. */
 CP_API cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *tok, const cp_train_options *o);
+/* SEQ_CLS / TOKEN_CLS: the label set a run with options o will discover in o->data_path (read with
+ * o's fields, as cp_trainer_create reads it), in class-id order, and for SEQ_CLS the problem type
+ * ("single_label_classification", ...; NULL for TOKEN_CLS; a static string); load the model with
+ * cp_model_load_labels(..., *labels, *n, *problem_type) before cp_trainer_create. Free the labels
+ * with cp_train_labels_free. Errors name file:line. */
+CP_API cp_status cp_train_data_labels(const cp_tokenizer *tok, const cp_train_options *o, const char *task_type, char ***labels,
+                                      int64_t *n, const char **problem_type);
+CP_API void cp_train_labels_free(char **labels, int64_t n);
 /* Releases output_dir and frees the trainer; the model keeps the trained adapter. */
 CP_API void cp_trainer_free(cp_trainer *t);
 
@@ -537,6 +573,9 @@ CP_API cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p);
 /* The mean token loss over the evaluation data (eval mode, no dropout). An error when the trainer
  * has no evaluation data. */
 CP_API cp_status cp_trainer_evaluate(cp_trainer *t, double *loss);
+/* The same with the task's metrics (loss and, for SEQ_CLS / TOKEN_CLS, those of cp_train_eval);
+ * out->step is the trainer's step and out->when CP_EVAL_DURING. */
+CP_API cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *out);
 /* Asks the run to stop after the step under way. Async-signal-safe and thread-safe: call it from a
  * SIGINT handler or another thread. A request made before cp_trainer_run starts stops it before
  * its first step. */

@@ -51,6 +51,14 @@ static void help(FILE *f) {
             "data:\n"
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
+            "classification (encoders; README \"Classification\"):\n"
+            "  --task-type CAUSAL_LM|SEQ_CLS|TOKEN_CLS (CAUSAL_LM)\n"
+            "                                  SEQ_CLS: .csv / .tsv (header row) or .jsonl records; TOKEN_CLS:\n"
+            "                                  CoNLL (token TAB tag) or .jsonl word lists. Labels are discovered\n"
+            "                                  from --data and saved as config.json beside the adapter\n"
+            "  --text-field NAME (sentence, else text; tokens)  --text-pair-field NAME  --label-field NAME\n"
+            "                                  (label; ner_tags)\n"
+            "  --max-train-samples N  --max-eval-samples N   the files' first N records (0: all)\n"
             "  --resume-from-checkpoint DIR    continue a run exactly where checkpoint-N left it\n"
             "output:\n"
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
@@ -88,6 +96,7 @@ typedef struct {
     cp_trainer *t;
     const char *output_dir;
     int live;          /* a live progress bar (a terminal, or --progress bar) */
+    int classify;      /* SEQ_CLS / TOKEN_CLS: metrics, no perplexity */
     double t_start;    /* the first step's start: the final message's duration */
     char error[4096];  /* a callback's own failure, reported instead of the trainer's message */
 } report;
@@ -113,8 +122,31 @@ static int on_log(void *user, const cp_train_progress *p) {
     return 0;
 }
 
+/* " | accuracy 0.9000 | macro-F1 ..." for the metrics the task has. */
+static const char *metrics_text(const cp_train_eval *e, char *buf, size_t n) {
+    buf[0] = '\0';
+    size_t o = 0;
+    const char *names[] = {"accuracy", "macro-F1", "precision", "recall", "F1"};
+    const double v[] = {e->accuracy, e->macro_f1, e->precision, e->recall, e->f1};
+    for (int k = 0; k < 5 && o < n; k++)
+        if (!isnan(v[k])) o += (size_t)snprintf(buf + o, n - o, " | %s %.4f", names[k], v[k]);
+    return buf;
+}
+
 static int on_evaluate(void *user, const cp_train_eval *e) {
     report *r = user;
+    if (r->classify) {
+        char m[256];
+        metrics_text(e, m, sizeof m);
+        if (e->when == CP_EVAL_BEFORE_TRAINING)
+            printf("step 0/%lld | eval loss %.4f%s (before training)\n", (long long)e->total_steps, e->loss, m);
+        else if (e->when == CP_EVAL_DURING)
+            printf("step %lld/%lld | eval loss %.4f%s\n", (long long)e->step, (long long)e->total_steps, e->loss, m);
+        else
+            printf("eval loss %.4f%s\n", e->loss, m);
+        if (e->when == CP_EVAL_BEFORE_TRAINING) r->t_start = now();
+        return 0;
+    }
     if (e->when == CP_EVAL_BEFORE_TRAINING)
         printf("step 0/%lld | eval loss %.4f | eval perplexity %.2f (before training)\n", (long long)e->total_steps, e->loss, exp(e->loss));
     else if (e->when == CP_EVAL_DURING)
@@ -227,8 +259,23 @@ static int train(const char *model_dir, cp_train_options *o, int progress) {
     o->run_name = "cpeft train";
     cp_model *m = NULL;
     cp_tokenizer *tok = NULL;
-    cp_status st = cp_model_load(&m, model_dir, CP_LOAD_WEIGHTS);
-    if (st == CP_OK) st = cp_tokenizer_load_dir(&tok, model_dir);
+    r.classify = o->task_type && (!strcmp(o->task_type, "SEQ_CLS") || !strcmp(o->task_type, "TOKEN_CLS"));
+    cp_status st = cp_tokenizer_load_dir(&tok, model_dir);
+    if (st == CP_OK && r.classify) { /* the head gets the training file's labels, as run_glue.py / run_ner.py build it */
+        char **labels = NULL;
+        int64_t n = 0;
+        const char *problem = NULL;
+        st = cp_train_data_labels(tok, o, o->task_type, &labels, &n, &problem);
+        if (st == CP_OK) {
+            printf("labels: %lld (", (long long)n);
+            for (int64_t i = 0; i < n && i < 20; i++) printf("%s%s", i ? ", " : "", labels[i]);
+            printf("%s) from %s\n", n > 20 ? ", ..." : "", o->data_path);
+            st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type, (const char *const *)labels, n, problem);
+        }
+        cp_train_labels_free(labels, n);
+    } else if (st == CP_OK) {
+        st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type);
+    }
     if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
     if (st == CP_OK) {
         atomic_store(&running, r.t);
@@ -298,7 +345,9 @@ int cmd_train(int argc, char **argv) {
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
         STR("--target-modules", a.lora.target_modules) STR("--bias", a.lora.bias) STR("--modules-to-save", a.lora.modules_to_save)
-        STR("--text-field", a.text_field)
+        STR("--text-field", a.text_field) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
+        STR("--task-type", a.task_type)
+        INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)
         INT("--lora-r", lora.r, 1, 1 << 20) DBL("--lora-alpha", lora.alpha) DBL("--lora-dropout", lora.dropout)
         DBL("--learning-rate", learning_rate) DBL("--num-train-epochs", num_train_epochs) INT("--max-steps", max_steps, -1, INT64_MAX)
         INT("--per-device-train-batch-size", per_device_train_batch_size, 1, 1 << 20)

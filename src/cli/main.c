@@ -16,6 +16,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "architecture, config, parameter count, dtypes, memory, module tree"},
     {"train", cmd_train, "LoRA fine-tuning: a PEFT adapter from a model and a text or instruction file"},
+    {"predict", cmd_predict, "a sequence or token classifier (model + adapter) on a labelled file: JSONL and metrics"},
     {"generate", cmd_generate, "text from a model and adapters: greedy or sampled, KV cache, batched prompts"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
     {"embed", cmd_embed, "one embedding per input line (mean/cls/last pooling), as sentence-transformers"},

@@ -61,6 +61,9 @@ extern const cp_arch cp_arch_qwen2;
 extern const cp_arch cp_arch_bert;
 extern const cp_arch cp_arch_roberta;
 extern const cp_arch cp_arch_xlm_roberta;
+extern const cp_arch cp_arch_distilbert;
+extern const cp_arch cp_arch_electra;
+extern const cp_arch cp_arch_layoutlm;
 extern const cp_arch cp_arch_deberta;
 extern const cp_arch cp_arch_deberta_v2;
 

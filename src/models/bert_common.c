@@ -51,6 +51,13 @@ cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const ch
     if (is_decoder || cross)
         return cp_error("%s: field \"%s\": true is not supported (cpeft runs the encoder only)", file,
                         is_decoder ? "is_decoder" : "add_cross_attention");
+    cfg->embedding_size = cfg->hidden_size;
+    if (v->projected &&
+        cp_config_positive(root, "embedding_size", 128, CP_MAX_HIDDEN, &cfg->embedding_size, file) != CP_OK)
+        return CP_ERR;
+    if (v->bbox && cp_config_positive(root, "max_2d_position_embeddings", 1024, CP_MAX_POSITIONS, &cfg->max_2d_positions,
+                                      file) != CP_OK)
+        return CP_ERR;
     if (cp_config_read_common(cfg, root, file, "gelu") != CP_OK) return CP_ERR;
     if (!cp_json_field(root, "pad_token_id")) cfg->pad_token_id = v->default_pad; /* the Config class's default */
     const char *act;
@@ -75,17 +82,21 @@ static const char *cls_name(char *buf, size_t n, const char *stem, const char *s
 static cp_status build_embeddings(cp_model *m, cp_bert_state *s, cp_module *base, const char *stem) {
     const cp_model_config *c = &m->config;
     const int roberta = s->v->roberta_positions;
+    const int64_t E = c->embedding_size, M2 = c->max_2d_positions;
     char k[96];
     cp_module *emb = cp_module_new(base, "embeddings", cls_name(k, sizeof k, stem, "Embeddings"), CP_MOD_CONTAINER);
-    if (!emb || !(s->word = cp_module_embedding(emb, "word_embeddings", c->vocab_size, c->hidden_size))) return CP_ERR;
-    if (!roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, c->hidden_size)))
+    if (!emb || !(s->word = cp_module_embedding(emb, "word_embeddings", c->vocab_size, E))) return CP_ERR;
+    if (!roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, E))) return CP_ERR;
+    if (s->v->bbox && (!(s->x_pos = cp_module_embedding(emb, "x_position_embeddings", M2, E)) ||
+                       !(s->y_pos = cp_module_embedding(emb, "y_position_embeddings", M2, E)) ||
+                       !(s->h_pos = cp_module_embedding(emb, "h_position_embeddings", M2, E)) ||
+                       !(s->w_pos = cp_module_embedding(emb, "w_position_embeddings", M2, E))))
         return CP_ERR;
-    if (!(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, c->hidden_size)) ||
-        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", c->hidden_size, c->layer_norm_eps)) ||
+    if (!(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, E)) ||
+        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", E, c->layer_norm_eps)) ||
         !cp_module_dropout(emb, "dropout", c->hidden_dropout))
         return CP_ERR;
-    if (roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, c->hidden_size)))
-        return CP_ERR;
+    if (roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, E))) return CP_ERR;
     s->word->padding_idx = c->pad_token_id; /* nn.Embedding(..., padding_idx=config.pad_token_id) */
     if (roberta) s->position->padding_idx = c->pad_token_id;
     s->embeddings = emb;
@@ -99,6 +110,9 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
     char k[96];
     cp_module *base = cp_module_new(parent, name, cls_name(k, sizeof k, stem, "Model"), CP_MOD_CONTAINER);
     if (!base || build_embeddings(m, s, base, stem) != CP_OK) return NULL;
+    if (c->embedding_size != c->hidden_size && /* ElectraModel: embeddings_project (C,E) */
+        !(s->project = cp_module_linear(base, "embeddings_project", c->embedding_size, c->hidden_size, 1)))
+        return NULL;
     cp_module *enc = cp_module_new(base, "encoder", cls_name(k, sizeof k, stem, "Encoder"), CP_MOD_CONTAINER);
     cp_module *list = enc ? cp_module_new(enc, "layer", "ModuleList", CP_MOD_LIST) : NULL;
     if (!list) return NULL;
@@ -129,7 +143,7 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
             !cp_module_dropout(out, "dropout", c->hidden_dropout))
             return NULL;
     }
-    if (pooler) {
+    if (pooler && !s->v->no_pooler) {
         cp_module *p = cp_module_new(base, "pooler", cls_name(k, sizeof k, stem, "Pooler"), CP_MOD_CONTAINER);
         if (!p || !(*pooler_dense = cp_module_linear(p, "dense", c->hidden_size, c->hidden_size, 1)) ||
             !cp_module_activation(p, "activation", CP_ACT_TANH))
@@ -143,16 +157,21 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
  * root; fills m->head. pooler: the base model's pooler.dense (BERT's SEQ_CLS head), or NULL. */
 static cp_status build_head(cp_model *m, const cp_bert_variant *v, cp_module *pooler) {
     const cp_model_config *c = &m->config;
-    const double drop = c->classifier_dropout >= 0 ? c->classifier_dropout : c->hidden_dropout;
+    /* LayoutLM's task classes use hidden_dropout_prob; the others classifier_dropout when set */
+    const double drop = c->classifier_dropout >= 0 && !v->bbox ? c->classifier_dropout : c->hidden_dropout;
     const int seq = m->task == CP_TASK_SEQ_CLS;
     cp_head *h = &m->head;
     *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
                    .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH, .dropout = drop};
-    if (seq && v->roberta_head) {
+    if (seq && (v->roberta_head || v->electra_head)) {
         char k[96];
         cp_module *cls = cp_module_new(m->root, "classifier", cls_name(k, sizeof k, v->stem, "ClassificationHead"), CP_MOD_CONTAINER);
-        if (!cls || !(h->dense = cp_module_linear(cls, "dense", c->hidden_size, c->hidden_size, 1)) ||
-            !cp_module_dropout(cls, "dropout", drop) ||
+        if (!cls || !(h->dense = cp_module_linear(cls, "dense", c->hidden_size, c->hidden_size, 1))) return CP_ERR;
+        if (v->electra_head) { /* dense → gelu ("although BERT uses tanh here, ...") → out_proj */
+            h->dense_act = CP_ACT_GELU;
+            if (!cp_module_activation(cls, "activation", CP_ACT_GELU)) return CP_ERR;
+        }
+        if (!cp_module_dropout(cls, "dropout", drop) ||
             !(h->classifier = cp_module_linear(cls, "out_proj", c->hidden_size, c->num_labels, 1)))
             return CP_ERR;
         return CP_OK;
@@ -164,14 +183,21 @@ static cp_status build_head(cp_model *m, const cp_bert_variant *v, cp_module *po
     return CP_OK;
 }
 
-cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v) {
+cp_bert_state *cp_bert_state_new(cp_model *m, const cp_bert_variant *v) {
     const cp_model_config *c = &m->config;
     cp_bert_state *s = cp_calloc(1, sizeof *s, "encoder state");
-    if (!s) return CP_ERR;
+    if (!s) return NULL;
     m->arch_state = s;
     s->v = v;
-    if (!(s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "encoder layers"))) return CP_ERR;
+    if (!(s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "encoder layers"))) return NULL;
     s->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
+    return s;
+}
+
+cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v) {
+    const cp_model_config *c = &m->config;
+    cp_bert_state *s = cp_bert_state_new(m, v);
+    if (!s) return CP_ERR;
     char k[96];
     cp_module *pooler = NULL;
     switch (m->task) {
@@ -184,16 +210,18 @@ cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v) {
         if (!(m->root = cp_module_new(NULL, "", cls_name(k, sizeof k, v->stem, seq ? "ForSequenceClassification" : "ForTokenClassification"),
                                       CP_MOD_CONTAINER)))
             return CP_ERR;
-        const int with_pooler = seq && !v->roberta_head; /* BERT's SEQ_CLS head is the pooler + classifier */
+        /* BERT's SEQ_CLS head is the pooler + classifier; LayoutLMModel keeps its pooler in every class */
+        const int with_pooler = (seq && !v->roberta_head && !v->electra_head) || v->bbox;
         if (v->head_first && build_head(m, v, NULL) != CP_OK) return CP_ERR;
         if (!build_base(m, s, m->root, m->arch->base_prefix, v->stem, with_pooler, &pooler)) return CP_ERR;
-        if (!v->head_first && build_head(m, v, pooler) != CP_OK) return CP_ERR;
+        if (!v->head_first && build_head(m, v, seq ? pooler : NULL) != CP_OK) return CP_ERR;
         break;
     }
     default:
         return cp_error("%s: %s has no %s head", m->dir, c->model_type, cp_task_name(m->task));
     }
     m->stack.embeddings[0] = s->embeddings;
+    m->stack.embeddings[1] = s->project;
     m->stack.final_norm = NULL;
     return CP_OK;
 }
@@ -211,20 +239,51 @@ void cp_bert_free_state(cp_model *m) {
 /* The embedding step's state, kept for its backward. */
 typedef struct {
     int64_t *pos, *tt;      /* (N) position and token type ids */
-    float *pre;             /* (N,C) the sum before LayerNorm_emb */
+    int64_t *box;           /* (6,N) LayoutLM: x0, y0, x1, y1, h = y1 - y0, w = x1 - x0; NULL otherwise */
+    float *pre;             /* (N,E) the sum before LayerNorm_emb */
     float *mean, *rstd;     /* (N) its statistics */
+    float *ln;              /* (N,E) LayerNorm_emb's output when embeddings_project follows, else NULL */
 } bert_emb;
+
+/* LayoutLM's box ids from bbox (B,T,4): every coordinate, and the height and width, must be a row of the
+ * max_2d_position_embeddings tables (transformers raises an IndexError, "within 0-1000 range"). */
+static cp_status box_ids(const cp_model *m, const cp_batch *b, int64_t *box) {
+    const int64_t N = b->B * b->T, M2 = m->config.max_2d_positions;
+    static const char *const what[6] = {"x0", "y0", "x1", "y1", "the height y1 - y0", "the width x1 - x0"};
+    for (int64_t i = 0; i < N; i++) {
+        const int64_t *q = b->bbox ? b->bbox + 4 * i : NULL;
+        int64_t v[6] = {0, 0, 0, 0, 0, 0};
+        if (q) { v[0] = q[0]; v[1] = q[1]; v[2] = q[2]; v[3] = q[3]; v[4] = q[3] - q[1]; v[5] = q[2] - q[0]; }
+        for (int k = 0; k < 6; k++) {
+            if (v[k] < 0 || v[k] >= M2)
+                return cp_error("batch: bbox[%lld][%lld] = (%lld, %lld, %lld, %lld): %s is %lld, outside [0, %lld) "
+                                "(max_2d_position_embeddings)", (long long)(i / b->T), (long long)(i % b->T), (long long)q[0],
+                                (long long)q[1], (long long)q[2], (long long)q[3], what[k], (long long)v[k], (long long)M2);
+            box[k * N + i] = v[k];
+        }
+    }
+    return CP_OK;
+}
 
 static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb) {
     const cp_bert_state *s = m->arch_state;
     bert_emb *e = emb;
-    const int64_t B = b->B, T = b->T, N = B * T, C = m->config.hidden_size;
+    const int64_t B = b->B, T = b->T, N = B * T, E = m->config.embedding_size;
+    if (b->bbox && !s->x_pos) return cp_error("batch: bbox given, but %s takes no boxes", m->config.model_type);
+    if (b->token_type_ids && !s->token_type)
+        return cp_error("batch: token_type_ids given, but %s has no token type embeddings", m->config.model_type);
+    memset(e, 0, sizeof *e);
     e->pos = cp_arena_alloc(run->arena, (size_t)N * sizeof *e->pos, "position ids");
     e->tt = cp_arena_alloc(run->arena, (size_t)N * sizeof *e->tt, "token type ids");
-    e->pre = cp_arena_floats(run->arena, (size_t)(N * C), "embedding sum");
+    e->pre = cp_arena_floats(run->arena, (size_t)(N * E), "embedding sum");
     e->mean = cp_arena_floats(run->arena, (size_t)N, "embedding LayerNorm statistics");
     e->rstd = cp_arena_floats(run->arena, (size_t)N, "embedding LayerNorm statistics");
     if (!e->pos || !e->tt || !e->pre || !e->mean || !e->rstd) return CP_ERR;
+    if (s->project && !(e->ln = cp_arena_floats(run->arena, (size_t)(N * E), "embedding LayerNorm output"))) return CP_ERR;
+    if (s->x_pos) {
+        if (!(e->box = cp_arena_alloc(run->arena, (size_t)(6 * N) * sizeof *e->box, "bbox ids"))) return CP_ERR;
+        if (box_ids(m, b, e->box) != CP_OK) return CP_ERR;
+    }
     const int64_t pad = m->config.pad_token_id;
     for (int64_t r = 0; r < B; r++) {
         int64_t seen = 0; /* RoBERTa: real tokens so far in the row */
@@ -238,9 +297,19 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
         }
     }
     if (cp_embed_tokens(run, s->word, b, ea, e->pre) != CP_OK) return CP_ERR;
-    if (cp_embed_forward(run, s->token_type, e->pre, e->tt, N, 1) != CP_OK) return cp_error_context("token_type_ids");
-    if (cp_embed_forward(run, s->position, e->pre, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
-    cp_layernorm_forward(s->ln_emb, x, e->mean, e->rstd, e->pre, N);
+    if (e->box) { // LayoutLM's order: word + position + left + upper + right + lower + h + w + token_type
+        cp_module *const tab[6] = {s->x_pos, s->y_pos, s->x_pos, s->y_pos, s->h_pos, s->w_pos};
+        if (cp_embed_forward(run, s->position, e->pre, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
+        for (int k = 0; k < 6; k++)
+            if (cp_embed_forward(run, tab[k], e->pre, e->box + k * N, N, 1) != CP_OK) return cp_error_context("bbox");
+        if (cp_embed_forward(run, s->token_type, e->pre, e->tt, N, 1) != CP_OK) return cp_error_context("token_type_ids");
+    } else {
+        if (s->token_type && cp_embed_forward(run, s->token_type, e->pre, e->tt, N, 1) != CP_OK)
+            return cp_error_context("token_type_ids");
+        if (cp_embed_forward(run, s->position, e->pre, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
+    }
+    cp_layernorm_forward(s->ln_emb, e->ln ? e->ln : x, e->mean, e->rstd, e->pre, N);
+    if (e->ln) return cp_proj_forward(run, s->project, x, e->ln, N); // ELECTRA: x (N,C) = embeddings_project(ln (N,E))
     return CP_OK;
 }
 
@@ -248,16 +317,26 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
                                 const void *emb) {
     const cp_bert_state *s = m->arch_state;
     const bert_emb *e = emb;
-    const int64_t N = b->B * b->T, C = m->config.hidden_size;
+    const int64_t N = b->B * b->T, E = m->config.embedding_size;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    float *dpre = cp_arena_floats(run->arena, (size_t)(N * C), "embedding gradients"); // (N,C)
-    if (!dpre) return CP_ERR;
-    memset(dpre, 0, (size_t)(N * C) * sizeof *dpre);
-    // x = LayerNorm_emb(pre), pre = word + token_type + position: each table gets d pre at its ids
-    cp_layernorm_backward(s->ln_emb, dpre, dx, e->pre, e->mean, e->rstd, N);
-    cp_status st = cp_embed_tokens_backward(run, s->word, b, ea, dpre);
-    if (st == CP_OK) st = cp_embed_backward(run, s->token_type, dpre, e->tt, N);
+    float *dpre = cp_arena_floats(run->arena, (size_t)(N * E), "embedding gradients"); // (N,E)
+    float *dln = e->ln ? cp_arena_floats(run->arena, (size_t)(N * E), "embedding gradients") : NULL; // (N,E)
+    if (!dpre || (e->ln && !dln)) return CP_ERR;
+    memset(dpre, 0, (size_t)(N * E) * sizeof *dpre);
+    cp_status st = CP_OK;
+    if (dln) { // x = embeddings_project(ln): d ln = dx·W (+ LoRA), the projection's own gradients
+        memset(dln, 0, (size_t)(N * E) * sizeof *dln);
+        st = cp_proj_backward(run, s->project, dln, dx, e->ln, N);
+    }
+    // ln = LayerNorm_emb(pre), pre = the sum of the tables' rows: each table gets d pre at its ids
+    if (st == CP_OK) cp_layernorm_backward(s->ln_emb, dpre, dln ? dln : dx, e->pre, e->mean, e->rstd, N);
+    if (st == CP_OK) st = cp_embed_tokens_backward(run, s->word, b, ea, dpre);
+    if (st == CP_OK && s->token_type) st = cp_embed_backward(run, s->token_type, dpre, e->tt, N);
     if (st == CP_OK) st = cp_embed_backward(run, s->position, dpre, e->pos, N);
+    if (e->box) {
+        cp_module *const tab[6] = {s->x_pos, s->y_pos, s->x_pos, s->y_pos, s->h_pos, s->w_pos};
+        for (int k = 0; k < 6 && st == CP_OK; k++) st = cp_embed_backward(run, tab[k], dpre, e->box + k * N, N);
+    }
     cp_arena_release(run->arena, mark);
     return st;
 }

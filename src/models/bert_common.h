@@ -13,6 +13,9 @@
  * itself, with its pooler), *ForSequenceClassification (base under the base prefix with its pooler,
  * dropout, classifier; the head is pooler.dense + tanh on token 0, then classifier) or
  * *ForTokenClassification (base without pooler, dropout, classifier on every token).
+ * ELECTRA's embeddings are E wide (embedding_size) and projected to C by embeddings_project when E != C;
+ * LayoutLM adds x/y/h/w position embeddings read from the batch's bbox; DistilBERT (distilbert.c) builds
+ * the same network under its own names (transformer.layer.N.attention.q_lin, sa_layer_norm, ffn.lin1, ...).
  * Dropouts are identities (eval-mode forward, as the rest of cpeft).
  */
 #ifndef CP_MODELS_BERT_COMMON_H
@@ -38,12 +41,20 @@ typedef struct cp_bert_variant {
      * on token 0, no pooler (the task classes build the base model without one) */
     int roberta_head;
     int head_first;         /* XLM-RoBERTa's task classes register their head before the base model */
+    int no_pooler;          /* the base model has no pooler (ElectraModel) */
+    /* ELECTRA: ElectraClassificationHead (dense, GELUActivation, dropout, out_proj) instead of RoBERTa's */
+    int electra_head;
+    int projected;          /* reads embedding_size (ELECTRA's default 128); embeddings_project when != hidden */
+    int bbox;               /* LayoutLM: 2-D position embeddings from cp_batch.bbox */
+    int distil;             /* DistilBERT: no token types; its tree is built by distilbert.c */
 } cp_bert_variant;
 
 typedef struct {
     const cp_bert_variant *v;
     cp_module *embeddings;              /* the embeddings container (what the scaffold asks "trains?") */
-    cp_module *word, *position, *token_type, *ln_emb;
+    cp_module *word, *position, *token_type, *ln_emb; /* token_type NULL: none (DistilBERT) */
+    cp_module *project;                 /* embeddings_project Linear (C,E), or NULL */
+    cp_module *x_pos, *y_pos, *h_pos, *w_pos; /* LayoutLM's 2-D tables, or NULL */
     cp_bert_layer *layers;              /* [num_layers] */
     float attn_scale;                   /* 1/sqrt(head_dim) */
 } cp_bert_state;
@@ -56,6 +67,8 @@ cp_status cp_bert_parse_config(cp_model_config *cfg, const cJSON *root, const ch
 /* Builds the tree for m->task as variant v names and orders it, fills m->stack, m->head and
  * m->arch_state. */
 cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v);
+/* The state an architecture built like BERT fills (its layers allocated), set as m->arch_state. */
+cp_bert_state *cp_bert_state_new(cp_model *m, const cp_bert_variant *v);
 
 extern const cp_block_ops cp_bert_block_ops;
 void cp_bert_free_state(cp_model *m);

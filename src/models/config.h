@@ -66,6 +66,11 @@ typedef struct {
     /* encoders (BERT family) */
     int64_t type_vocab_size;   /* rows of token_type_embeddings (0: none, DistilBERT) */
     double hidden_dropout;     /* hidden_dropout_prob */
+    int64_t embedding_size;    /* E, the embeddings' width (ELECTRA; = hidden_size elsewhere) */
+    int64_t max_2d_positions;  /* LayoutLM: rows of the x/y/h/w position tables (max_2d_position_embeddings) */
+    double seq_classif_dropout; /* DistilBERT: the dropout before its sequence classifier */
+    int sinusoidal_positions;  /* DistilBERT's sinusoidal_pos_embds: how transformers initialises the position
+                                  table; the table is saved and read like a learned one */
 
     /* deberta, deberta-v2 (models/deberta.c) */
     struct {

@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "kernels/vector.h"
 #include "models/kv_cache.h"
+#include "models/decoder_head.h"
 #include "models/proj.h"
 #include "nn/attention.h"
 #include "nn/layernorm.h"
@@ -20,6 +21,8 @@
 
 cp_module *cp_gpt_build_base(cp_model *m, const char *lm_class, const char *model_class, cp_module **base_out) {
     const cp_model_config *c = &m->config;
+    char cls[96];
+    lm_class = cp_decoder_root_class(m, !strcmp(c->model_type, "gpt2") ? "GPT2" : "GPTNeo", lm_class, cls, sizeof cls);
     cp_gpt_state *s = cp_calloc(1, sizeof *s, "GPT state");
     if (!s) return NULL;
     m->arch_state = s;
@@ -38,8 +41,7 @@ cp_module *cp_gpt_build_base(cp_model *m, const char *lm_class, const char *mode
 cp_status cp_gpt_build_head(cp_model *m, cp_module *base, cp_gpt_state *s) {
     const cp_model_config *c = &m->config;
     if (!(s->ln_f = cp_module_layernorm(base, "ln_f", c->hidden_size, c->layer_norm_eps))) return CP_ERR;
-    if (!(m->lm_head = cp_module_linear(m->root, "lm_head", c->hidden_size, c->vocab_size, 0))) return CP_ERR;
-    if (c->tie_word_embeddings) cp_param_tie(m->lm_head->weight, s->wte->weight);
+    if (cp_decoder_build_head(m, s->wte, "classifier") != CP_OK) return CP_ERR;
     m->arch_state = s;
     m->stack.embeddings[0] = s->wte;
     m->stack.embeddings[1] = s->wpe;

@@ -19,6 +19,7 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "kernels/vector.h"
+#include "models/decoder_head.h"
 #include "models/gguf_names.h"
 #include "models/kv_cache.h"
 #include "models/proj.h"
@@ -245,11 +246,14 @@ static cp_status build(cp_model *m) {
     s->rope = (cp_rope){.dim = c->head_dim, .theta = c->rope_theta, .type = (cp_rope_type)c->rope_type, .factor = c->rope_factor,
                         .low_freq_factor = c->rope_low_freq_factor, .high_freq_factor = c->rope_high_freq_factor,
                         .original_max_positions = c->rope_original_max_positions, .max_positions = c->max_positions};
-    snprintf(name, sizeof name, "%sForCausalLM", p);
-    if (!(m->root = cp_module_new(NULL, "", name, CP_MOD_CONTAINER))) return CP_ERR;
+    char lm[64];
+    snprintf(lm, sizeof lm, "%sForCausalLM", p);
+    if (!(m->root = cp_module_new(NULL, "", cp_decoder_root_class(m, p, lm, name, sizeof name), CP_MOD_CONTAINER))) return CP_ERR;
     snprintf(name, sizeof name, "%sModel", p);
     cp_module *base = cp_module_new(m->root, "model", name, CP_MOD_CONTAINER);
     if (!base || !(s->embed_tokens = cp_module_embedding(base, "embed_tokens", c->vocab_size, c->hidden_size))) return CP_ERR;
+    if (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size) /* nn.Embedding(..., padding_idx=config.pad_token_id) */
+        s->embed_tokens->padding_idx = c->pad_token_id;
     cp_module *list = cp_module_new(base, "layers", "ModuleList", CP_MOD_LIST);
     if (!list) return CP_ERR;
     const int64_t C = c->hidden_size, I = c->intermediate_size, qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
@@ -282,8 +286,7 @@ static cp_status build(cp_model *m) {
     if (!(s->norm = cp_module_rmsnorm(base, "norm", name, C, c->layer_norm_eps))) return CP_ERR;
     snprintf(name, sizeof name, "%sRotaryEmbedding", p);
     if (!cp_module_new(base, "rotary_emb", name, CP_MOD_CONTAINER)) return CP_ERR;
-    if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, 0))) return CP_ERR;
-    if (c->tie_word_embeddings) cp_param_tie(m->lm_head->weight, s->embed_tokens->weight);
+    if (cp_decoder_build_head(m, s->embed_tokens, "score") != CP_OK) return CP_ERR;
     m->stack.embeddings[0] = s->embed_tokens;
     m->stack.final_norm = s->norm;
     return cp_stack_blocks(m, base, "layers");

@@ -197,7 +197,7 @@ cp_status cp_model_bind_weights(cp_model *m) {
         snprintf(item, sizeof item, "%s: %s in %s", e->name, got, cp_checkpoint_file_of(&m->ckpt, e));
         /* an encoder checkpoint saved with another head (a classifier, a pooler, an MLM head) loads into
          * this task's class, as from_pretrained does: those tensors are left out, with a warning */
-        if (m->arch->encoder) {
+        if (m->arch->encoder || m->task != CP_TASK_CAUSAL_LM) {
             if (n_other_head++ < 4) cp_warn("%s: not used by %s: %s", m->dir, m->root->class_name, item);
             continue;
         }
@@ -231,16 +231,16 @@ out:
 }
 
 /* The task a model directory is loaded for: the one asked, or (NULL) the one config.json's
- * architectures[0] names, else the architecture's default. Decoders run CAUSAL_LM only; encoders have
+ * architectures[0] names, else the architecture's default. Decoders run CAUSAL_LM, SEQ_CLS and TOKEN_CLS; encoders have
  * no causal LM. */
 static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task *out) {
     const cp_arch *a = m->arch;
     const char *cls = m->config.architecture;
     if (task_type) {
         if (cp_task_parse(task_type, out) != CP_OK) return CP_ERR;
-    } else if (has_suffix(cls, "ForSequenceClassification") && a->encoder) {
+    } else if (has_suffix(cls, "ForSequenceClassification")) {
         *out = CP_TASK_SEQ_CLS;
-    } else if (has_suffix(cls, "ForTokenClassification") && a->encoder) {
+    } else if (has_suffix(cls, "ForTokenClassification")) {
         *out = CP_TASK_TOKEN_CLS;
     } else {
         *out = a->encoder ? CP_TASK_FEATURE_EXTRACTION : CP_TASK_CAUSAL_LM;
@@ -248,8 +248,8 @@ static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task 
     if (a->encoder && (*out == CP_TASK_CAUSAL_LM || *out == CP_TASK_SEQ_2_SEQ_LM))
         return cp_error("%s: %s is an encoder: it has no %s head (task_type SEQ_CLS, TOKEN_CLS or FEATURE_EXTRACTION)",
                         m->dir, m->config.model_type, cp_task_name(*out));
-    if (!a->encoder && *out != CP_TASK_CAUSAL_LM)
-        return cp_error("%s: task_type %s is not built yet for %s (only CAUSAL_LM)", m->dir, cp_task_name(*out),
+    if (!a->encoder && *out != CP_TASK_CAUSAL_LM && *out != CP_TASK_SEQ_CLS && *out != CP_TASK_TOKEN_CLS)
+        return cp_error("%s: task_type %s is not built yet for %s (CAUSAL_LM, SEQ_CLS, TOKEN_CLS)", m->dir, cp_task_name(*out),
                         m->config.model_type);
     return CP_OK;
 }
@@ -516,10 +516,12 @@ cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling po
     if (!m || !out) return cp_error("cp_model_embed: no model or no output buffer");
     if (pooling != CP_EMBED_MEAN && pooling != CP_EMBED_CLS && pooling != CP_EMBED_LAST)
         return cp_error("cp_model_embed: pooling %d is not one of CP_EMBED_MEAN, _CLS, _LAST", (int)pooling);
+    if (m->prompt) return cp_error("%s: embeddings with a prompt-learning adapter are not supported yet", m->dir);
     cp_run run;
-    float *final = call_start(m, batch, NULL, &run, NULL); // (B,T,C)
+    cp_batch pb; /* no prompt method: the user's batch as it is */
+    float *final = call_start(m, batch, NULL, &run, &pb); // (B,T,C)
     if (!final) return CP_ERR;
-    if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
+    if (cp_stack_forward(m, &run, &pb, NULL, final, NULL) != CP_OK) return CP_ERR;
     const cp_pooling_mode mode = pooling == CP_EMBED_CLS ? CP_POOLING_CLS : pooling == CP_EMBED_LAST ? CP_POOLING_LAST
                                                                                                     : CP_POOLING_MEAN;
     cp_pool_sequences(out, final, batch->attention_mask, batch->B, batch->T, m->config.hidden_size, mode); // (B,C)

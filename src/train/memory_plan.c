@@ -42,6 +42,7 @@ cp_status cp_trainer_memory_plan(cp_trainer *t, cp_train_memory_plan *out) {
     const int64_t B = t->o.per_device_train_batch_size;
     int64_t T = 2;
     for (int64_t i = 0; i < t->train.n; i++) T = t->train.examples[i].len > T ? t->train.examples[i].len : T;
+    for (int64_t i = 0; t->cls && i < t->ctrain.n; i++) T = t->ctrain.examples[i].len > T ? t->ctrain.examples[i].len : T;
     size_t act = 0, act_other = 0;
     /* the comparison first: it is estimated on a few blocks, so the run never holds it */
     if (t->o.gradient_checkpointing && cp_step_estimate_activations(t->m, &t->opt, B, T, 0, &act_other) != CP_OK) return CP_ERR;

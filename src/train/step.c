@@ -14,11 +14,20 @@ int64_t cp_batch_targets(const cp_batch *b) {
     return n;
 }
 
+int64_t cp_batch_loss_items(const cp_model *m, const cp_batch *b) {
+    if (m->task == CP_TASK_SEQ_CLS) /* rows; multi-label BCE averages over B x K elements */
+        return b->labels ? b->B : m->head.num_labels > 1 ? b->B * m->head.num_labels : b->B;
+    if (m->task != CP_TASK_TOKEN_CLS) return cp_batch_targets(b);
+    int64_t n = 0; /* token classification: no shift */
+    for (int64_t i = 0; i < b->B * b->T; i++) n += b->labels[i] != -100;
+    return n;
+}
+
 cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n_micro, double lr, double max_grad_norm,
                         int recompute, uint64_t dropout_seed, cp_step_result *res) {
     int64_t n_step = 0, n_tokens = 0;
     for (int i = 0; i < n_micro; i++) {
-        n_step += cp_batch_targets(&micro[i]);
+        n_step += cp_batch_loss_items(m, &micro[i]);
         for (int64_t k = 0; k < micro[i].B * micro[i].T; k++) n_tokens += micro[i].attention_mask ? micro[i].attention_mask[k] != 0 : 1;
     }
     res->n_targets = n_step;
@@ -54,8 +63,19 @@ cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n
 static cp_status dry_run(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int recompute, int64_t layers, size_t *bytes) {
     int64_t *ids = cp_malloc((size_t)(B * T) * sizeof *ids, "the memory plan's batch");
     if (!ids) return CP_ERR;
+    int64_t *zeros = cp_calloc((size_t)(B * T), sizeof *zeros, "the memory plan's labels");
+    float *values = cp_calloc((size_t)(B * (m->head.num_labels > 0 ? m->head.num_labels : 1)), sizeof *values, "the memory plan's labels");
+    if (!zeros || !values) { cp_free(ids); cp_free(zeros); cp_free(values); return CP_ERR; }
     for (int64_t i = 0; i < B * T; i++) ids[i] = i % 7 + 1;
     cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
+    /* a classifier's targets: class 0 (or 0.0 for regression / multi-label heads) */
+    if (m->task == CP_TASK_TOKEN_CLS) b.labels = zeros;
+    if (m->task == CP_TASK_SEQ_CLS) {
+        int floats = m->head.problem_type == CP_PROBLEM_REGRESSION || m->head.problem_type == CP_PROBLEM_MULTI_LABEL ||
+                     (m->head.problem_type == CP_PROBLEM_AUTO && m->head.num_labels == 1);
+        b.labels = floats ? NULL : zeros;
+        b.label_values = floats ? values : NULL;
+    }
     const int64_t all_layers = m->config.num_layers;
     if (layers > 0 && layers < all_layers) m->config.num_layers = layers; /* the blocks run in order 0..L-1 */
     cp_arena_free(&m->arena);
@@ -70,6 +90,8 @@ static cp_status dry_run(cp_model *m, cp_adamw *opt, int64_t B, int64_t T, int r
     cp_arena_free(&m->arena);
     cp_zero_grads(opt->params, opt->n);
     cp_free(ids);
+    cp_free(zeros);
+    cp_free(values);
     return st;
 }
 

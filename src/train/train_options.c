@@ -11,6 +11,7 @@
 #include "peft/lora_config.h"
 #include "peft/peft_config.h"
 #include "peft/peft_model.h"
+#include "io/json.h"
 
 #include <math.h>
 #include <string.h>
@@ -79,6 +80,28 @@ cp_status cp_lora_config_from_options(const cp_lora_options *o, cp_peft_config *
     if (st != CP_OK) { cp_peft_config_free(base); return CP_ERR; }
     *out = base;
     return CP_OK;
+}
+
+cp_status cp_lora_config_for_task(const cp_lora_options *o, const char *task_type, cp_peft_config **out) {
+    *out = NULL;
+    cp_peft_config *cfg = NULL;
+    if (cp_lora_config_from_options(o, &cfg) != CP_OK) return CP_ERR;
+    if (!task_type || !strcmp(task_type, "CAUSAL_LM")) { *out = cfg; return CP_OK; }
+    /* through the file form, so that PEFT's rules for the task apply as on any adapter_config.json
+     * (PeftModelForSequenceClassification / ForTokenClassification add the head to modules_to_save) */
+    char *text = cfg->method->config_to_json(cfg);
+    cp_peft_config_free(cfg);
+    cJSON *root = NULL;
+    cp_status st = text ? cp_json_parse(text, strlen(text), "the LoRA options", &root) : CP_ERR;
+    cp_free(text);
+    if (st == CP_OK) {
+        cJSON_DeleteItemFromObject(root, "task_type");
+        cJSON_AddItemToObject(root, "task_type", cJSON_CreateString(task_type));
+        st = cp_peft_config_from_json(root, "the LoRA options", out);
+        if (st == CP_OK) (*out)->inference_mode = 0; /* the file form says true, as save_pretrained writes it */
+    }
+    cJSON_Delete(root);
+    return st;
 }
 
 cp_status cp_model_add_lora_adapter(cp_model *m, const char *name, const cp_lora_options *o, uint64_t seed) {

@@ -62,7 +62,7 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
                       "  \"per_device_train_batch_size\": %lld,\n  \"gradient_accumulation_steps\": %lld,\n"
                       "  \"learning_rate\": %s,\n  \"lr_scheduler_type\": \"%s\",\n  \"warmup_steps\": %lld,\n"
                       "  \"max_seq_length\": %lld,\n  \"weight_decay\": %s,\n  \"log_history\": [",
-                 (long long)step, (long long)r->total_steps, (long long)a->seed, (long long)r->train.n,
+                 (long long)step, (long long)r->total_steps, (long long)a->seed, (long long)cp_trainer_n_train(r),
                  (long long)a->per_device_train_batch_size, (long long)a->gradient_accumulation_steps,
                  cp_py_float_repr(a->learning_rate, f1, sizeof f1), cp_lr_scheduler_name(a->lr_scheduler_type),
                  (long long)r->warmup_steps, (long long)a->max_seq_length, cp_py_float_repr(a->weight_decay, f2, sizeof f2));
@@ -88,6 +88,7 @@ cp_status cp_trainer_save_checkpoint(cp_trainer *r, char **dir) {
     if (!final) return CP_ERR;
     cp_status st = cp_dir_begin(final, &staging);
     if (st == CP_OK) st = cp_adapter_save(r->m, r->o.adapter_name, staging);
+    if (st == CP_OK && r->cls) st = cp_class_write_head_config(r, staging);
     if (st == CP_OK) st = write_state(r, staging, r->step);
     if (st == CP_OK) st = cp_dir_replace(&staging, final);
     else cp_dir_abort(&staging);
@@ -112,11 +113,11 @@ cp_status cp_trainer_load_checkpoint_state(cp_trainer *r, const char *dir) {
          cp_json_get_int(root, "train_examples", 0, 1, &n, path) != CP_OK))
         st = CP_ERR;
     if (st == CP_OK && (seed != r->o.seed || bs != r->o.per_device_train_batch_size || ga != r->o.gradient_accumulation_steps ||
-                        n != r->train.n))
+                        n != cp_trainer_n_train(r)))
         st = cp_error("%s: the checkpoint was made with --seed %lld, batch size %lld, accumulation %lld on %lld examples; "
                       "resume with the same settings and data (now: %lld, %lld, %lld, %lld)",
                       dir, (long long)seed, (long long)bs, (long long)ga, (long long)n, (long long)r->o.seed,
-                      (long long)r->o.per_device_train_batch_size, (long long)r->o.gradient_accumulation_steps, (long long)r->train.n);
+                      (long long)r->o.per_device_train_batch_size, (long long)r->o.gradient_accumulation_steps, (long long)cp_trainer_n_train(r));
     const cJSON *hist = st == CP_OK ? cJSON_GetObjectItem(root, "log_history") : NULL, *e;
     cJSON_ArrayForEach(e, hist) {
         const cJSON *s = cJSON_GetObjectItem(e, "step"), *l = cJSON_GetObjectItem(e, "loss"), *el = cJSON_GetObjectItem(e, "eval_loss");

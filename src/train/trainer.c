@@ -87,6 +87,13 @@ static cp_status copy_options(cp_trainer *t, const cp_train_options *o) {
         if (!(t->strings[i] = cp_strdup(*fields[i]))) return CP_ERR;
         *fields[i] = t->strings[i];
     }
+    const char **cls_fields[] = {&t->o.text_pair_field, &t->o.label_field, &t->o.task_type};
+    _Static_assert(sizeof cls_fields / sizeof *cls_fields == sizeof t->cls_strings / sizeof *t->cls_strings, "one owned string per field");
+    for (size_t i = 0; i < sizeof cls_fields / sizeof *cls_fields; i++) {
+        if (!*cls_fields[i]) continue;
+        if (!(t->cls_strings[i] = cp_strdup(*cls_fields[i]))) return CP_ERR;
+        *cls_fields[i] = t->cls_strings[i];
+    }
     /* the LoRA option strings are used during create only */
     return CP_OK;
 }
@@ -104,7 +111,8 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
         return cp_error("adapter \"%s\" is not active (cp_model_set_adapters) or adapters are disabled", a->adapter_name);
     }
     cp_peft_config *cfg = NULL; /* any method's config from the file, else LoRA's from the options */
-    cp_status st = a->peft_config_path ? cp_peft_config_load(a->peft_config_path, &cfg) : cp_lora_config_from_options(&caller->lora, &cfg);
+    cp_status st = a->peft_config_path ? cp_peft_config_load(a->peft_config_path, &cfg)
+                                       : cp_lora_config_for_task(&caller->lora, cp_model_task_type(t->m), &cfg);
     /* PEFT's get_peft_model would freeze such an adapter and Trainer then fails ("element 0 of tensors
      * does not require grad"); training makes it trainable, and the saved config says inference_mode
      * true whatever this one said, as save_pretrained writes it */
@@ -122,6 +130,9 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
 
 static cp_status setup_data(cp_trainer *t) {
     const cp_train_options *a = &t->o;
+    if (cp_class_task_of(t->m) >= 0) return cp_class_trainer_setup(t);
+    if (a->task_type && strcmp(a->task_type, cp_model_task_type(t->m)))
+        return cp_error("--task-type %s, but the model was loaded for %s", a->task_type, cp_model_task_type(t->m));
     cp_data_options dopt = {.path = a->data_path, .format = CP_DATA_AUTO, .text_field = a->text_field,
                             .max_seq_length = a->max_seq_length, .strict = a->strict};
     if (cp_dataset_load(&t->train, t->tok, &dopt) != CP_OK) return CP_ERR;
@@ -171,11 +182,12 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     if (t->n_params == 0) return cp_error("adapter \"%s\" has no trainable parameters", a->adapter_name);
     cp_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
     const int64_t B = a->per_device_train_batch_size, GA = a->gradient_accumulation_steps;
-    t->order = cp_malloc((size_t)t->train.n * sizeof *t->order, "the epoch order");
+    const int64_t n_train = cp_trainer_n_train(t);
+    t->order = cp_malloc((size_t)n_train * sizeof *t->order, "the epoch order");
     t->bd = cp_calloc((size_t)GA, sizeof *t->bd, "micro-batches");
     t->micro = cp_calloc((size_t)GA, sizeof *t->micro, "micro-batches");
     if (!t->order || !t->bd || !t->micro || cp_adamw_init(&t->opt, t->params, t->n_params, oc) != CP_OK) return CP_ERR;
-    t->batches_per_epoch = (t->train.n + B - 1) / B;
+    t->batches_per_epoch = (n_train + B - 1) / B;
     t->steps_per_epoch = t->batches_per_epoch / GA > 0 ? t->batches_per_epoch / GA : 1;
     t->total_steps = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * (double)t->steps_per_epoch);
     t->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)ceil(a->warmup_ratio * (double)t->total_steps);
@@ -220,7 +232,8 @@ void cp_trainer_free(cp_trainer *t) {
     cp_free(t->params);
     cp_free(t->order);
     cp_dataset_free(&t->train);
-    if (t->has_eval) cp_dataset_free(&t->eval);
+    if (t->has_eval && !t->cls) cp_dataset_free(&t->eval);
+    cp_class_trainer_free(t);
     cp_free(t->train_loss.step);
     cp_free(t->train_loss.value);
     cp_free(t->eval_loss.step);
@@ -231,28 +244,38 @@ void cp_trainer_free(cp_trainer *t) {
 
 /* ---- batches -------------------------------------------------------------------------------------- */
 
-static cp_status micro_batch(cp_trainer *t, int64_t g, cp_batch_data *bd) {
-    const int64_t B = t->o.per_device_train_batch_size;
-    int64_t epoch = g / t->batches_per_epoch, j = g % t->batches_per_epoch;
-    if (epoch != t->order_epoch) {
-        for (int64_t i = 0; i < t->train.n; i++) t->order[i] = i;
-        cp_rng rng;
-        cp_rng_seed(&rng, cp_trainer_mix((uint64_t)t->o.seed, (uint64_t)epoch + 1));
-        cp_dataset_shuffle(t->order, t->train.n, &rng);
-        t->order_epoch = epoch;
-    }
-    int64_t start = j * B, count = t->train.n - start < B ? t->train.n - start : B;
-    return cp_batch_make(&t->train, t->order, start, count, t->pad_id, bd);
-}
-
 static cp_batch as_batch(const cp_batch_data *bd) {
     cp_batch b = {.B = bd->B, .T = bd->T, .input_ids = bd->input_ids, .attention_mask = bd->attention_mask, .labels = bd->labels};
     return b;
 }
 
+/* Micro-batch g of the run (slot i of the step) into t->micro[i]. */
+static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
+    const int64_t B = t->o.per_device_train_batch_size, n = cp_trainer_n_train(t);
+    int64_t epoch = g / t->batches_per_epoch, j = g % t->batches_per_epoch;
+    if (epoch != t->order_epoch) {
+        for (int64_t k = 0; k < n; k++) t->order[k] = k;
+        cp_rng rng;
+        cp_rng_seed(&rng, cp_trainer_mix((uint64_t)t->o.seed, (uint64_t)epoch + 1));
+        cp_dataset_shuffle(t->order, n, &rng);
+        t->order_epoch = epoch;
+    }
+    int64_t start = j * B, count = n - start < B ? n - start : B;
+    if (t->cls) return cp_class_micro_batch(t, t->order, start, count, &t->cb[i], &t->micro[i]);
+    if (cp_batch_make(&t->train, t->order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
+    t->micro[i] = as_batch(&t->bd[i]);
+    return CP_OK;
+}
+
 cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
     *loss = NAN;
     if (!t->has_eval) return cp_error("no evaluation data (eval_data_path or validation_split)");
+    if (t->cls) {
+        cp_train_eval e;
+        cp_status st = cp_trainer_evaluate_metrics(t, &e);
+        *loss = e.loss;
+        return st;
+    }
     const int64_t B = t->o.per_device_train_batch_size;
     cp_batch_data bd = {0};
     double sum = 0;
@@ -270,16 +293,30 @@ cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
     return st;
 }
 
+cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *e) {
+    *e = (cp_train_eval){.step = t->step, .total_steps = t->total_steps, .loss = NAN, .when = CP_EVAL_DURING, .accuracy = NAN,
+                         .macro_f1 = NAN, .precision = NAN, .recall = NAN, .f1 = NAN};
+    if (!t->has_eval) return cp_error("no evaluation data (eval_data_path or validation_split)");
+    if (t->cls) return cp_class_trainer_evaluate(t, e);
+    e->examples = t->eval.n;
+    return cp_trainer_evaluate(t, &e->loss);
+}
+
 /* An evaluation recorded (history, metrics.jsonl) and reported. */
 static cp_status evaluate_and_report(cp_trainer *t, cp_eval_when when) {
-    double el;
-    if (cp_trainer_evaluate(t, &el) != CP_OK) return CP_ERR;
-    cp_loss_series_add(&t->eval_loss, (double)t->step, el);
+    cp_train_eval e;
+    if (cp_trainer_evaluate_metrics(t, &e) != CP_OK) return CP_ERR;
+    e.when = when;
+    cp_loss_series_add(&t->eval_loss, (double)t->step, e.loss);
     if (t->metrics) {
-        fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f}\n", (long long)t->step, el);
+        fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f", (long long)t->step, e.loss);
+        const char *keys[] = {"eval_accuracy", "eval_macro_f1", "eval_precision", "eval_recall", "eval_f1"};
+        const double vals[] = {e.accuracy, e.macro_f1, e.precision, e.recall, e.f1};
+        for (int k = 0; k < 5; k++)
+            if (!isnan(vals[k])) fprintf(t->metrics, ", \"%s\": %.6f", keys[k], vals[k]);
+        fprintf(t->metrics, "}\n");
         fflush(t->metrics);
     }
-    cp_train_eval e = {.step = t->step, .total_steps = t->total_steps, .loss = el, .when = when};
     return t->o.callbacks.on_evaluate ? callback_result(t->o.callbacks.on_evaluate(t->o.callbacks.user, &e), "on_evaluate", t->step)
                                       : CP_OK;
 }
@@ -308,10 +345,8 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
     const int64_t GA = a->gradient_accumulation_steps, step = t->step;
     if (step >= t->total_steps) return cp_error("the run is complete (%lld of %lld steps)", (long long)step, (long long)t->total_steps);
     if (t->t0_step < 0) start_clock(t);
-    for (int64_t i = 0; i < GA; i++) {
-        if (micro_batch(t, step * GA + i, &t->bd[i]) != CP_OK) return CP_ERR;
-        t->micro[i] = as_batch(&t->bd[i]);
-    }
+    for (int64_t i = 0; i < GA; i++)
+        if (micro_batch(t, step * GA + i, i) != CP_OK) return CP_ERR;
     double lr = a->learning_rate * cp_schedule_factor((cp_schedule)a->lr_scheduler_type, step, t->warmup_steps, t->total_steps);
     double t_step = cp_trainer_now();
     cp_step_result res;
@@ -372,6 +407,7 @@ static cp_status save_final(cp_trainer *t) {
     char *name = cp_output_dir_fresh_adapter_name(out, t->step);
     char *dir = name ? cp_path_join(out, name) : NULL;
     cp_status st = dir ? cp_adapter_save(t->m, t->o.adapter_name, dir) : CP_ERR;
+    if (st == CP_OK && t->cls) st = cp_class_write_head_config(t, dir);
     if (st == CP_OK) st = cp_output_dir_commit_adapter(out, name);
     if (st == CP_OK && t->o.callbacks.on_save) {
         cp_train_save s = {.step = t->step, .dir = dir, .kind = CP_SAVE_FINAL};
@@ -413,13 +449,18 @@ void cp_trainer_request_stop(cp_trainer *t) {
 
 void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out) {
     memset(out, 0, sizeof *out);
-    out->train_examples = t->train.n;
-    out->train_tokens = t->train.n_tokens;
+    out->train_examples = cp_trainer_n_train(t);
+    out->train_tokens = t->cls ? t->ctrain.n_tokens : t->train.n_tokens;
     out->train_loss_tokens = t->train.n_target_tokens;
-    out->train_truncated = t->train.n_truncated;
+    for (int64_t i = 0; t->cls && i < t->ctrain.n; i++) { /* rows (SEQ_CLS), labelled tokens (TOKEN_CLS) */
+        const cp_class_example *ex = &t->ctrain.examples[i];
+        if (t->ctrain.task == CP_CLASS_SEQ) out->train_loss_tokens++;
+        else for (int64_t k = 0; k < ex->len; k++) out->train_loss_tokens += ex->labels[k] != -100;
+    }
+    out->train_truncated = t->cls ? t->ctrain.n_truncated : t->train.n_truncated;
     out->train_skipped = t->train.n_skipped;
-    out->eval_examples = t->has_eval ? t->eval.n : 0;
-    out->eval_truncated = t->has_eval ? t->eval.n_truncated : 0;
+    out->eval_examples = !t->has_eval ? 0 : t->cls ? t->ceval.n : t->eval.n;
+    out->eval_truncated = !t->has_eval ? 0 : t->cls ? t->ceval.n_truncated : t->eval.n_truncated;
     out->max_seq_length = t->o.max_seq_length;
     out->pad_token_id = (int32_t)t->pad_id;
     out->pad_is_eos = t->pad_is_eos;

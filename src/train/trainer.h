@@ -25,6 +25,7 @@
 
 #include "core/error.h"
 #include "cpeft.h"
+#include "train/class_data.h"
 #include "train/data.h"
 #include "train/optim.h"
 #include "train/output_dir.h"
@@ -68,6 +69,12 @@ struct cp_trainer {
     double log_t0, log_loss, log_tokens;
     int64_t log_count;
     double last_norm;
+    /* classification (the model's task is SEQ_CLS or TOKEN_CLS): class_train.c */
+    int cls;
+    cp_class_dataset ctrain, ceval;
+    cp_label_set labels;       /* discovered from the training file */
+    cp_class_batch *cb;        /* [accumulation] micro-batch buffers */
+    char *cls_strings[3];      /* owned copies of text_pair_field, label_field, task_type */
 };
 
 double cp_trainer_now(void);
@@ -82,10 +89,28 @@ void cp_loss_series_add(cp_loss_series *s, double step, double value);
 cp_status cp_trainer_save_checkpoint(cp_trainer *t, char **dir);
 cp_status cp_trainer_load_checkpoint_state(cp_trainer *t, const char *dir);
 
+/* class_train.c: classification in the trainer. setup reads the training file (labels discovered)
+ * and the eval file, checks the model's num_labels against the label set and cuts to
+ * max_train_samples / max_eval_samples; micro_batch fills a cp_batch of examples order[start..+n);
+ * evaluate runs the eval data with metrics; write_head_config writes DIR/config.json (the base
+ * config with the head's architectures, id2label, label2id, problem_type). */
+int64_t cp_trainer_n_train(const cp_trainer *t);
+cp_status cp_class_trainer_setup(cp_trainer *t);
+cp_status cp_class_micro_batch(cp_trainer *t, const int64_t *order, int64_t start, int64_t count, cp_class_batch *cb,
+                               cp_batch *out);
+cp_status cp_class_trainer_evaluate(cp_trainer *t, cp_train_eval *e);
+cp_status cp_class_write_head_config(const cp_trainer *t, const char *dir);
+void cp_class_trainer_free(cp_trainer *t);
+/* The class task of a model (SEQ_CLS / TOKEN_CLS), -1 for others. */
+int cp_class_task_of(const cp_model *m);
+
 /* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM), allocated (free with
  * cp_peft_config_free). */
 struct cp_peft_config;
 cp_status cp_lora_config_from_options(const cp_lora_options *o, struct cp_peft_config **out);
+/* The same for a model's task (PEFT's task_type; NULL or "CAUSAL_LM" as above): SEQ_CLS and TOKEN_CLS
+ * get PEFT's head names in modules_to_save, as get_peft_model does. */
+cp_status cp_lora_config_for_task(const cp_lora_options *o, const char *task_type, struct cp_peft_config **out);
 
 /* ---- the whole run from a model directory --------------------------------------------------------- */
 

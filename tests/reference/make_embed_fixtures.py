@@ -26,6 +26,8 @@ from transformers import AutoModel  # noqa: E402
 MODELS = {
     "gpt2_tiny": "tests/fixtures/models/gpt2_tiny",
     "llama_tiny": "tests/fixtures/llama/models/llama_tiny",
+    "bert_base": "tests/fixtures/encoders/models/bert_base",        # a BertModel: sentence-transformers' kind
+    "roberta_base": "tests/fixtures/encoders/models/roberta_base",
 }
 SEQUENCES = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11], [12, 13, 14, 15, 16]]
 

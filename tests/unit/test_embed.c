@@ -122,6 +122,8 @@ static void compare_model(const char *name) {
 TEST(embeddings_match_sentence_transformers_pooling) {
     compare_model("gpt2_tiny");
     compare_model("llama_tiny");
+    compare_model("bert_base");
+    compare_model("roberta_base");
     printf("  max |diff| over every case: %.2e\n", worst);
 }
 
