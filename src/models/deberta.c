@@ -278,7 +278,8 @@ static cp_status build_head(cp_model *m) {
     if (m->task == CP_TASK_SEQ_CLS) {
         const double drop = c->deberta.cls_dropout >= 0 ? c->deberta.cls_dropout : c->hidden_dropout;
         *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act, .dropout = drop};
+                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act, .dropout = drop,
+                       .auto_soft_labels = 1}; /* problem_type null with float (B,K) labels: soft-label cross-entropy */
         cp_module *pooler = cp_module_new(m->root, "pooler", "ContextPooler", CP_MOD_CONTAINER);
         if (!pooler || !(h->dense = cp_module_linear(pooler, "dense", C, C, 1)) ||
             !cp_module_dropout(pooler, "dropout", c->deberta.pooler_dropout) ||

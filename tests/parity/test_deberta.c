@@ -154,7 +154,7 @@ static void same_adapter_file(cp_model *m, const char *peft_dir, const char *nam
 
 TEST(deberta_lora_gradients_match_peft) {
     const char *cases[] = {"debv2_seqcls_default", "debv2_tokcls_all", "debv2_seqcls_layer0", "debv2_seqcls_relemb",
-                           "debv2_conv_embproj",   "debv2_conv_default",
+                           "debv2_conv_embproj",   "debv2_conv_default",   "debv2_soft_default",
                            "deb_seqcls_default",   "deb_tokcls_pos",   "deb_seqcls_relemb",   "deb_multilabel_pq"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[512];
