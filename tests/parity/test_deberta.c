@@ -8,7 +8,8 @@
  *   - LoRA (SEQ_CLS / TOKEN_CLS, head in modules_to_save): logits and loss with the adapter, the gradient of
  *     every trainable tensor after one backward (LoRA in layer 0 only; rel_embeddings and encoder.LayerNorm
  *     in modules_to_save with LoRA in the top layer only: the backward must still reach the relative
- *     embeddings through every layer), and the adapter file cpeft writes back;
+ *     embeddings through every layer), the same with recompute, print(PeftModel) and the trainable counts,
+ *     and the adapter file cpeft writes back;
  *   - bad input: the switches cpeft refuses by name.
  * Goals: logits <= 1e-5, gradients <= 1e-4 relative to each tensor's largest entry.
  */
@@ -223,6 +224,17 @@ TEST(deberta_lora_gradients_match_peft) {
         printf("  %-24s %2d trainable tensors, logits %.2e, loss %.6f, max relative gradient difference %.2e\n", cases[c], n, dl,
                out.loss, worst);
         worst_grad = fmax(worst_grad, worst);
+        /* the same backward with recompute (block inputs only, the rest rerun block by block): the same gradients */
+        for (int i = 0; i < n; i++) memset(params[i]->grad, 0, (size_t)params[i]->numel * sizeof *params[i]->grad);
+        CHECK_OK(cp_model_forward_backward(m, &b, 0.0, 1, &loss_sum, &n_items));
+        double worst_rc = 0;
+        for (int i = 0; i < st.n_tensors; i++) {
+            if (strncmp(st.tensors[i].name, "grad.", 5)) continue;
+            cp_param *p = cp_adapter_find_param(m, "default", st.tensors[i].name + 5);
+            if (p && p->grad) worst_rc = fmax(worst_rc, rel_diff(p->grad, st.tensors[i].data, p->numel));
+        }
+        CHECK(worst_rc <= GRAD_TOL, "%s: with recompute, relative gradient difference %.3e", cases[c], worst_rc);
+        worst_grad = fmax(worst_grad, worst_rc);
         same_adapter_file(m, dir, cases[c]);
         cp_free(params);
         cp_st_close(&st);
