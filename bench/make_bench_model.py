@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Create a random, full-size GPT-Neo-125M or GPT-2-124M checkpoint for benchmarks (seeded).
+"""Create a random, full-size checkpoint for benchmarks (seeded): GPT-Neo-125M or GPT-2-124M (causal LM),
+or a sequence classifier shaped as bert-base-uncased (bert) or all-MiniLM-L6-v2 (minilm), 2 labels.
 
-    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2 --out DIR [--dtype f32|f16|bf16]
+    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|bert|minilm --out DIR [--dtype f32|f16|bf16]
 
 The directory gets config.json + model.safetensors from save_pretrained, exactly as a hub checkpoint
 would (tied lm_head not stored). No hub access, no tokenizer: benchmarks feed random token ids.
@@ -29,6 +30,13 @@ def config_for(arch: str):
                        activation_function="gelu_new", embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0,
                        layer_norm_epsilon=1e-5, bos_token_id=50256, eos_token_id=50256)
         c.architectures = ["GPT2LMHeadModel"]
+    elif arch in ("bert", "minilm"):   # bert-base-uncased / sentence-transformers/all-MiniLM-L6-v2
+        from transformers import BertConfig
+        big = arch == "bert"
+        c = BertConfig(vocab_size=30522, hidden_size=768 if big else 384, num_hidden_layers=12 if big else 6,
+                       num_attention_heads=12, intermediate_size=3072 if big else 1536, max_position_embeddings=512,
+                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2, pad_token_id=0)
+        c.architectures = ["BertForSequenceClassification"]
     else:
         raise SystemExit(f"unknown --arch {arch}")
     return c
@@ -36,16 +44,16 @@ def config_for(arch: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2"])
+    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
 
-    from transformers import GPT2LMHeadModel, GPTNeoForCausalLM
+    from transformers import BertForSequenceClassification, GPT2LMHeadModel, GPTNeoForCausalLM
     torch.manual_seed(args.seed)
     config = config_for(args.arch)
-    cls = GPTNeoForCausalLM if args.arch == "gpt_neo" else GPT2LMHeadModel
+    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel}.get(args.arch, BertForSequenceClassification)
     model = cls(config).eval()
     if DTYPES[args.dtype] != torch.float32:
         model = model.to(DTYPES[args.dtype])

@@ -45,6 +45,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task", default="CAUSAL_LM", choices=["CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS"],
+                    help="SEQ_CLS / TOKEN_CLS: the model's *ForSequenceClassification / *ForTokenClassification "
+                         "(num_labels from its config), random class labels, PEFT's head in modules_to_save")
     args = ap.parse_args()
 
     if args.threads > 0:
@@ -53,16 +56,18 @@ def main() -> int:
     import peft
     import transformers
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.simplefilter("ignore")          # fan_in_fan_out for GPT-2's Conv1D etc.
 
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    cls = {"CAUSAL_LM": AutoModelForCausalLM, "SEQ_CLS": AutoModelForSequenceClassification,
+           "TOKEN_CLS": AutoModelForTokenClassification}[args.task]
+    model = cls.from_pretrained(args.model, dtype=torch.float32)
     model.config.use_cache = False
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    cfg = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0, task_type=TaskType.CAUSAL_LM,
+    cfg = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0, task_type=getattr(TaskType, args.task),
                      target_modules=[t for t in args.targets.split(",") if t])
     model = get_peft_model(model, cfg)
     model.train()
@@ -72,11 +77,15 @@ def main() -> int:
     gen = torch.Generator().manual_seed(args.seed)
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)
     mask = torch.ones_like(ids)
+    labels = ids
+    if args.task != "CAUSAL_LM":
+        K = model.config.num_labels
+        labels = torch.randint(0, K, (args.batch,) if args.task == "SEQ_CLS" else (args.batch, args.seq), generator=gen)
 
     times, loss = [], float("nan")
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        out = model(input_ids=ids, attention_mask=mask, labels=ids, use_cache=False)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, **({"use_cache": False} if args.task == "CAUSAL_LM" else {}))
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -96,7 +105,7 @@ def main() -> int:
         "batch": args.batch, "seq": args.seq, "steps": args.steps, "r": args.r, "alpha": args.alpha,
         "targets": args.targets, "gradient_checkpointing": args.gradient_checkpointing,
         "trainable_params": sum(p.numel() for p in params), "final_loss": loss,
-        "model": os.path.abspath(args.model),
+        "model": os.path.abspath(args.model), "task": args.task,
     }))
     return 0
 

@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16] (needs `make` and `make reference-venv`; models are created once
+#   bench/run.sh [forward|train|generate|bf16|classify] (needs `make` and `make reference-venv`; models are created once
 #                                    in bench/work/ from random weights with save_pretrained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,23 @@ run_generate() {
     $PY bench/update_benchmarks.py generate "$out"
 }
 
+# LoRA training of a sequence classifier (SEQ_CLS; PEFT's default targets query, value and the classifier
+# in modules_to_save), batch 32 x 64 tokens, as issue 12 measures it.
+run_classify() {
+    local out=$WORK/classify.jsonl
+    : > "$out"
+    [[ -x build/bench/train_bench ]] || make -s build/bench/train_bench
+    for arch in minilm bert; do
+        local dir; dir=$(model_dir $arch)
+        echo "bench classify: $arch SEQ_CLS LoRA r=8 on query,value (batch 32 x 64 tokens, $ITERS steps each)" >&2
+        local c p
+        c=$(build/bench/train_bench --model "$dir" --task SEQ_CLS --targets query,value --r 8 --alpha 16 --batch 32 --seq 64 --warmup 1 --steps "$ITERS")
+        p=$($PY bench/pytorch_train.py --model "$dir" --task SEQ_CLS --targets query,value --r 8 --alpha 16 --batch 32 --seq 64 --warmup 1 --steps "$ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"classify\", \"arch\": \"$arch\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    done
+    $PY bench/update_benchmarks.py classify "$out"
+}
+
 # A BF16 checkpoint: cpeft keeps its matrices BF16 and computes in f32 (kernels widen as they read);
 # PyTorch loaded in bfloat16 (what the checkpoint's users do) and in float32 (the precision cpeft computes in).
 run_bf16() {
@@ -94,5 +111,6 @@ case "${1:-forward}" in
     train) run_train ;;
     generate) run_generate ;;
     bf16) run_bf16 ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16)" >&2; exit 2 ;;
+    classify) run_classify ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify)" >&2; exit 2 ;;
 esac

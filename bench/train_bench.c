@@ -5,10 +5,14 @@
  *
  *   build/bench/train_bench --model DIR --targets q_proj,k_proj,v_proj [--r 8] [--alpha 16]
  *                           [--batch 4] [--seq 256] [--steps 5] [--warmup 1] [--gradient-checkpointing]
+ *                           [--task CAUSAL_LM|SEQ_CLS|TOKEN_CLS]
+ * SEQ_CLS / TOKEN_CLS load the model's classification head (num_labels from its config.json), draw
+ * random class labels and put the head in modules_to_save as PEFT's task models do.
  */
 #include "cpeft.h"
 #include "machine.h"
 #include "models/model.h"
+#include "peft/lora.h"
 #include "peft/lora_config.h"
 #include "peft/peft_model.h"
 #include "train/optim.h"
@@ -29,7 +33,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
-    const char *dir = NULL, *targets = "q_proj,k_proj,v_proj";
+    const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM";
     long B = 4, T = 256, steps = 5, warmup = 1, r = 8;
     double alpha = 16;
     int recompute = 0;
@@ -44,15 +48,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seq")) T = atol(argv[++i]);
         else if (!strcmp(argv[i], "--steps")) steps = atol(argv[++i]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--task")) task = argv[++i];
         else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || steps <= 0) { fprintf(stderr, "usage: train_bench --model DIR [--targets a,b] ...\n"); return 2; }
     cp_model *m;
-    if (cp_model_load(&m, dir, CP_LOAD_WEIGHTS) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
+    if (cp_model_load_task(&m, dir, CP_LOAD_WEIGHTS, task) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     cp_lora_config cfg;
     cp_lora_config_init(&cfg);
     cfg.r = r;
     cfg.lora_alpha = alpha;
+    cfg.task_type = strdup(task);
+    if (strcmp(task, "CAUSAL_LM")) { /* PeftModelFor{Sequence,Token}Classification's heads */
+        cfg.modules_to_save = calloc(2, sizeof *cfg.modules_to_save);
+        cfg.modules_to_save[cfg.n_modules_to_save++] = strdup("classifier");
+        cfg.modules_to_save[cfg.n_modules_to_save++] = strdup("score");
+    }
     cfg.target_kind = CP_TARGETS_LIST;
     char *list = strdup(targets);
     char *save = NULL;
@@ -77,6 +88,13 @@ int main(int argc, char **argv) {
     srand(1234);
     for (long i = 0; i < B * T; i++) ids[i] = rand() % V;
     cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
+    int64_t *labels = NULL;
+    if (strcmp(task, "CAUSAL_LM")) { /* random class ids: (B) for SEQ_CLS, (B,T) for TOKEN_CLS */
+        const int64_t K = cp_model_num_labels(m), n_labels = strcmp(task, "SEQ_CLS") ? B * T : B;
+        labels = malloc((size_t)n_labels * sizeof *labels);
+        for (int64_t i = 0; i < n_labels; i++) labels[i] = rand() % K;
+        b.labels = labels;
+    }
     double *times = malloc((size_t)steps * sizeof *times), loss = 0;
     for (long s = 0; s < warmup + steps; s++) {
         cp_step_result res;
@@ -94,13 +112,16 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"peak_rss_mib\": %.1f, \"batch\": %ld, "
-           "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f, ",
-           (double)(B * T) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss);
+           "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f, "
+           "\"task\": \"%s\", ",
+           (double)(B * T) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss,
+           task);
     bench_machine_json(stdout);
     printf("}\n");
     cp_adamw_free(&opt);
     free(params);
     free(ids);
+    free(labels);
     free(times);
     cp_lora_config_free(&cfg);
     cp_model_free(m);

@@ -134,11 +134,32 @@ def bf16_section(rows) -> str:
     return "\n".join(out)
 
 
+def classify_section(rows) -> str:
+    out = ["## LoRA training of a sequence classifier (SEQ_CLS), batch 32 × 64 tokens, f32, r = 8", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh "
+           "classify`, random weights of the real model sizes saved as BertForSequenceClassification (2 labels), LoRA "
+           "r=8 alpha=16 on query and value (PEFT's default for BERT) with the classifier in modules_to_save (PEFT's "
+           "SEQ_CLS rule), random token ids and labels, AdamW, median of the timed steps, all cores. Peak RSS includes "
+           "the interpreter and torch on the PyTorch side.", "",
+           "| model | cpeft tokens/s | PyTorch + PEFT tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"minilm": "all-MiniLM-L6-v2 shape (22.7M)", "bert": "bert-base shape (109M)"}
+    for r in rows:
+        c, p = r["cpeft"], r["pytorch"]
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {c['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
+                   f"{c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB | "
+                   f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
+    p = rows[0]["pytorch"]
+    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
+            f"{p.get('threads', '?')} threads.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     section = {"forward": forward_section, "train": train_section, "generate": generate_section,
-               "bf16": bf16_section}[name](rows)
+               "bf16": bf16_section, "classify": classify_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
