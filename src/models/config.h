@@ -86,6 +86,8 @@ typedef struct {
         int64_t embedding_size;     /* E: = hidden_size unless the config gives another (embed_proj) */
         cp_activation pooler_act;   /* pooler_hidden_act */
         double pooler_dropout, cls_dropout; /* cls_dropout < 0: hidden_dropout_prob */
+        int64_t conv_kernel_size, conv_groups; /* v2 ConvLayer after layer 0 when conv_kernel_size > 0 */
+        cp_activation conv_act;     /* its activation (conv_act, "tanh" by default) */
     } deberta;
 
     /* gpt2 */

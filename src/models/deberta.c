@@ -5,8 +5,7 @@
  * backward are in deberta_blocks.c (the formulas in deberta.h).
  *
  * What this is not: the enhanced mask decoder and the MLM heads (DebertaForMaskedLM), z_steps,
- * talking heads (v1 talking_head: refused by name), the v2 ConvLayer (conv_kernel_size > 0: refused
- * by name), attention_head_size other than hidden_size / num_attention_heads (refused).
+ * talking heads (v1 talking_head: refused by name), an even conv_kernel_size (refused), attention_head_size other than hidden_size / num_attention_heads (refused).
  */
 #include "models/deberta.h"
 #include "core/alloc.h"
@@ -54,9 +53,9 @@ static cp_status read_pos_att_type(cp_model_config *cfg, const cJSON *root, cons
     return CP_OK;
 }
 
-static cp_status read_activation(const cJSON *root, const char *key, cp_activation *out, const char *file) {
+static cp_status read_activation(const cJSON *root, const char *key, const char *dflt, cp_activation *out, const char *file) {
     const char *name;
-    if (cp_json_get_string(root, key, "gelu", 0, &name, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_string(root, key, dflt, 0, &name, file) != CP_OK) return CP_ERR;
     const int a = cp_activation_from_name(name);
     if (a < 0) return cp_error("%s: field \"%s\": unknown activation \"%s\" (supported: %s)", file, key, name, cp_activation_supported());
     *out = (cp_activation)a;
@@ -103,9 +102,19 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         return cp_error("%s: field \"talking_head\": true is not supported (DeBERTa's talking-head attention, "
                         "head_logits_proj / head_weights_proj)", file);
     if (is_decoder) return cp_error("%s: field \"is_decoder\": true is not supported (cpeft runs the encoder only)", file);
-    if (v2 && conv > 0)
-        return cp_error("%s: field \"conv_kernel_size\": %lld: DeBERTa-v2's ConvLayer (encoder.conv) is not supported",
-                        file, (long long)conv);
+    cfg->deberta.conv_kernel_size = v2 && conv > 0 ? conv : 0;
+    cfg->deberta.conv_groups = 1;
+    if (cfg->deberta.conv_kernel_size) {
+        if (conv % 2 == 0 || conv > 4097)
+            return cp_error("%s: field \"conv_kernel_size\": %lld is not supported (an odd kernel keeps the sequence length; "
+                            "transformers fails on an even one)", file, (long long)conv);
+        if (cp_json_get_int(root, "conv_groups", 1, 0, &cfg->deberta.conv_groups, file) != CP_OK ||
+            read_activation(root, "conv_act", "tanh", &cfg->deberta.conv_act, file) != CP_OK)
+            return CP_ERR;
+        if (cfg->deberta.conv_groups < 1 || cfg->hidden_size % cfg->deberta.conv_groups)
+            return cp_error("%s: field \"conv_groups\": %lld does not divide hidden_size %lld", file,
+                            (long long)cfg->deberta.conv_groups, (long long)cfg->hidden_size);
+    }
     if (head_size && head_size * cfg->num_heads != cfg->hidden_size)
         return cp_error("%s: field \"attention_head_size\": %lld × %lld heads ≠ hidden_size %lld is not supported", file,
                         (long long)head_size, (long long)cfg->num_heads, (long long)cfg->hidden_size);
@@ -128,8 +137,8 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         return cp_error_context("%s", file);
     if (cp_config_read_common(cfg, root, file, "gelu") != CP_OK) return CP_ERR;
     if (!cJSON_GetObjectItem(root, "pad_token_id")) cfg->pad_token_id = 0; /* DebertaConfig's default; null: none */
-    if (read_activation(root, "hidden_act", &cfg->activation, file) != CP_OK ||
-        read_activation(root, "pooler_hidden_act", &cfg->deberta.pooler_act, file) != CP_OK)
+    if (read_activation(root, "hidden_act", "gelu", &cfg->activation, file) != CP_OK ||
+        read_activation(root, "pooler_hidden_act", "gelu", &cfg->deberta.pooler_act, file) != CP_OK)
         return CP_ERR;
     return CP_OK;
 }
@@ -249,6 +258,13 @@ static cp_module *build_base(cp_model *m, cp_deberta_state *s, cp_module *parent
     }
     /* v2 builds encoder.LayerNorm whenever norm_rel_ebd has "layer_norm" (it is used only with relative attention) */
     if (nm->v2 && c->deberta.norm_rel_ebd && !(s->rel_ln = layernorm(m, enc, "LayerNorm"))) return NULL;
+    if (c->deberta.conv_kernel_size) { /* ConvLayer: conv, LayerNorm, dropout */
+        cp_module *cl = cp_module_new(enc, "conv", "ConvLayer", CP_MOD_CONTAINER);
+        if (!cl || !(s->conv = cp_module_conv(cl, "conv", C, C, c->deberta.conv_kernel_size, c->deberta.conv_groups)) ||
+            !(s->conv_ln = layernorm(m, cl, "LayerNorm")) || !cp_module_dropout(cl, "dropout", c->hidden_dropout))
+            return NULL;
+        s->conv_layer = cl;
+    }
     if (cp_stack_blocks(m, enc, "layer") != CP_OK) return NULL;
     return base;
 }
@@ -262,7 +278,8 @@ static cp_status build_head(cp_model *m) {
     if (m->task == CP_TASK_SEQ_CLS) {
         const double drop = c->deberta.cls_dropout >= 0 ? c->deberta.cls_dropout : c->hidden_dropout;
         *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act, .dropout = drop};
+                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act, .dropout = drop,
+                       .auto_soft_labels = 1}; /* problem_type null with float (B,K) labels: soft-label cross-entropy */
         cp_module *pooler = cp_module_new(m->root, "pooler", "ContextPooler", CP_MOD_CONTAINER);
         if (!pooler || !(h->dense = cp_module_linear(pooler, "dense", C, C, 1)) ||
             !cp_module_dropout(pooler, "dropout", c->deberta.pooler_dropout) ||
@@ -306,6 +323,7 @@ static cp_status build(cp_model *m) {
     m->stack.embeddings[n++] = s->embeddings;
     if (s->rel_embeddings) m->stack.embeddings[n++] = s->rel_embeddings;
     if (s->rel_ln) m->stack.embeddings[n++] = s->rel_ln;
+    if (s->conv_layer) m->stack.embeddings[n++] = s->conv_layer; /* in block 0's backward: a trained conv needs it */
     m->stack.final_norm = NULL;
     return CP_OK;
 }

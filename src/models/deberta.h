@@ -14,6 +14,8 @@
  *     pq = v1 pos_q_proj(rel) / v2 pos_query_proj(rel) (query_proj(rel) when shared)    p2c
  *     att = disentangled attention (nn/disentangled_attention.h)
  *     x1 = LayerNorm(attention.output.dense(att) + x);  x = LayerNorm(output.dense(act(intermediate.dense(x1))) + x1)
+ *   v2 ConvLayer (conv_kernel_size > 0), after layer 0 with x0 its input and y its output:
+ *     x = LayerNorm_conv(y + conv_act(Conv1d(x0) · mask)) · mask
  *   heads: SEQ_CLS ContextPooler (pooler.dense + pooler_hidden_act on token 0) → classifier;
  *          TOKEN_CLS classifier on every token.
  *
@@ -41,6 +43,7 @@ typedef struct {
     cp_module *word, *position, *token_type, *embed_proj, *ln_emb; /* position, token_type, embed_proj may be NULL */
     cp_module *rel_embeddings;          /* encoder.rel_embeddings, NULL without relative_attention */
     cp_module *rel_ln;                  /* encoder.LayerNorm (v2 norm_rel_ebd "layer_norm"), or NULL */
+    cp_module *conv_layer, *conv, *conv_ln; /* v2 encoder.conv (ConvLayer), its Conv1d and LayerNorm, or NULL */
     cp_deberta_layer *layers;           /* [num_layers] */
 } cp_deberta_state;
 

@@ -23,6 +23,7 @@
 #include "models/deberta.h"
 #include "kernels/vector.h"
 #include "models/proj.h"
+#include "nn/convolution.h"
 #include "nn/disentangled_attention.h"
 #include "nn/layernorm.h"
 #include "nn/relative_position.h"
@@ -64,6 +65,10 @@ typedef struct {
     float *rel;                 /* (W,C) after encoder.LayerNorm (rel_in itself without it) */
     float *rel_mean, *rel_rstd; /* (W) its statistics */
     float *d_rel;               /* (W,C) gradient of rel summed over the layers; NULL when nothing under rel trains */
+    /* v2 ConvLayer after layer 0 (written by block 0's forward, read by its backward) */
+    float *conv_c;              /* (N,C) Conv1d(x0) with padding rows zeroed: the activation's input */
+    float *conv_r;              /* (N,C) y + conv_act(conv_c): LayerNorm_conv's input */
+    float *conv_mean, *conv_rstd; /* (N) its statistics */
 } deberta_emb;
 
 static cp_status embed_rel(cp_model *m, const cp_run *run, const cp_batch *b, deberta_emb *e) {
@@ -108,6 +113,11 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
     e->mean = cp_arena_floats(ar, (size_t)N, "embedding LayerNorm statistics");
     e->rstd = cp_arena_floats(ar, (size_t)N, "embedding LayerNorm statistics");
     if (!e->pos || !e->tt || !e->sum || !e->ln_in || !e->mean || !e->rstd) return CP_ERR;
+    if (s->conv && (!(e->conv_c = cp_arena_floats(ar, (size_t)(N * C), "convolution output")) ||
+                    !(e->conv_r = cp_arena_floats(ar, (size_t)(N * C), "convolution residual")) ||
+                    !(e->conv_mean = cp_arena_floats(ar, (size_t)N, "convolution LayerNorm statistics")) ||
+                    !(e->conv_rstd = cp_arena_floats(ar, (size_t)N, "convolution LayerNorm statistics"))))
+        return CP_ERR;
     for (int64_t i = 0; i < N; i++) {
         e->pos[i] = b->position_ids ? b->position_ids[i] : ea->past + i % T;
         e->tt[i] = b->token_type_ids ? b->token_type_ids[i] : 0;
@@ -291,11 +301,56 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     return CP_OK;
 }
 
+/* padding rows of rows (N,C) set to zero: masked_fill((1 - input_mask).bool(), 0) */
+static void zero_padding(float *rows, const int64_t *mask, int64_t N, int64_t C) {
+    for (int64_t i = 0; mask && i < N; i++)
+        if (mask[i] != 1) memset(rows + i * C, 0, (size_t)C * sizeof *rows);
+}
+
+/* The v2 ConvLayer after layer 0: x (N,C) holds the layer's output y and becomes
+ * LayerNorm_conv(y + conv_act(Conv1d(x0) · mask)) · mask, x0 the layer's input. */
+static cp_status conv_forward(cp_model *m, const cp_run *run, const cp_batch *b, const deberta_emb *e, const float *x0, float *x) {
+    const cp_deberta_state *s = m->arch_state;
+    const int64_t N = b->B * b->T, C = m->config.hidden_size;
+    if (cp_conv1d_forward(s->conv, e->conv_c, x0, b->B, b->T, run->arena) != CP_OK) return CP_ERR;
+    zero_padding(e->conv_c, b->attention_mask, N, C);
+    cp_activation_forward(m->config.deberta.conv_act, e->conv_r, e->conv_c, N * C);
+    cp_add_inplace(e->conv_r, x, N * C);
+    cp_layernorm_forward(s->conv_ln, x, e->conv_mean, e->conv_rstd, e->conv_r, N);
+    apply_mask(x, b->attention_mask, N, C);
+    return CP_OK;
+}
+
+/* Backward of conv_forward: dx (N,C) holds d(ConvLayer output) and becomes d y; *d_x0 (N,C), when
+ * non-NULL, receives the Conv1d's input gradient (the caller adds it to layer 0's input gradient). */
+static cp_status conv_backward(cp_model *m, const cp_run *run, const cp_batch *b, const deberta_emb *e, const float *x0, float *dx,
+                               float *d_x0) {
+    const cp_deberta_state *s = m->arch_state;
+    const int64_t N = b->B * b->T, C = m->config.hidden_size;
+    float *d = cp_arena_floats(run->arena, (size_t)(N * C), "convolution gradients");  // (N,C)
+    if (!d) return CP_ERR;
+    // x = LayerNorm_conv(r) · mask, r = y + conv_act(c): dx = d r = d y, d = d c
+    apply_mask(dx, b->attention_mask, N, C);
+    memset(d, 0, (size_t)(N * C) * sizeof *d);
+    cp_layernorm_backward(s->conv_ln, d, dx, e->conv_r, e->conv_mean, e->conv_rstd, N);
+    memcpy(dx, d, (size_t)(N * C) * sizeof *dx);
+    cp_activation_backward(m->config.deberta.conv_act, d, d, e->conv_c, N * C);
+    zero_padding(d, b->attention_mask, N, C); // masked_fill passes nothing back to the padding rows
+    if (d_x0) memset(d_x0, 0, (size_t)(N * C) * sizeof *d_x0);
+    return cp_conv1d_backward(s->conv, d_x0, d, x0, b->B, b->T, run->arena);
+}
+
 static cp_status block_forward(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb, float *x,
                                void *acts, cp_kv_cache *kv) {
     if (kv) return cp_error("%s: an encoder has no KV cache", m->config.model_type);
+    const int conv = l == 0 && ((const cp_deberta_state *)m->arch_state)->conv;
+    const int64_t N = b->B * b->T, C = m->config.hidden_size;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    cp_status st = block_forward_impl(m, run, l, b, emb, x, acts);
+    float *x0 = conv ? cp_arena_floats(run->arena, (size_t)(N * C), "layer 0 input") : NULL; // (N,C)
+    cp_status st = conv && !x0 ? CP_ERR : CP_OK;
+    if (x0) memcpy(x0, x, (size_t)(N * C) * sizeof *x0);
+    if (st == CP_OK) st = block_forward_impl(m, run, l, b, emb, x, acts);
+    if (st == CP_OK && conv) st = conv_forward(m, run, b, emb, x0, x);
     cp_arena_release(run->arena, mark);
     return st;
 }
@@ -309,6 +364,12 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size;
     cp_arena *ar = run->arena;
+    // layer 0 with the v2 ConvLayer after it: dx becomes the gradient of the layer's output
+    float *d_x0 = l == 0 && ((const cp_deberta_state *)m->arch_state)->conv && need_dx
+                      ? cp_arena_floats(ar, (size_t)(N * C), "convolution input gradients") : NULL; // (N,C)
+    if (l == 0 && ((const cp_deberta_state *)m->arch_state)->conv &&
+        ((need_dx && !d_x0) || conv_backward(m, run, b, e, x_in, dx, d_x0) != CP_OK))
+        return CP_ERR;
     float *d_big = cp_arena_floats(ar, (size_t)(N * (I > 3 * C ? I : 3 * C)), "block gradients"); // (N,I) / (3,N,C)
     float *g = cp_arena_floats(ar, (size_t)(N * C), "block gradients");                          // (N,C)
     float *d_att = cp_arena_floats(ar, (size_t)(N * C), "block gradients");                      // (N,C)
@@ -348,6 +409,7 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     // pk = pos_key(rel), pq = pos_query(rel): their weights' (and hooks') gradients, and d rel into the shared buffer
     if (dpk && cp_proj_backward(run, ly->pos_key, e->d_rel, dpk, e->rel, e->W) != CP_OK) return CP_ERR;
     if (dpq && cp_proj_backward(run, ly->pos_query, e->d_rel, dpq, e->rel, e->W) != CP_OK) return CP_ERR;
+    if (d_x0) cp_add_inplace(dx, d_x0, N * C); // the ConvLayer read layer 0's input too
     return CP_OK;
 }
 

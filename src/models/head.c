@@ -166,6 +166,8 @@ static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int
         p->rows = rows;
         p->type = CP_PROBLEM_SINGLE_LABEL;
         if (labels && cp_problem_type_resolve(head->problem_type, K, labels, &p->type) != CP_OK) return CP_ERR;
+        if (labels && head->auto_soft_labels && head->problem_type == CP_PROBLEM_AUTO && p->type == CP_PROBLEM_MULTI_LABEL)
+            p->type = CP_PROBLEM_SOFT_LABEL;
     } else {
         p->R = B * T;
         p->rows = h;

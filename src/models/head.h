@@ -52,6 +52,8 @@ typedef struct cp_head {
     cp_task task;
     int64_t num_labels;           /* K: config's num_labels (len(id2label)); CAUSAL_LM: the vocabulary V */
     cp_problem_type problem_type; /* SEQ_CLS: config's problem_type (AUTO when null); TOKEN_CLS ignores it */
+    int auto_soft_labels;         /* SEQ_CLS with problem_type AUTO: float (B,K) labels take the soft-label
+                                     cross-entropy instead of BCE (DeBERTa's heads) */
     cp_pooling pooling;           /* SEQ_CLS */
     int64_t pad_token_id;         /* POOL_LAST_NON_PAD: config's pad_token_id, < 0 (CP_TOKEN_UNSET) when null */
     cp_module *dense;             /* optional Linear (C',C) applied before the classifier, or NULL */

@@ -21,6 +21,7 @@ static cp_param *param_named(char *name, int ndim, int64_t d0, int64_t d1) {
     p->ndim = ndim;
     p->shape[0] = d0;
     p->shape[1] = ndim > 1 ? d1 : 1;
+    p->shape[2] = 1;
     p->numel = ndim > 1 ? d0 * d1 : d0;
     p->source_dtype = CP_F32;
     p->requires_grad = 1;
@@ -88,6 +89,14 @@ void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate) 
 }
 
 
+cp_param *cp_param_new_like(const char *name, const cp_param *like) {
+    cp_param *p = cp_param_new(name, 1, like->numel, 0);
+    if (!p) return NULL;
+    p->ndim = like->ndim;
+    memcpy(p->shape, like->shape, sizeof p->shape);
+    return p;
+}
+
 cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind) {
     cp_module *m = cp_calloc(1, sizeof *m, "a module");
     if (!m) return NULL;
@@ -136,6 +145,20 @@ cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int
     cp_module *m = matrix_leaf(parent, name, "Conv1D", CP_MOD_CONV1D, in, out, in, out); /* weight (in, out) */
     if (m && !(m->bias = param_new(m, "bias", 1, out, 0))) return NULL;
     return m;
+}
+
+cp_module *cp_module_conv(cp_module *parent, const char *name, int64_t in, int64_t out, int64_t kernel, int64_t groups) {
+    cp_module *m = cp_module_new(parent, name, "Conv1d", CP_MOD_CONV);
+    if (!m) return NULL;
+    m->in_features = in;
+    m->out_features = out;
+    m->kernel_size = kernel;
+    m->groups = groups;
+    if (!(m->weight = param_new(m, "weight", 2, out, in / groups))) return NULL;
+    m->weight->ndim = 3; /* [out, in/groups, kernel] */
+    m->weight->shape[2] = kernel;
+    m->weight->numel *= kernel;
+    return (m->bias = param_new(m, "bias", 1, out, 0)) ? m : NULL;
 }
 
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim) {
@@ -273,6 +296,12 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         break;
     case CP_MOD_CONV1D:
         cp_sb_printf(sb, "nf=%lld, nx=%lld", (long long)m->out_features, (long long)m->in_features);
+        break;
+    case CP_MOD_CONV: /* torch's _ConvNd.extra_repr: padding when not 0, groups when not 1 */
+        cp_sb_printf(sb, "%lld, %lld, kernel_size=(%lld,), stride=(1,)", (long long)m->in_features, (long long)m->out_features,
+                     (long long)m->kernel_size);
+        if ((m->kernel_size - 1) / 2) cp_sb_printf(sb, ", padding=(%lld,)", (long long)((m->kernel_size - 1) / 2));
+        if (m->groups != 1) cp_sb_printf(sb, ", groups=%lld", (long long)m->groups);
         break;
     case CP_MOD_EMBEDDING:
         cp_sb_printf(sb, "%lld, %lld", (long long)m->in_features, (long long)m->out_features);

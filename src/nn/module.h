@@ -31,12 +31,13 @@ typedef enum {
     CP_MOD_RMSNORM,    /* LlamaRMSNorm and kin: weight [C] */
     CP_MOD_DROPOUT,    /* nn.Dropout(p) */
     CP_MOD_ACTIVATION, /* an activation module (NewGELUActivation, ...) */
+    CP_MOD_CONV,       /* nn.Conv1d, stride 1, zero padding (kernel_size − 1) / 2: weight [out, in/groups, kernel], bias [out] */
 } cp_module_kind;
 
 typedef struct cp_param {
     char *name;              /* state-dict name, e.g. "transformer.wte.weight" */
-    int ndim;
-    int64_t shape[2];
+    int ndim;                /* 1, 2, or 3 (nn.Conv1d's weight) */
+    int64_t shape[3];
     int64_t numel;
     float *data;             /* f32 values; NULL until bound (or when built from config only), and
                                 while the values are kept as `stored` */
@@ -64,6 +65,7 @@ typedef struct cp_module {
     double eps;                /* LayerNorm */
     double p;                  /* Dropout */
     cp_activation activation;  /* ACTIVATION */
+    int64_t kernel_size, groups; /* CONV */
     struct cp_hook *hooks;     /* PEFT methods attached here (LoRA layers, modules_to_save copies), in attach order */
 } cp_module;
 
@@ -81,6 +83,8 @@ void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate);
 
 /* A free-standing parameter named `name` of shape (d0) or (d0, d1) with zeroed, owned f32 data. */
 cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1);
+/* The same with like's shape (any ndim). */
+cp_param *cp_param_new_like(const char *name, const cp_param *like);
 void cp_param_free(cp_param *p);
 
 /* Construction. Each returns the new child (owned by `parent`) or NULL with an error set.
@@ -88,6 +92,8 @@ void cp_param_free(cp_param *p);
 cp_module *cp_module_new(cp_module *parent, const char *name, const char *class_name, cp_module_kind kind);
 cp_module *cp_module_linear(cp_module *parent, const char *name, int64_t in, int64_t out, int bias);
 cp_module *cp_module_conv1d(cp_module *parent, const char *name, int64_t in, int64_t out);
+/* nn.Conv1d(in, out, kernel, padding=(kernel - 1) / 2, groups=groups) with a bias. */
+cp_module *cp_module_conv(cp_module *parent, const char *name, int64_t in, int64_t out, int64_t kernel, int64_t groups);
 cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num, int64_t dim);
 /* A bare nn.Parameter of shape (d0) registered on the container m as "<path>.<name>", in m's first
  * free parameter slot (weight, then bias), so that named_parameters lists it before m's children as

@@ -15,7 +15,8 @@
 
 #define PARALLEL_MIN (1 << 15) /* logits below this many elements are reduced on one thread */
 
-static const char *const NAMES[] = {"auto", "regression", "single_label_classification", "multi_label_classification"};
+static const char *const NAMES[] = {"auto", "regression", "single_label_classification", "multi_label_classification",
+                                    "soft-label cross-entropy"};
 
 const char *cp_problem_type_name(cp_problem_type t) {
     return (unsigned)t < sizeof NAMES / sizeof *NAMES ? NAMES[t] : "unknown";
@@ -33,7 +34,7 @@ cp_status cp_problem_type_parse(const char *name, cp_problem_type *out) {
 cp_status cp_problem_type_resolve(cp_problem_type configured, int64_t num_labels, const cp_task_labels *labels,
                                   cp_problem_type *out) {
     if (num_labels < 1) return cp_error("num_labels: %lld (expected at least 1)", (long long)num_labels);
-    if (configured < CP_PROBLEM_AUTO || configured > CP_PROBLEM_MULTI_LABEL)
+    if (configured < CP_PROBLEM_AUTO || configured > CP_PROBLEM_SOFT_LABEL)
         return cp_error("problem_type: unknown value %d", (int)configured);
     if (configured == CP_PROBLEM_SINGLE_LABEL && num_labels == 1) /* transformers' config refuses it too */
         return cp_error("problem_type: \"single_label_classification\" requires num_labels > 1 (for binary "
@@ -106,9 +107,9 @@ static cp_status check_labels(cp_problem_type type, int64_t N, int64_t K, const 
         *n_items = count;
         return CP_OK;
     }
-    if (type == CP_PROBLEM_MULTI_LABEL && !l->values)
+    if ((type == CP_PROBLEM_MULTI_LABEL || type == CP_PROBLEM_SOFT_LABEL) && !l->values)
         return cp_error("labels: %s needs float labels (torch.float), one value per label; got integer class ids", name);
-    if (type != CP_PROBLEM_REGRESSION && type != CP_PROBLEM_MULTI_LABEL)
+    if (type != CP_PROBLEM_REGRESSION && type != CP_PROBLEM_MULTI_LABEL && type != CP_PROBLEM_SOFT_LABEL)
         return cp_error("problem_type: unknown value %d", (int)type);
     /* regression with one label squeezes both sides (any shape of N elements); otherwise (N,K) */
     const int squeezed = type == CP_PROBLEM_REGRESSION && K == 1;
@@ -124,7 +125,7 @@ static cp_status check_labels(cp_problem_type type, int64_t N, int64_t K, const 
             if (!isfinite(l->values[i]))
                 return cp_error("labels: value %g at %s is not a finite number", (double)l->values[i],
                                 position(pos, sizeof pos, l, i));
-    *n_items = n;
+    *n_items = type == CP_PROBLEM_SOFT_LABEL ? N : n; /* soft labels: a mean over rows */
     return CP_OK;
 }
 
@@ -155,6 +156,28 @@ static double loss_pass(cp_problem_type type, const float *logits, int64_t N, in
                 memcpy(d, x, (size_t)K * sizeof *d);
                 cp_exp_scale(d, K, m, (float)(scale / sum)); // softmax · scale
                 d[y] -= (float)scale;
+            }
+        }
+        return total;
+    }
+    if (type == CP_PROBLEM_SOFT_LABEL) {
+#pragma omp parallel for reduction(+ : total) schedule(static) if (N * K > PARALLEL_MIN)
+        for (int64_t i = 0; i < N; i++) {
+            // -Σ_k y_k·log_softmax(x)_k = Σ_k y_k·(logsumexp(x) − x_k); d x_k = softmax_k·Σy − y_k
+            const float *x = logits + i * K; // (K)
+            const float m = cp_row_max(x, K);
+            const double sum = cp_exp_sum(x, K, m), lse = (double)m + log(sum);
+            double ysum = 0;
+            for (int64_t k = 0; k < K; k++) {
+                const double y = label_value(l, i * K + k);
+                ysum += y;
+                total += y * (lse - (double)x[k]);
+            }
+            if (dlogits) {
+                float *d = dlogits + i * K;
+                memcpy(d, x, (size_t)K * sizeof *d);
+                cp_exp_scale(d, K, m, (float)(scale * ysum / sum)); // softmax · Σy · scale
+                for (int64_t k = 0; k < K; k++) d[k] -= (float)(label_value(l, i * K + k) * scale);
             }
         }
         return total;

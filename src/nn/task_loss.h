@@ -35,6 +35,9 @@ typedef enum {
     CP_PROBLEM_REGRESSION,   /* "regression" */
     CP_PROBLEM_SINGLE_LABEL, /* "single_label_classification" */
     CP_PROBLEM_MULTI_LABEL,  /* "multi_label_classification" */
+    /* not a config value: what DeBERTa's *ForSequenceClassification computes for float (N,K) labels when
+     * problem_type is null, -(log_softmax(logits)·labels).sum(-1).mean() (a mean over rows) */
+    CP_PROBLEM_SOFT_LABEL,
 } cp_problem_type;
 
 /* The labels tensor of a batch: exactly one of ids / values is set. ndim 0, 1 or 2. */

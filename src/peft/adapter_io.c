@@ -245,8 +245,7 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
         t[i].name = l.list[i].key;
         t[i].dtype = l.list[i].base_dtype ? p->source_dtype : CP_F32;
         t[i].ndim = p->ndim;
-        t[i].shape[0] = p->shape[0];
-        t[i].shape[1] = p->shape[1];
+        for (int d = 0; d < p->ndim; d++) t[i].shape[d] = p->shape[d];
         t[i].data = p->data;
         if (t[i].dtype != CP_F32 || !p->data) {
             if (!(owned[i] = cp_malloc((size_t)cp_dtype_nbytes(t[i].dtype, p->numel), l.list[i].key))) st = CP_ERR;

@@ -79,7 +79,7 @@ static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
         char name[1024];
         snprintf(name, sizeof name, "%s.modules_to_save.%s.%s", mod->path, adapter, sp->local_name);
         cp_param *o = sp->original;
-        cp_param *c = cp_param_new(name, o->ndim, o->shape[0], o->shape[1]);
+        cp_param *c = cp_param_new_like(name, o);
         if (!c) return CP_ERR;
         if (cp_param_bound(o)) cp_param_export(o, CP_F32, c->data);
         c->source_dtype = o->source_dtype;

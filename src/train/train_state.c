@@ -43,8 +43,7 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
             w->name = names[n++];
             w->dtype = CP_F32;
             w->ndim = p->ndim;
-            w->shape[0] = p->shape[0];
-            w->shape[1] = p->shape[1];
+            for (int d = 0; d < p->ndim; d++) w->shape[d] = p->shape[d];
             w->data = k == 2 ? p->data : k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i];
         }
     char *path = st == CP_OK ? cp_path_join(dir, "optimizer.safetensors") : NULL;

@@ -3,11 +3,13 @@
  * (fixtures from tests/reference/make_deberta_model_fixtures.py, under tests/fixtures/deberta_models/):
  *   - forward: logits (B,K) / (B,T,K) / last hidden state, every hidden state, loss, repr and parameter
  *     count, for models covering each config switch (relative_attention, pos_att_type, share_att_key,
- *     position_buckets, clamped spans, norm_rel_ebd, position_biased_input, embed_proj), f32 and 16-bit copies;
+ *     position_buckets, clamped spans, norm_rel_ebd, position_biased_input, embed_proj, the v2 ConvLayer),
+ *     f32 and 16-bit copies;
  *   - LoRA (SEQ_CLS / TOKEN_CLS, head in modules_to_save): logits and loss with the adapter, the gradient of
  *     every trainable tensor after one backward (LoRA in layer 0 only; rel_embeddings and encoder.LayerNorm
  *     in modules_to_save with LoRA in the top layer only: the backward must still reach the relative
- *     embeddings through every layer), and the adapter file cpeft writes back;
+ *     embeddings through every layer), the same with recompute, print(PeftModel) and the trainable counts,
+ *     and the adapter file cpeft writes back;
  *   - bad input: the switches cpeft refuses by name.
  * Goals: logits <= 1e-5, gradients <= 1e-4 relative to each tensor's largest entry.
  */
@@ -153,6 +155,7 @@ static void same_adapter_file(cp_model *m, const char *peft_dir, const char *nam
 
 TEST(deberta_lora_gradients_match_peft) {
     const char *cases[] = {"debv2_seqcls_default", "debv2_tokcls_all", "debv2_seqcls_layer0", "debv2_seqcls_relemb",
+                           "debv2_conv_embproj",   "debv2_conv_default",   "debv2_soft_default",
                            "deb_seqcls_default",   "deb_tokcls_pos",   "deb_seqcls_relemb",   "deb_multilabel_pq"};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[512];
@@ -177,6 +180,16 @@ TEST(deberta_lora_gradients_match_peft) {
             cp_st_close(&st);
             continue;
         }
+        /* print(peft_model) and print_trainable_parameters()'s counts */
+        const char *want_repr = cp_st_meta(&st, "repr"), *want_tr = cp_st_meta(&st, "trainable"), *want_all = cp_st_meta(&st, "all");
+        char *repr = cp_model_peft_repr(m);
+        CHECK(repr && want_repr && !strcmp(repr, want_repr), "%s: PeftModel repr differs:\n%s\n--- PEFT:\n%s", cases[c],
+              repr ? repr : "", want_repr ? want_repr : "");
+        cp_free(repr);
+        int64_t tr = 0, all = 0;
+        cp_model_trainable_parameters(m, &tr, &all);
+        CHECK(want_tr && want_all && tr == atoll(want_tr) && all == atoll(want_all), "%s: trainable %lld of %lld, PEFT %s of %s",
+              cases[c], (long long)tr, (long long)all, want_tr ? want_tr : "?", want_all ? want_all : "?");
         cp_batch b = fixture_batch(&st);
         /* logits and loss with the adapter (eval forward) */
         const int64_t nl = logits_numel(m, &b);
@@ -211,6 +224,17 @@ TEST(deberta_lora_gradients_match_peft) {
         printf("  %-24s %2d trainable tensors, logits %.2e, loss %.6f, max relative gradient difference %.2e\n", cases[c], n, dl,
                out.loss, worst);
         worst_grad = fmax(worst_grad, worst);
+        /* the same backward with recompute (block inputs only, the rest rerun block by block): the same gradients */
+        for (int i = 0; i < n; i++) memset(params[i]->grad, 0, (size_t)params[i]->numel * sizeof *params[i]->grad);
+        CHECK_OK(cp_model_forward_backward(m, &b, 0.0, 1, &loss_sum, &n_items));
+        double worst_rc = 0;
+        for (int i = 0; i < st.n_tensors; i++) {
+            if (strncmp(st.tensors[i].name, "grad.", 5)) continue;
+            cp_param *p = cp_adapter_find_param(m, "default", st.tensors[i].name + 5);
+            if (p && p->grad) worst_rc = fmax(worst_rc, rel_diff(p->grad, st.tensors[i].data, p->numel));
+        }
+        CHECK(worst_rc <= GRAD_TOL, "%s: with recompute, relative gradient difference %.3e", cases[c], worst_rc);
+        worst_grad = fmax(worst_grad, worst_rc);
         same_adapter_file(m, dir, cases[c]);
         cp_free(params);
         cp_st_close(&st);
@@ -239,7 +263,7 @@ TEST(deberta_refuses_by_name) {
         {"{\"model_type\": \"deberta\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
          "\"intermediate_size\": 8, \"vocab_size\": 10, \"talking_head\": true}", "talking_head"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
-         "\"intermediate_size\": 8, \"vocab_size\": 10, \"conv_kernel_size\": 3}", "conv_kernel_size"},
+         "\"intermediate_size\": 8, \"vocab_size\": 10, \"conv_kernel_size\": 4}", "conv_kernel_size"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "
          "\"intermediate_size\": 8, \"vocab_size\": 10, \"relative_attention\": true, \"position_buckets\": 1}", "position_buckets"},
         {"{\"model_type\": \"deberta-v2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, \"num_attention_heads\": 4, "

@@ -6,12 +6,14 @@ LoRA on them, in the layout of make_encoder_fixtures.py (whose input, label and 
     forward/<model>.safetensors       inputs, logits / last_hidden_state, hidden_states (L+1,B,T,C), loss;
                                       metadata: model, task, labels, repr, num_parameters
     grads/<case>/                     PEFT adapter + expected.safetensors (logits, loss, grad.<saved key> of every
-                                      trainable tensor after loss.backward()) + expected.json
+                                      trainable tensor after loss.backward(); metadata: str(PeftModel), the
+                                      trainable and total parameter counts) + expected.json
 
 The models cover each switch: relative_attention on/off, pos_att_type c2p / p2c / both (list or "a|b" string),
 share_att_key, position_buckets (log buckets reached at T = 9), max_relative_positions below T (clamped spans),
 norm_rel_ebd "layer_norm", position_biased_input on/off, type_vocab_size 0 / 2, embedding_size != hidden_size
-(embed_proj), pooler_hidden_act. Weights: init with initializer_range 0.2; every LayerNorm (DebertaLayerNorm
+(embed_proj), pooler_hidden_act, the v2 ConvLayer (conv_kernel_size 3 with 2 groups, 5), and DeBERTa's own loss for
+float (B,K) labels under problem_type null (soft-label cross-entropy, not BCE). Weights: init with initializer_range 0.2; every LayerNorm (DebertaLayerNorm
 included), Linear bias and v1's q_bias / v_bias perturbed. Inputs: B=3, T=9, right-padded to 9, 6, 4 tokens.
 LoRA cases include the backward cut: LoRA in layer 0 only, and rel_embeddings (with encoder.LayerNorm) in
 modules_to_save next to LoRA in the top layer only.
@@ -55,12 +57,19 @@ MODELS = {
     "debv2_seqcls_norel": ("deberta-v2", "DebertaV2ForSequenceClassification",
                            dict(relative_attention=False, pos_att_type=["c2p", "p2c"], num_labels=1, pooler_hidden_act="tanh",
                                 type_vocab_size=2), 504),
+    "debv2_conv_tokcls": ("deberta-v2", "DebertaV2ForTokenClassification",
+                          dict(V3, conv_kernel_size=3, conv_groups=2, conv_act="gelu", embedding_size=24, num_labels=3), 505),
+    "debv2_conv_seqcls": ("deberta-v2", "DebertaV2ForSequenceClassification",
+                          dict(relative_attention=True, pos_att_type="p2c|c2p", conv_kernel_size=5, num_labels=2), 506),
     "deb_seqcls": ("deberta", "DebertaForSequenceClassification",
                    dict(relative_attention=True, pos_att_type="c2p|p2c", position_biased_input=False, num_labels=3), 601),
     "deb_tokcls": ("deberta", "DebertaForTokenClassification",
                    dict(relative_attention=True, pos_att_type=["c2p"], max_relative_positions=5, type_vocab_size=2,
                         embedding_size=24, num_labels=5), 602),
     "deb_base": ("deberta", "DebertaModel", dict(relative_attention=True, pos_att_type=["p2c"], max_relative_positions=16), 603),
+    "debv2_seqcls_soft": ("deberta-v2", "DebertaV2ForSequenceClassification",
+                          dict(relative_attention=True, pos_att_type=["c2p"], max_relative_positions=4, num_labels=3,
+                               soft_labels=True), 507),
     "deb_seqcls_multilabel": ("deberta", "DebertaForSequenceClassification",
                               dict(relative_attention=True, pos_att_type=["c2p", "p2c"], max_relative_positions=7, num_labels=4,
                                    problem_type="multi_label_classification", hidden_act="relu"), 604),
@@ -78,6 +87,10 @@ GRADS = {
     "debv2_seqcls_relemb": ("debv2_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["value_proj"],
                                                  layers_to_transform=[1],
                                                  modules_to_save=["classifier", "rel_embeddings", "encoder.LayerNorm"])),
+    "debv2_conv_embproj": ("debv2_conv_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=8, target_modules=["embed_proj", "value_proj"],
+                                                      modules_to_save=["classifier", "encoder.conv"])),
+    "debv2_conv_default": ("debv2_conv_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
+    "debv2_soft_default": ("debv2_seqcls_soft", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
     "deb_seqcls_default": ("deb_seqcls", dict(task_type="SEQ_CLS", r=4, lora_alpha=8)),
     "deb_tokcls_pos": ("deb_tokcls", dict(task_type="TOKEN_CLS", r=4, lora_alpha=16, target_modules=["in_proj", "pos_proj", "dense"])),
     "deb_seqcls_relemb": ("deb_seqcls", dict(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["in_proj"],
@@ -85,6 +98,15 @@ GRADS = {
     "deb_multilabel_pq": ("deb_seqcls_multilabel", dict(task_type="SEQ_CLS", r=4, lora_alpha=8,
                                                         target_modules=["in_proj", "pos_q_proj", "pos_proj"])),
 }
+
+
+def labels_for(model, task: str, seed: int):
+    """make_encoder_fixtures' labels, except for the soft_labels model: float (B,K) rows of class probabilities
+    with problem_type null, which DeBERTa's head turns into -(log_softmax(logits)·labels).sum(-1).mean()."""
+    if getattr(model.config, "soft_labels", False):
+        gen = torch.Generator().manual_seed(seed)
+        return "label_values", torch.softmax(2 * torch.randn(enc.B, model.config.num_labels, generator=gen), -1)
+    return enc.labels_for(model, task, seed)
 
 
 def make_model(name: str):
@@ -112,7 +134,7 @@ def write_forward(name: str, model, src_name: str):
     task = enc.task_of(type(model).__name__)
     seed = MODELS[src_name][3]
     inp = enc.inputs_for(model, seed + 1)
-    lab_name, lab = enc.labels_for(model, task, seed + 2)
+    lab_name, lab = labels_for(model, task, seed + 2)
     with torch.no_grad():
         out = enc.run_model(model, inp, lab_name, lab)
     t = dict(inp)
@@ -148,7 +170,7 @@ def write_grads(case: str):
     os.makedirs(d, exist_ok=True)
     cfg = write_adapter(pm, d, kmap, extra)
     inp = enc.inputs_for(model, seed + 1)
-    lab_name, lab = enc.labels_for(model, task, seed + 3)
+    lab_name, lab = labels_for(model, task, seed + 3)
     out = pm(**inp, labels=lab)
     out.loss.backward()
     t = dict(inp)
@@ -160,7 +182,9 @@ def write_grads(case: str):
         assert params[n].grad is not None and params[n].grad.abs().max() > 0, (case, n, "no gradient")
         t["grad." + k] = params[n].grad
     save_tensors(os.path.join(d, "expected.safetensors"), t,
-                 {"task": task, "labels": {"labels": "ids", "label_values": "values"}[lab_name]})
+                 {"task": task, "labels": {"labels": "ids", "label_values": "values"}[lab_name], "repr": str(pm),
+                  "trainable": str(sum(p.numel() for p in pm.parameters() if p.requires_grad)),
+                  "all": str(sum(p.numel() for p in pm.parameters()))})
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump({"base_dir": f"models/{mname}", "task": task, "target_modules": sorted(cfg["target_modules"]),
                    "modules_to_save": cfg.get("modules_to_save"), "trainable": sorted(kmap.values())}, f, indent=2,
