@@ -144,6 +144,7 @@ static int on_evaluate(void *user, const cp_train_eval *e) {
             printf("step %lld/%lld | eval loss %.4f%s\n", (long long)e->step, (long long)e->total_steps, e->loss, m);
         else
             printf("eval loss %.4f%s\n", e->loss, m);
+        fflush(stdout);
         if (e->when == CP_EVAL_BEFORE_TRAINING) r->t_start = now();
         return 0;
     }
