@@ -178,6 +178,16 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
 	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
 	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
+	$(VENV)/bin/python tests/reference/make_attention_fixtures.py
+	$(VENV)/bin/python tests/reference/make_head_fixtures.py
+	$(VENV)/bin/python tests/reference/make_prompt_fixtures.py
+	$(VENV)/bin/python tests/reference/make_gguf_fixtures.py
+	$(VENV)/bin/python tests/reference/make_encoder_fixtures.py
+	$(VENV)/bin/python tests/reference/make_deberta_fixtures.py
+	$(VENV)/bin/python tests/reference/make_deberta_model_fixtures.py
+	$(VENV)/bin/python tests/reference/make_embed_fixtures.py
+	$(VENV)/bin/python tests/reference/make_class_fixtures.py
+	$(VENV)/bin/python tests/reference/make_class_train_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a
