@@ -70,7 +70,9 @@ static cp_status summarize_weights(const char *dir, weight_summary *w) {
     return CP_OK;
 }
 
-static void attention_summary(const cp_model_config *c, cp_strbuf *sb) {
+static void attention_summary(const cp_model *m, cp_strbuf *sb) {
+    const cp_model_config *c = &m->config;
+    if (m->arch->encoder) { cp_sb_append(sb, "bidirectional (padding mask)"); return; }
     if (!c->layer_is_local) { cp_sb_append(sb, "global (causal)"); return; }
     int64_t local = 0;
     for (int64_t i = 0; i < c->num_layers; i++) local += c->layer_is_local[i];
@@ -91,7 +93,7 @@ static int print_text(const cp_model *m, const weight_summary *w, int64_t n_para
     printf("vocabulary:   %lld    positions: %lld\n", (long long)c->vocab_size, (long long)c->max_positions);
     cp_strbuf att;
     cp_sb_init(&att);
-    attention_summary(c, &att);
+    attention_summary(m, &att);
     printf("attention:    %s\n", att.data ? att.data : "");
     cp_sb_free(&att);
     printf("activation:   %s    layer_norm_epsilon: %s    tie_word_embeddings: %s\n", cp_activation_name(c->activation),
