@@ -6,6 +6,9 @@
 #                                    in bench/work/ from random weights with save_pretrained)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# OpenBLAS as a default install runs it: its own choice of kernels for this CPU (cpeft respects a
+# user's OPENBLAS_CORETYPE, and some machines' environments pin one, e.g. Haswell on an AVX-512 CPU)
+unset OPENBLAS_CORETYPE
 PY=tests/reference/.venv/bin/python
 WORK=bench/work
 ITERS=${ITERS:-5}
