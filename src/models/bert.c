@@ -15,16 +15,4 @@ static cp_status build(cp_model *m) { return cp_bert_build(m, &bert); }
 /* buffers some checkpoints carry (persistent in older transformers) */
 static const char *const ignored_suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids", NULL};
 
-const cp_arch cp_arch_bert = {
-    .model_type = "bert",
-    .causal_lm_class = "BertModel",
-    .base_prefix = "bert",
-    .class_stem = "Bert",
-    .encoder = 1,
-    .parse_config = parse_config,
-    .build = build,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_bert = CP_BERT_FAMILY_ARCH("bert", "Bert", "bert", parse_config, build, ignored_suffixes);

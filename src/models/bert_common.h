@@ -73,4 +73,12 @@ cp_bert_state *cp_bert_state_new(cp_model *m, const cp_bert_variant *v);
 extern const cp_block_ops cp_bert_block_ops;
 void cp_bert_free_state(cp_model *m);
 
+/* The arch table of a BERT-family encoder run by cp_bert_block_ops: model_type, class-name stem
+ * ("Bert": BertModel, BertFor...), state-dict prefix, its parse_config / build and the checkpoint
+ * buffers it ignores. */
+#define CP_BERT_FAMILY_ARCH(type, stem, prefix, parse, build_fn, ignored)                                           \
+    {.model_type = (type), .causal_lm_class = stem "Model", .base_prefix = (prefix), .class_stem = stem,            \
+     .encoder = 1, .parse_config = (parse), .build = (build_fn), .free_state = cp_bert_free_state,                  \
+     .block_ops = &cp_bert_block_ops, .ignored_suffixes = (ignored), .learned_positions = 1}
+
 #endif

@@ -125,16 +125,4 @@ static cp_status build(cp_model *m) {
 
 static const char *const ignored_suffixes[] = {"embeddings.position_ids", NULL};
 
-const cp_arch cp_arch_distilbert = {
-    .model_type = "distilbert",
-    .causal_lm_class = "DistilBertModel",
-    .base_prefix = "distilbert",
-    .class_stem = "DistilBert",
-    .encoder = 1,
-    .parse_config = parse_config,
-    .build = build,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_distilbert = CP_BERT_FAMILY_ARCH("distilbert", "DistilBert", "distilbert", parse_config, build, ignored_suffixes);

@@ -15,16 +15,4 @@ static cp_status build(cp_model *m) { return cp_bert_build(m, &electra); }
 
 static const char *const ignored_suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids", NULL};
 
-const cp_arch cp_arch_electra = {
-    .model_type = "electra",
-    .causal_lm_class = "ElectraModel",
-    .base_prefix = "electra",
-    .class_stem = "Electra",
-    .encoder = 1,
-    .parse_config = parse_config,
-    .build = build,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_electra = CP_BERT_FAMILY_ARCH("electra", "Electra", "electra", parse_config, build, ignored_suffixes);

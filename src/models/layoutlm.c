@@ -16,16 +16,4 @@ static cp_status build(cp_model *m) { return cp_bert_build(m, &layoutlm); }
 
 static const char *const ignored_suffixes[] = {"embeddings.position_ids", NULL};
 
-const cp_arch cp_arch_layoutlm = {
-    .model_type = "layoutlm",
-    .causal_lm_class = "LayoutLMModel",
-    .base_prefix = "layoutlm",
-    .class_stem = "LayoutLM",
-    .encoder = 1,
-    .parse_config = parse_config,
-    .build = build,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_layoutlm = CP_BERT_FAMILY_ARCH("layoutlm", "LayoutLM", "layoutlm", parse_config, build, ignored_suffixes);

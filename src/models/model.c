@@ -256,7 +256,7 @@ static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task 
 
 cp_status cp_model_load(cp_model **out, const char *dir, int flags) { return cp_model_load_task(out, dir, flags, NULL); }
 
-cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type) {
+cp_status cp_model_begin_load(cp_model **out, const char *dir) {
     *out = NULL;
     cp_model *m = cp_calloc(1, sizeof *m, "the model");
     if (!m) return CP_ERR;
@@ -268,21 +268,33 @@ cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const c
     snprintf(config_path, n, "%s/config.json", dir);
     cp_status st = cp_config_load(&m->config, config_path);
     cp_free(config_path);
-    if (st == CP_OK) {
-        m->arch = cp_arch_find(m->config.model_type);
-        st = resolve_task(m, task_type, &m->task);
-        if (st == CP_OK) st = m->arch->build(m);
-    }
+    if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
+    m->arch = cp_arch_find(m->config.model_type);
+    *out = m;
+    return CP_OK;
+}
+
+cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
+    *out = NULL;
+    cp_status st = m->arch->build(m);
     if (st == CP_OK && !(flags & CP_LOAD_CONFIG_ONLY)) {
-        st = cp_checkpoint_open(&m->ckpt, dir);
+        st = cp_checkpoint_open(&m->ckpt, m->dir);
         if (st == CP_OK && m->ckpt.n_files == 0)
-            st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", dir);
+            st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", m->dir);
         if (st == CP_OK) st = cp_model_bind_weights(m);
         if (st == CP_OK) m->has_weights = 1;
     }
     if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
     *out = m;
     return CP_OK;
+}
+
+cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type) {
+    cp_model *m;
+    *out = NULL;
+    if (cp_model_begin_load(&m, dir) != CP_OK) return CP_ERR;
+    if (resolve_task(m, task_type, &m->task) != CP_OK) { cp_model_free(m); return CP_ERR; }
+    return cp_model_end_load(m, flags, out);
 }
 
 void cp_model_free(cp_model *m) {

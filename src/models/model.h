@@ -60,6 +60,12 @@ cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const 
                                       float *logits, float *hidden);
 cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits);
 
+/* Loading in two halves, for loaders that adjust the config in between (models/model_labels.c):
+ * begin reads DIR/config.json and finds the architecture (no tree yet); end builds the tree for
+ * m->task and, unless CP_LOAD_CONFIG_ONLY, binds the checkpoint. Both free m on failure. */
+cp_status cp_model_begin_load(cp_model **out, const char *dir);
+cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out);
+
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
 cp_status cp_model_bind_weights(cp_model *m);
 /* Ties `param` to `target` (same data, counted once), as tie_word_embeddings does. */

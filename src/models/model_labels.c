@@ -48,34 +48,11 @@ cp_status cp_model_load_labels(cp_model **out, const char *dir, int flags, const
     if (task != CP_TASK_SEQ_CLS && task != CP_TASK_TOKEN_CLS)
         return cp_error("cp_model_load_labels: task_type %s has no labels (SEQ_CLS or TOKEN_CLS)", task_type);
     if (problem_type && cp_problem_type_parse(problem_type, &problem) != CP_OK) return CP_ERR;
-    cp_model *m = cp_calloc(1, sizeof *m, "the model");
-    if (!m) return CP_ERR;
-    cp_arena_init(&m->arena);
-    m->dir = cp_strdup(dir);
-    size_t n = strlen(dir) + 16;
-    char *config_path = cp_malloc(n, "a path");
-    if (!m->dir || !config_path) { cp_free(config_path); cp_model_free(m); return CP_ERR; }
-    snprintf(config_path, n, "%s/config.json", dir);
-    cp_status st = cp_config_load(&m->config, config_path);
-    cp_free(config_path);
-    if (st == CP_OK) {
-        m->arch = cp_arch_find(m->config.model_type);
-        m->task = task;
-        if (!m->arch->encoder)
-            st = cp_error("%s: task_type %s is not built yet for %s (only CAUSAL_LM)", dir, task_type, m->config.model_type);
-    }
-    if (st == CP_OK) st = override_labels(&m->config, labels, num_labels, problem);
-    if (st == CP_OK) st = m->arch->build(m);
-    if (st == CP_OK && !(flags & CP_LOAD_CONFIG_ONLY)) {
-        st = cp_checkpoint_open(&m->ckpt, dir);
-        if (st == CP_OK && m->ckpt.n_files == 0)
-            st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", dir);
-        if (st == CP_OK) st = cp_model_bind_weights(m);
-        if (st == CP_OK) m->has_weights = 1;
-    }
-    if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
-    *out = m;
-    return CP_OK;
+    cp_model *m;
+    if (cp_model_begin_load(&m, dir) != CP_OK) return CP_ERR;
+    m->task = task;
+    if (override_labels(&m->config, labels, num_labels, problem) != CP_OK) { cp_model_free(m); return CP_ERR; }
+    return cp_model_end_load(m, flags, out);
 }
 
 const char *cp_model_label_name(const cp_model *m, int64_t id) {

@@ -22,30 +22,6 @@ static cp_status build_xlm_roberta(cp_model *m) { return cp_bert_build(m, &xlm_r
 
 static const char *const ignored_suffixes[] = {"embeddings.position_ids", "embeddings.token_type_ids", NULL};
 
-const cp_arch cp_arch_roberta = {
-    .model_type = "roberta",
-    .causal_lm_class = "RobertaModel",
-    .base_prefix = "roberta",
-    .class_stem = "Roberta",
-    .encoder = 1,
-    .parse_config = parse_roberta,
-    .build = build_roberta,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_roberta = CP_BERT_FAMILY_ARCH("roberta", "Roberta", "roberta", parse_roberta, build_roberta, ignored_suffixes);
 
-const cp_arch cp_arch_xlm_roberta = {
-    .model_type = "xlm-roberta",
-    .causal_lm_class = "XLMRobertaModel",
-    .base_prefix = "roberta",
-    .class_stem = "XLMRoberta",
-    .encoder = 1,
-    .parse_config = parse_xlm_roberta,
-    .build = build_xlm_roberta,
-    .free_state = cp_bert_free_state,
-    .block_ops = &cp_bert_block_ops,
-    .ignored_suffixes = ignored_suffixes,
-    .learned_positions = 1,
-};
+const cp_arch cp_arch_xlm_roberta = CP_BERT_FAMILY_ARCH("xlm-roberta", "XLMRoberta", "roberta", parse_xlm_roberta, build_xlm_roberta, ignored_suffixes);
