@@ -254,9 +254,13 @@ static cp_status pad_error(const cp_generate_options *o, int64_t V, const char *
 
 static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *prompts, const int64_t *lens, int64_t n,
                             const cp_generate_options *o) {
-    /* learned position tables end at max_positions; rotary positions go on (transformers warns) */
-    const int64_t V = m->config.vocab_size, P = m->arch->rotary_positions ? INT64_MAX / 4 : m->config.max_positions;
+    /* learned position tables end at max_positions; rotary positions go on (transformers warns). A
+     * prompt-learning adapter's virtual tokens come first: they take positions and cache columns. */
+    const int64_t nv = m->prompt ? m->prompt->ops->n_virtual(m->prompt) : 0;
+    const int64_t V = m->config.vocab_size, P = m->arch->rotary_positions ? INT64_MAX / 4 : m->config.max_positions - nv;
     const int64_t kv_dim = (m->config.num_kv_heads > 0 ? m->config.num_kv_heads : m->config.num_heads) * m->config.head_dim;
+    if (P < 2) return cp_error("%lld virtual tokens leave no room to generate in the model's %lld positions", (long long)nv,
+                               (long long)m->config.max_positions);
     s->n = n;
     s->V = V;
     for (int64_t r = 0; r < n; r++) {
@@ -287,7 +291,7 @@ static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *pro
     if (!s->ids || !s->mask || !s->pos || !s->col_ids || !s->col_mask || !s->col_pos || !s->seen || !s->logits ||
         !s->cap_tokens || !s->finished || !s->rngs || !s->scratch.f || !s->scratch.items)
         return CP_ERR;
-    if (!o->no_cache && cp_kv_cache_init(&s->cache, m->config.num_layers, n, s->cap, kv_dim) != CP_OK) return CP_ERR;
+    if (!o->no_cache && cp_kv_cache_init(&s->cache, m->config.num_layers, n, nv + s->cap, kv_dim) != CP_OK) return CP_ERR;
     const int64_t pad = pad_id(o, V);
     for (int64_t r = 0; r < n; r++)
         if (pad < 0 && (lens[r] < s->Tp ? lens[r] : s->Tp) < s->Tp)

@@ -59,7 +59,11 @@ struct cp_hook {
  *     embeddings_backward. Logits and hidden states cover the n+T positions.
  *   kv_prefix (prefix tuning): every layer's attention sees n key/value columns (B,n,NKV·hd) before
  *     the batch's, as a cache would hold them; the key mask gets n leading ones and positions start
- *     at n (given position ids are offset by n); their gradients go to kv_prefix_backward. */
+ *     at n (given position ids are offset by n); their gradients go to kv_prefix_backward.
+ * Optional per-call operations: begin, once at the start of every model call that runs the hook
+ * (before the forward: it may keep state for the call in run->prompt_state, from run->arena), and
+ * backward_end, once after the backward's last embeddings_backward / kv_prefix_backward (a hook that
+ * gathers its gradients there runs its own backward then). */
 typedef struct cp_prompt_hook cp_prompt_hook;
 
 typedef struct cp_prompt_ops {
@@ -70,6 +74,8 @@ typedef struct cp_prompt_ops {
     cp_status (*kv_prefix)(const cp_prompt_hook *h, const cp_run *run, int64_t layer, int64_t B, float *k, float *v);
     cp_status (*kv_prefix_backward)(const cp_prompt_hook *h, const cp_run *run, int64_t layer, int64_t B, const float *dk,
                                     const float *dv);
+    cp_status (*begin)(const cp_prompt_hook *h, cp_run *run);
+    cp_status (*backward_end)(const cp_prompt_hook *h, const cp_run *run);
 } cp_prompt_ops;
 
 struct cp_prompt_hook {

@@ -355,80 +355,117 @@ cp_run cp_model_run(cp_model *m) {
     return run;
 }
 
+/* Prefix tuning in cached generation: the n prefix columns of every layer go into the empty cache
+ * (PEFT's prepare_inputs_for_generation injects get_prompt() as past_key_values on the first step). */
+static cp_status prefix_into_cache(cp_model *m, const cp_run *run, cp_kv_cache *kv, int64_t n) {
+    const int64_t B = kv->B, D = kv->kv_dim;
+    if (cp_kv_cache_begin(kv, NULL, n) != CP_OK) return CP_ERR;
+    cp_arena_mark mark = cp_arena_get_mark(&m->arena);
+    float *k = cp_arena_floats(&m->arena, (size_t)(B * n * D), "prefix keys"); // (B,n,D)
+    float *v = cp_arena_floats(&m->arena, (size_t)(B * n * D), "prefix values");
+    if (!k || !v) return CP_ERR;
+    for (int64_t l = 0; l < kv->L; l++) {
+        if (run->prompt->ops->kv_prefix(run->prompt, run, l, B, k, v) != CP_OK) return CP_ERR;
+        cp_attention_args at = {.B = B, .T = n};
+        cp_kv_cache_attend(kv, l, k, D, v, D, &at);
+    }
+    cp_arena_release(&m->arena, mark);
+    cp_kv_cache_advance(kv, n);
+    return CP_OK;
+}
+
 /* With a prompt hook, the batch as PEFT's PeftModelForCausalLM runs it (models/hook.h). Virtual
  * input embeddings: n placeholder ids before every row, the attention mask and labels with n leading
  * ones / -100, the position ids dropped. A key/value prefix: the batch as it is, the key mask of the
- * n + T columns in the run, given position ids offset by n. Without one, the batch itself. */
-static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_batch *out) {
+ * n + T columns in the run, given position ids offset by n. Without one, the batch itself.
+ * With a cache (generation) the virtual tokens come before the first step's batch only, and the
+ * prefix goes into the cache on that step; position ids are dropped / offset at every step. */
+static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv_cache *kv, cp_batch *out) {
     *out = *b;
     if (!run->prompt) return CP_OK;
-    const int64_t n = run->prompt->ops->n_virtual(run->prompt), B = b->B, T = b->T + n;
-    if (m->arch->learned_positions && T > m->config.max_positions)
+    const int64_t n = run->prompt->ops->n_virtual(run->prompt), B = b->B;
+    const int first = !kv || kv->len == 0; /* the virtual tokens come with this batch */
+    const int64_t T = b->T + (first ? n : 0);
+    if (m->arch->learned_positions && (kv ? kv->len : 0) + T > m->config.max_positions)
         return cp_error("batch: %lld virtual tokens and %lld positions exceed the model's %lld positions", (long long)n,
-                        (long long)b->T, (long long)m->config.max_positions);
-    int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *mask, "prompt batch") : NULL;
-    if (b->attention_mask && !mask) return CP_ERR;
-    for (int64_t r = 0; r < B && mask; r++)
-        for (int64_t t = 0; t < T; t++) mask[r * T + t] = t < n ? 1 : b->attention_mask[r * b->T + t - n];
+                        (long long)((kv ? kv->len : 0) + T - n), (long long)m->config.max_positions);
+    if (run->prompt->ops->begin && run->prompt->ops->begin(run->prompt, run) != CP_OK) return CP_ERR;
     if (run->prompt->ops->kv_prefix) {
-        run->n_prefix = n;
-        run->prefix_key_mask = mask;
         if (b->position_ids) {
             int64_t *pos = cp_arena_alloc(&m->arena, (size_t)(B * b->T) * sizeof *pos, "prompt batch");
             if (!pos) return CP_ERR;
             for (int64_t i = 0; i < B * b->T; i++) pos[i] = b->position_ids[i] + n;
             out->position_ids = pos;
         }
+        if (kv) return first ? prefix_into_cache(m, run, kv, n) : CP_OK;
+        int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * (n + b->T)) * sizeof *mask, "prompt batch") : NULL;
+        if (b->attention_mask && !mask) return CP_ERR;
+        for (int64_t r = 0; r < B && mask; r++)
+            for (int64_t t = 0; t < n + b->T; t++) mask[r * (n + b->T) + t] = t < n ? 1 : b->attention_mask[r * b->T + t - n];
+        run->n_prefix = n;
+        run->prefix_key_mask = mask;
         return CP_OK;
     }
+    out->position_ids = NULL;
+    if (!first) return CP_OK;
     int64_t *ids = cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *ids, "prompt batch");
+    int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *mask, "prompt batch") : NULL;
     int64_t *labels = b->labels ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *labels, "prompt batch") : NULL;
-    if (!ids || (b->labels && !labels)) return CP_ERR;
+    if (!ids || (b->attention_mask && !mask) || (b->labels && !labels)) return CP_ERR;
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t src = r * b->T + t - n, virt = t < n;
             ids[r * T + t] = virt ? 0 : b->input_ids[src];
+            if (mask) mask[r * T + t] = virt ? 1 : b->attention_mask[src];
             if (labels) labels[r * T + t] = virt ? CP_IGNORE_INDEX : b->labels[src];
         }
     *out = (cp_batch){.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = labels};
+    run->n_virtual = n;
     return CP_OK;
 }
 
 /* The start every call shares: the checks, a fresh arena, the run context (with the mixed-adapter
- * batch) and the final hidden states (B,T,C) of the batch it runs. With `pb` the prompt-learning
- * method extends the user's batch into *pb (prompt_batch); without (generation) such a method is
- * refused. NULL on error. */
-static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb) {
+ * batch) and the final hidden states (B,T,C) of the batch it runs, which the prompt-learning method
+ * makes of the user's (prompt_batch) into *pb. `kv`: a cached generation step. NULL on error. */
+static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb,
+                         cp_kv_cache *kv, int generating) {
     if (check_batch(m, user_batch) != CP_OK) return NULL;
-    if (!pb && m->prompt) { cp_error("%s: generation with a prompt-learning adapter is not supported yet", m->dir); return NULL; }
     if (m->prompt && m->task != CP_TASK_CAUSAL_LM) {
         cp_error("%s: a prompt-learning adapter with a %s model is not supported yet", m->dir, cp_task_name(m->task));
         return NULL;
     }
-    if (!pb && m->task != CP_TASK_CAUSAL_LM) {
+    if (m->prompt && mix) {
+        cp_error("%s: a mixed-adapter batch (adapter_names) cannot run a prompt-learning adapter: PEFT's adapter_names is for "
+                 "methods that adapt modules", m->dir);
+        return NULL;
+    }
+    if (generating && m->task != CP_TASK_CAUSAL_LM) {
         cp_error("%s: generation needs a causal LM, but the model was loaded for %s", m->dir, cp_task_name(m->task));
         return NULL;
     }
-    if (pb && user_batch->label_values && m->task != CP_TASK_SEQ_CLS) {
+    if (!generating && user_batch->label_values && m->task != CP_TASK_SEQ_CLS) {
         cp_error("batch: label_values are SEQ_CLS targets, but the model was loaded for %s", cp_task_name(m->task));
         return NULL;
     }
-    if (pb && user_batch->labels && user_batch->label_values) {
+    if (!generating && user_batch->labels && user_batch->label_values) {
         cp_error("batch: both labels and label_values given (class ids or float targets, not both)");
+        return NULL;
+    }
+    if (kv && user_batch->B != kv->B) {
+        cp_error("batch: %lld rows, but the cache holds %lld", (long long)user_batch->B, (long long)kv->B);
         return NULL;
     }
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
     run->mix = mix;
-    if (pb && prompt_batch(m, run, user_batch, pb) != CP_OK) return NULL;
-    const cp_batch *b = pb ? pb : user_batch;
-    return cp_arena_floats(&m->arena, (size_t)(b->B * b->T * m->config.hidden_size), "final hidden states");
+    if (prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
+    return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * m->config.hidden_size), "final hidden states");
 }
 
 cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
+    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
     if (m->task == CP_TASK_FEATURE_EXTRACTION) { /* no head: the final hidden states, no loss */
@@ -458,15 +495,19 @@ static cp_status last_logits(cp_model *m, const cp_run *run, const float *final,
     return cp_proj_forward(run, m->lm_head, logits, last, B);
 }
 
-cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
+cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_kv_cache *cache,
                                       float *logits, float *hidden) {
     cp_run run;
-    float *final = call_start(m, batch, mix, &run, NULL); // (B,T,C)
+    cp_batch pb, *batch = &pb;
+    float *final = call_start(m, user_batch, mix, &run, &pb, cache, 1); // (B,T,C)
     if (!final) return CP_ERR;
-    if (batch->B != cache->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)batch->B, (long long)cache->B);
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, cache, final, NULL) != CP_OK) return CP_ERR;
-    if (hidden) memcpy(hidden, final, (size_t)(batch->B * batch->T * m->config.hidden_size) * sizeof *hidden);
+    if (hidden) { /* the user's columns (the virtual tokens of the first step left out) */
+        const int64_t C = m->config.hidden_size, skip = batch->T - user_batch->T;
+        for (int64_t b = 0; b < batch->B; b++)
+            memcpy(hidden + b * user_batch->T * C, final + (b * batch->T + skip) * C, (size_t)(user_batch->T * C) * sizeof *hidden);
+    }
     if (logits && last_logits(m, &run, final, batch->B, batch->T, logits) != CP_OK) return CP_ERR;
     cp_kv_cache_advance(cache, batch->T);
     return CP_OK;
@@ -476,9 +517,10 @@ cp_status cp_model_forward_cached(cp_model *m, const cp_batch *batch, cp_kv_cach
     return cp_model_forward_cached_mix(m, batch, NULL, cache, logits, hidden);
 }
 
-cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp_adapter_mix *mix, float *logits) {
+cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, float *logits) {
     cp_run run;
-    float *final = call_start(m, batch, mix, &run, NULL); // (B,T,C)
+    cp_batch pb, *batch = &pb;
+    float *final = call_start(m, user_batch, mix, &run, &pb, NULL, 1); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, NULL) != CP_OK) return CP_ERR;
     return last_logits(m, &run, final, batch->B, batch->T, logits);
@@ -492,7 +534,7 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
                                     int64_t *n_targets) {
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, NULL, &run, &pb); // (B,T,C)
+    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
     if (!final) return CP_ERR;
     if (!user_batch->labels && !user_batch->label_values) return cp_error("batch: training needs labels");
     if (m->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("%s: FEATURE_EXTRACTION has no loss to train on", m->dir);
@@ -531,7 +573,7 @@ cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling po
     if (m->prompt) return cp_error("%s: embeddings with a prompt-learning adapter are not supported yet", m->dir);
     cp_run run;
     cp_batch pb; /* no prompt method: the user's batch as it is */
-    float *final = call_start(m, batch, NULL, &run, &pb); // (B,T,C)
+    float *final = call_start(m, batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, &pb, NULL, final, NULL) != CP_OK) return CP_ERR;
     const cp_pooling_mode mode = pooling == CP_EMBED_CLS ? CP_POOLING_CLS : pooling == CP_EMBED_LAST ? CP_POOLING_LAST

@@ -9,7 +9,8 @@
  *   - seed:      this step's dropout seed — each hook derives its own mask stream from it, so the
  *                backward pass regenerates the forward's masks;
  *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
- *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any.
+ *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any, how
+ *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state.
  */
 #ifndef CP_MODELS_RUN_H
 #define CP_MODELS_RUN_H
@@ -34,8 +35,10 @@ typedef struct cp_run {
     uint64_t seed;
     const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method, or NULL */
+    int64_t n_virtual;                 /* prompt tuning: the first n_virtual positions of every row are the hook's */
     int64_t n_prefix;                  /* prefix tuning: key/value columns before the batch's in every layer */
     const int64_t *prefix_key_mask;    /* (B, n_prefix + T) their key mask, or NULL: all ones */
+    void *prompt_state;                /* the prompt hook's state for this call (its begin), or NULL */
 } cp_run;
 
 #endif

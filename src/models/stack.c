@@ -42,8 +42,8 @@ static int64_t blocks_run(const cp_model *m) {
 static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, int64_t C, cp_embed_args *ea) {
     *ea = (cp_embed_args){.past = past + run->n_prefix};
     const cp_prompt_hook *h = run->prompt;
-    if (!h || !h->ops->embeddings) return CP_OK;
-    ea->n_virtual = h->ops->n_virtual(h);
+    if (!h || !h->ops->embeddings || !run->n_virtual) return CP_OK;
+    ea->n_virtual = run->n_virtual;
     if (ea->n_virtual > b->T) return cp_error("batch: %lld positions cannot hold %lld virtual tokens", (long long)b->T, (long long)ea->n_virtual);
     float *v = cp_arena_floats(run->arena, (size_t)(b->B * ea->n_virtual * C), "virtual token embeddings"); // (B,n,C)
     if (!v || h->ops->embeddings(h, run, b->B, v) != CP_OK) return CP_ERR;
@@ -189,6 +189,8 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
         cp_arena_release(ar, mark);
     }
     if (prompt && virtual_backward(run, b, &sv->ea, dx, C) != CP_OK) return CP_ERR;
+    if ((prompt || prefix) && run->prompt->ops->backward_end && run->prompt->ops->backward_end(run->prompt, run) != CP_OK)
+        return CP_ERR;
     return embeddings ? ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) : CP_OK;
 }
 

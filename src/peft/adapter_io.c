@@ -15,7 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PEFT_PREFIX "base_model.model."
+/* The model's keys in PEFT's state dict: "base_model.model." under a tuner (LoraModel), "base_model."
+ * under prompt learning (PeftModel.base_model is the model itself). */
+static const char *peft_prefix(const cp_model *m) {
+    return m->peft && m->peft->n && m->peft->adapters[0].config->method->prompt ? "base_model." : "base_model.model.";
+}
 
 /* ---- the tensors of one adapter, with their file keys ----------------------------------------- */
 
@@ -24,6 +28,7 @@ typedef struct {
     cp_param *param;    /* where the values live in the model */
     cp_module *module;  /* a base-model weight (bias, embedding layer): its module (the data is
                            made writable before a load writes into it) */
+    cp_param *owned;    /* a tensor computed for the file (prompt learning's prompt_embeddings), freed with the entry */
     int base_dtype;     /* a tensor of the model's own (a trained bias, a modules_to_save copy, an
                            embedding layer's weight): saved in the checkpoint's dtype, as PEFT saves
                            them in the dtype the model was loaded in (BF16 copies on a bf16 model);
@@ -41,7 +46,7 @@ static void add_entry(entry_list *l, char *key, cp_param *p, cp_module *mod, int
         l->list = e;
         l->cap = cap;
     }
-    l->list[l->n++] = (adapter_entry){key, p, mod, base_dtype};
+    l->list[l->n++] = (adapter_entry){.key = key, .param = p, .module = mod, .base_dtype = base_dtype};
 }
 
 static const adapter_entry *find_entry(const entry_list *l, const char *key) {
@@ -63,7 +68,16 @@ static char *keyf(const char *fmt, const char *a, const char *b) {
     return cp_sb_finish(&sb);
 }
 
-typedef struct { cp_model *m; const char *name; const cp_peft_adapter *ad; entry_list *l; } entries_ctx;
+/* keyf after the model's state-dict prefix. */
+static char *pkeyf(const cp_model *m, const char *fmt, const char *a, const char *b) {
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_append(&sb, peft_prefix(m));
+    cp_sb_printf(&sb, fmt, a, b);
+    return cp_sb_finish(&sb);
+}
+
+typedef struct { cp_model *m; const char *name; const cp_peft_adapter *ad; entry_list *l; int saving; } entries_ctx;
 
 /* The tensors PEFT's get_peft_model_state_dict selects for the adapter itself: its method's tensors,
  * the biases of its bias mode, its modules_to_save copies. */
@@ -71,43 +85,56 @@ static int visit_entries(cp_module *mod, void *vctx) {
     entries_ctx *c = vctx;
     const cp_peft_method *method = c->ad->config->method;
     cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
-    int n = method->tensors(mod, c->name, t);
-    for (int i = 0; i < n; i++) add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);
+    if (method->prompt && cp_hook_find(mod, method->hook) && cp_peft_method_carries(method, mod, c->name)) {
+        /* prompt learning: the file's one tensor, named as it is; loading reads it into the table of an
+         * adapter in inference mode, saving writes the encoder's output */
+        cp_param *p = c->saving ? method->prompt->saved_embeddings(mod, c->name) : method->prompt->loaded_embeddings(mod, c->name);
+        if (!p) { c->l->failed = 1; return 1; }
+        add_entry(c->l, cp_strdup("prompt_embeddings"), p, NULL, 0);
+        if (c->saving && !c->l->failed) c->l->list[c->l->n - 1].owned = p;
+        else if (c->saving) cp_param_free(p);
+    }
+    int n = method->prompt ? 0 : method->tensors(mod, c->name, t);
+    for (int i = 0; i < n; i++) add_entry(c->l, pkeyf(c->m, "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);
     cp_peft_bias mode = method->bias ? method->bias(c->ad->config) : CP_PEFT_BIAS_NONE;
     const int layer = cp_hook_find(mod, method->hook) != NULL;
     if (mod->bias && !cp_saved_of(mod) && (mode == CP_PEFT_BIAS_ALL || (mode == CP_PEFT_BIAS_METHOD_ONLY && layer)))
-        add_entry(c->l, keyf(layer ? PEFT_PREFIX "%s.base_layer.bias%s" : PEFT_PREFIX "%s.bias%s", mod->path, ""),
+        add_entry(c->l, pkeyf(c->m, layer ? "%s.base_layer.bias%s" : "%s.bias%s", mod->path, ""),
                   mod->bias, mod, 1);
     if (cp_saved_of(mod)) {
         cp_saved_module *s = cp_saved_of(mod);
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], c->name)) continue;
             for (int p = 0; p < s->n_params; p++)
-                add_entry(c->l, keyf(PEFT_PREFIX "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 1);
+                add_entry(c->l, pkeyf(c->m, "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 1);
         }
     }
     return 0;
 }
 
-static cp_status adapter_entries(cp_model *m, const char *name, entry_list *l) {
+/* `saving`: the tensors' values as the file gets them (prompt learning computes its tensor). */
+static cp_status adapter_entries(cp_model *m, const char *name, entry_list *l, int saving) {
     memset(l, 0, sizeof *l);
     const cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
     if (!ad) return cp_error("adapter \"%s\" does not exist", name);
-    entries_ctx c = {m, name, ad, l};
+    entries_ctx c = {m, name, ad, l, saving};
     cp_module_visit(m->root, visit_entries, &c);
     if (l->failed) return CP_ERR;
     return CP_OK;
 }
 
 static void free_entries(entry_list *l) {
-    for (int i = 0; i < l->n; i++) cp_free(l->list[i].key);
+    for (int i = 0; i < l->n; i++) {
+        cp_free(l->list[i].key);
+        cp_param_free(l->list[i].owned);
+    }
     cp_free(l->list);
 }
 
 cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) {
     entry_list l;
     cp_param *found = NULL;
-    if (adapter_entries(m, name, &l) == CP_OK)
+    if (adapter_entries(m, name, &l, 0) == CP_OK)
         for (int i = 0; i < l.n && !found; i++)
             if (!strcmp(l.list[i].key, key)) found = l.list[i].param;
     free_entries(&l);
@@ -122,17 +149,17 @@ cp_param *cp_adapter_find_param(cp_model *m, const char *name, const char *key) 
  * a dotted <p> keeps the name, "<path>.modules_to_save.<name>.<p>", since PEFT strips it only
  * before the last component) under a modules_to_save wrapper. `base_layer_only` keeps only what
  * lies under "<path>.base_layer.". Entries already listed are not repeated. */
-static void wrapper_state(cp_module *mod, const char *name, int biases_only, entry_list *l) {
+static void wrapper_state(const cp_model *m, cp_module *mod, const char *name, int biases_only, entry_list *l) {
     cp_saved_module *s = cp_saved_of(mod);
     for (int p = 0; p < s->n_params; p++) {
         cp_saved_param *sp = &s->params[p];
         if (biases_only && !sp->is_bias) continue;
-        add_unique(l, keyf(PEFT_PREFIX "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
+        add_unique(l, pkeyf(m, "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], name)) continue;
             cp_strbuf sb;
             cp_sb_init(&sb);
-            cp_sb_printf(&sb, PEFT_PREFIX "%s.modules_to_save.", mod->path);
+            cp_sb_printf(&sb, "%s%s.modules_to_save.", peft_prefix(m), mod->path);
             if (strchr(sp->local_name, '.')) cp_sb_printf(&sb, "%s.", name);
             cp_sb_append(&sb, sp->local_name);
             add_unique(l, cp_sb_finish(&sb), sp->copies[k], NULL, 1);
@@ -142,14 +169,14 @@ static void wrapper_state(cp_module *mod, const char *name, int biases_only, ent
 
 static void module_state(const cp_model *m, cp_module *mod, const char *name, int base_layer_only, entry_list *l) {
     if (cp_saved_of(mod)) {
-        if (!base_layer_only) wrapper_state(mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
+        if (!base_layer_only) wrapper_state(m, mod, name, 0, l); /* a ModulesToSaveWrapper has no base_layer */
         return;
     }
     const int layer = cp_peft_is_tuner_layer(m, mod);
     if (!layer && base_layer_only) return;
     const char *infix = layer ? ".base_layer" : "";
-    if (mod->weight) add_unique(l, keyf(PEFT_PREFIX "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
-    if (mod->bias) add_unique(l, keyf(PEFT_PREFIX "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
+    if (mod->weight) add_unique(l, pkeyf(m, "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
+    if (mod->bias) add_unique(l, pkeyf(m, "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
 }
 
 /* get_input_embeddings(): the first Embedding with one row per vocabulary entry (wte, embed_tokens). */
@@ -193,7 +220,7 @@ static void add_wrapped_biases(cp_model *m, const char *name, entry_list *l) {
     for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
         cp_saved_module *s = m->peft->saved[w];
         for (int k = 0; k < s->n_adapters; k++)
-            if (!strcmp(s->adapters[k], name)) { wrapper_state(s->wrapper, name, 1, l); break; }
+            if (!strcmp(s->adapters[k], name)) { wrapper_state(m, s->wrapper, name, 1, l); break; }
     }
 }
 
@@ -231,7 +258,7 @@ cp_status cp_adapter_save_ex(cp_model *m, const char *name, const char *dir, cp_
     cp_peft_adapter *ad = cp_peft_find_adapter(m, name);
     if (!ad) return cp_error("adapter \"%s\" does not exist", name);
     entry_list l;
-    if (adapter_entries(m, name, &l) != CP_OK || add_embedding_layers(m, name, mode, &l) != CP_OK) {
+    if (adapter_entries(m, name, &l, 1) != CP_OK || add_embedding_layers(m, name, mode, &l) != CP_OK) {
         free_entries(&l);
         return CP_ERR;
     }
@@ -336,6 +363,12 @@ static cp_status missing_error(const char *w_path, cp_strbuf *list, int n) {
  * refused here instead of allocating gigabytes first. */
 static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_safetensors *file, const char *w_path) {
     const cp_peft_method *method = cfg->method;
+    if (method->prompt) { /* one tensor, "prompt_embeddings", whose shape the config's fields set */
+        const cp_st_tensor *t = cp_st_find(file, "prompt_embeddings");
+        if (!t) return cp_error("%s: tensor \"prompt_embeddings\" (the %s adapter's virtual tokens) is missing from the file", w_path,
+                                method->peft_type);
+        return method->prompt->check_saved(cfg, t->ndim, t->shape, w_path);
+    }
     cp_module **targets;
     int n;
     if (method->targets(m, cfg, &targets, &n) != CP_OK) return CP_ERR;
@@ -350,7 +383,7 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
         if ((st = method->plan(t, cfg, plan, &n_plan)) != CP_OK) break;
         for (int k = 0; k < n_plan && st == CP_OK; k++) {
             const cp_peft_tensor *want = &plan[k];
-            char *key = keyf(PEFT_PREFIX "%s.%s", t->path, want->key);
+            char *key = pkeyf(m, "%s.%s", t->path, want->key);
             if (!key) { st = CP_ERR; break; }
             const cp_st_tensor *ft = cp_st_find(file, key);
             if (!ft) {
@@ -422,6 +455,11 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
         cp_free(bin);
     }
     if (st == CP_OK) st = cp_peft_config_load(cfg_path, &cfg);
+    /* PEFT: config.inference_mode = not is_trainable; a prompt encoder is saved as its output only */
+    if (st == CP_OK && cfg->method->prompt && trainable)
+        st = cp_error("%s: Cannot set a prompt learning adapter to trainable when loading pretrained adapter (the %s file holds "
+                      "the encoded prompt_embeddings, not the encoder).", dir, cfg->method->peft_type);
+    if (st == CP_OK) cfg->inference_mode = !trainable;
     if (st == CP_OK) st = cp_st_open(&file, w_path);
     if (st == CP_OK && (st = check_header(m, cfg, &file, w_path)) != CP_OK && !strstr(cp_last_error(), w_path))
         cp_error_context("%s", dir);
@@ -436,7 +474,7 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
      * the file holds is loaded, as PEFT's load_state_dict(strict=False) does: the embedding layers
      * of save_embedding_layers, whichever way the adapter was saved) */
     int n_required = 0;
-    if (st == CP_OK && (st = adapter_entries(m, name, &l)) == CP_OK) {
+    if (st == CP_OK && (st = adapter_entries(m, name, &l, 0)) == CP_OK) {
         n_required = l.n;
         state_ctx c = {m, name, &l};
         cp_module_visit(m->root, visit_state, &c);

@@ -1,5 +1,5 @@
 /*
- * method.h — a PEFT method (LoRA now; IA3, prompt tuning, prefix tuning, DoRA next) as one table of
+ * method.h — a PEFT method (LoRA, prompt tuning, p-tuning, prefix tuning; IA3, DoRA next) as one table of
  * functions, and the PeftConfig fields every method's config shares.
  *
  * The model-level code (peft_model.c, peft_count.c, saved_module.c, adapter_io.c, api.c,
@@ -21,8 +21,8 @@
  * set_state gives it and the run context; the table below manages it. The model code finds a
  * method's layers by its hook among the methods of the model's adapters, so a method needs no
  * registration to be used from C (cp_peft_add with its config), only to be read from a file.
- * Prompt-learning methods (prompt / prefix tuning) will attach to the input embedding or the
- * attention modules the same way, their hooks supplying the hook.h operations for those places.
+ * Prompt-learning methods attach to the input embedding the same way; their hook is model-level
+ * (`prompt` below).
  *
  * The table. Every function is required unless marked "NULL:" with what a NULL entry means.
  * `mod` is a module of the model's tree, `name` an adapter name, `cfg` a config of this method.
@@ -87,6 +87,22 @@
  *   scale                    multiplies adapter `name`'s contribution on `mod` by `factor` (the CLI's
  *                            DIR:NAME:WEIGHT)
  *   add_weighted             PEFT's add_weighted_adapter over adapters of this method
+ *
+ *  prompt learning (NULL for methods that adapt modules)
+ *   prompt                   PEFT's PromptLearningConfig methods (prompt tuning, p-tuning, prefix
+ *                            tuning: prompt_method.c) keep their state on the PeftModel, not in a
+ *                            module: such a method targets one module, the input word embeddings
+ *                            (PeftModel.word_embeddings), and its hook there holds every adapter's
+ *                            prompt encoder by name. The model runs the active one through a
+ *                            models/hook.h cp_prompt_hook (cp_prompt_learning.model_hook, which the
+ *                            PEFT state puts in m->prompt), `tensors` are the encoder's parameters
+ *                            (what trains and counts, keys relative to prompt_encoder.<name>), and
+ *                            the adapter file holds one tensor, "prompt_embeddings": the encoder's
+ *                            output (saved_embeddings, checked by check_saved, loaded into an
+ *                            inference-mode adapter's table through loaded_embeddings). Adapters of
+ *                            a prompt method mix with no other peft_type and are active one at a
+ *                            time (PEFT's rules). PeftModel's repr has no tuner class (tuner_class
+ *                            NULL): the base model, then `repr`'s lines.
  */
 #ifndef CP_PEFT_METHOD_H
 #define CP_PEFT_METHOD_H
@@ -133,7 +149,7 @@ typedef enum { CP_PEFT_BIAS_NONE, CP_PEFT_BIAS_ALL, CP_PEFT_BIAS_METHOD_ONLY } c
 /* PEFT's add_weighted_adapter combination types cpeft has. */
 typedef enum { CP_COMBINE_LINEAR, CP_COMBINE_CAT } cp_combination;
 
-#define CP_PEFT_MAX_TENSORS 8
+#define CP_PEFT_MAX_TENSORS 64 /* p-tuning's LSTM: 8 per layer (encoder_num_layers <= 7), plus 5 */
 
 /* One tensor of an adapter on a module (see `tensors` and `plan`). */
 typedef struct cp_peft_tensor {
@@ -145,6 +161,25 @@ typedef struct cp_peft_tensor {
     const char *config_field; /* ... that field ("r") ... */
     int64_t config_value;    /* ... and its value for this module */
 } cp_peft_tensor;
+
+/* Prompt learning's model-level part of a method (see `prompt` above); `mod` is the module the method
+ * targets (the input word embeddings). */
+typedef struct cp_prompt_learning {
+    /* the hook the model runs for the active adapter on mod (NULL: none active, or disabled) */
+    const cp_prompt_hook *(*model_hook)(const cp_module *mod);
+    /* adapter `name`'s "prompt_embeddings" as PEFT saves it, computed now (a new cp_param the caller frees) */
+    cp_param *(*saved_embeddings)(const cp_module *mod, const char *name);
+    /* the table an inference-mode adapter's "prompt_embeddings" loads into (NULL with an error when
+     * the adapter trains an encoder, whose parameters the file does not hold) */
+    cp_param *(*loaded_embeddings)(const cp_module *mod, const char *name);
+    /* whether a file's "prompt_embeddings" of this shape fits cfg: the error names the config
+     * fields that set the shape and both values */
+    cp_status (*check_saved)(const cp_peft_config *cfg, int ndim, const int64_t *shape, const char *path);
+    /* print(model)'s lines after (base_model): "(prompt_encoder): ModuleDict(...)", "(word_embeddings): ..." */
+    char *(*repr)(const cp_module *mod);
+    /* why the method cannot train with gradient checkpointing (NULL: it can) */
+    const char *no_gradient_checkpointing;
+} cp_prompt_learning;
 
 typedef struct cp_peft_method {
     const char *peft_type;
@@ -177,6 +212,8 @@ typedef struct cp_peft_method {
     cp_status (*scale)(cp_module *mod, const char *name, double factor);
     cp_status (*add_weighted)(cp_model *m, const char *const *names, const double *weights, int n, const char *new_name,
                               cp_combination combination);
+
+    const cp_prompt_learning *prompt;
 } cp_peft_method;
 
 /* ---- the registry (methods.c) ---------------------------------------------------------------- */

@@ -8,8 +8,11 @@
 #include <string.h>
 
 /* Each method's table (defined in its own files), in the order messages list them. */
-#define CP_PEFT_METHODS(X) \
-    X(cp_lora_method)      /* LoRA: lora.c, lora_config.c, lora_method.c, lora_weighted.c, lora_repr.c */
+#define CP_PEFT_METHODS(X)          \
+    X(cp_lora_method)               /* LoRA: lora.c, lora_config.c, lora_method.c, lora_weighted.c, lora_repr.c */ \
+    X(cp_prompt_tuning_method)      /* prompt tuning: prompt_method.c, prompt_config.c, prompt_encoder.c */ \
+    X(cp_p_tuning_method)           /* p-tuning: the same, with nn/lstm.c */ \
+    X(cp_prefix_tuning_method)      /* prefix tuning: the same */
 
 #define DECLARE(m) extern const cp_peft_method m;
 CP_PEFT_METHODS(DECLARE)

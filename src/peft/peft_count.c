@@ -51,7 +51,8 @@ static int count_layer(cp_module *mod, const cp_peft_method *method, void *vctx)
     for (int k = 0; (a = method->adapter_at(mod, k)); k++) {
         int64_t n = tensors_numel(method, mod, a);
         c->all += n;
-        if (adapter_trainable(c->m, a)) c->trainable += n;
+        /* PEFT never freezes a prompt encoder (loaded ones, inactive ones included): it counts as trainable */
+        if (adapter_trainable(c->m, a) || method->prompt) c->trainable += n;
     }
     return 0;
 }

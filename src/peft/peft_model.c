@@ -203,6 +203,12 @@ cp_status cp_peft_add(cp_model *m, const char *name, const cp_peft_config *cfg_i
     const cp_peft_method *method = cfg_in->method;
     if (!method) return cp_error("adapter \"%s\": the config names no PEFT method", name);
     if (cp_peft_find_adapter(m, name)) return cp_error("adapter \"%s\" already exists", name);
+    /* a prompt-learning method's state is the PeftModel's own: PEFT mixes it with no other peft_type */
+    for (int i = 0; i < st->n; i++) {
+        const cp_peft_method *other = st->adapters[i].config->method;
+        if (other != method && (other->prompt || method->prompt))
+            return cp_error("Cannot combine adapters with different peft types. Found %s and %s.", other->peft_type, method->peft_type);
+    }
     if (method->check && method->check(m, name, cfg_in) != CP_OK) return CP_ERR;
     if (bias_of(cfg_in) != CP_PEFT_BIAS_NONE)
         for (int i = 0; i < st->n; i++)
@@ -260,9 +266,15 @@ cp_status cp_peft_add(cp_model *m, const char *name, const cp_peft_config *cfg_i
 static void refresh_active(cp_model *m) {
     cp_peft_state *st = m->peft;
     layer_list l;
+    m->prompt = NULL;
     if (layers(m, &l) == CP_OK) {
-        for (int i = 0; i < l.n; i++)
-            l.list[i].method->set_state(l.list[i].mod, (const char *const *)st->active, st->n_active, st->disabled);
+        for (int i = 0; i < l.n; i++) {
+            const cp_peft_method *method = l.list[i].method;
+            method->set_state(l.list[i].mod, (const char *const *)st->active, st->n_active, st->disabled);
+            /* a prompt-learning method's active adapter runs at the model level */
+            const cp_prompt_hook *h = method->prompt ? method->prompt->model_hook(l.list[i].mod) : NULL;
+            if (h) m->prompt = h;
+        }
         cp_free(l.list);
     }
     cp_saved_refresh(m, st->active, st->n_active, st->disabled);
@@ -271,8 +283,12 @@ static void refresh_active(cp_model *m) {
 cp_status cp_peft_set_active(cp_model *m, const char *const *names, int n) {
     cp_peft_state *st = state(m);
     if (!st) return CP_ERR;
-    for (int i = 0; i < n; i++)
-        if (!cp_peft_find_adapter(m, names[i])) {
+    for (int i = 0; i < n; i++) {
+        const cp_peft_adapter *a = cp_peft_find_adapter(m, names[i]);
+        if (a && a->config->method->prompt && n > 1)
+            return cp_error("adapter \"%s\" is a %s adapter: prompt learning runs one adapter at a time (PEFT's set_adapter takes "
+                            "one name), %d were asked", names[i], a->config->method->peft_type, n);
+        if (!a) {
             cp_strbuf sb;
             cp_sb_init(&sb);
             for (int k = 0; k < st->n; k++) cp_sb_printf(&sb, "%s%s", k ? ", " : "", st->adapters[k].name);
@@ -281,6 +297,7 @@ cp_status cp_peft_set_active(cp_model *m, const char *const *names, int n) {
             cp_free(have);
             return s;
         }
+    }
     char **active = cp_calloc((size_t)(n ? n : 1), sizeof *active, "the active adapters");
     if (!active) return CP_ERR;
     for (int i = 0; i < n; i++) active[i] = cp_strdup(names[i]);
@@ -411,4 +428,5 @@ void cp_peft_free(cp_model *m) {
     cp_free(st->active);
     cp_free(st);
     m->peft = NULL;
+    m->prompt = NULL;
 }

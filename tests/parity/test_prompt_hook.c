@@ -9,7 +9,7 @@
  * Prompt and prefix tuning themselves (configs, files, CLI) are issue 13; this checks that the hook
  * points they will fill are exact: the batch and key mask extended as PEFT extends them, positions
  * after the prefix, the gradients routed to the hook with the blocks' backward running to the
- * bottom, with and without recompute.
+ * bottom, with and without recompute; and generation's uncached step (the last column's logits).
  */
 #include "test.h"
 #include "core/alloc.h"
@@ -133,8 +133,16 @@ static void check_case(const char *name) {
     printf("  %s: %lld %s, logits max diff %.2e, loss %.2e, table gradient %.2e (recompute %.2e)\n", name,
            (long long)n, prefix ? "prefix columns" : "virtual tokens", dl, dloss, dg, dg_gc);
 
-    /* generation does not run prompt learning yet: refused by name, not run without the prompt */
-    CHECK_ERR(cp_model_forward_last(m, &b, got), "prompt-learning adapter");
+    /* generation's uncached step runs the prompt too: each row's last logits are the forward's last column */
+    float *last = cp_malloc((size_t)(B * V) * sizeof *last, "test");
+    CHECK_OK(cp_model_forward_last(m, &b, last));
+    double dlast = 0;
+    for (int64_t r = 0; r < B; r++) {
+        double d = max_diff(last + r * V, (const float *)logits->data + (r * Tout + Tout - 1) * V, V);
+        if (d > dlast) dlast = d;
+    }
+    CHECK(dlast <= TOL, "%s: last-column logits differ by %.3e", name, dlast);
+    cp_free(last);
     m->prompt = NULL;
     cp_free(got);
     cp_free(h.grad);

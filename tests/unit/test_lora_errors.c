@@ -78,7 +78,7 @@ TEST(bad_configs) {
     if (!m) return;
     fresh_tmp();
     struct { const char *json, *error; } cases[] = {
-        {"{\"peft_type\": \"PREFIX_TUNING\", \"r\": 8, \"lora_alpha\": 8}", "peft_type is \"PREFIX_TUNING\", expected \"LORA\""},
+        {"{\"peft_type\": \"LOHA\", \"r\": 8, \"lora_alpha\": 8}", "peft_type is \"LOHA\", expected \"LORA\""},
         {"{\"r\": 8, \"lora_alpha\": 8}", "required field \"peft_type\" is missing"},
         {"{\"peft_type\": \"LORA\", \"r\": 0, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is 0"},
         {"{\"peft_type\": \"LORA\", \"r\": -3, \"lora_alpha\": 8}", "`r` should be a positive integer value but the value passed is -3"},

@@ -1,0 +1,349 @@
+/*
+ * test_prompt_methods.c — prompt tuning, p-tuning (MLP and LSTM encoders) and prefix tuning (with
+ * and without the projection) against PEFT 0.21.2 on tiny GPT-2, GPT-Neo and Llama models
+ * (tests/reference/make_prompt_method_fixtures.py, tests/fixtures/prompt_methods/):
+ *   - a training-mode adapter built from PEFT's adapter_config.json, with PEFT's encoder parameters,
+ *     gives PeftModelForCausalLM's logits and loss, and every encoder parameter's gradient (with and
+ *     without recompute); TEXT init gives PEFT's table;
+ *   - its counts, print_trainable_parameters() line and print(model) are PEFT's;
+ *   - it saves PEFT's adapter_config.json byte for byte and PEFT's "prompt_embeddings" (the
+ *     encoder's output);
+ *   - PEFT's saved adapter loads (inference mode) with PeftModel.from_pretrained's logits, counts
+ *     and repr, and saves back byte for byte;
+ *   - greedy generation with prompt tuning, p-tuning and prefix tuning gives PEFT's generate() tokens,
+ *     with and without the KV cache;
+ *   - cpeft's own adapters (`cpeft adapter init`) are the files committed, and PEFT's
+ *     from_pretrained of them computed cpeft's logits.
+ * The tests run in tests/fixtures, where the configs' relative paths (the base model, TEXT init's
+ * tokenizer) were written.
+ */
+#include "test.h"
+#include "cpeft.h"
+#include "core/alloc.h"
+#include "io/fsutil.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "peft/adapter_io.h"
+#include "peft/peft_config.h"
+#include "peft/peft_model.h"
+#include "peft/prompt_config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DIR "prompt_methods"
+#define TOL_LOGITS 1e-5
+#define TOL_GRAD 1e-4 /* relative to the largest |gradient| of the tensor */
+
+static double worst_logits, worst_grad;
+
+static const char *const models[] = {"gpt2", "neo", "llama"};
+static const char *const cases[] = {"pt", "pt_text", "ptune_mlp", "ptune_lstm", "prefix", "prefix_proj"};
+
+
+static int same_file(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    int same = cp_read_file(a, &x, &nx) == CP_OK && cp_read_file(b, &y, &ny) == CP_OK && nx == ny && !memcmp(x, y, nx);
+    cp_free(x);
+    cp_free(y);
+    return same;
+}
+
+static double max_rel(const float *got, const float *want, int64_t n) {
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]) / (scale > 0 ? scale : 1);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
+typedef struct {
+    char dir[256];
+    cp_safetensors exp;
+    cJSON *info;
+    int64_t B, T;
+    const int64_t *ids, *mask, *labels;
+} fixture;
+
+static int open_fixture(fixture *f, const char *model, const char *c) {
+    snprintf(f->dir, sizeof f->dir, DIR "/%s_%s", model, c);
+    char path[400];
+    snprintf(path, sizeof path, "%s/expected.safetensors", f->dir);
+    if (cp_st_open(&f->exp, path) != CP_OK) { CHECK(0, "%s: %s", path, cp_last_error()); return 0; }
+    snprintf(path, sizeof path, "%s/expected.json", f->dir);
+    if (cp_json_read_file(path, &f->info) != CP_OK) { CHECK(0, "%s", cp_last_error()); cp_st_close(&f->exp); return 0; }
+    const cp_st_tensor *ids = cp_st_find(&f->exp, "input_ids");
+    f->B = ids->shape[0];
+    f->T = ids->shape[1];
+    f->ids = ids->data;
+    f->mask = cp_st_find(&f->exp, "attention_mask")->data;
+    f->labels = cp_st_find(&f->exp, "labels")->data;
+    return 1;
+}
+
+static void close_fixture(fixture *f) {
+    cp_st_close(&f->exp);
+    cJSON_Delete(f->info);
+}
+
+static const char *info_str(const cJSON *o, const char *k1, const char *k2) {
+    const cJSON *v = cJSON_GetObjectItem(o, k1);
+    if (k2) v = cJSON_GetObjectItem(v, k2);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int64_t info_int(const cJSON *o, const char *k1, const char *k2) {
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(o, k1), k2);
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+/* Counts, the print_trainable_parameters() line and print(model) against `which` ("train" / "loaded"). */
+static void check_counts_repr(cp_model *m, const fixture *f, const char *which, const char *repr_key) {
+    int64_t trainable, all;
+    cp_peft_count(m, &trainable, &all);
+    CHECK(trainable == info_int(f->info, which, "trainable") && all == info_int(f->info, which, "all"),
+          "%s %s: counts %lld / %lld, PEFT %lld / %lld", f->dir, which, (long long)trainable, (long long)all,
+          (long long)info_int(f->info, which, "trainable"), (long long)info_int(f->info, which, "all"));
+    char *line = cp_model_trainable_parameters_line(m, CP_PEFT_LINE_CURRENT);
+    CHECK(line && !strcmp(line, info_str(f->info, which, "line")), "%s %s: line\n  %s\n  %s", f->dir, which, line ? line : "",
+          info_str(f->info, which, "line"));
+    free(line);
+    char *repr = cp_model_peft_repr(m);
+    CHECK(repr && !strcmp(repr, info_str(f->info, repr_key, NULL)), "%s: %s differs:\n%s\n--- PEFT:\n%s", f->dir, repr_key,
+          repr ? repr : "", info_str(f->info, repr_key, NULL));
+    free(repr);
+}
+
+/* The forward's logits against tensor `key` ((B, n+T, V) with virtual tokens, else (B,T,V)); the loss when labelled. */
+static void check_forward(cp_model *m, const fixture *f, const char *key, int labelled) {
+    const cp_st_tensor *want = cp_st_find(&f->exp, key);
+    float *logits = malloc((size_t)want->numel * sizeof *logits);
+    cp_batch b = {.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .labels = labelled ? f->labels : NULL};
+    cp_outputs out = {.logits = logits};
+    CHECK_OK(cp_model_forward(m, &b, &out));
+    double d = test_max_abs_diff(logits, want->data, (size_t)want->numel);
+    CHECK(d <= TOL_LOGITS, "%s %s: logits differ by %.3e", f->dir, key, d);
+    if (d > worst_logits) worst_logits = d;
+    if (labelled) {
+        double dl = fabs(out.loss - ((const float *)cp_st_find(&f->exp, "loss")->data)[0]);
+        CHECK(dl <= TOL_LOGITS, "%s: loss %.7f differs by %.3e", f->dir, out.loss, dl);
+    }
+    printf("    %-24s %-14s logits max |diff| %.2e\n", f->dir + strlen(DIR) + 1, key, d);
+    free(logits);
+}
+
+/* Every encoder parameter's gradient of the mean loss against "grad.<key>". */
+static void check_gradients(cp_model *m, const fixture *f, int recompute) {
+    cp_param **params;
+    int np;
+    CHECK_OK(cp_peft_trainable_params(m, &params, &np));
+    for (int i = 0; i < np; i++) memset(params[i]->grad, 0, (size_t)params[i]->numel * sizeof(float));
+    cp_batch b = {.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .labels = f->labels};
+    double loss_sum = 0;
+    int64_t targets = 0;
+    CHECK_OK(cp_model_forward_backward(m, &b, 1.0, recompute, &loss_sum, &targets));
+    cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
+    cp_module **mods;
+    int nm;
+    CHECK_OK(cp_peft_adapter_modules(m, "default", &mods, &nm));
+    const cp_peft_method *method = cp_peft_find_adapter(m, "default")->config->method;
+    int n = nm ? method->tensors(mods[0], "default", t) : 0;
+    cp_free(mods);
+    CHECK(n == np, "%s: %d tensors, %d trainable", f->dir, n, np);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        char key[200];
+        snprintf(key, sizeof key, "grad.%s", t[i].key);
+        const cp_st_tensor *want = cp_st_find(&f->exp, key);
+        CHECK(want && want->numel == t[i].param->numel, "%s: %s missing or mis-shaped", f->dir, key);
+        if (!want) continue;
+        float *g = malloc((size_t)t[i].param->numel * sizeof *g);
+        for (int64_t k = 0; k < t[i].param->numel; k++) g[k] = t[i].param->grad[k] / (float)targets; /* PyTorch's is of the mean */
+        double d = max_rel(g, want->data, t[i].param->numel);
+        CHECK(d <= TOL_GRAD, "%s: %s differs by %.3e (relative%s)", f->dir, key, d, recompute ? ", recompute" : "");
+        if (d > worst) worst = d;
+        free(g);
+    }
+    if (worst > worst_grad) worst_grad = worst;
+    printf("    %-24s %d gradients%s max relative diff %.2e\n", f->dir + strlen(DIR) + 1, n, recompute ? " (recompute)" : "", worst);
+    cp_free(params);
+}
+
+/* Greedy generation of the fixture's prompts against PEFT's generate(), cached and not. */
+static void check_generate(cp_model *m, const fixture *f) {
+    const cp_st_tensor *gi = cp_st_find(&f->exp, "gen_ids"), *gm = cp_st_find(&f->exp, "gen_mask"), *gt = cp_st_find(&f->exp, "gen_tokens");
+    if (!gi) return;
+    const int64_t n = gi->shape[0], T0 = gi->shape[1], N = gt->shape[1];
+    const int64_t *ids = gi->data, *mask = gm->data, *tokens = gt->data;
+    int32_t *prompts[8];
+    int64_t lens[8];
+    for (int64_t r = 0; r < n; r++) {
+        prompts[r] = malloc((size_t)T0 * sizeof **prompts);
+        lens[r] = 0;
+        for (int64_t t = 0; t < T0; t++)
+            if (mask[r * T0 + t]) prompts[r][lens[r]++] = (int32_t)ids[r * T0 + t];
+    }
+    for (int no_cache = 0; no_cache < 2; no_cache++) {
+        cp_generate_options o;
+        CHECK_OK(cp_generate_options_init(m, &o));
+        o.max_new_tokens = N;
+        o.n_eos = 0;
+        o.pad_token_id = (int32_t)info_int(f->info, "generate", "pad_token_id");
+        o.no_cache = no_cache;
+        cp_generation g;
+        CHECK_OK(cp_model_generate(m, (const int32_t *const *)prompts, lens, n, &o, &g));
+        int same = g.n == n;
+        for (int64_t r = 0; same && r < n; r++) {
+            same = g.n_tokens[r] == N;
+            for (int64_t t = 0; same && t < N; t++) same = g.tokens[r][t] == tokens[r * N + t];
+        }
+        CHECK(same, "%s: greedy tokens differ from PEFT's generate()%s", f->dir, no_cache ? " (no cache)" : "");
+        if (same) printf("    %-24s generate: %lld x %lld tokens as PEFT%s\n", f->dir + strlen(DIR) + 1, (long long)n, (long long)N,
+                         no_cache ? " (no cache)" : "");
+        cp_generation_free(&g);
+    }
+    for (int64_t r = 0; r < n; r++) free(prompts[r]);
+}
+
+/* Loads the fixture's encoder parameters (PEFT's names) into adapter "default"'s tensors. */
+static void set_encoder(cp_model *m, const fixture *f) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/encoder.safetensors", f->dir);
+    cp_safetensors enc;
+    if (cp_st_open(&enc, path) != CP_OK) { CHECK(0, "%s", cp_last_error()); return; }
+    cp_module **mods;
+    int nm;
+    CHECK_OK(cp_peft_adapter_modules(m, "default", &mods, &nm));
+    cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
+    const cp_peft_method *method = cp_peft_find_adapter(m, "default")->config->method;
+    int n = nm ? method->tensors(mods[0], "default", t) : 0;
+    cp_free(mods);
+    CHECK(n == enc.n_tensors, "%s: %d encoder tensors, PEFT has %d", f->dir, n, enc.n_tensors);
+    const int text = strstr(f->dir, "pt_text") != NULL;
+    for (int i = 0; i < n; i++) {
+        const cp_st_tensor *w = cp_st_find(&enc, t[i].key);
+        CHECK(w && w->numel == t[i].param->numel, "%s: encoder tensor %s missing or mis-shaped", f->dir, t[i].key);
+        if (!w) continue;
+        if (text) { /* TEXT init: cpeft's table is PEFT's, from the same tokenizer and word embeddings */
+            double d = test_max_abs_diff(t[i].param->data, w->data, (size_t)t[i].param->numel);
+            CHECK(d == 0, "%s: TEXT init table differs from PEFT's by %.3e", f->dir, d);
+            printf("    %-24s TEXT init table equals PEFT's\n", f->dir + strlen(DIR) + 1);
+        }
+        memcpy(t[i].param->data, w->data, (size_t)t[i].param->numel * sizeof(float));
+    }
+    cp_st_close(&enc);
+}
+
+static cp_model *load_model(const fixture *f) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, info_str(f->info, "model", NULL), CP_LOAD_WEIGHTS));
+    return m;
+}
+
+/* The saved files against PEFT's: the config byte for byte; prompt_embeddings equal (byte for byte
+ * when `exact`: no encoder stage computed them). */
+static void check_saved(cp_model *m, const fixture *f, int exact) {
+    char tmp[] = "/tmp/cpeft-prompt-XXXXXX", out[300], a[400], b[400];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(out, sizeof out, "%s/adapter", tmp);
+    CHECK_OK(cp_adapter_save(m, "default", out));
+    snprintf(a, sizeof a, "%s/adapter_config.json", out);
+    snprintf(b, sizeof b, "%s/adapter/adapter_config.json", f->dir);
+    CHECK(same_file(a, b), "%s: adapter_config.json differs from PEFT's", f->dir);
+    snprintf(a, sizeof a, "%s/adapter_model.safetensors", out);
+    snprintf(b, sizeof b, "%s/adapter/adapter_model.safetensors", f->dir);
+    if (exact) {
+        CHECK(same_file(a, b), "%s: adapter_model.safetensors differs from PEFT's", f->dir);
+    } else {
+        cp_safetensors x, y;
+        if (cp_st_open(&x, a) == CP_OK && cp_st_open(&y, b) == CP_OK) {
+            const cp_st_tensor *tx = cp_st_find(&x, "prompt_embeddings"), *ty = cp_st_find(&y, "prompt_embeddings");
+            CHECK(x.n_tensors == 1 && tx && ty && tx->numel == ty->numel, "%s: saved tensors differ", f->dir);
+            if (tx && ty && tx->numel == ty->numel) {
+                double d = test_max_abs_diff(tx->data, ty->data, (size_t)tx->numel);
+                CHECK(d <= TOL_LOGITS, "%s: saved prompt_embeddings differ by %.3e", f->dir, d);
+                printf("    %-24s saved prompt_embeddings (the encoder's output) max |diff| %.2e\n", f->dir + strlen(DIR) + 1, d);
+            }
+            cp_st_close(&x);
+            cp_st_close(&y);
+        } else {
+            CHECK(0, "%s", cp_last_error());
+        }
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+static void run_case(const char *model, const char *c) {
+    fixture f;
+    if (!open_fixture(&f, model, c)) return;
+    printf("  %s\n", f.dir);
+    /* training mode: PEFT's config (inference_mode false, as get_peft_model had it) and encoder */
+    char path[400];
+    snprintf(path, sizeof path, "%s/adapter/adapter_config.json", f.dir);
+    cp_peft_config *cfg = NULL;
+    CHECK_OK(cp_peft_config_load(path, &cfg));
+    cp_model *m = load_model(&f);
+    if (cfg && m) {
+        cfg->inference_mode = 0;
+        cp_rng rng;
+        cp_rng_seed(&rng, 1);
+        CHECK_OK(cp_peft_add(m, "default", cfg, &rng, 1, 1));
+        set_encoder(m, &f);
+        check_counts_repr(m, &f, "train", "repr");
+        check_forward(m, &f, "logits", 1);
+        check_gradients(m, &f, 0);
+        check_gradients(m, &f, 1);
+        check_saved(m, &f, !strcmp(c, "pt") || !strcmp(c, "pt_text") || !strcmp(c, "prefix"));
+    }
+    cp_peft_config_free(cfg);
+    cp_model_free(m);
+    /* PEFT's adapter loaded as PeftModel.from_pretrained loads it */
+    m = load_model(&f);
+    if (m) {
+        snprintf(path, sizeof path, "%s/adapter", f.dir);
+        CHECK_OK(cp_adapter_load(m, path, "default", 1, 0));
+        check_counts_repr(m, &f, "loaded", "repr_loaded");
+        check_forward(m, &f, "logits_loaded", 0);
+        check_saved(m, &f, 1);
+        check_generate(m, &f);
+    }
+    cp_model_free(m);
+    close_fixture(&f);
+}
+
+TEST(prompt_tuning) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[0]);
+}
+TEST(prompt_tuning_text_init) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[1]);
+}
+TEST(p_tuning_mlp) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[2]);
+}
+TEST(p_tuning_lstm) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[3]);
+}
+TEST(prefix_tuning) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[4]);
+}
+TEST(prefix_tuning_projection) {
+    for (int i = 0; i < 3; i++) run_case(models[i], cases[5]);
+}
+
+int main(void) {
+    if (chdir("tests/fixtures") != 0) { fprintf(stderr, "run from the repository root\n"); return 1; }
+    RUN(prompt_tuning);
+    RUN(prompt_tuning_text_init);
+    RUN(p_tuning_mlp);
+    RUN(p_tuning_lstm);
+    RUN(prefix_tuning);
+    RUN(prefix_tuning_projection);
+    printf("max logits diff %.2e, max relative gradient diff %.2e\n", worst_logits, worst_grad);
+    return test_summary();
+}

@@ -1,0 +1,199 @@
+"""Fixtures for prompt tuning, p-tuning and prefix tuning as PEFT methods (issue 13), on the tiny GPT-2,
+GPT-Neo and Llama models of tests/fixtures, with PEFT's PeftModelForCausalLM:
+
+    tests/reference/.venv/bin/python tests/reference/make_prompt_method_fixtures.py [--cpeft build/cpeft]
+
+writes tests/fixtures/prompt_methods/<model>_<case>/ for each model and case:
+  adapter/                 PEFT's save_pretrained of the adapter (adapter_config.json, adapter_model.safetensors:
+                           "prompt_embeddings", the encoder's output), README.md removed
+  encoder.safetensors      every parameter of the training-mode prompt encoder, keyed as PEFT names them under
+                           prompt_encoder.default ("embedding.weight", "mlp_head.0.weight", "lstm_head.weight_ih_l0")
+  expected.safetensors     a left-padded batch with labels; logits and loss of the training-mode model; the gradient
+                           of the loss for every encoder parameter ("grad.<key>"); logits of the adapter loaded by
+                           PeftModel.from_pretrained ("logits_loaded"); for generation cases the prompts ("gen_ids",
+                           "gen_mask") and PEFT's greedy new tokens ("gen_tokens")
+  expected.json            print_trainable_parameters' numbers and print(model), for the training-mode model and
+                           the loaded one
+The encoder parameters are PEFT's own initialisation re-drawn from a fixed seed (scaled normal values), except
+pt_text, whose table is PEFT's TEXT init from the character tokenizer of tests/fixtures/generate.
+
+With --cpeft, also tests/fixtures/prompt_methods/cpeft_<model>_<case>/: `cpeft adapter init --seed 7` writes an
+adapter from peft_config.json (cpeft's own random init), PeftModel.from_pretrained loads it, and its logits on the
+batch are recorded ("logits_peft"); PEFT's save_pretrained of that loaded model is kept as resaved/ (the config PEFT
+writes back). The C test re-creates the adapter from the same seed, checks the files are the ones committed, and that
+cpeft's logits equal PEFT's.
+
+Paths in the configs are relative to tests/fixtures (the script runs there), as the C test runs them.
+Deterministic: fixed seeds, one torch thread.
+"""
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import warnings
+
+import torch
+from peft import PeftModel, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+
+torch.set_num_threads(1)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "fixtures"))
+MODELS = {"gpt2": "models/gpt2_tiny", "neo": "models/gpt_neo_tiny", "llama": "llama/models/llama_tiny"}
+TOKENIZER = "generate/char_tokenizer"
+B, T = 2, 7
+
+CASES = {
+    "pt": dict(kind="PROMPT_TUNING", num_virtual_tokens=3),
+    "pt_text": dict(kind="PROMPT_TUNING", num_virtual_tokens=5, prompt_tuning_init="TEXT", prompt_tuning_init_text="abc",
+                    tokenizer_name_or_path=TOKENIZER),
+    "ptune_mlp": dict(kind="P_TUNING", num_virtual_tokens=3, encoder_hidden_size=16),
+    "ptune_lstm": dict(kind="P_TUNING", num_virtual_tokens=3, encoder_reparameterization_type="LSTM", encoder_hidden_size=8),
+    "prefix": dict(kind="PREFIX_TUNING", num_virtual_tokens=3),
+    "prefix_proj": dict(kind="PREFIX_TUNING", num_virtual_tokens=3, prefix_projection=True, encoder_hidden_size=16),
+}
+GENERATE = {"pt", "ptune_mlp", "prefix", "prefix_proj"}
+ROUNDTRIP = {"pt": "gpt2", "ptune_lstm": "llama", "prefix_proj": "llama", "prefix": "neo", "ptune_mlp": "neo"}
+P_SHORT = [5, 17, 42, 8]
+P_LONG = [61, 3, 29, 77, 12, 50]
+
+
+def config(case):
+    kw = dict(CASES[case])
+    cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
+    return cls(task_type="CAUSAL_LM", **kw)
+
+
+def load(rel):
+    return AutoModelForCausalLM.from_pretrained(rel, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def batch(vocab, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, :2] = 0  # left padding in row 1
+    ids[1, :2] = 96
+    labels = ids.clone()
+    labels[1, :2] = -100
+    return ids, mask, labels
+
+
+def counts(pm):
+    t, a = pm.get_nb_trainable_parameters()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        pm.print_trainable_parameters()
+    return {"trainable": t, "all": a, "line": buf.getvalue().strip()}
+
+
+def encoder_params(pm):
+    prefix = "prompt_encoder.default."
+    return {n[len(prefix):]: p for n, p in pm.named_parameters() if n.startswith(prefix)}
+
+
+def generate(pm, eos):
+    T0 = max(len(P_SHORT), len(P_LONG))
+    ids = torch.tensor([[eos] * (T0 - len(P_SHORT)) + P_SHORT, P_LONG])
+    mask = torch.tensor([[0] * (T0 - len(P_SHORT)) + [1] * len(P_SHORT), [1] * len(P_LONG)])
+    with torch.no_grad():
+        out = pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, eos_token_id=None,
+                          pad_token_id=eos)
+    return ids, mask, out[:, T0:].contiguous()
+
+
+def write_case(model_key, case, seed):
+    rel = MODELS[model_key]
+    d = os.path.join("prompt_methods", f"{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(load(rel), config(case))
+    params = encoder_params(pm)
+    if case != "pt_text":
+        with torch.no_grad():
+            for p in params.values():
+                p.copy_(torch.randn_like(p) * 0.5)
+    train_counts, train_repr = counts(pm), str(pm)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    vocab = pm.base_model.config.vocab_size
+    ids, mask, labels = batch(vocab, seed)
+    out = pm(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.backward()
+    tensors = {"input_ids": ids, "attention_mask": mask, "labels": labels, "logits": out.logits.detach(),
+               "loss": out.loss.detach().reshape(1)}
+    for k, p in params.items():
+        tensors["grad." + k] = p.grad.detach().clone()
+    adapter = os.path.join(d, "adapter")
+    pm.save_pretrained(adapter)
+    if os.path.exists(os.path.join(adapter, "README.md")):
+        os.remove(os.path.join(adapter, "README.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl = PeftModel.from_pretrained(load(rel), adapter).eval()
+    with torch.no_grad():
+        tensors["logits_loaded"] = pl(input_ids=ids, attention_mask=mask).logits
+    info = {"model": rel, "case": case, "train": train_counts, "repr": train_repr, "loaded": counts(pl), "repr_loaded": str(pl),
+            "seed": seed}
+    if case in GENERATE:
+        eos = pl.base_model.config.eos_token_id
+        gi, gm, gt = generate(pl, eos)
+        tensors.update({"gen_ids": gi, "gen_mask": gm, "gen_tokens": gt})
+        info["generate"] = {"max_new_tokens": 6, "pad_token_id": eos}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+    diff = (tensors["logits_loaded"] - tensors["logits"]).abs().max().item()
+    print(f"{d}: loss {out.loss.item():.6f}, {train_counts['line']}, loaded vs training logits {diff:.1e}")
+
+
+def write_roundtrip(cpeft, case, model_key):
+    rel = MODELS[model_key]
+    d = os.path.join("prompt_methods", f"cpeft_{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    cfg = config(case).to_dict()
+    cfg = {k: (v.value if hasattr(v, "value") else v) for k, v in cfg.items()}
+    cfg["base_model_name_or_path"] = rel
+    with open(os.path.join(d, "peft_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    adapter = os.path.join(d, "adapter")
+    subprocess.run([cpeft, "adapter", "init", "--model", rel, "--peft-config", os.path.join(d, "peft_config.json"), "--seed", "7",
+                    "--out", adapter], check=True, capture_output=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl = PeftModel.from_pretrained(load(rel), adapter).eval()
+    ids, mask, _ = batch(pl.base_model.config.vocab_size, 5)
+    with torch.no_grad():
+        logits = pl(input_ids=ids, attention_mask=mask).logits
+    pl.save_pretrained(os.path.join(d, "resaved"))
+    if os.path.exists(os.path.join(d, "resaved", "README.md")):
+        os.remove(os.path.join(d, "resaved", "README.md"))
+    save_file({"input_ids": ids, "attention_mask": mask, "logits_peft": logits.contiguous()}, os.path.join(d, "expected.safetensors"),
+              metadata={"format": "pt"})
+    print(f"{d}: PEFT loaded cpeft's adapter, logits {tuple(logits.shape)}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cpeft", help="build/cpeft, for the cpeft -> PEFT cases")
+    args = ap.parse_args()
+    cpeft = os.path.abspath(args.cpeft) if args.cpeft else None
+    os.chdir(ROOT)
+    for i, model_key in enumerate(MODELS):
+        for j, case in enumerate(CASES):
+            write_case(model_key, case, 1000 + 10 * i + j)
+    if cpeft:
+        for case, model_key in ROUNDTRIP.items():
+            write_roundtrip(cpeft, case, model_key)
+
+
+if __name__ == "__main__":
+    main()
