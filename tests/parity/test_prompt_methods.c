@@ -336,6 +336,84 @@ TEST(prefix_tuning_projection) {
     for (int i = 0; i < 3; i++) run_case(models[i], cases[5]);
 }
 
+/* cpeft -> PEFT: `cpeft adapter init --seed 7` wrote cpeft_<model>_<case>/adapter from peft_config.json, and
+ * PeftModel.from_pretrained computed logits_peft from it (and wrote the two files back unchanged). cpeft
+ * makes the same files from the same seed (the encoder's output within 1e-5 where an MLP or LSTM computed it)
+ * and its own logits from them are PEFT's. */
+static void run_roundtrip(const char *name, int exact) {
+    char dir[256], path[400], out[300];
+    snprintf(dir, sizeof dir, DIR "/cpeft_%s", name);
+    printf("  %s\n", dir);
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    cp_safetensors exp;
+    if (cp_st_open(&exp, path) != CP_OK) { CHECK(0, "%s", cp_last_error()); return; }
+    snprintf(path, sizeof path, "%s/peft_config.json", dir);
+    cp_peft_config *cfg = NULL;
+    CHECK_OK(cp_peft_config_load(path, &cfg));
+    cp_model *m = NULL;
+    if (cfg) CHECK_OK(cp_model_load(&m, cfg->base_model_name_or_path, CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_OK(cp_model_add_adapter(m, "default", path, 7));
+        char tmp[] = "/tmp/cpeft-prompt-rt-XXXXXX";
+        CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+        snprintf(out, sizeof out, "%s/adapter", tmp);
+        CHECK_OK(cp_adapter_save(m, "default", out));
+        char a[400], b[400];
+        snprintf(a, sizeof a, "%s/adapter_config.json", out);
+        snprintf(b, sizeof b, "%s/adapter/adapter_config.json", dir);
+        CHECK(same_file(a, b), "%s: cpeft's adapter_config.json is not the committed one", dir);
+        snprintf(a, sizeof a, "%s/adapter_model.safetensors", out);
+        snprintf(b, sizeof b, "%s/adapter/adapter_model.safetensors", dir);
+        if (exact) {
+            CHECK(same_file(a, b), "%s: cpeft's adapter_model.safetensors is not the committed one", dir);
+        } else {
+            cp_safetensors x, y;
+            if (cp_st_open(&x, a) == CP_OK && cp_st_open(&y, b) == CP_OK) {
+                const cp_st_tensor *tx = cp_st_find(&x, "prompt_embeddings"), *ty = cp_st_find(&y, "prompt_embeddings");
+                CHECK(tx && ty && tx->numel == ty->numel, "%s: prompt_embeddings differ in shape", dir);
+                if (tx && ty && tx->numel == ty->numel) {
+                    double d = test_max_abs_diff(tx->data, ty->data, (size_t)tx->numel);
+                    CHECK(d <= TOL_LOGITS, "%s: prompt_embeddings differ by %.3e", dir, d);
+                }
+                cp_st_close(&x);
+                cp_st_close(&y);
+            }
+        }
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+        CHECK(system(cmd) == 0, "cleanup");
+    }
+    cp_model_free(m);
+    m = NULL;
+    if (cfg) CHECK_OK(cp_model_load(&m, cfg->base_model_name_or_path, CP_LOAD_WEIGHTS));
+    if (m) {
+        snprintf(path, sizeof path, "%s/adapter", dir);
+        CHECK_OK(cp_adapter_load(m, path, "default", 1, 0));
+        const cp_st_tensor *ids = cp_st_find(&exp, "input_ids"), *want = cp_st_find(&exp, "logits_peft");
+        float *logits = malloc((size_t)want->numel * sizeof *logits);
+        cp_batch bt = {.B = ids->shape[0], .T = ids->shape[1], .input_ids = ids->data,
+                       .attention_mask = cp_st_find(&exp, "attention_mask")->data};
+        cp_outputs o = {.logits = logits};
+        CHECK_OK(cp_model_forward(m, &bt, &o));
+        double d = test_max_abs_diff(logits, want->data, (size_t)want->numel);
+        CHECK(d <= TOL_LOGITS, "%s: cpeft's logits differ from PEFT's on cpeft's adapter by %.3e", dir, d);
+        if (d > worst_logits) worst_logits = d;
+        printf("    PEFT's from_pretrained of cpeft's adapter: logits max |diff| %.2e\n", d);
+        free(logits);
+    }
+    cp_model_free(m);
+    cp_peft_config_free(cfg);
+    cp_st_close(&exp);
+}
+
+TEST(cpeft_adapters_load_in_peft) {
+    run_roundtrip("gpt2_pt", 1);
+    run_roundtrip("neo_prefix", 1);
+    run_roundtrip("neo_ptune_mlp", 0);
+    run_roundtrip("llama_ptune_lstm", 0);
+    run_roundtrip("llama_prefix_proj", 0);
+}
+
 int main(void) {
     if (chdir("tests/fixtures") != 0) { fprintf(stderr, "run from the repository root\n"); return 1; }
     RUN(prompt_tuning);
@@ -344,6 +422,7 @@ int main(void) {
     RUN(p_tuning_lstm);
     RUN(prefix_tuning);
     RUN(prefix_tuning_projection);
+    RUN(cpeft_adapters_load_in_peft);
     printf("max logits diff %.2e, max relative gradient diff %.2e\n", worst_logits, worst_grad);
     return test_summary();
 }

@@ -19,8 +19,8 @@ pt_text, whose table is PEFT's TEXT init from the character tokenizer of tests/f
 
 With --cpeft, also tests/fixtures/prompt_methods/cpeft_<model>_<case>/: `cpeft adapter init --seed 7` writes an
 adapter from peft_config.json (cpeft's own random init), PeftModel.from_pretrained loads it, and its logits on the
-batch are recorded ("logits_peft"); PEFT's save_pretrained of that loaded model is kept as resaved/ (the config PEFT
-writes back). The C test re-creates the adapter from the same seed, checks the files are the ones committed, and that
+batch are recorded ("logits_peft"); PEFT's save_pretrained of that loaded model writes the same two files byte for
+byte (checked here). The C test re-creates the adapter from the same seed, checks the files are the ones committed, and that
 cpeft's logits equal PEFT's.
 
 Paths in the configs are relative to tests/fixtures (the script runs there), as the C test runs them.
@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import warnings
 
 import torch
@@ -173,9 +174,12 @@ def write_roundtrip(cpeft, case, model_key):
     ids, mask, _ = batch(pl.base_model.config.vocab_size, 5)
     with torch.no_grad():
         logits = pl(input_ids=ids, attention_mask=mask).logits
-    pl.save_pretrained(os.path.join(d, "resaved"))
-    if os.path.exists(os.path.join(d, "resaved", "README.md")):
-        os.remove(os.path.join(d, "resaved", "README.md"))
+    # PEFT writes cpeft's files back byte for byte
+    with tempfile.TemporaryDirectory() as tmp:
+        pl.save_pretrained(tmp)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            with open(os.path.join(tmp, name), "rb") as a, open(os.path.join(adapter, name), "rb") as b:
+                assert a.read() == b.read(), f"{d}: PEFT's save_pretrained changes {name}"
     save_file({"input_ids": ids, "attention_mask": mask, "logits_peft": logits.contiguous()}, os.path.join(d, "expected.safetensors"),
               metadata={"format": "pt"})
     print(f"{d}: PEFT loaded cpeft's adapter, logits {tuple(logits.shape)}")
