@@ -336,7 +336,8 @@ static cp_status attach(cp_module *mod, const char *name, cp_peft_config *base, 
     cp_status st = a->name ? cp_prompt_encoder_build(&a->enc, cfg, name) : CP_ERR;
     int64_t *ids = NULL;
     if (st == CP_OK && !cfg->inference_mode) { /* PEFT initialises only what will train */
-        const cp_prompt_init init = cfg->kind == CP_PROMPT_TUNING ? cfg->prompt_tuning_init : CP_PROMPT_INIT_RANDOM;
+        cp_prompt_init init = cfg->kind == CP_PROMPT_TUNING ? cfg->prompt_tuning_init : CP_PROMPT_INIT_RANDOM;
+        if (!cp_param_bound(mod->weight)) init = CP_PROMPT_INIT_RANDOM; /* a model loaded without weights (cpeft info) */
         if (init != CP_PROMPT_INIT_RANDOM && !(ids = cp_malloc((size_t)a->n_virtual * sizeof *ids, "init token ids"))) st = CP_ERR;
         if (st == CP_OK && init == CP_PROMPT_INIT_TEXT) st = text_ids(cfg, mod, a->n_virtual, ids);
         for (int64_t r = 0; st == CP_OK && init == CP_PROMPT_INIT_SAMPLE_VOCAB && r < a->n_virtual; r++)

@@ -30,6 +30,7 @@
 #include "peft/prompt_config.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DIR "prompt_methods"
@@ -406,6 +407,62 @@ static void run_roundtrip(const char *name, int exact) {
     cp_st_close(&exp);
 }
 
+/* stdout of a command line (stderr dropped); NULL when it does not exit 0. */
+static char *run_out(const char *cmd) {
+    static char out[1 << 16];
+    FILE *p = popen(cmd, "r");
+    if (!p) return NULL;
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? out : NULL;
+}
+
+/* `cpeft info MODEL --peft-config FILE --tree` on the model's config alone: PEFT's print(model) and
+ * print_trainable_parameters() after get_peft_model (p-tuning's and the projection's encoders counted), in
+ * both line formats; and with PEFT's saved adapter (--adapter) what PeftModel.from_pretrained prints. */
+static void check_info_cli(const char *model, const char *c) {
+    fixture f;
+    if (!open_fixture(&f, model, c)) return;
+    const char *env = getenv("CPEFT_BIN");
+    char bin[512]; /* the tests run in tests/fixtures */
+    snprintf(bin, sizeof bin, "%s%s", env && env[0] == '/' ? "" : "../../", env ? env : "build/cpeft");
+    char cfg_path[400], tmp[] = "/tmp/cpeft-prompt-info-XXXXXX.json", cmd[1200];
+    snprintf(cfg_path, sizeof cfg_path, "%s/adapter/adapter_config.json", f.dir);
+    cJSON *cfg = NULL;
+    CHECK_OK(cp_json_read_file(cfg_path, &cfg));
+    int fd = mkstemps(tmp, 5);
+    CHECK(fd >= 0 && cfg, "temp config");
+    if (fd >= 0 && cfg) { /* get_peft_model's config: inference_mode false */
+        cJSON_ReplaceItemInObject(cfg, "inference_mode", cJSON_CreateFalse());
+        char *text = cJSON_Print(cfg);
+        CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "write");
+        close(fd);
+        cJSON_free(text);
+    }
+    cJSON_Delete(cfg);
+    for (int current = 0; current < 2; current++) {
+        snprintf(cmd, sizeof cmd, "%s info %s --peft-config %s --tree --peft-format %s 2>/dev/null", bin,
+                 info_str(f.info, "model", NULL), tmp, current ? "current" : "notebook");
+        char *out = run_out(cmd);
+        const char *repr = info_str(f.info, "repr", NULL), *line = info_str(f.info, "train", current ? "line" : "line_notebook");
+        CHECK(out && !strncmp(out, repr, strlen(repr)) && out[strlen(repr)] == '\n' && !strncmp(out + strlen(repr) + 1, line, strlen(line)),
+              "%s: cpeft info --peft-config --tree printed:\n%s\n--- PEFT:\n%s\n%s", f.dir, out ? out : "(failed)", repr, line);
+    }
+    snprintf(cmd, sizeof cmd, "%s info %s --adapter %s/adapter --peft-format current 2>/dev/null", bin,
+             info_str(f.info, "model", NULL), f.dir);
+    char *out = run_out(cmd);
+    const char *line = info_str(f.info, "loaded", "line");
+    CHECK(out && strstr(out, line), "%s: cpeft info --adapter does not print PEFT's \"%s\":\n%s", f.dir, line, out ? out : "(failed)");
+    unlink(tmp);
+    close_fixture(&f);
+}
+
+TEST(info_cli) {
+    for (int i = 0; i < 3; i++)
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) check_info_cli(models[i], cases[k]);
+}
+
 TEST(cpeft_adapters_load_in_peft) {
     run_roundtrip("gpt2_pt", 1);
     run_roundtrip("neo_prefix", 1);
@@ -423,6 +480,7 @@ int main(void) {
     RUN(prefix_tuning);
     RUN(prefix_tuning_projection);
     RUN(cpeft_adapters_load_in_peft);
+    RUN(info_cli);
     printf("max logits diff %.2e, max relative gradient diff %.2e\n", worst_logits, worst_grad);
     return test_summary();
 }

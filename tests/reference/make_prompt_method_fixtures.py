@@ -89,7 +89,9 @@ def counts(pm):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         pm.print_trainable_parameters()
-    return {"trainable": t, "all": a, "line": buf.getvalue().strip()}
+    # the seed notebook's format (PEFT < 0.11): the percentage as Python prints the float
+    return {"trainable": t, "all": a, "line": buf.getvalue().strip(),
+            "line_notebook": f"trainable params: {t} || all params: {a} || trainable%: {100 * t / a}"}
 
 
 def encoder_params(pm):
