@@ -28,6 +28,8 @@
 #include "peft/peft_config.h"
 #include "peft/peft_model.h"
 #include "peft/prompt_config.h"
+#include "train/optim.h"
+#include "train/step.h"
 
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -407,6 +409,97 @@ static void run_roundtrip(const char *name, int exact) {
     cp_st_close(&exp);
 }
 
+/* 10 AdamW steps (accumulation 2, warmup + linear decay, clipping) from PEFT's encoder parameters: the
+ * losses, gradient norms and learning rates of PEFT + transformers per step, and the encoder after them. */
+static void run_steps(const char *name) {
+    char dir[256], path[400];
+    snprintf(dir, sizeof dir, DIR "/steps_%s", name);
+    snprintf(path, sizeof path, "%s/expected.json", dir);
+    cJSON *exp = NULL;
+    CHECK_OK(cp_json_read_file(path, &exp));
+    snprintf(path, sizeof path, "%s/expected.safetensors", dir);
+    cp_safetensors st;
+    if (!exp || cp_st_open(&st, path) != CP_OK) { CHECK(0, "%s: %s", dir, cp_last_error()); cJSON_Delete(exp); return; }
+    fixture f = {0};
+    snprintf(f.dir, sizeof f.dir, "%s", dir);
+    f.info = exp;
+    cp_model *m = load_model(&f);
+    snprintf(path, sizeof path, "%s/adapter/adapter_config.json", dir);
+    cp_peft_config *cfg = NULL;
+    CHECK_OK(cp_peft_config_load(path, &cfg));
+    cp_param **params = NULL;
+    int n = 0;
+    if (m && cfg) {
+        cfg->inference_mode = 0;
+        cp_rng rng;
+        cp_rng_seed(&rng, 1);
+        CHECK_OK(cp_peft_add(m, "default", cfg, &rng, 1, 1));
+        set_encoder(m, &f);
+        CHECK_OK(cp_peft_trainable_params(m, &params, &n));
+    }
+    if (params) {
+        const cJSON *c = cJSON_GetObjectItem(exp, "config"), *betas = cJSON_GetObjectItem(c, "betas");
+        cp_adamw_config oc = {cJSON_GetObjectItem(c, "lr")->valuedouble, cJSON_GetArrayItem(betas, 0)->valuedouble,
+                              cJSON_GetArrayItem(betas, 1)->valuedouble, cJSON_GetObjectItem(c, "eps")->valuedouble,
+                              cJSON_GetObjectItem(c, "weight_decay")->valuedouble};
+        cp_adamw opt;
+        CHECK_OK(cp_adamw_init(&opt, params, n, oc));
+        const int64_t steps = (int64_t)cJSON_GetObjectItem(c, "num_training_steps")->valuedouble;
+        const int64_t warmup = (int64_t)cJSON_GetObjectItem(c, "num_warmup_steps")->valuedouble;
+        const int ga = (int)cJSON_GetObjectItem(c, "gradient_accumulation_steps")->valuedouble;
+        double worst_loss = 0, worst_norm = 0, worst_final = 0;
+        for (int64_t s = 0; s < steps; s++) {
+            cp_batch micro[8];
+            for (int i = 0; i < ga; i++) {
+                char k1[32], k2[32], k3[32];
+                const int idx = (int)(s * ga + i);
+                snprintf(k1, sizeof k1, "input_ids_%d", idx);
+                snprintf(k2, sizeof k2, "attention_mask_%d", idx);
+                snprintf(k3, sizeof k3, "labels_%d", idx);
+                const cp_st_tensor *t = cp_st_find(&st, k1);
+                micro[i] = (cp_batch){.B = t->shape[0], .T = t->shape[1], .input_ids = t->data,
+                                      .attention_mask = cp_st_find(&st, k2)->data, .labels = cp_st_find(&st, k3)->data};
+            }
+            const double lr = oc.lr * cp_schedule_factor(CP_SCHED_LINEAR, s, warmup, steps);
+            cp_step_result res;
+            CHECK_OK(cp_train_step(m, &opt, micro, ga, lr, cJSON_GetObjectItem(c, "max_grad_norm")->valuedouble, 0, 1, &res));
+            const double wl = cJSON_GetArrayItem(cJSON_GetObjectItem(exp, "losses"), (int)s)->valuedouble;
+            const double wn = cJSON_GetArrayItem(cJSON_GetObjectItem(exp, "grad_norms"), (int)s)->valuedouble;
+            worst_loss = fmax(worst_loss, fabs(res.loss - wl));
+            worst_norm = fmax(worst_norm, fabs(res.grad_norm - wn) / wn);
+        }
+        cp_module **mods;
+        int nm;
+        CHECK_OK(cp_peft_adapter_modules(m, "default", &mods, &nm));
+        cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
+        const int nt = nm ? cfg->method->tensors(mods[0], "default", t) : 0;
+        cp_free(mods);
+        for (int i = 0; i < nt; i++) {
+            char key[200];
+            snprintf(key, sizeof key, "final.%s", t[i].key);
+            const cp_st_tensor *want = cp_st_find(&st, key);
+            CHECK(want && want->numel == t[i].param->numel, "%s: %s missing", dir, key);
+            if (want) worst_final = fmax(worst_final, max_rel(t[i].param->data, want->data, want->numel));
+        }
+        printf("  %-34s 10 steps: |loss diff| %.2e, grad norm rel %.2e, final encoder rel %.2e (%d tensors)\n", dir, worst_loss,
+               worst_norm, worst_final, nt);
+        CHECK(worst_loss < 1e-4, "%s: losses differ by %.3e", dir, worst_loss);
+        CHECK(worst_norm < 1e-4, "%s: gradient norms differ by %.3e", dir, worst_norm);
+        CHECK(worst_final < 1e-4, "%s: the encoder after 10 steps differs by %.3e", dir, worst_final);
+        cp_adamw_free(&opt);
+    }
+    cp_free(params);
+    cp_peft_config_free(cfg);
+    cp_model_free(m);
+    cp_st_close(&st);
+    cJSON_Delete(exp);
+}
+
+TEST(ten_adamw_steps_match_peft) {
+    const char *cases[] = {"gpt2_pt", "neo_ptune_mlp", "llama_ptune_lstm", "llama_prefix", "gpt2_prefix_proj"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_steps(cases[i]);
+}
+
 /* stdout of a command line (stderr dropped); NULL when it does not exit 0. */
 static char *run_out(const char *cmd) {
     static char out[1 << 16];
@@ -481,6 +574,7 @@ int main(void) {
     RUN(prefix_tuning_projection);
     RUN(cpeft_adapters_load_in_peft);
     RUN(info_cli);
+    RUN(ten_adamw_steps_match_peft);
     printf("max logits diff %.2e, max relative gradient diff %.2e\n", worst_logits, worst_grad);
     return test_summary();
 }

@@ -14,6 +14,9 @@ writes tests/fixtures/prompt_methods/<model>_<case>/ for each model and case:
                            "gen_mask") and PEFT's greedy new tokens ("gen_tokens")
   expected.json            print_trainable_parameters' numbers and print(model), for the training-mode model and
                            the loaded one
+and steps_<model>_<case>/: 10 AdamW steps of PEFT + transformers (oracle_train.py's loop and micro-batches) from
+encoder.safetensors: losses, gradient norms and learning rates per step (expected.json), every encoder parameter
+after the last step ("final.<key>" in expected.safetensors)
 The encoder parameters are PEFT's own initialisation re-drawn from a fixed seed (scaled normal values), except
 pt_text, whose table is PEFT's TEXT init from the character tokenizer of tests/fixtures/generate.
 
@@ -187,6 +190,45 @@ def write_roundtrip(cpeft, case, model_key):
     print(f"{d}: PEFT loaded cpeft's adapter, logits {tuple(logits.shape)}")
 
 
+STEPS = {"pt": "gpt2", "ptune_mlp": "neo", "ptune_lstm": "llama", "prefix": "llama", "prefix_proj": "gpt2"}
+
+
+def write_steps(case, model_key):
+    """10 AdamW steps (oracle_train.py's loop: accumulation 2, warmup + linear decay, clipping, the loss over the step's
+    label tokens) from the case's encoder parameters: losses, gradient norms, learning rates per step and every encoder
+    parameter after the last step."""
+    import sys
+    sys.path.insert(0, HERE)
+    import oracle_train as ot
+    rel = MODELS[model_key]
+    d = os.path.join("prompt_methods", f"steps_{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(77)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(load(rel), config(case))
+    params = encoder_params(pm)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn_like(p) * 0.5)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    pm.save_pretrained(os.path.join(d, "adapter"))
+    os.remove(os.path.join(d, "adapter", "README.md"))
+    batches = ot.step_batches(os.path.basename(rel), pm.base_model.config.vocab_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ot.train_steps(pm, batches)
+    tensors = {f"{k}_{i}": v for i, mb in enumerate(batches) for k, v in mb.items()}
+    for k, p in encoder_params(pm).items():
+        tensors["final." + k] = p.detach().clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(dict(res, model=rel, case=case, config=ot.STEP_CFG), f, indent=1, sort_keys=True)
+    print(f"{d}: losses {res['losses'][0]:.4f} -> {res['losses'][-1]:.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpeft", help="build/cpeft, for the cpeft -> PEFT cases")
@@ -196,6 +238,8 @@ def main():
     for i, model_key in enumerate(MODELS):
         for j, case in enumerate(CASES):
             write_case(model_key, case, 1000 + 10 * i + j)
+    for case, model_key in STEPS.items():
+        write_steps(case, model_key)
     if cpeft:
         for case, model_key in ROUNDTRIP.items():
             write_roundtrip(cpeft, case, model_key)
