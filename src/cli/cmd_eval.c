@@ -15,6 +15,7 @@
 #include "core/alloc.h"
 #include "core/progress.h"
 #include "io/fsutil.h"
+#include "models/hook.h"
 #include "models/model.h"
 #include "train/data.h"
 #include "tokenizer/tokenizer.h"
@@ -197,6 +198,9 @@ int cmd_eval(int argc, char **argv) {
     cp_model *m = cli_load_model("eval", model_dir, CP_LOAD_WEIGHTS, adapters, n_adapters);
     if (!m) return 1;
     int64_t max_pos = cp_model_max_positions(m);
+    /* a prompt-learning adapter's virtual tokens come before every block: with a learned position table
+     * they take positions from it */
+    if (m->prompt && m->arch->learned_positions) max_pos -= m->prompt->ops->n_virtual(m->prompt);
     if (seq_len == 0) seq_len = max_pos < 1024 ? max_pos : 1024;
     if (seq_len > max_pos) {
         fprintf(stderr, "cpeft eval: --seq-len %lld exceeds the model's %lld positions\n", (long long)seq_len,

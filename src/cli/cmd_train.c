@@ -1,7 +1,8 @@
 /*
  * cmd_train.c — `cpeft train`: the public trainer (cp_trainer, include/cpeft.h) driven from the
- * command line. Options are named after Hugging Face TrainingArguments with dashes; LoRA comes from a
- * PEFT adapter_config.json (--peft-config) or from --lora-* flags. Numbers are checked here
+ * command line. Options are named after Hugging Face TrainingArguments with dashes; the adapter comes from a
+ * PEFT adapter_config.json (--peft-config), from --lora-* flags, or from --peft-type and its config's
+ * flags (peft_type_args.h: prompt tuning, p-tuning, prefix tuning). Numbers are checked here
  * (cp_train_options_check: a bad value is a usage error, exit 2) before the run starts.
  *
  * What the library leaves to its program is done here: every line printed (the setup summary, the
@@ -12,6 +13,7 @@
  */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/peft_type_args.h"
 #include "core/alloc.h"
 #include "core/memstat.h"
 #include "core/progress.h"
@@ -30,9 +32,10 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: cpeft train --model DIR --data FILE --output-dir DIR [options]\n\n"
-            "LoRA fine-tuning of a causal LM. Writes a PEFT adapter (adapter_config.json +\n"
-            "adapter_model.safetensors) to --output-dir, checkpoint-N/ every --save-steps, metrics.jsonl and\n"
-            "loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit 130, 143 and 129.\n"
+            "Fine-tuning of a causal LM with LoRA, prompt tuning, p-tuning or prefix tuning. Writes a PEFT\n"
+            "adapter (adapter_config.json + adapter_model.safetensors) to --output-dir, checkpoint-N/ every\n"
+            "--save-steps, metrics.jsonl and loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit\n"
+            "130, 143 and 129.\n"
             "Data: plain text (one stream cut into blocks), JSONL / JSON array with a text field, or\n"
             "instruction records (instruction, input, output) rendered with the Alpaca template, loss on the\n"
             "response only; any of them may be gzip- or zstd-compressed. Binary data is refused.\n\n"
@@ -41,6 +44,7 @@ static void help(FILE *f) {
             "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)\n"
             "  --target-modules a,b,c          default: PEFT's table for the model type; or all-linear\n"
             "  --bias none|all|lora_only       --modules-to-save a,b\n"
+            "%s"
             "training (TrainingArguments):\n"
             "  --learning-rate LR (5e-5)  --num-train-epochs E (3)  --max-steps N (overrides epochs)\n"
             "  --per-device-train-batch-size B (8)  --gradient-accumulation-steps K (1)\n"
@@ -63,7 +67,8 @@ static void help(FILE *f) {
             "output:\n"
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
             "                                  otherwise, unless resuming); one run at a time per directory\n"
-            "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n");
+            "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n",
+            cli_peft_flags_help);
 }
 
 /* ---- signals ------------------------------------------------------------------------------------- */
@@ -251,7 +256,7 @@ static void print_peak(double plan_bytes) {
 /* ---- the run ----------------------------------------------------------------------------------------- */
 
 /* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
-static int train(const char *model_dir, cp_train_options *o, int progress) {
+static int train(const char *model_dir, cp_train_options *o, int progress, const cli_peft_flags *peft) {
     report r;
     memset(&r, 0, sizeof r);
     r.output_dir = o->output_dir;
@@ -277,6 +282,8 @@ static int train(const char *model_dir, cp_train_options *o, int progress) {
     } else if (st == CP_OK) {
         st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type);
     }
+    /* --peft-type: the adapter the trainer trains as it is (a checkpoint brings its own) */
+    if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);
     if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
     if (st == CP_OK) {
         atomic_store(&running, r.t);
@@ -332,6 +339,8 @@ int cmd_train(int argc, char **argv) {
     cp_train_options_init(&a);
     const char *model_dir = NULL, *v;
     int r, progress = -1;
+    cli_peft_flags peft;
+    cli_peft_flags_init(&peft);
 #define STR(flag, field) \
     if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0) return 2; field = v; continue; }
 #define INT(flag, field, lo, hi) \
@@ -343,6 +352,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--gradient-checkpointing")) { a.gradient_checkpointing = 1; continue; }
         if (!strcmp(argv[i], "--strict")) { a.strict = 1; continue; }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
+        if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
         STR("--target-modules", a.lora.target_modules) STR("--bias", a.lora.bias) STR("--modules-to-save", a.lora.modules_to_save)
@@ -385,7 +395,7 @@ int cmd_train(int argc, char **argv) {
         help(stderr);
         return 2;
     }
-    if (cp_train_options_check(&a) != CP_OK) {
+    if (cli_peft_flags_check(&peft, a.peft_config_path != NULL) != CP_OK || cp_train_options_check(&a) != CP_OK) {
         fprintf(stderr, "cpeft train: %s\n", cp_last_error());
         return 2;
     }
@@ -396,7 +406,7 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the trainer checks between steps */
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
-    int rc = train(model_dir, &a, progress);
+    int rc = train(model_dir, &a, progress, &peft);
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
     return rc;
 }

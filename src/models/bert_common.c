@@ -291,7 +291,9 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
             const int64_t i = r * T + t, real = b->input_ids[i] != pad;
             seen += real;
             if (b->position_ids) e->pos[i] = b->position_ids[i];
-            else if (s->v->roberta_positions) e->pos[i] = (ea->past + seen) * real + pad;
+            /* RoBERTa: from the ids, padding skipped; given as embeddings (virtual tokens first, as PEFT passes
+             * inputs_embeds) transformers cannot see the padding: padding_idx + 1 + t */
+            else if (s->v->roberta_positions) e->pos[i] = ea->n_virtual ? pad + 1 + t : (ea->past + seen) * real + pad;
             else e->pos[i] = ea->past + t;
             e->tt[i] = b->token_type_ids ? b->token_type_ids[i] : 0;
         }

@@ -374,9 +374,10 @@ static cp_status prefix_into_cache(cp_model *m, const cp_run *run, cp_kv_cache *
     return CP_OK;
 }
 
-/* With a prompt hook, the batch as PEFT's PeftModelForCausalLM runs it (models/hook.h). Virtual
- * input embeddings: n placeholder ids before every row, the attention mask and labels with n leading
- * ones / -100, the position ids dropped. A key/value prefix: the batch as it is, the key mask of the
+/* With a prompt hook, the batch as PEFT's PeftModelFor<task> runs it (models/hook.h). Virtual
+ * input embeddings: n placeholder ids before every row, the attention mask and causal-LM labels with
+ * n leading ones / -100 (SEQ_CLS labels as they are), token_type_ids with n leading zeros, the
+ * position ids dropped. A key/value prefix: the batch as it is, the key mask of the
  * n + T columns in the run, given position ids offset by n. Without one, the batch itself.
  * With a cache (generation) the virtual tokens come before the first step's batch only, and the
  * prefix goes into the cache on that step; position ids are dropped / offset at every step. */
@@ -408,18 +409,30 @@ static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv
     }
     out->position_ids = NULL;
     if (!first) return CP_OK;
+    /* PeftModelForTokenClassification passes the (B,T) labels as they are against (B,n+T) logits, which
+     * transformers' loss refuses; SEQ_CLS labels are per row and stay as they are */
+    if (b->labels && m->task == CP_TASK_TOKEN_CLS)
+        return cp_error("batch: TOKEN_CLS labels with %lld virtual tokens: PEFT passes the labels (B,T) unpadded against "
+                        "logits (B,n+T) and the loss fails (Expected input batch_size (%lld) to match target batch_size (%lld))",
+                        (long long)n, (long long)(B * T), (long long)(B * b->T));
+    if (b->bbox) return cp_error("batch: bbox with %lld virtual tokens: the boxes cover the batch's tokens, not the prompt's",
+                                 (long long)n);
+    const int pad_labels = m->task == CP_TASK_CAUSAL_LM;
     int64_t *ids = cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *ids, "prompt batch");
     int64_t *mask = b->attention_mask ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *mask, "prompt batch") : NULL;
-    int64_t *labels = b->labels ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *labels, "prompt batch") : NULL;
-    if (!ids || (b->attention_mask && !mask) || (b->labels && !labels)) return CP_ERR;
+    int64_t *labels = b->labels && pad_labels ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *labels, "prompt batch") : NULL;
+    int64_t *types = b->token_type_ids ? cp_arena_alloc(&m->arena, (size_t)(B * T) * sizeof *types, "prompt batch") : NULL;
+    if (!ids || (b->attention_mask && !mask) || (b->labels && pad_labels && !labels) || (b->token_type_ids && !types)) return CP_ERR;
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t src = r * b->T + t - n, virt = t < n;
             ids[r * T + t] = virt ? 0 : b->input_ids[src];
             if (mask) mask[r * T + t] = virt ? 1 : b->attention_mask[src];
             if (labels) labels[r * T + t] = virt ? CP_IGNORE_INDEX : b->labels[src];
+            if (types) types[r * T + t] = virt ? 0 : b->token_type_ids[src]; /* SEQ_CLS / TOKEN_CLS: zeros before */
         }
-    *out = (cp_batch){.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = labels};
+    *out = (cp_batch){.B = B, .T = T, .input_ids = ids, .attention_mask = mask, .labels = pad_labels ? labels : b->labels,
+                      .token_type_ids = types, .label_values = b->label_values};
     run->n_virtual = n;
     return CP_OK;
 }
@@ -430,7 +443,7 @@ static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv
 static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb,
                          cp_kv_cache *kv, int generating) {
     if (check_batch(m, user_batch) != CP_OK) return NULL;
-    if (m->prompt && m->task != CP_TASK_CAUSAL_LM) {
+    if (m->prompt && m->task != CP_TASK_CAUSAL_LM && m->task != CP_TASK_SEQ_CLS && m->task != CP_TASK_TOKEN_CLS) {
         cp_error("%s: a prompt-learning adapter with a %s model is not supported yet", m->dir, cp_task_name(m->task));
         return NULL;
     }

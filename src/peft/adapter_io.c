@@ -15,10 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The model's keys in PEFT's state dict: "base_model.model." under a tuner (LoraModel), "base_model."
- * under prompt learning (PeftModel.base_model is the model itself). */
-static const char *peft_prefix(const cp_model *m) {
-    return m->peft && m->peft->n && m->peft->adapters[0].config->method->prompt ? "base_model." : "base_model.model.";
+/* The model's keys in PEFT's state dict for an adapter of `method`: "base_model.model." under a tuner
+ * (LoraModel), "base_model." under prompt learning (PeftModel.base_model is the model itself). */
+static const char *peft_prefix(const cp_peft_method *method) {
+    return method && method->prompt ? "base_model." : "base_model.model.";
+}
+
+/* The method of adapter `name` of m (NULL: none yet). */
+static const cp_peft_method *method_named(const cp_model *m, const char *name) {
+    const cp_peft_adapter *a = name ? cp_peft_find_adapter(m, name) : NULL;
+    return a ? a->config->method : NULL;
 }
 
 /* ---- the tensors of one adapter, with their file keys ----------------------------------------- */
@@ -68,11 +74,11 @@ static char *keyf(const char *fmt, const char *a, const char *b) {
     return cp_sb_finish(&sb);
 }
 
-/* keyf after the model's state-dict prefix. */
-static char *pkeyf(const cp_model *m, const char *fmt, const char *a, const char *b) {
+/* keyf after the state-dict prefix of an adapter of `method`. */
+static char *pkeyf(const cp_peft_method *method, const char *fmt, const char *a, const char *b) {
     cp_strbuf sb;
     cp_sb_init(&sb);
-    cp_sb_append(&sb, peft_prefix(m));
+    cp_sb_append(&sb, peft_prefix(method));
     cp_sb_printf(&sb, fmt, a, b);
     return cp_sb_finish(&sb);
 }
@@ -95,18 +101,18 @@ static int visit_entries(cp_module *mod, void *vctx) {
         else if (c->saving) cp_param_free(p);
     }
     int n = method->prompt ? 0 : method->tensors(mod, c->name, t);
-    for (int i = 0; i < n; i++) add_entry(c->l, pkeyf(c->m, "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);
+    for (int i = 0; i < n; i++) add_entry(c->l, pkeyf(method, "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);
     cp_peft_bias mode = method->bias ? method->bias(c->ad->config) : CP_PEFT_BIAS_NONE;
     const int layer = cp_hook_find(mod, method->hook) != NULL;
     if (mod->bias && !cp_saved_of(mod) && (mode == CP_PEFT_BIAS_ALL || (mode == CP_PEFT_BIAS_METHOD_ONLY && layer)))
-        add_entry(c->l, pkeyf(c->m, layer ? "%s.base_layer.bias%s" : "%s.bias%s", mod->path, ""),
+        add_entry(c->l, pkeyf(method, layer ? "%s.base_layer.bias%s" : "%s.bias%s", mod->path, ""),
                   mod->bias, mod, 1);
     if (cp_saved_of(mod)) {
         cp_saved_module *s = cp_saved_of(mod);
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], c->name)) continue;
             for (int p = 0; p < s->n_params; p++)
-                add_entry(c->l, pkeyf(c->m, "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 1);
+                add_entry(c->l, pkeyf(method, "%s.%s", mod->path, s->params[p].local_name), s->params[p].copies[k], NULL, 1);
         }
     }
     return 0;
@@ -154,12 +160,12 @@ static void wrapper_state(const cp_model *m, cp_module *mod, const char *name, i
     for (int p = 0; p < s->n_params; p++) {
         cp_saved_param *sp = &s->params[p];
         if (biases_only && !sp->is_bias) continue;
-        add_unique(l, pkeyf(m, "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
+        add_unique(l, pkeyf(method_named(m, name), "%s.original_module.%s", mod->path, sp->local_name), sp->original, sp->module, 1);
         for (int k = 0; k < s->n_adapters; k++) {
             if (strcmp(s->adapters[k], name)) continue;
             cp_strbuf sb;
             cp_sb_init(&sb);
-            cp_sb_printf(&sb, "%s%s.modules_to_save.", peft_prefix(m), mod->path);
+            cp_sb_printf(&sb, "%s%s.modules_to_save.", peft_prefix(method_named(m, name)), mod->path);
             if (strchr(sp->local_name, '.')) cp_sb_printf(&sb, "%s.", name);
             cp_sb_append(&sb, sp->local_name);
             add_unique(l, cp_sb_finish(&sb), sp->copies[k], NULL, 1);
@@ -175,8 +181,8 @@ static void module_state(const cp_model *m, cp_module *mod, const char *name, in
     const int layer = cp_peft_is_tuner_layer(m, mod);
     if (!layer && base_layer_only) return;
     const char *infix = layer ? ".base_layer" : "";
-    if (mod->weight) add_unique(l, pkeyf(m, "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
-    if (mod->bias) add_unique(l, pkeyf(m, "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
+    if (mod->weight) add_unique(l, pkeyf(method_named(m, name), "%s%s.weight", mod->path, infix), mod->weight, mod, 1);
+    if (mod->bias) add_unique(l, pkeyf(method_named(m, name), "%s%s.bias", mod->path, infix), mod->bias, mod, 1);
 }
 
 /* get_input_embeddings(): the first Embedding with one row per vocabulary entry (wte, embed_tokens). */
@@ -367,7 +373,7 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
         const cp_st_tensor *t = cp_st_find(file, "prompt_embeddings");
         if (!t) return cp_error("%s: tensor \"prompt_embeddings\" (the %s adapter's virtual tokens) is missing from the file", w_path,
                                 method->peft_type);
-        return method->prompt->check_saved(cfg, t->ndim, t->shape, w_path);
+        return method->prompt->check_saved(m, cfg, t->ndim, t->shape, w_path);
     }
     cp_module **targets;
     int n;
@@ -383,7 +389,7 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
         if ((st = method->plan(t, cfg, plan, &n_plan)) != CP_OK) break;
         for (int k = 0; k < n_plan && st == CP_OK; k++) {
             const cp_peft_tensor *want = &plan[k];
-            char *key = pkeyf(m, "%s.%s", t->path, want->key);
+            char *key = pkeyf(method, "%s.%s", t->path, want->key);
             if (!key) { st = CP_ERR; break; }
             const cp_st_tensor *ft = cp_st_find(file, key);
             if (!ft) {

@@ -172,13 +172,15 @@ typedef struct cp_prompt_learning {
     /* the table an inference-mode adapter's "prompt_embeddings" loads into (NULL with an error when
      * the adapter trains an encoder, whose parameters the file does not hold) */
     cp_param *(*loaded_embeddings)(const cp_module *mod, const char *name);
-    /* whether a file's "prompt_embeddings" of this shape fits cfg: the error names the config
-     * fields that set the shape and both values */
-    cp_status (*check_saved)(const cp_peft_config *cfg, int ndim, const int64_t *shape, const char *path);
+    /* whether a file's "prompt_embeddings" of this shape fits cfg on model m (its null fields filled
+     * from m): the error names the config fields that set the shape and both values */
+    cp_status (*check_saved)(const cp_model *m, const cp_peft_config *cfg, int ndim, const int64_t *shape, const char *path);
     /* print(model)'s lines after (base_model): "(prompt_encoder): ModuleDict(...)", "(word_embeddings): ..." */
     char *(*repr)(const cp_module *mod);
     /* why the method cannot train with gradient checkpointing (NULL: it can) */
     const char *no_gradient_checkpointing;
+    /* the positions cfg's virtual tokens take before every row (what a learned position table loses) */
+    int64_t (*positions)(const cp_peft_config *cfg);
 } cp_prompt_learning;
 
 typedef struct cp_peft_method {

@@ -381,6 +381,12 @@ static int is_active(const cp_peft_state *st, const char *name) {
 
 cp_status cp_peft_merge(cp_model *m) {
     if (!m->peft) return CP_OK;
+    for (int i = 0; i < m->peft->n_active; i++) {
+        const cp_peft_adapter *a = cp_peft_find_adapter(m, m->peft->active[i]);
+        if (a && a->config->method->prompt)
+            return cp_error("adapter \"%s\": a %s adapter cannot be merged: its virtual tokens are inputs, not a change of the "
+                            "model's weights (PEFT has no merge_and_unload for prompt learning)", a->name, a->config->method->peft_type);
+    }
     layer_list l;
     if (layers(m, &l) != CP_OK) return CP_ERR;
     cp_status st = CP_OK;

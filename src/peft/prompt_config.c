@@ -198,8 +198,10 @@ cp_status cp_prompt_config_validate(const cp_prompt_config *cfg, const char *whe
             return cp_error("%s: tokenizer_kwargs only valid when using prompt_tuning_init='TEXT'.", where);
     }
     if (cfg->kind == CP_P_TUNING) {
-        if (cfg->encoder_num_layers < 1 || cfg->encoder_num_layers > 64)
-            return cp_error("%s: encoder_num_layers is %lld, expected 1 to 64", where, (long long)cfg->encoder_num_layers);
+        /* the MLP ignores it (PEFT warns); the LSTM's parameters are 8 per layer, within CP_PEFT_MAX_TENSORS */
+        if (cfg->encoder_lstm && (cfg->encoder_num_layers < 1 || cfg->encoder_num_layers > 7))
+            return cp_error("%s: encoder_num_layers is %lld, expected 1 to 7 (the LSTM encoder's layers)", where,
+                            (long long)cfg->encoder_num_layers);
         if (!(cfg->encoder_dropout >= 0 && cfg->encoder_dropout <= 1))
             return cp_error("%s: encoder_dropout is %g, expected a probability in [0, 1]", where, cfg->encoder_dropout);
     }

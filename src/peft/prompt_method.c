@@ -249,9 +249,27 @@ static cp_status targets(cp_model *m, const cp_peft_config *cfg, cp_module ***ou
 
 /* The config against the model it runs on: its widths must be the model's (a config written for
  * another model, or with fields set by hand, is refused by name). */
+/* Encoders whose transformers class takes no past_key_values (PEFT refuses prefix tuning on them), and
+ * those prompt learning is not checked on yet in cpeft. */
+static int in_list(const char *t, const char *const *list) {
+    for (; *list; list++)
+        if (!strcmp(t, *list)) return 1;
+    return 0;
+}
+static const char *const no_past_key_values[] = {"distilbert", "layoutlm", "deberta", "deberta-v2", NULL};
+static const char *const untested_encoders[] = {"layoutlm", "deberta", "deberta-v2", NULL};
+
 static cp_status check_model(const cp_model *m, const cp_prompt_config *cfg) {
     const cp_model_config *mc = &m->config;
     const int prefix = cfg->kind == CP_PREFIX_TUNING;
+    if (prefix && in_list(mc->model_type, no_past_key_values))
+        return cp_error("%s: %s: Model does not support past key values which are required for prefix tuning (transformers' %s "
+                        "takes no past_key_values)", m->dir, cfg->method->peft_type, mc->model_type);
+    if (in_list(mc->model_type, untested_encoders))
+        return cp_error("%s: %s on %s is not supported yet by cpeft", m->dir, cfg->method->peft_type, mc->model_type);
+    if (m->task == CP_TASK_FEATURE_EXTRACTION)
+        return cp_error("%s: %s for FEATURE_EXTRACTION is not supported yet by cpeft (CAUSAL_LM, SEQ_CLS, TOKEN_CLS)", m->dir,
+                        cfg->method->peft_type);
     const int64_t kv_heads = mc->num_kv_heads > 0 ? mc->num_kv_heads : mc->num_heads;
     const struct { const char *field; int64_t have, want; const char *what; } rules[] = {
         {"token_dim", cfg->token_dim, prefix ? kv_heads * mc->head_dim : mc->hidden_size,
@@ -427,8 +445,7 @@ static cp_param *loaded_embeddings(const cp_module *mod, const char *name) {
     return a->enc.embedding->weight;
 }
 
-static cp_status check_saved(const cp_peft_config *base, int ndim, const int64_t *shape, const char *path) {
-    const cp_prompt_config *cfg = CP_CPROMPT(base);
+static cp_status check_shape(const cp_prompt_config *cfg, int ndim, const int64_t *shape, const char *path) {
     const int64_t rows = cp_prompt_config_rows(cfg), width = cp_prompt_config_width(cfg);
     if (ndim != 2)
         return cp_error("%s: tensor \"prompt_embeddings\" has %d dimensions, expected 2: [%lld, %lld]", path, ndim, (long long)rows,
@@ -452,6 +469,14 @@ static cp_status check_saved(const cp_peft_config *base, int ndim, const int64_t
     return CP_OK;
 }
 
+static cp_status check_saved(const cp_model *m, const cp_peft_config *base, int ndim, const int64_t *shape, const char *path) {
+    cp_prompt_config *cfg = cp_prompt_config_copy(CP_CPROMPT(base)); /* its null fields as the model fills them */
+    if (!cfg || cp_prompt_config_resolve(cfg, m) != CP_OK) { cp_prompt_config_free(cfg); return CP_ERR; }
+    cp_status st = check_shape(cfg, ndim, shape, path);
+    cp_prompt_config_free(cfg);
+    return st;
+}
+
 static char *repr(const cp_module *mod) {
     const prompt_layer *l = layer_of(mod);
     if (!l) return NULL;
@@ -471,13 +496,19 @@ static char *repr(const cp_module *mod) {
     return cp_sb_finish(&sb);
 }
 
+static int64_t positions(const cp_peft_config *cfg) {
+    const cp_prompt_config *c = CP_CPROMPT(cfg);
+    const int64_t nts = c->num_transformer_submodules > 0 ? c->num_transformer_submodules : 1;
+    return c->kind == CP_PREFIX_TUNING ? c->num_virtual_tokens : c->num_virtual_tokens * nts;
+}
+
 static const cp_prompt_learning embeddings_learning = {
     .model_hook = model_hook, .saved_embeddings = saved_embeddings, .loaded_embeddings = loaded_embeddings,
-    .check_saved = check_saved, .repr = repr};
+    .check_saved = check_saved, .repr = repr, .positions = positions};
 
 static const cp_prompt_learning prefix_learning = {
     .model_hook = model_hook, .saved_embeddings = saved_embeddings, .loaded_embeddings = loaded_embeddings,
-    .check_saved = check_saved, .repr = repr,
+    .check_saved = check_saved, .repr = repr, .positions = positions,
     .no_gradient_checkpointing =
         "PREFIX_TUNING does not work with gradient checkpointing (PEFT refuses it: the prefix is passed to the layers as "
         "past_key_values, a key/value cache, which transformers' gradient checkpointing cannot recompute)"};

@@ -18,6 +18,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "peft/adapter_io.h"
+#include "peft/peft_model.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,8 +26,12 @@
 /* optimizer.safetensors: AdamW's moments of every trainable parameter ("<name>.exp_avg",
  * "<name>.exp_avg_sq"), and the f32 value ("<name>.value") of each one the adapter file keeps in a
  * narrower dtype (the biases and modules_to_save copies of a bf16 / f16 model, saved in its dtype
- * as PEFT saves them), so that resuming continues from the exact values. */
+ * as PEFT saves them) or not at all (a prompt encoder's parameters: the file holds its output), so
+ * that resuming continues from the exact values. */
 static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
+    /* a prompt encoder's parameters are not in the adapter file at all (it holds their output) */
+    const cp_peft_adapter *ad = cp_peft_find_adapter(r->m, r->o.adapter_name);
+    const int all_values = ad && ad->config->method->prompt;
     cp_st_write_tensor *t = cp_calloc((size_t)(3 * r->n_params), sizeof *t, "optimizer tensors");
     char **names = cp_calloc((size_t)(3 * r->n_params), sizeof *names, "optimizer names");
     cp_status st = t && names ? CP_OK : CP_ERR;
@@ -34,7 +39,7 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
     for (int i = 0; st == CP_OK && i < r->n_params; i++)
         for (int k = 0; k < 3; k++) {
             const cp_param *p = r->params[i];
-            if (k == 2 && p->source_dtype == CP_F32) continue;
+            if (k == 2 && p->source_dtype == CP_F32 && !all_values) continue;
             cp_strbuf sb;
             cp_sb_init(&sb);
             cp_sb_printf(&sb, "%s.%s", p->name, k == 2 ? "value" : k ? "exp_avg_sq" : "exp_avg");
@@ -140,11 +145,14 @@ cp_status cp_trainer_load_checkpoint_state(cp_trainer *r, const char *dir) {
             else memcpy(k ? r->opt.exp_avg_sq[i] : r->opt.exp_avg[i], t->data, (size_t)t->numel * sizeof(float));
         }
     /* the f32 values of what the adapter file rounded (absent in older checkpoints: the rounded
-     * values then stand) */
+     * values then stand), and of every prompt encoder parameter (required: the file has none) */
+    const cp_peft_adapter *ad = cp_peft_find_adapter(r->m, r->o.adapter_name);
+    const int all_values = ad && ad->config->method->prompt;
     for (int i = 0; st == CP_OK && i < r->n_params; i++) {
         char key[1024];
         snprintf(key, sizeof key, "%s.value", r->params[i]->name);
         const cp_st_tensor *t = cp_st_find(&f, key);
+        if (!t && all_values) st = cp_error("%s: no tensor \"%s\" (the %s encoder's parameters)", path, key, ad->config->method->peft_type);
         if (!t) continue;
         if (t->dtype != CP_F32 || t->numel != r->params[i]->numel) st = cp_error("%s: tensor \"%s\" does not match the parameter", path, key);
         else memcpy(r->params[i]->data, t->data, (size_t)t->numel * sizeof(float));

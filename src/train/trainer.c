@@ -98,9 +98,29 @@ static cp_status copy_options(cp_trainer *t, const cp_train_options *o) {
     return CP_OK;
 }
 
+/* Resuming: the checkpoint's adapter, trainable. A prompt-learning adapter's file holds the encoded
+ * prompt_embeddings only (PEFT refuses to load one trainable): its encoder is built from the
+ * checkpoint's config and takes its parameters from optimizer.safetensors (train_state.c). */
+static cp_status resume_adapter(cp_trainer *t) {
+    const cp_train_options *a = &t->o;
+    char *path = cp_path_join(a->resume_from, "adapter_config.json");
+    cp_peft_config *cfg = NULL;
+    cp_status st = path ? cp_peft_config_load(path, &cfg) : CP_ERR;
+    cp_free(path);
+    if (st == CP_OK && !cfg->method->prompt) st = cp_adapter_load(t->m, a->resume_from, a->adapter_name, 1, 1);
+    else if (st == CP_OK) {
+        cfg->inference_mode = 0;
+        cp_rng rng;
+        cp_rng_seed(&rng, cp_trainer_mix((uint64_t)a->seed, 0x1a2b));
+        st = cp_peft_add(t->m, a->adapter_name, cfg, &rng, 1, 1);
+    }
+    cp_peft_config_free(cfg);
+    return st;
+}
+
 static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
     const cp_train_options *a = &t->o;
-    if (a->resume_from) return cp_adapter_load(t->m, a->resume_from, a->adapter_name, 1, 1);
+    if (a->resume_from) return resume_adapter(t);
     cp_peft_adapter *have = cp_peft_find_adapter(t->m, a->adapter_name);
     if (have) { /* the program attached it: trained as it is */
         if (!have->trainable)
@@ -116,9 +136,11 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
     /* PEFT's get_peft_model would freeze such an adapter and Trainer then fails ("element 0 of tensors
      * does not require grad"); training makes it trainable, and the saved config says inference_mode
      * true whatever this one said, as save_pretrained writes it */
-    if (st == CP_OK && cfg->inference_mode)
+    if (st == CP_OK && cfg->inference_mode) {
         cp_warn("%s says \"inference_mode\": true (as every saved adapter_config.json does); training the adapter anyway "
                 "(get_peft_model would freeze it)", a->peft_config_path);
+        cfg->inference_mode = 0; /* a prompt encoder is built whole, as for training */
+    }
     if (st == CP_OK) {
         cp_rng rng;
         cp_rng_seed(&rng, cp_trainer_mix((uint64_t)a->seed, 0x1a2b));
@@ -149,6 +171,34 @@ static cp_status setup_data(cp_trainer *t) {
     return CP_OK;
 }
 
+/* The positions a prompt-learning adapter takes before every row (0 for other methods): the adapter
+ * already on the model, or the config it will be made from (--peft-config, the checkpoint's). */
+static cp_status prompt_positions(cp_trainer *t, int64_t *n) {
+    const cp_train_options *a = &t->o;
+    const cp_peft_adapter *have = a->resume_from ? NULL : cp_peft_find_adapter(t->m, a->adapter_name);
+    *n = 0;
+    if (have) {
+        if (have->config->method->prompt) *n = have->config->method->prompt->positions(have->config);
+        return CP_OK;
+    }
+    char *path = a->resume_from ? cp_path_join(a->resume_from, "adapter_config.json") : a->peft_config_path ? cp_strdup(a->peft_config_path) : NULL;
+    cp_peft_config *cfg = NULL;
+    cp_status st = path ? cp_peft_config_load(path, &cfg) : CP_OK;
+    if (st == CP_OK && cfg && cfg->method->prompt) *n = cfg->method->prompt->positions(cfg);
+    cp_peft_config_free(cfg);
+    cp_free(path);
+    return st;
+}
+
+/* PEFT's refusals for an adapter it would not train this way. */
+static cp_status check_method(cp_trainer *t) {
+    const cp_peft_adapter *ad = cp_peft_find_adapter(t->m, t->o.adapter_name);
+    const cp_prompt_learning *p = ad ? ad->config->method->prompt : NULL;
+    if (t->o.gradient_checkpointing && p && p->no_gradient_checkpointing)
+        return cp_error("--gradient-checkpointing: %s", p->no_gradient_checkpointing);
+    return CP_OK;
+}
+
 static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     cp_train_options *a = &t->o;
     if (a->output_dir) {
@@ -162,10 +212,21 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     if (mc->embd_dropout > 0 || mc->attn_dropout > 0 || mc->resid_dropout > 0)
         cp_warn("the model's own dropout (embedding %g, attention %g, residual %g) is not applied during training; "
                 "only lora_dropout is", mc->embd_dropout, mc->attn_dropout, mc->resid_dropout);
-    if (a->max_seq_length == 0) a->max_seq_length = mc->max_positions < 1024 ? mc->max_positions : 1024;
+    /* a prompt-learning adapter's virtual tokens come before every row: with a learned position table
+     * they take positions from the data */
+    int64_t virt = 0;
+    if (prompt_positions(t, &virt) != CP_OK) return CP_ERR;
+    const int64_t room = t->m->arch->learned_positions ? mc->max_positions - virt : mc->max_positions;
+    if (a->max_seq_length == 0) a->max_seq_length = room < 1024 ? room : 1024;
+    if (a->max_seq_length > room && virt && t->m->arch->learned_positions)
+        return cp_error("--max-seq-length %lld and the adapter's %lld virtual tokens exceed the model's %lld positions (at most "
+                        "--max-seq-length %lld)", (long long)a->max_seq_length, (long long)virt, (long long)mc->max_positions,
+                        (long long)room);
     if (a->max_seq_length > mc->max_positions)
         return cp_error("--max-seq-length %lld exceeds the model's %lld positions", (long long)a->max_seq_length,
                         (long long)mc->max_positions);
+    if (a->max_seq_length < 2) return cp_error("%lld virtual tokens leave no room for the data in the model's %lld positions",
+                                               (long long)virt, (long long)mc->max_positions);
     /* pad: the tokenizer's, else eos (documented default), as most fine-tuning scripts set it */
     int32_t pad = cp_tokenizer_special_id(t->tok, CP_SPECIAL_PAD);
     if (pad == CP_TOKEN_NONE) {
@@ -177,7 +238,8 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
         return cp_error("the pad token id %d (the tokenizer's %s token) is outside the model's vocabulary [0, %lld) (vocab_size)",
                         pad, t->pad_is_eos ? "eos" : "pad", (long long)mc->vocab_size);
     t->pad_id = pad;
-    if (setup_data(t) != CP_OK || setup_adapter(t, caller) != CP_OK || cp_peft_trainable_params(t->m, &t->params, &t->n_params) != CP_OK)
+    if (setup_data(t) != CP_OK || setup_adapter(t, caller) != CP_OK || check_method(t) != CP_OK ||
+        cp_peft_trainable_params(t->m, &t->params, &t->n_params) != CP_OK)
         return CP_ERR;
     if (t->n_params == 0) return cp_error("adapter \"%s\" has no trainable parameters", a->adapter_name);
     cp_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
