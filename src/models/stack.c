@@ -51,20 +51,6 @@ static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, 
     return CP_OK;
 }
 
-/* Backward of the virtual tokens: their rows of dx (B,n,C) go to the prompt hook. */
-static cp_status virtual_backward(const cp_run *run, const cp_batch *b, const cp_embed_args *ea, const float *dx, int64_t C) {
-    const cp_prompt_hook *h = run->prompt;
-    if (!ea->n_virtual || !h->ops->embeddings_backward) return CP_OK;
-    const int64_t n = ea->n_virtual;
-    cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    float *d = cp_arena_floats(run->arena, (size_t)(b->B * n * C), "virtual token gradients"); // (B,n,C)
-    if (!d) return CP_ERR;
-    for (int64_t r = 0; r < b->B; r++) memcpy(d + r * n * C, dx + r * b->T * C, (size_t)(n * C) * sizeof *d);
-    cp_status st = h->ops->embeddings_backward(h, run, b->B, d);
-    cp_arena_release(run->arena, mark);
-    return st;
-}
-
 static void *alloc_emb(cp_model *m, cp_arena *ar) {
     const size_t n = m->arch->block_ops->embed_size;
     void *emb = cp_arena_alloc(ar, n ? n : 1, "embedding state");
@@ -188,10 +174,12 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
         if (ops->block_backward(m, run, l, b, sv->emb, r->x_in, acts, dx, l > lowest || to_bottom) != CP_OK) return CP_ERR;
         cp_arena_release(ar, mark);
     }
-    if (prompt && virtual_backward(run, b, &sv->ea, dx, C) != CP_OK) return CP_ERR;
+    /* the virtual tokens' gradient is taken where they entered, at the token embeddings (cp_embed_tokens_backward),
+     * through whatever the embedding step does after them (BERT's LayerNorm) */
+    if ((embeddings || prompt) && ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) != CP_OK) return CP_ERR;
     if ((prompt || prefix) && run->prompt->ops->backward_end && run->prompt->ops->backward_end(run->prompt, run) != CP_OK)
         return CP_ERR;
-    return embeddings ? ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) : CP_OK;
+    return CP_OK;
 }
 
 cp_status cp_stack_blocks(cp_model *m, const cp_module *parent, const char *list_name) {
@@ -217,13 +205,18 @@ cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, co
                                    const float *dx) {
     const int64_t N = b->B * b->T, C = table->out_features, n = ea->n_virtual;
     if (!n) return cp_embed_backward(run, table, dx, b->input_ids, N);
-    /* the virtual rows did not come from the table: their gradient is the prompt hook's */
+    /* the virtual rows did not come from the table: their gradient (B,n,C) is the prompt hook's */
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
     float *d = cp_arena_floats(run->arena, (size_t)(N * C), "token embedding gradients"); // (N,C)
-    if (!d) return CP_ERR;
+    float *dv = cp_arena_floats(run->arena, (size_t)(b->B * n * C), "virtual token gradients"); // (B,n,C)
+    if (!d || !dv) return CP_ERR;
     memcpy(d, dx, (size_t)(N * C) * sizeof *d);
-    for (int64_t r = 0; r < b->B; r++) memset(d + r * b->T * C, 0, (size_t)(n * C) * sizeof *d);
-    cp_status st = cp_embed_backward(run, table, d, b->input_ids, N);
+    for (int64_t r = 0; r < b->B; r++) {
+        memcpy(dv + r * n * C, d + r * b->T * C, (size_t)(n * C) * sizeof *dv);
+        memset(d + r * b->T * C, 0, (size_t)(n * C) * sizeof *d);
+    }
+    cp_status st = run->prompt->ops->embeddings_backward ? run->prompt->ops->embeddings_backward(run->prompt, run, b->B, dv) : CP_OK;
+    if (st == CP_OK) st = cp_embed_backward(run, table, d, b->input_ids, N);
     cp_arena_release(run->arena, mark);
     return st;
 }

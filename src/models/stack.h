@@ -56,7 +56,7 @@ typedef struct cp_block_ops {
     /* Tk: keys each query sees (T, or n_prefix + T under prefix tuning): the attention probabilities are (B,NH,T,Tk) */
     cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar);
     /* x (N,C) = embeddings of the batch; backward: the gradients of the embedding step's trained
-     * parameters from dx (N,C) (not of virtual token rows: those go to the prompt hook) */
+     * parameters from dx (N,C), and the virtual token rows' through cp_embed_tokens_backward */
     cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb);
     cp_status (*embed_backward)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea,
                                 const float *dx, const void *emb);
@@ -71,7 +71,9 @@ typedef struct cp_block_ops {
 cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const char *list_name);
 
 /* For an architecture's embed: x (N,C) = rows of the token table `table` (its hooks included), the
- * virtual rows replaced by ea->virtual_embeds; and its backward (virtual rows excluded). */
+ * virtual rows replaced by ea->virtual_embeds; and its backward from dx (N,C), the gradient of those
+ * rows: the virtual rows' go to the prompt hook (embeddings_backward), the rest to the table. With
+ * virtual tokens the scaffold calls the embedding step's backward even when nothing in it trains. */
 cp_status cp_embed_tokens(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea, float *x);
 cp_status cp_embed_tokens_backward(const cp_run *run, const cp_module *table, const cp_batch *b, const cp_embed_args *ea,
                                    const float *dx);

@@ -95,10 +95,10 @@ static int visit_entries(cp_module *mod, void *vctx) {
         /* prompt learning: the file's one tensor, named as it is; loading reads it into the table of an
          * adapter in inference mode, saving writes the encoder's output */
         cp_param *p = c->saving ? method->prompt->saved_embeddings(mod, c->name) : method->prompt->loaded_embeddings(mod, c->name);
-        if (!p) { c->l->failed = 1; return 1; }
-        add_entry(c->l, cp_strdup("prompt_embeddings"), p, NULL, 0);
-        if (c->saving && !c->l->failed) c->l->list[c->l->n - 1].owned = p;
-        else if (c->saving) cp_param_free(p);
+        if (!p && c->saving) { c->l->failed = 1; return 1; }
+        if (p) add_entry(c->l, cp_strdup("prompt_embeddings"), p, NULL, 0);
+        if (p && c->saving && !c->l->failed) c->l->list[c->l->n - 1].owned = p;
+        else if (p && c->saving) cp_param_free(p);
     }
     int n = method->prompt ? 0 : method->tensors(mod, c->name, t);
     for (int i = 0; i < n; i++) add_entry(c->l, pkeyf(method, "%s.%s", mod->path, t[i].key), t[i].param, NULL, 0);

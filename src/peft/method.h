@@ -169,8 +169,8 @@ typedef struct cp_prompt_learning {
     const cp_prompt_hook *(*model_hook)(const cp_module *mod);
     /* adapter `name`'s "prompt_embeddings" as PEFT saves it, computed now (a new cp_param the caller frees) */
     cp_param *(*saved_embeddings)(const cp_module *mod, const char *name);
-    /* the table an inference-mode adapter's "prompt_embeddings" loads into (NULL with an error when
-     * the adapter trains an encoder, whose parameters the file does not hold) */
+    /* the table an inference-mode adapter's "prompt_embeddings" loads into (NULL when the adapter has
+     * an encoder in training form: the file holds its output, no parameter of it) */
     cp_param *(*loaded_embeddings)(const cp_module *mod, const char *name);
     /* whether a file's "prompt_embeddings" of this shape fits cfg on model m (its null fields filled
      * from m): the error names the config fields that set the shape and both values */

@@ -178,7 +178,7 @@ static cp_status read_optional_string(const cJSON *root, const char *key, const 
  * from_pretrained, load_adapter) appends its head names to modules_to_save, even when they are there
  * already: a SEQ_CLS adapter saved by PEFT and loaded again holds "classifier", "score" twice, and
  * PEFT saves it so. They match no module of a causal LM. */
-static cp_status add_task_heads(cp_peft_config *cfg) {
+cp_status cp_peft_config_add_task_heads(cp_peft_config *cfg) {
     int t = task_index(cfg->task_type), n = 0;
     while (t >= 0 && task_types[t].heads[n]) n++;
     if (!n) return CP_OK;
@@ -204,7 +204,7 @@ cp_status cp_peft_config_read_common(cp_peft_config *cfg, const cJSON *root, con
     const cJSON *v = cp_json_field(root, "modules_to_save");
     if (v && cp_peft_read_string_list(v, "modules_to_save", path, &cfg->modules_to_save, &cfg->n_modules_to_save) != CP_OK)
         return CP_ERR;
-    return add_task_heads(cfg);
+    return cp_peft_config_add_task_heads(cfg);
 }
 
 cp_status cp_peft_config_write_common(const cp_peft_config *cfg, cJSON *o) {

@@ -30,6 +30,10 @@ int cp_peft_config_is_common_key(const char *key);
 /* Reads the shared fields of root into cfg (whose shared fields are zero): modules_to_save gets the
  * task's head modules appended, as the PeftModelFor<task> PEFT builds does. */
 cp_status cp_peft_config_read_common(cp_peft_config *cfg, const cJSON *root, const char *path);
+/* Appends the task's head modules to modules_to_save, as the PeftModelFor<task> PEFT builds does (read_common
+ * does it once; prompt-learning methods a second time, as PeftModel.__init__ calls the task class's add_adapter
+ * for them, which appends them again). */
+cp_status cp_peft_config_add_task_heads(cp_peft_config *cfg);
 /* Adds the shared fields to o as PEFT writes them (peft_type the method's, inference_mode true). */
 cp_status cp_peft_config_write_common(const cp_peft_config *cfg, cJSON *o);
 /* Deep copy of the shared fields (dst's are overwritten) / free them (zeroed after). */

@@ -152,7 +152,9 @@ cp_status cp_prompt_config_from_json(cp_prompt_kind kind, const cJSON *root, con
     if (cp_peft_config_check_type(root, path, cfg->method) != CP_OK) goto fail;
     for (const cJSON *it = root->child; it; it = it->next)
         if (!is_known(kind, it->string)) cp_warn("%s: unknown key \"%s\" ignored (as PEFT does)", path, it->string);
-    if (cp_peft_config_read_common(&cfg->base, root, path) != CP_OK) goto fail;
+    /* PeftModelFor<task> appends its heads to modules_to_save twice for prompt learning: in __init__ and in
+     * the add_adapter that PeftModel.__init__ calls for these methods (a SEQ_CLS file holds them twice) */
+    if (cp_peft_config_read_common(&cfg->base, root, path) != CP_OK || cp_peft_config_add_task_heads(&cfg->base) != CP_OK) goto fail;
     int64_t *ints[] = {&cfg->num_virtual_tokens, &cfg->token_dim, &cfg->num_transformer_submodules, &cfg->num_attention_heads,
                        &cfg->num_layers};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++)

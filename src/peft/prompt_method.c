@@ -272,8 +272,8 @@ static cp_status check_model(const cp_model *m, const cp_prompt_config *cfg) {
                         cfg->method->peft_type);
     const int64_t kv_heads = mc->num_kv_heads > 0 ? mc->num_kv_heads : mc->num_heads;
     const struct { const char *field; int64_t have, want; const char *what; } rules[] = {
-        {"token_dim", cfg->token_dim, prefix ? kv_heads * mc->head_dim : mc->hidden_size,
-         prefix ? "the width of the model's keys and values (head_dim x num_key_value_heads)" : "the model's hidden size"},
+        {"token_dim", cfg->token_dim, prefix ? kv_heads * mc->head_dim : mc->embedding_size > 0 ? mc->embedding_size : mc->hidden_size,
+         prefix ? "the width of the model's keys and values (head_dim x num_key_value_heads)" : "the width of the model's word embeddings"},
         {"num_layers", cfg->num_layers, mc->num_layers, "the model's layers"},
         {"num_attention_heads", cfg->num_attention_heads, prefix ? kv_heads : cfg->num_attention_heads,
          "the model's key/value heads"},
@@ -438,10 +438,7 @@ static cp_param *saved_embeddings(const cp_module *mod, const char *name) {
 static cp_param *loaded_embeddings(const cp_module *mod, const char *name) {
     const prompt_adapter *a = find(mod, name);
     if (!a) { cp_error("adapter \"%s\" does not exist", name); return NULL; }
-    if (a->enc.n_linear || a->enc.lstm.params) {
-        cp_error("adapter \"%s\": its encoder trains (not in inference mode); the file holds only the encoded prompt_embeddings", name);
-        return NULL;
-    }
+    if (a->enc.n_linear || a->enc.lstm.params) return NULL; /* an encoder in training form: the file's tensor is its output */
     return a->enc.embedding->weight;
 }
 

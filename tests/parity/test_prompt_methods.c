@@ -69,7 +69,8 @@ typedef struct {
     cp_safetensors exp;
     cJSON *info;
     int64_t B, T;
-    const int64_t *ids, *mask, *labels;
+    const int64_t *ids, *mask, *labels, *tt; /* tt: token_type_ids, or NULL */
+    int labelled;                             /* the forward ran with the labels (not TOKEN_CLS prompt tuning) */
 } fixture;
 
 static int open_fixture(fixture *f, const char *model, const char *c) {
@@ -85,7 +86,16 @@ static int open_fixture(fixture *f, const char *model, const char *c) {
     f->ids = ids->data;
     f->mask = cp_st_find(&f->exp, "attention_mask")->data;
     f->labels = cp_st_find(&f->exp, "labels")->data;
+    const cp_st_tensor *tt = cp_st_find(&f->exp, "token_type_ids");
+    f->tt = tt ? tt->data : NULL;
+    const cJSON *lab = cJSON_GetObjectItem(f->info, "labelled");
+    f->labelled = !lab || cJSON_IsTrue(lab);
     return 1;
+}
+
+static cp_batch batch_of(const fixture *f, int labelled) {
+    return (cp_batch){.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .token_type_ids = f->tt,
+                      .labels = labelled ? f->labels : NULL};
 }
 
 static void close_fixture(fixture *f) {
@@ -125,7 +135,7 @@ static void check_counts_repr(cp_model *m, const fixture *f, const char *which, 
 static void check_forward(cp_model *m, const fixture *f, const char *key, int labelled) {
     const cp_st_tensor *want = cp_st_find(&f->exp, key);
     float *logits = malloc((size_t)want->numel * sizeof *logits);
-    cp_batch b = {.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .labels = labelled ? f->labels : NULL};
+    cp_batch b = batch_of(f, labelled);
     cp_outputs out = {.logits = logits};
     CHECK_OK(cp_model_forward(m, &b, &out));
     double d = test_max_abs_diff(logits, want->data, (size_t)want->numel);
@@ -139,13 +149,14 @@ static void check_forward(cp_model *m, const fixture *f, const char *key, int la
     free(logits);
 }
 
-/* Every encoder parameter's gradient of the mean loss against "grad.<key>". */
+/* Every trained tensor's gradient of the mean loss against "grad.<key>": the encoder's parameters (keys under
+ * prompt_encoder.<name>) and the classifier's modules_to_save copy (its adapter-file key). */
 static void check_gradients(cp_model *m, const fixture *f, int recompute) {
     cp_param **params;
     int np;
     CHECK_OK(cp_peft_trainable_params(m, &params, &np));
     for (int i = 0; i < np; i++) memset(params[i]->grad, 0, (size_t)params[i]->numel * sizeof(float));
-    cp_batch b = {.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .labels = f->labels};
+    cp_batch b = batch_of(f, 1);
     double loss_sum = 0;
     int64_t targets = 0;
     CHECK_OK(cp_model_forward_backward(m, &b, 1.0, recompute, &loss_sum, &targets));
@@ -154,25 +165,31 @@ static void check_gradients(cp_model *m, const fixture *f, int recompute) {
     int nm;
     CHECK_OK(cp_peft_adapter_modules(m, "default", &mods, &nm));
     const cp_peft_method *method = cp_peft_find_adapter(m, "default")->config->method;
-    int n = nm ? method->tensors(mods[0], "default", t) : 0;
+    const int n = nm ? method->tensors(mods[0], "default", t) : 0;
     cp_free(mods);
-    CHECK(n == np, "%s: %d tensors, %d trainable", f->dir, n, np);
     double worst = 0;
-    for (int i = 0; i < n; i++) {
-        char key[200];
-        snprintf(key, sizeof key, "grad.%s", t[i].key);
-        const cp_st_tensor *want = cp_st_find(&f->exp, key);
-        CHECK(want && want->numel == t[i].param->numel, "%s: %s missing or mis-shaped", f->dir, key);
-        if (!want) continue;
-        float *g = malloc((size_t)t[i].param->numel * sizeof *g);
-        for (int64_t k = 0; k < t[i].param->numel; k++) g[k] = t[i].param->grad[k] / (float)targets; /* PyTorch's is of the mean */
-        double d = max_rel(g, want->data, t[i].param->numel);
-        CHECK(d <= TOL_GRAD, "%s: %s differs by %.3e (relative%s)", f->dir, key, d, recompute ? ", recompute" : "");
+    int matched = 0;
+    for (int i = 0; i < f->exp.n_tensors; i++) {
+        const cp_st_tensor *want = &f->exp.tensors[i];
+        if (strncmp(want->name, "grad.", 5)) continue;
+        const char *key = want->name + 5;
+        cp_param *p = NULL;
+        for (int k = 0; k < n && !p; k++)
+            if (!strcmp(t[k].key, key)) p = t[k].param;
+        if (!p) p = cp_adapter_find_param(m, "default", key);
+        CHECK(p && p->grad && p->numel == want->numel, "%s: %s has no trained tensor here", f->dir, want->name);
+        if (!p || !p->grad) continue;
+        float *g = malloc((size_t)p->numel * sizeof *g);
+        for (int64_t k = 0; k < p->numel; k++) g[k] = p->grad[k] / (float)targets; /* PyTorch's is of the mean */
+        double d = max_rel(g, want->data, p->numel);
+        CHECK(d <= TOL_GRAD, "%s: %s differs by %.3e (relative%s)", f->dir, want->name, d, recompute ? ", recompute" : "");
         if (d > worst) worst = d;
+        matched++;
         free(g);
     }
+    CHECK(matched == np, "%s: %d gradients in the fixture, %d trainable tensors here", f->dir, matched, np);
     if (worst > worst_grad) worst_grad = worst;
-    printf("    %-24s %d gradients%s max relative diff %.2e\n", f->dir + strlen(DIR) + 1, n, recompute ? " (recompute)" : "", worst);
+    printf("    %-24s %d gradients%s max relative diff %.2e\n", f->dir + strlen(DIR) + 1, matched, recompute ? " (recompute)" : "", worst);
     cp_free(params);
 }
 
@@ -249,14 +266,15 @@ static cp_model *load_model(const fixture *f) {
 
 /* The saved files against PEFT's: the config byte for byte; prompt_embeddings equal (byte for byte
  * when `exact`: no encoder stage computed them). */
-static void check_saved(cp_model *m, const fixture *f, int exact) {
+static void check_saved(cp_model *m, const fixture *f, int exact, const char *config_file) {
     char tmp[] = "/tmp/cpeft-prompt-XXXXXX", out[300], a[400], b[400];
     CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
     snprintf(out, sizeof out, "%s/adapter", tmp);
     CHECK_OK(cp_adapter_save(m, "default", out));
     snprintf(a, sizeof a, "%s/adapter_config.json", out);
-    snprintf(b, sizeof b, "%s/adapter/adapter_config.json", f->dir);
-    CHECK(same_file(a, b), "%s: adapter_config.json differs from PEFT's", f->dir);
+    snprintf(b, sizeof b, "%s/%s", f->dir, config_file);
+    if (!cp_path_exists(b)) snprintf(b, sizeof b, "%s/adapter/adapter_config.json", f->dir);
+    CHECK(same_file(a, b), "%s: adapter_config.json differs from PEFT's %s", f->dir, b);
     snprintf(a, sizeof a, "%s/adapter_model.safetensors", out);
     snprintf(b, sizeof b, "%s/adapter/adapter_model.safetensors", f->dir);
     if (exact) {
@@ -264,12 +282,14 @@ static void check_saved(cp_model *m, const fixture *f, int exact) {
     } else {
         cp_safetensors x, y;
         if (cp_st_open(&x, a) == CP_OK && cp_st_open(&y, b) == CP_OK) {
-            const cp_st_tensor *tx = cp_st_find(&x, "prompt_embeddings"), *ty = cp_st_find(&y, "prompt_embeddings");
-            CHECK(x.n_tensors == 1 && tx && ty && tx->numel == ty->numel, "%s: saved tensors differ", f->dir);
-            if (tx && ty && tx->numel == ty->numel) {
+            CHECK(x.n_tensors == y.n_tensors, "%s: %d tensors saved, PEFT saves %d", f->dir, x.n_tensors, y.n_tensors);
+            for (int i = 0; i < y.n_tensors; i++) {
+                const cp_st_tensor *ty = &y.tensors[i], *tx = cp_st_find(&x, ty->name);
+                CHECK(tx && tx->numel == ty->numel && tx->dtype == ty->dtype, "%s: saved tensor %s differs", f->dir, ty->name);
+                if (!tx || tx->numel != ty->numel) continue;
                 double d = test_max_abs_diff(tx->data, ty->data, (size_t)tx->numel);
-                CHECK(d <= TOL_LOGITS, "%s: saved prompt_embeddings differ by %.3e", f->dir, d);
-                printf("    %-24s saved prompt_embeddings (the encoder's output) max |diff| %.2e\n", f->dir + strlen(DIR) + 1, d);
+                CHECK(d <= TOL_LOGITS, "%s: saved %s differs by %.3e", f->dir, ty->name, d);
+                printf("    %-24s saved %s max |diff| %.2e\n", f->dir + strlen(DIR) + 1, ty->name, d);
             }
             cp_st_close(&x);
             cp_st_close(&y);
@@ -290,7 +310,13 @@ static void run_case(const char *model, const char *c) {
     char path[400];
     snprintf(path, sizeof path, "%s/adapter/adapter_config.json", f.dir);
     cp_peft_config *cfg = NULL;
-    CHECK_OK(cp_peft_config_load(path, &cfg));
+    cJSON *json = NULL;
+    CHECK_OK(cp_json_read_file(path, &json));
+    if (json) { /* get_peft_model's config: modules_to_save as the user gave it (PeftModelForSequenceClassification adds the heads) */
+        cJSON_ReplaceItemInObject(json, "modules_to_save", cJSON_CreateNull());
+        CHECK_OK(cp_peft_config_from_json(json, path, &cfg));
+        cJSON_Delete(json);
+    }
     cp_model *m = load_model(&f);
     if (cfg && m) {
         cfg->inference_mode = 0;
@@ -299,10 +325,16 @@ static void run_case(const char *model, const char *c) {
         CHECK_OK(cp_peft_add(m, "default", cfg, &rng, 1, 1));
         set_encoder(m, &f);
         check_counts_repr(m, &f, "train", "repr");
-        check_forward(m, &f, "logits", 1);
-        check_gradients(m, &f, 0);
-        check_gradients(m, &f, 1);
-        check_saved(m, &f, !strcmp(c, "pt") || !strcmp(c, "pt_text") || !strcmp(c, "prefix"));
+        check_forward(m, &f, "logits", f.labelled);
+        if (f.labelled) {
+            check_gradients(m, &f, 0);
+            check_gradients(m, &f, 1);
+        } else { /* PEFT's loss fails on TOKEN_CLS labels with virtual tokens: cpeft refuses them */
+            cp_batch b = batch_of(&f, 1);
+            cp_outputs o = {0};
+            CHECK_ERR(cp_model_forward(m, &b, &o), "TOKEN_CLS labels with 3 virtual tokens");
+        }
+        check_saved(m, &f, !strcmp(c, "pt") || !strcmp(c, "pt_text") || !strcmp(c, "prefix"), "adapter/adapter_config.json");
     }
     cp_peft_config_free(cfg);
     cp_model_free(m);
@@ -313,7 +345,7 @@ static void run_case(const char *model, const char *c) {
         CHECK_OK(cp_adapter_load(m, path, "default", 1, 0));
         check_counts_repr(m, &f, "loaded", "repr_loaded");
         check_forward(m, &f, "logits_loaded", 0);
-        check_saved(m, &f, 1);
+        check_saved(m, &f, 1, "resaved_config.json");
         check_generate(m, &f);
     }
     cp_model_free(m);
@@ -556,6 +588,14 @@ TEST(info_cli) {
         for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) check_info_cli(models[i], cases[k]);
 }
 
+/* PeftModelForSequenceClassification / ForTokenClassification on BERT and RoBERTa. */
+TEST(classification_encoders) {
+    static const char *const enc[][2] = {{"bert_seqcls", "pt"},        {"bert_seqcls", "prefix"},      {"bert_seqcls", "ptune_lstm"},
+                                         {"roberta_seqcls", "pt"},     {"roberta_seqcls", "ptune_mlp"}, {"roberta_seqcls", "prefix_proj"},
+                                         {"bert_tokcls", "pt"},        {"bert_tokcls", "prefix"}};
+    for (size_t i = 0; i < sizeof enc / sizeof *enc; i++) run_case(enc[i][0], enc[i][1]);
+}
+
 TEST(cpeft_adapters_load_in_peft) {
     run_roundtrip("gpt2_pt", 1);
     run_roundtrip("neo_prefix", 1);
@@ -572,6 +612,7 @@ int main(void) {
     RUN(p_tuning_lstm);
     RUN(prefix_tuning);
     RUN(prefix_tuning_projection);
+    RUN(classification_encoders);
     RUN(cpeft_adapters_load_in_peft);
     RUN(info_cli);
     RUN(ten_adamw_steps_match_peft);

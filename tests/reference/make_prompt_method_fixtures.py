@@ -14,7 +14,10 @@ writes tests/fixtures/prompt_methods/<model>_<case>/ for each model and case:
                            "gen_mask") and PEFT's greedy new tokens ("gen_tokens")
   expected.json            print_trainable_parameters' numbers and print(model), for the training-mode model and
                            the loaded one
-and steps_<model>_<case>/: 10 AdamW steps of PEFT + transformers (oracle_train.py's loop and micro-batches) from
+and <encoder>_<case>/ for PeftModelForSequenceClassification / ForTokenClassification on the tiny BERT and RoBERTa
+classifiers of tests/fixtures/encoders (the same files, with the classifier's modules_to_save copy in the gradients and the
+adapter, and resaved_config.json: PEFT's save of the adapter it loaded, whose modules_to_save lists the head names
+twice); and steps_<model>_<case>/: 10 AdamW steps of PEFT + transformers (oracle_train.py's loop and micro-batches) from
 encoder.safetensors: losses, gradient norms and learning rates per step (expected.json), every encoder parameter
 after the last step ("final.<key>" in expected.safetensors)
 The encoder parameters are PEFT's own initialisation re-drawn from a fixed seed (scaled normal values), except
@@ -160,6 +163,85 @@ def write_case(model_key, case, seed):
     print(f"{d}: loss {out.loss.item():.6f}, {train_counts['line']}, loaded vs training logits {diff:.1e}")
 
 
+ENCODERS = {"bert_seqcls": ("encoders/models/bert_seqcls", "SEQ_CLS"), "roberta_seqcls": ("encoders/models/roberta_seqcls", "SEQ_CLS"),
+            "bert_tokcls": ("encoders/models/bert_tokcls", "TOKEN_CLS")}
+ENCODER_CASES = [("bert_seqcls", "pt"), ("bert_seqcls", "prefix"), ("bert_seqcls", "ptune_lstm"), ("roberta_seqcls", "pt"),
+                 ("roberta_seqcls", "ptune_mlp"), ("roberta_seqcls", "prefix_proj"), ("bert_tokcls", "pt"), ("bert_tokcls", "prefix")]
+
+
+def write_encoder_case(model_key, case, seed):
+    """PeftModelForSequenceClassification / ForTokenClassification: a right-padded batch (BERT with token_type_ids that
+    change mid-row), logits and loss of the training-mode model (TOKEN_CLS prompt tuning: logits only, PEFT's loss
+    fails on its unpadded labels), the gradients of the encoder and of the classifier's modules_to_save copy
+    ("grad.<key>", the copy under its saved key), the adapter (prompt_embeddings + the classifier) and its logits loaded."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+    rel, task = ENCODERS[model_key]
+    auto = AutoModelForSequenceClassification if task == "SEQ_CLS" else AutoModelForTokenClassification
+    d = os.path.join("prompt_methods", f"{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    kw = dict(CASES[case])
+    cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(auto.from_pretrained(rel, dtype=torch.float32).eval(), cls(task_type=task, **kw))
+    pm.eval()
+    params = encoder_params(pm)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn_like(p) * 0.5)
+    train_counts, train_repr = counts(pm), str(pm)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    cfg = pm.base_model.config
+    g = torch.Generator().manual_seed(seed)
+    Bn, Tn = 2, 6
+    ids = torch.randint(5, cfg.vocab_size, (Bn, Tn), generator=g)
+    mask = torch.ones(Bn, Tn, dtype=torch.long)
+    mask[1, 4:] = 0
+    ids[1, 4:] = cfg.pad_token_id
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if cfg.type_vocab_size > 1:
+        tt = torch.zeros(Bn, Tn, dtype=torch.long)
+        tt[:, 3:] = 1
+        inputs["token_type_ids"] = tt
+    labelled = not (task == "TOKEN_CLS" and case != "prefix")
+    if task == "SEQ_CLS":
+        labels = torch.tensor([1, 0])
+    else:
+        labels = torch.randint(0, cfg.num_labels, (Bn, Tn), generator=g)
+        labels[1, 4:] = -100
+    out = pm(**inputs, labels=labels if labelled else None)
+    tensors = dict(inputs, labels=labels, logits=out.logits.detach())
+    if labelled:
+        out.loss.backward()
+        tensors["loss"] = out.loss.detach().reshape(1)
+        for n, p in pm.named_parameters():
+            if p.grad is None:
+                continue
+            key = n[len("prompt_encoder.default."):] if n.startswith("prompt_encoder.default.") else n.replace("modules_to_save.default.", "")
+            tensors["grad." + key] = p.grad.detach().clone()
+    adapter = os.path.join(d, "adapter")
+    pm.save_pretrained(adapter)
+    os.remove(os.path.join(adapter, "README.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl = PeftModel.from_pretrained(auto.from_pretrained(rel, dtype=torch.float32).eval(), adapter).eval()
+    with torch.no_grad():
+        tensors["logits_loaded"] = pl(**inputs).logits
+    # PEFT's save of the loaded adapter: loading appended "classifier", "score" to modules_to_save again
+    with tempfile.TemporaryDirectory() as tmp:
+        pl.save_pretrained(tmp)
+        shutil.copy(os.path.join(tmp, "adapter_config.json"), os.path.join(d, "resaved_config.json"))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    info = {"model": rel, "case": case, "task": task, "labelled": labelled, "train": train_counts, "repr": train_repr,
+            "loaded": counts(pl), "repr_loaded": str(pl), "seed": seed}
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+    print(f"{d}: logits {tuple(out.logits.shape)}{f', loss {out.loss.item():.6f}' if labelled else ''}, {train_counts['line']}")
+
+
 def write_roundtrip(cpeft, case, model_key):
     rel = MODELS[model_key]
     d = os.path.join("prompt_methods", f"cpeft_{model_key}_{case}")
@@ -238,6 +320,8 @@ def main():
     for i, model_key in enumerate(MODELS):
         for j, case in enumerate(CASES):
             write_case(model_key, case, 1000 + 10 * i + j)
+    for k, (model_key, case) in enumerate(ENCODER_CASES):
+        write_encoder_case(model_key, case, 2000 + k)
     for case, model_key in STEPS.items():
         write_steps(case, model_key)
     if cpeft:

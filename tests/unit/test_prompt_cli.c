@@ -191,7 +191,7 @@ TEST(bad_configs_and_files_name_the_field) {
          "When prompt_tuning_init='TEXT', prompt_tuning_init_text can't be None."},
         {"{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 2, \"tokenizer_kwargs\": {\"use_fast\": true}}",
          "tokenizer_kwargs only valid when using prompt_tuning_init='TEXT'."},
-        {"{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 2, \"token_dim\": 48}", "token_dim is 48 in the PROMPT_TUNING config, but the model's hidden size is 32"},
+        {"{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 2, \"token_dim\": 48}", "token_dim is 48 in the PROMPT_TUNING config, but the width of the model's word embeddings is 32"},
         {"{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 2, \"num_layers\": 5}", "num_layers is 5 in the PREFIX_TUNING config, but the model's layers is 2"},
         {"{\"peft_type\": \"PREFIX_TUNING\", \"num_virtual_tokens\": 2, \"num_transformer_submodules\": 2}", "num_transformer_submodules is 2"},
         {"{\"peft_type\": \"P_TUNING\", \"num_virtual_tokens\": 2, \"encoder_reparameterization_type\": \"LSTM\", \"encoder_num_layers\": 9}",
