@@ -24,6 +24,7 @@
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/hook.h"
 #include "models/model.h"
 #include "train/class_eval.h"
 
@@ -251,6 +252,8 @@ int cmd_predict(int argc, char **argv) {
     }
     if (st == CP_OK) {
         int64_t positions = cp_model_max_positions(m);
+        /* a prompt-learning adapter's virtual tokens take positions of a learned table */
+        if (m->prompt && m->arch->learned_positions) positions -= m->prompt->ops->n_virtual(m->prompt);
         co.path = data;
         co.task = !strcmp(task, "SEQ_CLS") ? CP_CLASS_SEQ : CP_CLASS_TOKEN;
         co.problem = m->config.problem_type;

@@ -4,6 +4,7 @@
  *   - `cpeft train --peft-type ...` with the config flags trains and saves a PEFT adapter that eval,
  *     generate and info read; TEXT init reads the model's tokenizer; a run resumed from a checkpoint
  *     ends with the same adapter, byte for byte (the encoder's parameters travel in the checkpoint);
+ *   - SEQ_CLS training with prefix tuning, and `cpeft predict` with the adapter it saved;
  *   - prefix tuning with --gradient-checkpointing is refused with PEFT's reason, and merging a prompt
  *     adapter is refused;
  *   - flags of another method, a missing --num-virtual-tokens, num_virtual_tokens <= 0, TEXT init
@@ -225,6 +226,23 @@ TEST(one_prompt_adapter_at_a_time) {
     cp_model_free(m);
 }
 
+/* SEQ_CLS: prefix tuning trained on the tiny BERT classifier, its evaluation at the end equal to predict's
+ * with the saved adapter (prompt_embeddings + the classifier's modules_to_save copy). */
+TEST(sequence_classification_train_and_predict) {
+    char dir[200];
+    snprintf(dir, sizeof dir, "%s/cls", tmp);
+    int rc = run("%s train --model tests/fixtures/clstrain/tiny_bert --task-type SEQ_CLS --data tests/fixtures/clstrain/data/seq_train.tsv "
+                 "--eval-data tests/fixtures/clstrain/data/seq_eval.tsv --output-dir %s --peft-type PREFIX_TUNING --num-virtual-tokens 4 "
+                 "--max-steps 4 --learning-rate 0.01 --progress lines", bin(), dir);
+    CHECK(rc == 0, "train: exit %d:\n%s", rc, out);
+    const char *last = strstr(out, "\neval loss ");
+    double train_eval = last ? atof(last + 11) : -1;
+    rc = run("%s predict --model tests/fixtures/clstrain/tiny_bert --adapter %s --data tests/fixtures/clstrain/data/seq_eval.tsv", bin(), dir);
+    const char *loss = strstr(out, "\"loss\": ");
+    CHECK(rc == 0 && loss && fabs(atof(loss + 8) - train_eval) < 1e-4, "predict with the saved adapter: exit %d, eval loss %.6f:\n%s", rc,
+          train_eval, out);
+}
+
 int main(void) {
     setup();
     RUN(train_eval_generate_prompt_tuning_text);
@@ -232,6 +250,7 @@ int main(void) {
     RUN(refusals_and_usage_errors);
     RUN(bad_configs_and_files_name_the_field);
     RUN(one_prompt_adapter_at_a_time);
+    RUN(sequence_classification_train_and_predict);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
