@@ -181,6 +181,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_attention_fixtures.py
 	$(VENV)/bin/python tests/reference/make_head_fixtures.py
 	$(VENV)/bin/python tests/reference/make_prompt_fixtures.py
+	$(VENV)/bin/python tests/reference/make_prompt_method_fixtures.py --cpeft $(BUILD)/cpeft
 	$(VENV)/bin/python tests/reference/make_gguf_fixtures.py
 	$(VENV)/bin/python tests/reference/make_encoder_fixtures.py
 	$(VENV)/bin/python tests/reference/make_deberta_fixtures.py
