@@ -206,6 +206,43 @@ TEST(bad_configs_and_files_name_the_field) {
     cp_model_free(m);
 }
 
+/* SAMPLE_VOCAB init: every row of the table is a row of the word embeddings (PEFT draws the ids with
+ * torch.randint; cpeft from its own stream). A TEXT init whose tokenizer cannot be read names the field. */
+TEST(sample_vocab_and_text_init) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/models/gpt2_tiny", CP_LOAD_WEIGHTS));
+    if (!m) return;
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "%s/sample.json", tmp);
+    FILE *f = fopen(cfg, "w");
+    if (f) { fputs("{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 6, \"prompt_tuning_init\": \"SAMPLE_VOCAB\"}", f); fclose(f); }
+    CHECK_OK(cp_model_add_adapter(m, "s", cfg, 3));
+    cp_module **mods = NULL;
+    int nm = 0;
+    CHECK_OK(cp_peft_adapter_modules(m, "s", &mods, &nm));
+    if (nm == 1) {
+        cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
+        const int n = cp_peft_find_adapter(m, "s")->config->method->tensors(mods[0], "s", t);
+        const cp_param *wte = mods[0]->weight, *table = t[0].param;
+        CHECK(n == 1 && table->shape[0] == 6 && table->shape[1] == wte->shape[1], "the table is 6 x 32");
+        for (int64_t r = 0; n == 1 && r < 6; r++) {
+            int found = 0;
+            for (int64_t v = 0; v < wte->shape[0] && !found; v++)
+                found = !memcmp(table->data + r * 32, wte->data + v * 32, 32 * sizeof(float));
+            CHECK(found, "row %lld of the SAMPLE_VOCAB table is no word embedding", (long long)r);
+        }
+    }
+    cp_free(mods);
+    f = fopen(cfg, "w");
+    if (f) {
+        fputs("{\"peft_type\": \"PROMPT_TUNING\", \"num_virtual_tokens\": 2, \"prompt_tuning_init\": \"TEXT\", "
+              "\"prompt_tuning_init_text\": \"hi\", \"tokenizer_name_or_path\": \"/nonexistent/tokenizer\"}", f);
+        fclose(f);
+    }
+    CHECK_ERR(cp_model_add_adapter(m, "t", cfg, 0), "tokenizer_name_or_path \"/nonexistent/tokenizer\"");
+    cp_model_free(m);
+}
+
 TEST(one_prompt_adapter_at_a_time) {
     cp_model *m = NULL;
     CHECK_OK(cp_model_load(&m, "tests/fixtures/models/gpt2_tiny", CP_LOAD_WEIGHTS));
@@ -249,6 +286,7 @@ int main(void) {
     RUN(p_tuning_lstm_resumes_exactly);
     RUN(refusals_and_usage_errors);
     RUN(bad_configs_and_files_name_the_field);
+    RUN(sample_vocab_and_text_init);
     RUN(one_prompt_adapter_at_a_time);
     RUN(sequence_classification_train_and_predict);
     char cmd[200];
