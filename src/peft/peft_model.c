@@ -360,8 +360,10 @@ cp_status cp_peft_delete_adapter(cp_model *m, const char *name) {
     }
     st->n_active = k;
     if (st->n_active == 0 && st->n > 0) {
+        /* the alphabetically first name (a tuner layer's rule); prompt learning: the first remaining (PEFT's
+         * list(peft_config)[0]) */
         const char *first = st->adapters[0].name;
-        for (int i = 1; i < st->n; i++)
+        for (int i = 1; i < st->n && !method->prompt; i++)
             if (strcmp(st->adapters[i].name, first) < 0) first = st->adapters[i].name;
         cp_warn("Adapter %s was active which is now deleted. Setting active adapter to %s.", name, first);
         st->active[0] = cp_strdup(first);
