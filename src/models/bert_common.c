@@ -343,8 +343,13 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
 
 /* ---- blocks ------------------------------------------------------------------------------------- */
 
-/* What one block keeps for its backward (training), or scratch (inference). */
+/* What one block keeps for its backward (training), or scratch (inference). In training the inputs
+ * of attention.output.dense, intermediate.dense and output.dense (att, x1, f) are kept only when that
+ * projection's backward reads them (cp_proj_needs_input: it trains or carries an adapter); otherwise
+ * they are the block's scratch and NULL here — with PEFT's default targets (query, value) that is
+ * 2·(N,C) + (N,I) floats a block does not keep (bert-base, batch 32 × 64: 38 MB per layer). */
 typedef struct {
+    int keep;                   // training: block_forward allocates att / x1 / f where they are kept
     float *qkv;                 // (3,N,C) q, k, v planes
     float *probs;               // (B,NH,T,Tk) attention probabilities; NULL in inference
     float *att;                 // (N,C) attention output: the input of attention.output.dense
@@ -359,20 +364,35 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     const size_t N = (size_t)(b->B * b->T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     bert_acts *a = acts;
     memset(a, 0, sizeof *a);
+    a->keep = training;
     a->qkv = cp_arena_floats(ar, 3 * N * C, "q, k, v");
     a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
-    a->att = cp_arena_floats(ar, N * C, "attention output");
     a->r1 = cp_arena_floats(ar, N * C, "attention residual");
     a->m1 = cp_arena_floats(ar, N, "LayerNorm statistics");
     a->s1 = cp_arena_floats(ar, N, "LayerNorm statistics");
-    a->x1 = cp_arena_floats(ar, N * C, "attention LayerNorm output");
     a->f_pre = training ? cp_arena_floats(ar, N * I, "intermediate pre-activation") : NULL;
-    a->f = cp_arena_floats(ar, N * I, "intermediate activation");
     a->r2 = cp_arena_floats(ar, N * C, "output residual");
     a->m2 = cp_arena_floats(ar, N, "LayerNorm statistics");
     a->s2 = cp_arena_floats(ar, N, "LayerNorm statistics");
-    if (!a->qkv || !a->att || !a->r1 || !a->m1 || !a->s1 || !a->x1 || !a->f || !a->r2 || !a->m2 || !a->s2 ||
-        (training && (!a->probs || !a->f_pre)))
+    if (!training) { /* inference: one scratch record for every block */
+        a->att = cp_arena_floats(ar, N * C, "attention output");
+        a->x1 = cp_arena_floats(ar, N * C, "attention LayerNorm output");
+        a->f = cp_arena_floats(ar, N * I, "intermediate activation");
+        if (!a->att || !a->x1 || !a->f) return CP_ERR;
+    }
+    if (!a->qkv || !a->r1 || !a->m1 || !a->s1 || !a->r2 || !a->m2 || !a->s2 || (training && (!a->probs || !a->f_pre)))
+        return CP_ERR;
+    return CP_OK;
+}
+
+/* Training: the projection inputs this block's backward reads, kept (allocated before the block's
+ * scratch mark); the others stay NULL. */
+static cp_status keep_inputs(const cp_bert_layer *ly, bert_acts *a, size_t N, size_t C, size_t I, cp_arena *ar) {
+    a->att = cp_proj_needs_input(ly->attn_out) ? cp_arena_floats(ar, N * C, "attention output") : NULL;
+    a->x1 = cp_proj_needs_input(ly->inter) ? cp_arena_floats(ar, N * C, "attention LayerNorm output") : NULL;
+    a->f = cp_proj_needs_input(ly->out) ? cp_arena_floats(ar, N * I, "intermediate activation") : NULL;
+    if ((cp_proj_needs_input(ly->attn_out) && !a->att) || (cp_proj_needs_input(ly->inter) && !a->x1) ||
+        (cp_proj_needs_input(ly->out) && !a->f))
         return CP_ERR;
     return CP_OK;
 }
@@ -414,8 +434,19 @@ static cp_status block_forward(cp_model *m, const cp_run *run, int64_t l, const 
                                void *acts, cp_kv_cache *kv) {
     (void)emb;
     if (kv) return cp_error("%s: an encoder has no KV cache", m->config.model_type);
+    const size_t N = (size_t)(b->B * b->T), C = (size_t)m->config.hidden_size, I = (size_t)m->config.intermediate_size;
+    bert_acts *a = acts;
+    if (a->keep && keep_inputs(&((const cp_bert_state *)m->arch_state)->layers[l], a, N, C, I, run->arena) != CP_OK)
+        return CP_ERR;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    cp_status st = block_forward_impl(m, run, l, b, x, acts);
+    bert_acts w = *a; /* the kept record, with scratch where an input is not kept */
+    if ((!w.att && !(w.att = cp_arena_floats(run->arena, N * C, "attention output"))) ||
+        (!w.x1 && !(w.x1 = cp_arena_floats(run->arena, N * C, "attention LayerNorm output"))) ||
+        (!w.f && !(w.f = cp_arena_floats(run->arena, N * I, "intermediate activation")))) {
+        cp_arena_release(run->arena, mark);
+        return CP_ERR;
+    }
+    cp_status st = block_forward_impl(m, run, l, b, x, &w);
     cp_arena_release(run->arena, mark);
     return st;
 }

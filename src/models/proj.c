@@ -48,6 +48,8 @@ int cp_module_trains(const cp_module *m) {
     return 0;
 }
 
+int cp_proj_needs_input(const cp_module *m) { return m && (m->hooks || cp_module_trains(m)); }
+
 static int trains_visit(cp_module *m, void *ctx) {
     (void)ctx;
     return cp_module_trains(m);
