@@ -25,6 +25,7 @@
 #define TABLE(level, v)                                                                                     \
     {.isa = level, .name = #v, .skinny_nt = cp_skinny_nt_##v, .skinny_nn = cp_skinny_nn_##v,                \
      .gelu_tanh = cp_gelu_tanh_##v, .gelu_tanh_backward = cp_gelu_tanh_backward_##v, .silu = cp_silu_##v,   \
+     .gelu_erf = cp_gelu_erf_##v, .gelu_erf_backward = cp_gelu_erf_backward_##v,                            \
      .silu_backward = cp_silu_backward_##v, .softmax_row = cp_softmax_row_##v, .row_max = cp_row_max_##v, \
      .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v, .add_inplace = cp_add_inplace_##v}
 
@@ -126,6 +127,10 @@ void cp_skinny_nn(float *out, const float *in, const float *W, int64_t N, int64_
 void cp_gelu_tanh(float *y, const float *x, int64_t n) { cp_kernels()->gelu_tanh(y, x, n); }
 void cp_gelu_tanh_backward(float *dx, const float *dy, const float *x, int64_t n) {
     cp_kernels()->gelu_tanh_backward(dx, dy, x, n);
+}
+void cp_gelu_erf(float *y, const float *x, int64_t n) { cp_kernels()->gelu_erf(y, x, n); }
+void cp_gelu_erf_backward(float *dx, const float *dy, const float *x, int64_t n) {
+    cp_kernels()->gelu_erf_backward(dx, dy, x, n);
 }
 void cp_silu(float *y, const float *x, int64_t n) { cp_kernels()->silu(y, x, n); }
 void cp_silu_backward(float *dx, const float *dy, const float *x, int64_t n) { cp_kernels()->silu_backward(dx, dy, x, n); }

@@ -33,6 +33,8 @@ typedef struct {
     void (*skinny_nn)(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate);
     void (*gelu_tanh)(float *y, const float *x, int64_t n);
     void (*gelu_tanh_backward)(float *dx, const float *dy, const float *x, int64_t n);
+    void (*gelu_erf)(float *y, const float *x, int64_t n);
+    void (*gelu_erf_backward)(float *dx, const float *dy, const float *x, int64_t n);
     void (*silu)(float *y, const float *x, int64_t n);
     void (*silu_backward)(float *dx, const float *dy, const float *x, int64_t n);
     int64_t (*softmax_row)(float *r, const int64_t *keep, int64_t n, float scale);

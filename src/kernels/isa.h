@@ -25,6 +25,8 @@
     void cp_skinny_nn_##isa(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int acc); \
     void cp_gelu_tanh_##isa(float *y, const float *x, int64_t n);                                                    \
     void cp_gelu_tanh_backward_##isa(float *dx, const float *dy, const float *x, int64_t n);                         \
+    void cp_gelu_erf_##isa(float *y, const float *x, int64_t n);                                                     \
+    void cp_gelu_erf_backward_##isa(float *dx, const float *dy, const float *x, int64_t n);                          \
     void cp_silu_##isa(float *y, const float *x, int64_t n);                                                         \
     void cp_silu_backward_##isa(float *dx, const float *dy, const float *x, int64_t n);                              \
     int64_t cp_softmax_row_##isa(float *r, const int64_t *keep, int64_t n, float scale);                             \

@@ -35,6 +35,20 @@ void CP_KERNEL(cp_gelu_tanh_backward)(float *dx, const float *dy, const float *x
     }
 }
 
+void CP_KERNEL(cp_gelu_erf)(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * cp_normal_cdf(x[i]);
+}
+
+void CP_KERNEL(cp_gelu_erf_backward)(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        /* d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π) */
+        float v = x[i];
+        dx[i] = dy[i] * (cp_normal_cdf(v) + v * cp_expf(-0.5f * v * v) * 0.3989422804014327f);
+    }
+}
+
 void CP_KERNEL(cp_silu)(float *y, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * cp_sigmoidf(x[i]);

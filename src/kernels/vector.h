@@ -19,6 +19,11 @@
 void cp_gelu_tanh(float *y, const float *x, int64_t n);
 /* dx = dy · d/dx gelu_tanh(x). */
 void cp_gelu_tanh_backward(float *dx, const float *dy, const float *x, int64_t n);
+/* y = x·Φ(x) = 0.5·x·(1 + erf(x/√2)): transformers' exact "gelu" (vmath.h cp_normal_cdf; relative
+ * error below 2e-6). y may equal x. Threads when n > 65536. */
+void cp_gelu_erf(float *y, const float *x, int64_t n);
+/* dx = dy · (Φ(x) + x·φ(x)). */
+void cp_gelu_erf_backward(float *dx, const float *dy, const float *x, int64_t n);
 /* y = x·sigmoid(x) (SiLU / swish). y may equal x. */
 void cp_silu(float *y, const float *x, int64_t n);
 /* dx = dy · d/dx silu(x). */
