@@ -63,20 +63,40 @@ void CP_KERNEL(cp_silu_backward)(float *dx, const float *dy, const float *x, int
 }
 
 int64_t CP_KERNEL(cp_softmax_row)(float *r, const int64_t *keep, int64_t n, float scale) {
-    float max = -INFINITY;
+    /* Without a mask the loops must not read keep at all: vectorised `!keep || keep[j]` becomes a
+     * masked load with an all-zero mask from address NULL + j, which AMD cores complete through a
+     * fault-suppression assist costing more than the whole row (it was 15% of a MiniLM training step). */
+    float max = -INFINITY, sum = 0.0f;
+    if (!keep) {
+#pragma omp simd reduction(max : max)
+        for (int64_t j = 0; j < n; j++) {
+            float v = r[j] * scale;
+            r[j] = v;
+            max = v > max ? v : max;
+        }
+        if (!n) return 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; j++) {
+            float e = cp_expf(r[j] - max);
+            r[j] = e;
+            sum += e;
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) r[j] /= sum;
+        return n;
+    }
     int64_t visible = 0;
     for (int64_t j = 0; j < n; j++) {
         float v = r[j] * scale;
         r[j] = v;
-        int k = !keep || keep[j];
+        int k = keep[j] != 0;
         max = k && v > max ? v : max;
         visible += k;
     }
     if (!visible) return 0;
-    float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
-        float e = cp_expf(r[j] - max) * (float)(!keep || keep[j] != 0);
+        float e = cp_expf(r[j] - max) * (float)(keep[j] != 0);
         r[j] = e;
         sum += e;
     }
