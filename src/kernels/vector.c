@@ -86,6 +86,7 @@ int64_t CP_KERNEL(cp_softmax_row)(float *r, const int64_t *keep, int64_t n, floa
         return n;
     }
     int64_t visible = 0;
+#pragma omp simd reduction(max : max) reduction(+ : visible)
     for (int64_t j = 0; j < n; j++) {
         float v = r[j] * scale;
         r[j] = v;
