@@ -304,7 +304,7 @@ cp_status cp_target_names(const cp_target_spec *cfg, cp_module *root, const char
         }
     }
     if (c.failed) { cp_free_names(c.names, c.n); return CP_ERR; }
-    if (c.n >= CP_MIN_TARGETS_TO_SHORTEN && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
+    if (c.n >= CP_MIN_TARGETS_TO_SHORTEN && !cfg->keep_long_lists && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
         cp_free_names(c.names, c.n);
         return CP_ERR;
     }
