@@ -12,7 +12,8 @@
  *     checkpoint read by transformers: the same numbers as cpeft computes;
  *   - 10 AdamW steps (GPT-2, Llama, BERT SEQ_CLS) against PyTorch + PEFT: losses, grad norms, final tensors;
  *   - bad input: PEFT's errors (feedforward_modules not among the targets, naming both; no default
- *     tables for a model type; two peft types on one model) and an ia3_l whose shape does not fit.
+ *     tables for a model type; two peft types on one model) and an ia3_l whose shape does not fit;
+ *   - the command line: info --tree, train --peft-type IA3 (a decoder, BERT SEQ_CLS), merge.
  * Every comparison prints the largest difference it saw.
  */
 #include "test.h"
@@ -30,6 +31,7 @@
 #include "train/step.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define IA3_FIX "tests/fixtures/ia3"
@@ -534,6 +536,110 @@ TEST(default_init_is_a_no_op) {
     rm_rf(dir);
 }
 
+/* ---- the command line ------------------------------------------------------------------------------- */
+
+/* Runs a shell command; returns its exit status, stdout + stderr in out. */
+static int run(char *out, size_t cap, const char *cmd) {
+    char line[4096];
+    snprintf(line, sizeof line, "%s 2>&1", cmd);
+    FILE *p = popen(line, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *bin(void) {
+    const char *b = getenv("CPEFT_BIN");
+    return b ? b : "build/cpeft";
+}
+
+/* `cpeft info --peft-config --tree` prints PEFT's print(model) and print_trainable_parameters(); `cpeft train
+ * --peft-type IA3` trains an IA3 adapter (decoder and SEQ_CLS), `cpeft merge` merges it into a checkpoint that
+ * computes what the adapter computes. */
+TEST(cli_info_train_merge) {
+    static char out[1 << 16];
+    char dir[] = "/tmp/cpeft-ia3-cli-XXXXXX", cmd[3000], path[300];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    cJSON *exp = NULL;
+    CHECK_OK(cp_json_read_file(IA3_FIX "/gpt2_default/expected.json", &exp));
+    snprintf(path, sizeof path, "%s/c.json", dir);
+    write_file(path, "{\"peft_type\": \"IA3\", \"task_type\": \"CAUSAL_LM\", \"init_ia3_weights\": false}");
+    snprintf(cmd, sizeof cmd, "%s info tests/fixtures/models/gpt2_tiny --peft-config %s --tree --peft-format current", bin(), path);
+    CHECK(run(out, sizeof out, cmd) == 0, "%s", out);
+    if (exp) {
+        CHECK(strstr(out, cJSON_GetObjectItem(exp, "repr")->valuestring) != NULL, "info --tree:\n%s", out);
+        CHECK(strstr(out, cJSON_GetObjectItem(exp, "print_trainable_parameters")->valuestring) != NULL, "info:\n%s", out);
+    }
+    cJSON_Delete(exp);
+
+    /* a decoder: IA3 from flags, then merged */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/tm && cp tests/fixtures/eval/gpt2_vocab/config.json tests/fixtures/eval/gpt2_vocab/model.safetensors "
+             "../shared/data/gpt2-tokenizer/tokenizer.json %s/tm/ && %s train --model %s/tm --data ../shared/data/alpaca-subset/alpaca_tiny.json "
+             "--max-steps 4 --per-device-train-batch-size 2 --learning-rate 5e-2 --logging-steps 2 --save-steps 0 --max-seq-length 64 "
+             "--seed 3 --progress lines --peft-type IA3 --target-modules c_attn,c_fc,mlp.c_proj --feedforward-modules c_fc,mlp.c_proj "
+             "--output-dir %s/o1", dir, dir, bin(), dir, dir);
+    CHECK(run(out, sizeof out, cmd) == 0 && strstr(out, "step 4/4 | loss "), "%s", out);
+    snprintf(path, sizeof path, "%s/o1/adapter_config.json", dir);
+    cp_peft_config *cfg = NULL;
+    CHECK_OK(cp_peft_config_load(path, &cfg));
+    CHECK(cfg && cfg->method == &cp_ia3_method && ((cp_ia3_config *)cfg)->n_feedforward_modules == 2, "the saved adapter is IA3's");
+    cp_peft_config_free(cfg);
+    snprintf(cmd, sizeof cmd, "%s merge --model %s/tm --adapter %s/o1 --out %s/merged", bin(), dir, dir, dir);
+    CHECK(run(out, sizeof out, cmd) == 0, "%s", out);
+    snprintf(path, sizeof path, "%s/tm", dir);
+    cp_model *m = load_model(path);
+    snprintf(path, sizeof path, "%s/merged", dir);
+    cp_model *merged = load_model(path);
+    if (m && merged) {
+        snprintf(path, sizeof path, "%s/o1", dir);
+        CHECK_OK(cp_model_load_adapter(m, path, "default", 0));
+        const char *names[] = {"default"};
+        CHECK_OK(cp_model_set_adapters(m, names, 1));
+        int64_t ids[8] = {464, 2068, 7586, 21831, 18045, 625, 262, 16931}, mask[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        cp_batch b = {.B = 1, .T = 8, .input_ids = ids, .attention_mask = mask};
+        const int64_t V = cp_model_vocab_size(m);
+        float *x = malloc((size_t)(8 * V) * sizeof *x), *y = malloc((size_t)(8 * V) * sizeof *y), *z = malloc((size_t)(8 * V) * sizeof *z);
+        cp_outputs ox = {.logits = x}, oy = {.logits = y}, oz = {.logits = z};
+        CHECK_OK(cp_model_forward(m, &b, &ox));
+        CHECK_OK(cp_model_forward(merged, &b, &oy));
+        cp_model_disable_adapters(m, 1);
+        CHECK_OK(cp_model_forward(m, &b, &oz));
+        const double d = test_max_abs_diff(x, y, (size_t)(8 * V)), moved = test_max_abs_diff(x, z, (size_t)(8 * V));
+        printf("    cpeft train --peft-type IA3 + cpeft merge (BF16 checkpoint): merged vs adapter logits max |diff| %.2e (the "
+               "trained adapter moves them by %.2e)\n", d, moved);
+        /* this model is stored in BF16 and the merged checkpoint keeps its dtype: the merged weights are rounded
+         * to BF16 (the exact merge is checked against PEFT's above, in f32) */
+        CHECK(d <= 2e-2, "the merged checkpoint differs from the adapter by %.3e", d);
+        CHECK(moved > 1e-4, "training left the IA3 adapter at ones (logits moved %.3e)", moved);
+        free(x);
+        free(y);
+        free(z);
+    }
+    cp_model_free(m);
+    cp_model_free(merged);
+
+    /* SEQ_CLS on an encoder: the classifier joins modules_to_save as PEFT's wrapper adds it */
+    snprintf(cmd, sizeof cmd, "%s train --model tests/fixtures/clstrain/tiny_bert --task-type SEQ_CLS --data "
+             "tests/fixtures/clstrain/data/seq_train.tsv --eval-data tests/fixtures/clstrain/data/seq_eval.tsv --max-steps 4 "
+             "--per-device-train-batch-size 4 --learning-rate 1e-2 --logging-steps 2 --save-steps 0 --seed 3 --progress lines "
+             "--peft-type IA3 --output-dir %s/o2", bin(), dir);
+    CHECK(run(out, sizeof out, cmd) == 0 && strstr(out, "eval loss"), "%s", out);
+    snprintf(cmd, sizeof cmd, "grep -c '\"peft_type\": \"IA3\"\\|\"classifier\"' %s/o2/adapter_config.json", dir);
+    CHECK(run(out, sizeof out, cmd) == 0 && atoi(out) == 2, "saved config: %s", out);
+
+    /* usage errors: exit 2, named */
+    snprintf(cmd, sizeof cmd, "%s train --model tests/fixtures/models/gpt2_tiny --data x --output-dir %s/o3 --peft-type IA3 "
+             "--target-modules c_attn --feedforward-modules mlp.c_proj", bin(), dir);
+    CHECK(run(out, sizeof out, cmd) == 2 && strstr(out, "`feedforward_modules` should be a subset of `target_modules`") &&
+              strstr(out, "feedforward_modules {'mlp.c_proj'}, target_modules {'c_attn'}"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s train --model tests/fixtures/models/gpt2_tiny --data x --output-dir %s/o3 --peft-type IA3 --lora-r 4",
+             bin(), dir);
+    CHECK(run(out, sizeof out, cmd) == 2 && strstr(out, "--peft-type is IA3"), "%s", out);
+    rm_rf(dir);
+}
+
 int main(void) {
     RUN(peft_files_give_peft_numbers);
     RUN(two_adapters_multiply);
@@ -541,6 +647,7 @@ int main(void) {
     RUN(ten_adamw_steps_match_peft);
     RUN(bad_input_is_refused_clearly);
     RUN(default_init_is_a_no_op);
+    RUN(cli_info_train_merge);
     printf("  logits: max |diff| %.2e over all comparisons (tolerance %.0e); gradients: max relative diff %.2e (%.0e)\n",
            worst_logits, TOL_LOGITS, worst_grad, TOL_GRAD);
     return test_summary();
