@@ -70,13 +70,7 @@ static cp_status resolve(cp_model *m, cp_peft_config *base) {
 
 static cp_status attach(cp_module *t, const char *name, cp_peft_config *base, cp_rng *rng) {
     cp_ia3_config *cfg = IA3(base);
-    if (t->kind == CP_MOD_CONV1D && !cfg->fan_in_fan_out) {
-        cp_warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-        cfg->fan_in_fan_out = 1;
-    } else if (t->kind == CP_MOD_LINEAR && cfg->fan_in_fan_out) {
-        cp_warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
-        cfg->fan_in_fan_out = 0;
-    }
+    cp_target_fan_in_fan_out(t, &cfg->fan_in_fan_out);
     int ff;
     if (cp_ia3_is_feedforward(cfg, t->path, &ff) != CP_OK) return CP_ERR;
     return cp_ia3_add(t, name, ff, cfg->fan_in_fan_out, cfg->init_ia3_weights, rng);

@@ -97,6 +97,16 @@ static int ends_with_dot(const char *name, const char *entry) {
     return a > b && name[a - b - 1] == '.' && strcmp(name + a - b, entry) == 0;
 }
 
+void cp_target_fan_in_fan_out(const cp_module *t, int *fan_in_fan_out) {
+    if (t->kind == CP_MOD_CONV1D && !*fan_in_fan_out) {
+        cp_warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
+        *fan_in_fan_out = 1;
+    } else if (t->kind == CP_MOD_LINEAR && *fan_in_fan_out) {
+        cp_warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
+        *fan_in_fan_out = 0;
+    }
+}
+
 int cp_modules_to_save_matches(const cp_peft_config *cfg, const char *path) {
     size_t a = strlen(path);
     for (int i = 0; i < cfg->n_modules_to_save; i++) {

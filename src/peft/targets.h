@@ -70,6 +70,10 @@ void cp_free_names(char **names, int n);
 cp_status cp_find_targets(const cp_target_spec *t, cp_module *root, const char *model_type, const cp_module *lm_head,
                           cp_module ***out, int *n_out);
 
+/* PEFT's _create_new_module rule for a config's fan_in_fan_out on target t: a Conv1D needs true, a
+ * Linear false; a wrong value is corrected in place with PEFT's warning. */
+void cp_target_fan_in_fan_out(const cp_module *t, int *fan_in_fan_out);
+
 /* PEFT's modules_to_save rule: a module whose full name ends with an entry (plain suffix). */
 int cp_modules_to_save_matches(const cp_peft_config *cfg, const char *path);
 
