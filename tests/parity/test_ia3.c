@@ -5,7 +5,8 @@
  *   - PEFT's adapter files load and give PEFT's logits: active, disabled, merged, unmerged; saved again
  *     they are PEFT's files byte for byte; counts, print_trainable_parameters() (both formats) and
  *     print(model) as PEFT's;
- *   - the gradient of every ia3_l (and of the classifier copies) after one backward, and the loss;
+ *   - the gradient of every ia3_l (and of the classifier copies) after one backward, with and without
+ *     activation recompute, and the loss;
  *   - merge_and_unload as a checkpoint: the merged weights and biases as PEFT's, the plain model's logits;
  *   - two adapters: each alone, both active (the product), both gradients through the product;
  *   - cpeft's own files (cpeft adapter init) read by PeftModel.from_pretrained, and cpeft's merged
@@ -127,8 +128,10 @@ static void check_counts(cp_model *m, const cJSON *exp, const char *label) {
     cp_free(repr);
 }
 
-/* One forward + backward with the batch's labels: the loss and every grad.<prefix><key> tensor. */
-static void check_gradients(cp_model *m, const cp_safetensors *st, const char *adapter, const char *prefix, const char *label) {
+/* One forward + backward with the batch's labels (activations recomputed in the backward pass when
+ * `recompute`): the loss and every grad.<prefix><key> tensor. */
+static void check_gradients(cp_model *m, const cp_safetensors *st, const char *adapter, const char *prefix, const char *label,
+                            int recompute) {
     cp_param **params;
     int n;
     CHECK_OK(cp_peft_trainable_params(m, &params, &n));
@@ -137,7 +140,7 @@ static void check_gradients(cp_model *m, const cp_safetensors *st, const char *a
     double loss_sum;
     int64_t n_items;
     const int64_t norm = cp_batch_loss_items(m, &b);
-    CHECK_OK(cp_model_forward_backward(m, &b, (double)norm, 0, &loss_sum, &n_items));
+    CHECK_OK(cp_model_forward_backward(m, &b, (double)norm, recompute, &loss_sum, &n_items));
     const double loss = loss_sum / (double)n_items, want = *(const float *)cp_st_find(st, "loss")->data;
     CHECK(fabs(loss - want) < 1e-5, "%s: loss %.7f, PEFT %.7f", label, loss, want);
     double worst = 0;
@@ -154,8 +157,8 @@ static void check_gradients(cp_model *m, const cp_safetensors *st, const char *a
         worst = fmax(worst, d);
         matched++;
     }
-    printf("    %-24s loss |diff| %.2e, %d gradients (%s*): max relative diff %.2e\n", label, fabs(loss - want), matched, prefix,
-           worst);
+    printf("    %-24s loss |diff| %.2e, %d gradients (%s*)%s: max relative diff %.2e\n", label, fabs(loss - want), matched,
+           prefix, recompute ? " recomputed" : "", worst);
     CHECK(matched > 0, "%s: no gradient compared", label);
     worst_grad = fmax(worst_grad, worst);
     for (int i = 0; i < n; i++) memset(params[i]->grad, 0, (size_t)params[i]->numel * sizeof(float));
@@ -234,7 +237,8 @@ static void run_case(const char *name) {
         cp_peft_set_disabled(m, 1);
         check_logits(m, &st, "logits_disabled", name, TOL_LOGITS);
         cp_peft_set_disabled(m, 0);
-        check_gradients(m, &st, "default", "grad.", name);
+        check_gradients(m, &st, "default", "grad.", name, 0);
+        check_gradients(m, &st, "default", "grad.", name, 1);
         check_resave(m, "default", dir, cJSON_GetObjectItem(exp, "peft_resaved_config")->valuestring, name);
         CHECK_OK(cp_peft_merge(m));
         check_logits(m, &st, "logits_merged", name, TOL_LOGITS);
@@ -271,8 +275,8 @@ TEST(two_adapters_multiply) {
     CHECK_OK(cp_peft_set_active(m, both, 2));
     check_logits(m, &st, "logits_both", "multi", TOL_LOGITS);
     check_counts(m, exp, "multi");
-    check_gradients(m, &st, "default", "grad.default.", "multi");
-    check_gradients(m, &st, "two", "grad.two.", "multi");
+    check_gradients(m, &st, "default", "grad.default.", "multi", 0);
+    check_gradients(m, &st, "two", "grad.two.", "multi", 0);
     check_resave(m, "two", IA3_FIX "/multi/two", NULL, "multi two");
     cp_model_free(m);
     cp_st_close(&st);
