@@ -1,7 +1,7 @@
 /*
  * test_ia3.c — (IA)³ against PEFT 0.21.2 + transformers (fixtures: tests/reference/make_ia3_fixtures.py →
- * tests/fixtures/ia3/), on GPT-2 (Conv1D), GPT-Neo (all-linear), Llama with biases, BERT SEQ_CLS and
- * RoBERTa TOKEN_CLS:
+ * tests/fixtures/ia3/), on GPT-2 (Conv1D), GPT-Neo (all-linear), Llama with biases, BERT, DeBERTa and
+ * Qwen2 SEQ_CLS and RoBERTa TOKEN_CLS:
  *   - PEFT's adapter files load and give PEFT's logits: active, disabled, merged, unmerged; saved again
  *     they are PEFT's files byte for byte; counts, print_trainable_parameters() (both formats) and
  *     print(model) as PEFT's;
@@ -256,6 +256,8 @@ TEST(peft_files_give_peft_numbers) {
     run_case("neo_all_linear");
     run_case("llama_bias_default");
     run_case("bert_seqcls");
+    run_case("deberta_seqcls");
+    run_case("qwen2_seqcls");
     run_case("roberta_tokcls_regex");
 }
 

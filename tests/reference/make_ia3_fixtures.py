@@ -61,6 +61,12 @@ CASES = [
     dict(name="bert_seqcls", base="tests/fixtures/encoders/models/bert_seqcls", task="SEQ_CLS", cfg={},
          what="BERT SEQ_CLS: PEFT's defaults key, value, output.dense (both attention.output.dense and the FFN's "
               "output.dense are feed-forward: str.endswith), classifier in modules_to_save (its copy perturbed)"),
+    dict(name="deberta_seqcls", base="tests/fixtures/deberta_models/models/deb_seqcls", task="SEQ_CLS", cfg={},
+         what="DeBERTa (v1) SEQ_CLS: PEFT's defaults in_proj (the fused q/k/v output) and output.dense, the "
+              "ContextPooler and classifier: classifier in modules_to_save"),
+    dict(name="qwen2_seqcls", base="tests/fixtures/decoder_heads/models/qwen2_seqcls_left", task="SEQ_CLS", cfg={},
+         what="Qwen2 SEQ_CLS (a decoder's score head, pooled at the last non-pad token): PEFT's defaults q_proj, "
+              "v_proj (with biases), down_proj; score in modules_to_save"),
     dict(name="roberta_tokcls_regex", base="tests/fixtures/encoders/models/roberta_tokcls", task="TOKEN_CLS",
          cfg=dict(target_modules=r".*\.(key|value|intermediate\.dense|output\.dense)",
                   feedforward_modules=r".*\.output\.dense"),
