@@ -1,13 +1,14 @@
 /*
  * ia3_method.c — (IA)³ as a PEFT method (method.h): IA3Model's checks (PEFT's errors where a model type
  * has no default tables), target matching and the config as PEFT stores it after injecting, attaching
- * adapters with their feed-forward flag, the tensor PEFT saves (ia3_l), merging, and print(model)'s
- * ia3.Linear. The compute is ia3.c's hook, the config file ia3_config.c.
+ * adapters with their feed-forward flag, the tensor PEFT saves (ia3_l), merging, add_weighted_adapter,
+ * and print(model)'s ia3.Linear. The compute is ia3.c's hook, the config file ia3_config.c.
  */
 #include "peft/ia3.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "peft/peft_config.h"
+#include "peft/peft_model.h"
 
 #include <string.h>
 
@@ -135,6 +136,103 @@ static void unmerge(cp_module *mod, const char *name) {
     if (a) cp_ia3_unmerge(mod, a);
 }
 
+/* ---- add_weighted_adapter -------------------------------------------------------------------------- */
+
+/* The union of two name lists (each name once), or "(a)|(b)" of two regexes. */
+static cp_status merge_names(cp_targets_kind kind, char ***list, int *n, char **regex, const char *const *more, int n_more,
+                             const char *more_regex) {
+    if (kind == CP_TARGETS_REGEX) {
+        cp_strbuf sb;
+        cp_sb_init(&sb);
+        cp_sb_printf(&sb, "%s|(%s)", *regex, more_regex);
+        char *joined = cp_sb_finish(&sb);
+        if (!joined) return CP_ERR;
+        cp_free(*regex);
+        *regex = joined;
+        return CP_OK;
+    }
+    for (int i = 0; i < n_more; i++) {
+        int seen = 0;
+        for (int k = 0; k < *n && !seen; k++) seen = !strcmp((*list)[k], more[i]);
+        if (seen) continue;
+        char **grown = cp_realloc(*list, (size_t)(*n + 1) * sizeof *grown, "a name list");
+        if (!grown) return CP_ERR;
+        *list = grown;
+        if (!(grown[(*n)++] = cp_strdup(more[i]))) return CP_ERR;
+    }
+    return CP_OK;
+}
+
+/* "(a)" — the first regex of PEFT's "|".join(f"({r})" for r in ...). */
+static cp_status group_regex(char **regex) {
+    cp_strbuf sb;
+    cp_sb_init(&sb);
+    cp_sb_printf(&sb, "(%s)", *regex);
+    char *g = cp_sb_finish(&sb);
+    if (!g) return CP_ERR;
+    cp_free(*regex);
+    *regex = g;
+    return CP_OK;
+}
+
+/* IA3Model.add_weighted_adapter: a new adapter on the union of the adapters' targets and feed-forward
+ * modules (a config like the first one's otherwise), frozen, whose vector on each module is Σ w_i l_i
+ * over the adapters that module carries. PEFT has no combination types for IA3: only a plain sum. */
+static cp_status add_weighted(cp_model *m, const char *const *names, const double *weights, int n, const char *new_name,
+                              cp_combination combination) {
+    if (combination != CP_COMBINE_LINEAR)
+        return cp_error("add_weighted_adapter: IA3 adapters are combined as Σ weight·ia3_l (PEFT's IA3 has no combination_type)");
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++) {
+        const cp_saved_module *sm = m->peft->saved[w];
+        int count = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < sm->n_adapters; k++) count += !strcmp(sm->adapters[k], names[i]);
+        if (count > 1) return cp_error("Cannot add weighted adapters targeting the same module with modules_to_save.");
+    }
+    const cp_ia3_config *first = CIA3(cp_peft_find_adapter(m, names[0])->config);
+    for (int i = 1; i < n; i++) {
+        const cp_ia3_config *c = CIA3(cp_peft_find_adapter(m, names[i])->config);
+        if ((c->target_kind == CP_TARGETS_REGEX) != (first->target_kind == CP_TARGETS_REGEX) ||
+            (c->feedforward_kind == CP_TARGETS_REGEX) != (first->feedforward_kind == CP_TARGETS_REGEX))
+            return cp_error("All adapter configs should have the same type for target and feedforward modules.");
+    }
+    cp_ia3_config *cfg = IA3(cp_ia3_config_copy(&first->base));
+    if (!cfg) return CP_ERR;
+    cp_status st = CP_OK;
+    if (cfg->target_kind == CP_TARGETS_REGEX) st = group_regex(&cfg->target_regex);
+    if (st == CP_OK && cfg->feedforward_kind == CP_TARGETS_REGEX) st = group_regex(&cfg->feedforward_regex);
+    for (int i = 1; i < n && st == CP_OK; i++) {
+        const cp_ia3_config *c = CIA3(cp_peft_find_adapter(m, names[i])->config);
+        st = merge_names(cfg->target_kind, &cfg->target_modules, &cfg->n_target_modules, &cfg->target_regex,
+                         (const char *const *)c->target_modules, c->n_target_modules, c->target_regex);
+        if (st == CP_OK)
+            st = merge_names(cfg->feedforward_kind, &cfg->feedforward_modules, &cfg->n_feedforward_modules,
+                             &cfg->feedforward_regex, (const char *const *)c->feedforward_modules, c->n_feedforward_modules,
+                             c->feedforward_regex);
+    }
+    cp_rng rng;
+    cp_rng_seed(&rng, 0); /* the vectors are overwritten below */
+    if (st == CP_OK) st = cp_peft_add(m, new_name, &cfg->base, &rng, 0, 0);
+    cp_ia3_config_free(&cfg->base);
+    if (st != CP_OK) return CP_ERR;
+    cp_module **mods;
+    int n_mods;
+    if (cp_peft_adapter_modules(m, new_name, &mods, &n_mods) != CP_OK) return CP_ERR;
+    for (int k = 0; k < n_mods; k++) {
+        cp_ia3_adapter *dst = cp_ia3_find(mods[k], new_name);
+        float *l = dst->l->data;
+        const int64_t K = dst->l->numel;
+        memset(l, 0, (size_t)K * sizeof *l);
+        for (int i = 0; i < n; i++) {
+            const cp_ia3_adapter *src = cp_ia3_find(mods[k], names[i]);
+            const float w = (float)weights[i];
+            for (int64_t j = 0; src && j < K; j++) l[j] += src->l->data[j] * w; /* target.data += ia3_l.data * weight */
+        }
+    }
+    cp_free(mods);
+    return CP_OK;
+}
+
 /* ---- print(model) ---------------------------------------------------------------------------------- */
 
 /* ia3.Linear has no __repr__ of its own: nn.Module's, with base_layer and the ia3_l ParameterDict. */
@@ -177,4 +275,5 @@ const cp_peft_method cp_ia3_method = {
     .merged = merged,
     .merge = merge,
     .unmerge = unmerge,
+    .add_weighted = add_weighted,
 };

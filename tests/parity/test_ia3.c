@@ -8,7 +8,8 @@
  *   - the gradient of every ia3_l (and of the classifier copies) after one backward, with and without
  *     activation recompute, and the loss;
  *   - merge_and_unload as a checkpoint: the merged weights and biases as PEFT's, the plain model's logits;
- *   - two adapters: each alone, both active (the product), both gradients through the product;
+ *   - two adapters: each alone, both active (the product), both gradients through the product, and
+ *     add_weighted_adapter (logits, files);
  *   - cpeft's own files (cpeft adapter init) read by PeftModel.from_pretrained, and cpeft's merged
  *     checkpoint read by transformers: the same numbers as cpeft computes;
  *   - 10 AdamW steps (GPT-2, Llama, BERT SEQ_CLS) against PyTorch + PEFT: losses, grad norms, final tensors;
@@ -276,10 +277,19 @@ TEST(two_adapters_multiply) {
     check_logits(m, &st, "logits_two", "multi", TOL_LOGITS);
     CHECK_OK(cp_peft_set_active(m, both, 2));
     check_logits(m, &st, "logits_both", "multi", TOL_LOGITS);
-    check_counts(m, exp, "multi");
     check_gradients(m, &st, "default", "grad.default.", "multi", 0);
     check_gradients(m, &st, "two", "grad.two.", "multi", 0);
     check_resave(m, "two", IA3_FIX "/multi/two", NULL, "multi two");
+    /* add_weighted_adapter: Σ w·ia3_l over the union of the targets, a frozen new adapter */
+    const char *pair[] = {"default", "two"}, *combo[] = {"combo"};
+    const double w[] = {0.7, -0.4};
+    CHECK_OK(cp_model_add_weighted_adapter(m, pair, w, 2, "combo", "linear"));
+    CHECK_ERR(cp_model_add_weighted_adapter(m, pair, w, 2, "combo2", "cat"), "PEFT's IA3 has no combination_type");
+    CHECK_OK(cp_peft_set_active(m, combo, 1));
+    check_logits(m, &st, "logits_combo", "multi", TOL_LOGITS);
+    check_resave(m, "combo", IA3_FIX "/multi/combo", NULL, "multi combo");
+    CHECK_OK(cp_peft_set_active(m, both, 2));
+    check_counts(m, exp, "multi"); /* default and two trainable, combo frozen */
     cp_model_free(m);
     cp_st_close(&st);
     cJSON_Delete(exp);

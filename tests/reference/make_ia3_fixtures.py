@@ -12,7 +12,8 @@
                             adapter_config.json as PEFT writes it again after PeftModel.from_pretrained
     multi/                  GPT-2 with adapters "default" (PEFT's defaults) and "two" (c_attn, c_fc, mlp.c_proj, the
                             last two feed-forward): logits of each alone and of both active (the product), the
-                            gradients of both through the product (grad.<adapter>.<key>), counts, repr
+                            gradients of both through the product (grad.<adapter>.<key>), counts, repr; combo/:
+                            add_weighted_adapter(["default", "two"], [0.7, -0.4]) saved, and its logits
     roundtrip/<case>/       cpeft -> PEFT: `cpeft adapter init --seed 7` writes adapter/ (init_ia3_weights=false),
                             PeftModel.from_pretrained reads it (logits_peft); `cpeft merge` writes a checkpoint that
                             transformers reads (logits_merged_transformers)
@@ -293,6 +294,20 @@ def write_multi():
                 k = k if k.startswith("base_model.model.") else "base_model.model." + k
                 t[f"grad.{adapter}.{k}"] = p.grad.detach().clone()
     pm.zero_grad(set_to_none=True)
+    # add_weighted_adapter: Σ w_i ia3_l on the union of the targets and feed-forward modules
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm.add_weighted_adapter(["default", "two"], [0.7, -0.4], "combo")
+    pm.base_model.set_adapter("combo")
+    t["logits_combo"] = logits_of(pm, inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        pm.save_pretrained(tmp, selected_adapters=["combo"])
+        shutil.copytree(os.path.join(tmp, "combo"), os.path.join(d, "combo"))
+    save_adapter_config_sorted(os.path.join(d, "combo", "adapter_config.json"))
+    readme = os.path.join(d, "combo", "README.md")
+    if os.path.exists(readme):
+        os.remove(readme)
+    pm.base_model.set_adapter(["default", "two"])
     info = dict(counts(pm), repr=str(pm), base_dir=case["base"], task_type="CAUSAL_LM",
                 description="GPT-2: default (PEFT's defaults) and two (c_attn, c_fc, mlp.c_proj; the last two "
                             "feed-forward); both active multiply their vectors; counts with both active")
