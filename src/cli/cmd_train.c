@@ -1,7 +1,8 @@
 /*
  * cmd_train.c — `cpeft train`: the public trainer (cp_trainer, include/cpeft.h) driven from the
  * command line. Options are named after Hugging Face TrainingArguments with dashes; LoRA comes from a
- * PEFT adapter_config.json (--peft-config) or from --lora-* flags. Numbers are checked here
+ * PEFT adapter_config.json (--peft-config) or from flags: --lora-* for LoRA, or --peft-type with that
+ * method's flags (peft_flags_adapter). Numbers are checked here
  * (cp_train_options_check: a bad value is a usage error, exit 2) before the run starts.
  *
  * What the library leaves to its program is done here: every line printed (the setup summary, the
@@ -16,7 +17,11 @@
 #include "core/memstat.h"
 #include "core/progress.h"
 #include "cpeft.h"
+#include "io/json.h"
+#include "peft/peft_config.h"
+#include "peft/peft_model.h"
 #include "train/plot.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <signal.h>
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,9 +44,12 @@ static void help(FILE *f) {
             "response only; any of them may be gzip- or zstd-compressed. Binary data is refused.\n\n"
             "adapter:\n"
             "  --peft-config FILE              a PEFT adapter_config.json, or:\n"
-            "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)\n"
+            "  --peft-type LORA|IA3            the method of an adapter made from the flags below (LORA)\n"
             "  --target-modules a,b,c          default: PEFT's table for the model type; or all-linear\n"
-            "  --bias none|all|lora_only       --modules-to-save a,b\n"
+            "  --modules-to-save a,b\n"
+            "  LORA: --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --bias none|all|lora_only\n"
+            "  IA3:  --feedforward-modules a,b  the targets whose input is scaled (default: PEFT's table;\n"
+            "                                  each must be one of --target-modules when both are given)\n"
             "training (TrainingArguments):\n"
             "  --learning-rate LR (5e-5)  --num-train-epochs E (3)  --max-steps N (overrides epochs)\n"
             "  --per-device-train-batch-size B (8)  --gradient-accumulation-steps K (1)\n"
@@ -248,10 +257,95 @@ static void print_peak(double plan_bytes) {
            cp_format_bytes(plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - plan_bytes) / plan_bytes);
 }
 
+/* ---- an adapter of another method, from flags ------------------------------------------------------------ */
+
+/* --peft-type and the flags of the methods other than LoRA (LoRA's go to cp_train_options.lora). */
+typedef struct {
+    const char *peft_type;           /* NULL or "LORA": the trainer makes a LoRA adapter from --lora-* */
+    const char *feedforward_modules; /* IA3 */
+    int lora_flags;                  /* a --lora-* or --bias flag was given */
+} peft_flags;
+
+static cJSON *name_list(const char *csv) {
+    cJSON *arr = cJSON_CreateArray();
+    for (const char *p = csv; arr && p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n) {
+            char *name = malloc(n + 1);
+            if (name) { memcpy(name, p, n); name[n] = '\0'; cJSON_AddItemToArray(arr, cJSON_CreateString(name)); }
+            free(name);
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return arr;
+}
+
+/* The adapter of a --peft-type other than LORA: adapter_config.json's object made from the flags and read
+ * by the method's own parser (its checks, its errors), attached as "default" and trained as it is by the
+ * trainer. With --resume-from-checkpoint the checkpoint's adapter is used instead. */
+static cp_status flags_config(const peft_flags *f, const cp_train_options *o, const char *task_type, cp_peft_config **cfg) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return cp_error("out of memory");
+    cJSON_AddStringToObject(root, "peft_type", f->peft_type);
+    if (task_type) cJSON_AddStringToObject(root, "task_type", task_type);
+    if (o->lora.target_modules)
+        cJSON_AddItemToObject(root, "target_modules", !strcasecmp(o->lora.target_modules, "all-linear")
+                                                          ? cJSON_CreateString("all-linear") : name_list(o->lora.target_modules));
+    if (o->lora.modules_to_save) cJSON_AddItemToObject(root, "modules_to_save", name_list(o->lora.modules_to_save));
+    if (!strcmp(f->peft_type, "IA3") && f->feedforward_modules)
+        cJSON_AddItemToObject(root, "feedforward_modules", name_list(f->feedforward_modules));
+    cp_status st = cp_peft_config_from_json(root, "the command line", cfg);
+    cJSON_Delete(root);
+    return st;
+}
+
+static cp_status peft_flags_adapter(cp_model *m, const peft_flags *f, const cp_train_options *o) {
+    if (!f->peft_type || !strcmp(f->peft_type, "LORA") || o->resume_from) return CP_OK;
+    cp_peft_config *cfg = NULL;
+    cp_status st = flags_config(f, o, cp_model_task_type(m), &cfg);
+    if (st == CP_OK) {
+        cfg->inference_mode = 0;
+        cp_rng rng;
+        cp_rng_seed(&rng, cp_trainer_mix((uint64_t)o->seed, 0x1a2b)); /* the trainer's seed for a new adapter */
+        st = cp_peft_add(m, o->adapter_name ? o->adapter_name : "default", cfg, &rng, 1, 1);
+    }
+    cp_peft_config_free(cfg);
+    return st;
+}
+
+/* The flags that belong to another --peft-type, refused by name. */
+static int check_peft_flags(const peft_flags *f, const cp_train_options *o) {
+    const char *type = f->peft_type ? f->peft_type : "LORA";
+    if (strcmp(type, "LORA") && strcmp(type, "IA3")) {
+        fprintf(stderr, "cpeft train: --peft-type: \"%s\" is not one of LORA, IA3\n", type);
+        return 2;
+    }
+    if (f->peft_type && o->peft_config_path) {
+        fprintf(stderr, "cpeft train: give --peft-config or --peft-type, not both (the file names its peft_type)\n");
+        return 2;
+    }
+    if (strcmp(type, "LORA") && f->lora_flags) {
+        fprintf(stderr, "cpeft train: --lora-r, --lora-alpha, --lora-dropout and --bias are LoRA's; --peft-type is %s\n", type);
+        return 2;
+    }
+    if (strcmp(type, "IA3") && f->feedforward_modules) {
+        fprintf(stderr, "cpeft train: --feedforward-modules is IA3's; --peft-type is %s\n", type);
+        return 2;
+    }
+    cp_peft_config *cfg = NULL; /* the method's own checks of its flags, before anything is loaded */
+    if (strcmp(type, "LORA") && flags_config(f, o, NULL, &cfg) != CP_OK) {
+        fprintf(stderr, "cpeft train: %s\n", cp_last_error());
+        return 2;
+    }
+    cp_peft_config_free(cfg);
+    return 0;
+}
+
 /* ---- the run ----------------------------------------------------------------------------------------- */
 
 /* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
-static int train(const char *model_dir, cp_train_options *o, int progress) {
+static int train(const char *model_dir, cp_train_options *o, const peft_flags *flags, int progress) {
     report r;
     memset(&r, 0, sizeof r);
     r.output_dir = o->output_dir;
@@ -277,6 +371,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress) {
     } else if (st == CP_OK) {
         st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type);
     }
+    if (st == CP_OK) st = peft_flags_adapter(m, flags, o);
     if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
     if (st == CP_OK) {
         atomic_store(&running, r.t);
@@ -332,6 +427,7 @@ int cmd_train(int argc, char **argv) {
     cp_train_options_init(&a);
     const char *model_dir = NULL, *v;
     int r, progress = -1;
+    peft_flags flags = {0};
 #define STR(flag, field) \
     if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0) return 2; field = v; continue; }
 #define INT(flag, field, lo, hi) \
@@ -345,7 +441,10 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
-        STR("--target-modules", a.lora.target_modules) STR("--bias", a.lora.bias) STR("--modules-to-save", a.lora.modules_to_save)
+        STR("--target-modules", a.lora.target_modules) STR("--modules-to-save", a.lora.modules_to_save)
+        STR("--peft-type", flags.peft_type) STR("--feedforward-modules", flags.feedforward_modules)
+        if (!strcmp(argv[i], "--bias") || !strncmp(argv[i], "--lora-", 7)) flags.lora_flags = 1;
+        STR("--bias", a.lora.bias)
         STR("--text-field", a.text_field) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
         INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)
@@ -389,6 +488,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cpeft train: %s\n", cp_last_error());
         return 2;
     }
+    if ((r = check_peft_flags(&flags, &a))) return r;
     /* Ctrl-C, SIGTERM and SIGHUP stop the run cleanly: between steps, after a checkpoint */
     stop_signal = 0;
     struct sigaction sa, old_sa[3];
@@ -396,7 +496,7 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the trainer checks between steps */
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
-    int rc = train(model_dir, &a, progress);
+    int rc = train(model_dir, &a, &flags, progress);
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
     return rc;
 }

@@ -9,7 +9,8 @@
 
 /* Each method's table (defined in its own files), in the order messages list them. */
 #define CP_PEFT_METHODS(X) \
-    X(cp_lora_method)      /* LoRA: lora.c, lora_config.c, lora_method.c, lora_weighted.c, lora_repr.c */
+    X(cp_lora_method)      /* LoRA: lora.c, lora_config.c, lora_method.c, lora_weighted.c, lora_repr.c */ \
+    X(cp_ia3_method)       /* (IA)³: ia3.c, ia3_config.c, ia3_method.c */
 
 #define DECLARE(m) extern const cp_peft_method m;
 CP_PEFT_METHODS(DECLARE)
