@@ -24,7 +24,7 @@ static uint64_t name_hash(const char *s) {
 cp_dropout cp_dropout_site(double p, uint64_t seed, const char *name, uint64_t call) {
     /* "model dropout" in the first mix keeps these keys apart from LoRA's (peft/lora.c) */
     const uint64_t site = mix64(name_hash(name) + 0x6d6f64656c64726full * (call + 1));
-    cp_dropout d = {.p = p > 0 ? (float)p : 0.0f, .key = mix64(seed ^ site) ^ site};
+    cp_dropout d = {.p = p > 0 ? p : 0.0, .key = mix64(seed ^ site) ^ site};
     return d;
 }
 
@@ -35,10 +35,10 @@ static inline uint64_t row_key(const cp_dropout *d, int64_t r) {
 
 /* The drop threshold on the 32-bit draw and the survivors' scale 1/(1−p); p ≥ 1 drops all (scale 0). */
 static void mask_params(const cp_dropout *d, uint32_t *threshold, float *scale) {
-    if (d->p >= 1.0f) { *threshold = 0; *scale = 0.0f; return; }
-    const double t = nearbyint((double)d->p * 4294967296.0);
+    if (d->p >= 1.0) { *threshold = 0; *scale = 0.0f; return; }
+    const double t = nearbyint(d->p * 4294967296.0);
     *threshold = t >= 4294967295.0 ? 4294967295u : (uint32_t)t;
-    *scale = (float)(1.0 / (1.0 - (double)d->p));
+    *scale = (float)(1.0 / (1.0 - d->p)); /* torch: 1 / (1 - p) from the double p */
 }
 
 void cp_dropout_apply_row(const cp_dropout *d, float *y, const float *x, int64_t row, int64_t j0, int64_t n) {

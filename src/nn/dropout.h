@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 typedef struct cp_dropout {
-    float p;      /* drop probability; 0: identity */
+    double p;     /* drop probability; 0: identity */
     uint64_t key; /* the site's key (cp_dropout_site) */
 } cp_dropout;
 
