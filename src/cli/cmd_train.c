@@ -57,6 +57,8 @@ static void help(FILE *f) {
             "  --weight-decay W (0)  --max-grad-norm G (1.0)  --adam-beta1 --adam-beta2 --adam-epsilon\n"
             "  --logging-steps N (500)  --eval-steps N  --save-steps N (500)  --seed S (42)\n"
             "  --max-seq-length N (the model's positions, at most 1024)  --gradient-checkpointing\n"
+            "  --model-dropout on|off (on)     the model's own dropout in training (config.json's\n"
+            "                                  hidden_dropout_prob, attn_pdrop, ...), as transformers' train()\n"
             "data:\n"
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
@@ -464,6 +466,12 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "cpeft train: %s\n", cp_last_error());
                 return 2;
             }
+            continue;
+        }
+        if ((r = cp_arg_value(argc, argv, &i, "--model-dropout", &v, "train"))) {
+            if (r < 0) return 2;
+            if (strcmp(v, "on") && strcmp(v, "off")) { fprintf(stderr, "cpeft train: --model-dropout: on or off\n"); return 2; }
+            a.model_dropout = !strcmp(v, "on");
             continue;
         }
         if ((r = cp_arg_value(argc, argv, &i, "--progress", &v, "train"))) {

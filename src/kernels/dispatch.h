@@ -42,6 +42,7 @@ typedef struct {
     double (*exp_sum)(const float *x, int64_t n, float shift);
     void (*exp_scale)(float *x, int64_t n, float shift, float scale);
     void (*add_inplace)(float *x, const float *y, int64_t n);
+    void (*dropout_row)(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold, float scale);
 } cp_kernel_table;
 
 /* The variant in use: chosen at the first call (see above), the same for the whole process. */

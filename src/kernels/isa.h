@@ -33,7 +33,9 @@
     float cp_row_max_##isa(const float *x, int64_t n);                                                               \
     double cp_exp_sum_##isa(const float *x, int64_t n, float shift);                                                 \
     void cp_exp_scale_##isa(float *x, int64_t n, float shift, float scale);                                          \
-    void cp_add_inplace_##isa(float *x, const float *y, int64_t n);
+    void cp_add_inplace_##isa(float *x, const float *y, int64_t n);                                                  \
+    void cp_dropout_row_##isa(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold,      \
+                              float scale);
 /* The same for the variant being compiled (CP_ISA expanded first), so that its definitions are checked. */
 #define CP_DECLARE_KERNELS_OF(isa) CP_DECLARE_KERNELS(isa)
 

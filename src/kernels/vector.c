@@ -129,3 +129,23 @@ void CP_KERNEL(cp_exp_scale)(float *x, int64_t n, float shift, float scale) {
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) x[j] = cp_expf(x[j] - shift) * scale;
 }
+
+/* lowbias32 (Chris Wellons' hash-prospector, 2022): two multiply-xorshift rounds, a bijection of
+ * 32-bit words with low bias; vectorises with 32-bit lanes (pmulld under SSE4.1 and up). */
+static inline uint32_t hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x21f0aaadu;
+    x ^= x >> 15;
+    x *= 0x735a2d97u;
+    x ^= x >> 15;
+    return x;
+}
+
+void CP_KERNEL(cp_dropout_row)(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold, float scale) {
+    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32), c0 = (uint32_t)j0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        const uint32_t u = hash32(hash32((c0 + (uint32_t)j) ^ k0) + k1);
+        y[j] = x[j] * (u >= threshold ? scale : 0.0f);
+    }
+}
