@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define CPEFT_VERSION "0.1.0"
-#define CPEFT_ABI_VERSION 2
+#define CPEFT_ABI_VERSION 3
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -506,7 +506,7 @@ typedef struct cp_train_options {
     int64_t logging_steps;            /* 500: on_log and metrics.jsonl */
     int64_t eval_steps;               /* 0: evaluate once, at the end */
     int64_t save_steps;               /* 500 (0: no checkpoints before the end) */
-    int64_t seed;                     /* 42: adapter init, data order and LoRA dropout */
+    int64_t seed;                     /* 42: adapter init, data order, LoRA and model dropout */
     int gradient_checkpointing;       /* recompute activations in the backward pass */
     /* output: with output_dir NULL nothing is written (the program saves the adapter itself);
      * otherwise output_dir is locked for the trainer's life and gets metrics.jsonl, checkpoint-N/
@@ -529,6 +529,13 @@ typedef struct cp_train_options {
     const char *label_field;          /* NULL: "label" (SEQ_CLS), "ner_tags" (TOKEN_CLS JSONL) */
     int64_t max_train_samples;        /* 0: all; else the file's first N examples (run_glue.py's flag) */
     int64_t max_eval_samples;         /* 0: all */
+    /* ---- ABI 3 ---- */
+    int model_dropout;                /* 1 (the default): the model's own dropout applies in training steps,
+                                         every nn.Dropout of the transformers class with its config.json
+                                         probability (hidden_dropout_prob, attn_pdrop, ...), as the Hugging
+                                         Face Trainer runs the model in train() mode; masks from seed and
+                                         step, so resuming stays exact. 0: only the adapter's dropout
+                                         (lora_dropout). Evaluation never drops. */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */

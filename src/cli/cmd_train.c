@@ -1,8 +1,9 @@
 /*
  * cmd_train.c — `cpeft train`: the public trainer (cp_trainer, include/cpeft.h) driven from the
  * command line. Options are named after Hugging Face TrainingArguments with dashes; the adapter comes from a
- * PEFT adapter_config.json (--peft-config), from --lora-* flags, or from --peft-type and its config's
- * flags (peft_type_args.h: prompt tuning, p-tuning, prefix tuning). Numbers are checked here
+ * PEFT adapter_config.json (--peft-config) or from flags: --lora-* for LoRA, or --peft-type with that
+ * method's flags (IA3: peft_flags_adapter below; prompt tuning, p-tuning, prefix tuning:
+ * peft_type_args.h). Numbers are checked here
  * (cp_train_options_check: a bad value is a usage error, exit 2) before the run starts.
  *
  * What the library leaves to its program is done here: every line printed (the setup summary, the
@@ -18,7 +19,11 @@
 #include "core/memstat.h"
 #include "core/progress.h"
 #include "cpeft.h"
+#include "io/json.h"
+#include "peft/peft_config.h"
+#include "peft/peft_model.h"
 #include "train/plot.h"
+#include "train/trainer.h"
 
 #include <math.h>
 #include <signal.h>
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,9 +47,11 @@ static void help(FILE *f) {
             "response only; any of them may be gzip- or zstd-compressed. Binary data is refused.\n\n"
             "adapter:\n"
             "  --peft-config FILE              a PEFT adapter_config.json, or:\n"
-            "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)\n"
             "  --target-modules a,b,c          default: PEFT's table for the model type; or all-linear\n"
-            "  --bias none|all|lora_only       --modules-to-save a,b\n"
+            "  --modules-to-save a,b\n"
+            "  LORA: --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --bias none|all|lora_only\n"
+            "  IA3:  --feedforward-modules a,b  the targets whose input is scaled (default: PEFT's table;\n"
+            "                                  each must be one of --target-modules when both are given)\n"
             "%s"
             "training (TrainingArguments):\n"
             "  --learning-rate LR (5e-5)  --num-train-epochs E (3)  --max-steps N (overrides epochs)\n"
@@ -52,6 +60,8 @@ static void help(FILE *f) {
             "  --weight-decay W (0)  --max-grad-norm G (1.0)  --adam-beta1 --adam-beta2 --adam-epsilon\n"
             "  --logging-steps N (500)  --eval-steps N  --save-steps N (500)  --seed S (42)\n"
             "  --max-seq-length N (the model's positions, at most 1024)  --gradient-checkpointing\n"
+            "  --model-dropout on|off (on)     the model's own dropout in training (config.json's\n"
+            "                                  hidden_dropout_prob, attn_pdrop, ...), as transformers' train()\n"
             "data:\n"
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
@@ -253,10 +263,89 @@ static void print_peak(double plan_bytes) {
            cp_format_bytes(plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - plan_bytes) / plan_bytes);
 }
 
+/* ---- an adapter of another method, from flags ------------------------------------------------------------ */
+
+/* --peft-type and the flags of the methods other than LoRA (LoRA's go to cp_train_options.lora). */
+typedef struct {
+    const char *peft_type;           /* NULL or "LORA": the trainer makes a LoRA adapter from --lora-* */
+    const char *feedforward_modules; /* IA3 */
+    int lora_flags;                  /* a --lora-* or --bias flag was given */
+} peft_flags;
+
+static cJSON *name_list(const char *csv) {
+    cJSON *arr = cJSON_CreateArray();
+    for (const char *p = csv; arr && p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n) {
+            char *name = malloc(n + 1);
+            if (name) { memcpy(name, p, n); name[n] = '\0'; cJSON_AddItemToArray(arr, cJSON_CreateString(name)); }
+            free(name);
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return arr;
+}
+
+/* The adapter of a --peft-type other than LORA: adapter_config.json's object made from the flags and read
+ * by the method's own parser (its checks, its errors), attached as "default" and trained as it is by the
+ * trainer. With --resume-from-checkpoint the checkpoint's adapter is used instead. */
+static cp_status flags_config(const peft_flags *f, const cp_train_options *o, const char *task_type, cp_peft_config **cfg) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return cp_error("out of memory");
+    cJSON_AddStringToObject(root, "peft_type", f->peft_type);
+    if (task_type) cJSON_AddStringToObject(root, "task_type", task_type);
+    if (o->lora.target_modules)
+        cJSON_AddItemToObject(root, "target_modules", !strcasecmp(o->lora.target_modules, "all-linear")
+                                                          ? cJSON_CreateString("all-linear") : name_list(o->lora.target_modules));
+    if (o->lora.modules_to_save) cJSON_AddItemToObject(root, "modules_to_save", name_list(o->lora.modules_to_save));
+    if (!strcmp(f->peft_type, "IA3") && f->feedforward_modules)
+        cJSON_AddItemToObject(root, "feedforward_modules", name_list(f->feedforward_modules));
+    cp_status st = cp_peft_config_from_json(root, "the command line", cfg);
+    cJSON_Delete(root);
+    return st;
+}
+
+static cp_status peft_flags_adapter(cp_model *m, const peft_flags *f, const cp_train_options *o) {
+    if (!f->peft_type || strcmp(f->peft_type, "IA3") || o->resume_from) return CP_OK; /* prompt types: cli_peft_add */
+    cp_peft_config *cfg = NULL;
+    cp_status st = flags_config(f, o, cp_model_task_type(m), &cfg);
+    if (st == CP_OK) {
+        cfg->inference_mode = 0;
+        cp_rng rng;
+        cp_rng_seed(&rng, cp_trainer_mix((uint64_t)o->seed, 0x1a2b)); /* the trainer's seed for a new adapter */
+        st = cp_peft_add(m, o->adapter_name ? o->adapter_name : "default", cfg, &rng, 1, 1);
+    }
+    cp_peft_config_free(cfg);
+    return st;
+}
+
+/* The flags that belong to another --peft-type, refused by name. */
+static int check_peft_flags(const peft_flags *f, const cp_train_options *o) {
+    /* the type's spelling, --peft-config beside it and the prompt-learning flags: cli_peft_flags_check */
+    const char *type = f->peft_type ? f->peft_type : "LORA";
+    if (strcmp(type, "LORA") && f->lora_flags) {
+        fprintf(stderr, "cpeft train: --lora-r, --lora-alpha, --lora-dropout and --bias are LoRA's; --peft-type is %s\n", type);
+        return 2;
+    }
+    if (strcmp(type, "IA3") && f->feedforward_modules) {
+        fprintf(stderr, "cpeft train: --feedforward-modules is IA3's; --peft-type is %s\n", type);
+        return 2;
+    }
+    cp_peft_config *cfg = NULL; /* the method's own checks of its flags, before anything is loaded */
+    if (!strcmp(type, "IA3") && flags_config(f, o, NULL, &cfg) != CP_OK) {
+        fprintf(stderr, "cpeft train: %s\n", cp_last_error());
+        return 2;
+    }
+    cp_peft_config_free(cfg);
+    return 0;
+}
+
 /* ---- the run ----------------------------------------------------------------------------------------- */
 
 /* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
-static int train(const char *model_dir, cp_train_options *o, int progress, const cli_peft_flags *peft) {
+static int train(const char *model_dir, cp_train_options *o, int progress, const cli_peft_flags *peft,
+                 const peft_flags *flags) {
     report r;
     memset(&r, 0, sizeof r);
     r.output_dir = o->output_dir;
@@ -284,6 +373,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
     }
     /* --peft-type: the adapter the trainer trains as it is (a checkpoint brings its own) */
     if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);
+    if (st == CP_OK) st = peft_flags_adapter(m, flags, o);
     if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
     if (st == CP_OK) {
         atomic_store(&running, r.t);
@@ -341,6 +431,7 @@ int cmd_train(int argc, char **argv) {
     int r, progress = -1;
     cli_peft_flags peft;
     cli_peft_flags_init(&peft);
+    peft_flags flags = {0};
 #define STR(flag, field) \
     if ((r = cp_arg_value(argc, argv, &i, flag, &v, "train"))) { if (r < 0) return 2; field = v; continue; }
 #define INT(flag, field, lo, hi) \
@@ -355,7 +446,10 @@ int cmd_train(int argc, char **argv) {
         if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
-        STR("--target-modules", a.lora.target_modules) STR("--bias", a.lora.bias) STR("--modules-to-save", a.lora.modules_to_save)
+        STR("--target-modules", a.lora.target_modules) STR("--modules-to-save", a.lora.modules_to_save)
+        STR("--feedforward-modules", flags.feedforward_modules)
+        if (!strcmp(argv[i], "--bias") || !strncmp(argv[i], "--lora-", 7)) flags.lora_flags = 1;
+        STR("--bias", a.lora.bias)
         STR("--text-field", a.text_field) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
         INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)
@@ -375,6 +469,12 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "cpeft train: %s\n", cp_last_error());
                 return 2;
             }
+            continue;
+        }
+        if ((r = cp_arg_value(argc, argv, &i, "--model-dropout", &v, "train"))) {
+            if (r < 0) return 2;
+            if (strcmp(v, "on") && strcmp(v, "off")) { fprintf(stderr, "cpeft train: --model-dropout: on or off\n"); return 2; }
+            a.model_dropout = !strcmp(v, "on");
             continue;
         }
         if ((r = cp_arg_value(argc, argv, &i, "--progress", &v, "train"))) {
@@ -399,6 +499,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "cpeft train: %s\n", cp_last_error());
         return 2;
     }
+    flags.peft_type = peft.peft_type; /* --peft-type is parsed with the prompt-learning flags */
+    if ((r = check_peft_flags(&flags, &a))) return r;
     /* Ctrl-C, SIGTERM and SIGHUP stop the run cleanly: between steps, after a checkpoint */
     stop_signal = 0;
     struct sigaction sa, old_sa[3];
@@ -406,7 +508,7 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the trainer checks between steps */
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
-    int rc = train(model_dir, &a, progress, &peft);
+    int rc = train(model_dir, &a, progress, &peft, &flags);
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
     return rc;
 }

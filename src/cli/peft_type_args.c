@@ -11,7 +11,7 @@
 #include <string.h>
 
 const char cli_peft_flags_help[] =
-    "  --peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING   the method (LORA: the --lora-* flags)\n"
+    "  --peft-type LORA|IA3|PROMPT_TUNING|P_TUNING|PREFIX_TUNING   the method of an adapter made from flags (LORA)\n"
     "  --num-virtual-tokens N          prompt learning: the virtual tokens (required)\n"
     "  --prompt-tuning-init RANDOM|TEXT|SAMPLE_VOCAB   --prompt-tuning-init-text \"...\"\n"
     "  --tokenizer-name-or-path DIR    TEXT init's tokenizer (default: --model)\n"
@@ -53,7 +53,8 @@ int cli_peft_flag(int argc, char **argv, int *i, cli_peft_flags *f, const char *
     return 0;
 }
 
-static const char *const types[] = {"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"};
+/* 0: LoRA, 1-3: the prompt-learning types, 4: IA3 (LoRA's and IA3's flags are cmd_train.c's) */
+static const char *const types[] = {"LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "IA3"};
 
 cp_status cli_peft_flags_check(const cli_peft_flags *f, int has_peft_config) {
     if (!f->peft_type) {
@@ -61,11 +62,11 @@ cp_status cli_peft_flags_check(const cli_peft_flags *f, int has_peft_config) {
         return CP_OK;
     }
     int k = 0;
-    while (k < 4 && strcmp(f->peft_type, types[k])) k++;
-    if (k == 4) return cp_error("--peft-type \"%s\": expected LORA, PROMPT_TUNING, P_TUNING or PREFIX_TUNING", f->peft_type);
+    while (k < 5 && strcmp(f->peft_type, types[k])) k++;
+    if (k == 5) return cp_error("--peft-type \"%s\": expected LORA, IA3, PROMPT_TUNING, P_TUNING or PREFIX_TUNING", f->peft_type);
     if (has_peft_config) return cp_error("give --peft-type with its flags or --peft-config FILE, not both");
-    if (k == 0) {
-        if (f->last_flag) return cp_error("%s is a prompt-learning flag; --peft-type is LORA", f->last_flag);
+    if (k == 0 || k == 4) {
+        if (f->last_flag) return cp_error("%s is a prompt-learning flag; --peft-type is %s", f->last_flag, f->peft_type);
         return CP_OK;
     }
     const struct { const char *flag; int given, ok; } rules[] = {
@@ -85,7 +86,7 @@ cp_status cli_peft_flags_check(const cli_peft_flags *f, int has_peft_config) {
 }
 
 cp_status cli_peft_add(cp_model *m, const cli_peft_flags *f, const char *name, const char *model_dir, uint64_t seed) {
-    if (!f->peft_type || !strcmp(f->peft_type, "LORA")) return CP_OK;
+    if (!f->peft_type || !strcmp(f->peft_type, "LORA") || !strcmp(f->peft_type, "IA3")) return CP_OK; /* cmd_train.c's */
     cJSON *o = cJSON_CreateObject();
     if (!o) return cp_error("out of memory");
     cJSON_AddStringToObject(o, "peft_type", f->peft_type);

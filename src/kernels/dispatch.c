@@ -25,8 +25,10 @@
 #define TABLE(level, v)                                                                                     \
     {.isa = level, .name = #v, .skinny_nt = cp_skinny_nt_##v, .skinny_nn = cp_skinny_nn_##v,                \
      .gelu_tanh = cp_gelu_tanh_##v, .gelu_tanh_backward = cp_gelu_tanh_backward_##v, .silu = cp_silu_##v,   \
+     .gelu_erf = cp_gelu_erf_##v, .gelu_erf_backward = cp_gelu_erf_backward_##v,                            \
      .silu_backward = cp_silu_backward_##v, .softmax_row = cp_softmax_row_##v, .row_max = cp_row_max_##v, \
-     .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v, .add_inplace = cp_add_inplace_##v}
+     .exp_sum = cp_exp_sum_##v, .exp_scale = cp_exp_scale_##v, .add_inplace = cp_add_inplace_##v,  \
+     .dropout_row = cp_dropout_row_##v}
 
 CP_DECLARE_KERNELS(base)
 #if HAVE_X86_VARIANTS
@@ -127,6 +129,10 @@ void cp_gelu_tanh(float *y, const float *x, int64_t n) { cp_kernels()->gelu_tanh
 void cp_gelu_tanh_backward(float *dx, const float *dy, const float *x, int64_t n) {
     cp_kernels()->gelu_tanh_backward(dx, dy, x, n);
 }
+void cp_gelu_erf(float *y, const float *x, int64_t n) { cp_kernels()->gelu_erf(y, x, n); }
+void cp_gelu_erf_backward(float *dx, const float *dy, const float *x, int64_t n) {
+    cp_kernels()->gelu_erf_backward(dx, dy, x, n);
+}
 void cp_silu(float *y, const float *x, int64_t n) { cp_kernels()->silu(y, x, n); }
 void cp_silu_backward(float *dx, const float *dy, const float *x, int64_t n) { cp_kernels()->silu_backward(dx, dy, x, n); }
 int64_t cp_softmax_row(float *r, const int64_t *keep, int64_t n, float scale) { return cp_kernels()->softmax_row(r, keep, n, scale); }
@@ -134,3 +140,6 @@ float cp_row_max(const float *x, int64_t n) { return cp_kernels()->row_max(x, n)
 double cp_exp_sum(const float *x, int64_t n, float shift) { return cp_kernels()->exp_sum(x, n, shift); }
 void cp_exp_scale(float *x, int64_t n, float shift, float scale) { cp_kernels()->exp_scale(x, n, shift, scale); }
 void cp_add_inplace(float *x, const float *y, int64_t n) { cp_kernels()->add_inplace(x, y, n); }
+void cp_dropout_row(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold, float scale) {
+    cp_kernels()->dropout_row(y, x, n, key, j0, threshold, scale);
+}

@@ -33,6 +33,8 @@ typedef struct {
     void (*skinny_nn)(float *out, const float *in, const float *W, int64_t N, int64_t C, int64_t OC, int accumulate);
     void (*gelu_tanh)(float *y, const float *x, int64_t n);
     void (*gelu_tanh_backward)(float *dx, const float *dy, const float *x, int64_t n);
+    void (*gelu_erf)(float *y, const float *x, int64_t n);
+    void (*gelu_erf_backward)(float *dx, const float *dy, const float *x, int64_t n);
     void (*silu)(float *y, const float *x, int64_t n);
     void (*silu_backward)(float *dx, const float *dy, const float *x, int64_t n);
     int64_t (*softmax_row)(float *r, const int64_t *keep, int64_t n, float scale);
@@ -40,6 +42,7 @@ typedef struct {
     double (*exp_sum)(const float *x, int64_t n, float shift);
     void (*exp_scale)(float *x, int64_t n, float shift, float scale);
     void (*add_inplace)(float *x, const float *y, int64_t n);
+    void (*dropout_row)(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold, float scale);
 } cp_kernel_table;
 
 /* The variant in use: chosen at the first call (see above), the same for the whole process. */

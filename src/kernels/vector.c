@@ -35,6 +35,20 @@ void CP_KERNEL(cp_gelu_tanh_backward)(float *dx, const float *dy, const float *x
     }
 }
 
+void CP_KERNEL(cp_gelu_erf)(float *y, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * cp_normal_cdf(x[i]);
+}
+
+void CP_KERNEL(cp_gelu_erf_backward)(float *dx, const float *dy, const float *x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        /* d/dx x·Φ(x) = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π) */
+        float v = x[i];
+        dx[i] = dy[i] * (cp_normal_cdf(v) + v * cp_expf(-0.5f * v * v) * 0.3989422804014327f);
+    }
+}
+
 void CP_KERNEL(cp_silu)(float *y, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * cp_sigmoidf(x[i]);
@@ -49,20 +63,41 @@ void CP_KERNEL(cp_silu_backward)(float *dx, const float *dy, const float *x, int
 }
 
 int64_t CP_KERNEL(cp_softmax_row)(float *r, const int64_t *keep, int64_t n, float scale) {
-    float max = -INFINITY;
+    /* Without a mask the loops must not read keep at all: vectorised `!keep || keep[j]` becomes a
+     * masked load with an all-zero mask from address NULL + j, which AMD cores complete through a
+     * fault-suppression assist costing more than the whole row (it was 15% of a MiniLM training step). */
+    float max = -INFINITY, sum = 0.0f;
+    if (!keep) {
+#pragma omp simd reduction(max : max)
+        for (int64_t j = 0; j < n; j++) {
+            float v = r[j] * scale;
+            r[j] = v;
+            max = v > max ? v : max;
+        }
+        if (!n) return 0;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < n; j++) {
+            float e = cp_expf(r[j] - max);
+            r[j] = e;
+            sum += e;
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < n; j++) r[j] /= sum;
+        return n;
+    }
     int64_t visible = 0;
+#pragma omp simd reduction(max : max) reduction(+ : visible)
     for (int64_t j = 0; j < n; j++) {
         float v = r[j] * scale;
         r[j] = v;
-        int k = !keep || keep[j];
+        int k = keep[j] != 0;
         max = k && v > max ? v : max;
         visible += k;
     }
     if (!visible) return 0;
-    float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
-        float e = cp_expf(r[j] - max) * (float)(!keep || keep[j] != 0);
+        float e = cp_expf(r[j] - max) * (float)(keep[j] != 0);
         r[j] = e;
         sum += e;
     }
@@ -93,4 +128,24 @@ double CP_KERNEL(cp_exp_sum)(const float *x, int64_t n, float shift) {
 void CP_KERNEL(cp_exp_scale)(float *x, int64_t n, float shift, float scale) {
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) x[j] = cp_expf(x[j] - shift) * scale;
+}
+
+/* lowbias32 (Chris Wellons' hash-prospector, 2022): two multiply-xorshift rounds, a bijection of
+ * 32-bit words with low bias; vectorises with 32-bit lanes (pmulld under SSE4.1 and up). */
+static inline uint32_t hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x21f0aaadu;
+    x ^= x >> 15;
+    x *= 0x735a2d97u;
+    x ^= x >> 15;
+    return x;
+}
+
+void CP_KERNEL(cp_dropout_row)(float *y, const float *x, int64_t n, uint64_t key, int64_t j0, uint32_t threshold, float scale) {
+    const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32), c0 = (uint32_t)j0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        const uint32_t u = hash32(hash32((c0 + (uint32_t)j) ^ k0) + k1);
+        y[j] = x[j] * (u >= threshold ? scale : 0.0f);
+    }
 }

@@ -3,12 +3,14 @@
  * blocks, forward and backward side by side.
  *
  *   embed:  pre = (word[ids] + token_type[tt]) + position[pos]     (N,C)  (transformers' order of sums)
- *           x = LayerNorm_emb(pre)
+ *           x = drop(LayerNorm_emb(pre))                             (drop: the scaffold's embed_dropout)
  *   block:  q, k, v = query(x), key(x), value(x)                     (N,C) three planes
- *           att = softmax(q·kᵀ/√hs + padding mask)·v                 bidirectional
- *           r1 = attention.output.dense(att) + x;   x1 = LayerNorm_attn(r1)
+ *           att = drop(softmax(q·kᵀ/√hs + padding mask))·v           bidirectional
+ *           r1 = drop(attention.output.dense(att)) + x;   x1 = LayerNorm_attn(r1)
  *           f = act(intermediate.dense(x1))                          (N,I)
- *           r2 = output.dense(f) + x1;             x = LayerNorm_out(r2)
+ *           r2 = drop(output.dense(f)) + x1;             x = LayerNorm_out(r2)
+ *   drop is each site's Dropout in training (cp_bert_layer), the identity otherwise; its backward
+ *   draws the forward's mask again (nn/dropout.h).
  *
  * What this is not: relative position embeddings (position_embedding_type relative_key*, which
  * transformers 5 no longer builds), cross-attention, the decoder mode, the MLM head.
@@ -94,7 +96,7 @@ static cp_status build_embeddings(cp_model *m, cp_bert_state *s, cp_module *base
         return CP_ERR;
     if (!(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, E)) ||
         !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", E, c->layer_norm_eps)) ||
-        !cp_module_dropout(emb, "dropout", c->hidden_dropout))
+        !(s->emb_drop = cp_module_dropout(emb, "dropout", c->hidden_dropout)))
         return CP_ERR;
     if (roberta && !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, E))) return CP_ERR;
     s->word->padding_idx = c->pad_token_id; /* nn.Embedding(..., padding_idx=config.pad_token_id) */
@@ -126,12 +128,12 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
         if (!self || !(ly->query = cp_module_linear(self, "query", c->hidden_size, c->hidden_size, 1)) ||
             !(ly->key = cp_module_linear(self, "key", c->hidden_size, c->hidden_size, 1)) ||
             !(ly->value = cp_module_linear(self, "value", c->hidden_size, c->hidden_size, 1)) ||
-            !cp_module_dropout(self, "dropout", c->attn_dropout))
+            !(ly->attn_drop = cp_module_dropout(self, "dropout", c->attn_dropout)))
             return NULL;
         cp_module *so = cp_module_new(att, "output", cls_name(k, sizeof k, stem, "SelfOutput"), CP_MOD_CONTAINER);
         if (!so || !(ly->attn_out = cp_module_linear(so, "dense", c->hidden_size, c->hidden_size, 1)) ||
             !(ly->ln_attn = cp_module_layernorm(so, "LayerNorm", c->hidden_size, c->layer_norm_eps)) ||
-            !cp_module_dropout(so, "dropout", c->hidden_dropout))
+            !(ly->attn_out_drop = cp_module_dropout(so, "dropout", c->hidden_dropout)))
             return NULL;
         cp_module *im = cp_module_new(blk, "intermediate", cls_name(k, sizeof k, stem, "Intermediate"), CP_MOD_CONTAINER);
         if (!im || !(ly->inter = cp_module_linear(im, "dense", c->hidden_size, c->intermediate_size, 1)) ||
@@ -140,7 +142,7 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
         cp_module *out = cp_module_new(blk, "output", cls_name(k, sizeof k, stem, "Output"), CP_MOD_CONTAINER);
         if (!out || !(ly->out = cp_module_linear(out, "dense", c->intermediate_size, c->hidden_size, 1)) ||
             !(ly->ln_out = cp_module_layernorm(out, "LayerNorm", c->hidden_size, c->layer_norm_eps)) ||
-            !cp_module_dropout(out, "dropout", c->hidden_dropout))
+            !(ly->out_drop = cp_module_dropout(out, "dropout", c->hidden_dropout)))
             return NULL;
     }
     if (pooler && !s->v->no_pooler) {
@@ -162,7 +164,7 @@ static cp_status build_head(cp_model *m, const cp_bert_variant *v, cp_module *po
     const int seq = m->task == CP_TASK_SEQ_CLS;
     cp_head *h = &m->head;
     *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                   .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH, .dropout = drop};
+                   .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH};
     if (seq && (v->roberta_head || v->electra_head)) {
         char k[96];
         cp_module *cls = cp_module_new(m->root, "classifier", cls_name(k, sizeof k, v->stem, "ClassificationHead"), CP_MOD_CONTAINER);
@@ -171,12 +173,13 @@ static cp_status build_head(cp_model *m, const cp_bert_variant *v, cp_module *po
             h->dense_act = CP_ACT_GELU;
             if (!cp_module_activation(cls, "activation", CP_ACT_GELU)) return CP_ERR;
         }
-        if (!cp_module_dropout(cls, "dropout", drop) ||
+        /* x = out_proj(dropout(act(dense(dropout(x))))): the one classifier.dropout, twice */
+        if (!(h->dropout = h->dense_dropout = cp_module_dropout(cls, "dropout", drop)) ||
             !(h->classifier = cp_module_linear(cls, "out_proj", c->hidden_size, c->num_labels, 1)))
             return CP_ERR;
         return CP_OK;
     }
-    if (!cp_module_dropout(m->root, "dropout", drop) ||
+    if (!(h->dropout = cp_module_dropout(m->root, "dropout", drop)) ||
         !(h->classifier = cp_module_linear(m->root, "classifier", c->hidden_size, c->num_labels, 1)))
         return CP_ERR;
     h->dense = seq ? pooler : NULL;
@@ -223,6 +226,7 @@ cp_status cp_bert_build(cp_model *m, const cp_bert_variant *v) {
     m->stack.embeddings[0] = s->embeddings;
     m->stack.embeddings[1] = s->project;
     m->stack.final_norm = NULL;
+    m->stack.embed_dropout = s->project ? NULL : s->emb_drop; /* ELECTRA drops before embeddings_project (embed) */
     return CP_OK;
 }
 
@@ -311,8 +315,11 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
         if (cp_embed_forward(run, s->position, e->pre, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
     }
     cp_layernorm_forward(s->ln_emb, e->ln ? e->ln : x, e->mean, e->rstd, e->pre, N);
-    if (e->ln) return cp_proj_forward(run, s->project, x, e->ln, N); // ELECTRA: x (N,C) = embeddings_project(ln (N,E))
-    return CP_OK;
+    if (!e->ln) return CP_OK; /* the scaffold drops x (its embed_dropout) */
+    // ELECTRA: x (N,C) = embeddings_project(dropout(ln) (N,E)); e->ln keeps the dropped rows
+    const cp_dropout d = cp_run_dropout(run, s->emb_drop);
+    cp_dropout_apply(&d, e->ln, e->ln, 0, N, E);
+    return cp_proj_forward(run, s->project, x, e->ln, N);
 }
 
 static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, const float *dx,
@@ -326,9 +333,11 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
     if (!dpre || (e->ln && !dln)) return CP_ERR;
     memset(dpre, 0, (size_t)(N * E) * sizeof *dpre);
     cp_status st = CP_OK;
-    if (dln) { // x = embeddings_project(ln): d ln = dx·W (+ LoRA), the projection's own gradients
+    if (dln) { // x = embeddings_project(dropout(ln)): d ln = mask · dx·W (+ LoRA), the projection's own gradients
         memset(dln, 0, (size_t)(N * E) * sizeof *dln);
         st = cp_proj_backward(run, s->project, dln, dx, e->ln, N);
+        const cp_dropout d = cp_run_dropout(run, s->emb_drop);
+        cp_dropout_apply(&d, dln, dln, 0, N, E);
     }
     // ln = LayerNorm_emb(pre), pre = the sum of the tables' rows: each table gets d pre at its ids
     if (st == CP_OK) cp_layernorm_backward(s->ln_emb, dpre, dln ? dln : dx, e->pre, e->mean, e->rstd, N);
@@ -345,8 +354,13 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
 
 /* ---- blocks ------------------------------------------------------------------------------------- */
 
-/* What one block keeps for its backward (training), or scratch (inference). */
+/* What one block keeps for its backward (training), or scratch (inference). In training the inputs
+ * of attention.output.dense, intermediate.dense and output.dense (att, x1, f) are kept only when that
+ * projection's backward reads them (cp_proj_needs_input: it trains or carries an adapter); otherwise
+ * they are the block's scratch and NULL here — with PEFT's default targets (query, value) that is
+ * 2·(N,C) + (N,I) floats a block does not keep (bert-base, batch 32 × 64: 38 MB per layer). */
 typedef struct {
+    int keep;                   // training: block_forward allocates att / x1 / f where they are kept
     float *qkv;                 // (3,N,C) q, k, v planes
     float *probs;               // (B,NH,T,Tk) attention probabilities; NULL in inference
     float *att;                 // (N,C) attention output: the input of attention.output.dense
@@ -361,52 +375,72 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     const size_t N = (size_t)(b->B * b->T), C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
     bert_acts *a = acts;
     memset(a, 0, sizeof *a);
+    a->keep = training;
     a->qkv = cp_arena_floats(ar, 3 * N * C, "q, k, v");
     a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
-    a->att = cp_arena_floats(ar, N * C, "attention output");
     a->r1 = cp_arena_floats(ar, N * C, "attention residual");
     a->m1 = cp_arena_floats(ar, N, "LayerNorm statistics");
     a->s1 = cp_arena_floats(ar, N, "LayerNorm statistics");
-    a->x1 = cp_arena_floats(ar, N * C, "attention LayerNorm output");
     a->f_pre = training ? cp_arena_floats(ar, N * I, "intermediate pre-activation") : NULL;
-    a->f = cp_arena_floats(ar, N * I, "intermediate activation");
     a->r2 = cp_arena_floats(ar, N * C, "output residual");
     a->m2 = cp_arena_floats(ar, N, "LayerNorm statistics");
     a->s2 = cp_arena_floats(ar, N, "LayerNorm statistics");
-    if (!a->qkv || !a->att || !a->r1 || !a->m1 || !a->s1 || !a->x1 || !a->f || !a->r2 || !a->m2 || !a->s2 ||
-        (training && (!a->probs || !a->f_pre)))
+    if (!training) { /* inference: one scratch record for every block */
+        a->att = cp_arena_floats(ar, N * C, "attention output");
+        a->x1 = cp_arena_floats(ar, N * C, "attention LayerNorm output");
+        a->f = cp_arena_floats(ar, N * I, "intermediate activation");
+        if (!a->att || !a->x1 || !a->f) return CP_ERR;
+    }
+    if (!a->qkv || !a->r1 || !a->m1 || !a->s1 || !a->r2 || !a->m2 || !a->s2 || (training && (!a->probs || !a->f_pre)))
         return CP_ERR;
     return CP_OK;
 }
 
-static cp_attention_args attention_args(const cp_model *m, const cp_batch *b, const bert_acts *a) {
+/* Training: the projection inputs this block's backward reads, kept (allocated before the block's
+ * scratch mark); the others stay NULL. */
+static cp_status keep_inputs(const cp_bert_layer *ly, bert_acts *a, size_t N, size_t C, size_t I, cp_arena *ar) {
+    a->att = cp_proj_needs_input(ly->attn_out) ? cp_arena_floats(ar, N * C, "attention output") : NULL;
+    a->x1 = cp_proj_needs_input(ly->inter) ? cp_arena_floats(ar, N * C, "attention LayerNorm output") : NULL;
+    a->f = cp_proj_needs_input(ly->out) ? cp_arena_floats(ar, N * I, "intermediate activation") : NULL;
+    if ((cp_proj_needs_input(ly->attn_out) && !a->att) || (cp_proj_needs_input(ly->inter) && !a->x1) ||
+        (cp_proj_needs_input(ly->out) && !a->f))
+        return CP_ERR;
+    return CP_OK;
+}
+
+static cp_attention_args attention_args(const cp_model *m, const cp_run *run, const cp_bert_layer *ly, const cp_batch *b,
+                                        const bert_acts *a) {
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size;
     const cp_bert_state *s = m->arch_state;
     cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .scale = s->attn_scale,
                             .bidirectional = 1, .empty_row = CP_ATTN_EMPTY_ALL, .key_mask = b->attention_mask,
                             .q = a->qkv, .k = a->qkv + N * C, .v = a->qkv + 2 * N * C,
-                            .q_stride = C, .k_stride = C, .v_stride = C, .out = a->att, .probs = a->probs};
+                            .q_stride = C, .k_stride = C, .v_stride = C, .out = a->att, .probs = a->probs,
+                            .dropout = cp_run_dropout(run, ly->attn_drop)};
     return at;
 }
 
 static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, float *x, bert_acts *a) {
     const cp_bert_layer *ly = &((const cp_bert_state *)m->arch_state)->layers[l];
     const int64_t N = b->B * b->T, C = m->config.hidden_size, I = m->config.intermediate_size;
-    // attention: r1 = attention.output.dense(attn(query x, key x, value x)) + x; x1 = LayerNorm_attn(r1)
+    // attention: r1 = dropout(attention.output.dense(attn(query x, key x, value x))) + x; x1 = LayerNorm_attn(r1)
     if (cp_proj_forward(run, ly->query, a->qkv, x, N) != CP_OK || cp_proj_forward(run, ly->key, a->qkv + N * C, x, N) != CP_OK ||
         cp_proj_forward(run, ly->value, a->qkv + 2 * N * C, x, N) != CP_OK)
         return CP_ERR;
-    cp_attention_args at = attention_args(m, b, a);
+    cp_attention_args at = attention_args(m, run, ly, b, a);
     if (cp_stack_attend(run, NULL, l, &at) != CP_OK || cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     if (cp_proj_forward(run, ly->attn_out, a->r1, a->att, N) != CP_OK) return CP_ERR;
+    const cp_dropout d1 = cp_run_dropout(run, ly->attn_out_drop), d2 = cp_run_dropout(run, ly->out_drop);
+    cp_dropout_apply(&d1, a->r1, a->r1, 0, N, C);
     cp_add_inplace(a->r1, x, N * C);
     cp_layernorm_forward(ly->ln_attn, a->x1, a->m1, a->s1, a->r1, N);
-    // feed-forward: r2 = output.dense(act(intermediate.dense(x1))) + x1; x = LayerNorm_out(r2)
+    // feed-forward: r2 = dropout(output.dense(act(intermediate.dense(x1)))) + x1; x = LayerNorm_out(r2)
     float *pre = a->f_pre ? a->f_pre : a->f;
     if (cp_proj_forward(run, ly->inter, pre, a->x1, N) != CP_OK) return CP_ERR;
     cp_activation_forward(m->config.activation, a->f, pre, N * I);
     if (cp_proj_forward(run, ly->out, a->r2, a->f, N) != CP_OK) return CP_ERR;
+    cp_dropout_apply(&d2, a->r2, a->r2, 0, N, C);
     cp_add_inplace(a->r2, a->x1, N * C);
     cp_layernorm_forward(ly->ln_out, x, a->m2, a->s2, a->r2, N);
     return CP_OK;
@@ -416,8 +450,19 @@ static cp_status block_forward(cp_model *m, const cp_run *run, int64_t l, const 
                                void *acts, cp_kv_cache *kv) {
     (void)emb;
     if (kv) return cp_error("%s: an encoder has no KV cache", m->config.model_type);
+    const size_t N = (size_t)(b->B * b->T), C = (size_t)m->config.hidden_size, I = (size_t)m->config.intermediate_size;
+    bert_acts *a = acts;
+    if (a->keep && keep_inputs(&((const cp_bert_state *)m->arch_state)->layers[l], a, N, C, I, run->arena) != CP_OK)
+        return CP_ERR;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    cp_status st = block_forward_impl(m, run, l, b, x, acts);
+    bert_acts w = *a; /* the kept record, with scratch where an input is not kept */
+    if ((!w.att && !(w.att = cp_arena_floats(run->arena, N * C, "attention output"))) ||
+        (!w.x1 && !(w.x1 = cp_arena_floats(run->arena, N * C, "attention LayerNorm output"))) ||
+        (!w.f && !(w.f = cp_arena_floats(run->arena, N * I, "intermediate activation")))) {
+        cp_arena_release(run->arena, mark);
+        return CP_ERR;
+    }
+    cp_status st = block_forward_impl(m, run, l, b, x, &w);
     cp_arena_release(run->arena, mark);
     return st;
 }
@@ -435,19 +480,30 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     float *d_att = cp_arena_floats(ar, (size_t)(N * C), "block gradients");                      // (N,C)
     if (!d_big || !g || !d_att) return CP_ERR;
 
-    // x = LayerNorm_out(r2), r2 = output.dense(f) + x1: g = d r2 (which is also d x1's residual part)
+    const cp_dropout d1 = cp_run_dropout(run, ly->attn_out_drop), d2 = cp_run_dropout(run, ly->out_drop);
+    // x = LayerNorm_out(r2), r2 = dropout(output.dense(f)) + x1: g = d r2 (which is also d x1's residual part)
     memset(g, 0, (size_t)(N * C) * sizeof *g);
     cp_layernorm_backward(ly->ln_out, g, dx, a->r2, a->m2, a->s2, N);
     memset(d_big, 0, (size_t)(N * I) * sizeof *d_big);
-    if (cp_proj_backward(run, ly->out, d_big, g, a->f, N) != CP_OK) return CP_ERR; // d f
+    const float *g_out = g; // d output.dense = the mask · g (d_att is free until the attention)
+    if (cp_dropout_on(&d2)) {
+        cp_dropout_apply(&d2, d_att, g, 0, N, C);
+        g_out = d_att;
+    }
+    if (cp_proj_backward(run, ly->out, d_big, g_out, a->f, N) != CP_OK) return CP_ERR; // d f
     cp_activation_backward(m->config.activation, d_big, d_big, a->f_pre, N * I);    // d f_pre
     if (cp_proj_backward(run, ly->inter, g, d_big, a->x1, N) != CP_OK) return CP_ERR; // g = d x1 (residual + dense)
-    // x1 = LayerNorm_attn(r1), r1 = attention.output.dense(att) + x_in: dx = d r1 (the residual part of d x_in)
+    // x1 = LayerNorm_attn(r1), r1 = dropout(attention.output.dense(att)) + x_in: dx = d r1 (the residual part of d x_in)
     memset(dx, 0, (size_t)(N * C) * sizeof *dx);
     cp_layernorm_backward(ly->ln_attn, dx, g, a->r1, a->m1, a->s1, N);
     memset(d_att, 0, (size_t)(N * C) * sizeof *d_att);
-    if (cp_proj_backward(run, ly->attn_out, d_att, dx, a->att, N) != CP_OK) return CP_ERR; // d att
-    cp_attention_args at = attention_args(m, b, a);
+    const float *g_attn = dx; // d attention.output.dense = the mask · dx (g is free now)
+    if (cp_dropout_on(&d1)) {
+        cp_dropout_apply(&d1, g, dx, 0, N, C);
+        g_attn = g;
+    }
+    if (cp_proj_backward(run, ly->attn_out, d_att, g_attn, a->att, N) != CP_OK) return CP_ERR; // d att
+    cp_attention_args at = attention_args(m, run, ly, b, a);
     float *dq = d_big, *dk = d_big + N * C, *dv = d_big + 2 * N * C;
     if (cp_stack_attention_backward(run, l, &at, d_att, dq, dk, dv) != CP_OK) return CP_ERR;
     float *dxin = need_dx ? dx : NULL; // dx += the q, k, v projections' input gradients

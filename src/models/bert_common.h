@@ -16,7 +16,9 @@
  * ELECTRA's embeddings are E wide (embedding_size) and projected to C by embeddings_project when E != C;
  * LayoutLM adds x/y/h/w position embeddings read from the batch's bbox; DistilBERT (distilbert.c) builds
  * the same network under its own names (transformer.layer.N.attention.q_lin, sa_layer_norm, ffn.lin1, ...).
- * Dropouts are identities (eval-mode forward, as the rest of cpeft).
+ * Training applies the dropouts transformers' train() mode does (the embeddings' output, the attention
+ * probabilities, each sublayer's output before its residual sum, the heads' dropouts in models/head.c);
+ * inference runs without them.
  */
 #ifndef CP_MODELS_BERT_COMMON_H
 #define CP_MODELS_BERT_COMMON_H
@@ -28,6 +30,10 @@ typedef struct {
     cp_module *query, *key, *value;     /* Linear (C,C) each */
     cp_module *attn_out, *ln_attn;      /* attention.output.dense (C,C), attention.output.LayerNorm */
     cp_module *inter, *out, *ln_out;    /* intermediate.dense (I,C), output.dense (C,I), output.LayerNorm */
+    /* the Dropouts training applies (NULL: none there): on the attention probabilities
+     * (attention.self.dropout), on attention.output.dense's output and on output.dense's output, each
+     * before its residual sum (DistilBERT: attention.dropout, none, ffn.dropout) */
+    cp_module *attn_drop, *attn_out_drop, *out_drop;
 } cp_bert_layer;
 
 /* What an encoder built like BERT changes. */
@@ -53,6 +59,8 @@ typedef struct {
     const cp_bert_variant *v;
     cp_module *embeddings;              /* the embeddings container (what the scaffold asks "trains?") */
     cp_module *word, *position, *token_type, *ln_emb; /* token_type NULL: none (DistilBERT) */
+    cp_module *emb_drop;                /* embeddings.dropout, after LayerNorm_emb (the scaffold's
+                                           embed_dropout, or applied before embeddings_project) */
     cp_module *project;                 /* embeddings_project Linear (C,E), or NULL */
     cp_module *x_pos, *y_pos, *h_pos, *w_pos; /* LayoutLM's 2-D tables, or NULL */
     cp_bert_layer *layers;              /* [num_layers] */

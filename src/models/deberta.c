@@ -182,7 +182,8 @@ static cp_status build_embeddings(cp_model *m, cp_deberta_state *s, cp_module *b
     if (c->type_vocab_size > 0 && !(s->token_type = cp_module_embedding(emb, "token_type_embeddings", c->type_vocab_size, E)))
         return CP_ERR;
     if (E != c->hidden_size && !(s->embed_proj = cp_module_linear(emb, "embed_proj", E, c->hidden_size, 0))) return CP_ERR;
-    if (!(s->ln_emb = layernorm(m, emb, "LayerNorm")) || !cp_module_dropout(emb, "dropout", c->hidden_dropout)) return CP_ERR;
+    if (!(s->ln_emb = layernorm(m, emb, "LayerNorm")) || !(m->stack.embed_dropout = cp_module_dropout(emb, "dropout", c->hidden_dropout)))
+        return CP_ERR;
     s->embeddings = emb;
     return CP_OK;
 }
@@ -200,7 +201,7 @@ static cp_status build_self_attention(cp_model *m, cp_deberta_layer *ly, cp_modu
             !cp_module_own_param(self, "v_bias", C))
             return CP_ERR;
         if (rel) {
-            if (!cp_module_dropout(self, "pos_dropout", c->hidden_dropout)) return CP_ERR;
+            if (!(ly->pos_drop = cp_module_dropout(self, "pos_dropout", c->hidden_dropout))) return CP_ERR;
             if (c->deberta.c2p && !(ly->pos_key = cp_module_linear(self, "pos_proj", C, C, 0))) return CP_ERR;
             if (c->deberta.p2c && !(ly->pos_query = cp_module_linear(self, "pos_q_proj", C, C, 1))) return CP_ERR;
         }
@@ -209,7 +210,7 @@ static cp_status build_self_attention(cp_model *m, cp_deberta_layer *ly, cp_modu
             !(ly->value = cp_module_linear(self, "value_proj", C, C, 1)))
             return CP_ERR;
         if (rel) {
-            if (!cp_module_dropout(self, "pos_dropout", c->hidden_dropout)) return CP_ERR;
+            if (!(ly->pos_drop = cp_module_dropout(self, "pos_dropout", c->hidden_dropout))) return CP_ERR;
             if (c->deberta.share_att_key) {
                 ly->pos_key = c->deberta.c2p ? ly->key : NULL;
                 ly->pos_query = c->deberta.p2c ? ly->query : NULL;
@@ -219,7 +220,7 @@ static cp_status build_self_attention(cp_model *m, cp_deberta_layer *ly, cp_modu
             }
         }
     }
-    return cp_module_dropout(self, "dropout", c->attn_dropout) ? CP_OK : CP_ERR;
+    return (ly->attn_drop = cp_module_dropout(self, "dropout", c->attn_dropout)) ? CP_OK : CP_ERR;
 }
 
 /* The base model (embeddings, encoder) under parent as `name`, or as the root. */
@@ -241,7 +242,7 @@ static cp_module *build_base(cp_model *m, cp_deberta_state *s, cp_module *parent
         if (!att || build_self_attention(m, ly, att) != CP_OK) return NULL;
         cp_module *so = cp_module_new(att, "output", cls(k, sizeof k, nm, "SelfOutput"), CP_MOD_CONTAINER);
         if (!so || !(ly->attn_out = cp_module_linear(so, "dense", C, C, 1)) || !(ly->ln_attn = layernorm(m, so, "LayerNorm")) ||
-            !cp_module_dropout(so, "dropout", c->hidden_dropout))
+            !(ly->attn_out_drop = cp_module_dropout(so, "dropout", c->hidden_dropout)))
             return NULL;
         cp_module *im = cp_module_new(blk, "intermediate", cls(k, sizeof k, nm, "Intermediate"), CP_MOD_CONTAINER);
         if (!im || !(ly->inter = cp_module_linear(im, "dense", C, c->intermediate_size, 1)) ||
@@ -249,7 +250,7 @@ static cp_module *build_base(cp_model *m, cp_deberta_state *s, cp_module *parent
             return NULL;
         cp_module *out = cp_module_new(blk, "output", cls(k, sizeof k, nm, "Output"), CP_MOD_CONTAINER);
         if (!out || !(ly->out = cp_module_linear(out, "dense", c->intermediate_size, C, 1)) ||
-            !(ly->ln_out = layernorm(m, out, "LayerNorm")) || !cp_module_dropout(out, "dropout", c->hidden_dropout))
+            !(ly->ln_out = layernorm(m, out, "LayerNorm")) || !(ly->out_drop = cp_module_dropout(out, "dropout", c->hidden_dropout)))
             return NULL;
     }
     if (c->deberta.relative_attention) {
@@ -261,7 +262,7 @@ static cp_module *build_base(cp_model *m, cp_deberta_state *s, cp_module *parent
     if (c->deberta.conv_kernel_size) { /* ConvLayer: conv, LayerNorm, dropout */
         cp_module *cl = cp_module_new(enc, "conv", "ConvLayer", CP_MOD_CONTAINER);
         if (!cl || !(s->conv = cp_module_conv(cl, "conv", C, C, c->deberta.conv_kernel_size, c->deberta.conv_groups)) ||
-            !(s->conv_ln = layernorm(m, cl, "LayerNorm")) || !cp_module_dropout(cl, "dropout", c->hidden_dropout))
+            !(s->conv_ln = layernorm(m, cl, "LayerNorm")) || !(s->conv_drop = cp_module_dropout(cl, "dropout", c->hidden_dropout)))
             return NULL;
         s->conv_layer = cl;
     }
@@ -278,18 +279,20 @@ static cp_status build_head(cp_model *m) {
     if (m->task == CP_TASK_SEQ_CLS) {
         const double drop = c->deberta.cls_dropout >= 0 ? c->deberta.cls_dropout : c->hidden_dropout;
         *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act, .dropout = drop,
+                       .pad_token_id = c->pad_token_id, .dense_act = c->deberta.pooler_act,
                        .auto_soft_labels = 1}; /* problem_type null with float (B,K) labels: soft-label cross-entropy */
+        /* classifier(dropout(act(pooler.dense(pooler.dropout(x))))) */
         cp_module *pooler = cp_module_new(m->root, "pooler", "ContextPooler", CP_MOD_CONTAINER);
         if (!pooler || !(h->dense = cp_module_linear(pooler, "dense", C, C, 1)) ||
-            !cp_module_dropout(pooler, "dropout", c->deberta.pooler_dropout) ||
-            !(h->classifier = cp_module_linear(m->root, "classifier", C, c->num_labels, 1)) || !cp_module_dropout(m->root, "dropout", drop))
+            !(h->dense_dropout = cp_module_dropout(pooler, "dropout", c->deberta.pooler_dropout)) ||
+            !(h->classifier = cp_module_linear(m->root, "classifier", C, c->num_labels, 1)) ||
+            !(h->dropout = cp_module_dropout(m->root, "dropout", drop)))
             return CP_ERR;
         return CP_OK;
     }
     *h = (cp_head){.task = m->task, .num_labels = c->num_labels, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                   .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH, .dropout = c->hidden_dropout};
-    if (!cp_module_dropout(m->root, "dropout", c->hidden_dropout) ||
+                   .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_TANH};
+    if (!(h->dropout = cp_module_dropout(m->root, "dropout", c->hidden_dropout)) ||
         !(h->classifier = cp_module_linear(m->root, "classifier", C, c->num_labels, 1)))
         return CP_ERR;
     return CP_OK;

@@ -16,6 +16,11 @@
  *     x1 = LayerNorm(attention.output.dense(att) + x);  x = LayerNorm(output.dense(act(intermediate.dense(x1))) + x1)
  *   v2 ConvLayer (conv_kernel_size > 0), after layer 0 with x0 its input and y its output:
  *     x = LayerNorm_conv(y + conv_act(Conv1d(x0) · mask)) · mask
+ *   training adds transformers' dropouts (StableDropout is nn.Dropout in train mode): on the
+ *   embeddings' output (the scaffold's embed_dropout), on rel before each layer's position
+ *   projections, on the attention probabilities, on each dense output before its residual sum, on
+ *   the ConvLayer's convolution before its activation, and the heads' (ContextPooler's pooler.dropout,
+ *   the classifier's dropout).
  *   heads: SEQ_CLS ContextPooler (pooler.dense + pooler_hidden_act on token 0) → classifier;
  *          TOKEN_CLS classifier on every token.
  *
@@ -36,6 +41,10 @@ typedef struct {
                                            v2 share_att_key: key_proj / query_proj) */
     cp_module *attn_out, *ln_attn;      /* attention.output.dense, attention.output.LayerNorm */
     cp_module *inter, *out, *ln_out;    /* intermediate.dense (I,C), output.dense (C,I), output.LayerNorm */
+    /* the Dropouts training applies: self.pos_dropout on rel before the position projections (NULL
+     * without relative attention), self.dropout on the attention probabilities, attention.output
+     * .dropout and output.dropout on the dense outputs before their residual sums */
+    cp_module *pos_drop, *attn_drop, *attn_out_drop, *out_drop;
 } cp_deberta_layer;
 
 typedef struct {
@@ -44,6 +53,7 @@ typedef struct {
     cp_module *rel_embeddings;          /* encoder.rel_embeddings, NULL without relative_attention */
     cp_module *rel_ln;                  /* encoder.LayerNorm (v2 norm_rel_ebd "layer_norm"), or NULL */
     cp_module *conv_layer, *conv, *conv_ln; /* v2 encoder.conv (ConvLayer), its Conv1d and LayerNorm, or NULL */
+    cp_module *conv_drop;               /* the ConvLayer's dropout, before its activation */
     cp_deberta_layer *layers;           /* [num_layers] */
 } cp_deberta_state;
 

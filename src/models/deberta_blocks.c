@@ -7,10 +7,13 @@
  *           x = LayerNorm_emb(embed_proj(e)) · mask                  (N,C)
  *           rel = [encoder.LayerNorm](rel_embeddings rows)           (W,C)  once per forward
  *   block:  q, k, v (v1: in_proj per-head chunks + q_bias / v_bias)  (N,C) three planes
- *           pk = pos_key(rel), pq = pos_query(rel)                   (W,C)
- *           att = disentangled attention(q, k, v, pk, pq)            padding mask on queries and keys
- *           r1 = attention.output.dense(att) + x;   x1 = LayerNorm_attn(r1)
- *           r2 = output.dense(act(intermediate.dense(x1))) + x1;   x = LayerNorm_out(r2)
+ *           pk = pos_key(drop(rel)), pq = pos_query(drop(rel))       (W,C)
+ *           att = disentangled attention(q, k, v, pk, pq)            padding mask on queries and keys,
+ *                                                                    dropped probabilities in training
+ *           r1 = drop(attention.output.dense(att)) + x;   x1 = LayerNorm_attn(r1)
+ *           r2 = drop(output.dense(act(intermediate.dense(x1)))) + x1;   x = LayerNorm_out(r2)
+ *   drop is each site's Dropout in training (cp_deberta_layer), the identity otherwise; the backward
+ *   draws the same masks again. The embeddings' dropout is the scaffold's (embed_dropout).
  *
  * The backward of each block adds the gradient of rel (through its pk / pq projections) into one
  * (W,C) buffer of the embedding state when something under rel trains; the embedding backward runs
@@ -18,7 +21,7 @@
  * rel_embeddings.weight directly (no forward call), so hooks on it take no part, here as there.
  *
  * What this is not: prefix tuning (no key/value prefix in the disentangled attention: refused),
- * a KV cache, dropout (eval-mode numbers, as the rest of cpeft).
+ * a KV cache.
  */
 #include "models/deberta.h"
 #include "kernels/vector.h"
@@ -180,7 +183,7 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
 /* What one block keeps for its backward (training), or scratch (inference). */
 typedef struct {
     float *qkv;                 // (3,N,C) q, k, v planes
-    float *pk, *pq;             // (W,C) the c2p / p2c projections of rel, or NULL
+    float *pk, *pq;             // (W,C) the c2p / p2c projections of pos_dropout(rel), or NULL
     float *probs;               // (B,NH,T,T) attention probabilities; NULL in inference
     float *att;                 // (N,C) attention output: the input of attention.output.dense
     float *r1, *m1, *s1;        // (N,C) the residual sum into LayerNorm_attn; (N) its statistics
@@ -218,7 +221,8 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     return CP_OK;
 }
 
-static cp_disentangled_args attention_args(const cp_model *m, const cp_batch *b, const deberta_emb *e, const deberta_acts *a) {
+static cp_disentangled_args attention_args(const cp_model *m, const cp_run *run, const cp_deberta_layer *ly, const cp_batch *b,
+                                           const deberta_emb *e, const deberta_acts *a) {
     const cp_model_config *c = &m->config;
     const int64_t N = b->B * b->T, C = c->hidden_size;
     const int64_t scale_factor = c->deberta.version == 1 ? 1 + c->deberta.n_pos_att_type : 1 + c->deberta.c2p + c->deberta.p2c;
@@ -227,8 +231,19 @@ static cp_disentangled_args attention_args(const cp_model *m, const cp_batch *b,
                                .q = a->qkv, .k = a->qkv + N * C, .v = a->qkv + 2 * N * C, .q_stride = C, .k_stride = C, .v_stride = C,
                                .pos_key = a->pk, .pos_query = a->pq, .pos_key_stride = C, .pos_query_stride = C,
                                .span = e->span, .rel_pos = e->rel_pos, .scale_factor = scale_factor,
-                               .key_mask = b->attention_mask, .out = a->att, .probs = a->probs};
+                               .key_mask = b->attention_mask, .out = a->att, .probs = a->probs,
+                               .dropout = cp_run_dropout(run, ly->attn_drop)};
     return at;
+}
+
+/* The rel rows (W,C) layer ly's position projections read: pos_dropout(rel) in scratch from the arena
+ * when it applies (mask row: the row of rel_embeddings), else rel itself. NULL on failure. */
+static const float *layer_rel(const cp_run *run, const cp_deberta_layer *ly, const deberta_emb *e, int64_t C) {
+    const cp_dropout d = cp_run_dropout(run, ly->pos_drop);
+    if (!cp_dropout_on(&d)) return e->rel;
+    float *r = cp_arena_floats(run->arena, (size_t)(e->W * C), "dropped relative embeddings"); // (W,C)
+    if (r) cp_dropout_apply(&d, r, e->rel, e->first_row, e->W, C);
+    return r;
 }
 
 /* v1: q, k, v (N,C) planes from in_proj's output qp (N,3C), whose columns are per head [q_h | k_h | v_h]
@@ -282,20 +297,25 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
                cp_proj_forward(run, ly->value, a->qkv + 2 * N * C, x, N) != CP_OK) {
         return CP_ERR;
     }
-    // the position projections of rel (W,C): c2p keys, p2c queries
-    if (a->pk && cp_proj_forward(run, ly->pos_key, a->pk, e->rel, e->W) != CP_OK) return CP_ERR;
-    if (a->pq && cp_proj_forward(run, ly->pos_query, a->pq, e->rel, e->W) != CP_OK) return CP_ERR;
-    cp_disentangled_args at = attention_args(m, b, e, a);
+    // the position projections of pos_dropout(rel) (W,C): c2p keys, p2c queries
+    const float *rel = a->pk || a->pq ? layer_rel(run, ly, e, C) : NULL;
+    if ((a->pk || a->pq) && !rel) return CP_ERR;
+    if (a->pk && cp_proj_forward(run, ly->pos_key, a->pk, rel, e->W) != CP_OK) return CP_ERR;
+    if (a->pq && cp_proj_forward(run, ly->pos_query, a->pq, rel, e->W) != CP_OK) return CP_ERR;
+    cp_disentangled_args at = attention_args(m, run, ly, b, e, a);
     if (cp_disentangled_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
-    // r1 = attention.output.dense(att) + x; x1 = LayerNorm_attn(r1)
+    // r1 = drop(attention.output.dense(att)) + x; x1 = LayerNorm_attn(r1)
+    const cp_dropout d1 = cp_run_dropout(run, ly->attn_out_drop), d2 = cp_run_dropout(run, ly->out_drop);
     if (cp_proj_forward(run, ly->attn_out, a->r1, a->att, N) != CP_OK) return CP_ERR;
+    cp_dropout_apply(&d1, a->r1, a->r1, 0, N, C);
     cp_add_inplace(a->r1, x, N * C);
     cp_layernorm_forward(ly->ln_attn, a->x1, a->m1, a->s1, a->r1, N);
-    // r2 = output.dense(act(intermediate.dense(x1))) + x1; x = LayerNorm_out(r2)
+    // r2 = drop(output.dense(act(intermediate.dense(x1)))) + x1; x = LayerNorm_out(r2)
     float *pre = a->f_pre ? a->f_pre : a->f;
     if (cp_proj_forward(run, ly->inter, pre, a->x1, N) != CP_OK) return CP_ERR;
     cp_activation_forward(c->activation, a->f, pre, N * I);
     if (cp_proj_forward(run, ly->out, a->r2, a->f, N) != CP_OK) return CP_ERR;
+    cp_dropout_apply(&d2, a->r2, a->r2, 0, N, C);
     cp_add_inplace(a->r2, a->x1, N * C);
     cp_layernorm_forward(ly->ln_out, x, a->m2, a->s2, a->r2, N);
     return CP_OK;
@@ -308,12 +328,14 @@ static void zero_padding(float *rows, const int64_t *mask, int64_t N, int64_t C)
 }
 
 /* The v2 ConvLayer after layer 0: x (N,C) holds the layer's output y and becomes
- * LayerNorm_conv(y + conv_act(Conv1d(x0) · mask)) · mask, x0 the layer's input. */
+ * LayerNorm_conv(y + conv_act(drop(Conv1d(x0) · mask))) · mask, x0 the layer's input. */
 static cp_status conv_forward(cp_model *m, const cp_run *run, const cp_batch *b, const deberta_emb *e, const float *x0, float *x) {
     const cp_deberta_state *s = m->arch_state;
     const int64_t N = b->B * b->T, C = m->config.hidden_size;
+    const cp_dropout d = cp_run_dropout(run, s->conv_drop);
     if (cp_conv1d_forward(s->conv, e->conv_c, x0, b->B, b->T, run->arena) != CP_OK) return CP_ERR;
     zero_padding(e->conv_c, b->attention_mask, N, C);
+    cp_dropout_apply(&d, e->conv_c, e->conv_c, 0, N, C); // conv_c keeps the dropped values: the activation's input
     cp_activation_forward(m->config.deberta.conv_act, e->conv_r, e->conv_c, N * C);
     cp_add_inplace(e->conv_r, x, N * C);
     cp_layernorm_forward(s->conv_ln, x, e->conv_mean, e->conv_rstd, e->conv_r, N);
@@ -335,6 +357,8 @@ static cp_status conv_backward(cp_model *m, const cp_run *run, const cp_batch *b
     cp_layernorm_backward(s->conv_ln, d, dx, e->conv_r, e->conv_mean, e->conv_rstd, N);
     memcpy(dx, d, (size_t)(N * C) * sizeof *dx);
     cp_activation_backward(m->config.deberta.conv_act, d, d, e->conv_c, N * C);
+    const cp_dropout drop = cp_run_dropout(run, s->conv_drop);
+    cp_dropout_apply(&drop, d, d, 0, N, C);   // c = drop(·): the same mask
     zero_padding(d, b->attention_mask, N, C); // masked_fill passes nothing back to the padding rows
     if (d_x0) memset(d_x0, 0, (size_t)(N * C) * sizeof *d_x0);
     return cp_conv1d_backward(s->conv, d_x0, d, x0, b->B, b->T, run->arena);
@@ -375,25 +399,36 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     float *d_att = cp_arena_floats(ar, (size_t)(N * C), "block gradients");                      // (N,C)
     if (!d_big || !g || !d_att) return CP_ERR;
 
-    // x = LayerNorm_out(r2), r2 = output.dense(f) + x1: g = d r2 (also the residual part of d x1)
+    const cp_dropout d1 = cp_run_dropout(run, ly->attn_out_drop), d2 = cp_run_dropout(run, ly->out_drop);
+    // x = LayerNorm_out(r2), r2 = drop(output.dense(f)) + x1: g = d r2 (also the residual part of d x1)
     memset(g, 0, (size_t)(N * C) * sizeof *g);
     cp_layernorm_backward(ly->ln_out, g, dx, a->r2, a->m2, a->s2, N);
     memset(d_big, 0, (size_t)(N * I) * sizeof *d_big);
-    if (cp_proj_backward(run, ly->out, d_big, g, a->f, N) != CP_OK) return CP_ERR;   // d f
+    const float *g_out = g; // d output.dense = the mask · g (d_att is free until the attention)
+    if (cp_dropout_on(&d2)) {
+        cp_dropout_apply(&d2, d_att, g, 0, N, C);
+        g_out = d_att;
+    }
+    if (cp_proj_backward(run, ly->out, d_big, g_out, a->f, N) != CP_OK) return CP_ERR;   // d f
     cp_activation_backward(c->activation, d_big, d_big, a->f_pre, N * I);              // d f_pre
     if (cp_proj_backward(run, ly->inter, g, d_big, a->x1, N) != CP_OK) return CP_ERR; // g = d x1
-    // x1 = LayerNorm_attn(r1), r1 = attention.output.dense(att) + x_in: dx = d r1 (the residual part of d x_in)
+    // x1 = LayerNorm_attn(r1), r1 = drop(attention.output.dense(att)) + x_in: dx = d r1 (the residual part of d x_in)
     memset(dx, 0, (size_t)(N * C) * sizeof *dx);
     cp_layernorm_backward(ly->ln_attn, dx, g, a->r1, a->m1, a->s1, N);
     memset(d_att, 0, (size_t)(N * C) * sizeof *d_att);
-    if (cp_proj_backward(run, ly->attn_out, d_att, dx, a->att, N) != CP_OK) return CP_ERR; // d att
+    const float *g_attn = dx; // d attention.output.dense = the mask · dx (g is free now)
+    if (cp_dropout_on(&d1)) {
+        cp_dropout_apply(&d1, g, dx, 0, N, C);
+        g_attn = g;
+    }
+    if (cp_proj_backward(run, ly->attn_out, d_att, g_attn, a->att, N) != CP_OK) return CP_ERR; // d att
     // the attention: dq, dk, dv, and the position projections' gradients when rel or their projection trains
     const int want_pk = a->pk && (e->d_rel || cp_module_trains(ly->pos_key));
     const int want_pq = a->pq && (e->d_rel || cp_module_trains(ly->pos_query));
     float *dpk = want_pk ? cp_arena_floats(ar, (size_t)(e->W * C), "c2p position key gradients") : NULL;     // (W,C)
     float *dpq = want_pq ? cp_arena_floats(ar, (size_t)(e->W * C), "p2c position query gradients") : NULL;   // (W,C)
     if ((want_pk && !dpk) || (want_pq && !dpq)) return CP_ERR;
-    cp_disentangled_args at = attention_args(m, b, e, a);
+    cp_disentangled_args at = attention_args(m, run, ly, b, e, a);
     float *dq = d_big, *dk = d_big + N * C, *dv = d_big + 2 * N * C;
     if (cp_disentangled_attention_backward(&at, d_att, dq, dk, dv, dpk, dpq, ar) != CP_OK) return CP_ERR;
     float *dxin = need_dx ? dx : NULL; // dx += the projections' input gradients
@@ -406,9 +441,21 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
                cp_proj_backward(run, ly->value, dxin, dv, x_in, N) != CP_OK) {
         return CP_ERR;
     }
-    // pk = pos_key(rel), pq = pos_query(rel): their weights' (and hooks') gradients, and d rel into the shared buffer
-    if (dpk && cp_proj_backward(run, ly->pos_key, e->d_rel, dpk, e->rel, e->W) != CP_OK) return CP_ERR;
-    if (dpq && cp_proj_backward(run, ly->pos_query, e->d_rel, dpq, e->rel, e->W) != CP_OK) return CP_ERR;
+    // pk = pos_key(r), pq = pos_query(r), r = pos_dropout(rel): their weights' (and hooks') gradients, and
+    // d rel = the mask · d r into the shared buffer
+    if (dpk || dpq) {
+        const cp_dropout pd = cp_run_dropout(run, ly->pos_drop);
+        const float *rel = layer_rel(run, ly, e, C); // the forward's r, drawn again
+        float *d_r = e->d_rel && cp_dropout_on(&pd) ? cp_arena_floats(ar, (size_t)(e->W * C), "relative embedding gradients") : e->d_rel;
+        if (!rel || (e->d_rel && !d_r)) return CP_ERR;
+        if (d_r != e->d_rel) memset(d_r, 0, (size_t)(e->W * C) * sizeof *d_r);
+        if (dpk && cp_proj_backward(run, ly->pos_key, d_r, dpk, rel, e->W) != CP_OK) return CP_ERR;
+        if (dpq && cp_proj_backward(run, ly->pos_query, d_r, dpq, rel, e->W) != CP_OK) return CP_ERR;
+        if (d_r != e->d_rel) {
+            cp_dropout_apply(&pd, d_r, d_r, e->first_row, e->W, C);
+            cp_add_inplace(e->d_rel, d_r, e->W * C);
+        }
+    }
     if (d_x0) cp_add_inplace(dx, d_x0, N * C); // the ConvLayer read layer 0's input too
     return CP_OK;
 }

@@ -26,9 +26,8 @@ cp_status cp_decoder_build_head(cp_model *m, cp_module *embedding, const char *t
     case CP_TASK_TOKEN_CLS: {
         /* classifier_dropout, else 0.1 (these configs have no hidden_dropout) */
         const double drop = c->classifier_dropout >= 0 ? c->classifier_dropout : 0.1;
-        m->head = (cp_head){.task = m->task, .num_labels = K, .problem_type = c->problem_type, .pad_token_id = c->pad_token_id,
-                            .dropout = drop};
-        if (!cp_module_dropout(m->root, "dropout", drop)) return CP_ERR;
+        m->head = (cp_head){.task = m->task, .num_labels = K, .problem_type = c->problem_type, .pad_token_id = c->pad_token_id};
+        if (!(m->head.dropout = cp_module_dropout(m->root, "dropout", drop))) return CP_ERR;
         return (m->head.classifier = cp_module_linear(m->root, token_cls_name, C, K, 1)) ? CP_OK : CP_ERR;
     }
     default:

@@ -60,7 +60,8 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
     cp_module *emb = base ? cp_module_new(base, "embeddings", "Embeddings", CP_MOD_CONTAINER) : NULL;
     if (!emb || !(s->word = cp_module_embedding(emb, "word_embeddings", c->vocab_size, C)) ||
         !(s->position = cp_module_embedding(emb, "position_embeddings", c->max_positions, C)) ||
-        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", C, c->layer_norm_eps)) || !cp_module_dropout(emb, "dropout", c->hidden_dropout))
+        !(s->ln_emb = cp_module_layernorm(emb, "LayerNorm", C, c->layer_norm_eps)) ||
+        !(s->emb_drop = cp_module_dropout(emb, "dropout", c->hidden_dropout)))
         return NULL;
     s->word->padding_idx = c->pad_token_id;
     s->embeddings = emb;
@@ -75,11 +76,13 @@ static cp_module *build_base(cp_model *m, cp_bert_state *s, cp_module *parent, c
         cp_module *att = blk ? cp_module_new(blk, "attention", "DistilBertSelfAttention", CP_MOD_CONTAINER) : NULL;
         if (!att || !(ly->query = cp_module_linear(att, "q_lin", C, C, 1)) || !(ly->key = cp_module_linear(att, "k_lin", C, C, 1)) ||
             !(ly->value = cp_module_linear(att, "v_lin", C, C, 1)) || !(ly->attn_out = cp_module_linear(att, "out_lin", C, C, 1)) ||
-            !cp_module_dropout(att, "dropout", c->attn_dropout) ||
+            !(ly->attn_drop = cp_module_dropout(att, "dropout", c->attn_dropout)) ||
             !(ly->ln_attn = cp_module_layernorm(blk, "sa_layer_norm", C, c->layer_norm_eps)))
             return NULL;
         cp_module *ffn = cp_module_new(blk, "ffn", "FFN", CP_MOD_CONTAINER);
-        if (!ffn || !cp_module_dropout(ffn, "dropout", c->hidden_dropout) || !(ly->inter = cp_module_linear(ffn, "lin1", C, I, 1)) ||
+        /* no dropout after out_lin; ffn.dropout after lin2 */
+        if (!ffn || !(ly->out_drop = cp_module_dropout(ffn, "dropout", c->hidden_dropout)) ||
+            !(ly->inter = cp_module_linear(ffn, "lin1", C, I, 1)) ||
             !(ly->out = cp_module_linear(ffn, "lin2", I, C, 1)) || !cp_module_activation(ffn, "activation", c->activation) ||
             !(ly->ln_out = cp_module_layernorm(blk, "output_layer_norm", C, c->layer_norm_eps)))
             return NULL;
@@ -100,18 +103,17 @@ static cp_status build(cp_model *m) {
         break;
     case CP_TASK_SEQ_CLS:
         *h = (cp_head){.task = m->task, .num_labels = K, .problem_type = c->problem_type, .pooling = CP_POOL_FIRST,
-                       .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_RELU, .dropout = c->seq_classif_dropout};
+                       .pad_token_id = c->pad_token_id, .dense_act = CP_ACT_RELU};
         if (!(m->root = cp_module_new(NULL, "", "DistilBertForSequenceClassification", CP_MOD_CONTAINER)) ||
             !build_base(m, s, m->root, "distilbert") || !(h->dense = cp_module_linear(m->root, "pre_classifier", C, C, 1)) ||
             !(h->classifier = cp_module_linear(m->root, "classifier", C, K, 1)) ||
-            !cp_module_dropout(m->root, "dropout", c->seq_classif_dropout))
+            !(h->dropout = cp_module_dropout(m->root, "dropout", c->seq_classif_dropout)))
             return CP_ERR;
         break;
     case CP_TASK_TOKEN_CLS:
-        *h = (cp_head){.task = m->task, .num_labels = K, .problem_type = c->problem_type, .pad_token_id = c->pad_token_id,
-                       .dropout = c->hidden_dropout};
+        *h = (cp_head){.task = m->task, .num_labels = K, .problem_type = c->problem_type, .pad_token_id = c->pad_token_id};
         if (!(m->root = cp_module_new(NULL, "", "DistilBertForTokenClassification", CP_MOD_CONTAINER)) ||
-            !build_base(m, s, m->root, "distilbert") || !cp_module_dropout(m->root, "dropout", c->hidden_dropout) ||
+            !build_base(m, s, m->root, "distilbert") || !(h->dropout = cp_module_dropout(m->root, "dropout", c->hidden_dropout)) ||
             !(h->classifier = cp_module_linear(m->root, "classifier", C, K, 1)))
             return CP_ERR;
         break;
@@ -120,6 +122,7 @@ static cp_status build(cp_model *m) {
     }
     m->stack.embeddings[0] = s->embeddings;
     m->stack.final_norm = NULL;
+    m->stack.embed_dropout = s->emb_drop;
     return CP_OK;
 }
 

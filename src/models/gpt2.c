@@ -49,8 +49,8 @@ static cp_status build(cp_model *m) {
         cp_module *attn = cp_module_new(block, "attn", "GPT2Attention", CP_MOD_CONTAINER);
         if (!attn || !(ly->qkv_proj = cp_module_conv1d(attn, "c_attn", c->hidden_size, 3 * c->hidden_size)) ||
             !(ly->out_proj = cp_module_conv1d(attn, "c_proj", c->hidden_size, c->hidden_size)) ||
-            !cp_module_dropout(attn, "attn_dropout", c->attn_dropout) ||
-            !cp_module_dropout(attn, "resid_dropout", c->resid_dropout))
+            !(ly->attn_drop = cp_module_dropout(attn, "attn_dropout", c->attn_dropout)) ||
+            !(ly->resid_drop = cp_module_dropout(attn, "resid_dropout", c->resid_dropout)))
             return CP_ERR;
         if (!(ly->ln_2 = cp_module_layernorm(block, "ln_2", c->hidden_size, c->layer_norm_eps))) return CP_ERR;
         if (cp_gpt_build_mlp(m, block, "GPT2MLP", 1, ly) != CP_OK) return CP_ERR;

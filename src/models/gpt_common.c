@@ -1,11 +1,13 @@
 /*
  * gpt_common.c — the GPT-2 / GPT-Neo decoder forward and the tree pieces they share.
  *
- *   x = wte[ids] + wpe[pos]                                 (B,T,C)
- *   per block: x += out_proj(attn(ln_1 x)); x += proj(act(fc(ln_2 x)))
+ *   x = drop(wte[ids] + wpe[pos])                           (B,T,C)
+ *   per block: x += drop(out_proj(attn(ln_1 x))); x += drop(proj(act(fc(ln_2 x))))
+ *              (attn drops its probabilities too)
  *   out = ln_f(x)
  *
- * Dropouts are identities in eval mode. Activations live in the model's arena. With a KV cache
+ * drop is each site's Dropout in training (cp_gpt_layer; transformer.drop is the scaffold's), the
+ * identity in eval mode. Activations live in the model's arena. With a KV cache
  * (generation) the same blocks run on the new tokens only and attend to the cached keys and values.
  */
 #include "models/gpt_common.h"
@@ -34,7 +36,7 @@ cp_module *cp_gpt_build_base(cp_model *m, const char *lm_class, const char *mode
     *base_out = base;
     if (!(s->wte = cp_module_embedding(base, "wte", c->vocab_size, c->hidden_size))) return NULL;
     if (!(s->wpe = cp_module_embedding(base, "wpe", c->max_positions, c->hidden_size))) return NULL;
-    if (!cp_module_dropout(base, "drop", c->embd_dropout)) return NULL;
+    if (!(m->stack.embed_dropout = cp_module_dropout(base, "drop", c->embd_dropout))) return NULL;
     return cp_module_new(base, "h", "ModuleList", CP_MOD_LIST);
 }
 
@@ -60,7 +62,7 @@ cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name
                          : cp_module_linear(mlp, "c_proj", c->intermediate_size, c->hidden_size, 1);
     if (!layer->proj) return CP_ERR;
     if (!cp_module_activation(mlp, "act", c->activation)) return CP_ERR;
-    if (!cp_module_dropout(mlp, "dropout", c->resid_dropout)) return CP_ERR;
+    if (!(layer->mlp_drop = cp_module_dropout(mlp, "dropout", c->resid_dropout))) return CP_ERR;
     layer->activation = c->activation;
     return CP_OK;
 }
@@ -115,12 +117,13 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     return CP_OK;
 }
 
-static cp_attention_args attention_args(const cp_model *m, const cp_gpt_layer *ly, const cp_batch *batch, const block_acts *a) {
+static cp_attention_args attention_args(const cp_model *m, const cp_run *run, const cp_gpt_layer *ly, const cp_batch *batch,
+                                        const block_acts *a) {
     const cp_model_config *c = &m->config;
     const int64_t N = batch->B * batch->T, C = c->hidden_size;
     cp_attention_args at = {.B = batch->B, .T = batch->T, .NH = c->num_heads, .hs = c->head_dim, .scale = ly->attn_scale,
                             .window = ly->window, .empty_row = ly->empty_row, .key_mask = batch->attention_mask,
-                            .out = a->att, .probs = a->probs};
+                            .out = a->att, .probs = a->probs, .dropout = cp_run_dropout(run, ly->attn_drop)};
     if (ly->qkv_proj) {
         at.q = a->qkv; at.k = a->qkv + C; at.v = a->qkv + 2 * C;
         at.q_stride = at.k_stride = at.v_stride = 3 * C;
@@ -131,7 +134,7 @@ static cp_attention_args attention_args(const cp_model *m, const cp_gpt_layer *l
     return at;
 }
 
-/* One block, x (N,C) updated in place: x += out_proj(attn(ln_1 x)); x += proj(act(fc(ln_2 x))).
+/* One block, x (N,C) updated in place: x += drop(out_proj(attn(ln_1 x))); x += drop(proj(act(fc(ln_2 x)))).
  * Everything the backward pass needs stays in `a` when it was allocated for training. With a cache
  * `kv`, the block's keys and values go into layer l of it and the queries attend to all its columns. */
 static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, const cp_batch *batch, float *x,
@@ -142,9 +145,10 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     float *tmp = cp_arena_floats(run->arena, (size_t)(N * C), "projection output"); // (N,C)
     if (!tmp) return CP_ERR;
 
-    /* Attention: h = ln_1(x); q, k, v; att = softmax(mask(q·kᵀ·scale))·v; x += out_proj(att) */
+    /* Attention: h = ln_1(x); q, k, v; att = drop(softmax(mask(q·kᵀ·scale)))·v; x += drop(out_proj(att)) */
+    const cp_dropout resid = cp_run_dropout(run, ly->resid_drop), mlp = cp_run_dropout(run, ly->mlp_drop);
     cp_layernorm_forward(ly->ln_1, a->h1, a->ln1_mean, a->ln1_rstd, x, N);
-    cp_attention_args at = attention_args(m, ly, batch, a);
+    cp_attention_args at = attention_args(m, run, ly, batch, a);
     if (ly->qkv_proj) {
         if (cp_proj_forward(run, ly->qkv_proj, a->qkv, a->h1, N) != CP_OK) return CP_ERR;
     } else if (cp_proj_forward(run, ly->q_proj, a->qkv, a->h1, N) != CP_OK ||
@@ -153,15 +157,17 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
         return CP_ERR;
     if (cp_stack_attend(run, kv, l, &at) != CP_OK || cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     if (cp_proj_forward(run, ly->out_proj, tmp, a->att, N) != CP_OK) return CP_ERR;
+    cp_dropout_apply(&resid, tmp, tmp, 0, N, C);
     cp_add_inplace(x, tmp, N * C);
     if (a->x_mid) memcpy(a->x_mid, x, (size_t)(N * C) * sizeof *x);
 
-    /* MLP: x += proj(act(fc(ln_2(x)))) */
+    /* MLP: x += drop(proj(act(fc(ln_2(x))))) */
     cp_layernorm_forward(ly->ln_2, a->h2, a->ln2_mean, a->ln2_rstd, x, N);
     float *pre = a->fc_pre ? a->fc_pre : a->fc_act;
     if (cp_proj_forward(run, ly->fc, pre, a->h2, N) != CP_OK) return CP_ERR;
     cp_activation_forward(ly->activation, a->fc_act, pre, N * I);
     if (cp_proj_forward(run, ly->proj, tmp, a->fc_act, N) != CP_OK) return CP_ERR;
+    cp_dropout_apply(&mlp, tmp, tmp, 0, N, C);
     cp_add_inplace(x, tmp, N * C);
     return CP_OK;
 }
@@ -190,18 +196,29 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     float *d_small = cp_arena_floats(ar, (size_t)(N * C), "block gradients");                    // (N,C)
     if (!d_big || !d_small) return CP_ERR;
 
-    // MLP: in the forward pass this was x_out = x_mid + proj(act(fc(ln_2(x_mid))))
+    const cp_dropout resid = cp_run_dropout(run, ly->resid_drop), mlp = cp_run_dropout(run, ly->mlp_drop);
+    // MLP: in the forward pass this was x_out = x_mid + drop(proj(act(fc(ln_2(x_mid)))))
+    const float *d_proj = dx; // d proj's output: dx, times the mask under dropout
+    if (cp_dropout_on(&mlp)) {
+        cp_dropout_apply(&mlp, d_small, dx, 0, N, C);
+        d_proj = d_small;
+    }
     memset(d_big, 0, (size_t)(N * I) * sizeof *d_big);
-    if (cp_proj_backward(run, ly->proj, d_big, dx, a->fc_act, N) != CP_OK) return CP_ERR;  // d fc_act
+    if (cp_proj_backward(run, ly->proj, d_big, d_proj, a->fc_act, N) != CP_OK) return CP_ERR;  // d fc_act
     cp_activation_backward(ly->activation, d_big, d_big, a->fc_pre, N * I);               // d fc_pre
     memset(d_small, 0, (size_t)(N * C) * sizeof *d_small);
     if (cp_proj_backward(run, ly->fc, d_small, d_big, a->h2, N) != CP_OK) return CP_ERR;   // d h2
     cp_layernorm_backward(ly->ln_2, dx, d_small, a->x_mid, a->ln2_mean, a->ln2_rstd, N);  // dx = d x_mid
 
-    // Attention: x_mid = x_in + out_proj(attn(ln_1(x_in)))
+    // Attention: x_mid = x_in + drop(out_proj(attn(ln_1(x_in))))
+    const float *d_out = dx; // d out_proj's output (d_big is free until the attention's backward)
+    if (cp_dropout_on(&resid)) {
+        cp_dropout_apply(&resid, d_big, dx, 0, N, C);
+        d_out = d_big;
+    }
     memset(d_small, 0, (size_t)(N * C) * sizeof *d_small);
-    if (cp_proj_backward(run, ly->out_proj, d_small, dx, a->att, N) != CP_OK) return CP_ERR; // d att
-    cp_attention_args at = attention_args(m, ly, batch, a);
+    if (cp_proj_backward(run, ly->out_proj, d_small, d_out, a->att, N) != CP_OK) return CP_ERR; // d att
+    cp_attention_args at = attention_args(m, run, ly, batch, a);
     float *dq = d_big, *dk, *dv;
     if (ly->qkv_proj) { dk = d_big + C; dv = d_big + 2 * C; }
     else { dk = d_big + N * C; dv = d_big + 2 * N * C; }

@@ -22,10 +22,13 @@ typedef struct {
     float attn_scale;                    /* multiplies q·k */
     int64_t window;                      /* 0 = global */
     cp_attn_empty_row empty_row;         /* what a fully masked (padding) query sees, as eager PyTorch */
+    /* the Dropouts training applies: attn_dropout on the attention probabilities, resid_dropout on
+     * the attention's output projection, mlp.dropout on the MLP's output (each before its residual add) */
+    cp_module *attn_drop, *resid_drop, *mlp_drop;
 } cp_gpt_layer;
 
 typedef struct {
-    cp_module *wte, *wpe, *ln_f;
+    cp_module *wte, *wpe, *ln_f;         /* (transformer.drop on wte + wpe is the scaffold's embed_dropout) */
     cp_gpt_layer *layers;                /* [num_layers] */
 } cp_gpt_state;
 

@@ -92,8 +92,8 @@ static cp_status build(cp_model *m) {
         if (!block || !(ly->ln_1 = cp_module_layernorm(block, "ln_1", c->hidden_size, c->layer_norm_eps))) return CP_ERR;
         cp_module *attn = cp_module_new(block, "attn", "GPTNeoAttention", CP_MOD_CONTAINER);
         cp_module *self = attn ? cp_module_new(attn, "attention", "GPTNeoSelfAttention", CP_MOD_CONTAINER) : NULL;
-        if (!self || !cp_module_dropout(self, "attn_dropout", c->attn_dropout) ||
-            !cp_module_dropout(self, "resid_dropout", c->resid_dropout))
+        if (!self || !(ly->attn_drop = cp_module_dropout(self, "attn_dropout", c->attn_dropout)) ||
+            !(ly->resid_drop = cp_module_dropout(self, "resid_dropout", c->resid_dropout)))
             return CP_ERR;
         if (!(ly->k_proj = cp_module_linear(self, "k_proj", c->hidden_size, c->hidden_size, 0)) ||
             !(ly->v_proj = cp_module_linear(self, "v_proj", c->hidden_size, c->hidden_size, 0)) ||

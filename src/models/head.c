@@ -147,11 +147,21 @@ typedef struct {
     int64_t R;            /* rows through the stack: B (SEQ_CLS) or B·T (TOKEN_CLS) */
     int64_t *pos;         /* (B) SEQ_CLS: the pooled position of each row */
     const float *rows;    /* (R,C) the pooled rows, or h itself */
+    const float *dense_in;/* (R,C) dense_dropout(rows), or rows */
     float *z;             /* (R,C') dense output before the activation, or NULL */
-    const float *cls_in;  /* (R,C') the activation of z, or rows */
+    const float *cls_in;  /* (R,C') dropout(the activation of z, or rows) */
     float *logits;        /* (R,K) */
     cp_problem_type type; /* the loss's problem type */
+    cp_dropout drop, dense_drop; /* the head's two dropout sites in this run */
 } cls_pass;
+
+/* out (R,n) = dropout(in) when d is on (from the arena), else in itself. */
+static const float *dropped(const cp_run *run, const cp_dropout *d, const float *in, int64_t R, int64_t n) {
+    if (!cp_dropout_on(d)) return in;
+    float *out = cp_arena_floats(run->arena, (size_t)(R * n), "head dropout");
+    if (out) cp_dropout_apply(d, out, in, 0, R, n);
+    return out;
+}
 
 static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const int64_t *input_ids,
                              const cp_task_labels *labels, float *logits, cls_pass *p, const cp_run *run) {
@@ -174,17 +184,22 @@ static cp_status cls_forward(const cp_head *head, const float *h, int64_t B, int
         p->type = CP_PROBLEM_SINGLE_LABEL; /* transformers' token classification is always cross-entropy */
         if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     }
-    p->cls_in = p->rows;
+    // [dense_in = dense_dropout(rows); z = dense(dense_in); a = act(z)]; cls_in = dropout(a or rows)
+    p->drop = cp_run_dropout_call(run, head->dropout, 1); /* call 1: RoBERTa's second use of classifier.dropout */
+    p->dense_drop = cp_run_dropout(run, head->dense_dropout);
+    const float *a = p->rows;
     if (head->dense) {
         const int64_t D = head->dense->out_features;
-        p->z = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense outputs");          // (R,C')
-        float *a = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense activations"); // (R,C')
-        if (!p->z || !a || cp_proj_forward(run, head->dense, p->z, p->rows, p->R) != CP_OK) return CP_ERR;
-        cp_activation_forward(head->dense_act, a, p->z, p->R * D);
-        p->cls_in = a;
+        float *act = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense activations"); // (R,C')
+        p->z = cp_arena_floats(run->arena, (size_t)(p->R * D), "head dense outputs");            // (R,C')
+        p->dense_in = dropped(run, &p->dense_drop, p->rows, p->R, C);
+        if (!p->z || !act || !p->dense_in || cp_proj_forward(run, head->dense, p->z, p->dense_in, p->R) != CP_OK) return CP_ERR;
+        cp_activation_forward(head->dense_act, act, p->z, p->R * D);
+        a = act;
     }
+    p->cls_in = dropped(run, &p->drop, a, p->R, head->classifier->in_features);
     p->logits = logits ? logits : cp_arena_floats(run->arena, (size_t)(p->R * K), "head logits"); // (R,K)
-    if (!p->logits) return CP_ERR;
+    if (!p->cls_in || !p->logits) return CP_ERR;
     return cp_proj_forward(run, head->classifier, p->logits, p->cls_in, p->R);
 }
 
@@ -223,9 +238,11 @@ static cp_status cls_head_backward(const cp_head *head, const float *h, int64_t 
     if (!dcls_in) return CP_ERR;
     if (head->dense) memset(dcls_in, 0, (size_t)(p.R * Cin) * sizeof *dcls_in);
     if (cp_proj_backward(run, head->classifier, dcls_in, dlogits, p.cls_in, p.R) != CP_OK) return CP_ERR;
-    if (head->dense) { // cls_in = act(z), z = dense(rows)
+    cp_dropout_apply(&p.drop, dcls_in, dcls_in, 0, p.R, Cin); // cls_in = dropout(·): the same mask
+    if (head->dense) { // cls_in = dropout(act(z)), z = dense(dense_dropout(rows))
         cp_activation_backward(head->dense_act, dcls_in, dcls_in, p.z, p.R * Cin);
-        if (cp_proj_backward(run, head->dense, drows, dcls_in, p.rows, p.R) != CP_OK) return CP_ERR;
+        if (cp_proj_backward(run, head->dense, drows, dcls_in, p.dense_in, p.R) != CP_OK) return CP_ERR;
+        cp_dropout_apply(&p.dense_drop, drows, drows, 0, p.R, C);
     }
     if (!direct) // rows = h[b, pos[b]]: each pooled row's gradient goes back to its position
         for (int64_t b = 0; b < B; b++) memcpy(dh + (b * T + p.pos[b]) * C, drows + b * C, (size_t)C * sizeof *dh);

@@ -19,8 +19,12 @@
  * classifier.out_proj, lm_head); the head only points at them, so modules_to_save copies and
  * trained gradients work as for any other Linear.
  *
- * Dropout before the classifier (classifier_dropout) is recorded but not applied: the heads run as
- * in eval mode, as the rest of the model's own dropout does.
+ * In training the heads apply their Dropout modules where the transformers class does: `dropout`
+ * on the classifier's input (after the dense stage when there is one: BERT's pooled output,
+ * DistilBERT's pre_classifier + ReLU, the token classifiers' hidden states), and `dense_dropout` on
+ * the pooled token before the dense stage (RoBERTa's and ELECTRA's classification heads, which apply
+ * their one `classifier.dropout` twice, and DeBERTa's ContextPooler). The masks come from the run
+ * (models/run.h), mask row r of the R rows the stack runs; the backward draws them again.
  */
 #ifndef CP_MODELS_HEAD_H
 #define CP_MODELS_HEAD_H
@@ -59,7 +63,8 @@ typedef struct cp_head {
     cp_module *dense;             /* optional Linear (C',C) applied before the classifier, or NULL */
     cp_activation dense_act;      /* its activation */
     cp_module *classifier;        /* Linear (K,C') or (K,C): score / classifier / out_proj / lm_head */
-    double dropout;               /* classifier_dropout, recorded only (see above) */
+    const cp_module *dropout;     /* Dropout on the classifier's input, or NULL (see above) */
+    const cp_module *dense_dropout; /* Dropout on the dense stage's input, or NULL */
 } cp_head;
 
 typedef struct cp_head_outputs {
@@ -84,7 +89,7 @@ int64_t cp_head_logits_numel(const cp_head *head, int64_t B, int64_t T);
  * sizes > 1 if no padding token is defined."). input_ids (B,T) may be NULL when it is not read. */
 cp_status cp_head_pool_positions(const cp_head *head, const int64_t *input_ids, int64_t B, int64_t T, int64_t *pos);
 
-/* Forward in eval mode. h (B,T,C) final hidden states; input_ids (B,T) (read by LAST_NON_PAD pooling);
+/* Forward (the dropouts apply when run says so). h (B,T,C) final hidden states; input_ids (B,T) (read by LAST_NON_PAD pooling);
  * labels NULL for logits only, else: CAUSAL_LM and TOKEN_CLS class ids (B,T) (-100 ignored),
  * SEQ_CLS class ids (B) or float values (B) / (B,K) as the problem type wants. Fills out->logits when
  * given, and the loss fields when labels are given. Scratch memory comes from run->arena and is

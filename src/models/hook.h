@@ -4,8 +4,10 @@
  * The model computes every projection and embedding through src/models/proj.c: the plain nn
  * primitive first (base weight), then each hook on the module adds its contribution, the way
  * llama.cpp's build_lora_mm sits above mul_mat. nn/ never looks at hooks and models/ never names a
- * method: LoRA (src/peft/lora.c), modules_to_save (src/peft/saved_module.c) and the methods to come
- * implement this table, and a module carries a list of hooks (cp_module.hooks).
+ * method: LoRA (src/peft/lora.c), modules_to_save (src/peft/saved_module.c), (IA)³ (src/peft/ia3.c)
+ * and the methods to come implement this table, and a module carries a list of hooks (cp_module.hooks).
+ * A hook either adds to the output (linear_forward: LoRA) or scales the projection's input / output
+ * feature by feature (linear_scale: (IA)³); at most one hook of a module scales.
  *
  * Contracts (every operation may be NULL when the method has nothing to do there):
  *   linear_forward    out (N,OC) += this hook's contribution for input in (N,C) (Linear / Conv1D)
@@ -13,6 +15,14 @@
  *                     gradients and, when dX is non-NULL, dX (N,C) += its share of the input gradient
  *   embedding_forward out (N,d) += the contribution for token ids (N) (Embedding)
  *   embedding_backward the hook's parameter gradients from dY (N,d)
+ *   linear_scale      a multiplicative hook ((IA)³): per-feature factors around the base projection,
+ *                       y = ((x ∘ s_in) · W + b) ∘ s_out        s_in (C), s_out (OC)
+ *                     sets *s_in / *s_out for this run, each NULL when that side is not scaled (both NULL:
+ *                     the hook does nothing now: disabled, merged, no active adapter). The vectors live
+ *                     in the hook or in run->arena (released by proj.c after the projection)
+ *   linear_scale_backward  the hook's parameter gradients given those of its factors this run: d_in (C)
+ *                     and d_out (OC), each NULL when that side was not scaled (proj.c computes them:
+ *                     d_in = Σ_n X ∘ (dY' · W), d_out = Σ_n dY ∘ (x' · W + b))
  *   trains            whether any of the hook's parameters has a gradient buffer this run
  *   repr              the module as printed when wrapped by this method (PEFT's wrapper classes)
  *   free              releases the hook (called when the module's adapters go)
@@ -39,6 +49,10 @@ typedef struct cp_hook_ops {
                                    const int64_t *ids, int64_t N);
     cp_status (*embedding_backward)(const cp_hook *h, const cp_run *run, const cp_module *m, const float *dY,
                                     const int64_t *ids, int64_t N);
+    cp_status (*linear_scale)(const cp_hook *h, const cp_run *run, const cp_module *m, const float **s_in,
+                              const float **s_out);
+    cp_status (*linear_scale_backward)(const cp_hook *h, const cp_run *run, const cp_module *m, const float *d_in,
+                                       const float *d_out);
     int (*trains)(const cp_hook *h);
     char *(*repr)(const cp_hook *h, const cp_module *m);
     void (*free)(cp_hook *h);

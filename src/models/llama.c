@@ -6,7 +6,7 @@
  *
  *   x = embed_tokens[ids]                                              (B,T,C)
  *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  rotate q,k (RoPE);
- *               x += o_proj(softmax(q·kᵀ/√hd + mask)·v)
+ *               x += o_proj(drop(softmax(q·kᵀ/√hd + mask))·v)   (drop: attention_dropout in training)
  *               h = rms(x);  x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))
  *   out = rms(x);  logits = lm_head(out) (tied to embed_tokens when the config says so)
  *
@@ -37,6 +37,7 @@ typedef struct {
     cp_module *input_layernorm, *post_attention_layernorm;
     cp_module *q_proj, *k_proj, *v_proj, *o_proj;
     cp_module *gate_proj, *up_proj, *down_proj;
+    cp_module *self_attn; /* the attention module: its attention_dropout (a float, no module) drops the probabilities */
     int64_t window; /* sliding window of this layer's attention (0 = full causal) */
 } llama_layer;
 
@@ -203,7 +204,9 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         cp_config_positive(root, "max_position_embeddings", 2048, CP_MAX_POSITIONS, &cfg->max_positions, file) != CP_OK)
         return CP_ERR;
     if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
-    if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK) return CP_ERR;
+    if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK ||
+        cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK)
+        return CP_ERR;
     if (llama) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
         int attention_bias;
         if (cp_json_get_bool(root, "attention_bias", 0, 0, &attention_bias, file) != CP_OK ||
@@ -264,7 +267,7 @@ static cp_status build(cp_model *m) {
         snprintf(cls, sizeof cls, "%sDecoderLayer", p);
         cp_module *layer = cp_module_new(list, idx, cls, CP_MOD_CONTAINER);
         snprintf(cls, sizeof cls, "%sAttention", p);
-        cp_module *attn = layer ? cp_module_new(layer, "self_attn", cls, CP_MOD_CONTAINER) : NULL;
+        cp_module *attn = ly->self_attn = layer ? cp_module_new(layer, "self_attn", cls, CP_MOD_CONTAINER) : NULL;
         if (!attn || !(ly->q_proj = cp_module_linear(attn, "q_proj", C, qd, c->qkv_bias)) ||
             !(ly->k_proj = cp_module_linear(attn, "k_proj", C, kvd, c->qkv_bias)) ||
             !(ly->v_proj = cp_module_linear(attn, "v_proj", C, kvd, c->qkv_bias)) ||
@@ -344,13 +347,15 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     return CP_OK;
 }
 
-static cp_attention_args attn_args(const cp_model *m, const llama_layer *ly, const cp_batch *b, const llama_acts *a) {
+static cp_attention_args attn_args(const cp_model *m, const cp_run *run, const llama_layer *ly, const cp_batch *b,
+                                   const llama_acts *a) {
     const cp_model_config *c = &m->config;
     cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .NKV = c->num_kv_heads, .hs = c->head_dim,
                             .q = a->q, .k = a->k, .v = a->v, .q_stride = c->num_heads * c->head_dim,
                             .k_stride = c->num_kv_heads * c->head_dim, .v_stride = c->num_kv_heads * c->head_dim,
                             .scale = (float)pow((double)c->head_dim, -0.5), .window = ly->window,
-                            .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs};
+                            .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs,
+                            .dropout = cp_run_dropout_p(run, ly->self_attn, "attention_dropout", c->attn_dropout)};
     return at;
 }
 
@@ -369,7 +374,7 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
         return CP_ERR;
     cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, e->cos_t, e->sin_t);
-    cp_attention_args at = attn_args(m, ly, b, a);
+    cp_attention_args at = attn_args(m, run, ly, b, a);
     if (cp_stack_attend(run, kv, l, &at) != CP_OK || cp_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     if (cp_proj_forward(run, ly->o_proj, tmp, a->att, N) != CP_OK) return CP_ERR;
     cp_add_inplace(x, tmp, N * C);
@@ -427,7 +432,7 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     // attention: x_mid = x_in + o_proj(attn(rope(q), rope(k), v)), q,k,v = proj(rms(x_in))
     memset(dC, 0, (size_t)(N * qd) * sizeof *dC);
     if (cp_proj_backward(run, ly->o_proj, dC, dx, a->att, N) != CP_OK) return CP_ERR;     // d att
-    cp_attention_args at = attn_args(m, ly, b, a);
+    cp_attention_args at = attn_args(m, run, ly, b, a);
     if (cp_stack_attention_backward(run, l, &at, dC, dq, dk, dv) != CP_OK) return CP_ERR;
     cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, e->cos_t, e->sin_t);
     cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, e->cos_t, e->sin_t);

@@ -261,6 +261,7 @@ cp_status cp_model_begin_load(cp_model **out, const char *dir) {
     cp_model *m = cp_calloc(1, sizeof *m, "the model");
     if (!m) return CP_ERR;
     cp_arena_init(&m->arena);
+    m->model_dropout = 1; /* as torch's train() turns on every nn.Dropout */
     m->dir = cp_strdup(dir);
     size_t n = strlen(dir) + 16;
     char *config_path = cp_malloc(n, "a path");
@@ -351,7 +352,8 @@ static cp_task_labels batch_labels(const cp_model *m, const cp_batch *b, int *ha
 }
 
 cp_run cp_model_run(cp_model *m) {
-    cp_run run = {.arena = &m->arena, .training = m->training, .seed = m->dropout_seed, .prompt = m->prompt};
+    cp_run run = {.arena = &m->arena, .training = m->training, .model_dropout = m->training && m->model_dropout,
+                  .seed = m->dropout_seed, .prompt = m->prompt};
     return run;
 }
 

@@ -30,6 +30,8 @@ struct cp_model {
     cp_stack stack;        /* the blocks, embeddings and final norm the scaffold runs */
     cp_arena arena;        /* activations, reset every forward */
     int training;          /* the mode the next calls run in (dropout on), as torch's module.train() */
+    int model_dropout;     /* in training, the model's own Dropout modules apply too (1 from load; 0: only
+                              the adapters' dropout, as if the config's dropout probabilities were 0) */
     uint64_t dropout_seed; /* the seed of the next training forward's dropout masks */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
     void (*peft_free)(struct cp_model *m);

@@ -33,4 +33,9 @@ int cp_proj_has_contribution(const cp_module *m);
 int cp_module_trains(const cp_module *m);
 int cp_subtree_trains(const cp_module *m);
 
+/* Whether cp_proj_backward on m reads the forward's input X: m trains or carries a hook. Where it
+ * does not (a frozen projection without adapters: dX needs only dY and W), a block need not keep X
+ * for the backward pass, and passes NULL. */
+int cp_proj_needs_input(const cp_module *m);
+
 #endif

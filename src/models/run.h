@@ -6,8 +6,10 @@
  * its stack from the model's state, and the blocks, projections and PEFT hooks read it:
  *   - arena:     where activations and scratch come from (the model's);
  *   - training:  dropout applies (PEFT's lora_dropout, later methods' dropouts);
- *   - seed:      this step's dropout seed — each hook derives its own mask stream from it, so the
- *                backward pass regenerates the forward's masks;
+ *   - model_dropout: the model's own Dropout modules apply too (training, and not switched off:
+ *                transformers' train() mode; cp_run_dropout below gives each site its mask);
+ *   - seed:      this step's dropout seed — each hook and each site derives its own masks from it,
+ *                so the backward pass (and a recomputed forward) regenerates the forward's masks;
  *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
  *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any, how
  *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state.
@@ -18,6 +20,8 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "nn/dropout.h"
+#include "nn/module.h"
 
 /* A mixed-adapter batch: the N rows of a projection are B batch rows of N/B tokens each, and batch
  * row b runs adapter names[b] alone ("__base__", or a name a module does not carry: none). Inference
@@ -32,6 +36,7 @@ struct cp_prompt_hook; /* models/hook.h */
 typedef struct cp_run {
     cp_arena *arena;
     int training;
+    int model_dropout;  /* the model's own dropout applies (implies training) */
     uint64_t seed;
     const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method, or NULL */
@@ -40,5 +45,15 @@ typedef struct cp_run {
     const int64_t *prefix_key_mask;    /* (B, n_prefix + T) their key mask, or NULL: all ones */
     void *prompt_state;                /* the prompt hook's state for this call (its begin), or NULL */
 } cp_run;
+
+/* The model's Dropout module `drop` as this run applies it the call-th time in the forward (0 for its
+ * first, 1 for a second application of the same module, as RoBERTa's classification head makes): p =
+ * drop->p and the site key of its path under run->seed when run->model_dropout, else the identity
+ * (p = 0). drop may be NULL (no dropout there). */
+cp_dropout cp_run_dropout(const cp_run *run, const cp_module *drop);
+cp_dropout cp_run_dropout_call(const cp_run *run, const cp_module *drop, int call);
+/* A dropout that is a probability and no module (LlamaAttention's attention_dropout): the site is
+ * `name` under the module `owner` that applies it. */
+cp_dropout cp_run_dropout_p(const cp_run *run, const cp_module *owner, const char *name, double p);
 
 #endif

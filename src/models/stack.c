@@ -51,6 +51,13 @@ static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, 
     return CP_OK;
 }
 
+/* x (N,C) = dropout(x): the embedding step's output in training (identity otherwise). Its own
+ * backward: the same call on the gradient. */
+static void embed_dropout(const cp_model *m, const cp_run *run, float *x, int64_t N) {
+    const cp_dropout d = cp_run_dropout(run, m->stack.embed_dropout);
+    cp_dropout_apply(&d, x, x, 0, N, m->config.hidden_size);
+}
+
 static void *alloc_emb(cp_model *m, cp_arena *ar) {
     const size_t n = m->arch->block_ops->embed_size;
     void *emb = cp_arena_alloc(ar, n ? n : 1, "embedding state");
@@ -70,6 +77,7 @@ cp_status cp_stack_forward(cp_model *m, const cp_run *run, const cp_batch *b, cp
     if (!x || !emb || !acts || ops->alloc_acts(m, acts, b, run->n_prefix + b->T, 0, ar) != CP_OK) return CP_ERR;
     cp_embed_args ea;
     if (embed_args(run, b, kv ? kv->len : 0, C, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
+    embed_dropout(m, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, emb, x, acts, kv) != CP_OK) return CP_ERR;
@@ -120,6 +128,7 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
         return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as the final norm's input */
     if (embed_args(run, b, 0, C, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
+    embed_dropout(m, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         block_rec *r = cp_arena_alloc(ar, sizeof *r + (recompute ? 0 : ops->acts_size), "saved activations");
         if (!r || !(r->x_in = cp_arena_floats(ar, (size_t)(N * C), "block input"))) return CP_ERR;
@@ -174,6 +183,7 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
         if (ops->block_backward(m, run, l, b, sv->emb, r->x_in, acts, dx, l > lowest || to_bottom) != CP_OK) return CP_ERR;
         cp_arena_release(ar, mark);
     }
+    if (prompt || embeddings) embed_dropout(m, run, dx, N); // x = dropout(embed): dx · the same mask
     /* the virtual tokens' gradient is taken where they entered, at the token embeddings (cp_embed_tokens_backward),
      * through whatever the embedding step does after them (BERT's LayerNorm) */
     if ((embeddings || prompt) && ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) != CP_OK) return CP_ERR;

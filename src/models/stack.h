@@ -6,6 +6,8 @@
  *   out = final_norm(x)                   LayerNorm / RMSNorm, or none
  *
  * The scaffold owns what every architecture needs around that: the activation arena and its marks,
+ * the dropout on the embeddings' output (cp_stack.embed_dropout; the blocks apply their own dropouts
+ * through cp_run_dropout and regenerate the masks in their backward),
  * the block inputs saved for the backward pass (all block activations, or with `recompute` only the
  * inputs, the rest recomputed block by block), the cut below the lowest trained block (nothing under
  * it gets gradients), output_hidden_states, and the KV cache of incremental decoding. An
@@ -38,6 +40,8 @@ typedef struct cp_stack {
     int64_t n_blocks;
     cp_module *embeddings[4];  /* modules under the embedding step (NULL-terminated): trained ones need its backward */
     cp_module *final_norm;     /* LayerNorm or RMSNorm after the last block; NULL: none */
+    cp_module *embed_dropout;  /* the Dropout on the embedding step's output (transformer.drop, embeddings.dropout),
+                                  applied by the scaffold in training; NULL: none (or the architecture's own) */
 } cp_stack;
 
 /* What the embedding step is asked: the batch's first token sits at column `past` (the cache's

@@ -47,8 +47,7 @@ void cp_activation_forward(cp_activation act, float *y, const float *x, int64_t 
         cp_gelu_tanh(y, x, n);
         break;
     case CP_ACT_GELU:
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+        cp_gelu_erf(y, x, n);
         break;
     case CP_ACT_QUICK_GELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
@@ -80,12 +79,7 @@ void cp_activation_backward(cp_activation act, float *dx, const float *dy, const
         cp_gelu_tanh_backward(dx, dy, x, n);
         break;
     case CP_ACT_GELU:
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-            float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
-            dx[i] = dy[i] * (cdf + v * pdf);
-        }
+        cp_gelu_erf_backward(dx, dy, x, n);
         break;
     case CP_ACT_QUICK_GELU:
         for (int64_t i = 0; i < n; i++) {

@@ -148,20 +148,22 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
                     scores[j] = e;
                     sum += e;
                 }
-                float *o = a->out + (b * T + i) * C + h * hs;
-                memset(o, 0, (size_t)hs * sizeof *o);
-                for (int64_t j = lo; j <= hi; j++) {
-                    float p = scores[j] / sum;
-                    scores[j] = p;
-                    if (p == 0.0f) continue;
-                    const float *vj = a->v + (b * R + j) * a->v_stride + kv_head(a, h) * hs;
-#pragma omp simd
-                    for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
-                }
+                for (int64_t j = lo; j <= hi; j++) scores[j] /= sum;
                 if (a->probs) {
                     float *row = a->probs + ((b * NH + h) * T + i) * TK;
                     memset(row, 0, (size_t)TK * sizeof *row);
                     memcpy(row + lo, scores + lo, (size_t)(hi - lo + 1) * sizeof *row);
+                }
+                // out = dropout(P)·V: the probabilities dropped after they are saved
+                cp_dropout_apply_row(&a->dropout, scores + lo, scores + lo, (b * NH + h) * T + i, lo, hi - lo + 1);
+                float *o = a->out + (b * T + i) * C + h * hs;
+                memset(o, 0, (size_t)hs * sizeof *o);
+                for (int64_t j = lo; j <= hi; j++) {
+                    const float p = scores[j];
+                    if (p == 0.0f) continue;
+                    const float *vj = a->v + (b * R + j) * a->v_stride + kv_head(a, h) * hs;
+#pragma omp simd
+                    for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
                 }
             }
         }
@@ -226,6 +228,16 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                 int any_empty = 0;
                 for (int64_t r = 0; r < nq; r++)
                     any_empty |= empty[r] = (unsigned char)softmax_row(a, apos, S + r * nk, klo, nk, c0 + r, b, h, mask);
+                if (a->probs)
+                    for (int64_t r = 0; r < nq; r++) {
+                        float *row = a->probs + ((b * NH + h) * T + i0 + r) * TK;
+                        if (empty[r]) { for (int64_t j = 0; j < TK; j++) row[j] = 1.0f / (float)TK; continue; }
+                        memset(row, 0, (size_t)TK * sizeof *row);
+                        memcpy(row + klo, S + r * nk, (size_t)nk * sizeof *row);
+                    }
+                const int64_t row0 = (b * NH + h) * T + i0; /* the dropout mask row of query i0 */
+                if (cp_dropout_on(&a->dropout)) // out = dropout(P)·V, the probabilities dropped after they are saved
+                    for (int64_t r = 0; r < nq; r++) cp_dropout_apply_row(&a->dropout, S + r * nk, S + r * nk, row0 + r, klo, nk);
                 // O (nq, hs) = P · V
                 cp_gemm_f32(0, 0, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
                             (int)a->v_stride, 0.0f, O, (int)C);
@@ -236,22 +248,22 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                     memset(o, 0, (size_t)hs * sizeof *o);
                     for (int64_t j = 0; j < TK; j++) {
                         const float *vj = a->v + (b * R + j) * a->v_stride + kv_head(a, h) * hs;
-                        for (int64_t d = 0; d < hs; d++) o[d] += vj[d] / (float)TK;
+                        if (cp_dropout_on(&a->dropout)) {
+                            float w = 1.0f / (float)TK;
+                            cp_dropout_apply_row(&a->dropout, &w, &w, row0 + r, j, 1);
+                            for (int64_t d = 0; d < hs; d++) o[d] += w * vj[d];
+                        } else {
+                            for (int64_t d = 0; d < hs; d++) o[d] += vj[d] / (float)TK;
+                        }
                     }
                 }
-                if (a->probs)
-                    for (int64_t r = 0; r < nq; r++) {
-                        float *row = a->probs + ((b * NH + h) * T + i0 + r) * TK;
-                        if (empty[r]) { for (int64_t j = 0; j < TK; j++) row[j] = 1.0f / (float)TK; continue; }
-                        memset(row, 0, (size_t)TK * sizeof *row);
-                        memcpy(row + klo, S + r * nk, (size_t)nk * sizeof *row);
-                    }
             }
     return CP_OK;
 }
 
 /* The backward of one batch row b and one kv head: the query heads sharing it run in one task, so
- * their dK, dV add up without races. dP is this thread's (T,TK) scratch. */
+ * their dK, dV add up without races. dP is this thread's (T,TK) scratch, and with dropout a second
+ * (T,TK) after it for dropout(P). */
 static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, const float *dout, float *dq, float *dk,
                           float *dv, float *dP) {
     const int64_t T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, TK = n_keys(a), R = kv_rows(a);
@@ -268,11 +280,21 @@ static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, co
         float *dK = dk + b * R * a->k_stride + kvh * hs;
         float *dV = dv + b * R * a->v_stride + kvh * hs;
         float *dB = a->d_bias ? a->d_bias + b * a->bias_b_stride + h * a->bias_h_stride : NULL; // row i at i*bias_q_stride
-        // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
-        cp_gemm_f32(1, 0, (int)TK, (int)hs, (int)T, 1.0f, P, (int)TK, dO, (int)C,
+        const int drop = cp_dropout_on(&a->dropout);
+        const int64_t row0 = (b * NH + h) * T; /* the dropout mask row of query 0 */
+        const float *Pv = P;                   /* what weighted the values: P, or dropout(P) (T,TK) */
+        if (drop) {
+            float *Pd = dP + T * TK;
+            for (int64_t i = 0; i < T; i++) cp_dropout_apply_row(&a->dropout, Pd + i * TK, P + i * TK, row0 + i, 0, TK);
+            Pv = Pd;
+        }
+        // in the forward pass this was O = Pv·V, so dV = Pvᵀ·dO and dPv = dO·Vᵀ
+        cp_gemm_f32(1, 0, (int)TK, (int)hs, (int)T, 1.0f, Pv, (int)TK, dO, (int)C,
                     beta, dV, (int)a->v_stride);
         cp_gemm_f32(0, 1, (int)T, (int)TK, (int)hs, 1.0f, dO, (int)C, V,
                     (int)a->v_stride, 0.0f, dP, (int)TK);
+        // Pv = dropout(P): dP = the same mask times dPv
+        for (int64_t i = 0; i < T && drop; i++) cp_dropout_apply_row(&a->dropout, dP + i * TK, dP + i * TK, row0 + i, 0, TK);
         // softmax backward: dB = P ⊙ (dP − Σ_j dP_j P_j) is the gradient of the biased scores (and of
         // the bias), then the score scaling: dS = dB · scale
         for (int64_t i = 0; i < T; i++) {
@@ -305,7 +327,8 @@ static cp_status attention_backward(const cp_attention_args *a, const float *dou
     if (check_args(a) != CP_OK) return CP_ERR;
     if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
     int nthreads = omp_get_max_threads();
-    float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)(T * TK), "attention gradient scratch");
+    const size_t per_thread = (size_t)(T * TK) * (cp_dropout_on(&a->dropout) ? 2 : 1); /* dP, [dropout(P)] */
+    float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * per_thread, "attention gradient scratch");
     if (!dp_all) return CP_ERR;
     const int64_t NKV = a->NKV > 0 ? a->NKV : NH;
     if (a->d_bias && a->bias_b_stride == 0 && B > 1) {
@@ -313,13 +336,13 @@ static cp_status attention_backward(const cp_attention_args *a, const float *dou
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t kvh = 0; kvh < NKV; kvh++)
             for (int64_t b = 0; b < B; b++)
-                backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * (size_t)(T * TK));
+                backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
         return CP_OK;
     }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kvh = 0; kvh < NKV; kvh++)
-            backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * (size_t)(T * TK));
+            backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
     return CP_OK;
 }
 

@@ -21,6 +21,11 @@
  *                     per-key bias that cp_alibi_falcon_bias in position_bias.h builds instead.)
  * The order of the float operations is eager PyTorch's: ((q·k)·scale + bias) + alibi, then softmax.
  *
+ * Dropout (training): `dropout` drops attention probabilities before they weight the values,
+ * out = dropout(P)·V, as eager attention's nn.functional.dropout(attn_weights) and SDPA's dropout_p
+ * do. Mask row (b·NH + h)·T + i, column j (the key column) of the site (nn/dropout.h); `probs` keeps
+ * P itself, and the backward draws the same masks again: dV = dropout(P)ᵀ·dO, dP = dropout(dO·Vᵀ).
+ *
  * Masking follows transformers' eager attention exactly where it matters. A query that sees no key
  * at all (a padding query under left padding) gets what PyTorch's eager attention gives it, because
  * its output still feeds the loss: the first real token of a left-padded row is predicted from the
@@ -43,6 +48,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "nn/dropout.h"
 
 typedef enum {
     CP_ATTN_EMPTY_CAUSAL, /* a query with no visible key attends uniformly to its causal window */
@@ -89,6 +95,7 @@ typedef struct {
                                  the broadcast dimensions); NULL = not wanted */
     const float *alibi_slopes; /* (NH) ALiBi slopes, added as slope_h · pos(b,j); NULL = no ALiBi */
     cp_alibi_pos alibi_pos;
+    cp_dropout dropout;       /* on the probabilities (training); p = 0: none */
 } cp_attention_args;
 
 /* The fast version (blocked GEMMs) and the plain reference it is tested against. */

@@ -130,7 +130,9 @@ static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     const row_window rows = used_rows(a);
     const int64_t W = rows.n;
-    const int64_t per_thread = T * hs + W * hs + 2 * T * W + (a->probs ? 0 : T * T);
+    const int drop = cp_dropout_on(&a->dropout);
+    /* scores_task's scratch, then S when probs is not kept, then dropout(P) */
+    const int64_t per_thread = T * hs + W * hs + 2 * T * W + (a->probs ? 0 : T * T) + (drop ? T * T : 0);
     const int nthreads = omp_get_max_threads();
     float *w_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)per_thread, "disentangled attention scratch");
     if (!w_all) return CP_ERR;
@@ -138,11 +140,19 @@ static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < NH; h++) {
             float *w = w_all + (size_t)omp_get_thread_num() * (size_t)per_thread;
-            float *S = a->probs ? a->probs + (b * NH + h) * T * T : w + T * hs + W * hs + 2 * T * W; // (T,T)
+            float *rest = w + T * hs + W * hs + 2 * T * W;
+            float *S = a->probs ? a->probs + (b * NH + h) * T * T : rest; // (T,T)
             scores_task(a, rows, b, h, S, w);
             softmax_rows(S, T);
-            // O (T,hs) = P·V, rows of out at stride C
-            cp_gemm_f32(0, 0, T, hs, T, 1.0f, S, T, a->v + b * T * a->v_stride + h * hs, a->v_stride, 0.0f,
+            const float *Pv = S; /* what weighs the values: P, or dropout(P) (mask row (b·NH + h)·T + i) */
+            if (drop) {
+                float *Pd = rest + (a->probs ? 0 : T * T);
+                for (int64_t i = 0; i < T; i++) /* row by row: this task already runs on one thread of many */
+                    cp_dropout_apply_row(&a->dropout, Pd + i * T, S + i * T, (b * NH + h) * T + i, 0, T);
+                Pv = Pd;
+            }
+            // O (T,hs) = Pv·V, rows of out at stride C
+            cp_gemm_f32(0, 0, T, hs, T, 1.0f, Pv, T, a->v + b * T * a->v_stride + h * hs, a->v_stride, 0.0f,
                         a->out + b * T * C + h * hs, C);
         }
     return CP_OK;
@@ -155,7 +165,8 @@ static void zero_unused_rows(float *d, int64_t stride, int64_t span, row_window 
         if (r < rows.lo || r >= rows.lo + rows.n) memset(d + r * stride + h * hs, 0, (size_t)hs * sizeof *d);
 }
 
-/* The backward of head h over every batch row. w: this thread's T·T + 2·T·W floats, W = rows.n. */
+/* The backward of head h over every batch row. w: this thread's T·T + 2·T·W floats, W = rows.n, and
+ * with dropout T·T more for dropout(P). */
 static void backward_task(const cp_disentangled_args *a, row_window rows, int64_t h, const float *dout, float *dq,
                           float *dk, float *dv, float *d_pos_key, float *d_pos_query, float *w) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, W = rows.n, lo = rows.lo;
@@ -178,9 +189,16 @@ static void backward_task(const cp_disentangled_args *a, row_window rows, int64_
         float *dK = dk + b * T * a->k_stride + h * hs;
         float *dV = dv + b * T * a->v_stride + h * hs;
         const int64_t *m = a->key_mask ? a->key_mask + b * T : NULL;
-        // in the forward pass this was O = P·V, so dV = Pᵀ·dO and dP = dO·Vᵀ
-        cp_gemm_f32(1, 0, T, hs, T, 1.0f, P, T, dO, C, 0.0f, dV, a->v_stride);
+        const int drop = cp_dropout_on(&a->dropout);
+        const float *Pv = P; /* what weighed the values: P, or dropout(P) drawn again */
+        for (int64_t i = 0; i < T && drop; i++) /* row by row: one thread's task */
+            cp_dropout_apply_row(&a->dropout, Gp + T * W + i * T, P + i * T, (b * NH + h) * T + i, 0, T);
+        if (drop) Pv = Gp + T * W;
+        // in the forward pass this was O = Pv·V, so dV = Pvᵀ·dO and dPv = dO·Vᵀ
+        cp_gemm_f32(1, 0, T, hs, T, 1.0f, Pv, T, dO, C, 0.0f, dV, a->v_stride);
         cp_gemm_f32(0, 1, T, T, hs, 1.0f, dO, C, V, a->v_stride, 0.0f, dP, T);
+        for (int64_t i = 0; i < T && drop; i++) // Pv = dropout(P): dP = mask · dPv
+            cp_dropout_apply_row(&a->dropout, dP + i * T, dP + i * T, (b * NH + h) * T + i, 0, T);
         // softmax backward dS = P ⊙ (dP − Σ_j dP_j P_j); masked_fill passes nothing to masked
         // scores; then every score term was divided by s: G = dS / s
         for (int64_t i = 0; i < T; i++) {
@@ -222,7 +240,7 @@ static cp_status backward(const cp_disentangled_args *a, const float *dout, floa
         return cp_error("disentangled attention backward: a gradient asked for a positional input (%s) the forward "
                         "did not have", d_pos_key && !a->pos_key ? "pos_key" : "pos_query");
     const row_window rows = used_rows(a);
-    const int64_t T = a->T, W = rows.n, per_thread = T * T + 2 * T * W;
+    const int64_t T = a->T, W = rows.n, per_thread = T * T + 2 * T * W + (cp_dropout_on(&a->dropout) ? T * T : 0);
     const int nthreads = omp_get_max_threads();
     float *w_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)per_thread, "disentangled attention gradients");
     if (!w_all) return CP_ERR;

@@ -38,8 +38,12 @@
  * gradient only to v. (Older transformers releases used XSoftmax, which zeroed those rows; the
  * pinned 5.x does not. Real queries give masked keys probability exactly 0 either way.)
  *
- * Not here: dropout (pos_dropout on rel_embeddings and attention-probs dropout are identities in
- * eval; training with dropout > 0 must apply them around this call), talking heads (v1's
+ * Dropout (training): `dropout` drops the probabilities before they weigh the values (attention
+ * .self.dropout), out = dropout(P)·V, mask row (b·NH + h)·T + i, column j; probs keeps P and the
+ * backward draws the masks again. pos_dropout on rel_embeddings is the caller's (it precedes the
+ * position projections).
+ *
+ * Not here: talking heads (v1's
  * head_logits_proj / head_weights_proj: refuse talking_head), and attention with query_states of
  * another length than the keys (the enhanced mask decoder; build_rpos / uneven_size_corrected).
  */
@@ -50,6 +54,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "nn/dropout.h"
 
 typedef enum {
     CP_DEBERTA_V1 = 1, /* modeling_deberta.py: q and pq divided by s before their products */
@@ -74,6 +79,7 @@ typedef struct {
     float *out;               /* (B,T,NH*hs) */
     float *probs;             /* (B,NH,T,T) softmax probabilities, saved for the backward; may be NULL
                                  in a forward that no backward follows */
+    cp_dropout dropout;       /* on the probabilities (training); p = 0: none */
 } cp_disentangled_args;
 
 /* The forward: writes out (and probs when set). scratch holds per-thread buffers during the call. */

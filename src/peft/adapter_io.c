@@ -378,6 +378,15 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
     cp_module **targets;
     int n;
     if (method->targets(m, cfg, &targets, &n) != CP_OK) return CP_ERR;
+    /* the config as cp_peft_add hands it to attach: resolved after matching (IA3's default feed-forward
+     * modules decide its shapes) */
+    cp_peft_config *resolved = method->resolve ? cp_peft_config_copy(cfg) : NULL;
+    if (method->resolve && (!resolved || method->resolve(m, resolved) != CP_OK)) {
+        cp_peft_config_free(resolved);
+        cp_free(targets);
+        return CP_ERR;
+    }
+    const cp_peft_config *planned = resolved ? resolved : cfg;
     cp_status st = CP_OK;
     cp_strbuf missing;
     cp_sb_init(&missing);
@@ -386,7 +395,7 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
         const cp_module *t = targets[i];
         cp_peft_tensor plan[CP_PEFT_MAX_TENSORS];
         int n_plan;
-        if ((st = method->plan(t, cfg, plan, &n_plan)) != CP_OK) break;
+        if ((st = method->plan(t, planned, plan, &n_plan)) != CP_OK) break;
         for (int k = 0; k < n_plan && st == CP_OK; k++) {
             const cp_peft_tensor *want = &plan[k];
             char *key = pkeyf(method, "%s.%s", t->path, want->key);
@@ -405,6 +414,7 @@ static cp_status check_header(cp_model *m, const cp_peft_config *cfg, const cp_s
         }
     }
     cp_free(targets);
+    cp_peft_config_free(resolved);
     if (st == CP_OK && n_missing) return missing_error(w_path, &missing, n_missing);
     cp_sb_free(&missing);
     return st;

@@ -154,13 +154,7 @@ static cp_peft_bias bias(const cp_peft_config *cfg) {
 
 static cp_status attach(cp_module *t, const char *name, cp_peft_config *base, cp_rng *rng) {
     cp_lora_config *cfg = LORA(base);
-    if (t->kind == CP_MOD_CONV1D && !cfg->fan_in_fan_out) {
-        cp_warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-        cfg->fan_in_fan_out = 1;
-    } else if (t->kind == CP_MOD_LINEAR && cfg->fan_in_fan_out) {
-        cp_warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
-        cfg->fan_in_fan_out = 0;
-    }
+    cp_target_fan_in_fan_out(t, &cfg->fan_in_fan_out);
     int64_t r;
     double alpha;
     if (cp_lora_config_rank_alpha(cfg, t->path, &r, &alpha) != CP_OK) return CP_ERR;

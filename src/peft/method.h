@@ -67,7 +67,8 @@
  *                            state-dict key under the module as PEFT saves it, adapter name removed
  *                            ("lora_A.weight"); returns the count (0: not there). These are what
  *                            trains, counts and is saved / loaded for the adapter on this module
- *   plan                     the same list before anything is allocated, from `cfg` alone: keys and
+ *   plan                     the same list before anything is allocated, from `cfg` alone (as `resolve`
+ *                            leaves it, the config `attach` gets): keys and
  *                            shapes (param NULL), and which dimension a config field sets, so a file
  *                            whose tensors do not fit is refused from its header ("r = 3 in
  *                            adapter_config.json makes it [3, 32]")
@@ -80,8 +81,9 @@
  *  merging (cp_peft_merge merges the active adapters in attach order, unmerge goes in reverse)
  *   merged                   adapter `name` (NULL: any adapter) on `mod` is merged into the base
  *                            weight. NULL: the method never merges (and merge / unmerge are NULL)
- *   merge / unmerge          adds / subtracts the adapter's delta into `mod`'s base weight, which the
- *                            caller has made writable; a no-op when already (un)merged
+ *   merge / unmerge          adds / subtracts the adapter's delta into `mod`'s base weight (or scales it:
+ *                            IA3, whose attention targets scale the bias too), which the caller has made
+ *                            writable with the bias; a no-op when already (un)merged
  *
  *  extras (NULL: not supported; the caller reports it)
  *   scale                    multiplies adapter `name`'s contribution on `mod` by `factor` (the CLI's

@@ -10,6 +10,7 @@
 /* Each method's table (defined in its own files), in the order messages list them. */
 #define CP_PEFT_METHODS(X)          \
     X(cp_lora_method)               /* LoRA: lora.c, lora_config.c, lora_method.c, lora_weighted.c, lora_repr.c */ \
+    X(cp_ia3_method)                /* (IA)³: ia3.c, ia3_config.c, ia3_method.c */ \
     X(cp_prompt_tuning_method)      /* prompt tuning: prompt_method.c, prompt_config.c, prompt_encoder.c */ \
     X(cp_p_tuning_method)           /* p-tuning: the same, with nn/lstm.c */ \
     X(cp_prefix_tuning_method)      /* prefix tuning: the same */

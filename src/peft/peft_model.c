@@ -203,11 +203,13 @@ cp_status cp_peft_add(cp_model *m, const char *name, const cp_peft_config *cfg_i
     const cp_peft_method *method = cfg_in->method;
     if (!method) return cp_error("adapter \"%s\": the config names no PEFT method", name);
     if (cp_peft_find_adapter(m, name)) return cp_error("adapter \"%s\" already exists", name);
-    /* a prompt-learning method's state is the PeftModel's own: PEFT mixes it with no other peft_type */
+    /* PeftModel.add_adapter: one PEFT type per model (PEFT's PeftMixedModel is not cpeft's). A method
+     * outside the registry (a program's own) may sit beside any. */
     for (int i = 0; i < st->n; i++) {
         const cp_peft_method *other = st->adapters[i].config->method;
-        if (other != method && (other->prompt || method->prompt))
-            return cp_error("Cannot combine adapters with different peft types. Found %s and %s.", other->peft_type, method->peft_type);
+        if (other != method && cp_peft_method_find(other->peft_type) == other && cp_peft_method_find(method->peft_type) == method)
+            return cp_error("adapter \"%s\": Cannot combine adapters with different peft types. Found %s and %s.", name,
+                            other->peft_type, method->peft_type);
     }
     if (method->check && method->check(m, name, cfg_in) != CP_OK) return CP_ERR;
     if (bias_of(cfg_in) != CP_PEFT_BIAS_NONE)
@@ -399,6 +401,7 @@ cp_status cp_peft_merge(cp_model *m) {
         for (int k = 0; method->merge && (a = method->adapter_at(mod, k)); k++) {
             if (!is_active(m->peft, a) || method->merged(mod, a)) continue;
             if ((st = cp_param_make_writable(m, mod->weight)) != CP_OK) break;
+            if (mod->bias && (st = cp_param_make_writable(m, mod->bias)) != CP_OK) break; /* a method may scale it */
             method->merge(mod, a);
         }
     }

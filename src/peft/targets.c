@@ -97,6 +97,16 @@ static int ends_with_dot(const char *name, const char *entry) {
     return a > b && name[a - b - 1] == '.' && strcmp(name + a - b, entry) == 0;
 }
 
+void cp_target_fan_in_fan_out(const cp_module *t, int *fan_in_fan_out) {
+    if (t->kind == CP_MOD_CONV1D && !*fan_in_fan_out) {
+        cp_warn("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
+        *fan_in_fan_out = 1;
+    } else if (t->kind == CP_MOD_LINEAR && *fan_in_fan_out) {
+        cp_warn("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
+        *fan_in_fan_out = 0;
+    }
+}
+
 int cp_modules_to_save_matches(const cp_peft_config *cfg, const char *path) {
     size_t a = strlen(path);
     for (int i = 0; i < cfg->n_modules_to_save; i++) {
@@ -304,7 +314,7 @@ cp_status cp_target_names(const cp_target_spec *cfg, cp_module *root, const char
         }
     }
     if (c.failed) { cp_free_names(c.names, c.n); return CP_ERR; }
-    if (c.n >= CP_MIN_TARGETS_TO_SHORTEN && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
+    if (c.n >= CP_MIN_TARGETS_TO_SHORTEN && !cfg->keep_long_lists && minimal_suffixes(root, &c.names, &c.n) != CP_OK) {
         cp_free_names(c.names, c.n);
         return CP_ERR;
     }

@@ -44,6 +44,8 @@ typedef struct cp_target_spec {
     const char *const *(*defaults)(const char *model_type);
     unsigned kinds;                    /* the module kinds it adapts: bit (1u << cp_module_kind) */
     const char *supported;             /* those kinds as PEFT's error lists them */
+    int keep_long_lists;               /* never shorten a long list (PEFT exempts IA3, whose
+                                          feedforward_modules must stay a subset of target_modules) */
 } cp_target_spec;
 
 /* Whether layers_pattern names a pattern (PEFT treats null, "" and [] alike: none). */
@@ -56,7 +58,7 @@ int cp_target_spec_has_layers_pattern(const cp_target_spec *t);
  * for None, the full names of the Linear / Conv1D leaves of `root` but `lm_head` for "all-linear"
  * (exclude_modules and modules_to_save apply later, when matching), the list itself (each name once)
  * otherwise; then, with 20 or more names, the fewest dotted suffixes that still tell them from every
- * other module name. *out is NULL for a regex. Free with cp_free_names. */
+ * other module name (unless t->keep_long_lists). *out is NULL for a regex. Free with cp_free_names. */
 cp_status cp_target_names(const cp_target_spec *t, cp_module *root, const char *model_type, const cp_module *lm_head,
                           char ***out, int *n_out);
 void cp_free_names(char **names, int n);
@@ -67,6 +69,10 @@ void cp_free_names(char **names, int n);
  * the base model. ..."). */
 cp_status cp_find_targets(const cp_target_spec *t, cp_module *root, const char *model_type, const cp_module *lm_head,
                           cp_module ***out, int *n_out);
+
+/* PEFT's _create_new_module rule for a config's fan_in_fan_out on target t: a Conv1D needs true, a
+ * Linear false; a wrong value is corrected in place with PEFT's warning. */
+void cp_target_fan_in_fan_out(const cp_module *t, int *fan_in_fan_out);
 
 /* PEFT's modules_to_save rule: a module whose full name ends with an entry (plain suffix). */
 int cp_modules_to_save_matches(const cp_peft_config *cfg, const char *path);

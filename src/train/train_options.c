@@ -151,6 +151,7 @@ void cp_train_options_init(cp_train_options *o) {
     o->eval_steps = 0;
     o->save_steps = 500;
     o->seed = 42;
+    o->model_dropout = 1;
 }
 
 /* The checks torch.optim.AdamW makes (lr, eps, betas, weight_decay) and those TrainingArguments and
@@ -185,6 +186,7 @@ cp_status cp_train_options_check(const cp_train_options *a) {
     BADI(a->lora.r <= 0, "--lora-r", a->lora.r, "positive");
     BAD(!isfinite(a->lora.alpha), "--lora-alpha", a->lora.alpha, "a number");
     BAD(!(a->lora.dropout >= 0 && a->lora.dropout < 1), "--lora-dropout", a->lora.dropout, "in [0, 1)");
+    BADI(a->model_dropout != 0 && a->model_dropout != 1, "--model-dropout", a->model_dropout, "1 (on) or 0 (off)");
     if ((unsigned)a->lr_scheduler_type > (unsigned)CP_LR_COSINE)
         return cp_error("lr_scheduler_type %d is not a cp_lr_scheduler", (int)a->lr_scheduler_type);
 #undef BAD

@@ -6,8 +6,9 @@
  *            eos); data (train + eval file or held-out split); adapter (the model's own, a PEFT
  *            config, LoRA options or a checkpoint); trainable parameters and AdamW; the position of
  *            a resumed run (train_state.c)
- *   step     micro-batches run in a fixed order (epoch e shuffled from seed and e; LoRA dropout
- *            seeded from seed and the micro-batch index), accumulation of them per optimizer step,
+ *   step     micro-batches run in a fixed order (epoch e shuffled from seed and e; LoRA's and the
+ *            model's dropout masks seeded from seed and the micro-batch index, model_dropout
+ *            switching the model's own off), accumulation of them per optimizer step,
  *            so a run is a pure function of its options and resuming is exact; then, when the
  *            step's number calls for them, a log (on_log, metrics.jsonl), an evaluation and a
  *            checkpoint-N/. A NaN/Inf loss stops before the bad step is applied, keeping the last
@@ -209,9 +210,7 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
             return CP_ERR;
     }
     const cp_model_config *mc = &t->m->config;
-    if (mc->embd_dropout > 0 || mc->attn_dropout > 0 || mc->resid_dropout > 0)
-        cp_warn("the model's own dropout (embedding %g, attention %g, residual %g) is not applied during training; "
-                "only lora_dropout is", mc->embd_dropout, mc->attn_dropout, mc->resid_dropout);
+    t->m->model_dropout = a->model_dropout; /* before the memory plan's dry run, which measures the dropout's scratch */
     /* a prompt-learning adapter's virtual tokens come before every row: with a learned position table
      * they take positions from the data */
     int64_t virt = 0;
