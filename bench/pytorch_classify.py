@@ -6,6 +6,7 @@ runs (README "Classification"), then accuracy / macro-F1 or seqeval's entity F1 
 
     tests/reference/.venv/bin/python bench/pytorch_classify.py --task SEQ_CLS --model models/all-minilm-l6-v2 \
         --train data/sst2/train.tsv --eval data/sst2/test.tsv [--max-train 8192] [--epochs 1] [--steps N]
+        [--targets all-linear]
 
 Recipe (both sides): examples in file order, the first --max-train of them; shuffled each epoch
 with torch.Generator seeded by --seed; batches of --batch-size padded to their longest (max
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=16)
     ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--targets", default="", help="LoRA target_modules: a,b,c or all-linear (default: PEFT's table)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--steps", type=int, default=0, help="only time this many steps (benchmark)")
     ap.add_argument("--threads", type=int, default=0)
@@ -89,7 +91,9 @@ def main() -> int:
     cls = AutoModelForSequenceClassification if args.task == "SEQ_CLS" else AutoModelForTokenClassification
     model = cls.from_pretrained(args.model, num_labels=len(names), id2label=dict(enumerate(names)), label2id=label2id,
                                 dtype=torch.float32)
-    cfg = peft.LoraConfig(task_type=args.task, r=args.r, lora_alpha=args.alpha, lora_dropout=args.dropout)
+    targets = None if not args.targets else args.targets if args.targets == "all-linear" else args.targets.split(",")
+    cfg = peft.LoraConfig(task_type=args.task, r=args.r, lora_alpha=args.alpha, lora_dropout=args.dropout,
+                          target_modules=targets)
     model = peft.get_peft_model(model, cfg)
 
     def encode(batch_texts, batch_labels):
