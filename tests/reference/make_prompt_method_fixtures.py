@@ -71,10 +71,10 @@ P_SHORT = [5, 17, 42, 8]
 P_LONG = [61, 3, 29, 77, 12, 50]
 
 
-def config(case):
+def config(case, task="CAUSAL_LM"):
     kw = dict(CASES[case])
     cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
-    return cls(task_type="CAUSAL_LM", **kw)
+    return cls(task_type=task, **kw)
 
 
 def load(rel):
@@ -183,11 +183,9 @@ def write_encoder_case(model_key, case, seed):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     torch.manual_seed(seed)
-    kw = dict(CASES[case])
-    cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = get_peft_model(auto.from_pretrained(rel, dtype=torch.float32).eval(), cls(task_type=task, **kw))
+        pm = get_peft_model(auto.from_pretrained(rel, dtype=torch.float32).eval(), config(case, task))
     pm.eval()
     params = encoder_params(pm)
     with torch.no_grad():
@@ -274,6 +272,18 @@ def write_roundtrip(cpeft, case, model_key):
     print(f"{d}: PEFT loaded cpeft's adapter, logits {tuple(logits.shape)}")
 
 
+def start_steps(pm, d):
+    """A steps case's starting point: the encoder re-drawn (0.5·N(0,1)) into encoder.safetensors, the adapter saved."""
+    params = encoder_params(pm)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn_like(p) * 0.5)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    pm.save_pretrained(os.path.join(d, "adapter"))
+    os.remove(os.path.join(d, "adapter", "README.md"))
+
+
 STEPS = {"pt": "gpt2", "ptune_mlp": "neo", "ptune_lstm": "llama", "prefix": "llama", "prefix_proj": "gpt2"}
 
 
@@ -292,14 +302,7 @@ def write_steps(case, model_key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pm = get_peft_model(load(rel), config(case))
-    params = encoder_params(pm)
-    with torch.no_grad():
-        for p in params.values():
-            p.copy_(torch.randn_like(p) * 0.5)
-    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
-              metadata={"format": "pt"})
-    pm.save_pretrained(os.path.join(d, "adapter"))
-    os.remove(os.path.join(d, "adapter", "README.md"))
+    start_steps(pm, d)
     batches = ot.step_batches(os.path.basename(rel), pm.base_model.config.vocab_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -356,22 +359,13 @@ def write_encoder_steps(model_key, case, seed):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     torch.manual_seed(seed)
-    kw = dict(CASES[case])
-    cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
     base = AutoModelForSequenceClassification.from_pretrained(rel, dtype=torch.float32, hidden_dropout_prob=0.0,
                                                               attention_probs_dropout_prob=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = get_peft_model(base, cls(task_type=task, **kw))
+        pm = get_peft_model(base, config(case, task))
     assert all(m.p == 0 for m in pm.modules() if isinstance(m, torch.nn.Dropout)), "model dropout must be 0"
-    params = encoder_params(pm)
-    with torch.no_grad():
-        for p in params.values():
-            p.copy_(torch.randn_like(p) * 0.5)
-    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
-              metadata={"format": "pt"})
-    pm.save_pretrained(os.path.join(d, "adapter"))
-    os.remove(os.path.join(d, "adapter", "README.md"))
+    start_steps(pm, d)
     batches = class_step_batches(pm.base_model.config, seed)
     c = CLASS_STEP_CFG
     trained = [p for p in pm.parameters() if p.requires_grad]
