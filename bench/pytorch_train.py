@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch side of the training benchmark: LoRA training throughput of transformers + PEFT.
+"""PyTorch side of the training benchmark: LoRA, prompt-tuning or prefix-tuning training throughput of
+transformers + PEFT.
 
     tests/reference/.venv/bin/python bench/pytorch_train.py --model DIR --targets q_proj,k_proj,v_proj \
-        --r 8 --alpha 16 --batch 4 --seq 256 --steps 5 --warmup 1 [--threads N] [--gradient-checkpointing]
+        --r 8 --alpha 16 --batch 4 --seq 256 --steps 5 --warmup 1 [--threads N] [--gradient-checkpointing] \
+        [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING --num-virtual-tokens 20]
 
 Loads the model with AutoModelForCausalLM (float32, transformers' default attention: sdpa for GPT-2, eager
 for GPT-Neo), wraps it with get_peft_model(LoraConfig(r, lora_alpha, lora_dropout=0, target_modules,
@@ -10,10 +12,13 @@ task_type CAUSAL_LM)), and runs `warmup + steps` optimizer steps in train mode o
 (labels = input_ids, attention_mask all ones). One step = forward with labels, loss.backward(),
 torch.optim.AdamW(trainable params, lr 1e-4).step(), zero_grad(set_to_none=True). With
 --gradient-checkpointing the base model gets gradient_checkpointing_enable(use_reentrant=False) before
-get_peft_model. Prints one JSON line:
+get_peft_model. --peft-type PROMPT_TUNING / P_TUNING / PREFIX_TUNING uses PromptTuningConfig /
+PromptEncoderConfig / PrefixTuningConfig(num_virtual_tokens, task_type) in place of the LoraConfig (their
+defaults: RANDOM init, the MLP encoder, no prefix projection); PEFT pads the labels and mask itself, and
+tokens/s counts the batch's tokens, not the virtual ones. Prints one JSON line:
     {"tokens_per_s", "seconds_per_step", "peak_rss_mib", "torch", "transformers", "peft", "threads",
      "batch", "seq", "steps", "r", "alpha", "targets", "gradient_checkpointing", "trainable_params",
-     "final_loss", "model"}
+     "final_loss", "model", "task", "peft_type", "num_virtual_tokens"}
 seconds_per_step is the median of the timed steps (after the warmup steps); tokens_per_s = batch*seq /
 seconds_per_step. peak_rss_mib is resource.getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux) / 1024 — it
 includes the Python interpreter and torch itself.
@@ -48,6 +53,8 @@ def main() -> int:
     ap.add_argument("--task", default="CAUSAL_LM", choices=["CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS"],
                     help="SEQ_CLS / TOKEN_CLS: the model's *ForSequenceClassification / *ForTokenClassification "
                          "(num_labels from its config), random class labels, PEFT's head in modules_to_save")
+    ap.add_argument("--peft-type", default="LORA", choices=["LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
+    ap.add_argument("--num-virtual-tokens", type=int, default=20, help="prompt learning: the virtual tokens")
     args = ap.parse_args()
 
     if args.threads > 0:
@@ -55,7 +62,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     import peft
     import transformers
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -67,8 +74,13 @@ def main() -> int:
     model.config.use_cache = False
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    cfg = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0, task_type=getattr(TaskType, args.task),
-                     target_modules=[t for t in args.targets.split(",") if t])
+    if args.peft_type == "LORA":
+        cfg = LoraConfig(r=args.r, lora_alpha=args.alpha, lora_dropout=0.0, task_type=getattr(TaskType, args.task),
+                         target_modules=[t for t in args.targets.split(",") if t])
+    else:
+        prompt_cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig,
+                      "PREFIX_TUNING": PrefixTuningConfig}[args.peft_type]
+        cfg = prompt_cls(task_type=getattr(TaskType, args.task), num_virtual_tokens=args.num_virtual_tokens)
     model = get_peft_model(model, cfg)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -105,7 +117,8 @@ def main() -> int:
         "batch": args.batch, "seq": args.seq, "steps": args.steps, "r": args.r, "alpha": args.alpha,
         "targets": args.targets, "gradient_checkpointing": args.gradient_checkpointing,
         "trainable_params": sum(p.numel() for p in params), "final_loss": loss,
-        "model": os.path.abspath(args.model), "task": args.task,
+        "model": os.path.abspath(args.model), "task": args.task, "peft_type": args.peft_type,
+        "num_virtual_tokens": 0 if args.peft_type == "LORA" else args.num_virtual_tokens,
     }))
     return 0
 

@@ -2,16 +2,20 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16|classify] (needs `make` and `make reference-venv`; models are created once
-#                                    in bench/work/ from random weights with save_pretrained)
+#   bench/run.sh [forward|train|generate|bf16|classify|prompt] (needs `make` and `make reference-venv`; models are created
+#                                    once in bench/work/ from random weights with save_pretrained)
+# ITERS (5) timed steps / iterations; for a smoke run of `prompt` on a small model,
+#   ITERS=1 WARMUP=0 PROMPT_MODEL=tests/fixtures/models/gpt_neo_tiny PROMPT_SEQ=16 BENCH_WORK=/tmp/w bench/run.sh prompt
+# (BENCH_WORK keeps bench/work/prompt.jsonl; the BENCHMARKS.md table is rewritten all the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # OpenBLAS as a default install runs it: its own choice of kernels for this CPU (cpeft respects a
 # user's OPENBLAS_CORETYPE, and some machines' environments pin one, e.g. Haswell on an AVX-512 CPU)
 unset OPENBLAS_CORETYPE
 PY=tests/reference/.venv/bin/python
-WORK=bench/work
+WORK=${BENCH_WORK:-bench/work}
 ITERS=${ITERS:-5}
+WARMUP=${WARMUP:-1}
 GEN_ITERS=${GEN_ITERS:-3}
 mkdir -p "$WORK"
 [[ -x $PY ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
@@ -88,6 +92,23 @@ run_classify() {
     $PY bench/update_benchmarks.py classify "$out"
 }
 
+# Prompt tuning and prefix tuning training (CAUSAL_LM, 20 virtual tokens, RANDOM init, no projection) on the
+# model `train` uses, batch 4 x 256 tokens, as issue 13 measures it.
+run_prompt() {
+    local out=$WORK/prompt.jsonl
+    : > "$out"
+    [[ -x build/bench/train_bench ]] || make -s build/bench/train_bench
+    local dir=${PROMPT_MODEL:-$(model_dir gpt_neo)} seq=${PROMPT_SEQ:-256} nvt=${PROMPT_TOKENS:-20}
+    for type in PROMPT_TUNING PREFIX_TUNING; do
+        echo "bench prompt: $(basename "$dir") $type, $nvt virtual tokens (batch 4 x $seq tokens, $ITERS steps each)" >&2
+        local c p
+        c=$(build/bench/train_bench --model "$dir" --peft-type $type --num-virtual-tokens "$nvt" --batch 4 --seq "$seq" --warmup "$WARMUP" --steps "$ITERS")
+        p=$($PY bench/pytorch_train.py --model "$dir" --peft-type $type --num-virtual-tokens "$nvt" --batch 4 --seq "$seq" --warmup "$WARMUP" --steps "$ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"prompt\", \"arch\": \"$(basename "$dir")\", \"peft_type\": \"$type\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    done
+    $PY bench/update_benchmarks.py prompt "$out"
+}
+
 # A BF16 checkpoint: cpeft keeps its matrices BF16 and computes in f32 (kernels widen as they read);
 # PyTorch loaded in bfloat16 (what the checkpoint's users do) and in float32 (the precision cpeft computes in).
 run_bf16() {
@@ -115,5 +136,6 @@ case "${1:-forward}" in
     generate) run_generate ;;
     bf16) run_bf16 ;;
     classify) run_classify ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify)" >&2; exit 2 ;;
+    prompt) run_prompt ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt)" >&2; exit 2 ;;
 esac

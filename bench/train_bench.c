@@ -1,19 +1,25 @@
 /*
- * train_bench.c — times cpeft's LoRA training step (forward + backward + AdamW) on random token ids
- * and prints one JSON line with tokens/s and peak RSS; bench/run.sh runs it beside
- * bench/pytorch_train.py on the same model with the same LoRA config.
+ * train_bench.c — times cpeft's training step (forward + backward + AdamW) of a LoRA, prompt-tuning or
+ * prefix-tuning adapter on random token ids and prints one JSON line with tokens/s and peak RSS;
+ * bench/run.sh runs it beside bench/pytorch_train.py on the same model with the same PEFT config.
  *
  *   build/bench/train_bench --model DIR --targets q_proj,k_proj,v_proj [--r 8] [--alpha 16]
  *                           [--batch 4] [--seq 256] [--steps 5] [--warmup 1] [--gradient-checkpointing]
  *                           [--task CAUSAL_LM|SEQ_CLS|TOKEN_CLS]
+ *                           [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING] [--num-virtual-tokens 20]
  * SEQ_CLS / TOKEN_CLS load the model's classification head (num_labels from its config.json), draw
- * random class labels and put the head in modules_to_save as PEFT's task models do.
+ * random class labels and put the head in modules_to_save as PEFT's task models do. The prompt-learning
+ * types are made as `cpeft train --peft-type` makes them (cli/peft_type_args.c): an adapter_config.json
+ * object read by the method's own parser (RANDOM init; --targets, --r, --alpha unused); tokens/s counts
+ * the batch's tokens, not the virtual ones.
  */
 #include "cpeft.h"
 #include "machine.h"
+#include "io/json.h"
 #include "models/model.h"
 #include "peft/lora.h"
 #include "peft/lora_config.h"
+#include "peft/peft_config.h"
 #include "peft/peft_model.h"
 #include "train/optim.h"
 #include "train/step.h"
@@ -31,10 +37,25 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A prompt-learning adapter as `cpeft train --peft-type TYPE --num-virtual-tokens N` adds it. */
+static cp_status add_prompt_adapter(cp_model *m, const char *peft_type, long n_virtual, cp_rng *rng) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return cp_error("out of memory");
+    cJSON_AddStringToObject(o, "peft_type", peft_type);
+    cJSON_AddStringToObject(o, "task_type", cp_model_task_type(m));
+    cJSON_AddNumberToObject(o, "num_virtual_tokens", (double)n_virtual);
+    cp_peft_config *cfg = NULL;
+    cp_status st = cp_peft_config_from_json(o, "--peft-type flags", &cfg);
+    cJSON_Delete(o);
+    if (st == CP_OK) st = cp_peft_add(m, "default", cfg, rng, 1, 1);
+    cp_peft_config_free(cfg);
+    return st;
+}
+
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
-    const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM";
-    long B = 4, T = 256, steps = 5, warmup = 1, r = 8;
+    const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM", *peft_type = "LORA";
+    long B = 4, T = 256, steps = 5, warmup = 1, r = 8, n_virtual = 20;
     double alpha = 16;
     int recompute = 0;
     for (int i = 1; i < argc; i++) {
@@ -49,6 +70,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps")) steps = atol(argv[++i]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atol(argv[++i]);
         else if (!strcmp(argv[i], "--task")) task = argv[++i];
+        else if (!strcmp(argv[i], "--peft-type")) peft_type = argv[++i];
+        else if (!strcmp(argv[i], "--num-virtual-tokens")) n_virtual = atol(argv[++i]);
         else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || steps <= 0) { fprintf(stderr, "usage: train_bench --model DIR [--targets a,b] ...\n"); return 2; }
@@ -77,7 +100,9 @@ int main(int argc, char **argv) {
     cp_param **params;
     int n;
     cp_adamw opt;
-    if (cp_peft_add_adapter(m, "default", &cfg, &rng, 1, 1) != CP_OK || cp_peft_trainable_params(m, &params, &n) != CP_OK ||
+    const int lora = !strcmp(peft_type, "LORA");
+    if ((lora ? cp_peft_add_adapter(m, "default", &cfg, &rng, 1, 1) : add_prompt_adapter(m, peft_type, n_virtual, &rng)) != CP_OK ||
+        cp_peft_trainable_params(m, &params, &n) != CP_OK ||
         cp_adamw_init(&opt, params, n, (cp_adamw_config){1e-4, 0.9, 0.999, 1e-8, 0.0}) != CP_OK) {
         fprintf(stderr, "train_bench: %s\n", cp_last_error());
         return 1;
@@ -113,9 +138,9 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"peak_rss_mib\": %.1f, \"batch\": %ld, "
            "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f, "
-           "\"task\": \"%s\", ",
+           "\"task\": \"%s\", \"peft_type\": \"%s\", \"num_virtual_tokens\": %ld, ",
            (double)(B * T) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss,
-           task);
+           task, peft_type, lora ? 0 : n_virtual);
     bench_machine_json(stdout);
     printf("}\n");
     cp_adamw_free(&opt);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites one section of BENCHMARKS.md from a benchmark's JSON lines (written by bench/run.sh).
 
-    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16)
+    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt)
 """
 import datetime
 import json
@@ -155,11 +155,35 @@ def classify_section(rows) -> str:
     return "\n".join(out)
 
 
+def prompt_section(rows) -> str:
+    c0 = rows[0]["cpeft"]
+    out = [f"## Prompt tuning and prefix tuning training step (forward + backward + AdamW), batch {c0['batch']} × "
+           f"{c0['seq']} tokens, {c0.get('num_virtual_tokens', '?')} virtual tokens, f32", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh prompt`, "
+           "random weights of the real model size, CAUSAL_LM, PEFT's PromptTuningConfig / PrefixTuningConfig (RANDOM init, "
+           "no prefix projection) on the PyTorch side and `--peft-type` on cpeft's, random token ids, AdamW, median of the "
+           "timed steps, all cores. tokens/s counts the batch's tokens, not the virtual ones. Peak RSS includes the "
+           "interpreter and torch on the PyTorch side.", "",
+           "| model | method | cpeft tokens/s | PyTorch + PEFT tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"gpt_neo-random": "GPT-Neo-125M shape", "gpt2-random": "GPT-2-124M shape"}
+    methods = {"PROMPT_TUNING": "prompt tuning", "PREFIX_TUNING": "prefix tuning", "P_TUNING": "p-tuning"}
+    for r in rows:
+        c, p = r["cpeft"], r["pytorch"]
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {methods.get(r['peft_type'], r['peft_type'])} | {c['tokens_per_s']:.0f} | "
+                   f"{p['tokens_per_s']:.0f} | {c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | "
+                   f"{p['peak_rss_mib']:.0f} MiB | {c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
+    p = rows[0]["pytorch"]
+    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
+            f"{p.get('threads', '?')} threads.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     section = {"forward": forward_section, "train": train_section, "generate": generate_section,
-               "bf16": bf16_section, "classify": classify_section}[name](rows)
+               "bf16": bf16_section, "classify": classify_section, "prompt": prompt_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"

@@ -13,7 +13,10 @@
  *   - greedy generation with prompt tuning, p-tuning and prefix tuning gives PEFT's generate() tokens,
  *     with and without the KV cache;
  *   - cpeft's own adapters (`cpeft adapter init`) are the files committed, and PEFT's
- *     from_pretrained of them computed cpeft's logits.
+ *     from_pretrained of them computed cpeft's logits;
+ *   - 10 AdamW steps equal PEFT + transformers' (loss per step, gradient norms, the trained tensors
+ *     after them) on GPT-2, GPT-Neo and Llama (CAUSAL_LM) and on BERT and RoBERTa SEQ_CLS (prompt
+ *     tuning, p-tuning MLP, prefix tuning with and without the projection; the classifier copy trains).
  * The tests run in tests/fixtures, where the configs' relative paths (the base model, TEXT init's
  * tokenizer) were written.
  */
@@ -302,24 +305,32 @@ static void check_saved(cp_model *m, const fixture *f, int exact, const char *co
     CHECK(system(cmd) == 0, "cleanup");
 }
 
-static void run_case(const char *model, const char *c) {
-    fixture f;
-    if (!open_fixture(&f, model, c)) return;
-    printf("  %s\n", f.dir);
-    /* training mode: PEFT's config (inference_mode false, as get_peft_model had it) and encoder */
+/* get_peft_model's config from the saved adapter/adapter_config.json of fixture directory `dir`: modules_to_save as
+ * the user gave it (PeftModelForSequenceClassification adds the heads), inference_mode false. */
+static cp_peft_config *training_config(const char *dir) {
     char path[400];
-    snprintf(path, sizeof path, "%s/adapter/adapter_config.json", f.dir);
+    snprintf(path, sizeof path, "%s/adapter/adapter_config.json", dir);
     cp_peft_config *cfg = NULL;
     cJSON *json = NULL;
     CHECK_OK(cp_json_read_file(path, &json));
-    if (json) { /* get_peft_model's config: modules_to_save as the user gave it (PeftModelForSequenceClassification adds the heads) */
+    if (json) {
         cJSON_ReplaceItemInObject(json, "modules_to_save", cJSON_CreateNull());
         CHECK_OK(cp_peft_config_from_json(json, path, &cfg));
         cJSON_Delete(json);
     }
+    if (cfg) cfg->inference_mode = 0;
+    return cfg;
+}
+
+static void run_case(const char *model, const char *c) {
+    fixture f;
+    if (!open_fixture(&f, model, c)) return;
+    printf("  %s\n", f.dir);
+    /* training mode: PEFT's config (as get_peft_model had it) and encoder */
+    char path[400];
+    cp_peft_config *cfg = training_config(f.dir);
     cp_model *m = load_model(&f);
     if (cfg && m) {
-        cfg->inference_mode = 0;
         cp_rng rng;
         cp_rng_seed(&rng, 1);
         CHECK_OK(cp_peft_add(m, "default", cfg, &rng, 1, 1));
@@ -442,7 +453,9 @@ static void run_roundtrip(const char *name, int exact) {
 }
 
 /* 10 AdamW steps (accumulation 2, warmup + linear decay, clipping) from PEFT's encoder parameters: the
- * losses, gradient norms and learning rates of PEFT + transformers per step, and the encoder after them. */
+ * losses, gradient norms and learning rates of PEFT + transformers per step, and every trained tensor after
+ * them (the encoder's, and for SEQ_CLS the classifier's modules_to_save copy). The classifier fixtures ran
+ * with the model's dropout at 0 ("model_dropout": 0), as here. */
 static void run_steps(const char *name) {
     char dir[256], path[400];
     snprintf(dir, sizeof dir, DIR "/steps_%s", name);
@@ -456,13 +469,12 @@ static void run_steps(const char *name) {
     snprintf(f.dir, sizeof f.dir, "%s", dir);
     f.info = exp;
     cp_model *m = load_model(&f);
-    snprintf(path, sizeof path, "%s/adapter/adapter_config.json", dir);
-    cp_peft_config *cfg = NULL;
-    CHECK_OK(cp_peft_config_load(path, &cfg));
+    cp_peft_config *cfg = training_config(dir);
+    const cJSON *md = cJSON_GetObjectItem(exp, "model_dropout");
+    if (m && md) m->model_dropout = (int)md->valuedouble;
     cp_param **params = NULL;
     int n = 0;
     if (m && cfg) {
-        cfg->inference_mode = 0;
         cp_rng rng;
         cp_rng_seed(&rng, 1);
         CHECK_OK(cp_peft_add(m, "default", cfg, &rng, 1, 1));
@@ -479,18 +491,20 @@ static void run_steps(const char *name) {
         const int64_t steps = (int64_t)cJSON_GetObjectItem(c, "num_training_steps")->valuedouble;
         const int64_t warmup = (int64_t)cJSON_GetObjectItem(c, "num_warmup_steps")->valuedouble;
         const int ga = (int)cJSON_GetObjectItem(c, "gradient_accumulation_steps")->valuedouble;
-        double worst_loss = 0, worst_norm = 0, worst_final = 0;
+        double worst_loss = 0, worst_norm = 0, worst_lr = 0, worst_final = 0;
         for (int64_t s = 0; s < steps; s++) {
             cp_batch micro[8];
             for (int i = 0; i < ga; i++) {
-                char k1[32], k2[32], k3[32];
+                char k1[32], k2[32], k3[32], k4[40];
                 const int idx = (int)(s * ga + i);
                 snprintf(k1, sizeof k1, "input_ids_%d", idx);
                 snprintf(k2, sizeof k2, "attention_mask_%d", idx);
                 snprintf(k3, sizeof k3, "labels_%d", idx);
-                const cp_st_tensor *t = cp_st_find(&st, k1);
+                snprintf(k4, sizeof k4, "token_type_ids_%d", idx);
+                const cp_st_tensor *t = cp_st_find(&st, k1), *tt = cp_st_find(&st, k4);
                 micro[i] = (cp_batch){.B = t->shape[0], .T = t->shape[1], .input_ids = t->data,
-                                      .attention_mask = cp_st_find(&st, k2)->data, .labels = cp_st_find(&st, k3)->data};
+                                      .attention_mask = cp_st_find(&st, k2)->data, .token_type_ids = tt ? tt->data : NULL,
+                                      .labels = cp_st_find(&st, k3)->data};
             }
             const double lr = oc.lr * cp_schedule_factor(CP_SCHED_LINEAR, s, warmup, steps);
             cp_step_result res;
@@ -499,25 +513,35 @@ static void run_steps(const char *name) {
             const double wn = cJSON_GetArrayItem(cJSON_GetObjectItem(exp, "grad_norms"), (int)s)->valuedouble;
             worst_loss = fmax(worst_loss, fabs(res.loss - wl));
             worst_norm = fmax(worst_norm, fabs(res.grad_norm - wn) / wn);
+            worst_lr = fmax(worst_lr, fabs(lr - cJSON_GetArrayItem(cJSON_GetObjectItem(exp, "lrs"), (int)s)->valuedouble));
         }
+        /* every "final.<key>": an encoder parameter (PEFT's name) or the classifier copy (its adapter-file key) */
         cp_module **mods;
         int nm;
         CHECK_OK(cp_peft_adapter_modules(m, "default", &mods, &nm));
         cp_peft_tensor t[CP_PEFT_MAX_TENSORS];
         const int nt = nm ? cfg->method->tensors(mods[0], "default", t) : 0;
         cp_free(mods);
-        for (int i = 0; i < nt; i++) {
-            char key[200];
-            snprintf(key, sizeof key, "final.%s", t[i].key);
-            const cp_st_tensor *want = cp_st_find(&st, key);
-            CHECK(want && want->numel == t[i].param->numel, "%s: %s missing", dir, key);
-            if (want) worst_final = fmax(worst_final, max_rel(t[i].param->data, want->data, want->numel));
+        int matched = 0;
+        for (int i = 0; i < st.n_tensors; i++) {
+            const cp_st_tensor *want = &st.tensors[i];
+            if (strncmp(want->name, "final.", 6)) continue;
+            const cp_param *p = NULL;
+            for (int k = 0; k < nt && !p; k++)
+                if (!strcmp(t[k].key, want->name + 6)) p = t[k].param;
+            if (!p) p = cp_adapter_find_param(m, "default", want->name + 6);
+            CHECK(p && p->numel == want->numel, "%s: %s has no trained tensor here", dir, want->name);
+            if (!p || p->numel != want->numel) continue;
+            worst_final = fmax(worst_final, max_rel(p->data, want->data, want->numel));
+            matched++;
         }
-        printf("  %-34s 10 steps: |loss diff| %.2e, grad norm rel %.2e, final encoder rel %.2e (%d tensors)\n", dir, worst_loss,
-               worst_norm, worst_final, nt);
+        printf("  %-47s 10 steps: |loss diff| %.2e, grad norm rel %.2e, lr %.1e, final tensors rel %.2e (%d)\n", dir,
+               worst_loss, worst_norm, worst_lr, worst_final, matched);
         CHECK(worst_loss < 1e-4, "%s: losses differ by %.3e", dir, worst_loss);
         CHECK(worst_norm < 1e-4, "%s: gradient norms differ by %.3e", dir, worst_norm);
-        CHECK(worst_final < 1e-4, "%s: the encoder after 10 steps differs by %.3e", dir, worst_final);
+        CHECK(worst_lr < 1e-12, "%s: learning rates differ by %.3e", dir, worst_lr);
+        CHECK(worst_final < 1e-4 && matched == n, "%s: the trained tensors after 10 steps differ by %.3e (%d of %d compared)", dir,
+              worst_final, matched, n);
         cp_adamw_free(&opt);
     }
     cp_free(params);
@@ -528,7 +552,18 @@ static void run_steps(const char *name) {
 }
 
 TEST(ten_adamw_steps_match_peft) {
-    const char *cases[] = {"gpt2_pt", "neo_ptune_mlp", "llama_ptune_lstm", "llama_prefix", "gpt2_prefix_proj"};
+    const char *cases[] = {"gpt2_pt",
+                           "neo_ptune_mlp",
+                           "llama_ptune_lstm",
+                           "llama_prefix",
+                           "gpt2_prefix_proj",
+                           "bert_seqcls_pt",
+                           "bert_seqcls_ptune_mlp",
+                           "bert_seqcls_prefix",
+                           "roberta_seqcls_pt",
+                           "roberta_seqcls_ptune_mlp",
+                           "roberta_seqcls_prefix",
+                           "roberta_seqcls_prefix_proj"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_steps(cases[i]);
 }
 

@@ -19,7 +19,9 @@ classifiers of tests/fixtures/encoders (the same files, with the classifier's mo
 adapter, and resaved_config.json: PEFT's save of the adapter it loaded, whose modules_to_save lists the head names
 twice); and steps_<model>_<case>/: 10 AdamW steps of PEFT + transformers (oracle_train.py's loop and micro-batches) from
 encoder.safetensors: losses, gradient norms and learning rates per step (expected.json), every encoder parameter
-after the last step ("final.<key>" in expected.safetensors)
+after the last step ("final.<key>" in expected.safetensors); and steps_<encoder>_<case>/, the same for
+PeftModelForSequenceClassification on the tiny BERT and RoBERTa (make_class_train_fixtures.py's loop and loss on random
+4-row micro-batches, the model's dropout 0 on both sides, the classifier's modules_to_save copy trained and compared too).
 The encoder parameters are PEFT's own initialisation re-drawn from a fixed seed (scaled normal values), except
 pt_text, whose table is PEFT's TEXT init from the character tokenizer of tests/fixtures/generate.
 
@@ -69,10 +71,10 @@ P_SHORT = [5, 17, 42, 8]
 P_LONG = [61, 3, 29, 77, 12, 50]
 
 
-def config(case):
+def config(case, task="CAUSAL_LM"):
     kw = dict(CASES[case])
     cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
-    return cls(task_type="CAUSAL_LM", **kw)
+    return cls(task_type=task, **kw)
 
 
 def load(rel):
@@ -181,11 +183,9 @@ def write_encoder_case(model_key, case, seed):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     torch.manual_seed(seed)
-    kw = dict(CASES[case])
-    cls = {"PROMPT_TUNING": PromptTuningConfig, "P_TUNING": PromptEncoderConfig, "PREFIX_TUNING": PrefixTuningConfig}[kw.pop("kind")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pm = get_peft_model(auto.from_pretrained(rel, dtype=torch.float32).eval(), cls(task_type=task, **kw))
+        pm = get_peft_model(auto.from_pretrained(rel, dtype=torch.float32).eval(), config(case, task))
     pm.eval()
     params = encoder_params(pm)
     with torch.no_grad():
@@ -272,6 +272,18 @@ def write_roundtrip(cpeft, case, model_key):
     print(f"{d}: PEFT loaded cpeft's adapter, logits {tuple(logits.shape)}")
 
 
+def start_steps(pm, d):
+    """A steps case's starting point: the encoder re-drawn (0.5·N(0,1)) into encoder.safetensors, the adapter saved."""
+    params = encoder_params(pm)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn_like(p) * 0.5)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    pm.save_pretrained(os.path.join(d, "adapter"))
+    os.remove(os.path.join(d, "adapter", "README.md"))
+
+
 STEPS = {"pt": "gpt2", "ptune_mlp": "neo", "ptune_lstm": "llama", "prefix": "llama", "prefix_proj": "gpt2"}
 
 
@@ -290,14 +302,7 @@ def write_steps(case, model_key):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pm = get_peft_model(load(rel), config(case))
-    params = encoder_params(pm)
-    with torch.no_grad():
-        for p in params.values():
-            p.copy_(torch.randn_like(p) * 0.5)
-    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
-              metadata={"format": "pt"})
-    pm.save_pretrained(os.path.join(d, "adapter"))
-    os.remove(os.path.join(d, "adapter", "README.md"))
+    start_steps(pm, d)
     batches = ot.step_batches(os.path.basename(rel), pm.base_model.config.vocab_size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -309,6 +314,89 @@ def write_steps(case, model_key):
     with open(os.path.join(d, "expected.json"), "w") as f:
         json.dump(dict(res, model=rel, case=case, config=ot.STEP_CFG), f, indent=1, sort_keys=True)
     print(f"{d}: losses {res['losses'][0]:.4f} -> {res['losses'][-1]:.4f}")
+
+
+ENCODER_STEPS = [("bert_seqcls", "pt"), ("bert_seqcls", "ptune_mlp"), ("bert_seqcls", "prefix"), ("roberta_seqcls", "pt"),
+                 ("roberta_seqcls", "ptune_mlp"), ("roberta_seqcls", "prefix"), ("roberta_seqcls", "prefix_proj")]
+# make_class_train_fixtures.py's loop, with prompt learning's usual larger learning rate
+CLASS_STEP_CFG = dict(lr=3e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.01, scheduler="linear", num_warmup_steps=2,
+                      num_training_steps=10, gradient_accumulation_steps=2, micro_batch_size=4, max_grad_norm=1.0)
+
+
+def class_step_batches(cfg_model, seed):
+    """20 micro-batches of 4 right-padded rows (lengths 3..T, T in [5, 8]), BERT's with token_type_ids that turn to 1
+    mid-row; the label is a function of the row's first token, so there is something to learn."""
+    g = torch.Generator().manual_seed(seed)
+    c, out = CLASS_STEP_CFG, []
+    for _ in range(c["num_training_steps"] * c["gradient_accumulation_steps"]):
+        Bn, Tn = c["micro_batch_size"], int(torch.randint(5, 9, (1,), generator=g))
+        ids = torch.randint(5, cfg_model.vocab_size, (Bn, Tn), generator=g)
+        mask = torch.ones(Bn, Tn, dtype=torch.long)
+        for r in range(1, Bn):
+            n = int(torch.randint(3, Tn + 1, (1,), generator=g))
+            mask[r, n:] = 0
+            ids[r, n:] = cfg_model.pad_token_id
+        mb = {"input_ids": ids, "attention_mask": mask}
+        if cfg_model.type_vocab_size > 1:
+            tt = torch.zeros(Bn, Tn, dtype=torch.long)
+            for r in range(Bn):
+                tt[r, int(torch.randint(1, Tn, (1,), generator=g)):] = 1
+            mb["token_type_ids"] = tt * mask
+        mb["labels"] = ids[:, 0] % cfg_model.num_labels
+        out.append(mb)
+    return out
+
+
+def write_encoder_steps(model_key, case, seed):
+    """10 AdamW steps of PeftModelForSequenceClassification (make_class_train_fixtures.py's loop: the loss of a step is
+    the sum over its micro-batches of the summed cross-entropy / the step's rows) with the model's dropout at 0 on both
+    sides, from the case's encoder parameters and the classifier's modules_to_save copy of the base head: losses,
+    gradient norms and learning rates per step, every trained tensor after the last step ("final.<key>": the encoder's
+    under PEFT's names, the classifier copy under its saved key)."""
+    from transformers import AutoModelForSequenceClassification, get_scheduler
+    rel, task = ENCODERS[model_key]
+    d = os.path.join("prompt_methods", f"steps_{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    base = AutoModelForSequenceClassification.from_pretrained(rel, dtype=torch.float32, hidden_dropout_prob=0.0,
+                                                              attention_probs_dropout_prob=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(base, config(case, task))
+    assert all(m.p == 0 for m in pm.modules() if isinstance(m, torch.nn.Dropout)), "model dropout must be 0"
+    start_steps(pm, d)
+    batches = class_step_batches(pm.base_model.config, seed)
+    c = CLASS_STEP_CFG
+    trained = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"], weight_decay=c["weight_decay"])
+    sched = get_scheduler(c["scheduler"], opt, num_warmup_steps=c["num_warmup_steps"], num_training_steps=c["num_training_steps"])
+    ga, losses, norms, lrs = c["gradient_accumulation_steps"], [], [], []
+    pm.train()
+    for step in range(c["num_training_steps"]):
+        mbs = batches[step * ga:(step + 1) * ga]
+        N = sum(int(mb["labels"].numel()) for mb in mbs)
+        total = 0.0
+        for mb in mbs:
+            logits = pm(**{k: v for k, v in mb.items() if k != "labels"}).logits
+            loss = torch.nn.functional.cross_entropy(logits, mb["labels"], reduction="sum") / N
+            loss.backward()
+            total += float(loss.detach())
+        gn = torch.nn.utils.clip_grad_norm_(trained, c["max_grad_norm"])
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        losses.append(total)
+        norms.append(float(gn))
+    tensors = {f"{k}_{i}": v for i, mb in enumerate(batches) for k, v in mb.items()}
+    for n, p in pm.named_parameters():
+        if p.requires_grad:
+            key = n[len("prompt_encoder.default."):] if n.startswith("prompt_encoder.default.") else n.replace("modules_to_save.default.", "")
+            tensors["final." + key] = p.detach().clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(dict(losses=losses, grad_norms=norms, lrs=lrs, model=rel, case=case, task=task, model_dropout=0, config=c),
+                  f, indent=1, sort_keys=True)
+    print(f"{d}: losses {losses[0]:.4f} -> {losses[-1]:.4f}, {len([k for k in tensors if k.startswith('final.')])} trained tensors")
 
 
 def main():
@@ -324,6 +412,8 @@ def main():
         write_encoder_case(model_key, case, 2000 + k)
     for case, model_key in STEPS.items():
         write_steps(case, model_key)
+    for k, (model_key, case) in enumerate(ENCODER_STEPS):
+        write_encoder_steps(model_key, case, 3000 + k)
     if cpeft:
         for case, model_key in ROUNDTRIP.items():
             write_roundtrip(cpeft, case, model_key)
