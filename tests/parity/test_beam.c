@@ -22,10 +22,12 @@
 #include "models/kv_cache.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX "tests/fixtures"
@@ -331,11 +333,88 @@ TEST(generation_config_defaults) {
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* ---- the CLI ----------------------------------------------------------------------------------- */
+
+static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int run(char *out, size_t cap, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `cpeft generate --num-beams 4 --num-return-sequences 2 --json` prints what cp_model_generate
+ * returns with the same options: 2 lines per prompt, tokens, "sequence" rank and "score". */
+TEST(cli_beams) {
+    const char *b = getenv("CPEFT_BIN") ? getenv("CPEFT_BIN") : "build/cpeft";
+    char out[16384];
+    int rc = run(out, sizeof out,
+                 "%s generate --model " FIX "/models/gpt_neo_tiny --adapter " FIX "/lora/neo_notebook "
+                 "--prompt-ids '5 17 42 8' --prompt-ids '61 3 29 77 12 50 9 33 70' --max-new-tokens 10 --num-beams 4 "
+                 "--num-return-sequences 2 --length-penalty 0.5 --early-stopping never --no-repeat-ngram-size 2 --json",
+                 b);
+    CHECK(rc == 0, "exit %d: %s", rc, out);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, FIX "/models/gpt_neo_tiny", CP_LOAD_WEIGHTS));
+    if (!m) return;
+    CHECK_OK(cp_model_load_adapter(m, FIX "/lora/neo_notebook", "default", 0));
+    const int32_t p0[] = {5, 17, 42, 8}, p1[] = {61, 3, 29, 77, 12, 50, 9, 33, 70}, *prompts[2] = {p0, p1};
+    const int64_t lens[2] = {4, 9};
+    cp_generate_options o;
+    CHECK_OK(cp_generate_options_init(m, &o));
+    o.max_new_tokens = 10;
+    o.num_beams = 4;
+    o.num_return_sequences = 2;
+    o.length_penalty = 0.5;
+    o.early_stopping = CP_EARLY_STOPPING_NEVER;
+    o.no_repeat_ngram_size = 2;
+    cp_generation g;
+    CHECK_OK(cp_model_generate(m, prompts, lens, 2, &o, &g));
+    const char *line = out;
+    int64_t lines = 0;
+    for (int64_t q = 0; q < g.n && line && *line; q++, lines++) {
+        const char *e = strchr(line, '\n');
+        cJSON *j = cJSON_ParseWithLength(line, e ? (size_t)(e - line) : strlen(line));
+        const cJSON *t = j ? cJSON_GetObjectItem(j, "tokens") : NULL, *sc = j ? cJSON_GetObjectItem(j, "score") : NULL,
+                    *rank = j ? cJSON_GetObjectItem(j, "sequence") : NULL;
+        int ok = t && sc && rank && cJSON_GetArraySize(t) == g.n_tokens[q] && (int64_t)rank->valuedouble == q % 2 + 1 &&
+                 fabs(sc->valuedouble - (double)g.sequences_scores[q]) < 1e-6;
+        for (int64_t k = 0; ok && k < g.n_tokens[q]; k++) ok = (int32_t)cJSON_GetArrayItem(t, (int)k)->valuedouble == g.tokens[q][k];
+        CHECK(ok, "line %lld differs from cp_model_generate: %.*s", (long long)q, (int)(e ? e - line : (long)strlen(line)), line);
+        cJSON_Delete(j);
+        line = e ? e + 1 : NULL;
+    }
+    CHECK(lines == 4 && g.n == 4, "%lld lines for 2 prompts × 2 sequences:\n%s", (long long)lines, out);
+    cp_generation_free(&g);
+    cp_model_free(m);
+    /* text output names each sequence and its score */
+    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 3 "
+             "--num-return-sequences 3 --max-new-tokens 6", b);
+    CHECK(rc == 0 && strstr(out, "### prompt 1: 5 17 42 8\n--- sequence 1, score ") && strstr(out, "--- sequence 3, score "),
+          "exit %d: %s", rc, out);
+    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 2 "
+             "--num-return-sequences 3", b);
+    CHECK(rc == 1 && strstr(out, "`num_return_sequences` (3) has to be smaller or equal to `num_beams` (2)."), "exit %d: %s", rc, out);
+    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 0", b);
+    CHECK(rc == 2, "--num-beams 0: exit %d: %s", rc, out);
+    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5' --early-stopping maybe", b);
+    CHECK(rc == 2 && strstr(out, "--early-stopping must be true, false or never, found \"maybe\""), "exit %d: %s", rc, out);
+}
+
 int main(void) {
     RUN(beam_matches_transformers);
     RUN(kv_cache_gather_and_reorder);
     RUN(no_repeat_ngram);
     RUN(bad_beam_options);
     RUN(generation_config_defaults);
+    RUN(cli_beams);
     return test_summary();
 }
