@@ -16,8 +16,10 @@
  * cut from the left and generation stops there. Rotary models (the Llama family) go on, as
  * transformers does, with a warning.
  * Finished rows keep running (as in transformers) so the batch keeps its shape; their tokens are
- * not reported. The repetition penalty sees each row's whole sequence, left padding included, as
- * transformers' input_ids do.
+ * not reported. The repetition penalty sees each row's sequence without its left padding
+ * (transformers 5's prompt_ignore_length = the padding length); no_repeat_ngram_size sees the whole
+ * row, padding included, as NoRepeatNGramLogitsProcessor does.
+ * num_beams > 1 runs beam search (generate/beam.h) through the decoder-only hook below (beam_hook: prefill once per prompt, then cp_kv_cache_gather / _reorder).
  *
  * Mixed-adapter batches pass a cp_adapter_mix in the run context of every forward of the call.
  */
@@ -348,7 +350,7 @@ static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *pro
         int64_t *ids = s->ids + r * s->cap, *mask = s->mask + r * s->cap, *pos = s->pos + r * s->cap;
         for (int64_t t = 0; t < lead; t++) { ids[t] = pad; mask[t] = 0; pos[t] = 0; }
         for (int64_t t = 0; t < len; t++) { ids[lead + t] = prompts[r][skip + t]; mask[lead + t] = 1; pos[lead + t] = t; }
-        for (int64_t t = 0; t < s->Tp; t++) s->seen[r * V + ids[t]] = 1;
+        for (int64_t t = lead; t < s->Tp; t++) s->seen[r * V + ids[t]] = 1; /* not the left padding */
         cp_rng_seed(&s->rngs[r], o->seed + (uint64_t)r);
     }
     return CP_OK;

@@ -58,8 +58,16 @@ def run(model, prompts, s):
         kw["repetition_penalty"] = s["repetition_penalty"]
     if s.get("adapter_names"):
         kw["adapter_names"] = s["adapter_names"]
+    if s["num_beams"] == 1:  # greedy: no beam arguments, no beam_indices; a row ends at its first eos
+        for k in ("num_beams", "length_penalty", "early_stopping", "num_return_sequences"):
+            kw.pop(k)
     with torch.no_grad():
         out = model.generate(input_ids=ids, **kw)
+    if s["num_beams"] == 1:
+        eos = s["eos_token_id"] if isinstance(s["eos_token_id"], list) else [s["eos_token_id"]]
+        rows = [r[T:] for r in out.sequences.tolist()]
+        seqs = [r[:next((i + 1 for i, t in enumerate(r) if t in eos), len(r))] for r in rows]
+        return seqs, None, None
     lens = (out.beam_indices >= 0).sum(dim=1).tolist()
     seqs = [row[T:T + n] for row, n in zip(out.sequences.tolist(), lens)]
     # how close the per-step candidate selection came to a tie: the processed log-probs (out.scores, (B*nb, V)
@@ -102,7 +110,7 @@ def cases(out):
         case = dict(name=name, model=MODELS[model_name], prompts=prompts, settings=s, sequences=seqs, scores=scores,
                     min_gap=gap, adapters=list(adapters), finished_on_eos=n_eos)
         res.append(case)
-        print(f"  {name:34s} gap {gap:.1e} eos-ended {n_eos}/{len(seqs)} scores {[round(x, 4) for x in scores]}")
+        print(f"  {name:34s} gap {gap if gap is None else f'{gap:.1e}'} eos-ended {n_eos}/{len(seqs)} scores {scores and [round(x, 4) for x in scores]}")
         return case
 
     batch = [P_SHORT, P_LONG, P_MID]
@@ -125,6 +133,10 @@ def cases(out):
                      num_return_sequences=2, eos_token_id=e, max_new_tokens=14))
         add(f"{mn}.nb4_two_eos", mn, m, [P_MID, P_SHORT],
             settings(num_beams=4, eos_token_id=[e, e2], num_return_sequences=2, length_penalty=0.5))
+        # no_repeat_ngram_size applies to greedy decoding too
+        add(f"{mn}.greedy_ngram2", mn, m, batch, settings(num_beams=1, no_repeat_ngram_size=2, max_new_tokens=16))
+        add(f"{mn}.greedy_ngram3_rep1.2", mn, m, batch,
+            settings(num_beams=1, no_repeat_ngram_size=3, repetition_penalty=1.2, max_new_tokens=16, eos_token_id=e))
         add(f"{mn}.nb4_no_eos_reached", mn, m, batch,
             settings(num_beams=4, eos_token_id=95, num_return_sequences=2, early_stopping="never",
                      length_penalty=-0.5, max_new_tokens=8))
