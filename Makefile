@@ -182,6 +182,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
 	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
 	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
+	$(VENV)/bin/python tests/reference/make_beam_fixtures.py --out tests/fixtures
 	$(VENV)/bin/python tests/reference/make_attention_fixtures.py
 	$(VENV)/bin/python tests/reference/make_head_fixtures.py
 	$(VENV)/bin/python tests/reference/make_prompt_fixtures.py
