@@ -297,6 +297,14 @@ TEST(bad_beam_options) {
     o.adapter_names = names;
     CHECK_ERR(cp_model_generate(m, prompts, lens, 1, &o, &g), "adapter_names given, but the model has no adapters loaded");
     cp_model_free(m);
+    /* a prompt-learning adapter */
+    m = NULL;
+    CHECK_OK(cp_model_load(&m, FIX "/models/gpt_neo_tiny", CP_LOAD_WEIGHTS));
+    if (!m) return;
+    CHECK_OK(cp_model_load_adapter(m, FIX "/prompt_methods/neo_pt_text/adapter", "default", 0));
+    o.adapter_names = NULL;
+    CHECK_ERR(cp_model_generate(m, prompts, lens, 1, &o, &g), "with a prompt-learning adapter (prompt/prefix tuning, ...) is not supported");
+    cp_model_free(m);
 }
 
 /* generation_config.json's beam fields become the defaults. */
