@@ -342,6 +342,105 @@ def write_roundtrip(case, cpeft):
                                                   "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained"})
 
 
+GENERATE = [
+    # a repetition penalty (transformers' sees the decoder's ids, start token included): these tiny models repeat
+    dict(name="greedy_v10", model="t5_v10", adapter=None, max_new_tokens=12, eos=None, repetition_penalty=1.6),
+    dict(name="greedy_v11_lora", model="t5_v11", adapter="lora/lora_v11_decoder", max_new_tokens=10, eos=None),
+    dict(name="greedy_mt5_eos", model="mt5", adapter=None, max_new_tokens=12, eos="first"),
+    # transformers' DynamicCache is sized by num_layers (the encoder's 2) and fails at decoder layer 2: no cache there
+    dict(name="greedy_asym", model="t5_asym", adapter="lora/lora_asym_default", max_new_tokens=9, eos=None, use_cache=False,
+         repetition_penalty=1.3),
+]
+
+
+def write_tokenizer(d):
+    """A T5-style tokenizer of 99 pieces for the tiny models (the pipeline of tests/fixtures/tokenizers/t5: Precompiled
+    nmt_nfkc normalizer, WhitespaceSplit + Metaspace, "$A </s>", a Unigram model), so that `cpeft generate --prompt`
+    runs end to end: tokenizer.json and tokenizer_config.json into model directory d."""
+    t = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tokenizers", "t5", "tokenizer.json"), encoding="utf-8"))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = ["▁the", "▁cat", "▁sat", "▁on", "▁mat", "▁dog", "▁a", "▁is", "▁in",
+             "▁and", "▁to", "▁red", "▁big", "▁summarize", ":"]
+    vocab = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["▁", -3.0]]
+    vocab += [[w, -2.0] for w in words] + [["▁" + c, -4.0] for c in letters] + [[c, -6.0] for c in letters]
+    for bg in ["th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of", "ed", "is", "it",
+               "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le"]:
+        if len(vocab) < 99:
+            vocab.append([bg, -5.0])
+    assert len(vocab) == 99
+    t["model"]["vocab"] = vocab
+    t["added_tokens"] = [a for a in t["added_tokens"] if a["id"] < 3]
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(t, f, ensure_ascii=False, indent=2)
+    write_json(os.path.join(d, "tokenizer_config.json"), {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
+                                                          "model_max_length": 512, "tokenizer_class": "T5Tokenizer"})
+
+
+def write_generate_cli():
+    """`cpeft generate --model t5_v11 --prompt TEXT --max-new-tokens 8 --json`: the prompt through the tokenizer (its
+    </s> kept: the encoder's input), greedy generate(), the tokens and the text decoded without special tokens."""
+    from tokenizers import Tokenizer
+    d = os.path.join(OUT, "models", "t5_v11")
+    write_tokenizer(d)
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    m = load(d, "t5")
+    prompts = ["summarize: the cat sat on the mat", "a big red dog"]
+    rows = []
+    for p in prompts:
+        ids = tok.encode(p).ids
+        with torch.no_grad():
+            seq = m.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False, num_beams=1, eos_token_id=1,
+                             pad_token_id=0, decoder_start_token_id=0)
+        new = seq[0, 1:].tolist()
+        if 1 in new:
+            new = new[:new.index(1) + 1]
+        rows.append({"prompt": p, "input_ids": ids, "tokens": new, "text": tok.decode(new, skip_special_tokens=True)})
+    write_json(os.path.join(OUT, "generate", "cli.json"), {"model": rel(d), "max_new_tokens": 8, "rows": rows})
+
+
+def write_generate(case):
+    """greedy generate() (num_beams 1, the cache) on three prompts of different lengths (right-padded for the
+    encoder); eos "first": eos_token_id is row 0's second new token, so that row stops early and the others go on."""
+    from peft import PeftModel
+    base_dir = os.path.join(OUT, "models", case["model"])
+    m = load(base_dir, MODELS[case["model"]]["cls"])
+    if case["adapter"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = PeftModel.from_pretrained(m, os.path.join(OUT, case["adapter"])).eval()
+    g = torch.Generator().manual_seed(name_seed("t5", "generate", case["name"]))
+    lens = [7, 4, 9]
+    prompts = [torch.randint(2, 99, (n,), generator=g).tolist() for n in lens]
+    ids = torch.zeros(len(lens), max(lens), dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for r, p in enumerate(prompts):
+        ids[r, :len(p)] = torch.tensor(p)
+        mask[r, :len(p)] = 1
+    kw = dict(max_new_tokens=case["max_new_tokens"], do_sample=False, num_beams=1, pad_token_id=0, decoder_start_token_id=0,
+              use_cache=case.get("use_cache", True), repetition_penalty=case.get("repetition_penalty", 1.0))
+    eos = 1
+    if case["eos"] == "first":
+        with torch.no_grad():
+            first = m.generate(input_ids=ids, attention_mask=mask, eos_token_id=eos, **kw)
+        eos = int(first[0, 2])
+    with torch.no_grad():
+        seq = m.generate(input_ids=ids, attention_mask=mask, eos_token_id=eos, **kw)
+    out = []
+    for r in range(len(lens)):
+        toks = seq[r, 1:].tolist()
+        if eos in toks:
+            toks = toks[:toks.index(eos) + 1]
+        out.append(toks)
+    d = os.path.join(OUT, "generate")
+    os.makedirs(d, exist_ok=True)
+    write_json(os.path.join(d, case["name"] + ".json"), {
+        "base_dir": rel(base_dir), "adapter": rel(os.path.join(OUT, case["adapter"])) if case["adapter"] else None,
+        "prompts": prompts, "max_new_tokens": case["max_new_tokens"], "eos_token_id": eos, "tokens": out,
+        "repetition_penalty": case.get("repetition_penalty", 1.0),
+        "how": "transformers generate(), greedy, use_cache, right-padded encoder inputs; tokens after the start token, "
+               "up to and including eos"})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpeft", required=True, help="build/cpeft (the roundtrip cases run it)")
@@ -360,6 +459,9 @@ def main():
     cpeft = os.path.abspath(a.cpeft)
     for case in ROUNDTRIP:
         write_roundtrip(case, cpeft)
+    for case in GENERATE:
+        write_generate(case)
+    write_generate_cli()
 
 
 if __name__ == "__main__":
