@@ -169,7 +169,7 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = b->attention_mask,
                                .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs, .bidirectional = !dec,
                                .bias = e->bias, .bias_h_stride = e->T * e->Tk, .bias_q_stride = e->Tk, .d_bias = e->d_bias,
-                               .dropout = cp_run_dropout_p(run, ly->sa, "dropout", c->t5.dropout)};
+                               .dropout = cp_run_dropout_p(run, ly->sa, "dropout", c->attn_dropout)};
 }
 
 /* The cross-attention's keys and values of layer l: the generation cache's, else the record's. */
@@ -189,7 +189,7 @@ static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .q = a->cq, .k = k, .v = v,
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = run->cross->mask,
                                .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt, .probs = a->cprobs, .bidirectional = 1,
-                               .Tk = run->cross->Te, .dropout = cp_run_dropout_p(run, ly->ca, "dropout", c->t5.dropout)};
+                               .Tk = run->cross->Te, .dropout = cp_run_dropout_p(run, ly->ca, "dropout", c->attn_dropout)};
 }
 
 /* x += drop(proj(in)) for one sublayer's output projection (tmp: (N,C) scratch). */

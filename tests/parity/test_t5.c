@@ -84,10 +84,18 @@ static void check_logits_of(cp_model *m, const cp_batch *b, const cp_safetensors
     CHECK(want != NULL, "%s: no tensor %s", label, name);
     if (!want) return;
     float *logits = calloc((size_t)want->numel, sizeof *logits);
-    cp_outputs out = {.logits = logits};
+    const cp_st_tensor *hs = loss ? cp_st_find(st, "decoder_hidden_states") : NULL; /* (L_dec+1,B,Td,C) */
+    float *hidden = hs ? calloc((size_t)hs->numel, sizeof *hidden) : NULL;
+    cp_outputs out = {.logits = logits, .hidden_states = hidden};
     CHECK_OK(cp_model_forward(m, b, &out));
     const double worst = test_max_abs_diff(logits, want->data, (size_t)want->numel);
     printf("    %-22s %-16s max |diff| %.2e", label, name, worst);
+    if (hs) {
+        const double h = test_max_abs_diff(hidden, hs->data, (size_t)hs->numel);
+        printf(", decoder hidden states |diff| %.2e", h);
+        CHECK(h <= TOL_LOGITS, "%s: decoder hidden states differ by %.3e", label, h);
+        free(hidden);
+    }
     if (loss) printf(", loss |diff| %.2e", fabs(out.loss - *loss));
     printf("\n");
     CHECK(worst <= TOL_LOGITS, "%s %s: logits differ by %.3e", label, name, worst);

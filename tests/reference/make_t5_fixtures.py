@@ -11,7 +11,8 @@
                                      gated-silu, buckets 8 / 16
                             t5_v10_bf16  t5_v10's weights stored in bfloat16
     <name>/expected.*       input_ids / attention_mask (padding in row 1), labels (B,Td) with -100 and
-                            decoder_attention_mask (padding in row 1); logits (eval, eager attention) and loss
+                            decoder_attention_mask (padding in row 1); logits (eval, eager attention), loss and
+                            decoder_hidden_states
                             (decoder inputs shifted from the labels); logits_dec_ids (explicit decoder_input_ids,
                             no decoder mask); num_parameters and print(model)
     lora/<case>/, ia3/<case>/  PEFT's adapter (init_lora_weights / init_ia3_weights False, so every check can fail)
@@ -137,9 +138,10 @@ def write_expected(name, spec, d):
     inp = inputs_for(name)
     t = dict(inp)
     with torch.no_grad():
-        out = m(**inp, use_cache=False)
+        out = m(**inp, use_cache=False, output_hidden_states=True)
         t["logits"] = out.logits
         t["loss"] = out.loss.reshape(1)
+        t["decoder_hidden_states"] = torch.stack(out.decoder_hidden_states)  # (L_dec+1, B, Td, C)
         g = torch.Generator().manual_seed(name_seed("t5", "dec_ids", name))
         dec = torch.randint(0, 99, (B, TD), generator=g)
         t["decoder_input_ids"] = dec
