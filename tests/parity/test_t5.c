@@ -7,7 +7,8 @@
  *   - LoRA (default q, v; decoder only; all-linear on mt5; the asymmetric model) and IA3 (t5 v1.1, mt5): PEFT's
  *     adapter files load and give PEFT's logits, save again byte for byte, counts / print_trainable_parameters /
  *     PeftModelForSeq2SeqLM repr, and every gradient after one backward (with and without recompute);
- *   - cpeft's own adapter files (cpeft adapter init) read by PEFT: PEFT's logits from them;
+ *   - cpeft's own adapter files (cpeft adapter init) read by PEFT: PEFT's logits from them; cpeft's merged
+ *     checkpoints (tied and untied heads) read by transformers: the same logits;
  *   - 10 AdamW steps of LoRA on t5 v1.0 against PyTorch + PEFT;
  *   - greedy generate() token for token (with a LoRA adapter, a repetition penalty, a row that stops at eos while
  *     the others go on), with and without the caches; sampling seeded;
@@ -281,6 +282,15 @@ static void roundtrip_case(const char *name) {
             }
         b.decoder_input_ids = dec;
         check_logits_of(m, &b, &st, "logits_peft", name, NULL);
+        /* merge_and_unload written by cpeft, read by transformers: the same logits here */
+        char tmp[] = "/tmp/cpeft-t5-merged-XXXXXX", out[400];
+        CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+        snprintf(out, sizeof out, "%s/merged", tmp);
+        CHECK_OK(cp_model_save_merged(m, out));
+        cp_model *plain = load_model(out);
+        if (plain) check_logits_of(plain, &b, &st, "logits_merged_transformers", name, NULL);
+        cp_model_free(plain);
+        rm_rf(tmp);
         free(dec);
     }
     cp_model_free(m);
@@ -290,6 +300,7 @@ static void roundtrip_case(const char *name) {
 
 TEST(cpeft_adapters_load_in_peft) {
     roundtrip_case("rt_lora_v11");
+    roundtrip_case("rt_lora_v10");
     roundtrip_case("rt_ia3_mt5");
 }
 

@@ -24,7 +24,8 @@
                             cpeft's trainer normalises): the initial adapter, micro-batches, losses, grad norms, lrs,
                             final.<key>
     roundtrip/<case>/       cpeft -> PEFT: `cpeft adapter init --seed 7` writes adapter/, PeftModel.from_pretrained
-                            reads it (logits_peft)
+                            reads it (logits_peft); `cpeft merge` writes a checkpoint transformers reads
+                            (logits_merged_transformers)
 
     tests/reference/.venv/bin/python tests/reference/make_t5_fixtures.py --cpeft build/cpeft
 """
@@ -320,6 +321,9 @@ def write_steps(name, model):
 ROUNDTRIP = [
     dict(name="rt_lora_v11", model="t5_v11", config={"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": 4,
                                                       "lora_alpha": 8, "init_lora_weights": False}),
+    dict(name="rt_lora_v10", model="t5_v10", config={"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": 2,
+                                                      "lora_alpha": 4, "target_modules": "all-linear",
+                                                      "init_lora_weights": False}),
     dict(name="rt_ia3_mt5", model="mt5", config={"peft_type": "IA3", "task_type": "SEQ_2_SEQ_LM", "init_ia3_weights": False}),
 ]
 
@@ -339,9 +343,17 @@ def write_roundtrip(case, cpeft):
     inp = inputs_for(case["name"])
     with torch.no_grad():
         out = pm(**inp, use_cache=False)
-    save_tensors(os.path.join(d, "expected.safetensors"), dict(inp, logits_peft=out.logits))
+    t = dict(inp, logits_peft=out.logits)
+    with tempfile.TemporaryDirectory() as tmp:  # cpeft merge -> transformers
+        merged = os.path.join(tmp, "merged")
+        subprocess.run([cpeft, "merge", "--model", rel(base_dir), "--adapter", rel(adapter), "--out", merged], check=True,
+                       capture_output=True, cwd=ROOT)
+        with torch.no_grad():
+            t["logits_merged_transformers"] = load(merged, MODELS[case["model"]]["cls"])(**inp, use_cache=False).logits
+    save_tensors(os.path.join(d, "expected.safetensors"), t)
     write_json(os.path.join(d, "expected.json"), {"base_dir": rel(base_dir), "seed": SEED,
-                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained"})
+                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained; "
+                                                         "cpeft merge -> transformers"})
 
 
 GENERATE = [
