@@ -150,12 +150,19 @@ typedef struct cp_batch {
      *   CAUSAL_LM (B,T) next-token targets before the shift, -100 ignored;
      *   SEQ_CLS   (B) class indices (single-label classification; regression and multi-label
      *             take label_values instead);
-     *   TOKEN_CLS (B,T) class indices, -100 ignored (no shift) */
+     *   TOKEN_CLS (B,T) class indices, -100 ignored (no shift);
+     *   SEQ_2_SEQ_LM (B,Td) the decoder's targets, -100 ignored (no shift: the shift is in the decoder
+     *             inputs); with Td = 0 they are (B,T) and Td = T */
     const int64_t *labels;
     /* ---- ABI 2 ---- */
     const int64_t *token_type_ids; /* (B,T) segment ids (BERT family); NULL = zeros */
     const int64_t *bbox;           /* (B,T,4) LayoutLM boxes (x0,y0,x1,y1 in 0..1000); NULL = zeros */
     const float *label_values;     /* SEQ_CLS regression (B) or multi-label (B,K) float targets; NULL */
+    /* ---- ABI 4: encoder-decoder models (SEQ_2_SEQ_LM) ----
+     * input_ids / attention_mask (B,T) are the encoder's; the decoder's are (B,Td): */
+    int64_t Td;                            /* decoder length; 0 = made from labels (Td = T_labels = T of labels) */
+    const int64_t *decoder_input_ids;      /* (B,Td) NULL = shift_tokens_right(labels, pad, decoder_start_token_id) */
+    const int64_t *decoder_attention_mask; /* (B,Td) NULL = all ones (transformers' default) */
 } cp_batch;
 
 typedef struct cp_outputs {
@@ -170,7 +177,10 @@ typedef struct cp_outputs {
     int64_t loss_tokens;   /* number of items the loss averages over (targets, rows or elements) */
 } cp_outputs;
 
-/* Runs the causal LM on a batch (eval mode: no dropout). */
+/* Runs the model's task on a batch (eval mode: no dropout). An encoder-decoder (SEQ_2_SEQ_LM: t5, mt5)
+ * runs its encoder over input_ids / attention_mask and its decoder over the ABI 4 fields: logits are
+ * (B,Td,V), the loss each decoder position's cross-entropy against its label (no shift), and
+ * hidden_states the decoder's ((L_dec+1),B,Td,C). */
 CP_API cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out);
 
 /* Sizes. */

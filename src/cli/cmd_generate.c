@@ -218,8 +218,9 @@ static char *render_alpaca(const char *instruction, const char *input) {
 }
 
 /* Tokenizes prompt p as transformers' tokenizer(text) would (special tokens added); a trailing eos
- * the post-processor appended is dropped, as training's prompts drop it. */
-static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p, int64_t V, int64_t index) {
+ * the post-processor appended is dropped, as training's prompts drop it — unless the prompt is an
+ * encoder-decoder's encoder input (keep_eos: T5's inputs end with </s>). */
+static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p, int64_t V, int64_t index, int keep_eos) {
     char *text = alpaca ? render_alpaca(p->text, p->input) : cp_strdup(p->text);
     if (!text) return CP_ERR;
     cp_encoding enc;
@@ -228,7 +229,7 @@ static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p,
     cp_free(text);
     size_t n = enc.n;
     const int32_t eos = cp_tokenizer_special_id(tok, CP_SPECIAL_EOS);
-    if (st == CP_OK && n > 0 && enc.ids[n - 1] == eos && enc.special_mask && enc.special_mask[n - 1]) n--;
+    if (st == CP_OK && !keep_eos && n > 0 && enc.ids[n - 1] == eos && enc.special_mask && enc.special_mask[n - 1]) n--;
     if (st == CP_OK && n == 0) st = cp_error("prompt %lld is empty after tokenization", (long long)index);
     if (st == CP_OK && !(p->ids = cp_malloc(n * sizeof *p->ids, "token ids"))) st = CP_ERR;
     for (size_t i = 0; st == CP_OK && i < n; i++) {
@@ -475,7 +476,9 @@ int cmd_generate(int argc, char **argv) {
         tok = NULL;
     }
     for (int64_t i = 0; st == CP_OK && i < prompts.n; i++)
-        if (!prompts.p[i].ids) st = tokenize_prompt(tok, a.template_name || prompts.p[i].alpaca, &prompts.p[i], V, i + 1);
+        if (!prompts.p[i].ids)
+            st = tokenize_prompt(tok, a.template_name || prompts.p[i].alpaca, &prompts.p[i], V, i + 1,
+                                 !strcmp(cp_model_task_type(m), "SEQ_2_SEQ_LM"));
 
     /* per-prompt adapters: --adapter-names, or "adapter" fields of a JSONL file */
     int file_names = 0;

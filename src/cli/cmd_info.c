@@ -35,7 +35,7 @@ static void help(FILE *f) {
             "Prints a Hugging Face model directory's architecture, config summary, parameter count,\n"
             "weight dtypes and memory. Needs only config.json; weights are described when present.\n\n"
             "  --model DIR         the model directory (or give it as the argument)\n"
-            "  --task-type T       the task class to build: CAUSAL_LM, SEQ_CLS, TOKEN_CLS, FEATURE_EXTRACTION\n"
+            "  --task-type T       the task class to build: CAUSAL_LM, SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM, FEATURE_EXTRACTION\n"
             "                      (default: the PEFT config's task_type, else config.json's architectures)\n"
             "  --tree              print the module tree as PyTorch's print(model) shows it\n"
             "  --json              one JSON object instead of text\n"
@@ -73,6 +73,10 @@ static cp_status summarize_weights(const char *dir, weight_summary *w) {
 static void attention_summary(const cp_model *m, cp_strbuf *sb) {
     const cp_model_config *c = &m->config;
     if (m->arch->encoder) { cp_sb_append(sb, "bidirectional (padding mask)"); return; }
+    if (m->arch->encoder_decoder) {
+        cp_sb_append(sb, "encoder bidirectional (padding mask); decoder causal, cross-attention on the encoder");
+        return;
+    }
     if (!c->layer_is_local) { cp_sb_append(sb, "global (causal)"); return; }
     int64_t local = 0;
     for (int64_t i = 0; i < c->num_layers; i++) local += c->layer_is_local[i];
@@ -87,9 +91,14 @@ static int print_text(const cp_model *m, const weight_summary *w, int64_t n_para
     printf("architecture: %s (model_type %s)\n", m->root->class_name, c->model_type);
     if (m->task == CP_TASK_SEQ_CLS || m->task == CP_TASK_TOKEN_CLS)
         printf("task:         %s, %lld labels\n", cp_task_name(m->task), (long long)m->head.num_labels);
-    printf("layers:       %lld    hidden: %lld    heads: %lld (head dim %lld)    MLP: %lld\n",
-           (long long)c->num_layers, (long long)c->hidden_size, (long long)c->num_heads, (long long)c->head_dim,
-           (long long)c->intermediate_size);
+    if (m->arch->encoder_decoder)
+        printf("task:         %s\nlayers:       %lld encoder + %lld decoder    hidden: %lld    heads: %lld (head dim %lld)    "
+               "MLP: %lld\n", cp_task_name(m->task), (long long)c->num_layers, (long long)c->num_decoder_layers,
+               (long long)c->hidden_size, (long long)c->num_heads, (long long)c->head_dim, (long long)c->intermediate_size);
+    else
+        printf("layers:       %lld    hidden: %lld    heads: %lld (head dim %lld)    MLP: %lld\n",
+               (long long)c->num_layers, (long long)c->hidden_size, (long long)c->num_heads, (long long)c->head_dim,
+               (long long)c->intermediate_size);
     printf("vocabulary:   %lld    positions: %lld\n", (long long)c->vocab_size, (long long)c->max_positions);
     cp_strbuf att;
     cp_sb_init(&att);

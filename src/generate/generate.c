@@ -1,5 +1,5 @@
 /*
- * generate.c — transformers' generate() for decoder-only models: greedy or sampled decoding with a
+ * generate.c — transformers' generate() for decoder-only models (encoder-decoders: seq2seq_generate.c): greedy or sampled decoding with a
  * KV cache over a left-padded batch, stopping at eos ids, stop strings or max_new_tokens; PEFT's
  * mixed-adapter batches. The public entry points are cp_generate_options_init, cp_model_generate
  * and cp_generation_free (include/cpeft.h).
@@ -27,6 +27,7 @@
 #include "models/kv_cache.h"
 #include "generate/beam.h"
 #include "generate/sampling.h"
+#include "generate/seq2seq_generate.h"
 #include "io/json.h"
 #include "models/model.h"
 #include "peft/peft_model.h"
@@ -262,20 +263,19 @@ static cp_status run_columns(cp_model *m, gen_state *s, int64_t c0, int64_t c1, 
                     : cp_model_forward_cached_mix(m, &b, s->mixp, &s->cache, s->logits, NULL);
 }
 
-static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t tok) {
-    if (out->n_tokens[r] == s->cap_tokens[r]) {
-        int32_t cap = s->cap_tokens[r] ? 2 * s->cap_tokens[r] : 16;
+cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok) {
+    if (out->n_tokens[r] == cap_tokens[r]) {
+        int32_t cap = cap_tokens[r] ? 2 * cap_tokens[r] : 16;
         int32_t *t = cp_realloc(out->tokens[r], (size_t)cap * sizeof *t, "generated tokens");
         if (!t) return CP_ERR;
         out->tokens[r] = t;
-        s->cap_tokens[r] = cap;
+        cap_tokens[r] = cap;
     }
     out->tokens[r][out->n_tokens[r]++] = tok;
     return CP_OK;
 }
 
-/* Whether row r's decoded new text contains a stop string. */
-static cp_status hits_stop_string(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
+cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
     char *text;
     size_t len;
     *hit = 0;
@@ -476,6 +476,11 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
     out->finish = cp_calloc((size_t)n, sizeof *out->finish, "finish reasons");
     if (!out->tokens || !out->n_tokens || !out->finish) { cp_generation_free(out); return CP_ERR; }
     if (o->max_new_tokens == 0) return CP_OK;
+    if (m->arch->encoder_decoder) { /* the prompts are the encoder's: seq2seq_generate.c */
+        cp_status st = cp_seq2seq_generate(m, prompts, lens, n, o, out);
+        if (st != CP_OK) cp_generation_free(out);
+        return st;
+    }
 
     gen_state s;
     memset(&s, 0, sizeof s);
@@ -505,7 +510,7 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
                     cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
                 }
                 tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
-                if ((st = push_token(out, &s, r, (int32_t)tok)) != CP_OK) break;
+                if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
                 for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
                     if (tok == o->eos_token_ids[i]) { s.finished[r] = 1; out->finish[r] = CP_FINISH_EOS; }
                 if (o->on_token && o->on_token(o->user, r, (int32_t)tok) && !s.finished[r]) {
@@ -513,7 +518,7 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
                     out->finish[r] = CP_FINISH_STOP;
                 }
                 int hit = 0;
-                if (!s.finished[r] && o->n_stop_strings && (st = hits_stop_string(o, out, r, &hit)) != CP_OK) break;
+                if (!s.finished[r] && o->n_stop_strings && (st = cp_generation_stop_hit(o, out, r, &hit)) != CP_OK) break;
                 if (hit) { s.finished[r] = 1; out->finish[r] = CP_FINISH_STOP; }
             }
             s.seen[r * V + tok] = 1;

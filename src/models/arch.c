@@ -9,7 +9,7 @@
 static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2,
                                                &cp_arch_bert, &cp_arch_roberta, &cp_arch_xlm_roberta,
                                                &cp_arch_distilbert, &cp_arch_electra, &cp_arch_layoutlm,
-                                               &cp_arch_deberta, &cp_arch_deberta_v2};
+                                               &cp_arch_deberta, &cp_arch_deberta_v2, &cp_arch_t5, &cp_arch_mt5};
 
 const cp_arch *cp_arch_find(const char *model_type) {
     for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)
@@ -21,12 +21,12 @@ const cp_arch *cp_arch_at(int i) {
     return i >= 0 && (size_t)i < sizeof architectures / sizeof *architectures ? architectures[i] : NULL;
 }
 
-/* The model types of one kind, comma-separated, in table order. */
-static const char *list_of(int encoder, char *buf, size_t n) {
+/* The model types of one kind (0 decoders, 1 encoders, 2 encoder-decoders), comma-separated, in table order. */
+static const char *list_of(int kind, char *buf, size_t n) {
     size_t k = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof architectures / sizeof *architectures && k < n; i++)
-        if (architectures[i]->encoder == encoder)
+        if ((architectures[i]->encoder_decoder ? 2 : architectures[i]->encoder) == kind)
             k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? ", " : "", architectures[i]->model_type);
     return buf;
 }
@@ -39,4 +39,9 @@ const char *cp_arch_supported_list(void) {
 const char *cp_arch_encoder_list(void) {
     static char buf[256];
     return list_of(1, buf, sizeof buf);
+}
+
+const char *cp_arch_encoder_decoder_list(void) {
+    static char buf[256];
+    return list_of(2, buf, sizeof buf);
 }

@@ -25,6 +25,13 @@ typedef struct cp_arch {
      * BertForTokenClassification); NULL for decoders. build reads m->task and fills m->head. */
     const char *class_stem;
     int encoder;                  /* no causal LM: loaded for FEATURE_EXTRACTION, SEQ_CLS, TOKEN_CLS */
+    /* An encoder-decoder (T5, ...): m->encoder_stack runs once over input_ids, m->stack is the decoder
+     * (its cross-attention reads run->cross), the head the decoder's LM head; task SEQ_2_SEQ_LM
+     * (models/seq2seq.c). */
+    int encoder_decoder;
+    /* transformers 5's tie_weights: a tied parameter whose own tensor is in the checkpoint with
+     * other values than its target's is untied and loaded (T5's lm_head of v1.1 checkpoints). */
+    int untie_differing;
     /* Fills the architecture's fields of cfg from config.json (common fields included). */
     cp_status (*parse_config)(cp_model_config *cfg, const cJSON *root, const char *file);
     /* Builds m->root (the tree of m->task's class: *ForCausalLM, *Model, *For...Classification), m->head
@@ -49,9 +56,11 @@ typedef struct cp_arch {
 const cp_arch *cp_arch_find(const char *model_type);
 /* The i-th registered architecture, NULL past the last. */
 const cp_arch *cp_arch_at(int i);
-/* "gpt2, gpt_neo, ..." (the decoders) and "bert, ..." (the encoders) for error messages. */
+/* "gpt2, gpt_neo, ..." (the decoder-only models) and "bert, ..." (the encoders) for error messages. */
 const char *cp_arch_supported_list(void);
 const char *cp_arch_encoder_list(void);
+/* "t5, mt5": the encoder-decoders. */
+const char *cp_arch_encoder_decoder_list(void);
 
 extern const cp_arch cp_arch_gpt2;
 extern const cp_arch cp_arch_gpt_neo;
@@ -66,5 +75,7 @@ extern const cp_arch cp_arch_electra;
 extern const cp_arch cp_arch_layoutlm;
 extern const cp_arch cp_arch_deberta;
 extern const cp_arch cp_arch_deberta_v2;
+extern const cp_arch cp_arch_t5;
+extern const cp_arch cp_arch_mt5;
 
 #endif

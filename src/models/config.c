@@ -148,8 +148,9 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
     if (cp_json_get_string(root, "model_type", NULL, 1, &model_type, file) != CP_OK) return CP_ERR;
     const cp_arch *arch = cp_arch_find(model_type);
     if (!arch)
-        return cp_error("%s: model_type \"%s\" is not supported (supported: %s) and is not an encoder cpeft has (%s)",
-                        file, model_type, cp_arch_supported_list(), cp_arch_encoder_list());
+        return cp_error("%s: model_type \"%s\" is not supported (supported: %s) and is not an encoder cpeft has (%s) "
+                        "nor an encoder-decoder (%s)", file, model_type, cp_arch_supported_list(), cp_arch_encoder_list(),
+                        cp_arch_encoder_decoder_list());
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", model_type);
     if (arch->parse_config(cfg, root, file) != CP_OK || cp_config_read_task(cfg, root, file) != CP_OK) {
         cp_config_free(cfg);

@@ -90,6 +90,19 @@ typedef struct {
         cp_activation conv_act;     /* its activation (conv_act, "tanh" by default) */
     } deberta;
 
+    /* encoder-decoder models */
+    int64_t decoder_start_token_id; /* CP_TOKEN_UNSET when null or absent */
+    int64_t num_decoder_layers;     /* the decoder's blocks (num_layers is the encoder's) */
+
+    /* t5, mt5 (models/t5.c) */
+    struct {
+        int64_t num_buckets, max_distance; /* relative_attention_num_buckets / _max_distance */
+        int gated;                  /* feed_forward_proj "gated-<act>": wi_0, wi_1 (is_gated_act) */
+        double dropout;             /* dropout_rate: every Dropout module of the model; attn_dropout (the attention
+                                       probabilities' float p, T5Attention.dropout) starts equal to it */
+        int scale_decoder_outputs;  /* the decoder output times d_model^-0.5 before lm_head */
+    } t5;
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;

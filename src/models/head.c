@@ -43,15 +43,13 @@ cp_status cp_head_check(const cp_head *head, int64_t C) {
     const cp_module *cls = head->classifier, *dense = head->dense;
     if ((unsigned)head->task > CP_TASK_FEATURE_EXTRACTION) return cp_error("head: unknown task %d", (int)head->task);
     if (head->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("head: FEATURE_EXTRACTION has no head");
-    if (head->task == CP_TASK_SEQ_2_SEQ_LM)
-        return cp_error("head: SEQ_2_SEQ_LM (the decoder's LM head with unshifted labels) is not built yet");
     if (check_linear(cls, "classifier") != CP_OK || (dense && check_linear(dense, "dense layer") != CP_OK)) return CP_ERR;
     if (head->num_labels < 1) return cp_error("num_labels: %lld (expected at least 1)", (long long)head->num_labels);
     if (cls->out_features != head->num_labels)
         return cp_error("%s: %lld outputs, but num_labels is %lld", path_of(cls), (long long)cls->out_features,
                         (long long)head->num_labels);
-    if (head->task == CP_TASK_CAUSAL_LM && (dense || cls->kind != CP_MOD_LINEAR))
-        return cp_error("%s: a CAUSAL_LM head is one bias-free Linear (V,C)", path_of(cls));
+    if ((head->task == CP_TASK_CAUSAL_LM || head->task == CP_TASK_SEQ_2_SEQ_LM) && (dense || cls->kind != CP_MOD_LINEAR))
+        return cp_error("%s: a %s head is one bias-free Linear (V,C)", path_of(cls), cp_task_name(head->task));
     if (dense && dense->out_features != cls->in_features)
         return cp_error("%s: %lld outputs, but %s takes %lld inputs", path_of(dense), (long long)dense->out_features,
                         path_of(cls), (long long)cls->in_features);
@@ -109,13 +107,17 @@ static void set_loss(cp_head_outputs *out, double sum, int64_t n, int has_labels
 
 /* ---- the LM head (models/lm_head.c) --------------------------------------------------------------- */
 
+/* CAUSAL_LM predicts the next token (labels shifted left by one), SEQ_2_SEQ_LM each decoder position's own. */
+static int lm_shift(const cp_head *head) { return head->task == CP_TASK_CAUSAL_LM; }
+
 static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
                             cp_head_outputs *out, const cp_run *run) {
     double sum = 0;
     int64_t n = 0;
     if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     if ((labels || out->logits) &&
-        cp_lm_head_loss(run, head->classifier, h, B, T, labels ? labels->ids : NULL, out->logits, &sum, &n) != CP_OK)
+        cp_lm_head_loss_shift(run, head->classifier, h, B, T, labels ? labels->ids : NULL, lm_shift(head), out->logits, &sum,
+                              &n) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, labels != NULL);
     return CP_OK;
@@ -124,15 +126,15 @@ static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int6
 static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int64_t T, const cp_task_labels *labels,
                              double norm, float *dh, cp_head_outputs *out, const cp_run *run) {
     if (check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
-    if (norm == CP_NORM_BATCH_MEAN) { // this batch's targets: labels shifted left by one
+    if (norm == CP_NORM_BATCH_MEAN) { // this batch's targets: labels shifted left by one (CAUSAL_LM)
         int64_t n = 0;
         for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 1; t < T; t++) n += labels->ids[b * T + t] != CP_IGNORE_INDEX;
+            for (int64_t t = lm_shift(head); t < T; t++) n += labels->ids[b * T + t] != CP_IGNORE_INDEX;
         norm = n ? (double)n : 1.0; // nothing counts: the gradient is zero whatever the divisor
     }
     double sum = 0;
     int64_t n = 0;
-    if (cp_lm_head_loss_backward(run, head->classifier, h, B, T, labels->ids, norm, dh, &sum, &n) != CP_OK)
+    if (cp_lm_head_loss_backward_shift(run, head->classifier, h, B, T, labels->ids, lm_shift(head), norm, dh, &sum, &n) != CP_OK)
         return CP_ERR;
     if (out->logits && cp_lm_head_loss(run, head->classifier, h, B, T, NULL, out->logits, NULL, NULL) != CP_OK)
         return CP_ERR;
@@ -265,8 +267,8 @@ cp_status cp_head_forward(const cp_run *run, const cp_head *head, const float *h
     if (check_call(head, h, B, T, out) != CP_OK) return CP_ERR;
     out->problem_type = CP_PROBLEM_SINGLE_LABEL;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    cp_status st = head->task == CP_TASK_CAUSAL_LM ? lm_forward(head, h, B, T, labels, out, run)
-                                                   : cls_head_forward(head, h, B, T, input_ids, labels, out, run);
+    const int lm = head->task == CP_TASK_CAUSAL_LM || head->task == CP_TASK_SEQ_2_SEQ_LM;
+    cp_status st = lm ? lm_forward(head, h, B, T, labels, out, run) : cls_head_forward(head, h, B, T, input_ids, labels, out, run);
     cp_arena_release(run->arena, mark);
     return st;
 }
@@ -279,7 +281,7 @@ cp_status cp_head_backward(const cp_run *run, const cp_head *head, const float *
     if (!(norm >= 0) || isinf(norm)) return cp_error("norm: %g (expected a positive divisor, or CP_NORM_BATCH_MEAN)", norm);
     out->problem_type = CP_PROBLEM_SINGLE_LABEL;
     cp_arena_mark mark = cp_arena_get_mark(run->arena);
-    cp_status st = head->task == CP_TASK_CAUSAL_LM
+    cp_status st = head->task == CP_TASK_CAUSAL_LM || head->task == CP_TASK_SEQ_2_SEQ_LM
                        ? lm_backward(head, h, B, T, labels, norm, dh, out, run)
                        : cls_head_backward(head, h, B, T, input_ids, labels, norm, dh, out, run);
     cp_arena_release(run->arena, mark);

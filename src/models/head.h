@@ -5,6 +5,7 @@
  * the task and the encoder and seq2seq architectures only fill in a cp_head.
  *
  *   CAUSAL_LM  logits (B,T,V) = lm_head(h); loss: shifted cross-entropy (models/lm_head.h, chunked).
+ *   SEQ_2_SEQ_LM  the same on the decoder's (B,Td,C), each position against its own label (no shift).
  *   SEQ_CLS    one position per row is pooled (POOL_LAST_NON_PAD: decoders' rightmost token that is
  *              not pad_token_id, so left and right padding both work; POOL_FIRST: encoders' [CLS]),
  *              then [dense → activation] → classifier: logits (B,K); loss by problem_type
@@ -42,7 +43,7 @@ typedef enum {
     CP_TASK_CAUSAL_LM,    /* PEFT's CAUSAL_LM */
     CP_TASK_SEQ_CLS,      /* SEQ_CLS */
     CP_TASK_TOKEN_CLS,    /* TOKEN_CLS */
-    CP_TASK_SEQ_2_SEQ_LM, /* SEQ_2_SEQ_LM: the decoder's LM head with unshifted labels; not built yet */
+    CP_TASK_SEQ_2_SEQ_LM, /* SEQ_2_SEQ_LM: an encoder-decoder's LM head on the decoder, labels not shifted */
     CP_TASK_FEATURE_EXTRACTION, /* FEATURE_EXTRACTION: the bare base model, no head (the model never
                                    calls the head functions for it) */
 } cp_task;

@@ -31,19 +31,20 @@ static cp_status check_labels(const int64_t *labels, int64_t n, int64_t V) {
     return CP_OK;
 }
 
-/* The target of row (b,t) after the shift, or CP_IGNORE_INDEX. */
-static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int64_t T) {
-    return t + 1 < T ? labels[b * T + t + 1] : CP_IGNORE_INDEX;
+/* The target of row (b,t) after the shift (shift 1: the causal LM's next token; 0: the label at the
+ * row itself, SEQ_2_SEQ_LM), or CP_IGNORE_INDEX. */
+static inline int64_t target_of(const int64_t *labels, int64_t b, int64_t t, int64_t T, int shift) {
+    return t + shift < T ? labels[b * T + t + shift] : CP_IGNORE_INDEX;
 }
 
 /* From row *r of h (N,C) on, copies up to LM_CHUNK_ROWS rows that have a target into rows (n,C),
  * their targets into targets (n) and, when non-NULL, their row numbers into where (n); advances *r
  * past the rows looked at and returns n. */
-static int64_t gather_targets(const int64_t *labels, const float *h, int64_t N, int64_t T, int64_t C, int64_t *r,
+static int64_t gather_targets(const int64_t *labels, int shift, const float *h, int64_t N, int64_t T, int64_t C, int64_t *r,
                               float *rows, int64_t *targets, int64_t *where) {
     int64_t n = 0;
     for (; *r < N && n < LM_CHUNK_ROWS; (*r)++) {
-        const int64_t y = target_of(labels, *r / T, *r % T, T);
+        const int64_t y = target_of(labels, *r / T, *r % T, T, shift);
         if (y == CP_IGNORE_INDEX) continue;
         memcpy(rows + n * C, h + *r * C, (size_t)C * sizeof *rows);
         if (where) where[n] = *r;
@@ -103,7 +104,7 @@ static cp_status tiled_loss(const cp_weight *W, const float *rows, const int64_t
 }
 
 static cp_status head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                          float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+                          int shift, float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     const cp_weight W = cp_linear_weight(head);
     if (labels && check_labels(labels, N, V) != CP_OK) return CP_ERR;
@@ -115,7 +116,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         if (labels) {
 #pragma omp parallel for reduction(+ : total, count) schedule(static)
             for (int64_t r = 0; r < N; r++) {
-                int64_t y = target_of(labels, r / T, r % T, T);
+                int64_t y = target_of(labels, r / T, r % T, T, shift);
                 if (y == CP_IGNORE_INDEX) continue;
                 total += cp_cross_entropy_row(logits + r * V, V, y);
                 count++;
@@ -130,7 +131,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         if (!rows || (!tiled && !chunk) || !targets) return CP_ERR;
         int64_t r = 0;
         while (r < N) {
-            const int64_t n = gather_targets(labels, h, N, T, C, &r, rows, targets, NULL);
+            const int64_t n = gather_targets(labels, shift, h, N, T, C, &r, rows, targets, NULL);
             if (n == 0) break;
             count += n;
             if (tiled) {
@@ -148,7 +149,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
 }
 
 static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                                   double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+                                   int shift, double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     if (check_labels(labels, N, V) != CP_OK) return CP_ERR;
     memset(dh, 0, (size_t)(N * C) * sizeof *dh);
@@ -162,7 +163,7 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
     double total = 0;
     int64_t count = 0, r = 0;
     while (r < N) {
-        const int64_t n = gather_targets(labels, h, N, T, C, &r, rows, targets, where);
+        const int64_t n = gather_targets(labels, shift, h, N, T, C, &r, rows, targets, where);
         if (n == 0) break;
         // forward: logits (n,V) = rows·Wᵀ (+ PEFT hooks)
         if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
@@ -191,18 +192,29 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
  * arena on return, so they are not held through the backward pass of the blocks that follows. */
 cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                           const int64_t *labels, float *logits, double *loss_sum, int64_t *n_targets) {
-    cp_arena *scratch = run->arena;
-    cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss(run, head, h, B, T, labels, logits, loss_sum, n_targets, scratch);
-    cp_arena_release(scratch, mark);
-    return st;
+    return cp_lm_head_loss_shift(run, head, h, B, T, labels, 1, logits, loss_sum, n_targets);
 }
 
 cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                                    const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets) {
+    return cp_lm_head_loss_backward_shift(run, head, h, B, T, labels, 1, norm, dh, loss_sum, n_targets);
+}
+
+cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss_backward(run, head, h, B, T, labels, norm, dh, loss_sum, n_targets, scratch);
+    cp_status st = head_loss(run, head, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
+    cp_arena_release(scratch, mark);
+    return st;
+}
+
+cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                         const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
+                                         int64_t *n_targets) {
+    cp_arena *scratch = run->arena;
+    cp_arena_mark mark = cp_arena_get_mark(scratch);
+    cp_status st = head_loss_backward(run, head, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }

@@ -1,7 +1,9 @@
 /*
  * lm_head.h — the language-model head and the causal-LM loss: logits = h·Wᵀ over the vocabulary,
  * cross-entropy against labels shifted left by one, -100 ignored, mean over the targets that count
- * (transformers' ForCausalLMLoss).
+ * (transformers' ForCausalLMLoss). The _shift variants take the shift: 1 as above, 0 for the
+ * SEQ_2_SEQ_LM loss (each decoder position against its own label, T5ForConditionalGeneration's
+ * CrossEntropyLoss(ignore_index=-100) on the flattened logits).
  */
 #ifndef CP_MODELS_LM_HEAD_H
 #define CP_MODELS_LM_HEAD_H
@@ -28,5 +30,10 @@ cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float 
 cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                                    const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets);
 
+cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets);
+cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
+                                         const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
+                                         int64_t *n_targets);
 
 #endif

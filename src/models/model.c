@@ -109,9 +109,23 @@ cp_status cp_model_init_head(cp_model *m, uint64_t seed) {
     return CP_OK;
 }
 
+/* Whether checkpoint tensors a and b hold different values (another shape or dtype counts as different). */
+static int tensors_differ(const cp_ckpt_entry *a, const cp_ckpt_entry *b) {
+    const cp_st_tensor *x = a->tensor, *y = b->tensor;
+    if (x->dtype != y->dtype || x->ndim != y->ndim) return 1;
+    for (int i = 0; i < x->ndim; i++)
+        if (x->shape[i] != y->shape[i]) return 1;
+    const uint64_t n = x->end - x->begin;
+    return n != y->end - y->begin || memcmp(x->data, y->data, (size_t)n) != 0;
+}
+
 static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     char item[512], want[64], got[64];
     cp_ckpt_entry *e = lookup(m, p->name);
+    if (p->tied_to && e && m->arch->untie_differing) { /* transformers 5: "... different values, so we will NOT tie them" */
+        const cp_ckpt_entry *t = lookup(m, p->tied_to->name);
+        if (t && tensors_differ(e, t)) p->tied_to = NULL;
+    }
     if (p->tied_to) {
         if (e) e->used = 1; /* a tied copy in the file is ignored, as transformers does */
         return CP_OK;
@@ -243,8 +257,12 @@ static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task 
     } else if (has_suffix(cls, "ForTokenClassification")) {
         *out = CP_TASK_TOKEN_CLS;
     } else {
-        *out = a->encoder ? CP_TASK_FEATURE_EXTRACTION : CP_TASK_CAUSAL_LM;
+        *out = a->encoder_decoder ? CP_TASK_SEQ_2_SEQ_LM : a->encoder ? CP_TASK_FEATURE_EXTRACTION : CP_TASK_CAUSAL_LM;
     }
+    if (a->encoder_decoder && *out != CP_TASK_SEQ_2_SEQ_LM)
+        return cp_error("%s: task_type %s is not built yet for %s (SEQ_2_SEQ_LM)", m->dir, cp_task_name(*out),
+                        m->config.model_type);
+    if (a->encoder_decoder) return CP_OK;
     if (a->encoder && (*out == CP_TASK_CAUSAL_LM || *out == CP_TASK_SEQ_2_SEQ_LM))
         return cp_error("%s: %s is an encoder: it has no %s head (task_type SEQ_CLS, TOKEN_CLS or FEATURE_EXTRACTION)",
                         m->dir, m->config.model_type, cp_task_name(*out));
@@ -304,6 +322,7 @@ void cp_model_free(cp_model *m) {
     cp_hook_free_all(m->root);
     if (m->arch && m->arch->free_state) m->arch->free_state(m);
     cp_free(m->stack.blocks);
+    cp_free(m->encoder_stack.blocks);
     cp_module_free(m->root); /* frees owned parameter data; mapped data goes with the checkpoint */
     cp_checkpoint_close(&m->ckpt);
     cp_config_free(&m->config);
@@ -478,6 +497,7 @@ static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapt
 }
 
 cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
+    if (m->arch && m->arch->encoder_decoder) return cp_seq2seq_forward(m, user_batch, out);
     cp_run run;
     cp_batch pb, *batch = &pb;
     float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
@@ -547,6 +567,7 @@ cp_status cp_model_forward_last(cp_model *m, const cp_batch *batch, float *logit
 
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets) {
+    if (m->arch && m->arch->encoder_decoder) return cp_seq2seq_forward_backward(m, user_batch, norm, recompute, loss_sum, n_targets);
     cp_run run;
     cp_batch pb, *batch = &pb;
     float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)

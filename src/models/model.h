@@ -27,7 +27,10 @@ struct cp_model {
     cp_checkpoint ckpt;
     int has_weights;
     void *arch_state;      /* the architecture's pointers into the tree */
-    cp_stack stack;        /* the blocks, embeddings and final norm the scaffold runs */
+    cp_stack stack;        /* the blocks, embeddings and final norm the scaffold runs (an encoder-decoder's decoder) */
+    cp_stack encoder_stack; /* an encoder-decoder's encoder (cp_arch.encoder_decoder); unused otherwise */
+    double decoder_output_scale; /* an encoder-decoder's factor on the decoder output before the LM head (T5's
+                                    d_model^-0.5 with tied embeddings); 1 (or 0: none) otherwise */
     cp_arena arena;        /* activations, reset every forward */
     int training;          /* the mode the next calls run in (dropout on), as torch's module.train() */
     int model_dropout;     /* in training, the model's own Dropout modules apply too (1 from load; 0: only
@@ -44,6 +47,36 @@ struct cp_model {
  * `recompute` keeps only block inputs and recomputes the rest in the backward pass. */
 cp_status cp_model_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
                                     int64_t *n_targets);
+
+/* Encoder-decoder models (cp_arch.encoder_decoder; models/seq2seq.c): the encoder over input_ids, the
+ * decoder over decoder_input_ids (or labels shifted right) reading the encoder's states, the LM head
+ * and the SEQ_2_SEQ_LM loss (labels (B,Td), no shift). cp_model_forward and cp_model_forward_backward
+ * hand these the call. */
+cp_status cp_seq2seq_forward(cp_model *m, const cp_batch *batch, cp_outputs *out);
+cp_status cp_seq2seq_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
+                                      int64_t *n_targets);
+
+/* Generation on an encoder-decoder: the encoder runs once (cp_seq2seq_encode), then each decoder step
+ * (cp_seq2seq_step) runs the new decoder tokens with the self-attention cache `self` and the
+ * cross-attention keys / values of every layer, computed from the encoder's states on the first step
+ * and kept in cross_k / cross_v. */
+typedef struct cp_seq2seq_cache {
+    int64_t B, Te;
+    float *enc;            /* (B,Te,C) the encoder's final states */
+    int64_t *enc_mask;     /* (B,Te) its padding mask (a copy), or NULL */
+    cp_kv_cache self;      /* the decoder's self-attention keys and values */
+    float *cross_k, *cross_v; /* (L_dec, B·Te, D) */
+    int cross_ready;
+} cp_seq2seq_cache;
+
+/* Sized for B rows of Te encoder positions and `capacity` decoder columns. */
+cp_status cp_seq2seq_cache_init(const cp_model *m, cp_seq2seq_cache *c, int64_t B, int64_t Te, int64_t capacity);
+void cp_seq2seq_cache_free(cp_seq2seq_cache *c);
+/* The encoder over batch b (input_ids, attention_mask; b->B, b->T as the cache's B, Te). */
+cp_status cp_seq2seq_encode(cp_model *m, const cp_batch *b, const cp_adapter_mix *mix, cp_seq2seq_cache *c);
+/* One decoder step: dec (B,T) new decoder tokens (attention_mask over them, or NULL) after the cache's
+ * columns; logits (B,V) of each row's last new token. The cache's columns grow by T. */
+cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix *mix, cp_seq2seq_cache *c, float *logits);
 
 /* The run context of a call on m (models/run.h): the model's arena, its training mode, dropout seed
  * and prompt hook; no mixed-adapter batch. */

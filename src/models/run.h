@@ -12,7 +12,8 @@
  *                so the backward pass (and a recomputed forward) regenerates the forward's masks;
  *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
  *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any, how
- *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state.
+ *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state;
+ *   - cross:     an encoder-decoder's decoder call: the encoder's output its cross-attention reads.
  */
 #ifndef CP_MODELS_RUN_H
 #define CP_MODELS_RUN_H
@@ -33,6 +34,21 @@ typedef struct cp_adapter_mix {
 
 struct cp_prompt_hook; /* models/hook.h */
 
+/* What a decoder's cross-attention reads (encoder-decoder models, models/seq2seq.c): the encoder's
+ * final hidden states and its padding mask. In training, d_states (when non-NULL) collects the
+ * gradient of the states: every decoder block adds its cross-attention's share, and the encoder's
+ * backward starts from the sum. */
+typedef struct cp_cross_states {
+    const float *states;  /* (B,Te,C) */
+    const int64_t *mask;  /* (B,Te) 1 = real token, 0 = padding; NULL = all ones */
+    int64_t Te;           /* encoder positions per row */
+    float *d_states;      /* (B,Te,C) += d(loss)/d(states); NULL: the encoder does not train */
+    /* generation: every decoder layer's cross-attention keys and values (L, B·Te, D), made on the
+     * first step (cached = 0) and read on the later ones (cached = 1); NULL: computed per call */
+    float *cache_k, *cache_v;
+    int cached;
+} cp_cross_states;
+
 typedef struct cp_run {
     cp_arena *arena;
     int training;
@@ -44,6 +60,7 @@ typedef struct cp_run {
     int64_t n_prefix;                  /* prefix tuning: key/value columns before the batch's in every layer */
     const int64_t *prefix_key_mask;    /* (B, n_prefix + T) their key mask, or NULL: all ones */
     void *prompt_state;                /* the prompt hook's state for this call (its begin), or NULL */
+    const cp_cross_states *cross;      /* a decoder's encoder states (encoder-decoder models), or NULL */
 } cp_run;
 
 /* The model's Dropout module `drop` as this run applies it the call-th time in the forward (0 for its

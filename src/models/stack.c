@@ -34,8 +34,16 @@ static void final_norm_backward(const cp_module *norm, float *dx, const float *d
 
 /* The blocks that run: all of them, or the first config.num_layers when a caller lowered it (the
  * memory plan measures a step of 2 and 3 blocks that way). */
-static int64_t blocks_run(const cp_model *m) {
-    return m->config.num_layers < m->stack.n_blocks ? m->config.num_layers : m->stack.n_blocks;
+static int64_t blocks_run(const cp_model *m, const cp_stack *s) {
+    if (s != &m->stack || m->arch->encoder_decoder) return s->n_blocks;
+    return m->config.num_layers < s->n_blocks ? m->config.num_layers : s->n_blocks;
+}
+
+static const cp_block_ops *ops_of(const cp_model *m, const cp_stack *s) { return s->ops ? s->ops : m->arch->block_ops; }
+
+int cp_stack_trains(const cp_model *m, const cp_stack *s) {
+    if (s->root) return cp_subtree_trains(s->root);
+    return cp_subtree_trains(m->root);
 }
 
 /* The embedding step's arguments: with a prompt hook, its virtual token embeddings (B,n,C). */
@@ -53,13 +61,29 @@ static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, 
 
 /* x (N,C) = dropout(x): the embedding step's output in training (identity otherwise). Its own
  * backward: the same call on the gradient. */
-static void embed_dropout(const cp_model *m, const cp_run *run, float *x, int64_t N) {
-    const cp_dropout d = cp_run_dropout(run, m->stack.embed_dropout);
+static void embed_dropout(const cp_model *m, const cp_stack *s, const cp_run *run, float *x, int64_t N) {
+    const cp_dropout d = cp_run_dropout(run, s->embed_dropout);
     cp_dropout_apply(&d, x, x, 0, N, m->config.hidden_size);
 }
 
-static void *alloc_emb(cp_model *m, cp_arena *ar) {
-    const size_t n = m->arch->block_ops->embed_size;
+/* x (N,C) = dropout(x) after the final norm (T5Stack applies its one dropout there a second time);
+ * the backward is the same call on the gradient. */
+static void final_dropout(const cp_model *m, const cp_stack *s, const cp_run *run, float *x, int64_t N) {
+    if (!s->final_dropout) return;
+    const cp_dropout d = cp_run_dropout_call(run, s->final_dropout, s->final_dropout == s->embed_dropout);
+    cp_dropout_apply(&d, x, x, 0, N, m->config.hidden_size);
+}
+
+/* A block's activation record: the architecture's, and with run->cross its cross-attention part. */
+static cp_status alloc_acts(const cp_model *m, const cp_block_ops *ops, const cp_run *run, void *acts, const cp_batch *b,
+                            int64_t Tk, int training, cp_arena *ar) {
+    if (ops->alloc_acts(m, acts, b, Tk, training, ar) != CP_OK) return CP_ERR;
+    if (run->cross && ops->alloc_cross) return ops->alloc_cross(m, acts, b, run->cross->Te, training, ar);
+    return CP_OK;
+}
+
+static void *alloc_emb(const cp_block_ops *ops, cp_arena *ar) {
+    const size_t n = ops->embed_size;
     void *emb = cp_arena_alloc(ar, n ? n : 1, "embedding state");
     if (emb) memset(emb, 0, n ? n : 1);
     return emb;
@@ -67,22 +91,27 @@ static void *alloc_emb(cp_model *m, cp_arena *ar) {
 
 cp_status cp_stack_forward(cp_model *m, const cp_run *run, const cp_batch *b, cp_kv_cache *kv, float *out,
                            float *hidden_states) {
-    const cp_block_ops *ops = m->arch->block_ops;
-    const cp_stack *s = &m->stack;
-    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m);
+    return cp_stack_forward_on(m, &m->stack, run, b, kv, out, hidden_states);
+}
+
+cp_status cp_stack_forward_on(cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, cp_kv_cache *kv,
+                              float *out, float *hidden_states) {
+    const cp_block_ops *ops = ops_of(m, s);
+    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m, s);
     cp_arena *ar = run->arena;
     float *x = cp_arena_floats(ar, (size_t)(N * C), "residual stream"); // (B,T,C)
-    void *emb = alloc_emb(m, ar);
+    void *emb = alloc_emb(ops, ar);
     void *acts = cp_arena_alloc(ar, ops->acts_size, "block activations");
-    if (!x || !emb || !acts || ops->alloc_acts(m, acts, b, run->n_prefix + b->T, 0, ar) != CP_OK) return CP_ERR;
+    if (!x || !emb || !acts || alloc_acts(m, ops, run, acts, b, run->n_prefix + b->T, 0, ar) != CP_OK) return CP_ERR;
     cp_embed_args ea;
     if (embed_args(run, b, kv ? kv->len : 0, C, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
-    embed_dropout(m, run, x, N);
+    embed_dropout(m, s, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, emb, x, acts, kv) != CP_OK) return CP_ERR;
     }
     final_norm_forward(s->final_norm, out, NULL, NULL, x, N, C);
+    final_dropout(m, s, run, out, N);
     if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
     return CP_OK;
 }
@@ -108,9 +137,13 @@ typedef struct {
 } saved_stack;
 
 cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch *b, int recompute, float *out, void **saved) {
-    const cp_block_ops *ops = m->arch->block_ops;
-    const cp_stack *s = &m->stack;
-    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m);
+    return cp_stack_forward_train_on(m, &m->stack, run, b, recompute, out, saved);
+}
+
+cp_status cp_stack_forward_train_on(cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, int recompute,
+                                    float *out, void **saved) {
+    const cp_block_ops *ops = ops_of(m, s);
+    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m, s);
     cp_arena *ar = run->arena;
     saved_stack *sv = cp_arena_alloc(ar, sizeof *sv, "saved activations");
     if (!sv) return CP_ERR;
@@ -120,34 +153,39 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
     const int layernorm = s->final_norm && s->final_norm->kind == CP_MOD_LAYERNORM;
     sv->norm_mean = layernorm ? cp_arena_floats(ar, (size_t)N, "final norm statistics") : NULL;
     sv->norm_rstd = s->final_norm ? cp_arena_floats(ar, (size_t)N, "final norm statistics") : NULL;
-    sv->emb = alloc_emb(m, ar);
+    sv->emb = alloc_emb(ops, ar);
     if (!sv->x_final || !sv->emb || (s->final_norm && !sv->norm_rstd) || (layernorm && !sv->norm_mean)) return CP_ERR;
     /* with recompute the blocks' activations are scratch shared by every block */
     if (recompute && (!(sv->scratch_acts = cp_arena_alloc(ar, ops->acts_size, "block activations")) ||
-                      ops->alloc_acts(m, sv->scratch_acts, b, run->n_prefix + b->T, 0, ar) != CP_OK))
+                      alloc_acts(m, ops, run, sv->scratch_acts, b, run->n_prefix + b->T, 0, ar) != CP_OK))
         return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as the final norm's input */
     if (embed_args(run, b, 0, C, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
-    embed_dropout(m, run, x, N);
+    embed_dropout(m, s, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         block_rec *r = cp_arena_alloc(ar, sizeof *r + (recompute ? 0 : ops->acts_size), "saved activations");
         if (!r || !(r->x_in = cp_arena_floats(ar, (size_t)(N * C), "block input"))) return CP_ERR;
         r->below = sv->top;
         sv->top = r;
         void *acts = recompute ? sv->scratch_acts : (void *)r->acts;
-        if (!recompute && ops->alloc_acts(m, acts, b, run->n_prefix + b->T, 1, ar) != CP_OK) return CP_ERR;
+        if (!recompute && alloc_acts(m, ops, run, acts, b, run->n_prefix + b->T, 1, ar) != CP_OK) return CP_ERR;
         memcpy(r->x_in, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, sv->emb, x, acts, NULL) != CP_OK) return CP_ERR;
     }
     final_norm_forward(s->final_norm, out, sv->norm_mean, sv->norm_rstd, x, N, C);
+    final_dropout(m, s, run, out, N);
     *saved = sv;
     return CP_OK;
 }
 
 cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, const float *d_out, void *saved) {
-    const cp_block_ops *ops = m->arch->block_ops;
-    const cp_stack *s = &m->stack;
-    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m);
+    return cp_stack_backward_on(m, &m->stack, run, b, d_out, saved);
+}
+
+cp_status cp_stack_backward_on(cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, const float *d_out,
+                               void *saved) {
+    const cp_block_ops *ops = ops_of(m, s);
+    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m, s);
     cp_arena *ar = run->arena;
     saved_stack *sv = saved;
     /* the lowest block whose parameters train (or the embeddings): nothing below it needs gradients */
@@ -156,16 +194,24 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
     int embeddings = 0;
     for (int i = 0; i < 4 && s->embeddings[i]; i++) embeddings |= cp_subtree_trains(s->embeddings[i]);
     const int to_bottom = embeddings || prompt; /* the gradient must reach the embedding step */
-    int64_t lowest = to_bottom || prefix ? 0 : L;
+    const int cross = run->cross && run->cross->d_states; /* every block's cross-attention sends to the encoder */
+    int64_t lowest = to_bottom || prefix || cross ? 0 : L;
     for (int64_t l = 0; l < L && lowest == L; l++)
         if (cp_subtree_trains(s->blocks[l])) lowest = l;
     float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
     if (!dx) return CP_ERR;
     memset(dx, 0, (size_t)(N * C) * sizeof *dx);
+    if (s->final_dropout) { // out = dropout(norm(x)): d norm = the same mask on d_out
+        float *d = cp_arena_floats(ar, (size_t)(N * C), "final dropout gradient");
+        if (!d) return CP_ERR;
+        memcpy(d, d_out, (size_t)(N * C) * sizeof *d);
+        final_dropout(m, s, run, d, N);
+        d_out = d;
+    }
     final_norm_backward(s->final_norm, dx, d_out, sv->x_final, sv->norm_mean, sv->norm_rstd, N, C);
     void *fresh = NULL;
     if (sv->recompute) {
-        if (!(fresh = cp_arena_alloc(ar, ops->acts_size, "recomputed activations")) || ops->alloc_acts(m, fresh, b, run->n_prefix + b->T, 1, ar) != CP_OK)
+        if (!(fresh = cp_arena_alloc(ar, ops->acts_size, "recomputed activations")) || alloc_acts(m, ops, run, fresh, b, run->n_prefix + b->T, 1, ar) != CP_OK)
             return CP_ERR;
     }
     block_rec *r = sv->top;
@@ -183,7 +229,7 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
         if (ops->block_backward(m, run, l, b, sv->emb, r->x_in, acts, dx, l > lowest || to_bottom) != CP_OK) return CP_ERR;
         cp_arena_release(ar, mark);
     }
-    if (prompt || embeddings) embed_dropout(m, run, dx, N); // x = dropout(embed): dx · the same mask
+    if (prompt || embeddings) embed_dropout(m, s, run, dx, N); // x = dropout(embed): dx · the same mask
     /* the virtual tokens' gradient is taken where they entered, at the token embeddings (cp_embed_tokens_backward),
      * through whatever the embedding step does after them (BERT's LayerNorm) */
     if ((embeddings || prompt) && ops->embed_backward(m, run, b, &sv->ea, dx, sv->emb) != CP_OK) return CP_ERR;
@@ -193,9 +239,12 @@ cp_status cp_stack_backward(cp_model *m, const cp_run *run, const cp_batch *b, c
 }
 
 cp_status cp_stack_blocks(cp_model *m, const cp_module *parent, const char *list_name) {
+    return cp_stack_blocks_into(&m->stack, parent, list_name);
+}
+
+cp_status cp_stack_blocks_into(cp_stack *s, const cp_module *parent, const char *list_name) {
     const cp_module *list = cp_module_child(parent, list_name);
     if (!list) return cp_error("%s: no block list \"%s\"", parent->path[0] ? parent->path : "the model", list_name);
-    cp_stack *s = &m->stack;
     s->n_blocks = list->n_children;
     s->blocks = cp_calloc((size_t)(list->n_children ? list->n_children : 1), sizeof *s->blocks, "the block list");
     if (!s->blocks) return CP_ERR;

@@ -42,6 +42,11 @@ typedef struct cp_stack {
     cp_module *final_norm;     /* LayerNorm or RMSNorm after the last block; NULL: none */
     cp_module *embed_dropout;  /* the Dropout on the embedding step's output (transformer.drop, embeddings.dropout),
                                   applied by the scaffold in training; NULL: none (or the architecture's own) */
+    cp_module *final_dropout;  /* the Dropout on the final norm's output (T5Stack.dropout, its second use when it
+                                  is embed_dropout too); NULL: none */
+    const struct cp_block_ops *ops; /* this stack's blocks; NULL: the architecture's (cp_arch.block_ops) */
+    cp_module *root;           /* the module holding the whole stack (encoder-decoder models: "encoder",
+                                  "decoder"), for cp_stack_trains; NULL: the model's root */
 } cp_stack;
 
 /* What the embedding step is asked: the batch's first token sits at column `past` (the cache's
@@ -59,6 +64,9 @@ typedef struct cp_block_ops {
     size_t embed_size; /* bytes of its per-forward embedding state (positions, rotary tables, ...) */
     /* Tk: keys each query sees (T, or n_prefix + T under prefix tuning): the attention probabilities are (B,NH,T,Tk) */
     cp_status (*alloc_acts)(const struct cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar);
+    /* a decoder of an encoder-decoder: the cross-attention's part of the record, for Te encoder positions
+     * (run->cross); NULL where the blocks have no cross-attention */
+    cp_status (*alloc_cross)(const struct cp_model *m, void *acts, const cp_batch *b, int64_t Te, int training, cp_arena *ar);
     /* x (N,C) = embeddings of the batch; backward: the gradients of the embedding step's trained
      * parameters from dx (N,C), and the virtual token rows' through cp_embed_tokens_backward */
     cp_status (*embed)(struct cp_model *m, const cp_run *run, const cp_batch *b, const cp_embed_args *ea, float *x, void *emb);
@@ -73,6 +81,8 @@ typedef struct cp_block_ops {
 
 /* Fills m->stack.blocks with the children of parent's ModuleList `list_name` (at build time). */
 cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const char *list_name);
+/* The same into any stack s (an encoder-decoder's encoder_stack). */
+cp_status cp_stack_blocks_into(cp_stack *s, const cp_module *parent, const char *list_name);
 
 /* For an architecture's embed: x (N,C) = rows of the token table `table` (its hooks included), the
  * virtual rows replaced by ea->virtual_embeds; and its backward from dx (N,C), the gradient of those
@@ -101,5 +111,19 @@ cp_status cp_stack_forward(struct cp_model *m, const cp_run *run, const cp_batch
 cp_status cp_stack_forward_train(struct cp_model *m, const cp_run *run, const cp_batch *b, int recompute, float *out,
                                  void **saved);
 cp_status cp_stack_backward(struct cp_model *m, const cp_run *run, const cp_batch *b, const float *d_out, void *saved);
+
+/* The same three on another stack of the model than m->stack (encoder-decoder models run the
+ * encoder's and the decoder's: models/seq2seq.c). A decoder stack reads run->cross in its blocks;
+ * when run->cross->d_states is set, its backward runs every block (each cross-attention adds to
+ * d_states) whatever trains. */
+cp_status cp_stack_forward_on(struct cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, cp_kv_cache *kv,
+                              float *out, float *hidden_states);
+cp_status cp_stack_forward_train_on(struct cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b,
+                                    int recompute, float *out, void **saved);
+cp_status cp_stack_backward_on(struct cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b,
+                               const float *d_out, void *saved);
+/* Whether anything of stack s trains (a parameter with a gradient buffer or a trained hook under
+ * s->root): its backward has something to do. */
+int cp_stack_trains(const struct cp_model *m, const cp_stack *s);
 
 #endif

@@ -312,7 +312,8 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
                      cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
         break;
-    case CP_MOD_RMSNORM:
+    case CP_MOD_RMSNORM: /* LlamaRMSNorm's extra_repr; T5LayerNorm (and MT5LayerNorm) has none */
+        if (strlen(m->class_name) >= 11 && !strcmp(m->class_name + strlen(m->class_name) - 11, "T5LayerNorm")) break;
         cp_sb_printf(sb, "(%lld,), eps=%s", (long long)m->in_features, cp_py_float_repr(m->eps, f, sizeof f));
         break;
     case CP_MOD_DROPOUT:

@@ -530,6 +530,14 @@ cp_status cp_adapter_load(cp_model *m, const char *dir, const char *name, int ac
 
 /* ---- merged checkpoints ----------------------------------------------------------------------- */
 
+typedef struct { const cp_model *m; const cp_param *target; const cp_module *found; } owner_ctx;
+
+static int visit_owner(cp_module *mod, void *vctx) {
+    owner_ctx *c = vctx;
+    if (mod->weight && cp_peft_original_param(c->m, mod, 0) == c->target) { c->found = mod; return 1; }
+    return 0;
+}
+
 typedef struct {
     cp_st_write_tensor *list;
     float **owned;
@@ -552,7 +560,15 @@ static int collect_merged(cp_module *mod, void *vctx) {
         const cp_param *orig = cp_peft_original_param(c->m, mod, slot);
         const char *name = orig->name;
         if (orig->tied_to) {
-            const cp_param *emb = c->input_emb ? c->input_emb->weight : NULL;
+            /* the module holding the weight this one is tied to (an encoder-decoder's embed_tokens are tied to
+             * `shared` as well as its head) */
+            const cp_module *owner = c->input_emb;
+            if (!owner || cp_peft_original_param(c->m, owner, 0) != orig->tied_to) {
+                owner_ctx o = {c->m, orig->tied_to, NULL};
+                cp_module_visit(c->m->root, visit_owner, &o);
+                owner = o.found;
+            }
+            const cp_param *emb = owner ? owner->weight : NULL;
             if (emb && cp_param_same_values(p, emb)) continue; /* still tied: saved once, as transformers does */
             c->untied_head = 1;
         }
@@ -584,14 +600,6 @@ static int collect_merged(cp_module *mod, void *vctx) {
         }
         c->n++;
     }
-    return 0;
-}
-
-typedef struct { const cp_model *m; const cp_param *target; const cp_module *found; } owner_ctx;
-
-static int visit_owner(cp_module *mod, void *vctx) {
-    owner_ctx *c = vctx;
-    if (mod->weight && cp_peft_original_param(c->m, mod, 0) == c->target) { c->found = mod; return 1; }
     return 0;
 }
 

@@ -17,9 +17,11 @@ int64_t cp_batch_targets(const cp_batch *b) {
 int64_t cp_batch_loss_items(const cp_model *m, const cp_batch *b) {
     if (m->task == CP_TASK_SEQ_CLS) /* rows; multi-label BCE averages over B x K elements */
         return b->labels ? b->B : m->head.num_labels > 1 ? b->B * m->head.num_labels : b->B;
-    if (m->task != CP_TASK_TOKEN_CLS) return cp_batch_targets(b);
-    int64_t n = 0; /* token classification: no shift */
-    for (int64_t i = 0; i < b->B * b->T; i++) n += b->labels[i] != -100;
+    if (m->task != CP_TASK_TOKEN_CLS && m->task != CP_TASK_SEQ_2_SEQ_LM) return cp_batch_targets(b);
+    /* token classification and SEQ_2_SEQ_LM (labels (B,Td)): no shift */
+    const int64_t T = m->task == CP_TASK_SEQ_2_SEQ_LM && b->Td ? b->Td : b->T;
+    int64_t n = 0;
+    for (int64_t i = 0; i < b->B * T; i++) n += b->labels[i] != -100;
     return n;
 }
 

@@ -25,7 +25,7 @@ typedef struct {
 /* Number of targets a batch contributes to the causal-LM loss (labels shifted left by one). */
 int64_t cp_batch_targets(const cp_batch *b);
 /* The items a batch's loss averages over, by the model's task: causal-LM targets (above), SEQ_CLS rows
- * (B·K elements for a multi-label head), TOKEN_CLS labels that are not -100. */
+ * (B·K elements for a multi-label head), TOKEN_CLS and SEQ_2_SEQ_LM ((B,Td)) labels that are not -100. */
 int64_t cp_batch_loss_items(const cp_model *m, const cp_batch *b);
 
 /* Runs micro-batches micro[0..n_micro) and one AdamW step at `lr`. dropout_seed seeds LoRA dropout

@@ -3,7 +3,8 @@
  * layer norm, attention (causal, windowed, padded, fully masked rows, fused and separate q/k/v),
  * Linear and Conv1D with LoRA (input, A and B gradients), LoRA on an embedding, the LM head with
  * cross-entropy, and whole models (GPT-Neo and GPT-2 with LoRA, trained biases and
- * modules_to_save), with and without activation recompute.
+ * modules_to_save; T5 encoder-decoders with LoRA on the relative bias tables, the embeddings, q/v),
+ * with and without activation recompute.
  *
  * Central differences in f32 are noisy; each check compares gradient entries large enough to be
  * meaningful with a relative tolerance, and prints the worst relative error it saw.
@@ -306,6 +307,10 @@ TEST(whole_model_gradients) {
     whole_model_case("tests/fixtures/llama/models/mistral_tiny", "tests/fixtures/llama/grads/mistral_qkvo", 1, "Mistral q/k/v/o, window, recompute");
     whole_model_case("tests/fixtures/llama/models/llama_bias", "tests/fixtures/llama/grads/llama_bias_all", 0, "Llama biases, all-linear, bias=all");
     whole_model_case("tests/fixtures/llama/models/qwen2_sliding", "tests/fixtures/llama/grads/qwen2_sliding_qkvo", 1, "Qwen2 sliding layers, recompute");
+    /* encoder-decoders: the labels (B,T) are the decoder's targets and, shifted, its inputs */
+    whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_relbias", 0, "T5 relative bias tables + o LoRA");
+    whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_default", 1, "T5 3 decoder blocks, recompute");
+    whole_model_case("tests/fixtures/t5/models/t5_v11", "tests/fixtures/t5/lora/lora_v11_embed", 0, "T5 v1.1 embed_tokens + wo LoRA");
 }
 
 int main(void) {

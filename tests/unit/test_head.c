@@ -379,8 +379,10 @@ TEST(head_errors) {
     head.dense = dense;
     CHECK_ERR(cp_head_check(&head, C), "classifier.dense: 4 outputs, but score takes 6 inputs");
     head.dense = NULL;
-    head.task = CP_TASK_SEQ_2_SEQ_LM;
-    CHECK_ERR(cp_head_check(&head, C), "SEQ_2_SEQ_LM");
+    head.task = CP_TASK_SEQ_2_SEQ_LM; /* the decoder's LM head: one Linear, as CAUSAL_LM's */
+    head.dense = dense;
+    CHECK_ERR(cp_head_check(&head, C), "a SEQ_2_SEQ_LM head is one bias-free Linear");
+    head.dense = NULL;
     head.task = CP_TASK_CAUSAL_LM;
     head.dense = make_linear(root, "extra", C, C, 0, NULL, NULL);
     CHECK_ERR(cp_head_check(&head, C), "a CAUSAL_LM head is one bias-free Linear");
