@@ -14,6 +14,7 @@
 #include "io/fsutil.h"
 #include "io/json.h"
 #include "train/csv_reader.h"
+#include "train/records.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 
@@ -211,14 +212,7 @@ static cp_status csv_load(seq_loader *L, const char *text, size_t len, char deli
     else if (L->pair_field && ib < 0) missing = L->pair_field;
     else if (il < 0) missing = L->label_field;
     if (missing) {
-        char cols[512] = "";
-        size_t o = 0;
-        for (size_t i = 0; i < nh && o + 1 < sizeof cols; i++) {
-            int w = snprintf(cols + o, sizeof cols - o, "%s\"%s\"", i ? ", " : "", header[i]);
-            if (w < 0) break;
-            o += (size_t)w < sizeof cols - o ? (size_t)w : sizeof cols - o - 1;
-        }
-        cp_error("%s:%" PRId64 ": no column \"%s\" in the header (its columns: %s)", L->path, r.rec_line, missing, cols);
+        cp_records_no_column(L->path, r.rec_line, header, nh, missing);
         goto out;
     }
     while ((got = cp_csv_next(&r, L->path)) > 0) {
@@ -278,31 +272,7 @@ static cp_status jsonl_record(seq_loader *L, cJSON *rec, int64_t line) {
     return CP_OK;
 }
 
-/* JSONL: one object per non-blank line. */
-static cp_status jsonl_load(seq_loader *L, const char *text, size_t len) {
-    int64_t line = 1;
-    size_t p = 0;
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p = 3;
-    while (p < len) {
-        const char *nl = memchr(text + p, '\n', len - p);
-        size_t e = nl ? (size_t)(nl - text) : len;
-        size_t s = p;
-        while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r')) s++;
-        if (s < e) {
-            cJSON *rec = NULL;
-            if (cp_json_parse(text + s, e - s, "", &rec) != CP_OK) {
-                cJSON_Delete(rec);
-                return cp_error("%s:%" PRId64 ": not a JSON object on one line (JSONL): %s", L->path, line, cp_last_error());
-            }
-            cp_status st = jsonl_record(L, rec, line);
-            cJSON_Delete(rec);
-            if (st) return CP_ERR;
-        }
-        p = e + 1;
-        line++;
-    }
-    return CP_OK;
-}
+static cp_status jsonl_record_cb(cJSON *rec, int64_t line, void *ctx) { return jsonl_record(ctx, rec, line); }
 
 /* ---- resolving labels ----------------------------------------------------------------------------- */
 
@@ -365,21 +335,14 @@ static cp_status resolve_labels(seq_loader *L, cp_label_set *set, int discover) 
 
 /* ---- files ---------------------------------------------------------------------------------------- */
 
-static int ends_with(const char *s, size_t n, const char *suf) {
-    size_t m = strlen(suf);
-    return n >= m && strncasecmp(s + n - m, suf, m) == 0;
-}
-
 /* The format from the name (compression suffixes ignored). */
 static cp_class_file file_format(const char *path, cp_class_task task) {
-    size_t n = strlen(path);
-    if (ends_with(path, n, ".gz")) n -= 3;
-    else if (ends_with(path, n, ".zst")) n -= 4;
-    else if (ends_with(path, n, ".zstd")) n -= 5;
-    if (ends_with(path, n, ".csv")) return CP_CLASS_FILE_CSV;
-    if (ends_with(path, n, ".tsv")) return CP_CLASS_FILE_TSV;
-    if (ends_with(path, n, ".jsonl") || ends_with(path, n, ".json")) return CP_CLASS_FILE_JSONL;
-    return task == CP_CLASS_TOKEN ? CP_CLASS_FILE_CONLL : CP_CLASS_FILE_AUTO;
+    switch (cp_records_format_of(path)) {
+    case CP_RECORDS_CSV: return CP_CLASS_FILE_CSV;
+    case CP_RECORDS_TSV: return CP_CLASS_FILE_TSV;
+    case CP_RECORDS_JSONL: return CP_CLASS_FILE_JSONL;
+    default: return task == CP_CLASS_TOKEN ? CP_CLASS_FILE_CONLL : CP_CLASS_FILE_AUTO;
+    }
 }
 
 static cp_status check_options(const cp_tokenizer *tok, const cp_class_options *o) {
@@ -422,7 +385,7 @@ cp_status cp_class_dataset_load_mem(cp_class_dataset *ds, cp_label_set *labels, 
         if (!st && L.n_added >= opt->max_seq_length)
             st = cp_error("%s: max_seq_length %" PRId64 " leaves no room for text: the tokenizer adds %" PRId64
                           " special tokens", opt->path, opt->max_seq_length, L.n_added);
-        if (!st) st = fmt == CP_CLASS_FILE_JSONL ? jsonl_load(&L, text, len)
+        if (!st) st = fmt == CP_CLASS_FILE_JSONL ? cp_jsonl_each(L.path, text, len, jsonl_record_cb, &L)
                                                  : csv_load(&L, text, len, fmt == CP_CLASS_FILE_TSV ? '\t' : ',');
         if (!st && ds->n == 0) st = cp_error("%s: no records", opt->path);
         if (!st) st = resolve_labels(&L, labels, discover);
