@@ -156,6 +156,11 @@ typedef struct cp_batch {
     const int64_t *token_type_ids; /* (B,T) segment ids (BERT family); NULL = zeros */
     const int64_t *bbox;           /* (B,T,4) LayoutLM boxes (x0,y0,x1,y1 in 0..1000); NULL = zeros */
     const float *label_values;     /* SEQ_CLS regression (B) or multi-label (B,K) float targets; NULL */
+    /* ---- ABI 4: encoder-decoder models (SEQ_2_SEQ_LM) ----
+     * input_ids / attention_mask (B,T) are the encoder's; the decoder's are (B,Td): */
+    int64_t Td;                            /* decoder length; 0 = made from labels (Td = T_labels = T of labels) */
+    const int64_t *decoder_input_ids;      /* (B,Td) NULL = shift_tokens_right(labels, pad, decoder_start_token_id) */
+    const int64_t *decoder_attention_mask; /* (B,Td) NULL = all ones (transformers' default) */
 } cp_batch;
 
 typedef struct cp_outputs {
