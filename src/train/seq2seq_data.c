@@ -49,6 +49,9 @@ static cp_status encode_text(s2s_loader *L, const char *text, size_t len, int64_
     if (cp_tokenizer_encode(L->tok, text, len, 0, &L->raw) != CP_OK)
         return cp_error("%s:%" PRId64 ": cannot tokenize field \"%s\" (the %s): %s", L->path, line, field, what,
                         cp_last_error());
+    if (L->raw.n == 0)
+        return cp_error("%s:%" PRId64 ": field \"%s\" (the %s) has no tokens (only whitespace, or characters the "
+                        "tokenizer drops)", L->path, line, field, what);
     int truncated = (int64_t)L->raw.n + L->n_added > max_len;
     if (truncated && L->opt->strict)
         return cp_error("%s:%" PRId64 ": field \"%s\" (the %s) is %zu tokens with its %" PRId64 " special token%s, over "

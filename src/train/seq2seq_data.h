@@ -22,7 +22,8 @@
  * cp_shift_tokens_right).
  *
  * Every bad record is an error naming the file and line: not an object, a missing or null field
- * (the source or the target), a field that is not a string, an empty source or target; a CSV / TSV
+ * (the source or the target), a field that is not a string, an empty source or target (or one with
+ * no tokens: only whitespace); a CSV / TSV
  * header without the field lists the columns it has.
  *
  * Not here: the encoder-decoder models (src/models), generation (src/generate), the metrics of the

@@ -12,6 +12,8 @@ Writes metrics.json:
             totals, precisions, bp, ratio, sys_len, ref_len and str(score) — and ROUGE-L from
             RougeScorer(["rougeL"], use_stemmer=False).score_multi(refs, hyp) per segment, with the mean
             F, precision and recall over the segments.
+cli/: the e2e_perturbed case as e2e_hyp.txt (one hypothesis a line) and e2e_refs.jsonl ({"refs": [...]}
+a line), the two_reference_files case as hyp.txt, ref1.txt, ref2.txt, for `cpeft score` (test_score_cli.c).
 Cases: hand-made punctuation, numbers, HTML entities, <skipped>, "-\\n", Unicode letters and spaces,
 empty hypotheses, no match at all, hypotheses too short for 3-grams, multiple references, random
 character soups, and real E2E NLG references (data/e2e-nlg/testset_w_refs.csv) with perturbed
@@ -181,8 +183,26 @@ def main():
             segs.append((hyp, refs))
         cases.append(case(f"word_soup_{k}", segs))
     cases.append(case("e2e_perturbed", e2e_cases(rng)))
+    two = []
+    for _ in range(20):
+        refs = [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 15))) for _ in range(2)]
+        two.append((" ".join(rng.choice(words) for _ in range(rng.randrange(0, 15))), refs))
+    cases.append(case("two_reference_files", two))
 
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(os.path.join(args.out, "cli"), exist_ok=True)
+    by_name = {c["name"]: c for c in cases}
+
+    def write_lines(name, lines):
+        with open(os.path.join(args.out, "cli", name), "w", encoding="utf-8", newline="") as f:
+            f.write("".join(x + "\n" for x in lines))
+
+    segs = by_name["e2e_perturbed"]["segments"]
+    write_lines("e2e_hyp.txt", [g["hyp"] for g in segs])
+    write_lines("e2e_refs.jsonl", [json.dumps({"mr": k, "refs": g["refs"]}, ensure_ascii=False) for k, g in enumerate(segs)])
+    segs = by_name["two_reference_files"]["segments"]
+    write_lines("hyp.txt", [g["hyp"] for g in segs])
+    write_lines("ref1.txt", [g["refs"][0] for g in segs])
+    write_lines("ref2.txt", [g["refs"][1] for g in segs])
     out = OrderedDict(sacrebleu=sacrebleu.__version__, tokenize=tokenize, cases=cases)
     with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)

@@ -158,6 +158,7 @@ TEST(bad_records_are_errors_naming_file_line_and_field) {
     expect_error("d.jsonl", "{\"document\": [\"a\"], \"summary\": \"b\"}", "field \"document\" (the source) is an array");
     expect_error("d.jsonl", "{\"document\": \"\", \"summary\": \"b\"}", "d.jsonl:1: field \"document\" (the source) is empty");
     expect_error("d.jsonl", "{\"document\": \"a\", \"summary\": \"\"}", "d.jsonl:1: field \"summary\" (the target) is empty");
+    expect_error("d.jsonl", "{\"document\": \"a\", \"summary\": \" \\t \"}", "d.jsonl:1: field \"summary\" (the target) has no tokens");
     expect_error("d.jsonl", "[1, 2]\n", "d.jsonl:1: record is an array");
     snprintf(buf, sizeof buf, "%s{\"document\": \"a\", \"summ", ok);
     expect_error("d.jsonl", buf, "d.jsonl:2: not a JSON object on one line");
