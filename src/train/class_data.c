@@ -13,7 +13,6 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/json.h"
-#include "train/csv_reader.h"
 #include "train/records.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
@@ -185,19 +184,12 @@ static cp_status begin_labels(seq_loader *L, int is_list) {
 }
 
 static cp_status csv_load(seq_loader *L, const char *text, size_t len, char delim) {
-    cp_csv_reader r;
-    cp_csv_init(&r, text, len, delim);
-    int got = cp_csv_next(&r, L->path);
+    cp_csv_table tab;
     cp_status st = CP_ERR;
-    char **header = NULL;
-    size_t nh = 0;
-    if (got < 0) goto out;
-    if (got == 0) { cp_error("%s: the file is empty (a header row and records are expected)", L->path); goto out; }
-    nh = r.nf;
-    header = cp_calloc(nh, sizeof *header, "the header");
-    if (!header) goto out;
-    for (size_t i = 0; i < nh; i++)
-        if (!(header[i] = cp_strdup(cp_csv_field(&r, i)))) goto out;
+    int got;
+    if (cp_csv_table_open(&tab, L->path, text, len, delim)) goto out;
+    char **header = tab.header;
+    size_t nh = tab.nh;
     long ia = -1, ib = -1, il = -1;
     const char *want_text = L->text_field;
     for (size_t i = 0; i < nh; i++) {
@@ -212,29 +204,22 @@ static cp_status csv_load(seq_loader *L, const char *text, size_t len, char deli
     else if (L->pair_field && ib < 0) missing = L->pair_field;
     else if (il < 0) missing = L->label_field;
     if (missing) {
-        cp_records_no_column(L->path, r.rec_line, header, nh, missing);
+        cp_records_no_column(L->path, tab.r.rec_line, header, nh, missing);
         goto out;
     }
-    while ((got = cp_csv_next(&r, L->path)) > 0) {
-        if (r.nf != nh) {
-            cp_error("%s:%" PRId64 ": the record has %zu field%s, the header %zu%s", L->path, r.rec_line, r.nf,
-                     r.nf == 1 ? "" : "s", nh, r.nf < nh ? "" : " (an unquoted delimiter inside a field?)");
-            goto out;
-        }
-        if (seq_record(L, cp_csv_field(&r, (size_t)ia), ib >= 0 ? cp_csv_field(&r, (size_t)ib) : NULL, r.rec_line) ||
+    while ((got = cp_csv_table_next(&tab)) > 0) {
+        if (seq_record(L, cp_csv_field(&tab.r, (size_t)ia), ib >= 0 ? cp_csv_field(&tab.r, (size_t)ib) : NULL, tab.r.rec_line) ||
             begin_labels(L, 0))
             goto out;
         cp_raw_label raw;
-        if (cp_raw_label_from_text(&raw, cp_csv_field(&r, (size_t)il), r.flen[il]) || push_raw(L, &raw, r.rec_line))
+        if (cp_raw_label_from_text(&raw, cp_csv_field(&tab.r, (size_t)il), tab.r.flen[il]) || push_raw(L, &raw, tab.r.rec_line))
             goto out;
         L->count[L->ds->n - 1] = 1;
     }
     if (got < 0) goto out;
     st = CP_OK;
 out:
-    for (size_t i = 0; header && i < nh; i++) cp_free(header[i]);
-    cp_free(header);
-    cp_csv_free(&r);
+    cp_csv_table_close(&tab);
     return st;
 }
 

@@ -2,6 +2,7 @@
  * records.c — the pieces the record-based data readers share; see records.h.
  */
 #include "train/records.h"
+#include "core/alloc.h"
 #include "io/json.h"
 
 #include <inttypes.h>
@@ -62,4 +63,36 @@ cp_status cp_records_no_column(const char *path, int64_t line, char *const *head
         o += (size_t)w < sizeof cols - o ? (size_t)w : sizeof cols - o - 1;
     }
     return cp_error("%s:%" PRId64 ": no column \"%s\" in the header (its columns: %s)", path, line, name, cols);
+}
+
+cp_status cp_csv_table_open(cp_csv_table *t, const char *path, const char *text, size_t len, char delim) {
+    memset(t, 0, sizeof *t);
+    t->path = path;
+    cp_csv_init(&t->r, text, len, delim);
+    int got = cp_csv_next(&t->r, path);
+    if (got < 0) return CP_ERR;
+    if (got == 0) return cp_error("%s: the file is empty (a header row and records are expected)", path);
+    t->header = cp_calloc(t->r.nf, sizeof *t->header, "the header");
+    if (!t->header) return CP_ERR;
+    t->nh = t->r.nf;
+    for (size_t i = 0; i < t->nh; i++)
+        if (!(t->header[i] = cp_strdup(cp_csv_field(&t->r, i)))) return CP_ERR;
+    return CP_OK;
+}
+
+int cp_csv_table_next(cp_csv_table *t) {
+    int got = cp_csv_next(&t->r, t->path);
+    if (got > 0 && t->r.nf != t->nh) {
+        cp_error("%s:%" PRId64 ": the record has %zu field%s, the header %zu%s", t->path, t->r.rec_line, t->r.nf,
+                 t->r.nf == 1 ? "" : "s", t->nh, t->r.nf < t->nh ? "" : " (an unquoted delimiter inside a field?)");
+        return -1;
+    }
+    return got;
+}
+
+void cp_csv_table_close(cp_csv_table *t) {
+    for (size_t i = 0; t->header && i < t->nh; i++) cp_free(t->header[i]);
+    cp_free(t->header);
+    cp_csv_free(&t->r);
+    memset(t, 0, sizeof *t);
 }

@@ -1,7 +1,7 @@
 /*
  * records.h — what the record-based data readers share (classification data, seq2seq data): the file
- * format told by the name, JSONL walked one object a line, and the error for a CSV / TSV header that
- * lacks a column.
+ * format told by the name, JSONL walked one object a line, and CSV / TSV tables with a header row (every
+ * record as wide as the header; the error for a header that lacks a column).
  *
  * JSONL: one JSON object per non-blank line (lines of only spaces, tabs and CRs are blank; a UTF-8 BOM
  * at the start is skipped); each line is parsed with cp_json_parse (duplicate keys: the last wins, as
@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/error.h"
+#include "train/csv_reader.h"
 
 typedef enum { CP_RECORDS_UNKNOWN, CP_RECORDS_CSV, CP_RECORDS_TSV, CP_RECORDS_JSONL } cp_records_format;
 
@@ -30,6 +31,21 @@ cp_records_format cp_records_format_of(const char *path);
  * the callback checks it is an object); the tree is freed after the call. Stops at the first error. */
 typedef cp_status (*cp_jsonl_fn)(cJSON *record, int64_t line, void *ctx);
 cp_status cp_jsonl_each(const char *path, const char *text, size_t len, cp_jsonl_fn fn, void *ctx);
+
+/* A CSV / TSV file with a header row. */
+typedef struct {
+    cp_csv_reader r;   /* the current record: r.nf == nh fields, cp_csv_field(&r, i), from r.rec_line */
+    char **header;     /* [nh] the column names */
+    size_t nh;
+    const char *path;
+} cp_csv_table;
+
+/* Reads the header row of text[0..len); an empty file is an error. Close the table also on error. */
+cp_status cp_csv_table_open(cp_csv_table *t, const char *path, const char *text, size_t len, char delim);
+/* The next record: 1 when read, 0 at the end, -1 on error (an unterminated quote, or a record whose
+ * number of fields is not the header's: "PATH:LINE: the record has 3 fields, the header 2"). */
+int cp_csv_table_next(cp_csv_table *t);
+void cp_csv_table_close(cp_csv_table *t);
 
 /* The index of column name in header[0..nh), or -1. */
 long cp_records_column(char *const *header, size_t nh, const char *name);

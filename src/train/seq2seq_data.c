@@ -13,7 +13,6 @@
 #include "io/json.h"
 #include "tokenizer/tokenizer.h"
 #include "train/class_data.h"
-#include "train/csv_reader.h"
 #include "train/data.h"
 
 #include <cjson/cJSON.h>
@@ -135,38 +134,20 @@ static cp_status jsonl_record(cJSON *rec, int64_t line, void *ctx) {
 /* ---- CSV / TSV ------------------------------------------------------------------------------------- */
 
 static cp_status csv_load(s2s_loader *L, const char *text, size_t len, char delim) {
-    cp_csv_reader r;
-    cp_csv_init(&r, text, len, delim);
-    cp_status st = CP_ERR;
-    char **header = NULL;
-    size_t nh = 0;
-    int got = cp_csv_next(&r, L->path);
-    if (got < 0) goto out;
-    if (got == 0) { cp_error("%s: the file is empty (a header row and records are expected)", L->path); goto out; }
-    nh = r.nf;
-    header = cp_calloc(nh, sizeof *header, "the header");
-    if (!header) goto out;
-    for (size_t i = 0; i < nh; i++)
-        if (!(header[i] = cp_strdup(cp_csv_field(&r, i)))) goto out;
-    long is = cp_records_column(header, nh, L->source_field), it = cp_records_column(header, nh, L->target_field);
-    if (is < 0 || it < 0) {
-        cp_records_no_column(L->path, r.rec_line, header, nh, is < 0 ? L->source_field : L->target_field);
-        goto out;
+    cp_csv_table t;
+    cp_status st = cp_csv_table_open(&t, L->path, text, len, delim);
+    long is = -1, it = -1;
+    if (!st) {
+        is = cp_records_column(t.header, t.nh, L->source_field);
+        it = cp_records_column(t.header, t.nh, L->target_field);
+        if (is < 0 || it < 0)
+            st = cp_records_no_column(L->path, t.r.rec_line, t.header, t.nh, is < 0 ? L->source_field : L->target_field);
     }
-    while ((got = cp_csv_next(&r, L->path)) > 0) {
-        if (r.nf != nh) {
-            cp_error("%s:%" PRId64 ": the record has %zu field%s, the header %zu%s", L->path, r.rec_line, r.nf,
-                     r.nf == 1 ? "" : "s", nh, r.nf < nh ? "" : " (an unquoted delimiter inside a field?)");
-            goto out;
-        }
-        if (add_record(L, cp_csv_field(&r, (size_t)is), cp_csv_field(&r, (size_t)it), r.rec_line)) goto out;
-    }
-    if (got < 0) goto out;
-    st = CP_OK;
-out:
-    for (size_t i = 0; header && i < nh; i++) cp_free(header[i]);
-    cp_free(header);
-    cp_csv_free(&r);
+    int got = 0;
+    while (!st && (got = cp_csv_table_next(&t)) > 0)
+        st = add_record(L, cp_csv_field(&t.r, (size_t)is), cp_csv_field(&t.r, (size_t)it), t.r.rec_line);
+    if (got < 0) st = CP_ERR;
+    cp_csv_table_close(&t);
     return st;
 }
 
