@@ -17,6 +17,7 @@
 #include "core/strmap.h"
 #include "core/utf8.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -77,7 +78,8 @@ static int is_punct13a(unsigned char c) {
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static int is_dot_comma(unsigned char c) { return c == '.' || c == ','; }
 
-/* One of the four substitutions of TokenizerRegexp over in[0..n) into out (room for 3n + 1). */
+/* One of the four substitutions of TokenizerRegexp over in[0..n) into out (room for 3n + 1 in the first
+ * pass, 2n + 1 in the others). */
 static size_t re_pass(int pass, const char *in, size_t n, char *out) {
     size_t o = 0, i = 0;
     while (i < n) {
@@ -106,8 +108,9 @@ static size_t re_pass(int pass, const char *in, size_t n, char *out) {
 
 char *cp_bleu_tokenize_13a(const char *text) {
     size_t n = py_rstrip_len(text, strlen(text));
-    /* ' ' + line + ' ', every pass at most triples the length */
-    size_t cap = 3 * (n + 2) + 1;
+    /* ' ' + line + ' '; the first pass at most triples the length, each later one at most doubles it
+     * (two characters become four), so 24 (n + 2) bounds them all */
+    size_t cap = 24 * (n + 2) + 1;
     char *a = cp_malloc(cap, "the 13a tokenizer"), *b = cp_malloc(cap, "the 13a tokenizer");
     if (!a || !b) { cp_free(a); cp_free(b); return NULL; }
     memcpy(a, text, n);
@@ -127,6 +130,7 @@ char *cp_bleu_tokenize_13a(const char *text) {
     b[n + 1] = ' ';
     n += 2;
     for (int pass = 0; pass < 4; pass++) {
+        assert(n * (pass == 0 ? 3 : 2) < cap);
         n = re_pass(pass, b, n, a);
         char *t = a; a = b; b = t;
     }

@@ -57,6 +57,9 @@ TEXTS = [
     "emoji 😀 test 🎉!",
     "tab\tseparated\tvalues\r\nwindows line",
     "O'Neil's cafe isn't bad -- it's \"fine\".",
+    "." * 200,  # every pass grows the line: four times its length in the end
+    ". " * 100 + ".,.,.,.,",
+    "1-1-1-1-1-1 2--2 3.-4 5,-6",
 ]
 
 
