@@ -131,6 +131,7 @@ TEST(e2e_devset_matches_transformers) {
     printf("  %s: %" PRId64 " records, %" PRId64 " / %" PRId64 " source / target tokens, %" PRId64 " / %" PRId64
            " truncated to %" PRId64 "\n", opt.path, ds.n, ds.n_source_tokens, ds.n_target_tokens, ds.n_truncated_source,
            ds.n_truncated_target, L);
+    cp_s2s_dataset_free(&ds);
     /* strict: the first record over the limit is an error naming it */
     opt.strict = 1;
     CHECK_ERR(cp_s2s_dataset_load(&ds, t5, &opt), "devset.csv:");
