@@ -402,7 +402,7 @@ static cp_status prefix_into_cache(cp_model *m, const cp_run *run, cp_kv_cache *
  * n + T columns in the run, given position ids offset by n. Without one, the batch itself.
  * With a cache (generation) the virtual tokens come before the first step's batch only, and the
  * prefix goes into the cache on that step; position ids are dropped / offset at every step. */
-static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv_cache *kv, cp_batch *out) {
+cp_status cp_model_prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv_cache *kv, cp_batch *out) {
     *out = *b;
     if (!run->prompt) return CP_OK;
     const int64_t n = run->prompt->ops->n_virtual(run->prompt), B = b->B;
@@ -460,7 +460,7 @@ static cp_status prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv
 
 /* The start every call shares: the checks, a fresh arena, the run context (with the mixed-adapter
  * batch) and the final hidden states (B,T,C) of the batch it runs, which the prompt-learning method
- * makes of the user's (prompt_batch) into *pb. `kv`: a cached generation step. NULL on error. */
+ * makes of the user's (cp_model_prompt_batch) into *pb. `kv`: a cached generation step. NULL on error. */
 static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_run *run, cp_batch *pb,
                          cp_kv_cache *kv, int generating) {
     if (check_batch(m, user_batch) != CP_OK) return NULL;
@@ -492,7 +492,7 @@ static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapt
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
     run->mix = mix;
-    if (prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
+    if (cp_model_prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
     return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * m->config.hidden_size), "final hidden states");
 }
 

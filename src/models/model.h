@@ -72,7 +72,9 @@ typedef struct cp_seq2seq_cache {
 /* Sized for B rows of Te encoder positions and `capacity` decoder columns. */
 cp_status cp_seq2seq_cache_init(const cp_model *m, cp_seq2seq_cache *c, int64_t B, int64_t Te, int64_t capacity);
 void cp_seq2seq_cache_free(cp_seq2seq_cache *c);
-/* The encoder over batch b (input_ids, attention_mask; b->B, b->T as the cache's B, Te). */
+/* The encoder over batch b (input_ids, attention_mask; b->B as the cache's B, b->T as its Te less the virtual
+ * tokens a prompt-tuning / p-tuning adapter puts before the encoder's rows: cp_seq2seq_cache_init adds them, and
+ * the room for a prefix-tuning adapter's key/value prefix in the self-attention cache). */
 cp_status cp_seq2seq_encode(cp_model *m, const cp_batch *b, const cp_adapter_mix *mix, cp_seq2seq_cache *c);
 /* One decoder step: dec (B,T) new decoder tokens (attention_mask over them, or NULL) after the cache's
  * columns; logits (B,V) of each row's last new token. The cache's columns grow by T. */
@@ -81,6 +83,11 @@ cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix
 /* The run context of a call on m (models/run.h): the model's arena, its training mode, dropout seed
  * and prompt hook; no mixed-adapter batch. */
 cp_run cp_model_run(cp_model *m);
+/* The batch as the active prompt-learning method runs it (models/hook.h; the hook's begin runs here):
+ * virtual input embeddings (n placeholder ids and mask ones before every row, run->n_virtual = n) or a
+ * key/value prefix (run->n_prefix and its key mask; with a cache, the prefix into it on the first step).
+ * Without a prompt hook, *out = *b. models/seq2seq.c runs the encoder's or the decoder's batch through it. */
+cp_status cp_model_prompt_batch(cp_model *m, cp_run *run, const cp_batch *b, cp_kv_cache *kv, cp_batch *out);
 
 /* Generation (src/generate/): one step of incremental decoding. The batch's T new tokens per row
  * (position_ids as generate() computes them; attention_mask (B,T) marks padding among the new

@@ -20,6 +20,7 @@
 #include "models/model.h"
 #include "core/alloc.h"
 #include "models/head.h"
+#include "models/hook.h"
 #include "models/proj.h"
 
 #include <string.h>
@@ -78,12 +79,37 @@ static cp_status make_batches(cp_model *m, const cp_batch *b, s2s_batches *out) 
 
 /* The start of every call: a fresh arena, the run, the two batches. */
 static cp_status start(cp_model *m, const cp_batch *b, cp_run *run, s2s_batches *sb) {
-    if (m->prompt)
-        return cp_error("%s: a prompt-learning adapter on an encoder-decoder (num_transformer_submodules = 2) is not supported "
-                        "yet", m->dir);
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
     return make_batches(m, b, sb);
+}
+
+/* A prompt-learning adapter as PeftModelForSeq2SeqLM runs it (models/hook.h):
+ *   virtual input embeddings (prompt tuning, p-tuning): the first n of the encoder's P·2 rows before
+ *     the encoder's batch, its mask with n leading ones (which the cross-attention reads too); the
+ *     decoder, its mask and the labels as they are (PEFT gives the decoder none of the rows)
+ *   a key/value prefix (prefix tuning): the encoder as it is; n columns before every decoder
+ *     self-attention's keys, the decoder mask with n leading ones, the decoder's positions from n
+ * is_prefix: which of the two (0 without an adapter). */
+static int is_prefix(const cp_run *run) { return run->prompt && run->prompt->ops->kv_prefix; }
+
+/* The encoder's batch with its virtual tokens (run->n_virtual set; the caller clears it before the
+ * decoder runs). */
+static cp_status prompt_encoder_batch(cp_model *m, cp_run *run, cp_batch *enc) {
+    if (!run->prompt || is_prefix(run)) return CP_OK;
+    cp_batch pb;
+    if (cp_model_prompt_batch(m, run, enc, NULL, &pb) != CP_OK) return CP_ERR;
+    *enc = pb;
+    return CP_OK;
+}
+
+/* The decoder's batch with the prefix (run->n_prefix and its key mask set): after the encoder ran. */
+static cp_status prompt_decoder_batch(cp_model *m, cp_run *run, cp_batch *dec) {
+    if (!is_prefix(run)) return CP_OK;
+    cp_batch pb;
+    if (cp_model_prompt_batch(m, run, dec, NULL, &pb) != CP_OK) return CP_ERR;
+    *dec = pb;
+    return CP_OK;
 }
 
 static void scale(float *x, int64_t n, double s) {
@@ -95,11 +121,13 @@ static void scale(float *x, int64_t n, double s) {
 cp_status cp_seq2seq_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
     cp_run run;
     s2s_batches sb;
-    if (start(m, user_batch, &run, &sb) != CP_OK) return CP_ERR;
+    if (start(m, user_batch, &run, &sb) != CP_OK || prompt_encoder_batch(m, &run, &sb.enc) != CP_OK) return CP_ERR;
     const int64_t B = sb.enc.B, T = sb.enc.T, Td = sb.dec.T, C = m->config.hidden_size;
-    float *enc = cp_arena_floats(&m->arena, (size_t)(B * T * C), "encoder states");          // (B,T,C)
+    float *enc = cp_arena_floats(&m->arena, (size_t)(B * T * C), "encoder states");          // (B,T,C), T: n + the batch's
     float *final = cp_arena_floats(&m->arena, (size_t)(B * Td * C), "decoder hidden states"); // (B,Td,C)
     if (!enc || !final || cp_stack_forward_on(m, &m->encoder_stack, &run, &sb.enc, NULL, enc, NULL) != CP_OK) return CP_ERR;
+    run.n_virtual = 0;
+    if (prompt_decoder_batch(m, &run, &sb.dec) != CP_OK) return CP_ERR;
     const cp_cross_states cs = {.states = enc, .mask = sb.enc.attention_mask, .Te = T};
     run.cross = &cs;
     if (cp_stack_forward_on(m, &m->stack, &run, &sb.dec, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
@@ -119,16 +147,20 @@ cp_status cp_seq2seq_forward_backward(cp_model *m, const cp_batch *user_batch, d
     s2s_batches sb;
     if (start(m, user_batch, &run, &sb) != CP_OK) return CP_ERR;
     if (!sb.dec.labels) return cp_error("batch: training needs labels");
+    if (prompt_encoder_batch(m, &run, &sb.enc) != CP_OK) return CP_ERR;
     const int64_t B = sb.enc.B, T = sb.enc.T, Td = sb.dec.T, C = m->config.hidden_size;
     float *enc = cp_arena_floats(&m->arena, (size_t)(B * T * C), "encoder states");               // (B,T,C)
     float *final = cp_arena_floats(&m->arena, (size_t)(B * Td * C), "decoder hidden states");      // (B,Td,C)
     float *d_final = cp_arena_floats(&m->arena, (size_t)(B * Td * C), "decoder output gradients"); // (B,Td,C)
     if (!enc || !final || !d_final) return CP_ERR;
-    const int enc_trains = cp_stack_trains(m, &m->encoder_stack);
+    const int64_t n_virtual = run.n_virtual; /* the encoder's virtual tokens train through its backward */
+    const int enc_trains = n_virtual > 0 || cp_stack_trains(m, &m->encoder_stack);
     void *enc_saved = NULL, *dec_saved = NULL;
     cp_status st = enc_trains ? cp_stack_forward_train_on(m, &m->encoder_stack, &run, &sb.enc, recompute, enc, &enc_saved)
                               : cp_stack_forward_on(m, &m->encoder_stack, &run, &sb.enc, NULL, enc, NULL);
     if (st != CP_OK) return CP_ERR;
+    run.n_virtual = 0;
+    if (prompt_decoder_batch(m, &run, &sb.dec) != CP_OK) return CP_ERR;
     cp_cross_states cs = {.states = enc, .mask = sb.enc.attention_mask, .Te = T};
     if (enc_trains) {
         if (!(cs.d_states = cp_arena_floats(&m->arena, (size_t)(B * T * C), "encoder state gradients"))) return CP_ERR;
@@ -146,13 +178,29 @@ cp_status cp_seq2seq_forward_backward(cp_model *m, const cp_batch *user_batch, d
     if (cp_stack_backward_on(m, &m->stack, &run, &sb.dec, d_final, dec_saved) != CP_OK) return CP_ERR;
     if (!enc_trains) return CP_OK;
     run.cross = NULL;
+    run.n_virtual = n_virtual;
+    run.n_prefix = 0;
+    run.prefix_key_mask = NULL;
     return cp_stack_backward_on(m, &m->encoder_stack, &run, &sb.enc, cs.d_states, enc_saved);
 }
 
 /* ---- generation ------------------------------------------------------------------------------------ */
 
+/* The positions a prompt-learning adapter adds to the encoder's rows (virtual input embeddings) and
+ * to the decoder's self-attention cache (a key/value prefix). */
+static void prompt_room(const cp_model *m, int64_t *enc, int64_t *self) {
+    *enc = *self = 0;
+    if (!m->prompt) return;
+    const int64_t n = m->prompt->ops->n_virtual(m->prompt);
+    *(m->prompt->ops->kv_prefix ? self : enc) = n;
+}
+
 cp_status cp_seq2seq_cache_init(const cp_model *m, cp_seq2seq_cache *c, int64_t B, int64_t Te, int64_t capacity) {
     memset(c, 0, sizeof *c);
+    int64_t n_enc, n_self;
+    prompt_room(m, &n_enc, &n_self);
+    Te += n_enc;
+    capacity += n_self;
     const int64_t C = m->config.hidden_size, D = m->config.num_heads * m->config.head_dim, L = m->stack.n_blocks;
     c->B = B;
     c->Te = Te;
@@ -178,9 +226,9 @@ void cp_seq2seq_cache_free(cp_seq2seq_cache *c) {
 
 static cp_status gen_start(cp_model *m, const cp_adapter_mix *mix, cp_run *run) {
     if (!m->has_weights) return cp_error("%s: the model was loaded without weights", m->dir);
-    if (m->prompt)
-        return cp_error("%s: a prompt-learning adapter on an encoder-decoder (num_transformer_submodules = 2) is not supported "
-                        "yet", m->dir);
+    if (m->prompt && mix)
+        return cp_error("%s: a mixed-adapter batch (adapter_names) cannot run a prompt-learning adapter: PEFT's adapter_names is for "
+                        "methods that adapt modules", m->dir);
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
     run->mix = mix;
@@ -189,13 +237,17 @@ static cp_status gen_start(cp_model *m, const cp_adapter_mix *mix, cp_run *run) 
 
 cp_status cp_seq2seq_encode(cp_model *m, const cp_batch *b, const cp_adapter_mix *mix, cp_seq2seq_cache *c) {
     cp_run run;
-    if (b->B != c->B || b->T != c->Te)
-        return cp_error("generate: an encoder batch of (%lld, %lld) for a cache of (%lld, %lld)", (long long)b->B,
-                        (long long)b->T, (long long)c->B, (long long)c->Te);
+    int64_t n_enc, n_self;
+    prompt_room(m, &n_enc, &n_self);
+    if (b->B != c->B || b->T + n_enc != c->Te)
+        return cp_error("generate: an encoder batch of (%lld, %lld) and %lld virtual tokens for a cache of (%lld, %lld)",
+                        (long long)b->B, (long long)b->T, (long long)n_enc, (long long)c->B, (long long)c->Te);
     if (gen_start(m, mix, &run) != CP_OK || check_mask(b->attention_mask, b->B * b->T, "attention_mask") != CP_OK) return CP_ERR;
-    const cp_batch eb = {.B = b->B, .T = b->T, .input_ids = b->input_ids, .attention_mask = b->attention_mask};
-    if (cp_stack_forward_on(m, &m->encoder_stack, &run, &eb, NULL, c->enc, NULL) != CP_OK) return CP_ERR;
-    for (int64_t i = 0; i < b->B * b->T; i++) c->enc_mask[i] = b->attention_mask ? b->attention_mask[i] : 1;
+    cp_batch eb = {.B = b->B, .T = b->T, .input_ids = b->input_ids, .attention_mask = b->attention_mask};
+    if (prompt_encoder_batch(m, &run, &eb) != CP_OK || // PeftModelForSeq2SeqLM.generate: the virtual tokens before the inputs
+        cp_stack_forward_on(m, &m->encoder_stack, &run, &eb, NULL, c->enc, NULL) != CP_OK)
+        return CP_ERR;
+    for (int64_t i = 0; i < eb.B * eb.T; i++) c->enc_mask[i] = eb.attention_mask ? eb.attention_mask[i] : 1;
     c->cross_ready = 0;
     return CP_OK;
 }
@@ -209,6 +261,9 @@ cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix
                                 .cache_v = c->cross_v, .cached = c->cross_ready};
     run.cross = &cs;
     const cp_batch db = {.B = B, .T = T, .input_ids = dec->input_ids, .attention_mask = dec->attention_mask};
+    cp_batch pb;
+    /* prefix tuning: prepare_inputs_for_generation hands get_prompt() to the first step as its past_key_values */
+    if (is_prefix(&run) && c->self.len == 0 && cp_model_prompt_batch(m, &run, &db, &c->self, &pb) != CP_OK) return CP_ERR;
     float *final = cp_arena_floats(&m->arena, (size_t)(B * T * C), "decoder hidden states"); // (B,T,C)
     float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states");        // (B,C)
     if (!final || !last || cp_kv_cache_begin(&c->self, dec->attention_mask, T) != CP_OK ||

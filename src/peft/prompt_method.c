@@ -27,8 +27,9 @@
 typedef struct {
     char *name;
     cp_prompt_kind kind;
-    int64_t n_virtual;             /* positions before every row: P·nts (embeddings) or P (prefix) */
+    int64_t n_virtual;             /* positions before every row (of the encoder's, on an encoder-decoder): P */
     int64_t layers, kv_dim;        /* prefix tuning: num_layers, token_dim (the key/value width) */
+    int64_t nts;                   /* num_transformer_submodules: 2 on an encoder-decoder (SEQ_2_SEQ_LM) */
     cp_prompt_encoder enc;
     uint64_t stream;               /* its dropout stream (the LSTM's) */
 } prompt_adapter;
@@ -139,14 +140,24 @@ static cp_status embeddings_backward(const cp_prompt_hook *h, const cp_run *run,
     return CP_OK;
 }
 
-/* Layer l's keys and values (B,n,kv): columns [2l·kv, (2l+1)·kv) and the next kv of each row of the output. */
+/* The output's block (of 2L, kv wide each) holding layer l's keys; its values are the next block.
+ * One submodule: block 2l. Two (an encoder-decoder's decoder): get_prompt views the output as 2L
+ * blocks, concatenates them with themselves (4L) and splits by 4 into the layers' (self key, self
+ * value, cross key, cross value), and EncoderDecoderCache keeps the self pair only (PEFT gives the
+ * cross-attention an empty cache), so layer l reads blocks 4l mod 2L and the next: the layers of the
+ * second half reuse the first half's blocks, and the odd pairs are never read (their gradient is 0). */
+static int64_t key_block(const prompt_adapter *a, int64_t l) {
+    return a->nts == 2 ? (4 * l) % (2 * a->layers) : 2 * l;
+}
+
+/* Layer l's keys and values (B,n,kv): the key block's kv columns and the next block's of each row of the output. */
 static cp_status kv_prefix(const cp_prompt_hook *h, const cp_run *run, int64_t l, int64_t B, float *k, float *v) {
     const call_state *s = run->prompt_state;
-    const int64_t n = s->a->n_virtual, D = s->a->kv_dim, W = s->a->enc.width;
+    const int64_t n = s->a->n_virtual, D = s->a->kv_dim, W = s->a->enc.width, kb = key_block(s->a, l);
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < n; i++) {
-            memcpy(k + (b * n + i) * D, s->out + i * W + 2 * l * D, (size_t)D * sizeof *k);
-            memcpy(v + (b * n + i) * D, s->out + i * W + (2 * l + 1) * D, (size_t)D * sizeof *v);
+            memcpy(k + (b * n + i) * D, s->out + i * W + kb * D, (size_t)D * sizeof *k);
+            memcpy(v + (b * n + i) * D, s->out + i * W + (kb + 1) * D, (size_t)D * sizeof *v);
         }
     return CP_OK;
 }
@@ -155,13 +166,13 @@ static cp_status kv_prefix_backward(const cp_prompt_hook *h, const cp_run *run, 
                                     const float *dv) {
     float *g = gradient(run);
     const call_state *s = run->prompt_state;
-    const int64_t n = s->a->n_virtual, D = s->a->kv_dim, W = s->a->enc.width;
+    const int64_t n = s->a->n_virtual, D = s->a->kv_dim, W = s->a->enc.width, kb = key_block(s->a, l);
     if (!g) return CP_ERR;
     for (int64_t b = 0; b < B; b++)
         for (int64_t i = 0; i < n; i++)
             for (int64_t j = 0; j < D; j++) {
-                g[i * W + 2 * l * D + j] += dk[(b * n + i) * D + j];
-                g[i * W + (2 * l + 1) * D + j] += dv[(b * n + i) * D + j];
+                g[i * W + kb * D + j] += dk[(b * n + i) * D + j];
+                g[i * W + (kb + 1) * D + j] += dv[(b * n + i) * D + j];
             }
     return CP_OK;
 }
@@ -282,9 +293,22 @@ static cp_status check_model(const cp_model *m, const cp_prompt_config *cfg) {
         if ((prefix || i == 0) && rules[i].have != rules[i].want)
             return cp_error("%s: %s is %lld in the %s config, but %s is %lld", m->dir, rules[i].field, (long long)rules[i].have,
                             cfg->method->peft_type, rules[i].what, (long long)rules[i].want);
-    if (cfg->num_transformer_submodules != 1)
-        return cp_error("%s: num_transformer_submodules is %lld: 2 is for encoder-decoder models (SEQ_2_SEQ_LM), which cpeft does "
-                        "not run yet", m->dir, (long long)cfg->num_transformer_submodules);
+    const int s2s = m->arch && m->arch->encoder_decoder;
+    if (!s2s && cfg->num_transformer_submodules != 1)
+        return cp_error("%s: num_transformer_submodules is %lld: 2 is for encoder-decoder models (SEQ_2_SEQ_LM), but %s is not one",
+                        m->dir, (long long)cfg->num_transformer_submodules, mc->model_type);
+    /* PEFT turns the prefix into an EncoderDecoderCache only with 2 submodules (with 1 the decoder's cross-attention would
+     * read the self-attention's prefix) */
+    if (s2s && prefix && cfg->num_transformer_submodules != 2)
+        return cp_error("%s: num_transformer_submodules is %lld in the PREFIX_TUNING config, but an encoder-decoder (%s) needs 2 "
+                        "(the prefix goes to the decoder's self-attention through an EncoderDecoderCache)", m->dir,
+                        (long long)cfg->num_transformer_submodules, mc->model_type);
+    /* get_prompt makes num_layers caches; a decoder layer past them would find none while the first layer's position
+     * bias already covers the prefix (transformers fails there) */
+    if (s2s && prefix && mc->num_decoder_layers > cfg->num_layers)
+        return cp_error("%s: num_layers is %lld in the PREFIX_TUNING config, but the decoder has %lld layers "
+                        "(num_decoder_layers): every decoder layer needs its key/value prefix", m->dir,
+                        (long long)cfg->num_layers, (long long)mc->num_decoder_layers);
     return CP_OK;
 }
 
@@ -349,16 +373,19 @@ static cp_status attach(cp_module *mod, const char *name, cp_peft_config *base, 
     prompt_adapter *a = cp_calloc(1, sizeof *a, "a prompt adapter");
     if (!a) return CP_ERR;
     *a = (prompt_adapter){.name = cp_strdup(name), .kind = cfg->kind, .layers = cfg->num_layers,
-                          .kv_dim = cfg->token_dim, .stream = name_hash(name)};
-    a->n_virtual = cp_prompt_config_rows(cfg);
+                          .kv_dim = cfg->token_dim, .nts = cfg->num_transformer_submodules, .stream = name_hash(name)};
+    /* the encoder's output has P·nts rows (embeddings); PeftModelForSeq2SeqLM puts the first P before the
+     * encoder's rows and gives the decoder none, so every method puts P positions before a row */
+    a->n_virtual = cfg->num_virtual_tokens;
+    const int64_t rows = cp_prompt_config_rows(cfg);
     cp_status st = a->name ? cp_prompt_encoder_build(&a->enc, cfg, name) : CP_ERR;
     int64_t *ids = NULL;
     if (st == CP_OK && !cfg->inference_mode) { /* PEFT initialises only what will train */
         cp_prompt_init init = cfg->kind == CP_PROMPT_TUNING ? cfg->prompt_tuning_init : CP_PROMPT_INIT_RANDOM;
         if (!cp_param_bound(mod->weight)) init = CP_PROMPT_INIT_RANDOM; /* a model loaded without weights (cpeft info) */
-        if (init != CP_PROMPT_INIT_RANDOM && !(ids = cp_malloc((size_t)a->n_virtual * sizeof *ids, "init token ids"))) st = CP_ERR;
-        if (st == CP_OK && init == CP_PROMPT_INIT_TEXT) st = text_ids(cfg, mod, a->n_virtual, ids);
-        for (int64_t r = 0; st == CP_OK && init == CP_PROMPT_INIT_SAMPLE_VOCAB && r < a->n_virtual; r++)
+        if (init != CP_PROMPT_INIT_RANDOM && !(ids = cp_malloc((size_t)rows * sizeof *ids, "init token ids"))) st = CP_ERR;
+        if (st == CP_OK && init == CP_PROMPT_INIT_TEXT) st = text_ids(cfg, mod, rows, ids);
+        for (int64_t r = 0; st == CP_OK && init == CP_PROMPT_INIT_SAMPLE_VOCAB && r < rows; r++)
             ids[r] = (int64_t)cp_rng_below(rng, (uint64_t)mod->in_features);
         if (st == CP_OK) st = cp_prompt_encoder_init(&a->enc, cfg, rng, mod->weight, ids);
     }

@@ -73,6 +73,8 @@ typedef struct {
     cJSON *info;
     int64_t B, T;
     const int64_t *ids, *mask, *labels, *tt; /* tt: token_type_ids, or NULL */
+    const int64_t *dmask;                     /* SEQ_2_SEQ_LM: decoder_attention_mask (B,Td), else NULL */
+    int64_t Td;                               /* SEQ_2_SEQ_LM: the labels' length */
     int labelled;                             /* the forward ran with the labels (not TOKEN_CLS prompt tuning) */
 } fixture;
 
@@ -91,6 +93,9 @@ static int open_fixture(fixture *f, const char *model, const char *c) {
     f->labels = cp_st_find(&f->exp, "labels")->data;
     const cp_st_tensor *tt = cp_st_find(&f->exp, "token_type_ids");
     f->tt = tt ? tt->data : NULL;
+    const cp_st_tensor *dm = cp_st_find(&f->exp, "decoder_attention_mask");
+    f->dmask = dm ? dm->data : NULL;
+    f->Td = dm ? dm->shape[1] : 0;
     const cJSON *lab = cJSON_GetObjectItem(f->info, "labelled");
     f->labelled = !lab || cJSON_IsTrue(lab);
     return 1;
@@ -98,7 +103,7 @@ static int open_fixture(fixture *f, const char *model, const char *c) {
 
 static cp_batch batch_of(const fixture *f, int labelled) {
     return (cp_batch){.B = f->B, .T = f->T, .input_ids = f->ids, .attention_mask = f->mask, .token_type_ids = f->tt,
-                      .labels = labelled ? f->labels : NULL};
+                      .labels = labelled || f->dmask ? f->labels : NULL, .Td = f->Td, .decoder_attention_mask = f->dmask};
 }
 
 static void close_fixture(fixture *f) {
@@ -382,6 +387,16 @@ TEST(prefix_tuning_projection) {
     for (int i = 0; i < 3; i++) run_case(models[i], cases[5]);
 }
 
+/* PeftModelForSeq2SeqLM on T5 v1.0, v1.1 and mT5 (num_transformer_submodules 2): prompt tuning and p-tuning put
+ * the first P of the 2·P rows before the encoder's, prefix tuning every decoder self-attention's prefix; the
+ * decoder's logits, the loss, the gradients (zero for the rows PEFT never reads), the files, generation. */
+TEST(encoder_decoders) {
+    const char *const s2s_models[] = {"t5_v10", "t5_v11", "mt5"};
+    const char *const s2s_cases[] = {"pt", "ptune_mlp", "ptune_lstm", "prefix", "prefix_proj"};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 5; j++) run_case(s2s_models[i], s2s_cases[j]);
+}
+
 /* cpeft -> PEFT: `cpeft adapter init --seed 7` wrote cpeft_<model>_<case>/adapter from peft_config.json, and
  * PeftModel.from_pretrained computed logits_peft from it (and wrote the two files back unchanged). cpeft
  * makes the same files from the same seed (the encoder's output within 1e-5 where an MLP or LSTM computed it)
@@ -491,6 +506,7 @@ static void run_steps(const char *name) {
         const int64_t steps = (int64_t)cJSON_GetObjectItem(c, "num_training_steps")->valuedouble;
         const int64_t warmup = (int64_t)cJSON_GetObjectItem(c, "num_warmup_steps")->valuedouble;
         const int ga = (int)cJSON_GetObjectItem(c, "gradient_accumulation_steps")->valuedouble;
+        const int s2s = !strcmp(info_str(exp, "task", NULL), "SEQ_2_SEQ_LM");
         double worst_loss = 0, worst_norm = 0, worst_lr = 0, worst_final = 0;
         for (int64_t s = 0; s < steps; s++) {
             cp_batch micro[8];
@@ -501,10 +517,10 @@ static void run_steps(const char *name) {
                 snprintf(k2, sizeof k2, "attention_mask_%d", idx);
                 snprintf(k3, sizeof k3, "labels_%d", idx);
                 snprintf(k4, sizeof k4, "token_type_ids_%d", idx);
-                const cp_st_tensor *t = cp_st_find(&st, k1), *tt = cp_st_find(&st, k4);
+                const cp_st_tensor *t = cp_st_find(&st, k1), *tt = cp_st_find(&st, k4), *lt = cp_st_find(&st, k3);
                 micro[i] = (cp_batch){.B = t->shape[0], .T = t->shape[1], .input_ids = t->data,
                                       .attention_mask = cp_st_find(&st, k2)->data, .token_type_ids = tt ? tt->data : NULL,
-                                      .labels = cp_st_find(&st, k3)->data};
+                                      .labels = lt->data, .Td = s2s ? lt->shape[1] : 0}; /* SEQ_2_SEQ_LM: the decoder's length */
             }
             const double lr = oc.lr * cp_schedule_factor(CP_SCHED_LINEAR, s, warmup, steps);
             cp_step_result res;
@@ -563,7 +579,11 @@ TEST(ten_adamw_steps_match_peft) {
                            "roberta_seqcls_pt",
                            "roberta_seqcls_ptune_mlp",
                            "roberta_seqcls_prefix",
-                           "roberta_seqcls_prefix_proj"};
+                           "roberta_seqcls_prefix_proj",
+                           "t5_v10_pt",
+                           "t5_v11_prefix",
+                           "mt5_ptune_mlp",
+                           "t5_v10_prefix_proj"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_steps(cases[i]);
 }
 
@@ -648,6 +668,7 @@ int main(void) {
     RUN(prefix_tuning);
     RUN(prefix_tuning_projection);
     RUN(classification_encoders);
+    RUN(encoder_decoders);
     RUN(cpeft_adapters_load_in_peft);
     RUN(info_cli);
     RUN(ten_adamw_steps_match_peft);

@@ -399,12 +399,179 @@ def write_encoder_steps(model_key, case, seed):
     print(f"{d}: losses {losses[0]:.4f} -> {losses[-1]:.4f}, {len([k for k in tensors if k.startswith('final.')])} trained tensors")
 
 
+# ---- encoder-decoders: PeftModelForSeq2SeqLM on the tiny T5 v1.0, v1.1 and mT5 of tests/fixtures/t5 ----------------
+
+S2S_MODELS = {"t5_v10": "t5/models/t5_v10", "t5_v11": "t5/models/t5_v11", "mt5": "t5/models/mt5"}
+S2S_CASES = ["pt", "ptune_mlp", "ptune_lstm", "prefix", "prefix_proj"]
+S2S_T, S2S_TD = 7, 5
+
+
+def load_s2s(rel):
+    from transformers import AutoModelForSeq2SeqLM
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForSeq2SeqLM.from_pretrained(rel, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+def s2s_batch(vocab, seed):
+    """Right-padded encoder rows (row 1 by 3), labels with -100 at the end of row 1 and a decoder mask over them."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, vocab, (B, S2S_T), generator=g)
+    mask = torch.ones(B, S2S_T, dtype=torch.long)
+    ids[1, S2S_T - 3:] = 0
+    mask[1, S2S_T - 3:] = 0
+    labels = torch.randint(2, vocab, (B, S2S_TD), generator=g)
+    dmask = torch.ones(B, S2S_TD, dtype=torch.long)
+    labels[1, S2S_TD - 2:] = -100
+    dmask[1, S2S_TD - 2:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "decoder_attention_mask": dmask}
+
+
+def s2s_generate(pm):
+    """PeftModelForSeq2SeqLM.generate, greedy, 6 new tokens, no eos, on two right-padded prompts: the tokens after
+    the decoder start token."""
+    T0 = max(len(P_SHORT), len(P_LONG))
+    ids = torch.tensor([P_SHORT + [0] * (T0 - len(P_SHORT)), P_LONG])
+    mask = torch.tensor([[1] * len(P_SHORT) + [0] * (T0 - len(P_SHORT)), [1] * len(P_LONG)])
+    with torch.no_grad():
+        out = pm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=False, num_beams=1, eos_token_id=None,
+                          pad_token_id=0, decoder_start_token_id=0)
+    return ids, mask, out[:, 1:].contiguous()
+
+
+def write_s2s_case(model_key, case, seed):
+    """expected.* as write_case's for PeftModelForSeq2SeqLM: logits (B, Td, V) of the decoder, the loss, the encoder
+    gradients (prompt tuning / p-tuning: the rows after the encoder's P get none), the adapter, its logits loaded and
+    PEFT's greedy generate() of it."""
+    rel = S2S_MODELS[model_key]
+    d = os.path.join("prompt_methods", f"{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(load_s2s(rel), config(case, "SEQ_2_SEQ_LM"))
+    pm.eval()
+    params = encoder_params(pm)
+    with torch.no_grad():
+        for p in params.values():
+            p.copy_(torch.randn_like(p) * 0.5)
+    train_counts, train_repr = counts(pm), str(pm)
+    save_file({k: v.detach().clone().contiguous() for k, v in params.items()}, os.path.join(d, "encoder.safetensors"),
+              metadata={"format": "pt"})
+    inputs = s2s_batch(pm.base_model.config.vocab_size, seed)
+    out = pm(**inputs)
+    out.loss.backward()
+    tensors = dict(inputs, logits=out.logits.detach(), loss=out.loss.detach().reshape(1))
+    for k, p in params.items():
+        tensors["grad." + k] = p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p)
+    adapter = os.path.join(d, "adapter")
+    pm.save_pretrained(adapter)
+    os.remove(os.path.join(adapter, "README.md"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pl = PeftModel.from_pretrained(load_s2s(rel), adapter).eval()
+    with torch.no_grad():
+        tensors["logits_loaded"] = pl(**{k: v for k, v in inputs.items() if k != "labels"},
+                                      decoder_input_ids=pl.base_model._shift_right(inputs["labels"])).logits
+    gi, gm, gt = s2s_generate(pl)
+    tensors.update({"gen_ids": gi, "gen_mask": gm, "gen_tokens": gt})
+    info = {"model": rel, "case": case, "task": "SEQ_2_SEQ_LM", "train": train_counts, "repr": train_repr, "loaded": counts(pl),
+            "repr_loaded": str(pl), "seed": seed, "generate": {"max_new_tokens": 6, "pad_token_id": 0}}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+    diff = (tensors["logits_loaded"] - tensors["logits"]).abs().max().item()
+    print(f"{d}: loss {out.loss.item():.6f}, {train_counts['line']}, loaded vs training logits {diff:.1e}, generated {gt.tolist()}")
+
+
+S2S_STEPS = [("t5_v10", "pt"), ("t5_v11", "prefix"), ("mt5", "ptune_mlp"), ("t5_v10", "prefix_proj")]
+S2S_STEP_CFG = dict(lr=3e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.01, scheduler="linear", num_warmup_steps=2,
+                    num_training_steps=10, gradient_accumulation_steps=2, max_grad_norm=1.0)
+
+
+def write_s2s_steps(model_key, case, seed):
+    """10 AdamW steps of PeftModelForSeq2SeqLM (make_t5_fixtures.py's loop: the loss of a micro-batch weighted by its
+    label tokens over the step's, the model's dropout at 0) from the case's encoder parameters: losses, gradient norms,
+    learning rates per step and every encoder parameter after the last step."""
+    from transformers import get_scheduler
+    rel = S2S_MODELS[model_key]
+    d = os.path.join("prompt_methods", f"steps_{model_key}_{case}")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    torch.manual_seed(seed)
+    base = load_s2s(rel)
+    for mod in base.modules():  # the model's dropout off (cpeft: model_dropout 0), T5Attention's float one included
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+        if hasattr(mod, "dropout") and isinstance(mod.dropout, float):
+            mod.dropout = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(base, config(case, "SEQ_2_SEQ_LM"))
+    start_steps(pm, d)
+    c = S2S_STEP_CFG
+    ga = c["gradient_accumulation_steps"]
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for i in range(c["num_training_steps"] * ga):
+        Tb, Tdb = 5 + i % 4, 3 + i % 3
+        ids = torch.randint(2, 99, (2, Tb), generator=g)
+        mask = torch.ones(2, Tb, dtype=torch.int64)
+        mask[1, Tb - 1 - i % 2:] = 0
+        ids[mask == 0] = 0
+        lab = torch.randint(2, 99, (2, Tdb), generator=g)
+        if i % 2:
+            lab[0, Tdb - 1:] = -100
+        batches.append({"input_ids": ids, "attention_mask": mask, "labels": lab})
+    params = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"], weight_decay=c["weight_decay"])
+    sched = get_scheduler(c["scheduler"], opt, num_warmup_steps=c["num_warmup_steps"], num_training_steps=c["num_training_steps"])
+    pm.train()
+    losses, norms, lrs = [], [], []
+    for s in range(c["num_training_steps"]):
+        mbs = batches[s * ga:(s + 1) * ga]
+        N = sum(int((mb["labels"] != -100).sum()) for mb in mbs)
+        step_loss = 0.0
+        for mb in mbs:
+            loss = pm(**mb, use_cache=False).loss * int((mb["labels"] != -100).sum()) / N
+            loss.backward()
+            step_loss += float(loss.detach())
+        gn = torch.nn.utils.clip_grad_norm_(params, c["max_grad_norm"])
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        norms.append(float(gn))
+    tensors = {f"{k}_{i}": v for i, mb in enumerate(batches) for k, v in mb.items()}
+    for k, p in encoder_params(pm).items():
+        tensors["final." + k] = p.detach().clone()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(d, "expected.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(dict(losses=losses, grad_norms=norms, lrs=lrs, model=rel, case=case, task="SEQ_2_SEQ_LM", model_dropout=0,
+                       config=c), f, indent=1, sort_keys=True)
+    print(f"{d}: losses {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
+def write_s2s():
+    for i, model_key in enumerate(S2S_MODELS):
+        for j, case in enumerate(S2S_CASES):
+            write_s2s_case(model_key, case, 4000 + 10 * i + j)
+    for k, (model_key, case) in enumerate(S2S_STEPS):
+        write_s2s_steps(model_key, case, 5000 + k)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpeft", help="build/cpeft, for the cpeft -> PEFT cases")
+    ap.add_argument("--s2s-only", action="store_true", help="only the encoder-decoder (T5) cases")
     args = ap.parse_args()
     cpeft = os.path.abspath(args.cpeft) if args.cpeft else None
     os.chdir(ROOT)
+    write_s2s()
+    if args.s2s_only:
+        return
     for i, model_key in enumerate(MODELS):
         for j, case in enumerate(CASES):
             write_case(model_key, case, 1000 + 10 * i + j)
