@@ -397,6 +397,54 @@ TEST(encoder_decoders) {
         for (int j = 0; j < 5; j++) run_case(s2s_models[i], s2s_cases[j]);
 }
 
+/* Bad input on an encoder-decoder: a saved prompt_embeddings whose rows disagree with num_virtual_tokens x
+ * num_transformer_submodules; prefix tuning where PEFT's cache cannot be built (num_transformer_submodules 1, a
+ * decoder deeper than num_layers, keys narrower than d_model). */
+TEST(encoder_decoder_bad_input) {
+    char tmp[] = "/tmp/cpeft-s2s-bad-XXXXXX", cmd[600], path[400];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(cmd, sizeof cmd, "cp " DIR "/t5_v10_pt/adapter/* %s/ && sed -i 's/\"num_virtual_tokens\": 3/\"num_virtual_tokens\": 4/' "
+             "%s/adapter_config.json", tmp, tmp);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "t5/models/t5_v10", CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_ERR(cp_adapter_load(m, tmp, "default", 1, 0),
+                  "tensor \"prompt_embeddings\" has 6 rows, but num_virtual_tokens = 4 (x num_transformer_submodules 2)");
+        printf("  %s\n", cp_last_error());
+    }
+    cp_model_free(m);
+    const struct { const char *model, *json, *want; } bad[] = {
+        {"t5/models/t5_v10", "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"SEQ_2_SEQ_LM\", \"num_virtual_tokens\": 3, "
+         "\"num_transformer_submodules\": 1}", "num_transformer_submodules is 1 in the PREFIX_TUNING config, but an encoder-decoder"},
+        {"t5/models/t5_v10", "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"SEQ_2_SEQ_LM\", \"num_virtual_tokens\": 3, "
+         "\"num_layers\": 1}", "num_layers is 1 in the PREFIX_TUNING config, but the model's layers is 2"},
+        {"t5/models/t5_asym", "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"SEQ_2_SEQ_LM\", \"num_virtual_tokens\": 3, "
+         "\"token_dim\": 24, \"num_attention_heads\": 4}", "num_layers is 2 in the PREFIX_TUNING config, but the decoder has 3 layers"},
+        {"t5/models/t5_asym", "{\"peft_type\": \"PREFIX_TUNING\", \"task_type\": \"SEQ_2_SEQ_LM\", \"num_virtual_tokens\": 3}",
+         "token_dim is 32 in the PREFIX_TUNING config, but the width of the model's keys and values"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(path, sizeof path, "%s/bad.json", tmp);
+        FILE *fp = fopen(path, "w");
+        if (fp) { fputs(bad[i].json, fp); fclose(fp); }
+        cp_peft_config *cfg = NULL;
+        m = NULL;
+        CHECK_OK(cp_peft_config_load(path, &cfg));
+        CHECK_OK(cp_model_load(&m, bad[i].model, CP_LOAD_WEIGHTS));
+        if (cfg && m) {
+            cp_rng rng;
+            cp_rng_seed(&rng, 1);
+            CHECK_ERR(cp_peft_add(m, "default", cfg, &rng, 1, 1), bad[i].want);
+            printf("  %s\n", cp_last_error());
+        }
+        cp_peft_config_free(cfg);
+        cp_model_free(m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 /* cpeft -> PEFT: `cpeft adapter init --seed 7` wrote cpeft_<model>_<case>/adapter from peft_config.json, and
  * PeftModel.from_pretrained computed logits_peft from it (and wrote the two files back unchanged). cpeft
  * makes the same files from the same seed (the encoder's output within 1e-5 where an MLP or LSTM computed it)
@@ -669,6 +717,7 @@ int main(void) {
     RUN(prefix_tuning_projection);
     RUN(classification_encoders);
     RUN(encoder_decoders);
+    RUN(encoder_decoder_bad_input);
     RUN(cpeft_adapters_load_in_peft);
     RUN(info_cli);
     RUN(ten_adamw_steps_match_peft);
