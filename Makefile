@@ -119,7 +119,7 @@ $(BUILD)/cpeft.pc: cpeft.pc.in
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' $< > $@
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
+$(BUILD)/tests/%: tests/%.c tests/test.h $(wildcard tests/parity/*.h) $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 

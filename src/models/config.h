@@ -102,6 +102,14 @@ typedef struct {
         int scale_decoder_outputs;  /* the decoder output times d_model^-0.5 before lm_head */
     } t5;
 
+    /* bart (models/bart.c): each stack's heads and FFN width (num_heads / intermediate_size are the encoder's) */
+    struct {
+        int64_t decoder_heads, decoder_ffn;
+        int scale_embedding;        /* the token embeddings times sqrt(d_model) (BartScaledWordEmbedding) */
+        double activation_dropout;  /* on the activation's output in the FFN (dropout: hidden_dropout,
+                                       attention_dropout: attn_dropout) */
+    } bart;
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;
