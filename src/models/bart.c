@@ -26,7 +26,7 @@
 
 /* A token id with BartConfig's default when the key is absent; null: CP_TOKEN_UNSET. */
 static cp_status token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file) {
-    const cJSON *v = cp_json_field(root, key);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key); /* null is kept: None, not the default */
     *out = dflt;
     if (!v) return CP_OK;
     if (cJSON_IsNull(v)) { *out = CP_TOKEN_UNSET; return CP_OK; }
