@@ -182,6 +182,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/tokenizer_fixtures.py --out tests/fixtures/tokenizers
 	$(VENV)/bin/python tests/reference/make_safetensors_fixtures.py
 	$(VENV)/bin/python tests/reference/make_generate_fixtures.py --out tests/fixtures
+	$(VENV)/bin/python tests/reference/make_beam_fixtures.py --out tests/fixtures
 	$(VENV)/bin/python tests/reference/make_attention_fixtures.py
 	$(VENV)/bin/python tests/reference/make_head_fixtures.py
 	$(VENV)/bin/python tests/reference/make_prompt_fixtures.py
@@ -195,6 +196,8 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_embed_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_train_fixtures.py
+	$(VENV)/bin/python tests/reference/make_text_metric_fixtures.py
+	$(VENV)/bin/python tests/reference/make_s2s_data_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a

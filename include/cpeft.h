@@ -356,21 +356,48 @@ typedef struct cp_generate_options {
     int (*on_token)(void *user, int64_t prompt, int32_t token);
     void *user;
     int no_cache;               /* 1: recompute the whole sequence every step (slow; a check) */
+    /* ---- ABI 4: beam search (GenerationMixin._beam_search), chosen when num_beams > 1; see
+     * docs/generate.md. It keeps num_beams running beams per prompt, takes the best
+     * max(2, 1 + n_eos)·num_beams continuations per step and keeps the best num_beams finished
+     * hypotheses, scored sum(log-probs) / generated_length^length_penalty (the prompt is not
+     * counted; the eos token is). Greedy only (do_sample refused), no stop strings or on_token. ---- */
+    int64_t num_beams;            /* ≥ 1 (default 1, or generation_config.json's num_beams) */
+    double length_penalty;        /* the exponent above (default 1; < 0 favours short sequences) */
+    int early_stopping;           /* CP_EARLY_STOPPING_*: when a prompt's search ends (default false) */
+    int64_t no_repeat_ngram_size; /* > 0: no n-gram of this size occurs twice in a row's sequence (the
+                                     prompt and its left padding included, as transformers);
+                                     greedy and sampling too; 0 = off */
+    int64_t num_return_sequences; /* 1 ≤ m ≤ num_beams: the best m finished beams of each prompt
+                                     (default 1); must be 1 without beam search */
 } cp_generate_options;
 
-/* Defaults for m: 64 new tokens, greedy; temperature, top_k, top_p and repetition_penalty from the
- * model directory's generation_config.json when it sets them, else transformers' defaults (1, 50,
- * 1, 1); eos ids from generation_config.json, else config.json (one id or a list); pad_token_id
+/* cp_generate_options.early_stopping, transformers' early_stopping: */
+enum {
+    CP_EARLY_STOPPING_FALSE = 0, /* stop a prompt when no running beam can beat its worst finished one,
+                                    judged at the current length (transformers' default) */
+    CP_EARLY_STOPPING_TRUE = 1,  /* stop a prompt as soon as num_beams hypotheses have finished */
+    CP_EARLY_STOPPING_NEVER = 2, /* "never": judged at the best length a running beam could reach */
+};
+
+/* Defaults for m: 64 new tokens, greedy; temperature, top_k, top_p, repetition_penalty, num_beams,
+ * length_penalty, early_stopping and no_repeat_ngram_size from the model directory's
+ * generation_config.json when it sets them, else transformers' defaults (1, 50, 1, 1, 1, 1, false,
+ * 0); num_return_sequences 1; eos ids from generation_config.json, else config.json (one id or a list); pad_token_id
  * likewise, else the first eos id. generation_config.json's do_sample is not followed: greedy
  * unless the caller sets do_sample. */
 CP_API cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt);
 
-/* The result: for each prompt, its new tokens (the eos or stop token that ended it included). */
+/* The result: for each prompt, its new tokens (the eos or stop token that ended it included).
+ * With num_return_sequences m, n = prompts · m: sequence i belongs to prompt i / m, best first. */
 typedef struct cp_generation {
     int64_t n;
     int32_t **tokens;         /* [n][n_tokens[i]] */
     int64_t *n_tokens;        /* [n] */
     cp_finish_reason *finish; /* [n] */
+    /* ---- ABI 4 ---- */
+    int64_t num_return_sequences; /* m: sequences per prompt */
+    float *sequences_scores;      /* [n] beam search: each sequence's score as transformers'
+                                     sequences_scores (see length_penalty); NULL without beam search */
 } cp_generation;
 
 /* Generates for n prompts (token ids, unpadded, prompt_lens[i] > 0) in one left-padded batch:

@@ -32,7 +32,9 @@ static void help(FILE *f) {
             "                      (--prompt TEXT... | --prompts FILE | --prompt-ids IDS...) [--max-new-tokens N]\n"
             "                      [--do-sample] [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]\n"
             "                      [--seed S] [--stop STR]... [--template alpaca] [--json]\n"
-            "                      [--adapter-names a,b,__base__] [--batch-size N] [--merge] [--no-cache]\n\n"
+            "                      [--adapter-names a,b,__base__] [--batch-size N] [--merge] [--no-cache]\n"
+            "                      [--num-beams N] [--length-penalty X] [--early-stopping true|false|never]\n"
+            "                      [--no-repeat-ngram-size K] [--num-return-sequences M]\n\n"
             "Generates text as transformers' generate() does: greedy unless --do-sample, a KV cache, several\n"
             "prompts in one left-padded batch. A single prompt streams to stdout as it is generated.\n\n"
             "  --model DIR             Hugging Face model directory (config.json, safetensors, tokenizer)\n"
@@ -58,7 +60,15 @@ static void help(FILE *f) {
             "                          mixed-adapter batch, as PEFT's adapter_names\n"
             "  --batch-size N          prompts per batch (default 8)\n"
             "  --merge                 merge the adapters into the weights first (faster; same text)\n"
-            "  --no-cache              recompute the whole sequence every step (slow; a check of the cache)\n\n"
+            "  --no-cache              recompute the whole sequence every step (slow; a check of the cache)\n"
+            "  --num-beams N           beam search with N beams when N > 1, as generate(num_beams=N) (default:\n"
+            "                          generation_config.json, else 1); no streaming, --do-sample or --stop\n"
+            "  --length-penalty X      beam score = sum of log-probs / new_tokens^X (default 1)\n"
+            "  --early-stopping WHEN   true: a prompt ends once N beams finished; false (default): once no running\n"
+            "                          beam can beat the finished ones at its current length; never: at the best\n"
+            "                          length it could reach\n"
+            "  --no-repeat-ngram-size K  no K-gram twice in a sequence (prompt included; greedy and sampling too)\n"
+            "  --num-return-sequences M  the best M ≤ N beams per prompt, each with its score (default 1)\n\n"
             "The model's eos ids (generation_config.json, else config.json) end a prompt. A prompt longer than\n"
             "the model's positions is truncated from the left with a warning. Details: docs/generate.md\n");
 }
@@ -208,8 +218,9 @@ static char *render_alpaca(const char *instruction, const char *input) {
 }
 
 /* Tokenizes prompt p as transformers' tokenizer(text) would (special tokens added); a trailing eos
- * the post-processor appended is dropped, as training's prompts drop it. */
-static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p, int64_t V, int64_t index) {
+ * the post-processor appended is dropped, as training's prompts drop it — unless the prompt is an
+ * encoder-decoder's encoder input (keep_eos: T5's inputs end with </s>). */
+static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p, int64_t V, int64_t index, int keep_eos) {
     char *text = alpaca ? render_alpaca(p->text, p->input) : cp_strdup(p->text);
     if (!text) return CP_ERR;
     cp_encoding enc;
@@ -218,7 +229,7 @@ static cp_status tokenize_prompt(const cp_tokenizer *tok, int alpaca, prompt *p,
     cp_free(text);
     size_t n = enc.n;
     const int32_t eos = cp_tokenizer_special_id(tok, CP_SPECIAL_EOS);
-    if (st == CP_OK && n > 0 && enc.ids[n - 1] == eos && enc.special_mask && enc.special_mask[n - 1]) n--;
+    if (st == CP_OK && !keep_eos && n > 0 && enc.ids[n - 1] == eos && enc.special_mask && enc.special_mask[n - 1]) n--;
     if (st == CP_OK && n == 0) st = cp_error("prompt %lld is empty after tokenization", (long long)index);
     if (st == CP_OK && !(p->ids = cp_malloc(n * sizeof *p->ids, "token ids"))) st = CP_ERR;
     for (size_t i = 0; st == CP_OK && i < n; i++) {
@@ -265,8 +276,10 @@ static const char *finish_name(cp_finish_reason f) {
     return f == CP_FINISH_EOS ? "eos" : f == CP_FINISH_STOP ? "stop" : "length";
 }
 
+/* One line: {"prompt", "text", "tokens", "finish"}, and with beam search "sequence" (1 = best of
+ * the prompt's) and "score" (sequences_scores). */
 static void print_json(const prompt *p, const char *text, size_t len, const int32_t *tokens, int64_t n,
-                       cp_finish_reason finish) {
+                       cp_finish_reason finish, const float *score, int64_t rank) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", p->text ? p->text : p->ids_text);
     if (text) { /* bytes with a length: cJSON strings end at a NUL, so the literal is built here */
@@ -282,6 +295,10 @@ static void print_json(const prompt *p, const char *text, size_t len, const int3
     cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
     for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(tokens[i]));
     cJSON_AddStringToObject(o, "finish", finish_name(finish));
+    if (score) {
+        cJSON_AddNumberToObject(o, "sequence", (double)(rank + 1));
+        cJSON_AddNumberToObject(o, "score", (double)*score);
+    }
     char *s = cJSON_PrintUnformatted(o);
     if (s) printf("%s\n", s);
     cJSON_free(s);
@@ -324,6 +341,10 @@ typedef struct {
     int64_t max_new, top_k, seed;
     double temperature, top_p, rep;
     int do_sample, has_max_new, has_top_k, has_seed, has_temperature, has_top_p, has_rep;
+    int64_t num_beams, ngram, n_return;
+    double length_penalty;
+    const char *early_stopping;
+    int has_num_beams, has_ngram, has_length_penalty, has_n_return;
 } gen_args;
 
 /* Returns 0 on success, 2 on a usage error (already printed). */
@@ -349,6 +370,11 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {CP_DOUBLE("--temperature", &a->temperature), .given = &a->has_temperature},
         {CP_DOUBLE("--top-p", &a->top_p), .given = &a->has_top_p},
         {CP_DOUBLE("--repetition-penalty", &a->rep), .given = &a->has_rep},
+        {CP_INT("--num-beams", &a->num_beams, 1, 1 << 16), .given = &a->has_num_beams},
+        {CP_INT("--no-repeat-ngram-size", &a->ngram, 0, 1 << 16), .given = &a->has_ngram},
+        {CP_INT("--num-return-sequences", &a->n_return, 1, 1 << 16), .given = &a->has_n_return},
+        {CP_DOUBLE("--length-penalty", &a->length_penalty), .given = &a->has_length_penalty},
+        {CP_STRING("--early-stopping", &a->early_stopping)},
         {0},
     };
     const cp_args_spec spec = {.cmd = "generate", .opts = options, .help = help, .unknown = "unknown argument %s",
@@ -377,6 +403,11 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     }
     if (a->has_top_p && !(a->top_p > 0 && a->top_p <= 1)) {
         fprintf(stderr, "cpeft generate: --top-p must be in (0, 1], found %g\n", a->top_p);
+        return 2;
+    }
+    if (a->early_stopping && strcmp(a->early_stopping, "true") && strcmp(a->early_stopping, "false") &&
+        strcmp(a->early_stopping, "never")) {
+        fprintf(stderr, "cpeft generate: --early-stopping must be true, false or never, found \"%s\"\n", a->early_stopping);
         return 2;
     }
     if (a->has_rep && !(a->rep > 0)) {
@@ -445,7 +476,9 @@ int cmd_generate(int argc, char **argv) {
         tok = NULL;
     }
     for (int64_t i = 0; st == CP_OK && i < prompts.n; i++)
-        if (!prompts.p[i].ids) st = tokenize_prompt(tok, a.template_name || prompts.p[i].alpaca, &prompts.p[i], V, i + 1);
+        if (!prompts.p[i].ids)
+            st = tokenize_prompt(tok, a.template_name || prompts.p[i].alpaca, &prompts.p[i], V, i + 1,
+                                 !strcmp(cp_model_task_type(m), "SEQ_2_SEQ_LM"));
 
     /* per-prompt adapters: --adapter-names, or "adapter" fields of a JSONL file */
     int file_names = 0;
@@ -472,9 +505,17 @@ int cmd_generate(int argc, char **argv) {
         opt.stop_strings = (const char *const *)a.stops;
         opt.n_stop_strings = a.n_stops;
         opt.no_cache = a.no_cache;
+        if (a.has_num_beams) opt.num_beams = a.num_beams;
+        if (a.has_length_penalty) opt.length_penalty = a.length_penalty;
+        if (a.has_ngram) opt.no_repeat_ngram_size = a.ngram;
+        if (a.has_n_return) opt.num_return_sequences = a.n_return;
+        if (a.early_stopping)
+            opt.early_stopping = !strcmp(a.early_stopping, "true")    ? CP_EARLY_STOPPING_TRUE
+                                 : !strcmp(a.early_stopping, "never") ? CP_EARLY_STOPPING_NEVER
+                                                                      : CP_EARLY_STOPPING_FALSE;
     }
 
-    const int streaming = st == CP_OK && prompts.n == 1 && !a.json;
+    const int streaming = st == CP_OK && prompts.n == 1 && !a.json && opt.num_beams == 1;
     stream_state stream = {.tok = tok};
     int64_t total_new = 0;
     double t0 = now_seconds();
@@ -494,23 +535,33 @@ int cmd_generate(int argc, char **argv) {
         if (st == CP_OK) st = cp_model_generate(m, ids, lens, n, &opt, &gen);
         cp_free(ids);
         cp_free(lens);
-        for (int64_t i = 0; st == CP_OK && i < n; i++) {
+        /* gen.n = n · num_return_sequences: sequence q of prompt q / nrs, best first */
+        const int64_t nrs = st == CP_OK && gen.num_return_sequences > 0 ? gen.num_return_sequences : 1;
+        for (int64_t q = 0; st == CP_OK && q < gen.n; q++) {
+            const int64_t i = q / nrs, rank = q % nrs;
             const prompt *p = &prompts.p[first + i];
+            const float *score = gen.sequences_scores ? &gen.sequences_scores[q] : NULL;
             char *text = NULL;
             size_t len = 0;
-            if (tok && cp_tokenizer_decode(tok, gen.tokens[i], (size_t)gen.n_tokens[i], 1, &text, &len) != CP_OK) st = CP_ERR;
-            total_new += gen.n_tokens[i];
+            if (tok && cp_tokenizer_decode(tok, gen.tokens[q], (size_t)gen.n_tokens[q], 1, &text, &len) != CP_OK) st = CP_ERR;
+            total_new += gen.n_tokens[q];
             if (st != CP_OK) {
             } else if (a.json) {
-                print_json(p, text, len, gen.tokens[i], gen.n_tokens[i], gen.finish[i]);
+                print_json(p, text, len, gen.tokens[q], gen.n_tokens[q], gen.finish[q], score, rank);
+            } else if (score) {
+                if (!rank)
+                    printf("%s### prompt %lld: %s\n", first + i ? "\n" : "", (long long)(first + i + 1), p->text ? p->text : p->ids_text);
+                if (nrs > 1) printf("--- sequence %lld, score %.6g\n", (long long)(rank + 1), (double)*score);
+                if (text) { fwrite(text, 1, len, stdout); fputc('\n', stdout); }
+                else for (int64_t k = 0; k < gen.n_tokens[q]; k++) printf("%d%c", gen.tokens[q][k], k + 1 < gen.n_tokens[q] ? ' ' : '\n');
             } else if (streaming) {
                 if (text && len > stream.printed) fwrite(text + stream.printed, 1, len - stream.printed, stdout);
-                if (!tok) for (int64_t k = 0; k < gen.n_tokens[i]; k++) printf("%s%d", k ? " " : "", gen.tokens[i][k]);
+                if (!tok) for (int64_t k = 0; k < gen.n_tokens[q]; k++) printf("%s%d", k ? " " : "", gen.tokens[q][k]);
                 printf("\n");
             } else {
                 printf("%s### prompt %lld: %s\n", first + i ? "\n" : "", (long long)(first + i + 1), p->text ? p->text : p->ids_text);
                 if (text) { fwrite(text, 1, len, stdout); fputc('\n', stdout); }
-                else for (int64_t k = 0; k < gen.n_tokens[i]; k++) printf("%d%c", gen.tokens[i][k], k + 1 < gen.n_tokens[i] ? ' ' : '\n');
+                else for (int64_t k = 0; k < gen.n_tokens[q]; k++) printf("%d%c", gen.tokens[q][k], k + 1 < gen.n_tokens[q] ? ' ' : '\n');
             }
             free(text);
         }

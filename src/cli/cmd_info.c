@@ -35,7 +35,7 @@ static void help(FILE *f) {
             "Prints a Hugging Face model directory's architecture, config summary, parameter count,\n"
             "weight dtypes and memory. Needs only config.json; weights are described when present.\n\n"
             "  --model DIR         the model directory (or give it as the argument)\n"
-            "  --task-type T       the task class to build: CAUSAL_LM, SEQ_CLS, TOKEN_CLS, FEATURE_EXTRACTION\n"
+            "  --task-type T       the task class to build: CAUSAL_LM, SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM, FEATURE_EXTRACTION\n"
             "                      (default: the PEFT config's task_type, else config.json's architectures)\n"
             "  --tree              print the module tree as PyTorch's print(model) shows it\n"
             "  --json              one JSON object instead of text\n"

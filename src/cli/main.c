@@ -24,6 +24,7 @@ static const struct {
     {"merge", cmd_merge, "merge adapters into the base weights and write a full checkpoint"},
     {"convert", cmd_convert, "a GGUF file (llama.cpp's format) to a Hugging Face model directory"},
     {"adapter", cmd_adapter, "create (init) or combine PEFT adapters without training"},
+    {"score", cmd_score, "corpus BLEU (as sacreBLEU) and ROUGE-L (as rouge-score) of hypothesis lines against references"},
 };
 
 static void usage(FILE *f) {

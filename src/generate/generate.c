@@ -1,5 +1,5 @@
 /*
- * generate.c — transformers' generate() for decoder-only models: greedy or sampled decoding with a
+ * generate.c — transformers' generate() for decoder-only models (encoder-decoders: seq2seq_generate.c): greedy or sampled decoding with a
  * KV cache over a left-padded batch, stopping at eos ids, stop strings or max_new_tokens; PEFT's
  * mixed-adapter batches. The public entry points are cp_generate_options_init, cp_model_generate
  * and cp_generation_free (include/cpeft.h).
@@ -16,14 +16,18 @@
  * cut from the left and generation stops there. Rotary models (the Llama family) go on, as
  * transformers does, with a warning.
  * Finished rows keep running (as in transformers) so the batch keeps its shape; their tokens are
- * not reported. The repetition penalty sees each row's whole sequence, left padding included, as
- * transformers' input_ids do.
+ * not reported. The repetition penalty sees each row's sequence without its left padding
+ * (transformers 5's prompt_ignore_length = the padding length); no_repeat_ngram_size sees the whole
+ * row, padding included, as NoRepeatNGramLogitsProcessor does.
+ * num_beams > 1 runs beam search (generate/beam.h) through the decoder-only hook below (beam_hook: prefill once per prompt, then cp_kv_cache_gather / _reorder).
  *
  * Mixed-adapter batches pass a cp_adapter_mix in the run context of every forward of the call.
  */
 #include "core/alloc.h"
 #include "models/kv_cache.h"
+#include "generate/beam.h"
 #include "generate/sampling.h"
+#include "generate/seq2seq_generate.h"
 #include "io/json.h"
 #include "models/model.h"
 #include "peft/peft_model.h"
@@ -60,6 +64,18 @@ static cp_status read_ids(const cJSON *root, const char *key, int32_t *ids, int 
     return CP_OK;
 }
 
+/* early_stopping: true, false or "never". */
+static cp_status read_early_stopping(const cJSON *root, int *out, const char *file) {
+    const cJSON *v = cp_json_field(root, "early_stopping");
+    char what[48];
+    if (!v || cJSON_IsNull(v)) return CP_OK;
+    if (cJSON_IsBool(v)) *out = cJSON_IsTrue(v) ? CP_EARLY_STOPPING_TRUE : CP_EARLY_STOPPING_FALSE;
+    else if (cJSON_IsString(v) && !strcmp(v->valuestring, "never")) *out = CP_EARLY_STOPPING_NEVER;
+    else return cp_error("%s: field \"early_stopping\": expected true, false or \"never\", found %s", file,
+                         cp_json_describe(v, what, sizeof what));
+    return CP_OK;
+}
+
 static cp_status read_json_if_present(const char *dir, const char *name, cJSON **out, char *path, size_t n) {
     struct stat st;
     snprintf(path, n, "%s/%s", dir, name);
@@ -76,6 +92,9 @@ cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) 
     opt->top_p = 1.0;
     opt->repetition_penalty = 1.0;
     opt->pad_token_id = CP_TOKEN_NONE;
+    opt->num_beams = 1;
+    opt->length_penalty = 1.0;
+    opt->num_return_sequences = 1;
     char path[4096];
     cJSON *gen = NULL, *cfg = NULL;
     cp_status st = read_json_if_present(m->dir, "generation_config.json", &gen, path, sizeof path);
@@ -88,7 +107,11 @@ cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) 
             cp_json_get_double(gen, "top_p", opt->top_p, 0, &opt->top_p, path) != CP_OK ||
             cp_json_get_double(gen, "repetition_penalty", opt->repetition_penalty, 0, &opt->repetition_penalty, path) != CP_OK ||
             read_ids(gen, "eos_token_id", opt->eos_token_ids, &opt->n_eos, path) != CP_OK ||
-            read_ids(gen, "pad_token_id", pad, &n_pad, path) != CP_OK)
+            read_ids(gen, "pad_token_id", pad, &n_pad, path) != CP_OK ||
+            cp_json_get_int(gen, "num_beams", opt->num_beams, 0, &opt->num_beams, path) != CP_OK ||
+            cp_json_get_double(gen, "length_penalty", opt->length_penalty, 0, &opt->length_penalty, path) != CP_OK ||
+            read_early_stopping(gen, &opt->early_stopping, path) != CP_OK ||
+            cp_json_get_int(gen, "no_repeat_ngram_size", 0, 0, &opt->no_repeat_ngram_size, path) != CP_OK)
             st = CP_ERR;
         opt->top_k = top_k;
     }
@@ -125,6 +148,32 @@ static cp_status check_options(const cp_model *m, const cp_generate_options *o) 
     if (o->n_stop_strings > 0 && !o->tokenizer) return cp_error("stop strings need a tokenizer to decode the new tokens");
     for (int i = 0; i < o->n_stop_strings; i++)
         if (!o->stop_strings[i] || !o->stop_strings[i][0]) return cp_error("stop string %d is empty", i + 1);
+    /* beam search: transformers' GenerationConfig.validate messages where it has one */
+    if (o->num_beams < 1) return cp_error("`num_beams` has to be a strictly positive integer, but is %lld", (long long)o->num_beams);
+    if (o->num_return_sequences < 1)
+        return cp_error("`num_return_sequences` has to be a strictly positive integer, but is %lld", (long long)o->num_return_sequences);
+    if (o->num_beams == 1 && o->num_return_sequences > 1)
+        return o->do_sample ? cp_error("num_return_sequences %lld with sampling (num_beams 1) is not supported yet",
+                                       (long long)o->num_return_sequences)
+                            : cp_error("Greedy methods (do_sample != True) without beam search do not support "
+                                       "`num_return_sequences` different than 1 (got %lld).", (long long)o->num_return_sequences);
+    if (o->num_return_sequences > o->num_beams)
+        return cp_error("`num_return_sequences` (%lld) has to be smaller or equal to `num_beams` (%lld).",
+                        (long long)o->num_return_sequences, (long long)o->num_beams);
+    if (o->no_repeat_ngram_size < 0)
+        return cp_error("`no_repeat_ngram_size` has to be a non-negative integer, but is %lld", (long long)o->no_repeat_ngram_size);
+    if (o->early_stopping < CP_EARLY_STOPPING_FALSE || o->early_stopping > CP_EARLY_STOPPING_NEVER)
+        return cp_error("early_stopping must be CP_EARLY_STOPPING_FALSE, _TRUE or _NEVER, found %d", o->early_stopping);
+    if (!isfinite(o->length_penalty)) return cp_error("length_penalty must be a finite number, found %g", o->length_penalty);
+    if (o->num_beams > 1) {
+        const char *no = o->do_sample ? "sampling (do_sample)" : o->n_stop_strings ? "stop strings" : o->on_token ? "on_token (streaming)"
+                         : o->no_cache ? "no_cache" : m->prompt ? "a prompt-learning adapter (prompt/prefix tuning, ...)" : NULL;
+        if (no) return cp_error("beam search (num_beams %lld) with %s is not supported", (long long)o->num_beams, no);
+        const int64_t K = (o->n_eos + 1 > 2 ? o->n_eos + 1 : 2) * o->num_beams;
+        if (K > V)
+            return cp_error("num_beams %lld: beam search keeps %lld candidates per step, more than the vocabulary's %lld "
+                            "tokens", (long long)o->num_beams, (long long)K, (long long)V);
+    }
     return CP_OK;
 }
 
@@ -195,6 +244,7 @@ void cp_generation_free(cp_generation *g) {
     cp_free(g->tokens);
     cp_free(g->n_tokens);
     cp_free(g->finish);
+    cp_free(g->sequences_scores);
     memset(g, 0, sizeof *g);
 }
 
@@ -213,20 +263,19 @@ static cp_status run_columns(cp_model *m, gen_state *s, int64_t c0, int64_t c1, 
                     : cp_model_forward_cached_mix(m, &b, s->mixp, &s->cache, s->logits, NULL);
 }
 
-static cp_status push_token(cp_generation *out, gen_state *s, int64_t r, int32_t tok) {
-    if (out->n_tokens[r] == s->cap_tokens[r]) {
-        int32_t cap = s->cap_tokens[r] ? 2 * s->cap_tokens[r] : 16;
+cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok) {
+    if (out->n_tokens[r] == cap_tokens[r]) {
+        int32_t cap = cap_tokens[r] ? 2 * cap_tokens[r] : 16;
         int32_t *t = cp_realloc(out->tokens[r], (size_t)cap * sizeof *t, "generated tokens");
         if (!t) return CP_ERR;
         out->tokens[r] = t;
-        s->cap_tokens[r] = cap;
+        cap_tokens[r] = cap;
     }
     out->tokens[r][out->n_tokens[r]++] = tok;
     return CP_OK;
 }
 
-/* Whether row r's decoded new text contains a stop string. */
-static cp_status hits_stop_string(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
+cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
     char *text;
     size_t len;
     *hit = 0;
@@ -301,10 +350,107 @@ static cp_status state_init(cp_model *m, gen_state *s, const int32_t *const *pro
         int64_t *ids = s->ids + r * s->cap, *mask = s->mask + r * s->cap, *pos = s->pos + r * s->cap;
         for (int64_t t = 0; t < lead; t++) { ids[t] = pad; mask[t] = 0; pos[t] = 0; }
         for (int64_t t = 0; t < len; t++) { ids[lead + t] = prompts[r][skip + t]; mask[lead + t] = 1; pos[lead + t] = t; }
-        for (int64_t t = 0; t < s->Tp; t++) s->seen[r * V + ids[t]] = 1;
+        for (int64_t t = lead; t < s->Tp; t++) s->seen[r * V + ids[t]] = 1; /* not the left padding */
         cp_rng_seed(&s->rngs[r], o->seed + (uint64_t)r);
     }
     return CP_OK;
+}
+
+/* ---- beam search: the decoder-only hook of generate/beam.h ---------------------------------------- */
+
+/* R = n·num_beams rows, each with its KV cache row; all beams of a prompt share its positions. */
+typedef struct {
+    cp_model *m;
+    int64_t R;
+    cp_kv_cache cache;           /* (R rows) */
+    int64_t *ids, *mask, *pos;   /* (R) the step's column */
+    int64_t *next_pos;           /* (R) position id of each row's next token */
+    const char **names;          /* (R) adapter_names expanded to the beams, or NULL */
+    cp_adapter_mix mix;
+} beam_hook;
+
+static cp_status beam_step(void *ctx, const int32_t *tokens, float *logits) {
+    beam_hook *h = ctx;
+    for (int64_t r = 0; r < h->R; r++) {
+        h->ids[r] = tokens[r];
+        h->mask[r] = 1;
+        h->pos[r] = h->next_pos[r]++;
+    }
+    cp_batch b = {.B = h->R, .T = 1, .input_ids = h->ids, .attention_mask = h->mask, .position_ids = h->pos};
+    return cp_model_forward_cached_mix(h->m, &b, h->names ? &h->mix : NULL, &h->cache, logits, NULL);
+}
+
+/* rows[r] is a beam of r's own prompt: positions and adapter names stay. */
+static cp_status beam_reorder(void *ctx, const int64_t *rows) { return cp_kv_cache_reorder(&((beam_hook *)ctx)->cache, rows); }
+
+/* Prefill once per prompt (gen_state, n rows), copy each prompt's cache to its beams, search. */
+static cp_status generate_beams(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                                const cp_generate_options *o, cp_generation *out) {
+    const int64_t nb = o->num_beams, R = n * nb, V = m->config.vocab_size;
+    if (o->max_new_tokens == 0) { /* nothing to search: empty sequences */
+        const int64_t N = n * o->num_return_sequences;
+        out->n = N;
+        out->num_return_sequences = o->num_return_sequences;
+        out->tokens = cp_calloc((size_t)N, sizeof *out->tokens, "generated tokens");
+        out->n_tokens = cp_calloc((size_t)N, sizeof *out->n_tokens, "generated tokens");
+        out->finish = cp_calloc((size_t)N, sizeof *out->finish, "finish reasons");
+        out->sequences_scores = cp_calloc((size_t)N, sizeof *out->sequences_scores, "sequence scores");
+        if (out->tokens && out->n_tokens && out->finish && out->sequences_scores) return CP_OK;
+        cp_generation_free(out);
+        return CP_ERR;
+    }
+    gen_state s;
+    beam_hook h = {.m = m, .R = R};
+    memset(&s, 0, sizeof s);
+    int32_t *prompt = NULL;
+    int64_t *start = NULL;
+    cp_status st = state_init(m, &s, prompts, lens, n, o);
+    if (st == CP_OK && o->adapter_names) {
+        s.mix = (cp_adapter_mix){.B = n, .names = o->adapter_names};
+        s.mixp = &s.mix;
+    }
+    if (st == CP_OK) st = run_columns(m, &s, 0, s.Tp, 0); /* the prefill: s.logits (n, V), s.cache (n rows) */
+    const int64_t kv_dim = (m->config.num_kv_heads > 0 ? m->config.num_kv_heads : m->config.num_heads) * m->config.head_dim;
+    if (st == CP_OK) st = cp_kv_cache_init(&h.cache, m->config.num_layers, R, s.cache.capacity, kv_dim);
+    h.ids = cp_malloc((size_t)R * sizeof *h.ids, "token ids");
+    h.mask = cp_malloc((size_t)R * sizeof *h.mask, "attention mask");
+    h.pos = cp_malloc((size_t)R * sizeof *h.pos, "position ids");
+    h.next_pos = cp_malloc((size_t)R * sizeof *h.next_pos, "position ids");
+    h.names = o->adapter_names ? cp_malloc((size_t)R * sizeof *h.names, "adapter names") : NULL;
+    prompt = cp_malloc((size_t)(n * (s.Tp ? s.Tp : 1)) * sizeof *prompt, "prompt ids");
+    start = cp_malloc((size_t)n * sizeof *start, "prompt starts");
+    if (st == CP_OK && (!h.ids || !h.mask || !h.pos || !h.next_pos || (o->adapter_names && !h.names) || !prompt || !start))
+        st = CP_ERR;
+    if (st == CP_OK) {
+        for (int64_t r = 0; r < R; r++) {
+            h.ids[r] = r / nb; /* the prefill row each beam copies */
+            h.next_pos[r] = s.pos[(r / nb) * s.cap + s.Tp - 1] + 1;
+            if (h.names) h.names[r] = o->adapter_names[r / nb];
+        }
+        h.mix = (cp_adapter_mix){.B = R, .names = h.names};
+        st = cp_kv_cache_gather(&h.cache, &s.cache, h.ids);
+    }
+    if (st == CP_OK) {
+        cp_kv_cache_free(&s.cache);
+        for (int64_t i = 0; i < n; i++) {
+            start[i] = 0;
+            while (start[i] < s.Tp && !s.mask[i * s.cap + start[i]]) start[i]++;
+            for (int64_t t = 0; t < s.Tp; t++) prompt[i * s.Tp + t] = (int32_t)s.ids[i * s.cap + t];
+        }
+        if (s.cap < s.Tp + o->max_new_tokens) cp_warn("beam search stops at the model's %lld positions", (long long)s.cap);
+        const cp_beam_model bm = {.ctx = &h, .V = V, .step = beam_step, .reorder = beam_reorder};
+        const cp_beam_params bp = {.num_beams = nb, .num_return_sequences = o->num_return_sequences,
+                                   .max_new_tokens = s.cap - s.Tp, .length_penalty = o->length_penalty,
+                                   .early_stopping = o->early_stopping, .no_repeat_ngram_size = o->no_repeat_ngram_size,
+                                   .repetition_penalty = (float)o->repetition_penalty, .eos = o->eos_token_ids,
+                                   .n_eos = o->n_eos};
+        st = cp_beam_search(&bm, &bp, n, s.Tp, prompt, start, s.logits, out);
+    }
+    cp_kv_cache_free(&h.cache);
+    cp_free(h.ids); cp_free(h.mask); cp_free(h.pos); cp_free(h.next_pos); cp_free(h.names);
+    cp_free(prompt); cp_free(start);
+    state_free(&s);
+    return st;
 }
 
 cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
@@ -322,12 +468,19 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
                                 (long long)(r + 1), prompts[r][t], (long long)t, (long long)V);
     }
     if (o->adapter_names && check_adapter_names(m, o->adapter_names, n) != CP_OK) return CP_ERR;
+    if (o->num_beams > 1) return generate_beams(m, prompts, lens, n, o, out);
     out->n = n;
+    out->num_return_sequences = 1;
     out->tokens = cp_calloc((size_t)n, sizeof *out->tokens, "generated tokens");
     out->n_tokens = cp_calloc((size_t)n, sizeof *out->n_tokens, "generated tokens");
     out->finish = cp_calloc((size_t)n, sizeof *out->finish, "finish reasons");
     if (!out->tokens || !out->n_tokens || !out->finish) { cp_generation_free(out); return CP_ERR; }
     if (o->max_new_tokens == 0) return CP_OK;
+    if (m->arch->encoder_decoder) { /* the prompts are the encoder's: seq2seq_generate.c */
+        cp_status st = cp_seq2seq_generate(m, prompts, lens, n, o, out);
+        if (st != CP_OK) cp_generation_free(out);
+        return st;
+    }
 
     gen_state s;
     memset(&s, 0, sizeof s);
@@ -347,9 +500,17 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
             int64_t tok = pad;
             if (!s.finished[r]) {
                 float *scores = s.logits + r * V;
-                cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
+                if (o->no_repeat_ngram_size > 0) { /* processors in generate()'s order: penalty, n-grams, warpers */
+                    cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
+                    warp.repetition_penalty = 1.0f;
+                    cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
+                    cp_no_repeat_ngram(s.ids + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
+                    cp_logits_process(&warp, scores, V, NULL, &s.scratch);
+                } else {
+                    cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
+                }
                 tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
-                if ((st = push_token(out, &s, r, (int32_t)tok)) != CP_OK) break;
+                if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
                 for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
                     if (tok == o->eos_token_ids[i]) { s.finished[r] = 1; out->finish[r] = CP_FINISH_EOS; }
                 if (o->on_token && o->on_token(o->user, r, (int32_t)tok) && !s.finished[r]) {
@@ -357,7 +518,7 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
                     out->finish[r] = CP_FINISH_STOP;
                 }
                 int hit = 0;
-                if (!s.finished[r] && o->n_stop_strings && (st = hits_stop_string(o, out, r, &hit)) != CP_OK) break;
+                if (!s.finished[r] && o->n_stop_strings && (st = cp_generation_stop_hit(o, out, r, &hit)) != CP_OK) break;
                 if (hit) { s.finished[r] = 1; out->finish[r] = CP_FINISH_STOP; }
             }
             s.seen[r * V + tok] = 1;

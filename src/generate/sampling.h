@@ -2,8 +2,8 @@
  * sampling.h — choosing the next token from one row of logits, as transformers' generate() does:
  * its logits processors and warpers in its order, then argmax (greedy) or a draw (sampling).
  *
- *   repetition penalty   every token id already in the row's sequence (left padding and the
- *                        prompt included): s < 0 ? s·penalty : s/penalty      (greedy too)
+ *   repetition penalty   every token id already in the row's sequence (the prompt included, its
+ *                        left padding not): s < 0 ? s·penalty : s/penalty      (greedy too)
  *   temperature          s / T                                                 (sampling only)
  *   top-k                s < (k-th largest s) → -inf; ties with the k-th are kept
  *   top-p                sorted ascending, cumulative softmax ≤ 1 − p → -inf; the best token stays

@@ -98,7 +98,8 @@ typedef struct {
     struct {
         int64_t num_buckets, max_distance; /* relative_attention_num_buckets / _max_distance */
         int gated;                  /* feed_forward_proj "gated-<act>": wi_0, wi_1 (is_gated_act) */
-        double dropout;             /* dropout_rate: every Dropout of the model and the attention probabilities */
+        double dropout;             /* dropout_rate: every Dropout module of the model; attn_dropout (the attention
+                                       probabilities' float p, T5Attention.dropout) starts equal to it */
         int scale_decoder_outputs;  /* the decoder output times d_model^-0.5 before lm_head */
     } t5;
 

@@ -64,3 +64,79 @@ void cp_kv_cache_advance(cp_kv_cache *c, int64_t T) {
     assert(c->len + T <= c->capacity);
     c->len += T;
 }
+
+/* Copies the first n columns of row `from` of (K, V) layer slices to row `to` of the same layout. */
+static void copy_row(float *K, float *V, const float *Ks, const float *Vs, int64_t to, int64_t from, int64_t cap_to,
+                     int64_t cap_from, int64_t n, int64_t D) {
+    memcpy(K + to * cap_to * D, Ks + from * cap_from * D, (size_t)(n * D) * sizeof *K);
+    memcpy(V + to * cap_to * D, Vs + from * cap_from * D, (size_t)(n * D) * sizeof *V);
+}
+
+cp_status cp_kv_cache_gather(cp_kv_cache *dst, const cp_kv_cache *src, const int64_t *rows) {
+    if (dst->L != src->L || dst->kv_dim != src->kv_dim || dst->capacity < src->len)
+        return cp_error("KV cache gather: %lld layers × %lld, %lld columns into %lld layers × %lld, capacity %lld",
+                        (long long)src->L, (long long)src->kv_dim, (long long)src->len, (long long)dst->L,
+                        (long long)dst->kv_dim, (long long)dst->capacity);
+    for (int64_t r = 0; r < dst->B; r++)
+        if (rows[r] < 0 || rows[r] >= src->B)
+            return cp_error("KV cache gather: row %lld reads row %lld of %lld", (long long)r, (long long)rows[r],
+                            (long long)src->B);
+    const int64_t D = src->kv_dim, n = src->len;
+    for (int64_t l = 0; l < src->L; l++) {
+        float *K = dst->k + l * dst->B * dst->capacity * D, *V = dst->v + l * dst->B * dst->capacity * D;
+        const float *Ks = src->k + l * src->B * src->capacity * D, *Vs = src->v + l * src->B * src->capacity * D;
+        for (int64_t r = 0; r < dst->B; r++) copy_row(K, V, Ks, Vs, r, rows[r], dst->capacity, src->capacity, n, D);
+    }
+    for (int64_t r = 0; r < dst->B; r++)
+        memcpy(dst->mask + r * dst->capacity, src->mask + rows[r] * src->capacity, (size_t)n * sizeof *dst->mask);
+    dst->len = n;
+    return CP_OK;
+}
+
+cp_status cp_kv_cache_reorder(cp_kv_cache *c, const int64_t *rows) {
+    const int64_t B = c->B, D = c->kv_dim, n = c->len, cap = c->capacity;
+    for (int64_t r = 0; r < B; r++)
+        if (rows[r] < 0 || rows[r] >= B)
+            return cp_error("KV cache reorder: row %lld reads row %lld of %lld", (long long)r, (long long)rows[r],
+                            (long long)B);
+    /* slot[s] ≥ 0: row s is overwritten and read by another row, so it is staged in scratch slot slot[s] */
+    if (n == 0) return CP_OK;
+    int64_t *slot = cp_malloc((size_t)B * sizeof *slot, "KV cache reorder");
+    if (!slot) return CP_ERR;
+    int64_t n_staged = 0;
+    for (int64_t s = 0; s < B; s++) slot[s] = -1;
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t s = rows[r];
+        if (s != r && rows[s] != s && slot[s] < 0) slot[s] = n_staged++;
+    }
+    float *tk = NULL, *tv = NULL;
+    int64_t *tm = NULL;
+    if (n_staged) {
+        tk = cp_malloc((size_t)(n_staged * n * D) * sizeof *tk, "KV cache reorder");
+        tv = tk ? cp_malloc((size_t)(n_staged * n * D) * sizeof *tv, "KV cache reorder") : NULL;
+        tm = tv ? cp_malloc((size_t)(n_staged * n) * sizeof *tm, "KV cache reorder") : NULL;
+        if (!tm) {
+            cp_free(tk); cp_free(tv); cp_free(slot);
+            return CP_ERR;
+        }
+    }
+    for (int64_t l = 0; l < c->L; l++) {
+        float *K = c->k + l * B * cap * D, *V = c->v + l * B * cap * D; // (B, cap, D)
+        for (int64_t s = 0; s < B; s++)
+            if (slot[s] >= 0) copy_row(tk, tv, K, V, slot[s], s, n, cap, n, D);
+        for (int64_t r = 0; r < B; r++) {
+            const int64_t s = rows[r];
+            if (s == r) continue;
+            if (slot[s] >= 0) copy_row(K, V, tk, tv, r, slot[s], cap, n, n, D);
+            else copy_row(K, V, K, V, r, s, cap, cap, n, D);
+        }
+    }
+    for (int64_t s = 0; s < B; s++)
+        if (slot[s] >= 0) memcpy(tm + slot[s] * n, c->mask + s * cap, (size_t)n * sizeof *tm);
+    for (int64_t r = 0; r < B; r++) {
+        const int64_t s = rows[r];
+        if (s != r) memcpy(c->mask + r * cap, slot[s] >= 0 ? tm + slot[s] * n : c->mask + s * cap, (size_t)n * sizeof *tm);
+    }
+    cp_free(tk); cp_free(tv); cp_free(tm); cp_free(slot);
+    return CP_OK;
+}

@@ -45,4 +45,17 @@ void cp_kv_cache_attend(cp_kv_cache *c, int64_t l, const float *k, int64_t k_str
 /* After every layer has run: the T new columns become part of the past. */
 void cp_kv_cache_advance(cp_kv_cache *c, int64_t T);
 
+/* Beam search (src/generate/beam.c) moves whole rows: */
+
+/* dst row r becomes a copy of src row rows[r] (0 ≤ rows[r] < src->B) for r < dst->B: keys, values
+ * and mask of the src->len filled columns; dst->len = src->len. dst and src must have the same L
+ * and kv_dim and dst the room (capacity ≥ src->len). Used to copy a prompt's prefill to its beams
+ * (rows[r] = r / num_beams). */
+cp_status cp_kv_cache_gather(cp_kv_cache *dst, const cp_kv_cache *src, const int64_t *rows);
+
+/* In place: row r becomes a copy of what row rows[r] held (0 ≤ rows[r] < B), for every layer and
+ * the mask; transformers' Cache.reorder_cache(beam_idx). Rows with rows[r] == r are not touched;
+ * only rows that are both overwritten and read by another row are staged through a scratch copy. */
+cp_status cp_kv_cache_reorder(cp_kv_cache *c, const int64_t *rows);
+
 #endif

@@ -57,6 +57,28 @@ cp_status cp_seq2seq_forward(cp_model *m, const cp_batch *batch, cp_outputs *out
 cp_status cp_seq2seq_forward_backward(cp_model *m, const cp_batch *batch, double norm, int recompute, double *loss_sum,
                                       int64_t *n_targets);
 
+/* Generation on an encoder-decoder: the encoder runs once (cp_seq2seq_encode), then each decoder step
+ * (cp_seq2seq_step) runs the new decoder tokens with the self-attention cache `self` and the
+ * cross-attention keys / values of every layer, computed from the encoder's states on the first step
+ * and kept in cross_k / cross_v. */
+typedef struct cp_seq2seq_cache {
+    int64_t B, Te;
+    float *enc;            /* (B,Te,C) the encoder's final states */
+    int64_t *enc_mask;     /* (B,Te) its padding mask (a copy), or NULL */
+    cp_kv_cache self;      /* the decoder's self-attention keys and values */
+    float *cross_k, *cross_v; /* (L_dec, B·Te, D) */
+    int cross_ready;
+} cp_seq2seq_cache;
+
+/* Sized for B rows of Te encoder positions and `capacity` decoder columns. */
+cp_status cp_seq2seq_cache_init(const cp_model *m, cp_seq2seq_cache *c, int64_t B, int64_t Te, int64_t capacity);
+void cp_seq2seq_cache_free(cp_seq2seq_cache *c);
+/* The encoder over batch b (input_ids, attention_mask; b->B, b->T as the cache's B, Te). */
+cp_status cp_seq2seq_encode(cp_model *m, const cp_batch *b, const cp_adapter_mix *mix, cp_seq2seq_cache *c);
+/* One decoder step: dec (B,T) new decoder tokens (attention_mask over them, or NULL) after the cache's
+ * columns; logits (B,V) of each row's last new token. The cache's columns grow by T. */
+cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix *mix, cp_seq2seq_cache *c, float *logits);
+
 /* The run context of a call on m (models/run.h): the model's arena, its training mode, dropout seed
  * and prompt hook; no mixed-adapter batch. */
 cp_run cp_model_run(cp_model *m);

@@ -43,6 +43,10 @@ typedef struct cp_cross_states {
     const int64_t *mask;  /* (B,Te) 1 = real token, 0 = padding; NULL = all ones */
     int64_t Te;           /* encoder positions per row */
     float *d_states;      /* (B,Te,C) += d(loss)/d(states); NULL: the encoder does not train */
+    /* generation: every decoder layer's cross-attention keys and values (L, B·Te, D), made on the
+     * first step (cached = 0) and read on the later ones (cached = 1); NULL: computed per call */
+    float *cache_k, *cache_v;
+    int cached;
 } cp_cross_states;
 
 typedef struct cp_run {

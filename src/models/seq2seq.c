@@ -13,9 +13,14 @@
  * (every block's cross-attention adds to it) to the encoder's backward. When nothing of the encoder
  * trains (LoRA on the decoder only), the encoder runs as in inference (no saved activations) and
  * its backward does not run at all; the decoder then stops at its own lowest trained block.
+ *
+ * Generation: the encoder once (cp_seq2seq_encode), then decoder steps with the self-attention
+ * KV cache and every layer's cross-attention keys / values computed on the first step only.
  */
 #include "models/model.h"
+#include "core/alloc.h"
 #include "models/head.h"
+#include "models/proj.h"
 
 #include <string.h>
 
@@ -142,4 +147,77 @@ cp_status cp_seq2seq_forward_backward(cp_model *m, const cp_batch *user_batch, d
     if (!enc_trains) return CP_OK;
     run.cross = NULL;
     return cp_stack_backward_on(m, &m->encoder_stack, &run, &sb.enc, cs.d_states, enc_saved);
+}
+
+/* ---- generation ------------------------------------------------------------------------------------ */
+
+cp_status cp_seq2seq_cache_init(const cp_model *m, cp_seq2seq_cache *c, int64_t B, int64_t Te, int64_t capacity) {
+    memset(c, 0, sizeof *c);
+    const int64_t C = m->config.hidden_size, D = m->config.num_heads * m->config.head_dim, L = m->stack.n_blocks;
+    c->B = B;
+    c->Te = Te;
+    c->enc = cp_malloc((size_t)(B * Te * C) * sizeof *c->enc, "encoder states");
+    c->enc_mask = cp_malloc((size_t)(B * Te) * sizeof *c->enc_mask, "encoder mask");
+    c->cross_k = cp_malloc((size_t)(L * B * Te * D) * sizeof *c->cross_k, "cross-attention keys");
+    c->cross_v = cp_malloc((size_t)(L * B * Te * D) * sizeof *c->cross_v, "cross-attention values");
+    if (!c->enc || !c->enc_mask || !c->cross_k || !c->cross_v || cp_kv_cache_init(&c->self, L, B, capacity, D) != CP_OK) {
+        cp_seq2seq_cache_free(c);
+        return CP_ERR;
+    }
+    return CP_OK;
+}
+
+void cp_seq2seq_cache_free(cp_seq2seq_cache *c) {
+    cp_free(c->enc);
+    cp_free(c->enc_mask);
+    cp_free(c->cross_k);
+    cp_free(c->cross_v);
+    cp_kv_cache_free(&c->self);
+    memset(c, 0, sizeof *c);
+}
+
+static cp_status gen_start(cp_model *m, const cp_adapter_mix *mix, cp_run *run) {
+    if (!m->has_weights) return cp_error("%s: the model was loaded without weights", m->dir);
+    if (m->prompt)
+        return cp_error("%s: a prompt-learning adapter on an encoder-decoder (num_transformer_submodules = 2) is not supported "
+                        "yet", m->dir);
+    cp_arena_reset(&m->arena);
+    *run = cp_model_run(m);
+    run->mix = mix;
+    return CP_OK;
+}
+
+cp_status cp_seq2seq_encode(cp_model *m, const cp_batch *b, const cp_adapter_mix *mix, cp_seq2seq_cache *c) {
+    cp_run run;
+    if (b->B != c->B || b->T != c->Te)
+        return cp_error("generate: an encoder batch of (%lld, %lld) for a cache of (%lld, %lld)", (long long)b->B,
+                        (long long)b->T, (long long)c->B, (long long)c->Te);
+    if (gen_start(m, mix, &run) != CP_OK || check_mask(b->attention_mask, b->B * b->T, "attention_mask") != CP_OK) return CP_ERR;
+    const cp_batch eb = {.B = b->B, .T = b->T, .input_ids = b->input_ids, .attention_mask = b->attention_mask};
+    if (cp_stack_forward_on(m, &m->encoder_stack, &run, &eb, NULL, c->enc, NULL) != CP_OK) return CP_ERR;
+    for (int64_t i = 0; i < b->B * b->T; i++) c->enc_mask[i] = b->attention_mask ? b->attention_mask[i] : 1;
+    c->cross_ready = 0;
+    return CP_OK;
+}
+
+cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix *mix, cp_seq2seq_cache *c, float *logits) {
+    cp_run run;
+    if (dec->B != c->B) return cp_error("batch: %lld rows, but the cache holds %lld", (long long)dec->B, (long long)c->B);
+    if (gen_start(m, mix, &run) != CP_OK) return CP_ERR;
+    const int64_t B = dec->B, T = dec->T, C = m->config.hidden_size;
+    const cp_cross_states cs = {.states = c->enc, .mask = c->enc_mask, .Te = c->Te, .cache_k = c->cross_k,
+                                .cache_v = c->cross_v, .cached = c->cross_ready};
+    run.cross = &cs;
+    const cp_batch db = {.B = B, .T = T, .input_ids = dec->input_ids, .attention_mask = dec->attention_mask};
+    float *final = cp_arena_floats(&m->arena, (size_t)(B * T * C), "decoder hidden states"); // (B,T,C)
+    float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states");        // (B,C)
+    if (!final || !last || cp_kv_cache_begin(&c->self, dec->attention_mask, T) != CP_OK ||
+        cp_stack_forward_on(m, &m->stack, &run, &db, &c->self, final, NULL) != CP_OK)
+        return CP_ERR;
+    c->cross_ready = 1;
+    for (int64_t r = 0; r < B; r++) memcpy(last + r * C, final + (r * T + T - 1) * C, (size_t)C * sizeof *last);
+    scale(last, B * C, m->decoder_output_scale);
+    if (cp_proj_forward(&run, m->lm_head, logits, last, B) != CP_OK) return CP_ERR;
+    cp_kv_cache_advance(&c->self, T);
+    return CP_OK;
 }

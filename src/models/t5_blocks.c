@@ -169,16 +169,27 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = b->attention_mask,
                                .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs, .bidirectional = !dec,
                                .bias = e->bias, .bias_h_stride = e->T * e->Tk, .bias_q_stride = e->Tk, .d_bias = e->d_bias,
-                               .dropout = cp_run_dropout_p(run, ly->sa, "dropout", c->t5.dropout)};
+                               .dropout = cp_run_dropout_p(run, ly->sa, "dropout", c->attn_dropout)};
 }
 
-static cp_attention_args cross_args(const cp_model *m, const cp_run *run, const t5_layer *ly, const cp_batch *b, const t5_acts *a) {
+/* The cross-attention's keys and values of layer l: the generation cache's, else the record's. */
+static void cross_kv(const cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const t5_acts *a, float **k, float **v) {
+    const cp_cross_states *cs = run->cross;
+    const int64_t n = b->B * cs->Te * m->config.num_heads * m->config.head_dim;
+    *k = cs->cache_k ? cs->cache_k + l * n : a->ck;
+    *v = cs->cache_v ? cs->cache_v + l * n : a->cv;
+}
+
+static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_t l, const t5_layer *ly, const cp_batch *b,
+                                    const t5_acts *a) {
     const cp_model_config *c = &m->config;
     const int64_t D = c->num_heads * c->head_dim;
-    return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .q = a->cq, .k = a->ck, .v = a->cv,
+    float *k, *v;
+    cross_kv(m, run, l, b, a, &k, &v);
+    return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .q = a->cq, .k = k, .v = v,
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = run->cross->mask,
                                .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt, .probs = a->cprobs, .bidirectional = 1,
-                               .Tk = run->cross->Te, .dropout = cp_run_dropout_p(run, ly->ca, "dropout", c->t5.dropout)};
+                               .Tk = run->cross->Te, .dropout = cp_run_dropout_p(run, ly->ca, "dropout", c->attn_dropout)};
 }
 
 /* x += drop(proj(in)) for one sublayer's output projection (tmp: (N,C) scratch). */
@@ -212,11 +223,13 @@ static cp_status block_forward_impl(cp_model *m, int dec, const cp_run *run, int
         const cp_cross_states *cs = run->cross;
         if (!cs) return cp_error("%s: the decoder runs without the encoder's states", ly->ca->path);
         cp_rmsnorm_forward(ly->ca_norm, a->h2, a->rstd2, x, N);
+        float *ck, *cv; /* with a generation cache, computed once on the first step */
+        cross_kv(m, run, l, b, a, &ck, &cv);
         if (cp_proj_forward(run, ly->cq, a->cq, a->h2, N) != CP_OK ||
-            cp_proj_forward(run, ly->ck, a->ck, cs->states, b->B * cs->Te) != CP_OK ||
-            cp_proj_forward(run, ly->cv, a->cv, cs->states, b->B * cs->Te) != CP_OK)
+            (!cs->cached && (cp_proj_forward(run, ly->ck, ck, cs->states, b->B * cs->Te) != CP_OK ||
+                             cp_proj_forward(run, ly->cv, cv, cs->states, b->B * cs->Te) != CP_OK)))
             return CP_ERR;
-        cp_attention_args ct = cross_args(m, run, ly, b, a);
+        cp_attention_args ct = cross_args(m, run, l, ly, b, a);
         if (cp_attention_forward(&ct, run->arena) != CP_OK) return CP_ERR;
         if (residual_out(run, ly->co, ly->ca_drop, x, a->catt, tmp, N, C) != CP_OK) return CP_ERR;
         if (a->x_mid2) memcpy(a->x_mid2, x, (size_t)(N * C) * sizeof *x);
@@ -290,7 +303,7 @@ static cp_status block_backward_impl(cp_model *m, int dec, const cp_run *run, in
         residual_grad(run, ly->ca_drop, dC, dx, N, C);
         memset(dD, 0, (size_t)(N * D) * sizeof *dD);
         if (cp_proj_backward(run, ly->co, dD, dC, a->catt, N) != CP_OK) return CP_ERR;
-        cp_attention_args ct = cross_args(m, run, ly, b, a);
+        cp_attention_args ct = cross_args(m, run, l, ly, b, a);
         if (cp_attention_backward(&ct, dD, dq, dk, dv, ar) != CP_OK) return CP_ERR;
         memset(dh, 0, (size_t)(N * C) * sizeof *dh);
         if (cp_proj_backward(run, ly->cq, dh, dq, a->h2, N) != CP_OK ||

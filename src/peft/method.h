@@ -136,6 +136,9 @@
     int inference_mode;                                                                                 \
     char **modules_to_save;              /* NULL when null */                                           \
     int n_modules_to_save;                                                                              \
+    /* the last n_heads_after_targets entries do not keep targets off their modules: the heads         \
+     * PeftModelForTokenClassification appends after injecting the adapter (SEQ_CLS appends before) */  \
+    int n_heads_after_targets;                                                                          \
     /* auto_mapping, informational: what PEFT records when task_type is None (NULL: null). The saver    \
      * fills it from the model, as PEFT's save_pretrained does. */                                      \
     char *auto_mapping_class;            /* "base_model_class", e.g. "GPT2LMHeadModel" */               \

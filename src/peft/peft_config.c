@@ -187,6 +187,10 @@ cp_status cp_peft_config_add_task_heads(cp_peft_config *cfg) {
     cfg->modules_to_save = list;
     for (int i = 0; i < n; i++)
         if (!(list[cfg->n_modules_to_save++] = cp_strdup(task_types[t].heads[i]))) return CP_ERR;
+    /* PeftModelForSequenceClassification extends modules_to_save before BaseTuner injects the adapter
+     * (the heads are then never targets); PeftModelForTokenClassification after, so a target list that
+     * names the classifier wraps it first and the modules_to_save wrapper then refuses it. */
+    cfg->n_heads_after_targets = !strcmp(cfg->task_type, "TOKEN_CLS") ? n : 0;
     return CP_OK;
 }
 

@@ -53,6 +53,11 @@ static void point_saved(cp_saved_module *s, int index) {
 static cp_status wrap_saved(cp_model *m, cp_module *mod, const char *adapter) {
     cp_peft_state *st = m->peft;
     cp_saved_module *s = cp_saved_of(mod);
+    for (const cp_hook *h = mod->hooks; h; h = h->next)
+        if (h->ops != &cp_saved_hook_ops) /* ModulesToSaveWrapper.check_module: never around a tuner layer */
+            return cp_error("modules_to_save cannot be applied to modules of type <class 'peft.tuners.%s.layer.%s'> "
+                            "(\"%s\" is also a target of the adapter)",
+                            h->ops->kind, mod->kind == CP_MOD_EMBEDDING ? "Embedding" : "Linear", mod->path);
     if (!s) {
         s = cp_calloc(1, sizeof *s, "a modules_to_save wrapper");
         if (!s) return CP_ERR;

@@ -195,8 +195,8 @@ void cp_free_names(char **names, int n) {
 typedef struct {
     char **names;
     int n, cap, failed;
-    const cp_module *lm_head;
-    int linear_only;      /* collect the Linear / Conv1D leaves but lm_head ("all-linear"), else every name */
+    const cp_module *lm_head, *seq_cls_head;
+    int linear_only;      /* collect the Linear / Conv1D leaves but lm_head or the SEQ_CLS head ("all-linear"), else every name */
 } names_ctx;
 
 static int push_name(names_ctx *c, const char *name) {
@@ -215,7 +215,9 @@ static int push_name(names_ctx *c, const char *name) {
 static int collect_names(cp_module *mod, void *vctx) {
     names_ctx *c = vctx;
     if (!mod->path[0]) return 0;
-    if (c->linear_only && !((mod->kind == CP_MOD_LINEAR || mod->kind == CP_MOD_CONV1D) && mod != c->lm_head)) return 0;
+    if (c->linear_only && !((mod->kind == CP_MOD_LINEAR || mod->kind == CP_MOD_CONV1D) && mod != c->lm_head &&
+                            mod != c->seq_cls_head))
+        return 0;
     return push_name(c, mod->path);
 }
 
@@ -304,6 +306,12 @@ cp_status cp_target_names(const cp_target_spec *cfg, cp_module *root, const char
         for (int i = 0; def[i] && !c.failed; i++) push_name(&c, def[i]);
     } else if (cfg->kind == CP_TARGETS_ALL_LINEAR) {
         c.linear_only = 1;
+        /* _maybe_include_all_linear_layers: without output embeddings a SEQ_CLS model's head is left out
+         * (a RoBERTa-style head is no Linear, so its dense / out_proj stay in the list) */
+        if (cfg->seq_cls && !lm_head) {
+            c.seq_cls_head = cp_module_child(root, "score");
+            if (!c.seq_cls_head) c.seq_cls_head = cp_module_child(root, "classifier");
+        }
         cp_module_visit(root, collect_names, &c);
     } else {
         /* a list is a Python set in PEFT: a name given twice counts once */

@@ -46,6 +46,8 @@ typedef struct cp_target_spec {
     const char *supported;             /* those kinds as PEFT's error lists them */
     int keep_long_lists;               /* never shorten a long list (PEFT exempts IA3, whose
                                           feedforward_modules must stay a subset of target_modules) */
+    int seq_cls;                       /* task_type SEQ_CLS: "all-linear" leaves out the model's head
+                                          (its `score`, else its `classifier` child: PEFT's SEQ_CLS_HEAD_NAMES) */
 } cp_target_spec;
 
 /* Whether layers_pattern names a pattern (PEFT treats null, "" and [] alike: none). */
@@ -55,7 +57,7 @@ int cp_target_spec_has_layers_pattern(const cp_target_spec *t);
 #define CP_MIN_TARGETS_TO_SHORTEN 20
 
 /* target_modules as PEFT matches and saves it (BaseTuner.inject_adapter): the model_type's defaults
- * for None, the full names of the Linear / Conv1D leaves of `root` but `lm_head` for "all-linear"
+ * for None, the full names of the Linear / Conv1D leaves of `root` but `lm_head` (and a SEQ_CLS head) for "all-linear"
  * (exclude_modules and modules_to_save apply later, when matching), the list itself (each name once)
  * otherwise; then, with 20 or more names, the fewest dotted suffixes that still tell them from every
  * other module name (unless t->keep_long_lists). *out is NULL for a regex. Free with cp_free_names. */

@@ -13,7 +13,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "io/json.h"
-#include "train/csv_reader.h"
+#include "train/records.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
 
@@ -184,19 +184,12 @@ static cp_status begin_labels(seq_loader *L, int is_list) {
 }
 
 static cp_status csv_load(seq_loader *L, const char *text, size_t len, char delim) {
-    cp_csv_reader r;
-    cp_csv_init(&r, text, len, delim);
-    int got = cp_csv_next(&r, L->path);
+    cp_csv_table tab;
     cp_status st = CP_ERR;
-    char **header = NULL;
-    size_t nh = 0;
-    if (got < 0) goto out;
-    if (got == 0) { cp_error("%s: the file is empty (a header row and records are expected)", L->path); goto out; }
-    nh = r.nf;
-    header = cp_calloc(nh, sizeof *header, "the header");
-    if (!header) goto out;
-    for (size_t i = 0; i < nh; i++)
-        if (!(header[i] = cp_strdup(cp_csv_field(&r, i)))) goto out;
+    int got;
+    if (cp_csv_table_open(&tab, L->path, text, len, delim)) goto out;
+    char **header = tab.header;
+    size_t nh = tab.nh;
     long ia = -1, ib = -1, il = -1;
     const char *want_text = L->text_field;
     for (size_t i = 0; i < nh; i++) {
@@ -211,36 +204,22 @@ static cp_status csv_load(seq_loader *L, const char *text, size_t len, char deli
     else if (L->pair_field && ib < 0) missing = L->pair_field;
     else if (il < 0) missing = L->label_field;
     if (missing) {
-        char cols[512] = "";
-        size_t o = 0;
-        for (size_t i = 0; i < nh && o + 1 < sizeof cols; i++) {
-            int w = snprintf(cols + o, sizeof cols - o, "%s\"%s\"", i ? ", " : "", header[i]);
-            if (w < 0) break;
-            o += (size_t)w < sizeof cols - o ? (size_t)w : sizeof cols - o - 1;
-        }
-        cp_error("%s:%" PRId64 ": no column \"%s\" in the header (its columns: %s)", L->path, r.rec_line, missing, cols);
+        cp_records_no_column(L->path, tab.r.rec_line, header, nh, missing);
         goto out;
     }
-    while ((got = cp_csv_next(&r, L->path)) > 0) {
-        if (r.nf != nh) {
-            cp_error("%s:%" PRId64 ": the record has %zu field%s, the header %zu%s", L->path, r.rec_line, r.nf,
-                     r.nf == 1 ? "" : "s", nh, r.nf < nh ? "" : " (an unquoted delimiter inside a field?)");
-            goto out;
-        }
-        if (seq_record(L, cp_csv_field(&r, (size_t)ia), ib >= 0 ? cp_csv_field(&r, (size_t)ib) : NULL, r.rec_line) ||
+    while ((got = cp_csv_table_next(&tab)) > 0) {
+        if (seq_record(L, cp_csv_field(&tab.r, (size_t)ia), ib >= 0 ? cp_csv_field(&tab.r, (size_t)ib) : NULL, tab.r.rec_line) ||
             begin_labels(L, 0))
             goto out;
         cp_raw_label raw;
-        if (cp_raw_label_from_text(&raw, cp_csv_field(&r, (size_t)il), r.flen[il]) || push_raw(L, &raw, r.rec_line))
+        if (cp_raw_label_from_text(&raw, cp_csv_field(&tab.r, (size_t)il), tab.r.flen[il]) || push_raw(L, &raw, tab.r.rec_line))
             goto out;
         L->count[L->ds->n - 1] = 1;
     }
     if (got < 0) goto out;
     st = CP_OK;
 out:
-    for (size_t i = 0; header && i < nh; i++) cp_free(header[i]);
-    cp_free(header);
-    cp_csv_free(&r);
+    cp_csv_table_close(&tab);
     return st;
 }
 
@@ -278,31 +257,7 @@ static cp_status jsonl_record(seq_loader *L, cJSON *rec, int64_t line) {
     return CP_OK;
 }
 
-/* JSONL: one object per non-blank line. */
-static cp_status jsonl_load(seq_loader *L, const char *text, size_t len) {
-    int64_t line = 1;
-    size_t p = 0;
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p = 3;
-    while (p < len) {
-        const char *nl = memchr(text + p, '\n', len - p);
-        size_t e = nl ? (size_t)(nl - text) : len;
-        size_t s = p;
-        while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r')) s++;
-        if (s < e) {
-            cJSON *rec = NULL;
-            if (cp_json_parse(text + s, e - s, "", &rec) != CP_OK) {
-                cJSON_Delete(rec);
-                return cp_error("%s:%" PRId64 ": not a JSON object on one line (JSONL): %s", L->path, line, cp_last_error());
-            }
-            cp_status st = jsonl_record(L, rec, line);
-            cJSON_Delete(rec);
-            if (st) return CP_ERR;
-        }
-        p = e + 1;
-        line++;
-    }
-    return CP_OK;
-}
+static cp_status jsonl_record_cb(cJSON *rec, int64_t line, void *ctx) { return jsonl_record(ctx, rec, line); }
 
 /* ---- resolving labels ----------------------------------------------------------------------------- */
 
@@ -365,21 +320,14 @@ static cp_status resolve_labels(seq_loader *L, cp_label_set *set, int discover) 
 
 /* ---- files ---------------------------------------------------------------------------------------- */
 
-static int ends_with(const char *s, size_t n, const char *suf) {
-    size_t m = strlen(suf);
-    return n >= m && strncasecmp(s + n - m, suf, m) == 0;
-}
-
 /* The format from the name (compression suffixes ignored). */
 static cp_class_file file_format(const char *path, cp_class_task task) {
-    size_t n = strlen(path);
-    if (ends_with(path, n, ".gz")) n -= 3;
-    else if (ends_with(path, n, ".zst")) n -= 4;
-    else if (ends_with(path, n, ".zstd")) n -= 5;
-    if (ends_with(path, n, ".csv")) return CP_CLASS_FILE_CSV;
-    if (ends_with(path, n, ".tsv")) return CP_CLASS_FILE_TSV;
-    if (ends_with(path, n, ".jsonl") || ends_with(path, n, ".json")) return CP_CLASS_FILE_JSONL;
-    return task == CP_CLASS_TOKEN ? CP_CLASS_FILE_CONLL : CP_CLASS_FILE_AUTO;
+    switch (cp_records_format_of(path)) {
+    case CP_RECORDS_CSV: return CP_CLASS_FILE_CSV;
+    case CP_RECORDS_TSV: return CP_CLASS_FILE_TSV;
+    case CP_RECORDS_JSONL: return CP_CLASS_FILE_JSONL;
+    default: return task == CP_CLASS_TOKEN ? CP_CLASS_FILE_CONLL : CP_CLASS_FILE_AUTO;
+    }
 }
 
 static cp_status check_options(const cp_tokenizer *tok, const cp_class_options *o) {
@@ -422,7 +370,7 @@ cp_status cp_class_dataset_load_mem(cp_class_dataset *ds, cp_label_set *labels, 
         if (!st && L.n_added >= opt->max_seq_length)
             st = cp_error("%s: max_seq_length %" PRId64 " leaves no room for text: the tokenizer adds %" PRId64
                           " special tokens", opt->path, opt->max_seq_length, L.n_added);
-        if (!st) st = fmt == CP_CLASS_FILE_JSONL ? jsonl_load(&L, text, len)
+        if (!st) st = fmt == CP_CLASS_FILE_JSONL ? cp_jsonl_each(L.path, text, len, jsonl_record_cb, &L)
                                                  : csv_load(&L, text, len, fmt == CP_CLASS_FILE_TSV ? '\t' : ',');
         if (!st && ds->n == 0) st = cp_error("%s: no records", opt->path);
         if (!st) st = resolve_labels(&L, labels, discover);

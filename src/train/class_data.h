@@ -105,7 +105,7 @@ cp_status cp_class_batch_make(const cp_class_dataset *ds, const int64_t *order, 
                               int64_t pad_id, cp_class_batch *out);
 void cp_class_batch_free(cp_class_batch *b);
 
-/* ---- shared by class_data.c and token_data.c ---------------------------------------------------- */
+/* ---- shared by class_data.c, token_data.c and seq2seq_data.c ------------------------------------ */
 
 /* Truncates a[0..na) (and b[0..nb) when b is not NULL) so that, with the n_added special tokens,
  * at most max_len remain — right truncation, "longest_first" for pairs exactly as `tokenizers`

@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "tokenizer/tokenizer.h"
+#include "train/records.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -230,28 +231,18 @@ static cp_status jsonl_record(tok_loader *L, cJSON *rec, int64_t line, const cha
     return end_sentence(L);
 }
 
+typedef struct { tok_loader *L; const char *tf, *lf; } jsonl_ctx;
+
+static cp_status jsonl_record_cb(cJSON *rec, int64_t line, void *ctx) {
+    jsonl_ctx *c = ctx;
+    return jsonl_record(c->L, rec, line, c->tf, c->lf);
+}
+
 static cp_status jsonl_load(tok_loader *L, const char *text, size_t len) {
-    const char *tf = L->opt->text_field && L->opt->text_field[0] ? L->opt->text_field : "tokens";
-    const char *lf = L->opt->label_field && L->opt->label_field[0] ? L->opt->label_field : "ner_tags";
-    int64_t line = 1;
-    size_t p = 0;
-    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p = 3;
-    for (; p < len; line++) {
-        const char *nl = memchr(text + p, '\n', len - p);
-        size_t e = nl ? (size_t)(nl - text) : len, s = p;
-        p = e + 1;
-        while (s < e && (text[s] == ' ' || text[s] == '\t' || text[s] == '\r')) s++;
-        if (s == e) continue;
-        cJSON *rec = NULL;
-        if (cp_json_parse(text + s, e - s, "", &rec) != CP_OK) {
-            cJSON_Delete(rec);
-            return cp_error("%s:%" PRId64 ": not a JSON object on one line (JSONL): %s", L->path, line, cp_last_error());
-        }
-        cp_status st = jsonl_record(L, rec, line, tf, lf);
-        cJSON_Delete(rec);
-        if (st) return CP_ERR;
-    }
-    return CP_OK;
+    jsonl_ctx c = {.L = L,
+                   .tf = L->opt->text_field && L->opt->text_field[0] ? L->opt->text_field : "tokens",
+                   .lf = L->opt->label_field && L->opt->label_field[0] ? L->opt->label_field : "ner_tags"};
+    return cp_jsonl_each(L->path, text, len, jsonl_record_cb, &c);
 }
 
 /* ---- resolving tags ------------------------------------------------------------------------------- */

@@ -5,7 +5,8 @@
  *                       parameter count, lm_head tie and print(model) of one tiny model;
  *   s2s_peft_case       PEFT's adapter: counts, repr, logits, every gradient (with and without recompute),
  *                       which stack trains, the files saved again byte for byte;
- *   s2s_roundtrip_case  cpeft's own adapter (cpeft adapter init) against PEFT's logits from it;
+ *   s2s_roundtrip_case  cpeft's own adapter (cpeft adapter init) against PEFT's logits from it, and cpeft's
+ *                       merged checkpoint of it loaded again: the same logits;
  *   s2s_steps_case      10 AdamW steps against PyTorch + PEFT.
  * Every comparison prints the largest difference it saw; worst_logits / worst_grad keep the maxima.
  */
@@ -80,10 +81,18 @@ static void check_logits_of(cp_model *m, const cp_batch *b, const cp_safetensors
     CHECK(want != NULL, "%s: no tensor %s", label, name);
     if (!want) return;
     float *logits = calloc((size_t)want->numel, sizeof *logits);
-    cp_outputs out = {.logits = logits};
+    const cp_st_tensor *hs = loss ? cp_st_find(st, "decoder_hidden_states") : NULL; /* (L_dec+1,B,Td,C) */
+    float *hidden = hs ? calloc((size_t)hs->numel, sizeof *hidden) : NULL;
+    cp_outputs out = {.logits = logits, .hidden_states = hidden};
     CHECK_OK(cp_model_forward(m, b, &out));
     const double worst = test_max_abs_diff(logits, want->data, (size_t)want->numel);
     printf("    %-22s %-16s max |diff| %.2e", label, name, worst);
+    if (hs) {
+        const double h = test_max_abs_diff(hidden, hs->data, (size_t)hs->numel);
+        printf(", decoder hidden states |diff| %.2e", h);
+        CHECK(h <= TOL_LOGITS, "%s: decoder hidden states differ by %.3e", label, h);
+        free(hidden);
+    }
     if (loss) printf(", loss |diff| %.2e", fabs(out.loss - *loss));
     printf("\n");
     CHECK(worst <= TOL_LOGITS, "%s %s: logits differ by %.3e", label, name, worst);
@@ -251,6 +260,15 @@ static void s2s_roundtrip_case(const char *fix, const char *name) {
             }
         b.decoder_input_ids = dec;
         check_logits_of(m, &b, &st, "logits_peft", name, NULL);
+        /* merge_and_unload written by cpeft, read by transformers: the same logits here */
+        char tmp[] = "/tmp/cpeft-s2s-merged-XXXXXX", out[400];
+        CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+        snprintf(out, sizeof out, "%s/merged", tmp);
+        CHECK_OK(cp_model_save_merged(m, out));
+        cp_model *plain = load_model(out);
+        if (plain) check_logits_of(plain, &b, &st, "logits_merged_transformers", name, NULL);
+        cp_model_free(plain);
+        rm_rf(tmp);
         free(dec);
     }
     cp_model_free(m);

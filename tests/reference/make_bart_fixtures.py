@@ -16,7 +16,7 @@
                             the mean loss (eval mode) + expected.json: counts, print_trainable_parameters, print(peft_model)
     steps/<case>/           10 AdamW steps as make_t5_fixtures.py's (the model's dropout 0)
     roundtrip/<case>/       cpeft -> PEFT: `cpeft adapter init --seed 7` writes adapter/, PeftModel.from_pretrained
-                            reads it (logits_peft)
+                            reads it (logits_peft); `cpeft merge` of it read by transformers (logits_merged_transformers)
 
     tests/reference/.venv/bin/python tests/reference/make_bart_fixtures.py --cpeft build/cpeft
 
@@ -26,9 +26,11 @@ import argparse
 import os
 import shutil
 import subprocess
+import tempfile
 import warnings
 
 import torch
+from safetensors import safe_open
 
 import make_t5_fixtures as t5
 from make_t5_fixtures import counts, key_map, name_seed, n_items, save_adapter, save_tensors, write_json
@@ -256,9 +258,19 @@ def write_roundtrip(case, cpeft):
     inp = inputs_for(case["name"])
     with torch.no_grad():
         out = pm(**inp, use_cache=False)
-    save_tensors(os.path.join(d, "expected.safetensors"), dict(inp, logits_peft=out.logits))
+    t = dict(inp, logits_peft=out.logits)
+    with tempfile.TemporaryDirectory() as tmp:  # cpeft merge -> transformers (final_logits_bias written too)
+        merged = os.path.join(tmp, "merged")
+        subprocess.run([cpeft, "merge", "--model", rel(base_dir), "--adapter", rel(adapter), "--out", merged], check=True,
+                       capture_output=True, cwd=ROOT)
+        with safe_open(os.path.join(merged, "model.safetensors"), "pt") as f:
+            assert "final_logits_bias" in f.keys(), "cpeft merge left out final_logits_bias"
+        with torch.no_grad():
+            t["logits_merged_transformers"] = load(merged)(**inp, use_cache=False).logits
+    save_tensors(os.path.join(d, "expected.safetensors"), t)
     write_json(os.path.join(d, "expected.json"), {"base_dir": rel(base_dir), "seed": SEED,
-                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained"})
+                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained; "
+                                                         "cpeft merge -> transformers"})
 
 
 def main():

@@ -11,7 +11,8 @@
                                      gated-silu, buckets 8 / 16
                             t5_v10_bf16  t5_v10's weights stored in bfloat16
     <name>/expected.*       input_ids / attention_mask (padding in row 1), labels (B,Td) with -100 and
-                            decoder_attention_mask (padding in row 1); logits (eval, eager attention) and loss
+                            decoder_attention_mask (padding in row 1); logits (eval, eager attention), loss and
+                            decoder_hidden_states
                             (decoder inputs shifted from the labels); logits_dec_ids (explicit decoder_input_ids,
                             no decoder mask); num_parameters and print(model)
     lora/<case>/, ia3/<case>/  PEFT's adapter (init_lora_weights / init_ia3_weights False, so every check can fail)
@@ -23,7 +24,8 @@
                             cpeft's trainer normalises): the initial adapter, micro-batches, losses, grad norms, lrs,
                             final.<key>
     roundtrip/<case>/       cpeft -> PEFT: `cpeft adapter init --seed 7` writes adapter/, PeftModel.from_pretrained
-                            reads it (logits_peft)
+                            reads it (logits_peft); `cpeft merge` writes a checkpoint transformers reads
+                            (logits_merged_transformers)
 
     tests/reference/.venv/bin/python tests/reference/make_t5_fixtures.py --cpeft build/cpeft
 """
@@ -137,9 +139,10 @@ def write_expected(name, spec, d):
     inp = inputs_for(name)
     t = dict(inp)
     with torch.no_grad():
-        out = m(**inp, use_cache=False)
+        out = m(**inp, use_cache=False, output_hidden_states=True)
         t["logits"] = out.logits
         t["loss"] = out.loss.reshape(1)
+        t["decoder_hidden_states"] = torch.stack(out.decoder_hidden_states)  # (L_dec+1, B, Td, C)
         g = torch.Generator().manual_seed(name_seed("t5", "dec_ids", name))
         dec = torch.randint(0, 99, (B, TD), generator=g)
         t["decoder_input_ids"] = dec
@@ -318,6 +321,9 @@ def write_steps(name, model):
 ROUNDTRIP = [
     dict(name="rt_lora_v11", model="t5_v11", config={"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": 4,
                                                       "lora_alpha": 8, "init_lora_weights": False}),
+    dict(name="rt_lora_v10", model="t5_v10", config={"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "r": 2,
+                                                      "lora_alpha": 4, "target_modules": "all-linear",
+                                                      "init_lora_weights": False}),
     dict(name="rt_ia3_mt5", model="mt5", config={"peft_type": "IA3", "task_type": "SEQ_2_SEQ_LM", "init_ia3_weights": False}),
 ]
 
@@ -337,9 +343,116 @@ def write_roundtrip(case, cpeft):
     inp = inputs_for(case["name"])
     with torch.no_grad():
         out = pm(**inp, use_cache=False)
-    save_tensors(os.path.join(d, "expected.safetensors"), dict(inp, logits_peft=out.logits))
+    t = dict(inp, logits_peft=out.logits)
+    with tempfile.TemporaryDirectory() as tmp:  # cpeft merge -> transformers
+        merged = os.path.join(tmp, "merged")
+        subprocess.run([cpeft, "merge", "--model", rel(base_dir), "--adapter", rel(adapter), "--out", merged], check=True,
+                       capture_output=True, cwd=ROOT)
+        with torch.no_grad():
+            t["logits_merged_transformers"] = load(merged, MODELS[case["model"]]["cls"])(**inp, use_cache=False).logits
+    save_tensors(os.path.join(d, "expected.safetensors"), t)
     write_json(os.path.join(d, "expected.json"), {"base_dir": rel(base_dir), "seed": SEED,
-                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained"})
+                                                  "how": "cpeft adapter init (seed) -> PeftModel.from_pretrained; "
+                                                         "cpeft merge -> transformers"})
+
+
+GENERATE = [
+    # a repetition penalty (transformers' sees the decoder's ids, start token included): these tiny models repeat
+    dict(name="greedy_v10", model="t5_v10", adapter=None, max_new_tokens=12, eos=None, repetition_penalty=1.6),
+    dict(name="greedy_v11_lora", model="t5_v11", adapter="lora/lora_v11_decoder", max_new_tokens=10, eos=None),
+    dict(name="greedy_mt5_eos", model="mt5", adapter=None, max_new_tokens=12, eos="first"),
+    # transformers' DynamicCache is sized by num_layers (the encoder's 2) and fails at decoder layer 2: no cache there
+    dict(name="greedy_asym", model="t5_asym", adapter="lora/lora_asym_default", max_new_tokens=9, eos=None, use_cache=False,
+         repetition_penalty=1.3),
+]
+
+
+def write_tokenizer(d):
+    """A T5-style tokenizer of 99 pieces for the tiny models (the pipeline of tests/fixtures/tokenizers/t5: Precompiled
+    nmt_nfkc normalizer, WhitespaceSplit + Metaspace, "$A </s>", a Unigram model), so that `cpeft generate --prompt`
+    runs end to end: tokenizer.json and tokenizer_config.json into model directory d."""
+    t = json.load(open(os.path.join(ROOT, "tests", "fixtures", "tokenizers", "t5", "tokenizer.json"), encoding="utf-8"))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = ["▁the", "▁cat", "▁sat", "▁on", "▁mat", "▁dog", "▁a", "▁is", "▁in",
+             "▁and", "▁to", "▁red", "▁big", "▁summarize", ":"]
+    vocab = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["▁", -3.0]]
+    vocab += [[w, -2.0] for w in words] + [["▁" + c, -4.0] for c in letters] + [[c, -6.0] for c in letters]
+    for bg in ["th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of", "ed", "is", "it",
+               "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le"]:
+        if len(vocab) < 99:
+            vocab.append([bg, -5.0])
+    assert len(vocab) == 99
+    t["model"]["vocab"] = vocab
+    t["added_tokens"] = [a for a in t["added_tokens"] if a["id"] < 3]
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(t, f, ensure_ascii=False, indent=2)
+    write_json(os.path.join(d, "tokenizer_config.json"), {"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
+                                                          "model_max_length": 512, "tokenizer_class": "T5Tokenizer"})
+
+
+def write_generate_cli():
+    """`cpeft generate --model t5_v11 --prompt TEXT --max-new-tokens 8 --json`: the prompt through the tokenizer (its
+    </s> kept: the encoder's input), greedy generate(), the tokens and the text decoded without special tokens."""
+    from tokenizers import Tokenizer
+    d = os.path.join(OUT, "models", "t5_v11")
+    write_tokenizer(d)
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    m = load(d, "t5")
+    prompts = ["summarize: the cat sat on the mat", "a big red dog"]
+    rows = []
+    for p in prompts:
+        ids = tok.encode(p).ids
+        with torch.no_grad():
+            seq = m.generate(input_ids=torch.tensor([ids]), max_new_tokens=8, do_sample=False, num_beams=1, eos_token_id=1,
+                             pad_token_id=0, decoder_start_token_id=0)
+        new = seq[0, 1:].tolist()
+        if 1 in new:
+            new = new[:new.index(1) + 1]
+        rows.append({"prompt": p, "input_ids": ids, "tokens": new, "text": tok.decode(new, skip_special_tokens=True)})
+    write_json(os.path.join(OUT, "generate", "cli.json"), {"model": rel(d), "max_new_tokens": 8, "rows": rows})
+
+
+def write_generate(case):
+    """greedy generate() (num_beams 1, the cache) on three prompts of different lengths (right-padded for the
+    encoder); eos "first": eos_token_id is row 0's second new token, so that row stops early and the others go on."""
+    from peft import PeftModel
+    base_dir = os.path.join(OUT, "models", case["model"])
+    m = load(base_dir, MODELS[case["model"]]["cls"])
+    if case["adapter"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = PeftModel.from_pretrained(m, os.path.join(OUT, case["adapter"])).eval()
+    g = torch.Generator().manual_seed(name_seed("t5", "generate", case["name"]))
+    lens = [7, 4, 9]
+    prompts = [torch.randint(2, 99, (n,), generator=g).tolist() for n in lens]
+    ids = torch.zeros(len(lens), max(lens), dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for r, p in enumerate(prompts):
+        ids[r, :len(p)] = torch.tensor(p)
+        mask[r, :len(p)] = 1
+    kw = dict(max_new_tokens=case["max_new_tokens"], do_sample=False, num_beams=1, pad_token_id=0, decoder_start_token_id=0,
+              use_cache=case.get("use_cache", True), repetition_penalty=case.get("repetition_penalty", 1.0))
+    eos = 1
+    if case["eos"] == "first":
+        with torch.no_grad():
+            first = m.generate(input_ids=ids, attention_mask=mask, eos_token_id=eos, **kw)
+        eos = int(first[0, 2])
+    with torch.no_grad():
+        seq = m.generate(input_ids=ids, attention_mask=mask, eos_token_id=eos, **kw)
+    out = []
+    for r in range(len(lens)):
+        toks = seq[r, 1:].tolist()
+        if eos in toks:
+            toks = toks[:toks.index(eos) + 1]
+        out.append(toks)
+    d = os.path.join(OUT, "generate")
+    os.makedirs(d, exist_ok=True)
+    write_json(os.path.join(d, case["name"] + ".json"), {
+        "base_dir": rel(base_dir), "adapter": rel(os.path.join(OUT, case["adapter"])) if case["adapter"] else None,
+        "prompts": prompts, "max_new_tokens": case["max_new_tokens"], "eos_token_id": eos, "tokens": out,
+        "repetition_penalty": case.get("repetition_penalty", 1.0),
+        "how": "transformers generate(), greedy, use_cache, right-padded encoder inputs; tokens after the start token, "
+               "up to and including eos"})
 
 
 def main():
@@ -360,6 +473,9 @@ def main():
     cpeft = os.path.abspath(a.cpeft)
     for case in ROUNDTRIP:
         write_roundtrip(case, cpeft)
+    for case in GENERATE:
+        write_generate(case)
+    write_generate_cli()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
  *     for DeBERTa's disentangled attention;
  *   - whole models with every dropout at p = 0.5 (BERT, RoBERTa's twice-used head dropout, ELECTRA's
  *     dropout before embeddings_project, DistilBERT, DeBERTa v1 / v2 with its ConvLayer and
- *     pos_dropout, GPT-2, GPT-Neo, Llama's attention_dropout): the training loss differs from eval
+ *     pos_dropout, GPT-2, GPT-Neo, Llama's attention_dropout, T5's stacks with their twice-used dropout and
+ *     the cross-attention's): the training loss differs from eval
  *     and changes with the seed, is equal for equal seeds, equals eval with the switch off; the
  *     embeddings' site drops half its outputs and doubles the rest; the analytic gradient of every
  *     trained tensor matches central differences of the training loss under the same seed (so the
@@ -470,6 +471,8 @@ TEST(models_apply_their_dropout_and_its_gradient) {
         {"GPT-2 CAUSAL_LM (drop, attn, resid, mlp)", "tests/fixtures/models/gpt2_tiny", "CAUSAL_LM", "c_attn,c_proj,c_fc,wte", NULL},
         {"GPT-Neo TOKEN_CLS", "tests/fixtures/decoder_heads/models/gpt_neo_tokcls", "TOKEN_CLS", "q_proj,v_proj,out_proj,c_fc", NULL},
         {"Llama CAUSAL_LM (attention_dropout, GQA)", "tests/fixtures/llama/models/llama_tiny", "CAUSAL_LM", "q_proj,v_proj,o_proj", NULL},
+        {"T5 SEQ_2_SEQ_LM (both stacks, cross-attention)", "tests/fixtures/t5/models/t5_v11", "SEQ_2_SEQ_LM",
+         "q,v,o,wi_0,wo,relative_attention_bias", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) model_dropout_case(&cases[i]);
 }

@@ -1,0 +1,19 @@
+/*
+ * seq2seq_generate.h — generate() for encoder-decoder models (cp_arch.encoder_decoder), called by
+ * cp_model_generate (generate.c) after its checks; see seq2seq_generate.c.
+ */
+#ifndef CP_GENERATE_SEQ2SEQ_GENERATE_H
+#define CP_GENERATE_SEQ2SEQ_GENERATE_H
+
+#include "cpeft.h"
+
+/* prompts are the encoder's inputs; out->tokens[i] the decoder's new tokens (out allocated by the caller). */
+cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                              const cp_generate_options *o, cp_generation *out);
+
+/* Shared with the decoder-only loop (generate.c): appends token tok to row r of out (cap_tokens[r]: the
+ * room out->tokens[r] has, grown as needed); whether row r's decoded new text holds a stop string. */
+cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok);
+cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit);
+
+#endif
