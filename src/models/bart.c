@@ -24,18 +24,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A token id with BartConfig's default when the key is absent; null: CP_TOKEN_UNSET. */
-static cp_status token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key); /* null is kept: None, not the default */
-    *out = dflt;
-    if (!v) return CP_OK;
-    if (cJSON_IsNull(v)) { *out = CP_TOKEN_UNSET; return CP_OK; }
-    const cJSON *first = cJSON_IsArray(v) ? v->child : v; /* eos_token_id may be a list: the first is kept */
-    if (!first || !cp_json_int_in(first, 0, 2147483647, out))
-        return cp_error("%s: field \"%s\": expected a token id (an integer from 0), found %s", file, key, cp_json_type_name(v));
-    return CP_OK;
-}
-
 static cp_status probability(const cJSON *root, const char *key, double dflt, double *out, const char *file) {
     if (cp_json_get_double(root, key, dflt, 0, out, file) != CP_OK) return CP_ERR;
     if (!(*out >= 0 && *out <= 1)) return cp_error("%s: field \"%s\": %g is not a probability", file, key, *out);
@@ -78,10 +66,10 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
                 layerdrop[0], layerdrop[1]);
     /* the common fields (architectures, dtype, tie flag, activation_function) */
     if (cp_config_read_common(cfg, root, file, "gelu") != CP_OK) return CP_ERR;
-    if (token_id(root, "pad_token_id", 1, &cfg->pad_token_id, file) != CP_OK ||
-        token_id(root, "bos_token_id", 0, &cfg->bos_token_id, file) != CP_OK ||
-        token_id(root, "eos_token_id", 2, &cfg->eos_token_id, file) != CP_OK ||
-        token_id(root, "decoder_start_token_id", 2, &cfg->decoder_start_token_id, file) != CP_OK)
+    if (cp_config_token_id(root, "pad_token_id", 1, &cfg->pad_token_id, file) != CP_OK ||
+        cp_config_token_id(root, "bos_token_id", 0, &cfg->bos_token_id, file) != CP_OK ||
+        cp_config_token_id(root, "eos_token_id", 2, &cfg->eos_token_id, file) != CP_OK ||
+        cp_config_token_id(root, "decoder_start_token_id", 2, &cfg->decoder_start_token_id, file) != CP_OK)
         return CP_ERR;
     return CP_OK;
 }

@@ -165,10 +165,17 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
                                .bidirectional = !dec, .dropout = cp_run_dropout_p(run, ly->sa, "dropout", m->config.attn_dropout)};
 }
 
-static cp_attention_args cross_args(const cp_model *m, const cp_run *run, const bart_layer *ly, const cp_batch *b,
+/* The cross-attention's keys and values of layer l (B·Te, C): the generation cache's, else the record's. */
+static void cross_kv(const cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const bart_acts *a, float **k, float **v) {
+    cp_cross_kv(run->cross, l, b->B * run->cross->Te * m->config.hidden_size, a->ck, a->cv, k, v);
+}
+
+static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_t l, const bart_layer *ly, const cp_batch *b,
                                     const bart_acts *a) {
     const int64_t C = m->config.hidden_size, NH = state(m)->heads[1], hs = C / NH;
-    return (cp_attention_args){.B = b->B, .T = b->T, .NH = NH, .hs = hs, .q = a->cq, .k = a->ck, .v = a->cv, .q_stride = C,
+    float *k, *v;
+    cross_kv(m, run, l, b, a, &k, &v);
+    return (cp_attention_args){.B = b->B, .T = b->T, .NH = NH, .hs = hs, .q = a->cq, .k = k, .v = v, .q_stride = C,
                                .k_stride = C, .v_stride = C, .scale = (float)pow((double)hs, -0.5),
                                .key_mask = run->cross->mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt,
                                .probs = a->cprobs, .bidirectional = 1, .Tk = run->cross->Te,
@@ -211,11 +218,13 @@ static cp_status block_forward(cp_model *m, int dec, const cp_run *run, int64_t 
     if (dec) {
         const cp_cross_states *cs = run->cross;
         if (!cs) return cp_error("%s: the decoder runs without the encoder's states", ly->ca->path);
+        float *ck, *cv; /* with a generation cache, computed once on the first step */
+        cross_kv(m, run, l, b, a, &ck, &cv);
         if (cp_proj_forward(run, ly->cq, a->cq, a->x1, N) != CP_OK ||
-            cp_proj_forward(run, ly->ck, a->ck, cs->states, b->B * cs->Te) != CP_OK ||
-            cp_proj_forward(run, ly->cv, a->cv, cs->states, b->B * cs->Te) != CP_OK)
+            (!cs->cached && (cp_proj_forward(run, ly->ck, ck, cs->states, b->B * cs->Te) != CP_OK ||
+                             cp_proj_forward(run, ly->cv, cv, cs->states, b->B * cs->Te) != CP_OK)))
             return CP_ERR;
-        cp_attention_args ct = cross_args(m, run, ly, b, a);
+        cp_attention_args ct = cross_args(m, run, l, ly, b, a);
         if (cp_attention_forward(&ct, run->arena) != CP_OK) return CP_ERR;
         if (residual_ln(m, run, ly, 1, ly->co, ly->ca_norm, a->catt, a->x1, a->r2, a->m2, a->s2, a->x2, N) != CP_OK) return CP_ERR;
         xf = a->x2;
@@ -270,7 +279,7 @@ static cp_status block_backward_impl(cp_model *m, int dec, const cp_run *run, in
         residual_ln_backward(m, run, ly, 1, ly->ca_norm, d1, a->r2, a->m2, a->s2, d2, dout, N); // d2 = d r2
         memset(datt, 0, (size_t)(N * C) * sizeof *datt);
         if (cp_proj_backward(run, ly->co, datt, dout, a->catt, N) != CP_OK) return CP_ERR;
-        cp_attention_args ct = cross_args(m, run, ly, b, a);
+        cp_attention_args ct = cross_args(m, run, l, ly, b, a);
         if (cp_attention_backward(&ct, datt, dq, dk, dv, ar) != CP_OK) return CP_ERR;
         if (cp_proj_backward(run, ly->cq, d2, dq, a->x1, N) != CP_OK ||
             cp_proj_backward(run, ly->ck, cs->d_states, dk, cs->states, Ne) != CP_OK ||

@@ -7,7 +7,9 @@
  *     -0.5/0.5/1/2, early_stopping true/false/"never", no_repeat_ngram_size 2/3, repetition
  *     penalty, num_return_sequences 1..4, one or two eos ids the beams reach, unmerged LoRA
  *     adapters (GPT-Neo, Llama) and a mixed-adapter batch (adapter_names); and greedy decoding
- *     with no_repeat_ngram_size 2/3 (tokens only);
+ *     with no_repeat_ngram_size 2/3 (tokens only, also without the cache);
+ *   - the same for encoder-decoders (tests/fixtures/beam/s2s.json, make_s2s_generate_fixtures.py): t5 v1.0,
+ *     v1.1, mt5 and three BART models, with and without LoRA; greedy with BART's forced BOS / EOS;
  *   - the KV cache row operations: cp_kv_cache_gather and cp_kv_cache_reorder against a plain
  *     copy, permutations with repeated and cyclic sources;
  *   - the no-repeat-n-gram processor on hand-checked sequences;
@@ -63,17 +65,22 @@ static int is_eos(const cp_generate_options *o, int32_t t) {
 
 /* ---- parity with generate() ------------------------------------------------------------------ */
 
+/* A fixture's path: from the repository root when it starts with tests/ (s2s.json), else under FIX (beam.json). */
+static void fixture_path(char *out, size_t n, const char *p) {
+    snprintf(out, n, strncmp(p, "tests/", 6) ? FIX "/%s" : "%s", p);
+}
+
 static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_eos_ended, double *max_diff) {
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
     const cJSON *set = cJSON_GetObjectItem(c, "settings");
     char dir[512];
-    snprintf(dir, sizeof dir, FIX "/%s", cJSON_GetObjectItem(c, "model")->valuestring);
+    fixture_path(dir, sizeof dir, cJSON_GetObjectItem(c, "model")->valuestring);
     cp_model *m = NULL;
     CHECK_OK(cp_model_load(&m, dir, CP_LOAD_WEIGHTS));
     if (!m) return;
     const cJSON *ad;
     cJSON_ArrayForEach(ad, cJSON_GetObjectItem(c, "adapters")) {
-        snprintf(dir, sizeof dir, FIX "/%s", cJSON_GetObjectItem(ad, "dir")->valuestring);
+        fixture_path(dir, sizeof dir, cJSON_GetObjectItem(ad, "dir")->valuestring);
         CHECK_OK(cp_model_load_adapter(m, dir, cJSON_GetObjectItem(ad, "name")->valuestring, 0));
     }
     const cJSON *prompts = cJSON_GetObjectItem(c, "prompts");
@@ -91,6 +98,8 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
     o.length_penalty = cJSON_GetObjectItem(set, "length_penalty")->valuedouble;
     o.no_repeat_ngram_size = (int64_t)cJSON_GetObjectItem(set, "no_repeat_ngram_size")->valuedouble;
     o.repetition_penalty = cJSON_GetObjectItem(set, "repetition_penalty")->valuedouble;
+    const cJSON *fb = cJSON_GetObjectItem(set, "forced_bos_token_id"); /* forced_eos_token_id: the model's config */
+    if (cJSON_IsNumber(fb)) o.forced_bos_token_id = (int32_t)fb->valuedouble;
     const cJSON *es = cJSON_GetObjectItem(set, "early_stopping");
     o.early_stopping = cJSON_IsString(es) ? CP_EARLY_STOPPING_NEVER : cJSON_IsTrue(es) ? CP_EARLY_STOPPING_TRUE
                                                                                         : CP_EARLY_STOPPING_FALSE;
@@ -133,6 +142,16 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
             free(want);
         }
         CHECK(diff <= 1e-4, "%s: sequences_scores differ by %.3g", name, diff);
+        if (!beams) { /* greedy: the same tokens when every step recomputes the whole sequence */
+            cp_generation r;
+            o.no_cache = 1;
+            CHECK_OK(cp_model_generate(m, (const int32_t *const *)ids, lens, n, &o, &r));
+            int same = r.n == g.n;
+            for (int64_t q = 0; same && q < g.n; q++)
+                same = r.n_tokens[q] == g.n_tokens[q] && !memcmp(r.tokens[q], g.tokens[q], (size_t)g.n_tokens[q] * sizeof(int32_t));
+            CHECK(same, "%s: other tokens without the cache", name);
+            cp_generation_free(&r);
+        }
         cp_generation_free(&g);
     }
     printf("  %-38s %lld prompts × %lld beams → %lld sequences identical, score max diff %.2e\n", name, (long long)n,
@@ -159,6 +178,23 @@ TEST(beam_matches_transformers) {
            "diff %.2e\n", n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
     CHECK(n_cases >= 34, "only %d cases", n_cases);
     CHECK(n_eos >= 20, "only %lld sequences end on eos", (long long)n_eos);
+    cJSON_Delete(j);
+}
+
+/* Encoder-decoders (tests/reference/make_s2s_generate_fixtures.py): the encoder once per prompt, the decoder's
+ * self-attention cache following the beams; greedy with no_repeat_ngram_size and BART's forced BOS / EOS. */
+TEST(s2s_beam_matches_transformers) {
+    cJSON *j = read_json(FIX "/beam/s2s.json");
+    if (!j) return;
+    int n_cases = 0;
+    int64_t n_seqs = 0, n_eos = 0;
+    double max_diff = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) run_case(c, &n_cases, &n_seqs, &n_eos, &max_diff);
+    printf("  t5 v1.0 / v1.1, mt5, bart: %d cases, %lld sequences (%lld ended on eos) identical to generate(); "
+           "sequences_scores max diff %.2e\n", n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
+    CHECK(n_cases >= 47, "only %d cases", n_cases);
+    CHECK(n_eos >= 60, "only %lld sequences end on eos", (long long)n_eos);
     cJSON_Delete(j);
 }
 
@@ -342,6 +378,38 @@ TEST(generation_config_defaults) {
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0, "cleanup");
+    /* BART's forced ids: from config.json without a generation_config.json (transformers makes one from it), from
+     * generation_config.json alone when there is one (null: off); one beyond the vocabulary is refused */
+    cp_model *m = NULL;
+    cp_generate_options o;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/bart/models/bart_default", CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_OK(cp_generate_options_init(m, &o));
+        CHECK(o.forced_bos_token_id == CP_TOKEN_NONE && o.forced_eos_token_id == 2, "config.json's forced ids: %d %d",
+              o.forced_bos_token_id, o.forced_eos_token_id);
+        const int32_t p[2] = {5, 6};
+        const int32_t *pp[1] = {p};
+        const int64_t len = 2;
+        cp_generation g;
+        o.forced_bos_token_id = 99;
+        CHECK_ERR(cp_model_generate(m, pp, &len, 1, &o, &g), "forced_bos_token_id 99 is outside the vocabulary [0, 99)");
+    }
+    cp_model_free(m);
+    memcpy(tmp, "/tmp/cpeft_beam_XXXXXX", sizeof tmp);
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(cmd, sizeof cmd, "cp tests/fixtures/bart/models/bart_default/* %s/ && echo '{\"forced_bos_token_id\": 0, "
+             "\"forced_eos_token_id\": null}' > %s/generation_config.json", tmp, tmp);
+    CHECK(system(cmd) == 0, "copy the model");
+    m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_OK(cp_generate_options_init(m, &o));
+        CHECK(o.forced_bos_token_id == 0 && o.forced_eos_token_id == CP_TOKEN_NONE, "generation_config.json's forced ids: %d %d",
+              o.forced_bos_token_id, o.forced_eos_token_id);
+    }
+    cp_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
 }
 
 /* ---- the CLI ----------------------------------------------------------------------------------- */
@@ -422,6 +490,7 @@ TEST(cli_beams) {
 
 int main(void) {
     RUN(beam_matches_transformers);
+    RUN(s2s_beam_matches_transformers);
     RUN(kv_cache_gather_and_reorder);
     RUN(no_repeat_ngram);
     RUN(bad_beam_options);

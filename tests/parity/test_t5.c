@@ -12,7 +12,7 @@
  *   - 10 AdamW steps of LoRA on t5 v1.0 against PyTorch + PEFT;
  *   - greedy generate() token for token (with a LoRA adapter, a repetition penalty, a row that stops at eos while
  *     the others go on), with and without the caches; sampling seeded;
- *   - bad input: no decoder_start_token_id (forward with labels, generation), an adapter of an encoder-only model, a
+ *   - bad input: no decoder_start_token_id (forward with labels, generation; mt5's null is unset, not its default 0), an adapter of an encoder-only model, a
  *     batch without decoder inputs.
  * Every comparison prints the largest difference it saw.
  */
@@ -223,6 +223,19 @@ TEST(bad_input_is_named) {
         cp_generation g;
         CHECK_OK(cp_generate_options_init(m, &o));
         CHECK_ERR(cp_model_generate(m, pp, &len, 1, &o, &g), "config.json: field \"decoder_start_token_id\" is not set");
+    }
+    cp_model_free(m);
+    /* null is None in transformers (MT5Config(decoder_start_token_id=None) keeps None), not the config class's
+     * default (mT5's 0): unset, so shifting labels and generation fail by name */
+    snprintf(model, sizeof model, "%s/mt5_null", dir);
+    copy_with_field(FIX "/models/mt5", model, "decoder_start_token_id", "null");
+    m = load_model(model);
+    if (m) {
+        CHECK(m->config.decoder_start_token_id == CP_TOKEN_UNSET, "mt5 decoder_start_token_id null read as %lld",
+              (long long)m->config.decoder_start_token_id);
+        cp_batch b = batch_of(&st);
+        cp_outputs out = {0};
+        CHECK_ERR(cp_model_forward(m, &b, &out), "config.json: field \"decoder_start_token_id\" is not set");
     }
     cp_model_free(m);
     /* an adapter made for an encoder-only model (BERT's query / value) */
