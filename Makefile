@@ -193,6 +193,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_deberta_model_fixtures.py
 	$(VENV)/bin/python tests/reference/make_t5_fixtures.py --cpeft $(BUILD)/cpeft
 	$(VENV)/bin/python tests/reference/make_bart_fixtures.py --cpeft $(BUILD)/cpeft
+	$(VENV)/bin/python tests/reference/make_s2s_generate_fixtures.py
 	$(VENV)/bin/python tests/reference/make_embed_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_train_fixtures.py

@@ -488,6 +488,49 @@ TEST(cli_beams) {
     CHECK(rc == 2 && strstr(out, "--early-stopping must be true, false or never, found \"maybe\""), "exit %d: %s", rc, out);
 }
 
+/* `cpeft generate --model T5DIR --prompt TEXT --num-beams 4 --num-return-sequences 2 --length-penalty 0.6 --json`:
+ * transformers' sequences, sequences_scores and decoded text. */
+TEST(cli_s2s_beams_match_transformers) {
+    cJSON *j = read_json(FIX "/beam/s2s.json");
+    const cJSON *cli = j ? cJSON_GetObjectItem(j, "cli") : NULL;
+    if (!cli) { CHECK(0, "s2s.json has no cli case"); cJSON_Delete(j); return; }
+    const char *b = getenv("CPEFT_BIN") ? getenv("CPEFT_BIN") : "build/cpeft";
+    const cJSON *row;
+    int n = 0;
+    double worst = 0;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(cli, "rows")) {
+        char out[16384];
+        const int rc = run(out, sizeof out, "%s generate --model %s --prompt '%s' --max-new-tokens 8 --num-beams 4 "
+                           "--num-return-sequences 2 --length-penalty 0.6 --json", b,
+                           cJSON_GetObjectItem(cli, "model")->valuestring, cJSON_GetObjectItem(row, "prompt")->valuestring);
+        CHECK(rc == 0, "exit %d: %s", rc, out);
+        const cJSON *seqs = cJSON_GetObjectItem(row, "sequences"), *scores = cJSON_GetObjectItem(row, "scores"),
+                    *texts = cJSON_GetObjectItem(row, "texts");
+        const char *line = out;
+        for (int q = 0; q < cJSON_GetArraySize(seqs); q++) {
+            const char *e = line ? strchr(line, '\n') : NULL;
+            cJSON *got = line ? cJSON_ParseWithLength(line, e ? (size_t)(e - line) : strlen(line)) : NULL;
+            const cJSON *t = got ? cJSON_GetObjectItem(got, "tokens") : NULL, *sc = got ? cJSON_GetObjectItem(got, "score") : NULL,
+                        *tx = got ? cJSON_GetObjectItem(got, "text") : NULL, *want = cJSON_GetArrayItem(seqs, q);
+            int ok = t && sc && cJSON_IsString(tx) && cJSON_GetArraySize(t) == cJSON_GetArraySize(want) &&
+                     !strcmp(tx->valuestring, cJSON_GetArrayItem(texts, q)->valuestring);
+            for (int k = 0; ok && k < cJSON_GetArraySize(want); k++)
+                ok = cJSON_GetArrayItem(t, k)->valuedouble == cJSON_GetArrayItem(want, k)->valuedouble;
+            const double d = sc ? fabs(sc->valuedouble - cJSON_GetArrayItem(scores, q)->valuedouble) : 1;
+            worst = fmax(worst, d);
+            CHECK(ok && d <= 1e-4, "\"%s\" sequence %d: %.*s", cJSON_GetObjectItem(row, "prompt")->valuestring, q + 1,
+                  (int)(e ? e - line : (long)(line ? strlen(line) : 0)), line ? line : "");
+            n += ok;
+            cJSON_Delete(got);
+            line = e ? e + 1 : NULL;
+        }
+    }
+    printf("  cpeft generate --num-beams 4 on t5 v1.1 text prompts: %d sequences, tokens and text identical to "
+           "transformers', score max diff %.2e\n", n, worst);
+    CHECK(n == 4, "%d of 4 sequences identical", n);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     RUN(beam_matches_transformers);
     RUN(s2s_beam_matches_transformers);
@@ -496,5 +539,6 @@ int main(void) {
     RUN(bad_beam_options);
     RUN(generation_config_defaults);
     RUN(cli_beams);
+    RUN(cli_s2s_beams_match_transformers);
     return test_summary();
 }

@@ -10,6 +10,8 @@ make_bart_fixtures.py (run those first):
                   forced_eos_token_id (every tiny BART config sets it: the last new token is eos) and, in one case,
                   forced_bos_token_id given to generate().
 
+    cli           `cpeft generate --num-beams 4 --num-return-sequences 2` on text through t5_v11's tokenizer.
+
 Prompts are the encoder's input, right-padded with the model's pad id (attention_mask 0 there). Each case's eos is a
 token a beam of the first prompt emits early (make_beam_fixtures.py's pick_eos), so that sequences end on it.
 
@@ -158,9 +160,22 @@ def main():
         add(f"{name}.nb2_es_true_lp2", key, pm, batch,
             settings(key, num_beams=2, early_stopping=True, length_penalty=2.0, eos_token_id=e), ad)
 
+    # `cpeft generate --model t5_v11 --prompt TEXT --num-beams 4 --num-return-sequences 2 --json`: the prompt through
+    # the model's tokenizer (make_t5_fixtures.py writes it; its </s> kept), transformers' sequences, scores and text
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(os.path.join(ROOT, MODELS["t5_v11"][0], "tokenizer.json"))
+    cli = []
+    m = load("t5_v11")
+    for text in ["summarize: the cat sat on the mat", "a big red dog"]:
+        ids = tok.encode(text).ids
+        s = settings("t5_v11", num_beams=4, num_return_sequences=2, max_new_tokens=8, length_penalty=0.6)
+        seqs, scores = run(m, [ids], s)
+        cli.append(dict(prompt=text, input_ids=ids, sequences=seqs, scores=scores,
+                        texts=[tok.decode(q, skip_special_tokens=True) for q in seqs]))
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "s2s.json"), "w") as f:
-        json.dump(dict(transformers_version=__import__("transformers").__version__, cases=res), f, indent=1)
+        json.dump(dict(transformers_version=__import__("transformers").__version__, cases=res,
+                       cli=dict(model=MODELS["t5_v11"][0], settings=s, rows=cli)), f, indent=1)
         f.write("\n")
     print(f"wrote {OUT}/s2s.json ({len(res)} cases)")
 
