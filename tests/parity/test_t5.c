@@ -11,7 +11,8 @@
  *     checkpoints (tied and untied heads) read by transformers: the same logits;
  *   - 10 AdamW steps of LoRA on t5 v1.0 against PyTorch + PEFT;
  *   - greedy generate() token for token (with a LoRA adapter, a repetition penalty, a row that stops at eos while
- *     the others go on), with and without the caches; sampling seeded;
+ *     the others go on), with and without the caches; a mixed-adapter batch greedy and with beams as each row alone;
+ *     sampling seeded (beam search: test_beam.c);
  *   - bad input: no decoder_start_token_id (forward with labels, generation; mt5's null is unset, not its default 0), an adapter of an encoder-only model, a
  *     batch without decoder inputs.
  * Every comparison prints the largest difference it saw.
@@ -133,8 +134,9 @@ TEST(cli_generate_matches_transformers) {
     cJSON_Delete(exp);
 }
 
-/* A mixed-adapter batch (PEFT's adapter_names) generates what each row's adapter (or the base model) generates alone. */
-TEST(mixed_adapter_generation) {
+/* A mixed-adapter batch (PEFT's adapter_names) generates what each row's adapter (or the base model) generates alone:
+ * greedy, and with beam search (the encoder's rows and every beam run their prompt's adapter). */
+static void mixed_case(int64_t num_beams) {
     cp_model *m = load_model(FIX "/models/t5_v11");
     if (!m) return;
     CHECK_OK(cp_adapter_load(m, FIX "/lora/lora_v11_decoder", "default", 1, 0));
@@ -145,6 +147,7 @@ TEST(mixed_adapter_generation) {
     cp_generate_options o;
     CHECK_OK(cp_generate_options_init(m, &o));
     o.max_new_tokens = 8;
+    o.num_beams = num_beams;
     o.adapter_names = names;
     cp_generation mixed, alone[2], base_a;
     CHECK_OK(cp_model_generate(m, p, lens, 2, &o, &mixed));
@@ -158,17 +161,23 @@ TEST(mixed_adapter_generation) {
     int same = 1;
     for (int r = 0; r < 2; r++)
         same &= mixed.n_tokens[r] == alone[r].n_tokens[0] &&
-                !memcmp(mixed.tokens[r], alone[r].tokens[0], (size_t)mixed.n_tokens[r] * sizeof(int32_t));
+                !memcmp(mixed.tokens[r], alone[r].tokens[0], (size_t)mixed.n_tokens[r] * sizeof(int32_t)) &&
+                (!mixed.sequences_scores || fabsf(mixed.sequences_scores[r] - alone[r].sequences_scores[0]) < 1e-5f);
     const int differ = alone[0].n_tokens[0] != base_a.n_tokens[0] ||
                        memcmp(alone[0].tokens[0], base_a.tokens[0], (size_t)base_a.n_tokens[0] * sizeof(int32_t));
-    printf("    adapter_names [default, __base__]: each row as its adapter alone (%s); the adapter changes row 0 (%s)\n",
-           same ? "identical" : "DIFFERENT", differ ? "yes" : "no");
-    CHECK(same, "a mixed-adapter batch generates other tokens than each row alone");
+    printf("    adapter_names [default, __base__], %lld beam(s): each row as its adapter alone (%s); the adapter changes "
+           "row 0 (%s)\n", (long long)num_beams, same ? "identical" : "DIFFERENT", differ ? "yes" : "no");
+    CHECK(same, "a mixed-adapter batch generates other tokens than each row alone (%lld beams)", (long long)num_beams);
     CHECK(differ, "the adapter generates what the base model does: the check cannot fail");
     cp_generation_free(&base_a);
     cp_generation_free(&mixed);
     for (int r = 0; r < 2; r++) cp_generation_free(&alone[r]);
     cp_model_free(m);
+}
+
+TEST(mixed_adapter_generation) {
+    mixed_case(1);
+    mixed_case(3);
 }
 
 /* Sampling runs through the same loop: a seed gives the same tokens twice, another seed others. */
