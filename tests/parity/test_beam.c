@@ -166,37 +166,27 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
     cp_model_free(m);
 }
 
-TEST(beam_matches_transformers) {
-    cJSON *j = read_json(FIX "/beam/beam.json");
+/* Every case of a fixture file; at least min_cases cases and min_eos sequences ending on eos (so the checks bite). */
+static void run_fixture(const char *path, const char *label, int min_cases, int64_t min_eos) {
+    cJSON *j = read_json(path);
     if (!j) return;
     int n_cases = 0;
     int64_t n_seqs = 0, n_eos = 0;
     double max_diff = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) run_case(c, &n_cases, &n_seqs, &n_eos, &max_diff);
-    printf("  %d cases, %lld sequences (%lld ended on eos) identical to generate(num_beams=N); sequences_scores max "
-           "diff %.2e\n", n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
-    CHECK(n_cases >= 34, "only %d cases", n_cases);
-    CHECK(n_eos >= 20, "only %lld sequences end on eos", (long long)n_eos);
+    printf("  %s: %d cases, %lld sequences (%lld ended on eos) identical to generate(); sequences_scores max diff %.2e\n",
+           label, n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
+    CHECK(n_cases >= min_cases, "%s: only %d cases", path, n_cases);
+    CHECK(n_eos >= min_eos, "%s: only %lld sequences end on eos", path, (long long)n_eos);
     cJSON_Delete(j);
 }
 
+TEST(beam_matches_transformers) { run_fixture(FIX "/beam/beam.json", "gpt2, gpt-neo, llama", 34, 20); }
+
 /* Encoder-decoders (tests/reference/make_s2s_generate_fixtures.py): the encoder once per prompt, the decoder's
  * self-attention cache following the beams; greedy with no_repeat_ngram_size and BART's forced BOS / EOS. */
-TEST(s2s_beam_matches_transformers) {
-    cJSON *j = read_json(FIX "/beam/s2s.json");
-    if (!j) return;
-    int n_cases = 0;
-    int64_t n_seqs = 0, n_eos = 0;
-    double max_diff = 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) run_case(c, &n_cases, &n_seqs, &n_eos, &max_diff);
-    printf("  t5 v1.0 / v1.1, mt5, bart: %d cases, %lld sequences (%lld ended on eos) identical to generate(); "
-           "sequences_scores max diff %.2e\n", n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
-    CHECK(n_cases >= 47, "only %d cases", n_cases);
-    CHECK(n_eos >= 60, "only %lld sequences end on eos", (long long)n_eos);
-    cJSON_Delete(j);
-}
+TEST(s2s_beam_matches_transformers) { run_fixture(FIX "/beam/s2s.json", "t5 v1.0 / v1.1, mt5, bart", 47, 60); }
 
 /* ---- KV cache row operations ------------------------------------------------------------------- */
 
