@@ -119,7 +119,7 @@ $(BUILD)/cpeft.pc: cpeft.pc.in
 	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' $< > $@
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libcpeft.a
+$(BUILD)/tests/%: tests/%.c tests/test.h $(wildcard tests/parity/*.h) $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
 
@@ -192,6 +192,8 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_deberta_fixtures.py
 	$(VENV)/bin/python tests/reference/make_deberta_model_fixtures.py
 	$(VENV)/bin/python tests/reference/make_t5_fixtures.py --cpeft $(BUILD)/cpeft
+	$(VENV)/bin/python tests/reference/make_bart_fixtures.py --cpeft $(BUILD)/cpeft
+	$(VENV)/bin/python tests/reference/make_s2s_generate_fixtures.py
 	$(VENV)/bin/python tests/reference/make_embed_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_fixtures.py
 	$(VENV)/bin/python tests/reference/make_class_train_fixtures.py

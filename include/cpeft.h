@@ -369,6 +369,11 @@ typedef struct cp_generate_options {
                                      greedy and sampling too; 0 = off */
     int64_t num_return_sequences; /* 1 ≤ m ≤ num_beams: the best m finished beams of each prompt
                                      (default 1); must be 1 without beam search */
+    /* transformers' ForcedBOS / ForcedEOSTokenLogitsProcessor (BART's configs set them): the first
+     * new token is forced_bos_token_id, and the token that fills the sequence's last column
+     * (max_new_tokens reached) is forced_eos_token_id; CP_TOKEN_NONE = off (the default unless
+     * generation_config.json, else config.json, sets them) */
+    int32_t forced_bos_token_id, forced_eos_token_id;
 } cp_generate_options;
 
 /* cp_generate_options.early_stopping, transformers' early_stopping: */
@@ -382,7 +387,9 @@ enum {
 /* Defaults for m: 64 new tokens, greedy; temperature, top_k, top_p, repetition_penalty, num_beams,
  * length_penalty, early_stopping and no_repeat_ngram_size from the model directory's
  * generation_config.json when it sets them, else transformers' defaults (1, 50, 1, 1, 1, 1, false,
- * 0); num_return_sequences 1; eos ids from generation_config.json, else config.json (one id or a list); pad_token_id
+ * 0); num_return_sequences 1; forced_bos_token_id / forced_eos_token_id from generation_config.json when the
+ * model directory has one, else config.json (CP_TOKEN_NONE when unset or null); eos ids from generation_config.json,
+ * else config.json (one id or a list); pad_token_id
  * likewise, else the first eos id. generation_config.json's do_sample is not followed: greedy
  * unless the caller sets do_sample. */
 CP_API cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt);

@@ -137,6 +137,7 @@ static void process_rows(beam_state *s, const cp_beam_params *p, const int64_t *
             cp_logits_process(&sp, x, s->V, s->seen, NULL);
         }
         cp_no_repeat_ngram(seq, cur, p->no_repeat_ngram_size, x, s->V);
+        cp_forced_tokens(x, s->V, cur, p->max_length, p->forced_bos, p->forced_eos);
     }
 }
 

@@ -21,7 +21,8 @@
  *
  * Each step, as transformers: log_softmax of the logits (f32), the processors on the log-probs
  * (repetition penalty over the row's sequence without its left padding, as 5.x's
- * prompt_ignore_length; no_repeat_ngram_size over the whole row, padding included), plus the beam's
+ * prompt_ignore_length; no_repeat_ngram_size over the whole row, padding included; forced BOS / EOS),
+ * plus the beam's
  * running score; the best K = max(2, 1 + n_eos)·num_beams of the prompt's num_beams·V candidates;
  * candidates ending in eos, or reaching max_new_tokens, that rank among the first num_beams become
  * finished hypotheses (score / generated_length^length_penalty) if they beat the worst kept one; the
@@ -53,6 +54,9 @@ typedef struct cp_beam_params {
     float repetition_penalty;     /* 1 = off */
     const int32_t *eos;           /* n_eos ids */
     int n_eos;
+    int32_t forced_bos, forced_eos; /* ForcedBOS / ForcedEOSTokenLogitsProcessor's ids; < 0 = off (0 is a token:
+                                     callers set both) */
+    int64_t max_length;           /* the sequences' length at most (Tp + the caller's max_new_tokens), for forced_eos */
 } cp_beam_params;
 
 /* Beam search for n prompts. prompt (n, Tp): each prompt's columns left-padded, start[i] its first

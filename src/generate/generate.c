@@ -84,6 +84,22 @@ static cp_status read_json_if_present(const char *dir, const char *name, cJSON *
     return cp_json_read_file(path, out);
 }
 
+/* forced_bos_token_id / forced_eos_token_id of root (file in dir): CP_TOKEN_NONE when absent or null; an eos
+ * list keeps its first id (ForcedEOSTokenLogitsProcessor lets every listed id through; cpeft forces the first). */
+static cp_status read_forced(const cJSON *root, int32_t *bos, int32_t *eos, const char *file, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    const char *keys[2] = {"forced_bos_token_id", "forced_eos_token_id"};
+    int32_t *out[2] = {bos, eos};
+    for (int i = 0; i < 2; i++) {
+        int32_t ids[CP_MAX_EOS];
+        int n = 0;
+        if (read_ids(root, keys[i], ids, &n, path) != CP_OK) return CP_ERR;
+        if (n) *out[i] = ids[0];
+    }
+    return CP_OK;
+}
+
 cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->max_new_tokens = 64;
@@ -95,6 +111,7 @@ cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) 
     opt->num_beams = 1;
     opt->length_penalty = 1.0;
     opt->num_return_sequences = 1;
+    opt->forced_bos_token_id = opt->forced_eos_token_id = CP_TOKEN_NONE;
     char path[4096];
     cJSON *gen = NULL, *cfg = NULL;
     cp_status st = read_json_if_present(m->dir, "generation_config.json", &gen, path, sizeof path);
@@ -115,11 +132,15 @@ cp_status cp_generate_options_init(const cp_model *m, cp_generate_options *opt) 
             st = CP_ERR;
         opt->top_k = top_k;
     }
-    if (st == CP_OK && (!opt->n_eos || !n_pad)) {
+    if (st == CP_OK && (!opt->n_eos || !n_pad || !gen)) {
         st = read_json_if_present(m->dir, "config.json", &cfg, path, sizeof path);
         if (st == CP_OK && cfg && !opt->n_eos) st = read_ids(cfg, "eos_token_id", opt->eos_token_ids, &opt->n_eos, path);
         if (st == CP_OK && cfg && !n_pad) st = read_ids(cfg, "pad_token_id", pad, &n_pad, path);
     }
+    /* transformers reads generation_config.json when there is one, else makes it from config.json */
+    if (st == CP_OK && (gen || cfg))
+        st = read_forced(gen ? gen : cfg, &opt->forced_bos_token_id, &opt->forced_eos_token_id, gen ? "generation_config.json"
+                                                                                                    : "config.json", m->dir);
     cJSON_Delete(gen);
     cJSON_Delete(cfg);
     opt->pad_token_id = n_pad ? pad[0] : opt->n_eos ? opt->eos_token_ids[0] : CP_TOKEN_NONE;
@@ -160,6 +181,11 @@ static cp_status check_options(const cp_model *m, const cp_generate_options *o) 
     if (o->num_return_sequences > o->num_beams)
         return cp_error("`num_return_sequences` (%lld) has to be smaller or equal to `num_beams` (%lld).",
                         (long long)o->num_return_sequences, (long long)o->num_beams);
+    const int32_t forced[2] = {o->forced_bos_token_id, o->forced_eos_token_id};
+    for (int i = 0; i < 2; i++)
+        if (forced[i] >= V)
+            return cp_error("%s %d is outside the vocabulary [0, %lld) (vocab_size)", i ? "forced_eos_token_id" : "forced_bos_token_id",
+                            forced[i], (long long)V);
     if (o->no_repeat_ngram_size < 0)
         return cp_error("`no_repeat_ngram_size` has to be a non-negative integer, but is %lld", (long long)o->no_repeat_ngram_size);
     if (o->early_stopping < CP_EARLY_STOPPING_FALSE || o->early_stopping > CP_EARLY_STOPPING_NEVER)
@@ -399,6 +425,7 @@ static cp_status generate_beams(cp_model *m, const int32_t *const *prompts, cons
         cp_generation_free(out);
         return CP_ERR;
     }
+    if (m->arch->encoder_decoder) return cp_seq2seq_generate_beams(m, prompts, lens, n, o, out);
     gen_state s;
     beam_hook h = {.m = m, .R = R};
     memset(&s, 0, sizeof s);
@@ -443,7 +470,8 @@ static cp_status generate_beams(cp_model *m, const int32_t *const *prompts, cons
                                    .max_new_tokens = s.cap - s.Tp, .length_penalty = o->length_penalty,
                                    .early_stopping = o->early_stopping, .no_repeat_ngram_size = o->no_repeat_ngram_size,
                                    .repetition_penalty = (float)o->repetition_penalty, .eos = o->eos_token_ids,
-                                   .n_eos = o->n_eos};
+                                   .n_eos = o->n_eos, .forced_bos = o->forced_bos_token_id,
+                                   .forced_eos = o->forced_eos_token_id, .max_length = s.Tp + o->max_new_tokens};
         st = cp_beam_search(&bm, &bp, n, s.Tp, prompt, start, s.logits, out);
     }
     cp_kv_cache_free(&h.cache);
@@ -500,15 +528,13 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
             int64_t tok = pad;
             if (!s.finished[r]) {
                 float *scores = s.logits + r * V;
-                if (o->no_repeat_ngram_size > 0) { /* processors in generate()'s order: penalty, n-grams, warpers */
-                    cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
-                    warp.repetition_penalty = 1.0f;
-                    cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
-                    cp_no_repeat_ngram(s.ids + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
-                    cp_logits_process(&warp, scores, V, NULL, &s.scratch);
-                } else {
-                    cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
-                }
+                /* processors in generate()'s order: penalty, n-grams, forced BOS / EOS, warpers */
+                cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
+                warp.repetition_penalty = 1.0f;
+                cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
+                if (o->no_repeat_ngram_size > 0) cp_no_repeat_ngram(s.ids + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
+                cp_forced_tokens(scores, V, col, s.Tp + o->max_new_tokens, o->forced_bos_token_id, o->forced_eos_token_id);
+                cp_logits_process(&warp, scores, V, NULL, &s.scratch);
                 tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
                 if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
                 for (int i = 0; i < o->n_eos && !s.finished[r]; i++)

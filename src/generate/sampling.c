@@ -99,3 +99,15 @@ int32_t cp_sample_token(const cp_sampling_params *p, const float *s, int64_t V, 
     }
     return (int32_t)last;
 }
+
+/* All of scores (V) -inf but id's, which is 0 (an id outside [0, V) leaves them all -inf, as
+ * indexing past the row does not happen in transformers: such ids are refused earlier). */
+static void force_token(float *scores, int64_t V, int32_t id) {
+    for (int64_t v = 0; v < V; v++) scores[v] = -INFINITY;
+    if (id < V) scores[id] = 0.0f;
+}
+
+void cp_forced_tokens(float *scores, int64_t V, int64_t cur_len, int64_t max_length, int32_t bos, int32_t eos) {
+    if (bos >= 0 && cur_len == 1) force_token(scores, V, bos);
+    if (eos >= 0 && cur_len == max_length - 1) force_token(scores, V, eos);
+}

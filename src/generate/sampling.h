@@ -44,6 +44,11 @@ typedef struct {
  * no repetition penalty). */
 void cp_logits_process(const cp_sampling_params *p, float *scores, int64_t V, const uint8_t *seen,
                        cp_sampling_scratch *scratch);
+/* ForcedBOSTokenLogitsProcessor, then ForcedEOSTokenLogitsProcessor, on one row of scores (V):
+ * cur_len is the row's length so far (the decoder's start token, or the padded prompt, included),
+ * max_length its last length (that plus max_new_tokens). When cur_len == 1, every score but
+ * bos's is -inf and bos's 0; when cur_len == max_length − 1, the same for eos. An id < 0 is off. */
+void cp_forced_tokens(float *scores, int64_t V, int64_t cur_len, int64_t max_length, int32_t bos, int32_t eos);
 /* The next token from processed scores: argmax when !p->do_sample, else a draw from their softmax. */
 int32_t cp_sample_token(const cp_sampling_params *p, const float *scores, int64_t V, cp_rng *rng);
 

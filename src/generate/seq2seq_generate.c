@@ -9,10 +9,11 @@
  * callback or max_new_tokens; a finished row takes pad_token_id until every row is done. The tokens
  * reported are the new ones (the start token left out), eos included.
  *
- * Beam search goes here next to this loop (a cache per beam row, reordered by cp_kv_cache rows).
+ * Beam search (cp_seq2seq_generate_beams) runs generate/beam.h over the same encoder and decoder steps.
  */
 #include "generate/seq2seq_generate.h"
 #include "core/alloc.h"
+#include "generate/beam.h"
 #include "generate/sampling.h"
 #include "io/json.h"
 #include "models/model.h"
@@ -21,8 +22,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* generation_config.json's decoder_start_token_id when it has one, else config.json's. */
-static cp_status start_token(const cp_model *m, int64_t *out) {
+/* generation_config.json's decoder_start_token_id when it has one, else config.json's (CP_TOKEN_UNSET: neither). */
+static cp_status read_start_token(const cp_model *m, int64_t *out) {
     char path[4096];
     struct stat sb;
     *out = m->config.decoder_start_token_id;
@@ -33,6 +34,19 @@ static cp_status start_token(const cp_model *m, int64_t *out) {
     const cJSON *v = cp_json_field(gen, "decoder_start_token_id");
     if (v && cJSON_IsNumber(v)) *out = (int64_t)v->valuedouble;
     cJSON_Delete(gen);
+    return CP_OK;
+}
+
+/* generation_config.json's decoder_start_token_id when it has one, else config.json's; an error when neither
+ * sets it or it is no token. */
+static cp_status start_token(const cp_model *m, int64_t *out) {
+    if (read_start_token(m, out) != CP_OK) return CP_ERR;
+    if (*out == CP_TOKEN_UNSET)
+        return cp_error("%s/config.json: field \"decoder_start_token_id\" is not set (nor in generation_config.json): the "
+                        "decoder has no first token to generate from", m->dir);
+    if (*out < 0 || *out >= m->config.vocab_size)
+        return cp_error("%s: decoder_start_token_id %lld is outside the vocabulary [0, %lld)", m->dir, (long long)*out,
+                        (long long)m->config.vocab_size);
     return CP_OK;
 }
 
@@ -108,12 +122,6 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
     const int64_t V = m->config.vocab_size;
     int64_t start;
     if (start_token(m, &start) != CP_OK) return CP_ERR;
-    if (start == CP_TOKEN_UNSET)
-        return cp_error("%s/config.json: field \"decoder_start_token_id\" is not set (nor in generation_config.json): the "
-                        "decoder has no first token to generate from", m->dir);
-    if (start < 0 || start >= V)
-        return cp_error("%s: decoder_start_token_id %lld is outside the vocabulary [0, %lld)", m->dir, (long long)start,
-                        (long long)V);
     const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
     s2s_gen s;
     memset(&s, 0, sizeof s);
@@ -133,7 +141,13 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
             int64_t tok = pad;
             if (!s.finished[r]) {
                 float *scores = s.logits + r * V;
-                cp_logits_process(&sp, scores, V, s.seen + r * V, &s.scratch);
+                /* generate()'s order: repetition penalty, n-grams, forced BOS / EOS, warpers */
+                cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
+                warp.repetition_penalty = 1.0f;
+                cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
+                if (o->no_repeat_ngram_size > 0) cp_no_repeat_ngram(s.dec + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
+                cp_forced_tokens(scores, V, col, o->max_new_tokens + 1, o->forced_bos_token_id, o->forced_eos_token_id);
+                cp_logits_process(&warp, scores, V, NULL, &s.scratch);
                 tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
                 if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
                 for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
@@ -153,6 +167,90 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
         if (st != CP_OK || !open || col == o->max_new_tokens) break;
         st = run_step(m, &s, col, col + 1, mixp, o->no_cache);
     }
+    gen_free(&s);
+    return st;
+}
+
+/* ---- beam search: the encoder-decoder hook of generate/beam.h ------------------------------------ */
+
+/* R = n·num_beams rows. The encoder runs once per prompt; its states are copied to the prompt's beams
+ * (equal for all of them, so a reorder, which stays within a prompt, leaves them and the cross-attention
+ * keys / values the first step makes from them alone); only the decoder's self-attention cache follows
+ * the beams. */
+typedef struct {
+    cp_model *m;
+    int64_t R;
+    cp_seq2seq_cache cache; /* R rows */
+    int64_t *ids;           /* (R) the step's tokens */
+    const char **names;     /* (R) adapter_names expanded to the beams, or NULL */
+    cp_adapter_mix mix;
+} s2s_beam_hook;
+
+static cp_status beam_step(void *ctx, const int32_t *tokens, float *logits) {
+    s2s_beam_hook *h = ctx;
+    for (int64_t r = 0; r < h->R; r++) h->ids[r] = tokens[r];
+    const cp_batch b = {.B = h->R, .T = 1, .input_ids = h->ids};
+    return cp_seq2seq_step(h->m, &b, h->names ? &h->mix : NULL, &h->cache, logits);
+}
+
+static cp_status beam_reorder(void *ctx, const int64_t *rows) {
+    return cp_kv_cache_reorder(&((s2s_beam_hook *)ctx)->cache.self, rows);
+}
+
+cp_status cp_seq2seq_generate_beams(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                                    const cp_generate_options *o, cp_generation *out) {
+    const int64_t V = m->config.vocab_size, C = m->config.hidden_size, nb = o->num_beams, R = n * nb;
+    int64_t start;
+    if (start_token(m, &start) != CP_OK) return CP_ERR;
+    const int64_t pad = o->pad_token_id >= 0 && o->pad_token_id < V ? o->pad_token_id : 0;
+    s2s_gen s; /* n rows: the encoder's batch and its cache */
+    memset(&s, 0, sizeof s);
+    s2s_beam_hook h = {.m = m, .R = R};
+    cp_generate_options one = *o;
+    one.max_new_tokens = 0; /* the n-row cache holds no decoder column */
+    cp_status st = gen_init(m, &s, prompts, lens, n, &one, start, pad);
+    cp_adapter_mix mix = {.B = n, .names = o->adapter_names};
+    if (st == CP_OK) {
+        const cp_batch eb = {.B = n, .T = s.Te, .input_ids = s.enc_ids, .attention_mask = s.enc_mask};
+        st = cp_seq2seq_encode(m, &eb, o->adapter_names ? &mix : NULL, &s.cache);
+    }
+    if (st == CP_OK) st = cp_seq2seq_cache_init(m, &h.cache, R, s.Te, o->max_new_tokens + 1);
+    h.ids = cp_malloc((size_t)R * sizeof *h.ids, "token ids");
+    h.names = o->adapter_names ? cp_malloc((size_t)R * sizeof *h.names, "adapter names") : NULL;
+    int32_t *tokens = cp_malloc((size_t)R * sizeof *tokens, "token ids"), *prompt = cp_malloc((size_t)n * sizeof *prompt, "start");
+    int64_t *first = cp_calloc((size_t)n, sizeof *first, "prompt starts");
+    float *logits = cp_malloc((size_t)(R * V) * sizeof *logits, "logits"), *logits0 = cp_malloc((size_t)(n * V) * sizeof *logits0, "logits");
+    if (st == CP_OK && (!h.ids || (o->adapter_names && !h.names) || !tokens || !prompt || !first || !logits || !logits0)) st = CP_ERR;
+    if (st == CP_OK) {
+        const int64_t Te = s.Te;
+        for (int64_t r = 0; r < R; r++) { /* each beam takes its prompt's encoder states */
+            memcpy(h.cache.enc + r * Te * C, s.cache.enc + (r / nb) * Te * C, (size_t)(Te * C) * sizeof *h.cache.enc);
+            memcpy(h.cache.enc_mask + r * Te, s.cache.enc_mask + (r / nb) * Te, (size_t)Te * sizeof *h.cache.enc_mask);
+            if (h.names) h.names[r] = o->adapter_names[r / nb];
+            tokens[r] = (int32_t)start;
+        }
+        h.cache.cross_ready = 0;
+        h.mix = (cp_adapter_mix){.B = R, .names = h.names};
+        cp_seq2seq_cache_free(&s.cache);
+        st = beam_step(&h, tokens, logits); /* the decoder's "prompt": the start token, in every beam */
+    }
+    if (st == CP_OK) {
+        for (int64_t i = 0; i < n; i++) {
+            memcpy(logits0 + i * V, logits + i * nb * V, (size_t)V * sizeof *logits0);
+            prompt[i] = (int32_t)start;
+        }
+        const cp_beam_model bm = {.ctx = &h, .V = V, .step = beam_step, .reorder = beam_reorder};
+        /* transformers' decoder_prompt_len is the start token's 1: lengths count the new tokens, as for decoders */
+        const cp_beam_params bp = {.num_beams = nb, .num_return_sequences = o->num_return_sequences,
+                                   .max_new_tokens = o->max_new_tokens, .length_penalty = o->length_penalty,
+                                   .early_stopping = o->early_stopping, .no_repeat_ngram_size = o->no_repeat_ngram_size,
+                                   .repetition_penalty = (float)o->repetition_penalty, .eos = o->eos_token_ids,
+                                   .n_eos = o->n_eos, .forced_bos = o->forced_bos_token_id,
+                                   .forced_eos = o->forced_eos_token_id, .max_length = 1 + o->max_new_tokens};
+        st = cp_beam_search(&bm, &bp, n, 1, prompt, first, logits0, out);
+    }
+    cp_seq2seq_cache_free(&h.cache);
+    cp_free(h.ids); cp_free(h.names); cp_free(tokens); cp_free(prompt); cp_free(first); cp_free(logits); cp_free(logits0);
     gen_free(&s);
     return st;
 }

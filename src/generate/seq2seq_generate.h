@@ -11,6 +11,12 @@
 cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
                               const cp_generate_options *o, cp_generation *out);
 
+/* Beam search (o->num_beams > 1, o->max_new_tokens ≥ 1) through generate/beam.h: the encoder once per
+ * prompt, its states copied to the prompt's beams, the decoder's self-attention cache reordered with them.
+ * out is filled as cp_beam_search fills it. */
+cp_status cp_seq2seq_generate_beams(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
+                                    const cp_generate_options *o, cp_generation *out);
+
 /* Shared with the decoder-only loop (generate.c): appends token tok to row r of out (cap_tokens[r]: the
  * room out->tokens[r] has, grown as needed); whether row r's decoded new text holds a stop string. */
 cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok);

@@ -9,7 +9,7 @@
 static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2,
                                                &cp_arch_bert, &cp_arch_roberta, &cp_arch_xlm_roberta,
                                                &cp_arch_distilbert, &cp_arch_electra, &cp_arch_layoutlm,
-                                               &cp_arch_deberta, &cp_arch_deberta_v2, &cp_arch_t5, &cp_arch_mt5};
+                                               &cp_arch_deberta, &cp_arch_deberta_v2, &cp_arch_t5, &cp_arch_mt5, &cp_arch_bart};
 
 const cp_arch *cp_arch_find(const char *model_type) {
     for (size_t i = 0; i < sizeof architectures / sizeof *architectures; i++)

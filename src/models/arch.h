@@ -46,6 +46,10 @@ typedef struct cp_arch {
     /* Positions are rotary (computed), not rows of a learned table: a sequence may run past
      * max_positions, as transformers allows (with a warning). */
     int rotary_positions;
+    /* A (1,V) buffer of the checkpoint added to the LM head's logits (BART's final_logits_bias):
+     * read at load into m->logits_bias (zeros when the checkpoint has none, as transformers
+     * initialises it); NULL: none. */
+    const char *logits_bias;
     /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
     const char *const *ignored_suffixes;
     /* Its tensors under llama.cpp's GGUF names (models/gguf_names.h), for the GGUF files whose
@@ -77,5 +81,6 @@ extern const cp_arch cp_arch_deberta;
 extern const cp_arch cp_arch_deberta_v2;
 extern const cp_arch cp_arch_t5;
 extern const cp_arch cp_arch_mt5;
+extern const cp_arch cp_arch_bart;
 
 #endif

@@ -46,6 +46,12 @@ static cp_status read_token_id(const cJSON *root, const char *key, int64_t *out,
     return CP_OK;
 }
 
+cp_status cp_config_token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) { *out = dflt; return CP_OK; }
+    return read_token_id(root, key, out, file); /* null: CP_TOKEN_UNSET, as transformers keeps None */
+}
+
 cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const char *file,
                                 const char *default_activation) {
     const cJSON *archs = cp_json_field(root, "architectures");

@@ -103,6 +103,14 @@ typedef struct {
         int scale_decoder_outputs;  /* the decoder output times d_model^-0.5 before lm_head */
     } t5;
 
+    /* bart (models/bart.c): each stack's heads and FFN width (num_heads / intermediate_size are the encoder's) */
+    struct {
+        int64_t decoder_heads, decoder_ffn;
+        int scale_embedding;        /* the token embeddings times sqrt(d_model) (BartScaledWordEmbedding) */
+        double activation_dropout;  /* on the activation's output in the FFN (dropout: hidden_dropout,
+                                       attention_dropout: attn_dropout) */
+    } bart;
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;
@@ -122,6 +130,10 @@ cp_status cp_config_read_common(cp_model_config *cfg, const cJSON *root, const c
 /* The task-head fields every config carries (num_labels, id2label, label2id, problem_type,
  * classifier_dropout, initializer_range); called by cp_config_from_json for every architecture. */
 cp_status cp_config_read_task(cp_model_config *cfg, const cJSON *root, const char *file);
+/* A token id of an architecture whose config class has its own default: dflt when the key is absent,
+ * CP_TOKEN_UNSET when it is null (None in transformers, not the default), else as the common ids
+ * read (an integer, or a list whose first id is kept). */
+cp_status cp_config_token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file);
 /* Reads an integer that must be in [1, max] (dflt <= 0 makes the field required). */
 cp_status cp_config_positive(const cJSON *root, const char *key, int64_t dflt, int64_t max, int64_t *out,
                              const char *file);

@@ -116,8 +116,8 @@ static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int6
     int64_t n = 0;
     if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     if ((labels || out->logits) &&
-        cp_lm_head_loss_shift(run, head->classifier, h, B, T, labels ? labels->ids : NULL, lm_shift(head), out->logits, &sum,
-                              &n) != CP_OK)
+        cp_lm_head_loss_shift(run, head->classifier, head->logits_bias, h, B, T, labels ? labels->ids : NULL, lm_shift(head),
+                              out->logits, &sum, &n) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, labels != NULL);
     return CP_OK;
@@ -134,9 +134,11 @@ static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int
     }
     double sum = 0;
     int64_t n = 0;
-    if (cp_lm_head_loss_backward_shift(run, head->classifier, h, B, T, labels->ids, lm_shift(head), norm, dh, &sum, &n) != CP_OK)
+    if (cp_lm_head_loss_backward_shift(run, head->classifier, head->logits_bias, h, B, T, labels->ids, lm_shift(head), norm, dh,
+                                       &sum, &n) != CP_OK)
         return CP_ERR;
-    if (out->logits && cp_lm_head_loss(run, head->classifier, h, B, T, NULL, out->logits, NULL, NULL) != CP_OK)
+    if (out->logits && cp_lm_head_loss_shift(run, head->classifier, head->logits_bias, h, B, T, NULL, 0, out->logits, NULL,
+                                             NULL) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, 1);
     return CP_OK;

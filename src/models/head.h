@@ -66,6 +66,8 @@ typedef struct cp_head {
     cp_module *classifier;        /* Linear (K,C') or (K,C): score / classifier / out_proj / lm_head */
     const cp_module *dropout;     /* Dropout on the classifier's input, or NULL (see above) */
     const cp_module *dense_dropout; /* Dropout on the dense stage's input, or NULL */
+    const float *logits_bias;     /* CAUSAL_LM / SEQ_2_SEQ_LM: (V) added to every row of logits, a buffer and no
+                                     parameter (BART's final_logits_bias); NULL: none */
 } cp_head;
 
 typedef struct cp_head_outputs {

@@ -103,8 +103,14 @@ static cp_status tiled_loss(const cp_weight *W, const float *rows, const int64_t
     return CP_OK;
 }
 
-static cp_status head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                          int shift, float *logits, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+/* rows (n,V) += bias (V) when there is one */
+static void add_logits_bias(float *rows, const float *bias, int64_t n, int64_t V) {
+    for (int64_t i = 0; bias && i < n; i++) cp_add_inplace(rows + i * V, bias, V);
+}
+
+static cp_status head_loss(const cp_run *run, const cp_module *head, const float *bias, const float *h, int64_t B, int64_t T,
+                          const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets,
+                          cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     const cp_weight W = cp_linear_weight(head);
     if (labels && check_labels(labels, N, V) != CP_OK) return CP_ERR;
@@ -113,6 +119,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
 
     if (logits) {
         if (cp_proj_forward(run, head, logits, h, N) != CP_OK) return CP_ERR;
+        add_logits_bias(logits, bias, N, V);
         if (labels) {
 #pragma omp parallel for reduction(+ : total, count) schedule(static)
             for (int64_t r = 0; r < N; r++) {
@@ -124,7 +131,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
-        const int tiled = !cp_proj_has_contribution(head) && !head->bias && W.layout == CP_WEIGHT_NT;
+        const int tiled = !cp_proj_has_contribution(head) && !head->bias && !bias && W.layout == CP_WEIGHT_NT;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
         float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
@@ -139,6 +146,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
                 continue;
             }
             if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
+            add_logits_bias(chunk, bias, n, V);
 #pragma omp parallel for reduction(+ : total) schedule(static)
             for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
         }
@@ -148,8 +156,9 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
     return CP_OK;
 }
 
-static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T, const int64_t *labels,
-                                   int shift, double norm, float *dh, double *loss_sum, int64_t *n_targets, cp_arena *scratch) {
+static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const float *bias, const float *h, int64_t B,
+                                   int64_t T, const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
+                                   int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
     if (check_labels(labels, N, V) != CP_OK) return CP_ERR;
     memset(dh, 0, (size_t)(N * C) * sizeof *dh);
@@ -167,6 +176,7 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
         if (n == 0) break;
         // forward: logits (n,V) = rows·Wᵀ (+ PEFT hooks)
         if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
+        add_logits_bias(chunk, bias, n, V);
         // loss and dlogits = (softmax − onehot) / norm, row by row
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int64_t i = 0; i < n; i++) {
@@ -192,29 +202,29 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
  * arena on return, so they are not held through the backward pass of the blocks that follows. */
 cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                           const int64_t *labels, float *logits, double *loss_sum, int64_t *n_targets) {
-    return cp_lm_head_loss_shift(run, head, h, B, T, labels, 1, logits, loss_sum, n_targets);
+    return cp_lm_head_loss_shift(run, head, NULL, h, B, T, labels, 1, logits, loss_sum, n_targets);
 }
 
 cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                                    const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets) {
-    return cp_lm_head_loss_backward_shift(run, head, h, B, T, labels, 1, norm, dh, loss_sum, n_targets);
+    return cp_lm_head_loss_backward_shift(run, head, NULL, h, B, T, labels, 1, norm, dh, loss_sum, n_targets);
 }
 
-cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
-                                const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets) {
+cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h, int64_t B,
+                                int64_t T, const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss(run, head, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
+    cp_status st = head_loss(run, head, logits_bias, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }
 
-cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
-                                         const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
-                                         int64_t *n_targets) {
+cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h,
+                                         int64_t B, int64_t T, const int64_t *labels, int shift, double norm, float *dh,
+                                         double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss_backward(run, head, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
+    cp_status st = head_loss_backward(run, head, logits_bias, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }

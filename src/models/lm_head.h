@@ -30,10 +30,12 @@ cp_status cp_lm_head_loss(const cp_run *run, const cp_module *head, const float 
 cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
                                    const int64_t *labels, double norm, float *dh, double *loss_sum, int64_t *n_targets);
 
-cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
-                                const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets);
-cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *h, int64_t B, int64_t T,
-                                         const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
-                                         int64_t *n_targets);
+/* logits_bias (V), when non-NULL, is added to every row of logits before the loss (BART's
+ * final_logits_bias, a constant: nothing flows back into it). */
+cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h, int64_t B,
+                                int64_t T, const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets);
+cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h,
+                                         int64_t B, int64_t T, const int64_t *labels, int shift, double norm, float *dh,
+                                         double *loss_sum, int64_t *n_targets);
 
 #endif

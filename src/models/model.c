@@ -180,7 +180,27 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     return CP_OK;
 }
 
+/* The architecture's (1,V) logits buffer (BART's final_logits_bias) into m->logits_bias and the head:
+ * the checkpoint's values, or zeros when it has none (transformers' _keys_to_ignore_on_load_missing). */
+static cp_status bind_logits_bias(cp_model *m) {
+    if (!m->arch->logits_bias) return CP_OK;
+    const int64_t V = m->config.vocab_size;
+    if (!(m->logits_bias = cp_alloc_aligned((size_t)V * sizeof(float), m->arch->logits_bias))) return CP_ERR;
+    m->head.logits_bias = m->logits_bias;
+    cp_ckpt_entry *e = cp_checkpoint_find(&m->ckpt, m->arch->logits_bias);
+    if (!e) return CP_OK;
+    e->used = 1;
+    const cp_st_tensor *t = e->tensor;
+    if (t->ndim != 2 || t->shape[0] != 1 || t->shape[1] != V || !cp_dtype_is_loadable_float(t->dtype))
+        return cp_error("%s: tensor %s in %s: expected F32, F16 or BF16 of shape [1, %lld] (vocab_size), found %s of %d "
+                        "dimensions", m->dir, e->name, cp_checkpoint_file_of(&m->ckpt, e), (long long)V, cp_dtype_name(t->dtype),
+                        t->ndim);
+    cp_convert_to_f32(m->logits_bias, t->data, t->dtype, (size_t)V);
+    return CP_OK;
+}
+
 cp_status cp_model_bind_weights(cp_model *m) {
+    if (bind_logits_bias(m) != CP_OK) return CP_ERR;
     cp_param **params;
     int n;
     if (cp_module_params(m->root, &params, &n) != CP_OK) return CP_ERR;
@@ -327,6 +347,7 @@ void cp_model_free(cp_model *m) {
     cp_checkpoint_close(&m->ckpt);
     cp_config_free(&m->config);
     cp_arena_free(&m->arena);
+    cp_free(m->logits_bias);
     cp_free(m->dir);
     cp_free(m);
 }

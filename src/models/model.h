@@ -31,6 +31,7 @@ struct cp_model {
     cp_stack encoder_stack; /* an encoder-decoder's encoder (cp_arch.encoder_decoder); unused otherwise */
     double decoder_output_scale; /* an encoder-decoder's factor on the decoder output before the LM head (T5's
                                     d_model^-0.5 with tied embeddings); 1 (or 0: none) otherwise */
+    float *logits_bias;    /* (V) the architecture's logits buffer (cp_arch.logits_bias), owned; NULL: none */
     cp_arena arena;        /* activations, reset every forward */
     int training;          /* the mode the next calls run in (dropout on), as torch's module.train() */
     int model_dropout;     /* in training, the model's own Dropout modules apply too (1 from load; 0: only

@@ -49,6 +49,14 @@ typedef struct cp_cross_states {
     int cached;
 } cp_cross_states;
 
+/* Layer l's cross-attention keys and values (each n = B·Te·D floats): the generation cache's slice
+ * when cs has one, else the call's own buffers own_k / own_v. */
+static inline void cp_cross_kv(const cp_cross_states *cs, int64_t l, int64_t n, float *own_k, float *own_v, float **k,
+                               float **v) {
+    *k = cs->cache_k ? cs->cache_k + l * n : own_k;
+    *v = cs->cache_v ? cs->cache_v + l * n : own_v;
+}
+
 typedef struct cp_run {
     cp_arena *arena;
     int training;

@@ -19,6 +19,7 @@
  */
 #include "models/model.h"
 #include "core/alloc.h"
+#include "kernels/vector.h"
 #include "models/head.h"
 #include "models/hook.h"
 #include "models/proj.h"
@@ -273,6 +274,8 @@ cp_status cp_seq2seq_step(cp_model *m, const cp_batch *dec, const cp_adapter_mix
     for (int64_t r = 0; r < B; r++) memcpy(last + r * C, final + (r * T + T - 1) * C, (size_t)C * sizeof *last);
     scale(last, B * C, m->decoder_output_scale);
     if (cp_proj_forward(&run, m->lm_head, logits, last, B) != CP_OK) return CP_ERR;
+    const float *bias = m->head.logits_bias; /* BART's final_logits_bias, as the head adds it in the forward */
+    for (int64_t r = 0; bias && r < B; r++) cp_add_inplace(logits + r * m->config.vocab_size, bias, m->config.vocab_size);
     cp_kv_cache_advance(&c->self, T);
     return CP_OK;
 }

@@ -29,19 +29,6 @@
 
 static int is_mt5(const cp_model_config *c) { return !strcmp(c->model_type, "mt5"); }
 
-/* A token id with a default when the key is absent; null: CP_TOKEN_UNSET. */
-static cp_status token_id(const cJSON *root, const char *key, int64_t dflt, int64_t *out, const char *file) {
-    const cJSON *v = cp_json_field(root, key);
-    *out = dflt;
-    if (!v) return CP_OK;
-    if (cJSON_IsNull(v)) { *out = CP_TOKEN_UNSET; return CP_OK; }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble || v->valuedouble < 0 ||
-        v->valuedouble > 2147483647.0)
-        return cp_error("%s: field \"%s\": expected a token id (an integer from 0), found %s", file, key, cp_json_type_name(v));
-    *out = (int64_t)v->valuedouble;
-    return CP_OK;
-}
-
 /* feed_forward_proj → gated and the activation (T5Config.__post_init__ and validate_architecture). */
 static cp_status feed_forward(cp_model_config *cfg, const cJSON *root, const char *file) {
     const char *ff, *act_name;
@@ -97,9 +84,9 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
     /* the common fields (architectures, dtype, tie flag); T5 has no activation_function key */
     if (cp_config_read_common(cfg, root, file, "relu") != CP_OK) return CP_ERR;
     cfg->activation = act;
-    if (token_id(root, "pad_token_id", 0, &cfg->pad_token_id, file) != CP_OK ||
-        token_id(root, "eos_token_id", 1, &cfg->eos_token_id, file) != CP_OK ||
-        token_id(root, "decoder_start_token_id", mt5 ? 0 : CP_TOKEN_UNSET, &cfg->decoder_start_token_id, file) != CP_OK)
+    if (cp_config_token_id(root, "pad_token_id", 0, &cfg->pad_token_id, file) != CP_OK ||
+        cp_config_token_id(root, "eos_token_id", 1, &cfg->eos_token_id, file) != CP_OK ||
+        cp_config_token_id(root, "decoder_start_token_id", mt5 ? 0 : CP_TOKEN_UNSET, &cfg->decoder_start_token_id, file) != CP_OK)
         return CP_ERR;
     int scale = 0;
     if (!mt5) {

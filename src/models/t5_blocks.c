@@ -174,10 +174,7 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
 
 /* The cross-attention's keys and values of layer l: the generation cache's, else the record's. */
 static void cross_kv(const cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const t5_acts *a, float **k, float **v) {
-    const cp_cross_states *cs = run->cross;
-    const int64_t n = b->B * cs->Te * m->config.num_heads * m->config.head_dim;
-    *k = cs->cache_k ? cs->cache_k + l * n : a->ck;
-    *v = cs->cache_v ? cs->cache_v + l * n : a->cv;
+    cp_cross_kv(run->cross, l, b->B * run->cross->Te * m->config.num_heads * m->config.head_dim, a->ck, a->cv, k, v);
 }
 
 static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_t l, const t5_layer *ly, const cp_batch *b,

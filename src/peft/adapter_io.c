@@ -547,6 +547,19 @@ typedef struct {
     int untied_head;            /* the merged head no longer reads the input embedding's weight */
 } merged_ctx;
 
+/* Room for one more tensor in c's list; nonzero (and c->failed) when out of memory. */
+static int collect_grow(merged_ctx *c) {
+    if (c->n < c->cap) return 0;
+    int cap = c->cap ? 2 * c->cap : 64;
+    cp_st_write_tensor *l = cp_realloc(c->list, (size_t)cap * sizeof *l, "checkpoint tensors");
+    float **o = cp_realloc(c->owned, (size_t)cap * sizeof *o, "checkpoint buffers");
+    if (l) c->list = l;
+    if (o) c->owned = o;
+    if (!l || !o) { c->failed = 1; return 1; }
+    c->cap = cap;
+    return 0;
+}
+
 /* Writes every weight of the merged model under its original name (a modules_to_save copy in
  * place of its original). A head tied to the input embedding is left out (transformers ties it
  * again) while it still reads the embedding's weight; when a modules_to_save copy took the place
@@ -572,15 +585,7 @@ static int collect_merged(cp_module *mod, void *vctx) {
             if (emb && cp_param_same_values(p, emb)) continue; /* still tied: saved once, as transformers does */
             c->untied_head = 1;
         }
-        if (c->n == c->cap) {
-            int cap = c->cap ? 2 * c->cap : 64;
-            cp_st_write_tensor *l = cp_realloc(c->list, (size_t)cap * sizeof *l, "checkpoint tensors");
-            float **o = cp_realloc(c->owned, (size_t)cap * sizeof *o, "checkpoint buffers");
-            if (l) c->list = l;
-            if (o) c->owned = o;
-            if (!l || !o) { c->failed = 1; return 1; }
-            c->cap = cap;
-        }
+        if (collect_grow(c)) return 1;
         cp_st_write_tensor *t = &c->list[c->n];
         memset(t, 0, sizeof *t);
         t->name = name;
@@ -614,6 +619,13 @@ cp_status cp_model_save_merged(cp_model *m, const char *out_dir) {
         c.input_emb = o.found;
     }
     cp_module_visit(m->root, collect_merged, &c);
+    if (!c.failed && m->logits_bias) { /* the architecture's (1,V) logits buffer (BART's final_logits_bias), in f32 */
+        if (!collect_grow(&c)) {
+            c.list[c.n] = (cp_st_write_tensor){.name = m->arch->logits_bias, .dtype = CP_F32, .ndim = 2,
+                                            .shape = {1, m->config.vocab_size}, .data = m->logits_bias};
+            c.owned[c.n++] = NULL;
+        }
+    }
     cp_status st = c.failed ? CP_ERR : CP_OK;
 
     /* config.json: the base config, untied when a modules_to_save copy split the tied head */

@@ -7,7 +7,9 @@
  *     -0.5/0.5/1/2, early_stopping true/false/"never", no_repeat_ngram_size 2/3, repetition
  *     penalty, num_return_sequences 1..4, one or two eos ids the beams reach, unmerged LoRA
  *     adapters (GPT-Neo, Llama) and a mixed-adapter batch (adapter_names); and greedy decoding
- *     with no_repeat_ngram_size 2/3 (tokens only);
+ *     with no_repeat_ngram_size 2/3 (tokens only, also without the cache);
+ *   - the same for encoder-decoders (tests/fixtures/beam/s2s.json, make_s2s_generate_fixtures.py): t5 v1.0,
+ *     v1.1, mt5 and three BART models, with and without LoRA; greedy with BART's forced BOS / EOS;
  *   - the KV cache row operations: cp_kv_cache_gather and cp_kv_cache_reorder against a plain
  *     copy, permutations with repeated and cyclic sources;
  *   - the no-repeat-n-gram processor on hand-checked sequences;
@@ -63,17 +65,22 @@ static int is_eos(const cp_generate_options *o, int32_t t) {
 
 /* ---- parity with generate() ------------------------------------------------------------------ */
 
+/* A fixture's path: from the repository root when it starts with tests/ (s2s.json), else under FIX (beam.json). */
+static void fixture_path(char *out, size_t n, const char *p) {
+    snprintf(out, n, strncmp(p, "tests/", 6) ? FIX "/%s" : "%s", p);
+}
+
 static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_eos_ended, double *max_diff) {
     const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
     const cJSON *set = cJSON_GetObjectItem(c, "settings");
     char dir[512];
-    snprintf(dir, sizeof dir, FIX "/%s", cJSON_GetObjectItem(c, "model")->valuestring);
+    fixture_path(dir, sizeof dir, cJSON_GetObjectItem(c, "model")->valuestring);
     cp_model *m = NULL;
     CHECK_OK(cp_model_load(&m, dir, CP_LOAD_WEIGHTS));
     if (!m) return;
     const cJSON *ad;
     cJSON_ArrayForEach(ad, cJSON_GetObjectItem(c, "adapters")) {
-        snprintf(dir, sizeof dir, FIX "/%s", cJSON_GetObjectItem(ad, "dir")->valuestring);
+        fixture_path(dir, sizeof dir, cJSON_GetObjectItem(ad, "dir")->valuestring);
         CHECK_OK(cp_model_load_adapter(m, dir, cJSON_GetObjectItem(ad, "name")->valuestring, 0));
     }
     const cJSON *prompts = cJSON_GetObjectItem(c, "prompts");
@@ -91,6 +98,8 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
     o.length_penalty = cJSON_GetObjectItem(set, "length_penalty")->valuedouble;
     o.no_repeat_ngram_size = (int64_t)cJSON_GetObjectItem(set, "no_repeat_ngram_size")->valuedouble;
     o.repetition_penalty = cJSON_GetObjectItem(set, "repetition_penalty")->valuedouble;
+    const cJSON *fb = cJSON_GetObjectItem(set, "forced_bos_token_id"); /* forced_eos_token_id: the model's config */
+    if (cJSON_IsNumber(fb)) o.forced_bos_token_id = (int32_t)fb->valuedouble;
     const cJSON *es = cJSON_GetObjectItem(set, "early_stopping");
     o.early_stopping = cJSON_IsString(es) ? CP_EARLY_STOPPING_NEVER : cJSON_IsTrue(es) ? CP_EARLY_STOPPING_TRUE
                                                                                         : CP_EARLY_STOPPING_FALSE;
@@ -133,6 +142,16 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
             free(want);
         }
         CHECK(diff <= 1e-4, "%s: sequences_scores differ by %.3g", name, diff);
+        if (!beams) { /* greedy: the same tokens when every step recomputes the whole sequence */
+            cp_generation r;
+            o.no_cache = 1;
+            CHECK_OK(cp_model_generate(m, (const int32_t *const *)ids, lens, n, &o, &r));
+            int same = r.n == g.n;
+            for (int64_t q = 0; same && q < g.n; q++)
+                same = r.n_tokens[q] == g.n_tokens[q] && !memcmp(r.tokens[q], g.tokens[q], (size_t)g.n_tokens[q] * sizeof(int32_t));
+            CHECK(same, "%s: other tokens without the cache", name);
+            cp_generation_free(&r);
+        }
         cp_generation_free(&g);
     }
     printf("  %-38s %lld prompts × %lld beams → %lld sequences identical, score max diff %.2e\n", name, (long long)n,
@@ -147,20 +166,27 @@ static void run_case(const cJSON *c, int *n_cases, int64_t *n_seqs, int64_t *n_e
     cp_model_free(m);
 }
 
-TEST(beam_matches_transformers) {
-    cJSON *j = read_json(FIX "/beam/beam.json");
+/* Every case of a fixture file; at least min_cases cases and min_eos sequences ending on eos (so the checks bite). */
+static void run_fixture(const char *path, const char *label, int min_cases, int64_t min_eos) {
+    cJSON *j = read_json(path);
     if (!j) return;
     int n_cases = 0;
     int64_t n_seqs = 0, n_eos = 0;
     double max_diff = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) run_case(c, &n_cases, &n_seqs, &n_eos, &max_diff);
-    printf("  %d cases, %lld sequences (%lld ended on eos) identical to generate(num_beams=N); sequences_scores max "
-           "diff %.2e\n", n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
-    CHECK(n_cases >= 34, "only %d cases", n_cases);
-    CHECK(n_eos >= 20, "only %lld sequences end on eos", (long long)n_eos);
+    printf("  %s: %d cases, %lld sequences (%lld ended on eos) identical to generate(); sequences_scores max diff %.2e\n",
+           label, n_cases, (long long)n_seqs, (long long)n_eos, max_diff);
+    CHECK(n_cases >= min_cases, "%s: only %d cases", path, n_cases);
+    CHECK(n_eos >= min_eos, "%s: only %lld sequences end on eos", path, (long long)n_eos);
     cJSON_Delete(j);
 }
+
+TEST(beam_matches_transformers) { run_fixture(FIX "/beam/beam.json", "gpt2, gpt-neo, llama", 34, 20); }
+
+/* Encoder-decoders (tests/reference/make_s2s_generate_fixtures.py): the encoder once per prompt, the decoder's
+ * self-attention cache following the beams; greedy with no_repeat_ngram_size and BART's forced BOS / EOS. */
+TEST(s2s_beam_matches_transformers) { run_fixture(FIX "/beam/s2s.json", "t5 v1.0 / v1.1, mt5, bart", 47, 60); }
 
 /* ---- KV cache row operations ------------------------------------------------------------------- */
 
@@ -342,6 +368,38 @@ TEST(generation_config_defaults) {
     }
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     CHECK(system(cmd) == 0, "cleanup");
+    /* BART's forced ids: from config.json without a generation_config.json (transformers makes one from it), from
+     * generation_config.json alone when there is one (null: off); one beyond the vocabulary is refused */
+    cp_model *m = NULL;
+    cp_generate_options o;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/bart/models/bart_default", CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_OK(cp_generate_options_init(m, &o));
+        CHECK(o.forced_bos_token_id == CP_TOKEN_NONE && o.forced_eos_token_id == 2, "config.json's forced ids: %d %d",
+              o.forced_bos_token_id, o.forced_eos_token_id);
+        const int32_t p[2] = {5, 6};
+        const int32_t *pp[1] = {p};
+        const int64_t len = 2;
+        cp_generation g;
+        o.forced_bos_token_id = 99;
+        CHECK_ERR(cp_model_generate(m, pp, &len, 1, &o, &g), "forced_bos_token_id 99 is outside the vocabulary [0, 99)");
+    }
+    cp_model_free(m);
+    memcpy(tmp, "/tmp/cpeft_beam_XXXXXX", sizeof tmp);
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(cmd, sizeof cmd, "cp tests/fixtures/bart/models/bart_default/* %s/ && echo '{\"forced_bos_token_id\": 0, "
+             "\"forced_eos_token_id\": null}' > %s/generation_config.json", tmp, tmp);
+    CHECK(system(cmd) == 0, "copy the model");
+    m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    if (m) {
+        CHECK_OK(cp_generate_options_init(m, &o));
+        CHECK(o.forced_bos_token_id == 0 && o.forced_eos_token_id == CP_TOKEN_NONE, "generation_config.json's forced ids: %d %d",
+              o.forced_bos_token_id, o.forced_eos_token_id);
+    }
+    cp_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
 }
 
 /* ---- the CLI ----------------------------------------------------------------------------------- */
@@ -420,12 +478,57 @@ TEST(cli_beams) {
     CHECK(rc == 2 && strstr(out, "--early-stopping must be true, false or never, found \"maybe\""), "exit %d: %s", rc, out);
 }
 
+/* `cpeft generate --model T5DIR --prompt TEXT --num-beams 4 --num-return-sequences 2 --length-penalty 0.6 --json`:
+ * transformers' sequences, sequences_scores and decoded text. */
+TEST(cli_s2s_beams_match_transformers) {
+    cJSON *j = read_json(FIX "/beam/s2s.json");
+    const cJSON *cli = j ? cJSON_GetObjectItem(j, "cli") : NULL;
+    if (!cli) { CHECK(0, "s2s.json has no cli case"); cJSON_Delete(j); return; }
+    const char *b = getenv("CPEFT_BIN") ? getenv("CPEFT_BIN") : "build/cpeft";
+    const cJSON *row;
+    int n = 0;
+    double worst = 0;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(cli, "rows")) {
+        char out[16384];
+        const int rc = run(out, sizeof out, "%s generate --model %s --prompt '%s' --max-new-tokens 8 --num-beams 4 "
+                           "--num-return-sequences 2 --length-penalty 0.6 --json", b,
+                           cJSON_GetObjectItem(cli, "model")->valuestring, cJSON_GetObjectItem(row, "prompt")->valuestring);
+        CHECK(rc == 0, "exit %d: %s", rc, out);
+        const cJSON *seqs = cJSON_GetObjectItem(row, "sequences"), *scores = cJSON_GetObjectItem(row, "scores"),
+                    *texts = cJSON_GetObjectItem(row, "texts");
+        const char *line = out;
+        for (int q = 0; q < cJSON_GetArraySize(seqs); q++) {
+            const char *e = line ? strchr(line, '\n') : NULL;
+            cJSON *got = line ? cJSON_ParseWithLength(line, e ? (size_t)(e - line) : strlen(line)) : NULL;
+            const cJSON *t = got ? cJSON_GetObjectItem(got, "tokens") : NULL, *sc = got ? cJSON_GetObjectItem(got, "score") : NULL,
+                        *tx = got ? cJSON_GetObjectItem(got, "text") : NULL, *want = cJSON_GetArrayItem(seqs, q);
+            int ok = t && sc && cJSON_IsString(tx) && cJSON_GetArraySize(t) == cJSON_GetArraySize(want) &&
+                     !strcmp(tx->valuestring, cJSON_GetArrayItem(texts, q)->valuestring);
+            for (int k = 0; ok && k < cJSON_GetArraySize(want); k++)
+                ok = cJSON_GetArrayItem(t, k)->valuedouble == cJSON_GetArrayItem(want, k)->valuedouble;
+            const double d = sc ? fabs(sc->valuedouble - cJSON_GetArrayItem(scores, q)->valuedouble) : 1;
+            worst = fmax(worst, d);
+            CHECK(ok && d <= 1e-4, "\"%s\" sequence %d: %.*s", cJSON_GetObjectItem(row, "prompt")->valuestring, q + 1,
+                  (int)(e ? e - line : (long)(line ? strlen(line) : 0)), line ? line : "");
+            n += ok;
+            cJSON_Delete(got);
+            line = e ? e + 1 : NULL;
+        }
+    }
+    printf("  cpeft generate --num-beams 4 on t5 v1.1 text prompts: %d sequences, tokens and text identical to "
+           "transformers', score max diff %.2e\n", n, worst);
+    CHECK(n == 4, "%d of 4 sequences identical", n);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     RUN(beam_matches_transformers);
+    RUN(s2s_beam_matches_transformers);
     RUN(kv_cache_gather_and_reorder);
     RUN(no_repeat_ngram);
     RUN(bad_beam_options);
     RUN(generation_config_defaults);
     RUN(cli_beams);
+    RUN(cli_s2s_beams_match_transformers);
     return test_summary();
 }
