@@ -33,6 +33,8 @@ static void keep_first(cp_s2s_dataset *ds, int64_t n) {
         ds->n_target_tokens -= ds->examples[i].n_tgt;
         cp_free(ds->examples[i].src);
         cp_free(ds->examples[i].tgt);
+        cp_free(ds->examples[i].source_text);
+        cp_free(ds->examples[i].target_text);
     }
     ds->n = n;
 }

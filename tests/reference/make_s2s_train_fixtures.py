@@ -17,6 +17,12 @@ tests/fixtures/s2strain/:
                             k, v, wo; init_ia3_weights False). Files: the initial adapter, expected.safetensors
                             (the micro-batches input_ids_i / attention_mask_i / labels_i and final.<key>),
                             expected.json (losses, grad norms, lrs, config).
+    gen/                    `cpeft eval-generate`: data.csv (the first 60 records of devset.csv), adapter/ (a PEFT
+                            LoRA r 8 on every linear of tests/fixtures/t5/models/t5_v11, trained 150 AdamW steps
+                            on data.csv so that its predictions are words), expected.json: for each distinct mr in order of first appearance, the greedy
+                            prediction of transformers' generate() (max_new_tokens 16, the source prefixed) and the
+                            refs of its rows; sacrebleu.corpus_bleu and rouge-score's score_multi (mean F / P / R)
+                            of those predictions against those references.
 
     tests/reference/.venv/bin/python tests/reference/make_s2s_train_fixtures.py
 Deterministic: a rerun changes no byte.
@@ -147,5 +153,83 @@ def main():
         print(case, "losses", [round(x, 4) for x in losses])
 
 
+def write_gen():
+    import sacrebleu
+    from rouge_score import rouge_scorer
+    from transformers import T5ForConditionalGeneration
+    import peft
+    d = os.path.join(OUT, "gen")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(ROOT, "data", "e2e-nlg", "devset.csv"), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:60]
+    with open(os.path.join(d, "data.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["mr", "ref"])
+        for r in rows:
+            w.writerow([r["mr"], r["ref"]])
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["mr"], []).append(r["ref"])
+    tok = tokenizer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = T5ForConditionalGeneration.from_pretrained(TOKDIR, dtype=torch.float32, attn_implementation="eager").eval()
+    for mod in base.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+        if hasattr(mod, "dropout") and isinstance(mod.dropout, float):
+            mod.dropout = 0.0
+    torch.manual_seed(11)
+    pm = peft.get_peft_model(base, peft.LoraConfig(task_type="SEQ_2_SEQ_LM", r=8, lora_alpha=16,
+                                                   target_modules=["q", "k", "v", "o", "wi_0", "wi_1", "wo"]))
+    # trained a little (AdamW lr 1e-2, 150 steps of 8 random records), so that the predictions are words
+    from transformers import DataCollatorForSeq2Seq
+    feats = [{"input_ids": tok(SOURCE_PREFIX + r["mr"], max_length=64, truncation=True)["input_ids"],
+              "labels": tok(text_target=r["ref"], max_length=48, truncation=True)["input_ids"]} for r in rows]
+    coll = DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, return_tensors="pt")
+    opt = torch.optim.AdamW([q for q in pm.parameters() if q.requires_grad], lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    pm.train()
+    for _ in range(150):
+        idx = torch.randint(0, len(feats), (8,), generator=g).tolist()
+        pm(**coll([feats[i] for i in idx])).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    pm.eval()
+    ad = os.path.join(d, "adapter")
+    pm.save_pretrained(ad)
+    os.remove(os.path.join(ad, "README.md"))
+    p = os.path.join(ad, "adapter_config.json")
+    ac = json.load(open(p))
+    ac["base_model_name_or_path"] = os.path.relpath(TOKDIR, ROOT)
+    ac["target_modules"] = sorted(ac["target_modules"])
+    with open(p, "w") as f:
+        json.dump(ac, f, indent=2, sort_keys=True)
+    preds = []
+    for mr in groups:
+        enc = tok(SOURCE_PREFIX + mr, return_tensors="pt")
+        with torch.no_grad():
+            out = pm.generate(**enc, max_new_tokens=16, do_sample=False, num_beams=1)
+        preds.append(tok.decode(out[0], skip_special_tokens=True))
+    refs = list(groups.values())
+    n_refs = max(len(r) for r in refs)
+    streams = [[r[k] if k < len(r) else None for r in refs] for k in range(n_refs)]
+    b = sacrebleu.corpus_bleu(preds, streams)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    per = [scorer.score_multi(r, h)["rougeL"] for h, r in zip(preds, refs)]
+    n = len(per)
+    exp = {"source_prefix": SOURCE_PREFIX, "max_new_tokens": 16, "sources": list(groups), "predictions": preds,
+           "references": refs, "bleu": b.score, "bleu_counts": b.counts, "bleu_totals": b.totals, "hyp_len": b.sys_len,
+           "ref_len": b.ref_len, "rougeL": sum(x.fmeasure for x in per) / n,
+           "rougeL_precision": sum(x.precision for x in per) / n, "rougeL_recall": sum(x.recall for x in per) / n,
+           "sacrebleu": sacrebleu.__version__}
+    with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
+        json.dump(exp, f, indent=2, ensure_ascii=False)
+    print("gen", len(preds), "segments,", str(b), "rougeL", exp["rougeL"])
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if "--gen-only" not in sys.argv:
+        main()
+    write_gen()

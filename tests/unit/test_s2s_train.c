@@ -7,8 +7,12 @@
  *   - the public trainer on t5 v1.1 (its tokenizer, model dropout on): eval loss in metrics.jsonl, the
  *     adapter saved with task_type SEQ_2_SEQ_LM, resuming from checkpoint-3 ending on the bytes of the
  *     run that was not stopped, a validation split, `cpeft train` auto-detecting the task;
+ *   - `cpeft eval-generate` on a trained adapter and 60 E2E rows (7 distinct sources): each prediction
+ *     equal to transformers' greedy generate(), the references grouped per source, corpus BLEU and ROUGE-L
+ *     equal to sacrebleu / rouge-score on those predictions;
  *   - bad input: a record without its target (file:line), a target over --max-target-length with
- *     --strict, --task-type CAUSAL_LM on an encoder-decoder.
+ *     --strict, --task-type CAUSAL_LM on an encoder-decoder; for eval-generate a record without its
+ *     target, an adapter made for an encoder-only model, an encoder-only model.
  */
 #include "test.h"
 #include "cpeft.h"
@@ -320,6 +324,95 @@ TEST(cli_trains_seq2seq) {
     CHECK(access(path, R_OK) == 0, "%s: missing", path);
 }
 
+/* ---- cpeft eval-generate --------------------------------------------------------------------------------- */
+
+static double json_num(const char *json, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    const char *p = strstr(json, k);
+    return p ? atof(p + strlen(k)) : NAN;
+}
+
+TEST(eval_generate_matches_sacrebleu) {
+    cJSON *exp = NULL;
+    CHECK_OK(cp_json_read_file(FIX "/gen/expected.json", &exp));
+    if (!exp) return;
+    char cmd[1024], out[4096], preds[300];
+    snprintf(preds, sizeof preds, "%s/preds.jsonl", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "%s eval-generate --model %s --adapter %s/gen/adapter --data %s/gen/data.csv --source-field mr --target-field ref "
+             "--source-prefix 'data to text: ' --max-new-tokens 16 --batch-size 3 --output %s --json 2>&1",
+             bin(), V11, FIX, FIX, preds);
+    int rc = run(out, sizeof out, cmd);
+    CHECK(rc == 0, "%s: exit %d\n%s", cmd, rc, out);
+    /* the predictions: one line per distinct source, the transformers prediction, the grouped references */
+    const cJSON *jp = cJSON_GetObjectItem(exp, "predictions"), *jr = cJSON_GetObjectItem(exp, "references"),
+                *js = cJSON_GetObjectItem(exp, "sources");
+    FILE *f = fopen(preds, "r");
+    char line[16384];
+    int n = 0, same_pred = 0, same_refs = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        cJSON *rec = cJSON_Parse(line);
+        const cJSON *p = rec ? cJSON_GetObjectItem(rec, "prediction") : NULL, *r = rec ? cJSON_GetObjectItem(rec, "references") : NULL,
+                    *src = rec ? cJSON_GetObjectItem(rec, "source") : NULL;
+        if (p && n < cJSON_GetArraySize(jp)) {
+            if (!strcmp(p->valuestring, cJSON_GetArrayItem(jp, n)->valuestring)) same_pred++;
+            else printf("    segment %d: \"%s\", transformers \"%s\"\n", n, p->valuestring, cJSON_GetArrayItem(jp, n)->valuestring);
+            const cJSON *want = cJSON_GetArrayItem(jr, n);
+            int ok = r && src && cJSON_GetArraySize(r) == cJSON_GetArraySize(want) &&
+                     !strcmp(src->valuestring, cJSON_GetArrayItem(js, n)->valuestring);
+            for (int k = 0; ok && k < cJSON_GetArraySize(r); k++)
+                ok = !strcmp(cJSON_GetArrayItem(r, k)->valuestring, cJSON_GetArrayItem(want, k)->valuestring);
+            same_refs += ok;
+        }
+        n++;
+        cJSON_Delete(rec);
+    }
+    if (f) fclose(f);
+    const int want_n = cJSON_GetArraySize(jp);
+    CHECK(n == want_n && same_pred == want_n && same_refs == want_n,
+          "%d lines (want %d), %d predictions as transformers', %d reference groups as expected", n, want_n, same_pred, same_refs);
+    /* the scores */
+    double d_bleu = fabs(json_num(out, "bleu") - cJSON_GetObjectItem(exp, "bleu")->valuedouble);
+    double d_rouge = fmax(fabs(json_num(out, "rougeL") - cJSON_GetObjectItem(exp, "rougeL")->valuedouble),
+                          fmax(fabs(json_num(out, "rougeL_precision") - cJSON_GetObjectItem(exp, "rougeL_precision")->valuedouble),
+                               fabs(json_num(out, "rougeL_recall") - cJSON_GetObjectItem(exp, "rougeL_recall")->valuedouble)));
+    int same_counts = json_num(out, "hyp_len") == cJSON_GetObjectItem(exp, "hyp_len")->valuedouble &&
+                      json_num(out, "ref_len") == cJSON_GetObjectItem(exp, "ref_len")->valuedouble;
+    const char *c = strstr(out, "\"bleu_counts\": [");
+    for (int k = 0; c && k < 4; k++) {
+        c = strchr(c, k ? ',' : '[') + 1;
+        same_counts &= atof(c) == cJSON_GetArrayItem(cJSON_GetObjectItem(exp, "bleu_counts"), k)->valuedouble;
+    }
+    printf("  eval-generate: %d segments from 60 rows, predictions %d/%d as transformers', BLEU %.4f (|diff| %.1e vs "
+           "sacrebleu), ROUGE-L %.4f (|diff| %.1e vs rouge-score), counts %s\n", n, same_pred, want_n, json_num(out, "bleu"), d_bleu,
+           json_num(out, "rougeL"), d_rouge, same_counts ? "equal" : "DIFFERENT");
+    CHECK(json_num(out, "bleu") > 0 && d_bleu < 1e-9 && d_rouge < 1e-12 && same_counts, "scores: %s", out);
+    cJSON_Delete(exp);
+    /* bad input */
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/notarget.jsonl", tmpdir);
+    f = fopen(bad, "w");
+    if (f) {
+        fputs("{\"mr\": \"name[A]\", \"ref\": \"A.\"}\n{\"mr\": \"name[B]\", \"ref\": null}\n", f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s eval-generate --model %s --data %s --source-field mr --target-field ref 2>&1", bin(), V11, bad);
+    rc = run(out, sizeof out, cmd);
+    CHECK(rc == 1 && strstr(out, "notarget.jsonl:2: missing field \"ref\""), "a record without its target: exit %d, %s", rc, out);
+    printf("  %s", out);
+    snprintf(cmd, sizeof cmd, "%s eval-generate --model %s --adapter tests/fixtures/clstrain/steps/bert_seqcls --data %s/gen/data.csv "
+                              "--source-field mr --target-field ref 2>&1", bin(), V11, FIX);
+    rc = run(out, sizeof out, cmd);
+    CHECK(rc == 1 && strstr(out, "SEQ_CLS") && strstr(out, "encoder-only"), "an encoder-only adapter: exit %d, %s", rc, out);
+    printf("  %s", out);
+    snprintf(cmd, sizeof cmd, "%s eval-generate --model tests/fixtures/clstrain/tiny_bert --data %s/gen/data.csv "
+                              "--source-field mr --target-field ref 2>&1", bin(), FIX);
+    rc = run(out, sizeof out, cmd);
+    CHECK(rc == 1 && strstr(out, "not an encoder-decoder"), "an encoder-only model: exit %d, %s", rc, out);
+    printf("  %s", out);
+}
+
 /* ---- bad input ----------------------------------------------------------------------------------------- */
 
 static void expect_error(const cp_train_options *o, const char *want, const char *what) {
@@ -369,6 +462,7 @@ int main(void) {
     RUN(ten_adamw_steps_match_peft);
     RUN(trainer_eval_loss_adapter_and_exact_resume);
     RUN(cli_trains_seq2seq);
+    RUN(eval_generate_matches_sacrebleu);
     RUN(bad_inputs_name_file_line);
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) {}
