@@ -4,6 +4,11 @@
  * beside bench/pytorch_generate.py (transformers' generate()) on the same model.
  *
  *   build/bench/generate_bench --model DIR [--batch 1] [--prompt 32] [--new 128] [--warmup 1] [--iters 3]
+ *                              [--num-beams 1]
+ *
+ * An encoder-decoder (t5) takes the prompt as its encoder input and generates from the decoder start
+ * token (cp_model_generate chooses); --num-beams N > 1 is beam search (new tokens counted for the best
+ * sequence of each prompt, as transformers' generate() returns it).
  *
  * No eos stop, so every row generates exactly --new tokens (the PyTorch side clears eos too).
  * tokens_per_s counts new tokens (batch × new) over the whole call, prefill included.
@@ -27,7 +32,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
     const char *dir = NULL;
-    long B = 1, T = 32, N = 128, warmup = 1, iters = 3;
+    long B = 1, T = 32, N = 128, warmup = 1, iters = 3, beams = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) B = atol(argv[i + 1]);
@@ -35,6 +40,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--new")) N = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--iters")) iters = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--num-beams")) beams = atol(argv[i + 1]);
         else { fprintf(stderr, "generate_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || B <= 0 || T <= 0 || N <= 0 || iters <= 0) {
@@ -58,6 +64,7 @@ int main(int argc, char **argv) {
     o.max_new_tokens = N;
     o.n_eos = 0;
     o.repetition_penalty = 1.0;
+    o.num_beams = beams;
     double *times = malloc((size_t)iters * sizeof *times);
     long produced = 0;
     for (long i = 0; i < warmup + iters; i++) {
@@ -79,8 +86,8 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_run\": %.4f, \"new_tokens\": %ld, "
-           "\"peak_rss_mib\": %.1f, \"batch\": %ld, \"prompt\": %ld, \"new\": %ld, ",
-           (double)produced / per_run, per_run, produced, (double)ru.ru_maxrss / 1024.0, B, T, N);
+           "\"peak_rss_mib\": %.1f, \"batch\": %ld, \"prompt\": %ld, \"new\": %ld, \"num_beams\": %ld, ",
+           (double)produced / per_run, per_run, produced, (double)ru.ru_maxrss / 1024.0, B, T, N, beams);
     bench_machine_json(stdout);
     printf("}\n");
     free(times);

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Create a random, full-size checkpoint for benchmarks (seeded): GPT-Neo-125M or GPT-2-124M (causal LM),
-or a sequence classifier shaped as bert-base-uncased (bert) or all-MiniLM-L6-v2 (minilm), 2 labels.
+or a sequence classifier shaped as bert-base-uncased (bert) or all-MiniLM-L6-v2 (minilm), 2 labels, or an
+encoder-decoder shaped as t5-small (t5: d_model 512, 6 + 6 layers, 8 heads, d_ff 2048, vocab 32128, relu (v1.0),
+tied head).
 
-    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|bert|minilm --out DIR [--dtype f32|f16|bf16]
+    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|bert|minilm|t5 --out DIR [--dtype f32|f16|bf16]
 
 The directory gets config.json + model.safetensors from save_pretrained, exactly as a hub checkpoint
 would (tied lm_head not stored). No hub access, no tokenizer: benchmarks feed random token ids.
@@ -37,6 +39,13 @@ def config_for(arch: str):
                        num_attention_heads=12, intermediate_size=3072 if big else 1536, max_position_embeddings=512,
                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2, pad_token_id=0)
         c.architectures = ["BertForSequenceClassification"]
+    elif arch == "t5":      # google-t5/t5-small
+        from transformers import T5Config
+        c = T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8,
+                     relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.0,
+                     feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
+                     decoder_start_token_id=0)
+        c.architectures = ["T5ForConditionalGeneration"]
     else:
         raise SystemExit(f"unknown --arch {arch}")
     return c
@@ -44,16 +53,17 @@ def config_for(arch: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm"])
+    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm", "t5"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
 
-    from transformers import BertForSequenceClassification, GPT2LMHeadModel, GPTNeoForCausalLM
+    from transformers import BertForSequenceClassification, GPT2LMHeadModel, GPTNeoForCausalLM, T5ForConditionalGeneration
     torch.manual_seed(args.seed)
     config = config_for(args.arch)
-    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel}.get(args.arch, BertForSequenceClassification)
+    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel, "t5": T5ForConditionalGeneration}.get(
+        args.arch, BertForSequenceClassification)
     model = cls(config).eval()
     if DTYPES[args.dtype] != torch.float32:
         model = model.to(DTYPES[args.dtype])

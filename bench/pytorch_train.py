@@ -5,6 +5,7 @@ transformers + PEFT.
     tests/reference/.venv/bin/python bench/pytorch_train.py --model DIR --targets q_proj,k_proj,v_proj \
         --r 8 --alpha 16 --batch 4 --seq 256 --steps 5 --warmup 1 [--threads N] [--gradient-checkpointing] \
         [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING --num-virtual-tokens 20]
+        [--task SEQ_2_SEQ_LM --target-seq 64]
 
 Loads the model with AutoModelForCausalLM (float32, transformers' default attention: sdpa for GPT-2, eager
 for GPT-Neo), wraps it with get_peft_model(LoraConfig(r, lora_alpha, lora_dropout=0, target_modules,
@@ -15,7 +16,10 @@ torch.optim.AdamW(trainable params, lr 1e-4).step(), zero_grad(set_to_none=True)
 get_peft_model. --peft-type PROMPT_TUNING / P_TUNING / PREFIX_TUNING uses PromptTuningConfig /
 PromptEncoderConfig / PrefixTuningConfig(num_virtual_tokens, task_type) in place of the LoraConfig (their
 defaults: RANDOM init, the MLP encoder, no prefix projection); PEFT pads the labels and mask itself, and
-tokens/s counts the batch's tokens, not the virtual ones. Prints one JSON line:
+tokens/s counts the batch's tokens, not the virtual ones. --task SEQ_2_SEQ_LM loads AutoModelForSeq2SeqLM
+(t5) and trains on random encoder ids (batch, seq) and random labels (batch, target_seq) that the model
+shifts into its decoder inputs; tokens/s then counts batch × (seq + target_seq), encoder and decoder
+tokens both (train_bench counts the same). Prints one JSON line:
     {"tokens_per_s", "seconds_per_step", "peak_rss_mib", "torch", "transformers", "peft", "threads",
      "batch", "seq", "steps", "r", "alpha", "targets", "gradient_checkpointing", "trainable_params",
      "final_loss", "model", "task", "peft_type", "num_virtual_tokens"}
@@ -50,9 +54,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch default)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--task", default="CAUSAL_LM", choices=["CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS"],
+    ap.add_argument("--task", default="CAUSAL_LM", choices=["CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS", "SEQ_2_SEQ_LM"],
                     help="SEQ_CLS / TOKEN_CLS: the model's *ForSequenceClassification / *ForTokenClassification "
                          "(num_labels from its config), random class labels, PEFT's head in modules_to_save")
+    ap.add_argument("--target-seq", type=int, default=64, help="SEQ_2_SEQ_LM: the labels' length")
     ap.add_argument("--peft-type", default="LORA", choices=["LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
     ap.add_argument("--num-virtual-tokens", type=int, default=20, help="prompt learning: the virtual tokens")
     args = ap.parse_args()
@@ -63,13 +68,14 @@ def main() -> int:
     import peft
     import transformers
     from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+    from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+                              AutoModelForTokenClassification)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.simplefilter("ignore")          # fan_in_fan_out for GPT-2's Conv1D etc.
 
     cls = {"CAUSAL_LM": AutoModelForCausalLM, "SEQ_CLS": AutoModelForSequenceClassification,
-           "TOKEN_CLS": AutoModelForTokenClassification}[args.task]
+           "TOKEN_CLS": AutoModelForTokenClassification, "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM}[args.task]
     model = cls.from_pretrained(args.model, dtype=torch.float32)
     model.config.use_cache = False
     if args.gradient_checkpointing:
@@ -90,14 +96,17 @@ def main() -> int:
     ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq), generator=gen)
     mask = torch.ones_like(ids)
     labels = ids
-    if args.task != "CAUSAL_LM":
+    s2s = args.task == "SEQ_2_SEQ_LM"
+    if s2s:
+        labels = torch.randint(2, model.config.vocab_size, (args.batch, args.target_seq), generator=gen)
+    elif args.task != "CAUSAL_LM":
         K = model.config.num_labels
         labels = torch.randint(0, K, (args.batch,) if args.task == "SEQ_CLS" else (args.batch, args.seq), generator=gen)
 
     times, loss = [], float("nan")
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        out = model(input_ids=ids, attention_mask=mask, labels=labels, **({"use_cache": False} if args.task == "CAUSAL_LM" else {}))
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, **({"use_cache": False} if args.task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") else {}))
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -107,7 +116,7 @@ def main() -> int:
             times.append(dt)
     sps = statistics.median(times)
     print(json.dumps({
-        "tokens_per_s": args.batch * args.seq / sps,
+        "tokens_per_s": args.batch * (args.seq + (args.target_seq if s2s else 0)) / sps,
         "seconds_per_step": sps,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch": torch.__version__,
@@ -119,6 +128,7 @@ def main() -> int:
         "trainable_params": sum(p.numel() for p in params), "final_loss": loss,
         "model": os.path.abspath(args.model), "task": args.task, "peft_type": args.peft_type,
         "num_virtual_tokens": 0 if args.peft_type == "LORA" else args.num_virtual_tokens,
+        "target_seq": args.target_seq if s2s else 0,
     }))
     return 0
 

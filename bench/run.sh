@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16|classify|prompt] (needs `make` and `make reference-venv`; models are created
+#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq] (needs `make` and `make reference-venv`; models are created
 #                                    once in bench/work/ from random weights with save_pretrained)
 # ITERS (5) timed steps / iterations; for a smoke run of `prompt` on a small model,
 #   ITERS=1 WARMUP=0 PROMPT_MODEL=tests/fixtures/models/gpt_neo_tiny PROMPT_SEQ=16 BENCH_WORK=/tmp/w bench/run.sh prompt
@@ -130,6 +130,31 @@ run_bf16() {
     $PY bench/update_benchmarks.py bf16 "$out"
 }
 
+# Sequence-to-sequence on a t5-small-shaped model (issue 14): LoRA training (r=8 on q, v; batch 8 x (source 128 +
+# target 64)), then generation from 128-token sources, 64 new tokens, greedy and beam 4, batch 1 and 8.
+# For a smoke run on a small model: S2S_MODEL=DIR S2S_BATCH=2 S2S_SRC=16 S2S_TGT=8 S2S_NEW=8 ITERS=1 GEN_ITERS=1
+# WARMUP=0 BENCH_WORK=/tmp/w bench/run.sh seq2seq (S2S_BEAMS="1" skips beam search).
+run_seq2seq() {
+    local out=$WORK/seq2seq.jsonl
+    : > "$out"
+    [[ -x build/bench/train_bench && -x build/bench/generate_bench ]] || make -s build/bench/train_bench build/bench/generate_bench
+    local dir=${S2S_MODEL:-$(model_dir t5)} B=${S2S_BATCH:-8} src=${S2S_SRC:-128} tgt=${S2S_TGT:-64} new=${S2S_NEW:-64}
+    local c p
+    echo "bench seq2seq: $(basename "$dir") LoRA r=8 on q,v (batch $B x (source $src + target $tgt), $ITERS steps each)" >&2
+    c=$(build/bench/train_bench --model "$dir" --task SEQ_2_SEQ_LM --targets q,v --r 8 --alpha 16 --batch "$B" --seq "$src" --target-seq "$tgt" --warmup "$WARMUP" --steps "$ITERS")
+    p=$($PY bench/pytorch_train.py --model "$dir" --task SEQ_2_SEQ_LM --targets q,v --r 8 --alpha 16 --batch "$B" --seq "$src" --target-seq "$tgt" --warmup "$WARMUP" --steps "$ITERS" 2>/dev/null | tail -1)
+    echo "{\"bench\": \"seq2seq\", \"run\": \"train\", \"arch\": \"$(basename "$dir")\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    for beams in ${S2S_BEAMS:-1 4}; do
+        for batch in 1 $B; do
+            echo "bench seq2seq: generate batch $batch, source $src, $new new tokens, num_beams $beams ($GEN_ITERS runs each)" >&2
+            c=$(build/bench/generate_bench --model "$dir" --batch "$batch" --prompt "$src" --new "$new" --num-beams "$beams" --warmup "$WARMUP" --iters "$GEN_ITERS")
+            p=$($PY bench/pytorch_generate.py --model "$dir" --batch "$batch" --prompt "$src" --new "$new" --num-beams "$beams" --warmup "$WARMUP" --iters "$GEN_ITERS" 2>/dev/null | tail -1)
+            echo "{\"bench\": \"seq2seq\", \"run\": \"generate\", \"arch\": \"$(basename "$dir")\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+        done
+    done
+    $PY bench/update_benchmarks.py seq2seq "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
@@ -137,5 +162,6 @@ case "${1:-forward}" in
     bf16) run_bf16 ;;
     classify) run_classify ;;
     prompt) run_prompt ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt)" >&2; exit 2 ;;
+    seq2seq) run_seq2seq ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq)" >&2; exit 2 ;;
 esac

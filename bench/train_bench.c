@@ -5,13 +5,15 @@
  *
  *   build/bench/train_bench --model DIR --targets q_proj,k_proj,v_proj [--r 8] [--alpha 16]
  *                           [--batch 4] [--seq 256] [--steps 5] [--warmup 1] [--gradient-checkpointing]
- *                           [--task CAUSAL_LM|SEQ_CLS|TOKEN_CLS]
+ *                           [--task CAUSAL_LM|SEQ_CLS|TOKEN_CLS|SEQ_2_SEQ_LM] [--target-seq 64]
  *                           [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING] [--num-virtual-tokens 20]
  * SEQ_CLS / TOKEN_CLS load the model's classification head (num_labels from its config.json), draw
  * random class labels and put the head in modules_to_save as PEFT's task models do. The prompt-learning
  * types are made as `cpeft train --peft-type` makes them (cli/peft_type_args.c): an adapter_config.json
  * object read by the method's own parser (RANDOM init; --targets, --r, --alpha unused); tokens/s counts
- * the batch's tokens, not the virtual ones.
+ * the batch's tokens, not the virtual ones. SEQ_2_SEQ_LM (t5) trains on random encoder ids (batch, seq)
+ * and random labels (batch, target_seq) that the model shifts into its decoder inputs; tokens/s then
+ * counts batch × (seq + target_seq), as bench/pytorch_train.py does.
  */
 #include "cpeft.h"
 #include "machine.h"
@@ -55,7 +57,7 @@ static cp_status add_prompt_adapter(cp_model *m, const char *peft_type, long n_v
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
     const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM", *peft_type = "LORA";
-    long B = 4, T = 256, steps = 5, warmup = 1, r = 8, n_virtual = 20;
+    long B = 4, T = 256, steps = 5, warmup = 1, r = 8, n_virtual = 20, Td = 64;
     double alpha = 16;
     int recompute = 0;
     for (int i = 1; i < argc; i++) {
@@ -72,6 +74,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--task")) task = argv[++i];
         else if (!strcmp(argv[i], "--peft-type")) peft_type = argv[++i];
         else if (!strcmp(argv[i], "--num-virtual-tokens")) n_virtual = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--target-seq")) Td = atol(argv[++i]);
         else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || steps <= 0) { fprintf(stderr, "usage: train_bench --model DIR [--targets a,b] ...\n"); return 2; }
@@ -82,7 +85,8 @@ int main(int argc, char **argv) {
     cfg.r = r;
     cfg.lora_alpha = alpha;
     cfg.task_type = strdup(task);
-    if (strcmp(task, "CAUSAL_LM")) { /* PeftModelFor{Sequence,Token}Classification's heads */
+    const int s2s = !strcmp(task, "SEQ_2_SEQ_LM"), cls = strcmp(task, "CAUSAL_LM") && !s2s;
+    if (cls) { /* PeftModelFor{Sequence,Token}Classification's heads */
         cfg.modules_to_save = calloc(2, sizeof *cfg.modules_to_save);
         cfg.modules_to_save[cfg.n_modules_to_save++] = strdup("classifier");
         cfg.modules_to_save[cfg.n_modules_to_save++] = strdup("score");
@@ -114,7 +118,12 @@ int main(int argc, char **argv) {
     for (long i = 0; i < B * T; i++) ids[i] = rand() % V;
     cp_batch b = {.B = B, .T = T, .input_ids = ids, .labels = ids};
     int64_t *labels = NULL;
-    if (strcmp(task, "CAUSAL_LM")) { /* random class ids: (B) for SEQ_CLS, (B,T) for TOKEN_CLS */
+    if (s2s) { /* random target ids (B,Td) */
+        labels = malloc((size_t)(B * Td) * sizeof *labels);
+        for (int64_t i = 0; i < B * Td; i++) labels[i] = 2 + rand() % (V - 2);
+        b.labels = labels;
+        b.Td = Td;
+    } else if (cls) { /* random class ids: (B) for SEQ_CLS, (B,T) for TOKEN_CLS */
         const int64_t K = cp_model_num_labels(m), n_labels = strcmp(task, "SEQ_CLS") ? B * T : B;
         labels = malloc((size_t)n_labels * sizeof *labels);
         for (int64_t i = 0; i < n_labels; i++) labels[i] = rand() % K;
@@ -138,9 +147,9 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"impl\": \"cpeft\", \"tokens_per_s\": %.1f, \"seconds_per_step\": %.4f, \"peak_rss_mib\": %.1f, \"batch\": %ld, "
            "\"seq\": %ld, \"steps\": %ld, \"trainable_params\": %lld, \"gradient_checkpointing\": %s, \"final_loss\": %.4f, "
-           "\"task\": \"%s\", \"peft_type\": \"%s\", \"num_virtual_tokens\": %ld, ",
-           (double)(B * T) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss,
-           task, peft_type, lora ? 0 : n_virtual);
+           "\"task\": \"%s\", \"peft_type\": \"%s\", \"num_virtual_tokens\": %ld, \"target_seq\": %ld, ",
+           (double)(B * (T + (s2s ? Td : 0))) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss,
+           task, peft_type, lora ? 0 : n_virtual, s2s ? Td : 0);
     bench_machine_json(stdout);
     printf("}\n");
     cp_adamw_free(&opt);

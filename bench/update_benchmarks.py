@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites one section of BENCHMARKS.md from a benchmark's JSON lines (written by bench/run.sh).
 
-    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt)
+    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt, seq2seq)
 """
 import datetime
 import json
@@ -179,11 +179,49 @@ def prompt_section(rows) -> str:
     return "\n".join(out)
 
 
+def seq2seq_section(rows) -> str:
+    """`bench/run.sh seq2seq`: LoRA training rows ("run": "train") and generation rows ("run": "generate")."""
+    tr = [r for r in rows if r.get("run") == "train"]
+    gen = [r for r in rows if r.get("run") == "generate"]
+    c0 = tr[0]["cpeft"] if tr else {}
+    out = [f"## Sequence-to-sequence (SEQ_2_SEQ_LM): LoRA training and generation, t5-small shape, f32", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh seq2seq`, "
+           "random weights of t5-small's size (d_model 512, 6 + 6 layers, 8 heads, d_ff 2048, vocab 32128, relu, tied "
+           "head) saved as T5ForConditionalGeneration, all cores. Peak RSS includes the interpreter and torch on the "
+           "PyTorch side.", "",
+           f"Training: LoRA r=8 alpha=16 on q and v (PEFT's default for T5), batch {c0.get('batch', '?')} × (source "
+           f"{c0.get('seq', '?')} + target {c0.get('target_seq', '?')}) random tokens, the labels shifted into the decoder "
+           "inputs by the model, AdamW, median of the timed steps; tokens/s counts source and target tokens.", "",
+           "| run | cpeft tokens/s | PyTorch + PEFT tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in tr:
+        c, p = r["cpeft"], r["pytorch"]
+        out.append(f"| LoRA training step | {c['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
+                   f"{c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB | "
+                   f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
+    out += ["", "Generation: random source ids as the encoder input, new tokens from the decoder start token with no eos stop "
+            "(every row generates all its tokens), cpeft's cp_model_generate against transformers' generate() (KV cache), "
+            "median of the timed runs; tokens/s counts the new tokens of the returned sequences.", "",
+            "| decoding | batch | source | new tokens | cpeft tokens/s | transformers tokens/s | speed-up | cpeft peak RSS | "
+            "PyTorch peak RSS |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in gen:
+        c, p = r["cpeft"], r["pytorch"]
+        beams = c.get("num_beams", 1)
+        out.append(f"| {'greedy' if beams == 1 else f'beam {beams}'} | {c['batch']} | {c['prompt']} | {c['new']} | "
+                   f"{c['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | {c['tokens_per_s'] / p['tokens_per_s']:.2f}× | "
+                   f"{c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB |")
+    p = rows[0]["pytorch"] if rows else {}
+    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
+            f"{p.get('threads', '?')} threads.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     section = {"forward": forward_section, "train": train_section, "generate": generate_section,
-               "bf16": bf16_section, "classify": classify_section, "prompt": prompt_section}[name](rows)
+               "bf16": bf16_section, "classify": classify_section, "prompt": prompt_section,
+               "seq2seq": seq2seq_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"

@@ -580,6 +580,17 @@ typedef struct cp_train_options {
                                          Face Trainer runs the model in train() mode; masks from seed and
                                          step, so resuming stays exact. 0: only the adapter's dropout
                                          (lora_dropout). Evaluation never drops. */
+    /* ---- ABI 4: SEQ_2_SEQ_LM (an encoder-decoder model: t5, mt5). Source / target records from CSV,
+     * TSV or JSONL, tokenized as run_summarization.py does (source_prefix + source → the encoder,
+     * the target → the labels; the decoder inputs are the labels shifted right); the loss is on the
+     * target tokens. A record without its source or target is an error naming file:line; a text over
+     * its maximum is truncated and counted (an error with strict). validation_split holds out a
+     * fraction of the records when no eval file is given. See README "Sequence-to-sequence". ---- */
+    const char *source_field;         /* NULL: "source" (E2E NLG: "mr") */
+    const char *target_field;         /* NULL: "target" (E2E NLG: "ref") */
+    const char *source_prefix;        /* prepended to every source ("summarize: "); NULL: none */
+    int64_t max_source_length;        /* 0: 512 (tokens, special tokens included) */
+    int64_t max_target_length;        /* 0: 128 */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */
@@ -649,6 +660,9 @@ typedef struct cp_trainer_info {
     int64_t last_checkpoint;          /* step of the newest checkpoint written or resumed from (0: none) */
     int stopped;                      /* the last cp_trainer_run ended on a stop request */
     int output_files_cleaned;         /* half-written files of killed earlier runs removed from output_dir */
+    /* ---- ABI 4: SEQ_2_SEQ_LM (train_truncated / eval_truncated count the sources cut) ---- */
+    int64_t train_target_truncated, eval_target_truncated; /* targets cut to max_target_length */
+    int64_t max_source_length, max_target_length;          /* as resolved (0 for other tasks) */
 } cp_trainer_info;
 CP_API void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out);
 

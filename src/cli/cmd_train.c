@@ -73,6 +73,13 @@ static void help(FILE *f) {
             "  --text-field NAME (sentence, else text; tokens)  --text-pair-field NAME  --label-field NAME\n"
             "                                  (label; ner_tags)\n"
             "  --max-train-samples N  --max-eval-samples N   the files' first N records (0: all)\n"
+            "sequence-to-sequence (encoder-decoders: t5, mt5; README \"Sequence-to-sequence\"):\n"
+            "  --task-type SEQ_2_SEQ_LM        the default for an encoder-decoder model\n"
+            "                                  .csv / .tsv (header row) or .jsonl source / target records\n"
+            "  --source-field NAME (source)  --target-field NAME (target)   E2E NLG: mr / ref\n"
+            "  --source-prefix TEXT            prepended to every source (\"summarize: \")\n"
+            "  --max-source-length N (512)  --max-target-length N (128)   longer texts are truncated and\n"
+            "                                  counted; with --strict they are an error\n"
             "  --resume-from-checkpoint DIR    continue a run exactly where checkpoint-N left it\n"
             "output:\n"
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
@@ -213,13 +220,22 @@ static void print_setup(const cp_trainer_info *in, const cp_train_options *o) {
         printf("pad token: not set in the tokenizer; padding with the eos token (id %d), which never enters the loss\n", in->pad_token_id);
     printf("data: %lld training examples (%lld tokens, %lld with loss)", (long long)in->train_examples, (long long)in->train_tokens,
            (long long)in->train_loss_tokens);
-    if (in->train_truncated)
+    if (in->max_source_length) { /* SEQ_2_SEQ_LM: sources and targets */
+        if (in->train_truncated)
+            printf(", %lld sources truncated to --max-source-length %lld", (long long)in->train_truncated, (long long)in->max_source_length);
+        if (in->train_target_truncated)
+            printf(", %lld targets truncated to --max-target-length %lld", (long long)in->train_target_truncated,
+                   (long long)in->max_target_length);
+    } else if (in->train_truncated) {
         printf(", %lld truncated to --max-seq-length %lld", (long long)in->train_truncated, (long long)in->max_seq_length);
+    }
     if (in->train_skipped) printf(", %lld malformed records skipped", (long long)in->train_skipped);
     printf("\n");
     if (in->eval_examples) {
         printf("      %lld evaluation examples", (long long)in->eval_examples);
-        if (o->eval_data_path && in->eval_truncated)
+        if (in->max_source_length && o->eval_data_path && (in->eval_truncated || in->eval_target_truncated))
+            printf(", %lld sources and %lld targets truncated", (long long)in->eval_truncated, (long long)in->eval_target_truncated);
+        else if (o->eval_data_path && in->eval_truncated)
             printf(", %lld truncated to --max-seq-length %lld", (long long)in->eval_truncated, (long long)in->max_seq_length);
         printf("\n");
     }
@@ -452,6 +468,8 @@ int cmd_train(int argc, char **argv) {
         STR("--bias", a.lora.bias)
         STR("--text-field", a.text_field) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
+        STR("--source-field", a.source_field) STR("--target-field", a.target_field) STR("--source-prefix", a.source_prefix)
+        INT("--max-source-length", max_source_length, 2, 1 << 24) INT("--max-target-length", max_target_length, 2, 1 << 24)
         INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)
         INT("--lora-r", lora.r, 1, 1 << 20) DBL("--lora-alpha", lora.alpha) DBL("--lora-dropout", lora.dropout)
         DBL("--learning-rate", learning_rate) DBL("--num-train-epochs", num_train_epochs) INT("--max-steps", max_steps, -1, INT64_MAX)

@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_adapter(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_eval_generate(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

@@ -19,6 +19,7 @@ static const struct {
     {"predict", cmd_predict, "a sequence or token classifier (model + adapter) on a labelled file: JSONL and metrics"},
     {"generate", cmd_generate, "text from a model and adapters: greedy or sampled, KV cache, batched prompts"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
+    {"eval-generate", cmd_eval_generate, "an encoder-decoder by generation: predictions JSONL, corpus BLEU and ROUGE-L"},
     {"embed", cmd_embed, "one embedding per input line (mean/cls/last pooling), as sentence-transformers"},
     {"tokenize", cmd_tokenize, "encode text to token ids (or decode ids) with a model's tokenizer"},
     {"merge", cmd_merge, "merge adapters into the base weights and write a full checkpoint"},

@@ -19,7 +19,7 @@ int cp_class_task_of(const cp_model *m) {
     return m->task == CP_TASK_SEQ_CLS ? (int)CP_CLASS_SEQ : m->task == CP_TASK_TOKEN_CLS ? (int)CP_CLASS_TOKEN : -1;
 }
 
-int64_t cp_trainer_n_train(const cp_trainer *t) { return t->cls ? t->ctrain.n : t->train.n; }
+int64_t cp_trainer_n_train(const cp_trainer *t) { return t->cls ? t->ctrain.n : t->s2s ? t->strain.n : t->train.n; }
 
 /* The reader's options from the trainer's. text_field "text" is cp_train_options_init's default for
  * causal-LM data: here it means the reader's own default ("sentence" else "text"; "tokens"). */

@@ -43,6 +43,11 @@ cp_status cp_trainer_memory_plan(cp_trainer *t, cp_train_memory_plan *out) {
     int64_t T = 2;
     for (int64_t i = 0; i < t->train.n; i++) T = t->train.examples[i].len > T ? t->train.examples[i].len : T;
     for (int64_t i = 0; t->cls && i < t->ctrain.n; i++) T = t->ctrain.examples[i].len > T ? t->ctrain.examples[i].len : T;
+    for (int64_t i = 0; t->s2s && i < t->strain.n; i++) { /* measured with encoder and decoder both T long */
+        const cp_s2s_example *ex = &t->strain.examples[i];
+        T = ex->n_src > T ? ex->n_src : T;
+        T = ex->n_tgt > T ? ex->n_tgt : T;
+    }
     size_t act = 0, act_other = 0;
     /* the comparison first: it is estimated on a few blocks, so the run never holds it */
     if (t->o.gradient_checkpointing && cp_step_estimate_activations(t->m, &t->opt, B, T, 0, &act_other) != CP_OK) return CP_ERR;

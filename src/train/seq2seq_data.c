@@ -2,7 +2,7 @@
  * seq2seq_data.c — SEQ_2_SEQ_LM records (source, target) from CSV / TSV / JSONL, their truncation and
  * special tokens, dynamically padded encoder-decoder batches and shift_tokens_right; see seq2seq_data.h.
  *
- * Each record is tokenized as it is read (its texts are not kept). The truncation and the special
+ * Each record is tokenized as it is read (its texts are kept only with keep_text). The truncation and the special
  * tokens are the classification reader's (cp_class_encode_truncated: right truncation to the budget
  * the post-processor leaves, then the post-processor), the JSONL walk and the header check are
  * records.h's, the CSV records csv_reader.h's.
@@ -100,6 +100,12 @@ static cp_status add_record(s2s_loader *L, const char *source, const char *targe
         cp_free(ex.src);
         return CP_ERR;
     }
+    if (L->opt->keep_text && (!(ex.source_text = cp_strdup(source)) || !(ex.target_text = cp_strdup(target)))) {
+        cp_free(ex.src);
+        cp_free(ex.tgt);
+        cp_free(ex.source_text);
+        return CP_ERR;
+    }
     ds->examples[ds->n++] = ex;
     ds->n_source_tokens += ex.n_src;
     ds->n_target_tokens += ex.n_tgt;
@@ -158,6 +164,8 @@ void cp_s2s_dataset_free(cp_s2s_dataset *ds) {
     for (int64_t i = 0; i < ds->n; i++) {
         cp_free(ds->examples[i].src);
         cp_free(ds->examples[i].tgt);
+        cp_free(ds->examples[i].source_text);
+        cp_free(ds->examples[i].target_text);
     }
     cp_free(ds->examples);
     memset(ds, 0, sizeof *ds);

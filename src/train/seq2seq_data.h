@@ -44,6 +44,7 @@ typedef struct {
     int32_t *tgt;      /* [n_tgt] target ids (the labels), EOS included */
     int64_t n_src, n_tgt;
     int64_t line;      /* 1-based line where the record starts */
+    char *source_text, *target_text; /* the record's texts (no prefix) with keep_text, else NULL */
 } cp_s2s_example;
 
 typedef struct {
@@ -63,6 +64,7 @@ typedef struct {
     int64_t max_target_length;   /* likewise */
     int strict;                  /* a text longer than its maximum is an error instead of truncated */
     size_t max_decompressed;     /* the most bytes compressed data may expand to (0: no limit) */
+    int keep_text;               /* keep each record's source and target text (evaluation by generation) */
 } cp_s2s_options;
 
 /* Reads and tokenizes a seq2seq file. On error *ds is empty. */

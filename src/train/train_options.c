@@ -182,6 +182,8 @@ cp_status cp_train_options_check(const cp_train_options *a) {
     BADI(a->eval_steps < 0, "--eval-steps", a->eval_steps, ">= 0 (0: evaluate at the end)");
     BADI(a->seed < 0, "--seed", a->seed, ">= 0");
     BADI(a->max_seq_length != 0 && a->max_seq_length < 2, "--max-seq-length", a->max_seq_length, "at least 2");
+    BADI(a->max_source_length < 0, "--max-source-length", a->max_source_length, ">= 0 (0: 512)");
+    BADI(a->max_target_length < 0, "--max-target-length", a->max_target_length, ">= 0 (0: 128)");
     BAD(!(a->validation_split >= 0 && a->validation_split < 1), "--validation-split", a->validation_split, "in [0, 1)");
     BADI(a->lora.r <= 0, "--lora-r", a->lora.r, "positive");
     BAD(!isfinite(a->lora.alpha), "--lora-alpha", a->lora.alpha, "a number");

@@ -95,6 +95,13 @@ static cp_status copy_options(cp_trainer *t, const cp_train_options *o) {
         if (!(t->cls_strings[i] = cp_strdup(*cls_fields[i]))) return CP_ERR;
         *cls_fields[i] = t->cls_strings[i];
     }
+    const char **s2s_fields[] = {&t->o.source_field, &t->o.target_field, &t->o.source_prefix};
+    _Static_assert(sizeof s2s_fields / sizeof *s2s_fields == sizeof t->s2s_strings / sizeof *t->s2s_strings, "one owned string per field");
+    for (size_t i = 0; i < sizeof s2s_fields / sizeof *s2s_fields; i++) {
+        if (!*s2s_fields[i]) continue;
+        if (!(t->s2s_strings[i] = cp_strdup(*s2s_fields[i]))) return CP_ERR;
+        *s2s_fields[i] = t->s2s_strings[i];
+    }
     /* the LoRA option strings are used during create only */
     return CP_OK;
 }
@@ -154,6 +161,7 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
 static cp_status setup_data(cp_trainer *t) {
     const cp_train_options *a = &t->o;
     if (cp_class_task_of(t->m) >= 0) return cp_class_trainer_setup(t);
+    if (cp_s2s_task_of(t->m)) return cp_s2s_trainer_setup(t);
     if (a->task_type && strcmp(a->task_type, cp_model_task_type(t->m)))
         return cp_error("--task-type %s, but the model was loaded for %s", a->task_type, cp_model_task_type(t->m));
     cp_data_options dopt = {.path = a->data_path, .format = CP_DATA_AUTO, .text_field = a->text_field,
@@ -293,8 +301,9 @@ void cp_trainer_free(cp_trainer *t) {
     cp_free(t->params);
     cp_free(t->order);
     cp_dataset_free(&t->train);
-    if (t->has_eval && !t->cls) cp_dataset_free(&t->eval);
+    if (t->has_eval && !t->cls && !t->s2s) cp_dataset_free(&t->eval);
     cp_class_trainer_free(t);
+    cp_s2s_trainer_free(t);
     cp_free(t->train_loss.step);
     cp_free(t->train_loss.value);
     cp_free(t->eval_loss.step);
@@ -323,6 +332,7 @@ static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
     }
     int64_t start = j * B, count = n - start < B ? n - start : B;
     if (t->cls) return cp_class_micro_batch(t, t->order, start, count, &t->cb[i], &t->micro[i]);
+    if (t->s2s) return cp_s2s_micro_batch(t, t->order, start, count, &t->sb[i], &t->micro[i]);
     if (cp_batch_make(&t->train, t->order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
     t->micro[i] = as_batch(&t->bd[i]);
     return CP_OK;
@@ -337,6 +347,7 @@ cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
         *loss = e.loss;
         return st;
     }
+    if (t->s2s) return cp_s2s_trainer_evaluate(t, loss);
     const int64_t B = t->o.per_device_train_batch_size;
     cp_batch_data bd = {0};
     double sum = 0;
@@ -359,7 +370,7 @@ cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *e) {
                          .macro_f1 = NAN, .precision = NAN, .recall = NAN, .f1 = NAN};
     if (!t->has_eval) return cp_error("no evaluation data (eval_data_path or validation_split)");
     if (t->cls) return cp_class_trainer_evaluate(t, e);
-    e->examples = t->eval.n;
+    e->examples = t->s2s ? t->seval.n : t->eval.n;
     return cp_trainer_evaluate(t, &e->loss);
 }
 
@@ -511,17 +522,23 @@ void cp_trainer_request_stop(cp_trainer *t) {
 void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out) {
     memset(out, 0, sizeof *out);
     out->train_examples = cp_trainer_n_train(t);
-    out->train_tokens = t->cls ? t->ctrain.n_tokens : t->train.n_tokens;
-    out->train_loss_tokens = t->train.n_target_tokens;
+    out->train_tokens = t->cls ? t->ctrain.n_tokens : t->s2s ? t->strain.n_source_tokens + t->strain.n_target_tokens : t->train.n_tokens;
+    out->train_loss_tokens = t->s2s ? t->strain.n_target_tokens : t->train.n_target_tokens;
     for (int64_t i = 0; t->cls && i < t->ctrain.n; i++) { /* rows (SEQ_CLS), labelled tokens (TOKEN_CLS) */
         const cp_class_example *ex = &t->ctrain.examples[i];
         if (t->ctrain.task == CP_CLASS_SEQ) out->train_loss_tokens++;
         else for (int64_t k = 0; k < ex->len; k++) out->train_loss_tokens += ex->labels[k] != -100;
     }
-    out->train_truncated = t->cls ? t->ctrain.n_truncated : t->train.n_truncated;
+    out->train_truncated = t->cls ? t->ctrain.n_truncated : t->s2s ? t->strain.n_truncated_source : t->train.n_truncated;
     out->train_skipped = t->train.n_skipped;
-    out->eval_examples = !t->has_eval ? 0 : t->cls ? t->ceval.n : t->eval.n;
-    out->eval_truncated = !t->has_eval ? 0 : t->cls ? t->ceval.n_truncated : t->eval.n_truncated;
+    out->eval_examples = !t->has_eval ? 0 : t->cls ? t->ceval.n : t->s2s ? t->seval.n : t->eval.n;
+    out->eval_truncated = !t->has_eval ? 0 : t->cls ? t->ceval.n_truncated : t->s2s ? t->seval.n_truncated_source : t->eval.n_truncated;
+    if (t->s2s) {
+        out->train_target_truncated = t->strain.n_truncated_target;
+        out->eval_target_truncated = t->has_eval ? t->seval.n_truncated_target : 0;
+        out->max_source_length = t->o.max_source_length;
+        out->max_target_length = t->o.max_target_length;
+    }
     out->max_seq_length = t->o.max_seq_length;
     out->pad_token_id = (int32_t)t->pad_id;
     out->pad_is_eos = t->pad_is_eos;

@@ -11,6 +11,8 @@
  *
  *   trainer.c       create (setup), step, run, evaluate, info, free
  *   train_state.c   checkpoint-N/: the adapter, optimizer.safetensors, trainer_state.json; resuming
+ *   class_train.c   SEQ_CLS / TOKEN_CLS: labelled data, batches, metrics, the head's config.json
+ *   s2s_train.c     SEQ_2_SEQ_LM: source / target records, encoder-decoder batches, eval loss
  *   memory_plan.c   the memory plan (weights counted, activations measured by a dry run)
  *   train_options.c the options, their defaults and checks, the LoRA adapter from options, and
  *                   cp_train (the whole run from a model directory, for tests and programs that
@@ -29,6 +31,7 @@
 #include "train/data.h"
 #include "train/optim.h"
 #include "train/output_dir.h"
+#include "train/seq2seq_data.h"
 
 /* A logged series: (step, value) pairs. */
 typedef struct {
@@ -75,6 +78,11 @@ struct cp_trainer {
     cp_label_set labels;       /* discovered from the training file */
     cp_class_batch *cb;        /* [accumulation] micro-batch buffers */
     char *cls_strings[3];      /* owned copies of text_pair_field, label_field, task_type */
+    /* SEQ_2_SEQ_LM (the model is an encoder-decoder): s2s_train.c */
+    int s2s;
+    cp_s2s_dataset strain, seval;
+    cp_s2s_batch *sb;          /* [accumulation] micro-batch buffers */
+    char *s2s_strings[3];      /* owned copies of source_field, target_field, source_prefix */
 };
 
 double cp_trainer_now(void);
@@ -103,6 +111,17 @@ cp_status cp_class_write_head_config(const cp_trainer *t, const char *dir);
 void cp_class_trainer_free(cp_trainer *t);
 /* The class task of a model (SEQ_CLS / TOKEN_CLS), -1 for others. */
 int cp_class_task_of(const cp_model *m);
+
+/* s2s_train.c: SEQ_2_SEQ_LM in the trainer. setup resolves max_source_length / max_target_length
+ * (0: 512 / 128), reads the training file and the eval file (or splits off validation_split) and cuts
+ * to max_train_samples / max_eval_samples; micro_batch fills a cp_batch (encoder ids, labels, Td) of
+ * examples order[start..+n); evaluate is the mean token loss over the eval data. */
+int cp_s2s_task_of(const cp_model *m);
+cp_status cp_s2s_trainer_setup(cp_trainer *t);
+cp_status cp_s2s_micro_batch(cp_trainer *t, const int64_t *order, int64_t start, int64_t count, cp_s2s_batch *sb,
+                             cp_batch *out);
+cp_status cp_s2s_trainer_evaluate(cp_trainer *t, double *loss);
+void cp_s2s_trainer_free(cp_trainer *t);
 
 /* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM), allocated (free with
  * cp_peft_config_free). */
