@@ -66,7 +66,7 @@ static void help(FILE *f) {
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
             "classification (encoders; README \"Classification\"):\n"
-            "  --task-type CAUSAL_LM|SEQ_CLS|TOKEN_CLS (CAUSAL_LM)\n"
+            "  --task-type CAUSAL_LM|SEQ_CLS|TOKEN_CLS|SEQ_2_SEQ_LM (by default the model's own task)\n"
             "                                  SEQ_CLS: .csv / .tsv (header row) or .jsonl records; TOKEN_CLS:\n"
             "                                  CoNLL (token TAB tag) or .jsonl word lists. Labels are discovered\n"
             "                                  from --data and saved as config.json beside the adapter\n"
