@@ -8,7 +8,6 @@
  */
 #include "train/trainer.h"
 #include "core/alloc.h"
-#include "core/rng.h"
 #include "models/model.h"
 
 #include <math.h>
@@ -39,45 +38,21 @@ static void keep_first(cp_s2s_dataset *ds, int64_t n) {
     ds->n = n;
 }
 
-/* A held-out fraction of ds moved into val, chosen as cp_dataset_split chooses it (the first k of a
- * seeded shuffle; both keep file order). */
+/* A held-out fraction of ds moved into val, chosen as cp_dataset_split chooses it (cp_split_examples);
+ * the token counts follow their examples. */
 static cp_status split(cp_s2s_dataset *ds, double fraction, uint64_t seed, cp_s2s_dataset *val) {
     memset(val, 0, sizeof *val);
-    if (!(fraction > 0.0 && fraction < 1.0))
-        return cp_error("validation split must be a fraction between 0 and 1 (exclusive), got %g", fraction);
-    const int64_t n = ds->n;
-    int64_t k = (int64_t)llround(fraction * (double)n);
-    if (k < 1) k = 1;
-    if (k >= n)
-        return cp_error("a validation split of %g of %lld example%s leaves no training examples", fraction, (long long)n,
-                        n == 1 ? "" : "s");
-    int64_t *order = cp_malloc((size_t)n * sizeof *order, "the validation split");
-    unsigned char *in_val = order ? cp_calloc((size_t)n, 1, "the validation split") : NULL;
-    cp_s2s_example *vex = in_val ? cp_malloc((size_t)k * sizeof *vex, "the validation examples") : NULL;
-    if (!vex) { cp_free(order); cp_free(in_val); return CP_ERR; }
-    for (int64_t i = 0; i < n; i++) order[i] = i;
-    cp_rng rng;
-    cp_rng_seed(&rng, seed);
-    cp_dataset_shuffle(order, n, &rng);
-    for (int64_t i = 0; i < k; i++) in_val[order[i]] = 1;
-    int64_t w = 0, v = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const cp_s2s_example ex = ds->examples[i];
-        if (in_val[i]) {
-            vex[v++] = ex;
-            val->n_source_tokens += ex.n_src;
-            val->n_target_tokens += ex.n_tgt;
-            ds->n_source_tokens -= ex.n_src;
-            ds->n_target_tokens -= ex.n_tgt;
-        } else {
-            ds->examples[w++] = ex;
-        }
-    }
-    cp_free(order);
-    cp_free(in_val);
-    ds->n = w;
+    void *vex;
+    if (cp_split_examples(ds->examples, sizeof *ds->examples, &ds->n, fraction, seed, &vex, &val->n) != CP_OK)
+        return CP_ERR;
     val->examples = vex;
-    val->n = v;
+    for (int64_t i = 0; i < val->n; i++) {
+        const cp_s2s_example *ex = &val->examples[i];
+        val->n_source_tokens += ex->n_src;
+        val->n_target_tokens += ex->n_tgt;
+        ds->n_source_tokens -= ex->n_src;
+        ds->n_target_tokens -= ex->n_tgt;
+    }
     return CP_OK;
 }
 
