@@ -4,13 +4,13 @@
  * micro-batches (encoder input_ids / attention_mask (B,T), labels (B,Td) padded with -100; the
  * decoder inputs are the labels shifted right by the model, as T5ForConditionalGeneration does when
  * it is given labels only), and the evaluation: the mean cross-entropy over every target token of the
- * eval data, as Seq2SeqTrainer's eval_loss on unshuffled batches of the training batch size.
+ * eval data, as Seq2SeqTrainer's eval_loss on unshuffled batches of the training batch size (the loop
+ * is cp_trainer_evaluate's).
  */
 #include "train/trainer.h"
 #include "core/alloc.h"
 #include "models/model.h"
 
-#include <math.h>
 #include <string.h>
 
 #define S2S_DEFAULT_MAX_SOURCE 512 /* T5's model_max_length */
@@ -98,27 +98,9 @@ static cp_batch as_batch(const cp_s2s_batch *sb) {
                       .labels = sb->labels, .Td = sb->Td};
 }
 
-cp_status cp_s2s_micro_batch(cp_trainer *t, const int64_t *order, int64_t start, int64_t count, cp_s2s_batch *sb,
-                             cp_batch *out) {
-    if (cp_s2s_batch_make(&t->strain, order, start, count, t->pad_id, sb) != CP_OK) return CP_ERR;
+cp_status cp_s2s_micro_batch(cp_trainer *t, const cp_s2s_dataset *ds, const int64_t *order, int64_t start, int64_t count,
+                             cp_s2s_batch *sb, cp_batch *out) {
+    if (cp_s2s_batch_make(ds, order, start, count, t->pad_id, sb) != CP_OK) return CP_ERR;
     *out = as_batch(sb);
     return CP_OK;
-}
-
-cp_status cp_s2s_trainer_evaluate(cp_trainer *t, double *loss) {
-    const int64_t B = t->o.per_device_train_batch_size;
-    cp_s2s_batch sb = {0};
-    double sum = 0;
-    int64_t count = 0;
-    cp_status st = CP_OK;
-    for (int64_t s = 0; s < t->seval.n && st == CP_OK; s += B) {
-        if ((st = cp_s2s_batch_make(&t->seval, NULL, s, t->seval.n - s < B ? t->seval.n - s : B, t->pad_id, &sb)) != CP_OK) break;
-        cp_batch b = as_batch(&sb);
-        cp_outputs out = {0};
-        if ((st = cp_model_forward(t->m, &b, &out)) != CP_OK) break;
-        if (out.loss_tokens) { sum += out.loss * (double)out.loss_tokens; count += out.loss_tokens; }
-    }
-    cp_s2s_batch_free(&sb);
-    *loss = count ? sum / (double)count : NAN;
-    return st;
 }
