@@ -15,6 +15,7 @@
 #include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/score_json.h"
 #include "core/alloc.h"
 #include "core/json_write.h"
 #include "core/strbuf.h"
@@ -106,16 +107,6 @@ static cp_status check_adapter_task(const char *spec) {
     cJSON_Delete(root);
     cp_free(path);
     return st;
-}
-
-static void print_json(FILE *f, const cp_bleu_score *b, const cp_rouge_score *r, int64_t n_refs_max) {
-    fprintf(f, "{\"bleu\": %.17g, \"bleu_precisions\": [%.17g, %.17g, %.17g, %.17g], \"bleu_counts\": [%" PRId64 ", %" PRId64
-               ", %" PRId64 ", %" PRId64 "], \"bleu_totals\": [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "], \"bp\": %.17g, "
-               "\"ratio\": %.17g, \"hyp_len\": %" PRId64 ", \"ref_len\": %" PRId64 ", \"rougeL\": %.17g, \"rougeL_precision\": %.17g, "
-               "\"rougeL_recall\": %.17g, \"segments\": %" PRId64 ", \"max_references\": %" PRId64 "}\n",
-            b->score, b->precisions[0], b->precisions[1], b->precisions[2], b->precisions[3], b->counts[0], b->counts[1],
-            b->counts[2], b->counts[3], b->totals[0], b->totals[1], b->totals[2], b->totals[3], b->bp, b->ratio, b->sys_len,
-            b->ref_len, r->fmeasure, r->precision, r->recall, r->n, n_refs_max);
 }
 
 /* One prediction line. */
@@ -235,7 +226,7 @@ int cmd_eval_generate(int argc, char **argv) {
     if (cp_bleu_corpus(ts, n_segs, &bl) != CP_OK || cp_rouge_l_corpus(ts, n_segs, &rl, NULL) != CP_OK) goto fail;
     FILE *sf = output ? stdout : stderr;
     if (json) {
-        print_json(sf, &bl, &rl, n_refs_max);
+        cli_print_scores_json(sf, &bl, &rl, n_refs_max);
     } else {
         char line[256];
         cp_bleu_format(&bl, line, sizeof line);

@@ -14,6 +14,7 @@
  * precision (--json: only the JSON line).
  */
 #include "cli/commands.h"
+#include "cli/score_json.h"
 #include "cli/args.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -151,16 +152,6 @@ static cp_status read_refs_jsonl(refs_jsonl *R) {
     return st;
 }
 
-static void print_json(const cp_bleu_score *b, const cp_rouge_score *r, int64_t n_refs_max) {
-    printf("{\"bleu\": %.17g, \"bleu_precisions\": [%.17g, %.17g, %.17g, %.17g], \"bleu_counts\": [%" PRId64 ", %" PRId64
-           ", %" PRId64 ", %" PRId64 "], \"bleu_totals\": [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "], \"bp\": %.17g, "
-           "\"ratio\": %.17g, \"hyp_len\": %" PRId64 ", \"ref_len\": %" PRId64 ", \"rougeL\": %.17g, \"rougeL_precision\": %.17g, "
-           "\"rougeL_recall\": %.17g, \"segments\": %" PRId64 ", \"max_references\": %" PRId64 "}\n",
-           b->score, b->precisions[0], b->precisions[1], b->precisions[2], b->precisions[3], b->counts[0], b->counts[1],
-           b->counts[2], b->counts[3], b->totals[0], b->totals[1], b->totals[2], b->totals[3], b->bp, b->ratio, b->sys_len,
-           b->ref_len, r->fmeasure, r->precision, r->recall, r->n, n_refs_max);
-}
-
 int cmd_score(int argc, char **argv) {
     const char *hyp_path = NULL, *refs_jsonl_path = NULL, *field = "refs";
     char *ref_paths[MAX_REFS];
@@ -235,7 +226,7 @@ int cmd_score(int argc, char **argv) {
         printf("%s\n", line);
         printf("ROUGE-L = %.4f (P = %.4f R = %.4f, %" PRId64 " segments)\n", r.fmeasure, r.precision, r.recall, r.n);
     }
-    print_json(&b, &r, n_max);
+    cli_print_scores_json(stdout, &b, &r, n_max);
     rc = 0;
 out:
     if (rc) fprintf(stderr, "cpeft score: %s\n", cp_last_error());

@@ -289,7 +289,7 @@ static cp_status run_columns(cp_model *m, gen_state *s, int64_t c0, int64_t c1, 
                     : cp_model_forward_cached_mix(m, &b, s->mixp, &s->cache, s->logits, NULL);
 }
 
-cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok) {
+static cp_status generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok) {
     if (out->n_tokens[r] == cap_tokens[r]) {
         int32_t cap = cap_tokens[r] ? 2 * cap_tokens[r] : 16;
         int32_t *t = cp_realloc(out->tokens[r], (size_t)cap * sizeof *t, "generated tokens");
@@ -301,7 +301,7 @@ cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r,
     return CP_OK;
 }
 
-cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
+static cp_status stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit) {
     char *text;
     size_t len;
     *hit = 0;
@@ -310,6 +310,32 @@ cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generati
     for (int i = 0; i < o->n_stop_strings && !*hit; i++)
         *hit = memmem(text, len, o->stop_strings[i], strlen(o->stop_strings[i])) != NULL;
     free(text);
+    return CP_OK;
+}
+
+cp_status cp_generation_next(const cp_generate_options *o, float *scores, int64_t V, const uint8_t *seen, const int64_t *seq,
+                             int64_t len, int64_t max_length, cp_sampling_scratch *scratch, cp_rng *rng,
+                             cp_generation *out, int32_t *cap_tokens, int64_t r, int *finished, int64_t *tok) {
+    const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
+                                   .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
+    /* processors in generate()'s order: penalty, n-grams, forced BOS / EOS, warpers */
+    cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
+    warp.repetition_penalty = 1.0f;
+    cp_logits_process(&pen, scores, V, seen, scratch);
+    if (o->no_repeat_ngram_size > 0) cp_no_repeat_ngram(seq, len, o->no_repeat_ngram_size, scores, V);
+    cp_forced_tokens(scores, V, len, max_length, o->forced_bos_token_id, o->forced_eos_token_id);
+    cp_logits_process(&warp, scores, V, NULL, scratch);
+    *tok = cp_sample_token(&sp, scores, V, rng);
+    if (generation_push(out, cap_tokens, r, (int32_t)*tok) != CP_OK) return CP_ERR;
+    for (int i = 0; i < o->n_eos && !*finished; i++)
+        if (*tok == o->eos_token_ids[i]) { *finished = 1; out->finish[r] = CP_FINISH_EOS; }
+    if (o->on_token && o->on_token(o->user, r, (int32_t)*tok) && !*finished) {
+        *finished = 1;
+        out->finish[r] = CP_FINISH_STOP;
+    }
+    int hit = 0;
+    if (!*finished && o->n_stop_strings && stop_hit(o, out, r, &hit) != CP_OK) return CP_ERR;
+    if (hit) { *finished = 1; out->finish[r] = CP_FINISH_STOP; }
     return CP_OK;
 }
 
@@ -517,8 +543,6 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
         s.mix = (cp_adapter_mix){.B = n, .names = o->adapter_names};
         s.mixp = &s.mix;
     }
-    const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
-                                   .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
     const int64_t pad = pad_id(o, V);
     int64_t col = s.Tp; /* columns filled */
     if (st == CP_OK) st = run_columns(m, &s, 0, col, o->no_cache);
@@ -526,27 +550,11 @@ cp_status cp_model_generate(cp_model *m, const int32_t *const *prompts, const in
         int64_t open = 0;
         for (int64_t r = 0; r < n && st == CP_OK; r++) {
             int64_t tok = pad;
-            if (!s.finished[r]) {
-                float *scores = s.logits + r * V;
-                /* processors in generate()'s order: penalty, n-grams, forced BOS / EOS, warpers */
-                cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
-                warp.repetition_penalty = 1.0f;
-                cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
-                if (o->no_repeat_ngram_size > 0) cp_no_repeat_ngram(s.ids + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
-                cp_forced_tokens(scores, V, col, s.Tp + o->max_new_tokens, o->forced_bos_token_id, o->forced_eos_token_id);
-                cp_logits_process(&warp, scores, V, NULL, &s.scratch);
-                tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
-                if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
-                for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
-                    if (tok == o->eos_token_ids[i]) { s.finished[r] = 1; out->finish[r] = CP_FINISH_EOS; }
-                if (o->on_token && o->on_token(o->user, r, (int32_t)tok) && !s.finished[r]) {
-                    s.finished[r] = 1;
-                    out->finish[r] = CP_FINISH_STOP;
-                }
-                int hit = 0;
-                if (!s.finished[r] && o->n_stop_strings && (st = cp_generation_stop_hit(o, out, r, &hit)) != CP_OK) break;
-                if (hit) { s.finished[r] = 1; out->finish[r] = CP_FINISH_STOP; }
-            }
+            if (!s.finished[r] &&
+                (st = cp_generation_next(o, s.logits + r * V, V, s.seen + r * V, s.ids + r * s.cap, col,
+                                         s.Tp + o->max_new_tokens, &s.scratch, &s.rngs[r], out, s.cap_tokens, r,
+                                         &s.finished[r], &tok)) != CP_OK)
+                break;
             s.seen[r * V + tok] = 1;
             open += !s.finished[r];
             if (col < s.cap) { /* the token becomes the row's next column */

@@ -128,8 +128,6 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
     cp_status st = gen_init(m, &s, prompts, lens, n, o, start, pad);
     cp_adapter_mix mix = {.B = n, .names = o->adapter_names};
     const cp_adapter_mix *mixp = o->adapter_names ? &mix : NULL;
-    const cp_sampling_params sp = {.do_sample = o->do_sample, .temperature = (float)o->temperature, .top_k = o->top_k,
-                                   .top_p = (float)o->top_p, .repetition_penalty = (float)o->repetition_penalty};
     if (st == CP_OK) {
         const cp_batch eb = {.B = n, .T = s.Te, .input_ids = s.enc_ids, .attention_mask = s.enc_mask};
         st = cp_seq2seq_encode(m, &eb, mixp, &s.cache);
@@ -139,27 +137,11 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
         int64_t open = 0;
         for (int64_t r = 0; r < n && st == CP_OK; r++) {
             int64_t tok = pad;
-            if (!s.finished[r]) {
-                float *scores = s.logits + r * V;
-                /* generate()'s order: repetition penalty, n-grams, forced BOS / EOS, warpers */
-                cp_sampling_params pen = {.repetition_penalty = sp.repetition_penalty}, warp = sp;
-                warp.repetition_penalty = 1.0f;
-                cp_logits_process(&pen, scores, V, s.seen + r * V, &s.scratch);
-                if (o->no_repeat_ngram_size > 0) cp_no_repeat_ngram(s.dec + r * s.cap, col, o->no_repeat_ngram_size, scores, V);
-                cp_forced_tokens(scores, V, col, o->max_new_tokens + 1, o->forced_bos_token_id, o->forced_eos_token_id);
-                cp_logits_process(&warp, scores, V, NULL, &s.scratch);
-                tok = cp_sample_token(&sp, scores, V, &s.rngs[r]);
-                if ((st = cp_generation_push(out, s.cap_tokens, r, (int32_t)tok)) != CP_OK) break;
-                for (int i = 0; i < o->n_eos && !s.finished[r]; i++)
-                    if (tok == o->eos_token_ids[i]) { s.finished[r] = 1; out->finish[r] = CP_FINISH_EOS; }
-                if (o->on_token && o->on_token(o->user, r, (int32_t)tok) && !s.finished[r]) {
-                    s.finished[r] = 1;
-                    out->finish[r] = CP_FINISH_STOP;
-                }
-                int hit = 0;
-                if (!s.finished[r] && o->n_stop_strings && (st = cp_generation_stop_hit(o, out, r, &hit)) != CP_OK) break;
-                if (hit) { s.finished[r] = 1; out->finish[r] = CP_FINISH_STOP; }
-            }
+            if (!s.finished[r] &&
+                (st = cp_generation_next(o, s.logits + r * V, V, s.seen + r * V, s.dec + r * s.cap, col,
+                                         o->max_new_tokens + 1, &s.scratch, &s.rngs[r], out, s.cap_tokens, r,
+                                         &s.finished[r], &tok)) != CP_OK)
+                break;
             s.seen[r * V + tok] = 1;
             open += !s.finished[r];
             s.dec[r * s.cap + col] = tok;

@@ -6,6 +6,7 @@
 #define CP_GENERATE_SEQ2SEQ_GENERATE_H
 
 #include "cpeft.h"
+#include "generate/sampling.h"
 
 /* prompts are the encoder's inputs; out->tokens[i] the decoder's new tokens (out allocated by the caller). */
 cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
@@ -17,9 +18,14 @@ cp_status cp_seq2seq_generate(cp_model *m, const int32_t *const *prompts, const 
 cp_status cp_seq2seq_generate_beams(cp_model *m, const int32_t *const *prompts, const int64_t *lens, int64_t n,
                                     const cp_generate_options *o, cp_generation *out);
 
-/* Shared with the decoder-only loop (generate.c): appends token tok to row r of out (cap_tokens[r]: the
- * room out->tokens[r] has, grown as needed); whether row r's decoded new text holds a stop string. */
-cp_status cp_generation_push(cp_generation *out, int32_t *cap_tokens, int64_t r, int32_t tok);
-cp_status cp_generation_stop_hit(const cp_generate_options *o, const cp_generation *out, int64_t r, int *hit);
+/* Shared with the decoder-only loop (generate.c): row r's next token *tok. scores (V, the row's
+ * logits) are processed in place in generate()'s order (repetition penalty over seen (V), no-repeat
+ * n-grams over seq[0..len), forced BOS / EOS at length len of max_length, the warpers), the token is
+ * sampled with rng and appended to row r of out (cap_tokens[r]: the room out->tokens[r] has, grown as
+ * needed), and *finished is set (out->finish[r] with it) on an eos id, on_token's stop or a stop string
+ * in the row's decoded new text. */
+cp_status cp_generation_next(const cp_generate_options *o, float *scores, int64_t V, const uint8_t *seen, const int64_t *seq,
+                             int64_t len, int64_t max_length, cp_sampling_scratch *scratch, cp_rng *rng,
+                             cp_generation *out, int32_t *cap_tokens, int64_t r, int *finished, int64_t *tok);
 
 #endif

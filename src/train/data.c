@@ -494,11 +494,13 @@ static void recount(cp_dataset *ds) {
     }
 }
 
-cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val) {
-    memset(val, 0, sizeof *val);
+cp_status cp_split_examples(void *examples, size_t size, int64_t *n_inout, double fraction, uint64_t seed, void **val,
+                            int64_t *n_val) {
+    *val = NULL;
+    *n_val = 0;
     if (!(fraction > 0.0 && fraction < 1.0))
         return cp_error("validation split must be a fraction between 0 and 1 (exclusive), got %g", fraction);
-    int64_t n = ds->n;
+    const int64_t n = *n_inout;
     int64_t k = (int64_t)llround(fraction * (double)n);
     if (k < 1) k = 1;
     if (k >= n)
@@ -506,23 +508,33 @@ cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_da
                         (long long)n, n == 1 ? "" : "s");
     int64_t *order = cp_malloc((size_t)n * sizeof *order, "the validation split");
     unsigned char *in_val = order ? cp_calloc((size_t)n, 1, "the validation split") : NULL;
-    cp_example *vex = in_val ? cp_malloc((size_t)k * sizeof *vex, "the validation examples") : NULL;
+    char *vex = in_val ? cp_malloc((size_t)k * size, "the validation examples") : NULL;
     if (!vex) { cp_free(order); cp_free(in_val); return CP_ERR; }
     cp_rng rng;
     cp_rng_seed(&rng, seed);
     cp_dataset_shuffle(order, n, &rng);
     for (int64_t i = 0; i < k; i++) in_val[order[i]] = 1;
+    char *ex = examples;
     int64_t w = 0, v = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (in_val[i]) vex[v++] = ds->examples[i];
-        else ds->examples[w++] = ds->examples[i];
+        if (in_val[i]) memcpy(vex + (size_t)v++ * size, ex + (size_t)i * size, size);
+        else if (w++ < i) memcpy(ex + (size_t)(w - 1) * size, ex + (size_t)i * size, size); /* w <= i */
     }
     assert(v == k && w == n - k);
     cp_free(order);
     cp_free(in_val);
-    ds->n = w;
+    *n_inout = w;
+    *val = vex;
+    *n_val = v;
+    return CP_OK;
+}
+
+cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val) {
+    memset(val, 0, sizeof *val);
+    void *vex;
+    if (cp_split_examples(ds->examples, sizeof *ds->examples, &ds->n, fraction, seed, &vex, &val->n) != CP_OK)
+        return CP_ERR;
     val->examples = vex;
-    val->n = v;
     val->format = ds->format;
     recount(ds);
     recount(val);

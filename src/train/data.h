@@ -95,6 +95,12 @@ cp_status cp_data_decode_text(const cp_data_options *opt, const char *data, size
  * leaves ds untouched) when fraction is not in (0, 1) or ds would be left empty. n_tokens and
  * n_target_tokens are recounted for both; n_skipped and n_truncated stay with ds (load statistics). */
 cp_status cp_dataset_split(cp_dataset *ds, double fraction, uint64_t seed, cp_dataset *val);
+/* The split of cp_dataset_split for an array of any example type (the seq2seq data too): of the *n
+ * examples of `size` bytes at `examples`, the held-out ones (picked as above) are copied into a new
+ * array *val (cp_free it) of *n_val, the rest compacted in place and *n set to their count; both keep
+ * the file order. The same errors as cp_dataset_split; on error nothing changes (*val NULL). */
+cp_status cp_split_examples(void *examples, size_t size, int64_t *n, double fraction, uint64_t seed, void **val,
+                            int64_t *n_val);
 /* Frees the examples (ids and labels are separate allocations) and zeroes *ds; safe to call twice. */
 void cp_dataset_free(cp_dataset *ds);
 

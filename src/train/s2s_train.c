@@ -4,14 +4,13 @@
  * micro-batches (encoder input_ids / attention_mask (B,T), labels (B,Td) padded with -100; the
  * decoder inputs are the labels shifted right by the model, as T5ForConditionalGeneration does when
  * it is given labels only), and the evaluation: the mean cross-entropy over every target token of the
- * eval data, as Seq2SeqTrainer's eval_loss on unshuffled batches of the training batch size.
+ * eval data, as Seq2SeqTrainer's eval_loss on unshuffled batches of the training batch size (the loop
+ * is cp_trainer_evaluate's).
  */
 #include "train/trainer.h"
 #include "core/alloc.h"
-#include "core/rng.h"
 #include "models/model.h"
 
-#include <math.h>
 #include <string.h>
 
 #define S2S_DEFAULT_MAX_SOURCE 512 /* T5's model_max_length */
@@ -39,45 +38,21 @@ static void keep_first(cp_s2s_dataset *ds, int64_t n) {
     ds->n = n;
 }
 
-/* A held-out fraction of ds moved into val, chosen as cp_dataset_split chooses it (the first k of a
- * seeded shuffle; both keep file order). */
+/* A held-out fraction of ds moved into val, chosen as cp_dataset_split chooses it (cp_split_examples);
+ * the token counts follow their examples. */
 static cp_status split(cp_s2s_dataset *ds, double fraction, uint64_t seed, cp_s2s_dataset *val) {
     memset(val, 0, sizeof *val);
-    if (!(fraction > 0.0 && fraction < 1.0))
-        return cp_error("validation split must be a fraction between 0 and 1 (exclusive), got %g", fraction);
-    const int64_t n = ds->n;
-    int64_t k = (int64_t)llround(fraction * (double)n);
-    if (k < 1) k = 1;
-    if (k >= n)
-        return cp_error("a validation split of %g of %lld example%s leaves no training examples", fraction, (long long)n,
-                        n == 1 ? "" : "s");
-    int64_t *order = cp_malloc((size_t)n * sizeof *order, "the validation split");
-    unsigned char *in_val = order ? cp_calloc((size_t)n, 1, "the validation split") : NULL;
-    cp_s2s_example *vex = in_val ? cp_malloc((size_t)k * sizeof *vex, "the validation examples") : NULL;
-    if (!vex) { cp_free(order); cp_free(in_val); return CP_ERR; }
-    for (int64_t i = 0; i < n; i++) order[i] = i;
-    cp_rng rng;
-    cp_rng_seed(&rng, seed);
-    cp_dataset_shuffle(order, n, &rng);
-    for (int64_t i = 0; i < k; i++) in_val[order[i]] = 1;
-    int64_t w = 0, v = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const cp_s2s_example ex = ds->examples[i];
-        if (in_val[i]) {
-            vex[v++] = ex;
-            val->n_source_tokens += ex.n_src;
-            val->n_target_tokens += ex.n_tgt;
-            ds->n_source_tokens -= ex.n_src;
-            ds->n_target_tokens -= ex.n_tgt;
-        } else {
-            ds->examples[w++] = ex;
-        }
-    }
-    cp_free(order);
-    cp_free(in_val);
-    ds->n = w;
+    void *vex;
+    if (cp_split_examples(ds->examples, sizeof *ds->examples, &ds->n, fraction, seed, &vex, &val->n) != CP_OK)
+        return CP_ERR;
     val->examples = vex;
-    val->n = v;
+    for (int64_t i = 0; i < val->n; i++) {
+        const cp_s2s_example *ex = &val->examples[i];
+        val->n_source_tokens += ex->n_src;
+        val->n_target_tokens += ex->n_tgt;
+        ds->n_source_tokens -= ex->n_src;
+        ds->n_target_tokens -= ex->n_tgt;
+    }
     return CP_OK;
 }
 
@@ -123,27 +98,9 @@ static cp_batch as_batch(const cp_s2s_batch *sb) {
                       .labels = sb->labels, .Td = sb->Td};
 }
 
-cp_status cp_s2s_micro_batch(cp_trainer *t, const int64_t *order, int64_t start, int64_t count, cp_s2s_batch *sb,
-                             cp_batch *out) {
-    if (cp_s2s_batch_make(&t->strain, order, start, count, t->pad_id, sb) != CP_OK) return CP_ERR;
+cp_status cp_s2s_micro_batch(cp_trainer *t, const cp_s2s_dataset *ds, const int64_t *order, int64_t start, int64_t count,
+                             cp_s2s_batch *sb, cp_batch *out) {
+    if (cp_s2s_batch_make(ds, order, start, count, t->pad_id, sb) != CP_OK) return CP_ERR;
     *out = as_batch(sb);
     return CP_OK;
-}
-
-cp_status cp_s2s_trainer_evaluate(cp_trainer *t, double *loss) {
-    const int64_t B = t->o.per_device_train_batch_size;
-    cp_s2s_batch sb = {0};
-    double sum = 0;
-    int64_t count = 0;
-    cp_status st = CP_OK;
-    for (int64_t s = 0; s < t->seval.n && st == CP_OK; s += B) {
-        if ((st = cp_s2s_batch_make(&t->seval, NULL, s, t->seval.n - s < B ? t->seval.n - s : B, t->pad_id, &sb)) != CP_OK) break;
-        cp_batch b = as_batch(&sb);
-        cp_outputs out = {0};
-        if ((st = cp_model_forward(t->m, &b, &out)) != CP_OK) break;
-        if (out.loss_tokens) { sum += out.loss * (double)out.loss_tokens; count += out.loss_tokens; }
-    }
-    cp_s2s_batch_free(&sb);
-    *loss = count ? sum / (double)count : NAN;
-    return st;
 }

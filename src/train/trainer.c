@@ -332,7 +332,7 @@ static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
     }
     int64_t start = j * B, count = n - start < B ? n - start : B;
     if (t->cls) return cp_class_micro_batch(t, t->order, start, count, &t->cb[i], &t->micro[i]);
-    if (t->s2s) return cp_s2s_micro_batch(t, t->order, start, count, &t->sb[i], &t->micro[i]);
+    if (t->s2s) return cp_s2s_micro_batch(t, &t->strain, t->order, start, count, &t->sb[i], &t->micro[i]);
     if (cp_batch_make(&t->train, t->order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
     t->micro[i] = as_batch(&t->bd[i]);
     return CP_OK;
@@ -347,20 +347,25 @@ cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
         *loss = e.loss;
         return st;
     }
-    if (t->s2s) return cp_s2s_trainer_evaluate(t, loss);
-    const int64_t B = t->o.per_device_train_batch_size;
+    /* the language-model or seq2seq eval data in unshuffled batches of the training batch size */
+    const int64_t B = t->o.per_device_train_batch_size, n = t->s2s ? t->seval.n : t->eval.n;
     cp_batch_data bd = {0};
+    cp_s2s_batch sb = {0};
     double sum = 0;
     int64_t count = 0;
     cp_status st = CP_OK;
-    for (int64_t s = 0; s < t->eval.n && st == CP_OK; s += B) {
-        if ((st = cp_batch_make(&t->eval, NULL, s, t->eval.n - s < B ? t->eval.n - s : B, t->pad_id, &bd)) != CP_OK) break;
-        cp_batch b = as_batch(&bd);
+    for (int64_t s = 0; s < n && st == CP_OK; s += B) {
+        const int64_t nb = n - s < B ? n - s : B;
+        cp_batch b;
+        if (t->s2s) st = cp_s2s_micro_batch(t, &t->seval, NULL, s, nb, &sb, &b);
+        else if ((st = cp_batch_make(&t->eval, NULL, s, nb, t->pad_id, &bd)) == CP_OK) b = as_batch(&bd);
+        if (st != CP_OK) break;
         cp_outputs out = {0};
         if ((st = cp_model_forward(t->m, &b, &out)) != CP_OK) break;
         if (out.loss_tokens) { sum += out.loss * (double)out.loss_tokens; count += out.loss_tokens; }
     }
     cp_batch_data_free(&bd);
+    cp_s2s_batch_free(&sb);
     *loss = count ? sum / (double)count : NAN;
     return st;
 }

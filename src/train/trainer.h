@@ -115,12 +115,11 @@ int cp_class_task_of(const cp_model *m);
 /* s2s_train.c: SEQ_2_SEQ_LM in the trainer. setup resolves max_source_length / max_target_length
  * (0: 512 / 128), reads the training file and the eval file (or splits off validation_split) and cuts
  * to max_train_samples / max_eval_samples; micro_batch fills a cp_batch (encoder ids, labels, Td) of
- * examples order[start..+n); evaluate is the mean token loss over the eval data. */
+ * examples order[start..+n) of ds (t->strain; t->seval unshuffled, order NULL, for the evaluation). */
 int cp_s2s_task_of(const cp_model *m);
 cp_status cp_s2s_trainer_setup(cp_trainer *t);
-cp_status cp_s2s_micro_batch(cp_trainer *t, const int64_t *order, int64_t start, int64_t count, cp_s2s_batch *sb,
-                             cp_batch *out);
-cp_status cp_s2s_trainer_evaluate(cp_trainer *t, double *loss);
+cp_status cp_s2s_micro_batch(cp_trainer *t, const cp_s2s_dataset *ds, const int64_t *order, int64_t start, int64_t count,
+                             cp_s2s_batch *sb, cp_batch *out);
 void cp_s2s_trainer_free(cp_trainer *t);
 
 /* train_options.c: the LoraConfig of LoRA options (task_type CAUSAL_LM), allocated (free with

@@ -18,6 +18,7 @@
  *   - `cpeft generate --num-beams` end to end (text and --json).
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "generate/beam.h"
@@ -404,28 +405,12 @@ TEST(generation_config_defaults) {
 
 /* ---- the CLI ----------------------------------------------------------------------------------- */
 
-static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `cpeft generate --num-beams 4 --num-return-sequences 2 --json` prints what cp_model_generate
  * returns with the same options: 2 lines per prompt, tokens, "sequence" rank and "score". */
 TEST(cli_beams) {
     const char *b = getenv("CPEFT_BIN") ? getenv("CPEFT_BIN") : "build/cpeft";
     char out[16384];
-    int rc = run(out, sizeof out,
+    int rc = run_cmdf(out, sizeof out,
                  "%s generate --model " FIX "/models/gpt_neo_tiny --adapter " FIX "/lora/neo_notebook "
                  "--prompt-ids '5 17 42 8' --prompt-ids '61 3 29 77 12 50 9 33 70' --max-new-tokens 10 --num-beams 4 "
                  "--num-return-sequences 2 --length-penalty 0.5 --early-stopping never --no-repeat-ngram-size 2 --json",
@@ -465,16 +450,16 @@ TEST(cli_beams) {
     cp_generation_free(&g);
     cp_model_free(m);
     /* text output names each sequence and its score */
-    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 3 "
+    rc = run_cmdf(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 3 "
              "--num-return-sequences 3 --max-new-tokens 6", b);
     CHECK(rc == 0 && strstr(out, "### prompt 1: 5 17 42 8\n--- sequence 1, score ") && strstr(out, "--- sequence 3, score "),
           "exit %d: %s", rc, out);
-    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 2 "
+    rc = run_cmdf(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 2 "
              "--num-return-sequences 3", b);
     CHECK(rc == 1 && strstr(out, "`num_return_sequences` (3) has to be smaller or equal to `num_beams` (2)."), "exit %d: %s", rc, out);
-    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 0", b);
+    rc = run_cmdf(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5 17 42 8' --num-beams 0", b);
     CHECK(rc == 2, "--num-beams 0: exit %d: %s", rc, out);
-    rc = run(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5' --early-stopping maybe", b);
+    rc = run_cmdf(out, sizeof out, "%s generate --model " FIX "/models/gpt2_tiny --prompt-ids '5' --early-stopping maybe", b);
     CHECK(rc == 2 && strstr(out, "--early-stopping must be true, false or never, found \"maybe\""), "exit %d: %s", rc, out);
 }
 
@@ -490,7 +475,7 @@ TEST(cli_s2s_beams_match_transformers) {
     double worst = 0;
     cJSON_ArrayForEach(row, cJSON_GetObjectItem(cli, "rows")) {
         char out[16384];
-        const int rc = run(out, sizeof out, "%s generate --model %s --prompt '%s' --max-new-tokens 8 --num-beams 4 "
+        const int rc = run_cmdf(out, sizeof out, "%s generate --model %s --prompt '%s' --max-new-tokens 8 --num-beams 4 "
                            "--num-return-sequences 2 --length-penalty 0.6 --json", b,
                            cJSON_GetObjectItem(cli, "model")->valuestring, cJSON_GetObjectItem(row, "prompt")->valuestring);
         CHECK(rc == 0, "exit %d: %s", rc, out);

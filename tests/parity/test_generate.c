@@ -13,6 +13,7 @@
  *     Alpaca template truncated to the positions, a stop string), streaming, JSON, errors.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "core/rng.h"
@@ -544,23 +545,6 @@ static const char *bin(void) {
     return b ? b : "build/cpeft";
 }
 
-/* Runs a command line; returns its exit status; stdout (and stderr when `both`) into out. */
-static int run(char *out, size_t cap, int both, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int run(char *out, size_t cap, int both, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, both ? " 2>&1" : " 2>/dev/null", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The "tokens" of JSON line `line` (0-based) of out equal want[0..n). */
 static int json_tokens_equal(const char *out, int line, const int32_t *want, int64_t n, char *text_out, size_t text_cap) {
     const char *s = out;
@@ -580,7 +564,7 @@ TEST(cli_token_prompts) {
     char out[8192];
     const char *model = FIX "/models/gpt_neo_tiny", *A = FIX "/lora/neo_multi/adapters";
     /* the mixed batch of the fixture, through the program */
-    int rc = run(out, sizeof out, 0,
+    int rc = run_cmd_fmt(out, sizeof out, 0,
                  "%s generate --model %s --adapter %s/a:a --adapter %s/b:b --adapter-names a,__base__,b,a "
                  "--prompt-ids '5 17 42 8' --prompt-ids '61 3 29 77 12 50 9 33 70' --prompt-ids '11 88 2 40 23 64' "
                  "--prompt-ids '61 3 29 77 12 50 9 33 70' --max-new-tokens 20 --json --batch-size 3",
@@ -594,7 +578,7 @@ TEST(cli_token_prompts) {
           "mixed batch over two batches:\n%s", out);
     CHECK(strstr(out, "\"finish\":\"eos\"") && strstr(out, "\"text\":null"), "finish/text fields: %s", out);
     /* a single prompt streams its ids (no tokenizer) on one line */
-    rc = run(out, sizeof out, 0, "%s generate --model %s --prompt-ids '61 3 29 77 12 50 9 33 70' --max-new-tokens 24",
+    rc = run_cmd_fmt(out, sizeof out, 0, "%s generate --model %s --prompt-ids '61 3 29 77 12 50 9 33 70' --max-new-tokens 24",
              bin(), model);
     CHECK(rc == 0 && !strcmp(out, "44 33 44 68 29 69 61 68 52 10 86 64 42 92 96\n"), "exit %d: %s", rc, out);
     /* usage and input errors */
@@ -612,7 +596,7 @@ TEST(cli_token_prompts) {
         {"", 2, "needs --model and exactly one of"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        rc = run(out, sizeof out, 1, "%s generate --model %s %s", bin(), model, bad[i].args);
+        rc = run_cmd_fmt(out, sizeof out, 1, "%s generate --model %s %s", bin(), model, bad[i].args);
         CHECK(rc == bad[i].rc && strstr(out, bad[i].msg), "%s: exit %d (want %d): %s", bad[i].args, rc, bad[i].rc, out);
     }
     printf("  mixed-adapter batch, streaming and %zu bad inputs through `cpeft generate`\n", sizeof bad / sizeof *bad);
@@ -652,16 +636,16 @@ TEST(mixed_batch_with_embedding_adapter) {
     const char *model = FIX "/models/gpt_neo_tiny", *E = FIX "/lora/neo_embedding";
     const char *p0 = "--prompt-ids '5 17 42 8'", *p1 = "--prompt-ids '61 3 29 77 12 50 9 33 70'",
                *p2 = "--prompt-ids '11 88 2 40 23 64'";
-    int rc = run(mixed, sizeof mixed, 0,
+    int rc = run_cmd_fmt(mixed, sizeof mixed, 0,
                  "%s generate --model %s --adapter %s:e --adapter-names e,__base__,e %s %s %s --max-new-tokens 16 --json",
                  bin(), model, E, p0, p1, p2);
     CHECK(rc == 0, "exit %d: %s", rc, mixed);
-    rc = run(alone, sizeof alone, 0, "%s generate --model %s --adapter %s:e %s %s --max-new-tokens 16 --json", bin(),
+    rc = run_cmd_fmt(alone, sizeof alone, 0, "%s generate --model %s --adapter %s:e %s %s --max-new-tokens 16 --json", bin(),
              model, E, p0, p2);
     CHECK(rc == 0, "exit %d: %s", rc, alone);
-    rc = run(base, sizeof base, 0, "%s generate --model %s %s --max-new-tokens 16 --json", bin(), model, p1);
+    rc = run_cmd_fmt(base, sizeof base, 0, "%s generate --model %s %s --max-new-tokens 16 --json", bin(), model, p1);
     CHECK(rc == 0, "exit %d: %s", rc, base);
-    rc = run(plain, sizeof plain, 0, "%s generate --model %s %s %s --max-new-tokens 16 --json", bin(), model, p0, p2);
+    rc = run_cmd_fmt(plain, sizeof plain, 0, "%s generate --model %s %s %s --max-new-tokens 16 --json", bin(), model, p0, p2);
     CHECK(rc == 0, "exit %d: %s", rc, plain);
     /* mixed = alone row 0, base row 0, alone row 1, line by line */
     static char want[3 * sizeof mixed];
@@ -688,12 +672,12 @@ TEST(cli_text_prompts) {
         char out[8192], text[1024], extra[256] = "";
         if (cJSON_IsString(tpl)) snprintf(extra, sizeof extra, "--template %s", tpl->valuestring);
         if (cJSON_IsString(stop)) snprintf(extra, sizeof extra, "--stop '%s'", stop->valuestring);
-        int rc = run(out, sizeof out, 0, "%s generate --model %s --prompt '%s' --max-new-tokens %d %s --json", bin(), dir,
+        int rc = run_cmd_fmt(out, sizeof out, 0, "%s generate --model %s --prompt '%s' --max-new-tokens %d %s --json", bin(), dir,
                      prompt, (int)cJSON_GetObjectItem(c, "max_new_tokens")->valuedouble, extra);
         CHECK(rc == 0 && json_tokens_equal(out, 0, want, nw, text, sizeof text) && !strcmp(text, want_text),
               "%s: exit %d: %s (want \"%s\")", name, rc, out, want_text);
         /* streamed: the same text */
-        rc = run(out, sizeof out, 0, "%s generate --model %s --prompt '%s' --max-new-tokens %d %s", bin(), dir, prompt,
+        rc = run_cmd_fmt(out, sizeof out, 0, "%s generate --model %s --prompt '%s' --max-new-tokens %d %s", bin(), dir, prompt,
                  (int)cJSON_GetObjectItem(c, "max_new_tokens")->valuedouble, extra);
         char expect[1100];
         snprintf(expect, sizeof expect, "%s\n", want_text);
@@ -704,7 +688,7 @@ TEST(cli_text_prompts) {
     }
     /* the truncation warning names the prompt */
     char out[8192];
-    int rc = run(out, sizeof out, 1, "%s generate --model %s --prompt 'Say hi' --template alpaca --max-new-tokens 4 --json",
+    int rc = run_cmd_fmt(out, sizeof out, 1, "%s generate --model %s --prompt 'Say hi' --template alpaca --max-new-tokens 4 --json",
                  bin(), dir);
     CHECK(rc == 0 && strstr(out, "prompt 1: 146 tokens do not fit the model's 64 positions") &&
               strstr(out, "generation stopped at the model's 64 positions"),

@@ -19,6 +19,7 @@
  * Every comparison prints the largest difference it saw.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/fsutil.h"
@@ -554,18 +555,6 @@ TEST(default_init_is_a_no_op) {
 
 /* ---- the command line ------------------------------------------------------------------------------- */
 
-/* Runs a shell command; returns its exit status, stdout + stderr in out. */
-static int run(char *out, size_t cap, const char *cmd) {
-    char line[4096];
-    snprintf(line, sizeof line, "%s 2>&1", cmd);
-    FILE *p = popen(line, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static const char *bin(void) {
     const char *b = getenv("CPEFT_BIN");
     return b ? b : "build/cpeft";
@@ -583,7 +572,7 @@ TEST(cli_info_train_merge) {
     snprintf(path, sizeof path, "%s/c.json", dir);
     write_file(path, "{\"peft_type\": \"IA3\", \"task_type\": \"CAUSAL_LM\", \"init_ia3_weights\": false}");
     snprintf(cmd, sizeof cmd, "%s info tests/fixtures/models/gpt2_tiny --peft-config %s --tree --peft-format current", bin(), path);
-    CHECK(run(out, sizeof out, cmd) == 0, "%s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 0, "%s", out);
     if (exp) {
         CHECK(strstr(out, cJSON_GetObjectItem(exp, "repr")->valuestring) != NULL, "info --tree:\n%s", out);
         CHECK(strstr(out, cJSON_GetObjectItem(exp, "print_trainable_parameters")->valuestring) != NULL, "info:\n%s", out);
@@ -596,14 +585,14 @@ TEST(cli_info_train_merge) {
              "--max-steps 4 --per-device-train-batch-size 2 --learning-rate 5e-2 --logging-steps 2 --save-steps 0 --max-seq-length 64 "
              "--seed 3 --progress lines --peft-type IA3 --target-modules c_attn,c_fc,mlp.c_proj --feedforward-modules c_fc,mlp.c_proj "
              "--output-dir %s/o1", dir, dir, bin(), dir, dir);
-    CHECK(run(out, sizeof out, cmd) == 0 && strstr(out, "step 4/4 | loss "), "%s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 0 && strstr(out, "step 4/4 | loss "), "%s", out);
     snprintf(path, sizeof path, "%s/o1/adapter_config.json", dir);
     cp_peft_config *cfg = NULL;
     CHECK_OK(cp_peft_config_load(path, &cfg));
     CHECK(cfg && cfg->method == &cp_ia3_method && ((cp_ia3_config *)cfg)->n_feedforward_modules == 2, "the saved adapter is IA3's");
     cp_peft_config_free(cfg);
     snprintf(cmd, sizeof cmd, "%s merge --model %s/tm --adapter %s/o1 --out %s/merged", bin(), dir, dir, dir);
-    CHECK(run(out, sizeof out, cmd) == 0, "%s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 0, "%s", out);
     snprintf(path, sizeof path, "%s/tm", dir);
     cp_model *m = load_model(path);
     snprintf(path, sizeof path, "%s/merged", dir);
@@ -641,18 +630,18 @@ TEST(cli_info_train_merge) {
              "tests/fixtures/clstrain/data/seq_train.tsv --eval-data tests/fixtures/clstrain/data/seq_eval.tsv --max-steps 4 "
              "--per-device-train-batch-size 4 --learning-rate 1e-2 --logging-steps 2 --save-steps 0 --seed 3 --progress lines "
              "--peft-type IA3 --output-dir %s/o2", bin(), dir);
-    CHECK(run(out, sizeof out, cmd) == 0 && strstr(out, "eval loss"), "%s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 0 && strstr(out, "eval loss"), "%s", out);
     snprintf(cmd, sizeof cmd, "grep -c '\"peft_type\": \"IA3\"\\|\"classifier\"' %s/o2/adapter_config.json", dir);
-    CHECK(run(out, sizeof out, cmd) == 0 && atoi(out) == 2, "saved config: %s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 0 && atoi(out) == 2, "saved config: %s", out);
 
     /* usage errors: exit 2, named */
     snprintf(cmd, sizeof cmd, "%s train --model tests/fixtures/models/gpt2_tiny --data x --output-dir %s/o3 --peft-type IA3 "
              "--target-modules c_attn --feedforward-modules mlp.c_proj", bin(), dir);
-    CHECK(run(out, sizeof out, cmd) == 2 && strstr(out, "`feedforward_modules` should be a subset of `target_modules`") &&
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 2 && strstr(out, "`feedforward_modules` should be a subset of `target_modules`") &&
               strstr(out, "feedforward_modules {'mlp.c_proj'}, target_modules {'c_attn'}"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s train --model tests/fixtures/models/gpt2_tiny --data x --output-dir %s/o3 --peft-type IA3 --lora-r 4",
              bin(), dir);
-    CHECK(run(out, sizeof out, cmd) == 2 && strstr(out, "--peft-type is IA3"), "%s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s", cmd) == 2 && strstr(out, "--peft-type is IA3"), "%s", out);
     rm_rf(dir);
 }
 

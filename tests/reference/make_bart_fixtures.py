@@ -33,7 +33,7 @@ import torch
 from safetensors import safe_open
 
 import make_t5_fixtures as t5
-from make_t5_fixtures import counts, key_map, name_seed, n_items, save_adapter, save_tensors, write_json
+from make_t5_fixtures import counts, key_map, name_seed, save_adapter, save_tensors, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -206,27 +206,7 @@ def write_steps(name, model):
         batches.append(mb)
         for k, v in mb.items():
             t[f"{k}_{i}"] = v
-    from transformers import get_scheduler
-    params = [p for p in pm.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"], weight_decay=c["weight_decay"])
-    sched = get_scheduler(c["scheduler"], opt, num_warmup_steps=c["num_warmup_steps"], num_training_steps=c["num_training_steps"])
-    pm.train()
-    losses, norms, lrs = [], [], []
-    for s in range(c["num_training_steps"]):
-        mbs = batches[s * ga:(s + 1) * ga]
-        N = sum(n_items(mb) for mb in mbs)
-        step_loss = 0.0
-        for mb in mbs:
-            loss = pm(**mb, use_cache=False).loss * n_items(mb) / N
-            loss.backward()
-            step_loss += float(loss.detach())
-        gn = torch.nn.utils.clip_grad_norm_(params, c["max_grad_norm"])
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        norms.append(float(gn))
+    losses, norms, lrs = t5.train_s2s_steps(pm, batches, c)
     for n, p in pm.named_parameters():
         if p.requires_grad:
             t["final." + kmap[n]] = p.detach()

@@ -258,6 +258,36 @@ def n_items(mb):
     return int((mb["labels"] != -100).sum())
 
 
+def train_s2s_steps(pm, batches, c):
+    """The seq2seq training loop of the steps fixtures (cpeft's semantics): AdamW + c's scheduler over
+    c["num_training_steps"] steps of c["gradient_accumulation_steps"] micro-batches each, every micro-batch's
+    mean loss weighted by its share of the step's target tokens, gradients clipped to c["max_grad_norm"].
+    Returns the step losses, the gradient norms before clipping and the learning rates."""
+    ga = c["gradient_accumulation_steps"]
+    from transformers import get_scheduler
+    params = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"], weight_decay=c["weight_decay"])
+    sched = get_scheduler(c["scheduler"], opt, num_warmup_steps=c["num_warmup_steps"], num_training_steps=c["num_training_steps"])
+    pm.train()
+    losses, norms, lrs = [], [], []
+    for s in range(c["num_training_steps"]):
+        mbs = batches[s * ga:(s + 1) * ga]
+        N = sum(n_items(mb) for mb in mbs)
+        step_loss = 0.0
+        for mb in mbs:
+            loss = pm(**mb, use_cache=False).loss * n_items(mb) / N
+            loss.backward()
+            step_loss += float(loss.detach())
+        gn = torch.nn.utils.clip_grad_norm_(params, c["max_grad_norm"])
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        norms.append(float(gn))
+    return losses, norms, lrs
+
+
 def write_steps(name, model):
     spec = MODELS[model]
     base_dir = os.path.join(OUT, "models", model)
@@ -289,27 +319,7 @@ def write_steps(name, model):
         batches.append(mb)
         for k, v in mb.items():
             t[f"{k}_{i}"] = v
-    from transformers import get_scheduler
-    params = [p for p in pm.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"], weight_decay=c["weight_decay"])
-    sched = get_scheduler(c["scheduler"], opt, num_warmup_steps=c["num_warmup_steps"], num_training_steps=c["num_training_steps"])
-    pm.train()
-    losses, norms, lrs = [], [], []
-    for s in range(c["num_training_steps"]):
-        mbs = batches[s * ga:(s + 1) * ga]
-        N = sum(n_items(mb) for mb in mbs)
-        step_loss = 0.0
-        for mb in mbs:
-            loss = pm(**mb, use_cache=False).loss * n_items(mb) / N
-            loss.backward()
-            step_loss += float(loss.detach())
-        gn = torch.nn.utils.clip_grad_norm_(params, c["max_grad_norm"])
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(step_loss)
-        norms.append(float(gn))
+    losses, norms, lrs = train_s2s_steps(pm, batches, c)
     for n, p in pm.named_parameters():
         if p.requires_grad:
             t["final." + kmap[n]] = p.detach()

@@ -13,6 +13,7 @@
  *     TOKEN_CLS sentence over --max-seq-length with --strict.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/json.h"
@@ -267,15 +268,6 @@ static const char *bin(void) {
     return b ? b : "build/cpeft";
 }
 
-static int run(char *out, size_t cap, const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static double metric(const char *json, const char *key) {
     char k[64];
     snprintf(k, sizeof k, "\"%s\": ", key);
@@ -288,7 +280,7 @@ static void predict_case(const task_files *f, const cp_train_eval *e, int record
     snprintf(mpath, sizeof mpath, "%s/%s_metrics.json", tmpdir, f->task);
     snprintf(cmd, sizeof cmd, "%s predict --model %s/tiny_bert --adapter %s/%s_a --data %s --max-seq-length 32 --batch-size 2 "
                               "--metrics-out %s 2>/dev/null", bin(), FIX, tmpdir, f->task, f->eval, mpath);
-    int rc = run(out, sizeof out, cmd);
+    int rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 0, "%s: exit %d", cmd, rc);
     int lines = 0;
     for (const char *p = out; (p = strchr(p, '\n')); p++) lines++;
@@ -366,13 +358,13 @@ TEST(bad_inputs_name_file_line_and_sizes) {
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, "mkdir -p %s/nohead && cp %s/SEQ_CLS_a/adapter_config.json %s/SEQ_CLS_a/adapter_model.safetensors %s/nohead/ && "
              "%s predict --model %s/tiny_bert --adapter %s/nohead --data %s 2>&1", tmpdir, tmpdir, tmpdir, tmpdir, bin(), FIX, tmpdir, SEQ.eval);
-    int rc = run(out, sizeof out, cmd);
+    int rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "classifier.weight has 3 outputs") && strstr(out, "num_labels 2"),
           "an adapter head of another size: exit %d, %s", rc, out);
     printf("  adapter head vs model config: %s", strstr(out, "cpeft predict:") ? strstr(out, "cpeft predict:") : out);
     /* an eval label outside the set through cpeft predict */
     snprintf(cmd, sizeof cmd, "%s predict --model %s/tiny_bert --adapter %s/SEQ_CLS_a --data %s 2>&1", bin(), FIX, tmpdir, bad);
-    rc = run(out, sizeof out, cmd);
+    rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, want), "predict on a bad label: exit %d, %s", rc, out);
     cp_tokenizer_free(tok);
 }

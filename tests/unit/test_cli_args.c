@@ -3,6 +3,7 @@
  * and each error, through the program, with the messages and exit statuses users see.
  */
 #include "test.h"
+#include "run_cmd.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,21 +14,9 @@ static const char *bin(void) {
     return b ? b : "build/cpeft";
 }
 
-/* Runs "cpeft ARGS" with stderr folded into out; returns the exit status. */
-static int run(char *out, size_t cap, const char *args) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin(), args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void expect(const char *args, int status, const char *needle) {
     char out[16384];
-    int rc = run(out, sizeof out, args);
+    int rc = run_cmdf(out, sizeof out, "%s %s", bin(), args);
     CHECK(rc == status && strstr(out, needle), "cpeft %s: exit %d (expected %d), output: %.300s", args, rc, status, out);
 }
 

@@ -6,6 +6,7 @@
  * three output formats; and the errors for bad input.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -20,23 +21,6 @@ static char dir[] = "/tmp/cpeft-embed-XXXXXX";
 static const char *bin(void) {
     const char *b = getenv("CPEFT_BIN");
     return b ? b : "build/cpeft";
-}
-
-/* Runs a shell command line; returns its exit status and captures stdout+stderr into out. */
-static int run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static void write_text(const char *path, const char *text) {
@@ -68,7 +52,7 @@ static void compare_model(const char *name) {
         const char *ext = c % 2 ? "npy" : "safetensors";
         snprintf(out_path, sizeof out_path, "%s/%s.%zu.%s", dir, name, c, ext);
         /* batches of 3: the second batch pads to its own length, not the fixture's */
-        int rc = run(out, sizeof out, "%s embed --model %s --data-ids %s %s --batch-size 3 --out %s", bin(), model,
+        int rc = run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s %s --batch-size 3 --out %s", bin(), model,
                      ids_path, cases[c].args, out_path);
         CHECK(rc == 0, "%s %s: exit %d: %s", name, cases[c].args, rc, out);
         if (rc != 0 || !want) continue;
@@ -101,7 +85,7 @@ static void compare_model(const char *name) {
         cp_st_close(&o);
     }
     /* JSON lines on stdout: one object per input, in order, equal to the file output */
-    int rc = run(out, sizeof out, "%s embed --model %s --data-ids %s --pooling mean 2>/dev/null", bin(), model, ids_path);
+    int rc = run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s --pooling mean 2>/dev/null", bin(), model, ids_path);
     CHECK(rc == 0, "jsonl: exit %d", rc);
     const cp_st_tensor *want = cp_st_find(&st, "embed.mean");
     int lines = 0;
@@ -132,25 +116,25 @@ TEST(bad_input) {
     const char *model = "tests/fixtures/models/gpt2_tiny";
     snprintf(ids, sizeof ids, "%s/bad.ids", dir);
     write_text(ids, "1 2 3\n4 5 x\n");
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:2") &&
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:2") &&
           strstr(out, "\"x\""), "a bad id: %s", out);
     write_text(ids, "1 2 3\n\n");
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:2") &&
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:2") &&
           strstr(out, "no token ids"), "an empty line: %s", out);
     write_text(ids, "1 2 99999\n");
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:1"),
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s", bin(), model, ids) == 1 && strstr(out, "bad.ids:1"),
           "an id outside the vocabulary: %s", out);
     write_text(ids, "1 2 3\n");
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s --out %s/x.txt", bin(), model, ids, dir) == 2 &&
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s --out %s/x.txt", bin(), model, ids, dir) == 2 &&
           strstr(out, ".npy or .safetensors"), "--out suffix: %s", out);
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s --normalize --no-normalize", bin(), model, ids) == 2,
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s --normalize --no-normalize", bin(), model, ids) == 2,
           "both normalise flags: %s", out);
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s --pooling max", bin(), model, ids) == 2, "--pooling max: %s", out);
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s/missing.ids", bin(), model, dir) == 1 &&
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s --pooling max", bin(), model, ids) == 2, "--pooling max: %s", out);
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s/missing.ids", bin(), model, dir) == 1 &&
           strstr(out, "missing.ids"), "a missing file: %s", out);
     /* truncation to --max-seq-length is counted */
     write_text(ids, "1 2 3 4 5 6 7 8\n1 2\n");
-    CHECK(run(out, sizeof out, "%s embed --model %s --data-ids %s --max-seq-length 4 --out %s/t.npy", bin(), model, ids, dir) == 0 &&
+    CHECK(run_cmdf(out, sizeof out, "%s embed --model %s --data-ids %s --max-seq-length 4 --out %s/t.npy", bin(), model, ids, dir) == 0 &&
           strstr(out, "1 of 2 inputs truncated to 4 tokens"), "truncation: %s", out);
 }
 

@@ -7,6 +7,7 @@
  * example printed.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 
 #include <stdlib.h>
@@ -18,15 +19,6 @@
 static const char *build_dir(void) {
     const char *b = getenv("CPEFT_BUILD");
     return b ? b : "build";
-}
-
-static int sh(char *out, size_t cap, const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* The loss of the text's first 32 tokens as one batch. */
@@ -49,16 +41,16 @@ TEST(finetune_example_trains_generates_and_saves) {
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(cmd, sizeof cmd, "mkdir -p %s/tm && cp tests/fixtures/eval/gpt2_vocab/config.json tests/fixtures/eval/gpt2_vocab/model.safetensors "
              "tests/fixtures/eval/gpt2_vocab/generation_config.json ../shared/data/gpt2-tokenizer/tokenizer.json %s/tm/ 2>&1", dir, dir);
-    CHECK(sh(out, sizeof out, cmd) == 0, "model directory: %s", out);
+    CHECK(run_cmd(out, sizeof out, cmd) == 0, "model directory: %s", out);
 
     /* the example links the shared library, not the static one */
     snprintf(cmd, sizeof cmd, "readelf -d %s/examples/finetune 2>&1", build_dir());
     char needed[64];
     snprintf(needed, sizeof needed, "[libcpeft.so.%d]", CPEFT_ABI_VERSION);
-    CHECK(sh(out, sizeof out, cmd) == 0 && strstr(out, needed), "%s/examples/finetune does not load %s: %s", build_dir(), needed, out);
+    CHECK(run_cmd(out, sizeof out, cmd) == 0 && strstr(out, needed), "%s/examples/finetune does not load %s: %s", build_dir(), needed, out);
 
     snprintf(cmd, sizeof cmd, "%s/examples/finetune %s/tm tests/fixtures/eval/shakespeare.txt %s/out %d 2>&1", build_dir(), dir, dir, STEPS);
-    int rc = sh(out, sizeof out, cmd);
+    int rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 0, "%s exited %d:\n%s", cmd, rc, out);
 
     /* one finite loss per step, and the held-out loss before and after */
@@ -121,7 +113,7 @@ TEST(finetune_example_trains_generates_and_saves) {
     cp_tokenizer_free(tok);
     cp_model_free(m);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    sh(out, sizeof out, cmd);
+    run_cmd(out, sizeof out, cmd);
 }
 
 int main(void) {

@@ -9,6 +9,7 @@
  *     input (an unknown task, two model directories).
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 
@@ -20,23 +21,6 @@
 static const char *bin(void) {
     const char *b = getenv("CPEFT_BIN");
     return b ? b : "build/cpeft";
-}
-
-/* Runs a command line; returns its exit status with stdout (and stderr when err) in out. */
-static int run(char *out, size_t cap, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int run(char *out, size_t cap, int err, const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, err ? " 2>&1" : " 2>/dev/null", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static char out[1 << 18];
@@ -67,13 +51,13 @@ static int model_trees(const char *root) {
         CHECK_OK(cp_st_open(&st, path));
         const char *model = cp_st_meta(&st, "model"), *repr = cp_st_meta(&st, "repr"), *count = cp_st_meta(&st, "num_parameters");
         if (model && repr && count) {
-            CHECK(run(out, sizeof out, 0, "%s info --model %s/models/%s --tree", bin(), root, model) == 0, "%s: %s", model, out);
+            CHECK(run_cmd_fmt(out, sizeof out, 0, "%s info --model %s/models/%s --tree", bin(), root, model) == 0, "%s: %s", model, out);
             const size_t k = strlen(repr);
             CHECK(!strncmp(out, repr, k) && out[k] == '\n' && !out[k + 1], "%s: --tree differs from print(model):\n%s\n--- PyTorch:\n%s",
                   model, out, repr);
             char want[64];
             snprintf(want, sizeof want, "\"num_parameters\":%s,", count);
-            CHECK(run(out, sizeof out, 0, "%s info %s/models/%s --json", bin(), root, model) == 0 && strstr(out, want),
+            CHECK(run_cmd_fmt(out, sizeof out, 0, "%s info %s/models/%s --json", bin(), root, model) == 0 && strstr(out, want),
                   "%s: --json has no %s: %s", model, want, out);
         } else {
             CHECK(0, "%s: fixture without model, repr or num_parameters", names[i]);
@@ -102,7 +86,7 @@ static int peft_infos(const char *root) {
         const cJSON *base = cJSON_GetObjectItem(exp, "base_dir"), *task = cJSON_GetObjectItem(exp, "task"),
                     *repr = cJSON_GetObjectItem(exp, "info_repr"), *line = cJSON_GetObjectItem(exp, "info_line");
         if (cJSON_IsString(base) && cJSON_IsString(task) && cJSON_IsString(repr) && cJSON_IsString(line)) {
-            CHECK(run(out, sizeof out, 0, "%s info --model %s/%s --task-type %s --adapter %s/%s --tree --peft-format current", bin(),
+            CHECK(run_cmd_fmt(out, sizeof out, 0, "%s info --model %s/%s --task-type %s --adapter %s/%s --tree --peft-format current", bin(),
                       root, base->valuestring, task->valuestring, dir, names[i]) == 0,
                   "%s: %s", names[i], out);
             const size_t k = strlen(repr->valuestring), kl = strlen(line->valuestring);
@@ -127,19 +111,19 @@ TEST(info_peft_model_of_every_head) {
 }
 
 TEST(info_task_type_and_bad_input) {
-    CHECK(run(out, sizeof out, 0, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type TOKEN_CLS", bin()) == 0 &&
+    CHECK(run_cmd_fmt(out, sizeof out, 0, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type TOKEN_CLS", bin()) == 0 &&
               strstr(out, "architecture: BertForTokenClassification (model_type bert)\ntask:         TOKEN_CLS, 3 labels\n"),
           "%s", out);
-    CHECK(run(out, sizeof out, 0, "%s info tests/fixtures/decoder_heads/models/gpt2_seqcls --task-type CAUSAL_LM --json", bin()) == 0 &&
+    CHECK(run_cmd_fmt(out, sizeof out, 0, "%s info tests/fixtures/decoder_heads/models/gpt2_seqcls --task-type CAUSAL_LM --json", bin()) == 0 &&
               strstr(out, "\"architecture\":\"GPT2LMHeadModel\",\"task_type\":\"CAUSAL_LM\""),
           "%s", out);
-    CHECK(run(out, sizeof out, 1, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type QUESTION_ANS", bin()) == 1 &&
+    CHECK(run_cmd_fmt(out, sizeof out, 1, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type QUESTION_ANS", bin()) == 1 &&
               strstr(out, "cpeft info: task_type: \"QUESTION_ANS\" is not one cpeft has"),
           "%s", out);
-    CHECK(run(out, sizeof out, 1, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type CAUSAL_LM", bin()) == 1 &&
+    CHECK(run_cmd_fmt(out, sizeof out, 1, "%s info --model tests/fixtures/encoders/models/bert_seqcls --task-type CAUSAL_LM", bin()) == 1 &&
               strstr(out, "is an encoder: it has no CAUSAL_LM head"),
           "%s", out);
-    CHECK(run(out, sizeof out, 1, "%s info tests/fixtures/encoders/models/bert_base --model tests/fixtures/encoders/models/bert_base", bin()) == 2 &&
+    CHECK(run_cmd_fmt(out, sizeof out, 1, "%s info tests/fixtures/encoders/models/bert_base --model tests/fixtures/encoders/models/bert_base", bin()) == 2 &&
               strstr(out, "give the model directory once"),
           "%s", out);
 }

@@ -13,6 +13,7 @@
  *     LoRA one, and a prompt adapter loaded trainable: errors naming the field or tensor and the values.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/fsutil.h"
@@ -34,22 +35,7 @@ static const char *bin(void) {
 
 static char out[1 << 16];
 
-/* Runs a shell command line; returns its exit status, stdout + stderr in `out`. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define run(...) run_cmdf(out, sizeof out, __VA_ARGS__)
 
 static char tmp[64], model[128], data[128];
 

@@ -15,6 +15,7 @@
  *     target, an adapter made for an encoder-only model, an encoder-only model.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/json.h"
@@ -73,15 +74,6 @@ static int same_file(const char *a, const char *b) {
 static const char *bin(void) {
     const char *b = getenv("CPEFT_BIN");
     return b ? b : "build/cpeft";
-}
-
-static int run(char *out, size_t cap, const char *cmd) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* The fixture's micro-batch i equals cpeft's batch of the same records (file order, cycled). */
@@ -315,7 +307,7 @@ TEST(cli_trains_seq2seq) {
              "--source-prefix 'data to text: ' --max-source-length 40 --max-target-length 24 --output-dir %s/cli "
              "--max-steps 2 --logging-steps 1 --per-device-train-batch-size 4 --progress lines 2>&1",
              bin(), V11, FIX, FIX, tmpdir);
-    int rc = run(out, sizeof out, cmd);
+    int rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 0 && strstr(out, "24 training examples") && strstr(out, "targets truncated to --max-target-length 24") &&
               strstr(out, "eval loss"),
           "cpeft train: exit %d\n%s", rc, out);
@@ -343,7 +335,7 @@ TEST(eval_generate_matches_sacrebleu) {
              "%s eval-generate --model %s --adapter %s/gen/adapter --data %s/gen/data.csv --source-field mr --target-field ref "
              "--source-prefix 'data to text: ' --max-new-tokens 16 --batch-size 3 --output %s --json 2>&1",
              bin(), V11, FIX, FIX, preds);
-    int rc = run(out, sizeof out, cmd);
+    int rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 0, "%s: exit %d\n%s", cmd, rc, out);
     /* the predictions: one line per distinct source, the transformers prediction, the grouped references */
     const cJSON *jp = cJSON_GetObjectItem(exp, "predictions"), *jr = cJSON_GetObjectItem(exp, "references"),
@@ -398,17 +390,17 @@ TEST(eval_generate_matches_sacrebleu) {
         fclose(f);
     }
     snprintf(cmd, sizeof cmd, "%s eval-generate --model %s --data %s --source-field mr --target-field ref 2>&1", bin(), V11, bad);
-    rc = run(out, sizeof out, cmd);
+    rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "notarget.jsonl:2: missing field \"ref\""), "a record without its target: exit %d, %s", rc, out);
     printf("  %s", out);
     snprintf(cmd, sizeof cmd, "%s eval-generate --model %s --adapter tests/fixtures/clstrain/steps/bert_seqcls --data %s/gen/data.csv "
                               "--source-field mr --target-field ref 2>&1", bin(), V11, FIX);
-    rc = run(out, sizeof out, cmd);
+    rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "SEQ_CLS") && strstr(out, "encoder-only"), "an encoder-only adapter: exit %d, %s", rc, out);
     printf("  %s", out);
     snprintf(cmd, sizeof cmd, "%s eval-generate --model tests/fixtures/clstrain/tiny_bert --data %s/gen/data.csv "
                               "--source-field mr --target-field ref 2>&1", bin(), FIX);
-    rc = run(out, sizeof out, cmd);
+    rc = run_cmd(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "not an encoder-decoder"), "an encoder-only model: exit %d, %s", rc, out);
     printf("  %s", out);
 }

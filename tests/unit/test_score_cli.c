@@ -6,6 +6,7 @@
  * status and message for missing options, line-count mismatches, bad JSONL, invalid UTF-8.
  */
 #include "test.h"
+#include "run_cmd.h"
 #include "io/json.h"
 
 #include <cjson/cJSON.h>
@@ -26,22 +27,7 @@ static char tmp[64];
 static cJSON *fixture;
 static double max_rel;
 
-/* Runs a shell command line; returns its exit status, stdout + stderr in `out`. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define run(...) run_cmdf(out, sizeof out, __VA_ARGS__)
 
 static const cJSON *find_case(const char *name) {
     for (const cJSON *c = cJSON_GetObjectItem(fixture, "cases")->child; c; c = c->next)
