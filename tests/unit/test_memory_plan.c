@@ -19,6 +19,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "peft/lora_config.h"
+#include "peft/lora.h"
 #include "peft/peft_model.h"
 #include "train/optim.h"
 #include "train/step.h"
