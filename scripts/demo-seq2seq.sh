@@ -34,6 +34,15 @@ LR=${DEMO_LR:-1e-3}
 MRS=${DEMO_EVAL_MRS:-100}
 FIELDS=(--source-field mr --target-field ref --max-source-length 64 --max-target-length 64)
 
+# a training run's own lines as they come, all of its output in LOG; on failure the end of LOG
+train() { # LOG, cpeft train arguments...
+    local log=$1; shift
+    if ! $CPEFT train "$@" --progress lines 2>&1 | tee "$log" | grep --line-buffered -E '^(step|trainable|training|saved)'; then
+        tail -5 "$log" >&2
+        echo "cpeft train failed (whole output: $log)" >&2
+        exit 1
+    fi
+}
 step() { if [[ -t 1 ]]; then printf '\n\033[1m== %s\033[0m\n' "$*"; else printf '\n== %s\n' "$*"; fi; }
 t0=$(date +%s)
 
@@ -45,11 +54,10 @@ $CPEFT info "$START"
 base=$START
 for ((k = 1; k <= ROUNDS; k++)); do
     step "Pre-training round $k/$ROUNDS: LoRA r=$PRE_R on all linear layers and the shared embedding, $PRE_EPOCHS epochs of $TRAIN, lr $PRE_LR"
-    $CPEFT train --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/pretrain-$k" \
+    train "$OUT/pretrain-$k.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/pretrain-$k" \
         --target-modules q,k,v,o,wi_0,wi_1,wo,shared --lora-r "$PRE_R" --lora-alpha "$PRE_R" --lora-dropout 0 \
         --learning-rate "$PRE_LR" --lr-scheduler-type cosine --warmup-steps 20 --num-train-epochs "$PRE_EPOCHS" \
-        --per-device-train-batch-size 16 --logging-steps 100 --eval-steps 0 --save-steps 0 --seed "$k" \
-        --progress lines 2>&1 | grep -E '^(step|trainable|training|saved)'
+        --per-device-train-batch-size 16 --logging-steps 100 --eval-steps 0 --save-steps 0 --seed "$k"
     step "Merge round $k into the weights (cpeft merge)"
     $CPEFT merge --model "$base" --adapter "$OUT/pretrain-$k" --out "$OUT/base-$k"
     base=$OUT/base-$k
@@ -67,10 +75,10 @@ step "Before: greedy generation on the first $MRS distinct MRs of $TEST (the pre
 evaluate before "$OUT/before.jsonl" 2>&1 | tee "$OUT/before.txt"
 
 step "LoRA fine-tuning: a fresh adapter with PEFT's T5 defaults (r=8, alpha 16, dropout 0.05 on q, v), $EPOCHS epochs of $TRAIN, lr $LR"
-$CPEFT train --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/lora" \
+train "$OUT/lora.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/lora" \
     --lora-r 8 --lora-alpha 16 --lora-dropout 0.05 --learning-rate "$LR" --lr-scheduler-type linear \
     --warmup-steps 20 --num-train-epochs "$EPOCHS" --per-device-train-batch-size 16 --logging-steps 100 \
-    --eval-steps 0 --save-steps 0 --seed 42 --progress lines 2>&1 | grep -E '^(step|trainable|training|saved)'
+    --eval-steps 0 --save-steps 0 --seed 42
 
 step "After: the same evaluation with the adapter ($OUT/lora)"
 evaluate after "$OUT/after.jsonl" --adapter "$OUT/lora" 2>&1 | tee "$OUT/after.txt"
