@@ -8,9 +8,11 @@
 #   1. the starting model, data/e2e-nlg/tiny-t5 (tests/reference/make_e2e_tiny_model.py): a T5 v1.1-style
 #      config (gated-gelu; d_model 128, 2 + 2 layers, 4 heads, d_ff 512; 1.3 M parameters) randomly
 #      initialised by transformers, and a 994-piece Unigram tokenizer trained on the devset's text;
-#   2. pre-training, ReLoRA-style: DEMO_ROUNDS rounds (default 2) of a high-rank LoRA (r=DEMO_PRETRAIN_R,
-#      default 64, alpha = r) on every linear layer and the shared embedding, DEMO_PRETRAIN_EPOCHS epochs
-#      (default 2) each, merged into the weights after each round by `cpeft merge` -> DEMO_OUT/base;
+#   2. pre-training: a high-rank LoRA (r=DEMO_PRETRAIN_R, default 64, alpha = r) on every linear layer and
+#      the shared embedding, DEMO_PRETRAIN_EPOCHS epochs (default 4) at DEMO_PRETRAIN_LR (2e-3, cosine; 3e-3 went to a NaN loss at step 208 of 1168, measured),
+#      merged into the weights by `cpeft merge` -> DEMO_OUT/base. DEMO_ROUNDS=N repeats train + merge
+#      ReLoRA-style (default 1: a second round at 3e-3 on the merged weights went to a NaN loss at its
+#      step 83, measured; lower DEMO_PRETRAIN_LR for more rounds);
 #   3. "before": greedy generation on the first DEMO_EVAL_MRS (default 100) distinct meaning
 #      representations of testset_w_refs.csv, multi-reference BLEU and ROUGE-L (`cpeft eval-generate`);
 #   4. a fresh LoRA with PEFT's T5 defaults (r=8, alpha 16, dropout 0.05 on q and v) trained on the
@@ -25,10 +27,10 @@ START=data/e2e-nlg/tiny-t5
 TRAIN=data/e2e-nlg/devset.csv
 TEST=data/e2e-nlg/testset_w_refs.csv
 OUT=${DEMO_OUT:-build/demo-seq2seq}
-ROUNDS=${DEMO_ROUNDS:-2}
-PRE_EPOCHS=${DEMO_PRETRAIN_EPOCHS:-2}
+ROUNDS=${DEMO_ROUNDS:-1}
+PRE_EPOCHS=${DEMO_PRETRAIN_EPOCHS:-4}
 PRE_R=${DEMO_PRETRAIN_R:-64}
-PRE_LR=${DEMO_PRETRAIN_LR:-3e-3}
+PRE_LR=${DEMO_PRETRAIN_LR:-2e-3}
 EPOCHS=${DEMO_EPOCHS:-2}
 LR=${DEMO_LR:-1e-3}
 MRS=${DEMO_EVAL_MRS:-100}
