@@ -34,7 +34,7 @@ PRE_LR=${DEMO_PRETRAIN_LR:-2e-3}
 EPOCHS=${DEMO_EPOCHS:-2}
 LR=${DEMO_LR:-1e-3}
 MRS=${DEMO_EVAL_MRS:-100}
-FIELDS=(--source-field mr --target-field ref --max-source-length 64 --max-target-length 64)
+FIELDS=(--source-field mr --target-field ref --max-source-length 64)
 
 # a training run's own lines as they come, all of its output in LOG; on failure the end of LOG
 train() { # LOG, cpeft train arguments...
@@ -56,7 +56,7 @@ $CPEFT info "$START"
 base=$START
 for ((k = 1; k <= ROUNDS; k++)); do
     step "Pre-training round $k/$ROUNDS: LoRA r=$PRE_R on all linear layers and the shared embedding, $PRE_EPOCHS epochs of $TRAIN, lr $PRE_LR"
-    train "$OUT/pretrain-$k.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/pretrain-$k" \
+    train "$OUT/pretrain-$k.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --max-target-length 64 --output-dir "$OUT/pretrain-$k" \
         --target-modules q,k,v,o,wi_0,wi_1,wo,shared --lora-r "$PRE_R" --lora-alpha "$PRE_R" --lora-dropout 0 \
         --learning-rate "$PRE_LR" --lr-scheduler-type cosine --warmup-steps 20 --num-train-epochs "$PRE_EPOCHS" \
         --per-device-train-batch-size 16 --logging-steps 100 --eval-steps 0 --save-steps 0 --seed "$k"
@@ -77,7 +77,7 @@ step "Before: greedy generation on the first $MRS distinct MRs of $TEST (the pre
 evaluate before "$OUT/before.jsonl" 2>&1 | tee "$OUT/before.txt"
 
 step "LoRA fine-tuning: a fresh adapter with PEFT's T5 defaults (r=8, alpha 16, dropout 0.05 on q, v), $EPOCHS epochs of $TRAIN, lr $LR"
-train "$OUT/lora.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --output-dir "$OUT/lora" \
+train "$OUT/lora.log" --model "$base" --data "$TRAIN" "${FIELDS[@]}" --max-target-length 64 --output-dir "$OUT/lora" \
     --lora-r 8 --lora-alpha 16 --lora-dropout 0.05 --learning-rate "$LR" --lr-scheduler-type linear \
     --warmup-steps 20 --num-train-epochs "$EPOCHS" --per-device-train-batch-size 16 --logging-steps 100 \
     --eval-steps 0 --save-steps 0 --seed 42
