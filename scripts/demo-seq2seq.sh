@@ -92,8 +92,9 @@ echo "before: $(python_free_field "$OUT/before.jsonl" prediction)"
 echo "after:  $(python_free_field "$OUT/after.jsonl" prediction)"
 
 step "Summary (first $MRS distinct MRs of $(basename "$TEST"), greedy, multi-reference)"
-printf '%-52s %s\n' "base (pre-trained by cpeft on $(basename "$TRAIN"))" "$(grep -h '^BLEU\|^ROUGE' "$OUT/before.txt" | cut -c1-40 | paste -sd' ')"
-printf '%-52s %s\n' "+ LoRA r=8 on q, v ($EPOCHS epochs, same file)" "$(grep -h '^BLEU\|^ROUGE' "$OUT/after.txt" | cut -c1-40 | paste -sd' ')"
+scores() { awk '/^BLEU = /{b=$3} /^ROUGE-L = /{r=$3} END{printf "BLEU %6s   ROUGE-L %s", b, r}' "$1"; }
+printf '%-52s %s\n' "base (pre-trained by cpeft on $(basename "$TRAIN"))" "$(scores "$OUT/before.txt")"
+printf '%-52s %s\n' "+ LoRA r=8 on q, v ($EPOCHS epochs, same file)" "$(scores "$OUT/after.txt")"
 echo
 echo "The base was pre-trained from random weights on the same E2E file the LoRA step trains on: the numbers"
 echo "show the fine-tuning path end to end on a tiny model, not the quality of a real pre-trained T5."
