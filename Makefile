@@ -4,6 +4,7 @@
 #   make demo            the main job on the built-in default (see README)
 #   make demo-classify   LoRA SST-2 and WNUT-17 on the default encoder, metrics before and after
 #   make demo-prompt     prompt tuning (TEXT init) and prefix tuning beside LoRA on the default decoder
+#   make demo-seq2seq    E2E NLG on a tiny T5 pre-trained by cpeft, LoRA, BLEU / ROUGE-L before and after
 #   make test            unit + parity tests, then the same suite under ASan + UBSan
 #   make install PREFIX=/opt/cpeft   (lib/libcpeft.so.ABI with its libcpeft.so link)
 #   make reference       regenerate tests/fixtures with the pinned Python stack (needs PyPI)
@@ -71,7 +72,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 EXAMPLE_BIN := $(patsubst %.c,$(BUILD)/%,$(EXAMPLE_SRC))
 
-.PHONY: all deps demo demo-classify demo-prompt test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
+.PHONY: all deps demo demo-classify demo-prompt demo-seq2seq test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc $(EXAMPLE_BIN)
 
 deps: $(DEPS_STAMP)
@@ -147,6 +148,9 @@ demo-classify: all
 
 demo-prompt: all
 	@scripts/demo-prompt.sh
+
+demo-seq2seq: all
+	@scripts/demo-seq2seq.sh
 
 # The test command the README gives: the suite on the optimised build, then under ASan + UBSan.
 test: test-fast test-asan
