@@ -1,11 +1,14 @@
 /*
  * llama.c — the Llama family: `llama` (LlamaForCausalLM; attention_bias on q/k/v/o_proj, mlp_bias
  * on the MLP), `mistral` (sliding-window attention on every layer, no biases) and `qwen2` (q/k/v
- * biases; sliding-window attention on the layers layer_types names, when use_sliding_window).
+ * biases; sliding-window attention on the layers layer_types names, when use_sliding_window) and
+ * `qwen3` (Qwen2's windows, attention_bias on q/k/v/o_proj, head_dim default 128, and q_norm / k_norm:
+ * an RMSNorm over each head's head_dim on q and k before RoPE).
  * Config, module tree, forward and backward.
  *
  *   x = embed_tokens[ids]                                              (B,T,C)
- *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  rotate q,k (RoPE);
+ *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  [qwen3: q,k = rms per head];
+ *               rotate q,k (RoPE);
  *               x += o_proj(drop(softmax(q·kᵀ/√hd + mask))·v)   (drop: attention_dropout in training)
  *               h = rms(x);  x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))
  *   out = rms(x);  logits = lm_head(out) (tied to embed_tokens when the config says so)
@@ -37,6 +40,7 @@ typedef struct {
     cp_module *input_layernorm, *post_attention_layernorm;
     cp_module *q_proj, *k_proj, *v_proj, *o_proj;
     cp_module *gate_proj, *up_proj, *down_proj;
+    cp_module *q_norm, *k_norm; /* qwen3: RMSNorm(head_dim) on each head of q and k, else NULL */
     cp_module *self_attn; /* the attention module: its attention_dropout (a float, no module) drops the probabilities */
     int64_t window; /* sliding window of this layer's attention (0 = full causal) */
 } llama_layer;
@@ -149,7 +153,7 @@ static cp_status mistral_window(cp_model_config *cfg, const cJSON *root, const c
     return cfg->window_size ? alloc_layer_kinds(cfg, 1) : CP_OK;
 }
 
-/* Qwen2Config: the window is sliding_window when use_sliding_window, else none; layer_types, when
+/* Qwen2Config and Qwen3Config: the window is sliding_window when use_sliding_window, else none; layer_types, when
  * absent, makes layer i "sliding_attention" iff there is a window and i >= max_window_layers
  * (default 28). Each layer's mask is then the sliding one or the plain causal one. */
 static cp_status qwen2_layer_types(cp_model_config *cfg, const cJSON *root, const char *file) {
@@ -172,9 +176,10 @@ static cp_status qwen2_layer_types(cp_model_config *cfg, const cJSON *root, cons
         const cJSON *t;
         cJSON_ArrayForEach(t, types) {
             if (!cJSON_IsString(t) || (strcmp(t->valuestring, "full_attention") && strcmp(t->valuestring, "sliding_attention")))
-                return cp_error("%s: field \"layer_types\": layer %lld is %s%s%s, not supported for qwen2 (supported: "
+                return cp_error("%s: field \"layer_types\": layer %lld is %s%s%s, not supported for %s (supported: "
                                 "full_attention, sliding_attention)", file, (long long)i, cJSON_IsString(t) ? "\"" : "",
-                                cJSON_IsString(t) ? t->valuestring : cp_json_type_name(t), cJSON_IsString(t) ? "\"" : "");
+                                cJSON_IsString(t) ? t->valuestring : cp_json_type_name(t), cJSON_IsString(t) ? "\"" : "",
+                                cfg->model_type);
             cfg->layer_is_local[i++] = !strcmp(t->valuestring, "sliding_attention");
         }
     } else {
@@ -194,7 +199,8 @@ static cp_status qwen2_layer_types(cp_model_config *cfg, const cJSON *root, cons
 }
 
 static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
-    const int qwen2 = !strcmp(cfg->model_type, "qwen2"), mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !mistral;
+    const int qwen2 = !strcmp(cfg->model_type, "qwen2"), qwen3 = !strcmp(cfg->model_type, "qwen3");
+    const int mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !qwen3 && !mistral;
     if (cp_config_positive(root, "vocab_size", 32000, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
         cp_config_positive(root, "hidden_size", 4096, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
         cp_config_positive(root, "intermediate_size", 11008, CP_MAX_INTERMEDIATE, &cfg->intermediate_size, file) != CP_OK ||
@@ -204,19 +210,20 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         cp_config_positive(root, "max_position_embeddings", 2048, CP_MAX_POSITIONS, &cfg->max_positions, file) != CP_OK)
         return CP_ERR;
     if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
+    if (qwen3 && !cp_json_field(root, "head_dim")) cfg->head_dim = 128; /* Qwen3Config's default, not hidden/heads */
     if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK ||
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK)
         return CP_ERR;
-    if (llama) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
+    if (llama || qwen3) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
         int attention_bias;
         if (cp_json_get_bool(root, "attention_bias", 0, 0, &attention_bias, file) != CP_OK ||
-            cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)
+            (llama && cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)) /* Qwen3MLP: no bias */
             return CP_ERR;
-        cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* LlamaAttention: all four projections */
+        cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* LlamaAttention, Qwen3Attention: all four projections */
     }
     if (qwen2) cfg->qkv_bias = 1; /* Qwen2Attention: q/k/v always, o_proj never */
     if (mistral && mistral_window(cfg, root, file) != CP_OK) return CP_ERR;
-    if (qwen2 && qwen2_layer_types(cfg, root, file) != CP_OK) return CP_ERR;
+    if ((qwen2 || qwen3) && qwen2_layer_types(cfg, root, file) != CP_OK) return CP_ERR;
     if (parse_rope(cfg, root, file) != CP_OK) return CP_ERR;
     const char *act;
     if (cp_json_get_string(root, "hidden_act", "silu", 0, &act, file) != CP_OK) return CP_ERR;
@@ -233,7 +240,8 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
 /* ---- module tree ------------------------------------------------------------------------------- */
 
 static const char *class_prefix(const cp_model *m) {
-    return !strcmp(m->config.model_type, "mistral") ? "Mistral" : !strcmp(m->config.model_type, "qwen2") ? "Qwen2" : "Llama";
+    const char *t = m->config.model_type;
+    return !strcmp(t, "mistral") ? "Mistral" : !strcmp(t, "qwen2") ? "Qwen2" : !strcmp(t, "qwen3") ? "Qwen3" : "Llama";
 }
 
 static cp_status build(cp_model *m) {
@@ -273,6 +281,11 @@ static cp_status build(cp_model *m) {
             !(ly->v_proj = cp_module_linear(attn, "v_proj", C, kvd, c->qkv_bias)) ||
             !(ly->o_proj = cp_module_linear(attn, "o_proj", qd, C, c->o_proj_bias)))
             return CP_ERR;
+        snprintf(cls, sizeof cls, "%sRMSNorm", p);
+        if (!strcmp(c->model_type, "qwen3") &&
+            (!(ly->q_norm = cp_module_rmsnorm(attn, "q_norm", cls, c->head_dim, c->layer_norm_eps)) ||
+             !(ly->k_norm = cp_module_rmsnorm(attn, "k_norm", cls, c->head_dim, c->layer_norm_eps))))
+            return CP_ERR;
         ly->window = c->layer_is_local && c->layer_is_local[l] ? c->window_size : 0;
         snprintf(cls, sizeof cls, "%sMLP", p);
         cp_module *mlp = cp_module_new(layer, "mlp", cls, CP_MOD_CONTAINER);
@@ -311,6 +324,8 @@ typedef struct {
     float *rstd1, *rstd2; // (N)
     float *h1;            // (N,C) input_layernorm output
     float *q, *k, *v;     // (N,NH·hd), (N,NKV·hd), (N,NKV·hd) — q and k after RoPE
+    float *q_in, *k_in;   // qwen3: (N,NH·hd), (N,NKV·hd) q_proj / k_proj outputs (the q/k norms' inputs), else NULL
+    float *rstd_q, *rstd_k; // qwen3: (N·NH), (N·NKV) per-head norm statistics
     float *probs;         // (B,NH,T,T) or NULL
     float *att;           // (N,NH·hd)
     float *x_mid;         // (N,C)
@@ -334,6 +349,13 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->q = cp_arena_floats(ar, N * qd, "queries");
     a->k = cp_arena_floats(ar, N * kvd, "keys");
     a->v = cp_arena_floats(ar, N * kvd, "values");
+    if (!strcmp(c->model_type, "qwen3")) {
+        a->q_in = cp_arena_floats(ar, N * qd, "queries before q_norm");
+        a->k_in = cp_arena_floats(ar, N * kvd, "keys before k_norm");
+        a->rstd_q = cp_arena_floats(ar, N * (size_t)c->num_heads, "q_norm statistics");
+        a->rstd_k = cp_arena_floats(ar, N * (size_t)c->num_kv_heads, "k_norm statistics");
+        if (!a->q_in || !a->k_in || !a->rstd_q || !a->rstd_k) return CP_ERR;
+    }
     a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
     a->att = cp_arena_floats(ar, N * qd, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
@@ -372,6 +394,12 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     if (cp_proj_forward(run, ly->q_proj, a->q, a->h1, N) != CP_OK || cp_proj_forward(run, ly->k_proj, a->k, a->h1, N) != CP_OK ||
         cp_proj_forward(run, ly->v_proj, a->v, a->h1, N) != CP_OK)
         return CP_ERR;
+    if (ly->q_norm) { /* (N·NH, hd) and (N·NKV, hd) rows: one norm per head */
+        memcpy(a->q_in, a->q, (size_t)(N * c->num_heads * c->head_dim) * sizeof *a->q);
+        memcpy(a->k_in, a->k, (size_t)(N * c->num_kv_heads * c->head_dim) * sizeof *a->k);
+        cp_rmsnorm_forward(ly->q_norm, a->q, a->rstd_q, a->q_in, N * c->num_heads);
+        cp_rmsnorm_forward(ly->k_norm, a->k, a->rstd_k, a->k_in, N * c->num_kv_heads);
+    }
     cp_rope_forward(a->q, N, c->num_heads, c->head_dim, c->num_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_rope_forward(a->k, N, c->num_kv_heads, c->head_dim, c->num_kv_heads * c->head_dim, e->cos_t, e->sin_t);
     cp_attention_args at = attn_args(m, run, ly, b, a);
@@ -436,6 +464,16 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     if (cp_stack_attention_backward(run, l, &at, dC, dq, dk, dv) != CP_OK) return CP_ERR;
     cp_rope_backward(dq, N, c->num_heads, c->head_dim, qd, e->cos_t, e->sin_t);
     cp_rope_backward(dk, N, c->num_kv_heads, c->head_dim, kvd, e->cos_t, e->sin_t);
+    if (ly->q_norm) { // q = q_norm(q_in) per head: dq, dk become the projections' output gradients
+        float *dn = cp_arena_floats(ar, (size_t)(N * (qd > kvd ? qd : kvd)), "q/k norm gradients");
+        if (!dn) return CP_ERR;
+        memset(dn, 0, (size_t)(N * qd) * sizeof *dn);
+        cp_rmsnorm_backward(ly->q_norm, dn, dq, a->q_in, a->rstd_q, N * c->num_heads);
+        memcpy(dq, dn, (size_t)(N * qd) * sizeof *dq);
+        memset(dn, 0, (size_t)(N * kvd) * sizeof *dn);
+        cp_rmsnorm_backward(ly->k_norm, dn, dk, a->k_in, a->rstd_k, N * c->num_kv_heads);
+        memcpy(dk, dn, (size_t)(N * kvd) * sizeof *dk);
+    }
     int need_dh1 = need_dx || cp_module_trains(ly->input_layernorm);
     float *dh1 = need_dh1 ? dC : NULL;
     if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);
@@ -496,3 +534,4 @@ extern const cp_gguf_names cp_llama_gguf_names; /* models/llama_gguf.c */
 const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM", &cp_llama_gguf_names);
 const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM", NULL);
 const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", NULL);
+const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", NULL);

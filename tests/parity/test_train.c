@@ -50,7 +50,8 @@ TEST(gradients_match_peft) {
     const char *cases[] = {"train/grads/neo_qkv", "train/grads/neo_embedding_bias", "train/grads/gpt2_conv1d_mts",
                            "train/grads/gpt2_odd_all_linear", "train/grads/gpt2_untied_lm_head", "llama/grads/llama_qv",
                            "llama/grads/llama_all_linear", "llama/grads/mistral_qkvo", "llama/grads/qwen2_mlp_bias",
-                           "llama/grads/llama_bias_all", "llama/grads/qwen2_sliding_qkvo"};
+                           "llama/grads/llama_bias_all", "llama/grads/qwen2_sliding_qkvo",
+                           "llama/grads/qwen3_all_linear", "llama/grads/qwen3_qv"};
     double worst_all = 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[300];

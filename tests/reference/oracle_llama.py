@@ -110,6 +110,12 @@ SPECS: list[LlamaSpec] = [
                    layer_types=["sliding_attention", "full_attention", "sliding_attention"], tie_word_embeddings=False),
               seed=5010, description="Qwen2 H=16 nH=4 nKV=2 L=3 I=24 V=61, sliding_window 3 with an explicit layer_types "
                                      "(sliding, full, sliding), which wins over max_window_layers 1; untied"),
+    # issue 15: Qwen3 (q_norm / k_norm per head before RoPE, attention_bias on q/k/v/o_proj, explicit head_dim)
+    LlamaSpec("qwen3_tiny", "qwen3",
+              dict(SMALL, head_dim=6, attention_bias=True, use_sliding_window=True, sliding_window=4,
+                   max_window_layers=1, tie_word_embeddings=True), seed=5011,
+              description="Qwen3 H=16 nH=4 nKV=2 hd=6 (!= H/nH) L=2 I=24 V=61, q_norm/k_norm (perturbed), "
+                          "attention_bias (q/k/v/o_proj biases), use_sliding_window window 4 from layer 1; tied"),
 ]
 SPEC = {s.name: s for s in SPECS}
 
@@ -117,6 +123,7 @@ ARCH = {
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
     "mistral": ("MistralConfig", "MistralForCausalLM"),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
 }
 
 
@@ -240,7 +247,7 @@ def layer_windows(cfg: dict) -> list:
     L = cfg["num_hidden_layers"]
     if cfg["model_type"] == "mistral":
         return [cfg.get("sliding_window")] * L
-    if cfg["model_type"] == "qwen2":
+    if cfg["model_type"] in ("qwen2", "qwen3"):
         w = cfg["sliding_window"] if cfg.get("use_sliding_window") else None
         types = cfg["layer_types"] if cfg.get("layer_types") is not None else derived_layer_types(cfg)
         return [w if t == "sliding_attention" else None for t in types]
@@ -382,8 +389,11 @@ def ref_forward(cfg: dict, sd: dict, ids: torch.Tensor, mask: torch.Tensor, pos:
         vis = (j <= i) if W is None else (j <= i) & (i - j < W)
         vis = vis[None, None] & mask.bool()[:, None, None, :]     # [B, 1, T, T]
         a = rms(x, sd[p + "input_layernorm.weight"])
-        q = lin(a, p + "self_attn.q_proj").view(B, T, nH, hd).transpose(1, 2)
-        k = lin(a, p + "self_attn.k_proj").view(B, T, nKV, hd).transpose(1, 2)
+        q = lin(a, p + "self_attn.q_proj").view(B, T, nH, hd)
+        k = lin(a, p + "self_attn.k_proj").view(B, T, nKV, hd)
+        if p + "self_attn.q_norm.weight" in sd:              # qwen3: RMSNorm over each head's hd, before RoPE
+            q, k = rms(q, sd[p + "self_attn.q_norm.weight"]), rms(k, sd[p + "self_attn.k_norm.weight"])
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = lin(a, p + "self_attn.v_proj").view(B, T, nKV, hd).transpose(1, 2)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
         k = k.repeat_interleave(nH // nKV, dim=1)
@@ -865,6 +875,11 @@ GRAD_CASES = [
     GradCase("qwen2_sliding_qkvo", "qwen2_sliding",
              dict(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], r=4, lora_alpha=8),
              "qwen2_sliding (layers 1, 2 slide with window 4 < T=11): q,k,v,o_proj, r=4 alpha=8"),
+    GradCase("qwen3_all_linear", "qwen3_tiny", dict(target_modules="all-linear", r=2, lora_alpha=4),
+             "qwen3_tiny (q_norm/k_norm between q/k_proj and RoPE; layer 1 slides, window 4 < T=11): all-linear, "
+             "r=2 alpha=4"),
+    GradCase("qwen3_qv", "qwen3_tiny", dict(target_modules=None, r=4, lora_alpha=8),
+             "qwen3_tiny, target_modules=None -> PEFT's default for qwen3 (q_proj, v_proj), r=4 alpha=8"),
 ]
 GRAD_BY_NAME = {c.name: c for c in GRAD_CASES}
 
@@ -1009,6 +1024,8 @@ GEN_MODELS = [  # (entry, model dir relative to tests/fixtures, adapter dir rela
     ("llama_bias", "llama/models/llama_bias", None, False),
     ("qwen2_sliding", "llama/models/qwen2_sliding", None, False),
     ("qwen2_layer_types", "llama/models/qwen2_layer_types", None, False),
+    ("qwen3_tiny", "llama/models/qwen3_tiny", None, False),
+    ("qwen3_tiny+qwen3_qv", "llama/models/qwen3_tiny", "grads/qwen3_qv", False),
     ("gpt_neo_tiny", "models/gpt_neo_tiny", None, False),
     ("gpt2_tiny", "models/gpt2_tiny", None, False),
 ]

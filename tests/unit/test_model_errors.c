@@ -115,7 +115,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3)");
     cleanup();
 }
 
@@ -431,6 +431,21 @@ TEST(sliding_window_switches) {
     setup_from(LLAMA_FIX "qwen2_tiny", "\"use_sliding_window\": false", "\"use_sliding_window\": true", 0);
     CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
     CHECK(m && m->config.layer_is_local == NULL, "qwen2 without a window has no sliding layer");
+    cp_model_free(m);
+    cleanup();
+
+    /* qwen3 reads Qwen2's window keys, refuses by name, and defaults head_dim to 128 (Qwen3Config) */
+    const char *q3types = "\"layer_types\": [\n    \"full_attention\",\n    \"sliding_attention\"\n  ]";
+    setup_from(LLAMA_FIX "qwen3_tiny", q3types, "\"layer_types\": [\"full_attention\", \"chunked_attention\"]", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"layer_types\": layer 1 is \"chunked_attention\", not supported for qwen3");
+    cleanup();
+    setup_from(LLAMA_FIX "qwen3_tiny", "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "\"gelu\" is not supported for qwen3");
+    cleanup();
+    setup_from(LLAMA_FIX "qwen3_tiny", "\"head_dim\": 6,", "", 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.head_dim == 128 && m->config.layer_is_local && m->config.layer_is_local[1] && m->config.window_size == 4,
+          "qwen3: head_dim defaults to 128, layer 1 slides with window 4");
     cp_model_free(m);
     cleanup();
 }
