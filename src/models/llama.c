@@ -3,14 +3,16 @@
  * on the MLP), `mistral` (sliding-window attention on every layer, no biases) and `qwen2` (q/k/v
  * biases; sliding-window attention on the layers layer_types names, when use_sliding_window) and
  * `qwen3` (Qwen2's windows, attention_bias on q/k/v/o_proj, head_dim default 128, and q_norm / k_norm:
- * an RMSNorm over each head's head_dim on q and k before RoPE).
+ * an RMSNorm over each head's head_dim on q and k before RoPE) and `gemma` (RMSNorm by (1 + weight),
+ * embeddings × √hidden_size in f32, GeGLU with hidden_act gelu_pytorch_tanh, attention_bias on
+ * q/k/v/o_proj, head_dim default 256, tied by default, pad_token_id default 0).
  * Config, module tree, forward and backward.
  *
  *   x = embed_tokens[ids]                                              (B,T,C)
  *   per layer:  h = rms(x);  q,k,v = proj(h) (GQA: NKV ≤ NH kv heads);  [qwen3: q,k = rms per head];
  *               rotate q,k (RoPE);
  *               x += o_proj(drop(softmax(q·kᵀ/√hd + mask))·v)   (drop: attention_dropout in training)
- *               h = rms(x);  x += down_proj(silu(gate_proj(h)) ⊙ up_proj(h))
+ *               h = rms(x);  x += down_proj(act(gate_proj(h)) ⊙ up_proj(h))   (act: silu; gemma: gelu tanh)
  *   out = rms(x);  logits = lm_head(out) (tied to embed_tokens when the config says so)
  *
  * RMSNorm in f32, rotate-half RoPE with rope_theta and rope_scaling (linear, dynamic, llama3;
@@ -49,6 +51,7 @@ typedef struct {
     cp_module *embed_tokens, *norm;
     llama_layer *layers;
     cp_rope rope;
+    float embed_scale; /* gemma: √hidden_size in f32 (GemmaTextScaledWordEmbedding), else 1 */
 } llama_state;
 
 /* ---- config ------------------------------------------------------------------------------------ */
@@ -200,7 +203,8 @@ static cp_status qwen2_layer_types(cp_model_config *cfg, const cJSON *root, cons
 
 static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
     const int qwen2 = !strcmp(cfg->model_type, "qwen2"), qwen3 = !strcmp(cfg->model_type, "qwen3");
-    const int mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !qwen3 && !mistral;
+    const int gemma = !strcmp(cfg->model_type, "gemma");
+    const int mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !qwen3 && !mistral && !gemma;
     if (cp_config_positive(root, "vocab_size", 32000, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
         cp_config_positive(root, "hidden_size", 4096, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
         cp_config_positive(root, "intermediate_size", 11008, CP_MAX_INTERMEDIATE, &cfg->intermediate_size, file) != CP_OK ||
@@ -211,29 +215,40 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         return CP_ERR;
     if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
     if (qwen3 && !cp_json_field(root, "head_dim")) cfg->head_dim = 128; /* Qwen3Config's default, not hidden/heads */
+    if (gemma && !cp_json_field(root, "head_dim")) cfg->head_dim = 256; /* GemmaConfig's */
+    if (gemma) { /* GemmaAttention: is_causal = not use_bidirectional_attention */
+        int bidirectional;
+        if (cp_json_get_bool(root, "use_bidirectional_attention", 0, 0, &bidirectional, file) != CP_OK) return CP_ERR;
+        if (bidirectional) return cp_error("%s: field \"use_bidirectional_attention\": true is not supported for gemma", file);
+    }
     if (cp_json_get_double(root, "rms_norm_eps", 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK ||
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK)
         return CP_ERR;
-    if (llama || qwen3) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
+    if (llama || qwen3 || gemma) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
         int attention_bias;
         if (cp_json_get_bool(root, "attention_bias", 0, 0, &attention_bias, file) != CP_OK ||
             (llama && cp_json_get_bool(root, "mlp_bias", 0, 0, &cfg->mlp_bias, file) != CP_OK)) /* Qwen3MLP: no bias */
             return CP_ERR;
-        cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* LlamaAttention, Qwen3Attention: all four projections */
+        cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* Llama, Qwen3 and Gemma attention: all four projections */
     }
     if (qwen2) cfg->qkv_bias = 1; /* Qwen2Attention: q/k/v always, o_proj never */
     if (mistral && mistral_window(cfg, root, file) != CP_OK) return CP_ERR;
     if ((qwen2 || qwen3) && qwen2_layer_types(cfg, root, file) != CP_OK) return CP_ERR;
     if (parse_rope(cfg, root, file) != CP_OK) return CP_ERR;
     const char *act;
-    if (cp_json_get_string(root, "hidden_act", "silu", 0, &act, file) != CP_OK) return CP_ERR;
-    if (strcmp(act, "silu") && strcmp(act, "swish"))
-        return cp_error("%s: field \"hidden_act\": \"%s\" is not supported for %s (supported: silu)", file, act, cfg->model_type);
-    cfg->activation = CP_ACT_SILU;
-    /* the Llama family defaults to untied embeddings */
-    cp_status st = cp_config_read_common(cfg, root, file, "silu");
-    if (st == CP_OK && !cp_json_field(root, "tie_word_embeddings")) cfg->tie_word_embeddings = 0;
-    cfg->activation = CP_ACT_SILU;
+    if (cp_json_get_string(root, "hidden_act", gemma ? "gelu_pytorch_tanh" : "silu", 0, &act, file) != CP_OK) return CP_ERR;
+    /* GemmaConfig turns the legacy "gelu" into gelu_pytorch_tanh; transformers 5.23's GemmaMLP reads
+     * hidden_act alone (a hidden_activation key is kept on the config and never used) */
+    const int ok = gemma ? !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu") : !strcmp(act, "silu") || !strcmp(act, "swish");
+    if (!ok)
+        return cp_error("%s: field \"hidden_act\": \"%s\" is not supported for %s (supported: %s)", file, act, cfg->model_type,
+                        gemma ? "gelu_pytorch_tanh, gelu" : "silu");
+    const cp_activation activation = gemma ? CP_ACT_GELU_PYTORCH_TANH : CP_ACT_SILU;
+    /* the Llama family defaults to untied embeddings, Gemma to tied ones and pad_token_id 0 */
+    cp_status st = cp_config_read_common(cfg, root, file, gemma ? "gelu_pytorch_tanh" : "silu");
+    if (st == CP_OK && !gemma && !cp_json_field(root, "tie_word_embeddings")) cfg->tie_word_embeddings = 0;
+    if (st == CP_OK && gemma && !cp_json_field(root, "pad_token_id")) cfg->pad_token_id = 0;
+    cfg->activation = activation;
     return st;
 }
 
@@ -241,7 +256,8 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
 
 static const char *class_prefix(const cp_model *m) {
     const char *t = m->config.model_type;
-    return !strcmp(t, "mistral") ? "Mistral" : !strcmp(t, "qwen2") ? "Qwen2" : !strcmp(t, "qwen3") ? "Qwen3" : "Llama";
+    return !strcmp(t, "mistral") ? "Mistral" : !strcmp(t, "qwen2") ? "Qwen2" : !strcmp(t, "qwen3") ? "Qwen3"
+         : !strcmp(t, "gemma")   ? "Gemma" : "Llama";
 }
 
 static cp_status build(cp_model *m) {
@@ -265,6 +281,12 @@ static cp_status build(cp_model *m) {
     if (!base || !(s->embed_tokens = cp_module_embedding(base, "embed_tokens", c->vocab_size, c->hidden_size))) return CP_ERR;
     if (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size) /* nn.Embedding(..., padding_idx=config.pad_token_id) */
         s->embed_tokens->padding_idx = c->pad_token_id;
+    const int gemma = !strcmp(c->model_type, "gemma");
+    s->embed_scale = gemma ? (float)sqrt((double)c->hidden_size) : 1.0f;
+    if (gemma) {
+        cp_free(s->embed_tokens->class_name);
+        if (!(s->embed_tokens->class_name = cp_strdup("GemmaTextScaledWordEmbedding"))) return CP_ERR;
+    }
     cp_module *list = cp_module_new(base, "layers", "ModuleList", CP_MOD_LIST);
     if (!list) return CP_ERR;
     const int64_t C = c->hidden_size, I = c->intermediate_size, qd = c->num_heads * c->head_dim, kvd = c->num_kv_heads * c->head_dim;
@@ -291,15 +313,17 @@ static cp_status build(cp_model *m) {
         cp_module *mlp = cp_module_new(layer, "mlp", cls, CP_MOD_CONTAINER);
         if (!mlp || !(ly->gate_proj = cp_module_linear(mlp, "gate_proj", C, I, c->mlp_bias)) ||
             !(ly->up_proj = cp_module_linear(mlp, "up_proj", C, I, c->mlp_bias)) ||
-            !(ly->down_proj = cp_module_linear(mlp, "down_proj", I, C, c->mlp_bias)) || !cp_module_activation(mlp, "act_fn", CP_ACT_SILU))
+            !(ly->down_proj = cp_module_linear(mlp, "down_proj", I, C, c->mlp_bias)) || !cp_module_activation(mlp, "act_fn", c->activation))
             return CP_ERR;
         snprintf(cls, sizeof cls, "%sRMSNorm", p);
         if (!(ly->input_layernorm = cp_module_rmsnorm(layer, "input_layernorm", cls, C, c->layer_norm_eps)) ||
             !(ly->post_attention_layernorm = cp_module_rmsnorm(layer, "post_attention_layernorm", cls, C, c->layer_norm_eps)))
             return CP_ERR;
+        ly->input_layernorm->unit_offset = ly->post_attention_layernorm->unit_offset = gemma;
     }
     snprintf(name, sizeof name, "%sRMSNorm", p);
     if (!(s->norm = cp_module_rmsnorm(base, "norm", name, C, c->layer_norm_eps))) return CP_ERR;
+    s->norm->unit_offset = gemma;
     snprintf(name, sizeof name, "%sRotaryEmbedding", p);
     if (!cp_module_new(base, "rotary_emb", name, CP_MOD_CONTAINER)) return CP_ERR;
     if (cp_decoder_build_head(m, s->embed_tokens, "score") != CP_OK) return CP_ERR;
@@ -410,7 +434,7 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     cp_rmsnorm_forward(ly->post_attention_layernorm, a->h2, a->rstd2, x, N);
     if (cp_proj_forward(run, ly->gate_proj, a->gate, a->h2, N) != CP_OK || cp_proj_forward(run, ly->up_proj, a->up, a->h2, N) != CP_OK)
         return CP_ERR;
-    cp_activation_forward(CP_ACT_SILU, a->act, a->gate, N * I);
+    cp_activation_forward(c->activation, a->act, a->gate, N * I);
 #pragma omp parallel for simd schedule(static) if (N * I > 65536)
     for (int64_t i = 0; i < N * I; i++) a->act[i] *= a->up[i];
     if (cp_proj_forward(run, ly->down_proj, tmp, a->act, N) != CP_OK) return CP_ERR;
@@ -444,14 +468,14 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     // MLP: x_out = x_mid + down(silu(gate(h2)) ⊙ up(h2)), h2 = rms(x_mid)
     memset(dI1, 0, (size_t)(N * I) * sizeof *dI1);
     if (cp_proj_backward(run, ly->down_proj, dI1, dx, a->act, N) != CP_OK) return CP_ERR;  // d act
-    cp_activation_forward(CP_ACT_SILU, dI2, a->gate, N * I);                              // silu(gate)
+    cp_activation_forward(c->activation, dI2, a->gate, N * I);                            // act(gate)
 #pragma omp parallel for simd schedule(static) if (N * I > 65536)
     for (int64_t i = 0; i < N * I; i++) {
         float d_act = dI1[i];
         dI1[i] = d_act * a->up[i];   // d silu(gate)
         dI2[i] = d_act * dI2[i];     // d up = d act ⊙ silu(gate)
     }
-    cp_activation_backward(CP_ACT_SILU, dI1, dI1, a->gate, N * I);                        // d gate
+    cp_activation_backward(c->activation, dI1, dI1, a->gate, N * I);                      // d gate
     memset(dC, 0, (size_t)(N * C) * sizeof *dC);
     if (cp_proj_backward(run, ly->gate_proj, dC, dI1, a->h2, N) != CP_OK || cp_proj_backward(run, ly->up_proj, dC, dI2, a->h2, N) != CP_OK)
         return CP_ERR;                                                                     // d h2
@@ -484,6 +508,15 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
     return CP_OK;
 }
 
+/* Gemma's embedding scale on the token rows of x (N,C), not on a prompt's virtual rows (the first
+ * n_virtual of each row: PEFT concatenates them after the scaled word embedding). */
+static void scale_token_rows(float *x, const cp_batch *b, const cp_embed_args *ea, int64_t C, float scale) {
+    const int64_t nv = ea ? ea->n_virtual : 0;
+    for (int64_t r = 0; r < b->B; r++)
+        for (int64_t t = nv; t < b->T; t++)
+            for (int64_t c = 0; c < C; c++) x[(r * b->T + t) * C + c] *= scale;
+}
+
 /* Embeddings and the RoPE tables for the batch's positions (default past..past+T-1, ignoring
  * padding). Dynamic scaling looks at the largest position of this batch, as transformers'
  * dynamic_rope_update does at every forward, cached or not. */
@@ -504,6 +537,7 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
             if (p > max_pos) max_pos = p;
         }
     if (cp_embed_tokens(run, s->embed_tokens, b, ea, x) != CP_OK) return CP_ERR;
+    if (s->embed_scale != 1.0f) scale_token_rows(x, b, ea, m->config.hidden_size, s->embed_scale);
     cp_rope_tables(&s->rope, pos, N, max_pos + 1, cos_t, sin_t);
     *e = (llama_emb){.pos = pos, .cos_t = cos_t, .sin_t = sin_t};
     return CP_OK;
@@ -513,7 +547,13 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
                                 const void *emb) {
     (void)emb;
     const llama_state *s = m->arch_state;
-    return cp_embed_tokens_backward(run, s->embed_tokens, b, ea, dx);
+    if (s->embed_scale == 1.0f) return cp_embed_tokens_backward(run, s->embed_tokens, b, ea, dx);
+    const size_t n = (size_t)(b->B * b->T * m->config.hidden_size);
+    float *d = cp_arena_floats(run->arena, n, "scaled embedding gradients"); // (N,C)
+    if (!d) return CP_ERR;
+    memcpy(d, dx, n * sizeof *d);
+    scale_token_rows(d, b, ea, m->config.hidden_size, s->embed_scale);
+    return cp_embed_tokens_backward(run, s->embed_tokens, b, ea, d);
 }
 
 static const cp_block_ops block_ops = {.acts_size = sizeof(llama_acts), .embed_size = sizeof(llama_emb),
@@ -535,3 +575,4 @@ const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM", &cp_llama_
 const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM", NULL);
 const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", NULL);
 const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", NULL);
+const cp_arch cp_arch_gemma = LLAMA_ARCH("gemma", "GemmaForCausalLM", NULL);

@@ -63,6 +63,7 @@ typedef struct cp_module {
     int64_t in_features, out_features; /* Linear/Conv1D; Embedding: num_embeddings, embedding_dim */
     int64_t padding_idx;       /* Embedding: the row nn.Embedding(padding_idx=...) gets no gradient for; -1 none */
     double eps;                /* LayerNorm */
+    int unit_offset;           /* RMSNorm: scale by (1 + weight), Gemma's RMSNorm (weight initialised to 0) */
     double p;                  /* Dropout */
     cp_activation activation;  /* ACTIVATION */
     int64_t kernel_size, groups; /* CONV */

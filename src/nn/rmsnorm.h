@@ -1,6 +1,7 @@
 /*
  * rmsnorm.h — RMSNorm as Llama, Mistral and Qwen2 compute it: in f32,
- * x̂ = x · rsqrt(mean(x²) + ε), y = γ · x̂ (no mean subtraction, no bias).
+ * x̂ = x · rsqrt(mean(x²) + ε), y = γ · x̂ (no mean subtraction, no bias). With the module's
+ * unit_offset (Gemma) γ = 1 + weight, rounded to f32 as PyTorch's (1.0 + weight.float()).
  */
 #ifndef CP_NN_RMSNORM_H
 #define CP_NN_RMSNORM_H

@@ -51,7 +51,8 @@ TEST(gradients_match_peft) {
                            "train/grads/gpt2_odd_all_linear", "train/grads/gpt2_untied_lm_head", "llama/grads/llama_qv",
                            "llama/grads/llama_all_linear", "llama/grads/mistral_qkvo", "llama/grads/qwen2_mlp_bias",
                            "llama/grads/llama_bias_all", "llama/grads/qwen2_sliding_qkvo",
-                           "llama/grads/qwen3_all_linear", "llama/grads/qwen3_qv"};
+                           "llama/grads/qwen3_all_linear", "llama/grads/qwen3_qv",
+                           "llama/grads/gemma_all_linear"};
     double worst_all = 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         char dir[256], path[300];

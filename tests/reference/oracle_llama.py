@@ -116,6 +116,12 @@ SPECS: list[LlamaSpec] = [
                    max_window_layers=1, tie_word_embeddings=True), seed=5011,
               description="Qwen3 H=16 nH=4 nKV=2 hd=6 (!= H/nH) L=2 I=24 V=61, q_norm/k_norm (perturbed), "
                           "attention_bias (q/k/v/o_proj biases), use_sliding_window window 4 from layer 1; tied"),
+    # issue 15: Gemma (RMSNorm by 1 + weight, embeddings x sqrt(hidden), GeGLU gelu_pytorch_tanh, explicit head_dim)
+    LlamaSpec("gemma_tiny", "gemma",
+              dict(SMALL, head_dim=6, hidden_act="gelu_pytorch_tanh", attention_bias=True, pad_token_id=0,
+                   tie_word_embeddings=True), seed=5012,
+              description="Gemma H=16 nH=4 nKV=2 hd=6 L=2 I=24 V=61, RMSNorm (1 + weight) perturbed, embeddings x "
+                          "sqrt(16), GeGLU (gelu_pytorch_tanh), attention_bias, pad 0, tied"),
 ]
 SPEC = {s.name: s for s in SPECS}
 
@@ -124,6 +130,7 @@ ARCH = {
     "mistral": ("MistralConfig", "MistralForCausalLM"),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM"),
 }
 
 
@@ -373,8 +380,10 @@ def ref_forward(cfg: dict, sd: dict, ids: torch.Tensor, mask: torch.Tensor, pos:
     cos = torch.cat([ang, ang], -1).cos()[:, None]           # [B, 1, T, hd]
     sin = torch.cat([ang, ang], -1).sin()[:, None]
 
-    def rms(x, w):
-        return w * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
+    gemma = cfg["model_type"] == "gemma"
+
+    def rms(x, w):                                           # gemma: scaled by 1 + weight
+        return ((1 + w) if gemma else w) * (x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
 
     def lin(x, name):
         y = x @ sd[name + ".weight"].T
@@ -383,6 +392,9 @@ def ref_forward(cfg: dict, sd: dict, ids: torch.Tensor, mask: torch.Tensor, pos:
     i = torch.arange(T)[:, None]
     j = torch.arange(T)[None, :]
     x = sd["model.embed_tokens.weight"][ids]
+    if gemma:                                                # GemmaTextScaledWordEmbedding: x sqrt(hidden_size)
+        x = x * float(torch.tensor(cfg["hidden_size"] ** 0.5, dtype=torch.float32))
+    act = (lambda g: torch.nn.functional.gelu(g, approximate="tanh")) if gemma else torch.nn.functional.silu
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         W = windows[layer]
@@ -405,7 +417,7 @@ def ref_forward(cfg: dict, sd: dict, ids: torch.Tensor, mask: torch.Tensor, pos:
         x = x + lin(o, p + "self_attn.o_proj")
         a = rms(x, sd[p + "post_attention_layernorm.weight"])
         g = lin(a, p + "mlp.gate_proj")
-        x = x + lin(torch.nn.functional.silu(g) * lin(a, p + "mlp.up_proj"), p + "mlp.down_proj")
+        x = x + lin(act(g) * lin(a, p + "mlp.up_proj"), p + "mlp.down_proj")
     x = rms(x, sd["model.norm.weight"])
     head = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
     return x @ head.T
@@ -456,7 +468,8 @@ def check_forward(ctx: Context) -> list[str]:
             worst_loss = max(worst_loss, dl)
             assert dl < 1e-5, (spec.name, case, dl)
             # hidden_states[0] = embeddings, [-1] = after the final norm: logits = hs[-1] @ head^T
-            assert torch.equal(t["hidden_states"][0], sd["model.embed_tokens.weight"][t["input_ids"]])
+            scale = torch.tensor(H ** 0.5, dtype=torch.float32) if cfg["model_type"] == "gemma" else 1.0
+            assert torch.equal(t["hidden_states"][0], sd["model.embed_tokens.weight"][t["input_ids"]] * scale)
             assert torch.allclose(t["hidden_states"][-1] @ head.T, t["logits"], atol=1e-5, rtol=1e-5)
             # the independent float64 implementation agrees on every real query position
             ref = ref_forward(cfg, sd, t["input_ids"], t["attention_mask"], t.get("position_ids"))
@@ -880,6 +893,8 @@ GRAD_CASES = [
              "r=2 alpha=4"),
     GradCase("qwen3_qv", "qwen3_tiny", dict(target_modules=None, r=4, lora_alpha=8),
              "qwen3_tiny, target_modules=None -> PEFT's default for qwen3 (q_proj, v_proj), r=4 alpha=8"),
+    GradCase("gemma_all_linear", "gemma_tiny", dict(target_modules="all-linear", r=2, lora_alpha=4),
+             "gemma_tiny (1 + weight norms, scaled embeddings, GeGLU): all-linear, r=2 alpha=4"),
 ]
 GRAD_BY_NAME = {c.name: c for c in GRAD_CASES}
 
@@ -1026,6 +1041,7 @@ GEN_MODELS = [  # (entry, model dir relative to tests/fixtures, adapter dir rela
     ("qwen2_layer_types", "llama/models/qwen2_layer_types", None, False),
     ("qwen3_tiny", "llama/models/qwen3_tiny", None, False),
     ("qwen3_tiny+qwen3_qv", "llama/models/qwen3_tiny", "grads/qwen3_qv", False),
+    ("gemma_tiny", "llama/models/gemma_tiny", None, False),
     ("gpt_neo_tiny", "models/gpt_neo_tiny", None, False),
     ("gpt2_tiny", "models/gpt2_tiny", None, False),
 ]

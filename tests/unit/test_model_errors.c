@@ -115,7 +115,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma)");
     cleanup();
 }
 
@@ -446,6 +446,22 @@ TEST(sliding_window_switches) {
     CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
     CHECK(m && m->config.head_dim == 128 && m->config.layer_is_local && m->config.layer_is_local[1] && m->config.window_size == 4,
           "qwen3: head_dim defaults to 128, layer 1 slides with window 4");
+    cp_model_free(m);
+    cleanup();
+
+    /* gemma: GeGLU only, causal only (use_bidirectional_attention true refused; null, as saved, is causal),
+     * head_dim 256 and pad 0 by default */
+    setup_from(LLAMA_FIX "gemma_tiny", "\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"silu\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "\"silu\" is not supported for gemma (supported: gelu_pytorch_tanh, gelu)");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"use_bidirectional_attention\": null", "\"use_bidirectional_attention\": true", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"use_bidirectional_attention\": true is not supported for gemma");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"head_dim\": 6,", "", 0);
+    edit_config("\"pad_token_id\": 0,", "");
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.head_dim == 256 && m->config.pad_token_id == 0 && m->config.tie_word_embeddings,
+          "gemma: head_dim 256, pad_token_id 0, tied by default");
     cp_model_free(m);
     cleanup();
 }
