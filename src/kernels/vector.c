@@ -97,7 +97,9 @@ int64_t CP_KERNEL(cp_softmax_row)(float *r, const int64_t *keep, int64_t n, floa
     if (!visible) return 0;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; j++) {
-        float e = cp_expf(r[j] - max) * (float)(keep[j] != 0);
+        /* a select, not exp · 0: a hidden key may score far above the visible ones (its exp is then
+         * inf, and inf · 0 is NaN) */
+        float e = keep[j] != 0 ? cp_expf(r[j] - max) : 0.0f;
         r[j] = e;
         sum += e;
     }

@@ -149,6 +149,15 @@ TEST(softmax_and_logsumexp_variants_match_double_reference) {
                     CHECK(r[j] == 0.0f, "%s: masked entry %lld is %g", k[v]->name, (long long)j, r[j]);
                 }
             }
+            if (n >= 3 && n <= 2049) { /* a hidden key scoring far above every visible one (exp overflows) stays 0 */
+                int64_t *two = calloc((size_t)n, sizeof *two);
+                two[0] = two[n - 1] = 1;
+                for (int64_t j = 0; j < n; j++) r[j] = j == 1 ? 1000.0f : 0.0f;
+                k[v]->softmax_row(r, two, n, 1.0f);
+                CHECK(r[0] == 0.5f && r[n - 1] == 0.5f && r[1] == 0.0f, "%s: a hidden key at 1000 gives %g %g %g", k[v]->name,
+                      r[0], r[1], r[n - 1]);
+                free(two);
+            }
             if (n <= 2049) { /* nothing kept: 0 returned, the scores left scaled for the caller */
                 int64_t *none = calloc((size_t)n, sizeof *none);
                 memcpy(r, x, (size_t)n * sizeof *r);
