@@ -9,11 +9,9 @@
 #      config (gated-gelu; d_model 128, 2 + 2 layers, 4 heads, d_ff 512; 1.3 M parameters) randomly
 #      initialised by transformers, and a 994-piece Unigram tokenizer trained on the devset's text;
 #   2. pre-training: a high-rank LoRA (r=DEMO_PRETRAIN_R, default 64, alpha = r) on every linear layer and
-#      the shared embedding, DEMO_PRETRAIN_EPOCHS epochs (default 1) at DEMO_PRETRAIN_LR (2e-3, cosine;
-#      3e-3 went to a NaN loss at step 208 of 1168, measured; not yet compared with PyTorch at that rate),
+#      the shared embedding, DEMO_PRETRAIN_EPOCHS epochs (default 1) at DEMO_PRETRAIN_LR (2e-3, cosine),
 #      merged into the weights by `cpeft merge` -> DEMO_OUT/base. DEMO_ROUNDS=N repeats train + merge
-#      ReLoRA-style (default 1: a second round at 3e-3 on the merged weights went to a NaN loss at its
-#      step 83, measured);
+#      ReLoRA-style (default 1);
 #   3. "before": generation (DEMO_NUM_BEAMS, default 1: greedy) on the first DEMO_EVAL_MRS (default 100)
 #      distinct meaning representations of testset_w_refs.csv, multi-reference BLEU and ROUGE-L
 #      (`cpeft eval-generate`);
