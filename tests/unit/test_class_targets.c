@@ -12,6 +12,7 @@
 #include "test.h"
 #include "cpeft.h"
 #include "io/json.h"
+#include "peft/peft_model.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -52,6 +53,7 @@ static void one_case(const char *name) {
     if (cJSON_IsString(error)) {
         CHECK_ERR(cp_model_add_adapter(m, "default", path, 0), error->valuestring);
         printf("  %-36s refused: %s\n", name, cp_last_error());
+        CHECK(cp_peft_find_adapter(m, "default") == NULL, "%s: the refused adapter was left behind", name);
     } else {
         CHECK_OK(cp_model_add_adapter(m, "default", path, 0));
         char *line = cp_model_trainable_parameters_line(m, CP_PEFT_LINE_CURRENT);
