@@ -30,7 +30,7 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         return CP_ERR;
     /* rotary_dim: the first dims of each head that turn; null: the sinusoid table is n_embd wide,
      * which fits a head only when there is one (transformers fails broadcasting otherwise) */
-    const cJSON *rd = cp_json_field(root, "rotary_dim");
+    const cJSON *rd = cJSON_GetObjectItemCaseSensitive(root, "rotary_dim");
     if (rd && cJSON_IsNull(rd)) {
         if (cfg->num_heads != 1)
             return cp_error("%s: field \"rotary_dim\": null with n_head %lld > 1 is not supported (transformers' GPTJAttention "

@@ -36,7 +36,7 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
     if (hd && !(cJSON_IsNumber(hd) && hd->valuedouble == (double)cfg->head_dim))
         return cp_error("%s: field \"head_dim\": only hidden_size / num_attention_heads (%lld) is supported for phi", file,
                         (long long)cfg->head_dim);
-    const cJSON *ad = cp_json_field(root, "attention_dropout");
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(root, "attention_dropout");
     if (ad && cJSON_IsNull(ad)) cfg->attn_dropout = 0; /* None: dropout=0.0 in training too (eager attention's default) */
     else if (cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK) return CP_ERR;
     if (cp_json_get_double(root, "layer_norm_eps", 1e-5, 0, &cfg->layer_norm_eps, file) != CP_OK ||
