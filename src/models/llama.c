@@ -562,7 +562,9 @@ static const cp_block_ops block_ops = {.acts_size = sizeof(llama_acts), .embed_s
 
 static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 
-extern const cp_gguf_names cp_llama_gguf_names; /* models/llama_gguf.c */
+extern const cp_gguf_names cp_llama_gguf_names;                          /* models/llama_gguf.c */
+extern const cp_gguf_names cp_qwen2_gguf_names, cp_qwen3_gguf_names; /* models/qwen_gguf.c */
+extern const cp_gguf_names cp_gemma_gguf_names;                          /* models/gemma_gguf.c */
 
 #define LLAMA_ARCH(type, cls, gguf)                                                                                    \
     {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = parse_config, .build = build, \
@@ -573,6 +575,6 @@ extern const cp_gguf_names cp_llama_gguf_names; /* models/llama_gguf.c */
  * convert to model_type "llama" (one owner of the table). */
 const cp_arch cp_arch_llama = LLAMA_ARCH("llama", "LlamaForCausalLM", &cp_llama_gguf_names);
 const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM", NULL);
-const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", NULL);
-const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", NULL);
-const cp_arch cp_arch_gemma = LLAMA_ARCH("gemma", "GemmaForCausalLM", NULL);
+const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", &cp_qwen2_gguf_names);
+const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", &cp_qwen3_gguf_names);
+const cp_arch cp_arch_gemma = LLAMA_ARCH("gemma", "GemmaForCausalLM", &cp_gemma_gguf_names);
