@@ -27,10 +27,17 @@ cp_status cp_convert_token_id(const cp_gguf *g, const char *key, int64_t vocab, 
 /* The "<arch>." keys this reader knows; a table with known_keys_only refuses any other. */
 static const char *const known_keys[] = {
     "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
-    "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.key_length", "attention.value_length",
-    "rope.dimension_count", "rope.freq_base", "rope.scaling.type", "rope.scaling.factor", "rope.scale_linear",
-    "expert_count", "vocab_size",
+    "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon",
+    "attention.key_length", "attention.value_length", "rope.dimension_count", "rope.freq_base", "rope.scaling.type",
+    "rope.scaling.factor", "rope.scale_linear", "expert_count", "vocab_size", "use_parallel_residual",
 };
+
+/* Whether the table writes a config.json value from `source` (then the reader needs its key). */
+static int table_uses(const cp_gguf_names *a, cp_gguf_cfg_source source) {
+    for (int i = 0; i < a->n_config; i++)
+        if (a->config[i].source == source) return 1;
+    return 0;
+}
 
 /* The table's refused keys and, when it knows its keys only, every unknown "<arch>." key. */
 static cp_status check_keys(const cp_gguf *g, const cp_gguf_names *a) {
@@ -71,12 +78,15 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     hp->hf_class = arch->causal_lm_class;
     const char *A = hp->names->gguf_arch;
     if (check_keys(g, hp->names)) return CP_ERR;
-    char k[11][96];
-    static const char *const suffix[11] = {"embedding_length", "block_count", "feed_forward_length",
+    char k[13][96];
+    static const char *const suffix[13] = {"embedding_length", "block_count", "feed_forward_length",
                                            "attention.head_count", "attention.head_count_kv", "context_length",
                                            "expert_count", "attention.layer_norm_rms_epsilon", "rope.freq_base",
-                                           "attention.key_length", "attention.value_length"};
-    for (int i = 0; i < 11; i++) snprintf(k[i], sizeof k[i], "%s.%s", A, suffix[i]);
+                                           "attention.key_length", "attention.value_length",
+                                           "attention.layer_norm_epsilon", "use_parallel_residual"};
+    for (int i = 0; i < 13; i++) snprintf(k[i], sizeof k[i], "%s.%s", A, suffix[i]);
+    /* RMSNorm's or LayerNorm's epsilon: required by the table that writes it */
+    const int rms = table_uses(hp->names, CP_GGUF_CFG_NORM_EPS), ln = table_uses(hp->names, CP_GGUF_CFG_LN_EPS);
     const int64_t BIG = (int64_t)1 << 24;
     int64_t experts;
     if (cp_gguf_get_int(g, k[0], 0, 1, 1, BIG, &hp->hidden_size) ||
@@ -86,20 +96,23 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
         cp_gguf_get_int(g, k[4], hp->num_attention_heads, 0, 1, 65536, &hp->num_key_value_heads) ||
         cp_gguf_get_int(g, k[5], 2048, 0, 1, INT32_MAX, &hp->max_position_embeddings) ||
         cp_gguf_get_int(g, k[6], 0, 0, 0, 65536, &experts) ||
-        cp_gguf_get_float(g, k[7], 1e-5, 1, &hp->rms_norm_eps) ||
-        cp_gguf_get_float(g, k[8], 10000.0, 0, &hp->rope_theta))
+        cp_gguf_get_float(g, k[7], 1e-5, rms, &hp->rms_norm_eps) ||
+        cp_gguf_get_float(g, k[11], 1e-5, ln, &hp->layer_norm_eps) ||
+        cp_gguf_get_float(g, k[8], 10000.0, 0, &hp->rope_theta) ||
+        cp_gguf_get_bool(g, k[12], 1, 0, &hp->parallel_residual))
         return CP_ERR;
     const cp_gguf_kv *kv;
     hp->rms_norm_eps_f32 = (kv = cp_gguf_find_kv(g, k[7])) && kv->type == CP_GGUF_FLOAT32;
+    hp->layer_norm_eps_f32 = (kv = cp_gguf_find_kv(g, k[11])) && kv->type == CP_GGUF_FLOAT32;
     hp->rope_theta_f32 = !(kv = cp_gguf_find_kv(g, k[8])) || kv->type == CP_GGUF_FLOAT32;
     if (experts > 0)
         return cp_error("%s: %s is %" PRId64 ": mixture-of-experts models are not supported", g->path, k[6], experts);
     if (hp->num_attention_heads % hp->num_key_value_heads)
         return cp_error("%s: num_key_value_heads (%" PRId64 ", %s) does not divide num_attention_heads (%" PRId64 ")",
                         g->path, hp->num_key_value_heads, k[4], hp->num_attention_heads);
-    if (!(hp->rms_norm_eps > 0) || !(hp->rope_theta > 0))
-        return cp_error("%s: rms_norm_eps (%g) and rope_theta (%g) must be positive", g->path, hp->rms_norm_eps,
-                        hp->rope_theta);
+    if (!(hp->rms_norm_eps > 0) || !(hp->layer_norm_eps > 0) || !(hp->rope_theta > 0))
+        return cp_error("%s: the norm epsilon (%g, %s) and rope_theta (%g) must be positive", g->path,
+                        ln ? hp->layer_norm_eps : hp->rms_norm_eps, ln ? k[11] : k[7], hp->rope_theta);
     /* head_dim: attention.key_length when given, else hidden / heads. */
     int64_t key_len, value_len, rope_dim;
     if (cp_gguf_get_int(g, k[9], 0, 0, 0, 65536, &key_len) || cp_gguf_get_int(g, k[10], key_len, 0, 0, 65536, &value_len))
@@ -121,9 +134,16 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     snprintf(rk[2], sizeof rk[2], "%s.rope.scaling.factor", A);
     snprintf(rk[3], sizeof rk[3], "%s.rope.scale_linear", A);
     if (cp_gguf_get_int(g, rk[0], hp->head_dim, 0, 1, 65536, &rope_dim)) return CP_ERR;
-    if (rope_dim != hp->head_dim)
+    /* Partial rotary embeddings (the first rope_dim of each head) where the table writes the fraction:
+     * config.json's rotary_pct / partial_rotary_factor, from which transformers and cpeft take
+     * int(head_dim * fraction) rotary dimensions: that must give rope_dim back. */
+    hp->rotary_fraction = (double)rope_dim / (double)hp->head_dim;
+    if (rope_dim != hp->head_dim && !table_uses(hp->names, CP_GGUF_CFG_ROTARY_FRACTION))
         return cp_error("%s: %s %" PRId64 " differs from the head dimension %" PRId64
-                        " (partial rotary embeddings are not supported)", g->path, rk[0], rope_dim, hp->head_dim);
+                        " (partial rotary embeddings are not supported for %s)", g->path, rk[0], rope_dim, hp->head_dim, A);
+    if (rope_dim > hp->head_dim || rope_dim % 2 || (int64_t)((double)hp->head_dim * hp->rotary_fraction) != rope_dim)
+        return cp_error("%s: %s %" PRId64 " is not an even number of dimensions <= the head dimension %" PRId64
+                        " that a rotary fraction gives back", g->path, rk[0], rope_dim, hp->head_dim);
     /* RoPE scaling: none or linear. */
     char *scaling = NULL;
     double factor = 0, linear = 0;
@@ -140,6 +160,9 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     if (scaling && !strcmp(scaling, "linear")) hp->rope_scaling_factor = factor > 0 ? factor : 1.0;
     else if (!scaling && linear > 0 && linear != 1.0) hp->rope_scaling_factor = linear;
     if (hp->rope_scaling_factor == 1.0) hp->rope_scaling_factor = 0;
+    if (hp->rope_scaling_factor > 0 && !table_uses(hp->names, CP_GGUF_CFG_ROPE_SCALING))
+        return cp_error("%s: linear RoPE scaling (%s) is not supported for %s (its config.json has no rope_scaling)",
+                        g->path, rk[1], A);
     cp_free(scaling);
     /* Vocabulary: <arch>.vocab_size, else the embedding's rows. */
     const cp_gguf_tensor *emb = cp_gguf_find_tensor(g, "token_embd.weight");
@@ -220,6 +243,9 @@ static cJSON *config_value(const cp_gguf_hparams *hp, const cp_gguf_cfg_entry *e
     case CP_GGUF_CFG_POSITIONS: return cJSON_CreateNumber((double)hp->max_position_embeddings);
     case CP_GGUF_CFG_VOCAB: return cJSON_CreateNumber((double)hp->vocab_size);
     case CP_GGUF_CFG_NORM_EPS: return raw_float(hp->rms_norm_eps, hp->rms_norm_eps_f32);
+    case CP_GGUF_CFG_LN_EPS: return raw_float(hp->layer_norm_eps, hp->layer_norm_eps_f32);
+    case CP_GGUF_CFG_ROTARY_FRACTION: return raw_float(hp->rotary_fraction, 0);
+    case CP_GGUF_CFG_PARALLEL_RESIDUAL: return cJSON_CreateBool(hp->parallel_residual);
     case CP_GGUF_CFG_ROPE_THETA: return raw_float(hp->rope_theta, hp->rope_theta_f32);
     case CP_GGUF_CFG_ROPE_SCALING:
         if (!(hp->rope_scaling_factor > 0)) return cJSON_CreateNull();

@@ -47,7 +47,8 @@ static const struct {
     pre_kind kind;
 } pre_types[] = {
     {"default", PRE_GPT2},    {"gpt-2", PRE_GPT2},      {"gpt2", PRE_GPT2},       {"mpt", PRE_GPT2},
-    {"olmo", PRE_GPT2},       {"jais", PRE_GPT2},       {"smollm", PRE_DIGITS},   {"starcoder", PRE_DIGITS},
+    {"olmo", PRE_GPT2},       {"jais", PRE_GPT2},       {"phi-2", PRE_GPT2},      {"smollm", PRE_DIGITS},
+    {"starcoder", PRE_DIGITS},
     {"refact", PRE_DIGITS},   {"command-r", PRE_DIGITS}, {"codeshell", PRE_DIGITS}, {"exaone", PRE_DIGITS},
     {"minerva", PRE_DIGITS},  {"llama3", PRE_LLAMA3},   {"llama-v3", PRE_LLAMA3}, {"llama-bpe", PRE_LLAMA3},
     {"falcon3", PRE_LLAMA3},  {"falcon-h1", PRE_LLAMA3}, {"pixtral", PRE_LLAMA3}, {"midm-2.0", PRE_LLAMA3},

@@ -71,7 +71,10 @@ int cp_gguf_names_ignored(const cp_gguf_names *a, const char *gguf_name) {
 }
 
 const char *cp_gguf_names_refused(const cp_gguf_names *a, const char *gguf_name) {
+    int64_t layer;
+    const char *suffix = block_suffix(gguf_name, &layer);
     for (int i = 0; i < a->n_refused; i++)
-        if (!strcmp(gguf_name, a->refused[i].gguf)) return a->refused[i].why;
+        if (!strcmp(gguf_name, a->refused[i].gguf) || (suffix && !strcmp(suffix, a->refused[i].gguf)))
+            return a->refused[i].why;
     return NULL;
 }

@@ -52,7 +52,8 @@ typedef struct {
     cp_gguf_transform transform;
 } cp_gguf_tensor_name;
 
-/* A tensor name the conversion refuses, and why. */
+/* A tensor name the conversion refuses, and why: a top-level name, or the suffix of a block
+ * tensor ("attn_qkv.weight" refuses it in every block). */
 typedef struct {
     const char *gguf, *why;
 } cp_gguf_refused_name;
@@ -72,9 +73,13 @@ typedef enum {
     CP_GGUF_CFG_HEAD_DIM,      /* <arch>.attention.key_length (default: hidden / heads) */
     CP_GGUF_CFG_POSITIONS,     /* <arch>.context_length */
     CP_GGUF_CFG_VOCAB,         /* <arch>.vocab_size, else the embedding's rows */
-    CP_GGUF_CFG_NORM_EPS,      /* <arch>.attention.layer_norm_rms_epsilon */
+    CP_GGUF_CFG_NORM_EPS,      /* <arch>.attention.layer_norm_rms_epsilon (required when a table has it) */
+    CP_GGUF_CFG_LN_EPS,        /* <arch>.attention.layer_norm_epsilon: LayerNorm's (required likewise) */
     CP_GGUF_CFG_ROPE_THETA,    /* <arch>.rope.freq_base */
     CP_GGUF_CFG_ROPE_SCALING,  /* <arch>.rope.scaling.type none / linear: null or {factor, rope_type} */
+    CP_GGUF_CFG_ROTARY_FRACTION, /* <arch>.rope.dimension_count / head_dim (rotary_pct, partial_rotary_factor);
+                                    a table without it refuses partial rotary embeddings */
+    CP_GGUF_CFG_PARALLEL_RESIDUAL, /* <arch>.use_parallel_residual (default true, as llama.cpp's gptneox) */
     CP_GGUF_CFG_TIED,          /* the optional LM head is absent */
     CP_GGUF_CFG_BOS,           /* tokenizer.ggml.bos_token_id (the key left out when absent) */
     CP_GGUF_CFG_EOS,           /* tokenizer.ggml.eos_token_id (likewise) */

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "models/decoder_head.h"
+#include "models/gguf_names.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -90,6 +91,8 @@ static cp_status build(cp_model *m) {
 static const char *const ignored_suffixes[] = {".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq", NULL};
 static const char *const renamed[] = {"lm_head.", "embed_out.", NULL, NULL};
 
+extern const cp_gguf_names cp_gpt_neox_gguf_names; /* models/gpt_neox_gguf.c */
+
 const cp_arch cp_arch_gpt_neox = {
     .model_type = "gpt_neox",
     .causal_lm_class = "GPTNeoXForCausalLM",
@@ -101,4 +104,5 @@ const cp_arch cp_arch_gpt_neox = {
     .rotary_positions = 1,
     .renamed = renamed,
     .ignored_suffixes = ignored_suffixes,
+    .gguf_names = &cp_gpt_neox_gguf_names,
 };

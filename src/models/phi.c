@@ -9,6 +9,7 @@
 #include "models/rotary_common.h"
 #include "io/json.h"
 #include "models/decoder_head.h"
+#include "models/gguf_names.h"
 
 #include <stdio.h>
 
@@ -102,6 +103,8 @@ static cp_status build(cp_model *m) {
 
 static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 
+extern const cp_gguf_names cp_phi2_gguf_names; /* models/phi_gguf.c */
+
 const cp_arch cp_arch_phi = {
     .model_type = "phi",
     .causal_lm_class = "PhiForCausalLM",
@@ -112,4 +115,5 @@ const cp_arch cp_arch_phi = {
     .block_ops = &cp_rotary_block_ops,
     .rotary_positions = 1,
     .ignored_suffixes = ignored_suffixes,
+    .gguf_names = &cp_phi2_gguf_names,
 };

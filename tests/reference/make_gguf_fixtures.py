@@ -2,7 +2,7 @@
 """GGUF fixtures for tests/unit/test_gguf.c, and a parity check of `cpeft convert` against Python.
 
     make_gguf_fixtures.py make  [--out tests/fixtures/gguf]
-    make_gguf_fixtures.py make-arch [--out tests/fixtures/gguf]   (only the qwen2/qwen3/gemma files)
+    make_gguf_fixtures.py make-arch [--out tests/fixtures/gguf]   (only the qwen2/qwen3/gemma/gpt_neox/phi2 files)
     make_gguf_fixtures.py seeds [--out tests/fuzz/seeds/fuzz_gguf]
     make_gguf_fixtures.py check --convert "build/cpeft convert" [--out tests/fixtures/gguf] [--gguf REAL.gguf]
 
@@ -33,6 +33,10 @@ and PYTHONPATH=/tmp/gguf-py. Deterministic: a rerun of `make` writes the same by
                         tensors from transformers' GGUF loader (qwen2, qwen3) or the gguf package's
                         dequantization with norms - 1 (gemma); <arch>.logits.safetensors: the oracle
                         model's logits for arch.json's ids.
+  gpt_neox.gguf phi2.gguf (make-arch)  likewise for llama.cpp's gptneox (fused query_key_value re-ordered
+                        to [q; k; v], partial rotary, sequential residual) and phi2 (partial rotary):
+                        expected tensors from the gguf package's dequantization with the re-order undone,
+                        checked against the original tensors (transformers has no loader for them).
 
 `check` converts each model fixture (and --gguf, e.g. the SmolLM2 GGUF) with the given command and
 compares with Python: every tensor bit for bit with the gguf package's dequantization + transformers'
@@ -527,6 +531,8 @@ def make_arch(out):
         meta[name] = {"input_ids": ARCH_IDS, "n_tensors": len(exp), "head_dim": ARCHS[name][2] or AH // ANH,
                       "tied": bool(cfg.tie_word_embeddings), "expected_from": how}
         print(f"  {name}: {len(exp)} tensors from {how}; max |expected - original| {quant:.3g} (quantization)")
+    from make_gguf_ln_fixtures import make_arch_layernorm  # gpt_neox, phi2
+    make_arch_layernorm(out, meta)
     with open(os.path.join(out, "arch.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")

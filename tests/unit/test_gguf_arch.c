@@ -37,9 +37,11 @@ static char tmpdir[64];
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) { return remove(p); }
 static void rm_rf(const char *p) { nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* Converts fixture `name`, checks every tensor bit for bit, config.json's keys, and cpeft's logits
- * on the converted directory against the oracle's. */
-static void check_arch(const char *name, const char *model_type, int tied, int64_t head_dim, const char *const *keys) {
+/* Converts fixture `name`, checks every tensor bit for bit, config.json's keys (head_dim among them
+ * unless the config class has none: head_dim_key 0), and cpeft's logits on the converted directory
+ * against the oracle's. */
+static void check_arch_keys(const char *name, const char *model_type, int tied, int64_t head_dim, int head_dim_key,
+                            const char *const *keys) {
     char gpath[256], epath[256], lpath[256];
     snprintf(gpath, sizeof gpath, FIX "%s.gguf", name);
     snprintf(epath, sizeof epath, FIX "%s.expected.safetensors", name);
@@ -86,7 +88,8 @@ static void check_arch(const char *name, const char *model_type, int tied, int64
     CHECK_OK(cp_json_read_file(cpath, &cfg));
     const cJSON *it;
     CHECK(cfg && (it = cJSON_GetObjectItem(cfg, "model_type")) && !strcmp(it->valuestring, model_type), "model_type");
-    CHECK(cfg && (it = cJSON_GetObjectItem(cfg, "head_dim")) && it->valueint == head_dim, "head_dim");
+    if (head_dim_key) CHECK(cfg && (it = cJSON_GetObjectItem(cfg, "head_dim")) && it->valueint == head_dim, "head_dim");
+    else CHECK(cfg && !cJSON_GetObjectItem(cfg, "head_dim"), "head_dim is not a key of %s's config", model_type);
     CHECK(cfg && (it = cJSON_GetObjectItem(cfg, "tie_word_embeddings")) && cJSON_IsTrue(it) == tied, "tie");
     char *file = NULL, pair[128];
     CHECK_OK(cp_read_file(cpath, &file, NULL));
@@ -131,6 +134,10 @@ static void check_arch(const char *name, const char *model_type, int tied, int64
     cp_free(dir);
 }
 
+static void check_arch(const char *name, const char *model_type, int tied, int64_t head_dim, const char *const *keys) {
+    check_arch_keys(name, model_type, tied, head_dim, 1, keys);
+}
+
 TEST(converts_qwen2) {
     static const char *const keys[] = {"architectures", "[\"Qwen2ForCausalLM\"]", "use_sliding_window", "false",
                                        "sliding_window", "null", "rope_theta", "1000000.0", "rms_norm_eps", "1e-06",
@@ -151,13 +158,32 @@ TEST(converts_gemma) {
     check_arch("gemma", "gemma", 1, 16, keys);
 }
 
+TEST(converts_gpt_neox) {
+    /* llama.cpp's gptneox: the fused query_key_value re-ordered to [q; k; v] (put back per head),
+     * rope.dimension_count 4 of head_dim 16, use_parallel_residual false, LayerNorm epsilon */
+    static const char *const keys[] = {"architectures", "[\"GPTNeoXForCausalLM\"]", "rotary_pct", "0.25",
+                                       "use_parallel_residual", "false", "layer_norm_eps", "1e-05",
+                                       "rotary_emb_base", "10000.0", "hidden_act", "\"gelu\"", "attention_bias", "true",
+                                       "num_attention_heads", "2", NULL};
+    check_arch_keys("gpt_neox", "gpt_neox", 0, 16, 0, keys);
+}
+
+TEST(converts_phi2) {
+    /* llama.cpp's phi2: no transform; rope.dimension_count 4 of head_dim 8, lm_head with its bias */
+    static const char *const keys[] = {"architectures", "[\"PhiForCausalLM\"]", "partial_rotary_factor", "0.5",
+                                       "layer_norm_eps", "1e-05", "hidden_act", "\"gelu_new\"", "qk_layernorm", "false",
+                                       "num_key_value_heads", "4", "intermediate_size", "128", "rope_theta", "10000.0",
+                                       NULL};
+    check_arch_keys("phi2", "phi", 0, 8, 0, keys);
+}
+
 TEST(each_architecture_owns_its_table) {
-    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma"};
-    for (size_t i = 0; i < 4; i++) {
+    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma", "gptneox", "phi2"};
+    for (size_t i = 0; i < 6; i++) {
         const cp_gguf_names *a = cp_gguf_names_find(archs[i]);
         CHECK(a && a->n_config > 0, "%s: table with config keys", archs[i]);
     }
-    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma"), "%s", cp_gguf_names_supported());
+    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma, gptneox, phi2"), "%s", cp_gguf_names_supported());
     int64_t layer;
     const cp_gguf_tensor_name *t = cp_gguf_names_match(cp_gguf_names_find("gemma"), "blk.1.ffn_norm.weight", &layer);
     CHECK(t && t->transform == CP_GGUF_MINUS_ONE && t->rope_rows == CP_GGUF_ROPE_NONE, "gemma norms: minus one");
@@ -166,6 +192,15 @@ TEST(each_architecture_owns_its_table) {
     t = cp_gguf_names_match(cp_gguf_names_find("qwen3"), "blk.0.attn_k_norm.weight", &layer);
     CHECK(t && t->rows == CP_GGUF_DIM_HEAD && !strcmp(t->hf, "self_attn.k_norm.weight"), "qwen3 k_norm");
     CHECK(!cp_gguf_names_match(cp_gguf_names_find("qwen3"), "blk.0.attn_q.bias", &layer), "qwen3 has no biases");
+    t = cp_gguf_names_match(cp_gguf_names_find("gptneox"), "blk.1.attn_qkv.bias", &layer);
+    CHECK(t && t->transform == CP_GGUF_QKV_HEADS && t->rows == CP_GGUF_DIM_QKV && layer == 1, "gptneox fused qkv bias");
+    t = cp_gguf_names_match(cp_gguf_names_find("phi2"), "output.bias", &layer);
+    CHECK(t && !t->optional && !strcmp(t->hf, "lm_head.bias"), "phi2: lm_head with its bias, required");
+    char hf[128];
+    CHECK_ERR(cp_gguf_hf_name(cp_gguf_names_find("phi2"), "blk.1.attn_qkv.weight", 2, hf, sizeof hf),
+              "tensor 'blk.1.attn_qkv.weight': a fused q/k/v (pre-2024 conversions");
+    CHECK_OK(cp_gguf_hf_name(cp_gguf_names_find("gptneox"), "output.weight", 2, hf, sizeof hf));
+    CHECK(!strcmp(hf, "embed_out.weight"), "gptneox output: %s", hf);
 }
 
 TEST(qkv_to_heads_inverts_llamacpp_reorder) {
@@ -220,6 +255,16 @@ TEST(refuses_unsupported_archs_keys_and_tensors) {
     b = patch(b, len, "\x05\0\0\0\0\0\0\0qwen2",
               "\x05\0\0\0\0\0\0\0qwen3", 13);
     expect_refused(b, len, "has no counterpart in a Hugging Face qwen3 model");
+    /* a rotary dimension count that no rotary_pct gives back: odd, or more than the head dimension */
+    b = patched(FIX "gpt_neox.gguf", "dimension_count\x04\0\0\0\x04\0\0\0", "dimension_count\x04\0\0\0\x05\0\0\0",
+                23, &len);
+    expect_refused(b, len, "gptneox.rope.dimension_count 5 is not an even number of dimensions <= the head dimension 16");
+    b = patched(FIX "gpt_neox.gguf", "dimension_count\x04\0\0\0\x04\0\0\0", "dimension_count\x04\0\0\0\x12\0\0\0",
+                23, &len);
+    expect_refused(b, len, "gptneox.rope.dimension_count 18 is not an even number");
+    /* LayerNorm's epsilon is required where the table writes it */
+    b = patched(FIX "phi2.gguf", "phi2.attention.layer_norm_epsilon", "phiX.attention.layer_norm_epsilon", 33, &len);
+    expect_refused(b, len, "phi2.attention.layer_norm_epsilon");
     /* a key the table refuses, appended to the header (64 bytes, so the data section keeps its alignment) */
     char *data;
     CHECK_OK(cp_read_file(FIX "gemma.gguf", &data, &len));
@@ -246,6 +291,8 @@ int main(void) {
     RUN(converts_qwen2);
     RUN(converts_qwen3);
     RUN(converts_gemma);
+    RUN(converts_gpt_neox);
+    RUN(converts_phi2);
     RUN(each_architecture_owns_its_table);
     RUN(qkv_to_heads_inverts_llamacpp_reorder);
     RUN(refuses_unsupported_archs_keys_and_tensors);
