@@ -115,7 +115,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, opt, bloom)");
     cleanup();
 }
 
@@ -365,6 +365,41 @@ TEST(gpt_neo_attention_types_must_cover_layers) {
     cleanup();
 }
 
+/* OPT's and BLOOM's switches cpeft does not run are refused by name; BLOOM's n_head of any count loads. */
+TEST(opt_bloom_switches_refused_by_name) {
+    static const struct { const char *cfg, *err; } cases[] = {
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"word_embed_proj_dim\": 4}",
+         "field \"word_embed_proj_dim\" = 4 differs from hidden_size 8"},
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layer_norm_elementwise_affine\": false}",
+         "field \"layer_norm_elementwise_affine\": false"},
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layerdrop\": 0.1}",
+         "field \"layerdrop\" = 0.1"},
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 3}", "not divisible by num_attention_heads 3"},
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"activation_function\": \"bloom_gelu\"}",
+         "unknown activation \"bloom_gelu\""},
+        {"{\"model_type\": \"bloom\", \"hidden_size\": 8, \"n_head\": 3}", "not divisible by n_head 3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cp_model *m = NULL;
+        snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+        if (!mkdtemp(tmp)) abort();
+        write_file("config.json", cases[i].cfg, strlen(cases[i].cfg));
+        CHECK_ERR(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY), cases[i].err);
+        cleanup();
+    }
+    cp_model *m = NULL;
+    snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+    const char *cfg = "{\"model_type\": \"bloom\", \"n_embed\": 24, \"n_layer\": 3, \"n_head\": 6}";
+    write_file("config.json", cfg, strlen(cfg));
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.hidden_size == 24 && m->config.num_layers == 3 && m->config.num_heads == 6 &&
+          m->config.intermediate_size == 96 && m->config.bos_token_id == 1 && m->config.eos_token_id == 2,
+          "bloom: n_embed / n_layer / n_head aliases and BloomConfig's defaults");
+    cp_model_free(m);
+    cleanup();
+}
+
 #define LLAMA_FIX "tests/fixtures/llama/models/"
 
 /* The bias switches each model type reads, as transformers 5.23: LlamaConfig's attention_bias and
@@ -527,6 +562,7 @@ int main(void) {
     RUN(truncated_weights);
     RUN(sharded_index_naming_a_missing_shard);
     RUN(gpt_neo_attention_types_must_cover_layers);
+    RUN(opt_bloom_switches_refused_by_name);
     RUN(bias_keys_read_only_where_transformers_reads_them);
     RUN(sliding_window_switches);
     RUN(rope_switches_refused_by_name);
