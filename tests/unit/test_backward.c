@@ -308,9 +308,10 @@ TEST(whole_model_gradients) {
     whole_model_case("tests/fixtures/llama/models/llama_bias", "tests/fixtures/llama/grads/llama_bias_all", 0, "Llama biases, all-linear, bias=all");
     whole_model_case("tests/fixtures/llama/models/qwen2_sliding", "tests/fixtures/llama/grads/qwen2_sliding_qkvo", 1, "Qwen2 sliding layers, recompute");
     whole_model_case("tests/fixtures/llama/models/qwen3_tiny", "tests/fixtures/llama/grads/qwen3_all_linear", 1, "Qwen3 q/k norms, all-linear, recompute");
-    whole_model_case("tests/fixtures/optbloom/opt_post", "tests/fixtures/optbloom/opt_post_lora", 0,
-                     "OPT post-LN (gelu), learned positions + 2, all-linear + embed_tokens LoRA, bias=all");
-    whole_model_case("tests/fixtures/optbloom/bloom_post", "tests/fixtures/optbloom/bloom_post_lora", 0,
+    whole_model_case("tests/fixtures/decoders/opt_post_ln/model", "tests/fixtures/decoders/opt_post_ln/lora/embed_bias", 0,
+                     "OPT post-LN, learned positions + 2, Linears + embed_tokens LoRA, bias=lora_only");
+    whole_model_case("tests/fixtures/decoders/bloom_post_residual/model",
+                     "tests/fixtures/decoders/bloom_post_residual/lora/embed_bias", 0,
                      "BLOOM ALiBi (6 heads), per-head fused qkv, residual from LayerNorm, embeddings LayerNorm");
     whole_model_case("tests/fixtures/llama/models/gemma_tiny", "tests/fixtures/llama/grads/gemma_all_linear", 0, "Gemma 1+w norms, scaled embeddings, GeGLU");
     /* encoder-decoders: the labels (B,T) are the decoder's targets and, shifted, its inputs */
