@@ -32,6 +32,7 @@ typedef struct {
 
 typedef struct {
     cp_module *wte, *wpe, *ln_f;         /* (transformer.drop on wte + wpe is the scaffold's embed_dropout) */
+    cp_module *project_in;               /* OPT word_embed_proj_dim != hidden_size: Linear (C,P) after wte; NULL: none */
     cp_module *embed_ln;                 /* BLOOM's word_embeddings_layernorm, or NULL */
     cp_gpt_layer *layers;                /* [num_layers] */
     /* The block's variants, every layer alike (0 / NULL: GPT-2's pre-LN block):

@@ -12,9 +12,11 @@
  * OPT's dropouts are functional (no Dropout modules): `dropout` after each sublayer and
  * `attention_dropout` on the probabilities. The attention scales q by head_dim^-0.5 before q·kᵀ;
  * here the product is scaled (the same up to rounding).
- * Not built (refused by name at load): word_embed_proj_dim ≠ hidden_size (project_in / project_out
- * of OPT-350m: the scaffold has no output projection after the final norm),
- * layer_norm_elementwise_affine false, layerdrop > 0.
+ * word_embed_proj_dim P ≠ hidden_size (OPT-350m): embed_tokens (V,P), x = project_in(embed_tokens[ids])
+ * + positions, and the stack ends in project_out (P,C) (the scaffold's final_proj), so lm_head (V,P,
+ * tied) and score read width P. Prompt tuning then needs token_dim P (PEFT's default hidden_size fails
+ * in PEFT too: its virtual rows are concatenated to the P-wide inputs_embeds).
+ * Not built (refused by name at load): layer_norm_elementwise_affine false, layerdrop > 0.
  */
 #include "models/gpt_common.h"
 #include "core/alloc.h"
@@ -51,9 +53,6 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK ||
         cp_json_get_double(root, "layerdrop", 0.0, 0, &layerdrop, file) != CP_OK)
         return CP_ERR;
-    if (proj_dim && proj_dim != cfg->hidden_size)
-        return cp_error("%s: field \"word_embed_proj_dim\" = %lld differs from hidden_size %lld (OPT-350m's project_in / "
-                        "project_out): not implemented", file, (long long)proj_dim, (long long)cfg->hidden_size);
     if (!affine) return cp_error("%s: field \"layer_norm_elementwise_affine\": false (LayerNorms without weight and bias) "
                                  "is not implemented", file);
     if (layerdrop > 0)
@@ -66,6 +65,7 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
     cfg->opt.pre_ln = pre_ln;
     cfg->opt.final_norm = pre_ln && !remove_final;
     cfg->opt.bias = enable_bias;
+    cfg->embedding_size = proj_dim ? proj_dim : cfg->hidden_size; /* word_embed_proj_dim */
     if (cp_config_read_common(cfg, root, file, "relu") != CP_OK) return CP_ERR;
     if (cp_config_token_id(root, "pad_token_id", 1, &cfg->pad_token_id, file) != CP_OK ||
         cp_config_token_id(root, "bos_token_id", 2, &cfg->bos_token_id, file) != CP_OK ||
@@ -101,6 +101,7 @@ static cp_status build_layer(cp_model *m, cp_module *layers, int64_t l, cp_gpt_l
 
 static cp_status build(cp_model *m) {
     const cp_model_config *c = &m->config;
+    const int64_t C = c->hidden_size, P = c->embedding_size;
     if (m->task == CP_TASK_TOKEN_CLS) return cp_error("%s: transformers has no OPTForTokenClassification", m->dir);
     char cls[96];
     const char *root_class = cp_decoder_root_class(m, "OPT", "OPTForCausalLM", cls, sizeof cls);
@@ -112,8 +113,11 @@ static cp_status build(cp_model *m) {
     if (!(m->root = cp_module_new(NULL, "", root_class, CP_MOD_CONTAINER))) return CP_ERR;
     cp_module *model = cp_module_new(m->root, "model", "OPTModel", CP_MOD_CONTAINER);
     cp_module *dec = model ? cp_module_new(model, "decoder", "OPTDecoder", CP_MOD_CONTAINER) : NULL;
-    if (!dec || !(s->wte = cp_module_embedding(dec, "embed_tokens", c->vocab_size, c->hidden_size)) ||
-        !(s->wpe = cp_module_embedding(dec, "embed_positions", c->max_positions + OPT_POSITION_OFFSET, c->hidden_size)))
+    if (!dec || !(s->wte = cp_module_embedding(dec, "embed_tokens", c->vocab_size, P)) ||
+        !(s->wpe = cp_module_embedding(dec, "embed_positions", c->max_positions + OPT_POSITION_OFFSET, C)))
+        return CP_ERR;
+    if (P != C && (!(m->stack.final_proj = cp_module_linear(dec, "project_out", C, P, 0)) ||
+                   !(s->project_in = cp_module_linear(dec, "project_in", P, C, 0))))
         return CP_ERR;
     if (c->pad_token_id >= 0 && c->pad_token_id < c->vocab_size) s->wte->padding_idx = c->pad_token_id;
     char *cls_pos = cp_strdup("OPTLearnedPositionalEmbedding");
@@ -129,12 +133,16 @@ static cp_status build(cp_model *m) {
     if (cp_decoder_build_head(m, s->wte, "classifier") != CP_OK) return CP_ERR;
     m->stack.embeddings[0] = s->wte;
     m->stack.embeddings[1] = s->wpe;
+    m->stack.embeddings[2] = s->project_in;
     m->stack.final_norm = s->ln_f;
     return cp_stack_blocks(m, dec, "layers");
 }
 
-/* The embedding step's state: the rows of embed_positions it read. */
-typedef struct { int64_t *pos; } opt_emb;
+/* The embedding step's state: the rows of embed_positions it read; with project_in, its input (N,P). */
+typedef struct {
+    int64_t *pos;
+    float *tokens;
+} opt_emb;
 
 /* pos (B,T): position_ids + 2 when given, else OPTDecoder's (cumsum(mask)·mask − 1) + 2 over the
  * key mask of the call: under prefix tuning the prefix columns' mask (B, n + T) and the batch's columns
@@ -161,7 +169,13 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
     const int64_t N = b->B * b->T;
     if (!(e->pos = cp_arena_alloc(run->arena, (size_t)N * sizeof *e->pos, "position ids"))) return CP_ERR;
     positions(run, b, ea->past, e->pos);
-    if (cp_embed_tokens(run, s->wte, b, ea, x) != CP_OK) return CP_ERR;
+    if (s->project_in) { // x (N,C) = project_in(embed_tokens[ids] (N,P))
+        if (!(e->tokens = cp_arena_floats(run->arena, (size_t)(N * s->project_in->in_features), "token embeddings")) ||
+            cp_embed_tokens(run, s->wte, b, ea, e->tokens) != CP_OK || cp_proj_forward(run, s->project_in, x, e->tokens, N) != CP_OK)
+            return CP_ERR;
+    } else if (cp_embed_tokens(run, s->wte, b, ea, x) != CP_OK) {
+        return CP_ERR;
+    }
     if (cp_embed_forward(run, s->wpe, x, e->pos, N, 1) != CP_OK) return cp_error_context("position_ids");
     return CP_OK;
 }
@@ -170,8 +184,18 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
                                 const void *emb) {
     const cp_gpt_state *s = m->arch_state;
     const opt_emb *e = emb;
-    if (cp_embed_tokens_backward(run, s->wte, b, ea, dx) != CP_OK) return CP_ERR;
-    return cp_embed_backward(run, s->wpe, dx, e->pos, b->B * b->T);
+    const int64_t N = b->B * b->T;
+    if (cp_embed_backward(run, s->wpe, dx, e->pos, N) != CP_OK) return CP_ERR;
+    if (!s->project_in) return cp_embed_tokens_backward(run, s->wte, b, ea, dx);
+    cp_arena_mark mark = cp_arena_get_mark(run->arena);
+    const int64_t P = s->project_in->in_features;
+    float *d = cp_arena_floats(run->arena, (size_t)(N * P), "token embedding gradients"); // (N,P)
+    if (!d) return CP_ERR;
+    memset(d, 0, (size_t)(N * P) * sizeof *d);
+    cp_status st = cp_proj_backward(run, s->project_in, d, dx, e->tokens, N);
+    if (st == CP_OK) st = cp_embed_tokens_backward(run, s->wte, b, ea, d);
+    cp_arena_release(run->arena, mark);
+    return st;
 }
 
 static const cp_block_ops opt_block_ops = {.acts_size = CP_GPT_ACTS_SIZE, .embed_size = sizeof(opt_emb),

@@ -368,8 +368,6 @@ TEST(gpt_neo_attention_types_must_cover_layers) {
 /* OPT's and BLOOM's switches cpeft does not run are refused by name; BLOOM's n_head of any count loads. */
 TEST(opt_bloom_switches_refused_by_name) {
     static const struct { const char *cfg, *err; } cases[] = {
-        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"word_embed_proj_dim\": 4}",
-         "field \"word_embed_proj_dim\" = 4 differs from hidden_size 8"},
         {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layer_norm_elementwise_affine\": false}",
          "field \"layer_norm_elementwise_affine\": false"},
         {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layerdrop\": 0.1}",
@@ -398,6 +396,23 @@ TEST(opt_bloom_switches_refused_by_name) {
           "bloom: n_embed / n_layer / n_head aliases and BloomConfig's defaults");
     cp_model_free(m);
     cleanup();
+}
+
+/* OPT-350m's shape (word_embed_proj_dim != hidden_size): the final hidden states are project_out's,
+ * narrower than hidden_size, so the calls that return them sized by cp_model_hidden_size refuse by name. */
+TEST(final_proj_hidden_states_refused) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/decoders/opt_350m/model", CP_LOAD_WEIGHTS));
+    if (!m) return;
+    int64_t ids[3] = {5, 6, 7}, mask[3] = {1, 1, 1};
+    cp_batch b = {.B = 1, .T = 3, .input_ids = ids, .attention_mask = mask};
+    float logits[3 * 61], hidden[3 * 3 * 16], pooled[16];
+    cp_outputs out = {.logits = logits, .hidden_states = hidden};
+    CHECK_ERR(cp_model_forward(m, &b, &out), "output_hidden_states: the last hidden state is model.decoder.project_out's output, of width 12");
+    CHECK_ERR(cp_model_embed(m, &b, CP_EMBED_MEAN, 0, pooled), "cp_model_embed: the final hidden states are model.decoder.project_out's output");
+    out.hidden_states = NULL;
+    CHECK_OK(cp_model_forward(m, &b, &out));
+    cp_model_free(m);
 }
 
 #define LLAMA_FIX "tests/fixtures/llama/models/"
@@ -563,6 +578,7 @@ int main(void) {
     RUN(sharded_index_naming_a_missing_shard);
     RUN(gpt_neo_attention_types_must_cover_layers);
     RUN(opt_bloom_switches_refused_by_name);
+    RUN(final_proj_hidden_states_refused);
     RUN(bias_keys_read_only_where_transformers_reads_them);
     RUN(sliding_window_switches);
     RUN(rope_switches_refused_by_name);

@@ -29,6 +29,12 @@ SPECS = [
                 activation_function="gelu"),   # smooth for test_backward's finite differences (ReLU: opt_tiny)
                 "post-LN blocks (do_layer_norm_before false), no final layer norm, gelu", seed=102, prompt=False,
                 lora=_LORA + [_OPT_EMBED]),
+    DecoderSpec("opt_350m", "opt", dict(_OPT, do_layer_norm_before=False, word_embed_proj_dim=12),
+                "OPT-350m's shape: word_embed_proj_dim 12 != hidden_size 16 (project_in after embed_tokens, project_out "
+                "after the blocks, lm_head and score of width 12), post-LN, ReLU", seed=104, steps=False,
+                prompt=False,
+                lora=_LORA + [LoraCase("embed_proj", dict(target_modules=["embed_tokens", "project_in", "project_out", "v_proj"],
+                                                          r=2, lora_alpha=4), "the tied embed_tokens (width 12) through project_in")]),   # PEFT's prompt tuning takes token_dim = hidden_size: its concat with the 12-wide inputs fails
     DecoderSpec("opt_no_bias", "opt", dict(_OPT, enable_bias=False, _remove_final_layer_norm=True,
                 activation_function="gelu"), "enable_bias false, _remove_final_layer_norm, gelu",
                 seed=103, steps=False, prompt=False, seq_cls=False),
