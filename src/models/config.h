@@ -116,6 +116,8 @@ typedef struct {
         int pre_ln;                 /* do_layer_norm_before */
         int final_norm;             /* decoder.final_layer_norm exists: pre_ln and not _remove_final_layer_norm */
         int bias;                   /* enable_bias: the attention and fc Linears carry biases */
+        int affine;                 /* layer_norm_elementwise_affine: the LayerNorms have weight and bias */
+        double layerdrop;           /* refused in a forward with the model's dropout on (transformers skips layers then) */
     } opt;
 
     /* bloom (models/bloom.c) */

@@ -310,7 +310,7 @@ cp_status cp_gpt_block_backward(cp_model *m, const cp_run *run, int64_t l, const
     if (ly->qkv_proj) { dk = d_big + C; dv = d_big + 2 * C; }
     else { dk = d_big + N * C; dv = d_big + 2 * N * C; }
     if (cp_stack_attention_backward(run, l, &at, d_small, dq, dk, dv) != CP_OK) return CP_ERR;
-    int need_dh1 = need_dx || (!s->post_ln && (ly->ln_1->weight->grad || (ly->ln_1->bias && ly->ln_1->bias->grad)));
+    int need_dh1 = need_dx || (!s->post_ln && ((ly->ln_1->weight && ly->ln_1->weight->grad) || (ly->ln_1->bias && ly->ln_1->bias->grad)));
     float *dh1 = need_dh1 ? d_small : NULL;
     if (dh1) memset(dh1, 0, (size_t)(N * C) * sizeof *dh1);
     if (ly->qkv_proj) {

@@ -16,7 +16,9 @@
  * + positions, and the stack ends in project_out (P,C) (the scaffold's final_proj), so lm_head (V,P,
  * tied) and score read width P. Prompt tuning then needs token_dim P (PEFT's default hidden_size fails
  * in PEFT too: its virtual rows are concatenated to the P-wide inputs_embeds).
- * Not built (refused by name at load): layer_norm_elementwise_affine false, layerdrop > 0.
+ * layer_norm_elementwise_affine false: every LayerNorm without weight and bias.
+ * layerdrop > 0 loads (transformers skips layers only in train mode): a forward with the model's
+ * dropout on refuses it by name; eval, generation and training with model dropout off run every layer.
  */
 #include "models/gpt_common.h"
 #include "core/alloc.h"
@@ -53,10 +55,6 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK ||
         cp_json_get_double(root, "layerdrop", 0.0, 0, &layerdrop, file) != CP_OK)
         return CP_ERR;
-    if (!affine) return cp_error("%s: field \"layer_norm_elementwise_affine\": false (LayerNorms without weight and bias) "
-                                 "is not implemented", file);
-    if (layerdrop > 0)
-        return cp_error("%s: field \"layerdrop\" = %g: skipping layers at random in training is not implemented", file, layerdrop);
     if (cfg->hidden_size % cfg->num_heads)
         return cp_error("%s: hidden_size %lld is not divisible by num_attention_heads %lld", file,
                         (long long)cfg->hidden_size, (long long)cfg->num_heads);
@@ -65,6 +63,8 @@ static cp_status parse_config(cp_model_config *cfg, const cJSON *root, const cha
     cfg->opt.pre_ln = pre_ln;
     cfg->opt.final_norm = pre_ln && !remove_final;
     cfg->opt.bias = enable_bias;
+    cfg->opt.affine = affine;
+    cfg->opt.layerdrop = layerdrop;
     cfg->embedding_size = proj_dim ? proj_dim : cfg->hidden_size; /* word_embed_proj_dim */
     if (cp_config_read_common(cfg, root, file, "relu") != CP_OK) return CP_ERR;
     if (cp_config_token_id(root, "pad_token_id", 1, &cfg->pad_token_id, file) != CP_OK ||
@@ -86,9 +86,9 @@ static cp_status build_layer(cp_model *m, cp_module *layers, int64_t l, cp_gpt_l
         !(ly->v_proj = cp_module_linear(attn, "v_proj", C, C, bias)) || !(ly->q_proj = cp_module_linear(attn, "q_proj", C, C, bias)) ||
         !(ly->out_proj = cp_module_linear(attn, "out_proj", C, C, bias)) ||
         !cp_module_activation(layer, "activation_fn", c->activation) ||
-        !(ly->ln_1 = cp_module_layernorm(layer, "self_attn_layer_norm", C, c->layer_norm_eps)) ||
+        !(ly->ln_1 = cp_module_layernorm_affine(layer, "self_attn_layer_norm", C, c->layer_norm_eps, c->opt.affine)) ||
         !(ly->fc = cp_module_linear(layer, "fc1", C, I, bias)) || !(ly->proj = cp_module_linear(layer, "fc2", I, C, bias)) ||
-        !(ly->ln_2 = cp_module_layernorm(layer, "final_layer_norm", C, c->layer_norm_eps)))
+        !(ly->ln_2 = cp_module_layernorm_affine(layer, "final_layer_norm", C, c->layer_norm_eps, c->opt.affine)))
         return CP_ERR;
     ly->activation = c->activation;
     ly->attn_scale = (float)(1.0 / sqrt((double)c->head_dim));
@@ -124,7 +124,8 @@ static cp_status build(cp_model *m) {
     if (!cls_pos) return CP_ERR;
     cp_free(s->wpe->class_name);
     s->wpe->class_name = cls_pos;
-    if (c->opt.final_norm && !(s->ln_f = cp_module_layernorm(dec, "final_layer_norm", c->hidden_size, c->layer_norm_eps)))
+    if (c->opt.final_norm &&
+        !(s->ln_f = cp_module_layernorm_affine(dec, "final_layer_norm", c->hidden_size, c->layer_norm_eps, c->opt.affine)))
         return CP_ERR;
     cp_module *layers = cp_module_new(dec, "layers", "ModuleList", CP_MOD_LIST);
     if (!layers) return CP_ERR;
@@ -167,6 +168,10 @@ static cp_status embed(cp_model *m, const cp_run *run, const cp_batch *b, const 
     const cp_gpt_state *s = m->arch_state;
     opt_emb *e = emb;
     const int64_t N = b->B * b->T;
+    if (run->model_dropout && m->config.opt.layerdrop > 0)
+        return cp_error("%s: field \"layerdrop\" = %g: transformers skips layers at random in train mode, which cpeft does not "
+                        "(evaluation and generation ignore it; train with the model's dropout off, or set it to 0)", m->dir,
+                        m->config.opt.layerdrop);
     if (!(e->pos = cp_arena_alloc(run->arena, (size_t)N * sizeof *e->pos, "position ids"))) return CP_ERR;
     positions(run, b, ea->past, e->pos);
     if (s->project_in) { // x (N,C) = project_in(embed_tokens[ids] (N,P))

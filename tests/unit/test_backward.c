@@ -79,6 +79,22 @@ TEST(layernorm_backward) {
     printf("  layer norm: worst relative error %.2e\n", worst);
     CHECK(worst < 2e-2, "layer norm backward off by %.3e", worst);
     cp_module_free(m);
+    /* elementwise_affine=False (OPT's layer_norm_elementwise_affine false): no weight, no bias */
+    cp_module *plain = cp_module_layernorm_affine(NULL, "ln", C, 1e-5, 0);
+    memset(dx, 0, sizeof dx);
+    cp_layernorm_forward(plain, y, mean, rstd, x, N);
+    cp_layernorm_backward(plain, dx, w_out, x, mean, rstd, N);
+    double worst_plain = 0;
+    for (int i = 0; i < N * C; i++) {
+        float keep = x[i];
+        x[i] = keep + h; double lp = ln_loss(plain, x, w_out, N, C);
+        x[i] = keep - h; double lm = ln_loss(plain, x, w_out, N, C);
+        x[i] = keep;
+        worst_plain = fmax(worst_plain, rel_err(dx[i], (lp - lm) / (2 * h)));
+    }
+    printf("  layer norm without weight and bias: worst relative error %.2e\n", worst_plain);
+    CHECK(worst_plain < 2e-2, "non-affine layer norm backward off by %.3e", worst_plain);
+    cp_module_free(plain);
 }
 
 /* ---- attention ---------------------------------------------------------------------------------- */

@@ -368,10 +368,6 @@ TEST(gpt_neo_attention_types_must_cover_layers) {
 /* OPT's and BLOOM's switches cpeft does not run are refused by name; BLOOM's n_head of any count loads. */
 TEST(opt_bloom_switches_refused_by_name) {
     static const struct { const char *cfg, *err; } cases[] = {
-        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layer_norm_elementwise_affine\": false}",
-         "field \"layer_norm_elementwise_affine\": false"},
-        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"layerdrop\": 0.1}",
-         "field \"layerdrop\" = 0.1"},
         {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 3}", "not divisible by num_attention_heads 3"},
         {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"activation_function\": \"bloom_gelu\"}",
          "unknown activation \"bloom_gelu\""},
@@ -413,6 +409,29 @@ TEST(final_proj_hidden_states_refused) {
     out.hidden_states = NULL;
     CHECK_OK(cp_model_forward(m, &b, &out));
     cp_model_free(m);
+}
+
+/* OPT's layerdrop: transformers skips layers at random only in train mode, so a model with it loads and
+ * evaluates; a training forward with the model's dropout on refuses it by name, with it off it trains. */
+TEST(opt_layerdrop_refused_in_train_mode) {
+    setup_from("tests/fixtures/decoders/opt_tiny/model", "\"layerdrop\": 0.0", "\"layerdrop\": 0.1", 1);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    if (m) {
+        int64_t ids[3] = {5, 6, 7}, mask[3] = {1, 1, 1}, labels[3] = {5, 6, 7};
+        cp_batch b = {.B = 1, .T = 3, .input_ids = ids, .attention_mask = mask, .labels = labels};
+        float logits[3 * 61];
+        cp_outputs out = {.logits = logits};
+        CHECK_OK(cp_model_forward(m, &b, &out));
+        double loss;
+        int64_t n;
+        m->training = 1;
+        CHECK_ERR(cp_model_forward_backward(m, &b, 1.0, 0, &loss, &n), "field \"layerdrop\" = 0.1: transformers skips layers");
+        m->model_dropout = 0;
+        CHECK_OK(cp_model_forward_backward(m, &b, 1.0, 0, &loss, &n));
+        cp_model_free(m);
+    }
+    cleanup();
 }
 
 #define LLAMA_FIX "tests/fixtures/llama/models/"
@@ -579,6 +598,7 @@ int main(void) {
     RUN(gpt_neo_attention_types_must_cover_layers);
     RUN(opt_bloom_switches_refused_by_name);
     RUN(final_proj_hidden_states_refused);
+    RUN(opt_layerdrop_refused_in_train_mode);
     RUN(bias_keys_read_only_where_transformers_reads_them);
     RUN(sliding_window_switches);
     RUN(rope_switches_refused_by_name);

@@ -38,6 +38,9 @@ SPECS = [
     DecoderSpec("opt_no_bias", "opt", dict(_OPT, enable_bias=False, _remove_final_layer_norm=True,
                 activation_function="gelu"), "enable_bias false, _remove_final_layer_norm, gelu",
                 seed=103, steps=False, prompt=False, seq_cls=False),
+    DecoderSpec("opt_no_affine", "opt", dict(_OPT, layer_norm_elementwise_affine=False),
+                "layer_norm_elementwise_affine false: LayerNorms without weight and bias", seed=105, steps=False,
+                ia3=False, prompt=False, seq_cls=False),
     DecoderSpec("bloom_tiny", "bloom", dict(_BLOOM), "BLOOM ALiBi (4 heads), word_embeddings_layernorm, "
                 "per-head fused query_key_value, tied lm_head", seed=201),
     DecoderSpec("bloom_post_residual", "bloom", dict(_BLOOM, hidden_size=24, n_head=6,
