@@ -520,18 +520,27 @@ static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapt
     *run = cp_model_run(m);
     run->mix = mix;
     if (cp_model_prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
-    return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * m->config.hidden_size), "final hidden states");
+    return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * cp_stack_out_width(m, &m->stack)), "final hidden states");
+}
+
+/* The public calls that return final hidden states size them by cp_model_hidden_size: with a final_proj
+ * (OPT-350m's project_out) they are of another width. */
+static cp_status out_width_refused(const cp_model *m, const char *what) {
+    return cp_error("%s: %s: the final hidden states are %s's output, of width %lld, not hidden_size %lld: not supported",
+                    m->dir, what, m->stack.final_proj->path, (long long)m->stack.final_proj->out_features,
+                    (long long)m->config.hidden_size);
 }
 
 cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
     if (m->arch && m->arch->encoder_decoder) return cp_seq2seq_forward(m, user_batch, out);
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
+    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,W)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
     if (m->task == CP_TASK_FEATURE_EXTRACTION) { /* no head: the final hidden states, no loss */
         if (batch->labels || batch->label_values) return cp_error("batch: labels given, but FEATURE_EXTRACTION has no loss");
+        if (m->stack.final_proj) return out_width_refused(m, "FEATURE_EXTRACTION");
         if (out->logits) memcpy(out->logits, final, (size_t)(batch->B * batch->T * m->config.hidden_size) * sizeof *final);
         out->loss_tokens = 0;
         out->loss = 0;
@@ -548,9 +557,9 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *
     return CP_OK;
 }
 
-/* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,C). */
+/* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,W). */
 static cp_status last_logits(cp_model *m, const cp_run *run, const float *final, int64_t B, int64_t T, float *logits) {
-    const int64_t C = m->config.hidden_size;
+    const int64_t C = cp_stack_out_width(m, &m->stack);
     float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states"); // (B,C)
     if (!last) return CP_ERR;
     for (int64_t b = 0; b < B; b++) memcpy(last + b * C, final + (b * T + T - 1) * C, (size_t)C * sizeof *last);
@@ -561,8 +570,9 @@ cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *user_batch, c
                                       float *logits, float *hidden) {
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, mix, &run, &pb, cache, 1); // (B,T,C)
+    float *final = call_start(m, user_batch, mix, &run, &pb, cache, 1); // (B,T,W)
     if (!final) return CP_ERR;
+    if (hidden && m->stack.final_proj) return out_width_refused(m, "the cached forward's hidden states");
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, cache, final, NULL) != CP_OK) return CP_ERR;
     if (hidden) { /* the user's columns (the virtual tokens of the first step left out) */
@@ -601,7 +611,7 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
     if (!final) return CP_ERR;
     if (!user_batch->labels && !user_batch->label_values) return cp_error("batch: training needs labels");
     if (m->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("%s: FEATURE_EXTRACTION has no loss to train on", m->dir);
-    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    const int64_t N = batch->B * batch->T, C = cp_stack_out_width(m, &m->stack);
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
     void *saved = NULL;
     if (!d_final) return CP_ERR;
@@ -634,6 +644,7 @@ cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling po
     if (pooling != CP_EMBED_MEAN && pooling != CP_EMBED_CLS && pooling != CP_EMBED_LAST)
         return cp_error("cp_model_embed: pooling %d is not one of CP_EMBED_MEAN, _CLS, _LAST", (int)pooling);
     if (m->prompt) return cp_error("%s: embeddings with a prompt-learning adapter are not supported yet", m->dir);
+    if (m->stack.final_proj) return out_width_refused(m, "cp_model_embed");
     cp_run run;
     cp_batch pb; /* no prompt method: the user's batch as it is */
     float *final = call_start(m, batch, NULL, &run, &pb, NULL, 0); // (B,T,C)

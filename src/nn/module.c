@@ -174,10 +174,15 @@ cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0) {
 }
 
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
+    return cp_module_layernorm_affine(parent, name, dim, eps, 1);
+}
+
+cp_module *cp_module_layernorm_affine(cp_module *parent, const char *name, int64_t dim, double eps, int affine) {
     cp_module *m = cp_module_new(parent, name, "LayerNorm", CP_MOD_LAYERNORM);
     if (!m) return NULL;
     m->in_features = m->out_features = dim;
     m->eps = eps;
+    if (!affine) return m; /* elementwise_affine=False: neither weight nor bias */
     if (!(m->weight = param_new(m, "weight", 1, dim, 0))) return NULL;
     if (!(m->bias = param_new(m, "bias", 1, dim, 0))) return NULL;
     return m;
@@ -309,8 +314,8 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         break;
     case CP_MOD_LAYERNORM:
         if (strcmp(m->class_name, "LayerNorm") != 0) break; /* a model's own LayerNorm class (DebertaLayerNorm) has no extra_repr */
-        cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
-                     cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
+        cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=%s, bias=%s", (long long)m->in_features,
+                     cp_py_float_repr(m->eps, f, sizeof f), m->weight ? "True" : "False", m->bias ? "True" : "False");
         break;
     case CP_MOD_RMSNORM: /* LlamaRMSNorm's extra_repr; T5LayerNorm (and MT5LayerNorm) has none */
         if (strlen(m->class_name) >= 11 && !strcmp(m->class_name + strlen(m->class_name) - 11, "T5LayerNorm")) break;

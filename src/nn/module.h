@@ -101,6 +101,9 @@ cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num,
  * PyTorch does (DeBERTa's q_bias and v_bias on DisentangledSelfAttention). */
 cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0);
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps);
+/* The same with elementwise_affine = affine: 0 gives a LayerNorm without weight and bias (OPT's
+ * layer_norm_elementwise_affine false), normalisation alone. */
+cp_module *cp_module_layernorm_affine(cp_module *parent, const char *name, int64_t dim, double eps, int affine);
 cp_module *cp_module_rmsnorm(cp_module *parent, const char *name, const char *class_name, int64_t dim, double eps);
 cp_module *cp_module_dropout(cp_module *parent, const char *name, double p);
 cp_module *cp_module_activation(cp_module *parent, const char *name, cp_activation act);
