@@ -23,6 +23,7 @@
 #include "models/head.h"
 #include "models/lm_head.h"
 #include "models/proj.h"
+#include "models/quantize.h"
 #include "nn/pooling.h"
 
 #include <math.h>
@@ -36,6 +37,8 @@ void cp_param_tie(cp_param *param, cp_param *target) {
     param->tied_to = target;
     param->data = target->data;
     param->stored = target->stored;
+    param->stored_dtype = target->stored_dtype;
+    param->stored_transposed = target->stored_transposed;
     param->source_dtype = target->source_dtype;
 }
 
@@ -174,6 +177,7 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     }
     if (p->ndim == 2 && t->dtype != CP_F32 && cp_gemm_supports(t->dtype) && ((uintptr_t)t->data % 2) == 0) {
         p->stored = t->data; /* mapped read-only; widened as the products read it */
+        p->stored_dtype = t->dtype;
         p->data = NULL;
         p->owns_data = 0;
         return CP_OK;
@@ -327,6 +331,8 @@ cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
         if (st == CP_OK && m->ckpt.n_files == 0)
             st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", m->dir);
         if (st == CP_OK) st = cp_model_bind_weights(m);
+        const cp_dtype q = cp_quantize_dtype_of_flags(flags);
+        if (st == CP_OK && q != CP_F32) st = cp_model_quantize(m, q);
         if (st == CP_OK) m->has_weights = 1;
     }
     if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
