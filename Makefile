@@ -49,7 +49,7 @@ LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
 
 # Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
 # picks one per process). Only x86-64 has variants besides the compiler's default target.
-ISA_SRC := src/kernels/skinny.c src/kernels/vector.c src/kernels/gemm_cpu.c src/kernels/gemm_skinny16.c
+ISA_SRC := src/kernels/skinny.c src/kernels/vector.c src/kernels/gemm_cpu.c src/kernels/gemm_skinny16.c src/kernels/gemm_quant.c
 ISAS    := base $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),avx2 avx512)
 ISA_FLAGS_avx2   := -mavx2 -mfma
 ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq

@@ -108,7 +108,16 @@ typedef struct cp_model cp_model;
 typedef enum {
     CP_LOAD_WEIGHTS = 0,     /* config.json + safetensors weights (the default) */
     CP_LOAD_CONFIG_ONLY = 1, /* config.json only: shapes, counts and the module tree, no data */
+    /* --quantize: the frozen Linear/Conv1D weights of the base model (not the LM head or a task head,
+     * embeddings, norms, biases) quantized at load with ggml's reference quantizers and multiplied as
+     * stored; adapters stay f32 and are ordinary PEFT adapters. One of: */
+    CP_LOAD_QUANTIZE_Q8_0 = 2, /* ggml Q8_0: 8.5 bits a weight */
+    CP_LOAD_QUANTIZE_Q4_K = 4, /* ggml Q4_K: 4.5 bits a weight (rows not a multiple of 256: Q4_1, 5 bits) */
 } cp_load_flags;
+
+/* The CP_LOAD_QUANTIZE_* flag of a --quantize name ("q8_0", "q4_k"), or an error listing the known
+ * ones. */
+CP_API cp_status cp_quantize_flag(const char *name, int *flag);
 
 /* Loads a Hugging Face model directory (config.json + model.safetensors or sharded safetensors).
  * Weights are memory-mapped and used in place in their stored dtype (F32; F16/BF16 matrices are

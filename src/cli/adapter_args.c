@@ -49,3 +49,14 @@ cp_model *cli_load_model(const char *cmd, const char *dir, int flags, char *cons
     }
     return m;
 }
+
+int cli_quantize_flags(const char *cmd, const char *type, int *flags) {
+    int f;
+    if (!type) return 0;
+    if (cp_quantize_flag(type, &f) != CP_OK) {
+        fprintf(stderr, "cpeft %s: %s\n", cmd, cp_last_error());
+        return 2;
+    }
+    *flags |= f;
+    return 0;
+}

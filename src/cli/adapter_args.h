@@ -13,6 +13,13 @@
 /* The option's row in a cp_args_parse table: up to 64 specs, n counting them. */
 #define CLI_ADAPTER_OPTION(specs, n) CP_LIST("--adapter", (specs), 64, (n), "at most 64 --adapter options")
 
+/* `--quantize TYPE` (q8_0, q4_k) added to load flags; NULL adds nothing. 0, or 2 after printing
+ * "cpeft CMD: --quantize X: unknown type (known: q8_0, q4_k)". */
+int cli_quantize_flags(const char *cmd, const char *type, int *flags);
+#define CLI_QUANTIZE_HELP                                                                                     \
+    "  --quantize TYPE   q8_0 or q4_k: the frozen Linear weights quantized at load with ggml's quantizers\n" \
+    "                    (embeddings, norms, the LM head and adapters stay f32)\n"
+
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n);
 /* The model in dir (cp_model_load's flags) with the n --adapter specs loaded and active; NULL after
  * printing "cpeft CMD: <the error>" on stderr. */

@@ -43,6 +43,7 @@ static void help(FILE *f) {
             "  --batch-size N    blocks per forward pass (default 4)\n"
             "  --json            print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}; tokens is the\n"
             "                    number of predicted tokens the loss averages over\n");
+    fputs(CLI_QUANTIZE_HELP, f);
 }
 
 /* Reads whitespace-separated ids; errors name the file and line. */
@@ -171,7 +172,7 @@ static cp_status eval_blocks(cp_model *m, const int64_t *x, int64_t count, int64
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *data_ids = NULL;
+    const char *model_dir = NULL, *data = NULL, *data_ids = NULL, *quantize = NULL;
     int64_t seq_len = 0, batch_size = 4;
     int json = 0, n_adapters = 0;
     char *adapters[64];
@@ -180,6 +181,7 @@ int cmd_eval(int argc, char **argv) {
         {CP_STRING("--model", &model_dir)},
         {CP_STRING("--data", &data)},
         {CP_STRING("--data-ids", &data_ids)},
+        {CP_STRING("--quantize", &quantize)},
         {CLI_ADAPTER_OPTION(adapters, &n_adapters)},
         {CP_INT("--seq-len", &seq_len, 1, 1 << 20)},
         {CP_INT("--batch-size", &batch_size, 1, 1 << 16)},
@@ -195,7 +197,9 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
 
-    cp_model *m = cli_load_model("eval", model_dir, CP_LOAD_WEIGHTS, adapters, n_adapters);
+    int load_flags = CP_LOAD_WEIGHTS;
+    if ((r = cli_quantize_flags("eval", quantize, &load_flags))) return r;
+    cp_model *m = cli_load_model("eval", model_dir, load_flags, adapters, n_adapters);
     if (!m) return 1;
     int64_t max_pos = cp_model_max_positions(m);
     /* a prompt-learning adapter's virtual tokens come before every block: with a learned position table

@@ -71,6 +71,7 @@ static void help(FILE *f) {
             "  --num-return-sequences M  the best M ≤ N beams per prompt, each with its score (default 1)\n\n"
             "The model's eos ids (generation_config.json, else config.json) end a prompt. A prompt longer than\n"
             "the model's positions is truncated from the left with a warning. Details: docs/generate.md\n");
+    fputs(CLI_QUANTIZE_HELP, f);
 }
 
 /* ---- prompts ----------------------------------------------------------------------------------- */
@@ -328,7 +329,7 @@ static double now_seconds(void) {
 /* ---- the command ------------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *model_dir, *prompts_file, *template_name, *adapter_names;
+    const char *model_dir, *prompts_file, *template_name, *adapter_names, *quantize;
     char *adapters[64];
     int n_adapters;
     char *stops[64];
@@ -357,6 +358,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {CP_FLAG("--no-cache", &a->no_cache)},
         {CP_STRING("--model", &a->model_dir)},
         {CP_STRING("--prompts", &a->prompts_file)},
+        {CP_STRING("--quantize", &a->quantize)},
         {CP_STRING("--template", &a->template_name)},
         {CP_STRING("--adapter-names", &a->adapter_names)},
         {CLI_ADAPTER_OPTION(a->adapters, &a->n_adapters)},
@@ -452,7 +454,9 @@ int cmd_generate(int argc, char **argv) {
     prompt_list prompts = {0};
     char **names = NULL;
     cp_generation gen = {0};
-    cp_status st = cp_model_load(&m, a.model_dir, CP_LOAD_WEIGHTS);
+    int load_flags = CP_LOAD_WEIGHTS;
+    if ((rc = cli_quantize_flags("generate", a.quantize, &load_flags))) return rc;
+    cp_status st = cp_model_load(&m, a.model_dir, load_flags);
     if (st == CP_OK) st = cli_load_adapters(m, a.adapters, a.n_adapters);
     if (st == CP_OK && a.merge) st = cp_model_merge_adapters(m);
     const int64_t V = st == CP_OK ? cp_model_vocab_size(m) : 0;

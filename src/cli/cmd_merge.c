@@ -18,15 +18,17 @@ static void help(FILE *f) {
             "Hugging Face checkpoint to --out (which must not exist): config.json, model.safetensors in the\n"
             "base model's dtype, and the base directory's tokenizer and generation files. Several adapters\n"
             "are merged together, WEIGHT scaling each one's delta. Nothing is left behind on failure.\n");
+    fputs(CLI_QUANTIZE_HELP, f);
 }
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *out = NULL;
+    const char *model = NULL, *out = NULL, *quantize = NULL;
     char *adapters[64];
     int n_adapters = 0;
     const cp_opt options[] = {
         {CP_STRING("--model", &model)},
         {CP_STRING("--out", &out)},
+        {CP_STRING("--quantize", &quantize)},
         {CLI_ADAPTER_OPTION(adapters, &n_adapters)},
         {0},
     };
@@ -39,7 +41,9 @@ int cmd_merge(int argc, char **argv) {
         help(stderr);
         return 2;
     }
-    cp_model *m = cli_load_model("merge", model, CP_LOAD_WEIGHTS, adapters, n_adapters);
+    int load_flags = CP_LOAD_WEIGHTS;
+    if ((r = cli_quantize_flags("merge", quantize, &load_flags))) return r;
+    cp_model *m = cli_load_model("merge", model, load_flags, adapters, n_adapters);
     if (!m) return 1;
     int rc = 0;
     if (cp_model_save_merged(m, out) != CP_OK) {

@@ -12,6 +12,7 @@
  * into cp_trainer_request_stop, which ends the run after the step under way with a checkpoint; the
  * exit status is then 128 + the signal, as a shell reports a process the signal ended.
  */
+#include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/peft_type_args.h"
@@ -86,6 +87,7 @@ static void help(FILE *f) {
             "                                  otherwise, unless resuming); one run at a time per directory\n"
             "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n",
             cli_peft_flags_help);
+    fputs(CLI_QUANTIZE_HELP, f);
 }
 
 /* ---- signals ------------------------------------------------------------------------------------- */
@@ -359,6 +361,8 @@ static int check_peft_flags(const peft_flags *f, const cp_train_options *o) {
 
 /* ---- the run ----------------------------------------------------------------------------------------- */
 
+static int quantize_flags; /* --quantize: CP_LOAD_QUANTIZE_* */
+
 /* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
 static int train(const char *model_dir, cp_train_options *o, int progress, const cli_peft_flags *peft,
                  const peft_flags *flags) {
@@ -381,11 +385,11 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
             printf("labels: %lld (", (long long)n);
             for (int64_t i = 0; i < n && i < 20; i++) printf("%s%s", i ? ", " : "", labels[i]);
             printf("%s) from %s\n", n > 20 ? ", ..." : "", o->data_path);
-            st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type, (const char *const *)labels, n, problem);
+            st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type, (const char *const *)labels, n, problem);
         }
         cp_train_labels_free(labels, n);
     } else if (st == CP_OK) {
-        st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, o->task_type);
+        st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type);
     }
     /* --peft-type: the adapter the trainer trains as it is (a checkpoint brings its own) */
     if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);
@@ -487,6 +491,10 @@ int cmd_train(int argc, char **argv) {
                 fprintf(stderr, "cpeft train: %s\n", cp_last_error());
                 return 2;
             }
+            continue;
+        }
+        if ((r = cp_arg_value(argc, argv, &i, "--quantize", &v, "train"))) {
+            if (r < 0 || cli_quantize_flags("train", v, &quantize_flags)) return 2;
             continue;
         }
         if ((r = cp_arg_value(argc, argv, &i, "--model-dropout", &v, "train"))) {

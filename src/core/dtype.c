@@ -20,13 +20,34 @@ int cp_dtype_from_name(const char *name) {
     return -1;
 }
 
+/* ggml's block formats: name, elements and bytes per block (ggml-common.h). */
+static const struct { const char *name; int elems, bytes; } quant_types[] = {
+    [CP_Q8_0 - CP_Q8_0] = {"Q8_0", 32, 34},
+    [CP_Q4_0 - CP_Q8_0] = {"Q4_0", 32, 18},
+    [CP_Q4_1 - CP_Q8_0] = {"Q4_1", 32, 20},
+    [CP_Q4_K - CP_Q8_0] = {"Q4_K", 256, 144},
+};
+
+int cp_dtype_is_quantized(cp_dtype dt) { return dt >= CP_Q8_0 && dt < CP_DTYPE_QUANT_END; }
+
 const char *cp_dtype_name(cp_dtype dt) {
+    if (cp_dtype_is_quantized(dt)) return quant_types[dt - CP_Q8_0].name;
     return (dt >= 0 && dt < CP_DTYPE_COUNT) ? dtype_names[dt] : "?";
 }
 
 int cp_dtype_bits(cp_dtype dt) { return (dt >= 0 && dt < CP_DTYPE_COUNT) ? dtype_bits[dt] : 0; }
 
+int cp_dtype_block_elems(cp_dtype dt) { return cp_dtype_is_quantized(dt) ? quant_types[dt - CP_Q8_0].elems : 1; }
+int cp_dtype_block_bytes(cp_dtype dt) {
+    return cp_dtype_is_quantized(dt) ? quant_types[dt - CP_Q8_0].bytes : cp_dtype_bits(dt) / 8;
+}
+
 int64_t cp_dtype_nbytes(cp_dtype dt, int64_t numel) {
+    if (cp_dtype_is_quantized(dt)) {
+        const int64_t be = cp_dtype_block_elems(dt);
+        if (numel < 0 || numel % be) return -1;
+        return numel / be * cp_dtype_block_bytes(dt);
+    }
     int bits = cp_dtype_bits(dt);
     if (bits == 0 || numel < 0) return -1;
     if (numel > INT64_MAX / bits) return -1;

@@ -4,6 +4,11 @@
  * cpeft computes in f32. Checkpoints may hold F32, F16 or BF16; those are widened on load (F32 is
  * used in place, memory-mapped). The enum lists every safetensors dtype so that the reader can
  * validate any file, in the format's own "alignment order" (the writer sorts by it).
+ *
+ * After them come ggml's block-quantized weight formats (Q8_0, Q4_0, Q4_1, Q4_K): never a
+ * safetensors dtype (cp_dtype_from_name does not know them), only what a frozen matrix weight may
+ * be held in (`--quantize`, GGUF). A row of such a weight is a whole number of blocks; the byte
+ * layouts are ggml's (io/ggml_quant.h).
  */
 #ifndef CP_CORE_DTYPE_H
 #define CP_CORE_DTYPE_H
@@ -15,7 +20,9 @@ typedef enum {
     CP_BOOL, CP_F4, CP_F6_E2M3, CP_F6_E3M2, CP_U8, CP_I8, CP_F8_E5M2, CP_F8_E4M3, CP_F8_E8M0,
     CP_F8_E4M3FNUZ, CP_F8_E5M2FNUZ, CP_I16, CP_U16, CP_F16, CP_BF16, CP_I32, CP_U32, CP_F32, CP_C64,
     CP_F64, CP_I64, CP_U64,
-    CP_DTYPE_COUNT
+    CP_DTYPE_COUNT, /* the safetensors dtypes end here */
+    CP_Q8_0 = 32, CP_Q4_0, CP_Q4_1, CP_Q4_K,
+    CP_DTYPE_QUANT_END
 } cp_dtype;
 
 /* "F32" -> CP_F32; returns -1 for an unknown name. */
@@ -23,8 +30,15 @@ int cp_dtype_from_name(const char *name);
 const char *cp_dtype_name(cp_dtype dt);
 /* Size of one element in bits (F4 is 4, F6_* are 6, BOOL is 8). */
 int cp_dtype_bits(cp_dtype dt);
-/* Bytes for `numel` elements, or -1 when that is not a whole number of bytes. */
+/* Bytes for `numel` elements, or -1 when that is not a whole number of bytes (of blocks, for a
+ * quantized format). */
 int64_t cp_dtype_nbytes(cp_dtype dt, int64_t numel);
+/* Whether dt is a block-quantized weight format (Q8_0, Q4_0, Q4_1, Q4_K). */
+int cp_dtype_is_quantized(cp_dtype dt);
+/* Elements per block and bytes per block of a quantized format (32/34, 32/18, 32/20, 256/144);
+ * 1 and the element size for the others. */
+int cp_dtype_block_elems(cp_dtype dt);
+int cp_dtype_block_bytes(cp_dtype dt);
 /* The float types cpeft can load as weights. */
 int cp_dtype_is_loadable_float(cp_dtype dt);
 

@@ -9,6 +9,7 @@
  */
 #include "io/ggml_quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -302,5 +303,201 @@ cp_status cp_ggml_dequantize_row(int t, const void *src, float *dst, int64_t n) 
     case CP_GGML_Q6_K: deq_q6_k(b, dst, nb); break;
     case CP_GGML_Q8_K: deq_q8_k(b, dst, nb); break;
     }
+    return CP_OK;
+}
+
+int cp_ggml_type_of(cp_dtype dt) {
+    switch (dt) {
+    case CP_F32: return CP_GGML_F32;
+    case CP_F16: return CP_GGML_F16;
+    case CP_BF16: return CP_GGML_BF16;
+    case CP_Q8_0: return CP_GGML_Q8_0;
+    case CP_Q4_0: return CP_GGML_Q4_0;
+    case CP_Q4_1: return CP_GGML_Q4_1;
+    case CP_Q4_K: return CP_GGML_Q4_K;
+    default: return -1;
+    }
+}
+
+/* ---- quantization: ggml's reference quantizers (quantize_row_*_ref in ggml-quants.c) ---------- */
+
+static void put_half(uint8_t *p, float f) {
+    const uint16_t h = cp_f32_to_f16(f); /* ggml's GGML_FP32_TO_FP16 rounds to nearest even too */
+    memcpy(p, &h, 2);
+}
+
+static float fabs_f(float x) { return x < 0 ? -x : x; }
+
+/* roundf: halves away from zero */
+static float round_away(float x) {
+    const float a = fabs_f(x);
+    float r = (float)(int64_t)a;
+    if (a - r >= 0.5f) r += 1.0f;
+    return x < 0 ? -r : r;
+}
+
+/* ggml's nearest_int: rounds halves to even through the f32 mantissa (|x| < 2^22) */
+static int nearest_int(float x) {
+    const float v = x + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static void quant_q8_0(const float *x, uint8_t *b, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32, b += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) if (fabs_f(x[j]) > amax) amax = fabs_f(x[j]);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_half(b, d);
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
+    }
+}
+
+static void quant_q4_0(const float *x, uint8_t *b, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32, b += 18) {
+        float amax = 0.0f, max = 0.0f; /* the value of largest magnitude, the first of ties */
+        for (int j = 0; j < 32; j++)
+            if (amax < fabs_f(x[j])) { amax = fabs_f(x[j]); max = x[j]; }
+        const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_half(b, d);
+        for (int j = 0; j < 16; j++) {
+            const int q0 = (int8_t)(x[j] * id + 8.5f), q1 = (int8_t)(x[16 + j] * id + 8.5f);
+            b[2 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+        }
+    }
+}
+
+static void quant_q4_1(const float *x, uint8_t *b, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32, b += 20) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < 32; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        const float d = (max - min) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_half(b, d);
+        put_half(b + 2, min);
+        for (int j = 0; j < 16; j++) {
+            const int q0 = (int8_t)((x[j] - min) * id + 0.5f), q1 = (int8_t)((x[16 + j] - min) * id + 0.5f);
+            b[4 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | ((q1 < 15 ? q1 : 15) << 4));
+        }
+    }
+}
+
+static int clamp_int(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* ggml's make_qkx2_quants: the scale and (negated) min of n values at levels 0..nmax that minimise
+ * the weighted squared error, searching nstep + 1 scales around the plain one. */
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+                              float rmin, float rdelta, int nstep) {
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = (float)nmax / (max - min), scale = 1 / iscale, best = 0;
+    for (int i = 0; i < n; i++) {
+        L[i] = (uint8_t)clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
+        float diff = scale * (float)L[i] + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            const int l = clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * (float)l;
+            sum_l2 += w[i] * (float)l * (float)l;
+            sum_xl += w[i] * (float)l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                const float diff = this_scale * (float)Laux[i] + this_min - x[i];
+                err += w[i] * (diff * diff);
+            }
+            if (err < best) {
+                memcpy(L, Laux, (size_t)n);
+                best = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static void quant_q4_k(const float *x, uint8_t *b, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 256, b += 144) {
+        uint8_t L[256], Laux[32], *sc = b + 4, *q = b + 16;
+        float w[32], mins[8], scales[8], max_scale = 0, max_min = 0;
+        for (int j = 0; j < 8; j++) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            const float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; l++) w[l] = av_x + fabs_f(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]), lm = (uint8_t)nearest_int(inv_min * mins[j]);
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+            if (j < 4) {
+                sc[j] = ls;
+                sc[j + 4] = lm;
+            } else {
+                sc[j + 4] = (uint8_t)((ls & 0xf) | ((lm & 0xf) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        put_half(b, max_scale / 63.f);
+        put_half(b + 2, max_min / 63.f);
+        for (int j = 0; j < 8; j++) {
+            uint8_t s, m;
+            scale_min_k4(j, sc, &s, &m);
+            const float d = half(b) * (float)s;
+            if (d == 0.0f) continue;
+            const float dm = half(b + 2) * (float)m;
+            for (int l = 0; l < 32; l++) L[32 * j + l] = (uint8_t)clamp_int(nearest_int((x[32 * j + l] + dm) / d), 0, 15);
+        }
+        for (int j = 0; j < 256; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+cp_status cp_ggml_quantize_row(int t, const float *src, void *dst, int64_t n) {
+    const int be = cp_ggml_block_size(t);
+    switch (t) {
+    case CP_GGML_Q8_0: case CP_GGML_Q4_0: case CP_GGML_Q4_1: case CP_GGML_Q4_K: break;
+    default: return cp_error("quantizing to %s is not supported (Q8_0, Q4_0, Q4_1, Q4_K)", cp_ggml_type_name(t));
+    }
+    if (n % be) return cp_error("quantizing %lld values to %s: not a multiple of its block of %d", (long long)n,
+                                cp_ggml_type_name(t), be);
+    if (t == CP_GGML_Q8_0) quant_q8_0(src, dst, n / be);
+    else if (t == CP_GGML_Q4_0) quant_q4_0(src, dst, n / be);
+    else if (t == CP_GGML_Q4_1) quant_q4_1(src, dst, n / be);
+    else quant_q4_k(src, dst, n / be);
     return CP_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 /* ggml tensor types, numbered as in ggml.h (gaps are retired types). */
@@ -39,5 +40,14 @@ int cp_ggml_is_quantized(int t);
  * values are bit-identical to ggml's and to the Python `gguf` package's. Returns CP_ERR for a type
  * that cp_ggml_can_dequantize rejects. */
 cp_status cp_ggml_dequantize_row(int t, const void *src, float *dst, int64_t n);
+
+/* The ggml type of a cpeft weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K), or -1. */
+int cp_ggml_type_of(cp_dtype dt);
+
+/* Quantizes `n` f32 values (a multiple of the block size) into blocks of type `t` at `dst` with
+ * ggml's reference quantizers (quantize_row_q8_0_ref, _q4_0_ref, _q4_1_ref, _q4_K_ref: no
+ * importance matrix), operation for operation; Q8_0, Q4_0 and Q4_1 equal the Python `gguf`
+ * package's quantize() byte for byte (tests/unit/test_ggml_quantize.c). CP_ERR for other types. */
+cp_status cp_ggml_quantize_row(int t, const float *src, void *dst, int64_t n);
 
 #endif

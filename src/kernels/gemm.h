@@ -41,7 +41,7 @@ typedef enum {
  * 2-byte aligned). The product maps C input features to OC output features. */
 typedef struct {
     const void *data;
-    cp_dtype dtype;          /* CP_F32, CP_F16 or CP_BF16 (cp_gemm_supports) */
+    cp_dtype dtype;          /* CP_F32, CP_F16, CP_BF16, or a quantized one (NT only) (cp_gemm_supports) */
     cp_weight_layout layout;
     int64_t in, out;         /* C and OC */
 } cp_weight;
@@ -75,7 +75,8 @@ void cp_gemm_weight_grad(float *out, const float *a, const float *b, int64_t N, 
 void cp_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
-/* Whether the products take weights of this dtype (F32, F16, BF16 today); check at load time. */
+/* Whether the products take weights of this dtype (F32, F16, BF16; Q8_0, Q4_0, Q4_1, Q4_K stored
+ * NT, rows of whole blocks: kernels/gemm_quant.h); check at load time. */
 int cp_gemm_supports(cp_dtype dtype);
 
 /* ---- backends ---------------------------------------------------------------------------------- */

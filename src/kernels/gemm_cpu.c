@@ -16,6 +16,7 @@
  * size; tests/unit/test_gemm.c counts the outputs that differ in the last bits).
  */
 #include "kernels/gemm_cpu.h"
+#include "kernels/gemm_quant.h"
 #include "kernels/isa.h"
 #include "kernels/skinny.h"
 
@@ -26,6 +27,7 @@
 
 CP_DECLARE_KERNELS_OF(CP_ISA)
 CP_DECLARE_GEMM_KERNELS_OF(CP_ISA)
+CP_DECLARE_QUANT_KERNELS_OF(CP_ISA)
 
 /* Row counts up to which the few-row kernels beat sgemm. F32: nn/linear.c's, measured on
  * GPT-Neo-125M / GPT-2 shapes, kept so that f32 results stay bit-identical. 16-bit: measured with
@@ -146,13 +148,15 @@ static void w16_nn(float *out, const float *X, const uint16_t *W, int bf16, int6
 
 /* ---- the backend's entry points ---------------------------------------------------------------- */
 
-static int cpu_supports(cp_dtype dt) { return dt == CP_F32 || dt == CP_BF16 || dt == CP_F16; }
+/* Block-quantized weights (NT only) are gemm_quant.c's. */
+static int cpu_supports(cp_dtype dt) { return dt == CP_F32 || dt == CP_BF16 || dt == CP_F16 || cp_dtype_is_quantized(dt); }
 
 static void cpu_forward(float *out, const float *X, const cp_weight *W, int64_t N, int accumulate) {
     // out (N,OC) (+)= X (N,C) · Wᵀ (W stored (OC,C)) or X · W (W stored (C,OC))
     const int64_t C = W->in, OC = W->out;
     const int nt = W->layout == CP_WEIGHT_NT;
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
+    if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_forward)(out, X, W, N, accumulate); return; }
     if (W->dtype == CP_F32) (nt ? f32_nt : f32_nn)(out, X, W->data, N, C, OC, accumulate);
     else (nt ? w16_nt : w16_nn)(out, X, W->data, W->dtype == CP_BF16, N, C, OC, accumulate);
 }
@@ -162,6 +166,7 @@ static void cpu_backward_input(float *dX, const float *dY, const cp_weight *W, i
     const int64_t C = W->in, OC = W->out;
     const int nt = W->layout == CP_WEIGHT_NT;
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
+    if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_backward_input)(dX, dY, W, N, accumulate); return; }
     if (W->dtype == CP_F32) {
         if (nt) f32_nn(dX, dY, W->data, N, OC, C, accumulate); /* W (OC,C) read as (K,M) */
         else                                                   /* always sgemm, as nn/linear.c */

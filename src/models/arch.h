@@ -80,6 +80,8 @@ extern const cp_arch cp_arch_gemma;
 extern const cp_arch cp_arch_gpt_neox;
 extern const cp_arch cp_arch_gptj;
 extern const cp_arch cp_arch_phi;
+extern const cp_arch cp_arch_opt;
+extern const cp_arch cp_arch_bloom;
 extern const cp_arch cp_arch_bert;
 extern const cp_arch cp_arch_roberta;
 extern const cp_arch cp_arch_xlm_roberta;

@@ -119,6 +119,18 @@ typedef struct {
                                        attention_dropout: attn_dropout) */
     } bart;
 
+    /* opt (models/opt.c) */
+    struct {
+        int pre_ln;                 /* do_layer_norm_before */
+        int final_norm;             /* decoder.final_layer_norm exists: pre_ln and not _remove_final_layer_norm */
+        int bias;                   /* enable_bias: the attention and fc Linears carry biases */
+        int affine;                 /* layer_norm_elementwise_affine: the LayerNorms have weight and bias */
+        double layerdrop;           /* refused in a forward with the model's dropout on (transformers skips layers then) */
+    } opt;
+
+    /* bloom (models/bloom.c) */
+    int residual_post_ln;           /* apply_residual_connection_post_layernorm */
+
     /* gpt2 */
     int scale_attn_weights;
     int scale_attn_by_inverse_layer_idx;

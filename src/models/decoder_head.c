@@ -13,7 +13,7 @@ const char *cp_decoder_root_class(const cp_model *m, const char *prefix, const c
 
 cp_status cp_decoder_build_head(cp_model *m, cp_module *embedding, const char *token_cls_name) {
     const cp_model_config *c = &m->config;
-    const int64_t C = c->hidden_size, K = c->num_labels;
+    const int64_t C = cp_stack_out_width(m, &m->stack), K = c->num_labels; /* after OPT's project_out: its width */
     switch (m->task) {
     case CP_TASK_CAUSAL_LM:
         if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, c->lm_head_bias))) return CP_ERR;

@@ -8,6 +8,7 @@
  *              pad_token_id (models/head.h POOL_LAST_NON_PAD)
  *   TOKEN_CLS  *ForTokenClassification: dropout, then classifier (GPT-2, GPT-Neo) or score (Llama's
  *              GenericForTokenClassification), (K,C) with bias, on every token
+ * C is the width of the stack's output: hidden_size, or m->stack.final_proj's (OPT's project_out).
  */
 #ifndef CP_MODELS_DECODER_HEAD_H
 #define CP_MODELS_DECODER_HEAD_H
@@ -20,7 +21,7 @@
  * written into buf. */
 const char *cp_decoder_root_class(const cp_model *m, const char *prefix, const char *lm_class, char *buf, size_t n);
 
-/* The head modules under m->root (call after the base model is built): fills m->lm_head (CAUSAL_LM, tied to
+/* The head modules under m->root (call after the base model is built, m->stack.final_proj set): fills m->lm_head (CAUSAL_LM, tied to
  * `embedding` when the config says so) or m->head. token_cls_name: the TOKEN_CLS Linear's name. */
 cp_status cp_decoder_build_head(cp_model *m, cp_module *embedding, const char *token_cls_name);
 

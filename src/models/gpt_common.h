@@ -25,11 +25,24 @@ typedef struct {
     /* the Dropouts training applies: attn_dropout on the attention probabilities, resid_dropout on
      * the attention's output projection, mlp.dropout on the MLP's output (each before its residual add) */
     cp_module *attn_drop, *resid_drop, *mlp_drop;
+    /* where one of those is NULL, a functional dropout (OPT's, BLOOM's hidden_dropout): the site
+     * `name` under `owner` with probability p (cp_run_dropout_p); owner NULL: none */
+    struct cp_gpt_fn_drop { const cp_module *owner; const char *name; double p; } attn_fn, resid_fn, mlp_fn;
 } cp_gpt_layer;
 
 typedef struct {
     cp_module *wte, *wpe, *ln_f;         /* (transformer.drop on wte + wpe is the scaffold's embed_dropout) */
+    cp_module *project_in;               /* OPT word_embed_proj_dim != hidden_size: Linear (C,P) after wte; NULL: none */
+    cp_module *embed_ln;                 /* BLOOM's word_embeddings_layernorm, or NULL */
     cp_gpt_layer *layers;                /* [num_layers] */
+    /* The block's variants, every layer alike (0 / NULL: GPT-2's pre-LN block):
+     * post_ln           OPT's do_layer_norm_before = False: x = ln_1(x + attn(x)); x = ln_2(x + mlp(x))
+     * residual_post_ln  BLOOM's apply_residual_connection_post_layernorm: each residual is the
+     *                   sublayer's LayerNorm output instead of its input
+     * qkv_per_head      the fused projection's output columns are (NH, 3, hd) (BLOOM), not [Q|K|V]
+     * alibi_slopes      (NH) ALiBi added to the scores at positions (cumsum(mask) − 1)·mask (BLOOM) */
+    int post_ln, residual_post_ln, qkv_per_head;
+    float *alibi_slopes;
 } cp_gpt_state;
 
 /* Starts the tree: the state (m->arch_state), the root `lm_class`, its base model `model_class`
@@ -43,6 +56,14 @@ cp_status cp_gpt_build_mlp(cp_model *m, cp_module *block, const char *class_name
 
 /* The block operations of the scaffold (models/stack.h). */
 extern const cp_block_ops cp_gpt_block_ops;
+/* The block part alone, for architectures with their own embedding step (OPT, BLOOM): their
+ * cp_block_ops take these three with their embed / embed_backward. */
+cp_status cp_gpt_alloc_acts(const cp_model *m, void *acts, const cp_batch *b, int64_t Tk, int training, cp_arena *ar);
+cp_status cp_gpt_block_forward(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb, float *x,
+                               void *acts, cp_kv_cache *kv);
+cp_status cp_gpt_block_backward(cp_model *m, const cp_run *run, int64_t l, const cp_batch *b, const void *emb,
+                                const float *x_in, const void *acts, float *dx, int need_dx);
+#define CP_GPT_ACTS_SIZE (16 * sizeof(float *))
 void cp_gpt_free_state(cp_model *m);
 
 #endif

@@ -23,6 +23,7 @@
 #include "models/head.h"
 #include "models/lm_head.h"
 #include "models/proj.h"
+#include "models/quantize.h"
 #include "nn/pooling.h"
 
 #include <math.h>
@@ -36,6 +37,8 @@ void cp_param_tie(cp_param *param, cp_param *target) {
     param->tied_to = target;
     param->data = target->data;
     param->stored = target->stored;
+    param->stored_dtype = target->stored_dtype;
+    param->stored_transposed = target->stored_transposed;
     param->source_dtype = target->source_dtype;
 }
 
@@ -174,6 +177,7 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
     }
     if (p->ndim == 2 && t->dtype != CP_F32 && cp_gemm_supports(t->dtype) && ((uintptr_t)t->data % 2) == 0) {
         p->stored = t->data; /* mapped read-only; widened as the products read it */
+        p->stored_dtype = t->dtype;
         p->data = NULL;
         p->owns_data = 0;
         return CP_OK;
@@ -327,6 +331,8 @@ cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
         if (st == CP_OK && m->ckpt.n_files == 0)
             st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", m->dir);
         if (st == CP_OK) st = cp_model_bind_weights(m);
+        const cp_dtype q = cp_quantize_dtype_of_flags(flags);
+        if (st == CP_OK && q != CP_F32) st = cp_model_quantize(m, q);
         if (st == CP_OK) m->has_weights = 1;
     }
     if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
@@ -520,18 +526,27 @@ static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapt
     *run = cp_model_run(m);
     run->mix = mix;
     if (cp_model_prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
-    return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * m->config.hidden_size), "final hidden states");
+    return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * cp_stack_out_width(m, &m->stack)), "final hidden states");
+}
+
+/* The public calls that return final hidden states size them by cp_model_hidden_size: with a final_proj
+ * (OPT-350m's project_out) they are of another width. */
+static cp_status out_width_refused(const cp_model *m, const char *what) {
+    return cp_error("%s: %s: the final hidden states are %s's output, of width %lld, not hidden_size %lld: not supported",
+                    m->dir, what, m->stack.final_proj->path, (long long)m->stack.final_proj->out_features,
+                    (long long)m->config.hidden_size);
 }
 
 cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *out) {
     if (m->arch && m->arch->encoder_decoder) return cp_seq2seq_forward(m, user_batch, out);
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,C)
+    float *final = call_start(m, user_batch, NULL, &run, &pb, NULL, 0); // (B,T,W)
     if (!final) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, NULL, final, out->hidden_states) != CP_OK) return CP_ERR;
     if (m->task == CP_TASK_FEATURE_EXTRACTION) { /* no head: the final hidden states, no loss */
         if (batch->labels || batch->label_values) return cp_error("batch: labels given, but FEATURE_EXTRACTION has no loss");
+        if (m->stack.final_proj) return out_width_refused(m, "FEATURE_EXTRACTION");
         if (out->logits) memcpy(out->logits, final, (size_t)(batch->B * batch->T * m->config.hidden_size) * sizeof *final);
         out->loss_tokens = 0;
         out->loss = 0;
@@ -548,9 +563,9 @@ cp_status cp_model_forward(cp_model *m, const cp_batch *user_batch, cp_outputs *
     return CP_OK;
 }
 
-/* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,C). */
+/* The LM head on the last of T positions of each row: logits (B,V) from final (B,T,W). */
 static cp_status last_logits(cp_model *m, const cp_run *run, const float *final, int64_t B, int64_t T, float *logits) {
-    const int64_t C = m->config.hidden_size;
+    const int64_t C = cp_stack_out_width(m, &m->stack);
     float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states"); // (B,C)
     if (!last) return CP_ERR;
     for (int64_t b = 0; b < B; b++) memcpy(last + b * C, final + (b * T + T - 1) * C, (size_t)C * sizeof *last);
@@ -561,8 +576,9 @@ cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *user_batch, c
                                       float *logits, float *hidden) {
     cp_run run;
     cp_batch pb, *batch = &pb;
-    float *final = call_start(m, user_batch, mix, &run, &pb, cache, 1); // (B,T,C)
+    float *final = call_start(m, user_batch, mix, &run, &pb, cache, 1); // (B,T,W)
     if (!final) return CP_ERR;
+    if (hidden && m->stack.final_proj) return out_width_refused(m, "the cached forward's hidden states");
     if (cp_kv_cache_begin(cache, batch->attention_mask, batch->T) != CP_OK) return CP_ERR;
     if (cp_stack_forward(m, &run, batch, cache, final, NULL) != CP_OK) return CP_ERR;
     if (hidden) { /* the user's columns (the virtual tokens of the first step left out) */
@@ -601,7 +617,7 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
     if (!final) return CP_ERR;
     if (!user_batch->labels && !user_batch->label_values) return cp_error("batch: training needs labels");
     if (m->task == CP_TASK_FEATURE_EXTRACTION) return cp_error("%s: FEATURE_EXTRACTION has no loss to train on", m->dir);
-    const int64_t N = batch->B * batch->T, C = m->config.hidden_size;
+    const int64_t N = batch->B * batch->T, C = cp_stack_out_width(m, &m->stack);
     float *d_final = cp_arena_floats(&m->arena, (size_t)(N * C), "final hidden state gradients");
     void *saved = NULL;
     if (!d_final) return CP_ERR;
@@ -634,6 +650,7 @@ cp_status cp_model_embed(cp_model *m, const cp_batch *batch, cp_embed_pooling po
     if (pooling != CP_EMBED_MEAN && pooling != CP_EMBED_CLS && pooling != CP_EMBED_LAST)
         return cp_error("cp_model_embed: pooling %d is not one of CP_EMBED_MEAN, _CLS, _LAST", (int)pooling);
     if (m->prompt) return cp_error("%s: embeddings with a prompt-learning adapter are not supported yet", m->dir);
+    if (m->stack.final_proj) return out_width_refused(m, "cp_model_embed");
     cp_run run;
     cp_batch pb; /* no prompt method: the user's batch as it is */
     float *final = call_start(m, batch, NULL, &run, &pb, NULL, 0); // (B,T,C)

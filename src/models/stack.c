@@ -39,6 +39,10 @@ static int64_t blocks_run(const cp_model *m, const cp_stack *s) {
     return m->config.num_layers < s->n_blocks ? m->config.num_layers : s->n_blocks;
 }
 
+int64_t cp_stack_out_width(const cp_model *m, const cp_stack *s) {
+    return s->final_proj ? s->final_proj->out_features : m->config.hidden_size;
+}
+
 static const cp_block_ops *ops_of(const cp_model *m, const cp_stack *s) { return s->ops ? s->ops : m->arch->block_ops; }
 
 int cp_stack_trains(const cp_model *m, const cp_stack *s) {
@@ -46,14 +50,20 @@ int cp_stack_trains(const cp_model *m, const cp_stack *s) {
     return cp_subtree_trains(m->root);
 }
 
-/* The embedding step's arguments: with a prompt hook, its virtual token embeddings (B,n,C). */
+/* E, the width of the token embeddings: virtual token rows are that wide (ELECTRA, OPT-350m: not hidden_size). */
+static int64_t embed_width(const cp_model *m) {
+    const int64_t E = m->config.embedding_size;
+    return E > m->config.hidden_size ? E : m->config.hidden_size;
+}
+
+/* The embedding step's arguments: with a prompt hook, its virtual token embeddings (B,n,E). */
 static cp_status embed_args(const cp_run *run, const cp_batch *b, int64_t past, int64_t C, cp_embed_args *ea) {
     *ea = (cp_embed_args){.past = past + run->n_prefix};
     const cp_prompt_hook *h = run->prompt;
     if (!h || !h->ops->embeddings || !run->n_virtual) return CP_OK;
     ea->n_virtual = run->n_virtual;
     if (ea->n_virtual > b->T) return cp_error("batch: %lld positions cannot hold %lld virtual tokens", (long long)b->T, (long long)ea->n_virtual);
-    float *v = cp_arena_floats(run->arena, (size_t)(b->B * ea->n_virtual * C), "virtual token embeddings"); // (B,n,C)
+    float *v = cp_arena_floats(run->arena, (size_t)(b->B * ea->n_virtual * C), "virtual token embeddings"); // (B,n,E)
     if (!v || h->ops->embeddings(h, run, b->B, v) != CP_OK) return CP_ERR;
     ea->virtual_embeds = v;
     return CP_OK;
@@ -97,21 +107,27 @@ cp_status cp_stack_forward(cp_model *m, const cp_run *run, const cp_batch *b, cp
 cp_status cp_stack_forward_on(cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, cp_kv_cache *kv,
                               float *out, float *hidden_states) {
     const cp_block_ops *ops = ops_of(m, s);
-    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m, s);
+    const int64_t N = b->B * b->T, C = m->config.hidden_size, E = embed_width(m), L = blocks_run(m, s);
     cp_arena *ar = run->arena;
+    if (hidden_states && s->final_proj)
+        return cp_error("output_hidden_states: the last hidden state is %s's output, of width %lld, not hidden_size %lld: "
+                        "not supported", s->final_proj->path, (long long)s->final_proj->out_features, (long long)C);
     float *x = cp_arena_floats(ar, (size_t)(N * C), "residual stream"); // (B,T,C)
     void *emb = alloc_emb(ops, ar);
     void *acts = cp_arena_alloc(ar, ops->acts_size, "block activations");
     if (!x || !emb || !acts || alloc_acts(m, ops, run, acts, b, run->n_prefix + b->T, 0, ar) != CP_OK) return CP_ERR;
     cp_embed_args ea;
-    if (embed_args(run, b, kv ? kv->len : 0, C, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
+    if (embed_args(run, b, kv ? kv->len : 0, E, &ea) != CP_OK || ops->embed(m, run, b, &ea, x, emb) != CP_OK) return CP_ERR;
     embed_dropout(m, s, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         if (hidden_states) memcpy(hidden_states + l * N * C, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, emb, x, acts, kv) != CP_OK) return CP_ERR;
     }
-    final_norm_forward(s->final_norm, out, NULL, NULL, x, N, C);
-    final_dropout(m, s, run, out, N);
+    float *normed = s->final_proj ? cp_arena_floats(ar, (size_t)(N * C), "final norm output") : out; // (B,T,C)
+    if (!normed) return CP_ERR;
+    final_norm_forward(s->final_norm, normed, NULL, NULL, x, N, C);
+    final_dropout(m, s, run, normed, N);
+    if (s->final_proj && cp_proj_forward(run, s->final_proj, out, normed, N) != CP_OK) return CP_ERR; // (B,T,W)
     if (hidden_states) memcpy(hidden_states + L * N * C, out, (size_t)(N * C) * sizeof *out);
     return CP_OK;
 }
@@ -132,6 +148,7 @@ typedef struct {
     block_rec *top;          /* the last block's record */
     void *scratch_acts;      /* with recompute: one activation record every block's forward reuses */
     float *x_final;          /* (N,C) the final norm's input */
+    float *proj_in;          /* (N,C) final_proj's input (the final norm's output), with a final_proj */
     float *norm_mean, *norm_rstd;
     int recompute;
 } saved_stack;
@@ -143,7 +160,7 @@ cp_status cp_stack_forward_train(cp_model *m, const cp_run *run, const cp_batch 
 cp_status cp_stack_forward_train_on(cp_model *m, const cp_stack *s, const cp_run *run, const cp_batch *b, int recompute,
                                     float *out, void **saved) {
     const cp_block_ops *ops = ops_of(m, s);
-    const int64_t N = b->B * b->T, C = m->config.hidden_size, L = blocks_run(m, s);
+    const int64_t N = b->B * b->T, C = m->config.hidden_size, E = embed_width(m), L = blocks_run(m, s);
     cp_arena *ar = run->arena;
     saved_stack *sv = cp_arena_alloc(ar, sizeof *sv, "saved activations");
     if (!sv) return CP_ERR;
@@ -160,7 +177,7 @@ cp_status cp_stack_forward_train_on(cp_model *m, const cp_stack *s, const cp_run
                       alloc_acts(m, ops, run, sv->scratch_acts, b, run->n_prefix + b->T, 0, ar) != CP_OK))
         return CP_ERR;
     float *x = sv->x_final; /* the residual stream runs in place and ends as the final norm's input */
-    if (embed_args(run, b, 0, C, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
+    if (embed_args(run, b, 0, E, &sv->ea) != CP_OK || ops->embed(m, run, b, &sv->ea, x, sv->emb) != CP_OK) return CP_ERR;
     embed_dropout(m, s, run, x, N);
     for (int64_t l = 0; l < L; l++) {
         block_rec *r = cp_arena_alloc(ar, sizeof *r + (recompute ? 0 : ops->acts_size), "saved activations");
@@ -172,8 +189,11 @@ cp_status cp_stack_forward_train_on(cp_model *m, const cp_stack *s, const cp_run
         memcpy(r->x_in, x, (size_t)(N * C) * sizeof *x);
         if (ops->block_forward(m, run, l, b, sv->emb, x, acts, NULL) != CP_OK) return CP_ERR;
     }
-    final_norm_forward(s->final_norm, out, sv->norm_mean, sv->norm_rstd, x, N, C);
-    final_dropout(m, s, run, out, N);
+    if (s->final_proj && !(sv->proj_in = cp_arena_floats(ar, (size_t)(N * C), "final projection input"))) return CP_ERR;
+    float *normed = s->final_proj ? sv->proj_in : out; // (B,T,C)
+    final_norm_forward(s->final_norm, normed, sv->norm_mean, sv->norm_rstd, x, N, C);
+    final_dropout(m, s, run, normed, N);
+    if (s->final_proj && cp_proj_forward(run, s->final_proj, out, normed, N) != CP_OK) return CP_ERR; // (B,T,W)
     *saved = sv;
     return CP_OK;
 }
@@ -201,6 +221,13 @@ cp_status cp_stack_backward_on(cp_model *m, const cp_stack *s, const cp_run *run
     float *dx = cp_arena_floats(ar, (size_t)(N * C), "residual gradient");
     if (!dx) return CP_ERR;
     memset(dx, 0, (size_t)(N * C) * sizeof *dx);
+    if (s->final_proj) { // out (N,W) = final_proj(normed (N,C)): d normed from d_out, and final_proj's gradients
+        float *d = cp_arena_floats(ar, (size_t)(N * C), "final projection input gradient");
+        if (!d) return CP_ERR;
+        memset(d, 0, (size_t)(N * C) * sizeof *d);
+        if (cp_proj_backward(run, s->final_proj, d, d_out, sv->proj_in, N) != CP_OK) return CP_ERR;
+        d_out = d;
+    }
     if (s->final_dropout) { // out = dropout(norm(x)): d norm = the same mask on d_out
         float *d = cp_arena_floats(ar, (size_t)(N * C), "final dropout gradient");
         if (!d) return CP_ERR;

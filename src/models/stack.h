@@ -4,6 +4,7 @@
  *   x = embed(batch)                      the architecture's embeddings (and its per-forward state)
  *   for each block l: x = block_l(x)      the architecture's block forward
  *   out = final_norm(x)                   LayerNorm / RMSNorm, or none
+ *   out = final_proj(out)                 a Linear to another width (OPT-350m's project_out), or none
  *
  * The scaffold owns what every architecture needs around that: the activation arena and its marks,
  * the dropout on the embeddings' output (cp_stack.embed_dropout; the blocks apply their own dropouts
@@ -40,6 +41,8 @@ typedef struct cp_stack {
     int64_t n_blocks;
     cp_module *embeddings[4];  /* modules under the embedding step (NULL-terminated): trained ones need its backward */
     cp_module *final_norm;     /* LayerNorm or RMSNorm after the last block; NULL: none */
+    cp_module *final_proj;     /* Linear (W,C) after the final norm (and its dropout): the stack's output is (N,W)
+                                  (OPT's project_out); NULL: none, the output is (N,C) */
     cp_module *embed_dropout;  /* the Dropout on the embedding step's output (transformer.drop, embeddings.dropout),
                                   applied by the scaffold in training; NULL: none (or the architecture's own) */
     cp_module *final_dropout;  /* the Dropout on the final norm's output (T5Stack.dropout, its second use when it
@@ -79,6 +82,9 @@ typedef struct cp_block_ops {
                                 const float *x_in, const void *acts, float *dx, int need_dx);
 } cp_block_ops;
 
+/* W, the width of the stack's output: final_proj's out_features, else hidden_size. */
+int64_t cp_stack_out_width(const struct cp_model *m, const cp_stack *s);
+
 /* Fills m->stack.blocks with the children of parent's ModuleList `list_name` (at build time). */
 cp_status cp_stack_blocks(struct cp_model *m, const cp_module *parent, const char *list_name);
 /* The same into any stack s (an encoder-decoder's encoder_stack). */
@@ -101,13 +107,14 @@ cp_status cp_stack_attend(const cp_run *run, cp_kv_cache *kv, int64_t layer, cp_
 cp_status cp_stack_attention_backward(const cp_run *run, int64_t layer, const cp_attention_args *at, const float *dout,
                                       float *dq, float *dk, float *dv);
 
-/* Inference: out (B,T,C) = final hidden states; hidden_states (L+1,B,T,C) when non-NULL (every
- * block's input, then the output, as transformers' output_hidden_states); with a cache the batch's
+/* Inference: out (B,T,W) = final hidden states; hidden_states (L+1,B,T,C) when non-NULL (every
+ * block's input, then the output, as transformers' output_hidden_states; refused with a final_proj,
+ * whose output is of another width); with a cache the batch's
  * tokens follow its columns (the caller begins and advances it). */
 cp_status cp_stack_forward(struct cp_model *m, const cp_run *run, const cp_batch *b, cp_kv_cache *kv, float *out,
                            float *hidden_states);
 /* Training: the forward keeping what the backward needs (*saved, in the arena), then the backward
- * from d_out (B,T,C), the gradient of the final hidden states, into every trained parameter. */
+ * from d_out (B,T,W), the gradient of the final hidden states, into every trained parameter. */
 cp_status cp_stack_forward_train(struct cp_model *m, const cp_run *run, const cp_batch *b, int recompute, float *out,
                                  void **saved);
 cp_status cp_stack_backward(struct cp_model *m, const cp_run *run, const cp_batch *b, const float *d_out, void *saved);

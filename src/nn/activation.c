@@ -24,12 +24,13 @@ static const struct { const char *name, *class_name; } activations[CP_ACT_COUNT]
     [CP_ACT_TANH] = {"tanh", "Tanh"},
     [CP_ACT_SIGMOID] = {"sigmoid", "Sigmoid"},
     [CP_ACT_LINEAR] = {"linear", "LinearActivation"},
+    [CP_ACT_BLOOM_GELU] = {"bloom_gelu", "BloomGelu"},
 };
 
 int cp_activation_from_name(const char *name) {
     if (strcmp(name, "swish") == 0) return CP_ACT_SILU;
     for (int i = 0; i < CP_ACT_COUNT; i++)
-        if (strcmp(name, activations[i].name) == 0) return i;
+        if (i != CP_ACT_BLOOM_GELU && strcmp(name, activations[i].name) == 0) return i; /* not an ACT2FN name */
     return -1;
 }
 
@@ -44,6 +45,7 @@ void cp_activation_forward(cp_activation act, float *y, const float *x, int64_t 
     case CP_ACT_GELU_NEW:
     case CP_ACT_GELU_PYTORCH_TANH:
     case CP_ACT_GELU_FAST:
+    case CP_ACT_BLOOM_GELU: /* x·0.5·(1 + tanh(0.79788456·x·(1 + 0.044715·x²))): the same function */
         cp_gelu_tanh(y, x, n);
         break;
     case CP_ACT_GELU:
@@ -76,6 +78,7 @@ void cp_activation_backward(cp_activation act, float *dx, const float *dy, const
     case CP_ACT_GELU_NEW:
     case CP_ACT_GELU_PYTORCH_TANH:
     case CP_ACT_GELU_FAST:
+    case CP_ACT_BLOOM_GELU:
         cp_gelu_tanh_backward(dx, dy, x, n);
         break;
     case CP_ACT_GELU:

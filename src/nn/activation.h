@@ -17,6 +17,7 @@ typedef enum {
     CP_ACT_TANH,
     CP_ACT_SIGMOID,
     CP_ACT_LINEAR,            /* identity */
+    CP_ACT_BLOOM_GELU,        /* BloomGelu: the tanh GELU under its own class; no config names it */
     CP_ACT_COUNT
 } cp_activation;
 

@@ -1,6 +1,7 @@
 /*
  * layernorm.c — LayerNorm forward: biased variance, eps inside the square root, multiply by the
- * reciprocal square root (as PyTorch does).
+ * reciprocal square root (as PyTorch does); weight and bias when the module has them
+ * (elementwise_affine=False: none).
  */
 #include "nn/layernorm.h"
 
@@ -8,7 +9,7 @@
 
 void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rstd, const float *in, int64_t N) {
     const int64_t C = m->in_features;
-    const float *w = m->weight->data, *b = m->bias ? m->bias->data : NULL;
+    const float *w = m->weight ? m->weight->data : NULL, *b = m->bias ? m->bias->data : NULL; /* NULL: not affine */
     const double eps = m->eps;
 #pragma omp parallel for schedule(static) if (N * C > 32768)
     for (int64_t n = 0; n < N; n++) {
@@ -22,7 +23,8 @@ void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rs
         var /= (double)C;
         float r = (float)(1.0 / sqrt(var + eps));
         float muf = (float)mu;
-        for (int64_t c = 0; c < C; c++) y[c] = (x[c] - muf) * r * w[c] + (b ? b[c] : 0.0f);
+        if (w) for (int64_t c = 0; c < C; c++) y[c] = (x[c] - muf) * r * w[c] + (b ? b[c] : 0.0f);
+        else for (int64_t c = 0; c < C; c++) y[c] = (x[c] - muf) * r;
         if (mean) mean[n] = muf;
         if (rstd) rstd[n] = r;
     }
@@ -31,8 +33,8 @@ void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rs
 void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const float *in, const float *mean,
                            const float *rstd, int64_t N) {
     const int64_t C = m->in_features;
-    const float *w = m->weight->data;
-    float *dw = m->weight->grad, *db = m->bias ? m->bias->grad : NULL;
+    const float *w = m->weight ? m->weight->data : NULL; /* NULL: not affine, γ = 1 */
+    float *dw = m->weight ? m->weight->grad : NULL, *db = m->bias ? m->bias->grad : NULL;
     if (dx) {
 #pragma omp parallel for schedule(static) if (N * C > 32768)
         for (int64_t n = 0; n < N; n++) {
@@ -40,7 +42,7 @@ void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const
             const float mu = mean[n], r = rstd[n];
             double sum_g = 0, sum_gx = 0;
             for (int64_t c = 0; c < C; c++) {
-                float g = g_out[c] * w[c];
+                float g = w ? g_out[c] * w[c] : g_out[c];
                 sum_g += g;
                 sum_gx += (double)g * ((x[c] - mu) * r);
             }
@@ -48,7 +50,7 @@ void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const
             float *o = dx + n * C;
             for (int64_t c = 0; c < C; c++) {
                 float xhat = (x[c] - mu) * r;
-                o[c] += r * (g_out[c] * w[c] - mg - xhat * mgx);
+                o[c] += r * ((w ? g_out[c] * w[c] : g_out[c]) - mg - xhat * mgx);
             }
         }
     }

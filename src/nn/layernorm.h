@@ -8,7 +8,8 @@
 
 #include "nn/module.h"
 
-/* out (N,C) = (in - mean) * rstd * weight + bias. mean and rstd (N) are written when non-NULL
+/* out (N,C) = (in - mean) * rstd * weight + bias (weight and bias left out where the module has none:
+ * elementwise_affine=False). mean and rstd (N) are written when non-NULL
  * (the backward pass needs them). Statistics are accumulated in double so that the result is
  * within an ulp of PyTorch's. */
 void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rstd, const float *in, int64_t N);

@@ -25,7 +25,9 @@ void cp_matmul_nn(float *out, const float *in, const float *W, int64_t N, int64_
 cp_weight cp_linear_weight(const cp_module *m) {
     const cp_param *p = m->weight;
     const void *values = p->data ? (const void *)p->data : p->stored;
-    const cp_dtype dtype = p->data ? CP_F32 : p->source_dtype;
+    const cp_dtype dtype = p->data ? CP_F32 : p->stored_dtype;
+    /* a quantized weight is stored NT (a Conv1D's transposed at load): the same product */
+    if (cp_dtype_is_quantized(dtype)) return cp_weight_nt(values, dtype, m->in_features, m->out_features);
     if (m->kind == CP_MOD_CONV1D) return cp_weight_nn(values, dtype, m->in_features, m->out_features);
     return cp_weight_nt(values, dtype, m->in_features, m->out_features);
 }

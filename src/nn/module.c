@@ -9,7 +9,11 @@
 #include "core/alloc.h"
 #include "core/pyfmt.h"
 #include "core/strbuf.h"
+#include "io/ggml_quant.h"
 
+#include <stdlib.h>
+
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +52,7 @@ cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1) {
 void cp_param_free(cp_param *p) {
     if (!p) return;
     if (p->owns_data) cp_free(p->data);
+    if (p->owns_stored) cp_free((void *)p->stored);
     cp_free(p->grad);
     cp_free(p->name);
     cp_free(p);
@@ -55,11 +60,34 @@ void cp_param_free(cp_param *p) {
 
 #define param_free cp_param_free
 
+/* A quantized `stored` dequantized into dst as `dtype`, in p's shape (a Conv1D transpose undone). */
+static void export_quantized(const cp_param *p, cp_dtype dtype, void *dst) {
+    const size_t n = (size_t)p->numel;
+    float *f = dtype == CP_F32 && !p->stored_transposed ? dst : malloc(n * sizeof *f);
+    if (!f) { cp_error("%s: no memory to dequantize", p->name); memset(dst, 0, (size_t)cp_dtype_nbytes(dtype, p->numel)); return; }
+    cp_ggml_dequantize_row(cp_ggml_type_of(p->stored_dtype), p->stored, f, p->numel);
+    if (p->stored_transposed) { /* f (OC,C) -> p's (C,OC) */
+        const int64_t C = p->shape[0], OC = p->shape[1];
+        float *t = malloc(n * sizeof *t);
+        if (!t) { cp_error("%s: no memory to dequantize", p->name); free(f); memset(dst, 0, (size_t)cp_dtype_nbytes(dtype, p->numel)); return; }
+        for (int64_t o = 0; o < OC; o++)
+            for (int64_t c = 0; c < C; c++) t[c * OC + o] = f[o * C + c];
+        free(f);
+        f = t;
+    }
+    if (f != dst) {
+        cp_convert_from_f32(dst, dtype, f, n);
+        free(f);
+    }
+}
+
 void cp_param_export(const cp_param *p, cp_dtype dtype, void *dst) {
     const size_t n = (size_t)p->numel;
     if (p->data) {
         if (dtype == CP_F32) memcpy(dst, p->data, n * sizeof(float));
         else cp_convert_from_f32(dst, dtype, p->data, n);
+    } else if (cp_dtype_is_quantized(p->stored_dtype)) {
+        export_quantized(p, dtype, dst);
     } else if (dtype == p->source_dtype) {
         memcpy(dst, p->stored, (size_t)cp_dtype_nbytes(dtype, p->numel));
     } else if (dtype == CP_F32) {
@@ -83,6 +111,7 @@ void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate) 
         else memcpy(dst, row, (size_t)C * sizeof *dst);
         return;
     }
+    assert(!cp_dtype_is_quantized(p->stored_dtype)); /* embeddings are never quantized (models/quantize.c) */
     const uint16_t *row = (const uint16_t *)p->stored + r * C;
     float (*widen)(uint16_t) = p->source_dtype == CP_BF16 ? cp_bf16_to_f32 : cp_f16_to_f32;
     for (int64_t c = 0; c < C; c++) dst[c] = accumulate ? dst[c] + widen(row[c]) : widen(row[c]);
@@ -174,10 +203,15 @@ cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0) {
 }
 
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps) {
+    return cp_module_layernorm_affine(parent, name, dim, eps, 1);
+}
+
+cp_module *cp_module_layernorm_affine(cp_module *parent, const char *name, int64_t dim, double eps, int affine) {
     cp_module *m = cp_module_new(parent, name, "LayerNorm", CP_MOD_LAYERNORM);
     if (!m) return NULL;
     m->in_features = m->out_features = dim;
     m->eps = eps;
+    if (!affine) return m; /* elementwise_affine=False: neither weight nor bias */
     if (!(m->weight = param_new(m, "weight", 1, dim, 0))) return NULL;
     if (!(m->bias = param_new(m, "bias", 1, dim, 0))) return NULL;
     return m;
@@ -309,8 +343,8 @@ static void extra_repr(const cp_module *m, cp_strbuf *sb) {
         break;
     case CP_MOD_LAYERNORM:
         if (strcmp(m->class_name, "LayerNorm") != 0) break; /* a model's own LayerNorm class (DebertaLayerNorm) has no extra_repr */
-        cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=True, bias=%s", (long long)m->in_features,
-                     cp_py_float_repr(m->eps, f, sizeof f), m->bias ? "True" : "False");
+        cp_sb_printf(sb, "(%lld,), eps=%s, elementwise_affine=%s, bias=%s", (long long)m->in_features,
+                     cp_py_float_repr(m->eps, f, sizeof f), m->weight ? "True" : "False", m->bias ? "True" : "False");
         break;
     case CP_MOD_RMSNORM: /* LlamaRMSNorm's extra_repr; T5LayerNorm (and MT5LayerNorm) has none */
         if (strlen(m->class_name) >= 11 && !strcmp(m->class_name + strlen(m->class_name) - 11, "T5LayerNorm")) break;

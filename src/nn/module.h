@@ -44,6 +44,11 @@ typedef struct cp_param {
     const void *stored;      /* the checkpoint's F16/BF16 values, used in place (memory-mapped, read
                                 only) by a matrix weight no one writes: the GEMMs and the embedding
                                 gather widen them as they read. NULL when `data` holds the values. */
+    cp_dtype stored_dtype;   /* what `stored` holds: F16/BF16 (= source_dtype), or a quantized format
+                                (Q8_0, Q4_K, ...: a weight quantized at load, models/quantize.c) */
+    int stored_transposed;   /* `stored` holds the (out,in) transpose of a Conv1D weight: a quantized
+                                weight is always stored NT, rows of whole blocks */
+    int owns_stored;         /* `stored` was allocated (quantized at load), freed with the parameter */
     int owns_data;           /* data was allocated (widened from F16/BF16, or copied) */
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
@@ -77,7 +82,8 @@ static inline int cp_param_same_values(const cp_param *a, const cp_param *b) {
     return a->data == b->data && a->stored == b->stored;
 }
 /* Writes p's numel values into dst as `dtype` (F32, F16 or BF16), from whichever form p holds
- * them in; narrowing rounds to nearest even, as torch's .to() does. */
+ * them in (a quantized one dequantized, in p's own shape); narrowing rounds to nearest even, as
+ * torch's .to() does. */
 void cp_param_export(const cp_param *p, cp_dtype dtype, void *dst);
 /* Row r of a 2-D parameter (shape[1] values) widened into dst as f32; accumulate adds it. */
 void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate);
@@ -101,6 +107,9 @@ cp_module *cp_module_embedding(cp_module *parent, const char *name, int64_t num,
  * PyTorch does (DeBERTa's q_bias and v_bias on DisentangledSelfAttention). */
 cp_param *cp_module_own_param(cp_module *m, const char *name, int64_t d0);
 cp_module *cp_module_layernorm(cp_module *parent, const char *name, int64_t dim, double eps);
+/* The same with elementwise_affine = affine: 0 gives a LayerNorm without weight and bias (OPT's
+ * layer_norm_elementwise_affine false), normalisation alone. */
+cp_module *cp_module_layernorm_affine(cp_module *parent, const char *name, int64_t dim, double eps, int affine);
 cp_module *cp_module_rmsnorm(cp_module *parent, const char *name, const char *class_name, int64_t dim, double eps);
 cp_module *cp_module_dropout(cp_module *parent, const char *name, double p);
 cp_module *cp_module_activation(cp_module *parent, const char *name, cp_activation act);

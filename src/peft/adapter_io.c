@@ -595,7 +595,7 @@ static int collect_merged(cp_module *mod, void *vctx) {
         t->shape[1] = p->shape[1];
         c->owned[c->n] = NULL;
         if (t->dtype == CP_F32 && p->data) t->data = p->data;
-        else if (!p->data && t->dtype == p->source_dtype) t->data = p->stored; /* untouched: written as read */
+        else if (!p->data && t->dtype == p->stored_dtype) t->data = p->stored; /* untouched: written as read */
         else {
             float *buf = cp_malloc((size_t)cp_dtype_nbytes(t->dtype, p->numel), name);
             if (!buf) { c->failed = 1; return 1; }

@@ -163,6 +163,8 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
     if (!fresh) return CP_ERR;
     if (cp_param_bound(p)) cp_param_export(p, CP_F32, fresh); /* f32 copied, F16/BF16 widened */
     retie_ctx c = {p, p->data, fresh};
+    if (p->owns_stored) cp_free((void *)p->stored); /* a weight quantized at load: dequantized into fresh */
+    p->owns_stored = 0;
     p->data = fresh;
     p->stored = NULL;
     p->owns_data = 1;

@@ -26,9 +26,9 @@ static cp_status count_params(const cp_trainer *t, param_counts *c) {
     if (cp_module_params(t->m->root, &ps, &n) != CP_OK) return CP_ERR;
     for (int i = 0; i < n; i++) {
         if (ps[i]->tied_to || ps[i]->grad) continue;
-        const int64_t bytes = ps[i]->numel * (ps[i]->data ? 4 : cp_dtype_bits(ps[i]->source_dtype) / 8);
+        const int64_t bytes = ps[i]->data ? ps[i]->numel * 4 : cp_dtype_nbytes(ps[i]->stored_dtype, ps[i]->numel);
         c->frozen += bytes;
-        if (!ps[i]->owns_data) c->mapped += bytes;
+        if (!ps[i]->owns_data && !ps[i]->owns_stored) c->mapped += bytes;
     }
     cp_free(ps);
     for (int i = 0; i < t->n_params; i++) c->trainable += t->params[i]->numel;

@@ -79,6 +79,22 @@ TEST(layernorm_backward) {
     printf("  layer norm: worst relative error %.2e\n", worst);
     CHECK(worst < 2e-2, "layer norm backward off by %.3e", worst);
     cp_module_free(m);
+    /* elementwise_affine=False (OPT's layer_norm_elementwise_affine false): no weight, no bias */
+    cp_module *plain = cp_module_layernorm_affine(NULL, "ln", C, 1e-5, 0);
+    memset(dx, 0, sizeof dx);
+    cp_layernorm_forward(plain, y, mean, rstd, x, N);
+    cp_layernorm_backward(plain, dx, w_out, x, mean, rstd, N);
+    double worst_plain = 0;
+    for (int i = 0; i < N * C; i++) {
+        float keep = x[i];
+        x[i] = keep + h; double lp = ln_loss(plain, x, w_out, N, C);
+        x[i] = keep - h; double lm = ln_loss(plain, x, w_out, N, C);
+        x[i] = keep;
+        worst_plain = fmax(worst_plain, rel_err(dx[i], (lp - lm) / (2 * h)));
+    }
+    printf("  layer norm without weight and bias: worst relative error %.2e\n", worst_plain);
+    CHECK(worst_plain < 2e-2, "non-affine layer norm backward off by %.3e", worst_plain);
+    cp_module_free(plain);
 }
 
 /* ---- attention ---------------------------------------------------------------------------------- */
@@ -329,6 +345,11 @@ TEST(whole_model_gradients) {
     whole_model_case("tests/fixtures/llama/models/llama_bias", "tests/fixtures/llama/grads/llama_bias_all", 0, "Llama biases, all-linear, bias=all");
     whole_model_case("tests/fixtures/llama/models/qwen2_sliding", "tests/fixtures/llama/grads/qwen2_sliding_qkvo", 1, "Qwen2 sliding layers, recompute");
     whole_model_case("tests/fixtures/llama/models/qwen3_tiny", "tests/fixtures/llama/grads/qwen3_all_linear", 1, "Qwen3 q/k norms, all-linear, recompute");
+    whole_model_case("tests/fixtures/decoders/opt_post_ln/model", "tests/fixtures/decoders/opt_post_ln/lora/embed_bias", 0,
+                     "OPT post-LN, learned positions + 2, Linears + embed_tokens LoRA, bias=lora_only");
+    whole_model_case("tests/fixtures/decoders/bloom_post_residual/model",
+                     "tests/fixtures/decoders/bloom_post_residual/lora/embed_bias", 0,
+                     "BLOOM ALiBi (6 heads), per-head fused qkv, residual from LayerNorm, embeddings LayerNorm");
     whole_model_case("tests/fixtures/llama/models/gemma_tiny", "tests/fixtures/llama/grads/gemma_all_linear", 0, "Gemma 1+w norms, scaled embeddings, GeGLU");
     /* the rotary LayerNorm blocks (models/rotary_common.c), one per variant */
 #define DEC "tests/fixtures/decoders/"

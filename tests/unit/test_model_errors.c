@@ -115,7 +115,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gpt_neox, gptj, phi)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gpt_neox, gptj, phi, opt, bloom");
     cleanup();
 }
 
@@ -365,6 +365,75 @@ TEST(gpt_neo_attention_types_must_cover_layers) {
     cleanup();
 }
 
+/* OPT's and BLOOM's switches cpeft does not run are refused by name; BLOOM's n_head of any count loads. */
+TEST(opt_bloom_switches_refused_by_name) {
+    static const struct { const char *cfg, *err; } cases[] = {
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 3}", "not divisible by num_attention_heads 3"},
+        {"{\"model_type\": \"opt\", \"hidden_size\": 8, \"num_attention_heads\": 2, \"activation_function\": \"bloom_gelu\"}",
+         "unknown activation \"bloom_gelu\""},
+        {"{\"model_type\": \"bloom\", \"hidden_size\": 8, \"n_head\": 3}", "not divisible by n_head 3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cp_model *m = NULL;
+        snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+        if (!mkdtemp(tmp)) abort();
+        write_file("config.json", cases[i].cfg, strlen(cases[i].cfg));
+        CHECK_ERR(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY), cases[i].err);
+        cleanup();
+    }
+    cp_model *m = NULL;
+    snprintf(tmp, sizeof tmp, "/tmp/cpeft-test-XXXXXX");
+    if (!mkdtemp(tmp)) abort();
+    const char *cfg = "{\"model_type\": \"bloom\", \"n_embed\": 24, \"n_layer\": 3, \"n_head\": 6}";
+    write_file("config.json", cfg, strlen(cfg));
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.hidden_size == 24 && m->config.num_layers == 3 && m->config.num_heads == 6 &&
+          m->config.intermediate_size == 96 && m->config.bos_token_id == 1 && m->config.eos_token_id == 2,
+          "bloom: n_embed / n_layer / n_head aliases and BloomConfig's defaults");
+    cp_model_free(m);
+    cleanup();
+}
+
+/* OPT-350m's shape (word_embed_proj_dim != hidden_size): the final hidden states are project_out's,
+ * narrower than hidden_size, so the calls that return them sized by cp_model_hidden_size refuse by name. */
+TEST(final_proj_hidden_states_refused) {
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, "tests/fixtures/decoders/opt_350m/model", CP_LOAD_WEIGHTS));
+    if (!m) return;
+    int64_t ids[3] = {5, 6, 7}, mask[3] = {1, 1, 1};
+    cp_batch b = {.B = 1, .T = 3, .input_ids = ids, .attention_mask = mask};
+    float logits[3 * 61], hidden[3 * 3 * 16], pooled[16];
+    cp_outputs out = {.logits = logits, .hidden_states = hidden};
+    CHECK_ERR(cp_model_forward(m, &b, &out), "output_hidden_states: the last hidden state is model.decoder.project_out's output, of width 12");
+    CHECK_ERR(cp_model_embed(m, &b, CP_EMBED_MEAN, 0, pooled), "cp_model_embed: the final hidden states are model.decoder.project_out's output");
+    out.hidden_states = NULL;
+    CHECK_OK(cp_model_forward(m, &b, &out));
+    cp_model_free(m);
+}
+
+/* OPT's layerdrop: transformers skips layers at random only in train mode, so a model with it loads and
+ * evaluates; a training forward with the model's dropout on refuses it by name, with it off it trains. */
+TEST(opt_layerdrop_refused_in_train_mode) {
+    setup_from("tests/fixtures/decoders/opt_tiny/model", "\"layerdrop\": 0.0", "\"layerdrop\": 0.1", 1);
+    cp_model *m = NULL;
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_WEIGHTS));
+    if (m) {
+        int64_t ids[3] = {5, 6, 7}, mask[3] = {1, 1, 1}, labels[3] = {5, 6, 7};
+        cp_batch b = {.B = 1, .T = 3, .input_ids = ids, .attention_mask = mask, .labels = labels};
+        float logits[3 * 61];
+        cp_outputs out = {.logits = logits};
+        CHECK_OK(cp_model_forward(m, &b, &out));
+        double loss;
+        int64_t n;
+        m->training = 1;
+        CHECK_ERR(cp_model_forward_backward(m, &b, 1.0, 0, &loss, &n), "field \"layerdrop\" = 0.1: transformers skips layers");
+        m->model_dropout = 0;
+        CHECK_OK(cp_model_forward_backward(m, &b, 1.0, 0, &loss, &n));
+        cp_model_free(m);
+    }
+    cleanup();
+}
+
 #define LLAMA_FIX "tests/fixtures/llama/models/"
 
 /* The bias switches each model type reads, as transformers 5.23: LlamaConfig's attention_bias and
@@ -566,6 +635,9 @@ int main(void) {
     RUN(truncated_weights);
     RUN(sharded_index_naming_a_missing_shard);
     RUN(gpt_neo_attention_types_must_cover_layers);
+    RUN(opt_bloom_switches_refused_by_name);
+    RUN(final_proj_hidden_states_refused);
+    RUN(opt_layerdrop_refused_in_train_mode);
     RUN(bias_keys_read_only_where_transformers_reads_them);
     RUN(sliding_window_switches);
     RUN(rope_switches_refused_by_name);
