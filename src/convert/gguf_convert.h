@@ -6,7 +6,7 @@
  *
  * Architectures: those whose cp_arch has a GGUF table (models/gguf_names.h): general.architecture
  * "llama" (Llama 1/2/3 without rope_freqs, Mistral, SmolLM, TinyLlama: llama.cpp writes all of them
- * as "llama"), "qwen2", "qwen3", "gemma", "gptneox" (GPT-NeoX, Pythia), "phi2". The table gives the tensor names and shapes
+ * as "llama"), "qwen2", "qwen3", "gemma", "gptneox" (GPT-NeoX, Pythia), "phi2", "bloom". The table gives the tensor names and shapes
  * (models/llama_gguf.c: token_embd -> model.embed_tokens, blk.N.attn_q ->
  * model.layers.N.self_attn.q_proj, ..., output -> lm_head, absent: tie_word_embeddings), the
  * per-tensor transforms that undo llama.cpp's converter (llama's Q/K row permutation for its RoPE
@@ -46,7 +46,8 @@ typedef struct {
     double rotary_fraction;               /* rope.dimension_count / head_dim (1: full rotary) */
     int parallel_residual;                /* use_parallel_residual (default 1) */
     double rope_scaling_factor;           /* > 0: rope_scaling {"rope_type": "linear", factor} */
-    int tie_word_embeddings;              /* no output.weight in the file */
+    int tie_word_embeddings;              /* no output.weight in the file, or a copy of the embedding */
+    const char *dropped_copy;             /* that copy's GGUF name (not converted), or NULL */
     int64_t bos_token_id, eos_token_id, pad_token_id, unk_token_id; /* -1 when absent */
 } cp_gguf_hparams;
 typedef cp_gguf_hparams cp_gguf_llama; /* its first name, when "llama" was the only architecture */

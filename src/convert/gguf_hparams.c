@@ -126,7 +126,8 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     if (value_len != key_len)
         return cp_error("%s: attention.key_length %" PRId64 " differs from attention.value_length %" PRId64
                         " (not a %s model)", g->path, key_len, value_len, A);
-    if (key_len % 2) return cp_error("%s: head dimension %" PRId64 " is odd; RoPE needs pairs", g->path, key_len);
+    const int rope = table_uses(hp->names, CP_GGUF_CFG_ROPE_THETA) || table_uses(hp->names, CP_GGUF_CFG_ROTARY_FRACTION);
+    if (rope && key_len % 2) return cp_error("%s: head dimension %" PRId64 " is odd; RoPE needs pairs", g->path, key_len);
     hp->head_dim = key_len;
     char rk[4][96];
     snprintf(rk[0], sizeof rk[0], "%s.rope.dimension_count", A);
@@ -160,6 +161,8 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     if (scaling && !strcmp(scaling, "linear")) hp->rope_scaling_factor = factor > 0 ? factor : 1.0;
     else if (!scaling && linear > 0 && linear != 1.0) hp->rope_scaling_factor = linear;
     if (hp->rope_scaling_factor == 1.0) hp->rope_scaling_factor = 0;
+    if (!hp->parallel_residual && !table_uses(hp->names, CP_GGUF_CFG_PARALLEL_RESIDUAL))
+        return cp_error("%s: %s.use_parallel_residual is false: %s's blocks have no sequential variant", g->path, A, A);
     if (hp->rope_scaling_factor > 0 && !table_uses(hp->names, CP_GGUF_CFG_ROPE_SCALING))
         return cp_error("%s: linear RoPE scaling (%s) is not supported for %s (its config.json has no rope_scaling)",
                         g->path, rk[1], A);

@@ -15,7 +15,14 @@
 #include "models/gguf_names.h"
 
 int cp_convert_ignored_tensor(const cp_gguf_hparams *hp, const char *gguf_name) {
-    return cp_gguf_names_ignored(hp->names, gguf_name);
+    return cp_gguf_names_ignored(hp->names, gguf_name) || (hp->dropped_copy && !strcmp(gguf_name, hp->dropped_copy));
+}
+
+/* Whether tensor `name` is present and a copy of tensor `of`: same type, shape and bytes. */
+static int is_copy(const cp_gguf *g, const char *name, const char *of) {
+    const cp_gguf_tensor *t = cp_gguf_find_tensor(g, name), *o = cp_gguf_find_tensor(g, of);
+    return t && o && t->type == o->type && t->n_dims == o->n_dims && t->nbytes == o->nbytes &&
+           !memcmp(t->ne, o->ne, sizeof t->ne) && !memcmp(t->data, o->data, (size_t)t->nbytes);
 }
 
 cp_status cp_gguf_llama_hf_name(const char *gguf_name, int64_t n_layers, char *out, size_t cap) {
@@ -57,6 +64,11 @@ static int64_t dim_size(const cp_gguf_hparams *hp, cp_gguf_dim d) {
 cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp) {
     const cp_gguf_names *a = hp->names;
     char hf[256];
+    /* An optional LM head written as a copy of the embedding: dropped (tied). */
+    hp->dropped_copy = NULL;
+    for (int i = 0; i < a->n_top; i++)
+        if (a->top[i].optional && a->top[i].copy_of && is_copy(g, a->top[i].gguf, a->top[i].copy_of))
+            hp->dropped_copy = a->top[i].gguf;
     /* Every tensor known, of the right shape. */
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const cp_gguf_tensor *t = &g->tensors[i];
@@ -93,7 +105,8 @@ cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp) {
         }
     hp->tie_word_embeddings = 0; /* an optional top-level tensor is the LM head, tied when absent */
     for (int i = 0; i < a->n_top; i++)
-        if (a->top[i].optional && !cp_gguf_find_tensor(g, a->top[i].gguf)) hp->tie_word_embeddings = 1;
+        if (a->top[i].optional && (!cp_gguf_find_tensor(g, a->top[i].gguf) || cp_convert_ignored_tensor(hp, a->top[i].gguf)))
+            hp->tie_word_embeddings = 1;
     return CP_OK;
 }
 

@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "io/json.h"
 #include "models/decoder_head.h"
+#include "models/gguf_names.h"
 #include "nn/layernorm.h"
 #include "nn/position_bias.h"
 
@@ -149,6 +150,8 @@ static const cp_block_ops bloom_block_ops = {.acts_size = CP_GPT_ACTS_SIZE, .emb
                                              .alloc_acts = cp_gpt_alloc_acts, .embed = embed, .embed_backward = embed_backward,
                                              .block_forward = cp_gpt_block_forward, .block_backward = cp_gpt_block_backward};
 
+extern const cp_gguf_names cp_bloom_gguf_names; /* models/bloom_gguf.c */
+
 const cp_arch cp_arch_bloom = {
     .model_type = "bloom",
     .causal_lm_class = "BloomForCausalLM",
@@ -157,4 +160,5 @@ const cp_arch cp_arch_bloom = {
     .build = build,
     .free_state = cp_gpt_free_state,
     .block_ops = &bloom_block_ops,
+    .gguf_names = &cp_bloom_gguf_names,
 };

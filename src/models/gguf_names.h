@@ -50,6 +50,9 @@ typedef struct {
     int optional;                /* may be absent (output.weight: tied to the embedding; then
                                     tie_word_embeddings) */
     cp_gguf_transform transform;
+    /* An optional LM head that llama.cpp may write as a copy of this tensor (bloom's output.weight:
+     * token_embd.weight's bytes): dropped when equal (same type, shape and bytes), then tied. */
+    const char *copy_of;
 } cp_gguf_tensor_name;
 
 /* A tensor name the conversion refuses, and why: a top-level name, or the suffix of a block

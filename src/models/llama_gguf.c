@@ -8,21 +8,21 @@
 #define N(a) (int)(sizeof a / sizeof *a)
 
 static const cp_gguf_tensor_name top[] = {
-    {"token_embd.weight", "model.embed_tokens.weight", CP_GGUF_DIM_VOCAB, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"output_norm.weight", "model.norm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"output.weight", "lm_head.weight", CP_GGUF_DIM_VOCAB, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 1, CP_GGUF_KEEP}, /* absent: tied */
+    {"token_embd.weight", "model.embed_tokens.weight", CP_GGUF_DIM_VOCAB, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"output_norm.weight", "model.norm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"output.weight", "lm_head.weight", CP_GGUF_DIM_VOCAB, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 1, CP_GGUF_KEEP, NULL}, /* absent: tied */
 };
 
 static const cp_gguf_tensor_name block[] = {
-    {"attn_norm.weight", "input_layernorm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"attn_q.weight", "self_attn.q_proj.weight", CP_GGUF_DIM_Q, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_Q_HEADS, 0, CP_GGUF_KEEP},
-    {"attn_k.weight", "self_attn.k_proj.weight", CP_GGUF_DIM_KV, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_KV_HEADS, 0, CP_GGUF_KEEP},
-    {"attn_v.weight", "self_attn.v_proj.weight", CP_GGUF_DIM_KV, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"attn_output.weight", "self_attn.o_proj.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_Q, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"ffn_norm.weight", "post_attention_layernorm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"ffn_gate.weight", "mlp.gate_proj.weight", CP_GGUF_DIM_FFN, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"ffn_up.weight", "mlp.up_proj.weight", CP_GGUF_DIM_FFN, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
-    {"ffn_down.weight", "mlp.down_proj.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_FFN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP},
+    {"attn_norm.weight", "input_layernorm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"attn_q.weight", "self_attn.q_proj.weight", CP_GGUF_DIM_Q, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_Q_HEADS, 0, CP_GGUF_KEEP, NULL},
+    {"attn_k.weight", "self_attn.k_proj.weight", CP_GGUF_DIM_KV, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_KV_HEADS, 0, CP_GGUF_KEEP, NULL},
+    {"attn_v.weight", "self_attn.v_proj.weight", CP_GGUF_DIM_KV, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"attn_output.weight", "self_attn.o_proj.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_Q, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"ffn_norm.weight", "post_attention_layernorm.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_NONE, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"ffn_gate.weight", "mlp.gate_proj.weight", CP_GGUF_DIM_FFN, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"ffn_up.weight", "mlp.up_proj.weight", CP_GGUF_DIM_FFN, CP_GGUF_DIM_HIDDEN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
+    {"ffn_down.weight", "mlp.down_proj.weight", CP_GGUF_DIM_HIDDEN, CP_GGUF_DIM_FFN, CP_GGUF_ROPE_NONE, 0, CP_GGUF_KEEP, NULL},
 };
 
 static const cp_gguf_refused_name refused[] = {

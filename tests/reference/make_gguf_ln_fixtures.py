@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GGUF fixtures of the LayerNorm architectures with partial RoPE (gpt_neox, phi2) for
+"""GGUF fixtures of the LayerNorm architectures (gpt_neox and phi2 with partial RoPE, bloom) for
 tests/unit/test_gguf_arch.c: part of `make_gguf_fixtures.py make-arch` (which calls
 make_arch_layernorm; see its docstring for the environment). Not run by itself.
 """
@@ -160,3 +160,94 @@ def make_arch_layernorm(out, meta):
         meta[name] = {"input_ids": ARCH_IDS, "n_tensors": len(exp), "head_dim": AH // cfg.num_attention_heads,
                       "tied": False, "expected_from": how}
         print(f"  {name}: {len(exp)} tensors from {how}; max |expected - original| {quant:.3g} (quantization)")
+    make_bloom(out, meta)
+
+
+# ---- bloom: the fused q/k/v as gptneox, ALiBi, output.weight a copy of the embedding ---------------
+
+def write_bloom_gguf(path, hf, cfg, vocab_kv):
+    """BloomModel of convert_hf_to_gguf.py: its keys (context_length = seq_length or hidden, ffn 4 *
+    hidden, head_count_kv = head_count), "transformer." stripped before TensorNameMap, the fused q/k/v
+    re-ordered, and output.weight written as a copy of the embedding (the checkpoint has no lm_head)."""
+    import torch
+    rng = np.random.default_rng(11)
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BLOOM, AL)
+    nh, C = cfg.n_head, cfg.hidden_size
+    w = gguf.GGUFWriter(path, "bloom")
+    w.add_string("general.name", "tiny-bloom")
+    w.add_string("general.license", "apache-2.0")
+    w.add_uint32("bloom.context_length", getattr(cfg, "seq_length", None) or C)
+    w.add_uint32("bloom.embedding_length", C)
+    w.add_uint32("bloom.feed_forward_length", 4 * C)
+    w.add_uint32("bloom.block_count", cfg.n_layer)
+    w.add_uint32("bloom.attention.head_count", nh)
+    w.add_uint32("bloom.attention.head_count_kv", nh)
+    w.add_float32("bloom.attention.layer_norm_epsilon", cfg.layer_norm_epsilon)
+    w.add_uint32("general.file_type", 7)
+    for k, (kind, v) in vocab_kv.items():
+        getattr(w, "add_" + kind)(k, v)
+    for hname, t in hf.items():
+        if hname == "lm_head.weight":  # tied: not in the checkpoint's files
+            continue
+        gname = tmap.get_name(hname.replace("transformer.", "", 1), try_suffixes=(".weight", ".bias"))
+        assert gname, hname
+        x = t.detach().to(torch.float32).numpy()
+        if ".attn_qkv." in gname:
+            x = llamacpp_qkv_reorder(x, nh)
+        kind = gname.split(".")[-2] if gname.startswith("blk.") else gname.split(".")[0]
+        qt = LN_TYPES.get(kind, Q.F32) if x.ndim == 2 else Q.F32
+        data, raw, _ = encode_tensor(rng, x, qt)
+        w.add_tensor(gname, data, raw_dtype=raw)
+        if gname == "token_embd.weight":
+            w.add_tensor("output.weight", data, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def make_bloom(out, meta):
+    """bloom.gguf, bloom.expected.safetensors (transformers' GGUF loader: BloomTensorProcessor undoes
+    the re-order; checked against the original tensors too), bloom.logits.safetensors."""
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+    tokens, types, merges = bpe_vocab()
+    torch.manual_seed(1234)
+    vkv = {"tokenizer.ggml.model": ("string", "gpt2"), "tokenizer.ggml.pre": ("string", "gpt-2"),
+           "tokenizer.ggml.tokens": ("array", tokens), "tokenizer.ggml.token_type": ("array", types),
+           "tokenizer.ggml.merges": ("array", merges), "tokenizer.ggml.bos_token_id": ("uint32", 1),
+           "tokenizer.ggml.eos_token_id": ("uint32", 2), "tokenizer.ggml.padding_token_id": ("uint32", 0)}
+    cfg = AutoConfig.for_model("bloom", vocab_size=len(tokens), hidden_size=AH, n_layer=AL, n_head=ANH,
+                               layer_norm_epsilon=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = AutoModelForCausalLM.from_config(cfg).to(torch.float32)
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            if p.ndim == 1:
+                p.copy_((0.0 if k.endswith("bias") else 1.0) + 0.1 * torch.randn_like(p))
+    hf = dict(model.state_dict())
+    path = os.path.join(out, "bloom.gguf")
+    write_bloom_gguf(path, hf, cfg, vkv)
+    oracle = AutoModelForCausalLM.from_pretrained(out, gguf_file="bloom.gguf", dtype=torch.float32).eval()
+    assert oracle.config.tie_word_embeddings
+    exp = {k: np.ascontiguousarray(v.numpy()) for k, v in oracle.state_dict().items() if k != "lm_head.weight"}
+    assert set(exp) == set(hf) - {"lm_head.weight"}, set(exp) ^ set(hf)
+    exact = 0
+    for k, v in exp.items():
+        o = hf[k].numpy()
+        if ".query_key_value." in k:  # the loader's re-order undone, against the original's f16 rounding
+            assert v.tobytes() == o.astype(np.float16 if v.ndim == 2 else np.float32).astype(np.float32).tobytes(), k
+            exact += 1
+        elif v.ndim == 1:
+            assert v.tobytes() == o.tobytes(), k
+            exact += 1
+    with torch.no_grad():
+        logits = oracle(torch.tensor([ARCH_IDS])).logits.float().numpy()
+    save_file(exp, path.replace(".gguf", ".expected.safetensors"))
+    save_file({"logits": np.ascontiguousarray(logits)}, path.replace(".gguf", ".logits.safetensors"))
+    how = ("transformers' GGUF loader (AutoModelForCausalLM.from_pretrained(dir, gguf_file=...)); "
+           f"{exact} tensors equal to the original (or its f16 rounding)")
+    quant = max(float(np.abs(v - hf[k].numpy()).max()) for k, v in exp.items())
+    meta["bloom"] = {"input_ids": ARCH_IDS, "n_tensors": len(exp), "head_dim": AH // ANH, "tied": True,
+                     "expected_from": how}
+    print(f"  bloom: {len(exp)} tensors from {how}; max |expected - original| {quant:.3g} (quantization)")

@@ -177,13 +177,43 @@ TEST(converts_phi2) {
     check_arch_keys("phi2", "phi", 0, 8, 0, keys);
 }
 
+TEST(converts_bloom) {
+    /* llama.cpp's bloom: the fused query_key_value as gptneox, output.weight a copy of the embedding
+     * (dropped: tied), no RoPE keys; the oracle is transformers' GGUF loader (BloomTensorProcessor) */
+    static const char *const keys[] = {"architectures", "[\"BloomForCausalLM\"]", "n_head", "4", "n_layer", "2",
+                                       "layer_norm_epsilon", "1e-05", "hidden_size", "32", "pretraining_tp", "1",
+                                       "apply_residual_connection_post_layernorm", "false", NULL};
+    check_arch_keys("bloom", "bloom", 1, 8, 0, keys);
+}
+
+TEST(bloom_output_copy_is_tied_only_when_equal) {
+    char *data;
+    size_t len;
+    cp_gguf g;
+    cp_gguf_hparams hp;
+    CHECK_OK(cp_read_file(FIX "bloom.gguf", &data, &len));
+    CHECK_OK(cp_gguf_parse(&g, (uint8_t *)data, len, "bloom.gguf"));
+    CHECK_OK(cp_gguf_hparams_read(&g, &hp));
+    CHECK(hp.tie_word_embeddings && hp.dropped_copy && !strcmp(hp.dropped_copy, "output.weight"), "copy dropped, tied");
+    const cp_gguf_tensor *out = cp_gguf_find_tensor(&g, "output.weight");
+    CHECK(out, "output.weight");
+    if (out) ((uint8_t *)out->data)[out->nbytes - 1] ^= 1; /* one value differs: a real LM head */
+    CHECK_OK(cp_gguf_hparams_read(&g, &hp));
+    CHECK(!hp.tie_word_embeddings && !hp.dropped_copy, "a different output.weight is the untied lm_head");
+    char hf[128];
+    CHECK_OK(cp_gguf_hf_name(hp.names, "output.weight", 2, hf, sizeof hf));
+    CHECK(!strcmp(hf, "lm_head.weight"), "%s", hf);
+    cp_gguf_close(&g);
+    cp_free(data);
+}
+
 TEST(each_architecture_owns_its_table) {
-    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma", "gptneox", "phi2"};
-    for (size_t i = 0; i < 6; i++) {
+    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma", "gptneox", "phi2", "bloom"};
+    for (size_t i = 0; i < 7; i++) {
         const cp_gguf_names *a = cp_gguf_names_find(archs[i]);
         CHECK(a && a->n_config > 0, "%s: table with config keys", archs[i]);
     }
-    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma, gptneox, phi2"), "%s", cp_gguf_names_supported());
+    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma, gptneox, phi2, bloom"), "%s", cp_gguf_names_supported());
     int64_t layer;
     const cp_gguf_tensor_name *t = cp_gguf_names_match(cp_gguf_names_find("gemma"), "blk.1.ffn_norm.weight", &layer);
     CHECK(t && t->transform == CP_GGUF_MINUS_ONE && t->rope_rows == CP_GGUF_ROPE_NONE, "gemma norms: minus one");
@@ -293,6 +323,8 @@ int main(void) {
     RUN(converts_gemma);
     RUN(converts_gpt_neox);
     RUN(converts_phi2);
+    RUN(converts_bloom);
+    RUN(bloom_output_copy_is_tied_only_when_equal);
     RUN(each_architecture_owns_its_table);
     RUN(qkv_to_heads_inverts_llamacpp_reorder);
     RUN(refuses_unsupported_archs_keys_and_tensors);
