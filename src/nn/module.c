@@ -48,6 +48,7 @@ cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1) {
 void cp_param_free(cp_param *p) {
     if (!p) return;
     if (p->owns_data) cp_free(p->data);
+    if (p->owns_stored) cp_free((void *)p->stored);
     cp_free(p->grad);
     cp_free(p->name);
     cp_free(p);

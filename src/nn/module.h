@@ -45,6 +45,8 @@ typedef struct cp_param {
                                 only) by a matrix weight no one writes: the GEMMs and the embedding
                                 gather widen them as they read. NULL when `data` holds the values. */
     int owns_data;           /* data was allocated (widened from F16/BF16, or copied) */
+    int owns_stored;         /* stored was allocated (an f32 weight narrowed to BF16 by --bf16) */
+    int round_bf16;          /* products with this weight in bf16 (--bf16: models/bf16.h) */
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
     int requires_grad;
