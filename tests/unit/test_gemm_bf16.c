@@ -121,7 +121,7 @@ TEST(bf16_products_match_rounded_double_reference_every_variant) {
         /* bf16 rounding (2^-9 relative per operand) shows: far above f32's, far below a wrong product */
         CHECK(s->vs_exact > 1e-4 && s->vs_exact < 2e-2, "%s: %.3e from the exact product is not bf16 rounding",
               iv < nv ? v[iv]->name : "kernel", s->vs_exact);
-        CHECK(s->products >= 600, "only %ld products checked", s->products);
+        CHECK(s->products >= 480, "only %ld products checked", s->products);
     }
 }
 
