@@ -57,7 +57,7 @@ ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 # choosing them). A flag here rather than `#pragma GCC target`, which clang (make fuzz) ignores.
 ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
 LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c src/convert/*.c))
+                      src/peft/*.c src/tokenizer/*.c src/chat/*.c src/train/*.c src/generate/*.c src/convert/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -204,6 +204,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_text_metric_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_data_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_train_fixtures.py
+	$(VENV)/bin/python tests/reference/make_chat_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a
