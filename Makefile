@@ -60,7 +60,7 @@ ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
 # x86-64 and run only after kernels/gemm.c checked the CPU (gemm_bf16.h).
 BF16_FLAGS := $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),$(ISA_FLAGS_avx512) -mavx512bf16)
 LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c src/convert/*.c))
+                      src/peft/*.c src/tokenizer/*.c src/chat/*.c src/train/*.c src/generate/*.c src/convert/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -211,6 +211,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_text_metric_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_data_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_train_fixtures.py
+	$(VENV)/bin/python tests/reference/make_chat_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a
