@@ -73,6 +73,8 @@ extern const cp_arch cp_arch_mistral;
 extern const cp_arch cp_arch_qwen2;
 extern const cp_arch cp_arch_qwen3;
 extern const cp_arch cp_arch_gemma;
+extern const cp_arch cp_arch_gemma2;
+extern const cp_arch cp_arch_phi3;
 extern const cp_arch cp_arch_bert;
 extern const cp_arch cp_arch_roberta;
 extern const cp_arch cp_arch_xlm_roberta;
