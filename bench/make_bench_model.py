@@ -2,7 +2,9 @@
 """Create a random, full-size checkpoint for benchmarks (seeded): GPT-Neo-125M or GPT-2-124M (causal LM),
 or a sequence classifier shaped as bert-base-uncased (bert) or all-MiniLM-L6-v2 (minilm), 2 labels, or an
 encoder-decoder shaped as t5-small (t5: d_model 512, 6 + 6 layers, 8 heads, d_ff 2048, vocab 32128, relu (v1.0),
-tied head).
+tied head), or the decoders of issue 15: EleutherAI/pythia-160m's shape (pythia: GPT-NeoX, hidden 768, 12 layers,
+12 heads, rotary_pct 0.25, parallel residual, vocab 50304, untied) and Qwen/Qwen3-0.6B's (qwen3: hidden 1024, 28
+layers, 16 heads, 8 kv heads, head_dim 128, intermediate 3072, vocab 151936, tied).
 
     tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|bert|minilm|t5 --out DIR [--dtype f32|f16|bf16]
 
@@ -46,6 +48,21 @@ def config_for(arch: str):
                      feed_forward_proj="relu", tie_word_embeddings=True, pad_token_id=0, eos_token_id=1,
                      decoder_start_token_id=0)
         c.architectures = ["T5ForConditionalGeneration"]
+    elif arch == "pythia":  # EleutherAI/pythia-160m
+        from transformers import GPTNeoXConfig
+        c = GPTNeoXConfig(vocab_size=50304, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                          intermediate_size=3072, hidden_act="gelu", rotary_pct=0.25, rotary_emb_base=10000,
+                          max_position_embeddings=2048, layer_norm_eps=1e-5, use_parallel_residual=True,
+                          tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0, bos_token_id=0,
+                          eos_token_id=0)
+        c.architectures = ["GPTNeoXForCausalLM"]
+    elif arch == "qwen3":   # Qwen/Qwen3-0.6B
+        from transformers import Qwen3Config
+        c = Qwen3Config(vocab_size=151936, hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
+                        num_key_value_heads=8, head_dim=128, intermediate_size=3072, hidden_act="silu",
+                        max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0, attention_bias=False,
+                        tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645)
+        c.architectures = ["Qwen3ForCausalLM"]
     else:
         raise SystemExit(f"unknown --arch {arch}")
     return c
@@ -53,7 +70,7 @@ def config_for(arch: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm", "t5"])
+    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm", "t5", "pythia", "qwen3"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--seed", type=int, default=1234)
@@ -62,7 +79,9 @@ def main() -> int:
     from transformers import BertForSequenceClassification, GPT2LMHeadModel, GPTNeoForCausalLM, T5ForConditionalGeneration
     torch.manual_seed(args.seed)
     config = config_for(args.arch)
-    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel, "t5": T5ForConditionalGeneration}.get(
+    from transformers import AutoModelForCausalLM
+    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel, "t5": T5ForConditionalGeneration,
+           "pythia": AutoModelForCausalLM.from_config, "qwen3": AutoModelForCausalLM.from_config}.get(
         args.arch, BertForSequenceClassification)
     model = cls(config).eval()
     if DTYPES[args.dtype] != torch.float32:

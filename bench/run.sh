@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq] (needs `make` and `make reference-venv`; models are created
+#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq|decoders] (needs `make` and `make reference-venv`; models are created
 #                                    once in bench/work/ from random weights with save_pretrained)
 # ITERS (5) timed steps / iterations; for a smoke run of `prompt` on a small model,
 #   ITERS=1 WARMUP=0 PROMPT_MODEL=tests/fixtures/models/gpt_neo_tiny PROMPT_SEQ=16 BENCH_WORK=/tmp/w bench/run.sh prompt
@@ -155,6 +155,29 @@ run_seq2seq() {
     $PY bench/update_benchmarks.py seq2seq "$out"
 }
 
+# The decoders of issue 15 at real sizes: Pythia-160M (GPT-NeoX) and Qwen3-0.6B shapes, random weights. LoRA training
+# with PEFT's default targets (query_key_value; q_proj,v_proj), r=8, batch 4 x 256, and greedy generation at batch 1
+# (prompt 32, 128 new tokens) against transformers. DEC_ARCHS picks the models (default "pythia qwen3").
+run_decoders() {
+    local out=$WORK/decoders.jsonl
+    : > "$out"
+    [[ -x build/bench/train_bench && -x build/bench/generate_bench ]] || make -s build/bench/train_bench build/bench/generate_bench
+    local targets c p
+    for arch in ${DEC_ARCHS:-pythia qwen3}; do
+        local dir; dir=$(model_dir $arch)
+        if [[ $arch == pythia ]]; then targets=query_key_value; else targets=q_proj,v_proj; fi
+        echo "bench decoders: $arch LoRA r=8 on $targets (batch 4 x 256 tokens, $ITERS steps each)" >&2
+        c=$(build/bench/train_bench --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup "$WARMUP" --steps "$ITERS")
+        p=$($PY bench/pytorch_train.py --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup "$WARMUP" --steps "$ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"decoders\", \"run\": \"train\", \"arch\": \"$arch\", \"targets\": \"$targets\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+        echo "bench decoders: $arch generate batch 1, prompt 32, 128 new tokens, greedy ($GEN_ITERS runs each)" >&2
+        c=$(build/bench/generate_bench --model "$dir" --batch 1 --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS")
+        p=$($PY bench/pytorch_generate.py --model "$dir" --batch 1 --prompt 32 --new 128 --warmup 1 --iters "$GEN_ITERS" 2>/dev/null | tail -1)
+        echo "{\"bench\": \"decoders\", \"run\": \"generate\", \"arch\": \"$arch\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    done
+    $PY bench/update_benchmarks.py decoders "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
@@ -163,5 +186,6 @@ case "${1:-forward}" in
     classify) run_classify ;;
     prompt) run_prompt ;;
     seq2seq) run_seq2seq ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq)" >&2; exit 2 ;;
+    decoders) run_decoders ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq, decoders)" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites one section of BENCHMARKS.md from a benchmark's JSON lines (written by bench/run.sh).
 
-    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt, seq2seq)
+    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt, seq2seq, decoders)
 """
 import datetime
 import json
@@ -216,12 +216,37 @@ def seq2seq_section(rows) -> str:
     return "\n".join(out)
 
 
+def decoders_section(rows) -> str:
+    """`bench/run.sh decoders`: per model, a LoRA training row and a greedy generation row."""
+    names = {"pythia": "Pythia-160M shape (GPT-NeoX)", "qwen3": "Qwen3-0.6B shape"}
+    out = ["## More decoders: Pythia-160M and Qwen3-0.6B shapes, LoRA training and greedy generation, f32", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh decoders`, "
+           "random weights of each model's size saved with save_pretrained (pythia: GPT-NeoX hidden 768, 12 layers, 12 "
+           "heads, rotary_pct 0.25, parallel residual, vocab 50304, untied; qwen3: hidden 1024, 28 layers, 16 heads, 8 kv "
+           "heads, head_dim 128, intermediate 3072, vocab 151936, tied), all cores. Training: LoRA r=8 alpha=16 on PEFT's "
+           "default targets, batch 4 × 256 random tokens, AdamW, median of the timed steps. Generation: batch 1, 32-token "
+           "random prompt, 128 new tokens, greedy, no eos stop, against transformers' generate() (KV cache). Peak RSS "
+           "includes the interpreter and torch on the PyTorch side.", "",
+           "| model | run | cpeft tokens/s | PyTorch tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        c, p = r["cpeft"], r["pytorch"]
+        run = f"LoRA training ({r.get('targets', '')})" if r["run"] == "train" else "greedy generation, batch 1"
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {run} | {c['tokens_per_s']:.1f} | {p['tokens_per_s']:.1f} | "
+                   f"{c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB | "
+                   f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
+    p = rows[0]["pytorch"] if rows else {}
+    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
+            f"{p.get('threads', '?')} threads.", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     section = {"forward": forward_section, "train": train_section, "generate": generate_section,
                "bf16": bf16_section, "classify": classify_section, "prompt": prompt_section,
-               "seq2seq": seq2seq_section}[name](rows)
+               "seq2seq": seq2seq_section, "decoders": decoders_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"

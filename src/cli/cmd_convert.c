@@ -1,6 +1,6 @@
 /*
  * cmd_convert.c — `cpeft convert --gguf FILE --out DIR [--dtype auto|f32|f16|bf16] [--force]`:
- * a llama.cpp GGUF checkpoint turned into a Hugging Face directory (config.json,
+ * a llama.cpp GGUF checkpoint (llama, qwen2, qwen3, gemma) turned into a Hugging Face directory (config.json,
  * model.safetensors, tokenizer.json and friends) that transformers and cpeft load. The directory
  * is written under a temporary name and renamed into place when complete (io/fsutil.h), so an
  * interrupted or failed conversion leaves no half-written model behind.
@@ -20,8 +20,8 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: cpeft convert --gguf FILE --out DIR [--dtype auto|f32|f16|bf16] [--force]\n\n"
             "Converts a GGUF checkpoint (llama.cpp's format; architecture \"llama\": Llama, Mistral, SmolLM,\n"
-            "TinyLlama) into a Hugging Face model directory: config.json, model.safetensors,\n"
-            "generation_config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json.\n\n"
+            "TinyLlama; \"qwen2\", \"qwen3\", \"gemma\") into a Hugging Face model directory: config.json,\n"
+            "model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json.\n\n"
             "  --gguf FILE   the .gguf file\n"
             "  --out DIR     the directory to write; it must not exist unless --force is given\n"
             "  --dtype T     auto (default): F32/F16/BF16 tensors keep their type, quantized ones become f32;\n"
@@ -54,13 +54,13 @@ static const char *count_text(int64_t n, char *buf, size_t cap) {
 }
 
 static void print_report(const cp_gguf *g, const char *out, const cp_gguf_convert_report *r, int dtype) {
-    const cp_gguf_llama *hp = &r->hp;
+    const cp_gguf_hparams *hp = &r->hp;
     char bytes[32], params[32];
     printf("converted %s (GGUF v%" PRIu32 ", %" PRId64 " tensors, %" PRId64 " metadata keys) -> %s\n", g->path, g->version,
            g->n_tensors, g->n_kv, out);
-    printf("  model      %s: llama, %" PRId64 " layer%s, hidden %" PRId64 ", %" PRId64 " heads (%" PRId64
+    printf("  model      %s: %s, %" PRId64 " layer%s, hidden %" PRId64 ", %" PRId64 " heads (%" PRId64
            " kv) of %" PRId64 ", MLP %" PRId64 ", vocab %" PRId64 ", context %" PRId64 ", %s embeddings\n",
-           r->name ? r->name : "(no general.name)", hp->num_hidden_layers, hp->num_hidden_layers == 1 ? "" : "s",
+           r->name ? r->name : "(no general.name)", hp->model_type, hp->num_hidden_layers, hp->num_hidden_layers == 1 ? "" : "s",
            hp->hidden_size, hp->num_attention_heads, hp->num_key_value_heads, hp->head_dim, hp->intermediate_size,
            hp->vocab_size, hp->max_position_embeddings, hp->tie_word_embeddings ? "tied" : "untied");
     printf("  licence    %s\n", r->license ? r->license : "not stated in the file (general.license)");

@@ -1,5 +1,5 @@
 /*
- * gguf_convert.c — GGUF (llama architecture) to a Hugging Face checkpoint directory; see
+ * gguf_convert.c — GGUF (an architecture with a GGUF table) to a Hugging Face checkpoint directory; see
  * gguf_convert.h for what is written and the precision it keeps, internal.h for the parts.
  *
  * Everything is checked before anything is written (hyper-parameters, tensor inventory and types,
@@ -30,13 +30,13 @@ static cp_status write_text(const char *dir, const char *name, const char *text)
 /* Everything that can be checked before a byte is written: hyper-parameters, tensor inventory and
  * types, the tokenizer (built here, written later). */
 static cp_status check_all(const cp_gguf *g, cp_gguf_convert_report *rep) {
-    if (cp_gguf_llama_read(g, &rep->hp) || cp_gguf_tokenizer_build(g, rep->hp.max_position_embeddings, &rep->tk))
+    if (cp_gguf_hparams_read(g, &rep->hp) || cp_gguf_tokenizer_build(g, rep->hp.max_position_embeddings, &rep->tk))
         return CP_ERR;
     if (rep->tk.n_tokens > rep->hp.vocab_size)
         return cp_error("%s: the tokenizer has %" PRId64 " tokens but the embedding only %" PRId64 " rows", g->path,
                         rep->tk.n_tokens, rep->hp.vocab_size);
     for (int64_t i = 0; i < g->n_tensors; i++)
-        if (!cp_convert_ignored_tensor(g->tensors[i].name) && !cp_ggml_can_dequantize(g->tensors[i].type))
+        if (!cp_convert_ignored_tensor(&rep->hp, g->tensors[i].name) && !cp_ggml_can_dequantize(g->tensors[i].type))
             return cp_error("%s: unsupported tensor type %s in tensor %s", g->path,
                             cp_ggml_type_name(g->tensors[i].type), g->tensors[i].name);
     /* informational only: a missing or mistyped name or licence is no error */
@@ -51,7 +51,7 @@ static cp_status write_all(const cp_gguf *g, const char *dir, int dtype, cp_gguf
     cp_status st = cp_convert_write_tensors(g, &rep->hp, st_path, dtype, rep);
     cp_free(st_path);
     if (st) return st;
-    char *config = cp_gguf_llama_config_json(&rep->hp, torch_dtype_name(rep->weight_dtype));
+    char *config = cp_gguf_config_json(&rep->hp, torch_dtype_name(rep->weight_dtype));
     char *gen = cp_gguf_llama_generation_config_json(&rep->hp);
     st = write_text(dir, "config.json", config);
     if (st == CP_OK) st = write_text(dir, "generation_config.json", gen);

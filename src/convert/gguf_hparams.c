@@ -1,6 +1,7 @@
 /*
- * gguf_hparams.c — the hyper-parameters of a llama-architecture GGUF (the llama.* keys) read and
- * checked, and written as transformers' config.json and generation_config.json.
+ * gguf_hparams.c — the hyper-parameters of a GGUF (the "<general.architecture>." keys that llama.cpp's
+ * architectures share) read and checked, and written as transformers' config.json (the keys of the
+ * architecture's table, models/gguf_names.h) and generation_config.json.
  */
 #include "convert/internal.h"
 
@@ -11,8 +12,9 @@
 
 #include "core/alloc.h"
 #include "io/json.h"
+#include "models/arch.h"
+#include "models/gguf_names.h"
 
-#define LLAMA "llama."
 
 cp_status cp_convert_token_id(const cp_gguf *g, const char *key, int64_t vocab, int64_t *out) {
     if (cp_gguf_get_int(g, key, -1, 0, 0, INT32_MAX, out)) return CP_ERR;
@@ -22,72 +24,116 @@ cp_status cp_convert_token_id(const cp_gguf *g, const char *key, int64_t vocab, 
     return CP_OK;
 }
 
-cp_status cp_gguf_llama_read(const cp_gguf *g, cp_gguf_llama *hp) {
+/* The "<arch>." keys this reader knows; a table with known_keys_only refuses any other. */
+static const char *const known_keys[] = {
+    "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
+    "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.key_length", "attention.value_length",
+    "rope.dimension_count", "rope.freq_base", "rope.scaling.type", "rope.scaling.factor", "rope.scale_linear",
+    "expert_count", "vocab_size",
+};
+
+/* The table's refused keys and, when it knows its keys only, every unknown "<arch>." key. */
+static cp_status check_keys(const cp_gguf *g, const cp_gguf_names *a) {
+    const size_t plen = strlen(a->gguf_arch);
+    for (int64_t i = 0; i < g->n_kv; i++) {
+        const char *k = g->kvs[i].key;
+        if (strncmp(k, a->gguf_arch, plen) != 0 || k[plen] != '.') continue;
+        const char *rest = k + plen + 1;
+        for (int j = 0; j < a->n_refused_keys; j++)
+            if (!strcmp(rest, a->refused_keys[j].gguf))
+                return cp_error("%s: metadata key '%s' is not supported: %s", g->path, k, a->refused_keys[j].why);
+        if (!a->known_keys_only) continue;
+        size_t j = 0;
+        while (j < sizeof known_keys / sizeof *known_keys && strcmp(rest, known_keys[j])) j++;
+        if (j == sizeof known_keys / sizeof *known_keys)
+            return cp_error("%s: metadata key '%s' is not supported for %s (cpeft convert does not know what it "
+                            "changes; docs/convert.md)", g->path, k, a->gguf_arch);
+    }
+    return CP_OK;
+}
+
+cp_status cp_gguf_llama_read(const cp_gguf *g, cp_gguf_hparams *hp) { return cp_gguf_hparams_read(g, hp); }
+
+cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     memset(hp, 0, sizeof *hp);
-    char *arch = NULL;
-    if (cp_gguf_get_string(g, "general.architecture", 1, &arch)) return CP_ERR;
-    if (strcmp(arch, "llama") != 0) {
-        cp_status st = cp_error("%s: general.architecture is '%s'; cpeft convert handles 'llama' (Llama, Mistral, "
-                                "SmolLM, TinyLlama)", g->path, arch);
-        cp_free(arch);
+    char *arch_name = NULL;
+    if (cp_gguf_get_string(g, "general.architecture", 1, &arch_name)) return CP_ERR;
+    const cp_arch *arch = cp_gguf_arch_find(arch_name);
+    if (!arch) {
+        cp_status st = cp_error("%s: general.architecture is '%s'; cpeft convert handles %s ('llama': Llama, "
+                                "Mistral, SmolLM, TinyLlama)", g->path, arch_name, cp_gguf_names_supported());
+        cp_free(arch_name);
         return st;
     }
-    cp_free(arch);
+    cp_free(arch_name);
+    hp->names = arch->gguf_names;
+    hp->model_type = arch->model_type;
+    hp->hf_class = arch->causal_lm_class;
+    const char *A = hp->names->gguf_arch;
+    if (check_keys(g, hp->names)) return CP_ERR;
+    char k[11][96];
+    static const char *const suffix[11] = {"embedding_length", "block_count", "feed_forward_length",
+                                           "attention.head_count", "attention.head_count_kv", "context_length",
+                                           "expert_count", "attention.layer_norm_rms_epsilon", "rope.freq_base",
+                                           "attention.key_length", "attention.value_length"};
+    for (int i = 0; i < 11; i++) snprintf(k[i], sizeof k[i], "%s.%s", A, suffix[i]);
     const int64_t BIG = (int64_t)1 << 24;
     int64_t experts;
-    if (cp_gguf_get_int(g, LLAMA "embedding_length", 0, 1, 1, BIG, &hp->hidden_size) ||
-        cp_gguf_get_int(g, LLAMA "block_count", 0, 1, 1, 100000, &hp->num_hidden_layers) ||
-        cp_gguf_get_int(g, LLAMA "feed_forward_length", 0, 1, 1, BIG, &hp->intermediate_size) ||
-        cp_gguf_get_int(g, LLAMA "attention.head_count", 0, 1, 1, 65536, &hp->num_attention_heads) ||
-        cp_gguf_get_int(g, LLAMA "attention.head_count_kv", hp->num_attention_heads, 0, 1, 65536,
-                        &hp->num_key_value_heads) ||
-        cp_gguf_get_int(g, LLAMA "context_length", 2048, 0, 1, INT32_MAX, &hp->max_position_embeddings) ||
-        cp_gguf_get_int(g, LLAMA "expert_count", 0, 0, 0, 65536, &experts) ||
-        cp_gguf_get_float(g, LLAMA "attention.layer_norm_rms_epsilon", 1e-5, 1, &hp->rms_norm_eps) ||
-        cp_gguf_get_float(g, LLAMA "rope.freq_base", 10000.0, 0, &hp->rope_theta))
+    if (cp_gguf_get_int(g, k[0], 0, 1, 1, BIG, &hp->hidden_size) ||
+        cp_gguf_get_int(g, k[1], 0, 1, 1, 100000, &hp->num_hidden_layers) ||
+        cp_gguf_get_int(g, k[2], 0, 1, 1, BIG, &hp->intermediate_size) ||
+        cp_gguf_get_int(g, k[3], 0, 1, 1, 65536, &hp->num_attention_heads) ||
+        cp_gguf_get_int(g, k[4], hp->num_attention_heads, 0, 1, 65536, &hp->num_key_value_heads) ||
+        cp_gguf_get_int(g, k[5], 2048, 0, 1, INT32_MAX, &hp->max_position_embeddings) ||
+        cp_gguf_get_int(g, k[6], 0, 0, 0, 65536, &experts) ||
+        cp_gguf_get_float(g, k[7], 1e-5, 1, &hp->rms_norm_eps) ||
+        cp_gguf_get_float(g, k[8], 10000.0, 0, &hp->rope_theta))
         return CP_ERR;
     const cp_gguf_kv *kv;
-    hp->rms_norm_eps_f32 = (kv = cp_gguf_find_kv(g, LLAMA "attention.layer_norm_rms_epsilon")) && kv->type == CP_GGUF_FLOAT32;
-    hp->rope_theta_f32 = !(kv = cp_gguf_find_kv(g, LLAMA "rope.freq_base")) || kv->type == CP_GGUF_FLOAT32;
+    hp->rms_norm_eps_f32 = (kv = cp_gguf_find_kv(g, k[7])) && kv->type == CP_GGUF_FLOAT32;
+    hp->rope_theta_f32 = !(kv = cp_gguf_find_kv(g, k[8])) || kv->type == CP_GGUF_FLOAT32;
     if (experts > 0)
-        return cp_error("%s: llama.expert_count is %" PRId64 ": mixture-of-experts models are not supported", g->path, experts);
+        return cp_error("%s: %s is %" PRId64 ": mixture-of-experts models are not supported", g->path, k[6], experts);
     if (hp->num_attention_heads % hp->num_key_value_heads)
-        return cp_error("%s: num_key_value_heads (%" PRId64 ", llama.attention.head_count_kv) does not divide "
-                        "num_attention_heads (%" PRId64 ")", g->path, hp->num_key_value_heads, hp->num_attention_heads);
+        return cp_error("%s: num_key_value_heads (%" PRId64 ", %s) does not divide num_attention_heads (%" PRId64 ")",
+                        g->path, hp->num_key_value_heads, k[4], hp->num_attention_heads);
     if (!(hp->rms_norm_eps > 0) || !(hp->rope_theta > 0))
         return cp_error("%s: rms_norm_eps (%g) and rope_theta (%g) must be positive", g->path, hp->rms_norm_eps,
                         hp->rope_theta);
     /* head_dim: attention.key_length when given, else hidden / heads. */
     int64_t key_len, value_len, rope_dim;
-    if (cp_gguf_get_int(g, LLAMA "attention.key_length", 0, 0, 0, 65536, &key_len) ||
-        cp_gguf_get_int(g, LLAMA "attention.value_length", key_len, 0, 0, 65536, &value_len))
+    if (cp_gguf_get_int(g, k[9], 0, 0, 0, 65536, &key_len) || cp_gguf_get_int(g, k[10], key_len, 0, 0, 65536, &value_len))
         return CP_ERR;
     if (key_len == 0) {
         if (hp->hidden_size % hp->num_attention_heads)
             return cp_error("%s: hidden size %" PRId64 " is not a multiple of %" PRId64 " heads and the file has no "
-                            "llama.attention.key_length", g->path, hp->hidden_size, hp->num_attention_heads);
+                            "%s", g->path, hp->hidden_size, hp->num_attention_heads, k[9]);
         key_len = value_len = hp->hidden_size / hp->num_attention_heads;
     }
     if (value_len != key_len)
         return cp_error("%s: attention.key_length %" PRId64 " differs from attention.value_length %" PRId64
-                        " (not a llama model)", g->path, key_len, value_len);
+                        " (not a %s model)", g->path, key_len, value_len, A);
     if (key_len % 2) return cp_error("%s: head dimension %" PRId64 " is odd; RoPE needs pairs", g->path, key_len);
     hp->head_dim = key_len;
-    if (cp_gguf_get_int(g, LLAMA "rope.dimension_count", hp->head_dim, 0, 1, 65536, &rope_dim)) return CP_ERR;
+    char rk[4][96];
+    snprintf(rk[0], sizeof rk[0], "%s.rope.dimension_count", A);
+    snprintf(rk[1], sizeof rk[1], "%s.rope.scaling.type", A);
+    snprintf(rk[2], sizeof rk[2], "%s.rope.scaling.factor", A);
+    snprintf(rk[3], sizeof rk[3], "%s.rope.scale_linear", A);
+    if (cp_gguf_get_int(g, rk[0], hp->head_dim, 0, 1, 65536, &rope_dim)) return CP_ERR;
     if (rope_dim != hp->head_dim)
-        return cp_error("%s: llama.rope.dimension_count %" PRId64 " differs from the head dimension %" PRId64
-                        " (partial rotary embeddings are not supported)", g->path, rope_dim, hp->head_dim);
+        return cp_error("%s: %s %" PRId64 " differs from the head dimension %" PRId64
+                        " (partial rotary embeddings are not supported)", g->path, rk[0], rope_dim, hp->head_dim);
     /* RoPE scaling: none or linear. */
     char *scaling = NULL;
     double factor = 0, linear = 0;
-    if (cp_gguf_get_string(g, LLAMA "rope.scaling.type", 0, &scaling) ||
-        cp_gguf_get_float(g, LLAMA "rope.scaling.factor", 0, 0, &factor) ||
-        cp_gguf_get_float(g, LLAMA "rope.scale_linear", 0, 0, &linear)) {
+    if (cp_gguf_get_string(g, rk[1], 0, &scaling) || cp_gguf_get_float(g, rk[2], 0, 0, &factor) ||
+        cp_gguf_get_float(g, rk[3], 0, 0, &linear)) {
         cp_free(scaling);
         return CP_ERR;
     }
     if (scaling && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0) {
-        cp_status st = cp_error("%s: llama.rope.scaling.type '%s' is not supported (none, linear)", g->path, scaling);
+        cp_status st = cp_error("%s: %s '%s' is not supported (none, linear)", g->path, rk[1], scaling);
         cp_free(scaling);
         return st;
     }
@@ -95,10 +141,12 @@ cp_status cp_gguf_llama_read(const cp_gguf *g, cp_gguf_llama *hp) {
     else if (!scaling && linear > 0 && linear != 1.0) hp->rope_scaling_factor = linear;
     if (hp->rope_scaling_factor == 1.0) hp->rope_scaling_factor = 0;
     cp_free(scaling);
-    /* Vocabulary: llama.vocab_size, else the embedding's rows. */
+    /* Vocabulary: <arch>.vocab_size, else the embedding's rows. */
     const cp_gguf_tensor *emb = cp_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2) return cp_error("%s: tensor 'token_embd.weight' is missing or not a matrix", g->path);
-    if (cp_gguf_get_int(g, LLAMA "vocab_size", emb->ne[1], 0, 1, INT32_MAX, &hp->vocab_size)) return CP_ERR;
+    char vk[96];
+    snprintf(vk, sizeof vk, "%s.vocab_size", A);
+    if (cp_gguf_get_int(g, vk, emb->ne[1], 0, 1, INT32_MAX, &hp->vocab_size)) return CP_ERR;
     if (cp_convert_token_id(g, "tokenizer.ggml.bos_token_id", hp->vocab_size, &hp->bos_token_id) ||
         cp_convert_token_id(g, "tokenizer.ggml.eos_token_id", hp->vocab_size, &hp->eos_token_id) ||
         cp_convert_token_id(g, "tokenizer.ggml.padding_token_id", hp->vocab_size, &hp->pad_token_id) ||
@@ -149,45 +197,58 @@ char *cp_convert_json_file(cJSON *root) {
     return out;
 }
 
-char *cp_gguf_llama_config_json(const cp_gguf_llama *hp, const char *torch_dtype) {
+char *cp_gguf_llama_config_json(const cp_gguf_hparams *hp, const char *torch_dtype) {
+    return cp_gguf_config_json(hp, torch_dtype);
+}
+
+/* The value of one config.json entry; NULL to leave the key out (a token id the file lacks). */
+static cJSON *config_value(const cp_gguf_hparams *hp, const cp_gguf_cfg_entry *e, const char *torch_dtype) {
+    cJSON *v;
+    switch (e->source) {
+    case CP_GGUF_CFG_JSON: return cJSON_CreateRaw(e->json);
+    case CP_GGUF_CFG_ARCHITECTURES:
+        v = cJSON_CreateArray();
+        if (v) cJSON_AddItemToArray(v, cJSON_CreateString(hp->hf_class));
+        return v;
+    case CP_GGUF_CFG_MODEL_TYPE: return cJSON_CreateString(hp->model_type);
+    case CP_GGUF_CFG_HIDDEN: return cJSON_CreateNumber((double)hp->hidden_size);
+    case CP_GGUF_CFG_FFN: return cJSON_CreateNumber((double)hp->intermediate_size);
+    case CP_GGUF_CFG_LAYERS: return cJSON_CreateNumber((double)hp->num_hidden_layers);
+    case CP_GGUF_CFG_HEADS: return cJSON_CreateNumber((double)hp->num_attention_heads);
+    case CP_GGUF_CFG_KV_HEADS: return cJSON_CreateNumber((double)hp->num_key_value_heads);
+    case CP_GGUF_CFG_HEAD_DIM: return cJSON_CreateNumber((double)hp->head_dim);
+    case CP_GGUF_CFG_POSITIONS: return cJSON_CreateNumber((double)hp->max_position_embeddings);
+    case CP_GGUF_CFG_VOCAB: return cJSON_CreateNumber((double)hp->vocab_size);
+    case CP_GGUF_CFG_NORM_EPS: return raw_float(hp->rms_norm_eps, hp->rms_norm_eps_f32);
+    case CP_GGUF_CFG_ROPE_THETA: return raw_float(hp->rope_theta, hp->rope_theta_f32);
+    case CP_GGUF_CFG_ROPE_SCALING:
+        if (!(hp->rope_scaling_factor > 0)) return cJSON_CreateNull();
+        v = cJSON_CreateObject();
+        if (v) {
+            cJSON_AddItemToObject(v, "factor", raw_float(hp->rope_scaling_factor, 1));
+            cJSON_AddStringToObject(v, "rope_type", "linear");
+        }
+        return v;
+    case CP_GGUF_CFG_TIED: return cJSON_CreateBool(hp->tie_word_embeddings);
+    case CP_GGUF_CFG_BOS: return hp->bos_token_id >= 0 ? cJSON_CreateNumber((double)hp->bos_token_id) : NULL;
+    case CP_GGUF_CFG_EOS: return hp->eos_token_id >= 0 ? cJSON_CreateNumber((double)hp->eos_token_id) : NULL;
+    case CP_GGUF_CFG_PAD: return hp->pad_token_id >= 0 ? cJSON_CreateNumber((double)hp->pad_token_id) : NULL;
+    case CP_GGUF_CFG_TORCH_DTYPE: return cJSON_CreateString(torch_dtype);
+    }
+    return NULL;
+}
+
+char *cp_gguf_config_json(const cp_gguf_hparams *hp, const char *torch_dtype) {
     cJSON *c = cJSON_CreateObject();
     if (!c) return NULL;
-    cJSON *arch = cJSON_AddArrayToObject(c, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddBoolToObject(c, "attention_bias", 0);
-    cJSON_AddItemToObject(c, "attention_dropout", cJSON_CreateRaw("0.0"));
-    add_id(c, "bos_token_id", hp->bos_token_id);
-    add_id(c, "eos_token_id", hp->eos_token_id);
-    cJSON_AddNumberToObject(c, "head_dim", (double)hp->head_dim);
-    cJSON_AddStringToObject(c, "hidden_act", "silu");
-    cJSON_AddNumberToObject(c, "hidden_size", (double)hp->hidden_size);
-    cJSON_AddItemToObject(c, "initializer_range", cJSON_CreateRaw("0.02"));
-    cJSON_AddNumberToObject(c, "intermediate_size", (double)hp->intermediate_size);
-    cJSON_AddNumberToObject(c, "max_position_embeddings", (double)hp->max_position_embeddings);
-    cJSON_AddBoolToObject(c, "mlp_bias", 0);
-    cJSON_AddStringToObject(c, "model_type", "llama");
-    cJSON_AddNumberToObject(c, "num_attention_heads", (double)hp->num_attention_heads);
-    cJSON_AddNumberToObject(c, "num_hidden_layers", (double)hp->num_hidden_layers);
-    cJSON_AddNumberToObject(c, "num_key_value_heads", (double)hp->num_key_value_heads);
-    add_id(c, "pad_token_id", hp->pad_token_id);
-    cJSON_AddNumberToObject(c, "pretraining_tp", 1);
-    cJSON_AddItemToObject(c, "rms_norm_eps", raw_float(hp->rms_norm_eps, hp->rms_norm_eps_f32));
-    if (hp->rope_scaling_factor > 0) {
-        cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
-        cJSON_AddItemToObject(rs, "factor", raw_float(hp->rope_scaling_factor, 1));
-        cJSON_AddStringToObject(rs, "rope_type", "linear");
-    } else {
-        cJSON_AddNullToObject(c, "rope_scaling");
+    for (int i = 0; i < hp->names->n_config; i++) {
+        cJSON *v = config_value(hp, &hp->names->config[i], torch_dtype);
+        if (v) cJSON_AddItemToObject(c, hp->names->config[i].key, v);
     }
-    cJSON_AddItemToObject(c, "rope_theta", raw_float(hp->rope_theta, hp->rope_theta_f32));
-    cJSON_AddBoolToObject(c, "tie_word_embeddings", hp->tie_word_embeddings);
-    cJSON_AddStringToObject(c, "torch_dtype", torch_dtype);
-    cJSON_AddBoolToObject(c, "use_cache", 1);
-    cJSON_AddNumberToObject(c, "vocab_size", (double)hp->vocab_size);
     return cp_convert_json_file(c);
 }
 
-char *cp_gguf_llama_generation_config_json(const cp_gguf_llama *hp) {
+char *cp_gguf_llama_generation_config_json(const cp_gguf_hparams *hp) {
     cJSON *c = cJSON_CreateObject();
     if (!c) return NULL;
     add_id(c, "bos_token_id", hp->bos_token_id);

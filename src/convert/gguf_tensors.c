@@ -1,7 +1,8 @@
 /*
- * gguf_tensors.c — the tensors of a llama-architecture GGUF: checked against the architecture's
- * table (models/gguf_names.h: names and shapes), dequantized (io/gguf.h), their Q/K rows put back in
- * Hugging Face's rotate-half order, renamed, and written as model.safetensors.
+ * gguf_tensors.c — the tensors of a GGUF: checked against the architecture's table
+ * (models/gguf_names.h: names and shapes), dequantized (io/gguf.h), the table's transforms undone
+ * (Q/K rows back in Hugging Face's rotate-half order, 1 + w norms back to w, a fused q/k/v back in
+ * per-head order), renamed, and written as model.safetensors.
  */
 #include "convert/internal.h"
 
@@ -13,13 +14,15 @@
 #include "io/safetensors.h"
 #include "models/gguf_names.h"
 
-/* The table this converter reads (general.architecture is checked to be "llama" before). */
-static const cp_gguf_names *llama_names(void) { return cp_gguf_names_find("llama"); }
-
-int cp_convert_ignored_tensor(const char *gguf_name) { return cp_gguf_names_ignored(llama_names(), gguf_name); }
+int cp_convert_ignored_tensor(const cp_gguf_hparams *hp, const char *gguf_name) {
+    return cp_gguf_names_ignored(hp->names, gguf_name);
+}
 
 cp_status cp_gguf_llama_hf_name(const char *gguf_name, int64_t n_layers, char *out, size_t cap) {
-    const cp_gguf_names *a = llama_names();
+    return cp_gguf_hf_name(cp_gguf_names_find("llama"), gguf_name, n_layers, out, cap);
+}
+
+cp_status cp_gguf_hf_name(const cp_gguf_names *a, const char *gguf_name, int64_t n_layers, char *out, size_t cap) {
     int64_t layer;
     const cp_gguf_tensor_name *tn = cp_gguf_names_match(a, gguf_name, &layer);
     if (!tn) {
@@ -37,8 +40,11 @@ cp_status cp_gguf_llama_hf_name(const char *gguf_name, int64_t n_layers, char *o
 }
 
 /* The size a dimension of the table stands for. */
-static int64_t dim_size(const cp_gguf_llama *hp, cp_gguf_dim d) {
+static int64_t dim_size(const cp_gguf_hparams *hp, cp_gguf_dim d) {
     switch (d) {
+    case CP_GGUF_DIM_HEAD: return hp->head_dim;
+    case CP_GGUF_DIM_QKV: return (hp->num_attention_heads + 2 * hp->num_key_value_heads) * hp->head_dim;
+    case CP_GGUF_DIM_FFN2: return 2 * hp->intermediate_size;
     case CP_GGUF_DIM_HIDDEN: return hp->hidden_size;
     case CP_GGUF_DIM_FFN: return hp->intermediate_size;
     case CP_GGUF_DIM_VOCAB: return hp->vocab_size;
@@ -48,14 +54,14 @@ static int64_t dim_size(const cp_gguf_llama *hp, cp_gguf_dim d) {
     }
 }
 
-cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_llama *hp) {
-    const cp_gguf_names *a = llama_names();
+cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp) {
+    const cp_gguf_names *a = hp->names;
     char hf[256];
     /* Every tensor known, of the right shape. */
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const cp_gguf_tensor *t = &g->tensors[i];
-        if (cp_convert_ignored_tensor(t->name)) continue;
-        if (cp_gguf_llama_hf_name(t->name, hp->num_hidden_layers, hf, sizeof hf))
+        if (cp_convert_ignored_tensor(hp, t->name)) continue;
+        if (cp_gguf_hf_name(a, t->name, hp->num_hidden_layers, hf, sizeof hf))
             return cp_error_context("%s", g->path);
         int64_t layer;
         const cp_gguf_tensor_name *tn = cp_gguf_names_match(a, t->name, &layer);
@@ -107,6 +113,43 @@ cp_status cp_gguf_unpermute_rows(float *dst, const float *src, int64_t rows, int
     return CP_OK;
 }
 
+cp_status cp_gguf_qkv_to_heads(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head) {
+    if (n_head <= 0 || rows % (3 * n_head))
+        return cp_error("cannot undo the fused q/k/v order: %" PRId64 " rows are not a multiple of 3 x %" PRId64 " heads",
+                        rows, n_head);
+    const int64_t hd = rows / (3 * n_head);
+    for (int64_t p = 0; p < 3; p++)
+        for (int64_t h = 0; h < n_head; h++)
+            /* GGUF rows p*n_head*hd + h*hd + j hold Hugging Face rows h*3*hd + p*hd + j */
+            memcpy(dst + (h * 3 * hd + p * hd) * cols, src + (p * n_head * hd + h * hd) * cols,
+                   (size_t)(hd * cols) * sizeof *dst);
+    return CP_OK;
+}
+
+/* Undoes the table's transforms of one tensor's f32 values (ne[0] columns); *vals may be replaced. */
+static cp_status undo_transforms(const cp_gguf_hparams *hp, const cp_gguf_tensor *t, const cp_gguf_tensor_name *tn,
+                                 float **vals) {
+    const int64_t cols = t->n_dims == 1 ? 1 : t->ne[0], rows = t->numel / cols;
+    if (tn->transform == CP_GGUF_MINUS_ONE)
+        for (int64_t i = 0; i < t->numel; i++) (*vals)[i] -= 1.0f;
+    int64_t n_head = 0;
+    if (tn->rope_rows == CP_GGUF_ROPE_Q_HEADS) n_head = hp->num_attention_heads;
+    if (tn->rope_rows == CP_GGUF_ROPE_KV_HEADS) n_head = hp->num_key_value_heads;
+    const int qkv = tn->transform == CP_GGUF_QKV_HEADS;
+    if (!n_head && !qkv) return CP_OK;
+    float *out = cp_malloc((size_t)t->numel * sizeof *out, t->name);
+    if (!out) return CP_ERR;
+    cp_status st = qkv ? cp_gguf_qkv_to_heads(out, *vals, rows, cols, hp->num_attention_heads)
+                       : cp_gguf_unpermute_rows(out, *vals, rows, cols, n_head);
+    if (st) {
+        cp_free(out);
+        return st;
+    }
+    cp_free(*vals);
+    *vals = out;
+    return CP_OK;
+}
+
 static cp_dtype out_dtype_for(int src_type, int requested) {
     if (requested >= 0) return (cp_dtype)requested;
     if (src_type == CP_GGML_F16) return CP_F16;
@@ -121,7 +164,7 @@ static int narrowing_rounds(int src, cp_dtype dst) {
     return src != CP_GGML_BF16;
 }
 
-cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_llama *hp, const char *path, int dtype,
+cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_hparams *hp, const char *path, int dtype,
                                    cp_gguf_convert_report *rep) {
     int64_t n = 0;
     cp_st_write_tensor *wt = cp_calloc(g->n_tensors ? (size_t)g->n_tensors : 1, sizeof *wt, "tensor list");
@@ -130,27 +173,17 @@ cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_llama *hp, co
     cp_status st = (wt && names && bufs) ? CP_OK : CP_ERR;
     for (int64_t i = 0; st == CP_OK && i < g->n_tensors; i++) {
         const cp_gguf_tensor *t = &g->tensors[i];
-        if (cp_convert_ignored_tensor(t->name)) continue;
+        if (cp_convert_ignored_tensor(hp, t->name)) continue;
         char hf[256];
-        if ((st = cp_gguf_llama_hf_name(t->name, hp->num_hidden_layers, hf, sizeof hf))) break;
+        if ((st = cp_gguf_hf_name(hp->names, t->name, hp->num_hidden_layers, hf, sizeof hf))) break;
         const cp_dtype odt = out_dtype_for(t->type, dtype);
         float *vals = cp_malloc((size_t)t->numel * sizeof *vals, t->name);
         if (!vals || (st = cp_gguf_dequantize(g, t, vals))) { cp_free(vals); st = CP_ERR; break; }
-        /* Q and K rows back to rotate-half order. */
-        int64_t layer, n_head = 0;
-        const cp_gguf_tensor_name *tn = cp_gguf_names_match(llama_names(), t->name, &layer);
-        if (tn->rope_rows == CP_GGUF_ROPE_Q_HEADS) n_head = hp->num_attention_heads;
-        if (tn->rope_rows == CP_GGUF_ROPE_KV_HEADS) n_head = hp->num_key_value_heads;
-        if (n_head) {
-            float *perm = cp_malloc((size_t)t->numel * sizeof *perm, t->name);
-            if (!perm || (st = cp_gguf_unpermute_rows(perm, vals, t->ne[1], t->ne[0], n_head))) {
-                cp_free(perm);
-                cp_free(vals);
-                st = cp_error_context("%s: tensor '%s'", g->path, t->name);
-                break;
-            }
+        int64_t layer;
+        if ((st = undo_transforms(hp, t, cp_gguf_names_match(hp->names, t->name, &layer), &vals))) {
             cp_free(vals);
-            vals = perm;
+            st = cp_error_context("%s: tensor '%s'", g->path, t->name);
+            break;
         }
         void *data = vals;
         if (odt != CP_F32) {

@@ -1,9 +1,9 @@
 /*
  * internal.h — what the files of the GGUF converter share (not public API; gguf_convert.h is).
  *
- *   gguf_hparams.c    hyper-parameters (llama.* keys) and config.json / generation_config.json
- *   gguf_tensors.c    tensor inventory and names (models/gguf_names.h), Q/K un-permutation,
- *                     model.safetensors
+ *   gguf_hparams.c    hyper-parameters (<arch>.* keys) and config.json / generation_config.json
+ *   gguf_tensors.c    tensor inventory and names (models/gguf_names.h), the tables' transforms
+ *                     (Q/K un-permutation, minus one, fused q/k/v re-order), model.safetensors
  *   gguf_tokenizer.c  tokenizer.json, tokenizer_config.json, special_tokens_map.json
  *   gguf_convert.c    the whole conversion: everything checked, then everything written
  */
@@ -22,12 +22,12 @@ char *cp_convert_json_file(cJSON *root);
 
 /* Checks the tensor inventory against the architecture's table: every tensor known and of the
  * expected shape, every expected tensor present; sets hp->tie_word_embeddings. */
-cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_llama *hp);
+cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp);
 /* Whether the tensor is a buffer the conversion skips. */
-int cp_convert_ignored_tensor(const char *gguf_name);
+int cp_convert_ignored_tensor(const cp_gguf_hparams *hp, const char *gguf_name);
 /* Dequantizes, un-permutes and narrows every tensor (dtype -1: keep F32/F16/BF16), then writes
  * model.safetensors at path; counts what it did in rep (may be NULL). */
-cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_llama *hp, const char *path, int dtype,
+cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_hparams *hp, const char *path, int dtype,
                                    cp_gguf_convert_report *rep);
 
 #endif

@@ -50,6 +50,10 @@ typedef struct cp_arch {
      * read at load into m->logits_bias (zeros when the checkpoint has none, as transformers
      * initialises it); NULL: none. */
     const char *logits_bias;
+    /* Old checkpoint names, as pairs {prefix of the module path, prefix in old checkpoints},
+     * NULL-terminated: transformers' conversion_mapping WeightRenaming (GPT-NeoX's embed_out. →
+     * lm_head.). A parameter not in the checkpoint under its own name is looked up under the old one. */
+    const char *const *renamed;
     /* Tensor-name suffixes of non-parameter buffers that old checkpoints carry (ignored). */
     const char *const *ignored_suffixes;
     /* Its tensors under llama.cpp's GGUF names (models/gguf_names.h), for the GGUF files whose
@@ -75,6 +79,9 @@ extern const cp_arch cp_arch_qwen3;
 extern const cp_arch cp_arch_gemma;
 extern const cp_arch cp_arch_gemma2;
 extern const cp_arch cp_arch_phi3;
+extern const cp_arch cp_arch_gpt_neox;
+extern const cp_arch cp_arch_gptj;
+extern const cp_arch cp_arch_phi;
 extern const cp_arch cp_arch_bert;
 extern const cp_arch cp_arch_roberta;
 extern const cp_arch cp_arch_xlm_roberta;

@@ -61,6 +61,14 @@ typedef struct {
     double partial_rotary_factor;  /* phi3: the first factor·head_dim dims of each head rotate; 1 = all */
     int fused_qkv, fused_gate_up;  /* phi3: qkv_proj and gate_up_proj */
 
+    /* the rotary LayerNorm decoders (gpt_neox, gptj, phi: models/rotary_common.h) */
+    int64_t rotary_dim;        /* the first dims of each head that RoPE turns (rotary_pct, partial_rotary_factor,
+                                  rotary_dim); the rest pass unchanged */
+    int rope_interleaved;      /* gptj: rotate_every_two, pairs (2i, 2i+1) instead of halves */
+    int parallel_residual;     /* gpt_neox: use_parallel_residual (mlp on x, not on x + attention) */
+    int qk_layernorm;          /* phi: a LayerNorm over each head of q and k */
+    int lm_head_bias;          /* gptj, phi: lm_head is a Linear with a bias */
+
     /* task heads, every architecture (cp_config_read_task): config.json's id2label / num_labels,
      * problem_type, classifier_dropout, initializer_range (a fresh head's init) */
     int64_t num_labels;        /* K: len(id2label), else num_labels, else 2 (PretrainedConfig's default) */

@@ -16,7 +16,7 @@ cp_status cp_decoder_build_head(cp_model *m, cp_module *embedding, const char *t
     const int64_t C = c->hidden_size, K = c->num_labels;
     switch (m->task) {
     case CP_TASK_CAUSAL_LM:
-        if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, 0))) return CP_ERR;
+        if (!(m->lm_head = cp_module_linear(m->root, "lm_head", C, c->vocab_size, c->lm_head_bias))) return CP_ERR;
         if (c->tie_word_embeddings) cp_param_tie(m->lm_head->weight, embedding->weight);
         return CP_OK;
     case CP_TASK_SEQ_CLS: /* "Cannot handle batch sizes > 1 if no padding token is defined." (pad_token_id null) */

@@ -2,7 +2,7 @@
  * decoder_head.h — the task classes of the decoders (GPT-2, GPT-Neo, Llama, Mistral, Qwen2): which
  * root class the task builds and the head modules after the base model, as transformers has them:
  *
- *   CAUSAL_LM  *ForCausalLM / GPT2LMHeadModel: lm_head (V,C), no bias, tied to the input embedding
+ *   CAUSAL_LM  *ForCausalLM / GPT2LMHeadModel: lm_head (V,C), no bias (GPT-J, Phi: lm_head_bias), tied to the input embedding
  *              when tie_word_embeddings
  *   SEQ_CLS    *ForSequenceClassification: score (K,C), no bias, on the last token that is not
  *              pad_token_id (models/head.h POOL_LAST_NON_PAD)

@@ -5,13 +5,33 @@
 #include "models/gguf_names.h"
 #include "models/arch.h"
 
+#include <stdio.h>
 #include <string.h>
 
-const cp_gguf_names *cp_gguf_names_find(const char *gguf_arch) {
+const cp_arch *cp_gguf_arch_find(const char *gguf_arch) {
     const cp_arch *a;
     for (int i = 0; (a = cp_arch_at(i)); i++)
-        if (a->gguf_names && !strcmp(a->gguf_names->gguf_arch, gguf_arch)) return a->gguf_names;
+        if (a->gguf_names && !strcmp(a->gguf_names->gguf_arch, gguf_arch)) return a;
     return NULL;
+}
+
+const cp_gguf_names *cp_gguf_names_find(const char *gguf_arch) {
+    const cp_arch *a = cp_gguf_arch_find(gguf_arch);
+    return a ? a->gguf_names : NULL;
+}
+
+const char *cp_gguf_names_supported(void) {
+    static char list[256];
+    if (list[0]) return list;
+    const cp_arch *a;
+    size_t n = 0;
+    for (int i = 0; (a = cp_arch_at(i)); i++)
+        if (a->gguf_names) {
+            int k = snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", a->gguf_names->gguf_arch);
+            if (k < 0 || (size_t)k >= sizeof list - n) break;
+            n += (size_t)k;
+        }
+    return list;
 }
 
 /* Parses "blk.<N>." (N without leading zeros); returns what follows, or NULL. */

@@ -72,6 +72,12 @@ static cp_ckpt_entry *lookup(cp_model *m, const char *name) {
         snprintf(full, sizeof full, "%s.%s", m->arch->base_prefix, name);
         e = cp_checkpoint_find(&m->ckpt, full);
     }
+    for (const char *const *r = m->arch->renamed; !e && r && r[0]; r += 2) {
+        const size_t n = strlen(r[0]);
+        char old[512];
+        if (strncmp(name, r[0], n) == 0 && snprintf(old, sizeof old, "%s%s", r[1], name + n) < (int)sizeof old)
+            e = cp_checkpoint_find(&m->ckpt, old);
+    }
     return e;
 }
 

@@ -56,33 +56,53 @@ void cp_rope_tables(const cp_rope *r, const int64_t *pos, int64_t N, int64_t seq
         }
 }
 
-void cp_rope_forward(float *x, int64_t N, int64_t NH, int64_t hs, int64_t stride, const float *cos_t, const float *sin_t) {
-    const int64_t half = hs / 2;
-#pragma omp parallel for schedule(static) if (N * NH * hs > 65536)
+/* The pair (i0, i1) of dims that the k-th frequency turns: halves (k, k + rot/2) or interleaved (2k, 2k+1). */
+static inline void pair(int64_t k, int64_t half, int interleaved, int64_t *i0, int64_t *i1) {
+    *i0 = interleaved ? 2 * k : k;
+    *i1 = interleaved ? 2 * k + 1 : k + half;
+}
+
+void cp_rope_forward_partial(float *x, int64_t N, int64_t NH, int64_t hs, int64_t stride, int64_t rot, int interleaved,
+                             const float *cos_t, const float *sin_t) {
+    const int64_t half = rot / 2;
+#pragma omp parallel for schedule(static) if (N * NH * rot > 65536)
     for (int64_t n = 0; n < N; n++)
         for (int64_t h = 0; h < NH; h++) {
             float *v = x + n * stride + h * hs;
             const float *c = cos_t + n * half, *s = sin_t + n * half;
             for (int64_t k = 0; k < half; k++) {
-                float a = v[k], b = v[k + half];
-                v[k] = a * c[k] - b * s[k];
-                v[k + half] = b * c[k] + a * s[k];
+                int64_t i0, i1;
+                pair(k, half, interleaved, &i0, &i1);
+                float a = v[i0], b = v[i1];
+                v[i0] = a * c[k] - b * s[k];
+                v[i1] = b * c[k] + a * s[k];
             }
         }
 }
 
-void cp_rope_backward(float *dx, int64_t N, int64_t NH, int64_t hs, int64_t stride, const float *cos_t, const float *sin_t) {
-    const int64_t half = hs / 2;
-#pragma omp parallel for schedule(static) if (N * NH * hs > 65536)
+void cp_rope_backward_partial(float *dx, int64_t N, int64_t NH, int64_t hs, int64_t stride, int64_t rot, int interleaved,
+                              const float *cos_t, const float *sin_t) {
+    const int64_t half = rot / 2;
+#pragma omp parallel for schedule(static) if (N * NH * rot > 65536)
     for (int64_t n = 0; n < N; n++)
         for (int64_t h = 0; h < NH; h++) {
             float *v = dx + n * stride + h * hs;
             const float *c = cos_t + n * half, *s = sin_t + n * half;
             // in the forward pass this was [a', b'] = [a·c − b·s, b·c + a·s], so:
             for (int64_t k = 0; k < half; k++) {
-                float da = v[k], db = v[k + half];
-                v[k] = da * c[k] + db * s[k];
-                v[k + half] = db * c[k] - da * s[k];
+                int64_t i0, i1;
+                pair(k, half, interleaved, &i0, &i1);
+                float da = v[i0], db = v[i1];
+                v[i0] = da * c[k] + db * s[k];
+                v[i1] = db * c[k] - da * s[k];
             }
         }
+}
+
+void cp_rope_forward(float *x, int64_t N, int64_t NH, int64_t hs, int64_t stride, const float *cos_t, const float *sin_t) {
+    cp_rope_forward_partial(x, N, NH, hs, stride, hs, 0, cos_t, sin_t);
+}
+
+void cp_rope_backward(float *dx, int64_t N, int64_t NH, int64_t hs, int64_t stride, const float *cos_t, const float *sin_t) {
+    cp_rope_backward_partial(dx, N, NH, hs, stride, hs, 0, cos_t, sin_t);
 }

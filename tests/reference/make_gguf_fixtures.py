@@ -2,6 +2,7 @@
 """GGUF fixtures for tests/unit/test_gguf.c, and a parity check of `cpeft convert` against Python.
 
     make_gguf_fixtures.py make  [--out tests/fixtures/gguf]
+    make_gguf_fixtures.py make-arch [--out tests/fixtures/gguf]   (only the qwen2/qwen3/gemma files)
     make_gguf_fixtures.py seeds [--out tests/fuzz/seeds/fuzz_gguf]
     make_gguf_fixtures.py check --convert "build/cpeft convert" [--out tests/fixtures/gguf] [--gguf REAL.gguf]
 
@@ -26,6 +27,12 @@ and PYTHONPATH=/tmp/gguf-py. Deterministic: a rerun of `make` writes the same by
                         tests/fixtures/tokenizers/llama as llama.cpp writes one (scores, token types).
   expected.json         hyper-parameters, and token ids that transformers' own GGUF tokenizer
                         loader (AutoTokenizer.from_pretrained(dir, gguf_file=...)) gives for a corpus.
+  qwen2.gguf qwen3.gguf gemma.gguf (make-arch, also run by make, with its own seeds)  a tiny random
+                        transformers model of each written in llama.cpp's layout (TensorNameMap names,
+                        gemma's norms + 1, no lm_head when tied); <arch>.expected.safetensors: the HF
+                        tensors from transformers' GGUF loader (qwen2, qwen3) or the gguf package's
+                        dequantization with norms - 1 (gemma); <arch>.logits.safetensors: the oracle
+                        model's logits for arch.json's ids.
 
 `check` converts each model fixture (and --gguf, e.g. the SmolLM2 GGUF) with the given command and
 compares with Python: every tensor bit for bit with the gguf package's dequantization + transformers'
@@ -365,6 +372,198 @@ def make(out):
         print(f"  {n}: {os.path.getsize(os.path.join(out, n))} bytes")
 
 
+# ---- other architectures: qwen2, qwen3, gemma ------------------------------------------------------
+
+# (GGUF arch, gguf-py MODEL_ARCH, head_dim written as attention.key_length (None: hidden / heads), vocab)
+ARCHS = {
+    "qwen2": ("qwen2", "QWEN2", None, "bpe"),
+    "qwen3": ("qwen3", "QWEN3", 16, "bpe"),
+    "gemma": ("gemma", "GEMMA", 16, "spm"),
+}
+AH, ANH, ANKV, AL, AI = 32, 4, 2, 2, 64
+ARCH_TYPES = {"token_embd": Q.Q8_0, "attn_q": Q.F16, "attn_k": Q.BF16, "attn_v": Q.Q8_0, "attn_output": Q.Q4_0,
+              "ffn_gate": Q.Q5_1, "ffn_up": Q.F32, "ffn_down": Q.Q4_1, "output": Q.Q8_0}
+ARCH_IDS = [3, 17, 100, 261, 270, 5, 42, 200]
+
+
+def arch_config(name, V, bos, eos):
+    """The Hugging Face config of the tiny random model that the fixture's GGUF is made from."""
+    from transformers import AutoConfig
+    arch, _, hd, _ = ARCHS[name]
+    kw = dict(vocab_size=V, hidden_size=AH, intermediate_size=AI, num_hidden_layers=AL, num_attention_heads=ANH,
+              num_key_value_heads=ANKV, max_position_embeddings=256, rms_norm_eps=1e-6, bos_token_id=bos,
+              eos_token_id=eos, tie_word_embeddings=name != "qwen2")
+    kw["head_dim"] = hd or AH // ANH
+    if name == "qwen2":
+        kw["rope_theta"] = 1000000.0
+    return AutoConfig.for_model(name, **kw)
+
+
+def write_arch_gguf(path, name, hf, cfg, vocab_kv):
+    """Writes the HF tensors `hf` in llama.cpp's layout: gguf-py's TensorNameMap names, the
+    architecture's keys, gemma's norms as 1 + w, no lm_head for tied models, nothing permuted."""
+    import torch
+    arch, marchname, hd, _ = ARCHS[name]
+    rng = np.random.default_rng(11)
+    tmap = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, marchname), AL)
+    w = gguf.GGUFWriter(path, arch)
+    w.add_string("general.name", f"tiny-{name}")
+    w.add_string("general.license", "apache-2.0")
+    w.add_uint32(f"{arch}.block_count", AL)
+    w.add_uint32(f"{arch}.context_length", 256)
+    w.add_uint32(f"{arch}.embedding_length", AH)
+    w.add_uint32(f"{arch}.feed_forward_length", AI)
+    w.add_uint32(f"{arch}.attention.head_count", ANH)
+    w.add_uint32(f"{arch}.attention.head_count_kv", ANKV)
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+    if name != "gemma":  # llama.cpp's GemmaModel writes no rope base (10000)
+        w.add_float32(f"{arch}.rope.freq_base", float(getattr(cfg, "rope_theta", None) or cfg.rope_parameters["rope_theta"]))
+    if hd:
+        w.add_uint32(f"{arch}.attention.key_length", hd)
+        w.add_uint32(f"{arch}.attention.value_length", hd)
+    w.add_uint32("general.file_type", 7)
+    for k, (kind, v) in vocab_kv.items():
+        getattr(w, "add_" + kind)(k, v)
+    for hname, t in hf.items():
+        if hname == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        gname = tmap.get_name(hname, try_suffixes=(".weight", ".bias"))
+        assert gname, hname
+        x = t.detach().to(torch.float32)
+        if name == "gemma" and hname.endswith("norm.weight"):
+            x = x + 1  # convert_hf_to_gguf.py GemmaModel.modify_tensors
+        x = x.numpy()
+        kind = gname.split(".")[-2] if gname.startswith("blk.") else gname.split(".")[0]
+        qt = ARCH_TYPES.get(kind, Q.F32) if x.ndim == 2 else Q.F32
+        data, raw, _ = encode_tensor(rng, x, qt)
+        w.add_tensor(gname, data, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def gemma_expected(path):
+    """gemma: transformers' GGUF loader has no gemma; the expected tensors are the gguf package's
+    dequantization with the documented transform (norms - 1 in f32), under the names TensorNameMap
+    gives (inverted)."""
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA, AL)
+    out = {}
+    for t in gguf.GGUFReader(path).tensors:
+        v = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(s) for s in reversed(t.shape)])
+        if t.name.endswith("norm.weight"):
+            v = v - np.float32(1)
+        out[t.name] = np.ascontiguousarray(v)
+    names = {}
+    for l in range(AL):
+        for hs in ("input_layernorm", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                   "post_attention_layernorm", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+            names[tmap.get_name(f"model.layers.{l}.{hs}.weight", try_suffixes=(".weight",))] = f"model.layers.{l}.{hs}.weight"
+    for hs in ("model.embed_tokens.weight", "model.norm.weight"):
+        names[tmap.get_name(hs, try_suffixes=(".weight",))] = hs
+    return {names[k]: v for k, v in out.items()}
+
+
+def make_arch(out):
+    """<arch>.gguf, <arch>.expected.safetensors (the HF tensors) and <arch>.logits.safetensors (the
+    logits of ARCH_IDS) for qwen2, qwen3 and gemma; arch.json."""
+    import torch
+    from safetensors.numpy import save_file
+    from transformers import AutoModelForCausalLM
+    meta = {}
+    for name in ARCHS:
+        torch.manual_seed(1234)
+        if ARCHS[name][3] == "bpe":
+            tokens, types, merges = bpe_vocab()
+            vkv = {"tokenizer.ggml.model": ("string", "gpt2"), "tokenizer.ggml.pre": ("string", "qwen2"),
+                   "tokenizer.ggml.tokens": ("array", tokens), "tokenizer.ggml.token_type": ("array", types),
+                   "tokenizer.ggml.merges": ("array", merges), "tokenizer.ggml.bos_token_id": ("uint32", 0),
+                   "tokenizer.ggml.eos_token_id": ("uint32", 2), "tokenizer.ggml.padding_token_id": ("uint32", 0),
+                   "tokenizer.ggml.add_bos_token": ("bool", False)}
+            bos, eos = 0, 2
+        else:
+            tokens, types, scores = spm_vocab()
+            vkv = {"tokenizer.ggml.model": ("string", "llama"), "tokenizer.ggml.tokens": ("array", tokens),
+                   "tokenizer.ggml.scores": ("array", [float(x) for x in scores]),
+                   "tokenizer.ggml.token_type": ("array", types), "tokenizer.ggml.bos_token_id": ("uint32", 1),
+                   "tokenizer.ggml.eos_token_id": ("uint32", 2), "tokenizer.ggml.unknown_token_id": ("uint32", 0),
+                   "tokenizer.ggml.padding_token_id": ("uint32", 0), "tokenizer.ggml.add_bos_token": ("bool", True)}
+            bos, eos = 1, 2
+        V = len(tokens)
+        cfg = arch_config(name, V, bos, eos)
+        model = AutoModelForCausalLM.from_config(cfg).to(torch.float32)
+        with torch.no_grad():  # norms and biases away from their initial 1 / 0
+            for k, p in model.named_parameters():
+                if p.ndim == 1:
+                    p.copy_((0.0 if name == "gemma" or k.endswith("bias") else 1.0) + 0.1 * torch.randn_like(p))
+        hf = dict(model.state_dict())
+        path = os.path.join(out, f"{name}.gguf")
+        write_arch_gguf(path, name, hf, cfg, vkv)
+        ids = torch.tensor([ARCH_IDS])
+        if name == "gemma":
+            exp = gemma_expected(path)
+            oracle = AutoModelForCausalLM.from_config(cfg).to(torch.float32).eval()
+            missing = oracle.load_state_dict({k: torch.from_numpy(v) for k, v in exp.items()}, strict=False)
+            assert set(missing.missing_keys) <= {"lm_head.weight"}, missing
+            oracle.tie_weights()
+            how = "the gguf package's dequantization, norms - 1 (transformers has no gemma GGUF loader)"
+        else:
+            kw = {}
+            if name == "qwen3":  # transformers' qwen3 GGUF loader ignores attention.key_length (head_dim 128)
+                from transformers import AutoConfig
+                c = AutoConfig.from_pretrained(out, gguf_file=os.path.basename(path))
+                c.head_dim = ARCHS[name][2]
+                kw["config"] = c
+            oracle = AutoModelForCausalLM.from_pretrained(out, gguf_file=os.path.basename(path), dtype=torch.float32,
+                                                          **kw).eval()
+            exp = {k: np.ascontiguousarray(v.numpy()) for k, v in oracle.state_dict().items()
+                   if not (k == "lm_head.weight" and oracle.config.tie_word_embeddings)}
+            how = "transformers' GGUF loader (AutoModelForCausalLM.from_pretrained(dir, gguf_file=...))"
+        with torch.no_grad():
+            logits = oracle(ids).logits.float().numpy()
+        save_file(exp, path.replace(".gguf", ".expected.safetensors"))
+        save_file({"logits": np.ascontiguousarray(logits)}, path.replace(".gguf", ".logits.safetensors"))
+        quant = max(float(np.abs(exp[k] - hf[k].numpy()).max()) for k in exp)
+        meta[name] = {"input_ids": ARCH_IDS, "n_tensors": len(exp), "head_dim": ARCHS[name][2] or AH // ANH,
+                      "tied": bool(cfg.tie_word_embeddings), "expected_from": how}
+        print(f"  {name}: {len(exp)} tensors from {how}; max |expected - original| {quant:.3g} (quantization)")
+    with open(os.path.join(out, "arch.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+
+
+def check_arch(convert, out):
+    """Converts each architecture fixture with cpeft, loads the directory in transformers and compares
+    its tensors (bit for bit) and logits with the expected ones."""
+    import torch
+    from safetensors.numpy import load_file as load_np
+    from transformers import AutoModelForCausalLM
+    ok = True
+    meta = json.load(open(os.path.join(out, "arch.json")))
+    for name, m in meta.items():
+        gpath = os.path.join(out, f"{name}.gguf")
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "hf")
+            res = subprocess.run(shlex.split(convert) + ["--gguf", gpath, "--out", d], capture_output=True, text=True)
+            if res.returncode:
+                print(name, res.stdout, res.stderr)
+                ok = False
+                continue
+            from safetensors.torch import load_file as load_pt
+            got = {k: v.float().numpy() for k, v in load_pt(os.path.join(d, "model.safetensors")).items()}
+            exp = load_np(gpath.replace(".gguf", ".expected.safetensors"))
+            same = sum(k in got and got[k].tobytes() == v.tobytes() for k, v in exp.items())
+            model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+            with torch.no_grad():
+                a = model(torch.tensor([m["input_ids"]])).logits.numpy()
+            b = load_np(gpath.replace(".gguf", ".logits.safetensors"))["logits"]
+            diff = float(np.abs(a - b).max())
+            print(f"{name}: {same}/{len(exp)} tensors bit-identical ({len(got)} written); logits of transformers on "
+                  f"the converted directory vs the oracle: max diff {diff:.3e}")
+            ok &= same == len(exp) == len(got) and diff <= 1e-5
+    return ok
+
+
 # ---- fuzzer seeds -----------------------------------------------------------------------------------
 
 def write_gguf(path, arch, kvs, tensors, alignment=None, version=3):
@@ -510,13 +709,14 @@ def check(args):
     if args.gguf:
         print(args.gguf)
         ok &= check_one(args.convert, args.gguf, CORPUS + ["What is the capital of France?"])
+    ok &= check_arch(args.convert, args.out)
     print("overall okay" if ok else "MISMATCHES")
     return 0 if ok else 1
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["make", "seeds", "check"])
+    ap.add_argument("what", choices=["make", "make-arch", "seeds", "check"])
     ap.add_argument("--out", help="default: tests/fixtures/gguf (make, check), tests/fuzz/seeds/fuzz_gguf (seeds)")
     ap.add_argument("--convert", default=os.path.join(ROOT, "build/cpeft") + " convert")
     ap.add_argument("--gguf", help="also check this GGUF (e.g. models/.cache/.../SmolLM2-135M-Instruct.Q4_1.gguf)")
@@ -527,6 +727,9 @@ def main():
     args.out = args.out or os.path.join(ROOT, "tests/fixtures/gguf")
     if args.what == "make":
         make(args.out)
+        return 0
+    if args.what == "make-arch":
+        make_arch(args.out)
         return 0
     return check(args)
 

@@ -177,7 +177,28 @@ TEST(rope_backward) {
             worst = fmax(worst, rel_err(dx[i], (lp - lm) / (2 * h)));
         }
     }
-    printf("  RoPE (default, linear, dynamic, llama3): worst relative error %.2e\n", worst);
+    /* partial rotary (the first 4 of 8 dims: NeoX, Phi) in halves and in GPT-J's interleaved pairs */
+    for (int il = 0; il < 2; il++) {
+        cp_rope r = {.dim = 4, .theta = 10000, .type = CP_ROPE_DEFAULT};
+        cp_rope_tables(&r, pos, N, 101, c, sn);
+        for (int i = 0; i < n; i++) { x[i] = frand(); w_out[i] = frand(); dx[i] = w_out[i]; }
+        cp_rope_backward_partial(dx, N, NH, hs, NH * hs, 4, il, c, sn);
+        const float h = 1e-2f;
+        for (int i = 0; i < n; i++) {
+            float keep = x[i], y[120];
+            double l[2];
+            for (int q = 0; q < 2; q++) {
+                x[i] = keep + (q ? -h : h);
+                memcpy(y, x, sizeof y);
+                cp_rope_forward_partial(y, N, NH, hs, NH * hs, 4, il, c, sn);
+                l[q] = 0;
+                for (int k = 0; k < n; k++) l[q] += (double)y[k] * w_out[k];
+            }
+            x[i] = keep;
+            worst = fmax(worst, rel_err(dx[i], (l[0] - l[1]) / (2 * h)));
+        }
+    }
+    printf("  RoPE (default, linear, dynamic, llama3, partial halves / interleaved): worst relative error %.2e\n", worst);
     CHECK(worst < 1e-3, "RoPE backward off by %.3e", worst);
 }
 
@@ -309,6 +330,12 @@ TEST(whole_model_gradients) {
     whole_model_case("tests/fixtures/llama/models/qwen2_sliding", "tests/fixtures/llama/grads/qwen2_sliding_qkvo", 1, "Qwen2 sliding layers, recompute");
     whole_model_case("tests/fixtures/llama/models/qwen3_tiny", "tests/fixtures/llama/grads/qwen3_all_linear", 1, "Qwen3 q/k norms, all-linear, recompute");
     whole_model_case("tests/fixtures/llama/models/gemma_tiny", "tests/fixtures/llama/grads/gemma_all_linear", 0, "Gemma 1+w norms, scaled embeddings, GeGLU");
+    /* the rotary LayerNorm blocks (models/rotary_common.c), one per variant */
+#define DEC "tests/fixtures/decoders/"
+    whole_model_case(DEC "gpt_neox/model", DEC "gpt_neox/lora/all_linear", 0, "GPT-NeoX fused qkv, partial RoPE, parallel residual");
+    whole_model_case(DEC "gpt_neox_sequential/model", DEC "gpt_neox_sequential/lora/all_linear", 1, "GPT-NeoX sequential residual, recompute");
+    whole_model_case(DEC "gptj/model", DEC "gptj/lora/all_linear", 0, "GPT-J interleaved RoPE, one-norm parallel block");
+    whole_model_case(DEC "phi_qk_layernorm/model", DEC "phi_qk_layernorm/lora/all_linear", 0, "Phi qk_layernorm, partial RoPE");
     /* encoder-decoders: the labels (B,T) are the decoder's targets and, shifted, its inputs */
     whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_relbias", 0, "T5 relative bias tables + o LoRA");
     whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_default", 1, "T5 3 decoder blocks, recompute");

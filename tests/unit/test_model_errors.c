@@ -115,7 +115,7 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gpt_neox, gptj, phi)");
     cleanup();
 }
 
@@ -517,6 +517,45 @@ TEST(sliding_window_switches) {
     cleanup();
 }
 
+/* GPT-NeoX, GPT-J and Phi (models/rotary_common.c): rope types, rotary widths and attention variants
+ * they cannot run are refused by name; NeoX's legacy rotary_pct default applies without the dict's. */
+#define DEC_FIX "tests/fixtures/decoders/"
+TEST(rotary_decoder_switches) {
+    cp_model *m = NULL;
+    setup_from(DEC_FIX "gpt_neox/model", "\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rope_parameters\": rope type \"yarn\" is not supported for gpt_neox");
+    cleanup();
+    setup_from(DEC_FIX "gpt_neox/model", "\"hidden_act\": \"gelu\"", "\"hidden_act\": \"snake\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"hidden_act\": activation \"snake\" is not supported");
+    cleanup();
+    setup_from(DEC_FIX "gpt_neox/model", "\"partial_rotary_factor\": 0.5,", "", 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.rotary_dim == 2 && m->config.parallel_residual && !m->config.tie_word_embeddings,
+          "gpt_neox: rotary_pct 0.25 of head_dim 8 by default, parallel, untied");
+    cp_model_free(m);
+    cleanup();
+    setup_from(DEC_FIX "gpt_neox/model", "\"partial_rotary_factor\": 0.5,", "\"partial_rotary_factor\": 0.1,", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "rotates 0 dims");
+    cleanup();
+    setup_from(DEC_FIX "gptj/model", "\"rotary_dim\": 4", "\"rotary_dim\": null", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rotary_dim\": null with n_head 2 > 1 is not supported");
+    cleanup();
+    setup_from(DEC_FIX "gptj/model", "\"rotary_dim\": 4", "\"rotary_dim\": 10", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"rotary_dim\": 10 must be even and at most the head size 8");
+    cleanup();
+    setup_from(DEC_FIX "gptj/model", NULL, NULL, 0);
+    CHECK_ERR(cp_model_load_task(&m, tmp, CP_LOAD_CONFIG_ONLY, "TOKEN_CLS"), "transformers has no GPTJForTokenClassification");
+    cp_model_free(m);
+    m = NULL;
+    cleanup();
+    setup_from(DEC_FIX "phi_qk_layernorm/model", "\"rope_type\": \"default\"", "\"rope_type\": \"longrope\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "rope type \"longrope\" is not supported for phi");
+    cleanup();
+    setup_from(DEC_FIX "phi_qk_layernorm/model", "\"qk_layernorm\": true,", "\"qk_layernorm\": true, \"head_dim\": 6,", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"head_dim\": only hidden_size / num_attention_heads (8) is supported for phi");
+    cleanup();
+}
+
 /* rope_parameters the Llama family's rotary module cannot take. */
 TEST(rope_switches_refused_by_name) {
     setup_from(LLAMA_FIX "llama_tied_linear_rope", "\"factor\": 2.0,", "\"factor\": 2.0, \"partial_rotary_factor\": 0.5,", 0);
@@ -581,6 +620,7 @@ int main(void) {
     RUN(bias_keys_read_only_where_transformers_reads_them);
     RUN(sliding_window_switches);
     RUN(rope_switches_refused_by_name);
+    RUN(rotary_decoder_switches);
     RUN(bad_batches);
     return test_summary();
 }
