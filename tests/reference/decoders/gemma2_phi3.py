@@ -9,7 +9,9 @@ SPECS = [
     DecoderSpec("gemma2_softcap", "gemma2",
                 dict(_G2, sliding_window=4, query_pre_attn_scalar=12, attn_logit_softcapping=2.0, final_logit_softcapping=3.0),
                 "gemma2: both soft-cappings, query_pre_attn_scalar 12, window 4 on layer 0 (default layer_types), tied",
-                seed=21),
+                # seed 21 drew an ill-conditioned all-linear case: PyTorch's own f32 gradients differed from
+                # its f64 ones by 8.3e-5 relative (cpeft's by 8.8e-5); with 26 PyTorch f32 vs f64 is 6.5e-6
+                seed=26),
     DecoderSpec("gemma2_nocap", "gemma2",
                 dict(_G2, sliding_window=3, attn_logit_softcapping=None, final_logit_softcapping=None, attention_bias=True,
                      layer_types=["full_attention", "sliding_attention"], tie_word_embeddings=False),
