@@ -79,6 +79,7 @@ extern const cp_arch cp_arch_qwen3;
 extern const cp_arch cp_arch_gemma;
 extern const cp_arch cp_arch_gemma2;
 extern const cp_arch cp_arch_phi3;
+extern const cp_arch cp_arch_glm;
 extern const cp_arch cp_arch_gpt_neox;
 extern const cp_arch cp_arch_gptj;
 extern const cp_arch cp_arch_phi;

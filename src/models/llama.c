@@ -9,7 +9,9 @@
  * norms, embeddings and GeGLU; RMSNorms after the attention and the MLP outputs too, attention scores
  * soft-capped and scaled by query_pre_attn_scalar^-0.5, final logits soft-capped, sliding windows on
  * the layers layer_types names) and `phi3` (fused qkv_proj and gate_up_proj, partial rotary,
- * resid_pdrop dropouts on both sublayer outputs).
+ * resid_pdrop dropouts on both sublayer outputs) and `glm` (GlmForCausalLM, transformers' GLM-4 port:
+ * q/k/v biases by attention_bias, fused gate_up_proj, partial rotary 0.5 by default in interleaved
+ * pairs, head_dim default 128).
  * This file: the module tree and the registry entries; config.json in models/llama_config.c, the
  * embeddings and layers (forward and backward) in models/llama_blocks.c.
  *
@@ -41,7 +43,8 @@
 static const char *class_prefix(const cp_model *m) {
     const char *t = m->config.model_type;
     return !strcmp(t, "mistral") ? "Mistral" : !strcmp(t, "qwen2") ? "Qwen2" : !strcmp(t, "qwen3") ? "Qwen3"
-         : !strcmp(t, "gemma")   ? "Gemma" : !strcmp(t, "gemma2") ? "Gemma2" : !strcmp(t, "phi3") ? "Phi3" : "Llama";
+         : !strcmp(t, "gemma")   ? "Gemma" : !strcmp(t, "gemma2") ? "Gemma2" : !strcmp(t, "phi3") ? "Phi3"
+         : !strcmp(t, "glm")     ? "Glm" : "Llama";
 }
 
 static cp_status build(cp_model *m) {
@@ -54,6 +57,7 @@ static cp_status build(cp_model *m) {
     s->layers = cp_calloc((size_t)c->num_layers, sizeof *s->layers, "Llama layers");
     if (!s->layers) return CP_ERR;
     if (c->head_dim % 2) return cp_error("head_dim %lld must be even for rotary embeddings", (long long)c->head_dim);
+    s->rope_interleaved = c->rope_interleaved;
     s->rotary_dim = (int64_t)((double)c->head_dim * c->partial_rotary_factor);
     s->rope = (cp_rope){.dim = s->rotary_dim, .theta = c->rope_theta, .type = (cp_rope_type)c->rope_type, .factor = c->rope_factor,
                         .low_freq_factor = c->rope_low_freq_factor, .high_freq_factor = c->rope_high_freq_factor,
@@ -174,3 +178,4 @@ const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", &cp_qwen3_
 const cp_arch cp_arch_gemma = LLAMA_ARCH("gemma", "GemmaForCausalLM", &cp_gemma_gguf_names);
 const cp_arch cp_arch_gemma2 = LLAMA_ARCH("gemma2", "Gemma2ForCausalLM", NULL);
 const cp_arch cp_arch_phi3 = LLAMA_ARCH("phi3", "Phi3ForCausalLM", NULL);
+const cp_arch cp_arch_glm = LLAMA_ARCH("glm", "GlmForCausalLM", NULL);

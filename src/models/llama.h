@@ -6,7 +6,7 @@
  * The variants differ in a few switches read from cp_model_config.llama and the modules build
  * makes: fused projections (phi3's qkv_proj and gate_up_proj), per-head q/k norms (qwen3), norms
  * after each sublayer (gemma2's post_attention_layernorm / post_feedforward_layernorm), attention
- * logit soft-capping and its score scale (gemma2), partial rotary (phi3).
+ * logit soft-capping and its score scale (gemma2), partial rotary (phi3, glm), interleaved RoPE (glm).
  */
 #ifndef CP_MODELS_LLAMA_H
 #define CP_MODELS_LLAMA_H
@@ -39,7 +39,8 @@ typedef struct {
     cp_module *embed_tokens, *norm;
     llama_layer *layers;
     cp_rope rope;
-    int64_t rotary_dim; /* dims of each head that rotate (phi3's partial_rotary_factor · head_dim), else head_dim */
+    int64_t rotary_dim; /* dims of each head that rotate (phi3's, glm's partial_rotary_factor · head_dim), else head_dim */
+    int rope_interleaved; /* glm: pairs (2k, 2k+1) turn (rotate_every_two), else halves (k, k + rotary_dim/2) */
     float embed_scale; /* gemma, gemma2: √hidden_size in f32 (Gemma*TextScaledWordEmbedding), else 1 */
 } llama_state;
 

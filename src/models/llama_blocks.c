@@ -102,12 +102,11 @@ static cp_attention_args attn_args(const cp_model *m, const cp_run *run, const l
     return at;
 }
 
-/* RoPE on the first rotary_dim dims of each of NH heads of x (N rows of stride NH·hd), forward or
- * (backward) the transpose rotation. */
+/* RoPE on the first rotary_dim dims of each of NH heads of x (N rows of stride NH·hd), in halves or
+ * (glm) interleaved pairs; forward or (backward) the transpose rotation. */
 static void rotate(const llama_state *s, int backward, float *x, int64_t N, int64_t NH, int64_t hd, const llama_emb *e) {
-    void (*f)(float *, int64_t, int64_t, int64_t, int64_t, const float *, const float *) = backward ? cp_rope_backward : cp_rope_forward;
-    if (s->rotary_dim == hd) { f(x, N, NH, hd, NH * hd, e->cos_t, e->sin_t); return; }
-    for (int64_t h = 0; h < NH; h++) f(x + h * hd, N, 1, s->rotary_dim, NH * hd, e->cos_t, e->sin_t); /* phi3: partial rotary */
+    (backward ? cp_rope_backward_partial : cp_rope_forward_partial)(x, N, NH, hd, NH * hd, s->rotary_dim, s->rope_interleaved,
+                                                                  e->cos_t, e->sin_t);
 }
 
 /* Copies columns [c0, c0+n) of the N rows of wide (row stride w) to compact (N,n), or (pack) back. */

@@ -3,7 +3,7 @@
  * class reads it: sizes, norms, biases, RoPE (transformers 5's rope_parameters or the older
  * rope_theta + rope_scaling keys), sliding windows per layer, and the variants' own switches
  * (Qwen3's head_dim, Gemma's activation, Gemma2's soft-capping and query_pre_attn_scalar, Phi3's
- * partial rotary). Anything a class reads that cpeft does not run is refused here by name.
+ * and GLM's partial rotary). Anything a class reads that cpeft does not run is refused here by name.
  */
 #include "models/llama.h"
 #include "core/alloc.h"
@@ -70,7 +70,7 @@ static cp_status parse_rope(cp_model_config *cfg, const cJSON *root, const char 
                                                               (phi3 reads it, and refuses other types, itself) */
     /* the other types rotate only the first partial_rotary_factor·head_dim dims, which the Llama
      * family's apply_rotary_pos_emb cannot take (a shape error in transformers) */
-    double partial = 1.0;
+    double partial = !strcmp(cfg->model_type, "glm") ? 0.5 : 1.0; /* GlmConfig sets 0.5 when nothing says */
     const cJSON *pv = cJSON_GetObjectItemCaseSensitive(dict, "partial_rotary_factor");
     if (pv && rope_number(pv, field, "partial_rotary_factor", &partial, file) != CP_OK) return CP_ERR;
     if (!pv && cp_json_get_double(root, "partial_rotary_factor", 1.0, 0, &partial, file) != CP_OK) return CP_ERR;
@@ -197,19 +197,26 @@ static cp_status gemma2_switches(cp_model_config *cfg, const cJSON *root, const 
     return CP_OK;
 }
 
-/* Phi3Config: partial_rotary_factor (rope_parameters' or the top-level key, default 1) with the
- * default rope type only (Phi3Config refuses the others but longrope; "su" and "yarn" mean longrope,
- * which cpeft does not implement), sliding_window (default null) on every layer, resid_pdrop. */
-static cp_status phi3_switches(cp_model_config *cfg, const cJSON *root, const char *file) {
+/* partial_rotary_factor (rope_parameters' or the top-level key, default dflt): the first factor·head_dim
+ * dims of each head rotate, an even number of them. */
+static cp_status read_partial_rotary(cp_model_config *cfg, const cJSON *root, const char *file, double dflt) {
     const cJSON *dict = cp_json_field(root, "rope_parameters");
     const cJSON *pv = cJSON_IsObject(dict) ? cp_json_field(dict, "partial_rotary_factor") : NULL;
     if (pv && rope_number(pv, "rope_parameters", "partial_rotary_factor", &cfg->partial_rotary_factor, file) != CP_OK) return CP_ERR;
-    if (!pv && cp_json_get_double(root, "partial_rotary_factor", 1.0, 0, &cfg->partial_rotary_factor, file) != CP_OK) return CP_ERR;
+    if (!pv && cp_json_get_double(root, "partial_rotary_factor", dflt, 0, &cfg->partial_rotary_factor, file) != CP_OK) return CP_ERR;
     const int64_t hd = cfg->head_dim ? cfg->head_dim : cfg->hidden_size / cfg->num_heads; /* config.c checks the division */
     const int64_t rot = (int64_t)((double)hd * cfg->partial_rotary_factor);
     if (!(cfg->partial_rotary_factor > 0 && cfg->partial_rotary_factor <= 1) || rot < 2 || rot % 2)
         return cp_error("%s: field \"partial_rotary_factor\": %g of head_dim %lld gives %lld rotary dims (expected an even "
                         "number in [2, head_dim])", file, cfg->partial_rotary_factor, (long long)hd, (long long)rot);
+    return CP_OK;
+}
+
+/* Phi3Config: partial_rotary_factor (default 1) with the default rope type only (Phi3Config refuses
+ * the others but longrope; "su" and "yarn" mean longrope, which cpeft does not implement),
+ * sliding_window (default null) on every layer, resid_pdrop. */
+static cp_status phi3_switches(cp_model_config *cfg, const cJSON *root, const char *file) {
+    if (read_partial_rotary(cfg, root, file, 1.0) != CP_OK) return CP_ERR;
     if (cp_json_field(root, "sliding_window") && read_window(root, "sliding_window", 0, &cfg->window_size, file) != CP_OK)
         return CP_ERR; /* absent: None */
     if (cfg->window_size && alloc_layer_kinds(cfg, 1) != CP_OK) return CP_ERR;
@@ -220,8 +227,8 @@ static cp_status phi3_switches(cp_model_config *cfg, const cJSON *root, const ch
 cp_status cp_llama_parse_config(cp_model_config *cfg, const cJSON *root, const char *file) {
     const int qwen2 = !strcmp(cfg->model_type, "qwen2"), qwen3 = !strcmp(cfg->model_type, "qwen3");
     const int gemma2 = !strcmp(cfg->model_type, "gemma2"), gemma = gemma2 || !strcmp(cfg->model_type, "gemma");
-    const int phi3 = !strcmp(cfg->model_type, "phi3");
-    const int mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !qwen3 && !mistral && !gemma && !phi3;
+    const int phi3 = !strcmp(cfg->model_type, "phi3"), glm = !strcmp(cfg->model_type, "glm");
+    const int mistral = !strcmp(cfg->model_type, "mistral"), llama = !qwen2 && !qwen3 && !mistral && !gemma && !phi3 && !glm;
     cfg->partial_rotary_factor = 1.0;
     if (cp_config_positive(root, "vocab_size", 32000, CP_MAX_VOCAB, &cfg->vocab_size, file) != CP_OK ||
         cp_config_positive(root, "hidden_size", 4096, CP_MAX_HIDDEN, &cfg->hidden_size, file) != CP_OK ||
@@ -234,13 +241,14 @@ cp_status cp_llama_parse_config(cp_model_config *cfg, const cJSON *root, const c
     if (cp_json_field(root, "head_dim") && cp_config_positive(root, "head_dim", 0, 4096, &cfg->head_dim, file) != CP_OK) return CP_ERR;
     if (qwen3 && !cp_json_field(root, "head_dim")) cfg->head_dim = 128; /* Qwen3Config's default, not hidden/heads */
     if (gemma && !cp_json_field(root, "head_dim")) cfg->head_dim = 256; /* GemmaConfig's and Gemma2Config's */
+    if (glm && !cp_json_field(root, "head_dim")) cfg->head_dim = 128;   /* GlmConfig's */
     if (gemma) { /* GemmaAttention: is_causal = not use_bidirectional_attention */
         int bidirectional;
         if (cp_json_get_bool(root, "use_bidirectional_attention", 0, 0, &bidirectional, file) != CP_OK) return CP_ERR;
         if (bidirectional) return cp_error("%s: field \"use_bidirectional_attention\": true is not supported for %s", file,
                                           cfg->model_type);
     }
-    if (cp_json_get_double(root, "rms_norm_eps", phi3 ? 1e-5 : 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK ||
+    if (cp_json_get_double(root, "rms_norm_eps", phi3 ? 1e-5 : glm ? 1.5625e-7 : 1e-6, 0, &cfg->layer_norm_eps, file) != CP_OK ||
         cp_json_get_double(root, "attention_dropout", 0.0, 0, &cfg->attn_dropout, file) != CP_OK)
         return CP_ERR;
     if (llama || qwen3 || gemma) { /* MistralConfig and Qwen2Config have neither key: their Linears never take them */
@@ -251,11 +259,17 @@ cp_status cp_llama_parse_config(cp_model_config *cfg, const cJSON *root, const c
         cfg->qkv_bias = cfg->o_proj_bias = attention_bias; /* Llama, Qwen3 and Gemma attention: all four projections */
     }
     if (qwen2) cfg->qkv_bias = 1; /* Qwen2Attention: q/k/v always, o_proj never */
+    if (glm && cp_json_get_bool(root, "attention_bias", 1, 0, &cfg->qkv_bias, file) != CP_OK) /* GlmAttention: q/k/v, never o_proj */
+        return CP_ERR;
     if (mistral && mistral_window(cfg, root, file) != CP_OK) return CP_ERR;
     if ((qwen2 || qwen3) && qwen2_layer_types(cfg, root, file) != CP_OK) return CP_ERR;
     if (gemma2 && gemma2_switches(cfg, root, file) != CP_OK) return CP_ERR;
     if (parse_rope(cfg, root, file, phi3) != CP_OK) return CP_ERR;
     if (phi3 && phi3_switches(cfg, root, file) != CP_OK) return CP_ERR;
+    if (glm) { /* GlmConfig: partial_rotary_factor 0.5 by default, rotated in interleaved pairs; GlmMLP's gate_up_proj */
+        if (read_partial_rotary(cfg, root, file, 0.5) != CP_OK) return CP_ERR;
+        cfg->rope_interleaved = cfg->fused_gate_up = 1;
+    }
     /* GemmaConfig turns the legacy "gelu" into gelu_pytorch_tanh; transformers 5.23's GemmaMLP reads
      * hidden_act alone (a hidden_activation key is kept on the config and never used). Gemma2MLP reads
      * hidden_activation (ACT2FN: "gelu" is the exact erf GELU there) and never hidden_act. */
@@ -271,6 +285,7 @@ cp_status cp_llama_parse_config(cp_model_config *cfg, const cJSON *root, const c
     if (st == CP_OK && !gemma && !cp_json_field(root, "tie_word_embeddings")) cfg->tie_word_embeddings = 0;
     if (st == CP_OK && gemma && !cp_json_field(root, "pad_token_id")) cfg->pad_token_id = 0;
     if (st == CP_OK && phi3 && !cp_json_field(root, "pad_token_id")) cfg->pad_token_id = 32000; /* Phi3Config's */
+    if (st == CP_OK && glm && !cp_json_field(root, "pad_token_id")) cfg->pad_token_id = 151329; /* GlmConfig's */
     cfg->activation = activation;
     return st;
 }

@@ -115,7 +115,11 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, gpt_neox, gptj, phi)");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, glm, gpt_neox, gptj, phi)");
+    cleanup();
+    setup("\"model_type\": \"gpt2\"", "\"model_type\": \"chatglm\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"chatglm\" (ChatGLM's remote code, loadable by transformers only with "
+                                         "trust_remote_code) is not supported: use a checkpoint in transformers' native GLM layout");
     cleanup();
 }
 
@@ -553,6 +557,19 @@ TEST(rotary_decoder_switches) {
     cleanup();
     setup_from(DEC_FIX "phi_qk_layernorm/model", "\"qk_layernorm\": true,", "\"qk_layernorm\": true, \"head_dim\": 6,", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"head_dim\": only hidden_size / num_attention_heads (8) is supported for phi");
+    cleanup();
+    /* glm (Llama family): GlmConfig's defaults; another rope type over its partial rotary refused by name */
+    setup_from(DEC_FIX "glm/model", "\"partial_rotary_factor\": 0.5,", "", 0);
+    edit_config("\"rms_norm_eps\": 1e-06,", "");
+    edit_config("\"head_dim\": 8,", "");
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.partial_rotary_factor == 0.5 && m->config.rope_interleaved && m->config.fused_gate_up &&
+          !m->config.fused_qkv && m->config.qkv_bias && !m->config.o_proj_bias && m->config.head_dim == 128 &&
+          m->config.layer_norm_eps == 1.5625e-7, "glm: GlmConfig's defaults");
+    cp_model_free(m);
+    cleanup();
+    setup_from(DEC_FIX "glm/model", "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "partial_rotary_factor 0.5 with rope type \"linear\" is not supported for glm");
     cleanup();
 }
 

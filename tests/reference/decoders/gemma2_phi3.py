@@ -36,3 +36,20 @@ SPECS = [
                                "the fused projections (PEFT has no phi3 default)"),
                       LoraCase("all_linear", dict(target_modules="all-linear", r=2, lora_alpha=4), "all-linear, r=2 alpha=4")]),
 ]
+
+# GLM (transformers' native GLM-4 port): PEFT 0.21.2 has no glm entry (only chatglm's query_key_value)
+_GLM = dict(vocab_size=71, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=8, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+_GLM_LORA = [LoraCase("qv_gate_up", dict(target_modules=["q_proj", "v_proj", "gate_up_proj"], r=4, lora_alpha=8),
+                      "q/v and the fused gate_up_proj (PEFT has no glm default)"),
+             LoraCase("all_linear", dict(target_modules="all-linear", r=2, lora_alpha=4), "all-linear, r=2 alpha=4")]
+SPECS += [
+    DecoderSpec("glm", "glm", dict(_GLM, rms_norm_eps=1e-6),
+                "glm: q/k/v biases (attention_bias default), fused gate_up_proj, partial rotary 0.5 (default) in "
+                "interleaved pairs, untied", seed=41, ia3=False, lora=_GLM_LORA),
+    DecoderSpec("glm_full_rotary", "glm",
+                dict(_GLM, attention_bias=False, partial_rotary_factor=1.0, tie_word_embeddings=True,
+                     rope_parameters=dict(rope_type="default", rope_theta=500.0, partial_rotary_factor=1.0)),
+                "glm: no attention bias, interleaved RoPE over the whole head (rope_theta 500), tied",
+                seed=42, steps=False, prompt=False, ia3=False, seq_cls=False, lora=_GLM_LORA),
+]
