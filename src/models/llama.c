@@ -163,6 +163,8 @@ static const char *const ignored_suffixes[] = {".rotary_emb.inv_freq", NULL};
 extern const cp_gguf_names cp_llama_gguf_names;                      /* models/llama_gguf.c */
 extern const cp_gguf_names cp_qwen2_gguf_names, cp_qwen3_gguf_names; /* models/qwen_gguf.c */
 extern const cp_gguf_names cp_gemma_gguf_names;                      /* models/gemma_gguf.c */
+extern const cp_gguf_names cp_gemma2_gguf_names;                     /* models/gemma2_gguf.c */
+extern const cp_gguf_names cp_phi3_gguf_names;                       /* models/phi3_gguf.c */
 
 #define LLAMA_ARCH(type, cls, gguf)                                                                                    \
     {.model_type = type, .causal_lm_class = cls, .base_prefix = "model", .parse_config = cp_llama_parse_config, .build = build, \
@@ -176,6 +178,6 @@ const cp_arch cp_arch_mistral = LLAMA_ARCH("mistral", "MistralForCausalLM", NULL
 const cp_arch cp_arch_qwen2 = LLAMA_ARCH("qwen2", "Qwen2ForCausalLM", &cp_qwen2_gguf_names);
 const cp_arch cp_arch_qwen3 = LLAMA_ARCH("qwen3", "Qwen3ForCausalLM", &cp_qwen3_gguf_names);
 const cp_arch cp_arch_gemma = LLAMA_ARCH("gemma", "GemmaForCausalLM", &cp_gemma_gguf_names);
-const cp_arch cp_arch_gemma2 = LLAMA_ARCH("gemma2", "Gemma2ForCausalLM", NULL);
-const cp_arch cp_arch_phi3 = LLAMA_ARCH("phi3", "Phi3ForCausalLM", NULL);
+const cp_arch cp_arch_gemma2 = LLAMA_ARCH("gemma2", "Gemma2ForCausalLM", &cp_gemma2_gguf_names);
+const cp_arch cp_arch_phi3 = LLAMA_ARCH("phi3", "Phi3ForCausalLM", &cp_phi3_gguf_names);
 const cp_arch cp_arch_glm = LLAMA_ARCH("glm", "GlmForCausalLM", NULL);
