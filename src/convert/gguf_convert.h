@@ -45,6 +45,9 @@ typedef struct {
     int rms_norm_eps_f32, rope_theta_f32; /* stored as FLOAT32: print the shortest f32 repr */
     double rope_scaling_factor;           /* > 0: rope_scaling {"rope_type": "linear", factor} */
     int tie_word_embeddings;              /* no output.weight in the file */
+    int64_t rotary_dim;                   /* rope.dimension_count (default head_dim) */
+    int64_t sliding_window;               /* attention.sliding_window; 0 when absent */
+    double attn_softcap, final_softcap;   /* attn_logit_softcapping / final_logit_softcapping (50 / 30 when absent) */
     int64_t bos_token_id, eos_token_id, pad_token_id, unk_token_id; /* -1 when absent */
 } cp_gguf_hparams;
 typedef cp_gguf_hparams cp_gguf_llama; /* its first name, when "llama" was the only architecture */

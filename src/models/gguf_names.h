@@ -80,6 +80,13 @@ typedef enum {
     CP_GGUF_CFG_EOS,           /* tokenizer.ggml.eos_token_id (likewise) */
     CP_GGUF_CFG_PAD,           /* tokenizer.ggml.padding_token_id (likewise) */
     CP_GGUF_CFG_TORCH_DTYPE,   /* the embedding's stored dtype */
+    CP_GGUF_CFG_PARTIAL_ROTARY, /* <arch>.rope.dimension_count / head_dim (a table with this entry lets the
+                                   rotary count differ from head_dim: phi3's partial_rotary_factor) */
+    CP_GGUF_CFG_SLIDING_WINDOW, /* <arch>.attention.sliding_window; null when absent or 0 */
+    CP_GGUF_CFG_ATTN_SOFTCAP,   /* <arch>.attn_logit_softcapping (absent: 50, llama.cpp's default) */
+    CP_GGUF_CFG_FINAL_SOFTCAP,  /* <arch>.final_logit_softcapping (absent: 30, llama.cpp's default) */
+    CP_GGUF_CFG_QUERY_SCALAR,   /* gemma2's query_pre_attn_scalar, which llama.cpp does not write: head_dim,
+                                   or hidden / heads for 46 blocks (llama.cpp's scale for Gemma 2 27B) */
 } cp_gguf_cfg_source;
 
 /* One config.json key of the architecture's Hugging Face config class. */
