@@ -56,8 +56,11 @@ ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 # The 16-bit weight kernels widen F16 with F16C (every AVX2 CPU has it; kernels/gemm.c checks before
 # choosing them). A flag here rather than `#pragma GCC target`, which clang (make fuzz) ignores.
 ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
+# kernels/gemm_bf16.c: the AVX-512 BF16 product (vdpbf16ps), compiled once with these flags on
+# x86-64 and run only after kernels/gemm.c checked the CPU (gemm_bf16.h).
+BF16_FLAGS := $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),$(ISA_FLAGS_avx512) -mavx512bf16)
 LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/train/*.c src/generate/*.c src/convert/*.c))
+                      src/peft/*.c src/tokenizer/*.c src/chat/*.c src/train/*.c src/generate/*.c src/convert/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
@@ -91,6 +94,10 @@ FORCE:
 $(BUILD)/obj/%.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/src/kernels/gemm_bf16.o: src/kernels/gemm_bf16.c $(DEPS_STAMP) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(BF16_FLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.base.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -204,6 +211,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_text_metric_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_data_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_train_fixtures.py
+	$(VENV)/bin/python tests/reference/make_chat_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a

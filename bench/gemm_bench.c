@@ -5,13 +5,19 @@
  * product for both weight layouts (NT: nn.Linear, NN: GPT-2's Conv1D) and the input gradient.
  * Prints one table, then one JSON line per row. Run it on an otherwise idle machine.
  *
- *   build/bench/gemm_bench [--min-seconds 0.5] [--rows 1,8,512,2048]
+ *   build/bench/gemm_bench [--min-seconds 0.5] [--rows 1,8,512,2048] [--shape C,OC1,OC2,OC3] [--bf16]
+ *
+ * --bf16: the columns become f32 (exact), bf16 compute (--bf16's products: a BF16 weight with
+ * round_bf16, vdpbf16ps where the CPU has AVX-512 BF16) and the same emulated (the avx2 variant).
+ * --shape 576,576,1536,192 gives SmolLM2-135M's (hidden 576, MLP 1536, k/v 192).
  *
  * Each cell is the best of 15 batches of about min-seconds / 15 each, the three dtypes taking
  * turns; the weights are the same random values in each dtype (rounded to 16 bits once).
  */
 #include "kernels/blas_core.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_cpu.h"
 #include "machine.h"
 
 #include <stdio.h>
@@ -28,9 +34,16 @@ static double now(void) {
 typedef enum { FWD_NT, FWD_NN, BWD_NT, BWD_NN, N_KINDS } kind;
 static const char *const kind_names[] = {"fwd NT", "fwd NN", "dX NT", "dX NN"};
 
+/* --bf16: the third weight runs through this variant's table (the avx2 one: the emulation) */
+static const cp_gemm_ops *third_ops;
+
 static void run_product(kind k, float *out, const float *X, const cp_weight *w, int64_t N, long reps) {
+    const int third = third_ops && w->round_bf16 == 2;
+    cp_weight v = *w;
+    if (third) v.round_bf16 = 1;
     for (long r = 0; r < reps; r++) {
-        if (k == FWD_NT || k == FWD_NN) cp_gemm_forward(out, X, w, N, 0);
+        if (third) (k == FWD_NT || k == FWD_NN ? third_ops->forward : third_ops->backward_input)(out, X, &v, N, 0);
+        else if (k == FWD_NT || k == FWD_NN) cp_gemm_forward(out, X, w, N, 0);
         else cp_gemm_backward_input(out, X, w, N, 0);
     }
 }
@@ -61,9 +74,17 @@ int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
     double min_seconds = 0.5;
     int64_t rows[16] = {1, 8, 512, 2048};
-    int n_rows = 4;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    int n_rows = 4, bf16 = 0;
+    int64_t C = 768, ocs[3] = {768, 2304, 3072};
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--bf16")) { bf16 = 1; i--; continue; }
+        if (i + 1 >= argc) break;
         if (!strcmp(argv[i], "--min-seconds")) min_seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--shape")) { /* C,OC1,OC2,OC3 */
+            char *e = argv[i + 1];
+            C = strtol(e, &e, 10);
+            for (int o = 0; o < 3 && *e == ','; o++) ocs[o] = strtol(e + 1, &e, 10);
+        }
         else if (!strcmp(argv[i], "--rows")) {
             n_rows = 0;
             for (char *s = argv[i + 1]; *s && n_rows < 16; s += *s == ',') rows[n_rows++] = strtol(s, &s, 10);
@@ -72,19 +93,28 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    const int64_t C = 768, ocs[] = {768, 2304, 3072};
+    if (bf16) {
+        const cp_gemm_cpu_variant *emul = cp_gemm_cpu_for(CP_ISA_AVX2);
+        if (!emul) emul = cp_gemm_cpu_for(CP_ISA_BASE);
+        third_ops = emul->ops;
+        printf("gemm_bench --bf16: columns f32 (sgemm, exact), bf16 (round_bf16 with a BF16 weight: %s), bf16 emulated "
+               "(the %s variant: X rounded, weight widened, sgemm)\n",
+               cp_gemm_bf16_native() ? "vdpbf16ps" : "emulated, no AVX-512 BF16 here", emul->name);
+    }
+    int64_t maxoc = 0;
+    for (int o = 0; o < 3; o++) maxoc = ocs[o] > maxoc ? ocs[o] : maxoc;
     int64_t max_rows = 0;
     for (int r = 0; r < n_rows; r++) max_rows = rows[r] > max_rows ? rows[r] : max_rows;
-    const int64_t most = max_rows * 3072;
+    const int64_t most = max_rows * (maxoc > C ? maxoc : C);
     float *X = malloc((size_t)most * sizeof *X), *out = malloc((size_t)most * sizeof *out);
-    float *W = malloc((size_t)(C * 3072) * sizeof *W);
-    uint16_t *Wb = malloc((size_t)(C * 3072) * sizeof *Wb), *Wh = malloc((size_t)(C * 3072) * sizeof *Wh);
+    float *W = malloc((size_t)(C * maxoc) * sizeof *W);
+    uint16_t *Wb = malloc((size_t)(C * maxoc) * sizeof *Wb), *Wh = malloc((size_t)(C * maxoc) * sizeof *Wh);
     srand(1234);
     for (int64_t i = 0; i < most; i++) X[i] = (float)rand() / RAND_MAX - 0.5f;
-    for (int64_t i = 0; i < C * 3072; i++) W[i] = ((float)rand() / RAND_MAX - 0.5f) * 0.1f;
-    cp_convert_from_f32(Wb, CP_BF16, W, (size_t)(C * 3072));
-    cp_convert_from_f32(Wh, CP_F16, W, (size_t)(C * 3072));
-    cp_convert_to_f32(W, Wb, CP_BF16, (size_t)(C * 3072)); /* the same values in every dtype */
+    for (int64_t i = 0; i < C * maxoc; i++) W[i] = ((float)rand() / RAND_MAX - 0.5f) * 0.1f;
+    cp_convert_from_f32(Wb, CP_BF16, W, (size_t)(C * maxoc));
+    cp_convert_from_f32(Wh, CP_F16, W, (size_t)(C * maxoc));
+    cp_convert_to_f32(W, Wb, CP_BF16, (size_t)(C * maxoc)); /* the same values in every dtype */
 
     char features[256];
     printf("gemm_bench: kernels %s, OpenBLAS core %s, CPU %s\n", cp_kernels()->name, openblas_get_corename(),
@@ -99,7 +129,8 @@ int main(int argc, char **argv) {
                 const int64_t N = rows[r], OC = ocs[o];
                 if ((k == BWD_NT || k == BWD_NN) && N < 512) continue; /* input gradients: training batches only */
                 const cp_weight_layout layout = (k == FWD_NT || k == BWD_NT) ? CP_WEIGHT_NT : CP_WEIGHT_NN;
-                const cp_weight w[3] = {{W, CP_F32, layout, C, OC}, {Wb, CP_BF16, layout, C, OC}, {Wh, CP_F16, layout, C, OC}};
+                cp_weight w[3] = {{W, CP_F32, layout, C, OC, 0}, {Wb, CP_BF16, layout, C, OC, 0}, {Wh, CP_F16, layout, C, OC, 0}};
+                if (bf16) w[1].round_bf16 = 1, w[2] = w[1], w[2].round_bf16 = 2; /* 2: through third_ops */
                 double t[3], gf[3];
                 time_products(t, (kind)k, out, X, w, N, min_seconds);
                 for (int d = 0; d < 3; d++) gf[d] = 2.0 * (double)(N * C * OC) / t[d] / 1e9;
@@ -109,8 +140,10 @@ int main(int argc, char **argv) {
                 if (n_json < 64)
                     snprintf(json[n_json++], sizeof json[0],
                              "{\"bench\": \"gemm\", \"product\": \"%s\", \"N\": %lld, \"C\": %lld, \"OC\": %lld, "
-                             "\"gflops_f32\": %.2f, \"gflops_bf16\": %.2f, \"gflops_f16\": %.2f, ",
-                             kind_names[k], (long long)N, (long long)C, (long long)OC, gf[0], gf[1], gf[2]);
+                             "\"gflops_f32\": %.2f, \"%s\": %.2f, \"%s\": %.2f, ",
+                             kind_names[k], (long long)N, (long long)C, (long long)OC, gf[0],
+                             bf16 ? "gflops_bf16_compute" : "gflops_bf16", gf[1],
+                             bf16 ? "gflops_bf16_emulated" : "gflops_f16", gf[2]);
             }
     for (int i = 0; i < n_json; i++) {
         fputs(json[i], stdout);

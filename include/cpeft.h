@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define CPEFT_VERSION "0.1.0"
-#define CPEFT_ABI_VERSION 4
+#define CPEFT_ABI_VERSION 5
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -600,6 +600,15 @@ typedef struct cp_train_options {
     const char *source_prefix;        /* prepended to every source ("summarize: "); NULL: none */
     int64_t max_source_length;        /* 0: 512 (tokens, special tokens included) */
     int64_t max_target_length;        /* 0: 128 */
+    /* ---- ABI 5 ---- */
+    int bf16;                         /* 0 (the default). 1: TrainingArguments(bf16=True): the products with
+                                         frozen Linear / Conv1D weights and the LM head (forward and input
+                                         gradient) in bf16 with f32 sums, as PyTorch's CPU autocast runs them
+                                         (inputs and weights rounded to nearest even); f32 weights narrowed to
+                                         bf16 once (half the memory), bf16 checkpoints used as stored. The
+                                         adapter, its gradients, AdamW state, norms, attention, softmax and
+                                         loss stay f32. Uses AVX-512 BF16; on a CPU without it the products are
+                                         emulated (a notice on stderr). The model stays in bf16 after the run. */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */

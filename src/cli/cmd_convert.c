@@ -1,6 +1,7 @@
 /*
  * cmd_convert.c — `cpeft convert --gguf FILE --out DIR [--dtype auto|f32|f16|bf16] [--force]`:
- * a llama.cpp GGUF checkpoint (llama, qwen2, qwen3, gemma, gptneox, phi2, bloom) turned into a Hugging Face directory (config.json,
+ * a llama.cpp GGUF checkpoint (llama, qwen2, qwen3, gemma, gemma2, phi3, gptneox, phi2, bloom) turned into a
+ * Hugging Face directory (config.json,
  * model.safetensors, tokenizer.json and friends) that transformers and cpeft load. The directory
  * is written under a temporary name and renamed into place when complete (io/fsutil.h), so an
  * interrupted or failed conversion leaves no half-written model behind.
@@ -20,9 +21,9 @@ static void help(FILE *f) {
     fprintf(f,
             "usage: cpeft convert --gguf FILE --out DIR [--dtype auto|f32|f16|bf16] [--force]\n\n"
             "Converts a GGUF checkpoint (llama.cpp's format; architecture \"llama\": Llama, Mistral, SmolLM,\n"
-            "TinyLlama; \"qwen2\", \"qwen3\", \"gemma\", \"gptneox\", \"phi2\", \"bloom\") into a Hugging Face\n"
-            "model directory: config.json, model.safetensors, generation_config.json, tokenizer.json,\n"
-            "tokenizer_config.json, special_tokens_map.json.\n\n"
+            "TinyLlama; \"qwen2\", \"qwen3\", \"gemma\", \"gemma2\", \"phi3\", \"gptneox\", \"phi2\", \"bloom\") into\n"
+            "a Hugging Face model directory: config.json, model.safetensors, generation_config.json,\n"
+            "tokenizer.json, tokenizer_config.json, special_tokens_map.json.\n\n"
             "  --gguf FILE   the .gguf file\n"
             "  --out DIR     the directory to write; it must not exist unless --force is given\n"
             "  --dtype T     auto (default): F32/F16/BF16 tensors keep their type, quantized ones become f32;\n"

@@ -61,6 +61,7 @@ static void help(FILE *f) {
             "  --weight-decay W (0)  --max-grad-norm G (1.0)  --adam-beta1 --adam-beta2 --adam-epsilon\n"
             "  --logging-steps N (500)  --eval-steps N  --save-steps N (500)  --seed S (42)\n"
             "  --max-seq-length N (the model's positions, at most 1024)  --gradient-checkpointing\n"
+            "  --bf16 (frozen-weight products in bf16 with f32 sums, as torch autocast; AVX-512 BF16)\n"
             "  --model-dropout on|off (on)     the model's own dropout in training (config.json's\n"
             "                                  hidden_dropout_prob, attn_pdrop, ...), as transformers' train()\n"
             "data:\n"
@@ -461,6 +462,7 @@ int cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { help(stdout); return 0; }
         if (!strcmp(argv[i], "--gradient-checkpointing")) { a.gradient_checkpointing = 1; continue; }
+        if (!strcmp(argv[i], "--bf16")) { a.bf16 = 1; continue; }
         if (!strcmp(argv[i], "--strict")) { a.strict = 1; continue; }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
         if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }

@@ -6,7 +6,8 @@
  *
  * Architectures: those whose cp_arch has a GGUF table (models/gguf_names.h): general.architecture
  * "llama" (Llama 1/2/3 without rope_freqs, Mistral, SmolLM, TinyLlama: llama.cpp writes all of them
- * as "llama"), "qwen2", "qwen3", "gemma", "gptneox" (GPT-NeoX, Pythia), "phi2", "bloom". The table gives the tensor names and shapes
+ * as "llama"), "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gptneox" (GPT-NeoX, Pythia), "phi2", "bloom".
+ * The table gives the tensor names and shapes
  * (models/llama_gguf.c: token_embd -> model.embed_tokens, blk.N.attn_q ->
  * model.layers.N.self_attn.q_proj, ..., output -> lm_head, absent: tie_word_embeddings), the
  * per-tensor transforms that undo llama.cpp's converter (llama's Q/K row permutation for its RoPE
@@ -43,11 +44,15 @@ typedef struct {
         num_key_value_heads, head_dim, max_position_embeddings, vocab_size;
     double rms_norm_eps, layer_norm_eps, rope_theta;
     int rms_norm_eps_f32, layer_norm_eps_f32, rope_theta_f32; /* stored as FLOAT32: print the shortest f32 repr */
-    double rotary_fraction;               /* rope.dimension_count / head_dim (1: full rotary) */
+    int64_t rotary_dim;                   /* rope.dimension_count (default head_dim): config.json's fraction
+                                             rotary_dim / head_dim where the table writes it (rotary_pct,
+                                             partial_rotary_factor), else it must equal head_dim */
     int parallel_residual;                /* use_parallel_residual (default 1) */
     double rope_scaling_factor;           /* > 0: rope_scaling {"rope_type": "linear", factor} */
     int tie_word_embeddings;              /* no output.weight in the file, or a copy of the embedding */
     const char *dropped_copy;             /* that copy's GGUF name (not converted), or NULL */
+    int64_t sliding_window;               /* attention.sliding_window; 0 when absent */
+    double attn_softcap, final_softcap;   /* attn_logit_softcapping / final_logit_softcapping (50 / 30 when absent) */
     int64_t bos_token_id, eos_token_id, pad_token_id, unk_token_id; /* -1 when absent */
 } cp_gguf_hparams;
 typedef cp_gguf_hparams cp_gguf_llama; /* its first name, when "llama" was the only architecture */

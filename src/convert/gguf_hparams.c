@@ -30,6 +30,8 @@ static const char *const known_keys[] = {
     "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.layer_norm_epsilon",
     "attention.key_length", "attention.value_length", "rope.dimension_count", "rope.freq_base", "rope.scaling.type",
     "rope.scaling.factor", "rope.scale_linear", "expert_count", "vocab_size", "use_parallel_residual",
+    "attention.sliding_window", "attn_logit_softcapping", "final_logit_softcapping",
+    "rope.scaling.original_context_length", /* only longrope reads it (phi3; its factor tensors are refused) */
 };
 
 /* Whether the table writes a config.json value from `source` (then the reader needs its key). */
@@ -135,16 +137,34 @@ cp_status cp_gguf_hparams_read(const cp_gguf *g, cp_gguf_hparams *hp) {
     snprintf(rk[2], sizeof rk[2], "%s.rope.scaling.factor", A);
     snprintf(rk[3], sizeof rk[3], "%s.rope.scale_linear", A);
     if (cp_gguf_get_int(g, rk[0], hp->head_dim, 0, 1, 65536, &rope_dim)) return CP_ERR;
-    /* Partial rotary embeddings (the first rope_dim of each head) where the table writes the fraction:
-     * config.json's rotary_pct / partial_rotary_factor, from which transformers and cpeft take
-     * int(head_dim * fraction) rotary dimensions: that must give rope_dim back. */
-    hp->rotary_fraction = (double)rope_dim / (double)hp->head_dim;
+    /* Partial rotary embeddings (the first rope_dim of each head) where the table writes the fraction
+     * under the model type's own key (rotary_pct, partial_rotary_factor), from which transformers and
+     * cpeft take int(head_dim * fraction) rotary dimensions: that must give rope_dim back. */
     if (rope_dim != hp->head_dim && !table_uses(hp->names, CP_GGUF_CFG_ROTARY_FRACTION))
         return cp_error("%s: %s %" PRId64 " differs from the head dimension %" PRId64
                         " (partial rotary embeddings are not supported for %s)", g->path, rk[0], rope_dim, hp->head_dim, A);
-    if (rope_dim > hp->head_dim || rope_dim % 2 || (int64_t)((double)hp->head_dim * hp->rotary_fraction) != rope_dim)
-        return cp_error("%s: %s %" PRId64 " is not an even number of dimensions <= the head dimension %" PRId64
-                        " that a rotary fraction gives back", g->path, rk[0], rope_dim, hp->head_dim);
+    if (rope_dim > hp->head_dim || rope_dim % 2)
+        return cp_error("%s: %s %" PRId64 " must be even and at most the head dimension %" PRId64, g->path, rk[0], rope_dim,
+                        hp->head_dim);
+    if ((int64_t)((double)hp->head_dim * ((double)rope_dim / (double)hp->head_dim)) != rope_dim)
+        return cp_error("%s: %s %" PRId64 " is not given back by a rotary fraction of the head dimension %" PRId64,
+                        g->path, rk[0], rope_dim, hp->head_dim);
+    hp->rotary_dim = rope_dim;
+    /* sliding window and soft-capping (gemma2, phi3): read when the table writes them; a table that
+     * knows its keys only and has no entry for one refuses it (llama's ignores them, as before) */
+    char wk[3][96];
+    snprintf(wk[0], sizeof wk[0], "%s.attention.sliding_window", A);
+    snprintf(wk[1], sizeof wk[1], "%s.attn_logit_softcapping", A);
+    snprintf(wk[2], sizeof wk[2], "%s.final_logit_softcapping", A);
+    if (cp_gguf_get_int(g, wk[0], 0, 0, 0, INT32_MAX, &hp->sliding_window) ||
+        cp_gguf_get_float(g, wk[1], 50.0, 0, &hp->attn_softcap) || cp_gguf_get_float(g, wk[2], 30.0, 0, &hp->final_softcap))
+        return CP_ERR;
+    static const cp_gguf_cfg_source wsrc[3] = {CP_GGUF_CFG_SLIDING_WINDOW, CP_GGUF_CFG_ATTN_SOFTCAP, CP_GGUF_CFG_FINAL_SOFTCAP};
+    for (int i = 0; i < 3; i++)
+        if (cp_gguf_find_kv(g, wk[i]) && hp->names->known_keys_only && !table_uses(hp->names, wsrc[i]))
+            return cp_error("%s: metadata key '%s' is not supported for %s", g->path, wk[i], A);
+    if (!(hp->attn_softcap > 0) || !(hp->final_softcap > 0))
+        return cp_error("%s: %s (%g) and %s (%g) must be positive", g->path, wk[1], hp->attn_softcap, wk[2], hp->final_softcap);
     /* RoPE scaling: none or linear. */
     char *scaling = NULL;
     double factor = 0, linear = 0;
@@ -247,7 +267,7 @@ static cJSON *config_value(const cp_gguf_hparams *hp, const cp_gguf_cfg_entry *e
     case CP_GGUF_CFG_VOCAB: return cJSON_CreateNumber((double)hp->vocab_size);
     case CP_GGUF_CFG_NORM_EPS: return raw_float(hp->rms_norm_eps, hp->rms_norm_eps_f32);
     case CP_GGUF_CFG_LN_EPS: return raw_float(hp->layer_norm_eps, hp->layer_norm_eps_f32);
-    case CP_GGUF_CFG_ROTARY_FRACTION: return raw_float(hp->rotary_fraction, 0);
+    case CP_GGUF_CFG_ROTARY_FRACTION: return raw_float((double)hp->rotary_dim / (double)hp->head_dim, 0);
     case CP_GGUF_CFG_PARALLEL_RESIDUAL: return cJSON_CreateBool(hp->parallel_residual);
     case CP_GGUF_CFG_ROPE_THETA: return raw_float(hp->rope_theta, hp->rope_theta_f32);
     case CP_GGUF_CFG_ROPE_SCALING:
@@ -263,6 +283,11 @@ static cJSON *config_value(const cp_gguf_hparams *hp, const cp_gguf_cfg_entry *e
     case CP_GGUF_CFG_EOS: return hp->eos_token_id >= 0 ? cJSON_CreateNumber((double)hp->eos_token_id) : NULL;
     case CP_GGUF_CFG_PAD: return hp->pad_token_id >= 0 ? cJSON_CreateNumber((double)hp->pad_token_id) : NULL;
     case CP_GGUF_CFG_TORCH_DTYPE: return cJSON_CreateString(torch_dtype);
+    case CP_GGUF_CFG_SLIDING_WINDOW: return hp->sliding_window > 0 ? cJSON_CreateNumber((double)hp->sliding_window) : cJSON_CreateNull();
+    case CP_GGUF_CFG_ATTN_SOFTCAP: return raw_float(hp->attn_softcap, 1);
+    case CP_GGUF_CFG_FINAL_SOFTCAP: return raw_float(hp->final_softcap, 1);
+    case CP_GGUF_CFG_QUERY_SCALAR:
+        return cJSON_CreateNumber((double)(hp->num_hidden_layers == 46 ? hp->hidden_size / hp->num_attention_heads : hp->head_dim));
     }
     return NULL;
 }

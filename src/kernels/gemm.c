@@ -5,6 +5,7 @@
  * Compiled once, for the default target: nothing here may use an instruction the CPU lacks.
  */
 #include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"
 
@@ -69,6 +70,26 @@ const cp_gemm_cpu_variant *cp_gemm_cpu(void) {
 static int64_t panel_bytes_set;
 void cp_gemm_cpu_set_panel_bytes(int64_t bytes) { panel_bytes_set = bytes > 0 ? bytes : 0; }
 int64_t cp_gemm_cpu_panel_bytes(void) { return panel_bytes_set; }
+
+/* ---- bf16 compute (gemm_bf16.h) ----------------------------------------------------------------- */
+
+int cp_gemm_bf16_native(void) {
+#if HAVE_X86_VARIANTS
+    if (!cp_gemm_bf16_built) return 0;
+    __builtin_cpu_init();
+    return cp_kernels_for(CP_ISA_AVX512) && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+void cp_round_bf16_f32(float *dst, const float *src, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 262144)
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)cp_f32_to_bf16(src[i]) << 16;
+        memcpy(dst + i, &u, 4);
+    }
+}
 
 /* ---- registry ---------------------------------------------------------------------------------- */
 
@@ -155,7 +176,9 @@ static const cp_gemm_ops *backend_for(cp_dtype dtype) {
 cp_weight cp_weight_out_rows(const cp_weight *w, int64_t o0, int64_t n) {
     assert(w->layout == CP_WEIGHT_NT && o0 >= 0 && n >= 0 && o0 + n <= w->out);
     const int64_t row_bytes = cp_dtype_nbytes(w->dtype, w->in);
-    return cp_weight_nt((const char *)w->data + o0 * row_bytes, w->dtype, w->in, n);
+    cp_weight t = cp_weight_nt((const char *)w->data + o0 * row_bytes, w->dtype, w->in, n);
+    t.round_bf16 = w->round_bf16;
+    return t;
 }
 
 void cp_gemm_forward(float *out, const float *X, const cp_weight *W, int64_t N, int accumulate) {

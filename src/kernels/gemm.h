@@ -44,15 +44,17 @@ typedef struct {
     cp_dtype dtype;          /* CP_F32, CP_F16, CP_BF16, or a quantized one (NT only) (cp_gemm_supports) */
     cp_weight_layout layout;
     int64_t in, out;         /* C and OC */
+    int round_bf16;          /* 0: exact (the weight widened, X as it is); 1: bf16 compute (--bf16, autocast):
+                                X and the weight rounded to bf16, products summed in f32 (gemm_bf16.h) */
 } cp_weight;
 
 /* Descriptors for a weight stored (OC,C) and for one stored (C,OC). */
 static inline cp_weight cp_weight_nt(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out};
+    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out, 0};
     return w;
 }
 static inline cp_weight cp_weight_nn(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out};
+    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out, 0};
     return w;
 }
 /* Output features [o0, o0 + n) of an NT weight (its rows: a vocabulary chunk of the LM head). */

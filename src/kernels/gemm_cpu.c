@@ -15,6 +15,7 @@
  * the widened weight up to the order of the sums (sgemm on a panel blocks K as it chooses for that
  * size; tests/unit/test_gemm.c counts the outputs that differ in the last bits).
  */
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_cpu.h"
 #include "kernels/gemm_quant.h"
 #include "kernels/isa.h"
@@ -146,6 +147,44 @@ static void w16_nn(float *out, const float *X, const uint16_t *W, int bf16, int6
     CP_KERNEL(cp_gemm_skinny16_nn)(out, X, W, bf16, N, K, M, accumulate);
 }
 
+/* ---- bf16 compute (--bf16): gemm_bf16.h --------------------------------------------------------- */
+
+/* Below this many rows the emulation (few-row kernels reading the bf16 weight) beats packing. */
+#define BF16_SKINNY_ROWS 32
+
+/* out (N,M) (+)= bf16(X) · bf16(W)ᵀ (nn = 0, W stored (M,K)) or bf16(X) · bf16(W) (nn = 1, W (K,M)).
+ * With AVX-512 BF16: vdpbf16ps (gemm_bf16.c). Otherwise, and for few rows, emulated: X rounded
+ * into scratch, the weight taken as stored when BF16 or rounded into a BF16 copy, then the exact
+ * 16-bit products above (every product of two bf16 values is exact in f32, so the two ways differ
+ * only in the order of the f32 sums and in vdpbf16ps's flushing of denormals). */
+static void bf16_product(float *out, const float *X, const void *W, cp_dtype dt, int nn, int64_t N, int64_t K, int64_t M,
+                         int accumulate) {
+#if defined(__AVX512F__)
+    if (N > BF16_SKINNY_ROWS && cp_gemm_bf16_native() && cp_gemm_bf16_dot(out, X, W, dt, nn, N, K, M, accumulate) == 0)
+        return;
+#endif
+    float *Xr = malloc((size_t)(N * K > 0 ? N * K : 1) * sizeof *Xr);
+    uint16_t *Wr = dt == CP_BF16 ? NULL : malloc((size_t)(K * M > 0 ? K * M : 1) * sizeof *Wr);
+    if (!Xr || (dt != CP_BF16 && !Wr)) {
+        free(Xr);
+        free(Wr);
+        cp_warn("bf16 product (%lld x %lld x %lld): out of memory for the rounded copies; computed in f32", (long long)N,
+                (long long)K, (long long)M);
+        if (dt == CP_F32) (nn ? f32_nn : f32_nt)(out, X, W, N, K, M, accumulate);
+        else (nn ? w16_nn : w16_nt)(out, X, W, dt == CP_BF16, N, K, M, accumulate);
+        return;
+    }
+    cp_round_bf16_f32(Xr, X, N * K);
+    if (Wr) {
+        if (dt == CP_F32) cp_convert_from_f32(Wr, CP_BF16, W, (size_t)(K * M));
+        else /* F16: widened, then rounded */
+            for (int64_t i = 0; i < K * M; i++) Wr[i] = cp_f32_to_bf16(cp_f16_to_f32(((const uint16_t *)W)[i]));
+    }
+    (nn ? w16_nn : w16_nt)(out, Xr, Wr ? Wr : W, 1, N, K, M, accumulate);
+    free(Xr);
+    free(Wr);
+}
+
 /* ---- the backend's entry points ---------------------------------------------------------------- */
 
 /* Block-quantized weights (NT only) are gemm_quant.c's. */
@@ -157,7 +196,8 @@ static void cpu_forward(float *out, const float *X, const cp_weight *W, int64_t 
     const int nt = W->layout == CP_WEIGHT_NT;
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
     if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_forward)(out, X, W, N, accumulate); return; }
-    if (W->dtype == CP_F32) (nt ? f32_nt : f32_nn)(out, X, W->data, N, C, OC, accumulate);
+    if (W->round_bf16) bf16_product(out, X, W->data, W->dtype, !nt, N, C, OC, accumulate);
+    else if (W->dtype == CP_F32) (nt ? f32_nt : f32_nn)(out, X, W->data, N, C, OC, accumulate);
     else (nt ? w16_nt : w16_nn)(out, X, W->data, W->dtype == CP_BF16, N, C, OC, accumulate);
 }
 
@@ -167,7 +207,9 @@ static void cpu_backward_input(float *dX, const float *dY, const cp_weight *W, i
     const int nt = W->layout == CP_WEIGHT_NT;
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
     if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_backward_input)(dX, dY, W, N, accumulate); return; }
-    if (W->dtype == CP_F32) {
+    if (W->round_bf16) { /* NT: W (OC,C) read as (K,M); NN: W (C,OC) read as (M,K) */
+        bf16_product(dX, dY, W->data, W->dtype, nt, N, OC, C, accumulate);
+    } else if (W->dtype == CP_F32) {
         if (nt) f32_nn(dX, dY, W->data, N, OC, C, accumulate); /* W (OC,C) read as (K,M) */
         else                                                   /* always sgemm, as nn/linear.c */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dY, (int)OC, W->data,

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2, &cp_arch_qwen3, &cp_arch_gemma,
+static const cp_arch *const architectures[] = {&cp_arch_gpt2, &cp_arch_gpt_neo, &cp_arch_llama, &cp_arch_mistral, &cp_arch_qwen2, &cp_arch_qwen3, &cp_arch_gemma, &cp_arch_gemma2, &cp_arch_phi3, &cp_arch_glm,
                                                &cp_arch_gpt_neox, &cp_arch_gptj, &cp_arch_phi, &cp_arch_opt, &cp_arch_bloom,
                                                &cp_arch_bert, &cp_arch_roberta, &cp_arch_xlm_roberta,
                                                &cp_arch_distilbert, &cp_arch_electra, &cp_arch_layoutlm,

@@ -153,6 +153,12 @@ cp_status cp_config_from_json(cp_model_config *cfg, const cJSON *root, const cha
     const char *model_type;
     if (cp_json_get_string(root, "model_type", NULL, 1, &model_type, file) != CP_OK) return CP_ERR;
     const cp_arch *arch = cp_arch_find(model_type);
+    if (!arch && !strcmp(model_type, "chatglm")) /* THUDM's remote code (ChatGLMModel): transformers loads it only with
+                                                   trust_remote_code, so there is no reference to hold cpeft to */
+        return cp_error("%s: model_type \"chatglm\" (ChatGLM's remote code, loadable by transformers only with "
+                        "trust_remote_code) is not supported: use a checkpoint in transformers' native GLM layout "
+                        "(model_type \"glm\", GlmForCausalLM, such as the \"-hf\" GLM-4 repositories) or convert the "
+                        "weights to it", file);
     if (!arch)
         return cp_error("%s: model_type \"%s\" is not supported (supported: %s) and is not an encoder cpeft has (%s) "
                         "nor an encoder-decoder (%s)", file, model_type, cp_arch_supported_list(), cp_arch_encoder_list(),

@@ -45,7 +45,7 @@ typedef struct {
     unsigned char *layer_is_local; /* [num_layers] or NULL */
     int64_t window_size;
 
-    /* llama family (llama, mistral, qwen2) */
+    /* llama family (llama, mistral, qwen2, qwen3, gemma, gemma2, phi3) */
     int64_t num_kv_heads;      /* grouped-query attention (= num_heads when absent) */
     double rope_theta;
     int rope_type;             /* cp_rope_type (nn/rope.h) */
@@ -54,6 +54,12 @@ typedef struct {
     /* which Linears carry a bias: llama's attention_bias gives q/k/v and o_proj one, mlp_bias the
      * MLP; qwen2 always has q/k/v biases and nothing else; mistral none (it ignores both keys) */
     int qkv_bias, o_proj_bias, mlp_bias;
+    /* gemma2: c·tanh(x/c) on the attention scores (attn_logit_softcapping) and on the LM head's
+     * logits (final_logit_softcapping); 0 = none */
+    double attn_logit_softcapping, final_logit_softcapping;
+    double query_pre_attn_scalar;  /* gemma2: the scores are scaled by its ^-0.5; 0: head_dim's */
+    double partial_rotary_factor;  /* phi3: the first factor·head_dim dims of each head rotate; 1 = all */
+    int fused_qkv, fused_gate_up;  /* phi3: qkv_proj and gate_up_proj */
 
     /* the rotary LayerNorm decoders (gpt_neox, gptj, phi: models/rotary_common.h) */
     int64_t rotary_dim;        /* the first dims of each head that RoPE turns (rotary_pct, partial_rotary_factor,

@@ -80,14 +80,20 @@ typedef enum {
     CP_GGUF_CFG_LN_EPS,        /* <arch>.attention.layer_norm_epsilon: LayerNorm's (required likewise) */
     CP_GGUF_CFG_ROPE_THETA,    /* <arch>.rope.freq_base */
     CP_GGUF_CFG_ROPE_SCALING,  /* <arch>.rope.scaling.type none / linear: null or {factor, rope_type} */
-    CP_GGUF_CFG_ROTARY_FRACTION, /* <arch>.rope.dimension_count / head_dim (rotary_pct, partial_rotary_factor);
-                                    a table without it refuses partial rotary embeddings */
+    CP_GGUF_CFG_ROTARY_FRACTION, /* <arch>.rope.dimension_count / head_dim under the model type's own key
+                                    (gpt_neox's rotary_pct, phi's and phi3's partial_rotary_factor); a table
+                                    without it refuses partial rotary embeddings */
     CP_GGUF_CFG_PARALLEL_RESIDUAL, /* <arch>.use_parallel_residual (default true, as llama.cpp's gptneox) */
     CP_GGUF_CFG_TIED,          /* the optional LM head is absent */
     CP_GGUF_CFG_BOS,           /* tokenizer.ggml.bos_token_id (the key left out when absent) */
     CP_GGUF_CFG_EOS,           /* tokenizer.ggml.eos_token_id (likewise) */
     CP_GGUF_CFG_PAD,           /* tokenizer.ggml.padding_token_id (likewise) */
     CP_GGUF_CFG_TORCH_DTYPE,   /* the embedding's stored dtype */
+    CP_GGUF_CFG_SLIDING_WINDOW, /* <arch>.attention.sliding_window; null when absent or 0 */
+    CP_GGUF_CFG_ATTN_SOFTCAP,   /* <arch>.attn_logit_softcapping (absent: 50, llama.cpp's default) */
+    CP_GGUF_CFG_FINAL_SOFTCAP,  /* <arch>.final_logit_softcapping (absent: 30, llama.cpp's default) */
+    CP_GGUF_CFG_QUERY_SCALAR,   /* gemma2's query_pre_attn_scalar, which llama.cpp does not write: head_dim,
+                                   or hidden / heads for 46 blocks (llama.cpp's scale for Gemma 2 27B) */
 } cp_gguf_cfg_source;
 
 /* One config.json key of the architecture's Hugging Face config class. */

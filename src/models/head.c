@@ -107,6 +107,12 @@ static void set_loss(cp_head_outputs *out, double sum, int64_t n, int has_labels
 
 /* ---- the LM head (models/lm_head.c) --------------------------------------------------------------- */
 
+/* What follows the head's product (models/lm_head.h); NULL when nothing does. */
+static const cp_logits_post *logits_post(const cp_head *head, cp_logits_post *buf) {
+    *buf = (cp_logits_post){.bias = head->logits_bias, .softcap = head->logit_softcap};
+    return buf->bias || buf->softcap > 0 ? buf : NULL;
+}
+
 /* CAUSAL_LM predicts the next token (labels shifted left by one), SEQ_2_SEQ_LM each decoder position's own. */
 static int lm_shift(const cp_head *head) { return head->task == CP_TASK_CAUSAL_LM; }
 
@@ -114,9 +120,10 @@ static cp_status lm_forward(const cp_head *head, const float *h, int64_t B, int6
                             cp_head_outputs *out, const cp_run *run) {
     double sum = 0;
     int64_t n = 0;
+    cp_logits_post pb;
     if (labels && check_token_labels(head, labels, B, T) != CP_OK) return CP_ERR;
     if ((labels || out->logits) &&
-        cp_lm_head_loss_shift(run, head->classifier, head->logits_bias, h, B, T, labels ? labels->ids : NULL, lm_shift(head),
+        cp_lm_head_loss_shift(run, head->classifier, logits_post(head, &pb), h, B, T, labels ? labels->ids : NULL, lm_shift(head),
                               out->logits, &sum, &n) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, labels != NULL);
@@ -134,10 +141,11 @@ static cp_status lm_backward(const cp_head *head, const float *h, int64_t B, int
     }
     double sum = 0;
     int64_t n = 0;
-    if (cp_lm_head_loss_backward_shift(run, head->classifier, head->logits_bias, h, B, T, labels->ids, lm_shift(head), norm, dh,
+    cp_logits_post pb;
+    if (cp_lm_head_loss_backward_shift(run, head->classifier, logits_post(head, &pb), h, B, T, labels->ids, lm_shift(head), norm, dh,
                                        &sum, &n) != CP_OK)
         return CP_ERR;
-    if (out->logits && cp_lm_head_loss_shift(run, head->classifier, head->logits_bias, h, B, T, NULL, 0, out->logits, NULL,
+    if (out->logits && cp_lm_head_loss_shift(run, head->classifier, logits_post(head, &pb), h, B, T, NULL, 0, out->logits, NULL,
                                              NULL) != CP_OK)
         return CP_ERR;
     set_loss(out, sum, n, 1);

@@ -68,6 +68,7 @@ typedef struct cp_head {
     const cp_module *dense_dropout; /* Dropout on the dense stage's input, or NULL */
     const float *logits_bias;     /* CAUSAL_LM / SEQ_2_SEQ_LM: (V) added to every row of logits, a buffer and no
                                      parameter (BART's final_logits_bias); NULL: none */
+    float logit_softcap;          /* CAUSAL_LM: c·tanh(logits/c) after the bias (Gemma 2's final_logit_softcapping); 0: none */
 } cp_head;
 
 typedef struct cp_head_outputs {

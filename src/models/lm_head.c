@@ -103,12 +103,17 @@ static cp_status tiled_loss(const cp_weight *W, const float *rows, const int64_t
     return CP_OK;
 }
 
-/* rows (n,V) += bias (V) when there is one */
-static void add_logits_bias(float *rows, const float *bias, int64_t n, int64_t V) {
-    for (int64_t i = 0; bias && i < n; i++) cp_add_inplace(rows + i * V, bias, V);
+void cp_lm_logits_post(const cp_logits_post *post, float *rows, int64_t n, int64_t V) {
+    if (!post) return;
+    for (int64_t i = 0; post->bias && i < n; i++) cp_add_inplace(rows + i * V, post->bias, V);
+    if (post->softcap > 0) { /* eager PyTorch's order: ÷c, tanh, ×c */
+        const float c = post->softcap;
+#pragma omp parallel for schedule(static) if (n * V > 65536)
+        for (int64_t k = 0; k < n * V; k++) rows[k] = tanhf(rows[k] / c) * c;
+    }
 }
 
-static cp_status head_loss(const cp_run *run, const cp_module *head, const float *bias, const float *h, int64_t B, int64_t T,
+static cp_status head_loss(const cp_run *run, const cp_module *head, const cp_logits_post *post, const float *h, int64_t B, int64_t T,
                           const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets,
                           cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
@@ -119,7 +124,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
 
     if (logits) {
         if (cp_proj_forward(run, head, logits, h, N) != CP_OK) return CP_ERR;
-        add_logits_bias(logits, bias, N, V);
+        cp_lm_logits_post(post, logits, N, V);
         if (labels) {
 #pragma omp parallel for reduction(+ : total, count) schedule(static)
             for (int64_t r = 0; r < N; r++) {
@@ -131,7 +136,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
         }
     } else if (labels) {
         /* Gather the rows that have a target, then run the head over them chunk by chunk. */
-        const int tiled = !cp_proj_has_contribution(head) && !head->bias && !bias && W.layout == CP_WEIGHT_NT;
+        const int tiled = !cp_proj_has_contribution(head) && !head->bias && !post && W.layout == CP_WEIGHT_NT;
         float *rows = cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)C, "LM head rows");
         float *chunk = tiled ? NULL : cp_arena_floats(scratch, (size_t)LM_CHUNK_ROWS * (size_t)V, "LM head logits");
         int64_t *targets = cp_arena_alloc(scratch, LM_CHUNK_ROWS * sizeof(int64_t), "LM head targets");
@@ -146,7 +151,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
                 continue;
             }
             if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
-            add_logits_bias(chunk, bias, n, V);
+            cp_lm_logits_post(post, chunk, n, V);
 #pragma omp parallel for reduction(+ : total) schedule(static)
             for (int64_t i = 0; i < n; i++) total += cp_cross_entropy_row(chunk + i * V, V, targets[i]);
         }
@@ -156,7 +161,7 @@ static cp_status head_loss(const cp_run *run, const cp_module *head, const float
     return CP_OK;
 }
 
-static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const float *bias, const float *h, int64_t B,
+static cp_status head_loss_backward(const cp_run *run, const cp_module *head, const cp_logits_post *post, const float *h, int64_t B,
                                    int64_t T, const int64_t *labels, int shift, double norm, float *dh, double *loss_sum,
                                    int64_t *n_targets, cp_arena *scratch) {
     const int64_t C = head->in_features, V = head->out_features, N = B * T;
@@ -176,14 +181,22 @@ static cp_status head_loss_backward(const cp_run *run, const cp_module *head, co
         if (n == 0) break;
         // forward: logits (n,V) = rows·Wᵀ (+ PEFT hooks)
         if (cp_proj_forward(run, head, chunk, rows, n) != CP_OK) return CP_ERR;
-        add_logits_bias(chunk, bias, n, V);
+        cp_lm_logits_post(post, chunk, n, V);
         // loss and dlogits = (softmax − onehot) / norm, row by row
+        const float cap = post ? post->softcap : 0.0f;
 #pragma omp parallel for reduction(+ : total) schedule(static)
         for (int64_t i = 0; i < n; i++) {
             float *x = chunk + i * V;
             const float m = cp_row_max(x, V);
             const double sum = cp_exp_sum(x, V, m);
             total += (double)m + log(sum) - (double)x[targets[i]];
+            if (cap > 0) { // x = c·tanh(z/c): dz = dx · (1 − (x/c)²)
+                for (int64_t j = 0; j < V; j++) {
+                    const float t = x[j] / cap, p = expf(x[j] - m) * (float)(1.0 / sum) * inv_norm;
+                    x[j] = (p - (j == targets[i] ? inv_norm : 0.0f)) * (1.0f - t * t);
+                }
+                continue;
+            }
             cp_exp_scale(x, V, m, (float)(1.0 / sum) * inv_norm);
             x[targets[i]] -= inv_norm;
         }
@@ -210,21 +223,21 @@ cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, con
     return cp_lm_head_loss_backward_shift(run, head, NULL, h, B, T, labels, 1, norm, dh, loss_sum, n_targets);
 }
 
-cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h, int64_t B,
+cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const cp_logits_post *post, const float *h, int64_t B,
                                 int64_t T, const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss(run, head, logits_bias, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
+    cp_status st = head_loss(run, head, post, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }
 
-cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const float *logits_bias, const float *h,
+cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *head, const cp_logits_post *post, const float *h,
                                          int64_t B, int64_t T, const int64_t *labels, int shift, double norm, float *dh,
                                          double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = head_loss_backward(run, head, logits_bias, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
+    cp_status st = head_loss_backward(run, head, post, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }

@@ -386,7 +386,8 @@ static cp_status check_batch(const cp_model *m, const cp_batch *b) {
  * architecture built. */
 static cp_head model_head(const cp_model *m) {
     if (m->task != CP_TASK_CAUSAL_LM) return m->head;
-    cp_head head = {.task = CP_TASK_CAUSAL_LM, .num_labels = m->config.vocab_size, .classifier = m->lm_head, .pad_token_id = -1};
+    cp_head head = {.task = CP_TASK_CAUSAL_LM, .num_labels = m->config.vocab_size, .classifier = m->lm_head, .pad_token_id = -1,
+                    .logit_softcap = (float)m->config.final_logit_softcapping};
     return head;
 }
 
@@ -569,7 +570,10 @@ static cp_status last_logits(cp_model *m, const cp_run *run, const float *final,
     float *last = cp_arena_floats(&m->arena, (size_t)(B * C), "last hidden states"); // (B,C)
     if (!last) return CP_ERR;
     for (int64_t b = 0; b < B; b++) memcpy(last + b * C, final + (b * T + T - 1) * C, (size_t)C * sizeof *last);
-    return cp_proj_forward(run, m->lm_head, logits, last, B);
+    if (cp_proj_forward(run, m->lm_head, logits, last, B) != CP_OK) return CP_ERR;
+    const cp_logits_post post = {.softcap = (float)m->config.final_logit_softcapping}; /* Gemma 2, as its forward does */
+    cp_lm_logits_post(&post, logits, B, m->lm_head->out_features);
+    return CP_OK;
 }
 
 cp_status cp_model_forward_cached_mix(cp_model *m, const cp_batch *user_batch, const cp_adapter_mix *mix, cp_kv_cache *cache,

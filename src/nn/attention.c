@@ -110,6 +110,11 @@ static void add_bias_row(const cp_attention_args *a, const float *alibi_pos, flo
     }
 }
 
+/* Gemma 2's soft-capping of n scores: c·tanh(s/c), in eager PyTorch's order (÷c, tanh, ×c). */
+static void softcap_row(float *r, int64_t n, float c) {
+    for (int64_t j = 0; j < n; j++) r[j] = tanhf(r[j] / c) * c;
+}
+
 static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
     const int64_t P = a->past, R = kv_rows(a), TK = n_keys(a);
@@ -117,6 +122,7 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
     float *apos;
     if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     const int extra = a->bias || apos;
+    const float cap = a->softcap;
     int nthreads = omp_get_max_threads();
     float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * (size_t)TK, "attention scores");
     if (!scores_all) return CP_ERR;
@@ -137,6 +143,7 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
                     float s = dot(qi, a->k + (b * R + j) * a->k_stride + kv_head(a, h) * hs, hs);
                     if (extra) add_bias_row(a, apos, &s, j, 1, b, h, i);
                     else s *= a->scale;
+                    if (cap > 0) softcap_row(&s, 1, cap);
                     scores[j] = s;
                     if (s > maxv) maxv = s;
                     any = 1;
@@ -184,8 +191,9 @@ static int softmax_row(const cp_attention_args *a, const float *alibi_pos, float
     float *r = s + (lo - klo);
     const int64_t n = hi - lo + 1;
     float scale = a->scale;
-    if (a->bias || alibi_pos) { /* scaled and biased here; cp_softmax_row's ·1 is exact */
+    if (a->bias || alibi_pos || a->softcap > 0) { /* scaled, biased and capped here; cp_softmax_row's ·1 is exact */
         add_bias_row(a, alibi_pos, r, lo, n, b, h, col - a->past);
+        if (a->softcap > 0) softcap_row(r, n, a->softcap);
         scale = 1.0f;
     }
     if (cp_softmax_row(r, mask ? mask + lo : NULL, n, scale) == 0) { /* no key visible */
@@ -264,8 +272,8 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
 /* The backward of one batch row b and one kv head: the query heads sharing it run in one task, so
  * their dK, dV add up without races. dP is this thread's (T,TK) scratch, and with dropout a second
  * (T,TK) after it for dropout(P). */
-static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, const float *dout, float *dq, float *dk,
-                          float *dv, float *dP) {
+static void backward_task(const cp_attention_args *a, const float *apos, int64_t b, int64_t kvh, const float *dout, float *dq,
+                          float *dk, float *dv, float *dP) {
     const int64_t T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, TK = n_keys(a), R = kv_rows(a);
     const int64_t NKV = a->NKV > 0 ? a->NKV : NH, group = NH / NKV;
     for (int64_t g = 0; g < group; g++) {
@@ -295,6 +303,16 @@ static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, co
                     (int)a->v_stride, 0.0f, dP, (int)TK);
         // Pv = dropout(P): dP = the same mask times dPv
         for (int64_t i = 0; i < T && drop; i++) cp_dropout_apply_row(&a->dropout, dP + i * TK, dP + i * TK, row0 + i, 0, TK);
+        float *Tc = NULL; /* softcap: tanh(s/c) of every score (T,TK), s recomputed as the forward made it */
+        if (a->softcap > 0) {
+            Tc = dP + T * TK * (drop ? 2 : 1);
+            cp_gemm_f32(0, 1, (int)T, (int)TK, (int)hs, 1.0f, Q, (int)a->q_stride, K, (int)a->k_stride, 0.0f, Tc, (int)TK);
+            for (int64_t i = 0; i < T; i++) {
+                float *r = Tc + i * TK;
+                add_bias_row(a, apos, r, 0, TK, b, h, i);
+                for (int64_t j = 0; j < TK; j++) r[j] = tanhf(r[j] / a->softcap);
+            }
+        }
         // softmax backward: dB = P ⊙ (dP − Σ_j dP_j P_j) is the gradient of the biased scores (and of
         // the bias), then the score scaling: dS = dB · scale
         for (int64_t i = 0; i < T; i++) {
@@ -302,7 +320,15 @@ static void backward_task(const cp_attention_args *a, int64_t b, int64_t kvh, co
             float *d = dP + i * TK;
             float dot_ = 0.0f;
             for (int64_t j = 0; j < TK; j++) dot_ += d[j] * p[j];
-            if (dB) {
+            if (Tc) { // s' = c·tanh(s/c): ds = ds' · (1 − tanh²(s/c))
+                const float *t = Tc + i * TK;
+                float *db = dB ? dB + i * a->bias_q_stride : NULL;
+                for (int64_t j = 0; j < TK; j++) {
+                    float u = p[j] * (d[j] - dot_) * (1.0f - t[j] * t[j]);
+                    if (db) db[j] += u;
+                    d[j] = u * a->scale;
+                }
+            } else if (dB) {
                 float *db = dB + i * a->bias_q_stride;
                 for (int64_t j = 0; j < TK; j++) {
                     float u = p[j] * (d[j] - dot_);
@@ -326,8 +352,11 @@ static cp_status attention_backward(const cp_attention_args *a, const float *dou
     const int64_t B = a->B, T = a->T, NH = a->NH, TK = n_keys(a);
     if (check_args(a) != CP_OK) return CP_ERR;
     if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
+    float *apos;
+    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     int nthreads = omp_get_max_threads();
-    const size_t per_thread = (size_t)(T * TK) * (cp_dropout_on(&a->dropout) ? 2 : 1); /* dP, [dropout(P)] */
+    /* dP, [dropout(P)], [tanh of the capped scores] */
+    const size_t per_thread = (size_t)(T * TK) * (size_t)(1 + cp_dropout_on(&a->dropout) + (a->softcap > 0));
     float *dp_all = cp_arena_floats(scratch, (size_t)nthreads * per_thread, "attention gradient scratch");
     if (!dp_all) return CP_ERR;
     const int64_t NKV = a->NKV > 0 ? a->NKV : NH;
@@ -336,13 +365,13 @@ static cp_status attention_backward(const cp_attention_args *a, const float *dou
 #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t kvh = 0; kvh < NKV; kvh++)
             for (int64_t b = 0; b < B; b++)
-                backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
+                backward_task(a, apos, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
         return CP_OK;
     }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t kvh = 0; kvh < NKV; kvh++)
-            backward_task(a, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
+            backward_task(a, apos, b, kvh, dout, dq, dk, dv, dp_all + (size_t)omp_get_thread_num() * per_thread);
     return CP_OK;
 }
 

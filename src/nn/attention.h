@@ -12,6 +12,8 @@
  *                     padding mask only) and cross-attention;
  *   cross-attention   bidirectional with Tk keys from another sequence (T5/BART decoder over the
  *                     encoder output): k, v and key_mask hold Tk rows per batch row;
+ *   soft-capping      `softcap` c > 0: the scaled (and biased) scores become c·tanh(s/c) before the
+ *                     masks (Gemma 2's attn_logit_softcapping); the backward recomputes tanh from q·k;
  *   additive bias     `bias`, a float tensor added to the scaled scores with its own strides, so
  *                     (NH,T,Tk) (T5's relative position bias, shared by the batch), (B,NH,T,Tk) and
  *                     a per-key (B,NH,1,Tk) bias all fit; its gradient goes to d_bias (backward);
@@ -96,6 +98,8 @@ typedef struct {
     const float *alibi_slopes; /* (NH) ALiBi slopes, added as slope_h · pos(b,j); NULL = no ALiBi */
     cp_alibi_pos alibi_pos;
     cp_dropout dropout;       /* on the probabilities (training); p = 0: none */
+    float softcap;            /* > 0: scores = softcap·tanh(scores/softcap) after scale, bias and ALiBi,
+                                 before the masks (eager Gemma 2); 0: none */
 } cp_attention_args;
 
 /* The fast version (blocked GEMMs) and the plain reference it is tested against. */
@@ -106,6 +110,7 @@ cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch
  * writes dq, dk, dv in the layout and strides of q, k, v (the TK key rows of each batch row), and
  * adds the bias gradient to d_bias when set.
  *   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dB = P ⊙ (dP − rowsum(dP ⊙ P)),  dS = dB · scale,  dQ = dS·K,  dK = dSᵀ·Q
+ * (with softcap, dB is first multiplied by 1 − tanh²(s/c), s the uncapped scores recomputed from Q·Kᵀ)
  * Masked keys have P = 0 and so get no gradient; a fully masked query's uniform row passes its
  * gradient to every key it was spread over, as PyTorch's `scores + finfo.min` does. With past > 0
  * (trainable prefix keys) the cached keys get their gradient like the others. */

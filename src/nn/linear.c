@@ -28,8 +28,10 @@ cp_weight cp_linear_weight(const cp_module *m) {
     const cp_dtype dtype = p->data ? CP_F32 : p->stored_dtype;
     /* a quantized weight is stored NT (a Conv1D's transposed at load): the same product */
     if (cp_dtype_is_quantized(dtype)) return cp_weight_nt(values, dtype, m->in_features, m->out_features);
-    if (m->kind == CP_MOD_CONV1D) return cp_weight_nn(values, dtype, m->in_features, m->out_features);
-    return cp_weight_nt(values, dtype, m->in_features, m->out_features);
+    cp_weight w = m->kind == CP_MOD_CONV1D ? cp_weight_nn(values, dtype, m->in_features, m->out_features)
+                                           : cp_weight_nt(values, dtype, m->in_features, m->out_features);
+    w.round_bf16 = p->round_bf16;
+    return w;
 }
 
 void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {

@@ -48,8 +48,10 @@ typedef struct cp_param {
                                 (Q8_0, Q4_K, ...: a weight quantized at load, models/quantize.c) */
     int stored_transposed;   /* `stored` holds the (out,in) transpose of a Conv1D weight: a quantized
                                 weight is always stored NT, rows of whole blocks */
-    int owns_stored;         /* `stored` was allocated (quantized at load), freed with the parameter */
+    int owns_stored;         /* `stored` was allocated (quantized at load, or an f32 weight narrowed to BF16 by
+                                --bf16), freed with the parameter */
     int owns_data;           /* data was allocated (widened from F16/BF16, or copied) */
+    int round_bf16;          /* products with this weight in bf16 (--bf16: models/bf16.h) */
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
     int requires_grad;

@@ -162,6 +162,8 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
     float *fresh = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
     if (!fresh) return CP_ERR;
     if (cp_param_bound(p)) cp_param_export(p, CP_F32, fresh); /* f32 copied, F16/BF16 widened */
+    if (p->owns_stored) cp_free((void *)p->stored); /* narrowed by --bf16 */
+    p->owns_stored = 0;
     retie_ctx c = {p, p->data, fresh};
     if (p->owns_stored) cp_free((void *)p->stored); /* a weight quantized at load: dequantized into fresh */
     p->owns_stored = 0;

@@ -215,10 +215,12 @@ cp_status cp_prompt_config_validate(const cp_prompt_config *cfg, const char *whe
 /* Whether the model's config dict (transformers' to_dict) has `key`: config.json, or a field the
  * config class always sets — num_key_value_heads for the Llama family, head_dim for Llama and
  * Mistral (their classes fill it from hidden_size / num_attention_heads; Qwen2's has none; Qwen3's
- * defaults to 128, Gemma's to 256). */
+ * defaults to 128, Gemma's and Gemma2's to 256, Glm's to 128; Phi3's has none). */
 static int model_config_has(const cp_model *m, const char *key) {
     const char *t = m->config.model_type;
-    const int llama = !strcmp(t, "llama") || !strcmp(t, "mistral") || !strcmp(t, "qwen3") || !strcmp(t, "gemma"), family = llama || !strcmp(t, "qwen2");
+    const int llama = !strcmp(t, "llama") || !strcmp(t, "mistral") || !strcmp(t, "qwen3") || !strcmp(t, "gemma") || !strcmp(t, "gemma2") ||
+                      !strcmp(t, "glm");
+    const int family = llama || !strcmp(t, "qwen2") || !strcmp(t, "phi3");
     if (!strcmp(key, "num_key_value_heads") && family) return 1;
     if (!strcmp(key, "head_dim") && llama) return 1;
     char *path = cp_path_join(m->dir, "config.json");

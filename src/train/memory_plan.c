@@ -15,7 +15,7 @@
 #include <string.h>
 
 /* Parameters by where their memory lives: frozen bytes (mapped: used in place from the checkpoint's
- * mapping, F32 or F16/BF16; owned: widened or copied to f32), trainable values (each with a
+ * mapping, F32 or F16/BF16; owned: widened or copied to f32, or narrowed to BF16 by --bf16), trainable values (each with a
  * gradient and two AdamW moments). */
 typedef struct { int64_t frozen, mapped, trainable; } param_counts;
 
@@ -28,7 +28,7 @@ static cp_status count_params(const cp_trainer *t, param_counts *c) {
         if (ps[i]->tied_to || ps[i]->grad) continue;
         const int64_t bytes = ps[i]->data ? ps[i]->numel * 4 : cp_dtype_nbytes(ps[i]->stored_dtype, ps[i]->numel);
         c->frozen += bytes;
-        if (!ps[i]->owns_data && !ps[i]->owns_stored) c->mapped += bytes;
+        if (!ps[i]->owns_data && !ps[i]->owns_stored) c->mapped += bytes; /* owns_stored: quantized at load or narrowed by --bf16 */
     }
     cp_free(ps);
     for (int i = 0; i < t->n_params; i++) c->trainable += t->params[i]->numel;

@@ -189,6 +189,7 @@ cp_status cp_train_options_check(const cp_train_options *a) {
     BAD(!isfinite(a->lora.alpha), "--lora-alpha", a->lora.alpha, "a number");
     BAD(!(a->lora.dropout >= 0 && a->lora.dropout < 1), "--lora-dropout", a->lora.dropout, "in [0, 1)");
     BADI(a->model_dropout != 0 && a->model_dropout != 1, "--model-dropout", a->model_dropout, "1 (on) or 0 (off)");
+    BADI(a->bf16 != 0 && a->bf16 != 1, "--bf16", a->bf16, "0 (f32) or 1 (bf16 compute)");
     if ((unsigned)a->lr_scheduler_type > (unsigned)CP_LR_COSINE)
         return cp_error("lr_scheduler_type %d is not a cp_lr_scheduler", (int)a->lr_scheduler_type);
 #undef BAD

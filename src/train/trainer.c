@@ -26,6 +26,7 @@
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "models/model.h"
+#include "models/bf16.h"
 #include "peft/adapter_io.h"
 #include "peft/peft_config.h"
 #include "peft/peft_model.h"
@@ -248,6 +249,7 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     if (setup_data(t) != CP_OK || setup_adapter(t, caller) != CP_OK || check_method(t) != CP_OK ||
         cp_peft_trainable_params(t->m, &t->params, &t->n_params) != CP_OK)
         return CP_ERR;
+    if (a->bf16 && cp_model_use_bf16(t->m, t->params, t->n_params, NULL) != CP_OK) return CP_ERR; /* after the adapter: its weights stay f32 */
     if (t->n_params == 0) return cp_error("adapter \"%s\" has no trainable parameters", a->adapter_name);
     cp_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
     const int64_t B = a->per_device_train_batch_size, GA = a->gradient_accumulation_steps;

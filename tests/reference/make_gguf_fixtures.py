@@ -2,7 +2,7 @@
 """GGUF fixtures for tests/unit/test_gguf.c, and a parity check of `cpeft convert` against Python.
 
     make_gguf_fixtures.py make  [--out tests/fixtures/gguf]
-    make_gguf_fixtures.py make-arch [--out tests/fixtures/gguf]   (only the qwen2/qwen3/gemma/gpt_neox/phi2 files)
+    make_gguf_fixtures.py make-arch [--out tests/fixtures/gguf]   (only the qwen2/qwen3/gemma/gemma2/phi3/gpt_neox/phi2/bloom files)
     make_gguf_fixtures.py seeds [--out tests/fuzz/seeds/fuzz_gguf]
     make_gguf_fixtures.py check --convert "build/cpeft convert" [--out tests/fixtures/gguf] [--gguf REAL.gguf]
 
@@ -27,16 +27,18 @@ and PYTHONPATH=/tmp/gguf-py. Deterministic: a rerun of `make` writes the same by
                         tests/fixtures/tokenizers/llama as llama.cpp writes one (scores, token types).
   expected.json         hyper-parameters, and token ids that transformers' own GGUF tokenizer
                         loader (AutoTokenizer.from_pretrained(dir, gguf_file=...)) gives for a corpus.
-  qwen2.gguf qwen3.gguf gemma.gguf (make-arch, also run by make, with its own seeds)  a tiny random
+  qwen2 qwen3 gemma gemma2 phi3 .gguf (make-arch, also run by make, with its own seeds)  a tiny random
                         transformers model of each written in llama.cpp's layout (TensorNameMap names,
                         gemma's norms + 1, no lm_head when tied); <arch>.expected.safetensors: the HF
-                        tensors from transformers' GGUF loader (qwen2, qwen3) or the gguf package's
-                        dequantization with norms - 1 (gemma); <arch>.logits.safetensors: the oracle
-                        model's logits for arch.json's ids.
-  gpt_neox.gguf phi2.gguf (make-arch)  likewise for llama.cpp's gptneox (fused query_key_value re-ordered
-                        to [q; k; v], partial rotary, sequential residual) and phi2 (partial rotary):
-                        expected tensors from the gguf package's dequantization with the re-order undone,
-                        checked against the original tensors (transformers has no loader for them).
+                        tensors from transformers' GGUF loader (qwen2, qwen3, gemma2, phi3) or the gguf
+                        package's dequantization with norms - 1 (gemma); <arch>.logits.safetensors: the
+                        oracle model's logits for arch.json's ids.
+  gpt_neox.gguf phi2.gguf bloom.gguf (make-arch, make_gguf_ln_fixtures.py)  likewise for llama.cpp's
+                        gptneox (fused query_key_value re-ordered to [q; k; v], partial rotary, sequential
+                        residual), phi2 (partial rotary) and bloom (the fused q/k/v as gptneox, output a
+                        copy of the embedding): expected tensors from the gguf package's dequantization
+                        with the re-order undone (gpt_neox, phi2; transformers has no loader for them) or
+                        transformers' GGUF loader (bloom), checked against the original tensors.
 
 `check` converts each model fixture (and --gguf, e.g. the SmolLM2 GGUF) with the given command and
 compares with Python: every tensor bit for bit with the gguf package's dequantization + transformers'
@@ -376,14 +378,17 @@ def make(out):
         print(f"  {n}: {os.path.getsize(os.path.join(out, n))} bytes")
 
 
-# ---- other architectures: qwen2, qwen3, gemma ------------------------------------------------------
+# ---- other architectures: qwen2, qwen3, gemma, gemma2, phi3 ------------------------------------------------------
 
 # (GGUF arch, gguf-py MODEL_ARCH, head_dim written as attention.key_length (None: hidden / heads), vocab)
 ARCHS = {
     "qwen2": ("qwen2", "QWEN2", None, "bpe"),
     "qwen3": ("qwen3", "QWEN3", 16, "bpe"),
     "gemma": ("gemma", "GEMMA", 16, "spm"),
+    "gemma2": ("gemma2", "GEMMA2", 16, "spm"),
+    "phi3": ("phi3", "PHI3", None, "bpe"),
 }
+GEMMA_LIKE = ("gemma", "gemma2")  # norms stored as 1 + w, no rope base, no lm_head (tied)
 AH, ANH, ANKV, AL, AI = 32, 4, 2, 2, 64
 ARCH_TYPES = {"token_embd": Q.Q8_0, "attn_q": Q.F16, "attn_k": Q.BF16, "attn_v": Q.Q8_0, "attn_output": Q.Q4_0,
               "ffn_gate": Q.Q5_1, "ffn_up": Q.F32, "ffn_down": Q.Q4_1, "output": Q.Q8_0}
@@ -400,6 +405,11 @@ def arch_config(name, V, bos, eos):
     kw["head_dim"] = hd or AH // ANH
     if name == "qwen2":
         kw["rope_theta"] = 1000000.0
+    if name == "gemma2":  # caps other than Gemma2Config's defaults, so that reading the keys shows
+        kw.update(attn_logit_softcapping=20.0, final_logit_softcapping=15.0, sliding_window=4,
+                  query_pre_attn_scalar=hd)
+    if name == "phi3":  # partial rotary (rope.dimension_count 4 of head_dim 8) and a window the 8 ids pass
+        kw.update(partial_rotary_factor=0.5, sliding_window=5, rope_theta=5000.0, pad_token_id=0)
     return AutoConfig.for_model(name, **kw)
 
 
@@ -420,11 +430,19 @@ def write_arch_gguf(path, name, hf, cfg, vocab_kv):
     w.add_uint32(f"{arch}.attention.head_count", ANH)
     w.add_uint32(f"{arch}.attention.head_count_kv", ANKV)
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
-    if name != "gemma":  # llama.cpp's GemmaModel writes no rope base (10000)
+    if name not in GEMMA_LIKE:  # llama.cpp's Gemma(2)Model writes no rope base (10000)
         w.add_float32(f"{arch}.rope.freq_base", float(getattr(cfg, "rope_theta", None) or cfg.rope_parameters["rope_theta"]))
     if hd:
         w.add_uint32(f"{arch}.attention.key_length", hd)
         w.add_uint32(f"{arch}.attention.value_length", hd)
+    if name == "gemma2":  # convert_hf_to_gguf.py Gemma2Model.set_gguf_parameters
+        w.add_float32(f"{arch}.attn_logit_softcapping", cfg.attn_logit_softcapping)
+        w.add_float32(f"{arch}.final_logit_softcapping", cfg.final_logit_softcapping)
+        w.add_uint32(f"{arch}.attention.sliding_window", cfg.sliding_window)
+    if name == "phi3":  # Phi3MiniModel.set_gguf_parameters: partial rotary as a count, the window, the original context
+        w.add_uint32(f"{arch}.rope.dimension_count", int(cfg.rope_parameters["partial_rotary_factor"] * AH) // ANH)
+        w.add_uint32(f"{arch}.attention.sliding_window", cfg.sliding_window)
+        w.add_uint32(f"{arch}.rope.scaling.original_context_length", 256)
     w.add_uint32("general.file_type", 7)
     for k, (kind, v) in vocab_kv.items():
         getattr(w, "add_" + kind)(k, v)
@@ -434,8 +452,8 @@ def write_arch_gguf(path, name, hf, cfg, vocab_kv):
         gname = tmap.get_name(hname, try_suffixes=(".weight", ".bias"))
         assert gname, hname
         x = t.detach().to(torch.float32)
-        if name == "gemma" and hname.endswith("norm.weight"):
-            x = x + 1  # convert_hf_to_gguf.py GemmaModel.modify_tensors
+        if name in GEMMA_LIKE and hname.endswith("norm.weight"):
+            x = x + 1  # convert_hf_to_gguf.py GemmaModel / Gemma2Model.modify_tensors
         x = x.numpy()
         kind = gname.split(".")[-2] if gname.startswith("blk.") else gname.split(".")[0]
         qt = ARCH_TYPES.get(kind, Q.F32) if x.ndim == 2 else Q.F32
@@ -470,7 +488,8 @@ def gemma_expected(path):
 
 def make_arch(out):
     """<arch>.gguf, <arch>.expected.safetensors (the HF tensors) and <arch>.logits.safetensors (the
-    logits of ARCH_IDS) for qwen2, qwen3 and gemma; arch.json."""
+    logits of ARCH_IDS) for qwen2, qwen3, gemma, gemma2 and phi3 (then gpt_neox, phi2 and bloom through
+    make_gguf_ln_fixtures.py); arch.json."""
     import torch
     from safetensors.numpy import save_file
     from transformers import AutoModelForCausalLM
@@ -499,7 +518,7 @@ def make_arch(out):
         with torch.no_grad():  # norms and biases away from their initial 1 / 0
             for k, p in model.named_parameters():
                 if p.ndim == 1:
-                    p.copy_((0.0 if name == "gemma" or k.endswith("bias") else 1.0) + 0.1 * torch.randn_like(p))
+                    p.copy_((0.0 if name in GEMMA_LIKE or k.endswith("bias") else 1.0) + 0.1 * torch.randn_like(p))
         hf = dict(model.state_dict())
         path = os.path.join(out, f"{name}.gguf")
         write_arch_gguf(path, name, hf, cfg, vkv)
@@ -523,6 +542,14 @@ def make_arch(out):
             exp = {k: np.ascontiguousarray(v.numpy()) for k, v in oracle.state_dict().items()
                    if not (k == "lm_head.weight" and oracle.config.tie_word_embeddings)}
             how = "transformers' GGUF loader (AutoModelForCausalLM.from_pretrained(dir, gguf_file=...))"
+            if name in ("gemma2", "phi3"):
+                # transformers' gemma2 / phi3 GGUF configs ignore the soft-caps, the window and (phi3) the
+                # partial rotary: its loader's tensors, run by the original config (what the keys say)
+                oracle = AutoModelForCausalLM.from_config(cfg).to(torch.float32).eval()
+                missing = oracle.load_state_dict({k: torch.from_numpy(v) for k, v in exp.items()}, strict=False)
+                assert set(missing.missing_keys) <= {"lm_head.weight"}, missing
+                oracle.tie_weights()
+                how += ", run with the original config"
         with torch.no_grad():
             logits = oracle(ids).logits.float().numpy()
         save_file(exp, path.replace(".gguf", ".expected.safetensors"))
@@ -531,7 +558,7 @@ def make_arch(out):
         meta[name] = {"input_ids": ARCH_IDS, "n_tensors": len(exp), "head_dim": ARCHS[name][2] or AH // ANH,
                       "tied": bool(cfg.tie_word_embeddings), "expected_from": how}
         print(f"  {name}: {len(exp)} tensors from {how}; max |expected - original| {quant:.3g} (quantization)")
-    from make_gguf_ln_fixtures import make_arch_layernorm  # gpt_neox, phi2
+    from make_gguf_ln_fixtures import make_arch_layernorm  # gpt_neox, phi2, bloom
     make_arch_layernorm(out, meta)
     with open(os.path.join(out, "arch.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

@@ -52,6 +52,7 @@ typedef struct {
     int pad;                 /* 0 none, 1 right, 2 left (keys), row b padded with b + 1 keys */
     int bias;                /* 0 none, 1 (NH,T,TK) shared by the batch, 2 (B,NH,T,TK), 3 per key (B,NH,1,TK) */
     int alibi;               /* 0 none, else 1 + cp_alibi_pos */
+    float softcap;           /* > 0: Gemma 2's c·tanh(s/c) on the scores */
 } fd_case;
 
 static double fd_run(const fd_case *c) {
@@ -78,7 +79,8 @@ static double fd_run(const fd_case *c) {
     cp_attention_args a = {.B = B, .T = T, .NH = NH, .NKV = c->NKV, .hs = hs, .q = x, .k = x + nq, .v = x + nq + nk,
                            .q_stride = C, .k_stride = KC, .v_stride = KC, .past = c->past, .scale = 0.7f,
                            .window = c->window, .key_mask = c->pad ? mask : NULL, .empty_row = CP_ATTN_EMPTY_ALL,
-                           .out = out, .probs = probs, .bidirectional = c->bidirectional, .Tk = c->Tk};
+                           .out = out, .probs = probs, .bidirectional = c->bidirectional, .Tk = c->Tk,
+                           .softcap = c->softcap};
     if (c->bias) {
         a.bias = x + nq + 2 * nk;
         a.d_bias = dx + nq + 2 * nk;
@@ -111,18 +113,20 @@ static double fd_run(const fd_case *c) {
 
 TEST(new_modes_match_finite_differences) {
     const fd_case cases[] = {
-        {"bidirectional, right padding, GQA", 2, 5, 0, 2, 1, 3, 0, 0, 1, 1, 0, 0},
-        {"bidirectional, left padding", 2, 5, 0, 2, 0, 3, 0, 0, 1, 2, 0, 0},
-        {"cross-attention Tk=7, left padding", 2, 4, 7, 2, 2, 3, 0, 0, 1, 2, 0, 0},
-        {"bias (NH,T,TK) shared by the batch, bidirectional", 2, 5, 0, 2, 0, 3, 0, 0, 1, 1, 1, 0},
-        {"bias (NH,T,TK), causal, right padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 1, 1, 0},
-        {"bias (B,NH,T,TK), causal window 3, left padding", 2, 6, 0, 2, 0, 3, 0, 3, 0, 2, 2, 0},
-        {"per-key bias (B,NH,1,TK), cross Tk=6, GQA", 2, 4, 6, 2, 1, 3, 0, 0, 1, 1, 3, 0},
-        {"ALiBi, key column, causal", 2, 5, 0, 2, 0, 3, 0, 0, 0, 0, 0, 1 + CP_ALIBI_POS_COLUMN},
-        {"ALiBi, cumulative mask, left padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 2, 0, 1 + CP_ALIBI_POS_MASK},
-        {"ALiBi, from the last key, right padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 1, 0, 1 + CP_ALIBI_POS_LAST},
-        {"causal after past=3 keys (prefix), left padding", 2, 3, 0, 2, 0, 3, 3, 0, 0, 2, 0, 0},
-        {"causal after past=2 keys with a bias and ALiBi", 2, 3, 0, 2, 0, 3, 2, 0, 0, 1, 2, 1 + CP_ALIBI_POS_MASK},
+        {"bidirectional, right padding, GQA", 2, 5, 0, 2, 1, 3, 0, 0, 1, 1, 0, 0, 0},
+        {"bidirectional, left padding", 2, 5, 0, 2, 0, 3, 0, 0, 1, 2, 0, 0, 0},
+        {"cross-attention Tk=7, left padding", 2, 4, 7, 2, 2, 3, 0, 0, 1, 2, 0, 0, 0},
+        {"bias (NH,T,TK) shared by the batch, bidirectional", 2, 5, 0, 2, 0, 3, 0, 0, 1, 1, 1, 0, 0},
+        {"bias (NH,T,TK), causal, right padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 1, 1, 0, 0},
+        {"bias (B,NH,T,TK), causal window 3, left padding", 2, 6, 0, 2, 0, 3, 0, 3, 0, 2, 2, 0, 0},
+        {"per-key bias (B,NH,1,TK), cross Tk=6, GQA", 2, 4, 6, 2, 1, 3, 0, 0, 1, 1, 3, 0, 0},
+        {"ALiBi, key column, causal", 2, 5, 0, 2, 0, 3, 0, 0, 0, 0, 0, 1 + CP_ALIBI_POS_COLUMN, 0},
+        {"ALiBi, cumulative mask, left padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 2, 0, 1 + CP_ALIBI_POS_MASK, 0},
+        {"ALiBi, from the last key, right padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 1, 0, 1 + CP_ALIBI_POS_LAST, 0},
+        {"causal after past=3 keys (prefix), left padding", 2, 3, 0, 2, 0, 3, 3, 0, 0, 2, 0, 0, 0},
+        {"causal after past=2 keys with a bias and ALiBi", 2, 3, 0, 2, 0, 3, 2, 0, 0, 1, 2, 1 + CP_ALIBI_POS_MASK, 0},
+        {"soft-capped 0.6, causal window 3, left padding, GQA", 2, 6, 0, 2, 1, 3, 0, 3, 0, 2, 0, 0, 0.6f},
+        {"soft-capped 1.5 over a bias, right padding", 2, 5, 0, 2, 0, 3, 0, 0, 0, 1, 2, 0, 1.5f},
     };
     double worst = 0;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -184,9 +188,9 @@ TEST(blocked_matches_reference_in_new_modes) {
     const int64_t B = 2, NH = 4, NKV = 2, hs = 8, C = NH * hs, KC = NKV * hs;
     const int64_t Ts[] = {1, 65, 150};
     for (int ti = 0; ti < 3; ti++)
-        for (int mode = 0; mode < 6; mode++) {
+        for (int mode = 0; mode < 7; mode++) {
             /* 0 bidirectional, 1 cross Tk=T/2+3, 2 bias (NH,T,TK) + causal, 3 per-key bias + cross,
-             * 4 ALiBi (mask) causal, 5 causal after past=70 with ALiBi (last) and a bias */
+             * 4 ALiBi (mask) causal, 5 causal after past=70 with ALiBi (last) and a bias, 6 soft-capped causal window 40 */
             const int64_t T = Ts[ti], past = mode == 5 ? 70 : 0, Tk = mode == 1 || mode == 3 ? T / 2 + 3 : 0;
             const int64_t TK = Tk ? Tk : past + T;
             float *q = malloc((size_t)(B * T * C) * sizeof *q), *k = malloc((size_t)(B * TK * KC) * sizeof *k);
@@ -209,6 +213,7 @@ TEST(blocked_matches_reference_in_new_modes) {
             if (mode == 3) { a.bias = bias; a.bias_b_stride = NH * TK; a.bias_h_stride = TK; }
             if (mode == 4) { a.alibi_slopes = slopes; a.alibi_pos = CP_ALIBI_POS_MASK; }
             if (mode == 5) { a.alibi_slopes = slopes; a.alibi_pos = CP_ALIBI_POS_LAST; }
+            if (mode == 6) { a.softcap = 0.8f; a.window = 40; }
             cp_arena ar;
             cp_arena_init(&ar);
             a.out = o1; a.probs = p1;
@@ -222,7 +227,7 @@ TEST(blocked_matches_reference_in_new_modes) {
             worst_p = fmax(worst_p, dp);
             free(q); free(k); free(v); free(bias); free(o1); free(o2); free(p1); free(p2); free(mask);
         }
-    printf("  18 cases (bidirectional, cross, biases, ALiBi, past): blocked vs reference out %.2e, probs %.2e\n", worst,
+    printf("  21 cases (bidirectional, cross, biases, ALiBi, past, soft-capping): blocked vs reference out %.2e, probs %.2e\n", worst,
            worst_p);
 }
 

@@ -357,6 +357,11 @@ TEST(whole_model_gradients) {
     whole_model_case(DEC "gpt_neox_sequential/model", DEC "gpt_neox_sequential/lora/all_linear", 1, "GPT-NeoX sequential residual, recompute");
     whole_model_case(DEC "gptj/model", DEC "gptj/lora/all_linear", 0, "GPT-J interleaved RoPE, one-norm parallel block");
     whole_model_case(DEC "phi_qk_layernorm/model", DEC "phi_qk_layernorm/lora/all_linear", 0, "Phi qk_layernorm, partial RoPE");
+    /* the Llama family's Gemma 2 and Phi-3 layers (models/llama_blocks.c) */
+    whole_model_case(DEC "gemma2_softcap/model", DEC "gemma2_softcap/lora/all_linear", 0, "Gemma 2 soft-caps 2 / 3, post-norms, window");
+    whole_model_case(DEC "gemma2_nocap/model", DEC "gemma2_nocap/lora/all_linear", 1, "Gemma 2 uncapped, attention_bias, recompute");
+    whole_model_case(DEC "phi3_partial/model", DEC "phi3_partial/lora/all_linear", 0, "Phi-3 fused qkv / gate_up, partial RoPE");
+    whole_model_case(DEC "glm/model", DEC "glm/lora/all_linear", 1, "GLM interleaved partial RoPE, q/k/v biases, recompute");
     /* encoder-decoders: the labels (B,T) are the decoder's targets and, shifted, its inputs */
     whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_relbias", 0, "T5 relative bias tables + o LoRA");
     whole_model_case("tests/fixtures/t5/models/t5_asym", "tests/fixtures/t5/lora/lora_asym_default", 1, "T5 3 decoder blocks, recompute");

@@ -1,6 +1,8 @@
 /*
- * test_gguf_arch.c — GGUF conversion of the architectures other than llama (qwen2, qwen3, gemma),
- * each through its own table (models/qwen_gguf.c, models/gemma_gguf.c), and the tables' transforms.
+ * test_gguf_arch.c — GGUF conversion of the architectures other than llama (qwen2, qwen3, gemma,
+ * gemma2, phi3, gptneox, phi2, bloom), each through its own table (models/qwen_gguf.c,
+ * models/gemma_gguf.c, models/gemma2_gguf.c, models/phi3_gguf.c, models/gpt_neox_gguf.c,
+ * models/phi_gguf.c, models/bloom_gguf.c), and the tables' transforms.
  *
  * Fixtures (tests/fixtures/gguf/, `make_gguf_fixtures.py make-arch`): a tiny random model per
  * architecture (hidden 32, 4 heads / 2 kv heads, 2 layers; tensors in F32, F16, BF16, Q8_0, Q4_0,
@@ -158,6 +160,22 @@ TEST(converts_gemma) {
     check_arch("gemma", "gemma", 1, 16, keys);
 }
 
+/* Gemma 2: four norms per layer (all 1 + w), soft-caps 20 / 15 and window 4 from the keys,
+ * query_pre_attn_scalar = head_dim (llama.cpp writes none). */
+TEST(converts_gemma2) {
+    static const char *const keys[] = {"architectures", "[\"Gemma2ForCausalLM\"]", "hidden_activation", "\"gelu_pytorch_tanh\"",
+                                       "attn_logit_softcapping", "20.0", "final_logit_softcapping", "15.0",
+                                       "sliding_window", "4", "query_pre_attn_scalar", "16", "pad_token_id", "0", NULL};
+    check_arch("gemma2", "gemma2", 1, 16, keys);
+}
+
+/* Phi-3 (tied): fused attn_qkv / ffn_up as qkv_proj / gate_up_proj, partial rotary 4 of 8 dims, window 5. */
+TEST(converts_phi3) {
+    static const char *const keys[] = {"architectures", "[\"Phi3ForCausalLM\"]", "partial_rotary_factor", "0.5",
+                                       "sliding_window", "5", "rope_theta", "5000.0", "hidden_act", "\"silu\"", NULL};
+    check_arch("phi3", "phi3", 1, 8, keys);
+}
+
 TEST(converts_gpt_neox) {
     /* llama.cpp's gptneox: the fused query_key_value re-ordered to [q; k; v] (put back per head),
      * rope.dimension_count 4 of head_dim 16, use_parallel_residual false, LayerNorm epsilon */
@@ -208,12 +226,13 @@ TEST(bloom_output_copy_is_tied_only_when_equal) {
 }
 
 TEST(each_architecture_owns_its_table) {
-    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma", "gptneox", "phi2", "bloom"};
-    for (size_t i = 0; i < 7; i++) {
+    static const char *const archs[] = {"llama", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gptneox", "phi2", "bloom"};
+    for (size_t i = 0; i < 9; i++) {
         const cp_gguf_names *a = cp_gguf_names_find(archs[i]);
         CHECK(a && a->n_config > 0, "%s: table with config keys", archs[i]);
     }
-    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma, gptneox, phi2, bloom"), "%s", cp_gguf_names_supported());
+    CHECK(!strcmp(cp_gguf_names_supported(), "llama, qwen2, qwen3, gemma, gemma2, phi3, gptneox, phi2, bloom"), "%s",
+          cp_gguf_names_supported());
     int64_t layer;
     const cp_gguf_tensor_name *t = cp_gguf_names_match(cp_gguf_names_find("gemma"), "blk.1.ffn_norm.weight", &layer);
     CHECK(t && t->transform == CP_GGUF_MINUS_ONE && t->rope_rows == CP_GGUF_ROPE_NONE, "gemma norms: minus one");
@@ -222,6 +241,11 @@ TEST(each_architecture_owns_its_table) {
     t = cp_gguf_names_match(cp_gguf_names_find("qwen3"), "blk.0.attn_k_norm.weight", &layer);
     CHECK(t && t->rows == CP_GGUF_DIM_HEAD && !strcmp(t->hf, "self_attn.k_norm.weight"), "qwen3 k_norm");
     CHECK(!cp_gguf_names_match(cp_gguf_names_find("qwen3"), "blk.0.attn_q.bias", &layer), "qwen3 has no biases");
+    t = cp_gguf_names_match(cp_gguf_names_find("gemma2"), "blk.1.ffn_norm.weight", &layer);
+    CHECK(t && t->transform == CP_GGUF_MINUS_ONE && !strcmp(t->hf, "pre_feedforward_layernorm.weight"),
+          "gemma2: ffn_norm is the pre-feed-forward norm");
+    t = cp_gguf_names_match(cp_gguf_names_find("phi3"), "blk.0.ffn_up.weight", &layer);
+    CHECK(t && t->rows == CP_GGUF_DIM_FFN2 && !strcmp(t->hf, "mlp.gate_up_proj.weight"), "phi3: fused gate_up");
     t = cp_gguf_names_match(cp_gguf_names_find("gptneox"), "blk.1.attn_qkv.bias", &layer);
     CHECK(t && t->transform == CP_GGUF_QKV_HEADS && t->rows == CP_GGUF_DIM_QKV && layer == 1, "gptneox fused qkv bias");
     t = cp_gguf_names_match(cp_gguf_names_find("phi2"), "output.bias", &layer);
@@ -285,13 +309,18 @@ TEST(refuses_unsupported_archs_keys_and_tensors) {
     b = patch(b, len, "\x05\0\0\0\0\0\0\0qwen2",
               "\x05\0\0\0\0\0\0\0qwen3", 13);
     expect_refused(b, len, "has no counterpart in a Hugging Face qwen3 model");
-    /* a rotary dimension count that no rotary_pct gives back: odd, or more than the head dimension */
+    /* phi3's rotary count: odd, and more than head_dim 8 */
+    b = patched(FIX "phi3.gguf", "phi3.rope.dimension_count\x04\0\0\0\x04\0\0\0", "phi3.rope.dimension_count\x04\0\0\0\x03\0\0\0", 33, &len);
+    expect_refused(b, len, "phi3.rope.dimension_count 3 must be even");
+    b = patched(FIX "phi3.gguf", "phi3.rope.dimension_count\x04\0\0\0\x04\0\0\0", "phi3.rope.dimension_count\x04\0\0\0\x0a\0\0\0", 33, &len);
+    expect_refused(b, len, "phi3.rope.dimension_count 10 must be even and at most the head dimension 8");
+    /* gptneox's rotary count (rotary_pct): odd, and more than head_dim 16 */
     b = patched(FIX "gpt_neox.gguf", "dimension_count\x04\0\0\0\x04\0\0\0", "dimension_count\x04\0\0\0\x05\0\0\0",
                 23, &len);
-    expect_refused(b, len, "gptneox.rope.dimension_count 5 is not an even number of dimensions <= the head dimension 16");
+    expect_refused(b, len, "gptneox.rope.dimension_count 5 must be even and at most the head dimension 16");
     b = patched(FIX "gpt_neox.gguf", "dimension_count\x04\0\0\0\x04\0\0\0", "dimension_count\x04\0\0\0\x12\0\0\0",
                 23, &len);
-    expect_refused(b, len, "gptneox.rope.dimension_count 18 is not an even number");
+    expect_refused(b, len, "gptneox.rope.dimension_count 18 must be even");
     /* LayerNorm's epsilon is required where the table writes it */
     b = patched(FIX "phi2.gguf", "phi2.attention.layer_norm_epsilon", "phiX.attention.layer_norm_epsilon", 33, &len);
     expect_refused(b, len, "phi2.attention.layer_norm_epsilon");
@@ -321,6 +350,8 @@ int main(void) {
     RUN(converts_qwen2);
     RUN(converts_qwen3);
     RUN(converts_gemma);
+    RUN(converts_gemma2);
+    RUN(converts_phi3);
     RUN(converts_gpt_neox);
     RUN(converts_phi2);
     RUN(converts_bloom);

@@ -3,7 +3,7 @@
  * header of its own layer or of a lower one, never one above it, and two layers of the same rank
  * (siblings such as nn and tokenizer, or train and generate) do not include each other.
  *
- *   core ← kernels ← io ← {tokenizer, nn} ← models ← peft ← {train, generate, convert} ← cli
+ *   core ← kernels ← io ← {tokenizer, nn, chat} ← models ← peft ← {train, generate, convert} ← cli
  *
  * A directory of src/ that is not in the table fails the test too: a new layer takes its place in
  * the table (and in docs/architecture.md) before it takes code. It also checks that the checker
@@ -16,7 +16,7 @@
 #include <string.h>
 
 static const struct { const char *dir; int rank; } layers[] = {
-    {"core", 0}, {"kernels", 1}, {"io", 2}, {"tokenizer", 3}, {"nn", 3}, {"models", 4},
+    {"core", 0}, {"kernels", 1}, {"io", 2}, {"tokenizer", 3}, {"nn", 3}, {"chat", 3}, {"models", 4},
     {"peft", 5}, {"train", 6}, {"generate", 6}, {"convert", 6}, {"cli", 7},
 };
 

@@ -115,7 +115,11 @@ TEST(invalid_json_names_line) {
 
 TEST(unknown_model_type) {
     setup("\"model_type\": \"gpt2\"", "\"model_type\": \"rwkv\"", 0);
-    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gpt_neox, gptj, phi, opt, bloom");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"rwkv\" is not supported (supported: gpt2, gpt_neo, llama, mistral, qwen2, qwen3, gemma, gemma2, phi3, glm, gpt_neox, gptj, phi, opt, bloom");
+    cleanup();
+    setup("\"model_type\": \"gpt2\"", "\"model_type\": \"chatglm\"", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "model_type \"chatglm\" (ChatGLM's remote code, loadable by transformers only with "
+                                         "trust_remote_code) is not supported: use a checkpoint in transformers' native GLM layout");
     cleanup();
 }
 
@@ -533,6 +537,57 @@ TEST(sliding_window_switches) {
           "gemma: head_dim 256, pad_token_id 0, tied by default");
     cp_model_free(m);
     cleanup();
+
+    /* gemma2 (gemma_tiny's config renamed): hidden_activation, not hidden_act; Gemma2Config's defaults
+     * (soft-capping 50 / 30, query_pre_attn_scalar 256, window 4096 on the even layers); a sliding
+     * layer without a window, a bad soft-cap and bidirectional attention refused by name */
+    const char *g2 = "\"model_type\": \"gemma2\"";
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", g2, 0);
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.attn_logit_softcapping == 50 && m->config.final_logit_softcapping == 30 &&
+          m->config.query_pre_attn_scalar == 256 && m->config.window_size == 4096 && m->config.layer_is_local &&
+          m->config.layer_is_local[0] && !m->config.layer_is_local[1] && m->config.activation == CP_ACT_GELU_PYTORCH_TANH,
+          "gemma2: Gemma2Config's defaults");
+    cp_model_free(m);
+    edit_config("\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_activation\": \"silu\"");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"hidden_activation\": \"silu\" is not supported for gemma2");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", "\"model_type\": \"gemma2\", \"sliding_window\": null", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "has sliding_attention layers but there is no window (sliding_window is null)");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", "\"model_type\": \"gemma2\", \"attn_logit_softcapping\": 0", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"attn_logit_softcapping\": expected a positive number or null");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", "\"model_type\": \"gemma2\", \"final_logit_softcapping\": null", 0);
+    edit_config("\"use_bidirectional_attention\": null", "\"use_bidirectional_attention\": true");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"use_bidirectional_attention\": true is not supported for gemma2");
+    cleanup();
+
+    /* phi3 (gemma_tiny's config renamed): longrope (and its old names) refused by name, a partial
+     * rotary factor that leaves an odd number of dims refused, pad_token_id 32000 by default */
+    const char *p3 = "\"model_type\": \"phi3\", \"hidden_act\": \"silu\"";
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", p3, 0);
+    edit_config("\"hidden_act\": \"gelu_pytorch_tanh\",", "");
+    edit_config("\"rope_type\": \"default\"", "\"rope_type\": \"longrope\", \"short_factor\": [1], \"long_factor\": [1]");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "rope scaling type \"longrope\" is not supported for phi3 (supported: default)");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", p3, 0);
+    edit_config("\"hidden_act\": \"gelu_pytorch_tanh\",", "");
+    edit_config("\"rope_type\": \"default\"", "\"type\": \"su\"");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "rope scaling type \"su\" is not supported for phi3");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", "\"model_type\": \"phi3\", \"partial_rotary_factor\": 0.5", 0);
+    edit_config("\"hidden_act\": \"gelu_pytorch_tanh\",", "");
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"partial_rotary_factor\": 0.5 of head_dim 6 gives 3 rotary dims");
+    cleanup();
+    setup_from(LLAMA_FIX "gemma_tiny", "\"model_type\": \"gemma\"", p3, 0);
+    edit_config("\"hidden_act\": \"gelu_pytorch_tanh\",", "");
+    edit_config("\"pad_token_id\": 0,", "");
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.pad_token_id == 32000 && m->config.fused_qkv && m->config.fused_gate_up && !m->config.layer_is_local,
+          "phi3: pad 32000, fused projections, no window by default");
+    cp_model_free(m);
+    cleanup();
 }
 
 /* GPT-NeoX, GPT-J and Phi (models/rotary_common.c): rope types, rotary widths and attention variants
@@ -571,6 +626,19 @@ TEST(rotary_decoder_switches) {
     cleanup();
     setup_from(DEC_FIX "phi_qk_layernorm/model", "\"qk_layernorm\": true,", "\"qk_layernorm\": true, \"head_dim\": 6,", 0);
     CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "field \"head_dim\": only hidden_size / num_attention_heads (8) is supported for phi");
+    cleanup();
+    /* glm (Llama family): GlmConfig's defaults; another rope type over its partial rotary refused by name */
+    setup_from(DEC_FIX "glm/model", "\"partial_rotary_factor\": 0.5,", "", 0);
+    edit_config("\"rms_norm_eps\": 1e-06,", "");
+    edit_config("\"head_dim\": 8,", "");
+    CHECK_OK(cp_model_load(&m, tmp, CP_LOAD_CONFIG_ONLY));
+    CHECK(m && m->config.partial_rotary_factor == 0.5 && m->config.rope_interleaved && m->config.fused_gate_up &&
+          !m->config.fused_qkv && m->config.qkv_bias && !m->config.o_proj_bias && m->config.head_dim == 128 &&
+          m->config.layer_norm_eps == 1.5625e-7, "glm: GlmConfig's defaults");
+    cp_model_free(m);
+    cleanup();
+    setup_from(DEC_FIX "glm/model", "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", 0);
+    CHECK_ERR(load(CP_LOAD_CONFIG_ONLY), "partial_rotary_factor 0.5 with rope type \"linear\" is not supported for glm");
     cleanup();
 }
 
