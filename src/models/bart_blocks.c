@@ -26,10 +26,10 @@
 
 typedef struct {
     float *q, *k, *v, *att;          // (N,C)
-    float *probs;                    // (B,NH,T,Tk) or NULL (inference)
+    float *stats;                    // (B,NH,T,2) attention row statistics (max, exp-sum) for the fused backward; NULL in inference
     float *r1, *m1, *s1, *x1;        // (N,C) residual sum, (N) LN statistics, (N,C) LN output
     float *cq, *catt, *ck, *cv;      // decoder: (N,C), (N,C), (B·Te,C), (B·Te,C)
-    float *cprobs;                   // (B,NH,T,Te) or NULL
+    float *cstats;                   // (B,NH,T,2) cross-attention row statistics; NULL in inference
     float *r2, *m2, *s2, *x2;        // decoder: the cross-attention's residual sum, LN statistics, output
     float *g, *f;                    // (N,F) fc1 output, fc2 input (act and dropout applied)
     float *r3, *m3, *s3;             // (N,C) the FF's residual sum, (N) LN statistics
@@ -58,7 +58,7 @@ static cp_status alloc_acts_impl(const cp_model *m, int dec, void *acts, const c
     for (size_t i = 0; i < sizeof n1 / sizeof *n1; i++)
         if (!(*n1[i] = cp_arena_floats(ar, N, "LayerNorm statistics"))) return CP_ERR;
     if (!(a->g = cp_arena_floats(ar, N * F, "fc1 output")) || !(a->f = cp_arena_floats(ar, N * F, "fc2 input"))) return CP_ERR;
-    if (training && !(a->probs = cp_arena_floats(ar, (size_t)(b->B * s->heads[dec] * b->T * Tk), "attention probabilities")))
+    if (training && !(a->stats = cp_arena_floats(ar, (size_t)(b->B * s->heads[dec] * b->T * 2), "attention row statistics")))
         return CP_ERR;
     if (!dec) return CP_OK;
     if (!(a->cq = cp_arena_floats(ar, N * C, "cross-attention queries")) || !(a->catt = cp_arena_floats(ar, N * C, "cross-attention output")) ||
@@ -81,9 +81,9 @@ static cp_status dec_alloc_cross(const cp_model *m, void *acts, const cp_batch *
     bart_acts *a = acts;
     a->ck = cp_arena_floats(ar, (size_t)(b->B * Te) * C, "cross-attention keys");
     a->cv = cp_arena_floats(ar, (size_t)(b->B * Te) * C, "cross-attention values");
-    a->cprobs = training ? cp_arena_floats(ar, (size_t)(b->B * state(m)->heads[1] * b->T * Te), "cross-attention probabilities")
+    a->cstats = training ? cp_arena_floats(ar, (size_t)(b->B * state(m)->heads[1] * b->T * 2), "cross-attention row statistics")
                          : NULL;
-    return a->ck && a->cv && (!training || a->cprobs) ? CP_OK : CP_ERR;
+    return a->ck && a->cv && (!training || a->cstats) ? CP_OK : CP_ERR;
 }
 
 /* ---- embeddings --------------------------------------------------------------------------------- */
@@ -161,7 +161,7 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
     const int64_t C = m->config.hidden_size, NH = state(m)->heads[dec], hs = C / NH;
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = NH, .hs = hs, .q = a->q, .k = a->k, .v = a->v, .q_stride = C,
                                .k_stride = C, .v_stride = C, .scale = (float)pow((double)hs, -0.5),
-                               .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs,
+                               .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .stats = a->stats,
                                .bidirectional = !dec, .dropout = cp_run_dropout_p(run, ly->sa, "dropout", m->config.attn_dropout)};
 }
 
@@ -178,7 +178,7 @@ static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = NH, .hs = hs, .q = a->cq, .k = k, .v = v, .q_stride = C,
                                .k_stride = C, .v_stride = C, .scale = (float)pow((double)hs, -0.5),
                                .key_mask = run->cross->mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt,
-                               .probs = a->cprobs, .bidirectional = 1, .Tk = run->cross->Te,
+                               .stats = a->cstats, .bidirectional = 1, .Tk = run->cross->Te,
                                .dropout = cp_run_dropout_p(run, ly->ca, "dropout", m->config.attn_dropout)};
 }
 

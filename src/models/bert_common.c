@@ -355,14 +355,15 @@ static cp_status embed_backward(cp_model *m, const cp_run *run, const cp_batch *
 /* ---- blocks ------------------------------------------------------------------------------------- */
 
 /* What one block keeps for its backward (training), or scratch (inference). In training the inputs
- * of attention.output.dense, intermediate.dense and output.dense (att, x1, f) are kept only when that
- * projection's backward reads them (cp_proj_needs_input: it trains or carries an adapter); otherwise
- * they are the block's scratch and NULL here — with PEFT's default targets (query, value) that is
- * 2·(N,C) + (N,I) floats a block does not keep (bert-base, batch 32 × 64: 38 MB per layer). */
+ * of intermediate.dense and output.dense (x1, f) are kept only when that projection's backward reads
+ * them (cp_proj_needs_input: it trains or carries an adapter); otherwise they are the block's scratch
+ * and NULL here — with PEFT's default targets (query, value) that is (N,C) + (N,I) floats a block
+ * does not keep. att, the input of attention.output.dense, is always kept: the fused attention's
+ * backward reads it (instead of the (B,NH,T,T) probabilities). */
 typedef struct {
     int keep;                   // training: block_forward allocates att / x1 / f where they are kept
     float *qkv;                 // (3,N,C) q, k, v planes
-    float *probs;               // (B,NH,T,Tk) attention probabilities; NULL in inference
+    float *stats;               // (B,NH,T,2) attention row statistics for the fused backward; NULL in inference
     float *att;                 // (N,C) attention output: the input of attention.output.dense
     float *r1, *m1, *s1;        // (N,C) the residual sum into LayerNorm_attn; (N) its statistics
     float *x1;                  // (N,C) LayerNorm_attn output: the input of intermediate.dense
@@ -377,7 +378,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     memset(a, 0, sizeof *a);
     a->keep = training;
     a->qkv = cp_arena_floats(ar, 3 * N * C, "q, k, v");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
+    a->stats = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "attention row statistics") : NULL;
     a->r1 = cp_arena_floats(ar, N * C, "attention residual");
     a->m1 = cp_arena_floats(ar, N, "LayerNorm statistics");
     a->s1 = cp_arena_floats(ar, N, "LayerNorm statistics");
@@ -391,7 +392,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
         a->f = cp_arena_floats(ar, N * I, "intermediate activation");
         if (!a->att || !a->x1 || !a->f) return CP_ERR;
     }
-    if (!a->qkv || !a->r1 || !a->m1 || !a->s1 || !a->r2 || !a->m2 || !a->s2 || (training && (!a->probs || !a->f_pre)))
+    if (!a->qkv || !a->r1 || !a->m1 || !a->s1 || !a->r2 || !a->m2 || !a->s2 || (training && (!a->stats || !a->f_pre)))
         return CP_ERR;
     return CP_OK;
 }
@@ -399,10 +400,11 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
 /* Training: the projection inputs this block's backward reads, kept (allocated before the block's
  * scratch mark); the others stay NULL. */
 static cp_status keep_inputs(const cp_bert_layer *ly, bert_acts *a, size_t N, size_t C, size_t I, cp_arena *ar) {
-    a->att = cp_proj_needs_input(ly->attn_out) ? cp_arena_floats(ar, N * C, "attention output") : NULL;
+    /* att always: the fused attention backward reads its output (D = rowsum(dO ⊙ O)) */
+    a->att = cp_arena_floats(ar, N * C, "attention output");
     a->x1 = cp_proj_needs_input(ly->inter) ? cp_arena_floats(ar, N * C, "attention LayerNorm output") : NULL;
     a->f = cp_proj_needs_input(ly->out) ? cp_arena_floats(ar, N * I, "intermediate activation") : NULL;
-    if ((cp_proj_needs_input(ly->attn_out) && !a->att) || (cp_proj_needs_input(ly->inter) && !a->x1) ||
+    if (!a->att || (cp_proj_needs_input(ly->inter) && !a->x1) ||
         (cp_proj_needs_input(ly->out) && !a->f))
         return CP_ERR;
     return CP_OK;
@@ -416,7 +418,7 @@ static cp_attention_args attention_args(const cp_model *m, const cp_run *run, co
     cp_attention_args at = {.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .scale = s->attn_scale,
                             .bidirectional = 1, .empty_row = CP_ATTN_EMPTY_ALL, .key_mask = b->attention_mask,
                             .q = a->qkv, .k = a->qkv + N * C, .v = a->qkv + 2 * N * C,
-                            .q_stride = C, .k_stride = C, .v_stride = C, .out = a->att, .probs = a->probs,
+                            .q_stride = C, .k_stride = C, .v_stride = C, .out = a->att, .stats = a->stats,
                             .dropout = cp_run_dropout(run, ly->attn_drop)};
     return at;
 }

@@ -83,7 +83,7 @@ typedef struct {
     float *ln1_mean, *ln1_rstd;   // (N)
     float *h1;                    // (N,C) ln_1 output: the input of q, k, v
     float *qkv;                   // (N,3C) q | k | v (fused layout, or three (N,C) planes)
-    float *probs;                 // (B,NH,T,T) attention probabilities; NULL in inference
+    float *stats;                 // (B,NH,T,2) attention row statistics (max, exp-sum) for the fused backward; NULL in inference
     float *att;                   // (N,C) attention output: the input of out_proj
     float *x_mid;                 // (N,C) after the attention residual: the input of ln_2
     float *ln2_mean, *ln2_rstd;   // (N)
@@ -107,7 +107,7 @@ cp_status cp_gpt_alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->ln1_rstd = cp_arena_floats(ar, N, "ln_1 statistics");
     a->h1 = cp_arena_floats(ar, N * C, "ln_1 output");
     a->qkv = cp_arena_floats(ar, N * 3 * C, "q, k, v");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
+    a->stats = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "attention row statistics") : NULL;
     a->att = cp_arena_floats(ar, N * C, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->ln2_mean = cp_arena_floats(ar, N, "ln_2 statistics");
@@ -116,7 +116,7 @@ cp_status cp_gpt_alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->fc_pre = training ? cp_arena_floats(ar, N * I, "MLP pre-activation") : NULL;
     a->fc_act = cp_arena_floats(ar, N * I, "MLP hidden");
     if (!a->ln1_mean || !a->ln1_rstd || !a->h1 || !a->qkv || !a->att || !a->ln2_mean || !a->ln2_rstd || !a->h2 ||
-        !a->fc_act || (training && (!a->probs || !a->x_mid || !a->fc_pre)))
+        !a->fc_act || (training && (!a->stats || !a->x_mid || !a->fc_pre)))
         return CP_ERR;
     if (training && s->post_ln) {
         a->ln1_in = cp_arena_floats(ar, N * C, "ln_1 input");
@@ -138,7 +138,7 @@ static cp_attention_args attention_args(const cp_model *m, const cp_run *run, co
     const int64_t N = batch->B * batch->T, C = c->hidden_size;
     cp_attention_args at = {.B = batch->B, .T = batch->T, .NH = c->num_heads, .hs = c->head_dim, .scale = ly->attn_scale,
                             .window = ly->window, .empty_row = ly->empty_row, .key_mask = batch->attention_mask,
-                            .out = a->att, .probs = a->probs, .dropout = site(run, ly->attn_drop, &ly->attn_fn),
+                            .out = a->att, .stats = a->stats, .dropout = site(run, ly->attn_drop, &ly->attn_fn),
                             .alibi_slopes = ((const cp_gpt_state *)m->arch_state)->alibi_slopes,
                             .alibi_pos = CP_ALIBI_POS_MASK};
     if (ly->qkv_proj) {

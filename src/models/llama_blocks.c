@@ -35,7 +35,7 @@ typedef struct {
     float *q, *k, *v;     // (N,NH·hd), (N,NKV·hd), (N,NKV·hd) — q and k after RoPE
     float *q_in, *k_in;   // qwen3: (N,NH·hd), (N,NKV·hd) q_proj / k_proj outputs (the q/k norms' inputs), else NULL
     float *rstd_q, *rstd_k; // qwen3: (N·NH), (N·NKV) per-head norm statistics
-    float *probs;         // (B,NH,T,T) or NULL
+    float *stats;         // (B,NH,T,2) attention row statistics (max, exp-sum) for the fused backward; NULL in inference
     float *att;           // (N,NH·hd)
     float *attn_o, *rstd_ao; // gemma2: (N,C) o_proj output (post_attention_layernorm's input), (N); else NULL
     float *x_mid;         // (N,C)
@@ -75,7 +75,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
         a->rstd_fo = cp_arena_floats(ar, N, "norm statistics");
         if (!a->attn_o || !a->rstd_ao || !a->mlp_o || !a->rstd_fo) return CP_ERR;
     }
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
+    a->stats = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "attention row statistics") : NULL;
     a->att = cp_arena_floats(ar, N * qd, "attention output");
     a->x_mid = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->h2 = cp_arena_floats(ar, N * C, "MLP input norm output");
@@ -83,7 +83,7 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
     a->up = cp_arena_floats(ar, N * I, "up projection");
     a->act = cp_arena_floats(ar, N * I, "MLP hidden");
     if (!a->rstd1 || !a->rstd2 || !a->h1 || !a->q || !a->k || !a->v || !a->att || !a->h2 || !a->gate || !a->up || !a->act ||
-        (training && (!a->probs || !a->x_mid)))
+        (training && (!a->stats || !a->x_mid)))
         return CP_ERR;
     return CP_OK;
 }
@@ -97,7 +97,7 @@ static cp_attention_args attn_args(const cp_model *m, const cp_run *run, const l
                             .k_stride = c->num_kv_heads * c->head_dim, .v_stride = c->num_kv_heads * c->head_dim,
                             .scale = (float)pow(scale_of, -0.5), .window = ly->window,
                             .softcap = (float)c->attn_logit_softcapping,
-                            .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs,
+                            .key_mask = b->attention_mask, .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .stats = a->stats,
                             .dropout = cp_run_dropout_p(run, ly->self_attn, "attention_dropout", c->attn_dropout)};
     return at;
 }

@@ -141,7 +141,7 @@ typedef struct {
     float *q_in, *k_in;           // qk_layernorm: (N,NH·hd), (N,NKV·hd) before the norms, else NULL
     float *qn_mean, *qn_rstd, *kn_mean, *kn_rstd; // qk_layernorm: (N·NH), (N·NKV)
     float *q, *k, *v;             // (N,NH·hd), (N,NKV·hd), (N,NKV·hd); q and k after RoPE
-    float *probs;                 // (B,NH,T,Tk) or NULL (inference)
+    float *stats;                 // (B,NH,T,2) attention row statistics (max, exp-sum) for the fused backward; NULL in inference
     float *att;                   // (N,NH·hd) attention output: the input of out_proj
     float *x_mid;                 // sequential NeoX, training: (N,C) x after the attention residual
     float *ln2_mean, *ln2_rstd;   // (N), with ln_2
@@ -188,9 +188,9 @@ static cp_status alloc_acts(const cp_model *m, void *acts, const cp_batch *b, in
         if (!a->ln2_mean || !a->ln2_rstd || !a->h2) return CP_ERR;
     }
     if (training) {
-        a->probs = cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities");
+        a->stats = cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "attention row statistics");
         a->fc_pre = cp_arena_floats(ar, N * I, "MLP pre-activation");
-        if (!a->probs || !a->fc_pre) return CP_ERR;
+        if (!a->stats || !a->fc_pre) return CP_ERR;
         if (ly->ln_2 && !c->parallel_residual && !(a->x_mid = cp_arena_floats(ar, N * C, "attention residual"))) return CP_ERR;
     }
     return CP_OK;
@@ -205,7 +205,7 @@ static cp_attention_args attn_args(const cp_model *m, const cp_run *run, const c
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .NKV = NKV, .hs = hd, .q = a->q, .k = a->k, .v = a->v,
                                .q_stride = c->num_heads * hd, .k_stride = NKV * hd, .v_stride = NKV * hd,
                                .scale = (float)pow((double)hd, -0.5), .key_mask = b->attention_mask,
-                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs, .dropout = drop};
+                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .stats = a->stats, .dropout = drop};
 }
 
 /* NeoX's fused output (N, NH, 3·hd) — head h's [q | k | v] — to the q, k, v planes (N, NH·hd), and

@@ -28,11 +28,11 @@
 typedef struct {
     float *rstd1, *h1;           // (N), (N,C)
     float *q, *k, *v, *att;      // (N,D), D = num_heads·d_kv
-    float *probs;                // (B,NH,T,Tk) or NULL
+    float *stats;                // (B,NH,T,2) attention row statistics (max, exp-sum) for the fused backward; NULL in inference
     float *x_mid1;               // (N,C) after self-attention (training)
     float *rstd2, *h2, *cq, *catt; // decoder: (N), (N,C), (N,D), (N,D)
     float *ck, *cv;              // (B·Te,D)
-    float *cprobs;               // (B,NH,T,Te) or NULL
+    float *cstats;               // (B,NH,T,2) cross-attention row statistics; NULL in inference
     float *x_mid2;               // (N,C) after cross-attention (training)
     float *rstd3, *h3;           // (N), (N,C)
     float *g, *u, *f;            // (N,F): wi output, wi_1 output (gated), wo's input
@@ -62,7 +62,7 @@ static cp_status alloc_acts_impl(const cp_model *m, int dec, void *acts, const c
     a->k = cp_arena_floats(ar, N * D, "keys");
     a->v = cp_arena_floats(ar, N * D, "values");
     a->att = cp_arena_floats(ar, N * D, "attention output");
-    a->probs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Tk), "attention probabilities") : NULL;
+    a->stats = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "attention row statistics") : NULL;
     a->x_mid1 = training ? cp_arena_floats(ar, N * C, "attention residual") : NULL;
     a->rstd3 = cp_arena_floats(ar, N, "norm statistics");
     a->h3 = cp_arena_floats(ar, N * C, "layer_norm output");
@@ -70,7 +70,7 @@ static cp_status alloc_acts_impl(const cp_model *m, int dec, void *acts, const c
     a->u = c->t5.gated ? cp_arena_floats(ar, N * F, "wi_1 output") : NULL;
     a->f = cp_arena_floats(ar, N * F, "wo input");
     if (!a->rstd1 || !a->h1 || !a->q || !a->k || !a->v || !a->att || !a->rstd3 || !a->h3 || !a->g || !a->f ||
-        (c->t5.gated && !a->u) || (training && (!a->probs || !a->x_mid1)))
+        (c->t5.gated && !a->u) || (training && (!a->stats || !a->x_mid1)))
         return CP_ERR;
     if (!dec) return CP_OK;
     a->rstd2 = cp_arena_floats(ar, N, "norm statistics");
@@ -96,8 +96,8 @@ static cp_status dec_alloc_cross(const cp_model *m, void *acts, const cp_batch *
     t5_acts *a = acts;
     a->ck = cp_arena_floats(ar, (size_t)(b->B * Te) * D, "cross-attention keys");
     a->cv = cp_arena_floats(ar, (size_t)(b->B * Te) * D, "cross-attention values");
-    a->cprobs = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * Te), "cross-attention probabilities") : NULL;
-    return a->ck && a->cv && (!training || a->cprobs) ? CP_OK : CP_ERR;
+    a->cstats = training ? cp_arena_floats(ar, (size_t)(b->B * c->num_heads * b->T * 2), "cross-attention row statistics") : NULL;
+    return a->ck && a->cv && (!training || a->cstats) ? CP_OK : CP_ERR;
 }
 
 /* ---- embeddings and the position bias ----------------------------------------------------------- */
@@ -167,7 +167,7 @@ static cp_attention_args self_args(const cp_model *m, const cp_run *run, int dec
     const int64_t D = c->num_heads * c->head_dim;
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .q = a->q, .k = a->k, .v = a->v,
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = b->attention_mask,
-                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .probs = a->probs, .bidirectional = !dec,
+                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->att, .stats = a->stats, .bidirectional = !dec,
                                .bias = e->bias, .bias_h_stride = e->T * e->Tk, .bias_q_stride = e->Tk, .d_bias = e->d_bias,
                                .dropout = cp_run_dropout_p(run, ly->sa, "dropout", c->attn_dropout)};
 }
@@ -185,7 +185,7 @@ static cp_attention_args cross_args(const cp_model *m, const cp_run *run, int64_
     cross_kv(m, run, l, b, a, &k, &v);
     return (cp_attention_args){.B = b->B, .T = b->T, .NH = c->num_heads, .hs = c->head_dim, .q = a->cq, .k = k, .v = v,
                                .q_stride = D, .k_stride = D, .v_stride = D, .scale = 1.0f, .key_mask = run->cross->mask,
-                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt, .probs = a->cprobs, .bidirectional = 1,
+                               .empty_row = CP_ATTN_EMPTY_ALL, .out = a->catt, .stats = a->cstats, .bidirectional = 1,
                                .Tk = run->cross->Te, .dropout = cp_run_dropout_p(run, ly->ca, "dropout", c->attn_dropout)};
 }
 

@@ -14,17 +14,13 @@
  * so the plain causal path runs exactly the code it ran before they existed.
  */
 #include "nn/attention.h"
+#include "nn/attention_internal.h"
 #include "kernels/gemm.h"
 #include "kernels/vector.h"
 
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-
-/* The kv head a query head reads. */
-static inline int64_t kv_head(const cp_attention_args *a, int64_t h) {
-    return a->NKV > 0 ? h / (a->NH / a->NKV) : h;
-}
 
 static inline float dot(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
@@ -33,21 +29,9 @@ static inline float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* Keys per batch row: the cache and the new ones, or the other sequence's (cross-attention). */
-static inline int64_t n_keys(const cp_attention_args *a) { return a->Tk ? a->Tk : a->past + a->T; }
-/* Rows per batch row in k, v and the key mask. */
-static inline int64_t kv_rows(const cp_attention_args *a) { return a->kv_rows ? a->kv_rows : n_keys(a); }
-
-/* The key columns lo..hi the query at column col may see before the key mask. */
-static inline void visible_keys(const cp_attention_args *a, int64_t col, int64_t *lo, int64_t *hi) {
-    if (a->bidirectional) { *lo = 0; *hi = n_keys(a) - 1; return; }
-    *lo = a->window > 0 && col - a->window + 1 > 0 ? col - a->window + 1 : 0;
-    *hi = col;
-}
-
 /* What no caller may ask for; the plain causal arguments always pass. */
-static cp_status check_args(const cp_attention_args *a) {
-    const int64_t TK = n_keys(a);
+cp_status cp_attn_check_args(const cp_attention_args *a) {
+    const int64_t TK = cp_attn_n_keys(a);
     if (a->bidirectional && a->window > 0)
         return cp_error("attention: a sliding window (%lld) needs the causal mask, but bidirectional is set",
                         (long long)a->window);
@@ -67,10 +51,10 @@ static cp_status check_args(const cp_attention_args *a) {
 }
 
 /* ALiBi's key positions (B,TK) as floats, pos(b,j) by a->alibi_pos; *out = NULL without ALiBi. */
-static cp_status alibi_positions(const cp_attention_args *a, cp_arena *scratch, float **out) {
+cp_status cp_attn_alibi_positions(const cp_attention_args *a, cp_arena *scratch, float **out) {
     *out = NULL;
     if (!a->alibi_slopes) return CP_OK;
-    const int64_t B = a->B, TK = n_keys(a), R = kv_rows(a);
+    const int64_t B = a->B, TK = cp_attn_n_keys(a), R = cp_attn_kv_rows(a);
     float *pos = cp_arena_floats(scratch, (size_t)(B * TK), "ALiBi key positions");
     if (!pos) return CP_ERR;
     for (int64_t b = 0; b < B; b++) {
@@ -95,8 +79,8 @@ static cp_status alibi_positions(const cp_attention_args *a, cp_arena *scratch, 
 
 /* r[j] = r[j]·scale + bias(b,h,i,lo+j) + slope_h·pos(b,lo+j) over the n keys from column lo: the
  * scores of query i before the masks, in eager PyTorch's order of additions. */
-static void add_bias_row(const cp_attention_args *a, const float *alibi_pos, float *r, int64_t lo, int64_t n,
-                         int64_t b, int64_t h, int64_t i) {
+void cp_attn_add_bias_row(const cp_attention_args *a, const float *alibi_pos, float *r, int64_t lo, int64_t n, int64_t b,
+                          int64_t h, int64_t i) {
     const float scale = a->scale;
     if (a->bias) {
         const float *br = a->bias + b * a->bias_b_stride + h * a->bias_h_stride + i * a->bias_q_stride + lo;
@@ -105,7 +89,7 @@ static void add_bias_row(const cp_attention_args *a, const float *alibi_pos, flo
         for (int64_t j = 0; j < n; j++) r[j] *= scale;
     }
     if (alibi_pos) {
-        const float slope = a->alibi_slopes[h], *p = alibi_pos + b * n_keys(a) + lo;
+        const float slope = a->alibi_slopes[h], *p = alibi_pos + b * cp_attn_n_keys(a) + lo;
         for (int64_t j = 0; j < n; j++) r[j] += slope * p[j];
     }
 }
@@ -117,10 +101,10 @@ static void softcap_row(float *r, int64_t n, float c) {
 
 static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    const int64_t P = a->past, R = kv_rows(a), TK = n_keys(a);
-    if (check_args(a) != CP_OK) return CP_ERR;
+    const int64_t P = a->past, R = cp_attn_kv_rows(a), TK = cp_attn_n_keys(a);
+    if (cp_attn_check_args(a) != CP_OK) return CP_ERR;
     float *apos;
-    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
+    if (cp_attn_alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     const int extra = a->bias || apos;
     const float cap = a->softcap;
     int nthreads = omp_get_max_threads();
@@ -135,13 +119,13 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
             for (int64_t i = 0; i < T; i++) {
                 const float *qi = a->q + (b * T + i) * a->q_stride + h * hs;
                 int64_t lo, hi; /* keys lo..hi */
-                visible_keys(a, P + i, &lo, &hi);
+                cp_attn_visible_keys(a, P + i, &lo, &hi);
                 float maxv = -INFINITY;
                 int any = 0;
                 for (int64_t j = lo; j <= hi; j++) {
                     if (mask && !mask[j]) { scores[j] = -INFINITY; continue; }
-                    float s = dot(qi, a->k + (b * R + j) * a->k_stride + kv_head(a, h) * hs, hs);
-                    if (extra) add_bias_row(a, apos, &s, j, 1, b, h, i);
+                    float s = dot(qi, a->k + (b * R + j) * a->k_stride + cp_attn_kv_head(a, h) * hs, hs);
+                    if (extra) cp_attn_add_bias_row(a, apos, &s, j, 1, b, h, i);
                     else s *= a->scale;
                     if (cap > 0) softcap_row(&s, 1, cap);
                     scores[j] = s;
@@ -168,7 +152,7 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
                 for (int64_t j = lo; j <= hi; j++) {
                     const float p = scores[j];
                     if (p == 0.0f) continue;
-                    const float *vj = a->v + (b * R + j) * a->v_stride + kv_head(a, h) * hs;
+                    const float *vj = a->v + (b * R + j) * a->v_stride + cp_attn_kv_head(a, h) * hs;
 #pragma omp simd
                     for (int64_t d = 0; d < hs; d++) o[d] += p * vj[d];
                 }
@@ -185,14 +169,14 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
 static int softmax_row(const cp_attention_args *a, const float *alibi_pos, float *s, int64_t klo, int64_t nk,
                        int64_t col, int64_t b, int64_t h, const int64_t *mask) {
     int64_t lo, hi;
-    visible_keys(a, col, &lo, &hi);
+    cp_attn_visible_keys(a, col, &lo, &hi);
     for (int64_t j = klo; j < lo; j++) s[j - klo] = 0.0f;
     for (int64_t j = hi + 1; j < klo + nk; j++) s[j - klo] = 0.0f;
     float *r = s + (lo - klo);
     const int64_t n = hi - lo + 1;
     float scale = a->scale;
     if (a->bias || alibi_pos || a->softcap > 0) { /* scaled, biased and capped here; cp_softmax_row's ·1 is exact */
-        add_bias_row(a, alibi_pos, r, lo, n, b, h, col - a->past);
+        cp_attn_add_bias_row(a, alibi_pos, r, lo, n, b, h, col - a->past);
         if (a->softcap > 0) softcap_row(r, n, a->softcap);
         scale = 1.0f;
     }
@@ -205,10 +189,10 @@ static int softmax_row(const cp_attention_args *a, const float *alibi_pos, float
 
 static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch) {
     const int64_t B = a->B, T = a->T, NH = a->NH, hs = a->hs, C = NH * hs;
-    const int64_t P = a->past, R = kv_rows(a), TK = n_keys(a);
-    if (check_args(a) != CP_OK) return CP_ERR;
+    const int64_t P = a->past, R = cp_attn_kv_rows(a), TK = cp_attn_n_keys(a);
+    if (cp_attn_check_args(a) != CP_OK) return CP_ERR;
     float *apos;
-    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
+    if (cp_attn_alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     const int64_t n_blocks = (T + ATT_QBLOCK - 1) / ATT_QBLOCK;
     int nthreads = omp_get_max_threads();
     float *scores_all = cp_arena_floats(scratch, (size_t)nthreads * ATT_QBLOCK * (size_t)TK, "attention scores");
@@ -226,8 +210,8 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                 const int64_t klo = a->bidirectional ? 0 : a->window > 0 && c0 - a->window + 1 > 0 ? c0 - a->window + 1 : 0;
                 const int64_t nk = a->bidirectional ? TK : c1 - klo;
                 const float *Q = a->q + (b * T + i0) * a->q_stride + h * hs;   // (nq, hs), row stride q_stride
-                const float *K = a->k + (b * R + klo) * a->k_stride + kv_head(a, h) * hs;  // (nk, hs)
-                const float *V = a->v + (b * R + klo) * a->v_stride + kv_head(a, h) * hs;  // (nk, hs)
+                const float *K = a->k + (b * R + klo) * a->k_stride + cp_attn_kv_head(a, h) * hs;  // (nk, hs)
+                const float *V = a->v + (b * R + klo) * a->v_stride + cp_attn_kv_head(a, h) * hs;  // (nk, hs)
                 float *O = a->out + (b * T + i0) * C + h * hs;                  // (nq, hs), row stride C
                 // S (nq, nk) = Q · Kᵀ
                 cp_gemm_f32(0, 1, (int)nq, (int)nk, (int)hs, 1.0f, Q, (int)a->q_stride,
@@ -255,7 +239,7 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                     float *o = O + r * C;
                     memset(o, 0, (size_t)hs * sizeof *o);
                     for (int64_t j = 0; j < TK; j++) {
-                        const float *vj = a->v + (b * R + j) * a->v_stride + kv_head(a, h) * hs;
+                        const float *vj = a->v + (b * R + j) * a->v_stride + cp_attn_kv_head(a, h) * hs;
                         if (cp_dropout_on(&a->dropout)) {
                             float w = 1.0f / (float)TK;
                             cp_dropout_apply_row(&a->dropout, &w, &w, row0 + r, j, 1);
@@ -274,7 +258,7 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
  * (T,TK) after it for dropout(P). */
 static void backward_task(const cp_attention_args *a, const float *apos, int64_t b, int64_t kvh, const float *dout, float *dq,
                           float *dk, float *dv, float *dP) {
-    const int64_t T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, TK = n_keys(a), R = kv_rows(a);
+    const int64_t T = a->T, NH = a->NH, hs = a->hs, C = NH * hs, TK = cp_attn_n_keys(a), R = cp_attn_kv_rows(a);
     const int64_t NKV = a->NKV > 0 ? a->NKV : NH, group = NH / NKV;
     for (int64_t g = 0; g < group; g++) {
         const int64_t h = kvh * group + g;
@@ -309,7 +293,7 @@ static void backward_task(const cp_attention_args *a, const float *apos, int64_t
             cp_gemm_f32(0, 1, (int)T, (int)TK, (int)hs, 1.0f, Q, (int)a->q_stride, K, (int)a->k_stride, 0.0f, Tc, (int)TK);
             for (int64_t i = 0; i < T; i++) {
                 float *r = Tc + i * TK;
-                add_bias_row(a, apos, r, 0, TK, b, h, i);
+                cp_attn_add_bias_row(a, apos, r, 0, TK, b, h, i);
                 for (int64_t j = 0; j < TK; j++) r[j] = tanhf(r[j] / a->softcap);
             }
         }
@@ -349,11 +333,11 @@ static void backward_task(const cp_attention_args *a, const float *apos, int64_t
 
 static cp_status attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv,
                                    cp_arena *scratch) {
-    const int64_t B = a->B, T = a->T, NH = a->NH, TK = n_keys(a);
-    if (check_args(a) != CP_OK) return CP_ERR;
-    if (!a->probs) return cp_error("attention backward needs the probabilities saved by the forward pass");
+    const int64_t B = a->B, T = a->T, NH = a->NH, TK = cp_attn_n_keys(a);
+    if (cp_attn_check_args(a) != CP_OK) return CP_ERR;
+    if (!a->probs) return cp_error("attention backward needs the probabilities or the row statistics saved by the forward pass");
     float *apos;
-    if (alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
+    if (cp_attn_alibi_positions(a, scratch, &apos) != CP_OK) return CP_ERR;
     int nthreads = omp_get_max_threads();
     /* dP, [dropout(P)], [tanh of the capped scores] */
     const size_t per_thread = (size_t)(T * TK) * (size_t)(1 + cp_dropout_on(&a->dropout) + (a->softcap > 0));
@@ -386,14 +370,15 @@ cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch
 
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = attention_forward(a, scratch);
+    cp_status st = a->probs ? attention_forward(a, scratch) : cp_attn_fused_forward(a, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }
 
 cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv, cp_arena *scratch) {
     cp_arena_mark mark = cp_arena_get_mark(scratch);
-    cp_status st = attention_backward(a, dout, dq, dk, dv, scratch);
+    cp_status st = a->probs || !a->stats ? attention_backward(a, dout, dq, dk, dv, scratch)
+                                         : cp_attn_fused_backward(a, dout, dq, dk, dv, scratch);
     cp_arena_release(scratch, mark);
     return st;
 }

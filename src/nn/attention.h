@@ -42,6 +42,16 @@
  * sits at column past + i, and the causal rule, the window and the key mask all count in columns,
  * as transformers' cache does (GPT-Neo's local window and Mistral's sliding window are windows
  * over cache columns). past = 0 and kv_rows = 0 is the plain full-sequence case.
+ *
+ * Two ways to train (what the forward keeps for the backward):
+ *   probs   the (B,NH,T,TK) probabilities (nn/attention.c): the backward is five GEMMs over them;
+ *   stats   two floats per query row, (B,NH,T,2) (nn/attention_fused.c, FlashAttention-2's form):
+ *           the forward runs an online softmax over tiles of keys and never holds a row of
+ *           scores, the backward recomputes the scores tile by tile from q, k and the statistics,
+ *           and reads `out` (the forward's output, unchanged) for D = rowsum(dO ⊙ O). Memory
+ *           O(tile²) per thread instead of O(T·TK) per head. Every mode above is supported.
+ * With probs NULL the forward runs the fused path (writing stats when set); with probs set, the
+ * blocked GEMM path. The backward uses probs when set, else stats.
  */
 #ifndef CP_NN_ATTENTION_H
 #define CP_NN_ATTENTION_H
@@ -82,6 +92,9 @@ typedef struct {
     cp_attn_empty_row empty_row;
     float *out;               /* (B,T,NH*hs) */
     float *probs;             /* (B,NH,T,TK) attention probabilities, saved for backward; may be NULL */
+    float *stats;             /* (B,NH,T,2) training without probs: each query row's score max and
+                                 exp-sum (the softmax's statistics), saved by the fused forward for
+                                 the fused backward, which recomputes the scores tile by tile */
 
     /* ---- beyond the causal decoder; 0 / NULL keeps it ---- */
     int bidirectional;        /* 1: no causal rule (encoders, cross-attention); window must be 0 */
@@ -106,7 +119,7 @@ typedef struct {
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch);
 cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch);
 
-/* Backward from the probabilities the forward saved (a->probs must be set): given dout (B,T,C),
+/* Backward from what the forward saved (a->probs, else a->stats and a->out): given dout (B,T,C),
  * writes dq, dk, dv in the layout and strides of q, k, v (the TK key rows of each batch row), and
  * adds the bias gradient to d_bias when set.
  *   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dB = P ⊙ (dP − rowsum(dP ⊙ P)),  dS = dB · scale,  dQ = dS·K,  dK = dSᵀ·Q

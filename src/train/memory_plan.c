@@ -5,6 +5,12 @@
  * follow); the rest of the process (code, libraries, tokenizer, dataset, the BLAS library's and the
  * threads' buffers, malloc's overhead) is measured as what is resident after the dry run beyond the
  * counted parts. `cpeft train` prints it and, at the end, the real peak beside it.
+ *
+ * Attention keeps no (T × TK) probabilities in training (nn/attention_fused.c): a block keeps its
+ * output and two floats per query row and head, and the backward's scratch is a few tiles plus the
+ * per-thread dK/dV sums of one batch row; the dry run measures exactly that, so the plan grows
+ * linearly in the sequence length (seq 2048 × batch 1 plans what 512 × 4 does, less the
+ * probabilities 512 × 4 used to keep: B·NH·T² floats per layer).
  */
 #include "train/trainer.h"
 #include "core/alloc.h"

@@ -236,10 +236,11 @@ TEST(training_keeps_only_what_backward_reads) {
     const int64_t B = BATCH, T = SEQ, N = B * T, NH = 8, hd = 32;
     cp_batch b = test_batch();
     /* a Llama block's backward reads its input, both norms' outputs and statistics, q (roped), k
-     * (roped), v, the attention probabilities and output, the attention residual, gate, up and
+     * (roped), v, the attention row statistics (B,NH,T,2) and output (the fused attention keeps no
+     * (T × T) probabilities), the attention residual, gate, up and
      * silu(gate)·up; nothing else of the block may stay in the arena until the backward pass */
     const size_t kept = floats64(N * C) * 4 + floats64(N) * 2 + floats64(N * NH * hd) * 2 + floats64(N * KV) * 2 +
-                        floats64(B * NH * T * T) + floats64(N * I) * 3;
+                        floats64(B * NH * T * 2) + floats64(N * I) * 3;
     size_t two = step_peak(m, params, n, &b, 0, 2), three = step_peak(m, params, n, &b, 0, 3);
     size_t two_gc = step_peak(m, params, n, &b, 1, 2), three_gc = step_peak(m, params, n, &b, 1, 3);
     printf("  per layer: %zu bytes kept (the backward's inputs: %zu); with recompute %zu (the block input: %zu)\n", three - two,
