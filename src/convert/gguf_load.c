@@ -103,7 +103,7 @@ static cp_status tensor_entry(gguf_owner *o, const cp_gguf_hparams *hp, const cp
             if (!cp_ggml_can_dequantize(t->type))
                 return cp_error("%s: unsupported tensor type %s in tensor %s", g->path, cp_ggml_type_name(t->type), t->name);
             return cp_error("%s: tensor '%s' is %s, which has no kernel (Q8_0, Q4_0, Q4_1 and Q4_K are multiplied as "
-                            "stored): dequantize it to f32 at load (--gguf-dequantize, CP_LOAD_GGUF_DEQUANTIZE) or "
+                            "stored): dequantize it to f32 at load (CP_LOAD_GGUF_DEQUANTIZE; the CLI: CPEFT_GGUF_DEQUANTIZE=1) or "
                             "convert the file (cpeft convert)", g->path, t->name, cp_ggml_type_name(t->type));
         }
         cp_dtype odt;
