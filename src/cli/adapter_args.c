@@ -2,11 +2,13 @@
  * adapter_args.c — loading the --adapter options; see adapter_args.h.
  */
 #include "cli/adapter_args.h"
+#include "convert/gguf_load.h"
 #include "core/alloc.h"
 #include "peft/adapter_io.h"
 #include "peft/peft_model.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
@@ -40,9 +42,20 @@ cp_status cli_load_adapters(cp_model *m, char *const *specs, int n) {
     return st;
 }
 
+cp_status cli_model_load_task(cp_model **out, const char *path, int flags, const char *task_type) {
+    if (!cp_path_is_gguf(path)) return cp_model_load_task(out, path, flags, task_type);
+    const char *deq = getenv("CPEFT_GGUF_DEQUANTIZE");
+    if (deq && deq[0] && strcmp(deq, "0")) flags |= CP_LOAD_GGUF_DEQUANTIZE;
+    return cp_model_load_gguf(out, path, flags, task_type);
+}
+
+cp_status cli_tokenizer_load(cp_tokenizer **out, const char *path) {
+    return cp_path_is_gguf(path) ? cp_tokenizer_load_gguf(out, path) : cp_tokenizer_load_dir(out, path);
+}
+
 cp_model *cli_load_model(const char *cmd, const char *dir, int flags, char *const *specs, int n) {
     cp_model *m = NULL;
-    if (cp_model_load(&m, dir, flags) != CP_OK || cli_load_adapters(m, specs, n) != CP_OK) {
+    if (cli_model_load_task(&m, dir, flags, NULL) != CP_OK || cli_load_adapters(m, specs, n) != CP_OK) {
         fprintf(stderr, "cpeft %s: %s\n", cmd, cp_last_error());
         if (m) cp_model_free(m);
         return NULL;

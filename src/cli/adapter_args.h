@@ -23,6 +23,10 @@ int cli_quantize_flags(const char *cmd, const char *type, int *flags);
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n);
 /* The model in dir (cp_model_load's flags) with the n --adapter specs loaded and active; NULL after
  * printing "cpeft CMD: <the error>" on stderr. */
+/* --model PATH: a directory (cp_model_load_task) or a file ending .gguf (cp_model_load_gguf; the
+ * environment's CPEFT_GGUF_DEQUANTIZE=1 adds CP_LOAD_GGUF_DEQUANTIZE), and its tokenizer. */
+cp_status cli_model_load_task(cp_model **out, const char *path, int flags, const char *task_type);
+cp_status cli_tokenizer_load(cp_tokenizer **out, const char *path);
 cp_model *cli_load_model(const char *cmd, const char *dir, int flags, char *const *specs, int n);
 
 #endif

@@ -352,7 +352,7 @@ int cmd_embed(int argc, char **argv) {
     if (max_len > max_pos) max_len = max_pos;
     cp_tokenizer *tok = NULL;
     inputs in = {0};
-    cp_status st = data ? cp_tokenizer_load_dir(&tok, model_dir) : CP_OK;
+    cp_status st = data ? cli_tokenizer_load(&tok, model_dir) : CP_OK;
     int64_t pad_id = 0;
     if (tok) {
         const int32_t pad = cp_tokenizer_special_id(tok, CP_SPECIAL_PAD);

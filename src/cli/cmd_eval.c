@@ -104,7 +104,7 @@ static cp_status read_text_ids(const char *path, const char *model_dir, int64_t 
         return CP_ERR;
     }
     cp_tokenizer *tok;
-    if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) { cp_free(owned); cp_free(text); return CP_ERR; }
+    if (cli_tokenizer_load(&tok, model_dir) != CP_OK) { cp_free(owned); cp_free(text); return CP_ERR; }
     cp_encoding enc;
     memset(&enc, 0, sizeof enc);
     cp_status st = cp_tokenizer_encode(tok, plain, plain_len, 1, &enc);

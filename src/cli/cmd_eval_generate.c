@@ -174,7 +174,7 @@ int cmd_eval_generate(int argc, char **argv) {
     cp_text_segment *ts = NULL;
     FILE *out = NULL;
     rc = 1;
-    if (cp_tokenizer_load_dir(&tok, model_dir) != CP_OK) goto fail;
+    if (cli_tokenizer_load(&tok, model_dir) != CP_OK) goto fail;
     if (!(m = cli_load_model("eval-generate", model_dir, CP_LOAD_WEIGHTS, specs, n_specs))) goto done;
     if (!m->arch->encoder_decoder) {
         cp_error("%s: %s is not an encoder-decoder (eval-generate generates from a source: t5, mt5)", model_dir,

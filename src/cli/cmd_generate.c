@@ -456,7 +456,7 @@ int cmd_generate(int argc, char **argv) {
     cp_generation gen = {0};
     int load_flags = CP_LOAD_WEIGHTS;
     if ((rc = cli_quantize_flags("generate", a.quantize, &load_flags))) return rc;
-    cp_status st = cp_model_load(&m, a.model_dir, load_flags);
+    cp_status st = cli_model_load_task(&m, a.model_dir, load_flags, NULL);
     if (st == CP_OK) st = cli_load_adapters(m, a.adapters, a.n_adapters);
     if (st == CP_OK && a.merge) st = cp_model_merge_adapters(m);
     const int64_t V = st == CP_OK ? cp_model_vocab_size(m) : 0;
@@ -475,7 +475,7 @@ int cmd_generate(int argc, char **argv) {
 
     /* the tokenizer: needed for text prompts and stop strings, used for output text when present */
     const int need_tok = a.n_texts || a.prompts_file || a.n_stops;
-    if (st == CP_OK && cp_tokenizer_load_dir(&tok, a.model_dir) != CP_OK) {
+    if (st == CP_OK && cli_tokenizer_load(&tok, a.model_dir) != CP_OK) {
         if (need_tok) st = cp_error_context("%s: text prompts and stop strings need the model's tokenizer", a.model_dir);
         tok = NULL;
     }

@@ -12,6 +12,7 @@
  * count (what is_trainable=True reports as trainable) follows on its own line.
  */
 #include "cli/adapter_args.h"
+#include "convert/gguf_load.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
@@ -57,6 +58,7 @@ typedef struct {
 
 static cp_status summarize_weights(const char *dir, weight_summary *w) {
     memset(w, 0, sizeof *w);
+    if (cp_path_is_gguf(dir)) return CP_OK; /* a GGUF file: no safetensors to summarise (cpeft convert prints its types) */
     cp_checkpoint ck;
     if (cp_checkpoint_open(&ck, dir) != CP_OK) return CP_ERR;
     w->n_files = ck.n_files;
@@ -238,7 +240,7 @@ int cmd_info(int argc, char **argv) {
     char *task = NULL;
     cp_model *m = NULL;
     if (pick_task(task_type, peft_config, adapter, &task) != CP_OK ||
-        cp_model_load_task(&m, dir, CP_LOAD_CONFIG_ONLY, task) != CP_OK) {
+        cli_model_load_task(&m, dir, CP_LOAD_CONFIG_ONLY, task) != CP_OK) {
         fprintf(stderr, "cpeft info: %s\n", cp_last_error());
         cp_free(task);
         return 1;

@@ -6,6 +6,7 @@
 #include "cli/adapter_args.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "convert/gguf_load.h"
 #include "cpeft.h"
 
 #include <stdio.h>
@@ -39,6 +40,11 @@ int cmd_merge(int argc, char **argv) {
     if (!model || !out || n_adapters == 0) {
         fprintf(stderr, "cpeft merge: needs --model, --adapter and --out\n");
         help(stderr);
+        return 2;
+    }
+    if (cp_path_is_gguf(model)) { /* cp_model_save_merged copies config.json and the tokenizer from a directory */
+        fprintf(stderr, "cpeft merge: %s: merging into a GGUF base is not built yet: convert it first (cpeft convert "
+                        "--gguf %s --out DIR) and merge with --model DIR; the adapter loads onto that directory\n", model, model);
         return 2;
     }
     int load_flags = CP_LOAD_WEIGHTS;

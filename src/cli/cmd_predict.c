@@ -18,6 +18,7 @@
  */
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/adapter_args.h"
 #include "core/alloc.h"
 #include "core/json_write.h"
 #include "core/strbuf.h"
@@ -237,11 +238,11 @@ int cmd_predict(int argc, char **argv) {
         st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS, task, (const char *const *)names, n_names, a_problem);
     } else if (st == CP_OK) {
         snprintf(source, sizeof source, "num_labels of %s/config.json", model_dir);
-        st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, task);
+        st = cli_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS, task);
     }
     if (st == CP_OK && adapter) st = check_adapter_head(m, adapter, source);
     if (st == CP_OK && adapter) st = cp_model_load_adapter(m, adapter, "default", 0);
-    if (st == CP_OK) st = cp_tokenizer_load_dir(&tok, model_dir);
+    if (st == CP_OK) st = cli_tokenizer_load(&tok, model_dir);
     if (st == CP_OK) {
         const int64_t K = cp_model_num_labels(m);
         const char **ln = cp_calloc((size_t)K, sizeof *ln, "labels");

@@ -376,7 +376,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
     cp_model *m = NULL;
     cp_tokenizer *tok = NULL;
     r.classify = o->task_type && (!strcmp(o->task_type, "SEQ_CLS") || !strcmp(o->task_type, "TOKEN_CLS"));
-    cp_status st = cp_tokenizer_load_dir(&tok, model_dir);
+    cp_status st = cli_tokenizer_load(&tok, model_dir);
     if (st == CP_OK && r.classify) { /* the head gets the training file's labels, as run_glue.py / run_ner.py build it */
         char **labels = NULL;
         int64_t n = 0;
@@ -390,7 +390,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
         }
         cp_train_labels_free(labels, n);
     } else if (st == CP_OK) {
-        st = cp_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type);
+        st = cli_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type);
     }
     /* --peft-type: the adapter the trainer trains as it is (a checkpoint brings its own) */
     if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);

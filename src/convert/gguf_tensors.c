@@ -110,23 +110,22 @@ cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp) {
     return CP_OK;
 }
 
-cp_status cp_gguf_unpermute_rows(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head) {
+/* The row moves below on rows of row_bytes bytes (whole quantized blocks move the same way). */
+static cp_status unpermute_bytes(void *dst, const void *src, int64_t rows, size_t row_bytes, int64_t n_head) {
     if (n_head <= 0 || rows % (2 * n_head))
         return cp_error("cannot undo the Q/K permutation: %" PRId64 " rows are not a multiple of 2 x %" PRId64 " heads",
                         rows, n_head);
     const int64_t hd = rows / n_head, half = hd / 2;
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t i = 0; i < 2; i++)
-            for (int64_t j = 0; j < half; j++) {
+            for (int64_t j = 0; j < half; j++)
                 /* GGUF row h*hd + 2j + i holds Hugging Face row h*hd + i*half + j */
-                const float *s = src + (h * hd + 2 * j + i) * cols;
-                float *d = dst + (h * hd + i * half + j) * cols;
-                memcpy(d, s, (size_t)cols * sizeof *d);
-            }
+                memcpy((char *)dst + (size_t)(h * hd + i * half + j) * row_bytes,
+                       (const char *)src + (size_t)(h * hd + 2 * j + i) * row_bytes, row_bytes);
     return CP_OK;
 }
 
-cp_status cp_gguf_qkv_to_heads(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head) {
+static cp_status qkv_to_heads_bytes(void *dst, const void *src, int64_t rows, size_t row_bytes, int64_t n_head) {
     if (n_head <= 0 || rows % (3 * n_head))
         return cp_error("cannot undo the fused q/k/v order: %" PRId64 " rows are not a multiple of 3 x %" PRId64 " heads",
                         rows, n_head);
@@ -134,8 +133,32 @@ cp_status cp_gguf_qkv_to_heads(float *dst, const float *src, int64_t rows, int64
     for (int64_t p = 0; p < 3; p++)
         for (int64_t h = 0; h < n_head; h++)
             /* GGUF rows p*n_head*hd + h*hd + j hold Hugging Face rows h*3*hd + p*hd + j */
-            memcpy(dst + (h * 3 * hd + p * hd) * cols, src + (p * n_head * hd + h * hd) * cols,
-                   (size_t)(hd * cols) * sizeof *dst);
+            memcpy((char *)dst + (size_t)(h * 3 * hd + p * hd) * row_bytes,
+                   (const char *)src + (size_t)(p * n_head * hd + h * hd) * row_bytes, (size_t)hd * row_bytes);
+    return CP_OK;
+}
+
+cp_status cp_gguf_unpermute_rows(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head) {
+    return unpermute_bytes(dst, src, rows, (size_t)cols * sizeof *dst, n_head);
+}
+
+cp_status cp_gguf_qkv_to_heads(float *dst, const float *src, int64_t rows, int64_t cols, int64_t n_head) {
+    return qkv_to_heads_bytes(dst, src, rows, (size_t)cols * sizeof *dst, n_head);
+}
+
+int cp_convert_moves_rows(const cp_gguf_hparams *hp, const cp_gguf_tensor_name *tn) {
+    (void)hp;
+    return tn->rope_rows != CP_GGUF_ROPE_NONE || tn->transform == CP_GGUF_QKV_HEADS;
+}
+
+cp_status cp_convert_move_rows(const cp_gguf_hparams *hp, const cp_gguf_tensor_name *tn, void *dst, const void *src,
+                               int64_t rows, size_t row_bytes) {
+    if (tn->transform == CP_GGUF_QKV_HEADS) return qkv_to_heads_bytes(dst, src, rows, row_bytes, hp->num_attention_heads);
+    const int64_t n_head = tn->rope_rows == CP_GGUF_ROPE_Q_HEADS    ? hp->num_attention_heads
+                           : tn->rope_rows == CP_GGUF_ROPE_KV_HEADS ? hp->num_key_value_heads
+                                                                    : 0;
+    if (n_head) return unpermute_bytes(dst, src, rows, row_bytes, n_head);
+    memcpy(dst, src, (size_t)rows * row_bytes);
     return CP_OK;
 }
 
@@ -145,15 +168,10 @@ static cp_status undo_transforms(const cp_gguf_hparams *hp, const cp_gguf_tensor
     const int64_t cols = t->n_dims == 1 ? 1 : t->ne[0], rows = t->numel / cols;
     if (tn->transform == CP_GGUF_MINUS_ONE)
         for (int64_t i = 0; i < t->numel; i++) (*vals)[i] -= 1.0f;
-    int64_t n_head = 0;
-    if (tn->rope_rows == CP_GGUF_ROPE_Q_HEADS) n_head = hp->num_attention_heads;
-    if (tn->rope_rows == CP_GGUF_ROPE_KV_HEADS) n_head = hp->num_key_value_heads;
-    const int qkv = tn->transform == CP_GGUF_QKV_HEADS;
-    if (!n_head && !qkv) return CP_OK;
+    if (!cp_convert_moves_rows(hp, tn)) return CP_OK;
     float *out = cp_malloc((size_t)t->numel * sizeof *out, t->name);
     if (!out) return CP_ERR;
-    cp_status st = qkv ? cp_gguf_qkv_to_heads(out, *vals, rows, cols, hp->num_attention_heads)
-                       : cp_gguf_unpermute_rows(out, *vals, rows, cols, n_head);
+    cp_status st = cp_convert_move_rows(hp, tn, out, *vals, rows, (size_t)cols * sizeof *out);
     if (st) {
         cp_free(out);
         return st;
@@ -177,6 +195,28 @@ static int narrowing_rounds(int src, cp_dtype dst) {
     return src != CP_GGML_BF16;
 }
 
+cp_status cp_convert_tensor_values(const cp_gguf *g, const cp_gguf_hparams *hp, const cp_gguf_tensor *t, int dtype,
+                                   cp_dtype *odt_out, void **out) {
+    const cp_dtype odt = out_dtype_for(t->type, dtype);
+    *out = NULL;
+    float *vals = cp_malloc((size_t)t->numel * sizeof *vals, t->name);
+    if (!vals || cp_gguf_dequantize(g, t, vals)) { cp_free(vals); return CP_ERR; }
+    int64_t layer;
+    if (undo_transforms(hp, t, cp_gguf_names_match(hp->names, t->name, &layer), &vals)) {
+        cp_free(vals);
+        return cp_error_context("%s: tensor '%s'", g->path, t->name);
+    }
+    void *data = vals;
+    if (odt != CP_F32) {
+        if (!(data = cp_malloc((size_t)t->numel * 2, t->name))) { cp_free(vals); return CP_ERR; }
+        cp_convert_from_f32(data, odt, vals, (size_t)t->numel);
+        cp_free(vals);
+    }
+    *odt_out = odt;
+    *out = data;
+    return CP_OK;
+}
+
 cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_hparams *hp, const char *path, int dtype,
                                    cp_gguf_convert_report *rep) {
     int64_t n = 0;
@@ -189,22 +229,9 @@ cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_hparams *hp, 
         if (cp_convert_ignored_tensor(hp, t->name)) continue;
         char hf[256];
         if ((st = cp_gguf_hf_name(hp->names, t->name, hp->num_hidden_layers, hf, sizeof hf))) break;
-        const cp_dtype odt = out_dtype_for(t->type, dtype);
-        float *vals = cp_malloc((size_t)t->numel * sizeof *vals, t->name);
-        if (!vals || (st = cp_gguf_dequantize(g, t, vals))) { cp_free(vals); st = CP_ERR; break; }
-        int64_t layer;
-        if ((st = undo_transforms(hp, t, cp_gguf_names_match(hp->names, t->name, &layer), &vals))) {
-            cp_free(vals);
-            st = cp_error_context("%s: tensor '%s'", g->path, t->name);
-            break;
-        }
-        void *data = vals;
-        if (odt != CP_F32) {
-            data = cp_malloc((size_t)t->numel * 2, t->name);
-            if (!data) { cp_free(vals); st = CP_ERR; break; }
-            cp_convert_from_f32(data, odt, vals, (size_t)t->numel);
-            cp_free(vals);
-        }
+        cp_dtype odt;
+        void *data;
+        if ((st = cp_convert_tensor_values(g, hp, t, dtype, &odt, &data))) break;
         if (!(names[n] = cp_strdup(hf))) { cp_free(data); st = CP_ERR; break; }
         bufs[n] = data;
         wt[n].name = names[n];

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "convert/gguf_convert.h"
+#include "models/gguf_names.h"
 
 /* Reads the token id under `key` (absent: -1), checked against the vocabulary size. */
 cp_status cp_convert_token_id(const cp_gguf *g, const char *key, int64_t vocab, int64_t *out);
@@ -25,6 +26,17 @@ char *cp_convert_json_file(cJSON *root);
 cp_status cp_convert_check_tensors(const cp_gguf *g, cp_gguf_hparams *hp);
 /* Whether the tensor is a buffer the conversion skips. */
 int cp_convert_ignored_tensor(const cp_gguf_hparams *hp, const char *gguf_name);
+/* One tensor's values exactly as model.safetensors holds them: dequantized, the table's transforms
+ * undone, narrowed to `dtype` (-1: F32/F16/BF16 keep their type, quantized ones become F32); *out
+ * owned (cp_free). Errors name the file and tensor. */
+cp_status cp_convert_tensor_values(const cp_gguf *g, const cp_gguf_hparams *hp, const cp_gguf_tensor *t, int dtype,
+                                   cp_dtype *odt, void **out);
+/* Whether the table moves the tensor's rows (llama's Q/K un-permutation, a fused q/k/v put back per
+ * head), and the move itself on rows of row_bytes bytes: f32 values or whole quantized blocks alike
+ * (a row is ne[0] values, a whole number of blocks). dst != src. */
+int cp_convert_moves_rows(const cp_gguf_hparams *hp, const cp_gguf_tensor_name *tn);
+cp_status cp_convert_move_rows(const cp_gguf_hparams *hp, const cp_gguf_tensor_name *tn, void *dst,
+                               const void *src, int64_t rows, size_t row_bytes);
 /* Dequantizes, un-permutes and narrows every tensor (dtype -1: keep F32/F16/BF16), then writes
  * model.safetensors at path; counts what it did in rep (may be NULL). */
 cp_status cp_convert_write_tensors(const cp_gguf *g, const cp_gguf_hparams *hp, const char *path, int dtype,

@@ -168,10 +168,31 @@ const char *cp_checkpoint_file_of(const cp_checkpoint *ck, const cp_ckpt_entry *
     return base ? base + 1 : path;
 }
 
+cp_status cp_checkpoint_adopt(cp_checkpoint *ck, const char *dir, cp_safetensors *file, void *owner,
+                              void (*owner_free)(void *owner)) {
+    memset(ck, 0, sizeof *ck);
+    ck->owner = owner;
+    ck->owner_free = owner_free;
+    ck->dir = cp_strdup(dir);
+    ck->files = cp_malloc(sizeof *ck->files, "the file list");
+    if (!ck->dir || !ck->files) {
+        cp_st_close(file);
+        cp_checkpoint_close(ck);
+        return CP_ERR;
+    }
+    ck->files[0] = *file;
+    ck->n_files = 1;
+    memset(file, 0, sizeof *file);
+    cp_status st = build_index(ck);
+    if (st != CP_OK) cp_checkpoint_close(ck);
+    return st;
+}
+
 void cp_checkpoint_close(cp_checkpoint *ck) {
     for (int f = 0; f < ck->n_files; f++) cp_st_close(&ck->files[f]);
     cp_free(ck->files);
     cp_free(ck->entries);
     cp_free(ck->dir);
+    if (ck->owner_free) ck->owner_free(ck->owner);
     memset(ck, 0, sizeof *ck);
 }

@@ -23,10 +23,20 @@ typedef struct {
     int n_files;
     cp_ckpt_entry *entries;    /* sorted by name */
     int n_entries;
+    /* What else the tensors point into (a GGUF mapping, buffers a loader made), freed by
+     * cp_checkpoint_close; NULL for a directory. */
+    void *owner;
+    void (*owner_free)(void *owner);
 } cp_checkpoint;
 
 /* Opens the weights of `dir`. Errors name the file at fault. */
 cp_status cp_checkpoint_open(cp_checkpoint *ck, const char *dir);
+/* A checkpoint over tensors built in memory (convert/gguf_load.c: a GGUF file's tensors under their
+ * Hugging Face names): `file` (taken over; its path names the source in messages, map may be NULL)
+ * becomes the only file; `owner` is freed with owner_free at close, after the file. On error
+ * everything given is freed. */
+cp_status cp_checkpoint_adopt(cp_checkpoint *ck, const char *dir, cp_safetensors *file, void *owner,
+                              void (*owner_free)(void *owner));
 cp_ckpt_entry *cp_checkpoint_find(cp_checkpoint *ck, const char *name);
 /* The file name (inside dir) of an entry, for messages. */
 const char *cp_checkpoint_file_of(const cp_checkpoint *ck, const cp_ckpt_entry *e);

@@ -24,6 +24,7 @@
 #include "models/lm_head.h"
 #include "models/proj.h"
 #include "models/quantize.h"
+#include "io/ggml_quant.h"
 #include "nn/pooling.h"
 
 #include <math.h>
@@ -161,6 +162,22 @@ static cp_status bind_param(cp_model *m, cp_param *p, bind_report *r) {
         snprintf(item, sizeof item, "%s: expected %s, found %s in %s", p->name, want, got,
                  cp_checkpoint_file_of(&m->ckpt, e));
         report(&r->shape, &r->n_shape, item);
+        return CP_OK;
+    }
+    if (cp_dtype_is_quantized(t->dtype)) { /* a GGUF's block-quantized tensor (convert/gguf_load.c) */
+        p->source_dtype = CP_F32;           /* what merging and exporting write it as: its dequantized values */
+        if (p->ndim == 2 && cp_gemm_supports(t->dtype)) {
+            p->stored = t->data;            /* NT rows of whole blocks, as GGUF stores a Linear weight */
+            p->stored_dtype = t->dtype;
+            p->data = NULL;
+            p->owns_data = 0;
+            return CP_OK;
+        }
+        float *buf = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
+        if (!buf) return CP_ERR;
+        cp_ggml_dequantize_row(cp_ggml_type_of(t->dtype), t->data, buf, p->numel);
+        p->data = buf;
+        p->owns_data = 1;
         return CP_OK;
     }
     if (!cp_dtype_is_loadable_float(t->dtype)) {
@@ -304,16 +321,23 @@ static cp_status resolve_task(const cp_model *m, const char *task_type, cp_task 
 
 cp_status cp_model_load(cp_model **out, const char *dir, int flags) { return cp_model_load_task(out, dir, flags, NULL); }
 
-cp_status cp_model_begin_load(cp_model **out, const char *dir) {
-    *out = NULL;
+/* A model with nothing loaded yet, named `dir` (a directory or a file) in messages. */
+static cp_model *model_new(const char *dir) {
     cp_model *m = cp_calloc(1, sizeof *m, "the model");
-    if (!m) return CP_ERR;
+    if (!m) return NULL;
     cp_arena_init(&m->arena);
     m->model_dropout = 1; /* as torch's train() turns on every nn.Dropout */
-    m->dir = cp_strdup(dir);
+    if (!(m->dir = cp_strdup(dir))) { cp_model_free(m); return NULL; }
+    return m;
+}
+
+cp_status cp_model_begin_load(cp_model **out, const char *dir) {
+    *out = NULL;
+    cp_model *m = model_new(dir);
+    if (!m) return CP_ERR;
     size_t n = strlen(dir) + 16;
     char *config_path = cp_malloc(n, "a path");
-    if (!m->dir || !config_path) { cp_free(config_path); cp_model_free(m); return CP_ERR; }
+    if (!config_path) { cp_model_free(m); return CP_ERR; }
     snprintf(config_path, n, "%s/config.json", dir);
     cp_status st = cp_config_load(&m->config, config_path);
     cp_free(config_path);
@@ -327,7 +351,7 @@ cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
     *out = NULL;
     cp_status st = m->arch->build(m);
     if (st == CP_OK && !(flags & CP_LOAD_CONFIG_ONLY)) {
-        st = cp_checkpoint_open(&m->ckpt, m->dir);
+        if (!m->ckpt.n_files) st = cp_checkpoint_open(&m->ckpt, m->dir); /* else given (cp_model_load_checkpoint) */
         if (st == CP_OK && m->ckpt.n_files == 0)
             st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", m->dir);
         if (st == CP_OK) st = cp_model_bind_weights(m);
@@ -338,6 +362,22 @@ cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
     if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
     *out = m;
     return CP_OK;
+}
+
+cp_status cp_model_load_checkpoint(cp_model **out, const char *name, const char *config_json, cp_checkpoint *ckpt,
+                                   int flags, const char *task_type) {
+    *out = NULL;
+    cp_model *m = model_new(name);
+    if (!m) { cp_checkpoint_close(ckpt); return CP_ERR; }
+    m->ckpt = *ckpt; /* taken over: freed with the model from here on */
+    memset(ckpt, 0, sizeof *ckpt);
+    cJSON *root = cJSON_Parse(config_json);
+    cp_status st = root ? cp_config_from_json(&m->config, root, name) : cp_error("%s: the config built for it is not JSON", name);
+    cJSON_Delete(root);
+    if (st == CP_OK) m->arch = cp_arch_find(m->config.model_type);
+    if (st == CP_OK) st = resolve_task(m, task_type, &m->task);
+    if (st != CP_OK) { cp_model_free(m); return CP_ERR; }
+    return cp_model_end_load(m, flags, out);
 }
 
 cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, const char *task_type) {

@@ -109,6 +109,15 @@ cp_status cp_model_forward_last_mix(cp_model *m, const cp_batch *batch, const cp
 cp_status cp_model_begin_load(cp_model **out, const char *dir);
 cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out);
 
+/* A model from a config.json text and a checkpoint already open (taken over, even on error): a
+ * GGUF file's (convert/gguf_load.c). `name` (the file) stands for the directory in messages and as
+ * cp_model's dir. flags and task_type as cp_model_load_task's; the binding rules are the directory's,
+ * plus: a block-quantized tensor (CP_Q8_0 ... CP_Q4_K) bound to a matrix the products take is kept
+ * as stored (cp_param.stored, stored_dtype the block format, NT rows), anything else dequantized to
+ * f32 at load. */
+cp_status cp_model_load_checkpoint(cp_model **out, const char *name, const char *config_json, cp_checkpoint *ckpt,
+                                   int flags, const char *task_type);
+
 /* Binds every parameter of m->root to checkpoint data (see model.c for the rules). */
 cp_status cp_model_bind_weights(cp_model *m);
 /* Ties `param` to `target` (same data, counted once), as tie_word_embeddings does. */
