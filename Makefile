@@ -258,6 +258,6 @@ bench: all $(BENCH_BIN) reference-venv
 	bench/run.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-nompi
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -317,8 +317,10 @@ static void print_reduce_stats(void) {
     cp_dist_get_stats(&s);
     if (!s.reductions) return;
     char b[32];
-    printf("all-reduce: %lld steps, %s each, %.3f ms per step on average\n", (long long)s.reductions,
+    printf("all-reduce: %lld steps, %s each, %.3f ms per step on average", (long long)s.reductions,
            cp_format_bytes((double)s.bytes, b, sizeof b), 1e3 * s.seconds / (double)s.reductions);
+    if (s.wait_seconds > 0) printf(" (+ %.3f ms waiting for the slowest rank)", 1e3 * s.wait_seconds / (double)s.reductions);
+    printf("\n");
 }
 
 /* ---- an adapter of another method, from flags ------------------------------------------------------------ */

@@ -65,6 +65,8 @@ cp_status cp_dist_barrier(const char *what);
 typedef struct {
     int64_t reductions;     /* gradient all-reduces done */
     double seconds;         /* their wall time, packing included */
+    double wait_seconds;    /* with CPEFT_DIST_PROFILE=1: the time spent waiting for the slowest rank
+                               before them (else 0, and `seconds` includes that wait) */
     int64_t bytes;          /* the flat buffer's size (one reduction) */
 } cp_dist_stats;
 void cp_dist_get_stats(cp_dist_stats *s);

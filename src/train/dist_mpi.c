@@ -10,6 +10,9 @@
  * its errors (MPI_ERRORS_RETURN), which are reported with MPI_Error_string and end the job the same
  * way. MPI is called from the main thread only (MPI_THREAD_FUNNELED); OpenMP threads compute.
  *
+ * Measuring: CPEFT_DIST_PROFILE=1 puts a barrier before each gradient all-reduce, so that the time
+ * ranks wait for the slowest (load imbalance) is counted apart from the reduction itself.
+ *
  * Test hook: CPEFT_TEST_DIST_FAIL="RANK:STEP:die|hang" makes rank RANK exit (die, without
  * MPI_Finalize, as a crashed process) or stop answering (hang) at its STEP-th gradient reduction.
  */
@@ -178,6 +181,13 @@ static void test_hook(void) {
 cp_status cp_dist_sum_grads(cp_param **params, int n) {
     if (!started || size == 1) return CP_OK;
     test_hook();
+    static int profile = -1;
+    if (profile < 0) profile = getenv("CPEFT_DIST_PROFILE") && strcmp(getenv("CPEFT_DIST_PROFILE"), "0");
+    if (profile) {
+        const double tw = now();
+        cp_dist_barrier("waiting for the other ranks' backward");
+        stats.wait_seconds += now() - tw;
+    }
     const double t0 = now();
     int64_t total = 0;
     for (int i = 0; i < n; i++) total += params[i]->numel;

@@ -291,6 +291,13 @@ cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *t
     cp_status st = copy_options(t, o);
     if (st == CP_OK) st = setup(t, o);
     if (cp_dist_agree(st) != CP_OK || cp_trainer_dist_check(t) != CP_OK) {
+        if (st == CP_OK && t->metrics && !t->o.resume_from) { /* another rank failed: leave the directory reusable */
+            char *path = cp_path_join(t->o.output_dir, "metrics.jsonl");
+            fclose(t->metrics);
+            t->metrics = NULL;
+            if (path) unlink(path);
+            cp_free(path);
+        }
         cp_trainer_free(t);
         return CP_ERR;
     }
