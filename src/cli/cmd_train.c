@@ -473,7 +473,8 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
             printf("interrupted (%s) before the first step; nothing was trained or saved\n", signal_name(stop_signal));
         else if (in.stopped)
             printf("interrupted (%s): saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
-                   signal_name(stop_signal), o->output_dir, (long long)in.step, o->output_dir, (long long)in.step);
+                   stop_signal ? signal_name(stop_signal) : "a signal to another rank", o->output_dir, (long long)in.step,
+                   o->output_dir, (long long)in.step);
         print_peak(plan_bytes);
         print_reduce_stats();
         rc = stop_signal ? 128 + stop_signal : 0; /* as a shell reports a process the signal ended */

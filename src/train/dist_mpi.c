@@ -13,8 +13,9 @@
  * Measuring: CPEFT_DIST_PROFILE=1 puts a barrier before each gradient all-reduce, so that the time
  * ranks wait for the slowest (load imbalance) is counted apart from the reduction itself.
  *
- * Test hook: CPEFT_TEST_DIST_FAIL="RANK:STEP:die|hang" makes rank RANK exit (die, without
- * MPI_Finalize, as a crashed process) or stop answering (hang) at its STEP-th gradient reduction.
+ * Test hook: CPEFT_TEST_DIST_FAIL="RANK:STEP:die|hang|term" makes rank RANK exit (die, without
+ * MPI_Finalize, as a crashed process), stop answering (hang) or receive SIGTERM (term, as Slurm sends
+ * it before a time limit) at its STEP-th gradient reduction.
  */
 #ifdef CP_WITH_MPI
 #include "train/dist.h"
@@ -22,6 +23,7 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +176,7 @@ static void test_hook(void) {
     }
     if (fail_rank != rank || stats.reductions + 1 != fail_step) return;
     fflush(stdout);
+    if (!strcmp(mode, "term")) { raise(SIGTERM); return; }
     if (!strcmp(mode, "die")) _exit(3);
     for (;;) pause();
 }
