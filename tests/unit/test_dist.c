@@ -123,11 +123,14 @@ static const char *mpi_missing(void) {
     if (!strcmp(cp_dist_backend(), "none")) return "cpeft was built without MPI (make MPI=0, or Open MPI not installed)";
     if (run_cmd(out, sizeof out, "command -v mpirun") != 0) return "mpirun is not on PATH (apt-get install openmpi-bin)";
     /* --oversubscribe: 2 ranks on however few cores; as root (CI), mpirun wants to be told */
-    /* under ASan (make test-asan) LeakSanitizer reports what Open MPI keeps until exit: suppressed
-     * for libmpi / libopen-pal / libopen-rte only (tests/lsan-mpi.supp), never for cpeft */
-    const char *lsan = getenv("LSAN_OPTIONS");
+    /* under ASan (make test-asan) LeakSanitizer reports what Open MPI keeps until exit: suppressed for
+     * Open MPI's libraries only (tests/lsan-mpi.supp), never for cpeft, with whole stacks (slow
+     * unwinding; components not unloaded) so that the suppression sees who allocated */
+    const char *lsan = getenv("LSAN_OPTIONS"), *asan = getenv("ASAN_OPTIONS");
     snprintf(mpirun, sizeof mpirun, "OMP_NUM_THREADS=1 LSAN_OPTIONS='%s%ssuppressions=%s/tests/lsan-mpi.supp' "
-             "mpirun --oversubscribe --bind-to none %s", lsan ? lsan : "", lsan ? ":" : "", cwd(), geteuid() == 0 ? "--allow-run-as-root" : "");
+             "ASAN_OPTIONS='%s%sfast_unwind_on_malloc=0' OMPI_MCA_mca_base_component_disable_dlclose=1 PMIX_MCA_mca_base_component_disable_dlclose=1 "
+             "mpirun --oversubscribe --bind-to none %s", lsan ? lsan : "", lsan ? ":" : "", cwd(), asan ? asan : "", asan ? ":" : "",
+             geteuid() == 0 ? "--allow-run-as-root" : "");
     return NULL;
 }
 
