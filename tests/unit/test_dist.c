@@ -9,7 +9,8 @@
  * 2 ranks × batch 2 give the loss curve and the adapter of 1 process × batch 4 (within float
  * summation order: the two shards' gradients are summed after their own products, so the values
  * differ in the last bits; tolerance 1e-5 relative on each logged loss, 1e-4 of the tensor's largest
- * value on the adapter); a 2-rank run is reproducible bit for bit; a rank that dies ends the job with
+ * value on the adapter), and so does SEQ_CLS with rank 0's metrics; a 2-rank run is reproducible bit
+ * for bit; a rank that dies ends the job with
  * mpirun's message and the run resumes from the last checkpoint on the same bytes; a rank that hangs
  * makes the other stop after CPEFT_DIST_TIMEOUT with a message naming the operation; SIGTERM to one
  * rank stops every rank after the step with a checkpoint that resumes exactly; ranks started
@@ -201,6 +202,36 @@ TEST(two_ranks_equal_one_process_with_twice_the_batch) {
     printf("  1 x batch 4 vs 2 ranks x batch 2: losses %.2g relative, adapter %.2g (of %.3g)\n", worst, d, scale);
 }
 
+/* SEQ_CLS: the batches sharded the same way; the metrics (accuracy, macro-F1) computed by rank 0 alone */
+TEST(classification_two_ranks_equal_one_process) {
+    const char *why = mpi_missing();
+    if (why) SKIP("%s", why);
+    static char out[65536];
+#define CLS "--model tests/fixtures/clstrain/tiny_bert --task-type SEQ_CLS --data tests/fixtures/clstrain/data/seq_train.tsv " \
+    "--eval-data tests/fixtures/clstrain/data/seq_eval.tsv --max-steps 4 --learning-rate 1e-2 --logging-steps 1 --save-steps 2 " \
+    "--eval-steps 2 --lora-dropout 0 --model-dropout off --seed 3 --progress lines"
+    CHECK(run_all(out, sizeof out, "rm -rf $CPT/c1 $CPT/c2 && OMP_NUM_THREADS=2 %s train " CLS " --per-device-train-batch-size 4 "
+              "--output-dir $CPT/c1 && %s -np 2 %s train " CLS " --per-device-train-batch-size 2 --output-dir $CPT/c2", bin(), mpirun,
+              bin()) == 0 && strstr(out, "step 4/4 | eval loss") && strstr(out, "accuracy"), "%s", out);
+#undef CLS
+    char p1[1024], p2[1024];
+    double l1[16], l2[16], worst = 0, scale;
+    snprintf(p1, sizeof p1, "%s/c1/metrics.jsonl", getenv("CPT"));
+    snprintf(p2, sizeof p2, "%s/c2/metrics.jsonl", getenv("CPT"));
+    int n1 = losses(p1, l1, 16), n2 = losses(p2, l2, 16);
+    CHECK(n1 == 4 && n2 == 4, "logged losses: %d and %d", n1, n2);
+    for (int i = 0; i < n1 && i < n2; i++) worst = fmax(worst, fabs(l1[i] - l2[i]) / fabs(l1[i]));
+    CHECK(worst <= 1e-5, "loss curves differ by %.3g relative", worst);
+    /* the evaluations (loss, accuracy, macro-F1 as metrics.jsonl prints them) are the same lines */
+    CHECK(run_all(out, sizeof out, "bash -c 'diff <(grep eval_ $CPT/c1/metrics.jsonl) <(grep eval_ $CPT/c2/metrics.jsonl)'") == 0,
+          "evaluations differ: %s", out);
+    snprintf(p1, sizeof p1, "%s/c1/adapter_model.safetensors", getenv("CPT"));
+    snprintf(p2, sizeof p2, "%s/c2/adapter_model.safetensors", getenv("CPT"));
+    double d = adapter_diff(p1, p2, &scale);
+    CHECK(d >= 0 && d <= 1e-4 * scale, "adapters differ by %.3g (largest value %.3g)", d, scale);
+    printf("  SEQ_CLS 1 x batch 4 vs 2 ranks x batch 2: losses %.2g relative, adapter %.2g (of %.3g)\n", worst, d, scale);
+}
+
 TEST(two_ranks_reproducible_and_resume_after_a_rank_dies) {
     const char *why = mpi_missing();
     if (why) SKIP("%s", why);
@@ -285,6 +316,7 @@ int main(void) {
     RUN(shards_match_accelerate_even_batches);
     RUN(configuration_hash);
     RUN(two_ranks_equal_one_process_with_twice_the_batch);
+    RUN(classification_two_ranks_equal_one_process);
     RUN(two_ranks_reproducible_and_resume_after_a_rank_dies);
     RUN(a_rank_that_hangs_times_out);
     RUN(bad_setups_are_refused_by_name);
