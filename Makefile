@@ -45,7 +45,18 @@ WARN    := -Wall -Wextra -Wno-unused-parameter
 OMPFLAGS ?= -fopenmp
 # -fvisibility=hidden: libcpeft.so exports only what include/cpeft.h marks CP_API (tests/unit/test_exports.c).
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(OMPFLAGS) -fno-trapping-math -fno-math-errno $(WARN) $(OPT) -Iinclude -Isrc $(PKG_CFLAGS) $(CFLAGS)
-LIBS_ALL   = $(PKG_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
+LIBS_ALL   = $(PKG_LIBS) $(MPI_LIBS) $(OMPFLAGS) -lm -lpthread $(LDLIBS)
+
+# Open MPI (docs/distributed.md): detected through pkg-config's ompi-c (Debian's libopenmpi-dev), else
+# mpicc --showme; MPI=0 builds the plain single-process library and program. Only src/train/dist*.c
+# see mpi.h and CP_WITH_MPI (their target-specific flags below); every program links libmpi when found.
+# Recursive (=) so that a build whose dependency step has just installed Open MPI finds it.
+MPI ?= auto
+MPI_PC     = $(if $(filter 0,$(MPI)),,$(shell pkg-config --exists ompi-c 2>/dev/null && echo ompi-c))
+MPI_CFLAGS = $(if $(filter 0,$(MPI)),,$(if $(MPI_PC),-DCP_WITH_MPI=1 $(shell pkg-config --cflags ompi-c),\
+             $(if $(shell command -v mpicc 2>/dev/null),-DCP_WITH_MPI=1 $(shell mpicc --showme:compile 2>/dev/null))))
+MPI_LIBS   = $(if $(filter 0,$(MPI)),,$(if $(MPI_PC),$(shell pkg-config --libs ompi-c),\
+             $(if $(shell command -v mpicc 2>/dev/null),$(shell mpicc --showme:link 2>/dev/null))))
 
 # Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
 # picks one per process). Only x86-64 has variants besides the compiler's default target.
@@ -80,7 +91,7 @@ all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc $
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-deps.sh
-	@scripts/install-deps.sh
+	@MPI=$(MPI) scripts/install-deps.sh
 	@mkdir -p $(dir $@) && touch $@
 
 # The compiler and flags of the last build: when they change (NATIVE=1, another OPT or CC), every
@@ -90,6 +101,14 @@ $(FLAGS_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL)' > $@
 FORCE:
+
+# Which MPI the distributed module was built for (rebuilt when it changes: MPI=0, Open MPI installed).
+MPI_STAMP := $(BUILD)/.mpi
+$(MPI_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MPI_CFLAGS) $(MPI_LIBS)' | cmp -s - $@ || echo '$(MPI_CFLAGS) $(MPI_LIBS)' > $@
+$(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: CFLAGS_ALL += $(MPI_CFLAGS)
+$(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: $(MPI_STAMP)
 
 $(BUILD)/obj/%.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -125,7 +144,7 @@ $(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
 
 $(BUILD)/cpeft.pc: cpeft.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS) $(MPI_LIBS)|' $< > $@
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(wildcard tests/parity/*.h) $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
@@ -176,7 +195,7 @@ install: all
 	install -m 755 $(BUILD)/libcpeft.so $(DESTDIR)$(PREFIX)/lib/libcpeft.so.$(ABI)
 	ln -sf libcpeft.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libcpeft.so
 	install -m 644 include/cpeft.h $(DESTDIR)$(PREFIX)/include/cpeft.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS)|' cpeft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@BLAS_LIBS@|$(BLAS_LIBS) $(MPI_LIBS)|' cpeft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cpeft.pc
 
 # ---- the reference oracle (Python; never needed to build or test) --------------------------------
 VENV := tests/reference/.venv
@@ -247,6 +266,6 @@ bench: all $(BENCH_BIN) reference-venv
 	bench/run.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-nompi
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

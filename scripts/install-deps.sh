@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages cpeft builds against are present.
 # As root it installs what is missing with apt-get; otherwise it names the exact command to run.
+# Open MPI (libopenmpi-dev, openmpi-bin: data-parallel training under mpirun / srun, docs/distributed.md)
+# is installed too as root; without root and without it, the build goes on single-process with a note.
+# MPI=0 in the environment (make MPI=0) leaves it out.
 # Usage: scripts/install-deps.sh [--with-fuzz]
 set -euo pipefail
 
 packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev)
+optional=()
+if [[ "${MPI:-auto}" != "0" ]]; then optional+=(libopenmpi-dev openmpi-bin); fi
 if [[ "${1:-}" == "--with-fuzz" ]]; then packages+=(clang libclang-rt-dev libomp-dev); fi  # libomp-dev: omp.h for clang
 
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$p")
-    fi
-done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+missing=(); missing_optional=()
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${optional[@]}"; do installed "$p" || missing_optional+=("$p"); done
+[[ ${#missing[@]} -eq 0 && ${#missing_optional[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "cpeft: installing missing Debian packages: ${missing[*]}" >&2
+    echo "cpeft: installing missing Debian packages: ${missing[*]} ${missing_optional[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >&2 || true
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-else
-    echo "cpeft: missing Debian packages: ${missing[*]}" >&2
-    echo "cpeft: install them with:  sudo apt-get install ${missing[*]}" >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" "${missing_optional[@]}" >&2
+elif [[ ${#missing[@]} -gt 0 ]]; then
+    echo "cpeft: missing Debian packages: ${missing[*]} ${missing_optional[*]}" >&2
+    echo "cpeft: install them with:  sudo apt-get install ${missing[*]} ${missing_optional[*]}" >&2
     exit 1
+else
+    echo "cpeft: Open MPI is not installed: building the single-process program (for mpirun / srun:" >&2
+    echo "cpeft: sudo apt-get install ${missing_optional[*]}; make MPI=0 silences this)" >&2
 fi

@@ -5,7 +5,9 @@
  *   int main(void) { RUN(name); ...; return test_summary(); }
  *
  * Each test prints "ok   <name>" or "FAIL <name>" with the failed checks; test_summary() prints
- * "<passed> passed, <failed> failed" and returns the exit status. Tests run from the repository
+ * "<passed> passed, <failed> failed" and returns the exit status. A test that cannot run here (what
+ * it needs is absent: mpirun) calls SKIP("reason"): it prints "skip <name>: reason", counts as
+ * skipped (neither passed nor failed) and test_summary() says "<n> skipped" on the line before. Tests run from the repository
  * root and read fixtures from tests/fixtures/.
  */
 #ifndef CP_TEST_H
@@ -17,8 +19,17 @@
 
 #include "core/error.h"
 
-static int test_checks_failed_in_current;
-static int tests_passed, tests_failed;
+static int test_checks_failed_in_current, test_skipped_current;
+static int tests_passed, tests_failed, tests_skipped;
+static char test_skip_reason[512];
+
+/* Leaves the current test, counted as skipped with the reason given (printf-style). */
+#define SKIP(...)                                                               \
+    do {                                                                        \
+        test_skipped_current = 1;                                               \
+        snprintf(test_skip_reason, sizeof test_skip_reason, __VA_ARGS__);       \
+        return;                                                                 \
+    } while (0)
 
 #define CHECK(cond, ...)                                                        \
     do {                                                                        \
@@ -57,14 +68,16 @@ static int tests_passed, tests_failed;
 
 #define RUN(name)                                                               \
     do {                                                                        \
-        test_checks_failed_in_current = 0;                                      \
+        test_checks_failed_in_current = test_skipped_current = 0;               \
         name();                                                                 \
         if (test_checks_failed_in_current) { tests_failed++; printf("FAIL %s\n", #name); } \
+        else if (test_skipped_current) { tests_skipped++; printf("skip %s: %s\n", #name, test_skip_reason); } \
         else { tests_passed++; printf("ok   %s\n", #name); }                    \
         fflush(stdout);                                                         \
     } while (0)
 
 static inline int test_summary(void) {
+    if (tests_skipped) printf("%d skipped\n", tests_skipped);
     printf("%d passed, %d failed\n", tests_passed, tests_failed);
     return tests_failed ? 1 : 0;
 }

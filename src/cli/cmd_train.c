@@ -11,6 +11,10 @@
  * curve drawn (loss.png, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
  * into cp_trainer_request_stop, which ends the run after the step under way with a checkpoint; the
  * exit status is then 128 + the signal, as a shell reports a process the signal ended.
+ *
+ * Under mpirun / srun (train/dist.h, docs/distributed.md) every rank runs this program; rank 0
+ * prints and the others' standard output goes to /dev/null. An error every rank learned of together
+ * is printed by rank 0; any other error is printed by its rank, with its number, and ends the job.
  */
 #include "cli/adapter_args.h"
 #include "cli/args.h"
@@ -23,10 +27,12 @@
 #include "io/json.h"
 #include "peft/peft_config.h"
 #include "peft/peft_model.h"
+#include "train/dist.h"
 #include "train/plot.h"
 #include "train/trainer.h"
 
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -86,7 +92,10 @@ static void help(FILE *f) {
             "output:\n"
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
             "                                  otherwise, unless resuming); one run at a time per directory\n"
-            "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n",
+            "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n"
+            "data-parallel (docs/distributed.md): mpirun -np N cpeft train ... or srun cpeft train ...; the\n"
+            "global batch is N x --per-device-train-batch-size x accumulation; OMP_NUM_THREADS threads per rank;\n"
+            "CPEFT_DIST_TIMEOUT seconds (600) before the ranks give up on one that died or hangs\n",
             cli_peft_flags_help);
     fputs(CLI_QUANTIZE_HELP, f);
 }
@@ -282,6 +291,39 @@ static void print_peak(double plan_bytes) {
            cp_format_bytes(plan_bytes, b2, sizeof b2), 100.0 * ((double)peak - plan_bytes) / plan_bytes);
 }
 
+/* The processes line: ranks × threads, and under MPI the global batch and the all-reduce's size. */
+static void print_processes(const cp_train_options *o, const cp_model *m) {
+    const int N = cp_dist_size();
+    if (N == 1) {
+        printf("processes: 1 x %d thread%s\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s");
+        return;
+    }
+    int64_t values = 0;
+    cp_param **params = NULL;
+    int n = 0;
+    if (cp_peft_trainable_params((cp_model *)m, &params, &n) == CP_OK)
+        for (int i = 0; i < n; i++) values += params[i]->numel;
+    cp_free(params);
+    char b[32];
+    printf("processes: %d ranks x %d thread%s (%s); global batch %d x %lld x %lld accumulation = %lld sequences per step; "
+           "all-reduce of %s of gradients per step\n", N, omp_get_max_threads(), omp_get_max_threads() == 1 ? "" : "s",
+           cp_dist_backend(), N, (long long)o->per_device_train_batch_size, (long long)o->gradient_accumulation_steps,
+           (long long)(N * o->per_device_train_batch_size * o->gradient_accumulation_steps),
+           cp_format_bytes((double)values * 4.0, b, sizeof b));
+}
+
+/* The gradient all-reduce's share of the run (MPI), for the measurements of docs/distributed.md. */
+static void print_reduce_stats(void) {
+    cp_dist_stats s;
+    cp_dist_get_stats(&s);
+    if (!s.reductions) return;
+    char b[32];
+    printf("all-reduce: %lld steps, %s each, %.3f ms per step on average", (long long)s.reductions,
+           cp_format_bytes((double)s.bytes, b, sizeof b), 1e3 * s.seconds / (double)s.reductions);
+    if (s.wait_seconds > 0) printf(" (+ %.3f ms waiting for the slowest rank)", 1e3 * s.wait_seconds / (double)s.reductions);
+    printf("\n");
+}
+
 /* ---- an adapter of another method, from flags ------------------------------------------------------------ */
 
 /* --peft-type and the flags of the methods other than LoRA (LoRA's go to cp_train_options.lora). */
@@ -396,6 +438,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
     if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);
     if (st == CP_OK) st = peft_flags_adapter(m, flags, o);
     if (st == CP_OK) st = cp_trainer_create(&r.t, m, tok, o);
+    else st = cp_dist_agree(st); /* the other ranks wait in cp_trainer_create's agreement */
     if (st == CP_OK) {
         atomic_store(&running, r.t);
         if (stop_signal) cp_trainer_request_stop(r.t); /* it came during the setup */
@@ -414,6 +457,7 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
                    (long long)in.total_steps, (long long)in.steps_per_epoch, (long long)o->per_device_train_batch_size,
                    (long long)o->gradient_accumulation_steps, o->learning_rate, cp_lr_scheduler_name(o->lr_scheduler_type),
                    (long long)in.warmup_steps, o->resume_from ? " — resuming" : "");
+            print_processes(o, m);
             if (o->resume_from) printf("resumed from %s at step %lld\n", o->resume_from, (long long)in.start_step);
         }
         free(line);
@@ -430,12 +474,20 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
             printf("interrupted (%s) before the first step; nothing was trained or saved\n", signal_name(stop_signal));
         else if (in.stopped)
             printf("interrupted (%s): saved %s/checkpoint-%lld; continue with --resume-from-checkpoint %s/checkpoint-%lld\n",
-                   signal_name(stop_signal), o->output_dir, (long long)in.step, o->output_dir, (long long)in.step);
+                   stop_signal ? signal_name(stop_signal) : "a signal to another rank", o->output_dir, (long long)in.step,
+                   o->output_dir, (long long)in.step);
         print_peak(plan_bytes);
+        print_reduce_stats();
         rc = stop_signal ? 128 + stop_signal : 0; /* as a shell reports a process the signal ended */
     } else {
         fflush(stdout);
-        fprintf(stderr, "cpeft train: %s\n", r.error[0] ? r.error : cp_last_error());
+        const char *msg = r.error[0] ? r.error : cp_last_error();
+        if (cp_dist_size() == 1) fprintf(stderr, "cpeft train: %s\n", msg);
+        else if (cp_dist_failure_agreed()) { if (cp_dist_rank() == 0) fprintf(stderr, "cpeft train: %s\n", msg); }
+        else { /* this rank's own failure: the others are waiting for it in a collective */
+            fprintf(stderr, "cpeft train: rank %d (%s): %s; ending the job\n", cp_dist_rank(), cp_dist_host(), msg);
+            cp_dist_abort(1);
+        }
         rc = 1;
     }
     atomic_store(&running, NULL);
@@ -536,7 +588,15 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART; /* a read or write under way carries on; the trainer checks between steps */
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
+    /* under mpirun / srun: MPI, and rank 0 alone prints */
+    if (cp_dist_init(&argc, &argv) != CP_OK) {
+        fprintf(stderr, "cpeft train: %s\n", cp_last_error());
+        return 1;
+    }
+    if (cp_dist_rank() != 0 && !freopen("/dev/null", "w", stdout)) cp_dist_abort(1);
     int rc = train(model_dir, &a, progress, &peft, &flags);
+    if (rc == 0 || rc > 128) cp_dist_barrier("the end of the run"); /* rank 0 has written the adapter */
+    cp_dist_finalize();
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include "train/step.h"
 #include "core/alloc.h"
 #include "peft/peft_model.h"
+#include "train/dist.h"
 
 #include <math.h>
 
@@ -32,6 +33,12 @@ cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n
         n_step += cp_batch_loss_items(m, &micro[i]);
         for (int64_t k = 0; k < micro[i].B * micro[i].T; k++) n_tokens += micro[i].attention_mask ? micro[i].attention_mask[k] != 0 : 1;
     }
+    /* under MPI the loss is normalised over the global batch's items (every rank's shard), as the
+     * Hugging Face Trainer gathers num_items_in_batch across processes */
+    double counts[2] = {(double)n_step, (double)n_tokens};
+    if (cp_dist_sum_f64(counts, 2, "counting the step's loss tokens") != CP_OK) return CP_ERR;
+    n_step = (int64_t)counts[0];
+    n_tokens = (int64_t)counts[1];
     res->n_targets = n_step;
     res->n_tokens = n_tokens;
     if (n_step == 0) return cp_error("this step's batches have no target tokens (every label is -100)");
@@ -48,6 +55,10 @@ cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n
         loss_sum += s;
     }
     cp_peft_set_training(m, 0);
+    /* the shards' gradients (each Σ CE / N_global) summed: the gradient of the global batch; the
+     * same on every rank, so clipping and AdamW below are too */
+    if (cp_dist_sum_grads(opt->params, opt->n) != CP_OK || cp_dist_sum_f64(&loss_sum, 1, "summing the step's loss") != CP_OK)
+        return CP_ERR;
     res->loss = loss_sum / (double)n_step;
     res->grad_norm = cp_clip_grad_norm(opt->params, opt->n, max_grad_norm);
     if (!isfinite(res->loss) || !isfinite(res->grad_norm)) {

@@ -29,7 +29,9 @@ int64_t cp_batch_targets(const cp_batch *b);
 int64_t cp_batch_loss_items(const cp_model *m, const cp_batch *b);
 
 /* Runs micro-batches micro[0..n_micro) and one AdamW step at `lr`. dropout_seed seeds LoRA dropout
- * (each micro-batch gets seed + its index). Gradients are zeroed afterwards. */
+ * (each micro-batch gets seed + its index). Gradients are zeroed afterwards. Under MPI (train/dist.h)
+ * micro are this rank's shard: the item count, the loss and the gradients are summed over the ranks
+ * (one flat all-reduce) before clipping, so every rank takes the same AdamW step. */
 cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n_micro, double lr, double max_grad_norm,
                         int recompute, uint64_t dropout_seed, cp_step_result *res);
 

@@ -19,6 +19,7 @@
 #include "io/safetensors.h"
 #include "peft/adapter_io.h"
 #include "peft/peft_model.h"
+#include "train/dist.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -64,11 +65,11 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
     cp_sb_init(&sb);
     char f1[40], f2[40];
     cp_sb_printf(&sb, "{\n  \"global_step\": %lld,\n  \"max_steps\": %lld,\n  \"seed\": %lld,\n  \"train_examples\": %lld,\n"
-                      "  \"per_device_train_batch_size\": %lld,\n  \"gradient_accumulation_steps\": %lld,\n"
+                      "  \"per_device_train_batch_size\": %lld,\n  \"gradient_accumulation_steps\": %lld,\n  \"world_size\": %d,\n"
                       "  \"learning_rate\": %s,\n  \"lr_scheduler_type\": \"%s\",\n  \"warmup_steps\": %lld,\n"
                       "  \"max_seq_length\": %lld,\n  \"weight_decay\": %s,\n  \"log_history\": [",
                  (long long)step, (long long)r->total_steps, (long long)a->seed, (long long)cp_trainer_n_train(r),
-                 (long long)a->per_device_train_batch_size, (long long)a->gradient_accumulation_steps,
+                 (long long)a->per_device_train_batch_size, (long long)a->gradient_accumulation_steps, cp_dist_size(),
                  cp_py_float_repr(a->learning_rate, f1, sizeof f1), cp_lr_scheduler_name(a->lr_scheduler_type),
                  (long long)r->warmup_steps, (long long)a->max_seq_length, cp_py_float_repr(a->weight_decay, f2, sizeof f2));
     for (int i = 0; i < r->train_loss.n; i++)
@@ -110,13 +111,19 @@ cp_status cp_trainer_load_checkpoint_state(cp_trainer *r, const char *dir) {
     char *path = cp_path_join(dir, "trainer_state.json");
     cJSON *root = NULL;
     cp_status st = path ? cp_json_read_file(path, &root) : CP_ERR;
-    int64_t step = 0, seed = 0, bs = 0, ga = 0, n = 0;
+    int64_t step = 0, seed = 0, bs = 0, ga = 0, n = 0, world = 1;
     if (st == CP_OK &&
         (cp_json_get_int(root, "global_step", 0, 1, &step, path) != CP_OK || cp_json_get_int(root, "seed", 0, 1, &seed, path) != CP_OK ||
          cp_json_get_int(root, "per_device_train_batch_size", 0, 1, &bs, path) != CP_OK ||
          cp_json_get_int(root, "gradient_accumulation_steps", 0, 1, &ga, path) != CP_OK ||
-         cp_json_get_int(root, "train_examples", 0, 1, &n, path) != CP_OK))
+         cp_json_get_int(root, "train_examples", 0, 1, &n, path) != CP_OK ||
+         cp_json_get_int(root, "world_size", 1, 0, &world, path) != CP_OK)) /* absent before MPI: one process */
         st = CP_ERR;
+    /* the data order of a step depends on how many ranks share it (train/dist.h) */
+    if (st == CP_OK && world != cp_dist_size())
+        st = cp_error("%s: the checkpoint was made by %lld process%s (MPI ranks) and this run has %d; resume with the same number "
+                      "(the global batch and each rank's examples depend on it)", dir, (long long)world, world == 1 ? "" : "es",
+                      cp_dist_size());
     if (st == CP_OK && (seed != r->o.seed || bs != r->o.per_device_train_batch_size || ga != r->o.gradient_accumulation_steps ||
                         n != cp_trainer_n_train(r)))
         st = cp_error("%s: the checkpoint was made with --seed %lld, batch size %lld, accumulation %lld on %lld examples; "

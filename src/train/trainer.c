@@ -30,6 +30,7 @@
 #include "peft/adapter_io.h"
 #include "peft/peft_config.h"
 #include "peft/peft_model.h"
+#include "train/dist.h"
 #include "train/step.h"
 
 #include <math.h>
@@ -211,7 +212,7 @@ static cp_status check_method(cp_trainer *t) {
 
 static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     cp_train_options *a = &t->o;
-    if (a->output_dir) {
+    if (a->output_dir && cp_dist_rank() == 0) { /* rank 0 alone writes (train/dist_train.c checks the others see it) */
         char holder[256];
         snprintf(holder, sizeof holder, "%s (pid %d)", a->run_name, (int)getpid());
         if (cp_output_dir_open(&t->out, a->output_dir, a->overwrite_output_dir || a->resume_from,
@@ -258,12 +259,15 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     t->bd = cp_calloc((size_t)GA, sizeof *t->bd, "micro-batches");
     t->micro = cp_calloc((size_t)GA, sizeof *t->micro, "micro-batches");
     if (!t->order || !t->bd || !t->micro || cp_adamw_init(&t->opt, t->params, t->n_params, oc) != CP_OK) return CP_ERR;
-    t->batches_per_epoch = (n_train + B - 1) / B;
+    /* micro-batches per epoch on each rank (all of them with one process) */
+    t->batches_per_epoch = cp_dist_batches_per_rank(n_train, cp_dist_size(), B);
+    t->shard = cp_malloc((size_t)B * sizeof *t->shard, "a rank's batch");
+    if (!t->shard) return CP_ERR;
     t->steps_per_epoch = t->batches_per_epoch / GA > 0 ? t->batches_per_epoch / GA : 1;
     t->total_steps = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * (double)t->steps_per_epoch);
     t->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)ceil(a->warmup_ratio * (double)t->total_steps);
     if (a->resume_from && cp_trainer_load_checkpoint_state(t, a->resume_from) != CP_OK) return CP_ERR;
-    if (a->output_dir) {
+    if (a->output_dir && cp_dist_rank() == 0) {
         char *path = cp_path_join(a->output_dir, "metrics.jsonl");
         t->metrics = path ? fopen(path, a->resume_from ? "a" : "w") : NULL;
         cp_free(path);
@@ -284,7 +288,18 @@ cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *t
     t->t0_step = -1;
     t->out.lock_fd = -1;
     atomic_init(&t->stop, 0);
-    if (copy_options(t, o) != CP_OK || setup(t, o) != CP_OK) {
+    /* every rank learns of a failure on any (a rank without the data file), then checks that all
+     * run the same configuration and share the output directory (dist_train.c) */
+    cp_status st = copy_options(t, o);
+    if (st == CP_OK) st = setup(t, o);
+    if (cp_dist_agree(st) != CP_OK || cp_trainer_dist_check(t) != CP_OK) {
+        if (st == CP_OK && t->metrics && !t->o.resume_from) { /* another rank failed: leave the directory reusable */
+            char *path = cp_path_join(t->o.output_dir, "metrics.jsonl");
+            fclose(t->metrics);
+            t->metrics = NULL;
+            if (path) unlink(path);
+            cp_free(path);
+        }
         cp_trainer_free(t);
         return CP_ERR;
     }
@@ -302,6 +317,7 @@ void cp_trainer_free(cp_trainer *t) {
     cp_free(t->micro);
     cp_free(t->params);
     cp_free(t->order);
+    cp_free(t->shard);
     cp_dataset_free(&t->train);
     if (t->has_eval && !t->cls && !t->s2s) cp_dataset_free(&t->eval);
     cp_class_trainer_free(t);
@@ -333,9 +349,17 @@ static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
         t->order_epoch = epoch;
     }
     int64_t start = j * B, count = n - start < B ? n - start : B;
-    if (t->cls) return cp_class_micro_batch(t, t->order, start, count, &t->cb[i], &t->micro[i]);
-    if (t->s2s) return cp_s2s_micro_batch(t, &t->strain, t->order, start, count, &t->sb[i], &t->micro[i]);
-    if (cp_batch_make(&t->train, t->order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
+    const int64_t *order = t->order;
+    if (cp_dist_size() > 1) { /* this rank's batch of global batch j (train/dist.h: accelerate's even_batches) */
+        const int64_t N = cp_dist_size(), k = j * N + cp_dist_rank();
+        for (int64_t q = 0; q < B; q++) t->shard[q] = t->order[cp_dist_stream_index(k * B + q, n, N, B)];
+        order = t->shard;
+        start = 0;
+        count = B;
+    }
+    if (t->cls) return cp_class_micro_batch(t, order, start, count, &t->cb[i], &t->micro[i]);
+    if (t->s2s) return cp_s2s_micro_batch(t, &t->strain, order, start, count, &t->sb[i], &t->micro[i]);
+    if (cp_batch_make(&t->train, order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
     t->micro[i] = as_batch(&t->bd[i]);
     return CP_OK;
 }
@@ -349,14 +373,16 @@ cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
         *loss = e.loss;
         return st;
     }
-    /* the language-model or seq2seq eval data in unshuffled batches of the training batch size */
+    /* the language-model or seq2seq eval data in unshuffled batches of the training batch size; under
+     * MPI rank r runs batches r, r + N, ... and the sums are reduced */
     const int64_t B = t->o.per_device_train_batch_size, n = t->s2s ? t->seval.n : t->eval.n;
+    const int64_t N = cp_dist_size(), r = cp_dist_rank();
     cp_batch_data bd = {0};
     cp_s2s_batch sb = {0};
     double sum = 0;
     int64_t count = 0;
     cp_status st = CP_OK;
-    for (int64_t s = 0; s < n && st == CP_OK; s += B) {
+    for (int64_t s = r * B; s < n && st == CP_OK; s += N * B) {
         const int64_t nb = n - s < B ? n - s : B;
         cp_batch b;
         if (t->s2s) st = cp_s2s_micro_batch(t, &t->seval, NULL, s, nb, &sb, &b);
@@ -368,7 +394,10 @@ cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
     }
     cp_batch_data_free(&bd);
     cp_s2s_batch_free(&sb);
-    *loss = count ? sum / (double)count : NAN;
+    /* a rank's failure here is its own: the caller ends the job (cp_dist_abort) */
+    double sums[2] = {sum, (double)count};
+    if (st == CP_OK) st = cp_dist_sum_f64(sums, 2, "summing the evaluation loss");
+    *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     return st;
 }
 
@@ -376,7 +405,7 @@ cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *e) {
     *e = (cp_train_eval){.step = t->step, .total_steps = t->total_steps, .loss = NAN, .when = CP_EVAL_DURING, .accuracy = NAN,
                          .macro_f1 = NAN, .precision = NAN, .recall = NAN, .f1 = NAN};
     if (!t->has_eval) return cp_error("no evaluation data (eval_data_path or validation_split)");
-    if (t->cls) return cp_class_trainer_evaluate(t, e);
+    if (t->cls) return cp_dist_rank() == 0 ? cp_class_trainer_evaluate(t, e) : CP_OK; /* rank 0's metrics */
     e->examples = t->s2s ? t->seval.n : t->eval.n;
     return cp_trainer_evaluate(t, &e->loss);
 }
@@ -387,6 +416,7 @@ static cp_status evaluate_and_report(cp_trainer *t, cp_eval_when when) {
     if (cp_trainer_evaluate_metrics(t, &e) != CP_OK) return CP_ERR;
     e.when = when;
     cp_loss_series_add(&t->eval_loss, (double)t->step, e.loss);
+    if (cp_dist_rank() != 0) return CP_OK; /* rank 0 reports */
     if (t->metrics) {
         fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f", (long long)t->step, e.loss);
         const char *keys[] = {"eval_accuracy", "eval_macro_f1", "eval_precision", "eval_recall", "eval_f1"};
@@ -401,6 +431,10 @@ static cp_status evaluate_and_report(cp_trainer *t, cp_eval_when when) {
 }
 
 static cp_status save_and_report(cp_trainer *t) {
+    if (cp_dist_rank() != 0) { /* rank 0 writes, every rank can resume from it */
+        t->last_checkpoint = t->step;
+        return CP_OK;
+    }
     char *dir;
     if (cp_trainer_save_checkpoint(t, &dir) != CP_OK) return CP_ERR;
     t->last_checkpoint = t->step;
@@ -429,8 +463,10 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
     double lr = a->learning_rate * cp_schedule_factor((cp_schedule)a->lr_scheduler_type, step, t->warmup_steps, t->total_steps);
     double t_step = cp_trainer_now();
     cp_step_result res;
-    if (cp_train_step(t->m, &t->opt, t->micro, (int)GA, lr, a->max_grad_norm, a->gradient_checkpointing,
-                      cp_trainer_mix((uint64_t)a->seed, (uint64_t)(step * GA) + 0x5eed), &res) != CP_OK)
+    /* dropout: rank 0 draws what one process would, the others their own masks */
+    uint64_t dropout_seed = cp_trainer_mix((uint64_t)a->seed, (uint64_t)(step * GA) + 0x5eed);
+    if (cp_dist_rank() > 0) dropout_seed = cp_trainer_mix(dropout_seed, (uint64_t)cp_dist_rank());
+    if (cp_train_step(t->m, &t->opt, t->micro, (int)GA, lr, a->max_grad_norm, a->gradient_checkpointing, dropout_seed, &res) != CP_OK)
         return CP_ERR;
     if (!isfinite(res.loss) || !isfinite(res.grad_norm)) {
         char kept[600];
@@ -452,7 +488,7 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
                             .tokens_per_second = now > t_step ? (double)res.n_tokens / (now - t_step) : 0,
                             .seconds_per_step = per_step, .eta_seconds = per_step * (double)(t->total_steps - done)};
     if (p) *p = pr;
-    const cp_train_callbacks *cb = &a->callbacks;
+    const cp_train_callbacks cb_rank0 = {0}, *cb = cp_dist_rank() == 0 ? &a->callbacks : &cb_rank0; /* rank 0 reports */
     if (cb->on_step && callback_result(cb->on_step(cb->user, &pr), "on_step", done) != CP_OK) return CP_ERR;
     if (done % a->logging_steps == 0 || done == t->total_steps) {
         pr.loss = t->log_loss / (double)t->log_count;
@@ -482,6 +518,7 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
 
 /* The final adapter: written complete into a fresh adapter-step-N/, then committed in one step. */
 static cp_status save_final(cp_trainer *t) {
+    if (cp_dist_rank() != 0) return CP_OK;
     const char *out = t->o.output_dir;
     char *name = cp_output_dir_fresh_adapter_name(out, t->step);
     char *dir = name ? cp_path_join(out, name) : NULL;
@@ -504,13 +541,16 @@ cp_status cp_trainer_run(cp_trainer *t) {
     if (t->has_eval && t->step == 0 && evaluate_and_report(t, CP_EVAL_BEFORE_TRAINING) != CP_OK) return CP_ERR;
     start_clock(t);
     const int64_t first = t->step;
+    int stop;
     while (t->step < t->total_steps) {
-        if (t->step == first && atomic_exchange(&t->stop, 0)) { /* stopped before the first step: nothing to save */
-            t->stopped = 1;
+        /* a stop requested on any rank stops them all (one small all-reduce per step) */
+        if (t->step == first && (cp_dist_any(atomic_exchange(&t->stop, 0), &stop, "sharing a stop request") != CP_OK || stop)) {
+            t->stopped = 1; /* stopped before the first step: nothing to save */
             return CP_OK;
         }
         if (cp_trainer_step(t, NULL) != CP_OK) return CP_ERR;
-        if (atomic_exchange(&t->stop, 0)) {
+        if (cp_dist_any(atomic_exchange(&t->stop, 0), &stop, "sharing a stop request") != CP_OK) return CP_ERR;
+        if (stop) {
             if (t->o.output_dir && t->last_checkpoint != t->step && save_and_report(t) != CP_OK) return CP_ERR;
             t->stopped = 1;
             return CP_OK;

@@ -11,6 +11,8 @@
  *
  *   trainer.c       create (setup), step, run, evaluate, info, free
  *   train_state.c   checkpoint-N/: the adapter, optimizer.safetensors, trainer_state.json; resuming
+ *   dist_train.c    data-parallel runs under MPI (train/dist.h): the ranks' configuration and output
+ *                   directory checked at the start
  *   class_train.c   SEQ_CLS / TOKEN_CLS: labelled data, batches, metrics, the head's config.json
  *   s2s_train.c     SEQ_2_SEQ_LM: source / target records, encoder-decoder batches, eval loss
  *   memory_plan.c   the memory plan (weights counted, activations measured by a dry run)
@@ -55,6 +57,7 @@ struct cp_trainer {
     int64_t start_step;        /* resumed from (0: fresh) */
     int64_t step;              /* optimizer steps done */
     int64_t *order;            /* the epoch's example order */
+    int64_t *shard;            /* [per_device_train_batch_size] this rank's examples of a global batch (MPI) */
     int64_t order_epoch;
     cp_batch_data *bd;         /* [accumulation] micro-batch buffers */
     cp_batch *micro;
@@ -89,6 +92,11 @@ double cp_trainer_now(void);
 /* splitmix-style mixing of two seeds (the adapter's init, each epoch's order, each step's dropout). */
 uint64_t cp_trainer_mix(uint64_t a, uint64_t b);
 void cp_loss_series_add(cp_loss_series *s, double step, double value);
+
+/* dist_train.c: under MPI (train/dist.h), after every rank's setup succeeded: the ranks run the same
+ * configuration (options, data, model and the adapter's initial values, compared by hash) and rank 0's
+ * output directory is the one every rank sees. A no-op with one process. Collective. */
+cp_status cp_trainer_dist_check(cp_trainer *t);
 
 /* train_state.c: checkpoint-N/ of the current step (adapter, optimizer.safetensors,
  * trainer_state.json), written under a temporary name and moved into place; *dir receives its path
