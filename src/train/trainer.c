@@ -169,23 +169,9 @@ static cp_status load_chat_template(cp_trainer *t) {
     if (path) {
         if (!(t->chat_path = cp_strdup(path))) return CP_ERR;
         t->o.chat_template = t->chat_path;
+        if (cp_chat_template_load_file(&t->chat, path) != CP_OK) return cp_error_context("--chat-template");
         size_t n = strlen(path);
-        if (n >= 5 && !strcmp(path + n - 5, ".json")) {
-            char *dir = cp_strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
-            if (!dir) return CP_ERR;
-            if (slash) *slash = '\0';
-            cp_status st = strcmp(slash ? slash + 1 : dir, "tokenizer_config.json")
-                               ? cp_error("--chat-template %s: expected a .jinja file or a tokenizer_config.json", path)
-                               : cp_chat_template_load_dir(&t->chat, slash ? dir : ".", NULL);
-            cp_free(dir);
-            return st == CP_OK ? CP_OK : cp_error_context("--chat-template");
-        }
-        char *text = NULL;
-        size_t len = 0;
-        cp_status st = cp_read_file(path, &text, &len);
-        if (st == CP_OK) st = cp_chat_template_parse(&t->chat, text, len, path);
-        cp_free(text);
-        if (st != CP_OK) return cp_error_context("--chat-template");
+        if (n >= 5 && !strcmp(path + n - 5, ".json")) return CP_OK; /* a tokenizer_config.json brings its tokens */
         /* bos_token / eos_token: the tokenizer's (tokenizer_config.json's, as the template sees them there) */
         const cp_tokenizer *tok = t->tok;
         return cp_chat_template_set_tokens(t->chat, cp_tokenizer_id_to_token(tok, cp_tokenizer_special_id(tok, CP_SPECIAL_BOS)),
