@@ -231,6 +231,7 @@ reference: reference-venv all
 	$(VENV)/bin/python tests/reference/make_s2s_data_fixtures.py
 	$(VENV)/bin/python tests/reference/make_s2s_train_fixtures.py
 	$(VENV)/bin/python tests/reference/make_chat_fixtures.py
+	$(VENV)/bin/python tests/reference/make_sft_fixtures.py
 
 # PEFT's LoRA test matrix on the tiny models, both directions (PEFT-saved adapters read by cpeft,
 # cpeft-written adapters and merged checkpoints read by PEFT / transformers): one line per case and a

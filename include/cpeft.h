@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define CPEFT_VERSION "0.1.0"
-#define CPEFT_ABI_VERSION 5
+#define CPEFT_ABI_VERSION 6
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -624,6 +624,17 @@ typedef struct cp_train_options {
                                          adapter, its gradients, AdamW state, norms, attention, softmax and
                                          loss stay f32. Uses AVX-512 BF16; on a CPU without it the products are
                                          emulated (a notice on stderr). The model stays in bf16 after the run. */
+    /* ---- ABI 6: TRL's dataset formats (README "Data formats"): prompt-completion records, loss on the
+     * completion only; conversational records ("messages", or "prompt" / "completion" lists of
+     * messages) rendered with the chat template and tokenized as TRL's SFTTrainer does. ---- */
+    const char *chat_template;        /* NULL: the model directory's (chat_template.jinja, else
+                                         tokenizer_config.json's "chat_template"); else a .jinja file, or a
+                                         tokenizer_config.json whose "chat_template" is used */
+    int assistant_only_loss;          /* 0 (the default). 1: conversational records take loss only on the
+                                         template's {% generation %} blocks (TRL's assistant_only_loss); a
+                                         template without them is refused */
+    int completion_only_loss;         /* 1 (the default): prompt-completion records take loss on the
+                                         completion only; 0: on the whole sequence */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */

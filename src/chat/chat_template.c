@@ -121,6 +121,26 @@ done:
     return st;
 }
 
+cp_status cp_chat_template_load_file(cp_chat_template **out, const char *path) {
+    *out = NULL;
+    size_t n = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) {
+        if (strcmp(base, "tokenizer_config.json"))
+            return cp_error("%s: a chat template file is a .jinja file or a tokenizer_config.json", path);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%.*s", base > path ? (int)(base - path - 1) : 1, base > path ? path : ".");
+        return cp_chat_template_load_dir(out, dir, NULL);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    cp_status st = cp_read_file(path, &text, &len);
+    if (st == CP_OK) st = cp_chat_template_parse(out, text, len, path);
+    cp_free(text);
+    return st;
+}
+
 cp_status cp_chat_template_render(const cp_chat_template *t, const cJSON *messages, int add_generation_prompt,
                                   const cJSON *extra, char **text, size_t *len, cp_chat_span **spans, size_t *n_spans) {
     *text = NULL;

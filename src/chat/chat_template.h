@@ -29,6 +29,9 @@ cp_status cp_chat_template_parse(cp_chat_template **out, const char *text, size_
  * `which` is picked, "default" when which is NULL). Also reads bos_token / eos_token there (strings or
  * {"content": ...}). An error says when the directory has no template. */
 cp_status cp_chat_template_load_dir(cp_chat_template **out, const char *dir, const char *which);
+/* A template file: a .jinja file (its text), or a tokenizer_config.json (its "chat_template", with its
+ * bos / eos tokens, as cp_chat_template_load_dir reads it). A .jinja file leaves bos / eos unset. */
+cp_status cp_chat_template_load_file(cp_chat_template **out, const char *path);
 /* Sets the bos_token / eos_token strings the template sees (NULL: undefined). */
 cp_status cp_chat_template_set_tokens(cp_chat_template *t, const char *bos, const char *eos);
 /* Whether the template has {% generation %} blocks (what assistant-only loss needs). */

@@ -11,6 +11,7 @@
  */
 #include "cli/adapter_args.h"
 #include "cli/args.h"
+#include "cli/chat_prompts.h"
 #include "cli/commands.h"
 #include "core/alloc.h"
 #include "core/json_write.h"
@@ -34,7 +35,9 @@ static void help(FILE *f) {
             "                      [--seed S] [--stop STR]... [--template alpaca] [--json]\n"
             "                      [--adapter-names a,b,__base__] [--batch-size N] [--merge] [--no-cache]\n"
             "                      [--num-beams N] [--length-penalty X] [--early-stopping true|false|never]\n"
-            "                      [--no-repeat-ngram-size K] [--num-return-sequences M]\n\n"
+            "                      [--no-repeat-ngram-size K] [--num-return-sequences M]\n"
+            "       cpeft generate --model DIR --chat (--system TEXT | --user TEXT | --assistant TEXT)...\n"
+            "                      [--messages FILE] [--chat-template FILE] [options above]\n\n"
             "Generates text as transformers' generate() does: greedy unless --do-sample, a KV cache, several\n"
             "prompts in one left-padded batch. A single prompt streams to stdout as it is generated.\n\n"
             "  --model DIR             Hugging Face model directory (config.json, safetensors, tokenizer)\n"
@@ -55,6 +58,14 @@ static void help(FILE *f) {
             "  --stop STR              stop a prompt once its new text contains STR (repeatable; \\n, \\t, \\\\\n"
             "                          are unescaped)\n"
             "  --template alpaca       wrap each prompt as an Alpaca instruction, as `cpeft train` did\n"
+            "  --chat                  render conversations with the model's chat template and\n"
+            "                          add_generation_prompt; print the assistant's reply (special tokens\n"
+            "                          skipped), stopping at the template's end-of-turn (eos) token. A --prompt\n"
+            "                          is then one user turn. Implied by the flags below\n"
+            "  --system/--user/--assistant TEXT  one conversation's turns, in the order given\n"
+            "  --messages FILE         a JSON list of {\"role\", \"content\"} (or {\"messages\": [...]}); JSONL: one\n"
+            "                          conversation per line\n"
+            "  --chat-template FILE    a .jinja template (or a tokenizer_config.json) instead of the model's\n"
             "  --json                  one line per prompt: {\"prompt\", \"text\", \"tokens\", \"finish\"}\n"
             "  --adapter-names LIST    comma-separated, one adapter name per prompt (\"__base__\" = none): a\n"
             "                          mixed-adapter batch, as PEFT's adapter_names\n"
@@ -280,9 +291,13 @@ static const char *finish_name(cp_finish_reason f) {
 /* One line: {"prompt", "text", "tokens", "finish"}, and with beam search "sequence" (1 = best of
  * the prompt's) and "score" (sequences_scores). */
 static void print_json(const prompt *p, const char *text, size_t len, const int32_t *tokens, int64_t n,
-                       cp_finish_reason finish, const float *score, int64_t rank) {
+                       cp_finish_reason finish, const float *score, int64_t rank, int chat) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "prompt", p->text ? p->text : p->ids_text);
+    if (chat) { /* the rendered conversation's ids */
+        cJSON *ids = cJSON_AddArrayToObject(o, "prompt_tokens");
+        for (int64_t i = 0; i < p->n_ids; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(p->ids[i]));
+    }
     if (text) { /* bytes with a length: cJSON strings end at a NUL, so the literal is built here */
         cp_strbuf sb;
         cp_sb_init(&sb);
@@ -346,6 +361,7 @@ typedef struct {
     double length_penalty;
     const char *early_stopping;
     int has_num_beams, has_ngram, has_length_penalty, has_n_return;
+    cli_chat chat;               /* --chat and its flags, taken out of argv first */
 } gen_args;
 
 /* Returns 0 on success, 2 on a usage error (already printed). */
@@ -384,7 +400,13 @@ static int parse_args(int argc, char **argv, gen_args *a) {
     int r = cp_args_parse(&spec, argc, argv, 1);
     if (r == 0) exit(0); /* --help */
     if (r > 0) return r;
-    const int sources = (a->n_texts > 0) + (a->prompts_file != NULL) + (a->n_id_texts > 0);
+    const int chat_given = a->chat.turns || a->chat.messages_file;
+    if (a->chat.chat && (a->prompts_file || a->n_id_texts || a->template_name)) {
+        fprintf(stderr, "cpeft generate: --chat takes --system / --user / --assistant, --messages FILE or --prompt TEXT "
+                        "(not --prompts, --prompt-ids or --template)\n");
+        return 2;
+    }
+    const int sources = (a->n_texts > 0 || chat_given) + (a->prompts_file != NULL) + (a->n_id_texts > 0);
     if (!a->model_dir || sources != 1) {
         fprintf(stderr, "cpeft generate: needs --model and exactly one of --prompt, --prompts, --prompt-ids\n");
         help(stderr);
@@ -445,8 +467,9 @@ static cp_status split_names(const char *list, int64_t n_prompts, char ***out) {
 int cmd_generate(int argc, char **argv) {
     gen_args a;
     memset(&a, 0, sizeof a);
-    int rc = parse_args(argc, argv, &a);
-    if (rc) return rc;
+    int rc = cli_chat_take_args(&argc, argv, &a.chat);
+    if (!rc) rc = parse_args(argc, argv, &a);
+    if (rc) { cli_chat_free(&a.chat); return rc; }
     for (int i = 0; i < a.n_stops; i++) unescape(a.stops[i]);
 
     cp_model *m = NULL;
@@ -462,7 +485,7 @@ int cmd_generate(int argc, char **argv) {
     const int64_t V = st == CP_OK ? cp_model_vocab_size(m) : 0;
 
     /* prompts */
-    for (int i = 0; st == CP_OK && i < a.n_texts; i++) {
+    for (int i = 0; st == CP_OK && !a.chat.chat && i < a.n_texts; i++) {
         prompt *p = prompt_add(&prompts);
         if (!p || !(p->text = cp_strdup(a.texts[i]))) st = CP_ERR;
     }
@@ -478,6 +501,22 @@ int cmd_generate(int argc, char **argv) {
     if (st == CP_OK && cli_tokenizer_load(&tok, a.model_dir) != CP_OK) {
         if (need_tok) st = cp_error_context("%s: text prompts and stop strings need the model's tokenizer", a.model_dir);
         tok = NULL;
+    }
+    cp_chat_template *tmpl = NULL;
+    cJSON *convs = NULL;
+    if (st == CP_OK && a.chat.chat) { /* each conversation rendered with add_generation_prompt */
+        if (!tok) st = cp_error("%s: --chat needs the model's tokenizer", a.model_dir);
+        if (st == CP_OK) st = cli_chat_template(&a.chat, a.model_dir, tok, &tmpl);
+        if (st == CP_OK) st = cli_chat_conversations(&a.chat, a.texts, a.n_texts, &convs);
+        for (const cJSON *c = convs ? convs->child : NULL; st == CP_OK && c; c = c->next) {
+            prompt *p = prompt_add(&prompts);
+            if (!p) st = CP_ERR;
+            else st = cli_chat_render(tmpl, c, tok, &p->text, &p->ids, &p->n_ids);
+            for (int64_t k = 0; st == CP_OK && k < p->n_ids; k++)
+                if (p->ids[k] < 0 || p->ids[k] >= V)
+                    st = cp_error("conversation %lld: the tokenizer produced id %d, outside the model's vocabulary of %lld",
+                                  (long long)prompts.n, p->ids[k], (long long)V);
+        }
     }
     for (int64_t i = 0; st == CP_OK && i < prompts.n; i++)
         if (!prompts.p[i].ids)
@@ -513,6 +552,12 @@ int cmd_generate(int argc, char **argv) {
         if (a.has_length_penalty) opt.length_penalty = a.length_penalty;
         if (a.has_ngram) opt.no_repeat_ngram_size = a.ngram;
         if (a.has_n_return) opt.num_return_sequences = a.n_return;
+        /* --chat: the template's end of turn (the tokenizer's eos, <|im_end|> for ChatML) ends the reply,
+         * as TRL adds it to generation_config's eos ids */
+        const int32_t eot = a.chat.chat && tok ? cp_tokenizer_special_id(tok, CP_SPECIAL_EOS) : CP_TOKEN_NONE;
+        int have = eot == CP_TOKEN_NONE;
+        for (int k = 0; k < opt.n_eos; k++) have |= opt.eos_token_ids[k] == eot;
+        if (!have && opt.n_eos < CP_MAX_EOS) opt.eos_token_ids[opt.n_eos++] = eot;
         if (a.early_stopping)
             opt.early_stopping = !strcmp(a.early_stopping, "true")    ? CP_EARLY_STOPPING_TRUE
                                  : !strcmp(a.early_stopping, "never") ? CP_EARLY_STOPPING_NEVER
@@ -551,7 +596,7 @@ int cmd_generate(int argc, char **argv) {
             total_new += gen.n_tokens[q];
             if (st != CP_OK) {
             } else if (a.json) {
-                print_json(p, text, len, gen.tokens[q], gen.n_tokens[q], gen.finish[q], score, rank);
+                print_json(p, text, len, gen.tokens[q], gen.n_tokens[q], gen.finish[q], score, rank, a.chat.chat);
             } else if (score) {
                 if (!rank)
                     printf("%s### prompt %lld: %s\n", first + i ? "\n" : "", (long long)(first + i + 1), p->text ? p->text : p->ids_text);
@@ -585,6 +630,9 @@ int cmd_generate(int argc, char **argv) {
     cp_free(names);
     cp_free(stream.ids);
     prompts_free(&prompts);
+    cJSON_Delete(convs);
+    cp_chat_template_free(tmpl);
+    cli_chat_free(&a.chat);
     cp_tokenizer_free(tok);
     cp_model_free(m);
     return rc;

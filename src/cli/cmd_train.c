@@ -49,9 +49,12 @@ static void help(FILE *f) {
             "adapter (adapter_config.json + adapter_model.safetensors) to --output-dir, checkpoint-N/ every\n"
             "--save-steps, metrics.jsonl and loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit\n"
             "130, 143 and 129.\n"
-            "Data: plain text (one stream cut into blocks), JSONL / JSON array with a text field, or\n"
-            "instruction records (instruction, input, output) rendered with the Alpaca template, loss on the\n"
-            "response only; any of them may be gzip- or zstd-compressed. Binary data is refused.\n\n"
+            "Data (README \"Data formats\"): plain text (one stream cut into blocks); JSONL, a JSON array, or\n"
+            "CSV / TSV (by the name, header row) of TRL's formats, tokenized as TRL's SFTTrainer does: \"text\",\n"
+            "\"prompt\" + \"completion\" (loss on the completion), conversational \"messages\" (rendered with\n"
+            "the model's chat template) or \"prompt\" + \"completion\" message lists; or Alpaca records\n"
+            "(instruction, input, output). Any of them may be gzip- or zstd-compressed; Parquet and other\n"
+            "binary data are refused.\n\n"
             "adapter:\n"
             "  --peft-config FILE              a PEFT adapter_config.json, or:\n"
             "  --target-modules a,b,c          default: PEFT's table for the model type; or all-linear\n"
@@ -73,6 +76,11 @@ static void help(FILE *f) {
             "data:\n"
             "  --eval-data FILE  --validation-split F (hold out a fraction when no eval file)\n"
             "  --text-field NAME (text)  --strict (a malformed record is fatal, not skipped)\n"
+            "  --chat-template FILE            a .jinja template (or a tokenizer_config.json) for conversational\n"
+            "                                  records instead of the model's\n"
+            "  --assistant-only-loss           conversational records: loss only inside the template's\n"
+            "                                  {%% generation %%} blocks (the assistant replies), as TRL\n"
+            "  --completion-only-loss true|false  prompt-completion records: loss on the completion only (true)\n"
             "classification (encoders; README \"Classification\"):\n"
             "  --task-type CAUSAL_LM|SEQ_CLS|TOKEN_CLS|SEQ_2_SEQ_LM (by default the model's own task)\n"
             "                                  SEQ_CLS: .csv / .tsv (header row) or .jsonl records; TOKEN_CLS:\n"
@@ -516,6 +524,13 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(argv[i], "--gradient-checkpointing")) { a.gradient_checkpointing = 1; continue; }
         if (!strcmp(argv[i], "--bf16")) { a.bf16 = 1; continue; }
         if (!strcmp(argv[i], "--strict")) { a.strict = 1; continue; }
+        if (!strcmp(argv[i], "--assistant-only-loss")) { a.assistant_only_loss = 1; continue; }
+        if ((r = cp_arg_value(argc, argv, &i, "--completion-only-loss", &v, "train"))) {
+            if (r < 0) return 2;
+            if (strcmp(v, "true") && strcmp(v, "false")) { fprintf(stderr, "cpeft train: --completion-only-loss: true or false\n"); return 2; }
+            a.completion_only_loss = !strcmp(v, "true");
+            continue;
+        }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
         if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
@@ -524,7 +539,7 @@ int cmd_train(int argc, char **argv) {
         STR("--feedforward-modules", flags.feedforward_modules)
         if (!strcmp(argv[i], "--bias") || !strncmp(argv[i], "--lora-", 7)) flags.lora_flags = 1;
         STR("--bias", a.lora.bias)
-        STR("--text-field", a.text_field) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
+        STR("--text-field", a.text_field) STR("--chat-template", a.chat_template) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
         STR("--source-field", a.source_field) STR("--target-field", a.target_field) STR("--source-prefix", a.source_prefix)
         INT("--max-source-length", max_source_length, 2, 1 << 24) INT("--max-target-length", max_target_length, 2, 1 << 24)

@@ -17,7 +17,9 @@
 #include <zstd.h>
 
 static const char hint_archive[] = "extract the file from the archive first";
-static const char hint_table[] = "convert it to JSONL first, e.g. with datasets: "
+static const char hint_table[] = "cpeft has no reader for it (Debian 12 packages no C or C++ Parquet / Arrow library; "
+                                 "Apache Arrow's libparquet comes only from Apache's own repository); convert it to JSONL "
+                                 "first, e.g. with datasets: "
                                  "load_dataset(\"parquet\", data_files=FILE)[\"train\"].to_json(\"data.jsonl\")";
 
 static const cp_file_kind k_gzip = {"gzip", 1, ""}, k_zstd = {"zstd", 1, ""},

@@ -36,6 +36,8 @@
 #include "io/compress.h"
 #include "io/fsutil.h"
 #include "io/json.h"
+#include "train/records.h"
+#include "train/sft_records.h"
 
 #define IGNORE_INDEX (-100) /* label value where no loss is taken (PyTorch's CrossEntropyLoss default) */
 
@@ -57,6 +59,7 @@ typedef struct {
     size_t scratch_cap;
     char *prompt;          /* the rendered Alpaca prompt */
     size_t prompt_cap;
+    cp_sft_builder sft;    /* TRL's prompt-completion and conversational records */
     /* line cursor: `line` is the 1-based line of text[pos] */
     const char *text;
     size_t pos;
@@ -97,13 +100,21 @@ static cp_status grow_scratch(loader *L, int64_t need) {
     return cp_grow(&L->scratch, &L->scratch_cap, (size_t)need, sizeof *L->scratch, 256, "token ids");
 }
 
-/* Appends one example: ids[0..n) truncated to max_len, labels IGNORE_INDEX on the first n_prompt
- * tokens and the ids elsewhere. A record left without any label is malformed. */
-static cp_status push_example(loader *L, const int32_t *ids, int64_t n, int64_t n_prompt, int64_t line) {
+/* Appends one example: ids[0..n) truncated to max_len (TRL's truncation_mode keep_start), labels
+ * the ids where loss[t] (loss NULL: from n_prompt on) and IGNORE_INDEX elsewhere. A record left
+ * without any label is malformed. */
+static cp_status push_masked(loader *L, const int32_t *ids, const uint8_t *loss, int64_t n, int64_t n_prompt,
+                             int64_t line) {
     cp_dataset *ds = L->ds;
     int64_t len = n < L->max_len ? n : L->max_len;
-    int64_t kept_prompt = n_prompt < len ? n_prompt : len;
-    if (len - kept_prompt <= 0)
+    int64_t kept_prompt = n_prompt < len ? n_prompt : len, n_loss = len - kept_prompt;
+    if (loss) {
+        n_loss = 0;
+        for (int64_t t = 0; t < len; t++) n_loss += loss[t] != 0;
+    }
+    if (n_loss <= 0 && loss)
+        return bad_record(L, line, "no tokens with loss%s", n > len ? " left after truncating to --max-seq-length" : "");
+    if (n_loss <= 0)
         return bad_record(L, line, "no response tokens left after truncating to %lld tokens (the prompt has %lld)",
                           (long long)L->max_len, (long long)n_prompt);
     if (cp_grow(&ds->examples, &L->cap, (size_t)ds->n + 1, sizeof *ds->examples, 64, "the examples")) return CP_ERR;
@@ -113,13 +124,17 @@ static cp_status push_example(loader *L, const int32_t *ids, int64_t n, int64_t 
     if (!ex.labels) { cp_free(ex.ids); return CP_ERR; }
     for (int64_t t = 0; t < len; t++) {
         ex.ids[t] = ids[t];
-        ex.labels[t] = t < kept_prompt ? IGNORE_INDEX : ids[t];
+        ex.labels[t] = (loss ? !loss[t] : t < kept_prompt) ? IGNORE_INDEX : ids[t];
     }
     ds->examples[ds->n++] = ex;
     ds->n_tokens += len;
-    ds->n_target_tokens += len - kept_prompt;
+    ds->n_target_tokens += n_loss;
     if (n > len) ds->n_truncated++;
     return CP_OK;
+}
+
+static cp_status push_example(loader *L, const int32_t *ids, int64_t n, int64_t n_prompt, int64_t line) {
+    return push_masked(L, ids, NULL, n, n_prompt, line);
 }
 
 /* ---- plain text -------------------------------------------------------------------------------- */
@@ -236,10 +251,24 @@ static cp_status instruction_record(loader *L, const cJSON *rec, int64_t line) {
     return push_example(L, L->scratch, np + no + 1, np, line);
 }
 
+/* A TRL prompt-completion or conversational record (sft_records.c). */
+static cp_status sft_record(loader *L, const cJSON *rec, int64_t line) {
+    char msg[768];
+    int r = cp_sft_build(&L->sft, L->kind, rec, msg, sizeof msg);
+    if (r < 0) return cp_error_context("%s:%lld", L->path, (long long)line);
+    if (r == 0) return bad_record(L, line, "%s", msg);
+    return push_masked(L, L->sft.ids, L->sft.loss, (int64_t)L->sft.n, 0, line);
+}
+
 static cp_status json_record(loader *L, cJSON *rec, int64_t line) {
     if (cp_json_keep_last(rec) != CP_OK) return CP_ERR; /* a repeated key keeps its last value, as in Python */
     if (!cJSON_IsObject(rec))
         return bad_record(L, line, "record is %s, expected a JSON object", cp_json_type_name(rec));
+    if (L->kind == CP_DATA_AUTO) {
+        cp_data_format k = cp_sft_detect(rec);
+        if (k != CP_DATA_AUTO) L->kind = k;
+    }
+    if (L->kind >= CP_DATA_PROMPT_COMPLETION) return sft_record(L, rec, line);
     if (L->kind == CP_DATA_AUTO) {
         /* the first valid record decides; an invalid one is reported by the reader it resembles */
         const cJSON *ins = cJSON_GetObjectItemCaseSensitive(rec, "instruction");
@@ -323,14 +352,54 @@ static cp_status load_jsonl(loader *L, const char *text, size_t len) {
     return CP_OK;
 }
 
+/* ---- CSV / TSV ------------------------------------------------------------------------------------ */
+
+/* A table with a header row: each row becomes a JSON object of string fields and goes through
+ * json_record; the header decides the kind. */
+static cp_status load_table(loader *L, const char *text, size_t len, char delim) {
+    cp_csv_table t;
+    cp_status st = cp_csv_table_open(&t, L->path, text, len, delim);
+    const char *need = NULL;
+    if (st == CP_OK) {
+        int has_p = cp_records_column(t.header, t.nh, "prompt") >= 0, has_c = cp_records_column(t.header, t.nh, "completion") >= 0;
+        if (L->kind == CP_DATA_AUTO) {
+            if (has_p || has_c) { L->kind = CP_DATA_PROMPT_COMPLETION; need = has_p ? "completion" : "prompt"; }
+            else if (cp_records_column(t.header, t.nh, "instruction") >= 0) { L->kind = CP_DATA_INSTRUCTION; need = "output"; }
+            else if (cp_records_column(t.header, t.nh, "messages") >= 0)
+                st = cp_error("%s:1: a \"messages\" column: conversations need JSON (a JSONL file or a JSON array); a CSV "
+                              "cell holds a string", L->path);
+            else { L->kind = CP_DATA_JSON_TEXT; need = L->text_field; }
+        } else {
+            need = L->kind == CP_DATA_INSTRUCTION ? "instruction" : L->kind == CP_DATA_PROMPT_COMPLETION ? "prompt" : L->text_field;
+        }
+    }
+    if (st == CP_OK && need && cp_records_column(t.header, t.nh, need) < 0)
+        st = cp_records_no_column(L->path, 1, t.header, t.nh, need);
+    if (st == CP_OK && L->kind >= CP_DATA_MESSAGES)
+        st = cp_error("%s: conversational records need JSON (a JSONL file or a JSON array)", L->path);
+    int got;
+    while (st == CP_OK && (got = cp_csv_table_next(&t)) != 0) {
+        if (got < 0) { st = CP_ERR; break; }
+        cJSON *rec = cJSON_CreateObject();
+        for (size_t i = 0; rec && i < t.nh; i++)
+            if (!cJSON_AddStringToObject(rec, t.header[i], cp_csv_field(&t.r, i))) { cJSON_Delete(rec); rec = NULL; }
+        st = rec ? json_record(L, rec, t.r.rec_line) : cp_error("out of memory");
+        cJSON_Delete(rec);
+    }
+    cp_csv_table_close(&t);
+    return st;
+}
+
 /* ---- the public entry points -------------------------------------------------------------------- */
 
 static cp_status load_text(loader *L, const cp_data_options *opt, const char *text, size_t len) {
     size_t p = 0;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) p = 3; /* UTF-8 byte-order mark */
     p = skip_space(text, len, p);
-    int json = opt->format == CP_DATA_JSON_TEXT || opt->format == CP_DATA_INSTRUCTION ||
+    cp_records_format table = opt->format != CP_DATA_TEXT ? cp_records_format_of(L->path) : CP_RECORDS_UNKNOWN;
+    int json = (opt->format != CP_DATA_AUTO && opt->format != CP_DATA_TEXT) ||
                (opt->format == CP_DATA_AUTO && p < len && (text[p] == '[' || text[p] == '{'));
+    if (table == CP_RECORDS_CSV || table == CP_RECORDS_TSV) json = 1;
     if (!json) {
         L->ds->format = CP_DATA_TEXT;
         return load_stream(L, text, len);
@@ -340,9 +409,13 @@ static cp_status load_text(loader *L, const cp_data_options *opt, const char *te
     if (L->eos == CP_TOKEN_NONE)
         return cp_error("%s: JSON records end with the eos token, but the tokenizer has none "
                         "(set \"eos_token\" in tokenizer_config.json)", L->path);
-    cp_status st = p < len && text[p] == '[' ? load_json_array(L, text, len, p) : load_jsonl(L, text, len);
+    cp_status st = table == CP_RECORDS_CSV || table == CP_RECORDS_TSV ? load_table(L, text, len, table == CP_RECORDS_CSV ? ',' : '\t')
+                   : p < len && text[p] == '[' ? load_json_array(L, text, len, p) : load_jsonl(L, text, len);
     if (st != CP_OK) return CP_ERR;
     L->ds->format = L->kind == CP_DATA_AUTO ? CP_DATA_JSON_TEXT : L->kind;
+    if (opt->assistant_only_loss && L->ds->format != CP_DATA_MESSAGES && L->ds->format != CP_DATA_CONV_PROMPT_COMPLETION)
+        return cp_error("%s: --assistant-only-loss is for conversational records (\"messages\", or \"prompt\" and "
+                        "\"completion\" lists of messages); this file's are not (TRL refuses it too)", L->path);
     if (L->ds->n == 0) {
         if (L->ds->n_skipped)
             return cp_error("%s: no examples (%lld malformed record%s skipped; first: %s)", L->path,
@@ -426,12 +499,15 @@ static cp_status load_buffer(cp_dataset *ds, const cp_tokenizer *tok, const cp_d
         .text_field = opt->text_field && opt->text_field[0] ? opt->text_field : "text",
         .max_len = opt->max_seq_length, .strict = opt->strict, .kind = CP_DATA_AUTO,
         .eos = CP_TOKEN_NONE, .text = text, .pos = 0, .line = 1,
+        .sft = {.tok = tok, .tmpl = opt->chat_template, .tmpl_error = opt->chat_template_error,
+                .assistant_only_loss = opt->assistant_only_loss, .completion_only_loss = !opt->full_loss},
     };
     cp_status st = load_text(&L, opt, text, len);
     cp_encoding_free(&L.enc);
     cp_encoding_free(&L.enc2);
     cp_free(L.scratch);
     cp_free(L.prompt);
+    cp_sft_builder_free(&L.sft);
     cp_free(owned);
     if (st != CP_OK) cp_dataset_free(ds);
     return st;
@@ -442,7 +518,7 @@ static cp_status check_options(const cp_tokenizer *tok, const cp_data_options *o
     if (!tok) return cp_error("%s: no tokenizer given to read the data with", opt->path);
     if (opt->max_seq_length < 2)
         return cp_error("%s: max_seq_length must be at least 2, got %lld", opt->path, (long long)opt->max_seq_length);
-    if (opt->format < CP_DATA_AUTO || opt->format > CP_DATA_INSTRUCTION)
+    if (opt->format < CP_DATA_AUTO || opt->format > CP_DATA_CONV_PROMPT_COMPLETION)
         return cp_error("%s: unknown data format %d", opt->path, (int)opt->format);
     return CP_OK;
 }

@@ -12,6 +12,13 @@
  *                  labels = -100 on the prompt tokens (loss only on the response), truncated to
  *                  max_seq_length. Detected when the first valid record has string "instruction" and
  *                  "output".
+ *   TRL formats    prompt-completion, conversational "messages" (or ShareGPT "conversations") and
+ *                  conversational prompt-completion records, tokenized as TRL's SFTTrainer does (see
+ *                  sft_records.h); detected from the first valid record: "prompt" + "completion" first,
+ *                  then "messages" / "conversations", then Alpaca, then the text field.
+ *   CSV / TSV      (by the name: .csv, .tsv, also compressed) a header row naming the columns, each row one
+ *                  record of string fields: prompt + completion, instruction + output (+ input), or the
+ *                  text field; a header with none of them is an error naming its columns.
  * A malformed record (not an object, missing or wrong-typed field, empty after tokenization) is
  * reported as "file:line: ..." and skipped with a count, or is fatal with `strict`. A record with no
  * response tokens left after truncation counts as malformed.
@@ -38,7 +45,14 @@
     "Below is an instruction that describes a task. Write a response that appropriately completes the "   \
     "request.\n\n### Instruction:\n%s\n\n### Response:\n"
 
-typedef enum { CP_DATA_AUTO, CP_DATA_TEXT, CP_DATA_JSON_TEXT, CP_DATA_INSTRUCTION } cp_data_format;
+typedef enum {
+    CP_DATA_AUTO, CP_DATA_TEXT, CP_DATA_JSON_TEXT, CP_DATA_INSTRUCTION,
+    CP_DATA_PROMPT_COMPLETION,      /* TRL prompt-completion (sft_records.h) */
+    CP_DATA_MESSAGES,               /* TRL conversational: messages (or ShareGPT conversations) */
+    CP_DATA_CONV_PROMPT_COMPLETION, /* TRL conversational prompt-completion */
+} cp_data_format;
+
+struct cp_chat_template;
 
 typedef struct {
     int64_t *ids;     /* [len] */
@@ -64,6 +78,12 @@ typedef struct {
     int64_t max_seq_length;      /* > 1 */
     int strict;                  /* a malformed record is an error instead of a skipped count */
     size_t max_decompressed;     /* the most bytes compressed data may expand to (0: no limit) */
+    /* TRL's formats (sft_records.h) */
+    const struct cp_chat_template *chat_template; /* renders conversational records (NULL: they are refused) */
+    const char *chat_template_error;  /* why there is none, for that refusal */
+    int assistant_only_loss;     /* conversational records: loss on the template's generation blocks only */
+    int full_loss;               /* prompt-completion records: loss on the prompt too (TRL's
+                                    completion_only_loss=False) */
 } cp_data_options;
 
 /* Reads and tokenizes a data file. The tokenizer's eos must be set for JSON and instruction data.

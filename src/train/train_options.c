@@ -135,6 +135,7 @@ void cp_train_options_init(cp_train_options *o) {
     memset(o, 0, sizeof *o);
     cp_lora_options_init(&o->lora);
     o->text_field = "text";
+    o->completion_only_loss = 1;
     o->max_seq_length = 0; /* the model's positions, at most 1024 */
     o->learning_rate = 5e-5;
     o->weight_decay = 0.0;
@@ -190,6 +191,9 @@ cp_status cp_train_options_check(const cp_train_options *a) {
     BAD(!(a->lora.dropout >= 0 && a->lora.dropout < 1), "--lora-dropout", a->lora.dropout, "in [0, 1)");
     BADI(a->model_dropout != 0 && a->model_dropout != 1, "--model-dropout", a->model_dropout, "1 (on) or 0 (off)");
     BADI(a->bf16 != 0 && a->bf16 != 1, "--bf16", a->bf16, "0 (f32) or 1 (bf16 compute)");
+    BADI(a->assistant_only_loss != 0 && a->assistant_only_loss != 1, "--assistant-only-loss", a->assistant_only_loss, "0 or 1");
+    BADI(a->completion_only_loss != 0 && a->completion_only_loss != 1, "--completion-only-loss", a->completion_only_loss,
+         "1 (true) or 0 (false)");
     if ((unsigned)a->lr_scheduler_type > (unsigned)CP_LR_COSINE)
         return cp_error("lr_scheduler_type %d is not a cp_lr_scheduler", (int)a->lr_scheduler_type);
 #undef BAD

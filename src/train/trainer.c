@@ -23,6 +23,7 @@
  * leaves complete checkpoints and a complete final adapter, old or new.
  */
 #include "train/trainer.h"
+#include "chat/chat_template.h"
 #include "core/alloc.h"
 #include "io/fsutil.h"
 #include "models/model.h"
@@ -160,14 +161,43 @@ static cp_status setup_adapter(cp_trainer *t, const cp_train_options *caller) {
     return st;
 }
 
+/* The chat template conversational records are rendered with: o.chat_template (a .jinja file, or a
+ * tokenizer_config.json) or the model directory's. An explicit file must load; the model's may be
+ * missing or beyond the Jinja subset, which only matters (and is then reported) when the data is
+ * conversational. */
+static cp_status load_chat_template(cp_trainer *t) {
+    const char *path = t->o.chat_template;
+    if (path) {
+        if (!(t->chat_path = cp_strdup(path))) return CP_ERR;
+        t->o.chat_template = t->chat_path;
+        if (cp_chat_template_load_file(&t->chat, path) != CP_OK) return cp_error_context("--chat-template");
+        size_t n = strlen(path);
+        if (n >= 5 && !strcmp(path + n - 5, ".json")) return CP_OK; /* a tokenizer_config.json brings its tokens */
+        /* bos_token / eos_token: the tokenizer's (tokenizer_config.json's, as the template sees them there) */
+        const cp_tokenizer *tok = t->tok;
+        return cp_chat_template_set_tokens(t->chat, cp_tokenizer_id_to_token(tok, cp_tokenizer_special_id(tok, CP_SPECIAL_BOS)),
+                                           cp_tokenizer_id_to_token(tok, cp_tokenizer_special_id(tok, CP_SPECIAL_EOS)));
+    }
+    if (!t->m->dir) return CP_OK;
+    if (cp_chat_template_load_dir(&t->chat, t->m->dir, NULL) != CP_OK) {
+        t->chat = NULL;
+        if (!(t->chat_error = cp_strdup(cp_last_error()))) return CP_ERR;
+        cp_clear_error();
+    }
+    return CP_OK;
+}
+
 static cp_status setup_data(cp_trainer *t) {
     const cp_train_options *a = &t->o;
     if (cp_class_task_of(t->m) >= 0) return cp_class_trainer_setup(t);
     if (cp_s2s_task_of(t->m)) return cp_s2s_trainer_setup(t);
     if (a->task_type && strcmp(a->task_type, cp_model_task_type(t->m)))
         return cp_error("--task-type %s, but the model was loaded for %s", a->task_type, cp_model_task_type(t->m));
+    if (load_chat_template(t) != CP_OK) return CP_ERR;
     cp_data_options dopt = {.path = a->data_path, .format = CP_DATA_AUTO, .text_field = a->text_field,
-                            .max_seq_length = a->max_seq_length, .strict = a->strict};
+                            .max_seq_length = a->max_seq_length, .strict = a->strict, .chat_template = t->chat,
+                            .chat_template_error = t->chat_error, .assistant_only_loss = a->assistant_only_loss,
+                            .full_loss = !a->completion_only_loss};
     if (cp_dataset_load(&t->train, t->tok, &dopt) != CP_OK) return CP_ERR;
     if (a->eval_data_path) {
         dopt.path = a->eval_data_path;
@@ -319,6 +349,9 @@ void cp_trainer_free(cp_trainer *t) {
     cp_free(t->order);
     cp_free(t->shard);
     cp_dataset_free(&t->train);
+    cp_chat_template_free(t->chat);
+    cp_free(t->chat_error);
+    cp_free(t->chat_path);
     if (t->has_eval && !t->cls && !t->s2s) cp_dataset_free(&t->eval);
     cp_class_trainer_free(t);
     cp_s2s_trainer_free(t);

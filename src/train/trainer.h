@@ -48,6 +48,9 @@ struct cp_trainer {
     const cp_tokenizer *tok;   /* borrowed */
     cp_dataset train, eval;
     int has_eval;
+    struct cp_chat_template *chat; /* conversational records (NULL: none loaded) */
+    char *chat_error;          /* why it could not be loaded (conversational records then say it) */
+    char *chat_path;           /* owned copy of o.chat_template */
     cp_param **params;         /* the trained parameters (tree order) */
     int n_params;
     cp_adamw opt;
