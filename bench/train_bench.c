@@ -18,6 +18,7 @@
 #include "cpeft.h"
 #include "machine.h"
 #include "io/json.h"
+#include "models/bf16.h"
 #include "models/model.h"
 #include "peft/lora.h"
 #include "peft/lora_config.h"
@@ -59,9 +60,10 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM", *peft_type = "LORA";
     long B = 4, T = 256, steps = 5, warmup = 1, r = 8, n_virtual = 20, Td = 64;
     double alpha = 16;
-    int recompute = 0;
+    int recompute = 0, bf16 = 0, quant_flag = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--gradient-checkpointing")) { recompute = 1; continue; }
+        if (!strcmp(argv[i], "--bf16")) { bf16 = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "train_bench: %s needs a value\n", argv[i]); return 2; }
         if (!strcmp(argv[i], "--model")) dir = argv[++i];
         else if (!strcmp(argv[i], "--targets")) targets = argv[++i];
@@ -75,11 +77,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peft-type")) peft_type = argv[++i];
         else if (!strcmp(argv[i], "--num-virtual-tokens")) n_virtual = atol(argv[++i]);
         else if (!strcmp(argv[i], "--target-seq")) Td = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--quantize")) {
+            if (cp_quantize_flag(argv[++i], &quant_flag) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 2; }
+        }
         else { fprintf(stderr, "train_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || steps <= 0) { fprintf(stderr, "usage: train_bench --model DIR [--targets a,b] ...\n"); return 2; }
     cp_model *m;
-    if (cp_model_load_task(&m, dir, CP_LOAD_WEIGHTS, task) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
+    if (cp_model_load_task(&m, dir, CP_LOAD_WEIGHTS | quant_flag, task) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     cp_lora_config cfg;
     cp_lora_config_init(&cfg);
     cfg.r = r;
@@ -111,6 +116,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train_bench: %s\n", cp_last_error());
         return 1;
     }
+    int64_t narrowed = 0;
+    if (bf16 && cp_model_use_bf16(m, params, n, &narrowed) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     int64_t V = cp_model_vocab_size(m), trainable = 0;
     for (int i = 0; i < n; i++) trainable += params[i]->numel;
     int64_t *ids = malloc((size_t)(B * T) * sizeof *ids);
