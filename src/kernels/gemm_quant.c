@@ -40,39 +40,7 @@ CP_DECLARE_QUANT_KERNELS_OF(CP_ISA)
 #define PANEL_MAX_BYTES ((int64_t)8 << 20)
 #define INLINE static inline __attribute__((always_inline))
 
-#if defined(__AVX512F__)
-#define VL 16
-typedef __m512 vf;
-INLINE vf vzero(void) { return _mm512_setzero_ps(); }
-INLINE vf vload(const float *p) { return _mm512_loadu_ps(p); }
-INLINE void vstore(float *p, vf v) { _mm512_storeu_ps(p, v); }
-INLINE vf vbcast(float x) { return _mm512_set1_ps(x); }
-INLINE vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-INLINE float vsum(vf v) { return _mm512_reduce_add_ps(v); }
-#elif defined(__AVX2__)
-#define VL 8
-typedef __m256 vf;
-INLINE vf vzero(void) { return _mm256_setzero_ps(); }
-INLINE vf vload(const float *p) { return _mm256_loadu_ps(p); }
-INLINE void vstore(float *p, vf v) { _mm256_storeu_ps(p, v); }
-INLINE vf vbcast(float x) { return _mm256_set1_ps(x); }
-INLINE vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-INLINE float vsum(vf v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#else
-#define VL 1
-typedef float vf;
-INLINE vf vzero(void) { return 0.0f; }
-INLINE vf vload(const float *p) { return *p; }
-INLINE void vstore(float *p, vf v) { *p = v; }
-INLINE vf vbcast(float x) { return x; }
-INLINE vf vfma(vf a, vf b, vf c) { return a * b + c; }
-INLINE float vsum(vf v) { return v; }
-#endif
+#include "kernels/vfloat.h"
 
 /* ---- dequantization: ggml's dequantize_row_*, operation for operation ------------------------- */
 

@@ -31,46 +31,19 @@ CP_DECLARE_GEMM_KERNELS_OF(CP_ISA)
 
 /* ---- one vector of weights, widened to f32 ----------------------------------------------------- */
 
+#include "kernels/vfloat.h"
+
 #if defined(__AVX512F__)
-#define VL 16
-typedef __m512 vf;
-INLINE vf vzero(void) { return _mm512_setzero_ps(); }
-INLINE vf vload(const float *p) { return _mm512_loadu_ps(p); }
-INLINE void vstore(float *p, vf v) { _mm512_storeu_ps(p, v); }
-INLINE vf vbcast(float x) { return _mm512_set1_ps(x); }
-INLINE vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-INLINE float vsum(vf v) { return _mm512_reduce_add_ps(v); }
 INLINE vf vload16(const uint16_t *p, int bf16) {
     const __m256i h = _mm256_loadu_si256((const __m256i *)p);
     return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
 }
 #elif defined(__AVX2__)
-#define VL 8
-typedef __m256 vf;
-INLINE vf vzero(void) { return _mm256_setzero_ps(); }
-INLINE vf vload(const float *p) { return _mm256_loadu_ps(p); }
-INLINE void vstore(float *p, vf v) { _mm256_storeu_ps(p, v); }
-INLINE vf vbcast(float x) { return _mm256_set1_ps(x); }
-INLINE vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-INLINE float vsum(vf v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 INLINE vf vload16(const uint16_t *p, int bf16) {
     const __m128i h = _mm_loadu_si128((const __m128i *)p);
     return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
 }
 #else
-#define VL 1
-typedef float vf;
-INLINE vf vzero(void) { return 0.0f; }
-INLINE vf vload(const float *p) { return *p; }
-INLINE void vstore(float *p, vf v) { *p = v; }
-INLINE vf vbcast(float x) { return x; }
-INLINE vf vfma(vf a, vf b, vf c) { return a * b + c; }
-INLINE float vsum(vf v) { return v; }
 INLINE vf vload16(const uint16_t *p, int bf16);
 #endif
 
