@@ -239,7 +239,7 @@ static cp_disentangled_args attention_args(const cp_model *m, const cp_run *run,
 /* The rel rows (W,C) layer ly's position projections read: pos_dropout(rel) in scratch from the arena
  * when it applies (mask row: the row of rel_embeddings), else rel itself. NULL on failure. */
 static const float *layer_rel(const cp_run *run, const cp_deberta_layer *ly, const deberta_emb *e, int64_t C) {
-    const cp_dropout d = cp_run_dropout(run, ly->pos_drop);
+    const cp_dropout d = cp_dropout_unbatched(cp_run_dropout(run, ly->pos_drop)); /* rows of rel_embeddings, not the batch's */
     if (!cp_dropout_on(&d)) return e->rel;
     float *r = cp_arena_floats(run->arena, (size_t)(e->W * C), "dropped relative embeddings"); // (W,C)
     if (r) cp_dropout_apply(&d, r, e->rel, e->first_row, e->W, C);
@@ -300,8 +300,10 @@ static cp_status block_forward_impl(cp_model *m, const cp_run *run, int64_t l, c
     // the position projections of pos_dropout(rel) (W,C): c2p keys, p2c queries
     const float *rel = a->pk || a->pq ? layer_rel(run, ly, e, C) : NULL;
     if ((a->pk || a->pq) && !rel) return CP_ERR;
-    if (a->pk && cp_proj_forward(run, ly->pos_key, a->pk, rel, e->W) != CP_OK) return CP_ERR;
-    if (a->pq && cp_proj_forward(run, ly->pos_query, a->pq, rel, e->W) != CP_OK) return CP_ERR;
+    cp_run rel_run = *run; /* rows of rel_embeddings, not the batch's: a LoRA dropout there is keyed as it is */
+    rel_run.batch_rows = 0;
+    if (a->pk && cp_proj_forward(&rel_run, ly->pos_key, a->pk, rel, e->W) != CP_OK) return CP_ERR;
+    if (a->pq && cp_proj_forward(&rel_run, ly->pos_query, a->pq, rel, e->W) != CP_OK) return CP_ERR;
     cp_disentangled_args at = attention_args(m, run, ly, b, e, a);
     if (cp_disentangled_attention_forward(&at, run->arena) != CP_OK) return CP_ERR;
     // r1 = drop(attention.output.dense(att)) + x; x1 = LayerNorm_attn(r1)
@@ -449,8 +451,10 @@ static cp_status block_backward(cp_model *m, const cp_run *run, int64_t l, const
         float *d_r = e->d_rel && cp_dropout_on(&pd) ? cp_arena_floats(ar, (size_t)(e->W * C), "relative embedding gradients") : e->d_rel;
         if (!rel || (e->d_rel && !d_r)) return CP_ERR;
         if (d_r != e->d_rel) memset(d_r, 0, (size_t)(e->W * C) * sizeof *d_r);
-        if (dpk && cp_proj_backward(run, ly->pos_key, d_r, dpk, rel, e->W) != CP_OK) return CP_ERR;
-        if (dpq && cp_proj_backward(run, ly->pos_query, d_r, dpq, rel, e->W) != CP_OK) return CP_ERR;
+        cp_run rel_run = *run; /* as in the forward */
+        rel_run.batch_rows = 0;
+        if (dpk && cp_proj_backward(&rel_run, ly->pos_key, d_r, dpk, rel, e->W) != CP_OK) return CP_ERR;
+        if (dpq && cp_proj_backward(&rel_run, ly->pos_query, d_r, dpq, rel, e->W) != CP_OK) return CP_ERR;
         if (d_r != e->d_rel) {
             cp_dropout_apply(&pd, d_r, d_r, e->first_row, e->W, C);
             cp_add_inplace(e->d_rel, d_r, e->W * C);

@@ -446,7 +446,7 @@ static cp_task_labels batch_labels(const cp_model *m, const cp_batch *b, int *ha
 
 cp_run cp_model_run(cp_model *m) {
     cp_run run = {.arena = &m->arena, .training = m->training, .model_dropout = m->training && m->model_dropout,
-                  .seed = m->dropout_seed, .prompt = m->prompt};
+                  .seed = m->dropout_seed, .batch_row0 = m->dropout_row0, .prompt = m->prompt};
     return run;
 }
 
@@ -565,6 +565,7 @@ static float *call_start(cp_model *m, const cp_batch *user_batch, const cp_adapt
     }
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
+    run->batch_rows = user_batch->B;
     run->mix = mix;
     if (cp_model_prompt_batch(m, run, user_batch, kv, pb) != CP_OK) return NULL;
     return cp_arena_floats(&m->arena, (size_t)(pb->B * pb->T * cp_stack_out_width(m, &m->stack)), "final hidden states");

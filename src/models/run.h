@@ -10,6 +10,10 @@
  *                transformers' train() mode; cp_run_dropout below gives each site its mask);
  *   - seed:      this step's dropout seed — each hook and each site derives its own masks from it,
  *                so the backward pass (and a recomputed forward) regenerates the forward's masks;
+ *   - batch_row0, batch_rows: this call's batch rows are rows batch_row0 .. + batch_rows − 1 of the
+ *                global batch (a data-parallel rank's shard; 0 in one process): every dropout site
+ *                over the batch keys its masks by the global rows (nn/dropout.h), so N ranks draw
+ *                the masks one process draws for the whole batch;
  *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
  *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any, how
  *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state;
@@ -62,6 +66,7 @@ typedef struct cp_run {
     int training;
     int model_dropout;  /* the model's own dropout applies (implies training) */
     uint64_t seed;
+    int64_t batch_row0, batch_rows; /* the call's rows in the global batch (dropout keys); batch_rows 0: unknown */
     const cp_adapter_mix *mix; /* NULL: every row runs the active adapters */
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method, or NULL */
     int64_t n_virtual;                 /* prompt tuning: the first n_virtual positions of every row are the hook's */
@@ -80,5 +85,8 @@ cp_dropout cp_run_dropout_call(const cp_run *run, const cp_module *drop, int cal
 /* A dropout that is a probability and no module (LlamaAttention's attention_dropout): the site is
  * `name` under the module `owner` that applies it. */
 cp_dropout cp_run_dropout_p(const cp_run *run, const cp_module *owner, const char *name, double p);
+/* A site over the call's batch rows, keyed from the run's seed and `key`: the global batch's masks
+ * (LoRA's dropout, peft/lora.c). */
+cp_dropout cp_run_batch_dropout(const cp_run *run, double p, uint64_t key);
 
 #endif

@@ -82,6 +82,7 @@ static cp_status make_batches(cp_model *m, const cp_batch *b, s2s_batches *out) 
 static cp_status start(cp_model *m, const cp_batch *b, cp_run *run, s2s_batches *sb) {
     cp_arena_reset(&m->arena);
     *run = cp_model_run(m);
+    run->batch_rows = b->B;
     return make_batches(m, b, sb);
 }
 

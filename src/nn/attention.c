@@ -22,6 +22,9 @@
 #include <omp.h>
 #include <string.h>
 
+/* The key offset of this call's dropout rows in the global batch (a data-parallel shard; nn/dropout.h). */
+#define DSHIFT(a) cp_dropout_batch_shift(&(a)->dropout, (a)->B * (a)->NH * (a)->T)
+
 static inline float dot(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -146,7 +149,7 @@ static cp_status attention_forward_ref(const cp_attention_args *a, cp_arena *scr
                     memcpy(row + lo, scores + lo, (size_t)(hi - lo + 1) * sizeof *row);
                 }
                 // out = dropout(P)·V: the probabilities dropped after they are saved
-                cp_dropout_apply_row(&a->dropout, scores + lo, scores + lo, (b * NH + h) * T + i, lo, hi - lo + 1);
+                cp_dropout_apply_row(&a->dropout, scores + lo, scores + lo, (b * NH + h) * T + i + DSHIFT(a), lo, hi - lo + 1);
                 float *o = a->out + (b * T + i) * C + h * hs;
                 memset(o, 0, (size_t)hs * sizeof *o);
                 for (int64_t j = lo; j <= hi; j++) {
@@ -229,7 +232,7 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                     }
                 const int64_t row0 = (b * NH + h) * T + i0; /* the dropout mask row of query i0 */
                 if (cp_dropout_on(&a->dropout)) // out = dropout(P)·V, the probabilities dropped after they are saved
-                    for (int64_t r = 0; r < nq; r++) cp_dropout_apply_row(&a->dropout, S + r * nk, S + r * nk, row0 + r, klo, nk);
+                    for (int64_t r = 0; r < nq; r++) cp_dropout_apply_row(&a->dropout, S + r * nk, S + r * nk, row0 + r + DSHIFT(a), klo, nk);
                 // O (nq, hs) = P · V
                 cp_gemm_f32(0, 0, (int)nq, (int)hs, (int)nk, 1.0f, S, (int)nk, V,
                             (int)a->v_stride, 0.0f, O, (int)C);
@@ -242,7 +245,7 @@ static cp_status attention_forward(const cp_attention_args *a, cp_arena *scratch
                         const float *vj = a->v + (b * R + j) * a->v_stride + cp_attn_kv_head(a, h) * hs;
                         if (cp_dropout_on(&a->dropout)) {
                             float w = 1.0f / (float)TK;
-                            cp_dropout_apply_row(&a->dropout, &w, &w, row0 + r, j, 1);
+                            cp_dropout_apply_row(&a->dropout, &w, &w, row0 + r + DSHIFT(a), j, 1);
                             for (int64_t d = 0; d < hs; d++) o[d] += w * vj[d];
                         } else {
                             for (int64_t d = 0; d < hs; d++) o[d] += vj[d] / (float)TK;
@@ -277,7 +280,7 @@ static void backward_task(const cp_attention_args *a, const float *apos, int64_t
         const float *Pv = P;                   /* what weighted the values: P, or dropout(P) (T,TK) */
         if (drop) {
             float *Pd = dP + T * TK;
-            for (int64_t i = 0; i < T; i++) cp_dropout_apply_row(&a->dropout, Pd + i * TK, P + i * TK, row0 + i, 0, TK);
+            for (int64_t i = 0; i < T; i++) cp_dropout_apply_row(&a->dropout, Pd + i * TK, P + i * TK, row0 + i + DSHIFT(a), 0, TK);
             Pv = Pd;
         }
         // in the forward pass this was O = Pv·V, so dV = Pvᵀ·dO and dPv = dO·Vᵀ
@@ -286,7 +289,7 @@ static void backward_task(const cp_attention_args *a, const float *apos, int64_t
         cp_gemm_f32(0, 1, (int)T, (int)TK, (int)hs, 1.0f, dO, (int)C, V,
                     (int)a->v_stride, 0.0f, dP, (int)TK);
         // Pv = dropout(P): dP = the same mask times dPv
-        for (int64_t i = 0; i < T && drop; i++) cp_dropout_apply_row(&a->dropout, dP + i * TK, dP + i * TK, row0 + i, 0, TK);
+        for (int64_t i = 0; i < T && drop; i++) cp_dropout_apply_row(&a->dropout, dP + i * TK, dP + i * TK, row0 + i + DSHIFT(a), 0, TK);
         float *Tc = NULL; /* softcap: tanh(s/c) of every score (T,TK), s recomputed as the forward made it */
         if (a->softcap > 0) {
             Tc = dP + T * TK * (drop ? 2 : 1);

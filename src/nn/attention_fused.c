@@ -36,6 +36,9 @@
 #include <omp.h>
 #include <string.h>
 
+/* The key offset of this call's dropout rows in the global batch (a data-parallel shard; nn/dropout.h). */
+#define DSHIFT(a) cp_dropout_batch_shift(&(a)->dropout, (a)->B * (a)->NH * (a)->T)
+
 #define ATT_BQ 64
 #define ATT_BK 128
 
@@ -127,7 +130,7 @@ static void forward_task(const cp_attention_args *a, const float *apos, int64_t 
             if (single) /* l is final: P = e / l before the product, as attention.c rounds it */
                 for (int64_t j = 0; j < nk; j++) s[j] /= sum;
             // out = dropout(P)·V: the weights dropped, the sum l not
-            if (drop) cp_dropout_apply_row(&a->dropout, s, s, row0 + i0 + r, j0, nk);
+            if (drop) cp_dropout_apply_row(&a->dropout, s, s, row0 + i0 + r + DSHIFT(a), j0, nk);
         }
         // acc (nq,hs) += exp(S − m)·V
         cp_gemm_f32(0, 0, nq, hs, nk, 1.0f, w.S, ATT_BK, V, a->v_stride, 1.0f, w.acc, hs);
@@ -148,7 +151,7 @@ static void forward_task(const cp_attention_args *a, const float *apos, int64_t 
         for (int64_t j = lo; j <= hi; j++) {
             const float *vj = a->v + (b * R + j) * a->v_stride + kvh * hs;
             float wj = 1.0f / n;
-            if (drop) cp_dropout_apply_row(&a->dropout, &wj, &wj, row0 + i0 + r, j, 1);
+            if (drop) cp_dropout_apply_row(&a->dropout, &wj, &wj, row0 + i0 + r + DSHIFT(a), j, 1);
             for (int64_t d = 0; d < hs; d++) o[d] += wj * vj[d];
         }
     }
@@ -266,8 +269,8 @@ static void backward_task(const bwd_pass *p, bwd_scratch *w, int64_t b, int64_t 
         const float *Pd = w->P;
         if (drop) {
             for (int64_t r = 0; r < nq; r++) {
-                cp_dropout_apply_row(&a->dropout, w->Pd + r * ATT_BK, w->P + r * ATT_BK, row0 + r, j0, nk);
-                cp_dropout_apply_row(&a->dropout, w->dP + r * ATT_BK, w->dP + r * ATT_BK, row0 + r, j0, nk);
+                cp_dropout_apply_row(&a->dropout, w->Pd + r * ATT_BK, w->P + r * ATT_BK, row0 + r + DSHIFT(a), j0, nk);
+                cp_dropout_apply_row(&a->dropout, w->dP + r * ATT_BK, w->dP + r * ATT_BK, row0 + r + DSHIFT(a), j0, nk);
             }
             Pd = w->Pd;
         }

@@ -19,6 +19,9 @@
 #include <omp.h>
 #include <string.h>
 
+/* The key offset of this call's dropout rows in the global batch (a data-parallel shard; nn/dropout.h). */
+#define DSHIFT(a) cp_dropout_batch_shift(&(a)->dropout, (a)->B * (a)->NH * (a)->T)
+
 static cp_status check_args(const cp_disentangled_args *a) {
     if (a->version != CP_DEBERTA_V1 && a->version != CP_DEBERTA_V2)
         return cp_error("disentangled attention: version %d, expected 1 (deberta) or 2 (deberta-v2)", (int)a->version);
@@ -148,7 +151,7 @@ static cp_status forward(const cp_disentangled_args *a, cp_arena *scratch) {
             if (drop) {
                 float *Pd = rest + (a->probs ? 0 : T * T);
                 for (int64_t i = 0; i < T; i++) /* row by row: this task already runs on one thread of many */
-                    cp_dropout_apply_row(&a->dropout, Pd + i * T, S + i * T, (b * NH + h) * T + i, 0, T);
+                    cp_dropout_apply_row(&a->dropout, Pd + i * T, S + i * T, (b * NH + h) * T + i + DSHIFT(a), 0, T);
                 Pv = Pd;
             }
             // O (T,hs) = Pv·V, rows of out at stride C
@@ -192,13 +195,13 @@ static void backward_task(const cp_disentangled_args *a, row_window rows, int64_
         const int drop = cp_dropout_on(&a->dropout);
         const float *Pv = P; /* what weighed the values: P, or dropout(P) drawn again */
         for (int64_t i = 0; i < T && drop; i++) /* row by row: one thread's task */
-            cp_dropout_apply_row(&a->dropout, Gp + T * W + i * T, P + i * T, (b * NH + h) * T + i, 0, T);
+            cp_dropout_apply_row(&a->dropout, Gp + T * W + i * T, P + i * T, (b * NH + h) * T + i + DSHIFT(a), 0, T);
         if (drop) Pv = Gp + T * W;
         // in the forward pass this was O = Pv·V, so dV = Pvᵀ·dO and dPv = dO·Vᵀ
         cp_gemm_f32(1, 0, T, hs, T, 1.0f, Pv, T, dO, C, 0.0f, dV, a->v_stride);
         cp_gemm_f32(0, 1, T, T, hs, 1.0f, dO, C, V, a->v_stride, 0.0f, dP, T);
         for (int64_t i = 0; i < T && drop; i++) // Pv = dropout(P): dP = mask · dPv
-            cp_dropout_apply_row(&a->dropout, dP + i * T, dP + i * T, (b * NH + h) * T + i, 0, T);
+            cp_dropout_apply_row(&a->dropout, dP + i * T, dP + i * T, (b * NH + h) * T + i + DSHIFT(a), 0, T);
         // softmax backward dS = P ⊙ (dP − Σ_j dP_j P_j); masked_fill passes nothing to masked
         // scores; then every score term was divided by s: G = dS / s
         for (int64_t i = 0; i < T; i++) {

@@ -41,6 +41,11 @@ static void mask_params(const cp_dropout *d, uint32_t *threshold, float *scale) 
     *scale = (float)(1.0 / (1.0 - d->p)); /* torch: 1 / (1 - p) from the double p */
 }
 
+int64_t cp_dropout_batch_shift(const cp_dropout *d, int64_t rows) {
+    if (!d || d->batch_rows <= 0 || rows % d->batch_rows) return 0;
+    return d->batch_row0 * (rows / d->batch_rows);
+}
+
 void cp_dropout_apply_row(const cp_dropout *d, float *y, const float *x, int64_t row, int64_t j0, int64_t n) {
     if (!cp_dropout_on(d)) {
         for (int64_t j = 0; j < n && y != x; j++) y[j] = x[j];
@@ -60,6 +65,7 @@ void cp_dropout_apply(const cp_dropout *d, float *y, const float *x, int64_t row
     uint32_t threshold;
     float scale;
     mask_params(d, &threshold, &scale);
+    if (row0 == 0) row0 = cp_dropout_batch_shift(d, rows); /* a batch site: the global batch's rows */
 #pragma omp parallel for schedule(static) if (rows * n > 65536)
     for (int64_t r = 0; r < rows; r++) cp_dropout_row(y + r * n, x + r * n, n, row_key(d, row0 + r), 0, threshold, scale);
 }

@@ -9,6 +9,7 @@
  */
 #include "peft/lora.h"
 #include "core/alloc.h"
+#include "kernels/vector.h"
 #include "nn/linear.h"
 
 #include <math.h>
@@ -161,16 +162,21 @@ static uint64_t dropout_seed(const cp_run *run, const cp_lora_adapter *a) {
     return z ^ (z >> 31);
 }
 
-/* The LoRA input in training: dropout(x) = x·mask/(1−p), the mask drawn from this run's seed for
- * the adapter. Returns `in` when no dropout runs. */
-static const float *dropped_input(const cp_run *run, const cp_lora_adapter *a, const float *in, int64_t n) {
-    if (!run->training || a->dropout <= 0) return in;
-    float *xd = cp_arena_floats(run->arena, (size_t)n, "LoRA dropout");
+/* Adapter a's dropout site in this run: its key from the run's seed and the adapter's stream, its rows
+ * the call's batch rows, keyed as the global batch's (models/run.h: N data-parallel ranks draw the
+ * masks one process draws). p = 0 when no dropout runs. */
+static cp_dropout dropout_site(const cp_run *run, const cp_lora_adapter *a) {
+    return cp_run_batch_dropout(run, run->training ? a->dropout : 0.0, dropout_seed(run, a));
+}
+
+/* The LoRA input in training: dropout(x) (N,C) = x·mask/(1−p), the mask a pure function of (the
+ * site's key, global row, column) (nn/dropout.h). Returns `in` when no dropout runs. */
+static const float *dropped_input(const cp_run *run, const cp_lora_adapter *a, const float *in, int64_t N, int64_t C) {
+    const cp_dropout d = dropout_site(run, a);
+    if (!cp_dropout_on(&d)) return in;
+    float *xd = cp_arena_floats(run->arena, (size_t)(N * C), "LoRA dropout");
     if (!xd) return NULL;
-    cp_rng rng;
-    cp_rng_seed(&rng, dropout_seed(run, a));
-    const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
-    for (int64_t i = 0; i < n; i++) xd[i] = cp_rng_uniform(&rng) < p ? 0.0f : in[i] * keep;
+    cp_dropout_apply(&d, xd, in, 0, N, C);
     return xd;
 }
 
@@ -261,7 +267,7 @@ static cp_status linear_add(const cp_lora_layer *layer, const cp_run *run, const
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         float *t = cp_arena_floats(run->arena, (size_t)(N * r), "LoRA activations"); // (N, r)
-        const float *x = dropped_input(run, a, in, N * C);
+        const float *x = dropped_input(run, a, in, N, C);
         if (!t || !x) return CP_ERR;
         // t (N,r) = dropout(x) (N,C) · Aᵀ ; out (N,OC) += s · t · Bᵀ
         cp_matmul_nt(t, x, a->A->data, N, C, r, 0);
@@ -301,7 +307,7 @@ static cp_status linear_backward(const cp_lora_layer *layer, const cp_run *run, 
         if (!runs(layer, a)) continue;
         const int64_t r = a->r;
         const float s = (float)a->scaling;
-        const float *x = dropped_input(run, a, X, N * C);                        // the forward's dropout(x), regenerated
+        const float *x = dropped_input(run, a, X, N, C);                        // the forward's dropout(x), regenerated
         float *u = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward");  // (N, r)
         float *dt = cp_arena_floats(scratch, (size_t)(N * r), "LoRA backward"); // (N, r)
         if (!x || !u || !dt) return CP_ERR;
@@ -318,11 +324,9 @@ static cp_status linear_backward(const cp_lora_layer *layer, const cp_run *run, 
                 float *dxd = cp_arena_floats(scratch, (size_t)(N * C), "LoRA dropout gradient");
                 if (!dxd) return CP_ERR;
                 cp_matmul_nn(dxd, dt, a->A->data, N, r, C, 0);
-                /* the same mask as the forward: same seed, same draws */
-                cp_rng rng;
-                cp_rng_seed(&rng, dropout_seed(run, a));
-                const float keep = (float)(1.0 / (1.0 - a->dropout)), p = (float)a->dropout;
-                for (int64_t k = 0; k < N * C; k++) dX[k] += cp_rng_uniform(&rng) < p ? 0.0f : dxd[k] * keep;
+                const cp_dropout d = dropout_site(run, a); /* the forward's mask, drawn again */
+                cp_dropout_apply(&d, dxd, dxd, 0, N, C);
+                cp_add_inplace(dX, dxd, N * C);
             }
         }
     }

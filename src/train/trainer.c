@@ -291,7 +291,7 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     if (!t->order || !t->bd || !t->micro || cp_adamw_init(&t->opt, t->params, t->n_params, oc) != CP_OK) return CP_ERR;
     /* micro-batches per epoch on each rank (all of them with one process) */
     t->batches_per_epoch = cp_dist_batches_per_rank(n_train, cp_dist_size(), B);
-    t->shard = cp_malloc((size_t)B * sizeof *t->shard, "a rank's batch");
+    t->shard = cp_malloc((size_t)(B * cp_dist_size()) * sizeof *t->shard, "the global batch's order");
     if (!t->shard) return CP_ERR;
     t->steps_per_epoch = t->batches_per_epoch / GA > 0 ? t->batches_per_epoch / GA : 1;
     t->total_steps = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * (double)t->steps_per_epoch);
@@ -370,7 +370,22 @@ static cp_batch as_batch(const cp_batch_data *bd) {
     return b;
 }
 
-/* Micro-batch g of the run (slot i of the step) into t->micro[i]. */
+/* Rows r0 .. r0 + n − 1 of batch b (a view: the same arrays from row r0 on). */
+static cp_batch batch_rows(const cp_model *m, cp_batch b, int64_t r0, int64_t n) {
+    const int64_t T = b.T, Td = b.Td ? b.Td : T, K = m->head.num_labels > 1 ? m->head.num_labels : 1;
+#define ROWS(f, w) if (b.f) b.f += r0 * (w)
+    ROWS(input_ids, T); ROWS(attention_mask, T); ROWS(position_ids, T); ROWS(token_type_ids, T); ROWS(bbox, 4 * T);
+    ROWS(labels, m->task == CP_TASK_SEQ_CLS ? 1 : m->task == CP_TASK_SEQ_2_SEQ_LM ? Td : T);
+    ROWS(label_values, K); ROWS(decoder_input_ids, Td); ROWS(decoder_attention_mask, Td);
+#undef ROWS
+    b.B = n;
+    return b;
+}
+
+/* Micro-batch g of the run (slot i of the step) into t->micro[i]. Under MPI every rank makes the whole
+ * global micro-batch (N·b rows, padded to its longest as one process pads it; the copies cost nothing
+ * next to the forward) and runs its rows r·b .. r·b + b − 1: the positions of every row are then the
+ * single-process run's, and so are its dropout masks (keyed by the global row, models/run.h). */
 static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
     const int64_t B = t->o.per_device_train_batch_size, n = cp_trainer_n_train(t);
     int64_t epoch = g / t->batches_per_epoch, j = g % t->batches_per_epoch;
@@ -382,19 +397,19 @@ static cp_status micro_batch(cp_trainer *t, int64_t g, int64_t i) {
         t->order_epoch = epoch;
     }
     int64_t start = j * B, count = n - start < B ? n - start : B;
-    const int64_t *order = t->order;
-    if (cp_dist_size() > 1) { /* this rank's batch of global batch j (train/dist.h: accelerate's even_batches) */
-        const int64_t N = cp_dist_size(), k = j * N + cp_dist_rank();
-        for (int64_t q = 0; q < B; q++) t->shard[q] = t->order[cp_dist_stream_index(k * B + q, n, N, B)];
+    const int64_t *order = t->order, N = cp_dist_size();
+    if (N > 1) { /* global batch j: the ranks' batches j·N .. j·N + N − 1 (train/dist.h: accelerate's even_batches) */
+        for (int64_t q = 0; q < N * B; q++) t->shard[q] = t->order[cp_dist_stream_index(j * N * B + q, n, N, B)];
         order = t->shard;
         start = 0;
-        count = B;
+        count = N * B;
     }
-    if (t->cls) return cp_class_micro_batch(t, order, start, count, &t->cb[i], &t->micro[i]);
-    if (t->s2s) return cp_s2s_micro_batch(t, &t->strain, order, start, count, &t->sb[i], &t->micro[i]);
-    if (cp_batch_make(&t->train, order, start, count, t->pad_id, &t->bd[i]) != CP_OK) return CP_ERR;
-    t->micro[i] = as_batch(&t->bd[i]);
-    return CP_OK;
+    cp_status st;
+    if (t->cls) st = cp_class_micro_batch(t, order, start, count, &t->cb[i], &t->micro[i]);
+    else if (t->s2s) st = cp_s2s_micro_batch(t, &t->strain, order, start, count, &t->sb[i], &t->micro[i]);
+    else if ((st = cp_batch_make(&t->train, order, start, count, t->pad_id, &t->bd[i])) == CP_OK) t->micro[i] = as_batch(&t->bd[i]);
+    if (st == CP_OK && N > 1) t->micro[i] = batch_rows(t->m, t->micro[i], cp_dist_rank() * B, B);
+    return st;
 }
 
 cp_status cp_trainer_evaluate(cp_trainer *t, double *loss) {
@@ -496,11 +511,13 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
     double lr = a->learning_rate * cp_schedule_factor((cp_schedule)a->lr_scheduler_type, step, t->warmup_steps, t->total_steps);
     double t_step = cp_trainer_now();
     cp_step_result res;
-    /* dropout: rank 0 draws what one process would, the others their own masks */
-    uint64_t dropout_seed = cp_trainer_mix((uint64_t)a->seed, (uint64_t)(step * GA) + 0x5eed);
-    if (cp_dist_rank() > 0) dropout_seed = cp_trainer_mix(dropout_seed, (uint64_t)cp_dist_rank());
+    /* dropout: every rank the step's seed, its rows keyed from its first row in the global batch, so
+     * N ranks draw the masks one process draws for the N·b rows (models/run.h) */
+    const uint64_t dropout_seed = cp_trainer_mix((uint64_t)a->seed, (uint64_t)(step * GA) + 0x5eed);
+    t->m->dropout_row0 = cp_dist_rank() * a->per_device_train_batch_size;
     if (cp_train_step(t->m, &t->opt, t->micro, (int)GA, lr, a->max_grad_norm, a->gradient_checkpointing, dropout_seed, &res) != CP_OK)
-        return CP_ERR;
+        { t->m->dropout_row0 = 0; return CP_ERR; }
+    t->m->dropout_row0 = 0;
     if (!isfinite(res.loss) || !isfinite(res.grad_norm)) {
         char kept[600];
         if (t->last_checkpoint) snprintf(kept, sizeof kept, "the last good checkpoint is %s/checkpoint-%lld", a->output_dir, (long long)t->last_checkpoint);

@@ -138,7 +138,12 @@ static const char *mpi_missing(void) {
 /* The bf16 GPT-2-vocabulary model of test_cli.c and a copy of the Alpaca records. */
 #define MODEL_SETUP "rm -rf $CPT/tm && mkdir -p $CPT/tm && cp tests/fixtures/eval/gpt2_vocab/config.json " \
     "tests/fixtures/eval/gpt2_vocab/model.safetensors ../shared/data/gpt2-tokenizer/tokenizer.json $CPT/tm/"
-#define ARGS "--model $CPT/tm --data ../shared/data/alpaca-subset/alpaca_tiny.json --max-steps 6 --gradient-accumulation-steps 2 " \
+/* The same model with every dropout of its config at 0.2 (the fixture's are 0), for the equivalence with
+ * dropout on. */
+#define DROP_SETUP MODEL_SETUP " && rm -rf $CPT/tmd && cp -r $CPT/tm $CPT/tmd && sed -i -E " \
+    "'s/\"(attn|embd|resid)_pdrop\": 0.0/\"\\1_pdrop\": 0.2/' $CPT/tmd/config.json && grep -c 'pdrop\": 0.2' $CPT/tmd/config.json"
+#define ARGS "--model $CPT/tm " RUN_ARGS
+#define RUN_ARGS "--data ../shared/data/alpaca-subset/alpaca_tiny.json --max-steps 6 --gradient-accumulation-steps 2 " \
     "--learning-rate 1e-2 --logging-steps 1 --save-steps 2 --max-seq-length 64 --seed 3 --target-modules c_attn --progress lines"
 
 /* The largest |a - b| over the tensors of two adapter files, and the largest |a| (0 / -1 on error). */
@@ -180,11 +185,12 @@ TEST(two_ranks_equal_one_process_with_twice_the_batch) {
     if (why) SKIP("%s", why);
     static char out[65536];
     char tmp[2][1024];
-    /* dropout off: the masks are drawn per rank (same statistics, other bits) */
-    CHECK(run_all(out, sizeof out, MODEL_SETUP " && rm -rf $CPT/one $CPT/two && OMP_NUM_THREADS=2 %s train " ARGS
-              " --lora-dropout 0 --model-dropout off --per-device-train-batch-size 4 --output-dir $CPT/one", bin()) == 0 &&
-          strstr(out, "processes: 1 x 2 threads"), "%s", out);
-    CHECK(run_all(out, sizeof out, "%s -np 2 %s train " ARGS " --lora-dropout 0 --model-dropout off --per-device-train-batch-size 2 "
+    /* dropout on (LoRA's 0.1, the model's embd / attn / resid 0.2): every rank keys its masks by the rows
+     * of the global batch, so the two ranks draw the masks of the one process */
+    CHECK(run_all(out, sizeof out, DROP_SETUP " && rm -rf $CPT/one $CPT/two && OMP_NUM_THREADS=2 %s train --model $CPT/tmd " RUN_ARGS
+              " --lora-dropout 0.1 --per-device-train-batch-size 4 --output-dir $CPT/one", bin()) == 0 &&
+          strstr(out, "processes: 1 x 2 threads") && strstr(out, "3\n"), "%s", out);
+    CHECK(run_all(out, sizeof out, "%s -np 2 %s train --model $CPT/tmd " RUN_ARGS " --lora-dropout 0.1 --per-device-train-batch-size 2 "
               "--output-dir $CPT/two", mpirun, bin()) == 0, "%s", out);
     CHECK(strstr(out, "processes: 2 ranks x 1 thread (Open MPI") && strstr(out, "global batch 2 x 2 x 2 accumulation = 8 sequences") &&
           strstr(out, "step 6/6 | loss") && strstr(out, "all-reduce: 6 steps"), "%s", out);
