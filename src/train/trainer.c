@@ -453,7 +453,7 @@ cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *e) {
     *e = (cp_train_eval){.step = t->step, .total_steps = t->total_steps, .loss = NAN, .when = CP_EVAL_DURING, .accuracy = NAN,
                          .macro_f1 = NAN, .precision = NAN, .recall = NAN, .f1 = NAN};
     if (!t->has_eval) return cp_error("no evaluation data (eval_data_path or validation_split)");
-    if (t->cls) return cp_dist_rank() == 0 ? cp_class_trainer_evaluate(t, e) : CP_OK; /* rank 0's metrics */
+    if (t->cls) return cp_class_trainer_evaluate(t, e); /* sharded over the ranks (class_eval.c): every rank has the metrics */
     e->examples = t->s2s ? t->seval.n : t->eval.n;
     return cp_trainer_evaluate(t, &e->loss);
 }

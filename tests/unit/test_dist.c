@@ -208,34 +208,47 @@ TEST(two_ranks_equal_one_process_with_twice_the_batch) {
     printf("  1 x batch 4 vs 2 ranks x batch 2: losses %.2g relative, adapter %.2g (of %.3g)\n", worst, d, scale);
 }
 
-/* SEQ_CLS: the batches sharded the same way; the metrics (accuracy, macro-F1) computed by rank 0 alone */
+/* SEQ_CLS and TOKEN_CLS on the tiny BERT with its dropouts at 0.2 and LoRA's at 0.1: the batches
+ * sharded the same way, the same masks; the evaluation sharded too (rank r runs eval batches r, r + N,
+ * ...; loss sums and predictions reduced) gives the single process's loss, accuracy, macro-F1 and
+ * seqeval precision / recall / F1 */
 TEST(classification_two_ranks_equal_one_process) {
     const char *why = mpi_missing();
     if (why) SKIP("%s", why);
     static char out[65536];
-#define CLS "--model tests/fixtures/clstrain/tiny_bert --task-type SEQ_CLS --data tests/fixtures/clstrain/data/seq_train.tsv " \
-    "--eval-data tests/fixtures/clstrain/data/seq_eval.tsv --max-steps 4 --learning-rate 1e-2 --logging-steps 1 --save-steps 2 " \
-    "--eval-steps 2 --lora-dropout 0 --model-dropout off --seed 3 --progress lines"
-    CHECK(run_all(out, sizeof out, "rm -rf $CPT/c1 $CPT/c2 && OMP_NUM_THREADS=2 %s train " CLS " --per-device-train-batch-size 4 "
-              "--output-dir $CPT/c1 && %s -np 2 %s train " CLS " --per-device-train-batch-size 2 --output-dir $CPT/c2", bin(), mpirun,
-              bin()) == 0 && strstr(out, "step 4/4 | eval loss") && strstr(out, "accuracy"), "%s", out);
+    CHECK(run_all(out, sizeof out, "rm -rf $CPT/tb && cp -r tests/fixtures/clstrain/tiny_bert $CPT/tb && sed -i -E "
+              "'s/\"(hidden_dropout_prob|attention_probs_dropout_prob)\": 0.0/\"\\1\": 0.2/' $CPT/tb/config.json && "
+              "grep -c '_prob\": 0.2' $CPT/tb/config.json") == 0 && atoi(out) == 2, "%s", out);
+    /* TOKEN_CLS: 2 steps, within the first epoch (its last global batch is uneven: completed from the
+     * epoch's start as accelerate does, so it is not the single process's) */
+    const char *tasks[2][4] = {{"SEQ_CLS", "seq_train.tsv", "seq_eval.tsv", "4"}, {"TOKEN_CLS", "tok_train.conll", "tok_eval.conll", "2"}};
+    for (int k = 0; k < 2; k++) {
+#define CLS "--model $CPT/tb --task-type %s --data tests/fixtures/clstrain/data/%s --eval-data tests/fixtures/clstrain/data/%s " \
+    "--max-steps %s --learning-rate 1e-2 --logging-steps 1 --save-steps 2 --eval-steps %s --lora-dropout 0.1 --seed 3 --progress lines"
+        CHECK(run_all(out, sizeof out, "rm -rf $CPT/c1 $CPT/c2 && OMP_NUM_THREADS=2 %s train " CLS " --per-device-train-batch-size 4 "
+                  "--output-dir $CPT/c1 && %s -np 2 %s train " CLS " --per-device-train-batch-size 2 --output-dir $CPT/c2", bin(),
+                  tasks[k][0], tasks[k][1], tasks[k][2], tasks[k][3], k ? "1" : "2", mpirun, bin(), tasks[k][0], tasks[k][1],
+                  tasks[k][2], tasks[k][3], k ? "1" : "2") == 0 && strstr(out, "| eval loss") && strstr(out, k ? "F1" : "accuracy"), "%s", out);
 #undef CLS
-    char p1[1024], p2[1024];
-    double l1[16], l2[16], worst = 0, scale;
-    snprintf(p1, sizeof p1, "%s/c1/metrics.jsonl", getenv("CPT"));
-    snprintf(p2, sizeof p2, "%s/c2/metrics.jsonl", getenv("CPT"));
-    int n1 = losses(p1, l1, 16), n2 = losses(p2, l2, 16);
-    CHECK(n1 == 4 && n2 == 4, "logged losses: %d and %d", n1, n2);
-    for (int i = 0; i < n1 && i < n2; i++) worst = fmax(worst, fabs(l1[i] - l2[i]) / fabs(l1[i]));
-    CHECK(worst <= 1e-5, "loss curves differ by %.3g relative", worst);
-    /* the evaluations (loss, accuracy, macro-F1 as metrics.jsonl prints them) are the same lines */
-    CHECK(run_all(out, sizeof out, "bash -c 'diff <(grep eval_ $CPT/c1/metrics.jsonl) <(grep eval_ $CPT/c2/metrics.jsonl)'") == 0,
-          "evaluations differ: %s", out);
-    snprintf(p1, sizeof p1, "%s/c1/adapter_model.safetensors", getenv("CPT"));
-    snprintf(p2, sizeof p2, "%s/c2/adapter_model.safetensors", getenv("CPT"));
-    double d = adapter_diff(p1, p2, &scale);
-    CHECK(d >= 0 && d <= 1e-4 * scale, "adapters differ by %.3g (largest value %.3g)", d, scale);
-    printf("  SEQ_CLS 1 x batch 4 vs 2 ranks x batch 2: losses %.2g relative, adapter %.2g (of %.3g)\n", worst, d, scale);
+        char p1[1024], p2[1024];
+        double l1[16], l2[16], worst = 0, scale;
+        snprintf(p1, sizeof p1, "%s/c1/metrics.jsonl", getenv("CPT"));
+        snprintf(p2, sizeof p2, "%s/c2/metrics.jsonl", getenv("CPT"));
+        int n1 = losses(p1, l1, 16), n2 = losses(p2, l2, 16);
+        CHECK(n1 == atoi(tasks[k][3]) && n2 == n1, "%s: logged losses: %d and %d", tasks[k][0], n1, n2);
+        for (int i = 0; i < n1 && i < n2; i++) worst = fmax(worst, fabs(l1[i] - l2[i]) / fabs(l1[i]));
+        CHECK(worst <= 1e-5, "%s: loss curves differ by %.3g relative", tasks[k][0], worst);
+        /* the evaluations (loss and metrics as metrics.jsonl prints them, 6 decimals) are the same lines */
+        CHECK(run_all(out, sizeof out, "bash -c 'diff <(grep eval_ $CPT/c1/metrics.jsonl) <(grep eval_ $CPT/c2/metrics.jsonl) && "
+                      "grep -c eval_%s $CPT/c2/metrics.jsonl'", k ? "f1" : "macro_f1") == 0 && atoi(out) == 3,
+              "%s: evaluations differ: %s", tasks[k][0], out);
+        snprintf(p1, sizeof p1, "%s/c1/adapter_model.safetensors", getenv("CPT"));
+        snprintf(p2, sizeof p2, "%s/c2/adapter_model.safetensors", getenv("CPT"));
+        double d = adapter_diff(p1, p2, &scale);
+        CHECK(d >= 0 && d <= 1e-4 * scale, "%s: adapters differ by %.3g (largest value %.3g)", tasks[k][0], d, scale);
+        printf("  %s 1 x batch 4 vs 2 ranks x batch 2 (dropout on; evaluation sharded): losses %.2g relative, adapter %.2g (of "
+               "%.3g), the 3 evaluation lines equal\n", tasks[k][0], worst, d, scale);
+    }
 }
 
 TEST(two_ranks_reproducible_and_resume_after_a_rank_dies) {
