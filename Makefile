@@ -86,7 +86,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 FUZZ_BIN := $(patsubst %.c,$(BUILD)/%,$(FUZZ_SRC))
 EXAMPLE_BIN := $(patsubst %.c,$(BUILD)/%,$(EXAMPLE_SRC))
 
-.PHONY: all deps demo demo-classify demo-prompt demo-seq2seq test test-fast test-asan install clean reference reference-venv fuzz bench sweep FORCE
+.PHONY: all deps demo demo-classify demo-prompt demo-seq2seq test test-fast test-asan test-slurm install clean reference reference-venv fuzz bench sweep FORCE
 all: $(BUILD)/cpeft $(BUILD)/libcpeft.a $(BUILD)/libcpeft.so $(BUILD)/cpeft.pc $(EXAMPLE_BIN)
 
 deps: $(DEPS_STAMP)
@@ -183,6 +183,11 @@ test: test-fast test-asan
 
 test-fast: all $(TEST_BIN) $(FUZZ_BIN) $(BENCH_BIN) $(EXAMPLE_BIN)
 	@tests/run.sh $(BUILD)
+
+# Opt-in: a one-node Slurm (slurmctld + slurmd as root, auth/none) and `srun --mpi=pmix -n 2 cpeft train`
+# (docs/distributed.md); it starts daemons, so it is not in `make test`. Skips without root or Slurm.
+test-slurm: all
+	@tests/slurm/run.sh $(BUILD)
 
 test-asan: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" \
