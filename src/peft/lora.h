@@ -35,7 +35,7 @@ typedef struct cp_lora_adapter {
     cp_param *A, *B;     /* "lora_A" / "lora_B" (Embedding: "lora_embedding_A" / "lora_embedding_B") */
     int active;          /* part of the active set */
     int merged;          /* s·BA is currently added into the base weight */
-    uint64_t dropout_stream; /* this adapter's dropout stream, mixed with each run's seed */
+    uint64_t dropout_stream; /* this adapter's dropout key, mixed with each run's seed (masks by global row: models/run.h) */
 } cp_lora_adapter;
 
 /* The LoRA hook of one module (PEFT's lora.Linear / lora.Embedding). Under a mixed-adapter batch
