@@ -404,12 +404,12 @@ void cp_serve_api_handle(const cp_serve_api *api, const char *method, const char
     if (!strcmp(path, "/health")) {
         known = "GET";
         if (get) {
-            int64_t queued, running, tokens;
-            cp_serve_engine_counts(api->engine, &queued, &running, &tokens);
+            int64_t queued, running, tokens, peak;
+            cp_serve_engine_counts(api->engine, &queued, &running, &tokens, &peak);
             const int draining = cp_serve_engine_closed(api->engine);
-            char buf[160];
-            snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"queued\":%lld,\"running\":%lld,\"tokens\":%lld}\n",
-                     draining ? "draining" : "ok", (long long)queued, (long long)running, (long long)tokens);
+            char buf[200];
+            snprintf(buf, sizeof buf, "{\"status\":\"%s\",\"queued\":%lld,\"running\":%lld,\"tokens\":%lld,\"peak_batch\":%lld}\n",
+                     draining ? "draining" : "ok", (long long)queued, (long long)running, (long long)tokens, (long long)peak);
             out->status = draining ? 503 : 200;
             out->body = cp_strdup(buf);
         }

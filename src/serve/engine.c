@@ -366,6 +366,7 @@ static void *scheduler(void *arg) {
         pthread_mutex_lock(&e->mu);
         for (int64_t i = 0; i < n_old; i++)
             if (old[i]->ended) retire(e, old[i]);
+        if (e->n_rows > e->peak_rows) e->peak_rows = e->n_rows;
         const int stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);
         if (stopping) fail_all(e, e->rows, e->n_rows, "the server is shutting down");
@@ -422,8 +423,9 @@ cp_status cp_serve_engine_start(cp_serve_engine **out, cp_model *m, const cp_tok
     return CP_OK;
 }
 
-void cp_serve_engine_counts(cp_serve_engine *e, int64_t *queued, int64_t *running, int64_t *tokens) {
+void cp_serve_engine_counts(cp_serve_engine *e, int64_t *queued, int64_t *running, int64_t *tokens, int64_t *peak) {
     pthread_mutex_lock(&e->mu);
+    *peak = e->peak_rows;
     *queued = e->n_queued;
     *running = e->n_running;
     *tokens = e->tokens_total;

@@ -76,8 +76,8 @@ cp_status cp_serve_adapter_unload(cp_serve_engine *e, const char *name);
 /* The adapters a job may name now (cp_free each and the array). */
 cp_status cp_serve_adapter_names(cp_serve_engine *e, char ***names, int *n);
 
-/* Counters: jobs queued, running, and tokens generated since start. */
-void cp_serve_engine_counts(cp_serve_engine *e, int64_t *queued, int64_t *running, int64_t *tokens);
+/* Counters: jobs queued, running, tokens generated since start, the most rows one step has decoded. */
+void cp_serve_engine_counts(cp_serve_engine *e, int64_t *queued, int64_t *running, int64_t *tokens, int64_t *peak);
 /* Whether the engine has stopped accepting jobs (draining). */
 int cp_serve_engine_closed(cp_serve_engine *e);
 /* Stops accepting jobs (submit answers CP_SERVE_CLOSED); running and queued jobs go on. */

@@ -72,6 +72,7 @@ struct cp_serve_engine {
     pthread_cond_t progress;     /* readers wait for tokens; broadcast after every step */
     cp_serve_job *head, *tail;   /* queued jobs */
     int64_t n_queued, n_running, tokens_total;
+    int64_t peak_rows;           /* the most rows one decode step has run */
     serve_adapter *ads;
     int n_ads;
     size_t cap_ads;
