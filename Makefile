@@ -113,17 +113,19 @@ $(MPI_STAMP): FORCE
 $(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: CFLAGS_ALL += $(MPI_CFLAGS)
 $(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: $(MPI_STAMP)
 
-# libmicrohttpd (Debian's libmicrohttpd-dev) for `cpeft serve`: found through pkg-config; without it the
-# rest builds and `cpeft serve` says how to get it. Only src/serve/http.c sees microhttpd.h.
+# libmicrohttpd (Debian's libmicrohttpd-dev) for `cpeft serve`: its header found through pkg-config; without
+# it the rest builds and `cpeft serve` says how to get it. Only src/serve/http.c sees microhttpd.h, and it
+# opens the library with dlopen when serve starts (linking it would put GnuTLS in every command's memory).
 MHD_PC     = $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo libmicrohttpd)
 MHD_CFLAGS = $(if $(MHD_PC),-DCP_WITH_MHD=1 $(shell pkg-config --cflags libmicrohttpd))
-MHD_LIBS   = $(if $(MHD_PC),$(shell pkg-config --libs libmicrohttpd))
+MHD_LIBS   = $(if $(MHD_PC),-ldl)
 MHD_STAMP := $(BUILD)/.mhd
 $(MHD_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(MHD_CFLAGS) $(MHD_LIBS)' | cmp -s - $@ || echo '$(MHD_CFLAGS) $(MHD_LIBS)' > $@
 $(BUILD)/obj/src/serve/http.o: CFLAGS_ALL += $(MHD_CFLAGS)
 $(BUILD)/obj/src/serve/http.o: $(MHD_STAMP)
+$(BUILD)/cpeft: $(MHD_STAMP)
 
 $(BUILD)/obj/%.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

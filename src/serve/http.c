@@ -4,6 +4,9 @@
  * the access handler, and a stream's content reader waits for the job's next tokens. A client that
  * goes away mid-stream ends its response; freeing the response closes the stream, which cancels
  * the job (it leaves the batch at the next step).
+ *
+ * libmicrohttpd is opened with dlopen when `cpeft serve` starts, not linked: it pulls in GnuTLS and
+ * its libraries (several MB resident), which no other command should carry.
  */
 #include "serve/http.h"
 #include "core/alloc.h"
@@ -28,11 +31,53 @@ void cp_serve_http_stop(cp_serve_http *h) {}
 #else
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The libmicrohttpd functions used, from the shared library (mhd_open). */
+static struct {
+    struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t, MHD_AcceptPolicyCallback, void *, MHD_AccessHandlerCallback, void *, ...);
+    void (*stop_daemon)(struct MHD_Daemon *);
+    MHD_socket (*quiesce_daemon)(struct MHD_Daemon *);
+    const union MHD_DaemonInfo *(*get_daemon_info)(struct MHD_Daemon *, enum MHD_DaemonInfoType, ...);
+    struct MHD_Response *(*create_response_from_buffer)(size_t, void *, enum MHD_ResponseMemoryMode);
+    struct MHD_Response *(*create_response_from_callback)(uint64_t, size_t, MHD_ContentReaderCallback, void *,
+                                                          MHD_ContentReaderFreeCallback);
+    enum MHD_Result (*add_response_header)(struct MHD_Response *, const char *, const char *);
+    enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int, struct MHD_Response *);
+    void (*destroy_response)(struct MHD_Response *);
+    const char *(*lookup_connection_value)(struct MHD_Connection *, enum MHD_ValueKind, const char *);
+} mhd;
+
+static cp_status mhd_open(void) {
+    if (mhd.start_daemon) return CP_OK;
+    void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("libmicrohttpd.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return cp_error("cannot load libmicrohttpd (%s): install it (sudo apt-get install libmicrohttpd12, or "
+                            "libmicrohttpd-dev)", dlerror());
+    void *f[10];
+    const char *names[10] = {"MHD_start_daemon", "MHD_stop_daemon", "MHD_quiesce_daemon", "MHD_get_daemon_info",
+                             "MHD_create_response_from_buffer", "MHD_create_response_from_callback", "MHD_add_response_header",
+                             "MHD_queue_response", "MHD_destroy_response", "MHD_lookup_connection_value"};
+    for (int i = 0; i < 10; i++)
+        if (!(f[i] = dlsym(h, names[i]))) return cp_error("libmicrohttpd: no %s (a version older than 0.9.71?)", names[i]);
+    /* object pointers to function pointers: POSIX guarantees dlsym's result converts */
+    memcpy(&mhd.stop_daemon, &f[1], sizeof f[1]);
+    memcpy(&mhd.quiesce_daemon, &f[2], sizeof f[2]);
+    memcpy(&mhd.get_daemon_info, &f[3], sizeof f[3]);
+    memcpy(&mhd.create_response_from_buffer, &f[4], sizeof f[4]);
+    memcpy(&mhd.create_response_from_callback, &f[5], sizeof f[5]);
+    memcpy(&mhd.add_response_header, &f[6], sizeof f[6]);
+    memcpy(&mhd.queue_response, &f[7], sizeof f[7]);
+    memcpy(&mhd.destroy_response, &f[8], sizeof f[8]);
+    memcpy(&mhd.lookup_connection_value, &f[9], sizeof f[9]);
+    memcpy(&mhd.start_daemon, &f[0], sizeof f[0]);
+    return CP_OK;
+}
 
 struct cp_serve_http {
     struct MHD_Daemon *d;
@@ -82,13 +127,13 @@ static void stream_free(void *cls) {
 static enum MHD_Result send_body(struct MHD_Connection *con, request *r, int status, char *body) {
     const char *text = body ? body : "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n";
     if (!body) status = 500;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = mhd.create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
     cp_free(body);
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "application/json");
+    mhd.add_response_header(resp, "Content-Type", "application/json");
     r->status = status;
-    const enum MHD_Result ok = MHD_queue_response(con, (unsigned)status, resp);
-    MHD_destroy_response(resp);
+    const enum MHD_Result ok = mhd.queue_response(con, (unsigned)status, resp);
+    mhd.destroy_response(resp);
     return ok;
 }
 
@@ -103,7 +148,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         *state = r;
-        const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl = mhd.lookup_connection_value(con, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoll(cl, NULL, 10) > h->o.max_body_bytes) r->too_large = 1;
         return MHD_YES;
     }
@@ -129,13 +174,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
     c->s = reply.stream;
     c->r = r;
     r->stream = c;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, c, stream_free);
+    struct MHD_Response *resp = mhd.create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, c, stream_free);
     if (!resp) { stream_free(c); return MHD_NO; }
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    mhd.add_response_header(resp, "Content-Type", "text/event-stream");
+    mhd.add_response_header(resp, "Cache-Control", "no-cache");
     r->status = 200;
-    const enum MHD_Result ok = MHD_queue_response(con, 200, resp);
-    MHD_destroy_response(resp);
+    const enum MHD_Result ok = mhd.queue_response(con, 200, resp);
+    mhd.destroy_response(resp);
     return ok;
 }
 
@@ -157,6 +202,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **state, en
 
 cp_status cp_serve_http_start(cp_serve_http **out, const cp_serve_http_options *o, const cp_serve_api *api) {
     *out = NULL;
+    if (mhd_open() != CP_OK) return CP_ERR;
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     const int gai = getaddrinfo(o->host, NULL, &hints, &ai);
     if (gai != 0 || !ai) return cp_error("--host %s: %s", o->host, gai ? gai_strerror(gai) : "no IPv4 address");
@@ -169,7 +215,7 @@ cp_status cp_serve_http_start(cp_serve_http **out, const cp_serve_http_options *
     h->api = api;
     h->o = *o;
     h->quiesced = MHD_INVALID_SOCKET;
-    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, (uint16_t)o->port,
+    h->d = mhd.start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, (uint16_t)o->port,
                             NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
@@ -177,7 +223,7 @@ cp_status cp_serve_http_start(cp_serve_http **out, const cp_serve_http_options *
         cp_free(h);
         return cp_error("cannot listen on %s:%d (in use, or not an address of this machine?)", o->host, o->port);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
+    const union MHD_DaemonInfo *info = mhd.get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
     struct sockaddr_in bound;
     socklen_t len = sizeof bound;
     h->port = o->port;
@@ -189,12 +235,12 @@ cp_status cp_serve_http_start(cp_serve_http **out, const cp_serve_http_options *
 int cp_serve_http_port(const cp_serve_http *h) { return h->port; }
 
 void cp_serve_http_quiesce(cp_serve_http *h) {
-    if (h && h->quiesced == MHD_INVALID_SOCKET) h->quiesced = MHD_quiesce_daemon(h->d);
+    if (h && h->quiesced == MHD_INVALID_SOCKET) h->quiesced = mhd.quiesce_daemon(h->d);
 }
 
 void cp_serve_http_stop(cp_serve_http *h) {
     if (!h) return;
-    MHD_stop_daemon(h->d);
+    mhd.stop_daemon(h->d);
     if (h->quiesced != MHD_INVALID_SOCKET) close(h->quiesced);
     cp_free(h);
 }
