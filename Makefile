@@ -70,9 +70,12 @@ ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
 # kernels/gemm_bf16.c: the AVX-512 BF16 product (vdpbf16ps), compiled once with these flags on
 # x86-64 and run only after kernels/gemm.c checked the CPU (gemm_bf16.h).
 BF16_FLAGS := $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),$(ISA_FLAGS_avx512) -mavx512bf16)
-LIB_SRC := $(filter-out $(ISA_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
-                      src/peft/*.c src/tokenizer/*.c src/chat/*.c src/train/*.c src/generate/*.c src/convert/*.c))
-CLI_SRC := $(wildcard src/cli/*.c)
+# `cpeft serve`'s HTTP side (libmicrohttpd) goes into the program only; the library never links it.
+SERVE_HTTP_SRC := src/serve/http.c
+LIB_SRC := $(filter-out $(ISA_SRC) $(SERVE_HTTP_SRC),$(wildcard src/core/*.c src/kernels/*.c src/io/*.c src/nn/*.c src/models/*.c \
+                      src/peft/*.c src/tokenizer/*.c src/chat/*.c src/train/*.c src/generate/*.c src/convert/*.c \
+                      src/serve/*.c))
+CLI_SRC := $(wildcard src/cli/*.c) $(SERVE_HTTP_SRC)
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/parity/test_*.c)
 BENCH_SRC := $(wildcard bench/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -110,6 +113,20 @@ $(MPI_STAMP): FORCE
 $(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: CFLAGS_ALL += $(MPI_CFLAGS)
 $(BUILD)/obj/src/train/dist.o $(BUILD)/obj/src/train/dist_mpi.o: $(MPI_STAMP)
 
+# libmicrohttpd (Debian's libmicrohttpd-dev) for `cpeft serve`: its header found through pkg-config; without
+# it the rest builds and `cpeft serve` says how to get it. Only src/serve/http.c sees microhttpd.h, and it
+# opens the library with dlopen when serve starts (linking it would put GnuTLS in every command's memory).
+MHD_PC     = $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo libmicrohttpd)
+MHD_CFLAGS = $(if $(MHD_PC),-DCP_WITH_MHD=1 $(shell pkg-config --cflags libmicrohttpd))
+MHD_LIBS   = $(if $(MHD_PC),-ldl)
+MHD_STAMP := $(BUILD)/.mhd
+$(MHD_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MHD_CFLAGS) $(MHD_LIBS)' | cmp -s - $@ || echo '$(MHD_CFLAGS) $(MHD_LIBS)' > $@
+$(BUILD)/obj/src/serve/http.o: CFLAGS_ALL += $(MHD_CFLAGS)
+$(BUILD)/obj/src/serve/http.o: $(MHD_STAMP)
+$(BUILD)/cpeft: $(MHD_STAMP)
+
 $(BUILD)/obj/%.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
@@ -140,7 +157,7 @@ $(BUILD)/libcpeft.so: $(LIB_OBJ)
 	ln -sf libcpeft.so $(BUILD)/libcpeft.so.$(ABI)
 
 $(BUILD)/cpeft: $(CLI_OBJ) $(BUILD)/libcpeft.a
-	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcpeft.a $(LIBS_ALL)
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libcpeft.a $(LIBS_ALL) $(MHD_LIBS)
 
 $(BUILD)/cpeft.pc: cpeft.pc.in
 	@mkdir -p $(dir $@)

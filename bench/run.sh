@@ -2,7 +2,8 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq|decoders] (needs `make` and `make reference-venv`; models are created
+#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq|decoders|serve|serve-soak] (needs `make` and `make reference-venv`
+#                                    (serve and serve-soak do not); models are created
 #                                    once in bench/work/ from random weights with save_pretrained)
 # ITERS (5) timed steps / iterations; for a smoke run of `prompt` on a small model,
 #   ITERS=1 WARMUP=0 PROMPT_MODEL=tests/fixtures/models/gpt_neo_tiny PROMPT_SEQ=16 BENCH_WORK=/tmp/w bench/run.sh prompt
@@ -18,7 +19,7 @@ ITERS=${ITERS:-5}
 WARMUP=${WARMUP:-1}
 GEN_ITERS=${GEN_ITERS:-3}
 mkdir -p "$WORK"
-[[ -x $PY ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
+[[ -x $PY || ${1:-} == serve* ]] || { echo "bench: run 'make reference-venv' first" >&2; exit 1; }
 [[ -x build/bench/forward_bench ]] || make -s all build/bench/forward_bench
 
 model_dir() { # arch [dtype] -> directory (created on first use)
@@ -178,6 +179,86 @@ run_decoders() {
     $PY bench/update_benchmarks.py decoders "$out"
 }
 
+# `cpeft serve` under load (bench/serve_load.c, C clients over loopback): throughput and p50 / p99 latency
+# for SERVE_CLIENTS ("1 4 16") concurrent clients with SERVE_ADAPTERS ("1 8") adapters (random LoRA r=8 on
+# q_proj,v_proj from `cpeft adapter init`, requests round robin over them), on the default model
+# (SERVE_MODEL, default models/smollm2-135m-instruct: scripts/fetch-default-model.sh), SERVE_TOKENS (64)
+# new tokens per request, SERVE_REQUESTS (4) requests per client. The target: 16 clients over 8 adapters
+# at >= 80% of the throughput of 16 clients on one adapter. A smoke run on the tiny test model:
+#   SERVE_MODEL=tests/fixtures/sft/tiny_chat_model SERVE_CLIENTS="1 4" SERVE_TOKENS=8 BENCH_WORK=/tmp/w bench/run.sh serve
+# serve-soak: SOAK_SECONDS (3600) of mixed requests (8 adapters and the base, 8 clients) with the server's
+# RSS sampled every SOAK_SAMPLE (60) seconds; fails on a failed request or RSS growing by more than 10%
+# over the sample taken after the first interval.
+serve_start() { # model flags... -> SERVE_PID, SERVE_PORT
+    local model=$1; shift
+    build/cpeft serve --model "$model" --port 0 "$@" 2>"$WORK/serve.log" >/dev/null &
+    SERVE_PID=$!
+    SERVE_PORT=
+    for _ in $(seq 600); do
+        SERVE_PORT=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$WORK/serve.log")
+        [[ -n $SERVE_PORT ]] && return 0
+        kill -0 $SERVE_PID 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "bench serve: the server did not start:" >&2; cat "$WORK/serve.log" >&2; exit 1
+}
+serve_adapters() { # model n -> "--adapter DIR:aI ..." (made once in $WORK/serve_adapters)
+    local model=$1 n=$2 flags=
+    mkdir -p "$WORK/serve_adapters"
+    echo '{"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "init_lora_weights": false}' \
+        > "$WORK/serve_adapters/lora.json"
+    for i in $(seq "$n"); do
+        local d="$WORK/serve_adapters/$(basename "$model")-a$i"
+        [[ -f $d/adapter_config.json ]] || build/cpeft adapter init --model "$model" --peft-config "$WORK/serve_adapters/lora.json" \
+            --out "$d" --seed "$i" >/dev/null
+        flags+=" --adapter $d:a$i"
+    done
+    echo "$flags"
+}
+run_serve() {
+    local model=${SERVE_MODEL:-models/smollm2-135m-instruct} out="$WORK/serve.jsonl"
+    [[ -e $model ]] || { echo "bench serve: $model is missing (scripts/fetch-default-model.sh)" >&2; exit 1; }
+    [[ -x build/bench/serve_load ]] || make -s all build/bench/serve_load
+    : > "$out"
+    # shellcheck disable=SC2046
+    serve_start "$model" $(serve_adapters "$model" 8) --max-batch 16 --max-queue 256
+    for na in ${SERVE_ADAPTERS:-1 8}; do
+        local models; models=$(seq -s, -f 'a%g' 1 "$na")
+        for c in ${SERVE_CLIENTS:-1 4 16}; do
+            build/bench/serve_load --port "$SERVE_PORT" --clients "$c" --requests $((c * ${SERVE_REQUESTS:-4})) \
+                --max-tokens "${SERVE_TOKENS:-64}" --models "$models" --prompt "Once upon a time, in a small village" | tee -a "$out"
+        done
+    done
+    kill -TERM $SERVE_PID; wait $SERVE_PID
+    echo "bench serve: exit $? after SIGTERM; results in $out"
+    awk -F'[:,]' '/"clients"/ { c = $0; sub(/.*"clients": /, "", c); sub(/,.*/, "", c); m = $0; sub(/.*"models": /, "", m); sub(/,.*/, "", m);
+                   t = $0; sub(/.*"tokens_per_s": /, "", t); sub(/,.*/, "", t); tps[c "x" m] = t }
+         END { for (k in tps) printf "  %s (clients x adapters): %s tok/s\n", k, tps[k];
+               if (tps["16x1"] > 0) printf "  16 clients, 8 adapters / 1 adapter: %.2f (target >= 0.80)\n", tps["16x8"] / tps["16x1"] }' "$out"
+}
+run_serve_soak() {
+    local model=${SERVE_MODEL:-models/smollm2-135m-instruct} secs=${SOAK_SECONDS:-3600} every=${SOAK_SAMPLE:-60}
+    [[ -e $model ]] || { echo "bench serve-soak: $model is missing (scripts/fetch-default-model.sh)" >&2; exit 1; }
+    [[ -x build/bench/serve_load ]] || make -s all build/bench/serve_load
+    # shellcheck disable=SC2046
+    serve_start "$model" $(serve_adapters "$model" 8) --max-batch 16 --max-queue 256
+    local base; base=$(basename "$model" .gguf)
+    build/bench/serve_load --port "$SERVE_PORT" --clients 8 --seconds "$secs" --max-tokens "${SERVE_TOKENS:-32}" \
+        --models "a1,a2,a3,a4,a5,a6,a7,a8,$base" > "$WORK/soak.json" &
+    local load=$! first= last= t=0
+    while kill -0 $load 2>/dev/null; do
+        last=$(awk '/VmRSS/ {print $2}' /proc/$SERVE_PID/status)
+        [[ $t -gt 0 ]] && first=${first:-$last} # the baseline after the first interval: arenas and caches at size
+        echo "  soak t=${t}s RSS ${last} kB"
+        sleep "$every"; t=$((t + every))
+    done
+    wait $load; local rc=$?
+    kill -TERM $SERVE_PID; wait $SERVE_PID; local src=$?
+    cat "$WORK/soak.json"
+    echo "bench serve-soak: load generator exit $rc, server exit $src, RSS first sample $first kB, last $last kB"
+    [[ $rc -eq 0 && $src -eq 0 && $last -le $((first + first / 10)) ]]
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
@@ -187,5 +268,7 @@ case "${1:-forward}" in
     prompt) run_prompt ;;
     seq2seq) run_seq2seq ;;
     decoders) run_decoders ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq, decoders)" >&2; exit 2 ;;
+    serve) run_serve ;;
+    serve-soak) run_serve_soak ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq, decoders, serve, serve-soak)" >&2; exit 2 ;;
 esac

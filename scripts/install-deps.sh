@@ -10,6 +10,7 @@ set -euo pipefail
 packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev)
 optional=()
 if [[ "${MPI:-auto}" != "0" ]]; then optional+=(libopenmpi-dev openmpi-bin); fi
+optional+=(libmicrohttpd-dev)  # `cpeft serve` (without it, the rest builds and serve says how to get it)
 if [[ "${1:-}" == "--with-fuzz" ]]; then packages+=(clang libclang-rt-dev libomp-dev); fi  # libomp-dev: omp.h for clang
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -28,6 +29,6 @@ elif [[ ${#missing[@]} -gt 0 ]]; then
     echo "cpeft: install them with:  sudo apt-get install ${missing[*]} ${missing_optional[*]}" >&2
     exit 1
 else
-    echo "cpeft: Open MPI is not installed: building the single-process program (for mpirun / srun:" >&2
-    echo "cpeft: sudo apt-get install ${missing_optional[*]}; make MPI=0 silences this)" >&2
+    echo "cpeft: optional packages missing: ${missing_optional[*]} (Open MPI: mpirun / srun training;" >&2
+    echo "cpeft: libmicrohttpd-dev: cpeft serve): sudo apt-get install ${missing_optional[*]}; make MPI=0 silences Open MPI" >&2
 fi

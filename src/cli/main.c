@@ -18,6 +18,7 @@ static const struct {
     {"train", cmd_train, "LoRA fine-tuning: a PEFT adapter from a model and a text or instruction file"},
     {"predict", cmd_predict, "a sequence or token classifier (model + adapter) on a labelled file: JSONL and metrics"},
     {"generate", cmd_generate, "text from a model and adapters: greedy or sampled, KV cache, batched prompts"},
+    {"serve", cmd_serve, "an OpenAI-compatible server: one base model, many adapters, continuous batching"},
     {"eval", cmd_eval, "causal-LM loss and perplexity over a text or token-id file"},
     {"eval-generate", cmd_eval_generate, "an encoder-decoder by generation: predictions JSONL, corpus BLEU and ROUGE-L"},
     {"embed", cmd_embed, "one embedding per input line (mean/cls/last pooling), as sentence-transformers"},

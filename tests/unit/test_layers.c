@@ -17,7 +17,7 @@
 
 static const struct { const char *dir; int rank; } layers[] = {
     {"core", 0}, {"kernels", 1}, {"io", 2}, {"tokenizer", 3}, {"nn", 3}, {"chat", 3}, {"models", 4},
-    {"peft", 5}, {"train", 6}, {"generate", 6}, {"convert", 6}, {"cli", 7},
+    {"peft", 5}, {"train", 6}, {"generate", 6}, {"convert", 6}, {"serve", 7}, {"cli", 8},
 };
 
 static int quiet; /* the checker's own test: count, do not print */
