@@ -37,6 +37,9 @@ struct cp_model {
     int model_dropout;     /* in training, the model's own Dropout modules apply too (1 from load; 0: only
                               the adapters' dropout, as if the config's dropout probabilities were 0) */
     uint64_t dropout_seed; /* the seed of the next training forward's dropout masks */
+    int quant_act8;        /* inference calls (not training) let quantized weights' few-row products round
+                              their input to 8 bits per block (models/run.h); 0 from load: exact. cpeft
+                              generate / eval set it unless --exact-quant */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
     void (*peft_free)(struct cp_model *m);
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method (models/hook.h), or NULL */ /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */
