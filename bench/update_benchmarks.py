@@ -247,7 +247,7 @@ def gguf_section(rows) -> str:
     speed = [r for r in rows if r.get("bench") == "gguf"]
     agreement = [r for r in rows if r.get("bench") == "gguf_agree"]
     n_new = speed[0]["cpeft"].get("new", 128) if speed else 128
-    iters = "smoke run: too few tokens to compare speeds; " if n_new < 128 else ""
+    iters = "A smoke run (too few tokens to compare speeds). " if n_new < 128 else ""
     out = [f"## Decoding from compact weights (issue 19): SmolLM2-135M-Instruct, batch 1, {n_new} new tokens, greedy", "",
            f"{iters}"
            f"Measured {datetime.date.today().isoformat()} on {machine(speed)}; one run of `bench/run.sh gguf`. GGUF files "
