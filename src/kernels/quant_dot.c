@@ -11,7 +11,7 @@
  *   Q4_K, Q5_K           dx·(d·Σ_j s_j·Σ u·q − dmin·Σ_j m_j·Σq)   over the eight sub-blocks j of 32
  *   Q6_K                 dx·d·Σ_g s_g·(Σ u·q − 32·Σq)             over the sixteen sub-blocks g of 16
  * The vector variants keep dx·dw·isum in f32 lanes (one horizontal sum per output) and the offset
- * terms in a scalar. Q5_* unpack a block into a small buffer first; the others unpack in registers.
+ * terms in a scalar. Q5_K unpacks a block into a small buffer first; the others unpack in registers.
  */
 #include "kernels/quant_dot.h"
 #include "kernels/isa.h"
@@ -106,6 +106,20 @@ INLINE vi nibbles16(const uint8_t *qs) { /* 16 bytes -> 32 values: low nibbles, 
     const __m128i b = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0xf);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
 }
+/* Q5_0 / Q5_1: the 32 values of a block, element e's fifth bit being bit e of qh. */
+INLINE vi fives(const uint8_t *qs, const uint8_t *qhp) {
+    uint32_t qh;
+    memcpy(&qh, qhp, 4);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    const vi hi = _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(0x10));
+#else /* llama.cpp's bytes_from_bits_32: byte e = 0xff where bit e is set */
+    const vi shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    vi b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    b = _mm256_cmpeq_epi8(_mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+    const vi hi = _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+#endif
+    return _mm256_or_si256(nibbles16(qs), hi);
+}
 INLINE float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -161,12 +175,8 @@ static float dot_b32(cp_dtype dt, const uint8_t *w, const act_row *a, int64_t nb
         }
         case CP_Q4_0: isum = ISUM32(nibbles16(w + 2), x), o = 8; break;
         case CP_Q4_1: isum = ISUM32(nibbles16(w + 4), x), off += dx * half(w + 2) * (float)xsum32(a, i); break;
-        default: {
-            uint8_t u[32] __attribute__((aligned(32)));
-            if (dt == CP_Q5_0) unpack5(w + 6, w + 2, u), o = 16;
-            else unpack5(w + 8, w + 4, u), off += dx * half(w + 2) * (float)xsum32(a, i);
-            isum = ISUM32(load32(u), x);
-        }
+        case CP_Q5_0: isum = ISUM32(fives(w + 6, w + 2), x), o = 16; break;
+        default: isum = ISUM32(fives(w + 8, w + 4), x), off += dx * half(w + 2) * (float)xsum32(a, i); break; /* Q5_1 */
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
 #else
