@@ -7,7 +7,7 @@
  * real model does (hidden 576; 512 for the K-quants, whose rows must be whole 256-blocks). Prints one JSON line per format and mode: steps/s (the products only: an upper
  * bound of a model's tokens/s) and the weight bytes read per second.
  *
- *   build/bench/qdot_bench [--steps 20] [--layers 30] [--types F32,BF16,Q8_0,Q4_1,Q5_0,Q4_K,Q6_K]
+ *   build/bench/qdot_bench [--steps 20] [--layers 30] [--types F32,BF16,F16,Q8_0,Q4_0,Q4_1,Q5_0,Q4_K,Q6_K]
  */
 #include "io/ggml_quant.h"
 #include "kernels/gemm.h"
@@ -58,7 +58,7 @@ static void *make_weight(cp_dtype dt, int64_t rows, int64_t cols) {
 
 int main(int argc, char **argv) {
     long steps = 20, layers = 30;
-    const char *types = "F32,BF16,Q8_0,Q4_1,Q5_0,Q4_K,Q6_K";
+    const char *types = "F32,BF16,F16,Q8_0,Q4_0,Q4_1,Q5_0,Q4_K,Q6_K";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--steps")) steps = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--layers")) layers = atol(argv[i + 1]);
