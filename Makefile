@@ -60,13 +60,18 @@ MPI_LIBS   = $(if $(filter 0,$(MPI)),,$(if $(MPI_PC),$(shell pkg-config --libs o
 
 # Kernels compiled once per instruction set (-DCP_ISA=NAME plus its -m flags; kernels/dispatch.c
 # picks one per process). Only x86-64 has variants besides the compiler's default target.
-ISA_SRC := src/kernels/skinny.c src/kernels/vector.c src/kernels/gemm_cpu.c src/kernels/gemm_skinny16.c src/kernels/gemm_quant.c
+ISA_SRC := src/kernels/skinny.c src/kernels/vector.c src/kernels/gemm_cpu.c src/kernels/gemm_skinny16.c src/kernels/gemm_quant.c \
+           src/kernels/quant_dot.c
 ISAS    := base $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),avx2 avx512)
 ISA_FLAGS_avx2   := -mavx2 -mfma
 ISA_FLAGS_avx512 := -mavx2 -mfma -mavx512f -mavx512bw -mavx512vl -mavx512dq
 # The 16-bit weight kernels widen F16 with F16C (every AVX2 CPU has it; kernels/gemm.c checks before
 # choosing them). A flag here rather than `#pragma GCC target`, which clang (make fuzz) ignores.
 ISA_EXTRA_src/kernels/gemm_skinny16.c := -mf16c
+# The 8-bit-activation dot products (kernels/quant_dot.c): F16C for the block scales; the avx512 copy
+# also VNNI (vpdpbusd), which it checks at run time before using (else it runs the avx2 copy).
+ISA_EXTRA_src/kernels/quant_dot.c := -mf16c
+ISA512_EXTRA_src/kernels/quant_dot.c := -mavx512vnni
 # kernels/gemm_bf16.c: the AVX-512 BF16 product (vdpbf16ps), compiled once with these flags on
 # x86-64 and run only after kernels/gemm.c checked the CPU (gemm_bf16.h).
 BF16_FLAGS := $(if $(filter x86_64-%,$(shell $(CC) -dumpmachine)),$(ISA_FLAGS_avx512) -mavx512bf16)
@@ -145,7 +150,7 @@ $(BUILD)/obj/%.avx2.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 
 $(BUILD)/obj/%.avx512.o: %.c $(DEPS_STAMP) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx512) $(ISA_EXTRA_$<) -DCP_ISA=avx512 -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(ISA_FLAGS_avx512) $(ISA_EXTRA_$<) $(ISA512_EXTRA_$<) -DCP_ISA=avx512 -MMD -MP -c $< -o $@
 
 $(BUILD)/libcpeft.a: $(LIB_OBJ)
 	@rm -f $@

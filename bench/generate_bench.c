@@ -4,7 +4,10 @@
  * beside bench/pytorch_generate.py (transformers' generate()) on the same model.
  *
  *   build/bench/generate_bench --model DIR [--batch 1] [--prompt 32] [--new 128] [--warmup 1] [--iters 3]
- *                              [--num-beams 1]
+ *                              [--num-beams 1] [--exact-quant 1]
+ *
+ * --model FILE.gguf loads the GGUF file directly; quantized weights decode with 8-bit activations
+ * (cp_model_set_quant_act8) unless --exact-quant 1.
  *
  * An encoder-decoder (t5) takes the prompt as its encoder input and generates from the decoder start
  * token (cp_model_generate chooses); --num-beams N > 1 is beam search (new tokens counted for the best
@@ -32,7 +35,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
     const char *dir = NULL;
-    long B = 1, T = 32, N = 128, warmup = 1, iters = 3, beams = 1;
+    long B = 1, T = 32, N = 128, warmup = 1, iters = 3, beams = 1, exact = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) dir = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) B = atol(argv[i + 1]);
@@ -41,6 +44,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warmup")) warmup = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--iters")) iters = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--num-beams")) beams = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--exact-quant")) exact = atol(argv[i + 1]);
         else { fprintf(stderr, "generate_bench: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir || B <= 0 || T <= 0 || N <= 0 || iters <= 0) {
@@ -48,10 +52,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     cp_model *m;
-    if (cp_model_load(&m, dir, CP_LOAD_WEIGHTS) != CP_OK) {
+    const size_t dl = strlen(dir);
+    const int gguf = dl > 5 && !strcmp(dir + dl - 5, ".gguf");
+    if ((gguf ? cp_model_load_gguf(&m, dir, CP_LOAD_WEIGHTS, NULL) : cp_model_load(&m, dir, CP_LOAD_WEIGHTS)) != CP_OK) {
         fprintf(stderr, "generate_bench: %s\n", cp_last_error());
         return 1;
     }
+    cp_model_set_quant_act8(m, !exact);
     const int64_t V = cp_model_vocab_size(m);
     int32_t *ids = malloc((size_t)(B * T) * sizeof *ids);
     const int32_t **prompts = malloc((size_t)B * sizeof *prompts);

@@ -2,7 +2,7 @@
 # Side-by-side benchmarks of cpeft against PyTorch (transformers / PEFT) on this machine, in one run.
 # Results go to BENCHMARKS.md (the section for each benchmark is rewritten) and bench/work/results.jsonl.
 #
-#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq|decoders|serve|serve-soak] (needs `make` and `make reference-venv`
+#   bench/run.sh [forward|train|generate|bf16|classify|prompt|seq2seq|decoders|gguf|serve|serve-soak] (needs `make` and `make reference-venv`
 #                                    (serve and serve-soak do not); models are created
 #                                    once in bench/work/ from random weights with save_pretrained)
 # ITERS (5) timed steps / iterations; for a smoke run of `prompt` on a small model,
@@ -259,6 +259,48 @@ run_serve_soak() {
     [[ $rc -eq 0 && $src -eq 0 && $last -le $((first + first / 10)) ]]
 }
 
+# Decoding from compact weights (issue 19): SmolLM2-135M-Instruct as GGUF F32 / Q8_0 / Q4_K_M / Q4_1, batch 1, greedy,
+# 128 new tokens: cpeft (generate_bench on the file) against llama.cpp's llama-bench tg128 with the same thread count, both
+# cpeft modes (8-bit activations, --exact-quant), cpeft f32 against transformers f32 on the checkpoint directory, and the
+# greedy agreement with llama.cpp (bench/gguf_compare.py; GGUF_AGREE=0 skips it). llama.cpp is built once from llama-cpp-python's
+# sdist into $WORK/llama.cpp (bench/build_llama_cpp.sh). GGUF_MODEL (the HF checkpoint), GGUF_NEW (128), GGUF_TYPES.
+# Smoke run: GGUF_NEW=8 GEN_ITERS=1 GGUF_TYPES=Q4_1 GGUF_AGREE=0 bench/run.sh gguf
+run_gguf() {
+    local out=$WORK/gguf.jsonl
+    : > "$out"
+    [[ -x build/bench/generate_bench ]] || make -s build/bench/generate_bench
+    local bin; bin=$(bench/build_llama_cpp.sh)
+    local hf=${GGUF_MODEL:-/work/main/models/smollm2-135m-instruct} new=${GGUF_NEW:-128} dir=$WORK/gguf
+    local threads; threads=$(nproc)
+    local base=$dir/$(basename "$hf").F32.gguf
+    mkdir -p "$dir"
+    mkdir -p "$WORK/pystub" # the converter imports sentencepiece, which BPE models never use
+    [[ -f $WORK/pystub/sentencepiece.py ]] || printf 'class SentencePieceProcessor:\n    pass\n' > "$WORK/pystub/sentencepiece.py"
+    [[ -f $base ]] || PYTHONPATH=$WORK/pystub $PY "$WORK/llama.cpp/convert_hf_to_gguf.py" "$hf" --outtype f32 --outfile "$base" >&2
+    local files=() t c o f
+    for t in ${GGUF_TYPES:-Q8_0 Q4_K_M Q4_1}; do
+        f=$dir/$(basename "$hf").$t.gguf
+        [[ -f $f ]] || "$bin/llama-quantize" "$base" "$f" "$t" >&2
+        files+=("$f")
+        echo "bench gguf: $t batch 1, prompt 32, $new new tokens, greedy ($GEN_ITERS runs each), llama-bench tg$new -t $threads" >&2
+        o=$("$bin/llama-bench" -m "$f" -p 0 -n "$new" -t "$threads" -r "$GEN_ITERS" -o json 2>/dev/null |
+            $PY -c 'import json,sys; r=json.load(sys.stdin)[0]; print(json.dumps({"impl": "llama.cpp", "tokens_per_s": r["avg_ts"], "threads": r["n_threads"]}))')
+        for mode in 0 1; do
+            c=$(build/bench/generate_bench --model "$f" --batch 1 --prompt 32 --new "$new" --warmup 1 --iters "$GEN_ITERS" --exact-quant $mode)
+            echo "{\"bench\": \"gguf\", \"weights\": \"$t$([[ $mode == 1 ]] && echo ' exact')\", \"cpeft\": $c, \"other\": $o}" | tee -a "$out"
+        done
+    done
+    echo "bench gguf: f32 checkpoint, cpeft vs transformers" >&2
+    c=$(build/bench/generate_bench --model "$hf" --batch 1 --prompt 32 --new "$new" --warmup 1 --iters "$GEN_ITERS")
+    o=$($PY bench/pytorch_generate.py --model "$hf" --batch 1 --prompt 32 --new "$new" --warmup 1 --iters "$GEN_ITERS" 2>/dev/null | tail -1 |
+        $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); r["impl"]="transformers"; print(json.dumps(r))')
+    echo "{\"bench\": \"gguf\", \"weights\": \"f32 (directory)\", \"cpeft\": $c, \"other\": $o}" | tee -a "$out"
+    if [[ ${GGUF_AGREE:-1} != 0 ]]; then
+        $PY bench/gguf_compare.py --cpeft build/cpeft --llama-simple "$bin/llama-simple" --tokenizer "$hf" --new 32 "$base" "${files[@]}" | tee -a "$out"
+    fi
+    $PY bench/update_benchmarks.py gguf "$out"
+}
+
 case "${1:-forward}" in
     forward) run_forward ;;
     train) run_train ;;
@@ -268,7 +310,8 @@ case "${1:-forward}" in
     prompt) run_prompt ;;
     seq2seq) run_seq2seq ;;
     decoders) run_decoders ;;
+    gguf) run_gguf ;;
     serve) run_serve ;;
     serve-soak) run_serve_soak ;;
-    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq, decoders, serve, serve-soak)" >&2; exit 2 ;;
+    *) echo "bench: unknown benchmark $1 (forward, train, generate, bf16, classify, prompt, seq2seq, decoders, gguf, serve, serve-soak)" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites one section of BENCHMARKS.md from a benchmark's JSON lines (written by bench/run.sh).
 
-    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt, seq2seq, decoders)
+    python bench/update_benchmarks.py forward bench/work/forward.jsonl      (or train, generate, bf16, classify, prompt, seq2seq, decoders, gguf)
 """
 import datetime
 import json
@@ -241,12 +241,48 @@ def decoders_section(rows) -> str:
     return "\n".join(out)
 
 
+def gguf_section(rows) -> str:
+    """`bench/run.sh gguf`: batch-1 greedy decoding of SmolLM2-135M-Instruct GGUF files, cpeft vs llama.cpp's
+    llama-bench (tg128, same thread count), cpeft f32 vs transformers f32, and greedy agreement with llama.cpp."""
+    speed = [r for r in rows if r.get("bench") == "gguf"]
+    agreement = [r for r in rows if r.get("bench") == "gguf_agree"]
+    n_new = speed[0]["cpeft"].get("new", 128) if speed else 128
+    iters = "A smoke run (too few tokens to compare speeds). " if n_new < 128 else ""
+    out = [f"## Decoding from compact weights (issue 19): SmolLM2-135M-Instruct, batch 1, {n_new} new tokens, greedy", "",
+           f"{iters}"
+           f"Measured {datetime.date.today().isoformat()} on {machine(speed)}; one run of `bench/run.sh gguf`. GGUF files "
+           "made from the Hugging Face checkpoint by llama.cpp's convert_hf_to_gguf.py (F32) and llama-quantize (Q8_0, "
+           "Q4_K_M — for this model mostly Q5_0, as its 576-wide rows are no multiple of 256 —, Q4_1), llama.cpp built "
+           "from the source in llama-cpp-python's sdist (bench/build_llama_cpp.sh, not committed). cpeft: "
+           "build/bench/generate_bench on the same file (32-token random prompt, prefill included; quantized weights "
+           "decode with 8-bit activations, as llama.cpp does; `exact` rows: --exact-quant); llama.cpp: llama-bench "
+           "tg128 (decode only), the same thread count. f32: cpeft on the checkpoint directory against transformers' "
+           "generate() in f32. Targets (issue 19): ≥ llama.cpp on Q8_0, Q4_K and Q4_1; f32 ≥ 2.5× transformers.", "",
+           "| weights | cpeft tokens/s | other | other tokens/s | cpeft / other | cpeft peak RSS |",
+           "|---|---:|---|---:|---:|---:|"]
+    for r in speed:
+        c, o = r["cpeft"], r.get("other") or {}
+        ot = o.get("tokens_per_s")
+        ratio = f"{c['tokens_per_s'] / ot:.2f}×" if ot else "—"
+        out.append(f"| {r['weights']} | {c['tokens_per_s']:.1f} | {o.get('impl', '—')} | "
+                   f"{ot if ot is None else f'{ot:.1f}'} | {ratio} | {c['peak_rss_mib']:.0f} MiB |")
+    if agreement:
+        out += ["", "Greedy agreement with llama.cpp (llama-simple) on the same file: new tokens equal before the first "
+                "difference, of " + str(agreement[0]["new"]) + ", per prompt (bench/gguf_compare.py; llama.cpp keeps its "
+                "KV cache in f16, so near-tied logits may go either way):", "",
+                "| file | 8-bit activations (default) | --exact-quant |", "|---|---|---|"]
+        for r in agreement:
+            out.append(f"| {r['file']} | {', '.join(map(str, r['agree']))} | {', '.join(map(str, r['agree_exact']))} |")
+    out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
     name, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path) if l.strip()]
     section = {"forward": forward_section, "train": train_section, "generate": generate_section,
                "bf16": bf16_section, "classify": classify_section, "prompt": prompt_section,
-               "seq2seq": seq2seq_section, "decoders": decoders_section}[name](rows)
+               "seq2seq": seq2seq_section, "decoders": decoders_section, "gguf": gguf_section}[name](rows)
     doc_path = "BENCHMARKS.md"
     doc = open(doc_path).read() if os.path.exists(doc_path) else "# Benchmarks\n\nEvery table is written by `bench/run.sh`; both sides run on the same machine in the same run.\n"
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"

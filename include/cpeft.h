@@ -113,7 +113,7 @@ typedef enum {
      * stored; adapters stay f32 and are ordinary PEFT adapters. One of: */
     CP_LOAD_QUANTIZE_Q8_0 = 2, /* ggml Q8_0: 8.5 bits a weight */
     CP_LOAD_QUANTIZE_Q4_K = 4, /* ggml Q4_K: 4.5 bits a weight (rows not a multiple of 256: Q4_1, 5 bits) */
-    /* cp_model_load_gguf: a quantized matrix of a type without a kernel (Q5_0, Q5_1, Q2_K .. Q6_K, Q8_K)
+    /* cp_model_load_gguf: a quantized matrix of a type without a kernel (Q5_1, Q2_K, Q3_K, Q8_K, IQ*)
      * dequantized to f32 at load instead of refused */
     CP_LOAD_GGUF_DEQUANTIZE = 8,
 } cp_load_flags;
@@ -137,7 +137,8 @@ CP_API cp_status cp_model_load_task(cp_model **out, const char *dir, int flags, 
 /* cp_model_load_task from a GGUF file (llama.cpp's format; the architectures `cpeft convert` reads),
  * without converting it: the config and tensor names are the converter's (the model is the one the
  * converted directory holds), F32/F16/BF16 tensors are used in place from the mapping, Q8_0, Q4_0,
- * Q4_1 and Q4_K matrices are kept as stored and multiplied by the quantized kernels, embeddings,
+ * Q4_1, Q4_K, Q5_0, Q5_K and Q6_K matrices are kept as stored and multiplied by the quantized
+ * kernels (see cp_model_set_quant_act8), embeddings,
  * norms and vectors of any type are dequantized to f32 at load; a matrix of a type without a kernel
  * is refused by name unless flags has CP_LOAD_GGUF_DEQUANTIZE. The model's dir is the file's path
  * (an adapter saved from it names it as base_model_name_or_path; its tensor names are Hugging
@@ -203,6 +204,13 @@ typedef struct cp_outputs {
  * (B,Td,V), the loss each decoder position's cross-entropy against its label (no shift), and
  * hidden_states the decoder's ((L_dec+1),B,Td,C). */
 CP_API cp_status cp_model_forward(cp_model *m, const cp_batch *batch, cp_outputs *out);
+
+/* Inference with quantized weights (GGUF Q*, CP_LOAD_QUANTIZE_*): on = 1 lets every later forward that
+ * is not training (generation, evaluation) multiply a quantized weight by few rows (up to 32: a
+ * decoding step) with its input rounded to 8 bits per block and integer dot products, as llama.cpp
+ * does: faster, with logits that differ slightly from the exact product. 0 (the default after load):
+ * the exact product with the dequantized weight, which training always uses. */
+CP_API void cp_model_set_quant_act8(cp_model *m, int on);
 
 /* Sizes. */
 CP_API int64_t cp_model_vocab_size(const cp_model *m);

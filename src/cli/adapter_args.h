@@ -19,6 +19,11 @@ int cli_quantize_flags(const char *cmd, const char *type, int *flags);
 #define CLI_QUANTIZE_HELP                                                                                     \
     "  --quantize TYPE   q8_0 or q4_k: the frozen Linear weights quantized at load with ggml's quantizers\n" \
     "                    (embeddings, norms, the LM head and adapters stay f32)\n"
+/* generate / eval: quantized weights' few-row products with 8-bit activations unless --exact-quant. */
+#define CLI_EXACT_QUANT_HELP                                                                                  \
+    "  --exact-quant     with quantized weights (GGUF Q*, --quantize): multiply by the dequantized weight in\n" \
+    "                    f32 (as training does) instead of rounding activations to 8 bits per block, as\n"   \
+    "                    llama.cpp does (the default for decoding: faster, logits differ slightly)\n"
 
 cp_status cli_load_adapters(cp_model *m, char *const *specs, int n);
 /* The model in dir (cp_model_load's flags) with the n --adapter specs loaded and active; NULL after

@@ -44,6 +44,7 @@ static void help(FILE *f) {
             "  --json            print {\"loss\": ..., \"perplexity\": ..., \"tokens\": ...}; tokens is the\n"
             "                    number of predicted tokens the loss averages over\n");
     fputs(CLI_QUANTIZE_HELP, f);
+    fputs(CLI_EXACT_QUANT_HELP, f);
 }
 
 /* Reads whitespace-separated ids; errors name the file and line. */
@@ -174,10 +175,11 @@ static cp_status eval_blocks(cp_model *m, const int64_t *x, int64_t count, int64
 int cmd_eval(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *data_ids = NULL, *quantize = NULL;
     int64_t seq_len = 0, batch_size = 4;
-    int json = 0, n_adapters = 0;
+    int json = 0, n_adapters = 0, exact_quant = 0;
     char *adapters[64];
     const cp_opt options[] = {
         {CP_FLAG("--json", &json)},
+        {CP_FLAG("--exact-quant", &exact_quant)},
         {CP_STRING("--model", &model_dir)},
         {CP_STRING("--data", &data)},
         {CP_STRING("--data-ids", &data_ids)},
@@ -201,6 +203,7 @@ int cmd_eval(int argc, char **argv) {
     if ((r = cli_quantize_flags("eval", quantize, &load_flags))) return r;
     cp_model *m = cli_load_model("eval", model_dir, load_flags, adapters, n_adapters);
     if (!m) return 1;
+    cp_model_set_quant_act8(m, !exact_quant);
     int64_t max_pos = cp_model_max_positions(m);
     /* a prompt-learning adapter's virtual tokens come before every block: with a learned position table
      * they take positions from it */

@@ -83,6 +83,7 @@ static void help(FILE *f) {
             "The model's eos ids (generation_config.json, else config.json) end a prompt. A prompt longer than\n"
             "the model's positions is truncated from the left with a warning. Details: docs/generate.md\n");
     fputs(CLI_QUANTIZE_HELP, f);
+    fputs(CLI_EXACT_QUANT_HELP, f);
 }
 
 /* ---- prompts ----------------------------------------------------------------------------------- */
@@ -351,7 +352,7 @@ typedef struct {
     int n_stops;
     const char *texts[256], *id_texts[256];
     int n_texts, n_id_texts;
-    int json, merge, no_cache;
+    int json, merge, no_cache, exact_quant;
     int64_t batch_size;
     /* explicit settings (flags below say which were given) */
     int64_t max_new, top_k, seed;
@@ -372,6 +373,7 @@ static int parse_args(int argc, char **argv, gen_args *a) {
         {CP_FLAG("--do-sample", &a->do_sample)},
         {CP_FLAG("--merge", &a->merge)},
         {CP_FLAG("--no-cache", &a->no_cache)},
+        {CP_FLAG("--exact-quant", &a->exact_quant)},
         {CP_STRING("--model", &a->model_dir)},
         {CP_STRING("--prompts", &a->prompts_file)},
         {CP_STRING("--quantize", &a->quantize)},
@@ -482,6 +484,7 @@ int cmd_generate(int argc, char **argv) {
     cp_status st = cli_model_load_task(&m, a.model_dir, load_flags, NULL);
     if (st == CP_OK) st = cli_load_adapters(m, a.adapters, a.n_adapters);
     if (st == CP_OK && a.merge) st = cp_model_merge_adapters(m);
+    if (st == CP_OK) cp_model_set_quant_act8(m, !a.exact_quant); /* decoding: 8-bit activations for quantized weights */
     const int64_t V = st == CP_OK ? cp_model_vocab_size(m) : 0;
 
     /* prompts */

@@ -7,17 +7,18 @@
  * Each tensor, under its Hugging Face name (llama.cpp's ne = {in, out} is already HF's [out, in]):
  *   F32 / F16 / BF16 without a transform   used in place from the mapping (the binding rules of a
  *                                           directory: F32 as data, 16-bit matrices as stored)
- *   Q8_0 / Q4_0 / Q4_1 / Q4_K matrix        kept as stored (no dequantization), CP_Q*: the quantized
- *                                           kernels multiply it; the table's row moves (llama's Q/K
+ *   Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_0 /     kept as stored (no dequantization), CP_Q*: the quantized
+ *   Q5_K / Q6_K matrix                      kernels multiply it; the table's row moves (llama's Q/K
  *                                           un-permutation, a fused q/k/v put back per head) move
  *                                           whole rows = whole blocks, into an owned copy
  *   anything with a value transform, an     the converter's values (cp_convert_tensor_values), bit for
- *   embedding (token_embd), a vector, or    bit what model.safetensors holds: dequantized to f32
+ *   position embedding, a vector, or        bit what model.safetensors holds: dequantized to f32
  *   F32/F16/BF16 whose rows move             (a quantized embedding: said in a notice), 16-bit kept
- *   another quantized matrix (Q5_*, Q6_K,   refused by name, unless CP_LOAD_GGUF_DEQUANTIZE: then
- *   Q2_K, Q3_K, ...)                        dequantized to f32 like the rest (a notice counts them)
+ *   another quantized matrix (Q5_1, Q2_K,   refused by name, unless CP_LOAD_GGUF_DEQUANTIZE: then
+ *   Q3_K, IQ*, ...)                         dequantized to f32 like the rest (a notice counts them)
  * A "matrix" is a 2-D tensor other than the token / position embedding: the Linear weights and an
- * untied LM head. The tokenizer is the converter's tokenizer files, loaded as a directory's.
+ * untied LM head. The token embedding in one of those types is kept as stored too: its rows are
+ * dequantized as they are gathered (cp_param_row_f32) and a tied LM head multiplies it as a matrix. The tokenizer is the converter's tokenizer files, loaded as a directory's.
  */
 #include "convert/gguf_load.h"
 
@@ -55,6 +56,9 @@ static cp_dtype kernel_dtype(int ggml_type) {
     case CP_GGML_Q4_0: return CP_Q4_0;
     case CP_GGML_Q4_1: return CP_Q4_1;
     case CP_GGML_Q4_K: return CP_Q4_K;
+    case CP_GGML_Q6_K: return CP_Q6_K;
+    case CP_GGML_Q5_0: return CP_Q5_0;
+    case CP_GGML_Q5_K: return CP_Q5_K;
     default: return CP_F32; /* none */
     }
 }
@@ -79,13 +83,16 @@ static cp_status tensor_entry(gguf_owner *o, const cp_gguf_hparams *hp, const cp
     for (int d = 0; d < t->n_dims; d++) e->shape[d] = t->ne[t->n_dims - 1 - d]; /* HF order */
     e->numel = t->numel;
     const int matrix = t->n_dims == 2 && !is_embedding(t->name), moves = cp_convert_moves_rows(hp, tn);
+    /* a quantized token embedding of a type with a kernel stays quantized too: rows are dequantized as they are
+     * gathered (nn/module.c), and a tied LM head multiplies it as stored */
+    const int q_embedding = t->n_dims == 2 && !strncmp(t->name, "token_embd.", 11) && !moves;
     const int plain = t->type == CP_GGML_F32 || t->type == CP_GGML_F16 || t->type == CP_GGML_BF16;
     const cp_dtype kd = kernel_dtype(t->type);
     void *buf = NULL;
     if (plain && !moves && tn->transform != CP_GGUF_MINUS_ONE) {
         e->dtype = t->type == CP_GGML_F32 ? CP_F32 : t->type == CP_GGML_F16 ? CP_F16 : CP_BF16;
         e->data = t->data;
-    } else if (matrix && kd != CP_F32 && tn->transform != CP_GGUF_MINUS_ONE) {
+    } else if ((matrix || q_embedding) && kd != CP_F32 && tn->transform != CP_GGUF_MINUS_ONE) {
         e->dtype = kd;
         e->data = t->data;
         if (moves) {
@@ -102,8 +109,8 @@ static cp_status tensor_entry(gguf_owner *o, const cp_gguf_hparams *hp, const cp
         if (matrix && !plain && !(flags & CP_LOAD_GGUF_DEQUANTIZE)) {
             if (!cp_ggml_can_dequantize(t->type))
                 return cp_error("%s: unsupported tensor type %s in tensor %s", g->path, cp_ggml_type_name(t->type), t->name);
-            return cp_error("%s: tensor '%s' is %s, which has no kernel (Q8_0, Q4_0, Q4_1 and Q4_K are multiplied as "
-                            "stored): dequantize it to f32 at load (CP_LOAD_GGUF_DEQUANTIZE; the CLI: CPEFT_GGUF_DEQUANTIZE=1) or "
+            return cp_error("%s: tensor '%s' is %s, which has no kernel (Q8_0, Q4_0, Q4_1, Q4_K, Q5_0, Q5_K and Q6_K "
+                            "are multiplied as stored): dequantize it to f32 at load (CP_LOAD_GGUF_DEQUANTIZE; the CLI: CPEFT_GGUF_DEQUANTIZE=1) or "
                             "convert the file (cpeft convert)", g->path, t->name, cp_ggml_type_name(t->type));
         }
         cp_dtype odt;

@@ -26,6 +26,10 @@ static const struct { const char *name; int elems, bytes; } quant_types[] = {
     [CP_Q4_0 - CP_Q8_0] = {"Q4_0", 32, 18},
     [CP_Q4_1 - CP_Q8_0] = {"Q4_1", 32, 20},
     [CP_Q4_K - CP_Q8_0] = {"Q4_K", 256, 144},
+    [CP_Q6_K - CP_Q8_0] = {"Q6_K", 256, 210},
+    [CP_Q5_0 - CP_Q8_0] = {"Q5_0", 32, 22},
+    [CP_Q5_1 - CP_Q8_0] = {"Q5_1", 32, 24},
+    [CP_Q5_K - CP_Q8_0] = {"Q5_K", 256, 176},
 };
 
 int cp_dtype_is_quantized(cp_dtype dt) { return dt >= CP_Q8_0 && dt < CP_DTYPE_QUANT_END; }

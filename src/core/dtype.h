@@ -5,7 +5,7 @@
  * used in place, memory-mapped). The enum lists every safetensors dtype so that the reader can
  * validate any file, in the format's own "alignment order" (the writer sorts by it).
  *
- * After them come ggml's block-quantized weight formats (Q8_0, Q4_0, Q4_1, Q4_K): never a
+ * After them come ggml's block-quantized weight formats (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, Q5_0, Q5_1, Q5_K): never a
  * safetensors dtype (cp_dtype_from_name does not know them), only what a frozen matrix weight may
  * be held in (`--quantize`, GGUF). A row of such a weight is a whole number of blocks; the byte
  * layouts are ggml's (io/ggml_quant.h).
@@ -21,7 +21,7 @@ typedef enum {
     CP_F8_E4M3FNUZ, CP_F8_E5M2FNUZ, CP_I16, CP_U16, CP_F16, CP_BF16, CP_I32, CP_U32, CP_F32, CP_C64,
     CP_F64, CP_I64, CP_U64,
     CP_DTYPE_COUNT, /* the safetensors dtypes end here */
-    CP_Q8_0 = 32, CP_Q4_0, CP_Q4_1, CP_Q4_K,
+    CP_Q8_0 = 32, CP_Q4_0, CP_Q4_1, CP_Q4_K, CP_Q6_K, CP_Q5_0, CP_Q5_1, CP_Q5_K,
     CP_DTYPE_QUANT_END
 } cp_dtype;
 
@@ -33,9 +33,9 @@ int cp_dtype_bits(cp_dtype dt);
 /* Bytes for `numel` elements, or -1 when that is not a whole number of bytes (of blocks, for a
  * quantized format). */
 int64_t cp_dtype_nbytes(cp_dtype dt, int64_t numel);
-/* Whether dt is a block-quantized weight format (Q8_0, Q4_0, Q4_1, Q4_K). */
+/* Whether dt is a block-quantized weight format (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, Q5_0, Q5_1, Q5_K). */
 int cp_dtype_is_quantized(cp_dtype dt);
-/* Elements per block and bytes per block of a quantized format (32/34, 32/18, 32/20, 256/144);
+/* Elements per block and bytes per block of a quantized format (32/34, 32/18, 32/20, 256/144, 256/210, 32/22, 32/24, 256/176);
  * 1 and the element size for the others. */
 int cp_dtype_block_elems(cp_dtype dt);
 int cp_dtype_block_bytes(cp_dtype dt);

@@ -315,6 +315,10 @@ int cp_ggml_type_of(cp_dtype dt) {
     case CP_Q4_0: return CP_GGML_Q4_0;
     case CP_Q4_1: return CP_GGML_Q4_1;
     case CP_Q4_K: return CP_GGML_Q4_K;
+    case CP_Q6_K: return CP_GGML_Q6_K;
+    case CP_Q5_0: return CP_GGML_Q5_0;
+    case CP_Q5_1: return CP_GGML_Q5_1;
+    case CP_Q5_K: return CP_GGML_Q5_K;
     default: return -1;
     }
 }

@@ -41,7 +41,7 @@ int cp_ggml_is_quantized(int t);
  * that cp_ggml_can_dequantize rejects. */
 cp_status cp_ggml_dequantize_row(int t, const void *src, float *dst, int64_t n);
 
-/* The ggml type of a cpeft weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K), or -1. */
+/* The ggml type of a cpeft weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K, Q5_0, Q5_1, Q5_K), or -1. */
 int cp_ggml_type_of(cp_dtype dt);
 
 /* Quantizes `n` f32 values (a multiple of the block size) into blocks of type `t` at `dst` with

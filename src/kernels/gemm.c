@@ -178,6 +178,7 @@ cp_weight cp_weight_out_rows(const cp_weight *w, int64_t o0, int64_t n) {
     const int64_t row_bytes = cp_dtype_nbytes(w->dtype, w->in);
     cp_weight t = cp_weight_nt((const char *)w->data + o0 * row_bytes, w->dtype, w->in, n);
     t.round_bf16 = w->round_bf16;
+    t.act8 = w->act8;
     return t;
 }
 

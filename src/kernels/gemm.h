@@ -46,15 +46,18 @@ typedef struct {
     int64_t in, out;         /* C and OC */
     int round_bf16;          /* 0: exact (the weight widened, X as it is); 1: bf16 compute (--bf16, autocast):
                                 X and the weight rounded to bf16, products summed in f32 (gemm_bf16.h) */
+    int act8;                /* inference only, a quantized weight's forward with few rows: 1 lets the backend
+                                round X to 8 bits per block and sum integer products (llama.cpp's way,
+                                kernels/quant_dot.h); 0: exact. The input gradient is always exact. */
 } cp_weight;
 
 /* Descriptors for a weight stored (OC,C) and for one stored (C,OC). */
 static inline cp_weight cp_weight_nt(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out, 0};
+    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out, 0, 0};
     return w;
 }
 static inline cp_weight cp_weight_nn(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out, 0};
+    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out, 0, 0};
     return w;
 }
 /* Output features [o0, o0 + n) of an NT weight (its rows: a vocabulary chunk of the LM head). */
@@ -77,8 +80,8 @@ void cp_gemm_weight_grad(float *out, const float *a, const float *b, int64_t N, 
 void cp_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
-/* Whether the products take weights of this dtype (F32, F16, BF16; Q8_0, Q4_0, Q4_1, Q4_K stored
- * NT, rows of whole blocks: kernels/gemm_quant.h); check at load time. */
+/* Whether the products take weights of this dtype (F32, F16, BF16; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K,
+ * Q5_0, Q5_1, Q5_K stored NT, rows of whole blocks: kernels/gemm_quant.h); check at load time. */
 int cp_gemm_supports(cp_dtype dtype);
 
 /* ---- backends ---------------------------------------------------------------------------------- */

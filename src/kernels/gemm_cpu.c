@@ -19,6 +19,7 @@
 #include "kernels/gemm_cpu.h"
 #include "kernels/gemm_quant.h"
 #include "kernels/isa.h"
+#include "kernels/quant_dot.h"
 #include "kernels/skinny.h"
 
 #include <assert.h>
@@ -29,6 +30,7 @@
 CP_DECLARE_KERNELS_OF(CP_ISA)
 CP_DECLARE_GEMM_KERNELS_OF(CP_ISA)
 CP_DECLARE_QUANT_KERNELS_OF(CP_ISA)
+CP_DECLARE_QDOT_KERNELS_OF(CP_ISA)
 
 /* Row counts up to which the few-row kernels beat sgemm. F32: nn/linear.c's, measured on
  * GPT-Neo-125M / GPT-2 shapes, kept so that f32 results stay bit-identical. 16-bit: measured with
@@ -195,7 +197,11 @@ static void cpu_forward(float *out, const float *X, const cp_weight *W, int64_t 
     const int64_t C = W->in, OC = W->out;
     const int nt = W->layout == CP_WEIGHT_NT;
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
-    if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_forward)(out, X, W, N, accumulate); return; }
+    if (cp_dtype_is_quantized(W->dtype)) { /* few rows with act8 (inference): 8-bit activations, quant_dot.h */
+        if (W->act8 && N <= CP_QDOT_MAX_ROWS && CP_KERNEL(cp_qdot_forward)(out, X, W, N, accumulate) == 0) return;
+        CP_KERNEL(cp_gemm_quant_forward)(out, X, W, N, accumulate);
+        return;
+    }
     if (W->round_bf16) bf16_product(out, X, W->data, W->dtype, !nt, N, C, OC, accumulate);
     else if (W->dtype == CP_F32) (nt ? f32_nt : f32_nn)(out, X, W->data, N, C, OC, accumulate);
     else (nt ? w16_nt : w16_nn)(out, X, W->data, W->dtype == CP_BF16, N, C, OC, accumulate);

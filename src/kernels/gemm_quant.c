@@ -20,6 +20,7 @@
 #include "kernels/gemm_quant.h"
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"
+#include "kernels/quant_dot.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -31,6 +32,7 @@
 #endif
 
 CP_DECLARE_QUANT_KERNELS_OF(CP_ISA)
+CP_DECLARE_QDOT_KERNELS_OF(CP_ISA)
 
 #define FEW_ROWS 32         /* up to this many rows: the few-row kernels */
 #define TILE 256            /* weight values dequantized at a time: one Q4_K block, eight Q8_0 ones */
@@ -106,6 +108,7 @@ static void dequant(cp_dtype dt, const uint8_t *src, float *dst, int64_t n) {
     case CP_Q4_0: deq_q4_0(src, dst, n / 32); break;
     case CP_Q4_1: deq_q4_1(src, dst, n / 32); break;
     case CP_Q4_K: deq_q4_k(src, dst, n / 256); break;
+    case CP_Q6_K: case CP_Q5_0: case CP_Q5_1: case CP_Q5_K: CP_KERNEL(cp_qdot_dequant)(dst, src, dt, n); break; /* quant_dot.c */
     default: assert(!"not a quantized dtype");
     }
 }

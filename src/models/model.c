@@ -446,7 +446,8 @@ static cp_task_labels batch_labels(const cp_model *m, const cp_batch *b, int *ha
 
 cp_run cp_model_run(cp_model *m) {
     cp_run run = {.arena = &m->arena, .training = m->training, .model_dropout = m->training && m->model_dropout,
-                  .seed = m->dropout_seed, .batch_row0 = m->dropout_row0, .prompt = m->prompt};
+                  .seed = m->dropout_seed, .batch_row0 = m->dropout_row0, .prompt = m->prompt,
+                  .quant_act8 = m->quant_act8 && !m->training};
     return run;
 }
 
@@ -679,6 +680,8 @@ cp_status cp_model_forward_backward(cp_model *m, const cp_batch *user_batch, dou
 }
 
 int64_t cp_model_vocab_size(const cp_model *m) { return m->config.vocab_size; }
+
+void cp_model_set_quant_act8(cp_model *m, int on) { m->quant_act8 = on != 0; }
 int64_t cp_model_hidden_size(const cp_model *m) { return m->config.hidden_size; }
 int64_t cp_model_num_layers(const cp_model *m) { return m->config.num_layers; }
 int64_t cp_model_max_positions(const cp_model *m) { return m->config.max_positions; }

@@ -39,6 +39,9 @@ struct cp_model {
     uint64_t dropout_seed; /* the seed of the next training forward's dropout masks */
     int64_t dropout_row0;  /* the global batch row of the next call's row 0 (a data-parallel rank's shard;
                               0 in one process): the dropout masks are keyed by global rows (run.h) */
+    int quant_act8;        /* inference calls (not training) let quantized weights' few-row products round
+                              their input to 8 bits per block (models/run.h); 0 from load: exact. cpeft
+                              generate / eval set it unless --exact-quant */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
     void (*peft_free)(struct cp_model *m);
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method (models/hook.h), or NULL */ /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */

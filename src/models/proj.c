@@ -40,7 +40,7 @@ static cp_status scaled_forward(const cp_run *run, const cp_module *m, const cp_
     if (sh->ops->linear_scale(sh, run, m, &s_in, &s_out) != CP_OK) return CP_ERR;
     const float *x = s_in ? scale_rows(run->arena, in, s_in, N, C, "scaled projection input") : in; // (N,C)
     if (!x) return CP_ERR;
-    cp_linear_forward(m, out, x, N);
+    cp_linear_forward_act8(m, out, x, N, run->quant_act8);
     if (s_out) {
 #pragma omp parallel for schedule(static) if (N * OC > 65536)
         for (int64_t n = 0; n < N; n++)
@@ -57,7 +57,7 @@ cp_status cp_proj_forward(const cp_run *run, const cp_module *m, float *out, con
         cp_arena_release(run->arena, mark);
         return st;
     }
-    cp_linear_forward(m, out, in, N);
+    cp_linear_forward_act8(m, out, in, N, run->quant_act8);
     return add_contributions(run, m, out, in, N);
 }
 

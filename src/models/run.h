@@ -17,7 +17,10 @@
  *   - mix:       a mixed-adapter batch (PEFT's `adapter_names`): batch row b runs adapter names[b];
  *   - prompt:    the prompt-learning method in use (virtual tokens before every row), if any, how
  *                many virtual positions this batch has (n_virtual, n_prefix) and the hook's state;
- *   - cross:     an encoder-decoder's decoder call: the encoder's output its cross-attention reads.
+ *   - cross:     an encoder-decoder's decoder call: the encoder's output its cross-attention reads;
+ *   - quant_act8: inference only (never with training): products with a quantized weight and few rows
+ *                may round their input to 8 bits per block and sum integer products, as llama.cpp
+ *                does (kernels/quant_dot.h): faster decoding, slightly different logits.
  */
 #ifndef CP_MODELS_RUN_H
 #define CP_MODELS_RUN_H
@@ -74,6 +77,7 @@ typedef struct cp_run {
     const int64_t *prefix_key_mask;    /* (B, n_prefix + T) their key mask, or NULL: all ones */
     void *prompt_state;                /* the prompt hook's state for this call (its begin), or NULL */
     const cp_cross_states *cross;      /* a decoder's encoder states (encoder-decoder models), or NULL */
+    int quant_act8;                    /* 8-bit activations for quantized weights (inference only, see above) */
 } cp_run;
 
 /* The model's Dropout module `drop` as this run applies it the call-th time in the forward (0 for its

@@ -35,6 +35,10 @@ cp_weight cp_linear_weight(const cp_module *m) {
 }
 
 void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N) {
+    cp_linear_forward_act8(m, out, in, N, 0);
+}
+
+void cp_linear_forward_act8(const cp_module *m, float *out, const float *in, int64_t N, int act8) {
     const int64_t OC = m->out_features;
     const float *bias = m->bias ? m->bias->data : NULL;
     if (bias) {
@@ -42,7 +46,8 @@ void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t 
         for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof *out);
     }
     // out (N,OC) (+)= in (N,C) · Wᵀ (Linear, W (OC,C)) or in · W (Conv1D, W (C,OC))
-    const cp_weight w = cp_linear_weight(m);
+    cp_weight w = cp_linear_weight(m);
+    w.act8 = act8;
     cp_gemm_forward(out, in, &w, N, bias != NULL);
 }
 

@@ -19,6 +19,9 @@ cp_weight cp_linear_weight(const cp_module *m);
 /* out is (N,OC), in is (N,C); m is a CP_MOD_LINEAR or CP_MOD_CONV1D leaf with bound weights. The
  * base layer only: models apply projections through models/proj.h, which adds PEFT hooks. */
 void cp_linear_forward(const cp_module *m, float *out, const float *in, int64_t N);
+/* The same with the weight's act8 (kernels/gemm.h) set to `act8`: 1 lets a quantized weight's few-row
+ * product round `in` to 8 bits per block (inference only: models/run.h's quant_act8). */
+void cp_linear_forward_act8(const cp_module *m, float *out, const float *in, int64_t N, int act8);
 
 /* Backward of cp_linear_forward, given the forward's input X (N,C) and the output gradient dY (N,OC):
  *   dX (N,C) += dY·W (Linear) or dY·Wᵀ (Conv1D), when dX is non-NULL;

@@ -111,7 +111,13 @@ void cp_param_row_f32(const cp_param *p, int64_t r, float *dst, int accumulate) 
         else memcpy(dst, row, (size_t)C * sizeof *dst);
         return;
     }
-    assert(!cp_dtype_is_quantized(p->stored_dtype)); /* embeddings are never quantized (models/quantize.c) */
+    if (cp_dtype_is_quantized(p->stored_dtype)) { /* a GGUF's quantized embedding: ggml's dequantization of row r */
+        float buf[C];
+        cp_ggml_dequantize_row(cp_ggml_type_of(p->stored_dtype), (const char *)p->stored + r * cp_dtype_nbytes(p->stored_dtype, C),
+                               accumulate ? buf : dst, C);
+        if (accumulate) for (int64_t c = 0; c < C; c++) dst[c] += buf[c];
+        return;
+    }
     const uint16_t *row = (const uint16_t *)p->stored + r * C;
     float (*widen)(uint16_t) = p->source_dtype == CP_BF16 ? cp_bf16_to_f32 : cp_f16_to_f32;
     for (int64_t c = 0; c < C; c++) dst[c] = accumulate ? dst[c] + widen(row[c]) : widen(row[c]);
