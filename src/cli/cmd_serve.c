@@ -29,7 +29,7 @@ static void help(FILE *f) {
             "usage: cpeft serve --model DIR|FILE.gguf [--adapter DIR[:NAME]]... [--host 127.0.0.1] [--port 8000]\n"
             "                   [--model-name NAME] [--chat-template FILE] [--max-batch 16] [--max-queue 64]\n"
             "                   [--max-context N] [--max-tokens 256] [--max-body-bytes 1048576]\n"
-            "                   [--max-connections 256] [--shutdown-timeout 30] [--quantize TYPE]\n\n"
+            "                   [--max-connections 256] [--shutdown-timeout 30] [--quantize TYPE] [--exact-quant]\n\n"
             "An OpenAI-compatible server: /v1/completions, /v1/chat/completions (streaming with \"stream\": true),\n"
             "/v1/models, /health, and POST /v1/adapters {\"name\", \"path\"} / DELETE /v1/adapters/NAME to load and\n"
             "unload adapters while it runs. A request's \"model\" names an adapter, or the base model (no adapter).\n"
@@ -47,6 +47,8 @@ static void help(FILE *f) {
             "  --max-body-bytes N    larger request bodies are answered 413 (default 1 MiB)\n"
             "  --max-connections N   open connections at most (default 256)\n"
             "  --shutdown-timeout S  on SIGTERM, seconds running requests may take to finish (default 30)\n"
+            "  --exact-quant         quantized weights multiply f32 activations (default: rounded to 8 bits per\n"
+            "                        block while decoding, as llama.cpp does; faster, not bit-equal)\n"
             "  --step-delay-ms N     pause before every decode step (for tests of the queue; default 0)\n");
     fputs(CLI_QUANTIZE_HELP, f);
 }
@@ -92,12 +94,14 @@ int cmd_serve(int argc, char **argv) {
     int n_adapters = 0;
     int64_t port = 8000, max_batch = 16, max_queue = 64, max_context = 0, max_tokens = 256, max_body = 1 << 20,
             max_conn = 256, shutdown_s = 30, step_delay = 0;
+    int exact_quant = 0;
     const cp_opt options[] = {
         {CP_STRING("--model", &model_dir)},
         {CP_STRING("--host", &host)},
         {CP_STRING("--model-name", &model_name)},
         {CP_STRING("--chat-template", &template_file)},
         {CP_STRING("--quantize", &quantize)},
+        {CP_FLAG("--exact-quant", &exact_quant)},
         {CLI_ADAPTER_OPTION(adapters, &n_adapters)},
         {CP_INT("--port", &port, 0, 65535)},
         {CP_INT("--max-batch", &max_batch, 1, 1024)},
@@ -139,6 +143,7 @@ int cmd_serve(int argc, char **argv) {
     char *name = model_name ? cp_strdup(model_name) : base_name(model_dir);
     cp_status st = name ? CP_OK : CP_ERR;
     if (st == CP_OK) st = cli_model_load_task(&m, model_dir, load_flags, NULL);
+    if (st == CP_OK) cp_model_set_quant_act8(m, !exact_quant); /* decoding: 8-bit activations for quantized weights */
     if (st == CP_OK && strcmp(cp_model_task_type(m), "CAUSAL_LM")) st = cp_error("%s: cpeft serve runs causal language models", model_dir);
     if (st == CP_OK) st = cli_tokenizer_load(&tok, model_dir);
     if (st == CP_OK) {
