@@ -47,8 +47,8 @@ static void help(FILE *f) {
             "usage: cpeft train --model DIR --data FILE --output-dir DIR [options]\n\n"
             "Fine-tuning of a causal LM with LoRA, prompt tuning, p-tuning or prefix tuning. Writes a PEFT\n"
             "adapter (adapter_config.json + adapter_model.safetensors) to --output-dir, checkpoint-N/ every\n"
-            "--save-steps, metrics.jsonl and loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit\n"
-            "130, 143 and 129.\n"
+            "--save-steps, trainer_state.json, metrics.jsonl and loss_curve.png / .svg. SIGINT, SIGTERM and\n"
+            "SIGHUP save a checkpoint and exit 130, 143 and 129.\n"
             "Data (README \"Data formats\"): plain text (one stream cut into blocks); JSONL, a JSON array, or\n"
             "CSV / TSV (by the name, header row) of TRL's formats, tokenized as TRL's SFTTrainer does: \"text\",\n"
             "\"prompt\" + \"completion\" (loss on the completion), conversational \"messages\" (rendered with\n"
@@ -101,6 +101,15 @@ static void help(FILE *f) {
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
             "                                  otherwise, unless resuming); one run at a time per directory\n"
             "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n"
+            "  --save-total-limit N            keep at most N checkpoint-N/ (the oldest deleted; never the newest\n"
+            "                                  nor the best); 0 (the default): all\n"
+            "  --metric-for-best-model NAME    the evaluation metric that picks the best checkpoint (loss,\n"
+            "                                  accuracy, f1, ...; default loss with --load-best-model-at-end)\n"
+            "  --greater-is-better [true|false]  default: false for a name ending in \"loss\", else true\n"
+            "  --load-best-model-at-end [true|false]  the final adapter is the best checkpoint's (needs\n"
+            "                                  --eval-steps and --save-steps a round multiple of it)\n"
+            "  --report-to none|tensorboard|all  TensorBoard event files (train/loss, eval/loss, ...) in\n"
+            "                                  --logging-dir (default OUTPUT_DIR/runs/<date>_<host>)\n"
             "data-parallel (docs/distributed.md): mpirun -np N cpeft train ... or srun cpeft train ...; the\n"
             "global batch is N x --per-device-train-batch-size x accumulation; OMP_NUM_THREADS threads per rank;\n"
             "CPEFT_DIST_TIMEOUT seconds (600) before the ranks give up on one that died or hangs\n",
@@ -532,6 +541,13 @@ int cmd_train(int argc, char **argv) {
             continue;
         }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
+        /* TrainingArguments' booleans: the bare flag is true, or an explicit true / false after it */
+        if (!strcmp(argv[i], "--load-best-model-at-end") || !strcmp(argv[i], "--greater-is-better")) {
+            int *field = argv[i][2] == 'l' ? &a.load_best_model_at_end : &a.greater_is_better;
+            *field = 1;
+            if (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false"))) *field = !strcmp(argv[++i], "true");
+            continue;
+        }
         if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
@@ -541,6 +557,8 @@ int cmd_train(int argc, char **argv) {
         STR("--bias", a.lora.bias)
         STR("--text-field", a.text_field) STR("--chat-template", a.chat_template) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
+        STR("--metric-for-best-model", a.metric_for_best_model) STR("--report-to", a.report_to) STR("--logging-dir", a.logging_dir)
+        INT("--save-total-limit", save_total_limit, 0, INT64_MAX)
         STR("--source-field", a.source_field) STR("--target-field", a.target_field) STR("--source-prefix", a.source_prefix)
         INT("--max-source-length", max_source_length, 2, 1 << 24) INT("--max-target-length", max_target_length, 2, 1 << 24)
         INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)
