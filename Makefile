@@ -28,7 +28,7 @@ VERSION := 0.1.0
 ABI := $(shell sed -n 's/^\#define CPEFT_ABI_VERSION \([0-9][0-9]*\).*/\1/p' include/cpeft.h)
 
 DEPS_STAMP := build/.deps-ok
-PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd
+PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd cairo
 # OpenBLAS built for OpenMP, so that BLAS and cpeft's own parallel loops share one thread pool
 # (the default pthread build spins its own threads against OpenMP's and loses ~20%). The rpath
 # pins that build at run time whichever variant Debian's alternatives point at.
@@ -39,7 +39,7 @@ BLAS_CFLAGS = -I$(BLAS_INC)
 BLAS_LIBS   = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 # Recursive (=) so pkg-config runs after the dependency check has installed what was missing.
 PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc -lz -lzstd)
+PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc -lz -lzstd -lcairo)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 OMPFLAGS ?= -fopenmp

@@ -8,7 +8,7 @@
  *
  * What the library leaves to its program is done here: every line printed (the setup summary, the
  * memory plan, progress lines or a live bar, evaluations, checkpoints, the peak memory), the loss
- * curve drawn (loss.png, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
+ * curve drawn (loss_curve.png and loss_curve.svg, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
  * into cp_trainer_request_stop, which ends the run after the step under way with a checkpoint; the
  * exit status is then 128 + the signal, as a shell reports a process the signal ended.
  *
@@ -210,14 +210,20 @@ static int on_evaluate(void *user, const cp_train_eval *e) {
     return 0;
 }
 
-/* loss.png beside metrics.jsonl: the logged train losses and the evaluations, redrawn at every save. */
+/* loss_curve.png and loss_curve.svg beside metrics.jsonl: the logged train losses, the evaluations
+ * and the best checkpoint, redrawn at every save. */
 static cp_status draw_plot(report *r) {
     cp_train_history h;
     cp_trainer_history(r->t, &h);
-    char png[4096];
-    snprintf(png, sizeof png, "%s/loss.png", r->output_dir);
-    return cp_plot_loss_png(png, h.train_step, h.train_loss, (int)h.n_train, h.eval_step, h.eval_loss, (int)h.n_eval,
-                            "cpeft train: loss");
+    cp_trainer_info in;
+    cp_trainer_get_info(r->t, &in);
+    cp_plot_data d = {.train_step = h.train_step, .train_loss = h.train_loss, .n_train = (int)h.n_train, .eval_step = h.eval_step,
+                      .eval_loss = h.eval_loss, .n_eval = (int)h.n_eval,
+                      .best_step = in.best_global_step ? (double)in.best_global_step : NAN, .title = "cpeft train: loss"};
+    char png[4096], svg[4096];
+    snprintf(png, sizeof png, "%s/loss_curve.png", r->output_dir);
+    snprintf(svg, sizeof svg, "%s/loss_curve.svg", r->output_dir);
+    return cp_plot_loss_png(png, &d) == CP_OK && cp_plot_loss_svg(svg, &d) == CP_OK ? CP_OK : CP_ERR;
 }
 
 static int on_save(void *user, const cp_train_save *s) {
@@ -233,8 +239,8 @@ static int on_save(void *user, const cp_train_save *s) {
         printf("saved checkpoint-%lld\n", (long long)s->step);
     } else {
         const char *name = strrchr(s->dir, '/');
-        printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; loss.png, "
-               "metrics.jsonl) in %.1f s\n", r->output_dir, name ? name + 1 : s->dir, now() - r->t_start);
+        printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; trainer_state.json, "
+               "metrics.jsonl, loss_curve.png / .svg) in %.1f s\n", r->output_dir, name ? name + 1 : s->dir, now() - r->t_start);
     }
     return 0;
 }
