@@ -280,8 +280,8 @@ static void print_setup(const cp_trainer_info *in, const cp_train_options *o) {
  * every save; returns the total (0 when no plan could be made). */
 static double print_plan(const cp_train_memory_plan *p, int checkpointing) {
     char b1[32], b2[32], b3[32], b4[32];
-    double rest = p->other_bytes >= 0 ? p->other_bytes + (double)cp_plot_peak_bytes() : -1;
-    double total = p->total_bytes + (rest >= 0 ? (double)cp_plot_peak_bytes() : 0);
+    const double plot = (double)cp_plot_peak_bytes(), rest = p->other_bytes;
+    double total = p->total_bytes + (rest >= 0 ? plot : 0);
     printf("memory plan (batch %lld x %lld tokens):\n", (long long)p->batch_size, (long long)p->seq_len);
     printf("  frozen weights        %12s  (%s memory-mapped from the checkpoint, shared with the page cache)\n",
            cp_format_bytes(p->frozen_bytes, b1, sizeof b1), cp_format_bytes(p->mapped_bytes, b2, sizeof b2));
@@ -296,8 +296,10 @@ static double print_plan(const cp_train_memory_plan *p, int checkpointing) {
                "layers)\n",
                cp_format_bytes(p->activation_bytes_without_checkpointing - p->activation_bytes, b1, sizeof b1),
                cp_format_bytes(p->activation_bytes_without_checkpointing, b2, sizeof b2));
+    printf("  loss curve            %12s  (cairo and its libraries, fonts, the image: loaded at the first save)\n",
+           cp_format_bytes(plot, b2, sizeof b2));
     if (rest >= 0)
-        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers; the loss plot)\n",
+        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers)\n",
                cp_format_bytes(rest, b4, sizeof b4));
     else
         printf("  program and data      %12s  (not measured on this system; not in the total)\n", "?");

@@ -31,9 +31,10 @@ typedef struct {
 cp_status cp_plot_loss_png(const char *path, const cp_plot_data *d);
 cp_status cp_plot_loss_svg(const char *path, const cp_plot_data *d);
 
-/* The memory drawing one plot holds at its peak, for the memory plan of a run: the ARGB image
- * surface, zlib's deflate state in the PNG writer, and cairo's and fontconfig's font caches (the
- * font configuration is loaded once per process). Measured: see tests/unit/test_plot.c. */
+/* The memory drawing one plot holds at its peak, for the memory plan of a run: cairo's libraries
+ * (opened on the first plot), the image surface, zlib's deflate state in the PNG writer, and cairo's
+ * and fontconfig's font caches (the font configuration is loaded once per process). Measured: see
+ * tests/unit/test_plot.c and plot.c. */
 size_t cp_plot_peak_bytes(void);
 
 #endif
