@@ -29,6 +29,9 @@ ABI := $(shell sed -n 's/^\#define CPEFT_ABI_VERSION \([0-9][0-9]*\).*/\1/p' inc
 
 DEPS_STAMP := build/.deps-ok
 PKGS    := libcjson libpcre2-8 libutf8proc zlib libzstd
+# cairo draws the loss curve (src/train/plot.c); its headers at build time, the library opened with
+# dlopen on the first plot (so that processes that never draw one do not load its ~20 libraries).
+# Tests that read the images back link it directly.
 # OpenBLAS built for OpenMP, so that BLAS and cpeft's own parallel loops share one thread pool
 # (the default pthread build spins its own threads against OpenMP's and loses ~20%). The rpath
 # pins that build at run time whichever variant Debian's alternatives point at.
@@ -38,8 +41,10 @@ BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
 BLAS_CFLAGS = -I$(BLAS_INC)
 BLAS_LIBS   = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 # Recursive (=) so pkg-config runs after the dependency check has installed what was missing.
-PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PKGS) cairo 2>/dev/null)
 PKG_LIBS   = $(BLAS_LIBS) $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lpcre2-8 -lutf8proc -lz -lzstd)
+CAIRO_LIBS = $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
+TEST_LIBS_test_plot = $(CAIRO_LIBS)
 
 WARN    := -Wall -Wextra -Wno-unused-parameter
 OMPFLAGS ?= -fopenmp
@@ -170,7 +175,7 @@ $(BUILD)/cpeft.pc: cpeft.pc.in
 
 $(BUILD)/tests/%: tests/%.c tests/test.h $(wildcard tests/parity/*.h) $(BUILD)/libcpeft.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(LIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Itests -o $@ $< $(BUILD)/libcpeft.a $(TEST_LIBS_$(notdir $@)) $(LIBS_ALL)
 
 # Each fuzz target as a test program that replays its committed corpus and seeds (tests/fuzz/replay.c).
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libcpeft.a

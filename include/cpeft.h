@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define CPEFT_VERSION "0.1.0"
-#define CPEFT_ABI_VERSION 6
+#define CPEFT_ABI_VERSION 7
 
 #ifndef CP_OK
 #define CP_OK 0
@@ -643,6 +643,24 @@ typedef struct cp_train_options {
                                          template without them is refused */
     int completion_only_loss;         /* 1 (the default): prompt-completion records take loss on the
                                          completion only; 0: on the whole sequence */
+    /* ---- ABI 7: the Trainer's best model, checkpoint rotation and reporting (README "Outputs of a
+     * run"). Every checkpoint-N/ and the output_dir get trainer_state.json as the Trainer writes it
+     * (log_history, global_step, best_metric, best_global_step, best_model_checkpoint, ...). ---- */
+    const char *metric_for_best_model;/* NULL: "loss" with load_best_model_at_end, else no best is tracked;
+                                         a name the evaluation reports ("loss", "accuracy", "f1", ... with
+                                         or without "eval_"); the evaluation before training never counts */
+    int greater_is_better;            /* -1 (the default): 1 unless the metric's name ends in "loss"; 0; 1 */
+    int load_best_model_at_end;       /* 0 (the default). 1: after the run the model holds the best
+                                         checkpoint's adapter and the final adapter in output_dir is its copy
+                                         (when the best is the last step: that step's). Needs evaluation data
+                                         and eval_steps > 0 with save_steps a round multiple of it (the
+                                         Trainer's rule, its error messages), or both 0 */
+    int64_t save_total_limit;         /* 0 (the default): keep every checkpoint-N/. N: after each save the
+                                         oldest are deleted until N are left, never the newest nor the best */
+    const char *report_to;            /* NULL or "none" (the default): no integration; "tensorboard" or
+                                         "all": TensorBoard event files in logging_dir (a comma list is
+                                         accepted: "tensorboard,none") */
+    const char *logging_dir;          /* NULL: <output_dir>/runs/<Mon>DD_HH-MM-SS_<host> (the Trainer's) */
 } cp_train_options;
 
 /* Fills o with the defaults above (those of `cpeft train`; data_path must then be set). */
@@ -715,6 +733,11 @@ typedef struct cp_trainer_info {
     /* ---- ABI 4: SEQ_2_SEQ_LM (train_truncated / eval_truncated count the sources cut) ---- */
     int64_t train_target_truncated, eval_target_truncated; /* targets cut to max_target_length */
     int64_t max_source_length, max_target_length;          /* as resolved (0 for other tasks) */
+    /* ---- ABI 7 ---- */
+    int64_t best_global_step;         /* the step of the best evaluation (0: none tracked yet) */
+    double best_metric;               /* its metric_for_best_model value (NAN: none) */
+    int64_t checkpoints_deleted;      /* checkpoint-N/ removed by save_total_limit in this run */
+    const char *logging_dir;          /* where TensorBoard events go (NULL: not reporting); the trainer's */
 } cp_trainer_info;
 CP_API void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out);
 

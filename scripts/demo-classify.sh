@@ -42,4 +42,4 @@ start=$(date +%s)
 build/cpeft train "${common[@]}" --task-type TOKEN_CLS --per-device-train-batch-size 8 --num-train-epochs "$WNUT_EPOCHS" --data data/wnut17/wnut17train.conll \
     --eval-data data/wnut17/emerging.test.annotated --max-train-samples "$WNUT_MAX_TRAIN" --output-dir "$OUT/wnut17"
 echo "WNUT-17: $(( $(date +%s) - start )) s"
-echo "adapters, metrics.jsonl and loss.png under $OUT/"
+echo "adapters, metrics.jsonl and loss_curve.png under $OUT/"

@@ -15,7 +15,7 @@
 # Shared: DEMO_STEPS steps (default 40) of 4 x DEMO_SEQ tokens (default 128), cosine schedule with 4
 # warmup steps, a 3% held-out split, seed 42. "before" is the trainer's evaluation at step 0, with the
 # fresh adapter in place: for LoRA that is the base model (lora_B is zero), for prompt tuning the
-# TEXT-init prompt, for prefix tuning the random prefix. Adapters, metrics.jsonl and loss.png under
+# TEXT-init prompt, for prefix tuning the random prefix. Adapters, metrics.jsonl and loss_curve.png under
 # DEMO_OUT (default build/demo-prompt).
 set -euo pipefail
 cd "$(dirname "$0")/.."

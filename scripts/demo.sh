@@ -65,4 +65,4 @@ echo
 echo
 echo "The adapter in $OUT (adapter_config.json + adapter_model.safetensors) loads in Python with"
 echo "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"$MODEL_DIR\"), \"$OUT\");"
-echo "$OUT/loss.png has the loss curve, $OUT/metrics.jsonl every logged value."
+echo "$OUT/loss_curve.png has the loss curve, $OUT/metrics.jsonl every logged value."

@@ -7,7 +7,7 @@
 # Usage: scripts/install-deps.sh [--with-fuzz]
 set -euo pipefail
 
-packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev)
+packages=(build-essential pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libutf8proc-dev zlib1g-dev libzstd-dev libcairo2-dev)
 optional=()
 if [[ "${MPI:-auto}" != "0" ]]; then optional+=(libopenmpi-dev openmpi-bin); fi
 optional+=(libmicrohttpd-dev)  # `cpeft serve` (without it, the rest builds and serve says how to get it)

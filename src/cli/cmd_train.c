@@ -8,7 +8,7 @@
  *
  * What the library leaves to its program is done here: every line printed (the setup summary, the
  * memory plan, progress lines or a live bar, evaluations, checkpoints, the peak memory), the loss
- * curve drawn (loss.png, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
+ * curve drawn (loss_curve.png and loss_curve.svg, at every checkpoint and at the end), and SIGINT / SIGTERM / SIGHUP turned
  * into cp_trainer_request_stop, which ends the run after the step under way with a checkpoint; the
  * exit status is then 128 + the signal, as a shell reports a process the signal ended.
  *
@@ -47,8 +47,8 @@ static void help(FILE *f) {
             "usage: cpeft train --model DIR --data FILE --output-dir DIR [options]\n\n"
             "Fine-tuning of a causal LM with LoRA, prompt tuning, p-tuning or prefix tuning. Writes a PEFT\n"
             "adapter (adapter_config.json + adapter_model.safetensors) to --output-dir, checkpoint-N/ every\n"
-            "--save-steps, metrics.jsonl and loss.png. SIGINT, SIGTERM and SIGHUP save a checkpoint and exit\n"
-            "130, 143 and 129.\n"
+            "--save-steps, trainer_state.json, metrics.jsonl and loss_curve.png / .svg. SIGINT, SIGTERM and\n"
+            "SIGHUP save a checkpoint and exit 130, 143 and 129.\n"
             "Data (README \"Data formats\"): plain text (one stream cut into blocks); JSONL, a JSON array, or\n"
             "CSV / TSV (by the name, header row) of TRL's formats, tokenized as TRL's SFTTrainer does: \"text\",\n"
             "\"prompt\" + \"completion\" (loss on the completion), conversational \"messages\" (rendered with\n"
@@ -101,6 +101,15 @@ static void help(FILE *f) {
             "  --overwrite-output-dir          write into an output directory that is not empty (refused\n"
             "                                  otherwise, unless resuming); one run at a time per directory\n"
             "  --progress bar|lines            default: a live bar on a terminal, lines otherwise\n"
+            "  --save-total-limit N            keep at most N checkpoint-N/ (the oldest deleted; never the newest\n"
+            "                                  nor the best); 0 (the default): all\n"
+            "  --metric-for-best-model NAME    the evaluation metric that picks the best checkpoint (loss,\n"
+            "                                  accuracy, f1, ...; default loss with --load-best-model-at-end)\n"
+            "  --greater-is-better [true|false]  default: false for a name ending in \"loss\", else true\n"
+            "  --load-best-model-at-end [true|false]  the final adapter is the best checkpoint's (needs\n"
+            "                                  --eval-steps and --save-steps a round multiple of it)\n"
+            "  --report-to none|tensorboard|all  TensorBoard event files (train/loss, eval/loss, ...) in\n"
+            "                                  --logging-dir (default OUTPUT_DIR/runs/<date>_<host>)\n"
             "data-parallel (docs/distributed.md): mpirun -np N cpeft train ... or srun cpeft train ...; the\n"
             "global batch is N x --per-device-train-batch-size x accumulation; OMP_NUM_THREADS threads per rank;\n"
             "CPEFT_DIST_TIMEOUT seconds (600) before the ranks give up on one that died or hangs\n",
@@ -201,14 +210,20 @@ static int on_evaluate(void *user, const cp_train_eval *e) {
     return 0;
 }
 
-/* loss.png beside metrics.jsonl: the logged train losses and the evaluations, redrawn at every save. */
+/* loss_curve.png and loss_curve.svg beside metrics.jsonl: the logged train losses, the evaluations
+ * and the best checkpoint, redrawn at every save. */
 static cp_status draw_plot(report *r) {
     cp_train_history h;
     cp_trainer_history(r->t, &h);
-    char png[4096];
-    snprintf(png, sizeof png, "%s/loss.png", r->output_dir);
-    return cp_plot_loss_png(png, h.train_step, h.train_loss, (int)h.n_train, h.eval_step, h.eval_loss, (int)h.n_eval,
-                            "cpeft train: loss");
+    cp_trainer_info in;
+    cp_trainer_get_info(r->t, &in);
+    cp_plot_data d = {.train_step = h.train_step, .train_loss = h.train_loss, .n_train = (int)h.n_train, .eval_step = h.eval_step,
+                      .eval_loss = h.eval_loss, .n_eval = (int)h.n_eval,
+                      .best_step = in.best_global_step ? (double)in.best_global_step : NAN, .title = "cpeft train: loss"};
+    char png[4096], svg[4096];
+    snprintf(png, sizeof png, "%s/loss_curve.png", r->output_dir);
+    snprintf(svg, sizeof svg, "%s/loss_curve.svg", r->output_dir);
+    return cp_plot_loss_png(png, &d) == CP_OK && cp_plot_loss_svg(svg, &d) == CP_OK ? CP_OK : CP_ERR;
 }
 
 static int on_save(void *user, const cp_train_save *s) {
@@ -224,8 +239,8 @@ static int on_save(void *user, const cp_train_save *s) {
         printf("saved checkpoint-%lld\n", (long long)s->step);
     } else {
         const char *name = strrchr(s->dir, '/');
-        printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; loss.png, "
-               "metrics.jsonl) in %.1f s\n", r->output_dir, name ? name + 1 : s->dir, now() - r->t_start);
+        printf("saved the adapter to %s (adapter_config.json and adapter_model.safetensors, linked to %s/; trainer_state.json, "
+               "metrics.jsonl, loss_curve.png / .svg) in %.1f s\n", r->output_dir, name ? name + 1 : s->dir, now() - r->t_start);
     }
     return 0;
 }
@@ -265,8 +280,8 @@ static void print_setup(const cp_trainer_info *in, const cp_train_options *o) {
  * every save; returns the total (0 when no plan could be made). */
 static double print_plan(const cp_train_memory_plan *p, int checkpointing) {
     char b1[32], b2[32], b3[32], b4[32];
-    double rest = p->other_bytes >= 0 ? p->other_bytes + (double)cp_plot_peak_bytes() : -1;
-    double total = p->total_bytes + (rest >= 0 ? (double)cp_plot_peak_bytes() : 0);
+    const double plot = (double)cp_plot_peak_bytes(), rest = p->other_bytes;
+    double total = p->total_bytes + (rest >= 0 ? plot : 0);
     printf("memory plan (batch %lld x %lld tokens):\n", (long long)p->batch_size, (long long)p->seq_len);
     printf("  frozen weights        %12s  (%s memory-mapped from the checkpoint, shared with the page cache)\n",
            cp_format_bytes(p->frozen_bytes, b1, sizeof b1), cp_format_bytes(p->mapped_bytes, b2, sizeof b2));
@@ -281,8 +296,10 @@ static double print_plan(const cp_train_memory_plan *p, int checkpointing) {
                "layers)\n",
                cp_format_bytes(p->activation_bytes_without_checkpointing - p->activation_bytes, b1, sizeof b1),
                cp_format_bytes(p->activation_bytes_without_checkpointing, b2, sizeof b2));
+    printf("  loss curve            %12s  (cairo and its libraries, fonts, the image: loaded at the first save)\n",
+           cp_format_bytes(plot, b2, sizeof b2));
     if (rest >= 0)
-        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers; the loss plot)\n",
+        printf("  program and data      %12s  (measured: code, libraries, tokenizer, dataset, BLAS buffers)\n",
                cp_format_bytes(rest, b4, sizeof b4));
     else
         printf("  program and data      %12s  (not measured on this system; not in the total)\n", "?");
@@ -532,6 +549,13 @@ int cmd_train(int argc, char **argv) {
             continue;
         }
         if (!strcmp(argv[i], "--overwrite-output-dir")) { a.overwrite_output_dir = 1; continue; }
+        /* TrainingArguments' booleans: the bare flag is true, or an explicit true / false after it */
+        if (!strcmp(argv[i], "--load-best-model-at-end") || !strcmp(argv[i], "--greater-is-better")) {
+            int *field = argv[i][2] == 'l' ? &a.load_best_model_at_end : &a.greater_is_better;
+            *field = 1;
+            if (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false"))) *field = !strcmp(argv[++i], "true");
+            continue;
+        }
         if ((r = cli_peft_flag(argc, argv, &i, &peft, "train"))) { if (r < 0) return 2; continue; }
         STR("--model", model_dir) STR("--data", a.data_path) STR("--eval-data", a.eval_data_path) STR("--output-dir", a.output_dir)
         STR("--peft-config", a.peft_config_path) STR("--resume-from-checkpoint", a.resume_from)
@@ -541,6 +565,8 @@ int cmd_train(int argc, char **argv) {
         STR("--bias", a.lora.bias)
         STR("--text-field", a.text_field) STR("--chat-template", a.chat_template) STR("--text-pair-field", a.text_pair_field) STR("--label-field", a.label_field)
         STR("--task-type", a.task_type)
+        STR("--metric-for-best-model", a.metric_for_best_model) STR("--report-to", a.report_to) STR("--logging-dir", a.logging_dir)
+        INT("--save-total-limit", save_total_limit, 0, INT64_MAX)
         STR("--source-field", a.source_field) STR("--target-field", a.target_field) STR("--source-prefix", a.source_prefix)
         INT("--max-source-length", max_source_length, 2, 1 << 24) INT("--max-target-length", max_target_length, 2, 1 << 24)
         INT("--max-train-samples", max_train_samples, 0, INT64_MAX) INT("--max-eval-samples", max_eval_samples, 0, INT64_MAX)

@@ -153,6 +153,7 @@ void cp_train_options_init(cp_train_options *o) {
     o->save_steps = 500;
     o->seed = 42;
     o->model_dropout = 1;
+    o->greater_is_better = -1; /* from the metric's name */
 }
 
 /* The checks torch.optim.AdamW makes (lr, eps, betas, weight_decay) and those TrainingArguments and
@@ -198,7 +199,7 @@ cp_status cp_train_options_check(const cp_train_options *a) {
         return cp_error("lr_scheduler_type %d is not a cp_lr_scheduler", (int)a->lr_scheduler_type);
 #undef BAD
 #undef BADI
-    return CP_OK;
+    return cp_train_report_check(a);
 }
 
 /* ---- cp_train ------------------------------------------------------------------------------------ */

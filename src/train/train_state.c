@@ -4,8 +4,14 @@
  *
  *   checkpoint-N/adapter_config.json, adapter_model.safetensors   the adapter, as PEFT saves it
  *   checkpoint-N/optimizer.safetensors                             AdamW's moments (+ exact values)
- *   checkpoint-N/trainer_state.json                                the step, the settings that must
- *                                                                  match on resume, the log history
+ *   checkpoint-N/trainer_state.json                                transformers' TrainerState: the
+ *                                                                  step, log_history, the best metric
+ *                                                                  (train_log.h)
+ *   checkpoint-N/cpeft_state.json                                  what resuming exactly needs besides:
+ *                                                                  the settings that must match
+ *
+ * Older cpeft checkpoints kept those settings in trainer_state.json itself; they are read from there
+ * when cpeft_state.json is absent.
  *
  * A checkpoint is written complete under a temporary name and replaces an existing one in one step
  * (cp_dir_replace), so a kill at any instant leaves complete checkpoints.
@@ -22,6 +28,7 @@
 #include "train/dist.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* optimizer.safetensors: AdamW's moments of every trainable parameter ("<name>.exp_avg",
@@ -59,7 +66,7 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
     cp_free(names);
     cp_free(t);
     if (st != CP_OK) return st;
-    /* trainer_state.json: where the run is and what it was run with */
+    /* cpeft_state.json: what the run was made with (what must match on resume) */
     const cp_train_options *a = &r->o;
     cp_strbuf sb;
     cp_sb_init(&sb);
@@ -67,18 +74,19 @@ static cp_status write_state(cp_trainer *r, const char *dir, int64_t step) {
     cp_sb_printf(&sb, "{\n  \"global_step\": %lld,\n  \"max_steps\": %lld,\n  \"seed\": %lld,\n  \"train_examples\": %lld,\n"
                       "  \"per_device_train_batch_size\": %lld,\n  \"gradient_accumulation_steps\": %lld,\n  \"world_size\": %d,\n"
                       "  \"learning_rate\": %s,\n  \"lr_scheduler_type\": \"%s\",\n  \"warmup_steps\": %lld,\n"
-                      "  \"max_seq_length\": %lld,\n  \"weight_decay\": %s,\n  \"log_history\": [",
+                      "  \"max_seq_length\": %lld,\n  \"weight_decay\": %s\n}\n",
                  (long long)step, (long long)r->total_steps, (long long)a->seed, (long long)cp_trainer_n_train(r),
                  (long long)a->per_device_train_batch_size, (long long)a->gradient_accumulation_steps, cp_dist_size(),
                  cp_py_float_repr(a->learning_rate, f1, sizeof f1), cp_lr_scheduler_name(a->lr_scheduler_type),
                  (long long)r->warmup_steps, (long long)a->max_seq_length, cp_py_float_repr(a->weight_decay, f2, sizeof f2));
-    for (int i = 0; i < r->train_loss.n; i++)
-        cp_sb_printf(&sb, "%s\n    {\"step\": %.0f, \"loss\": %.6f}", i ? "," : "", r->train_loss.step[i], r->train_loss.value[i]);
-    for (int i = 0; i < r->eval_loss.n; i++)
-        cp_sb_printf(&sb, "%s\n    {\"step\": %.0f, \"eval_loss\": %.6f}", (i || r->train_loss.n) ? "," : "", r->eval_loss.step[i],
-                     r->eval_loss.value[i]);
-    cp_sb_append(&sb, "\n  ]\n}\n");
     char *text = cp_sb_finish(&sb);
+    path = cp_path_join(dir, "cpeft_state.json");
+    st = text && path ? cp_write_file_atomic(path, text, strlen(text)) : CP_ERR;
+    cp_free(text);
+    cp_free(path);
+    if (st != CP_OK) return st;
+    /* trainer_state.json: the Trainer's */
+    text = cp_trainer_state_text(r);
     path = cp_path_join(dir, "trainer_state.json");
     st = text && path ? cp_write_file_atomic(path, text, strlen(text)) : CP_ERR;
     cp_free(text);
@@ -95,6 +103,7 @@ cp_status cp_trainer_save_checkpoint(cp_trainer *r, char **dir) {
     cp_status st = cp_dir_begin(final, &staging);
     if (st == CP_OK) st = cp_adapter_save(r->m, r->o.adapter_name, staging);
     if (st == CP_OK && r->cls) st = cp_class_write_head_config(r, staging);
+    if (st == CP_OK) st = cp_train_report_saved(r); /* best_model_checkpoint, before the state records it */
     if (st == CP_OK) st = write_state(r, staging, r->step);
     if (st == CP_OK) st = cp_dir_replace(&staging, final);
     else cp_dir_abort(&staging);
@@ -107,8 +116,12 @@ cp_status cp_trainer_save_checkpoint(cp_trainer *r, char **dir) {
     return CP_OK;
 }
 
+/* A log value: a number, or the raw float text the log keeps ("NaN" included). */
+static double number_of(const cJSON *it) { return cJSON_IsRaw(it) && it->valuestring ? strtod(it->valuestring, NULL) : it->valuedouble; }
+
 cp_status cp_trainer_load_checkpoint_state(cp_trainer *r, const char *dir) {
-    char *path = cp_path_join(dir, "trainer_state.json");
+    char *path = cp_path_join(dir, "cpeft_state.json");
+    if (path && !cp_path_exists(path)) { cp_free(path); path = cp_path_join(dir, "trainer_state.json"); } /* an older cpeft's */
     cJSON *root = NULL;
     cp_status st = path ? cp_json_read_file(path, &root) : CP_ERR;
     int64_t step = 0, seed = 0, bs = 0, ga = 0, n = 0, world = 1;
@@ -130,15 +143,20 @@ cp_status cp_trainer_load_checkpoint_state(cp_trainer *r, const char *dir) {
                       "resume with the same settings and data (now: %lld, %lld, %lld, %lld)",
                       dir, (long long)seed, (long long)bs, (long long)ga, (long long)n, (long long)r->o.seed,
                       (long long)r->o.per_device_train_batch_size, (long long)r->o.gradient_accumulation_steps, (long long)cp_trainer_n_train(r));
-    const cJSON *hist = st == CP_OK ? cJSON_GetObjectItem(root, "log_history") : NULL, *e;
-    cJSON_ArrayForEach(e, hist) {
-        const cJSON *s = cJSON_GetObjectItem(e, "step"), *l = cJSON_GetObjectItem(e, "loss"), *el = cJSON_GetObjectItem(e, "eval_loss");
-        if (s && l) cp_loss_series_add(&r->train_loss, s->valuedouble, l->valuedouble);
-        if (s && el) cp_loss_series_add(&r->eval_loss, s->valuedouble, el->valuedouble);
-    }
     cJSON_Delete(root);
     cp_free(path);
     if (st != CP_OK) return st;
+    /* the log: log_history and the best metric, from which the loss series are rebuilt */
+    path = cp_path_join(dir, "trainer_state.json");
+    st = path ? cp_train_log_load(&r->log, path) : CP_ERR;
+    cp_free(path);
+    if (st != CP_OK) return st;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, r->log.history) {
+        const cJSON *s = cJSON_GetObjectItem(e, "step"), *tl = cJSON_GetObjectItem(e, "loss"), *el = cJSON_GetObjectItem(e, "eval_loss");
+        if (s && tl) cp_loss_series_add(&r->train_loss, s->valuedouble, number_of(tl));
+        if (s && el) cp_loss_series_add(&r->eval_loss, s->valuedouble, number_of(el));
+    }
     /* optimizer moments */
     path = cp_path_join(dir, "optimizer.safetensors");
     cp_safetensors f;

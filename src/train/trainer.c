@@ -105,6 +105,13 @@ static cp_status copy_options(cp_trainer *t, const cp_train_options *o) {
         if (!(t->s2s_strings[i] = cp_strdup(*s2s_fields[i]))) return CP_ERR;
         *s2s_fields[i] = t->s2s_strings[i];
     }
+    const char **log_fields[] = {&t->o.metric_for_best_model, &t->o.report_to, &t->o.logging_dir};
+    _Static_assert(sizeof log_fields / sizeof *log_fields == sizeof t->log_strings / sizeof *t->log_strings, "one owned string per field");
+    for (size_t i = 0; i < sizeof log_fields / sizeof *log_fields; i++) {
+        if (!*log_fields[i]) continue;
+        if (!(t->log_strings[i] = cp_strdup(*log_fields[i]))) return CP_ERR;
+        *log_fields[i] = t->log_strings[i];
+    }
     /* the LoRA option strings are used during create only */
     return CP_OK;
 }
@@ -296,6 +303,7 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     t->steps_per_epoch = t->batches_per_epoch / GA > 0 ? t->batches_per_epoch / GA : 1;
     t->total_steps = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * (double)t->steps_per_epoch);
     t->warmup_steps = a->warmup_steps > 0 ? a->warmup_steps : (int64_t)ceil(a->warmup_ratio * (double)t->total_steps);
+    if (cp_train_report_setup(t) != CP_OK) return CP_ERR;
     if (a->resume_from && cp_trainer_load_checkpoint_state(t, a->resume_from) != CP_OK) return CP_ERR;
     if (a->output_dir && cp_dist_rank() == 0) {
         char *path = cp_path_join(a->output_dir, "metrics.jsonl");
@@ -330,6 +338,7 @@ cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *t
             if (path) unlink(path);
             cp_free(path);
         }
+        if (st == CP_OK && t->tb.path && !t->o.resume_from) unlink(t->tb.path);
         cp_trainer_free(t);
         return CP_ERR;
     }
@@ -340,6 +349,8 @@ cp_status cp_trainer_create(cp_trainer **out, cp_model *m, const cp_tokenizer *t
 void cp_trainer_free(cp_trainer *t) {
     if (!t) return;
     if (t->metrics) fclose(t->metrics);
+    cp_train_report_free(t);
+    for (size_t i = 0; i < sizeof t->log_strings / sizeof *t->log_strings; i++) cp_free(t->log_strings[i]);
     cp_output_dir_close(&t->out);
     cp_adamw_free(&t->opt);
     for (int64_t i = 0; t->bd && i < t->o.gradient_accumulation_steps; i++) cp_batch_data_free(&t->bd[i]);
@@ -461,9 +472,11 @@ cp_status cp_trainer_evaluate_metrics(cp_trainer *t, cp_train_eval *e) {
 /* An evaluation recorded (history, metrics.jsonl) and reported. */
 static cp_status evaluate_and_report(cp_trainer *t, cp_eval_when when) {
     cp_train_eval e;
+    const double t0 = cp_trainer_now();
     if (cp_trainer_evaluate_metrics(t, &e) != CP_OK) return CP_ERR;
     e.when = when;
     cp_loss_series_add(&t->eval_loss, (double)t->step, e.loss);
+    if (cp_train_report_eval(t, &e, cp_trainer_now() - t0) != CP_OK) return CP_ERR;
     if (cp_dist_rank() != 0) return CP_OK; /* rank 0 reports */
     if (t->metrics) {
         fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f", (long long)t->step, e.loss);
@@ -481,11 +494,12 @@ static cp_status evaluate_and_report(cp_trainer *t, cp_eval_when when) {
 static cp_status save_and_report(cp_trainer *t) {
     if (cp_dist_rank() != 0) { /* rank 0 writes, every rank can resume from it */
         t->last_checkpoint = t->step;
-        return CP_OK;
+        return cp_train_report_saved(t); /* the best checkpoint's name, as rank 0 has it */
     }
     char *dir;
     if (cp_trainer_save_checkpoint(t, &dir) != CP_OK) return CP_ERR;
     t->last_checkpoint = t->step;
+    if (cp_train_report_rotate(t) != CP_OK) { cp_free(dir); return CP_ERR; }
     cp_train_save s = {.step = t->step, .dir = dir, .kind = CP_SAVE_CHECKPOINT};
     cp_status st = t->o.callbacks.on_save ? callback_result(t->o.callbacks.on_save(t->o.callbacks.user, &s), "on_save", t->step) : CP_OK;
     cp_free(dir);
@@ -529,6 +543,7 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
     const int64_t done = t->step = step + 1;
     t->last_norm = res.grad_norm;
     t->log_loss += res.loss;
+    t->run_loss_sum += res.loss;
     t->log_tokens += (double)res.n_tokens;
     t->log_count++;
     double per_step = (now - t->t0) / (double)(done - t->t0_step);
@@ -545,6 +560,7 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
         pr.tokens = (int64_t)t->log_tokens;
         pr.tokens_per_second = t->log_tokens / (now - t->log_t0);
         cp_loss_series_add(&t->train_loss, (double)done, pr.loss);
+        if (cp_train_report_log(t, done, pr.loss, t->last_norm, lr) != CP_OK) return CP_ERR;
         if (t->metrics) {
             fprintf(t->metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"learning_rate\": %.6e, \"grad_norm\": %.6f, "
                                 "\"tokens_per_second\": %.1f}\n",
@@ -566,14 +582,41 @@ cp_status cp_trainer_step(cp_trainer *t, cp_train_progress *p) {
 
 /* ---- the run -------------------------------------------------------------------------------------- */
 
-/* The final adapter: written complete into a fresh adapter-step-N/, then committed in one step. */
+/* The adapter files of checkpoint `src` (adapter_config.json, adapter_model.safetensors and, for a
+ * classification head, config.json) copied into the new directory `dst`. */
+static cp_status copy_adapter_files(const char *src, const char *dst) {
+    if (cp_mkdirs(dst) != CP_OK) return CP_ERR;
+    static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors", "config.json"};
+    cp_status st = CP_OK;
+    for (int i = 0; i < 3 && st == CP_OK; i++) {
+        char *a = cp_path_join(src, files[i]), *b = cp_path_join(dst, files[i]);
+        if (!a || !b) st = CP_ERR;
+        else if (i < 2 || cp_path_exists(a)) st = cp_copy_file(a, b);
+        cp_free(a);
+        cp_free(b);
+    }
+    return st;
+}
+
+/* The final adapter: written complete into a fresh adapter-step-N/ with the output directory's
+ * trainer_state.json, then committed in one step. */
 static cp_status save_final(cp_trainer *t) {
     if (cp_dist_rank() != 0) return CP_OK;
     const char *out = t->o.output_dir;
+    char *best = NULL; /* load_best_model_at_end: the best checkpoint's adapter files are the final adapter */
+    if (cp_train_report_summary(t) != CP_OK || cp_trainer_finish_best(t, &best) != CP_OK) return CP_ERR;
     char *name = cp_output_dir_fresh_adapter_name(out, t->step);
     char *dir = name ? cp_path_join(out, name) : NULL;
-    cp_status st = dir ? cp_adapter_save(t->m, t->o.adapter_name, dir) : CP_ERR;
-    if (st == CP_OK && t->cls) st = cp_class_write_head_config(t, dir);
+    cp_status st = dir ? CP_OK : CP_ERR;
+    if (st == CP_OK && best) st = copy_adapter_files(best, dir);
+    else if (st == CP_OK) st = cp_adapter_save(t->m, t->o.adapter_name, dir);
+    if (st == CP_OK && t->cls && !best) st = cp_class_write_head_config(t, dir);
+    /* trainer_state.json beside the adapter: the output directory's, committed with it */
+    char *state = st == CP_OK ? cp_trainer_state_text(t) : NULL, *path = state ? cp_path_join(dir, "trainer_state.json") : NULL;
+    if (st == CP_OK) st = path ? cp_write_file_atomic(path, state, strlen(state)) : CP_ERR;
+    cp_free(state);
+    cp_free(path);
+    cp_free(best);
     if (st == CP_OK) st = cp_output_dir_commit_adapter(out, name);
     if (st == CP_OK && t->o.callbacks.on_save) {
         cp_train_save s = {.step = t->step, .dir = dir, .kind = CP_SAVE_FINAL};
@@ -647,6 +690,10 @@ void cp_trainer_get_info(const cp_trainer *t, cp_trainer_info *out) {
     out->last_checkpoint = t->last_checkpoint;
     out->stopped = t->stopped;
     out->output_files_cleaned = t->cleaned;
+    out->best_global_step = t->log.best_global_step;
+    out->best_metric = t->log.has_best ? t->log.best_metric : NAN;
+    out->checkpoints_deleted = t->checkpoints_deleted;
+    out->logging_dir = t->logging_dir;
 }
 
 void cp_trainer_history(const cp_trainer *t, cp_train_history *out) {

@@ -10,7 +10,10 @@
  * SIGINT / SIGTERM / SIGHUP and draws the loss plot.
  *
  *   trainer.c       create (setup), step, run, evaluate, info, free
- *   train_state.c   checkpoint-N/: the adapter, optimizer.safetensors, trainer_state.json; resuming
+ *   train_state.c   checkpoint-N/: the adapter, optimizer.safetensors, trainer_state.json,
+ *                   cpeft_state.json; resuming
+ *   train_report.c  log_history entries, the best metric, TensorBoard scalars, checkpoint rotation,
+ *                   the best checkpoint loaded at the end (train_log.h, tb_writer.h)
  *   dist_train.c    data-parallel runs under MPI (train/dist.h): the ranks' configuration and output
  *                   directory checked at the start
  *   class_train.c   SEQ_CLS / TOKEN_CLS: labelled data, batches, metrics, the head's config.json
@@ -34,6 +37,8 @@
 #include "train/optim.h"
 #include "train/output_dir.h"
 #include "train/seq2seq_data.h"
+#include "train/tb_writer.h"
+#include "train/train_log.h"
 
 /* A logged series: (step, value) pairs. */
 typedef struct {
@@ -89,7 +94,36 @@ struct cp_trainer {
     cp_s2s_dataset strain, seval;
     cp_s2s_batch *sb;          /* [accumulation] micro-batch buffers */
     char *s2s_strings[3];      /* owned copies of source_field, target_field, source_prefix */
+    /* the Trainer's log (train_report.c) */
+    char *log_strings[3];      /* owned copies of metric_for_best_model, report_to, logging_dir */
+    cp_train_log log;          /* log_history, best metric and checkpoint */
+    const char *best_metric_name; /* metric_for_best_model in effect (NULL: no best tracked) */
+    int greater;               /* greater_is_better in effect */
+    int report_tb;             /* report_to names tensorboard */
+    char *logging_dir;         /* resolved (owned); NULL when not reporting */
+    cp_tb_writer tb;
+    double run_t0, run_loss_sum; /* this run's start and the sum of its step losses (the summary) */
+    int64_t run_steps;
+    int64_t checkpoints_deleted;
 };
+
+/* train_report.c: options and setup (report_to parsed, the checks of load_best_model_at_end, the
+ * TensorBoard writer opened by rank 0); a log entry ({"loss", "grad_norm", "learning_rate"}) and an
+ * evaluation entry recorded in log_history and sent to TensorBoard; as each checkpoint is saved the
+ * best checkpoint's name (report_saved, before its trainer_state.json) and then the rotation; trainer_state.json's text; at the end the summary entry and,
+ * with load_best_model_at_end, the best checkpoint's adapter (cp_trainer_finish_best: *dir receives
+ * the checkpoint whose adapter files the final adapter copies, NULL when the model's own is final). */
+cp_status cp_train_report_check(const cp_train_options *o);
+cp_status cp_train_report_setup(cp_trainer *t);
+void cp_train_report_free(cp_trainer *t);
+double cp_trainer_epoch(const cp_trainer *t, int64_t step);
+cp_status cp_train_report_log(cp_trainer *t, int64_t step, double loss, double grad_norm, double lr);
+cp_status cp_train_report_eval(cp_trainer *t, const cp_train_eval *e, double runtime);
+cp_status cp_train_report_saved(cp_trainer *t);
+cp_status cp_train_report_rotate(cp_trainer *t);
+char *cp_trainer_state_text(const cp_trainer *t);
+cp_status cp_train_report_summary(cp_trainer *t);
+cp_status cp_trainer_finish_best(cp_trainer *t, char **dir);
 
 double cp_trainer_now(void);
 /* splitmix-style mixing of two seeds (the adapter's init, each epoch's order, each step's dropout). */

@@ -240,7 +240,7 @@ TEST(train_is_deterministic_and_resumes_exactly) {
               " --output-dir $CPT/t1 --validation-split 0.1 --eval-steps 4", bin()) == 0, "%s", out);
     CHECK(strstr(out, "memory plan") && strstr(out, "trainable params: ") && strstr(out, "step 8/8 | loss ") &&
           strstr(out, "eval loss") && strstr(out, "saved checkpoint-4"), "train output:\n%s", out);
-    CHECK(run_cmdf(out, sizeof out, "ls $CPT/t1/adapter_config.json $CPT/t1/adapter_model.safetensors $CPT/t1/loss.png "
+    CHECK(run_cmdf(out, sizeof out, "ls $CPT/t1/adapter_config.json $CPT/t1/adapter_model.safetensors $CPT/t1/loss_curve.png $CPT/t1/loss_curve.svg $CPT/t1/trainer_state.json "
               "$CPT/t1/metrics.jsonl $CPT/t1/checkpoint-4/optimizer.safetensors $CPT/t1/checkpoint-4/trainer_state.json") == 0,
           "missing outputs: %s", out);
     CHECK(run_cmdf(out, sizeof out, "grep -c '\"loss\"' $CPT/t1/metrics.jsonl") == 0 && atoi(out) == 2, "metrics.jsonl: %s", out);
