@@ -178,6 +178,8 @@ cp_weight cp_weight_out_rows(const cp_weight *w, int64_t o0, int64_t n) {
     const int64_t row_bytes = cp_dtype_nbytes(w->dtype, w->in);
     cp_weight t = cp_weight_nt((const char *)w->data + o0 * row_bytes, w->dtype, w->in, n);
     t.round_bf16 = w->round_bf16;
+    /* the forward panels are 16 output rows each: a slice that starts on a panel keeps them */
+    if (w->bf16_panels[0] && o0 % 16 == 0) t.bf16_panels[0] = w->bf16_panels[0] + (o0 / 16) * ((w->in + 1) / 2) * 16;
     return t;
 }
 

@@ -31,6 +31,8 @@ cp_weight cp_linear_weight(const cp_module *m) {
     cp_weight w = m->kind == CP_MOD_CONV1D ? cp_weight_nn(values, dtype, m->in_features, m->out_features)
                                            : cp_weight_nt(values, dtype, m->in_features, m->out_features);
     w.round_bf16 = p->round_bf16;
+    w.bf16_panels[0] = p->bf16_panels[0];
+    w.bf16_panels[1] = p->bf16_panels[1];
     return w;
 }
 
