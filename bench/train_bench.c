@@ -43,25 +43,26 @@ static double now(void) {
 }
 
 /* CPEFT_PROFILE=1: the timed steps' phases (core/profile.h) on stderr as a table, and as a JSON object
- * "profile" {phase: [seconds per step, core utilisation], ...} in the output line. */
+ * "profile" {phase: [seconds per step, core utilisation, flops per step], ...} in the output line. */
 static void print_profile(long steps, const double *times) {
-    double wall[CP_PROF_N + 1], cpu[CP_PROF_N + 1], total = 0, busy = 0;
-    cp_prof_totals(wall, cpu);
+    double wall[CP_PROF_N + 1], cpu[CP_PROF_N + 1], flops[CP_PROF_N + 1], total = 0, busy = 0;
+    cp_prof_totals(wall, cpu, flops);
     for (long i = 0; i < steps; i++) total += times[i];
     const int threads = omp_get_max_threads();
     fprintf(stderr, "profile: %ld timed steps, %.3f s/step, %d threads (utilisation: CPU time / (wall x threads); spinning at a barrier counts as busy)\n",
             steps, total / (double)steps, threads);
-    fprintf(stderr, "  %-20s %10s %7s %12s\n", "phase", "s/step", "share", "utilisation");
+    fprintf(stderr, "  %-20s %10s %7s %12s %9s\n", "phase", "s/step", "share", "utilisation", "GFLOP/s");
     for (int i = 0; i <= CP_PROF_N; i++) {
         busy += cpu[i];
         if (wall[i] <= 0) continue;
-        fprintf(stderr, "  %-20s %10.4f %6.1f%% %11.0f%%\n", cp_prof_name(i), wall[i] / (double)steps, 100.0 * wall[i] / total,
-                100.0 * cpu[i] / (wall[i] * threads));
+        fprintf(stderr, "  %-20s %10.4f %6.1f%% %11.0f%% %9.1f\n", cp_prof_name(i), wall[i] / (double)steps, 100.0 * wall[i] / total,
+                100.0 * cpu[i] / (wall[i] * threads), flops[i] / wall[i] / 1e9);
     }
     fprintf(stderr, "  %-20s %10.4f %6.1f%% %11.0f%%\n", "step", total / (double)steps, 100.0, 100.0 * busy / (total * threads));
     printf("\"profile\": {");
     for (int i = 0; i <= CP_PROF_N; i++)
-        printf("\"%s\": [%.5f, %.3f], ", cp_prof_name(i), wall[i] / (double)steps, wall[i] > 0 ? cpu[i] / (wall[i] * threads) : 0.0);
+        printf("\"%s\": [%.5f, %.3f, %.4g], ", cp_prof_name(i), wall[i] / (double)steps, wall[i] > 0 ? cpu[i] / (wall[i] * threads) : 0.0,
+               flops[i] / (double)steps);
     printf("\"threads\": %d}, ", threads);
 }
 

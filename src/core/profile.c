@@ -14,7 +14,7 @@ int cp_prof_state;
 #define DEPTH 16
 
 static struct {
-    double wall[CP_PROF_N + 1], cpu[CP_PROF_N + 1];
+    double wall[CP_PROF_N + 1], cpu[CP_PROF_N + 1], flops[CP_PROF_N + 1];
     int stack[DEPTH], depth, ignored; /* ignored: pushes swallowed by an absorbing phase or past DEPTH */
     double t_wall, t_cpu;             /* when the open phase last started counting */
 } P;
@@ -68,15 +68,22 @@ void cp_prof_pop_(void) {
     P.depth--;
 }
 
+void cp_prof_flops_(double flops) {
+    if (omp_in_parallel()) return;
+    P.flops[P.depth ? P.stack[P.depth - 1] : CP_PROF_N] += flops;
+}
+
 void cp_prof_reset(void) {
+    memset(P.flops, 0, sizeof P.flops);
     memset(P.wall, 0, sizeof P.wall);
     memset(P.cpu, 0, sizeof P.cpu);
     P.depth = P.ignored = 0;
     clocks(&P.t_wall, &P.t_cpu);
 }
 
-void cp_prof_totals(double wall[CP_PROF_N + 1], double cpu[CP_PROF_N + 1]) {
+void cp_prof_totals(double wall[CP_PROF_N + 1], double cpu[CP_PROF_N + 1], double flops[CP_PROF_N + 1]) {
     charge();
+    memcpy(flops, P.flops, sizeof P.flops);
     memcpy(wall, P.wall, sizeof P.wall);
     memcpy(cpu, P.cpu, sizeof P.cpu);
 }

@@ -38,12 +38,15 @@ void cp_prof_push_(cp_prof_phase phase);
 void cp_prof_pop_(void);
 #define cp_prof_push(ph) do { if (cp_prof_on()) cp_prof_push_(ph); } while (0)
 #define cp_prof_pop() do { if (cp_prof_on()) cp_prof_pop_(); } while (0)
+/* Adds floating-point operations to the phase the time goes to now (a product's 2·N·K·M). */
+void cp_prof_flops_(double flops);
+#define cp_prof_flops(f) do { if (cp_prof_on()) cp_prof_flops_(f); } while (0)
 
 /* Clears the totals; starts the clock of the time outside every phase ("other"). */
 void cp_prof_reset(void);
-/* Totals since the last reset: wall and CPU seconds per phase; phase CP_PROF_N is "other" (the
- * time outside every phase since the reset). */
-void cp_prof_totals(double wall[CP_PROF_N + 1], double cpu[CP_PROF_N + 1]);
+/* Totals since the last reset: wall and CPU seconds and flops per phase; phase CP_PROF_N is "other"
+ * (the time outside every phase since the reset). */
+void cp_prof_totals(double wall[CP_PROF_N + 1], double cpu[CP_PROF_N + 1], double flops[CP_PROF_N + 1]);
 const char *cp_prof_name(int phase); /* "frozen forward", ..., "other" */
 
 #endif
