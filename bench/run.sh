@@ -69,12 +69,13 @@ run_train() {
             local args="--targets $targets --r 8 --alpha 16 --batch $B --seq $T --warmup $WARMUP --steps $iters $gc"
             echo "bench train: $arch LoRA r=8 on $targets, $B x $T ${gc:-(no recompute)}, $iters steps each: cpeft f32, bf16, q8_0+bf16, q4_k+bf16; PyTorch f32, bf16" >&2
             local c32 cb cq8 cq4 p32 pb
-            c32=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args 2>/dev/null)
-            cb=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --bf16 2>/dev/null)
-            cq8=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q8_0 --bf16 2>/dev/null)
-            cq4=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q4_k --bf16 2>/dev/null)
-            p32=$($PY bench/pytorch_train.py --model "$dir" $args 2>/dev/null | tail -1)
-            pb=$($PY bench/pytorch_train.py --model "$dir" $args --bf16 2>/dev/null | tail -1)
+            c32=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args 2>/dev/null || true)
+            cb=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --bf16 2>/dev/null || true)
+            cq8=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q8_0 --bf16 2>/dev/null || true)
+            cq4=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q4_k --bf16 2>/dev/null || true)
+            p32=$($PY bench/pytorch_train.py --model "$dir" $args 2>/dev/null | tail -1 || true)
+            pb=$($PY bench/pytorch_train.py --model "$dir" $args --bf16 2>/dev/null | tail -1 || true)
+            local v; for v in c32 cb cq8 cq4 p32 pb; do [[ -n ${!v} ]] || printf -v "$v" '{}'; done # a failed run: an empty cell
             echo "{\"bench\": \"train\", \"arch\": \"$arch\", \"targets\": \"$targets\", \"batch\": $B, \"seq\": $T, \"cpeft\": $c32, \"cpeft_bf16\": $cb, \"cpeft_q8_0\": $cq8, \"cpeft_q4_k\": $cq4, \"pytorch\": $p32, \"pytorch_bf16\": $pb}" | tee -a "$out"
         done
     done

@@ -68,6 +68,12 @@ def forward_section(rows) -> str:
 
 
 FROZEN = ("frozen forward", "frozen input grad")
+RUNS = ("cpeft", "cpeft_bf16", "cpeft_q8_0", "cpeft_q4_k", "pytorch", "pytorch_bf16")
+
+
+def runs(row):
+    """A train row's six runs (cpeft f32, bf16, q8_0+bf16, q4_k+bf16, PyTorch f32, bf16), {} where one failed."""
+    return [row.get(k) if isinstance(row.get(k), dict) else {} for k in RUNS]
 
 
 def frozen_gflops(c) -> float:
@@ -106,7 +112,7 @@ def train_section(rows) -> str:
         return f"{a / b:.2f}×" if a and b else "–"
 
     for r in rows:
-        c, cb, q8, q4, p, pb = (r.get(k, {}) for k in ("cpeft", "cpeft_bf16", "cpeft_q8_0", "cpeft_q4_k", "pytorch", "pytorch_bf16"))
+        c, cb, q8, q4, p, pb = runs(r)
         gc = "yes" if c.get("gradient_checkpointing") else "no"
         out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {gc} | {tps(c):.0f} | {tps(cb):.0f} | "
                    f"{tps(q8):.0f} | {tps(q4):.0f} | {tps(p):.0f} | {tps(pb):.0f} | {ratio(tps(c), tps(p))} | "
@@ -123,7 +129,7 @@ def train_section(rows) -> str:
         return f"{a / b:.2f}" if a and b else "–"
 
     for r in rows:
-        c, cb, q8, q4, p, pb = (r.get(k, {}) for k in ("cpeft", "cpeft_bf16", "cpeft_q8_0", "cpeft_q4_k", "pytorch", "pytorch_bf16"))
+        c, cb, q8, q4, p, pb = runs(r)
         out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {rss(c):.0f} | {rss(cb):.0f} | {rss(q8):.0f} | "
                    f"{rss(q4):.0f} | {rss(p):.0f} | {rss(pb):.0f} | {frac(rss(c), rss(p))} | {frac(rss(cb), rss(pb))} | "
                    f"{frac(rss(q4), rss(p))} |")
@@ -139,7 +145,7 @@ def train_section(rows) -> str:
         return f"{100 * a / b:.0f}%" if a and b else "–"
 
     for r in rows:
-        c, cb, q8, q4 = (r.get(k, {}) for k in ("cpeft", "cpeft_bf16", "cpeft_q8_0", "cpeft_q4_k"))
+        c, cb, q8, q4 = runs(r)[:4]
         g32, gb, g8, g4 = (frozen_gflops(x) if isinstance(x, dict) else 0.0 for x in (c, cb, q8, q4))
         out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {g32:.0f} | {pct(g32, pf)} | {gb:.0f} | "
                    f"{pct(gb, pbf)} | {g8:.0f} | {g4:.0f} | {pct(g4, pbf)} |")
