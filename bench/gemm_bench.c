@@ -6,10 +6,14 @@
  * Prints one table, then one JSON line per row. Run it on an otherwise idle machine.
  *
  *   build/bench/gemm_bench [--min-seconds 0.5] [--rows 1,8,512,2048] [--shape C,OC1,OC2,OC3] [--bf16]
+ *   build/bench/gemm_bench --peak [--min-seconds 0.5]
  *
  * --bf16: the columns become f32 (exact), bf16 compute (--bf16's products: a BF16 weight with
  * round_bf16, vdpbf16ps where the CPU has AVX-512 BF16) and the same emulated (the avx2 variant).
  * --shape 576,576,1536,192 gives SmolLM2-135M's (hidden 576, MLP 1536, k/v 192).
+ * --peak: only the machine's GEMM peak as bench/run.sh train reports it, one JSON line: the f32 product
+ * (sgemm) and the bf16 one on a weight packed once (what --bf16 training runs: cp_gemm_bf16_dot_packed)
+ * on 2048 × 768 × 3072 (N × C × OC, a GPT-2 MLP product of a 4 × 512 batch), best of the batches.
  *
  * Each cell is the best of 15 batches of about min-seconds / 15 each, the three dtypes taking
  * turns; the weights are the same random values in each dtype (rounded to 16 bits once).
@@ -70,8 +74,49 @@ static void time_products(double best[3], kind k, float *out, const float *X, co
         }
 }
 
+/* --peak: best GFLOP/s of f32 sgemm and of the bf16 kernel on packed panels, one JSON line. */
+static int peak(double min_seconds) {
+    const int64_t N = 2048, C = 768, OC = 3072;
+    float *X = malloc((size_t)(N * C) * sizeof *X), *out = malloc((size_t)(N * OC) * sizeof *out);
+    float *W = malloc((size_t)(C * OC) * sizeof *W);
+    uint32_t *P = malloc((size_t)cp_gemm_bf16_panel_words(C, OC) * sizeof *P);
+    srand(1234);
+    for (int64_t i = 0; i < N * C; i++) X[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int64_t i = 0; i < C * OC; i++) W[i] = ((float)rand() / RAND_MAX - 0.5f) * 0.1f;
+    const int native = cp_gemm_bf16_native();
+    if (native) cp_gemm_bf16_pack(P, W, CP_F32, 0, C, OC);
+    const cp_weight w = cp_weight_nt(W, CP_F32, C, OC);
+    double best[2] = {1e30, 1e30};
+    for (int b = 0; b < BATCHES; b++)
+        for (int d = 0; d < 1 + native; d++) {
+            const double t0 = now();
+            int reps = 0;
+            do {
+                if (d == 0) cp_gemm_forward(out, X, &w, N, 0);
+                else cp_gemm_bf16_dot_packed(out, X, P, N, C, OC, 0);
+                reps++;
+            } while (now() - t0 < min_seconds / BATCHES);
+            const double per = (now() - t0) / reps;
+            if (per < best[d]) best[d] = per;
+        }
+    const double flops = 2.0 * (double)(N * C * OC);
+    printf("{\"bench\": \"gemm_peak\", \"N\": %lld, \"C\": %lld, \"OC\": %lld, \"gflops_f32\": %.1f, \"gflops_bf16\": %.1f, ",
+           (long long)N, (long long)C, (long long)OC, flops / best[0] / 1e9, native ? flops / best[1] / 1e9 : 0.0);
+    bench_machine_json(stdout);
+    printf("}\n");
+    free(X), free(out), free(W), free(P);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     cp_blas_use_best_core(argv);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--peak")) {
+            double ms = 0.5;
+            for (int j = 1; j + 1 < argc; j++)
+                if (!strcmp(argv[j], "--min-seconds")) ms = atof(argv[j + 1]);
+            return peak(ms);
+        }
     double min_seconds = 0.5;
     int64_t rows[16] = {1, 8, 512, 2048};
     int n_rows = 4, bf16 = 0;
@@ -129,7 +174,8 @@ int main(int argc, char **argv) {
                 const int64_t N = rows[r], OC = ocs[o];
                 if ((k == BWD_NT || k == BWD_NN) && N < 512) continue; /* input gradients: training batches only */
                 const cp_weight_layout layout = (k == FWD_NT || k == BWD_NT) ? CP_WEIGHT_NT : CP_WEIGHT_NN;
-                cp_weight w[3] = {{W, CP_F32, layout, C, OC, 0}, {Wb, CP_BF16, layout, C, OC, 0}, {Wh, CP_F16, layout, C, OC, 0}};
+                cp_weight w[3] = {cp_weight_nt(W, CP_F32, C, OC), cp_weight_nt(Wb, CP_BF16, C, OC), cp_weight_nt(Wh, CP_F16, C, OC)};
+                for (int d = 0; d < 3; d++) w[d].layout = layout;
                 if (bf16) w[1].round_bf16 = 1, w[2] = w[1], w[2].round_bf16 = 2; /* 2: through third_ops */
                 double t[3], gf[3];
                 time_products(t, (kind)k, out, X, w, N, min_seconds);

@@ -4,9 +4,12 @@ or a sequence classifier shaped as bert-base-uncased (bert) or all-MiniLM-L6-v2 
 encoder-decoder shaped as t5-small (t5: d_model 512, 6 + 6 layers, 8 heads, d_ff 2048, vocab 32128, relu (v1.0),
 tied head), or the decoders of issue 15: EleutherAI/pythia-160m's shape (pythia: GPT-NeoX, hidden 768, 12 layers,
 12 heads, rotary_pct 0.25, parallel residual, vocab 50304, untied) and Qwen/Qwen3-0.6B's (qwen3: hidden 1024, 28
-layers, 16 heads, 8 kv heads, head_dim 128, intermediate 3072, vocab 151936, tied).
+layers, 16 heads, 8 kv heads, head_dim 128, intermediate 3072, vocab 151936, tied), and
+HuggingFaceTB/SmolLM2-135M's (smollm2: Llama, hidden 576, 30 layers, 9 heads, 3 kv heads, intermediate 1536,
+vocab 49152, rope_theta 100000, tied). gpt2_2k is GPT-2-124M with n_positions 2048 (GPT-2 has 1024), so that
+the training benchmark can run it at 1 × 2048 (0.8M more parameters in wpe, nothing else changes).
 
-    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|bert|minilm|t5 --out DIR [--dtype f32|f16|bf16]
+    tests/reference/.venv/bin/python bench/make_bench_model.py --arch gpt_neo|gpt2|gpt2_2k|bert|minilm|t5|pythia|qwen3|smollm2 --out DIR [--dtype f32|f16|bf16]
 
 The directory gets config.json + model.safetensors from save_pretrained, exactly as a hub checkpoint
 would (tied lm_head not stored). No hub access, no tokenizer: benchmarks feed random token ids.
@@ -29,8 +32,8 @@ def config_for(arch: str):
                          activation_function="gelu_new", embed_dropout=0.0, attention_dropout=0.0,
                          resid_dropout=0.0, layer_norm_epsilon=1e-5, bos_token_id=50256, eos_token_id=50256)
         c.architectures = ["GPTNeoForCausalLM"]
-    elif arch == "gpt2":    # openai-community/gpt2
-        c = GPT2Config(n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257,
+    elif arch in ("gpt2", "gpt2_2k"):    # openai-community/gpt2 (gpt2_2k: 2048 positions)
+        c = GPT2Config(n_embd=768, n_layer=12, n_head=12, n_positions=2048 if arch == "gpt2_2k" else 1024, vocab_size=50257,
                        activation_function="gelu_new", embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0,
                        layer_norm_epsilon=1e-5, bos_token_id=50256, eos_token_id=50256)
         c.architectures = ["GPT2LMHeadModel"]
@@ -63,6 +66,13 @@ def config_for(arch: str):
                         max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0, attention_bias=False,
                         tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645)
         c.architectures = ["Qwen3ForCausalLM"]
+    elif arch == "smollm2":  # HuggingFaceTB/SmolLM2-135M
+        from transformers import LlamaConfig
+        c = LlamaConfig(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                        num_key_value_heads=3, intermediate_size=1536, hidden_act="silu", max_position_embeddings=8192,
+                        rms_norm_eps=1e-5, rope_theta=100000.0, attention_bias=False, mlp_bias=False,
+                        tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
+        c.architectures = ["LlamaForCausalLM"]
     else:
         raise SystemExit(f"unknown --arch {arch}")
     return c
@@ -70,7 +80,7 @@ def config_for(arch: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "bert", "minilm", "t5", "pythia", "qwen3"])
+    ap.add_argument("--arch", required=True, choices=["gpt_neo", "gpt2", "gpt2_2k", "bert", "minilm", "t5", "pythia", "qwen3", "smollm2"])
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--seed", type=int, default=1234)
@@ -80,8 +90,9 @@ def main() -> int:
     torch.manual_seed(args.seed)
     config = config_for(args.arch)
     from transformers import AutoModelForCausalLM
-    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel, "t5": T5ForConditionalGeneration,
-           "pythia": AutoModelForCausalLM.from_config, "qwen3": AutoModelForCausalLM.from_config}.get(
+    cls = {"gpt_neo": GPTNeoForCausalLM, "gpt2": GPT2LMHeadModel, "gpt2_2k": GPT2LMHeadModel, "t5": T5ForConditionalGeneration,
+           "pythia": AutoModelForCausalLM.from_config, "qwen3": AutoModelForCausalLM.from_config,
+           "smollm2": AutoModelForCausalLM.from_config}.get(
         args.arch, BertForSequenceClassification)
     model = cls(config).eval()
     if DTYPES[args.dtype] != torch.float32:

@@ -5,7 +5,7 @@ transformers + PEFT.
     tests/reference/.venv/bin/python bench/pytorch_train.py --model DIR --targets q_proj,k_proj,v_proj \
         --r 8 --alpha 16 --batch 4 --seq 256 --steps 5 --warmup 1 [--threads N] [--gradient-checkpointing] \
         [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING --num-virtual-tokens 20]
-        [--task SEQ_2_SEQ_LM --target-seq 64]
+        [--task SEQ_2_SEQ_LM --target-seq 64] [--bf16]
 
 Loads the model with AutoModelForCausalLM (float32, transformers' default attention: sdpa for GPT-2, eager
 for GPT-Neo), wraps it with get_peft_model(LoraConfig(r, lora_alpha, lora_dropout=0, target_modules,
@@ -19,10 +19,12 @@ defaults: RANDOM init, the MLP encoder, no prefix projection); PEFT pads the lab
 tokens/s counts the batch's tokens, not the virtual ones. --task SEQ_2_SEQ_LM loads AutoModelForSeq2SeqLM
 (t5) and trains on random encoder ids (batch, seq) and random labels (batch, target_seq) that the model
 shifts into its decoder inputs; tokens/s then counts batch × (seq + target_seq), encoder and decoder
-tokens both (train_bench counts the same). Prints one JSON line:
+tokens both (train_bench counts the same). --bf16 runs forward and loss under
+torch.autocast("cpu", dtype=torch.bfloat16) (what TrainingArguments(bf16=True) does on a CPU: parameters,
+gradients and AdamW state stay f32), backward outside it as the Trainer does. Prints one JSON line:
     {"tokens_per_s", "seconds_per_step", "peak_rss_mib", "torch", "transformers", "peft", "threads",
      "batch", "seq", "steps", "r", "alpha", "targets", "gradient_checkpointing", "trainable_params",
-     "final_loss", "model", "task", "peft_type", "num_virtual_tokens"}
+     "final_loss", "model", "task", "peft_type", "num_virtual_tokens", "bf16"}
 seconds_per_step is the median of the timed steps (after the warmup steps); tokens_per_s = batch*seq /
 seconds_per_step. peak_rss_mib is resource.getrusage(RUSAGE_SELF).ru_maxrss (KiB on Linux) / 1024 — it
 includes the Python interpreter and torch itself.
@@ -60,6 +62,7 @@ def main() -> int:
     ap.add_argument("--target-seq", type=int, default=64, help="SEQ_2_SEQ_LM: the labels' length")
     ap.add_argument("--peft-type", default="LORA", choices=["LORA", "PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"])
     ap.add_argument("--num-virtual-tokens", type=int, default=20, help="prompt learning: the virtual tokens")
+    ap.add_argument("--bf16", action="store_true", help="forward under torch.autocast('cpu', dtype=torch.bfloat16)")
     args = ap.parse_args()
 
     if args.threads > 0:
@@ -106,7 +109,8 @@ def main() -> int:
     times, loss = [], float("nan")
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        out = model(input_ids=ids, attention_mask=mask, labels=labels, **({"use_cache": False} if args.task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") else {}))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            out = model(input_ids=ids, attention_mask=mask, labels=labels, **({"use_cache": False} if args.task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") else {}))
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -128,7 +132,7 @@ def main() -> int:
         "trainable_params": sum(p.numel() for p in params), "final_loss": loss,
         "model": os.path.abspath(args.model), "task": args.task, "peft_type": args.peft_type,
         "num_virtual_tokens": 0 if args.peft_type == "LORA" else args.num_virtual_tokens,
-        "target_seq": args.target_seq if s2s else 0,
+        "target_seq": args.target_seq if s2s else 0, "bf16": args.bf16,
     }))
     return 0
 

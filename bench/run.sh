@@ -42,20 +42,42 @@ run_forward() {
     $PY bench/update_benchmarks.py forward "$out"
 }
 
+# The training matrix of issue 16 (item 5), in one run: GEMM peak (f32 and bf16), then per model and shape
+# cpeft f32, --bf16, --quantize q8_0 --bf16, --quantize q4_k --bf16 (each with CPEFT_PROFILE=1: the
+# per-phase profile and the flops of the frozen-weight products) and PyTorch + PEFT f32 and bf16 autocast.
+#   TRAIN_MODELS  arch[=dir] ... (gpt2 gpt_neo smollm2; gpt2 is made with 2048 positions: gpt2_2k)
+#   TRAIN_SHAPES  BxT ...        (4x256 1x2048)
+#   TRAIN_GC_SEQ  recompute (--gradient-checkpointing, both sides) from this T on (2048)
+#   TRAIN_ITERS   timed steps per run (3: the whole matrix ~15-20 minutes on the idle 2-core machine)
+# Smoke run on the tiny fixtures (seconds; rewrites BENCHMARKS.md's train table, restore it after):
+#   TRAIN_MODELS="gpt2=tests/fixtures/models/gpt2_tiny gpt_neo=tests/fixtures/models/gpt_neo_tiny" \
+#   TRAIN_SHAPES="2x32 1x64" TRAIN_GC_SEQ=64 TRAIN_ITERS=1 WARMUP=0 PEAK_SECONDS=0.1 BENCH_WORK=/tmp/w bench/run.sh train
 run_train() {
-    local out=$WORK/train.jsonl
+    local out=$WORK/train.jsonl iters=${TRAIN_ITERS:-3}
     : > "$out"
-    [[ -x build/bench/train_bench ]] || make -s build/bench/train_bench
-    local targets
-    for arch in gpt_neo gpt2; do
-        local dir; dir=$(model_dir $arch)
-        if [[ $arch == gpt_neo ]]; then targets=q_proj,k_proj,v_proj; else targets=c_attn; fi
-        for gc in "" --gradient-checkpointing; do
-            echo "bench train: $arch LoRA r=8 on $targets ${gc:-(no recompute)} (batch 4 x 256 tokens, $ITERS steps each)" >&2
-            local c p
-            c=$(build/bench/train_bench --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup 1 --steps "$ITERS" $gc)
-            p=$($PY bench/pytorch_train.py --model "$dir" --targets $targets --r 8 --alpha 16 --batch 4 --seq 256 --warmup 1 --steps "$ITERS" $gc 2>/dev/null | tail -1)
-            echo "{\"bench\": \"train\", \"arch\": \"$arch\", \"targets\": \"$targets\", \"cpeft\": $c, \"pytorch\": $p}" | tee -a "$out"
+    make -s build/bench/train_bench build/bench/gemm_bench
+    echo "bench train: GEMM peak (f32 sgemm and the bf16 kernel on packed panels)" >&2
+    build/bench/gemm_bench --peak --min-seconds "${PEAK_SECONDS:-3}" | tee -a "$out"
+    local spec
+    for spec in ${TRAIN_MODELS:-gpt2 gpt_neo smollm2}; do
+        local arch=${spec%%=*} dir targets
+        if [[ $spec == *=* ]]; then dir=${spec#*=}; elif [[ $arch == gpt2 ]]; then dir=$(model_dir gpt2_2k); else dir=$(model_dir "$arch"); fi
+        case $arch in gpt2) targets=c_attn ;; *) targets=q_proj,k_proj,v_proj ;; esac
+        local shape
+        for shape in ${TRAIN_SHAPES:-4x256 1x2048}; do
+            local B=${shape%x*} T=${shape#*x} gc=""
+            (( T >= ${TRAIN_GC_SEQ:-2048} )) && gc=--gradient-checkpointing
+            local args="--targets $targets --r 8 --alpha 16 --batch $B --seq $T --warmup $WARMUP --steps $iters $gc"
+            echo "bench train: $arch LoRA r=8 on $targets, $B x $T ${gc:-(no recompute)}, $iters steps each: cpeft f32, bf16, q8_0+bf16, q4_k+bf16; PyTorch f32, bf16" >&2
+            local c32 cb cq8 cq4 p32 pb
+            c32=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args 2>/dev/null || true)
+            cb=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --bf16 2>/dev/null || true)
+            cq8=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q8_0 --bf16 2>/dev/null || true)
+            cq4=$(CPEFT_PROFILE=1 build/bench/train_bench --model "$dir" $args --quantize q4_k --bf16 2>/dev/null || true)
+            p32=$($PY bench/pytorch_train.py --model "$dir" $args 2>/dev/null | tail -1 || true)
+            pb=$($PY bench/pytorch_train.py --model "$dir" $args --bf16 2>/dev/null | tail -1 || true)
+            local v; for v in c32 cb cq8 cq4 p32 pb; do [[ -n ${!v} ]] || printf -v "$v" '{}'; done # a failed run: an empty cell
+            echo "{\"bench\": \"train\", \"arch\": \"$arch\", \"targets\": \"$targets\", \"batch\": $B, \"seq\": $T, \"cpeft\": $c32, \"cpeft_bf16\": $cb, \"cpeft_q8_0\": $cq8, \"cpeft_q4_k\": $cq4, \"pytorch\": $p32, \"pytorch_bf16\": $pb}" | tee -a "$out"
         done
     done
     $PY bench/update_benchmarks.py train "$out"

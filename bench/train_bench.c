@@ -16,6 +16,7 @@
  * counts batch × (seq + target_seq), as bench/pytorch_train.py does.
  */
 #include "cpeft.h"
+#include "core/profile.h"
 #include "machine.h"
 #include "io/json.h"
 #include "models/bf16.h"
@@ -32,12 +33,37 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <omp.h>
 #include "kernels/blas_core.h"
 
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPEFT_PROFILE=1: the timed steps' phases (core/profile.h) on stderr as a table, and as a JSON object
+ * "profile" {phase: [seconds per step, core utilisation, flops per step], ...} in the output line. */
+static void print_profile(long steps, const double *times) {
+    double wall[CP_PROF_N + 1], cpu[CP_PROF_N + 1], flops[CP_PROF_N + 1], total = 0, busy = 0;
+    cp_prof_totals(wall, cpu, flops);
+    for (long i = 0; i < steps; i++) total += times[i];
+    const int threads = omp_get_max_threads();
+    fprintf(stderr, "profile: %ld timed steps, %.3f s/step, %d threads (utilisation: CPU time / (wall x threads); spinning at a barrier counts as busy)\n",
+            steps, total / (double)steps, threads);
+    fprintf(stderr, "  %-20s %10s %7s %12s %9s\n", "phase", "s/step", "share", "utilisation", "GFLOP/s");
+    for (int i = 0; i <= CP_PROF_N; i++) {
+        busy += cpu[i];
+        if (wall[i] <= 0) continue;
+        fprintf(stderr, "  %-20s %10.4f %6.1f%% %11.0f%% %9.1f\n", cp_prof_name(i), wall[i] / (double)steps, 100.0 * wall[i] / total,
+                100.0 * cpu[i] / (wall[i] * threads), flops[i] / wall[i] / 1e9);
+    }
+    fprintf(stderr, "  %-20s %10.4f %6.1f%% %11.0f%%\n", "step", total / (double)steps, 100.0, 100.0 * busy / (total * threads));
+    printf("\"profile\": {");
+    for (int i = 0; i <= CP_PROF_N; i++)
+        printf("\"%s\": [%.5f, %.3f, %.4g], ", cp_prof_name(i), wall[i] / (double)steps, wall[i] > 0 ? cpu[i] / (wall[i] * threads) : 0.0,
+               flops[i] / (double)steps);
+    printf("\"threads\": %d}, ", threads);
 }
 
 /* A prompt-learning adapter as `cpeft train --peft-type TYPE --num-virtual-tokens N` adds it. */
@@ -137,6 +163,7 @@ int main(int argc, char **argv) {
         b.labels = labels;
     }
     double *times = malloc((size_t)steps * sizeof *times), loss = 0;
+    if (cp_prof_on() && warmup == 0) cp_prof_reset();
     for (long s = 0; s < warmup + steps; s++) {
         cp_step_result res;
         double t0 = now();
@@ -145,6 +172,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (s >= warmup) times[s - warmup] = now() - t0;
+        if (s + 1 == warmup) cp_prof_reset(); /* the profile covers the timed steps */
         loss = res.loss;
     }
     for (long i = 1; i < steps; i++)
@@ -157,6 +185,7 @@ int main(int argc, char **argv) {
            "\"task\": \"%s\", \"peft_type\": \"%s\", \"num_virtual_tokens\": %ld, \"target_seq\": %ld, ",
            (double)(B * (T + (s2s ? Td : 0))) / per, per, (double)ru.ru_maxrss / 1024.0, B, T, steps, (long long)trainable, recompute ? "true" : "false", loss,
            task, peft_type, lora ? 0 : n_virtual, s2s ? Td : 0);
+    if (cp_prof_on()) print_profile(steps, times);
     bench_machine_json(stdout);
     printf("}\n");
     cp_adamw_free(&opt);

@@ -67,24 +67,91 @@ def forward_section(rows) -> str:
     return "\n".join(out)
 
 
+FROZEN = ("frozen forward", "frozen input grad")
+RUNS = ("cpeft", "cpeft_bf16", "cpeft_q8_0", "cpeft_q4_k", "pytorch", "pytorch_bf16")
+
+
+def runs(row):
+    """A train row's six runs (cpeft f32, bf16, q8_0+bf16, q4_k+bf16, PyTorch f32, bf16), {} where one failed."""
+    return [row.get(k) if isinstance(row.get(k), dict) else {} for k in RUNS]
+
+
+def frozen_gflops(c) -> float:
+    """GFLOP/s of the frozen-weight products (forward + input gradient, LM head excluded) from a cpeft row's
+    CPEFT_PROFILE object ({phase: [s/step, utilisation, flops/step]}); 0 without one."""
+    prof = c.get("profile") or {}
+    t = sum(prof.get(k, [0, 0, 0])[0] for k in FROZEN)
+    f = sum(prof.get(k, [0, 0, 0])[2] for k in FROZEN)
+    return f / t / 1e9 if t > 0 else 0.0
+
+
 def train_section(rows) -> str:
-    out = ["## LoRA training step (forward + backward + AdamW), batch 4 × 256 tokens, f32, r = 8", "",
-           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; both sides in one run of `bench/run.sh train`, "
-           "random weights of the real model sizes, LoRA r=8 alpha=16 on q, k, v (GPT-Neo, as in the notebook) or c_attn "
-           "(GPT-2), AdamW, median of the timed steps, all cores. Peak RSS includes the interpreter and torch on the "
-           "PyTorch side.", "",
-           "| model | recompute | cpeft tokens/s | PyTorch + PEFT tokens/s | speed-up | cpeft peak RSS | PyTorch peak RSS | RSS ratio |",
-           "|---|---|---:|---:|---:|---:|---:|---:|"]
-    names = {"gpt_neo": "GPT-Neo-125M shape", "gpt2": "GPT-2-124M shape"}
+    """`bench/run.sh train`: a "gemm_peak" row, then one row per model and shape with cpeft f32 / bf16 / q8_0+bf16 /
+    q4_k+bf16 and PyTorch + PEFT f32 / bf16 autocast."""
+    peak = next((r for r in rows if r.get("bench") == "gemm_peak"), {})
+    rows = [r for r in rows if r.get("bench") == "train"]
+    names = {"gpt_neo": "GPT-Neo-125M shape", "gpt2": "GPT-2-124M shape", "smollm2": "SmolLM2-135M shape"}
+    c0, p0 = rows[0]["cpeft"], rows[0]["pytorch"]
+    out = ["## LoRA training step (forward + backward + AdamW): f32, bf16 and a quantized base, r = 8", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine(rows)}; everything in one run of `bench/run.sh train`, "
+           "random weights of the real model sizes (GPT-2 made with 2048 positions so that it runs 1 × 2048), LoRA r=8 "
+           "alpha=16 on c_attn (GPT-2) or q, k, v (GPT-Neo, SmolLM2), AdamW, median of "
+           f"{c0.get('steps', '?')} timed steps, all cores; `--gradient-checkpointing` on both sides where the table "
+           "says recompute. cpeft bf16 = `--bf16` (frozen-weight products and the LM head in bf16 with f32 sums); "
+           "Q8_0 / Q4_K = `--quantize q8_0|q4_k --bf16` (the base quantized at load, blocks dequantized into the bf16 "
+           "kernel's panels: QLoRA with compute dtype bfloat16); PyTorch bf16 = `torch.autocast(\"cpu\", "
+           "dtype=torch.bfloat16)` around the forward. Peak RSS includes the interpreter and torch on the PyTorch side.", "",
+           "| model | batch × seq | recompute | cpeft f32 | cpeft bf16 | cpeft Q8_0 | cpeft Q4_K | PyTorch f32 | PyTorch bf16 | "
+           "f32 ÷ PT f32 | bf16 ÷ PT f32 | bf16 ÷ PT bf16 | Q4_K ÷ cpeft bf16 |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def tps(x):
+        return x.get("tokens_per_s", 0.0) if isinstance(x, dict) else 0.0
+
+    def ratio(a, b):
+        return f"{a / b:.2f}×" if a and b else "–"
+
     for r in rows:
-        c, p = r["cpeft"], r["pytorch"]
+        c, cb, q8, q4, p, pb = runs(r)
         gc = "yes" if c.get("gradient_checkpointing") else "no"
-        out.append(f"| {names.get(r['arch'], r['arch'])} | {gc} | {c['tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
-                   f"{c['tokens_per_s'] / p['tokens_per_s']:.2f}× | {c['peak_rss_mib']:.0f} MiB | {p['peak_rss_mib']:.0f} MiB | "
-                   f"{c['peak_rss_mib'] / p['peak_rss_mib']:.2f} |")
-    p = rows[0]["pytorch"]
-    out += ["", f"PyTorch {p.get('torch', '?')}, transformers {p.get('transformers', '?')}, PEFT {p.get('peft', '?')}, "
-            f"{p.get('threads', '?')} threads.", ""]
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {gc} | {tps(c):.0f} | {tps(cb):.0f} | "
+                   f"{tps(q8):.0f} | {tps(q4):.0f} | {tps(p):.0f} | {tps(pb):.0f} | {ratio(tps(c), tps(p))} | "
+                   f"{ratio(tps(cb), tps(p))} | {ratio(tps(cb), tps(pb))} | {ratio(tps(q4), tps(cb))} |")
+    out += ["", "Peak RSS (MiB) and its ratio to the PyTorch side (f32 to PyTorch f32, bf16 to PyTorch bf16, Q4_K to PyTorch f32):", "",
+            "| model | batch × seq | cpeft f32 | cpeft bf16 | cpeft Q8_0 | cpeft Q4_K | PyTorch f32 | PyTorch bf16 | f32 ratio | "
+            "bf16 ratio | Q4_K ratio |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def rss(x):
+        return x.get("peak_rss_mib", 0.0) if isinstance(x, dict) else 0.0
+
+    def frac(a, b):
+        return f"{a / b:.2f}" if a and b else "–"
+
+    for r in rows:
+        c, cb, q8, q4, p, pb = runs(r)
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {rss(c):.0f} | {rss(cb):.0f} | {rss(q8):.0f} | "
+                   f"{rss(q4):.0f} | {rss(p):.0f} | {rss(pb):.0f} | {frac(rss(c), rss(p))} | {frac(rss(cb), rss(pb))} | "
+                   f"{frac(rss(q4), rss(p))} |")
+    pf, pbf = peak.get("gflops_f32", 0.0), peak.get("gflops_bf16", 0.0)
+    out += ["", f"Achieved GFLOP/s of the frozen-weight products (forward and input gradient through the base's Linear / "
+            f"Conv1D weights, LM head excluded; flops and time from CPEFT_PROFILE=1) against the GEMM peak measured in "
+            f"the same run (`gemm_bench --peak`, {peak.get('N', '?')} × {peak.get('C', '?')} × {peak.get('OC', '?')}): "
+            f"f32 sgemm {pf:.0f} GFLOP/s, bf16 kernel on packed panels {pbf:.0f} GFLOP/s.", "",
+            "| model | batch × seq | f32 GFLOP/s | of f32 peak | bf16 GFLOP/s | of bf16 peak | Q8_0 GFLOP/s | Q4_K GFLOP/s | of bf16 peak |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def pct(a, b):
+        return f"{100 * a / b:.0f}%" if a and b else "–"
+
+    for r in rows:
+        c, cb, q8, q4 = runs(r)[:4]
+        g32, gb, g8, g4 = (frozen_gflops(x) if isinstance(x, dict) else 0.0 for x in (c, cb, q8, q4))
+        out.append(f"| {names.get(r['arch'], r['arch'])} | {r['batch']} × {r['seq']} | {g32:.0f} | {pct(g32, pf)} | {gb:.0f} | "
+                   f"{pct(gb, pbf)} | {g8:.0f} | {g4:.0f} | {pct(g4, pbf)} |")
+    out += ["", f"PyTorch {p0.get('torch', '?')}, transformers {p0.get('transformers', '?')}, PEFT {p0.get('peft', '?')}, "
+            f"{p0.get('threads', '?')} threads. The per-phase profile of every cpeft run is in the JSON lines "
+            "(bench/work/train.jsonl, `profile`: seconds per step, core utilisation, flops per step).", ""]
     return "\n".join(out)
 
 

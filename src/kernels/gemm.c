@@ -5,6 +5,7 @@
  * Compiled once, for the default target: nothing here may use an instruction the CPU lacks.
  */
 #include "kernels/gemm.h"
+#include "core/profile.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"
@@ -179,22 +180,42 @@ cp_weight cp_weight_out_rows(const cp_weight *w, int64_t o0, int64_t n) {
     cp_weight t = cp_weight_nt((const char *)w->data + o0 * row_bytes, w->dtype, w->in, n);
     t.round_bf16 = w->round_bf16;
     t.act8 = w->act8;
+    /* the forward panels are 16 output rows each: a slice that starts on a panel keeps them */
+    if (w->bf16_panels[0] && o0 % 16 == 0) t.bf16_panels[0] = w->bf16_panels[0] + (o0 / 16) * ((w->in + 1) / 2) * 16;
     return t;
 }
 
+/* CPEFT_PROFILE's phase of a product with W: LoRA's A and B have a side of r <= 64 */
+#define SMALL_SIDE 64
+static cp_prof_phase phase_of(const cp_weight *W, cp_prof_phase big) {
+    return W->in <= SMALL_SIDE || W->out <= SMALL_SIDE ? CP_PROF_SMALL_GEMM : big;
+}
+
 void cp_gemm_forward(float *out, const float *X, const cp_weight *W, int64_t N, int accumulate) {
+    cp_prof_push(phase_of(W, CP_PROF_FROZEN_FWD));
+    cp_prof_flops(2.0 * (double)N * (double)W->in * (double)W->out);
     backend_for(W->dtype)->forward(out, X, W, N, accumulate);
+    cp_prof_pop();
 }
 
 void cp_gemm_backward_input(float *dX, const float *dY, const cp_weight *W, int64_t N, int accumulate) {
+    cp_prof_push(phase_of(W, CP_PROF_FROZEN_DX));
+    cp_prof_flops(2.0 * (double)N * (double)W->in * (double)W->out);
     backend_for(W->dtype)->backward_input(dX, dY, W, N, accumulate);
+    cp_prof_pop();
 }
 
 void cp_gemm_weight_grad(float *out, const float *a, const float *b, int64_t N, int64_t C, int64_t OC, int accumulate) {
+    cp_prof_push(CP_PROF_WEIGHT_GRAD);
+    cp_prof_flops(2.0 * (double)N * (double)C * (double)OC);
     cp_gemm_active()->weight_grad(out, a, b, N, C, OC, accumulate);
+    cp_prof_pop();
 }
 
 void cp_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    cp_prof_push(CP_PROF_F32_GEMM);
+    cp_prof_flops(2.0 * (double)M * (double)N * (double)K);
     cp_gemm_active()->f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    cp_prof_pop();
 }

@@ -46,6 +46,9 @@ typedef struct {
     int64_t in, out;         /* C and OC */
     int round_bf16;          /* 0: exact (the weight widened, X as it is); 1: bf16 compute (--bf16, autocast):
                                 X and the weight rounded to bf16, products summed in f32 (gemm_bf16.h) */
+    const uint32_t *bf16_panels[2]; /* round_bf16 only: the weight packed once for the AVX-512 BF16 kernel
+                                (cp_gemm_bf16_pack), [0] as the forward product reads it, [1] as the input
+                                gradient's does; NULL: packed per call (models/bf16.c decides) */
     int act8;                /* inference only, a quantized weight's forward with few rows: 1 lets the backend
                                 round X to 8 bits per block and sum integer products (llama.cpp's way,
                                 kernels/quant_dot.h); 0: exact. The input gradient is always exact. */
@@ -53,11 +56,11 @@ typedef struct {
 
 /* Descriptors for a weight stored (OC,C) and for one stored (C,OC). */
 static inline cp_weight cp_weight_nt(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out, 0, 0};
+    cp_weight w = {data, dtype, CP_WEIGHT_NT, in, out, 0, {NULL, NULL}, 0};
     return w;
 }
 static inline cp_weight cp_weight_nn(const void *data, cp_dtype dtype, int64_t in, int64_t out) {
-    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out, 0, 0};
+    cp_weight w = {data, dtype, CP_WEIGHT_NN, in, out, 0, {NULL, NULL}, 0};
     return w;
 }
 /* Output features [o0, o0 + n) of an NT weight (its rows: a vocabulary chunk of the LM head). */

@@ -7,7 +7,9 @@
  * backend emulates.
  *
  * The product: both operands are packed first (the whole team), then tiles of the output are
- * shared out. A = X rounded to bf16, row-major (N, 2·KP) with KP = ⌈K/2⌉ pairs (a zero pads odd K);
+ * shared out. B may come packed already (a frozen weight packed once: cp_gemm_bf16_pack, cached
+ * by models/bf16.c) or be packed per call, from a stored weight or by a caller's packer (the
+ * quantized weights of gemm_quant.c dequantize blocks straight into the panels). A = X rounded to bf16, row-major (N, 2·KP) with KP = ⌈K/2⌉ pairs (a zero pads odd K);
  * B = W rounded to bf16 in panels of 16 output columns, each (KP, 16, 2): pair p of column j holds
  * w[j][2p], w[j][2p+1], one 32-bit lane of a vdpbf16ps operand. The micro-kernel keeps MR = 8 rows
  * × NV = 3 panels (48 columns) of f32 sums in 24 registers; per pair it broadcasts one A pair per
@@ -145,18 +147,66 @@ static void micro_any(float *out, int64_t ldo, const uint32_t *A, int64_t KP, co
     }
 }
 
-int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype, int nn, int64_t N, int64_t K, int64_t M,
-                     int accumulate) {
+int64_t cp_gemm_bf16_panel_words(int64_t K, int64_t M) { return (M + 15) / 16 * ((K + 1) / 2) * 16; }
+
+void cp_gemm_bf16_pack(uint32_t *B, const void *W, cp_dtype w_dtype, int nn, int64_t K, int64_t M) {
+    const int64_t KP = (K + 1) / 2, n_panels = (M + 15) / 16;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && K * M > 65536)
+    for (int64_t b = 0; b < n_panels; b++) pack_panel(B + b * KP * 16, W, w_dtype, nn, K, M, KP, 16 * b);
+}
+
+void cp_gemm_bf16_pack_rows(uint32_t *dst, const float *w, int64_t ld, int64_t rows, int64_t kn) {
+    const int64_t np = (kn + 1) / 2;
+    int64_t p = 0;
+    if (rows == 16 && ld * 16 < INT32_MAX) {
+        const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                _mm512_set1_epi32((int)ld));
+        for (; 2 * p + 1 < kn; p++) {
+            const __m256i lo = round16(_mm512_i32gather_ps(idx, w + 2 * p, 4));
+            const __m256i hi = round16(_mm512_i32gather_ps(idx, w + 2 * p + 1, 4));
+            _mm512_storeu_si512(dst + p * 16, pairs(lo, hi));
+        }
+    }
+    for (; p < np; p++)
+        for (int64_t c = 0; c < 16; c++) {
+            uint32_t lo = 0, hi = 0;
+            if (c < rows) {
+                lo = cp_f32_to_bf16(w[c * ld + 2 * p]);
+                if (2 * p + 1 < kn) hi = cp_f32_to_bf16(w[c * ld + 2 * p + 1]);
+            }
+            dst[p * 16 + c] = lo | hi << 16;
+        }
+}
+
+void cp_gemm_bf16_pack_pairs(uint32_t *dst, int64_t panel_stride, const float *lo, const float *hi, int64_t width) {
+    int64_t i = 0;
+    for (; i + 16 <= width; i += 16) {
+        const __m256i l = round16(_mm512_loadu_ps(lo + i));
+        const __m256i h = hi ? round16(_mm512_loadu_ps(hi + i)) : _mm256_setzero_si256();
+        _mm512_storeu_si512(dst + (i / 16) * panel_stride, pairs(l, h));
+    }
+    if (i < width) {
+        uint32_t *d = dst + (i / 16) * panel_stride;
+        for (int64_t c = 0; c < 16; c++)
+            d[c] = i + c < width ? (uint32_t)cp_f32_to_bf16(lo[i + c]) | (uint32_t)(hi ? cp_f32_to_bf16(hi[i + c]) : 0) << 16 : 0;
+    }
+}
+
+/* The product on a packed B: A packed here (every row of X once, shared by all column tasks), B
+ * either given (`ready`) or packed by `pack` in n_units pieces first; one team, one region. */
+static int run(float *out, const float *X, const uint32_t *ready, int64_t N, int64_t K, int64_t M, int accumulate,
+               cp_gemm_bf16_packer pack, const void *ctx, int64_t n_units) {
     if (N <= 0 || M <= 0) return 0;
     if (K <= 0) {
         if (!accumulate)
             for (int64_t n = 0; n < N; n++) memset(out + n * M, 0, (size_t)M * sizeof *out);
         return 0;
     }
-    const int64_t KP = (K + 1) / 2, n_panels = (M + 15) / 16;
+    const int64_t KP = (K + 1) / 2;
     uint16_t *A = aligned_alloc(64, (size_t)((N * 2 * KP * 2 + 63) / 64 * 64));
-    uint32_t *B = aligned_alloc(64, (size_t)(n_panels * KP * 16 * 4));
-    if (!A || !B) { free(A); free(B); return -1; }
+    uint32_t *B = ready ? NULL : aligned_alloc(64, (size_t)((cp_gemm_bf16_panel_words(K, M) * 4 + 63) / 64 * 64));
+    if (!A || (!ready && !B)) { free(A); free(B); return -1; }
+    const uint32_t *Bp = ready ? ready : B;
     const int64_t row_tasks = (N + MC - 1) / MC, col_tasks = (M + NC - 1) / NC, n_tasks = row_tasks * col_tasks;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(threads) if (threads > 1 && N * K * M > 65536)
@@ -164,8 +214,9 @@ int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype
 #pragma omp for schedule(static) nowait
         for (int64_t n = 0; n < N; n++) pack_row(A + n * 2 * KP, X + n * K, K, KP);
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < n_panels; b++) pack_panel(B + b * KP * 16, W, w_dtype, nn, K, M, KP, 16 * b);
-#pragma omp for schedule(static)
+        for (int64_t u = 0; u < (ready ? 0 : n_units); u++) pack(ctx, B, u);
+        /* the barrier above also covers A: the rows of a task come from both threads' shares */
+#pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < n_tasks; t++) {
             const int64_t n0 = (t / col_tasks) * MC, n1 = n0 + MC < N ? n0 + MC : N;
             const int64_t j0 = (t % col_tasks) * NC, j1 = j0 + NC < M ? j0 + NC : M;
@@ -177,7 +228,7 @@ int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype
                     const int nv = (int)((cols + 15) / 16);
                     const int64_t last = cols - 16 * (nv - 1);
                     const __mmask16 mask = (__mmask16)(last == 16 ? 0xffff : (1u << last) - 1);
-                    const uint32_t *Bj = B + (j / 16) * KP * 16;
+                    const uint32_t *Bj = Bp + (j / 16) * KP * 16;
                     for (int64_t n = n0; n < n1; n += MR) {
                         const int R = (int)(n1 - n < MR ? n1 - n : MR);
                         micro_any(out + n * M + j, M, (const uint32_t *)(A + n * 2 * KP), KP, Bj, KP * 16, p0, p1, R, nv,
@@ -192,6 +243,33 @@ int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype
     return 0;
 }
 
+typedef struct {
+    const void *W;
+    cp_dtype dt;
+    int nn;
+    int64_t K, M, KP;
+} plain_ctx;
+
+static void pack_plain(const void *vctx, uint32_t *B, int64_t b) {
+    const plain_ctx *c = vctx;
+    pack_panel(B + b * c->KP * 16, c->W, c->dt, c->nn, c->K, c->M, c->KP, 16 * b);
+}
+
+int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype, int nn, int64_t N, int64_t K, int64_t M,
+                     int accumulate) {
+    const plain_ctx c = {W, w_dtype, nn, K, M, (K + 1) / 2};
+    return run(out, X, NULL, N, K, M, accumulate, pack_plain, &c, (M + 15) / 16);
+}
+
+int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64_t N, int64_t K, int64_t M, int accumulate) {
+    return run(out, X, B, N, K, M, accumulate, NULL, NULL, 0);
+}
+
+int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
+                          const void *ctx, int64_t n_units) {
+    return run(out, X, NULL, N, K, M, accumulate, pack, ctx, n_units);
+}
+
 #else /* no AVX-512 BF16 in this build */
 
 const int cp_gemm_bf16_built = 0;
@@ -199,6 +277,25 @@ const int cp_gemm_bf16_built = 0;
 int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype, int nn, int64_t N, int64_t K, int64_t M,
                      int accumulate) {
     (void)out, (void)X, (void)W, (void)w_dtype, (void)nn, (void)N, (void)K, (void)M, (void)accumulate;
+    return -1;
+}
+int64_t cp_gemm_bf16_panel_words(int64_t K, int64_t M) { return (M + 15) / 16 * ((K + 1) / 2) * 16; }
+void cp_gemm_bf16_pack(uint32_t *B, const void *W, cp_dtype w_dtype, int nn, int64_t K, int64_t M) {
+    (void)B, (void)W, (void)w_dtype, (void)nn, (void)K, (void)M;
+}
+void cp_gemm_bf16_pack_rows(uint32_t *dst, const float *w, int64_t ld, int64_t rows, int64_t kn) {
+    (void)dst, (void)w, (void)ld, (void)rows, (void)kn;
+}
+void cp_gemm_bf16_pack_pairs(uint32_t *dst, int64_t panel_stride, const float *lo, const float *hi, int64_t width) {
+    (void)dst, (void)panel_stride, (void)lo, (void)hi, (void)width;
+}
+int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64_t N, int64_t K, int64_t M, int accumulate) {
+    (void)out, (void)X, (void)B, (void)N, (void)K, (void)M, (void)accumulate;
+    return -1;
+}
+int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
+                          const void *ctx, int64_t n_units) {
+    (void)out, (void)X, (void)N, (void)K, (void)M, (void)accumulate, (void)pack, (void)ctx, (void)n_units;
     return -1;
 }
 

@@ -30,6 +30,27 @@ extern const int cp_gemm_bf16_built; /* the kernel is in this build (x86-64) */
 int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype, int nn, int64_t N, int64_t K, int64_t M,
                      int accumulate);
 
+/* The packed weight operand ("panels"): for out (N,M) = X (N,K) · B, panel b holds output columns
+ * [16b, 16b + 16) as (KP, 16) 32-bit pairs, KP = ⌈K/2⌉: pair p of column j = (bf16 w[j][2p],
+ * bf16 w[j][2p+1]) in the low and high half (zeros past K and past M). Words: */
+int64_t cp_gemm_bf16_panel_words(int64_t K, int64_t M);
+/* Packs W as cp_gemm_bf16_dot would (nn as there) into B (cp_gemm_bf16_panel_words(K, M) words);
+ * runs on its own team (or the caller's thread inside one). AVX-512 BF16 builds only. */
+void cp_gemm_bf16_pack(uint32_t *B, const void *W, cp_dtype w_dtype, int nn, int64_t K, int64_t M);
+/* out (N,M) (+)= bf16(X) · B with B packed already (a frozen weight's cached panels). */
+int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64_t N, int64_t K, int64_t M, int accumulate);
+/* The same with B packed first by `pack` (ctx, B, unit) for unit = 0 .. n_units − 1, shared out over
+ * the team (each unit writes its own words of B): a weight stored another way (block-quantized). */
+typedef void (*cp_gemm_bf16_packer)(const void *ctx, uint32_t *B, int64_t unit);
+int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
+                          const void *ctx, int64_t n_units);
+/* Packer helpers. pack_rows: one panel's pairs [0, ⌈kn/2⌉) from `rows` (≤ 16) f32 rows w (leading
+ * dimension ld) of kn values each, rounded (rows past `rows` and the value past an odd kn: zero).
+ * pack_pairs: pair p of `width` consecutive columns, lo and hi (NULL: zeros) the f32 rows 2p and
+ * 2p+1, written into width/16 panels at dst, dst + panel_stride, ... (a partial last one zero-padded). */
+void cp_gemm_bf16_pack_rows(uint32_t *dst, const float *w, int64_t ld, int64_t rows, int64_t kn);
+void cp_gemm_bf16_pack_pairs(uint32_t *dst, int64_t panel_stride, const float *lo, const float *hi, int64_t width);
+
 /* dst[i] = the f32 value of bf16(src[i]) (round to nearest even; NaN stays NaN), i < n (kernels/gemm.c). */
 void cp_round_bf16_f32(float *dst, const float *src, int64_t n);
 

@@ -160,10 +160,14 @@ static void w16_nn(float *out, const float *X, const uint16_t *W, int bf16, int6
  * 16-bit products above (every product of two bf16 values is exact in f32, so the two ways differ
  * only in the order of the f32 sums and in vdpbf16ps's flushing of denormals). */
 static void bf16_product(float *out, const float *X, const void *W, cp_dtype dt, int nn, int64_t N, int64_t K, int64_t M,
-                         int accumulate) {
+                         int accumulate, const uint32_t *panels) {
 #if defined(__AVX512F__)
-    if (N > BF16_SKINNY_ROWS && cp_gemm_bf16_native() && cp_gemm_bf16_dot(out, X, W, dt, nn, N, K, M, accumulate) == 0)
+    if (N > BF16_SKINNY_ROWS && cp_gemm_bf16_native() &&
+        (panels ? cp_gemm_bf16_dot_packed(out, X, panels, N, K, M, accumulate)
+                : cp_gemm_bf16_dot(out, X, W, dt, nn, N, K, M, accumulate)) == 0)
         return;
+#else
+    (void)panels;
 #endif
     float *Xr = malloc((size_t)(N * K > 0 ? N * K : 1) * sizeof *Xr);
     uint16_t *Wr = dt == CP_BF16 ? NULL : malloc((size_t)(K * M > 0 ? K * M : 1) * sizeof *Wr);
@@ -202,7 +206,7 @@ static void cpu_forward(float *out, const float *X, const cp_weight *W, int64_t 
         CP_KERNEL(cp_gemm_quant_forward)(out, X, W, N, accumulate);
         return;
     }
-    if (W->round_bf16) bf16_product(out, X, W->data, W->dtype, !nt, N, C, OC, accumulate);
+    if (W->round_bf16) bf16_product(out, X, W->data, W->dtype, !nt, N, C, OC, accumulate, W->bf16_panels[0]);
     else if (W->dtype == CP_F32) (nt ? f32_nt : f32_nn)(out, X, W->data, N, C, OC, accumulate);
     else (nt ? w16_nt : w16_nn)(out, X, W->data, W->dtype == CP_BF16, N, C, OC, accumulate);
 }
@@ -214,7 +218,7 @@ static void cpu_backward_input(float *dX, const float *dY, const cp_weight *W, i
     assert(cpu_supports(W->dtype) && C <= INT32_MAX && OC <= INT32_MAX && N <= INT32_MAX);
     if (cp_dtype_is_quantized(W->dtype)) { CP_KERNEL(cp_gemm_quant_backward_input)(dX, dY, W, N, accumulate); return; }
     if (W->round_bf16) { /* NT: W (OC,C) read as (K,M); NN: W (C,OC) read as (M,K) */
-        bf16_product(dX, dY, W->data, W->dtype, nt, N, OC, C, accumulate);
+        bf16_product(dX, dY, W->data, W->dtype, nt, N, OC, C, accumulate, W->bf16_panels[1]);
     } else if (W->dtype == CP_F32) {
         if (nt) f32_nn(dX, dY, W->data, N, OC, C, accumulate); /* W (OC,C) read as (K,M) */
         else                                                   /* always sgemm, as nn/linear.c */

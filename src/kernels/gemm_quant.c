@@ -13,11 +13,16 @@
  *     rows stay in L1); the input gradient dequantizes 256 columns of one weight row at a time and
  *     adds it, scaled by each row's dY, into 256-column accumulators. The weight is read once.
  *   many rows: each thread dequantizes panels of the weight into its own scratch and multiplies
- *     them with a one-thread sgemm (as gemm_cpu.c does for 16-bit weights).
+ *     them with a one-thread sgemm (as gemm_cpu.c does for 16-bit weights). Under --bf16
+ *     (round_bf16, QLoRA's bnb_4bit_compute_dtype=bfloat16) with AVX-512 BF16, blocks are
+ *     dequantized straight into the bf16 panels of gemm_bf16.h and run on its vdpbf16ps kernel
+ *     (emulated elsewhere: the dequantized panel and X rounded, then sgemm). The few-row kernels
+ *     stay exact f32 under --bf16.
  * Activations stay f32: no 8-bit activation quantization (llama.cpp's VNNI path), which would
  * change results; see docs/architecture.md.
  */
 #include "kernels/gemm_quant.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_cpu.h"
 #include "kernels/isa.h"
 #include "kernels/quant_dot.h"
@@ -185,7 +190,7 @@ static void nn_few(float *out, const float *X, const uint8_t *W, cp_dtype dt, in
  * nn = 1: out (N,M) (+)= X·W, W (K,M): a panel is g columns (whole blocks) of every row, to buf (K,g).
  * Returns -1 when the scratch cannot be had (the few-row kernels then do it). */
 static int panels(float *out, const float *X, const uint8_t *W, cp_dtype dt, int64_t N, int64_t K, int64_t M, int accumulate,
-                  int nn) {
+                  int nn, int round) {
     if (K == 0) return -1;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     const int64_t align = nn ? cp_dtype_block_elems(dt) : 16, set = cp_gemm_cpu_panel_bytes();
@@ -209,6 +214,8 @@ static int panels(float *out, const float *X, const uint8_t *W, cp_dtype dt, int
             const int64_t m0 = p * P, g = M - m0 < P ? M - m0 : P;
             if (nn) for (int64_t k = 0; k < K; k++) dequant(dt, W + k * rb + offset_of(dt, m0), buf + k * g, g);
             else dequant(dt, W + m0 * rb, buf, g * K);
+            if (round) /* --bf16 emulated: the dequantized values rounded as the kernel's pairs are */
+                for (int64_t i = 0; i < g * K; i++) buf[i] = cp_bf16_to_f32(cp_f32_to_bf16(buf[i]));
             // out[:, m0 : m0+g] (+)= X · buf (as W's panel)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, nn ? CblasNoTrans : CblasTrans, (int)N, (int)g, (int)K, 1.0f, X, (int)K,
                         buf, nn ? (int)g : (int)K, accumulate ? 1.0f : 0.0f, out + m0, (int)M);
@@ -218,6 +225,74 @@ static int panels(float *out, const float *X, const uint8_t *W, cp_dtype dt, int
     return 0;
 }
 
+/* ---- many rows under --bf16 (QLoRA's compute dtype): blocks dequantized into the bf16 panels -- */
+
+#if defined(__AVX512F__)
+typedef struct {
+    const uint8_t *W;
+    cp_dtype dt;
+    int64_t K, M, KP, rb; /* the product's K and M; rb: bytes per stored row of W */
+} quant_pack;
+
+/* Forward, X·Wᵀ with W (M,K): panel u holds rows 16u .. 16u+15 of W, dequantized TILE values of
+ * each at a time into an L1 tile and rounded into pairs. */
+static void pack_nt(const void *vctx, uint32_t *B, int64_t u) {
+    const quant_pack *c = vctx;
+    const int64_t m0 = 16 * u, R = c->M - m0 < 16 ? c->M - m0 : 16;
+    float tile[16][TILE] __attribute__((aligned(64)));
+    for (int64_t k0 = 0; k0 < c->K; k0 += TILE) {
+        const int64_t kn = c->K - k0 < TILE ? c->K - k0 : TILE; /* whole blocks: even */
+        for (int64_t r = 0; r < R; r++) dequant(c->dt, c->W + (m0 + r) * c->rb + offset_of(c->dt, k0), tile[r], kn);
+        cp_gemm_bf16_pack_rows(B + u * c->KP * 16 + (k0 / 2) * 16, tile[0], TILE, R, kn);
+    }
+}
+
+/* Input gradient, dY·W with W (K,M) as stored (OC,C): unit u is TILE columns (whole blocks) of every
+ * row; rows 2p and 2p+1 are dequantized and rounded into pair p of those columns' panels. */
+static void pack_nn(const void *vctx, uint32_t *B, int64_t u) {
+    const quant_pack *c = vctx;
+    const int64_t m0 = u * TILE, w = c->M - m0 < TILE ? c->M - m0 : TILE; /* a multiple of 32 */
+    float lo[TILE] __attribute__((aligned(64))), hi[TILE] __attribute__((aligned(64)));
+    uint32_t *dst = B + (m0 / 16) * c->KP * 16;
+    for (int64_t p = 0; p < c->KP; p++) {
+        dequant(c->dt, c->W + 2 * p * c->rb + offset_of(c->dt, m0), lo, w);
+        const int odd = 2 * p + 1 < c->K;
+        if (odd) dequant(c->dt, c->W + (2 * p + 1) * c->rb + offset_of(c->dt, m0), hi, w);
+        cp_gemm_bf16_pack_pairs(dst + p * 16, c->KP * 16, lo, odd ? hi : NULL, w);
+    }
+}
+
+/* out (N,M) (+)= bf16(X) · bf16(deq W)ᵀ (nn = 0) or bf16(X) · bf16(deq W) (nn = 1) on vdpbf16ps; -1 when
+ * the CPU lacks it or scratch cannot be had. Equals cp_gemm_bf16_dot on the dequantized f32 weight,
+ * bit for bit (the same pairs, the same kernel). */
+static int bf16_native(float *out, const float *X, const uint8_t *W, cp_dtype dt, int64_t N, int64_t K, int64_t M, int accumulate,
+                       int nn) {
+    if (!cp_gemm_bf16_native()) return -1;
+    const quant_pack c = {W, dt, K, M, (K + 1) / 2, offset_of(dt, nn ? M : K)};
+    return nn ? cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nn, &c, (M + TILE - 1) / TILE)
+              : cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nt, &c, (M + 15) / 16);
+}
+#else
+static int bf16_native(float *out, const float *X, const uint8_t *W, cp_dtype dt, int64_t N, int64_t K, int64_t M, int accumulate,
+                       int nn) {
+    (void)out, (void)X, (void)W, (void)dt, (void)N, (void)K, (void)M, (void)accumulate, (void)nn;
+    return -1;
+}
+#endif
+
+/* Many rows with round_bf16: the native kernel, else emulated (X rounded into a copy, each dequantized
+ * panel rounded in place, then sgemm: the same values up to the order of the f32 sums). */
+static int many_rows(float *out, const float *X, const cp_weight *W, int64_t N, int64_t K, int64_t M, int accumulate, int nn) {
+    if (!W->round_bf16) return panels(out, X, W->data, W->dtype, N, K, M, accumulate, nn, 0);
+    if (bf16_native(out, X, W->data, W->dtype, N, K, M, accumulate, nn) == 0) return 0;
+    float *Xr = malloc((size_t)(N * K) * sizeof *Xr);
+    if (!Xr) return -1;
+    cp_round_bf16_f32(Xr, X, N * K);
+    const int r = panels(out, Xr, W->data, W->dtype, N, K, M, accumulate, nn, 1);
+    free(Xr);
+    return r;
+}
+
 /* ---- the entry points ------------------------------------------------------------------------- */
 
 void CP_KERNEL(cp_gemm_quant_forward)(float *out, const float *X, const cp_weight *W, int64_t N, int accumulate) {
@@ -225,7 +300,7 @@ void CP_KERNEL(cp_gemm_quant_forward)(float *out, const float *X, const cp_weigh
     const int64_t K = W->in, M = W->out;
     assert(W->layout == CP_WEIGHT_NT && cp_dtype_is_quantized(W->dtype) && K % cp_dtype_block_elems(W->dtype) == 0);
     if (N == 0 || M == 0) return;
-    if (N > FEW_ROWS && panels(out, X, W->data, W->dtype, N, K, M, accumulate, 0) == 0) return;
+    if (N > FEW_ROWS && many_rows(out, X, W, N, K, M, accumulate, 0) == 0) return;
     for (int64_t n0 = 0; n0 < N; n0 += FEW_ROWS)
         nt_few(out + n0 * M, X + n0 * K, W->data, W->dtype, N - n0 < FEW_ROWS ? N - n0 : FEW_ROWS, K, M, accumulate);
 }
@@ -235,7 +310,7 @@ void CP_KERNEL(cp_gemm_quant_backward_input)(float *dX, const float *dY, const c
     const int64_t K = W->out, M = W->in;
     assert(W->layout == CP_WEIGHT_NT && cp_dtype_is_quantized(W->dtype) && M % cp_dtype_block_elems(W->dtype) == 0);
     if (N == 0 || M == 0) return;
-    if (N > FEW_ROWS && panels(dX, dY, W->data, W->dtype, N, K, M, accumulate, 1) == 0) return;
+    if (N > FEW_ROWS && many_rows(dX, dY, W, N, K, M, accumulate, 1) == 0) return;
     for (int64_t n0 = 0; n0 < N; n0 += FEW_ROWS)
         nn_few(dX + n0 * M, dY + n0 * K, W->data, W->dtype, N - n0 < FEW_ROWS ? N - n0 : FEW_ROWS, K, M, accumulate);
 }

@@ -13,7 +13,13 @@
  * them in bf16), softmax, loss, gradients and AdamW state. Outputs of the bf16 products are f32
  * (autocast rounds them to bf16).
  *
- * Not reversible within the process (a merge widens a weight back to f32 but it keeps round_bf16).
+ * With AVX-512 BF16 each such weight is also packed once into the kernel's panels (kernels/gemm_bf16.h),
+ * kept in cp_param.bf16_panels: the product that gathers (a Linear's forward, a Conv1D's input
+ * gradient) for every weight, both for the LM head; CPEFT_BF16_NO_CACHE=1 packs per call instead. A
+ * quantized weight gets round_bf16 alone (its blocks are dequantized into panels per product).
+ *
+ * Not reversible within the process (a merge widens a weight back to f32 but it keeps round_bf16; it
+ * drops the panels).
  */
 #ifndef CP_MODELS_BF16_H
 #define CP_MODELS_BF16_H

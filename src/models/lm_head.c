@@ -12,6 +12,7 @@
  * head, the backward pass) a chunk of full rows is made first and reduced after.
  */
 #include "models/lm_head.h"
+#include "core/profile.h"
 #include "kernels/vector.h"
 #include "models/proj.h"
 #include "nn/linear.h"
@@ -226,9 +227,11 @@ cp_status cp_lm_head_loss_backward(const cp_run *run, const cp_module *head, con
 cp_status cp_lm_head_loss_shift(const cp_run *run, const cp_module *head, const cp_logits_post *post, const float *h, int64_t B,
                                 int64_t T, const int64_t *labels, int shift, float *logits, double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
+    cp_prof_push(CP_PROF_LM_HEAD);
     cp_arena_mark mark = cp_arena_get_mark(scratch);
     cp_status st = head_loss(run, head, post, h, B, T, labels, shift, logits, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
+    cp_prof_pop();
     return st;
 }
 
@@ -236,8 +239,10 @@ cp_status cp_lm_head_loss_backward_shift(const cp_run *run, const cp_module *hea
                                          int64_t B, int64_t T, const int64_t *labels, int shift, double norm, float *dh,
                                          double *loss_sum, int64_t *n_targets) {
     cp_arena *scratch = run->arena;
+    cp_prof_push(CP_PROF_LM_HEAD);
     cp_arena_mark mark = cp_arena_get_mark(scratch);
     cp_status st = head_loss_backward(run, head, post, h, B, T, labels, shift, norm, dh, loss_sum, n_targets, scratch);
     cp_arena_release(scratch, mark);
+    cp_prof_pop();
     return st;
 }

@@ -14,6 +14,7 @@
  * so the plain causal path runs exactly the code it ran before they existed.
  */
 #include "nn/attention.h"
+#include "core/profile.h"
 #include "nn/attention_internal.h"
 #include "kernels/gemm.h"
 #include "kernels/vector.h"
@@ -372,16 +373,20 @@ cp_status cp_attention_forward_ref(const cp_attention_args *a, cp_arena *scratch
 }
 
 cp_status cp_attention_forward(const cp_attention_args *a, cp_arena *scratch) {
+    cp_prof_push(CP_PROF_ATTENTION);
     cp_arena_mark mark = cp_arena_get_mark(scratch);
     cp_status st = a->probs ? attention_forward(a, scratch) : cp_attn_fused_forward(a, scratch);
     cp_arena_release(scratch, mark);
+    cp_prof_pop();
     return st;
 }
 
 cp_status cp_attention_backward(const cp_attention_args *a, const float *dout, float *dq, float *dk, float *dv, cp_arena *scratch) {
+    cp_prof_push(CP_PROF_ATTENTION);
     cp_arena_mark mark = cp_arena_get_mark(scratch);
     cp_status st = a->probs || !a->stats ? attention_backward(a, dout, dq, dk, dv, scratch)
                                          : cp_attn_fused_backward(a, dout, dq, dk, dv, scratch);
     cp_arena_release(scratch, mark);
+    cp_prof_pop();
     return st;
 }

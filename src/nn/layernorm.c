@@ -4,10 +4,12 @@
  * (elementwise_affine=False: none).
  */
 #include "nn/layernorm.h"
+#include "core/profile.h"
 
 #include <math.h>
 
 void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rstd, const float *in, int64_t N) {
+    cp_prof_push(CP_PROF_NORM);
     const int64_t C = m->in_features;
     const float *w = m->weight ? m->weight->data : NULL, *b = m->bias ? m->bias->data : NULL; /* NULL: not affine */
     const double eps = m->eps;
@@ -28,10 +30,12 @@ void cp_layernorm_forward(const cp_module *m, float *out, float *mean, float *rs
         if (mean) mean[n] = muf;
         if (rstd) rstd[n] = r;
     }
+    cp_prof_pop();
 }
 
 void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const float *in, const float *mean,
                            const float *rstd, int64_t N) {
+    cp_prof_push(CP_PROF_NORM);
     const int64_t C = m->in_features;
     const float *w = m->weight ? m->weight->data : NULL; /* NULL: not affine, γ = 1 */
     float *dw = m->weight ? m->weight->grad : NULL, *db = m->bias ? m->bias->grad : NULL;
@@ -67,4 +71,5 @@ void cp_layernorm_backward(const cp_module *m, float *dx, const float *dy, const
             if (db) db[c] += sb;
         }
     }
+    cp_prof_pop();
 }

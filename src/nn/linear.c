@@ -27,10 +27,16 @@ cp_weight cp_linear_weight(const cp_module *m) {
     const void *values = p->data ? (const void *)p->data : p->stored;
     const cp_dtype dtype = p->data ? CP_F32 : p->stored_dtype;
     /* a quantized weight is stored NT (a Conv1D's transposed at load): the same product */
-    if (cp_dtype_is_quantized(dtype)) return cp_weight_nt(values, dtype, m->in_features, m->out_features);
+    if (cp_dtype_is_quantized(dtype)) {
+        cp_weight q = cp_weight_nt(values, dtype, m->in_features, m->out_features);
+        q.round_bf16 = p->round_bf16; /* many rows: dequantized into bf16 panels (kernels/gemm_quant.c) */
+        return q;
+    }
     cp_weight w = m->kind == CP_MOD_CONV1D ? cp_weight_nn(values, dtype, m->in_features, m->out_features)
                                            : cp_weight_nt(values, dtype, m->in_features, m->out_features);
     w.round_bf16 = p->round_bf16;
+    w.bf16_panels[0] = p->bf16_panels[0];
+    w.bf16_panels[1] = p->bf16_panels[1];
     return w;
 }
 

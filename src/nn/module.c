@@ -49,8 +49,16 @@ cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1) {
     return p;
 }
 
+void cp_param_drop_panels(cp_param *p) {
+    for (int i = 0; i < 2; i++) {
+        cp_free(p->bf16_panels[i]);
+        p->bf16_panels[i] = NULL;
+    }
+}
+
 void cp_param_free(cp_param *p) {
     if (!p) return;
+    cp_param_drop_panels(p);
     if (p->owns_data) cp_free(p->data);
     if (p->owns_stored) cp_free((void *)p->stored);
     cp_free(p->grad);

@@ -52,6 +52,9 @@ typedef struct cp_param {
                                 --bf16), freed with the parameter */
     int owns_data;           /* data was allocated (widened from F16/BF16, or copied) */
     int round_bf16;          /* products with this weight in bf16 (--bf16: models/bf16.h) */
+    uint32_t *bf16_panels[2]; /* round_bf16: the values packed once for the AVX-512 BF16 kernel (owned; [0] the
+                                forward product's, [1] the input gradient's, kernels/gemm.h's cp_weight), or
+                                NULL; dropped whenever the values change (cp_param_drop_panels) */
     cp_dtype source_dtype;   /* dtype in the checkpoint file (CP_F32 when unbound) */
     struct cp_param *tied_to; /* shares data with that parameter; counted once, as PyTorch does */
     int requires_grad;
@@ -95,6 +98,8 @@ cp_param *cp_param_new(const char *name, int ndim, int64_t d0, int64_t d1);
 /* The same with like's shape (any ndim). */
 cp_param *cp_param_new_like(const char *name, const cp_param *like);
 void cp_param_free(cp_param *p);
+/* Frees p's packed bf16 panels (the values are about to change, or memory is wanted back). */
+void cp_param_drop_panels(cp_param *p);
 
 /* Construction. Each returns the new child (owned by `parent`) or NULL with an error set.
  * A NULL parent makes a root whose path is "". */

@@ -3,10 +3,12 @@
  * stay within an ulp of PyTorch's f32 result.
  */
 #include "nn/rmsnorm.h"
+#include "core/profile.h"
 
 #include <math.h>
 
 void cp_rmsnorm_forward(const cp_module *m, float *out, float *rstd, const float *in, int64_t N) {
+    cp_prof_push(CP_PROF_NORM);
     const int64_t C = m->in_features;
     const float *w = m->weight->data;
     const float off = m->unit_offset ? 1.0f : 0.0f;
@@ -21,9 +23,11 @@ void cp_rmsnorm_forward(const cp_module *m, float *out, float *rstd, const float
         for (int64_t c = 0; c < C; c++) y[c] = (off + w[c]) * (x[c] * r);
         if (rstd) rstd[n] = r;
     }
+    cp_prof_pop();
 }
 
 void cp_rmsnorm_backward(const cp_module *m, float *dx, const float *dy, const float *in, const float *rstd, int64_t N) {
+    cp_prof_push(CP_PROF_NORM);
     const int64_t C = m->in_features;
     const float *w = m->weight->data;
     float *dw = m->weight->grad;
@@ -48,4 +52,5 @@ void cp_rmsnorm_backward(const cp_module *m, float *dx, const float *dy, const f
             dw[c] += s;
         }
     }
+    cp_prof_pop();
 }

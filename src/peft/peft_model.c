@@ -152,12 +152,17 @@ static int retie(cp_module *mod, void *vctx) {
     retie_ctx *c = vctx;
     cp_param *ps[2] = {mod->weight, mod->bias};
     for (int i = 0; i < 2; i++)
-        if (ps[i] && ps[i] != c->target && ps[i]->tied_to == c->target) { ps[i]->data = c->fresh; ps[i]->stored = NULL; }
+        if (ps[i] && ps[i] != c->target && ps[i]->tied_to == c->target) {
+            ps[i]->data = c->fresh;
+            ps[i]->stored = NULL;
+            cp_param_drop_panels(ps[i]); /* packed from the old values */
+        }
     return 0;
 }
 
 cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
     if (p->tied_to) p = p->tied_to;
+    cp_param_drop_panels(p); /* the values will change: bf16 panels packed from them are stale */
     if (p->owns_data) return CP_OK;
     float *fresh = cp_alloc_aligned((size_t)p->numel * sizeof(float), p->name);
     if (!fresh) return CP_ERR;

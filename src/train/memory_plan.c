@@ -15,13 +15,15 @@
 #include "train/trainer.h"
 #include "core/alloc.h"
 #include "core/memstat.h"
+#include "kernels/gemm_bf16.h"
 #include "models/model.h"
 #include "train/step.h"
 
 #include <string.h>
 
 /* Parameters by where their memory lives: frozen bytes (mapped: used in place from the checkpoint's
- * mapping, F32 or F16/BF16; owned: widened or copied to f32, or narrowed to BF16 by --bf16), trainable values (each with a
+ * mapping, F32 or F16/BF16; owned: widened or copied to f32, or narrowed to BF16 by --bf16, and --bf16's packed
+ * panels), trainable values (each with a
  * gradient and two AdamW moments). */
 typedef struct { int64_t frozen, mapped, trainable; } param_counts;
 
@@ -31,6 +33,12 @@ static cp_status count_params(const cp_trainer *t, param_counts *c) {
     int n;
     if (cp_module_params(t->m->root, &ps, &n) != CP_OK) return CP_ERR;
     for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 2; j++) /* --bf16's packed panels (owned): either orientation, the larger padding */
+            if (ps[i]->bf16_panels[j] && ps[i]->ndim == 2) {
+                const int64_t a = cp_gemm_bf16_panel_words(ps[i]->shape[0], ps[i]->shape[1]),
+                              b = cp_gemm_bf16_panel_words(ps[i]->shape[1], ps[i]->shape[0]);
+                c->frozen += 4 * (a > b ? a : b);
+            }
         if (ps[i]->tied_to || ps[i]->grad) continue;
         const int64_t bytes = ps[i]->data ? ps[i]->numel * 4 : cp_dtype_nbytes(ps[i]->stored_dtype, ps[i]->numel);
         c->frozen += bytes;

@@ -2,6 +2,7 @@
  * step.c — one optimizer step over accumulated micro-batches; see step.h.
  */
 #include "train/step.h"
+#include "core/profile.h"
 #include "core/alloc.h"
 #include "peft/peft_model.h"
 #include "train/dist.h"
@@ -60,13 +61,16 @@ cp_status cp_train_step(cp_model *m, cp_adamw *opt, const cp_batch *micro, int n
     if (cp_dist_sum_grads(opt->params, opt->n) != CP_OK || cp_dist_sum_f64(&loss_sum, 1, "summing the step's loss") != CP_OK)
         return CP_ERR;
     res->loss = loss_sum / (double)n_step;
+    cp_prof_push(CP_PROF_OPTIMIZER);
     res->grad_norm = cp_clip_grad_norm(opt->params, opt->n, max_grad_norm);
     if (!isfinite(res->loss) || !isfinite(res->grad_norm)) {
         cp_zero_grads(opt->params, opt->n);
+        cp_prof_pop();
         return CP_OK; /* the caller sees the non-finite loss and stops without stepping */
     }
     cp_adamw_step(opt, lr);
     cp_zero_grads(opt->params, opt->n);
+    cp_prof_pop();
     return CP_OK;
 }
 

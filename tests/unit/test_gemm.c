@@ -96,7 +96,7 @@ static void check_products(const cp_gemm_cpu_variant **v, int nv, product_stats 
         if (dt != CP_F32) { cp_convert_from_f32(W16, dt, W32, (size_t)(C * OC)); data = W16; }
         float *Wf = widened(data, dt, C * OC);
         product_ref(ref, mag, X, Wf, N, K, M, transposed);
-        const cp_weight w = {data, dt, layout, C, OC, 0}, w32 = {Wf, CP_F32, layout, C, OC, 0};
+        const cp_weight w = {data, dt, layout, C, OC, 0, {NULL, NULL}}, w32 = {Wf, CP_F32, layout, C, OC, 0, {NULL, NULL}};
         for (int iv = 0; iv < nv; iv++)
             for (int acc = 0; acc < 2; acc++) {
                 const cp_gemm_ops *ops = v[iv]->ops;
@@ -194,7 +194,7 @@ TEST(panels_cut_any_way_match_double_reference) {
                         const cp_dtype dt = (r + (size_t)layout) % 2 ? CP_F16 : CP_BF16;
                         cp_convert_from_f32(W, dt, Wf, (size_t)(C * OC));
                         cp_convert_to_f32(Wf, W, dt, (size_t)(C * OC));
-                        const cp_weight w = {W, dt, (cp_weight_layout)layout, C, OC, 0};
+                        const cp_weight w = {W, dt, (cp_weight_layout)layout, C, OC, 0, {NULL, NULL}};
                         (backward ? ops->backward_input : ops->forward)(out, X, &w, N, 1);
                         product_ref(ref, mag, X, Wf, N, K, M, (layout == CP_WEIGHT_NT) != backward);
                         worst = fmax(worst, worst_rel(out, ref, mag, init, 1, N * M));

@@ -72,7 +72,7 @@ static void check(const cp_gemm_cpu_variant **v, int nv, stats *st, stats *nativ
         if (dtypes[d] != CP_F32) { cp_convert_from_f32(W16, dtypes[d], W32, (size_t)(C * OC)); data = W16; }
         cp_convert_to_f32(Wf, data, dtypes[d], (size_t)(C * OC)); /* the stored values (F16 then rounds again) */
         refs(ref, exact, mag, X, Wf, N, K, M, transposed);
-        cp_weight w = {data, dtypes[d], layout, C, OC, 1};
+        cp_weight w = {data, dtypes[d], layout, C, OC, 1, {NULL, NULL}};
         for (int iv = 0; iv <= nv; iv++) {
             if (iv == nv && !cp_gemm_bf16_native()) break;
             for (int acc = 0; acc < 2; acc++) {
@@ -144,7 +144,7 @@ TEST(bf16_flag_off_keeps_exact_products) {
         }
     printf("  exact product without the flag: max |diff| %.1e\n", worst_diff);
     CHECK(worst_diff < 1e-5, "%.3e", worst_diff);
-    const cp_weight tile = cp_weight_out_rows(&(cp_weight){W, CP_F32, CP_WEIGHT_NT, K, M, 1}, 3, 7);
+    const cp_weight tile = cp_weight_out_rows(&(cp_weight){W, CP_F32, CP_WEIGHT_NT, K, M, 1, {NULL, NULL}}, 3, 7);
     CHECK(tile.round_bf16 == 1 && tile.out == 7, "a vocabulary tile keeps the flag");
 }
 
