@@ -6,12 +6,13 @@
  * (0..15, 0..31, 0..63; Q8_0's signed ones through the sign trick: |w| against sign(w)·x) times the
  * activation's int8 q, summed exactly in int32 — AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw + vpmaddwd
  * (pair sums stay below 2·128·127 < 2¹⁵: no saturation), or plain C —, then in f32:
- *   Q8_0, Q4_0, Q5_0     dx·dw·(Σ u·q − o·Σq)          o = 0, 8, 16
- *   Q4_1, Q5_1           dx·(dw·Σ u·q + m·Σq)
+ *   Q8_0, Q4_0, Q5_0     dx·dw·Σ (u − o)·q                o = 0, 8, 16 (the offset in the integer sums)
+ *   Q4_1, Q5_1           dx·dw·Σ u·q + m·s                s = f16(dx·Σq), ggml's Q8_1 sum
  *   Q4_K, Q5_K           dx·(d·Σ_j s_j·Σ u·q − dmin·Σ_j m_j·Σq)   over the eight sub-blocks j of 32
  *   Q6_K                 dx·d·Σ_g s_g·(Σ u·q − 32·Σq)             over the sixteen sub-blocks g of 16
  * The vector variants keep dx·dw·isum in f32 lanes (one horizontal sum per output) and the offset
- * terms in a scalar. Q5_K unpacks a block into a small buffer first; the others unpack in registers.
+ * terms in a scalar; for the blocks of 32 each lane sums four consecutive bytes, the lanes and their
+ * order those of ggml's AVX2 vec_dot_q*_0/1_q8_0/1, so a product equals llama.cpp's bit for bit. Q5_K unpacks a block into a small buffer first; the others unpack in registers.
  */
 #include "kernels/quant_dot.h"
 #include "kernels/isa.h"
@@ -147,6 +148,7 @@ typedef struct {
     const int8_t *q;
     const float *d;
     const int16_t *s16;
+    const float *s32;
 } act_row;
 
 INLINE int xsum32(const act_row *a, int64_t blk32) { return a->s16[2 * blk32] + a->s16[2 * blk32 + 1]; }
@@ -162,8 +164,7 @@ static float dot_b32(cp_dtype dt, const uint8_t *w, const act_row *a, int64_t nb
 #endif
     for (int64_t i = 0; i < nb; i++, w += bytes) {
         const int8_t *x = a->q + 32 * i;
-        const float dx = a->d[i], dw = half(w);
-        float scale = dx * dw;
+        const float dx = a->d[i], dw = half(w), scale = dw * dx;
         int o = 0;
 #if defined(__AVX2__)
         vi isum;
@@ -174,10 +175,12 @@ static float dot_b32(cp_dtype dt, const uint8_t *w, const act_row *a, int64_t nb
             break;
         }
         case CP_Q4_0: isum = ISUM32(nibbles16(w + 2), x), o = 8; break;
-        case CP_Q4_1: isum = ISUM32(nibbles16(w + 4), x), off += dx * half(w + 2) * (float)xsum32(a, i); break;
+        case CP_Q4_1: isum = ISUM32(nibbles16(w + 4), x), off += half(w + 2) * a->s32[i]; break;
         case CP_Q5_0: isum = ISUM32(fives(w + 6, w + 2), x), o = 16; break;
-        default: isum = ISUM32(fives(w + 8, w + 4), x), off += dx * half(w + 2) * (float)xsum32(a, i); break; /* Q5_1 */
+        default: isum = ISUM32(fives(w + 8, w + 4), x), off += half(w + 2) * a->s32[i]; break; /* Q5_1 */
         }
+        /* the offset in the integer lanes: each lane then holds Σ (u − o)·q over its four bytes, as ggml's */
+        if (o) isum = _mm256_sub_epi32(isum, dot_us(_mm256_set1_epi8((char)o), load32(x)));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
 #else
         int isum;
@@ -188,13 +191,12 @@ static float dot_b32(cp_dtype dt, const uint8_t *w, const act_row *a, int64_t nb
             for (int j = 0; j < 32; j++) isum += (int)(int8_t)w[2 + j] * x[j];
             break;
         case CP_Q4_0: unpack4(w + 2, u), isum = isum32(u, x), o = 8; break;
-        case CP_Q4_1: unpack4(w + 4, u), isum = isum32(u, x), off += dx * half(w + 2) * (float)xsum32(a, i); break;
+        case CP_Q4_1: unpack4(w + 4, u), isum = isum32(u, x), off += half(w + 2) * a->s32[i]; break;
         case CP_Q5_0: unpack5(w + 6, w + 2, u), isum = isum32(u, x), o = 16; break;
-        default: unpack5(w + 8, w + 4, u), isum = isum32(u, x), off += dx * half(w + 2) * (float)xsum32(a, i); break;
+        default: unpack5(w + 8, w + 4, u), isum = isum32(u, x), off += half(w + 2) * a->s32[i]; break;
         }
-        acc += scale * (float)isum;
+        acc += scale * (float)(isum - o * xsum32(a, i));
 #endif
-        if (o) off -= scale * (float)(o * xsum32(a, i));
     }
 #if defined(__AVX2__)
     return hsum8(acc) + off;
@@ -312,10 +314,12 @@ int CP_KERNEL(cp_qdot_forward)(float *out, const float *X, const cp_weight *W, i
 #endif
     if (N == 0 || M == 0) return 0;
     const int bs = cp_qdot_act_block(dt);
-    const size_t nq = (size_t)(N * K), nd = (size_t)(N * K / bs), ns = (size_t)(N * K / 16);
-    char *buf = malloc(nq + nd * sizeof(float) + ns * sizeof(int16_t) + 64);
+    const size_t nq = (size_t)(N * K), nd = (size_t)(N * K / bs), n32 = (size_t)(N * K / 32), ns = (size_t)(N * K / 16);
+    char *buf = malloc((nd + n32) * sizeof(float) + ns * sizeof(int16_t) + nq + 64);
     if (!buf) return -1;
-    cp_qact a = {K, bs, (int8_t *)(buf + nd * sizeof(float) + ns * sizeof(int16_t)), (float *)buf, (int16_t *)(buf + nd * sizeof(float))};
+    float *dbuf = (float *)buf, *s32 = dbuf + nd;
+    int16_t *s16 = (int16_t *)(s32 + n32);
+    cp_qact a = {K, bs, (int8_t *)(s16 + ns), dbuf, s16, s32};
     for (int64_t n = 0; n < N; n++) cp_qact_row(&a, n, X + n * K);
     const int64_t rb = cp_dtype_nbytes(dt, K), nb = K / cp_dtype_block_elems(dt);
     const int kq = bs == 256;
@@ -324,7 +328,7 @@ int CP_KERNEL(cp_qdot_forward)(float *out, const float *X, const cp_weight *W, i
     for (int64_t m = 0; m < M; m++) {
         const uint8_t *w = Wd + m * rb;
         for (int64_t n = 0; n < N; n++) {
-            const act_row r = {a.q + n * K, a.d + n * (K / bs), a.s16 + n * (K / 16)};
+            const act_row r = {a.q + n * K, a.d + n * (K / bs), a.s16 + n * (K / 16), a.s32 + n * (K / 32)};
             const float s = kq ? dot_k(dt, w, &r, nb) : dot_b32(dt, w, &r, nb);
             float *y = out + n * M + m;
             *y = accumulate ? *y + s : s;

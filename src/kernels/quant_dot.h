@@ -6,10 +6,12 @@
  *
  * Activation rounding (cp_qact): each row of X (N,K) is cut into blocks of 32 (for Q8_0, Q4_0,
  * Q4_1, Q5_0, Q5_1: ggml's Q8_0 blocks) or of 256 (Q4_K, Q5_K, Q6_K: ggml's Q8_K blocks):
- *   amax = max |x| over the block, d = amax / 127, q = rint(x · (d ? 1/d : 0)) in [-127, 127]
- *   (round to nearest even), and the block's scale is d rounded to f16 for the blocks of 32 (as
- *   ggml stores it) or d for the blocks of 256; the sums of q over every 16 elements are kept for
- *   the weight formats' offsets and mins.
+ *   amax = max |x| over the block, id = 127 / amax (0 when amax is 0), q = rint(x · id) in
+ *   [-127, 127] (round to nearest even, as ggml's AVX quantize_row_q8_0 and nearest_int), and the
+ *   block's scale is amax / 127 rounded to f16 for the blocks of 32 (ggml's Q8_0 / Q8_1) or 1 / id
+ *   in f32 for the blocks of 256 (Q8_K); the blocks of 32 also keep ggml's Q8_1 sum s = (amax/127 ·
+ *   Σq) rounded to f16, which the offsets of Q4_1 / Q5_1 multiply (m·s, as ggml does), and every
+ *   row the sums of q over every 16 elements, for the other formats' offsets and mins.
  * So x ≈ d·q with |x − d·q| ≤ d/2 (+ |q|·d·2⁻¹¹ from the f16 scale), and the product differs from
  * the f32 product with the dequantized weight by at most Σ_blocks 0.57·(amax/127)·Σ|w| (the bound
  * tests/unit/test_quant_dot.c checks). This changes results: training and every gradient use the
@@ -46,6 +48,7 @@ typedef struct {
     int8_t *q;     /* (N,K) */
     float *d;      /* (N, K/block): the block scales */
     int16_t *s16;  /* (N, K/16): sums of q over every 16 elements */
+    float *s32;    /* (N, K/32), blocks of 32 only (else unused, may be NULL): Q8_1's s = f16(d·Σq) */
 } cp_qact;
 
 /* Rounds one row x[0, K) into row n of a (the rule above); plain C, the same in every variant. */

@@ -6,7 +6,8 @@
  * Bounds, with x̃ = dx·q the rounded activations (rounded here by a plain C copy of the rule, which
  * must give the same bytes as cp_qact_row) and w the weight dequantized by ggml's reference
  * (io/ggml_quant.c, itself checked against the Python gguf package):
- *   against Σ x̃·w in double: the integer sums are exact, so only the f32 rounding of the scale
+ *   against Σ x̃·w in double (for Q4_1 / Q5_1 with each block's m·dx·Σq replaced by m·s, ggml's
+ *     Q8_1 sum s = f16(dx·Σq)): the integer sums are exact, so only the f32 rounding of the scale
  *     products and of the sums over blocks remain: |got − ref| ≤ 1e-6 · Σ|x̃·w|;
  *   against the f32 product Σ x·w with the unrounded activations: |x − x̃| ≤ dx/2 + 127·dx·2⁻¹¹
  *     (round to nearest, and the f16 scale of the blocks of 32), so
@@ -91,14 +92,16 @@ static uint8_t *weight(cp_dtype dt, int64_t rows, int64_t cols, float *deq) {
     return q;
 }
 
-/* The rounding rule, written again: q (K), d (K / bs) of one row. */
-static void round_row(const float *x, int64_t K, int bs, int8_t *q, float *d) {
+/* The rounding rule, written again: q (K), d (K / bs) and, for bs 32, Q8_1's s (K / 32) of one row. */
+static void round_row(const float *x, int64_t K, int bs, int8_t *q, float *d, float *s32) {
     for (int64_t b = 0; b < K / bs; b++) {
         float amax = 0;
         for (int i = 0; i < bs; i++) amax = fmaxf(amax, fabsf(x[b * bs + i]));
-        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-        for (int i = 0; i < bs; i++) q[b * bs + i] = (int8_t)rintf(x[b * bs + i] * id);
-        d[b] = bs == 32 ? cp_f16_to_f32(cp_f32_to_f16(db)) : db;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int sum = 0;
+        for (int i = 0; i < bs; i++) sum += q[b * bs + i] = (int8_t)rintf(x[b * bs + i] * id);
+        if (bs == 32) d[b] = cp_f16_to_f32(cp_f32_to_f16(amax / 127.0f)), s32[b] = cp_f16_to_f32(cp_f32_to_f16(amax / 127.0f * (float)sum));
+        else d[b] = id != 0.0f ? 1.0f / id : 0.0f;
     }
 }
 
@@ -117,10 +120,12 @@ static errors check_product(qdot_fn f, cp_dtype dt, int64_t N, int64_t K, int64_
     *ret = f(out, X, &w, N, acc);
     const int bs = cp_qdot_act_block(dt);
     int8_t *q = malloc((size_t)K);
-    float *d = malloc((size_t)(K / bs) * sizeof *d);
+    float *d = malloc((size_t)(K / bs) * sizeof *d), *s32 = malloc((size_t)(K / 32) * sizeof *s32);
+    const int with_min = dt == CP_Q4_1 || dt == CP_Q5_1; /* m·s with Q8_1's f16 sum s, as ggml multiplies */
+    const int64_t rb = cp_dtype_nbytes(dt, K), bb = cp_dtype_block_bytes(dt);
     errors e = {0, 0};
     for (int64_t n = 0; n < N; n++) {
-        round_row(X + n * K, K, bs, q, d);
+        round_row(X + n * K, K, bs, q, d, s32);
         for (int64_t m = 0; m < M; m++) {
             double ref = acc ? init[n * M + m] : 0, mag = 0, exact = ref, emag = 0, act = 0;
             for (int64_t k = 0; k < K; k++) {
@@ -129,13 +134,20 @@ static errors check_product(qdot_fn f, cp_dtype dt, int64_t N, int64_t K, int64_
                 exact += (double)X[n * K + k] * wv, emag += fabs((double)X[n * K + k] * wv);
                 act += 0.57 * d[k / bs] * fabs(wv);
             }
+            for (int64_t b = 0; with_min && b < K / 32; b++) { /* replace m·dx·Σq by m·s */
+                uint16_t h;
+                memcpy(&h, Wq + m * rb + b * bb + 2, 2);
+                int sum = 0;
+                for (int i = 0; i < 32; i++) sum += q[32 * b + i];
+                ref += (double)cp_f16_to_f32(h) * ((double)s32[b] - (double)d[b] * sum);
+            }
             const double got = out[n * M + m], b1 = 1e-6 * mag + 1e-30, b2 = act + 1e-5 * emag + 1e-30;
             const double r1 = fabs(got - ref) / b1, r2 = fabs(got - exact) / b2;
             if (!(r1 <= e.vs_rounded)) e.vs_rounded = r1; /* NaN counts as worst */
             if (!(r2 <= e.vs_exact)) e.vs_exact = r2;
         }
     }
-    free(Wd), free(Wq), free(X), free(out), free(init), free(q), free(d);
+    free(Wd), free(Wq), free(X), free(out), free(init), free(q), free(d), free(s32);
     return e;
 }
 
@@ -146,12 +158,13 @@ TEST(activation_rounding_follows_the_rule) {
     for (int i = 256; i < 288; i++) x[i] = 0.0f; /* an all-zero block: scale 0, q 0 */
     for (int bs = 32; bs <= 256; bs *= 8) {
         int8_t q[512], qr[512];
-        float d[16], dr[16];
+        float d[16], dr[16], s32[16], s32r[16];
         int16_t s16[32];
-        const cp_qact a = {K, bs, q, d, s16};
+        const cp_qact a = {K, bs, q, d, s16, s32};
         cp_qact_row(&a, 0, x);
-        round_row(x, K, bs, qr, dr);
+        round_row(x, K, bs, qr, dr, s32r);
         CHECK(memcmp(q, qr, sizeof q) == 0 && memcmp(d, dr, (size_t)(K / bs) * sizeof *d) == 0, "block %d: the rule's bytes", bs);
+        CHECK(bs != 32 || memcmp(s32, s32r, sizeof s32) == 0, "block 32: Q8_1's sums");
         for (int g = 0; g < K / 16; g++) {
             int s = 0;
             for (int i = 0; i < 16; i++) s += q[16 * g + i];
