@@ -3,9 +3,9 @@
  * bench/llama_logits.cpp for the per-step comparison with llama.cpp (bench/logits_compare.py).
  *
  *   build/bench/cpeft_logits --model FILE.gguf --tokens 1,2,3 --out LOGITS.bin [--new 32]
- *                            [--force 4,5,...] [--exact-quant 1]
+ *                            [--force 4,5,...] [--exact-quant 1] [--stepwise 1]
  *
- * The prompt runs as one batch through the KV cache (the prefill), then one token per step, as
+ * The prompt runs as one batch through the KV cache (the prefill; --stepwise 1: one token at a time), then one token per step, as
  * cp_model_generate decodes: the greedy one, or the --force list's (teacher forcing). LOGITS.bin
  * holds, per step, the V f32 logits; stdout one JSON line {"tokens": [argmax per step]}.
  */
@@ -31,7 +31,7 @@ static int64_t parse_ids(const char *s, int64_t *out, int64_t cap) {
 
 int main(int argc, char **argv) {
     const char *path = NULL, *toks = NULL, *force_s = NULL, *out_path = NULL;
-    long n_new = 32, exact = 0;
+    long n_new = 32, exact = 0, stepwise = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) path = argv[i + 1];
         else if (!strcmp(argv[i], "--tokens")) toks = argv[i + 1];
@@ -39,6 +39,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--out")) out_path = argv[i + 1];
         else if (!strcmp(argv[i], "--new")) n_new = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--exact-quant")) exact = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--stepwise")) stepwise = atol(argv[i + 1]);
         else { fprintf(stderr, "cpeft_logits: unknown option %s\n", argv[i]); return 2; }
     }
     enum { CAP = 4096 };
@@ -68,10 +69,15 @@ int main(int argc, char **argv) {
     }
     for (int64_t t = 0; t < T; t++) pos[t] = t;
     int64_t cur = 0, cur_pos = 0;
+    for (int64_t t = 0; stepwise && t + 1 < T; t++) { /* the prompt one token at a time */
+        cp_batch b = {.B = 1, .T = 1, .input_ids = &prompt[t], .position_ids = &pos[t]};
+        if (cp_model_forward_cached(m, &b, &cache, logits, NULL) != CP_OK) { fprintf(stderr, "cpeft_logits: %s\n", cp_last_error()); return 1; }
+    }
+    const int64_t *first = stepwise ? &prompt[T - 1] : prompt, *first_pos = stepwise ? &pos[T - 1] : pos;
     printf("{\"tokens\": [");
     for (long step = 0; step < n_new; step++) {
         cur_pos = T + step - 1; /* step > 0: the token chosen at the previous step */
-        cp_batch b = {.B = 1, .T = step ? 1 : T, .input_ids = step ? &cur : prompt, .position_ids = step ? &cur_pos : pos};
+        cp_batch b = {.B = 1, .T = step ? 1 : stepwise ? 1 : T, .input_ids = step ? &cur : first, .position_ids = step ? &cur_pos : first_pos};
         if (cp_model_forward_cached(m, &b, &cache, logits, NULL) != CP_OK) {
             fprintf(stderr, "cpeft_logits: %s\n", cp_last_error());
             return 1;

@@ -3,9 +3,9 @@
 // builds it against the static libraries bench/build_llama_cpp.sh built (never committed).
 //
 //   llama_logits -m FILE.gguf --tokens 1,2,3 [-n 32] [--force 4,5,...] [--kv f16|f32] [--fa -1|0|1]
-//                [-t THREADS] --out LOGITS.bin
+//                [-t THREADS] [--stepwise 1] --out LOGITS.bin
 //
-// The prompt ids run as one batch (the prefill), then one token per step: the greedy one, or the
+// The prompt ids run as one batch (the prefill; --stepwise 1: one token per call, every product one row), then one token per step: the greedy one, or the
 // --force list's (teacher forcing, so both programs see the same sequence). LOGITS.bin holds, per
 // step, the V f32 logits of the last position; stdout one JSON line {"tokens": [greedy argmax per step]}.
 #include "llama.h"
@@ -30,7 +30,7 @@ static std::vector<llama_token> parse_ids(const char *s) {
 int main(int argc, char **argv) {
     const char *model_path = nullptr, *out_path = nullptr;
     std::vector<llama_token> prompt, force;
-    int n_new = 32, threads = 1, fa = -1;
+    int n_new = 32, threads = 1, fa = -1, stepwise = 0;
     ggml_type kv = GGML_TYPE_F16;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -42,6 +42,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--fa")) fa = atoi(v);
         else if (!strcmp(k, "--kv")) kv = !strcmp(v, "f32") ? GGML_TYPE_F32 : GGML_TYPE_F16;
         else if (!strcmp(k, "--out")) out_path = v;
+        else if (!strcmp(k, "--stepwise")) stepwise = atoi(v);
         else { fprintf(stderr, "llama_logits: unknown option %s\n", k); return 2; }
     }
     if (!model_path || !out_path || prompt.empty()) {
@@ -65,6 +66,9 @@ int main(int argc, char **argv) {
     if (!out) { perror(out_path); return 1; }
     std::vector<llama_token> cur = prompt;
     std::string js = "{\"tokens\": [";
+    for (size_t i = 0; stepwise && i + 1 < prompt.size(); i++) /* the prompt one token at a time */
+        if (llama_decode(ctx, llama_batch_get_one(&prompt[i], 1))) { fprintf(stderr, "llama_logits: decode failed\n"); return 1; }
+    if (stepwise) cur.assign(1, prompt.back());
     for (int step = 0; step < n_new; step++) {
         if (llama_decode(ctx, llama_batch_get_one(cur.data(), (int32_t)cur.size()))) {
             fprintf(stderr, "llama_logits: decode failed at step %d\n", step);

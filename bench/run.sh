@@ -318,7 +318,9 @@ run_gguf() {
         $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); r["impl"]="transformers"; print(json.dumps(r))')
     echo "{\"bench\": \"gguf\", \"weights\": \"f32 (directory)\", \"cpeft\": $c, \"other\": $o}" | tee -a "$out"
     if [[ ${GGUF_AGREE:-1} != 0 ]]; then
-        $PY bench/gguf_compare.py --cpeft build/cpeft --llama-simple "$bin/llama-simple" --tokenizer "$hf" --new 32 "$base" "${files[@]}" | tee -a "$out"
+        local ll; ll=$(bench/llama_logits.sh)
+        $PY bench/gguf_compare.py --cpeft build/cpeft --llama-simple "$bin/llama-simple" --tokenizer "$hf" --new 32 \
+            --llama-logits "$ll" --cpeft-logits build/bench/cpeft_logits "$base" "${files[@]}" | tee -a "$out"
     fi
     $PY bench/update_benchmarks.py gguf "$out"
 }

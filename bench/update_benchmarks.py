@@ -336,10 +336,15 @@ def gguf_section(rows) -> str:
     if agreement:
         out += ["", "Greedy agreement with llama.cpp (llama-simple) on the same file: new tokens equal before the first "
                 "difference, of " + str(agreement[0]["new"]) + ", per prompt (bench/gguf_compare.py; llama.cpp keeps its "
-                "KV cache in f16, so near-tied logits may go either way):", "",
-                "| file | 8-bit activations (default) | --exact-quant |", "|---|---|---|"]
+                "KV cache in f16, so near-tied logits may go either way; with 8-bit activations a last-bit difference "
+                "anywhere flips roundings and moves logits by up to about 1, see docs/architecture.md), and the max "
+                "|logit difference| of the first new token per prompt (bench/llama_logits.cpp, bench/cpeft_logits.c):", "",
+                "| file | 8-bit activations (default) | --exact-quant | step-1 max abs logit diff, default | --exact-quant |",
+                "|---|---|---|---|---|"]
         for r in agreement:
-            out.append(f"| {r['file']} | {', '.join(map(str, r['agree']))} | {', '.join(map(str, r['agree_exact']))} |")
+            d, de = r.get("logit_diff_step1"), r.get("logit_diff_step1_exact")
+            out.append(f"| {r['file']} | {', '.join(map(str, r['agree']))} | {', '.join(map(str, r['agree_exact']))} | "
+                       f"{', '.join(map(str, d)) if d else '—'} | {', '.join(map(str, de)) if de else '—'} |")
     out.append("")
     return "\n".join(out)
 
