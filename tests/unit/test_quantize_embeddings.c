@@ -14,13 +14,18 @@
  *     panels packed from the f32 copy (measured: bit for bit). The batch has 48 rows: up to 32 rows
  *     a quantized weight's products are the exact f32 few-row kernels, which --bf16 does not round;
  *   - the loss of the quantized model against the unquantized f32 model (the quantization error
- *     itself): Q8_0 within 2e-2 relative.
+ *     itself): Q8_0 within 2e-2 relative;
+ *   - a product with a quantized weight wider than one slab of panels (an LM head: packed and
+ *     multiplied 8 MiB of panels at a time, kernels/gemm_bf16.c), forward and input gradient, equals
+ *     the product on the whole weight packed at once, bit for bit (AVX-512 BF16 only).
  * Hidden 32 is not a whole Q4_K block: Q4_K falls back to Q4_1 rows, as in test_quantize_load.c.
  */
 #include "test.h"
 #include "cpeft.h"
 #include "core/alloc.h"
 #include "io/ggml_quant.h"
+#include "kernels/gemm.h"
+#include "kernels/gemm_bf16.h"
 #include "models/bf16.h"
 #include "models/model.h"
 #include "models/quantize.h"
@@ -237,9 +242,42 @@ TEST(training_on_the_quantized_embedding_and_head_is_the_dequantized_model) {
             }
 }
 
+TEST(a_wide_quantized_product_runs_in_slabs) {
+    if (!cp_gemm_bf16_native()) { printf("  (no AVX-512 BF16: skipped)\n"); return; }
+    enum { K = 256, M = 16384 + 48 + 256, N = 40 }; /* forward panels: 9.3 MiB, two slabs; input gradient: K = M */
+    float *w = malloc((size_t)M * K * sizeof *w), *deq = malloc((size_t)M * K * sizeof *deq), *x = malloc((size_t)N * M * sizeof *x);
+    float *a = malloc((size_t)N * M * sizeof *a), *b = malloc((size_t)N * M * sizeof *b);
+    const int64_t rb = cp_dtype_nbytes(CP_Q4_K, K);
+    uint8_t *q = malloc((size_t)(rb * M));
+    uint32_t *packed = malloc((size_t)cp_gemm_bf16_panel_words(M, K) * 4 > (size_t)cp_gemm_bf16_panel_words(K, M) * 4
+                                  ? (size_t)cp_gemm_bf16_panel_words(M, K) * 4 : (size_t)cp_gemm_bf16_panel_words(K, M) * 4);
+    for (int64_t i = 0; i < (int64_t)M * K; i++) w[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+    for (int64_t i = 0; i < (int64_t)N * M; i++) x[i] = (float)((i * 40503u) % 1999) / 999.0f - 1.0f;
+    for (int64_t o = 0; o < M; o++) CHECK_OK(cp_ggml_quantize_row(cp_ggml_type_of(CP_Q4_K), w + o * K, q + o * rb, K));
+    cp_ggml_dequantize_row(cp_ggml_type_of(CP_Q4_K), q, deq, (int64_t)M * K);
+    cp_weight W = cp_weight_nt(q, CP_Q4_K, K, M);
+    W.round_bf16 = 1;
+    /* forward: out (N,M) = X (N,K) · Wᵀ */
+    cp_gemm_forward(a, x, &W, N, 0);
+    cp_gemm_bf16_pack(packed, deq, CP_F32, 0, K, M);
+    CHECK(cp_gemm_bf16_dot_packed(b, x, packed, N, K, M, 0) == 0, "packed product");
+    double d = 0;
+    for (int64_t i = 0; i < (int64_t)N * M; i++) d = fmax(d, fabs(a[i] - b[i]));
+    /* input gradient: dX (N,K) = dY (N,M) · W */
+    cp_gemm_backward_input(a, x, &W, N, 0);
+    cp_gemm_bf16_pack(packed, deq, CP_F32, 1, M, K);
+    CHECK(cp_gemm_bf16_dot_packed(b, x, packed, N, M, K, 0) == 0, "packed product");
+    double e = 0;
+    for (int64_t i = 0; i < (int64_t)N * K; i++) e = fmax(e, fabs(a[i] - b[i]));
+    printf("  Q4_K (%d,%d) in slabs vs packed whole: forward %.1e, input gradient %.1e\n", M, K, d, e);
+    CHECK(d == 0 && e == 0, "the slabbed products differ: %.3e, %.3e", d, e);
+    free(w), free(deq), free(x), free(a), free(b), free(q), free(packed);
+}
+
 int main(void) {
     RUN(which_weights_are_quantized);
     RUN(the_gather_returns_the_dequantized_rows);
     RUN(training_on_the_quantized_embedding_and_head_is_the_dequantized_model);
+    RUN(a_wide_quantized_product_runs_in_slabs);
     return test_summary();
 }
