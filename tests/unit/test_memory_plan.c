@@ -366,7 +366,8 @@ static double check_plan(const char *model, const char *out_dir, int checkpointi
     CHECK(fabs(maxrss - plan) <= 0.10 * plan, "peak resident memory %.1f MiB vs plan %.1f MiB", maxrss / MiB, plan / MiB);
     CHECK(fabs(peak - maxrss) <= 0.01 * maxrss + 1 * MiB, "reported peak %.1f MiB vs wait4's %.1f MiB", peak / MiB, maxrss / MiB);
     /* the parts the plan counts must be most of it, or the comparison would prove little */
-    CHECK(rest < 0.25 * plan, "program and data %.1f MiB of a plan of %.1f MiB", rest / MiB, plan / MiB);
+    /* (a Q4_K base holds a seventh of the f32 weights: code and libraries are a larger part of less) */
+    CHECK(rest < (quantize ? 0.30 : 0.25) * plan, "program and data %.1f MiB of a plan of %.1f MiB", rest / MiB, plan / MiB);
     return rest;
 }
 
