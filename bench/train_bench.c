@@ -7,6 +7,7 @@
  *                           [--batch 4] [--seq 256] [--steps 5] [--warmup 1] [--gradient-checkpointing]
  *                           [--task CAUSAL_LM|SEQ_CLS|TOKEN_CLS|SEQ_2_SEQ_LM] [--target-seq 64]
  *                           [--peft-type LORA|PROMPT_TUNING|P_TUNING|PREFIX_TUNING] [--num-virtual-tokens 20]
+ *                           [--bf16] [--quantize q8_0|q4_k] [--quantize-embeddings yes|no]
  * SEQ_CLS / TOKEN_CLS load the model's classification head (num_labels from its config.json), draw
  * random class labels and put the head in modules_to_save as PEFT's task models do. The prompt-learning
  * types are made as `cpeft train --peft-type` makes them (cli/peft_type_args.c): an adapter_config.json
@@ -86,7 +87,7 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *targets = "q_proj,k_proj,v_proj", *task = "CAUSAL_LM", *peft_type = "LORA";
     long B = 4, T = 256, steps = 5, warmup = 1, r = 8, n_virtual = 20, Td = 64;
     double alpha = 16;
-    int recompute = 0, bf16 = 0, quant_flag = 0;
+    int recompute = 0, bf16 = 0, quant_flag = 0, keep_emb = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--gradient-checkpointing")) { recompute = 1; continue; }
         if (!strcmp(argv[i], "--bf16")) { bf16 = 1; continue; }
@@ -103,6 +104,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peft-type")) peft_type = argv[++i];
         else if (!strcmp(argv[i], "--num-virtual-tokens")) n_virtual = atol(argv[++i]);
         else if (!strcmp(argv[i], "--target-seq")) Td = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--quantize-embeddings")) {
+            if (strcmp(argv[i + 1], "yes") && strcmp(argv[i + 1], "no")) { fprintf(stderr, "train_bench: --quantize-embeddings: yes or no\n"); return 2; }
+            keep_emb = !strcmp(argv[++i], "no");
+        }
         else if (!strcmp(argv[i], "--quantize")) {
             if (cp_quantize_flag(argv[++i], &quant_flag) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 2; }
         }
@@ -110,7 +115,7 @@ int main(int argc, char **argv) {
     }
     if (!dir || steps <= 0) { fprintf(stderr, "usage: train_bench --model DIR [--targets a,b] ...\n"); return 2; }
     cp_model *m;
-    if (cp_model_load_task(&m, dir, CP_LOAD_WEIGHTS | quant_flag, task) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
+    if (cp_model_load_task(&m, dir, CP_LOAD_WEIGHTS | quant_flag | (keep_emb ? CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS : 0), task) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     cp_lora_config cfg;
     cp_lora_config_init(&cfg);
     cfg.r = r;
@@ -143,6 +148,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int64_t narrowed = 0;
+    if (cp_peft_quantize_embeddings(m, params, n, NULL) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     if (bf16 && cp_model_use_bf16(m, params, n, &narrowed) != CP_OK) { fprintf(stderr, "train_bench: %s\n", cp_last_error()); return 1; }
     int64_t V = cp_model_vocab_size(m), trainable = 0;
     for (int i = 0; i < n; i++) trainable += params[i]->numel;

@@ -116,6 +116,11 @@ typedef enum {
     /* cp_model_load_gguf: a quantized matrix of a type without a kernel (Q5_1, Q2_K, Q3_K, Q8_K, IQ*)
      * dequantized to f32 at load instead of refused */
     CP_LOAD_GGUF_DEQUANTIZE = 8,
+    /* with CP_LOAD_QUANTIZE_*: the token embedding and the LM head stay in their 16/32-bit dtype when
+     * training starts (bitsandbytes / PEFT QLoRA's choice). Without it a frozen token embedding and a
+     * frozen untied LM head are quantized to the same format when a trainer starts (llama.cpp's choice;
+     * a tied LM head is then multiplied quantized): `cpeft train --quantize-embeddings no` sets it */
+    CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS = 16,
 } cp_load_flags;
 
 /* The CP_LOAD_QUANTIZE_* flag of a --quantize name ("q8_0", "q4_k"), or an error listing the known

@@ -71,6 +71,9 @@ static void help(FILE *f) {
             "  --logging-steps N (500)  --eval-steps N  --save-steps N (500)  --seed S (42)\n"
             "  --max-seq-length N (the model's positions, at most 1024)  --gradient-checkpointing\n"
             "  --bf16 (frozen-weight products in bf16 with f32 sums, as torch autocast; AVX-512 BF16)\n"
+            "  --quantize q8_0|q4_k            the frozen base quantized at load (QLoRA on a CPU; docs/bf16.md)\n"
+            "  --quantize-embeddings yes|no    with --quantize: the frozen token embedding and LM head too\n"
+            "                                  (yes, llama.cpp's choice; no: kept 16/32-bit as bitsandbytes does)\n"
             "  --model-dropout on|off (on)     the model's own dropout in training (config.json's\n"
             "                                  hidden_dropout_prob, attn_pdrop, ...), as transformers' train()\n"
             "data:\n"
@@ -430,6 +433,7 @@ static int check_peft_flags(const peft_flags *f, const cp_train_options *o) {
 /* ---- the run ----------------------------------------------------------------------------------------- */
 
 static int quantize_flags; /* --quantize: CP_LOAD_QUANTIZE_* */
+static int keep_embeddings; /* --quantize-embeddings no: CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS */
 
 /* Model, tokenizer and trainer; every line the run prints; 0, 1 (an error, reported) or 128 + a signal. */
 static int train(const char *model_dir, cp_train_options *o, int progress, const cli_peft_flags *peft,
@@ -453,11 +457,11 @@ static int train(const char *model_dir, cp_train_options *o, int progress, const
             printf("labels: %lld (", (long long)n);
             for (int64_t i = 0; i < n && i < 20; i++) printf("%s%s", i ? ", " : "", labels[i]);
             printf("%s) from %s\n", n > 20 ? ", ..." : "", o->data_path);
-            st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type, (const char *const *)labels, n, problem);
+            st = cp_model_load_labels(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags | (keep_embeddings ? CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS : 0), o->task_type, (const char *const *)labels, n, problem);
         }
         cp_train_labels_free(labels, n);
     } else if (st == CP_OK) {
-        st = cli_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags, o->task_type);
+        st = cli_model_load_task(&m, model_dir, CP_LOAD_WEIGHTS | quantize_flags | (keep_embeddings ? CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS : 0), o->task_type);
     }
     /* --peft-type: the adapter the trainer trains as it is (a checkpoint brings its own) */
     if (st == CP_OK && !o->resume_from) st = cli_peft_add(m, peft, "default", model_dir, (uint64_t)o->seed);
@@ -590,6 +594,12 @@ int cmd_train(int argc, char **argv) {
         }
         if ((r = cp_arg_value(argc, argv, &i, "--quantize", &v, "train"))) {
             if (r < 0 || cli_quantize_flags("train", v, &quantize_flags)) return 2;
+            continue;
+        }
+        if ((r = cp_arg_value(argc, argv, &i, "--quantize-embeddings", &v, "train"))) {
+            if (r < 0) return 2;
+            if (strcmp(v, "yes") && strcmp(v, "no")) { fprintf(stderr, "cpeft train: --quantize-embeddings: yes or no\n"); return 2; }
+            keep_embeddings = !strcmp(v, "no");
             continue;
         }
         if ((r = cp_arg_value(argc, argv, &i, "--model-dropout", &v, "train"))) {

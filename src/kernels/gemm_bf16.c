@@ -193,49 +193,62 @@ void cp_gemm_bf16_pack_pairs(uint32_t *dst, int64_t panel_stride, const float *l
 }
 
 /* The product on a packed B: A packed here (every row of X once, shared by all column tasks), B
- * either given (`ready`) or packed by `pack` in n_units pieces first; one team, one region. */
+ * either given (`ready`) or packed by `pack` a slab of units at a time; one team, one region. */
+#define SLAB_BYTES ((int64_t)8 << 20) /* B packed per call: at most this much at a time (a slab of columns) */
+
 static int run(float *out, const float *X, const uint32_t *ready, int64_t N, int64_t K, int64_t M, int accumulate,
-               cp_gemm_bf16_packer pack, const void *ctx, int64_t n_units) {
+               cp_gemm_bf16_packer pack, const void *ctx, int64_t unit_cols) {
     if (N <= 0 || M <= 0) return 0;
     if (K <= 0) {
         if (!accumulate)
             for (int64_t n = 0; n < N; n++) memset(out + n * M, 0, (size_t)M * sizeof *out);
         return 0;
     }
-    const int64_t KP = (K + 1) / 2;
+    const int64_t KP = (K + 1) / 2, panel = KP * 16; /* words of one 16-column panel */
+    /* packed per call: a slab of whole units at a time (a unit is U columns, a multiple of 16), so a
+     * wide weight (an LM head) is never held packed whole; each slab is multiplied before the next */
+    const int64_t U = ready ? M : unit_cols, n_units = (M + U - 1) / U;
+    int64_t slab_units = ready ? 1 : SLAB_BYTES / (U / 16 * panel * 4);
+    slab_units = slab_units < 1 ? 1 : slab_units > n_units ? n_units : slab_units;
+    const int64_t n_slabs = ready ? 1 : (n_units + slab_units - 1) / slab_units;
     uint16_t *A = aligned_alloc(64, (size_t)((N * 2 * KP * 2 + 63) / 64 * 64));
-    uint32_t *B = ready ? NULL : aligned_alloc(64, (size_t)((cp_gemm_bf16_panel_words(K, M) * 4 + 63) / 64 * 64));
+    uint32_t *B = ready ? NULL : aligned_alloc(64, (size_t)((slab_units * (U / 16) * panel * 4 + 63) / 64 * 64));
     if (!A || (!ready && !B)) { free(A); free(B); return -1; }
-    const uint32_t *Bp = ready ? ready : B;
-    const int64_t row_tasks = (N + MC - 1) / MC, col_tasks = (M + NC - 1) / NC, n_tasks = row_tasks * col_tasks;
+    const uint32_t *Bs = ready ? ready : B;
+    const int64_t row_tasks = (N + MC - 1) / MC;
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(threads) if (threads > 1 && N * K * M > 65536)
     {
 #pragma omp for schedule(static) nowait
         for (int64_t n = 0; n < N; n++) pack_row(A + n * 2 * KP, X + n * K, K, KP);
+        for (int64_t s = 0; s < n_slabs; s++) {
+            const int64_t u0 = s * slab_units, u1 = u0 + slab_units < n_units ? u0 + slab_units : n_units;
+            const int64_t jlo = ready ? 0 : u0 * U, jhi = ready || u1 * U > M ? M : u1 * U;
 #pragma omp for schedule(static)
-        for (int64_t u = 0; u < (ready ? 0 : n_units); u++) pack(ctx, B, u);
-        /* the barrier above also covers A: the rows of a task come from both threads' shares */
+            for (int64_t u = u0; u < (ready ? u0 : u1); u++) pack(ctx, B + (u - u0) * (U / 16) * panel, u);
+            /* the barrier above also covers A: the rows of a task come from both threads' shares */
+            const int64_t col_tasks = (jhi - jlo + NC - 1) / NC, n_tasks = row_tasks * col_tasks;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < n_tasks; t++) {
-            const int64_t n0 = (t / col_tasks) * MC, n1 = n0 + MC < N ? n0 + MC : N;
-            const int64_t j0 = (t % col_tasks) * NC, j1 = j0 + NC < M ? j0 + NC : M;
-            for (int64_t p0 = 0; p0 < KP; p0 += KC) {
-                const int64_t p1 = p0 + KC < KP ? p0 + KC : KP;
-                const int load = p0 > 0 || accumulate;
-                for (int64_t j = j0; j < j1; j += 16 * NV) {
-                    const int64_t cols = j1 - j < 16 * NV ? j1 - j : 16 * NV;
-                    const int nv = (int)((cols + 15) / 16);
-                    const int64_t last = cols - 16 * (nv - 1);
-                    const __mmask16 mask = (__mmask16)(last == 16 ? 0xffff : (1u << last) - 1);
-                    const uint32_t *Bj = Bp + (j / 16) * KP * 16;
-                    for (int64_t n = n0; n < n1; n += MR) {
-                        const int R = (int)(n1 - n < MR ? n1 - n : MR);
-                        micro_any(out + n * M + j, M, (const uint32_t *)(A + n * 2 * KP), KP, Bj, KP * 16, p0, p1, R, nv,
-                                  mask, load);
+            for (int64_t t = 0; t < n_tasks; t++) {
+                const int64_t n0 = (t / col_tasks) * MC, n1 = n0 + MC < N ? n0 + MC : N;
+                const int64_t j0 = jlo + (t % col_tasks) * NC, j1 = j0 + NC < jhi ? j0 + NC : jhi;
+                for (int64_t p0 = 0; p0 < KP; p0 += KC) {
+                    const int64_t p1 = p0 + KC < KP ? p0 + KC : KP;
+                    const int load = p0 > 0 || accumulate;
+                    for (int64_t j = j0; j < j1; j += 16 * NV) {
+                        const int64_t cols = j1 - j < 16 * NV ? j1 - j : 16 * NV;
+                        const int nv = (int)((cols + 15) / 16);
+                        const int64_t last = cols - 16 * (nv - 1);
+                        const __mmask16 mask = (__mmask16)(last == 16 ? 0xffff : (1u << last) - 1);
+                        const uint32_t *Bj = Bs + ((j - jlo) / 16) * panel;
+                        for (int64_t n = n0; n < n1; n += MR) {
+                            const int R = (int)(n1 - n < MR ? n1 - n : MR);
+                            micro_any(out + n * M + j, M, (const uint32_t *)(A + n * 2 * KP), KP, Bj, panel, p0, p1, R, nv,
+                                      mask, load);
+                        }
                     }
                 }
-            }
+            } /* its barrier: the slab is used up before the next one is packed over it */
         }
     }
     free(A);
@@ -252,13 +265,13 @@ typedef struct {
 
 static void pack_plain(const void *vctx, uint32_t *B, int64_t b) {
     const plain_ctx *c = vctx;
-    pack_panel(B + b * c->KP * 16, c->W, c->dt, c->nn, c->K, c->M, c->KP, 16 * b);
+    pack_panel(B, c->W, c->dt, c->nn, c->K, c->M, c->KP, 16 * b);
 }
 
 int cp_gemm_bf16_dot(float *out, const float *X, const void *W, cp_dtype w_dtype, int nn, int64_t N, int64_t K, int64_t M,
                      int accumulate) {
     const plain_ctx c = {W, w_dtype, nn, K, M, (K + 1) / 2};
-    return run(out, X, NULL, N, K, M, accumulate, pack_plain, &c, (M + 15) / 16);
+    return run(out, X, NULL, N, K, M, accumulate, pack_plain, &c, 16);
 }
 
 int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64_t N, int64_t K, int64_t M, int accumulate) {
@@ -266,8 +279,8 @@ int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64
 }
 
 int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
-                          const void *ctx, int64_t n_units) {
-    return run(out, X, NULL, N, K, M, accumulate, pack, ctx, n_units);
+                          const void *ctx, int64_t unit_cols) {
+    return run(out, X, NULL, N, K, M, accumulate, pack, ctx, unit_cols);
 }
 
 #else /* no AVX-512 BF16 in this build */
@@ -294,8 +307,8 @@ int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64
     return -1;
 }
 int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
-                          const void *ctx, int64_t n_units) {
-    (void)out, (void)X, (void)N, (void)K, (void)M, (void)accumulate, (void)pack, (void)ctx, (void)n_units;
+                          const void *ctx, int64_t unit_cols) {
+    (void)out, (void)X, (void)N, (void)K, (void)M, (void)accumulate, (void)pack, (void)ctx, (void)unit_cols;
     return -1;
 }
 

@@ -39,11 +39,14 @@ int64_t cp_gemm_bf16_panel_words(int64_t K, int64_t M);
 void cp_gemm_bf16_pack(uint32_t *B, const void *W, cp_dtype w_dtype, int nn, int64_t K, int64_t M);
 /* out (N,M) (+)= bf16(X) · B with B packed already (a frozen weight's cached panels). */
 int cp_gemm_bf16_dot_packed(float *out, const float *X, const uint32_t *B, int64_t N, int64_t K, int64_t M, int accumulate);
-/* The same with B packed first by `pack` (ctx, B, unit) for unit = 0 .. n_units − 1, shared out over
- * the team (each unit writes its own words of B): a weight stored another way (block-quantized). */
+/* The same with B packed first by `pack` (ctx, B, unit) for unit = 0 .. ⌈M / unit_cols⌉ − 1, shared
+ * out over the team: a weight stored another way (block-quantized). Unit u is columns
+ * [u·unit_cols, (u+1)·unit_cols) (unit_cols a multiple of 16; the last unit cut short by M) and
+ * `pack` writes its panels at B (run points B at them). At most 8 MiB of panels are held: the
+ * units are packed and multiplied a slab at a time (an LM head's weight is never packed whole). */
 typedef void (*cp_gemm_bf16_packer)(const void *ctx, uint32_t *B, int64_t unit);
 int cp_gemm_bf16_dot_with(float *out, const float *X, int64_t N, int64_t K, int64_t M, int accumulate, cp_gemm_bf16_packer pack,
-                          const void *ctx, int64_t n_units);
+                          const void *ctx, int64_t unit_cols);
 /* Packer helpers. pack_rows: one panel's pairs [0, ⌈kn/2⌉) from `rows` (≤ 16) f32 rows w (leading
  * dimension ld) of kn values each, rounded (rows past `rows` and the value past an odd kn: zero).
  * pack_pairs: pair p of `width` consecutive columns, lo and hi (NULL: zeros) the f32 rows 2p and

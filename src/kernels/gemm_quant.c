@@ -243,7 +243,7 @@ static void pack_nt(const void *vctx, uint32_t *B, int64_t u) {
     for (int64_t k0 = 0; k0 < c->K; k0 += TILE) {
         const int64_t kn = c->K - k0 < TILE ? c->K - k0 : TILE; /* whole blocks: even */
         for (int64_t r = 0; r < R; r++) dequant(c->dt, c->W + (m0 + r) * c->rb + offset_of(c->dt, k0), tile[r], kn);
-        cp_gemm_bf16_pack_rows(B + u * c->KP * 16 + (k0 / 2) * 16, tile[0], TILE, R, kn);
+        cp_gemm_bf16_pack_rows(B + (k0 / 2) * 16, tile[0], TILE, R, kn); /* B: unit u's panel */
     }
 }
 
@@ -253,7 +253,7 @@ static void pack_nn(const void *vctx, uint32_t *B, int64_t u) {
     const quant_pack *c = vctx;
     const int64_t m0 = u * TILE, w = c->M - m0 < TILE ? c->M - m0 : TILE; /* a multiple of 32 */
     float lo[TILE] __attribute__((aligned(64))), hi[TILE] __attribute__((aligned(64)));
-    uint32_t *dst = B + (m0 / 16) * c->KP * 16;
+    uint32_t *dst = B; /* unit u's TILE / 16 panels */
     for (int64_t p = 0; p < c->KP; p++) {
         dequant(c->dt, c->W + 2 * p * c->rb + offset_of(c->dt, m0), lo, w);
         const int odd = 2 * p + 1 < c->K;
@@ -269,8 +269,8 @@ static int bf16_native(float *out, const float *X, const uint8_t *W, cp_dtype dt
                        int nn) {
     if (!cp_gemm_bf16_native()) return -1;
     const quant_pack c = {W, dt, K, M, (K + 1) / 2, offset_of(dt, nn ? M : K)};
-    return nn ? cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nn, &c, (M + TILE - 1) / TILE)
-              : cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nt, &c, (M + 15) / 16);
+    return nn ? cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nn, &c, TILE)
+              : cp_gemm_bf16_dot_with(out, X, N, K, M, accumulate, pack_nt, &c, 16);
 }
 #else
 static int bf16_native(float *out, const float *X, const uint8_t *W, cp_dtype dt, int64_t N, int64_t K, int64_t M, int accumulate,

@@ -356,6 +356,7 @@ cp_status cp_model_end_load(cp_model *m, int flags, cp_model **out) {
             st = cp_error("%s: no weights: expected model.safetensors or model.safetensors.index.json", m->dir);
         if (st == CP_OK) st = cp_model_bind_weights(m);
         const cp_dtype q = cp_quantize_dtype_of_flags(flags);
+        m->quantize_embeddings = !(flags & CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS);
         if (st == CP_OK && q != CP_F32) st = cp_model_quantize(m, q);
         if (st == CP_OK) m->has_weights = 1;
     }

@@ -42,6 +42,9 @@ struct cp_model {
     int quant_act8;        /* inference calls (not training) let quantized weights' few-row products round
                               their input to 8 bits per block (models/run.h); 0 from load: exact. cpeft
                               generate / eval set it unless --exact-quant */
+    cp_dtype quantize_dtype; /* --quantize's block format (CP_LOAD_QUANTIZE_*); none when not a block format */
+    int quantize_embeddings; /* with quantize_dtype: the frozen token embedding and LM head are quantized too when
+                                training starts (cp_model_quantize_embeddings); 0: CP_LOAD_QUANTIZE_KEEP_EMBEDDINGS */
     struct cp_peft_state *peft; /* adapters (src/peft/peft_model.h), NULL for the bare base model */
     void (*peft_free)(struct cp_model *m);
     const struct cp_prompt_hook *prompt; /* the active prompt-learning method (models/hook.h), or NULL */ /* set by the PEFT layer with m->peft: frees it (models/ never includes peft/) */

@@ -6,6 +6,7 @@
  * method's table (method.h) does the rest. See reference/peft.md §3, §6.
  */
 #include "peft/peft_model.h"
+#include "models/quantize.h"
 #include "core/alloc.h"
 #include "core/strbuf.h"
 #include "peft/peft_config.h"
@@ -181,6 +182,19 @@ cp_status cp_param_make_writable(cp_model *m, cp_param *p) {
         for (int i = 0; i < m->peft->saved[w]->n_params; i++) {
             cp_param *o = m->peft->saved[w]->params[i].original;
             if (o != p && o->tied_to == p) { o->data = fresh; o->stored = NULL; }
+        }
+    return CP_OK;
+}
+
+cp_status cp_peft_quantize_embeddings(cp_model *m, cp_param *const *trained, int n_trained, int64_t *saved_bytes) {
+    if (cp_model_quantize_embeddings(m, trained, n_trained, saved_bytes) != CP_OK) return CP_ERR;
+    for (int w = 0; m->peft && w < m->peft->n_saved; w++)
+        for (int i = 0; i < m->peft->saved[w]->n_params; i++) {
+            cp_param *o = m->peft->saved[w]->params[i].original;
+            if (o->tied_to && !cp_param_same_values(o, o->tied_to)) {
+                cp_param_drop_panels(o);
+                cp_param_tie(o, o->tied_to);
+            }
         }
     return CP_OK;
 }

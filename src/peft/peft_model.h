@@ -53,6 +53,10 @@ cp_status cp_peft_delete_adapter(cp_model *m, const char *name);
 /* Copies a parameter's data into an owned, writable buffer (mapped weights are read-only),
  * repointing every parameter tied to it. */
 cp_status cp_param_make_writable(cp_model *m, cp_param *p);
+/* models/quantize.h's cp_model_quantize_embeddings for a PEFT model: the frozen token embedding and
+ * LM head quantized when training starts (not the trained parameters), and the parameters a
+ * modules_to_save copy has displaced from their slot re-tied to the values that replaced theirs. */
+cp_status cp_peft_quantize_embeddings(cp_model *m, cp_param *const *trained, int n_trained, int64_t *saved_bytes);
 /* Merges the active adapters into the base weights (kept for unmerging). */
 cp_status cp_peft_merge(cp_model *m);
 cp_status cp_peft_unmerge(cp_model *m);

@@ -287,6 +287,8 @@ static cp_status setup(cp_trainer *t, const cp_train_options *caller) {
     if (setup_data(t) != CP_OK || setup_adapter(t, caller) != CP_OK || check_method(t) != CP_OK ||
         cp_peft_trainable_params(t->m, &t->params, &t->n_params) != CP_OK)
         return CP_ERR;
+    /* --quantize: the frozen token embedding and LM head too, before --bf16 would pack panels of them */
+    if (cp_peft_quantize_embeddings(t->m, t->params, t->n_params, NULL) != CP_OK) return CP_ERR;
     if (a->bf16 && cp_model_use_bf16(t->m, t->params, t->n_params, NULL) != CP_OK) return CP_ERR; /* after the adapter: its weights stay f32 */
     if (t->n_params == 0) return cp_error("adapter \"%s\" has no trainable parameters", a->adapter_name);
     cp_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
